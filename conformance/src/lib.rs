@@ -1,0 +1,2 @@
+//! virtnet-conformance: scenarios written once, run against the fake host and
+//! the real kernel.

@@ -1,0 +1,1 @@
+//! systemd socket activation (LISTEN_PID / LISTEN_FDS / LISTEN_FDNAMES), libvirt semantics.

@@ -1,0 +1,1 @@
+//! virtnetd: JSON-lines RPC server over UNIX sockets, access control, client.

@@ -1,0 +1,1 @@
+//! dnsmasq configuration, hostsfile and addnhosts generation (libvirt 11.3.0 exact).

@@ -1,0 +1,1 @@
+//! Network driver: lifecycle, forward-mode table, reconcile.

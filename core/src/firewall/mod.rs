@@ -1,0 +1,1 @@
+//! Firewall engine: commands, layers, groups, transactions, apply, rollback, removal plan and its XML.

@@ -1,0 +1,1 @@
+//! Network definition model: parse, validate and format libvirt network XML.

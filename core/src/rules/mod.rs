@@ -1,0 +1,1 @@
+//! Pure rule generators (iptables, nftables, private-chain setup).

@@ -1,0 +1,222 @@
+//! The one door to the host (architecture invariant 2).
+//!
+//! Every external effect of `virtnet-core` — every `nft`, `iptables`,
+//! `ip6tables`, `ebtables`, `ip`, `tc`, `dnsmasq` … invocation — goes through
+//! [`Runner::run`]: an argument vector in, exit status plus captured stdout and
+//! stderr out. No shell is ever used and arguments are never concatenated into
+//! a command line. Nothing else in `core` spawns processes.
+//!
+//! Two implementations live here: [`RealRunner`] (`std::process`, binaries
+//! found through `PATH`) and, for tests, whatever implements the trait in other
+//! crates (the simulated host in `virtnet-fake`, the recording runner in
+//! [`crate::firewall`]).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// One command to run: `argv[0]` is the program (a bare name is looked up on
+/// `PATH`), the rest are its arguments, passed verbatim. `stdin` is fed to the
+/// process when present (e.g. `nft -f -`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Cmd {
+    pub argv: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+}
+
+impl Cmd {
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Cmd {
+            argv: argv.into_iter().map(Into::into).collect(),
+            stdin: None,
+        }
+    }
+
+    pub fn with_stdin(mut self, stdin: impl Into<String>) -> Self {
+        self.stdin = Some(stdin.into());
+        self
+    }
+
+    /// The program name (argv[0]), or "" for an empty command.
+    pub fn program(&self) -> &str {
+        self.argv.first().map(String::as_str).unwrap_or("")
+    }
+}
+
+/// What a command that could be run produced.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Output {
+    /// Exit status; a process killed by a signal is reported as 128 + signal.
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn ok(stdout: impl Into<String>) -> Self {
+        Output {
+            status: 0,
+            stdout: stdout.into(),
+            stderr: String::new(),
+        }
+    }
+    pub fn failed(status: i32, stderr: impl Into<String>) -> Self {
+        Output {
+            status,
+            stdout: String::new(),
+            stderr: stderr.into(),
+        }
+    }
+    pub fn success(&self) -> bool {
+        self.status == 0
+    }
+}
+
+/// A command that could not be run at all (as opposed to one that ran and
+/// exited non-zero, which is an [`Output`] with a non-zero status).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    #[error("empty command")]
+    Empty,
+    #[error("cannot run '{program}': {reason}")]
+    Spawn { program: String, reason: String },
+    /// The simulated host "crashed" (fault injection): the caller must stop
+    /// at once, as if the process had died, leaving host state as it is.
+    #[error("simulated crash before running '{program}' (command #{index})")]
+    Crashed { program: String, index: u64 },
+}
+
+/// The host seen as something that runs argument vectors.
+///
+/// Implementations take `&self` and must be shareable between threads: the
+/// daemon drives several networks at once through one host.
+pub trait Runner: Send + Sync {
+    fn run(&self, cmd: &Cmd) -> Result<Output, RunError>;
+
+    /// Convenience: run an argv without stdin.
+    fn run_argv(&self, argv: &[&str]) -> Result<Output, RunError> {
+        self.run(&Cmd::new(argv.iter().copied()))
+    }
+}
+
+impl<R: Runner + ?Sized> Runner for &R {
+    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        (**self).run(cmd)
+    }
+}
+
+impl<R: Runner + ?Sized> Runner for std::sync::Arc<R> {
+    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        (**self).run(cmd)
+    }
+}
+
+impl<R: Runner + ?Sized> Runner for Box<R> {
+    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        (**self).run(cmd)
+    }
+}
+
+/// Runs commands on the real host with `std::process::Command` (never a
+/// shell). Bare program names are resolved through `PATH`, as libvirt does.
+#[derive(Debug, Default, Clone)]
+pub struct RealRunner {
+    _private: (),
+}
+
+impl RealRunner {
+    pub fn new() -> Self {
+        RealRunner { _private: () }
+    }
+}
+
+impl Runner for RealRunner {
+    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        let (program, args) = cmd.argv.split_first().ok_or(RunError::Empty)?;
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if cmd.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            // Tools print messages we parse; keep them untranslated.
+            .env("LC_ALL", "C");
+        let mut child = command.spawn().map_err(|e| RunError::Spawn {
+            program: program.clone(),
+            reason: e.to_string(),
+        })?;
+        if let Some(input) = &cmd.stdin {
+            if let Some(mut pipe) = child.stdin.take() {
+                // A tool that exits without reading its input gives EPIPE;
+                // its exit status tells the story, so ignore the write error.
+                let _ = pipe.write_all(input.as_bytes());
+            }
+        }
+        let out = child.wait_with_output().map_err(|e| RunError::Spawn {
+            program: program.clone(),
+            reason: e.to_string(),
+        })?;
+        let status = match out.status.code() {
+            Some(code) => code,
+            None => {
+                use std::os::unix::process::ExitStatusExt;
+                128 + out.status.signal().unwrap_or(0)
+            }
+        };
+        Ok(Output {
+            status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_runner_captures_status_and_streams_without_a_shell() {
+        let r = RealRunner::new();
+        // If a shell were involved, `$HOME` and `;` would be interpreted.
+        let out = r.run(&Cmd::new(["echo", "a;b", "$HOME"])).unwrap();
+        assert_eq!(out.status, 0);
+        assert_eq!(out.stdout, "a;b $HOME\n");
+        let out = r
+            .run(&Cmd::new(["sh", "-c", "echo err >&2; exit 3"]))
+            .unwrap();
+        assert_eq!(out.status, 3);
+        assert_eq!(out.stderr, "err\n");
+    }
+
+    #[test]
+    fn real_runner_feeds_stdin() {
+        let out = RealRunner::new()
+            .run(&Cmd::new(["cat"]).with_stdin("hello\n"))
+            .unwrap();
+        assert_eq!(out.stdout, "hello\n");
+    }
+
+    #[test]
+    fn missing_binary_is_a_spawn_error() {
+        let err = RealRunner::new()
+            .run(&Cmd::new(["/nonexistent/virtnet-nope"]))
+            .unwrap_err();
+        assert!(matches!(err, RunError::Spawn { .. }), "{err:?}");
+        assert_eq!(
+            RealRunner::new().run(&Cmd {
+                argv: vec![],
+                stdin: None
+            }),
+            Err(RunError::Empty)
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! Config and status stores (atomic writes, <networkstatus> files, network.conf).
