@@ -1,0 +1,1 @@
+//! Simulated `nft`: tables, chains, rules, handles, echo and list output as the real tool prints them.
