@@ -1,5 +1,81 @@
 //! `cargo xtask`: the project's only build script.
-fn main() {
-    eprintln!("xtask: no subcommands yet");
-    std::process::exit(2);
+//!
+//! Subcommands are thin: each one runs cargo or the project's own libraries
+//! and reports what it did. See `cargo xtask --help`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "virtnet's build and test tasks", version)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Run everything CI runs: formatting check, the whole test suite
+    /// (unit, golden, property and, when possible, real-host tests).
+    Ci {
+        /// Skip the `cargo fmt --check` step.
+        #[arg(long)]
+        no_fmt: bool,
+    },
+}
+
+fn workspace_root() -> PathBuf {
+    // xtask/ is one level below the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+/// Runs one step, printing what it runs; returns whether it succeeded.
+fn step(name: &str, mut cmd: Command) -> bool {
+    eprintln!("xtask: == {name}: {:?}", cmd);
+    match cmd.status() {
+        Ok(s) if s.success() => true,
+        Ok(s) => {
+            eprintln!("xtask: {name} failed ({s})");
+            false
+        }
+        Err(e) => {
+            eprintln!("xtask: cannot run {name}: {e}");
+            false
+        }
+    }
+}
+
+fn ci(no_fmt: bool) -> ExitCode {
+    let mut ok = true;
+    if !no_fmt {
+        let mut fmt = cargo();
+        fmt.args(["fmt", "--all", "--", "--check"]);
+        ok &= step("format check", fmt);
+    }
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--no-fail-fast"]);
+    ok &= step("tests", test);
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.task {
+        Task::Ci { no_fmt } => ci(no_fmt),
+    }
 }
