@@ -93,3 +93,64 @@ fn xml2xml_inputs_parse_or_fail_as_libvirt() {
     assert_eq!(failed, MUST_FAIL.len());
     assert!(ok >= 43, "expected at least 43 parsable inputs, found {ok}");
 }
+
+/// Cases libvirt's networkxml2xmltest formats with VIR_NETWORK_XML_INACTIVE.
+const INACTIVE: &[&str] = &["passthrough-pf", "hostdev-pf", "hostdev-pf-driver-model"];
+
+fn flags_for(stem: &str) -> netxml::FormatFlags {
+    if INACTIVE.contains(&stem) {
+        netxml::FormatFlags::INACTIVE
+    } else {
+        netxml::FormatFlags::LIVE
+    }
+}
+
+fn diff(expected: &str, actual: &str) -> String {
+    similar::TextDiff::from_lines(expected, actual)
+        .unified_diff()
+        .header("expected", "actual")
+        .to_string()
+}
+
+#[test]
+fn xml2xml_formats_byte_for_byte() {
+    let outdir = tests_dir().join("networkxml2xmlout");
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for p in xml_files("networkxml2xmlin") {
+        let stem = p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let out = outdir.join(format!("{stem}.xml"));
+        if MUST_FAIL.contains(&stem.as_str()) {
+            assert!(!out.exists(), "{stem}: must-fail case has an output file");
+            continue;
+        }
+        let expected = read_case(&out);
+        let def = netxml::parse(&read_case(&p)).unwrap_or_else(|e| panic!("{stem}: {e}"));
+        let actual = netxml::format(&def, flags_for(&stem));
+        if actual != expected {
+            failures.push(format!("{stem}:\n{}", diff(&expected, &actual)));
+        }
+        // The output is a fixed point: parsing and formatting it again gives it back.
+        let again = netxml::parse(&expected).unwrap_or_else(|e| panic!("{stem} (output): {e}"));
+        let actual2 = netxml::format(&again, flags_for(&stem));
+        if actual2 != expected {
+            failures.push(format!(
+                "{stem} (re-format of output):\n{}",
+                diff(&expected, &actual2)
+            ));
+        }
+        checked += 1;
+    }
+    println!("xml2xml: {checked} cases formatted and compared");
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(checked, 43, "expected 43 xml2xml cases with an output file");
+}

@@ -104,11 +104,14 @@ impl fmt::Display for MacAddr {
     }
 }
 
-/// `<metadata>` kept verbatim.
+/// `<metadata>`, kept as the serialized element libvirt re-emits: children
+/// without a namespace (and later children repeating a namespace) dropped,
+/// the rest re-serialized by libxml2's rules (double-quoted attributes,
+/// indentation for nesting level 1, first line not indented, no trailing
+/// newline).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
-    /// The exact bytes between `<metadata ...>` and `</metadata>` in the input.
-    pub inner: String,
+    pub xml: String,
 }
 
 /// Forward modes (`<forward mode>`). Isolated is `NetworkDef::forward == None`.
@@ -406,8 +409,9 @@ pub struct IpDef {
     pub address: IpAddr,
     /// IPv4 `netmask` (may be non-contiguous; then [`IpDef::prefix`] is `None`).
     pub netmask: Option<Ipv4Addr>,
-    /// Explicit `prefix`; 0 is indistinguishable from absent.
-    pub prefix: u32,
+    /// The `prefix` attribute; 0 is indistinguishable from absent. Use
+    /// [`IpDef::prefix`] for the effective prefix.
+    pub explicit_prefix: u32,
     pub local_ptr: Option<bool>,
     /// `<tftp root>` (IPv4 only).
     pub tftp_root: Option<String>,
@@ -687,8 +691,8 @@ impl IpDef {
     /// IPv6 64 (0 for `::`). `None` where libvirt gets -1 (non-contiguous
     /// netmask, class D/E address without prefix).
     pub fn prefix(&self) -> Option<u32> {
-        if self.prefix > 0 {
-            return Some(self.prefix);
+        if self.explicit_prefix > 0 {
+            return Some(self.explicit_prefix);
         }
         if let Some(m) = self.netmask {
             return netmask_to_prefix(m);
@@ -751,6 +755,11 @@ impl IpDef {
         mask_by_prefix(*addr, p) == mask_by_prefix(self.address, p)
     }
 
+    /// Has a `<tftp root>`.
+    pub fn has_tftp(&self) -> bool {
+        self.tftp_root.is_some()
+    }
+
     /// Has DHCP ranges or hosts.
     pub fn has_dhcp(&self) -> bool {
         !self.ranges.is_empty() || !self.hosts.is_empty()
@@ -801,6 +810,12 @@ impl NetworkDef {
     /// The first IPv4 `<ip>` with DHCP ranges or hosts.
     pub fn dhcp_ipv4(&self) -> Option<&IpDef> {
         self.ipv4_ips().find(|i| i.has_dhcp())
+    }
+
+    /// The first IPv4 `<ip>` with DHCP ranges/hosts or a `<tftp root>`
+    /// (the firewall's dhcpOrTftpIPv4).
+    pub fn dhcp_or_tftp_ipv4(&self) -> Option<&IpDef> {
+        self.ipv4_ips().find(|i| i.has_dhcp() || i.has_tftp())
     }
 
     /// The first IPv6 `<ip>` with DHCP ranges or hosts.

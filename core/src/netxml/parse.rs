@@ -458,7 +458,7 @@ impl Parser<'_, '_> {
             .xpath_child("metadata")
             .filter(|m| m.elements().next().is_some())
             .map(|m| Metadata {
-                inner: super::format::metadata_inner(m),
+                xml: super::format::metadata_xml(m),
             });
 
         // dnsmasq namespace options
@@ -591,18 +591,19 @@ impl Parser<'_, '_> {
             }
             ids.push(id);
             if let Some(m) = t.prop("nativeMode") {
-                let mode =
-                    match m {
-                        "tagged" => NativeVlanMode::Tagged,
-                        "untagged" => NativeVlanMode::Untagged,
-                        _ => return Err(self.invalid(
+                let mode = match m {
+                    "tagged" => NativeVlanMode::Tagged,
+                    "untagged" => NativeVlanMode::Untagged,
+                    _ => {
+                        return Err(self.invalid(
                             t,
                             Some("nativeMode"),
                             format!(
                                 "Invalid value for attribute 'nativeMode' in element 'tag': '{m}'."
                             ),
-                        )),
-                    };
+                        ))
+                    }
+                };
                 if native.is_some() {
                     return Err(self.invalid(
                         t,
@@ -1111,7 +1112,7 @@ impl Parser<'_, '_> {
             family,
             address,
             netmask,
-            prefix,
+            explicit_prefix: prefix,
             local_ptr,
             tftp_root: None,
             ranges: Vec::new(),
