@@ -117,6 +117,23 @@ impl Element {
         }
     }
 
+    /// The element with this path, or the deepest existing ancestor of it.
+    pub fn find_path(&self, path: &str) -> Option<&Element> {
+        if self.path == path {
+            return Some(self);
+        }
+        let under = path.strip_prefix(self.path.as_str())?;
+        if !under.starts_with('/') {
+            return None;
+        }
+        for c in self.elements() {
+            if let Some(found) = c.find_path(path) {
+                return Some(found);
+            }
+        }
+        Some(self)
+    }
+
     /// XPath `string(./NAME[1])` with empty treated as absent.
     pub fn xpath_child_string(&self, name: &str) -> Option<String> {
         self.xpath_child(name)

@@ -25,7 +25,8 @@ pub enum ErrorKind {
 /// Where in the input a problem was found.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Location {
-    /// 1-based line.
+    /// 1-based line; 0 when the position is not known (a validation error
+    /// not yet passed through [`super::locate`]).
     pub line: usize,
     /// 1-based column (in characters).
     pub column: usize,
@@ -67,12 +68,12 @@ impl NetXmlError {
 
     /// 1-based line, if known.
     pub fn line(&self) -> Option<usize> {
-        self.location.as_ref().map(|l| l.line)
+        self.location.as_ref().map(|l| l.line).filter(|l| *l > 0)
     }
 
     /// 1-based column, if known.
     pub fn column(&self) -> Option<usize> {
-        self.location.as_ref().map(|l| l.column)
+        self.location.as_ref().filter(|l| l.line > 0).map(|l| l.column)
     }
 
     /// Message with the element/attribute path appended, without line:column.
@@ -90,8 +91,8 @@ impl NetXmlError {
 impl fmt::Display for NetXmlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.location {
-            Some(loc) => write!(f, "{}: {}", loc, self.detail()),
-            None => f.write_str(&self.message),
+            Some(loc) if loc.line > 0 => write!(f, "{}: {}", loc, self.detail()),
+            _ => f.write_str(&self.detail()),
         }
     }
 }

@@ -137,7 +137,7 @@ impl Parser<'_, '_> {
         };
         if name.contains('/') {
             let el = root.xpath_child("name").unwrap_or(root);
-            return Err(self.invalid(el, None, format!("invalid char in name: {name}")));
+            return Err(self.invalid(el, None, "invalid char in name: /"));
         }
         self.name = name.clone();
 
