@@ -50,6 +50,14 @@ const MUST_FAIL: &[&str] = &[
     "passthrough-duplicate",
 ];
 
+/// The libvirt message each must-fail case is rejected with, and the line.
+const MUST_FAIL_MESSAGES: &[(&str, &str, usize)] = &[
+    ("routed-network-no-dns-extra-elements", "Extra data in disabled network 'local'", 7),
+    ("open-network-with-forward-dev", "forward dev not allowed for network 'open' with forward mode='open'", 6),
+    ("hostdev-duplicate", "PCI device '0000:03:00.3' can only be listed once in network hostdev", 8),
+    ("passthrough-duplicate", "interface 'eth3' can only be listed once in network passthrough-duplicate", 8),
+];
+
 #[test]
 fn conf_and_firewall_inputs_parse() {
     let mut n = 0;
@@ -81,6 +89,13 @@ fn xml2xml_inputs_parse_or_fail_as_libvirt() {
         if MUST_FAIL.contains(&stem.as_str()) {
             let e = res.expect_err(&stem);
             println!("{stem}: rejected as expected: {e}");
+            let (_, msg, line) = MUST_FAIL_MESSAGES
+                .iter()
+                .find(|(n, _, _)| *n == stem)
+                .unwrap_or_else(|| panic!("{stem}: no expected message"));
+            assert_eq!(e.kind, netxml::ErrorKind::Invalid, "{stem}");
+            assert_eq!(&e.message, msg, "{stem}");
+            assert_eq!(e.line(), Some(*line), "{stem}");
             failed += 1;
         } else {
             if let Err(e) = res {

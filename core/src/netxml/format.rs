@@ -602,6 +602,9 @@ fn escape_attr_dq(s: &str, out: &mut String) {
             '\n' => out.push_str("&#10;"),
             '\r' => out.push_str("&#13;"),
             '\t' => out.push_str("&#9;"),
+            c if !c.is_ascii() => {
+                let _ = write!(out, "&#x{:X};", u32::from(c));
+            }
             c => out.push(c),
         }
     }
@@ -614,6 +617,9 @@ fn escape_text(s: &str, out: &mut String) {
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
             '\r' => out.push_str("&#13;"),
+            c if !c.is_ascii() => {
+                let _ = write!(out, "&#x{:X};", u32::from(c));
+            }
             c => out.push(c),
         }
     }
@@ -625,6 +631,13 @@ fn escape_text(s: &str, out: &mut String) {
 /// nesting level 1. Returns the full `<metadata>...</metadata>` text without
 /// leading indentation or trailing newline.
 pub(crate) fn metadata_xml(m: &Element) -> String {
+    // libxml2's xmlCopyNode adds declarations for namespaces that are
+    // declared outside the copied subtree (e.g. on <network>) to the root of
+    // the copy, in copy order; this happens before the sanitizing.
+    let mut added: Vec<(Option<String>, String)> = Vec::new();
+    let own: Vec<Option<String>> = m.ns_decls.iter().map(|(p, _)| p.clone()).collect();
+    collect_out_of_scope(m, &own, &mut added);
+
     let mut kept: Vec<&Element> = Vec::new();
     for c in m.elements() {
         let Some(ns) = &c.ns else { continue };
@@ -635,8 +648,13 @@ pub(crate) fn metadata_xml(m: &Element) -> String {
     }
     let mut out = String::new();
     out.push_str("<metadata");
-    for (p, u) in &m.ns_decls {
+    for (p, u) in m.ns_decls.iter().chain(added.iter()) {
         push_ns_decl(p, u, &mut out);
+    }
+    push_attrs(m, &mut out);
+    if kept.is_empty() {
+        out.push_str("/>");
+        return out;
     }
     out.push_str(">\n");
     for k in &kept {
@@ -647,6 +665,52 @@ pub(crate) fn metadata_xml(m: &Element) -> String {
     indent(&mut out, 1);
     out.push_str("</metadata>");
     out
+}
+
+fn lookup_ns(el: &Element, prefix: &Option<String>) -> Option<String> {
+    el.scope
+        .iter()
+        .rev()
+        .find(|(p, _)| p == prefix)
+        .map(|(_, u)| u.clone())
+}
+
+fn collect_out_of_scope(el: &Element, declared: &[Option<String>], added: &mut Vec<(Option<String>, String)>) {
+    let mut need = |prefix: &Option<String>, declared: &[Option<String>]| {
+        if declared.contains(prefix) || added.iter().any(|(p, _)| p == prefix) {
+            return;
+        }
+        if let Some(uri) = lookup_ns(el, prefix) {
+            added.push((prefix.clone(), uri));
+        }
+    };
+    let mut here: Vec<Option<String>> = declared.to_vec();
+    here.extend(el.ns_decls.iter().map(|(p, _)| p.clone()));
+    if el.ns.is_some() {
+        need(&el.prefix, &here);
+    }
+    for a in &el.attrs {
+        if a.prefix.is_some() && a.prefix.as_deref() != Some("xml") {
+            need(&a.prefix, &here);
+        }
+    }
+    for c in el.elements() {
+        collect_out_of_scope(c, &here, added);
+    }
+}
+
+fn push_attrs(e: &Element, out: &mut String) {
+    for a in &e.attrs {
+        out.push(' ');
+        if let Some(p) = &a.prefix {
+            out.push_str(p);
+            out.push(':');
+        }
+        out.push_str(&a.local);
+        out.push_str("=\"");
+        escape_attr_dq(&a.value, out);
+        out.push('"');
+    }
 }
 
 fn indent(out: &mut String, level: usize) {
@@ -670,17 +734,7 @@ fn dump_element(e: &Element, level: usize, fmt: bool, out: &mut String) {
     for (p, u) in &e.ns_decls {
         push_ns_decl(p, u, out);
     }
-    for a in &e.attrs {
-        out.push(' ');
-        if let Some(p) = &a.prefix {
-            out.push_str(p);
-            out.push(':');
-        }
-        out.push_str(&a.local);
-        out.push_str("=\"");
-        escape_attr_dq(&a.value, out);
-        out.push('"');
-    }
+    push_attrs(e, out);
     if e.children.is_empty() {
         out.push_str("/>");
         return;
