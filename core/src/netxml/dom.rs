@@ -1,0 +1,456 @@
+//! A small whitespace-preserving element tree built with quick-xml, keeping
+//! byte offsets so errors can point at line:column, and resolving namespace
+//! prefixes (needed for the dnsmasq passthrough namespace and metadata).
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+
+use super::error::{line_col, ErrorKind, Location, NetXmlError};
+
+#[derive(Debug, Clone)]
+pub(crate) struct Attr {
+    pub prefix: Option<String>,
+    pub local: String,
+    pub value: String,
+    /// Byte offset of the attribute name.
+    pub pos: usize,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Node {
+    Element(Element),
+    Text(String),
+    CData(String),
+    Comment(String),
+    Pi(String),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Element {
+    pub prefix: Option<String>,
+    pub local: String,
+    /// Resolved namespace URI of the element (None: no namespace).
+    pub ns: Option<String>,
+    /// Namespace declarations made on this element: (prefix, uri); prefix
+    /// None is the default namespace.
+    pub ns_decls: Vec<(Option<String>, String)>,
+    /// All in-scope namespace bindings at this element (for metadata copies).
+    pub scope: Vec<(Option<String>, String)>,
+    /// Attributes other than namespace declarations, in document order.
+    pub attrs: Vec<Attr>,
+    pub children: Vec<Node>,
+    /// Byte offset of `<`.
+    pub pos: usize,
+    /// Path such as `/network/ip[2]`.
+    pub path: String,
+}
+
+impl Element {
+    /// Qualified name as written.
+    pub fn qname(&self) -> String {
+        match &self.prefix {
+            Some(p) => format!("{p}:{}", self.local),
+            None => self.local.clone(),
+        }
+    }
+
+    /// Child elements.
+    pub fn elements(&self) -> impl Iterator<Item = &Element> {
+        self.children.iter().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            _ => None,
+        })
+    }
+
+    /// Children matched like libvirt's XPath `./NAME`: no namespace.
+    pub fn xpath_children<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+        self.elements()
+            .filter(move |e| e.ns.is_none() && e.local == name)
+    }
+
+    /// First child matched like XPath `./NAME[1]`.
+    pub fn xpath_child<'a>(&'a self, name: &'a str) -> Option<&'a Element> {
+        self.xpath_children(name).next()
+    }
+
+    /// Children matched like libvirt's virXMLNodeGetSubelementList (local
+    /// name only, any namespace).
+    pub fn sub_elements<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+        self.elements().filter(move |e| e.local == name)
+    }
+
+    pub fn sub_element<'a>(&'a self, name: &'a str) -> Option<&'a Element> {
+        self.sub_elements(name).next()
+    }
+
+    /// Attribute without namespace (xmlGetNoNsProp), raw value (may be empty).
+    pub fn attr(&self, name: &str) -> Option<&Attr> {
+        self.attrs
+            .iter()
+            .find(|a| a.prefix.is_none() && a.local == name)
+    }
+
+    /// virXMLPropString: the attribute value, empty string kept.
+    pub fn prop(&self, name: &str) -> Option<&str> {
+        self.attr(name).map(|a| a.value.as_str())
+    }
+
+    /// XPath `string(./@NAME)`: empty is treated as absent.
+    pub fn xpath_prop(&self, name: &str) -> Option<&str> {
+        self.prop(name).filter(|v| !v.is_empty())
+    }
+
+    /// XPath `string(.)`: concatenated descendant text.
+    pub fn text_content(&self) -> String {
+        let mut s = String::new();
+        self.collect_text(&mut s);
+        s
+    }
+
+    fn collect_text(&self, out: &mut String) {
+        for c in &self.children {
+            match c {
+                Node::Text(t) | Node::CData(t) => out.push_str(t),
+                Node::Element(e) => e.collect_text(out),
+                _ => {}
+            }
+        }
+    }
+
+    /// The element with this path, or the deepest existing ancestor of it.
+    pub fn find_path(&self, path: &str) -> Option<&Element> {
+        if self.path == path {
+            return Some(self);
+        }
+        let under = path.strip_prefix(self.path.as_str())?;
+        if !under.starts_with('/') {
+            return None;
+        }
+        for c in self.elements() {
+            if let Some(found) = c.find_path(path) {
+                return Some(found);
+            }
+        }
+        Some(self)
+    }
+
+    /// XPath `string(./NAME[1])` with empty treated as absent.
+    pub fn xpath_child_string(&self, name: &str) -> Option<String> {
+        self.xpath_child(name)
+            .map(|e| e.text_content())
+            .filter(|s| !s.is_empty())
+    }
+}
+
+/// Parsed document: the root element plus the input (for positions).
+pub(crate) struct Document<'a> {
+    pub input: &'a str,
+    pub root: Element,
+}
+
+impl Document<'_> {
+    pub fn location(&self, el: &Element, attr: Option<&str>) -> Location {
+        let pos = attr
+            .and_then(|a| el.attr(a))
+            .map(|a| a.pos)
+            .unwrap_or(el.pos);
+        let (line, column) = line_col(self.input, pos);
+        Location {
+            line,
+            column,
+            path: el.path.clone(),
+            attribute: attr.map(str::to_string),
+        }
+    }
+}
+
+fn syntax(input: &str, pos: usize, msg: impl Into<String>) -> NetXmlError {
+    let (line, column) = line_col(input, pos);
+    NetXmlError::new(ErrorKind::Syntax, msg).at(Location {
+        line,
+        column,
+        path: String::new(),
+        attribute: None,
+    })
+}
+
+fn split_qname(q: &str) -> (Option<String>, String) {
+    match q.split_once(':') {
+        Some((p, l)) => (Some(p.to_string()), l.to_string()),
+        None => (None, q.to_string()),
+    }
+}
+
+fn offset_in(input: &str, slice: &[u8]) -> Option<usize> {
+    let base = input.as_ptr() as usize;
+    let p = slice.as_ptr() as usize;
+    if p >= base && p <= base + input.len() {
+        Some(p - base)
+    } else {
+        None
+    }
+}
+
+struct Builder<'a> {
+    input: &'a str,
+    stack: Vec<Element>,
+    root: Option<Element>,
+}
+
+impl<'a> Builder<'a> {
+    fn start(&mut self, e: &BytesStart<'_>, pos: usize) -> Result<Element, NetXmlError> {
+        let input = self.input;
+        let qname = std::str::from_utf8(e.name().as_ref())
+            .map_err(|_| syntax(input, pos, "element name is not valid UTF-8"))?
+            .to_string();
+        if qname.is_empty() {
+            return Err(syntax(input, pos, "empty element name"));
+        }
+        let (prefix, local) = split_qname(&qname);
+        let mut attrs = Vec::new();
+        let mut ns_decls = Vec::new();
+        for a in e.attributes().with_checks(true) {
+            let a = a.map_err(|err| syntax(input, pos, format!("bad attribute: {err}")))?;
+            let apos = offset_in(input, a.key.as_ref()).unwrap_or(pos);
+            let key = std::str::from_utf8(a.key.as_ref())
+                .map_err(|_| syntax(input, apos, "attribute name is not valid UTF-8"))?
+                .to_string();
+            let value = a
+                .unescape_value()
+                .map_err(|err| {
+                    syntax(
+                        input,
+                        apos,
+                        format!("bad value of attribute '{key}': {err}"),
+                    )
+                })?
+                .into_owned();
+            if key == "xmlns" {
+                ns_decls.push((None, value));
+                continue;
+            }
+            let (ap, al) = split_qname(&key);
+            if ap.as_deref() == Some("xmlns") {
+                if value.is_empty() {
+                    return Err(syntax(
+                        input,
+                        apos,
+                        format!("empty namespace URI for prefix '{al}'"),
+                    ));
+                }
+                ns_decls.push((Some(al), value));
+                continue;
+            }
+            if attrs.iter().any(|x: &Attr| x.prefix == ap && x.local == al) {
+                return Err(syntax(input, apos, format!("attribute '{key}' redefined")));
+            }
+            attrs.push(Attr {
+                prefix: ap,
+                local: al,
+                value,
+                pos: apos,
+            });
+        }
+        let mut scope = self
+            .stack
+            .last()
+            .map(|p| p.scope.clone())
+            .unwrap_or_default();
+        for (p, u) in &ns_decls {
+            scope.retain(|(sp, _)| sp != p);
+            scope.push((p.clone(), u.clone()));
+        }
+        let lookup = |p: &Option<String>| -> Option<String> {
+            scope
+                .iter()
+                .rev()
+                .find(|(sp, _)| sp == p)
+                .map(|(_, u)| u.clone())
+                .filter(|u| !u.is_empty())
+        };
+        let ns = lookup(&prefix);
+        if prefix.is_some() && ns.is_none() {
+            return Err(syntax(
+                input,
+                pos,
+                format!("namespace prefix of element '{qname}' is not defined"),
+            ));
+        }
+        for a in &attrs {
+            if let Some(p) = &a.prefix {
+                if p != "xml" && lookup(&Some(p.clone())).is_none() {
+                    return Err(syntax(
+                        input,
+                        a.pos,
+                        format!(
+                            "namespace prefix '{p}' of attribute '{}' is not defined",
+                            a.local
+                        ),
+                    ));
+                }
+            }
+        }
+        let path = match self.stack.last() {
+            Some(parent) => {
+                let n = parent
+                    .elements()
+                    .filter(|c| c.local == local && c.prefix == prefix)
+                    .count()
+                    + 1;
+                format!("{}/{}[{}]", parent.path, qname, n)
+            }
+            None => format!("/{qname}"),
+        };
+        Ok(Element {
+            prefix,
+            local,
+            ns,
+            ns_decls,
+            scope,
+            attrs,
+            children: Vec::new(),
+            pos,
+            path,
+        })
+    }
+
+    fn finish(&mut self, el: Element, pos: usize) -> Result<(), NetXmlError> {
+        match self.stack.last_mut() {
+            Some(parent) => {
+                parent.children.push(Node::Element(el));
+                Ok(())
+            }
+            None => {
+                if self.root.is_some() {
+                    return Err(syntax(
+                        self.input,
+                        pos,
+                        "extra content at the end of the document",
+                    ));
+                }
+                self.root = Some(el);
+                Ok(())
+            }
+        }
+    }
+
+    fn push_node(&mut self, node: Node, pos: usize) -> Result<(), NetXmlError> {
+        match self.stack.last_mut() {
+            Some(parent) => {
+                parent.children.push(node);
+                Ok(())
+            }
+            None => match node {
+                Node::Text(t) if t.chars().all(|c| matches!(c, ' ' | '\t' | '\n' | '\r')) => Ok(()),
+                Node::Text(_) | Node::CData(_) => {
+                    Err(syntax(self.input, pos, "content outside the root element"))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+/// Parse `input` into an element tree.
+pub(crate) fn parse_document(input: &str) -> Result<Document<'_>, NetXmlError> {
+    let mut reader = Reader::from_str(input);
+    {
+        let cfg = reader.config_mut();
+        cfg.trim_text(false);
+        cfg.check_end_names = true;
+        cfg.check_comments = true;
+        cfg.expand_empty_elements = false;
+    }
+    let mut b = Builder {
+        input,
+        stack: Vec::new(),
+        root: None,
+    };
+    loop {
+        let pos = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
+        let ev = match reader.read_event() {
+            Ok(ev) => ev,
+            Err(err) => {
+                let epos = usize::try_from(reader.error_position()).unwrap_or(pos);
+                return Err(syntax(input, epos, format!("malformed XML: {err}")));
+            }
+        };
+        match ev {
+            Event::Start(e) => {
+                if b.stack.is_empty() && b.root.is_some() {
+                    return Err(syntax(
+                        input,
+                        pos,
+                        "extra content at the end of the document",
+                    ));
+                }
+                let el = b.start(&e, pos)?;
+                b.stack.push(el);
+            }
+            Event::Empty(e) => {
+                if b.stack.is_empty() && b.root.is_some() {
+                    return Err(syntax(
+                        input,
+                        pos,
+                        "extra content at the end of the document",
+                    ));
+                }
+                let el = b.start(&e, pos)?;
+                b.finish(el, pos)?;
+            }
+            Event::End(_) => match b.stack.pop() {
+                Some(el) => b.finish(el, pos)?,
+                None => return Err(syntax(input, pos, "unexpected end tag")),
+            },
+            Event::Text(t) => {
+                let s = t
+                    .unescape()
+                    .map_err(|err| syntax(input, pos, format!("bad text: {err}")))?
+                    .into_owned();
+                b.push_node(Node::Text(s), pos)?;
+            }
+            Event::CData(t) => {
+                let s = std::str::from_utf8(&t)
+                    .map_err(|_| syntax(input, pos, "CDATA is not valid UTF-8"))?
+                    .to_string();
+                b.push_node(Node::CData(s), pos)?;
+            }
+            Event::Comment(t) => {
+                let s = String::from_utf8_lossy(&t).into_owned();
+                b.push_node(Node::Comment(s), pos)?;
+            }
+            Event::PI(t) => {
+                let s = String::from_utf8_lossy(&t).into_owned();
+                b.push_node(Node::Pi(s), pos)?;
+            }
+            Event::Decl(_) | Event::DocType(_) => {
+                if !b.stack.is_empty() || b.root.is_some() {
+                    return Err(syntax(
+                        input,
+                        pos,
+                        "XML declaration or DOCTYPE inside the document",
+                    ));
+                }
+            }
+            Event::Eof => break,
+        }
+    }
+    if let Some(open) = b.stack.last() {
+        return Err(syntax(
+            input,
+            input.len(),
+            format!(
+                "premature end of data: element '{}' is not closed",
+                open.qname()
+            ),
+        ));
+    }
+    match b.root {
+        Some(root) => Ok(Document { input, root }),
+        None => Err(syntax(
+            input,
+            input.len(),
+            "document is empty (no root element)",
+        )),
+    }
+}
