@@ -1,0 +1,3 @@
+//! Unit tests of the firewall engine.
+
+mod golden_render;
