@@ -1,3 +1,5 @@
 //! Unit tests of the firewall engine.
 
+mod engine;
 mod golden_render;
+mod virfirewall;
