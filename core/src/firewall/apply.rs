@@ -111,13 +111,6 @@ pub fn rollback_start(rollback_flags: &[RollbackFlags], failed: usize) -> usize 
     first
 }
 
-/// Which list of the current group a command comes from.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Action,
-    Rollback,
-}
-
 /// Outcome of running one command: `Ok(stdout)` for a command that counts as
 /// successful (possibly with a non-zero status that was ignored).
 struct Executed {
@@ -171,7 +164,7 @@ impl Firewall {
         let mut k = 0;
         // The list may grow while we run (query callbacks append to it).
         while let Some(cmd) = self.groups.get(idx).and_then(|g| g.actions.get(k)).cloned() {
-            self.apply_cmd(runner, &cmd, Phase::Action)?;
+            self.apply_cmd(runner, &cmd)?;
             k += 1;
         }
         Ok(())
@@ -195,7 +188,7 @@ impl Firewall {
             .and_then(|g| g.rollbacks.get(k))
             .cloned()
         {
-            match self.apply_cmd(runner, &cmd, Phase::Rollback) {
+            match self.apply_cmd(runner, &cmd) {
                 Err(e) if e.is_crash() => return Err(e),
                 _ => {}
             }
@@ -216,7 +209,6 @@ impl Firewall {
         &mut self,
         runner: &R,
         cmd: &FirewallCmd,
-        _phase: Phase,
     ) -> Result<(), FirewallError> {
         if cmd.args.is_empty() {
             return Err(FirewallError::EmptyCommand);

@@ -29,10 +29,12 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-pub use apply::FirewallError;
-pub use recording::{HandleMode, RecordingRunner};
-pub use render::{escape_shell, parse_stream, render_argv, render_stream, RenderOptions};
-pub use xml::FirewallXmlError;
+pub use apply::{full_argv, parse_nft_handle, rollback_start, FirewallError};
+pub use recording::{HandleMode, Matcher, RecordingRunner, Reply, ReplyHook};
+pub use render::{
+    escape_shell, parse_stream, render_argv, render_stream, GoldenParseError, RenderOptions,
+};
+pub use xml::{escape_xml_text, FirewallXmlError, FirewallXmlErrorKind};
 
 /// Which family of tools executes a firewall's commands (libvirt
 /// `virFirewallBackend`). Chosen per [`Firewall`] object.

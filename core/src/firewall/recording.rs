@@ -72,12 +72,15 @@ struct State {
     next_handle: u64,
 }
 
+/// A closure deciding the reply to an argv (`None`: fall through).
+pub type ReplyHook = Box<dyn Fn(&[String]) -> Option<Reply> + Send + Sync>;
+
 /// Records every command it is asked to run; see the module docs.
 pub struct RecordingRunner {
     mode: HandleMode,
     state: Mutex<State>,
     /// A closure consulted before the scripted rules (libvirt's test hooks).
-    hook: Option<Box<dyn Fn(&[String]) -> Option<Reply> + Send + Sync>>,
+    hook: Option<ReplyHook>,
 }
 
 impl Default for RecordingRunner {

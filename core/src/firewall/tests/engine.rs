@@ -722,3 +722,11 @@ fn names_of_backends_and_layers() {
     assert_eq!(Layer::Tc.binary(Backend::Nftables), "tc");
     assert_eq!(Layer::Ipv6.nft_family(), "ip6");
 }
+
+#[test]
+fn plans_can_cross_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Firewall>();
+    assert_send_sync::<RecordingRunner>();
+    assert_send_sync::<FirewallError>();
+}

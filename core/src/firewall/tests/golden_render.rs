@@ -159,3 +159,47 @@ fn parse_errors_are_typed() {
         vec![vec!["a".to_string(), "x'y".to_string(), String::new()]]
     );
 }
+
+#[test]
+fn a_query_callback_plan_renders_as_libvirts_base_nftables() {
+    use crate::firewall::{
+        query_callback, render_stream, Backend, Firewall, Layer, RecordingRunner, TransactionFlags,
+    };
+    // Rebuild base.nftables' stream as libvirt produces it: one list query
+    // per family whose callback (fed the empty output of the test executor)
+    // queues the creations; the recorded stream rendered in golden layout
+    // must be the file.
+    let text = std::fs::read_to_string(golden_dir(
+        "libvirt-11.3.0/tests/networkxml2firewalldata/base.nftables",
+    ))
+    .expect("readable");
+    let cmds = parse_stream(&text).expect("parses");
+    let runner = RecordingRunner::new();
+    for (layer, family) in [(Layer::Ipv4, "ip"), (Layer::Ipv6, "ip6")] {
+        let queued: Vec<Vec<String>> = cmds
+            .iter()
+            .filter(|c| c[1] != "list" && c.get(3).map(String::as_str) == Some(family))
+            .map(|c| c[1..].to_vec())
+            .collect();
+        assert_eq!(queued.len(), 9);
+        let mut fw = Firewall::new(Backend::Nftables);
+        fw.start_transaction(TransactionFlags::NONE);
+        fw.add_cmd_full(
+            layer,
+            false,
+            Some(query_callback(move |ctx, layer, lines| {
+                assert!(lines.is_empty());
+                for c in &queued {
+                    ctx.add_cmd(layer, c.iter().cloned());
+                }
+                Ok(())
+            })),
+            ["list", "table", family, "libvirt_network"],
+        );
+        fw.apply(&runner).expect("apply");
+    }
+    assert_eq!(
+        render_stream(&runner.recorded(), RenderOptions::GOLDEN),
+        text
+    );
+}
