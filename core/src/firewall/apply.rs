@@ -1,0 +1,393 @@
+//! Executing a [`Firewall`] through a [`Runner`] (libvirt 11.3.0
+//! `virFirewallApply` and friends).
+//!
+//! * argv = binary of the layer for the backend + exec-time options
+//!   (`-w`/`--concurrent` for iptables-family layers, `-ae` for nft creations
+//!   in AUTO_ROLLBACK groups) + the stored arguments;
+//! * a command that cannot be run fails even if it ignores errors; only a
+//!   non-zero exit status can be ignored; a failed `nft list ...` counts as
+//!   an empty listing;
+//! * after success, the query callback gets stdout split on `\n`;
+//! * AUTO_ROLLBACK groups record inverses (`--delete`, `delete ... handle N`);
+//! * on failure in group i, rollbacks of groups `first..=i` run in ascending
+//!   order, where `first` comes from the INHERIT_PREVIOUS flags (see
+//!   [`rollback_start`]);
+//! * [`RunError::Crashed`] stops everything at once, without rollback.
+
+use std::sync::Mutex;
+
+use super::render::{render_argv, RenderOptions};
+use super::{Backend, CallbackCtx, Firewall, FirewallCmd, Layer, RollbackFlags, TransactionFlags};
+use crate::runner::{Cmd, RunError, Runner};
+
+/// Serialises all applies in the process, as libvirt's global lock does.
+static APPLY_LOCK: Mutex<()> = Mutex::new(());
+
+/// Why applying a firewall (or building its removal plan) failed. The
+/// messages are libvirt's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FirewallError {
+    /// The plan has a sticky builder error; nothing was run.
+    #[error("Unable to create firewall command: Invalid argument ({0})")]
+    Build(super::BuildError),
+    #[error("Can't apply empty firewall command")]
+    EmptyCommand,
+    #[error("Firewall backend is not implemented")]
+    BackendNotImplemented,
+    /// iptables-family (and iptables-backend tc) command exited non-zero.
+    #[error("Failed to run firewall command {command}: {stderr}")]
+    CommandFailed { command: String, stderr: String },
+    /// nftables-backend command exited non-zero.
+    #[error("Failed to apply firewall command '{command}': {stderr}")]
+    NftCommandFailed { command: String, stderr: String },
+    /// An nft creation succeeded but its echo had no `# handle N`.
+    #[error("couldn't register rollback command - command '{command}' had no valid handle in output ('{stdout}')")]
+    NoHandle { command: String, stdout: String },
+    /// The command could not be run at all.
+    #[error("{0}")]
+    Run(RunError),
+    /// The runner reported that the process died before the command ran:
+    /// apply stopped at once and NO rollback was run.
+    #[error("firewall apply aborted, no rollback run: {program} (command #{index}) crashed")]
+    Crashed { program: String, index: u64 },
+    /// A query callback rejected its input.
+    #[error("{message}")]
+    Callback { message: String },
+    /// `new_from_rollback` on a plan with a sticky builder error.
+    #[error("error in original firewall object")]
+    OriginalHasError,
+}
+
+impl FirewallError {
+    /// True for [`FirewallError::Crashed`].
+    pub fn is_crash(&self) -> bool {
+        matches!(self, FirewallError::Crashed { .. })
+    }
+}
+
+impl From<RunError> for FirewallError {
+    fn from(e: RunError) -> Self {
+        match e {
+            RunError::Crashed { program, index } => FirewallError::Crashed { program, index },
+            other => FirewallError::Run(other),
+        }
+    }
+}
+
+/// iptables arguments that create a rule (replaced by `--delete` in the
+/// auto-rollback inverse).
+fn is_iptables_create(arg: &str) -> bool {
+    matches!(arg, "--insert" | "-I" | "--append" | "-A")
+}
+
+fn is_nft_create(arg: &str) -> bool {
+    matches!(arg, "insert" | "add" | "create")
+}
+
+/// `g_strsplit(output, "\n", -1)`: no element for "", else split on `\n`.
+pub(crate) fn split_lines(output: &str) -> Vec<&str> {
+    if output.is_empty() {
+        Vec::new()
+    } else {
+        output.split('\n').collect()
+    }
+}
+
+/// The first group whose rollback runs when group `failed` fails, given each
+/// group's rollback flags: `(lowest g in 1..=failed with INHERIT_PREVIOUS) - 1`,
+/// or `failed` when none has it. (libvirt's loop scans g = failed down to 1
+/// and does not stop at the first group without the flag.)
+pub fn rollback_start(rollback_flags: &[RollbackFlags], failed: usize) -> usize {
+    let mut first = failed;
+    for j in 0..failed {
+        let g = failed - j;
+        if rollback_flags
+            .get(g)
+            .is_some_and(|f| f.contains(RollbackFlags::INHERIT_PREVIOUS))
+        {
+            first = g - 1;
+        }
+    }
+    first
+}
+
+/// Outcome of running one command: `Ok(stdout)` for a command that counts as
+/// successful (possibly with a non-zero status that was ignored).
+struct Executed {
+    stdout: String,
+}
+
+impl Firewall {
+    /// Applies the plan through `runner` with libvirt 11.3.0 semantics.
+    ///
+    /// Groups run in order; the first failing command of a group stops it and
+    /// triggers the rollback of groups `first..=i` (see [`rollback_start`]),
+    /// ignoring their failures, then the original error is returned. The
+    /// rollback lists recorded by AUTO_ROLLBACK groups stay in the object so
+    /// [`Firewall::new_from_rollback`] can build the removal plan.
+    ///
+    /// A [`RunError::Crashed`] from the runner aborts immediately (even in the
+    /// middle of a rollback) and is returned as [`FirewallError::Crashed`].
+    pub fn apply<R: Runner + ?Sized>(&mut self, runner: &R) -> Result<(), FirewallError> {
+        let _guard = APPLY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(err) = self.error {
+            return Err(FirewallError::Build(err));
+        }
+        let mut i = 0;
+        while i < self.groups.len() {
+            if let Err(err) = self.apply_group(runner, i) {
+                if err.is_crash() {
+                    return Err(err);
+                }
+                let flags: Vec<RollbackFlags> =
+                    self.groups.iter().map(|g| g.rollback_flags).collect();
+                let first = rollback_start(&flags, i);
+                for j in first..=i {
+                    self.rollback_group(runner, j)?;
+                }
+                return Err(err);
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
+    fn apply_group<R: Runner + ?Sized>(
+        &mut self,
+        runner: &R,
+        idx: usize,
+    ) -> Result<(), FirewallError> {
+        self.current_group = idx;
+        if let Some(g) = self.groups.get_mut(idx) {
+            g.adding_rollback = false;
+        }
+        let mut k = 0;
+        // The list may grow while we run (query callbacks append to it).
+        while let Some(cmd) = self.groups.get(idx).and_then(|g| g.actions.get(k)).cloned() {
+            self.apply_cmd(runner, &cmd)?;
+            k += 1;
+        }
+        Ok(())
+    }
+
+    /// Runs every rollback command of group `idx`, ignoring failures; only a
+    /// crash is returned.
+    fn rollback_group<R: Runner + ?Sized>(
+        &mut self,
+        runner: &R,
+        idx: usize,
+    ) -> Result<(), FirewallError> {
+        self.current_group = idx;
+        if let Some(g) = self.groups.get_mut(idx) {
+            g.adding_rollback = true;
+        }
+        let mut k = 0;
+        while let Some(cmd) = self
+            .groups
+            .get(idx)
+            .and_then(|g| g.rollbacks.get(k))
+            .cloned()
+        {
+            match self.apply_cmd(runner, &cmd) {
+                Err(e) if e.is_crash() => return Err(e),
+                _ => {}
+            }
+            k += 1;
+        }
+        Ok(())
+    }
+
+    fn current_flags(&self) -> TransactionFlags {
+        self.groups
+            .get(self.current_group)
+            .map(|g| g.flags)
+            .unwrap_or_default()
+    }
+
+    /// libvirt `virFirewallApplyCmd`.
+    fn apply_cmd<R: Runner + ?Sized>(
+        &mut self,
+        runner: &R,
+        cmd: &FirewallCmd,
+    ) -> Result<(), FirewallError> {
+        if cmd.args.is_empty() {
+            return Err(FirewallError::EmptyCommand);
+        }
+        let executed = match self.backend {
+            Backend::None => return Err(FirewallError::BackendNotImplemented),
+            Backend::Iptables => self.apply_iptables(runner, cmd)?,
+            Backend::Nftables => self.apply_nftables(runner, cmd)?,
+        };
+        if let Some(callback) = cmd.callback.clone() {
+            let lines = split_lines(&executed.stdout);
+            let mut ctx = CallbackCtx::new(self);
+            callback(&mut ctx, cmd.layer, &lines)?;
+            if let Some(err) = self.error {
+                return Err(FirewallError::Build(err));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_iptables<R: Runner + ?Sized>(
+        &mut self,
+        runner: &R,
+        cmd: &FirewallCmd,
+    ) -> Result<Executed, FirewallError> {
+        let check_rollback = self
+            .current_flags()
+            .contains(TransactionFlags::AUTO_ROLLBACK);
+        let mut argv = vec![cmd.layer.binary(Backend::Iptables).to_string()];
+        if let Some(lock) = cmd.layer.iptables_lock_arg() {
+            argv.push(lock.to_string());
+        }
+        argv.extend(cmd.args.iter().cloned());
+        let need_rollback = check_rollback && cmd.args.iter().any(|a| is_iptables_create(a));
+
+        let out = runner.run(&Cmd { argv, stdin: None })?;
+        if !out.success() {
+            if cmd.ignore_errors {
+                return Ok(Executed { stdout: out.stdout });
+            }
+            return Err(FirewallError::CommandFailed {
+                command: render_argv(
+                    &full_argv(Backend::Iptables, cmd, false),
+                    RenderOptions::ONE_LINE,
+                ),
+                stderr: out.stderr,
+            });
+        }
+        if need_rollback {
+            let inverse: Vec<String> = cmd
+                .args
+                .iter()
+                .map(|a| {
+                    if is_iptables_create(a) {
+                        "--delete".to_string()
+                    } else {
+                        a.clone()
+                    }
+                })
+                .collect();
+            self.add_rollback_cmd(cmd.layer, inverse);
+        }
+        Ok(Executed { stdout: out.stdout })
+    }
+
+    fn apply_nftables<R: Runner + ?Sized>(
+        &mut self,
+        runner: &R,
+        cmd: &FirewallCmd,
+    ) -> Result<Executed, FirewallError> {
+        let creation = if cmd.layer == Layer::Tc {
+            None
+        } else if self
+            .current_flags()
+            .contains(TransactionFlags::AUTO_ROLLBACK)
+        {
+            nft_creation(&cmd.args)
+        } else {
+            None
+        };
+        let argv = full_argv(Backend::Nftables, cmd, creation.is_some());
+        let out = runner.run(&Cmd {
+            argv: argv.clone(),
+            stdin: None,
+        })?;
+        if !out.success() {
+            if cmd.args.first().is_some_and(|a| a == "list") || cmd.ignore_errors {
+                // A missing table makes `nft list` fail: that is an empty
+                // listing, not an error. No rollback either way.
+                return Ok(Executed { stdout: out.stdout });
+            }
+            return Err(FirewallError::NftCommandFailed {
+                command: render_argv(&argv, RenderOptions::ONE_LINE),
+                stderr: out.stderr,
+            });
+        }
+        if let Some(verb) = creation {
+            let handle = parse_nft_handle(&out.stdout);
+            let Some(handle) = handle else {
+                // libvirt appends the (still empty) rollback command before
+                // it looks for the handle; it fails later with "Can't apply
+                // empty firewall command" (ignored like every rollback).
+                self.add_rollback_cmd(cmd.layer, Vec::<String>::new());
+                return Err(FirewallError::NoHandle {
+                    command: render_argv(&argv, RenderOptions::ONE_LINE),
+                    stdout: out.stdout,
+                });
+            };
+            let k = verb;
+            let object = cmd.args[k + 1].as_str();
+            let mut inverse = vec!["delete".to_string(), object.to_string()];
+            // Arguments past the end are absent in libvirt's NULL-terminated
+            // list; they are skipped here.
+            let mut push = |idx: usize| {
+                if let Some(a) = cmd.args.get(idx) {
+                    inverse.push(a.clone());
+                }
+            };
+            push(k + 2);
+            if object == "rule" || object == "chain" {
+                push(k + 3);
+            }
+            if object == "rule" {
+                push(k + 4);
+            }
+            inverse.push("handle".to_string());
+            inverse.push(handle.to_string());
+            self.add_rollback_cmd(cmd.layer, inverse);
+        }
+        Ok(Executed { stdout: out.stdout })
+    }
+}
+
+/// For an nft command in an AUTO_ROLLBACK group: the index of its verb when
+/// it creates a rule, chain or table (so `-ae` must be injected and a
+/// rollback derived), else `None`.
+fn nft_creation(args: &[String]) -> Option<usize> {
+    if args.len() <= 1 {
+        return None;
+    }
+    // Skip leading options, but never the last argument.
+    let mut i = 0;
+    while i < args.len() - 1 && args[i].starts_with('-') {
+        i += 1;
+    }
+    if i + 1 < args.len()
+        && is_nft_create(&args[i])
+        && matches!(args[i + 1].as_str(), "rule" | "chain" | "table")
+    {
+        Some(i)
+    } else {
+        None
+    }
+}
+
+/// The digits right after the first `# handle ` in `stdout`, if any.
+pub fn parse_nft_handle(stdout: &str) -> Option<&str> {
+    let start = stdout.find("# handle ")? + "# handle ".len();
+    let rest = &stdout[start..];
+    let len = rest.bytes().take_while(u8::is_ascii_digit).count();
+    (len > 0).then(|| &rest[..len])
+}
+
+/// The argv a stored command is executed with under `backend` (`nft_ae`:
+/// whether `-ae` is injected). Exposed for dry-run displays.
+pub fn full_argv(backend: Backend, cmd: &FirewallCmd, nft_ae: bool) -> Vec<String> {
+    let mut argv = vec![cmd.layer.binary(backend).to_string()];
+    match backend {
+        Backend::Nftables => {
+            if nft_ae && cmd.layer != Layer::Tc {
+                argv.push("-ae".to_string());
+            }
+        }
+        Backend::Iptables | Backend::None => {
+            if let Some(lock) = cmd.layer.iptables_lock_arg() {
+                argv.push(lock.to_string());
+            }
+        }
+    }
+    argv.extend(cmd.args.iter().cloned());
+    argv
+}

@@ -1,0 +1,7 @@
+//! Unit tests of the firewall engine.
+
+mod captures;
+mod engine;
+mod golden_render;
+mod virfirewall;
+mod xml;
