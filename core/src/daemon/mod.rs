@@ -1,1 +1,50 @@
 //! virtnetd: JSON-lines RPC server over UNIX sockets, access control, client.
+//!
+//! - [`protocol`]: request/response lines, error codes, bounded line reader.
+//! - [`service`]: the [`Service`] trait the network driver implements, the
+//!   driver method table [`NET_METHODS`], the [`UnavailableDriver`] stand-in.
+//! - [`sockets`]: the three sockets (rw, ro, admin), from systemd activation
+//!   ([`crate::activation`]) or bound by the daemon.
+//! - [`server`]: accept loop, thread per client, dispatch and access control,
+//!   admin methods (`daemon.status`, `daemon.set-log-level`), idle timeout.
+//! - [`signals`]: SIGTERM/SIGINT/SIGHUP through a self-pipe.
+//! - [`locks`]: [`KeyedLocks`], per-network serialisation.
+//! - [`client`]: blocking client.
+//!
+//! Access control: the read-only socket refuses every method that is not
+//! read-only; the read-write and admin sockets accept only peers whose uid
+//! (SO_PEERCRED) is root or the daemon's own; admin methods are served only
+//! on the admin socket, and the admin socket serves nothing else.
+
+pub mod client;
+pub mod locks;
+pub mod protocol;
+pub mod server;
+pub mod service;
+pub mod signals;
+pub mod sockets;
+
+pub use client::{Client, ClientError};
+pub use locks::{KeyGuard, KeyedLocks};
+pub use protocol::{ErrorCode, RpcError};
+pub use server::{
+    ExitReason, LogControl, Server, ServerConfig, ServerError, ShutdownHandle, ADMIN_METHODS,
+};
+pub use service::{CallContext, MethodInfo, PeerCred, Service, UnavailableDriver, NET_METHODS};
+pub use signals::install_signal_handlers;
+pub use sockets::{acquire_listeners, ListenMode, Listener, SocketKind, StartupError};
+
+/// Exit status: clean exit (shutdown signal or idle timeout).
+pub const EXIT_OK: i32 = 0;
+/// Exit status: generic failure.
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit status: bad command line (clap's convention).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit status: configuration / directory problem.
+pub const EXIT_CONFIG: i32 = 3;
+/// Exit status: the daemon could not create its own sockets.
+pub const EXIT_SOCKETS: i32 = 5;
+/// Exit status: activation descriptors the daemon cannot account for
+/// (unclaimed, unidentifiable or unusable); libvirt's
+/// `VIR_DAEMON_ERR_NETWORK` ("Unable to initialize network sockets").
+pub const EXIT_ACTIVATION: i32 = 6;

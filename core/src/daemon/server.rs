@@ -1,0 +1,667 @@
+//! The server: accept loop, one thread per client, dispatch with access
+//! control, admin methods, idle timeout and clean shutdown.
+//!
+//! The accept loop polls the listening sockets together with the read end of
+//! a self-pipe; [`ShutdownHandle::shutdown`] and the signal handlers
+//! ([`super::signals`]) write one byte to it. On shutdown the loop stops
+//! accepting, shuts every client connection down (a request being served
+//! finishes first), joins the client threads and removes the socket files it
+//! created itself.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::socket::{getsockopt, sockopt};
+use serde_json::{json, Value};
+
+use super::protocol::{
+    response_line, ErrorCode, LineRead, LineReader, Request, RpcError, MAX_REQUEST_BYTES,
+};
+use super::service::{CallContext, MethodInfo, PeerCred, Service};
+use super::sockets::{Listener, SocketKind};
+
+/// Methods the server answers itself, only on the admin socket.
+pub const ADMIN_METHODS: &[MethodInfo] = &[
+    MethodInfo::read_only("daemon.status"),
+    MethodInfo::read_write("daemon.set-log-level"),
+];
+
+/// Changes the daemon's log filter at run time (`daemon.set-log-level`).
+pub trait LogControl: Send + Sync {
+    /// The current level/filter, as text.
+    fn level(&self) -> String;
+    /// Set a new level/filter; returns the level now in force, or why not.
+    fn set_level(&self, level: &str) -> Result<String, String>;
+}
+
+/// Server settings.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Reported by `daemon.status`.
+    pub version: String,
+    /// Exit after this long with no client and no work in flight.
+    pub idle_timeout: Option<Duration>,
+    /// Connections beyond this are answered with an error and closed.
+    pub max_clients: usize,
+    /// Longest accepted request line.
+    pub max_request_bytes: usize,
+    /// Peers with this uid (besides root) may use the read-write and admin sockets.
+    pub daemon_uid: u32,
+    /// Run-time log level control, when the binary supports it.
+    pub log_control: Option<Arc<dyn LogControl>>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            idle_timeout: None,
+            max_clients: 1024,
+            max_request_bytes: MAX_REQUEST_BYTES,
+            daemon_uid: nix::unistd::geteuid().as_raw(),
+            log_control: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("version", &self.version)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_clients", &self.max_clients)
+            .field("max_request_bytes", &self.max_request_bytes)
+            .field("daemon_uid", &self.daemon_uid)
+            .field("log_control", &self.log_control.is_some())
+            .finish()
+    }
+}
+
+/// Why [`Server::run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitReason {
+    /// [`ShutdownHandle::shutdown`] was called.
+    Requested,
+    /// A termination signal (SIGTERM, SIGINT) arrived.
+    Signal(i32),
+    /// Idle for the configured timeout.
+    IdleTimeout,
+}
+
+/// Errors that stop the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot create the server's wake-up pipe: {0}")]
+    Pipe(nix::Error),
+    #[error("cannot make listening socket {path} non-blocking: {source}")]
+    NonBlocking { path: String, source: io::Error },
+    #[error("polling the listening sockets failed: {0}")]
+    Poll(nix::Error),
+    #[error("server has no listening socket")]
+    NoListeners,
+}
+
+/// Asks a running server to stop; cheap to clone, usable from any thread.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    wake: Arc<OwnedFd>,
+}
+
+/// Byte written to the wake-up pipe for [`ShutdownHandle::shutdown`]; signal
+/// handlers write the signal number (always > 0).
+const WAKE_SHUTDOWN: u8 = 0;
+
+impl ShutdownHandle {
+    /// Request a clean shutdown (idempotent).
+    pub fn shutdown(&self) {
+        let _ = nix::unistd::write(self.wake.as_fd(), &[WAKE_SHUTDOWN]);
+    }
+
+    /// Raw write end of the wake-up pipe (for signal handlers).
+    pub(crate) fn raw_fd(&self) -> i32 {
+        self.wake.as_raw_fd()
+    }
+}
+
+struct ClientEntry {
+    socket: SocketKind,
+    peer: Option<PeerCred>,
+    stream: Option<UnixStream>,
+    connected: Instant,
+}
+
+struct SocketInfo {
+    kind: SocketKind,
+    path: Option<PathBuf>,
+    activated: bool,
+}
+
+struct Shared {
+    config: ServerConfig,
+    service: Arc<dyn Service>,
+    started: Instant,
+    clients: Mutex<BTreeMap<u64, ClientEntry>>,
+    next_client: AtomicU64,
+    last_activity: Mutex<Instant>,
+    in_flight: AtomicUsize,
+    stopping: AtomicBool,
+    sockets: Vec<SocketInfo>,
+}
+
+impl Shared {
+    fn clients(&self) -> MutexGuard<'_, BTreeMap<u64, ClientEntry>> {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn touch(&self) {
+        *self.last_activity.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+    fn idle_for(&self) -> Duration {
+        self.last_activity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+    }
+}
+
+/// The daemon server.
+pub struct Server {
+    shared: Arc<Shared>,
+    listeners: Vec<Listener>,
+    wake_read: OwnedFd,
+    handle: ShutdownHandle,
+}
+
+impl Server {
+    /// A server over `listeners` serving `service` (plus the admin methods).
+    /// This is where the network driver is wired in:
+    /// `Server::new(config, listeners, Arc::new(driver))`.
+    pub fn new(
+        config: ServerConfig,
+        listeners: Vec<Listener>,
+        service: Arc<dyn Service>,
+    ) -> Result<Server, ServerError> {
+        if listeners.is_empty() {
+            return Err(ServerError::NoListeners);
+        }
+        for l in &listeners {
+            l.listener
+                .set_nonblocking(true)
+                .map_err(|source| ServerError::NonBlocking {
+                    path: display_path(&l.path),
+                    source,
+                })?;
+        }
+        let (r, w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(ServerError::Pipe)?;
+        let sockets = listeners
+            .iter()
+            .map(|l| SocketInfo {
+                kind: l.kind,
+                path: l.path.clone(),
+                activated: l.activated,
+            })
+            .collect();
+        Ok(Server {
+            shared: Arc::new(Shared {
+                config,
+                service,
+                started: Instant::now(),
+                clients: Mutex::new(BTreeMap::new()),
+                next_client: AtomicU64::new(1),
+                last_activity: Mutex::new(Instant::now()),
+                in_flight: AtomicUsize::new(0),
+                stopping: AtomicBool::new(false),
+                sockets,
+            }),
+            listeners,
+            wake_read: r,
+            handle: ShutdownHandle { wake: Arc::new(w) },
+        })
+    }
+
+    /// A handle that stops [`Server::run`].
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.handle.clone()
+    }
+
+    /// Serve until shut down (handle or signal) or idle for the timeout.
+    pub fn run(self) -> Result<ExitReason, ServerError> {
+        let mut threads: Vec<JoinHandle<()>> = Vec::new();
+        let result = self.accept_loop(&mut threads);
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        // Unblock every client thread: a request being served completes, its
+        // reply may or may not get through, the next read sees EOF.
+        for entry in self.shared.clients().values() {
+            if let Some(s) = &entry.stream {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+        for l in &self.listeners {
+            if l.unlink_on_close {
+                if let Some(p) = &l.path {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
+        match &result {
+            Ok(reason) => tracing::info!(?reason, "server stopped"),
+            Err(e) => tracing::error!("server failed: {e}"),
+        }
+        result
+    }
+
+    fn accept_loop(&self, threads: &mut Vec<JoinHandle<()>>) -> Result<ExitReason, ServerError> {
+        let tick = Duration::from_millis(200);
+        loop {
+            let timeout_ms: libc::c_int = match self.shared.config.idle_timeout {
+                Some(_) => tick.as_millis() as libc::c_int,
+                None => -1,
+            };
+            let mut fds: Vec<libc::pollfd> = self
+                .listeners
+                .iter()
+                .map(|l| l.listener.as_raw_fd())
+                .chain(std::iter::once(self.wake_read.as_raw_fd()))
+                .map(|fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            // SAFETY: fds is a valid array of fds.len() pollfd structs whose
+            // descriptors stay open (owned by self) for the whole call.
+            let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+            if rc < 0 {
+                match Errno::last() {
+                    Errno::EINTR => {}
+                    e => return Err(ServerError::Poll(e)),
+                }
+            }
+            let ready: Vec<bool> = fds.iter().map(|f| rc > 0 && f.revents != 0).collect();
+
+            if ready.last().copied().unwrap_or(false) {
+                if let Some(reason) = self.drain_wake() {
+                    return Ok(reason);
+                }
+            }
+            for (i, l) in self.listeners.iter().enumerate() {
+                if ready[i] {
+                    self.accept_all(l, threads);
+                }
+            }
+            threads.retain(|t| !t.is_finished());
+
+            if let Some(limit) = self.shared.config.idle_timeout {
+                let idle = self.shared.clients().is_empty()
+                    && self.shared.in_flight.load(Ordering::SeqCst) == 0
+                    && !self.shared.service.busy();
+                if idle && self.shared.idle_for() >= limit {
+                    tracing::info!("idle for {}s: exiting", limit.as_secs_f64());
+                    return Ok(ExitReason::IdleTimeout);
+                }
+            }
+        }
+    }
+
+    /// Read pending wake-up bytes; a termination request wins.
+    fn drain_wake(&self) -> Option<ExitReason> {
+        let mut buf = [0u8; 64];
+        let mut reason = None;
+        loop {
+            match nix::unistd::read(self.wake_read.as_raw_fd(), &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    for &b in &buf[..n] {
+                        match b {
+                            WAKE_SHUTDOWN => {
+                                reason.get_or_insert(ExitReason::Requested);
+                            }
+                            sig if i32::from(sig) == libc::SIGHUP => {
+                                tracing::info!("SIGHUP received: virtnetd has nothing to reload");
+                            }
+                            sig => {
+                                tracing::info!(signal = sig, "termination signal received");
+                                reason.get_or_insert(ExitReason::Signal(i32::from(sig)));
+                            }
+                        }
+                    }
+                }
+                Err(Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+        reason
+    }
+
+    fn accept_all(&self, l: &Listener, threads: &mut Vec<JoinHandle<()>>) {
+        loop {
+            let stream = match l.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!(socket = l.kind.label(), "accept failed: {e}");
+                    return;
+                }
+            };
+            if let Some(t) = self.admit(l.kind, stream) {
+                threads.push(t);
+            }
+        }
+    }
+
+    /// Check a new connection and start its thread.
+    fn admit(&self, kind: SocketKind, stream: UnixStream) -> Option<JoinHandle<()>> {
+        let shared = &self.shared;
+        let id = shared.next_client.fetch_add(1, Ordering::SeqCst);
+        let _ = stream.set_nonblocking(false);
+        let peer = getsockopt(&stream, sockopt::PeerCredentials)
+            .ok()
+            .map(|c| PeerCred {
+                pid: c.pid(),
+                uid: c.uid(),
+                gid: c.gid(),
+            });
+        let refuse = |mut s: UnixStream, err: RpcError| {
+            let _ = s.write_all(&response_line(&Value::Null, Err(err)));
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        };
+        if kind.checks_peer() {
+            let allowed = peer.is_some_and(|p| p.uid == 0 || p.uid == shared.config.daemon_uid);
+            if !allowed {
+                let who = peer
+                    .map(|p| format!("uid {} (pid {})", p.uid, p.pid))
+                    .unwrap_or_else(|| "a peer without credentials".into());
+                tracing::warn!(
+                    client = id,
+                    socket = kind.label(),
+                    "refused connection from {who}: only root and uid {} may use the {} socket",
+                    shared.config.daemon_uid,
+                    kind.label()
+                );
+                refuse(
+                    stream,
+                    RpcError::with(
+                        ErrorCode::AccessDenied,
+                        format!(
+                            "access denied: {who} may not use the {} socket (only root and uid {})",
+                            kind.label(),
+                            shared.config.daemon_uid
+                        ),
+                    ),
+                );
+                return None;
+            }
+        }
+        {
+            let mut clients = shared.clients();
+            if clients.len() >= shared.config.max_clients {
+                drop(clients);
+                tracing::warn!(
+                    client = id,
+                    "refused connection: client limit {} reached",
+                    shared.config.max_clients
+                );
+                refuse(
+                    stream,
+                    RpcError::with(
+                        ErrorCode::TooManyClients,
+                        format!("too many clients (limit {})", shared.config.max_clients),
+                    ),
+                );
+                return None;
+            }
+            clients.insert(
+                id,
+                ClientEntry {
+                    socket: kind,
+                    peer,
+                    stream: stream.try_clone().ok(),
+                    connected: Instant::now(),
+                },
+            );
+        }
+        shared.touch();
+        tracing::debug!(
+            client = id,
+            socket = kind.label(),
+            ?peer,
+            "client connected"
+        );
+        let shared = Arc::clone(shared);
+        let spawned = std::thread::Builder::new()
+            .name(format!("virtnetd-client-{id}"))
+            .spawn({
+                let shared = Arc::clone(&shared);
+                move || serve_client(&shared, id, kind, peer, stream)
+            });
+        match spawned {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(client = id, "cannot start client thread: {e}");
+                shared.clients().remove(&id);
+                None
+            }
+        }
+    }
+}
+
+fn display_path(p: &Option<PathBuf>) -> String {
+    p.as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "(unnamed)".into())
+}
+
+fn serve_client(
+    shared: &Arc<Shared>,
+    id: u64,
+    kind: SocketKind,
+    peer: Option<PeerCred>,
+    stream: UnixStream,
+) {
+    let ctx = CallContext {
+        client_id: id,
+        socket: kind,
+        peer,
+    };
+    let max = shared.config.max_request_bytes;
+    match stream.try_clone() {
+        Ok(mut writer) => {
+            let mut reader = LineReader::new(stream, max);
+            while !shared.stopping.load(Ordering::SeqCst) {
+                let reply = match reader.read_line() {
+                    Ok(LineRead::Eof) | Err(_) => break,
+                    Ok(LineRead::TooLong { len }) => {
+                        tracing::warn!(client = id, len, "request line exceeds {max} bytes");
+                        response_line(
+                            &Value::Null,
+                            Err(RpcError::with(
+                                ErrorCode::RequestTooLarge,
+                                format!("request of {len} bytes exceeds the limit of {max} bytes"),
+                            )),
+                        )
+                    }
+                    Ok(LineRead::Line(line)) => {
+                        if line.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        shared.in_flight.fetch_add(1, Ordering::SeqCst);
+                        let reply = handle_line(shared, &ctx, &line);
+                        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+                        shared.touch();
+                        reply
+                    }
+                };
+                if writer.write_all(&reply).is_err() {
+                    break;
+                }
+            }
+        }
+        Err(e) => tracing::warn!(client = id, "cannot clone client stream: {e}"),
+    }
+    shared.clients().remove(&id);
+    shared.touch();
+    tracing::debug!(client = id, "client disconnected");
+}
+
+fn handle_line(shared: &Shared, ctx: &CallContext, line: &[u8]) -> Vec<u8> {
+    match Request::parse(line) {
+        Err((id, err)) => {
+            tracing::debug!(client = ctx.client_id, "bad request: {}", err.message);
+            response_line(&id, Err(err))
+        }
+        Ok(req) => {
+            let result = dispatch(shared, ctx, &req.method, req.params);
+            if let Err(e) = &result {
+                tracing::debug!(client = ctx.client_id, method = %req.method, "error: {e}");
+            }
+            response_line(&req.id, result)
+        }
+    }
+}
+
+fn refuse(ctx: &CallContext, method: &str, code: ErrorCode, message: String) -> RpcError {
+    tracing::warn!(
+        client = ctx.client_id,
+        socket = ctx.socket.label(),
+        uid = ctx.peer.map(|p| p.uid),
+        pid = ctx.peer.map(|p| p.pid),
+        method,
+        "refused: {message}"
+    );
+    RpcError::with(code, message)
+}
+
+fn dispatch(
+    shared: &Shared,
+    ctx: &CallContext,
+    method: &str,
+    params: Value,
+) -> Result<Value, RpcError> {
+    let is_admin = ADMIN_METHODS.iter().any(|m| m.name == method);
+    if ctx.socket == SocketKind::Admin {
+        if !is_admin {
+            if method.starts_with("daemon.") {
+                return Err(RpcError::method_not_found(method));
+            }
+            return Err(refuse(
+                ctx,
+                method,
+                ErrorCode::WrongSocket,
+                format!("{method} is not available on the admin socket (it serves daemon.* methods only)"),
+            ));
+        }
+        return admin_call(shared, method, params);
+    }
+    if is_admin {
+        return Err(refuse(
+            ctx,
+            method,
+            ErrorCode::WrongSocket,
+            format!("{method} is only available on the admin socket"),
+        ));
+    }
+    let Some(info) = shared.service.method(method) else {
+        return Err(RpcError::method_not_found(method));
+    };
+    if ctx.socket == SocketKind::ReadOnly && !info.read_only {
+        return Err(refuse(
+            ctx,
+            method,
+            ErrorCode::ReadOnly,
+            format!("{method} changes state and is not allowed on the read-only socket"),
+        ));
+    }
+    let service = &shared.service;
+    match catch_unwind(AssertUnwindSafe(|| service.call(ctx, method, params))) {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::error!(client = ctx.client_id, method, "service panicked");
+            Err(RpcError::with(
+                ErrorCode::Internal,
+                format!("internal error while running {method}"),
+            ))
+        }
+    }
+}
+
+fn admin_call(shared: &Shared, method: &str, params: Value) -> Result<Value, RpcError> {
+    match method {
+        "daemon.status" => Ok(status(shared)),
+        "daemon.set-log-level" => {
+            let level = match params.get("level") {
+                Some(Value::String(l)) if !l.trim().is_empty() => l.trim().to_owned(),
+                Some(_) => {
+                    return Err(RpcError::invalid_params(
+                        "\"level\" must be a non-empty string (error, warn, info, debug, trace or a filter)",
+                    ))
+                }
+                None => return Err(RpcError::invalid_params("missing param \"level\"")),
+            };
+            let Some(ctl) = &shared.config.log_control else {
+                return Err(RpcError::with(
+                    ErrorCode::OperationFailed,
+                    "this daemon cannot change its log level at run time",
+                ));
+            };
+            let old = ctl.level();
+            let new = ctl.set_level(&level).map_err(RpcError::invalid_params)?;
+            tracing::info!("log level changed from {old} to {new}");
+            Ok(json!({"previous": old, "level": new}))
+        }
+        _ => Err(RpcError::method_not_found(method)),
+    }
+}
+
+fn status(shared: &Shared) -> Value {
+    let clients = shared.clients();
+    let client_list: Vec<Value> = clients
+        .iter()
+        .map(|(id, c)| {
+            json!({
+                "id": id,
+                "socket": c.socket.label(),
+                "pid": c.peer.map(|p| p.pid),
+                "uid": c.peer.map(|p| p.uid),
+                "connected_seconds": c.connected.elapsed().as_secs_f64(),
+            })
+        })
+        .collect();
+    let sockets: Vec<Value> = shared
+        .sockets
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.kind.activation_name(),
+                "kind": s.kind.label(),
+                "path": s.path.as_ref().map(|p| p.display().to_string()),
+                "activated": s.activated,
+            })
+        })
+        .collect();
+    json!({
+        "version": shared.config.version,
+        "pid": std::process::id(),
+        "uptime_seconds": shared.started.elapsed().as_secs_f64(),
+        "clients": clients.len(),
+        "client_list": client_list,
+        "in_flight": shared.in_flight.load(Ordering::SeqCst),
+        "sockets": sockets,
+        "activated": shared.sockets.iter().any(|s| s.activated),
+        "idle_timeout_seconds": shared.config.idle_timeout.map(|d| d.as_secs()),
+        "log_level": shared.config.log_control.as_ref().map(|c| c.level()),
+    })
+}
