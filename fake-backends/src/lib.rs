@@ -1,4 +1,343 @@
 //! virtnet-fake: a simulated host (nft, iptables/ip6tables, ip, tc, sysctl,
 //! dnsmasq) that implements [`virtnet_core::runner::Runner`].
+//!
+//! The simulator parses the argv the real tools get, keeps their state,
+//! prints what they print and fails where they fail (architecture
+//! invariant 3). Every command is recorded ([`record`]); a [`FaultPlan`]
+//! can make chosen commands fail or the host "crash"; the whole host state
+//! ([`HostState`]) can be snapshotted, compared, dumped, diffed and saved to
+//! a JSON state file.
+//!
+//! ```
+//! use virtnet_core::runner::Runner;
+//! use virtnet_fake::FakeHost;
+//! let host = FakeHost::new();
+//! let out = host.run_argv(&["iptables", "-w", "-N", "FOO"]).unwrap();
+//! assert!(out.success());
+//! let out = host.run_argv(&["iptables", "-w", "-N", "FOO"]).unwrap();
+//! assert_eq!(out.stderr, "iptables: Chain already exists.\n");
+//! ```
 
+pub mod faults;
+pub mod ip;
+pub mod iptables;
 pub mod nft;
+pub mod procs;
+pub mod record;
+pub mod seed;
+pub mod state;
+pub mod sysctl;
+pub mod tc;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use virtnet_core::runner::{Cmd, Output, RunError, Runner};
+
+pub use faults::{CmdMatcher, Fault, FaultPlan};
+pub use record::{Outcome, Record};
+pub use state::{assert_state_eq, diff_text, HostState, Section, StateFileError};
+
+/// Exit status of a command the simulator does not know.
+pub const NOT_SIMULATED_STATUS: i32 = 127;
+
+#[derive(Debug, Default)]
+struct Inner {
+    state: HostState,
+    records: Vec<Record>,
+    plan: FaultPlan,
+    /// Commands given to the host so far (the index of the last one).
+    count: u64,
+}
+
+/// The simulated host. Cheap to share (`&FakeHost` or `Arc<FakeHost>`);
+/// all methods take `&self`.
+#[derive(Debug, Default)]
+pub struct FakeHost {
+    inner: Mutex<Inner>,
+}
+
+impl FakeHost {
+    /// A host that looks like a fresh network namespace (`unshare -n`).
+    pub fn new() -> Self {
+        FakeHost::default()
+    }
+
+    /// A host starting from the given state.
+    pub fn with_state(state: HostState) -> Self {
+        FakeHost {
+            inner: Mutex::new(Inner {
+                state,
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// A host starting from a state file.
+    pub fn load(path: &Path) -> Result<Self, StateFileError> {
+        Ok(FakeHost::with_state(HostState::load_file(path)?))
+    }
+
+    /// A host from a state file, or a fresh one if the file does not exist.
+    pub fn load_or_new(path: &Path) -> Result<Self, StateFileError> {
+        if path.exists() {
+            FakeHost::load(path)
+        } else {
+            Ok(FakeHost::new())
+        }
+    }
+
+    /// Save the current state to a state file.
+    pub fn save(&self, path: &Path) -> Result<(), StateFileError> {
+        self.lock().state.save_file(path)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic in another thread while holding the lock leaves the state
+        // as it was at that point; keep using it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A snapshot of the whole host.
+    pub fn state(&self) -> HostState {
+        self.lock().state.clone()
+    }
+
+    /// Replace the whole host state (records and faults are kept).
+    pub fn set_state(&self, state: HostState) {
+        self.lock().state = state;
+    }
+
+    /// Readable dump of the current state (see [`HostState::dump`]).
+    pub fn dump(&self) -> String {
+        self.lock().state.dump()
+    }
+
+    /// All commands recorded so far.
+    pub fn records(&self) -> Vec<Record> {
+        self.lock().records.clone()
+    }
+
+    /// Return and forget the recorded commands.
+    pub fn take_records(&self) -> Vec<Record> {
+        std::mem::take(&mut self.lock().records)
+    }
+
+    /// The recorded commands in libvirt's golden format (argv only).
+    pub fn golden(&self) -> String {
+        let inner = self.lock();
+        record::render_golden(inner.records.iter().map(|r| &r.cmd))
+    }
+
+    /// The recorded commands in the capture log format (with results).
+    pub fn log(&self) -> String {
+        record::render_log(&self.lock().records)
+    }
+
+    /// Install a fault plan (replacing the previous one).
+    pub fn set_fault_plan(&self, plan: FaultPlan) {
+        self.lock().plan = plan;
+    }
+
+    /// The fault plan as it is now (limited faults count down).
+    pub fn fault_plan(&self) -> FaultPlan {
+        self.lock().plan.clone()
+    }
+
+    /// Number of commands given to the host so far.
+    pub fn command_count(&self) -> u64 {
+        self.lock().count
+    }
+
+    /// Restart command numbering at 0 (for plans relative to a phase).
+    pub fn reset_counter(&self) {
+        self.lock().count = 0;
+    }
+
+    /// True while a `CrashAfter` fault is in effect.
+    pub fn is_crashed(&self) -> bool {
+        let inner = self.lock();
+        inner.plan.crash_point().is_some_and(|k| inner.count > k)
+    }
+
+    /// End a simulated crash: the `CrashAfter` fault is removed and later
+    /// commands run normally on the state the host had when it crashed.
+    pub fn recover(&self) {
+        self.lock().plan.remove_crash();
+    }
+
+    /// Make `tc ... action csum` fail like the reference kernel (which lacks
+    /// `act_csum`), or succeed like a kernel that has it (the default).
+    pub fn set_tc_csum_fails(&self, fails: bool) {
+        self.lock().state.tc.csum_fails = fails;
+    }
+
+    /// Run a command given as string slices (convenience for tests/seeds).
+    pub fn exec(&self, argv: &[&str], stdin: Option<&str>) -> Result<Output, RunError> {
+        let mut cmd = Cmd::new(argv.iter().copied());
+        if let Some(s) = stdin {
+            cmd = cmd.with_stdin(s);
+        }
+        self.run(&cmd)
+    }
+}
+
+impl Runner for FakeHost {
+    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        let mut inner = self.lock();
+        inner.count += 1;
+        let index = inner.count;
+        if cmd.argv.is_empty() {
+            inner.records.push(Record {
+                index,
+                cmd: cmd.clone(),
+                outcome: Outcome::Empty,
+            });
+            return Err(RunError::Empty);
+        }
+        if inner.plan.crash_point().is_some_and(|k| index > k) {
+            inner.records.push(Record {
+                index,
+                cmd: cmd.clone(),
+                outcome: Outcome::Crashed,
+            });
+            return Err(RunError::Crashed {
+                program: cmd.program().to_string(),
+                index,
+            });
+        }
+        if let Some((status, stderr)) = inner.plan.injected(index, cmd) {
+            let output = Output::failed(status, stderr);
+            inner.records.push(Record {
+                index,
+                cmd: cmd.clone(),
+                outcome: Outcome::Injected {
+                    output: output.clone(),
+                },
+            });
+            return Ok(output);
+        }
+        let output = simulate(&mut inner.state, cmd);
+        inner.records.push(Record {
+            index,
+            cmd: cmd.clone(),
+            outcome: Outcome::Ran {
+                output: output.clone(),
+            },
+        });
+        Ok(output)
+    }
+}
+
+/// Fixed date printed in `iptables-save` comments (the simulator has no
+/// clock, so output is reproducible).
+pub const SAVE_STAMP: &str = "Thu Jan  1 00:00:00 1970";
+
+/// Run one command against a host state: dispatch on the program basename.
+pub fn simulate(state: &mut HostState, cmd: &Cmd) -> Output {
+    let argv = &cmd.argv;
+    let prog = argv
+        .first()
+        .map(|p| p.rsplit('/').next().unwrap_or(p))
+        .unwrap_or("");
+    let args = argv.get(1..).unwrap_or(&[]);
+    match prog {
+        "nft" => state.nft.exec(args, cmd.stdin.as_deref()),
+        "iptables" | "iptables-nft" => state.iptables.exec(args),
+        "ip6tables" | "ip6tables-nft" => state.ip6tables.exec(args),
+        "iptables-save" | "ip6tables-save" | "iptables-nft-save" | "ip6tables-nft-save" => {
+            let x = if prog.starts_with("ip6") {
+                &state.ip6tables
+            } else {
+                &state.iptables
+            };
+            save_cmd(x, args)
+        }
+        "ip" => {
+            let out = state.ip.exec(args);
+            prune_removed_links(state);
+            out
+        }
+        "tc" => {
+            let ip = &state.ip;
+            let lookup = |d: &str| ip.link(d).map(|l| l.up);
+            state.tc.exec(args, &lookup)
+        }
+        "sysctl" => {
+            let links: Vec<String> = state.ip.links.iter().map(|l| l.name.clone()).collect();
+            state.sysctl.exec(args, &links)
+        }
+        "dnsmasq" => state.procs.dnsmasq(argv),
+        "kill" => state.procs.kill(args),
+        _ => not_simulated(argv),
+    }
+}
+
+fn save_cmd(x: &iptables::XtablesState, args: &[String]) -> Output {
+    let mut table: Option<&str> = None;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "-t" | "--table" => {
+                table = args.get(i + 1).map(String::as_str);
+                i += 2;
+            }
+            "-c" | "--counters" => i += 1,
+            o => {
+                return Output::failed(
+                    2,
+                    format!("{}-save: unknown option \"{o}\"\n", x.family.prog()),
+                )
+            }
+        }
+    }
+    match table {
+        None => Output::ok(x.save(Some(SAVE_STAMP))),
+        Some(t) => {
+            let mut only = x.clone();
+            only.tables.retain(|k, _| k == t);
+            Output::ok(only.save(Some(SAVE_STAMP)))
+        }
+    }
+}
+
+fn prune_removed_links(state: &mut HostState) {
+    let names: Vec<String> = state.ip.links.iter().map(|l| l.name.clone()).collect();
+    let gone: Vec<String> = state
+        .tc
+        .qdiscs
+        .keys()
+        .chain(state.tc.filters.keys())
+        .filter(|d| !names.contains(d))
+        .cloned()
+        .collect();
+    for d in gone {
+        state.tc.drop_device(&d);
+    }
+    let gone_sysctl: Vec<String> = state
+        .sysctl
+        .values
+        .keys()
+        .filter_map(|k| k.strip_prefix("net.ipv6.conf."))
+        .filter_map(|k| k.rsplit_once('.').map(|(i, _)| i.to_string()))
+        .filter(|i| i != "all" && i != "default" && !names.contains(i))
+        .collect();
+    for d in gone_sysctl {
+        state.sysctl.drop_device(&d);
+    }
+}
+
+/// The output for a command the simulator does not know: exit 127 (as a
+/// shell reports a missing command) and a message naming the argv.
+pub fn not_simulated(argv: &[String]) -> Output {
+    Output::failed(
+        NOT_SIMULATED_STATUS,
+        format!(
+            "virtnet-fake: command not simulated: {}\n",
+            argv.iter()
+                .map(|a| record::shell_escape(a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    )
+}
