@@ -332,7 +332,10 @@ pub enum BuildError {
 }
 
 /// A firewall plan for one backend (libvirt `virFirewall`).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Equality compares the plan (backend, name, sticky error, groups), not the
+/// builder's cursor or id counter.
+#[derive(Debug, Clone)]
 pub struct Firewall {
     backend: Backend,
     name: Option<String>,
@@ -340,6 +343,15 @@ pub struct Firewall {
     groups: Vec<Group>,
     current_group: usize,
     next_id: u64,
+}
+
+impl PartialEq for Firewall {
+    fn eq(&self, other: &Self) -> bool {
+        self.backend == other.backend
+            && self.name == other.name
+            && self.error == other.error
+            && self.groups == other.groups
+    }
 }
 
 /// Handle on a just-added command for appending more arguments (libvirt's

@@ -6,6 +6,7 @@
 
 use std::sync::Mutex;
 
+use super::render::{render_stream, RenderOptions};
 use crate::runner::{Cmd, Output, RunError, Runner};
 
 /// How [`RecordingRunner`] answers `nft -ae ...` creations.
@@ -178,6 +179,12 @@ impl RecordingRunner {
             .iter()
             .map(|c| c.argv.clone())
             .collect()
+    }
+
+    /// The recorded commands rendered like libvirt's dry run
+    /// ([`RenderOptions::GOLDEN`] gives the networkxml2firewalldata layout).
+    pub fn rendered(&self, opts: RenderOptions) -> String {
+        render_stream(&self.lock().recorded, opts)
     }
 
     /// Forgets the recorded commands (scripted rules stay).

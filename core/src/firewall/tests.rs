@@ -3,5 +3,6 @@
 mod captures;
 mod engine;
 mod golden_render;
+mod props;
 mod virfirewall;
 mod xml;

@@ -730,3 +730,59 @@ fn plans_can_cross_threads() {
     assert_send_sync::<RecordingRunner>();
     assert_send_sync::<FirewallError>();
 }
+
+#[test]
+fn recording_runner_answers_like_libvirts_test_executor() {
+    use crate::runner::{Cmd, Runner};
+    let r = RecordingRunner::new();
+    let out = r
+        .run(&Cmd::new(["nft", "-ae", "insert", "rule"]))
+        .expect("ok");
+    assert_eq!(out, Output::ok("# handle 5309"));
+    // Only argv[1] == "-ae" gets a handle.
+    assert_eq!(
+        r.run(&Cmd::new(["nft", "-c", "-ae"])).expect("ok"),
+        Output::ok("")
+    );
+    assert_eq!(
+        r.run(&Cmd::new(["iptables", "-w"])).expect("ok"),
+        Output::ok("")
+    );
+    assert_eq!(r.recorded().len(), 3);
+    r.clear();
+    assert!(r.recorded().is_empty());
+
+    let r = RecordingRunner::with_handles(HandleMode::Counter(7));
+    r.on_times(
+        Matcher::exact(["tc", "x"]),
+        Reply::Output(Output::failed(2, "e")),
+        1,
+    );
+    r.on(
+        Matcher::AnyArgContains("zz".into()),
+        Reply::Output(Output::ok("zz")),
+    );
+    assert_eq!(r.run(&Cmd::new(["tc", "x"])).expect("ok").status, 2);
+    assert_eq!(
+        r.run(&Cmd::new(["tc", "x"])).expect("ok").status,
+        0,
+        "used up"
+    );
+    assert_eq!(r.run(&Cmd::new(["a", "bzzb"])).expect("ok").stdout, "zz");
+    assert_eq!(
+        r.run(&Cmd::new(["nft", "-ae"])).expect("ok").stdout,
+        "# handle 7"
+    );
+    assert_eq!(
+        r.run(&Cmd::new(["nft", "-ae"])).expect("ok").stdout,
+        "# handle 8"
+    );
+
+    // With no handle in the echo the creation fails.
+    let r = RecordingRunner::with_handles(HandleMode::Missing);
+    let mut fw = Firewall::new(Backend::Nftables);
+    fw.start_transaction(TransactionFlags::AUTO_ROLLBACK);
+    fw.add_cmd(Layer::Ipv4, ["add", "table", "ip", "t"]);
+    let err = fw.apply(&r).expect_err("no handle");
+    assert!(matches!(err, FirewallError::NoHandle { .. }), "{err:?}");
+}

@@ -163,7 +163,7 @@ fn parse_errors_are_typed() {
 #[test]
 fn a_query_callback_plan_renders_as_libvirts_base_nftables() {
     use crate::firewall::{
-        query_callback, render_stream, Backend, Firewall, Layer, RecordingRunner, TransactionFlags,
+        query_callback, Backend, Firewall, Layer, RecordingRunner, TransactionFlags,
     };
     // Rebuild base.nftables' stream as libvirt produces it: one list query
     // per family whose callback (fed the empty output of the test executor)
@@ -198,8 +198,5 @@ fn a_query_callback_plan_renders_as_libvirts_base_nftables() {
         );
         fw.apply(&runner).expect("apply");
     }
-    assert_eq!(
-        render_stream(&runner.recorded(), RenderOptions::GOLDEN),
-        text
-    );
+    assert_eq!(runner.rendered(RenderOptions::GOLDEN), text);
 }

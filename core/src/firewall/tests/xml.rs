@@ -290,3 +290,11 @@ fn format_then_parse_preserves_everything_xml_can_carry() {
         assert_eq!(cmds, orig);
     }
 }
+
+#[test]
+fn attribute_whitespace_is_normalised_like_libxml2() {
+    let fw =
+        Firewall::parse_xml("<firewall name='a\tb\r\nc&#9;d' backend='nftables'/>").expect("valid");
+    assert_eq!(fw.name(), Some("a b c\td"));
+    assert!(fw.groups().is_empty());
+}
