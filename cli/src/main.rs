@@ -1,8 +1,39 @@
 //! `virtnet`: command-line front end.
-#[allow(dead_code)] // used once `--connect` is wired (activation branch provides it)
+//!
+//! Thin by design: parse arguments, call `virtnet-core` (or the simulated host
+//! in `virtnet-fake`), print, and map errors to exit codes. Each command group
+//! lives in its own module; this file only dispatches.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[allow(dead_code)] // used once `--connect` is wired
 mod client;
 
-fn main() {
-    eprintln!("virtnet: no commands yet");
-    std::process::exit(2);
+#[derive(Parser)]
+#[command(
+    name = "virtnet",
+    version,
+    about = "libvirt-compatible virtual networks and firewall rules",
+    long_about = "virtnet defines, starts and destroys libvirt-style virtual networks and \
+                  emits exactly the firewall commands libvirt 11.3.0 runs for them, on the \
+                  real host or on a simulated one."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {}
+
+/// Exit status for a command that failed because of its input (bad file,
+/// invalid definition, ...).
+#[allow(dead_code)]
+const EXIT_INPUT: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {}
 }

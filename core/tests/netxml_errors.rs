@@ -151,7 +151,12 @@ fn parse_cases() -> Vec<Case> {
 
 fn check(case: &Case, res: Result<NetworkDef, netxml::NetXmlError>) -> Option<String> {
     let e = match res {
-        Ok(_) => return Some(format!("{}: accepted, expected error {:?} '{}'", case.label, case.kind, case.message)),
+        Ok(_) => {
+            return Some(format!(
+                "{}: accepted, expected error {:?} '{}'",
+                case.label, case.kind, case.message
+            ))
+        }
         Err(e) => e,
     };
     if e.kind != case.kind || !e.message.contains(case.message) {
@@ -165,7 +170,12 @@ fn check(case: &Case, res: Result<NetworkDef, netxml::NetXmlError>) -> Option<St
     }
     if let Some((l, c)) = case.pos {
         if (e.line(), e.column()) != (Some(l), Some(c)) {
-            return Some(format!("{}: position {:?}:{:?}, expected {l}:{c}: {e}", case.label, e.line(), e.column()));
+            return Some(format!(
+                "{}: position {:?}:{:?}, expected {l}:{c}: {e}",
+                case.label,
+                e.line(),
+                e.column()
+            ));
         }
     }
     None
@@ -230,14 +240,20 @@ fn lenient_inputs_libvirt_accepts() {
     // (document, what must hold afterwards)
     let ok = |xml: String| netxml::parse(&xml).unwrap_or_else(|e| panic!("{xml}\n{e}"));
     // <forward/> is nat; stp garbage means on; delay='0' allowed in bridge mode.
-    let d = ok(net("  <forward/>\n  <bridge stp='garbage'/>\n  <ip address='10.0.0.1' prefix='24'/>"));
+    let d = ok(net(
+        "  <forward/>\n  <bridge stp='garbage'/>\n  <ip address='10.0.0.1' prefix='24'/>",
+    ));
     assert_eq!(d.forward_mode(), Some(netxml::ForwardMode::Nat));
     assert!(d.bridge.stp);
-    ok(net("  <forward mode='bridge'/>\n  <bridge name='br0' delay='0'/>"));
+    ok(net(
+        "  <forward mode='bridge'/>\n  <bridge name='br0' delay='0'/>",
+    ));
     // mode='none' is isolated.
     assert_eq!(ok(net("  <forward mode='none'/>")).forward_mode(), None);
     // Empty values read through XPath string() count as absent.
-    let d = ok(net("  <bridge name=''/>\n  <mac address=''/>\n  <mtu size=''/>"));
+    let d = ok(net(
+        "  <bridge name=''/>\n  <mac address=''/>\n  <mtu size=''/>",
+    ));
     assert_eq!(d.bridge.name, None);
     assert_eq!(d.mac, None);
     // Class-based default prefix and inet_aton shorthand.
@@ -253,7 +269,9 @@ fn lenient_inputs_libvirt_accepts() {
     assert_eq!(d.uuid.0[6] >> 4, 4);
     assert_eq!(d.uuid.0[8] >> 6, 2);
     // Unknown elements and attributes are ignored.
-    ok(net("  <frobnicate a='b'/>\n  <bridge name='x' color='blue'/>"));
+    ok(net(
+        "  <frobnicate a='b'/>\n  <bridge name='x' color='blue'/>",
+    ));
     // Lease expiry with base auto-detection (0x = hex).
     let d = ok(nat_ip("    <dhcp><range start='192.168.122.2' end='192.168.122.9'><lease expiry='0x10'/></range></dhcp>"));
     assert_eq!(d.ips[0].ranges[0].lease.map(|l| l.expiry), Some(16));
@@ -285,9 +303,17 @@ fn define_allocates_bridge_and_mac() {
     let mut d = netxml::parse(&net("  <ip address='10.0.0.1' prefix='24'/>")).expect("parse");
     netxml::validate_for_define(&mut d, &Host).expect("valid");
     assert_eq!(d.bridge.name.as_deref(), Some("virbr3"));
-    assert_eq!(d.mac.map(|m| m.to_string()).as_deref(), Some("52:54:00:aa:bb:cc"));
+    assert_eq!(
+        d.mac.map(|m| m.to_string()).as_deref(),
+        Some("52:54:00:aa:bb:cc")
+    );
     let out = netxml::format(&d, FormatFlags::INACTIVE);
-    assert!(out.contains("<bridge name='virbr3' stp='on' delay='0'/>\n  <mac address='52:54:00:aa:bb:cc'/>"), "{out}");
+    assert!(
+        out.contains(
+            "<bridge name='virbr3' stp='on' delay='0'/>\n  <mac address='52:54:00:aa:bb:cc'/>"
+        ),
+        "{out}"
+    );
 
     let mut d = netxml::parse(&net("  <bridge name='lab%d'/>")).expect("parse");
     netxml::validate_for_define(&mut d, &Host).expect("valid");

@@ -677,20 +677,21 @@ impl IpState {
                         "Error: either \"to\" is a duplicate, or \"\" is garbage.",
                     );
                 };
-                let dst_c =
-                    if dst == "default" {
-                        "default".to_string()
-                    } else {
-                        match parse_prefix(dst) {
-                            Some((ip, len)) => network_of(ip, len),
-                            None => return fail(
+                let dst_c = if dst == "default" {
+                    "default".to_string()
+                } else {
+                    match parse_prefix(dst) {
+                        Some((ip, len)) => network_of(ip, len),
+                        None => {
+                            return fail(
                                 1,
                                 format!(
                                     "Error: any valid prefix is expected rather than \"{dst}\"."
                                 ),
-                            ),
+                            )
                         }
-                    };
+                    }
+                };
                 if verb == "add" || verb == "replace" {
                     let dev = match (dev, via) {
                         (Some(d), _) => {

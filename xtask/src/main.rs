@@ -9,7 +9,11 @@ use std::process::{Command, ExitCode};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "virtnet's build and test tasks", version)]
+#[command(
+    name = "cargo xtask",
+    about = "virtnet's build and test tasks",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     task: Task,
