@@ -82,7 +82,9 @@ fn no_listen_pid_means_no_activation() {
         .is_none());
     assert_eq!(e, before);
     let mut empty = BTreeMap::new();
-    assert!(Activation::from_env(&mut empty, pid(), &[]).unwrap().is_none());
+    assert!(Activation::from_env(&mut empty, pid(), &[])
+        .unwrap()
+        .is_none());
 }
 
 #[test]
@@ -110,7 +112,14 @@ fn malformed_or_foreign_pid_leaves_env_untouched() {
 #[test]
 fn malformed_or_missing_fds_leaves_env_untouched() {
     let me = pid().to_string();
-    for bad in [None, Some(""), Some("x"), Some("1x"), Some("4294967296"), Some("-4294967296")] {
+    for bad in [
+        None,
+        Some(""),
+        Some("x"),
+        Some("1x"),
+        Some("4294967296"),
+        Some("-4294967296"),
+    ] {
         let mut e = env(&[(ENV_LISTEN_PID, &me)]);
         if let Some(b) = bad {
             e.insert(ENV_LISTEN_FDS.into(), b.into());
@@ -161,7 +170,10 @@ fn pid_is_compared_as_pid_t_with_strtoull_parsing() {
         assert!(Activation::from_env_at(&mut e, me, 740, &[])
             .unwrap()
             .is_none());
-        assert!(e.is_empty(), "LISTEN_PID={ok:?} must be accepted (vars unset)");
+        assert!(
+            e.is_empty(),
+            "LISTEN_PID={ok:?} must be accepted (vars unset)"
+        );
     }
 }
 
@@ -195,7 +207,10 @@ fn libvirt_activation_names() {
     for fd in base..base + 1 + nip as RawFd {
         assert!(is_cloexec(fd), "fd {fd} must be close-on-exec");
     }
-    assert!(matches!(act.complete(), Err(ActivationError::Unclaimed { .. })));
+    assert!(matches!(
+        act.complete(),
+        Err(ActivationError::Unclaimed { .. })
+    ));
     assert!(act.has_name("demo-unix.socket"));
     let u = act.claim("demo-unix.socket");
     assert_eq!(u.len(), 1);
@@ -260,10 +275,20 @@ fn name_count_mismatch_closes_every_fd() {
     ]);
     let err = Activation::from_env_at(&mut e, pid(), base, &[]).unwrap_err();
     assert!(
-        matches!(err, ActivationError::NameCountMismatch { expected: 3, got: 2, .. }),
+        matches!(
+            err,
+            ActivationError::NameCountMismatch {
+                expected: 3,
+                got: 2,
+                ..
+            }
+        ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("Expecting 3 FD names but got 2"), "{err}");
+    assert!(
+        err.to_string().contains("Expecting 3 FD names but got 2"),
+        "{err}"
+    );
     assert!(err.falls_back_to_traditional());
     for fd in base..base + 3 {
         assert!(!is_open(fd), "fd {fd} must be closed");
@@ -284,7 +309,14 @@ fn empty_fdnames_is_zero_names() {
     ]);
     let err = Activation::from_env_at(&mut e, pid(), base, &[]).unwrap_err();
     assert!(
-        matches!(err, ActivationError::NameCountMismatch { expected: 1, got: 0, .. }),
+        matches!(
+            err,
+            ActivationError::NameCountMismatch {
+                expected: 1,
+                got: 0,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(!is_open(base));
@@ -333,7 +365,10 @@ fn missing_names_without_fallback_is_libvirt_error() {
     assert!(matches!(err, ActivationError::MissingNames { count: 1 }));
     assert!(err.to_string().contains("Missing LISTEN_FDNAMES"));
     assert!(err.falls_back_to_traditional());
-    assert!(e.is_empty(), "LISTEN_PID/LISTEN_FDS are unset before names are read");
+    assert!(
+        e.is_empty(),
+        "LISTEN_PID/LISTEN_FDS are unset before names are read"
+    );
     // As in libvirt, the descriptor stays open, close-on-exec.
     assert!(is_cloexec(base));
     close_range(base, 1);
@@ -369,7 +404,10 @@ fn fallback_rejects_non_socket_families() {
     let specs = [SocketSpec::new("x.socket", ListenAddr::Tcp(1))];
     let mut e = env(&[(ENV_LISTEN_PID, &pid().to_string()), (ENV_LISTEN_FDS, "1")]);
     let err = Activation::from_env_at(&mut e, pid(), base, &specs).unwrap_err();
-    assert!(matches!(err, ActivationError::SockName { fd, .. } if fd == base), "{err:?}");
+    assert!(
+        matches!(err, ActivationError::SockName { fd, .. } if fd == base),
+        "{err:?}"
+    );
     assert!(!is_open(base));
 
     let dir = tempfile::tempdir().unwrap();
@@ -409,7 +447,10 @@ fn huge_fd_counts_are_refused() {
     for n in ["-1", "4294967295", "2147483648", "100000000"] {
         let mut e = env(&[(ENV_LISTEN_PID, &pid().to_string()), (ENV_LISTEN_FDS, n)]);
         let err = Activation::from_env_at(&mut e, pid(), 870, &[]).unwrap_err();
-        assert!(matches!(err, ActivationError::TooManyFds { .. }), "{n}: {err:?}");
+        assert!(
+            matches!(err, ActivationError::TooManyFds { .. }),
+            "{n}: {err:?}"
+        );
         assert!(!err.falls_back_to_traditional());
     }
 }

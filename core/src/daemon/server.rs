@@ -264,10 +264,13 @@ impl Server {
     }
 
     fn accept_loop(&self, threads: &mut Vec<JoinHandle<()>>) -> Result<ExitReason, ServerError> {
-        let tick = Duration::from_millis(200);
         loop {
+            // Idle checks run every tick: a quarter of the timeout, at most
+            // 200 ms (so the daemon exits within timeout + tick).
             let timeout_ms: libc::c_int = match self.shared.config.idle_timeout {
-                Some(_) => tick.as_millis() as libc::c_int,
+                Some(t) => (t / 4)
+                    .clamp(Duration::from_millis(1), Duration::from_millis(200))
+                    .as_millis() as libc::c_int,
                 None => -1,
             };
             let mut fds: Vec<libc::pollfd> = self
@@ -308,7 +311,10 @@ impl Server {
                 let idle = self.shared.clients().is_empty()
                     && self.shared.in_flight.load(Ordering::SeqCst) == 0
                     && !self.shared.service.busy();
-                if idle && self.shared.idle_for() >= limit {
+                if !idle {
+                    // Idle time counts from the end of the last activity.
+                    self.shared.touch();
+                } else if self.shared.idle_for() >= limit {
                     tracing::info!("idle for {}s: exiting", limit.as_secs_f64());
                     return Ok(ExitReason::IdleTimeout);
                 }
@@ -375,9 +381,26 @@ impl Server {
                 uid: c.uid(),
                 gid: c.gid(),
             });
+        // A refused peer gets one error line. Closing a UNIX socket with
+        // unread input makes the peer's read fail with ECONNRESET and lose
+        // that line, so shut down our side for writing and drain its input
+        // briefly (bounded time) on a short-lived thread before closing.
         let refuse = |mut s: UnixStream, err: RpcError| {
-            let _ = s.write_all(&response_line(&Value::Null, Err(err)));
-            let _ = s.shutdown(std::net::Shutdown::Both);
+            let _ = std::thread::Builder::new()
+                .name("virtnetd-refuse".into())
+                .spawn(move || {
+                    let _ = s.write_all(&response_line(&Value::Null, Err(err)));
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+                    let deadline = Instant::now() + Duration::from_secs(1);
+                    let mut sink = [0u8; 4096];
+                    while Instant::now() < deadline {
+                        match std::io::Read::read(&mut s, &mut sink) {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                    }
+                });
         };
         if kind.checks_peer() {
             let allowed = peer.is_some_and(|p| p.uid == 0 || p.uid == shared.config.daemon_uid);
