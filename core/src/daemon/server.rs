@@ -136,7 +136,7 @@ impl ShutdownHandle {
 struct ClientEntry {
     socket: SocketKind,
     peer: Option<PeerCred>,
-    stream: Option<UnixStream>,
+    stream: UnixStream,
     connected: Instant,
 }
 
@@ -242,9 +242,7 @@ impl Server {
         // Unblock every client thread: a request being served completes, its
         // reply may or may not get through, the next read sees EOF.
         for entry in self.shared.clients().values() {
-            if let Some(s) = &entry.stream {
-                let _ = s.shutdown(std::net::Shutdown::Both);
-            }
+            let _ = entry.stream.shutdown(std::net::Shutdown::Both);
         }
         for t in threads {
             let _ = t.join();
@@ -429,6 +427,19 @@ impl Server {
                 return None;
             }
         }
+        // The registry keeps a second handle so shutdown can unblock the
+        // client thread; without one the connection cannot be served safely.
+        let control = match stream.try_clone() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(client = id, "refused connection: cannot duplicate it: {e}");
+                refuse(
+                    stream,
+                    RpcError::with(ErrorCode::Internal, format!("cannot serve connection: {e}")),
+                );
+                return None;
+            }
+        };
         {
             let mut clients = shared.clients();
             if clients.len() >= shared.config.max_clients {
@@ -452,7 +463,7 @@ impl Server {
                 ClientEntry {
                     socket: kind,
                     peer,
-                    stream: stream.try_clone().ok(),
+                    stream: control,
                     connected: Instant::now(),
                 },
             );
