@@ -19,8 +19,8 @@ use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use virtnet_core::activation::{notify, ProcessEnv};
 use virtnet_core::daemon::{
-    self, acquire_listeners, install_signal_handlers, ExitReason, LogControl, Server, ServerConfig,
-    Service, UnavailableDriver,
+    self, acquire_listeners, block_signals, install_signal_handlers, ExitReason, LogControl,
+    Server, ServerConfig, Service, UnavailableDriver,
 };
 
 /// Which host the driver acts on.
@@ -147,6 +147,11 @@ fn main() -> ExitCode {
         }
     };
 
+    // Termination signals stay pending until the server can handle them.
+    if let Err(e) = block_signals() {
+        eprintln!("virtnetd: cannot block signals: {e}");
+        return ExitCode::from(daemon::EXIT_FAILURE as u8);
+    }
     // Activation first: it edits the process environment, which is only
     // sound before any other thread exists.
     let (listeners, mode) =
