@@ -636,12 +636,13 @@ fn shutdown_closes_clients_and_removes_own_sockets() {
         let meta = std::fs::metadata(kind.path_in(tmp.path())).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, kind.mode(), "{kind}");
     }
-    let server = Server::new(
-        ServerConfig::default(),
-        listeners,
-        Arc::new(MemNet::default()),
-    )
-    .unwrap();
+    let stopping_seen = Arc::new(Mutex::new(Vec::new()));
+    let seen = stopping_seen.clone();
+    let config = ServerConfig {
+        on_stopping: Some(Arc::new(move |r| seen.lock().unwrap().push(r))),
+        ..ServerConfig::default()
+    };
+    let server = Server::new(config, listeners, Arc::new(MemNet::default())).unwrap();
     let handle = server.shutdown_handle();
     let t = std::thread::spawn(move || server.run());
     let mut c = Client::connect(SocketKind::ReadWrite.path_in(tmp.path())).unwrap();
@@ -651,6 +652,7 @@ fn shutdown_closes_clients_and_removes_own_sockets() {
     raw.write_all(b"{\"id\":1,").unwrap();
     handle.shutdown();
     assert_eq!(t.join().unwrap().unwrap(), ExitReason::Requested);
+    assert_eq!(*stopping_seen.lock().unwrap(), vec![ExitReason::Requested]);
     assert!(matches!(
         c.call("net.list", json!({})),
         Err(ClientError::Closed { .. } | ClientError::Io { .. })

@@ -186,6 +186,10 @@ fn main() -> ExitCode {
     let config = ServerConfig {
         idle_timeout: args.timeout.map(Duration::from_secs),
         log_control: Some(log),
+        on_stopping: Some(Arc::new(|reason| {
+            tracing::info!(?reason, "stopping");
+            notify::notify_from_env("STOPPING=1");
+        })),
         ..ServerConfig::default()
     };
     let server = match Server::new(config, listeners, service) {
@@ -201,7 +205,6 @@ fn main() -> ExitCode {
     }
     notify::notify_from_env("READY=1");
     let result = server.run();
-    notify::notify_from_env("STOPPING=1");
     match result {
         Ok(ExitReason::Requested | ExitReason::Signal(_) | ExitReason::IdleTimeout) => {
             ExitCode::from(daemon::EXIT_OK as u8)

@@ -59,6 +59,9 @@ pub struct ServerConfig {
     pub daemon_uid: u32,
     /// Run-time log level control, when the binary supports it.
     pub log_control: Option<Arc<dyn LogControl>>,
+    /// Called once when the server starts stopping, before connections are
+    /// closed (virtnetd sends `STOPPING=1` to systemd from here).
+    pub on_stopping: Option<Arc<dyn Fn(ExitReason) + Send + Sync>>,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +73,7 @@ impl Default for ServerConfig {
             max_request_bytes: MAX_REQUEST_BYTES,
             daemon_uid: nix::unistd::geteuid().as_raw(),
             log_control: None,
+            on_stopping: None,
         }
     }
 }
@@ -83,6 +87,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_request_bytes", &self.max_request_bytes)
             .field("daemon_uid", &self.daemon_uid)
             .field("log_control", &self.log_control.is_some())
+            .field("on_stopping", &self.on_stopping.is_some())
             .finish()
     }
 }
@@ -239,6 +244,9 @@ impl Server {
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
         let result = self.accept_loop(&mut threads);
         self.shared.stopping.store(true, Ordering::SeqCst);
+        if let (Ok(reason), Some(hook)) = (&result, &self.shared.config.on_stopping) {
+            hook(*reason);
+        }
         // Unblock every client thread: a request being served completes, its
         // reply may or may not get through, the next read sees EOF.
         for entry in self.shared.clients().values() {
