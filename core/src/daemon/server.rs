@@ -365,7 +365,10 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    // E.g. EMFILE: the listener stays readable, so pause a
+                    // little instead of spinning on it.
                     tracing::warn!(socket = l.kind.label(), "accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
                     return;
                 }
             };
