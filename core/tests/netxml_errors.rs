@@ -39,6 +39,15 @@ fn parse_cases() -> Vec<Case> {
         c("wrong root", "<netwerk><name>x</name></netwerk>".into(), Syntax, "expecting root element of 'network', not 'netwerk'", Some((1, 1))),
         c("mismatched end tag", "<network><name>x</nam></network>".into(), Syntax, "malformed XML", None),
         c("two roots", "<network><name>x</name></network><network/>".into(), Syntax, "extra content", Some((1, 34))),
+        c("unescaped < in attribute", "<network a='<'><name>n</name></network>".into(), Syntax, "unescaped '<' not allowed", Some((1, 10))),
+        c("unquoted attribute", "<network a=b><name>n</name></network>".into(), Syntax, "attribute value must be enclosed in quotes", Some((1, 12))),
+        c("duplicate attribute", "<network><name>n</name><ip address='10.0.0.1' address='10.0.0.2'/></network>".into(), Syntax, "attribute redefined", Some((1, 47))),
+        c("unknown entity", "<network><name>n&foo;</name></network>".into(), Syntax, "unrecognized entity", None),
+        c("forbidden character", "<network><name>n\u{1}</name></network>".into(), Syntax, "invalid XML character U+0001", Some((1, 17))),
+        c("forbidden character reference", "<network><name>n&#1;</name></network>".into(), Syntax, "invalid XML character U+0001", None),
+        c("cdata end in text", "<network><name>a]]>b</name></network>".into(), Syntax, "']]>' not allowed", None),
+        c("bad element name", "<network><name>n</name><a$b/></network>".into(), Syntax, "invalid element name 'a$b'", Some((1, 24))),
+        c("undeclared prefix", "<network><name>n</name><a:b/></network>".into(), Syntax, "namespace prefix of element 'a:b' is not defined", None),
         c("no name", "<network><uuid>81ff0d90-c91e-6742-64da-4a736edb9a8e</uuid></network>".into(), NoName, "missing name", None),
         c("empty name", "<network><name></name></network>".into(), NoName, "missing name", None),
         c("slash in name", "<network><name>a/b</name></network>".into(), Invalid, "invalid char in name: /", Some((1, 10))),
@@ -151,7 +160,12 @@ fn parse_cases() -> Vec<Case> {
 
 fn check(case: &Case, res: Result<NetworkDef, netxml::NetXmlError>) -> Option<String> {
     let e = match res {
-        Ok(_) => return Some(format!("{}: accepted, expected error {:?} '{}'", case.label, case.kind, case.message)),
+        Ok(_) => {
+            return Some(format!(
+                "{}: accepted, expected error {:?} '{}'",
+                case.label, case.kind, case.message
+            ))
+        }
         Err(e) => e,
     };
     if e.kind != case.kind || !e.message.contains(case.message) {
@@ -165,7 +179,12 @@ fn check(case: &Case, res: Result<NetworkDef, netxml::NetXmlError>) -> Option<St
     }
     if let Some((l, c)) = case.pos {
         if (e.line(), e.column()) != (Some(l), Some(c)) {
-            return Some(format!("{}: position {:?}:{:?}, expected {l}:{c}: {e}", case.label, e.line(), e.column()));
+            return Some(format!(
+                "{}: position {:?}:{:?}, expected {l}:{c}: {e}",
+                case.label,
+                e.line(),
+                e.column()
+            ));
         }
     }
     None
@@ -230,14 +249,20 @@ fn lenient_inputs_libvirt_accepts() {
     // (document, what must hold afterwards)
     let ok = |xml: String| netxml::parse(&xml).unwrap_or_else(|e| panic!("{xml}\n{e}"));
     // <forward/> is nat; stp garbage means on; delay='0' allowed in bridge mode.
-    let d = ok(net("  <forward/>\n  <bridge stp='garbage'/>\n  <ip address='10.0.0.1' prefix='24'/>"));
+    let d = ok(net(
+        "  <forward/>\n  <bridge stp='garbage'/>\n  <ip address='10.0.0.1' prefix='24'/>",
+    ));
     assert_eq!(d.forward_mode(), Some(netxml::ForwardMode::Nat));
     assert!(d.bridge.stp);
-    ok(net("  <forward mode='bridge'/>\n  <bridge name='br0' delay='0'/>"));
+    ok(net(
+        "  <forward mode='bridge'/>\n  <bridge name='br0' delay='0'/>",
+    ));
     // mode='none' is isolated.
     assert_eq!(ok(net("  <forward mode='none'/>")).forward_mode(), None);
     // Empty values read through XPath string() count as absent.
-    let d = ok(net("  <bridge name=''/>\n  <mac address=''/>\n  <mtu size=''/>"));
+    let d = ok(net(
+        "  <bridge name=''/>\n  <mac address=''/>\n  <mtu size=''/>",
+    ));
     assert_eq!(d.bridge.name, None);
     assert_eq!(d.mac, None);
     // Class-based default prefix and inet_aton shorthand.
@@ -253,7 +278,9 @@ fn lenient_inputs_libvirt_accepts() {
     assert_eq!(d.uuid.0[6] >> 4, 4);
     assert_eq!(d.uuid.0[8] >> 6, 2);
     // Unknown elements and attributes are ignored.
-    ok(net("  <frobnicate a='b'/>\n  <bridge name='x' color='blue'/>"));
+    ok(net(
+        "  <frobnicate a='b'/>\n  <bridge name='x' color='blue'/>",
+    ));
     // Lease expiry with base auto-detection (0x = hex).
     let d = ok(nat_ip("    <dhcp><range start='192.168.122.2' end='192.168.122.9'><lease expiry='0x10'/></range></dhcp>"));
     assert_eq!(d.ips[0].ranges[0].lease.map(|l| l.expiry), Some(16));
@@ -285,9 +312,17 @@ fn define_allocates_bridge_and_mac() {
     let mut d = netxml::parse(&net("  <ip address='10.0.0.1' prefix='24'/>")).expect("parse");
     netxml::validate_for_define(&mut d, &Host).expect("valid");
     assert_eq!(d.bridge.name.as_deref(), Some("virbr3"));
-    assert_eq!(d.mac.map(|m| m.to_string()).as_deref(), Some("52:54:00:aa:bb:cc"));
+    assert_eq!(
+        d.mac.map(|m| m.to_string()).as_deref(),
+        Some("52:54:00:aa:bb:cc")
+    );
     let out = netxml::format(&d, FormatFlags::INACTIVE);
-    assert!(out.contains("<bridge name='virbr3' stp='on' delay='0'/>\n  <mac address='52:54:00:aa:bb:cc'/>"), "{out}");
+    assert!(
+        out.contains(
+            "<bridge name='virbr3' stp='on' delay='0'/>\n  <mac address='52:54:00:aa:bb:cc'/>"
+        ),
+        "{out}"
+    );
 
     let mut d = netxml::parse(&net("  <bridge name='lab%d'/>")).expect("parse");
     netxml::validate_for_define(&mut d, &Host).expect("valid");

@@ -52,10 +52,26 @@ const MUST_FAIL: &[&str] = &[
 
 /// The libvirt message each must-fail case is rejected with, and the line.
 const MUST_FAIL_MESSAGES: &[(&str, &str, usize)] = &[
-    ("routed-network-no-dns-extra-elements", "Extra data in disabled network 'local'", 7),
-    ("open-network-with-forward-dev", "forward dev not allowed for network 'open' with forward mode='open'", 6),
-    ("hostdev-duplicate", "PCI device '0000:03:00.3' can only be listed once in network hostdev", 8),
-    ("passthrough-duplicate", "interface 'eth3' can only be listed once in network passthrough-duplicate", 8),
+    (
+        "routed-network-no-dns-extra-elements",
+        "Extra data in disabled network 'local'",
+        7,
+    ),
+    (
+        "open-network-with-forward-dev",
+        "forward dev not allowed for network 'open' with forward mode='open'",
+        6,
+    ),
+    (
+        "hostdev-duplicate",
+        "PCI device '0000:03:00.3' can only be listed once in network hostdev",
+        8,
+    ),
+    (
+        "passthrough-duplicate",
+        "interface 'eth3' can only be listed once in network passthrough-duplicate",
+        8,
+    ),
 ];
 
 #[test]

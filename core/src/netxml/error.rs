@@ -73,7 +73,10 @@ impl NetXmlError {
 
     /// 1-based column, if known.
     pub fn column(&self) -> Option<usize> {
-        self.location.as_ref().filter(|l| l.line > 0).map(|l| l.column)
+        self.location
+            .as_ref()
+            .filter(|l| l.line > 0)
+            .map(|l| l.column)
     }
 
     /// Message with the element/attribute path appended, without line:column.

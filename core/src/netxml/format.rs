@@ -675,7 +675,11 @@ fn lookup_ns(el: &Element, prefix: &Option<String>) -> Option<String> {
         .map(|(_, u)| u.clone())
 }
 
-fn collect_out_of_scope(el: &Element, declared: &[Option<String>], added: &mut Vec<(Option<String>, String)>) {
+fn collect_out_of_scope(
+    el: &Element,
+    declared: &[Option<String>],
+    added: &mut Vec<(Option<String>, String)>,
+) {
     let mut need = |prefix: &Option<String>, declared: &[Option<String>]| {
         if declared.contains(prefix) || added.iter().any(|(p, _)| p == prefix) {
             return;

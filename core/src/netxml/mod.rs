@@ -38,11 +38,15 @@ pub fn parse_and_validate(xml: &str) -> Result<NetworkDef, NetXmlError> {
 /// path (validation errors), by looking the path up in `xml`. Errors that
 /// already have a position, or inputs that do not parse, are left alone.
 pub fn locate(xml: &str, err: &mut NetXmlError) {
-    let Some(loc) = err.location.as_mut() else { return };
+    let Some(loc) = err.location.as_mut() else {
+        return;
+    };
     if loc.line != 0 || loc.path.is_empty() {
         return;
     }
-    let Ok(doc) = dom::parse_document(xml) else { return };
+    let Ok(doc) = dom::parse_document(xml) else {
+        return;
+    };
     if let Some(el) = doc.root.find_path(&loc.path) {
         let attr = loc.attribute.as_deref().filter(|a| el.attr(a).is_some());
         let found = doc.location(el, attr);

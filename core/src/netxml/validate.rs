@@ -69,7 +69,10 @@ pub fn validate(def: &NetworkDef) -> Result<(), NetXmlError> {
 pub fn bridge_template(name: Option<&str>) -> &str {
     if let Some(n) = name {
         let first = n.find('%');
-        if first.is_some() && first == n.rfind('%') && first.is_some_and(|i| n[i + 1..].starts_with('d')) {
+        if first.is_some()
+            && first == n.rfind('%')
+            && first.is_some_and(|i| n[i + 1..].starts_with('d'))
+        {
             return n;
         }
     }
@@ -77,7 +80,10 @@ pub fn bridge_template(name: Option<&str>) -> &str {
 }
 
 /// Find a bridge name for `def` (libvirt networkFindUnusedBridgeName).
-pub fn find_unused_bridge_name(def: &NetworkDef, ctx: &dyn DefineContext) -> Result<String, NetXmlError> {
+pub fn find_unused_bridge_name(
+    def: &NetworkDef,
+    ctx: &dyn DefineContext,
+) -> Result<String, NetXmlError> {
     let templ = bridge_template(def.bridge.name.as_deref());
     for id in 0..=MAX_BRIDGE_ID {
         let candidate = templ.replacen("%d", &id.to_string(), 1);
@@ -116,7 +122,10 @@ fn check_rate(r: &Option<BandwidthRate>, path: &str) -> Result<(), NetXmlError> 
 /// libvirt networkValidate: full define/create-time validation. On success
 /// bridge-type networks (isolated, nat, route, open) have a concrete bridge
 /// name and a MAC address.
-pub fn validate_for_define(def: &mut NetworkDef, ctx: &dyn DefineContext) -> Result<(), NetXmlError> {
+pub fn validate_for_define(
+    def: &mut NetworkDef,
+    ctx: &dyn DefineContext,
+) -> Result<(), NetXmlError> {
     let name = def.name.clone();
     if name.contains('\n') {
         return Err(verr("/network/name[1]", None, "invalid char in name: \n"));
@@ -253,7 +262,11 @@ pub fn validate_for_define(def: &mut NetworkDef, ctx: &dyn DefineContext) -> Res
             continue;
         }
         let path = format!("/network/ip[{}]", i + 1);
-        let (seen, fam) = if ip.is_ipv4() { (&mut v4, "IPv4") } else { (&mut v6, "IPv6") };
+        let (seen, fam) = if ip.is_ipv4() {
+            (&mut v4, "IPv4")
+        } else {
+            (&mut v6, "IPv6")
+        };
         if *seen {
             return Err(verr(
                 &path,
@@ -270,8 +283,10 @@ pub fn validate_for_define(def: &mut NetworkDef, ctx: &dyn DefineContext) -> Res
         vp.as_ref()
             .is_some_and(|v| v.kind == Some(VirtualPortType::Openvswitch))
     };
-    let vlan_allowed = matches!(mode, Some(ForwardMode::Hostdev) | Some(ForwardMode::Passthrough))
-        || (mode == Some(ForwardMode::Bridge) && ovs(&def.virtualport))
+    let vlan_allowed = matches!(
+        mode,
+        Some(ForwardMode::Hostdev) | Some(ForwardMode::Passthrough)
+    ) || (mode == Some(ForwardMode::Bridge) && ovs(&def.virtualport))
         || (mode == Some(ForwardMode::Bridge) && def.virtualport.is_none());
     let vlan_used = def.vlan.as_ref().is_some_and(|v| !v.tags.is_empty());
     let mut bad_vlan_use = false;
@@ -281,7 +296,10 @@ pub fn validate_for_define(def: &mut NetworkDef, ctx: &dyn DefineContext) -> Res
         let path = format!("/network/portgroup[{}]", i + 1);
         if vlan_used || pg.vlan.as_ref().is_some_and(|v| !v.tags.is_empty()) {
             let bad = match &pg.virtualport {
-                Some(vp) => mode != Some(ForwardMode::Bridge) || vp.kind != Some(VirtualPortType::Openvswitch),
+                Some(vp) => {
+                    mode != Some(ForwardMode::Bridge)
+                        || vp.kind != Some(VirtualPortType::Openvswitch)
+                }
                 None => !vlan_allowed,
             };
             if bad && !bad_vlan_use {
