@@ -1,39 +1,37 @@
-//! `virtnet`: command-line front end.
-//!
-//! Thin by design: parse arguments, call `virtnet-core` (or the simulated host
-//! in `virtnet-fake`), print, and map errors to exit codes. Each command group
-//! lives in its own module; this file only dispatches.
+//! `virtnet`: command-line front end. Parses arguments, dispatches to the
+//! subcommand modules and turns their result into the exit code.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-#[allow(dead_code)] // used once `--connect` is wired
-mod client;
+mod xml;
 
-#[derive(Parser)]
-#[command(
-    name = "virtnet",
-    version,
-    about = "libvirt-compatible virtual networks and firewall rules",
-    long_about = "virtnet defines, starts and destroys libvirt-style virtual networks and \
-                  emits exactly the firewall commands libvirt 11.3.0 runs for them, on the \
-                  real host or on a simulated one."
-)]
+/// virtnet: a libvirt-compatible virtual network and firewall driver.
+#[derive(Debug, Parser)]
+#[command(name = "virtnet", version, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Subcommand)]
-enum Command {}
-
-/// Exit status for a command that failed because of its input (bad file,
-/// invalid definition, ...).
-#[allow(dead_code)]
-const EXIT_INPUT: u8 = 1;
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with network definition XML (format, validate)
+    #[command(subcommand)]
+    Xml(xml::XmlCommand),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    let result = match cli.command {
+        Command::Xml(cmd) => xml::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
 }

@@ -185,3 +185,35 @@ fn xml2xml_formats_byte_for_byte() {
     );
     assert_eq!(checked, 43, "expected 43 xml2xml cases with an output file");
 }
+
+#[test]
+fn metadata_is_copied_and_sanitized_like_libvirt() {
+    let xml = "<network xmlns:out='http://out/'>\n  <name>m</name>\n  <uuid>81ff0d90-c91e-6742-64da-4a736edb9a8e</uuid>\n  <metadata>\n    <plain>dropped: no namespace</plain>\n    <out:a x=\"1\">\n      <out:b>caf\u{e9} &amp; co</out:b>\n    </out:a>\n    <c:c xmlns:c='http://c/'><c:d/><c:e/></c:c>\n    <out:again>dropped: namespace repeated</out:again>\n  </metadata>\n</network>\n";
+    let def = netxml::parse(xml).expect("parse");
+    let expected = "<network>\n  <name>m</name>\n  <uuid>81ff0d90-c91e-6742-64da-4a736edb9a8e</uuid>\n  <metadata xmlns:out=\"http://out/\">\n    <out:a x=\"1\">\n      <out:b>caf&#xE9; &amp; co</out:b>\n    </out:a>\n    <c:c xmlns:c=\"http://c/\">\n      <c:d/>\n      <c:e/>\n    </c:c>\n  </metadata>\n  <bridge stp='on' delay='0'/>\n</network>\n";
+    assert_eq!(netxml::format(&def, netxml::FormatFlags::LIVE), expected);
+
+    // Embedded one level deeper (status file), the formatted parts move.
+    let nested = netxml::format_indented(&def, netxml::FormatFlags::LIVE, 2);
+    assert!(
+        nested.starts_with("  <network>\n    <name>m</name>\n"),
+        "{nested}"
+    );
+    assert!(
+        nested.contains(
+            "    <metadata xmlns:out=\"http://out/\">\n      <out:a x=\"1\">\n      <out:b>"
+        ),
+        "{nested}"
+    );
+    assert!(nested.contains("      <c:c xmlns:c=\"http://c/\">\n        <c:d/>\n        <c:e/>\n      </c:c>\n    </metadata>\n"), "{nested}");
+    assert!(nested.ends_with("  </network>\n"));
+
+    // Metadata with no element child is dropped; with only namespace-less
+    // children it is kept empty.
+    let d = netxml::parse("<network><name>m</name><metadata>text only</metadata></network>")
+        .expect("parse");
+    assert!(d.metadata.is_none());
+    let d =
+        netxml::parse("<network><name>m</name><metadata><x/></metadata></network>").expect("parse");
+    assert!(netxml::format(&d, netxml::FormatFlags::LIVE).contains("\n  <metadata/>\n"));
+}

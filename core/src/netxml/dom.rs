@@ -174,6 +174,34 @@ fn syntax(input: &str, pos: usize, msg: impl Into<String>) -> NetXmlError {
     })
 }
 
+/// A quick-xml attribute syntax error, positioned in the input (quick-xml
+/// counts from the byte after `<`).
+fn attr_error(
+    input: &str,
+    tag_pos: usize,
+    err: &quick_xml::events::attributes::AttrError,
+) -> NetXmlError {
+    use quick_xml::events::attributes::AttrError as E;
+    let (at, what) = match err {
+        E::ExpectedEq(p) => (*p, "attribute name must be followed by '='".to_string()),
+        E::ExpectedValue(p) => (*p, "'=' must be followed by an attribute value".to_string()),
+        E::UnquotedValue(p) => (*p, "attribute value must be enclosed in quotes".to_string()),
+        E::ExpectedQuote(p, q) => (*p, format!("missing closing quote {}", *q as char)),
+        E::Duplicated(p, _) => (*p, "attribute redefined".to_string()),
+    };
+    syntax(input, tag_pos + 1 + at, what)
+}
+
+/// XML 1.0 Name production (ASCII rules exact; any non-ASCII accepted).
+fn is_xml_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    let start_ok = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ':' || !c.is_ascii();
+    start_ok(first) && chars.all(|c| start_ok(c) || c.is_ascii_digit() || c == '-' || c == '.')
+}
+
 fn split_qname(q: &str) -> (Option<String>, String) {
     match q.split_once(':') {
         Some((p, l)) => (Some(p.to_string()), l.to_string()),
@@ -206,15 +234,36 @@ impl<'a> Builder<'a> {
         if qname.is_empty() {
             return Err(syntax(input, pos, "empty element name"));
         }
+        if !is_xml_name(&qname) {
+            return Err(syntax(
+                input,
+                pos,
+                format!("invalid element name '{qname}'"),
+            ));
+        }
         let (prefix, local) = split_qname(&qname);
         let mut attrs = Vec::new();
         let mut ns_decls = Vec::new();
         for a in e.attributes().with_checks(true) {
-            let a = a.map_err(|err| syntax(input, pos, format!("bad attribute: {err}")))?;
+            let a = a.map_err(|err| attr_error(input, pos, &err))?;
             let apos = offset_in(input, a.key.as_ref()).unwrap_or(pos);
             let key = std::str::from_utf8(a.key.as_ref())
                 .map_err(|_| syntax(input, apos, "attribute name is not valid UTF-8"))?
                 .to_string();
+            if !is_xml_name(&key) {
+                return Err(syntax(
+                    input,
+                    apos,
+                    format!("invalid attribute name '{key}'"),
+                ));
+            }
+            if a.value.contains(&b'<') {
+                return Err(syntax(
+                    input,
+                    apos,
+                    format!("unescaped '<' not allowed in value of attribute '{key}'"),
+                ));
+            }
             let value = a
                 .unescape_value()
                 .map_err(|err| {
@@ -351,8 +400,32 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// Characters XML 1.0 does not allow anywhere (libxml2 rejects them, also
+/// when written as character references).
+fn is_forbidden_char(c: char) -> bool {
+    (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{fffe}' || c == '\u{ffff}'
+}
+
+fn check_chars(input: &str, s: &str, pos: usize) -> Result<(), NetXmlError> {
+    match s.chars().find(|c| is_forbidden_char(*c)) {
+        Some(c) => Err(syntax(
+            input,
+            pos,
+            format!("invalid XML character U+{:04X}", u32::from(c)),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Parse `input` into an element tree.
 pub(crate) fn parse_document(input: &str) -> Result<Document<'_>, NetXmlError> {
+    if let Some((i, c)) = input.char_indices().find(|(_, c)| is_forbidden_char(*c)) {
+        return Err(syntax(
+            input,
+            i,
+            format!("invalid XML character U+{:04X}", u32::from(c)),
+        ));
+    }
     let mut reader = Reader::from_str(input);
     {
         let cfg = reader.config_mut();
@@ -403,10 +476,14 @@ pub(crate) fn parse_document(input: &str) -> Result<Document<'_>, NetXmlError> {
                 None => return Err(syntax(input, pos, "unexpected end tag")),
             },
             Event::Text(t) => {
+                if t.windows(3).any(|w| w == b"]]>") {
+                    return Err(syntax(input, pos, "sequence ']]>' not allowed in content"));
+                }
                 let s = t
                     .unescape()
                     .map_err(|err| syntax(input, pos, format!("bad text: {err}")))?
                     .into_owned();
+                check_chars(input, &s, pos)?;
                 b.push_node(Node::Text(s), pos)?;
             }
             Event::CData(t) => {

@@ -16,7 +16,7 @@ mod parse;
 pub mod validate;
 
 pub use error::{ErrorKind, Location, NetXmlError};
-pub use format::{format, FormatFlags};
+pub use format::{format, format_indented, FormatFlags};
 pub use model::*;
 pub use parse::parse;
 pub use validate::{validate, validate_for_define, DefineContext, EmptyHost};
