@@ -36,8 +36,8 @@ use serde::{Deserialize, Serialize};
 use virtnet_core::runner::Output;
 
 use lexer::{Loc, Source};
-pub use model::{BaseSpec, Chain, Element, Family, Rule, Set, Stmt, StmtKind, Table};
 use model::{chain_block, set_block, table_block, ListOpts, TableParts};
+pub use model::{BaseSpec, Chain, Element, Family, Rule, Set, Stmt, StmtKind, Table};
 use parser::{Command, Named, Op, PErr, PosKind, RuleBody, TableRef};
 
 /// The process id printed in `# new generation N by process PID (nft)`.
@@ -92,38 +92,19 @@ struct KErr {
     attr: bool,
 }
 
-/// What to echo after a successful commit (rendered against the final state).
+/// What to echo after a successful commit.
 enum Echo {
-    Table {
-        create: bool,
-        family: Family,
-        name: String,
-        handle: u64,
-    },
-    Chain {
-        create: bool,
-        family: Family,
-        table: String,
-        name: String,
-    },
+    /// Fully rendered when the command was applied.
+    Text(String),
+    /// A rule: the kernel reports its position (the previous rule) from the
+    /// committed chain, unless the rule is first or last there.
     Rule {
-        insert: bool,
+        head: String,
         family: Family,
         table: String,
         chain: String,
         handle: u64,
-    },
-    Set {
-        create: bool,
-        family: Family,
-        table: String,
-        name: String,
-    },
-    Element {
-        family: Family,
-        table: String,
-        set: String,
-        elem: Element,
+        body: String,
     },
 }
 
@@ -194,9 +175,7 @@ impl NftState {
                     i += 1;
                     match args.get(i) {
                         Some(f) => file = Some(f.clone()),
-                        None => {
-                            return fail("nft: option '--file' requires an argument\n".into())
-                        }
+                        None => return fail("nft: option '--file' requires an argument\n".into()),
                     }
                 }
                 _ if a.starts_with("--") => {
@@ -296,7 +275,7 @@ impl NftState {
         let mut echoes = Vec::new();
         let mut changed = false;
         for (cmd, pos) in cmds.iter().zip(resolved) {
-            match work.apply(cmd, pos, &mut echoes, &mut changed) {
+            match work.apply(cmd, pos, opts, &mut echoes, &mut changed) {
                 Ok(()) => {}
                 Err(k) => {
                     let msg = work.kernel_error_text(cmd, &k, cache);
@@ -313,17 +292,29 @@ impl NftState {
         if changed {
             self.generation += 1;
         }
-        if opts.echo && !echoes.is_empty() {
+        if opts.echo {
             for e in &echoes {
-                if let Some(line) = self.echo_line(e, opts) {
-                    stdout.push_str(&line);
-                    stdout.push('\n');
-                }
+                stdout.push_str(&self.echo_line(e));
+                stdout.push('\n');
             }
-            stdout.push_str(&format!(
-                "# new generation {} by process {} (nft)\n",
-                self.generation, FAKE_PID
-            ));
+            // The kernel echoes the new generation when the first message
+            // of the batch asked for echo: adds do, deletes and flushes not.
+            let first_echoes = cmds.iter().find(|c| !is_list(&c.op)).is_some_and(|c| {
+                matches!(
+                    c.op,
+                    Op::AddTable { .. }
+                        | Op::AddChain { .. }
+                        | Op::AddRule { .. }
+                        | Op::AddSet { .. }
+                        | Op::AddElement { .. }
+                )
+            });
+            if changed && first_echoes {
+                stdout.push_str(&format!(
+                    "# new generation {} by process {} (nft)\n",
+                    self.generation, FAKE_PID
+                ));
+            }
         }
         Output::ok(stdout)
     }
@@ -462,12 +453,20 @@ impl NftState {
                 }
             }
             Op::ListRuleset(fam) => {
-                for t in self.tables.iter().filter(|t| fam.map_or(true, |f| f == t.family)) {
+                for t in self
+                    .tables
+                    .iter()
+                    .filter(|t| fam.is_none_or(|f| f == t.family))
+                {
                     stdout.push_str(&table_block(t, lopts, TableParts::ALL));
                 }
             }
             Op::ListTables(fam) => {
-                for t in self.tables.iter().filter(|t| fam.map_or(true, |f| f == t.family)) {
+                for t in self
+                    .tables
+                    .iter()
+                    .filter(|t| fam.is_none_or(|f| f == t.family))
+                {
                     stdout.push_str(&format!("table {} {}\n", t.family.as_str(), t.name));
                 }
             }
@@ -492,7 +491,11 @@ impl NftState {
                 ));
             }
             Op::ListChains(fam) => {
-                for t in self.tables.iter().filter(|t| fam.map_or(true, |f| f == t.family)) {
+                for t in self
+                    .tables
+                    .iter()
+                    .filter(|t| fam.is_none_or(|f| f == t.family))
+                {
                     let mut body = Vec::new();
                     for c in &t.chains {
                         let mut s = format!(
@@ -522,7 +525,7 @@ impl NftState {
                 for t in self
                     .tables
                     .iter()
-                    .filter(|t| family.map_or(true, |f| f == t.family))
+                    .filter(|t| family.is_none_or(|f| f == t.family))
                 {
                     stdout.push_str(&table_block(
                         t,
@@ -560,7 +563,12 @@ impl NftState {
         Ok(None)
     }
 
-    fn check_rule_body(&self, t: &TableRef, body: &RuleBody, cache: CacheLevel) -> Result<(), PErr> {
+    fn check_rule_body(
+        &self,
+        t: &TableRef,
+        body: &RuleBody,
+        cache: CacheLevel,
+    ) -> Result<(), PErr> {
         if let Some(links) = &self.links {
             for i in &body.ifaces {
                 if !links.contains(&i.value) {
@@ -601,7 +609,11 @@ impl NftState {
         if cache == CacheLevel::Full {
             for t in &self.tables {
                 for s in &t.sets {
-                    best.update(&s.name, &set.value, (s.name.clone(), s.is_map, t.family, t.name.clone()));
+                    best.update(
+                        &s.name,
+                        &set.value,
+                        (s.name.clone(), s.is_map, t.family, t.name.clone()),
+                    );
                 }
             }
         }
@@ -668,45 +680,51 @@ impl NftState {
         match &cmd.op {
             Op::AddTable { t, .. } | Op::FlushTable(t) => {
                 if let Some((n, f)) = self.fuzzy_table(&t.name, cache) {
-                    return format!("{noent}; did you mean table ‘{}’ in family {}?", n, f.as_str());
+                    return format!(
+                        "{noent}; did you mean table ‘{}’ in family {}?",
+                        n,
+                        f.as_str()
+                    );
                 }
             }
             Op::DeleteTable { name: Some(n), .. } => {
                 if let Some((n, f)) = self.fuzzy_table(&n.value, cache) {
-                    return format!("{noent}; did you mean table ‘{}’ in family {}?", n, f.as_str());
+                    return format!(
+                        "{noent}; did you mean table ‘{}’ in family {}?",
+                        n,
+                        f.as_str()
+                    );
                 }
             }
             Op::DeleteChain {
                 t, chain: Some(c), ..
             }
-            | Op::FlushChain { t, chain: c } => {
-                if cache == CacheLevel::Full {
-                    if let Some((cn, f, tn)) = self.fuzzy_chain(&c.value) {
-                        if let Some(m) = table_check(t, &tn, f) {
-                            return m;
-                        }
-                        return format!(
-                            "{noent}; did you mean chain ‘{}’ in table {} ‘{}’?",
-                            cn,
-                            f.as_str(),
-                            tn
-                        );
+            | Op::FlushChain { t, chain: c }
+                if cache == CacheLevel::Full =>
+            {
+                if let Some((cn, f, tn)) = self.fuzzy_chain(&c.value) {
+                    if let Some(m) = table_check(t, &tn, f) {
+                        return m;
                     }
+                    return format!(
+                        "{noent}; did you mean chain ‘{}’ in table {} ‘{}’?",
+                        cn,
+                        f.as_str(),
+                        tn
+                    );
                 }
             }
-            Op::AddChain { t, chain, .. } => {
-                if cache == CacheLevel::Full {
-                    if let Some((cn, f, tn)) = self.fuzzy_chain(&chain.value) {
-                        if let Some(m) = table_check(t, &tn, f) {
-                            return m;
-                        }
-                        return format!(
-                            "{noent}; did you mean chain ‘{}’ in table {} ‘{}’?",
-                            cn,
-                            f.as_str(),
-                            tn
-                        );
+            Op::AddChain { t, chain, .. } if cache == CacheLevel::Full => {
+                if let Some((cn, f, tn)) = self.fuzzy_chain(&chain.value) {
+                    if let Some(m) = table_check(t, &tn, f) {
+                        return m;
                     }
+                    return format!(
+                        "{noent}; did you mean chain ‘{}’ in table {} ‘{}’?",
+                        cn,
+                        f.as_str(),
+                        tn
+                    );
                 }
             }
             Op::AddRule { t, chain, .. } | Op::DeleteRule { t, chain, .. } => {
@@ -725,28 +743,30 @@ impl NftState {
                     }
                 }
             }
-            Op::AddSet { t, set, .. }
-            | Op::DeleteSet { t, set, .. }
-            | Op::FlushSet { t, set } => {
-                if cache == CacheLevel::Full {
-                    let mut best = misspell::Best::new();
-                    for tb in &self.tables {
-                        for s in &tb.sets {
-                            best.update(&s.name, &set.value, (s.name.clone(), s.is_map, tb.family, tb.name.clone()));
-                        }
-                    }
-                    if let Some((sn, is_map, f, tn)) = best.found {
-                        if let Some(m) = table_check(t, &tn, f) {
-                            return m;
-                        }
-                        return format!(
-                            "{noent}; did you mean {} ‘{}’ in table {} ‘{}’?",
-                            if is_map { "map" } else { "set" },
-                            sn,
-                            f.as_str(),
-                            tn
+            Op::AddSet { t, set, .. } | Op::DeleteSet { t, set, .. } | Op::FlushSet { t, set }
+                if cache == CacheLevel::Full =>
+            {
+                let mut best = misspell::Best::new();
+                for tb in &self.tables {
+                    for s in &tb.sets {
+                        best.update(
+                            &s.name,
+                            &set.value,
+                            (s.name.clone(), s.is_map, tb.family, tb.name.clone()),
                         );
                     }
+                }
+                if let Some((sn, is_map, f, tn)) = best.found {
+                    if let Some(m) = table_check(t, &tn, f) {
+                        return m;
+                    }
+                    return format!(
+                        "{noent}; did you mean {} ‘{}’ in table {} ‘{}’?",
+                        if is_map { "map" } else { "set" },
+                        sn,
+                        f.as_str(),
+                        tn
+                    );
                 }
             }
             _ => {}
@@ -759,6 +779,7 @@ impl NftState {
         &mut self,
         cmd: &Command,
         index_handle: Option<u64>,
+        opts: Opts,
         echoes: &mut Vec<Echo>,
         changed: &mut bool,
     ) -> Result<(), KErr> {
@@ -767,6 +788,14 @@ impl NftState {
             loc,
             attr: true,
         };
+        let hs = |n: u64| {
+            if opts.handles {
+                format!(" # handle {n}")
+            } else {
+                String::new()
+            }
+        };
+        let verb = |create: bool| if create { "create" } else { "add" };
         match &cmd.op {
             Op::AddTable { create, t } => {
                 if self.table(t.family, &t.name).is_some() {
@@ -779,12 +808,13 @@ impl NftState {
                 let handle = self.last_table_handle;
                 self.tables.push(empty_table(t, handle));
                 *changed = true;
-                echoes.push(Echo::Table {
-                    create: *create,
-                    family: t.family,
-                    name: t.name.clone(),
-                    handle,
-                });
+                echoes.push(Echo::Text(format!(
+                    "{} table {} {}{}",
+                    verb(*create),
+                    t.family.as_str(),
+                    t.name,
+                    hs(handle)
+                )));
             }
             Op::DeleteTable {
                 family,
@@ -880,12 +910,22 @@ impl NftState {
                     });
                 }
                 *changed = true;
-                echoes.push(Echo::Chain {
-                    create: *create,
-                    family: t.family,
-                    table: t.name.clone(),
-                    name: chain.value.clone(),
-                });
+                if let Some(c) = table.chain(&chain.value) {
+                    let spec = c
+                        .base
+                        .as_ref()
+                        .map(|b| format!(" {{ {} }}", b.text(t.family)))
+                        .unwrap_or_default();
+                    echoes.push(Echo::Text(format!(
+                        "{} chain {} {} {}{}{}",
+                        verb(*create),
+                        t.family.as_str(),
+                        t.name,
+                        chain.value,
+                        spec,
+                        hs(c.handle)
+                    )));
+                }
             }
             Op::DeleteChain { t, chain, handle } => {
                 let table = self
@@ -1004,12 +1044,24 @@ impl NftState {
                 };
                 c.rules.insert(idx, rule);
                 *changed = true;
+                let body_text = c
+                    .rules
+                    .get(idx)
+                    .map(|r| format!("{}{}", r.text(), hs(handle)))
+                    .unwrap_or_default();
                 echoes.push(Echo::Rule {
-                    insert: *insert,
+                    head: format!(
+                        "{} rule {} {} {} ",
+                        if *insert { "insert" } else { "add" },
+                        t.family.as_str(),
+                        t.name,
+                        chain.value
+                    ),
                     family: t.family,
                     table: t.name.clone(),
                     chain: chain.value.clone(),
                     handle,
+                    body: body_text,
                 });
             }
             Op::DeleteRule { t, chain, handle } => {
@@ -1065,12 +1117,25 @@ impl NftState {
                     });
                 }
                 *changed = true;
-                echoes.push(Echo::Set {
-                    create: *create,
-                    family: t.family,
-                    table: t.name.clone(),
-                    name: set.value.clone(),
-                });
+                if let Some(s) = table.set(&set.value) {
+                    let mut inner = String::new();
+                    if opts.handles {
+                        inner.push_str(&format!("# handle {} ", s.handle));
+                    }
+                    inner.push_str(&format!("{};", s.type_text()));
+                    if !s.flags.is_empty() {
+                        inner.push_str(&format!(" flags {};", s.flags.join(",")));
+                    }
+                    echoes.push(Echo::Text(format!(
+                        "{} {} {} {} {} {{ {} }} ",
+                        verb(*create),
+                        if s.is_map { "map" } else { "set" },
+                        t.family.as_str(),
+                        t.name,
+                        set.value,
+                        inner
+                    )));
+                }
             }
             Op::DeleteSet { t, set, .. } => {
                 let table = self
@@ -1118,12 +1183,13 @@ impl NftState {
                         Some(_) => {}
                         None => s.elements.push(e.value.clone()),
                     }
-                    echoes.push(Echo::Element {
-                        family: t.family,
-                        table: t.name.clone(),
-                        set: set.value.clone(),
-                        elem: e.value.clone(),
-                    });
+                    echoes.push(Echo::Text(format!(
+                        "add element {} {} {} {{ {} }}",
+                        t.family.as_str(),
+                        t.name,
+                        set.value,
+                        e.value.text()
+                    )));
                 }
                 *changed = true;
             }
@@ -1157,112 +1223,30 @@ impl NftState {
         Ok(())
     }
 
-    /// One echo line (without newline), rendered from the committed state.
-    fn echo_line(&self, e: &Echo, opts: Opts) -> Option<String> {
-        let h = |n: u64| {
-            if opts.handles {
-                format!(" # handle {n}")
-            } else {
-                String::new()
-            }
-        };
-        let verb = |create: bool| if create { "create" } else { "add" };
-        Some(match e {
-            Echo::Table {
-                create,
-                family,
-                name,
-                handle,
-            } => format!("{} table {} {}{}", verb(*create), family.as_str(), name, h(*handle)),
-            Echo::Chain {
-                create,
-                family,
-                table,
-                name,
-            } => {
-                let t = self.table(*family, table)?;
-                let c = t.chain(name)?;
-                let spec = c
-                    .base
-                    .as_ref()
-                    .map(|b| format!(" {{ {} }}", b.text(*family)))
-                    .unwrap_or_default();
-                format!(
-                    "{} chain {} {} {}{}{}",
-                    verb(*create),
-                    family.as_str(),
-                    table,
-                    name,
-                    spec,
-                    h(c.handle)
-                )
-            }
+    /// One echo line (without newline).
+    fn echo_line(&self, e: &Echo) -> String {
+        match e {
+            Echo::Text(t) => t.clone(),
             Echo::Rule {
-                insert,
+                head,
                 family,
                 table,
                 chain,
                 handle,
+                body,
             } => {
-                let c = self.table(*family, table)?.chain(chain)?;
-                let idx = c.rules.iter().position(|r| r.handle == *handle)?;
-                let r = &c.rules[idx];
-                // The kernel reports the previous rule as position unless the
-                // rule is first or last in the chain.
-                let pos = if idx > 0 && idx + 1 < c.rules.len() {
-                    format!("handle {} ", c.rules[idx - 1].handle)
-                } else {
-                    String::new()
-                };
-                format!(
-                    "{} rule {} {} {} {}{}{}",
-                    if *insert { "insert" } else { "add" },
-                    family.as_str(),
-                    table,
-                    chain,
-                    pos,
-                    r.text(),
-                    h(*handle)
-                )
+                let pos = self
+                    .table(*family, table)
+                    .and_then(|t| t.chain(chain))
+                    .and_then(|c| {
+                        let idx = c.rules.iter().position(|r| r.handle == *handle)?;
+                        (idx > 0 && idx + 1 < c.rules.len()).then(|| c.rules[idx - 1].handle)
+                    })
+                    .map(|h| format!("handle {h} "))
+                    .unwrap_or_default();
+                format!("{head}{pos}{body}")
             }
-            Echo::Set {
-                create,
-                family,
-                table,
-                name,
-            } => {
-                let s = self.table(*family, table)?.set(name)?;
-                let mut inner = String::new();
-                if opts.handles {
-                    inner.push_str(&format!("# handle {} ", s.handle));
-                }
-                inner.push_str(&format!("{};", s.type_text()));
-                if !s.flags.is_empty() {
-                    inner.push_str(&format!(" flags {};", s.flags.join(",")));
-                }
-                format!(
-                    "{} {} {} {} {} {{ {} }} ",
-                    verb(*create),
-                    if s.is_map { "map" } else { "set" },
-                    family.as_str(),
-                    table,
-                    name,
-                    inner
-                )
-            }
-            Echo::Element {
-                family,
-                table,
-                set,
-                elem,
-            } => format!(
-                "add element {} {} {} {{ {} }}",
-                family.as_str(),
-                table,
-                set,
-                elem.text()
-            ),
-        })
+        }
     }
 
     /// What `nft list ruleset` prints.
@@ -1316,7 +1300,10 @@ fn check_element(s: &Set, e: &Named<Element>) -> Result<(), PErr> {
     match (&s.data_type, &e.value.value) {
         (Some(d), Some(v)) if ok(d, v) => Ok(()),
         (None, None) => Ok(()),
-        _ => Err(PErr::not_simulated(e.loc, "element value does not fit the map")),
+        _ => Err(PErr::not_simulated(
+            e.loc,
+            "element value does not fit the map",
+        )),
     }
 }
 
@@ -1340,4 +1327,17 @@ fn cache_level(cmds: &[Command]) -> CacheLevel {
         })
         .max()
         .unwrap_or(CacheLevel::Empty)
+}
+
+fn is_list(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::ListRuleset(_)
+            | Op::ListTables(_)
+            | Op::ListTable(_)
+            | Op::ListChain { .. }
+            | Op::ListChains(_)
+            | Op::ListSets { .. }
+            | Op::ListSet { .. }
+    )
 }

@@ -317,10 +317,11 @@ pub(crate) fn parse(toks: &[Tok]) -> Result<Vec<Command>, PErr> {
         }
         let start = p.peek().loc();
         let op = command(&mut p, &mut cmds)?;
-        let end = p.prev().loc();
         if !p.at_end() {
             return Err(syntax(p.peek(), Some(END_EXPECT)));
         }
+        // nft's command location runs up to and including the terminator.
+        let end = p.peek().loc();
         if let Some(op) = op {
             cmds.push(Command {
                 op,
@@ -743,7 +744,10 @@ fn set_decl(p: &mut P, is_map: bool) -> Result<SetDecl, PErr> {
                 loop {
                     let f = p.word("string")?;
                     if !matches!(f.value.as_str(), "interval" | "constant") {
-                        return Err(PErr::not_simulated(f.loc, format!("set flag '{}'", f.value)));
+                        return Err(PErr::not_simulated(
+                            f.loc,
+                            format!("set flag '{}'", f.value),
+                        ));
                     }
                     decl.flags.push(f.value);
                     if p.peek().kind == Kind::Comma {
@@ -855,7 +859,10 @@ fn element_key(t: &Tok) -> Result<String, PErr> {
     if let Some(n) = service_port(&t.text) {
         return Ok(n.to_string());
     }
-    Err(PErr::not_simulated(t.loc(), format!("element '{}'", t.text)))
+    Err(PErr::not_simulated(
+        t.loc(),
+        format!("element '{}'", t.text),
+    ))
 }
 
 /// Canonical IPv4 address or prefix (`a.b.c.d`, `net/len` with host bits
@@ -967,6 +974,10 @@ fn rule_body(p: &mut P, family: Family, in_block: bool) -> Result<RuleBody, PErr
         return Err(syntax(p.peek(), None));
     }
     while !(p.at_end() || (cx.in_block && p.peek().kind == Kind::RBrace)) {
+        if cx.body.comment.is_some() {
+            // The comment closes the rule.
+            return Err(syntax(p.peek(), Some(END_EXPECT)));
+        }
         let start = p.peek().loc();
         let before = cx.body.stmts.len();
         statement(p, &mut cx)?;
@@ -1069,11 +1080,7 @@ fn addr_match(p: &mut P, cx: &mut RuleCtx, fam_kw: &str, field: &str) -> Result<
     } else if let Some(name) = t.text.strip_prefix('@') {
         cx.body.set_refs.push(Named {
             value: name.to_string(),
-            loc: Loc {
-                col: t.col + 1,
-                len: t.len - 1,
-                ..t.loc()
-            },
+            loc: t.loc(),
         });
         push(
             cx,
@@ -1134,9 +1141,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
         }
         "jump" | "goto" => {
             let target = p.word("string")?;
-            cx.body
-                .targets
-                .push((target.clone(), t.text == "goto"));
+            cx.body.targets.push((target.clone(), t.text == "goto"));
             let kind = if t.text == "jump" {
                 StmtKind::Jump(target.value.clone())
             } else {
@@ -1174,8 +1179,14 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                     return Err(PErr::not_simulated(ports.loc, "masquerade address"));
                 }
                 if cx.l4.is_empty() {
+                    // nft scans ':' apart; the port range starts after it.
+                    let range = Loc {
+                        col: ports.loc.col + 1,
+                        len: ports.loc.len.saturating_sub(1),
+                        ..ports.loc
+                    };
                     return Err(PErr {
-                        loc: ports.loc,
+                        loc: range,
                         secondary: Some(t.loc()),
                         msg: "transport protocol mapping is only valid after transport protocol match".into(),
                     });
@@ -1212,8 +1223,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             }
         }
         "ip" | "ip6" => {
-            if (t.text == "ip" && fam == Family::Ip6) || (t.text == "ip6" && fam == Family::Ip)
-            {
+            if (t.text == "ip" && fam == Family::Ip6) || (t.text == "ip6" && fam == Family::Ip) {
                 let field = p.peek();
                 let own = if fam == Family::Ip { "ip" } else { "ip6" };
                 return Err(PErr::new(
@@ -1221,8 +1231,14 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                     format!("conflicting protocols specified: {own} vs. {}", t.text),
                 ));
             }
-            if !matches!(fam, Family::Ip | Family::Ip6 | Family::Inet | Family::Bridge | Family::Netdev) {
-                return Err(PErr::not_simulated(t.loc(), format!("{} match in this family", t.text)));
+            if !matches!(
+                fam,
+                Family::Ip | Family::Ip6 | Family::Inet | Family::Bridge | Family::Netdev
+            ) {
+                return Err(PErr::not_simulated(
+                    t.loc(),
+                    format!("{} match in this family", t.text),
+                ));
             }
             let field = p.word("string")?;
             match (t.text.as_str(), field.value.as_str()) {
@@ -1320,7 +1336,12 @@ fn nat_target(spec: &Named<String>, cx: &RuleCtx) -> Result<String, PErr> {
     if cx.family != Family::Ip {
         return Err(PErr::not_simulated(spec.loc, "snat/dnat outside family ip"));
     }
-    let bad = || PErr::new(spec.loc, "Could not resolve hostname: Name or service not known");
+    let bad = || {
+        PErr::new(
+            spec.loc,
+            "Could not resolve hostname: Name or service not known",
+        )
+    };
     let (addrs, ports) = match spec.value.split_once(':') {
         Some((a, p)) => (a, Some(p)),
         None => (spec.value.as_str(), None),
