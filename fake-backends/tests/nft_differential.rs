@@ -127,6 +127,9 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("syntax", include_str!("nft_scenarios/syntax.txt")),
     ("batches", include_str!("nft_scenarios/batches.txt")),
     ("sets", include_str!("nft_scenarios/sets.txt")),
+    ("batches2", include_str!("nft_scenarios/batches2.txt")),
+    ("rules2", include_str!("nft_scenarios/rules2.txt")),
+    ("sets2", include_str!("nft_scenarios/sets2.txt")),
 ];
 
 #[test]

@@ -522,20 +522,18 @@ impl NftState {
                 }
             }
             Op::ListSets { maps, family } => {
+                // Every table is shown, without its handle; the sets follow
+                // each other without blank lines.
                 for t in self
                     .tables
                     .iter()
                     .filter(|t| family.is_none_or(|f| f == t.family))
                 {
-                    stdout.push_str(&table_block(
-                        t,
-                        lopts,
-                        TableParts {
-                            sets: true,
-                            chains: false,
-                            maps_only: Some(*maps),
-                        },
-                    ));
+                    stdout.push_str(&format!("table {} {} {{\n", t.family.as_str(), t.name));
+                    for s in t.sets.iter().filter(|s| s.is_map == *maps) {
+                        stdout.push_str(&set_block(s, lopts));
+                    }
+                    stdout.push_str("}\n");
                 }
             }
             Op::ListSet { is_map, t: tr, set } => {
@@ -847,12 +845,7 @@ impl NftState {
                         *changed = true;
                     }
                 }
-                for s in &mut table.sets {
-                    if !s.elements.is_empty() {
-                        s.elements.clear();
-                        *changed = true;
-                    }
-                }
+                // Sets keep their elements: nft 1.0.6 flushes only rules.
             }
             Op::FlushRuleset(fam) => {
                 let before = self.tables.len();
@@ -1014,10 +1007,39 @@ impl NftState {
                         )
                     }
                 };
+                let base = c.base.clone();
                 for _ in 0..body.anon_sets {
                     table.alloc_handle();
                 }
                 let handle = table.alloc_handle();
+                if let Some(b) = &base {
+                    // The kernel validates NAT statements against the base
+                    // chain's type and hook.
+                    for st in &body.stmts {
+                        if let StmtKind::Nat(kind) = &st.kind {
+                            let ok = b.chain_type == "nat"
+                                && match kind.as_str() {
+                                    "masquerade" => b.hook == "postrouting",
+                                    "snat" => b.hook == "postrouting" || b.hook == "input",
+                                    _ => b.hook == "prerouting" || b.hook == "output",
+                                };
+                            if !ok {
+                                // The kernel finds this only when it
+                                // validates the table at commit; it then
+                                // replays the batch (-EAGAIN), validating at
+                                // once, so the rule takes a second handle.
+                                for _ in 0..=body.anon_sets {
+                                    table.alloc_handle();
+                                }
+                                return Err(KErr {
+                                    errno: Errno::NotSupp,
+                                    loc: cmd.loc,
+                                    attr: false,
+                                });
+                            }
+                        }
+                    }
+                }
                 for (target, is_goto) in &body.targets {
                     match table.chain(&target.value) {
                         None => return Err(at(Errno::NoEnt, target.loc)),
@@ -1178,11 +1200,17 @@ impl NftState {
                 for e in elems {
                     match s.elements.iter_mut().find(|x| x.key == e.value.key) {
                         Some(x) if x.value != e.value.value => {
-                            return Err(at(Errno::Exist, e.loc));
+                            let key_loc = Loc {
+                                len: e.value.key.len().min(e.loc.len),
+                                ..e.loc
+                            };
+                            return Err(at(Errno::Exist, key_loc));
                         }
-                        Some(_) => {}
+                        // Already there: no transaction, nothing echoed.
+                        Some(_) => continue,
                         None => s.elements.push(e.value.clone()),
                     }
+                    *changed = true;
                     echoes.push(Echo::Text(format!(
                         "add element {} {} {} {{ {} }}",
                         t.family.as_str(),
@@ -1191,7 +1219,6 @@ impl NftState {
                         e.value.text()
                     )));
                 }
-                *changed = true;
             }
             Op::DeleteElement { t, set, elems } => {
                 let table = self

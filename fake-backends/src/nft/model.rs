@@ -131,8 +131,11 @@ pub enum StmtKind {
     Goto(String),
     /// A reference to a named set/map (`@name`).
     SetRef(String),
-    /// Terminal verdict or NAT/reject statement.
+    /// Terminal verdict or reject statement.
     Terminal,
+    /// A NAT statement (`masquerade`, `snat`, `dnat`): terminal, and only
+    /// valid in nat chains of the right hook.
+    Nat(String),
     Other,
 }
 

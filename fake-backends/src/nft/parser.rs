@@ -189,11 +189,97 @@ struct P<'a> {
     pos: usize,
 }
 
-fn tok_desc(t: &Tok) -> &'static str {
+/// Words nft's scanner turns into keyword tokens (a subset: the ones the
+/// simulated grammar meets). They are not accepted as plain identifiers and
+/// syntax errors name them as themselves.
+const KEYWORDS: &[&str] = &[
+    "table",
+    "chain",
+    "rule",
+    "set",
+    "map",
+    "element",
+    "sets",
+    "maps",
+    "chains",
+    "tables",
+    "ruleset",
+    "add",
+    "insert",
+    "delete",
+    "create",
+    "flush",
+    "list",
+    "replace",
+    "reset",
+    "rename",
+    "describe",
+    "handle",
+    "position",
+    "index",
+    "comment",
+    "ip",
+    "ip6",
+    "inet",
+    "arp",
+    "bridge",
+    "netdev",
+    "accept",
+    "drop",
+    "continue",
+    "return",
+    "jump",
+    "goto",
+    "queue",
+    "counter",
+    "packets",
+    "bytes",
+    "reject",
+    "with",
+    "masquerade",
+    "snat",
+    "dnat",
+    "redirect",
+    "to",
+    "meta",
+    "ct",
+    "tcp",
+    "udp",
+    "state",
+    "iif",
+    "oif",
+    "iifname",
+    "oifname",
+    "saddr",
+    "daddr",
+    "protocol",
+    "l4proto",
+    "hook",
+    "type",
+    "priority",
+    "policy",
+    "flags",
+    "elements",
+    "log",
+    "limit",
+    "missing",
+    "interval",
+    "timeout",
+    "dport",
+    "sport",
+];
+
+fn is_keyword(w: &str) -> bool {
+    KEYWORDS.contains(&w)
+}
+
+fn tok_desc(t: &Tok) -> &str {
     match t.kind {
         Kind::Word => {
             if t.text.bytes().all(|b| b.is_ascii_digit()) {
                 "number"
+            } else if is_keyword(&t.text) {
+                &t.text
             } else {
                 "string"
             }
@@ -259,6 +345,15 @@ impl<'a> P<'a> {
             Err(syntax(t, Some(expecting)))
         }
     }
+    /// A name (table, chain, set, jump target): any word that is not a
+    /// keyword, or a quoted string.
+    fn ident(&mut self, expecting: &str) -> Result<Named<String>, PErr> {
+        let t = self.peek();
+        if t.kind == Kind::Word && is_keyword(&t.text) {
+            return Err(syntax(t, Some(expecting)));
+        }
+        self.word(expecting)
+    }
     fn number(&mut self) -> Result<Named<u64>, PErr> {
         let t = self.peek();
         if t.kind == Kind::Word {
@@ -295,7 +390,7 @@ impl<'a> P<'a> {
 
     fn table_ref(&mut self, expecting: &str) -> Result<TableRef, PErr> {
         let family = self.family_opt().unwrap_or(Family::Ip);
-        let n = self.word(expecting)?;
+        let n = self.ident(expecting)?;
         Ok(TableRef {
             family,
             name: n.value,
@@ -387,7 +482,7 @@ fn add_cmd(p: &mut P, verb: &str) -> Result<Op, PErr> {
         ("add" | "create", "chain") => {
             p.next();
             let t = p.table_ref("string")?;
-            let chain = p.word("string")?;
+            let chain = p.ident("string")?;
             let spec = if p.peek().kind == Kind::LBrace {
                 Some(chain_spec(p, t.family)?)
             } else {
@@ -403,7 +498,7 @@ fn add_cmd(p: &mut P, verb: &str) -> Result<Op, PErr> {
         ("add" | "insert", "rule") => {
             p.next();
             let t = p.table_ref("string")?;
-            let chain = p.word("string")?;
+            let chain = p.ident("string")?;
             let pos = rule_pos(p)?;
             let body = rule_body(p, t.family, false)?;
             Ok(Op::AddRule {
@@ -418,7 +513,7 @@ fn add_cmd(p: &mut P, verb: &str) -> Result<Op, PErr> {
             p.next();
             let is_map = obj.text == "map";
             let t = p.table_ref("string")?;
-            let set = p.word("string")?;
+            let set = p.ident("string")?;
             let decl = set_decl(p, is_map)?;
             Ok(Op::AddSet {
                 create,
@@ -430,9 +525,23 @@ fn add_cmd(p: &mut P, verb: &str) -> Result<Op, PErr> {
         ("add" | "create", "element") => {
             p.next();
             let t = p.table_ref("string")?;
-            let set = p.word("string")?;
+            let set = p.ident("string")?;
             let elems = element_list(p)?;
             Ok(Op::AddElement { t, set, elems })
+        }
+        ("add" | "insert", w) if !is_keyword(w) || Family::parse(w).is_some() => {
+            // `add [family] TABLE CHAIN stmt...` is short for `add rule`.
+            let t = p.table_ref("string")?;
+            let chain = p.ident("string")?;
+            let pos = rule_pos(p)?;
+            let body = rule_body(p, t.family, false)?;
+            Ok(Op::AddRule {
+                insert: verb == "insert",
+                t,
+                chain,
+                pos,
+                body,
+            })
         }
         _ => Err(PErr::not_simulated(
             obj.loc(),
@@ -476,7 +585,7 @@ fn delete_cmd(p: &mut P) -> Result<Op, PErr> {
                     handle: Some(h),
                 });
             }
-            let n = p.word("handle or string")?;
+            let n = p.ident("handle or string")?;
             Ok(Op::DeleteTable {
                 family,
                 name: Some(n),
@@ -493,7 +602,7 @@ fn delete_cmd(p: &mut P) -> Result<Op, PErr> {
                     handle: Some(h),
                 });
             }
-            let c = p.word("handle or string")?;
+            let c = p.ident("handle or string")?;
             Ok(Op::DeleteChain {
                 t,
                 chain: Some(c),
@@ -502,7 +611,7 @@ fn delete_cmd(p: &mut P) -> Result<Op, PErr> {
         }
         "rule" => {
             let t = p.table_ref("string")?;
-            let chain = p.word("string")?;
+            let chain = p.ident("string")?;
             if !p.eat_word("handle") {
                 return Err(syntax(p.peek(), Some("handle")));
             }
@@ -511,7 +620,7 @@ fn delete_cmd(p: &mut P) -> Result<Op, PErr> {
         }
         "set" | "map" => {
             let t = p.table_ref("string")?;
-            let set = p.word("string")?;
+            let set = p.ident("string")?;
             Ok(Op::DeleteSet {
                 is_map: obj.text == "map",
                 t,
@@ -520,7 +629,7 @@ fn delete_cmd(p: &mut P) -> Result<Op, PErr> {
         }
         "element" => {
             let t = p.table_ref("string")?;
-            let set = p.word("string")?;
+            let set = p.ident("string")?;
             let elems = element_list(p)?;
             Ok(Op::DeleteElement { t, set, elems })
         }
@@ -542,12 +651,12 @@ fn flush_cmd(p: &mut P) -> Result<Op, PErr> {
         "table" => Ok(Op::FlushTable(p.table_ref("string")?)),
         "chain" => {
             let t = p.table_ref("string")?;
-            let chain = p.word("string")?;
+            let chain = p.ident("string")?;
             Ok(Op::FlushChain { t, chain })
         }
         "set" | "map" => {
             let t = p.table_ref("string")?;
-            let set = p.word("string")?;
+            let set = p.ident("string")?;
             Ok(Op::FlushSet { t, set })
         }
         _ => Err(PErr::not_simulated(
@@ -574,12 +683,12 @@ fn list_cmd(p: &mut P) -> Result<Op, PErr> {
         "table" => Ok(Op::ListTable(p.table_ref("string")?)),
         "chain" => {
             let t = p.table_ref("string")?;
-            let chain = p.word("string")?;
+            let chain = p.ident("string")?;
             Ok(Op::ListChain { t, chain })
         }
         "set" | "map" => {
             let t = p.table_ref("string")?;
-            let set = p.word("string")?;
+            let set = p.ident("string")?;
             Ok(Op::ListSet {
                 is_map: obj.text == "map",
                 t,
@@ -994,7 +1103,7 @@ fn rule_body(p: &mut P, family: Family, in_block: bool) -> Result<RuleBody, PErr
             }
             if matches!(
                 cx.body.stmts.last().map(|s| &s.kind),
-                Some(StmtKind::Terminal | StmtKind::Jump(_) | StmtKind::Goto(_))
+                Some(StmtKind::Terminal | StmtKind::Nat(_) | StmtKind::Jump(_) | StmtKind::Goto(_))
             ) {
                 cx.terminal = Some(span);
             }
@@ -1140,7 +1249,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             push(cx, t.text.clone(), StmtKind::Terminal);
         }
         "jump" | "goto" => {
-            let target = p.word("string")?;
+            let target = p.ident("string")?;
             cx.body.targets.push((target.clone(), t.text == "goto"));
             let kind = if t.text == "jump" {
                 StmtKind::Jump(target.value.clone())
@@ -1163,10 +1272,44 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                     "icmp" | "icmpv6" | "icmpx" => {
                         p.eat_word("type");
                         let code = p.word("string")?;
-                        text.push_str(&format!(" with {} {}", w.value, code.value));
+                        let native = match fam {
+                            Family::Ip => "icmp",
+                            Family::Ip6 => "icmpv6",
+                            Family::Inet => "icmpx",
+                            _ => "",
+                        };
+                        if w.value == "icmpx" && matches!(fam, Family::Ip | Family::Ip6) {
+                            return Err(PErr {
+                                loc: code.loc,
+                                secondary: Some(t.loc()),
+                                msg: "abstracted ICMP unreachable not supported".into(),
+                            });
+                        }
+                        if w.value != native {
+                            return Err(PErr::not_simulated(
+                                w.loc,
+                                format!("reject with {} in family {}", w.value, fam.as_str()),
+                            ));
+                        }
+                        if !reject_code_known(&w.value, &code.value) {
+                            return Err(PErr::not_simulated(
+                                code.loc,
+                                format!("{} code '{}'", w.value, code.value),
+                            ));
+                        }
+                        // The family's default (port unreachable) prints as
+                        // a bare `reject`.
+                        if code.value != "port-unreachable" {
+                            text.push_str(&format!(" with {} {}", w.value, code.value));
+                        }
                     }
                     _ => return Err(PErr::not_simulated(w.loc, "reject type")),
                 }
+            } else if !matches!(fam, Family::Ip | Family::Ip6 | Family::Inet) {
+                return Err(PErr::not_simulated(
+                    t.loc(),
+                    format!("reject in family {}", fam.as_str()),
+                ));
             }
             push(cx, text, StmtKind::Terminal);
         }
@@ -1195,7 +1338,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 text.push_str(&format!(" to {}", ports.value));
             }
             nat_family_check(cx, t)?;
-            push(cx, text, StmtKind::Terminal);
+            push(cx, text, StmtKind::Nat("masquerade".into()));
         }
         "snat" | "dnat" => {
             if !p.eat_word("to") {
@@ -1204,7 +1347,11 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             let spec = p.word("string")?;
             nat_family_check(cx, t)?;
             let text = nat_target(&spec, cx)?;
-            push(cx, format!("{} to {}", t.text, text), StmtKind::Terminal);
+            push(
+                cx,
+                format!("{} to {}", t.text, text),
+                StmtKind::Nat(t.text.clone()),
+            );
         }
         "comment" => {
             let c = p.next();
@@ -1263,8 +1410,16 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             }
             let op = rel_op(p);
             let v = value_tok(p)?;
+            let mut kind = StmtKind::Other;
             let value = if v.kind == Kind::LBrace {
                 anon_set(p, cx, &port_conv)?
+            } else if let Some(name) = v.text.strip_prefix('@') {
+                cx.body.set_refs.push(Named {
+                    value: name.to_string(),
+                    loc: v.loc(),
+                });
+                kind = StmtKind::SetRef(name.to_string());
+                v.text.clone()
             } else {
                 port_conv(v)?
             };
@@ -1277,7 +1432,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             push(
                 cx,
                 format!("{} {} {}{}", t.text, field.value, op, value),
-                StmtKind::Other,
+                kind,
             );
         }
         "ct" => {
@@ -1304,9 +1459,11 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 .filter(|(_, b)| bits & b != 0)
                 .map(|(n, _)| *n)
                 .collect();
+            // A negated state list prints as a bitmask expression.
+            let sep = if op.is_empty() { "," } else { " | " };
             push(
                 cx,
-                format!("ct state {}{}", op, names.join(",")),
+                format!("ct state {}{}", op, names.join(sep)),
                 StmtKind::Other,
             );
         }
@@ -1433,7 +1590,7 @@ fn table_block(p: &mut P, out: &mut Vec<Command>) -> Result<(), PErr> {
         match k.kind {
             Kind::RBrace => break,
             Kind::Word if k.text == "chain" => {
-                let chain = p.word("string")?;
+                let chain = p.ident("string")?;
                 if p.peek().kind != Kind::LBrace {
                     return Err(syntax(p.peek(), Some("'{'")));
                 }
@@ -1510,7 +1667,7 @@ fn table_block(p: &mut P, out: &mut Vec<Command>) -> Result<(), PErr> {
                 }
             }
             Kind::Word if k.text == "set" || k.text == "map" => {
-                let set = p.word("string")?;
+                let set = p.ident("string")?;
                 let decl = set_decl(p, k.text == "map")?;
                 out.push(Command {
                     op: Op::AddSet {
@@ -1531,4 +1688,34 @@ fn table_block(p: &mut P, out: &mut Vec<Command>) -> Result<(), PErr> {
         }
     }
     Ok(())
+}
+
+fn reject_code_known(kind: &str, code: &str) -> bool {
+    let codes: &[&str] = match kind {
+        "icmp" => &[
+            "net-unreachable",
+            "host-unreachable",
+            "prot-unreachable",
+            "port-unreachable",
+            "net-prohibited",
+            "host-prohibited",
+            "admin-prohibited",
+        ],
+        "icmpv6" => &[
+            "no-route",
+            "admin-prohibited",
+            "addr-unreachable",
+            "port-unreachable",
+            "policy-fail",
+            "reject-route",
+        ],
+        "icmpx" => &[
+            "host-unreachable",
+            "no-route",
+            "port-unreachable",
+            "admin-prohibited",
+        ],
+        _ => &[],
+    };
+    codes.contains(&code)
 }
