@@ -269,6 +269,23 @@ const KEYWORDS: &[&str] = &[
     "sport",
 ];
 
+/// Object kinds of nft the simulator does not model (they must not be
+/// mistaken for a table name of the `add TABLE CHAIN ...` shorthand).
+const OTHER_OBJECTS: &[&str] = &[
+    "flowtable",
+    "quota",
+    "secmark",
+    "synproxy",
+    "ct",
+    "counters",
+    "quotas",
+    "limits",
+    "flowtables",
+    "meter",
+    "meters",
+    "hooks",
+];
+
 fn is_keyword(w: &str) -> bool {
     KEYWORDS.contains(&w)
 }
@@ -454,6 +471,8 @@ fn command(p: &mut P, out: &mut Vec<Command>) -> Result<Option<Op>, PErr> {
             table_block(p, out)?;
             Ok(None)
         }
+        "monitor" | "describe" | "reset" | "rename" | "replace" | "import" | "export" | "get"
+        | "destroy" => Err(PErr::not_simulated(verb.loc(), format!("'{}'", verb.text))),
         _ => {
             if p.peek_at(1).kind == Kind::Newline {
                 p.next();
@@ -529,7 +548,9 @@ fn add_cmd(p: &mut P, verb: &str) -> Result<Op, PErr> {
             let elems = element_list(p)?;
             Ok(Op::AddElement { t, set, elems })
         }
-        ("add" | "insert", w) if !is_keyword(w) || Family::parse(w).is_some() => {
+        ("add" | "insert", w)
+            if Family::parse(w).is_some() || !(is_keyword(w) || OTHER_OBJECTS.contains(&w)) =>
+        {
             // `add [family] TABLE CHAIN stmt...` is short for `add rule`.
             let t = p.table_ref("string")?;
             let chain = p.ident("string")?;
