@@ -130,6 +130,7 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("batches2", include_str!("nft_scenarios/batches2.txt")),
     ("rules2", include_str!("nft_scenarios/rules2.txt")),
     ("sets2", include_str!("nft_scenarios/sets2.txt")),
+    ("multi", include_str!("nft_scenarios/multi.txt")),
 ];
 
 #[test]

@@ -249,44 +249,57 @@ impl NftState {
         };
         let cmds = match parser::parse(&toks) {
             Ok(c) => c,
-            Err(e) => return fail(src.error2(e.loc, e.secondary, &e.msg)),
+            Err(errs) => {
+                let text: String = errs
+                    .iter()
+                    .map(|e| src.error2(e.loc, e.secondary, &e.msg))
+                    .collect();
+                return fail(text);
+            }
         };
         let cache = cache_level(&cmds);
 
-        // Userspace evaluation of every command before anything is sent.
+        // Userspace evaluation of every command before anything is sent;
+        // nft reports every failing command, then stops.
         let mut view = self.clone();
         let mut stdout = String::new();
         let mut resolved: Vec<Option<u64>> = Vec::with_capacity(cmds.len());
+        let mut errors = String::new();
         for cmd in &cmds {
             match view.evaluate(cmd, cache, opts, &mut stdout) {
                 Ok(pos) => resolved.push(pos),
                 Err(e) => {
-                    return Output {
-                        status: 1,
-                        stdout,
-                        stderr: src.error2(e.loc, e.secondary, &e.msg),
-                    }
+                    resolved.push(None);
+                    errors.push_str(&src.error2(e.loc, e.secondary, &e.msg));
                 }
             }
         }
+        if !errors.is_empty() {
+            return Output {
+                status: 1,
+                stdout,
+                stderr: errors,
+            };
+        }
 
-        // The kernel transaction.
+        // The kernel transaction: every message is processed (so every
+        // failure is reported), then the batch commits only if none failed.
         let mut work = self.clone();
         let mut echoes = Vec::new();
         let mut changed = false;
         for (cmd, pos) in cmds.iter().zip(resolved) {
-            match work.apply(cmd, pos, opts, &mut echoes, &mut changed) {
-                Ok(()) => {}
-                Err(k) => {
-                    let msg = work.kernel_error_text(cmd, &k, cache);
-                    self.keep_counters(&work);
-                    return Output {
-                        status: 1,
-                        stdout,
-                        stderr: src.error(k.loc, &msg),
-                    };
-                }
+            if let Err(k) = work.apply(cmd, pos, opts, &mut echoes, &mut changed) {
+                let msg = work.kernel_error_text(cmd, &k, cache);
+                errors.push_str(&src.error(k.loc, &msg));
             }
+        }
+        if !errors.is_empty() {
+            self.keep_counters(&work);
+            return Output {
+                status: 1,
+                stdout,
+                stderr: errors,
+            };
         }
         *self = work;
         if changed {
@@ -1198,18 +1211,22 @@ impl NftState {
                     .find(|s| s.name == set.value)
                     .ok_or_else(|| at(Errno::NoEnt, set.loc))?;
                 for e in elems {
-                    match s.elements.iter_mut().find(|x| x.key == e.value.key) {
-                        Some(x) if x.value != e.value.value => {
+                    if let Some(x) = s.elements.iter().find(|x| x.key == e.value.key) {
+                        if x.value != e.value.value {
                             let key_loc = Loc {
                                 len: e.value.key.len().min(e.loc.len),
                                 ..e.loc
                             };
                             return Err(at(Errno::Exist, key_loc));
                         }
-                        // Already there: no transaction, nothing echoed.
-                        Some(_) => continue,
-                        None => s.elements.push(e.value.clone()),
                     }
+                }
+                for e in elems {
+                    if s.elements.iter().any(|x| x.key == e.value.key) {
+                        // Already there: no transaction, nothing echoed.
+                        continue;
+                    }
+                    s.elements.push(e.value.clone());
                     *changed = true;
                     echoes.push(Echo::Text(format!(
                         "add element {} {} {} {{ {} }}",
@@ -1230,12 +1247,12 @@ impl NftState {
                     .find(|s| s.name == set.value)
                     .ok_or_else(|| at(Errno::NoEnt, set.loc))?;
                 for e in elems {
-                    let idx = s
-                        .elements
-                        .iter()
-                        .position(|x| x.key == e.value.key)
-                        .ok_or_else(|| at(Errno::NoEnt, e.loc))?;
-                    s.elements.remove(idx);
+                    if !s.elements.iter().any(|x| x.key == e.value.key) {
+                        return Err(at(Errno::NoEnt, e.loc));
+                    }
+                }
+                for e in elems {
+                    s.elements.retain(|x| x.key != e.value.key);
                 }
                 *changed = true;
             }

@@ -366,7 +366,7 @@ impl<'a> P<'a> {
     /// keyword, or a quoted string.
     fn ident(&mut self, expecting: &str) -> Result<Named<String>, PErr> {
         let t = self.peek();
-        if t.kind == Kind::Word && is_keyword(&t.text) {
+        if t.kind == Kind::Quoted || (t.kind == Kind::Word && is_keyword(&t.text)) {
             return Err(syntax(t, Some(expecting)));
         }
         self.word(expecting)
@@ -417,9 +417,13 @@ impl<'a> P<'a> {
 }
 
 /// Parse a whole input into commands.
-pub(crate) fn parse(toks: &[Tok]) -> Result<Vec<Command>, PErr> {
+/// Parse a whole input into commands. Like nft's parser, it recovers after
+/// a syntax error at the next newline or `;` and goes on, so every broken
+/// command is reported; any error means no command runs.
+pub(crate) fn parse(toks: &[Tok]) -> Result<Vec<Command>, Vec<PErr>> {
     let mut p = P { toks, pos: 0 };
     let mut cmds = Vec::new();
+    let mut errors = Vec::new();
     loop {
         while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
             p.next();
@@ -428,20 +432,43 @@ pub(crate) fn parse(toks: &[Tok]) -> Result<Vec<Command>, PErr> {
             break;
         }
         let start = p.peek().loc();
-        let op = command(&mut p, &mut cmds)?;
-        if !p.at_end() {
-            return Err(syntax(p.peek(), Some(END_EXPECT)));
-        }
-        // nft's command location runs up to and including the terminator.
-        let end = p.peek().loc();
-        if let Some(op) = op {
-            cmds.push(Command {
-                op,
-                loc: start.to(end),
-            });
+        let is_block = p.peek().is_word("table");
+        let result = command(&mut p, &mut cmds).and_then(|op| {
+            if p.at_end() {
+                Ok(op)
+            } else {
+                Err(syntax(p.peek(), Some(END_EXPECT)))
+            }
+        });
+        match result {
+            Ok(op) => {
+                // nft's command location runs up to and including the
+                // terminator.
+                let end = p.peek().loc();
+                if let Some(op) = op {
+                    cmds.push(Command {
+                        op,
+                        loc: start.to(end),
+                    });
+                }
+            }
+            Err(e) => {
+                errors.push(e);
+                if is_block {
+                    // No recovery inside a table block.
+                    break;
+                }
+                while !matches!(p.peek().kind, Kind::Newline | Kind::Eof) {
+                    p.next();
+                }
+            }
         }
     }
-    Ok(cmds)
+    if errors.is_empty() {
+        Ok(cmds)
+    } else {
+        Err(errors)
+    }
 }
 
 fn command(p: &mut P, out: &mut Vec<Command>) -> Result<Option<Op>, PErr> {
@@ -1198,10 +1225,17 @@ fn addr_match(p: &mut P, cx: &mut RuleCtx, fam_kw: &str, field: &str) -> Result<
             ipv4_value(&t.text)
         };
         v.ok_or_else(|| {
-            PErr::new(
-                t.loc(),
-                "Could not resolve hostname: Name or service not known",
-            )
+            let width = if v6 { 128 } else { 32 };
+            match t.text.split_once('/').map(|(_, l)| l.parse::<u32>()) {
+                Some(Ok(l)) if l > width => PErr::new(
+                    t.loc(),
+                    format!("Prefix length {l} is invalid for type of {width} bits width"),
+                ),
+                _ => PErr::new(
+                    t.loc(),
+                    "Could not resolve hostname: Name or service not known",
+                ),
+            }
         })
     };
     let t = value_tok(p)?;
@@ -1238,7 +1272,13 @@ fn port_conv(t: &Tok) -> Result<String, PErr> {
             .ok_or_else(|| PErr::not_simulated(t.loc(), format!("service name '{s}'")))
     };
     match t.text.split_once('-') {
-        Some((a, b)) if !a.is_empty() => Ok(format!("{}-{}", one(a)?, one(b)?)),
+        Some((a, b)) if !a.is_empty() => {
+            let (lo, hi) = (one(a)?, one(b)?);
+            if hi <= lo {
+                return Err(PErr::new(t.loc(), "Range has zero or negative size"));
+            }
+            Ok(format!("{lo}-{hi}"))
+        }
         _ => Ok(one(&t.text)?.to_string()),
     }
 }
@@ -1270,7 +1310,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             push(cx, t.text.clone(), StmtKind::Terminal);
         }
         "jump" | "goto" => {
-            let target = p.ident("string")?;
+            let target = p.ident("'{'")?;
             cx.body.targets.push((target.clone(), t.text == "goto"));
             let kind = if t.text == "jump" {
                 StmtKind::Jump(target.value.clone())
@@ -1444,6 +1484,12 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             } else {
                 port_conv(v)?
             };
+            if let Some(other) = cx.l4.iter().find(|p| *p != &t.text) {
+                return Err(PErr::new(
+                    t.loc().to(field.loc),
+                    format!("conflicting protocols specified: {other} vs. {}", t.text),
+                ));
+            }
             if let Some((_, proto, used)) = &mut cx.dep {
                 if *proto == t.text {
                     *used = true;
@@ -1464,7 +1510,10 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             let op = rel_op(p);
             let mut bits = 0u32;
             loop {
-                let s = p.word("string")?;
+                let s = match p.peek().kind {
+                    Kind::Word => p.word("string")?,
+                    _ => return Err(syntax(p.peek(), None)),
+                };
                 match CT_STATES.iter().find(|(n, _)| *n == s.value) {
                     Some((_, b)) => bits |= b,
                     None => return Err(PErr::new(s.loc, "Could not parse conntrack state")),
@@ -1488,15 +1537,137 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 StmtKind::Other,
             );
         }
-        other => {
+        other if is_keyword(other) || NFT_EXPR_WORDS.contains(&other) => {
             return Err(PErr::not_simulated(
                 t.loc(),
                 format!("rule statement '{other}'"),
             ))
         }
+        _ => {
+            // nft reads an unknown word as a symbol starting a relational
+            // expression: at the end that is a syntax error, before another
+            // word the symbol has no type.
+            let next = p.peek();
+            if next.is_end() || (cx.in_block && next.kind == Kind::RBrace) {
+                return Err(syntax(next, None));
+            }
+            return Err(PErr::new(t.loc(), "No symbol type information"));
+        }
     }
     Ok(())
 }
+
+/// Statement and expression words of nft's grammar the simulator does not
+/// model: they must be reported as "not simulated", never as syntax errors.
+const NFT_EXPR_WORDS: &[&str] = &[
+    "log",
+    "limit",
+    "notrack",
+    "mark",
+    "queue",
+    "fwd",
+    "dup",
+    "quota",
+    "synproxy",
+    "tproxy",
+    "flow",
+    "numgen",
+    "jhash",
+    "symhash",
+    "fib",
+    "rt",
+    "ipsec",
+    "osf",
+    "socket",
+    "th",
+    "sctp",
+    "dccp",
+    "icmp",
+    "icmpv6",
+    "igmp",
+    "ah",
+    "esp",
+    "comp",
+    "udplite",
+    "vlan",
+    "ether",
+    "arp",
+    "hbh",
+    "rt0",
+    "frag",
+    "dst",
+    "mh",
+    "exthdr",
+    "priority",
+    "pkttype",
+    "cpu",
+    "iifgroup",
+    "oifgroup",
+    "cgroup",
+    "skuid",
+    "skgid",
+    "nftrace",
+    "rtclassid",
+    "ibrname",
+    "obrname",
+    "random",
+    "secpath",
+    "time",
+    "day",
+    "hour",
+    "xt",
+    "redirect",
+    "nat",
+    "set",
+    "map",
+    "update",
+    "add",
+    "delete",
+    "meter",
+    "vmap",
+    "ct",
+    "length",
+    "nfproto",
+    "protocol",
+    "iiftype",
+    "oiftype",
+    "iifkind",
+    "oifkind",
+    "sdif",
+    "sdifname",
+    "secmark",
+    "flowtable",
+    "offload",
+    "tcp",
+    "udp",
+    "ip",
+    "ip6",
+    "inet",
+    "bridge",
+    "netdev",
+    "counter",
+    "accept",
+    "drop",
+    "continue",
+    "return",
+    "jump",
+    "goto",
+    "reject",
+    "masquerade",
+    "snat",
+    "dnat",
+    "meta",
+    "iif",
+    "oif",
+    "iifname",
+    "oifname",
+    "comment",
+    "reset",
+    "last",
+    "gre",
+    "geneve",
+    "vxlan",
+];
 
 fn nat_family_check(cx: &RuleCtx, t: &Tok) -> Result<(), PErr> {
     if matches!(cx.family, Family::Ip | Family::Ip6) {
