@@ -46,7 +46,12 @@ fn replay_stream(host: &FakeHost, path: &Path) {
     let cmds = parse_golden(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(!cmds.is_empty(), "{}: no commands", path.display());
     for argv in cmds {
-        let out = host.run(&Cmd { argv: argv.clone(), stdin: None }).unwrap();
+        let out = host
+            .run(&Cmd {
+                argv: argv.clone(),
+                stdin: None,
+            })
+            .unwrap();
         assert!(
             out.success(),
             "{}: {:?} failed: {out:?}",
@@ -58,7 +63,10 @@ fn replay_stream(host: &FakeHost, path: &Path) {
 
 fn check_save(host: &FakeHost, capture_dir: &Path, step: &str, failures: &mut Vec<String>) {
     let st = host.state();
-    for (fam, text) in [("iptables", st.iptables.save(None)), ("ip6tables", st.ip6tables.save(None))] {
+    for (fam, text) in [
+        ("iptables", st.iptables.save(None)),
+        ("ip6tables", st.ip6tables.save(None)),
+    ] {
         let file = capture_dir.join(format!("{step}.{fam}-save"));
         if !file.exists() {
             continue;
@@ -137,7 +145,10 @@ fn captured_iptables_command_logs_replay_identically() {
     let root = golden().join("captures");
     let mut logs = Vec::new();
     for rel in ["libvirt-11.3.0", "libvirt-9.0.0"] {
-        for case in std::fs::read_dir(root.join(rel)).unwrap().filter_map(|e| e.ok()) {
+        for case in std::fs::read_dir(root.join(rel))
+            .unwrap()
+            .filter_map(|e| e.ok())
+        {
             for sub in ["iptables", "restart-iptables-to-iptables"] {
                 let p = case.path().join(sub).join("commands.log");
                 if p.exists() {
@@ -158,7 +169,11 @@ fn captured_iptables_command_logs_replay_identically() {
         let host = FakeHost::new();
         let mut seen: std::collections::HashMap<String, usize> = Default::default();
         let mut current: Option<String> = None;
-        let finish = |step: &Option<String>, seen: &mut std::collections::HashMap<String, usize>, host: &FakeHost, failures: &mut Vec<String>, checkpoints: &mut usize| {
+        let finish = |step: &Option<String>,
+                      seen: &mut std::collections::HashMap<String, usize>,
+                      host: &FakeHost,
+                      failures: &mut Vec<String>,
+                      checkpoints: &mut usize| {
             if let Some(s) = step {
                 let n = seen.entry(s.clone()).or_insert(0);
                 *n += 1;
@@ -174,9 +189,16 @@ fn captured_iptables_command_logs_replay_identically() {
                     finish(&current, &mut seen, &host, &mut failures, &mut checkpoints);
                     current = Some(s);
                 }
-                LogEntry::Command { line, argv, output, .. } => {
+                LogEntry::Command {
+                    line, argv, output, ..
+                } => {
                     commands += 1;
-                    let got = host.run(&Cmd { argv: argv.clone(), stdin: None }).unwrap();
+                    let got = host
+                        .run(&Cmd {
+                            argv: argv.clone(),
+                            stdin: None,
+                        })
+                        .unwrap();
                     if got != output {
                         failures.push(format!(
                             "{}:{line}: {:?}\n  real: {output:?}\n  fake: {got:?}",
@@ -195,6 +217,9 @@ fn captured_iptables_command_logs_replay_identically() {
         failures.len(),
         failures.join("\n")
     );
-    println!("replayed {commands} commands from {} logs, {checkpoints} state checkpoints", logs.len());
+    println!(
+        "replayed {commands} commands from {} logs, {checkpoints} state checkpoints",
+        logs.len()
+    );
     assert!(commands > 1000 && checkpoints >= 80);
 }
