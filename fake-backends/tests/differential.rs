@@ -404,3 +404,62 @@ fn tc_csum_failure_switch_matches_this_kernel() {
         .unwrap();
     assert_eq!(real, sim);
 }
+
+/// The nft seed scripts are valid for the real nft, and (once the nft
+/// simulator is merged) give the same ruleset on both hosts.
+#[test]
+fn nft_seed_scripts_match_the_real_nft() {
+    skip_unless_able!();
+    if !std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .any(|d| std::path::Path::new(d).join("nft").exists())
+    {
+        println!("skipped: nft not found on PATH");
+        return;
+    }
+    let ns = Netns::new().unwrap_or_else(|e| panic!("{e}"));
+    for script in [
+        virtnet_fake::seed::DOCKER_NFT_SCRIPT,
+        virtnet_fake::seed::FIREWALLD_NFT_SCRIPT,
+    ] {
+        let argv: Vec<String> = [
+            "nsenter",
+            "-t",
+            &ns.holder.id().to_string(),
+            "-n",
+            "--",
+            "nft",
+            "-f",
+            "-",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let out = RealRunner::new()
+            .run(&Cmd {
+                argv,
+                stdin: Some(script.to_string()),
+            })
+            .unwrap();
+        assert!(
+            out.success(),
+            "real nft rejected a seed script: {out:?}\n{script}"
+        );
+    }
+    let real = ns.run(&["nft".to_string(), "list".to_string(), "ruleset".to_string()]);
+    assert!(real.stdout.contains("table inet firewalld {"), "{real:?}");
+    let fake = FakeHost::new();
+    let seeded = virtnet_fake::seed::seed_docker_nft(&fake)
+        .and_then(|_| virtnet_fake::seed::seed_firewalld_nft(&fake));
+    match seeded {
+        Err(e) if fake.state().nft == virtnet_fake::nft::NftState::new() => {
+            println!("skipped: fake-vs-real comparison, nft simulator not available here ({e})");
+        }
+        Err(e) => panic!("{e}"),
+        Ok(()) => {
+            let sim = fake.run(&Cmd::new(["nft", "list", "ruleset"])).unwrap();
+            assert_eq!(real, sim);
+        }
+    }
+}

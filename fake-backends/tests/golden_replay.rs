@@ -84,7 +84,7 @@ fn cases(dir: &Path, ext: &str) -> Vec<PathBuf> {
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == ext))
-        .filter(|p| !p.file_stem().is_some_and(|s| s == "base"))
+        .filter(|p| p.file_stem().is_none_or(|s| s != "base"))
         .collect();
     v.sort();
     v
