@@ -223,3 +223,63 @@ fn captured_iptables_command_logs_replay_identically() {
     );
     assert!(commands > 1000 && checkpoints >= 80);
 }
+
+/// The tc commands of every captured nftables-backend run replay with the
+/// same results when the simulator reproduces the capture kernel (no
+/// `act_csum`). libvirt creates the bridge through netlink, not a command,
+/// so the test creates it when `net-start` begins and deletes it when
+/// `net-destroy` ends, as the driver does.
+#[test]
+fn captured_tc_commands_replay_identically_on_a_kernel_without_act_csum() {
+    let root = golden().join("captures");
+    let mut logs = Vec::new();
+    for rel in ["libvirt-11.3.0", "libvirt-9.0.0"] {
+        for case in std::fs::read_dir(root.join(rel)).unwrap().filter_map(|e| e.ok()) {
+            for sub in std::fs::read_dir(case.path()).into_iter().flatten().filter_map(|e| e.ok()) {
+                let p = sub.path().join("commands.log");
+                if p.exists() {
+                    logs.push(p);
+                }
+            }
+        }
+    }
+    logs.sort();
+    let mut failures = Vec::new();
+    let mut tc_commands = 0;
+    for log in &logs {
+        let host = FakeHost::new();
+        host.set_tc_csum_fails(true);
+        let entries = parse_log(&read(log)).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let mut step = String::new();
+        let bridge = |h: &FakeHost, argv: &[&str]| {
+            let out = h.run_argv(argv).unwrap();
+            assert!(out.success(), "{argv:?}: {out:?}");
+        };
+        for e in entries {
+            match e {
+                LogEntry::Step(s) => {
+                    if step == "net-destroy" {
+                        bridge(&host, &["ip", "link", "del", "virbr0"]);
+                    }
+                    if s == "net-start" {
+                        bridge(&host, &["ip", "link", "add", "virbr0", "type", "bridge"]);
+                    }
+                    step = s;
+                }
+                LogEntry::Command { line, argv, output, .. } if argv[0] == "tc" => {
+                    tc_commands += 1;
+                    let got = host.run(&Cmd { argv: argv.clone(), stdin: None }).unwrap();
+                    if got != output {
+                        failures.push(format!(
+                            "{}:{line}: {argv:?}\n  real: {output:?}\n  fake: {got:?}",
+                            log.display()
+                        ));
+                    }
+                }
+                LogEntry::Command { .. } => {}
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(tc_commands >= 200, "only {tc_commands} tc commands found");
+}
