@@ -1772,11 +1772,21 @@ fn list_line(spec: &str, num: usize, p: &Parsed, fam: Family) -> String {
         Some(x) => ('!', x.to_string()),
         None => (' ', prot),
     };
-    line.push_str(&format!("{target:<10}{inv}{prot:<5}--  "));
+    line.push_str(&format!("{target:<9} {inv}{prot:<5}-- "));
     if p.verbose {
-        line.push_str(&format!("{iif:<6} {oif:<6}  "));
+        let any_if = |x: String| if x == "*" && !p.numeric { "any".to_string() } else { x };
+        let (iif, oif) = (any_if(iif), any_if(oif));
+        line.push_str(&format!(" {iif:<6} {oif:<6} "));
     }
-    line.push_str(&format!("{src:<20} {dst:<19} "));
+    let split = |a: &str| -> (char, String) {
+        match a.strip_prefix('!') {
+            Some(x) => ('!', x.to_string()),
+            None => (' ', a.to_string()),
+        }
+    };
+    let (sinv, src) = split(&src);
+    let (dinv, dst) = split(&dst);
+    line.push_str(&format!("{sinv}{src:<19} {dinv}{dst:<19} "));
     if goto {
         line.push_str("[goto] ");
     }
