@@ -1774,7 +1774,13 @@ fn list_line(spec: &str, num: usize, p: &Parsed, fam: Family) -> String {
     };
     line.push_str(&format!("{target:<9} {inv}{prot:<5}-- "));
     if p.verbose {
-        let any_if = |x: String| if x == "*" && !p.numeric { "any".to_string() } else { x };
+        let any_if = |x: String| {
+            if x == "*" && !p.numeric {
+                "any".to_string()
+            } else {
+                x
+            }
+        };
         let (iif, oif) = (any_if(iif), any_if(oif));
         line.push_str(&format!(" {iif:<6} {oif:<6} "));
     }

@@ -234,8 +234,15 @@ fn captured_tc_commands_replay_identically_on_a_kernel_without_act_csum() {
     let root = golden().join("captures");
     let mut logs = Vec::new();
     for rel in ["libvirt-11.3.0", "libvirt-9.0.0"] {
-        for case in std::fs::read_dir(root.join(rel)).unwrap().filter_map(|e| e.ok()) {
-            for sub in std::fs::read_dir(case.path()).into_iter().flatten().filter_map(|e| e.ok()) {
+        for case in std::fs::read_dir(root.join(rel))
+            .unwrap()
+            .filter_map(|e| e.ok())
+        {
+            for sub in std::fs::read_dir(case.path())
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+            {
                 let p = sub.path().join("commands.log");
                 if p.exists() {
                     logs.push(p);
@@ -266,9 +273,16 @@ fn captured_tc_commands_replay_identically_on_a_kernel_without_act_csum() {
                     }
                     step = s;
                 }
-                LogEntry::Command { line, argv, output, .. } if argv[0] == "tc" => {
+                LogEntry::Command {
+                    line, argv, output, ..
+                } if argv[0] == "tc" => {
                     tc_commands += 1;
-                    let got = host.run(&Cmd { argv: argv.clone(), stdin: None }).unwrap();
+                    let got = host
+                        .run(&Cmd {
+                            argv: argv.clone(),
+                            stdin: None,
+                        })
+                        .unwrap();
                     if got != output {
                         failures.push(format!(
                             "{}:{line}: {argv:?}\n  real: {output:?}\n  fake: {got:?}",

@@ -30,6 +30,30 @@ fn bridge_with_dummy_port_gets_carrier() {
     );
     ok(&h, "ip link add name virbr0-nic mtu 9000 type dummy");
     ok(&h, "ip link set virbr0-nic master virbr0");
+    ok(
+        &h,
+        "ip link set dev virbr0 type bridge stp_state 0 forward_delay 0",
+    );
+    let opts = h
+        .state()
+        .ip
+        .link("virbr0")
+        .map(|l| l.bridge.clone())
+        .unwrap();
+    assert_eq!(opts.get("stp_state"), Some(&0));
+    assert_eq!(opts.get("forward_delay"), Some(&0));
+    assert!(h.dump().contains("forward_delay 0 stp_state 0"));
+    ok(
+        &h,
+        "ip link set dev virbr0 type bridge stp_state 1 forward_delay 200",
+    );
+    assert_eq!(
+        status(&h, "ip link set dev virbr0 type bridge forward_delay 0"),
+        (
+            2,
+            "RTNETLINK answers: Numerical result out of range\n".into()
+        )
+    );
     ok(&h, "ip link set dev virbr0 up");
     let l = ok(&h, "ip link show dev virbr0");
     assert!(l.contains("<NO-CARRIER,BROADCAST,MULTICAST,UP>"), "{l}");
