@@ -1138,7 +1138,7 @@ fn parse_bridge_opts(args: &[&str], stp_on: bool) -> Result<BTreeMap<String, u64
         let Ok(n) = v.parse::<u64>() else {
             return Err(fail(
                 255,
-                &format!("Error: argument \"{v}\" is wrong: invalid {k}"),
+                format!("Error: argument \"{v}\" is wrong: invalid {k}"),
             ));
         };
         out.insert(k.to_string(), n);
