@@ -51,6 +51,9 @@ fn records_every_command_with_its_result() {
         host.golden(),
         "iptables \\\n-w \\\n-N FOO\niptables \\\n-w \\\n-N FOO\n"
     );
+    let json = serde_json::to_string(&recs).unwrap();
+    let back: Vec<virtnet_fake::Record> = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, recs);
 }
 
 #[test]
