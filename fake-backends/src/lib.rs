@@ -19,6 +19,7 @@
 //! ```
 
 pub mod faults;
+pub mod file_host;
 pub mod ip;
 pub mod iptables;
 pub mod nft;
@@ -35,6 +36,7 @@ use std::sync::{Mutex, MutexGuard};
 use virtnet_core::runner::{Cmd, Output, RunError, Runner};
 
 pub use faults::{CmdMatcher, Fault, FaultPlan};
+pub use file_host::FileBackedHost;
 pub use record::{Outcome, Record};
 pub use state::{assert_state_eq, diff_text, HostState, Section, StateFileError};
 
