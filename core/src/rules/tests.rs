@@ -1,0 +1,2 @@
+//! Unit tests of the rule generators; the data-driven golden and capture
+//! tests are in `core/tests/rules_*.rs`.
