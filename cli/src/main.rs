@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 #[allow(dead_code)] // used once `--connect` is wired
 mod client;
+mod rules;
 
 #[derive(Parser)]
 #[command(
@@ -26,14 +27,27 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Print the firewall commands libvirt 11.3.0 runs when a network starts.
+    Rules(rules::RulesArgs),
+}
 
 /// Exit status for a command that failed because of its input (bad file,
 /// invalid definition, ...).
-#[allow(dead_code)]
 const EXIT_INPUT: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Rules(args) => match rules::run(&args) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("virtnet rules: error: {e}");
+                ExitCode::from(EXIT_INPUT)
+            }
+        },
+    }
 }
