@@ -25,6 +25,7 @@
 //! * [`remove_network_firewall`] — `networkRemoveFirewallRules` (saved plan,
 //!   else legacy iptables regeneration).
 
+pub mod golden;
 pub mod iptables;
 pub mod nftables;
 
