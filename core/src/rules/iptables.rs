@@ -559,7 +559,7 @@ pub const PRIVATE_CHAINS: [(&str, &str, &str); 7] = [
 
 /// What `--list-rules` output says about a table: declared chains and, per
 /// jump target, the chain that jumps to it (the last such line wins).
-fn parse_list_rules(lines: &[&str]) -> (Vec<String>, HashMap<String, String>) {
+pub(crate) fn parse_list_rules(lines: &[&str]) -> (Vec<String>, HashMap<String, String>) {
     let mut chains = Vec::new();
     let mut links = HashMap::new();
     for line in lines {

@@ -270,7 +270,7 @@ pub fn network_rules(def: &mut NetworkDef) -> Result<Firewall, RulesError> {
 
 /// What `nft list table FAM libvirt_network` says: whether the table
 /// exists, the chains it has, and per jump target the chain jumping to it.
-fn parse_list_table(
+pub(crate) fn parse_list_table(
     lines: &[&str],
     table_line: &str,
 ) -> (bool, Vec<String>, HashMap<String, String>) {
