@@ -535,7 +535,7 @@ pub fn ptr_domain(ip: &IpDef) -> Option<String> {
             }
             let o = a.octets();
             let nibble = |i: usize| {
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     o[i / 2] >> 4
                 } else {
                     o[i / 2] & 0xf
