@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 #[allow(dead_code)] // used once `--connect` is wired
 mod client;
+mod dnsmasq;
 
 #[derive(Parser)]
 #[command(
@@ -26,7 +27,9 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    Dnsmasq(dnsmasq::Args),
+}
 
 /// Exit status for a command that failed because of its input (bad file,
 /// invalid definition, ...).
@@ -35,5 +38,7 @@ const EXIT_INPUT: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Dnsmasq(args) => dnsmasq::run(args),
+    }
 }
