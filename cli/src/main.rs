@@ -1,37 +1,76 @@
-//! `virtnet`: command-line front end. Parses arguments, dispatches to the
-//! subcommand modules and turns their result into the exit code.
+//! `virtnet`: command-line front end.
+//!
+//! Thin by design: parse arguments, call `virtnet-core` (or the simulated host
+//! in `virtnet-fake`), print, and map errors to exit codes. Each command group
+//! lives in its own module; this file only dispatches.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[allow(dead_code)] // used once `--connect` is wired
+mod client;
+mod dnsmasq;
+mod rules;
+mod sim;
 mod xml;
 
-/// virtnet: a libvirt-compatible virtual network and firewall driver.
-#[derive(Debug, Parser)]
-#[command(name = "virtnet", version, propagate_version = true)]
+#[derive(Parser)]
+#[command(
+    name = "virtnet",
+    version,
+    propagate_version = true,
+    about = "libvirt-compatible virtual networks and firewall rules",
+    long_about = "virtnet defines, starts and destroys libvirt-style virtual networks and \
+                  emits exactly the firewall commands libvirt 11.3.0 runs for them, on the \
+                  real host or on a simulated one."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 enum Command {
     /// Work with network definition XML (format, validate)
     #[command(subcommand)]
     Xml(xml::XmlCommand),
+    /// Print the firewall commands libvirt 11.3.0 runs when a network starts
+    Rules(rules::RulesArgs),
+    /// Print a network's dnsmasq configuration, hostsfile or addnhosts
+    Dnsmasq(dnsmasq::Args),
+    /// Run commands on, or dump, a simulated host kept in a state file
+    Sim(sim::SimArgs),
 }
+
+/// Exit status for a command that failed because of its input (bad file,
+/// invalid definition, ...).
+const EXIT_INPUT: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Xml(cmd) => xml::run(cmd),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code())
+    match cli.command {
+        Command::Xml(cmd) => match xml::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        },
+        Command::Rules(args) => match rules::run(&args) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("virtnet rules: error: {e}");
+                ExitCode::from(EXIT_INPUT)
+            }
+        },
+        Command::Dnsmasq(args) => dnsmasq::run(args),
+        Command::Sim(args) => {
+            let code = sim::run(args);
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
     }
 }
