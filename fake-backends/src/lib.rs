@@ -244,7 +244,12 @@ pub fn simulate(state: &mut HostState, cmd: &Cmd) -> Output {
         .unwrap_or("");
     let args = argv.get(1..).unwrap_or(&[]);
     match prog {
-        "nft" => state.nft.exec(args, cmd.stdin.as_deref()),
+        "nft" => {
+            // nft resolves `iif`/`oif` names against the links that exist.
+            let links = state.ip.links.iter().map(|l| l.name.clone()).collect();
+            state.nft.set_links(Some(links));
+            state.nft.exec(args, cmd.stdin.as_deref())
+        }
         "iptables" | "iptables-nft" => state.iptables.exec(args),
         "ip6tables" | "ip6tables-nft" => state.ip6tables.exec(args),
         "iptables-save" | "ip6tables-save" | "iptables-nft-save" | "ip6tables-nft-save" => {
