@@ -343,10 +343,11 @@ fn normalise_nft(text: &str) -> String {
         }
         let mut words: Vec<String> = l.split(' ').map(String::from).collect();
         for i in 0..words.len() {
-            if (words[i] == "packets" || words[i] == "bytes") && i + 1 < words.len() {
-                if words[i + 1].chars().all(|c| c.is_ascii_digit()) {
-                    words[i + 1] = "0".into();
-                }
+            if (words[i] == "packets" || words[i] == "bytes")
+                && i + 1 < words.len()
+                && words[i + 1].chars().all(|c| c.is_ascii_digit())
+            {
+                words[i + 1] = "0".into();
             }
         }
         out.push_str(&words.join(" "));
