@@ -146,7 +146,10 @@ pub fn run(args: Args) -> ExitCode {
         files.conf.as_str()
     };
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()) {
+    if let Err(e) = stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             return fail(format!("cannot write output: {e}"));
         }
