@@ -172,7 +172,7 @@ pub fn conf_contents(
     opts: &DnsmasqOptions,
 ) -> Result<DnsmasqFiles, DnsmasqError> {
     let paths = opts.paths(def);
-    check_line_breaks(def, &paths)?;
+    check_line_breaks(def, Some(&paths))?;
     let bridge = def.bridge_name().ok_or_else(|| DnsmasqError::NoBridge {
         network: def.name.clone(),
     })?;
@@ -364,6 +364,7 @@ fn line(c: &mut String, s: &str) {
 
 /// Hosts file and additional hosts file as a refresh rewrites them.
 pub fn refresh_contents(def: &NetworkDef) -> Result<RefreshFiles, DnsmasqError> {
+    check_line_breaks(def, None)?;
     let mut lines = Vec::new();
     let first = |f: Family| {
         def.ips
@@ -376,11 +377,6 @@ pub fn refresh_contents(def: &NetworkDef) -> Result<RefreshFiles, DnsmasqError> 
         .flatten()
     {
         dhcp_host_lines(&def.name, ip, i, &mut lines)?;
-    }
-    for h in &def.dns.hosts {
-        for n in &h.hostnames {
-            no_line_break(&def.name, "<dns><hostname>", n)?;
-        }
     }
     Ok(RefreshFiles {
         hostsfile: hostsfile_text(&lines),
@@ -564,13 +560,15 @@ fn no_line_break(network: &str, what: &str, value: &str) -> Result<(), DnsmasqEr
 
 /// Every text that is written into a line of the configuration or of the
 /// hosts files must be free of line breaks.
-fn check_line_breaks(def: &NetworkDef, paths: &DnsmasqPaths) -> Result<(), DnsmasqError> {
+fn check_line_breaks(def: &NetworkDef, paths: Option<&DnsmasqPaths>) -> Result<(), DnsmasqError> {
     let n = def.name.as_str();
     no_line_break(n, "the network name", n)?;
-    no_line_break(n, "the dnsmasq hosts file path", &paths.hostsfile)?;
-    no_line_break(n, "the dnsmasq addnhosts file path", &paths.addnhosts)?;
-    if let Some(p) = &paths.pid_file {
-        no_line_break(n, "the pid file path", p)?;
+    if let Some(paths) = paths {
+        no_line_break(n, "the dnsmasq hosts file path", &paths.hostsfile)?;
+        no_line_break(n, "the dnsmasq addnhosts file path", &paths.addnhosts)?;
+        if let Some(p) = &paths.pid_file {
+            no_line_break(n, "the pid file path", p)?;
+        }
     }
     if let Some(b) = def.bridge_name() {
         no_line_break(n, "<bridge name>", b)?;
