@@ -255,6 +255,12 @@ impl NftState {
             .map(|e| src.error2(e.loc, e.secondary, &e.msg))
             .collect();
         let cache = cache_level(&cmds);
+        // A rule position anywhere in the batch makes nft load the rule
+        // cache, and then every add/insert rule checks its table and chain
+        // in userspace.
+        let rule_cache = cmds
+            .iter()
+            .any(|c| matches!(&c.op, Op::AddRule { pos: Some(_), .. }));
 
         // Userspace evaluation of every command before anything is sent;
         // nft reports every failing command, then stops.
@@ -262,7 +268,7 @@ impl NftState {
         let mut stdout = String::new();
         let mut resolved: Vec<Option<u64>> = Vec::with_capacity(cmds.len());
         for cmd in &cmds {
-            match view.evaluate(cmd, cache, opts, &mut stdout) {
+            match view.evaluate(cmd, cache, rule_cache, opts, &mut stdout) {
                 Ok(pos) => resolved.push(pos),
                 Err(e) => {
                     resolved.push(None);
@@ -286,7 +292,9 @@ impl NftState {
         for (cmd, pos) in cmds.iter().zip(resolved) {
             if let Err(ks) = work.apply(cmd, pos, opts, &mut echoes, &mut changed) {
                 for k in ks {
-                    let msg = work.kernel_error_text(cmd, &k, cache);
+                    // nft explains kernel errors from its cache: the
+                    // ruleset plus what the batch's evaluation added.
+                    let msg = view.kernel_error_text(cmd, &k, cache);
                     errors.push_str(&src.error(k.loc, &msg));
                 }
             }
@@ -364,6 +372,7 @@ impl NftState {
         &mut self,
         cmd: &Command,
         cache: CacheLevel,
+        rule_cache: bool,
         opts: Opts,
         stdout: &mut String,
     ) -> Result<Option<u64>, PErr> {
@@ -412,7 +421,7 @@ impl NftState {
                 insert,
             } => {
                 self.check_rule_body(t, body, cache)?;
-                if pos.is_some() {
+                if rule_cache {
                     // A position makes nft load the rule cache and look the
                     // table and chain up itself.
                     let Some(table) = self.table(t.family, &t.name) else {

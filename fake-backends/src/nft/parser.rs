@@ -841,6 +841,10 @@ fn rule_pos(p: &mut P) -> Result<Option<RulePos>, PErr> {
     };
     p.next();
     let n = p.number()?;
+    if n.value == 0 && kind != PosKind::Index {
+        // Handle 0 means "no position" to nft.
+        return Ok(None);
+    }
     Ok(Some(RulePos {
         kind,
         value: n.value,
