@@ -247,26 +247,28 @@ impl NftState {
                 return fail(src.error(loc, &format!("command not simulated: {msg}")))
             }
         };
-        let cmds = match parser::parse(&toks) {
-            Ok(c) => c,
-            Err(errs) => {
-                let text: String = errs
-                    .iter()
-                    .map(|e| src.error2(e.loc, e.secondary, &e.msg))
-                    .collect();
-                return fail(text);
-            }
-        };
+        // Syntax errors are reported first, then the evaluation errors of
+        // the commands that did parse; any error stops before the kernel.
+        let (cmds, parse_errors) = parser::parse(&toks);
+        let mut errors: String = parse_errors
+            .iter()
+            .map(|e| src.error2(e.loc, e.secondary, &e.msg))
+            .collect();
         let cache = cache_level(&cmds);
+        // A rule position anywhere in the batch makes nft load the rule
+        // cache, and then every add/insert rule checks its table and chain
+        // in userspace.
+        let rule_cache = cmds
+            .iter()
+            .any(|c| matches!(&c.op, Op::AddRule { pos: Some(_), .. }));
 
         // Userspace evaluation of every command before anything is sent;
         // nft reports every failing command, then stops.
         let mut view = self.clone();
         let mut stdout = String::new();
         let mut resolved: Vec<Option<u64>> = Vec::with_capacity(cmds.len());
-        let mut errors = String::new();
         for cmd in &cmds {
-            match view.evaluate(cmd, cache, opts, &mut stdout) {
+            match view.evaluate(cmd, cache, rule_cache, opts, &mut stdout) {
                 Ok(pos) => resolved.push(pos),
                 Err(e) => {
                     resolved.push(None);
@@ -288,9 +290,13 @@ impl NftState {
         let mut echoes = Vec::new();
         let mut changed = false;
         for (cmd, pos) in cmds.iter().zip(resolved) {
-            if let Err(k) = work.apply(cmd, pos, opts, &mut echoes, &mut changed) {
-                let msg = work.kernel_error_text(cmd, &k, cache);
-                errors.push_str(&src.error(k.loc, &msg));
+            if let Err(ks) = work.apply(cmd, pos, opts, &mut echoes, &mut changed) {
+                for k in ks {
+                    // nft explains kernel errors from its cache: the
+                    // ruleset plus what the batch's evaluation added.
+                    let msg = view.kernel_error_text(cmd, &k, cache);
+                    errors.push_str(&src.error(k.loc, &msg));
+                }
             }
         }
         if !errors.is_empty() {
@@ -366,6 +372,7 @@ impl NftState {
         &mut self,
         cmd: &Command,
         cache: CacheLevel,
+        rule_cache: bool,
         opts: Opts,
         stdout: &mut String,
     ) -> Result<Option<u64>, PErr> {
@@ -414,6 +421,26 @@ impl NftState {
                 insert,
             } => {
                 self.check_rule_body(t, body, cache)?;
+                if rule_cache {
+                    // A position makes nft load the rule cache and look the
+                    // table and chain up itself.
+                    let Some(table) = self.table(t.family, &t.name) else {
+                        return Err(self.table_not_found(t, CacheLevel::Full));
+                    };
+                    if table.chain(&chain.value).is_none() {
+                        let msg = match self.fuzzy_chain(&chain.value) {
+                            Some((n, f, tn)) => format!(
+                                "{}; did you mean chain ‘{}’ in table {} ‘{}’?",
+                                Errno::NoEnt.text(),
+                                n,
+                                f.as_str(),
+                                tn
+                            ),
+                            None => Errno::NoEnt.text().to_string(),
+                        };
+                        return Err(PErr::new(chain.loc, msg));
+                    }
+                }
                 if let Some(p) = pos.as_ref().filter(|p| p.kind == PosKind::Index) {
                     let rules = self
                         .table(t.family, &t.name)
@@ -793,11 +820,13 @@ impl NftState {
         opts: Opts,
         echoes: &mut Vec<Echo>,
         changed: &mut bool,
-    ) -> Result<(), KErr> {
-        let at = |errno: Errno, loc: Loc| KErr {
-            errno,
-            loc,
-            attr: true,
+    ) -> Result<(), Vec<KErr>> {
+        let at = |errno: Errno, loc: Loc| {
+            vec![KErr {
+                errno,
+                loc,
+                attr: true,
+            }]
         };
         let hs = |n: u64| {
             if opts.handles {
@@ -888,11 +917,11 @@ impl NftState {
                                 || b.hook != s.hook
                                 || b.priority != s.priority
                             {
-                                return Err(KErr {
+                                return Err(vec![KErr {
                                     errno: Errno::NotSupp,
                                     loc: cmd.loc,
                                     attr: false,
-                                });
+                                }]);
                             }
                             b.policy_accept = s.policy_accept;
                         }
@@ -900,11 +929,11 @@ impl NftState {
                 } else {
                     if let Some(s) = spec {
                         if s.chain_type == "nat" && s.priority <= -200 {
-                            return Err(KErr {
+                            return Err(vec![KErr {
                                 errno: Errno::NotSupp,
                                 loc: cmd.loc,
                                 attr: false,
-                            });
+                            }]);
                         }
                     }
                     let handle = table.alloc_handle();
@@ -992,9 +1021,29 @@ impl NftState {
                 pos,
                 body,
             } => {
-                let table = self
-                    .table_mut(t.family, &t.name)
-                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
+                // Anonymous sets travel as messages of their own before the
+                // rule: each fails on a missing table too, and each takes a
+                // handle even when the rule then fails on a missing chain.
+                let Some(table) = self.table_mut(t.family, &t.name) else {
+                    let mut errs = Vec::new();
+                    for set_loc in &body.anon_sets {
+                        for loc in [t.loc, *set_loc] {
+                            errs.push(KErr {
+                                errno: Errno::NoEnt,
+                                loc,
+                                attr: false,
+                            });
+                        }
+                    }
+                    errs.extend(at(Errno::NoEnt, t.loc));
+                    return Err(errs);
+                };
+                for _ in 0..body.anon_sets.len() {
+                    table.alloc_handle();
+                }
+                if table.chain(&chain.value).is_none() {
+                    return Err(at(Errno::NoEnt, chain.loc));
+                }
                 let c = table
                     .chain(&chain.value)
                     .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
@@ -1021,9 +1070,6 @@ impl NftState {
                     }
                 };
                 let base = c.base.clone();
-                for _ in 0..body.anon_sets {
-                    table.alloc_handle();
-                }
                 let handle = table.alloc_handle();
                 if let Some(b) = &base {
                     // The kernel validates NAT statements against the base
@@ -1041,14 +1087,14 @@ impl NftState {
                                 // validates the table at commit; it then
                                 // replays the batch (-EAGAIN), validating at
                                 // once, so the rule takes a second handle.
-                                for _ in 0..=body.anon_sets {
+                                for _ in 0..=body.anon_sets.len() {
                                     table.alloc_handle();
                                 }
-                                return Err(KErr {
+                                return Err(vec![KErr {
                                     errno: Errno::NotSupp,
                                     loc: cmd.loc,
                                     attr: false,
-                                });
+                                }]);
                             }
                         }
                     }

@@ -80,8 +80,9 @@ pub(crate) struct RuleBody {
     pub targets: Vec<(Named<String>, bool)>,
     /// Named sets referenced with `@name`.
     pub set_refs: Vec<Named<String>>,
-    /// Anonymous sets (`{ a, b }`) — each takes a handle of the table.
-    pub anon_sets: usize,
+    /// Anonymous sets (`{ a, b }`), by location — each is a set of its own
+    /// in the kernel and takes a handle of the table.
+    pub anon_sets: Vec<Loc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,84 +190,311 @@ struct P<'a> {
     pos: usize,
 }
 
-/// Words nft's scanner turns into keyword tokens (a subset: the ones the
-/// simulated grammar meets). They are not accepted as plain identifiers and
-/// syntax errors name them as themselves.
+/// Words nft 1.0.6's scanner turns into keyword tokens. They are not
+/// accepted as plain identifiers (a chain cannot be called `fwd` or `in`)
+/// and syntax errors name them as themselves.
 const KEYWORDS: &[&str] = &[
-    "table",
-    "chain",
-    "rule",
-    "set",
-    "map",
-    "element",
-    "sets",
-    "maps",
-    "chains",
-    "tables",
-    "ruleset",
-    "add",
-    "insert",
-    "delete",
-    "create",
-    "flush",
-    "list",
-    "replace",
-    "reset",
-    "rename",
+    "eq",
+    "ne",
+    "le",
+    "lt",
+    "ge",
+    "gt",
+    "lshift",
+    "rshift",
+    "xor",
+    "and",
+    "or",
+    "not",
+    "vmap",
+    "include",
+    "define",
+    "redefine",
+    "undefine",
     "describe",
+    "hook",
+    "device",
+    "devices",
+    "table",
+    "tables",
+    "chain",
+    "chains",
+    "rule",
+    "rules",
+    "sets",
+    "set",
+    "element",
+    "map",
+    "maps",
+    "flowtable",
     "handle",
-    "position",
-    "index",
-    "comment",
-    "ip",
-    "ip6",
-    "inet",
-    "arp",
-    "bridge",
-    "netdev",
+    "ruleset",
+    "trace",
+    "socket",
+    "transparent",
+    "tproxy",
     "accept",
     "drop",
     "continue",
-    "return",
     "jump",
     "goto",
-    "queue",
+    "return",
+    "to",
+    "inet",
+    "netdev",
+    "add",
+    "replace",
+    "update",
+    "create",
+    "insert",
+    "delete",
+    "get",
+    "list",
+    "reset",
+    "flush",
+    "rename",
+    "import",
+    "export",
+    "monitor",
+    "position",
+    "index",
+    "comment",
+    "constant",
+    "interval",
+    "dynamic",
+    "auto-merge",
+    "timeout",
+    "gc-interval",
+    "elements",
+    "expires",
+    "policy",
+    "size",
+    "performance",
+    "memory",
+    "flow",
+    "offload",
+    "meter",
+    "meters",
+    "flowtables",
     "counter",
+    "name",
     "packets",
     "bytes",
+    "avgpkt",
+    "counters",
+    "quotas",
+    "limits",
+    "synproxys",
+    "log",
+    "prefix",
+    "group",
+    "snaplen",
+    "queue-threshold",
+    "level",
+    "queue",
+    "num",
+    "bypass",
+    "fanout",
+    "limit",
+    "rate",
+    "burst",
+    "until",
+    "over",
+    "quota",
+    "used",
+    "nanosecond",
+    "microsecond",
+    "millisecond",
+    "second",
+    "minute",
+    "hour",
+    "day",
+    "week",
     "reject",
     "with",
-    "masquerade",
+    "icmpx",
     "snat",
     "dnat",
+    "masquerade",
     "redirect",
-    "to",
-    "meta",
-    "ct",
-    "tcp",
-    "udp",
-    "state",
-    "iif",
-    "oif",
-    "iifname",
-    "oifname",
+    "random",
+    "fully-random",
+    "persistent",
+    "ll",
+    "nh",
+    "th",
+    "bridge",
+    "ether",
     "saddr",
     "daddr",
-    "protocol",
-    "l4proto",
-    "hook",
     "type",
+    "vlan",
+    "id",
+    "cfi",
+    "pcp",
+    "arp",
+    "htype",
+    "ptype",
+    "hlen",
+    "plen",
+    "operation",
+    "ip",
+    "version",
+    "hdrlength",
+    "dscp",
+    "ecn",
+    "length",
+    "frag-off",
+    "ttl",
+    "protocol",
+    "checksum",
+    "lsrr",
+    "rr",
+    "ssrr",
+    "ra",
+    "value",
+    "ptr",
+    "echo",
+    "eol",
+    "maxseg",
+    "noop",
+    "sack",
+    "sack0",
+    "sack1",
+    "sack2",
+    "sack3",
+    "sack-permitted",
+    "timestamp",
+    "time",
+    "kind",
+    "count",
+    "left",
+    "right",
+    "tsval",
+    "tsecr",
+    "icmp",
+    "code",
+    "sequence",
+    "gateway",
+    "mtu",
+    "igmp",
+    "mrt",
+    "ip6",
     "priority",
-    "policy",
+    "flowlabel",
+    "nexthdr",
+    "hoplimit",
+    "icmpv6",
+    "param-problem",
+    "max-delay",
+    "ah",
+    "reserved",
+    "spi",
+    "esp",
+    "comp",
     "flags",
-    "elements",
-    "log",
-    "limit",
-    "missing",
-    "interval",
-    "timeout",
-    "dport",
+    "cpi",
+    "udp",
+    "udplite",
     "sport",
+    "dport",
+    "tcp",
+    "ackseq",
+    "doff",
+    "window",
+    "urgptr",
+    "option",
+    "dccp",
+    "sctp",
+    "vtag",
+    "rt",
+    "rt0",
+    "rt2",
+    "srh",
+    "seg-left",
+    "addr",
+    "last-entry",
+    "tag",
+    "sid",
+    "hbh",
+    "frag",
+    "reserved2",
+    "more-fragments",
+    "dst",
+    "mh",
+    "meta",
+    "mark",
+    "iif",
+    "iifname",
+    "iiftype",
+    "oif",
+    "oifname",
+    "oiftype",
+    "skuid",
+    "skgid",
+    "nftrace",
+    "rtclassid",
+    "ibriport",
+    "ibrname",
+    "obriport",
+    "obrname",
+    "pkttype",
+    "cpu",
+    "iifgroup",
+    "oifgroup",
+    "cgroup",
+    "classid",
+    "nexthop",
+    "ct",
+    "l3proto",
+    "proto-src",
+    "proto-dst",
+    "zone",
+    "original",
+    "reply",
+    "direction",
+    "event",
+    "expectation",
+    "expiration",
+    "helper",
+    "helpers",
+    "label",
+    "state",
+    "status",
+    "numgen",
+    "inc",
+    "mod",
+    "offset",
+    "jhash",
+    "symhash",
+    "seed",
+    "dup",
+    "fwd",
+    "fib",
+    "osf",
+    "synproxy",
+    "mss",
+    "wscale",
+    "sack-perm",
+    "notrack",
+    "options",
+    "all",
+    "xml",
+    "json",
+    "vm",
+    "exists",
+    "missing",
+    "exthdr",
+    "ipsec",
+    "mode",
+    "reqid",
+    "spnum",
+    "transport",
+    "tunnel",
+    "in",
+    "out",
+    "secmark",
+    "secmarks",
 ];
 
 /// Object kinds of nft the simulator does not model (they must not be
@@ -420,7 +648,7 @@ impl<'a> P<'a> {
 /// Parse a whole input into commands. Like nft's parser, it recovers after
 /// a syntax error at the next newline or `;` and goes on, so every broken
 /// command is reported; any error means no command runs.
-pub(crate) fn parse(toks: &[Tok]) -> Result<Vec<Command>, Vec<PErr>> {
+pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
     let mut p = P { toks, pos: 0 };
     let mut cmds = Vec::new();
     let mut errors = Vec::new();
@@ -453,22 +681,24 @@ pub(crate) fn parse(toks: &[Tok]) -> Result<Vec<Command>, Vec<PErr>> {
                 }
             }
             Err(e) => {
-                errors.push(e);
                 if is_block {
+                    errors.push(e);
                     // No recovery inside a table block.
                     break;
                 }
-                while !matches!(p.peek().kind, Kind::Newline | Kind::Eof) {
+                // Like bison's error recovery, resynchronise at the next
+                // separator after a syntax error; other errors end the line.
+                let syntax_error = e.msg.starts_with("syntax error");
+                errors.push(e);
+                while !(matches!(p.peek().kind, Kind::Newline | Kind::Eof)
+                    || (syntax_error && p.peek().kind == Kind::Semi))
+                {
                     p.next();
                 }
             }
         }
     }
-    if errors.is_empty() {
-        Ok(cmds)
-    } else {
-        Err(errors)
-    }
+    (cmds, errors)
 }
 
 fn command(p: &mut P, out: &mut Vec<Command>) -> Result<Option<Op>, PErr> {
@@ -499,7 +729,10 @@ fn command(p: &mut P, out: &mut Vec<Command>) -> Result<Option<Op>, PErr> {
             Ok(None)
         }
         "monitor" | "describe" | "reset" | "rename" | "replace" | "import" | "export" | "get"
-        | "destroy" => Err(PErr::not_simulated(verb.loc(), format!("'{}'", verb.text))),
+        | "destroy" | "include" | "define" | "redefine" | "undefine" => {
+            Err(PErr::not_simulated(verb.loc(), format!("'{}'", verb.text)))
+        }
+        w if is_keyword(w) => Err(syntax(verb, None)),
         _ => {
             if p.peek_at(1).kind == Kind::Newline {
                 p.next();
@@ -608,6 +841,10 @@ fn rule_pos(p: &mut P) -> Result<Option<RulePos>, PErr> {
     };
     p.next();
     let n = p.number()?;
+    if n.value == 0 && kind != PosKind::Index {
+        // Handle 0 means "no position" to nft.
+        return Ok(None);
+    }
     Ok(Some(RulePos {
         kind,
         value: n.value,
@@ -1198,6 +1435,7 @@ fn value_tok<'a>(p: &mut P<'a>) -> Result<&'a Tok, PErr> {
 fn anon_set(
     p: &mut P,
     cx: &mut RuleCtx,
+    open: Loc,
     conv: &dyn Fn(&Tok) -> Result<String, PErr>,
 ) -> Result<String, PErr> {
     let mut items = Vec::new();
@@ -1211,7 +1449,7 @@ fn anon_set(
             _ => return Err(syntax(t, Some("'}'"))),
         }
     }
-    cx.body.anon_sets += 1;
+    cx.body.anon_sets.push(open.to(p.prev().loc()));
     Ok(format!("{{ {} }}", items.join(", ")))
 }
 
@@ -1240,7 +1478,7 @@ fn addr_match(p: &mut P, cx: &mut RuleCtx, fam_kw: &str, field: &str) -> Result<
     };
     let t = value_tok(p)?;
     let value = if t.kind == Kind::LBrace {
-        anon_set(p, cx, &conv)?
+        anon_set(p, cx, t.loc(), &conv)?
     } else if let Some(name) = t.text.strip_prefix('@') {
         cx.body.set_refs.push(Named {
             value: name.to_string(),
@@ -1473,7 +1711,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             let v = value_tok(p)?;
             let mut kind = StmtKind::Other;
             let value = if v.kind == Kind::LBrace {
-                anon_set(p, cx, &port_conv)?
+                anon_set(p, cx, v.loc(), &port_conv)?
             } else if let Some(name) = v.text.strip_prefix('@') {
                 cx.body.set_refs.push(Named {
                     value: name.to_string(),
@@ -1670,7 +1908,8 @@ const NFT_EXPR_WORDS: &[&str] = &[
 ];
 
 fn nat_family_check(cx: &RuleCtx, t: &Tok) -> Result<(), PErr> {
-    if matches!(cx.family, Family::Ip | Family::Ip6) {
+    let inet_ok = t.text == "masquerade" && cx.family == Family::Inet;
+    if inet_ok || matches!(cx.family, Family::Ip | Family::Ip6) {
         Ok(())
     } else {
         Err(PErr::not_simulated(
