@@ -88,10 +88,17 @@ fn run_11(dir: &Path, case: &str, kind: &str) -> usize {
         );
         let replay = Replay::new(entries);
         let mut chains = ChainInitState::new();
-        chains.setup(backend(to), &replay, false).expect("setup");
-        rules::remove_network_firewall(&def, removal.as_ref(), &replay).expect("remove");
-        let removal = rules::add_network_firewall(&mut def, backend(to), &replay, &mut chains)
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        rules::pre_reload_private_chains(&mut chains, backend(to), &replay, false, true)
+            .expect("setup");
+        let removal = rules::reload_network_firewall(
+            &mut def,
+            removal.as_ref(),
+            backend(to),
+            &replay,
+            &mut chains,
+        )
+        .expect("reload");
+        assert!(removal.is_some(), "{what}: the add after restart succeeded");
         replay.check_done(&format!("{what} daemon restart"));
         let status = read(&dir.join("3-after-restart.status.xml"));
         let saved = as_saved(&removal);

@@ -616,3 +616,39 @@ fn libvirt9_plan_has_legacy_rollback() {
         .collect();
     assert_eq!(checksum, legacy.groups()[0].actions()[0].args());
 }
+
+#[test]
+fn pre_reload_sets_up_only_when_needed() {
+    let runner = RecordingRunner::new();
+    let mut chains = ChainInitState::new();
+    // No active firewalled network: nothing (conntrack stays unloaded).
+    rules::pre_reload_private_chains(&mut chains, Backend::Iptables, &runner, false, false)
+        .expect("ok");
+    assert!(!chains.done());
+    assert!(runner.argvs().is_empty());
+    // force before any setup behaves like the non-forced path.
+    rules::pre_reload_private_chains(&mut chains, Backend::Iptables, &runner, true, true)
+        .expect("ok");
+    assert_eq!(runner.argvs().len(), 34);
+    // Already done: a non-forced reload does nothing, a forced one redoes it.
+    runner.clear();
+    rules::pre_reload_private_chains(&mut chains, Backend::Nftables, &runner, false, true)
+        .expect("ok");
+    assert!(runner.argvs().is_empty());
+    rules::pre_reload_private_chains(&mut chains, Backend::Nftables, &runner, true, false)
+        .expect("ok");
+    assert_eq!(runner.argvs().len(), 20);
+}
+
+#[test]
+fn reload_ignores_add_failure_and_forgets_the_plan() {
+    let mut d = with_ports(7, 7);
+    let runner = RecordingRunner::new();
+    let mut chains = ChainInitState::already_done();
+    let removal =
+        rules::reload_network_firewall(&mut d, None, Backend::Iptables, &runner, &mut chains)
+            .expect("reload");
+    assert!(removal.is_none());
+    // The legacy regeneration gave up too (invalid ports): nothing ran.
+    assert!(runner.argvs().is_empty());
+}

@@ -23,7 +23,13 @@
 //!   private chains once per [`ChainInitState`], the saved-error checks, the
 //!   nftables tc qdisc probe, build, apply, removal plan;
 //! * [`remove_network_firewall`] — `networkRemoveFirewallRules` (saved plan,
-//!   else legacy iptables regeneration).
+//!   else legacy iptables regeneration);
+//! * [`reload_network_firewall`], [`pre_reload_private_chains`] — the
+//!   firewall part of a daemon start, SIGHUP or firewalld reload;
+//! * [`golden`] — the files of a project golden case (`cargo xtask golden`).
+//!
+//! firewalld is never contacted: virtnet behaves like libvirt on a host
+//! where firewalld is not running (no zone is set; `<bridge zone>` fails).
 
 pub mod golden;
 pub mod iptables;
@@ -363,6 +369,12 @@ pub fn add_network_firewall<R: Runner + ?Sized>(
     runner: &R,
     chains: &mut ChainInitState,
 ) -> Result<Option<Firewall>, RulesError> {
+    let mode = def.forward_mode();
+    if mode.is_some_and(|m| !m.is_virtual()) {
+        // bridge, private, vepa, passthrough, hostdev: libvirt's driver
+        // never calls the firewall code for them.
+        return Ok(None);
+    }
     if let Some(zone) = def.bridge.zone.as_ref() {
         return Err(RulesError::ZoneWithoutFirewalld {
             zone: zone.clone(),
@@ -401,6 +413,48 @@ pub fn add_network_firewall<R: Runner + ?Sized>(
     };
     fw.apply(runner)?;
     Ok(fw.new_from_rollback()?)
+}
+
+/// The per-network step of a daemon start / reload / firewalld reload
+/// (libvirt 11.3.0 `networkReloadFirewallRulesHelper` for an active
+/// network): remove with the saved plan (or the legacy regeneration), then
+/// add with the configured `backend`, ignoring an add failure. Returns the
+/// new removal plan to store (`None` after a failure or when nothing can
+/// be undone). Only a simulated crash is an error.
+pub fn reload_network_firewall<R: Runner + ?Sized>(
+    def: &mut NetworkDef,
+    saved: Option<&Firewall>,
+    backend: Backend,
+    runner: &R,
+    chains: &mut ChainInitState,
+) -> Result<Option<Firewall>, RulesError> {
+    remove_network_firewall(def, saved, runner)?;
+    match add_network_firewall(def, backend, runner, chains) {
+        Ok(removal) => Ok(removal),
+        Err(e) if e.is_crash() => Err(e),
+        Err(_) => Ok(None),
+    }
+}
+
+/// libvirt 11.3.0 `networkPreReloadFirewallRules`: with `force` (firewalld
+/// reloaded) and setup already done, set the chains up again; otherwise set
+/// them up (once per process) only if some active network has rules
+/// (`any_active_with_rules`: an active isolated, nat or route network), so
+/// an idle host never loads conntrack.
+pub fn pre_reload_private_chains<R: Runner + ?Sized>(
+    chains: &mut ChainInitState,
+    backend: Backend,
+    runner: &R,
+    force: bool,
+    any_active_with_rules: bool,
+) -> Result<(), RulesError> {
+    if chains.done() && force {
+        chains.setup(backend, runner, true)
+    } else if any_active_with_rules {
+        chains.setup(backend, runner, false)
+    } else {
+        Ok(())
+    }
 }
 
 /// `networkRemoveFirewallRules` of libvirt 11.3.0 (without firewalld):
