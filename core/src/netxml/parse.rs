@@ -275,7 +275,11 @@ impl Parser<'_, '_> {
 
         // mtu
         let mut mtu = 0;
-        if let Some(m) = root.xpath_child("mtu") {
+        // XPath string(./mtu/@size): the first `size` of any <mtu>.
+        if let Some(m) = root
+            .xpath_children("mtu")
+            .find(|m| m.attr("size").is_some())
+        {
             if let Some(s) = m.xpath_prop("size") {
                 mtu = parse_ui(s, 10).ok_or_else(|| {
                     self.invalid(
