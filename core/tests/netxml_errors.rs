@@ -286,6 +286,16 @@ fn lenient_inputs_libvirt_accepts() {
     assert_eq!(d.ips[0].ranges[0].lease.map(|l| l.expiry), Some(16));
     // mtu '-1' wraps like virStrToLong_ui.
     assert_eq!(ok(net("  <mtu size='-1'/>")).mtu, u32::MAX);
+    // XML attribute-value normalization and end-of-line handling.
+    let d = ok("<network>\r\n  <name>n</name>\r\n  <title>a\tb</title>\r\n  <description>x\r\ny\rz</description>\r\n  <bridge name='a\tb\nc' zone='p&#10;q'/>\r\n</network>\r\n".to_string());
+    assert_eq!(d.bridge.name.as_deref(), Some("a b c"));
+    assert_eq!(d.bridge.zone.as_deref(), Some("p\nq"));
+    assert_eq!(d.description.as_deref(), Some("x\ny\nz"));
+    assert_eq!(d.title.as_deref(), Some("a\tb"));
+    // ... and errors in CRLF documents still report the right line.
+    let e = netxml::parse("<network>\r\n  <name>n</name>\r\n  <mtu size='x'/>\r\n</network>")
+        .expect_err("bad mtu");
+    assert_eq!((e.line(), e.column()), (Some(3), Some(8)));
     // nat port start='0' is accepted by the parser.
     let d = ok(net("  <forward><nat><port start='0' end='10'/></nat></forward>\n  <ip address='10.0.0.1' prefix='24'/>"));
     assert_eq!(d.nat().map(|n| (n.port_start, n.port_end)), Some((0, 10)));

@@ -142,19 +142,20 @@ impl Element {
     }
 }
 
-/// Parsed document: the root element plus the input (for positions).
-pub(crate) struct Document<'a> {
-    pub input: &'a str,
+/// Parsed document: the root element plus the (line-end normalized) input,
+/// for positions.
+pub(crate) struct Document {
+    pub input: String,
     pub root: Element,
 }
 
-impl Document<'_> {
+impl Document {
     pub fn location(&self, el: &Element, attr: Option<&str>) -> Location {
         let pos = attr
             .and_then(|a| el.attr(a))
             .map(|a| a.pos)
             .unwrap_or(el.pos);
-        let (line, column) = line_col(self.input, pos);
+        let (line, column) = line_col(&self.input, pos);
         Location {
             line,
             column,
@@ -264,8 +265,13 @@ impl<'a> Builder<'a> {
                     format!("unescaped '<' not allowed in value of attribute '{key}'"),
                 ));
             }
-            let value = a
-                .unescape_value()
+            // Attribute-value normalization: literal TAB and LF (CR is gone
+            // after line-end normalization) become spaces; character
+            // references are expanded after that and so survive.
+            let raw = std::str::from_utf8(a.value.as_ref())
+                .map_err(|_| syntax(input, apos, "attribute value is not valid UTF-8"))?
+                .replace(['\t', '\n'], " ");
+            let value = quick_xml::escape::unescape(&raw)
                 .map_err(|err| {
                     syntax(
                         input,
@@ -417,8 +423,25 @@ fn check_chars(input: &str, s: &str, pos: usize) -> Result<(), NetXmlError> {
     }
 }
 
+/// XML end-of-line handling: CR LF and lone CR become LF.
+fn normalize_line_ends(input: &str) -> String {
+    if !input.contains('\r') {
+        return input.to_string();
+    }
+    input.replace("\r\n", "\n").replace('\r', "\n")
+}
+
 /// Parse `input` into an element tree.
-pub(crate) fn parse_document(input: &str) -> Result<Document<'_>, NetXmlError> {
+pub(crate) fn parse_document(input: &str) -> Result<Document, NetXmlError> {
+    let normalized = normalize_line_ends(input);
+    let root = parse_normalized(&normalized)?;
+    Ok(Document {
+        input: normalized,
+        root,
+    })
+}
+
+fn parse_normalized(input: &str) -> Result<Element, NetXmlError> {
     if let Some((i, c)) = input.char_indices().find(|(_, c)| is_forbidden_char(*c)) {
         return Err(syntax(
             input,
@@ -523,7 +546,7 @@ pub(crate) fn parse_document(input: &str) -> Result<Document<'_>, NetXmlError> {
         ));
     }
     match b.root {
-        Some(root) => Ok(Document { input, root }),
+        Some(root) => Ok(root),
         None => Err(syntax(
             input,
             input.len(),

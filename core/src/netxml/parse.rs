@@ -32,13 +32,13 @@ pub fn parse(xml: &str) -> Result<NetworkDef> {
     .network(root)
 }
 
-struct Parser<'d, 'a> {
-    doc: &'d Document<'a>,
+struct Parser<'d> {
+    doc: &'d Document,
     /// Network name, for messages.
     name: String,
 }
 
-impl Parser<'_, '_> {
+impl Parser<'_> {
     fn err(
         &self,
         kind: ErrorKind,
