@@ -48,6 +48,7 @@ fn parse_cases() -> Vec<Case> {
         c("cdata end in text", "<network><name>a]]>b</name></network>".into(), Syntax, "']]>' not allowed", None),
         c("bad element name", "<network><name>n</name><a$b/></network>".into(), Syntax, "invalid element name 'a$b'", Some((1, 24))),
         c("undeclared prefix", "<network><name>n</name><a:b/></network>".into(), Syntax, "namespace prefix of element 'a:b' is not defined", None),
+        c("late xml declaration", " <?xml version='1.0'?><network><name>n</name></network>".into(), Syntax, "XML declaration allowed only at the start", Some((1, 2))),
         c("no name", "<network><uuid>81ff0d90-c91e-6742-64da-4a736edb9a8e</uuid></network>".into(), NoName, "missing name", None),
         c("empty name", "<network><name></name></network>".into(), NoName, "missing name", None),
         c("slash in name", "<network><name>a/b</name></network>".into(), Invalid, "invalid char in name: /", Some((1, 10))),

@@ -523,7 +523,20 @@ fn parse_normalized(input: &str) -> Result<Element, NetXmlError> {
                 let s = String::from_utf8_lossy(&t).into_owned();
                 b.push_node(Node::Pi(s), pos)?;
             }
-            Event::Decl(_) | Event::DocType(_) => {
+            Event::Decl(_) => {
+                // Only a UTF-8 byte order mark may precede the declaration.
+                if !input
+                    .get(..pos)
+                    .is_some_and(|p| p.trim_start_matches('\u{feff}').is_empty())
+                {
+                    return Err(syntax(
+                        input,
+                        pos,
+                        "XML declaration allowed only at the start of the document",
+                    ));
+                }
+            }
+            Event::DocType(_) => {
                 if !b.stack.is_empty() || b.root.is_some() {
                     return Err(syntax(
                         input,

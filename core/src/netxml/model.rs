@@ -784,7 +784,7 @@ impl IpDef {
         if !self.is_ipv4() {
             return None;
         }
-        let p = self.prefix()?;
+        let p = self.prefix().filter(|p| *p <= 32)?;
         let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
         Some(Ipv4Addr::from(mask))
     }
