@@ -20,6 +20,7 @@ fn corpus() -> Vec<String> {
         "networkxml2xmlout",
         "networkxml2confdata",
         "networkxml2firewalldata",
+        "networkxml2xmlupdateout",
     ] {
         let Ok(rd) = std::fs::read_dir(base.join(sub)) else {
             continue;
