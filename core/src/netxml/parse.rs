@@ -14,7 +14,7 @@ use super::model::*;
 type Result<T> = std::result::Result<T, NetXmlError>;
 
 /// Parse a `<network>` document (no schema or driver validation; see
-/// [`super::validate`] for the latter).
+/// [`super::validate()`] for the latter).
 pub fn parse(xml: &str) -> Result<NetworkDef> {
     let doc = parse_document(xml)?;
     let root = &doc.root;
