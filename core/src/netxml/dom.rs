@@ -142,19 +142,20 @@ impl Element {
     }
 }
 
-/// Parsed document: the root element plus the input (for positions).
-pub(crate) struct Document<'a> {
-    pub input: &'a str,
+/// Parsed document: the root element plus the (line-end normalized) input,
+/// for positions.
+pub(crate) struct Document {
+    pub input: String,
     pub root: Element,
 }
 
-impl Document<'_> {
+impl Document {
     pub fn location(&self, el: &Element, attr: Option<&str>) -> Location {
         let pos = attr
             .and_then(|a| el.attr(a))
             .map(|a| a.pos)
             .unwrap_or(el.pos);
-        let (line, column) = line_col(self.input, pos);
+        let (line, column) = line_col(&self.input, pos);
         Location {
             line,
             column,
@@ -264,8 +265,13 @@ impl<'a> Builder<'a> {
                     format!("unescaped '<' not allowed in value of attribute '{key}'"),
                 ));
             }
-            let value = a
-                .unescape_value()
+            // Attribute-value normalization: literal TAB and LF (CR is gone
+            // after line-end normalization) become spaces; character
+            // references are expanded after that and so survive.
+            let raw = std::str::from_utf8(a.value.as_ref())
+                .map_err(|_| syntax(input, apos, "attribute value is not valid UTF-8"))?
+                .replace(['\t', '\n'], " ");
+            let value = quick_xml::escape::unescape(&raw)
                 .map_err(|err| {
                     syntax(
                         input,
@@ -417,8 +423,25 @@ fn check_chars(input: &str, s: &str, pos: usize) -> Result<(), NetXmlError> {
     }
 }
 
+/// XML end-of-line handling: CR LF and lone CR become LF.
+fn normalize_line_ends(input: &str) -> String {
+    if !input.contains('\r') {
+        return input.to_string();
+    }
+    input.replace("\r\n", "\n").replace('\r', "\n")
+}
+
 /// Parse `input` into an element tree.
-pub(crate) fn parse_document(input: &str) -> Result<Document<'_>, NetXmlError> {
+pub(crate) fn parse_document(input: &str) -> Result<Document, NetXmlError> {
+    let normalized = normalize_line_ends(input);
+    let root = parse_normalized(&normalized)?;
+    Ok(Document {
+        input: normalized,
+        root,
+    })
+}
+
+fn parse_normalized(input: &str) -> Result<Element, NetXmlError> {
     if let Some((i, c)) = input.char_indices().find(|(_, c)| is_forbidden_char(*c)) {
         return Err(syntax(
             input,
@@ -500,7 +523,20 @@ pub(crate) fn parse_document(input: &str) -> Result<Document<'_>, NetXmlError> {
                 let s = String::from_utf8_lossy(&t).into_owned();
                 b.push_node(Node::Pi(s), pos)?;
             }
-            Event::Decl(_) | Event::DocType(_) => {
+            Event::Decl(_) => {
+                // Only a UTF-8 byte order mark may precede the declaration.
+                if !input
+                    .get(..pos)
+                    .is_some_and(|p| p.trim_start_matches('\u{feff}').is_empty())
+                {
+                    return Err(syntax(
+                        input,
+                        pos,
+                        "XML declaration allowed only at the start of the document",
+                    ));
+                }
+            }
+            Event::DocType(_) => {
                 if !b.stack.is_empty() || b.root.is_some() {
                     return Err(syntax(
                         input,
@@ -523,7 +559,7 @@ pub(crate) fn parse_document(input: &str) -> Result<Document<'_>, NetXmlError> {
         ));
     }
     match b.root {
-        Some(root) => Ok(Document { input, root }),
+        Some(root) => Ok(root),
         None => Err(syntax(
             input,
             input.len(),

@@ -4,7 +4,7 @@
 //! `IpAddr`, numbers are integers, enumerations are enums, yes/no attributes
 //! are `Option<bool>` where `None` is libvirt's "absent"), plus the few raw
 //! strings libvirt re-emits verbatim (the `family` attributes, DHCP host MAC
-//! strings, metadata), so that [`super::format`] can reproduce libvirt's
+//! strings, metadata), so that [`super::format()`] can reproduce libvirt's
 //! output byte for byte.
 
 use std::fmt;
@@ -107,7 +107,7 @@ impl fmt::Display for MacAddr {
 /// `<metadata>`, as libvirt keeps it: a copy of the element where children
 /// without a namespace (and later children repeating a namespace) are
 /// dropped, and namespaces declared outside it are declared on it. It is
-/// re-serialized with libxml2's rules by [`super::format`].
+/// re-serialized with libxml2's rules by [`super::format()`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
     /// The `<metadata>` element itself.
@@ -784,7 +784,7 @@ impl IpDef {
         if !self.is_ipv4() {
             return None;
         }
-        let p = self.prefix()?;
+        let p = self.prefix().filter(|p| *p <= 32)?;
         let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
         Some(Ipv4Addr::from(mask))
     }

@@ -14,7 +14,7 @@ use super::model::*;
 type Result<T> = std::result::Result<T, NetXmlError>;
 
 /// Parse a `<network>` document (no schema or driver validation; see
-/// [`super::validate`] for the latter).
+/// [`super::validate()`] for the latter).
 pub fn parse(xml: &str) -> Result<NetworkDef> {
     let doc = parse_document(xml)?;
     let root = &doc.root;
@@ -32,13 +32,13 @@ pub fn parse(xml: &str) -> Result<NetworkDef> {
     .network(root)
 }
 
-struct Parser<'d, 'a> {
-    doc: &'d Document<'a>,
+struct Parser<'d> {
+    doc: &'d Document,
     /// Network name, for messages.
     name: String,
 }
 
-impl Parser<'_, '_> {
+impl Parser<'_> {
     fn err(
         &self,
         kind: ErrorKind,
@@ -275,7 +275,11 @@ impl Parser<'_, '_> {
 
         // mtu
         let mut mtu = 0;
-        if let Some(m) = root.xpath_child("mtu") {
+        // XPath string(./mtu/@size): the first `size` of any <mtu>.
+        if let Some(m) = root
+            .xpath_children("mtu")
+            .find(|m| m.attr("size").is_some())
+        {
             if let Some(s) = m.xpath_prop("size") {
                 mtu = parse_ui(s, 10).ok_or_else(|| {
                     self.invalid(
