@@ -37,7 +37,7 @@ enum Command {
     Xml(xml::XmlCommand),
     /// Print the firewall commands libvirt 11.3.0 runs when a network starts
     Rules(rules::RulesArgs),
-    /// Print a network's dnsmasq configuration, hostsfile or addnhosts
+    // No doc comment: the long help of `dnsmasq::Args` is shown.
     Dnsmasq(dnsmasq::Args),
     /// Run commands on, or dump, a simulated host kept in a state file
     Sim(sim::SimArgs),
