@@ -10,8 +10,9 @@ use clap::{Parser, Subcommand};
 
 #[allow(dead_code)] // used once `--connect` is wired
 mod client;
+mod sim;
 
-#[derive(Parser)]
+#[derive(Debug, Parser)]
 #[command(
     name = "virtnet",
     version,
@@ -25,8 +26,10 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Subcommand)]
-enum Command {}
+#[derive(Debug, Subcommand)]
+enum Command {
+    Sim(sim::SimArgs),
+}
 
 /// Exit status for a command that failed because of its input (bad file,
 /// invalid definition, ...).
@@ -35,5 +38,8 @@ const EXIT_INPUT: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    let code = match cli.command {
+        Command::Sim(args) => sim::run(args),
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -791,11 +791,8 @@ impl IpState {
 
     fn render_links(&self, sel: &[&Link], json: bool, brief: bool, with_addrs: bool) -> String {
         if json {
-            let arr: Vec<serde_json::Value> =
-                sel.iter().map(|l| self.link_json(l, with_addrs)).collect();
-            let mut s = serde_json::Value::Array(arr).to_string();
-            s.push('\n');
-            return s;
+            let arr: Vec<String> = sel.iter().map(|l| self.link_json(l, with_addrs)).collect();
+            return format!("[{}]\n", arr.join(","));
         }
         let mut out = String::new();
         for l in sel {
@@ -870,63 +867,64 @@ impl IpState {
         out
     }
 
-    fn link_json(&self, l: &Link, with_addrs: bool) -> serde_json::Value {
-        use serde_json::{json, Map, Value};
-        let mut m = Map::new();
-        m.insert("ifindex".into(), json!(l.ifindex));
-        m.insert("ifname".into(), json!(l.name));
-        m.insert("flags".into(), json!(self.flags(l)));
-        m.insert("mtu".into(), json!(l.mtu));
-        m.insert("qdisc".into(), json!(Self::default_qdisc(l)));
+    fn link_json(&self, l: &Link, with_addrs: bool) -> String {
+        use serde_json::json;
+        let mut m: Vec<(&str, serde_json::Value)> = vec![
+            ("ifindex", json!(l.ifindex)),
+            ("ifname", json!(l.name)),
+            ("flags", json!(self.flags(l))),
+            ("mtu", json!(l.mtu)),
+            ("qdisc", json!(Self::default_qdisc(l))),
+        ];
         if let Some(ms) = &l.master {
-            m.insert("master".into(), json!(ms));
+            m.push(("master", json!(ms)));
         }
-        m.insert("operstate".into(), json!(self.operstate(l)));
+        m.push(("operstate", json!(self.operstate(l))));
         if !with_addrs {
-            m.insert("linkmode".into(), json!("DEFAULT"));
+            m.push(("linkmode", json!("DEFAULT")));
         }
-        m.insert("group".into(), json!("default"));
-        m.insert("txqlen".into(), json!(1000));
+        m.push(("group", json!("default")));
+        m.push(("txqlen", json!(1000)));
         let lt = if l.kind == LinkKind::Loopback {
             "loopback"
         } else {
             "ether"
         };
-        m.insert("link_type".into(), json!(lt));
-        m.insert("address".into(), json!(l.mac));
+        m.push(("link_type", json!(lt)));
+        m.push(("address", json!(l.mac)));
         let brd = if l.kind == LinkKind::Loopback {
             "00:00:00:00:00:00"
         } else {
             "ff:ff:ff:ff:ff:ff"
         };
-        m.insert("broadcast".into(), json!(brd));
+        m.push(("broadcast", json!(brd)));
+        let mut text = ordered_json(&m);
         if with_addrs {
-            let infos: Vec<Value> = l
+            let infos: Vec<String> = l
                 .addrs
                 .iter()
                 .map(|a| {
-                    let mut am = Map::new();
-                    am.insert(
-                        "family".into(),
-                        json!(if a.is_v6() { "inet6" } else { "inet" }),
-                    );
-                    am.insert("local".into(), json!(a.local));
-                    am.insert("prefixlen".into(), json!(a.prefixlen));
+                    let mut am: Vec<(&str, serde_json::Value)> = vec![
+                        ("family", json!(if a.is_v6() { "inet6" } else { "inet" })),
+                        ("local", json!(a.local)),
+                        ("prefixlen", json!(a.prefixlen)),
+                    ];
                     if let Some(b) = &a.broadcast {
-                        am.insert("broadcast".into(), json!(b));
+                        am.push(("broadcast", json!(b)));
                     }
-                    am.insert("scope".into(), json!("global"));
+                    am.push(("scope", json!("global")));
                     if !a.is_v6() {
-                        am.insert("label".into(), json!(l.name));
+                        am.push(("label", json!(l.name)));
                     }
-                    am.insert("valid_life_time".into(), json!(4294967295u64));
-                    am.insert("preferred_life_time".into(), json!(4294967295u64));
-                    Value::Object(am)
+                    am.push(("valid_life_time", json!(4294967295u64)));
+                    am.push(("preferred_life_time", json!(4294967295u64)));
+                    ordered_json(&am)
                 })
                 .collect();
-            m.insert("addr_info".into(), Value::Array(infos));
+            text.pop();
+            text.push_str(&format!(",\"addr_info\":[{}]}}", infos.join(",")));
         }
-        Value::Object(m)
+        text
     }
 
     /// `ip -br link` plus addresses, one line per link, for state dumps.
@@ -980,4 +978,13 @@ fn parse_dev_arg<'a>(rest: &[&'a str]) -> Option<&'a str> {
         }
     }
     None
+}
+
+/// A JSON object with keys in the given order (iproute2's order).
+fn ordered_json(pairs: &[(&str, serde_json::Value)]) -> String {
+    let body: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}:{}", serde_json::Value::from(*k), v))
+        .collect();
+    format!("{{{}}}", body.join(","))
 }

@@ -1403,11 +1403,8 @@ impl XtablesState {
                         if rulenum.is_some_and(|n| n != i + 1) {
                             continue;
                         }
-                        out.push_str(&format!("-A {c}{counters}"));
-                        if !r.spec.is_empty() {
-                            out.push(' ');
-                            out.push_str(&r.spec);
-                        }
+                        out.push_str(&format!("-A {c}"));
+                        out.push_str(&with_counters(&r.spec, counters));
                         out.push('\n');
                     }
                 }
@@ -1571,6 +1568,20 @@ fn chain_order(t: Option<&Table>, builtins: &[&str]) -> Vec<String> {
     v
 }
 
+/// ` SPEC` with the `-c 0 0` of `-S -v` placed before the target, as
+/// iptables prints it.
+fn with_counters(spec: &str, counters: &str) -> String {
+    let full = format!(" {spec}");
+    if counters.is_empty() {
+        return if spec.is_empty() { String::new() } else { full };
+    }
+    let pos = [" -j ", " -g "].iter().filter_map(|t| full.find(t)).min();
+    match pos {
+        Some(i) => format!("{}{counters}{}", &full[..i], &full[i..]),
+        None => format!("{}{counters}", full.trim_end()),
+    }
+}
+
 /// Split a canonical spec back into tokens (honouring save_quote quoting).
 fn spec_tokens(spec: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -1632,13 +1643,10 @@ fn list_line(spec: &str, num: usize, p: &Parsed, fam: Family) -> String {
     let mut cur_ext: Option<String> = None;
     let mut in_target = false;
     let addr = |a: &str, neg: bool| -> String {
-        let a = if !p.numeric {
-            a.strip_suffix(if fam == Family::V4 { "/32" } else { "/128" })
-                .unwrap_or(a)
-                .to_string()
-        } else {
-            a.to_string()
-        };
+        let a = a
+            .strip_suffix(if fam == Family::V4 { "/32" } else { "/128" })
+            .unwrap_or(a)
+            .to_string();
         if neg {
             format!("!{a}")
         } else {
@@ -1646,7 +1654,7 @@ fn list_line(spec: &str, num: usize, p: &Parsed, fam: Family) -> String {
         }
     };
     let port = |v: &str| -> String {
-        if p.numeric {
+        if p.numeric || v.contains(':') {
             return v.to_string();
         }
         v.split(':')
@@ -1728,7 +1736,13 @@ fn list_line(spec: &str, num: usize, p: &Parsed, fam: Family) -> String {
                         ("SNAT", "--to-source") => format!("to:{v}"),
                         ("DNAT", "--to-destination") => format!("to:{v}"),
                         ("CHECKSUM", "--checksum-fill") => "CHECKSUM fill".to_string(),
-                        ("LOG", "--log-prefix") => format!("LOG flags 0 level 4 prefix \"{v}\""),
+                        ("LOG", "--log-prefix") => {
+                            if p.numeric {
+                                format!("LOG flags 0 level 4 prefix \"{v}\"")
+                            } else {
+                                format!("LOG level warn prefix \"{v}\"")
+                            }
+                        }
                         _ => format!("{t} {v}"),
                     },
                     _ => format!("{t} {v}"),
@@ -1776,7 +1790,7 @@ fn list_line(spec: &str, num: usize, p: &Parsed, fam: Family) -> String {
     if p.verbose {
         line.push_str(&format!("{iif:<6} {oif:<6}  "));
     }
-    line.push_str(&format!("{src:<20} {dst:<20}"));
+    line.push_str(&format!("{src:<20} {dst:<19} "));
     if goto {
         line.push_str("[goto] ");
     }

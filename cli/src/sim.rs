@@ -1,0 +1,150 @@
+//! `virtnet sim`: use the simulated host from the command line.
+//!
+//! The host lives in a JSON state file (created on first use), so a person
+//! can run the same commands a driver would and look at the result:
+//!
+//! ```text
+//! virtnet sim --state host.json exec -- iptables -w -N LIBVIRT_INP
+//! virtnet sim --state host.json dump iptables
+//! ```
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use virtnet_core::runner::{Cmd, Runner};
+use virtnet_fake::{FakeHost, Section};
+
+/// Arguments of `virtnet sim`.
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "Run commands on a simulated host kept in a state file",
+    long_about = "Run commands on a simulated host kept in a state file.\n\n\
+The simulated host understands nft, iptables, ip6tables, iptables-save, ip, tc, \
+sysctl, dnsmasq and kill; it prints what the real tools print and exits with their \
+status. Any other program fails with status 127 (\"command not simulated\")."
+)]
+pub struct SimArgs {
+    /// JSON state file of the simulated host (created if it does not exist)
+    #[arg(long, value_name = "FILE")]
+    pub state: PathBuf,
+    #[command(subcommand)]
+    pub command: SimCommand,
+}
+
+/// What `virtnet sim` does.
+#[derive(Debug, clap::Subcommand)]
+pub enum SimCommand {
+    /// Run one command on the simulated host and exit with its status
+    Exec {
+        /// Feed this file to the command's standard input ("-" = our stdin),
+        /// e.g. for `nft -f -`
+        #[arg(long, value_name = "FILE")]
+        stdin: Option<PathBuf>,
+        /// The command and its arguments (after `--`)
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        argv: Vec<String>,
+    },
+    /// Print the simulated host's state
+    Dump {
+        /// Which part to print
+        #[arg(value_enum, default_value_t = DumpWhat::All)]
+        what: DumpWhat,
+    },
+}
+
+/// Parts of the state `virtnet sim dump` can print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DumpWhat {
+    /// `nft list ruleset`
+    Nft,
+    /// `iptables-save` (no timestamps, counters [0:0])
+    Iptables,
+    /// `ip6tables-save` (no timestamps, counters [0:0])
+    Ip6tables,
+    /// links, addresses and routes (`ip -br` style)
+    Links,
+    /// tc qdiscs and filters
+    Tc,
+    /// sysctl values that differ from the defaults
+    Sysctl,
+    /// simulated processes (dnsmasq)
+    Processes,
+    /// everything, each part under a `## name` header
+    All,
+}
+
+/// Errors of `virtnet sim` itself (not of the simulated command).
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error(transparent)]
+    State(#[from] virtnet_fake::StateFileError),
+    #[error("cannot read standard input file {path}: {source}")]
+    Stdin {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Run(#[from] virtnet_core::runner::RunError),
+}
+
+/// Run `virtnet sim`; returns the process exit status.
+pub fn run(args: SimArgs) -> i32 {
+    match run_inner(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("virtnet sim: {e}");
+            2
+        }
+    }
+}
+
+fn run_inner(args: SimArgs) -> Result<i32, SimError> {
+    let host = FakeHost::load_or_new(&args.state)?;
+    match args.command {
+        SimCommand::Exec { stdin, argv } => {
+            let mut cmd = Cmd { argv, stdin: None };
+            if let Some(p) = stdin {
+                let text = if p.as_os_str() == "-" {
+                    let mut s = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .map_err(|source| SimError::Stdin {
+                            path: "-".into(),
+                            source,
+                        })?;
+                    s
+                } else {
+                    std::fs::read_to_string(&p).map_err(|source| SimError::Stdin {
+                        path: p.display().to_string(),
+                        source,
+                    })?
+                };
+                cmd.stdin = Some(text);
+            }
+            let out = host.run(&cmd)?;
+            host.save(&args.state)?;
+            // Output errors (closed pipe) cannot be reported anywhere useful.
+            let _ = std::io::stdout().write_all(out.stdout.as_bytes());
+            let _ = std::io::stderr().write_all(out.stderr.as_bytes());
+            Ok(out.status)
+        }
+        SimCommand::Dump { what } => {
+            if !args.state.exists() {
+                host.save(&args.state)?;
+            }
+            let st = host.state();
+            let text = match what {
+                DumpWhat::All => st.dump(),
+                DumpWhat::Nft => st.dump_section(Section::Nft),
+                DumpWhat::Iptables => st.dump_section(Section::Iptables),
+                DumpWhat::Ip6tables => st.dump_section(Section::Ip6tables),
+                DumpWhat::Links => st.dump_section(Section::Links),
+                DumpWhat::Tc => st.dump_section(Section::Tc),
+                DumpWhat::Sysctl => st.dump_section(Section::Sysctl),
+                DumpWhat::Processes => st.dump_section(Section::Processes),
+            };
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! Differential test: the same command sequences run on the simulator and
+//! on the real tools inside a fresh network namespace (`unshare -n`, entered
+//! with `nsenter`), comparing every exit status, stdout and stderr, and the
+//! final `iptables-save` / `ip6tables-save`.
+//!
+//! Needs root and the real `unshare`, `nsenter`, `iptables`, `ip6tables`,
+//! `iptables-save`, `ip6tables-save`, `ip`, `tc`, `sysctl`; otherwise each test prints
+//! "skipped: <why>" and returns.
+
+use std::process::{Child, Command, Stdio};
+
+use virtnet_core::runner::{Cmd, Output, RealRunner, Runner};
+use virtnet_fake::FakeHost;
+
+/// A throw-away network namespace held open by a `sleep` started with
+/// `unshare -n`; dropped = the holder is killed (by its pid).
+struct Netns {
+    holder: Child,
+}
+
+impl Netns {
+    fn new() -> Result<Netns, String> {
+        let holder = Command::new("unshare")
+            .args(["-n", "--", "sleep", "600"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run unshare: {e}"))?;
+        let ns = Netns { holder };
+        // Wait until the holder has entered its own namespace.
+        let me = std::fs::read_link("/proc/self/ns/net").map_err(|e| e.to_string())?;
+        for _ in 0..200 {
+            if let Ok(l) = std::fs::read_link(format!("/proc/{}/ns/net", ns.holder.id())) {
+                if l != me {
+                    return Ok(ns);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err("unshare -n did not create a namespace".into())
+    }
+
+    fn run(&self, argv: &[String]) -> Output {
+        let mut full = vec![
+            "nsenter".to_string(),
+            "-t".to_string(),
+            self.holder.id().to_string(),
+            "-n".to_string(),
+            "--".to_string(),
+        ];
+        full.extend(argv.iter().cloned());
+        match RealRunner::new().run(&Cmd {
+            argv: full,
+            stdin: None,
+        }) {
+            Ok(o) => o,
+            Err(e) => Output::failed(-1, e.to_string()),
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+fn skip_reason() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("not root".into());
+    }
+    for tool in [
+        "unshare",
+        "nsenter",
+        "iptables",
+        "ip6tables",
+        "iptables-save",
+        "ip6tables-save",
+        "ip",
+        "tc",
+        "sysctl",
+    ] {
+        let found = std::env::var("PATH")
+            .unwrap_or_default()
+            .split(':')
+            .any(|d| std::path::Path::new(d).join(tool).exists());
+        if !found {
+            return Some(format!("{tool} not found on PATH"));
+        }
+    }
+    let v = Command::new("iptables").arg("-V").output().ok()?;
+    let v = String::from_utf8_lossy(&v.stdout).to_string();
+    if !v.contains("v1.8.9 (nf_tables)") {
+        return Some(format!(
+            "the simulator models iptables v1.8.9 (nf_tables), host has {}",
+            v.trim()
+        ));
+    }
+    None
+}
+
+fn words(line: &str) -> Vec<String> {
+    virtnet_fake::record::shell_words(line).unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+fn strip_comments(s: &str) -> String {
+    s.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Run a scenario on both hosts; returns the mismatches.
+fn differential(name: &str, script: &[&str]) -> Vec<String> {
+    let ns = match Netns::new() {
+        Ok(n) => n,
+        Err(e) => return vec![format!("{name}: {e}")],
+    };
+    let fake = FakeHost::new();
+    let mut bad = Vec::new();
+    for line in script {
+        let argv = words(line);
+        let real = ns.run(&argv);
+        let sim = fake
+            .run(&Cmd {
+                argv: argv.clone(),
+                stdin: None,
+            })
+            .unwrap();
+        if real != sim {
+            bad.push(format!(
+                "{name}: `{line}`\n   real: {real:?}\n   fake: {sim:?}"
+            ));
+        }
+    }
+    for save in ["iptables-save", "ip6tables-save"] {
+        let real = strip_comments(&ns.run(&[save.to_string()]).stdout);
+        let sim = strip_comments(&fake.run(&Cmd::new([save])).unwrap().stdout);
+        if real != sim {
+            bad.push(format!(
+                "{name}: final {save} differs:\n{}",
+                virtnet_fake::diff_text(&real, &sim, "real", "fake")
+            ));
+        }
+    }
+    bad
+}
+
+macro_rules! skip_unless_able {
+    () => {
+        if let Some(why) = skip_reason() {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+#[test]
+fn iptables_commands_match_the_real_tool() {
+    skip_unless_able!();
+    let script = [
+        "iptables -w --table filter --list-rules",
+        "iptables -w --table nat --list-rules",
+        "iptables -w -t raw -S",
+        "iptables -w -t bogus -S",
+        "iptables -w -N FOO",
+        "iptables -w -N FOO",
+        "iptables -w --table filter --new-chain FOO",
+        "iptables -w -X BAR",
+        "iptables -w -F BAR",
+        "iptables -w -D FOO -j ACCEPT",
+        "iptables -w -D FOO 1",
+        "iptables -w -D FOO 0",
+        "iptables -w -I BAR -j ACCEPT",
+        "iptables -w -A FOO -s 1.2.3.4 -p tcp --dport 53 -j ACCEPT",
+        "iptables -w -C FOO -s 1.2.3.4 -p tcp --dport 53 -j ACCEPT",
+        "iptables -w -C FOO -s 1.2.3.5 -p tcp --dport 53 -j ACCEPT",
+        "iptables -w -I FOO 5 -j ACCEPT",
+        "iptables -w -I FOO 2 -j DROP",
+        "iptables -w -A FOO --bogus",
+        "iptables -w -X FOO",
+        "iptables -w -N INPUT",
+        "iptables -w -A INPUT -j FOO",
+        "iptables -w -X FOO",
+        "iptables -w -S FOO",
+        "iptables -w -S NOPE",
+        "iptables -w -L NOPE",
+        "iptables -w -S",
+        "iptables -w -L",
+        "iptables -w -L -n -v --line-numbers",
+        "iptables -w -D INPUT -j FOO",
+        "iptables -w -F FOO",
+        "iptables -w -X FOO",
+        "iptables -w -P INPUT DROP",
+        "iptables -w -P FOO DROP",
+        "iptables -w -P OUTPUT RETURN",
+        "iptables -w -A INPUT -j NOSUCH",
+        "iptables -w -A INPUT -p tcp --dport 99999 -j ACCEPT",
+        "iptables -w -A INPUT -s 300.1.1.1 -j ACCEPT",
+        "iptables -w -A INPUT -s 10.1.2.3/8 -j ACCEPT",
+        "iptables -w -A INPUT -s 10.1.2.3/255.255.0.0 -j ACCEPT",
+        "iptables -w -A INPUT -d 10.0.0.1/255.0.255.0 -j ACCEPT",
+        "iptables -w -A INPUT -s 10.0.0.1/33 -j ACCEPT",
+        "iptables -w -A INPUT -i virbr0 -o virbr1 -j REJECT",
+        "iptables -w -I OUTPUT -i lo -j ACCEPT",
+        "iptables -w -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+        "iptables -w -A INPUT -m state --state ESTABLISHED,RELATED,NEW -j ACCEPT",
+        "iptables -w -A INPUT -p tcp -m tcp ! --dport 53 -j ACCEPT",
+        "iptables -w -A INPUT -p udp --sport 1 --dport 80:90 -j ACCEPT",
+        "iptables -w -A INPUT ! -p tcp -j ACCEPT",
+        "iptables -w -A INPUT -p 6 -j ACCEPT",
+        "iptables -w -A INPUT -p all -j ACCEPT",
+        "iptables -w -A INPUT -p bogus -j ACCEPT",
+        "iptables -w -A INPUT -i virbr+ -j ACCEPT",
+        "iptables -w -A INPUT -i abcdefghijklmnopq -j ACCEPT",
+        "iptables -w -A INPUT -m comment --comment 'hello world' -j ACCEPT",
+        "iptables -w -A INPUT -m bogus -j ACCEPT",
+        "iptables -w -A INPUT -m addrtype --dst-type LOCAL -j RETURN",
+        "iptables -w -A INPUT -j REJECT --reject-with icmp-host-prohibited",
+        "iptables -w -A INPUT -j LOG --log-prefix 'x y'",
+        "iptables -w -A INPUT -j ACCEPT -j DROP",
+        "iptables -w -A INPUT -s 1.2.3.4 -s 1.2.3.5 -j ACCEPT",
+        "iptables -w -A INPUT -A INPUT -j DROP",
+        "iptables -w -A INPUT 1 -j ACCEPT",
+        "iptables -w -D INPUT 1 -j ACCEPT",
+        "iptables -w -N X -s 1.2.3.4",
+        "iptables -w -N LIBVIRT_TOO_LONG_CHAIN_NAME_XXXXXXXXXXXXXX",
+        "iptables -w",
+        "iptables -w -A",
+        "iptables -w -S INPUT",
+        "iptables -w -S INPUT 2",
+        "iptables -w -S INPUT -v",
+        "iptables -w -L INPUT",
+        "iptables -w -L INPUT -n",
+        "iptables -w -D INPUT 99",
+        "iptables -w -D INPUT 2",
+        "iptables -w -R INPUT 1 -s 1.2.3.5 -j ACCEPT",
+        "iptables -w -R INPUT 99 -s 1.2.3.5 -j ACCEPT",
+        "iptables -w -t nat -N LIBVIRT_PRT",
+        "iptables -w -t nat -A LIBVIRT_PRT -s 192.168.122.0/24 ! -d 192.168.122.0/24 -p tcp -j MASQUERADE --to-ports 1024-65535",
+        "iptables -w -t nat -A LIBVIRT_PRT -s 192.168.122.0/24 ! -d 192.168.122.0/24 -j SNAT --to-source 10.0.0.1-10.0.0.5",
+        "iptables -w -t nat -A POSTROUTING -j SNAT",
+        "iptables -w -t nat -A PREROUTING -j MASQUERADE",
+        "iptables -w -A INPUT -j MASQUERADE",
+        "iptables -w -t nat -A PREROUTING -p tcp --dport 80 -j DNAT --to-destination 10.0.0.2:8080",
+        "iptables -w -t mangle -N LIBVIRT_PRT",
+        "iptables -w -t mangle -A LIBVIRT_PRT -o virbr0 -p udp --dport 68 -j CHECKSUM --checksum-fill",
+        "iptables -w -t mangle -D LIBVIRT_PRT -o virbr0 -p udp -m udp --dport 68 -j CHECKSUM --checksum-fill",
+        "iptables -w -t raw -F INPUT",
+        "iptables -w -t raw -D PREROUTING 1",
+        "iptables -w -t raw -N AAA",
+        "iptables -w -t raw -N ZZZ",
+        "iptables -w -t raw -A AAA -j ZZZ",
+        "iptables -w -t raw -E ZZZ BBB",
+        "iptables -w -t raw -E NOPE X",
+        "iptables -w -t raw -E AAA BBB",
+        "iptables -w -t raw -S",
+        "iptables -w -t raw -X",
+        "iptables -w -t raw -F",
+        "iptables -w -t raw -X",
+        "iptables -w -t raw -S",
+        "iptables -w -Z",
+    ];
+    let bad = differential("iptables", &script);
+    assert!(
+        bad.is_empty(),
+        "{} mismatches:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn ip6tables_commands_match_the_real_tool() {
+    skip_unless_able!();
+    let script = [
+        "ip6tables -w --table filter --list-rules",
+        "ip6tables -w -N FOO",
+        "ip6tables -w -N FOO",
+        "ip6tables -w -D FOO -j ACCEPT",
+        "ip6tables -w -A INPUT -s 2001:db8::/64 -d ff02::/16 -j ACCEPT",
+        "ip6tables -w -A INPUT -s 2001:db8::1 -j REJECT",
+        "ip6tables -w -A INPUT -s fe80::1/10 -j ACCEPT",
+        "ip6tables -w -A INPUT -s 1.2.3.4 -j REJECT",
+        "ip6tables -w -A INPUT -j REJECT --reject-with icmp-port-unreachable",
+        "ip6tables -w -A INPUT -p udp --dport 547 -j ACCEPT",
+        "ip6tables -w -t nat -A POSTROUTING -s fd00::/64 ! -d fd00::/64 -p udp -j MASQUERADE --to-ports 1024-65535",
+        "ip6tables -w -t nat -S",
+        "ip6tables -w -S",
+        "ip6tables -w -D INPUT -s 2001:db8::1/128 -j REJECT --reject-with icmp6-port-unreachable",
+        "ip6tables -w -D INPUT -s 2001:db8::1/128 -j REJECT",
+    ];
+    let bad = differential("ip6tables", &script);
+    assert!(
+        bad.is_empty(),
+        "{} mismatches:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn ip_tc_sysctl_commands_match_the_real_tools() {
+    skip_unless_able!();
+    let script = [
+        "ip link add virbr0 type bridge",
+        "ip link add virbr0 type bridge",
+        "ip link add x1 type bogus",
+        "ip link set dev virbr0 address 52:54:00:aa:bb:cc",
+        "ip link set virbr0 mtu 1400",
+        "ip link set nope up",
+        "ip link show dev virbr0",
+        "ip link set dev virbr0 up",
+        "ip addr add 192.168.122.1/24 broadcast 192.168.122.255 dev virbr0",
+        "ip addr add 192.168.122.1/24 dev virbr0",
+        "ip addr add 10.0.0.1/8 dev nope",
+        "ip addr del 10.9.9.9/24 dev virbr0",
+        "ip link show",
+        "ip -br link",
+        "ip -br addr",
+        "ip -j link show dev virbr0",
+        "ip -j addr show dev virbr0",
+        "ip -6 addr add 2001:db8::1/64 dev virbr0",
+        "ip -br addr",
+        "ip -6 route",
+        "ip route",
+        "ip route add 10.10.0.0/16 via 192.168.122.2",
+        "ip route add 10.10.0.0/16 via 192.168.122.2",
+        "ip route",
+        "ip route del 10.10.0.0/16",
+        "ip route del 10.10.0.0/16",
+        "ip link show dev nope",
+        "ip bogus",
+        "tc qdisc show dev virbr0 handle 1:",
+        "tc qdisc show dev nope",
+        "tc qdisc add dev virbr0 root handle 1: htb default 2",
+        "tc qdisc add dev virbr0 root handle 1: htb default 2",
+        "tc qdisc show dev virbr0 handle 1:",
+        "tc qdisc show dev virbr0",
+        "tc filter del dev virbr0 prio 2 protocol ip parent 1: u32 match ip dport 68 ffff action csum ip and udp",
+        "tc filter add dev nope prio 2 protocol ip parent 1: u32 match ip dport 68 ffff action pass",
+        "tc qdisc del dev virbr0 root",
+        "tc qdisc del dev virbr0 root",
+        "sysctl -w net.ipv4.ip_forward=1",
+        "sysctl -n net.ipv4.ip_forward",
+        "sysctl net.ipv4.ip_forward",
+        "sysctl -w net.ipv6.conf.virbr0.disable_ipv6=1",
+        "sysctl -n net.ipv6.conf.all.forwarding",
+        "sysctl -w net.ipv6.conf.nope.accept_ra=0",
+        "sysctl -n net.bogus.key",
+        "sysctl -w net.ipv4.ip_forward",
+        "sysctl -q -w net.ipv4.ip_forward=0",
+        "ip link set virbr0 down",
+        "ip link del virbr0",
+        "ip link del virbr0",
+        "ip link show",
+    ];
+    let bad = differential("ip/tc/sysctl", &script);
+    assert!(
+        bad.is_empty(),
+        "{} mismatches:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn tc_csum_failure_switch_matches_this_kernel() {
+    skip_unless_able!();
+    let ns = match Netns::new() {
+        Ok(n) => n,
+        Err(e) => panic!("{e}"),
+    };
+    let fake = FakeHost::new();
+    let setup = [
+        "ip link add virbr0 type bridge",
+        "tc qdisc add dev virbr0 root handle 1: htb default 2",
+    ];
+    for l in setup {
+        assert!(ns.run(&words(l)).success());
+        assert!(fake
+            .run(&Cmd {
+                argv: words(l),
+                stdin: None
+            })
+            .unwrap()
+            .success());
+    }
+    let csum = words("tc filter add dev virbr0 prio 2 protocol ip parent 1: u32 match ip dport 68 ffff action csum ip and udp");
+    let real = ns.run(&csum);
+    if real.success() {
+        println!("skipped: this kernel has act_csum; the failure switch cannot be compared");
+        return;
+    }
+    fake.set_tc_csum_fails(true);
+    let sim = fake
+        .run(&Cmd {
+            argv: csum,
+            stdin: None,
+        })
+        .unwrap();
+    assert_eq!(real, sim);
+}
