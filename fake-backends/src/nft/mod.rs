@@ -4,27 +4,1340 @@
 //! Interface contract (used by the host in `lib.rs`): `NftState::exec` takes the
 //! arguments after `nft` and the standard input (for `-f -`), changes the state
 //! as the kernel would, and returns what the real tool would print and exit with.
+//!
+//! How one invocation runs (mirroring nft 1.0.6 + the kernel):
+//! 1. options (`-a`, `-e`, `-f -`, combined as `-ae`);
+//! 2. the argv is joined with spaces into one line (or stdin is read for
+//!    `-f -`), scanned and parsed; a syntax error aborts everything;
+//! 3. every command is *evaluated* in userspace against nft's cache (table
+//!    missing for `add chain`, unknown device for `iif`, `index N`, unknown
+//!    set) — such errors consume nothing;
+//! 4. the whole batch is applied to a copy of the ruleset as the kernel's
+//!    transaction would; the first failure aborts the batch (nothing changes,
+//!    but handle counters stay advanced, as in the kernel) and is reported
+//!    with nft's "Could not process rule: ..." / "did you mean ..." text;
+//! 5. on success the generation counter goes up by one (if the batch changed
+//!    anything) and, with `-e`, the new objects are echoed followed by
+//!    `# new generation N by process PID (nft)`.
+//!
+//! The pid in that line is [`FAKE_PID`]: a real pid cannot be reproduced.
+//! The generation starts at 1 like a fresh network namespace's, so the first
+//! change prints generation 2.
 
+mod lexer;
+mod misspell;
+mod model;
+mod parser;
+pub mod real;
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
 use virtnet_core::runner::Output;
 
+use lexer::{Loc, Source};
+pub use model::{BaseSpec, Chain, Element, Family, Rule, Set, Stmt, StmtKind, Table};
+use model::{chain_block, set_block, table_block, ListOpts, TableParts};
+use parser::{Command, Named, Op, PErr, PosKind, RuleBody, TableRef};
+
+/// The process id printed in `# new generation N by process PID (nft)`.
+pub const FAKE_PID: u32 = 4242;
+
 /// The nftables ruleset of one simulated network namespace.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct NftState {}
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NftState {
+    tables: Vec<Table>,
+    /// Last table handle given out in this namespace.
+    last_table_handle: u64,
+    /// The ruleset generation (1 in a fresh namespace).
+    generation: u64,
+    /// Network devices that exist, for `iif`/`oif` (nft resolves them to an
+    /// index). `None` = any name is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    links: Option<BTreeSet<String>>,
+}
+
+impl Default for NftState {
+    fn default() -> Self {
+        NftState::new()
+    }
+}
+
+/// Errno values the simulated kernel returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Errno {
+    NoEnt,
+    Exist,
+    Busy,
+    NotSupp,
+}
+
+impl Errno {
+    fn text(self) -> &'static str {
+        match self {
+            Errno::NoEnt => "No such file or directory",
+            Errno::Exist => "File exists",
+            Errno::Busy => "Device or resource busy",
+            Errno::NotSupp => "Operation not supported",
+        }
+    }
+}
+
+/// A kernel-stage failure: which errno, at which part of the command.
+struct KErr {
+    errno: Errno,
+    loc: Loc,
+    /// The error points at an attribute of the command (so ENOENT gets nft's
+    /// fuzzy "did you mean" treatment), not at the whole command.
+    attr: bool,
+}
+
+/// What to echo after a successful commit (rendered against the final state).
+enum Echo {
+    Table {
+        create: bool,
+        family: Family,
+        name: String,
+        handle: u64,
+    },
+    Chain {
+        create: bool,
+        family: Family,
+        table: String,
+        name: String,
+    },
+    Rule {
+        insert: bool,
+        family: Family,
+        table: String,
+        chain: String,
+        handle: u64,
+    },
+    Set {
+        create: bool,
+        family: Family,
+        table: String,
+        name: String,
+    },
+    Element {
+        family: Family,
+        table: String,
+        set: String,
+        elem: Element,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Opts {
+    handles: bool,
+    echo: bool,
+}
+
+/// Which objects nft has in its cache when it looks for "did you mean"
+/// suggestions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum CacheLevel {
+    Empty,
+    Full,
+}
+
+fn fail(msg: String) -> Output {
+    Output::failed(1, msg)
+}
 
 impl NftState {
     pub fn new() -> Self {
-        NftState::default()
+        NftState {
+            tables: Vec::new(),
+            last_table_handle: 0,
+            generation: 1,
+            links: None,
+        }
+    }
+
+    /// Tell the simulator which network devices exist (for `iif`/`oif`,
+    /// which real nft resolves to an interface index and rejects with
+    /// "Interface does not exist" otherwise). `None` accepts any name.
+    pub fn set_links(&mut self, links: Option<BTreeSet<String>>) {
+        self.links = links;
+    }
+
+    /// The current ruleset generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The tables, in the order the kernel lists them.
+    pub fn tables(&self) -> &[Table] {
+        &self.tables
     }
 
     /// Run `nft ARGS...` (argv without the leading "nft"); `stdin` is the input
     /// of `nft -f -`.
     pub fn exec(&mut self, args: &[String], stdin: Option<&str>) -> Output {
-        let _ = (args, stdin);
-        Output::failed(1, "Error: nft is not simulated yet\n")
+        let mut opts = Opts::default();
+        let mut file: Option<String> = None;
+        let mut i = 0;
+        while i < args.len() {
+            let a = &args[i];
+            if a == "--" {
+                i += 1;
+                break;
+            }
+            if !a.starts_with('-') || a == "-" {
+                break;
+            }
+            match a.as_str() {
+                "--handle" => opts.handles = true,
+                "--echo" => opts.echo = true,
+                "--file" => {
+                    i += 1;
+                    match args.get(i) {
+                        Some(f) => file = Some(f.clone()),
+                        None => {
+                            return fail("nft: option '--file' requires an argument\n".into())
+                        }
+                    }
+                }
+                _ if a.starts_with("--") => {
+                    return fail(format!("Error: command not simulated: option '{a}'\n"))
+                }
+                _ => {
+                    let flags: Vec<char> = a[1..].chars().collect();
+                    for (k, c) in flags.iter().enumerate() {
+                        match c {
+                            'a' => opts.handles = true,
+                            'e' => opts.echo = true,
+                            'f' => {
+                                let rest: String = flags[k + 1..].iter().collect();
+                                if !rest.is_empty() {
+                                    file = Some(rest);
+                                } else {
+                                    i += 1;
+                                    match args.get(i) {
+                                        Some(f) => file = Some(f.clone()),
+                                        None => {
+                                            return fail(
+                                                "nft: option requires an argument -- 'f'\n".into(),
+                                            )
+                                        }
+                                    }
+                                }
+                                break;
+                            }
+                            other => {
+                                return fail(format!(
+                                    "Error: command not simulated: option '-{other}'\n"
+                                ))
+                            }
+                        }
+                    }
+                }
+            }
+            i += 1;
+        }
+        let rest = &args[i..];
+        let src = match file {
+            Some(f) if f == "-" => {
+                if !rest.is_empty() {
+                    return fail(
+                        "Error: command not simulated: -f together with a command line\n".into(),
+                    );
+                }
+                Source::from_file("/dev/stdin", stdin.unwrap_or(""))
+            }
+            Some(f) => {
+                return fail(format!(
+                    "Error: command not simulated: -f {f} (only -f - is simulated)\n"
+                ))
+            }
+            None => {
+                if rest.is_empty() {
+                    return fail("nft: no command specified\n".into());
+                }
+                Source::from_args(rest)
+            }
+        };
+        self.run_source(&src, opts)
+    }
+
+    fn run_source(&mut self, src: &Source, opts: Opts) -> Output {
+        let toks = match lexer::tokenize(src) {
+            Ok(t) => t,
+            Err((loc, msg)) => {
+                return fail(src.error(loc, &format!("command not simulated: {msg}")))
+            }
+        };
+        let cmds = match parser::parse(&toks) {
+            Ok(c) => c,
+            Err(e) => return fail(src.error2(e.loc, e.secondary, &e.msg)),
+        };
+        let cache = cache_level(&cmds);
+
+        // Userspace evaluation of every command before anything is sent.
+        let mut view = self.clone();
+        let mut stdout = String::new();
+        let mut resolved: Vec<Option<u64>> = Vec::with_capacity(cmds.len());
+        for cmd in &cmds {
+            match view.evaluate(cmd, cache, opts, &mut stdout) {
+                Ok(pos) => resolved.push(pos),
+                Err(e) => {
+                    return Output {
+                        status: 1,
+                        stdout,
+                        stderr: src.error2(e.loc, e.secondary, &e.msg),
+                    }
+                }
+            }
+        }
+
+        // The kernel transaction.
+        let mut work = self.clone();
+        let mut echoes = Vec::new();
+        let mut changed = false;
+        for (cmd, pos) in cmds.iter().zip(resolved) {
+            match work.apply(cmd, pos, &mut echoes, &mut changed) {
+                Ok(()) => {}
+                Err(k) => {
+                    let msg = work.kernel_error_text(cmd, &k, cache);
+                    self.keep_counters(&work);
+                    return Output {
+                        status: 1,
+                        stdout,
+                        stderr: src.error(k.loc, &msg),
+                    };
+                }
+            }
+        }
+        *self = work;
+        if changed {
+            self.generation += 1;
+        }
+        if opts.echo && !echoes.is_empty() {
+            for e in &echoes {
+                if let Some(line) = self.echo_line(e, opts) {
+                    stdout.push_str(&line);
+                    stdout.push('\n');
+                }
+            }
+            stdout.push_str(&format!(
+                "# new generation {} by process {} (nft)\n",
+                self.generation, FAKE_PID
+            ));
+        }
+        Output::ok(stdout)
+    }
+
+    /// After an aborted batch: handle generators keep what the batch took.
+    fn keep_counters(&mut self, work: &NftState) {
+        self.last_table_handle = work.last_table_handle;
+        for t in &mut self.tables {
+            if let Some(w) = work
+                .tables
+                .iter()
+                .find(|w| w.handle == t.handle && w.family == t.family)
+            {
+                t.last_handle = t.last_handle.max(w.last_handle);
+            }
+        }
+    }
+
+    fn table(&self, family: Family, name: &str) -> Option<&Table> {
+        self.tables
+            .iter()
+            .find(|t| t.family == family && t.name == name)
+    }
+    fn table_mut(&mut self, family: Family, name: &str) -> Option<&mut Table> {
+        self.tables
+            .iter_mut()
+            .find(|t| t.family == family && t.name == name)
+    }
+
+    // ----- userspace evaluation -------------------------------------------
+
+    /// Check a command as nft does before talking to the kernel, and update
+    /// the cache view. List commands print here. Returns the handle an
+    /// `index N` resolved to.
+    fn evaluate(
+        &mut self,
+        cmd: &Command,
+        cache: CacheLevel,
+        opts: Opts,
+        stdout: &mut String,
+    ) -> Result<Option<u64>, PErr> {
+        let lopts = ListOpts {
+            handles: opts.handles,
+        };
+        match &cmd.op {
+            Op::AddTable { t, .. } => {
+                if self.table(t.family, &t.name).is_none() {
+                    self.tables.push(empty_table(t, 0));
+                }
+            }
+            Op::DeleteTable {
+                family,
+                name: Some(n),
+                ..
+            } => {
+                let (f, n) = (*family, n.value.clone());
+                self.tables.retain(|t| !(t.family == f && t.name == n));
+            }
+            Op::AddChain { t, chain, .. } => {
+                let Some(table) = self.table_mut(t.family, &t.name) else {
+                    return Err(self.table_not_found(t, cache));
+                };
+                if table.chain(&chain.value).is_none() {
+                    table.chains.push(Chain {
+                        name: chain.value.clone(),
+                        handle: 0,
+                        base: None,
+                        rules: Vec::new(),
+                    });
+                }
+            }
+            Op::DeleteChain {
+                t, chain: Some(c), ..
+            } => {
+                if let Some(table) = self.table_mut(t.family, &t.name) {
+                    table.chains.retain(|ch| ch.name != c.value);
+                }
+            }
+            Op::AddRule {
+                t,
+                chain,
+                pos,
+                body,
+                insert,
+            } => {
+                self.check_rule_body(t, body, cache)?;
+                if let Some(p) = pos.as_ref().filter(|p| p.kind == PosKind::Index) {
+                    let rules = self
+                        .table(t.family, &t.name)
+                        .and_then(|tb| tb.chain(&chain.value))
+                        .map(|c| c.rules.as_slice())
+                        .unwrap_or(&[]);
+                    let idx = usize::try_from(p.value).unwrap_or(usize::MAX);
+                    return match rules.get(idx) {
+                        Some(r) => Ok(Some(r.handle)),
+                        None => {
+                            let _ = insert;
+                            Err(PErr::new(
+                                p.loc,
+                                "Could not process rule: No such file or directory",
+                            ))
+                        }
+                    };
+                }
+            }
+            Op::AddSet { t, set, decl, .. } => {
+                let Some(table) = self.table_mut(t.family, &t.name) else {
+                    return Err(self.table_not_found(t, cache));
+                };
+                if table.set(&set.value).is_none() {
+                    table.sets.push(Set {
+                        name: set.value.clone(),
+                        handle: 0,
+                        is_map: decl.is_map,
+                        key_type: decl.key_type.clone(),
+                        data_type: decl.data_type.clone(),
+                        flags: decl.flags.clone(),
+                        elements: Vec::new(),
+                    });
+                }
+            }
+            Op::DeleteSet { t, set, .. } => {
+                if let Some(table) = self.table_mut(t.family, &t.name) {
+                    table.sets.retain(|s| s.name != set.value);
+                }
+            }
+            Op::AddElement { t, set, elems } | Op::DeleteElement { t, set, elems } => {
+                let Some(table) = self.table(t.family, &t.name) else {
+                    return Err(self.table_not_found(t, cache));
+                };
+                let Some(s) = table.set(&set.value) else {
+                    return Err(self.set_not_found(set, cache));
+                };
+                for e in elems {
+                    check_element(s, e)?;
+                }
+            }
+            Op::ListRuleset(fam) => {
+                for t in self.tables.iter().filter(|t| fam.map_or(true, |f| f == t.family)) {
+                    stdout.push_str(&table_block(t, lopts, TableParts::ALL));
+                }
+            }
+            Op::ListTables(fam) => {
+                for t in self.tables.iter().filter(|t| fam.map_or(true, |f| f == t.family)) {
+                    stdout.push_str(&format!("table {} {}\n", t.family.as_str(), t.name));
+                }
+            }
+            Op::ListTable(tr) => {
+                let Some(t) = self.table(tr.family, &tr.name) else {
+                    return Err(PErr::new(tr.loc, Errno::NoEnt.text()));
+                };
+                stdout.push_str(&table_block(t, lopts, TableParts::ALL));
+            }
+            Op::ListChain { t: tr, chain } => {
+                let Some(t) = self.table(tr.family, &tr.name) else {
+                    return Err(PErr::new(tr.loc, Errno::NoEnt.text()));
+                };
+                let Some(c) = t.chain(&chain.value) else {
+                    return Err(PErr::new(chain.loc, Errno::NoEnt.text()));
+                };
+                stdout.push_str(&format!(
+                    "table {} {} {{\n{}}}\n",
+                    t.family.as_str(),
+                    t.name,
+                    chain_block(t.family, c, lopts)
+                ));
+            }
+            Op::ListChains(fam) => {
+                for t in self.tables.iter().filter(|t| fam.map_or(true, |f| f == t.family)) {
+                    let mut body = Vec::new();
+                    for c in &t.chains {
+                        let mut s = format!(
+                            "\tchain {} {{{}\n",
+                            c.name,
+                            if opts.handles {
+                                format!(" # handle {}", c.handle)
+                            } else {
+                                String::new()
+                            }
+                        );
+                        if let Some(b) = &c.base {
+                            s.push_str(&format!("\t\t{}\n", b.text(t.family)));
+                        }
+                        s.push_str("\t}\n");
+                        body.push(s);
+                    }
+                    stdout.push_str(&format!(
+                        "table {} {} {{\n{}}}\n",
+                        t.family.as_str(),
+                        t.name,
+                        body.concat()
+                    ));
+                }
+            }
+            Op::ListSets { maps, family } => {
+                for t in self
+                    .tables
+                    .iter()
+                    .filter(|t| family.map_or(true, |f| f == t.family))
+                {
+                    stdout.push_str(&table_block(
+                        t,
+                        lopts,
+                        TableParts {
+                            sets: true,
+                            chains: false,
+                            maps_only: Some(*maps),
+                        },
+                    ));
+                }
+            }
+            Op::ListSet { is_map, t: tr, set } => {
+                let Some(t) = self.table(tr.family, &tr.name) else {
+                    return Err(PErr::new(tr.loc, Errno::NoEnt.text()));
+                };
+                let Some(s) = t.set(&set.value).filter(|s| s.is_map == *is_map) else {
+                    return Err(PErr::new(set.loc, Errno::NoEnt.text()));
+                };
+                stdout.push_str(&format!(
+                    "table {} {} {{\n{}}}\n",
+                    t.family.as_str(),
+                    t.name,
+                    set_block(s, lopts)
+                ));
+            }
+            Op::DeleteTable { .. }
+            | Op::DeleteChain { .. }
+            | Op::FlushTable(_)
+            | Op::FlushChain { .. }
+            | Op::DeleteRule { .. }
+            | Op::FlushSet { .. }
+            | Op::FlushRuleset(_) => {}
+        }
+        Ok(None)
+    }
+
+    fn check_rule_body(&self, t: &TableRef, body: &RuleBody, cache: CacheLevel) -> Result<(), PErr> {
+        if let Some(links) = &self.links {
+            for i in &body.ifaces {
+                if !links.contains(&i.value) {
+                    return Err(PErr::new(i.loc, "Interface does not exist"));
+                }
+            }
+        }
+        for s in &body.set_refs {
+            let Some(table) = self.table(t.family, &t.name) else {
+                return Err(self.table_not_found(t, cache));
+            };
+            if table.set(&s.value).is_none() {
+                return Err(self.set_not_found(s, cache));
+            }
+        }
+        Ok(())
+    }
+
+    /// nft's `table_not_found`: ENOENT, with a suggestion when a table of a
+    /// similar name is in the cache.
+    fn table_not_found(&self, t: &TableRef, cache: CacheLevel) -> PErr {
+        match self.fuzzy_table(&t.name, cache) {
+            Some((name, fam)) => PErr::new(
+                t.loc,
+                format!(
+                    "{}; did you mean table ‘{}’ in family {}?",
+                    Errno::NoEnt.text(),
+                    name,
+                    fam.as_str()
+                ),
+            ),
+            None => PErr::new(t.loc, Errno::NoEnt.text()),
+        }
+    }
+
+    fn set_not_found(&self, set: &Named<String>, cache: CacheLevel) -> PErr {
+        let mut best = misspell::Best::new();
+        if cache == CacheLevel::Full {
+            for t in &self.tables {
+                for s in &t.sets {
+                    best.update(&s.name, &set.value, (s.name.clone(), s.is_map, t.family, t.name.clone()));
+                }
+            }
+        }
+        match best.found {
+            Some((name, is_map, fam, table)) => PErr::new(
+                set.loc,
+                format!(
+                    "{}; did you mean {} ‘{}’ in table {} ‘{}’?",
+                    Errno::NoEnt.text(),
+                    if is_map { "map" } else { "set" },
+                    name,
+                    fam.as_str(),
+                    table
+                ),
+            ),
+            None => PErr::new(set.loc, Errno::NoEnt.text()),
+        }
+    }
+
+    fn fuzzy_table(&self, name: &str, cache: CacheLevel) -> Option<(String, Family)> {
+        if cache == CacheLevel::Empty {
+            return None;
+        }
+        let mut best = misspell::Best::new();
+        for t in &self.tables {
+            best.update(&t.name, name, (t.name.clone(), t.family));
+        }
+        best.found
+    }
+
+    /// `chain_lookup_fuzzy`: the chain (and its table) whose name is closest.
+    fn fuzzy_chain(&self, name: &str) -> Option<(String, Family, String)> {
+        let mut best = misspell::Best::new();
+        for t in &self.tables {
+            for c in &t.chains {
+                best.update(&c.name, name, (c.name.clone(), t.family, t.name.clone()));
+            }
+        }
+        best.found
+    }
+
+    // ----- kernel stage ----------------------------------------------------
+
+    fn kernel_error_text(&self, cmd: &Command, k: &KErr, cache: CacheLevel) -> String {
+        let plain = format!("Could not process rule: {}", k.errno.text());
+        if k.errno != Errno::NoEnt || !k.attr {
+            return plain;
+        }
+        let noent = Errno::NoEnt.text();
+        // nft_cmd_enoent: look for a better explanation in the cache.
+        let table_check = |t: &TableRef, found_table: &str, found_fam: Family| -> Option<String> {
+            if self.table(t.family, &t.name).is_some() {
+                return None;
+            }
+            if t.name != found_table || t.family != found_fam {
+                return Some(format!(
+                    "{noent}; did you mean table ‘{}’ in family {}?",
+                    found_table,
+                    found_fam.as_str()
+                ));
+            }
+            None
+        };
+        match &cmd.op {
+            Op::AddTable { t, .. } | Op::FlushTable(t) => {
+                if let Some((n, f)) = self.fuzzy_table(&t.name, cache) {
+                    return format!("{noent}; did you mean table ‘{}’ in family {}?", n, f.as_str());
+                }
+            }
+            Op::DeleteTable { name: Some(n), .. } => {
+                if let Some((n, f)) = self.fuzzy_table(&n.value, cache) {
+                    return format!("{noent}; did you mean table ‘{}’ in family {}?", n, f.as_str());
+                }
+            }
+            Op::DeleteChain {
+                t, chain: Some(c), ..
+            }
+            | Op::FlushChain { t, chain: c } => {
+                if cache == CacheLevel::Full {
+                    if let Some((cn, f, tn)) = self.fuzzy_chain(&c.value) {
+                        if let Some(m) = table_check(t, &tn, f) {
+                            return m;
+                        }
+                        return format!(
+                            "{noent}; did you mean chain ‘{}’ in table {} ‘{}’?",
+                            cn,
+                            f.as_str(),
+                            tn
+                        );
+                    }
+                }
+            }
+            Op::AddChain { t, chain, .. } => {
+                if cache == CacheLevel::Full {
+                    if let Some((cn, f, tn)) = self.fuzzy_chain(&chain.value) {
+                        if let Some(m) = table_check(t, &tn, f) {
+                            return m;
+                        }
+                        return format!(
+                            "{noent}; did you mean chain ‘{}’ in table {} ‘{}’?",
+                            cn,
+                            f.as_str(),
+                            tn
+                        );
+                    }
+                }
+            }
+            Op::AddRule { t, chain, .. } | Op::DeleteRule { t, chain, .. } => {
+                // nft refreshes its cache with tables and chains here.
+                if let Some((cn, f, tn)) = self.fuzzy_chain(&chain.value) {
+                    if let Some(m) = table_check(t, &tn, f) {
+                        return m;
+                    }
+                    if cn != chain.value {
+                        return format!(
+                            "{noent}; did you mean chain ‘{}’ in table {} ‘{}’?",
+                            cn,
+                            f.as_str(),
+                            tn
+                        );
+                    }
+                }
+            }
+            Op::AddSet { t, set, .. }
+            | Op::DeleteSet { t, set, .. }
+            | Op::FlushSet { t, set } => {
+                if cache == CacheLevel::Full {
+                    let mut best = misspell::Best::new();
+                    for tb in &self.tables {
+                        for s in &tb.sets {
+                            best.update(&s.name, &set.value, (s.name.clone(), s.is_map, tb.family, tb.name.clone()));
+                        }
+                    }
+                    if let Some((sn, is_map, f, tn)) = best.found {
+                        if let Some(m) = table_check(t, &tn, f) {
+                            return m;
+                        }
+                        return format!(
+                            "{noent}; did you mean {} ‘{}’ in table {} ‘{}’?",
+                            if is_map { "map" } else { "set" },
+                            sn,
+                            f.as_str(),
+                            tn
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+        plain
+    }
+
+    /// Apply one command to the transaction copy.
+    fn apply(
+        &mut self,
+        cmd: &Command,
+        index_handle: Option<u64>,
+        echoes: &mut Vec<Echo>,
+        changed: &mut bool,
+    ) -> Result<(), KErr> {
+        let at = |errno: Errno, loc: Loc| KErr {
+            errno,
+            loc,
+            attr: true,
+        };
+        match &cmd.op {
+            Op::AddTable { create, t } => {
+                if self.table(t.family, &t.name).is_some() {
+                    if *create {
+                        return Err(at(Errno::Exist, t.loc));
+                    }
+                    return Ok(()); // no change, no transaction, no echo
+                }
+                self.last_table_handle += 1;
+                let handle = self.last_table_handle;
+                self.tables.push(empty_table(t, handle));
+                *changed = true;
+                echoes.push(Echo::Table {
+                    create: *create,
+                    family: t.family,
+                    name: t.name.clone(),
+                    handle,
+                });
+            }
+            Op::DeleteTable {
+                family,
+                name,
+                handle,
+            } => {
+                let idx = match (name, handle) {
+                    (Some(n), _) => self
+                        .tables
+                        .iter()
+                        .position(|t| t.family == *family && t.name == n.value)
+                        .ok_or_else(|| at(Errno::NoEnt, n.loc))?,
+                    (None, Some(h)) => self
+                        .tables
+                        .iter()
+                        .position(|t| t.family == *family && t.handle == h.value)
+                        .ok_or_else(|| at(Errno::NoEnt, h.loc))?,
+                    (None, None) => return Err(at(Errno::NoEnt, cmd.loc)),
+                };
+                self.tables.remove(idx);
+                *changed = true;
+            }
+            Op::FlushTable(t) => {
+                let table = self
+                    .table_mut(t.family, &t.name)
+                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
+                for c in &mut table.chains {
+                    if !c.rules.is_empty() {
+                        c.rules.clear();
+                        *changed = true;
+                    }
+                }
+                for s in &mut table.sets {
+                    if !s.elements.is_empty() {
+                        s.elements.clear();
+                        *changed = true;
+                    }
+                }
+            }
+            Op::FlushRuleset(fam) => {
+                let before = self.tables.len();
+                self.tables.retain(|t| fam.is_some_and(|f| f != t.family));
+                if self.tables.len() != before {
+                    *changed = true;
+                }
+            }
+            Op::AddChain {
+                create,
+                t,
+                chain,
+                spec,
+            } => {
+                let table = self
+                    .table_mut(t.family, &t.name)
+                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
+                if let Some(existing) = table.chain_mut(&chain.value) {
+                    if *create {
+                        return Err(at(Errno::Exist, chain.loc));
+                    }
+                    match (&mut existing.base, spec) {
+                        (_, None) => {}
+                        (None, Some(_)) => return Err(at(Errno::Exist, chain.loc)),
+                        (Some(b), Some(s)) => {
+                            if b.chain_type != s.chain_type
+                                || b.hook != s.hook
+                                || b.priority != s.priority
+                            {
+                                return Err(KErr {
+                                    errno: Errno::NotSupp,
+                                    loc: cmd.loc,
+                                    attr: false,
+                                });
+                            }
+                            b.policy_accept = s.policy_accept;
+                        }
+                    }
+                } else {
+                    if let Some(s) = spec {
+                        if s.chain_type == "nat" && s.priority <= -200 {
+                            return Err(KErr {
+                                errno: Errno::NotSupp,
+                                loc: cmd.loc,
+                                attr: false,
+                            });
+                        }
+                    }
+                    let handle = table.alloc_handle();
+                    table.chains.push(Chain {
+                        name: chain.value.clone(),
+                        handle,
+                        base: spec.clone(),
+                        rules: Vec::new(),
+                    });
+                }
+                *changed = true;
+                echoes.push(Echo::Chain {
+                    create: *create,
+                    family: t.family,
+                    table: t.name.clone(),
+                    name: chain.value.clone(),
+                });
+            }
+            Op::DeleteChain { t, chain, handle } => {
+                let table = self
+                    .table_mut(t.family, &t.name)
+                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
+                let (idx, loc) = match (chain, handle) {
+                    (Some(c), _) => (
+                        table
+                            .chains
+                            .iter()
+                            .position(|ch| ch.name == c.value)
+                            .ok_or_else(|| at(Errno::NoEnt, c.loc))?,
+                        c.loc,
+                    ),
+                    (None, Some(h)) => (
+                        table
+                            .chains
+                            .iter()
+                            .position(|ch| ch.handle == h.value)
+                            .ok_or_else(|| at(Errno::NoEnt, h.loc))?,
+                        h.loc,
+                    ),
+                    (None, None) => return Err(at(Errno::NoEnt, cmd.loc)),
+                };
+                let name = table.chains[idx].name.clone();
+                // Rules of the chain itself go with it; jumps from elsewhere
+                // keep it busy.
+                let users = table
+                    .chains
+                    .iter()
+                    .filter(|c| c.name != name)
+                    .flat_map(|c| c.rules.iter())
+                    .flat_map(|r| r.jump_targets())
+                    .filter(|j| *j == name)
+                    .count();
+                if users > 0 {
+                    return Err(at(Errno::Busy, loc));
+                }
+                table.chains.remove(idx);
+                *changed = true;
+            }
+            Op::FlushChain { t, chain } => {
+                let table = self
+                    .table_mut(t.family, &t.name)
+                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
+                let c = table
+                    .chain_mut(&chain.value)
+                    .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
+                if !c.rules.is_empty() {
+                    c.rules.clear();
+                    *changed = true;
+                }
+            }
+            Op::AddRule {
+                insert,
+                t,
+                chain,
+                pos,
+                body,
+            } => {
+                let table = self
+                    .table_mut(t.family, &t.name)
+                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
+                let c = table
+                    .chain(&chain.value)
+                    .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
+                // Where the rule goes: position handle checked before a
+                // handle is allocated.
+                let reference = match pos {
+                    None => None,
+                    Some(p) => {
+                        let h = match p.kind {
+                            PosKind::Index => index_handle.unwrap_or(0),
+                            _ => p.value,
+                        };
+                        let loc = if p.kind == PosKind::Handle {
+                            p.value_loc
+                        } else {
+                            p.loc
+                        };
+                        Some(
+                            c.rules
+                                .iter()
+                                .position(|r| r.handle == h)
+                                .ok_or_else(|| at(Errno::NoEnt, loc))?,
+                        )
+                    }
+                };
+                for _ in 0..body.anon_sets {
+                    table.alloc_handle();
+                }
+                let handle = table.alloc_handle();
+                for (target, is_goto) in &body.targets {
+                    match table.chain(&target.value) {
+                        None => return Err(at(Errno::NoEnt, target.loc)),
+                        Some(tc) if tc.base.is_some() => {
+                            return Err(at(Errno::NotSupp, target.loc))
+                        }
+                        Some(_) => {}
+                    }
+                    let _ = is_goto;
+                }
+                let rule = Rule {
+                    handle,
+                    stmts: body.stmts.clone(),
+                    comment: body.comment.clone(),
+                };
+                let c = table
+                    .chain_mut(&chain.value)
+                    .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
+                let idx = match (insert, reference) {
+                    (true, None) => 0,
+                    (false, None) => c.rules.len(),
+                    (true, Some(i)) => i,
+                    (false, Some(i)) => i + 1,
+                };
+                c.rules.insert(idx, rule);
+                *changed = true;
+                echoes.push(Echo::Rule {
+                    insert: *insert,
+                    family: t.family,
+                    table: t.name.clone(),
+                    chain: chain.value.clone(),
+                    handle,
+                });
+            }
+            Op::DeleteRule { t, chain, handle } => {
+                let table = self
+                    .table_mut(t.family, &t.name)
+                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
+                let c = table
+                    .chain_mut(&chain.value)
+                    .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
+                let idx = c
+                    .rules
+                    .iter()
+                    .position(|r| r.handle == handle.value)
+                    .ok_or_else(|| at(Errno::NoEnt, handle.loc))?;
+                c.rules.remove(idx);
+                *changed = true;
+            }
+            Op::AddSet {
+                create,
+                t,
+                set,
+                decl,
+            } => {
+                let table = self
+                    .table_mut(t.family, &t.name)
+                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
+                if let Some(existing) = table.sets.iter_mut().find(|s| s.name == set.value) {
+                    if *create {
+                        return Err(at(Errno::Exist, set.loc));
+                    }
+                    if existing.is_map != decl.is_map
+                        || existing.key_type != decl.key_type
+                        || existing.data_type != decl.data_type
+                        || existing.flags != decl.flags
+                    {
+                        return Err(at(Errno::Exist, set.loc));
+                    }
+                    for e in &decl.elements {
+                        if !existing.elements.iter().any(|x| x.key == e.key) {
+                            existing.elements.push(e.clone());
+                        }
+                    }
+                } else {
+                    let handle = table.alloc_handle();
+                    table.sets.push(Set {
+                        name: set.value.clone(),
+                        handle,
+                        is_map: decl.is_map,
+                        key_type: decl.key_type.clone(),
+                        data_type: decl.data_type.clone(),
+                        flags: decl.flags.clone(),
+                        elements: decl.elements.clone(),
+                    });
+                }
+                *changed = true;
+                echoes.push(Echo::Set {
+                    create: *create,
+                    family: t.family,
+                    table: t.name.clone(),
+                    name: set.value.clone(),
+                });
+            }
+            Op::DeleteSet { t, set, .. } => {
+                let table = self
+                    .table_mut(t.family, &t.name)
+                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
+                let idx = table
+                    .sets
+                    .iter()
+                    .position(|s| s.name == set.value)
+                    .ok_or_else(|| at(Errno::NoEnt, set.loc))?;
+                if table.set_use(&set.value) > 0 {
+                    return Err(at(Errno::Busy, set.loc));
+                }
+                table.sets.remove(idx);
+                *changed = true;
+            }
+            Op::FlushSet { t, set } => {
+                let table = self
+                    .table_mut(t.family, &t.name)
+                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
+                let s = table
+                    .sets
+                    .iter_mut()
+                    .find(|s| s.name == set.value)
+                    .ok_or_else(|| at(Errno::NoEnt, set.loc))?;
+                if !s.elements.is_empty() {
+                    s.elements.clear();
+                    *changed = true;
+                }
+            }
+            Op::AddElement { t, set, elems } => {
+                let table = self
+                    .table_mut(t.family, &t.name)
+                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
+                let s = table
+                    .sets
+                    .iter_mut()
+                    .find(|s| s.name == set.value)
+                    .ok_or_else(|| at(Errno::NoEnt, set.loc))?;
+                for e in elems {
+                    match s.elements.iter_mut().find(|x| x.key == e.value.key) {
+                        Some(x) if x.value != e.value.value => {
+                            return Err(at(Errno::Exist, e.loc));
+                        }
+                        Some(_) => {}
+                        None => s.elements.push(e.value.clone()),
+                    }
+                    echoes.push(Echo::Element {
+                        family: t.family,
+                        table: t.name.clone(),
+                        set: set.value.clone(),
+                        elem: e.value.clone(),
+                    });
+                }
+                *changed = true;
+            }
+            Op::DeleteElement { t, set, elems } => {
+                let table = self
+                    .table_mut(t.family, &t.name)
+                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
+                let s = table
+                    .sets
+                    .iter_mut()
+                    .find(|s| s.name == set.value)
+                    .ok_or_else(|| at(Errno::NoEnt, set.loc))?;
+                for e in elems {
+                    let idx = s
+                        .elements
+                        .iter()
+                        .position(|x| x.key == e.value.key)
+                        .ok_or_else(|| at(Errno::NoEnt, e.loc))?;
+                    s.elements.remove(idx);
+                }
+                *changed = true;
+            }
+            Op::ListRuleset(_)
+            | Op::ListTables(_)
+            | Op::ListTable(_)
+            | Op::ListChain { .. }
+            | Op::ListChains(_)
+            | Op::ListSets { .. }
+            | Op::ListSet { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// One echo line (without newline), rendered from the committed state.
+    fn echo_line(&self, e: &Echo, opts: Opts) -> Option<String> {
+        let h = |n: u64| {
+            if opts.handles {
+                format!(" # handle {n}")
+            } else {
+                String::new()
+            }
+        };
+        let verb = |create: bool| if create { "create" } else { "add" };
+        Some(match e {
+            Echo::Table {
+                create,
+                family,
+                name,
+                handle,
+            } => format!("{} table {} {}{}", verb(*create), family.as_str(), name, h(*handle)),
+            Echo::Chain {
+                create,
+                family,
+                table,
+                name,
+            } => {
+                let t = self.table(*family, table)?;
+                let c = t.chain(name)?;
+                let spec = c
+                    .base
+                    .as_ref()
+                    .map(|b| format!(" {{ {} }}", b.text(*family)))
+                    .unwrap_or_default();
+                format!(
+                    "{} chain {} {} {}{}{}",
+                    verb(*create),
+                    family.as_str(),
+                    table,
+                    name,
+                    spec,
+                    h(c.handle)
+                )
+            }
+            Echo::Rule {
+                insert,
+                family,
+                table,
+                chain,
+                handle,
+            } => {
+                let c = self.table(*family, table)?.chain(chain)?;
+                let idx = c.rules.iter().position(|r| r.handle == *handle)?;
+                let r = &c.rules[idx];
+                // The kernel reports the previous rule as position unless the
+                // rule is first or last in the chain.
+                let pos = if idx > 0 && idx + 1 < c.rules.len() {
+                    format!("handle {} ", c.rules[idx - 1].handle)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} rule {} {} {} {}{}{}",
+                    if *insert { "insert" } else { "add" },
+                    family.as_str(),
+                    table,
+                    chain,
+                    pos,
+                    r.text(),
+                    h(*handle)
+                )
+            }
+            Echo::Set {
+                create,
+                family,
+                table,
+                name,
+            } => {
+                let s = self.table(*family, table)?.set(name)?;
+                let mut inner = String::new();
+                if opts.handles {
+                    inner.push_str(&format!("# handle {} ", s.handle));
+                }
+                inner.push_str(&format!("{};", s.type_text()));
+                if !s.flags.is_empty() {
+                    inner.push_str(&format!(" flags {};", s.flags.join(",")));
+                }
+                format!(
+                    "{} {} {} {} {} {{ {} }} ",
+                    verb(*create),
+                    if s.is_map { "map" } else { "set" },
+                    family.as_str(),
+                    table,
+                    name,
+                    inner
+                )
+            }
+            Echo::Element {
+                family,
+                table,
+                set,
+                elem,
+            } => format!(
+                "add element {} {} {} {{ {} }}",
+                family.as_str(),
+                table,
+                set,
+                elem.text()
+            ),
+        })
     }
 
     /// What `nft list ruleset` prints.
     pub fn list_ruleset(&self) -> String {
-        String::new()
+        self.tables
+            .iter()
+            .map(|t| table_block(t, ListOpts::default(), TableParts::ALL))
+            .collect()
     }
+
+    /// What `nft -a list ruleset` prints.
+    pub fn list_ruleset_with_handles(&self) -> String {
+        self.tables
+            .iter()
+            .map(|t| table_block(t, ListOpts { handles: true }, TableParts::ALL))
+            .collect()
+    }
+}
+
+fn empty_table(t: &TableRef, handle: u64) -> Table {
+    Table {
+        family: t.family,
+        name: t.name.clone(),
+        handle,
+        last_handle: 0,
+        chains: Vec::new(),
+        sets: Vec::new(),
+    }
+}
+
+/// Elements must fit the set's key (and data) type.
+fn check_element(s: &Set, e: &Named<Element>) -> Result<(), PErr> {
+    let ok = |ty: &str, v: &str| -> bool {
+        match ty {
+            "ipv4_addr" => parser::ipv4_value(v).is_some(),
+            "ipv6_addr" => parser::ipv6_value(v).is_some(),
+            "inet_service" | "mark" | "inet_proto" => {
+                v.split('-').all(|p| p.parse::<u32>().is_ok())
+            }
+            "ifname" => v.starts_with('"'),
+            "verdict" => true,
+            _ => false,
+        }
+    };
+    if !ok(&s.key_type, &e.value.key) {
+        return Err(PErr::not_simulated(
+            e.loc,
+            format!("element '{}' for type {}", e.value.key, s.key_type),
+        ));
+    }
+    match (&s.data_type, &e.value.value) {
+        (Some(d), Some(v)) if ok(d, v) => Ok(()),
+        (None, None) => Ok(()),
+        _ => Err(PErr::not_simulated(e.loc, "element value does not fit the map")),
+    }
+}
+
+/// The cache nft builds for a batch: none when it only flushes (or lists),
+/// tables and chains as soon as anything is added or deleted.
+fn cache_level(cmds: &[Command]) -> CacheLevel {
+    cmds.iter()
+        .map(|c| match c.op {
+            Op::FlushTable(_)
+            | Op::FlushChain { .. }
+            | Op::FlushSet { .. }
+            | Op::FlushRuleset(_)
+            | Op::ListRuleset(_)
+            | Op::ListTables(_)
+            | Op::ListTable(_)
+            | Op::ListChain { .. }
+            | Op::ListChains(_)
+            | Op::ListSets { .. }
+            | Op::ListSet { .. } => CacheLevel::Empty,
+            _ => CacheLevel::Full,
+        })
+        .max()
+        .unwrap_or(CacheLevel::Empty)
 }

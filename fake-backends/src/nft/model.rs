@@ -1,0 +1,369 @@
+//! The simulated ruleset: tables → chains → rules (and sets/maps), with
+//! handles numbered the way the kernel numbers them, and the text `nft list`
+//! prints for them.
+//!
+//! Handle numbering (checked against the captures and the real kernel):
+//! * table handles come from one counter per network namespace, shared by all
+//!   families, never reused (not even after `flush ruleset`);
+//! * chains, rules, named sets and anonymous sets of a table share that
+//!   table's counter, starting at 1;
+//! * a counter advanced inside a batch that is then aborted stays advanced
+//!   (the kernel does not roll handle generators back).
+
+use serde::{Deserialize, Serialize};
+
+/// nftables address families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Family {
+    Ip,
+    Ip6,
+    Inet,
+    Arp,
+    Bridge,
+    Netdev,
+}
+
+impl Family {
+    pub fn parse(s: &str) -> Option<Family> {
+        Some(match s {
+            "ip" => Family::Ip,
+            "ip6" => Family::Ip6,
+            "inet" => Family::Inet,
+            "arp" => Family::Arp,
+            "bridge" => Family::Bridge,
+            "netdev" => Family::Netdev,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Ip => "ip",
+            Family::Ip6 => "ip6",
+            Family::Inet => "inet",
+            Family::Arp => "arp",
+            Family::Bridge => "bridge",
+            Family::Netdev => "netdev",
+        }
+    }
+}
+
+/// Hook, type, priority and policy of a base chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseSpec {
+    pub chain_type: String,
+    pub hook: String,
+    pub priority: i32,
+    /// `true` = accept (the default), `false` = drop.
+    pub policy_accept: bool,
+}
+
+/// Standard priority names nft prints, per family: (name, value, hook the
+/// name is restricted to).
+fn std_priorities(family: Family) -> &'static [(&'static str, i32, Option<&'static str>)] {
+    match family {
+        Family::Ip | Family::Ip6 | Family::Inet => &[
+            ("raw", -300, None),
+            ("mangle", -150, None),
+            ("dstnat", -100, Some("prerouting")),
+            ("filter", 0, None),
+            ("security", 50, None),
+            ("srcnat", 100, Some("postrouting")),
+        ],
+        Family::Bridge => &[
+            ("dstnat", -300, Some("prerouting")),
+            ("filter", -200, None),
+            ("out", 100, Some("output")),
+            ("srcnat", 300, Some("postrouting")),
+        ],
+        Family::Arp | Family::Netdev => &[("filter", 0, None)],
+    }
+}
+
+/// Resolve a symbolic priority name (`filter`, `srcnat` …) for a family.
+pub fn std_priority_value(family: Family, hook: &str, name: &str) -> Option<i32> {
+    std_priorities(family)
+        .iter()
+        .find(|(n, _, h)| *n == name && h.map_or(true, |h| h == hook))
+        .map(|(_, v, _)| *v)
+}
+
+/// How nft prints a base chain priority: a standard name, a name with an
+/// offset of at most 10, or the number.
+pub fn priority_text(family: Family, hook: &str, prio: i32) -> String {
+    for (name, value, only) in std_priorities(family) {
+        if only.is_some_and(|h| h != hook) {
+            continue;
+        }
+        let off = prio - value;
+        if off == 0 {
+            return name.to_string();
+        }
+        if off.abs() <= 10 {
+            return if off > 0 {
+                format!("{name} + {off}")
+            } else {
+                format!("{name} - {}", -off)
+            };
+        }
+    }
+    prio.to_string()
+}
+
+impl BaseSpec {
+    /// `type filter hook forward priority filter; policy accept;`
+    pub fn text(&self, family: Family) -> String {
+        format!(
+            "type {} hook {} priority {}; policy {};",
+            self.chain_type,
+            self.hook,
+            priority_text(family, &self.hook, self.priority),
+            if self.policy_accept { "accept" } else { "drop" }
+        )
+    }
+}
+
+/// What a statement means to the simulator beyond its printed text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StmtKind {
+    /// `jump CHAIN`
+    Jump(String),
+    /// `goto CHAIN`
+    Goto(String),
+    /// A reference to a named set/map (`@name`).
+    SetRef(String),
+    /// Terminal verdict or NAT/reject statement.
+    Terminal,
+    Other,
+}
+
+/// One statement of a rule, kept in the canonical form nft prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stmt {
+    pub text: String,
+    pub kind: StmtKind,
+}
+
+/// A rule: its handle, statements and optional comment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub handle: u64,
+    pub stmts: Vec<Stmt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+impl Rule {
+    /// The rule body as nft prints it (statements, then the comment).
+    pub fn text(&self) -> String {
+        let mut s = self
+            .stmts
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if let Some(c) = &self.comment {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            s.push_str(&format!("comment \"{c}\""));
+        }
+        s
+    }
+    pub fn jump_targets(&self) -> impl Iterator<Item = &str> {
+        self.stmts.iter().filter_map(|s| match &s.kind {
+            StmtKind::Jump(t) | StmtKind::Goto(t) => Some(t.as_str()),
+            _ => None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chain {
+    pub name: String,
+    pub handle: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseSpec>,
+    pub rules: Vec<Rule>,
+}
+
+/// A set element: key text and, for maps, the value text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Element {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+impl Element {
+    pub fn text(&self) -> String {
+        match &self.value {
+            Some(v) => format!("{} : {}", self.key, v),
+            None => self.key.clone(),
+        }
+    }
+}
+
+/// A named set or map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Set {
+    pub name: String,
+    pub handle: u64,
+    pub is_map: bool,
+    pub key_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_type: Option<String>,
+    pub flags: Vec<String>,
+    pub elements: Vec<Element>,
+}
+
+impl Set {
+    /// `type ipv4_addr` or `type ipv4_addr : verdict`
+    pub fn type_text(&self) -> String {
+        match &self.data_type {
+            Some(d) => format!("type {} : {}", self.key_type, d),
+            None => format!("type {}", self.key_type),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Table {
+    pub family: Family,
+    pub name: String,
+    pub handle: u64,
+    /// Last handle given to an object of this table (the kernel's
+    /// `hgenerator`).
+    pub last_handle: u64,
+    pub chains: Vec<Chain>,
+    pub sets: Vec<Set>,
+}
+
+impl Table {
+    pub fn alloc_handle(&mut self) -> u64 {
+        self.last_handle += 1;
+        self.last_handle
+    }
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains.iter().find(|c| c.name == name)
+    }
+    pub fn chain_mut(&mut self, name: &str) -> Option<&mut Chain> {
+        self.chains.iter_mut().find(|c| c.name == name)
+    }
+    pub fn set(&self, name: &str) -> Option<&Set> {
+        self.sets.iter().find(|s| s.name == name)
+    }
+    /// How many rules jump or go to `chain`.
+    pub fn chain_use(&self, chain: &str) -> usize {
+        self.chains
+            .iter()
+            .flat_map(|c| c.rules.iter())
+            .flat_map(|r| r.jump_targets())
+            .filter(|t| *t == chain)
+            .count()
+    }
+    pub fn set_use(&self, set: &str) -> usize {
+        self.chains
+            .iter()
+            .flat_map(|c| c.rules.iter())
+            .flat_map(|r| r.stmts.iter())
+            .filter(|s| matches!(&s.kind, StmtKind::SetRef(n) if n == set))
+            .count()
+    }
+}
+
+/// Listing options (`-a`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListOpts {
+    pub handles: bool,
+}
+
+fn handle_suffix(opts: ListOpts, h: u64) -> String {
+    if opts.handles {
+        format!(" # handle {h}")
+    } else {
+        String::new()
+    }
+}
+
+/// The body of a set/map block (two tabs of indentation per line).
+pub fn set_body(set: &Set) -> String {
+    let mut out = format!("\t\t{}\n", set.type_text());
+    if !set.flags.is_empty() {
+        out.push_str(&format!("\t\tflags {}\n", set.flags.join(",")));
+    }
+    if !set.elements.is_empty() {
+        let elems: Vec<String> = set.elements.iter().map(Element::text).collect();
+        out.push_str(&format!("\t\telements = {{ {} }}\n", elems.join(", ")));
+    }
+    out
+}
+
+pub fn set_block(set: &Set, opts: ListOpts) -> String {
+    format!(
+        "\t{} {} {{{}\n{}\t}}\n",
+        if set.is_map { "map" } else { "set" },
+        set.name,
+        handle_suffix(opts, set.handle),
+        set_body(set)
+    )
+}
+
+pub fn chain_block(family: Family, chain: &Chain, opts: ListOpts) -> String {
+    let mut out = format!(
+        "\tchain {} {{{}\n",
+        chain.name,
+        handle_suffix(opts, chain.handle)
+    );
+    if let Some(b) = &chain.base {
+        out.push_str(&format!("\t\t{}\n", b.text(family)));
+    }
+    for r in &chain.rules {
+        out.push_str(&format!("\t\t{}{}\n", r.text(), handle_suffix(opts, r.handle)));
+    }
+    out.push_str("\t}\n");
+    out
+}
+
+/// `table FAMILY NAME { ... }` as `nft list table` prints it. `only_sets`
+/// restricts the body to sets (as `list sets` does).
+pub fn table_block(t: &Table, opts: ListOpts, what: TableParts) -> String {
+    let mut out = format!(
+        "table {} {} {{{}\n",
+        t.family.as_str(),
+        t.name,
+        handle_suffix(opts, t.handle)
+    );
+    let mut blocks: Vec<String> = Vec::new();
+    if what.sets {
+        for s in &t.sets {
+            if what.maps_only.map_or(true, |m| m == s.is_map) {
+                blocks.push(set_block(s, opts));
+            }
+        }
+    }
+    if what.chains {
+        for c in &t.chains {
+            blocks.push(chain_block(t.family, c, opts));
+        }
+    }
+    out.push_str(&blocks.join("\n"));
+    out.push_str("}\n");
+    out
+}
+
+/// Which parts of a table a listing shows.
+#[derive(Debug, Clone, Copy)]
+pub struct TableParts {
+    pub sets: bool,
+    pub chains: bool,
+    /// `Some(true)`: maps only, `Some(false)`: sets only.
+    pub maps_only: Option<bool>,
+}
+
+impl TableParts {
+    pub const ALL: TableParts = TableParts {
+        sets: true,
+        chains: true,
+        maps_only: None,
+    };
+}

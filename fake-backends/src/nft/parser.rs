@@ -1,0 +1,1513 @@
+//! Parser for the subset of the nft command language the simulator knows:
+//! commands on tables, chains, rules, sets/maps and elements, and the rule
+//! statements libvirt and a batched backend emit. Statements are turned into
+//! the canonical text nft prints for them.
+//!
+//! Anything outside the subset is reported as [`PErr::not_simulated`], which
+//! the caller prints as `Error: command not simulated: ...` (exit 1), so a
+//! test never silently passes on something the simulator does not model.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::lexer::{Kind, Loc, Tok};
+use super::model::{std_priority_value, BaseSpec, Element, Family, Stmt, StmtKind};
+
+/// A parse or evaluation error with the location(s) nft would mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PErr {
+    pub loc: Loc,
+    pub secondary: Option<Loc>,
+    pub msg: String,
+}
+
+impl PErr {
+    pub fn new(loc: Loc, msg: impl Into<String>) -> PErr {
+        PErr {
+            loc,
+            secondary: None,
+            msg: msg.into(),
+        }
+    }
+    pub fn not_simulated(loc: Loc, what: impl std::fmt::Display) -> PErr {
+        PErr::new(loc, format!("command not simulated: {what}"))
+    }
+}
+
+/// `[family] name` of a table, with the location of the name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TableRef {
+    pub family: Family,
+    pub name: String,
+    pub loc: Loc,
+}
+
+/// A name or number with its location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Named<T> {
+    pub value: T,
+    pub loc: Loc,
+}
+
+/// `position N` / `handle N` / `index N` of add/insert rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PosKind {
+    Position,
+    Handle,
+    Index,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RulePos {
+    pub kind: PosKind,
+    pub value: u64,
+    /// The whole `position N` span (kernel errors on `position`/`index`
+    /// point at it) …
+    pub loc: Loc,
+    /// … and the number only (errors on `handle N` point at it).
+    pub value_loc: Loc,
+}
+
+/// A parsed rule body: canonical statements plus what evaluation and the
+/// kernel stage need to check.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct RuleBody {
+    pub stmts: Vec<Stmt>,
+    pub comment: Option<String>,
+    /// Devices named by `iif`/`oif` (resolved to an index by nft, so they
+    /// must exist).
+    pub ifaces: Vec<Named<String>>,
+    /// Chains jumped to / gone to, with the location of the name.
+    pub targets: Vec<(Named<String>, bool)>,
+    /// Named sets referenced with `@name`.
+    pub set_refs: Vec<Named<String>>,
+    /// Anonymous sets (`{ a, b }`) — each takes a handle of the table.
+    pub anon_sets: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SetDecl {
+    pub is_map: bool,
+    pub key_type: String,
+    pub data_type: Option<String>,
+    pub flags: Vec<String>,
+    pub elements: Vec<Element>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Op {
+    AddTable {
+        create: bool,
+        t: TableRef,
+    },
+    DeleteTable {
+        family: Family,
+        name: Option<Named<String>>,
+        handle: Option<Named<u64>>,
+    },
+    FlushTable(TableRef),
+    AddChain {
+        create: bool,
+        t: TableRef,
+        chain: Named<String>,
+        spec: Option<BaseSpec>,
+    },
+    DeleteChain {
+        t: TableRef,
+        chain: Option<Named<String>>,
+        handle: Option<Named<u64>>,
+    },
+    FlushChain {
+        t: TableRef,
+        chain: Named<String>,
+    },
+    AddRule {
+        insert: bool,
+        t: TableRef,
+        chain: Named<String>,
+        pos: Option<RulePos>,
+        body: RuleBody,
+    },
+    DeleteRule {
+        t: TableRef,
+        chain: Named<String>,
+        handle: Named<u64>,
+    },
+    AddSet {
+        create: bool,
+        t: TableRef,
+        set: Named<String>,
+        decl: SetDecl,
+    },
+    DeleteSet {
+        is_map: bool,
+        t: TableRef,
+        set: Named<String>,
+    },
+    FlushSet {
+        t: TableRef,
+        set: Named<String>,
+    },
+    AddElement {
+        t: TableRef,
+        set: Named<String>,
+        elems: Vec<Named<Element>>,
+    },
+    DeleteElement {
+        t: TableRef,
+        set: Named<String>,
+        elems: Vec<Named<Element>>,
+    },
+    FlushRuleset(Option<Family>),
+    ListRuleset(Option<Family>),
+    ListTables(Option<Family>),
+    ListTable(TableRef),
+    ListChain {
+        t: TableRef,
+        chain: Named<String>,
+    },
+    ListChains(Option<Family>),
+    ListSets {
+        maps: bool,
+        family: Option<Family>,
+    },
+    ListSet {
+        is_map: bool,
+        t: TableRef,
+        set: Named<String>,
+    },
+}
+
+/// One command with the span of its whole text (some kernel errors mark it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Command {
+    pub op: Op,
+    pub loc: Loc,
+}
+
+struct P<'a> {
+    toks: &'a [Tok],
+    pos: usize,
+}
+
+fn tok_desc(t: &Tok) -> &'static str {
+    match t.kind {
+        Kind::Word => {
+            if t.text.bytes().all(|b| b.is_ascii_digit()) {
+                "number"
+            } else {
+                "string"
+            }
+        }
+        Kind::Quoted => "quoted string",
+        Kind::LBrace => "'{'",
+        Kind::RBrace => "'}'",
+        Kind::Semi => "semicolon",
+        Kind::Comma => "comma",
+        Kind::Ne => "!=",
+        Kind::EqEq => "==",
+        Kind::Newline => "newline",
+        Kind::Eof => "end of file",
+    }
+}
+
+fn syntax(t: &Tok, expecting: Option<&str>) -> PErr {
+    let mut msg = format!("syntax error, unexpected {}", tok_desc(t));
+    if let Some(e) = expecting {
+        msg.push_str(", expecting ");
+        msg.push_str(e);
+    }
+    PErr::new(t.loc(), msg)
+}
+
+const END_EXPECT: &str = "end of file or newline or semicolon";
+
+impl<'a> P<'a> {
+    fn peek(&self) -> &'a Tok {
+        // The token list always ends with Eof; never step past it.
+        &self.toks[self.pos.min(self.toks.len() - 1)]
+    }
+    fn peek_at(&self, n: usize) -> &'a Tok {
+        &self.toks[(self.pos + n).min(self.toks.len() - 1)]
+    }
+    fn next(&mut self) -> &'a Tok {
+        let t = self.peek();
+        if self.pos < self.toks.len() - 1 {
+            self.pos += 1;
+        }
+        t
+    }
+    fn prev(&self) -> &'a Tok {
+        &self.toks[self.pos.saturating_sub(1)]
+    }
+    fn eat_word(&mut self, w: &str) -> bool {
+        if self.peek().is_word(w) {
+            self.next();
+            true
+        } else {
+            false
+        }
+    }
+    fn word(&mut self, expecting: &str) -> Result<Named<String>, PErr> {
+        let t = self.peek();
+        if t.kind == Kind::Word || t.kind == Kind::Quoted {
+            self.next();
+            Ok(Named {
+                value: t.text.clone(),
+                loc: t.loc(),
+            })
+        } else {
+            Err(syntax(t, Some(expecting)))
+        }
+    }
+    fn number(&mut self) -> Result<Named<u64>, PErr> {
+        let t = self.peek();
+        if t.kind == Kind::Word {
+            if let Ok(n) = t.text.parse::<u64>() {
+                self.next();
+                return Ok(Named {
+                    value: n,
+                    loc: t.loc(),
+                });
+            }
+        }
+        Err(syntax(t, Some("number")))
+    }
+    fn at_end(&self) -> bool {
+        self.peek().is_end()
+    }
+    fn skip_newlines(&mut self) {
+        while self.peek().kind == Kind::Newline {
+            self.next();
+        }
+    }
+
+    /// `[family]` — a family keyword followed by another word.
+    fn family_opt(&mut self) -> Option<Family> {
+        let t = self.peek();
+        if t.kind == Kind::Word {
+            if let Some(f) = Family::parse(&t.text) {
+                self.next();
+                return Some(f);
+            }
+        }
+        None
+    }
+
+    fn table_ref(&mut self, expecting: &str) -> Result<TableRef, PErr> {
+        let family = self.family_opt().unwrap_or(Family::Ip);
+        let n = self.word(expecting)?;
+        Ok(TableRef {
+            family,
+            name: n.value,
+            loc: n.loc,
+        })
+    }
+}
+
+/// Parse a whole input into commands.
+pub(crate) fn parse(toks: &[Tok]) -> Result<Vec<Command>, PErr> {
+    let mut p = P { toks, pos: 0 };
+    let mut cmds = Vec::new();
+    loop {
+        while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
+            p.next();
+        }
+        if p.peek().kind == Kind::Eof {
+            break;
+        }
+        let start = p.peek().loc();
+        let op = command(&mut p, &mut cmds)?;
+        let end = p.prev().loc();
+        if !p.at_end() {
+            return Err(syntax(p.peek(), Some(END_EXPECT)));
+        }
+        if let Some(op) = op {
+            cmds.push(Command {
+                op,
+                loc: start.to(end),
+            });
+        }
+    }
+    Ok(cmds)
+}
+
+fn command(p: &mut P, out: &mut Vec<Command>) -> Result<Option<Op>, PErr> {
+    let verb = p.peek();
+    if verb.kind != Kind::Word {
+        return Err(syntax(verb, None));
+    }
+    match verb.text.as_str() {
+        "add" | "create" | "insert" => {
+            p.next();
+            add_cmd(p, &verb.text).map(Some)
+        }
+        "delete" => {
+            p.next();
+            delete_cmd(p).map(Some)
+        }
+        "flush" => {
+            p.next();
+            flush_cmd(p).map(Some)
+        }
+        "list" => {
+            p.next();
+            list_cmd(p).map(Some)
+        }
+        "table" => {
+            p.next();
+            table_block(p, out)?;
+            Ok(None)
+        }
+        _ => {
+            if p.peek_at(1).kind == Kind::Newline {
+                p.next();
+                return Err(syntax(p.peek(), Some("string")));
+            }
+            Err(PErr::not_simulated(verb.loc(), format!("'{}'", verb.text)))
+        }
+    }
+}
+
+fn add_cmd(p: &mut P, verb: &str) -> Result<Op, PErr> {
+    let create = verb == "create";
+    let obj = p.peek();
+    if obj.kind != Kind::Word {
+        return Err(syntax(obj, Some("string")));
+    }
+    match (verb, obj.text.as_str()) {
+        ("add" | "create", "table") => {
+            p.next();
+            let t = p.table_ref("string")?;
+            if p.peek().kind == Kind::LBrace {
+                return Err(PErr::not_simulated(p.peek().loc(), "table options block"));
+            }
+            Ok(Op::AddTable { create, t })
+        }
+        ("add" | "create", "chain") => {
+            p.next();
+            let t = p.table_ref("string")?;
+            let chain = p.word("string")?;
+            let spec = if p.peek().kind == Kind::LBrace {
+                Some(chain_spec(p, t.family)?)
+            } else {
+                None
+            };
+            Ok(Op::AddChain {
+                create,
+                t,
+                chain,
+                spec,
+            })
+        }
+        ("add" | "insert", "rule") => {
+            p.next();
+            let t = p.table_ref("string")?;
+            let chain = p.word("string")?;
+            let pos = rule_pos(p)?;
+            let body = rule_body(p, t.family, false)?;
+            Ok(Op::AddRule {
+                insert: verb == "insert",
+                t,
+                chain,
+                pos,
+                body,
+            })
+        }
+        ("add" | "create", "set" | "map") => {
+            p.next();
+            let is_map = obj.text == "map";
+            let t = p.table_ref("string")?;
+            let set = p.word("string")?;
+            let decl = set_decl(p, is_map)?;
+            Ok(Op::AddSet {
+                create,
+                t,
+                set,
+                decl,
+            })
+        }
+        ("add" | "create", "element") => {
+            p.next();
+            let t = p.table_ref("string")?;
+            let set = p.word("string")?;
+            let elems = element_list(p)?;
+            Ok(Op::AddElement { t, set, elems })
+        }
+        _ => Err(PErr::not_simulated(
+            obj.loc(),
+            format!("'{} {}'", verb, obj.text),
+        )),
+    }
+}
+
+fn rule_pos(p: &mut P) -> Result<Option<RulePos>, PErr> {
+    let t = p.peek();
+    let kind = match t.text.as_str() {
+        "position" if t.kind == Kind::Word => PosKind::Position,
+        "handle" if t.kind == Kind::Word => PosKind::Handle,
+        "index" if t.kind == Kind::Word => PosKind::Index,
+        _ => return Ok(None),
+    };
+    p.next();
+    let n = p.number()?;
+    Ok(Some(RulePos {
+        kind,
+        value: n.value,
+        loc: t.loc().to(n.loc),
+        value_loc: n.loc,
+    }))
+}
+
+fn delete_cmd(p: &mut P) -> Result<Op, PErr> {
+    let obj = p.peek();
+    if obj.kind != Kind::Word {
+        return Err(syntax(obj, Some("string")));
+    }
+    p.next();
+    match obj.text.as_str() {
+        "table" => {
+            let family = p.family_opt().unwrap_or(Family::Ip);
+            if p.eat_word("handle") {
+                let h = p.number()?;
+                return Ok(Op::DeleteTable {
+                    family,
+                    name: None,
+                    handle: Some(h),
+                });
+            }
+            let n = p.word("handle or string")?;
+            Ok(Op::DeleteTable {
+                family,
+                name: Some(n),
+                handle: None,
+            })
+        }
+        "chain" => {
+            let t = p.table_ref("string")?;
+            if p.eat_word("handle") {
+                let h = p.number()?;
+                return Ok(Op::DeleteChain {
+                    t,
+                    chain: None,
+                    handle: Some(h),
+                });
+            }
+            let c = p.word("handle or string")?;
+            Ok(Op::DeleteChain {
+                t,
+                chain: Some(c),
+                handle: None,
+            })
+        }
+        "rule" => {
+            let t = p.table_ref("string")?;
+            let chain = p.word("string")?;
+            if !p.eat_word("handle") {
+                return Err(syntax(p.peek(), Some("handle")));
+            }
+            let handle = p.number()?;
+            Ok(Op::DeleteRule { t, chain, handle })
+        }
+        "set" | "map" => {
+            let t = p.table_ref("string")?;
+            let set = p.word("string")?;
+            Ok(Op::DeleteSet {
+                is_map: obj.text == "map",
+                t,
+                set,
+            })
+        }
+        "element" => {
+            let t = p.table_ref("string")?;
+            let set = p.word("string")?;
+            let elems = element_list(p)?;
+            Ok(Op::DeleteElement { t, set, elems })
+        }
+        _ => Err(PErr::not_simulated(
+            obj.loc(),
+            format!("'delete {}'", obj.text),
+        )),
+    }
+}
+
+fn flush_cmd(p: &mut P) -> Result<Op, PErr> {
+    let obj = p.peek();
+    if obj.kind != Kind::Word {
+        return Err(syntax(obj, Some("string")));
+    }
+    p.next();
+    match obj.text.as_str() {
+        "ruleset" => Ok(Op::FlushRuleset(p.family_opt())),
+        "table" => Ok(Op::FlushTable(p.table_ref("string")?)),
+        "chain" => {
+            let t = p.table_ref("string")?;
+            let chain = p.word("string")?;
+            Ok(Op::FlushChain { t, chain })
+        }
+        "set" | "map" => {
+            let t = p.table_ref("string")?;
+            let set = p.word("string")?;
+            Ok(Op::FlushSet { t, set })
+        }
+        _ => Err(PErr::not_simulated(
+            obj.loc(),
+            format!("'flush {}'", obj.text),
+        )),
+    }
+}
+
+fn list_cmd(p: &mut P) -> Result<Op, PErr> {
+    let obj = p.peek();
+    if obj.kind != Kind::Word {
+        return Err(syntax(obj, None));
+    }
+    p.next();
+    match obj.text.as_str() {
+        "ruleset" => Ok(Op::ListRuleset(p.family_opt())),
+        "tables" => Ok(Op::ListTables(p.family_opt())),
+        "chains" => Ok(Op::ListChains(p.family_opt())),
+        "sets" | "maps" => Ok(Op::ListSets {
+            maps: obj.text == "maps",
+            family: p.family_opt(),
+        }),
+        "table" => Ok(Op::ListTable(p.table_ref("string")?)),
+        "chain" => {
+            let t = p.table_ref("string")?;
+            let chain = p.word("string")?;
+            Ok(Op::ListChain { t, chain })
+        }
+        "set" | "map" => {
+            let t = p.table_ref("string")?;
+            let set = p.word("string")?;
+            Ok(Op::ListSet {
+                is_map: obj.text == "map",
+                t,
+                set,
+            })
+        }
+        _ => Err(PErr::not_simulated(
+            obj.loc(),
+            format!("'list {}'", obj.text),
+        )),
+    }
+}
+
+/// `{ type T hook H priority P; [policy X;] }`
+fn chain_spec(p: &mut P, family: Family) -> Result<BaseSpec, PErr> {
+    let open = p.next(); // '{'
+    let mut chain_type: Option<String> = None;
+    let mut hook: Option<Named<String>> = None;
+    let mut priority: Option<i32> = None;
+    let mut policy_accept = true;
+    loop {
+        while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
+            p.next();
+        }
+        let t = p.peek();
+        match t.kind {
+            Kind::RBrace => {
+                p.next();
+                break;
+            }
+            Kind::Word if t.text == "type" => {
+                p.next();
+                let ty = p.word("string")?;
+                if !matches!(ty.value.as_str(), "filter" | "nat" | "route") {
+                    return Err(PErr::new(ty.loc, "unknown chain type"));
+                }
+                if !p.eat_word("hook") {
+                    return Err(syntax(p.peek(), Some("hook")));
+                }
+                let h = p.word("string")?;
+                let known = [
+                    "prerouting",
+                    "input",
+                    "forward",
+                    "output",
+                    "postrouting",
+                    "ingress",
+                    "egress",
+                ];
+                if !known.contains(&h.value.as_str()) {
+                    return Err(PErr::new(h.loc, "unknown chain hook"));
+                }
+                if p.peek().is_word("device") || p.peek().is_word("devices") {
+                    return Err(PErr::not_simulated(p.peek().loc(), "chain devices"));
+                }
+                if !p.eat_word("priority") {
+                    return Err(syntax(p.peek(), Some("priority")));
+                }
+                priority = Some(priority_expr(p, family, &h.value)?);
+                chain_type = Some(ty.value);
+                hook = Some(h);
+            }
+            Kind::Word if t.text == "policy" => {
+                p.next();
+                let pol = p.word("string")?;
+                policy_accept = match pol.value.as_str() {
+                    "accept" => true,
+                    "drop" => false,
+                    _ => return Err(PErr::not_simulated(pol.loc, "chain policy value")),
+                };
+            }
+            Kind::Eof => return Err(syntax(t, Some("'}'"))),
+            _ => {
+                return Err(PErr::not_simulated(
+                    t.loc(),
+                    format!("chain block item '{}'", t.text),
+                ))
+            }
+        }
+    }
+    match (chain_type, hook, priority) {
+        (Some(chain_type), Some(hook), Some(priority)) => Ok(BaseSpec {
+            chain_type,
+            hook: hook.value,
+            priority,
+            policy_accept,
+        }),
+        _ => Err(PErr::not_simulated(
+            open.loc(),
+            "chain block without type/hook/priority",
+        )),
+    }
+}
+
+fn priority_expr(p: &mut P, family: Family, hook: &str) -> Result<i32, PErr> {
+    let t = p.word("string")?;
+    let base = if let Ok(n) = t.value.parse::<i32>() {
+        return Ok(n);
+    } else {
+        match std_priority_value(family, hook, &t.value) {
+            Some(v) => v,
+            None => {
+                return Err(PErr::new(
+                    t.loc,
+                    format!("'{}' is invalid priority in this context.", t.value),
+                ))
+            }
+        }
+    };
+    let sign = if p.peek().is_word("+") {
+        1
+    } else if p.peek().is_word("-") {
+        -1
+    } else {
+        return Ok(base);
+    };
+    p.next();
+    let n = p.number()?;
+    let off = i32::try_from(n.value).map_err(|_| PErr::new(n.loc, "priority out of range"))?;
+    Ok(base + sign * off)
+}
+
+/// `{ type X [: Y]; [flags a, b;] [elements = { ... };] }`
+fn set_decl(p: &mut P, is_map: bool) -> Result<SetDecl, PErr> {
+    if p.peek().kind != Kind::LBrace {
+        return Err(syntax(p.peek(), Some("'{'")));
+    }
+    p.next();
+    let mut decl = SetDecl {
+        is_map,
+        key_type: String::new(),
+        data_type: None,
+        flags: Vec::new(),
+        elements: Vec::new(),
+    };
+    loop {
+        while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
+            p.next();
+        }
+        let t = p.peek();
+        match t.kind {
+            Kind::RBrace => {
+                p.next();
+                break;
+            }
+            Kind::Word if t.text == "type" => {
+                p.next();
+                let k = p.word("string")?;
+                check_set_type(&k)?;
+                decl.key_type = k.value;
+                if p.peek().is_word(":") {
+                    p.next();
+                    let d = p.word("string")?;
+                    if d.value != "verdict" {
+                        check_set_type(&d)?;
+                    }
+                    decl.data_type = Some(d.value);
+                }
+            }
+            Kind::Word if t.text == "flags" => {
+                p.next();
+                loop {
+                    let f = p.word("string")?;
+                    if !matches!(f.value.as_str(), "interval" | "constant") {
+                        return Err(PErr::not_simulated(f.loc, format!("set flag '{}'", f.value)));
+                    }
+                    decl.flags.push(f.value);
+                    if p.peek().kind == Kind::Comma {
+                        p.next();
+                    } else {
+                        break;
+                    }
+                }
+            }
+            Kind::Word if t.text == "elements" => {
+                p.next();
+                if !p.eat_word("=") {
+                    return Err(syntax(p.peek(), Some("'='")));
+                }
+                let elems = element_list(p)?;
+                decl.elements = elems.into_iter().map(|e| e.value).collect();
+            }
+            _ => {
+                return Err(PErr::not_simulated(
+                    t.loc(),
+                    format!("set block item '{}'", t.text),
+                ))
+            }
+        }
+    }
+    if decl.key_type.is_empty() {
+        return Err(PErr::not_simulated(p.prev().loc(), "set without a type"));
+    }
+    if is_map != decl.data_type.is_some() {
+        return Err(PErr::not_simulated(p.prev().loc(), "set/map type mismatch"));
+    }
+    Ok(decl)
+}
+
+fn check_set_type(t: &Named<String>) -> Result<(), PErr> {
+    match t.value.as_str() {
+        "ipv4_addr" | "ipv6_addr" | "inet_service" | "ifname" | "inet_proto" | "mark" => Ok(()),
+        other => Err(PErr::not_simulated(t.loc, format!("set type '{other}'"))),
+    }
+}
+
+/// `{ e1, e2 : v2, ... }` — elements kept as canonical text.
+fn element_list(p: &mut P) -> Result<Vec<Named<Element>>, PErr> {
+    if p.peek().kind != Kind::LBrace {
+        return Err(syntax(p.peek(), Some("'{'")));
+    }
+    p.next();
+    let mut out = Vec::new();
+    loop {
+        p.skip_newlines();
+        let t = p.peek();
+        match t.kind {
+            Kind::RBrace => {
+                p.next();
+                break;
+            }
+            Kind::Comma => {
+                p.next();
+            }
+            Kind::Word | Kind::Quoted => {
+                p.next();
+                let key = element_key(t)?;
+                let mut value = None;
+                let mut loc = t.loc();
+                if p.peek().is_word(":") {
+                    p.next();
+                    let v = p.word("string")?;
+                    loc = loc.to(v.loc);
+                    value = Some(match v.value.as_str() {
+                        "accept" | "drop" | "return" | "continue" => v.value.clone(),
+                        "jump" | "goto" => {
+                            let target = p.word("string")?;
+                            loc = loc.to(target.loc);
+                            format!("{} {}", v.value, target.value)
+                        }
+                        _ => element_key(&Tok {
+                            kind: Kind::Word,
+                            text: v.value.clone(),
+                            line: v.loc.line,
+                            col: v.loc.col,
+                            len: v.loc.len,
+                        })?,
+                    });
+                }
+                out.push(Named {
+                    value: Element { key, value },
+                    loc,
+                });
+            }
+            _ => return Err(syntax(t, Some("'}'"))),
+        }
+    }
+    Ok(out)
+}
+
+fn element_key(t: &Tok) -> Result<String, PErr> {
+    if t.kind == Kind::Quoted {
+        return Ok(format!("\"{}\"", t.text));
+    }
+    if let Some(a) = ipv4_value(&t.text) {
+        return Ok(a);
+    }
+    if let Some(a) = ipv6_value(&t.text) {
+        return Ok(a);
+    }
+    if let Ok(n) = t.text.parse::<u32>() {
+        return Ok(n.to_string());
+    }
+    if let Some(n) = service_port(&t.text) {
+        return Ok(n.to_string());
+    }
+    Err(PErr::not_simulated(t.loc(), format!("element '{}'", t.text)))
+}
+
+/// Canonical IPv4 address or prefix (`a.b.c.d`, `net/len` with host bits
+/// cleared, `/32` dropped).
+pub(crate) fn ipv4_value(s: &str) -> Option<String> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l.parse::<u32>().ok().filter(|l| *l <= 32)?)),
+        None => (s, None),
+    };
+    // Only dotted quads: nft would resolve other words as host names.
+    if addr.split('.').count() != 4 {
+        return None;
+    }
+    let ip: Ipv4Addr = addr.parse().ok()?;
+    match len {
+        None | Some(32) => Some(ip.to_string()),
+        Some(l) => {
+            let mask = if l == 0 { 0 } else { u32::MAX << (32 - l) };
+            Some(format!("{}/{}", Ipv4Addr::from(u32::from(ip) & mask), l))
+        }
+    }
+}
+
+pub(crate) fn ipv6_value(s: &str) -> Option<String> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l.parse::<u32>().ok().filter(|l| *l <= 128)?)),
+        None => (s, None),
+    };
+    if !addr.contains(':') {
+        return None;
+    }
+    let ip: Ipv6Addr = addr.parse().ok()?;
+    match len {
+        None | Some(128) => Some(ip.to_string()),
+        Some(l) => {
+            let mask = if l == 0 { 0 } else { u128::MAX << (128 - l) };
+            Some(format!("{}/{}", Ipv6Addr::from(u128::from(ip) & mask), l))
+        }
+    }
+}
+
+/// The few service names the simulator knows (nft resolves them through
+/// /etc/services and prints numbers).
+fn service_port(s: &str) -> Option<u16> {
+    Some(match s {
+        "domain" => 53,
+        "bootps" => 67,
+        "bootpc" => 68,
+        "tftp" => 69,
+        "ssh" => 22,
+        "http" => 80,
+        "https" => 443,
+        "ntp" => 123,
+        _ => return None,
+    })
+}
+
+fn l4proto_name(s: &str) -> Option<&'static str> {
+    let n: Option<u32> = s.parse().ok();
+    Some(match (s, n) {
+        ("tcp", _) | (_, Some(6)) => "tcp",
+        ("udp", _) | (_, Some(17)) => "udp",
+        ("icmp", _) | (_, Some(1)) => "icmp",
+        ("icmpv6", _) | ("ipv6-icmp", _) | (_, Some(58)) => "ipv6-icmp",
+        ("sctp", _) | (_, Some(132)) => "sctp",
+        ("udplite", _) | (_, Some(136)) => "udplite",
+        ("esp", _) | (_, Some(50)) => "esp",
+        ("ah", _) | (_, Some(51)) => "ah",
+        ("gre", _) | (_, Some(47)) => "gre",
+        ("igmp", _) | (_, Some(2)) => "igmp",
+        _ => return None,
+    })
+}
+
+const CT_STATES: [(&str, u32); 5] = [
+    ("invalid", 1),
+    ("established", 2),
+    ("related", 4),
+    ("new", 8),
+    ("untracked", 64),
+];
+
+struct RuleCtx {
+    family: Family,
+    body: RuleBody,
+    /// Transport protocols matched so far (for `masquerade to :P`).
+    l4: Vec<String>,
+    /// Index of a `meta l4proto X` / `ip protocol X` statement that a later
+    /// `X sport/dport` match makes redundant (nft drops it when printing),
+    /// and whether such a match came.
+    dep: Option<(usize, String, bool)>,
+    /// Location of the last terminal statement (verdict, reject, NAT).
+    terminal: Option<Loc>,
+    /// Inside a `chain { }` block of a file: `}` ends the rule too.
+    in_block: bool,
+}
+
+/// Parse rule statements up to the end of the command.
+fn rule_body(p: &mut P, family: Family, in_block: bool) -> Result<RuleBody, PErr> {
+    let mut cx = RuleCtx {
+        family,
+        body: RuleBody::default(),
+        l4: Vec::new(),
+        dep: None,
+        terminal: None,
+        in_block,
+    };
+    if p.at_end() || (in_block && p.peek().kind == Kind::RBrace) {
+        return Err(syntax(p.peek(), None));
+    }
+    while !(p.at_end() || (cx.in_block && p.peek().kind == Kind::RBrace)) {
+        let start = p.peek().loc();
+        let before = cx.body.stmts.len();
+        statement(p, &mut cx)?;
+        let span = start.to(p.prev().loc());
+        if cx.body.stmts.len() > before {
+            if let Some(term) = cx.terminal {
+                if term != span {
+                    return Err(PErr {
+                        loc: span,
+                        secondary: Some(term),
+                        msg: "Statement after terminal statement has no effect".into(),
+                    });
+                }
+            }
+            if matches!(
+                cx.body.stmts.last().map(|s| &s.kind),
+                Some(StmtKind::Terminal | StmtKind::Jump(_) | StmtKind::Goto(_))
+            ) {
+                cx.terminal = Some(span);
+            }
+        }
+    }
+    if let Some((idx, _, true)) = cx.dep.take() {
+        cx.body.stmts.remove(idx);
+    }
+    Ok(cx.body)
+}
+
+fn push(cx: &mut RuleCtx, text: String, kind: StmtKind) {
+    cx.body.stmts.push(Stmt { text, kind });
+}
+
+/// `[!= | ==]` before a value: returns the prefix to print ("" or "!= ").
+fn rel_op(p: &mut P) -> &'static str {
+    match p.peek().kind {
+        Kind::Ne => {
+            p.next();
+            "!= "
+        }
+        Kind::EqEq => {
+            p.next();
+            ""
+        }
+        _ => "",
+    }
+}
+
+fn value_tok<'a>(p: &mut P<'a>) -> Result<&'a Tok, PErr> {
+    let t = p.peek();
+    match t.kind {
+        Kind::Word | Kind::Quoted | Kind::LBrace => {
+            p.next();
+            Ok(t)
+        }
+        _ => Err(syntax(t, None)),
+    }
+}
+
+/// An anonymous set `{ a, b }` after the '{' was consumed; `conv` makes each
+/// element canonical.
+fn anon_set(
+    p: &mut P,
+    cx: &mut RuleCtx,
+    conv: &dyn Fn(&Tok) -> Result<String, PErr>,
+) -> Result<String, PErr> {
+    let mut items = Vec::new();
+    loop {
+        p.skip_newlines();
+        let t = p.next();
+        match t.kind {
+            Kind::RBrace => break,
+            Kind::Comma => continue,
+            Kind::Word | Kind::Quoted => items.push(conv(t)?),
+            _ => return Err(syntax(t, Some("'}'"))),
+        }
+    }
+    cx.body.anon_sets += 1;
+    Ok(format!("{{ {} }}", items.join(", ")))
+}
+
+fn addr_match(p: &mut P, cx: &mut RuleCtx, fam_kw: &str, field: &str) -> Result<(), PErr> {
+    let op = rel_op(p);
+    let v6 = fam_kw == "ip6";
+    let conv = move |t: &Tok| -> Result<String, PErr> {
+        let v = if v6 {
+            ipv6_value(&t.text)
+        } else {
+            ipv4_value(&t.text)
+        };
+        v.ok_or_else(|| {
+            PErr::new(
+                t.loc(),
+                "Could not resolve hostname: Name or service not known",
+            )
+        })
+    };
+    let t = value_tok(p)?;
+    let value = if t.kind == Kind::LBrace {
+        anon_set(p, cx, &conv)?
+    } else if let Some(name) = t.text.strip_prefix('@') {
+        cx.body.set_refs.push(Named {
+            value: name.to_string(),
+            loc: Loc {
+                col: t.col + 1,
+                len: t.len - 1,
+                ..t.loc()
+            },
+        });
+        push(
+            cx,
+            format!("{fam_kw} {field} {op}@{name}"),
+            StmtKind::SetRef(name.to_string()),
+        );
+        return Ok(());
+    } else {
+        conv(t)?
+    };
+    push(cx, format!("{fam_kw} {field} {op}{value}"), StmtKind::Other);
+    Ok(())
+}
+
+fn port_conv(t: &Tok) -> Result<String, PErr> {
+    let one = |s: &str| -> Result<u32, PErr> {
+        if let Ok(n) = s.parse::<u32>() {
+            if n > 65535 {
+                return Err(PErr::new(t.loc(), "Service out of range"));
+            }
+            return Ok(n);
+        }
+        service_port(s)
+            .map(u32::from)
+            .ok_or_else(|| PErr::not_simulated(t.loc(), format!("service name '{s}'")))
+    };
+    match t.text.split_once('-') {
+        Some((a, b)) if !a.is_empty() => Ok(format!("{}-{}", one(a)?, one(b)?)),
+        _ => Ok(one(&t.text)?.to_string()),
+    }
+}
+
+fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
+    let t = p.next();
+    if t.kind != Kind::Word {
+        if t.kind == Kind::Quoted {
+            return Err(PErr::not_simulated(t.loc(), "quoted string as statement"));
+        }
+        return Err(syntax(t, None));
+    }
+    let fam = cx.family;
+    match t.text.as_str() {
+        "counter" => {
+            let mut text = "counter packets 0 bytes 0".to_string();
+            if p.peek().is_word("packets") {
+                p.next();
+                let pk = p.number()?;
+                if !p.eat_word("bytes") {
+                    return Err(syntax(p.peek(), Some("bytes")));
+                }
+                let by = p.number()?;
+                text = format!("counter packets {} bytes {}", pk.value, by.value);
+            }
+            push(cx, text, StmtKind::Other);
+        }
+        "accept" | "drop" | "return" | "continue" => {
+            push(cx, t.text.clone(), StmtKind::Terminal);
+        }
+        "jump" | "goto" => {
+            let target = p.word("string")?;
+            cx.body
+                .targets
+                .push((target.clone(), t.text == "goto"));
+            let kind = if t.text == "jump" {
+                StmtKind::Jump(target.value.clone())
+            } else {
+                StmtKind::Goto(target.value.clone())
+            };
+            push(cx, format!("{} {}", t.text, target.value), kind);
+        }
+        "reject" => {
+            let mut text = "reject".to_string();
+            if p.eat_word("with") {
+                let w = p.word("string")?;
+                match w.value.as_str() {
+                    "tcp" => {
+                        if !p.eat_word("reset") {
+                            return Err(syntax(p.peek(), Some("reset")));
+                        }
+                        text.push_str(" with tcp reset");
+                    }
+                    "icmp" | "icmpv6" | "icmpx" => {
+                        p.eat_word("type");
+                        let code = p.word("string")?;
+                        text.push_str(&format!(" with {} {}", w.value, code.value));
+                    }
+                    _ => return Err(PErr::not_simulated(w.loc, "reject type")),
+                }
+            }
+            push(cx, text, StmtKind::Terminal);
+        }
+        "masquerade" => {
+            let mut text = "masquerade".to_string();
+            if p.peek().is_word("to") {
+                let to = p.next();
+                let ports = p.word("string")?;
+                if !ports.value.starts_with(':') {
+                    return Err(PErr::not_simulated(ports.loc, "masquerade address"));
+                }
+                if cx.l4.is_empty() {
+                    return Err(PErr {
+                        loc: ports.loc,
+                        secondary: Some(t.loc()),
+                        msg: "transport protocol mapping is only valid after transport protocol match".into(),
+                    });
+                }
+                let _ = to;
+                text.push_str(&format!(" to {}", ports.value));
+            }
+            nat_family_check(cx, t)?;
+            push(cx, text, StmtKind::Terminal);
+        }
+        "snat" | "dnat" => {
+            if !p.eat_word("to") {
+                return Err(PErr::not_simulated(p.peek().loc(), "nat without 'to'"));
+            }
+            let spec = p.word("string")?;
+            nat_family_check(cx, t)?;
+            let text = nat_target(&spec, cx)?;
+            push(cx, format!("{} to {}", t.text, text), StmtKind::Terminal);
+        }
+        "comment" => {
+            let c = p.next();
+            match c.kind {
+                Kind::Quoted | Kind::Word => cx.body.comment = Some(c.text.clone()),
+                _ => return Err(syntax(c, Some("string"))),
+            }
+        }
+        "iif" | "oif" | "iifname" | "oifname" => iface_match(p, cx, &t.text, t)?,
+        "meta" => {
+            let key = p.word("string")?;
+            match key.value.as_str() {
+                "iif" | "oif" | "iifname" | "oifname" => iface_match(p, cx, &key.value, t)?,
+                "l4proto" => proto_match(p, cx, "meta l4proto")?,
+                other => return Err(PErr::not_simulated(key.loc, format!("meta {other}"))),
+            }
+        }
+        "ip" | "ip6" => {
+            if (t.text == "ip" && fam == Family::Ip6) || (t.text == "ip6" && fam == Family::Ip)
+            {
+                let field = p.peek();
+                let own = if fam == Family::Ip { "ip" } else { "ip6" };
+                return Err(PErr::new(
+                    t.loc().to(field.loc()),
+                    format!("conflicting protocols specified: {own} vs. {}", t.text),
+                ));
+            }
+            if !matches!(fam, Family::Ip | Family::Ip6 | Family::Inet | Family::Bridge | Family::Netdev) {
+                return Err(PErr::not_simulated(t.loc(), format!("{} match in this family", t.text)));
+            }
+            let field = p.word("string")?;
+            match (t.text.as_str(), field.value.as_str()) {
+                (_, "saddr" | "daddr") => addr_match(p, cx, &t.text, &field.value)?,
+                ("ip", "protocol") => proto_match(p, cx, "ip protocol")?,
+                ("ip6", "nexthdr") => proto_match(p, cx, "ip6 nexthdr")?,
+                _ => {
+                    return Err(PErr::not_simulated(
+                        field.loc,
+                        format!("{} {}", t.text, field.value),
+                    ))
+                }
+            }
+        }
+        "tcp" | "udp" => {
+            let field = p.word("string")?;
+            if !matches!(field.value.as_str(), "sport" | "dport") {
+                return Err(PErr::not_simulated(
+                    field.loc,
+                    format!("{} {}", t.text, field.value),
+                ));
+            }
+            let op = rel_op(p);
+            let v = value_tok(p)?;
+            let value = if v.kind == Kind::LBrace {
+                anon_set(p, cx, &port_conv)?
+            } else {
+                port_conv(v)?
+            };
+            if let Some((_, proto, used)) = &mut cx.dep {
+                if *proto == t.text {
+                    *used = true;
+                }
+            }
+            cx.l4.push(t.text.clone());
+            push(
+                cx,
+                format!("{} {} {}{}", t.text, field.value, op, value),
+                StmtKind::Other,
+            );
+        }
+        "ct" => {
+            let key = p.word("string")?;
+            if key.value != "state" {
+                return Err(PErr::not_simulated(key.loc, format!("ct {}", key.value)));
+            }
+            let op = rel_op(p);
+            let mut bits = 0u32;
+            loop {
+                let s = p.word("string")?;
+                match CT_STATES.iter().find(|(n, _)| *n == s.value) {
+                    Some((_, b)) => bits |= b,
+                    None => return Err(PErr::new(s.loc, "Could not parse conntrack state")),
+                }
+                if p.peek().kind == Kind::Comma {
+                    p.next();
+                } else {
+                    break;
+                }
+            }
+            let names: Vec<&str> = CT_STATES
+                .iter()
+                .filter(|(_, b)| bits & b != 0)
+                .map(|(n, _)| *n)
+                .collect();
+            push(
+                cx,
+                format!("ct state {}{}", op, names.join(",")),
+                StmtKind::Other,
+            );
+        }
+        other => {
+            return Err(PErr::not_simulated(
+                t.loc(),
+                format!("rule statement '{other}'"),
+            ))
+        }
+    }
+    Ok(())
+}
+
+fn nat_family_check(cx: &RuleCtx, t: &Tok) -> Result<(), PErr> {
+    if matches!(cx.family, Family::Ip | Family::Ip6) {
+        Ok(())
+    } else {
+        Err(PErr::not_simulated(
+            t.loc(),
+            format!("{} in family {}", t.text, cx.family.as_str()),
+        ))
+    }
+}
+
+/// `A`, `A-B`, `A:P`, `A-B:P-Q` (IPv4) as nft prints them.
+fn nat_target(spec: &Named<String>, cx: &RuleCtx) -> Result<String, PErr> {
+    if cx.family != Family::Ip {
+        return Err(PErr::not_simulated(spec.loc, "snat/dnat outside family ip"));
+    }
+    let bad = || PErr::new(spec.loc, "Could not resolve hostname: Name or service not known");
+    let (addrs, ports) = match spec.value.split_once(':') {
+        Some((a, p)) => (a, Some(p)),
+        None => (spec.value.as_str(), None),
+    };
+    let addr_text = match addrs.split_once('-') {
+        Some((a, b)) => {
+            let a: Ipv4Addr = a.parse().map_err(|_| bad())?;
+            let b: Ipv4Addr = b.parse().map_err(|_| bad())?;
+            if a == b {
+                format!("{a}/32")
+            } else {
+                format!("{a}-{b}")
+            }
+        }
+        None => ipv4_value(addrs).ok_or_else(bad)?,
+    };
+    match ports {
+        None => Ok(addr_text),
+        Some(p) => {
+            if cx.l4.is_empty() {
+                return Err(PErr::new(
+                    spec.loc,
+                    "transport protocol mapping is only valid after transport protocol match",
+                ));
+            }
+            Ok(format!("{addr_text}:{p}"))
+        }
+    }
+}
+
+fn iface_match(p: &mut P, cx: &mut RuleCtx, key: &str, _first: &Tok) -> Result<(), PErr> {
+    let op = rel_op(p);
+    let v = value_tok(p)?;
+    if v.kind == Kind::LBrace {
+        return Err(PErr::not_simulated(v.loc(), "interface sets"));
+    }
+    if v.text.starts_with('@') {
+        return Err(PErr::not_simulated(v.loc(), "interface set references"));
+    }
+    if key == "iif" || key == "oif" {
+        cx.body.ifaces.push(Named {
+            value: v.text.clone(),
+            loc: v.loc(),
+        });
+    }
+    push(cx, format!("{key} {op}\"{}\"", v.text), StmtKind::Other);
+    Ok(())
+}
+
+fn proto_match(p: &mut P, cx: &mut RuleCtx, prefix: &str) -> Result<(), PErr> {
+    let op = rel_op(p);
+    let v = value_tok(p)?;
+    if v.kind != Kind::Word {
+        return Err(PErr::not_simulated(v.loc(), "protocol sets"));
+    }
+    let name = l4proto_name(&v.text)
+        .ok_or_else(|| PErr::not_simulated(v.loc(), format!("protocol '{}'", v.text)))?;
+    if op.is_empty() {
+        cx.l4.push(name.to_string());
+        if cx.dep.is_none() && (name == "tcp" || name == "udp") {
+            cx.dep = Some((cx.body.stmts.len(), name.to_string(), false));
+        }
+    }
+    push(cx, format!("{prefix} {op}{name}"), StmtKind::Other);
+    Ok(())
+}
+
+/// `table FAMILY NAME { chain NAME { ... } set NAME { ... } }` (file syntax):
+/// expanded into the equivalent add commands, as nft does.
+fn table_block(p: &mut P, out: &mut Vec<Command>) -> Result<(), PErr> {
+    let start = p.prev().loc();
+    let t = p.table_ref("string")?;
+    if p.peek().kind != Kind::LBrace {
+        return Err(syntax(p.peek(), Some("'{'")));
+    }
+    p.next();
+    out.push(Command {
+        op: Op::AddTable {
+            create: false,
+            t: t.clone(),
+        },
+        loc: start.to(t.loc),
+    });
+    loop {
+        while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
+            p.next();
+        }
+        let k = p.next();
+        match k.kind {
+            Kind::RBrace => break,
+            Kind::Word if k.text == "chain" => {
+                let chain = p.word("string")?;
+                if p.peek().kind != Kind::LBrace {
+                    return Err(syntax(p.peek(), Some("'{'")));
+                }
+                p.next();
+                let chain_idx = out.len();
+                out.push(Command {
+                    op: Op::AddChain {
+                        create: false,
+                        t: t.clone(),
+                        chain: chain.clone(),
+                        spec: None,
+                    },
+                    loc: k.loc().to(chain.loc),
+                });
+                let mut spec: Option<BaseSpec> = None;
+                let mut policy: Option<bool> = None;
+                loop {
+                    while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
+                        p.next();
+                    }
+                    let s = p.peek();
+                    if s.kind == Kind::RBrace {
+                        p.next();
+                        break;
+                    }
+                    if s.kind == Kind::Eof {
+                        return Err(syntax(s, Some("'}'")));
+                    }
+                    if s.is_word("type") {
+                        p.next();
+                        let ty = p.word("string")?;
+                        if !p.eat_word("hook") {
+                            return Err(syntax(p.peek(), Some("hook")));
+                        }
+                        let h = p.word("string")?;
+                        if !p.eat_word("priority") {
+                            return Err(syntax(p.peek(), Some("priority")));
+                        }
+                        let prio = priority_expr(p, t.family, &h.value)?;
+                        spec = Some(BaseSpec {
+                            chain_type: ty.value,
+                            hook: h.value,
+                            priority: prio,
+                            policy_accept: true,
+                        });
+                        continue;
+                    }
+                    if s.is_word("policy") {
+                        p.next();
+                        let pol = p.word("string")?;
+                        policy = Some(pol.value == "accept");
+                        continue;
+                    }
+                    let rstart = s.loc();
+                    let body = rule_body(p, t.family, true)?;
+                    out.push(Command {
+                        op: Op::AddRule {
+                            insert: false,
+                            t: t.clone(),
+                            chain: chain.clone(),
+                            pos: None,
+                            body,
+                        },
+                        loc: rstart.to(p.prev().loc()),
+                    });
+                }
+                if let Some(mut sp) = spec {
+                    if let Some(pol) = policy {
+                        sp.policy_accept = pol;
+                    }
+                    if let Op::AddChain { spec, .. } = &mut out[chain_idx].op {
+                        *spec = Some(sp);
+                    }
+                }
+            }
+            Kind::Word if k.text == "set" || k.text == "map" => {
+                let set = p.word("string")?;
+                let decl = set_decl(p, k.text == "map")?;
+                out.push(Command {
+                    op: Op::AddSet {
+                        create: false,
+                        t: t.clone(),
+                        set: set.clone(),
+                        decl,
+                    },
+                    loc: k.loc().to(set.loc),
+                });
+            }
+            _ => {
+                return Err(PErr::not_simulated(
+                    k.loc(),
+                    format!("table block item '{}'", k.text),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
