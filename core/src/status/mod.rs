@@ -666,7 +666,10 @@ fn parse_conf_value(v: &str) -> Result<ConfValue, String> {
             return Err("unterminated string".to_string());
         };
         if !inner[end + 1..].trim().is_empty() {
-            return Err(format!("unexpected text after string: '{}'", &inner[end + 1..]));
+            return Err(format!(
+                "unexpected text after string: '{}'",
+                &inner[end + 1..]
+            ));
         }
         return Ok(ConfValue::Str(inner[..end].to_string()));
     }

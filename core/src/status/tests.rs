@@ -3,8 +3,11 @@ use std::path::{Path, PathBuf};
 use super::*;
 
 fn captures() -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../golden/upstream/captures"))
-        .to_path_buf()
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../golden/upstream/captures"
+    ))
+    .to_path_buf()
 }
 
 /// Every `*.status.xml` under the captures of a release.
@@ -89,7 +92,10 @@ fn broken_status_files_name_the_file_and_the_problem() {
 #[test]
 fn firewall_with_another_name_is_ignored() {
     let doc = "<networkstatus>\n<network><name>x</name></network>\n<firewall name='other' backend='iptables'>\n<group><action layer='ipv4'><args><item>-L</item></args></action></group>\n</firewall>\n</networkstatus>";
-    assert!(parse_status(doc, Path::new("x.xml")).unwrap().fw_removal.is_none());
+    assert!(parse_status(doc, Path::new("x.xml"))
+        .unwrap()
+        .fw_removal
+        .is_none());
 }
 
 #[test]
@@ -124,10 +130,9 @@ fn stores_write_atomically_and_check_names() {
 #[test]
 fn config_store_and_autostart_links() {
     let dir = tempfile::tempdir().unwrap();
-    let text = fs::read_to_string(
-        captures().join("libvirt-11.3.0/nat-default/iptables/defined.xml"),
-    )
-    .unwrap();
+    let text =
+        fs::read_to_string(captures().join("libvirt-11.3.0/nat-default/iptables/defined.xml"))
+            .unwrap();
     let def = netxml::parse(&text).unwrap();
     let cs = ConfigStore::new(dir.path());
     cs.save(&def).unwrap();
@@ -148,8 +153,13 @@ fn config_store_and_autostart_links() {
 
 #[test]
 fn header_uses_uuid_for_unsafe_names() {
-    let mut def = netxml::parse("<network><name>a b</name><uuid>acc0d35a-07ed-4108-a893-65000321c14b</uuid></network>").unwrap();
-    assert!(warning_header(&def).contains("  virsh net-edit acc0d35a-07ed-4108-a893-65000321c14b\n"));
+    let mut def = netxml::parse(
+        "<network><name>a b</name><uuid>acc0d35a-07ed-4108-a893-65000321c14b</uuid></network>",
+    )
+    .unwrap();
+    assert!(
+        warning_header(&def).contains("  virsh net-edit acc0d35a-07ed-4108-a893-65000321c14b\n")
+    );
     def.name = "ok".into();
     assert!(warning_header(&def).contains("  virsh net-edit ok\n"));
 }
@@ -160,8 +170,14 @@ fn network_conf_settings_and_errors() {
     let ok = |t: &str| parse_network_conf(t, p).unwrap().firewall_backend;
     assert_eq!(ok(""), None);
     assert_eq!(ok("# comment\n#firewall_backend = \"nftables\"\n"), None);
-    assert_eq!(ok("firewall_backend = \"iptables\"\n"), Some(Backend::Iptables));
-    assert_eq!(ok("firewall_backend='nftables' # why\n"), Some(Backend::Nftables));
+    assert_eq!(
+        ok("firewall_backend = \"iptables\"\n"),
+        Some(Backend::Iptables)
+    );
+    assert_eq!(
+        ok("firewall_backend='nftables' # why\n"),
+        Some(Backend::Nftables)
+    );
     assert_eq!(ok("firewall_backend = \"none\""), Some(Backend::None));
     assert_eq!(ok("other = [ \"a\",\n \"b\" ]\nnum = 3\n"), None);
     for (t, line, want) in [
