@@ -16,7 +16,7 @@
 //! |---|---|
 //! | `iptables -w ... --insert/--append ...` | same with `--delete` |
 //! | `nft -ae insert/add rule FAM TABLE CHAIN ...` echoing `# handle N` | `nft delete rule FAM TABLE CHAIN handle N` |
-//! | `tc qdisc/filter add ...` | same with `del` |
+//! | `tc filter add ...` | same with `del` (the root qdisc goes with the bridge) |
 //! | `ip link add name BR ...` | `ip link del BR` |
 //! | `ip addr/route add ...` | same with `del` |
 //! | `ip link set dev BR up` | `ip link set dev BR down` |
@@ -219,6 +219,11 @@ pub fn inverse(
             Some(inv)
         }
         "tc" => {
+            // The root qdisc goes with the bridge (libvirt never deletes it
+            // either); filters are deleted explicitly.
+            if args.first().map(String::as_str) != Some("filter") {
+                return None;
+            }
             let pos = args.iter().position(|a| a == "add")?;
             if pos != 1 {
                 return None;
