@@ -10,9 +10,10 @@ use clap::{Parser, Subcommand};
 
 #[allow(dead_code)] // used once `--connect` is wired
 mod client;
+mod dnsmasq;
 mod sim;
 
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(
     name = "virtnet",
     version,
@@ -26,9 +27,10 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 enum Command {
     Sim(sim::SimArgs),
+    Dnsmasq(dnsmasq::Args),
 }
 
 /// Exit status for a command that failed because of its input (bad file,
@@ -38,8 +40,8 @@ const EXIT_INPUT: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let code = match cli.command {
-        Command::Sim(args) => sim::run(args),
-    };
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
+    match cli.command {
+        Command::Sim(args) => ExitCode::from(u8::try_from(sim::run(args)).unwrap_or(1)),
+        Command::Dnsmasq(args) => dnsmasq::run(args),
+    }
 }

@@ -1,1 +1,48 @@
 //! dnsmasq configuration, hostsfile and addnhosts generation (libvirt 11.3.0 exact).
+//!
+//! For a network whose mode libvirt manages (isolated, nat, route, open),
+//! libvirt runs one dnsmasq per network. This module produces, as pure text,
+//! exactly what libvirt 11.3.0 writes for it:
+//!
+//! - [`conf_contents`]: the configuration file (`<dir>/<name>.conf`), the
+//!   DHCP hosts file and the additional hosts file, in a [`DnsmasqFiles`];
+//!   the `##` comment header is a parameter ([`ConfHeader`]) so that the
+//!   output can be compared byte for byte with libvirt's, or name virtnet;
+//! - [`refresh_contents`]: the two hosts files as a refresh (SIGHUP)
+//!   rewrites them;
+//! - [`command_line`]: the `dnsmasq --conf-file=...` command, with
+//!   [`DnsmasqCaps`] (binary path and version check, [`DnsmasqCaps::probe`]);
+//! - [`needs_dnsmasq`]: whether starting a network starts a dnsmasq;
+//! - [`DnsmasqPaths`]: the file names, with libvirt's escaping quirk.
+//!
+//! Nothing here touches the file system or runs anything, except
+//! [`DnsmasqCaps::probe`] (through a [`crate::runner::Runner`]) and
+//! [`caps::find_binary`] (looks at `$PATH` directories).
+//!
+//! Deliberate differences from libvirt (all about inputs libvirt would turn
+//! into a broken file): a value containing a line break is rejected
+//! ([`DnsmasqError::LineBreak`]) instead of injecting configuration lines; a
+//! network without a bridge name is rejected ([`DnsmasqError::NoBridge`])
+//! instead of writing `interface=(null)`; a DHCP host with neither MAC/id
+//! nor name is rejected ([`DnsmasqError::IncompleteHost`]).
+
+pub mod caps;
+mod command;
+mod conf;
+mod error;
+pub mod hosts;
+mod paths;
+
+pub use caps::{DnsmasqCaps, DnsmasqVersion};
+pub use command::{
+    command_line, mode_uses_dnsmasq, needs_dnsmasq, DnsmasqCommand, BRIDGE_ENV,
+    LIBVIRT_LEASES_HELPER,
+};
+pub use conf::{
+    conf_contents, ptr_domain, refresh_contents, ConfHeader, DnsmasqFiles, DnsmasqOptions,
+    RefreshFiles,
+};
+pub use error::{DnsmasqError, RangeProblem};
+pub use paths::{
+    xml_escape_name, DnsmasqPaths, LIBVIRT_DNSMASQ_DIR, LIBVIRT_PID_DIR, VIRTNET_DNSMASQ_DIR,
+};
