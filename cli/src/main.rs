@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 #[allow(dead_code)] // used once `--connect` is wired
 mod client;
 mod dnsmasq;
+mod net;
 mod sim;
 
 #[derive(Parser)]
@@ -23,6 +24,8 @@ mod sim;
                   real host or on a simulated one."
 )]
 struct Cli {
+    #[command(flatten)]
+    host: net::HostArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,6 +34,8 @@ struct Cli {
 enum Command {
     Sim(sim::SimArgs),
     Dnsmasq(dnsmasq::Args),
+    #[command(flatten)]
+    Net(net::NetCommand),
 }
 
 /// Exit status for a command that failed because of its input (bad file,
@@ -43,5 +48,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Sim(args) => ExitCode::from(u8::try_from(sim::run(args)).unwrap_or(1)),
         Command::Dnsmasq(args) => dnsmasq::run(args),
+        Command::Net(cmd) => net::run(&cli.host, cmd),
     }
 }
