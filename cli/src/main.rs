@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 #[allow(dead_code)] // used once `--connect` is wired
 mod client;
 mod dnsmasq;
+mod net;
 mod rules;
 mod sim;
 mod xml;
@@ -26,6 +27,8 @@ mod xml;
                   real host or on a simulated one."
 )]
 struct Cli {
+    #[command(flatten)]
+    host: net::HostArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,6 +44,8 @@ enum Command {
     Dnsmasq(dnsmasq::Args),
     /// Run commands on, or dump, a simulated host kept in a state file
     Sim(sim::SimArgs),
+    #[command(flatten)]
+    Net(net::NetCommand),
 }
 
 /// Exit status for a command that failed because of its input (bad file,
@@ -72,5 +77,6 @@ fn main() -> ExitCode {
             let code = sim::run(args);
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
+        Command::Net(cmd) => net::run(&cli.host, cmd),
     }
 }

@@ -101,11 +101,41 @@ pub trait Runner: Send + Sync {
     fn run_argv(&self, argv: &[&str]) -> Result<Output, RunError> {
         self.run(&Cmd::new(argv.iter().copied()))
     }
+
+    /// Is a program of this name available to run? (libvirt's backend
+    /// auto-detection looks for `nft` and `iptables` on `PATH`.) The default
+    /// searches the directories of `$PATH` for an executable file; runners
+    /// that simulate a host may answer for the simulated one.
+    fn has_program(&self, name: &str) -> bool {
+        find_in_path(name).is_some()
+    }
+}
+
+/// The first executable file called `name` in the directories of `$PATH`
+/// (a name containing `/` is checked as given).
+pub fn find_in_path(name: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exec = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if name.contains('/') {
+        let p = std::path::PathBuf::from(name);
+        return is_exec(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_exec(p))
 }
 
 impl<R: Runner + ?Sized> Runner for &R {
     fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
         (**self).run(cmd)
+    }
+    fn has_program(&self, name: &str) -> bool {
+        (**self).has_program(name)
     }
 }
 
@@ -113,11 +143,17 @@ impl<R: Runner + ?Sized> Runner for std::sync::Arc<R> {
     fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
         (**self).run(cmd)
     }
+    fn has_program(&self, name: &str) -> bool {
+        (**self).has_program(name)
+    }
 }
 
 impl<R: Runner + ?Sized> Runner for Box<R> {
     fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
         (**self).run(cmd)
+    }
+    fn has_program(&self, name: &str) -> bool {
+        (**self).has_program(name)
     }
 }
 

@@ -1,1 +1,930 @@
-//! Network driver: lifecycle, forward-mode table, reconcile.
+//! The network driver: what libvirt's network driver does for a network from
+//! definition to destruction (define, undefine, start, destroy, autostart,
+//! list, dumpxml, info) and at daemon start (reconcile), with the promise
+//! that what was added is exactly what gets removed.
+//!
+//! * Start = a small common part ([`Driver::start`]: refuse if active, copy
+//!   the persistent definition, open the journal) + the function of the
+//!   network's forward mode from the ONE table in [`modes`], + save the
+//!   status file (which deletes the journal). A failed start undoes every
+//!   step that succeeded, in reverse order, from the journal.
+//! * Destroy runs the mode's shutdown, which replays the saved removal plan
+//!   with the backend it was saved with (or the legacy iptables removal for
+//!   status files without a plan), then deletes the status file.
+//! * [`Driver::open`] recovers from crashes: a journal left by a start that
+//!   never saved its status is undone; [`Driver::reconcile`] then does what
+//!   the daemon does at startup (reload active networks' rules with the
+//!   configured backend, start autostart networks).
+//!
+//! Locking: the driver's own map is behind a mutex that is never held while
+//! a command runs; per-network serialisation is the caller's (the daemon's
+//! KeyedLocks).
+
+pub mod journal;
+pub mod modes;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::dnsmasq::{self, DnsmasqCaps, DnsmasqOptions};
+use crate::firewall::{full_argv, Backend, Firewall};
+use crate::netxml::{self, DefineContext, FormatFlags, NetworkDef, PciAddress};
+use crate::rules::{self, ChainInitState, RulesError};
+use crate::runner::{Cmd, RunError, Runner};
+use crate::status::{
+    self, read_network_conf, ConfError, ConfigStore, NetworkConf, NetworkStatus, StatusError,
+    StatusStore,
+};
+
+use journal::{Entry, Journal, JournalRunner};
+use modes::{ops_for, run_ignore, run_ok, StartCtx};
+
+/// How the firewall backend is chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// From `CONFIG_DIR/network.conf` (`firewall_backend`), else libvirt's
+    /// auto-detection: nftables if `nft` is available, else iptables.
+    FromConfig,
+    /// This backend, whatever network.conf says (tests, `--backend`).
+    Fixed(Backend),
+}
+
+/// Everything the driver needs to run.
+#[derive(Clone)]
+pub struct DriverConfig {
+    /// Persistent definitions (`NAME.xml`), `autostart/` links and `network.conf`.
+    pub config_dir: PathBuf,
+    /// Status files (`NAME.xml`), journals, dnsmasq pid files.
+    pub state_dir: PathBuf,
+    /// dnsmasq configuration and hosts files.
+    pub dnsmasq_dir: PathBuf,
+    /// The one door to the host.
+    pub runner: Arc<dyn Runner>,
+    pub backend: BackendChoice,
+    /// dnsmasq binary; `None`: the first `dnsmasq` on `PATH` (libvirt),
+    /// or the bare name when there is none.
+    pub dnsmasq_binary: Option<String>,
+    /// `--dhcp-script` given to dnsmasq.
+    pub leases_helper: String,
+}
+
+impl DriverConfig {
+    /// Defaults: dnsmasq files in `STATE_DIR/dnsmasq`, backend from
+    /// network.conf, libvirt's leases helper path.
+    pub fn new(
+        config_dir: impl Into<PathBuf>,
+        state_dir: impl Into<PathBuf>,
+        runner: Arc<dyn Runner>,
+    ) -> Self {
+        let state_dir = state_dir.into();
+        DriverConfig {
+            config_dir: config_dir.into(),
+            dnsmasq_dir: state_dir.join("dnsmasq"),
+            state_dir,
+            runner,
+            backend: BackendChoice::FromConfig,
+            dnsmasq_binary: None,
+            leases_helper: dnsmasq::LIBVIRT_LEASES_HELPER.to_string(),
+        }
+    }
+
+    pub fn with_backend(mut self, b: Backend) -> Self {
+        self.backend = BackendChoice::Fixed(b);
+        self
+    }
+
+    /// Path of the driver configuration file.
+    pub fn network_conf_path(&self) -> PathBuf {
+        self.config_dir.join("network.conf")
+    }
+}
+
+/// Errors of driver operations. Messages are libvirt's where it has one.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("{0}")]
+    Conf(#[from] ConfError),
+    #[error("requested firewall_backend '{0}' is not available")]
+    BackendUnavailable(Backend),
+    #[error("could not find a usable firewall backend")]
+    NoUsableBackend,
+    #[error("Network not found: no network with matching name '{0}'")]
+    NoNetwork(String),
+    #[error("network is already active")]
+    AlreadyActive(String),
+    #[error("Requested operation is not valid: network '{0}' is not active")]
+    NotActive(String),
+    #[error("network '{name}' already exists with uuid {uuid}")]
+    NameExists { name: String, uuid: String },
+    #[error("network '{name}' is already defined with uuid {uuid}")]
+    UuidExists { name: String, uuid: String },
+    #[error("can't undefine transient network")]
+    Transient(String),
+    #[error("cannot set autostart for transient network")]
+    AutostartTransient(String),
+    #[error("{0}")]
+    Xml(#[from] netxml::NetXmlError),
+    #[error("{0}")]
+    Status(#[from] StatusError),
+    #[error("{0}")]
+    Rules(RulesError),
+    #[error("{0}")]
+    Dnsmasq(#[from] dnsmasq::DnsmasqError),
+    #[error("Child process ({command}) unexpected exit status {status}: {stderr}")]
+    Command {
+        command: String,
+        status: i32,
+        stderr: String,
+    },
+    #[error("{0}")]
+    Run(RunError),
+    /// The (simulated) host crashed: the operation stopped at once, nothing
+    /// was undone. A new driver (restart) cleans up.
+    #[error("host crashed during the operation: {0}")]
+    Crashed(RunError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+}
+
+impl DriverError {
+    pub(crate) fn from_run(e: RunError) -> Self {
+        match e {
+            e @ RunError::Crashed { .. } => DriverError::Crashed(e),
+            e => DriverError::Run(e),
+        }
+    }
+
+    pub(crate) fn from_rules(e: RulesError) -> Self {
+        if e.is_crash() {
+            let (program, index) = match &e {
+                RulesError::Run(RunError::Crashed { program, index }) => (program.clone(), *index),
+                RulesError::Firewall(crate::firewall::FirewallError::Crashed {
+                    program,
+                    index,
+                }) => (program.clone(), *index),
+                _ => (String::new(), 0),
+            };
+            return DriverError::Crashed(RunError::Crashed { program, index });
+        }
+        DriverError::Rules(e)
+    }
+
+    fn io(path: &Path, e: impl std::fmt::Display) -> Self {
+        DriverError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// True when the host crashed under the operation.
+    pub fn is_crash(&self) -> bool {
+        matches!(self, DriverError::Crashed(_))
+    }
+}
+
+/// One network as the driver knows it.
+#[derive(Debug, Clone, Default)]
+struct NetObj {
+    /// Persistent definition (config file); `None` for a transient network.
+    config: Option<NetworkDef>,
+    /// Live status when active.
+    live: Option<NetworkStatus>,
+    autostart: bool,
+}
+
+/// What `net-info` / `net-list` show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub uuid: String,
+    pub active: bool,
+    pub persistent: bool,
+    pub autostart: bool,
+    pub bridge: Option<String>,
+    /// Backend of the saved removal plan (active networks with rules).
+    pub firewall_backend: Option<Backend>,
+}
+
+/// What [`Driver::reconcile`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Active networks whose rules were reloaded with the configured backend.
+    pub reloaded: Vec<String>,
+    /// Networks found active whose bridge was gone: cleaned up and marked inactive.
+    pub cleaned: Vec<String>,
+    /// Autostart networks started.
+    pub autostarted: Vec<String>,
+    /// Problems (per network; other networks were still handled).
+    pub problems: Vec<String>,
+}
+
+/// The network driver.
+pub struct Driver {
+    cfg: DriverConfig,
+    backend: Backend,
+    configs: ConfigStore,
+    statuses: StatusStore,
+    nets: Mutex<BTreeMap<String, NetObj>>,
+    chains: Mutex<ChainInitState>,
+    dnsmasq_caps: Mutex<Option<DnsmasqCaps>>,
+    reports: Mutex<Vec<String>>,
+}
+
+/// libvirt's backend selection (reference 3.1).
+pub fn select_backend(
+    conf: &NetworkConf,
+    available: &dyn Fn(&str) -> bool,
+) -> Result<Backend, DriverError> {
+    let candidates: Vec<Backend> = match conf.firewall_backend {
+        Some(b) => vec![b],
+        None => vec![Backend::Nftables, Backend::Iptables],
+    };
+    for b in &candidates {
+        let ok = match b {
+            Backend::None => true,
+            Backend::Iptables => available("iptables"),
+            Backend::Nftables => available("nft"),
+        };
+        if ok {
+            return Ok(*b);
+        }
+    }
+    match conf.firewall_backend {
+        Some(b) => Err(DriverError::BackendUnavailable(b)),
+        None => Err(DriverError::NoUsableBackend),
+    }
+}
+
+/// The define-time view of the host and the other networks.
+struct DefineView<'a> {
+    others: Vec<(String, Option<String>)>,
+    runner: &'a dyn Runner,
+}
+
+impl DefineContext for DefineView<'_> {
+    fn bridge_in_use(&self, bridge: &str, skip_network: &str) -> bool {
+        self.others
+            .iter()
+            .any(|(n, b)| n != skip_network && b.as_deref() == Some(bridge))
+    }
+    fn netdev_exists(&self, name: &str) -> bool {
+        matches!(
+            self.runner.run(&Cmd::new(["ip", "link", "show", "dev", name])),
+            Ok(o) if o.success()
+        )
+    }
+    fn pci_is_virtual_function(&self, addr: &PciAddress) -> Result<bool, String> {
+        let dev = Path::new("/sys/bus/pci/devices").join(addr.to_string());
+        if !dev.exists() {
+            return Err(format!("PCI device {addr} not found"));
+        }
+        Ok(dev.join("physfn").exists())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Driver {
+    /// Opens the driver: reads network.conf and selects the backend (an
+    /// invalid setting is an error naming the file and line), loads the
+    /// persistent definitions and status files (unreadable ones are reported
+    /// and skipped, see [`Driver::reports`]), and undoes what crashed starts
+    /// left behind. Runs no firewall reload: see [`Driver::reconcile`].
+    pub fn open(cfg: DriverConfig) -> Result<Driver, DriverError> {
+        let backend = match &cfg.backend {
+            BackendChoice::Fixed(b) => *b,
+            BackendChoice::FromConfig => {
+                let conf = read_network_conf(&cfg.network_conf_path())?;
+                let runner = cfg.runner.clone();
+                select_backend(&conf, &move |p| runner.has_program(p))?
+            }
+        };
+        let driver = Driver {
+            configs: ConfigStore::new(&cfg.config_dir),
+            statuses: StatusStore::new(&cfg.state_dir),
+            backend,
+            cfg,
+            nets: Mutex::new(BTreeMap::new()),
+            chains: Mutex::new(ChainInitState::new()),
+            dnsmasq_caps: Mutex::new(None),
+            reports: Mutex::new(Vec::new()),
+        };
+        driver.load()?;
+        Ok(driver)
+    }
+
+    fn report(&self, msg: String) {
+        tracing::warn!("{msg}");
+        lock(&self.reports).push(msg);
+    }
+
+    /// Problems found while opening (unreadable files, crash recovery).
+    pub fn reports(&self) -> Vec<String> {
+        lock(&self.reports).clone()
+    }
+
+    /// The configured firewall backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn config(&self) -> &DriverConfig {
+        &self.cfg
+    }
+
+    fn runner(&self) -> &dyn Runner {
+        &*self.cfg.runner
+    }
+
+    fn journal_path(&self, name: &str) -> PathBuf {
+        self.cfg.state_dir.join(format!("{name}.journal"))
+    }
+
+    fn load(&self) -> Result<(), DriverError> {
+        let mut nets = BTreeMap::new();
+        for (path, r) in self.configs.load_all() {
+            match r {
+                Ok(def) => {
+                    let autostart = self.configs.is_autostart(&def.name);
+                    nets.insert(
+                        def.name.clone(),
+                        NetObj {
+                            config: Some(def),
+                            live: None,
+                            autostart,
+                        },
+                    );
+                }
+                Err(e) => self.report(format!("skipping config {}: {e}", path.display())),
+            }
+        }
+        for (path, r) in self.statuses.load_all() {
+            match r {
+                Ok(st) => {
+                    let obj = nets.entry(st.def.name.clone()).or_default();
+                    obj.live = Some(st);
+                }
+                Err(e) => self.report(format!("skipping status file {}: {e}", path.display())),
+            }
+        }
+        *lock(&self.nets) = nets;
+        self.recover_journals()
+    }
+
+    /// Undo the creations of journals that no status file accounts for.
+    fn recover_journals(&self) -> Result<(), DriverError> {
+        let Ok(rd) = fs::read_dir(&self.cfg.state_dir) else {
+            return Ok(());
+        };
+        let mut journals: Vec<PathBuf> = rd
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "journal"))
+            .collect();
+        journals.sort();
+        for path in journals {
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("")
+                .to_string();
+            let entries = match Journal::read(&path) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.report(format!("cannot read journal {e}; left in place"));
+                    continue;
+                }
+            };
+            let status = lock(&self.nets).get(&name).and_then(|o| o.live.clone());
+            let mut plan = journal::undo_plan(&entries);
+            if let Some(st) = &status {
+                // The network is active: its status accounts for its bridge
+                // and dnsmasq, and for the rules in its removal plan. Undo
+                // only firewall creations that plan does not remove.
+                let accounted: Vec<Vec<String>> = st
+                    .fw_removal
+                    .as_ref()
+                    .map(|fw| {
+                        fw.action_cmds()
+                            .map(|c| full_argv(fw.backend(), c, false))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                plan.retain(|inv| {
+                    let prog = inv.first().map(String::as_str).unwrap_or("");
+                    let firewall =
+                        matches!(prog, "iptables" | "ip6tables" | "ebtables" | "nft" | "tc");
+                    firewall && !accounted.contains(inv)
+                });
+            }
+            if !plan.is_empty() {
+                self.report(format!(
+                    "{}: undoing {} change(s) of an interrupted operation on network '{name}'",
+                    path.display(),
+                    plan.len()
+                ));
+            }
+            journal::run_undo(self.runner(), &plan).map_err(DriverError::from_run)?;
+            status::remove_if_exists(&path).map_err(|e| DriverError::io(&path, e))?;
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------
+    // define / undefine / autostart / queries
+
+    /// Defines (or redefines) a persistent network from XML: parse,
+    /// driver validation (allocates a `virbr%d` bridge name and a
+    /// 52:54:00 MAC for bridge-type networks), UUID/name checks, config file.
+    /// An active network keeps running with its live definition; the new one
+    /// applies at its next start.
+    pub fn define(&self, xml: &str) -> Result<NetworkDef, DriverError> {
+        let mut def = netxml::parse(xml)?;
+        let others: Vec<(String, Option<String>)> = {
+            let nets = lock(&self.nets);
+            nets.iter()
+                .flat_map(|(n, o)| {
+                    let mut v = Vec::new();
+                    if let Some(c) = &o.config {
+                        v.push((n.clone(), c.bridge.name.clone()));
+                    }
+                    if let Some(l) = &o.live {
+                        v.push((n.clone(), l.def.bridge.name.clone()));
+                    }
+                    v
+                })
+                .collect()
+        };
+        let view = DefineView {
+            others,
+            runner: self.runner(),
+        };
+        if let Err(mut e) = netxml::validate::validate_for_define(&mut def, &view) {
+            netxml::locate(xml, &mut e);
+            return Err(e.into());
+        }
+        let mut nets = lock(&self.nets);
+        for (n, o) in nets.iter() {
+            let existing = o.config.as_ref().or(o.live.as_ref().map(|l| &l.def));
+            let Some(ex) = existing else { continue };
+            if ex.uuid == def.uuid && *n != def.name {
+                return Err(DriverError::UuidExists {
+                    name: n.clone(),
+                    uuid: ex.uuid.to_string(),
+                });
+            }
+            if *n == def.name && ex.uuid != def.uuid {
+                if def.uuid_specified {
+                    return Err(DriverError::NameExists {
+                        name: n.clone(),
+                        uuid: ex.uuid.to_string(),
+                    });
+                }
+                // No <uuid> given: keep the existing network's.
+                def.uuid = ex.uuid;
+            }
+        }
+        self.configs.save(&def)?;
+        let obj = nets.entry(def.name.clone()).or_default();
+        obj.config = Some(def.clone());
+        Ok(def)
+    }
+
+    /// Removes a persistent definition (config file and autostart link). An
+    /// active network keeps running as a transient one.
+    pub fn undefine(&self, name: &str) -> Result<(), DriverError> {
+        let mut nets = lock(&self.nets);
+        let obj = nets
+            .get_mut(name)
+            .ok_or_else(|| DriverError::NoNetwork(name.to_string()))?;
+        if obj.config.is_none() {
+            return Err(DriverError::Transient(name.to_string()));
+        }
+        let _ = self.configs.set_autostart(name, false);
+        self.configs.remove(name)?;
+        obj.config = None;
+        obj.autostart = false;
+        if obj.live.is_none() {
+            nets.remove(name);
+            self.remove_dnsmasq_files(name);
+        }
+        Ok(())
+    }
+
+    /// Enables or disables autostart of a persistent network.
+    pub fn set_autostart(&self, name: &str, on: bool) -> Result<(), DriverError> {
+        let mut nets = lock(&self.nets);
+        let obj = nets
+            .get_mut(name)
+            .ok_or_else(|| DriverError::NoNetwork(name.to_string()))?;
+        if obj.config.is_none() {
+            return Err(DriverError::AutostartTransient(name.to_string()));
+        }
+        self.configs.set_autostart(name, on)?;
+        obj.autostart = on;
+        Ok(())
+    }
+
+    fn info_of(name: &str, o: &NetObj) -> Option<NetworkInfo> {
+        let def = o.live.as_ref().map(|l| &l.def).or(o.config.as_ref())?;
+        Some(NetworkInfo {
+            name: name.to_string(),
+            uuid: def.uuid.to_string(),
+            active: o.live.is_some(),
+            persistent: o.config.is_some(),
+            autostart: o.autostart,
+            bridge: def.bridge.name.clone(),
+            firewall_backend: o.live.as_ref().and_then(|l| l.removal_backend()),
+        })
+    }
+
+    /// All networks (active and defined), by name.
+    pub fn list(&self) -> Vec<NetworkInfo> {
+        lock(&self.nets)
+            .iter()
+            .filter_map(|(n, o)| Self::info_of(n, o))
+            .collect()
+    }
+
+    /// One network.
+    pub fn info(&self, name: &str) -> Result<NetworkInfo, DriverError> {
+        lock(&self.nets)
+            .get(name)
+            .and_then(|o| Self::info_of(name, o))
+            .ok_or_else(|| DriverError::NoNetwork(name.to_string()))
+    }
+
+    /// The XML of a network: the live definition if active (unless
+    /// `inactive`), else the persistent one (libvirt virNetworkGetXMLDesc).
+    pub fn dumpxml(&self, name: &str, inactive: bool) -> Result<String, DriverError> {
+        let nets = lock(&self.nets);
+        let o = nets
+            .get(name)
+            .ok_or_else(|| DriverError::NoNetwork(name.to_string()))?;
+        let (def, flags) = match (&o.live, &o.config, inactive) {
+            (_, Some(c), true) => (c, FormatFlags::INACTIVE),
+            (Some(l), _, true) => (&l.def, FormatFlags::INACTIVE),
+            (Some(l), _, false) => (&l.def, FormatFlags::LIVE),
+            (None, Some(c), false) => (c, FormatFlags::LIVE),
+            (None, None, _) => return Err(DriverError::NoNetwork(name.to_string())),
+        };
+        Ok(netxml::format(def, flags))
+    }
+
+    /// The saved status of an active network.
+    pub fn status(&self, name: &str) -> Option<NetworkStatus> {
+        lock(&self.nets).get(name).and_then(|o| o.live.clone())
+    }
+
+    // ------------------------------------------------------------------
+    // start / destroy
+
+    /// Starts a defined network. On failure every step that succeeded is
+    /// undone in reverse order and the host is left as it was.
+    pub fn start(&self, name: &str) -> Result<(), DriverError> {
+        let def = {
+            let nets = lock(&self.nets);
+            let o = nets
+                .get(name)
+                .ok_or_else(|| DriverError::NoNetwork(name.to_string()))?;
+            if o.live.is_some() {
+                return Err(DriverError::AlreadyActive(name.to_string()));
+            }
+            o.config
+                .clone()
+                .ok_or_else(|| DriverError::NoNetwork(name.to_string()))?
+        };
+        let jpath = self.journal_path(name);
+        let journal = Journal::create(&jpath).map_err(|e| DriverError::io(&jpath, e))?;
+        let jr = JournalRunner::new(self.runner(), &journal);
+        let note = |n: &str, k: &str, v: &str| {
+            journal
+                .note(n, k, v)
+                .map_err(|e| DriverError::io(journal.path(), e))
+        };
+        let ctx = StartCtx {
+            driver: self,
+            runner: &jr,
+            note: &note,
+        };
+        let mut live = def.clone();
+        let ops = ops_for(live.forward_mode());
+        let result = (ops.start)(&ctx, &mut live).and_then(|fw| {
+            let st = NetworkStatus::new(live, fw);
+            self.statuses.save(&st)?;
+            Ok(st)
+        });
+        match result {
+            Ok(st) => {
+                journal.remove().map_err(|e| DriverError::io(&jpath, e))?;
+                let mut nets = lock(&self.nets);
+                nets.entry(name.to_string()).or_default().live = Some(st);
+                Ok(())
+            }
+            Err(e) if e.is_crash() => Err(e),
+            Err(e) => {
+                self.undo_journal(&jpath)?;
+                drop(journal);
+                status::remove_if_exists(&jpath).map_err(|er| DriverError::io(&jpath, er))?;
+                Err(e)
+            }
+        }
+    }
+
+    fn undo_journal(&self, path: &Path) -> Result<(), DriverError> {
+        let entries = Journal::read(path).map_err(|e| DriverError::Io {
+            path: path.to_path_buf(),
+            reason: e,
+        })?;
+        let plan = journal::undo_plan(&entries);
+        journal::run_undo(self.runner(), &plan).map_err(DriverError::from_run)
+    }
+
+    /// Stops an active network: the mode's shutdown (saved removal plan
+    /// replayed with its own backend), then the status file is removed (last,
+    /// so that a crash in between leaves a status that a restart cleans up).
+    pub fn destroy(&self, name: &str) -> Result<(), DriverError> {
+        let st = {
+            let nets = lock(&self.nets);
+            let o = nets
+                .get(name)
+                .ok_or_else(|| DriverError::NoNetwork(name.to_string()))?;
+            o.live
+                .clone()
+                .ok_or_else(|| DriverError::NotActive(name.to_string()))?
+        };
+        self.shutdown(&st)?;
+        let mut nets = lock(&self.nets);
+        if let Some(o) = nets.get_mut(name) {
+            o.live = None;
+            if o.config.is_none() {
+                nets.remove(name);
+            }
+        }
+        Ok(())
+    }
+
+    fn shutdown(&self, st: &NetworkStatus) -> Result<(), DriverError> {
+        let ops = ops_for(st.def.forward_mode());
+        (ops.shutdown)(self, self.runner(), st)?;
+        self.statuses.remove(&st.def.name)?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------
+    // firewall and dnsmasq helpers used by the mode table
+
+    /// networkAddFirewallRules with the configured backend and this driver's
+    /// private-chain state. May complete `def` (default NAT port range).
+    pub(crate) fn add_firewall(
+        &self,
+        def: &mut NetworkDef,
+        runner: &dyn Runner,
+    ) -> Result<Option<Firewall>, DriverError> {
+        // The chain state is copied out so no lock is held while commands run.
+        let mut chains = lock(&self.chains).clone();
+        let r = rules::add_network_firewall(def, self.backend, runner, &mut chains);
+        *lock(&self.chains) = chains;
+        let mut fw = r.map_err(DriverError::from_rules)?;
+        if let Some(fw) = fw.as_mut() {
+            fw.set_name(status::FW_REMOVAL_NAME);
+        }
+        Ok(fw)
+    }
+
+    fn dnsmasq_options(&self) -> DnsmasqOptions {
+        DnsmasqOptions::virtnet(
+            self.cfg.dnsmasq_dir.to_string_lossy().to_string(),
+            Some(self.cfg.state_dir.to_string_lossy().to_string()),
+        )
+    }
+
+    fn dnsmasq_caps(&self, runner: &dyn Runner) -> Result<DnsmasqCaps, DriverError> {
+        if let Some(c) = lock(&self.dnsmasq_caps).clone() {
+            return Ok(c);
+        }
+        let binary = match &self.cfg.dnsmasq_binary {
+            Some(b) => b.clone(),
+            None => std::env::var_os("PATH")
+                .and_then(|p| dnsmasq::caps::find_binary(&p))
+                .map(|p| p.to_string_lossy().to_string())
+                .unwrap_or_else(|| "dnsmasq".to_string()),
+        };
+        let caps = DnsmasqCaps::probe(runner, &binary)?;
+        *lock(&self.dnsmasq_caps) = Some(caps.clone());
+        Ok(caps)
+    }
+
+    /// Writes the dnsmasq files and starts dnsmasq; notes its pid.
+    pub(crate) fn start_dnsmasq(
+        &self,
+        def: &NetworkDef,
+        runner: &dyn Runner,
+        note: &dyn Fn(&str, &str, &str) -> Result<(), DriverError>,
+    ) -> Result<(), DriverError> {
+        let files = dnsmasq::conf_contents(def, &self.dnsmasq_options())?;
+        for (path, text) in files.files() {
+            let p = Path::new(path);
+            status::atomic_write(p, text.as_bytes()).map_err(|e| DriverError::io(p, e))?;
+        }
+        let caps = self.dnsmasq_caps(runner)?;
+        let cmd = dnsmasq::command_line(def, &caps, &files.paths.conf, &self.cfg.leases_helper)?;
+        if let Some(pf) = &files.paths.pid_file {
+            let _ = status::remove_if_exists(Path::new(pf));
+        }
+        run_ok(runner, cmd.to_cmd())?;
+        // dnsmasq daemonises and writes its pid file.
+        let pid = files
+            .paths
+            .pid_file
+            .as_ref()
+            .and_then(|pf| fs::read_to_string(pf).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()));
+        match pid {
+            Some(pid) => note("dnsmasq-pid", &files.paths.conf, &pid),
+            None => Err(DriverError::Invalid(format!(
+                "dnsmasq for network '{}' did not write its pid file",
+                def.name
+            ))),
+        }
+    }
+
+    /// SIGTERM to the network's dnsmasq (pid file), then remove the pid file.
+    pub(crate) fn stop_dnsmasq(
+        &self,
+        def: &NetworkDef,
+        runner: &dyn Runner,
+    ) -> Result<(), DriverError> {
+        let paths = self.dnsmasq_options().paths(def);
+        let Some(pf) = paths.pid_file else {
+            return Ok(());
+        };
+        let pid = fs::read_to_string(&pf)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()));
+        if let Some(pid) = pid {
+            run_ignore(runner, Cmd::new(["kill", pid.as_str()]))?;
+        }
+        let _ = status::remove_if_exists(Path::new(&pf));
+        Ok(())
+    }
+
+    fn remove_dnsmasq_files(&self, name: &str) {
+        let opts = self.dnsmasq_options();
+        let paths =
+            dnsmasq::DnsmasqPaths::new(&opts.dnsmasq_dir, opts.pid_dir.as_deref(), name, None);
+        for p in [
+            &paths.conf,
+            &paths.hostsfile,
+            &paths.addnhosts,
+            &paths.leases,
+        ] {
+            let _ = status::remove_if_exists(Path::new(p));
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // daemon start
+
+    /// What the daemon does when it starts (libvirt networkStateInitialize
+    /// + networkReloadFirewallRules + autostart):
+    /// 1. every active bridge-based network whose bridge is gone is cleaned
+    ///    up (its rules removed with the saved plan) and marked inactive;
+    /// 2. private chains are set up if any active isolated/nat/route network
+    ///    exists; then every active none/nat/route/open network has its rules
+    ///    removed (saved plan with its own backend, or the legacy iptables
+    ///    removal) and added again with the configured backend, and its
+    ///    status saved with the new plan;
+    /// 3. autostart networks that are not active are started, once per boot
+    ///    (marker file `STATE_DIR/autostarted`, as libvirt).
+    ///
+    /// A failure of one network is reported and the others are handled.
+    pub fn reconcile(&self) -> Result<ReconcileReport, DriverError> {
+        let mut rep = ReconcileReport::default();
+        let active: Vec<NetworkStatus> = lock(&self.nets)
+            .values()
+            .filter_map(|o| o.live.clone())
+            .collect();
+        let mut still_active = Vec::new();
+        for st in active {
+            let ops = ops_for(st.def.forward_mode());
+            let br = st.def.bridge_name().unwrap_or("").to_string();
+            let check_bridge =
+                ops.reload_firewall || (ops.kind == modes::ModeKind::Bridge && !br.is_empty());
+            if check_bridge {
+                let exists = !br.is_empty()
+                    && self
+                        .runner()
+                        .run(&Cmd::new(["ip", "link", "show", "dev", br.as_str()]))
+                        .map_err(DriverError::from_run)?
+                        .success();
+                if !exists {
+                    let name = st.def.name.clone();
+                    match self.destroy(&name) {
+                        Ok(()) => rep.cleaned.push(name),
+                        Err(e) if e.is_crash() => return Err(e),
+                        Err(e) => rep.problems.push(format!("{name}: {e}")),
+                    }
+                    continue;
+                }
+            }
+            if ops.reload_firewall {
+                still_active.push(st);
+            }
+        }
+        if still_active
+            .iter()
+            .any(|st| rules::has_firewall_rules(&st.def))
+        {
+            let mut chains = lock(&self.chains).clone();
+            let r = chains.setup(self.backend, self.runner(), false);
+            *lock(&self.chains) = chains;
+            r.map_err(DriverError::from_rules)?;
+        }
+        for st in still_active {
+            let name = st.def.name.clone();
+            match self.reload_network(st) {
+                Ok(()) => rep.reloaded.push(name),
+                Err(e) if e.is_crash() => return Err(e),
+                Err(e) => rep.problems.push(format!("{name}: {e}")),
+            }
+        }
+        let marker = self.cfg.state_dir.join("autostarted");
+        if !marker.exists() {
+            let _ = fs::create_dir_all(&self.cfg.state_dir);
+            fs::write(&marker, b"").map_err(|e| DriverError::io(&marker, e))?;
+            let names: Vec<String> = lock(&self.nets)
+                .iter()
+                .filter(|(_, o)| o.autostart && o.live.is_none() && o.config.is_some())
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in names {
+                match self.start(&name) {
+                    Ok(()) => rep.autostarted.push(name),
+                    Err(e) if e.is_crash() => return Err(e),
+                    Err(e) => rep.problems.push(format!("{name}: {e}")),
+                }
+            }
+        }
+        Ok(rep)
+    }
+
+    /// Remove with the saved plan, add with the configured backend, save.
+    /// Journaled like a start, so a crash leaks no new rule.
+    fn reload_network(&self, mut st: NetworkStatus) -> Result<(), DriverError> {
+        let name = st.def.name.clone();
+        let jpath = self.journal_path(&name);
+        let journal = Journal::create(&jpath).map_err(|e| DriverError::io(&jpath, e))?;
+        let jr = JournalRunner::new(self.runner(), &journal);
+        rules::remove_network_firewall(&st.def, st.fw_removal.as_ref(), &jr)
+            .map_err(DriverError::from_rules)?;
+        let mut def = st.def.clone();
+        let added = self.add_firewall(&mut def, &jr);
+        let err = match added {
+            Ok(fw) => {
+                st.def = def;
+                st.fw_removal = fw;
+                None
+            }
+            Err(e) if e.is_crash() => return Err(e),
+            Err(e) => {
+                // libvirt ignores the error and stores no plan.
+                st.fw_removal = None;
+                Some(e)
+            }
+        };
+        self.statuses.save(&st)?;
+        journal.remove().map_err(|e| DriverError::io(&jpath, e))?;
+        lock(&self.nets).entry(name).or_default().live = Some(st);
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Names of journals currently present (for tests and diagnostics).
+    pub fn pending_journals(&self) -> Vec<String> {
+        fs::read_dir(&self.cfg.state_dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter_map(|e| {
+                        let p = e.path();
+                        (p.extension()? == "journal")
+                            .then(|| p.file_stem()?.to_str().map(str::to_string))?
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A journal entry type re-exported for tests.
+pub type JournalEntry = Entry;

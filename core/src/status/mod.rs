@@ -1,1 +1,699 @@
-//! Config and status stores (atomic writes, <networkstatus> files, network.conf).
+//! Config and status stores: persistent definitions (`CONFIG_DIR/NAME.xml`
+//! plus `CONFIG_DIR/autostart/NAME.xml` links), live status files
+//! (`STATE_DIR/NAME.xml`, libvirt's `<networkstatus>` documents) and the
+//! driver configuration file `network.conf`.
+//!
+//! Architecture invariant ("nothing is lost"): every file written here goes
+//! through [`atomic_write`] — a temporary file in the same directory,
+//! `fsync`, `rename` over the target, `fsync` of the directory — so a crash
+//! leaves either the old or the new content, never a torn file.
+//!
+//! The formats are libvirt 11.3.0's (see the reference, part D.2 and
+//! section 2.3 of the firewall facts), so files we write can be read by
+//! libvirt and files libvirt wrote (including 9.0.0's status files without a
+//! `<firewall>` element) can be read here.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::firewall::{Backend, Firewall};
+use crate::netxml::{self, FormatFlags, NetworkDef};
+
+/// The name libvirt gives the saved removal plan in a status file.
+pub const FW_REMOVAL_NAME: &str = "fwRemoval";
+
+/// Why reading or writing a config/status file failed: which file, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: invalid network definition: {source}")]
+    Network {
+        path: PathBuf,
+        #[source]
+        source: netxml::NetXmlError,
+    },
+    #[error("{path}: invalid <firewall> element: {source}")]
+    Firewall {
+        path: PathBuf,
+        #[source]
+        source: crate::firewall::FirewallXmlError,
+    },
+    #[error("{path}: {message}")]
+    Format { path: PathBuf, message: String },
+    #[error("Network config filename '{path}' does not match network name '{name}'")]
+    NameMismatch { path: PathBuf, name: String },
+}
+
+impl StatusError {
+    fn io(path: &Path, source: io::Error) -> Self {
+        StatusError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+    fn format(path: &Path, message: impl Into<String>) -> Self {
+        StatusError::Format {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Writes `data` to `path` atomically with mode 0600: temporary file in the
+/// same directory, fsync, rename, fsync of the directory. The directory is
+/// created if missing.
+pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&dir)?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        // Make the rename itself durable.
+        fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Removes a file; a missing file is not an error.
+pub fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// libvirt's "shell safe" test for the name in the warning header.
+fn shell_safe(s: &str) -> bool {
+    !s.is_empty()
+        && !s.contains("--")
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || "!\"#$&'()*;<>?[\\]^`{|}~".contains(c))
+}
+
+/// The warning comment libvirt puts before config and status files.
+pub fn warning_header(def: &NetworkDef) -> String {
+    let uuid = def.uuid.to_string();
+    let who = if shell_safe(&def.name) {
+        format!("  virsh net-edit {}\n", def.name)
+    } else if shell_safe(&uuid) {
+        format!("  virsh net-edit {uuid}\n")
+    } else {
+        "  virsh net-edit\n".to_string()
+    };
+    format!(
+        "<!--\nWARNING: THIS IS AN AUTO-GENERATED FILE. CHANGES TO IT ARE LIKELY TO BE\n\
+         OVERWRITTEN AND LOST. Changes to this xml configuration should be made using:\n\
+         {who}or other application using the libvirt API.\n-->\n\n"
+    )
+}
+
+/// The content of a persistent config file: header + inactive XML.
+pub fn format_config(def: &NetworkDef) -> String {
+    let mut s = warning_header(def);
+    s.push_str(&netxml::format(def, FormatFlags::INACTIVE));
+    s
+}
+
+/// Indents every non-empty line of `text` by `n` spaces.
+fn indent(text: &str, n: usize) -> String {
+    let pad = " ".repeat(n);
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.split_inclusive('\n') {
+        if line != "\n" {
+            out.push_str(&pad);
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// A live status file: libvirt's `<networkstatus>` document.
+#[derive(Debug, Clone)]
+pub struct NetworkStatus {
+    /// The live definition (formatted with flags 0).
+    pub def: NetworkDef,
+    /// `<class_id bitmap>` (QoS class ids; `0-2` for a fresh network).
+    pub class_id: String,
+    /// `<floor sum>`.
+    pub floor_sum: u64,
+    /// `<taint flag>` values.
+    pub taints: Vec<String>,
+    /// `<firewall name='fwRemoval'>`: the plan that removes exactly the rules
+    /// this network added. `None` in files of libvirt ≤ 10.2 (9.0.0) or for
+    /// networks without rules.
+    pub fw_removal: Option<Firewall>,
+    /// True when the file had a `<networkstatus>` root (false: a bare
+    /// `<network>` file of an old release).
+    pub has_status_root: bool,
+}
+
+impl NetworkStatus {
+    /// Status of a freshly started network.
+    pub fn new(def: NetworkDef, fw_removal: Option<Firewall>) -> Self {
+        NetworkStatus {
+            def,
+            class_id: "0-2".to_string(),
+            floor_sum: 0,
+            taints: Vec::new(),
+            fw_removal,
+            has_status_root: true,
+        }
+    }
+
+    /// The backend of the saved removal plan, if any.
+    pub fn removal_backend(&self) -> Option<Backend> {
+        self.fw_removal.as_ref().map(Firewall::backend)
+    }
+}
+
+/// Formats a status file exactly like libvirt 11.3.0 (no trailing newline
+/// after `</networkstatus>`).
+pub fn format_status(st: &NetworkStatus) -> String {
+    let mut s = warning_header(&st.def);
+    s.push_str("<networkstatus>\n");
+    s.push_str(&format!("  <class_id bitmap='{}'/>\n", st.class_id));
+    s.push_str(&format!("  <floor sum='{}'/>\n", st.floor_sum));
+    for t in &st.taints {
+        let mut esc = String::new();
+        netxml::format::escape_libvirt(t, &mut esc);
+        s.push_str(&format!("  <taint flag='{esc}'/>\n"));
+    }
+    s.push_str(&indent(&netxml::format(&st.def, FormatFlags::LIVE), 2));
+    if let Some(fw) = &st.fw_removal {
+        s.push_str(&fw.format_xml(2));
+    }
+    s.push_str("</networkstatus>");
+    s
+}
+
+/// Byte offset of the first start tag named exactly `name` at or after `from`.
+fn find_start_tag(doc: &str, name: &str, from: usize) -> Option<usize> {
+    let pat = format!("<{name}");
+    let mut i = from;
+    while let Some(rel) = doc.get(i..)?.find(&pat) {
+        let at = i + rel;
+        let next = doc[at + pat.len()..].chars().next();
+        if matches!(next, Some(c) if c == '>' || c == '/' || c.is_whitespace()) {
+            return Some(at);
+        }
+        i = at + pat.len();
+    }
+    None
+}
+
+/// Value of attribute `attr` in the start tag beginning at `at`.
+fn tag_attr(doc: &str, at: usize, attr: &str) -> Option<String> {
+    let end = at + doc[at..].find('>')?;
+    let tag = &doc[at..end];
+    for quote in ['\'', '"'] {
+        let pat = format!("{attr}={quote}");
+        if let Some(p) = tag.find(&pat) {
+            let v = &tag[p + pat.len()..];
+            let e = v.find(quote)?;
+            return Some(v[..e].to_string());
+        }
+    }
+    None
+}
+
+/// Byte offset past the comments, processing instructions and whitespace
+/// before the root element.
+fn skip_prolog(doc: &str) -> usize {
+    let mut i = 0;
+    loop {
+        let rest = &doc[i..];
+        let trimmed = rest.trim_start();
+        i += rest.len() - trimmed.len();
+        if trimmed.starts_with("<!--") {
+            match trimmed.find("-->") {
+                Some(e) => i += e + 3,
+                None => return i,
+            }
+        } else if trimmed.starts_with("<?") {
+            match trimmed.find("?>") {
+                Some(e) => i += e + 2,
+                None => return i,
+            }
+        } else {
+            return i;
+        }
+    }
+}
+
+fn line_of(doc: &str, offset: usize) -> usize {
+    doc[..offset.min(doc.len())].matches('\n').count()
+}
+
+/// Parses a status file (libvirt 9.0.0 and 11.3.0 formats, and bare
+/// `<network>` files). `path` is used in error messages only.
+pub fn parse_status(doc: &str, path: &Path) -> Result<NetworkStatus, StatusError> {
+    let root_at = skip_prolog(doc);
+    let has_status_root = find_start_tag(doc, "networkstatus", root_at) == Some(root_at);
+    if !has_status_root && find_start_tag(doc, "network", root_at) != Some(root_at) {
+        return Err(StatusError::format(
+            path,
+            format!(
+                "line {}: expected root element <networkstatus> or <network>",
+                line_of(doc, root_at) + 1
+            ),
+        ));
+    }
+    let net_at = find_start_tag(doc, "network", root_at)
+        .ok_or_else(|| StatusError::format(path, "no <network> element"))?;
+    let net_end = doc[net_at..]
+        .find("</network>")
+        .map(|e| net_at + e + "</network>".len())
+        .ok_or_else(|| StatusError::format(path, "<network> element is not closed"))?;
+    let def = netxml::parse(&doc[net_at..net_end]).map_err(|mut e| {
+        // Report positions relative to the whole file.
+        let shift = line_of(doc, net_at);
+        if let Some(loc) = e.location.as_mut() {
+            if loc.line != 0 {
+                if loc.line == 1 {
+                    let col0 = net_at - doc[..net_at].rfind('\n').map(|p| p + 1).unwrap_or(0);
+                    loc.column += col0;
+                }
+                loc.line += shift;
+            }
+        }
+        StatusError::Network {
+            path: path.to_path_buf(),
+            source: e,
+        }
+    })?;
+    let mut st = NetworkStatus::new(def, None);
+    st.has_status_root = has_status_root;
+    if has_status_root {
+        if let Some(at) = find_start_tag(doc, "class_id", root_at).filter(|a| *a < net_at) {
+            if let Some(b) = tag_attr(doc, at, "bitmap") {
+                st.class_id = b;
+            }
+        }
+        if let Some(at) = find_start_tag(doc, "floor", root_at).filter(|a| *a < net_at) {
+            if let Some(v) = tag_attr(doc, at, "sum") {
+                st.floor_sum = v.parse().map_err(|_| {
+                    StatusError::format(
+                        path,
+                        format!("line {}: invalid floor sum '{v}'", line_of(doc, at) + 1),
+                    )
+                })?;
+            }
+        }
+        let mut from = root_at;
+        while let Some(at) = find_start_tag(doc, "taint", from).filter(|a| *a < net_at) {
+            if let Some(f) = tag_attr(doc, at, "flag") {
+                st.taints.push(f);
+            }
+            from = at + 1;
+        }
+        // Only the first <firewall> child of the root is looked at, and only
+        // when it is named fwRemoval.
+        if let Some(at) = find_start_tag(doc, "firewall", net_end) {
+            let (fw, _) =
+                Firewall::parse_xml_at(doc, at).map_err(|source| StatusError::Firewall {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            if fw.name() == Some(FW_REMOVAL_NAME) {
+                st.fw_removal = Some(fw);
+            }
+        }
+    }
+    Ok(st)
+}
+
+/// Persistent definitions and autostart links (`CONFIG_DIR/NAME.xml`,
+/// `CONFIG_DIR/autostart/NAME.xml`).
+#[derive(Debug, Clone)]
+pub struct ConfigStore {
+    pub dir: PathBuf,
+}
+
+impl ConfigStore {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        ConfigStore { dir: dir.into() }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.xml"))
+    }
+
+    pub fn autostart_dir(&self) -> PathBuf {
+        self.dir.join("autostart")
+    }
+
+    pub fn autostart_link(&self, name: &str) -> PathBuf {
+        self.autostart_dir().join(format!("{name}.xml"))
+    }
+
+    /// Saves a definition (inactive form, atomically).
+    pub fn save(&self, def: &NetworkDef) -> Result<(), StatusError> {
+        let path = self.path(&def.name);
+        atomic_write(&path, format_config(def).as_bytes()).map_err(|e| StatusError::io(&path, e))
+    }
+
+    /// Loads one definition file.
+    pub fn load_file(path: &Path) -> Result<NetworkDef, StatusError> {
+        let text = fs::read_to_string(path).map_err(|e| StatusError::io(path, e))?;
+        let def = netxml::parse(&text).map_err(|source| StatusError::Network {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        check_file_name(path, &def)?;
+        Ok(def)
+    }
+
+    /// Every `*.xml` in the directory, each loaded or with its error.
+    pub fn load_all(&self) -> Vec<(PathBuf, Result<NetworkDef, StatusError>)> {
+        xml_files(&self.dir)
+            .into_iter()
+            .map(|p| {
+                let r = Self::load_file(&p);
+                (p, r)
+            })
+            .collect()
+    }
+
+    pub fn remove(&self, name: &str) -> Result<(), StatusError> {
+        let path = self.path(name);
+        remove_if_exists(&path).map_err(|e| StatusError::io(&path, e))
+    }
+
+    /// True iff the autostart link resolves to the config file.
+    pub fn is_autostart(&self, name: &str) -> bool {
+        let link = self.autostart_link(name);
+        match (fs::canonicalize(&link), fs::canonicalize(self.path(name))) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// Creates or removes the autostart link (target: absolute config path).
+    pub fn set_autostart(&self, name: &str, on: bool) -> Result<(), StatusError> {
+        let link = self.autostart_link(name);
+        if on {
+            let dir = self.autostart_dir();
+            fs::create_dir_all(&dir).map_err(|e| StatusError::io(&dir, e))?;
+            let target = std::path::absolute(self.path(name))
+                .map_err(|e| StatusError::io(&self.path(name), e))?;
+            remove_if_exists(&link).map_err(|e| StatusError::io(&link, e))?;
+            std::os::unix::fs::symlink(&target, &link).map_err(|e| StatusError::io(&link, e))
+        } else {
+            match fs::remove_file(&link) {
+                Err(e)
+                    if e.kind() != io::ErrorKind::NotFound
+                        && e.raw_os_error() != Some(libc::ENOTDIR) =>
+                {
+                    Err(StatusError::io(&link, e))
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+/// Live status files (`STATE_DIR/NAME.xml`).
+#[derive(Debug, Clone)]
+pub struct StatusStore {
+    pub dir: PathBuf,
+}
+
+impl StatusStore {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        StatusStore { dir: dir.into() }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.xml"))
+    }
+
+    /// Writes the status file atomically.
+    pub fn save(&self, st: &NetworkStatus) -> Result<(), StatusError> {
+        let path = self.path(&st.def.name);
+        atomic_write(&path, format_status(st).as_bytes()).map_err(|e| StatusError::io(&path, e))
+    }
+
+    pub fn load_file(path: &Path) -> Result<NetworkStatus, StatusError> {
+        let text = fs::read_to_string(path).map_err(|e| StatusError::io(path, e))?;
+        let st = parse_status(&text, path)?;
+        check_file_name(path, &st.def)?;
+        Ok(st)
+    }
+
+    pub fn load(&self, name: &str) -> Result<Option<NetworkStatus>, StatusError> {
+        let path = self.path(name);
+        if !path.exists() {
+            return Ok(None);
+        }
+        Self::load_file(&path).map(Some)
+    }
+
+    /// Every `*.xml` status file, each loaded or with its error.
+    pub fn load_all(&self) -> Vec<(PathBuf, Result<NetworkStatus, StatusError>)> {
+        xml_files(&self.dir)
+            .into_iter()
+            .map(|p| {
+                let r = Self::load_file(&p);
+                (p, r)
+            })
+            .collect()
+    }
+
+    pub fn remove(&self, name: &str) -> Result<(), StatusError> {
+        let path = self.path(name);
+        remove_if_exists(&path).map_err(|e| StatusError::io(&path, e))
+    }
+}
+
+fn check_file_name(path: &Path, def: &NetworkDef) -> Result<(), StatusError> {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    if stem != def.name {
+        return Err(StatusError::NameMismatch {
+            path: path.to_path_buf(),
+            name: def.name.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Regular `*.xml` files of a directory, sorted by name (missing dir: none).
+fn xml_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = rd
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "xml")
+                && !p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('.'))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Sets a file's permission bits (best effort helper for callers that need
+/// 0644 files, e.g. dnsmasq's host files).
+pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+// ---------------------------------------------------------------------------
+// network.conf
+
+/// The driver configuration file (`network.conf`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkConf {
+    /// `firewall_backend = "iptables" | "nftables" | "none"`; `None` when
+    /// unset (auto-detection).
+    pub firewall_backend: Option<Backend>,
+    /// Line of the `firewall_backend` setting (1-based), for messages.
+    pub firewall_backend_line: Option<usize>,
+}
+
+/// A `network.conf` that cannot be used: file, line and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}:{line}: {message}")]
+pub struct ConfError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+/// Parses `network.conf` text (libvirt's virConf syntax: `key = value`
+/// lines, `#` comments, string/number/list values). Only
+/// `firewall_backend` is interpreted; other keys are accepted and ignored.
+pub fn parse_network_conf(text: &str, path: &Path) -> Result<NetworkConf, ConfError> {
+    let err = |line: usize, message: String| ConfError {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let mut conf = NetworkConf::default();
+    let mut lines = text.lines().enumerate().peekable();
+    while let Some((n, raw)) = lines.next() {
+        let lineno = n + 1;
+        let line = strip_comment(raw).trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(err(lineno, format!("expecting '=' in \"{line}\"")));
+        };
+        let key = key.trim();
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+            || key.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(err(lineno, format!("invalid setting name '{key}'")));
+        }
+        let mut value = value.trim().to_string();
+        if value.starts_with('[') {
+            // Lists may span lines.
+            while !strip_comment(&value).trim_end().ends_with(']') {
+                match lines.next() {
+                    Some((_, more)) => {
+                        value.push(' ');
+                        value.push_str(strip_comment(more).trim());
+                    }
+                    None => return Err(err(lineno, "unterminated list".to_string())),
+                }
+            }
+        }
+        let parsed = parse_conf_value(&value).map_err(|m| err(lineno, m))?;
+        if key == "firewall_backend" {
+            let ConfValue::Str(s) = parsed else {
+                return Err(err(
+                    lineno,
+                    "firewall_backend must be a string, e.g. firewall_backend = \"nftables\""
+                        .to_string(),
+                ));
+            };
+            let b = s.parse::<Backend>().map_err(|_| {
+                err(
+                    lineno,
+                    format!(
+                        "unrecognized firewall_backend = '{s}' set in network driver config file {}",
+                        path.display()
+                    ),
+                )
+            })?;
+            conf.firewall_backend = Some(b);
+            conf.firewall_backend_line = Some(lineno);
+        }
+    }
+    Ok(conf)
+}
+
+/// Reads `network.conf`; a missing file is the default configuration.
+pub fn read_network_conf(path: &Path) -> Result<NetworkConf, ConfError> {
+    match fs::read_to_string(path) {
+        Ok(t) => parse_network_conf(&t, path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(NetworkConf::default()),
+        Err(e) => Err(ConfError {
+            path: path.to_path_buf(),
+            line: 0,
+            message: format!("cannot read: {e}"),
+        }),
+    }
+}
+
+enum ConfValue {
+    Str(String),
+    Other,
+}
+
+/// Text before a `#` that is not inside quotes.
+fn strip_comment(line: &str) -> &str {
+    let mut quote: Option<char> = None;
+    for (i, c) in line.char_indices() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '#' => return &line[..i],
+            None => {}
+        }
+    }
+    line
+}
+
+fn parse_conf_value(v: &str) -> Result<ConfValue, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Err("expecting a value".to_string());
+    }
+    let first = v.chars().next().unwrap_or(' ');
+    if first == '"' || first == '\'' {
+        let inner = &v[1..];
+        let Some(end) = inner.find(first) else {
+            return Err("unterminated string".to_string());
+        };
+        if !inner[end + 1..].trim().is_empty() {
+            return Err(format!(
+                "unexpected text after string: '{}'",
+                &inner[end + 1..]
+            ));
+        }
+        return Ok(ConfValue::Str(inner[..end].to_string()));
+    }
+    if first == '[' {
+        if !v.ends_with(']') {
+            return Err("unterminated list".to_string());
+        }
+        for item in v[1..v.len() - 1].split(',') {
+            let item = item.trim();
+            if !item.is_empty() {
+                parse_conf_value(item)?;
+            }
+        }
+        return Ok(ConfValue::Other);
+    }
+    if v.strip_prefix('-')
+        .unwrap_or(v)
+        .chars()
+        .all(|c| c.is_ascii_digit())
+    {
+        return Ok(ConfValue::Other);
+    }
+    Err(format!("expecting a value, got '{v}'"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,262 @@
+//! `virtnet net-*` and `virtnet reconcile`: the network driver from the
+//! command line, on the real host or on the simulated one.
+//!
+//! ```text
+//! virtnet --host fake:host.json --config-dir cfg --state-dir run net-define default.xml
+//! virtnet --host fake:host.json --config-dir cfg --state-dir run net-start default
+//! virtnet sim --state host.json dump
+//! ```
+//!
+//! `--host fake:PATH` keeps the simulated host in the same JSON state file
+//! `virtnet sim --state PATH` uses, so successive commands see one host;
+//! `--host real` acts on the current network namespace and finds nft,
+//! iptables, ip, tc and dnsmasq through `PATH`. network.conf is read from
+//! the config directory; status files are `STATE_DIR/NAME.xml`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use virtnet_core::driver::{Driver, DriverConfig, NetworkInfo};
+use virtnet_core::runner::{RealRunner, Runner};
+use virtnet_fake::FakeHost;
+
+/// Where commands run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostSpec {
+    Real,
+    Fake(PathBuf),
+}
+
+fn parse_host(s: &str) -> Result<HostSpec, String> {
+    if s == "real" {
+        return Ok(HostSpec::Real);
+    }
+    match s.strip_prefix("fake:") {
+        Some(p) if !p.is_empty() => Ok(HostSpec::Fake(PathBuf::from(p))),
+        _ => Err(format!(
+            "invalid host '{s}': expected 'real' or 'fake:PATH' (a simulated host state file)"
+        )),
+    }
+}
+
+/// Options shared by the driver commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HostArgs {
+    /// Where to act: `real` (this network namespace) or `fake:PATH` (the
+    /// simulated host kept in state file PATH, as `virtnet sim --state PATH`)
+    #[arg(long, global = true, value_name = "real|fake:PATH", value_parser = parse_host, default_value = "real")]
+    pub host: HostSpec,
+    /// Persistent definitions, autostart links and network.conf
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/etc/virtnet"
+    )]
+    pub config_dir: PathBuf,
+    /// Status files (NAME.xml), journals, dnsmasq files
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/run/virtnet"
+    )]
+    pub state_dir: PathBuf,
+}
+
+/// The driver commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum NetCommand {
+    /// Define (or redefine) a persistent network from an XML file
+    #[command(name = "net-define")]
+    Define { file: PathBuf },
+    /// Remove a network's persistent definition
+    #[command(name = "net-undefine")]
+    Undefine { name: String },
+    /// Start a defined network
+    #[command(name = "net-start")]
+    Start { name: String },
+    /// Stop an active network, removing exactly what its start added
+    #[command(name = "net-destroy")]
+    Destroy { name: String },
+    /// List all networks
+    #[command(name = "net-list")]
+    List,
+    /// Print a network's XML (the live one if active, unless --inactive)
+    #[command(name = "net-dumpxml")]
+    Dumpxml {
+        #[arg(long)]
+        inactive: bool,
+        name: String,
+    },
+    /// Mark a network to be started when the driver starts
+    #[command(name = "net-autostart")]
+    Autostart {
+        #[arg(long)]
+        disable: bool,
+        name: String,
+    },
+    /// Show a network's state
+    #[command(name = "net-info")]
+    Info { name: String },
+    /// Do what the daemon does when it starts: reload every active network's
+    /// rules with the configured backend, then start autostart networks
+    Reconcile,
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn list_table(nets: &[NetworkInfo]) -> String {
+    let w = nets.iter().map(|n| n.name.len()).max().unwrap_or(0).max(4);
+    let mut out = format!(
+        " {:<w$}   {:<8}   {:<9}   {}\n",
+        "Name", "State", "Autostart", "Persistent"
+    );
+    out.push_str(&"-".repeat(w + 38));
+    out.push('\n');
+    for n in nets {
+        out.push_str(&format!(
+            " {:<w$}   {:<8}   {:<9}   {}\n",
+            n.name,
+            if n.active { "active" } else { "inactive" },
+            yes_no(n.autostart),
+            yes_no(n.persistent)
+        ));
+    }
+    out
+}
+
+fn info_text(n: &NetworkInfo) -> String {
+    let mut s = format!(
+        "Name:           {}\nUUID:           {}\nActive:         {}\nPersistent:     {}\nAutostart:      {}\nBridge:         {}\n",
+        n.name,
+        n.uuid,
+        yes_no(n.active),
+        yes_no(n.persistent),
+        yes_no(n.autostart),
+        n.bridge.as_deref().unwrap_or("")
+    );
+    if let Some(b) = n.firewall_backend {
+        s.push_str(&format!("Firewall:       {b}\n"));
+    }
+    s
+}
+
+fn run_cmd(d: &Driver, cmd: NetCommand) -> Result<String, String> {
+    let e = |e: virtnet_core::driver::DriverError| e.to_string();
+    Ok(match cmd {
+        NetCommand::Define { file } => {
+            let xml = std::fs::read_to_string(&file)
+                .map_err(|err| format!("cannot read {}: {err}", file.display()))?;
+            let def = d
+                .define(&xml)
+                .map_err(|err| format!("{}: {err}", file.display()))?;
+            format!("Network {} defined from {}\n", def.name, file.display())
+        }
+        NetCommand::Undefine { name } => {
+            d.undefine(&name).map_err(e)?;
+            format!("Network {name} has been undefined\n")
+        }
+        NetCommand::Start { name } => {
+            d.start(&name).map_err(e)?;
+            format!("Network {name} started\n")
+        }
+        NetCommand::Destroy { name } => {
+            d.destroy(&name).map_err(e)?;
+            format!("Network {name} destroyed\n")
+        }
+        NetCommand::List => list_table(&d.list()),
+        NetCommand::Dumpxml { inactive, name } => d.dumpxml(&name, inactive).map_err(e)?,
+        NetCommand::Autostart { disable, name } => {
+            d.set_autostart(&name, !disable).map_err(e)?;
+            if disable {
+                format!("Network {name} unmarked as autostarted\n")
+            } else {
+                format!("Network {name} marked as autostarted\n")
+            }
+        }
+        NetCommand::Info { name } => info_text(&d.info(&name).map_err(e)?),
+        NetCommand::Reconcile => {
+            let rep = d.reconcile().map_err(e)?;
+            let mut s = format!("Firewall backend: {}\n", d.backend());
+            for n in &rep.cleaned {
+                s.push_str(&format!("Network {n}: bridge gone, cleaned up\n"));
+            }
+            for n in &rep.reloaded {
+                s.push_str(&format!("Network {n}: firewall reloaded\n"));
+            }
+            for n in &rep.autostarted {
+                s.push_str(&format!("Network {n}: autostarted\n"));
+            }
+            for p in &rep.problems {
+                eprintln!("warning: {p}");
+            }
+            s
+        }
+    })
+}
+
+/// dnsmasq runs its `--dhcp-script` at startup (`init`) and refuses to
+/// start if it cannot. libvirt passes its own leases helper; on a host
+/// without libvirt, `true` (from PATH) stands in for it, so leases are not
+/// tracked (virtnet has no `net-dhcp-leases`).
+fn real_leases_helper() -> String {
+    let libvirt = virtnet_core::dnsmasq::LIBVIRT_LEASES_HELPER;
+    if std::path::Path::new(libvirt).exists() {
+        return libvirt.to_string();
+    }
+    virtnet_core::runner::find_in_path("true")
+        .map(|p| p.to_string_lossy().to_string())
+        .unwrap_or_else(|| libvirt.to_string())
+}
+
+/// Runs one driver command; prints its output; exit status 1 on error.
+pub fn run(host: &HostArgs, cmd: NetCommand) -> ExitCode {
+    let (runner, fake): (Arc<dyn Runner>, Option<(Arc<FakeHost>, PathBuf)>) = match &host.host {
+        HostSpec::Real => (Arc::new(RealRunner::new()), None),
+        HostSpec::Fake(path) => match FakeHost::load_or_new(path) {
+            Ok(h) => {
+                let h = Arc::new(h);
+                (h.clone(), Some((h, path.clone())))
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let mut cfg = DriverConfig::new(&host.config_dir, &host.state_dir, runner);
+    if host.host == HostSpec::Real {
+        cfg.leases_helper = real_leases_helper();
+    }
+    let result = Driver::open(cfg).map_err(|e| e.to_string()).and_then(|d| {
+        for r in d.reports() {
+            eprintln!("warning: {r}");
+        }
+        run_cmd(&d, cmd)
+    });
+    // The simulated host changed even if the command failed: keep it.
+    if let Some((h, path)) = fake {
+        if let Err(err) = h.save(&path) {
+            eprintln!("error: {err}");
+            return ExitCode::from(1);
+        }
+    }
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! The forward-mode table: what start and shutdown do for each mode.
+//!
+//! [`ops_for`] is the ONE place that maps a forward mode to its functions.
+//! Bridge-based modes (isolated, nat, route, open) create and configure
+//! their own bridge, firewall it and run dnsmasq; host-managed modes only do
+//! what libvirt does for them (bridge with a bridge name: nothing beyond
+//! marking it active, as bandwidth is not supported; macvtap-style modes
+//! and hostdev: fill the device pool from a `<pf>`'s virtual functions).
+//!
+//! Every host change goes through `ctx.runner` (the journaling runner during
+//! a start), as argv: where libvirt uses netlink and `/proc` writes, virtnet
+//! runs `ip` and `sysctl`, and `kill` for signals.
+
+use crate::firewall::Firewall;
+use std::net::IpAddr;
+
+use crate::netxml::{ForwardDevice, ForwardIf, ForwardMode, NetworkDef};
+use crate::rules;
+use crate::runner::{Cmd, Output, RunError, Runner};
+use crate::status::NetworkStatus;
+
+use super::{Driver, DriverError};
+
+/// The nine kinds of networks, as libvirt's start/shutdown dispatch sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModeKind {
+    Isolated,
+    Nat,
+    Route,
+    Open,
+    Bridge,
+    Private,
+    Vepa,
+    Passthrough,
+    Hostdev,
+}
+
+impl ModeKind {
+    pub fn of(mode: Option<ForwardMode>) -> ModeKind {
+        match mode {
+            None => ModeKind::Isolated,
+            Some(ForwardMode::Nat) => ModeKind::Nat,
+            Some(ForwardMode::Route) => ModeKind::Route,
+            Some(ForwardMode::Open) => ModeKind::Open,
+            Some(ForwardMode::Bridge) => ModeKind::Bridge,
+            Some(ForwardMode::Private) => ModeKind::Private,
+            Some(ForwardMode::Vepa) => ModeKind::Vepa,
+            Some(ForwardMode::Passthrough) => ModeKind::Passthrough,
+            Some(ForwardMode::Hostdev) => ModeKind::Hostdev,
+        }
+    }
+}
+
+/// What a start needs besides the definition.
+pub struct StartCtx<'a> {
+    pub driver: &'a Driver,
+    /// The journaling runner of this start.
+    pub runner: &'a dyn Runner,
+    /// Records facts that are not commands (dnsmasq pid, previous sysctls).
+    pub note: &'a dyn Fn(&str, &str, &str) -> Result<(), DriverError>,
+}
+
+/// Start: configure the host for `def` (the live definition, which the
+/// firewall code may complete) and return the firewall removal plan.
+pub type StartFn = fn(&StartCtx<'_>, &mut NetworkDef) -> Result<Option<Firewall>, DriverError>;
+/// Shutdown: undo what start did, given the status saved at start.
+pub type ShutdownFn = fn(&Driver, &dyn Runner, &NetworkStatus) -> Result<(), DriverError>;
+
+/// One row of the table.
+pub struct ModeOps {
+    pub kind: ModeKind,
+    pub start: StartFn,
+    pub shutdown: ShutdownFn,
+    /// Whether the daemon reloads this network's firewall at startup
+    /// (libvirt 11.3.0: none/nat/route/open).
+    pub reload_firewall: bool,
+}
+
+const VIRTUAL: fn(ModeKind) -> ModeOps = |kind| ModeOps {
+    kind,
+    start: start_virtual,
+    shutdown: shutdown_virtual,
+    reload_firewall: true,
+};
+const EXTERNAL: fn(ModeKind) -> ModeOps = |kind| ModeOps {
+    kind,
+    start: start_external,
+    shutdown: shutdown_nothing,
+    reload_firewall: false,
+};
+
+/// The table.
+pub fn table() -> [ModeOps; 9] {
+    [
+        VIRTUAL(ModeKind::Isolated),
+        VIRTUAL(ModeKind::Nat),
+        VIRTUAL(ModeKind::Route),
+        VIRTUAL(ModeKind::Open),
+        ModeOps {
+            kind: ModeKind::Bridge,
+            start: start_bridge,
+            shutdown: shutdown_nothing,
+            reload_firewall: false,
+        },
+        EXTERNAL(ModeKind::Private),
+        EXTERNAL(ModeKind::Vepa),
+        EXTERNAL(ModeKind::Passthrough),
+        EXTERNAL(ModeKind::Hostdev),
+    ]
+}
+
+/// The row for a forward mode.
+pub fn ops_for(mode: Option<ForwardMode>) -> ModeOps {
+    let kind = ModeKind::of(mode);
+    table()
+        .into_iter()
+        .find(|o| o.kind == kind)
+        .unwrap_or_else(|| VIRTUAL(ModeKind::Isolated))
+}
+
+fn argv(parts: &[&str]) -> Cmd {
+    Cmd::new(parts.iter().copied())
+}
+
+/// Runs a command that must succeed.
+pub(crate) fn run_ok(runner: &dyn Runner, cmd: Cmd) -> Result<Output, DriverError> {
+    let out = runner.run(&cmd).map_err(DriverError::from_run)?;
+    if !out.success() {
+        return Err(DriverError::Command {
+            command: crate::firewall::render_argv(
+                &cmd.argv,
+                crate::firewall::RenderOptions::ONE_LINE,
+            ),
+            status: out.status,
+            stderr: out.stderr.trim_end().to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// Runs a command whose failure is ignored; only a crash is returned.
+pub(crate) fn run_ignore(runner: &dyn Runner, cmd: Cmd) -> Result<(), DriverError> {
+    match runner.run(&cmd) {
+        Err(e @ RunError::Crashed { .. }) => Err(DriverError::from_run(e)),
+        _ => Ok(()),
+    }
+}
+
+fn bridge_name(def: &NetworkDef) -> Result<String, DriverError> {
+    def.bridge_name()
+        .filter(|b| !b.is_empty() && !b.contains("%d"))
+        .map(str::to_string)
+        .ok_or_else(|| {
+            DriverError::Invalid(format!("network '{}' has no bridge name defined", def.name))
+        })
+}
+
+fn sysctl_key(parts: &[&str]) -> String {
+    parts.join("/")
+}
+
+/// `sysctl -w KEY=VALUE`, remembering the old value first so a failed start
+/// can restore it (global keys only; per-bridge keys vanish with the bridge).
+fn sysctl_set_global(ctx: &StartCtx<'_>, key: &str, value: &str) -> Result<(), DriverError> {
+    let old = run_ok(ctx.runner, argv(&["sysctl", "-n", key]))?;
+    let old = old.stdout.trim().to_string();
+    if old == value {
+        return Ok(());
+    }
+    (ctx.note)("sysctl-prev", key, &old)?;
+    run_ok(
+        ctx.runner,
+        argv(&["sysctl", "-q", "-w", &format!("{key}={value}")]),
+    )?;
+    Ok(())
+}
+
+/// libvirt networkStartNetworkVirtual, step by step.
+fn start_virtual(
+    ctx: &StartCtx<'_>,
+    def: &mut NetworkDef,
+) -> Result<Option<Firewall>, DriverError> {
+    let r = ctx.runner;
+    let br = bridge_name(def)?;
+    // Create the bridge with its MAC, MTU, STP delay and STP.
+    let mut add: Vec<String> = vec![
+        "ip".into(),
+        "link".into(),
+        "add".into(),
+        "name".into(),
+        br.clone(),
+    ];
+    if let Some(mac) = def.mac {
+        add.push("address".into());
+        add.push(mac.to_string());
+    }
+    if def.mtu > 0 {
+        add.push("mtu".into());
+        add.push(def.mtu.to_string());
+    }
+    add.extend([
+        "type".to_string(),
+        "bridge".to_string(),
+        "forward_delay".to_string(),
+        (def.bridge.delay * 100).to_string(),
+        "stp_state".to_string(),
+        if def.bridge.stp { "1" } else { "0" }.to_string(),
+    ]);
+    run_ok(r, Cmd::new(add))?;
+    // IPv6 sysctls on the bridge.
+    let v6 = def.ipv6_ips().next().is_some();
+    run_ok(
+        r,
+        argv(&[
+            "sysctl",
+            "-q",
+            "-w",
+            &format!(
+                "{}={}",
+                sysctl_key(&["net", "ipv6", "conf", &br, "disable_ipv6"]),
+                if v6 { "0" } else { "1" }
+            ),
+        ]),
+    )?;
+    for leaf in ["accept_ra", "autoconf"] {
+        run_ok(
+            r,
+            argv(&[
+                "sysctl",
+                "-q",
+                "-w",
+                &format!("{}=0", sysctl_key(&["net", "ipv6", "conf", &br, leaf])),
+            ]),
+        )?;
+    }
+    // Firewall rules (private chains once per driver, then this network's).
+    let fw = ctx.driver.add_firewall(def, r)?;
+    // Addresses.
+    for ip in def.ips.clone() {
+        let prefix = ip.prefix().ok_or_else(|| {
+            DriverError::Invalid(format!(
+                "bridge '{br}' has an invalid netmask or IP address"
+            ))
+        })?;
+        let mut cmd = vec![
+            "ip".to_string(),
+            "addr".to_string(),
+            "add".to_string(),
+            format!("{}/{prefix}", rules::format_addr(&ip.address)),
+        ];
+        if let IpAddr::V4(a) = ip.address {
+            let host_bits = 32 - prefix.min(32);
+            let mask: u32 = if host_bits == 32 {
+                u32::MAX
+            } else {
+                (1u32 << host_bits) - 1
+            };
+            let brd = std::net::Ipv4Addr::from(u32::from(a) | mask);
+            cmd.push("brd".into());
+            cmd.push(brd.to_string());
+        }
+        cmd.push("dev".into());
+        cmd.push(br.clone());
+        run_ok(r, Cmd::new(cmd))?;
+    }
+    // Bring the bridge up.
+    run_ok(r, argv(&["ip", "link", "set", "dev", &br, "up"]))?;
+    // Static routes (errors ignored, as libvirt does).
+    for route in def.routes.clone() {
+        let Some(prefix) = route.effective_prefix() else {
+            continue;
+        };
+        let mut cmd = vec![
+            "ip".to_string(),
+            "route".to_string(),
+            "add".to_string(),
+            format!("{}/{prefix}", rules::format_addr(&route.address)),
+            "via".to_string(),
+            rules::format_addr(&route.gateway),
+            "dev".to_string(),
+            br.clone(),
+        ];
+        if let Some(m) = route.metric.filter(|m| *m > 0) {
+            cmd.push("metric".into());
+            cmd.push(m.to_string());
+        }
+        run_ignore(r, Cmd::new(cmd))?;
+    }
+    // Global forwarding for forwarding modes.
+    if def.forward.is_some() {
+        if def.ipv4_ips().next().is_some() {
+            sysctl_set_global(ctx, "net/ipv4/ip_forward", "1")?;
+        }
+        if v6 {
+            sysctl_set_global(ctx, "net/ipv6/conf/all/forwarding", "1")?;
+        }
+    }
+    // dnsmasq.
+    if crate::dnsmasq::needs_dnsmasq(def) {
+        ctx.driver.start_dnsmasq(def, r, ctx.note)?;
+    }
+    Ok(fw)
+}
+
+/// libvirt networkShutdownNetworkVirtual.
+fn shutdown_virtual(d: &Driver, r: &dyn Runner, st: &NetworkStatus) -> Result<(), DriverError> {
+    let def = &st.def;
+    d.stop_dnsmasq(def, r)?;
+    let br = def.bridge_name().unwrap_or("").to_string();
+    if !br.is_empty() {
+        run_ignore(r, argv(&["ip", "link", "set", "dev", &br, "down"]))?;
+    }
+    rules::remove_network_firewall(def, st.fw_removal.as_ref(), r)
+        .map_err(DriverError::from_rules)?;
+    if !br.is_empty() {
+        run_ignore(r, argv(&["ip", "link", "del", &br]))?;
+    }
+    Ok(())
+}
+
+/// Bridge mode: an existing host bridge (`<bridge name>`) or macvtap
+/// devices. libvirt applies bandwidth (not supported here) and otherwise
+/// only marks the network active; without a bridge name it is an
+/// "external" mode.
+fn start_bridge(ctx: &StartCtx<'_>, def: &mut NetworkDef) -> Result<Option<Firewall>, DriverError> {
+    if def.bridge_name().is_some() {
+        return Ok(None);
+    }
+    start_external(ctx, def)
+}
+
+/// private, vepa, passthrough, hostdev (and bridge without a bridge name):
+/// if a `<pf>` is given and the pool is empty, fill the pool from its
+/// virtual functions; otherwise nothing.
+fn start_external(
+    _ctx: &StartCtx<'_>,
+    def: &mut NetworkDef,
+) -> Result<Option<Firewall>, DriverError> {
+    let Some(fwd) = def.forward.as_mut() else {
+        return Ok(None);
+    };
+    let Some(pf) = fwd.pfs.first().map(|p| p.dev.clone()) else {
+        return Ok(None);
+    };
+    if !fwd.ifs.is_empty() {
+        return Ok(None);
+    }
+    let hostdev = fwd.mode == ForwardMode::Hostdev;
+    let vfs = list_virtual_functions(&pf, hostdev);
+    if vfs.is_empty() {
+        return Err(DriverError::Invalid(format!(
+            "No usable Vf's present on SRIOV PF {pf}"
+        )));
+    }
+    fwd.ifs = vfs;
+    Ok(None)
+}
+
+/// Virtual functions of a PF from sysfs (`/sys/class/net/PF/device/virtfnN`):
+/// their netdev names (macvtap modes) or PCI addresses (hostdev).
+fn list_virtual_functions(pf: &str, hostdev: bool) -> Vec<ForwardIf> {
+    let dir = std::path::Path::new("/sys/class/net")
+        .join(pf)
+        .join("device");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut vfs: Vec<(u32, std::path::PathBuf)> = rd
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.strip_prefix("virtfn")
+                .and_then(|k| k.parse().ok())
+                .map(|k| (k, e.path()))
+        })
+        .collect();
+    vfs.sort();
+    let mut out = Vec::new();
+    for (_, p) in vfs {
+        if hostdev {
+            let Ok(target) = std::fs::read_link(&p) else {
+                continue;
+            };
+            let Some(addr) = target.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if let Some(pci) = parse_pci(addr) {
+                out.push(ForwardIf {
+                    device: ForwardDevice::Pci(pci),
+                    connections: 0,
+                });
+            }
+        } else {
+            let Ok(mut nets) = std::fs::read_dir(p.join("net")) else {
+                continue;
+            };
+            if let Some(Ok(n)) = nets.next() {
+                out.push(ForwardIf {
+                    device: ForwardDevice::Netdev(n.file_name().to_string_lossy().to_string()),
+                    connections: 0,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn parse_pci(s: &str) -> Option<crate::netxml::PciAddress> {
+    // DDDD:BB:SS.F
+    let (dom, rest) = s.split_once(':')?;
+    let (bus, rest) = rest.split_once(':')?;
+    let (slot, func) = rest.split_once('.')?;
+    Some(crate::netxml::PciAddress {
+        domain: u32::from_str_radix(dom, 16).ok()?,
+        bus: u32::from_str_radix(bus, 16).ok()?,
+        slot: u32::from_str_radix(slot, 16).ok()?,
+        function: u32::from_str_radix(func, 16).ok()?,
+    })
+}
+
+fn shutdown_nothing(_d: &Driver, _r: &dyn Runner, _st: &NetworkStatus) -> Result<(), DriverError> {
+    Ok(())
+}

@@ -1,0 +1,195 @@
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn captures() -> PathBuf {
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../golden/upstream/captures"
+    ))
+    .to_path_buf()
+}
+
+/// Every `*.status.xml` under the captures of a release.
+fn status_files(release: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![captures().join(release)];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(".status.xml") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn libvirt_11_3_0_status_files_round_trip_byte_for_byte() {
+    let files = status_files("libvirt-11.3.0");
+    assert!(files.len() > 50, "found only {} status files", files.len());
+    let mut with_plan = 0;
+    for p in &files {
+        let text = fs::read_to_string(p).unwrap();
+        let st = parse_status(&text, p).unwrap_or_else(|e| panic!("{e}"));
+        if st.fw_removal.is_some() {
+            with_plan += 1;
+            assert!(text.contains(&format!(
+                "<firewall name='fwRemoval' backend='{}'>",
+                st.removal_backend().unwrap()
+            )));
+        }
+        assert_eq!(format_status(&st), text, "{}", p.display());
+    }
+    assert!(with_plan > 50, "{with_plan}");
+}
+
+#[test]
+fn libvirt_9_0_0_status_files_have_no_plan_and_round_trip() {
+    let files = status_files("libvirt-9.0.0");
+    assert!(files.len() > 10, "found only {} status files", files.len());
+    for p in &files {
+        let text = fs::read_to_string(p).unwrap();
+        let st = parse_status(&text, p).unwrap_or_else(|e| panic!("{e}"));
+        assert!(st.fw_removal.is_none());
+        assert!(st.has_status_root);
+        assert_eq!(format_status(&st), text, "{}", p.display());
+    }
+}
+
+#[test]
+fn bare_network_status_file_is_accepted() {
+    let text = "<network>\n  <name>n1</name>\n  <uuid>acc0d35a-07ed-4108-a893-65000321c14b</uuid>\n</network>\n";
+    let st = parse_status(text, Path::new("n1.xml")).unwrap();
+    assert!(!st.has_status_root);
+    assert_eq!(st.def.name, "n1");
+}
+
+#[test]
+fn broken_status_files_name_the_file_and_the_problem() {
+    let p = Path::new("/state/x.xml");
+    for (doc, want) in [
+        ("<foo/>", "expected root element"),
+        ("<networkstatus>\n  <class_id bitmap='0-2'/>\n</networkstatus>", "no <network>"),
+        ("<networkstatus><network><name>x</name>", "not closed"),
+        (
+            "<networkstatus>\n<network><name>x</name></network>\n<firewall name='fwRemoval' backend='bogus'/>\n</networkstatus>",
+            "invalid <firewall>",
+        ),
+        ("<networkstatus>\n<floor sum='x'/>\n<network><name>x</name></network></networkstatus>", "invalid floor sum"),
+    ] {
+        let e = parse_status(doc, p).unwrap_err().to_string();
+        assert!(e.starts_with("/state/x.xml"), "{e}");
+        assert!(e.contains(want), "{doc}: {e}");
+    }
+}
+
+#[test]
+fn firewall_with_another_name_is_ignored() {
+    let doc = "<networkstatus>\n<network><name>x</name></network>\n<firewall name='other' backend='iptables'>\n<group><action layer='ipv4'><args><item>-L</item></args></action></group>\n</firewall>\n</networkstatus>";
+    assert!(parse_status(doc, Path::new("x.xml"))
+        .unwrap()
+        .fw_removal
+        .is_none());
+}
+
+#[test]
+fn stores_write_atomically_and_check_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = fs::read_to_string(
+        captures().join("libvirt-11.3.0/nat-default/nftables/1-after-start.status.xml"),
+    )
+    .unwrap();
+    let st = parse_status(&text, Path::new("default.xml")).unwrap();
+    let store = StatusStore::new(dir.path());
+    store.save(&st).unwrap();
+    let written = fs::read_to_string(dir.path().join("default.xml")).unwrap();
+    assert_eq!(written, text);
+    let meta = fs::metadata(dir.path().join("default.xml")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    // No temporary file is left behind.
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    let back = store.load("default").unwrap().unwrap();
+    assert_eq!(format_status(&back), text);
+    // A file whose name does not match the network is refused.
+    fs::copy(dir.path().join("default.xml"), dir.path().join("other.xml")).unwrap();
+    let all = store.load_all();
+    assert_eq!(all.len(), 2);
+    let e = all[1].1.as_ref().unwrap_err().to_string();
+    assert!(e.contains("does not match network name 'default'"), "{e}");
+    store.remove("default").unwrap();
+    store.remove("default").unwrap();
+    assert!(store.load("default").unwrap().is_none());
+}
+
+#[test]
+fn config_store_and_autostart_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        fs::read_to_string(captures().join("libvirt-11.3.0/nat-default/iptables/defined.xml"))
+            .unwrap();
+    let def = netxml::parse(&text).unwrap();
+    let cs = ConfigStore::new(dir.path());
+    cs.save(&def).unwrap();
+    let saved = fs::read_to_string(cs.path("default")).unwrap();
+    assert!(saved.starts_with("<!--\nWARNING: THIS IS AN AUTO-GENERATED FILE."));
+    assert!(saved.contains("  virsh net-edit default\n"));
+    assert!(saved.ends_with(&text), "{saved}");
+    assert_eq!(ConfigStore::load_file(&cs.path("default")).unwrap(), def);
+    assert!(!cs.is_autostart("default"));
+    cs.set_autostart("default", true).unwrap();
+    assert!(cs.is_autostart("default"));
+    let target = fs::read_link(cs.autostart_link("default")).unwrap();
+    assert!(target.is_absolute());
+    cs.set_autostart("default", false).unwrap();
+    cs.set_autostart("default", false).unwrap();
+    assert!(!cs.is_autostart("default"));
+}
+
+#[test]
+fn header_uses_uuid_for_unsafe_names() {
+    let mut def = netxml::parse(
+        "<network><name>a b</name><uuid>acc0d35a-07ed-4108-a893-65000321c14b</uuid></network>",
+    )
+    .unwrap();
+    assert!(
+        warning_header(&def).contains("  virsh net-edit acc0d35a-07ed-4108-a893-65000321c14b\n")
+    );
+    def.name = "ok".into();
+    assert!(warning_header(&def).contains("  virsh net-edit ok\n"));
+}
+
+#[test]
+fn network_conf_settings_and_errors() {
+    let p = Path::new("/etc/virtnet/network.conf");
+    let ok = |t: &str| parse_network_conf(t, p).unwrap().firewall_backend;
+    assert_eq!(ok(""), None);
+    assert_eq!(ok("# comment\n#firewall_backend = \"nftables\"\n"), None);
+    assert_eq!(
+        ok("firewall_backend = \"iptables\"\n"),
+        Some(Backend::Iptables)
+    );
+    assert_eq!(
+        ok("firewall_backend='nftables' # why\n"),
+        Some(Backend::Nftables)
+    );
+    assert_eq!(ok("firewall_backend = \"none\""), Some(Backend::None));
+    assert_eq!(ok("other = [ \"a\",\n \"b\" ]\nnum = 3\n"), None);
+    for (t, line, want) in [
+        ("\n\nfirewall_backend = \"ebtables\"\n", 3, "unrecognized firewall_backend = 'ebtables' set in network driver config file /etc/virtnet/network.conf"),
+        ("firewall_backend = nftables\n", 1, "expecting a value"),
+        ("firewall_backend = 3\n", 1, "must be a string"),
+        ("x\n", 1, "expecting '='"),
+        ("a = \"unterminated\n", 1, "unterminated string"),
+    ] {
+        let e = parse_network_conf(t, p).unwrap_err();
+        assert_eq!(e.line, line, "{t}");
+        assert!(e.message.contains(want), "{t}: {e}");
+        assert!(e.to_string().starts_with(&format!("/etc/virtnet/network.conf:{line}: ")));
+    }
+}
