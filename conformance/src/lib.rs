@@ -1,2 +1,3 @@
 //! virtnet-conformance: scenarios written once, run against the fake host and
 //! the real kernel.
+pub mod props;
