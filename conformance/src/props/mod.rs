@@ -28,3 +28,16 @@ pub fn cases(default_cases: u32, deep_cases: u32) -> u32 {
         default_cases
     }
 }
+
+/// A scratch directory for a driver's config and state, in `/dev/shm` when
+/// it is usable: the driver fsyncs its journal after every command, which
+/// on a disk costs milliseconds, in memory microseconds.
+pub fn scratch_dir() -> Result<tempfile::TempDir, String> {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(d) = tempfile::Builder::new().prefix("virtnet-").tempdir_in(shm) {
+            return Ok(d);
+        }
+    }
+    tempfile::tempdir().map_err(|e| format!("cannot create a temporary directory: {e}"))
+}
