@@ -46,8 +46,8 @@ fn spent(wall: Instant, cpu: Option<Duration>) -> (f64, f64) {
 
 fn measure(root: &Path, backend: Backend, seconds: f64) -> Result<Rates, String> {
     let xml_path = root.join("golden/cases/nat-default.xml");
-    let xml = std::fs::read_to_string(&xml_path)
-        .map_err(|e| format!("{}: {e}", xml_path.display()))?;
+    let xml =
+        std::fs::read_to_string(&xml_path).map_err(|e| format!("{}: {e}", xml_path.display()))?;
     let dir = virtnet_conformance::props::scratch_dir()?;
     let host = Arc::new(FakeHost::new());
     let mut cfg = DriverConfig::new(
@@ -116,14 +116,19 @@ fn measure(root: &Path, backend: Backend, seconds: f64) -> Result<Rates, String>
 fn measure_firewall(root: &Path, backend: Backend, seconds: f64) -> Result<(u64, f64), String> {
     use virtnet_core::rules::{self, ChainInitState};
     let xml_path = root.join("golden/cases/nat-default.xml");
-    let xml = std::fs::read_to_string(&xml_path)
-        .map_err(|e| format!("{}: {e}", xml_path.display()))?;
+    let xml =
+        std::fs::read_to_string(&xml_path).map_err(|e| format!("{}: {e}", xml_path.display()))?;
     let def = rules::golden::load_case(&xml).map_err(|e| e.to_string())?;
     let host = FakeHost::new();
-    host.exec(&["ip", "link", "add", "name", "virbr0", "type", "bridge"], None)
-        .map_err(|e| e.to_string())?;
+    host.exec(
+        &["ip", "link", "add", "name", "virbr0", "type", "bridge"],
+        None,
+    )
+    .map_err(|e| e.to_string())?;
     let mut chains = ChainInitState::new();
-    chains.setup(backend, &host, false).map_err(|e| e.to_string())?;
+    chains
+        .setup(backend, &host, false)
+        .map_err(|e| e.to_string())?;
     host.reset_counter();
     let plan = rules::add_network_firewall(&mut def.clone(), backend, &host, &mut chains)
         .map_err(|e| e.to_string())?;
@@ -201,4 +206,3 @@ pub fn run(seconds: f64) -> bool {
     }
     ok
 }
-

@@ -178,7 +178,7 @@ pub fn items(s: &HostState) -> Vec<Item> {
                 chain: c.name.clone(),
                 base: c.base.as_ref().map(|b| b.text(t.family)),
             });
-            for r in &c.rules {
+            for r in c.rules.iter() {
                 out.push(Item::NftRule {
                     family: family.clone(),
                     table: table.clone(),
@@ -202,7 +202,7 @@ pub fn items(s: &HostState) -> Vec<Item> {
                     chain: cname.clone(),
                     policy: c.policy.clone(),
                 });
-                for r in &c.rules {
+                for r in c.rules.iter() {
                     out.push(Item::XtRule {
                         family: family.to_string(),
                         table: tname.clone(),

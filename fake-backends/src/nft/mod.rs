@@ -402,7 +402,7 @@ impl NftState {
                         name: chain.value.clone(),
                         handle: 0,
                         base: None,
-                        rules: Vec::new(),
+                        rules: Default::default(),
                     });
                 }
             }
@@ -883,7 +883,7 @@ impl NftState {
                     .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
                 for c in &mut table.chains {
                     if !c.rules.is_empty() {
-                        c.rules.clear();
+                        c.rules = Default::default();
                         *changed = true;
                     }
                 }
@@ -941,7 +941,7 @@ impl NftState {
                         name: chain.value.clone(),
                         handle,
                         base: spec.clone(),
-                        rules: Vec::new(),
+                        rules: Default::default(),
                     });
                 }
                 *changed = true;
@@ -1010,7 +1010,7 @@ impl NftState {
                     .chain_mut(&chain.value)
                     .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
                 if !c.rules.is_empty() {
-                    c.rules.clear();
+                    c.rules = Default::default();
                     *changed = true;
                 }
             }
@@ -1123,7 +1123,7 @@ impl NftState {
                     (true, Some(i)) => i,
                     (false, Some(i)) => i + 1,
                 };
-                c.rules.insert(idx, rule);
+                std::sync::Arc::make_mut(&mut c.rules).insert(idx, rule);
                 *changed = true;
                 let body_text = c
                     .rules
@@ -1157,7 +1157,7 @@ impl NftState {
                     .iter()
                     .position(|r| r.handle == handle.value)
                     .ok_or_else(|| at(Errno::NoEnt, handle.loc))?;
-                c.rules.remove(idx);
+                std::sync::Arc::make_mut(&mut c.rules).remove(idx);
                 *changed = true;
             }
             Op::AddSet {
