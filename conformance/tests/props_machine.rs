@@ -9,8 +9,8 @@
 //!
 //! A failure prints the minimal sequence, the trace of what each step did
 //! and the host dump; proptest saves the seed in
-//! `props_machine.proptest-regressions`. Case counts: 24 by default,
-//! 1000 with `VIRTNET_DEEP=1`, or `PROPTEST_CASES`.
+//! `props_machine.proptest-regressions`. Case counts: 64 by default,
+//! 2000 with `VIRTNET_DEEP=1`, or `PROPTEST_CASES`.
 
 mod props_common;
 
@@ -21,7 +21,7 @@ use virtnet_conformance::props::machine::{Machine, Op};
 const NETS: usize = 3;
 
 proptest! {
-    #![proptest_config(config(24, 1000))]
+    #![proptest_config(config(64, 2000))]
 
     #[test]
     fn any_sequence_keeps_the_invariants(

@@ -8,7 +8,7 @@
 //!
 //! Failures print proptest's minimal case (the spec, the XML and the fault
 //! plan) and its seed; seeds are saved in `props_start.proptest-regressions`.
-//! Case counts: 64 by default, 2000 with `VIRTNET_DEEP=1`, or `PROPTEST_CASES`.
+//! Case counts: 128 by default, 4000 with `VIRTNET_DEEP=1`, or `PROPTEST_CASES`.
 
 mod props_common;
 
@@ -49,7 +49,7 @@ fn run(
 }
 
 proptest! {
-    #![proptest_config(config(64, 2000))]
+    #![proptest_config(config(128, 4000))]
 
     /// A start that fails at any command leaves the host as it was.
     #[test]
