@@ -98,6 +98,58 @@ pub fn cut(root: &Path, version: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    /// A scratch workspace with the real golden cases and unreleased set.
+    fn scratch() -> std::path::PathBuf {
+        let real = crate::workspace_root();
+        let root =
+            std::env::temp_dir().join(format!("virtnet-release-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        copy_dir(&real.join("golden/cases"), &root.join("golden/cases")).unwrap();
+        copy_dir(
+            &real.join("golden/releases/unreleased"),
+            &root.join("golden/releases/unreleased"),
+        )
+        .unwrap();
+        root
+    }
+
+    #[test]
+    fn cut_freezes_refuses_existing_invalid_and_stale() {
+        let root = scratch();
+        let msg = cut(&root, "0.1.0").unwrap();
+        assert!(msg.contains("froze 34 cases"), "{msg}");
+        let frozen = root.join("golden/releases/0.1.0/nat-default");
+        for f in [
+            "iptables.start",
+            "nftables.removal.xml",
+            "nftables.status.xml",
+            "iptables.status.xml",
+        ] {
+            let (a, b) = (
+                std::fs::read_to_string(frozen.join(f)).unwrap(),
+                std::fs::read_to_string(
+                    root.join("golden/releases/unreleased/nat-default").join(f),
+                )
+                .unwrap(),
+            );
+            assert_eq!(a, b, "{f}");
+        }
+        let e = cut(&root, "0.1.0").unwrap_err();
+        assert!(e.contains("exists"), "{e}");
+        let e = cut(&root, "0.1").unwrap_err();
+        assert!(e.contains("not a valid version"), "{e}");
+        // Stale: a blessed file no longer matches what HEAD emits.
+        let f = root.join("golden/releases/unreleased/nat-default/iptables.start");
+        std::fs::write(&f, "iptables \\\n-w\n").unwrap();
+        let e = cut(&root, "0.2.0").unwrap_err();
+        assert!(
+            e.contains("stale") && e.contains("nat-default/iptables.start"),
+            "{e}"
+        );
+        assert!(!root.join("golden/releases/0.2.0").exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     #[test]
     fn versions() {
         for ok in ["0.1.0", "1.0.0", "10.20.30", "1.0.0-rc.1", "0.2.0-alpha-2"] {
