@@ -20,6 +20,14 @@ use virtnet_conformance::props::machine::{Machine, Op};
 
 const NETS: usize = 3;
 
+fn verdict(e: String) -> TestCaseError {
+    if e.starts_with(virtnet_conformance::props::machine::REJECT) {
+        TestCaseError::reject(e)
+    } else {
+        TestCaseError::fail(e)
+    }
+}
+
 proptest! {
     #![proptest_config(config(64, 2000))]
 
@@ -31,9 +39,9 @@ proptest! {
         ops in prop::collection::vec(op(NETS), 1..30),
     ) {
         let mut m = Machine::new(specs, backend, foreign).map_err(TestCaseError::fail)?;
-        m.check().map_err(TestCaseError::fail)?;
+        m.check().map_err(verdict)?;
         for op in &ops {
-            m.step(op).map_err(TestCaseError::fail)?;
+            m.step(op).map_err(verdict)?;
         }
     }
 }

@@ -181,6 +181,29 @@ pub struct Machine {
     faulted_since_open: bool,
 }
 
+/// Prefix of a [`Machine::step`] error that means "not a valid case"
+/// rather than "invariant broken": the injected failure hit a command of
+/// the rollback itself (after the start had already failed for another
+/// reason, e.g. libvirt's saved private-chain setup error). The property is
+/// about a failing start command with a working rollback; such cases are
+/// rejected (`TestCaseError::reject`).
+pub const REJECT: &str = "reject: ";
+
+/// Whether `argv` undoes something (a rollback command): deletions,
+/// `down`, `kill`, and the restore of a global forwarding sysctl.
+pub fn is_undo(argv: &[String]) -> bool {
+    let prog = argv
+        .first()
+        .map(|p| p.rsplit('/').next().unwrap_or(p))
+        .unwrap_or("");
+    prog == "kill"
+        || argv.iter().any(|a| {
+            matches!(a.as_str(), "del" | "delete" | "--delete" | "-D" | "down")
+                || a.ends_with("ip_forward=0")
+                || a.ends_with("all/forwarding=0")
+        })
+}
+
 /// The stderr of every injected failure.
 pub const INJECTED: &str = "injected failure";
 
@@ -336,6 +359,9 @@ impl Machine {
             self.check()
         });
         r.map_err(|e| {
+            if e.starts_with(REJECT) {
+                return e;
+            }
             format!(
                 "{e}\n-- after operations:\n{}\n-- failing: {op}\n-- host:\n{}",
                 self.trace.join("\n"),
@@ -462,12 +488,24 @@ impl Machine {
         let defined = self.driver()?.info(&name).is_ok_and(|i| i.persistent);
         let before = self.host.state();
         self.host.reset_counter();
+        self.host.take_records();
         if let Some(f) = fault {
             self.host.set_fault_plan(f.plan());
             self.faulted_since_open = true;
         }
         let r = self.driver()?.start(&name);
         self.host.set_fault_plan(FaultPlan::none());
+        let hit_undo = self.host.take_records().into_iter().find_map(|r| {
+            matches!(r.outcome, Outcome::Injected { .. })
+                .then_some(r.cmd.argv)
+                .filter(|a| is_undo(a))
+        });
+        if let Some(argv) = hit_undo {
+            return Err(format!(
+                "{REJECT}the injected failure hit the rollback command `{}`",
+                argv.join(" ")
+            ));
+        }
         match (r, fault) {
             (Ok(()), _) if was_active || !defined => {
                 Err("start of an active or undefined network succeeded".into())
@@ -658,11 +696,12 @@ impl Machine {
                 .get(&name)
                 .map(|st| usize::from(virtnet_core::dnsmasq::needs_dnsmasq(&st.def)))
                 .unwrap_or(0);
-            // Known gap, reported: after a crash during a destroy that had
-            // already stopped dnsmasq, the network stays active (its status
-            // file is removed last) and virtnet's reconcile does not start
-            // dnsmasq again (libvirt's daemon start restarts missing dnsmasq
-            // daemons). At most one is then required.
+            // Known gap of main's driver: after a crash during a destroy
+            // that had already stopped dnsmasq, the network stays active
+            // (its status file is removed last) and reconcile does not start
+            // dnsmasq again (libvirt's daemon start does; the driver branch
+            // does too since 0a3fc83, and this check passes strict with it
+            // merged). At most one is required until that lands.
             let lenient = self.destroy_crashed.contains(&name);
             if running != want && !(lenient && running < want) {
                 return Err(format!(
