@@ -29,7 +29,7 @@ fn verdict(e: String) -> TestCaseError {
 }
 
 proptest! {
-    #![proptest_config(config(64, 2000))]
+    #![proptest_config(config(virtnet_conformance::props::MACHINE_CASES.0, virtnet_conformance::props::MACHINE_CASES.1))]
 
     #[test]
     fn any_sequence_keeps_the_invariants(

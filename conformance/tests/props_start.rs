@@ -49,7 +49,7 @@ fn run(
 }
 
 proptest! {
-    #![proptest_config(config(128, 4000))]
+    #![proptest_config(config(virtnet_conformance::props::START_CASES.0, virtnet_conformance::props::START_CASES.1))]
 
     /// A start that fails at any command leaves the host as it was.
     #[test]

@@ -167,6 +167,17 @@ fn main() -> ExitCode {
                 test.arg("--release").env("VIRTNET_DEEP", "1");
             }
             test.args(["--test", "props_start", "--test", "props_machine"]);
+            let pick = |(d, deep_n): (u32, u32)| {
+                std::env::var("PROPTEST_CASES")
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u32>().ok())
+                    .unwrap_or(if deep { deep_n } else { d })
+            };
+            eprintln!(
+                "xtask: props: {} cases per start property (2 properties), {} operation sequences",
+                pick(virtnet_conformance::props::START_CASES),
+                pick(virtnet_conformance::props::MACHINE_CASES)
+            );
             exit(step("property tests", test))
         }
         Task::Release {

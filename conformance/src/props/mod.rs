@@ -8,6 +8,11 @@ pub mod machine;
 pub mod spec;
 pub mod view;
 
+/// Cases of each property of `props_start` (default, deep).
+pub const START_CASES: (u32, u32) = (128, 4000);
+/// Operation sequences of `props_machine` (default, deep).
+pub const MACHINE_CASES: (u32, u32) = (64, 2000);
+
 /// True when the deep (nightly) mode is asked for: `VIRTNET_DEEP=1`.
 pub fn deep() -> bool {
     std::env::var("VIRTNET_DEEP").is_ok_and(|v| !v.is_empty() && v != "0")
