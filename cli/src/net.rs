@@ -267,7 +267,9 @@ fn real_leases_helper() -> String {
 /// Runs one driver command through virtnetd; the output is the embedded
 /// mode's, byte for byte.
 fn run_remote(c: &mut Client, cmd: NetCommand) -> Result<String, String> {
-    let mut call = |method: &str, params: Value| c.call(method, params).map_err(|e| describe(&e));
+    fn call(c: &mut Client, method: &str, params: Value) -> Result<Value, String> {
+        c.call(method, params).map_err(|e| describe(&e))
+    }
     let str_field = |v: &Value, key: &str| -> Result<String, String> {
         v.get(key)
             .and_then(Value::as_str)
@@ -277,24 +279,30 @@ fn run_remote(c: &mut Client, cmd: NetCommand) -> Result<String, String> {
     Ok(match cmd {
         NetCommand::Define { file } => {
             let xml = read_xml(&file)?;
-            let r = call("net.define", json!({ "xml": xml }))
-                .map_err(|err| format!("{}: {err}", file.display()))?;
+            // Driver errors name the file, as in embedded mode; refusals
+            // and connection problems do not.
+            let r =
+                c.call("net.define", json!({ "xml": xml }))
+                    .map_err(|err| match err.remote() {
+                        Some(r) if r.code >= 100 => format!("{}: {}", file.display(), r.message),
+                        _ => describe(&err),
+                    })?;
             define_done(&str_field(&r, "name")?, &file)
         }
         NetCommand::Undefine { name } => {
-            call("net.undefine", json!({ "name": name }))?;
+            call(c, "net.undefine", json!({ "name": name }))?;
             format!("Network {name} has been undefined\n")
         }
         NetCommand::Start { name } => {
-            call("net.start", json!({ "name": name }))?;
+            call(c, "net.start", json!({ "name": name }))?;
             format!("Network {name} started\n")
         }
         NetCommand::Destroy { name } => {
-            call("net.destroy", json!({ "name": name }))?;
+            call(c, "net.destroy", json!({ "name": name }))?;
             format!("Network {name} destroyed\n")
         }
         NetCommand::List { json } => {
-            let r = call("net.list", json!({}))?;
+            let r = call(c, "net.list", json!({}))?;
             let items = r
                 .as_array()
                 .ok_or_else(|| format!("virtnetd answered net.list with a non-array: {r}"))?;
@@ -305,15 +313,23 @@ fn run_remote(c: &mut Client, cmd: NetCommand) -> Result<String, String> {
             list_output(&nets, json)
         }
         NetCommand::Dumpxml { inactive, name } => {
-            let r = call("net.dumpxml", json!({ "name": name, "inactive": inactive }))?;
+            let r = call(
+                c,
+                "net.dumpxml",
+                json!({ "name": name, "inactive": inactive }),
+            )?;
             str_field(&r, "xml")?
         }
         NetCommand::Autostart { disable, name } => {
-            call("net.autostart", json!({ "name": name, "enable": !disable }))?;
+            call(
+                c,
+                "net.autostart",
+                json!({ "name": name, "enable": !disable }),
+            )?;
             autostart_done(&name, disable)
         }
         NetCommand::Info { json, name } => {
-            let r = call("net.info", json!({ "name": name }))?;
+            let r = call(c, "net.info", json!({ "name": name }))?;
             info_output(&info_from_json(&r)?, json)
         }
         NetCommand::Reconcile => {

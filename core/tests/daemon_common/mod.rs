@@ -191,3 +191,15 @@ pub fn assert_same_objects(
     let d = objects_diff(&e, &a);
     assert!(d.is_empty(), "{what}: host objects differ:\n{d}");
 }
+
+/// [`assert_same_objects`] with every root replaced on both sides (hosts
+/// whose processes were started from either directory).
+pub fn assert_same_objects_roots(
+    what: &str,
+    expected: &HostState,
+    actual: &HostState,
+    roots: &[&Path],
+) {
+    let d = objects_diff(&objects(expected, roots), &objects(actual, roots));
+    assert!(d.is_empty(), "{what}: host objects differ:\n{d}");
+}
