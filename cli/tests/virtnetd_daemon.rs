@@ -108,7 +108,7 @@ fn driver_methods_and_read_only_refusals() {
         if m.read_only {
             // Served (net.list) or answered by the driver (not found).
             match e {
-                Ok(v) => assert_eq!(v, json!([]), "{}", m.name),
+                Ok(v) => assert!(v.is_array(), "{}: {v}", m.name),
                 Err(e) => assert_eq!(
                     e.remote().unwrap().code,
                     virtnet_core::daemon::driver_codes::NOT_FOUND,

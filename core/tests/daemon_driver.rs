@@ -470,3 +470,31 @@ fn thirty_two_clients_nftables() {
 fn thirty_two_clients_iptables() {
     concurrent_clients(Backend::Iptables, 32, 3);
 }
+
+/// A hostile definition is refused quickly, with libxml2's depth limit
+/// (more than 256 nested elements), instead of exhausting the daemon's
+/// memory; 256 levels are still accepted (unknown elements are ignored).
+#[test]
+fn deep_nesting_is_refused_at_libxml2s_limit() {
+    let e = env(Backend::Nftables);
+    let nested = |depth: usize| {
+        format!(
+            "<network><name>deep</name>{}{}</network>",
+            "<a>".repeat(depth - 1),
+            "</a>".repeat(depth - 1)
+        )
+    };
+    let t0 = std::time::Instant::now();
+    let err = call(&e.svc, "net.define", json!({"xml": nested(200_000)})).unwrap_err();
+    assert_eq!(err.code, codes::INVALID_DEFINITION);
+    assert!(
+        err.message
+            .ends_with("Excessive depth in document: 256 use XML_PARSE_HUGE option"),
+        "{err:?}"
+    );
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+    let err = call(&e.svc, "net.define", json!({"xml": nested(258)})).unwrap_err();
+    assert_eq!(err.code, codes::INVALID_DEFINITION, "{err:?}");
+    let ok = call(&e.svc, "net.define", json!({"xml": nested(257)})).unwrap();
+    assert_eq!(ok["name"], "deep");
+}
