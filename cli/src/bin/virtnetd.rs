@@ -75,8 +75,11 @@ struct Args {
     #[arg(long, value_name = "DIR", default_value = "/etc/virtnet")]
     config_dir: PathBuf,
 
-    /// Directory of network status files (running state).
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/virtnet")]
+    /// Directory of network status files (running state), journals and
+    /// dnsmasq files; the same default as `virtnet --state-dir`, and like
+    /// libvirt's /run/libvirt/network it is emptied at boot (autostart runs
+    /// once per boot).
+    #[arg(long, value_name = "DIR", default_value = "/run/virtnet")]
     state_dir: PathBuf,
 
     /// Directory of the daemon's sockets (when not socket activated).
