@@ -275,6 +275,18 @@ impl Service for DriverService {
         NET_METHODS
     }
 
+    /// `{"backend", "networks", "active", "busy_networks"}` for
+    /// `daemon.status`.
+    fn status(&self) -> Value {
+        let list = self.driver.list();
+        json!({
+            "backend": self.driver.backend().to_string(),
+            "networks": list.len(),
+            "active": list.iter().filter(|n| n.active).count(),
+            "busy_networks": self.locks.held(),
+        })
+    }
+
     fn call(&self, _ctx: &CallContext, method: &str, p: Value) -> Result<Value, RpcError> {
         let d = &self.driver;
         let err = |e: DriverError| rpc_error(&e);

@@ -25,7 +25,7 @@ use virtnet_fake::{FakeHost, HostState, Section};
 /// ones name their own.
 pub fn net_xml(i: usize) -> String {
     let name = net_name(i);
-    let bridge = if i % 2 == 0 {
+    let bridge = if i.is_multiple_of(2) {
         format!("<bridge name='vnbr{i}' stp='on' delay='0'/>")
     } else {
         String::new()
