@@ -669,3 +669,53 @@ fn thirty_two_concurrent_clients_leave_no_lost_or_duplicated_rules() {
     let st = connect(&d.admin).call("daemon.status", json!({})).unwrap();
     assert_eq!(st["pid"], d.proc_.pid());
 }
+
+/// Startup problems of the driver are reported and exit with status 3
+/// (configuration) before any socket is served.
+#[test]
+fn driver_startup_errors_exit_with_status_3() {
+    let run = |dirs: &Dirs| {
+        let out = Command::new(VIRTNETD)
+            .args(dirs.args(&[]))
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_FDNAMES")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // A corrupt simulated host state file.
+    let dirs = Dirs::new();
+    std::fs::write(dirs.root().join("host"), "{ not a state file").unwrap();
+    let (code, err) = run(&dirs);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("virtnetd: fake host:"), "{err}");
+    assert!(
+        err.contains(&dirs.root().join("host").display().to_string()),
+        "{err}"
+    );
+    // The state file path is a directory.
+    let dirs = Dirs::new();
+    std::fs::create_dir_all(dirs.root().join("host")).unwrap();
+    let (code, err) = run(&dirs);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("is a directory"), "{err}");
+    // An invalid network.conf: file and line named.
+    let dirs = Dirs::new();
+    std::fs::create_dir_all(dirs.root().join("etc")).unwrap();
+    std::fs::write(
+        dirs.root().join("etc/network.conf"),
+        "# comment\nfirewall_backend = \"pf\"\n",
+    )
+    .unwrap();
+    let (code, err) = run(&dirs);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("cannot open the network driver"), "{err}");
+    assert!(err.contains("network.conf"), "{err}");
+    for kind in virtnet_core::daemon::SocketKind::ALL {
+        assert!(!dirs.sock(kind).exists(), "no {kind} socket served");
+    }
+}

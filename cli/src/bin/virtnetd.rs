@@ -235,6 +235,25 @@ fn ensure_dir(what: &str, dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {what} {}: {e}", dir.display()))
 }
 
+/// Directories, then the driver (see [`make_service`]).
+fn prepare(args: &Args) -> Result<Arc<dyn Service>, Fatal> {
+    let config = |e: String| Fatal(daemon::EXIT_CONFIG, e);
+    ensure_dir("config directory", &args.config_dir).map_err(config)?;
+    ensure_dir("state directory", &args.state_dir).map_err(config)?;
+    if let Host::Fake(path) = &args.host {
+        if path.is_dir() {
+            return Err(config(format!(
+                "fake host state file {} is a directory",
+                path.display()
+            )));
+        }
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            ensure_dir("fake host state directory", dir).map_err(config)?;
+        }
+    }
+    make_service(&args.host, &args.config_dir, &args.state_dir)
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let log = match init_logging(&args.log_level) {
@@ -263,38 +282,17 @@ fn main() -> ExitCode {
         };
     tracing::info!(?mode, host = ?args.host, "virtnetd {} starting", env!("CARGO_PKG_VERSION"));
 
-    for (what, dir) in [
-        ("config directory", &args.config_dir),
-        ("state directory", &args.state_dir),
-    ] {
-        if let Err(e) = ensure_dir(what, dir) {
-            tracing::error!("{e}");
-            eprintln!("virtnetd: {e}");
-            return ExitCode::from(daemon::EXIT_CONFIG as u8);
-        }
-    }
-    if let Host::Fake(path) = &args.host {
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-        let r = match parent {
-            _ if path.is_dir() => Err(format!(
-                "fake host state file {} is a directory",
-                path.display()
-            )),
-            Some(dir) => ensure_dir("fake host state directory", dir),
-            None => Ok(()),
-        };
-        if let Err(e) = r {
-            tracing::error!("{e}");
-            eprintln!("virtnetd: {e}");
-            return ExitCode::from(daemon::EXIT_CONFIG as u8);
-        }
-    }
-
-    let service = match make_service(&args.host, &args.config_dir, &args.state_dir) {
+    let service = match prepare(&args) {
         Ok(s) => s,
         Err(Fatal(code, msg)) => {
             tracing::error!("{msg}");
             eprintln!("virtnetd: {msg}");
+            // Leave no socket file behind that nobody serves.
+            for l in listeners.iter().filter(|l| l.unlink_on_close) {
+                if let Some(p) = &l.path {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
             return ExitCode::from(code as u8);
         }
     };
