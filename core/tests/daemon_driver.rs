@@ -498,3 +498,93 @@ fn deep_nesting_is_refused_at_libxml2s_limit() {
     let ok = call(&e.svc, "net.define", json!({"xml": nested(257)})).unwrap();
     assert_eq!(ok["name"], "deep");
 }
+
+/// A simulated host whose `ip link add ... BRIDGE` blocks until released.
+struct GatedHost {
+    host: FakeHost,
+    bridge: String,
+    entered: std::sync::mpsc::SyncSender<()>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Runner for GatedHost {
+    fn run(
+        &self,
+        cmd: &virtnet_core::runner::Cmd,
+    ) -> Result<virtnet_core::runner::Output, virtnet_core::runner::RunError> {
+        let a = &cmd.argv;
+        if a.len() > 4 && a[1] == "link" && a[2] == "add" && a[4] == self.bridge {
+            let _ = self.entered.send(());
+            let _ = self.release.lock().unwrap().recv();
+        }
+        self.host.run(cmd)
+    }
+}
+
+/// While a start of network A is inside a host command, another call on A
+/// waits for it, and calls on network B go through.
+#[test]
+fn one_network_serialised_others_in_parallel() {
+    let dir = tempfile::tempdir().unwrap();
+    let (entered_tx, entered_rx) = std::sync::mpsc::sync_channel(1);
+    let (release_tx, release_rx) = std::sync::mpsc::channel();
+    let host = Arc::new(GatedHost {
+        host: FakeHost::new(),
+        bridge: "vnbr0".into(),
+        entered: entered_tx,
+        release: std::sync::Mutex::new(release_rx),
+    });
+    let cfg = DriverConfig::new(
+        dir.path().join("config"),
+        dir.path().join("state"),
+        host.clone() as Arc<dyn Runner>,
+    )
+    .with_backend(Backend::Nftables);
+    let svc = Arc::new(DriverService::new(Arc::new(Driver::open(cfg).unwrap())));
+    call(&svc, "net.define", json!({"xml": net_xml(0)})).unwrap();
+    call(&svc, "net.define", json!({"xml": net_xml(2)})).unwrap();
+
+    let s = svc.clone();
+    let start_a = std::thread::spawn(move || call(&s, "net.start", json!({"name": "cnet0"})));
+    entered_rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("start of cnet0 reached ip link add");
+    assert!(svc.locks().is_locked(&"cnet0".to_string()));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let s = svc.clone();
+    let info_a = std::thread::spawn(move || {
+        let r = call(&s, "net.info", json!({"name": "cnet0"}));
+        done_tx.send(()).unwrap();
+        r
+    });
+    // Network B starts, is listed and destroyed while A is held.
+    call(&svc, "net.start", json!({"name": "cnet2"})).unwrap();
+    assert_eq!(
+        call(&svc, "net.info", json!({"name": "cnet2"})).unwrap()["active"],
+        true
+    );
+    assert_eq!(
+        call(&svc, "net.list", json!({}))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    call(&svc, "net.destroy", json!({"name": "cnet2"})).unwrap();
+    // ... and the call on A is still waiting.
+    assert!(
+        done_rx
+            .recv_timeout(std::time::Duration::from_millis(300))
+            .is_err(),
+        "net.info cnet0 must wait for the start"
+    );
+    release_tx.send(()).unwrap();
+    start_a.join().unwrap().unwrap();
+    let info = info_a.join().unwrap().unwrap();
+    assert_eq!(
+        info["active"], true,
+        "the waiting read saw the finished start"
+    );
+    assert_eq!(svc.locks().held(), 0);
+}
