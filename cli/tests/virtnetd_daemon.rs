@@ -39,6 +39,10 @@ fn own_sockets_with_modes_and_admin_methods() {
             ("virtnetd-admin-sock", 0o600)
         ]
     );
+    let mut admin = connect(&dirs.sock(SocketKind::Admin));
+    let st = admin.call("daemon.status", json!({})).unwrap();
+    assert_eq!(st["activated"], false);
+    // Served only once the directories and the driver are set up.
     for d in ["etc", "state"] {
         assert!(dirs.root().join(d).is_dir(), "{d} created");
     }
@@ -46,9 +50,6 @@ fn own_sockets_with_modes_and_admin_methods() {
         dirs.root().join("host").is_file(),
         "fake host state file saved"
     );
-    let mut admin = connect(&dirs.sock(SocketKind::Admin));
-    let st = admin.call("daemon.status", json!({})).unwrap();
-    assert_eq!(st["activated"], false);
     assert_eq!(st["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(st["pid"], p.pid());
     assert_eq!(st["clients"], 1);
