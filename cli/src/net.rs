@@ -12,6 +12,11 @@
 //! `--host real` acts on the current network namespace and finds nft,
 //! iptables, ip, tc and dnsmasq through `PATH`. network.conf is read from
 //! the config directory; status files are `STATE_DIR/NAME.xml`.
+//!
+//! With `--connect unix:PATH` every net-* command is sent to the virtnetd
+//! listening there instead (`net.*` methods, see
+//! `virtnet_core::daemon::driver_service`) and prints exactly what the
+//! embedded driver prints; `reconcile` is the daemon's own job at start.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -364,9 +369,12 @@ fn finish(result: Result<String, String>) -> ExitCode {
     }
 }
 
+/// A simulated host and the state file it is saved to.
+type SavedFake = Option<(Arc<FakeHost>, PathBuf)>;
+
 /// Runs one driver command; prints its output; exit status 1 on error.
 pub fn run(host: &HostArgs, cmd: NetCommand) -> ExitCode {
-    let (runner, fake): (Arc<dyn Runner>, Option<(Arc<FakeHost>, PathBuf)>) = match &host.host {
+    let (runner, fake): (Arc<dyn Runner>, SavedFake) = match &host.host {
         HostSpec::Real => (Arc::new(RealRunner::new()), None),
         HostSpec::Fake(path) => match FakeHost::load_or_new(path) {
             Ok(h) => {
