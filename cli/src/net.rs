@@ -219,7 +219,8 @@ fn real_leases_helper() -> String {
 
 /// Runs one driver command; prints its output; exit status 1 on error.
 pub fn run(host: &HostArgs, cmd: NetCommand) -> ExitCode {
-    let (runner, fake): (Arc<dyn Runner>, Option<(Arc<FakeHost>, PathBuf)>) = match &host.host {
+    type Fake = Option<(Arc<FakeHost>, PathBuf)>;
+    let (runner, fake): (Arc<dyn Runner>, Fake) = match &host.host {
         HostSpec::Real => (Arc::new(RealRunner::new()), None),
         HostSpec::Fake(path) => match FakeHost::load_or_new(path) {
             Ok(h) => {

@@ -53,7 +53,10 @@ fn failure_at_every_step_of_a_start_leaves_the_host_as_it_was() {
                         assert!(!e.is_crash(), "{what}: {e}");
                         assert!(!d.info(&name).unwrap().active, "{what}");
                         assert!(d.pending_journals().is_empty(), "{what}");
-                        assert!(!env.state_dir().join(format!("{name}.xml")).exists(), "{what}");
+                        assert!(
+                            !env.state_dir().join(format!("{name}.xml")).exists(),
+                            "{what}"
+                        );
                         assert_same_host(&before, &env.state(), &what);
                     }
                     Ok(()) => {
@@ -92,7 +95,10 @@ fn failure_at_every_step_of_a_start_leaves_the_host_as_it_was() {
                 );
             }
             // Only listings (private-chain queries) may fail without failing the start.
-            assert!(failed_starts as u64 >= n - 7, "{case} {backend}: {failed_starts}/{n} starts failed");
+            assert!(
+                failed_starts as u64 >= n - 7,
+                "{case} {backend}: {failed_starts}/{n} starts failed"
+            );
         }
     }
 }
@@ -103,7 +109,10 @@ fn failed_start_restores_global_forwarding() {
     let d = env.driver(Backend::Iptables);
     d.define(&capture_net("nat-default")).unwrap();
     let fresh = env.state();
-    assert_eq!(fresh.sysctl.get("net.ipv4.ip_forward", &[]).as_deref(), Some("0"));
+    assert_eq!(
+        fresh.sysctl.get("net.ipv4.ip_forward", &[]).as_deref(),
+        Some("0")
+    );
     // dnsmasq is the last step: make it fail.
     env.host.set_fault_plan(FaultPlan::none().fail_matching(
         virtnet_fake::CmdMatcher::program("dnsmasq").containing("--conf-file"),
@@ -114,7 +123,10 @@ fn failed_start_restores_global_forwarding() {
     let e = d.start("default").unwrap_err();
     assert!(e.to_string().contains("dnsmasq"), "{e}");
     let after = env.state();
-    assert_eq!(after.sysctl.get("net.ipv4.ip_forward", &[]).as_deref(), Some("0"));
+    assert_eq!(
+        after.sysctl.get("net.ipv4.ip_forward", &[]).as_deref(),
+        Some("0")
+    );
     assert!(traces_of(&after, "virbr0", "192.168.122.").is_empty());
 }
 
@@ -173,7 +185,10 @@ fn crash_during_reload_after_backend_switch_leaks_nothing() {
         (Backend::Nftables, Backend::Iptables),
     ] {
         let probe = Env::new();
-        probe.driver(from).define(&capture_net("nat-default")).unwrap();
+        probe
+            .driver(from)
+            .define(&capture_net("nat-default"))
+            .unwrap();
         probe.driver(from).start("default").unwrap();
         probe.host.reset_counter();
         probe.driver(to).reconcile().unwrap();
@@ -193,7 +208,11 @@ fn crash_during_reload_after_backend_switch_leaks_nothing() {
             let d2 = env.driver(to);
             d2.reconcile().unwrap_or_else(|e| panic!("{what}: {e}"));
             assert!(d2.info("default").unwrap().active, "{what}");
-            assert_eq!(d2.info("default").unwrap().firewall_backend, Some(to), "{what}");
+            assert_eq!(
+                d2.info("default").unwrap().firewall_backend,
+                Some(to),
+                "{what}"
+            );
             d2.destroy("default").unwrap();
             let left = traces_of(&env.state(), "virbr0", "192.168.122.");
             assert!(left.is_empty(), "{what}: left behind {left:#?}");

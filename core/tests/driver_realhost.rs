@@ -39,8 +39,11 @@ const CASES: &[&str] = &[
 ];
 
 fn captures() -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../golden/upstream/captures/libvirt-11.3.0"))
-        .to_path_buf()
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../golden/upstream/captures/libvirt-11.3.0"
+    ))
+    .to_path_buf()
 }
 
 /// Counters and comments removed.
@@ -53,7 +56,10 @@ fn normalise(text: &str) -> String {
         // How `nft list ruleset` shows an iptables-nft xt target depends on
         // which xt modules the kernel has loaded ("XT target MASQUERADE not
         // found" on the capture host, nothing here): not the driver's doing.
-        let mut l = l.replace(" XT target MASQUERADE not found", " ").trim_end().to_string();
+        let mut l = l
+            .replace(" XT target MASQUERADE not found", " ")
+            .trim_end()
+            .to_string();
         if l.is_empty() {
             continue;
         }
@@ -99,8 +105,8 @@ fn compare(case_dir: &Path, phase: &str, what: &str) -> Vec<String> {
         ("iptables-save", &["iptables-save"][..]),
         ("ip6tables-save", &["ip6tables-save"][..]),
     ] {
-        let expected = std::fs::read_to_string(case_dir.join(format!("{phase}.{file}")))
-            .unwrap_or_default();
+        let expected =
+            std::fs::read_to_string(case_dir.join(format!("{phase}.{file}"))).unwrap_or_default();
         let actual = run_tool(argv);
         let (e, a) = (normalise(&expected), normalise(&actual));
         if e != a {
@@ -123,11 +129,21 @@ fn inner(case: &str, backend: Backend, mode: &str) {
     // dnsmasq writes its pid file as root and then drops privileges.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut cfg = DriverConfig::new(dir.path().join("cfg"), &state, Arc::new(RealRunner::new()) as Arc<dyn Runner>)
-        .with_backend(backend);
+    let mut cfg = DriverConfig::new(
+        dir.path().join("cfg"),
+        &state,
+        Arc::new(RealRunner::new()) as Arc<dyn Runner>,
+    )
+    .with_backend(backend);
     cfg.leases_helper = find_in_path("true").unwrap().to_string_lossy().to_string();
     let d = Driver::open(cfg).unwrap();
-    let xml = std::fs::read_to_string(captures().join(case).join(backend.as_str()).join("network.xml")).unwrap();
+    let xml = std::fs::read_to_string(
+        captures()
+            .join(case)
+            .join(backend.as_str())
+            .join("network.xml"),
+    )
+    .unwrap();
     // The tftp root must exist for dnsmasq (the capture made one too).
     let tftp = dir.path().join("tftproot");
     std::fs::create_dir_all(&tftp).unwrap();
@@ -141,9 +157,16 @@ fn inner(case: &str, backend: Backend, mode: &str) {
             "{what}: {e}"
         );
         // What libvirt left after its failed start: the private chains only.
-        let p = compare(&captures().join("nat-default/nftables-no-tc-workaround"), "1-after-start", &what);
+        let p = compare(
+            &captures().join("nat-default/nftables-no-tc-workaround"),
+            "1-after-start",
+            &what,
+        );
         assert!(p.is_empty(), "{}", p.join("\n"));
-        assert!(!run_tool(&["ip", "-br", "link"]).contains("virbr0"), "{what}");
+        assert!(
+            !run_tool(&["ip", "-br", "link"]).contains("virbr0"),
+            "{what}"
+        );
         println!("ok: {what}: start failed as libvirt's does: {e}");
         return;
     }
@@ -164,7 +187,19 @@ fn skip_reason() -> Option<String> {
     if !nix::unistd::Uid::effective().is_root() {
         return Some("not root".into());
     }
-    for tool in ["unshare", "nft", "iptables", "ip6tables", "iptables-save", "ip", "tc", "dnsmasq", "true", "kill", "sysctl"] {
+    for tool in [
+        "unshare",
+        "nft",
+        "iptables",
+        "ip6tables",
+        "iptables-save",
+        "ip",
+        "tc",
+        "dnsmasq",
+        "true",
+        "kill",
+        "sysctl",
+    ] {
         if find_in_path(tool).is_none() {
             return Some(format!("{tool} not found on PATH"));
         }
@@ -215,7 +250,13 @@ fn real_host_start_and_destroy_match_libvirt_11_3_0() {
         let out = Command::new("unshare")
             .args(["-n", "--"])
             .arg(&exe)
-            .args(["--exact", "real_host_start_and_destroy_match_libvirt_11_3_0", "--nocapture", "--test-threads", "1"])
+            .args([
+                "--exact",
+                "real_host_start_and_destroy_match_libvirt_11_3_0",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env("VIRTNET_NETNS_CASE", &spec)
             .env("PATH", &path)
             .output()
@@ -223,7 +264,10 @@ fn real_host_start_and_destroy_match_libvirt_11_3_0() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.success() {
-            for l in stdout.lines().filter_map(|l| l.find("ok: ").map(|i| &l[i..])) {
+            for l in stdout
+                .lines()
+                .filter_map(|l| l.find("ok: ").map(|i| &l[i..]))
+            {
                 println!("{l}");
             }
         } else {

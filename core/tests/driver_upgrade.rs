@@ -30,10 +30,15 @@ fn capture_dirs(release: &str) -> Vec<PathBuf> {
     out
 }
 
+/// Commands of one step, with their exit status.
+type StepCmds = Vec<(Vec<String>, i32)>;
+/// The steps of a commands.log: (step name, commands).
+type Steps = Vec<(String, StepCmds)>;
+
 /// The steps of a commands.log: (step name, commands with their result).
-fn steps(dir: &Path) -> Vec<(String, Vec<(Vec<String>, i32)>)> {
+fn steps(dir: &Path) -> Steps {
     let text = std::fs::read_to_string(dir.join("commands.log")).unwrap();
-    let mut out: Vec<(String, Vec<(Vec<String>, i32)>)> = Vec::new();
+    let mut out: Steps = Vec::new();
     for e in parse_log(&text).unwrap() {
         match e {
             LogEntry::Step(s) => out.push((s, Vec::new())),
@@ -47,7 +52,7 @@ fn steps(dir: &Path) -> Vec<(String, Vec<(Vec<String>, i32)>)> {
     out
 }
 
-fn step<'a>(steps: &'a [(String, Vec<(Vec<String>, i32)>)], name: &str, nth: usize) -> Option<&'a Vec<(Vec<String>, i32)>> {
+fn step<'a>(steps: &'a [(String, StepCmds)], name: &str, nth: usize) -> Option<&'a StepCmds> {
     steps
         .iter()
         .filter(|(s, _)| s.starts_with(name))
@@ -68,7 +73,12 @@ fn firewall_cmds(env: &Env) -> Vec<String> {
     env.host
         .take_records()
         .into_iter()
-        .filter(|r| matches!(r.cmd.program(), "iptables" | "ip6tables" | "ebtables" | "nft" | "tc"))
+        .filter(|r| {
+            matches!(
+                r.cmd.program(),
+                "iptables" | "ip6tables" | "ebtables" | "nft" | "tc"
+            )
+        })
         .map(|r| r.cmd.argv.join(" "))
         .collect()
 }
@@ -81,7 +91,12 @@ fn assert_stream(expected: &[String], actual: &[String], what: &str) {
     if expected != actual {
         panic!(
             "{what}: command stream differs\n{}",
-            virtnet_fake::diff_text(&expected.join("\n"), &actual.join("\n"), "libvirt", "virtnet")
+            virtnet_fake::diff_text(
+                &expected.join("\n"),
+                &actual.join("\n"),
+                "libvirt",
+                "virtnet"
+            )
         );
     }
 }
@@ -94,16 +109,27 @@ fn start_restart_destroy_streams_match_libvirt_11_3_0() {
     assert!(dirs.len() >= 60, "{} capture runs", dirs.len());
     let mut checked = 0;
     for dir in dirs {
-        let what = dir.strip_prefix(golden("upstream/captures")).unwrap().display().to_string();
+        let what = dir
+            .strip_prefix(golden("upstream/captures"))
+            .unwrap()
+            .display()
+            .to_string();
         let st = steps(&dir);
-        let starts: Vec<&String> = st.iter().map(|(s, _)| s).filter(|s| s.starts_with("daemon-start")).collect();
+        let starts: Vec<&String> = st
+            .iter()
+            .map(|(s, _)| s)
+            .filter(|s| s.starts_with("daemon-start"))
+            .collect();
         let from = backend_of(starts[0]);
         let env = Env::new();
         let no_tc = what.contains("no-tc-workaround");
         env.host.set_tc_csum_fails(no_tc);
         let d = env.driver(from);
         let xml = std::fs::read_to_string(dir.join("network.xml")).unwrap();
-        let name = d.define(&xml).unwrap_or_else(|e| panic!("{what}: {e}")).name;
+        let name = d
+            .define(&xml)
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+            .name;
         firewall_cmds(&env);
         let r = d.start(&name);
         let mut expected = joined(step(&st, "net-start", 0).unwrap());
@@ -112,11 +138,18 @@ fn start_restart_destroy_streams_match_libvirt_11_3_0() {
             // and runs the legacy iptables removal, deleting rules that were
             // never added (reference 3.9). virtnet undoes exactly what it
             // did instead: the stream is libvirt's without that tail.
-            while expected.last().is_some_and(|c| c.starts_with("iptables ") || c.starts_with("ip6tables ")) {
+            while expected
+                .last()
+                .is_some_and(|c| c.starts_with("iptables ") || c.starts_with("ip6tables "))
+            {
                 expected.pop();
             }
         }
-        assert_stream(&expected, &firewall_cmds(&env), &format!("{what} net-start"));
+        assert_stream(
+            &expected,
+            &firewall_cmds(&env),
+            &format!("{what} net-start"),
+        );
         if no_tc {
             // libvirt's start fails on this kernel; so does ours, with its message.
             let e = r.expect_err(&what);
@@ -125,7 +158,10 @@ fn start_restart_destroy_streams_match_libvirt_11_3_0() {
                 "{what}: {e}"
             );
             assert!(!d.info(&name).unwrap().active);
-            assert!(traces_of(&env.state(), "virbr0", "192.168.").is_empty(), "{what}");
+            assert!(
+                traces_of(&env.state(), "virbr0", "192.168.").is_empty(),
+                "{what}"
+            );
             checked += 1;
             continue;
         }
@@ -135,21 +171,46 @@ fn start_restart_destroy_streams_match_libvirt_11_3_0() {
             let to = backend_of(starts[1]);
             d = env.driver(to);
             d.reconcile().unwrap();
-            assert_stream(&joined(step(&st, "daemon-start", 1).unwrap()), &firewall_cmds(&env), &format!("{what} restart"));
-            assert_eq!(d.status(&name).unwrap().removal_backend(), Some(to), "{what}");
+            assert_stream(
+                &joined(step(&st, "daemon-start", 1).unwrap()),
+                &firewall_cmds(&env),
+                &format!("{what} restart"),
+            );
+            assert_eq!(
+                d.status(&name).unwrap().removal_backend(),
+                Some(to),
+                "{what}"
+            );
             // The status file is what libvirt wrote after the restart (apart
             // from the random UUID and MAC).
-            let ours = std::fs::read_to_string(env.state_dir().join(format!("{name}.xml"))).unwrap();
+            let ours =
+                std::fs::read_to_string(env.state_dir().join(format!("{name}.xml"))).unwrap();
             let theirs = std::fs::read_to_string(dir.join("3-after-restart.status.xml")).unwrap();
-            assert_stream(&[mask_ids(&theirs)], &[mask_ids(&ours)], &format!("{what}: status after restart"));
+            assert_stream(
+                &[mask_ids(&theirs)],
+                &[mask_ids(&ours)],
+                &format!("{what}: status after restart"),
+            );
         } else {
-            let ours = std::fs::read_to_string(env.state_dir().join(format!("{name}.xml"))).unwrap();
+            let ours =
+                std::fs::read_to_string(env.state_dir().join(format!("{name}.xml"))).unwrap();
             let theirs = std::fs::read_to_string(dir.join("1-after-start.status.xml")).unwrap();
-            assert_stream(&[mask_ids(&theirs)], &[mask_ids(&ours)], &format!("{what}: status after start"));
+            assert_stream(
+                &[mask_ids(&theirs)],
+                &[mask_ids(&ours)],
+                &format!("{what}: status after start"),
+            );
         }
         d.destroy(&name).unwrap();
-        assert_stream(&joined(step(&st, "net-destroy", 0).unwrap()), &firewall_cmds(&env), &format!("{what} net-destroy"));
-        assert!(traces_of(&env.state(), "virbr0", "192.168.").is_empty(), "{what}");
+        assert_stream(
+            &joined(step(&st, "net-destroy", 0).unwrap()),
+            &firewall_cmds(&env),
+            &format!("{what} net-destroy"),
+        );
+        assert!(
+            traces_of(&env.state(), "virbr0", "192.168.").is_empty(),
+            "{what}"
+        );
         checked += 1;
     }
     assert!(checked >= 60, "{checked}");
@@ -191,10 +252,19 @@ fn host_as_libvirt_left_it(env: &Env, dir: &Path) -> String {
         let args: Vec<&str> = argv.iter().map(String::as_str).collect();
         env.host.exec(&args, None).unwrap();
     }
-    env.host.exec(&["ip", "link", "add", "virbr0", "type", "bridge"], None).unwrap();
-    let file = if restarted { "3-after-restart.status.xml" } else { "1-after-start.status.xml" };
+    env.host
+        .exec(&["ip", "link", "add", "virbr0", "type", "bridge"], None)
+        .unwrap();
+    let file = if restarted {
+        "3-after-restart.status.xml"
+    } else {
+        "1-after-start.status.xml"
+    };
     let status = std::fs::read_to_string(dir.join(file)).unwrap();
-    let name = virtnet_core::status::parse_status(&status, Path::new("x.xml")).unwrap().def.name;
+    let name = virtnet_core::status::parse_status(&status, Path::new("x.xml"))
+        .unwrap()
+        .def
+        .name;
     std::fs::create_dir_all(env.state_dir()).unwrap();
     std::fs::write(env.state_dir().join(format!("{name}.xml")), status).unwrap();
     env.host.take_records();
@@ -220,10 +290,18 @@ fn destroy_of_networks_started_by_libvirt_11_3_0_and_9_0_0() {
                 let d = env.driver(configured);
                 assert!(d.reports().is_empty(), "{what}: {:?}", d.reports());
                 let st = d.status(&name).unwrap();
-                assert_eq!(st.fw_removal.is_some(), release == "libvirt-11.3.0", "{what}");
+                assert_eq!(
+                    st.fw_removal.is_some(),
+                    release == "libvirt-11.3.0",
+                    "{what}"
+                );
                 d.destroy(&name).unwrap();
                 let steps = steps(&dir);
-                assert_stream(&joined(step(&steps, "net-destroy", 0).unwrap()), &firewall_cmds(&env), &format!("{what} destroy with {configured} configured"));
+                assert_stream(
+                    &joined(step(&steps, "net-destroy", 0).unwrap()),
+                    &firewall_cmds(&env),
+                    &format!("{what} destroy with {configured} configured"),
+                );
                 let left = traces_of(&env.state(), "virbr0", "192.168.");
                 assert!(left.is_empty(), "{what}: {left:#?}");
                 checked += 1;
@@ -245,11 +323,15 @@ fn restart_takes_over_networks_of_libvirt_9_0_0() {
             let name = host_as_libvirt_left_it(&env, &dir);
             let d = env.driver(to);
             let rep = d.reconcile().unwrap();
-            assert_eq!(rep.reloaded, [name.clone()], "{what}");
+            assert_eq!(rep.reloaded, std::slice::from_ref(&name), "{what}");
             let st = d.status(&name).unwrap();
             assert_eq!(st.removal_backend(), Some(to), "{what}");
-            let text = std::fs::read_to_string(env.state_dir().join(format!("{name}.xml"))).unwrap();
-            assert!(text.contains(&format!("<firewall name='fwRemoval' backend='{to}'>")), "{what}");
+            let text =
+                std::fs::read_to_string(env.state_dir().join(format!("{name}.xml"))).unwrap();
+            assert!(
+                text.contains(&format!("<firewall name='fwRemoval' backend='{to}'>")),
+                "{what}"
+            );
             // The old iptables rules are gone when switching to nftables.
             if to == Backend::Nftables {
                 let ipt = env.state().dump_section(virtnet_fake::Section::Iptables);
@@ -267,7 +349,10 @@ fn restart_takes_over_networks_of_libvirt_9_0_0() {
 /// the saved iptables plan is replayed.
 #[test]
 fn destroy_after_backend_switch_uses_the_saved_backend() {
-    for (from, to) in [(Backend::Iptables, Backend::Nftables), (Backend::Nftables, Backend::Iptables)] {
+    for (from, to) in [
+        (Backend::Iptables, Backend::Nftables),
+        (Backend::Nftables, Backend::Iptables),
+    ] {
         let env = Env::new();
         let d = env.driver(from);
         let name = d.define(&capture_net("nat-default")).unwrap().name;
@@ -276,8 +361,16 @@ fn destroy_after_backend_switch_uses_the_saved_backend() {
         let d2 = env.driver(to);
         d2.destroy(&name).unwrap();
         let cmds = firewall_cmds(&env);
-        let tool = if from == Backend::Iptables { "iptables" } else { "nft" };
-        assert!(cmds.iter().all(|c| c.starts_with(tool) || c.starts_with("tc ")), "{cmds:#?}");
+        let tool = if from == Backend::Iptables {
+            "iptables"
+        } else {
+            "nft"
+        };
+        assert!(
+            cmds.iter()
+                .all(|c| c.starts_with(tool) || c.starts_with("tc ")),
+            "{cmds:#?}"
+        );
         assert!(!cmds.is_empty());
         assert!(traces_of(&env.state(), "virbr0", "192.168.122.").is_empty());
     }
@@ -291,14 +384,24 @@ fn unreadable_status_file_is_reported_and_skipped() {
     let d = env.driver(Backend::Iptables);
     let name = d.define(&capture_net("nat-default")).unwrap().name;
     d.start(&name).unwrap();
-    std::fs::write(env.state_dir().join("broken.xml"), "<networkstatus><network><name>broken</name>").unwrap();
+    std::fs::write(
+        env.state_dir().join("broken.xml"),
+        "<networkstatus><network><name>broken</name>",
+    )
+    .unwrap();
     let d2 = env.driver(Backend::Nftables);
     let reports = d2.reports();
     assert_eq!(reports.len(), 1, "{reports:?}");
-    assert!(reports[0].contains("broken.xml") && reports[0].contains("not closed"), "{reports:?}");
+    assert!(
+        reports[0].contains("broken.xml") && reports[0].contains("not closed"),
+        "{reports:?}"
+    );
     let rep = d2.reconcile().unwrap();
-    assert_eq!(rep.reloaded, [name.clone()]);
-    assert_eq!(d2.info(&name).unwrap().firewall_backend, Some(Backend::Nftables));
+    assert_eq!(rep.reloaded, std::slice::from_ref(&name));
+    assert_eq!(
+        d2.info(&name).unwrap().firewall_backend,
+        Some(Backend::Nftables)
+    );
 }
 
 /// A network whose bridge vanished while the daemon was down is cleaned up
@@ -309,27 +412,50 @@ fn active_network_without_bridge_is_cleaned_up_at_restart() {
     let d = env.driver(Backend::Nftables);
     let name = d.define(&capture_net("nat-default")).unwrap().name;
     d.start(&name).unwrap();
-    env.host.exec(&["ip", "link", "del", "virbr0"], None).unwrap();
+    env.host
+        .exec(&["ip", "link", "del", "virbr0"], None)
+        .unwrap();
     let d2 = env.driver(Backend::Nftables);
     let rep = d2.reconcile().unwrap();
-    assert_eq!(rep.cleaned, [name.clone()]);
+    assert_eq!(rep.cleaned, std::slice::from_ref(&name));
     assert!(!d2.info(&name).unwrap().active);
     assert!(traces_of(&env.state(), "virbr0", "192.168.122.").is_empty());
 }
 
 #[test]
 fn backend_selection_follows_network_conf_and_auto_detection() {
-    let conf = |b: Option<Backend>| NetworkConf { firewall_backend: b, firewall_backend_line: None };
+    let conf = |b: Option<Backend>| NetworkConf {
+        firewall_backend: b,
+        firewall_backend_line: None,
+    };
     let all = |_: &str| true;
     let only_ipt = |p: &str| p == "iptables";
     let nothing = |_: &str| false;
-    assert_eq!(select_backend(&conf(None), &all).unwrap(), Backend::Nftables);
-    assert_eq!(select_backend(&conf(None), &only_ipt).unwrap(), Backend::Iptables);
-    assert!(matches!(select_backend(&conf(None), &nothing), Err(DriverError::NoUsableBackend)));
-    assert_eq!(select_backend(&conf(Some(Backend::Iptables)), &all).unwrap(), Backend::Iptables);
-    assert_eq!(select_backend(&conf(Some(Backend::None)), &nothing).unwrap(), Backend::None);
+    assert_eq!(
+        select_backend(&conf(None), &all).unwrap(),
+        Backend::Nftables
+    );
+    assert_eq!(
+        select_backend(&conf(None), &only_ipt).unwrap(),
+        Backend::Iptables
+    );
+    assert!(matches!(
+        select_backend(&conf(None), &nothing),
+        Err(DriverError::NoUsableBackend)
+    ));
+    assert_eq!(
+        select_backend(&conf(Some(Backend::Iptables)), &all).unwrap(),
+        Backend::Iptables
+    );
+    assert_eq!(
+        select_backend(&conf(Some(Backend::None)), &nothing).unwrap(),
+        Backend::None
+    );
     let e = select_backend(&conf(Some(Backend::Nftables)), &only_ipt).unwrap_err();
-    assert_eq!(e.to_string(), "requested firewall_backend 'nftables' is not available");
+    assert_eq!(
+        e.to_string(),
+        "requested firewall_backend 'nftables' is not available"
+    );
 
     // Through the driver: network.conf in the config directory.
     let env = Env::new();
@@ -338,8 +464,17 @@ fn backend_selection_follows_network_conf_and_auto_detection() {
     env.write_conf("\nfirewall_backend = \"pf\"\n");
     let e = virtnet_core::driver::Driver::open(env.cfg()).err().unwrap();
     let msg = e.to_string();
-    assert!(msg.starts_with(&format!("{}:2: ", env.config_dir().join("network.conf").display())), "{msg}");
-    assert!(msg.contains("unrecognized firewall_backend = 'pf'"), "{msg}");
+    assert!(
+        msg.starts_with(&format!(
+            "{}:2: ",
+            env.config_dir().join("network.conf").display()
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("unrecognized firewall_backend = 'pf'"),
+        "{msg}"
+    );
 }
 
 /// With backend `none`, firewalled networks cannot start (libvirt's
