@@ -12,12 +12,15 @@ use clap::{Parser, Subcommand};
 mod client;
 mod dnsmasq;
 mod net;
+mod rules;
 mod sim;
+mod xml;
 
 #[derive(Parser)]
 #[command(
     name = "virtnet",
     version,
+    propagate_version = true,
     about = "libvirt-compatible virtual networks and firewall rules",
     long_about = "virtnet defines, starts and destroys libvirt-style virtual networks and \
                   emits exactly the firewall commands libvirt 11.3.0 runs for them, on the \
@@ -32,22 +35,48 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    Sim(sim::SimArgs),
+    /// Work with network definition XML (format, validate)
+    #[command(subcommand)]
+    Xml(xml::XmlCommand),
+    /// Print the firewall commands libvirt 11.3.0 runs when a network starts
+    Rules(rules::RulesArgs),
+    // No doc comment: the long help of `dnsmasq::Args` is shown.
     Dnsmasq(dnsmasq::Args),
+    /// Run commands on, or dump, a simulated host kept in a state file
+    Sim(sim::SimArgs),
     #[command(flatten)]
     Net(net::NetCommand),
 }
 
 /// Exit status for a command that failed because of its input (bad file,
 /// invalid definition, ...).
-#[allow(dead_code)]
 const EXIT_INPUT: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Sim(args) => ExitCode::from(u8::try_from(sim::run(args)).unwrap_or(1)),
+        Command::Xml(cmd) => match xml::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        },
+        Command::Rules(args) => match rules::run(&args) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("virtnet rules: error: {e}");
+                ExitCode::from(EXIT_INPUT)
+            }
+        },
         Command::Dnsmasq(args) => dnsmasq::run(args),
+        Command::Sim(args) => {
+            let code = sim::run(args);
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
         Command::Net(cmd) => net::run(&cli.host, cmd),
     }
 }

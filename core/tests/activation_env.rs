@@ -188,10 +188,9 @@ fn libvirt_activation_names() {
     let mut fds = vec![unix];
     fds.extend(ip);
     place(fds, base);
-    let names = std::iter::once("demo-unix.socket")
-        .chain(std::iter::repeat("demo-ip.socket").take(nip))
-        .collect::<Vec<_>>()
-        .join(":");
+    let mut names = vec!["demo-unix.socket"];
+    names.extend(vec!["demo-ip.socket"; nip]);
+    let names = names.join(":");
     let mut e = env(&[
         (ENV_LISTEN_PID, &pid().to_string()),
         (ENV_LISTEN_FDS, &(1 + nip).to_string()),

@@ -39,6 +39,16 @@ fn parse_cases() -> Vec<Case> {
         c("wrong root", "<netwerk><name>x</name></netwerk>".into(), Syntax, "expecting root element of 'network', not 'netwerk'", Some((1, 1))),
         c("mismatched end tag", "<network><name>x</nam></network>".into(), Syntax, "malformed XML", None),
         c("two roots", "<network><name>x</name></network><network/>".into(), Syntax, "extra content", Some((1, 34))),
+        c("unescaped < in attribute", "<network a='<'><name>n</name></network>".into(), Syntax, "unescaped '<' not allowed", Some((1, 10))),
+        c("unquoted attribute", "<network a=b><name>n</name></network>".into(), Syntax, "attribute value must be enclosed in quotes", Some((1, 12))),
+        c("duplicate attribute", "<network><name>n</name><ip address='10.0.0.1' address='10.0.0.2'/></network>".into(), Syntax, "attribute redefined", Some((1, 47))),
+        c("unknown entity", "<network><name>n&foo;</name></network>".into(), Syntax, "unrecognized entity", None),
+        c("forbidden character", "<network><name>n\u{1}</name></network>".into(), Syntax, "invalid XML character U+0001", Some((1, 17))),
+        c("forbidden character reference", "<network><name>n&#1;</name></network>".into(), Syntax, "invalid XML character U+0001", None),
+        c("cdata end in text", "<network><name>a]]>b</name></network>".into(), Syntax, "']]>' not allowed", None),
+        c("bad element name", "<network><name>n</name><a$b/></network>".into(), Syntax, "invalid element name 'a$b'", Some((1, 24))),
+        c("undeclared prefix", "<network><name>n</name><a:b/></network>".into(), Syntax, "namespace prefix of element 'a:b' is not defined", None),
+        c("late xml declaration", " <?xml version='1.0'?><network><name>n</name></network>".into(), Syntax, "XML declaration allowed only at the start", Some((1, 2))),
         c("no name", "<network><uuid>81ff0d90-c91e-6742-64da-4a736edb9a8e</uuid></network>".into(), NoName, "missing name", None),
         c("empty name", "<network><name></name></network>".into(), NoName, "missing name", None),
         c("slash in name", "<network><name>a/b</name></network>".into(), Invalid, "invalid char in name: /", Some((1, 10))),
@@ -277,6 +287,16 @@ fn lenient_inputs_libvirt_accepts() {
     assert_eq!(d.ips[0].ranges[0].lease.map(|l| l.expiry), Some(16));
     // mtu '-1' wraps like virStrToLong_ui.
     assert_eq!(ok(net("  <mtu size='-1'/>")).mtu, u32::MAX);
+    // XML attribute-value normalization and end-of-line handling.
+    let d = ok("<network>\r\n  <name>n</name>\r\n  <title>a\tb</title>\r\n  <description>x\r\ny\rz</description>\r\n  <bridge name='a\tb\nc' zone='p&#10;q'/>\r\n</network>\r\n".to_string());
+    assert_eq!(d.bridge.name.as_deref(), Some("a b c"));
+    assert_eq!(d.bridge.zone.as_deref(), Some("p\nq"));
+    assert_eq!(d.description.as_deref(), Some("x\ny\nz"));
+    assert_eq!(d.title.as_deref(), Some("a\tb"));
+    // ... and errors in CRLF documents still report the right line.
+    let e = netxml::parse("<network>\r\n  <name>n</name>\r\n  <mtu size='x'/>\r\n</network>")
+        .expect_err("bad mtu");
+    assert_eq!((e.line(), e.column()), (Some(3), Some(8)));
     // nat port start='0' is accepted by the parser.
     let d = ok(net("  <forward><nat><port start='0' end='10'/></nat></forward>\n  <ip address='10.0.0.1' prefix='24'/>"));
     assert_eq!(d.nat().map(|n| (n.port_start, n.port_end)), Some((0, 10)));

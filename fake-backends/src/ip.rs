@@ -7,6 +7,7 @@
 //! `dummy` module (so `ip link add ... type dummy` fails there); the
 //! simulator behaves like a kernel that has it.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,10 @@ pub struct Link {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master: Option<String>,
     pub addrs: Vec<Addr>,
+    /// Bridge options set with `type bridge KEY VALUE...` (only explicitly
+    /// set ones; the kernel defaults are not stored).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bridge: BTreeMap<String, u64>,
 }
 
 /// A static route (`ip route add`).
@@ -146,6 +151,7 @@ impl IpState {
                 up: false,
                 master: None,
                 addrs: Vec::new(),
+                bridge: BTreeMap::new(),
             }],
             routes: Vec::new(),
             next_ifindex: 2,
@@ -317,6 +323,7 @@ impl IpState {
         let mut kind: Option<&str> = None;
         let mut mtu: Option<u32> = None;
         let mut mac: Option<&str> = None;
+        let mut type_args: &[&str] = &[];
         let mut i = 0;
         while i < rest.len() {
             let v = rest.get(i + 1).copied();
@@ -327,8 +334,7 @@ impl IpState {
                 }
                 "type" => {
                     kind = v;
-                    // Type-specific arguments (e.g. bridge stp_state) are
-                    // accepted and ignored.
+                    type_args = &rest[(i + 2).min(rest.len())..];
                     i = rest.len();
                 }
                 "mtu" => {
@@ -376,6 +382,14 @@ impl IpState {
                 return fail(255, format!("\"{m}\" is invalid lladdr."));
             }
         }
+        let bridge_opts = if kind == LinkKind::Bridge {
+            match parse_bridge_opts(type_args, false) {
+                Ok(o) => o,
+                Err(out) => return out,
+            }
+        } else {
+            BTreeMap::new()
+        };
         if self.link(name).is_some() {
             return fail(2, "RTNETLINK answers: File exists");
         }
@@ -397,6 +411,7 @@ impl IpState {
             up: false,
             master: None,
             addrs: Vec::new(),
+            bridge: bridge_opts,
         });
         Output::default()
     }
@@ -404,6 +419,7 @@ impl IpState {
     fn link_set(&mut self, rest: &[&str]) -> Output {
         let mut name: Option<&str> = None;
         let mut ops: Vec<(&str, Option<&str>)> = Vec::new();
+        let mut type_args: &[&str] = &[];
         let mut i = 0;
         while i < rest.len() {
             match rest[i] {
@@ -414,6 +430,13 @@ impl IpState {
                 "up" | "down" | "nomaster" => {
                     ops.push((rest[i], None));
                     i += 1;
+                }
+                "type" => {
+                    if rest.get(i + 1).copied() != Some("bridge") {
+                        return fail(2, "RTNETLINK answers: Operation not supported");
+                    }
+                    type_args = &rest[(i + 2).min(rest.len())..];
+                    i = rest.len();
                 }
                 "mtu" | "address" | "master" | "name" => {
                     let Some(v) = rest.get(i + 1).copied() else {
@@ -440,6 +463,25 @@ impl IpState {
         if self.link(name).is_none() {
             return no_dev(name);
         }
+        let bridge_update = if type_args.is_empty() {
+            None
+        } else {
+            let stp_on = self
+                .link(name)
+                .and_then(|l| l.bridge.get("stp_state").copied())
+                .unwrap_or(0)
+                != 0;
+            match self.link(name) {
+                Some(l) if l.kind != LinkKind::Bridge => {
+                    return fail(2, "RTNETLINK answers: Operation not supported")
+                }
+                _ => {}
+            }
+            match parse_bridge_opts(type_args, stp_on) {
+                Ok(o) => Some(o),
+                Err(out) => return out,
+            }
+        };
         // Validate everything first so a failed command changes nothing.
         for (op, v) in &ops {
             match (*op, v) {
@@ -467,6 +509,11 @@ impl IpState {
                     return fail(2, "RTNETLINK answers: File exists")
                 }
                 _ => {}
+            }
+        }
+        if let Some(upd) = bridge_update {
+            if let Some(l) = self.link_mut(name) {
+                l.bridge.extend(upd);
             }
         }
         let mut cur = name.to_string();
@@ -941,11 +988,14 @@ impl IpState {
                 LinkKind::Bridge => "bridge",
                 LinkKind::Dummy => "dummy",
             };
-            let master = l
+            let mut master = l
                 .master
                 .as_ref()
                 .map(|m| format!(" master {m}"))
                 .unwrap_or_default();
+            for (k, v) in &l.bridge {
+                master.push_str(&format!(" {k} {v}"));
+            }
             out.push_str(&format!(
                 "{:<16} {:<14} {} <{}> mtu {} {kind}{master} {}\n",
                 l.name,
@@ -987,4 +1037,117 @@ fn ordered_json(pairs: &[(&str, serde_json::Value)]) -> String {
         .map(|(k, v)| format!("{}:{}", serde_json::Value::from(*k), v))
         .collect();
     format!("{{{}}}", body.join(","))
+}
+
+const BRIDGE_KEYS: &[&str] = &[
+    "forward_delay",
+    "hello_time",
+    "max_age",
+    "ageing_time",
+    "stp_state",
+    "priority",
+    "group_fwd_mask",
+    "no_linklocal_learn",
+    "vlan_filtering",
+    "vlan_default_pvid",
+    "vlan_stats_enabled",
+    "vlan_stats_per_port",
+    "mcast_snooping",
+    "mcast_vlan_snooping",
+    "mcast_router",
+    "mcast_query_use_ifaddr",
+    "mcast_querier",
+    "mcast_hash_elasticity",
+    "mcast_hash_max",
+    "mcast_last_member_count",
+    "mcast_startup_query_count",
+    "mcast_last_member_interval",
+    "mcast_membership_interval",
+    "mcast_querier_interval",
+    "mcast_query_interval",
+    "mcast_query_response_interval",
+    "mcast_startup_query_interval",
+    "mcast_stats_enabled",
+    "mcast_igmp_version",
+    "mcast_mld_version",
+    "nf_call_iptables",
+    "nf_call_ip6tables",
+    "nf_call_arptables",
+];
+
+const BRIDGE_USAGE: &str = r#"Usage: ... bridge [ fdb_flush ]
+		  [ forward_delay FORWARD_DELAY ]
+		  [ hello_time HELLO_TIME ]
+		  [ max_age MAX_AGE ]
+		  [ ageing_time AGEING_TIME ]
+		  [ stp_state STP_STATE ]
+		  [ priority PRIORITY ]
+		  [ group_fwd_mask MASK ]
+		  [ group_address ADDRESS ]
+		  [ no_linklocal_learn NO_LINKLOCAL_LEARN ]
+		  [ vlan_filtering VLAN_FILTERING ]
+		  [ vlan_protocol VLAN_PROTOCOL ]
+		  [ vlan_default_pvid VLAN_DEFAULT_PVID ]
+		  [ vlan_stats_enabled VLAN_STATS_ENABLED ]
+		  [ vlan_stats_per_port VLAN_STATS_PER_PORT ]
+		  [ mcast_snooping MULTICAST_SNOOPING ]
+		  [ mcast_vlan_snooping MULTICAST_VLAN_SNOOPING ]
+		  [ mcast_router MULTICAST_ROUTER ]
+		  [ mcast_query_use_ifaddr MCAST_QUERY_USE_IFADDR ]
+		  [ mcast_querier MULTICAST_QUERIER ]
+		  [ mcast_hash_elasticity HASH_ELASTICITY ]
+		  [ mcast_hash_max HASH_MAX ]
+		  [ mcast_last_member_count LAST_MEMBER_COUNT ]
+		  [ mcast_startup_query_count STARTUP_QUERY_COUNT ]
+		  [ mcast_last_member_interval LAST_MEMBER_INTERVAL ]
+		  [ mcast_membership_interval MEMBERSHIP_INTERVAL ]
+		  [ mcast_querier_interval QUERIER_INTERVAL ]
+		  [ mcast_query_interval QUERY_INTERVAL ]
+		  [ mcast_query_response_interval QUERY_RESPONSE_INTERVAL ]
+		  [ mcast_startup_query_interval STARTUP_QUERY_INTERVAL ]
+		  [ mcast_stats_enabled MCAST_STATS_ENABLED ]
+		  [ mcast_igmp_version IGMP_VERSION ]
+		  [ mcast_mld_version MLD_VERSION ]
+		  [ nf_call_iptables NF_CALL_IPTABLES ]
+		  [ nf_call_ip6tables NF_CALL_IP6TABLES ]
+		  [ nf_call_arptables NF_CALL_ARPTABLES ]
+
+Where: VLAN_PROTOCOL := { 802.1Q | 802.1ad }
+"#;
+
+/// Parse `KEY VALUE...` after `type bridge`. `stp_on` is the bridge's STP
+/// state before the command: with STP on, the kernel only accepts a
+/// forward delay of 2-30 s (200-3000 in iproute2's units).
+fn parse_bridge_opts(args: &[&str], stp_on: bool) -> Result<BTreeMap<String, u64>, Output> {
+    let mut out = BTreeMap::new();
+    let mut i = 0;
+    while i < args.len() {
+        let k = args[i];
+        if !BRIDGE_KEYS.contains(&k) {
+            return Err(Output::failed(
+                1,
+                format!("bridge: unknown command \"{k}\"?\n{BRIDGE_USAGE}"),
+            ));
+        }
+        let Some(v) = args.get(i + 1) else {
+            return Err(fail(
+                255,
+                "Command line is not complete. Try option \"help\"",
+            ));
+        };
+        let Ok(n) = v.parse::<u64>() else {
+            return Err(fail(
+                255,
+                format!("Error: argument \"{v}\" is wrong: invalid {k}"),
+            ));
+        };
+        out.insert(k.to_string(), n);
+        i += 2;
+    }
+    if let Some(fd) = out.get("forward_delay") {
+        if stp_on && !(200..=3000).contains(fd) {
+            return Err(fail(2, "RTNETLINK answers: Numerical result out of range"));
+        }
+    }
+    Ok(out)
 }

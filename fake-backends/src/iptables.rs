@@ -317,20 +317,14 @@ fn find_opt<'a>(defs: &'a [OptDef], opt: &str) -> Option<&'a OptDef> {
         .find(|d| d.name == opt || d.aliases.contains(&opt))
 }
 
-fn proto_name(p: &str, fam: Family) -> Option<&'static str> {
+fn proto_name(p: &str) -> Option<&'static str> {
     let lower = p.to_ascii_lowercase();
     Some(match lower.as_str() {
         "all" | "0" => "all",
         "tcp" | "6" => "tcp",
         "udp" | "17" => "udp",
         "icmp" | "1" => "icmp",
-        "icmpv6" | "ipv6-icmp" | "58" => {
-            if fam == Family::V6 {
-                "ipv6-icmp"
-            } else {
-                "ipv6-icmp"
-            }
-        }
+        "icmpv6" | "ipv6-icmp" | "58" => "ipv6-icmp",
         "sctp" | "132" => "sctp",
         "udplite" | "136" => "udplite",
         "esp" | "50" => "esp",
@@ -696,12 +690,10 @@ fn parse(args: &[String], fam: Family) -> Result<Parsed, Fail> {
                 .filter(|n| !is_option(n) && n.as_str() != "!");
             if needs_chain {
                 let c = need(i, a)?;
-                if k == CmdKind::NewChain || k == CmdKind::Rename {
-                    if c.starts_with('-') {
-                        return Err(Fail::Param(
-                            "chain name not allowed to start with `-'".into(),
-                        ));
-                    }
+                if (k == CmdKind::NewChain || k == CmdKind::Rename) && c.starts_with('-') {
+                    return Err(Fail::Param(
+                        "chain name not allowed to start with `-'".into(),
+                    ));
                 }
                 chain = Some(c);
                 i += 2;
@@ -732,12 +724,10 @@ fn parse(args: &[String], fam: Family) -> Result<Parsed, Fail> {
                     arg2 = Some(n);
                     i += 1;
                 }
-                CmdKind::List | CmdKind::ListRules | CmdKind::Zero => {
-                    if chain.is_some() {
-                        if let Some(n) = next {
-                            arg2 = Some(n);
-                            i += 1;
-                        }
+                CmdKind::List | CmdKind::ListRules | CmdKind::Zero if chain.is_some() => {
+                    if let Some(n) = next {
+                        arg2 = Some(n);
+                        i += 1;
                     }
                 }
                 CmdKind::Policy | CmdKind::Rename => {
@@ -886,7 +876,7 @@ fn parse(args: &[String], fam: Family) -> Result<Parsed, Fail> {
                 }
                 "-p" => {
                     dup(spec.proto.is_some())?;
-                    let p = proto_name(&v, fam).ok_or_else(|| {
+                    let p = proto_name(&v).ok_or_else(|| {
                         Fail::Param(format!("unknown protocol \"{v}\" specified"))
                     })?;
                     if p != "all" || neg {
@@ -1443,11 +1433,7 @@ impl XtablesState {
                 }
             } else {
                 let refs = table.map(|t| refcount(t, c)).unwrap_or(0);
-                if p.verbose {
-                    s.push_str(&format!("Chain {c} ({refs} references)\n"));
-                } else {
-                    s.push_str(&format!("Chain {c} ({refs} references)\n"));
-                }
+                s.push_str(&format!("Chain {c} ({refs} references)\n"));
             }
             if p.line_numbers {
                 s.push_str("num  ");
@@ -1724,11 +1710,11 @@ fn list_line(spec: &str, num: usize, p: &Parsed, fam: Family) -> String {
                     ("addrtype", "--src-type") => format!("ADDRTYPE match src-type {bang}{v}"),
                     ("multiport", "--dports") => format!(
                         "multiport dports {bang}{}",
-                        v.split(',').map(|x| port(x)).collect::<Vec<_>>().join(",")
+                        v.split(',').map(&port).collect::<Vec<_>>().join(",")
                     ),
                     ("multiport", "--sports") => format!(
                         "multiport sports {bang}{}",
-                        v.split(',').map(|x| port(x)).collect::<Vec<_>>().join(",")
+                        v.split(',').map(&port).collect::<Vec<_>>().join(",")
                     ),
                     _ if in_target => match (target.as_str(), t) {
                         ("REJECT", "--reject-with") => format!("reject-with {v}"),
@@ -1786,11 +1772,27 @@ fn list_line(spec: &str, num: usize, p: &Parsed, fam: Family) -> String {
         Some(x) => ('!', x.to_string()),
         None => (' ', prot),
     };
-    line.push_str(&format!("{target:<10}{inv}{prot:<5}--  "));
+    line.push_str(&format!("{target:<9} {inv}{prot:<5}-- "));
     if p.verbose {
-        line.push_str(&format!("{iif:<6} {oif:<6}  "));
+        let any_if = |x: String| {
+            if x == "*" && !p.numeric {
+                "any".to_string()
+            } else {
+                x
+            }
+        };
+        let (iif, oif) = (any_if(iif), any_if(oif));
+        line.push_str(&format!(" {iif:<6} {oif:<6} "));
     }
-    line.push_str(&format!("{src:<20} {dst:<19} "));
+    let split = |a: &str| -> (char, String) {
+        match a.strip_prefix('!') {
+            Some(x) => ('!', x.to_string()),
+            None => (' ', a.to_string()),
+        }
+    };
+    let (sinv, src) = split(&src);
+    let (dinv, dst) = split(&dst);
+    line.push_str(&format!("{sinv}{src:<19} {dinv}{dst:<19} "));
     if goto {
         line.push_str("[goto] ");
     }

@@ -19,6 +19,7 @@
 //! ```
 
 pub mod faults;
+pub mod file_host;
 pub mod ip;
 pub mod iptables;
 pub mod nft;
@@ -35,6 +36,7 @@ use std::sync::{Mutex, MutexGuard};
 use virtnet_core::runner::{Cmd, Output, RunError, Runner};
 
 pub use faults::{CmdMatcher, Fault, FaultPlan};
+pub use file_host::FileBackedHost;
 pub use record::{Outcome, Record};
 pub use state::{assert_state_eq, diff_text, HostState, Section, StateFileError};
 
@@ -242,7 +244,12 @@ pub fn simulate(state: &mut HostState, cmd: &Cmd) -> Output {
         .unwrap_or("");
     let args = argv.get(1..).unwrap_or(&[]);
     match prog {
-        "nft" => state.nft.exec(args, cmd.stdin.as_deref()),
+        "nft" => {
+            // nft resolves `iif`/`oif` names against the links that exist.
+            let links = state.ip.links.iter().map(|l| l.name.clone()).collect();
+            state.nft.set_links(Some(links));
+            state.nft.exec(args, cmd.stdin.as_deref())
+        }
         "iptables" | "iptables-nft" => state.iptables.exec(args),
         "ip6tables" | "ip6tables-nft" => state.ip6tables.exec(args),
         "iptables-save" | "ip6tables-save" | "iptables-nft-save" | "ip6tables-nft-save" => {

@@ -100,8 +100,16 @@ pub fn seed_docker_nft(host: &dyn Runner) -> Result<(), SeedError> {
 }
 
 /// firewalld's own table (`inet firewalld`) in the shape firewalld 1.x
-/// creates it, reduced to the base chains and the public zone.
+/// creates it, reduced to the base chains and the public zone. Chains are
+/// defined before the rules that jump to them.
 pub const FIREWALLD_NFT_SCRIPT: &str = "table inet firewalld {
+	chain filter_IN_public {
+		tcp dport 22 accept
+		meta l4proto icmp accept
+	}
+	chain filter_INPUT_ZONES {
+		goto filter_IN_public
+	}
 	chain filter_INPUT {
 		type filter hook input priority filter + 10; policy accept;
 		ct state established,related accept
@@ -120,13 +128,6 @@ pub const FIREWALLD_NFT_SCRIPT: &str = "table inet firewalld {
 	chain filter_OUTPUT {
 		type filter hook output priority filter + 10; policy accept;
 		oifname \"lo\" accept
-	}
-	chain filter_INPUT_ZONES {
-		goto filter_IN_public
-	}
-	chain filter_IN_public {
-		tcp dport 22 accept
-		meta l4proto icmp accept
 	}
 }
 ";

@@ -61,9 +61,7 @@ fn kernel_err(msg: &str) -> Output {
 }
 
 fn norm_handle(h: &str) -> String {
-    if h.ends_with(':') {
-        h.to_string()
-    } else if h.contains(':') {
+    if h.contains(':') {
         h.to_string()
     } else {
         format!("{h}:")
@@ -210,7 +208,7 @@ impl TcState {
                     return fail(1, "Cannot find device \"\"");
                 };
                 let parent = norm_handle(parent.unwrap_or("ffff:"));
-                if self.qdiscs.get(d).map_or(true, |q| q.handle != parent) {
+                if self.qdiscs.get(d).is_none_or(|q| q.handle != parent) {
                     return kernel_err("Parent Qdisc doesn't exists.");
                 }
                 if self.csum_fails && tail.windows(2).any(|w| w[0] == "action" && w[1] == "csum") {
@@ -232,9 +230,9 @@ impl TcState {
                 let list = self.filters.entry(d.to_string()).or_default();
                 let before = list.len();
                 list.retain(|f| {
-                    !(parent.as_ref().map_or(true, |p| *p == f.parent)
-                        && prio.map_or(true, |p| p == f.prio)
-                        && protocol.map_or(true, |p| p == f.protocol))
+                    !(parent.as_ref().is_none_or(|p| *p == f.parent)
+                        && prio.is_none_or(|p| p == f.prio)
+                        && protocol.is_none_or(|p| p == f.protocol))
                 });
                 let removed = before != list.len();
                 if list.is_empty() {

@@ -246,7 +246,19 @@ fn iptables_commands_match_the_real_tool() {
         "iptables -w -t nat -A PREROUTING -j MASQUERADE",
         "iptables -w -A INPUT -j MASQUERADE",
         "iptables -w -t nat -A PREROUTING -p tcp --dport 80 -j DNAT --to-destination 10.0.0.2:8080",
+        "iptables -w -t nat -I POSTROUTING -j LIBVIRT_PRT",
+        "iptables -w -t nat -A LIBVIRT_PRT -s 192.168.122.0/24 -d 224.0.0.0/24 -j RETURN",
+        "iptables -w -t nat -A LIBVIRT_PRT -s 192.168.122.0/24 ! -d 192.168.122.0/24 -p udp -j SNAT --to-source 10.0.0.1-10.0.0.5:1024-65535",
+        "iptables -w -t nat -L -n",
+        "iptables -w -t nat -L",
+        "iptables -w -t nat -L LIBVIRT_PRT -v",
         "iptables -w -t mangle -N LIBVIRT_PRT",
+        "iptables -w -t mangle -A LIBVIRT_PRT -o virbr0 -p udp --dport 68 -j CHECKSUM --checksum-fill",
+        "iptables -w -t mangle -L LIBVIRT_PRT",
+        "iptables -w -t mangle -L LIBVIRT_PRT -n -v",
+        "iptables -w -A FOO ! -s 10.0.0.0/8 ! -i eth0 -j DROP",
+        "iptables -w -L FOO -v",
+        "iptables -w -L FOO -n",
         "iptables -w -t mangle -A LIBVIRT_PRT -o virbr0 -p udp --dport 68 -j CHECKSUM --checksum-fill",
         "iptables -w -t mangle -D LIBVIRT_PRT -o virbr0 -p udp -m udp --dport 68 -j CHECKSUM --checksum-fill",
         "iptables -w -t raw -F INPUT",
@@ -289,6 +301,12 @@ fn ip6tables_commands_match_the_real_tool() {
         "ip6tables -w -A INPUT -p udp --dport 547 -j ACCEPT",
         "ip6tables -w -t nat -A POSTROUTING -s fd00::/64 ! -d fd00::/64 -p udp -j MASQUERADE --to-ports 1024-65535",
         "ip6tables -w -t nat -S",
+        "ip6tables -w -N BAR",
+        "ip6tables -w -A BAR -s 2001:db8::/64 -d ff02::/16 -p udp --dport 547 -j ACCEPT",
+        "ip6tables -w -A BAR ! -s fd00::1 -j REJECT",
+        "ip6tables -w -L BAR",
+        "ip6tables -w -L BAR -n -v",
+        "ip6tables -w -L -n",
         "ip6tables -w -S",
         "ip6tables -w -D INPUT -s 2001:db8::1/128 -j REJECT --reject-with icmp6-port-unreachable",
         "ip6tables -w -D INPUT -s 2001:db8::1/128 -j REJECT",
@@ -309,6 +327,13 @@ fn ip_tc_sysctl_commands_match_the_real_tools() {
         "ip link add virbr0 type bridge",
         "ip link add virbr0 type bridge",
         "ip link add x1 type bogus",
+        "ip link add virbr9 type bridge stp_state 1 forward_delay 200",
+        "ip link set dev virbr9 type bridge stp_state 0 forward_delay 0",
+        "ip link set dev virbr9 type bridge bogus 1",
+        "ip link set dev virbr9 type bridge stp_state",
+        "ip link set dev virbr9 type bridge forward_delay abc",
+        "ip link add virbr8 type bridge bogus 1",
+        "ip link del virbr9",
         "ip link set dev virbr0 address 52:54:00:aa:bb:cc",
         "ip link set virbr0 mtu 1400",
         "ip link set nope up",
@@ -403,4 +428,63 @@ fn tc_csum_failure_switch_matches_this_kernel() {
         })
         .unwrap();
     assert_eq!(real, sim);
+}
+
+/// The nft seed scripts are valid for the real nft, and (once the nft
+/// simulator is merged) give the same ruleset on both hosts.
+#[test]
+fn nft_seed_scripts_match_the_real_nft() {
+    skip_unless_able!();
+    if !std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .any(|d| std::path::Path::new(d).join("nft").exists())
+    {
+        println!("skipped: nft not found on PATH");
+        return;
+    }
+    let ns = Netns::new().unwrap_or_else(|e| panic!("{e}"));
+    for script in [
+        virtnet_fake::seed::DOCKER_NFT_SCRIPT,
+        virtnet_fake::seed::FIREWALLD_NFT_SCRIPT,
+    ] {
+        let argv: Vec<String> = [
+            "nsenter",
+            "-t",
+            &ns.holder.id().to_string(),
+            "-n",
+            "--",
+            "nft",
+            "-f",
+            "-",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let out = RealRunner::new()
+            .run(&Cmd {
+                argv,
+                stdin: Some(script.to_string()),
+            })
+            .unwrap();
+        assert!(
+            out.success(),
+            "real nft rejected a seed script: {out:?}\n{script}"
+        );
+    }
+    let real = ns.run(&["nft".to_string(), "list".to_string(), "ruleset".to_string()]);
+    assert!(real.stdout.contains("table inet firewalld {"), "{real:?}");
+    let fake = FakeHost::new();
+    let seeded = virtnet_fake::seed::seed_docker_nft(&fake)
+        .and_then(|_| virtnet_fake::seed::seed_firewalld_nft(&fake));
+    match seeded {
+        Err(e) if fake.state().nft == virtnet_fake::nft::NftState::new() => {
+            println!("skipped: fake-vs-real comparison, nft simulator not available here ({e})");
+        }
+        Err(e) => panic!("{e}"),
+        Ok(()) => {
+            let sim = fake.run(&Cmd::new(["nft", "list", "ruleset"])).unwrap();
+            assert_eq!(real, sim);
+        }
+    }
 }

@@ -51,6 +51,9 @@ fn records_every_command_with_its_result() {
         host.golden(),
         "iptables \\\n-w \\\n-N FOO\niptables \\\n-w \\\n-N FOO\n"
     );
+    let json = serde_json::to_string(&recs).unwrap();
+    let back: Vec<virtnet_fake::Record> = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, recs);
 }
 
 #[test]
@@ -198,4 +201,28 @@ fn tc_csum_switch() {
     // Deleting the bridge drops its qdisc.
     ok(&host, &["ip", "link", "del", "virbr0"]);
     assert!(host.state().tc.qdiscs.is_empty());
+}
+
+#[test]
+fn file_backed_hosts_share_state_through_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("host.json");
+    let a = virtnet_fake::FileBackedHost::open(&path).unwrap();
+    assert!(path.exists());
+    let b = virtnet_fake::FileBackedHost::open(&path).unwrap();
+    assert!(a
+        .run_argv(&["iptables", "-w", "-N", "FROM_A"])
+        .unwrap()
+        .success());
+    // b re-reads the file before running, so it sees a's chain.
+    let out = b.run_argv(&["iptables", "-w", "-N", "FROM_A"]).unwrap();
+    assert_eq!(out.stderr, "iptables: Chain already exists.\n");
+    assert!(b
+        .run_argv(&["ip", "link", "add", "virbr0", "type", "bridge"])
+        .unwrap()
+        .success());
+    assert!(a.reload().unwrap().ip.link("virbr0").is_some());
+    std::fs::write(&path, "{").unwrap();
+    let err = a.run_argv(&["ip", "link"]).unwrap_err();
+    assert!(matches!(err, RunError::Spawn { .. }), "{err:?}");
 }

@@ -22,7 +22,10 @@ fn commands_logs_replay_with_identical_outputs() {
         if !case.path().is_dir() {
             continue;
         }
-        for run in std::fs::read_dir(case.path()).unwrap().filter_map(Result::ok) {
+        for run in std::fs::read_dir(case.path())
+            .unwrap()
+            .filter_map(Result::ok)
+        {
             let p = run.path().join("commands.log");
             if p.exists() {
                 logs.push(p);
@@ -34,7 +37,13 @@ fn commands_logs_replay_with_identical_outputs() {
     let mut exact_logs = 0;
     let mut failures = Vec::new();
     for log in &logs {
-        let run = log.parent().unwrap().file_name().unwrap().to_string_lossy().to_string();
+        let run = log
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
         let pure = matches!(
             run.as_str(),
             "nftables" | "nftables-no-tc-workaround" | "restart-nftables-to-nftables"
@@ -74,11 +83,20 @@ fn commands_logs_replay_with_identical_outputs() {
         compared,
         failures.len()
     );
-    assert!(logs.len() >= 60, "expected the capture logs, found {}", logs.len());
+    assert!(
+        logs.len() >= 60,
+        "expected the capture logs, found {}",
+        logs.len()
+    );
     assert!(
         failures.is_empty(),
         "{} mismatches:\n{}",
         failures.len(),
-        failures.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+        failures
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

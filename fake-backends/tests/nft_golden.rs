@@ -29,10 +29,15 @@ fn cases() -> Vec<String> {
 fn replay(case: &str) -> (NftState, Vec<(Vec<String>, String)>) {
     let dir = golden().join("libvirt-11.3.0/tests/networkxml2firewalldata");
     let mut cmds = parse_stream(&read(&dir.join("base.nftables")));
-    cmds.extend(parse_stream(&read(&dir.join(format!("{case}-linux.nftables")))));
+    cmds.extend(parse_stream(&read(
+        &dir.join(format!("{case}-linux.nftables")),
+    )));
     let mut st = NftState::new();
     let mut echoes = Vec::new();
-    for argv in cmds.iter().filter(|a| a.first().map(String::as_str) == Some("nft")) {
+    for argv in cmds
+        .iter()
+        .filter(|a| a.first().map(String::as_str) == Some("nft"))
+    {
         let out = st.exec(&argv[1..], None);
         if argv[1] == "list" {
             // Fresh host: the private tables do not exist yet.
@@ -42,7 +47,10 @@ fn replay(case: &str) -> (NftState, Vec<(Vec<String>, String)>) {
             assert_eq!(out.status, 0, "{case}: {argv:?} failed: {out:?}");
         }
         if argv[1] == "-ae" {
-            assert!(out.stdout.contains("# handle "), "{case}: no handle echoed for {argv:?}");
+            assert!(
+                out.stdout.contains("# handle "),
+                "{case}: no handle echoed for {argv:?}"
+            );
             echoes.push((argv.clone(), out.stdout));
         }
     }
@@ -52,7 +60,10 @@ fn replay(case: &str) -> (NftState, Vec<(Vec<String>, String)>) {
 #[test]
 fn golden_streams_give_the_captured_rulesets() {
     let cases = cases();
-    assert!(cases.len() >= 11, "expected the 11 libvirt nftables cases, got {cases:?}");
+    assert!(
+        cases.len() >= 11,
+        "expected the 11 libvirt nftables cases, got {cases:?}"
+    );
     let mut compared = 0;
     let mut failures = Vec::new();
     for case in &cases {

@@ -8,6 +8,8 @@ use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
 
+mod golden;
+
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
@@ -27,6 +29,16 @@ enum Task {
         /// Skip the `cargo fmt --check` step.
         #[arg(long)]
         no_fmt: bool,
+    },
+    /// Project-owned golden cases (golden/cases -> golden/releases/unreleased).
+    #[command(group(clap::ArgGroup::new("mode").required(true).args(["bless", "check"])))]
+    Golden {
+        /// Rewrite golden/releases/unreleased from what HEAD emits.
+        #[arg(long)]
+        bless: bool,
+        /// Compare; fail with a diff on any difference, missing or extra file.
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -70,6 +82,8 @@ fn ci(no_fmt: bool) -> ExitCode {
     let mut test = cargo();
     test.args(["test", "--workspace", "--no-fail-fast"]);
     ok &= step("tests", test);
+    eprintln!("xtask: == golden check");
+    ok &= report(golden::run(&workspace_root(), golden::Mode::Check));
     if ok {
         ExitCode::SUCCESS
     } else {
@@ -77,9 +91,35 @@ fn ci(no_fmt: bool) -> ExitCode {
     }
 }
 
+/// Prints a task's report; returns whether it succeeded.
+fn report(result: Result<String, String>) -> bool {
+    match result {
+        Ok(msg) => {
+            eprintln!("xtask: {msg}");
+            true
+        }
+        Err(msg) => {
+            eprintln!("xtask: {msg}");
+            false
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.task {
         Task::Ci { no_fmt } => ci(no_fmt),
+        Task::Golden { bless, check: _ } => {
+            let mode = if bless {
+                golden::Mode::Bless
+            } else {
+                golden::Mode::Check
+            };
+            if report(golden::run(&workspace_root(), mode)) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
     }
 }

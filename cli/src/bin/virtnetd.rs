@@ -19,8 +19,8 @@ use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use virtnet_core::activation::{notify, ProcessEnv};
 use virtnet_core::daemon::{
-    self, acquire_listeners, install_signal_handlers, ExitReason, LogControl, Server, ServerConfig,
-    Service, UnavailableDriver,
+    self, acquire_listeners, block_signals, install_signal_handlers, ExitReason, LogControl,
+    Server, ServerConfig, Service, UnavailableDriver,
 };
 
 /// Which host the driver acts on.
@@ -147,6 +147,11 @@ fn main() -> ExitCode {
         }
     };
 
+    // Termination signals stay pending until the server can handle them.
+    if let Err(e) = block_signals() {
+        eprintln!("virtnetd: cannot block signals: {e}");
+        return ExitCode::from(daemon::EXIT_FAILURE as u8);
+    }
     // Activation first: it edits the process environment, which is only
     // sound before any other thread exists.
     let (listeners, mode) =
@@ -181,6 +186,10 @@ fn main() -> ExitCode {
     let config = ServerConfig {
         idle_timeout: args.timeout.map(Duration::from_secs),
         log_control: Some(log),
+        on_stopping: Some(Arc::new(|reason| {
+            tracing::info!(?reason, "stopping");
+            notify::notify_from_env("STOPPING=1");
+        })),
         ..ServerConfig::default()
     };
     let server = match Server::new(config, listeners, service) {
@@ -196,7 +205,6 @@ fn main() -> ExitCode {
     }
     notify::notify_from_env("READY=1");
     let result = server.run();
-    notify::notify_from_env("STOPPING=1");
     match result {
         Ok(ExitReason::Requested | ExitReason::Signal(_) | ExitReason::IdleTimeout) => {
             ExitCode::from(daemon::EXIT_OK as u8)

@@ -31,7 +31,7 @@ pub use server::{
     ExitReason, LogControl, Server, ServerConfig, ServerError, ShutdownHandle, ADMIN_METHODS,
 };
 pub use service::{CallContext, MethodInfo, PeerCred, Service, UnavailableDriver, NET_METHODS};
-pub use signals::install_signal_handlers;
+pub use signals::{block_signals, install_signal_handlers};
 pub use sockets::{acquire_listeners, ListenMode, Listener, SocketKind, StartupError};
 
 /// Exit status: clean exit (shutdown signal or idle timeout).

@@ -59,6 +59,9 @@ pub struct ServerConfig {
     pub daemon_uid: u32,
     /// Run-time log level control, when the binary supports it.
     pub log_control: Option<Arc<dyn LogControl>>,
+    /// Called once when the server starts stopping, before connections are
+    /// closed (virtnetd sends `STOPPING=1` to systemd from here).
+    pub on_stopping: Option<Arc<dyn Fn(ExitReason) + Send + Sync>>,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +73,7 @@ impl Default for ServerConfig {
             max_request_bytes: MAX_REQUEST_BYTES,
             daemon_uid: nix::unistd::geteuid().as_raw(),
             log_control: None,
+            on_stopping: None,
         }
     }
 }
@@ -83,6 +87,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_request_bytes", &self.max_request_bytes)
             .field("daemon_uid", &self.daemon_uid)
             .field("log_control", &self.log_control.is_some())
+            .field("on_stopping", &self.on_stopping.is_some())
             .finish()
     }
 }
@@ -136,7 +141,7 @@ impl ShutdownHandle {
 struct ClientEntry {
     socket: SocketKind,
     peer: Option<PeerCred>,
-    stream: Option<UnixStream>,
+    stream: UnixStream,
     connected: Instant,
 }
 
@@ -239,12 +244,13 @@ impl Server {
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
         let result = self.accept_loop(&mut threads);
         self.shared.stopping.store(true, Ordering::SeqCst);
+        if let (Ok(reason), Some(hook)) = (&result, &self.shared.config.on_stopping) {
+            hook(*reason);
+        }
         // Unblock every client thread: a request being served completes, its
         // reply may or may not get through, the next read sees EOF.
         for entry in self.shared.clients().values() {
-            if let Some(s) = &entry.stream {
-                let _ = s.shutdown(std::net::Shutdown::Both);
-            }
+            let _ = entry.stream.shutdown(std::net::Shutdown::Both);
         }
         for t in threads {
             let _ = t.join();
@@ -264,10 +270,13 @@ impl Server {
     }
 
     fn accept_loop(&self, threads: &mut Vec<JoinHandle<()>>) -> Result<ExitReason, ServerError> {
-        let tick = Duration::from_millis(200);
         loop {
+            // Idle checks run every tick: a quarter of the timeout, at most
+            // 200 ms (so the daemon exits within timeout + tick).
             let timeout_ms: libc::c_int = match self.shared.config.idle_timeout {
-                Some(_) => tick.as_millis() as libc::c_int,
+                Some(t) => (t / 4)
+                    .clamp(Duration::from_millis(1), Duration::from_millis(200))
+                    .as_millis() as libc::c_int,
                 None => -1,
             };
             let mut fds: Vec<libc::pollfd> = self
@@ -308,7 +317,10 @@ impl Server {
                 let idle = self.shared.clients().is_empty()
                     && self.shared.in_flight.load(Ordering::SeqCst) == 0
                     && !self.shared.service.busy();
-                if idle && self.shared.idle_for() >= limit {
+                if !idle {
+                    // Idle time counts from the end of the last activity.
+                    self.shared.touch();
+                } else if self.shared.idle_for() >= limit {
                     tracing::info!("idle for {}s: exiting", limit.as_secs_f64());
                     return Ok(ExitReason::IdleTimeout);
                 }
@@ -353,7 +365,10 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    // E.g. EMFILE: the listener stays readable, so pause a
+                    // little instead of spinning on it.
                     tracing::warn!(socket = l.kind.label(), "accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
                     return;
                 }
             };
@@ -375,9 +390,26 @@ impl Server {
                 uid: c.uid(),
                 gid: c.gid(),
             });
+        // A refused peer gets one error line. Closing a UNIX socket with
+        // unread input makes the peer's read fail with ECONNRESET and lose
+        // that line, so shut down our side for writing and drain its input
+        // briefly (bounded time) on a short-lived thread before closing.
         let refuse = |mut s: UnixStream, err: RpcError| {
-            let _ = s.write_all(&response_line(&Value::Null, Err(err)));
-            let _ = s.shutdown(std::net::Shutdown::Both);
+            let _ = std::thread::Builder::new()
+                .name("virtnetd-refuse".into())
+                .spawn(move || {
+                    let _ = s.write_all(&response_line(&Value::Null, Err(err)));
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+                    let deadline = Instant::now() + Duration::from_secs(1);
+                    let mut sink = [0u8; 4096];
+                    while Instant::now() < deadline {
+                        match std::io::Read::read(&mut s, &mut sink) {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                    }
+                });
         };
         if kind.checks_peer() {
             let allowed = peer.is_some_and(|p| p.uid == 0 || p.uid == shared.config.daemon_uid);
@@ -406,6 +438,19 @@ impl Server {
                 return None;
             }
         }
+        // The registry keeps a second handle so shutdown can unblock the
+        // client thread; without one the connection cannot be served safely.
+        let control = match stream.try_clone() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(client = id, "refused connection: cannot duplicate it: {e}");
+                refuse(
+                    stream,
+                    RpcError::with(ErrorCode::Internal, format!("cannot serve connection: {e}")),
+                );
+                return None;
+            }
+        };
         {
             let mut clients = shared.clients();
             if clients.len() >= shared.config.max_clients {
@@ -429,7 +474,7 @@ impl Server {
                 ClientEntry {
                     socket: kind,
                     peer,
-                    stream: stream.try_clone().ok(),
+                    stream: control,
                     connected: Instant::now(),
                 },
             );

@@ -6,7 +6,27 @@
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::signal::{
+    sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
+};
+
+const SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
+
+fn signal_set() -> SigSet {
+    let mut set = SigSet::empty();
+    for sig in SIGNALS {
+        set.add(sig);
+    }
+    set
+}
+
+/// Hold SIGTERM, SIGINT and SIGHUP pending (calling thread) until
+/// [`install_signal_handlers`] runs, so a signal that arrives while the
+/// sockets are being set up is handled cleanly instead of killing the
+/// process. Call first thing in `main`, before any thread exists.
+pub fn block_signals() -> Result<(), nix::Error> {
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signal_set()), None)
+}
 
 use super::server::ShutdownHandle;
 
@@ -27,8 +47,10 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
 }
 
-/// Route SIGTERM, SIGINT and SIGHUP to `handle`'s server. The write end of its
-/// wake-up pipe is duplicated and kept open for the life of the process.
+/// Route SIGTERM, SIGINT and SIGHUP to `handle`'s server, then unblock them
+/// (see [`block_signals`]; pending ones are delivered now). The write end of
+/// the server's wake-up pipe is duplicated and kept open for the life of the
+/// process.
 pub fn install_signal_handlers(handle: &ShutdownHandle) -> Result<(), nix::Error> {
     let fd = nix::fcntl::fcntl(handle.raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))?;
     let old = WAKE_FD.swap(fd, Ordering::SeqCst);
@@ -40,9 +62,9 @@ pub fn install_signal_handlers(handle: &ShutdownHandle) -> Result<(), nix::Error
         SaFlags::SA_RESTART,
         SigSet::empty(),
     );
-    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+    for sig in SIGNALS {
         // SAFETY: the handler is async-signal-safe (see on_signal).
         unsafe { sigaction(sig, &action) }?;
     }
-    Ok(())
+    sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&signal_set()), None)
 }

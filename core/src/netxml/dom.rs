@@ -142,19 +142,20 @@ impl Element {
     }
 }
 
-/// Parsed document: the root element plus the input (for positions).
-pub(crate) struct Document<'a> {
-    pub input: &'a str,
+/// Parsed document: the root element plus the (line-end normalized) input,
+/// for positions.
+pub(crate) struct Document {
+    pub input: String,
     pub root: Element,
 }
 
-impl Document<'_> {
+impl Document {
     pub fn location(&self, el: &Element, attr: Option<&str>) -> Location {
         let pos = attr
             .and_then(|a| el.attr(a))
             .map(|a| a.pos)
             .unwrap_or(el.pos);
-        let (line, column) = line_col(self.input, pos);
+        let (line, column) = line_col(&self.input, pos);
         Location {
             line,
             column,
@@ -172,6 +173,34 @@ fn syntax(input: &str, pos: usize, msg: impl Into<String>) -> NetXmlError {
         path: String::new(),
         attribute: None,
     })
+}
+
+/// A quick-xml attribute syntax error, positioned in the input (quick-xml
+/// counts from the byte after `<`).
+fn attr_error(
+    input: &str,
+    tag_pos: usize,
+    err: &quick_xml::events::attributes::AttrError,
+) -> NetXmlError {
+    use quick_xml::events::attributes::AttrError as E;
+    let (at, what) = match err {
+        E::ExpectedEq(p) => (*p, "attribute name must be followed by '='".to_string()),
+        E::ExpectedValue(p) => (*p, "'=' must be followed by an attribute value".to_string()),
+        E::UnquotedValue(p) => (*p, "attribute value must be enclosed in quotes".to_string()),
+        E::ExpectedQuote(p, q) => (*p, format!("missing closing quote {}", *q as char)),
+        E::Duplicated(p, _) => (*p, "attribute redefined".to_string()),
+    };
+    syntax(input, tag_pos + 1 + at, what)
+}
+
+/// XML 1.0 Name production (ASCII rules exact; any non-ASCII accepted).
+fn is_xml_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    let start_ok = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ':' || !c.is_ascii();
+    start_ok(first) && chars.all(|c| start_ok(c) || c.is_ascii_digit() || c == '-' || c == '.')
 }
 
 fn split_qname(q: &str) -> (Option<String>, String) {
@@ -206,17 +235,43 @@ impl<'a> Builder<'a> {
         if qname.is_empty() {
             return Err(syntax(input, pos, "empty element name"));
         }
+        if !is_xml_name(&qname) {
+            return Err(syntax(
+                input,
+                pos,
+                format!("invalid element name '{qname}'"),
+            ));
+        }
         let (prefix, local) = split_qname(&qname);
         let mut attrs = Vec::new();
         let mut ns_decls = Vec::new();
         for a in e.attributes().with_checks(true) {
-            let a = a.map_err(|err| syntax(input, pos, format!("bad attribute: {err}")))?;
+            let a = a.map_err(|err| attr_error(input, pos, &err))?;
             let apos = offset_in(input, a.key.as_ref()).unwrap_or(pos);
             let key = std::str::from_utf8(a.key.as_ref())
                 .map_err(|_| syntax(input, apos, "attribute name is not valid UTF-8"))?
                 .to_string();
-            let value = a
-                .unescape_value()
+            if !is_xml_name(&key) {
+                return Err(syntax(
+                    input,
+                    apos,
+                    format!("invalid attribute name '{key}'"),
+                ));
+            }
+            if a.value.contains(&b'<') {
+                return Err(syntax(
+                    input,
+                    apos,
+                    format!("unescaped '<' not allowed in value of attribute '{key}'"),
+                ));
+            }
+            // Attribute-value normalization: literal TAB and LF (CR is gone
+            // after line-end normalization) become spaces; character
+            // references are expanded after that and so survive.
+            let raw = std::str::from_utf8(a.value.as_ref())
+                .map_err(|_| syntax(input, apos, "attribute value is not valid UTF-8"))?
+                .replace(['\t', '\n'], " ");
+            let value = quick_xml::escape::unescape(&raw)
                 .map_err(|err| {
                     syntax(
                         input,
@@ -351,8 +406,49 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// Characters XML 1.0 does not allow anywhere (libxml2 rejects them, also
+/// when written as character references).
+fn is_forbidden_char(c: char) -> bool {
+    (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{fffe}' || c == '\u{ffff}'
+}
+
+fn check_chars(input: &str, s: &str, pos: usize) -> Result<(), NetXmlError> {
+    match s.chars().find(|c| is_forbidden_char(*c)) {
+        Some(c) => Err(syntax(
+            input,
+            pos,
+            format!("invalid XML character U+{:04X}", u32::from(c)),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// XML end-of-line handling: CR LF and lone CR become LF.
+fn normalize_line_ends(input: &str) -> String {
+    if !input.contains('\r') {
+        return input.to_string();
+    }
+    input.replace("\r\n", "\n").replace('\r', "\n")
+}
+
 /// Parse `input` into an element tree.
-pub(crate) fn parse_document(input: &str) -> Result<Document<'_>, NetXmlError> {
+pub(crate) fn parse_document(input: &str) -> Result<Document, NetXmlError> {
+    let normalized = normalize_line_ends(input);
+    let root = parse_normalized(&normalized)?;
+    Ok(Document {
+        input: normalized,
+        root,
+    })
+}
+
+fn parse_normalized(input: &str) -> Result<Element, NetXmlError> {
+    if let Some((i, c)) = input.char_indices().find(|(_, c)| is_forbidden_char(*c)) {
+        return Err(syntax(
+            input,
+            i,
+            format!("invalid XML character U+{:04X}", u32::from(c)),
+        ));
+    }
     let mut reader = Reader::from_str(input);
     {
         let cfg = reader.config_mut();
@@ -403,10 +499,14 @@ pub(crate) fn parse_document(input: &str) -> Result<Document<'_>, NetXmlError> {
                 None => return Err(syntax(input, pos, "unexpected end tag")),
             },
             Event::Text(t) => {
+                if t.windows(3).any(|w| w == b"]]>") {
+                    return Err(syntax(input, pos, "sequence ']]>' not allowed in content"));
+                }
                 let s = t
                     .unescape()
                     .map_err(|err| syntax(input, pos, format!("bad text: {err}")))?
                     .into_owned();
+                check_chars(input, &s, pos)?;
                 b.push_node(Node::Text(s), pos)?;
             }
             Event::CData(t) => {
@@ -423,7 +523,20 @@ pub(crate) fn parse_document(input: &str) -> Result<Document<'_>, NetXmlError> {
                 let s = String::from_utf8_lossy(&t).into_owned();
                 b.push_node(Node::Pi(s), pos)?;
             }
-            Event::Decl(_) | Event::DocType(_) => {
+            Event::Decl(_) => {
+                // Only a UTF-8 byte order mark may precede the declaration.
+                if !input
+                    .get(..pos)
+                    .is_some_and(|p| p.trim_start_matches('\u{feff}').is_empty())
+                {
+                    return Err(syntax(
+                        input,
+                        pos,
+                        "XML declaration allowed only at the start of the document",
+                    ));
+                }
+            }
+            Event::DocType(_) => {
                 if !b.stack.is_empty() || b.root.is_some() {
                     return Err(syntax(
                         input,
@@ -446,7 +559,7 @@ pub(crate) fn parse_document(input: &str) -> Result<Document<'_>, NetXmlError> {
         ));
     }
     match b.root {
-        Some(root) => Ok(Document { input, root }),
+        Some(root) => Ok(root),
         None => Err(syntax(
             input,
             input.len(),

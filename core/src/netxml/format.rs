@@ -84,9 +84,16 @@ fn tristate(v: bool) -> &'static str {
 
 /// Format a definition exactly as libvirt's virNetworkDefFormat.
 pub fn format(def: &NetworkDef, flags: FormatFlags) -> String {
+    format_indented(def, flags, 0)
+}
+
+/// Format with every line indented by `indent` spaces, as libvirt does when
+/// it embeds the definition in another document (the status file's
+/// `<networkstatus>` uses 2).
+pub fn format_indented(def: &NetworkDef, flags: FormatFlags, indent: usize) -> String {
     let mut b = Buf {
         out: String::new(),
-        indent: 0,
+        indent,
     };
     let mut root = String::from("<network");
     if !def.dnsmasq_options.is_empty() {
@@ -113,7 +120,7 @@ pub fn format(def: &NetworkDef, flags: FormatFlags) -> String {
         "</description>\n",
     );
     if let Some(m) = &def.metadata {
-        b.add(&m.xml);
+        b.add(&metadata_xml(m, b.indent / 2));
         b.add("\n");
     }
 
@@ -317,7 +324,7 @@ fn format_dns(b: &mut Buf, dns: &DnsDef) {
         b.add("<forwarder");
         b.esc(" domain='", f.domain.as_deref(), "'");
         if let Some(a) = &f.addr {
-            b.add(&format!(" addr='{a}'"));
+            b.add(&format!(" addr='{}'", ip_to_string(a)));
         }
         b.add("/>\n");
     }
@@ -342,7 +349,7 @@ fn format_dns(b: &mut Buf, dns: &DnsDef) {
         b.add("/>\n");
     }
     for h in &dns.hosts {
-        b.add(&format!("<host ip='{}'>\n", h.ip));
+        b.add(&format!("<host ip='{}'>\n", ip_to_string(&h.ip)));
         b.adjust(2);
         for n in &h.hostnames {
             b.esc("<hostname>", Some(n), "</hostname>\n");
@@ -375,7 +382,7 @@ fn format_ip(b: &mut Buf, ip: &IpDef) {
     if let Some(f) = &ip.family {
         let _ = write!(s, " family='{f}'");
     }
-    let _ = write!(s, " address='{}'", ip.address);
+    let _ = write!(s, " address='{}'", ip_to_string(&ip.address));
     if let Some(m) = &ip.netmask {
         let _ = write!(s, " netmask='{m}'");
     }
@@ -393,7 +400,11 @@ fn format_ip(b: &mut Buf, ip: &IpDef) {
         b.add("<dhcp>\n");
         b.adjust(2);
         for r in &ip.ranges {
-            b.add(&format!("<range start='{}' end='{}'", r.start, r.end));
+            b.add(&format!(
+                "<range start='{}' end='{}'",
+                ip_to_string(&r.start),
+                ip_to_string(&r.end)
+            ));
             match &r.lease {
                 Some(l) => format_lease_body(b, l, "</range>\n"),
                 None => b.add("/>\n"),
@@ -411,7 +422,7 @@ fn format_ip(b: &mut Buf, ip: &IpDef) {
                 let _ = write!(s, " name='{n}'");
             }
             if let Some(a) = &h.ip {
-                let _ = write!(s, " ip='{a}'");
+                let _ = write!(s, " ip='{}'", ip_to_string(a));
             }
             b.add(&s);
             match &h.lease {
@@ -422,7 +433,7 @@ fn format_ip(b: &mut Buf, ip: &IpDef) {
         if let Some(bp) = &ip.bootp {
             b.esc("<bootp file='", Some(&bp.file), "'");
             if let Some(srv) = &bp.server {
-                b.esc(" server='", Some(&srv.to_string()), "'");
+                b.esc(" server='", Some(&ip_to_string(srv)), "'");
             }
             b.add("/>\n");
         }
@@ -438,14 +449,14 @@ fn format_route(b: &mut Buf, r: &RouteDef) {
     if let Some(f) = &r.family {
         let _ = write!(s, " family='{f}'");
     }
-    let _ = write!(s, " address='{}'", r.address);
+    let _ = write!(s, " address='{}'", ip_to_string(&r.address));
     if let Some(m) = &r.netmask {
         let _ = write!(s, " netmask='{m}'");
     }
     if let Some(p) = r.prefix {
         let _ = write!(s, " prefix='{p}'");
     }
-    let _ = write!(s, " gateway='{}'", r.gateway);
+    let _ = write!(s, " gateway='{}'", ip_to_string(&r.gateway));
     if let Some(m) = r.metric.filter(|m| *m > 0) {
         let _ = write!(s, " metric='{m}'");
     }
@@ -625,15 +636,11 @@ fn escape_text(s: &str, out: &mut String) {
     }
 }
 
-/// Serialize the `<metadata>` element the way libvirt re-emits it: children
-/// without a namespace and later children repeating a namespace are dropped,
-/// then the element is dumped with libxml2's indenting serializer at
-/// nesting level 1. Returns the full `<metadata>...</metadata>` text without
-/// leading indentation or trailing newline.
-pub(crate) fn metadata_xml(m: &Element) -> String {
-    // libxml2's xmlCopyNode adds declarations for namespaces that are
-    // declared outside the copied subtree (e.g. on <network>) to the root of
-    // the copy, in copy order; this happens before the sanitizing.
+/// Build libvirt's copy of `<metadata>`: libxml2's xmlCopyNode declares on
+/// the copy's root the namespaces that were declared outside it (in copy
+/// order), then libvirt drops children without a namespace and later
+/// children repeating a namespace.
+pub(crate) fn metadata_from_dom(m: &Element) -> Metadata {
     let mut added: Vec<(Option<String>, String)> = Vec::new();
     let own: Vec<Option<String>> = m.ns_decls.iter().map(|(p, _)| p.clone()).collect();
     collect_out_of_scope(m, &own, &mut added);
@@ -646,24 +653,53 @@ pub(crate) fn metadata_xml(m: &Element) -> String {
         }
         kept.push(c);
     }
+    let mut root = to_xml_element(m, false);
+    root.namespaces.extend(added);
+    root.children = kept
+        .into_iter()
+        .map(|k| XmlNode::Element(to_xml_element(k, true)))
+        .collect();
+    Metadata { element: root }
+}
+
+fn to_xml_element(e: &Element, with_children: bool) -> XmlElement {
+    let children = if with_children {
+        e.children
+            .iter()
+            .map(|c| match c {
+                Node::Element(ce) => XmlNode::Element(to_xml_element(ce, true)),
+                Node::Text(t) => XmlNode::Text(t.clone()),
+                Node::CData(t) => XmlNode::CData(t.clone()),
+                Node::Comment(t) => XmlNode::Comment(t.clone()),
+                Node::Pi(t) => XmlNode::ProcessingInstruction(t.clone()),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    XmlElement {
+        name: e.qname(),
+        namespaces: e.ns_decls.clone(),
+        attributes: e
+            .attrs
+            .iter()
+            .map(|a| {
+                let name = match &a.prefix {
+                    Some(p) => format!("{p}:{}", a.local),
+                    None => a.local.clone(),
+                };
+                (name, a.value.clone())
+            })
+            .collect(),
+        children,
+    }
+}
+
+/// Serialize `<metadata>` as libvirt does (xmlNodeDump with formatting at
+/// nesting `level`), without leading indentation or trailing newline.
+pub fn metadata_xml(m: &Metadata, level: usize) -> String {
     let mut out = String::new();
-    out.push_str("<metadata");
-    for (p, u) in m.ns_decls.iter().chain(added.iter()) {
-        push_ns_decl(p, u, &mut out);
-    }
-    push_attrs(m, &mut out);
-    if kept.is_empty() {
-        out.push_str("/>");
-        return out;
-    }
-    out.push_str(">\n");
-    for k in &kept {
-        indent(&mut out, 2);
-        dump_element(k, 2, true, &mut out);
-        out.push('\n');
-    }
-    indent(&mut out, 1);
-    out.push_str("</metadata>");
+    dump_element(&m.element, level, true, &mut out);
     out
 }
 
@@ -703,20 +739,6 @@ fn collect_out_of_scope(
     }
 }
 
-fn push_attrs(e: &Element, out: &mut String) {
-    for a in &e.attrs {
-        out.push(' ');
-        if let Some(p) = &a.prefix {
-            out.push_str(p);
-            out.push(':');
-        }
-        out.push_str(&a.local);
-        out.push_str("=\"");
-        escape_attr_dq(&a.value, out);
-        out.push('"');
-    }
-}
-
 fn indent(out: &mut String, level: usize) {
     for _ in 0..level {
         out.push_str("  ");
@@ -732,13 +754,19 @@ fn push_ns_decl(p: &Option<String>, u: &str, out: &mut String) {
     out.push('"');
 }
 
-fn dump_element(e: &Element, level: usize, fmt: bool, out: &mut String) {
+fn dump_element(e: &XmlElement, level: usize, fmt: bool, out: &mut String) {
     out.push('<');
-    out.push_str(&e.qname());
-    for (p, u) in &e.ns_decls {
+    out.push_str(&e.name);
+    for (p, u) in &e.namespaces {
         push_ns_decl(p, u, out);
     }
-    push_attrs(e, out);
+    for (n, v) in &e.attributes {
+        out.push(' ');
+        out.push_str(n);
+        out.push_str("=\"");
+        escape_attr_dq(v, out);
+        out.push('"');
+    }
     if e.children.is_empty() {
         out.push_str("/>");
         return;
@@ -748,26 +776,26 @@ fn dump_element(e: &Element, level: usize, fmt: bool, out: &mut String) {
     let child_fmt = fmt
         && e.children
             .iter()
-            .all(|c| !matches!(c, Node::Text(_) | Node::CData(_)));
+            .all(|c| !matches!(c, XmlNode::Text(_) | XmlNode::CData(_)));
     for c in &e.children {
         if child_fmt {
             out.push('\n');
             indent(out, level + 1);
         }
         match c {
-            Node::Element(ce) => dump_element(ce, level + 1, child_fmt, out),
-            Node::Text(t) => escape_text(t, out),
-            Node::CData(t) => {
+            XmlNode::Element(ce) => dump_element(ce, level + 1, child_fmt, out),
+            XmlNode::Text(t) => escape_text(t, out),
+            XmlNode::CData(t) => {
                 out.push_str("<![CDATA[");
                 out.push_str(t);
                 out.push_str("]]>");
             }
-            Node::Comment(t) => {
+            XmlNode::Comment(t) => {
                 out.push_str("<!--");
                 out.push_str(t);
                 out.push_str("-->");
             }
-            Node::Pi(t) => {
+            XmlNode::ProcessingInstruction(t) => {
                 out.push_str("<?");
                 out.push_str(t);
                 out.push_str("?>");
@@ -779,6 +807,6 @@ fn dump_element(e: &Element, level: usize, fmt: bool, out: &mut String) {
         indent(out, level);
     }
     out.push_str("</");
-    out.push_str(&e.qname());
+    out.push_str(&e.name);
     out.push('>');
 }

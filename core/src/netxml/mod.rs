@@ -16,10 +16,12 @@ mod parse;
 pub mod validate;
 
 pub use error::{ErrorKind, Location, NetXmlError};
-pub use format::{format, FormatFlags};
+pub use format::{format, format_indented, FormatFlags};
 pub use model::*;
 pub use parse::parse;
-pub use validate::{validate, validate_for_define, DefineContext, EmptyHost};
+pub use validate::{
+    prepare_loaded_config, validate, validate_for_define, DefineContext, EmptyHost,
+};
 
 /// Parse and run the host-independent define-time validation, with
 /// line:column positions filled in for validation errors too.

@@ -4,7 +4,7 @@
 //! `IpAddr`, numbers are integers, enumerations are enums, yes/no attributes
 //! are `Option<bool>` where `None` is libvirt's "absent"), plus the few raw
 //! strings libvirt re-emits verbatim (the `family` attributes, DHCP host MAC
-//! strings, metadata), so that [`super::format`] can reproduce libvirt's
+//! strings, metadata), so that [`super::format()`] can reproduce libvirt's
 //! output byte for byte.
 
 use std::fmt;
@@ -104,14 +104,37 @@ impl fmt::Display for MacAddr {
     }
 }
 
-/// `<metadata>`, kept as the serialized element libvirt re-emits: children
-/// without a namespace (and later children repeating a namespace) dropped,
-/// the rest re-serialized by libxml2's rules (double-quoted attributes,
-/// indentation for nesting level 1, first line not indented, no trailing
-/// newline).
+/// `<metadata>`, as libvirt keeps it: a copy of the element where children
+/// without a namespace (and later children repeating a namespace) are
+/// dropped, and namespaces declared outside it are declared on it. It is
+/// re-serialized with libxml2's rules by [`super::format()`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
-    pub xml: String,
+    /// The `<metadata>` element itself.
+    pub element: XmlElement,
+}
+
+/// A generic XML element (used for `<metadata>` content).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XmlElement {
+    /// Qualified name as written (`prefix:local` or `local`).
+    pub name: String,
+    /// Namespace declarations on this element: (prefix, URI); prefix `None`
+    /// is the default namespace.
+    pub namespaces: Vec<(Option<String>, String)>,
+    /// Attributes (qualified name, unescaped value) in document order.
+    pub attributes: Vec<(String, String)>,
+    pub children: Vec<XmlNode>,
+}
+
+/// A node inside an [`XmlElement`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum XmlNode {
+    Element(XmlElement),
+    Text(String),
+    CData(String),
+    Comment(String),
+    ProcessingInstruction(String),
 }
 
 /// Forward modes (`<forward mode>`). Isolated is `NetworkDef::forward == None`.
@@ -274,6 +297,22 @@ pub struct NatDef {
 }
 
 impl NatDef {
+    /// Port range libvirt fills in when none is configured.
+    pub const DEFAULT_PORT_RANGE: (u16, u16) = (1024, 65535);
+
+    /// libvirt's firewall code, when it builds the first protocol-specific
+    /// masquerade rule and no port range is configured (both 0), stores
+    /// 1024-65535 in the live definition (so it shows in the live XML and
+    /// the status file). Returns true if it changed anything.
+    pub fn fill_default_port_range(&mut self) -> bool {
+        if self.port_start == 0 && self.port_end == 0 {
+            (self.port_start, self.port_end) = Self::DEFAULT_PORT_RANGE;
+            true
+        } else {
+            false
+        }
+    }
+
     /// True if nothing is set (no `<nat>` is formatted).
     pub fn is_empty(&self) -> bool {
         self.address.is_none() && self.port_start == 0 && self.port_end == 0 && self.ipv6.is_none()
@@ -630,6 +669,21 @@ impl Family {
     }
 }
 
+/// Text form of an address exactly as libvirt prints it (glibc
+/// `inet_ntop`): like `IpAddr`'s `Display`, except that IPv4-compatible IPv6
+/// addresses (first 96 bits zero, seventh group nonzero) print as
+/// `::a.b.c.d`.
+pub fn ip_to_string(addr: &IpAddr) -> String {
+    if let IpAddr::V6(a) = addr {
+        let s = a.segments();
+        if s[..6].iter().all(|w| *w == 0) && s[6] != 0 {
+            let o = a.octets();
+            return format!("::{}.{}.{}.{}", o[12], o[13], o[14], o[15]);
+        }
+    }
+    addr.to_string()
+}
+
 /// Number of leading one bits of a contiguous IPv4 netmask; `None` if the
 /// mask is not contiguous.
 pub fn netmask_to_prefix(mask: Ipv4Addr) -> Option<u32> {
@@ -730,7 +784,7 @@ impl IpDef {
         if !self.is_ipv4() {
             return None;
         }
-        let p = self.prefix()?;
+        let p = self.prefix().filter(|p| *p <= 32)?;
         let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
         Some(Ipv4Addr::from(mask))
     }
@@ -743,7 +797,7 @@ impl IpDef {
     /// `NET/PREFIX` as used in firewall rules (canonical address form).
     pub fn network_cidr(&self) -> Option<String> {
         let p = self.prefix()?;
-        Some(format!("{}/{}", self.network()?, p))
+        Some(format!("{}/{}", ip_to_string(&self.network()?), p))
     }
 
     /// True if `addr` is of the same family and inside this subnet.
@@ -836,6 +890,14 @@ impl NetworkDef {
         }
     }
 
+    /// Mutable `<nat>` settings when the mode is nat.
+    pub fn nat_mut(&mut self) -> Option<&mut NatDef> {
+        match &mut self.forward {
+            Some(f) if f.mode == ForwardMode::Nat => Some(&mut f.nat),
+            _ => None,
+        }
+    }
+
     /// Portgroup by name.
     pub fn portgroup(&self, name: &str) -> Option<&PortGroup> {
         self.portgroups.iter().find(|p| p.name == name)
@@ -849,5 +911,91 @@ impl NetworkDef {
     /// Bridge name (may still be a `%d` template before allocation).
     pub fn bridge_name(&self) -> Option<&str> {
         self.bridge.name.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(addr: &str, netmask: Option<&str>, prefix: u32) -> IpDef {
+        IpDef {
+            family: None,
+            address: addr.parse().expect("addr"),
+            netmask: netmask.map(|m| m.parse().expect("mask")),
+            explicit_prefix: prefix,
+            local_ptr: None,
+            tftp_root: None,
+            ranges: Vec::new(),
+            hosts: Vec::new(),
+            bootp: None,
+        }
+    }
+
+    #[test]
+    fn effective_prefix_rules() {
+        assert_eq!(
+            ip("192.168.122.1", Some("255.255.255.0"), 0).prefix(),
+            Some(24)
+        );
+        assert_eq!(ip("192.168.122.1", Some("255.0.255.0"), 0).prefix(), None);
+        assert_eq!(ip("192.168.122.1", None, 0).prefix(), Some(24));
+        assert_eq!(ip("172.16.0.1", None, 0).prefix(), Some(16));
+        assert_eq!(ip("10.0.0.1", None, 0).prefix(), Some(8));
+        assert_eq!(ip("0.0.0.0", None, 0).prefix(), Some(0));
+        assert_eq!(ip("224.0.0.1", None, 0).prefix(), None);
+        assert_eq!(ip("10.0.0.1", None, 20).prefix(), Some(20));
+        assert_eq!(ip("2001:db8::1", None, 0).prefix(), Some(64));
+        assert_eq!(ip("::", None, 0).prefix(), Some(0));
+        assert_eq!(ip("2001:db8::1", None, 48).prefix(), Some(48));
+    }
+
+    #[test]
+    fn network_and_contains() {
+        let v4 = ip("192.168.122.77", None, 20);
+        assert_eq!(v4.network_cidr().as_deref(), Some("192.168.112.0/20"));
+        assert_eq!(v4.netmask_v4(), Some(Ipv4Addr::new(255, 255, 240, 0)));
+        assert!(v4.contains(&"192.168.127.255".parse().expect("ip")));
+        assert!(!v4.contains(&"192.168.128.1".parse().expect("ip")));
+        assert!(!v4.contains(&"::1".parse().expect("ip")));
+        let v6 = ip("2001:db8:ca2:2::1", None, 64);
+        assert_eq!(v6.network_cidr().as_deref(), Some("2001:db8:ca2:2::/64"));
+    }
+
+    #[test]
+    fn addresses_print_like_inet_ntop() {
+        let p = |s: &str| ip_to_string(&s.parse().expect("ip"));
+        assert_eq!(p("2001:DB8:0:0:0:0:0:1"), "2001:db8::1");
+        assert_eq!(p("::1"), "::1");
+        assert_eq!(p("::"), "::");
+        assert_eq!(p("::ffff:1.2.3.4"), "::ffff:1.2.3.4");
+        assert_eq!(p("::102:304"), "::1.2.3.4");
+        assert_eq!(p("1:0:0:1:0:0:0:1"), "1:0:0:1::1");
+        assert_eq!(p("1:0:1:1:1:1:1:1"), "1:0:1:1:1:1:1:1");
+    }
+
+    #[test]
+    fn nat_default_port_range() {
+        let mut n = NatDef::default();
+        assert!(n.fill_default_port_range());
+        assert_eq!((n.port_start, n.port_end), (1024, 65535));
+        let mut n = NatDef {
+            port_start: 500,
+            port_end: 1000,
+            ..NatDef::default()
+        };
+        assert!(!n.fill_default_port_range());
+        assert_eq!((n.port_start, n.port_end), (500, 1000));
+    }
+
+    #[test]
+    fn netmask_prefix() {
+        assert_eq!(
+            netmask_to_prefix(Ipv4Addr::new(255, 255, 255, 255)),
+            Some(32)
+        );
+        assert_eq!(netmask_to_prefix(Ipv4Addr::new(0, 0, 0, 0)), Some(0));
+        assert_eq!(netmask_to_prefix(Ipv4Addr::new(255, 255, 254, 0)), Some(23));
+        assert_eq!(netmask_to_prefix(Ipv4Addr::new(255, 255, 0, 255)), None);
     }
 }

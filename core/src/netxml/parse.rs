@@ -14,7 +14,7 @@ use super::model::*;
 type Result<T> = std::result::Result<T, NetXmlError>;
 
 /// Parse a `<network>` document (no schema or driver validation; see
-/// [`super::validate`] for the latter).
+/// [`super::validate()`] for the latter).
 pub fn parse(xml: &str) -> Result<NetworkDef> {
     let doc = parse_document(xml)?;
     let root = &doc.root;
@@ -32,13 +32,13 @@ pub fn parse(xml: &str) -> Result<NetworkDef> {
     .network(root)
 }
 
-struct Parser<'d, 'a> {
-    doc: &'d Document<'a>,
+struct Parser<'d> {
+    doc: &'d Document,
     /// Network name, for messages.
     name: String,
 }
 
-impl Parser<'_, '_> {
+impl Parser<'_> {
     fn err(
         &self,
         kind: ErrorKind,
@@ -275,7 +275,11 @@ impl Parser<'_, '_> {
 
         // mtu
         let mut mtu = 0;
-        if let Some(m) = root.xpath_child("mtu") {
+        // XPath string(./mtu/@size): the first `size` of any <mtu>.
+        if let Some(m) = root
+            .xpath_children("mtu")
+            .find(|m| m.attr("size").is_some())
+        {
             if let Some(s) = m.xpath_prop("size") {
                 mtu = parse_ui(s, 10).ok_or_else(|| {
                     self.invalid(
@@ -329,7 +333,8 @@ impl Parser<'_, '_> {
                     Some("gateway"),
                     format!(
                         "unreachable static route gateway '{}' specified for network '{}'",
-                        r.gateway, self.name
+                        ip_to_string(&r.gateway),
+                        self.name
                     ),
                 ));
             }
@@ -457,9 +462,7 @@ impl Parser<'_, '_> {
         let metadata = root
             .xpath_child("metadata")
             .filter(|m| m.elements().next().is_some())
-            .map(|m| Metadata {
-                xml: super::format::metadata_xml(m),
-            });
+            .map(super::format::metadata_from_dom);
 
         // dnsmasq namespace options
         let mut dnsmasq_options = Vec::new();
@@ -1172,16 +1175,17 @@ impl Parser<'_, '_> {
         net: Option<(&IpDef, Option<u32>)>,
     ) -> Result<()> {
         let bad = |msg: String| self.invalid(el, None, msg);
+        let (start_s, end_s) = (ip_to_string(&start), ip_to_string(&end));
         if Family::of(&start) != Family::of(&end) {
             return Err(bad(format!(
-                "mismatch of address family in range {start} - {end}"
+                "mismatch of address family in range {start_s} - {end_s}"
             )));
         }
         if let Some((ip, prefix)) = net {
-            let netstr = ip.address;
+            let netstr = ip_to_string(&ip.address);
             if Family::of(&start) != ip.family() {
                 return Err(bad(format!(
-                    "mismatch of address family in range {start} - {end} for network {netstr}"
+                    "mismatch of address family in range {start_s} - {end_s} for network {netstr}"
                 )));
             }
             let p = match prefix {
@@ -1189,14 +1193,14 @@ impl Parser<'_, '_> {
                 _ => {
                     let shown = prefix.map(|p| p as i64).unwrap_or(-1);
                     return Err(bad(format!(
-                        "bad prefix {shown} for network {netstr} when checking range {start} - {end}"
+                        "bad prefix {shown} for network {netstr} when checking range {start_s} - {end_s}"
                     )));
                 }
             };
             let netaddr = mask_by_prefix(ip.address, p);
             if mask_by_prefix(start, p) != netaddr || mask_by_prefix(end, p) != netaddr {
                 return Err(bad(format!(
-                    "range {start} - {end} is not entirely within network {netstr}/{p}"
+                    "range {start_s} - {end_s} is not entirely within network {netstr}/{p}"
                 )));
             }
             if let (IpAddr::V4(s), IpAddr::V4(e), IpAddr::V4(a)) = (start, end, ip.address) {
@@ -1205,12 +1209,12 @@ impl Parser<'_, '_> {
                 let bc = u32::from(a) | !mask;
                 if u32::from(s) == na {
                     return Err(bad(format!(
-                        "start of range {start} - {end} in network {netstr}/{p} is the network address"
+                        "start of range {start_s} - {end_s} in network {netstr}/{p} is the network address"
                     )));
                 }
                 if u32::from(e) == bc {
                     return Err(bad(format!(
-                        "end of range {start} - {end} in network {netstr}/{p} is the broadcast address"
+                        "end of range {start_s} - {end_s} in network {netstr}/{p} is the broadcast address"
                     )));
                 }
             }
@@ -1219,19 +1223,25 @@ impl Parser<'_, '_> {
             (IpAddr::V4(s), IpAddr::V4(e)) => {
                 let (s, e) = (u32::from(s), u32::from(e));
                 if e < s {
-                    return Err(bad(format!("range {start} - {end} is reversed ")));
+                    return Err(bad(format!("range {start_s} - {end_s} is reversed ")));
                 }
                 if e - s > 65535 {
-                    return Err(bad(format!("range {start} - {end} is too large (> 65535)")));
+                    return Err(bad(format!(
+                        "range {start_s} - {end_s} is too large (> 65535)"
+                    )));
                 }
             }
             (IpAddr::V6(s), IpAddr::V6(e)) => {
                 let (s, e) = (s.segments(), e.segments());
                 if s[..7] != e[..7] {
-                    return Err(bad(format!("range {start} - {end} is too large (> 65535)")));
+                    return Err(bad(format!(
+                        "range {start_s} - {end_s} is too large (> 65535)"
+                    )));
                 }
                 if e[7] < s[7] {
-                    return Err(bad(format!("range {start} - {end} start larger than end")));
+                    return Err(bad(format!(
+                        "range {start_s} - {end_s} start larger than end"
+                    )));
                 }
             }
             _ => {}

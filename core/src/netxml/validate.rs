@@ -364,3 +364,88 @@ pub fn validate_for_define(
     }
     Ok(())
 }
+
+/// What libvirt does to a persistent definition it loads from its config
+/// directory at daemon start (virNetworkLoadConfig), instead of the full
+/// define-time validation: networks with a libvirt-managed bridge (isolated,
+/// nat, route, open) get a random MAC if they have none; other modes lose
+/// any stored MAC. Returns true if the config file must be rewritten (a MAC
+/// or the UUID was generated).
+pub fn prepare_loaded_config(def: &mut NetworkDef, ctx: &dyn DefineContext) -> bool {
+    let mut save = false;
+    match def.forward_mode() {
+        None | Some(ForwardMode::Nat) | Some(ForwardMode::Route) | Some(ForwardMode::Open) => {
+            if def.mac.is_none() {
+                let r = ctx.random_mac_suffix();
+                def.mac = Some(MacAddr([0x52, 0x54, 0x00, r[0], r[1], r[2]]));
+                save = true;
+            }
+        }
+        Some(_) => def.mac = None,
+    }
+    if !def.uuid_specified {
+        save = true;
+    }
+    save
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bridge_templates() {
+        assert_eq!(bridge_template(None), "virbr%d");
+        assert_eq!(bridge_template(Some("br%d")), "br%d");
+        assert_eq!(bridge_template(Some("br%d%d")), "virbr%d");
+        assert_eq!(bridge_template(Some("br%s")), "virbr%d");
+        assert_eq!(bridge_template(Some("br0")), "virbr%d");
+        assert_eq!(bridge_template(Some("br%")), "virbr%d");
+    }
+
+    #[test]
+    fn bridge_allocation_gives_up_after_256() {
+        struct Full;
+        impl DefineContext for Full {
+            fn bridge_in_use(&self, _: &str, _: &str) -> bool {
+                true
+            }
+            fn netdev_exists(&self, _: &str) -> bool {
+                false
+            }
+            fn pci_is_virtual_function(&self, _: &PciAddress) -> Result<bool, String> {
+                Ok(true)
+            }
+        }
+        let def = super::super::parse("<network><name>n</name></network>").expect("parse");
+        let e = find_unused_bridge_name(&def, &Full).expect_err("full");
+        assert_eq!(e.message, "Bridge generation exceeded max id 256");
+    }
+
+    #[test]
+    fn loaded_config_mac_rules() {
+        let mut d = super::super::parse(
+            "<network><name>n</name><uuid>81ff0d90-c91e-6742-64da-4a736edb9a8e</uuid></network>",
+        )
+        .expect("parse");
+        assert!(prepare_loaded_config(&mut d, &EmptyHost));
+        assert!(d.mac.is_some_and(|m| m.0[..3] == [0x52, 0x54, 0]));
+        assert!(!prepare_loaded_config(&mut d, &EmptyHost));
+
+        let mut d = super::super::parse(
+            "<network><name>n</name><uuid>81ff0d90-c91e-6742-64da-4a736edb9a8e</uuid><forward mode='bridge'/><bridge name='br0'/><mac address='52:54:00:00:00:01'/></network>",
+        )
+        .expect("parse");
+        assert!(!prepare_loaded_config(&mut d, &EmptyHost));
+        assert_eq!(d.mac, None);
+
+        let mut d = super::super::parse(
+            "<network><name>n</name><mac address='52:54:00:00:00:01'/></network>",
+        )
+        .expect("parse");
+        assert!(
+            prepare_loaded_config(&mut d, &EmptyHost),
+            "generated uuid must be saved"
+        );
+    }
+}

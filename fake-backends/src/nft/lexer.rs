@@ -128,7 +128,13 @@ impl Source {
         let bytes = line.as_bytes();
         let end = loc.col + loc.len.max(1);
         let mut marks: Vec<char> = (0..end)
-            .map(|i| if bytes.get(i) == Some(&b'\t') { '\t' } else { ' ' })
+            .map(|i| {
+                if bytes.get(i) == Some(&b'\t') {
+                    '\t'
+                } else {
+                    ' '
+                }
+            })
             .collect();
         if let Some(sec) = secondary.filter(|s| s.line == loc.line) {
             let send = sec.col + sec.len.max(1);
@@ -150,8 +156,7 @@ impl Source {
 }
 
 fn is_word_byte(b: u8) -> bool {
-    !(b.is_ascii_whitespace()
-        || matches!(b, b'{' | b'}' | b';' | b',' | b'"' | b'#' | b'=' | b'!'))
+    !(b.is_ascii_whitespace() || matches!(b, b'{' | b'}' | b';' | b',' | b'"' | b'#' | b'=' | b'!'))
 }
 
 /// Scan the whole source into tokens. Quoted strings that do not end on their
@@ -249,7 +254,10 @@ mod tests {
             "related,established".into(),
         ]);
         let t = tokenize(&src).unwrap();
-        let kinds: Vec<_> = t.iter().map(|t| (t.kind.clone(), t.text.as_str())).collect();
+        let kinds: Vec<_> = t
+            .iter()
+            .map(|t| (t.kind.clone(), t.text.as_str()))
+            .collect();
         assert_eq!(kinds[2], (Kind::LBrace, "{"));
         assert!(kinds.contains(&(Kind::Semi, ";")));
         assert!(kinds.contains(&(Kind::Ne, "!=")));

@@ -71,7 +71,7 @@ impl<T> Best<T> {
         if dist > threshold {
             return;
         }
-        if self.min.map_or(true, |m| dist < m) {
+        if self.min.is_none_or(|m| dist < m) {
             self.min = Some(dist);
             self.found = Some(obj);
         }

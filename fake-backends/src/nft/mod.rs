@@ -36,8 +36,8 @@ use serde::{Deserialize, Serialize};
 use virtnet_core::runner::Output;
 
 use lexer::{Loc, Source};
-pub use model::{BaseSpec, Chain, Element, Family, Rule, Set, Stmt, StmtKind, Table};
 use model::{chain_block, set_block, table_block, ListOpts, TableParts};
+pub use model::{BaseSpec, Chain, Element, Family, Rule, Set, Stmt, StmtKind, Table};
 use parser::{Command, Named, Op, PErr, PosKind, RuleBody, TableRef};
 
 /// The process id printed in `# new generation N by process PID (nft)`.
@@ -92,38 +92,19 @@ struct KErr {
     attr: bool,
 }
 
-/// What to echo after a successful commit (rendered against the final state).
+/// What to echo after a successful commit.
 enum Echo {
-    Table {
-        create: bool,
-        family: Family,
-        name: String,
-        handle: u64,
-    },
-    Chain {
-        create: bool,
-        family: Family,
-        table: String,
-        name: String,
-    },
+    /// Fully rendered when the command was applied.
+    Text(String),
+    /// A rule: the kernel reports its position (the previous rule) from the
+    /// committed chain, unless the rule is first or last there.
     Rule {
-        insert: bool,
+        head: String,
         family: Family,
         table: String,
         chain: String,
         handle: u64,
-    },
-    Set {
-        create: bool,
-        family: Family,
-        table: String,
-        name: String,
-    },
-    Element {
-        family: Family,
-        table: String,
-        set: String,
-        elem: Element,
+        body: String,
     },
 }
 
@@ -194,9 +175,7 @@ impl NftState {
                     i += 1;
                     match args.get(i) {
                         Some(f) => file = Some(f.clone()),
-                        None => {
-                            return fail("nft: option '--file' requires an argument\n".into())
-                        }
+                        None => return fail("nft: option '--file' requires an argument\n".into()),
                     }
                 }
                 _ if a.starts_with("--") => {
@@ -268,62 +247,93 @@ impl NftState {
                 return fail(src.error(loc, &format!("command not simulated: {msg}")))
             }
         };
-        let cmds = match parser::parse(&toks) {
-            Ok(c) => c,
-            Err(e) => return fail(src.error2(e.loc, e.secondary, &e.msg)),
-        };
+        // Syntax errors are reported first, then the evaluation errors of
+        // the commands that did parse; any error stops before the kernel.
+        let (cmds, parse_errors) = parser::parse(&toks);
+        let mut errors: String = parse_errors
+            .iter()
+            .map(|e| src.error2(e.loc, e.secondary, &e.msg))
+            .collect();
         let cache = cache_level(&cmds);
+        // A rule position anywhere in the batch makes nft load the rule
+        // cache, and then every add/insert rule checks its table and chain
+        // in userspace.
+        let rule_cache = cmds
+            .iter()
+            .any(|c| matches!(&c.op, Op::AddRule { pos: Some(_), .. }));
 
-        // Userspace evaluation of every command before anything is sent.
+        // Userspace evaluation of every command before anything is sent;
+        // nft reports every failing command, then stops.
         let mut view = self.clone();
         let mut stdout = String::new();
         let mut resolved: Vec<Option<u64>> = Vec::with_capacity(cmds.len());
         for cmd in &cmds {
-            match view.evaluate(cmd, cache, opts, &mut stdout) {
+            match view.evaluate(cmd, cache, rule_cache, opts, &mut stdout) {
                 Ok(pos) => resolved.push(pos),
                 Err(e) => {
-                    return Output {
-                        status: 1,
-                        stdout,
-                        stderr: src.error2(e.loc, e.secondary, &e.msg),
-                    }
+                    resolved.push(None);
+                    errors.push_str(&src.error2(e.loc, e.secondary, &e.msg));
                 }
             }
         }
+        if !errors.is_empty() {
+            return Output {
+                status: 1,
+                stdout,
+                stderr: errors,
+            };
+        }
 
-        // The kernel transaction.
+        // The kernel transaction: every message is processed (so every
+        // failure is reported), then the batch commits only if none failed.
         let mut work = self.clone();
         let mut echoes = Vec::new();
         let mut changed = false;
         for (cmd, pos) in cmds.iter().zip(resolved) {
-            match work.apply(cmd, pos, &mut echoes, &mut changed) {
-                Ok(()) => {}
-                Err(k) => {
-                    let msg = work.kernel_error_text(cmd, &k, cache);
-                    self.keep_counters(&work);
-                    return Output {
-                        status: 1,
-                        stdout,
-                        stderr: src.error(k.loc, &msg),
-                    };
+            if let Err(ks) = work.apply(cmd, pos, opts, &mut echoes, &mut changed) {
+                for k in ks {
+                    // nft explains kernel errors from its cache: the
+                    // ruleset plus what the batch's evaluation added.
+                    let msg = view.kernel_error_text(cmd, &k, cache);
+                    errors.push_str(&src.error(k.loc, &msg));
                 }
             }
+        }
+        if !errors.is_empty() {
+            self.keep_counters(&work);
+            return Output {
+                status: 1,
+                stdout,
+                stderr: errors,
+            };
         }
         *self = work;
         if changed {
             self.generation += 1;
         }
-        if opts.echo && !echoes.is_empty() {
+        if opts.echo {
             for e in &echoes {
-                if let Some(line) = self.echo_line(e, opts) {
-                    stdout.push_str(&line);
-                    stdout.push('\n');
-                }
+                stdout.push_str(&self.echo_line(e));
+                stdout.push('\n');
             }
-            stdout.push_str(&format!(
-                "# new generation {} by process {} (nft)\n",
-                self.generation, FAKE_PID
-            ));
+            // The kernel echoes the new generation when the first message
+            // of the batch asked for echo: adds do, deletes and flushes not.
+            let first_echoes = cmds.iter().find(|c| !is_list(&c.op)).is_some_and(|c| {
+                matches!(
+                    c.op,
+                    Op::AddTable { .. }
+                        | Op::AddChain { .. }
+                        | Op::AddRule { .. }
+                        | Op::AddSet { .. }
+                        | Op::AddElement { .. }
+                )
+            });
+            if changed && first_echoes {
+                stdout.push_str(&format!(
+                    "# new generation {} by process {} (nft)\n",
+                    self.generation, FAKE_PID
+                ));
+            }
         }
         Output::ok(stdout)
     }
@@ -362,6 +372,7 @@ impl NftState {
         &mut self,
         cmd: &Command,
         cache: CacheLevel,
+        rule_cache: bool,
         opts: Opts,
         stdout: &mut String,
     ) -> Result<Option<u64>, PErr> {
@@ -410,6 +421,26 @@ impl NftState {
                 insert,
             } => {
                 self.check_rule_body(t, body, cache)?;
+                if rule_cache {
+                    // A position makes nft load the rule cache and look the
+                    // table and chain up itself.
+                    let Some(table) = self.table(t.family, &t.name) else {
+                        return Err(self.table_not_found(t, CacheLevel::Full));
+                    };
+                    if table.chain(&chain.value).is_none() {
+                        let msg = match self.fuzzy_chain(&chain.value) {
+                            Some((n, f, tn)) => format!(
+                                "{}; did you mean chain ‘{}’ in table {} ‘{}’?",
+                                Errno::NoEnt.text(),
+                                n,
+                                f.as_str(),
+                                tn
+                            ),
+                            None => Errno::NoEnt.text().to_string(),
+                        };
+                        return Err(PErr::new(chain.loc, msg));
+                    }
+                }
                 if let Some(p) = pos.as_ref().filter(|p| p.kind == PosKind::Index) {
                     let rules = self
                         .table(t.family, &t.name)
@@ -462,12 +493,20 @@ impl NftState {
                 }
             }
             Op::ListRuleset(fam) => {
-                for t in self.tables.iter().filter(|t| fam.map_or(true, |f| f == t.family)) {
+                for t in self
+                    .tables
+                    .iter()
+                    .filter(|t| fam.is_none_or(|f| f == t.family))
+                {
                     stdout.push_str(&table_block(t, lopts, TableParts::ALL));
                 }
             }
             Op::ListTables(fam) => {
-                for t in self.tables.iter().filter(|t| fam.map_or(true, |f| f == t.family)) {
+                for t in self
+                    .tables
+                    .iter()
+                    .filter(|t| fam.is_none_or(|f| f == t.family))
+                {
                     stdout.push_str(&format!("table {} {}\n", t.family.as_str(), t.name));
                 }
             }
@@ -492,7 +531,11 @@ impl NftState {
                 ));
             }
             Op::ListChains(fam) => {
-                for t in self.tables.iter().filter(|t| fam.map_or(true, |f| f == t.family)) {
+                for t in self
+                    .tables
+                    .iter()
+                    .filter(|t| fam.is_none_or(|f| f == t.family))
+                {
                     let mut body = Vec::new();
                     for c in &t.chains {
                         let mut s = format!(
@@ -519,20 +562,18 @@ impl NftState {
                 }
             }
             Op::ListSets { maps, family } => {
+                // Every table is shown, without its handle; the sets follow
+                // each other without blank lines.
                 for t in self
                     .tables
                     .iter()
-                    .filter(|t| family.map_or(true, |f| f == t.family))
+                    .filter(|t| family.is_none_or(|f| f == t.family))
                 {
-                    stdout.push_str(&table_block(
-                        t,
-                        lopts,
-                        TableParts {
-                            sets: true,
-                            chains: false,
-                            maps_only: Some(*maps),
-                        },
-                    ));
+                    stdout.push_str(&format!("table {} {} {{\n", t.family.as_str(), t.name));
+                    for s in t.sets.iter().filter(|s| s.is_map == *maps) {
+                        stdout.push_str(&set_block(s, lopts));
+                    }
+                    stdout.push_str("}\n");
                 }
             }
             Op::ListSet { is_map, t: tr, set } => {
@@ -560,7 +601,12 @@ impl NftState {
         Ok(None)
     }
 
-    fn check_rule_body(&self, t: &TableRef, body: &RuleBody, cache: CacheLevel) -> Result<(), PErr> {
+    fn check_rule_body(
+        &self,
+        t: &TableRef,
+        body: &RuleBody,
+        cache: CacheLevel,
+    ) -> Result<(), PErr> {
         if let Some(links) = &self.links {
             for i in &body.ifaces {
                 if !links.contains(&i.value) {
@@ -601,7 +647,11 @@ impl NftState {
         if cache == CacheLevel::Full {
             for t in &self.tables {
                 for s in &t.sets {
-                    best.update(&s.name, &set.value, (s.name.clone(), s.is_map, t.family, t.name.clone()));
+                    best.update(
+                        &s.name,
+                        &set.value,
+                        (s.name.clone(), s.is_map, t.family, t.name.clone()),
+                    );
                 }
             }
         }
@@ -668,45 +718,51 @@ impl NftState {
         match &cmd.op {
             Op::AddTable { t, .. } | Op::FlushTable(t) => {
                 if let Some((n, f)) = self.fuzzy_table(&t.name, cache) {
-                    return format!("{noent}; did you mean table ‘{}’ in family {}?", n, f.as_str());
+                    return format!(
+                        "{noent}; did you mean table ‘{}’ in family {}?",
+                        n,
+                        f.as_str()
+                    );
                 }
             }
             Op::DeleteTable { name: Some(n), .. } => {
                 if let Some((n, f)) = self.fuzzy_table(&n.value, cache) {
-                    return format!("{noent}; did you mean table ‘{}’ in family {}?", n, f.as_str());
+                    return format!(
+                        "{noent}; did you mean table ‘{}’ in family {}?",
+                        n,
+                        f.as_str()
+                    );
                 }
             }
             Op::DeleteChain {
                 t, chain: Some(c), ..
             }
-            | Op::FlushChain { t, chain: c } => {
-                if cache == CacheLevel::Full {
-                    if let Some((cn, f, tn)) = self.fuzzy_chain(&c.value) {
-                        if let Some(m) = table_check(t, &tn, f) {
-                            return m;
-                        }
-                        return format!(
-                            "{noent}; did you mean chain ‘{}’ in table {} ‘{}’?",
-                            cn,
-                            f.as_str(),
-                            tn
-                        );
+            | Op::FlushChain { t, chain: c }
+                if cache == CacheLevel::Full =>
+            {
+                if let Some((cn, f, tn)) = self.fuzzy_chain(&c.value) {
+                    if let Some(m) = table_check(t, &tn, f) {
+                        return m;
                     }
+                    return format!(
+                        "{noent}; did you mean chain ‘{}’ in table {} ‘{}’?",
+                        cn,
+                        f.as_str(),
+                        tn
+                    );
                 }
             }
-            Op::AddChain { t, chain, .. } => {
-                if cache == CacheLevel::Full {
-                    if let Some((cn, f, tn)) = self.fuzzy_chain(&chain.value) {
-                        if let Some(m) = table_check(t, &tn, f) {
-                            return m;
-                        }
-                        return format!(
-                            "{noent}; did you mean chain ‘{}’ in table {} ‘{}’?",
-                            cn,
-                            f.as_str(),
-                            tn
-                        );
+            Op::AddChain { t, chain, .. } if cache == CacheLevel::Full => {
+                if let Some((cn, f, tn)) = self.fuzzy_chain(&chain.value) {
+                    if let Some(m) = table_check(t, &tn, f) {
+                        return m;
                     }
+                    return format!(
+                        "{noent}; did you mean chain ‘{}’ in table {} ‘{}’?",
+                        cn,
+                        f.as_str(),
+                        tn
+                    );
                 }
             }
             Op::AddRule { t, chain, .. } | Op::DeleteRule { t, chain, .. } => {
@@ -725,28 +781,30 @@ impl NftState {
                     }
                 }
             }
-            Op::AddSet { t, set, .. }
-            | Op::DeleteSet { t, set, .. }
-            | Op::FlushSet { t, set } => {
-                if cache == CacheLevel::Full {
-                    let mut best = misspell::Best::new();
-                    for tb in &self.tables {
-                        for s in &tb.sets {
-                            best.update(&s.name, &set.value, (s.name.clone(), s.is_map, tb.family, tb.name.clone()));
-                        }
-                    }
-                    if let Some((sn, is_map, f, tn)) = best.found {
-                        if let Some(m) = table_check(t, &tn, f) {
-                            return m;
-                        }
-                        return format!(
-                            "{noent}; did you mean {} ‘{}’ in table {} ‘{}’?",
-                            if is_map { "map" } else { "set" },
-                            sn,
-                            f.as_str(),
-                            tn
+            Op::AddSet { t, set, .. } | Op::DeleteSet { t, set, .. } | Op::FlushSet { t, set }
+                if cache == CacheLevel::Full =>
+            {
+                let mut best = misspell::Best::new();
+                for tb in &self.tables {
+                    for s in &tb.sets {
+                        best.update(
+                            &s.name,
+                            &set.value,
+                            (s.name.clone(), s.is_map, tb.family, tb.name.clone()),
                         );
                     }
+                }
+                if let Some((sn, is_map, f, tn)) = best.found {
+                    if let Some(m) = table_check(t, &tn, f) {
+                        return m;
+                    }
+                    return format!(
+                        "{noent}; did you mean {} ‘{}’ in table {} ‘{}’?",
+                        if is_map { "map" } else { "set" },
+                        sn,
+                        f.as_str(),
+                        tn
+                    );
                 }
             }
             _ => {}
@@ -759,14 +817,25 @@ impl NftState {
         &mut self,
         cmd: &Command,
         index_handle: Option<u64>,
+        opts: Opts,
         echoes: &mut Vec<Echo>,
         changed: &mut bool,
-    ) -> Result<(), KErr> {
-        let at = |errno: Errno, loc: Loc| KErr {
-            errno,
-            loc,
-            attr: true,
+    ) -> Result<(), Vec<KErr>> {
+        let at = |errno: Errno, loc: Loc| {
+            vec![KErr {
+                errno,
+                loc,
+                attr: true,
+            }]
         };
+        let hs = |n: u64| {
+            if opts.handles {
+                format!(" # handle {n}")
+            } else {
+                String::new()
+            }
+        };
+        let verb = |create: bool| if create { "create" } else { "add" };
         match &cmd.op {
             Op::AddTable { create, t } => {
                 if self.table(t.family, &t.name).is_some() {
@@ -779,12 +848,13 @@ impl NftState {
                 let handle = self.last_table_handle;
                 self.tables.push(empty_table(t, handle));
                 *changed = true;
-                echoes.push(Echo::Table {
-                    create: *create,
-                    family: t.family,
-                    name: t.name.clone(),
-                    handle,
-                });
+                echoes.push(Echo::Text(format!(
+                    "{} table {} {}{}",
+                    verb(*create),
+                    t.family.as_str(),
+                    t.name,
+                    hs(handle)
+                )));
             }
             Op::DeleteTable {
                 family,
@@ -817,12 +887,7 @@ impl NftState {
                         *changed = true;
                     }
                 }
-                for s in &mut table.sets {
-                    if !s.elements.is_empty() {
-                        s.elements.clear();
-                        *changed = true;
-                    }
-                }
+                // Sets keep their elements: nft 1.0.6 flushes only rules.
             }
             Op::FlushRuleset(fam) => {
                 let before = self.tables.len();
@@ -852,11 +917,11 @@ impl NftState {
                                 || b.hook != s.hook
                                 || b.priority != s.priority
                             {
-                                return Err(KErr {
+                                return Err(vec![KErr {
                                     errno: Errno::NotSupp,
                                     loc: cmd.loc,
                                     attr: false,
-                                });
+                                }]);
                             }
                             b.policy_accept = s.policy_accept;
                         }
@@ -864,11 +929,11 @@ impl NftState {
                 } else {
                     if let Some(s) = spec {
                         if s.chain_type == "nat" && s.priority <= -200 {
-                            return Err(KErr {
+                            return Err(vec![KErr {
                                 errno: Errno::NotSupp,
                                 loc: cmd.loc,
                                 attr: false,
-                            });
+                            }]);
                         }
                     }
                     let handle = table.alloc_handle();
@@ -880,12 +945,22 @@ impl NftState {
                     });
                 }
                 *changed = true;
-                echoes.push(Echo::Chain {
-                    create: *create,
-                    family: t.family,
-                    table: t.name.clone(),
-                    name: chain.value.clone(),
-                });
+                if let Some(c) = table.chain(&chain.value) {
+                    let spec = c
+                        .base
+                        .as_ref()
+                        .map(|b| format!(" {{ {} }}", b.text(t.family)))
+                        .unwrap_or_default();
+                    echoes.push(Echo::Text(format!(
+                        "{} chain {} {} {}{}{}",
+                        verb(*create),
+                        t.family.as_str(),
+                        t.name,
+                        chain.value,
+                        spec,
+                        hs(c.handle)
+                    )));
+                }
             }
             Op::DeleteChain { t, chain, handle } => {
                 let table = self
@@ -946,9 +1021,29 @@ impl NftState {
                 pos,
                 body,
             } => {
-                let table = self
-                    .table_mut(t.family, &t.name)
-                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
+                // Anonymous sets travel as messages of their own before the
+                // rule: each fails on a missing table too, and each takes a
+                // handle even when the rule then fails on a missing chain.
+                let Some(table) = self.table_mut(t.family, &t.name) else {
+                    let mut errs = Vec::new();
+                    for set_loc in &body.anon_sets {
+                        for loc in [t.loc, *set_loc] {
+                            errs.push(KErr {
+                                errno: Errno::NoEnt,
+                                loc,
+                                attr: false,
+                            });
+                        }
+                    }
+                    errs.extend(at(Errno::NoEnt, t.loc));
+                    return Err(errs);
+                };
+                for _ in 0..body.anon_sets.len() {
+                    table.alloc_handle();
+                }
+                if table.chain(&chain.value).is_none() {
+                    return Err(at(Errno::NoEnt, chain.loc));
+                }
                 let c = table
                     .chain(&chain.value)
                     .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
@@ -974,10 +1069,36 @@ impl NftState {
                         )
                     }
                 };
-                for _ in 0..body.anon_sets {
-                    table.alloc_handle();
-                }
+                let base = c.base.clone();
                 let handle = table.alloc_handle();
+                if let Some(b) = &base {
+                    // The kernel validates NAT statements against the base
+                    // chain's type and hook.
+                    for st in &body.stmts {
+                        if let StmtKind::Nat(kind) = &st.kind {
+                            let ok = b.chain_type == "nat"
+                                && match kind.as_str() {
+                                    "masquerade" => b.hook == "postrouting",
+                                    "snat" => b.hook == "postrouting" || b.hook == "input",
+                                    _ => b.hook == "prerouting" || b.hook == "output",
+                                };
+                            if !ok {
+                                // The kernel finds this only when it
+                                // validates the table at commit; it then
+                                // replays the batch (-EAGAIN), validating at
+                                // once, so the rule takes a second handle.
+                                for _ in 0..=body.anon_sets.len() {
+                                    table.alloc_handle();
+                                }
+                                return Err(vec![KErr {
+                                    errno: Errno::NotSupp,
+                                    loc: cmd.loc,
+                                    attr: false,
+                                }]);
+                            }
+                        }
+                    }
+                }
                 for (target, is_goto) in &body.targets {
                     match table.chain(&target.value) {
                         None => return Err(at(Errno::NoEnt, target.loc)),
@@ -1004,12 +1125,24 @@ impl NftState {
                 };
                 c.rules.insert(idx, rule);
                 *changed = true;
+                let body_text = c
+                    .rules
+                    .get(idx)
+                    .map(|r| format!("{}{}", r.text(), hs(handle)))
+                    .unwrap_or_default();
                 echoes.push(Echo::Rule {
-                    insert: *insert,
+                    head: format!(
+                        "{} rule {} {} {} ",
+                        if *insert { "insert" } else { "add" },
+                        t.family.as_str(),
+                        t.name,
+                        chain.value
+                    ),
                     family: t.family,
                     table: t.name.clone(),
                     chain: chain.value.clone(),
                     handle,
+                    body: body_text,
                 });
             }
             Op::DeleteRule { t, chain, handle } => {
@@ -1065,12 +1198,25 @@ impl NftState {
                     });
                 }
                 *changed = true;
-                echoes.push(Echo::Set {
-                    create: *create,
-                    family: t.family,
-                    table: t.name.clone(),
-                    name: set.value.clone(),
-                });
+                if let Some(s) = table.set(&set.value) {
+                    let mut inner = String::new();
+                    if opts.handles {
+                        inner.push_str(&format!("# handle {} ", s.handle));
+                    }
+                    inner.push_str(&format!("{};", s.type_text()));
+                    if !s.flags.is_empty() {
+                        inner.push_str(&format!(" flags {};", s.flags.join(",")));
+                    }
+                    echoes.push(Echo::Text(format!(
+                        "{} {} {} {} {} {{ {} }} ",
+                        verb(*create),
+                        if s.is_map { "map" } else { "set" },
+                        t.family.as_str(),
+                        t.name,
+                        set.value,
+                        inner
+                    )));
+                }
             }
             Op::DeleteSet { t, set, .. } => {
                 let table = self
@@ -1111,21 +1257,31 @@ impl NftState {
                     .find(|s| s.name == set.value)
                     .ok_or_else(|| at(Errno::NoEnt, set.loc))?;
                 for e in elems {
-                    match s.elements.iter_mut().find(|x| x.key == e.value.key) {
-                        Some(x) if x.value != e.value.value => {
-                            return Err(at(Errno::Exist, e.loc));
+                    if let Some(x) = s.elements.iter().find(|x| x.key == e.value.key) {
+                        if x.value != e.value.value {
+                            let key_loc = Loc {
+                                len: e.value.key.len().min(e.loc.len),
+                                ..e.loc
+                            };
+                            return Err(at(Errno::Exist, key_loc));
                         }
-                        Some(_) => {}
-                        None => s.elements.push(e.value.clone()),
                     }
-                    echoes.push(Echo::Element {
-                        family: t.family,
-                        table: t.name.clone(),
-                        set: set.value.clone(),
-                        elem: e.value.clone(),
-                    });
                 }
-                *changed = true;
+                for e in elems {
+                    if s.elements.iter().any(|x| x.key == e.value.key) {
+                        // Already there: no transaction, nothing echoed.
+                        continue;
+                    }
+                    s.elements.push(e.value.clone());
+                    *changed = true;
+                    echoes.push(Echo::Text(format!(
+                        "add element {} {} {} {{ {} }}",
+                        t.family.as_str(),
+                        t.name,
+                        set.value,
+                        e.value.text()
+                    )));
+                }
             }
             Op::DeleteElement { t, set, elems } => {
                 let table = self
@@ -1137,12 +1293,12 @@ impl NftState {
                     .find(|s| s.name == set.value)
                     .ok_or_else(|| at(Errno::NoEnt, set.loc))?;
                 for e in elems {
-                    let idx = s
-                        .elements
-                        .iter()
-                        .position(|x| x.key == e.value.key)
-                        .ok_or_else(|| at(Errno::NoEnt, e.loc))?;
-                    s.elements.remove(idx);
+                    if !s.elements.iter().any(|x| x.key == e.value.key) {
+                        return Err(at(Errno::NoEnt, e.loc));
+                    }
+                }
+                for e in elems {
+                    s.elements.retain(|x| x.key != e.value.key);
                 }
                 *changed = true;
             }
@@ -1157,112 +1313,30 @@ impl NftState {
         Ok(())
     }
 
-    /// One echo line (without newline), rendered from the committed state.
-    fn echo_line(&self, e: &Echo, opts: Opts) -> Option<String> {
-        let h = |n: u64| {
-            if opts.handles {
-                format!(" # handle {n}")
-            } else {
-                String::new()
-            }
-        };
-        let verb = |create: bool| if create { "create" } else { "add" };
-        Some(match e {
-            Echo::Table {
-                create,
-                family,
-                name,
-                handle,
-            } => format!("{} table {} {}{}", verb(*create), family.as_str(), name, h(*handle)),
-            Echo::Chain {
-                create,
-                family,
-                table,
-                name,
-            } => {
-                let t = self.table(*family, table)?;
-                let c = t.chain(name)?;
-                let spec = c
-                    .base
-                    .as_ref()
-                    .map(|b| format!(" {{ {} }}", b.text(*family)))
-                    .unwrap_or_default();
-                format!(
-                    "{} chain {} {} {}{}{}",
-                    verb(*create),
-                    family.as_str(),
-                    table,
-                    name,
-                    spec,
-                    h(c.handle)
-                )
-            }
+    /// One echo line (without newline).
+    fn echo_line(&self, e: &Echo) -> String {
+        match e {
+            Echo::Text(t) => t.clone(),
             Echo::Rule {
-                insert,
+                head,
                 family,
                 table,
                 chain,
                 handle,
+                body,
             } => {
-                let c = self.table(*family, table)?.chain(chain)?;
-                let idx = c.rules.iter().position(|r| r.handle == *handle)?;
-                let r = &c.rules[idx];
-                // The kernel reports the previous rule as position unless the
-                // rule is first or last in the chain.
-                let pos = if idx > 0 && idx + 1 < c.rules.len() {
-                    format!("handle {} ", c.rules[idx - 1].handle)
-                } else {
-                    String::new()
-                };
-                format!(
-                    "{} rule {} {} {} {}{}{}",
-                    if *insert { "insert" } else { "add" },
-                    family.as_str(),
-                    table,
-                    chain,
-                    pos,
-                    r.text(),
-                    h(*handle)
-                )
+                let pos = self
+                    .table(*family, table)
+                    .and_then(|t| t.chain(chain))
+                    .and_then(|c| {
+                        let idx = c.rules.iter().position(|r| r.handle == *handle)?;
+                        (idx > 0 && idx + 1 < c.rules.len()).then(|| c.rules[idx - 1].handle)
+                    })
+                    .map(|h| format!("handle {h} "))
+                    .unwrap_or_default();
+                format!("{head}{pos}{body}")
             }
-            Echo::Set {
-                create,
-                family,
-                table,
-                name,
-            } => {
-                let s = self.table(*family, table)?.set(name)?;
-                let mut inner = String::new();
-                if opts.handles {
-                    inner.push_str(&format!("# handle {} ", s.handle));
-                }
-                inner.push_str(&format!("{};", s.type_text()));
-                if !s.flags.is_empty() {
-                    inner.push_str(&format!(" flags {};", s.flags.join(",")));
-                }
-                format!(
-                    "{} {} {} {} {} {{ {} }} ",
-                    verb(*create),
-                    if s.is_map { "map" } else { "set" },
-                    family.as_str(),
-                    table,
-                    name,
-                    inner
-                )
-            }
-            Echo::Element {
-                family,
-                table,
-                set,
-                elem,
-            } => format!(
-                "add element {} {} {} {{ {} }}",
-                family.as_str(),
-                table,
-                set,
-                elem.text()
-            ),
-        })
+        }
     }
 
     /// What `nft list ruleset` prints.
@@ -1316,7 +1390,10 @@ fn check_element(s: &Set, e: &Named<Element>) -> Result<(), PErr> {
     match (&s.data_type, &e.value.value) {
         (Some(d), Some(v)) if ok(d, v) => Ok(()),
         (None, None) => Ok(()),
-        _ => Err(PErr::not_simulated(e.loc, "element value does not fit the map")),
+        _ => Err(PErr::not_simulated(
+            e.loc,
+            "element value does not fit the map",
+        )),
     }
 }
 
@@ -1340,4 +1417,17 @@ fn cache_level(cmds: &[Command]) -> CacheLevel {
         })
         .max()
         .unwrap_or(CacheLevel::Empty)
+}
+
+fn is_list(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::ListRuleset(_)
+            | Op::ListTables(_)
+            | Op::ListTable(_)
+            | Op::ListChain { .. }
+            | Op::ListChains(_)
+            | Op::ListSets { .. }
+            | Op::ListSet { .. }
+    )
 }

@@ -83,7 +83,7 @@ fn std_priorities(family: Family) -> &'static [(&'static str, i32, Option<&'stat
 pub fn std_priority_value(family: Family, hook: &str, name: &str) -> Option<i32> {
     std_priorities(family)
         .iter()
-        .find(|(n, _, h)| *n == name && h.map_or(true, |h| h == hook))
+        .find(|(n, _, h)| *n == name && h.is_none_or(|h| h == hook))
         .map(|(_, v, _)| *v)
 }
 
@@ -131,8 +131,11 @@ pub enum StmtKind {
     Goto(String),
     /// A reference to a named set/map (`@name`).
     SetRef(String),
-    /// Terminal verdict or NAT/reject statement.
+    /// Terminal verdict or reject statement.
     Terminal,
+    /// A NAT statement (`masquerade`, `snat`, `dnat`): terminal, and only
+    /// valid in nat chains of the right hook.
+    Nat(String),
     Other,
 }
 
@@ -318,7 +321,11 @@ pub fn chain_block(family: Family, chain: &Chain, opts: ListOpts) -> String {
         out.push_str(&format!("\t\t{}\n", b.text(family)));
     }
     for r in &chain.rules {
-        out.push_str(&format!("\t\t{}{}\n", r.text(), handle_suffix(opts, r.handle)));
+        out.push_str(&format!(
+            "\t\t{}{}\n",
+            r.text(),
+            handle_suffix(opts, r.handle)
+        ));
     }
     out.push_str("\t}\n");
     out
@@ -336,7 +343,7 @@ pub fn table_block(t: &Table, opts: ListOpts, what: TableParts) -> String {
     let mut blocks: Vec<String> = Vec::new();
     if what.sets {
         for s in &t.sets {
-            if what.maps_only.map_or(true, |m| m == s.is_map) {
+            if what.maps_only.is_none_or(|m| m == s.is_map) {
                 blocks.push(set_block(s, opts));
             }
         }

@@ -80,8 +80,9 @@ pub(crate) struct RuleBody {
     pub targets: Vec<(Named<String>, bool)>,
     /// Named sets referenced with `@name`.
     pub set_refs: Vec<Named<String>>,
-    /// Anonymous sets (`{ a, b }`) — each takes a handle of the table.
-    pub anon_sets: usize,
+    /// Anonymous sets (`{ a, b }`), by location — each is a set of its own
+    /// in the kernel and takes a handle of the table.
+    pub anon_sets: Vec<Loc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,11 +190,341 @@ struct P<'a> {
     pos: usize,
 }
 
-fn tok_desc(t: &Tok) -> &'static str {
+/// Words nft 1.0.6's scanner turns into keyword tokens. They are not
+/// accepted as plain identifiers (a chain cannot be called `fwd` or `in`)
+/// and syntax errors name them as themselves.
+const KEYWORDS: &[&str] = &[
+    "eq",
+    "ne",
+    "le",
+    "lt",
+    "ge",
+    "gt",
+    "lshift",
+    "rshift",
+    "xor",
+    "and",
+    "or",
+    "not",
+    "vmap",
+    "include",
+    "define",
+    "redefine",
+    "undefine",
+    "describe",
+    "hook",
+    "device",
+    "devices",
+    "table",
+    "tables",
+    "chain",
+    "chains",
+    "rule",
+    "rules",
+    "sets",
+    "set",
+    "element",
+    "map",
+    "maps",
+    "flowtable",
+    "handle",
+    "ruleset",
+    "trace",
+    "socket",
+    "transparent",
+    "tproxy",
+    "accept",
+    "drop",
+    "continue",
+    "jump",
+    "goto",
+    "return",
+    "to",
+    "inet",
+    "netdev",
+    "add",
+    "replace",
+    "update",
+    "create",
+    "insert",
+    "delete",
+    "get",
+    "list",
+    "reset",
+    "flush",
+    "rename",
+    "import",
+    "export",
+    "monitor",
+    "position",
+    "index",
+    "comment",
+    "constant",
+    "interval",
+    "dynamic",
+    "auto-merge",
+    "timeout",
+    "gc-interval",
+    "elements",
+    "expires",
+    "policy",
+    "size",
+    "performance",
+    "memory",
+    "flow",
+    "offload",
+    "meter",
+    "meters",
+    "flowtables",
+    "counter",
+    "name",
+    "packets",
+    "bytes",
+    "avgpkt",
+    "counters",
+    "quotas",
+    "limits",
+    "synproxys",
+    "log",
+    "prefix",
+    "group",
+    "snaplen",
+    "queue-threshold",
+    "level",
+    "queue",
+    "num",
+    "bypass",
+    "fanout",
+    "limit",
+    "rate",
+    "burst",
+    "until",
+    "over",
+    "quota",
+    "used",
+    "nanosecond",
+    "microsecond",
+    "millisecond",
+    "second",
+    "minute",
+    "hour",
+    "day",
+    "week",
+    "reject",
+    "with",
+    "icmpx",
+    "snat",
+    "dnat",
+    "masquerade",
+    "redirect",
+    "random",
+    "fully-random",
+    "persistent",
+    "ll",
+    "nh",
+    "th",
+    "bridge",
+    "ether",
+    "saddr",
+    "daddr",
+    "type",
+    "vlan",
+    "id",
+    "cfi",
+    "pcp",
+    "arp",
+    "htype",
+    "ptype",
+    "hlen",
+    "plen",
+    "operation",
+    "ip",
+    "version",
+    "hdrlength",
+    "dscp",
+    "ecn",
+    "length",
+    "frag-off",
+    "ttl",
+    "protocol",
+    "checksum",
+    "lsrr",
+    "rr",
+    "ssrr",
+    "ra",
+    "value",
+    "ptr",
+    "echo",
+    "eol",
+    "maxseg",
+    "noop",
+    "sack",
+    "sack0",
+    "sack1",
+    "sack2",
+    "sack3",
+    "sack-permitted",
+    "timestamp",
+    "time",
+    "kind",
+    "count",
+    "left",
+    "right",
+    "tsval",
+    "tsecr",
+    "icmp",
+    "code",
+    "sequence",
+    "gateway",
+    "mtu",
+    "igmp",
+    "mrt",
+    "ip6",
+    "priority",
+    "flowlabel",
+    "nexthdr",
+    "hoplimit",
+    "icmpv6",
+    "param-problem",
+    "max-delay",
+    "ah",
+    "reserved",
+    "spi",
+    "esp",
+    "comp",
+    "flags",
+    "cpi",
+    "udp",
+    "udplite",
+    "sport",
+    "dport",
+    "tcp",
+    "ackseq",
+    "doff",
+    "window",
+    "urgptr",
+    "option",
+    "dccp",
+    "sctp",
+    "vtag",
+    "rt",
+    "rt0",
+    "rt2",
+    "srh",
+    "seg-left",
+    "addr",
+    "last-entry",
+    "tag",
+    "sid",
+    "hbh",
+    "frag",
+    "reserved2",
+    "more-fragments",
+    "dst",
+    "mh",
+    "meta",
+    "mark",
+    "iif",
+    "iifname",
+    "iiftype",
+    "oif",
+    "oifname",
+    "oiftype",
+    "skuid",
+    "skgid",
+    "nftrace",
+    "rtclassid",
+    "ibriport",
+    "ibrname",
+    "obriport",
+    "obrname",
+    "pkttype",
+    "cpu",
+    "iifgroup",
+    "oifgroup",
+    "cgroup",
+    "classid",
+    "nexthop",
+    "ct",
+    "l3proto",
+    "proto-src",
+    "proto-dst",
+    "zone",
+    "original",
+    "reply",
+    "direction",
+    "event",
+    "expectation",
+    "expiration",
+    "helper",
+    "helpers",
+    "label",
+    "state",
+    "status",
+    "numgen",
+    "inc",
+    "mod",
+    "offset",
+    "jhash",
+    "symhash",
+    "seed",
+    "dup",
+    "fwd",
+    "fib",
+    "osf",
+    "synproxy",
+    "mss",
+    "wscale",
+    "sack-perm",
+    "notrack",
+    "options",
+    "all",
+    "xml",
+    "json",
+    "vm",
+    "exists",
+    "missing",
+    "exthdr",
+    "ipsec",
+    "mode",
+    "reqid",
+    "spnum",
+    "transport",
+    "tunnel",
+    "in",
+    "out",
+    "secmark",
+    "secmarks",
+];
+
+/// Object kinds of nft the simulator does not model (they must not be
+/// mistaken for a table name of the `add TABLE CHAIN ...` shorthand).
+const OTHER_OBJECTS: &[&str] = &[
+    "flowtable",
+    "quota",
+    "secmark",
+    "synproxy",
+    "ct",
+    "counters",
+    "quotas",
+    "limits",
+    "flowtables",
+    "meter",
+    "meters",
+    "hooks",
+];
+
+fn is_keyword(w: &str) -> bool {
+    KEYWORDS.contains(&w)
+}
+
+fn tok_desc(t: &Tok) -> &str {
     match t.kind {
         Kind::Word => {
             if t.text.bytes().all(|b| b.is_ascii_digit()) {
                 "number"
+            } else if is_keyword(&t.text) {
+                &t.text
             } else {
                 "string"
             }
@@ -259,6 +590,15 @@ impl<'a> P<'a> {
             Err(syntax(t, Some(expecting)))
         }
     }
+    /// A name (table, chain, set, jump target): any word that is not a
+    /// keyword, or a quoted string.
+    fn ident(&mut self, expecting: &str) -> Result<Named<String>, PErr> {
+        let t = self.peek();
+        if t.kind == Kind::Quoted || (t.kind == Kind::Word && is_keyword(&t.text)) {
+            return Err(syntax(t, Some(expecting)));
+        }
+        self.word(expecting)
+    }
     fn number(&mut self) -> Result<Named<u64>, PErr> {
         let t = self.peek();
         if t.kind == Kind::Word {
@@ -295,7 +635,7 @@ impl<'a> P<'a> {
 
     fn table_ref(&mut self, expecting: &str) -> Result<TableRef, PErr> {
         let family = self.family_opt().unwrap_or(Family::Ip);
-        let n = self.word(expecting)?;
+        let n = self.ident(expecting)?;
         Ok(TableRef {
             family,
             name: n.value,
@@ -305,9 +645,13 @@ impl<'a> P<'a> {
 }
 
 /// Parse a whole input into commands.
-pub(crate) fn parse(toks: &[Tok]) -> Result<Vec<Command>, PErr> {
+/// Parse a whole input into commands. Like nft's parser, it recovers after
+/// a syntax error at the next newline or `;` and goes on, so every broken
+/// command is reported; any error means no command runs.
+pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
     let mut p = P { toks, pos: 0 };
     let mut cmds = Vec::new();
+    let mut errors = Vec::new();
     loop {
         while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
             p.next();
@@ -316,19 +660,45 @@ pub(crate) fn parse(toks: &[Tok]) -> Result<Vec<Command>, PErr> {
             break;
         }
         let start = p.peek().loc();
-        let op = command(&mut p, &mut cmds)?;
-        let end = p.prev().loc();
-        if !p.at_end() {
-            return Err(syntax(p.peek(), Some(END_EXPECT)));
-        }
-        if let Some(op) = op {
-            cmds.push(Command {
-                op,
-                loc: start.to(end),
-            });
+        let is_block = p.peek().is_word("table");
+        let result = command(&mut p, &mut cmds).and_then(|op| {
+            if p.at_end() {
+                Ok(op)
+            } else {
+                Err(syntax(p.peek(), Some(END_EXPECT)))
+            }
+        });
+        match result {
+            Ok(op) => {
+                // nft's command location runs up to and including the
+                // terminator.
+                let end = p.peek().loc();
+                if let Some(op) = op {
+                    cmds.push(Command {
+                        op,
+                        loc: start.to(end),
+                    });
+                }
+            }
+            Err(e) => {
+                if is_block {
+                    errors.push(e);
+                    // No recovery inside a table block.
+                    break;
+                }
+                // Like bison's error recovery, resynchronise at the next
+                // separator after a syntax error; other errors end the line.
+                let syntax_error = e.msg.starts_with("syntax error");
+                errors.push(e);
+                while !(matches!(p.peek().kind, Kind::Newline | Kind::Eof)
+                    || (syntax_error && p.peek().kind == Kind::Semi))
+                {
+                    p.next();
+                }
+            }
         }
     }
-    Ok(cmds)
+    (cmds, errors)
 }
 
 fn command(p: &mut P, out: &mut Vec<Command>) -> Result<Option<Op>, PErr> {
@@ -358,6 +728,11 @@ fn command(p: &mut P, out: &mut Vec<Command>) -> Result<Option<Op>, PErr> {
             table_block(p, out)?;
             Ok(None)
         }
+        "monitor" | "describe" | "reset" | "rename" | "replace" | "import" | "export" | "get"
+        | "destroy" | "include" | "define" | "redefine" | "undefine" => {
+            Err(PErr::not_simulated(verb.loc(), format!("'{}'", verb.text)))
+        }
+        w if is_keyword(w) => Err(syntax(verb, None)),
         _ => {
             if p.peek_at(1).kind == Kind::Newline {
                 p.next();
@@ -386,7 +761,7 @@ fn add_cmd(p: &mut P, verb: &str) -> Result<Op, PErr> {
         ("add" | "create", "chain") => {
             p.next();
             let t = p.table_ref("string")?;
-            let chain = p.word("string")?;
+            let chain = p.ident("string")?;
             let spec = if p.peek().kind == Kind::LBrace {
                 Some(chain_spec(p, t.family)?)
             } else {
@@ -402,7 +777,7 @@ fn add_cmd(p: &mut P, verb: &str) -> Result<Op, PErr> {
         ("add" | "insert", "rule") => {
             p.next();
             let t = p.table_ref("string")?;
-            let chain = p.word("string")?;
+            let chain = p.ident("string")?;
             let pos = rule_pos(p)?;
             let body = rule_body(p, t.family, false)?;
             Ok(Op::AddRule {
@@ -417,7 +792,7 @@ fn add_cmd(p: &mut P, verb: &str) -> Result<Op, PErr> {
             p.next();
             let is_map = obj.text == "map";
             let t = p.table_ref("string")?;
-            let set = p.word("string")?;
+            let set = p.ident("string")?;
             let decl = set_decl(p, is_map)?;
             Ok(Op::AddSet {
                 create,
@@ -429,9 +804,25 @@ fn add_cmd(p: &mut P, verb: &str) -> Result<Op, PErr> {
         ("add" | "create", "element") => {
             p.next();
             let t = p.table_ref("string")?;
-            let set = p.word("string")?;
+            let set = p.ident("string")?;
             let elems = element_list(p)?;
             Ok(Op::AddElement { t, set, elems })
+        }
+        ("add" | "insert", w)
+            if Family::parse(w).is_some() || !(is_keyword(w) || OTHER_OBJECTS.contains(&w)) =>
+        {
+            // `add [family] TABLE CHAIN stmt...` is short for `add rule`.
+            let t = p.table_ref("string")?;
+            let chain = p.ident("string")?;
+            let pos = rule_pos(p)?;
+            let body = rule_body(p, t.family, false)?;
+            Ok(Op::AddRule {
+                insert: verb == "insert",
+                t,
+                chain,
+                pos,
+                body,
+            })
         }
         _ => Err(PErr::not_simulated(
             obj.loc(),
@@ -450,6 +841,10 @@ fn rule_pos(p: &mut P) -> Result<Option<RulePos>, PErr> {
     };
     p.next();
     let n = p.number()?;
+    if n.value == 0 && kind != PosKind::Index {
+        // Handle 0 means "no position" to nft.
+        return Ok(None);
+    }
     Ok(Some(RulePos {
         kind,
         value: n.value,
@@ -475,7 +870,7 @@ fn delete_cmd(p: &mut P) -> Result<Op, PErr> {
                     handle: Some(h),
                 });
             }
-            let n = p.word("handle or string")?;
+            let n = p.ident("handle or string")?;
             Ok(Op::DeleteTable {
                 family,
                 name: Some(n),
@@ -492,7 +887,7 @@ fn delete_cmd(p: &mut P) -> Result<Op, PErr> {
                     handle: Some(h),
                 });
             }
-            let c = p.word("handle or string")?;
+            let c = p.ident("handle or string")?;
             Ok(Op::DeleteChain {
                 t,
                 chain: Some(c),
@@ -501,7 +896,7 @@ fn delete_cmd(p: &mut P) -> Result<Op, PErr> {
         }
         "rule" => {
             let t = p.table_ref("string")?;
-            let chain = p.word("string")?;
+            let chain = p.ident("string")?;
             if !p.eat_word("handle") {
                 return Err(syntax(p.peek(), Some("handle")));
             }
@@ -510,7 +905,7 @@ fn delete_cmd(p: &mut P) -> Result<Op, PErr> {
         }
         "set" | "map" => {
             let t = p.table_ref("string")?;
-            let set = p.word("string")?;
+            let set = p.ident("string")?;
             Ok(Op::DeleteSet {
                 is_map: obj.text == "map",
                 t,
@@ -519,7 +914,7 @@ fn delete_cmd(p: &mut P) -> Result<Op, PErr> {
         }
         "element" => {
             let t = p.table_ref("string")?;
-            let set = p.word("string")?;
+            let set = p.ident("string")?;
             let elems = element_list(p)?;
             Ok(Op::DeleteElement { t, set, elems })
         }
@@ -541,12 +936,12 @@ fn flush_cmd(p: &mut P) -> Result<Op, PErr> {
         "table" => Ok(Op::FlushTable(p.table_ref("string")?)),
         "chain" => {
             let t = p.table_ref("string")?;
-            let chain = p.word("string")?;
+            let chain = p.ident("string")?;
             Ok(Op::FlushChain { t, chain })
         }
         "set" | "map" => {
             let t = p.table_ref("string")?;
-            let set = p.word("string")?;
+            let set = p.ident("string")?;
             Ok(Op::FlushSet { t, set })
         }
         _ => Err(PErr::not_simulated(
@@ -573,12 +968,12 @@ fn list_cmd(p: &mut P) -> Result<Op, PErr> {
         "table" => Ok(Op::ListTable(p.table_ref("string")?)),
         "chain" => {
             let t = p.table_ref("string")?;
-            let chain = p.word("string")?;
+            let chain = p.ident("string")?;
             Ok(Op::ListChain { t, chain })
         }
         "set" | "map" => {
             let t = p.table_ref("string")?;
-            let set = p.word("string")?;
+            let set = p.ident("string")?;
             Ok(Op::ListSet {
                 is_map: obj.text == "map",
                 t,
@@ -743,7 +1138,10 @@ fn set_decl(p: &mut P, is_map: bool) -> Result<SetDecl, PErr> {
                 loop {
                     let f = p.word("string")?;
                     if !matches!(f.value.as_str(), "interval" | "constant") {
-                        return Err(PErr::not_simulated(f.loc, format!("set flag '{}'", f.value)));
+                        return Err(PErr::not_simulated(
+                            f.loc,
+                            format!("set flag '{}'", f.value),
+                        ));
                     }
                     decl.flags.push(f.value);
                     if p.peek().kind == Kind::Comma {
@@ -855,7 +1253,10 @@ fn element_key(t: &Tok) -> Result<String, PErr> {
     if let Some(n) = service_port(&t.text) {
         return Ok(n.to_string());
     }
-    Err(PErr::not_simulated(t.loc(), format!("element '{}'", t.text)))
+    Err(PErr::not_simulated(
+        t.loc(),
+        format!("element '{}'", t.text),
+    ))
 }
 
 /// Canonical IPv4 address or prefix (`a.b.c.d`, `net/len` with host bits
@@ -967,6 +1368,10 @@ fn rule_body(p: &mut P, family: Family, in_block: bool) -> Result<RuleBody, PErr
         return Err(syntax(p.peek(), None));
     }
     while !(p.at_end() || (cx.in_block && p.peek().kind == Kind::RBrace)) {
+        if cx.body.comment.is_some() {
+            // The comment closes the rule.
+            return Err(syntax(p.peek(), Some(END_EXPECT)));
+        }
         let start = p.peek().loc();
         let before = cx.body.stmts.len();
         statement(p, &mut cx)?;
@@ -983,7 +1388,7 @@ fn rule_body(p: &mut P, family: Family, in_block: bool) -> Result<RuleBody, PErr
             }
             if matches!(
                 cx.body.stmts.last().map(|s| &s.kind),
-                Some(StmtKind::Terminal | StmtKind::Jump(_) | StmtKind::Goto(_))
+                Some(StmtKind::Terminal | StmtKind::Nat(_) | StmtKind::Jump(_) | StmtKind::Goto(_))
             ) {
                 cx.terminal = Some(span);
             }
@@ -1030,6 +1435,7 @@ fn value_tok<'a>(p: &mut P<'a>) -> Result<&'a Tok, PErr> {
 fn anon_set(
     p: &mut P,
     cx: &mut RuleCtx,
+    open: Loc,
     conv: &dyn Fn(&Tok) -> Result<String, PErr>,
 ) -> Result<String, PErr> {
     let mut items = Vec::new();
@@ -1043,7 +1449,7 @@ fn anon_set(
             _ => return Err(syntax(t, Some("'}'"))),
         }
     }
-    cx.body.anon_sets += 1;
+    cx.body.anon_sets.push(open.to(p.prev().loc()));
     Ok(format!("{{ {} }}", items.join(", ")))
 }
 
@@ -1057,23 +1463,26 @@ fn addr_match(p: &mut P, cx: &mut RuleCtx, fam_kw: &str, field: &str) -> Result<
             ipv4_value(&t.text)
         };
         v.ok_or_else(|| {
-            PErr::new(
-                t.loc(),
-                "Could not resolve hostname: Name or service not known",
-            )
+            let width = if v6 { 128 } else { 32 };
+            match t.text.split_once('/').map(|(_, l)| l.parse::<u32>()) {
+                Some(Ok(l)) if l > width => PErr::new(
+                    t.loc(),
+                    format!("Prefix length {l} is invalid for type of {width} bits width"),
+                ),
+                _ => PErr::new(
+                    t.loc(),
+                    "Could not resolve hostname: Name or service not known",
+                ),
+            }
         })
     };
     let t = value_tok(p)?;
     let value = if t.kind == Kind::LBrace {
-        anon_set(p, cx, &conv)?
+        anon_set(p, cx, t.loc(), &conv)?
     } else if let Some(name) = t.text.strip_prefix('@') {
         cx.body.set_refs.push(Named {
             value: name.to_string(),
-            loc: Loc {
-                col: t.col + 1,
-                len: t.len - 1,
-                ..t.loc()
-            },
+            loc: t.loc(),
         });
         push(
             cx,
@@ -1101,7 +1510,13 @@ fn port_conv(t: &Tok) -> Result<String, PErr> {
             .ok_or_else(|| PErr::not_simulated(t.loc(), format!("service name '{s}'")))
     };
     match t.text.split_once('-') {
-        Some((a, b)) if !a.is_empty() => Ok(format!("{}-{}", one(a)?, one(b)?)),
+        Some((a, b)) if !a.is_empty() => {
+            let (lo, hi) = (one(a)?, one(b)?);
+            if hi <= lo {
+                return Err(PErr::new(t.loc(), "Range has zero or negative size"));
+            }
+            Ok(format!("{lo}-{hi}"))
+        }
         _ => Ok(one(&t.text)?.to_string()),
     }
 }
@@ -1133,10 +1548,8 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             push(cx, t.text.clone(), StmtKind::Terminal);
         }
         "jump" | "goto" => {
-            let target = p.word("string")?;
-            cx.body
-                .targets
-                .push((target.clone(), t.text == "goto"));
+            let target = p.ident("'{'")?;
+            cx.body.targets.push((target.clone(), t.text == "goto"));
             let kind = if t.text == "jump" {
                 StmtKind::Jump(target.value.clone())
             } else {
@@ -1158,10 +1571,44 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                     "icmp" | "icmpv6" | "icmpx" => {
                         p.eat_word("type");
                         let code = p.word("string")?;
-                        text.push_str(&format!(" with {} {}", w.value, code.value));
+                        let native = match fam {
+                            Family::Ip => "icmp",
+                            Family::Ip6 => "icmpv6",
+                            Family::Inet => "icmpx",
+                            _ => "",
+                        };
+                        if w.value == "icmpx" && matches!(fam, Family::Ip | Family::Ip6) {
+                            return Err(PErr {
+                                loc: code.loc,
+                                secondary: Some(t.loc()),
+                                msg: "abstracted ICMP unreachable not supported".into(),
+                            });
+                        }
+                        if w.value != native {
+                            return Err(PErr::not_simulated(
+                                w.loc,
+                                format!("reject with {} in family {}", w.value, fam.as_str()),
+                            ));
+                        }
+                        if !reject_code_known(&w.value, &code.value) {
+                            return Err(PErr::not_simulated(
+                                code.loc,
+                                format!("{} code '{}'", w.value, code.value),
+                            ));
+                        }
+                        // The family's default (port unreachable) prints as
+                        // a bare `reject`.
+                        if code.value != "port-unreachable" {
+                            text.push_str(&format!(" with {} {}", w.value, code.value));
+                        }
                     }
                     _ => return Err(PErr::not_simulated(w.loc, "reject type")),
                 }
+            } else if !matches!(fam, Family::Ip | Family::Ip6 | Family::Inet) {
+                return Err(PErr::not_simulated(
+                    t.loc(),
+                    format!("reject in family {}", fam.as_str()),
+                ));
             }
             push(cx, text, StmtKind::Terminal);
         }
@@ -1174,8 +1621,14 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                     return Err(PErr::not_simulated(ports.loc, "masquerade address"));
                 }
                 if cx.l4.is_empty() {
+                    // nft scans ':' apart; the port range starts after it.
+                    let range = Loc {
+                        col: ports.loc.col + 1,
+                        len: ports.loc.len.saturating_sub(1),
+                        ..ports.loc
+                    };
                     return Err(PErr {
-                        loc: ports.loc,
+                        loc: range,
                         secondary: Some(t.loc()),
                         msg: "transport protocol mapping is only valid after transport protocol match".into(),
                     });
@@ -1184,7 +1637,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 text.push_str(&format!(" to {}", ports.value));
             }
             nat_family_check(cx, t)?;
-            push(cx, text, StmtKind::Terminal);
+            push(cx, text, StmtKind::Nat("masquerade".into()));
         }
         "snat" | "dnat" => {
             if !p.eat_word("to") {
@@ -1193,7 +1646,11 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             let spec = p.word("string")?;
             nat_family_check(cx, t)?;
             let text = nat_target(&spec, cx)?;
-            push(cx, format!("{} to {}", t.text, text), StmtKind::Terminal);
+            push(
+                cx,
+                format!("{} to {}", t.text, text),
+                StmtKind::Nat(t.text.clone()),
+            );
         }
         "comment" => {
             let c = p.next();
@@ -1212,8 +1669,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             }
         }
         "ip" | "ip6" => {
-            if (t.text == "ip" && fam == Family::Ip6) || (t.text == "ip6" && fam == Family::Ip)
-            {
+            if (t.text == "ip" && fam == Family::Ip6) || (t.text == "ip6" && fam == Family::Ip) {
                 let field = p.peek();
                 let own = if fam == Family::Ip { "ip" } else { "ip6" };
                 return Err(PErr::new(
@@ -1221,8 +1677,14 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                     format!("conflicting protocols specified: {own} vs. {}", t.text),
                 ));
             }
-            if !matches!(fam, Family::Ip | Family::Ip6 | Family::Inet | Family::Bridge | Family::Netdev) {
-                return Err(PErr::not_simulated(t.loc(), format!("{} match in this family", t.text)));
+            if !matches!(
+                fam,
+                Family::Ip | Family::Ip6 | Family::Inet | Family::Bridge | Family::Netdev
+            ) {
+                return Err(PErr::not_simulated(
+                    t.loc(),
+                    format!("{} match in this family", t.text),
+                ));
             }
             let field = p.word("string")?;
             match (t.text.as_str(), field.value.as_str()) {
@@ -1247,11 +1709,25 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             }
             let op = rel_op(p);
             let v = value_tok(p)?;
+            let mut kind = StmtKind::Other;
             let value = if v.kind == Kind::LBrace {
-                anon_set(p, cx, &port_conv)?
+                anon_set(p, cx, v.loc(), &port_conv)?
+            } else if let Some(name) = v.text.strip_prefix('@') {
+                cx.body.set_refs.push(Named {
+                    value: name.to_string(),
+                    loc: v.loc(),
+                });
+                kind = StmtKind::SetRef(name.to_string());
+                v.text.clone()
             } else {
                 port_conv(v)?
             };
+            if let Some(other) = cx.l4.iter().find(|p| *p != &t.text) {
+                return Err(PErr::new(
+                    t.loc().to(field.loc),
+                    format!("conflicting protocols specified: {other} vs. {}", t.text),
+                ));
+            }
             if let Some((_, proto, used)) = &mut cx.dep {
                 if *proto == t.text {
                     *used = true;
@@ -1261,7 +1737,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             push(
                 cx,
                 format!("{} {} {}{}", t.text, field.value, op, value),
-                StmtKind::Other,
+                kind,
             );
         }
         "ct" => {
@@ -1272,7 +1748,10 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             let op = rel_op(p);
             let mut bits = 0u32;
             loop {
-                let s = p.word("string")?;
+                let s = match p.peek().kind {
+                    Kind::Word => p.word("string")?,
+                    _ => return Err(syntax(p.peek(), None)),
+                };
                 match CT_STATES.iter().find(|(n, _)| *n == s.value) {
                     Some((_, b)) => bits |= b,
                     None => return Err(PErr::new(s.loc, "Could not parse conntrack state")),
@@ -1288,24 +1767,149 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 .filter(|(_, b)| bits & b != 0)
                 .map(|(n, _)| *n)
                 .collect();
+            // A negated state list prints as a bitmask expression.
+            let sep = if op.is_empty() { "," } else { " | " };
             push(
                 cx,
-                format!("ct state {}{}", op, names.join(",")),
+                format!("ct state {}{}", op, names.join(sep)),
                 StmtKind::Other,
             );
         }
-        other => {
+        other if is_keyword(other) || NFT_EXPR_WORDS.contains(&other) => {
             return Err(PErr::not_simulated(
                 t.loc(),
                 format!("rule statement '{other}'"),
             ))
         }
+        _ => {
+            // nft reads an unknown word as a symbol starting a relational
+            // expression: at the end that is a syntax error, before another
+            // word the symbol has no type.
+            let next = p.peek();
+            if next.is_end() || (cx.in_block && next.kind == Kind::RBrace) {
+                return Err(syntax(next, None));
+            }
+            return Err(PErr::new(t.loc(), "No symbol type information"));
+        }
     }
     Ok(())
 }
 
+/// Statement and expression words of nft's grammar the simulator does not
+/// model: they must be reported as "not simulated", never as syntax errors.
+const NFT_EXPR_WORDS: &[&str] = &[
+    "log",
+    "limit",
+    "notrack",
+    "mark",
+    "queue",
+    "fwd",
+    "dup",
+    "quota",
+    "synproxy",
+    "tproxy",
+    "flow",
+    "numgen",
+    "jhash",
+    "symhash",
+    "fib",
+    "rt",
+    "ipsec",
+    "osf",
+    "socket",
+    "th",
+    "sctp",
+    "dccp",
+    "icmp",
+    "icmpv6",
+    "igmp",
+    "ah",
+    "esp",
+    "comp",
+    "udplite",
+    "vlan",
+    "ether",
+    "arp",
+    "hbh",
+    "rt0",
+    "frag",
+    "dst",
+    "mh",
+    "exthdr",
+    "priority",
+    "pkttype",
+    "cpu",
+    "iifgroup",
+    "oifgroup",
+    "cgroup",
+    "skuid",
+    "skgid",
+    "nftrace",
+    "rtclassid",
+    "ibrname",
+    "obrname",
+    "random",
+    "secpath",
+    "time",
+    "day",
+    "hour",
+    "xt",
+    "redirect",
+    "nat",
+    "set",
+    "map",
+    "update",
+    "add",
+    "delete",
+    "meter",
+    "vmap",
+    "ct",
+    "length",
+    "nfproto",
+    "protocol",
+    "iiftype",
+    "oiftype",
+    "iifkind",
+    "oifkind",
+    "sdif",
+    "sdifname",
+    "secmark",
+    "flowtable",
+    "offload",
+    "tcp",
+    "udp",
+    "ip",
+    "ip6",
+    "inet",
+    "bridge",
+    "netdev",
+    "counter",
+    "accept",
+    "drop",
+    "continue",
+    "return",
+    "jump",
+    "goto",
+    "reject",
+    "masquerade",
+    "snat",
+    "dnat",
+    "meta",
+    "iif",
+    "oif",
+    "iifname",
+    "oifname",
+    "comment",
+    "reset",
+    "last",
+    "gre",
+    "geneve",
+    "vxlan",
+];
+
 fn nat_family_check(cx: &RuleCtx, t: &Tok) -> Result<(), PErr> {
-    if matches!(cx.family, Family::Ip | Family::Ip6) {
+    let inet_ok = t.text == "masquerade" && cx.family == Family::Inet;
+    if inet_ok || matches!(cx.family, Family::Ip | Family::Ip6) {
         Ok(())
     } else {
         Err(PErr::not_simulated(
@@ -1320,7 +1924,12 @@ fn nat_target(spec: &Named<String>, cx: &RuleCtx) -> Result<String, PErr> {
     if cx.family != Family::Ip {
         return Err(PErr::not_simulated(spec.loc, "snat/dnat outside family ip"));
     }
-    let bad = || PErr::new(spec.loc, "Could not resolve hostname: Name or service not known");
+    let bad = || {
+        PErr::new(
+            spec.loc,
+            "Could not resolve hostname: Name or service not known",
+        )
+    };
     let (addrs, ports) = match spec.value.split_once(':') {
         Some((a, p)) => (a, Some(p)),
         None => (spec.value.as_str(), None),
@@ -1412,7 +2021,7 @@ fn table_block(p: &mut P, out: &mut Vec<Command>) -> Result<(), PErr> {
         match k.kind {
             Kind::RBrace => break,
             Kind::Word if k.text == "chain" => {
-                let chain = p.word("string")?;
+                let chain = p.ident("string")?;
                 if p.peek().kind != Kind::LBrace {
                     return Err(syntax(p.peek(), Some("'{'")));
                 }
@@ -1489,7 +2098,7 @@ fn table_block(p: &mut P, out: &mut Vec<Command>) -> Result<(), PErr> {
                 }
             }
             Kind::Word if k.text == "set" || k.text == "map" => {
-                let set = p.word("string")?;
+                let set = p.ident("string")?;
                 let decl = set_decl(p, k.text == "map")?;
                 out.push(Command {
                     op: Op::AddSet {
@@ -1510,4 +2119,34 @@ fn table_block(p: &mut P, out: &mut Vec<Command>) -> Result<(), PErr> {
         }
     }
     Ok(())
+}
+
+fn reject_code_known(kind: &str, code: &str) -> bool {
+    let codes: &[&str] = match kind {
+        "icmp" => &[
+            "net-unreachable",
+            "host-unreachable",
+            "prot-unreachable",
+            "port-unreachable",
+            "net-prohibited",
+            "host-prohibited",
+            "admin-prohibited",
+        ],
+        "icmpv6" => &[
+            "no-route",
+            "admin-prohibited",
+            "addr-unreachable",
+            "port-unreachable",
+            "policy-fail",
+            "reject-route",
+        ],
+        "icmpx" => &[
+            "host-unreachable",
+            "no-route",
+            "port-unreachable",
+            "admin-prohibited",
+        ],
+        _ => &[],
+    };
+    codes.contains(&code)
 }

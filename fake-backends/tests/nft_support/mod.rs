@@ -182,7 +182,17 @@ pub fn normalize_generation(s: &str, keep_generation: bool) -> String {
 fn split_words_handles_libvirt_quoting() {
     assert_eq!(
         split_words(r"nft add chain ip t f \{\ type\ nat\;\ \} related\,established \!="),
-        vec!["nft", "add", "chain", "ip", "t", "f", "{ type nat; }", "related,established", "!="]
+        vec![
+            "nft",
+            "add",
+            "chain",
+            "ip",
+            "t",
+            "f",
+            "{ type nat; }",
+            "related,established",
+            "!="
+        ]
     );
     assert_eq!(
         split_words("-ae insert '{ a; }' '!='"),

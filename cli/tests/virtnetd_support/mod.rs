@@ -1,0 +1,197 @@
+//! Helpers for the tests that run the real `virtnetd` binary.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use virtnet_core::daemon::{Client, SocketKind};
+
+pub const VIRTNETD: &str = env!("CARGO_BIN_EXE_virtnetd");
+pub const SOCKET_ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
+
+/// A daemon's directories.
+pub struct Dirs {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Dirs {
+    pub fn new() -> Dirs {
+        Dirs {
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+    pub fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+    pub fn runtime(&self) -> PathBuf {
+        self.root().join("run")
+    }
+    pub fn sock(&self, kind: SocketKind) -> PathBuf {
+        kind.path_in(&self.runtime())
+    }
+    /// `virtnetd` arguments for these directories plus `extra`.
+    pub fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "--host".into(),
+            format!("fake:{}", self.root().join("host").display()),
+            "--config-dir".into(),
+            self.root().join("etc").display().to_string(),
+            "--state-dir".into(),
+            self.root().join("state").display().to_string(),
+            "--runtime-dir".into(),
+            self.runtime().display().to_string(),
+            "--log-level".into(),
+            "debug".into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    }
+}
+
+/// A spawned process whose stderr is captured to a file; killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
+        let f = std::fs::File::create(&log).unwrap();
+        cmd.stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f);
+        Proc {
+            child: cmd.spawn().unwrap(),
+            log,
+            status: None,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn stderr(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Wait up to `within` for the process to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        if self.status.is_some() {
+            return self.status;
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                self.status = Some(st);
+                return self.status;
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.status.is_none() && self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `virtnetd` run directly (own sockets).
+pub fn spawn_daemon(dirs: &Dirs, extra: &[&str], envs: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new(VIRTNETD);
+    cmd.args(dirs.args(extra));
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_FDNAMES");
+    Proc::spawn(cmd, dirs.root().join("virtnetd.log"))
+}
+
+/// `virtnetd` under `systemd-socket-activate` listening on `listen` paths
+/// with optional `--fdname=` and extra `-E` settings.
+pub fn spawn_activated(
+    dirs: &Dirs,
+    listen: &[PathBuf],
+    fdnames: Option<&str>,
+    setenv: &[&str],
+    extra: &[&str],
+) -> Proc {
+    let mut cmd = Command::new(SOCKET_ACTIVATE);
+    for p in listen {
+        cmd.arg("-l").arg(p);
+    }
+    if let Some(n) = fdnames {
+        cmd.arg(format!("--fdname={n}"));
+    }
+    for e in setenv {
+        cmd.arg("-E").arg(e);
+    }
+    cmd.arg(VIRTNETD).args(dirs.args(extra));
+    cmd.env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_FDNAMES");
+    Proc::spawn(cmd, dirs.root().join("activate.log"))
+}
+
+/// Wait until `path` exists (socket bound).
+pub fn wait_for_path(path: &Path, proc_: &mut Proc) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !path.exists() {
+        if let Some(st) = proc_.wait_exit(Duration::from_millis(0)) {
+            panic!(
+                "process exited ({st}) before {} appeared:\n{}",
+                path.display(),
+                proc_.stderr()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared:\n{}",
+            path.display(),
+            proc_.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Connect (retrying while the daemon starts up).
+pub fn connect(path: &Path) -> Client {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match Client::connect(path) {
+            Ok(c) => {
+                c.set_timeout(Some(Duration::from_secs(20))).unwrap();
+                return c;
+            }
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot connect: {e}"),
+        }
+    }
+}
+
+pub fn has_socket_activate() -> bool {
+    Path::new(SOCKET_ACTIVATE).exists()
+}

@@ -1,0 +1,200 @@
+//! Shared helpers of the `rules_*` integration tests: golden data paths,
+//! case discovery and a replaying runner for real-daemon captures.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use virtnet_core::runner::{Cmd, Output, RunError, Runner};
+
+pub fn golden() -> PathBuf {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../golden")).to_path_buf()
+}
+
+pub fn fw11() -> PathBuf {
+    golden().join("upstream/libvirt-11.3.0/tests/networkxml2firewalldata")
+}
+
+pub fn fw9() -> PathBuf {
+    golden().join("upstream/libvirt-9.0.0/tests/networkxml2firewalldata")
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// The case names (`NAME` of `NAME.xml`) in `dir`, sorted.
+pub fn cases(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".xml"))
+                .map(str::to_string)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// One logged command with what it printed and the status libvirt saw.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub argv: Vec<String>,
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Splits a logged command line (backslash-escaped words) into its argv.
+fn split_logged(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '\\' => {
+                in_word = true;
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    words
+}
+
+/// The sections (`#### name`) of a commands.log, in order.
+pub fn parse_log(text: &str) -> Vec<(String, Vec<Entry>)> {
+    let mut sections: Vec<(String, Vec<Entry>)> = Vec::new();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("#### ") {
+            sections.push((name.to_string(), Vec::new()));
+            continue;
+        }
+        let Some((_, entries)) = sections.last_mut() else {
+            continue;
+        };
+        if let Some(out) = line.strip_prefix("#> ").or(line.strip_prefix("#>")) {
+            if let Some(e) = entries.last_mut() {
+                e.stdout.push_str(out);
+                e.stdout.push('\n');
+            }
+        } else if let Some(err) = line.strip_prefix("#! ").or(line.strip_prefix("#!")) {
+            if let Some(e) = entries.last_mut() {
+                e.stderr.push_str(err);
+                e.stderr.push('\n');
+            }
+        } else if let Some(rc) = line.strip_prefix("# rc=") {
+            if let Some(e) = entries.last_mut() {
+                e.status = rc.trim().parse().expect("numeric rc");
+            }
+        } else if line.starts_with("# FAKED-SUCCESS") {
+            if let Some(e) = entries.last_mut() {
+                e.status = 0;
+            }
+        } else if !line.starts_with('#') && !line.trim().is_empty() {
+            entries.push(Entry {
+                argv: split_logged(line),
+                status: 0,
+                stdout: String::new(),
+                stderr: String::new(),
+            });
+        }
+    }
+    sections
+}
+
+/// Answers commands with the logged outputs, in order; anything else is a
+/// mismatch (answered with a spawn error and remembered).
+pub struct Replay {
+    expected: Mutex<VecDeque<Entry>>,
+    mismatch: Mutex<Option<String>>,
+    ran: Mutex<usize>,
+}
+
+impl Replay {
+    pub fn new(entries: &[Entry]) -> Self {
+        Replay {
+            expected: Mutex::new(entries.iter().cloned().collect()),
+            mismatch: Mutex::new(None),
+            ran: Mutex::new(0),
+        }
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.expected.lock().unwrap().len()
+    }
+
+    pub fn ran(&self) -> usize {
+        *self.ran.lock().unwrap()
+    }
+
+    /// Panics with the first mismatch, or if logged commands were not run.
+    pub fn check_done(&self, what: &str) {
+        if let Some(m) = self.mismatch.lock().unwrap().take() {
+            panic!("{what}: {m}");
+        }
+        let left: Vec<Vec<String>> = self
+            .expected
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.argv.clone())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "{what}: {} logged commands were not run, first: {:?}",
+            left.len(),
+            left.first()
+        );
+    }
+}
+
+impl Runner for Replay {
+    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        let next = self.expected.lock().unwrap().pop_front();
+        *self.ran.lock().unwrap() += 1;
+        match next {
+            Some(e) if e.argv == cmd.argv => Ok(Output {
+                status: e.status,
+                stdout: e.stdout,
+                stderr: e.stderr,
+            }),
+            other => {
+                let msg = format!(
+                    "command #{}: expected {:?}, ran {:?}",
+                    self.ran(),
+                    other.map(|e| e.argv),
+                    cmd.argv
+                );
+                let mut m = self.mismatch.lock().unwrap();
+                if m.is_none() {
+                    *m = Some(msg.clone());
+                }
+                Err(RunError::Spawn {
+                    program: cmd.program().to_string(),
+                    reason: msg,
+                })
+            }
+        }
+    }
+}
