@@ -238,6 +238,10 @@ fn mask_ids(text: &str) -> String {
 /// Recreate on the fake host what a real libvirt left after `net-start`:
 /// replay its firewall commands, create the bridge, install its status file.
 fn host_as_libvirt_left_it(env: &Env, dir: &Path) -> String {
+    // The bridge exists before any rule names it (nft checks iif/oif).
+    env.host
+        .exec(&["ip", "link", "add", "virbr0", "type", "bridge"], None)
+        .unwrap();
     let st = steps(dir);
     // For restart runs: the state after the daemon restart.
     let restarted = step(&st, "daemon-start", 1).is_some();
@@ -252,9 +256,6 @@ fn host_as_libvirt_left_it(env: &Env, dir: &Path) -> String {
         let args: Vec<&str> = argv.iter().map(String::as_str).collect();
         env.host.exec(&args, None).unwrap();
     }
-    env.host
-        .exec(&["ip", "link", "add", "virbr0", "type", "bridge"], None)
-        .unwrap();
     let file = if restarted {
         "3-after-restart.status.xml"
     } else {
