@@ -167,3 +167,76 @@ fn configuration_and_input_errors_are_clear() {
         .failure()
         .stderr(predicate::str::contains("expected 'real' or 'fake:PATH'"));
 }
+
+/// `virtnet --host real` in a fresh `unshare -n` namespace: start of
+/// libvirt's default network with the iptables backend gives the
+/// `iptables-save` a real libvirt 11.3.0 daemon left; destroy gives its
+/// after-destroy state (private chains kept). The full per-case comparison
+/// (both backends) is core's driver_realhost test.
+#[test]
+fn real_host_in_a_fresh_namespace() {
+    if !nix::unistd::Uid::effective().is_root() {
+        println!("skipped: not root");
+        return;
+    }
+    for tool in ["unshare", "iptables-save", "ip", "dnsmasq"] {
+        if virtnet_core::runner::find_in_path(tool).is_none() {
+            println!("skipped: {tool} not found on PATH");
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(d.join("cfg")).unwrap();
+    std::fs::write(
+        d.join("cfg/network.conf"),
+        "firewall_backend = \"iptables\"\n",
+    )
+    .unwrap();
+    let cap = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../golden/upstream/captures/libvirt-11.3.0/nat-default/iptables"
+    ));
+    let exe = assert_cmd::cargo::cargo_bin("virtnet");
+    let script = format!(
+        "set -e\nV='{exe} --host real --config-dir {d}/cfg --state-dir {d}/run'\n\
+         $V net-define {cap}/network.xml >/dev/null\n$V net-start default >/dev/null\n\
+         iptables-save > {d}/after-start\n$V net-destroy default >/dev/null\n\
+         iptables-save > {d}/after-destroy\nip -br link > {d}/links\n",
+        exe = exe.display(),
+        d = d.display(),
+        cap = cap.display()
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["-n", "--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let norm = |t: &str| -> String {
+        t.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| match l.rfind(" [") {
+                Some(i) if l.starts_with(':') => format!("{} [0:0]", &l[..i]),
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for (ours, theirs) in [
+        ("after-start", "1-after-start.iptables-save"),
+        ("after-destroy", "9-after-destroy.iptables-save"),
+    ] {
+        let a = std::fs::read_to_string(d.join(ours)).unwrap();
+        let e = std::fs::read_to_string(cap.join(theirs)).unwrap();
+        assert_eq!(norm(&e), norm(&a), "{ours}");
+    }
+    assert!(!std::fs::read_to_string(d.join("links"))
+        .unwrap()
+        .contains("virbr0"));
+}

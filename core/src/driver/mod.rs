@@ -68,6 +68,9 @@ pub struct DriverConfig {
     pub dnsmasq_binary: Option<String>,
     /// `--dhcp-script` given to dnsmasq.
     pub leases_helper: String,
+    /// Where sysfs is mounted (`/sys`): PCI virtual-function checks at
+    /// define time and a `<pf>`'s virtual functions at start.
+    pub sysfs_root: PathBuf,
 }
 
 impl DriverConfig {
@@ -87,6 +90,7 @@ impl DriverConfig {
             backend: BackendChoice::FromConfig,
             dnsmasq_binary: None,
             leases_helper: dnsmasq::LIBVIRT_LEASES_HELPER.to_string(),
+            sysfs_root: PathBuf::from("/sys"),
         }
     }
 
@@ -263,6 +267,7 @@ pub fn select_backend(
 struct DefineView<'a> {
     others: Vec<(String, Option<String>)>,
     runner: &'a dyn Runner,
+    sysfs: &'a Path,
 }
 
 impl DefineContext for DefineView<'_> {
@@ -278,7 +283,7 @@ impl DefineContext for DefineView<'_> {
         )
     }
     fn pci_is_virtual_function(&self, addr: &PciAddress) -> Result<bool, String> {
-        let dev = Path::new("/sys/bus/pci/devices").join(addr.to_string());
+        let dev = self.sysfs.join("bus/pci/devices").join(addr.to_string());
         if !dev.exists() {
             return Err(format!("PCI device {addr} not found"));
         }
@@ -464,6 +469,7 @@ impl Driver {
         let view = DefineView {
             others,
             runner: self.runner(),
+            sysfs: &self.cfg.sysfs_root,
         };
         if let Err(mut e) = netxml::validate::validate_for_define(&mut def, &view) {
             netxml::locate(xml, &mut e);

@@ -333,7 +333,7 @@ fn start_bridge(ctx: &StartCtx<'_>, def: &mut NetworkDef) -> Result<Option<Firew
 /// if a `<pf>` is given and the pool is empty, fill the pool from its
 /// virtual functions; otherwise nothing.
 fn start_external(
-    _ctx: &StartCtx<'_>,
+    ctx: &StartCtx<'_>,
     def: &mut NetworkDef,
 ) -> Result<Option<Firewall>, DriverError> {
     let Some(fwd) = def.forward.as_mut() else {
@@ -346,7 +346,7 @@ fn start_external(
         return Ok(None);
     }
     let hostdev = fwd.mode == ForwardMode::Hostdev;
-    let vfs = list_virtual_functions(&pf, hostdev);
+    let vfs = list_virtual_functions(&ctx.driver.config().sysfs_root, &pf, hostdev);
     if vfs.is_empty() {
         return Err(DriverError::Invalid(format!(
             "No usable Vf's present on SRIOV PF {pf}"
@@ -358,10 +358,8 @@ fn start_external(
 
 /// Virtual functions of a PF from sysfs (`/sys/class/net/PF/device/virtfnN`):
 /// their netdev names (macvtap modes) or PCI addresses (hostdev).
-fn list_virtual_functions(pf: &str, hostdev: bool) -> Vec<ForwardIf> {
-    let dir = std::path::Path::new("/sys/class/net")
-        .join(pf)
-        .join("device");
+fn list_virtual_functions(sysfs: &std::path::Path, pf: &str, hostdev: bool) -> Vec<ForwardIf> {
+    let dir = sysfs.join("class/net").join(pf).join("device");
     let Ok(rd) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
