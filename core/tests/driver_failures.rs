@@ -73,6 +73,8 @@ fn failure_at_every_step_of_a_start_leaves_the_host_as_it_was() {
                             .unwrap_or_default();
                         assert!(
                             failed.contains(" list table ")
+                                // unreadable route table: not checked, as libvirt
+                                || failed == "ip -4 route show"
                                 || failed.contains("--list-rules")
                                 // libvirt's checksum group ignores errors
                                 || failed.contains("--jump CHECKSUM"),

@@ -384,3 +384,35 @@ fn host_managed_modes_expand_the_pf_pool() {
     let e = d.define(bad).unwrap_err().to_string();
     assert!(e.contains("0000:05:00.1"), "{e}");
 }
+
+/// libvirt's route-collision check: a network already routed on the host
+/// is refused before anything is created.
+#[test]
+fn route_collision_is_refused() {
+    let env = Env::new();
+    let d = env.driver(Backend::Iptables);
+    env.host
+        .exec(&["ip", "link", "add", "eth0", "type", "dummy"], None)
+        .unwrap();
+    env.host
+        .exec(&["ip", "link", "set", "dev", "eth0", "up"], None)
+        .unwrap();
+    env.host
+        .exec(
+            &["ip", "addr", "add", "192.168.122.7/24", "dev", "eth0"],
+            None,
+        )
+        .unwrap();
+    d.define(DEFAULT_NET).unwrap();
+    let before = env.state();
+    let e = d.start("default").unwrap_err();
+    assert_eq!(e.to_string(), "Network is already in use by interface eth0");
+    assert_same_host(&before, &env.state(), "refused start");
+    let routed = "<network><name>r</name><forward mode='route'/><ip address='10.9.0.1' prefix='24'/><route address='192.168.122.0' prefix='24' gateway='10.9.0.2'/></network>";
+    d.define(routed).unwrap();
+    let e = d.start("r").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Route address '192.168.122.0' conflicts with IP address for 'eth0'"
+    );
+}

@@ -783,6 +783,43 @@ impl Driver {
         Ok(())
     }
 
+    /// libvirt networkRefreshDhcpDaemon for an active network.
+    fn refresh_dnsmasq(&self, def: &NetworkDef) -> Result<(), DriverError> {
+        if !dnsmasq::needs_dnsmasq(def) {
+            return Ok(());
+        }
+        let runner = self.runner();
+        let paths = self.dnsmasq_options().paths(def);
+        let pid = paths
+            .pid_file
+            .as_ref()
+            .and_then(|pf| fs::read_to_string(pf).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()));
+        let alive = match &pid {
+            Some(pid) => runner
+                .run(&Cmd::new(["kill", "-0", pid.as_str()]))
+                .map_err(DriverError::from_run)?
+                .success(),
+            None => false,
+        };
+        match (alive, pid) {
+            (true, Some(pid)) => {
+                let files = dnsmasq::refresh_contents(def)?;
+                for (path, text) in [
+                    (&paths.hostsfile, &files.hostsfile),
+                    (&paths.addnhosts, &files.addnhosts),
+                ] {
+                    let p = Path::new(path);
+                    status::atomic_write(p, text.as_bytes()).map_err(|e| DriverError::io(p, e))?;
+                }
+                run_ok(runner, Cmd::new(["kill", "-HUP", pid.as_str()]))?;
+                Ok(())
+            }
+            _ => self.start_dnsmasq(def, runner, &|_, _, _| Ok(())),
+        }
+    }
+
     fn remove_dnsmasq_files(&self, name: &str) {
         let opts = self.dnsmasq_options();
         let paths =
@@ -858,9 +895,18 @@ impl Driver {
         for st in still_active {
             let name = st.def.name.clone();
             match self.reload_network(st) {
-                Ok(()) => rep.reloaded.push(name),
+                Ok(()) => rep.reloaded.push(name.clone()),
                 Err(e) if e.is_crash() => return Err(e),
                 Err(e) => rep.problems.push(format!("{name}: {e}")),
+            }
+            // networkRefreshDaemons: restart a dnsmasq that is gone, else
+            // rewrite its hosts files and SIGHUP it.
+            if let Some(st) = self.status(&name) {
+                match self.refresh_dnsmasq(&st.def) {
+                    Ok(()) => {}
+                    Err(e) if e.is_crash() => return Err(e),
+                    Err(e) => rep.problems.push(format!("{name}: {e}")),
+                }
             }
         }
         let marker = self.cfg.state_dir.join("autostarted");

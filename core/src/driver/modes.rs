@@ -181,6 +181,7 @@ fn start_virtual(
     def: &mut NetworkDef,
 ) -> Result<Option<Firewall>, DriverError> {
     let r = ctx.runner;
+    check_route_collision(r, def)?;
     let br = bridge_name(def)?;
     // Create the bridge with its MAC, MTU, STP delay and STP.
     let mut add: Vec<String> = vec![
@@ -300,6 +301,88 @@ fn start_virtual(
         ctx.driver.start_dnsmasq(def, r, ctx.note)?;
     }
     Ok(fw)
+}
+
+/// One IPv4 route of the main table: (destination network, prefix, device).
+fn parse_route_line(line: &str) -> Option<(std::net::Ipv4Addr, u32, String)> {
+    let mut words = line.split_whitespace().peekable();
+    let mut dev = "*".to_string();
+    let first = *words.peek()?;
+    if matches!(
+        first,
+        "unreachable" | "blackhole" | "prohibit" | "throw" | "unicast"
+    ) {
+        words.next();
+    }
+    let dest = words.next()?;
+    let rest: Vec<&str> = words.collect();
+    if let Some(i) = rest.iter().position(|w| *w == "dev") {
+        dev = rest.get(i + 1)?.to_string();
+    }
+    let (addr, prefix) = if dest == "default" {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0)
+    } else {
+        match dest.split_once('/') {
+            Some((a, p)) => (a.parse().ok()?, p.parse().ok().filter(|p| *p <= 32)?),
+            None => (dest.parse().ok()?, 32),
+        }
+    };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
+    Some((
+        std::net::Ipv4Addr::from(u32::from(addr) & mask),
+        prefix,
+        dev,
+    ))
+}
+
+/// libvirt networkCheckRouteCollision: an IPv4 network (or IPv4 static
+/// route) of the definition must not equal a route of the host's main table.
+/// libvirt reads `/proc/net/route`; virtnet asks `ip -4 route show` through
+/// the runner. A table that cannot be read is not checked (as libvirt).
+fn check_route_collision(r: &dyn Runner, def: &NetworkDef) -> Result<(), DriverError> {
+    let out = match r.run(&argv(&["ip", "-4", "route", "show"])) {
+        Ok(o) if o.success() => o.stdout,
+        Ok(_) | Err(RunError::Spawn { .. }) | Err(RunError::Empty) => return Ok(()),
+        Err(e) => return Err(DriverError::from_run(e)),
+    };
+    let mask_of = |p: u32| {
+        if p == 0 {
+            0
+        } else {
+            u32::MAX << (32 - p.min(32))
+        }
+    };
+    for line in out.lines() {
+        let Some((net, prefix, dev)) = parse_route_line(line) else {
+            continue;
+        };
+        for ip in def.ipv4_ips() {
+            let (IpAddr::V4(a), Some(p)) = (ip.address, ip.prefix()) else {
+                continue;
+            };
+            if p == prefix && u32::from(a) & mask_of(p) == u32::from(net) {
+                return Err(DriverError::Invalid(format!(
+                    "Network is already in use by interface {dev}"
+                )));
+            }
+        }
+        for route in def.routes.iter() {
+            let (IpAddr::V4(a), Some(p)) = (route.address, route.effective_prefix()) else {
+                continue;
+            };
+            let r_net = std::net::Ipv4Addr::from(u32::from(a) & mask_of(p));
+            if p == prefix && r_net == net {
+                return Err(DriverError::Invalid(format!(
+                    "Route address '{r_net}' conflicts with IP address for '{dev}'"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// libvirt networkShutdownNetworkVirtual.
