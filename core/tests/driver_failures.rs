@@ -221,3 +221,43 @@ fn crash_during_reload_after_backend_switch_leaks_nothing() {
         }
     }
 }
+
+/// Only the driver holding the driver lock recovers journals: another
+/// driver's journal may belong to a start that is still running.
+#[test]
+fn journals_are_recovered_only_under_the_driver_lock() {
+    let env = Env::new();
+    let d1 = env.driver(Backend::Iptables);
+    env.host
+        .exec(
+            &["ip", "link", "add", "name", "virbr7", "type", "bridge"],
+            None,
+        )
+        .unwrap();
+    let journal = env.state_dir().join("n7.journal");
+    std::fs::write(
+        &journal,
+        "{\"argv\":[\"ip\",\"link\",\"add\",\"name\",\"virbr7\",\"type\",\"bridge\"],\"stdout\":\"\"}\n",
+    )
+    .unwrap();
+    let d2 = env.driver(Backend::Iptables);
+    assert!(journal.exists());
+    let reports = d2.reports();
+    assert!(
+        reports
+            .iter()
+            .any(|r| r.contains("driver.lock") && r.contains("n7")),
+        "{reports:?}"
+    );
+    assert!(env.state().ip.link("virbr7").is_some());
+    drop(d2);
+    drop(d1);
+    let d3 = env.driver(Backend::Iptables);
+    assert!(!journal.exists());
+    assert!(env.state().ip.link("virbr7").is_none());
+    assert!(
+        d3.reports().iter().any(|r| r.contains("undoing 1 change")),
+        "{:?}",
+        d3.reports()
+    );
+}

@@ -493,3 +493,26 @@ fn backend_none_refuses_firewalled_networks() {
     d.start(&open).unwrap();
     d.destroy(&open).unwrap();
 }
+
+/// Daemon start refreshes dnsmasq: a running one gets SIGHUP, a vanished
+/// one is started again.
+#[test]
+fn reconcile_refreshes_or_restarts_dnsmasq() {
+    let env = Env::new();
+    let d = env.driver(Backend::Iptables);
+    let name = d.define(&capture_net("nat-default")).unwrap().name;
+    d.start(&name).unwrap();
+    let pid = *env.state().procs.procs.keys().next().unwrap();
+    env.driver(Backend::Iptables).reconcile().unwrap();
+    let procs = env.state().procs.procs;
+    assert_eq!(procs.len(), 1);
+    assert_eq!(procs[&pid].hups, 1);
+    env.host.exec(&["kill", &pid.to_string()], None).unwrap();
+    env.driver(Backend::Iptables).reconcile().unwrap();
+    let procs = env.state().procs.procs;
+    assert_eq!(procs.len(), 1);
+    assert!(!procs.contains_key(&pid));
+    let d = env.driver(Backend::Iptables);
+    d.destroy(&name).unwrap();
+    assert!(env.state().procs.procs.is_empty());
+}

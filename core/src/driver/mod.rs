@@ -236,6 +236,22 @@ pub struct Driver {
     chains: Mutex<ChainInitState>,
     dnsmasq_caps: Mutex<Option<DnsmasqCaps>>,
     reports: Mutex<Vec<String>>,
+    /// Exclusive lock on `STATE_DIR/driver.lock` (libvirt's driver pid
+    /// file), held while this driver lives; `None` if another driver holds it.
+    _lock: Option<nix::fcntl::Flock<fs::File>>,
+}
+
+/// Takes the driver lock without waiting; `None` when another driver (in
+/// this or another process) holds it.
+fn take_driver_lock(state_dir: &Path) -> Option<nix::fcntl::Flock<fs::File>> {
+    fs::create_dir_all(state_dir).ok()?;
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state_dir.join("driver.lock"))
+        .ok()?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
 }
 
 /// libvirt's backend selection (reference 3.1).
@@ -310,7 +326,9 @@ impl Driver {
                 select_backend(&conf, &move |p| runner.has_program(p))?
             }
         };
+        let lock = take_driver_lock(&cfg.state_dir);
         let driver = Driver {
+            _lock: lock,
             configs: ConfigStore::new(&cfg.config_dir),
             statuses: StatusStore::new(&cfg.state_dir),
             backend,
@@ -383,10 +401,23 @@ impl Driver {
     }
 
     /// Undo the creations of journals that no status file accounts for.
+    /// Only the driver holding the driver lock does this: another driver's
+    /// journal may belong to a start that is still running.
     fn recover_journals(&self) -> Result<(), DriverError> {
         let Ok(rd) = fs::read_dir(&self.cfg.state_dir) else {
             return Ok(());
         };
+        if self._lock.is_none() {
+            let pending = self.pending_journals();
+            if !pending.is_empty() {
+                self.report(format!(
+                    "driver lock {} is held by another driver: journals of {} not recovered",
+                    self.cfg.state_dir.join("driver.lock").display(),
+                    pending.join(", ")
+                ));
+            }
+            return Ok(());
+        }
         let mut journals: Vec<PathBuf> = rd
             .filter_map(Result::ok)
             .map(|e| e.path())
