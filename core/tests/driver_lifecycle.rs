@@ -416,3 +416,49 @@ fn route_collision_is_refused() {
         "Route address '192.168.122.0' conflicts with IP address for 'eth0'"
     );
 }
+
+/// The driver is shared by a multi-threaded daemon: different networks
+/// start and stop concurrently (per-network serialisation is the caller's).
+#[test]
+fn concurrent_starts_and_destroys_of_different_networks() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<virtnet_core::driver::Driver>();
+    for backend in [Backend::Iptables, Backend::Nftables] {
+        let env = Env::new();
+        let d = std::sync::Arc::new(env.driver(backend));
+        let names: Vec<String> = (0..4)
+            .map(|i| {
+                let xml = format!(
+                    "<network><name>n{i}</name><forward mode='nat'/><ip address='10.{i}.0.1' prefix='24'><dhcp><range start='10.{i}.0.2' end='10.{i}.0.9'/></dhcp></ip></network>"
+                );
+                d.define(&xml).unwrap().name
+            })
+            .collect();
+        let run = |f: fn(
+            &virtnet_core::driver::Driver,
+            &str,
+        ) -> Result<(), virtnet_core::driver::DriverError>| {
+            let hs: Vec<_> = names
+                .iter()
+                .map(|n| {
+                    let (d, n) = (d.clone(), n.clone());
+                    std::thread::spawn(move || f(&d, &n))
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap().unwrap();
+            }
+        };
+        run(|d, n| d.start(n));
+        assert!(d.list().iter().all(|i| i.active));
+        assert_eq!(env.state().procs.procs.len(), 4);
+        run(|d, n| d.destroy(n));
+        let after = env.state();
+        for i in 0..4 {
+            assert!(
+                traces_of(&after, &format!("virbr{i}"), &format!("10.{i}.0.")).is_empty(),
+                "{backend}"
+            );
+        }
+    }
+}

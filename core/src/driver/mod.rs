@@ -17,8 +17,9 @@
 //!   configured backend, start autostart networks).
 //!
 //! Locking: the driver's own map is behind a mutex that is never held while
-//! a command runs; per-network serialisation is the caller's (the daemon's
-//! KeyedLocks).
+//! a command runs; the private-chain state is locked while a network's rules
+//! are added (libvirt's chain mutex); per-network serialisation is the
+//! caller's (the daemon's KeyedLocks). `Driver` is `Send + Sync`.
 
 pub mod journal;
 pub mod modes;
@@ -724,10 +725,12 @@ impl Driver {
         def: &mut NetworkDef,
         runner: &dyn Runner,
     ) -> Result<Option<Firewall>, DriverError> {
-        // The chain state is copied out so no lock is held while commands run.
-        let mut chains = lock(&self.chains).clone();
+        // Held while the rules are added, like libvirt's private-chain mutex:
+        // two concurrent first starts must not both create the chains. (The
+        // firewall engine serialises every apply anyway.)
+        let mut chains = lock(&self.chains);
         let r = rules::add_network_firewall(def, self.backend, runner, &mut chains);
-        *lock(&self.chains) = chains;
+        drop(chains);
         let mut fw = r.map_err(DriverError::from_rules)?;
         if let Some(fw) = fw.as_mut() {
             fw.set_name(status::FW_REMOVAL_NAME);
@@ -918,9 +921,7 @@ impl Driver {
             .iter()
             .any(|st| rules::has_firewall_rules(&st.def))
         {
-            let mut chains = lock(&self.chains).clone();
-            let r = chains.setup(self.backend, self.runner(), false);
-            *lock(&self.chains) = chains;
+            let r = lock(&self.chains).setup(self.backend, self.runner(), false);
             r.map_err(DriverError::from_rules)?;
         }
         for st in still_active {
