@@ -17,9 +17,10 @@
 //!   configured backend, start autostart networks).
 //!
 //! Locking: the driver's own map is behind a mutex that is never held while
-//! a command runs; the private-chain state is locked while a network's rules
-//! are added (libvirt's chain mutex); per-network serialisation is the
-//! caller's (the daemon's KeyedLocks). `Driver` is `Send + Sync`.
+//! a command runs; per-network serialisation is the caller's (the daemon's
+//! KeyedLocks). Calls on different networks may run in parallel: defines
+//! are serialised among themselves (bridge/MAC allocation), and the first
+//! private-chain setup is done by one start while the others wait for it.
 
 pub mod journal;
 pub mod modes;
@@ -237,6 +238,9 @@ pub struct Driver {
     chains: Mutex<ChainInitState>,
     dnsmasq_caps: Mutex<Option<DnsmasqCaps>>,
     reports: Mutex<Vec<String>>,
+    /// Serialises [`Driver::define`]: the bridge name and MAC it allocates
+    /// must not be handed to two networks defined at the same time.
+    define_serial: Mutex<()>,
     /// Exclusive lock on `STATE_DIR/driver.lock` (libvirt's driver pid
     /// file), held while this driver lives; `None` if another driver holds it.
     _lock: Option<nix::fcntl::Flock<fs::File>>,
@@ -338,6 +342,7 @@ impl Driver {
             chains: Mutex::new(ChainInitState::new()),
             dnsmasq_caps: Mutex::new(None),
             reports: Mutex::new(Vec::new()),
+            define_serial: Mutex::new(()),
         };
         driver.load()?;
         Ok(driver)
@@ -481,8 +486,13 @@ impl Driver {
     /// 52:54:00 MAC for bridge-type networks), UUID/name checks, config file.
     /// An active network keeps running with its live definition; the new one
     /// applies at its next start.
+    ///
+    /// Defines are serialised (other operations are not): the allocation
+    /// reads the other networks' bridges and the new one is recorded before
+    /// the next define looks.
     pub fn define(&self, xml: &str) -> Result<NetworkDef, DriverError> {
         let mut def = netxml::parse(xml)?;
+        let _serial = lock(&self.define_serial);
         let others: Vec<(String, Option<String>)> = {
             let nets = lock(&self.nets);
             nets.iter()
@@ -725,12 +735,20 @@ impl Driver {
         def: &mut NetworkDef,
         runner: &dyn Runner,
     ) -> Result<Option<Firewall>, DriverError> {
-        // Held while the rules are added, like libvirt's private-chain mutex:
-        // two concurrent first starts must not both create the chains. (The
-        // firewall engine serialises every apply anyway.)
-        let mut chains = lock(&self.chains);
-        let r = rules::add_network_firewall(def, self.backend, runner, &mut chains);
-        drop(chains);
+        let mut guard = lock(&self.chains);
+        let r = if guard.done() {
+            // Set up already: add_network_firewall only reads the state, so
+            // a copy is used and parallel starts do not wait for each other.
+            let mut chains = guard.clone();
+            drop(guard);
+            rules::add_network_firewall(def, self.backend, runner, &mut chains)
+        } else {
+            // The first firewalled start sets the private chains up while
+            // holding the state: concurrent starts wait and then find it
+            // done, so the setup runs once (as in libvirt, where the driver
+            // lock covers it).
+            rules::add_network_firewall(def, self.backend, runner, &mut guard)
+        };
         let mut fw = r.map_err(DriverError::from_rules)?;
         if let Some(fw) = fw.as_mut() {
             fw.set_name(status::FW_REMOVAL_NAME);
@@ -921,7 +939,9 @@ impl Driver {
             .iter()
             .any(|st| rules::has_firewall_rules(&st.def))
         {
-            let r = lock(&self.chains).setup(self.backend, self.runner(), false);
+            let mut chains = lock(&self.chains).clone();
+            let r = chains.setup(self.backend, self.runner(), false);
+            *lock(&self.chains) = chains;
             r.map_err(DriverError::from_rules)?;
         }
         for st in still_active {
