@@ -13,7 +13,8 @@
 //! the start fails with libvirt's message and leaves only the private chains.
 //!
 //! Each case runs in its own namespace: the test re-executes itself under
-//! `unshare -n` with VIRTNET_NETNS_CASE set. Prints "skipped: ..." when not
+//! `unshare -n` with VIRTNET_NETNS_CASE set. Daemon restarts (same or other
+//! backend) are compared with the captures' 3-after-restart.* states. Prints "skipped: ..." when not
 //! root or a tool is missing.
 
 use std::path::{Path, PathBuf};
@@ -136,6 +137,10 @@ fn inner(case: &str, backend: Backend, mode: &str) {
     )
     .with_backend(backend);
     cfg.leases_helper = find_in_path("true").unwrap().to_string_lossy().to_string();
+    let restart_to = mode
+        .strip_prefix("restart-to-")
+        .map(|b| b.parse::<Backend>().unwrap());
+    let cfg2 = restart_to.map(|to| cfg.clone().with_backend(to));
     let d = Driver::open(cfg).unwrap();
     let xml = std::fs::read_to_string(
         captures()
@@ -171,8 +176,25 @@ fn inner(case: &str, backend: Backend, mode: &str) {
         return;
     }
     d.start(&name).unwrap_or_else(|e| panic!("{what}: {e}"));
-    let case_dir = captures().join(case).join(backend.as_str());
+    let case_dir = match restart_to {
+        Some(to) => captures()
+            .join(case)
+            .join(format!("restart-{backend}-to-{to}")),
+        None => captures().join(case).join(backend.as_str()),
+    };
     let mut problems = compare(&case_dir, "1-after-start", &what);
+    let d = match cfg2 {
+        // Daemon restart with the (possibly other) backend: reload.
+        Some(cfg2) => {
+            drop(d);
+            let d2 = Driver::open(cfg2).unwrap();
+            let rep = d2.reconcile().unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(rep.reloaded, std::slice::from_ref(&name), "{what}: {rep:?}");
+            problems.extend(compare(&case_dir, "3-after-restart", &what));
+            d2
+        }
+        None => d,
+    };
     d.destroy(&name).unwrap_or_else(|e| panic!("{what}: {e}"));
     problems.extend(compare(&case_dir, "9-after-destroy", &what));
     let links = run_tool(&["ip", "-br", "link"]);
@@ -243,6 +265,17 @@ fn real_host_start_and_destroy_match_libvirt_11_3_0() {
             format!("{case}:nftables:tc-workaround"),
             format!("{}:{path}", wrap.path().display()),
         ));
+    }
+    // Daemon restarts with the same or the other backend (all four pairs).
+    for case in CASES {
+        for from in ["iptables", "nftables"] {
+            for to in ["iptables", "nftables"] {
+                runs.push((
+                    format!("{case}:{from}:restart-to-{to}"),
+                    format!("{}:{path}", wrap.path().display()),
+                ));
+            }
+        }
     }
     runs.push(("nat-default:nftables:no-workaround".into(), path.clone()));
     let mut failures = Vec::new();
