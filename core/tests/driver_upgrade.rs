@@ -325,6 +325,15 @@ fn restart_takes_over_networks_of_libvirt_9_0_0() {
             let d = env.driver(to);
             let rep = d.reconcile().unwrap();
             assert_eq!(rep.reloaded, std::slice::from_ref(&name), "{what}");
+            // The old rules are removed with the legacy regeneration, which is
+            // exactly what libvirt 9.0.0's own destroy ran.
+            let reload = firewall_cmds(&env);
+            let legacy = joined(step(&steps(&dir), "net-destroy", 0).unwrap());
+            assert!(
+                reload.windows(legacy.len()).any(|w| w == legacy.as_slice()),
+                "{what}: legacy removal not in the reload stream:\n{}",
+                reload.join("\n")
+            );
             let st = d.status(&name).unwrap();
             assert_eq!(st.removal_backend(), Some(to), "{what}");
             let text =
