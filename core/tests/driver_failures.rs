@@ -261,3 +261,40 @@ fn journals_are_recovered_only_under_the_driver_lock() {
         d3.reports()
     );
 }
+
+/// A crash at every command of a destroy, then a restart: the status file
+/// is removed last, so the restart either finds the bridge gone and cleans
+/// up, or reloads the network, which a second destroy removes completely.
+#[test]
+fn crash_at_every_command_of_a_destroy_then_restart_leaks_nothing() {
+    for backend in [Backend::Iptables, Backend::Nftables] {
+        let probe = Env::new();
+        let d = probe.driver(backend);
+        d.define(&capture_net("nat-default")).unwrap();
+        d.start("default").unwrap();
+        probe.host.reset_counter();
+        d.destroy("default").unwrap();
+        let n = probe.host.command_count();
+        for k in 0..n {
+            let env = Env::new();
+            let d = env.driver(backend);
+            d.define(&capture_net("nat-default")).unwrap();
+            d.start("default").unwrap();
+            env.host.reset_counter();
+            env.host.set_fault_plan(FaultPlan::none().crash_after(k));
+            let what = format!("{backend} destroy crash after {k} of {n}");
+            let e = d.destroy("default").expect_err(&what);
+            assert!(e.is_crash(), "{what}: {e}");
+            drop(d);
+            env.host.recover();
+            let d2 = env.driver(backend);
+            d2.reconcile().unwrap_or_else(|e| panic!("{what}: {e}"));
+            if d2.info("default").unwrap().active {
+                d2.destroy("default").unwrap();
+            }
+            let left = traces_of(&env.state(), "virbr0", "192.168.122.");
+            assert!(left.is_empty(), "{what}: left behind {left:#?}");
+            assert!(env.state().procs.procs.is_empty(), "{what}: dnsmasq left");
+        }
+    }
+}
