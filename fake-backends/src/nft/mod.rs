@@ -258,13 +258,21 @@ impl NftState {
         // A rule position anywhere in the batch makes nft load the rule
         // cache, and then every add/insert rule checks its table and chain
         // in userspace.
-        let rule_cache = cmds
-            .iter()
-            .any(|c| matches!(&c.op, Op::AddRule { pos: Some(_), .. }));
+        let rule_cache = cmds.iter().any(|c| {
+            matches!(
+                &c.op,
+                Op::AddRule { pos: Some(_), .. } | Op::Invalid(_, true)
+            )
+        });
 
         // Userspace evaluation of every command before anything is sent;
         // nft reports every failing command, then stops.
         let mut view = self.clone();
+        if cmds.iter().any(|c| matches!(c.op, Op::FlushRuleset(_))) {
+            // The ruleset is about to go: nft does not even load its cache,
+            // so existing tables are invisible to this batch's evaluation.
+            view.tables.clear();
+        }
         let mut stdout = String::new();
         let mut resolved: Vec<Option<u64>> = Vec::with_capacity(cmds.len());
         for cmd in &cmds {
@@ -590,6 +598,7 @@ impl NftState {
                     set_block(s, lopts)
                 ));
             }
+            Op::Invalid(e, _) => return Err(e.clone()),
             Op::DeleteTable { .. }
             | Op::DeleteChain { .. }
             | Op::FlushTable(_)
@@ -1308,7 +1317,8 @@ impl NftState {
             | Op::ListChain { .. }
             | Op::ListChains(_)
             | Op::ListSets { .. }
-            | Op::ListSet { .. } => {}
+            | Op::ListSet { .. }
+            | Op::Invalid(..) => {}
         }
         Ok(())
     }

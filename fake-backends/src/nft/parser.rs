@@ -18,6 +18,9 @@ pub(crate) struct PErr {
     pub loc: Loc,
     pub secondary: Option<Loc>,
     pub msg: String,
+    /// Found while evaluating (symbols, protocols, ...) rather than while
+    /// parsing: nft reports these after all syntax errors, in command order.
+    pub eval: bool,
 }
 
 impl PErr {
@@ -26,7 +29,13 @@ impl PErr {
             loc,
             secondary: None,
             msg: msg.into(),
+            eval: true,
         }
+    }
+    /// An error nft's parser itself raises.
+    pub fn parse_stage(mut self) -> PErr {
+        self.eval = false;
+        self
     }
     pub fn not_simulated(loc: Loc, what: impl std::fmt::Display) -> PErr {
         PErr::new(loc, format!("command not simulated: {what}"))
@@ -176,6 +185,10 @@ pub(crate) enum Op {
         t: TableRef,
         set: Named<String>,
     },
+    /// A command whose evaluation already failed while it was read, and
+    /// whether it was a rule command with a position (which changes how nft
+    /// evaluates the other rules of the batch).
+    Invalid(PErr, bool),
 }
 
 /// One command with the span of its whole text (some kernel errors mark it).
@@ -547,7 +560,7 @@ fn syntax(t: &Tok, expecting: Option<&str>) -> PErr {
         msg.push_str(", expecting ");
         msg.push_str(e);
     }
-    PErr::new(t.loc(), msg)
+    PErr::new(t.loc(), msg).parse_stage()
 }
 
 const END_EXPECT: &str = "end of file or newline or semicolon";
@@ -660,6 +673,7 @@ pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
             break;
         }
         let start = p.peek().loc();
+        let start_pos = p.pos;
         let is_block = p.peek().is_word("table");
         let result = command(&mut p, &mut cmds).and_then(|op| {
             if p.at_end() {
@@ -679,6 +693,25 @@ pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
                         loc: start.to(end),
                     });
                 }
+            }
+            Err(e) if e.eval && !is_block => {
+                // Reported by evaluation, in command order, after all
+                // syntax errors; the rest of the command is skipped.
+                while !p.peek().is_end() {
+                    p.next();
+                }
+                let end = p.peek().loc();
+                let words = &toks[start_pos..p.pos];
+                let is_rule_add = words
+                    .first()
+                    .is_some_and(|w| w.is_word("add") || w.is_word("insert"));
+                let has_pos = words.windows(2).any(|w| {
+                    w[0].is_word("index") || (w[0].is_word("position") && !w[1].is_word("0"))
+                });
+                cmds.push(Command {
+                    op: Op::Invalid(e, is_rule_add && has_pos),
+                    loc: start.to(end),
+                });
             }
             Err(e) => {
                 if is_block {
@@ -1008,7 +1041,7 @@ fn chain_spec(p: &mut P, family: Family) -> Result<BaseSpec, PErr> {
                 p.next();
                 let ty = p.word("string")?;
                 if !matches!(ty.value.as_str(), "filter" | "nat" | "route") {
-                    return Err(PErr::new(ty.loc, "unknown chain type"));
+                    return Err(PErr::new(ty.loc, "unknown chain type").parse_stage());
                 }
                 if !p.eat_word("hook") {
                     return Err(syntax(p.peek(), Some("hook")));
@@ -1024,7 +1057,7 @@ fn chain_spec(p: &mut P, family: Family) -> Result<BaseSpec, PErr> {
                     "egress",
                 ];
                 if !known.contains(&h.value.as_str()) {
-                    return Err(PErr::new(h.loc, "unknown chain hook"));
+                    return Err(PErr::new(h.loc, "unknown chain hook").parse_stage());
                 }
                 if p.peek().is_word("device") || p.peek().is_word("devices") {
                     return Err(PErr::not_simulated(p.peek().loc(), "chain devices"));
@@ -1350,6 +1383,8 @@ struct RuleCtx {
     dep: Option<(usize, String, bool)>,
     /// Location of the last terminal statement (verdict, reject, NAT).
     terminal: Option<Loc>,
+    /// Network protocol a previous `ip`/`ip6` match established (inet).
+    l3: Option<&'static str>,
     /// Inside a `chain { }` block of a file: `}` ends the rule too.
     in_block: bool,
 }
@@ -1362,6 +1397,7 @@ fn rule_body(p: &mut P, family: Family, in_block: bool) -> Result<RuleBody, PErr
         l4: Vec::new(),
         dep: None,
         terminal: None,
+        l3: None,
         in_block,
     };
     if p.at_end() || (in_block && p.peek().kind == Kind::RBrace) {
@@ -1383,6 +1419,7 @@ fn rule_body(p: &mut P, family: Family, in_block: bool) -> Result<RuleBody, PErr
                         loc: span,
                         secondary: Some(term),
                         msg: "Statement after terminal statement has no effect".into(),
+                        eval: true,
                     });
                 }
             }
@@ -1417,6 +1454,15 @@ fn rel_op(p: &mut P) -> &'static str {
         }
         _ => "",
     }
+}
+
+/// A value that must not be a keyword (address, port, device name).
+fn plain_value_tok<'a>(p: &mut P<'a>) -> Result<&'a Tok, PErr> {
+    let t = p.peek();
+    if t.kind == Kind::Word && is_keyword(&t.text) {
+        return Err(syntax(t, None));
+    }
+    value_tok(p)
 }
 
 fn value_tok<'a>(p: &mut P<'a>) -> Result<&'a Tok, PErr> {
@@ -1476,7 +1522,7 @@ fn addr_match(p: &mut P, cx: &mut RuleCtx, fam_kw: &str, field: &str) -> Result<
             }
         })
     };
-    let t = value_tok(p)?;
+    let t = plain_value_tok(p)?;
     let value = if t.kind == Kind::LBrace {
         anon_set(p, cx, t.loc(), &conv)?
     } else if let Some(name) = t.text.strip_prefix('@') {
@@ -1567,6 +1613,10 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                             return Err(syntax(p.peek(), Some("reset")));
                         }
                         text.push_str(" with tcp reset");
+                        if fam == Family::Inet && !cx.l4.iter().any(|x| x == "tcp") {
+                            // nft shows the implied protocol match in inet.
+                            text = format!("meta l4proto tcp {text}");
+                        }
                     }
                     "icmp" | "icmpv6" | "icmpx" => {
                         p.eat_word("type");
@@ -1577,11 +1627,37 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                             Family::Inet => "icmpx",
                             _ => "",
                         };
+                        if fam == Family::Inet && w.value != "icmpx" {
+                            // icmp/icmpv6 in inet: always printed in full.
+                            if !reject_code_known(&w.value, &code.value) {
+                                return Err(PErr::not_simulated(
+                                    code.loc,
+                                    format!("{} code '{}'", w.value, code.value),
+                                ));
+                            }
+                            text.push_str(&format!(" with {} {}", w.value, code.value));
+                            push(cx, text, StmtKind::Terminal);
+                            return Ok(());
+                        }
+                        let conflict = match (fam, w.value.as_str()) {
+                            (Family::Ip6, "icmp") => Some("ip vs ip6"),
+                            (Family::Ip, "icmpv6") => Some("ip6 vs ip"),
+                            _ => None,
+                        };
+                        if let Some(c) = conflict {
+                            return Err(PErr {
+                                loc: code.loc,
+                                secondary: Some(t.loc()),
+                                msg: format!("conflicting protocols specified: {c}"),
+                                eval: true,
+                            });
+                        }
                         if w.value == "icmpx" && matches!(fam, Family::Ip | Family::Ip6) {
                             return Err(PErr {
                                 loc: code.loc,
                                 secondary: Some(t.loc()),
                                 msg: "abstracted ICMP unreachable not supported".into(),
+                                eval: true,
                             });
                         }
                         if w.value != native {
@@ -1631,6 +1707,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                         loc: range,
                         secondary: Some(t.loc()),
                         msg: "transport protocol mapping is only valid after transport protocol match".into(),
+                        eval: true,
                     });
                 }
                 let _ = to;
@@ -1640,15 +1717,37 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             push(cx, text, StmtKind::Nat("masquerade".into()));
         }
         "snat" | "dnat" => {
+            let explicit = if p.peek().is_word("ip") || p.peek().is_word("ip6") {
+                Some(if p.next().text == "ip" { "ip" } else { "ip6" })
+            } else {
+                None
+            };
             if !p.eat_word("to") {
                 return Err(PErr::not_simulated(p.peek().loc(), "nat without 'to'"));
             }
             let spec = p.word("string")?;
-            nat_family_check(cx, t)?;
-            let text = nat_target(&spec, cx)?;
+            let (v6, prefix) = match (fam, explicit.or(cx.l3)) {
+                (Family::Ip, None | Some("ip")) => (false, ""),
+                (Family::Ip6, None | Some("ip6")) => (true, ""),
+                (Family::Inet, Some("ip")) => (false, "ip "),
+                (Family::Inet, Some(_)) => (true, "ip6 "),
+                (Family::Inet, None) => {
+                    return Err(PErr::new(
+                        t.loc(),
+                        "ip or ip6 must be specified with address for inet tables.",
+                    ))
+                }
+                _ => {
+                    return Err(PErr::not_simulated(
+                        t.loc(),
+                        format!("{} in family {}", t.text, fam.as_str()),
+                    ))
+                }
+            };
+            let text = nat_target(&spec, cx, v6)?;
             push(
                 cx,
-                format!("{} to {}", t.text, text),
+                format!("{} {}to {}", t.text, prefix, text),
                 StmtKind::Nat(t.text.clone()),
             );
         }
@@ -1686,6 +1785,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                     format!("{} match in this family", t.text),
                 ));
             }
+            cx.l3 = Some(if t.text == "ip" { "ip" } else { "ip6" });
             let field = p.word("string")?;
             match (t.text.as_str(), field.value.as_str()) {
                 (_, "saddr" | "daddr") => addr_match(p, cx, &t.text, &field.value)?,
@@ -1708,7 +1808,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 ));
             }
             let op = rel_op(p);
-            let v = value_tok(p)?;
+            let v = plain_value_tok(p)?;
             let mut kind = StmtKind::Other;
             let value = if v.kind == Kind::LBrace {
                 anon_set(p, cx, v.loc(), &port_conv)?
@@ -1919,32 +2019,63 @@ fn nat_family_check(cx: &RuleCtx, t: &Tok) -> Result<(), PErr> {
     }
 }
 
-/// `A`, `A-B`, `A:P`, `A-B:P-Q` (IPv4) as nft prints them.
-fn nat_target(spec: &Named<String>, cx: &RuleCtx) -> Result<String, PErr> {
-    if cx.family != Family::Ip {
-        return Err(PErr::not_simulated(spec.loc, "snat/dnat outside family ip"));
-    }
-    let bad = || {
+/// `A`, `A-B`, `A:P`, `A-B:P-Q` (IPv4) or `A`, `A-B`, `[A]:P` (IPv6) as nft
+/// prints them.
+fn nat_target(spec: &Named<String>, cx: &RuleCtx, v6: bool) -> Result<String, PErr> {
+    let resolve = || {
         PErr::new(
             spec.loc,
             "Could not resolve hostname: Name or service not known",
         )
     };
-    let (addrs, ports) = match spec.value.split_once(':') {
-        Some((a, p)) => (a, Some(p)),
-        None => (spec.value.as_str(), None),
+    let wrong_family = || {
+        PErr::new(
+            spec.loc,
+            "Could not resolve hostname: Address family for hostname not supported",
+        )
+    };
+    let (addrs, ports) = if v6 {
+        match spec
+            .value
+            .strip_prefix('[')
+            .and_then(|r| r.split_once("]:"))
+        {
+            Some((a, p)) => (a, Some(p)),
+            None => (spec.value.as_str(), None),
+        }
+    } else {
+        match spec.value.split_once(':') {
+            Some((a, p)) => (a, Some(p)),
+            None => (spec.value.as_str(), None),
+        }
+    };
+    let one = |a: &str| -> Result<String, PErr> {
+        if v6 {
+            if a.parse::<Ipv4Addr>().is_ok() {
+                return Err(wrong_family());
+            }
+            a.parse::<Ipv6Addr>()
+                .map(|x| x.to_string())
+                .map_err(|_| resolve())
+        } else {
+            if a.contains(':') {
+                return Err(wrong_family());
+            }
+            a.parse::<Ipv4Addr>()
+                .map(|x| x.to_string())
+                .map_err(|_| resolve())
+        }
     };
     let addr_text = match addrs.split_once('-') {
-        Some((a, b)) => {
-            let a: Ipv4Addr = a.parse().map_err(|_| bad())?;
-            let b: Ipv4Addr = b.parse().map_err(|_| bad())?;
+        Some((a, b)) if !v6 || b.contains(':') => {
+            let (a, b) = (one(a)?, one(b)?);
             if a == b {
-                format!("{a}/32")
+                format!("{a}/{}", if v6 { 128 } else { 32 })
             } else {
                 format!("{a}-{b}")
             }
         }
-        None => ipv4_value(addrs).ok_or_else(bad)?,
+        _ => one(addrs)?,
     };
     match ports {
         None => Ok(addr_text),
@@ -1955,14 +2086,18 @@ fn nat_target(spec: &Named<String>, cx: &RuleCtx) -> Result<String, PErr> {
                     "transport protocol mapping is only valid after transport protocol match",
                 ));
             }
-            Ok(format!("{addr_text}:{p}"))
+            if v6 {
+                Ok(format!("[{addr_text}]:{p}"))
+            } else {
+                Ok(format!("{addr_text}:{p}"))
+            }
         }
     }
 }
 
 fn iface_match(p: &mut P, cx: &mut RuleCtx, key: &str, _first: &Tok) -> Result<(), PErr> {
     let op = rel_op(p);
-    let v = value_tok(p)?;
+    let v = plain_value_tok(p)?;
     if v.kind == Kind::LBrace {
         return Err(PErr::not_simulated(v.loc(), "interface sets"));
     }
