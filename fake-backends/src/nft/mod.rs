@@ -70,6 +70,7 @@ enum Errno {
     Exist,
     Busy,
     NotSupp,
+    MLink,
 }
 
 impl Errno {
@@ -79,6 +80,7 @@ impl Errno {
             Errno::Exist => "File exists",
             Errno::Busy => "Device or resource busy",
             Errno::NotSupp => "Operation not supported",
+            Errno::MLink => "Too many links",
         }
     }
 }
@@ -409,6 +411,7 @@ impl NftState {
                     table.chains.push(Chain {
                         name: chain.value.clone(),
                         handle: 0,
+                        comment: None,
                         base: None,
                         rules: Vec::new(),
                     });
@@ -846,22 +849,34 @@ impl NftState {
         };
         let verb = |create: bool| if create { "create" } else { "add" };
         match &cmd.op {
-            Op::AddTable { create, t } => {
+            Op::AddTable {
+                create,
+                t,
+                dormant,
+                comment,
+            } => {
                 if self.table(t.family, &t.name).is_some() {
                     if *create {
                         return Err(at(Errno::Exist, t.loc));
                     }
-                    return Ok(()); // no change, no transaction, no echo
+                    // No change, no transaction, no echo (updating the
+                    // flags or comment of a table is not simulated).
+                    return Ok(());
                 }
                 self.last_table_handle += 1;
                 let handle = self.last_table_handle;
-                self.tables.push(empty_table(t, handle));
+                let mut table = empty_table(t, handle);
+                table.dormant = *dormant;
+                table.comment = comment.clone();
+                self.tables.push(table);
                 *changed = true;
+                // The echo shows flags but not the comment.
                 echoes.push(Echo::Text(format!(
-                    "{} table {} {}{}",
+                    "{} table {} {}{}{}",
                     verb(*create),
                     t.family.as_str(),
                     t.name,
+                    if *dormant { " { flags dormant; }" } else { "" },
                     hs(handle)
                 )));
             }
@@ -910,6 +925,7 @@ impl NftState {
                 t,
                 chain,
                 spec,
+                comment,
             } => {
                 let table = self
                     .table_mut(t.family, &t.name)
@@ -949,6 +965,7 @@ impl NftState {
                     table.chains.push(Chain {
                         name: chain.value.clone(),
                         handle,
+                        comment: comment.clone(),
                         base: spec.clone(),
                         rules: Vec::new(),
                     });
@@ -1078,36 +1095,7 @@ impl NftState {
                         )
                     }
                 };
-                let base = c.base.clone();
                 let handle = table.alloc_handle();
-                if let Some(b) = &base {
-                    // The kernel validates NAT statements against the base
-                    // chain's type and hook.
-                    for st in &body.stmts {
-                        if let StmtKind::Nat(kind) = &st.kind {
-                            let ok = b.chain_type == "nat"
-                                && match kind.as_str() {
-                                    "masquerade" => b.hook == "postrouting",
-                                    "snat" => b.hook == "postrouting" || b.hook == "input",
-                                    _ => b.hook == "prerouting" || b.hook == "output",
-                                };
-                            if !ok {
-                                // The kernel finds this only when it
-                                // validates the table at commit; it then
-                                // replays the batch (-EAGAIN), validating at
-                                // once, so the rule takes a second handle.
-                                for _ in 0..=body.anon_sets.len() {
-                                    table.alloc_handle();
-                                }
-                                return Err(vec![KErr {
-                                    errno: Errno::NotSupp,
-                                    loc: cmd.loc,
-                                    attr: false,
-                                }]);
-                            }
-                        }
-                    }
-                }
                 for (target, is_goto) in &body.targets {
                     match table.chain(&target.value) {
                         None => return Err(at(Errno::NoEnt, target.loc)),
@@ -1133,6 +1121,26 @@ impl NftState {
                     (false, Some(i)) => i + 1,
                 };
                 c.rules.insert(idx, rule);
+                if let Some(errno) = validate_table(table) {
+                    // The kernel finds this when it validates the table at
+                    // commit; it then replays the batch (-EAGAIN) validating
+                    // at once, so the rule (and its anonymous sets) take
+                    // their handles a second time.
+                    if let Some(c) = table.chain_mut(&chain.value) {
+                        c.rules.retain(|r| r.handle != handle);
+                    }
+                    for _ in 0..=body.anon_sets.len() {
+                        table.alloc_handle();
+                    }
+                    return Err(vec![KErr {
+                        errno,
+                        loc: cmd.loc,
+                        attr: false,
+                    }]);
+                }
+                let c = table
+                    .chain_mut(&chain.value)
+                    .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
                 *changed = true;
                 let body_text = c
                     .rules
@@ -1366,11 +1374,71 @@ impl NftState {
     }
 }
 
+/// The kernel's table validation: walk from every base chain along jumps
+/// and gotos; a chain 16 levels deep (always reached through a loop) fails
+/// with EMLINK, a NAT statement under a base chain of the wrong type or hook
+/// with EOPNOTSUPP.
+fn validate_table(table: &Table) -> Option<Errno> {
+    const JUMP_STACK: usize = 16;
+    fn walk(
+        table: &Table,
+        base: &BaseSpec,
+        chain: &Chain,
+        level: usize,
+        seen: &mut std::collections::HashMap<String, usize>,
+    ) -> Option<Errno> {
+        if level == JUMP_STACK {
+            return Some(Errno::MLink);
+        }
+        // A chain already walked from as deep or deeper adds nothing new.
+        match seen.get(&chain.name) {
+            Some(l) if *l >= level => return None,
+            _ => {
+                seen.insert(chain.name.clone(), level);
+            }
+        }
+        for r in &chain.rules {
+            for st in &r.stmts {
+                if let StmtKind::Nat(kind) = &st.kind {
+                    let ok = base.chain_type == "nat"
+                        && match kind.as_str() {
+                            "masquerade" => base.hook == "postrouting",
+                            "snat" => base.hook == "postrouting" || base.hook == "input",
+                            _ => base.hook == "prerouting" || base.hook == "output",
+                        };
+                    if !ok {
+                        return Some(Errno::NotSupp);
+                    }
+                }
+            }
+            for target in r.jump_targets() {
+                if let Some(next) = table.chain(target) {
+                    if let Some(e) = walk(table, base, next, level + 1, seen) {
+                        return Some(e);
+                    }
+                }
+            }
+        }
+        None
+    }
+    for c in &table.chains {
+        if let Some(b) = &c.base {
+            let mut seen = std::collections::HashMap::new();
+            if let Some(e) = walk(table, b, c, 0, &mut seen) {
+                return Some(e);
+            }
+        }
+    }
+    None
+}
+
 fn empty_table(t: &TableRef, handle: u64) -> Table {
     Table {
         family: t.family,
         name: t.name.clone(),
         handle,
+        dormant: false,
+        comment: None,
         last_handle: 0,
         chains: Vec::new(),
         sets: Vec::new(),

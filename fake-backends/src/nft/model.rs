@@ -185,6 +185,8 @@ pub struct Chain {
     pub name: String,
     pub handle: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<BaseSpec>,
     pub rules: Vec<Rule>,
 }
@@ -234,6 +236,10 @@ pub struct Table {
     pub family: Family,
     pub name: String,
     pub handle: u64,
+    #[serde(default)]
+    pub dormant: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
     /// Last handle given to an object of this table (the kernel's
     /// `hgenerator`).
     pub last_handle: u64,
@@ -317,6 +323,9 @@ pub fn chain_block(family: Family, chain: &Chain, opts: ListOpts) -> String {
         chain.name,
         handle_suffix(opts, chain.handle)
     );
+    if let Some(c) = &chain.comment {
+        out.push_str(&format!("\t\tcomment \"{c}\"\n"));
+    }
     if let Some(b) = &chain.base {
         out.push_str(&format!("\t\t{}\n", b.text(family)));
     }
@@ -340,6 +349,12 @@ pub fn table_block(t: &Table, opts: ListOpts, what: TableParts) -> String {
         t.name,
         handle_suffix(opts, t.handle)
     );
+    if t.dormant {
+        out.push_str("\tflags dormant\n");
+    }
+    if let Some(c) = &t.comment {
+        out.push_str(&format!("\tcomment \"{c}\"\n"));
+    }
     let mut blocks: Vec<String> = Vec::new();
     if what.sets {
         for s in &t.sets {

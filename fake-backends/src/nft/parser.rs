@@ -108,6 +108,8 @@ pub(crate) enum Op {
     AddTable {
         create: bool,
         t: TableRef,
+        dormant: bool,
+        comment: Option<String>,
     },
     DeleteTable {
         family: Family,
@@ -120,6 +122,7 @@ pub(crate) enum Op {
         t: TableRef,
         chain: Named<String>,
         spec: Option<BaseSpec>,
+        comment: Option<String>,
     },
     DeleteChain {
         t: TableRef,
@@ -786,25 +789,33 @@ fn add_cmd(p: &mut P, verb: &str) -> Result<Op, PErr> {
         ("add" | "create", "table") => {
             p.next();
             let t = p.table_ref("string")?;
-            if p.peek().kind == Kind::LBrace {
-                return Err(PErr::not_simulated(p.peek().loc(), "table options block"));
-            }
-            Ok(Op::AddTable { create, t })
+            let (dormant, comment) = if p.peek().kind == Kind::LBrace {
+                table_opts(p)?
+            } else {
+                (false, None)
+            };
+            Ok(Op::AddTable {
+                create,
+                t,
+                dormant,
+                comment,
+            })
         }
         ("add" | "create", "chain") => {
             p.next();
             let t = p.table_ref("string")?;
             let chain = p.ident("string")?;
-            let spec = if p.peek().kind == Kind::LBrace {
-                Some(chain_spec(p, t.family)?)
+            let (spec, comment) = if p.peek().kind == Kind::LBrace {
+                chain_spec(p, t.family)?
             } else {
-                None
+                (None, None)
             };
             Ok(Op::AddChain {
                 create,
                 t,
                 chain,
                 spec,
+                comment,
             })
         }
         ("add" | "insert", "rule") => {
@@ -1021,8 +1032,11 @@ fn list_cmd(p: &mut P) -> Result<Op, PErr> {
 }
 
 /// `{ type T hook H priority P; [policy X;] }`
-fn chain_spec(p: &mut P, family: Family) -> Result<BaseSpec, PErr> {
+/// `{ [type T hook H priority P;] [policy X;] [comment "C";] }`: the base
+/// chain spec (if any) and the comment (if any).
+fn chain_spec(p: &mut P, family: Family) -> Result<(Option<BaseSpec>, Option<String>), PErr> {
     let open = p.next(); // '{'
+    let mut comment: Option<String> = None;
     let mut chain_type: Option<String> = None;
     let mut hook: Option<Named<String>> = None;
     let mut priority: Option<i32> = None;
@@ -1069,6 +1083,14 @@ fn chain_spec(p: &mut P, family: Family) -> Result<BaseSpec, PErr> {
                 chain_type = Some(ty.value);
                 hook = Some(h);
             }
+            Kind::Word if t.text == "comment" => {
+                p.next();
+                let c = p.next();
+                if c.kind != Kind::Quoted && c.kind != Kind::Word {
+                    return Err(syntax(c, Some("string")));
+                }
+                comment = Some(c.text.clone());
+            }
             Kind::Word if t.text == "policy" => {
                 p.next();
                 let pol = p.word("string")?;
@@ -1088,17 +1110,62 @@ fn chain_spec(p: &mut P, family: Family) -> Result<BaseSpec, PErr> {
         }
     }
     match (chain_type, hook, priority) {
-        (Some(chain_type), Some(hook), Some(priority)) => Ok(BaseSpec {
-            chain_type,
-            hook: hook.value,
-            priority,
-            policy_accept,
-        }),
+        (Some(chain_type), Some(hook), Some(priority)) => Ok((
+            Some(BaseSpec {
+                chain_type,
+                hook: hook.value,
+                priority,
+                policy_accept,
+            }),
+            comment,
+        )),
+        (None, None, None) if policy_accept && comment.is_some() => Ok((None, comment)),
         _ => Err(PErr::not_simulated(
             open.loc(),
             "chain block without type/hook/priority",
         )),
     }
+}
+
+/// `{ [flags dormant;] [comment "C";] }` of a table.
+fn table_opts(p: &mut P) -> Result<(bool, Option<String>), PErr> {
+    p.next(); // '{'
+    let mut dormant = false;
+    let mut comment = None;
+    loop {
+        while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
+            p.next();
+        }
+        let t = p.next();
+        match t.kind {
+            Kind::RBrace => break,
+            Kind::Word if t.text == "comment" => {
+                let c = p.next();
+                if c.kind != Kind::Quoted && c.kind != Kind::Word {
+                    return Err(syntax(c, Some("string")));
+                }
+                comment = Some(c.text.clone());
+            }
+            Kind::Word if t.text == "flags" => {
+                let f = p.word("string")?;
+                if f.value != "dormant" {
+                    return Err(PErr::not_simulated(
+                        f.loc,
+                        format!("table flag '{}'", f.value),
+                    ));
+                }
+                dormant = true;
+            }
+            Kind::Eof => return Err(syntax(t, Some("'}'"))),
+            _ => {
+                return Err(PErr::not_simulated(
+                    t.loc(),
+                    format!("table block item '{}'", t.text),
+                ))
+            }
+        }
+    }
+    Ok((dormant, comment))
 }
 
 fn priority_expr(p: &mut P, family: Family, hook: &str) -> Result<i32, PErr> {
@@ -2145,6 +2212,8 @@ fn table_block(p: &mut P, out: &mut Vec<Command>) -> Result<(), PErr> {
         op: Op::AddTable {
             create: false,
             t: t.clone(),
+            dormant: false,
+            comment: None,
         },
         loc: start.to(t.loc),
     });
@@ -2168,6 +2237,7 @@ fn table_block(p: &mut P, out: &mut Vec<Command>) -> Result<(), PErr> {
                         t: t.clone(),
                         chain: chain.clone(),
                         spec: None,
+                        comment: None,
                     },
                     loc: k.loc().to(chain.loc),
                 });
