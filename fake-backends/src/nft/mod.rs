@@ -270,7 +270,13 @@ impl NftState {
         // Userspace evaluation of every command before anything is sent;
         // nft reports every failing command, then stops.
         let mut view = self.clone();
-        if cmds.iter().any(|c| matches!(c.op, Op::FlushRuleset(_))) {
+        let flushes_ruleset = cmds.iter().any(|c| matches!(c.op, Op::FlushRuleset(_)));
+        let effective_cache = if flushes_ruleset {
+            CacheLevel::Empty
+        } else {
+            cache
+        };
+        if flushes_ruleset {
             // The ruleset is about to go: nft does not even load its cache,
             // so existing tables are invisible to this batch's evaluation.
             view.tables.clear();
@@ -304,7 +310,7 @@ impl NftState {
                 for k in ks {
                     // nft explains kernel errors from its cache: the
                     // ruleset plus what the batch's evaluation added.
-                    let msg = view.kernel_error_text(cmd, &k, cache);
+                    let msg = view.kernel_error_text(self, cmd, &k, effective_cache);
                     errors.push_str(&src.error(k.loc, &msg));
                 }
             }
@@ -707,7 +713,16 @@ impl NftState {
 
     // ----- kernel stage ----------------------------------------------------
 
-    fn kernel_error_text(&self, cmd: &Command, k: &KErr, cache: CacheLevel) -> String {
+    /// nft's explanation of a kernel error. `self` is nft's cache (the
+    /// ruleset plus what the batch's evaluation added); `committed` is what
+    /// a cache refresh would fetch from the kernel.
+    fn kernel_error_text(
+        &self,
+        committed: &NftState,
+        cmd: &Command,
+        k: &KErr,
+        cache: CacheLevel,
+    ) -> String {
         let plain = format!("Could not process rule: {}", k.errno.text());
         if k.errno != Errno::NoEnt || !k.attr {
             return plain;
@@ -778,10 +793,21 @@ impl NftState {
                 }
             }
             Op::AddRule { t, chain, .. } | Op::DeleteRule { t, chain, .. } => {
-                // nft refreshes its cache with tables and chains here.
-                if let Some((cn, f, tn)) = self.fuzzy_chain(&chain.value) {
-                    if let Some(m) = table_check(t, &tn, f) {
-                        return m;
+                // nft makes sure its cache has tables and chains here: if the
+                // batch did not load them, it fetches the (unchanged)
+                // ruleset from the kernel.
+                let src = if cache == CacheLevel::Full {
+                    self
+                } else {
+                    committed
+                };
+                if let Some((cn, f, tn)) = src.fuzzy_chain(&chain.value) {
+                    if src.table(t.family, &t.name).is_none() && (t.name != tn || t.family != f) {
+                        return format!(
+                            "{noent}; did you mean table ‘{}’ in family {}?",
+                            tn,
+                            f.as_str()
+                        );
                     }
                     if cn != chain.value {
                         return format!(
@@ -926,6 +952,7 @@ impl NftState {
                 chain,
                 spec,
                 comment,
+                policy_loc,
             } => {
                 let table = self
                     .table_mut(t.family, &t.name)
@@ -936,7 +963,12 @@ impl NftState {
                     }
                     match (&mut existing.base, spec) {
                         (_, None) => {}
-                        (None, Some(_)) => return Err(at(Errno::Exist, chain.loc)),
+                        (None, Some(_)) => {
+                            return Err(match policy_loc {
+                                Some(l) => at(Errno::NotSupp, *l),
+                                None => at(Errno::Exist, chain.loc),
+                            })
+                        }
                         (Some(b), Some(s)) => {
                             if b.chain_type != s.chain_type
                                 || b.hook != s.hook
@@ -1480,7 +1512,10 @@ fn check_element(s: &Set, e: &Named<Element>) -> Result<(), PErr> {
 fn cache_level(cmds: &[Command]) -> CacheLevel {
     cmds.iter()
         .map(|c| match c.op {
-            Op::FlushTable(_)
+            // Adding a table needs no cache; flushes and lists neither (lists
+            // load only what they show).
+            Op::AddTable { .. }
+            | Op::FlushTable(_)
             | Op::FlushChain { .. }
             | Op::FlushSet { .. }
             | Op::FlushRuleset(_)

@@ -123,6 +123,7 @@ pub(crate) enum Op {
         chain: Named<String>,
         spec: Option<BaseSpec>,
         comment: Option<String>,
+        policy_loc: Option<Loc>,
     },
     DeleteChain {
         t: TableRef,
@@ -805,17 +806,18 @@ fn add_cmd(p: &mut P, verb: &str) -> Result<Op, PErr> {
             p.next();
             let t = p.table_ref("string")?;
             let chain = p.ident("string")?;
-            let (spec, comment) = if p.peek().kind == Kind::LBrace {
+            let opts = if p.peek().kind == Kind::LBrace {
                 chain_spec(p, t.family)?
             } else {
-                (None, None)
+                ChainOpts::default()
             };
             Ok(Op::AddChain {
                 create,
                 t,
                 chain,
-                spec,
-                comment,
+                spec: opts.base,
+                comment: opts.comment,
+                policy_loc: opts.policy_loc,
             })
         }
         ("add" | "insert", "rule") => {
@@ -1032,10 +1034,20 @@ fn list_cmd(p: &mut P) -> Result<Op, PErr> {
 }
 
 /// `{ type T hook H priority P; [policy X;] }`
-/// `{ [type T hook H priority P;] [policy X;] [comment "C";] }`: the base
-/// chain spec (if any) and the comment (if any).
-fn chain_spec(p: &mut P, family: Family) -> Result<(Option<BaseSpec>, Option<String>), PErr> {
+/// What a chain's `{ ... }` block says.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct ChainOpts {
+    pub base: Option<BaseSpec>,
+    pub comment: Option<String>,
+    /// Where `policy X` was written (the kernel refuses a policy for an
+    /// existing regular chain and points there).
+    pub policy_loc: Option<Loc>,
+}
+
+/// `{ [type T hook H priority P;] [policy X;] [comment "C";] }`.
+fn chain_spec(p: &mut P, family: Family) -> Result<ChainOpts, PErr> {
     let open = p.next(); // '{'
+    let mut policy_loc: Option<Loc> = None;
     let mut comment: Option<String> = None;
     let mut chain_type: Option<String> = None;
     let mut hook: Option<Named<String>> = None;
@@ -1094,6 +1106,7 @@ fn chain_spec(p: &mut P, family: Family) -> Result<(Option<BaseSpec>, Option<Str
             Kind::Word if t.text == "policy" => {
                 p.next();
                 let pol = p.word("string")?;
+                policy_loc = Some(t.loc().to(pol.loc));
                 policy_accept = match pol.value.as_str() {
                     "accept" => true,
                     "drop" => false,
@@ -1110,16 +1123,21 @@ fn chain_spec(p: &mut P, family: Family) -> Result<(Option<BaseSpec>, Option<Str
         }
     }
     match (chain_type, hook, priority) {
-        (Some(chain_type), Some(hook), Some(priority)) => Ok((
-            Some(BaseSpec {
+        (Some(chain_type), Some(hook), Some(priority)) => Ok(ChainOpts {
+            base: Some(BaseSpec {
                 chain_type,
                 hook: hook.value,
                 priority,
                 policy_accept,
             }),
             comment,
-        )),
-        (None, None, None) if policy_accept && comment.is_some() => Ok((None, comment)),
+            policy_loc,
+        }),
+        (None, None, None) if policy_loc.is_none() && comment.is_some() => Ok(ChainOpts {
+            base: None,
+            comment,
+            policy_loc,
+        }),
         _ => Err(PErr::not_simulated(
             open.loc(),
             "chain block without type/hook/priority",
@@ -2238,6 +2256,7 @@ fn table_block(p: &mut P, out: &mut Vec<Command>) -> Result<(), PErr> {
                         chain: chain.clone(),
                         spec: None,
                         comment: None,
+                        policy_loc: None,
                     },
                     loc: k.loc().to(chain.loc),
                 });
