@@ -1218,6 +1218,7 @@ impl NftState {
                 let table = self
                     .table_mut(t.family, &t.name)
                     .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
+                let mut new_elems: Vec<Element> = Vec::new();
                 if let Some(existing) = table.sets.iter_mut().find(|s| s.name == set.value) {
                     if *create {
                         return Err(at(Errno::Exist, set.loc));
@@ -1232,9 +1233,11 @@ impl NftState {
                     for e in &decl.elements {
                         if !existing.elements.iter().any(|x| x.key == e.key) {
                             existing.elements.push(e.clone());
+                            new_elems.push(e.clone());
                         }
                     }
                 } else {
+                    new_elems = decl.elements.clone();
                     let handle = table.alloc_handle();
                     table.sets.push(Set {
                         name: set.value.clone(),
@@ -1265,6 +1268,19 @@ impl NftState {
                         set.value,
                         inner
                     )));
+                    // The set's initial elements follow as element echoes.
+                    if s.flags.iter().any(|f| f == "interval") {
+                        new_elems.sort_by(|a, b| model::element_cmp(&s.key_type, &a.key, &b.key));
+                    }
+                    for e in &new_elems {
+                        echoes.push(Echo::Text(format!(
+                            "add element {} {} {} {{ {} }}",
+                            t.family.as_str(),
+                            t.name,
+                            set.value,
+                            e.text()
+                        )));
+                    }
                 }
             }
             Op::DeleteSet { t, set, .. } => {
@@ -1316,7 +1332,14 @@ impl NftState {
                         }
                     }
                 }
-                for e in elems {
+                let mut order: Vec<&Named<Element>> = elems.iter().collect();
+                if s.flags.iter().any(|f| f == "interval") {
+                    // Interval elements are sorted by nft before sending.
+                    order.sort_by(|a, b| {
+                        model::element_cmp(&s.key_type, &a.value.key, &b.value.key)
+                    });
+                }
+                for e in order {
                     if s.elements.iter().any(|x| x.key == e.value.key) {
                         // Already there: no transaction, nothing echoed.
                         continue;
@@ -1491,11 +1514,37 @@ fn check_element(s: &Set, e: &Named<Element>) -> Result<(), PErr> {
             _ => false,
         }
     };
-    if !ok(&s.key_type, &e.value.key) {
+    let key = &e.value.key;
+    let interval = s.flags.iter().any(|f| f == "interval");
+    let is_range = key.contains('-') && s.key_type != "ifname";
+    if !interval && (key.contains('/') || is_range) {
+        let what = if key.contains('/') { "prefix" } else { "range" };
+        return Err(PErr::new(
+            e.loc,
+            format!(
+                "You must add 'flags interval' to your set declaration if you want to add {what} elements"
+            ),
+        ));
+    }
+    let plain = key.split(['/', '-']).next().unwrap_or("");
+    let fits = ok(&s.key_type, key) || (is_range && ok(&s.key_type, plain));
+    if !fits {
         return Err(PErr::not_simulated(
             e.loc,
             format!("element '{}' for type {}", e.value.key, s.key_type),
         ));
+    }
+    if interval {
+        if let Some((lo, hi)) = model::element_bounds(&s.key_type, key) {
+            let overlaps = s.elements.iter().any(|x| {
+                x.key != *key
+                    && model::element_bounds(&s.key_type, &x.key)
+                        .is_some_and(|(a, b)| a <= hi && lo <= b)
+            });
+            if overlaps {
+                return Err(PErr::new(e.loc, "interval overlaps with an existing one"));
+            }
+        }
     }
     match (&s.data_type, &e.value.value) {
         (Some(d), Some(v)) if ok(d, v) => Ok(()),
