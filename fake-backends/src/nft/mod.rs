@@ -1432,7 +1432,7 @@ impl NftState {
 /// The kernel's table validation: walk from every base chain along jumps
 /// and gotos; a chain 16 levels deep (always reached through a loop) fails
 /// with EMLINK, a NAT statement under a base chain of the wrong type or hook
-/// with EOPNOTSUPP.
+/// and a reject outside prerouting/input/forward/output with EOPNOTSUPP.
 fn validate_table(table: &Table) -> Option<Errno> {
     const JUMP_STACK: usize = 16;
     fn walk(
@@ -1454,6 +1454,14 @@ fn validate_table(table: &Table) -> Option<Errno> {
         }
         for r in &chain.rules {
             for st in &r.stmts {
+                if st.kind == StmtKind::Reject
+                    && !matches!(
+                        base.hook.as_str(),
+                        "prerouting" | "input" | "forward" | "output"
+                    )
+                {
+                    return Some(Errno::NotSupp);
+                }
                 if let StmtKind::Nat(kind) = &st.kind {
                     let ok = base.chain_type == "nat"
                         && match kind.as_str() {

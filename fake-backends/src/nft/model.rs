@@ -131,8 +131,11 @@ pub enum StmtKind {
     Goto(String),
     /// A reference to a named set/map (`@name`).
     SetRef(String),
-    /// Terminal verdict or reject statement.
+    /// Terminal verdict.
     Terminal,
+    /// `reject ...`: terminal, and only valid under base chains of the
+    /// prerouting, input, forward and output hooks.
+    Reject,
     /// A NAT statement (`masquerade`, `snat`, `dnat`): terminal, and only
     /// valid in nat chains of the right hook.
     Nat(String),

@@ -1371,7 +1371,13 @@ fn rule_body(p: &mut P, family: Family, in_block: bool) -> Result<RuleBody, PErr
             }
             if matches!(
                 cx.body.stmts.last().map(|s| &s.kind),
-                Some(StmtKind::Terminal | StmtKind::Nat(_) | StmtKind::Jump(_) | StmtKind::Goto(_))
+                Some(
+                    StmtKind::Terminal
+                        | StmtKind::Reject
+                        | StmtKind::Nat(_)
+                        | StmtKind::Jump(_)
+                        | StmtKind::Goto(_)
+                )
             ) {
                 cx.terminal = Some(span);
             }
@@ -1582,7 +1588,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                                 ));
                             }
                             text.push_str(&format!(" with {} {}", w.value, code.value));
-                            push(cx, text, StmtKind::Terminal);
+                            push(cx, text, StmtKind::Reject);
                             return Ok(());
                         }
                         let conflict = match (fam, w.value.as_str()) {
@@ -1632,7 +1638,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                     format!("reject in family {}", fam.as_str()),
                 ));
             }
-            push(cx, text, StmtKind::Terminal);
+            push(cx, text, StmtKind::Reject);
         }
         "masquerade" => {
             let mut text = "masquerade".to_string();
