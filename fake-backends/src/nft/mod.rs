@@ -4,25 +4,45 @@
 //! Interface contract (used by the host in `lib.rs`): `NftState::exec` takes the
 //! arguments after `nft` and the standard input (for `-f -`), changes the state
 //! as the kernel would, and returns what the real tool would print and exit with.
+//! The host may call [`NftState::set_links`] with the devices that exist, so
+//! `iif`/`oif` fail like the real nft for unknown devices.
 //!
 //! How one invocation runs (mirroring nft 1.0.6 + the kernel):
-//! 1. options (`-a`, `-e`, `-f -`, combined as `-ae`);
+//! 1. options (`-a`, `-e`, `--handle`, `--echo`, `-f -`, combined as `-ae`);
 //! 2. the argv is joined with spaces into one line (or stdin is read for
-//!    `-f -`), scanned and parsed; a syntax error aborts everything;
-//! 3. every command is *evaluated* in userspace against nft's cache (table
-//!    missing for `add chain`, unknown device for `iif`, `index N`, unknown
-//!    set) — such errors consume nothing;
+//!    `-f -`), scanned and parsed; syntax errors are collected (the parser
+//!    resynchronises at the next separator, as bison does);
+//! 3. every parsed command is *evaluated* in userspace against nft's cache
+//!    (table missing for `add chain`, unknown device for `iif`, symbols,
+//!    protocols, `index N`, unknown set); any error so far is printed (syntax
+//!    errors first) and nothing is sent: such errors consume nothing;
 //! 4. the whole batch is applied to a copy of the ruleset as the kernel's
-//!    transaction would; the first failure aborts the batch (nothing changes,
-//!    but handle counters stay advanced, as in the kernel) and is reported
-//!    with nft's "Could not process rule: ..." / "did you mean ..." text;
+//!    transaction would; every failing message is reported with nft's
+//!    "Could not process rule: ..." / "did you mean ..." text, and if any
+//!    failed nothing changes (but handle counters stay advanced, as in the
+//!    kernel);
 //! 5. on success the generation counter goes up by one (if the batch changed
-//!    anything) and, with `-e`, the new objects are echoed followed by
-//!    `# new generation N by process PID (nft)`.
+//!    anything) and, with `-e`, the new objects are echoed, followed by
+//!    `# new generation N by process PID (nft)` when the batch's first
+//!    message asked for echo.
 //!
 //! The pid in that line is [`FAKE_PID`]: a real pid cannot be reproduced.
 //! The generation starts at 1 like a fresh network namespace's, so the first
 //! change prints generation 2.
+//!
+//! Simulated: families ip, ip6, inet, arp, bridge, netdev; `add`/`create`/
+//! `insert`/`delete`/`flush`/`list` of tables (with comment and `flags
+//! dormant`), chains (base chains with type/hook/priority/policy, comments),
+//! rules (with `position`/`handle`/`index`), named sets and maps (ipv4_addr,
+//! ipv6_addr, inet_service, ifname, inet_proto, mark; interval flag) and
+//! their elements; `list ruleset|tables|table|chain|chains|sets|maps|set|map`;
+//! `flush ruleset`; `table NAME { ... }` blocks in `-f -` input; the rule
+//! statements `iif`/`oif`/`iifname`/`oifname` (also under `meta`), `meta
+//! l4proto`, `ip|ip6 saddr|daddr` (prefixes, anonymous sets, `@set`), `ip
+//! protocol`, `ip6 nexthdr`, `tcp|udp sport|dport` (ranges, sets, `@set`),
+//! `ct state`, `counter`, verdicts, `jump`/`goto`, `reject [with ...]`,
+//! `masquerade [to :P-Q]`, `snat|dnat [ip|ip6] to ...`, `comment`.
+//! Everything else fails with `Error: command not simulated: ...` (exit 1).
 
 mod lexer;
 mod misspell;
@@ -300,6 +320,39 @@ impl NftState {
             };
         }
 
+        // What nft's cache holds when it explains kernel errors: without a
+        // fetch, only the tables and chains this batch added.
+        let nft_cache = if effective_cache == CacheLevel::Full {
+            view.clone()
+        } else {
+            let mut c = view.clone();
+            let tables: BTreeSet<(Family, String)> = cmds
+                .iter()
+                .filter_map(|cmd| match &cmd.op {
+                    Op::AddTable { t, .. } => Some((t.family, t.name.clone())),
+                    _ => None,
+                })
+                .collect();
+            let chains: BTreeSet<(Family, String, String)> = cmds
+                .iter()
+                .filter_map(|cmd| match &cmd.op {
+                    Op::AddChain { t, chain, .. } => {
+                        Some((t.family, t.name.clone(), chain.value.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            c.tables
+                .retain(|t| tables.contains(&(t.family, t.name.clone())));
+            for t in &mut c.tables {
+                let (f, n) = (t.family, t.name.clone());
+                t.chains
+                    .retain(|ch| chains.contains(&(f, n.clone(), ch.name.clone())));
+                t.sets.clear();
+            }
+            c
+        };
+
         // The kernel transaction: every message is processed (so every
         // failure is reported), then the batch commits only if none failed.
         let mut work = self.clone();
@@ -310,7 +363,7 @@ impl NftState {
                 for k in ks {
                     // nft explains kernel errors from its cache: the
                     // ruleset plus what the batch's evaluation added.
-                    let msg = view.kernel_error_text(self, cmd, &k, effective_cache);
+                    let msg = nft_cache.kernel_error_text(self, cmd, &k, effective_cache);
                     errors.push_str(&src.error(k.loc, &msg));
                 }
             }
@@ -713,9 +766,10 @@ impl NftState {
 
     // ----- kernel stage ----------------------------------------------------
 
-    /// nft's explanation of a kernel error. `self` is nft's cache (the
-    /// ruleset plus what the batch's evaluation added); `committed` is what
-    /// a cache refresh would fetch from the kernel.
+    /// nft's explanation of a kernel error. `self` is nft's cache (what it
+    /// fetched of the ruleset, plus what the batch's evaluation added);
+    /// `committed` is what a cache refresh would fetch from the kernel;
+    /// `cache` says whether the batch fetched tables and chains at all.
     fn kernel_error_text(
         &self,
         committed: &NftState,
@@ -744,7 +798,7 @@ impl NftState {
         };
         match &cmd.op {
             Op::AddTable { t, .. } | Op::FlushTable(t) => {
-                if let Some((n, f)) = self.fuzzy_table(&t.name, cache) {
+                if let Some((n, f)) = self.fuzzy_table(&t.name, CacheLevel::Full) {
                     return format!(
                         "{noent}; did you mean table ‘{}’ in family {}?",
                         n,
@@ -753,7 +807,7 @@ impl NftState {
                 }
             }
             Op::DeleteTable { name: Some(n), .. } => {
-                if let Some((n, f)) = self.fuzzy_table(&n.value, cache) {
+                if let Some((n, f)) = self.fuzzy_table(&n.value, CacheLevel::Full) {
                     return format!(
                         "{noent}; did you mean table ‘{}’ in family {}?",
                         n,
@@ -764,9 +818,7 @@ impl NftState {
             Op::DeleteChain {
                 t, chain: Some(c), ..
             }
-            | Op::FlushChain { t, chain: c }
-                if cache == CacheLevel::Full =>
-            {
+            | Op::FlushChain { t, chain: c } => {
                 if let Some((cn, f, tn)) = self.fuzzy_chain(&c.value) {
                     if let Some(m) = table_check(t, &tn, f) {
                         return m;
@@ -779,7 +831,7 @@ impl NftState {
                     );
                 }
             }
-            Op::AddChain { t, chain, .. } if cache == CacheLevel::Full => {
+            Op::AddChain { t, chain, .. } => {
                 if let Some((cn, f, tn)) = self.fuzzy_chain(&chain.value) {
                     if let Some(m) = table_check(t, &tn, f) {
                         return m;
@@ -819,9 +871,7 @@ impl NftState {
                     }
                 }
             }
-            Op::AddSet { t, set, .. } | Op::DeleteSet { t, set, .. } | Op::FlushSet { t, set }
-                if cache == CacheLevel::Full =>
-            {
+            Op::AddSet { t, set, .. } | Op::DeleteSet { t, set, .. } | Op::FlushSet { t, set } => {
                 let mut best = misspell::Best::new();
                 for tb in &self.tables {
                     for s in &tb.sets {
