@@ -62,6 +62,16 @@ const STMTS: &[&str] = &[
     "drop",
     "reject",
     "accept comment \"x\"",
+    "ip saddr @s drop",
+    "udp dport @p accept",
+    "ct state != established,related drop",
+    "meta l4proto tcp tcp dport 22 accept",
+    "tcp dport 53 udp dport 53 accept",
+    "reject with icmp type host-prohibited",
+    "reject with tcp reset",
+    "snat to 10.0.0.1",
+    "iifname fwd accept",
+    "counter packets 3 bytes 4 return",
 ];
 const ADDR4: &[&str] = &["ip saddr 192.168.122.0/24", "ip daddr != 10.0.0.0/8"];
 const ADDR6: &[&str] = &["ip6 saddr 2001:db8::/64", "ip6 daddr != fd00::/8"];
@@ -123,9 +133,35 @@ fn gen_command(r: &mut Rng) -> (Vec<String>, Option<String>) {
         13 => format!("delete chain {fam} {table} {chain}"),
         14 => format!("delete chain {fam} {table} handle {}", 1 + r.below(6)),
         15 => format!("delete table {fam} {table}"),
-        16 => format!("flush chain {fam} {table} {chain}"),
-        17 => format!("list table {fam} {table}"),
-        18 => format!("-a list chain {fam} {table} {chain}"),
+        16 => match r.below(4) {
+            0 => format!("flush table {fam} {table}"),
+            1 => format!("flush ruleset {}", r.pick(&["", "ip", "inet"]))
+                .trim_end()
+                .to_string(),
+            _ => format!("flush chain {fam} {table} {chain}"),
+        },
+        17 => match r.below(4) {
+            0 => format!("list ruleset {fam}"),
+            1 => "list tables".to_string(),
+            2 => format!("-a list sets {fam}"),
+            _ => format!("list table {fam} {table}"),
+        },
+        18 => match r.below(8) {
+            0 => format!("{echo} add set {fam} {table} s {{ type ipv4_addr; }}"),
+            1 => format!("{echo} add set {fam} {table} p {{ type inet_service; }}"),
+            2 => format!(
+                "{echo} add element {fam} {table} s {{ 10.0.0.{} }}",
+                r.below(3)
+            ),
+            3 => format!(
+                "{echo} add element {fam} {table} p {{ {} }}",
+                53 + r.below(2)
+            ),
+            4 => format!("delete element {fam} {table} s {{ 10.0.0.{} }}", r.below(3)),
+            5 => format!("delete set {fam} {table} {}", r.pick(&["s", "p"])),
+            6 => format!("delete table {fam} handle {}", 1 + r.below(6)),
+            _ => format!("-a list chain {fam} {table} {chain}"),
+        },
         _ => {
             // a batch of three commands
             let mut input = String::new();

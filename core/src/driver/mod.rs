@@ -70,6 +70,9 @@ pub struct DriverConfig {
     pub dnsmasq_binary: Option<String>,
     /// `--dhcp-script` given to dnsmasq.
     pub leases_helper: String,
+    /// Where sysfs is mounted (`/sys`): PCI virtual-function checks at
+    /// define time and a `<pf>`'s virtual functions at start.
+    pub sysfs_root: PathBuf,
 }
 
 impl DriverConfig {
@@ -89,6 +92,7 @@ impl DriverConfig {
             backend: BackendChoice::FromConfig,
             dnsmasq_binary: None,
             leases_helper: dnsmasq::LIBVIRT_LEASES_HELPER.to_string(),
+            sysfs_root: PathBuf::from("/sys"),
         }
     }
 
@@ -237,6 +241,22 @@ pub struct Driver {
     /// Serialises [`Driver::define`]: the bridge name and MAC it allocates
     /// must not be handed to two networks defined at the same time.
     define_serial: Mutex<()>,
+    /// Exclusive lock on `STATE_DIR/driver.lock` (libvirt's driver pid
+    /// file), held while this driver lives; `None` if another driver holds it.
+    _lock: Option<nix::fcntl::Flock<fs::File>>,
+}
+
+/// Takes the driver lock without waiting; `None` when another driver (in
+/// this or another process) holds it.
+fn take_driver_lock(state_dir: &Path) -> Option<nix::fcntl::Flock<fs::File>> {
+    fs::create_dir_all(state_dir).ok()?;
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state_dir.join("driver.lock"))
+        .ok()?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
 }
 
 /// libvirt's backend selection (reference 3.1).
@@ -268,6 +288,7 @@ pub fn select_backend(
 struct DefineView<'a> {
     others: Vec<(String, Option<String>)>,
     runner: &'a dyn Runner,
+    sysfs: &'a Path,
 }
 
 impl DefineContext for DefineView<'_> {
@@ -283,7 +304,7 @@ impl DefineContext for DefineView<'_> {
         )
     }
     fn pci_is_virtual_function(&self, addr: &PciAddress) -> Result<bool, String> {
-        let dev = Path::new("/sys/bus/pci/devices").join(addr.to_string());
+        let dev = self.sysfs.join("bus/pci/devices").join(addr.to_string());
         if !dev.exists() {
             return Err(format!("PCI device {addr} not found"));
         }
@@ -310,7 +331,9 @@ impl Driver {
                 select_backend(&conf, &move |p| runner.has_program(p))?
             }
         };
+        let lock = take_driver_lock(&cfg.state_dir);
         let driver = Driver {
+            _lock: lock,
             configs: ConfigStore::new(&cfg.config_dir),
             statuses: StatusStore::new(&cfg.state_dir),
             backend,
@@ -384,10 +407,23 @@ impl Driver {
     }
 
     /// Undo the creations of journals that no status file accounts for.
+    /// Only the driver holding the driver lock does this: another driver's
+    /// journal may belong to a start that is still running.
     fn recover_journals(&self) -> Result<(), DriverError> {
         let Ok(rd) = fs::read_dir(&self.cfg.state_dir) else {
             return Ok(());
         };
+        if self._lock.is_none() {
+            let pending = self.pending_journals();
+            if !pending.is_empty() {
+                self.report(format!(
+                    "driver lock {} is held by another driver: journals of {} not recovered",
+                    self.cfg.state_dir.join("driver.lock").display(),
+                    pending.join(", ")
+                ));
+            }
+            return Ok(());
+        }
         let mut journals: Vec<PathBuf> = rd
             .filter_map(Result::ok)
             .map(|e| e.path())
@@ -475,6 +511,7 @@ impl Driver {
         let view = DefineView {
             others,
             runner: self.runner(),
+            sysfs: &self.cfg.sysfs_root,
         };
         if let Err(mut e) = netxml::validate::validate_for_define(&mut def, &view) {
             netxml::locate(xml, &mut e);
@@ -798,6 +835,43 @@ impl Driver {
         Ok(())
     }
 
+    /// libvirt networkRefreshDhcpDaemon for an active network.
+    fn refresh_dnsmasq(&self, def: &NetworkDef) -> Result<(), DriverError> {
+        if !dnsmasq::needs_dnsmasq(def) {
+            return Ok(());
+        }
+        let runner = self.runner();
+        let paths = self.dnsmasq_options().paths(def);
+        let pid = paths
+            .pid_file
+            .as_ref()
+            .and_then(|pf| fs::read_to_string(pf).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()));
+        let alive = match &pid {
+            Some(pid) => runner
+                .run(&Cmd::new(["kill", "-0", pid.as_str()]))
+                .map_err(DriverError::from_run)?
+                .success(),
+            None => false,
+        };
+        match (alive, pid) {
+            (true, Some(pid)) => {
+                let files = dnsmasq::refresh_contents(def)?;
+                for (path, text) in [
+                    (&paths.hostsfile, &files.hostsfile),
+                    (&paths.addnhosts, &files.addnhosts),
+                ] {
+                    let p = Path::new(path);
+                    status::atomic_write(p, text.as_bytes()).map_err(|e| DriverError::io(p, e))?;
+                }
+                run_ok(runner, Cmd::new(["kill", "-HUP", pid.as_str()]))?;
+                Ok(())
+            }
+            _ => self.start_dnsmasq(def, runner, &|_, _, _| Ok(())),
+        }
+    }
+
     fn remove_dnsmasq_files(&self, name: &str) {
         let opts = self.dnsmasq_options();
         let paths =
@@ -873,9 +947,18 @@ impl Driver {
         for st in still_active {
             let name = st.def.name.clone();
             match self.reload_network(st) {
-                Ok(()) => rep.reloaded.push(name),
+                Ok(()) => rep.reloaded.push(name.clone()),
                 Err(e) if e.is_crash() => return Err(e),
                 Err(e) => rep.problems.push(format!("{name}: {e}")),
+            }
+            // networkRefreshDaemons: restart a dnsmasq that is gone, else
+            // rewrite its hosts files and SIGHUP it.
+            if let Some(st) = self.status(&name) {
+                match self.refresh_dnsmasq(&st.def) {
+                    Ok(()) => {}
+                    Err(e) if e.is_crash() => return Err(e),
+                    Err(e) => rep.problems.push(format!("{name}: {e}")),
+                }
             }
         }
         let marker = self.cfg.state_dir.join("autostarted");
