@@ -719,3 +719,38 @@ fn driver_startup_errors_exit_with_status_3() {
         assert!(!dirs.sock(kind).exists(), "no {kind} socket served");
     }
 }
+
+/// One daemon per state directory: a second virtnetd on the same state
+/// directory (other sockets) exits 1 naming the lock, the first one keeps
+/// serving.
+#[test]
+fn second_daemon_on_the_same_state_dir_refuses_to_start() {
+    let dirs = Dirs::new();
+    let mut first = spawn_daemon(&dirs, &[], &[]);
+    wait_for_path(
+        &dirs.sock(virtnet_core::daemon::SocketKind::Admin),
+        &mut first,
+    );
+    let mut c = connect(&dirs.sock(virtnet_core::daemon::SocketKind::ReadOnly));
+    c.call("net.list", json!({})).unwrap();
+    let mut args = dirs.args(&[]);
+    let i = args.iter().position(|a| a == "--runtime-dir").unwrap();
+    args[i + 1] = dirs.root().join("run2").display().to_string();
+    let i = args.iter().position(|a| a == "--host").unwrap();
+    args[i + 1] = format!("fake:{}", dirs.root().join("host2").display());
+    let out = Command::new(VIRTNETD)
+        .args(&args)
+        .env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_FDNAMES")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("driver.lock is held by another virtnetd"),
+        "{err}"
+    );
+    assert!(!dirs.root().join("run2/virtnetd-sock").exists());
+    assert_eq!(c.call("net.list", json!({})).unwrap(), json!([]));
+}

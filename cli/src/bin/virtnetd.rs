@@ -202,6 +202,17 @@ fn make_service(
         };
         Fatal(code, format!("cannot open the network driver: {e}"))
     })?;
+    // Like libvirt's pid file: one daemon per state directory.
+    if !driver.holds_driver_lock() {
+        return Err(Fatal(
+            daemon::EXIT_FAILURE,
+            format!(
+                "{} is held by another virtnetd or virtnet using state directory {}",
+                state_dir.join("driver.lock").display(),
+                state_dir.display()
+            ),
+        ));
+    }
     for r in driver.reports() {
         tracing::warn!("{r}");
     }

@@ -358,6 +358,12 @@ impl Driver {
         lock(&self.reports).clone()
     }
 
+    /// Whether this driver holds `STATE_DIR/driver.lock` (no other driver,
+    /// in this or another process, had it when this one opened).
+    pub fn holds_driver_lock(&self) -> bool {
+        self._lock.is_some()
+    }
+
     /// The configured firewall backend.
     pub fn backend(&self) -> Backend {
         self.backend
