@@ -8,7 +8,8 @@
 //! rules reloaded with the configured backend, autostart networks start.
 //!
 //! Exit statuses: 0 clean stop (signal or idle timeout), 1 failure
-//! (including a host crash during reconcile), 2 bad command line, 3
+//! (including a host crash during reconcile, and another daemon holding
+//! the state directory's driver lock), 2 bad command line, 3
 //! directory or configuration problem (network.conf, fake host state file),
 //! 5 cannot create sockets, 6 activation sockets that cannot be accounted
 //! for (unclaimed, unidentifiable, unusable).
