@@ -2255,8 +2255,47 @@ fn table_item(
                 "counter" | "quota" | "limit" | "ct" | "secmark" | "synproxy" | "flowtable"
             ) =>
         {
-            // Stateful object declarations want a name next.
+            // Stateful object declarations want a name next (`ct` first
+            // wants its object kind).
             let n = p.peek();
+            if k.text == "ct"
+                && !["helper", "timeout", "expectation"]
+                    .iter()
+                    .any(|w| n.is_word(w))
+            {
+                const CT_WORDS: &[&str] = &[
+                    "state",
+                    "status",
+                    "direction",
+                    "mark",
+                    "expiration",
+                    "label",
+                    "l3proto",
+                    "protocol",
+                    "saddr",
+                    "daddr",
+                    "proto-src",
+                    "proto-dst",
+                    "zone",
+                    "original",
+                    "reply",
+                    "event",
+                    "count",
+                    "id",
+                    "bytes",
+                    "packets",
+                    "avgpkt",
+                ];
+                let mut e = syntax(n, Some("timeout or expectation or helper"));
+                if n.kind == Kind::Word && CT_WORDS.contains(&n.text.as_str()) {
+                    // Inside `ct` these are keywords of the scanner.
+                    e.msg = format!(
+                        "syntax error, unexpected {}, expecting timeout or expectation or helper",
+                        n.text
+                    );
+                }
+                return Err(e);
+            }
             if n.kind != Kind::Word || is_keyword(&n.text) {
                 return Err(syntax(n, Some("string")));
             }
