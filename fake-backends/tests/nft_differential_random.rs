@@ -80,7 +80,11 @@ fn gen_command(r: &mut Rng) -> (Vec<String>, Option<String>) {
     let fam = r.pick(FAMS);
     let table = r.pick(TABLES);
     let chain = r.pick(CHAINS);
-    let echo = if r.below(2) == 0 { "-ae" } else { "-a" };
+    let echo = match r.below(5) {
+        0 | 1 => "-ae",
+        2 => "-e",
+        _ => "-a",
+    };
     let words = |s: &str| -> Vec<String> { s.split(' ').map(str::to_string).collect() };
     let rule_body = |r: &mut Rng| -> String {
         let mut body = String::new();
@@ -97,7 +101,19 @@ fn gen_command(r: &mut Rng) -> (Vec<String>, Option<String>) {
     };
     let cmd: String = match r.below(20) {
         0..=2 => format!("{echo} add table {fam} {table}"),
-        3 => format!("{echo} create table {fam} {table}"),
+        3 => match r.below(4) {
+            0 => format!("{echo} create chain {fam} {table} {chain}"),
+            1 => "list chains".to_string(),
+            2 => {
+                // a whole table as a block
+                let input = format!(
+                    "table {fam} {table} {{\n  chain {chain} {{\n    {}\n  }}\n}}\n",
+                    rule_body(r)
+                );
+                return (words(&format!("{echo} -f -")), Some(input));
+            }
+            _ => format!("{echo} create table {fam} {table}"),
+        },
         4..=5 => format!("{echo} add chain {fam} {table} {chain}"),
         6 => {
             let spec = r.pick(SPECS);
@@ -116,9 +132,10 @@ fn gen_command(r: &mut Rng) -> (Vec<String>, Option<String>) {
         }
         7..=10 => {
             let verb = if r.below(2) == 0 { "insert" } else { "add" };
-            let pos = match r.below(5) {
+            let pos = match r.below(6) {
                 0 => format!("position {} ", r.below(12)),
                 1 => format!("index {} ", r.below(3)),
+                2 => format!("handle {} ", r.below(12)),
                 _ => String::new(),
             };
             format!(

@@ -276,7 +276,7 @@ impl NftState {
             .iter()
             .map(|e| src.error2(e.loc, e.secondary, &e.msg))
             .collect();
-        let cache = cache_level(&cmds);
+        let cache = cache_level(&cmds, opts.echo);
         // A rule position anywhere in the batch makes nft load the rule
         // cache, and then every add/insert rule checks its table and chain
         // in userspace.
@@ -322,7 +322,7 @@ impl NftState {
 
         // What nft's cache holds when it explains kernel errors: without a
         // fetch, only the tables and chains this batch added.
-        let nft_cache = if effective_cache == CacheLevel::Full {
+        let mut nft_cache = if effective_cache == CacheLevel::Full {
             view.clone()
         } else {
             let mut c = view.clone();
@@ -353,6 +353,8 @@ impl NftState {
             c
         };
 
+        let mut cache_now = effective_cache;
+
         // The kernel transaction: every message is processed (so every
         // failure is reported), then the batch commits only if none failed.
         let mut work = self.clone();
@@ -361,9 +363,20 @@ impl NftState {
         for (cmd, pos) in cmds.iter().zip(resolved) {
             if let Err(ks) = work.apply(cmd, pos, opts, &mut echoes, &mut changed) {
                 for k in ks {
+                    // Explaining a missing rule target makes nft fetch tables
+                    // and chains if it has not: later explanations see them.
+                    let rule_cmd = matches!(cmd.op, Op::AddRule { .. } | Op::DeleteRule { .. });
+                    if rule_cmd
+                        && k.errno == Errno::NoEnt
+                        && k.attr
+                        && cache_now != CacheLevel::Full
+                    {
+                        nft_cache = self.clone();
+                        cache_now = CacheLevel::Full;
+                    }
                     // nft explains kernel errors from its cache: the
                     // ruleset plus what the batch's evaluation added.
-                    let msg = nft_cache.kernel_error_text(self, cmd, &k, effective_cache);
+                    let msg = nft_cache.kernel_error_text(cmd, &k);
                     errors.push_str(&src.error(k.loc, &msg));
                 }
             }
@@ -509,6 +522,25 @@ impl NftState {
                             None => Errno::NoEnt.text().to_string(),
                         };
                         return Err(PErr::new(chain.loc, msg));
+                    }
+                }
+                if let Some(p) = pos.as_ref().filter(|p| p.kind != PosKind::Index) {
+                    // With the rule cache loaded nft looks the reference rule
+                    // up itself.
+                    let known = self
+                        .table(t.family, &t.name)
+                        .and_then(|tb| tb.chain(&chain.value))
+                        .is_some_and(|c| c.rules.iter().any(|r| r.handle == p.value));
+                    if rule_cache && !known {
+                        let loc = if p.kind == PosKind::Handle {
+                            p.value_loc
+                        } else {
+                            p.loc
+                        };
+                        return Err(PErr::new(
+                            loc,
+                            "Could not process rule: No such file or directory",
+                        ));
                     }
                 }
                 if let Some(p) = pos.as_ref().filter(|p| p.kind == PosKind::Index) {
@@ -766,17 +798,10 @@ impl NftState {
 
     // ----- kernel stage ----------------------------------------------------
 
-    /// nft's explanation of a kernel error. `self` is nft's cache (what it
-    /// fetched of the ruleset, plus what the batch's evaluation added);
-    /// `committed` is what a cache refresh would fetch from the kernel;
-    /// `cache` says whether the batch fetched tables and chains at all.
-    fn kernel_error_text(
-        &self,
-        committed: &NftState,
-        cmd: &Command,
-        k: &KErr,
-        cache: CacheLevel,
-    ) -> String {
+    /// nft's explanation of a kernel error; `self` is nft's cache at that
+    /// moment (what it fetched of the ruleset, plus what the batch's
+    /// evaluation added).
+    fn kernel_error_text(&self, cmd: &Command, k: &KErr) -> String {
         let plain = format!("Could not process rule: {}", k.errno.text());
         if k.errno != Errno::NoEnt || !k.attr {
             return plain;
@@ -845,14 +870,8 @@ impl NftState {
                 }
             }
             Op::AddRule { t, chain, .. } | Op::DeleteRule { t, chain, .. } => {
-                // nft makes sure its cache has tables and chains here: if the
-                // batch did not load them, it fetches the (unchanged)
-                // ruleset from the kernel.
-                let src = if cache == CacheLevel::Full {
-                    self
-                } else {
-                    committed
-                };
+                // The caller made sure the cache has tables and chains.
+                let src = self;
                 if let Some((cn, f, tn)) = src.fuzzy_chain(&chain.value) {
                     if src.table(t.family, &t.name).is_none() && (t.name != tn || t.family != f) {
                         return format!(
@@ -1616,9 +1635,20 @@ fn check_element(s: &Set, e: &Named<Element>) -> Result<(), PErr> {
 
 /// The cache nft builds for a batch: none when it only flushes (or lists),
 /// tables and chains as soon as anything is added or deleted.
-fn cache_level(cmds: &[Command]) -> CacheLevel {
+fn cache_level(cmds: &[Command], echo: bool) -> CacheLevel {
     cmds.iter()
         .map(|c| match c.op {
+            // With echo, every add loads the whole ruleset (nft needs it to
+            // print what the kernel returns).
+            Op::AddTable { .. }
+            | Op::AddChain { .. }
+            | Op::AddRule { .. }
+            | Op::AddSet { .. }
+            | Op::AddElement { .. }
+                if echo =>
+            {
+                CacheLevel::Full
+            }
             // Adding a table needs no cache; flushes and lists neither (lists
             // load only what they show).
             Op::AddTable { .. }

@@ -530,8 +530,7 @@ pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
         }
         let start = p.peek().loc();
         let start_pos = p.pos;
-        let is_block = p.peek().is_word("table");
-        let result = command(&mut p, &mut cmds).and_then(|op| {
+        let result = command(&mut p, &mut cmds, &mut errors).and_then(|op| {
             if p.at_end() {
                 Ok(op)
             } else {
@@ -550,7 +549,7 @@ pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
                     });
                 }
             }
-            Err(e) if e.eval && !is_block => {
+            Err(e) if e.eval => {
                 // Reported by evaluation, in command order, after all
                 // syntax errors; the rest of the command is skipped.
                 while !p.peek().is_end() {
@@ -570,11 +569,6 @@ pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
                 });
             }
             Err(e) => {
-                if is_block {
-                    errors.push(e);
-                    // No recovery inside a table block.
-                    break;
-                }
                 // Like bison's error recovery, resynchronise at the next
                 // separator after a syntax error; other errors end the line.
                 let syntax_error = e.msg.starts_with("syntax error");
@@ -590,7 +584,7 @@ pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
     (cmds, errors)
 }
 
-fn command(p: &mut P, out: &mut Vec<Command>) -> Result<Option<Op>, PErr> {
+fn command(p: &mut P, out: &mut Vec<Command>, errors: &mut Vec<PErr>) -> Result<Option<Op>, PErr> {
     let verb = p.peek();
     if verb.kind != Kind::Word {
         return Err(syntax(verb, None));
@@ -614,7 +608,7 @@ fn command(p: &mut P, out: &mut Vec<Command>) -> Result<Option<Op>, PErr> {
         }
         "table" => {
             p.next();
-            table_block(p, out)?;
+            table_block(p, out, errors)?;
             Ok(None)
         }
         "monitor" | "describe" | "reset" | "rename" | "replace" | "import" | "export" | "get"
@@ -1637,6 +1631,14 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                     t.loc(),
                     format!("reject in family {}", fam.as_str()),
                 ));
+            } else if fam == Family::Inet {
+                // After an ip/ip6 match, inet's reject is the ICMP one of
+                // that protocol and prints in full.
+                match cx.l3 {
+                    Some("ip") => text.push_str(" with icmp port-unreachable"),
+                    Some(_) => text.push_str(" with icmpv6 port-unreachable"),
+                    None => {}
+                }
             }
             push(cx, text, StmtKind::Reject);
         }
@@ -2086,7 +2088,7 @@ fn proto_match(p: &mut P, cx: &mut RuleCtx, prefix: &str) -> Result<(), PErr> {
 
 /// `table FAMILY NAME { chain NAME { ... } set NAME { ... } }` (file syntax):
 /// expanded into the equivalent add commands, as nft does.
-fn table_block(p: &mut P, out: &mut Vec<Command>) -> Result<(), PErr> {
+fn table_block(p: &mut P, out: &mut Vec<Command>, errors: &mut Vec<PErr>) -> Result<(), PErr> {
     let start = p.prev().loc();
     let t = p.table_ref("string")?;
     if p.peek().kind != Kind::LBrace {
@@ -2102,73 +2104,104 @@ fn table_block(p: &mut P, out: &mut Vec<Command>) -> Result<(), PErr> {
         },
         loc: start.to(t.loc),
     });
+    // Like nft's grammar, a syntax error inside the block is recovered at
+    // the end of its line, still inside the block.
     loop {
         while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
             p.next();
         }
-        let k = p.next();
-        match k.kind {
-            Kind::RBrace => break,
-            Kind::Word if k.text == "chain" => {
-                let chain = p.ident("string")?;
-                if p.peek().kind != Kind::LBrace {
-                    return Err(syntax(p.peek(), Some("'{'")));
+        match table_item(p, &t, out, errors) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => {
+                let at_eof = p.peek().kind == Kind::Eof;
+                errors.push(e);
+                if at_eof {
+                    return Ok(());
                 }
-                p.next();
-                let chain_idx = out.len();
-                out.push(Command {
-                    op: Op::AddChain {
-                        create: false,
-                        t: t.clone(),
-                        chain: chain.clone(),
-                        spec: None,
-                        comment: None,
-                        policy_loc: None,
-                    },
-                    loc: k.loc().to(chain.loc),
-                });
-                let mut spec: Option<BaseSpec> = None;
-                let mut policy: Option<bool> = None;
-                loop {
-                    while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
-                        p.next();
+                skip_line(p);
+            }
+        }
+    }
+}
+
+fn skip_line(p: &mut P) {
+    while !matches!(p.peek().kind, Kind::Newline | Kind::Eof) {
+        p.next();
+    }
+}
+
+/// One item of a `table { }` block; `Ok(true)` when the block closed.
+fn table_item(
+    p: &mut P,
+    t: &TableRef,
+    out: &mut Vec<Command>,
+    errors: &mut Vec<PErr>,
+) -> Result<bool, PErr> {
+    let k = p.next();
+    match k.kind {
+        Kind::RBrace => Ok(true),
+        Kind::Eof => Err(syntax(k, Some("'}'"))),
+        Kind::Word if k.text == "chain" => {
+            let chain = p.ident("string")?;
+            if p.peek().kind != Kind::LBrace {
+                return Err(syntax(p.peek(), Some("'{'")));
+            }
+            p.next();
+            let chain_idx = out.len();
+            out.push(Command {
+                op: Op::AddChain {
+                    create: false,
+                    t: t.clone(),
+                    chain: chain.clone(),
+                    spec: None,
+                    comment: None,
+                    policy_loc: None,
+                },
+                loc: k.loc().to(chain.loc),
+            });
+            let mut spec: Option<BaseSpec> = None;
+            let mut policy: Option<bool> = None;
+            loop {
+                while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
+                    p.next();
+                }
+                let s = p.peek();
+                if s.kind == Kind::RBrace {
+                    p.next();
+                    break;
+                }
+                if s.kind == Kind::Eof {
+                    return Err(syntax(s, Some("'}'")));
+                }
+                if s.is_word("type") {
+                    p.next();
+                    let ty = p.word("string")?;
+                    if !p.eat_word("hook") {
+                        return Err(syntax(p.peek(), Some("hook")));
                     }
-                    let s = p.peek();
-                    if s.kind == Kind::RBrace {
-                        p.next();
-                        break;
+                    let h = p.word("string")?;
+                    if !p.eat_word("priority") {
+                        return Err(syntax(p.peek(), Some("priority")));
                     }
-                    if s.kind == Kind::Eof {
-                        return Err(syntax(s, Some("'}'")));
-                    }
-                    if s.is_word("type") {
-                        p.next();
-                        let ty = p.word("string")?;
-                        if !p.eat_word("hook") {
-                            return Err(syntax(p.peek(), Some("hook")));
-                        }
-                        let h = p.word("string")?;
-                        if !p.eat_word("priority") {
-                            return Err(syntax(p.peek(), Some("priority")));
-                        }
-                        let prio = priority_expr(p, t.family, &h.value)?;
-                        spec = Some(BaseSpec {
-                            chain_type: ty.value,
-                            hook: h.value,
-                            priority: prio,
-                            policy_accept: true,
-                        });
-                        continue;
-                    }
-                    if s.is_word("policy") {
-                        p.next();
-                        let pol = p.word("string")?;
-                        policy = Some(pol.value == "accept");
-                        continue;
-                    }
-                    let rstart = s.loc();
-                    let body = rule_body(p, t.family, true)?;
-                    out.push(Command {
+                    let prio = priority_expr(p, t.family, &h.value)?;
+                    spec = Some(BaseSpec {
+                        chain_type: ty.value,
+                        hook: h.value,
+                        priority: prio,
+                        policy_accept: true,
+                    });
+                    continue;
+                }
+                if s.is_word("policy") {
+                    p.next();
+                    let pol = p.word("string")?;
+                    policy = Some(pol.value == "accept");
+                    continue;
+                }
+                let rstart = s.loc();
+                match rule_body(p, t.family, true) {
+                    Ok(body) => out.push(Command {
                         op: Op::AddRule {
                             insert: false,
                             t: t.clone(),
@@ -2177,39 +2210,106 @@ fn table_block(p: &mut P, out: &mut Vec<Command>) -> Result<(), PErr> {
                             body,
                         },
                         loc: rstart.to(p.prev().loc()),
-                    });
-                }
-                if let Some(mut sp) = spec {
-                    if let Some(pol) = policy {
-                        sp.policy_accept = pol;
+                    }),
+                    Err(e) if e.eval => {
+                        skip_line(p);
+                        out.push(Command {
+                            op: Op::Invalid(e, false),
+                            loc: rstart,
+                        });
                     }
-                    if let Op::AddChain { spec, .. } = &mut out[chain_idx].op {
-                        *spec = Some(sp);
+                    Err(e) => {
+                        // Recovered inside the chain block.
+                        errors.push(e);
+                        skip_line(p);
                     }
                 }
             }
-            Kind::Word if k.text == "set" || k.text == "map" => {
-                let set = p.ident("string")?;
-                let decl = set_decl(p, k.text == "map")?;
-                out.push(Command {
-                    op: Op::AddSet {
-                        create: false,
-                        t: t.clone(),
-                        set: set.clone(),
-                        decl,
-                    },
-                    loc: k.loc().to(set.loc),
-                });
+            if let Some(mut sp) = spec {
+                if let Some(pol) = policy {
+                    sp.policy_accept = pol;
+                }
+                if let Op::AddChain { spec, .. } = &mut out[chain_idx].op {
+                    *spec = Some(sp);
+                }
             }
-            _ => {
-                return Err(PErr::not_simulated(
-                    k.loc(),
-                    format!("table block item '{}'", k.text),
-                ))
-            }
+            Ok(false)
         }
+        Kind::Word if k.text == "set" || k.text == "map" => {
+            let set = p.ident("string")?;
+            let decl = set_decl(p, k.text == "map")?;
+            out.push(Command {
+                op: Op::AddSet {
+                    create: false,
+                    t: t.clone(),
+                    set: set.clone(),
+                    decl,
+                },
+                loc: k.loc().to(set.loc),
+            });
+            Ok(false)
+        }
+        Kind::Word
+            if matches!(
+                k.text.as_str(),
+                "counter" | "quota" | "limit" | "ct" | "secmark" | "synproxy" | "flowtable"
+            ) =>
+        {
+            // Stateful object declarations want a name next (`ct` first
+            // wants its object kind).
+            let n = p.peek();
+            if k.text == "ct"
+                && !["helper", "timeout", "expectation"]
+                    .iter()
+                    .any(|w| n.is_word(w))
+            {
+                const CT_WORDS: &[&str] = &[
+                    "state",
+                    "status",
+                    "direction",
+                    "mark",
+                    "expiration",
+                    "label",
+                    "l3proto",
+                    "protocol",
+                    "saddr",
+                    "daddr",
+                    "proto-src",
+                    "proto-dst",
+                    "zone",
+                    "original",
+                    "reply",
+                    "event",
+                    "count",
+                    "id",
+                    "bytes",
+                    "packets",
+                    "avgpkt",
+                ];
+                let mut e = syntax(n, Some("timeout or expectation or helper"));
+                if n.kind == Kind::Word && CT_WORDS.contains(&n.text.as_str()) {
+                    // Inside `ct` these are keywords of the scanner.
+                    e.msg = format!(
+                        "syntax error, unexpected {}, expecting timeout or expectation or helper",
+                        n.text
+                    );
+                }
+                return Err(e);
+            }
+            if n.kind != Kind::Word || is_keyword(&n.text) {
+                return Err(syntax(n, Some("string")));
+            }
+            Err(PErr::not_simulated(
+                k.loc(),
+                format!("table block item '{}'", k.text),
+            ))
+        }
+        Kind::Word if is_keyword(&k.text) => Err(syntax(k, None)),
+        _ => Err(PErr::not_simulated(
+            k.loc(),
+            format!("table block item '{}'", k.text),
+        )),
     }
-    Ok(())
 }
 
 fn reject_code_known(kind: &str, code: &str) -> bool {
