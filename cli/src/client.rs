@@ -80,12 +80,60 @@ pub fn call_once(uri: &ConnectUri, method: &str, params: Value) -> Result<Value,
     client.call(method, params).map_err(|e| describe(&e))
 }
 
-/// One-line description of a client failure.
+/// One-line description of a client failure. A driver failure (code 100
+/// and up) is the driver's message alone, exactly what embedded mode
+/// prints; refusals and protocol errors name the daemon.
 pub fn describe(e: &ClientError) -> String {
     match e {
+        ClientError::Remote(r) if r.code >= 100 => r.message.clone(),
         ClientError::Remote(r) => format!("virtnetd: {}", r.message),
         other => other.to_string(),
     }
+}
+
+/// Commands for the daemon itself (admin socket).
+#[derive(Debug, clap::Subcommand)]
+pub enum DaemonCommand {
+    /// Show the daemon's status (needs --connect to the admin socket)
+    #[command(name = "daemon-status")]
+    Status,
+    /// Change the daemon's log level or filter at run time (needs --connect
+    /// to the admin socket)
+    #[command(name = "daemon-log-level")]
+    LogLevel {
+        /// error, warn, info, debug, trace or a tracing filter
+        level: String,
+    },
+}
+
+/// Runs a daemon command on `uri` and returns its output.
+pub fn run_daemon(uri: Option<&ConnectUri>, cmd: DaemonCommand) -> Result<String, String> {
+    let Some(uri) = uri else {
+        return Err(format!(
+            "daemon commands need --connect unix:PATH (virtnetd's admin socket, e.g. {})",
+            ConnectUri::default_for(SocketKind::Admin)
+        ));
+    };
+    let (method, params) = match &cmd {
+        DaemonCommand::Status => ("daemon.status", serde_json::json!({})),
+        DaemonCommand::LogLevel { level } => (
+            "daemon.set-log-level",
+            serde_json::json!({ "level": level }),
+        ),
+    };
+    let r = call_once(uri, method, params)?;
+    Ok(match cmd {
+        DaemonCommand::Status => {
+            let mut s = serde_json::to_string_pretty(&r).unwrap_or_else(|_| r.to_string());
+            s.push('\n');
+            s
+        }
+        DaemonCommand::LogLevel { .. } => format!(
+            "Log level changed from {} to {}\n",
+            r["previous"].as_str().unwrap_or("?"),
+            r["level"].as_str().unwrap_or("?")
+        ),
+    })
 }
 
 #[cfg(test)]

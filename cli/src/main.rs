@@ -8,7 +8,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-#[allow(dead_code)] // used once `--connect` is wired
 mod client;
 mod dnsmasq;
 mod net;
@@ -27,6 +26,11 @@ mod xml;
                   real host or on a simulated one."
 )]
 struct Cli {
+    /// Run net-* commands through the virtnetd listening at URI (unix:PATH)
+    /// instead of the driver in this process
+    #[arg(long, global = true, value_name = "unix:PATH", value_parser = client::ConnectUri::parse,
+          conflicts_with_all = ["host", "config_dir", "state_dir"])]
+    connect: Option<client::ConnectUri>,
     #[command(flatten)]
     host: net::HostArgs,
     #[command(subcommand)]
@@ -46,6 +50,8 @@ enum Command {
     Sim(sim::SimArgs),
     #[command(flatten)]
     Net(net::NetCommand),
+    #[command(flatten)]
+    Daemon(client::DaemonCommand),
 }
 
 /// Exit status for a command that failed because of its input (bad file,
@@ -77,6 +83,19 @@ fn main() -> ExitCode {
             let code = sim::run(args);
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
-        Command::Net(cmd) => net::run(&cli.host, cmd),
+        Command::Net(cmd) => match &cli.connect {
+            Some(uri) => net::run_connected(uri, cmd),
+            None => net::run(&cli.host, cmd),
+        },
+        Command::Daemon(cmd) => match client::run_daemon(cli.connect.as_ref(), cmd) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_INPUT)
+            }
+        },
     }
 }

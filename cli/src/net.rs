@@ -12,14 +12,24 @@
 //! `--host real` acts on the current network namespace and finds nft,
 //! iptables, ip, tc and dnsmasq through `PATH`. network.conf is read from
 //! the config directory; status files are `STATE_DIR/NAME.xml`.
+//!
+//! With `--connect unix:PATH` every net-* command is sent to the virtnetd
+//! listening there instead (`net.*` methods, see
+//! `virtnet_core::daemon::driver_service`) and prints exactly what the
+//! embedded driver prints; `reconcile` is the daemon's own job at start.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use serde_json::{json, Value};
+use virtnet_core::daemon::driver_service::{info_from_json, info_to_json};
+use virtnet_core::daemon::Client;
 use virtnet_core::driver::{Driver, DriverConfig, NetworkInfo};
 use virtnet_core::runner::{RealRunner, Runner};
 use virtnet_fake::FakeHost;
+
+use crate::client::{describe, ConnectUri};
 
 /// Where commands run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +92,11 @@ pub enum NetCommand {
     Destroy { name: String },
     /// List all networks
     #[command(name = "net-list")]
-    List,
+    List {
+        /// Print a JSON array (the daemon's `net.list` result) instead of a table
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a network's XML (the live one if active, unless --inactive)
     #[command(name = "net-dumpxml")]
     Dumpxml {
@@ -99,7 +113,12 @@ pub enum NetCommand {
     },
     /// Show a network's state
     #[command(name = "net-info")]
-    Info { name: String },
+    Info {
+        /// Print a JSON object (the daemon's `net.info` result) instead of text
+        #[arg(long)]
+        json: bool,
+        name: String,
+    },
     /// Do what the daemon does when it starts: reload every active network's
     /// rules with the configured backend, then start autostart networks
     Reconcile,
@@ -149,16 +168,53 @@ fn info_text(n: &NetworkInfo) -> String {
     s
 }
 
+fn json_text(v: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
+    s.push('\n');
+    s
+}
+
+fn list_output(nets: &[NetworkInfo], json: bool) -> String {
+    if json {
+        json_text(&Value::Array(nets.iter().map(info_to_json).collect()))
+    } else {
+        list_table(nets)
+    }
+}
+
+fn info_output(n: &NetworkInfo, json: bool) -> String {
+    if json {
+        json_text(&info_to_json(n))
+    } else {
+        info_text(n)
+    }
+}
+
+fn define_done(name: &str, file: &Path) -> String {
+    format!("Network {name} defined from {}\n", file.display())
+}
+
+fn autostart_done(name: &str, disable: bool) -> String {
+    if disable {
+        format!("Network {name} unmarked as autostarted\n")
+    } else {
+        format!("Network {name} marked as autostarted\n")
+    }
+}
+
+fn read_xml(file: &Path) -> Result<String, String> {
+    std::fs::read_to_string(file).map_err(|err| format!("cannot read {}: {err}", file.display()))
+}
+
 fn run_cmd(d: &Driver, cmd: NetCommand) -> Result<String, String> {
     let e = |e: virtnet_core::driver::DriverError| e.to_string();
     Ok(match cmd {
         NetCommand::Define { file } => {
-            let xml = std::fs::read_to_string(&file)
-                .map_err(|err| format!("cannot read {}: {err}", file.display()))?;
+            let xml = read_xml(&file)?;
             let def = d
                 .define(&xml)
                 .map_err(|err| format!("{}: {err}", file.display()))?;
-            format!("Network {} defined from {}\n", def.name, file.display())
+            define_done(&def.name, &file)
         }
         NetCommand::Undefine { name } => {
             d.undefine(&name).map_err(e)?;
@@ -172,17 +228,13 @@ fn run_cmd(d: &Driver, cmd: NetCommand) -> Result<String, String> {
             d.destroy(&name).map_err(e)?;
             format!("Network {name} destroyed\n")
         }
-        NetCommand::List => list_table(&d.list()),
+        NetCommand::List { json } => list_output(&d.list(), json),
         NetCommand::Dumpxml { inactive, name } => d.dumpxml(&name, inactive).map_err(e)?,
         NetCommand::Autostart { disable, name } => {
             d.set_autostart(&name, !disable).map_err(e)?;
-            if disable {
-                format!("Network {name} unmarked as autostarted\n")
-            } else {
-                format!("Network {name} marked as autostarted\n")
-            }
+            autostart_done(&name, disable)
         }
-        NetCommand::Info { name } => info_text(&d.info(&name).map_err(e)?),
+        NetCommand::Info { json, name } => info_output(&d.info(&name).map_err(e)?, json),
         NetCommand::Reconcile => {
             let rep = d.reconcile().map_err(e)?;
             let mut s = format!("Firewall backend: {}\n", d.backend());
@@ -217,9 +269,112 @@ fn real_leases_helper() -> String {
         .unwrap_or_else(|| libvirt.to_string())
 }
 
+/// Runs one driver command through virtnetd; the output is the embedded
+/// mode's, byte for byte.
+fn run_remote(c: &mut Client, cmd: NetCommand) -> Result<String, String> {
+    fn call(c: &mut Client, method: &str, params: Value) -> Result<Value, String> {
+        c.call(method, params).map_err(|e| describe(&e))
+    }
+    let str_field = |v: &Value, key: &str| -> Result<String, String> {
+        v.get(key)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("virtnetd answered without a \"{key}\" string: {v}"))
+    };
+    Ok(match cmd {
+        NetCommand::Define { file } => {
+            let xml = read_xml(&file)?;
+            // Driver errors name the file, as in embedded mode; refusals
+            // and connection problems do not.
+            let r =
+                c.call("net.define", json!({ "xml": xml }))
+                    .map_err(|err| match err.remote() {
+                        Some(r) if r.code >= 100 => format!("{}: {}", file.display(), r.message),
+                        _ => describe(&err),
+                    })?;
+            define_done(&str_field(&r, "name")?, &file)
+        }
+        NetCommand::Undefine { name } => {
+            call(c, "net.undefine", json!({ "name": name }))?;
+            format!("Network {name} has been undefined\n")
+        }
+        NetCommand::Start { name } => {
+            call(c, "net.start", json!({ "name": name }))?;
+            format!("Network {name} started\n")
+        }
+        NetCommand::Destroy { name } => {
+            call(c, "net.destroy", json!({ "name": name }))?;
+            format!("Network {name} destroyed\n")
+        }
+        NetCommand::List { json } => {
+            let r = call(c, "net.list", json!({}))?;
+            let items = r
+                .as_array()
+                .ok_or_else(|| format!("virtnetd answered net.list with a non-array: {r}"))?;
+            let nets = items
+                .iter()
+                .map(info_from_json)
+                .collect::<Result<Vec<_>, _>>()?;
+            list_output(&nets, json)
+        }
+        NetCommand::Dumpxml { inactive, name } => {
+            let r = call(
+                c,
+                "net.dumpxml",
+                json!({ "name": name, "inactive": inactive }),
+            )?;
+            str_field(&r, "xml")?
+        }
+        NetCommand::Autostart { disable, name } => {
+            call(
+                c,
+                "net.autostart",
+                json!({ "name": name, "enable": !disable }),
+            )?;
+            autostart_done(&name, disable)
+        }
+        NetCommand::Info { json, name } => {
+            let r = call(c, "net.info", json!({ "name": name }))?;
+            info_output(&info_from_json(&r)?, json)
+        }
+        NetCommand::Reconcile => {
+            return Err(
+                "reconcile is not available with --connect: virtnetd reconciles when it starts"
+                    .into(),
+            )
+        }
+    })
+}
+
+/// Runs one driver command on the daemon at `uri`; prints its output; exit
+/// status 1 on error.
+pub fn run_connected(uri: &ConnectUri, cmd: NetCommand) -> ExitCode {
+    let result = uri
+        .connect()
+        .map_err(|e| describe(&e))
+        .and_then(|mut c| run_remote(&mut c, cmd));
+    finish(result)
+}
+
+fn finish(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A simulated host and the state file it is saved to.
+type SavedFake = Option<(Arc<FakeHost>, PathBuf)>;
+
 /// Runs one driver command; prints its output; exit status 1 on error.
 pub fn run(host: &HostArgs, cmd: NetCommand) -> ExitCode {
-    let (runner, fake): (Arc<dyn Runner>, Option<(Arc<FakeHost>, PathBuf)>) = match &host.host {
+    let (runner, fake): (Arc<dyn Runner>, SavedFake) = match &host.host {
         HostSpec::Real => (Arc::new(RealRunner::new()), None),
         HostSpec::Fake(path) => match FakeHost::load_or_new(path) {
             Ok(h) => {
@@ -249,14 +404,5 @@ pub fn run(host: &HostArgs, cmd: NetCommand) -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    match result {
-        Ok(out) => {
-            print!("{out}");
-            ExitCode::SUCCESS
-        }
-        Err(msg) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(1)
-        }
-    }
+    finish(result)
 }

@@ -73,6 +73,8 @@ fn failure_at_every_step_of_a_start_leaves_the_host_as_it_was() {
                             .unwrap_or_default();
                         assert!(
                             failed.contains(" list table ")
+                                // unreadable route table: not checked, as libvirt
+                                || failed == "ip -4 route show"
                                 || failed.contains("--list-rules")
                                 // libvirt's checksum group ignores errors
                                 || failed.contains("--jump CHECKSUM"),
@@ -216,6 +218,83 @@ fn crash_during_reload_after_backend_switch_leaks_nothing() {
             d2.destroy("default").unwrap();
             let left = traces_of(&env.state(), "virbr0", "192.168.122.");
             assert!(left.is_empty(), "{what}: left behind {left:#?}");
+        }
+    }
+}
+
+/// Only the driver holding the driver lock recovers journals: another
+/// driver's journal may belong to a start that is still running.
+#[test]
+fn journals_are_recovered_only_under_the_driver_lock() {
+    let env = Env::new();
+    let d1 = env.driver(Backend::Iptables);
+    env.host
+        .exec(
+            &["ip", "link", "add", "name", "virbr7", "type", "bridge"],
+            None,
+        )
+        .unwrap();
+    let journal = env.state_dir().join("n7.journal");
+    std::fs::write(
+        &journal,
+        "{\"argv\":[\"ip\",\"link\",\"add\",\"name\",\"virbr7\",\"type\",\"bridge\"],\"stdout\":\"\"}\n",
+    )
+    .unwrap();
+    let d2 = env.driver(Backend::Iptables);
+    assert!(journal.exists());
+    let reports = d2.reports();
+    assert!(
+        reports
+            .iter()
+            .any(|r| r.contains("driver.lock") && r.contains("n7")),
+        "{reports:?}"
+    );
+    assert!(env.state().ip.link("virbr7").is_some());
+    drop(d2);
+    drop(d1);
+    let d3 = env.driver(Backend::Iptables);
+    assert!(!journal.exists());
+    assert!(env.state().ip.link("virbr7").is_none());
+    assert!(
+        d3.reports().iter().any(|r| r.contains("undoing 1 change")),
+        "{:?}",
+        d3.reports()
+    );
+}
+
+/// A crash at every command of a destroy, then a restart: the status file
+/// is removed last, so the restart either finds the bridge gone and cleans
+/// up, or reloads the network, which a second destroy removes completely.
+#[test]
+fn crash_at_every_command_of_a_destroy_then_restart_leaks_nothing() {
+    for backend in [Backend::Iptables, Backend::Nftables] {
+        let probe = Env::new();
+        let d = probe.driver(backend);
+        d.define(&capture_net("nat-default")).unwrap();
+        d.start("default").unwrap();
+        probe.host.reset_counter();
+        d.destroy("default").unwrap();
+        let n = probe.host.command_count();
+        for k in 0..n {
+            let env = Env::new();
+            let d = env.driver(backend);
+            d.define(&capture_net("nat-default")).unwrap();
+            d.start("default").unwrap();
+            env.host.reset_counter();
+            env.host.set_fault_plan(FaultPlan::none().crash_after(k));
+            let what = format!("{backend} destroy crash after {k} of {n}");
+            let e = d.destroy("default").expect_err(&what);
+            assert!(e.is_crash(), "{what}: {e}");
+            drop(d);
+            env.host.recover();
+            let d2 = env.driver(backend);
+            d2.reconcile().unwrap_or_else(|e| panic!("{what}: {e}"));
+            if d2.info("default").unwrap().active {
+                d2.destroy("default").unwrap();
+            }
+            let left = traces_of(&env.state(), "virbr0", "192.168.122.");
+            assert!(left.is_empty(), "{what}: left behind {left:#?}");
+            assert!(env.state().procs.procs.is_empty(), "{what}: dnsmasq left");
         }
     }
 }

@@ -309,3 +309,156 @@ fn status_files_are_written_atomically_by_the_driver() {
         .collect();
     assert!(names.is_empty(), "temporary files left: {names:?}");
 }
+
+/// A fake sysfs with PF eth2 (VFs 0000:03:00.1/.2 with netdevs eth2v0/eth2v1)
+/// and PCI devices that are virtual functions.
+fn fake_sysfs(root: &std::path::Path) {
+    use std::os::unix::fs::symlink;
+    let pci = root.join("bus/pci/devices");
+    for (i, addr) in ["0000:03:00.1", "0000:03:00.2"].iter().enumerate() {
+        let dev = pci.join(addr);
+        std::fs::create_dir_all(dev.join(format!("net/eth2v{i}"))).unwrap();
+        std::fs::write(dev.join("physfn"), "").unwrap();
+        let pfdev = root.join("class/net/eth2/device");
+        std::fs::create_dir_all(&pfdev).unwrap();
+        symlink(&dev, pfdev.join(format!("virtfn{i}"))).unwrap();
+    }
+}
+
+/// hostdev and macvtap-style modes with a `<pf>`: start fills the device
+/// pool from the PF's virtual functions (live XML), nothing runs on the
+/// host, destroy restores the persistent definition; a PCI pool is checked
+/// against sysfs at define time.
+#[test]
+fn host_managed_modes_expand_the_pf_pool() {
+    let env = Env::new();
+    let sysfs = env.dir.path().join("sys");
+    fake_sysfs(&sysfs);
+    let mut cfg = env.cfg().with_backend(Backend::Nftables);
+    cfg.sysfs_root = sysfs.clone();
+    let d = virtnet_core::driver::Driver::open(cfg).unwrap();
+    // hostdev with a PF: PCI addresses of the VFs.
+    d.define(&libvirt_net("hostdev-pf")).unwrap();
+    env.host.take_records();
+    d.start("hostdev").unwrap();
+    let live = d.dumpxml("hostdev", false).unwrap();
+    assert!(
+        live.contains(
+            "<address type='pci' domain='0x0000' bus='0x03' slot='0x00' function='0x1'/>"
+        ),
+        "{live}"
+    );
+    assert!(live.contains("function='0x2'"), "{live}");
+    assert!(!d.dumpxml("hostdev", true).unwrap().contains("<address"));
+    d.destroy("hostdev").unwrap();
+    assert!(env.host.take_records().is_empty());
+    // passthrough with a PF: the VFs' netdevs.
+    let xml =
+        "<network><name>pt</name><forward mode='passthrough'><pf dev='eth2'/></forward></network>";
+    d.define(xml).unwrap();
+    d.start("pt").unwrap();
+    let live = d.dumpxml("pt", false).unwrap();
+    assert!(
+        live.contains("<interface dev='eth2v0'/>") && live.contains("<interface dev='eth2v1'/>"),
+        "{live}"
+    );
+    d.destroy("pt").unwrap();
+    // A PF without VFs: libvirt's error, nothing active.
+    d.define("<network><name>nopf</name><forward mode='vepa'><pf dev='eth9'/></forward></network>")
+        .unwrap();
+    let e = d.start("nopf").unwrap_err();
+    assert_eq!(e.to_string(), "No usable Vf's present on SRIOV PF eth9");
+    assert!(!d.info("nopf").unwrap().active);
+    // hostdev with a PCI pool: VFs are accepted, other devices refused.
+    d.define(
+        &libvirt_net("hostdev")
+            .replace("function='0x3'", "function='0x1'")
+            .replace("function='0x4'", "function='0x2'"),
+    )
+    .unwrap_err();
+    let ok = "<network><name>hd</name><forward mode='hostdev' managed='yes'><address type='pci' domain='0x0000' bus='0x03' slot='0x00' function='0x1'/></forward></network>";
+    d.define(ok).unwrap();
+    d.start("hd").unwrap();
+    d.destroy("hd").unwrap();
+    let bad = "<network><name>hd2</name><forward mode='hostdev'><address type='pci' domain='0x0000' bus='0x05' slot='0x00' function='0x1'/></forward></network>";
+    let e = d.define(bad).unwrap_err().to_string();
+    assert!(e.contains("0000:05:00.1"), "{e}");
+}
+
+/// libvirt's route-collision check: a network already routed on the host
+/// is refused before anything is created.
+#[test]
+fn route_collision_is_refused() {
+    let env = Env::new();
+    let d = env.driver(Backend::Iptables);
+    env.host
+        .exec(&["ip", "link", "add", "eth0", "type", "dummy"], None)
+        .unwrap();
+    env.host
+        .exec(&["ip", "link", "set", "dev", "eth0", "up"], None)
+        .unwrap();
+    env.host
+        .exec(
+            &["ip", "addr", "add", "192.168.122.7/24", "dev", "eth0"],
+            None,
+        )
+        .unwrap();
+    d.define(DEFAULT_NET).unwrap();
+    let before = env.state();
+    let e = d.start("default").unwrap_err();
+    assert_eq!(e.to_string(), "Network is already in use by interface eth0");
+    assert_same_host(&before, &env.state(), "refused start");
+    let routed = "<network><name>r</name><forward mode='route'/><ip address='10.9.0.1' prefix='24'/><route address='192.168.122.0' prefix='24' gateway='10.9.0.2'/></network>";
+    d.define(routed).unwrap();
+    let e = d.start("r").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Route address '192.168.122.0' conflicts with IP address for 'eth0'"
+    );
+}
+
+/// The driver is shared by a multi-threaded daemon: different networks
+/// start and stop concurrently (per-network serialisation is the caller's).
+#[test]
+fn concurrent_starts_and_destroys_of_different_networks() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<virtnet_core::driver::Driver>();
+    for backend in [Backend::Iptables, Backend::Nftables] {
+        let env = Env::new();
+        let d = std::sync::Arc::new(env.driver(backend));
+        let names: Vec<String> = (0..4)
+            .map(|i| {
+                let xml = format!(
+                    "<network><name>n{i}</name><forward mode='nat'/><ip address='10.{i}.0.1' prefix='24'><dhcp><range start='10.{i}.0.2' end='10.{i}.0.9'/></dhcp></ip></network>"
+                );
+                d.define(&xml).unwrap().name
+            })
+            .collect();
+        let run = |f: fn(
+            &virtnet_core::driver::Driver,
+            &str,
+        ) -> Result<(), virtnet_core::driver::DriverError>| {
+            let hs: Vec<_> = names
+                .iter()
+                .map(|n| {
+                    let (d, n) = (d.clone(), n.clone());
+                    std::thread::spawn(move || f(&d, &n))
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap().unwrap();
+            }
+        };
+        run(|d, n| d.start(n));
+        assert!(d.list().iter().all(|i| i.active));
+        assert_eq!(env.state().procs.procs.len(), 4);
+        run(|d, n| d.destroy(n));
+        let after = env.state();
+        for i in 0..4 {
+            assert!(
+                traces_of(&after, &format!("virbr{i}"), &format!("10.{i}.0.")).is_empty(),
+                "{backend}"
+            );
+        }
+    }
+}

@@ -30,10 +30,15 @@ fn capture_dirs(release: &str) -> Vec<PathBuf> {
     out
 }
 
+/// Commands of one step, with their exit status.
+type StepCmds = Vec<(Vec<String>, i32)>;
+/// The steps of a commands.log: (step name, commands).
+type Steps = Vec<(String, StepCmds)>;
+
 /// The steps of a commands.log: (step name, commands with their result).
-fn steps(dir: &Path) -> Vec<(String, Vec<(Vec<String>, i32)>)> {
+fn steps(dir: &Path) -> Steps {
     let text = std::fs::read_to_string(dir.join("commands.log")).unwrap();
-    let mut out: Vec<(String, Vec<(Vec<String>, i32)>)> = Vec::new();
+    let mut out: Steps = Vec::new();
     for e in parse_log(&text).unwrap() {
         match e {
             LogEntry::Step(s) => out.push((s, Vec::new())),
@@ -47,11 +52,7 @@ fn steps(dir: &Path) -> Vec<(String, Vec<(Vec<String>, i32)>)> {
     out
 }
 
-fn step<'a>(
-    steps: &'a [(String, Vec<(Vec<String>, i32)>)],
-    name: &str,
-    nth: usize,
-) -> Option<&'a Vec<(Vec<String>, i32)>> {
+fn step<'a>(steps: &'a [(String, StepCmds)], name: &str, nth: usize) -> Option<&'a StepCmds> {
     steps
         .iter()
         .filter(|(s, _)| s.starts_with(name))
@@ -237,6 +238,10 @@ fn mask_ids(text: &str) -> String {
 /// Recreate on the fake host what a real libvirt left after `net-start`:
 /// replay its firewall commands, create the bridge, install its status file.
 fn host_as_libvirt_left_it(env: &Env, dir: &Path) -> String {
+    // The bridge exists before any rule names it (nft checks iif/oif).
+    env.host
+        .exec(&["ip", "link", "add", "virbr0", "type", "bridge"], None)
+        .unwrap();
     let st = steps(dir);
     // For restart runs: the state after the daemon restart.
     let restarted = step(&st, "daemon-start", 1).is_some();
@@ -251,9 +256,6 @@ fn host_as_libvirt_left_it(env: &Env, dir: &Path) -> String {
         let args: Vec<&str> = argv.iter().map(String::as_str).collect();
         env.host.exec(&args, None).unwrap();
     }
-    env.host
-        .exec(&["ip", "link", "add", "virbr0", "type", "bridge"], None)
-        .unwrap();
     let file = if restarted {
         "3-after-restart.status.xml"
     } else {
@@ -322,7 +324,16 @@ fn restart_takes_over_networks_of_libvirt_9_0_0() {
             let name = host_as_libvirt_left_it(&env, &dir);
             let d = env.driver(to);
             let rep = d.reconcile().unwrap();
-            assert_eq!(rep.reloaded, [name.clone()], "{what}");
+            assert_eq!(rep.reloaded, std::slice::from_ref(&name), "{what}");
+            // The old rules are removed with the legacy regeneration, which is
+            // exactly what libvirt 9.0.0's own destroy ran.
+            let reload = firewall_cmds(&env);
+            let legacy = joined(step(&steps(&dir), "net-destroy", 0).unwrap());
+            assert!(
+                reload.windows(legacy.len()).any(|w| w == legacy.as_slice()),
+                "{what}: legacy removal not in the reload stream:\n{}",
+                reload.join("\n")
+            );
             let st = d.status(&name).unwrap();
             assert_eq!(st.removal_backend(), Some(to), "{what}");
             let text =
@@ -396,7 +407,7 @@ fn unreadable_status_file_is_reported_and_skipped() {
         "{reports:?}"
     );
     let rep = d2.reconcile().unwrap();
-    assert_eq!(rep.reloaded, [name.clone()]);
+    assert_eq!(rep.reloaded, std::slice::from_ref(&name));
     assert_eq!(
         d2.info(&name).unwrap().firewall_backend,
         Some(Backend::Nftables)
@@ -416,7 +427,7 @@ fn active_network_without_bridge_is_cleaned_up_at_restart() {
         .unwrap();
     let d2 = env.driver(Backend::Nftables);
     let rep = d2.reconcile().unwrap();
-    assert_eq!(rep.cleaned, [name.clone()]);
+    assert_eq!(rep.cleaned, std::slice::from_ref(&name));
     assert!(!d2.info(&name).unwrap().active);
     assert!(traces_of(&env.state(), "virbr0", "192.168.122.").is_empty());
 }
@@ -490,4 +501,27 @@ fn backend_none_refuses_firewalled_networks() {
     let open = d.define(&libvirt_net("open-network")).unwrap().name;
     d.start(&open).unwrap();
     d.destroy(&open).unwrap();
+}
+
+/// Daemon start refreshes dnsmasq: a running one gets SIGHUP, a vanished
+/// one is started again.
+#[test]
+fn reconcile_refreshes_or_restarts_dnsmasq() {
+    let env = Env::new();
+    let d = env.driver(Backend::Iptables);
+    let name = d.define(&capture_net("nat-default")).unwrap().name;
+    d.start(&name).unwrap();
+    let pid = *env.state().procs.procs.keys().next().unwrap();
+    env.driver(Backend::Iptables).reconcile().unwrap();
+    let procs = env.state().procs.procs;
+    assert_eq!(procs.len(), 1);
+    assert_eq!(procs[&pid].hups, 1);
+    env.host.exec(&["kill", &pid.to_string()], None).unwrap();
+    env.driver(Backend::Iptables).reconcile().unwrap();
+    let procs = env.state().procs.procs;
+    assert_eq!(procs.len(), 1);
+    assert!(!procs.contains_key(&pid));
+    let d = env.driver(Backend::Iptables);
+    d.destroy(&name).unwrap();
+    assert!(env.state().procs.procs.is_empty());
 }

@@ -52,94 +52,22 @@ pub struct Record {
     pub outcome: Outcome,
 }
 
-fn needs_quote(c: char) -> bool {
-    matches!(
-        c,
-        '\r' | '\t'
-            | '\n'
-            | ' '
-            | '!'
-            | '"'
-            | '#'
-            | '$'
-            | '&'
-            | '\''
-            | '('
-            | ')'
-            | '*'
-            | ';'
-            | '<'
-            | '>'
-            | '?'
-            | '['
-            | '\\'
-            | ']'
-            | '^'
-            | '`'
-            | '{'
-            | '|'
-            | '}'
-            | '~'
-    )
-}
-
-/// Shell-escape one argument as libvirt's `virBufferEscapeShell` does.
+/// Shell-escape one argument as libvirt's `virBufferEscapeShell` does
+/// (the one implementation lives in `virtnet_core::firewall::render`).
 pub fn shell_escape(arg: &str) -> String {
-    if arg.is_empty() {
-        return "''".to_string();
-    }
-    if !arg.chars().any(needs_quote) {
-        return arg.to_string();
-    }
-    let mut s = String::from("'");
-    for c in arg.chars() {
-        if c == '\'' {
-            s.push_str("'\\''");
-        } else {
-            s.push(c);
-        }
-    }
-    s.push('\'');
-    s
+    virtnet_core::firewall::escape_shell(arg).into_owned()
 }
 
 /// Render one argv in libvirt's multi-line golden format (no trailing
 /// newline). The program is reduced to its basename.
 pub fn render_argv(argv: &[String]) -> String {
-    let Some((prog, args)) = argv.split_first() else {
-        return String::new();
-    };
-    let base = prog.rsplit('/').next().unwrap_or(prog);
-    let mut out = shell_escape(base);
-    let mut seen_option = false;
-    for (i, a) in args.iter().enumerate() {
-        out.push(' ');
-        let is_opt = a.starts_with('-');
-        let brk = if is_opt {
-            seen_option = true;
-            true
-        } else {
-            let prev_opt = i > 0 && args[i - 1].starts_with('-');
-            let later_opt = args[i + 1..].iter().any(|x| x.starts_with('-'));
-            !(seen_option && (prev_opt || later_opt))
-        };
-        if brk {
-            out.push_str("\\\n");
-        }
-        out.push_str(&shell_escape(a));
-    }
-    out
+    virtnet_core::firewall::render_argv(argv, virtnet_core::firewall::RenderOptions::GOLDEN)
 }
 
 /// Render commands in the golden format, one after the other, each ending
 /// with a newline (the content of a libvirt `.iptables`/`.args` file).
 pub fn render_golden<'a>(cmds: impl IntoIterator<Item = &'a Cmd>) -> String {
-    let mut out = String::new();
-    for c in cmds {
-        out.push_str(&render_argv(&c.argv));
-        out.push('\n');
-    }
-    out
+    virtnet_core::firewall::render_stream(cmds, virtnet_core::firewall::RenderOptions::GOLDEN)
 }
 
 /// Render records in the capture log format.
@@ -241,39 +169,13 @@ pub fn shell_words(line: &str) -> Result<Vec<String>, String> {
     Ok(words)
 }
 
-/// Parse a golden-format file into argv lists.
+/// Parse a golden-format file into argv lists (delegates to
+/// `virtnet_core::firewall::parse_stream`).
 pub fn parse_golden(text: &str) -> Result<Vec<Vec<String>>, ParseError> {
-    let mut cmds = Vec::new();
-    let mut cur: Vec<String> = Vec::new();
-    let mut open = false;
-    for (n, raw) in text.lines().enumerate() {
-        if raw.trim().is_empty() && !open {
-            continue;
-        }
-        let (body, cont) = match raw.strip_suffix(" \\") {
-            Some(b) => (b, true),
-            None => match raw.strip_suffix('\\') {
-                Some(b) if b.is_empty() => (b, true),
-                _ => (raw, false),
-            },
-        };
-        let words = shell_words(body).map_err(|reason| ParseError {
-            line: n + 1,
-            reason,
-        })?;
-        cur.extend(words);
-        open = cont;
-        if !cont {
-            cmds.push(std::mem::take(&mut cur));
-        }
-    }
-    if open {
-        return Err(ParseError {
-            line: text.lines().count(),
-            reason: "file ends inside a command (trailing ` \\`)".into(),
-        });
-    }
-    Ok(cmds)
+    virtnet_core::firewall::parse_stream(text).map_err(|e| ParseError {
+        line: e.line(),
+        reason: e.to_string(),
+    })
 }
 
 /// One entry of a capture `commands.log`.

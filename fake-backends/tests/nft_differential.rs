@@ -131,6 +131,8 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("rules2", include_str!("nft_scenarios/rules2.txt")),
     ("sets2", include_str!("nft_scenarios/sets2.txt")),
     ("multi", include_str!("nft_scenarios/multi.txt")),
+    ("extras", include_str!("nft_scenarios/extras.txt")),
+    ("sets3", include_str!("nft_scenarios/sets3.txt")),
 ];
 
 #[test]

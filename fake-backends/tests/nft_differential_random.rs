@@ -62,6 +62,16 @@ const STMTS: &[&str] = &[
     "drop",
     "reject",
     "accept comment \"x\"",
+    "ip saddr @s drop",
+    "udp dport @p accept",
+    "ct state != established,related drop",
+    "meta l4proto tcp tcp dport 22 accept",
+    "tcp dport 53 udp dport 53 accept",
+    "reject with icmp type host-prohibited",
+    "reject with tcp reset",
+    "snat to 10.0.0.1",
+    "iifname fwd accept",
+    "counter packets 3 bytes 4 return",
 ];
 const ADDR4: &[&str] = &["ip saddr 192.168.122.0/24", "ip daddr != 10.0.0.0/8"];
 const ADDR6: &[&str] = &["ip6 saddr 2001:db8::/64", "ip6 daddr != fd00::/8"];
@@ -70,7 +80,11 @@ fn gen_command(r: &mut Rng) -> (Vec<String>, Option<String>) {
     let fam = r.pick(FAMS);
     let table = r.pick(TABLES);
     let chain = r.pick(CHAINS);
-    let echo = if r.below(2) == 0 { "-ae" } else { "-a" };
+    let echo = match r.below(5) {
+        0 | 1 => "-ae",
+        2 => "-e",
+        _ => "-a",
+    };
     let words = |s: &str| -> Vec<String> { s.split(' ').map(str::to_string).collect() };
     let rule_body = |r: &mut Rng| -> String {
         let mut body = String::new();
@@ -87,7 +101,19 @@ fn gen_command(r: &mut Rng) -> (Vec<String>, Option<String>) {
     };
     let cmd: String = match r.below(20) {
         0..=2 => format!("{echo} add table {fam} {table}"),
-        3 => format!("{echo} create table {fam} {table}"),
+        3 => match r.below(4) {
+            0 => format!("{echo} create chain {fam} {table} {chain}"),
+            1 => "list chains".to_string(),
+            2 => {
+                // a whole table as a block
+                let input = format!(
+                    "table {fam} {table} {{\n  chain {chain} {{\n    {}\n  }}\n}}\n",
+                    rule_body(r)
+                );
+                return (words(&format!("{echo} -f -")), Some(input));
+            }
+            _ => format!("{echo} create table {fam} {table}"),
+        },
         4..=5 => format!("{echo} add chain {fam} {table} {chain}"),
         6 => {
             let spec = r.pick(SPECS);
@@ -106,9 +132,10 @@ fn gen_command(r: &mut Rng) -> (Vec<String>, Option<String>) {
         }
         7..=10 => {
             let verb = if r.below(2) == 0 { "insert" } else { "add" };
-            let pos = match r.below(5) {
+            let pos = match r.below(6) {
                 0 => format!("position {} ", r.below(12)),
                 1 => format!("index {} ", r.below(3)),
+                2 => format!("handle {} ", r.below(12)),
                 _ => String::new(),
             };
             format!(
@@ -123,9 +150,35 @@ fn gen_command(r: &mut Rng) -> (Vec<String>, Option<String>) {
         13 => format!("delete chain {fam} {table} {chain}"),
         14 => format!("delete chain {fam} {table} handle {}", 1 + r.below(6)),
         15 => format!("delete table {fam} {table}"),
-        16 => format!("flush chain {fam} {table} {chain}"),
-        17 => format!("list table {fam} {table}"),
-        18 => format!("-a list chain {fam} {table} {chain}"),
+        16 => match r.below(4) {
+            0 => format!("flush table {fam} {table}"),
+            1 => format!("flush ruleset {}", r.pick(&["", "ip", "inet"]))
+                .trim_end()
+                .to_string(),
+            _ => format!("flush chain {fam} {table} {chain}"),
+        },
+        17 => match r.below(4) {
+            0 => format!("list ruleset {fam}"),
+            1 => "list tables".to_string(),
+            2 => format!("-a list sets {fam}"),
+            _ => format!("list table {fam} {table}"),
+        },
+        18 => match r.below(8) {
+            0 => format!("{echo} add set {fam} {table} s {{ type ipv4_addr; }}"),
+            1 => format!("{echo} add set {fam} {table} p {{ type inet_service; }}"),
+            2 => format!(
+                "{echo} add element {fam} {table} s {{ 10.0.0.{} }}",
+                r.below(3)
+            ),
+            3 => format!(
+                "{echo} add element {fam} {table} p {{ {} }}",
+                53 + r.below(2)
+            ),
+            4 => format!("delete element {fam} {table} s {{ 10.0.0.{} }}", r.below(3)),
+            5 => format!("delete set {fam} {table} {}", r.pick(&["s", "p"])),
+            6 => format!("delete table {fam} handle {}", 1 + r.below(6)),
+            _ => format!("-a list chain {fam} {table} {chain}"),
+        },
         _ => {
             // a batch of three commands
             let mut input = String::new();

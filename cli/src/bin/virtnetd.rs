@@ -2,10 +2,17 @@
 //!
 //! Serves the JSON-lines protocol of `virtnet_core::daemon` on three UNIX
 //! sockets (read-write, read-only, admin), either passed by systemd socket
-//! activation or created in `--runtime-dir`. Exit statuses: 0 clean stop
-//! (signal or idle timeout), 1 failure, 2 bad command line, 3 directory
-//! problem, 5 cannot create sockets, 6 activation sockets that cannot be
-//! accounted for (unclaimed, unidentifiable, unusable).
+//! activation or created in `--runtime-dir`. At start, before it tells
+//! systemd READY=1, it opens the network driver (undoing what interrupted
+//! starts left behind) and reconciles: active networks get their firewall
+//! rules reloaded with the configured backend, autostart networks start.
+//!
+//! Exit statuses: 0 clean stop (signal or idle timeout), 1 failure
+//! (including a host crash during reconcile, and another daemon holding
+//! the state directory's driver lock), 2 bad command line, 3
+//! directory or configuration problem (network.conf, fake host state file),
+//! 5 cannot create sockets, 6 activation sockets that cannot be accounted
+//! for (unclaimed, unidentifiable, unusable).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,15 +25,19 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use virtnet_core::activation::{notify, ProcessEnv};
+use virtnet_core::daemon::driver_service::ChangeHook;
 use virtnet_core::daemon::{
-    self, acquire_listeners, block_signals, install_signal_handlers, ExitReason, LogControl,
-    Server, ServerConfig, Service, UnavailableDriver,
+    self, acquire_listeners, block_signals, install_signal_handlers, DriverService, ExitReason,
+    LogControl, Server, ServerConfig, Service,
 };
+use virtnet_core::driver::{Driver, DriverConfig, DriverError};
+use virtnet_core::runner::{RealRunner, Runner};
+use virtnet_fake::FakeHost;
 
 /// Which host the driver acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Host {
-    /// The simulated host, its state kept under this directory.
+    /// The simulated host, its state kept in this file.
     Fake(PathBuf),
     /// The real host (nft, iptables, ip, tc, dnsmasq).
     Real,
@@ -37,7 +48,7 @@ fn parse_host(s: &str) -> Result<Host, String> {
         return Ok(Host::Real);
     }
     match s.strip_prefix("fake:") {
-        Some("") => Err("fake: needs a state directory, e.g. fake:/tmp/virtnet-sim".into()),
+        Some("") => Err("fake: needs a state file, e.g. fake:/tmp/virtnet-host.json".into()),
         Some(path) => Ok(Host::Fake(PathBuf::from(path))),
         None => Err(format!("unknown host {s:?}: expected fake:PATH or real")),
     }
@@ -55,8 +66,9 @@ fn parse_host(s: &str) -> Result<Host, String> {
 #[derive(Debug, Parser)]
 #[command(name = "virtnetd", version, about, long_about, max_term_width = 100)]
 struct Args {
-    /// Host to act on: `real`, or `fake:PATH` for the simulated host with its
-    /// state under PATH.
+    /// Host to act on: `real`, or `fake:PATH` for the simulated host kept in
+    /// state file PATH (the file `virtnet --host fake:PATH` and `virtnet sim
+    /// --state PATH` use; the daemon owns it while it runs).
     #[arg(long, value_name = "fake:PATH|real", default_value = "real", value_parser = parse_host)]
     host: Host,
 
@@ -64,8 +76,11 @@ struct Args {
     #[arg(long, value_name = "DIR", default_value = "/etc/virtnet")]
     config_dir: PathBuf,
 
-    /// Directory of network status files (running state).
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/virtnet")]
+    /// Directory of network status files (running state), journals and
+    /// dnsmasq files; the same default as `virtnet --state-dir`, and like
+    /// libvirt's /run/libvirt/network it is emptied at boot (autostart runs
+    /// once per boot).
+    #[arg(long, value_name = "DIR", default_value = "/run/virtnet")]
     state_dir: PathBuf,
 
     /// Directory of the daemon's sockets (when not socket activated).
@@ -126,15 +141,129 @@ fn init_logging(level: &str) -> Result<Arc<ReloadLog>, String> {
     }))
 }
 
-/// The service behind the driver methods. The network driver is wired in
-/// here (one line) once it exists; until then every driver method answers
-/// "driver not available in this build".
-fn make_service(_host: &Host, _config_dir: &Path, _state_dir: &Path) -> Arc<dyn Service> {
-    Arc::new(UnavailableDriver)
+/// A startup failure: exit status and message.
+struct Fatal(i32, String);
+
+/// dnsmasq runs its `--dhcp-script` at startup and refuses to start if it
+/// cannot: libvirt's leases helper when installed, else `true` from PATH
+/// (as `virtnet net-start --host real` does).
+fn real_leases_helper() -> String {
+    let libvirt = virtnet_core::dnsmasq::LIBVIRT_LEASES_HELPER;
+    if Path::new(libvirt).exists() {
+        return libvirt.to_string();
+    }
+    virtnet_core::runner::find_in_path("true")
+        .map(|p| p.to_string_lossy().to_string())
+        .unwrap_or_else(|| libvirt.to_string())
+}
+
+/// The network driver behind the `net.*` methods: opens the driver on the
+/// chosen host (crash recovery included), reconciles active and autostart
+/// networks as the daemon does at every start, and returns the service.
+///
+/// With `--host fake:PATH` the simulated host lives in memory for the
+/// daemon's lifetime: loaded from PATH (a fresh host if it does not exist)
+/// and saved back to PATH after every read-write call, so `virtnet sim
+/// --state PATH dump` shows it. The daemon owns PATH while it runs.
+fn make_service(
+    host: &Host,
+    config_dir: &Path,
+    state_dir: &Path,
+) -> Result<Arc<dyn Service>, Fatal> {
+    let (runner, save): (Arc<dyn Runner>, Option<ChangeHook>) = match host {
+        Host::Real => (Arc::new(RealRunner::new()), None),
+        Host::Fake(path) => {
+            let fake = FakeHost::load_or_new(path)
+                .map_err(|e| Fatal(daemon::EXIT_CONFIG, format!("fake host: {e}")))?;
+            let fake = Arc::new(fake);
+            fake.save(path)
+                .map_err(|e| Fatal(daemon::EXIT_CONFIG, format!("fake host: {e}")))?;
+            let (h, p) = (fake.clone(), path.clone());
+            let save: ChangeHook = Arc::new(move || {
+                // The command records are not needed by the daemon: drop
+                // them so memory stays bounded.
+                let _ = h.take_records();
+                if let Err(e) = h.save(&p) {
+                    tracing::error!("cannot save the simulated host: {e}");
+                }
+            });
+            (fake, Some(save))
+        }
+    };
+    let mut cfg = DriverConfig::new(config_dir, state_dir, runner);
+    if *host == Host::Real {
+        cfg.leases_helper = real_leases_helper();
+    }
+    let driver = Driver::open(cfg).map_err(|e| {
+        let code = match e {
+            DriverError::Conf(_)
+            | DriverError::BackendUnavailable(_)
+            | DriverError::NoUsableBackend => daemon::EXIT_CONFIG,
+            _ => daemon::EXIT_FAILURE,
+        };
+        Fatal(code, format!("cannot open the network driver: {e}"))
+    })?;
+    // Like libvirt's pid file: one daemon per state directory.
+    if !driver.holds_driver_lock() {
+        return Err(Fatal(
+            daemon::EXIT_FAILURE,
+            format!(
+                "{} is held by another virtnetd or virtnet using state directory {}",
+                state_dir.join("driver.lock").display(),
+                state_dir.display()
+            ),
+        ));
+    }
+    for r in driver.reports() {
+        tracing::warn!("{r}");
+    }
+    tracing::info!(backend = %driver.backend(), "network driver open");
+    let reconciled = driver.reconcile();
+    if let Some(h) = &save {
+        h();
+    }
+    let rep =
+        reconciled.map_err(|e| Fatal(daemon::EXIT_FAILURE, format!("reconcile failed: {e}")))?;
+    for n in &rep.cleaned {
+        tracing::info!(network = %n, "bridge gone: cleaned up, now inactive");
+    }
+    for n in &rep.reloaded {
+        tracing::info!(network = %n, "firewall reloaded");
+    }
+    for n in &rep.autostarted {
+        tracing::info!(network = %n, "autostarted");
+    }
+    for p in &rep.problems {
+        tracing::warn!("reconcile: {p}");
+    }
+    let mut svc = DriverService::new(Arc::new(driver));
+    if let Some(h) = save {
+        svc = svc.with_change_hook(h);
+    }
+    Ok(Arc::new(svc))
 }
 
 fn ensure_dir(what: &str, dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {what} {}: {e}", dir.display()))
+}
+
+/// Directories, then the driver (see [`make_service`]).
+fn prepare(args: &Args) -> Result<Arc<dyn Service>, Fatal> {
+    let config = |e: String| Fatal(daemon::EXIT_CONFIG, e);
+    ensure_dir("config directory", &args.config_dir).map_err(config)?;
+    ensure_dir("state directory", &args.state_dir).map_err(config)?;
+    if let Host::Fake(path) = &args.host {
+        if path.is_dir() {
+            return Err(config(format!(
+                "fake host state file {} is a directory",
+                path.display()
+            )));
+        }
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            ensure_dir("fake host state directory", dir).map_err(config)?;
+        }
+    }
+    make_service(&args.host, &args.config_dir, &args.state_dir)
 }
 
 fn main() -> ExitCode {
@@ -165,24 +294,20 @@ fn main() -> ExitCode {
         };
     tracing::info!(?mode, host = ?args.host, "virtnetd {} starting", env!("CARGO_PKG_VERSION"));
 
-    for (what, dir) in [
-        ("config directory", &args.config_dir),
-        ("state directory", &args.state_dir),
-    ] {
-        if let Err(e) = ensure_dir(what, dir) {
-            tracing::error!("{e}");
-            eprintln!("virtnetd: {e}");
-            return ExitCode::from(daemon::EXIT_CONFIG as u8);
+    let service = match prepare(&args) {
+        Ok(s) => s,
+        Err(Fatal(code, msg)) => {
+            tracing::error!("{msg}");
+            eprintln!("virtnetd: {msg}");
+            // Leave no socket file behind that nobody serves.
+            for l in listeners.iter().filter(|l| l.unlink_on_close) {
+                if let Some(p) = &l.path {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            return ExitCode::from(code as u8);
         }
-    }
-    if let Host::Fake(path) = &args.host {
-        if let Err(e) = ensure_dir("fake host state directory", path) {
-            eprintln!("virtnetd: {e}");
-            return ExitCode::from(daemon::EXIT_CONFIG as u8);
-        }
-    }
-
-    let service = make_service(&args.host, &args.config_dir, &args.state_dir);
+    };
     let config = ServerConfig {
         idle_timeout: args.timeout.map(Duration::from_secs),
         log_control: Some(log),

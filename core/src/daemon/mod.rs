@@ -3,6 +3,8 @@
 //! - [`protocol`]: request/response lines, error codes, bounded line reader.
 //! - [`service`]: the [`Service`] trait the network driver implements, the
 //!   driver method table [`NET_METHODS`], the [`UnavailableDriver`] stand-in.
+//! - [`driver_service`]: [`DriverService`], the `net.*` methods over the
+//!   network driver; params/results and the driver error codes (100+).
 //! - [`sockets`]: the three sockets (rw, ro, admin), from systemd activation
 //!   ([`crate::activation`]) or bound by the daemon.
 //! - [`server`]: accept loop, thread per client, dispatch and access control,
@@ -17,6 +19,7 @@
 //! on the admin socket, and the admin socket serves nothing else.
 
 pub mod client;
+pub mod driver_service;
 pub mod locks;
 pub mod protocol;
 pub mod server;
@@ -25,6 +28,7 @@ pub mod signals;
 pub mod sockets;
 
 pub use client::{Client, ClientError};
+pub use driver_service::{driver_codes, DriverService};
 pub use locks::{KeyGuard, KeyedLocks};
 pub use protocol::{ErrorCode, RpcError};
 pub use server::{

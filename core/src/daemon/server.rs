@@ -708,5 +708,6 @@ fn status(shared: &Shared) -> Value {
         "activated": shared.sockets.iter().any(|s| s.activated),
         "idle_timeout_seconds": shared.config.idle_timeout.map(|d| d.as_secs()),
         "log_level": shared.config.log_control.as_ref().map(|c| c.level()),
+        "driver": shared.service.status(),
     })
 }

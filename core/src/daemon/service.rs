@@ -75,6 +75,12 @@ pub trait Service: Send + Sync + 'static {
         false
     }
 
+    /// What `daemon.status` reports about the service (its `"driver"`
+    /// member); `null` by default.
+    fn status(&self) -> Value {
+        Value::Null
+    }
+
     /// Look up a method's description.
     fn method(&self, name: &str) -> Option<MethodInfo> {
         self.methods().iter().copied().find(|m| m.name == name)

@@ -187,7 +187,15 @@ pub fn bind_own_sockets(runtime_dir: &Path) -> Result<Vec<Listener>, StartupErro
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(bind_err(e)),
         }
-        let listener = UnixListener::bind(&path).map_err(bind_err)?;
+        // Create the socket file with no more than its final mode (as
+        // libvirt does, with the umask around bind): a client never sees
+        // it with wider permissions before the chmod below.
+        let old_mask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+            0o777 & !kind.mode(),
+        ));
+        let bound = UnixListener::bind(&path);
+        nix::sys::stat::umask(old_mask);
+        let listener = bound.map_err(bind_err)?;
         fs::set_permissions(&path, fs::Permissions::from_mode(kind.mode())).map_err(bind_err)?;
         tracing::info!(socket = kind.label(), path = %path.display(), "listening");
         out.push(Listener {

@@ -18,7 +18,9 @@
 //!
 //! Locking: the driver's own map is behind a mutex that is never held while
 //! a command runs; per-network serialisation is the caller's (the daemon's
-//! KeyedLocks).
+//! KeyedLocks). Calls on different networks may run in parallel: defines
+//! are serialised among themselves (bridge/MAC allocation), and the first
+//! private-chain setup is done by one start while the others wait for it.
 
 pub mod journal;
 pub mod modes;
@@ -68,6 +70,9 @@ pub struct DriverConfig {
     pub dnsmasq_binary: Option<String>,
     /// `--dhcp-script` given to dnsmasq.
     pub leases_helper: String,
+    /// Where sysfs is mounted (`/sys`): PCI virtual-function checks at
+    /// define time and a `<pf>`'s virtual functions at start.
+    pub sysfs_root: PathBuf,
 }
 
 impl DriverConfig {
@@ -87,6 +92,7 @@ impl DriverConfig {
             backend: BackendChoice::FromConfig,
             dnsmasq_binary: None,
             leases_helper: dnsmasq::LIBVIRT_LEASES_HELPER.to_string(),
+            sysfs_root: PathBuf::from("/sys"),
         }
     }
 
@@ -232,6 +238,25 @@ pub struct Driver {
     chains: Mutex<ChainInitState>,
     dnsmasq_caps: Mutex<Option<DnsmasqCaps>>,
     reports: Mutex<Vec<String>>,
+    /// Serialises [`Driver::define`]: the bridge name and MAC it allocates
+    /// must not be handed to two networks defined at the same time.
+    define_serial: Mutex<()>,
+    /// Exclusive lock on `STATE_DIR/driver.lock` (libvirt's driver pid
+    /// file), held while this driver lives; `None` if another driver holds it.
+    _lock: Option<nix::fcntl::Flock<fs::File>>,
+}
+
+/// Takes the driver lock without waiting; `None` when another driver (in
+/// this or another process) holds it.
+fn take_driver_lock(state_dir: &Path) -> Option<nix::fcntl::Flock<fs::File>> {
+    fs::create_dir_all(state_dir).ok()?;
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state_dir.join("driver.lock"))
+        .ok()?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
 }
 
 /// libvirt's backend selection (reference 3.1).
@@ -263,6 +288,7 @@ pub fn select_backend(
 struct DefineView<'a> {
     others: Vec<(String, Option<String>)>,
     runner: &'a dyn Runner,
+    sysfs: &'a Path,
 }
 
 impl DefineContext for DefineView<'_> {
@@ -278,7 +304,7 @@ impl DefineContext for DefineView<'_> {
         )
     }
     fn pci_is_virtual_function(&self, addr: &PciAddress) -> Result<bool, String> {
-        let dev = Path::new("/sys/bus/pci/devices").join(addr.to_string());
+        let dev = self.sysfs.join("bus/pci/devices").join(addr.to_string());
         if !dev.exists() {
             return Err(format!("PCI device {addr} not found"));
         }
@@ -305,7 +331,9 @@ impl Driver {
                 select_backend(&conf, &move |p| runner.has_program(p))?
             }
         };
+        let lock = take_driver_lock(&cfg.state_dir);
         let driver = Driver {
+            _lock: lock,
             configs: ConfigStore::new(&cfg.config_dir),
             statuses: StatusStore::new(&cfg.state_dir),
             backend,
@@ -314,6 +342,7 @@ impl Driver {
             chains: Mutex::new(ChainInitState::new()),
             dnsmasq_caps: Mutex::new(None),
             reports: Mutex::new(Vec::new()),
+            define_serial: Mutex::new(()),
         };
         driver.load()?;
         Ok(driver)
@@ -327,6 +356,12 @@ impl Driver {
     /// Problems found while opening (unreadable files, crash recovery).
     pub fn reports(&self) -> Vec<String> {
         lock(&self.reports).clone()
+    }
+
+    /// Whether this driver holds `STATE_DIR/driver.lock` (no other driver,
+    /// in this or another process, had it when this one opened).
+    pub fn holds_driver_lock(&self) -> bool {
+        self._lock.is_some()
     }
 
     /// The configured firewall backend.
@@ -378,10 +413,23 @@ impl Driver {
     }
 
     /// Undo the creations of journals that no status file accounts for.
+    /// Only the driver holding the driver lock does this: another driver's
+    /// journal may belong to a start that is still running.
     fn recover_journals(&self) -> Result<(), DriverError> {
         let Ok(rd) = fs::read_dir(&self.cfg.state_dir) else {
             return Ok(());
         };
+        if self._lock.is_none() {
+            let pending = self.pending_journals();
+            if !pending.is_empty() {
+                self.report(format!(
+                    "driver lock {} is held by another driver: journals of {} not recovered",
+                    self.cfg.state_dir.join("driver.lock").display(),
+                    pending.join(", ")
+                ));
+            }
+            return Ok(());
+        }
         let mut journals: Vec<PathBuf> = rd
             .filter_map(Result::ok)
             .map(|e| e.path())
@@ -444,8 +492,13 @@ impl Driver {
     /// 52:54:00 MAC for bridge-type networks), UUID/name checks, config file.
     /// An active network keeps running with its live definition; the new one
     /// applies at its next start.
+    ///
+    /// Defines are serialised (other operations are not): the allocation
+    /// reads the other networks' bridges and the new one is recorded before
+    /// the next define looks.
     pub fn define(&self, xml: &str) -> Result<NetworkDef, DriverError> {
         let mut def = netxml::parse(xml)?;
+        let _serial = lock(&self.define_serial);
         let others: Vec<(String, Option<String>)> = {
             let nets = lock(&self.nets);
             nets.iter()
@@ -464,6 +517,7 @@ impl Driver {
         let view = DefineView {
             others,
             runner: self.runner(),
+            sysfs: &self.cfg.sysfs_root,
         };
         if let Err(mut e) = netxml::validate::validate_for_define(&mut def, &view) {
             netxml::locate(xml, &mut e);
@@ -687,10 +741,20 @@ impl Driver {
         def: &mut NetworkDef,
         runner: &dyn Runner,
     ) -> Result<Option<Firewall>, DriverError> {
-        // The chain state is copied out so no lock is held while commands run.
-        let mut chains = lock(&self.chains).clone();
-        let r = rules::add_network_firewall(def, self.backend, runner, &mut chains);
-        *lock(&self.chains) = chains;
+        let mut guard = lock(&self.chains);
+        let r = if guard.done() {
+            // Set up already: add_network_firewall only reads the state, so
+            // a copy is used and parallel starts do not wait for each other.
+            let mut chains = guard.clone();
+            drop(guard);
+            rules::add_network_firewall(def, self.backend, runner, &mut chains)
+        } else {
+            // The first firewalled start sets the private chains up while
+            // holding the state: concurrent starts wait and then find it
+            // done, so the setup runs once (as in libvirt, where the driver
+            // lock covers it).
+            rules::add_network_firewall(def, self.backend, runner, &mut guard)
+        };
         let mut fw = r.map_err(DriverError::from_rules)?;
         if let Some(fw) = fw.as_mut() {
             fw.set_name(status::FW_REMOVAL_NAME);
@@ -777,6 +841,43 @@ impl Driver {
         Ok(())
     }
 
+    /// libvirt networkRefreshDhcpDaemon for an active network.
+    fn refresh_dnsmasq(&self, def: &NetworkDef) -> Result<(), DriverError> {
+        if !dnsmasq::needs_dnsmasq(def) {
+            return Ok(());
+        }
+        let runner = self.runner();
+        let paths = self.dnsmasq_options().paths(def);
+        let pid = paths
+            .pid_file
+            .as_ref()
+            .and_then(|pf| fs::read_to_string(pf).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()));
+        let alive = match &pid {
+            Some(pid) => runner
+                .run(&Cmd::new(["kill", "-0", pid.as_str()]))
+                .map_err(DriverError::from_run)?
+                .success(),
+            None => false,
+        };
+        match (alive, pid) {
+            (true, Some(pid)) => {
+                let files = dnsmasq::refresh_contents(def)?;
+                for (path, text) in [
+                    (&paths.hostsfile, &files.hostsfile),
+                    (&paths.addnhosts, &files.addnhosts),
+                ] {
+                    let p = Path::new(path);
+                    status::atomic_write(p, text.as_bytes()).map_err(|e| DriverError::io(p, e))?;
+                }
+                run_ok(runner, Cmd::new(["kill", "-HUP", pid.as_str()]))?;
+                Ok(())
+            }
+            _ => self.start_dnsmasq(def, runner, &|_, _, _| Ok(())),
+        }
+    }
+
     fn remove_dnsmasq_files(&self, name: &str) {
         let opts = self.dnsmasq_options();
         let paths =
@@ -852,9 +953,18 @@ impl Driver {
         for st in still_active {
             let name = st.def.name.clone();
             match self.reload_network(st) {
-                Ok(()) => rep.reloaded.push(name),
+                Ok(()) => rep.reloaded.push(name.clone()),
                 Err(e) if e.is_crash() => return Err(e),
                 Err(e) => rep.problems.push(format!("{name}: {e}")),
+            }
+            // networkRefreshDaemons: restart a dnsmasq that is gone, else
+            // rewrite its hosts files and SIGHUP it.
+            if let Some(st) = self.status(&name) {
+                match self.refresh_dnsmasq(&st.def) {
+                    Ok(()) => {}
+                    Err(e) if e.is_crash() => return Err(e),
+                    Err(e) => rep.problems.push(format!("{name}: {e}")),
+                }
             }
         }
         let marker = self.cfg.state_dir.join("autostarted");

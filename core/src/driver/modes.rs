@@ -181,6 +181,7 @@ fn start_virtual(
     def: &mut NetworkDef,
 ) -> Result<Option<Firewall>, DriverError> {
     let r = ctx.runner;
+    check_route_collision(r, def)?;
     let br = bridge_name(def)?;
     // Create the bridge with its MAC, MTU, STP delay and STP.
     let mut add: Vec<String> = vec![
@@ -302,6 +303,88 @@ fn start_virtual(
     Ok(fw)
 }
 
+/// One IPv4 route of the main table: (destination network, prefix, device).
+fn parse_route_line(line: &str) -> Option<(std::net::Ipv4Addr, u32, String)> {
+    let mut words = line.split_whitespace().peekable();
+    let mut dev = "*".to_string();
+    let first = *words.peek()?;
+    if matches!(
+        first,
+        "unreachable" | "blackhole" | "prohibit" | "throw" | "unicast"
+    ) {
+        words.next();
+    }
+    let dest = words.next()?;
+    let rest: Vec<&str> = words.collect();
+    if let Some(i) = rest.iter().position(|w| *w == "dev") {
+        dev = rest.get(i + 1)?.to_string();
+    }
+    let (addr, prefix) = if dest == "default" {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0)
+    } else {
+        match dest.split_once('/') {
+            Some((a, p)) => (a.parse().ok()?, p.parse().ok().filter(|p| *p <= 32)?),
+            None => (dest.parse().ok()?, 32),
+        }
+    };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
+    Some((
+        std::net::Ipv4Addr::from(u32::from(addr) & mask),
+        prefix,
+        dev,
+    ))
+}
+
+/// libvirt networkCheckRouteCollision: an IPv4 network (or IPv4 static
+/// route) of the definition must not equal a route of the host's main table.
+/// libvirt reads `/proc/net/route`; virtnet asks `ip -4 route show` through
+/// the runner. A table that cannot be read is not checked (as libvirt).
+fn check_route_collision(r: &dyn Runner, def: &NetworkDef) -> Result<(), DriverError> {
+    let out = match r.run(&argv(&["ip", "-4", "route", "show"])) {
+        Ok(o) if o.success() => o.stdout,
+        Ok(_) | Err(RunError::Spawn { .. }) | Err(RunError::Empty) => return Ok(()),
+        Err(e) => return Err(DriverError::from_run(e)),
+    };
+    let mask_of = |p: u32| {
+        if p == 0 {
+            0
+        } else {
+            u32::MAX << (32 - p.min(32))
+        }
+    };
+    for line in out.lines() {
+        let Some((net, prefix, dev)) = parse_route_line(line) else {
+            continue;
+        };
+        for ip in def.ipv4_ips() {
+            let (IpAddr::V4(a), Some(p)) = (ip.address, ip.prefix()) else {
+                continue;
+            };
+            if p == prefix && u32::from(a) & mask_of(p) == u32::from(net) {
+                return Err(DriverError::Invalid(format!(
+                    "Network is already in use by interface {dev}"
+                )));
+            }
+        }
+        for route in def.routes.iter() {
+            let (IpAddr::V4(a), Some(p)) = (route.address, route.effective_prefix()) else {
+                continue;
+            };
+            let r_net = std::net::Ipv4Addr::from(u32::from(a) & mask_of(p));
+            if p == prefix && r_net == net {
+                return Err(DriverError::Invalid(format!(
+                    "Route address '{r_net}' conflicts with IP address for '{dev}'"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// libvirt networkShutdownNetworkVirtual.
 fn shutdown_virtual(d: &Driver, r: &dyn Runner, st: &NetworkStatus) -> Result<(), DriverError> {
     let def = &st.def;
@@ -333,7 +416,7 @@ fn start_bridge(ctx: &StartCtx<'_>, def: &mut NetworkDef) -> Result<Option<Firew
 /// if a `<pf>` is given and the pool is empty, fill the pool from its
 /// virtual functions; otherwise nothing.
 fn start_external(
-    _ctx: &StartCtx<'_>,
+    ctx: &StartCtx<'_>,
     def: &mut NetworkDef,
 ) -> Result<Option<Firewall>, DriverError> {
     let Some(fwd) = def.forward.as_mut() else {
@@ -346,7 +429,7 @@ fn start_external(
         return Ok(None);
     }
     let hostdev = fwd.mode == ForwardMode::Hostdev;
-    let vfs = list_virtual_functions(&pf, hostdev);
+    let vfs = list_virtual_functions(&ctx.driver.config().sysfs_root, &pf, hostdev);
     if vfs.is_empty() {
         return Err(DriverError::Invalid(format!(
             "No usable Vf's present on SRIOV PF {pf}"
@@ -358,10 +441,8 @@ fn start_external(
 
 /// Virtual functions of a PF from sysfs (`/sys/class/net/PF/device/virtfnN`):
 /// their netdev names (macvtap modes) or PCI addresses (hostdev).
-fn list_virtual_functions(pf: &str, hostdev: bool) -> Vec<ForwardIf> {
-    let dir = std::path::Path::new("/sys/class/net")
-        .join(pf)
-        .join("device");
+fn list_virtual_functions(sysfs: &std::path::Path, pf: &str, hostdev: bool) -> Vec<ForwardIf> {
+    let dir = sysfs.join("class/net").join(pf).join("device");
     let Ok(rd) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };

@@ -153,6 +153,18 @@ pub enum GoldenParseError {
     },
 }
 
+impl GoldenParseError {
+    /// The 1-based line the problem is on.
+    pub fn line(&self) -> usize {
+        match self {
+            GoldenParseError::UnterminatedQuote { line }
+            | GoldenParseError::EmptyLine { line }
+            | GoldenParseError::DanglingContinuation { line }
+            | GoldenParseError::Unexpected { line, .. } => *line,
+        }
+    }
+}
+
 /// Splits one line into shell words as [`escape_shell`] writes them: bare
 /// words, `'...'` quoted parts and `\'` between quoted parts, separated by
 /// single spaces.

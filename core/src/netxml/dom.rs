@@ -441,6 +441,25 @@ pub(crate) fn parse_document(input: &str) -> Result<Document, NetXmlError> {
     })
 }
 
+/// Deepest element nesting accepted: libxml2's default `xmlParserMaxDepth`
+/// (libvirt does not ask for XML_PARSE_HUGE). Besides matching libxml2,
+/// it bounds the work and memory of a hostile document (every element
+/// keeps its path and namespace scope).
+pub(crate) const MAX_DEPTH: usize = 256;
+
+impl Builder<'_> {
+    fn check_depth(&self, pos: usize) -> Result<(), NetXmlError> {
+        if self.stack.len() > MAX_DEPTH {
+            return Err(syntax(
+                self.input,
+                pos,
+                format!("Excessive depth in document: {MAX_DEPTH} use XML_PARSE_HUGE option"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn parse_normalized(input: &str) -> Result<Element, NetXmlError> {
     if let Some((i, c)) = input.char_indices().find(|(_, c)| is_forbidden_char(*c)) {
         return Err(syntax(
@@ -473,6 +492,7 @@ fn parse_normalized(input: &str) -> Result<Element, NetXmlError> {
         };
         match ev {
             Event::Start(e) => {
+                b.check_depth(pos)?;
                 if b.stack.is_empty() && b.root.is_some() {
                     return Err(syntax(
                         input,
@@ -484,6 +504,7 @@ fn parse_normalized(input: &str) -> Result<Element, NetXmlError> {
                 b.stack.push(el);
             }
             Event::Empty(e) => {
+                b.check_depth(pos)?;
                 if b.stack.is_empty() && b.root.is_some() {
                     return Err(syntax(
                         input,

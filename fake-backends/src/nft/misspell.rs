@@ -57,6 +57,11 @@ impl<T> Best<T> {
     }
     pub fn update(&mut self, candidate: &str, wanted: &str, obj: T) {
         let (la, lb) = (candidate.len(), wanted.len());
+        // Object names are at most 255 bytes in nftables; refuse to build a
+        // huge matrix for absurd input.
+        if la > 256 || lb > 256 {
+            return;
+        }
         let max = la.max(lb);
         let min = la.min(lb);
         if max <= 1 {

@@ -4,25 +4,45 @@
 //! Interface contract (used by the host in `lib.rs`): `NftState::exec` takes the
 //! arguments after `nft` and the standard input (for `-f -`), changes the state
 //! as the kernel would, and returns what the real tool would print and exit with.
+//! The host may call [`NftState::set_links`] with the devices that exist, so
+//! `iif`/`oif` fail like the real nft for unknown devices.
 //!
 //! How one invocation runs (mirroring nft 1.0.6 + the kernel):
-//! 1. options (`-a`, `-e`, `-f -`, combined as `-ae`);
+//! 1. options (`-a`, `-e`, `--handle`, `--echo`, `-f -`, combined as `-ae`);
 //! 2. the argv is joined with spaces into one line (or stdin is read for
-//!    `-f -`), scanned and parsed; a syntax error aborts everything;
-//! 3. every command is *evaluated* in userspace against nft's cache (table
-//!    missing for `add chain`, unknown device for `iif`, `index N`, unknown
-//!    set) — such errors consume nothing;
+//!    `-f -`), scanned and parsed; syntax errors are collected (the parser
+//!    resynchronises at the next separator, as bison does);
+//! 3. every parsed command is *evaluated* in userspace against nft's cache
+//!    (table missing for `add chain`, unknown device for `iif`, symbols,
+//!    protocols, `index N`, unknown set); any error so far is printed (syntax
+//!    errors first) and nothing is sent: such errors consume nothing;
 //! 4. the whole batch is applied to a copy of the ruleset as the kernel's
-//!    transaction would; the first failure aborts the batch (nothing changes,
-//!    but handle counters stay advanced, as in the kernel) and is reported
-//!    with nft's "Could not process rule: ..." / "did you mean ..." text;
+//!    transaction would; every failing message is reported with nft's
+//!    "Could not process rule: ..." / "did you mean ..." text, and if any
+//!    failed nothing changes (but handle counters stay advanced, as in the
+//!    kernel);
 //! 5. on success the generation counter goes up by one (if the batch changed
-//!    anything) and, with `-e`, the new objects are echoed followed by
-//!    `# new generation N by process PID (nft)`.
+//!    anything) and, with `-e`, the new objects are echoed, followed by
+//!    `# new generation N by process PID (nft)` when the batch's first
+//!    message asked for echo.
 //!
 //! The pid in that line is [`FAKE_PID`]: a real pid cannot be reproduced.
 //! The generation starts at 1 like a fresh network namespace's, so the first
 //! change prints generation 2.
+//!
+//! Simulated: families ip, ip6, inet, arp, bridge, netdev; `add`/`create`/
+//! `insert`/`delete`/`flush`/`list` of tables (with comment and `flags
+//! dormant`), chains (base chains with type/hook/priority/policy, comments),
+//! rules (with `position`/`handle`/`index`), named sets and maps (ipv4_addr,
+//! ipv6_addr, inet_service, ifname, inet_proto, mark; interval flag) and
+//! their elements; `list ruleset|tables|table|chain|chains|sets|maps|set|map`;
+//! `flush ruleset`; `table NAME { ... }` blocks in `-f -` input; the rule
+//! statements `iif`/`oif`/`iifname`/`oifname` (also under `meta`), `meta
+//! l4proto`, `ip|ip6 saddr|daddr` (prefixes, anonymous sets, `@set`), `ip
+//! protocol`, `ip6 nexthdr`, `tcp|udp sport|dport` (ranges, sets, `@set`),
+//! `ct state`, `counter`, verdicts, `jump`/`goto`, `reject [with ...]`,
+//! `masquerade [to :P-Q]`, `snat|dnat [ip|ip6] to ...`, `comment`.
+//! Everything else fails with `Error: command not simulated: ...` (exit 1).
 
 mod lexer;
 mod misspell;
@@ -70,6 +90,7 @@ enum Errno {
     Exist,
     Busy,
     NotSupp,
+    MLink,
 }
 
 impl Errno {
@@ -79,6 +100,7 @@ impl Errno {
             Errno::Exist => "File exists",
             Errno::Busy => "Device or resource busy",
             Errno::NotSupp => "Operation not supported",
+            Errno::MLink => "Too many links",
         }
     }
 }
@@ -254,17 +276,31 @@ impl NftState {
             .iter()
             .map(|e| src.error2(e.loc, e.secondary, &e.msg))
             .collect();
-        let cache = cache_level(&cmds);
+        let cache = cache_level(&cmds, opts.echo);
         // A rule position anywhere in the batch makes nft load the rule
         // cache, and then every add/insert rule checks its table and chain
         // in userspace.
-        let rule_cache = cmds
-            .iter()
-            .any(|c| matches!(&c.op, Op::AddRule { pos: Some(_), .. }));
+        let rule_cache = cmds.iter().any(|c| {
+            matches!(
+                &c.op,
+                Op::AddRule { pos: Some(_), .. } | Op::Invalid(_, true)
+            )
+        });
 
         // Userspace evaluation of every command before anything is sent;
         // nft reports every failing command, then stops.
         let mut view = self.clone();
+        let flushes_ruleset = cmds.iter().any(|c| matches!(c.op, Op::FlushRuleset(_)));
+        let effective_cache = if flushes_ruleset {
+            CacheLevel::Empty
+        } else {
+            cache
+        };
+        if flushes_ruleset {
+            // The ruleset is about to go: nft does not even load its cache,
+            // so existing tables are invisible to this batch's evaluation.
+            view.tables.clear();
+        }
         let mut stdout = String::new();
         let mut resolved: Vec<Option<u64>> = Vec::with_capacity(cmds.len());
         for cmd in &cmds {
@@ -284,6 +320,41 @@ impl NftState {
             };
         }
 
+        // What nft's cache holds when it explains kernel errors: without a
+        // fetch, only the tables and chains this batch added.
+        let mut nft_cache = if effective_cache == CacheLevel::Full {
+            view.clone()
+        } else {
+            let mut c = view.clone();
+            let tables: BTreeSet<(Family, String)> = cmds
+                .iter()
+                .filter_map(|cmd| match &cmd.op {
+                    Op::AddTable { t, .. } => Some((t.family, t.name.clone())),
+                    _ => None,
+                })
+                .collect();
+            let chains: BTreeSet<(Family, String, String)> = cmds
+                .iter()
+                .filter_map(|cmd| match &cmd.op {
+                    Op::AddChain { t, chain, .. } => {
+                        Some((t.family, t.name.clone(), chain.value.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            c.tables
+                .retain(|t| tables.contains(&(t.family, t.name.clone())));
+            for t in &mut c.tables {
+                let (f, n) = (t.family, t.name.clone());
+                t.chains
+                    .retain(|ch| chains.contains(&(f, n.clone(), ch.name.clone())));
+                t.sets.clear();
+            }
+            c
+        };
+
+        let mut cache_now = effective_cache;
+
         // The kernel transaction: every message is processed (so every
         // failure is reported), then the batch commits only if none failed.
         let mut work = self.clone();
@@ -292,9 +363,20 @@ impl NftState {
         for (cmd, pos) in cmds.iter().zip(resolved) {
             if let Err(ks) = work.apply(cmd, pos, opts, &mut echoes, &mut changed) {
                 for k in ks {
+                    // Explaining a missing rule target makes nft fetch tables
+                    // and chains if it has not: later explanations see them.
+                    let rule_cmd = matches!(cmd.op, Op::AddRule { .. } | Op::DeleteRule { .. });
+                    if rule_cmd
+                        && k.errno == Errno::NoEnt
+                        && k.attr
+                        && cache_now != CacheLevel::Full
+                    {
+                        nft_cache = self.clone();
+                        cache_now = CacheLevel::Full;
+                    }
                     // nft explains kernel errors from its cache: the
                     // ruleset plus what the batch's evaluation added.
-                    let msg = view.kernel_error_text(cmd, &k, cache);
+                    let msg = nft_cache.kernel_error_text(cmd, &k);
                     errors.push_str(&src.error(k.loc, &msg));
                 }
             }
@@ -401,6 +483,7 @@ impl NftState {
                     table.chains.push(Chain {
                         name: chain.value.clone(),
                         handle: 0,
+                        comment: None,
                         base: None,
                         rules: Default::default(),
                     });
@@ -439,6 +522,25 @@ impl NftState {
                             None => Errno::NoEnt.text().to_string(),
                         };
                         return Err(PErr::new(chain.loc, msg));
+                    }
+                }
+                if let Some(p) = pos.as_ref().filter(|p| p.kind != PosKind::Index) {
+                    // With the rule cache loaded nft looks the reference rule
+                    // up itself.
+                    let known = self
+                        .table(t.family, &t.name)
+                        .and_then(|tb| tb.chain(&chain.value))
+                        .is_some_and(|c| c.rules.iter().any(|r| r.handle == p.value));
+                    if rule_cache && !known {
+                        let loc = if p.kind == PosKind::Handle {
+                            p.value_loc
+                        } else {
+                            p.loc
+                        };
+                        return Err(PErr::new(
+                            loc,
+                            "Could not process rule: No such file or directory",
+                        ));
                     }
                 }
                 if let Some(p) = pos.as_ref().filter(|p| p.kind == PosKind::Index) {
@@ -590,6 +692,7 @@ impl NftState {
                     set_block(s, lopts)
                 ));
             }
+            Op::Invalid(e, _) => return Err(e.clone()),
             Op::DeleteTable { .. }
             | Op::DeleteChain { .. }
             | Op::FlushTable(_)
@@ -695,7 +798,10 @@ impl NftState {
 
     // ----- kernel stage ----------------------------------------------------
 
-    fn kernel_error_text(&self, cmd: &Command, k: &KErr, cache: CacheLevel) -> String {
+    /// nft's explanation of a kernel error; `self` is nft's cache at that
+    /// moment (what it fetched of the ruleset, plus what the batch's
+    /// evaluation added).
+    fn kernel_error_text(&self, cmd: &Command, k: &KErr) -> String {
         let plain = format!("Could not process rule: {}", k.errno.text());
         if k.errno != Errno::NoEnt || !k.attr {
             return plain;
@@ -717,7 +823,7 @@ impl NftState {
         };
         match &cmd.op {
             Op::AddTable { t, .. } | Op::FlushTable(t) => {
-                if let Some((n, f)) = self.fuzzy_table(&t.name, cache) {
+                if let Some((n, f)) = self.fuzzy_table(&t.name, CacheLevel::Full) {
                     return format!(
                         "{noent}; did you mean table ‘{}’ in family {}?",
                         n,
@@ -726,7 +832,7 @@ impl NftState {
                 }
             }
             Op::DeleteTable { name: Some(n), .. } => {
-                if let Some((n, f)) = self.fuzzy_table(&n.value, cache) {
+                if let Some((n, f)) = self.fuzzy_table(&n.value, CacheLevel::Full) {
                     return format!(
                         "{noent}; did you mean table ‘{}’ in family {}?",
                         n,
@@ -737,9 +843,7 @@ impl NftState {
             Op::DeleteChain {
                 t, chain: Some(c), ..
             }
-            | Op::FlushChain { t, chain: c }
-                if cache == CacheLevel::Full =>
-            {
+            | Op::FlushChain { t, chain: c } => {
                 if let Some((cn, f, tn)) = self.fuzzy_chain(&c.value) {
                     if let Some(m) = table_check(t, &tn, f) {
                         return m;
@@ -752,7 +856,7 @@ impl NftState {
                     );
                 }
             }
-            Op::AddChain { t, chain, .. } if cache == CacheLevel::Full => {
+            Op::AddChain { t, chain, .. } => {
                 if let Some((cn, f, tn)) = self.fuzzy_chain(&chain.value) {
                     if let Some(m) = table_check(t, &tn, f) {
                         return m;
@@ -766,10 +870,15 @@ impl NftState {
                 }
             }
             Op::AddRule { t, chain, .. } | Op::DeleteRule { t, chain, .. } => {
-                // nft refreshes its cache with tables and chains here.
-                if let Some((cn, f, tn)) = self.fuzzy_chain(&chain.value) {
-                    if let Some(m) = table_check(t, &tn, f) {
-                        return m;
+                // The caller made sure the cache has tables and chains.
+                let src = self;
+                if let Some((cn, f, tn)) = src.fuzzy_chain(&chain.value) {
+                    if src.table(t.family, &t.name).is_none() && (t.name != tn || t.family != f) {
+                        return format!(
+                            "{noent}; did you mean table ‘{}’ in family {}?",
+                            tn,
+                            f.as_str()
+                        );
                     }
                     if cn != chain.value {
                         return format!(
@@ -781,9 +890,7 @@ impl NftState {
                     }
                 }
             }
-            Op::AddSet { t, set, .. } | Op::DeleteSet { t, set, .. } | Op::FlushSet { t, set }
-                if cache == CacheLevel::Full =>
-            {
+            Op::AddSet { t, set, .. } | Op::DeleteSet { t, set, .. } | Op::FlushSet { t, set } => {
                 let mut best = misspell::Best::new();
                 for tb in &self.tables {
                     for s in &tb.sets {
@@ -837,22 +944,34 @@ impl NftState {
         };
         let verb = |create: bool| if create { "create" } else { "add" };
         match &cmd.op {
-            Op::AddTable { create, t } => {
+            Op::AddTable {
+                create,
+                t,
+                dormant,
+                comment,
+            } => {
                 if self.table(t.family, &t.name).is_some() {
                     if *create {
                         return Err(at(Errno::Exist, t.loc));
                     }
-                    return Ok(()); // no change, no transaction, no echo
+                    // No change, no transaction, no echo (updating the
+                    // flags or comment of a table is not simulated).
+                    return Ok(());
                 }
                 self.last_table_handle += 1;
                 let handle = self.last_table_handle;
-                self.tables.push(empty_table(t, handle));
+                let mut table = empty_table(t, handle);
+                table.dormant = *dormant;
+                table.comment = comment.clone();
+                self.tables.push(table);
                 *changed = true;
+                // The echo shows flags but not the comment.
                 echoes.push(Echo::Text(format!(
-                    "{} table {} {}{}",
+                    "{} table {} {}{}{}",
                     verb(*create),
                     t.family.as_str(),
                     t.name,
+                    if *dormant { " { flags dormant; }" } else { "" },
                     hs(handle)
                 )));
             }
@@ -901,6 +1020,8 @@ impl NftState {
                 t,
                 chain,
                 spec,
+                comment,
+                policy_loc,
             } => {
                 let table = self
                     .table_mut(t.family, &t.name)
@@ -911,7 +1032,12 @@ impl NftState {
                     }
                     match (&mut existing.base, spec) {
                         (_, None) => {}
-                        (None, Some(_)) => return Err(at(Errno::Exist, chain.loc)),
+                        (None, Some(_)) => {
+                            return Err(match policy_loc {
+                                Some(l) => at(Errno::NotSupp, *l),
+                                None => at(Errno::Exist, chain.loc),
+                            })
+                        }
                         (Some(b), Some(s)) => {
                             if b.chain_type != s.chain_type
                                 || b.hook != s.hook
@@ -940,6 +1066,7 @@ impl NftState {
                     table.chains.push(Chain {
                         name: chain.value.clone(),
                         handle,
+                        comment: comment.clone(),
                         base: spec.clone(),
                         rules: Default::default(),
                     });
@@ -1069,36 +1196,7 @@ impl NftState {
                         )
                     }
                 };
-                let base = c.base.clone();
                 let handle = table.alloc_handle();
-                if let Some(b) = &base {
-                    // The kernel validates NAT statements against the base
-                    // chain's type and hook.
-                    for st in &body.stmts {
-                        if let StmtKind::Nat(kind) = &st.kind {
-                            let ok = b.chain_type == "nat"
-                                && match kind.as_str() {
-                                    "masquerade" => b.hook == "postrouting",
-                                    "snat" => b.hook == "postrouting" || b.hook == "input",
-                                    _ => b.hook == "prerouting" || b.hook == "output",
-                                };
-                            if !ok {
-                                // The kernel finds this only when it
-                                // validates the table at commit; it then
-                                // replays the batch (-EAGAIN), validating at
-                                // once, so the rule takes a second handle.
-                                for _ in 0..=body.anon_sets.len() {
-                                    table.alloc_handle();
-                                }
-                                return Err(vec![KErr {
-                                    errno: Errno::NotSupp,
-                                    loc: cmd.loc,
-                                    attr: false,
-                                }]);
-                            }
-                        }
-                    }
-                }
                 for (target, is_goto) in &body.targets {
                     match table.chain(&target.value) {
                         None => return Err(at(Errno::NoEnt, target.loc)),
@@ -1124,6 +1222,26 @@ impl NftState {
                     (false, Some(i)) => i + 1,
                 };
                 std::sync::Arc::make_mut(&mut c.rules).insert(idx, rule);
+                if let Some(errno) = validate_table(table) {
+                    // The kernel finds this when it validates the table at
+                    // commit; it then replays the batch (-EAGAIN) validating
+                    // at once, so the rule (and its anonymous sets) take
+                    // their handles a second time.
+                    if let Some(c) = table.chain_mut(&chain.value) {
+                        std::sync::Arc::make_mut(&mut c.rules).retain(|r| r.handle != handle);
+                    }
+                    for _ in 0..=body.anon_sets.len() {
+                        table.alloc_handle();
+                    }
+                    return Err(vec![KErr {
+                        errno,
+                        loc: cmd.loc,
+                        attr: false,
+                    }]);
+                }
+                let c = table
+                    .chain_mut(&chain.value)
+                    .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
                 *changed = true;
                 let body_text = c
                     .rules
@@ -1169,6 +1287,7 @@ impl NftState {
                 let table = self
                     .table_mut(t.family, &t.name)
                     .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
+                let mut new_elems: Vec<Element> = Vec::new();
                 if let Some(existing) = table.sets.iter_mut().find(|s| s.name == set.value) {
                     if *create {
                         return Err(at(Errno::Exist, set.loc));
@@ -1183,9 +1302,11 @@ impl NftState {
                     for e in &decl.elements {
                         if !existing.elements.iter().any(|x| x.key == e.key) {
                             existing.elements.push(e.clone());
+                            new_elems.push(e.clone());
                         }
                     }
                 } else {
+                    new_elems = decl.elements.clone();
                     let handle = table.alloc_handle();
                     table.sets.push(Set {
                         name: set.value.clone(),
@@ -1216,6 +1337,19 @@ impl NftState {
                         set.value,
                         inner
                     )));
+                    // The set's initial elements follow as element echoes.
+                    if s.flags.iter().any(|f| f == "interval") {
+                        new_elems.sort_by(|a, b| model::element_cmp(&s.key_type, &a.key, &b.key));
+                    }
+                    for e in &new_elems {
+                        echoes.push(Echo::Text(format!(
+                            "add element {} {} {} {{ {} }}",
+                            t.family.as_str(),
+                            t.name,
+                            set.value,
+                            e.text()
+                        )));
+                    }
                 }
             }
             Op::DeleteSet { t, set, .. } => {
@@ -1267,7 +1401,14 @@ impl NftState {
                         }
                     }
                 }
-                for e in elems {
+                let mut order: Vec<&Named<Element>> = elems.iter().collect();
+                if s.flags.iter().any(|f| f == "interval") {
+                    // Interval elements are sorted by nft before sending.
+                    order.sort_by(|a, b| {
+                        model::element_cmp(&s.key_type, &a.value.key, &b.value.key)
+                    });
+                }
+                for e in order {
                     if s.elements.iter().any(|x| x.key == e.value.key) {
                         // Already there: no transaction, nothing echoed.
                         continue;
@@ -1308,7 +1449,8 @@ impl NftState {
             | Op::ListChain { .. }
             | Op::ListChains(_)
             | Op::ListSets { .. }
-            | Op::ListSet { .. } => {}
+            | Op::ListSet { .. }
+            | Op::Invalid(..) => {}
         }
         Ok(())
     }
@@ -1356,11 +1498,79 @@ impl NftState {
     }
 }
 
+/// The kernel's table validation: walk from every base chain along jumps
+/// and gotos; a chain 16 levels deep (always reached through a loop) fails
+/// with EMLINK, a NAT statement under a base chain of the wrong type or hook
+/// and a reject outside prerouting/input/forward/output with EOPNOTSUPP.
+fn validate_table(table: &Table) -> Option<Errno> {
+    const JUMP_STACK: usize = 16;
+    fn walk(
+        table: &Table,
+        base: &BaseSpec,
+        chain: &Chain,
+        level: usize,
+        seen: &mut std::collections::HashMap<String, usize>,
+    ) -> Option<Errno> {
+        if level == JUMP_STACK {
+            return Some(Errno::MLink);
+        }
+        // A chain already walked from as deep or deeper adds nothing new.
+        match seen.get(&chain.name) {
+            Some(l) if *l >= level => return None,
+            _ => {
+                seen.insert(chain.name.clone(), level);
+            }
+        }
+        for r in chain.rules.iter() {
+            for st in &r.stmts {
+                if st.kind == StmtKind::Reject
+                    && !matches!(
+                        base.hook.as_str(),
+                        "prerouting" | "input" | "forward" | "output"
+                    )
+                {
+                    return Some(Errno::NotSupp);
+                }
+                if let StmtKind::Nat(kind) = &st.kind {
+                    let ok = base.chain_type == "nat"
+                        && match kind.as_str() {
+                            "masquerade" => base.hook == "postrouting",
+                            "snat" => base.hook == "postrouting" || base.hook == "input",
+                            _ => base.hook == "prerouting" || base.hook == "output",
+                        };
+                    if !ok {
+                        return Some(Errno::NotSupp);
+                    }
+                }
+            }
+            for target in r.jump_targets() {
+                if let Some(next) = table.chain(target) {
+                    if let Some(e) = walk(table, base, next, level + 1, seen) {
+                        return Some(e);
+                    }
+                }
+            }
+        }
+        None
+    }
+    for c in &table.chains {
+        if let Some(b) = &c.base {
+            let mut seen = std::collections::HashMap::new();
+            if let Some(e) = walk(table, b, c, 0, &mut seen) {
+                return Some(e);
+            }
+        }
+    }
+    None
+}
+
 fn empty_table(t: &TableRef, handle: u64) -> Table {
     Table {
         family: t.family,
         name: t.name.clone(),
         handle,
+        dormant: false,
+        comment: None,
         last_handle: 0,
         chains: Vec::new(),
         sets: Vec::new(),
@@ -1381,11 +1591,37 @@ fn check_element(s: &Set, e: &Named<Element>) -> Result<(), PErr> {
             _ => false,
         }
     };
-    if !ok(&s.key_type, &e.value.key) {
+    let key = &e.value.key;
+    let interval = s.flags.iter().any(|f| f == "interval");
+    let is_range = key.contains('-') && s.key_type != "ifname";
+    if !interval && (key.contains('/') || is_range) {
+        let what = if key.contains('/') { "prefix" } else { "range" };
+        return Err(PErr::new(
+            e.loc,
+            format!(
+                "You must add 'flags interval' to your set declaration if you want to add {what} elements"
+            ),
+        ));
+    }
+    let plain = key.split(['/', '-']).next().unwrap_or("");
+    let fits = ok(&s.key_type, key) || (is_range && ok(&s.key_type, plain));
+    if !fits {
         return Err(PErr::not_simulated(
             e.loc,
             format!("element '{}' for type {}", e.value.key, s.key_type),
         ));
+    }
+    if interval {
+        if let Some((lo, hi)) = model::element_bounds(&s.key_type, key) {
+            let overlaps = s.elements.iter().any(|x| {
+                x.key != *key
+                    && model::element_bounds(&s.key_type, &x.key)
+                        .is_some_and(|(a, b)| a <= hi && lo <= b)
+            });
+            if overlaps {
+                return Err(PErr::new(e.loc, "interval overlaps with an existing one"));
+            }
+        }
     }
     match (&s.data_type, &e.value.value) {
         (Some(d), Some(v)) if ok(d, v) => Ok(()),
@@ -1399,10 +1635,24 @@ fn check_element(s: &Set, e: &Named<Element>) -> Result<(), PErr> {
 
 /// The cache nft builds for a batch: none when it only flushes (or lists),
 /// tables and chains as soon as anything is added or deleted.
-fn cache_level(cmds: &[Command]) -> CacheLevel {
+fn cache_level(cmds: &[Command], echo: bool) -> CacheLevel {
     cmds.iter()
         .map(|c| match c.op {
-            Op::FlushTable(_)
+            // With echo, every add loads the whole ruleset (nft needs it to
+            // print what the kernel returns).
+            Op::AddTable { .. }
+            | Op::AddChain { .. }
+            | Op::AddRule { .. }
+            | Op::AddSet { .. }
+            | Op::AddElement { .. }
+                if echo =>
+            {
+                CacheLevel::Full
+            }
+            // Adding a table needs no cache; flushes and lists neither (lists
+            // load only what they show).
+            Op::AddTable { .. }
+            | Op::FlushTable(_)
             | Op::FlushChain { .. }
             | Op::FlushSet { .. }
             | Op::FlushRuleset(_)

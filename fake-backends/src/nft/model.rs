@@ -133,8 +133,11 @@ pub enum StmtKind {
     Goto(String),
     /// A reference to a named set/map (`@name`).
     SetRef(String),
-    /// Terminal verdict or reject statement.
+    /// Terminal verdict.
     Terminal,
+    /// `reject ...`: terminal, and only valid under base chains of the
+    /// prerouting, input, forward and output hooks.
+    Reject,
     /// A NAT statement (`masquerade`, `snat`, `dnat`): terminal, and only
     /// valid in nat chains of the right hook.
     Nat(String),
@@ -186,6 +189,8 @@ impl Rule {
 pub struct Chain {
     pub name: String,
     pub handle: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<BaseSpec>,
     /// Shared between copies of the ruleset (every nft command works on
@@ -255,6 +260,10 @@ pub struct Table {
     pub family: Family,
     pub name: String,
     pub handle: u64,
+    #[serde(default)]
+    pub dormant: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
     /// Last handle given to an object of this table (the kernel's
     /// `hgenerator`).
     pub last_handle: u64,
@@ -316,10 +325,73 @@ pub fn set_body(set: &Set) -> String {
         out.push_str(&format!("\t\tflags {}\n", set.flags.join(",")));
     }
     if !set.elements.is_empty() {
-        let elems: Vec<String> = set.elements.iter().map(Element::text).collect();
-        out.push_str(&format!("\t\telements = {{ {} }}\n", elems.join(", ")));
+        // nft sorts the elements by key and wraps lines by key type.
+        let mut elems: Vec<&Element> = set.elements.iter().collect();
+        elems.sort_by(|a, b| element_cmp(&set.key_type, &a.key, &b.key));
+        let per_line = match set.key_type.as_str() {
+            "inet_service" | "mark" | "inet_proto" => 5,
+            "ipv4_addr" => 2,
+            _ => 1,
+        };
+        let mut text = String::new();
+        for (i, e) in elems.iter().enumerate() {
+            if i > 0 {
+                if i % per_line == 0 {
+                    text.push_str(",\n\t\t\t     ");
+                } else {
+                    text.push_str(", ");
+                }
+            }
+            text.push_str(&e.text());
+        }
+        out.push_str(&format!("\t\telements = {{ {text} }}\n"));
     }
     out
+}
+
+/// The value an element key starts at: (address or number, and for text the
+/// bytes), for ordering and overlap checks.
+pub fn element_bounds(key_type: &str, key: &str) -> Option<(u128, u128)> {
+    let num = |s: &str| -> Option<u128> {
+        match key_type {
+            "ipv4_addr" => s
+                .parse::<std::net::Ipv4Addr>()
+                .ok()
+                .map(|a| u128::from(u32::from(a))),
+            "ipv6_addr" => s.parse::<std::net::Ipv6Addr>().ok().map(u128::from),
+            _ => s.parse::<u128>().ok(),
+        }
+    };
+    let width: u32 = match key_type {
+        "ipv4_addr" => 32,
+        "ipv6_addr" => 128,
+        _ => 0,
+    };
+    if let Some((a, len)) = key.split_once('/') {
+        let a = num(a)?;
+        let len: u32 = len.parse().ok()?;
+        let host = width.checked_sub(len)?;
+        let span = if host >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << host) - 1
+        };
+        return Some((a, a.checked_add(span)?));
+    }
+    // IPv6 addresses contain no '-', so a dash always means a range.
+    if let Some((a, b)) = key.split_once('-') {
+        return Some((num(a)?, num(b)?));
+    }
+    let v = num(key)?;
+    Some((v, v))
+}
+
+/// The order nft lists set elements in.
+pub fn element_cmp(key_type: &str, a: &str, b: &str) -> std::cmp::Ordering {
+    match (element_bounds(key_type, a), element_bounds(key_type, b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        _ => a.cmp(b),
+    }
 }
 
 pub fn set_block(set: &Set, opts: ListOpts) -> String {
@@ -338,6 +410,9 @@ pub fn chain_block(family: Family, chain: &Chain, opts: ListOpts) -> String {
         chain.name,
         handle_suffix(opts, chain.handle)
     );
+    if let Some(c) = &chain.comment {
+        out.push_str(&format!("\t\tcomment \"{c}\"\n"));
+    }
     if let Some(b) = &chain.base {
         out.push_str(&format!("\t\t{}\n", b.text(family)));
     }
@@ -361,6 +436,12 @@ pub fn table_block(t: &Table, opts: ListOpts, what: TableParts) -> String {
         t.name,
         handle_suffix(opts, t.handle)
     );
+    if t.dormant {
+        out.push_str("\tflags dormant\n");
+    }
+    if let Some(c) = &t.comment {
+        out.push_str(&format!("\tcomment \"{c}\"\n"));
+    }
     let mut blocks: Vec<String> = Vec::new();
     if what.sets {
         for s in &t.sets {

@@ -18,6 +18,9 @@ pub(crate) struct PErr {
     pub loc: Loc,
     pub secondary: Option<Loc>,
     pub msg: String,
+    /// Found while evaluating (symbols, protocols, ...) rather than while
+    /// parsing: nft reports these after all syntax errors, in command order.
+    pub eval: bool,
 }
 
 impl PErr {
@@ -26,7 +29,13 @@ impl PErr {
             loc,
             secondary: None,
             msg: msg.into(),
+            eval: true,
         }
+    }
+    /// An error nft's parser itself raises.
+    pub fn parse_stage(mut self) -> PErr {
+        self.eval = false;
+        self
     }
     pub fn not_simulated(loc: Loc, what: impl std::fmt::Display) -> PErr {
         PErr::new(loc, format!("command not simulated: {what}"))
@@ -99,6 +108,8 @@ pub(crate) enum Op {
     AddTable {
         create: bool,
         t: TableRef,
+        dormant: bool,
+        comment: Option<String>,
     },
     DeleteTable {
         family: Family,
@@ -111,6 +122,8 @@ pub(crate) enum Op {
         t: TableRef,
         chain: Named<String>,
         spec: Option<BaseSpec>,
+        comment: Option<String>,
+        policy_loc: Option<Loc>,
     },
     DeleteChain {
         t: TableRef,
@@ -176,6 +189,10 @@ pub(crate) enum Op {
         t: TableRef,
         set: Named<String>,
     },
+    /// A command whose evaluation already failed while it was read, and
+    /// whether it was a rule command with a position (which changes how nft
+    /// evaluates the other rules of the batch).
+    Invalid(PErr, bool),
 }
 
 /// One command with the span of its whole text (some kernel errors mark it).
@@ -190,9 +207,11 @@ struct P<'a> {
     pos: usize,
 }
 
-/// Words nft 1.0.6's scanner turns into keyword tokens. They are not
-/// accepted as plain identifiers (a chain cannot be called `fwd` or `in`)
-/// and syntax errors name them as themselves.
+/// Words nft 1.0.6's scanner turns into keyword tokens everywhere (words it
+/// only reserves inside a statement, such as `saddr` or `state`, are left
+/// out: they are valid table and chain names). They are not accepted as
+/// identifiers (a chain cannot be called `fwd`) and syntax errors name them
+/// as themselves. The list was checked word by word against the real nft.
 const KEYWORDS: &[&str] = &[
     "eq",
     "ne",
@@ -216,22 +235,15 @@ const KEYWORDS: &[&str] = &[
     "device",
     "devices",
     "table",
-    "tables",
     "chain",
-    "chains",
     "rule",
-    "rules",
-    "sets",
     "set",
     "element",
     "map",
-    "maps",
     "flowtable",
     "handle",
     "ruleset",
-    "trace",
     "socket",
-    "transparent",
     "tproxy",
     "accept",
     "drop",
@@ -239,7 +251,6 @@ const KEYWORDS: &[&str] = &[
     "jump",
     "goto",
     "return",
-    "to",
     "inet",
     "netdev",
     "add",
@@ -269,157 +280,51 @@ const KEYWORDS: &[&str] = &[
     "expires",
     "policy",
     "size",
-    "performance",
-    "memory",
     "flow",
     "offload",
     "meter",
-    "meters",
-    "flowtables",
     "counter",
-    "name",
-    "packets",
-    "bytes",
-    "avgpkt",
-    "counters",
-    "quotas",
-    "limits",
-    "synproxys",
     "log",
-    "prefix",
-    "group",
-    "snaplen",
-    "queue-threshold",
-    "level",
     "queue",
-    "num",
-    "bypass",
-    "fanout",
     "limit",
-    "rate",
-    "burst",
-    "until",
-    "over",
     "quota",
-    "used",
-    "nanosecond",
-    "microsecond",
-    "millisecond",
-    "second",
-    "minute",
     "hour",
     "day",
-    "week",
     "reject",
-    "with",
-    "icmpx",
     "snat",
     "dnat",
     "masquerade",
     "redirect",
     "random",
-    "fully-random",
-    "persistent",
-    "ll",
-    "nh",
     "th",
     "bridge",
     "ether",
-    "saddr",
-    "daddr",
     "type",
     "vlan",
-    "id",
-    "cfi",
-    "pcp",
     "arp",
-    "htype",
-    "ptype",
-    "hlen",
-    "plen",
-    "operation",
     "ip",
-    "version",
-    "hdrlength",
-    "dscp",
     "ecn",
-    "length",
-    "frag-off",
-    "ttl",
-    "protocol",
-    "checksum",
-    "lsrr",
-    "rr",
-    "ssrr",
-    "ra",
-    "value",
-    "ptr",
-    "echo",
-    "eol",
-    "maxseg",
-    "noop",
-    "sack",
-    "sack0",
-    "sack1",
-    "sack2",
-    "sack3",
-    "sack-permitted",
-    "timestamp",
     "time",
-    "kind",
-    "count",
-    "left",
-    "right",
-    "tsval",
-    "tsecr",
     "icmp",
-    "code",
-    "sequence",
-    "gateway",
-    "mtu",
     "igmp",
-    "mrt",
     "ip6",
     "priority",
-    "flowlabel",
-    "nexthdr",
-    "hoplimit",
     "icmpv6",
-    "param-problem",
-    "max-delay",
     "ah",
-    "reserved",
-    "spi",
     "esp",
     "comp",
     "flags",
-    "cpi",
     "udp",
     "udplite",
-    "sport",
-    "dport",
     "tcp",
-    "ackseq",
-    "doff",
-    "window",
-    "urgptr",
-    "option",
     "dccp",
     "sctp",
-    "vtag",
     "rt",
     "rt0",
     "rt2",
     "srh",
-    "seg-left",
-    "addr",
-    "last-entry",
-    "tag",
-    "sid",
     "hbh",
     "frag",
-    "reserved2",
-    "more-fragments",
     "dst",
     "mh",
     "meta",
@@ -443,58 +348,22 @@ const KEYWORDS: &[&str] = &[
     "iifgroup",
     "oifgroup",
     "cgroup",
-    "classid",
-    "nexthop",
     "ct",
-    "l3proto",
-    "proto-src",
-    "proto-dst",
-    "zone",
-    "original",
-    "reply",
-    "direction",
-    "event",
-    "expectation",
-    "expiration",
-    "helper",
-    "helpers",
-    "label",
-    "state",
-    "status",
     "numgen",
-    "inc",
-    "mod",
-    "offset",
     "jhash",
     "symhash",
-    "seed",
     "dup",
     "fwd",
     "fib",
     "osf",
     "synproxy",
-    "mss",
-    "wscale",
-    "sack-perm",
     "notrack",
-    "options",
     "all",
-    "xml",
-    "json",
-    "vm",
     "exists",
     "missing",
     "exthdr",
     "ipsec",
-    "mode",
-    "reqid",
-    "spnum",
-    "transport",
-    "tunnel",
-    "in",
-    "out",
     "secmark",
-    "secmarks",
 ];
 
 /// Object kinds of nft the simulator does not model (they must not be
@@ -547,7 +416,7 @@ fn syntax(t: &Tok, expecting: Option<&str>) -> PErr {
         msg.push_str(", expecting ");
         msg.push_str(e);
     }
-    PErr::new(t.loc(), msg)
+    PErr::new(t.loc(), msg).parse_stage()
 }
 
 const END_EXPECT: &str = "end of file or newline or semicolon";
@@ -660,8 +529,8 @@ pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
             break;
         }
         let start = p.peek().loc();
-        let is_block = p.peek().is_word("table");
-        let result = command(&mut p, &mut cmds).and_then(|op| {
+        let start_pos = p.pos;
+        let result = command(&mut p, &mut cmds, &mut errors).and_then(|op| {
             if p.at_end() {
                 Ok(op)
             } else {
@@ -680,12 +549,26 @@ pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
                     });
                 }
             }
-            Err(e) => {
-                if is_block {
-                    errors.push(e);
-                    // No recovery inside a table block.
-                    break;
+            Err(e) if e.eval => {
+                // Reported by evaluation, in command order, after all
+                // syntax errors; the rest of the command is skipped.
+                while !p.peek().is_end() {
+                    p.next();
                 }
+                let end = p.peek().loc();
+                let words = &toks[start_pos..p.pos];
+                let is_rule_add = words
+                    .first()
+                    .is_some_and(|w| w.is_word("add") || w.is_word("insert"));
+                let has_pos = words.windows(2).any(|w| {
+                    w[0].is_word("index") || (w[0].is_word("position") && !w[1].is_word("0"))
+                });
+                cmds.push(Command {
+                    op: Op::Invalid(e, is_rule_add && has_pos),
+                    loc: start.to(end),
+                });
+            }
+            Err(e) => {
                 // Like bison's error recovery, resynchronise at the next
                 // separator after a syntax error; other errors end the line.
                 let syntax_error = e.msg.starts_with("syntax error");
@@ -701,7 +584,7 @@ pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
     (cmds, errors)
 }
 
-fn command(p: &mut P, out: &mut Vec<Command>) -> Result<Option<Op>, PErr> {
+fn command(p: &mut P, out: &mut Vec<Command>, errors: &mut Vec<PErr>) -> Result<Option<Op>, PErr> {
     let verb = p.peek();
     if verb.kind != Kind::Word {
         return Err(syntax(verb, None));
@@ -725,7 +608,7 @@ fn command(p: &mut P, out: &mut Vec<Command>) -> Result<Option<Op>, PErr> {
         }
         "table" => {
             p.next();
-            table_block(p, out)?;
+            table_block(p, out, errors)?;
             Ok(None)
         }
         "monitor" | "describe" | "reset" | "rename" | "replace" | "import" | "export" | "get"
@@ -753,25 +636,34 @@ fn add_cmd(p: &mut P, verb: &str) -> Result<Op, PErr> {
         ("add" | "create", "table") => {
             p.next();
             let t = p.table_ref("string")?;
-            if p.peek().kind == Kind::LBrace {
-                return Err(PErr::not_simulated(p.peek().loc(), "table options block"));
-            }
-            Ok(Op::AddTable { create, t })
+            let (dormant, comment) = if p.peek().kind == Kind::LBrace {
+                table_opts(p)?
+            } else {
+                (false, None)
+            };
+            Ok(Op::AddTable {
+                create,
+                t,
+                dormant,
+                comment,
+            })
         }
         ("add" | "create", "chain") => {
             p.next();
             let t = p.table_ref("string")?;
             let chain = p.ident("string")?;
-            let spec = if p.peek().kind == Kind::LBrace {
-                Some(chain_spec(p, t.family)?)
+            let opts = if p.peek().kind == Kind::LBrace {
+                chain_spec(p, t.family)?
             } else {
-                None
+                ChainOpts::default()
             };
             Ok(Op::AddChain {
                 create,
                 t,
                 chain,
-                spec,
+                spec: opts.base,
+                comment: opts.comment,
+                policy_loc: opts.policy_loc,
             })
         }
         ("add" | "insert", "rule") => {
@@ -988,8 +880,21 @@ fn list_cmd(p: &mut P) -> Result<Op, PErr> {
 }
 
 /// `{ type T hook H priority P; [policy X;] }`
-fn chain_spec(p: &mut P, family: Family) -> Result<BaseSpec, PErr> {
+/// What a chain's `{ ... }` block says.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct ChainOpts {
+    pub base: Option<BaseSpec>,
+    pub comment: Option<String>,
+    /// Where `policy X` was written (the kernel refuses a policy for an
+    /// existing regular chain and points there).
+    pub policy_loc: Option<Loc>,
+}
+
+/// `{ [type T hook H priority P;] [policy X;] [comment "C";] }`.
+fn chain_spec(p: &mut P, family: Family) -> Result<ChainOpts, PErr> {
     let open = p.next(); // '{'
+    let mut policy_loc: Option<Loc> = None;
+    let mut comment: Option<String> = None;
     let mut chain_type: Option<String> = None;
     let mut hook: Option<Named<String>> = None;
     let mut priority: Option<i32> = None;
@@ -1008,7 +913,7 @@ fn chain_spec(p: &mut P, family: Family) -> Result<BaseSpec, PErr> {
                 p.next();
                 let ty = p.word("string")?;
                 if !matches!(ty.value.as_str(), "filter" | "nat" | "route") {
-                    return Err(PErr::new(ty.loc, "unknown chain type"));
+                    return Err(PErr::new(ty.loc, "unknown chain type").parse_stage());
                 }
                 if !p.eat_word("hook") {
                     return Err(syntax(p.peek(), Some("hook")));
@@ -1024,7 +929,7 @@ fn chain_spec(p: &mut P, family: Family) -> Result<BaseSpec, PErr> {
                     "egress",
                 ];
                 if !known.contains(&h.value.as_str()) {
-                    return Err(PErr::new(h.loc, "unknown chain hook"));
+                    return Err(PErr::new(h.loc, "unknown chain hook").parse_stage());
                 }
                 if p.peek().is_word("device") || p.peek().is_word("devices") {
                     return Err(PErr::not_simulated(p.peek().loc(), "chain devices"));
@@ -1036,9 +941,18 @@ fn chain_spec(p: &mut P, family: Family) -> Result<BaseSpec, PErr> {
                 chain_type = Some(ty.value);
                 hook = Some(h);
             }
+            Kind::Word if t.text == "comment" => {
+                p.next();
+                let c = p.next();
+                if c.kind != Kind::Quoted && c.kind != Kind::Word {
+                    return Err(syntax(c, Some("string")));
+                }
+                comment = Some(c.text.clone());
+            }
             Kind::Word if t.text == "policy" => {
                 p.next();
                 let pol = p.word("string")?;
+                policy_loc = Some(t.loc().to(pol.loc));
                 policy_accept = match pol.value.as_str() {
                     "accept" => true,
                     "drop" => false,
@@ -1055,17 +969,67 @@ fn chain_spec(p: &mut P, family: Family) -> Result<BaseSpec, PErr> {
         }
     }
     match (chain_type, hook, priority) {
-        (Some(chain_type), Some(hook), Some(priority)) => Ok(BaseSpec {
-            chain_type,
-            hook: hook.value,
-            priority,
-            policy_accept,
+        (Some(chain_type), Some(hook), Some(priority)) => Ok(ChainOpts {
+            base: Some(BaseSpec {
+                chain_type,
+                hook: hook.value,
+                priority,
+                policy_accept,
+            }),
+            comment,
+            policy_loc,
+        }),
+        (None, None, None) if policy_loc.is_none() && comment.is_some() => Ok(ChainOpts {
+            base: None,
+            comment,
+            policy_loc,
         }),
         _ => Err(PErr::not_simulated(
             open.loc(),
             "chain block without type/hook/priority",
         )),
     }
+}
+
+/// `{ [flags dormant;] [comment "C";] }` of a table.
+fn table_opts(p: &mut P) -> Result<(bool, Option<String>), PErr> {
+    p.next(); // '{'
+    let mut dormant = false;
+    let mut comment = None;
+    loop {
+        while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
+            p.next();
+        }
+        let t = p.next();
+        match t.kind {
+            Kind::RBrace => break,
+            Kind::Word if t.text == "comment" => {
+                let c = p.next();
+                if c.kind != Kind::Quoted && c.kind != Kind::Word {
+                    return Err(syntax(c, Some("string")));
+                }
+                comment = Some(c.text.clone());
+            }
+            Kind::Word if t.text == "flags" => {
+                let f = p.word("string")?;
+                if f.value != "dormant" {
+                    return Err(PErr::not_simulated(
+                        f.loc,
+                        format!("table flag '{}'", f.value),
+                    ));
+                }
+                dormant = true;
+            }
+            Kind::Eof => return Err(syntax(t, Some("'}'"))),
+            _ => {
+                return Err(PErr::not_simulated(
+                    t.loc(),
+                    format!("table block item '{}'", t.text),
+                ))
+            }
+        }
+    }
+    Ok((dormant, comment))
 }
 
 fn priority_expr(p: &mut P, family: Family, hook: &str) -> Result<i32, PErr> {
@@ -1250,6 +1214,15 @@ fn element_key(t: &Tok) -> Result<String, PErr> {
     if let Ok(n) = t.text.parse::<u32>() {
         return Ok(n.to_string());
     }
+    // Ranges: `A-B` of addresses or numbers.
+    if let Some((a, b)) = t.text.split_once('-') {
+        if let (Ok(a), Ok(b)) = (a.parse::<Ipv4Addr>(), b.parse::<Ipv4Addr>()) {
+            return Ok(format!("{a}-{b}"));
+        }
+        if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+            return Ok(format!("{a}-{b}"));
+        }
+    }
     if let Some(n) = service_port(&t.text) {
         return Ok(n.to_string());
     }
@@ -1350,6 +1323,8 @@ struct RuleCtx {
     dep: Option<(usize, String, bool)>,
     /// Location of the last terminal statement (verdict, reject, NAT).
     terminal: Option<Loc>,
+    /// Network protocol a previous `ip`/`ip6` match established (inet).
+    l3: Option<&'static str>,
     /// Inside a `chain { }` block of a file: `}` ends the rule too.
     in_block: bool,
 }
@@ -1362,6 +1337,7 @@ fn rule_body(p: &mut P, family: Family, in_block: bool) -> Result<RuleBody, PErr
         l4: Vec::new(),
         dep: None,
         terminal: None,
+        l3: None,
         in_block,
     };
     if p.at_end() || (in_block && p.peek().kind == Kind::RBrace) {
@@ -1383,12 +1359,19 @@ fn rule_body(p: &mut P, family: Family, in_block: bool) -> Result<RuleBody, PErr
                         loc: span,
                         secondary: Some(term),
                         msg: "Statement after terminal statement has no effect".into(),
+                        eval: true,
                     });
                 }
             }
             if matches!(
                 cx.body.stmts.last().map(|s| &s.kind),
-                Some(StmtKind::Terminal | StmtKind::Nat(_) | StmtKind::Jump(_) | StmtKind::Goto(_))
+                Some(
+                    StmtKind::Terminal
+                        | StmtKind::Reject
+                        | StmtKind::Nat(_)
+                        | StmtKind::Jump(_)
+                        | StmtKind::Goto(_)
+                )
             ) {
                 cx.terminal = Some(span);
             }
@@ -1417,6 +1400,15 @@ fn rel_op(p: &mut P) -> &'static str {
         }
         _ => "",
     }
+}
+
+/// A value that must not be a keyword (address, port, device name).
+fn plain_value_tok<'a>(p: &mut P<'a>) -> Result<&'a Tok, PErr> {
+    let t = p.peek();
+    if t.kind == Kind::Word && is_keyword(&t.text) {
+        return Err(syntax(t, None));
+    }
+    value_tok(p)
 }
 
 fn value_tok<'a>(p: &mut P<'a>) -> Result<&'a Tok, PErr> {
@@ -1476,7 +1468,7 @@ fn addr_match(p: &mut P, cx: &mut RuleCtx, fam_kw: &str, field: &str) -> Result<
             }
         })
     };
-    let t = value_tok(p)?;
+    let t = plain_value_tok(p)?;
     let value = if t.kind == Kind::LBrace {
         anon_set(p, cx, t.loc(), &conv)?
     } else if let Some(name) = t.text.strip_prefix('@') {
@@ -1567,6 +1559,10 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                             return Err(syntax(p.peek(), Some("reset")));
                         }
                         text.push_str(" with tcp reset");
+                        if fam == Family::Inet && !cx.l4.iter().any(|x| x == "tcp") {
+                            // nft shows the implied protocol match in inet.
+                            text = format!("meta l4proto tcp {text}");
+                        }
                     }
                     "icmp" | "icmpv6" | "icmpx" => {
                         p.eat_word("type");
@@ -1577,11 +1573,37 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                             Family::Inet => "icmpx",
                             _ => "",
                         };
+                        if fam == Family::Inet && w.value != "icmpx" {
+                            // icmp/icmpv6 in inet: always printed in full.
+                            if !reject_code_known(&w.value, &code.value) {
+                                return Err(PErr::not_simulated(
+                                    code.loc,
+                                    format!("{} code '{}'", w.value, code.value),
+                                ));
+                            }
+                            text.push_str(&format!(" with {} {}", w.value, code.value));
+                            push(cx, text, StmtKind::Reject);
+                            return Ok(());
+                        }
+                        let conflict = match (fam, w.value.as_str()) {
+                            (Family::Ip6, "icmp") => Some("ip vs ip6"),
+                            (Family::Ip, "icmpv6") => Some("ip6 vs ip"),
+                            _ => None,
+                        };
+                        if let Some(c) = conflict {
+                            return Err(PErr {
+                                loc: code.loc,
+                                secondary: Some(t.loc()),
+                                msg: format!("conflicting protocols specified: {c}"),
+                                eval: true,
+                            });
+                        }
                         if w.value == "icmpx" && matches!(fam, Family::Ip | Family::Ip6) {
                             return Err(PErr {
                                 loc: code.loc,
                                 secondary: Some(t.loc()),
                                 msg: "abstracted ICMP unreachable not supported".into(),
+                                eval: true,
                             });
                         }
                         if w.value != native {
@@ -1609,8 +1631,16 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                     t.loc(),
                     format!("reject in family {}", fam.as_str()),
                 ));
+            } else if fam == Family::Inet {
+                // After an ip/ip6 match, inet's reject is the ICMP one of
+                // that protocol and prints in full.
+                match cx.l3 {
+                    Some("ip") => text.push_str(" with icmp port-unreachable"),
+                    Some(_) => text.push_str(" with icmpv6 port-unreachable"),
+                    None => {}
+                }
             }
-            push(cx, text, StmtKind::Terminal);
+            push(cx, text, StmtKind::Reject);
         }
         "masquerade" => {
             let mut text = "masquerade".to_string();
@@ -1631,6 +1661,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                         loc: range,
                         secondary: Some(t.loc()),
                         msg: "transport protocol mapping is only valid after transport protocol match".into(),
+                        eval: true,
                     });
                 }
                 let _ = to;
@@ -1640,15 +1671,37 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             push(cx, text, StmtKind::Nat("masquerade".into()));
         }
         "snat" | "dnat" => {
+            let explicit = if p.peek().is_word("ip") || p.peek().is_word("ip6") {
+                Some(if p.next().text == "ip" { "ip" } else { "ip6" })
+            } else {
+                None
+            };
             if !p.eat_word("to") {
                 return Err(PErr::not_simulated(p.peek().loc(), "nat without 'to'"));
             }
             let spec = p.word("string")?;
-            nat_family_check(cx, t)?;
-            let text = nat_target(&spec, cx)?;
+            let (v6, prefix) = match (fam, explicit.or(cx.l3)) {
+                (Family::Ip, None | Some("ip")) => (false, ""),
+                (Family::Ip6, None | Some("ip6")) => (true, ""),
+                (Family::Inet, Some("ip")) => (false, "ip "),
+                (Family::Inet, Some(_)) => (true, "ip6 "),
+                (Family::Inet, None) => {
+                    return Err(PErr::new(
+                        t.loc(),
+                        "ip or ip6 must be specified with address for inet tables.",
+                    ))
+                }
+                _ => {
+                    return Err(PErr::not_simulated(
+                        t.loc(),
+                        format!("{} in family {}", t.text, fam.as_str()),
+                    ))
+                }
+            };
+            let text = nat_target(&spec, cx, v6)?;
             push(
                 cx,
-                format!("{} to {}", t.text, text),
+                format!("{} {}to {}", t.text, prefix, text),
                 StmtKind::Nat(t.text.clone()),
             );
         }
@@ -1686,6 +1739,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                     format!("{} match in this family", t.text),
                 ));
             }
+            cx.l3 = Some(if t.text == "ip" { "ip" } else { "ip6" });
             let field = p.word("string")?;
             match (t.text.as_str(), field.value.as_str()) {
                 (_, "saddr" | "daddr") => addr_match(p, cx, &t.text, &field.value)?,
@@ -1708,7 +1762,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 ));
             }
             let op = rel_op(p);
-            let v = value_tok(p)?;
+            let v = plain_value_tok(p)?;
             let mut kind = StmtKind::Other;
             let value = if v.kind == Kind::LBrace {
                 anon_set(p, cx, v.loc(), &port_conv)?
@@ -1919,32 +1973,63 @@ fn nat_family_check(cx: &RuleCtx, t: &Tok) -> Result<(), PErr> {
     }
 }
 
-/// `A`, `A-B`, `A:P`, `A-B:P-Q` (IPv4) as nft prints them.
-fn nat_target(spec: &Named<String>, cx: &RuleCtx) -> Result<String, PErr> {
-    if cx.family != Family::Ip {
-        return Err(PErr::not_simulated(spec.loc, "snat/dnat outside family ip"));
-    }
-    let bad = || {
+/// `A`, `A-B`, `A:P`, `A-B:P-Q` (IPv4) or `A`, `A-B`, `[A]:P` (IPv6) as nft
+/// prints them.
+fn nat_target(spec: &Named<String>, cx: &RuleCtx, v6: bool) -> Result<String, PErr> {
+    let resolve = || {
         PErr::new(
             spec.loc,
             "Could not resolve hostname: Name or service not known",
         )
     };
-    let (addrs, ports) = match spec.value.split_once(':') {
-        Some((a, p)) => (a, Some(p)),
-        None => (spec.value.as_str(), None),
+    let wrong_family = || {
+        PErr::new(
+            spec.loc,
+            "Could not resolve hostname: Address family for hostname not supported",
+        )
+    };
+    let (addrs, ports) = if v6 {
+        match spec
+            .value
+            .strip_prefix('[')
+            .and_then(|r| r.split_once("]:"))
+        {
+            Some((a, p)) => (a, Some(p)),
+            None => (spec.value.as_str(), None),
+        }
+    } else {
+        match spec.value.split_once(':') {
+            Some((a, p)) => (a, Some(p)),
+            None => (spec.value.as_str(), None),
+        }
+    };
+    let one = |a: &str| -> Result<String, PErr> {
+        if v6 {
+            if a.parse::<Ipv4Addr>().is_ok() {
+                return Err(wrong_family());
+            }
+            a.parse::<Ipv6Addr>()
+                .map(|x| x.to_string())
+                .map_err(|_| resolve())
+        } else {
+            if a.contains(':') {
+                return Err(wrong_family());
+            }
+            a.parse::<Ipv4Addr>()
+                .map(|x| x.to_string())
+                .map_err(|_| resolve())
+        }
     };
     let addr_text = match addrs.split_once('-') {
-        Some((a, b)) => {
-            let a: Ipv4Addr = a.parse().map_err(|_| bad())?;
-            let b: Ipv4Addr = b.parse().map_err(|_| bad())?;
+        Some((a, b)) if !v6 || b.contains(':') => {
+            let (a, b) = (one(a)?, one(b)?);
             if a == b {
-                format!("{a}/32")
+                format!("{a}/{}", if v6 { 128 } else { 32 })
             } else {
                 format!("{a}-{b}")
             }
         }
-        None => ipv4_value(addrs).ok_or_else(bad)?,
+        _ => one(addrs)?,
     };
     match ports {
         None => Ok(addr_text),
@@ -1955,14 +2040,18 @@ fn nat_target(spec: &Named<String>, cx: &RuleCtx) -> Result<String, PErr> {
                     "transport protocol mapping is only valid after transport protocol match",
                 ));
             }
-            Ok(format!("{addr_text}:{p}"))
+            if v6 {
+                Ok(format!("[{addr_text}]:{p}"))
+            } else {
+                Ok(format!("{addr_text}:{p}"))
+            }
         }
     }
 }
 
 fn iface_match(p: &mut P, cx: &mut RuleCtx, key: &str, _first: &Tok) -> Result<(), PErr> {
     let op = rel_op(p);
-    let v = value_tok(p)?;
+    let v = plain_value_tok(p)?;
     if v.kind == Kind::LBrace {
         return Err(PErr::not_simulated(v.loc(), "interface sets"));
     }
@@ -1999,7 +2088,7 @@ fn proto_match(p: &mut P, cx: &mut RuleCtx, prefix: &str) -> Result<(), PErr> {
 
 /// `table FAMILY NAME { chain NAME { ... } set NAME { ... } }` (file syntax):
 /// expanded into the equivalent add commands, as nft does.
-fn table_block(p: &mut P, out: &mut Vec<Command>) -> Result<(), PErr> {
+fn table_block(p: &mut P, out: &mut Vec<Command>, errors: &mut Vec<PErr>) -> Result<(), PErr> {
     let start = p.prev().loc();
     let t = p.table_ref("string")?;
     if p.peek().kind != Kind::LBrace {
@@ -2010,74 +2099,109 @@ fn table_block(p: &mut P, out: &mut Vec<Command>) -> Result<(), PErr> {
         op: Op::AddTable {
             create: false,
             t: t.clone(),
+            dormant: false,
+            comment: None,
         },
         loc: start.to(t.loc),
     });
+    // Like nft's grammar, a syntax error inside the block is recovered at
+    // the end of its line, still inside the block.
     loop {
         while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
             p.next();
         }
-        let k = p.next();
-        match k.kind {
-            Kind::RBrace => break,
-            Kind::Word if k.text == "chain" => {
-                let chain = p.ident("string")?;
-                if p.peek().kind != Kind::LBrace {
-                    return Err(syntax(p.peek(), Some("'{'")));
+        match table_item(p, &t, out, errors) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => {
+                let at_eof = p.peek().kind == Kind::Eof;
+                errors.push(e);
+                if at_eof {
+                    return Ok(());
                 }
-                p.next();
-                let chain_idx = out.len();
-                out.push(Command {
-                    op: Op::AddChain {
-                        create: false,
-                        t: t.clone(),
-                        chain: chain.clone(),
-                        spec: None,
-                    },
-                    loc: k.loc().to(chain.loc),
-                });
-                let mut spec: Option<BaseSpec> = None;
-                let mut policy: Option<bool> = None;
-                loop {
-                    while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
-                        p.next();
+                skip_line(p);
+            }
+        }
+    }
+}
+
+fn skip_line(p: &mut P) {
+    while !matches!(p.peek().kind, Kind::Newline | Kind::Eof) {
+        p.next();
+    }
+}
+
+/// One item of a `table { }` block; `Ok(true)` when the block closed.
+fn table_item(
+    p: &mut P,
+    t: &TableRef,
+    out: &mut Vec<Command>,
+    errors: &mut Vec<PErr>,
+) -> Result<bool, PErr> {
+    let k = p.next();
+    match k.kind {
+        Kind::RBrace => Ok(true),
+        Kind::Eof => Err(syntax(k, Some("'}'"))),
+        Kind::Word if k.text == "chain" => {
+            let chain = p.ident("string")?;
+            if p.peek().kind != Kind::LBrace {
+                return Err(syntax(p.peek(), Some("'{'")));
+            }
+            p.next();
+            let chain_idx = out.len();
+            out.push(Command {
+                op: Op::AddChain {
+                    create: false,
+                    t: t.clone(),
+                    chain: chain.clone(),
+                    spec: None,
+                    comment: None,
+                    policy_loc: None,
+                },
+                loc: k.loc().to(chain.loc),
+            });
+            let mut spec: Option<BaseSpec> = None;
+            let mut policy: Option<bool> = None;
+            loop {
+                while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
+                    p.next();
+                }
+                let s = p.peek();
+                if s.kind == Kind::RBrace {
+                    p.next();
+                    break;
+                }
+                if s.kind == Kind::Eof {
+                    return Err(syntax(s, Some("'}'")));
+                }
+                if s.is_word("type") {
+                    p.next();
+                    let ty = p.word("string")?;
+                    if !p.eat_word("hook") {
+                        return Err(syntax(p.peek(), Some("hook")));
                     }
-                    let s = p.peek();
-                    if s.kind == Kind::RBrace {
-                        p.next();
-                        break;
+                    let h = p.word("string")?;
+                    if !p.eat_word("priority") {
+                        return Err(syntax(p.peek(), Some("priority")));
                     }
-                    if s.kind == Kind::Eof {
-                        return Err(syntax(s, Some("'}'")));
-                    }
-                    if s.is_word("type") {
-                        p.next();
-                        let ty = p.word("string")?;
-                        if !p.eat_word("hook") {
-                            return Err(syntax(p.peek(), Some("hook")));
-                        }
-                        let h = p.word("string")?;
-                        if !p.eat_word("priority") {
-                            return Err(syntax(p.peek(), Some("priority")));
-                        }
-                        let prio = priority_expr(p, t.family, &h.value)?;
-                        spec = Some(BaseSpec {
-                            chain_type: ty.value,
-                            hook: h.value,
-                            priority: prio,
-                            policy_accept: true,
-                        });
-                        continue;
-                    }
-                    if s.is_word("policy") {
-                        p.next();
-                        let pol = p.word("string")?;
-                        policy = Some(pol.value == "accept");
-                        continue;
-                    }
-                    let rstart = s.loc();
-                    let body = rule_body(p, t.family, true)?;
-                    out.push(Command {
+                    let prio = priority_expr(p, t.family, &h.value)?;
+                    spec = Some(BaseSpec {
+                        chain_type: ty.value,
+                        hook: h.value,
+                        priority: prio,
+                        policy_accept: true,
+                    });
+                    continue;
+                }
+                if s.is_word("policy") {
+                    p.next();
+                    let pol = p.word("string")?;
+                    policy = Some(pol.value == "accept");
+                    continue;
+                }
+                let rstart = s.loc();
+                match rule_body(p, t.family, true) {
+                    Ok(body) => out.push(Command {
                         op: Op::AddRule {
                             insert: false,
                             t: t.clone(),
@@ -2086,39 +2210,106 @@ fn table_block(p: &mut P, out: &mut Vec<Command>) -> Result<(), PErr> {
                             body,
                         },
                         loc: rstart.to(p.prev().loc()),
-                    });
-                }
-                if let Some(mut sp) = spec {
-                    if let Some(pol) = policy {
-                        sp.policy_accept = pol;
+                    }),
+                    Err(e) if e.eval => {
+                        skip_line(p);
+                        out.push(Command {
+                            op: Op::Invalid(e, false),
+                            loc: rstart,
+                        });
                     }
-                    if let Op::AddChain { spec, .. } = &mut out[chain_idx].op {
-                        *spec = Some(sp);
+                    Err(e) => {
+                        // Recovered inside the chain block.
+                        errors.push(e);
+                        skip_line(p);
                     }
                 }
             }
-            Kind::Word if k.text == "set" || k.text == "map" => {
-                let set = p.ident("string")?;
-                let decl = set_decl(p, k.text == "map")?;
-                out.push(Command {
-                    op: Op::AddSet {
-                        create: false,
-                        t: t.clone(),
-                        set: set.clone(),
-                        decl,
-                    },
-                    loc: k.loc().to(set.loc),
-                });
+            if let Some(mut sp) = spec {
+                if let Some(pol) = policy {
+                    sp.policy_accept = pol;
+                }
+                if let Op::AddChain { spec, .. } = &mut out[chain_idx].op {
+                    *spec = Some(sp);
+                }
             }
-            _ => {
-                return Err(PErr::not_simulated(
-                    k.loc(),
-                    format!("table block item '{}'", k.text),
-                ))
-            }
+            Ok(false)
         }
+        Kind::Word if k.text == "set" || k.text == "map" => {
+            let set = p.ident("string")?;
+            let decl = set_decl(p, k.text == "map")?;
+            out.push(Command {
+                op: Op::AddSet {
+                    create: false,
+                    t: t.clone(),
+                    set: set.clone(),
+                    decl,
+                },
+                loc: k.loc().to(set.loc),
+            });
+            Ok(false)
+        }
+        Kind::Word
+            if matches!(
+                k.text.as_str(),
+                "counter" | "quota" | "limit" | "ct" | "secmark" | "synproxy" | "flowtable"
+            ) =>
+        {
+            // Stateful object declarations want a name next (`ct` first
+            // wants its object kind).
+            let n = p.peek();
+            if k.text == "ct"
+                && !["helper", "timeout", "expectation"]
+                    .iter()
+                    .any(|w| n.is_word(w))
+            {
+                const CT_WORDS: &[&str] = &[
+                    "state",
+                    "status",
+                    "direction",
+                    "mark",
+                    "expiration",
+                    "label",
+                    "l3proto",
+                    "protocol",
+                    "saddr",
+                    "daddr",
+                    "proto-src",
+                    "proto-dst",
+                    "zone",
+                    "original",
+                    "reply",
+                    "event",
+                    "count",
+                    "id",
+                    "bytes",
+                    "packets",
+                    "avgpkt",
+                ];
+                let mut e = syntax(n, Some("timeout or expectation or helper"));
+                if n.kind == Kind::Word && CT_WORDS.contains(&n.text.as_str()) {
+                    // Inside `ct` these are keywords of the scanner.
+                    e.msg = format!(
+                        "syntax error, unexpected {}, expecting timeout or expectation or helper",
+                        n.text
+                    );
+                }
+                return Err(e);
+            }
+            if n.kind != Kind::Word || is_keyword(&n.text) {
+                return Err(syntax(n, Some("string")));
+            }
+            Err(PErr::not_simulated(
+                k.loc(),
+                format!("table block item '{}'", k.text),
+            ))
+        }
+        Kind::Word if is_keyword(&k.text) => Err(syntax(k, None)),
+        _ => Err(PErr::not_simulated(
+            k.loc(),
+            format!("table block item '{}'", k.text),
+        )),
     }
-    Ok(())
 }
 
 fn reject_code_known(kind: &str, code: &str) -> bool {
