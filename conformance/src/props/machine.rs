@@ -168,9 +168,6 @@ pub struct Machine {
     reference: HashMap<(usize, Backend), Vec<Item>>,
     /// Readable trace: each operation with its result.
     pub trace: Vec<String>,
-    /// Networks whose destroy crashed: their dnsmasq may be gone while
-    /// they stay active (see [`Machine::check`]).
-    destroy_crashed: BTreeSet<String>,
     /// Errors of faulted starts since the driver opened. libvirt saves a
     /// failure of the private-chain setup and reports it again at every
     /// later start until the daemon restarts; so may virtnet.
@@ -307,7 +304,6 @@ impl Machine {
             owners,
             reference: HashMap::new(),
             trace: Vec::new(),
-            destroy_crashed: BTreeSet::new(),
             fault_errors: Vec::new(),
             faulted_since_open: false,
         })
@@ -451,7 +447,6 @@ impl Machine {
                     }
                     CrashIn::Destroy(n) => {
                         let name = NetSpec::name(*n as u8);
-                        self.destroy_crashed.insert(name.clone());
                         self.driver()?.destroy(&name)
                     }
                     CrashIn::Restart { switch_backend } => {
@@ -601,7 +596,6 @@ impl Machine {
         let state = self.host.state();
         let items = view::items(&state);
         let active = self.active()?;
-        self.destroy_crashed.retain(|n| active.contains(n));
         let statuses: BTreeMap<String, status::NetworkStatus> = {
             let d = self.driver()?;
             let journals = d.pending_journals();
@@ -696,14 +690,7 @@ impl Machine {
                 .get(&name)
                 .map(|st| usize::from(virtnet_core::dnsmasq::needs_dnsmasq(&st.def)))
                 .unwrap_or(0);
-            // Known gap of main's driver: after a crash during a destroy
-            // that had already stopped dnsmasq, the network stays active
-            // (its status file is removed last) and reconcile does not start
-            // dnsmasq again (libvirt's daemon start does; the driver branch
-            // does too since 0a3fc83, and this check passes strict with it
-            // merged). At most one is required until that lands.
-            let lenient = self.destroy_crashed.contains(&name);
-            if running != want && !(lenient && running < want) {
+            if running != want {
                 return Err(format!(
                     "{running} dnsmasq process(es) of '{name}', expected {want}"
                 ));

@@ -466,7 +466,15 @@ pub fn same_apart_from_kept(before: &HostState, after: &HostState) -> Result<(),
             diff(&bw, &aw)
         ));
     }
-    let lost = missing(&kept(&b), &kept(&a));
+    // The forwarding sysctls are kept in whatever value libvirt left them
+    // (a rollback may write the previous value back, the default): only
+    // chains, tables and jump rules can be lost.
+    let structural = |v: Vec<Item>| -> Vec<Item> {
+        v.into_iter()
+            .filter(|i| !matches!(i, Item::Sysctl { .. }))
+            .collect()
+    };
+    let lost = missing(&structural(kept(&b)), &structural(kept(&a)));
     if !lost.is_empty() {
         return Err(format!(
             "objects libvirt keeps on purpose were removed:\n{}",
