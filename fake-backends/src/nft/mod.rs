@@ -321,37 +321,41 @@ impl NftState {
         }
 
         // What nft's cache holds when it explains kernel errors: without a
-        // fetch, only the tables and chains this batch added.
-        let mut nft_cache = if effective_cache == CacheLevel::Full {
-            view.clone()
-        } else {
-            let mut c = view.clone();
-            let tables: BTreeSet<(Family, String)> = cmds
-                .iter()
-                .filter_map(|cmd| match &cmd.op {
-                    Op::AddTable { t, .. } => Some((t.family, t.name.clone())),
-                    _ => None,
-                })
-                .collect();
-            let chains: BTreeSet<(Family, String, String)> = cmds
-                .iter()
-                .filter_map(|cmd| match &cmd.op {
-                    Op::AddChain { t, chain, .. } => {
-                        Some((t.family, t.name.clone(), chain.value.clone()))
-                    }
-                    _ => None,
-                })
-                .collect();
-            c.tables
-                .retain(|t| tables.contains(&(t.family, t.name.clone())));
-            for t in &mut c.tables {
-                let (f, n) = (t.family, t.name.clone());
-                t.chains
-                    .retain(|ch| chains.contains(&(f, n.clone(), ch.name.clone())));
-                t.sets.clear();
+        // fetch, only the tables and chains this batch added. Built when the
+        // first kernel error needs it (the view does not change any more).
+        let initial_cache = |view: &NftState| -> NftState {
+            if effective_cache == CacheLevel::Full {
+                view.clone()
+            } else {
+                let mut c = view.clone();
+                let tables: BTreeSet<(Family, String)> = cmds
+                    .iter()
+                    .filter_map(|cmd| match &cmd.op {
+                        Op::AddTable { t, .. } => Some((t.family, t.name.clone())),
+                        _ => None,
+                    })
+                    .collect();
+                let chains: BTreeSet<(Family, String, String)> = cmds
+                    .iter()
+                    .filter_map(|cmd| match &cmd.op {
+                        Op::AddChain { t, chain, .. } => {
+                            Some((t.family, t.name.clone(), chain.value.clone()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                c.tables
+                    .retain(|t| tables.contains(&(t.family, t.name.clone())));
+                for t in &mut c.tables {
+                    let (f, n) = (t.family, t.name.clone());
+                    t.chains
+                        .retain(|ch| chains.contains(&(f, n.clone(), ch.name.clone())));
+                    t.sets.clear();
+                }
+                c
             }
-            c
         };
+        let mut nft_cache: Option<NftState> = None;
 
         let mut cache_now = effective_cache;
 
@@ -371,12 +375,14 @@ impl NftState {
                         && k.attr
                         && cache_now != CacheLevel::Full
                     {
-                        nft_cache = self.clone();
+                        nft_cache = Some(self.clone());
                         cache_now = CacheLevel::Full;
                     }
                     // nft explains kernel errors from its cache: the
                     // ruleset plus what the batch's evaluation added.
-                    let msg = nft_cache.kernel_error_text(cmd, &k);
+                    let msg = nft_cache
+                        .get_or_insert_with(|| initial_cache(&view))
+                        .kernel_error_text(cmd, &k);
                     errors.push_str(&src.error(k.loc, &msg));
                 }
             }
