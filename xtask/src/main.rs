@@ -8,6 +8,7 @@ use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
 
+mod conformance;
 mod golden;
 
 #[derive(Parser)]
@@ -30,6 +31,9 @@ enum Task {
         #[arg(long)]
         no_fmt: bool,
     },
+    /// The scenario matrix (golden cases x backends x operations) on the
+    /// fake host, or with --real on the real kernel in new namespaces.
+    Conformance(conformance::ConformanceArgs),
     /// Project-owned golden cases (golden/cases -> golden/releases/unreleased).
     #[command(group(clap::ArgGroup::new("mode").required(true).args(["bless", "check"])))]
     Golden {
@@ -109,6 +113,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.task {
         Task::Ci { no_fmt } => ci(no_fmt),
+        Task::Conformance(args) => conformance::run(&args, &workspace_root().join("golden")),
         Task::Golden { bless, check: _ } => {
             let mode = if bless {
                 golden::Mode::Bless

@@ -1,0 +1,342 @@
+//! `cargo xtask conformance`: the scenario matrix (every golden case × both
+//! backends × start, destroy, restart, backend switch, upgrade from each
+//! frozen release and libvirt capture, failure at every command, crash at
+//! every command) on the fake host, or with `--real` on the real kernel
+//! inside new namespaces.
+//!
+//! `--real` re-executes this program under `unshare` in new network, mount
+//! and PID namespaces (plus a user namespace when not root), so the host's
+//! own namespaces are never touched; inside, every scenario runs in a
+//! further fresh network namespace of its worker thread.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use clap::Args;
+use virtnet_conformance::host::{missing_tools, FakeFactory, HostFactory, RealFactory};
+use virtnet_conformance::{report, scenario::Verdict};
+use virtnet_core::firewall::Backend;
+
+/// Set in the re-executed process: "1" when inside our namespaces.
+const IN_NS: &str = "VIRTNET_CONFORMANCE_IN_NS";
+/// The network namespace of the process that re-executed us.
+const OUTER_NETNS: &str = "VIRTNET_CONFORMANCE_OUTER_NETNS";
+/// Set when a user namespace with only root mapped was used.
+const USERNS: &str = "VIRTNET_CONFORMANCE_USERNS";
+
+#[derive(Args, Debug, Clone)]
+pub struct ConformanceArgs {
+    /// Run only scenarios whose id (`case/backend/op`, e.g.
+    /// `nat-default/nftables/restart`) contains this text; repeatable.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Vec<String>,
+    /// Run only this backend.
+    #[arg(long, value_name = "iptables|nftables|both", default_value = "both")]
+    pub backend: String,
+    /// Worker threads (default: number of CPUs).
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// Write a report: `junit:PATH`, `markdown:PATH`, `html:PATH` or
+    /// `json:PATH`; repeatable.
+    #[arg(long, value_name = "KIND:PATH")]
+    pub report: Vec<String>,
+    /// Print the machine-readable summary (JSON) on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Run on the real kernel inside new namespaces (needs root or user
+    /// namespaces, and nft, iptables, ip, tc, dnsmasq).
+    #[arg(long)]
+    pub real: bool,
+    /// List the selected scenarios and exit.
+    #[arg(long)]
+    pub list: bool,
+}
+
+enum ReportKind {
+    Junit,
+    Markdown,
+    Html,
+    Json,
+}
+
+fn parse_reports(specs: &[String]) -> Result<Vec<(ReportKind, PathBuf)>, String> {
+    specs
+        .iter()
+        .map(|s| {
+            let (k, p) = s
+                .split_once(':')
+                .ok_or_else(|| format!("--report {s}: expected KIND:PATH"))?;
+            if p.is_empty() {
+                return Err(format!("--report {s}: empty path"));
+            }
+            let kind = match k {
+                "junit" => ReportKind::Junit,
+                "markdown" | "md" => ReportKind::Markdown,
+                "html" => ReportKind::Html,
+                "json" => ReportKind::Json,
+                _ => {
+                    return Err(format!(
+                        "--report {s}: unknown kind '{k}' (junit, markdown, html, json)"
+                    ))
+                }
+            };
+            Ok((kind, PathBuf::from(p)))
+        })
+        .collect()
+}
+
+fn parse_backends(s: &str) -> Result<Vec<Backend>, String> {
+    match s {
+        "both" | "all" => Ok(vec![Backend::Iptables, Backend::Nftables]),
+        "iptables" => Ok(vec![Backend::Iptables]),
+        "nftables" => Ok(vec![Backend::Nftables]),
+        _ => Err(format!(
+            "--backend {s}: expected iptables, nftables or both"
+        )),
+    }
+}
+
+fn netns_of_self() -> String {
+    std::fs::read_link("/proc/self/ns/net")
+        .map(|p| p.to_string_lossy().to_string())
+        .unwrap_or_default()
+}
+
+/// Exact installation advice for missing tools.
+fn install_advice(missing: &[(&str, &str)]) -> String {
+    let mut pkgs: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
+    pkgs.sort();
+    pkgs.dedup();
+    format!(
+        "missing tools: {}\n  install them with:  apt-get install -y {}\n  (Fedora: dnf install -y nftables iptables-nft iproute dnsmasq procps-ng)",
+        missing.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", "),
+        pkgs.join(" ")
+    )
+}
+
+/// `--real` outside the namespaces: check, then re-exec under unshare.
+fn reexec_in_namespaces() -> ExitCode {
+    let missing = missing_tools();
+    let no_unshare = virtnet_core::runner::find_in_path("unshare").is_none();
+    if !missing.is_empty() || no_unshare {
+        let mut m = missing.clone();
+        if no_unshare {
+            m.push(("unshare", "util-linux"));
+        }
+        eprintln!("conformance --real: cannot run: {}", install_advice(&m));
+        return ExitCode::from(2);
+    }
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("conformance --real: cannot find this program to re-execute it: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let root = nix::unistd::Uid::effective().is_root();
+    let mut cmd = Command::new("unshare");
+    if !root {
+        // Without root, a user namespace gives the capabilities; only root
+        // is mapped, so dnsmasq is kept from dropping privileges (wrapper).
+        cmd.args(["--user", "--map-root-user"]);
+        cmd.env(USERNS, "1");
+    }
+    // As root no user namespace is needed (and one with only root mapped
+    // would stop dnsmasq from switching to its unprivileged user).
+    cmd.args(["--net", "--mount", "--pid", "--fork", "--mount-proc", "--"]);
+    cmd.arg(&exe);
+    cmd.args(std::env::args_os().skip(1));
+    cmd.env(IN_NS, "1");
+    cmd.env(OUTER_NETNS, netns_of_self());
+    eprintln!(
+        "conformance --real: re-executing inside new {}network, mount and PID namespaces (unshare)",
+        if root { "" } else { "user, " }
+    );
+    match cmd.status() {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(s) => {
+            if s.code() == Some(1) || s.code().is_none() {
+                // our own failure exit is 1 too; unshare prints its reason
+            }
+            eprintln!("conformance --real: finished with {s}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!(
+                "conformance --real: cannot run unshare: {e}\n  real mode needs root or unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1)"
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the matrix (fake, or real when already inside our namespaces).
+pub fn run(args: &ConformanceArgs, golden: &std::path::Path) -> ExitCode {
+    if args.real && std::env::var_os(IN_NS).is_none() {
+        return reexec_in_namespaces();
+    }
+    let backends = match parse_backends(&args.backend) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("conformance: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let reports = match parse_reports(&args.report) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("conformance: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let factory: Box<dyn HostFactory> = if args.real {
+        // Belt and braces: refuse to run in the namespace we were started in.
+        let outer = std::env::var(OUTER_NETNS).unwrap_or_default();
+        if outer.is_empty() || outer == netns_of_self() {
+            eprintln!("conformance --real: not inside a new network namespace; refusing to run");
+            return ExitCode::from(2);
+        }
+        let wrapper_dir = if std::env::var_os(USERNS).is_some() {
+            match tempfile::tempdir() {
+                Ok(d) => Some(d.keep()),
+                Err(e) => {
+                    eprintln!("conformance --real: temporary directory: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        } else {
+            None
+        };
+        let userns = wrapper_dir.is_some();
+        match RealFactory::new(wrapper_dir) {
+            Ok(f) => {
+                eprintln!(
+                    "conformance --real: kernel {} the tc act_csum action{}",
+                    if f.has_act_csum() { "has" } else { "lacks" },
+                    if f.has_act_csum() {
+                        ""
+                    } else {
+                        ": nftables starts of networks with DHCP fail here as libvirt's do (reported as expected failures)"
+                    }
+                );
+                eprintln!(
+                    "conformance --real: dnsmasq runs for real in each scenario's namespace{}",
+                    if userns {
+                        " (user namespace: started with --user=root --group=root, it cannot drop privileges there)"
+                    } else {
+                        ""
+                    }
+                );
+                Box::new(f)
+            }
+            Err(e) => {
+                eprintln!("conformance --real: cannot set up the real host: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        Box::new(FakeFactory::default())
+    };
+    let host = factory.kind().to_string();
+    let cases = match virtnet_conformance::load_cases(golden) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("conformance: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut opts = virtnet_conformance::MatrixOptions {
+        filters: args.filter.clone(),
+        backends,
+        ..Default::default()
+    };
+    if let Some(j) = args.jobs {
+        opts.jobs = j.max(1);
+    }
+    let scenarios = virtnet_conformance::scenarios(golden, &cases, &opts);
+    if args.list {
+        for s in &scenarios {
+            println!("{}", s.id());
+        }
+        return ExitCode::SUCCESS;
+    }
+    if scenarios.is_empty() {
+        eprintln!("conformance: no scenario matches the filters");
+        return ExitCode::from(2);
+    }
+    eprintln!(
+        "conformance: {} scenarios ({} cases) on the {host} host, {} jobs",
+        scenarios.len(),
+        cases.len(),
+        opts.jobs
+    );
+    let t0 = Instant::now();
+    let passed = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
+    let xfailed = AtomicUsize::new(0);
+    let every = (scenarios.len() / 20).max(1);
+    let progress = |o: &virtnet_conformance::Outcome, done: usize, total: usize| {
+        match &o.verdict {
+            Verdict::Pass => {
+                passed.fetch_add(1, Ordering::SeqCst);
+            }
+            Verdict::Fail { message, .. } => {
+                failed.fetch_add(1, Ordering::SeqCst);
+                eprintln!("conformance: FAIL {}: {message}", o.scenario.id());
+            }
+            Verdict::Xfail { .. } => {
+                xfailed.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        if done % every == 0 || done == total {
+            eprintln!(
+                "conformance: [{done:>4}/{total}] {} passed, {} failed, {} expected failures ({:.1}s)",
+                passed.load(Ordering::SeqCst),
+                failed.load(Ordering::SeqCst),
+                xfailed.load(Ordering::SeqCst),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    };
+    let outcomes =
+        virtnet_conformance::run_matrix(&*factory, golden, &cases, &scenarios, opts.jobs, &progress);
+    let totals = report::totals(&outcomes);
+    let mut ok = true;
+    for (kind, path) in &reports {
+        let text = match kind {
+            ReportKind::Junit => report::junit(&outcomes, &host),
+            ReportKind::Markdown => report::markdown(&outcomes, &host),
+            ReportKind::Html => report::html(&outcomes, &host),
+            ReportKind::Json => report::json(&outcomes, &host),
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        match std::fs::write(path, text) {
+            Ok(()) => eprintln!("conformance: wrote {}", path.display()),
+            Err(e) => {
+                eprintln!("conformance: cannot write {}: {e}", path.display());
+                ok = false;
+            }
+        }
+    }
+    let tail = format!(
+        "conformance ({host} host, {:.1}s)\n{}",
+        t0.elapsed().as_secs_f64(),
+        report::final_line(&totals)
+    );
+    if args.json {
+        println!("{}", report::json(&outcomes, &host));
+        eprintln!("{tail}");
+    } else {
+        println!("{}", report::summary_table(&outcomes));
+        println!("{tail}");
+    }
+    if totals.failed > 0 || outcomes.len() != scenarios.len() || !ok {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
