@@ -544,6 +544,8 @@ impl HostFactory for RealFactory {
 pub struct FaultRunner {
     inner: Arc<dyn Runner>,
     count: AtomicU64,
+    injected: std::sync::Mutex<Option<Vec<String>>>,
+    commands: std::sync::Mutex<Vec<Vec<String>>>,
     fail_nth: Option<u64>,
     crash_after: Option<u64>,
 }
@@ -556,6 +558,8 @@ impl FaultRunner {
         FaultRunner {
             inner,
             count: AtomicU64::new(0),
+            injected: std::sync::Mutex::new(None),
+            commands: std::sync::Mutex::new(Vec::new()),
             fail_nth: None,
             crash_after: None,
         }
@@ -568,6 +572,16 @@ impl FaultRunner {
         self.crash_after = Some(k);
         self
     }
+    /// The command whose failure was injected, once it ran.
+    pub fn injected(&self) -> Option<Vec<String>> {
+        self.injected.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The argv of every command given so far, in order.
+    pub fn commands(&self) -> Vec<Vec<String>> {
+        self.commands.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Commands given so far (including failed and refused ones).
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::SeqCst)
@@ -577,6 +591,10 @@ impl FaultRunner {
 impl Runner for FaultRunner {
     fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
         let index = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        self.commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(cmd.argv.clone());
         if self.crash_after.is_some_and(|k| index > k) {
             return Err(RunError::Crashed {
                 program: cmd.program().to_string(),
@@ -584,6 +602,7 @@ impl Runner for FaultRunner {
             });
         }
         if self.fail_nth == Some(index) {
+            *self.injected.lock().unwrap_or_else(|e| e.into_inner()) = Some(cmd.argv.clone());
             return Ok(Output::failed(1, INJECTED_STDERR));
         }
         self.inner.run(cmd)
