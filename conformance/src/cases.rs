@@ -305,8 +305,7 @@ pub fn upgrade_sources(golden: &Path, case: &str) -> Vec<UpgradeSource> {
                 .join(format!("libvirt-{version}"))
                 .join(case)
                 .join(backend.as_str());
-            if dir.join("commands.log").exists() && dir.join("1-after-start.status.xml").exists()
-            {
+            if dir.join("commands.log").exists() && dir.join("1-after-start.status.xml").exists() {
                 out.push(UpgradeSource::Libvirt {
                     version: version.clone(),
                     backend,
@@ -356,8 +355,14 @@ mod tests {
     fn libvirt_captures_are_upgrade_sources() {
         let s = upgrade_sources(&golden_root(), "nat-default");
         let labels: Vec<String> = s.iter().map(UpgradeSource::label).collect();
-        assert!(labels.contains(&"libvirt-11.3.0/nftables".to_string()), "{labels:?}");
-        assert!(labels.contains(&"libvirt-9.0.0/iptables".to_string()), "{labels:?}");
+        assert!(
+            labels.contains(&"libvirt-11.3.0/nftables".to_string()),
+            "{labels:?}"
+        );
+        assert!(
+            labels.contains(&"libvirt-9.0.0/iptables".to_string()),
+            "{labels:?}"
+        );
         assert!(upgrade_sources(&golden_root(), "open").is_empty());
     }
 }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use virtnet_core::runner::{find_in_path, Cmd, Output, RunError, RealRunner, Runner};
+use virtnet_core::runner::{find_in_path, Cmd, Output, RealRunner, RunError, Runner};
 use virtnet_fake::{FakeHost, Section};
 
 /// Which kind of host a factory makes.
@@ -475,9 +475,9 @@ impl RealFactory {
         let mut dnsmasq = real("dnsmasq");
         if let Some(dir) = dnsmasq_wrapper_dir {
             let w = dir.join("dnsmasq");
-            let script =
-                format!("#!/bin/sh\nexec {dnsmasq} --user=root --group=root \"$@\"\n");
-            std::fs::write(&w, script).map_err(|e| HostError::Other(format!("{}: {e}", w.display())))?;
+            let script = format!("#!/bin/sh\nexec {dnsmasq} --user=root --group=root \"$@\"\n");
+            std::fs::write(&w, script)
+                .map_err(|e| HostError::Other(format!("{}: {e}", w.display())))?;
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755))
                 .map_err(|e| HostError::Other(format!("{}: {e}", w.display())))?;
@@ -500,7 +500,9 @@ pub fn probe_act_csum() -> Result<bool, HostError> {
     run_text(&r, &["ip", "link", "add", "vncsum0", "type", "bridge"])?;
     run_text(
         &r,
-        &["tc", "qdisc", "add", "dev", "vncsum0", "root", "handle", "1:", "htb", "default", "2"],
+        &[
+            "tc", "qdisc", "add", "dev", "vncsum0", "root", "handle", "1:", "htb", "default", "2",
+        ],
     )?;
     let out = r
         .run(&Cmd::new([
@@ -574,12 +576,18 @@ impl FaultRunner {
     }
     /// The command whose failure was injected, once it ran.
     pub fn injected(&self) -> Option<Vec<String>> {
-        self.injected.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.injected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The argv of every command given so far, in order.
     pub fn commands(&self) -> Vec<Vec<String>> {
-        self.commands.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Commands given so far (including failed and refused ones).

@@ -47,8 +47,7 @@ pub fn scenarios(golden: &Path, cases: &[Case], opts: &MatrixOptions) -> Vec<Sce
                     op,
                 };
                 let id = sc.id();
-                if opts.filters.is_empty() || opts.filters.iter().any(|f| id.contains(f.as_str()))
-                {
+                if opts.filters.is_empty() || opts.filters.iter().any(|f| id.contains(f.as_str())) {
                     out.push(sc);
                 }
             }

@@ -203,7 +203,13 @@ pub fn junit(outcomes: &[Outcome], host: &str) -> String {
 
 fn anchor(id: &str) -> String {
     id.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 
@@ -212,7 +218,10 @@ fn anchor(id: &str) -> String {
 pub fn markdown(outcomes: &[Outcome], host: &str) -> String {
     let g = grid(outcomes);
     let t = totals(outcomes);
-    let mut out = format!("# virtnet conformance ({host} host)\n\n**{}**", final_line(&t));
+    let mut out = format!(
+        "# virtnet conformance ({host} host)\n\n**{}**",
+        final_line(&t)
+    );
     if t.xfailed > 0 {
         let _ = write!(out, ", {} expected failures", t.xfailed);
     }
@@ -253,7 +262,10 @@ pub fn markdown(outcomes: &[Outcome], host: &str) -> String {
     for (r, ids) in xf {
         let _ = write!(out, "\n**{r}**: {}\n", ids.join(", "));
     }
-    let fails: Vec<&Outcome> = outcomes.iter().filter(|o| matches!(o.verdict, Verdict::Fail { .. })).collect();
+    let fails: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| matches!(o.verdict, Verdict::Fail { .. }))
+        .collect();
     if !fails.is_empty() {
         out.push_str("\n## Failures\n");
     }
@@ -310,13 +322,25 @@ body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px soli
                         .find(|id| failed(outcomes, id))
                         .cloned()
                         .unwrap_or_default();
-                    let _ = write!(out, "<td class=\"fail\"><a href=\"#{}\">FAIL</a></td>", anchor(&first));
+                    let _ = write!(
+                        out,
+                        "<td class=\"fail\"><a href=\"#{}\">FAIL</a></td>",
+                        anchor(&first)
+                    );
                 }
                 Some((Cell::Xfail, ids)) => {
-                    let _ = write!(out, "<td class=\"xfail\" title=\"{}\">xfail</td>", xml_escape(&ids.join(" ")));
+                    let _ = write!(
+                        out,
+                        "<td class=\"xfail\" title=\"{}\">xfail</td>",
+                        xml_escape(&ids.join(" "))
+                    );
                 }
                 Some((Cell::Pass, ids)) => {
-                    let _ = write!(out, "<td class=\"ok\" title=\"{}\">ok</td>", xml_escape(&ids.join(" ")));
+                    let _ = write!(
+                        out,
+                        "<td class=\"ok\" title=\"{}\">ok</td>",
+                        xml_escape(&ids.join(" "))
+                    );
                 }
                 None => out.push_str("<td class=\"na\">-</td>"),
             }

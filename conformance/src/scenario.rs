@@ -19,8 +19,7 @@ use virtnet_core::status::{self, NetworkStatus};
 
 use crate::cases::{self, Case, Expectation, UpgradeSource};
 use crate::host::{
-    FaultRunner, HostError, HostFactory, Snapshot, TestHost, FIREWALL_SECTIONS,
-    INJECTED_STDERR,
+    FaultRunner, HostError, HostFactory, Snapshot, TestHost, FIREWALL_SECTIONS, INJECTED_STDERR,
 };
 
 /// The operations of the matrix.
@@ -87,9 +86,14 @@ impl Scenario {
 pub enum Verdict {
     Pass,
     /// Failed: what went wrong and, when there is one, a diff of the host.
-    Fail { message: String, diff: String },
+    Fail {
+        message: String,
+        diff: String,
+    },
     /// Fails for a known reason outside virtnet (the kernel).
-    Xfail { reason: String },
+    Xfail {
+        reason: String,
+    },
 }
 
 /// A finished scenario.
@@ -212,9 +216,12 @@ impl<'a> Ctx<'a> {
         let shm = Path::new("/dev/shm");
         let mut b = tempfile::Builder::new();
         b.prefix("virtnet-conformance-");
-        let dir = if shm.is_dir() { b.tempdir_in(shm).or_else(|_| b.tempdir()) } else { b.tempdir() };
-        let dir = dir
-            .map_err(|e| HostError::Other(format!("temporary directory: {e}")))?;
+        let dir = if shm.is_dir() {
+            b.tempdir_in(shm).or_else(|_| b.tempdir())
+        } else {
+            b.tempdir()
+        };
+        let dir = dir.map_err(|e| HostError::Other(format!("temporary directory: {e}")))?;
         // dnsmasq writes its pid file as root and may then drop privileges.
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755));
@@ -280,16 +287,16 @@ impl<'a> Ctx<'a> {
     }
 
     fn define(&self, stage: &Stage, backend: Backend) -> Res<String> {
-        let d = self
-            .driver(stage, None, backend)
-            .map_err(|e| Failure {
-                message: format!("driver open: {e}"),
-                diff: String::new(),
-            })?;
-        d.define(&self.xml).map(|def| def.name).map_err(|e| Failure {
-            message: format!("define: {e}"),
+        let d = self.driver(stage, None, backend).map_err(|e| Failure {
+            message: format!("driver open: {e}"),
             diff: String::new(),
-        })
+        })?;
+        d.define(&self.xml)
+            .map(|def| def.name)
+            .map_err(|e| Failure {
+                message: format!("define: {e}"),
+                diff: String::new(),
+            })
     }
 
     fn status_path(&self, stage: &Stage) -> PathBuf {
@@ -297,12 +304,12 @@ impl<'a> Ctx<'a> {
     }
 
     fn expectation(&self, backend: Backend) -> Res<Expectation> {
-        cases::expectation(self.golden, cases::UNRELEASED, &self.case.name, backend).map_err(
-            |e| Failure {
+        cases::expectation(self.golden, cases::UNRELEASED, &self.case.name, backend).map_err(|e| {
+            Failure {
                 message: format!("golden data: {e}"),
                 diff: String::new(),
-            },
-        )
+            }
+        })
     }
 
     /// Would the start of this case with `backend` fail on this kernel for
@@ -353,11 +360,15 @@ impl<'a> Ctx<'a> {
         let br = self.case.bridge();
         if !br.is_empty() && stage.host.snapshot()?.section("links").find(&br).is_none() {
             run_ok(&*r, &["ip", "link", "add", &br, "type", "bridge"])?;
+            // Up, like the driver leaves it (an up device shows its default qdisc).
+            run_ok(&*r, &["ip", "link", "set", "dev", &br, "up"])?;
         }
         for argv in &stream {
-            let out = r.run(&Cmd::new(argv.iter().map(String::as_str))).map_err(|e| {
-                HostError::Other(format!("golden command `{}`: {e}", argv.join(" ")))
-            })?;
+            let out = r
+                .run(&Cmd::new(argv.iter().map(String::as_str)))
+                .map_err(|e| {
+                    HostError::Other(format!("golden command `{}`: {e}", argv.join(" ")))
+                })?;
             if !out.success() {
                 let is_query = argv.iter().any(|a| a == "show" || a == "list");
                 if argv.iter().any(|a| a == "csum") && !self.factory.has_act_csum() {
@@ -381,7 +392,13 @@ impl<'a> Ctx<'a> {
     /// Nothing of ours left: every firewall line of `after` is in `before`
     /// or in `kept`; every firewall line of `before` is still there (foreign
     /// rules untouched); links and processes as `before`.
-    fn check_nothing_left(&self, before: &Snapshot, after: &Snapshot, kept: &Snapshot, what: &str) -> Res<()> {
+    fn check_nothing_left(
+        &self,
+        before: &Snapshot,
+        after: &Snapshot,
+        kept: &Snapshot,
+        what: &str,
+    ) -> Res<()> {
         let b = line_set(before, FIREWALL_SECTIONS);
         let a = line_set(after, FIREWALL_SECTIONS);
         let k = line_set(kept, FIREWALL_SECTIONS);
@@ -406,12 +423,22 @@ impl<'a> Ctx<'a> {
         let other = ["links", "processes"];
         let (bo, ao) = (before.only(&other), after.only(&other));
         if bo != ao {
-            return fail_diff(format!("{what}: links or processes differ"), bo.diff(&ao, "before", "after"));
+            return fail_diff(
+                format!("{what}: links or processes differ"),
+                bo.diff(&ao, "before", "after"),
+            );
         }
         Ok(())
     }
 
-    fn check_status_removal(&self, d: &Driver, name: &str, backend: Backend, expected: &Option<String>, what: &str) -> Res<()> {
+    fn check_status_removal(
+        &self,
+        d: &Driver,
+        name: &str,
+        backend: Backend,
+        expected: &Option<String>,
+        what: &str,
+    ) -> Res<()> {
         let Some(st) = d.status(name) else {
             return fail(format!("{what}: network not active"));
         };
@@ -420,7 +447,10 @@ impl<'a> Ctx<'a> {
             (None, None) => Ok(()),
             (Some(e), Some(o)) => {
                 if st.removal_backend() != Some(backend) {
-                    return fail(format!("{what}: fwRemoval backend {:?}, expected {backend}", st.removal_backend()));
+                    return fail(format!(
+                        "{what}: fwRemoval backend {:?}, expected {backend}",
+                        st.removal_backend()
+                    ));
                 }
                 let (e, o) = (cases::mask_handles(e), cases::mask_handles(o));
                 if e != o {
@@ -441,7 +471,10 @@ impl<'a> Ctx<'a> {
 
     fn compare(&self, expected: &Snapshot, actual: &Snapshot, what: &str) -> Res<()> {
         if expected != actual {
-            return fail_diff(format!("{what}: host differs from the expectation"), expected.diff(actual, "expected", "actual"));
+            return fail_diff(
+                format!("{what}: host differs from the expectation"),
+                expected.diff(actual, "expected", "actual"),
+            );
         }
         Ok(())
     }
@@ -454,12 +487,20 @@ impl<'a> Ctx<'a> {
         let r = d.start(name);
         if self.lacks_csum(backend)? {
             let e = match r {
-                Ok(()) => return Err(Stop::Fail(Failure { message: "start succeeded on a kernel without act_csum".into(), diff: String::new() })),
+                Ok(()) => {
+                    return Err(Stop::Fail(Failure {
+                        message: "start succeeded on a kernel without act_csum".into(),
+                        diff: String::new(),
+                    }))
+                }
                 Err(e) => e,
             };
             let msg = e.to_string();
             if !msg.contains("action csum") {
-                return Err(Stop::Fail(Failure { message: format!("start failed, but not for act_csum: {msg}"), diff: String::new() }));
+                return Err(Stop::Fail(Failure {
+                    message: format!("start failed, but not for act_csum: {msg}"),
+                    diff: String::new(),
+                }));
             }
             if stage.host.runner().run(&Cmd::new(["true"])).is_err() {
                 // unreachable for real hosts; keeps the runner honest
@@ -470,11 +511,19 @@ impl<'a> Ctx<'a> {
             // snapshot above was taken first.
             self.check_nothing_left(&stage.baseline, &after, &kept, "failed start (act_csum)")?;
             if self.status_path(stage).exists() {
-                return Err(Stop::Fail(Failure { message: "failed start left a status file".into(), diff: String::new() }));
+                return Err(Stop::Fail(Failure {
+                    message: "failed start left a status file".into(),
+                    diff: String::new(),
+                }));
             }
             return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
         }
-        r.map_err(|e| Stop::Fail(Failure { message: format!("start: {e}"), diff: String::new() }))
+        r.map_err(|e| {
+            Stop::Fail(Failure {
+                message: format!("start: {e}"),
+                diff: String::new(),
+            })
+        })
     }
 }
 
@@ -486,11 +535,19 @@ fn drv<T>(r: Result<T, DriverError>, what: &str) -> Res<T> {
 }
 
 /// Runs one scenario on hosts of `factory`.
-pub fn run_scenario(factory: &dyn HostFactory, golden: &Path, case: &Case, sc: &Scenario) -> Outcome {
+pub fn run_scenario(
+    factory: &dyn HostFactory,
+    golden: &Path,
+    case: &Case,
+    sc: &Scenario,
+) -> Outcome {
     let t0 = Instant::now();
     let mut steps = 1;
     let verdict = match Ctx::new(factory, golden, case) {
-        Err(e) => Verdict::Fail { message: format!("host: {e}"), diff: String::new() },
+        Err(e) => Verdict::Fail {
+            message: format!("host: {e}"),
+            diff: String::new(),
+        },
         Ok(ctx) => {
             let r = match &sc.op {
                 Op::Start => op_start(&ctx, sc.backend),
@@ -508,11 +565,19 @@ pub fn run_scenario(factory: &dyn HostFactory, golden: &Path, case: &Case, sc: &
             match r {
                 Ok(()) => Verdict::Pass,
                 Err(Stop::Xfail(reason)) => Verdict::Xfail { reason },
-                Err(Stop::Fail(f)) => Verdict::Fail { message: f.message, diff: f.diff },
+                Err(Stop::Fail(f)) => Verdict::Fail {
+                    message: f.message,
+                    diff: f.diff,
+                },
             }
         }
     };
-    Outcome { scenario: sc.clone(), verdict, duration: t0.elapsed(), steps }
+    Outcome {
+        scenario: sc.clone(),
+        verdict,
+        duration: t0.elapsed(),
+        steps,
+    }
 }
 
 /// The operations that apply to a case with a backend.
@@ -523,7 +588,10 @@ pub fn ops_for(golden: &Path, case: &Case, backend: Backend) -> Vec<Op> {
     }
     let mut ops = vec![Op::Start, Op::Destroy, Op::Restart];
     let other = other_backend(backend);
-    if matches!(cases::expectation(golden, cases::UNRELEASED, &case.name, other), Ok(Expectation::Start { .. })) {
+    if matches!(
+        cases::expectation(golden, cases::UNRELEASED, &case.name, other),
+        Ok(Expectation::Start { .. })
+    ) {
         ops.push(Op::Switch);
     }
     for src in cases::upgrade_sources(golden, &case.name) {
@@ -552,14 +620,25 @@ fn op_start(ctx: &Ctx, backend: Backend) -> SRes<()> {
     match &exp {
         Expectation::Error(msg) => {
             let e = match d.start(&name) {
-                Ok(()) => return Err(Stop::Fail(Failure { message: format!("start succeeded; golden says it fails with: {msg}"), diff: String::new() })),
+                Ok(()) => {
+                    return Err(Stop::Fail(Failure {
+                        message: format!("start succeeded; golden says it fails with: {msg}"),
+                        diff: String::new(),
+                    }))
+                }
                 Err(e) => e.to_string(),
             };
             if e.trim() != msg.trim() {
-                return Err(Stop::Fail(Failure { message: format!("start failed with `{e}`, golden says `{msg}`"), diff: String::new() }));
+                return Err(Stop::Fail(Failure {
+                    message: format!("start failed with `{e}`, golden says `{msg}`"),
+                    diff: String::new(),
+                }));
             }
             if ctx.status_path(&stage).exists() {
-                return Err(Stop::Fail(Failure { message: "failed start left a status file".into(), diff: String::new() }));
+                return Err(Stop::Fail(Failure {
+                    message: "failed start left a status file".into(),
+                    diff: String::new(),
+                }));
             }
             let after = stage.host.snapshot()?;
             let kept = ctx.kept(&[backend])?;
@@ -571,22 +650,34 @@ fn op_start(ctx: &Ctx, backend: Backend) -> SRes<()> {
             let after = stage.host.snapshot()?;
             ctx.check_status_removal(&d, &name, backend, removal, "after start")?;
             if !ctx.status_path(&stage).exists() {
-                return Err(Stop::Fail(Failure { message: "no status file after start".into(), diff: String::new() }));
+                return Err(Stop::Fail(Failure {
+                    message: "no status file after start".into(),
+                    diff: String::new(),
+                }));
             }
             let br = ctx.case.bridge();
             if !after.section("links").contains(&br) {
-                return Err(Stop::Fail(Failure { message: format!("bridge {br} missing after start"), diff: after.section("links").to_string() }));
+                return Err(Stop::Fail(Failure {
+                    message: format!("bridge {br} missing after start"),
+                    diff: after.section("links").to_string(),
+                }));
             }
             let want_dnsmasq = virtnet_core::dnsmasq::needs_dnsmasq(&ctx.case.def);
             let has_dnsmasq = after.section("processes").contains("dnsmasq");
             if want_dnsmasq != has_dnsmasq {
-                return Err(Stop::Fail(Failure { message: format!("dnsmasq running: {has_dnsmasq}, expected {want_dnsmasq}"), diff: after.section("processes").to_string() }));
+                return Err(Stop::Fail(Failure {
+                    message: format!("dnsmasq running: {has_dnsmasq}, expected {want_dnsmasq}"),
+                    diff: after.section("processes").to_string(),
+                }));
             }
             let snap_fw = after.only(FIREWALL_SECTIONS);
             drop(d);
             drop(stage);
             let Some(expected) = ctx.expected_start(backend, &[])? else {
-                return Err(Stop::Fail(Failure { message: "golden stream needs act_csum, but the start succeeded".into(), diff: String::new() }));
+                return Err(Stop::Fail(Failure {
+                    message: "golden stream needs act_csum, but the start succeeded".into(),
+                    diff: String::new(),
+                }));
             };
             ctx.compare(&expected, &snap_fw, "after start")?;
             Ok(())
@@ -603,7 +694,10 @@ fn op_destroy(ctx: &Ctx, backend: Backend) -> SRes<()> {
     drv(d.destroy(&name), "destroy")?;
     let after = stage.host.snapshot()?;
     if ctx.status_path(&stage).exists() {
-        return Err(Stop::Fail(Failure { message: "status file left after destroy".into(), diff: String::new() }));
+        return Err(Stop::Fail(Failure {
+            message: "status file left after destroy".into(),
+            diff: String::new(),
+        }));
     }
     let baseline = stage.baseline.clone();
     drop(d);
@@ -622,7 +716,10 @@ fn op_destroy(ctx: &Ctx, backend: Backend) -> SRes<()> {
 
 fn op_restart(ctx: &Ctx, backend: Backend) -> SRes<()> {
     let Expectation::Start { removal, .. } = ctx.expectation(backend)? else {
-        return Err(Stop::Fail(Failure { message: "restart of an error case".into(), diff: String::new() }));
+        return Err(Stop::Fail(Failure {
+            message: "restart of an error case".into(),
+            diff: String::new(),
+        }));
     };
     let stage = ctx.stage()?;
     let name = ctx.define(&stage, backend)?;
@@ -633,13 +730,23 @@ fn op_restart(ctx: &Ctx, backend: Backend) -> SRes<()> {
     let d2 = drv(ctx.driver(&stage, None, backend), "driver reopen")?;
     let rep = drv(d2.reconcile(), "reconcile")?;
     if !rep.problems.is_empty() {
-        return Err(Stop::Fail(Failure { message: format!("reconcile problems: {:?}", rep.problems), diff: String::new() }));
+        return Err(Stop::Fail(Failure {
+            message: format!("reconcile problems: {:?}", rep.problems),
+            diff: String::new(),
+        }));
     }
     if rules::has_firewall_rules(&ctx.case.def) && !rep.reloaded.contains(&name) {
-        return Err(Stop::Fail(Failure { message: format!("reconcile did not reload {name}: {rep:?}"), diff: String::new() }));
+        return Err(Stop::Fail(Failure {
+            message: format!("reconcile did not reload {name}: {rep:?}"),
+            diff: String::new(),
+        }));
     }
     let after = stage.host.snapshot()?;
-    ctx.compare(&started, &after, "after restart (rules exactly once, as after start)")?;
+    ctx.compare(
+        &started,
+        &after,
+        "after restart (rules exactly once, as after start)",
+    )?;
     ctx.check_status_removal(&d2, &name, backend, &removal, "after restart")?;
     Ok(())
 }
@@ -666,10 +773,16 @@ fn op_switch(ctx: &Ctx, from: Backend) -> SRes<()> {
     }
     let rep = drv(rep, "reconcile")?;
     if !rep.problems.is_empty() {
-        return Err(Stop::Fail(Failure { message: format!("reconcile problems: {:?}", rep.problems), diff: String::new() }));
+        return Err(Stop::Fail(Failure {
+            message: format!("reconcile problems: {:?}", rep.problems),
+            diff: String::new(),
+        }));
     }
     let Expectation::Start { removal, .. } = ctx.expectation(to)? else {
-        return Err(Stop::Fail(Failure { message: "switch to an error case".into(), diff: String::new() }));
+        return Err(Stop::Fail(Failure {
+            message: "switch to an error case".into(),
+            diff: String::new(),
+        }));
     };
     ctx.check_status_removal(&d2, &name, to, &removal, "after switch")?;
     let switched = stage.host.snapshot()?;
@@ -683,17 +796,40 @@ fn op_switch(ctx: &Ctx, from: Backend) -> SRes<()> {
     // The tc root qdisc of the nftables backend is left to the bridge's
     // deletion (libvirt does the same), so tc is checked for filters only.
     let Some(expected) = ctx.expected_start(to, &[from])? else {
-        return Err(Stop::Fail(Failure { message: "golden stream needs act_csum".into(), diff: String::new() }));
+        return Err(Stop::Fail(Failure {
+            message: "golden stream needs act_csum".into(),
+            diff: String::new(),
+        }));
     };
     let rulesets = ["nft", "iptables", "ip6tables"];
-    ctx.compare(&expected.only(&rulesets), &switched.only(&rulesets), &format!("after switch {from}->{to}"))?;
-    if to == Backend::Iptables && switched.section("tc").lines().any(|l| l.starts_with("filter ") || l.contains("csum")) {
-        return Err(Stop::Fail(Failure { message: "nftables tc filter left after switch to iptables".into(), diff: switched.section("tc").to_string() }));
+    ctx.compare(
+        &expected.only(&rulesets),
+        &switched.only(&rulesets),
+        &format!("after switch {from}->{to}"),
+    )?;
+    if to == Backend::Iptables
+        && switched
+            .section("tc")
+            .lines()
+            .any(|l| l.starts_with("filter ") || l.contains("csum"))
+    {
+        return Err(Stop::Fail(Failure {
+            message: "nftables tc filter left after switch to iptables".into(),
+            diff: switched.section("tc").to_string(),
+        }));
     }
     let kept = ctx.kept(&[from, to])?;
-    ctx.check_nothing_left(&baseline, &destroyed.with_section("processes", baseline.section("processes")), &kept, "destroy after switch")?;
+    ctx.check_nothing_left(
+        &baseline,
+        &destroyed.with_section("processes", baseline.section("processes")),
+        &kept,
+        "destroy after switch",
+    )?;
     if !destroyed.section("processes").is_empty() {
-        return Err(Stop::Fail(Failure { message: "dnsmasq left after destroy".into(), diff: destroyed.section("processes").to_string() }));
+        return Err(Stop::Fail(Failure {
+            message: "dnsmasq left after destroy".into(),
+            diff: destroyed.section("processes").to_string(),
+        }));
     }
     Ok(())
 }
@@ -714,22 +850,36 @@ fn op_fail_each(ctx: &Ctx, backend: Backend) -> SRes<u64> {
         let stage = ctx.stage()?;
         let name = ctx.define(&stage, backend)?;
         let fr = Arc::new(FaultRunner::new(stage.host.runner()).fail_nth(k));
-        let d = drv(ctx.driver(&stage, Some(fr.clone() as Arc<dyn Runner>), backend), "driver open")?;
+        let d = drv(
+            ctx.driver(&stage, Some(fr.clone() as Arc<dyn Runner>), backend),
+            "driver open",
+        )?;
         let before = stage.host.snapshot()?;
         match d.start(&name) {
             Err(e) => {
                 if e.is_crash() {
-                    return Err(Stop::Fail(Failure { message: format!("{what}: reported as crash: {e}"), diff: String::new() }));
+                    return Err(Stop::Fail(Failure {
+                        message: format!("{what}: reported as crash: {e}"),
+                        diff: String::new(),
+                    }));
                 }
-                if matches!(exp, Expectation::Error(_)) && !e.to_string().contains(INJECTED_STDERR.trim()) {
+                if matches!(exp, Expectation::Error(_))
+                    && !e.to_string().contains(INJECTED_STDERR.trim())
+                {
                     // Error case: the start fails on its own after k.
                 }
                 if ctx.status_path(&stage).exists() || !d.pending_journals().is_empty() {
-                    return Err(Stop::Fail(Failure { message: format!("{what}: status file or journal left"), diff: String::new() }));
+                    return Err(Stop::Fail(Failure {
+                        message: format!("{what}: status file or journal left"),
+                        diff: String::new(),
+                    }));
                 }
                 let after = stage.host.snapshot()?;
                 if before.section("sysctl") != after.section("sysctl") {
-                    return Err(Stop::Fail(Failure { message: format!("{what}: sysctls not restored"), diff: before.diff(&after, "before", "after") }));
+                    return Err(Stop::Fail(Failure {
+                        message: format!("{what}: sysctls not restored"),
+                        diff: before.diff(&after, "before", "after"),
+                    }));
                 }
                 ctx.check_nothing_left(&before, &after, &kept, &what)?;
             }
@@ -740,18 +890,32 @@ fn op_fail_each(ctx: &Ctx, backend: Backend) -> SRes<u64> {
                 let argv = fr.injected().unwrap_or_default();
                 if !failure_is_tolerated(&argv) {
                     return Err(Stop::Fail(Failure {
-                        message: format!("{what}: start succeeded although `{}` failed", argv.join(" ")),
+                        message: format!(
+                            "{what}: start succeeded although `{}` failed",
+                            argv.join(" ")
+                        ),
                         diff: String::new(),
                     }));
                 }
-                drv(d.destroy(&name), &format!("{what}: destroy after tolerated failure"))?;
+                drv(
+                    d.destroy(&name),
+                    &format!("{what}: destroy after tolerated failure"),
+                )?;
                 let after = stage.host.snapshot()?;
-                ctx.check_nothing_left(&before, &after.with_section("sysctl", before.section("sysctl")), &kept, &format!("{what} (tolerated), then destroy"))?;
+                ctx.check_nothing_left(
+                    &before,
+                    &after.with_section("sysctl", before.section("sysctl")),
+                    &kept,
+                    &format!("{what} (tolerated), then destroy"),
+                )?;
             }
         }
     }
     if tolerated >= n && n > 0 {
-        return Err(Stop::Fail(Failure { message: format!("none of {n} command failures failed the start"), diff: String::new() }));
+        return Err(Stop::Fail(Failure {
+            message: format!("none of {n} command failures failed the start"),
+            diff: String::new(),
+        }));
     }
     Ok(n)
 }
@@ -792,17 +956,19 @@ fn start_command_count(ctx: &Ctx, backend: Backend) -> SRes<u64> {
     let stage = ctx.stage()?;
     let name = ctx.define(&stage, backend)?;
     let fr = Arc::new(FaultRunner::new(stage.host.runner()));
-    let d = drv(ctx.driver(&stage, Some(fr.clone() as Arc<dyn Runner>), backend), "driver open")?;
+    let d = drv(
+        ctx.driver(&stage, Some(fr.clone() as Arc<dyn Runner>), backend),
+        "driver open",
+    )?;
     let ok = d.start(&name).is_ok();
     let n = fr.count();
     if ok {
         return Ok(n);
     }
     let br = ctx.case.bridge();
-    let undo_at = fr
-        .commands()
-        .iter()
-        .position(|a| a.len() >= 4 && a[0] == "ip" && a[1] == "link" && a[2] == "del" && a[3] == br);
+    let undo_at = fr.commands().iter().position(|a| {
+        a.len() >= 4 && a[0] == "ip" && a[1] == "link" && a[2] == "del" && a[3] == br
+    });
     Ok(undo_at.map(|i| i as u64).unwrap_or(n))
 }
 
@@ -824,32 +990,59 @@ fn op_crash_each(ctx: &Ctx, backend: Backend) -> SRes<u64> {
         let name = ctx.define(&stage, backend)?;
         let before = stage.host.snapshot()?;
         let fr = Arc::new(FaultRunner::new(stage.host.runner()).crash_after(k));
-        let d = drv(ctx.driver(&stage, Some(fr as Arc<dyn Runner>), backend), "driver open")?;
+        let d = drv(
+            ctx.driver(&stage, Some(fr as Arc<dyn Runner>), backend),
+            "driver open",
+        )?;
         let r = d.start(&name);
         drop(d);
         match r {
             Err(e) if !e.is_crash() => {
-                return Err(Stop::Fail(Failure { message: format!("{what}: start failed without a crash: {e}"), diff: String::new() }));
+                return Err(Stop::Fail(Failure {
+                    message: format!("{what}: start failed without a crash: {e}"),
+                    diff: String::new(),
+                }));
             }
             Ok(()) if k < n => {
-                return Err(Stop::Fail(Failure { message: format!("{what}: start succeeded"), diff: String::new() }));
+                return Err(Stop::Fail(Failure {
+                    message: format!("{what}: start succeeded"),
+                    diff: String::new(),
+                }));
             }
             _ => {}
         }
         // Recover: a new daemon on the same host.
-        let d2 = drv(ctx.driver(&stage, None, backend), &format!("{what}: driver reopen"))?;
+        let d2 = drv(
+            ctx.driver(&stage, None, backend),
+            &format!("{what}: driver reopen"),
+        )?;
         if !d2.pending_journals().is_empty() {
-            return Err(Stop::Fail(Failure { message: format!("{what}: journal left after reopen"), diff: String::new() }));
+            return Err(Stop::Fail(Failure {
+                message: format!("{what}: journal left after reopen"),
+                diff: String::new(),
+            }));
         }
         drv(d2.reconcile(), &format!("{what}: reconcile"))?;
         let active = d2.info(&name).map(|i| i.active).unwrap_or(false);
         if active {
             let now = stage.host.snapshot()?.only(FIREWALL_SECTIONS);
-            ctx.compare(&expected, &now, &format!("{what}: active after recovery, rules exactly once"))?;
+            ctx.compare(
+                &expected,
+                &now,
+                &format!("{what}: active after recovery, rules exactly once"),
+            )?;
             drv(d2.destroy(&name), &format!("{what}: destroy"))?;
         }
         let after = stage.host.snapshot()?;
-        ctx.check_nothing_left(&before, &after, &kept, &format!("{what}: after recovery{}", if active { " and destroy" } else { "" }))?;
+        ctx.check_nothing_left(
+            &before,
+            &after,
+            &kept,
+            &format!(
+                "{what}: after recovery{}",
+                if active { " and destroy" } else { "" }
+            ),
+        )?;
     }
     Ok(n + 1)
 }
@@ -882,9 +1075,14 @@ pub fn install_upgrade_source(
             let mut cmds = Vec::new();
             for e in entries {
                 match e {
-                    virtnet_fake::record::LogEntry::Step(s) => in_start = s.starts_with("net-start"),
+                    virtnet_fake::record::LogEntry::Step(s) => {
+                        in_start = s.starts_with("net-start")
+                    }
                     virtnet_fake::record::LogEntry::Command { argv, output, .. } if in_start => {
-                        cmds.push((argv, output.status == 0 || argv_has_csum_faked(&output.stderr)));
+                        cmds.push((
+                            argv,
+                            output.status == 0 || argv_has_csum_faked(&output.stderr),
+                        ));
                     }
                     _ => {}
                 }
@@ -895,9 +1093,16 @@ pub fn install_upgrade_source(
             let exp = cases::expectation(golden, release, &case.name, *backend)
                 .map_err(|e| HostError::Other(e.to_string()))?;
             let Expectation::Start { stream, .. } = exp else {
-                return Err(HostError::Other(format!("{release}/{}: no start stream", case.name)));
+                return Err(HostError::Other(format!(
+                    "{release}/{}: no start stream",
+                    case.name
+                )));
             };
-            (None, stream.into_iter().map(|a| (a, true)).collect(), case.def.clone())
+            (
+                None,
+                stream.into_iter().map(|a| (a, true)).collect(),
+                case.def.clone(),
+            )
         }
     };
     let br = def.bridge_name().unwrap_or("").to_string();
@@ -920,18 +1125,30 @@ pub fn install_upgrade_source(
         }
         let out = runner
             .run(&Cmd::new(argv.iter().map(String::as_str)))
-            .map_err(|source| HostError::Run { cmd: argv.join(" "), source })?;
+            .map_err(|source| HostError::Run {
+                cmd: argv.join(" "),
+                source,
+            })?;
         if !out.success() {
             if argv.iter().any(|a| a == "csum") {
                 return Ok(None);
             }
-            let query = argv.iter().any(|a| a == "list" || a == "--list-rules" || a == "show");
+            let query = argv
+                .iter()
+                .any(|a| a == "list" || a == "--list-rules" || a == "show");
             if !query {
-                return Err(HostError::Command { cmd: argv.join(" "), status: out.status, stderr: out.stderr.trim_end().to_string() });
+                return Err(HostError::Command {
+                    cmd: argv.join(" "),
+                    status: out.status,
+                    stderr: out.stderr.trim_end().to_string(),
+                });
             }
         }
         if argv.iter().any(|a| a == "-ae") {
-            if let Some(h) = out.stdout.lines().find_map(|l| l.rsplit_once("# handle ").map(|(_, h)| h.trim().to_string())) {
+            if let Some(h) = out.stdout.lines().find_map(|l| {
+                l.rsplit_once("# handle ")
+                    .map(|(_, h)| h.trim().to_string())
+            }) {
                 handles.push(h);
             }
         }
@@ -939,11 +1156,19 @@ pub fn install_upgrade_source(
     let text = match (status_text, src) {
         (Some(t), _) => t,
         (None, UpgradeSource::Frozen { release, backend }) => {
-            let rem = golden.join("releases").join(release).join(&case.name).join(format!("{backend}.removal.xml"));
+            let rem = golden
+                .join("releases")
+                .join(release)
+                .join(&case.name)
+                .join(format!("{backend}.removal.xml"));
             let fw = if rem.exists() {
-                let xml = std::fs::read_to_string(&rem).map_err(|e| HostError::Other(format!("{}: {e}", rem.display())))?;
+                let xml = std::fs::read_to_string(&rem)
+                    .map_err(|e| HostError::Other(format!("{}: {e}", rem.display())))?;
                 let xml = renumber_handles(&xml, &handles);
-                Some(Firewall::parse_xml(xml.trim()).map_err(|e| HostError::Other(format!("{}: {e}", rem.display())))?)
+                Some(
+                    Firewall::parse_xml(xml.trim())
+                        .map_err(|e| HostError::Other(format!("{}: {e}", rem.display())))?,
+                )
             } else {
                 None
             };
@@ -951,7 +1176,8 @@ pub fn install_upgrade_source(
         }
         (None, _) => unreachable_status(),
     };
-    std::fs::create_dir_all(state_dir).map_err(|e| HostError::Other(format!("{}: {e}", state_dir.display())))?;
+    std::fs::create_dir_all(state_dir)
+        .map_err(|e| HostError::Other(format!("{}: {e}", state_dir.display())))?;
     let p = state_dir.join(format!("{}.xml", def.name));
     std::fs::write(&p, text).map_err(|e| HostError::Other(format!("{}: {e}", p.display())))?;
     Ok(Some(def.name))
@@ -974,9 +1200,15 @@ fn renumber_handles(xml: &str, handles: &[String]) -> String {
     for l in xml.lines() {
         let t = l.trim();
         if after {
-            if let Some(k) = t.strip_prefix("<item>").and_then(|x| x.strip_suffix("</item>")).and_then(|x| x.parse::<usize>().ok()) {
+            if let Some(k) = t
+                .strip_prefix("<item>")
+                .and_then(|x| x.strip_suffix("</item>"))
+                .and_then(|x| x.parse::<usize>().ok())
+            {
                 if let Some(h) = k.checked_sub(1).and_then(|i| handles.get(i)) {
-                    out.push_str(&l.replace(&format!("<item>{k}</item>"), &format!("<item>{h}</item>")));
+                    out.push_str(
+                        &l.replace(&format!("<item>{k}</item>"), &format!("<item>{h}</item>")),
+                    );
                     out.push('\n');
                     after = false;
                     continue;
@@ -999,15 +1231,19 @@ fn op_upgrade(ctx: &Ctx, src: &UpgradeSource, to: Backend) -> SRes<()> {
     let def = match src {
         UpgradeSource::Libvirt { dir, .. } => {
             let p = dir.join("1-after-start.status.xml");
-            let t = std::fs::read_to_string(&p).map_err(|e| HostError::Other(format!("{}: {e}", p.display())))?;
-            status::parse_status(&t, &p).map_err(|e| HostError::Other(e.to_string()))?.def
+            let t = std::fs::read_to_string(&p)
+                .map_err(|e| HostError::Other(format!("{}: {e}", p.display())))?;
+            status::parse_status(&t, &p)
+                .map_err(|e| HostError::Other(e.to_string()))?
+                .def
         }
         UpgradeSource::Frozen { .. } => ctx.case.def.clone(),
     };
     let from = src.backend();
     let stage = ctx.stage_for(&def)?;
     let r = stage.host.runner();
-    let Some(name) = install_upgrade_source(ctx.golden, ctx.case, src, &*r, &stage.state_dir)? else {
+    let Some(name) = install_upgrade_source(ctx.golden, ctx.case, src, &*r, &stage.state_dir)?
+    else {
         return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
     };
     let d = drv(ctx.driver(&stage, None, to), "driver open")?;
@@ -1021,11 +1257,21 @@ fn op_upgrade(ctx: &Ctx, src: &UpgradeSource, to: Backend) -> SRes<()> {
         return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
     }
     let rep = drv(rep, "reconcile")?;
-    if !rep.problems.is_empty() || (rules::has_firewall_rules(&def) && !rep.reloaded.contains(&name)) {
-        return Err(Stop::Fail(Failure { message: format!("reconcile: {rep:?}"), diff: String::new() }));
+    if !rep.problems.is_empty()
+        || (rules::has_firewall_rules(&def) && !rep.reloaded.contains(&name))
+    {
+        return Err(Stop::Fail(Failure {
+            message: format!("reconcile: {rep:?}"),
+            diff: String::new(),
+        }));
     }
-    if rules::has_firewall_rules(&def) && d.status(&name).and_then(|s| s.removal_backend()) != Some(to) {
-        return Err(Stop::Fail(Failure { message: format!("status after upgrade does not name {to}"), diff: String::new() }));
+    if rules::has_firewall_rules(&def)
+        && d.status(&name).and_then(|s| s.removal_backend()) != Some(to)
+    {
+        return Err(Stop::Fail(Failure {
+            message: format!("status after upgrade does not name {to}"),
+            diff: String::new(),
+        }));
     }
     let upgraded = stage.host.snapshot()?;
     drv(d.destroy(&name), "destroy after upgrade")?;
@@ -1065,8 +1311,16 @@ fn op_upgrade(ctx: &Ctx, src: &UpgradeSource, to: Backend) -> SRes<()> {
     let want = ours(&fresh_started, &fresh_base, &kept_old);
     if got != want {
         return Err(Stop::Fail(Failure {
-            message: format!("after upgrade from {} the rules differ from a fresh start with {to}", src.label()),
-            diff: virtnet_fake::diff_text(&want.join("\n"), &got.join("\n"), "fresh start", "upgraded"),
+            message: format!(
+                "after upgrade from {} the rules differ from a fresh start with {to}",
+                src.label()
+            ),
+            diff: virtnet_fake::diff_text(
+                &want.join("\n"),
+                &got.join("\n"),
+                "fresh start",
+                "upgraded",
+            ),
         }));
     }
     ctx.check_nothing_left(
@@ -1080,7 +1334,11 @@ fn op_upgrade(ctx: &Ctx, src: &UpgradeSource, to: Backend) -> SRes<()> {
 
 impl Ctx<'_> {
     /// [`Ctx::kept`] for another definition (upgrade sources).
-    fn kept_for(&self, def: &virtnet_core::netxml::NetworkDef, backends: &[Backend]) -> Result<Snapshot, HostError> {
+    fn kept_for(
+        &self,
+        def: &virtnet_core::netxml::NetworkDef,
+        backends: &[Backend],
+    ) -> Result<Snapshot, HostError> {
         let stage = self.stage_for(def)?;
         let r = stage.host.runner();
         if rules::has_firewall_rules(def) {

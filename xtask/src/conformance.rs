@@ -54,6 +54,46 @@ pub struct ConformanceArgs {
     pub list: bool,
 }
 
+impl ConformanceArgs {
+    /// The fake-host matrix with default options.
+    pub fn fake() -> Self {
+        ConformanceArgs {
+            filter: Vec::new(),
+            backend: "both".into(),
+            jobs: None,
+            report: Vec::new(),
+            json: false,
+            real: false,
+            list: false,
+        }
+    }
+
+    /// The command line (after `cargo xtask`) that reproduces these options.
+    fn to_argv(&self) -> Vec<String> {
+        let mut v = vec!["conformance".to_string()];
+        for f in &self.filter {
+            v.push(format!("--filter={f}"));
+        }
+        v.push(format!("--backend={}", self.backend));
+        if let Some(j) = self.jobs {
+            v.push(format!("--jobs={j}"));
+        }
+        for r in &self.report {
+            v.push(format!("--report={r}"));
+        }
+        if self.json {
+            v.push("--json".into());
+        }
+        if self.real {
+            v.push("--real".into());
+        }
+        if self.list {
+            v.push("--list".into());
+        }
+        v
+    }
+}
+
 enum ReportKind {
     Junit,
     Markdown,
@@ -117,7 +157,7 @@ fn install_advice(missing: &[(&str, &str)]) -> String {
 }
 
 /// `--real` outside the namespaces: check, then re-exec under unshare.
-fn reexec_in_namespaces() -> ExitCode {
+fn reexec_in_namespaces(args: &ConformanceArgs) -> u8 {
     let missing = missing_tools();
     let no_unshare = virtnet_core::runner::find_in_path("unshare").is_none();
     if !missing.is_empty() || no_unshare {
@@ -126,13 +166,13 @@ fn reexec_in_namespaces() -> ExitCode {
             m.push(("unshare", "util-linux"));
         }
         eprintln!("conformance --real: cannot run: {}", install_advice(&m));
-        return ExitCode::from(2);
+        return 2;
     }
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
             eprintln!("conformance --real: cannot find this program to re-execute it: {e}");
-            return ExitCode::from(2);
+            return 2;
         }
     };
     let root = nix::unistd::Uid::effective().is_root();
@@ -147,7 +187,7 @@ fn reexec_in_namespaces() -> ExitCode {
     // would stop dnsmasq from switching to its unprivileged user).
     cmd.args(["--net", "--mount", "--pid", "--fork", "--mount-proc", "--"]);
     cmd.arg(&exe);
-    cmd.args(std::env::args_os().skip(1));
+    cmd.args(args.to_argv());
     cmd.env(IN_NS, "1");
     cmd.env(OUTER_NETNS, netns_of_self());
     eprintln!(
@@ -155,40 +195,65 @@ fn reexec_in_namespaces() -> ExitCode {
         if root { "" } else { "user, " }
     );
     match cmd.status() {
-        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(s) if s.success() => 0,
         Ok(s) => {
-            if s.code() == Some(1) || s.code().is_none() {
-                // our own failure exit is 1 too; unshare prints its reason
-            }
             eprintln!("conformance --real: finished with {s}");
-            ExitCode::FAILURE
+            1
         }
         Err(e) => {
             eprintln!(
                 "conformance --real: cannot run unshare: {e}\n  real mode needs root or unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1)"
             );
-            ExitCode::from(2)
+            2
         }
     }
 }
 
+/// Why `--real` cannot run here, if it cannot (for `cargo xtask ci`).
+pub fn real_unavailable() -> Option<String> {
+    let mut missing = missing_tools();
+    if virtnet_core::runner::find_in_path("unshare").is_none() {
+        missing.push(("unshare", "util-linux"));
+    }
+    if !missing.is_empty() {
+        return Some(install_advice(&missing));
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        // Unprivileged user namespaces may work; try the cheapest thing.
+        let ok = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--net", "true"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            return Some("not root and unprivileged user namespaces are not available".into());
+        }
+    }
+    None
+}
+
 /// Runs the matrix (fake, or real when already inside our namespaces).
 pub fn run(args: &ConformanceArgs, golden: &std::path::Path) -> ExitCode {
+    ExitCode::from(run_code(args, golden))
+}
+
+/// [`run`] as an exit status: 0 all passed, 1 failures, 2 could not run.
+pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
     if args.real && std::env::var_os(IN_NS).is_none() {
-        return reexec_in_namespaces();
+        return reexec_in_namespaces(args);
     }
     let backends = match parse_backends(&args.backend) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("conformance: {e}");
-            return ExitCode::from(2);
+            return 2;
         }
     };
     let reports = match parse_reports(&args.report) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("conformance: {e}");
-            return ExitCode::from(2);
+            return 2;
         }
     };
     let factory: Box<dyn HostFactory> = if args.real {
@@ -196,14 +261,14 @@ pub fn run(args: &ConformanceArgs, golden: &std::path::Path) -> ExitCode {
         let outer = std::env::var(OUTER_NETNS).unwrap_or_default();
         if outer.is_empty() || outer == netns_of_self() {
             eprintln!("conformance --real: not inside a new network namespace; refusing to run");
-            return ExitCode::from(2);
+            return 2;
         }
         let wrapper_dir = if std::env::var_os(USERNS).is_some() {
             match tempfile::tempdir() {
                 Ok(d) => Some(d.keep()),
                 Err(e) => {
                     eprintln!("conformance --real: temporary directory: {e}");
-                    return ExitCode::from(2);
+                    return 2;
                 }
             }
         } else {
@@ -218,7 +283,7 @@ pub fn run(args: &ConformanceArgs, golden: &std::path::Path) -> ExitCode {
                     if f.has_act_csum() {
                         ""
                     } else {
-                        ": nftables starts of networks with DHCP fail here as libvirt's do (reported as expected failures)"
+                        ": nftables starts that add the DHCP checksum filter (tc ... action csum) fail here as libvirt's do; reported as expected failures"
                     }
                 );
                 eprintln!(
@@ -233,7 +298,7 @@ pub fn run(args: &ConformanceArgs, golden: &std::path::Path) -> ExitCode {
             }
             Err(e) => {
                 eprintln!("conformance --real: cannot set up the real host: {e}");
-                return ExitCode::from(2);
+                return 2;
             }
         }
     } else {
@@ -244,7 +309,7 @@ pub fn run(args: &ConformanceArgs, golden: &std::path::Path) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("conformance: {e}");
-            return ExitCode::from(2);
+            return 2;
         }
     };
     let mut opts = virtnet_conformance::MatrixOptions {
@@ -260,11 +325,11 @@ pub fn run(args: &ConformanceArgs, golden: &std::path::Path) -> ExitCode {
         for s in &scenarios {
             println!("{}", s.id());
         }
-        return ExitCode::SUCCESS;
+        return 0;
     }
     if scenarios.is_empty() {
         eprintln!("conformance: no scenario matches the filters");
-        return ExitCode::from(2);
+        return 2;
     }
     eprintln!(
         "conformance: {} scenarios ({} cases) on the {host} host, {} jobs",
@@ -300,8 +365,9 @@ pub fn run(args: &ConformanceArgs, golden: &std::path::Path) -> ExitCode {
             );
         }
     };
-    let outcomes =
-        virtnet_conformance::run_matrix(&*factory, golden, &cases, &scenarios, opts.jobs, &progress);
+    let outcomes = virtnet_conformance::run_matrix(
+        &*factory, golden, &cases, &scenarios, opts.jobs, &progress,
+    );
     let totals = report::totals(&outcomes);
     let mut ok = true;
     for (kind, path) in &reports {
@@ -335,8 +401,8 @@ pub fn run(args: &ConformanceArgs, golden: &std::path::Path) -> ExitCode {
         println!("{tail}");
     }
     if totals.failed > 0 || outcomes.len() != scenarios.len() || !ok {
-        ExitCode::FAILURE
+        1
     } else {
-        ExitCode::SUCCESS
+        0
     }
 }

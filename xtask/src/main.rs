@@ -88,6 +88,18 @@ fn ci(no_fmt: bool) -> ExitCode {
     ok &= step("tests", test);
     eprintln!("xtask: == golden check");
     ok &= report(golden::run(&workspace_root(), golden::Mode::Check));
+    let golden_dir = workspace_root().join("golden");
+    eprintln!("xtask: == conformance (fake host)");
+    ok &= conformance::run_code(&conformance::ConformanceArgs::fake(), &golden_dir) == 0;
+    match conformance::real_unavailable() {
+        None => {
+            eprintln!("xtask: == conformance --real (real kernel, new namespaces)");
+            let mut real = conformance::ConformanceArgs::fake();
+            real.real = true;
+            ok &= conformance::run_code(&real, &golden_dir) == 0;
+        }
+        Some(why) => eprintln!("xtask: == conformance --real skipped: {why}"),
+    }
     if ok {
         ExitCode::SUCCESS
     } else {
