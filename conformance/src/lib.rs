@@ -19,4 +19,6 @@ pub mod scenario;
 pub use cases::{golden_root, load_cases, upgrade_sources, Case, UpgradeSource};
 pub use host::{FakeFactory, HostFactory, HostKind, RealFactory, Snapshot, TestHost};
 pub use matrix::{run_matrix, scenarios, MatrixOptions};
-pub use scenario::{run_scenario, Op, Outcome, Scenario, Verdict};
+pub use scenario::{
+    run_scenario, run_scenario_with, Op, Outcome, Scenario, ScenarioOptions, Verdict,
+};

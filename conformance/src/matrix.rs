@@ -10,7 +10,9 @@ use virtnet_core::firewall::Backend;
 
 use crate::cases::Case;
 use crate::host::HostFactory;
-use crate::scenario::{ops_for, run_scenario, Op, Outcome, Scenario, Verdict};
+use crate::scenario::{
+    ops_for, run_scenario_with, Op, Outcome, Scenario, ScenarioOptions, Verdict,
+};
 
 /// Which part of the matrix to run.
 #[derive(Debug, Clone)]
@@ -20,6 +22,8 @@ pub struct MatrixOptions {
     pub filters: Vec<String>,
     pub backends: Vec<Backend>,
     pub jobs: usize,
+    /// Passed to every scenario (fault stride).
+    pub scenario: ScenarioOptions,
 }
 
 impl Default for MatrixOptions {
@@ -30,6 +34,7 @@ impl Default for MatrixOptions {
             jobs: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            scenario: ScenarioOptions::default(),
         }
     }
 }
@@ -73,6 +78,7 @@ pub fn run_matrix(
     cases: &[Case],
     scenarios: &[Scenario],
     jobs: usize,
+    opts: &ScenarioOptions,
     progress: &(dyn Fn(&Outcome, usize, usize) + Sync),
 ) -> Vec<Outcome> {
     // Heavy scenarios first, so the workers finish together.
@@ -93,7 +99,7 @@ pub fn run_matrix(
                 };
                 let t0 = std::time::Instant::now();
                 let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_scenario(factory, golden, case, sc)
+                    run_scenario_with(factory, golden, case, sc, opts)
                 }))
                 .unwrap_or_else(|p| {
                     let msg = p

@@ -534,12 +534,46 @@ fn drv<T>(r: Result<T, DriverError>, what: &str) -> Res<T> {
     })
 }
 
-/// Runs one scenario on hosts of `factory`.
+/// Knobs of a scenario run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScenarioOptions {
+    /// fail-each / crash-each inject at every `fault_stride`-th command
+    /// (always including the first and the last); 1 = every command.
+    pub fault_stride: u64,
+}
+
+impl Default for ScenarioOptions {
+    fn default() -> Self {
+        ScenarioOptions { fault_stride: 1 }
+    }
+}
+
+/// The k values of a fault scenario: `first..=n` every `stride`, plus `n`.
+fn fault_points(first: u64, n: u64, stride: u64) -> Vec<u64> {
+    let mut v: Vec<u64> = (first..=n).step_by(stride.max(1) as usize).collect();
+    if v.last() != Some(&n) && n >= first {
+        v.push(n);
+    }
+    v
+}
+
+/// Runs one scenario on hosts of `factory`, faults at every command.
 pub fn run_scenario(
     factory: &dyn HostFactory,
     golden: &Path,
     case: &Case,
     sc: &Scenario,
+) -> Outcome {
+    run_scenario_with(factory, golden, case, sc, &ScenarioOptions::default())
+}
+
+/// Runs one scenario on hosts of `factory` with options.
+pub fn run_scenario_with(
+    factory: &dyn HostFactory,
+    golden: &Path,
+    case: &Case,
+    sc: &Scenario,
+    opts: &ScenarioOptions,
 ) -> Outcome {
     let t0 = Instant::now();
     let mut steps = 1;
@@ -555,10 +589,10 @@ pub fn run_scenario(
                 Op::Restart => op_restart(&ctx, sc.backend),
                 Op::Switch => op_switch(&ctx, sc.backend),
                 Op::Upgrade(src) => op_upgrade(&ctx, src, sc.backend),
-                Op::FailEach => op_fail_each(&ctx, sc.backend).map(|n| {
+                Op::FailEach => op_fail_each(&ctx, sc.backend, opts.fault_stride).map(|n| {
                     steps = n;
                 }),
-                Op::CrashEach => op_crash_each(&ctx, sc.backend).map(|n| {
+                Op::CrashEach => op_crash_each(&ctx, sc.backend, opts.fault_stride).map(|n| {
                     steps = n;
                 }),
             };
@@ -835,7 +869,7 @@ fn op_switch(ctx: &Ctx, from: Backend) -> SRes<()> {
 }
 
 /// Start `k`-th-command failures: returns the number of k checked.
-fn op_fail_each(ctx: &Ctx, backend: Backend) -> SRes<u64> {
+fn op_fail_each(ctx: &Ctx, backend: Backend, stride: u64) -> SRes<u64> {
     let exp = ctx.expectation(backend)?;
     if ctx.lacks_csum(backend)? {
         // Every start fails at the csum filter anyway; the real check is
@@ -845,7 +879,8 @@ fn op_fail_each(ctx: &Ctx, backend: Backend) -> SRes<u64> {
     let n = start_command_count(ctx, backend)?;
     let kept = ctx.kept(&[backend])?;
     let mut tolerated = 0;
-    for k in 1..=n {
+    let points = fault_points(1, n, stride);
+    for &k in &points {
         let what = format!("failing command #{k} of {n}");
         let stage = ctx.stage()?;
         let name = ctx.define(&stage, backend)?;
@@ -854,7 +889,8 @@ fn op_fail_each(ctx: &Ctx, backend: Backend) -> SRes<u64> {
             ctx.driver(&stage, Some(fr.clone() as Arc<dyn Runner>), backend),
             "driver open",
         )?;
-        let before = stage.host.snapshot()?;
+        // define changes nothing on the host: the baseline is the state before the start.
+        let before = stage.baseline.clone();
         match d.start(&name) {
             Err(e) => {
                 if e.is_crash() {
@@ -911,13 +947,13 @@ fn op_fail_each(ctx: &Ctx, backend: Backend) -> SRes<u64> {
             }
         }
     }
-    if tolerated >= n && n > 0 {
+    if tolerated >= points.len() as u64 && n > 0 {
         return Err(Stop::Fail(Failure {
-            message: format!("none of {n} command failures failed the start"),
+            message: format!("none of {} command failures failed the start", points.len()),
             diff: String::new(),
         }));
     }
-    Ok(n)
+    Ok(points.len() as u64)
 }
 
 /// Failures libvirt lets a start survive: the private-chain setup (its
@@ -975,7 +1011,7 @@ fn start_command_count(ctx: &Ctx, backend: Backend) -> SRes<u64> {
 /// Crash after `k` commands of a start for every k, then recover + driver
 /// reopen + reconcile: nothing of ours remains that no status file
 /// accounts for, and an active network has its rules exactly once.
-fn op_crash_each(ctx: &Ctx, backend: Backend) -> SRes<u64> {
+fn op_crash_each(ctx: &Ctx, backend: Backend, stride: u64) -> SRes<u64> {
     if ctx.lacks_csum(backend)? {
         return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
     }
@@ -984,11 +1020,13 @@ fn op_crash_each(ctx: &Ctx, backend: Backend) -> SRes<u64> {
     let Some(expected) = ctx.expected_start(backend, &[])? else {
         return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
     };
-    for k in 0..=n {
+    let points = fault_points(0, n, stride);
+    for &k in &points {
         let what = format!("crash after command {k} of {n}");
         let stage = ctx.stage()?;
         let name = ctx.define(&stage, backend)?;
-        let before = stage.host.snapshot()?;
+        // define changes nothing on the host: the baseline is the state before the start.
+        let before = stage.baseline.clone();
         let fr = Arc::new(FaultRunner::new(stage.host.runner()).crash_after(k));
         let d = drv(
             ctx.driver(&stage, Some(fr as Arc<dyn Runner>), backend),
@@ -1044,7 +1082,7 @@ fn op_crash_each(ctx: &Ctx, backend: Backend) -> SRes<u64> {
             ),
         )?;
     }
-    Ok(n + 1)
+    Ok(points.len() as u64)
 }
 
 // ----------------------------------------------------------------------

@@ -22,7 +22,15 @@ fn run(factory: &dyn HostFactory, filters: &[&str]) -> Vec<Outcome> {
     };
     let sc = scenarios(&g, &cases, &opts);
     assert!(!sc.is_empty(), "{filters:?}");
-    run_matrix(factory, &g, &cases, &sc, opts.jobs, &|_, _, _| {})
+    run_matrix(
+        factory,
+        &g,
+        &cases,
+        &sc,
+        opts.jobs,
+        &opts.scenario,
+        &|_, _, _| {},
+    )
 }
 
 fn failures(outcomes: &[Outcome]) -> Vec<String> {

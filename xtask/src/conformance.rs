@@ -52,6 +52,10 @@ pub struct ConformanceArgs {
     /// List the selected scenarios and exit.
     #[arg(long)]
     pub list: bool,
+    /// fail-each / crash-each: inject at every N-th command of the start
+    /// (always the first and the last); 1 = every command.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub fault_stride: u64,
 }
 
 impl ConformanceArgs {
@@ -65,6 +69,7 @@ impl ConformanceArgs {
             json: false,
             real: false,
             list: false,
+            fault_stride: 1,
         }
     }
 
@@ -90,6 +95,7 @@ impl ConformanceArgs {
         if self.list {
             v.push("--list".into());
         }
+        v.push(format!("--fault-stride={}", self.fault_stride));
         v
     }
 }
@@ -320,6 +326,7 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
     if let Some(j) = args.jobs {
         opts.jobs = j.max(1);
     }
+    opts.scenario.fault_stride = args.fault_stride.max(1);
     let scenarios = virtnet_conformance::scenarios(golden, &cases, &opts);
     if args.list {
         for s in &scenarios {
@@ -332,10 +339,15 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
         return 2;
     }
     eprintln!(
-        "conformance: {} scenarios ({} cases) on the {host} host, {} jobs",
+        "conformance: {} scenarios ({} cases) on the {host} host, {} jobs{}",
         scenarios.len(),
         cases.len(),
-        opts.jobs
+        opts.jobs,
+        if opts.scenario.fault_stride > 1 {
+            format!(", faults at every {}th command", opts.scenario.fault_stride)
+        } else {
+            String::new()
+        }
     );
     let t0 = Instant::now();
     let passed = AtomicUsize::new(0);
@@ -355,7 +367,7 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
                 xfailed.fetch_add(1, Ordering::SeqCst);
             }
         }
-        if done % every == 0 || done == total {
+        if done.checked_rem(every) == Some(0) || done == total {
             eprintln!(
                 "conformance: [{done:>4}/{total}] {} passed, {} failed, {} expected failures ({:.1}s)",
                 passed.load(Ordering::SeqCst),
@@ -366,7 +378,13 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
         }
     };
     let outcomes = virtnet_conformance::run_matrix(
-        &*factory, golden, &cases, &scenarios, opts.jobs, &progress,
+        &*factory,
+        golden,
+        &cases,
+        &scenarios,
+        opts.jobs,
+        &opts.scenario,
+        &progress,
     );
     let totals = report::totals(&outcomes);
     let mut ok = true;

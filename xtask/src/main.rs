@@ -76,6 +76,9 @@ fn step(name: &str, mut cmd: Command) -> bool {
     }
 }
 
+/// Fault stride of `conformance --real` in CI.
+const REAL_STRIDE: u64 = 4;
+
 fn ci(no_fmt: bool) -> ExitCode {
     let mut ok = true;
     if !no_fmt {
@@ -89,13 +92,26 @@ fn ci(no_fmt: bool) -> ExitCode {
     eprintln!("xtask: == golden check");
     ok &= report(golden::run(&workspace_root(), golden::Mode::Check));
     let golden_dir = workspace_root().join("golden");
+    let reports = |host: &str| {
+        let dir = workspace_root().join("target/conformance");
+        vec![
+            format!("junit:{}/{host}.junit.xml", dir.display()),
+            format!("html:{}/{host}.html", dir.display()),
+        ]
+    };
     eprintln!("xtask: == conformance (fake host)");
-    ok &= conformance::run_code(&conformance::ConformanceArgs::fake(), &golden_dir) == 0;
+    let mut fake = conformance::ConformanceArgs::fake();
+    fake.report = reports("fake");
+    ok &= conformance::run_code(&fake, &golden_dir) == 0;
     match conformance::real_unavailable() {
         None => {
             eprintln!("xtask: == conformance --real (real kernel, new namespaces)");
             let mut real = conformance::ConformanceArgs::fake();
             real.real = true;
+            real.report = reports("real");
+            // Every REAL_STRIDE-th command for the fault scenarios keeps CI
+            // within its time budget on 2 cores (the fake checks every one).
+            real.fault_stride = REAL_STRIDE;
             ok &= conformance::run_code(&real, &golden_dir) == 0;
         }
         Some(why) => eprintln!("xtask: == conformance --real skipped: {why}"),
