@@ -475,7 +475,7 @@ impl RealFactory {
         let mut dnsmasq = real("dnsmasq");
         if let Some(dir) = dnsmasq_wrapper_dir {
             let w = dir.join("dnsmasq");
-            let script = format!("#!/bin/sh\nexec {dnsmasq} --user=root --group=root \"$@\"\n");
+            let script = format!("#!/bin/sh\nexec {dnsmasq} --user=root --group= \"$@\"\n");
             std::fs::write(&w, script)
                 .map_err(|e| HostError::Other(format!("{}: {e}", w.display())))?;
             use std::os::unix::fs::PermissionsExt;

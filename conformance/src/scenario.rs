@@ -1392,3 +1392,45 @@ impl Ctx<'_> {
 
 #[allow(dead_code)]
 fn _assert_send(_: &RunError) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_points_cover_first_and_last() {
+        assert_eq!(fault_points(1, 5, 1), vec![1, 2, 3, 4, 5]);
+        assert_eq!(fault_points(1, 10, 4), vec![1, 5, 9, 10]);
+        assert_eq!(fault_points(0, 8, 4), vec![0, 4, 8]);
+        assert_eq!(fault_points(1, 0, 1), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn frozen_handles_are_renumbered_in_order() {
+        let xml = "<item>handle</item>\n<item>2</item>\n<item>handle</item>\n<item>1</item>\n<item>7</item>\n";
+        let got = renumber_handles(xml, &["40".to_string(), "41".to_string()]);
+        assert_eq!(
+            got,
+            "<item>handle</item>\n<item>41</item>\n<item>handle</item>\n<item>40</item>\n<item>7</item>\n"
+        );
+    }
+
+    #[test]
+    fn tolerated_failures_are_private_chain_setup_and_checksum_only() {
+        let t = |s: &str| failure_is_tolerated(&s.split(' ').map(String::from).collect::<Vec<_>>());
+        assert!(t("iptables -w --table filter --list-rules"));
+        assert!(t("ip6tables -w --table filter --new-chain LIBVIRT_FWI"));
+        assert!(t(
+            "iptables -w --table filter --insert FORWARD --jump LIBVIRT_FWX"
+        ));
+        assert!(t("iptables -w --table mangle --insert LIBVIRT_PRT --out-interface virbr0 --protocol udp --destination-port 68 --jump CHECKSUM --checksum-fill"));
+        assert!(t("nft add table ip6 libvirt_network"));
+        assert!(t("nft list table ip libvirt_network"));
+        assert!(!t("iptables -w --table filter --insert LIBVIRT_INP --in-interface virbr0 --protocol udp --destination-port 67 --jump ACCEPT"));
+        assert!(!t(
+            "nft -ae insert rule ip libvirt_network guest_output iif virbr0 counter reject"
+        ));
+        assert!(!t("ip link add name virbr0 type bridge"));
+        assert!(!t("tc filter add dev virbr0 prio 2 protocol ip parent 1: u32 match ip dport 68 ffff action csum ip and udp"));
+    }
+}

@@ -279,3 +279,61 @@ fn reports_count_and_link_failures() {
         "{table}"
     );
 }
+
+/// The upgrade hook with a frozen release: a temporary golden tree whose
+/// `releases/0.0.1/` is a copy of today's `unreleased/` for two cases.
+#[test]
+fn upgrade_from_a_frozen_release_passes_and_renumbers_nft_handles() {
+    let real = golden_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let g = tmp.path();
+    std::os::unix::fs::symlink(real.join("cases"), g.join("cases")).unwrap();
+    std::os::unix::fs::symlink(real.join("upstream"), g.join("upstream")).unwrap();
+    std::fs::create_dir_all(g.join("releases")).unwrap();
+    std::os::unix::fs::symlink(
+        real.join("releases/unreleased"),
+        g.join("releases/unreleased"),
+    )
+    .unwrap();
+    for case in ["nat-default", "route-default"] {
+        let to = g.join("releases/0.0.1").join(case);
+        std::fs::create_dir_all(&to).unwrap();
+        for f in std::fs::read_dir(real.join("releases/unreleased").join(case)).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+        }
+    }
+    let srcs: Vec<String> = virtnet_conformance::upgrade_sources(g, "nat-default")
+        .iter()
+        .map(|s| s.label())
+        .collect();
+    assert!(
+        srcs.contains(&"virtnet-0.0.1/nftables".to_string()),
+        "{srcs:?}"
+    );
+    let cases = load_cases(g).unwrap();
+    let opts = MatrixOptions {
+        filters: vec!["upgrade:virtnet-0.0.1".into()],
+        jobs: 2,
+        ..Default::default()
+    };
+    let sc = scenarios(g, &cases, &opts);
+    // 2 cases x 2 backends configured x 2 source backends.
+    assert_eq!(
+        sc.len(),
+        8,
+        "{:?}",
+        sc.iter().map(|s| s.id()).collect::<Vec<_>>()
+    );
+    let out = run_matrix(
+        &FakeFactory::default(),
+        g,
+        &cases,
+        &sc,
+        2,
+        &opts.scenario,
+        &|_, _, _| {},
+    );
+    let f = failures(&out);
+    assert!(f.is_empty(), "{}", f.join("\n"));
+}

@@ -262,6 +262,7 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
             return 2;
         }
     };
+    let mut keep_alive: Option<tempfile::TempDir> = None;
     let factory: Box<dyn HostFactory> = if args.real {
         // Belt and braces: refuse to run in the namespace we were started in.
         let outer = std::env::var(OUTER_NETNS).unwrap_or_default();
@@ -269,9 +270,9 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
             eprintln!("conformance --real: not inside a new network namespace; refusing to run");
             return 2;
         }
-        let wrapper_dir = if std::env::var_os(USERNS).is_some() {
+        let wrapper_tmp = if std::env::var_os(USERNS).is_some() {
             match tempfile::tempdir() {
-                Ok(d) => Some(d.keep()),
+                Ok(d) => Some(d),
                 Err(e) => {
                     eprintln!("conformance --real: temporary directory: {e}");
                     return 2;
@@ -280,6 +281,9 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
         } else {
             None
         };
+        let wrapper_dir = wrapper_tmp.as_ref().map(|d| d.path().to_path_buf());
+        // Removed when the run ends.
+        keep_alive = wrapper_tmp;
         let userns = wrapper_dir.is_some();
         match RealFactory::new(wrapper_dir) {
             Ok(f) => {
@@ -295,7 +299,7 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
                 eprintln!(
                     "conformance --real: dnsmasq runs for real in each scenario's namespace{}",
                     if userns {
-                        " (user namespace: started with --user=root --group=root, it cannot drop privileges there)"
+                        " (user namespace: started with --user=root --group= (no group change): it cannot drop privileges there)"
                     } else {
                         ""
                     }
@@ -311,6 +315,7 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
         Box::new(FakeFactory::default())
     };
     let host = factory.kind().to_string();
+    let _wrapper = keep_alive;
     let cases = match virtnet_conformance::load_cases(golden) {
         Ok(c) => c,
         Err(e) => {
