@@ -6,7 +6,7 @@
 //! the case names. Every check compares whole canonical snapshots, so the
 //! foreign rules are checked to be untouched by every step.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -205,6 +205,15 @@ fn line_set(snap: &Snapshot, sections: &[&str]) -> BTreeSet<(String, String)> {
     snap.only(sections).lines().into_iter().collect()
 }
 
+/// Lines (per section) of `snap` in the given sections, with their counts.
+fn line_counts(snap: &Snapshot, sections: &[&str]) -> BTreeMap<(String, String), usize> {
+    let mut m = BTreeMap::new();
+    for l in snap.only(sections).lines() {
+        *m.entry(l).or_insert(0) += 1;
+    }
+    m
+}
+
 impl<'a> Ctx<'a> {
     pub fn new(
         factory: &'a dyn HostFactory,
@@ -399,18 +408,24 @@ impl<'a> Ctx<'a> {
         kept: &Snapshot,
         what: &str,
     ) -> Res<()> {
-        let b = line_set(before, FIREWALL_SECTIONS);
-        let a = line_set(after, FIREWALL_SECTIONS);
-        let k = line_set(kept, FIREWALL_SECTIONS);
+        // Multisets of lines: a line may appear at most as often as in the
+        // state before or in the kept state (a duplicated jump to a private
+        // chain is a leak too), and at least as often as before.
+        let b = line_counts(before, FIREWALL_SECTIONS);
+        let a = line_counts(after, FIREWALL_SECTIONS);
+        let k = line_counts(kept, FIREWALL_SECTIONS);
+        let n = |m: &BTreeMap<(String, String), usize>, l: &(String, String)| {
+            m.get(l).copied().unwrap_or(0)
+        };
         let extra: Vec<String> = a
             .iter()
-            .filter(|l| !b.contains(*l) && !k.contains(*l))
-            .map(|(s, l)| format!("+ [{s}] {l}"))
+            .filter(|(l, c)| **c > n(&b, l).max(n(&k, l)))
+            .map(|((s, l), c)| format!("+ [{s}] {l}  (x{c})"))
             .collect();
         let gone: Vec<String> = b
             .iter()
-            .filter(|l| !a.contains(*l))
-            .map(|(s, l)| format!("- [{s}] {l}"))
+            .filter(|(l, c)| n(&a, l) < **c)
+            .map(|((s, l), _)| format!("- [{s}] {l}"))
             .collect();
         if !extra.is_empty() || !gone.is_empty() {
             let mut d = extra;
