@@ -192,6 +192,36 @@ fn reexec_in_namespaces(args: &ConformanceArgs) -> u8 {
     // As root no user namespace is needed (and one with only root mapped
     // would stop dnsmasq from switching to its unprivileged user).
     cmd.args(["--net", "--mount", "--pid", "--fork", "--mount-proc", "--"]);
+    // Probe first, so a failure to create namespaces is reported as such
+    // (and not mistaken for a test failure).
+    let mut probe = Command::new("unshare");
+    if !root {
+        probe.args(["--user", "--map-root-user"]);
+    }
+    probe.args([
+        "--net",
+        "--mount",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--",
+        "true",
+    ]);
+    match probe.output() {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            eprintln!(
+                "conformance --real: cannot create namespaces ({}): {}\n  real mode needs root, or unprivileged user namespaces (kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0); nothing was run",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            return 2;
+        }
+        Err(e) => {
+            eprintln!("conformance --real: cannot run unshare: {e}");
+            return 2;
+        }
+    }
     cmd.arg(&exe);
     cmd.args(args.to_argv());
     cmd.env(IN_NS, "1");
