@@ -1345,7 +1345,10 @@ fn op_upgrade(ctx: &Ctx, src: &UpgradeSource, to: Backend) -> SRes<()> {
     // A fresh start of the same definition with `to` on a fresh host.
     let fresh = ctx.stage_for(&def)?;
     let fd = drv(ctx.driver(&fresh, None, to), "driver open (fresh)")?;
-    let xml = virtnet_core::netxml::format(&def, virtnet_core::netxml::FormatFlags::INACTIVE);
+    let xml = cases::localise_xml(
+        &virtnet_core::netxml::format(&def, virtnet_core::netxml::FormatFlags::INACTIVE),
+        &ctx.dir.path().join("tftproot"),
+    );
     let fname = drv(fd.define(&xml), "define (fresh)")?.name;
     drv(fd.start(&fname), "start (fresh)")?;
     let fresh_started = fresh.host.snapshot()?;
