@@ -56,6 +56,12 @@ pub struct ConformanceArgs {
     /// (always the first and the last); 1 = every command.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub fault_stride: u64,
+    /// With --real on a kernel without act_csum: put a `tc` wrapper first on
+    /// PATH that turns the failure of `tc ... action csum` into success (as
+    /// the libvirt captures did), so nftables scenarios run instead of being
+    /// expected failures. The checksum filter is then absent.
+    #[arg(long)]
+    pub csum_workaround: bool,
 }
 
 impl ConformanceArgs {
@@ -70,6 +76,7 @@ impl ConformanceArgs {
             real: false,
             list: false,
             fault_stride: 1,
+            csum_workaround: false,
         }
     }
 
@@ -96,6 +103,9 @@ impl ConformanceArgs {
             v.push("--list".into());
         }
         v.push(format!("--fault-stride={}", self.fault_stride));
+        if self.csum_workaround {
+            v.push("--csum-workaround".into());
+        }
         v
     }
 }
@@ -293,6 +303,7 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
         }
     };
     let mut keep_alive: Option<tempfile::TempDir> = None;
+    let mut csum_tmp: Option<tempfile::TempDir> = None;
     let factory: Box<dyn HostFactory> = if args.real {
         // Belt and braces: refuse to run in the namespace we were started in.
         let outer = std::env::var(OUTER_NETNS).unwrap_or_default();
@@ -316,6 +327,35 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
         keep_alive = wrapper_tmp;
         let userns = wrapper_dir.is_some();
         match RealFactory::new(wrapper_dir) {
+            Ok(f) if args.csum_workaround && !f.has_act_csum() => {
+                let dir = match tempfile::tempdir() {
+                    Ok(d) => d,
+                    Err(e) => {
+                        eprintln!("conformance --real: temporary directory: {e}");
+                        return 2;
+                    }
+                };
+                if let Err(e) = virtnet_conformance::host::write_tc_csum_wrapper(dir.path()) {
+                    eprintln!("conformance --real: {e}");
+                    return 2;
+                }
+                let path = std::env::var_os("PATH").unwrap_or_default();
+                let mut dirs = vec![dir.path().to_path_buf()];
+                dirs.extend(std::env::split_paths(&path));
+                match std::env::join_paths(dirs) {
+                    // No other thread runs yet.
+                    Ok(p) => std::env::set_var("PATH", p),
+                    Err(e) => {
+                        eprintln!("conformance --real: PATH: {e}");
+                        return 2;
+                    }
+                }
+                eprintln!(
+                    "conformance --real: kernel lacks the tc act_csum action; --csum-workaround: a tc wrapper makes `tc ... action csum` report success (the checksum filter is absent), as the libvirt captures did"
+                );
+                csum_tmp = Some(dir);
+                Box::new(f.assume_act_csum())
+            }
             Ok(f) => {
                 eprintln!(
                     "conformance --real: kernel {} the tc act_csum action{}",
@@ -346,6 +386,7 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
     };
     let host = factory.kind().to_string();
     let _wrapper = keep_alive;
+    let _csum_wrapper = csum_tmp;
     let cases = match virtnet_conformance::load_cases(golden) {
         Ok(c) => c,
         Err(e) => {
