@@ -255,6 +255,13 @@ fn reexec_in_namespaces(args: &ConformanceArgs) -> u8 {
     }
 }
 
+/// A line on stdout; a closed stdout (`| head`) is not an error worth a panic.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{text}");
+}
+
 /// Why `--real` cannot run here, if it cannot (for `cargo xtask ci`).
 pub fn real_unavailable() -> Option<String> {
     let mut missing = missing_tools();
@@ -406,7 +413,7 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
     let scenarios = virtnet_conformance::scenarios(golden, &cases, &opts);
     if args.list {
         for s in &scenarios {
-            println!("{}", s.id());
+            out(&s.id());
         }
         return 0;
     }
@@ -488,11 +495,11 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
         report::final_line(&totals)
     );
     if args.json {
-        println!("{}", report::json(&outcomes, &host));
+        out(&report::json(&outcomes, &host));
         eprintln!("{tail}");
     } else {
-        println!("{}", report::summary_table(&outcomes));
-        println!("{tail}");
+        out(&report::summary_table(&outcomes));
+        out(&tail);
     }
     if totals.failed > 0 || outcomes.len() != scenarios.len() || !ok {
         1
