@@ -9,12 +9,16 @@
 //! * [`matrix`] — the matrix (case × backend × operation), filtering, the
 //!   parallel runner with progress.
 //! * [`report`] — summary table, JUnit, Markdown, HTML and JSON reports.
+//! * [`props`] — property tests' host view, random definitions, state machine.
+//! * [`upgrade`] — `cargo xtask upgrade-check`: take-over of every frozen release.
 
 pub mod cases;
 pub mod host;
 pub mod matrix;
+pub mod props;
 pub mod report;
 pub mod scenario;
+pub mod upgrade;
 
 pub use cases::{golden_root, load_cases, upgrade_sources, Case, UpgradeSource};
 pub use host::{FakeFactory, HostFactory, HostKind, RealFactory, Snapshot, TestHost};

@@ -27,7 +27,13 @@ fn unreleased_golden_matches_head() {
             .unwrap_or_else(|e| panic!("unreleased/{case}: {e}"))
             .flatten()
         {
-            have.insert(e.file_name().to_string_lossy().to_string(), read(&e.path()));
+            let name = e.file_name().to_string_lossy().to_string();
+            // Status files come from the driver on the fake host (`cargo
+            // xtask golden` writes and checks them), not from `case_files`.
+            if name.ends_with(".status.xml") {
+                continue;
+            }
+            have.insert(name, read(&e.path()));
         }
         if want != have {
             problems.push(case.clone());

@@ -2,7 +2,10 @@
 //!
 //! Inputs are `golden/cases/<case>.xml`; the expected outputs live in
 //! `golden/releases/unreleased/<case>/` (see
-//! `virtnet_core::rules::golden` for the file set). `--bless` rewrites that
+//! `virtnet_core::rules::golden` for the file set, plus `B.status.xml`, the
+//! status file the driver writes after starting the case with backend `B`
+//! on the fake host, see `virtnet_conformance::upgrade::fresh_status_file`).
+//! `--bless` rewrites that
 //! directory from what HEAD emits (removing stale files); `--check` compares
 //! and fails, with a diff, on any difference, missing or extra file. Frozen
 //! release directories are never touched.
@@ -10,6 +13,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use virtnet_conformance::upgrade::fresh_status_file;
+use virtnet_core::firewall::Backend;
 use virtnet_core::rules::golden::case_files;
 
 /// What `golden` should do.
@@ -54,7 +59,21 @@ fn expected(root: &Path) -> Result<BTreeMap<String, BTreeMap<String, String>>, S
         };
         match case_files(&xml) {
             Ok(files) => {
-                out.insert(case, files.into_iter().collect());
+                let mut files: BTreeMap<String, String> = files.into_iter().collect();
+                // The status file the driver writes after a start on the
+                // fake host (what `upgrade-check` installs for this release).
+                for backend in [Backend::Iptables, Backend::Nftables] {
+                    match fresh_status_file(&xml, backend, &case) {
+                        Ok(Some(st)) => {
+                            files.insert(format!("{}.status.xml", backend.as_str()), st);
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            errors.push(format!("{}: {backend} status file: {e}", path.display()))
+                        }
+                    }
+                }
+                out.insert(case, files);
             }
             Err(e) => errors.push(format!("{}: {e}", path.display())),
         }

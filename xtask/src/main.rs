@@ -8,8 +8,11 @@ use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod conformance;
 mod golden;
+mod release;
+mod upgrade;
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +47,36 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Property tests (conformance/tests/props_*.rs); --deep runs many more
+    /// cases (nightly) in a release build.
+    Props {
+        #[arg(long)]
+        deep: bool,
+    },
+    /// Golden releases.
+    Release {
+        #[command(subcommand)]
+        cmd: ReleaseCmd,
+    },
+    /// Every frozen release (ours, libvirt 9.0.0 and 11.3.0) taken over by
+    /// the current driver, both backends, on the fake host.
+    UpgradeCheck {
+        /// Run on the real host (not supported yet).
+        #[arg(long)]
+        real: bool,
+    },
+    /// Fault-injected network starts per second on the fake host (release build).
+    Bench {
+        /// Seconds to measure.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReleaseCmd {
+    /// Freeze golden/releases/unreleased as golden/releases/VERSION.
+    Cut { version: String },
 }
 
 fn workspace_root() -> PathBuf {
@@ -127,6 +160,8 @@ fn ci(no_fmt: bool) -> ExitCode {
         }
         Some(why) => eprintln!("xtask: == conformance --real skipped: {why}"),
     }
+    eprintln!("xtask: == upgrade check (fake host)");
+    ok &= report(upgrade::run(&workspace_root(), false));
     if ok {
         ExitCode::SUCCESS
     } else {
@@ -148,6 +183,14 @@ fn report(result: Result<String, String>) -> bool {
     }
 }
 
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.task {
@@ -159,11 +202,32 @@ fn main() -> ExitCode {
             } else {
                 golden::Mode::Check
             };
-            if report(golden::run(&workspace_root(), mode)) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+            exit(report(golden::run(&workspace_root(), mode)))
         }
+        Task::Props { deep } => {
+            let mut test = cargo();
+            test.args(["test", "-p", "virtnet-conformance"]);
+            if deep {
+                test.arg("--release").env("VIRTNET_DEEP", "1");
+            }
+            test.args(["--test", "props_start", "--test", "props_machine"]);
+            let pick = |(d, deep_n): (u32, u32)| {
+                std::env::var("PROPTEST_CASES")
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u32>().ok())
+                    .unwrap_or(if deep { deep_n } else { d })
+            };
+            eprintln!(
+                "xtask: props: {} cases per start property (2 properties), {} operation sequences",
+                pick(virtnet_conformance::props::START_CASES),
+                pick(virtnet_conformance::props::MACHINE_CASES)
+            );
+            exit(step("property tests", test))
+        }
+        Task::Release {
+            cmd: ReleaseCmd::Cut { version },
+        } => exit(report(release::cut(&workspace_root(), &version))),
+        Task::UpgradeCheck { real } => exit(report(upgrade::run(&workspace_root(), real))),
+        Task::Bench { seconds } => exit(bench::run(seconds)),
     }
 }

@@ -485,7 +485,7 @@ impl NftState {
                         handle: 0,
                         comment: None,
                         base: None,
-                        rules: Vec::new(),
+                        rules: Default::default(),
                     });
                 }
             }
@@ -1002,7 +1002,7 @@ impl NftState {
                     .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
                 for c in &mut table.chains {
                     if !c.rules.is_empty() {
-                        c.rules.clear();
+                        c.rules = Default::default();
                         *changed = true;
                     }
                 }
@@ -1068,7 +1068,7 @@ impl NftState {
                         handle,
                         comment: comment.clone(),
                         base: spec.clone(),
-                        rules: Vec::new(),
+                        rules: Default::default(),
                     });
                 }
                 *changed = true;
@@ -1137,7 +1137,7 @@ impl NftState {
                     .chain_mut(&chain.value)
                     .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
                 if !c.rules.is_empty() {
-                    c.rules.clear();
+                    c.rules = Default::default();
                     *changed = true;
                 }
             }
@@ -1221,14 +1221,14 @@ impl NftState {
                     (true, Some(i)) => i,
                     (false, Some(i)) => i + 1,
                 };
-                c.rules.insert(idx, rule);
+                std::sync::Arc::make_mut(&mut c.rules).insert(idx, rule);
                 if let Some(errno) = validate_table(table) {
                     // The kernel finds this when it validates the table at
                     // commit; it then replays the batch (-EAGAIN) validating
                     // at once, so the rule (and its anonymous sets) take
                     // their handles a second time.
                     if let Some(c) = table.chain_mut(&chain.value) {
-                        c.rules.retain(|r| r.handle != handle);
+                        std::sync::Arc::make_mut(&mut c.rules).retain(|r| r.handle != handle);
                     }
                     for _ in 0..=body.anon_sets.len() {
                         table.alloc_handle();
@@ -1275,7 +1275,7 @@ impl NftState {
                     .iter()
                     .position(|r| r.handle == handle.value)
                     .ok_or_else(|| at(Errno::NoEnt, handle.loc))?;
-                c.rules.remove(idx);
+                std::sync::Arc::make_mut(&mut c.rules).remove(idx);
                 *changed = true;
             }
             Op::AddSet {
@@ -1521,7 +1521,7 @@ fn validate_table(table: &Table) -> Option<Errno> {
                 seen.insert(chain.name.clone(), level);
             }
         }
-        for r in &chain.rules {
+        for r in chain.rules.iter() {
             for st in &r.stmts {
                 if st.kind == StmtKind::Reject
                     && !matches!(

@@ -10,6 +10,8 @@
 //! * a counter advanced inside a batch that is then aborted stays advanced
 //!   (the kernel does not roll handle generators back).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// nftables address families.
@@ -191,7 +193,26 @@ pub struct Chain {
     pub comment: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<BaseSpec>,
-    pub rules: Vec<Rule>,
+    /// Shared between copies of the ruleset (every nft command works on
+    /// copies: its userspace view and its kernel transaction); a chain's
+    /// rules are copied only when a command changes that chain. Serialised
+    /// as a plain list.
+    #[serde(with = "shared_rules")]
+    pub rules: Arc<Vec<Rule>>,
+}
+
+mod shared_rules {
+    use super::Rule;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<S: Serializer>(v: &Arc<Vec<Rule>>, s: S) -> Result<S::Ok, S::Error> {
+        v.as_slice().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Vec<Rule>>, D::Error> {
+        Vec::<Rule>::deserialize(d).map(Arc::new)
+    }
 }
 
 /// A set element: key text and, for maps, the value text.
@@ -395,7 +416,7 @@ pub fn chain_block(family: Family, chain: &Chain, opts: ListOpts) -> String {
     if let Some(b) = &chain.base {
         out.push_str(&format!("\t\t{}\n", b.text(family)));
     }
-    for r in &chain.rules {
+    for r in chain.rules.iter() {
         out.push_str(&format!(
             "\t\t{}{}\n",
             r.text(),
