@@ -1,0 +1,653 @@
+//! The host abstraction every scenario is written against (architecture
+//! invariant 4, "same test body, two hosts").
+//!
+//! A [`HostFactory`] makes fresh hosts: a new [`FakeHost`] for the
+//! simulated host, a new network namespace (entered by the calling thread)
+//! for the real one. A [`TestHost`] gives the scenario a [`Runner`] and a
+//! canonical [`Snapshot`] of the host (firewall rulesets, links, tc,
+//! forwarding sysctls, dnsmasq processes), normalised so two snapshots of
+//! equal hosts are equal text.
+//!
+//! Fault injection ([`FaultRunner`]) wraps any runner, so failure and crash
+//! scenarios run unchanged on both hosts.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use virtnet_core::runner::{find_in_path, Cmd, Output, RealRunner, RunError, Runner};
+use virtnet_fake::{FakeHost, Section};
+
+/// Which kind of host a factory makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum HostKind {
+    /// The simulator (`virtnet-fake`).
+    Fake,
+    /// The real kernel and tools, inside throw-away namespaces.
+    Real,
+}
+
+impl std::fmt::Display for HostKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HostKind::Fake => "fake",
+            HostKind::Real => "real",
+        })
+    }
+}
+
+/// A host operation that could not be done (not a scenario failure: the
+/// environment is broken).
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot create a network namespace: {0}")]
+    Unshare(String),
+    #[error("`{cmd}` failed (status {status}): {stderr}")]
+    Command {
+        cmd: String,
+        status: i32,
+        stderr: String,
+    },
+    #[error("`{cmd}` could not run: {source}")]
+    Run { cmd: String, source: RunError },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Sections of a snapshot that hold firewall state.
+pub const FIREWALL_SECTIONS: &[&str] = &["nft", "iptables", "ip6tables", "tc"];
+
+/// Canonical state of a host: named text sections (`nft`, `iptables`,
+/// `ip6tables`, `links`, `tc`, `sysctl`, `processes`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Snapshot {
+    pub sections: BTreeMap<String, String>,
+}
+
+impl Snapshot {
+    pub fn section(&self, name: &str) -> &str {
+        self.sections.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    /// Only the named sections.
+    pub fn only(&self, names: &[&str]) -> Snapshot {
+        Snapshot {
+            sections: self
+                .sections
+                .iter()
+                .filter(|(k, _)| names.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// A copy with one section replaced.
+    pub fn with_section(&self, name: &str, text: &str) -> Snapshot {
+        let mut s = self.clone();
+        s.sections.insert(name.to_string(), text.to_string());
+        s
+    }
+
+    /// The whole snapshot as text, `## name` headers.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for (k, v) in &self.sections {
+            out.push_str(&format!("## {k}\n{v}"));
+            if !v.is_empty() && !v.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Unified diff of the texts (empty when equal).
+    pub fn diff(&self, other: &Snapshot, a: &str, b: &str) -> String {
+        if self == other {
+            return String::new();
+        }
+        virtnet_fake::diff_text(&self.text(), &other.text(), a, b)
+    }
+
+    /// Every `(section, line)` of the snapshot.
+    pub fn lines(&self) -> Vec<(String, String)> {
+        self.sections
+            .iter()
+            .flat_map(|(k, v)| v.lines().map(move |l| (k.clone(), l.to_string())))
+            .collect()
+    }
+}
+
+/// The forwarding sysctls snapshots show (per-interface keys vanish with
+/// their interface).
+pub const SYSCTL_KEYS: &[&str] = &[
+    "net.ipv4.ip_forward",
+    "net.ipv6.conf.all.forwarding",
+    "net.ipv6.conf.default.forwarding",
+];
+
+/// A host a scenario runs on.
+pub trait TestHost {
+    /// The one door to this host.
+    fn runner(&self) -> Arc<dyn Runner>;
+    /// Canonical state now.
+    fn snapshot(&self) -> Result<Snapshot, HostError>;
+}
+
+/// Paths of the tools the driver runs itself (dnsmasq, its lease helper).
+#[derive(Debug, Clone)]
+pub struct DriverTools {
+    pub dnsmasq_binary: String,
+    pub leases_helper: String,
+}
+
+/// Makes fresh hosts of one kind.
+pub trait HostFactory: Send + Sync {
+    fn kind(&self) -> HostKind;
+    /// Does the kernel have the tc `act_csum` action? (The nftables
+    /// backend's DHCP checksum filter needs it.)
+    fn has_act_csum(&self) -> bool;
+    /// A fresh, empty host. For the real host this replaces the calling
+    /// thread's network namespace: only one host per thread is live.
+    fn fresh(&self) -> Result<Box<dyn TestHost>, HostError>;
+    fn driver_tools(&self) -> DriverTools;
+}
+
+// ----------------------------------------------------------------------
+// fake
+
+/// The simulated host.
+pub struct FakeTestHost {
+    pub host: Arc<FakeHost>,
+}
+
+impl TestHost for FakeTestHost {
+    fn runner(&self) -> Arc<dyn Runner> {
+        self.host.clone() as Arc<dyn Runner>
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, HostError> {
+        let state = self.host.state();
+        let mut sections: BTreeMap<String, String> = Section::ALL
+            .iter()
+            .map(|s| (s.name().to_string(), state.dump_section(*s)))
+            .collect();
+        // The same keys and form as the real host's snapshot (the fake's
+        // own dump lists every key ever written, even back to its default).
+        let sysctl: String = SYSCTL_KEYS
+            .iter()
+            .map(|k| format!("{k} = {}\n", state.sysctl.get(k, &[]).unwrap_or_default()))
+            .collect();
+        sections.insert("sysctl".to_string(), sysctl);
+        Ok(Snapshot { sections })
+    }
+}
+
+/// Factory of simulated hosts. `act_csum: false` simulates the reference
+/// kernel that lacks the tc csum action.
+pub struct FakeFactory {
+    pub act_csum: bool,
+}
+
+impl Default for FakeFactory {
+    fn default() -> Self {
+        FakeFactory { act_csum: true }
+    }
+}
+
+impl HostFactory for FakeFactory {
+    fn kind(&self) -> HostKind {
+        HostKind::Fake
+    }
+    fn has_act_csum(&self) -> bool {
+        self.act_csum
+    }
+    fn fresh(&self) -> Result<Box<dyn TestHost>, HostError> {
+        let host = FakeHost::new();
+        host.set_tc_csum_fails(!self.act_csum);
+        Ok(Box::new(FakeTestHost {
+            host: Arc::new(host),
+        }))
+    }
+    fn driver_tools(&self) -> DriverTools {
+        DriverTools {
+            dnsmasq_binary: "/usr/sbin/dnsmasq".into(),
+            leases_helper: virtnet_core::dnsmasq::LIBVIRT_LEASES_HELPER.to_string(),
+        }
+    }
+}
+
+// ----------------------------------------------------------------------
+// real
+
+/// Tools the real host needs, with the Debian/Ubuntu package of each.
+pub const REAL_TOOLS: &[(&str, &str)] = &[
+    ("nft", "nftables"),
+    ("iptables", "iptables"),
+    ("ip6tables", "iptables"),
+    ("iptables-save", "iptables"),
+    ("ip6tables-save", "iptables"),
+    ("ip", "iproute2"),
+    ("tc", "iproute2"),
+    ("sysctl", "procps"),
+    ("kill", "procps"),
+    ("dnsmasq", "dnsmasq-base"),
+    ("true", "coreutils"),
+];
+
+/// The tools of [`REAL_TOOLS`] missing from `PATH`, with their packages.
+pub fn missing_tools() -> Vec<(&'static str, &'static str)> {
+    REAL_TOOLS
+        .iter()
+        .filter(|(t, _)| find_in_path(t).is_none())
+        .copied()
+        .collect()
+}
+
+/// The real host: the calling thread's own network namespace.
+pub struct RealTestHost {
+    runner: Arc<RealRunner>,
+    /// The namespace this host is (`net:[inode]`).
+    netns: String,
+}
+
+fn run_text(r: &dyn Runner, argv: &[&str]) -> Result<String, HostError> {
+    let cmd = Cmd::new(argv.iter().copied());
+    let out = r.run(&cmd).map_err(|source| HostError::Run {
+        cmd: argv.join(" "),
+        source,
+    })?;
+    if !out.success() {
+        return Err(HostError::Command {
+            cmd: argv.join(" "),
+            status: out.status,
+            stderr: out.stderr.trim_end().to_string(),
+        });
+    }
+    Ok(out.stdout)
+}
+
+/// Drops comment lines and blank lines, zeroes counters (`[p:b]` of
+/// iptables-save chains, `packets N bytes M` of nft, tc's
+/// `direct_packets_stat N`).
+pub fn normalise_ruleset(text: &str) -> String {
+    let mut out = String::new();
+    for l in text.lines() {
+        if l.trim_start().starts_with('#') || l.trim().is_empty() {
+            continue;
+        }
+        let mut l = l.trim_end().to_string();
+        if l.starts_with(':') {
+            if let Some(i) = l.rfind(" [") {
+                l.truncate(i);
+                l.push_str(" [0:0]");
+            }
+        }
+        let words: Vec<&str> = l.split(' ').collect();
+        let mut w: Vec<&str> = Vec::with_capacity(words.len());
+        let mut i = 0;
+        while i < words.len() {
+            if matches!(words[i], "packets" | "bytes" | "direct_packets_stat")
+                && i + 1 < words.len()
+            {
+                w.push(words[i]);
+                w.push("0");
+                i += 2;
+            } else {
+                w.push(words[i]);
+                i += 1;
+            }
+        }
+        out.push_str(&w.join(" "));
+        out.push('\n');
+    }
+    out
+}
+
+/// The netns of the calling thread (`/proc/thread-self/ns/net` link text).
+fn thread_netns() -> Option<String> {
+    std::fs::read_link("/proc/thread-self/ns/net")
+        .ok()
+        .map(|p| p.to_string_lossy().to_string())
+}
+
+/// dnsmasq processes living in network namespace `me`.
+fn dnsmasq_in_netns(me: &str) -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let dir = e.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != "dnsmasq" {
+            continue;
+        }
+        let ns = std::fs::read_link(dir.join("ns/net"))
+            .map(|p| p.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if ns != me {
+            continue;
+        }
+        let cmdline = std::fs::read(dir.join("cmdline"))
+            .map(|b| {
+                b.split(|c| *c == 0)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| String::from_utf8_lossy(s).to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        out.push((pid, cmdline));
+    }
+    out.sort();
+    out
+}
+
+fn kill_dnsmasq_here() {
+    if let Some(me) = thread_netns() {
+        kill_dnsmasq_in(&me);
+    }
+}
+
+fn kill_dnsmasq_in(netns: &str) {
+    for (pid, _) in dnsmasq_in_netns(netns) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+impl Drop for RealTestHost {
+    fn drop(&mut self) {
+        kill_dnsmasq_in(&self.netns);
+    }
+}
+
+impl TestHost for RealTestHost {
+    fn runner(&self) -> Arc<dyn Runner> {
+        self.runner.clone() as Arc<dyn Runner>
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, HostError> {
+        let r: &dyn Runner = &*self.runner;
+        let mut s = BTreeMap::new();
+        s.insert(
+            "nft".to_string(),
+            normalise_ruleset(&run_text(r, &["nft", "list", "ruleset"])?),
+        );
+        s.insert(
+            "iptables".to_string(),
+            normalise_ruleset(&run_text(r, &["iptables-save"])?),
+        );
+        s.insert(
+            "ip6tables".to_string(),
+            normalise_ruleset(&run_text(r, &["ip6tables-save"])?),
+        );
+        let links = run_text(r, &["ip", "-br", "link"])?;
+        let addrs = run_text(r, &["ip", "-br", "addr"])?;
+        let mut l = String::new();
+        for line in links.lines() {
+            l.push_str(line.trim_end());
+            l.push('\n');
+        }
+        for line in addrs.lines() {
+            // Link-local IPv6 addresses derive from random MACs and appear
+            // asynchronously; they are not ours to compare.
+            let words: Vec<&str> = line
+                .split_whitespace()
+                .filter(|w| !w.starts_with("fe80:"))
+                .collect();
+            if words.len() > 2 {
+                l.push_str(&format!("addr {} {}\n", words[0], words[2..].join(" ")));
+            }
+        }
+        s.insert("links".to_string(), l);
+        let mut tc = normalise_ruleset(&run_text(r, &["tc", "qdisc", "show"])?);
+        for line in links.lines() {
+            let Some(dev) = line.split_whitespace().next() else {
+                continue;
+            };
+            let dev = dev.split('@').next().unwrap_or(dev);
+            let f = run_text(r, &["tc", "filter", "show", "dev", dev, "parent", "1:"])
+                .unwrap_or_default();
+            for fl in f.lines() {
+                tc.push_str(&format!("filter {dev}: {}\n", fl.trim_end()));
+            }
+        }
+        s.insert("tc".to_string(), tc);
+        let mut sysctl = String::new();
+        for key in SYSCTL_KEYS {
+            let v = run_text(r, &["sysctl", "-n", key]).unwrap_or_default();
+            sysctl.push_str(&format!("{key} = {}\n", v.trim()));
+        }
+        s.insert("sysctl".to_string(), sysctl);
+        let procs: String = dnsmasq_in_netns(&self.netns)
+            .into_iter()
+            .map(|(_, c)| format!("{c}\n"))
+            .collect();
+        s.insert("processes".to_string(), procs);
+        Ok(Snapshot { sections: s })
+    }
+}
+
+/// Factory of real hosts: every [`HostFactory::fresh`] moves the calling
+/// thread into a new network namespace (`unshare(CLONE_NEWNET)`), so the
+/// namespace the process started in is never touched.
+pub struct RealFactory {
+    act_csum: bool,
+    tools: DriverTools,
+}
+
+/// Moves the calling thread into a new, empty network namespace.
+pub fn enter_fresh_netns() -> Result<(), HostError> {
+    kill_dnsmasq_here();
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| HostError::Unshare(e.to_string()))
+}
+
+impl RealFactory {
+    /// Checks the tools, probes the kernel for act_csum (in a throw-away
+    /// namespace, on a helper thread) and prepares the dnsmasq binary
+    /// (`dnsmasq_wrapper`: when dnsmasq cannot drop privileges, e.g. in a
+    /// user namespace with only root mapped, a wrapper keeping it root).
+    pub fn new(dnsmasq_wrapper_dir: Option<PathBuf>) -> Result<RealFactory, HostError> {
+        let missing = missing_tools();
+        if !missing.is_empty() {
+            return Err(HostError::Other(format!(
+                "missing tools: {}",
+                missing
+                    .iter()
+                    .map(|(t, _)| *t)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let act_csum = std::thread::spawn(probe_act_csum)
+            .join()
+            .map_err(|_| HostError::Other("act_csum probe thread panicked".into()))??;
+        let real = |t: &str| {
+            find_in_path(t)
+                .map(|p| p.to_string_lossy().to_string())
+                .unwrap_or_else(|| t.to_string())
+        };
+        let mut dnsmasq = real("dnsmasq");
+        if let Some(dir) = dnsmasq_wrapper_dir {
+            let w = dir.join("dnsmasq");
+            let script = format!("#!/bin/sh\nexec {dnsmasq} --user=root --group= \"$@\"\n");
+            std::fs::write(&w, script)
+                .map_err(|e| HostError::Other(format!("{}: {e}", w.display())))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| HostError::Other(format!("{}: {e}", w.display())))?;
+            dnsmasq = w.to_string_lossy().to_string();
+        }
+        Ok(RealFactory {
+            act_csum,
+            tools: DriverTools {
+                dnsmasq_binary: dnsmasq,
+                leases_helper: real("true"),
+            },
+        })
+    }
+}
+
+impl RealFactory {
+    /// Treat the kernel as having act_csum: for runs where a `tc` wrapper
+    /// ([`write_tc_csum_wrapper`]) is first on `PATH`.
+    pub fn assume_act_csum(mut self) -> Self {
+        self.act_csum = true;
+        self
+    }
+}
+
+/// Writes `DIR/tc`: runs the real `tc` and turns a failure of a command
+/// with `action csum` into success (a message on stderr), as the libvirt
+/// captures did on a kernel without act_csum. The csum filter is then
+/// absent, consistently for the scenario and its expectation. Returns the
+/// wrapper's path; the caller puts DIR first on `PATH`.
+pub fn write_tc_csum_wrapper(dir: &std::path::Path) -> Result<PathBuf, HostError> {
+    let real_tc =
+        find_in_path("tc").ok_or_else(|| HostError::Other("tc not found on PATH".into()))?;
+    let script = format!(
+        "#!/bin/sh\n{} \"$@\"\nrc=$?\ncase \" $* \" in *\" action csum \"*) [ $rc -ne 0 ] && echo 'virtnet-conformance: kernel lacks act_csum; faked success' >&2 && exit 0;; esac\nexit $rc\n",
+        real_tc.display()
+    );
+    let tc = dir.join("tc");
+    std::fs::write(&tc, script).map_err(|e| HostError::Other(format!("{}: {e}", tc.display())))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tc, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| HostError::Other(format!("{}: {e}", tc.display())))?;
+    Ok(tc)
+}
+
+/// In a fresh namespace: does `tc ... action csum` work?
+pub fn probe_act_csum() -> Result<bool, HostError> {
+    enter_fresh_netns()?;
+    let r = RealRunner::new();
+    run_text(&r, &["ip", "link", "add", "vncsum0", "type", "bridge"])?;
+    run_text(
+        &r,
+        &[
+            "tc", "qdisc", "add", "dev", "vncsum0", "root", "handle", "1:", "htb", "default", "2",
+        ],
+    )?;
+    let out = r
+        .run(&Cmd::new([
+            "tc", "filter", "add", "dev", "vncsum0", "prio", "2", "protocol", "ip", "parent", "1:",
+            "u32", "match", "ip", "dport", "68", "ffff", "action", "csum", "ip", "and", "udp",
+        ]))
+        .map_err(|source| HostError::Run {
+            cmd: "tc filter add ... action csum".into(),
+            source,
+        })?;
+    Ok(out.success())
+}
+
+impl HostFactory for RealFactory {
+    fn kind(&self) -> HostKind {
+        HostKind::Real
+    }
+    fn has_act_csum(&self) -> bool {
+        self.act_csum
+    }
+    fn fresh(&self) -> Result<Box<dyn TestHost>, HostError> {
+        enter_fresh_netns()?;
+        let netns = thread_netns()
+            .ok_or_else(|| HostError::Unshare("cannot read /proc/thread-self/ns/net".into()))?;
+        Ok(Box::new(RealTestHost {
+            runner: Arc::new(RealRunner::new()),
+            netns,
+        }))
+    }
+    fn driver_tools(&self) -> DriverTools {
+        self.tools.clone()
+    }
+}
+
+// ----------------------------------------------------------------------
+// faults
+
+/// Wraps a runner: command number `fail_nth` (1-based, counted from the
+/// wrapper's creation) exits 1 without running; every command after
+/// `crash_after` is refused with [`RunError::Crashed`] without running.
+pub struct FaultRunner {
+    inner: Arc<dyn Runner>,
+    count: AtomicU64,
+    injected: std::sync::Mutex<Option<Vec<String>>>,
+    commands: std::sync::Mutex<Vec<Vec<String>>>,
+    fail_nth: Option<u64>,
+    crash_after: Option<u64>,
+}
+
+/// stderr of an injected failure.
+pub const INJECTED_STDERR: &str = "virtnet-conformance: injected failure\n";
+
+impl FaultRunner {
+    pub fn new(inner: Arc<dyn Runner>) -> Self {
+        FaultRunner {
+            inner,
+            count: AtomicU64::new(0),
+            injected: std::sync::Mutex::new(None),
+            commands: std::sync::Mutex::new(Vec::new()),
+            fail_nth: None,
+            crash_after: None,
+        }
+    }
+    pub fn fail_nth(mut self, k: u64) -> Self {
+        self.fail_nth = Some(k);
+        self
+    }
+    pub fn crash_after(mut self, k: u64) -> Self {
+        self.crash_after = Some(k);
+        self
+    }
+    /// The command whose failure was injected, once it ran.
+    pub fn injected(&self) -> Option<Vec<String>> {
+        self.injected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The argv of every command given so far, in order.
+    pub fn commands(&self) -> Vec<Vec<String>> {
+        self.commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Commands given so far (including failed and refused ones).
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+impl Runner for FaultRunner {
+    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        let index = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        self.commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(cmd.argv.clone());
+        if self.crash_after.is_some_and(|k| index > k) {
+            return Err(RunError::Crashed {
+                program: cmd.program().to_string(),
+                index,
+            });
+        }
+        if self.fail_nth == Some(index) {
+            *self.injected.lock().unwrap_or_else(|e| e.into_inner()) = Some(cmd.argv.clone());
+            return Ok(Output::failed(1, INJECTED_STDERR));
+        }
+        self.inner.run(cmd)
+    }
+    fn has_program(&self, name: &str) -> bool {
+        self.inner.has_program(name)
+    }
+}
