@@ -979,12 +979,16 @@ fn op_fail_each(ctx: &Ctx, backend: Backend, stride: u64) -> SRes<u64> {
 }
 
 /// Failures libvirt lets a start survive: the private-chain setup (its
-/// errors are saved, and only matter to networks of that address family)
-/// and the ignore-errors CHECKSUM rule of the iptables backend.
+/// errors are saved, and only matter to networks of that address family),
+/// the ignore-errors CHECKSUM rule of the iptables backend, and the read of
+/// the host's route table for the route-collision check (libvirt skips the
+/// check when `/proc/net/route` cannot be read; virtnet reads the table with
+/// `ip -4 route show`).
 pub fn failure_is_tolerated(argv: &[String]) -> bool {
     let has = |w: &str| argv.iter().any(|a| a == w);
     let prog = argv.first().map(String::as_str).unwrap_or("");
     match prog {
+        "ip" => argv[1..] == ["-4", "route", "show"],
         "iptables" | "ip6tables" => {
             has("--list-rules")
                 || has("CHECKSUM")
@@ -1455,6 +1459,8 @@ mod tests {
             "nft -ae insert rule ip libvirt_network guest_output iif virbr0 counter reject"
         ));
         assert!(!t("ip link add name virbr0 type bridge"));
+        assert!(t("ip -4 route show"));
+        assert!(!t("ip -4 route add 10.0.0.0/24 dev virbr0"));
         assert!(!t("tc filter add dev virbr0 prio 2 protocol ip parent 1: u32 match ip dport 68 ffff action csum ip and udp"));
     }
 }
