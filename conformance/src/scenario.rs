@@ -1129,6 +1129,13 @@ pub fn install_upgrade_source(
         UpgradeSource::Libvirt { dir, .. } => {
             let status_text = std::fs::read_to_string(dir.join("1-after-start.status.xml"))
                 .map_err(|e| HostError::Other(format!("{}: {e}", dir.display())))?;
+            // The capture's TFTP root existed on the capture machine only;
+            // point it at a directory that exists here, or a real dnsmasq
+            // (restarted by reconcile) refuses to start.
+            let tftp = state_dir.join("tftproot");
+            std::fs::create_dir_all(&tftp)
+                .map_err(|e| HostError::Other(format!("{}: {e}", tftp.display())))?;
+            let status_text = cases::localise_xml(&status_text, &tftp);
             let st = status::parse_status(&status_text, &dir.join("1-after-start.status.xml"))
                 .map_err(|e| HostError::Other(e.to_string()))?;
             let log = std::fs::read_to_string(dir.join("commands.log"))
