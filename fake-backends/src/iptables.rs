@@ -50,6 +50,10 @@ pub struct Rule {
     /// counting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jump: Option<String>,
+    /// The rule's nftables handle (from its table's counter), as
+    /// `nft -a list` shows it.
+    #[serde(default)]
+    pub handle: u64,
 }
 
 /// One chain.
@@ -59,6 +63,12 @@ pub struct Chain {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
     pub rules: Vec<Rule>,
+    /// The chain's nftables handle. iptables-nft creates a builtin chain
+    /// in the kernel only when a command writes to it (`-A`, `-I`, `-R`,
+    /// `-P`): until then it is `None` and nft does not list it. User chains
+    /// always have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<u64>,
 }
 
 /// One existing table.
@@ -66,6 +76,35 @@ pub struct Chain {
 pub struct Table {
     /// All chains by name (builtin and user).
     pub chains: BTreeMap<String, Chain>,
+    /// The table's nftables handle (from the namespace-wide table counter
+    /// shared with nft's own tables).
+    #[serde(default)]
+    pub handle: u64,
+    /// Last handle given to a chain or rule of this table (the kernel's
+    /// per-table counter).
+    #[serde(default)]
+    pub last_handle: u64,
+}
+
+impl Table {
+    /// Next chain/rule handle of this table.
+    pub fn alloc_handle(&mut self) -> u64 {
+        self.last_handle += 1;
+        self.last_handle
+    }
+
+    /// Make sure a chain exists in the kernel (a builtin chain is created on
+    /// first write), returning whether it had to be created.
+    fn instantiate(&mut self, chain: &str) -> bool {
+        let needs = self.chains.get(chain).is_some_and(|c| c.handle.is_none());
+        if needs {
+            let h = self.alloc_handle();
+            if let Some(c) = self.chains.get_mut(chain) {
+                c.handle = Some(h);
+            }
+        }
+        needs
+    }
 }
 
 /// The iptables (or ip6tables) state of one simulated network namespace.
@@ -1054,15 +1093,19 @@ impl XtablesState {
         }
     }
 
-    fn ensure_table(&mut self, name: &str) -> &mut Table {
+    fn ensure_table(&mut self, name: &str, alloc: &mut dyn FnMut() -> u64) -> &mut Table {
         self.tables.entry(name.to_string()).or_insert_with(|| {
-            let mut t = Table::default();
+            let mut t = Table {
+                handle: alloc(),
+                ..Table::default()
+            };
             for c in builtin_chains(name).unwrap_or(&[]) {
                 t.chains.insert(
                     (*c).to_string(),
                     Chain {
                         policy: Some("ACCEPT".into()),
                         rules: Vec::new(),
+                        handle: None,
                     },
                 );
             }
@@ -1070,16 +1113,37 @@ impl XtablesState {
         })
     }
 
-    /// Run `iptables ARGS...` (argv without the program name).
+    /// Run `iptables ARGS...` (argv without the program name) on its own:
+    /// new tables get handles after the highest one this state holds. On a
+    /// host, use [`XtablesState::exec_shared`] so table handles come from
+    /// the namespace counter shared with nft.
     pub fn exec(&mut self, args: &[String]) -> Output {
+        let mut next = self.tables.values().map(|t| t.handle).max().unwrap_or(0);
+        self.exec_shared(args, &mut || {
+            next += 1;
+            next
+        })
+    }
+
+    /// Run `iptables ARGS...`; `alloc_table_handle` gives the nftables
+    /// handle of a table this command creates.
+    pub fn exec_shared(
+        &mut self,
+        args: &[String],
+        alloc_table_handle: &mut dyn FnMut() -> u64,
+    ) -> Output {
         let fam = self.family;
-        match self.exec_inner(args) {
+        match self.exec_inner(args, alloc_table_handle) {
             Ok(out) => out,
             Err(f) => f.output(fam),
         }
     }
 
-    fn exec_inner(&mut self, args: &[String]) -> Result<Output, Fail> {
+    fn exec_inner(
+        &mut self,
+        args: &[String],
+        alloc: &mut dyn FnMut() -> u64,
+    ) -> Result<Output, Fail> {
         if args.iter().any(|a| a == "-h" || a == "--help") {
             return Ok(Output::ok(format!(
                 "{} {VERSION}\n\n(help text is not simulated)\n",
@@ -1109,11 +1173,18 @@ impl XtablesState {
                     }
                     return Err(Fail::Param(format!("chain name `{name}' is reserved")));
                 }
-                let t = self.ensure_table(&p.table);
+                let t = self.ensure_table(&p.table, alloc);
                 if t.chains.contains_key(&name) {
                     return Err(Fail::Other("Chain already exists".into()));
                 }
-                t.chains.insert(name, Chain::default());
+                let handle = Some(t.alloc_handle());
+                t.chains.insert(
+                    name,
+                    Chain {
+                        handle,
+                        ..Chain::default()
+                    },
+                );
                 Ok(Output::default())
             }
             CmdKind::DeleteChain => {
@@ -1164,12 +1235,20 @@ impl XtablesState {
                 };
                 match &p.chain {
                     Some(c) => {
-                        let ch = t
-                            .chains
-                            .get_mut(c)
-                            .ok_or_else(|| Fail::Other(NO_CHAIN.into()))?;
+                        if !t.chains.contains_key(c) {
+                            return Err(Fail::Other(NO_CHAIN.into()));
+                        }
+                        // Flushing a builtin chain creates it in the kernel;
+                        // zeroing one that does not exist there fails.
                         if p.cmd == CmdKind::Flush {
-                            ch.rules.clear();
+                            t.instantiate(c);
+                        } else if t.chains.get(c).is_some_and(|ch| ch.handle.is_none()) {
+                            return Err(Fail::Other(NO_CHAIN.into()));
+                        }
+                        if let Some(ch) = t.chains.get_mut(c) {
+                            if p.cmd == CmdKind::Flush {
+                                ch.rules.clear();
+                            }
                         }
                     }
                     None => {
@@ -1193,7 +1272,8 @@ impl XtablesState {
                         "Bad policy name. Run `dmesg' for more information".into(),
                     ));
                 }
-                let t = self.ensure_table(&p.table);
+                let t = self.ensure_table(&p.table, alloc);
+                t.instantiate(&chain);
                 if let Some(c) = t.chains.get_mut(&chain) {
                     c.policy = Some(pol);
                 }
@@ -1324,7 +1404,42 @@ impl XtablesState {
                         "{verb} failed (Invalid argument): rule in chain {chain}"
                     )));
                 }
-                let t = self.ensure_table(&p.table);
+                // Rule positions are checked against nft's cache before
+                // anything is sent.
+                let len = self
+                    .tables
+                    .get(&p.table)
+                    .and_then(|t| t.chains.get(&chain))
+                    .map(|c| c.rules.len())
+                    .unwrap_or(0);
+                let n = rulenum.unwrap_or(1);
+                match p.cmd {
+                    CmdKind::Insert if n > len + 1 => {
+                        return Err(Fail::Other("Index of insertion too big".into()))
+                    }
+                    CmdKind::Replace if n > len => {
+                        return Err(Fail::Other("Index of replacement too big".into()))
+                    }
+                    _ => {}
+                }
+                let t = self.ensure_table(&p.table, alloc);
+                if !t.chains.contains_key(&chain) {
+                    return Err(Fail::Other(NO_CHAIN.into()));
+                }
+                t.instantiate(&chain);
+                let old_handle = match p.cmd {
+                    CmdKind::Replace => rulenum
+                        .and_then(|n| n.checked_sub(1))
+                        .and_then(|i| t.chains.get(&chain).and_then(|c| c.rules.get(i)))
+                        .map(|r| r.handle),
+                    _ => None,
+                };
+                // A replaced rule keeps its handle; the others take the next
+                // one of the table (even if the insertion then fails).
+                let handle = match old_handle {
+                    Some(h) => h,
+                    None => t.alloc_handle(),
+                };
                 let ch = t
                     .chains
                     .get_mut(&chain)
@@ -1332,6 +1447,7 @@ impl XtablesState {
                 let rule = Rule {
                     spec: spec_text,
                     jump,
+                    handle,
                 };
                 match p.cmd {
                     CmdKind::Append => ch.rules.push(rule),
@@ -1569,7 +1685,7 @@ fn with_counters(spec: &str, counters: &str) -> String {
 }
 
 /// Split a canonical spec back into tokens (honouring save_quote quoting).
-fn spec_tokens(spec: &str) -> Vec<String> {
+pub(crate) fn spec_tokens(spec: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_q = false;

@@ -29,6 +29,7 @@ pub mod seed;
 pub mod state;
 pub mod sysctl;
 pub mod tc;
+pub mod xtnft;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -248,10 +249,44 @@ pub fn simulate(state: &mut HostState, cmd: &Cmd) -> Output {
             // nft resolves `iif`/`oif` names against the links that exist.
             let links = state.ip.links.iter().map(|l| l.name.clone()).collect();
             state.nft.set_links(Some(links));
-            state.nft.exec(args, cmd.stdin.as_deref())
+            let before = state.clone();
+            let out = state.nft.exec(args, cmd.stdin.as_deref());
+            // iptables-nft's tables are part of the same ruleset.
+            let carried =
+                xtnft::sync_from_nft(&state.nft, &mut state.iptables, &mut state.ip6tables)
+                    .and_then(|()| {
+                        xtnft::sync_to_nft(&mut state.nft, &state.iptables, &state.ip6tables)
+                    });
+            match carried {
+                Ok(()) => out,
+                Err(e) => {
+                    *state = before;
+                    Output::failed(1, format!("Error: {e}\n"))
+                }
+            }
         }
-        "iptables" | "iptables-nft" => state.iptables.exec(args),
-        "ip6tables" | "ip6tables-nft" => state.ip6tables.exec(args),
+        "iptables" | "iptables-nft" | "ip6tables" | "ip6tables-nft" => {
+            let before = state.clone();
+            let HostState {
+                nft,
+                iptables,
+                ip6tables,
+                ..
+            } = &mut *state;
+            let x = if prog.starts_with("ip6") {
+                ip6tables
+            } else {
+                iptables
+            };
+            let out = x.exec_shared(args, &mut || nft.alloc_table_handle());
+            match xtnft::sync_to_nft(&mut state.nft, &state.iptables, &state.ip6tables) {
+                Ok(()) => out,
+                Err(e) => {
+                    *state = before;
+                    Output::failed(1, format!("{prog}: {e}\n"))
+                }
+            }
+        }
         "iptables-save" | "ip6tables-save" | "iptables-nft-save" | "ip6tables-nft-save" => {
             let x = if prog.starts_with("ip6") {
                 &state.ip6tables

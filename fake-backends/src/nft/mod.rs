@@ -75,6 +75,22 @@ pub struct NftState {
     /// index). `None` = any name is accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     links: Option<BTreeSet<String>>,
+    /// The tables iptables-nft owns (mirrored here from the iptables
+    /// states by `crate::xtnft`), and whether nft warns about each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    xt_tables: Vec<XtTable>,
+}
+
+/// A table written by iptables-nft, as nft sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XtTable {
+    pub family: Family,
+    pub name: String,
+    pub handle: u64,
+    /// Some rule uses an xtables (compat) expression: nft then prints
+    /// "# Warning: table ... is managed by iptables-nft, do not touch!" on
+    /// stderr before listing the table.
+    pub warn: bool,
 }
 
 impl Default for NftState {
@@ -155,6 +171,7 @@ impl NftState {
             last_table_handle: 0,
             generation: 1,
             links: None,
+            xt_tables: Vec::new(),
         }
     }
 
@@ -163,6 +180,42 @@ impl NftState {
     /// "Interface does not exist" otherwise). `None` accepts any name.
     pub fn set_links(&mut self, links: Option<BTreeSet<String>>) {
         self.links = links;
+    }
+
+    /// Take the next table handle of the namespace (iptables-nft creating a
+    /// table).
+    pub fn alloc_table_handle(&mut self) -> u64 {
+        self.last_table_handle += 1;
+        self.last_table_handle
+    }
+
+    /// The tables, mutable (for the iptables-nft bridge).
+    pub(crate) fn tables_mut(&mut self) -> &mut Vec<Table> {
+        &mut self.tables
+    }
+
+    /// The iptables-nft tables as last mirrored.
+    pub fn xt_tables(&self) -> &[XtTable] {
+        &self.xt_tables
+    }
+
+    /// Record which tables iptables-nft owns.
+    pub(crate) fn set_xt_tables(&mut self, v: Vec<XtTable>) {
+        self.xt_tables = v;
+    }
+
+    /// The warning nft prints on stderr before listing table `t` in full.
+    fn xt_warning(&self, t: &Table) -> Option<String> {
+        self.xt_tables
+            .iter()
+            .find(|x| x.warn && x.family == t.family && x.name == t.name && x.handle == t.handle)
+            .map(|x| {
+                format!(
+                    "# Warning: table {} {} is managed by iptables-nft, do not touch!\n",
+                    x.family.as_str(),
+                    x.name
+                )
+            })
     }
 
     /// The current ruleset generation.
@@ -302,9 +355,10 @@ impl NftState {
             view.tables.clear();
         }
         let mut stdout = String::new();
+        let mut warnings = String::new();
         let mut resolved: Vec<Option<u64>> = Vec::with_capacity(cmds.len());
         for cmd in &cmds {
-            match view.evaluate(cmd, cache, rule_cache, opts, &mut stdout) {
+            match view.evaluate(cmd, cache, rule_cache, opts, &mut stdout, &mut warnings) {
                 Ok(pos) => resolved.push(pos),
                 Err(e) => {
                     resolved.push(None);
@@ -316,7 +370,7 @@ impl NftState {
             return Output {
                 status: 1,
                 stdout,
-                stderr: errors,
+                stderr: format!("{warnings}{errors}"),
             };
         }
 
@@ -392,7 +446,7 @@ impl NftState {
             return Output {
                 status: 1,
                 stdout,
-                stderr: errors,
+                stderr: format!("{warnings}{errors}"),
             };
         }
         *self = work;
@@ -423,7 +477,11 @@ impl NftState {
                 ));
             }
         }
-        Output::ok(stdout)
+        Output {
+            status: 0,
+            stdout,
+            stderr: warnings,
+        }
     }
 
     /// After an aborted batch: handle generators keep what the batch took.
@@ -463,6 +521,7 @@ impl NftState {
         rule_cache: bool,
         opts: Opts,
         stdout: &mut String,
+        stderr: &mut String,
     ) -> Result<Option<u64>, PErr> {
         let lopts = ListOpts {
             handles: opts.handles,
@@ -606,6 +665,9 @@ impl NftState {
                     .iter()
                     .filter(|t| fam.is_none_or(|f| f == t.family))
                 {
+                    if let Some(w) = self.xt_warning(t) {
+                        stderr.push_str(&w);
+                    }
                     stdout.push_str(&table_block(t, lopts, TableParts::ALL));
                 }
             }
@@ -622,6 +684,9 @@ impl NftState {
                 let Some(t) = self.table(tr.family, &tr.name) else {
                     return Err(PErr::new(tr.loc, Errno::NoEnt.text()));
                 };
+                if let Some(w) = self.xt_warning(t) {
+                    stderr.push_str(&w);
+                }
                 stdout.push_str(&table_block(t, lopts, TableParts::ALL));
             }
             Op::ListChain { t: tr, chain } => {
@@ -631,6 +696,9 @@ impl NftState {
                 let Some(c) = t.chain(&chain.value) else {
                     return Err(PErr::new(chain.loc, Errno::NoEnt.text()));
                 };
+                if let Some(w) = self.xt_warning(t) {
+                    stderr.push_str(&w);
+                }
                 stdout.push_str(&format!(
                     "table {} {} {{\n{}}}\n",
                     t.family.as_str(),

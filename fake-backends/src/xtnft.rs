@@ -1,0 +1,733 @@
+//! The bridge between the simulated iptables-nft and nft: on a real host
+//! both tools see one kernel ruleset, so the tables `iptables`/`ip6tables`
+//! write are listed by `nft` (with the text iptables-nft's expressions
+//! decompile to), take their handles from the same counters, and nft can
+//! delete or flush them.
+//!
+//! The iptables states ([`XtablesState`]) stay the source of truth for those
+//! tables: each keeps the nftables handles of its tables, chains and rules.
+//! After every iptables command [`sync_to_nft`] mirrors them into the
+//! [`NftState`] (as ordinary nft tables, placed by creation order among
+//! nft's own, plus an [`XtTable`] marker saying whether nft warns "managed
+//! by iptables-nft"). After every nft command [`sync_from_nft`] carries what
+//! nft did to those mirrors back: deleted tables, chains and rules, flushed
+//! chains, policy changes, and user chains nft added. Anything nft adds that
+//! the simulator cannot express as an iptables rule (a rule added with `nft
+//! add rule` to an iptables table, a renamed chain) is refused with a "not
+//! simulated" error and the host is left unchanged.
+//!
+//! [`rule_text`] is the translation of a canonical iptables rule (the `-S`
+//! form) to what nft 1.0.6 prints for the rule iptables-nft 1.8.9 builds,
+//! collected by running both tools in a fresh network namespace (see
+//! `tests/xtnft_differential.rs`).
+
+use std::sync::Arc;
+
+use crate::iptables::{self, Family as XtFamily, XtablesState};
+use crate::nft::{self, BaseSpec, NftState, Stmt, StmtKind, XtTable};
+
+/// The nft text of one iptables rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftRule {
+    /// Statements as nft prints them, joined by single spaces (an xtables
+    /// match that decompiles to nothing, like `comment`, leaves an empty
+    /// statement, hence the double spaces real nft prints).
+    pub stmts: Vec<Stmt>,
+    /// The rule uses an xtables (compat) match or target.
+    pub compat: bool,
+}
+
+impl NftRule {
+    pub fn text(&self) -> String {
+        self.stmts
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn nft_family(f: XtFamily) -> nft::Family {
+    match f {
+        XtFamily::V4 => nft::Family::Ip,
+        XtFamily::V6 => nft::Family::Ip6,
+    }
+}
+
+/// Hook, type and priority of an iptables-nft builtin chain.
+pub fn builtin_base(table: &str, chain: &str, policy_accept: bool) -> Option<BaseSpec> {
+    let hook = match chain {
+        "PREROUTING" => "prerouting",
+        "INPUT" => "input",
+        "FORWARD" => "forward",
+        "OUTPUT" => "output",
+        "POSTROUTING" => "postrouting",
+        _ => return None,
+    };
+    let (ty, prio) = match (table, chain) {
+        ("filter", _) => ("filter", 0),
+        ("raw", _) => ("filter", -300),
+        ("mangle", "OUTPUT") => ("route", -150),
+        ("mangle", _) => ("filter", -150),
+        ("security", _) => ("filter", 150),
+        ("nat", "PREROUTING" | "OUTPUT") => ("nat", -100),
+        ("nat", _) => ("nat", 100),
+        _ => return None,
+    };
+    Some(BaseSpec {
+        chain_type: ty.to_string(),
+        hook: hook.to_string(),
+        priority: prio,
+        policy_accept,
+    })
+}
+
+/// One `[!] --opt [value]` of a match or target.
+#[derive(Debug, Clone)]
+struct Opt {
+    name: String,
+    neg: bool,
+    val: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Parsed {
+    src: Option<(bool, String)>,
+    dst: Option<(bool, String)>,
+    iif: Option<(bool, String)>,
+    oif: Option<(bool, String)>,
+    proto: Option<(bool, String)>,
+    frag: Option<bool>,
+    matches: Vec<(String, Vec<Opt>)>,
+    target: Option<(bool, String, Vec<Opt>)>,
+}
+
+/// Options that take no value.
+const FLAG_OPTS: &[&str] = &[
+    "--syn",
+    "--checksum-fill",
+    "--random",
+    "--random-fully",
+    "--persistent",
+    "--limit-iface-in",
+    "--limit-iface-out",
+];
+
+fn parse_spec(spec: &str) -> Parsed {
+    let toks = iptables::spec_tokens(spec);
+    let mut p = Parsed::default();
+    let mut i = 0;
+    let mut neg = false;
+    while i < toks.len() {
+        let t = toks[i].as_str();
+        let v = toks.get(i + 1).cloned().unwrap_or_default();
+        if t == "!" {
+            neg = true;
+            i += 1;
+            continue;
+        }
+        let in_ext = !p.matches.is_empty() || p.target.is_some();
+        match t {
+            "-s" if !in_ext => p.src = Some((neg, v)),
+            "-d" if !in_ext => p.dst = Some((neg, v)),
+            "-i" if !in_ext => p.iif = Some((neg, v)),
+            "-o" if !in_ext => p.oif = Some((neg, v)),
+            "-p" if !in_ext => p.proto = Some((neg, v)),
+            "-f" if !in_ext => {
+                p.frag = Some(neg);
+                neg = false;
+                i += 1;
+                continue;
+            }
+            "-m" => p.matches.push((v, Vec::new())),
+            "-j" | "-g" => p.target = Some((t == "-g", v, Vec::new())),
+            _ => {
+                let flag = FLAG_OPTS.contains(&t);
+                let opt = Opt {
+                    name: t.to_string(),
+                    neg,
+                    val: if flag { None } else { Some(v) },
+                };
+                if let Some((_, _, opts)) = p.target.as_mut() {
+                    opts.push(opt);
+                } else if let Some((_, opts)) = p.matches.last_mut() {
+                    opts.push(opt);
+                }
+                neg = false;
+                i += if flag { 1 } else { 2 };
+                continue;
+            }
+        }
+        neg = false;
+        i += 2;
+    }
+    p
+}
+
+fn ne(neg: bool) -> &'static str {
+    if neg {
+        "!= "
+    } else {
+        ""
+    }
+}
+
+/// `ip saddr 10.0.0.0/8`, `ip6 daddr != fd00::/64`, `ip saddr & M == A`.
+fn addr_stmt(fam: XtFamily, dir: &str, neg: bool, a: &str) -> String {
+    let (kw, full) = match fam {
+        XtFamily::V4 => ("ip", "/32"),
+        XtFamily::V6 => ("ip6", "/128"),
+    };
+    if let Some((addr, mask)) = a.split_once('/') {
+        if mask.contains('.') {
+            let op = if neg { "!=" } else { "==" };
+            return format!("{kw} {dir} & {mask} {op} {addr}");
+        }
+    }
+    let a = a.strip_suffix(full).unwrap_or(a);
+    format!("{kw} {dir} {}{a}", ne(neg))
+}
+
+fn ifname(dir: &str, neg: bool, name: &str) -> String {
+    let n = match name.strip_suffix('+') {
+        Some(base) => format!("{base}*"),
+        None => name.to_string(),
+    };
+    format!("{dir} {}\"{n}\"", ne(neg))
+}
+
+fn port_range(v: &str) -> String {
+    v.replace(':', "-")
+}
+
+/// `ct state` flag names in the order nft prints them (iptables keeps the
+/// same order in its canonical form).
+fn ct_states(v: &str) -> (Vec<String>, Vec<String>) {
+    let mut states = Vec::new();
+    let mut status = Vec::new();
+    for s in v.split(',') {
+        let l = s.to_ascii_lowercase();
+        if l == "snat" || l == "dnat" {
+            status.push(l);
+        } else {
+            states.push(l);
+        }
+    }
+    (states, status)
+}
+
+fn log_level(v: &str) -> Option<&'static str> {
+    const NAMES: [&str; 8] = [
+        "emerg", "alert", "crit", "err", "warn", "notice", "info", "debug",
+    ];
+    if let Ok(n) = v.parse::<usize>() {
+        return NAMES.get(n).copied();
+    }
+    let l = v.to_ascii_lowercase();
+    let l = match l.as_str() {
+        "warning" => "warn",
+        "error" => "err",
+        "panic" => "emerg",
+        x => x,
+    };
+    NAMES.iter().copied().find(|n| *n == l)
+}
+
+fn reject_text(fam: XtFamily, with: Option<&str>) -> String {
+    let default = match fam {
+        XtFamily::V4 => "icmp-port-unreachable",
+        XtFamily::V6 => "icmp6-port-unreachable",
+    };
+    let w = with.unwrap_or(default);
+    if w == default {
+        return "reject".into();
+    }
+    if w == "tcp-reset" {
+        return "reject with tcp reset".into();
+    }
+    match fam {
+        XtFamily::V4 => {
+            let code = w.strip_prefix("icmp-").unwrap_or(w);
+            let code = match code {
+                "proto-unreachable" => "prot-unreachable",
+                c => c,
+            };
+            format!("reject with icmp type {code}")
+        }
+        XtFamily::V6 => {
+            let code = w.strip_prefix("icmp6-").unwrap_or(w);
+            let code = match code {
+                "adm-prohibited" => "admin-prohibited",
+                c => c,
+            };
+            format!("reject with icmpv6 type {code}")
+        }
+    }
+}
+
+/// The nft text of a canonical iptables rule (`spec` as after `-A CHAIN`
+/// in `iptables -S`) of family `fam`.
+pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
+    let p = parse_spec(spec);
+    let mut stmts: Vec<Stmt> = Vec::new();
+    let mut compat = false;
+    let other = |t: String| Stmt {
+        text: t,
+        kind: StmtKind::Other,
+    };
+    if let Some((n, v)) = &p.iif {
+        stmts.push(other(ifname("iifname", *n, v)));
+    }
+    if let Some((n, v)) = &p.oif {
+        stmts.push(other(ifname("oifname", *n, v)));
+    }
+    let proto = p.proto.as_ref().map(|(n, v)| (*n, v.clone()));
+    // A native tcp/udp port match right after the protocol makes nft drop
+    // the `meta l4proto` dependency; an xtables match in between keeps it.
+    let native_l4 =
+        |name: &str, opts: &[Opt]| -> bool { (name == "tcp" || name == "udp") && !opts.is_empty() };
+    if let Some((n, v)) = &proto {
+        let dropped = !*n
+            && p.matches
+                .first()
+                .is_some_and(|(m, o)| m == v && native_l4(m, o));
+        if !dropped {
+            stmts.push(other(format!("meta l4proto {}{v}", ne(*n))));
+        }
+    }
+    if let Some((n, v)) = &p.src {
+        stmts.push(other(addr_stmt(fam, "saddr", *n, v)));
+    }
+    if let Some((n, v)) = &p.dst {
+        stmts.push(other(addr_stmt(fam, "daddr", *n, v)));
+    }
+    if let Some(n) = p.frag {
+        let op = if n { "==" } else { "!=" };
+        stmts.push(other(format!("ip frag-off & 8191 {op} 0")));
+    }
+    let l4 = proto
+        .as_ref()
+        .filter(|(n, _)| !n)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    for (name, opts) in &p.matches {
+        match name.as_str() {
+            "tcp" | "udp" if !opts.is_empty() => {
+                let mut parts = Vec::new();
+                for o in opts {
+                    let v = o.val.clone().unwrap_or_default();
+                    match o.name.as_str() {
+                        "--sport" => {
+                            parts.push(format!("{name} sport {}{}", ne(o.neg), port_range(&v)))
+                        }
+                        "--dport" => {
+                            parts.push(format!("{name} dport {}{}", ne(o.neg), port_range(&v)))
+                        }
+                        "--syn" => {
+                            parts.push(format!("tcp flags {}syn / fin,syn,rst,ack", ne(o.neg)))
+                        }
+                        other_opt => {
+                            compat = true;
+                            parts.push(format!("xt match \"{name}\" {other_opt}"));
+                        }
+                    }
+                }
+                stmts.push(other(parts.join(" ")));
+            }
+            "tcp" | "udp" | "comment" => {
+                compat = true;
+                stmts.push(other(String::new()));
+            }
+            "conntrack" | "state" => {
+                compat = true;
+                let mut parts = Vec::new();
+                for o in opts {
+                    let v = o.val.clone().unwrap_or_default();
+                    match o.name.as_str() {
+                        "--ctstate" | "--state" => {
+                            let (states, status) = ct_states(&v);
+                            let bang = if o.neg { "! " } else { "" };
+                            if !states.is_empty() {
+                                parts.push(format!("ct state {bang}{}", states.join(",")));
+                            }
+                            if !status.is_empty() {
+                                parts.push(format!("ct status {bang}{}", status.join(",")));
+                            }
+                        }
+                        "--ctstatus" => {
+                            let bang = if o.neg { "! " } else { "" };
+                            parts.push(format!("ct status {bang}{}", v.to_ascii_lowercase()));
+                        }
+                        _ => {}
+                    }
+                }
+                stmts.push(other(parts.join(" ")));
+            }
+            "addrtype" => {
+                compat = true;
+                let pick = opts
+                    .iter()
+                    .find(|o| o.name == "--src-type")
+                    .or_else(|| opts.iter().find(|o| o.name == "--dst-type"));
+                let text = match pick {
+                    Some(o) => format!(
+                        "fib {} type {}{}",
+                        if o.name == "--src-type" {
+                            "saddr"
+                        } else {
+                            "daddr"
+                        },
+                        ne(o.neg),
+                        o.val.clone().unwrap_or_default().to_ascii_lowercase()
+                    ),
+                    None => String::new(),
+                };
+                stmts.push(other(text));
+            }
+            "multiport" => {
+                compat = true;
+                let mut parts = Vec::new();
+                for o in opts {
+                    let v = o.val.clone().unwrap_or_default();
+                    let ports: Vec<String> = v.split(',').map(port_range).collect();
+                    let dir = match o.name.as_str() {
+                        "--sports" => "sport",
+                        "--dports" => "dport",
+                        _ => {
+                            // --ports: source or destination port.
+                            let elems: Vec<String> = ports
+                                .iter()
+                                .map(|x| format!("0-65535 . {x}, {x} . 0-65535"))
+                                .collect();
+                            parts.push(format!(
+                                "{l4} sport . {l4} dport {}{{ {} }}",
+                                ne(o.neg),
+                                elems.join(", ")
+                            ));
+                            continue;
+                        }
+                    };
+                    if ports.len() == 1 {
+                        parts.push(format!("{l4} {dir} {}{}", ne(o.neg), ports[0]));
+                    } else {
+                        parts.push(format!(
+                            "{l4} {dir} {}{{ {} }}",
+                            ne(o.neg),
+                            ports.join(", ")
+                        ));
+                    }
+                }
+                stmts.push(other(parts.join(" ")));
+            }
+            m => {
+                compat = true;
+                stmts.push(other(format!("xt match \"{m}\"")));
+            }
+        }
+    }
+    stmts.push(other("counter packets 0 bytes 0".into()));
+    if let Some((goto, name, opts)) = &p.target {
+        let val = |n: &str| {
+            opts.iter()
+                .find(|o| o.name == n)
+                .and_then(|o| o.val.clone())
+        };
+        let has = |n: &str| opts.iter().any(|o| o.name == n);
+        let (text, kind) = match name.as_str() {
+            "ACCEPT" => ("accept".to_string(), StmtKind::Terminal),
+            "DROP" => ("drop".to_string(), StmtKind::Terminal),
+            "RETURN" => ("return".to_string(), StmtKind::Terminal),
+            "REJECT" => {
+                compat = true;
+                (
+                    reject_text(fam, val("--reject-with").as_deref()),
+                    StmtKind::Other,
+                )
+            }
+            "MASQUERADE" => {
+                compat = true;
+                let mut t = "masquerade".to_string();
+                if let Some(ports) = val("--to-ports") {
+                    t.push_str(&format!(" to :{ports}"));
+                }
+                if has("--random") {
+                    t.push_str(" random");
+                }
+                if has("--random-fully") {
+                    t.push_str(" fully-random");
+                }
+                (t, StmtKind::Other)
+            }
+            "SNAT" | "DNAT" => {
+                compat = true;
+                let (kw, opt) = if name == "SNAT" {
+                    ("snat", "--to-source")
+                } else {
+                    ("dnat", "--to-destination")
+                };
+                let mut t = format!("{kw} to {}", val(opt).unwrap_or_default());
+                if has("--random") {
+                    t.push_str(" random");
+                }
+                if has("--random-fully") {
+                    t.push_str(" fully-random");
+                }
+                if has("--persistent") {
+                    t.push_str(" persistent");
+                }
+                (t, StmtKind::Other)
+            }
+            "LOG" => {
+                compat = true;
+                let mut t = "log".to_string();
+                if let Some(pfx) = val("--log-prefix") {
+                    t.push_str(&format!(" prefix \"{pfx}\""));
+                }
+                if let Some(l) = val("--log-level").as_deref().and_then(log_level) {
+                    if l != "warn" {
+                        t.push_str(&format!(" level {l}"));
+                    }
+                }
+                (t, StmtKind::Other)
+            }
+            "CHECKSUM" => {
+                compat = true;
+                ("xt target CHECKSUM".to_string(), StmtKind::Other)
+            }
+            "QUEUE" => ("queue".to_string(), StmtKind::Terminal),
+            chain if *goto => (format!("goto {chain}"), StmtKind::Goto(chain.to_string())),
+            chain => (format!("jump {chain}"), StmtKind::Jump(chain.to_string())),
+        };
+        stmts.push(Stmt { text, kind });
+    }
+    NftRule { stmts, compat }
+}
+
+/// The nft table mirroring one iptables table.
+fn mirror_table(fam: XtFamily, name: &str, t: &iptables::Table) -> (nft::Table, bool) {
+    let mut chains: Vec<(u64, nft::Chain)> = Vec::new();
+    let mut warn = false;
+    for (cname, c) in &t.chains {
+        let Some(h) = c.handle else { continue };
+        let base = c
+            .policy
+            .as_ref()
+            .and_then(|pol| builtin_base(name, cname, pol != "DROP"));
+        let rules: Vec<nft::Rule> = c
+            .rules
+            .iter()
+            .map(|r| {
+                let nr = rule_text(&r.spec, fam);
+                warn |= nr.compat;
+                nft::Rule {
+                    handle: r.handle,
+                    stmts: nr.stmts,
+                    comment: None,
+                }
+            })
+            .collect();
+        chains.push((
+            h,
+            nft::Chain {
+                name: cname.clone(),
+                handle: h,
+                comment: None,
+                base,
+                rules: Arc::new(rules),
+            },
+        ));
+    }
+    chains.sort_by_key(|(h, _)| *h);
+    (
+        nft::Table {
+            family: nft_family(fam),
+            name: name.to_string(),
+            handle: t.handle,
+            dormant: false,
+            comment: None,
+            last_handle: t.last_handle,
+            chains: chains.into_iter().map(|(_, c)| c).collect(),
+            sets: Vec::new(),
+        },
+        warn,
+    )
+}
+
+/// A change nft made to an iptables-nft table that the simulator cannot
+/// carry back into iptables terms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("command not simulated: {0}")]
+pub struct NotSimulated(pub String);
+
+/// Mirror both iptables states into the nft ruleset. Fails (changing
+/// nothing) if iptables wrote to a table nft created itself.
+pub fn sync_to_nft(
+    nft: &mut NftState,
+    v4: &XtablesState,
+    v6: &XtablesState,
+) -> Result<(), NotSimulated> {
+    let old_marks: Vec<XtTable> = nft.xt_tables().to_vec();
+    let is_mirror = |f: nft::Family, n: &str, h: u64| {
+        old_marks
+            .iter()
+            .any(|m| m.family == f && m.name == n && m.handle == h)
+    };
+    let mut marks = Vec::new();
+    let mut mirrors = Vec::new();
+    for x in [v4, v6] {
+        for (name, t) in &x.tables {
+            let (table, warn) = mirror_table(x.family, name, t);
+            marks.push(XtTable {
+                family: table.family,
+                name: name.clone(),
+                handle: t.handle,
+                warn,
+            });
+            mirrors.push(table);
+        }
+    }
+    // A table of the same name that nft created itself is not simulated.
+    for m in &mirrors {
+        if let Some(own) = nft
+            .tables()
+            .iter()
+            .find(|t| t.family == m.family && t.name == m.name && t.handle != m.handle)
+        {
+            if !is_mirror(own.family, &own.name, own.handle) {
+                return Err(NotSimulated(format!(
+                    "iptables on table {} {}, which nft created",
+                    own.family.as_str(),
+                    own.name
+                )));
+            }
+        }
+    }
+    let tables = nft.tables_mut();
+    tables.retain(|t| {
+        !is_mirror(t.family, &t.name, t.handle)
+            || mirrors
+                .iter()
+                .any(|m| m.family == t.family && m.name == t.name && m.handle == t.handle)
+    });
+    for m in mirrors {
+        match tables
+            .iter_mut()
+            .find(|t| t.family == m.family && t.name == m.name && t.handle == m.handle)
+        {
+            Some(t) => *t = m,
+            None => {
+                // Kernel order is creation order, that is handle order.
+                let pos = tables
+                    .iter()
+                    .position(|t| t.handle > m.handle)
+                    .unwrap_or(tables.len());
+                tables.insert(pos, m);
+            }
+        }
+    }
+    nft.set_xt_tables(marks);
+    Ok(())
+}
+
+/// Carry what an nft command did to the mirrored iptables tables back into
+/// the iptables states.
+pub fn sync_from_nft(
+    nft: &NftState,
+    v4: &mut XtablesState,
+    v6: &mut XtablesState,
+) -> Result<(), NotSimulated> {
+    for x in [v4, v6] {
+        let fam = nft_family(x.family);
+        let names: Vec<String> = x.tables.keys().cloned().collect();
+        for name in names {
+            let Some(xt) = x.tables.get_mut(&name) else {
+                continue;
+            };
+            let Some(nt) = nft
+                .tables()
+                .iter()
+                .find(|t| t.family == fam && t.name == name && t.handle == xt.handle)
+            else {
+                x.tables.remove(&name);
+                continue;
+            };
+            carry_table(fam, &name, nt, xt)?;
+        }
+    }
+    Ok(())
+}
+
+fn carry_table(
+    fam: nft::Family,
+    name: &str,
+    nt: &nft::Table,
+    xt: &mut iptables::Table,
+) -> Result<(), NotSimulated> {
+    let ns = |what: String| NotSimulated(format!("{what} in table {} {name}", fam.as_str()));
+    xt.last_handle = xt.last_handle.max(nt.last_handle);
+    // Chains nft deleted, renamed or changed.
+    let cnames: Vec<String> = xt.chains.keys().cloned().collect();
+    for cname in cnames {
+        let Some(xc) = xt.chains.get_mut(&cname) else {
+            continue;
+        };
+        let Some(h) = xc.handle else { continue };
+        let Some(nc) = nt.chains.iter().find(|c| c.handle == h) else {
+            if xc.policy.is_some() {
+                // A deleted builtin chain reverts to "not in the kernel".
+                xc.handle = None;
+                xc.rules.clear();
+                xc.policy = Some("ACCEPT".into());
+            } else {
+                xt.chains.remove(&cname);
+            }
+            continue;
+        };
+        if nc.name != cname {
+            return Err(ns(format!("nft renamed chain {cname}")));
+        }
+        if let (Some(pol), Some(b)) = (xc.policy.as_mut(), nc.base.as_ref()) {
+            *pol = if b.policy_accept { "ACCEPT" } else { "DROP" }.to_string();
+        }
+        for r in nc.rules.iter() {
+            if !xc.rules.iter().any(|x| x.handle == r.handle) {
+                return Err(ns(format!(
+                    "nft rule \"{}\" added to chain {cname}",
+                    r.text()
+                )));
+            }
+        }
+        xc.rules
+            .retain(|x| nc.rules.iter().any(|r| r.handle == x.handle));
+    }
+    // Chains nft added.
+    for nc in &nt.chains {
+        if xt.chains.values().any(|c| c.handle == Some(nc.handle)) {
+            continue;
+        }
+        if !nc.rules.is_empty() {
+            return Err(ns(format!("nft chain {} with rules", nc.name)));
+        }
+        match (&nc.base, xt.chains.get_mut(&nc.name)) {
+            (None, None) => {
+                xt.chains.insert(
+                    nc.name.clone(),
+                    iptables::Chain {
+                        policy: None,
+                        rules: Vec::new(),
+                        handle: Some(nc.handle),
+                    },
+                );
+            }
+            (Some(b), Some(xc)) if xc.handle.is_none() && xc.policy.is_some() => {
+                if builtin_base(name, &nc.name, b.policy_accept).as_ref() != Some(b) {
+                    return Err(ns(format!("nft base chain {} of another type", nc.name)));
+                }
+                xc.handle = Some(nc.handle);
+                xc.policy = Some(if b.policy_accept { "ACCEPT" } else { "DROP" }.to_string());
+            }
+            _ => return Err(ns(format!("nft chain {}", nc.name))),
+        }
+    }
+    Ok(())
+}
