@@ -71,8 +71,10 @@ impl Section {
     }
 }
 
-/// Version tag of the state file format.
-pub const STATE_FILE_VERSION: u32 = 1;
+/// Version tag of the state file format. Version 2: iptables tables,
+/// chains and rules carry their nftables handles, and the nft ruleset
+/// holds the mirrors of iptables-nft's tables (`crate::xtnft`).
+pub const STATE_FILE_VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct StateFile {
@@ -98,7 +100,7 @@ pub enum StateFileError {
         path: String,
         source: serde_json::Error,
     },
-    #[error("state file {path} has format version {found}, this build reads version {expected}")]
+    #[error("state file {path} has format version {found}, this build reads version {expected}; re-create it from a fresh host")]
     Version {
         path: String,
         found: u32,
