@@ -1156,6 +1156,15 @@ impl XtablesState {
         let p = parse(args, self.family)?;
         let fam = self.family;
         let builtins = builtin_chains(&p.table).ok_or_else(|| Fail::NoTable(p.table.clone()))?;
+        let drops = match p.cmd {
+            CmdKind::Policy => p.arg2.as_deref() == Some("DROP"),
+            _ => p.spec.target.as_ref().is_some_and(|t| t.name == "DROP"),
+        };
+        if p.table == "nat" && drops {
+            return Err(Fail::ParamNl(
+                "\nThe \"nat\" table is not intended for filtering, the use of DROP is therefore inhibited.\n".into(),
+            ));
+        }
         let _ = &p.has_rule_opts;
         match p.cmd {
             CmdKind::ListRules => self.list_rules(&p, builtins),
@@ -1319,6 +1328,7 @@ impl XtablesState {
                     let ch = t
                         .chains
                         .get_mut(&chain)
+                        .filter(|c| c.handle.is_some())
                         .ok_or_else(|| Fail::Other(NO_CHAIN.into()))?;
                     let n = rulenum.unwrap_or(1);
                     if n > ch.rules.len() {
@@ -1413,6 +1423,14 @@ impl XtablesState {
                     .map(|c| c.rules.len())
                     .unwrap_or(0);
                 let n = rulenum.unwrap_or(1);
+                let in_kernel = self
+                    .tables
+                    .get(&p.table)
+                    .and_then(|t| t.chains.get(&chain))
+                    .is_some_and(|c| c.handle.is_some());
+                if p.cmd == CmdKind::Replace && !in_kernel {
+                    return Err(Fail::Other(NO_CHAIN.into()));
+                }
                 match p.cmd {
                     CmdKind::Insert if n > len + 1 => {
                         return Err(Fail::Other("Index of insertion too big".into()))

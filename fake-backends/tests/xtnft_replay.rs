@@ -60,31 +60,53 @@ fn mask_counters(text: &str) -> String {
 
 const WARN_PREFIX: &str = "# Warning: table ";
 
-/// Split a captured `2>&1` listing into (stdout, warning lines), checking
-/// that every warning directly precedes the header of its table.
+/// Split a captured `2>&1` listing into (stdout, stderr): the stderr
+/// pieces are the warning lines, each checked to sit right before the
+/// header of its table, and nft's "XT target NAME not found" messages,
+/// which land in the middle of a rule's line (nft's stdout is unbuffered).
 fn split_capture(text: &str, file: &Path) -> Result<(String, String), String> {
+    let mut pieces: Vec<(usize, usize)> = Vec::new();
+    let mut start = 0;
+    for l in text.split_inclusive('\n') {
+        if l.starts_with(WARN_PREFIX) {
+            pieces.push((start, l.len()));
+        }
+        start += l.len();
+    }
+    let mut from = 0;
+    while let Some(i) = text[from..].find("XT target ") {
+        let at = from + i;
+        let Some(j) = text[at..].find(" not found\n") else {
+            break;
+        };
+        let len = j + " not found\n".len();
+        pieces.push((at, len));
+        from = at + len;
+    }
+    pieces.sort();
     let mut stdout = String::new();
-    let mut warnings = String::new();
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    for (i, l) in lines.iter().enumerate() {
-        if let Some(rest) = l.strip_prefix(WARN_PREFIX) {
+    let mut stderr = String::new();
+    let mut pos = 0;
+    for (at, len) in &pieces {
+        stdout.push_str(&text[pos..*at]);
+        let piece = &text[*at..at + len];
+        stderr.push_str(piece);
+        pos = at + len;
+        if let Some(rest) = piece.strip_prefix(WARN_PREFIX) {
             let table = rest
                 .split(" is managed by iptables-nft")
                 .next()
                 .unwrap_or_default();
-            let next = lines.get(i + 1).copied().unwrap_or_default();
-            if !next.starts_with(&format!("table {table} {{")) {
+            if !text[pos..].starts_with(&format!("table {table} {{")) {
                 return Err(format!(
-                    "{}: warning for {table} is not followed by its table but by {next:?}",
+                    "{}: warning for {table} is not followed by its table",
                     file.display()
                 ));
             }
-            warnings.push_str(l);
-        } else {
-            stdout.push_str(l);
         }
     }
-    Ok((stdout, warnings))
+    stdout.push_str(&text[pos..]);
+    Ok((stdout, stderr))
 }
 
 /// Which checkpoint follows the end of a step (the step name normalised to
@@ -103,41 +125,6 @@ fn snapshot_after(step: &str, seen: usize, restart: bool) -> Option<&'static str
 /// Checkpoints that cannot be reproduced, with the reason. The test fails
 /// if one of them starts to pass (so the list stays needed).
 const EXCLUDED: &[(&str, &str)] = &[];
-
-/// The one known difference between the capture host and the reference
-/// host the simulator follows: the capture host's nft could not load the
-/// IPv6 `MASQUERADE` xtables extension, so where this host prints the
-/// statement (`masquerade`, `masquerade to :1024-65535`) it wrote
-/// `XT target MASQUERADE not found` and a newline on stderr in the middle
-/// of the rule's line (its stdout is unbuffered: the warnings too land
-/// right before their tables). This rewrites the simulator's listing the
-/// way that host printed it; the test counts the listings that needed it
-/// and checks there are some.
-fn capture_host_view(stdout: &str) -> (String, bool) {
-    let mut out = String::new();
-    let mut in_ip6 = false;
-    let mut applied = false;
-    let marker = "counter packets 0 bytes 0 masquerade";
-    for l in stdout.split_inclusive('\n') {
-        if l.starts_with("table ") {
-            in_ip6 = l.starts_with("table ip6 ");
-        }
-        match l.find(marker) {
-            Some(i) if in_ip6 => {
-                let head = &l[..i + marker.len() - "masquerade".len()];
-                let handle = l.find(" # handle").map(|h| &l[h..]).unwrap_or("\n");
-                out.push_str(head);
-                out.push_str("XT target MASQUERADE not found\n");
-                out.push_str(handle);
-                applied = true;
-            }
-            _ => out.push_str(l),
-        }
-    }
-    (out, applied)
-}
-
-static QUIRKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 fn run(host: &FakeHost, argv: &[&str]) -> Output {
     host.run(&Cmd {
@@ -168,21 +155,11 @@ fn check(host: &FakeHost, dir: &Path, snap: &str, failures: &mut Vec<String>) ->
         };
         let got = run(host, argv);
         let name = file.display().to_string();
-        let mut got_out = got.stdout.clone();
-        let got_err = got.stderr.clone();
-        if want_out.contains("XT target MASQUERADE not found") {
-            let (o, applied) = capture_host_view(&got_out);
-            assert!(
-                applied,
-                "{name}: capture-host quirk expected but not applicable"
-            );
-            QUIRKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            got_out = o;
-        }
-        let mut d = diff_text(&want_out, &got_out, &name, "simulator stdout");
+        let (got_out, got_err) = (&got.stdout, &got.stderr);
+        let mut d = diff_text(&want_out, got_out, &name, "simulator stdout");
         d.push_str(&diff_text(
             &want_err,
-            &got_err,
+            got_err,
             &format!("{name} (warnings)"),
             "simulator stderr",
         ));
@@ -295,14 +272,9 @@ fn every_captured_run_lists_the_same_ruleset_through_nft() {
         failures.join("\n"),
         excluded_failing.join("\n")
     );
-    let quirks = QUIRKS.load(std::sync::atomic::Ordering::Relaxed);
     println!(
-        "{} runs, {checked} captured nft listings reproduced ({quirks} through the capture host's missing IPv6 MASQUERADE extension)",
+        "{} runs, {checked} captured nft listings reproduced",
         logs.len()
-    );
-    assert!(
-        quirks > 0,
-        "the capture-host rewrite is no longer needed: remove it"
     );
     assert!(checked >= 400, "only {checked} listings compared");
 }

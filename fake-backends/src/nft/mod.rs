@@ -81,6 +81,14 @@ pub struct NftState {
     xt_tables: Vec<XtTable>,
 }
 
+/// What one nft run printed on stderr while listing, and for which family
+/// it loaded the xtables NAT extension.
+#[derive(Debug, Default)]
+struct XtDiag {
+    text: String,
+    nat_family: Option<Family>,
+}
+
 /// A table written by iptables-nft, as nft sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct XtTable {
@@ -204,18 +212,67 @@ impl NftState {
         self.xt_tables = v;
     }
 
-    /// The warning nft prints on stderr before listing table `t` in full.
-    fn xt_warning(&self, t: &Table) -> Option<String> {
-        self.xt_tables
+    /// Table `t` as nft lists it, with what it prints on stderr first:
+    /// for a table of iptables-nft, the "managed by iptables-nft" warning,
+    /// and nft's failure to decompile an xtables NAT target
+    /// (`MASQUERADE`, `SNAT`, `DNAT`) of one family once it has printed one
+    /// of the other family in this run (its libxtables loads the NAT
+    /// extension for the first family only): the statement is left empty
+    /// and "XT target NAME not found" goes to stderr. `chain` restricts
+    /// that to one chain (`list chain`).
+    fn xt_listing<'a>(
+        &self,
+        t: &'a Table,
+        diag: &mut XtDiag,
+        chain: Option<&str>,
+    ) -> std::borrow::Cow<'a, Table> {
+        let Some(mark) = self
+            .xt_tables
             .iter()
-            .find(|x| x.warn && x.family == t.family && x.name == t.name && x.handle == t.handle)
-            .map(|x| {
-                format!(
-                    "# Warning: table {} {} is managed by iptables-nft, do not touch!\n",
-                    x.family.as_str(),
-                    x.name
-                )
-            })
+            .find(|x| x.family == t.family && x.name == t.name && x.handle == t.handle)
+        else {
+            return std::borrow::Cow::Borrowed(t);
+        };
+        if mark.warn {
+            diag.text.push_str(&format!(
+                "# Warning: table {} {} is managed by iptables-nft, do not touch!\n",
+                t.family.as_str(),
+                t.name
+            ));
+        }
+        let mut out: Option<Table> = None;
+        for (ci, c) in t.chains.iter().enumerate() {
+            if chain.is_some_and(|n| n != c.name) {
+                continue;
+            }
+            for (ri, r) in c.rules.iter().enumerate() {
+                for (si, st) in r.stmts.iter().enumerate() {
+                    let name = if st.text.starts_with("masquerade") {
+                        "MASQUERADE"
+                    } else if st.text.starts_with("snat to ") {
+                        "SNAT"
+                    } else if st.text.starts_with("dnat to ") {
+                        "DNAT"
+                    } else {
+                        continue;
+                    };
+                    match diag.nat_family {
+                        None => diag.nat_family = Some(t.family),
+                        Some(f) if f == t.family => {}
+                        Some(_) => {
+                            diag.text.push_str(&format!("XT target {name} not found\n"));
+                            let tc = out.get_or_insert_with(|| t.clone());
+                            let rules = std::sync::Arc::make_mut(&mut tc.chains[ci].rules);
+                            rules[ri].stmts[si].text = String::new();
+                        }
+                    }
+                }
+            }
+        }
+        match out {
+            Some(t) => std::borrow::Cow::Owned(t),
+            None => std::borrow::Cow::Borrowed(t),
+        }
     }
 
     /// The current ruleset generation.
@@ -355,10 +412,10 @@ impl NftState {
             view.tables.clear();
         }
         let mut stdout = String::new();
-        let mut warnings = String::new();
+        let mut diag = XtDiag::default();
         let mut resolved: Vec<Option<u64>> = Vec::with_capacity(cmds.len());
         for cmd in &cmds {
-            match view.evaluate(cmd, cache, rule_cache, opts, &mut stdout, &mut warnings) {
+            match view.evaluate(cmd, cache, rule_cache, opts, &mut stdout, &mut diag) {
                 Ok(pos) => resolved.push(pos),
                 Err(e) => {
                     resolved.push(None);
@@ -366,6 +423,7 @@ impl NftState {
                 }
             }
         }
+        let warnings = diag.text;
         if !errors.is_empty() {
             return Output {
                 status: 1,
@@ -521,7 +579,7 @@ impl NftState {
         rule_cache: bool,
         opts: Opts,
         stdout: &mut String,
-        stderr: &mut String,
+        diag: &mut XtDiag,
     ) -> Result<Option<u64>, PErr> {
         let lopts = ListOpts {
             handles: opts.handles,
@@ -665,10 +723,8 @@ impl NftState {
                     .iter()
                     .filter(|t| fam.is_none_or(|f| f == t.family))
                 {
-                    if let Some(w) = self.xt_warning(t) {
-                        stderr.push_str(&w);
-                    }
-                    stdout.push_str(&table_block(t, lopts, TableParts::ALL));
+                    let t = self.xt_listing(t, diag, None);
+                    stdout.push_str(&table_block(&t, lopts, TableParts::ALL));
                 }
             }
             Op::ListTables(fam) => {
@@ -684,21 +740,20 @@ impl NftState {
                 let Some(t) = self.table(tr.family, &tr.name) else {
                     return Err(PErr::new(tr.loc, Errno::NoEnt.text()));
                 };
-                if let Some(w) = self.xt_warning(t) {
-                    stderr.push_str(&w);
-                }
-                stdout.push_str(&table_block(t, lopts, TableParts::ALL));
+                let t = self.xt_listing(t, diag, None);
+                stdout.push_str(&table_block(&t, lopts, TableParts::ALL));
             }
             Op::ListChain { t: tr, chain } => {
                 let Some(t) = self.table(tr.family, &tr.name) else {
                     return Err(PErr::new(tr.loc, Errno::NoEnt.text()));
                 };
+                if t.chain(&chain.value).is_none() {
+                    return Err(PErr::new(chain.loc, Errno::NoEnt.text()));
+                }
+                let t = self.xt_listing(t, diag, Some(&chain.value));
                 let Some(c) = t.chain(&chain.value) else {
                     return Err(PErr::new(chain.loc, Errno::NoEnt.text()));
                 };
-                if let Some(w) = self.xt_warning(t) {
-                    stderr.push_str(&w);
-                }
                 stdout.push_str(&format!(
                     "table {} {} {{\n{}}}\n",
                     t.family.as_str(),

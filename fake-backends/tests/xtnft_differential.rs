@@ -1,0 +1,462 @@
+//! Differential test of the iptables-nft / nft bridge: scripted sequences
+//! mixing `iptables`, `ip6tables` and `nft` commands (errors included) run
+//! on the simulator and on the real tools inside a fresh network namespace
+//! (`unshare -n`, entered with `nsenter`), comparing every command's exit
+//! status, stdout and stderr (nft's "managed by iptables-nft" warnings),
+//! and at the end `nft -a list ruleset`, `iptables-save` and
+//! `ip6tables-save` (without their timestamp comments).
+//!
+//! Needs root and the real `unshare`, `nsenter`, `iptables` v1.8.9
+//! (nf_tables), `ip6tables`, `nft` v1.0.6; otherwise each test prints
+//! "skipped: <why>" and returns (set VIRTNET_REQUIRE_REAL=1 to make that a
+//! failure instead).
+
+use std::process::{Child, Command, Stdio};
+
+use virtnet_core::runner::{Cmd, Output, RealRunner, Runner};
+use virtnet_fake::FakeHost;
+
+/// A throw-away network namespace held open by a `sleep` started with
+/// `unshare -n`; dropped = the holder is killed (by its pid).
+struct Netns {
+    holder: Child,
+}
+
+impl Netns {
+    fn new() -> Result<Netns, String> {
+        let holder = Command::new("unshare")
+            .args(["-n", "--", "sleep", "600"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run unshare: {e}"))?;
+        let ns = Netns { holder };
+        let me = std::fs::read_link("/proc/self/ns/net").map_err(|e| e.to_string())?;
+        for _ in 0..200 {
+            if let Ok(l) = std::fs::read_link(format!("/proc/{}/ns/net", ns.holder.id())) {
+                if l != me {
+                    return Ok(ns);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err("unshare -n did not create a namespace".into())
+    }
+
+    fn run(&self, argv: &[String]) -> Output {
+        let mut full = vec![
+            "nsenter".to_string(),
+            "-t".to_string(),
+            self.holder.id().to_string(),
+            "-n".to_string(),
+            "--".to_string(),
+        ];
+        full.extend(argv.iter().cloned());
+        match RealRunner::new().run(&Cmd {
+            argv: full,
+            stdin: None,
+        }) {
+            Ok(o) => o,
+            Err(e) => Output::failed(-1, e.to_string()),
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+fn skip_reason() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("not root".into());
+    }
+    for tool in [
+        "unshare",
+        "nsenter",
+        "iptables",
+        "ip6tables",
+        "iptables-save",
+        "ip6tables-save",
+        "nft",
+    ] {
+        let found = std::env::var("PATH")
+            .unwrap_or_default()
+            .split(':')
+            .any(|d| std::path::Path::new(d).join(tool).exists());
+        if !found {
+            return Some(format!("{tool} not found on PATH"));
+        }
+    }
+    let v = Command::new("iptables").arg("-V").output().ok()?;
+    let v = String::from_utf8_lossy(&v.stdout).to_string();
+    if !v.contains("v1.8.9 (nf_tables)") {
+        return Some(format!(
+            "the simulator models iptables v1.8.9 (nf_tables), host has {}",
+            v.trim()
+        ));
+    }
+    let v = Command::new("nft").arg("-v").output().ok()?;
+    let v = String::from_utf8_lossy(&v.stdout).to_string();
+    if !v.contains("v1.0.6") {
+        return Some(format!(
+            "the simulator models nft v1.0.6, host has {}",
+            v.trim()
+        ));
+    }
+    None
+}
+
+macro_rules! skip_unless_able {
+    () => {
+        if let Some(why) = skip_reason() {
+            if std::env::var_os("VIRTNET_REQUIRE_REAL").is_some() {
+                panic!("real tools required: {why}");
+            }
+            println!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+fn words(line: &str) -> Vec<String> {
+    virtnet_fake::record::shell_words(line).unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+fn strip_comments(s: &str) -> String {
+    s.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Run a scenario on both hosts; returns the mismatches.
+fn differential(name: &str, script: &[&str]) -> Vec<String> {
+    let ns = match Netns::new() {
+        Ok(n) => n,
+        Err(e) => return vec![format!("{name}: {e}")],
+    };
+    let fake = FakeHost::new();
+    let mut bad = Vec::new();
+    for line in script {
+        let argv = words(line);
+        let real = ns.run(&argv);
+        let sim = fake
+            .run(&Cmd {
+                argv: argv.clone(),
+                stdin: None,
+            })
+            .unwrap_or_else(|e| Output::failed(-1, e.to_string()));
+        if real != sim {
+            bad.push(format!(
+                "{name}: `{line}`\n   real: {real:?}\n   fake: {sim:?}\n{}{}",
+                virtnet_fake::diff_text(&real.stdout, &sim.stdout, "real stdout", "fake stdout"),
+                virtnet_fake::diff_text(&real.stderr, &sim.stderr, "real stderr", "fake stderr")
+            ));
+        }
+    }
+    for argv in [
+        &["nft", "-a", "list", "ruleset"][..],
+        &["iptables-save"][..],
+        &["ip6tables-save"][..],
+    ] {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let real = ns.run(&argv);
+        let sim = fake
+            .run(&Cmd {
+                argv: argv.clone(),
+                stdin: None,
+            })
+            .unwrap_or_else(|e| Output::failed(-1, e.to_string()));
+        let (r, s) = (
+            strip_comments(&real.stdout) + &real.stderr,
+            strip_comments(&sim.stdout) + &sim.stderr,
+        );
+        if r != s {
+            bad.push(format!(
+                "{name}: final `{}` differs:\n{}",
+                argv.join(" "),
+                virtnet_fake::diff_text(&r, &s, "real", "fake")
+            ));
+        }
+    }
+    bad
+}
+
+fn assert_same(name: &str, script: &[&str]) {
+    let bad = differential(name, script);
+    assert!(
+        bad.is_empty(),
+        "{} mismatches:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+    println!("{name}: {} commands agree", script.len());
+}
+
+/// The sequence a libvirt NAT network start produces, interleaved with nft
+/// tables of other families and listings of every kind.
+#[test]
+fn libvirt_like_sequence_with_nft_tables_in_between() {
+    skip_unless_able!();
+    assert_same(
+        "libvirt-like",
+        &[
+            "nft list ruleset",
+            "iptables -w -N LIBVIRT_INP",
+            "iptables -w -A LIBVIRT_INP -i virbr0 -p udp --dport 53 -j ACCEPT",
+            "iptables -w -I INPUT -j LIBVIRT_INP",
+            "nft -a list ruleset",
+            "iptables -t nat -A POSTROUTING -s 192.168.122.0/24 ! -d 192.168.122.0/24 -p tcp -j MASQUERADE --to-ports 1024-65535",
+            "ip6tables -N X",
+            "nft -a list ruleset",
+            "nft add table inet foo",
+            "nft add chain inet foo c { type filter hook input priority 0 ; }",
+            "nft -a list ruleset",
+            "ip6tables -I INPUT -j X",
+            "iptables -w -t mangle -N LIBVIRT_PRT",
+            "iptables -w -t mangle -I POSTROUTING -j LIBVIRT_PRT",
+            "iptables -w -t mangle -A LIBVIRT_PRT -o virbr0 -p udp -m udp --dport 68 -j CHECKSUM --checksum-fill",
+            "nft add table ip libvirt_network",
+            "nft list tables",
+            "nft list tables ip",
+            "nft list table ip filter",
+            "nft -a list table ip nat",
+            "nft list table ip6 filter",
+            "nft list table ip mangle",
+            "nft list chain ip filter INPUT",
+            "nft -a list chain ip nat POSTROUTING",
+            "nft list chain ip filter NOPE",
+            "nft list table ip raw",
+            "nft list chains",
+            "nft list ruleset ip",
+            "nft list ruleset ip6",
+            "nft -a list ruleset",
+        ],
+    );
+}
+
+/// The translation of every match and target the simulator accepts.
+#[test]
+fn rule_translations_match_the_real_tools() {
+    skip_unless_able!();
+    assert_same(
+        "translations",
+        &[
+            "iptables -w -N T",
+            "iptables -w -A T -i virbr0 -p udp --dport 53 -j ACCEPT",
+            "iptables -w -A T -i virbr0 -p tcp --dport 67:68 -j ACCEPT",
+            "iptables -w -A T -p tcp --sport 1024:65535 -j ACCEPT",
+            "iptables -w -A T -p tcp ! --dport 22 -j DROP",
+            "iptables -w -A T -p tcp --dport 22 --sport 5 -j ACCEPT",
+            "iptables -w -A T -p tcp -m tcp -j ACCEPT",
+            "iptables -w -A T -p udp -m udp --dport 53 -m comment --comment a -j ACCEPT",
+            "iptables -w -A T -m comment --comment x -i eth0 -p tcp --dport 5 -j ACCEPT",
+            "iptables -w -A T -i eth0 -m comment --comment \"hello world\" -j ACCEPT",
+            "iptables -w -A T -m comment --comment hi",
+            "iptables -w -A T -p icmp -j ACCEPT",
+            "iptables -w -A T -p all -j ACCEPT",
+            "iptables -w -A T ! -p tcp -j ACCEPT",
+            "iptables -w -A T -p sctp -j ACCEPT",
+            "iptables -w -A T -p esp -j ACCEPT",
+            "iptables -w -A T -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+            "iptables -w -A T -m conntrack ! --ctstate INVALID -j ACCEPT",
+            "iptables -w -A T -m conntrack --ctstate NEW,INVALID,UNTRACKED -j ACCEPT",
+            "iptables -w -A T -m conntrack ! --ctstate NEW,INVALID -j ACCEPT",
+            "iptables -w -A T -m conntrack --ctstate SNAT -j ACCEPT",
+            "iptables -w -A T -m state --state NEW -j ACCEPT",
+            "iptables -w -A T -m state ! --state NEW -j ACCEPT",
+            "iptables -w -A T -j REJECT",
+            "iptables -w -A T -j REJECT --reject-with icmp-host-prohibited",
+            "iptables -w -A T -p tcp -j REJECT --reject-with tcp-reset",
+            "iptables -w -A T -j REJECT --reject-with icmp-net-unreachable",
+            "iptables -w -A T -j REJECT --reject-with icmp-proto-unreachable",
+            "iptables -w -A T -j REJECT --reject-with icmp-admin-prohibited",
+            "iptables -w -A T -j REJECT --reject-with icmp-port-unreachable",
+            "iptables -w -A T -j RETURN",
+            "iptables -w -A T -s 10.0.0.1 -j ACCEPT",
+            "iptables -w -A T ! -s 10.0.0.0/8 -d 10.1.0.0/16 -j ACCEPT",
+            "iptables -w -A T -s 10.0.0.0/255.0.255.0 -j ACCEPT",
+            "iptables -w -A T ! -s 10.0.0.0/255.0.255.0 -j ACCEPT",
+            "iptables -w -A T -d 224.0.0.0/24 -j RETURN",
+            "iptables -w -A T -d 255.255.255.255 -j RETURN",
+            "iptables -w -A T ! -i eth0 -o eth+ -j ACCEPT",
+            "iptables -w -A T -p tcp -m multiport --dports 22,80,1000:2000 -j ACCEPT",
+            "iptables -w -A T -p udp -m multiport --sports 53 -j ACCEPT",
+            "iptables -w -A T -p tcp -m multiport ! --dports 22,80 -j ACCEPT",
+            "iptables -w -A T -p tcp -m multiport --ports 22,80 -j ACCEPT",
+            "iptables -w -A T -m addrtype --dst-type LOCAL -j ACCEPT",
+            "iptables -w -A T -m addrtype ! --dst-type LOCAL -j ACCEPT",
+            "iptables -w -A T -m addrtype --src-type LOCAL --dst-type UNICAST -j ACCEPT",
+            "iptables -w -A T -f -j DROP",
+            "iptables -w -A T ! -f -j DROP",
+            "iptables -w -A T -j LOG",
+            "iptables -w -A T -j LOG --log-prefix \"foo: \"",
+            "iptables -w -A T -j LOG --log-level 6 --log-prefix x",
+            "iptables -w -A T -j LOG --log-level 0",
+            "iptables -w -N G",
+            "iptables -w -A T -g G",
+            "iptables -w -A T -j G",
+            "iptables -w -t nat -A PREROUTING -p tcp --dport 80 -j DNAT --to-destination 10.0.0.2:8080",
+            "iptables -w -t nat -A PREROUTING -j DNAT --to-destination 10.0.0.2",
+            "iptables -w -t nat -A POSTROUTING -s 10.0.0.0/8 -j SNAT --to-source 1.2.3.4",
+            "iptables -w -t nat -A POSTROUTING -s 10.0.0.0/8 -p udp -j SNAT --to-source 1.2.3.4:1024-65535",
+            "iptables -w -t nat -A POSTROUTING -j SNAT --to-source 1.2.3.4-1.2.3.9",
+            "iptables -w -t nat -A POSTROUTING -j MASQUERADE",
+            "iptables -w -t nat -A POSTROUTING -p udp -j MASQUERADE --to-ports 1024-65535",
+            "iptables -w -t nat -A POSTROUTING -p tcp -j MASQUERADE --to-ports 80",
+            "iptables -w -t nat -A POSTROUTING -j MASQUERADE --random",
+            "iptables -w -t nat -A POSTROUTING -j MASQUERADE --random-fully",
+            "iptables -w -t nat -A POSTROUTING -p tcp -j MASQUERADE --to-ports 100-200 --random",
+            "iptables -w -t mangle -A POSTROUTING -p udp --dport 68 -j CHECKSUM --checksum-fill",
+            "iptables -w -t raw -A PREROUTING -j ACCEPT",
+            "iptables -w -t security -A INPUT -j ACCEPT",
+            "iptables -w -t nat -A OUTPUT -j ACCEPT",
+            "iptables -w -t nat -A INPUT -j ACCEPT",
+            "iptables -w -t mangle -A OUTPUT -j ACCEPT",
+            "ip6tables -w -N T6",
+            "ip6tables -w -A T6 -j REJECT",
+            "ip6tables -w -A T6 -j REJECT --reject-with icmp6-adm-prohibited",
+            "ip6tables -w -A T6 -j REJECT --reject-with icmp6-no-route",
+            "ip6tables -w -A T6 -j REJECT --reject-with icmp6-addr-unreachable",
+            "ip6tables -w -A T6 -p tcp -j REJECT --reject-with tcp-reset",
+            "ip6tables -w -A T6 -p icmpv6 -j ACCEPT",
+            "ip6tables -w -A T6 -s fd00::/64 -i eth0 -p tcp --dport 53 -j ACCEPT",
+            "ip6tables -w -A T6 -d fd00::1 -j ACCEPT",
+            "ip6tables -w -A T6 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+            "ip6tables -w -t nat -A POSTROUTING -s fd00::/64 ! -d fd00::/64 -j MASQUERADE",
+            "ip6tables -w -t nat -A POSTROUTING -p udp -j MASQUERADE --to-ports 1024-65535",
+            "ip6tables -w -t nat -A POSTROUTING -j SNAT --to-source fd00::1",
+            "ip6tables -w -t mangle -A POSTROUTING -p udp --dport 547 -j CHECKSUM --checksum-fill",
+            "nft list ruleset",
+        ],
+    );
+}
+
+/// Handles and ordering under every iptables command that changes chains
+/// and rules, interleaved with nft's own tables.
+#[test]
+fn handles_follow_the_kernel() {
+    skip_unless_able!();
+    assert_same(
+        "handles",
+        &[
+            "ip6tables -N A6",
+            "nft add table inet t",
+            "iptables -N X",
+            "iptables -A X -j ACCEPT",
+            "iptables -A X -j DROP",
+            "iptables -R X 1 -j RETURN",
+            "iptables -I X 2 -j ACCEPT",
+            "iptables -I X 9 -j ACCEPT",
+            "iptables -R X 9 -j ACCEPT",
+            "nft -a list ruleset",
+            "iptables -P FORWARD DROP",
+            "iptables -Z INPUT",
+            "iptables -F",
+            "iptables -t nat -F",
+            "iptables -Z FORWARD",
+            "nft -a list ruleset",
+            "iptables -E X Y",
+            "iptables -A Y -j ACCEPT",
+            "iptables -X",
+            "iptables -F Y",
+            "iptables -X",
+            "iptables -F OUTPUT",
+            "iptables -D INPUT 1",
+            "iptables -A INPUT -j ACCEPT",
+            "iptables -D INPUT -j ACCEPT",
+            "nft -a list ruleset",
+            "nft delete table inet t",
+            "iptables -t mangle -A OUTPUT -j ACCEPT",
+            "iptables -t mangle -A PREROUTING -j ACCEPT",
+            "ip6tables -t nat -P POSTROUTING DROP",
+            "nft add table ip t2",
+            "nft -a list ruleset",
+        ],
+    );
+}
+
+/// nft commands acting on iptables-nft's tables, and what iptables sees
+/// afterwards.
+#[test]
+fn nft_changes_to_iptables_tables_show_in_iptables() {
+    skip_unless_able!();
+    let setup = [
+        "iptables -N X",
+        "iptables -A X -i eth0 -j ACCEPT",
+        "iptables -A X -j DROP",
+        "iptables -A INPUT -j X",
+        "iptables -t nat -A POSTROUTING -j MASQUERADE",
+        "ip6tables -A INPUT -j REJECT",
+    ];
+    let cases: &[&[&str]] = &[
+        &["nft delete rule ip filter X handle 2", "iptables -S"],
+        &["nft delete rule ip filter X handle 99", "iptables -S"],
+        &["nft flush chain ip filter X", "iptables -S"],
+        &["nft delete chain ip filter X", "iptables -S"],
+        &[
+            "nft delete chain ip filter INPUT",
+            "iptables -S",
+            "iptables -A INPUT -j ACCEPT",
+        ],
+        &[
+            "nft flush chain ip filter INPUT",
+            "nft delete chain ip filter INPUT",
+            "iptables -S",
+        ],
+        &[
+            "nft flush table ip filter",
+            "iptables -S",
+            "nft list ruleset",
+        ],
+        &[
+            "nft delete table ip filter",
+            "iptables -S",
+            "iptables -A INPUT -j ACCEPT",
+        ],
+        &[
+            "nft delete table ip6 filter",
+            "ip6tables -S",
+            "nft list ruleset",
+        ],
+        &[
+            "nft flush ruleset",
+            "iptables -S",
+            "ip6tables -S",
+            "iptables -N X",
+        ],
+        &[
+            "nft add chain ip filter Z",
+            "iptables -S",
+            "iptables -A Z -j ACCEPT",
+        ],
+        &[
+            "nft add chain ip filter OUTPUT { type filter hook output priority 0 ; }",
+            "iptables -S",
+            "iptables -A OUTPUT -j ACCEPT",
+        ],
+        &[
+            "nft flush table ip nat",
+            "nft list table ip nat",
+            "iptables -t nat -S",
+        ],
+        &["nft list ruleset", "nft -a list table ip6 filter"],
+    ];
+    let mut bad = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let mut script: Vec<&str> = setup.to_vec();
+        script.extend_from_slice(c);
+        bad.extend(differential(&format!("nft-on-xt-{i}"), &script));
+    }
+    assert!(
+        bad.is_empty(),
+        "{} mismatches:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
