@@ -323,7 +323,7 @@ const DNAT_OPTS: &[OptDef] = &[
     o("--persistent", &[], false),
 ];
 const CHECKSUM_OPTS: &[OptDef] = &[o("--checksum-fill", &[], false)];
-const LOG_OPTS: &[OptDef] = &[o("--log-level", &[], true), o("--log-prefix", &[], true)];
+const LOG_OPTS: &[OptDef] = &[o("--log-prefix", &[], true), o("--log-level", &[], true)];
 const NO_OPTS: &[OptDef] = &[];
 
 fn match_opts(name: &str) -> Option<&'static [OptDef]> {
