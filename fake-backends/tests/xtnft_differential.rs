@@ -460,3 +460,52 @@ fn nft_changes_to_iptables_tables_show_in_iptables() {
         bad.join("\n")
     );
 }
+
+/// Errors and re-creation across the two tools: nft errors on iptables
+/// objects, iptables after nft removed its chains and tables, renames and
+/// an ip6 NAT table listed before the ip one.
+#[test]
+fn mixed_errors_and_recreation() {
+    skip_unless_able!();
+    assert_same(
+        "mixed",
+        &[
+            "ip6tables -w -t nat -A POSTROUTING -s fd00::/64 -j MASQUERADE",
+            "iptables -w -t nat -N LIBVIRT_PRT",
+            "iptables -w -t nat -I POSTROUTING -j LIBVIRT_PRT",
+            "iptables -w -t nat -A LIBVIRT_PRT -s 192.168.122.0/24 ! -d 192.168.122.0/24 -j MASQUERADE",
+            "iptables -w -t nat -A LIBVIRT_PRT -s 192.168.122.0/24 -d 255.255.255.255 -j RETURN",
+            "nft list ruleset",
+            "nft -a list ruleset",
+            "nft list table ip nat",
+            "nft list table ip6 nat",
+            "nft list chain ip nat LIBVIRT_PRT",
+            "nft delete rule ip nat LIBVIRT_PRT handle 1",
+            "nft delete chain ip nat LIBVIRT_PRT",
+            "nft delete chain ip nat NOPE",
+            "nft delete table ip raw",
+            "nft flush chain ip nat LIBVIRT_PRT",
+            "iptables -w -t nat -D LIBVIRT_PRT 1",
+            "iptables -w -t nat -S",
+            "iptables -w -t nat -E LIBVIRT_PRT LIBVIRT_NEW",
+            "nft -a list chain ip nat LIBVIRT_NEW",
+            "nft delete chain ip nat POSTROUTING",
+            "iptables -w -t nat -Z POSTROUTING",
+            "iptables -w -t nat -S POSTROUTING",
+            "iptables -w -t nat -L -n",
+            "iptables -w -t nat -P POSTROUTING ACCEPT",
+            "nft add chain ip nat EXTRA",
+            "iptables -w -t nat -S",
+            "iptables -w -t nat -X EXTRA",
+            "iptables -w -t nat -X",
+            "nft delete table ip6 nat",
+            "ip6tables -w -t nat -S",
+            "ip6tables -w -t nat -A POSTROUTING -j MASQUERADE",
+            "nft -a list ruleset",
+            "nft flush ruleset",
+            "iptables -w -t nat -S",
+            "iptables -w -A INPUT -j ACCEPT",
+            "nft -a list ruleset",
+        ],
+    );
+}

@@ -147,7 +147,15 @@ impl fmt::Display for Item {
 /// the tools' own order inside a section).
 pub fn items(s: &HostState) -> Vec<Item> {
     let mut out = Vec::new();
-    for t in s.nft.tables() {
+    // iptables-nft's tables are listed once, as Xt* items below (the nft
+    // ruleset holds their mirrors too).
+    let mirrored = |t: &virtnet_fake::nft::Table| {
+        s.nft
+            .xt_tables()
+            .iter()
+            .any(|x| x.family == t.family && x.name == t.name && x.handle == t.handle)
+    };
+    for t in s.nft.tables().iter().filter(|t| !mirrored(t)) {
         let family = t.family.as_str().to_string();
         let table = t.name.clone();
         out.push(Item::NftTable {
