@@ -1203,35 +1203,53 @@ impl XtablesState {
                         Some(_) => Err(Fail::Other(NO_CHAIN.into())),
                     };
                 };
+                // One nf_tables batch: any failing chain deletes nothing.
+                // A builtin chain in the kernel goes too when it is empty
+                // with policy ACCEPT (by name, or with `-X` alone); named,
+                // a policy DROP keeps it ("Directory not empty").
                 let names: Vec<String> = match &p.chain {
                     Some(c) => {
                         let Some(ch) = t.chains.get(c) else {
                             return Err(Fail::Other(NO_CHAIN.into()));
                         };
-                        if ch.policy.is_some() && ch.rules.is_empty() {
-                            return Err(Fail::Other(NO_CHAIN.into()));
+                        if ch.policy.is_some() {
+                            if ch.handle.is_none() {
+                                return Err(Fail::Other(NO_CHAIN.into()));
+                            }
+                            if ch.rules.is_empty() && ch.policy.as_deref() == Some("DROP") {
+                                return Err(Fail::Other("Directory not empty".into()));
+                            }
                         }
                         vec![c.clone()]
                     }
                     None => t
                         .chains
                         .iter()
-                        .filter(|(_, c)| c.policy.is_none())
+                        .filter(|(_, c)| {
+                            c.policy.is_none()
+                                || (c.handle.is_some()
+                                    && c.rules.is_empty()
+                                    && c.policy.as_deref() == Some("ACCEPT"))
+                        })
                         .map(|(n, _)| n.clone())
                         .collect(),
                 };
-                for n in names {
-                    let refs = refcount(t, &n);
-                    let busy = t
-                        .chains
-                        .get(&n)
-                        .is_some_and(|c| !c.rules.is_empty() || c.policy.is_some());
+                for n in &names {
+                    let refs = refcount(t, n);
+                    let busy = t.chains.get(n).is_some_and(|c| !c.rules.is_empty());
                     if refs > 0 || busy {
                         return Err(Fail::Netlink(format!(
                             "CHAIN_DEL failed (Device or resource busy): chain {n}"
                         )));
                     }
-                    t.chains.remove(&n);
+                }
+                for n in names {
+                    match t.chains.get_mut(&n) {
+                        Some(c) if c.policy.is_some() => c.handle = None,
+                        _ => {
+                            t.chains.remove(&n);
+                        }
+                    }
                 }
                 Ok(Output::default())
             }

@@ -509,3 +509,38 @@ fn mixed_errors_and_recreation() {
         ],
     );
 }
+
+/// `-X` as iptables-nft 1.8.9 does it: one batch (a busy chain deletes
+/// nothing), empty builtin chains with policy ACCEPT go too.
+#[test]
+fn delete_chain_also_removes_empty_builtin_chains() {
+    skip_unless_able!();
+    assert_same(
+        "delete-chain",
+        &[
+            "iptables -N A",
+            "iptables -N B",
+            "iptables -N C",
+            "iptables -A INPUT -j B",
+            "iptables -P FORWARD ACCEPT",
+            "iptables -P OUTPUT DROP",
+            "iptables -X",
+            "nft -a list ruleset",
+            "iptables -D INPUT -j B",
+            "iptables -X OUTPUT",
+            "iptables -X FORWARD",
+            "iptables -X PREROUTING",
+            "iptables -X",
+            "nft -a list ruleset",
+            "iptables -S",
+            "iptables -X INPUT",
+            "iptables -X FORWARD",
+            "iptables -A INPUT -j ACCEPT",
+            "iptables -X INPUT",
+            "iptables -F INPUT",
+            "iptables -X INPUT",
+            "iptables -L -n",
+            "nft -a list ruleset",
+        ],
+    );
+}
