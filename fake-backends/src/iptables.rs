@@ -54,6 +54,11 @@ pub struct Rule {
     /// `nft -a list` shows it.
     #[serde(default)]
     pub handle: u64,
+    /// For a rule nft added (`nft add rule` into an iptables-nft table):
+    /// the rule as nft keeps it, which nft lists instead of the
+    /// translation of `spec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nft_rule: Option<crate::nft::Rule>,
 }
 
 /// One chain.
@@ -673,6 +678,25 @@ struct Parsed {
 
 fn is_option(a: &str) -> bool {
     a.starts_with('-') && a.len() > 1
+}
+
+/// The canonical `-S` text of the rule `ARGS` (rule options only, as
+/// after `-A CHAIN`) and the user chain it jumps to; `Err` with the
+/// message iptables would print if they are not a valid rule.
+pub(crate) fn canonical_rule(
+    args: &[String],
+    fam: Family,
+) -> Result<(String, Option<String>), String> {
+    let mut full = vec!["-A".to_string(), "X".to_string()];
+    full.extend(args.iter().cloned());
+    let p = parse(&full, fam).map_err(|f| f.output(fam).stderr)?;
+    let jump = p
+        .spec
+        .target
+        .as_ref()
+        .map(|t| t.name.clone())
+        .filter(|n| !STD_TARGETS.contains(&n.as_str()) && target_opts(n).is_none());
+    Ok((p.spec.render(fam), jump))
 }
 
 fn parse(args: &[String], fam: Family) -> Result<Parsed, Fail> {
@@ -1327,6 +1351,9 @@ impl XtablesState {
                         if r.jump.as_deref() == Some(old.as_str()) {
                             r.jump = Some(new.clone());
                             r.spec = rename_target(&r.spec, &old, &new);
+                            if let Some(nr) = r.nft_rule.as_mut() {
+                                crate::xtnft::rename_jumps(nr, &old, &new);
+                            }
                         }
                     }
                 }
@@ -1484,6 +1511,7 @@ impl XtablesState {
                     spec: spec_text,
                     jump,
                     handle,
+                    nft_rule: None,
                 };
                 match p.cmd {
                     CmdKind::Append => ch.rules.push(rule),

@@ -517,6 +517,11 @@ fn mirror_table(fam: XtFamily, name: &str, t: &iptables::Table) -> (nft::Table, 
             .rules
             .iter()
             .map(|r| {
+                if let Some(own) = &r.nft_rule {
+                    let mut own = own.clone();
+                    own.handle = r.handle;
+                    return own;
+                }
                 let nr = rule_text(&r.spec, fam);
                 warn |= nr.compat;
                 nft::Rule {
@@ -664,49 +669,38 @@ fn carry_table(
     xt: &mut iptables::Table,
 ) -> Result<(), NotSimulated> {
     let ns = |what: String| NotSimulated(format!("{what} in table {} {name}", fam.as_str()));
+    let xfam = match fam {
+        nft::Family::Ip6 => XtFamily::V6,
+        _ => XtFamily::V4,
+    };
     xt.last_handle = xt.last_handle.max(nt.last_handle);
-    // Chains nft deleted, renamed or changed.
+    // Chains nft deleted or renamed.
     let cnames: Vec<String> = xt.chains.keys().cloned().collect();
     for cname in cnames {
         let Some(xc) = xt.chains.get_mut(&cname) else {
             continue;
         };
         let Some(h) = xc.handle else { continue };
-        let Some(nc) = nt.chains.iter().find(|c| c.handle == h) else {
-            if xc.policy.is_some() {
+        match nt.chains.iter().find(|c| c.handle == h) {
+            None if xc.policy.is_some() => {
                 // A deleted builtin chain reverts to "not in the kernel".
                 xc.handle = None;
                 xc.rules.clear();
                 xc.policy = Some("ACCEPT".into());
-            } else {
+            }
+            None => {
                 xt.chains.remove(&cname);
             }
-            continue;
-        };
-        if nc.name != cname {
-            return Err(ns(format!("nft renamed chain {cname}")));
-        }
-        if let (Some(pol), Some(b)) = (xc.policy.as_mut(), nc.base.as_ref()) {
-            *pol = if b.policy_accept { "ACCEPT" } else { "DROP" }.to_string();
-        }
-        for r in nc.rules.iter() {
-            if !xc.rules.iter().any(|x| x.handle == r.handle) {
-                return Err(ns(format!(
-                    "nft rule \"{}\" added to chain {cname}",
-                    r.text()
-                )));
+            Some(nc) if nc.name != cname => {
+                return Err(ns(format!("nft renamed chain {cname}")));
             }
+            Some(_) => {}
         }
-        xc.rules
-            .retain(|x| nc.rules.iter().any(|r| r.handle == x.handle));
     }
     // Chains nft added.
     for nc in &nt.chains {
         if xt.chains.values().any(|c| c.handle == Some(nc.handle)) {
             continue;
-        }
-        if !nc.rules.is_empty() {
-            return Err(ns(format!("nft chain {} with rules", nc.name)));
         }
         match (&nc.base, xt.chains.get_mut(&nc.name)) {
             (None, None) => {
@@ -724,10 +718,190 @@ fn carry_table(
                     return Err(ns(format!("nft base chain {} of another type", nc.name)));
                 }
                 xc.handle = Some(nc.handle);
-                xc.policy = Some(if b.policy_accept { "ACCEPT" } else { "DROP" }.to_string());
             }
             _ => return Err(ns(format!("nft chain {}", nc.name))),
         }
     }
+    // Policies and rules, in nft's order: rules nft added are translated
+    // back to iptables where iptables-nft can (and refused otherwise).
+    for nc in &nt.chains {
+        let Some(xc) = xt.chains.get_mut(&nc.name) else {
+            continue;
+        };
+        if let (Some(pol), Some(b)) = (xc.policy.as_mut(), nc.base.as_ref()) {
+            *pol = if b.policy_accept { "ACCEPT" } else { "DROP" }.to_string();
+        }
+        let mut rules = Vec::with_capacity(nc.rules.len());
+        for r in nc.rules.iter() {
+            if let Some(x) = xc.rules.iter().find(|x| x.handle == r.handle) {
+                rules.push(x.clone());
+                continue;
+            }
+            let argv = nft_rule_to_iptables(r, xfam).map_err(|why| {
+                ns(format!(
+                    "nft rule \"{}\" added to chain {} ({why})",
+                    r.text(),
+                    nc.name
+                ))
+            })?;
+            let (spec, jump) = iptables::canonical_rule(&argv, xfam).map_err(|e| {
+                ns(format!(
+                    "nft rule \"{}\" added to chain {} ({})",
+                    r.text(),
+                    nc.name,
+                    e.trim_end()
+                ))
+            })?;
+            rules.push(iptables::Rule {
+                spec,
+                jump,
+                handle: r.handle,
+                nft_rule: Some(r.clone()),
+            });
+        }
+        xc.rules = rules;
+    }
     Ok(())
+}
+
+/// Point `jump OLD` / `goto OLD` of a rule nft added at chain `new`.
+pub fn rename_jumps(r: &mut nft::Rule, old: &str, new: &str) {
+    for st in r.stmts.iter_mut() {
+        match &st.kind {
+            StmtKind::Jump(t) if t == old => {
+                st.text = format!("jump {new}");
+                st.kind = StmtKind::Jump(new.to_string());
+            }
+            StmtKind::Goto(t) if t == old => {
+                st.text = format!("goto {new}");
+                st.kind = StmtKind::Goto(new.to_string());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The iptables options of a rule nft added, for the statements
+/// iptables-nft 1.8.9 reads back as iptables matches and targets
+/// (interfaces, addresses, protocol, tcp/udp ports, counter, comment,
+/// accept/drop/return/jump/goto). `Err` names the first statement it
+/// does not (the real iptables then calls the chain "incompatible").
+pub fn nft_rule_to_iptables(r: &nft::Rule, fam: XtFamily) -> Result<Vec<String>, String> {
+    let text = r
+        .stmts
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let toks: Vec<&str> = text.split_whitespace().collect();
+    let addr_kw = match fam {
+        XtFamily::V4 => "ip",
+        XtFamily::V6 => "ip6",
+    };
+    let mut pre: Vec<String> = Vec::new();
+    let mut proto: Option<(bool, String)> = None;
+    let mut ports: Vec<String> = Vec::new();
+    let mut target: Vec<String> = Vec::new();
+    let mut i = 0;
+    let unsupported = |i: usize| format!("statement at \"{}\"", toks[i..].join(" "));
+    // `[!=] VALUE` at position j: (negated, value, next position).
+    let value = |j: usize| -> Option<(bool, String, usize)> {
+        match toks.get(j) {
+            Some(&"!=") => toks.get(j + 1).map(|v| (true, v.to_string(), j + 2)),
+            Some(v) => Some((false, v.to_string(), j + 1)),
+            None => None,
+        }
+    };
+    let bang = |neg: bool, out: &mut Vec<String>| {
+        if neg {
+            out.push("!".into());
+        }
+    };
+    while i < toks.len() {
+        if !target.is_empty() {
+            return Err(unsupported(i));
+        }
+        match (toks[i], toks.get(i + 1).copied()) {
+            ("iifname" | "oifname", _) => {
+                let (neg, v, next) = value(i + 1).ok_or_else(|| unsupported(i))?;
+                let v = v.trim_matches('"');
+                if v.starts_with('{') {
+                    return Err(unsupported(i));
+                }
+                let v = match v.strip_suffix('*') {
+                    Some(b) => format!("{b}+"),
+                    None => v.to_string(),
+                };
+                bang(neg, &mut pre);
+                pre.push(if toks[i] == "iifname" { "-i" } else { "-o" }.into());
+                pre.push(v);
+                i = next;
+            }
+            (kw, Some(dir @ ("saddr" | "daddr"))) if kw == addr_kw => {
+                let (neg, v, next) = value(i + 2).ok_or_else(|| unsupported(i))?;
+                if v.starts_with('{') || v.starts_with('@') || v == "&" {
+                    return Err(unsupported(i));
+                }
+                bang(neg, &mut pre);
+                pre.push(if dir == "saddr" { "-s" } else { "-d" }.into());
+                pre.push(v);
+                i = next;
+            }
+            ("meta", Some("l4proto")) | ("ip", Some("protocol")) => {
+                if toks[i] == "ip" && fam != XtFamily::V4 {
+                    return Err(unsupported(i));
+                }
+                let (neg, v, next) = value(i + 2).ok_or_else(|| unsupported(i))?;
+                if v.starts_with('{') || proto.is_some() {
+                    return Err(unsupported(i));
+                }
+                proto = Some((neg, v));
+                i = next;
+            }
+            (p @ ("tcp" | "udp"), Some(dir @ ("sport" | "dport"))) => {
+                let (neg, v, next) = value(i + 2).ok_or_else(|| unsupported(i))?;
+                if v.starts_with('{') || v.starts_with('@') {
+                    return Err(unsupported(i));
+                }
+                match &proto {
+                    None => proto = Some((false, p.to_string())),
+                    Some((false, q)) if q == p => {}
+                    _ => return Err(unsupported(i)),
+                }
+                bang(neg, &mut ports);
+                ports.push(if dir == "sport" { "--sport" } else { "--dport" }.into());
+                ports.push(v.replace('-', ":"));
+                i = next;
+            }
+            ("counter", _) => {
+                i += 1;
+                if toks.get(i) == Some(&"packets") {
+                    i += 4;
+                }
+            }
+            ("accept" | "drop" | "return", _) => {
+                target.push("-j".into());
+                target.push(toks[i].to_ascii_uppercase());
+                i += 1;
+            }
+            ("jump" | "goto", Some(chain)) => {
+                target.push(if toks[i] == "jump" { "-j" } else { "-g" }.into());
+                target.push(chain.to_string());
+                i += 2;
+            }
+            _ => return Err(unsupported(i)),
+        }
+    }
+    let mut argv = pre;
+    if let Some((neg, p)) = proto {
+        bang(neg, &mut argv);
+        argv.push("-p".into());
+        argv.push(p);
+    }
+    argv.extend(ports);
+    if let Some(c) = &r.comment {
+        argv.extend(["-m".into(), "comment".into(), "--comment".into(), c.clone()]);
+    }
+    argv.extend(target);
+    Ok(argv)
 }

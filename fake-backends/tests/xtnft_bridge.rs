@@ -26,7 +26,12 @@ fn nft_rules_added_to_iptables_tables_are_refused_and_change_nothing() {
     let h = FakeHost::new();
     ok(&h, "iptables -w -A INPUT -i eth0 -j ACCEPT");
     let before = h.state();
-    let o = run(&h, "nft add rule ip filter INPUT tcp dport 22 accept");
+    // iptables-nft cannot read `ct state` back (the real iptables then
+    // calls the chain incompatible): not simulated.
+    let o = run(
+        &h,
+        "nft add rule ip filter INPUT ct state established accept",
+    );
     assert_eq!(o.status, 1, "{o:?}");
     assert!(
         o.stderr
@@ -41,6 +46,33 @@ fn nft_rules_added_to_iptables_tables_are_refused_and_change_nothing() {
     ok(&h, "nft add table ip mine");
     ok(&h, "nft add chain ip mine c");
     ok(&h, "nft add rule ip mine c tcp dport 22 accept");
+}
+
+#[test]
+fn nft_rules_iptables_can_read_back_show_in_iptables() {
+    let h = FakeHost::new();
+    ok(&h, "iptables -w -N X");
+    ok(&h, "iptables -w -A INPUT -j X");
+    ok(&h, "nft add rule ip filter X tcp dport 22 accept");
+    ok(
+        &h,
+        "nft insert rule ip filter X iifname eth0 counter drop comment '\"c d\"'",
+    );
+    let o = run(&h, "iptables -w -S X");
+    assert_eq!(
+        o.stdout,
+        "-N X\n-A X -i eth0 -m comment --comment \"c d\" -j DROP\n-A X -p tcp -m tcp --dport 22 -j ACCEPT\n"
+    );
+    // nft keeps listing them as they were written.
+    let o = run(&h, "nft list chain ip filter X");
+    assert!(o.stdout.contains("\t\ttcp dport 22 accept\n"), "{o:?}");
+    // iptables deletes them by specification, and renames their targets.
+    ok(&h, "iptables -w -D X -p tcp --dport 22 -j ACCEPT");
+    ok(&h, "iptables -w -N Y");
+    ok(&h, "nft add rule ip filter X jump Y");
+    ok(&h, "iptables -w -E Y Z");
+    let o = run(&h, "nft list chain ip filter X");
+    assert!(o.stdout.contains("\t\tjump Z\n"), "{o:?}");
 }
 
 #[test]
