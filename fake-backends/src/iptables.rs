@@ -296,6 +296,16 @@ const UDP_OPTS: &[OptDef] = &[
     o("--sport", &["--source-port"], true),
     o("--dport", &["--destination-port"], true),
 ];
+const ICMP_OPTS: &[OptDef] = &[o("--icmp-type", &[], true)];
+const ICMP6_OPTS: &[OptDef] = &[o("--icmpv6-type", &[], true)];
+const MARK_OPTS: &[OptDef] = &[o("--mark", &[], true)];
+const MARK_TARGET_OPTS: &[OptDef] = &[
+    o("--set-xmark", &[], true),
+    o("--set-mark", &[], true),
+    o("--and-mark", &[], true),
+    o("--or-mark", &[], true),
+    o("--xor-mark", &[], true),
+];
 const CONNTRACK_OPTS: &[OptDef] = &[o("--ctstate", &[], true), o("--ctstatus", &[], true)];
 const STATE_OPTS: &[OptDef] = &[o("--state", &[], true)];
 const COMMENT_OPTS: &[OptDef] = &[o("--comment", &[], true)];
@@ -340,8 +350,19 @@ fn match_opts(name: &str) -> Option<&'static [OptDef]> {
         "comment" => COMMENT_OPTS,
         "addrtype" => ADDRTYPE_OPTS,
         "multiport" => MULTIPORT_OPTS,
+        "icmp" => ICMP_OPTS,
+        "icmp6" => ICMP6_OPTS,
+        "mark" => MARK_OPTS,
         _ => return None,
     })
+}
+
+/// The match `-p PROTO` loads implicitly for its options.
+fn implicit_match(proto: &str) -> &str {
+    match proto {
+        "ipv6-icmp" => "icmp6",
+        p => p,
+    }
 }
 
 fn target_opts(name: &str) -> Option<&'static [OptDef]> {
@@ -352,6 +373,7 @@ fn target_opts(name: &str) -> Option<&'static [OptDef]> {
         "DNAT" => DNAT_OPTS,
         "CHECKSUM" => CHECKSUM_OPTS,
         "LOG" => LOG_OPTS,
+        "MARK" => MARK_TARGET_OPTS,
         _ => return None,
     })
 }
@@ -656,8 +678,11 @@ fn render_ext_opts(e: &Ext, defs: &[OptDef], out: &mut Vec<String>) {
                 out.push("!".into());
             }
             out.push(name.clone());
-            if let Some(v) = val {
-                out.push(save_quote(v));
+            match val {
+                // Two words: the mask and the flags that must be set.
+                Some(v) if name == "--tcp-flags" => out.push(v.clone()),
+                Some(v) => out.push(save_quote(v)),
+                None => {}
             }
         }
     }
@@ -984,20 +1009,18 @@ fn parse(args: &[String], fam: Family) -> Result<Parsed, Fail> {
         let mut placed = false;
         if let Some(t) = spec.target.as_mut() {
             if let Some(d) = target_opts(&t.name).and_then(|defs| find_opt(defs, a)) {
-                let v = if d.has_value { Some(need(i, a)?) } else { None };
-                i += if d.has_value { 2 } else { 1 };
-                let v = canon_value(&t.name, d.name, v, fam)?;
-                t.opts.push((d.name.to_string(), neg, v));
+                let (v, used) = read_value(args, i, d)?;
+                i += used;
+                push_opt(&mut t.opts, &t.name, d, neg, v, fam)?;
                 placed = true;
             }
         }
         if !placed {
             for m in spec.matches.iter_mut().rev() {
                 if let Some(d) = match_opts(&m.name).and_then(|defs| find_opt(defs, a)) {
-                    let v = if d.has_value { Some(need(i, a)?) } else { None };
-                    i += if d.has_value { 2 } else { 1 };
-                    let v = canon_value(&m.name, d.name, v, fam)?;
-                    m.opts.push((d.name.to_string(), neg, v));
+                    let (v, used) = read_value(args, i, d)?;
+                    i += used;
+                    push_opt(&mut m.opts, &m.name, d, neg, v, fam)?;
                     placed = true;
                     break;
                 }
@@ -1005,15 +1028,14 @@ fn parse(args: &[String], fam: Family) -> Result<Parsed, Fail> {
         }
         if !placed && !implicit_proto_loaded {
             if let Some((false, p)) = &spec.proto {
-                if let Some(defs) = match_opts(p) {
+                let mname = implicit_match(p).to_string();
+                if let Some(defs) = match_opts(&mname) {
                     if let Some(d) = find_opt(defs, a) {
-                        let v = if d.has_value { Some(need(i, a)?) } else { None };
-                        i += if d.has_value { 2 } else { 1 };
-                        let v = canon_value(p, d.name, v, fam)?;
-                        spec.matches.push(Ext {
-                            name: p.clone(),
-                            opts: vec![(d.name.to_string(), neg, v)],
-                        });
+                        let (v, used) = read_value(args, i, d)?;
+                        i += used;
+                        let mut opts = Vec::new();
+                        push_opt(&mut opts, &mname, d, neg, v, fam)?;
+                        spec.matches.push(Ext { name: mname, opts });
                         implicit_proto_loaded = true;
                         placed = true;
                     }
@@ -1043,6 +1065,12 @@ fn parse(args: &[String], fam: Family) -> Result<Parsed, Fail> {
     // Target option validation.
     if let Some(t) = &spec.target {
         match t.name.as_str() {
+            "MARK" if t.opts.is_empty() => {
+                return Err(Fail::Param(
+                    "MARK: One of the --set-xmark, --{and,or,xor,set}-mark options is required"
+                        .into(),
+                ))
+            }
             "SNAT" if !t.opts.iter().any(|o| o.0 == "--to-source") => {
                 return Err(Fail::ParamNl(
                     "SNAT: option \"--to-source\" must be specified".into(),
@@ -1066,6 +1094,208 @@ fn parse(args: &[String], fam: Family) -> Result<Parsed, Fail> {
         numeric,
         verbose,
         line_numbers,
+    })
+}
+
+/// The value of option `d` at `args[i]` (two words for `--tcp-flags`) and
+/// how many words it took, the option included.
+fn read_value(args: &[String], i: usize, d: &OptDef) -> Result<(Option<String>, usize), Fail> {
+    let opt = &args[i];
+    if !d.has_value {
+        return Ok((None, 1));
+    }
+    if d.name == "--tcp-flags" {
+        return match (args.get(i + 1), args.get(i + 2)) {
+            (Some(m), Some(c)) => Ok((Some(format!("{m} {c}")), 3)),
+            _ => Err(Fail::Param("--tcp-flags requires two args.".into())),
+        };
+    }
+    match args.get(i + 1) {
+        Some(v) => Ok((Some(v.clone()), 2)),
+        None => Err(Fail::Param(format!(
+            "option \"{opt}\" requires an argument"
+        ))),
+    }
+}
+
+/// Record an option in canonical form (`--syn` is `--tcp-flags
+/// FIN,SYN,RST,ACK SYN`, MARK's options are all `--set-xmark V/M`).
+fn push_opt(
+    opts: &mut Vec<(String, bool, Option<String>)>,
+    ext: &str,
+    d: &OptDef,
+    neg: bool,
+    v: Option<String>,
+    fam: Family,
+) -> Result<(), Fail> {
+    if d.name == "--syn" {
+        opts.push((
+            "--tcp-flags".into(),
+            neg,
+            Some("FIN,SYN,RST,ACK SYN".into()),
+        ));
+        return Ok(());
+    }
+    let v = canon_value(ext, d.name, v, fam)?;
+    if ext == "MARK" {
+        let (val, mask) = mark_value(v.as_deref().unwrap_or(""), "MARK", d.name)?;
+        let (x, m) = match d.name {
+            "--set-xmark" | "--set-mark" => (val, mask.unwrap_or(u32::MAX)),
+            "--and-mark" => (0, !val),
+            "--or-mark" => (val, val),
+            _ => (val, 0),
+        };
+        opts.clear();
+        opts.push(("--set-xmark".into(), neg, Some(format!("{x:#x}/{m:#x}"))));
+        return Ok(());
+    }
+    opts.push((d.name.to_string(), neg, v));
+    Ok(())
+}
+
+/// `V[/M]` of the mark match and MARK target (decimal or 0x hex).
+fn mark_value(v: &str, ext: &str, opt: &str) -> Result<(u32, Option<u32>), Fail> {
+    let num = |s: &str| -> Option<u32> {
+        match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+            Some(h) => u32::from_str_radix(h, 16).ok(),
+            None => s.parse().ok(),
+        }
+    };
+    let bad = || {
+        Fail::ParamNl(format!(
+            "{ext}: bad integer value for option \"{opt}\", or out of range."
+        ))
+    };
+    match v.split_once('/') {
+        Some((a, m)) => Ok((num(a).ok_or_else(bad)?, Some(num(m).ok_or_else(bad)?))),
+        None => Ok((num(v).ok_or_else(bad)?, None)),
+    }
+}
+
+const ICMP4_NAMES: &[(&str, &str)] = &[
+    ("echo-reply", "0"),
+    ("pong", "0"),
+    ("destination-unreachable", "3"),
+    ("network-unreachable", "3/0"),
+    ("host-unreachable", "3/1"),
+    ("protocol-unreachable", "3/2"),
+    ("port-unreachable", "3/3"),
+    ("fragmentation-needed", "3/4"),
+    ("source-route-failed", "3/5"),
+    ("network-unknown", "3/6"),
+    ("host-unknown", "3/7"),
+    ("network-prohibited", "3/9"),
+    ("host-prohibited", "3/10"),
+    ("TOS-network-unreachable", "3/11"),
+    ("TOS-host-unreachable", "3/12"),
+    ("communication-prohibited", "3/13"),
+    ("host-precedence-violation", "3/14"),
+    ("precedence-cutoff", "3/15"),
+    ("source-quench", "4"),
+    ("redirect", "5"),
+    ("network-redirect", "5/0"),
+    ("host-redirect", "5/1"),
+    ("TOS-network-redirect", "5/2"),
+    ("TOS-host-redirect", "5/3"),
+    ("echo-request", "8"),
+    ("ping", "8"),
+    ("router-advertisement", "9"),
+    ("router-solicitation", "10"),
+    ("time-exceeded", "11"),
+    ("ttl-exceeded", "11"),
+    ("ttl-zero-during-transit", "11/0"),
+    ("ttl-zero-during-reassembly", "11/1"),
+    ("parameter-problem", "12"),
+    ("ip-header-bad", "12/0"),
+    ("required-option-missing", "12/1"),
+    ("timestamp-request", "13"),
+    ("timestamp-reply", "14"),
+    ("address-mask-request", "17"),
+    ("address-mask-reply", "18"),
+];
+
+const ICMP6_NAMES: &[(&str, &str)] = &[
+    ("destination-unreachable", "1"),
+    ("no-route", "1/0"),
+    ("communication-prohibited", "1/1"),
+    ("beyond-scope", "1/2"),
+    ("address-unreachable", "1/3"),
+    ("port-unreachable", "1/4"),
+    ("failed-policy", "1/5"),
+    ("reject-route", "1/6"),
+    ("packet-too-big", "2"),
+    ("time-exceeded", "3"),
+    ("ttl-exceeded", "3"),
+    ("ttl-zero-during-transit", "3/0"),
+    ("ttl-zero-during-reassembly", "3/1"),
+    ("parameter-problem", "4"),
+    ("bad-header", "4/0"),
+    ("unknown-header-type", "4/1"),
+    ("unknown-option", "4/2"),
+    ("echo-request", "128"),
+    ("ping", "128"),
+    ("echo-reply", "129"),
+    ("pong", "129"),
+    ("router-solicitation", "133"),
+    ("router-advertisement", "134"),
+    ("neighbour-solicitation", "135"),
+    ("neighbor-solicitation", "135"),
+    ("neighbour-advertisement", "136"),
+    ("neighbor-advertisement", "136"),
+    ("redirect", "137"),
+];
+
+/// `--icmp-type` / `--icmpv6-type` as iptables keeps it: `TYPE` or
+/// `TYPE/CODE` numbers (`any` for IPv4 stays).
+fn canon_icmp(v: &str, v6: bool) -> Result<String, Fail> {
+    let names = if v6 { ICMP6_NAMES } else { ICMP4_NAMES };
+    if !v6 && v == "any" {
+        return Ok(v.into());
+    }
+    if let Some((_, n)) = names.iter().find(|(name, _)| *name == v) {
+        return Ok((*n).into());
+    }
+    let ok = |p: &str| p.parse::<u8>().is_ok();
+    let valid = match v.split_once('/') {
+        Some((t, c)) => ok(t) && ok(c),
+        None => ok(v),
+    };
+    if valid {
+        return Ok(v.into());
+    }
+    Err(Fail::Param(if v6 {
+        format!("Unknown ICMPv6 type `{v}'")
+    } else {
+        format!("Unknown ICMP type `{v}'")
+    }))
+}
+
+const TCP_FLAGS: &[&str] = &["FIN", "SYN", "RST", "PSH", "ACK", "URG"];
+
+/// A `--tcp-flags` list in iptables' order (`ALL`, `NONE` expanded).
+fn canon_tcp_flags(list: &str) -> Result<String, Fail> {
+    let mut seen = [false; 6];
+    for f in list.split(',') {
+        let up = f.to_ascii_uppercase();
+        match up.as_str() {
+            "ALL" => seen = [true; 6],
+            "NONE" => {}
+            _ => match TCP_FLAGS.iter().position(|x| *x == up) {
+                Some(i) => seen[i] = true,
+                None => return Err(Fail::Param(format!("Unknown TCP flag `{f}'"))),
+            },
+        }
+    }
+    let out: Vec<&str> = TCP_FLAGS
+        .iter()
+        .zip(seen)
+        .filter(|(_, s)| *s)
+        .map(|(n, _)| *n)
+        .collect();
+    Ok(if out.is_empty() {
+        "NONE".into()
+    } else {
+        out.join(",")
     })
 }
 
@@ -1104,6 +1334,19 @@ fn canon_value(
             v
         }
         ("MASQUERADE", "--to-ports") => canon_port_range(&v, '-')?,
+        ("icmp", "--icmp-type") => canon_icmp(&v, false)?,
+        ("icmp6", "--icmpv6-type") => canon_icmp(&v, true)?,
+        ("tcp", "--tcp-flags") => {
+            let (m, c) = v.split_once(' ').unwrap_or((v.as_str(), ""));
+            format!("{} {}", canon_tcp_flags(m)?, canon_tcp_flags(c)?)
+        }
+        ("mark", "--mark") => {
+            let (val, mask) = mark_value(&v, "mark", "--mark")?;
+            match mask {
+                Some(m) => format!("{val:#x}/{m:#x}"),
+                None => format!("{val:#x}"),
+            }
+        }
         _ => v,
     };
     Ok(Some(out))
@@ -1781,6 +2024,43 @@ pub(crate) fn spec_tokens(spec: &str) -> Vec<String> {
     out
 }
 
+/// The bits of a canonical `--tcp-flags` list.
+fn flag_bits(list: &str) -> u32 {
+    list.split(',')
+        .filter_map(|f| TCP_FLAGS.iter().position(|x| *x == f))
+        .map(|i| 1u32 << i)
+        .sum()
+}
+
+/// `-L` text of an icmp / icmp6 match: the type's name, or with `-n`
+/// (or without a name) the numbers.
+fn icmp_list_text(ext: &str, v: &str, neg: bool, numeric: bool) -> String {
+    let (names, kw, numkw) = if ext == "icmp" {
+        (ICMP4_NAMES, "icmp", "icmptype")
+    } else {
+        (ICMP6_NAMES, "ipv6-icmp", "ipv6-icmptype")
+    };
+    let bang = if neg { "!" } else { "" };
+    if !numeric {
+        if v == "any" {
+            return format!("{kw} {bang}any");
+        }
+        if let Some((name, _)) = names.iter().find(|(_, n)| *n == v) {
+            return format!("{kw} {bang}{name}");
+        }
+    }
+    let v = if v == "any" { "255" } else { v };
+    let (t, code) = match v.split_once('/') {
+        Some((t, c)) => (t, format!(" code {c}")),
+        None => (v, String::new()),
+    };
+    if neg {
+        format!("{kw} !type {t}{code}")
+    } else {
+        format!("{numkw} {t}{code}")
+    }
+}
+
 /// One line of `iptables -L` output for a canonical rule.
 fn list_line(spec: &str, num: usize, p: &Parsed, fam: Family) -> String {
     let toks = spec_tokens(spec);
@@ -1886,6 +2166,25 @@ fn list_line(spec: &str, num: usize, p: &Parsed, fam: Family) -> String {
                     ("conntrack", "--ctstate") => format!("{bang}ctstate {v}"),
                     ("state", "--state") => format!("{bang}state {v}"),
                     ("comment", "--comment") => format!("/* {v} */"),
+                    ("tcp", "--tcp-flags") => {
+                        let comp = toks.get(i + 2).cloned().unwrap_or_default();
+                        if p.numeric {
+                            format!(
+                                "flags:{bang}{:#04X}/{:#04X}",
+                                flag_bits(&v),
+                                flag_bits(&comp)
+                            )
+                            .replace("0X", "0x")
+                        } else {
+                            format!("flags:{bang}{v}/{comp}")
+                        }
+                    }
+                    ("icmp", "--icmp-type") | ("icmp6", "--icmpv6-type") => {
+                        icmp_list_text(&ext, &v, neg, p.numeric)
+                    }
+                    ("mark", "--mark") => {
+                        format!("mark match {}{v}", if neg { "! " } else { "" })
+                    }
                     ("addrtype", "--dst-type") => format!("ADDRTYPE match dst-type {bang}{v}"),
                     ("addrtype", "--src-type") => format!("ADDRTYPE match src-type {bang}{v}"),
                     ("multiport", "--dports") => format!(
@@ -1902,6 +2201,26 @@ fn list_line(spec: &str, num: usize, p: &Parsed, fam: Family) -> String {
                         ("SNAT", "--to-source") => format!("to:{v}"),
                         ("DNAT", "--to-destination") => format!("to:{v}"),
                         ("CHECKSUM", "--checksum-fill") => "CHECKSUM fill".to_string(),
+                        ("MARK", "--set-xmark") => {
+                            let num = |x: &str| {
+                                u32::from_str_radix(x.trim_start_matches("0x"), 16).unwrap_or(0)
+                            };
+                            let (x, m) = match v.split_once('/') {
+                                Some((a, b)) => (num(a), num(b)),
+                                None => (num(&v), u32::MAX),
+                            };
+                            if m == u32::MAX {
+                                format!("MARK set {x:#x}")
+                            } else if m == 0 {
+                                format!("MARK xor {x:#x}")
+                            } else if x == 0 {
+                                format!("MARK and {:#x}", !m)
+                            } else if x == m {
+                                format!("MARK or {x:#x}")
+                            } else {
+                                format!("MARK xset {x:#x}/{m:#x}")
+                            }
+                        }
                         ("LOG", "--log-prefix") => {
                             if p.numeric {
                                 format!("LOG flags 0 level 4 prefix \"{v}\"")
@@ -1934,7 +2253,13 @@ fn list_line(spec: &str, num: usize, p: &Parsed, fam: Family) -> String {
                     t,
                     "--checksum-fill" | "--random" | "--random-fully" | "--syn"
                 );
-                i += if flag_only { 1 } else { 2 };
+                i += if flag_only {
+                    1
+                } else if t == "--tcp-flags" {
+                    3
+                } else {
+                    2
+                };
                 continue;
             }
         }
@@ -1952,7 +2277,7 @@ fn list_line(spec: &str, num: usize, p: &Parsed, fam: Family) -> String {
         Some(x) => ('!', x.to_string()),
         None => (' ', prot),
     };
-    line.push_str(&format!("{target:<9} {inv}{prot:<5}-- "));
+    line.push_str(&format!("{target:<9} {inv}{prot:<4} -- "));
     if p.verbose {
         let any_if = |x: String| {
             if x == "*" && !p.numeric {

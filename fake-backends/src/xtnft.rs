@@ -143,10 +143,21 @@ fn parse_spec(spec: &str) -> Parsed {
             "-j" | "-g" => p.target = Some((t == "-g", v, Vec::new())),
             _ => {
                 let flag = FLAG_OPTS.contains(&t);
+                let two = t == "--tcp-flags";
+                let val = if flag {
+                    None
+                } else if two {
+                    Some(format!(
+                        "{v} {}",
+                        toks.get(i + 2).cloned().unwrap_or_default()
+                    ))
+                } else {
+                    Some(v)
+                };
                 let opt = Opt {
                     name: t.to_string(),
                     neg,
-                    val: if flag { None } else { Some(v) },
+                    val,
                 };
                 if let Some((_, _, opts)) = p.target.as_mut() {
                     opts.push(opt);
@@ -154,7 +165,13 @@ fn parse_spec(spec: &str) -> Parsed {
                     opts.push(opt);
                 }
                 neg = false;
-                i += if flag { 1 } else { 2 };
+                i += if flag {
+                    1
+                } else if two {
+                    3
+                } else {
+                    2
+                };
                 continue;
             }
         }
@@ -265,6 +282,38 @@ fn reject_text(fam: XtFamily, with: Option<&str>) -> String {
     }
 }
 
+/// ICMP types (as iptables keeps them) nft names when it decompiles the
+/// xtables icmp match; other types and type/code pairs stay `xt match icmp`.
+const NFT_ICMP4: &[(&str, &str)] = &[
+    ("0", "echo-reply"),
+    ("3", "destination-unreachable"),
+    ("4", "source-quench"),
+    ("5", "redirect"),
+    ("8", "echo-request"),
+    ("9", "router-advertisement"),
+    ("10", "router-solicitation"),
+    ("11", "time-exceeded"),
+    ("12", "parameter-problem"),
+    ("13", "timestamp-request"),
+    ("14", "timestamp-reply"),
+    ("17", "address-mask-request"),
+    ("18", "address-mask-reply"),
+];
+
+const NFT_ICMP6: &[(&str, &str)] = &[
+    ("1", "destination-unreachable"),
+    ("2", "packet-too-big"),
+    ("3", "time-exceeded"),
+    ("4", "parameter-problem"),
+    ("128", "echo-request"),
+    ("129", "echo-reply"),
+    ("133", "nd-router-solicit"),
+    ("134", "nd-router-advert"),
+    ("135", "nd-neighbor-solicit"),
+    ("136", "nd-neighbor-advert"),
+    ("137", "nd-redirect"),
+];
+
 /// The nft text of a canonical iptables rule (`spec` as after `-A CHAIN`
 /// in `iptables -S`) of family `fam`.
 pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
@@ -314,7 +363,17 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
         match name.as_str() {
             "tcp" | "udp" if !opts.is_empty() => {
                 let mut parts = Vec::new();
-                for o in opts {
+                // iptables-nft emits the flags before the ports.
+                for o in opts.iter().filter(|o| o.name == "--tcp-flags") {
+                    let v = o.val.clone().unwrap_or_default().to_ascii_lowercase();
+                    let (mask, comp) = v.split_once(' ').unwrap_or((v.as_str(), ""));
+                    parts.push(if comp == "none" {
+                        format!("tcp flags {}{mask}", if o.neg { "" } else { "! " })
+                    } else {
+                        format!("tcp flags {}{comp} / {mask}", ne(o.neg))
+                    });
+                }
+                for o in opts.iter().filter(|o| o.name != "--tcp-flags") {
                     let v = o.val.clone().unwrap_or_default();
                     match o.name.as_str() {
                         "--sport" => {
@@ -333,6 +392,56 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
                     }
                 }
                 stmts.push(other(parts.join(" ")));
+            }
+            "icmp" | "icmp6" => {
+                compat = true;
+                let v = opts
+                    .iter()
+                    .find(|o| o.name == "--icmp-type" || o.name == "--icmpv6-type");
+                let text = match v {
+                    Some(o) => {
+                        let val = o.val.clone().unwrap_or_default();
+                        let (kw, names) = if name == "icmp" {
+                            ("icmp", NFT_ICMP4)
+                        } else {
+                            ("icmpv6", NFT_ICMP6)
+                        };
+                        if val == "any" && name == "icmp" && !o.neg {
+                            "ip protocol icmp".to_string()
+                        } else {
+                            match names.iter().find(|(n, _)| *n == val) {
+                                Some((_, nft_name)) => {
+                                    format!("{kw} type {}{nft_name}", ne(o.neg))
+                                }
+                                None => format!("xt match {name}"),
+                            }
+                        }
+                    }
+                    None => String::new(),
+                };
+                stmts.push(other(text));
+            }
+            "mark" => {
+                let o = opts.iter().find(|o| o.name == "--mark");
+                let text = match o {
+                    Some(o) => {
+                        let v = o.val.clone().unwrap_or_default();
+                        let num = |x: &str| {
+                            u32::from_str_radix(x.trim_start_matches("0x"), 16).unwrap_or(0)
+                        };
+                        match v.split_once('/') {
+                            Some((a, m)) => format!(
+                                "meta mark & {:#010x} {} {:#010x}",
+                                num(m),
+                                if o.neg { "!=" } else { "==" },
+                                num(a)
+                            ),
+                            None => format!("meta mark {}{:#010x}", ne(o.neg), num(&v)),
+                        }
+                    }
+                    None => String::new(),
+                };
+                stmts.push(other(text));
             }
             "tcp" | "udp" | "comment" => {
                 compat = true;
@@ -488,6 +597,29 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
                         t.push_str(&format!(" level {l}"));
                     }
                 }
+                (t, StmtKind::Other)
+            }
+            "MARK" => {
+                compat = true;
+                let v = val("--set-xmark").unwrap_or_default();
+                let num =
+                    |x: &str| u32::from_str_radix(x.trim_start_matches("0x"), 16).unwrap_or(0);
+                let (x, m) = match v.split_once('/') {
+                    Some((a, b)) => (num(a), num(b)),
+                    None => (num(&v), u32::MAX),
+                };
+                let and = !m;
+                let t = if and == 0 {
+                    format!("meta mark set {x:#x}")
+                } else if m == 0 {
+                    format!("meta mark set mark xor {x:#x}")
+                } else if x == 0 {
+                    format!("meta mark set mark and {and:#x}")
+                } else if x == m {
+                    format!("meta mark set mark or {x:#x}")
+                } else {
+                    format!("meta mark set mark and {and:#x} xor {x:#x}")
+                };
                 (t, StmtKind::Other)
             }
             "CHECKSUM" => {
