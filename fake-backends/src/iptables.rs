@@ -526,11 +526,11 @@ const REJECT6: &[&str] = &[
 /// Canonicalise an address with optional `/len` or `/mask`: the address
 /// is masked; a contiguous mask prints as a prefix length.
 fn canon_addr(s: &str, fam: Family) -> Result<Option<String>, Fail> {
-    let not_found = || Fail::Param(format!("host/network `{s}' not found"));
     let (addr, mask) = match s.split_once('/') {
         Some((a, m)) => (a, Some(m)),
         None => (s, None),
     };
+    let not_found = || Fail::Param(format!("host/network `{addr}' not found"));
     match fam {
         Family::V4 => {
             let ip: Ipv4Addr = addr.parse().map_err(|_| not_found())?;
@@ -1521,6 +1521,12 @@ impl XtablesState {
                 Ok(Output::default())
             }
             CmdKind::Flush | CmdKind::Zero => {
+                // Flushing a builtin chain creates its table (and the chain).
+                if p.cmd == CmdKind::Flush
+                    && p.chain.as_deref().is_some_and(|c| builtins.contains(&c))
+                {
+                    self.ensure_table(&p.table, alloc);
+                }
                 let Some(t) = self.tables.get_mut(&p.table) else {
                     return match &p.chain {
                         None => Ok(Output::default()),
@@ -1579,12 +1585,12 @@ impl XtablesState {
                 let Some(t) = self.tables.get_mut(&p.table) else {
                     return Err(Fail::Other(NO_CHAIN.into()));
                 };
+                if t.chains.contains_key(&new) {
+                    return Err(Fail::Other("File exists".into()));
+                }
                 match t.chains.get(&old) {
                     Some(c) if c.policy.is_none() => {}
                     _ => return Err(Fail::Other(NO_CHAIN.into())),
-                }
-                if t.chains.contains_key(&new) {
-                    return Err(Fail::Other("File exists".into()));
                 }
                 if let Some(c) = t.chains.remove(&old) {
                     t.chains.insert(new.clone(), c);
@@ -1676,31 +1682,12 @@ impl XtablesState {
                 if !table_exists && !builtins.contains(&chain.as_str()) {
                     return Err(Fail::Other(NO_CHAIN.into()));
                 }
-                // Kernel-side validation of the target for the table/hook.
-                let verb = match p.cmd {
-                    CmdKind::Append => "RULE_APPEND",
-                    CmdKind::Insert => "RULE_INSERT",
-                    _ => "RULE_REPLACE",
-                };
-                if let Some(t) = &p.spec.target {
-                    if !target_allowed(&t.name, &p.table, &chain) {
-                        return Err(Fail::Netlink(format!(
-                            "{verb} failed (Invalid argument): rule in chain {chain}"
-                        )));
+                // The chain must exist (in the kernel, for -R) before the
+                // kernel gets to judge the rule.
+                if let Some(t) = self.tables.get(&p.table) {
+                    if !t.chains.contains_key(&chain) {
+                        return Err(Fail::Other(NO_CHAIN.into()));
                     }
-                }
-                if p.spec
-                    .src
-                    .as_ref()
-                    .is_some_and(|(n, a)| *n && a.ends_with("/0"))
-                    || p.spec
-                        .dst
-                        .as_ref()
-                        .is_some_and(|(n, a)| *n && a.ends_with("/0"))
-                {
-                    return Err(Fail::Netlink(format!(
-                        "{verb} failed (Invalid argument): rule in chain {chain}"
-                    )));
                 }
                 // Rule positions are checked against nft's cache before
                 // anything is sent.
@@ -1727,6 +1714,47 @@ impl XtablesState {
                         return Err(Fail::Other("Index of replacement too big".into()))
                     }
                     _ => {}
+                }
+                // Kernel-side validation of the target for the table/hook.
+                let verb = match p.cmd {
+                    CmdKind::Append => "RULE_APPEND",
+                    CmdKind::Insert => "RULE_INSERT",
+                    _ => "RULE_REPLACE",
+                };
+                let bad_target = p
+                    .spec
+                    .target
+                    .as_ref()
+                    .is_some_and(|t| !target_allowed(&t.name, &p.table, &chain));
+                let any_negated = p
+                    .spec
+                    .src
+                    .as_ref()
+                    .is_some_and(|(n, a)| *n && a.ends_with("/0"))
+                    || p.spec
+                        .dst
+                        .as_ref()
+                        .is_some_and(|(n, a)| *n && a.ends_with("/0"));
+                if bad_target || any_negated {
+                    // The kernel aborts the batch, but the handles it gave
+                    // out (a new table's, a new builtin chain's, the rule's)
+                    // stay taken.
+                    match self.tables.get_mut(&p.table) {
+                        None => {
+                            alloc();
+                        }
+                        Some(t) => {
+                            if t.chains.get(&chain).is_some_and(|c| c.handle.is_none()) {
+                                t.alloc_handle();
+                            }
+                            if p.cmd != CmdKind::Replace {
+                                t.alloc_handle();
+                            }
+                        }
+                    }
+                    return Err(Fail::Netlink(format!(
+                        "{verb} failed (Invalid argument): rule in chain {chain}"
+                    )));
                 }
                 let t = self.ensure_table(&p.table, alloc);
                 if !t.chains.contains_key(&chain) {
@@ -1935,6 +1963,7 @@ fn target_allowed(target: &str, table: &str, chain: &str) -> bool {
         "SNAT" => table == "nat" && !matches!(chain, "PREROUTING" | "OUTPUT"),
         "DNAT" => table == "nat" && !matches!(chain, "POSTROUTING" | "INPUT"),
         "CHECKSUM" => table == "mangle",
+        "REJECT" => table == "filter",
         _ => true,
     }
 }

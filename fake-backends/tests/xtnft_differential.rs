@@ -653,3 +653,106 @@ fn hand_typed_icmp_tcp_flags_and_marks() {
         ],
     );
 }
+
+/// xorshift64*: small, deterministic, good enough to pick words.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
+        v[(self.next() % v.len() as u64) as usize]
+    }
+}
+
+/// One random command of the mixed vocabulary.
+fn random_command(r: &mut Rng) -> String {
+    const CHAINS: &[&str] = &["INPUT", "FORWARD", "OUTPUT", "POSTROUTING", "C1", "C2"];
+    const USER: &[&str] = &["C1", "C2", "C3"];
+    const RULES: &[&str] = &[
+        "-j ACCEPT",
+        "-i virbr0 -p udp --dport 53 -j ACCEPT",
+        "-s 10.0.0.0/8 -j RETURN",
+        "-j C1",
+        "-j C2",
+        "-p tcp -j REJECT",
+        "-m conntrack --ctstate NEW -j DROP",
+        "-m comment --comment x",
+        "-j MASQUERADE",
+        "-o virbr0 -p udp -m udp --dport 68 -j CHECKSUM --checksum-fill",
+    ];
+    const TABLES: &[&str] = &["filter", "filter", "nat", "mangle"];
+    const NFT: &[&str] = &[
+        "nft list ruleset",
+        "nft -a list ruleset",
+        "nft list tables",
+        "nft add table inet x",
+        "nft delete table inet x",
+        "nft flush ruleset",
+    ];
+    let prog = r.pick(&["iptables", "iptables", "ip6tables", "nft"]);
+    if prog == "nft" {
+        let fam = r.pick(&["ip", "ip", "ip6"]);
+        let table = r.pick(TABLES);
+        let chain = r.pick(CHAINS);
+        let h = r.next() % 12 + 1;
+        return match r.next() % 10 {
+            0 => r.pick(NFT).to_string(),
+            1 => format!("nft -a list table {fam} {table}"),
+            2 => format!("nft delete rule {fam} {table} {chain} handle {h}"),
+            3 => format!("nft flush chain {fam} {table} {chain}"),
+            4 => format!("nft delete chain {fam} {table} {chain}"),
+            5 => format!("nft flush table {fam} {table}"),
+            6 => format!("nft delete table {fam} {table}"),
+            7 => format!("nft add chain {fam} {table} {}", r.pick(USER)),
+            8 => format!("nft list chain {fam} {table} {chain}"),
+            _ => "nft -a list ruleset".to_string(),
+        };
+    }
+    let table = r.pick(TABLES);
+    let chain = r.pick(CHAINS);
+    let rule = r.pick(RULES);
+    let n = r.next() % 3 + 1;
+    let cmd = match r.next() % 12 {
+        0 => format!("-N {}", r.pick(USER)),
+        1 => format!("-X {}", r.pick(&["", "C1", "C2", "C3", "INPUT"])),
+        2 => format!("-F {}", r.pick(&["", "C1", "INPUT", "POSTROUTING"])),
+        3 | 4 => format!("-A {chain} {rule}"),
+        5 => format!("-I {chain} {n} {rule}"),
+        6 => format!("-D {chain} {n}"),
+        7 => format!("-D {chain} {rule}"),
+        8 => format!("-R {chain} {n} {rule}"),
+        9 => format!("-P {chain} {}", r.pick(&["ACCEPT", "DROP"])),
+        10 => format!("-E {} {}", r.pick(USER), r.pick(USER)),
+        _ => format!("-S {}", r.pick(&["", "C1", "INPUT"])),
+    };
+    format!("{prog} -w -t {table} {cmd}")
+}
+
+/// Random but reproducible sequences mixing all three tools (fixed seeds,
+/// printed on failure; XTNFT_DIFF_SEEDS=N tries N more).
+#[test]
+fn random_mixed_sequences() {
+    skip_unless_able!();
+    let extra: u64 = std::env::var("XTNFT_DIFF_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut bad = Vec::new();
+    let mut n = 0;
+    for seed in (1..=12).chain(1000..1000 + extra) {
+        let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let script: Vec<String> = (0..40).map(|_| random_command(&mut r)).collect();
+        let refs: Vec<&str> = script.iter().map(String::as_str).collect();
+        n += refs.len();
+        bad.extend(differential(&format!("seed {seed}"), &refs));
+    }
+    assert!(bad.is_empty(), "{} mismatches:\n{}", bad.len(), bad.join("\n"));
+    println!("{n} random commands agree");
+}
