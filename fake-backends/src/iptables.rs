@@ -1716,8 +1716,10 @@ impl XtablesState {
                     _ => {}
                 }
                 // Kernel-side validation of the target for the table/hook.
+                // Inserting after the last rule is an append for nf_tables.
                 let verb = match p.cmd {
                     CmdKind::Append => "RULE_APPEND",
+                    CmdKind::Insert if n > 1 && n == len + 1 => "RULE_APPEND",
                     CmdKind::Insert => "RULE_INSERT",
                     _ => "RULE_REPLACE",
                 };

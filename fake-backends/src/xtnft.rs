@@ -636,10 +636,11 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
 }
 
 /// The nft table mirroring one iptables table.
-fn mirror_table(fam: XtFamily, name: &str, t: &iptables::Table) -> (nft::Table, bool) {
+fn mirror_table(fam: XtFamily, name: &str, t: &iptables::Table) -> (nft::Table, Vec<String>) {
     let mut chains: Vec<(u64, nft::Chain)> = Vec::new();
-    let mut warn = false;
+    let mut compat_chains = Vec::new();
     for (cname, c) in &t.chains {
+        let mut warn = false;
         let Some(h) = c.handle else { continue };
         let base = c
             .policy
@@ -663,6 +664,9 @@ fn mirror_table(fam: XtFamily, name: &str, t: &iptables::Table) -> (nft::Table, 
                 }
             })
             .collect();
+        if warn {
+            compat_chains.push(cname.clone());
+        }
         chains.push((
             h,
             nft::Chain {
@@ -686,7 +690,7 @@ fn mirror_table(fam: XtFamily, name: &str, t: &iptables::Table) -> (nft::Table, 
             chains: chains.into_iter().map(|(_, c)| c).collect(),
             sets: Vec::new(),
         },
-        warn,
+        compat_chains,
     )
 }
 
@@ -713,12 +717,13 @@ pub fn sync_to_nft(
     let mut mirrors = Vec::new();
     for x in [v4, v6] {
         for (name, t) in &x.tables {
-            let (table, warn) = mirror_table(x.family, name, t);
+            let (table, compat_chains) = mirror_table(x.family, name, t);
             marks.push(XtTable {
                 family: table.family,
                 name: name.clone(),
                 handle: t.handle,
-                warn,
+                warn: !compat_chains.is_empty(),
+                compat_chains,
             });
             mirrors.push(table);
         }

@@ -753,6 +753,11 @@ fn random_mixed_sequences() {
         n += refs.len();
         bad.extend(differential(&format!("seed {seed}"), &refs));
     }
-    assert!(bad.is_empty(), "{} mismatches:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} mismatches:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
     println!("{n} random commands agree");
 }

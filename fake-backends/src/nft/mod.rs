@@ -99,6 +99,9 @@ pub struct XtTable {
     /// "# Warning: table ... is managed by iptables-nft, do not touch!" on
     /// stderr before listing the table.
     pub warn: bool,
+    /// The chains holding such rules (`list chain` warns only for those).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compat_chains: Vec<String>,
 }
 
 impl Default for NftState {
@@ -233,7 +236,11 @@ impl NftState {
         else {
             return std::borrow::Cow::Borrowed(t);
         };
-        if mark.warn {
+        let warn = match chain {
+            Some(c) => mark.compat_chains.iter().any(|x| x == c),
+            None => mark.warn,
+        };
+        if warn {
             diag.text.push_str(&format!(
                 "# Warning: table {} {} is managed by iptables-nft, do not touch!\n",
                 t.family.as_str(),
