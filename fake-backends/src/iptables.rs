@@ -736,6 +736,8 @@ fn parse(args: &[String], fam: Family) -> Result<Parsed, Fail> {
     let mut line_numbers = false;
     let mut negate = false;
     let mut implicit_proto_loaded = false;
+    let mut raw_src: Option<(bool, String)> = None;
+    let mut raw_dst: Option<(bool, String)> = None;
     let mut i = 0;
     let need = |i: usize, opt: &str| -> Result<String, Fail> {
         args.get(i + 1)
@@ -934,19 +936,14 @@ fn parse(args: &[String], fam: Family) -> Result<Parsed, Fail> {
                 }
             };
             match s {
+                // Addresses are resolved after all options are parsed.
                 "-s" => {
-                    dup(spec.src.is_some())?;
-                    spec.src = canon_addr(&v, fam)?.map(|x| (neg, x));
-                    if neg && spec.src.is_none() {
-                        spec.src = Some((true, "0.0.0.0/0".into()));
-                    }
+                    dup(raw_src.is_some())?;
+                    raw_src = Some((neg, v));
                 }
                 "-d" => {
-                    dup(spec.dst.is_some())?;
-                    spec.dst = canon_addr(&v, fam)?.map(|x| (neg, x));
-                    if neg && spec.dst.is_none() {
-                        spec.dst = Some((true, "0.0.0.0/0".into()));
-                    }
+                    dup(raw_dst.is_some())?;
+                    raw_dst = Some((neg, v));
                 }
                 "-i" | "-o" => {
                     if v.len() > 15 {
@@ -1029,7 +1026,11 @@ fn parse(args: &[String], fam: Family) -> Result<Parsed, Fail> {
         if !placed && !implicit_proto_loaded {
             if let Some((false, p)) = &spec.proto {
                 let mname = implicit_match(p).to_string();
-                if let Some(defs) = match_opts(&mname) {
+                let other_family = match fam {
+                    Family::V4 => mname == "icmp6",
+                    Family::V6 => mname == "icmp",
+                };
+                if let Some(defs) = match_opts(&mname).filter(|_| !other_family) {
                     if let Some(d) = find_opt(defs, a) {
                         let (v, used) = read_value(args, i, d)?;
                         i += used;
@@ -1044,6 +1045,14 @@ fn parse(args: &[String], fam: Family) -> Result<Parsed, Fail> {
         }
         if !placed {
             return Err(Fail::Param(format!("unknown option \"{a}\"")));
+        }
+    }
+    for (raw, slot) in [(&raw_src, &mut spec.src), (&raw_dst, &mut spec.dst)] {
+        if let Some((neg, v)) = raw {
+            *slot = canon_addr(v, fam)?.map(|x| (*neg, x));
+            if *neg && slot.is_none() {
+                *slot = Some((true, "0.0.0.0/0".into()));
+            }
         }
     }
     let cmd = cmd.ok_or_else(|| Fail::Param("no command specified".into()))?;
@@ -1151,6 +1160,22 @@ fn push_opt(
     }
     opts.push((d.name.to_string(), neg, v));
     Ok(())
+}
+
+/// Whether the address part of a SNAT/DNAT `ADDR[-ADDR][:PORT[-PORT]]`
+/// (IPv6 in brackets when a port follows) is of the family.
+fn nat_address_ok(v: &str, fam: Family) -> bool {
+    let addrs = match fam {
+        Family::V4 => v.split(':').next().unwrap_or(""),
+        Family::V6 => match v.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or(""),
+            None => v,
+        },
+    };
+    addrs.split('-').all(|a| match fam {
+        Family::V4 => a.parse::<Ipv4Addr>().is_ok(),
+        Family::V6 => a.parse::<Ipv6Addr>().is_ok(),
+    })
 }
 
 /// `V[/M]` of the mark match and MARK target (decimal or 0x hex).
@@ -1334,6 +1359,12 @@ fn canon_value(
             v
         }
         ("MASQUERADE", "--to-ports") => canon_port_range(&v, '-')?,
+        ("SNAT", "--to-source") | ("DNAT", "--to-destination") => {
+            if !nat_address_ok(&v, fam) {
+                return Err(Fail::Param(format!("Bad IP address \"{v}\"")));
+            }
+            v
+        }
         ("icmp", "--icmp-type") => canon_icmp(&v, false)?,
         ("icmp6", "--icmpv6-type") => canon_icmp(&v, true)?,
         ("tcp", "--tcp-flags") => {
@@ -1483,7 +1514,7 @@ impl XtablesState {
                             if ch.handle.is_none() {
                                 return Err(Fail::Other(NO_CHAIN.into()));
                             }
-                            if ch.rules.is_empty() && ch.policy.as_deref() == Some("DROP") {
+                            if ch.policy.as_deref() == Some("DROP") {
                                 return Err(Fail::Other("Directory not empty".into()));
                             }
                         }

@@ -686,6 +686,11 @@ fn random_command(r: &mut Rng) -> String {
         "-m comment --comment x",
         "-j MASQUERADE",
         "-o virbr0 -p udp -m udp --dport 68 -j CHECKSUM --checksum-fill",
+        "-p icmp --icmp-type echo-request -j ACCEPT",
+        "-p tcp --syn -j DROP",
+        "-m mark --mark 0x1 -j MARK --set-mark 2",
+        "-p tcp -m multiport --dports 22,80 -j LOG --log-prefix x",
+        "-d 224.0.0.0/24 -j SNAT --to-source 1.2.3.4",
     ];
     const TABLES: &[&str] = &["filter", "filter", "nat", "mangle"];
     const NFT: &[&str] = &[
@@ -702,7 +707,7 @@ fn random_command(r: &mut Rng) -> String {
         let table = r.pick(TABLES);
         let chain = r.pick(CHAINS);
         let h = r.next() % 12 + 1;
-        return match r.next() % 10 {
+        return match r.next() % 12 {
             0 => r.pick(NFT).to_string(),
             1 => format!("nft -a list table {fam} {table}"),
             2 => format!("nft delete rule {fam} {table} {chain} handle {h}"),
@@ -711,6 +716,17 @@ fn random_command(r: &mut Rng) -> String {
             5 => format!("nft flush table {fam} {table}"),
             6 => format!("nft delete table {fam} {table}"),
             7 => format!("nft add chain {fam} {table} {}", r.pick(USER)),
+            10 => format!(
+                "nft add rule {fam} {table} {chain} {}",
+                // (Rules iptables cannot read back, like `ct state`, are not
+                // simulated: see xtnft_bridge.rs.)
+                r.pick(&[
+                    "tcp dport 22 accept",
+                    "iifname eth0 counter drop",
+                    "jump C1"
+                ])
+            ),
+            11 => format!("nft insert rule {fam} {table} {chain} meta l4proto udp return"),
             8 => format!("nft list chain {fam} {table} {chain}"),
             _ => "nft -a list ruleset".to_string(),
         };
@@ -719,7 +735,7 @@ fn random_command(r: &mut Rng) -> String {
     let chain = r.pick(CHAINS);
     let rule = r.pick(RULES);
     let n = r.next() % 3 + 1;
-    let cmd = match r.next() % 12 {
+    let cmd = match r.next() % 15 {
         0 => format!("-N {}", r.pick(USER)),
         1 => format!("-X {}", r.pick(&["", "C1", "C2", "C3", "INPUT"])),
         2 => format!("-F {}", r.pick(&["", "C1", "INPUT", "POSTROUTING"])),
@@ -730,6 +746,9 @@ fn random_command(r: &mut Rng) -> String {
         8 => format!("-R {chain} {n} {rule}"),
         9 => format!("-P {chain} {}", r.pick(&["ACCEPT", "DROP"])),
         10 => format!("-E {} {}", r.pick(USER), r.pick(USER)),
+        11 => format!("-C {chain} {rule}"),
+        12 => format!("-L {} -n", r.pick(&["", "C1", "INPUT"])),
+        13 => format!("-Z {}", r.pick(&["", "C1", "INPUT"])),
         _ => format!("-S {}", r.pick(&["", "C1", "INPUT"])),
     };
     format!("{prog} -w -t {table} {cmd}")
