@@ -874,26 +874,27 @@ fn carry_table(
                 rules.push(x.clone());
                 continue;
             }
-            let argv = nft_rule_to_iptables(r, xfam).map_err(|why| {
-                ns(format!(
-                    "nft rule \"{}\" added to chain {} ({why})",
-                    r.text(),
-                    nc.name
-                ))
-            })?;
-            let (spec, jump) = iptables::canonical_rule(&argv, xfam).map_err(|e| {
-                ns(format!(
-                    "nft rule \"{}\" added to chain {} ({})",
-                    r.text(),
-                    nc.name,
-                    e.trim_end()
-                ))
-            })?;
-            rules.push(iptables::Rule {
-                spec,
-                jump,
-                handle: r.handle,
-                nft_rule: Some(r.clone()),
+            // What iptables-nft cannot read back is kept as an
+            // "incompatible" rule, as the kernel keeps it.
+            let back = nft_rule_to_iptables(r, xfam)
+                .ok()
+                .and_then(|argv| iptables::canonical_rule(&argv, xfam).ok());
+            let jump = r.jump_targets().next().map(str::to_string);
+            rules.push(match back {
+                Some((spec, jump)) => iptables::Rule {
+                    spec,
+                    jump,
+                    handle: r.handle,
+                    nft_rule: Some(r.clone()),
+                    incompatible: false,
+                },
+                None => iptables::Rule {
+                    spec: String::new(),
+                    jump,
+                    handle: r.handle,
+                    nft_rule: Some(r.clone()),
+                    incompatible: true,
+                },
             });
         }
         xc.rules = rules;

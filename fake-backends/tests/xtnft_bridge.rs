@@ -22,30 +22,61 @@ fn ok(h: &FakeHost, line: &str) {
 }
 
 #[test]
-fn nft_rules_added_to_iptables_tables_are_refused_and_change_nothing() {
+fn nft_changes_iptables_cannot_express_are_refused_and_change_nothing() {
     let h = FakeHost::new();
     ok(&h, "iptables -w -A INPUT -i eth0 -j ACCEPT");
     let before = h.state();
-    // iptables-nft cannot read `ct state` back (the real iptables then
-    // calls the chain incompatible): not simulated.
+    // A base chain under a builtin chain's name with another hook.
     let o = run(
         &h,
-        "nft add rule ip filter INPUT ct state established accept",
+        "nft add chain ip filter OUTPUT { type filter hook input priority 0 ; }",
     );
     assert_eq!(o.status, 1, "{o:?}");
     assert!(
         o.stderr
-            .starts_with("Error: command not simulated: nft rule"),
+            .starts_with("Error: command not simulated: nft base chain OUTPUT"),
         "{o:?}"
     );
     let after = h.state();
     assert_eq!(after.dump(), before.dump());
     assert_eq!(after.iptables, before.iptables);
     assert_eq!(after.nft.tables(), before.nft.tables());
-    // The same rule in nft's own table is fine.
+    // The same chain in nft's own table is fine.
     ok(&h, "nft add table ip mine");
-    ok(&h, "nft add chain ip mine c");
-    ok(&h, "nft add rule ip mine c tcp dport 22 accept");
+    ok(
+        &h,
+        "nft add chain ip mine OUTPUT { type filter hook input priority 0 ; }",
+    );
+}
+
+#[test]
+fn nft_rules_iptables_cannot_read_make_the_chain_incompatible() {
+    let h = FakeHost::new();
+    ok(&h, "iptables -w -N X");
+    ok(&h, "iptables -w -N Y");
+    ok(&h, "iptables -w -A INPUT -j X");
+    ok(&h, "nft add rule ip filter X ct state new accept");
+    let o = run(&h, "iptables -w -S");
+    assert_eq!(o.status, 1);
+    assert_eq!(
+        o.stderr,
+        "iptables v1.8.9 (nf_tables): table `filter' is incompatible, use 'nft' tool.\n"
+    );
+    let o = run(&h, "iptables -w -S X");
+    assert!(
+        o.stderr
+            .contains("chain `X' in table `filter' is incompatible"),
+        "{o:?}"
+    );
+    assert_eq!(run(&h, "iptables -w -S Y").stdout, "-N Y\n");
+    assert_eq!(
+        run(&h, "iptables-save").stdout,
+        "# Table `filter' is incompatible, use 'nft' tool.\n"
+    );
+    // Writes still work, and removing the rule makes the table listable.
+    ok(&h, "iptables -w -A X -j DROP");
+    ok(&h, "iptables -w -D X 1");
+    assert_eq!(run(&h, "iptables -w -S X").stdout, "-N X\n-A X -j DROP\n");
 }
 
 #[test]
