@@ -779,7 +779,7 @@ fn random_command(r: &mut Rng) -> String {
     let chain = r.pick(CHAINS);
     let rule = r.pick(RULES);
     let n = r.next() % 3 + 1;
-    if r.next() % 25 == 0 {
+    if r.next().is_multiple_of(25) {
         return format!("{}-save", r.pick(&["iptables", "ip6tables"]));
     }
     let cmd = match r.next() % 15 {
