@@ -127,6 +127,9 @@ fn run_one(name: &str, idx: usize, seq: &Sequence) -> Result<Vec<String>, Skip> 
 
 const FILES: &[(&str, &str)] = &[
     ("basics", include_str!("nft_typed/basics.txt")),
+    ("errors", include_str!("nft_typed/errors.txt")),
+    ("sets", include_str!("nft_typed/sets.txt")),
+    ("options", include_str!("nft_typed/options.txt")),
 ];
 
 #[test]

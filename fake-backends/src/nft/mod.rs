@@ -47,6 +47,7 @@
 mod lexer;
 mod misspell;
 mod model;
+mod output;
 mod parser;
 pub mod real;
 
@@ -148,6 +149,38 @@ fn fail(msg: String) -> Output {
     Output::failed(1, msg)
 }
 
+/// nft refuses options after the first command word (it scans argv up to
+/// the first word starting with `{`); the marker line goes to stdout.
+fn options_after_command(args: &[String]) -> Option<Output> {
+    let mut pos = "nft".len() + 1;
+    let mut command_seen = false;
+    for a in args {
+        if a.starts_with('{') {
+            break;
+        }
+        if a.starts_with('-') {
+            if command_seen {
+                let mut line = String::from("nft ");
+                for w in args {
+                    line.push_str(w);
+                    line.push(' ');
+                }
+                return Some(Output {
+                    status: 1,
+                    stdout: format!("\n   ^{}~~\n", " ".repeat(pos.saturating_sub(4))),
+                    stderr: format!(
+                        "Error: syntax error, options must be specified before commands\n{line}"
+                    ),
+                });
+            }
+        } else {
+            command_seen = true;
+        }
+        pos += a.len() + 1;
+    }
+    None
+}
+
 impl NftState {
     pub fn new() -> Self {
         NftState {
@@ -178,7 +211,12 @@ impl NftState {
     /// Run `nft ARGS...` (argv without the leading "nft"); `stdin` is the input
     /// of `nft -f -`.
     pub fn exec(&mut self, args: &[String], stdin: Option<&str>) -> Output {
+        if let Some(out) = options_after_command(args) {
+            return out;
+        }
         let mut opts = Opts::default();
+        let mut fmt = output::Format::default();
+        let mut check = false;
         let mut file: Option<String> = None;
         let mut i = 0;
         while i < args.len() {
@@ -190,49 +228,81 @@ impl NftState {
             if !a.starts_with('-') || a == "-" {
                 break;
             }
-            match a.as_str() {
-                "--handle" => opts.handles = true,
-                "--echo" => opts.echo = true,
-                "--file" => {
-                    i += 1;
-                    match args.get(i) {
-                        Some(f) => file = Some(f.clone()),
-                        None => return fail("nft: option '--file' requires an argument\n".into()),
-                    }
-                }
-                _ if a.starts_with("--") => {
-                    return fail(format!("Error: command not simulated: option '{a}'\n"))
-                }
-                _ => {
-                    let flags: Vec<char> = a[1..].chars().collect();
-                    for (k, c) in flags.iter().enumerate() {
-                        match c {
-                            'a' => opts.handles = true,
-                            'e' => opts.echo = true,
-                            'f' => {
-                                let rest: String = flags[k + 1..].iter().collect();
-                                if !rest.is_empty() {
-                                    file = Some(rest);
-                                } else {
-                                    i += 1;
-                                    match args.get(i) {
-                                        Some(f) => file = Some(f.clone()),
-                                        None => {
-                                            return fail(
-                                                "nft: option requires an argument -- 'f'\n".into(),
-                                            )
-                                        }
-                                    }
+            if let Some(long) = a.strip_prefix("--") {
+                let (name, value) = match long.split_once('=') {
+                    Some((n, v)) => (n, Some(v.to_string())),
+                    None => (long, None),
+                };
+                match name {
+                    "handle" => opts.handles = true,
+                    "echo" => opts.echo = true,
+                    "check" => check = true,
+                    "numeric" => fmt.numeric += 1,
+                    "stateless" => fmt.stateless = true,
+                    "terse" => fmt.terse = true,
+                    "numeric-priority" => fmt.numeric_prio = true,
+                    "numeric-protocol" => fmt.numeric_proto = true,
+                    "numeric-time" | "guid" => {}
+                    "version" => return Output::ok(format!("{}\n", output::VERSION)),
+                    "help" => return Output::ok(output::HELP.to_string()),
+                    "file" => match value {
+                        Some(f) => file = Some(f),
+                        None => {
+                            i += 1;
+                            match args.get(i) {
+                                Some(f) => file = Some(f.clone()),
+                                None => {
+                                    return fail(
+                                        "nft: option '--file' requires an argument\n".into(),
+                                    )
                                 }
-                                break;
-                            }
-                            other => {
-                                return fail(format!(
-                                    "Error: command not simulated: option '-{other}'\n"
-                                ))
                             }
                         }
+                    },
+                    _ if output::LONG_OPTIONS.contains(&name) => {
+                        return fail(format!("Error: command not simulated: option '{a}'\n"))
                     }
+                    _ => return fail(format!("nft: unrecognized option '{a}'\n")),
+                }
+                i += 1;
+                continue;
+            }
+            let flags: Vec<char> = a[1..].chars().collect();
+            for (k, c) in flags.iter().enumerate() {
+                match c {
+                    'a' => opts.handles = true,
+                    'e' => opts.echo = true,
+                    'c' => check = true,
+                    'n' => fmt.numeric += 1,
+                    's' => fmt.stateless = true,
+                    't' => fmt.terse = true,
+                    'y' => fmt.numeric_prio = true,
+                    'p' => fmt.numeric_proto = true,
+                    'T' | 'u' => {}
+                    'v' => return Output::ok(format!("{}\n", output::VERSION)),
+                    'V' => return Output::ok(output::VERSION_LONG.to_string()),
+                    'h' => return Output::ok(output::HELP.to_string()),
+                    'f' => {
+                        let rest: String = flags[k + 1..].iter().collect();
+                        if !rest.is_empty() {
+                            file = Some(rest);
+                        } else {
+                            i += 1;
+                            match args.get(i) {
+                                Some(f) => file = Some(f.clone()),
+                                None => {
+                                    return fail(
+                                        "nft: option requires an argument -- 'f'\n".into(),
+                                    )
+                                }
+                            }
+                        }
+                        break;
+                    }
+                    'j' | 'i' | 'o' | 'S' | 'N' | 'D' | 'I' | 'd' => {
+                        return fail(format!("Error: command not simulated: option '-{c}'\n"))
+                    }
+                    other => return fail(format!("nft: invalid option -- '{other}'\n")),
                 }
             }
             i += 1;
@@ -248,9 +318,22 @@ impl NftState {
                 Source::from_file("/dev/stdin", stdin.unwrap_or(""))
             }
             Some(f) => {
-                return fail(format!(
-                    "Error: command not simulated: -f {f} (only -f - is simulated)\n"
-                ))
+                if !rest.is_empty() {
+                    return fail(
+                        "Error: command not simulated: -f together with a command line\n".into(),
+                    );
+                }
+                // The simulated host reads script files from the real
+                // file system, as nft would.
+                match std::fs::read(&f) {
+                    Ok(bytes) => Source::from_file(&f, &String::from_utf8_lossy(&bytes)),
+                    Err(e) => {
+                        return fail(format!(
+                            "internal:0:0-0: Error: Could not open file \"{f}\": {}\n\n\n",
+                            output::errno_text(&e)
+                        ))
+                    }
+                }
             }
             None => {
                 if rest.is_empty() {
@@ -259,7 +342,16 @@ impl NftState {
                 Source::from_args(rest)
             }
         };
-        self.run_source(&src, opts)
+        let out = if check {
+            // A dry run: evaluated and checked, nothing reaches the kernel.
+            let saved = self.clone();
+            let out = self.run_source(&src, opts);
+            *self = saved;
+            out
+        } else {
+            self.run_source(&src, opts)
+        };
+        fmt.apply(out)
     }
 
     fn run_source(&mut self, src: &Source, opts: Opts) -> Output {
