@@ -130,6 +130,7 @@ const FILES: &[(&str, &str)] = &[
     ("errors", include_str!("nft_typed/errors.txt")),
     ("sets", include_str!("nft_typed/sets.txt")),
     ("options", include_str!("nft_typed/options.txt")),
+    ("stmts", include_str!("nft_typed/stmts.txt")),
 ];
 
 #[test]

@@ -291,9 +291,7 @@ impl NftState {
                             match args.get(i) {
                                 Some(f) => file = Some(f.clone()),
                                 None => {
-                                    return fail(
-                                        "nft: option requires an argument -- 'f'\n".into(),
-                                    )
+                                    return fail("nft: option requires an argument -- 'f'\n".into())
                                 }
                             }
                         }

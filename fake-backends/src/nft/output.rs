@@ -85,7 +85,11 @@ pub(crate) struct Format {
 
 impl Format {
     fn plain(&self) -> bool {
-        self.numeric == 0 && !self.stateless && !self.terse && !self.numeric_prio && !self.numeric_proto
+        self.numeric == 0
+            && !self.stateless
+            && !self.terse
+            && !self.numeric_prio
+            && !self.numeric_proto
     }
 
     pub(crate) fn apply(&self, mut out: Output) -> Output {
@@ -94,6 +98,47 @@ impl Format {
         }
         out.stdout = self.rewrite(&out.stdout);
         out
+    }
+
+    fn rewrite_code(
+        &self,
+        seg: &str,
+        family: &str,
+        prio: bool,
+        proto: bool,
+        symbols: bool,
+    ) -> String {
+        let mut code = seg.to_string();
+        if prio && code.trim_start().starts_with("type ") {
+            code = numeric_priority(&code, family);
+        }
+        if self.stateless {
+            code = strip_counters(&code);
+        }
+        if proto {
+            for key in ["meta l4proto ", "ip protocol ", "ip6 nexthdr "] {
+                code = map_after(&code, key, proto_number);
+            }
+        }
+        if symbols {
+            code = map_after(&code, "ct state ", ct_state_number);
+            code = map_after(&code, "meta nfproto ", |w| match w {
+                "ipv4" => Some("2".to_string()),
+                "ipv6" => Some("10".to_string()),
+                _ => None,
+            });
+            for key in [
+                "reject with icmpx ",
+                "reject with icmp ",
+                "reject with icmpv6 ",
+            ] {
+                let kind = key.trim_end().rsplit(' ').next().unwrap_or("");
+                code = map_after(&code, key, |w| reject_code_number(kind, w));
+            }
+            code = map_after(&code, "icmp type ", |w| icmp_type_number("icmp", w));
+            code = map_after(&code, "icmpv6 type ", |w| icmp_type_number("icmpv6", w));
+        }
+        code
     }
 
     fn rewrite(&self, text: &str) -> String {
@@ -117,40 +162,19 @@ impl Format {
                 in_elements = !line.trim_end().ends_with('}');
                 continue;
             }
-            let (code, quoted) = split_quoted(line);
-            let mut code = code.to_string();
-            if prio && code.trim_start().starts_with("type ") {
-                code = numeric_priority(&code, &family);
-            }
-            if self.stateless {
-                code = strip_counters(&code);
-            }
-            if proto {
-                for key in ["meta l4proto ", "ip protocol ", "ip6 nexthdr "] {
-                    code = map_after(&code, key, proto_number);
+            // Rewrite only outside quoted strings (comments, log prefixes).
+            for (k, seg) in line.split('"').enumerate() {
+                if k > 0 {
+                    out.push('"');
                 }
-            }
-            if symbols {
-                code = map_after(&code, "ct state ", ct_state_number);
-                for key in ["reject with icmpx ", "reject with icmp ", "reject with icmpv6 "] {
-                    let kind = key.trim_end().rsplit(' ').next().unwrap_or("");
-                    code = map_after(&code, key, |w| reject_code_number(kind, w));
+                if k % 2 == 1 {
+                    out.push_str(seg);
+                    continue;
                 }
-                code = map_after(&code, "icmp type ", |w| icmp_type_number("icmp", w));
-                code = map_after(&code, "icmpv6 type ", |w| icmp_type_number("icmpv6", w));
+                out.push_str(&self.rewrite_code(seg, &family, prio, proto, symbols));
             }
-            out.push_str(&code);
-            out.push_str(quoted);
         }
         out
-    }
-}
-
-/// The part of a line before its first quoted string, and the rest.
-fn split_quoted(line: &str) -> (&str, &str) {
-    match line.find('"') {
-        Some(i) => (&line[..i], &line[i..]),
-        None => line.split_at(line.len()),
     }
 }
 
@@ -320,7 +344,11 @@ pub(crate) const ICMPV6_TYPES: &[(&str, u8)] = &[
 ];
 
 fn icmp_type_number(kind: &str, name: &str) -> Option<String> {
-    let table = if kind == "icmp" { ICMP_TYPES } else { ICMPV6_TYPES };
+    let table = if kind == "icmp" {
+        ICMP_TYPES
+    } else {
+        ICMPV6_TYPES
+    };
     table
         .iter()
         .find(|(n, _)| *n == name)
@@ -333,7 +361,10 @@ fn numeric_priority(code: &str, family: &str) -> String {
         return code.to_string();
     };
     let start = i + " priority ".len();
-    let end = code[start..].find(';').map(|e| start + e).unwrap_or(code.len());
+    let end = code[start..]
+        .find(';')
+        .map(|e| start + e)
+        .unwrap_or(code.len());
     let expr = &code[start..end];
     let mut words = expr.split(' ');
     let base = words.next().unwrap_or("");
@@ -356,7 +387,10 @@ fn numeric_priority(code: &str, family: &str) -> String {
     let Some(mut value) = base_value else {
         return code.to_string();
     };
-    match (words.next(), words.next().and_then(|n| n.parse::<i64>().ok())) {
+    match (
+        words.next(),
+        words.next().and_then(|n| n.parse::<i64>().ok()),
+    ) {
         (Some("+"), Some(n)) => value += n,
         (Some("-"), Some(n)) => value -= n,
         _ => {}

@@ -551,9 +551,22 @@ pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
             }
             Err(e) if e.eval => {
                 // Reported by evaluation, in command order, after all
-                // syntax errors; the rest of the command is skipped.
-                while !p.peek().is_end() {
-                    p.next();
+                // syntax errors; the rest of the command is skipped (up to
+                // its end outside any braces the command opened).
+                let mut depth: i64 = toks[start_pos..p.pos]
+                    .iter()
+                    .map(|t| match t.kind {
+                        Kind::LBrace => 1,
+                        Kind::RBrace => -1,
+                        _ => 0,
+                    })
+                    .sum();
+                while !(p.peek().kind == Kind::Eof || (depth <= 0 && p.peek().is_end())) {
+                    match p.next().kind {
+                        Kind::LBrace => depth += 1,
+                        Kind::RBrace => depth -= 1,
+                        _ => {}
+                    }
                 }
                 let end = p.peek().loc();
                 let words = &toks[start_pos..p.pos];
@@ -1032,6 +1045,10 @@ fn table_opts(p: &mut P) -> Result<(bool, Option<String>), PErr> {
     Ok((dormant, comment))
 }
 
+const STD_PRIORITY_NAMES: &[&str] = &[
+    "raw", "mangle", "dstnat", "filter", "security", "srcnat", "out",
+];
+
 fn priority_expr(p: &mut P, family: Family, hook: &str) -> Result<i32, PErr> {
     let t = p.word("string")?;
     let base = if let Ok(n) = t.value.parse::<i32>() {
@@ -1039,6 +1056,14 @@ fn priority_expr(p: &mut P, family: Family, hook: &str) -> Result<i32, PErr> {
     } else {
         match std_priority_value(family, hook, &t.value) {
             Some(v) => v,
+            None if !STD_PRIORITY_NAMES.contains(&t.value.as_str()) => {
+                // Not a priority name at all: nft evaluates it as an
+                // expression and rejects the whole `priority X`.
+                return Err(PErr::new(
+                    p.toks[p.pos - 2].loc().to(t.loc),
+                    "invalid priority expression value in this context.",
+                ));
+            }
             None => {
                 return Err(PErr::new(
                     t.loc,
@@ -1271,6 +1296,20 @@ pub(crate) fn ipv6_value(s: &str) -> Option<String> {
     }
 }
 
+/// Whether the host's /etc/services names `s` (what nft's getaddrinfo
+/// would find); names the simulator does not know are then "not simulated".
+fn etc_services_has(s: &str) -> bool {
+    std::fs::read_to_string("/etc/services").is_ok_and(|text| {
+        text.lines().any(|l| {
+            let l = l.split('#').next().unwrap_or("");
+            let mut words = l.split_whitespace();
+            let name = words.next();
+            let _port = words.next();
+            name == Some(s) || words.any(|alias| alias == s)
+        })
+    })
+}
+
 /// The few service names the simulator knows (nft resolves them through
 /// /etc/services and prints numbers).
 fn service_port(s: &str) -> Option<u16> {
@@ -1442,7 +1481,26 @@ fn anon_set(
         }
     }
     cx.body.anon_sets.push(open.to(p.prev().loc()));
+    // nft lists set elements in value order, without duplicates.
+    items.sort_by_key(|i| element_sort_key(i));
+    items.dedup();
     Ok(format!("{{ {} }}", items.join(", ")))
+}
+
+/// Order of anonymous set elements as nft lists them: numbers, ranges and
+/// addresses by value; anything else after them by text.
+fn element_sort_key(item: &str) -> (u8, u128, String) {
+    let first = item.split(['-', '/']).next().unwrap_or(item);
+    if let Ok(n) = first.parse::<u128>() {
+        return (0, n, String::new());
+    }
+    if let Ok(a) = first.parse::<std::net::Ipv4Addr>() {
+        return (0, u128::from(u32::from(a)), String::new());
+    }
+    if let Ok(a) = first.parse::<std::net::Ipv6Addr>() {
+        return (0, u128::from(a), String::new());
+    }
+    (1, 0, item.to_string())
 }
 
 fn addr_match(p: &mut P, cx: &mut RuleCtx, fam_kw: &str, field: &str) -> Result<(), PErr> {
@@ -1497,9 +1555,16 @@ fn port_conv(t: &Tok) -> Result<String, PErr> {
             }
             return Ok(n);
         }
-        service_port(s)
-            .map(u32::from)
-            .ok_or_else(|| PErr::not_simulated(t.loc(), format!("service name '{s}'")))
+        service_port(s).map(u32::from).ok_or_else(|| {
+            if etc_services_has(s) {
+                PErr::not_simulated(t.loc(), format!("service name '{s}'"))
+            } else {
+                PErr::new(
+                    t.loc(),
+                    "Could not resolve service: Servname not supported for ai_socktype",
+                )
+            }
+        })
     };
     match t.text.split_once('-') {
         Some((a, b)) if !a.is_empty() => {
@@ -1574,6 +1639,15 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                             _ => "",
                         };
                         if fam == Family::Inet && w.value != "icmpx" {
+                            // The `meta nfproto` match it implies is dropped.
+                            let implied = if w.value == "icmp" {
+                                "meta nfproto ipv4"
+                            } else {
+                                "meta nfproto ipv6"
+                            };
+                            if cx.body.stmts.last().is_some_and(|s| s.text == implied) {
+                                cx.body.stmts.pop();
+                            }
                             // icmp/icmpv6 in inet: always printed in full.
                             if !reject_code_known(&w.value, &code.value) {
                                 return Err(PErr::not_simulated(
@@ -1718,6 +1792,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             match key.value.as_str() {
                 "iif" | "oif" | "iifname" | "oifname" => iface_match(p, cx, &key.value, t)?,
                 "l4proto" => proto_match(p, cx, "meta l4proto")?,
+                "nfproto" => nfproto_match(p, cx, t.loc().to(key.loc))?,
                 other => return Err(PErr::not_simulated(key.loc, format!("meta {other}"))),
             }
         }
@@ -1755,6 +1830,19 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
         }
         "tcp" | "udp" => {
             let field = p.word("string")?;
+            let known: &[&str] = if t.text == "tcp" {
+                &[
+                    "sequence", "ackseq", "doff", "reserved", "flags", "window", "checksum",
+                    "urgptr", "option",
+                ]
+            } else {
+                &["length", "checksum"]
+            };
+            if !matches!(field.value.as_str(), "sport" | "dport")
+                && !known.contains(&field.value.as_str())
+            {
+                return Err(syntax(p.prev(), None));
+            }
             if !matches!(field.value.as_str(), "sport" | "dport") {
                 return Err(PErr::not_simulated(
                     field.loc,
@@ -1829,6 +1917,9 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 StmtKind::Other,
             );
         }
+        "icmp" | "icmpv6" => icmp_match(p, cx, t)?,
+        "log" => log_stmt(p, cx)?,
+        "limit" => limit_stmt(p, cx)?,
         other if is_keyword(other) || NFT_EXPR_WORDS.contains(&other) => {
             return Err(PErr::not_simulated(
                 t.loc(),
@@ -2083,6 +2174,246 @@ fn proto_match(p: &mut P, cx: &mut RuleCtx, prefix: &str) -> Result<(), PErr> {
         }
     }
     push(cx, format!("{prefix} {op}{name}"), StmtKind::Other);
+    Ok(())
+}
+
+/// `icmp type X` / `icmpv6 type X` (name, number or anonymous set).
+fn icmp_match(p: &mut P, cx: &mut RuleCtx, t: &Tok) -> Result<(), PErr> {
+    let kw = t.text.as_str();
+    let ok_family = match cx.family {
+        Family::Ip | Family::Ip6 | Family::Inet => true,
+        _ => false,
+    };
+    if !ok_family || (kw == "icmp" && cx.family == Family::Ip6) {
+        return Err(PErr::not_simulated(
+            t.loc(),
+            format!("{kw} in family {}", cx.family.as_str()),
+        ));
+    }
+    let field = p.word("string")?;
+    if field.value != "type" {
+        return Err(PErr::not_simulated(
+            field.loc,
+            format!("{kw} {}", field.value),
+        ));
+    }
+    let table = if kw == "icmp" {
+        super::output::ICMP_TYPES
+    } else {
+        super::output::ICMPV6_TYPES
+    };
+    let conv = |t: &Tok| -> Result<(u32, String), PErr> {
+        if let Ok(n) = t.text.parse::<u32>() {
+            if n > 255 {
+                return Err(PErr::new(
+                    t.loc(),
+                    format!("Value {n} exceeds valid range 0-255"),
+                ));
+            }
+            let name = table
+                .iter()
+                .find(|(_, v)| u32::from(*v) == n)
+                .map(|(name, _)| name.to_string())
+                .unwrap_or_else(|| n.to_string());
+            return Ok((n, name));
+        }
+        match table.iter().find(|(name, _)| *name == t.text) {
+            Some((_, v)) => {
+                // Aliases print under the first name of their number.
+                let first = table
+                    .iter()
+                    .find(|(_, w)| w == v)
+                    .map(|(name, _)| name.to_string())
+                    .unwrap_or_else(|| t.text.clone());
+                Ok((u32::from(*v), first))
+            }
+            None => Err(PErr::new(t.loc(), "Could not parse ICMP type")),
+        }
+    };
+    let op = rel_op(p);
+    let v = plain_value_tok(p)?;
+    let value = if v.kind == Kind::LBrace {
+        let mut items: Vec<(u32, String)> = Vec::new();
+        loop {
+            p.skip_newlines();
+            let e = p.next();
+            match e.kind {
+                Kind::RBrace => break,
+                Kind::Comma => continue,
+                Kind::Word => items.push(conv(e)?),
+                _ => return Err(syntax(e, Some("'}'"))),
+            }
+        }
+        cx.body.anon_sets.push(v.loc().to(p.prev().loc()));
+        items.sort();
+        items.dedup();
+        let names: Vec<String> = items.into_iter().map(|(_, n)| n).collect();
+        format!("{{ {} }}", names.join(", "))
+    } else if v.text.starts_with('@') {
+        return Err(PErr::not_simulated(v.loc(), "icmp type set references"));
+    } else {
+        conv(v)?.1
+    };
+    // A preceding `ip protocol icmp` / `meta l4proto icmp` is implied.
+    let proto = if kw == "icmp" { "icmp" } else { "ipv6-icmp" };
+    if let Some(last) = cx.body.stmts.last() {
+        let implied = match cx.family {
+            Family::Inet => format!("meta l4proto {proto}"),
+            Family::Ip => format!("ip protocol {proto}"),
+            _ => format!("ip6 nexthdr {proto}"),
+        };
+        if last.text == implied
+            || (cx.family != Family::Inet && last.text == format!("meta l4proto {proto}"))
+        {
+            cx.body.stmts.pop();
+        }
+    }
+    push(cx, format!("{kw} type {op}{value}"), StmtKind::Other);
+    Ok(())
+}
+
+/// `meta nfproto ipv4|ipv6` (inet only).
+fn nfproto_match(p: &mut P, cx: &mut RuleCtx, key: Loc) -> Result<(), PErr> {
+    let op = rel_op(p);
+    let v = plain_value_tok(p)?;
+    if cx.family != Family::Inet {
+        return Err(PErr::new(
+            key,
+            "meta nfproto is only useful in the inet family",
+        ));
+    }
+    let name = match v.text.as_str() {
+        "ipv4" | "2" => "ipv4",
+        "ipv6" | "10" => "ipv6",
+        _ => {
+            return Err(PErr::not_simulated(
+                v.loc(),
+                format!("nfproto '{}'", v.text),
+            ))
+        }
+    };
+    if op.is_empty() {
+        cx.l3 = Some(if name == "ipv4" { "ip" } else { "ip6" });
+    }
+    push(cx, format!("meta nfproto {op}{name}"), StmtKind::Other);
+    Ok(())
+}
+
+const LOG_LEVELS: &[&str] = &[
+    "emerg", "alert", "crit", "err", "warn", "notice", "info", "debug", "audit",
+];
+
+/// `log [prefix STR] [level L] [group N]`.
+fn log_stmt(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
+    let mut prefix: Option<String> = None;
+    let mut level: Option<String> = None;
+    let mut group: Option<u64> = None;
+    loop {
+        let k = p.peek();
+        if k.kind != Kind::Word {
+            break;
+        }
+        match k.text.as_str() {
+            "prefix" => {
+                p.next();
+                let v = p.next();
+                match v.kind {
+                    Kind::Word if v.text.contains(':') => {
+                        // nft scans an unquoted `a:` as a string and a colon.
+                        let col = v.col + v.text.find(':').unwrap_or(0);
+                        let loc = Loc {
+                            col,
+                            len: 1,
+                            ..v.loc()
+                        };
+                        return Err(PErr::new(
+                            loc,
+                            format!("syntax error, unexpected colon, expecting {END_EXPECT}"),
+                        )
+                        .parse_stage());
+                    }
+                    Kind::Quoted | Kind::Word => prefix = Some(v.text.clone()),
+                    _ => return Err(syntax(v, Some("string"))),
+                }
+            }
+            "level" => {
+                p.next();
+                let v = p.word("string")?;
+                if !LOG_LEVELS.contains(&v.value.as_str()) {
+                    return Err(PErr::new(v.loc, "invalid log level"));
+                }
+                level = Some(v.value);
+            }
+            "group" => {
+                p.next();
+                group = Some(p.number()?.value);
+            }
+            "snaplen" | "queue-threshold" | "flags" => {
+                return Err(PErr::not_simulated(k.loc(), format!("log {}", k.text)))
+            }
+            _ => break,
+        }
+    }
+    let mut text = "log".to_string();
+    if let Some(pr) = prefix {
+        text.push_str(&format!(" prefix \"{pr}\""));
+    }
+    if let Some(g) = group {
+        text.push_str(&format!(" group {g}"));
+    } else if let Some(l) = level.filter(|l| l != "warn") {
+        text.push_str(&format!(" level {l}"));
+    }
+    push(cx, text, StmtKind::Other);
+    Ok(())
+}
+
+/// `limit rate [over] N/UNIT [burst N packets]` (packet rates only).
+fn limit_stmt(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
+    let start = p.prev().loc();
+    if !p.eat_word("rate") {
+        return Err(PErr::not_simulated(p.peek().loc(), "limit without 'rate'"));
+    }
+    let over = p.eat_word("over");
+    let v = p.word("string")?;
+    let Some((n, unit)) = v.value.split_once('/') else {
+        return Err(PErr::not_simulated(
+            v.loc,
+            format!("limit rate '{}'", v.value),
+        ));
+    };
+    let Ok(n) = n.parse::<u64>() else {
+        return Err(PErr::not_simulated(
+            v.loc,
+            format!("limit rate '{}'", v.value),
+        ));
+    };
+    if !matches!(unit, "second" | "minute" | "hour" | "day" | "week") {
+        let col = v.loc.col + v.value.len() - unit.len();
+        let loc = Loc {
+            col,
+            len: unit.len(),
+            ..v.loc
+        };
+        return Err(PErr::new(loc, "syntax error, unexpected string").parse_stage());
+    }
+    let mut burst = 5;
+    if p.eat_word("burst") {
+        burst = p.number()?.value;
+        if !p.eat_word("packets") {
+            return Err(PErr::not_simulated(p.peek().loc(), "limit burst in bytes"));
+        }
+    }
+    if n == 0 {
+        return Err(PErr::not_simulated(
+            start.to(p.prev().loc()),
+            "limit rate 0",
+        ));
+    }
+    let mut text = format!("limit rate {}{n}/{unit}", if over { "over " } else { "" });
+    if burst != 5 {
+        text.push_str(&format!(" burst {burst} packets"));
+    }
+    push(cx, text, StmtKind::Other);
     Ok(())
 }
 
