@@ -185,9 +185,9 @@ proptest! {
 fn unsupported_things_fail_clearly() {
     let mut st = base();
     for cmd in [
-        "add rule ip t c log prefix x",
+        "add rule ip t c quota 10 mbytes drop",
         "add flowtable ip t f { hook ingress priority 0; devices = { lo }; }",
-        "replace rule ip t c handle 2 accept",
+        "reset counters",
         "monitor",
         "add rule ip t c meta mark 1 accept",
     ] {

@@ -131,6 +131,7 @@ const FILES: &[(&str, &str)] = &[
     ("sets", include_str!("nft_typed/sets.txt")),
     ("options", include_str!("nft_typed/options.txt")),
     ("stmts", include_str!("nft_typed/stmts.txt")),
+    ("edit", include_str!("nft_typed/edit.txt")),
 ];
 
 #[test]

@@ -502,6 +502,7 @@ impl NftState {
                     Op::AddTable { .. }
                         | Op::AddChain { .. }
                         | Op::AddRule { .. }
+                        | Op::ReplaceRule { .. }
                         | Op::AddSet { .. }
                         | Op::AddElement { .. }
                 )
@@ -590,6 +591,23 @@ impl NftState {
             } => {
                 if let Some(table) = self.table_mut(t.family, &t.name) {
                     table.chains.retain(|ch| ch.name != c.value);
+                }
+            }
+            Op::ReplaceRule { t, body, .. } => {
+                self.check_rule_body(t, body, cache)?;
+            }
+            Op::RenameChain { t, chain, new } => {
+                // nft looks the chain up in its cache first.
+                let Some(table) = self.table_mut(t.family, &t.name) else {
+                    return Err(PErr::new(t.loc, Errno::NoEnt.text()));
+                };
+                if table.chain(&chain.value).is_none() {
+                    return Err(PErr::new(chain.loc, Errno::NoEnt.text()));
+                }
+                if table.chain(&new.value).is_none() {
+                    if let Some(c) = table.chain_mut(&chain.value) {
+                        c.name = new.value.clone();
+                    }
                 }
             }
             Op::AddRule {
@@ -1358,6 +1376,108 @@ impl NftState {
                     handle,
                     body: body_text,
                 });
+            }
+            Op::ReplaceRule {
+                t,
+                chain,
+                handle,
+                body,
+            } => {
+                let table = self
+                    .table_mut(t.family, &t.name)
+                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
+                for _ in 0..body.anon_sets.len() {
+                    table.alloc_handle();
+                }
+                let c = table
+                    .chain(&chain.value)
+                    .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
+                let idx = c
+                    .rules
+                    .iter()
+                    .position(|r| r.handle == handle.value)
+                    .ok_or_else(|| at(Errno::NoEnt, handle.loc))?;
+                for (target, _) in &body.targets {
+                    match table.chain(&target.value) {
+                        None => return Err(at(Errno::NoEnt, target.loc)),
+                        Some(tc) if tc.base.is_some() => {
+                            return Err(at(Errno::NotSupp, target.loc))
+                        }
+                        Some(_) => {}
+                    }
+                }
+                let rule = Rule {
+                    handle: handle.value,
+                    stmts: body.stmts.clone(),
+                    comment: body.comment.clone(),
+                };
+                let text = rule.text();
+                let c = table
+                    .chain_mut(&chain.value)
+                    .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
+                let old = std::mem::replace(&mut std::sync::Arc::make_mut(&mut c.rules)[idx], rule);
+                if let Some(errno) = validate_table(table) {
+                    if let Some(c) = table.chain_mut(&chain.value) {
+                        std::sync::Arc::make_mut(&mut c.rules)[idx] = old;
+                    }
+                    return Err(vec![KErr {
+                        errno,
+                        loc: cmd.loc,
+                        attr: false,
+                    }]);
+                }
+                *changed = true;
+                let head = format!("{} {} {}", t.family.as_str(), t.name, chain.value);
+                echoes.push(Echo::Text(format!(
+                    "delete rule {head} handle {}",
+                    handle.value
+                )));
+                echoes.push(Echo::Text(format!(
+                    "add rule {head} {text}{}",
+                    hs(handle.value)
+                )));
+            }
+            Op::RenameChain { t, chain, new } => {
+                let table = self
+                    .table_mut(t.family, &t.name)
+                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
+                if table.chain(&chain.value).is_none() {
+                    return Err(at(Errno::NoEnt, chain.loc));
+                }
+                if table.chain(&new.value).is_some() {
+                    return Err(vec![KErr {
+                        errno: Errno::Exist,
+                        loc: cmd.loc,
+                        attr: false,
+                    }]);
+                }
+                for c in table.chains.iter_mut() {
+                    if c.name == chain.value {
+                        c.name = new.value.clone();
+                    }
+                    let uses = c
+                        .rules
+                        .iter()
+                        .any(|r| r.jump_targets().any(|j| j == chain.value));
+                    if uses {
+                        for r in std::sync::Arc::make_mut(&mut c.rules).iter_mut() {
+                            for st in r.stmts.iter_mut() {
+                                let verb = match &st.kind {
+                                    StmtKind::Jump(n) if *n == chain.value => "jump",
+                                    StmtKind::Goto(n) if *n == chain.value => "goto",
+                                    _ => continue,
+                                };
+                                st.text = format!("{verb} {}", new.value);
+                                st.kind = if verb == "jump" {
+                                    StmtKind::Jump(new.value.clone())
+                                } else {
+                                    StmtKind::Goto(new.value.clone())
+                                };
+                            }
+                        }
+                    }
+                }
+                *changed = true;
             }
             Op::DeleteRule { t, chain, handle } => {
                 let table = self

@@ -146,6 +146,19 @@ pub(crate) enum Op {
         chain: Named<String>,
         handle: Named<u64>,
     },
+    /// `replace rule T C handle N BODY`: the rule keeps its handle.
+    ReplaceRule {
+        t: TableRef,
+        chain: Named<String>,
+        handle: Named<u64>,
+        body: RuleBody,
+    },
+    /// `rename chain T C NEW`.
+    RenameChain {
+        t: TableRef,
+        chain: Named<String>,
+        new: Named<String>,
+    },
     AddSet {
         create: bool,
         t: TableRef,
@@ -623,6 +636,31 @@ fn command(p: &mut P, out: &mut Vec<Command>, errors: &mut Vec<PErr>) -> Result<
             p.next();
             table_block(p, out, errors)?;
             Ok(None)
+        }
+        "replace" if p.peek_at(1).is_word("rule") => {
+            p.next();
+            p.next();
+            let t = p.table_ref("string")?;
+            let chain = p.ident("string")?;
+            if !p.eat_word("handle") {
+                return Err(syntax(p.peek(), Some("handle")));
+            }
+            let handle = p.number()?;
+            let body = rule_body(p, t.family, false)?;
+            Ok(Some(Op::ReplaceRule {
+                t,
+                chain,
+                handle,
+                body,
+            }))
+        }
+        "rename" if p.peek_at(1).is_word("chain") => {
+            p.next();
+            p.next();
+            let t = p.table_ref("string")?;
+            let chain = p.ident("string")?;
+            let new = p.ident("string")?;
+            Ok(Some(Op::RenameChain { t, chain, new }))
         }
         "monitor" | "describe" | "reset" | "rename" | "replace" | "import" | "export" | "get"
         | "destroy" | "include" | "define" | "redefine" | "undefine" => {
