@@ -697,7 +697,7 @@ impl NftState {
                     table.sets.retain(|s| s.name != set.value);
                 }
             }
-            Op::AddElement { t, set, elems } | Op::DeleteElement { t, set, elems } => {
+            Op::AddElement { t, set, elems, .. } | Op::DeleteElement { t, set, elems } => {
                 let Some(table) = self.table(t.family, &t.name) else {
                     return Err(self.table_not_found(t, cache));
                 };
@@ -1597,7 +1597,12 @@ impl NftState {
                     *changed = true;
                 }
             }
-            Op::AddElement { t, set, elems } => {
+            Op::AddElement {
+                create,
+                t,
+                set,
+                elems,
+            } => {
                 let table = self
                     .table_mut(t.family, &t.name)
                     .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
@@ -1608,7 +1613,7 @@ impl NftState {
                     .ok_or_else(|| at(Errno::NoEnt, set.loc))?;
                 for e in elems {
                     if let Some(x) = s.elements.iter().find(|x| x.key == e.value.key) {
-                        if x.value != e.value.value {
+                        if x.value != e.value.value || *create {
                             let key_loc = Loc {
                                 len: e.value.key.len().min(e.loc.len),
                                 ..e.loc

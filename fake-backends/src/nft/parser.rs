@@ -175,6 +175,8 @@ pub(crate) enum Op {
         set: Named<String>,
     },
     AddElement {
+        /// `create element`: an existing element is an error.
+        create: bool,
         t: TableRef,
         set: Named<String>,
         elems: Vec<Named<Element>>,
@@ -530,7 +532,98 @@ impl<'a> P<'a> {
 /// Parse a whole input into commands. Like nft's parser, it recovers after
 /// a syntax error at the next newline or `;` and goes on, so every broken
 /// command is reported; any error means no command runs.
+/// `define NAME = VALUE` lines removed and every `$NAME` replaced by the
+/// value's tokens (at the place of the `$NAME`), as nft's scanner does.
+fn expand_defines(toks: &[Tok]) -> (Vec<Tok>, Vec<PErr>) {
+    let mut vars: std::collections::HashMap<String, Vec<Tok>> = Default::default();
+    let mut out: Vec<Tok> = Vec::with_capacity(toks.len());
+    let mut errors = Vec::new();
+    let mut i = 0;
+    let mut at_start = true;
+    while i < toks.len() {
+        let t = &toks[i];
+        if at_start
+            && t.is_word("define")
+            && toks.get(i + 1).is_some_and(|n| n.kind == Kind::Word)
+            && toks.get(i + 2).is_some_and(|e| e.is_word("="))
+        {
+            let name = toks[i + 1].text.clone();
+            let mut j = i + 3;
+            let mut depth = 0i64;
+            let mut value = Vec::new();
+            while j < toks.len() {
+                let v = &toks[j];
+                match v.kind {
+                    Kind::LBrace => depth += 1,
+                    Kind::RBrace => depth -= 1,
+                    Kind::Newline | Kind::Semi | Kind::Eof if depth <= 0 => break,
+                    _ => {}
+                }
+                value.push(v.clone());
+                j += 1;
+            }
+            // Values may use earlier variables.
+            let value = value
+                .into_iter()
+                .flat_map(
+                    |v| match v.text.strip_prefix('$').and_then(|n| vars.get(n)) {
+                        Some(sub) if v.kind == Kind::Word => sub.clone(),
+                        _ => vec![v],
+                    },
+                )
+                .collect();
+            vars.insert(name, value);
+            i = j;
+            continue;
+        }
+        at_start = matches!(t.kind, Kind::Newline | Kind::Semi);
+        if t.kind == Kind::Word && t.text.len() > 1 && t.text.starts_with('$') {
+            let name = &t.text[1..];
+            match vars.get(name) {
+                Some(sub) => {
+                    for v in sub {
+                        let mut v = v.clone();
+                        v.line = t.line;
+                        v.col = t.col;
+                        v.len = t.len;
+                        out.push(v);
+                    }
+                }
+                None => {
+                    let loc = Loc {
+                        col: t.col + 1,
+                        len: name.len(),
+                        ..t.loc()
+                    };
+                    errors.push(PErr::new(loc, format!("unknown identifier '{name}'")));
+                    out.push(t.clone());
+                }
+            }
+            i += 1;
+            continue;
+        }
+        out.push(t.clone());
+        i += 1;
+    }
+    (out, errors)
+}
+
 pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
+    let (expanded, define_errors) = expand_defines(toks);
+    let (mut cmds, mut errors) = parse_expanded(&expanded);
+    // An unknown `$NAME` is the only error nft reports for its place.
+    let at_var = |l: &Loc| {
+        define_errors
+            .iter()
+            .any(|d| d.loc.line == l.line && d.loc.col == l.col + 1)
+    };
+    errors.retain(|e| !at_var(&e.loc));
+    cmds.retain(|c| !matches!(&c.op, Op::Invalid(e, _) if at_var(&e.loc)));
+    errors.extend(define_errors);
+    (cmds, errors)
+}
+
+fn parse_expanded(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
     let mut p = P { toks, pos: 0 };
     let mut cmds = Vec::new();
     let mut errors = Vec::new();
@@ -596,9 +689,40 @@ pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
             }
             Err(e) => {
                 // Like bison's error recovery, resynchronise at the next
-                // separator after a syntax error; other errors end the line.
-                let syntax_error = e.msg.starts_with("syntax error");
+                // separator after a syntax error (outside braces the
+                // command opened); other errors end the line.
+                let open_braces: i64 = toks[start_pos..p.pos]
+                    .iter()
+                    .map(|t| match t.kind {
+                        Kind::LBrace => 1,
+                        Kind::RBrace => -1,
+                        _ => 0,
+                    })
+                    .sum();
+                let syntax_error = e.msg.starts_with("syntax error") && open_braces <= 0;
+                // An error at the `}` of a one-line block: bison's recovery
+                // eats the `}` and then meets the end of the input inside it.
+                let eof_inside = open_braces > 0
+                    && e.msg == "syntax error, unexpected '}', expecting newline or semicolon"
+                    && !toks[p.pos..]
+                        .iter()
+                        .take_while(|t| !matches!(t.kind, Kind::Newline | Kind::Eof))
+                        .any(|t| t.kind == Kind::Semi);
+                let line = e.loc.line;
                 errors.push(e);
+                if eof_inside {
+                    errors.push(
+                        PErr::new(
+                            Loc {
+                                line,
+                                col: 0,
+                                len: 1,
+                            },
+                            "syntax error, unexpected end of file",
+                        )
+                        .parse_stage(),
+                    );
+                }
                 while !(matches!(p.peek().kind, Kind::Newline | Kind::Eof)
                     || (syntax_error && p.peek().kind == Kind::Semi))
                 {
@@ -749,7 +873,12 @@ fn add_cmd(p: &mut P, verb: &str) -> Result<Op, PErr> {
             let t = p.table_ref("string")?;
             let set = p.ident("string")?;
             let elems = element_list(p)?;
-            Ok(Op::AddElement { t, set, elems })
+            Ok(Op::AddElement {
+                create,
+                t,
+                set,
+                elems,
+            })
         }
         ("add" | "insert", w)
             if Family::parse(w).is_some() || !(is_keyword(w) || OTHER_OBJECTS.contains(&w)) =>
@@ -923,10 +1052,12 @@ fn list_cmd(p: &mut P) -> Result<Op, PErr> {
                 set,
             })
         }
-        _ => Err(PErr::not_simulated(
-            obj.loc(),
-            format!("'list {}'", obj.text),
-        )),
+        "counters" | "counter" | "quotas" | "quota" | "flowtables" | "flowtable" | "meters"
+        | "meter" | "limits" | "limit" | "ct" | "secmarks" | "secmark" | "synproxys"
+        | "synproxy" | "hooks" | "element" | "elements" | "flow" | "flows" => Err(
+            PErr::not_simulated(obj.loc(), format!("'list {}'", obj.text)),
+        ),
+        _ => Err(syntax(obj, None)),
     }
 }
 
@@ -989,6 +1120,9 @@ fn chain_spec(p: &mut P, family: Family) -> Result<ChainOpts, PErr> {
                     return Err(syntax(p.peek(), Some("priority")));
                 }
                 priority = Some(priority_expr(p, family, &h.value)?);
+                if p.peek().kind == Kind::RBrace {
+                    return Err(syntax(p.peek(), Some("newline or semicolon")));
+                }
                 chain_type = Some(ty.value);
                 hook = Some(h);
             }
@@ -1007,8 +1141,11 @@ fn chain_spec(p: &mut P, family: Family) -> Result<ChainOpts, PErr> {
                 policy_accept = match pol.value.as_str() {
                     "accept" => true,
                     "drop" => false,
-                    _ => return Err(PErr::not_simulated(pol.loc, "chain policy value")),
+                    _ => return Err(syntax(&p.toks[p.pos - 1], Some("accept or drop or '$'"))),
                 };
+                if p.peek().kind == Kind::RBrace {
+                    return Err(syntax(p.peek(), Some("newline or semicolon")));
+                }
             }
             Kind::Eof => return Err(syntax(t, Some("'}'"))),
             _ => {
@@ -2473,6 +2610,7 @@ fn table_block(p: &mut P, out: &mut Vec<Command>, errors: &mut Vec<PErr>) -> Res
         },
         loc: start.to(t.loc),
     });
+    let first = out.len();
     // Like nft's grammar, a syntax error inside the block is recovered at
     // the end of its line, still inside the block.
     loop {
@@ -2480,7 +2618,16 @@ fn table_block(p: &mut P, out: &mut Vec<Command>, errors: &mut Vec<PErr>) -> Res
             p.next();
         }
         match table_item(p, &t, out, errors) {
-            Ok(true) => return Ok(()),
+            Ok(true) => {
+                // nft expands a table block into chains first, then sets,
+                // then the rules of every chain (this decides the handles).
+                out[first..].sort_by_key(|c| match c.op {
+                    Op::AddChain { .. } => 0,
+                    Op::AddRule { .. } | Op::Invalid(..) => 2,
+                    _ => 1,
+                });
+                return Ok(());
+            }
             Ok(false) => {}
             Err(e) => {
                 let at_eof = p.peek().kind == Kind::Eof;
