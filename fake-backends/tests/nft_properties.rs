@@ -202,9 +202,20 @@ fn unsupported_things_fail_clearly() {
     let out = st.exec(&["-j".into(), "list".into(), "ruleset".into()], None);
     assert_eq!(out.status, 1);
     assert!(out.stderr.contains("not simulated"), "{}", out.stderr);
-    let out = st.exec(&["-f".into(), "/etc/nftables.conf".into()], None);
+    // Script files are read from the real file system.
+    let missing = "/nonexistent/virtnet-nft-test.nft";
+    let out = st.exec(&["-f".into(), missing.into()], None);
     assert_eq!(out.status, 1);
-    assert!(out.stderr.contains("not simulated"), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!("internal:0:0-0: Error: Could not open file \"{missing}\": No such file or directory\n\n\n")
+    );
+    let path = std::env::temp_dir().join(format!("virtnet-nft-{}.nft", std::process::id()));
+    std::fs::write(&path, "add table ip fromfile\n").unwrap();
+    let out = st.exec(&["-f".into(), path.display().to_string()], None);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(st.list_ruleset().contains("table ip fromfile"));
 }
 
 #[test]

@@ -149,6 +149,22 @@ fn fail(msg: String) -> Output {
     Output::failed(1, msg)
 }
 
+/// `... vmap { k : jump OLD, ... }` with OLD renamed.
+fn rename_verdict_targets(text: &str, old: &str, new: &str) -> String {
+    let words: Vec<&str> = text.split(' ').collect();
+    let mut out: Vec<String> = Vec::with_capacity(words.len());
+    for (i, w) in words.iter().enumerate() {
+        let after_verdict = i > 0 && matches!(words[i - 1], "jump" | "goto");
+        let bare = w.trim_end_matches(',');
+        if after_verdict && bare == old {
+            out.push(format!("{new}{}", &w[bare.len()..]));
+        } else {
+            out.push((*w).to_string());
+        }
+    }
+    out.join(" ")
+}
+
 /// nft refuses options after the first command word (it scans argv up to
 /// the first word starting with `{`); the marker line goes to stdout.
 fn options_after_command(args: &[String]) -> Option<Output> {
@@ -1229,14 +1245,25 @@ impl NftState {
                 let name = table.chains[idx].name.clone();
                 // Rules of the chain itself go with it; jumps from elsewhere
                 // keep it busy.
-                let users = table
-                    .chains
+                let map_users = table
+                    .sets
                     .iter()
-                    .filter(|c| c.name != name)
-                    .flat_map(|c| c.rules.iter())
-                    .flat_map(|r| r.jump_targets())
-                    .filter(|j| *j == name)
+                    .flat_map(|s| s.elements.iter())
+                    .filter_map(|e| e.value.as_deref())
+                    .filter(|v| {
+                        let (verb, target) = v.split_once(' ').unwrap_or(("", ""));
+                        matches!(verb, "jump" | "goto") && target == name
+                    })
                     .count();
+                let users = map_users
+                    + table
+                        .chains
+                        .iter()
+                        .filter(|c| c.name != name)
+                        .flat_map(|c| c.rules.iter())
+                        .flat_map(|r| r.jump_targets())
+                        .filter(|j| *j == name)
+                        .count();
                 if users > 0 {
                     return Err(at(Errno::Busy, loc));
                 }
@@ -1451,6 +1478,17 @@ impl NftState {
                         attr: false,
                     }]);
                 }
+                // Verdict map elements name chains too.
+                for set in table.sets.iter_mut() {
+                    for e in set.elements.iter_mut() {
+                        if let Some(v) = &mut e.value {
+                            let (verb, target) = v.split_once(' ').unwrap_or(("", ""));
+                            if matches!(verb, "jump" | "goto") && target == chain.value {
+                                *v = format!("{verb} {}", new.value);
+                            }
+                        }
+                    }
+                }
                 for c in table.chains.iter_mut() {
                     if c.name == chain.value {
                         c.name = new.value.clone();
@@ -1462,6 +1500,14 @@ impl NftState {
                     if uses {
                         for r in std::sync::Arc::make_mut(&mut c.rules).iter_mut() {
                             for st in r.stmts.iter_mut() {
+                                if let StmtKind::VerdictMap(ts) = &mut st.kind {
+                                    for tname in ts.iter_mut().filter(|n| **n == chain.value) {
+                                        *tname = new.value.clone();
+                                    }
+                                    st.text =
+                                        rename_verdict_targets(&st.text, &chain.value, &new.value);
+                                    continue;
+                                }
                                 let verb = match &st.kind {
                                     StmtKind::Jump(n) if *n == chain.value => "jump",
                                     StmtKind::Goto(n) if *n == chain.value => "goto",

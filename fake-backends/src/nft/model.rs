@@ -141,6 +141,8 @@ pub enum StmtKind {
     /// A NAT statement (`masquerade`, `snat`, `dnat`): terminal, and only
     /// valid in nat chains of the right hook.
     Nat(String),
+    /// `... vmap { K : V, ... }`: the chains its verdicts jump/goto to.
+    VerdictMap(Vec<String>),
     Other,
 }
 
@@ -178,9 +180,10 @@ impl Rule {
         s
     }
     pub fn jump_targets(&self) -> impl Iterator<Item = &str> {
-        self.stmts.iter().filter_map(|s| match &s.kind {
-            StmtKind::Jump(t) | StmtKind::Goto(t) => Some(t.as_str()),
-            _ => None,
+        self.stmts.iter().flat_map(|s| match &s.kind {
+            StmtKind::Jump(t) | StmtKind::Goto(t) => vec![t.as_str()],
+            StmtKind::VerdictMap(ts) => ts.iter().map(String::as_str).collect(),
+            _ => Vec::new(),
         })
     }
 }

@@ -248,7 +248,12 @@ fn map_after(code: &str, key: &str, f: impl Fn(&str) -> Option<String>) -> Strin
 }
 
 fn proto_number(name: &str) -> Option<String> {
-    let n = match name {
+    proto_number_of(name).map(|n| n.to_string())
+}
+
+/// IP protocol number of a name nft prints.
+pub(crate) fn proto_number_of(name: &str) -> Option<u8> {
+    Some(match name {
         "icmp" => 1,
         "igmp" => 2,
         "tcp" => 6,
@@ -262,8 +267,7 @@ fn proto_number(name: &str) -> Option<String> {
         "sctp" => 132,
         "udplite" => 136,
         _ => return None,
-    };
-    Some(n.to_string())
+    })
 }
 
 fn ct_state_number(name: &str) -> Option<String> {

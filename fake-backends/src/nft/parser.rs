@@ -1417,6 +1417,17 @@ fn element_key(t: &Tok) -> Result<String, PErr> {
     // Ranges: `A-B` of addresses or numbers.
     if let Some((a, b)) = t.text.split_once('-') {
         if let (Ok(a), Ok(b)) = (a.parse::<Ipv4Addr>(), b.parse::<Ipv4Addr>()) {
+            // nft lists a range that is exactly a prefix as the prefix.
+            let (lo, hi) = (u64::from(u32::from(a)), u64::from(u32::from(b)));
+            let size = hi.wrapping_sub(lo).wrapping_add(1);
+            if hi >= lo && size.is_power_of_two() && lo % size == 0 {
+                let len = 32 - size.trailing_zeros();
+                return Ok(if len == 32 {
+                    a.to_string()
+                } else {
+                    format!("{a}/{len}")
+                });
+            }
             return Ok(format!("{a}-{b}"));
         }
         if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
@@ -1679,8 +1690,21 @@ fn element_sort_key(item: &str) -> (u8, u128, String) {
 }
 
 fn addr_match(p: &mut P, cx: &mut RuleCtx, fam_kw: &str, field: &str) -> Result<(), PErr> {
-    let op = rel_op(p);
     let v6 = fam_kw == "ip6";
+    if p.peek().is_word("vmap") {
+        let conv = move |t: &Tok| -> Result<(u128, String), PErr> {
+            let v = if v6 {
+                ipv6_value(&t.text)
+            } else {
+                ipv4_value(&t.text)
+            };
+            let v =
+                v.ok_or_else(|| PErr::not_simulated(t.loc(), format!("map key '{}'", t.text)))?;
+            Ok((element_sort_key(&v).1, v))
+        };
+        return vmap_stmt(p, cx, &format!("{fam_kw} {field}"), &conv);
+    }
+    let op = rel_op(p);
     let conv = move |t: &Tok| -> Result<String, PErr> {
         let v = if v6 {
             ipv6_value(&t.text)
@@ -2024,6 +2048,25 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                     format!("{} {}", t.text, field.value),
                 ));
             }
+            if p.peek().is_word("vmap") {
+                let conv = |t: &Tok| -> Result<(u128, String), PErr> {
+                    let v = port_conv(t)?;
+                    Ok((element_sort_key(&v).1, v))
+                };
+                if let Some(other) = cx.l4.iter().find(|p| *p != &t.text) {
+                    return Err(PErr::new(
+                        t.loc().to(field.loc),
+                        format!("conflicting protocols specified: {other} vs. {}", t.text),
+                    ));
+                }
+                if let Some((_, proto, used)) = &mut cx.dep {
+                    if *proto == t.text {
+                        *used = true;
+                    }
+                }
+                cx.l4.push(t.text.clone());
+                return vmap_stmt(p, cx, &format!("{} {}", t.text, field.value), &conv);
+            }
             let op = rel_op(p);
             let v = plain_value_tok(p)?;
             let mut kind = StmtKind::Other;
@@ -2061,6 +2104,15 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             let key = p.word("string")?;
             if key.value != "state" {
                 return Err(PErr::not_simulated(key.loc, format!("ct {}", key.value)));
+            }
+            if p.peek().is_word("vmap") {
+                let conv = |t: &Tok| -> Result<(u128, String), PErr> {
+                    match CT_STATES.iter().find(|(n, _)| *n == t.text) {
+                        Some((n, b)) => Ok((u128::from(*b), n.to_string())),
+                        None => Err(PErr::new(t.loc(), "Could not parse conntrack state")),
+                    }
+                };
+                return vmap_stmt(p, cx, "ct state", &conv);
             }
             let op = rel_op(p);
             let mut bits = 0u32;
@@ -2316,6 +2368,10 @@ fn nat_target(spec: &Named<String>, cx: &RuleCtx, v6: bool) -> Result<String, PE
 }
 
 fn iface_match(p: &mut P, cx: &mut RuleCtx, key: &str, _first: &Tok) -> Result<(), PErr> {
+    if p.peek().is_word("vmap") && (key == "iifname" || key == "oifname") {
+        let conv = |t: &Tok| -> Result<(u128, String), PErr> { Ok((0, format!("\"{}\"", t.text))) };
+        return vmap_stmt(p, cx, key, &conv);
+    }
     let op = rel_op(p);
     let v = plain_value_tok(p)?;
     if v.kind == Kind::LBrace {
@@ -2335,6 +2391,15 @@ fn iface_match(p: &mut P, cx: &mut RuleCtx, key: &str, _first: &Tok) -> Result<(
 }
 
 fn proto_match(p: &mut P, cx: &mut RuleCtx, prefix: &str) -> Result<(), PErr> {
+    if p.peek().is_word("vmap") {
+        let conv = |t: &Tok| -> Result<(u128, String), PErr> {
+            let name = l4proto_name(&t.text)
+                .ok_or_else(|| PErr::not_simulated(t.loc(), format!("protocol '{}'", t.text)))?;
+            let n = super::output::proto_number_of(name).unwrap_or(0);
+            Ok((u128::from(n), name.to_string()))
+        };
+        return vmap_stmt(p, cx, prefix, &conv);
+    }
     let op = rel_op(p);
     let v = value_tok(p)?;
     if v.kind != Kind::Word {
@@ -2349,6 +2414,80 @@ fn proto_match(p: &mut P, cx: &mut RuleCtx, prefix: &str) -> Result<(), PErr> {
         }
     }
     push(cx, format!("{prefix} {op}{name}"), StmtKind::Other);
+    Ok(())
+}
+
+/// `LHS vmap { KEY : VERDICT, ... }` or `LHS vmap @MAP`.
+fn vmap_stmt(
+    p: &mut P,
+    cx: &mut RuleCtx,
+    lhs: &str,
+    conv: &dyn Fn(&Tok) -> Result<(u128, String), PErr>,
+) -> Result<(), PErr> {
+    p.next(); // vmap
+    let v = p.next();
+    if let Some(name) = v.text.strip_prefix('@').filter(|_| v.kind == Kind::Word) {
+        cx.body.set_refs.push(Named {
+            value: name.to_string(),
+            loc: v.loc(),
+        });
+        push(
+            cx,
+            format!("{lhs} vmap @{name}"),
+            StmtKind::SetRef(name.to_string()),
+        );
+        return Ok(());
+    }
+    if v.kind != Kind::LBrace {
+        return Err(syntax(v, None));
+    }
+    let mut items: Vec<(u128, String, String)> = Vec::new();
+    let mut targets = Vec::new();
+    loop {
+        p.skip_newlines();
+        let k = p.next();
+        match k.kind {
+            Kind::RBrace => break,
+            Kind::Comma => continue,
+            Kind::Word | Kind::Quoted => {}
+            _ => return Err(syntax(k, Some("'}'"))),
+        }
+        let (order, key) = conv(k)?;
+        if !p.eat_word(":") {
+            return Err(syntax(p.peek(), Some("colon")));
+        }
+        let verdict = p.next();
+        let text = match verdict.text.as_str() {
+            "accept" | "drop" | "continue" | "return" if verdict.kind == Kind::Word => {
+                verdict.text.clone()
+            }
+            "jump" | "goto" if verdict.kind == Kind::Word => {
+                let target = p.ident("string")?;
+                cx.body.targets.push((
+                    Named {
+                        value: target.value.clone(),
+                        loc: k.loc(),
+                    },
+                    verdict.text == "goto",
+                ));
+                targets.push(target.value.clone());
+                format!("{} {}", verdict.text, target.value)
+            }
+            _ => return Err(syntax(verdict, None)),
+        };
+        items.push((order, key, text));
+    }
+    cx.body.anon_sets.push(v.loc().to(p.prev().loc()));
+    items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let body: Vec<String> = items
+        .into_iter()
+        .map(|(_, k, v)| format!("{k} : {v}"))
+        .collect();
+    push(
+        cx,
+        format!("{lhs} vmap {{ {} }}", body.join(", ")),
+        StmtKind::VerdictMap(targets),
+    );
     Ok(())
 }
 
