@@ -132,6 +132,7 @@ const FILES: &[(&str, &str)] = &[
     ("options", include_str!("nft_typed/options.txt")),
     ("stmts", include_str!("nft_typed/stmts.txt")),
     ("edit", include_str!("nft_typed/edit.txt")),
+    ("tutorial", include_str!("nft_typed/tutorial.txt")),
 ];
 
 #[test]

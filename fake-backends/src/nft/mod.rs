@@ -1152,6 +1152,7 @@ impl NftState {
                 spec,
                 comment,
                 policy_loc,
+                policy_only,
             } => {
                 let table = self
                     .table_mut(t.family, &t.name)
@@ -1161,6 +1162,15 @@ impl NftState {
                         return Err(at(Errno::Exist, chain.loc));
                     }
                     match (&mut existing.base, spec) {
+                        (Some(b), None) if policy_only.is_some() => {
+                            b.policy_accept = policy_only.unwrap_or(b.policy_accept);
+                        }
+                        (None, None) if policy_only.is_some() => {
+                            return Err(match policy_loc {
+                                Some(l) => at(Errno::NotSupp, *l),
+                                None => at(Errno::NotSupp, cmd.loc),
+                            })
+                        }
                         (_, None) => {}
                         (None, Some(_)) => {
                             return Err(match policy_loc {
@@ -1183,8 +1193,23 @@ impl NftState {
                         }
                     }
                 } else {
+                    if policy_only.is_some() {
+                        // A policy needs a base chain.
+                        return Err(match policy_loc {
+                            Some(l) => at(Errno::NotSupp, *l),
+                            None => at(Errno::NotSupp, cmd.loc),
+                        });
+                    }
                     if let Some(s) = spec {
-                        if s.chain_type == "nat" && s.priority <= -200 {
+                        let hook_ok = match s.chain_type.as_str() {
+                            "route" => s.hook == "output",
+                            "nat" => matches!(
+                                s.hook.as_str(),
+                                "prerouting" | "input" | "output" | "postrouting"
+                            ),
+                            _ => true,
+                        };
+                        if !hook_ok || (s.chain_type == "nat" && s.priority <= -200) {
                             return Err(vec![KErr {
                                 errno: Errno::NotSupp,
                                 loc: cmd.loc,

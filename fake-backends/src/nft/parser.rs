@@ -124,6 +124,8 @@ pub(crate) enum Op {
         spec: Option<BaseSpec>,
         comment: Option<String>,
         policy_loc: Option<Loc>,
+        /// `{ policy X; }` alone: the new policy of an existing base chain.
+        policy_only: Option<bool>,
     },
     DeleteChain {
         t: TableRef,
@@ -761,6 +763,7 @@ fn command(p: &mut P, out: &mut Vec<Command>, errors: &mut Vec<PErr>) -> Result<
             table_block(p, out, errors)?;
             Ok(None)
         }
+        "chain" | "rule" | "set" | "map" | "element" => add_cmd(p, "add").map(Some),
         "replace" if p.peek_at(1).is_word("rule") => {
             p.next();
             p.next();
@@ -839,6 +842,7 @@ fn add_cmd(p: &mut P, verb: &str) -> Result<Op, PErr> {
                 spec: opts.base,
                 comment: opts.comment,
                 policy_loc: opts.policy_loc,
+                policy_only: opts.policy_only,
             })
         }
         ("add" | "insert", "rule") => {
@@ -1070,6 +1074,7 @@ pub(crate) struct ChainOpts {
     /// Where `policy X` was written (the kernel refuses a policy for an
     /// existing regular chain and points there).
     pub policy_loc: Option<Loc>,
+    pub policy_only: Option<bool>,
 }
 
 /// `{ [type T hook H priority P;] [policy X;] [comment "C";] }`.
@@ -1123,6 +1128,18 @@ fn chain_spec(p: &mut P, family: Family) -> Result<ChainOpts, PErr> {
                 if p.peek().kind == Kind::RBrace {
                     return Err(syntax(p.peek(), Some("newline or semicolon")));
                 }
+                if matches!(h.value.as_str(), "ingress" | "egress") {
+                    if matches!(family, Family::Inet | Family::Netdev) {
+                        return Err(PErr::new(
+                            t.loc().to(p.prev().loc()),
+                            "Missing `device' in this chain definition",
+                        ));
+                    }
+                    return Err(PErr::new(
+                        h.loc,
+                        format!("The {} family does not support this hook", family.as_str()),
+                    ));
+                }
                 chain_type = Some(ty.value);
                 hook = Some(h);
             }
@@ -1166,11 +1183,19 @@ fn chain_spec(p: &mut P, family: Family) -> Result<ChainOpts, PErr> {
             }),
             comment,
             policy_loc,
+            policy_only: None,
         }),
         (None, None, None) if policy_loc.is_none() && comment.is_some() => Ok(ChainOpts {
             base: None,
             comment,
             policy_loc,
+            policy_only: None,
+        }),
+        (None, None, None) if policy_loc.is_some() && comment.is_none() => Ok(ChainOpts {
+            base: None,
+            comment,
+            policy_loc,
+            policy_only: Some(policy_accept),
         }),
         _ => Err(PErr::not_simulated(
             open.loc(),
@@ -2042,6 +2067,23 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             {
                 return Err(syntax(p.prev(), None));
             }
+            if t.text == "tcp" && field.value == "flags" {
+                let text = tcp_flags(p, cx)?;
+                if let Some(other) = cx.l4.iter().find(|p| *p != "tcp") {
+                    return Err(PErr::new(
+                        t.loc().to(field.loc),
+                        format!("conflicting protocols specified: {other} vs. tcp"),
+                    ));
+                }
+                if let Some((_, proto, used)) = &mut cx.dep {
+                    if proto == "tcp" {
+                        *used = true;
+                    }
+                }
+                cx.l4.push("tcp".into());
+                push(cx, text, StmtKind::Other);
+                return Ok(());
+            }
             if !matches!(field.value.as_str(), "sport" | "dport") {
                 return Err(PErr::not_simulated(
                     field.loc,
@@ -2374,6 +2416,12 @@ fn iface_match(p: &mut P, cx: &mut RuleCtx, key: &str, _first: &Tok) -> Result<(
     }
     let op = rel_op(p);
     let v = plain_value_tok(p)?;
+    if v.kind == Kind::LBrace && (key == "iifname" || key == "oifname") {
+        let conv = |t: &Tok| -> Result<String, PErr> { Ok(format!("\"{}\"", t.text)) };
+        let set = anon_set(p, cx, v.loc(), &conv)?;
+        push(cx, format!("{key} {op}{set}"), StmtKind::Other);
+        return Ok(());
+    }
     if v.kind == Kind::LBrace {
         return Err(PErr::not_simulated(v.loc(), "interface sets"));
     }
@@ -2415,6 +2463,149 @@ fn proto_match(p: &mut P, cx: &mut RuleCtx, prefix: &str) -> Result<(), PErr> {
     }
     push(cx, format!("{prefix} {op}{name}"), StmtKind::Other);
     Ok(())
+}
+
+const TCP_FLAGS: [(&str, u32); 8] = [
+    ("fin", 0x01),
+    ("syn", 0x02),
+    ("rst", 0x04),
+    ("psh", 0x08),
+    ("ack", 0x10),
+    ("urg", 0x20),
+    ("ecn", 0x40),
+    ("cwr", 0x80),
+];
+
+fn flag_names(bits: u32) -> String {
+    TCP_FLAGS
+        .iter()
+        .filter(|(_, b)| bits & b != 0)
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A tcp flags value: `syn`, `syn,ack`, `(syn|ack)`, `syn | ack`, `0x12`,
+/// possibly spread over several words; returns the bits.
+fn tcp_flag_value(p: &mut P, comma_list: bool) -> Result<u32, PErr> {
+    let first = p.next();
+    if first.kind != Kind::Word {
+        return Err(syntax(first, None));
+    }
+    let mut text = first.text.clone();
+    let mut depth = text.matches('(').count() as i64 - text.matches(')').count() as i64;
+    // `a | b` or an open parenthesis continue the value.
+    while depth > 0
+        || p.peek().is_word("|")
+        || text.ends_with('|')
+        || (comma_list && p.peek().kind == Kind::Comma)
+    {
+        if p.peek().kind == Kind::Comma {
+            p.next();
+            text.push(',');
+        }
+        let t = p.next();
+        if t.kind != Kind::Word {
+            return Err(syntax(t, None));
+        }
+        depth += t.text.matches('(').count() as i64 - t.text.matches(')').count() as i64;
+        text.push_str(&t.text);
+    }
+    let mut bits = 0;
+    for part in text
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(['|', ','])
+        .filter(|s| !s.is_empty())
+    {
+        let part = part.trim_matches(|c| c == '(' || c == ')');
+        if let Some((_, b)) = TCP_FLAGS.iter().find(|(n, _)| *n == part) {
+            bits |= b;
+        } else if let Some(hex) = part.strip_prefix("0x") {
+            bits |= u32::from_str_radix(hex, 16)
+                .map_err(|_| PErr::not_simulated(first.loc(), format!("tcp flags '{text}'")))?;
+        } else if let Ok(n) = part.parse::<u32>() {
+            bits |= n;
+        } else {
+            return Err(PErr::not_simulated(
+                first.loc(),
+                format!("tcp flags '{text}'"),
+            ));
+        }
+    }
+    if bits > 0xff {
+        return Err(PErr::not_simulated(
+            first.loc(),
+            format!("tcp flags '{text}'"),
+        ));
+    }
+    Ok(bits)
+}
+
+/// `tcp flags ...` in its input forms, printed the way nft 1.0.6 does.
+fn tcp_flags(p: &mut P, cx: &mut RuleCtx) -> Result<String, PErr> {
+    if p.peek().is_word("&") {
+        p.next();
+        let mask = tcp_flag_value(p, true)?;
+        let ne = match p.next().kind {
+            Kind::EqEq => false,
+            Kind::Ne => true,
+            _ => return Err(PErr::not_simulated(p.prev().loc(), "tcp flags expression")),
+        };
+        let value = tcp_flag_value(p, true)?;
+        let op = if ne { "!= " } else { "" };
+        if value == 0 && !ne {
+            return Ok(format!("tcp flags ! {}", flag_names(mask)));
+        }
+        if value == 0 {
+            return Err(PErr::not_simulated(p.prev().loc(), "tcp flags & M != 0"));
+        }
+        if mask.count_ones() == 1 && value == mask {
+            let n = flag_names(mask);
+            return Ok(format!(
+                "tcp flags & {n} {}= {n}",
+                if ne { "!" } else { "=" }
+            ));
+        }
+        return Ok(format!(
+            "tcp flags {op}{} / {}",
+            flag_names(value),
+            flag_names(mask)
+        ));
+    }
+    let op = rel_op(p);
+    if p.peek().kind == Kind::LBrace {
+        let open = p.next().loc();
+        let mut items: Vec<u32> = Vec::new();
+        loop {
+            p.skip_newlines();
+            match p.peek().kind {
+                Kind::RBrace => {
+                    p.next();
+                    break;
+                }
+                Kind::Comma => {
+                    p.next();
+                }
+                _ => items.push(tcp_flag_value(p, false)?),
+            }
+        }
+        items.sort();
+        items.dedup();
+        let names: Vec<String> = items.iter().map(|b| flag_names(*b)).collect();
+        cx.body.anon_sets.push(open.to(p.prev().loc()));
+        return Ok(format!("tcp flags {op}{{ {} }}", names.join(", ")));
+    }
+    let value = tcp_flag_value(p, true)?;
+    if p.peek().is_word("/") {
+        p.next();
+        let mask = tcp_flag_value(p, true)?;
+        return Ok(format!(
+            "tcp flags {op}{} / {}",
+            flag_names(value),
+            flag_names(mask)
+        ));
+    }
+    Ok(format!("tcp flags {op}{}", flag_names(value)))
 }
 
 /// `LHS vmap { KEY : VERDICT, ... }` or `LHS vmap @MAP`.
@@ -2812,6 +3003,7 @@ fn table_item(
                     spec: None,
                     comment: None,
                     policy_loc: None,
+                    policy_only: None,
                 },
                 loc: k.loc().to(chain.loc),
             });
