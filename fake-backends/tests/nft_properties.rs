@@ -199,7 +199,8 @@ fn unsupported_things_fail_clearly() {
             out.stderr
         );
     }
-    let out = st.exec(&["-j".into(), "list".into(), "ruleset".into()], None);
+    // JSON is simulated for list commands only.
+    let out = st.exec(&["-j", "add", "table", "ip", "x"].map(String::from), None);
     assert_eq!(out.status, 1);
     assert!(out.stderr.contains("not simulated"), "{}", out.stderr);
     // Script files are read from the real file system.

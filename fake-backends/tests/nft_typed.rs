@@ -118,6 +118,15 @@ fn run_one(name: &str, idx: usize, seq: &Sequence) -> Result<Vec<String>, Skip> 
                 mask_pid(&got.stdout),
                 got.stderr
             ));
+            let (a, b) = (mask_pid(&want.stdout), mask_pid(&got.stdout));
+            if let Some(i) = a.bytes().zip(b.bytes()).position(|(x, y)| x != y) {
+                let from = i.saturating_sub(80);
+                bad.push(format!(
+                    "  first stdout difference at byte {i}:\n  real: ...{:?}\n  sim:  ...{:?}",
+                    a.get(from..(i + 80).min(a.len())).unwrap_or(""),
+                    b.get(from..(i + 80).min(b.len())).unwrap_or("")
+                ));
+            }
             // Later commands usually differ only as a consequence.
             break;
         }
@@ -133,6 +142,7 @@ const FILES: &[(&str, &str)] = &[
     ("stmts", include_str!("nft_typed/stmts.txt")),
     ("edit", include_str!("nft_typed/edit.txt")),
     ("tutorial", include_str!("nft_typed/tutorial.txt")),
+    ("json", include_str!("nft_typed/json.txt")),
 ];
 
 #[test]

@@ -44,6 +44,7 @@
 //! `masquerade [to :P-Q]`, `snat|dnat [ip|ip6] to ...`, `comment`.
 //! Everything else fails with `Error: command not simulated: ...` (exit 1).
 
+mod json;
 mod lexer;
 mod misspell;
 mod model;
@@ -233,6 +234,7 @@ impl NftState {
         let mut opts = Opts::default();
         let mut fmt = output::Format::default();
         let mut check = false;
+        let mut json_out = false;
         let mut file: Option<String> = None;
         let mut i = 0;
         while i < args.len() {
@@ -253,6 +255,7 @@ impl NftState {
                     "handle" => opts.handles = true,
                     "echo" => opts.echo = true,
                     "check" => check = true,
+                    "json" => json_out = true,
                     "numeric" => fmt.numeric += 1,
                     "stateless" => fmt.stateless = true,
                     "terse" => fmt.terse = true,
@@ -289,6 +292,7 @@ impl NftState {
                     'a' => opts.handles = true,
                     'e' => opts.echo = true,
                     'c' => check = true,
+                    'j' => json_out = true,
                     'n' => fmt.numeric += 1,
                     's' => fmt.stateless = true,
                     't' => fmt.terse = true,
@@ -313,7 +317,7 @@ impl NftState {
                         }
                         break;
                     }
-                    'j' | 'i' | 'o' | 'S' | 'N' | 'D' | 'I' | 'd' => {
+                    'i' | 'o' | 'S' | 'N' | 'D' | 'I' | 'd' => {
                         return fail(format!("Error: command not simulated: option '-{c}'\n"))
                     }
                     other => return fail(format!("nft: invalid option -- '{other}'\n")),
@@ -356,6 +360,9 @@ impl NftState {
                 Source::from_args(rest)
             }
         };
+        if json_out {
+            return self.exec_json(&src, opts, check, fmt);
+        }
         let out = if check {
             // A dry run: evaluated and checked, nothing reaches the kernel.
             let saved = self.clone();
@@ -366,6 +373,105 @@ impl NftState {
             self.run_source(&src, opts)
         };
         fmt.apply(out)
+    }
+
+    /// `nft -j ...`: only `list` commands are simulated; they print what
+    /// the plain command would have failed with, or nft's JSON.
+    fn exec_json(&mut self, src: &Source, opts: Opts, check: bool, fmt: output::Format) -> Output {
+        if opts.echo || !fmt.is_plain() {
+            return fail("Error: command not simulated: -j with -e/-n/-s/-t/-y/-p\n".into());
+        }
+        let toks = match lexer::tokenize(src) {
+            Ok(t) => t,
+            Err((loc, msg)) => {
+                return fail(src.error(loc, &format!("command not simulated: {msg}")))
+            }
+        };
+        let (cmds, errors) = parser::parse(&toks);
+        let op = match (cmds.as_slice(), errors.is_empty()) {
+            ([one], true) if is_list(&one.op) => one.op.clone(),
+            _ => {
+                return fail(
+                    "Error: command not simulated: -j with anything but one list command\n".into(),
+                )
+            }
+        };
+        // Errors (a missing table, ...) are the plain command's.
+        let saved = self.clone();
+        let plain = self.run_source(src, opts);
+        if check {
+            *self = saved;
+        }
+        if plain.status != 0 {
+            return plain;
+        }
+        match self.json_listing(&op) {
+            Ok(text) => Output::ok(text),
+            Err(why) => fail(format!("Error: command not simulated: {why}\n")),
+        }
+    }
+
+    fn json_listing(&self, op: &Op) -> Result<String, json::Unsupported> {
+        let fam_ok = |fam: &Option<Family>, t: &Table| fam.is_none_or(|f| f == t.family);
+        let whole_table = |t: &Table, out: &mut Vec<json::J>| -> Result<(), json::Unsupported> {
+            out.push(json::table_obj(t)?);
+            for set in &t.sets {
+                out.push(json::set_obj(t, set)?);
+            }
+            for c in &t.chains {
+                out.push(json::chain_obj(t, c));
+            }
+            for c in &t.chains {
+                for r in c.rules.iter() {
+                    out.push(json::rule_obj(t, c, r)?);
+                }
+            }
+            Ok(())
+        };
+        let mut out = Vec::new();
+        match op {
+            Op::ListRuleset(fam) => {
+                for t in self.tables.iter().filter(|t| fam_ok(fam, t)) {
+                    whole_table(t, &mut out)?;
+                }
+            }
+            Op::ListTables(fam) => {
+                for t in self.tables.iter().filter(|t| fam_ok(fam, t)) {
+                    out.push(json::table_obj(t)?);
+                }
+            }
+            Op::ListTable(tr) => {
+                if let Some(t) = self.table(tr.family, &tr.name) {
+                    whole_table(t, &mut out)?;
+                }
+            }
+            Op::ListChains(fam) => {
+                for t in self.tables.iter().filter(|t| fam_ok(fam, t)) {
+                    for c in &t.chains {
+                        out.push(json::chain_obj(t, c));
+                    }
+                }
+            }
+            Op::ListChain { t: tr, chain } => {
+                if let Some(t) = self.table(tr.family, &tr.name) {
+                    if let Some(c) = t.chain(&chain.value) {
+                        out.push(json::chain_obj(t, c));
+                        for r in c.rules.iter() {
+                            out.push(json::rule_obj(t, c, r)?);
+                        }
+                    }
+                }
+            }
+            Op::ListSet { t: tr, set, .. } => {
+                if let Some(t) = self.table(tr.family, &tr.name) {
+                    if let Some(st) = t.sets.iter().find(|x| x.name == set.value) {
+                        out.push(json::set_obj(t, st)?);
+                    }
+                }
+            }
+            _ => return Err("-j with this list command".into()),
+        }
+        Ok(json::document(out))
     }
 
     fn run_source(&mut self, src: &Source, opts: Opts) -> Output {

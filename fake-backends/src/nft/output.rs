@@ -59,7 +59,6 @@ pub(crate) const LONG_OPTIONS: &[&str] = &[
     "optimize",
     "service",
     "reversedns",
-    "json",
     "debug",
 ];
 
@@ -84,7 +83,7 @@ pub(crate) struct Format {
 }
 
 impl Format {
-    fn plain(&self) -> bool {
+    pub(crate) fn is_plain(&self) -> bool {
         self.numeric == 0
             && !self.stateless
             && !self.terse
@@ -93,7 +92,7 @@ impl Format {
     }
 
     pub(crate) fn apply(&self, mut out: Output) -> Output {
-        if self.plain() || out.stdout.is_empty() {
+        if self.is_plain() || out.stdout.is_empty() {
             return out;
         }
         out.stdout = self.rewrite(&out.stdout);

@@ -2450,6 +2450,28 @@ fn proto_match(p: &mut P, cx: &mut RuleCtx, prefix: &str) -> Result<(), PErr> {
     }
     let op = rel_op(p);
     let v = value_tok(p)?;
+    if v.kind == Kind::LBrace {
+        let conv = |t: &Tok| -> Result<String, PErr> {
+            l4proto_name(&t.text)
+                .map(str::to_string)
+                .ok_or_else(|| PErr::not_simulated(t.loc(), format!("protocol '{}'", t.text)))
+        };
+        let set = anon_set(p, cx, v.loc(), &conv)?;
+        // Listed by protocol number.
+        let mut names: Vec<String> = set
+            .trim_start_matches("{ ")
+            .trim_end_matches(" }")
+            .split(", ")
+            .map(str::to_string)
+            .collect();
+        names.sort_by_key(|n| super::output::proto_number_of(n).unwrap_or(u8::MAX));
+        push(
+            cx,
+            format!("{prefix} {op}{{ {} }}", names.join(", ")),
+            StmtKind::Other,
+        );
+        return Ok(());
+    }
     if v.kind != Kind::Word {
         return Err(PErr::not_simulated(v.loc(), "protocol sets"));
     }
