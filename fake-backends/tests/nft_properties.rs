@@ -188,6 +188,9 @@ fn unsupported_things_fail_clearly() {
         "add rule ip t c quota 10 mbytes drop",
         "add flowtable ip t f { hook ingress priority 0; devices = { lo }; }",
         "reset counters",
+        "add set ip t s9 { type ipv4_addr; flags timeout; }",
+        "add counter ip t cnt",
+        "describe tcp dport",
         "monitor",
         "add rule ip t c meta mark 1 accept",
     ] {

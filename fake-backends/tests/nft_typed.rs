@@ -143,6 +143,8 @@ const FILES: &[(&str, &str)] = &[
     ("edit", include_str!("nft_typed/edit.txt")),
     ("tutorial", include_str!("nft_typed/tutorial.txt")),
     ("json", include_str!("nft_typed/json.txt")),
+    ("more", include_str!("nft_typed/more.txt")),
+    ("roundtrip", include_str!("nft_typed/roundtrip.txt")),
 ];
 
 #[test]

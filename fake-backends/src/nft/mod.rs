@@ -365,9 +365,12 @@ impl NftState {
         }
         let out = if check {
             // A dry run: evaluated and checked, nothing reaches the kernel.
+            // The kernel sees the batch and aborts it: handles it took stay
+            // taken, as after a failed batch.
             let saved = self.clone();
             let out = self.run_source(&src, opts);
-            *self = saved;
+            let after = std::mem::replace(self, saved);
+            self.keep_counters(&after);
             out
         } else {
             self.run_source(&src, opts)
@@ -400,7 +403,8 @@ impl NftState {
         let saved = self.clone();
         let plain = self.run_source(src, opts);
         if check {
-            *self = saved;
+            let after = std::mem::replace(self, saved);
+            self.keep_counters(&after);
         }
         if plain.status != 0 {
             return plain;
@@ -717,6 +721,39 @@ impl NftState {
             }
             Op::ReplaceRule { t, body, .. } => {
                 self.check_rule_body(t, body, cache)?;
+            }
+            Op::GetElement { t: tr, set, elems } => {
+                let Some(t) = self.table(tr.family, &tr.name) else {
+                    return Err(PErr::new(tr.loc, Errno::NoEnt.text()));
+                };
+                let Some(s) = t.set(&set.value) else {
+                    return Err(PErr::new(set.loc, Errno::NoEnt.text()));
+                };
+                if s.flags.iter().any(|f| f == "interval") {
+                    return Err(PErr::not_simulated(
+                        cmd.loc,
+                        "get element of an interval set",
+                    ));
+                }
+                let mut found = s.clone();
+                found.elements.clear();
+                for e in elems {
+                    match s.elements.iter().find(|x| x.key == e.value.key) {
+                        Some(x) => found.elements.push(x.clone()),
+                        None => {
+                            return Err(PErr::new(
+                                cmd.loc,
+                                "Could not process rule: No such file or directory",
+                            ))
+                        }
+                    }
+                }
+                stdout.push_str(&format!(
+                    "table {} {} {{\n{}}}\n",
+                    t.family.as_str(),
+                    t.name,
+                    set_block(&found, lopts)
+                ));
             }
             Op::RenameChain { t, chain, new } => {
                 // nft looks the chain up in its cache first.
@@ -1848,6 +1885,7 @@ impl NftState {
             | Op::ListChains(_)
             | Op::ListSets { .. }
             | Op::ListSet { .. }
+            | Op::GetElement { .. }
             | Op::Invalid(..) => {}
         }
         Ok(())
@@ -2077,5 +2115,6 @@ fn is_list(op: &Op) -> bool {
             | Op::ListChains(_)
             | Op::ListSets { .. }
             | Op::ListSet { .. }
+            | Op::GetElement { .. }
     )
 }

@@ -155,6 +155,12 @@ pub(crate) enum Op {
         handle: Named<u64>,
         body: RuleBody,
     },
+    /// `get element T S { E, ... }`: the set listed with those elements.
+    GetElement {
+        t: TableRef,
+        set: Named<String>,
+        elems: Vec<Named<Element>>,
+    },
     /// `rename chain T C NEW`.
     RenameChain {
         t: TableRef,
@@ -764,6 +770,14 @@ fn command(p: &mut P, out: &mut Vec<Command>, errors: &mut Vec<PErr>) -> Result<
             Ok(None)
         }
         "chain" | "rule" | "set" | "map" | "element" => add_cmd(p, "add").map(Some),
+        "get" if p.peek_at(1).is_word("element") => {
+            p.next();
+            p.next();
+            let t = p.table_ref("string")?;
+            let set = p.ident("string")?;
+            let elems = element_list(p)?;
+            Ok(Some(Op::GetElement { t, set, elems }))
+        }
         "replace" if p.peek_at(1).is_word("rule") => {
             p.next();
             p.next();
@@ -794,13 +808,9 @@ fn command(p: &mut P, out: &mut Vec<Command>, errors: &mut Vec<PErr>) -> Result<
             Err(PErr::not_simulated(verb.loc(), format!("'{}'", verb.text)))
         }
         w if is_keyword(w) => Err(syntax(verb, None)),
-        _ => {
-            if p.peek_at(1).kind == Kind::Newline {
-                p.next();
-                return Err(syntax(p.peek(), Some("string")));
-            }
-            Err(PErr::not_simulated(verb.loc(), format!("'{}'", verb.text)))
-        }
+        // nft reads an unknown first word as the table of an implicit
+        // `add rule` (`[add] [rule] TABLE CHAIN STMT...`).
+        _ => add_cmd(p, "add").map(Some),
     }
 }
 
@@ -2044,6 +2054,28 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 (_, "saddr" | "daddr") => addr_match(p, cx, &t.text, &field.value)?,
                 ("ip", "protocol") => proto_match(p, cx, "ip protocol")?,
                 ("ip6", "nexthdr") => proto_match(p, cx, "ip6 nexthdr")?,
+                (fam_kw, f)
+                    if !(if fam_kw == "ip" {
+                        &[
+                            "version",
+                            "hdrlength",
+                            "dscp",
+                            "ecn",
+                            "length",
+                            "id",
+                            "frag-off",
+                            "ttl",
+                            "checksum",
+                            "option",
+                        ][..]
+                    } else {
+                        &["version", "dscp", "ecn", "flowlabel", "length", "hoplimit"][..]
+                    })
+                    .contains(&f) =>
+                {
+                    // Not a field of the header at all.
+                    return Err(syntax(p.prev(), None));
+                }
                 _ => {
                     return Err(PErr::not_simulated(
                         field.loc,
@@ -2144,6 +2176,35 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
         }
         "ct" => {
             let key = p.word("string")?;
+            const CT_KEYS: &[&str] = &[
+                "direction",
+                "status",
+                "mark",
+                "expiration",
+                "helper",
+                "l3proto",
+                "protocol",
+                "saddr",
+                "daddr",
+                "proto-src",
+                "proto-dst",
+                "label",
+                "bytes",
+                "packets",
+                "avgpkt",
+                "zone",
+                "original",
+                "reply",
+                "count",
+                "id",
+                "event",
+                "secmark",
+                "timeout",
+                "expectation",
+            ];
+            if key.value != "state" && !CT_KEYS.contains(&key.value.as_str()) {
+                return Err(syntax(p.prev(), None));
+            }
             if key.value != "state" {
                 return Err(PErr::not_simulated(key.loc, format!("ct {}", key.value)));
             }
@@ -2157,6 +2218,35 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 return vmap_stmt(p, cx, "ct state", &conv);
             }
             let op = rel_op(p);
+            if p.peek().kind == Kind::LBrace {
+                let open = p.next().loc();
+                let mut items: Vec<(u32, &str)> = Vec::new();
+                loop {
+                    p.skip_newlines();
+                    let s = p.next();
+                    match s.kind {
+                        Kind::RBrace => break,
+                        Kind::Comma => continue,
+                        Kind::Word => match CT_STATES.iter().find(|(n, _)| *n == s.text) {
+                            Some((n, b)) => items.push((*b, n)),
+                            None => {
+                                return Err(PErr::new(s.loc(), "Could not parse conntrack state"))
+                            }
+                        },
+                        _ => return Err(syntax(s, Some("'}'"))),
+                    }
+                }
+                cx.body.anon_sets.push(open.to(p.prev().loc()));
+                items.sort();
+                items.dedup();
+                let names: Vec<&str> = items.iter().map(|(_, n)| *n).collect();
+                push(
+                    cx,
+                    format!("ct state {op}{{ {} }}", names.join(", ")),
+                    StmtKind::Other,
+                );
+                return Ok(());
+            }
             let mut bits = 0u32;
             loop {
                 let s = match p.peek().kind {
