@@ -145,6 +145,7 @@ const FILES: &[(&str, &str)] = &[
     ("json", include_str!("nft_typed/json.txt")),
     ("more", include_str!("nft_typed/more.txt")),
     ("roundtrip", include_str!("nft_typed/roundtrip.txt")),
+    ("misc", include_str!("nft_typed/misc.txt")),
 ];
 
 #[test]

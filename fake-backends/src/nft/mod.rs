@@ -971,8 +971,19 @@ impl NftState {
             | Op::FlushTable(_)
             | Op::FlushChain { .. }
             | Op::DeleteRule { .. }
-            | Op::FlushSet { .. }
             | Op::FlushRuleset(_) => {}
+            Op::FlushSet { t: tr, set, is_map } => {
+                // nft looks the set up in its cache (a map is not a set).
+                if let Some(t) = self.table(tr.family, &tr.name) {
+                    match t.set(&set.value) {
+                        Some(s) if s.is_map != *is_map => {
+                            return Err(PErr::new(set.loc, Errno::NoEnt.text()))
+                        }
+                        Some(_) => {}
+                        None => return Err(self.set_not_found(set, CacheLevel::Full)),
+                    }
+                }
+            }
         }
         Ok(None)
     }
@@ -1163,7 +1174,9 @@ impl NftState {
                     }
                 }
             }
-            Op::AddSet { t, set, .. } | Op::DeleteSet { t, set, .. } | Op::FlushSet { t, set } => {
+            Op::AddSet { t, set, .. }
+            | Op::DeleteSet { t, set, .. }
+            | Op::FlushSet { t, set, .. } => {
                 let mut best = misspell::Best::new();
                 for tb in &self.tables {
                     for s in &tb.sets {
@@ -1797,7 +1810,7 @@ impl NftState {
                 table.sets.remove(idx);
                 *changed = true;
             }
-            Op::FlushSet { t, set } => {
+            Op::FlushSet { t, set, .. } => {
                 let table = self
                     .table_mut(t.family, &t.name)
                     .ok_or_else(|| at(Errno::NoEnt, t.loc))?;

@@ -181,6 +181,8 @@ pub(crate) enum Op {
     FlushSet {
         t: TableRef,
         set: Named<String>,
+        /// `flush map`: nft finds only a map of that name (and vice versa).
+        is_map: bool,
     },
     AddElement {
         /// `create element`: an existing element is an error.
@@ -803,8 +805,20 @@ fn command(p: &mut P, out: &mut Vec<Command>, errors: &mut Vec<PErr>) -> Result<
             let new = p.ident("string")?;
             Ok(Some(Op::RenameChain { t, chain, new }))
         }
+        "include" if p.peek_at(1).kind == Kind::Quoted && p.peek_at(1).text.starts_with('/') => {
+            let path = p.peek_at(1);
+            if std::path::Path::new(&path.text).exists() {
+                return Err(PErr::not_simulated(verb.loc(), "'include'"));
+            }
+            // The location runs up to the command's terminator.
+            Err(PErr::new(
+                verb.loc().to(p.peek_at(2).loc()),
+                format!("File not found: {}", path.text),
+            )
+            .parse_stage())
+        }
         "monitor" | "describe" | "reset" | "rename" | "replace" | "import" | "export" | "get"
-        | "destroy" | "include" | "define" | "redefine" | "undefine" => {
+        | "include" | "define" | "redefine" | "undefine" => {
             Err(PErr::not_simulated(verb.loc(), format!("'{}'", verb.text)))
         }
         w if is_keyword(w) => Err(syntax(verb, None)),
@@ -1028,7 +1042,11 @@ fn flush_cmd(p: &mut P) -> Result<Op, PErr> {
         "set" | "map" => {
             let t = p.table_ref("string")?;
             let set = p.ident("string")?;
-            Ok(Op::FlushSet { t, set })
+            Ok(Op::FlushSet {
+                t,
+                set,
+                is_map: obj.text == "map",
+            })
         }
         _ => Err(PErr::not_simulated(
             obj.loc(),
@@ -2048,7 +2066,15 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                     format!("{} match in this family", t.text),
                 ));
             }
-            cx.l3 = Some(if t.text == "ip" { "ip" } else { "ip6" });
+            let l3 = if t.text == "ip" { "ip" } else { "ip6" };
+            if let Some(prev) = cx.l3.filter(|p| *p != l3) {
+                let field = p.peek();
+                return Err(PErr::new(
+                    t.loc().to(field.loc()),
+                    format!("conflicting protocols specified: {prev} vs. {l3}"),
+                ));
+            }
+            cx.l3 = Some(l3);
             let field = p.word("string")?;
             match (t.text.as_str(), field.value.as_str()) {
                 (_, "saddr" | "daddr") => addr_match(p, cx, &t.text, &field.value)?,
@@ -2567,9 +2593,17 @@ fn proto_match(p: &mut P, cx: &mut RuleCtx, prefix: &str) -> Result<(), PErr> {
     }
     let name = l4proto_name(&v.text)
         .ok_or_else(|| PErr::not_simulated(v.loc(), format!("protocol '{}'", v.text)))?;
+    // Only the family's own protocol match is implied by a port match
+    // (in inet `ip protocol` / `ip6 nexthdr` stay).
+    let implied = match cx.family {
+        Family::Inet => prefix == "meta l4proto",
+        Family::Ip => prefix != "ip6 nexthdr",
+        Family::Ip6 => prefix != "ip protocol",
+        _ => true,
+    };
     if op.is_empty() {
         cx.l4.push(name.to_string());
-        if cx.dep.is_none() && (name == "tcp" || name == "udp") {
+        if implied && cx.dep.is_none() && (name == "tcp" || name == "udp") {
             cx.dep = Some((cx.body.stmts.len(), name.to_string(), false));
         }
     }
