@@ -848,6 +848,7 @@ impl NftState {
                         data_type: decl.data_type.clone(),
                         flags: decl.flags.clone(),
                         elements: Vec::new(),
+                        typeof_key: decl.typeof_key.clone(),
                     });
                 }
             }
@@ -1759,6 +1760,7 @@ impl NftState {
                         data_type: decl.data_type.clone(),
                         flags: decl.flags.clone(),
                         elements: decl.elements.clone(),
+                        typeof_key: decl.typeof_key.clone(),
                     });
                 }
                 *changed = true;

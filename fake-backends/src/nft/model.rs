@@ -246,11 +246,20 @@ pub struct Set {
     pub data_type: Option<String>,
     pub flags: Vec<String>,
     pub elements: Vec<Element>,
+    /// `typeof EXPR` the set was declared with (listed instead of `type`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typeof_key: Option<String>,
 }
 
 impl Set {
-    /// `type ipv4_addr` or `type ipv4_addr : verdict`
+    /// `type ipv4_addr` or `type ipv4_addr : verdict` (or `typeof EXPR`).
     pub fn type_text(&self) -> String {
+        if let Some(t) = &self.typeof_key {
+            return match &self.data_type {
+                Some(d) => format!("typeof {t} : {d}"),
+                None => format!("typeof {t}"),
+            };
+        }
         match &self.data_type {
             Some(d) => format!("type {} : {}", self.key_type, d),
             None => format!("type {}", self.key_type),

@@ -101,6 +101,7 @@ pub(crate) struct SetDecl {
     pub data_type: Option<String>,
     pub flags: Vec<String>,
     pub elements: Vec<Element>,
+    pub typeof_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1325,6 +1326,7 @@ fn set_decl(p: &mut P, is_map: bool) -> Result<SetDecl, PErr> {
         data_type: None,
         flags: Vec::new(),
         elements: Vec::new(),
+        typeof_key: None,
     };
     loop {
         while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
@@ -1346,6 +1348,49 @@ fn set_decl(p: &mut P, is_map: bool) -> Result<SetDecl, PErr> {
                     let d = p.word("string")?;
                     if d.value != "verdict" {
                         check_set_type(&d)?;
+                    }
+                    decl.data_type = Some(d.value);
+                }
+            }
+            Kind::Word if t.text == "typeof" => {
+                p.next();
+                let a = p.word("string")?;
+                let (printed, key_type) = match a.value.as_str() {
+                    "ip" | "ip6" | "tcp" | "udp" | "meta" => {
+                        let b = p.word("string")?;
+                        let ty = match (a.value.as_str(), b.value.as_str()) {
+                            ("ip", "saddr" | "daddr") => "ipv4_addr",
+                            ("ip6", "saddr" | "daddr") => "ipv6_addr",
+                            ("tcp" | "udp", "sport" | "dport") => "inet_service",
+                            ("ip", "protocol") | ("ip6", "nexthdr") | ("meta", "l4proto") => {
+                                "inet_proto"
+                            }
+                            ("meta", "iifname" | "oifname") => "ifname",
+                            _ => {
+                                return Err(PErr::not_simulated(
+                                    a.loc.to(b.loc),
+                                    format!("typeof {} {}", a.value, b.value),
+                                ))
+                            }
+                        };
+                        // `meta iifname` is printed without `meta`.
+                        let printed = if ty == "ifname" {
+                            b.value.clone()
+                        } else {
+                            format!("{} {}", a.value, b.value)
+                        };
+                        (printed, ty)
+                    }
+                    "iifname" | "oifname" => (a.value.clone(), "ifname"),
+                    _ => return Err(PErr::not_simulated(a.loc, format!("typeof {}", a.value))),
+                };
+                decl.key_type = key_type.to_string();
+                decl.typeof_key = Some(printed);
+                if p.peek().is_word(":") {
+                    p.next();
+                    let d = p.word("string")?;
+                    if d.value != "verdict" {
+                        return Err(PErr::not_simulated(d.loc, "typeof map data"));
                     }
                     decl.data_type = Some(d.value);
                 }
@@ -1547,6 +1592,34 @@ fn etc_services_has(s: &str) -> bool {
             name == Some(s) || words.any(|alias| alias == s)
         })
     })
+}
+
+/// The port of a service name in the host's /etc/services (as nft's
+/// getaddrinfo finds it: the first entry naming it, tcp preferred).
+fn etc_services_port(s: &str) -> Option<u16> {
+    let text = std::fs::read_to_string("/etc/services").ok()?;
+    let mut udp = None;
+    for l in text.lines() {
+        let l = l.split('#').next().unwrap_or("");
+        let mut words = l.split_whitespace();
+        let (Some(name), Some(port)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if name != s && !words.any(|a| a == s) {
+            continue;
+        }
+        let Some((num, proto)) = port.split_once('/') else {
+            continue;
+        };
+        let Ok(num) = num.parse::<u16>() else {
+            continue;
+        };
+        match proto {
+            "tcp" => return Some(num),
+            _ => udp = udp.or(Some(num)),
+        }
+    }
+    udp
 }
 
 /// The few service names the simulator knows (nft resolves them through
@@ -1807,19 +1880,25 @@ fn port_conv(t: &Tok) -> Result<String, PErr> {
             }
             return Ok(n);
         }
-        service_port(s).map(u32::from).ok_or_else(|| {
-            if etc_services_has(s) {
-                PErr::not_simulated(t.loc(), format!("service name '{s}'"))
-            } else {
-                PErr::new(
-                    t.loc(),
-                    "Could not resolve service: Servname not supported for ai_socktype",
-                )
-            }
-        })
+        service_port(s)
+            .or_else(|| etc_services_port(s))
+            .map(u32::from)
+            .ok_or_else(|| {
+                if etc_services_has(s) {
+                    PErr::not_simulated(t.loc(), format!("service name '{s}'"))
+                } else {
+                    PErr::new(
+                        t.loc(),
+                        "Could not resolve service: Servname not supported for ai_socktype",
+                    )
+                }
+            })
     };
     match t.text.split_once('-') {
-        Some((a, b)) if !a.is_empty() => {
+        // `http-alt` is a service name, not a range.
+        Some((a, b))
+            if !a.is_empty() && (one(&t.text).is_err() || one(a).is_ok() && one(b).is_ok()) =>
+        {
             let (lo, hi) = (one(a)?, one(b)?);
             if hi <= lo {
                 return Err(PErr::new(t.loc(), "Range has zero or negative size"));
