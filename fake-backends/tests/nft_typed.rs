@@ -146,6 +146,7 @@ const FILES: &[(&str, &str)] = &[
     ("more", include_str!("nft_typed/more.txt")),
     ("roundtrip", include_str!("nft_typed/roundtrip.txt")),
     ("misc", include_str!("nft_typed/misc.txt")),
+    ("intervals", include_str!("nft_typed/intervals.txt")),
 ];
 
 #[test]
