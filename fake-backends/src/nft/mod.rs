@@ -509,6 +509,13 @@ impl NftState {
                     }
                 }
             }
+            Op::ListSets { maps, family } => {
+                for t in self.tables.iter().filter(|t| fam_ok(family, t)) {
+                    for st in t.sets.iter().filter(|x| x.is_map == *maps) {
+                        out.push(json::set_obj(t, st)?);
+                    }
+                }
+            }
             _ => return Err("-j with this list command".into()),
         }
         Ok(json::document(out))
