@@ -234,9 +234,7 @@ fn map_after(code: &str, key: &str, f: impl Fn(&str) -> Option<String>) -> Strin
         out.push_str(&r[end..]);
         return out;
     }
-    let end = rest
-        .find(|c: char| c == ' ' || c == '\n')
-        .unwrap_or(rest.len());
+    let end = rest.find([' ', '\n']).unwrap_or(rest.len());
     let items: Vec<String> = rest[..end]
         .split(',')
         .map(|w| f(w).unwrap_or_else(|| w.to_string()))

@@ -2833,13 +2833,11 @@ fn tcp_flags(p: &mut P, cx: &mut RuleCtx) -> Result<String, PErr> {
     Ok(format!("tcp flags {op}{}", flag_names(value)))
 }
 
+/// A map key read from a token: its sort order and its printed form.
+type KeyConv = dyn Fn(&Tok) -> Result<(u128, String), PErr>;
+
 /// `LHS vmap { KEY : VERDICT, ... }` or `LHS vmap @MAP`.
-fn vmap_stmt(
-    p: &mut P,
-    cx: &mut RuleCtx,
-    lhs: &str,
-    conv: &dyn Fn(&Tok) -> Result<(u128, String), PErr>,
-) -> Result<(), PErr> {
+fn vmap_stmt(p: &mut P, cx: &mut RuleCtx, lhs: &str, conv: &KeyConv) -> Result<(), PErr> {
     p.next(); // vmap
     let v = p.next();
     if let Some(name) = v.text.strip_prefix('@').filter(|_| v.kind == Kind::Word) {
@@ -2910,10 +2908,7 @@ fn vmap_stmt(
 /// `icmp type X` / `icmpv6 type X` (name, number or anonymous set).
 fn icmp_match(p: &mut P, cx: &mut RuleCtx, t: &Tok) -> Result<(), PErr> {
     let kw = t.text.as_str();
-    let ok_family = match cx.family {
-        Family::Ip | Family::Ip6 | Family::Inet => true,
-        _ => false,
-    };
+    let ok_family = matches!(cx.family, Family::Ip | Family::Ip6 | Family::Inet);
     if !ok_family || (kw == "icmp" && cx.family == Family::Ip6) {
         return Err(PErr::not_simulated(
             t.loc(),
