@@ -147,6 +147,7 @@ const FILES: &[(&str, &str)] = &[
     ("roundtrip", include_str!("nft_typed/roundtrip.txt")),
     ("misc", include_str!("nft_typed/misc.txt")),
     ("intervals", include_str!("nft_typed/intervals.txt")),
+    ("errors2", include_str!("nft_typed/errors2.txt")),
 ];
 
 #[test]

@@ -96,7 +96,7 @@ pub fn priority_text(family: Family, hook: &str, prio: i32) -> String {
         if only.is_some_and(|h| h != hook) {
             continue;
         }
-        let off = prio - value;
+        let off = i64::from(prio) - i64::from(*value);
         if off == 0 {
             return name.to_string();
         }

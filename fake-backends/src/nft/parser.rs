@@ -1280,8 +1280,9 @@ const STD_PRIORITY_NAMES: &[&str] = &[
 
 fn priority_expr(p: &mut P, family: Family, hook: &str) -> Result<i32, PErr> {
     let t = p.word("string")?;
-    let base = if let Ok(n) = t.value.parse::<i32>() {
-        return Ok(n);
+    // nft keeps priorities in 32 bits: bigger numbers wrap.
+    let base = if let Ok(n) = t.value.parse::<i64>() {
+        return Ok(n as i32);
     } else {
         match std_priority_value(family, hook, &t.value) {
             Some(v) => v,
@@ -1301,7 +1302,7 @@ fn priority_expr(p: &mut P, family: Family, hook: &str) -> Result<i32, PErr> {
             }
         }
     };
-    let sign = if p.peek().is_word("+") {
+    let sign: i32 = if p.peek().is_word("+") {
         1
     } else if p.peek().is_word("-") {
         -1
@@ -1310,8 +1311,8 @@ fn priority_expr(p: &mut P, family: Family, hook: &str) -> Result<i32, PErr> {
     };
     p.next();
     let n = p.number()?;
-    let off = i32::try_from(n.value).map_err(|_| PErr::new(n.loc, "priority out of range"))?;
-    Ok(base + sign * off)
+    let off = n.value as i32;
+    Ok(base.wrapping_add(sign.wrapping_mul(off)))
 }
 
 /// `{ type X [: Y]; [flags a, b;] [elements = { ... };] }`
