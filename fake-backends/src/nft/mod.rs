@@ -379,6 +379,10 @@ impl NftState {
                 }
                 // The simulated host reads script files from the real
                 // file system, as nft would.
+                if std::path::Path::new(&f).is_dir() {
+                    // nft opens it, and its scanner fails reading.
+                    return Output::failed(2, "input in flex scanner failed\n".to_string());
+                }
                 match std::fs::read(&f) {
                     Ok(bytes) => Source::from_file(&f, &String::from_utf8_lossy(&bytes)),
                     Err(e) => {
@@ -562,13 +566,30 @@ impl NftState {
         }
         let mut stdout = String::new();
         let mut resolved: Vec<Option<u64>> = Vec::with_capacity(cmds.len());
+        // nft runs list commands after evaluating the whole batch, from its
+        // cache: what existed plus every table, chain and set the batch adds
+        // (before or after the list), but none of its rules.
+        let mut lists = Vec::new();
         for cmd in &cmds {
-            match view.evaluate(cmd, cache, rule_cache, opts, &mut stdout) {
+            let mut sink = String::new();
+            let out = if is_list(&cmd.op) {
+                lists.push(cmd);
+                &mut sink
+            } else {
+                &mut stdout
+            };
+            match view.evaluate(cmd, cache, rule_cache, opts, out) {
                 Ok(pos) => resolved.push(pos),
                 Err(e) => {
                     resolved.push(None);
                     errors.push_str(&src.error2(e.loc, e.secondary, &e.msg));
                 }
+            }
+        }
+        if errors.is_empty() {
+            for cmd in lists {
+                // Evaluated once already: the same result again.
+                let _ = view.evaluate(cmd, cache, rule_cache, opts, &mut stdout);
             }
         }
         if !errors.is_empty() {
