@@ -148,6 +148,7 @@ const FILES: &[(&str, &str)] = &[
     ("misc", include_str!("nft_typed/misc.txt")),
     ("intervals", include_str!("nft_typed/intervals.txt")),
     ("errors2", include_str!("nft_typed/errors2.txt")),
+    ("numeric", include_str!("nft_typed/numeric.txt")),
 ];
 
 #[test]

@@ -134,6 +134,7 @@ impl Format {
                 let kind = key.trim_end().rsplit(' ').next().unwrap_or("");
                 code = map_after(&code, key, |w| reject_code_number(kind, w));
             }
+            code = numeric_tcp_flags(&code);
             code = map_after(&code, "icmp type ", |w| icmp_type_number("icmp", w));
             code = map_after(&code, "icmpv6 type ", |w| icmp_type_number("icmpv6", w));
         }
@@ -223,6 +224,21 @@ fn map_after(code: &str, key: &str, f: impl Fn(&str) -> Option<String>) -> Strin
         out.push_str("!= ");
         rest = r;
     }
+    if let Some(r) = rest.strip_prefix("vmap { ") {
+        // Verdict map: only the keys are values of this type.
+        let end = r.find(" }").unwrap_or(r.len());
+        let items: Vec<String> = r[..end]
+            .split(", ")
+            .map(|item| match item.split_once(" : ") {
+                Some((k, v)) => format!("{} : {v}", f(k).unwrap_or_else(|| k.to_string())),
+                None => item.to_string(),
+            })
+            .collect();
+        out.push_str("vmap { ");
+        out.push_str(&items.join(", "));
+        out.push_str(&r[end..]);
+        return out;
+    }
     if let Some(r) = rest.strip_prefix("{ ") {
         let end = r.find(" }").unwrap_or(r.len());
         let items: Vec<String> = r[..end]
@@ -241,6 +257,70 @@ fn map_after(code: &str, key: &str, f: impl Fn(&str) -> Option<String>) -> Strin
         .collect();
     out.push_str(&items.join(","));
     out.push_str(&rest[end..]);
+    out
+}
+
+/// `tcp flags syn / syn,ack` -> `tcp flags 0x2 / 0x2,0x10`.
+fn numeric_tcp_flags(code: &str) -> String {
+    const FLAGS: [(&str, u32); 8] = [
+        ("fin", 0x01),
+        ("syn", 0x02),
+        ("rst", 0x04),
+        ("psh", 0x08),
+        ("ack", 0x10),
+        ("urg", 0x20),
+        ("ecn", 0x40),
+        ("cwr", 0x80),
+    ];
+    let Some(i) = code.find("tcp flags ") else {
+        return code.to_string();
+    };
+    let start = i + "tcp flags ".len();
+    let mut out = code[..start].to_string();
+    let mut words = code[start..].split(' ').peekable();
+    let mut first = true;
+    while let Some(w) = words.next() {
+        let (body, nl) = match w.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (w, ""),
+        };
+        let trimmed = body.trim_end_matches(',');
+        let names: Option<Vec<String>> = if trimmed.is_empty() {
+            None
+        } else {
+            trimmed
+                .split(',')
+                .map(|n| {
+                    FLAGS
+                        .iter()
+                        .find(|(f, _)| *f == n)
+                        .map(|(_, b)| format!("{b:#x}"))
+                })
+                .collect()
+        };
+        if !first {
+            out.push(' ');
+        }
+        first = false;
+        match names {
+            Some(n) => {
+                out.push_str(&n.join(","));
+                out.push_str(&body[trimmed.len()..]);
+                out.push_str(nl);
+            }
+            None if matches!(body, "!=" | "!" | "/" | "&" | "==" | "{" | "}") => {
+                out.push_str(w);
+            }
+            None => {
+                // The end of the flags expression: the rest unchanged.
+                out.push_str(w);
+                for rest in words.by_ref() {
+                    out.push(' ');
+                    out.push_str(rest);
+                }
+            }
+        }
+    }
     out
 }
 
