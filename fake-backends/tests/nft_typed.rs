@@ -149,6 +149,7 @@ const FILES: &[(&str, &str)] = &[
     ("intervals", include_str!("nft_typed/intervals.txt")),
     ("errors2", include_str!("nft_typed/errors2.txt")),
     ("numeric", include_str!("nft_typed/numeric.txt")),
+    ("values", include_str!("nft_typed/values.txt")),
 ];
 
 #[test]

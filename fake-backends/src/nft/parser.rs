@@ -1692,7 +1692,8 @@ fn rule_body(p: &mut P, family: Family, in_block: bool) -> Result<RuleBody, PErr
         l3: None,
         in_block,
     };
-    if p.at_end() || (in_block && p.peek().kind == Kind::RBrace) {
+    // A rule needs a statement: a bare comment is not one.
+    if p.at_end() || (in_block && p.peek().kind == Kind::RBrace) || p.peek().is_word("comment") {
         return Err(syntax(p.peek(), None));
     }
     while !(p.at_end() || (cx.in_block && p.peek().kind == Kind::RBrace)) {
@@ -1833,11 +1834,29 @@ fn addr_match(p: &mut P, cx: &mut RuleCtx, fam_kw: &str, field: &str) -> Result<
     }
     let op = rel_op(p);
     let conv = move |t: &Tok| -> Result<String, PErr> {
-        let v = if v6 {
-            ipv6_value(&t.text)
-        } else {
-            ipv4_value(&t.text)
-        };
+        let one = |s: &str| if v6 { ipv6_value(s) } else { ipv4_value(s) };
+        // `A-B`: an address range (printed canonically).
+        if let Some((a, b)) = t.text.split_once('-') {
+            if let (Some(a), Some(b)) = (one(a), one(b)) {
+                if a.contains('/') || b.contains('/') {
+                    return Err(PErr::not_simulated(t.loc(), "range of prefixes"));
+                }
+                let order = |x: &str| -> u128 {
+                    if v6 {
+                        x.parse::<std::net::Ipv6Addr>().map(u128::from).unwrap_or(0)
+                    } else {
+                        x.parse::<Ipv4Addr>()
+                            .map(|x| u128::from(u32::from(x)))
+                            .unwrap_or(0)
+                    }
+                };
+                if order(&b) <= order(&a) {
+                    return Err(PErr::new(t.loc(), "Range has zero or negative size"));
+                }
+                return Ok(format!("{a}-{b}"));
+            }
+        }
+        let v = one(&t.text);
         v.ok_or_else(|| {
             let width = if v6 { 128 } else { 32 };
             match t.text.split_once('/').map(|(_, l)| l.parse::<u32>()) {
@@ -2113,6 +2132,14 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
         }
         "comment" => {
             let c = p.next();
+            if c.kind == Kind::Word && c.text.starts_with('\'') {
+                // nft's scanner has no single quotes: `'` is junk.
+                return Err(PErr::new(
+                    Loc { len: 1, ..c.loc() },
+                    "syntax error, unexpected junk, expecting string or quoted string or string with a trailing asterisk",
+                )
+                .parse_stage());
+            }
             match c.kind {
                 Kind::Quoted | Kind::Word => cx.body.comment = Some(c.text.clone()),
                 _ => return Err(syntax(c, Some("string"))),
