@@ -150,6 +150,7 @@ const FILES: &[(&str, &str)] = &[
     ("errors2", include_str!("nft_typed/errors2.txt")),
     ("numeric", include_str!("nft_typed/numeric.txt")),
     ("values", include_str!("nft_typed/values.txt")),
+    ("files", include_str!("nft_typed/files.txt")),
 ];
 
 #[test]

@@ -1872,6 +1872,16 @@ fn addr_match(p: &mut P, cx: &mut RuleCtx, fam_kw: &str, field: &str) -> Result<
         })
     };
     let t = plain_value_tok(p)?;
+    if !v6
+        && t.kind == Kind::Word
+        && t.text.starts_with(|c: char| c.is_ascii_digit())
+        && t.text.contains('.')
+        && conv(t).is_err()
+    {
+        // nft's scanner does not take `1.2.3` as an address: the parser
+        // then stumbles on whatever follows.
+        return Err(syntax(p.peek(), None));
+    }
     let value = if t.kind == Kind::LBrace {
         anon_set(p, cx, t.loc(), &conv)?
     } else if let Some(name) = t.text.strip_prefix('@') {
