@@ -151,6 +151,7 @@ const FILES: &[(&str, &str)] = &[
     ("numeric", include_str!("nft_typed/numeric.txt")),
     ("values", include_str!("nft_typed/values.txt")),
     ("files", include_str!("nft_typed/files.txt")),
+    ("echo", include_str!("nft_typed/echo.txt")),
 ];
 
 #[test]

@@ -937,6 +937,16 @@ impl NftState {
                     {
                         return Err(PErr::new(e.loc, "element does not exist"));
                     }
+                    if matches!(cmd.op, Op::DeleteElement { .. })
+                        && s.data_type.is_some()
+                        && e.value.value.is_none()
+                    {
+                        // A map element is deleted by its key alone.
+                        let mut keys_only = s.clone();
+                        keys_only.data_type = None;
+                        check_element(&keys_only, e)?;
+                        continue;
+                    }
                     check_element(s, e)?;
                 }
                 if matches!(cmd.op, Op::AddElement { .. })
@@ -1664,7 +1674,7 @@ impl NftState {
                 let body_text = c
                     .rules
                     .get(idx)
-                    .map(|r| format!("{}{}", r.text(), hs(handle)))
+                    .map(|r| format!("{}{}", body.echo_text(&r.text()), hs(handle)))
                     .unwrap_or_default();
                 echoes.push(Echo::Rule {
                     head: format!(
@@ -1715,7 +1725,7 @@ impl NftState {
                     stmts: body.stmts.clone(),
                     comment: body.comment.clone(),
                 };
-                let text = rule.text();
+                let text = body.echo_text(&rule.text());
                 let c = table
                     .chain_mut(&chain.value)
                     .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
@@ -1736,10 +1746,16 @@ impl NftState {
                     "delete rule {head} handle {}",
                     handle.value
                 )));
-                echoes.push(Echo::Text(format!(
-                    "add rule {head} {text}{}",
-                    hs(handle.value)
-                )));
+                // The new rule is echoed like an added one, naming the
+                // rule before it.
+                echoes.push(Echo::Rule {
+                    head: format!("add rule {head} "),
+                    family: t.family,
+                    table: t.name.clone(),
+                    chain: chain.value.clone(),
+                    handle: handle.value,
+                    body: format!("{text}{}", hs(handle.value)),
+                });
             }
             Op::RenameChain { t, chain, new } => {
                 let table = self

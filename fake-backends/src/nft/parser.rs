@@ -92,6 +92,22 @@ pub(crate) struct RuleBody {
     /// Anonymous sets (`{ a, b }`), by location — each is a set of its own
     /// in the kernel and takes a handle of the table.
     pub anon_sets: Vec<Loc>,
+    /// Anonymous sets as listed (sorted) and as written: `-e` echoes a new
+    /// rule with its sets in the order they were written.
+    pub echo_sets: Vec<(String, String)>,
+}
+
+impl RuleBody {
+    /// A rule's listed text as `nft -e` echoes it.
+    pub fn echo_text(&self, listed: &str) -> String {
+        let mut out = listed.to_string();
+        for (sorted, written) in &self.echo_sets {
+            if sorted != written {
+                out = out.replacen(sorted.as_str(), written, 1);
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1795,10 +1811,13 @@ fn anon_set(
         }
     }
     cx.body.anon_sets.push(open.to(p.prev().loc()));
+    let written = format!("{{ {} }}", items.join(", "));
     // nft lists set elements in value order, without duplicates.
     items.sort_by_key(|i| element_sort_key(i));
     items.dedup();
-    Ok(format!("{{ {} }}", items.join(", ")))
+    let sorted = format!("{{ {} }}", items.join(", "));
+    cx.body.echo_sets.push((sorted.clone(), written));
+    Ok(sorted)
 }
 
 /// Order of anonymous set elements as nft lists them: numbers, ranges and
@@ -2380,9 +2399,14 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                     }
                 }
                 cx.body.anon_sets.push(open.to(p.prev().loc()));
+                let written: Vec<&str> = items.iter().map(|(_, n)| *n).collect();
+                let written = format!("{{ {} }}", written.join(", "));
                 items.sort();
                 items.dedup();
                 let names: Vec<&str> = items.iter().map(|(_, n)| *n).collect();
+                cx.body
+                    .echo_sets
+                    .push((format!("{{ {} }}", names.join(", ")), written));
                 push(
                     cx,
                     format!("ct state {op}{{ {} }}", names.join(", ")),
@@ -2698,11 +2722,11 @@ fn proto_match(p: &mut P, cx: &mut RuleCtx, prefix: &str) -> Result<(), PErr> {
             .map(str::to_string)
             .collect();
         names.sort_by_key(|n| super::output::proto_number_of(n).unwrap_or(u8::MAX));
-        push(
-            cx,
-            format!("{prefix} {op}{{ {} }}", names.join(", ")),
-            StmtKind::Other,
-        );
+        let sorted = format!("{{ {} }}", names.join(", "));
+        if let Some(last) = cx.body.echo_sets.last_mut() {
+            last.0 = sorted.clone();
+        }
+        push(cx, format!("{prefix} {op}{sorted}"), StmtKind::Other);
         return Ok(());
     }
     if v.kind != Kind::Word {
@@ -2930,11 +2954,16 @@ fn vmap_stmt(p: &mut P, cx: &mut RuleCtx, lhs: &str, conv: &KeyConv) -> Result<(
         items.push((order, key, text));
     }
     cx.body.anon_sets.push(v.loc().to(p.prev().loc()));
+    let written: Vec<String> = items.iter().map(|(_, k, v)| format!("{k} : {v}")).collect();
+    let written = format!("{{ {} }}", written.join(", "));
     items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let body: Vec<String> = items
         .into_iter()
         .map(|(_, k, v)| format!("{k} : {v}"))
         .collect();
+    cx.body
+        .echo_sets
+        .push((format!("{{ {} }}", body.join(", ")), written));
     push(
         cx,
         format!("{lhs} vmap {{ {} }}", body.join(", ")),
@@ -3008,10 +3037,14 @@ fn icmp_match(p: &mut P, cx: &mut RuleCtx, t: &Tok) -> Result<(), PErr> {
             }
         }
         cx.body.anon_sets.push(v.loc().to(p.prev().loc()));
+        let written: Vec<&str> = items.iter().map(|(_, n)| n.as_str()).collect();
+        let written = format!("{{ {} }}", written.join(", "));
         items.sort();
         items.dedup();
         let names: Vec<String> = items.into_iter().map(|(_, n)| n).collect();
-        format!("{{ {} }}", names.join(", "))
+        let sorted = format!("{{ {} }}", names.join(", "));
+        cx.body.echo_sets.push((sorted.clone(), written));
+        sorted
     } else if v.text.starts_with('@') {
         return Err(PErr::not_simulated(v.loc(), "icmp type set references"));
     } else {
