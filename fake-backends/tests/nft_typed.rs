@@ -152,6 +152,7 @@ const FILES: &[(&str, &str)] = &[
     ("values", include_str!("nft_typed/values.txt")),
     ("files", include_str!("nft_typed/files.txt")),
     ("echo", include_str!("nft_typed/echo.txt")),
+    ("deps", include_str!("nft_typed/deps.txt")),
 ];
 
 #[test]

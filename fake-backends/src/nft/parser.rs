@@ -1891,11 +1891,25 @@ fn addr_match(p: &mut P, cx: &mut RuleCtx, fam_kw: &str, field: &str) -> Result<
         })
     };
     let t = plain_value_tok(p)?;
+    // What nft's scanner takes as an IPv4 address: four decimal parts,
+    // maybe a `/N` (checked later, "Could not resolve hostname" ...).
+    let quad_like = |w: &str| {
+        let (base, len) = match w.split_once('/') {
+            Some((b, l)) => (b, Some(l)),
+            None => (w, None),
+        };
+        let digits = |x: &str| !x.is_empty() && x.bytes().all(|c| c.is_ascii_digit());
+        base.split('.').count() == 4 && base.split('.').all(digits) && len.is_none_or(digits)
+    };
+    let scanned_as_address = |w: &str| match w.split_once('-') {
+        Some((a, b)) => quad_like(a) && quad_like(b),
+        None => quad_like(w),
+    };
     if !v6
         && t.kind == Kind::Word
         && t.text.starts_with(|c: char| c.is_ascii_digit())
         && t.text.contains('.')
-        && conv(t).is_err()
+        && !scanned_as_address(&t.text)
     {
         // nft's scanner does not take `1.2.3` as an address: the parser
         // then stumbles on whatever follows.
@@ -2002,6 +2016,21 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                     "tcp" => {
                         if !p.eat_word("reset") {
                             return Err(syntax(p.peek(), Some("reset")));
+                        }
+                        // The protocol match right before it is implied.
+                        let implied: &[&str] = match fam {
+                            Family::Ip => &["ip protocol tcp", "meta l4proto tcp"],
+                            Family::Ip6 => &["ip6 nexthdr tcp", "meta l4proto tcp"],
+                            _ => &[],
+                        };
+                        if cx
+                            .body
+                            .stmts
+                            .last()
+                            .is_some_and(|s| implied.contains(&s.text.as_str()))
+                        {
+                            cx.body.stmts.pop();
+                            cx.dep = None;
                         }
                         text.push_str(" with tcp reset");
                         if fam == Family::Inet && !cx.l4.iter().any(|x| x == "tcp") {
@@ -2211,6 +2240,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 ));
             }
             cx.l3 = Some(l3);
+            drop_nfproto(cx, l3 == "ip");
             let field = p.word("string")?;
             match (t.text.as_str(), field.value.as_str()) {
                 (_, "saddr" | "daddr") => addr_match(p, cx, &t.text, &field.value)?,
@@ -2269,8 +2299,11 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                         format!("conflicting protocols specified: {other} vs. tcp"),
                     ));
                 }
-                if let Some((_, proto, used)) = &mut cx.dep {
-                    if proto == "tcp" {
+                let next = cx.body.stmts.len();
+                if let Some((idx, proto, used)) = &mut cx.dep {
+                    // Only a match right after it makes the protocol
+                    // match redundant.
+                    if proto == "tcp" && dep_reaches(&cx.body.stmts, *idx, next) {
                         *used = true;
                     }
                 }
@@ -2295,8 +2328,9 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                         format!("conflicting protocols specified: {other} vs. {}", t.text),
                     ));
                 }
-                if let Some((_, proto, used)) = &mut cx.dep {
-                    if *proto == t.text {
+                let next = cx.body.stmts.len();
+                if let Some((idx, proto, used)) = &mut cx.dep {
+                    if *proto == t.text && dep_reaches(&cx.body.stmts, *idx, next) {
                         *used = true;
                     }
                 }
@@ -2324,8 +2358,9 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                     format!("conflicting protocols specified: {other} vs. {}", t.text),
                 ));
             }
-            if let Some((_, proto, used)) = &mut cx.dep {
-                if *proto == t.text {
+            let next = cx.body.stmts.len();
+            if let Some((idx, proto, used)) = &mut cx.dep {
+                if *proto == t.text && dep_reaches(&cx.body.stmts, *idx, next) {
                     *used = true;
                 }
             }
@@ -3050,6 +3085,7 @@ fn icmp_match(p: &mut P, cx: &mut RuleCtx, t: &Tok) -> Result<(), PErr> {
     } else {
         conv(v)?.1
     };
+    drop_nfproto(cx, kw == "icmp");
     // A preceding `ip protocol icmp` / `meta l4proto icmp` is implied.
     let proto = if kw == "icmp" { "icmp" } else { "ipv6-icmp" };
     if let Some(last) = cx.body.stmts.last() {
@@ -3066,6 +3102,31 @@ fn icmp_match(p: &mut P, cx: &mut RuleCtx, t: &Tok) -> Result<(), PErr> {
     }
     push(cx, format!("{kw} type {op}{value}"), StmtKind::Other);
     Ok(())
+}
+
+/// Whether a protocol match at `idx` still is the dependency of a match
+/// added at `next`: only other matches may come between (a statement such
+/// as `counter` or `log` ends nft's dependency tracking).
+fn dep_reaches(stmts: &[Stmt], idx: usize, next: usize) -> bool {
+    stmts.get(idx + 1..next).is_some_and(|between| {
+        between.iter().all(|s| {
+            let w = s.text.split(' ').next().unwrap_or("");
+            !matches!(w, "counter" | "log" | "limit" | "quota" | "notrack")
+        })
+    })
+}
+
+/// In inet, `meta nfproto ipv4` right before an ip (or icmp) match is that
+/// match's dependency: nft does not list it.
+fn drop_nfproto(cx: &mut RuleCtx, v4: bool) {
+    let implied = if v4 {
+        "meta nfproto ipv4"
+    } else {
+        "meta nfproto ipv6"
+    };
+    if cx.family == Family::Inet && cx.body.stmts.last().is_some_and(|s| s.text == implied) {
+        cx.body.stmts.pop();
+    }
 }
 
 /// `meta nfproto ipv4|ipv6` (inet only).
