@@ -153,6 +153,7 @@ const FILES: &[(&str, &str)] = &[
     ("files", include_str!("nft_typed/files.txt")),
     ("echo", include_str!("nft_typed/echo.txt")),
     ("deps", include_str!("nft_typed/deps.txt")),
+    ("comments", include_str!("nft_typed/comments.txt")),
 ];
 
 #[test]
