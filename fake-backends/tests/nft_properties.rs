@@ -192,7 +192,7 @@ fn unsupported_things_fail_clearly() {
         "add counter ip t cnt",
         "describe tcp dport",
         "monitor",
-        "add rule ip t c meta mark 1 accept",
+        "add rule ip t c meta skuid 0 accept",
     ] {
         let out = st.exec(&[cmd.to_string()], None);
         assert_eq!(out.status, 1, "{cmd} should fail: {out:?}");

@@ -212,6 +212,11 @@ fn verdict(text: &str) -> Option<J> {
 
 /// A number if the text is one, else a string.
 fn num_or_str(v: &str) -> J {
+    if let Some(hex) = v.strip_prefix("0x") {
+        if let Ok(n) = i64::from_str_radix(hex, 16) {
+            return J::Num(n);
+        }
+    }
     match v.parse::<i64>() {
         Ok(n) => J::Num(n),
         Err(_) => s(v),
@@ -354,12 +359,34 @@ pub(crate) fn stmt(text: &str, family: Family) -> Result<J, Unsupported> {
     if let Some(v) = verdict(text) {
         return Ok(v);
     }
+    // Mark assignments: `meta mark set V`, `ct mark set V|meta mark`.
+    if let (Some(key @ ("meta" | "ct")), Some("mark"), Some("set")) = (
+        w.first().map(String::as_str),
+        w.get(1).map(String::as_str),
+        w.get(2).map(String::as_str),
+    ) {
+        let target = obj(vec![(key, obj(vec![("key", s("mark"))]))]);
+        let value = match &w[3..] {
+            [m, k] if m == "meta" && k == "mark" => meta("mark"),
+            [v] => num_or_str(v),
+            _ => return Err(unsupported()),
+        };
+        return Ok(obj(vec![(
+            "mangle",
+            obj(vec![("key", target), ("value", value)]),
+        )]));
+    }
     // Matches: LEFT [!=] RIGHT, or LEFT vmap RIGHT.
     let (left, rest): (Option<J>, &[String]) = match (first, w.get(1).map(String::as_str)) {
         ("iif" | "oif" | "iifname" | "oifname", _) => (Some(meta(first)), &w[1..]),
-        ("meta", Some(k @ ("l4proto" | "nfproto" | "iif" | "oif" | "iifname" | "oifname"))) => {
-            (Some(meta(k)), &w[2..])
-        }
+        ("ct", Some("mark")) => (
+            Some(obj(vec![("ct", obj(vec![("key", s("mark"))]))])),
+            &w[2..],
+        ),
+        (
+            "meta",
+            Some(k @ ("l4proto" | "nfproto" | "iif" | "oif" | "iifname" | "oifname" | "mark")),
+        ) => (Some(meta(k)), &w[2..]),
         ("ip", Some(f @ ("saddr" | "daddr" | "protocol")))
         | ("ip6", Some(f @ ("saddr" | "daddr" | "nexthdr")))
         | ("tcp", Some(f @ ("sport" | "dport" | "flags")))
@@ -373,7 +400,7 @@ pub(crate) fn stmt(text: &str, family: Family) -> Result<J, Unsupported> {
     };
     if let Some(left) = left {
         let ty = left_type(&left);
-        let is_ct = first == "ct";
+        let is_ct = first == "ct" && w.get(1).map(String::as_str) == Some("state");
         let is_flags = first == "tcp" && w.get(1).map(String::as_str) == Some("flags");
         return match rest {
             [vm, data] if vm == "vmap" => {

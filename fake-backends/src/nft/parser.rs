@@ -2210,6 +2210,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 "iif" | "oif" | "iifname" | "oifname" => iface_match(p, cx, &key.value, t)?,
                 "l4proto" => proto_match(p, cx, "meta l4proto")?,
                 "nfproto" => nfproto_match(p, cx, t.loc().to(key.loc))?,
+                "mark" => mark_stmt(p, cx, "meta mark")?,
                 other => return Err(PErr::not_simulated(key.loc, format!("meta {other}"))),
             }
         }
@@ -2402,6 +2403,9 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             if key.value != "state" && !CT_KEYS.contains(&key.value.as_str()) {
                 return Err(syntax(p.prev(), None));
             }
+            if key.value == "mark" {
+                return mark_stmt(p, cx, "ct mark");
+            }
             if key.value != "state" {
                 return Err(PErr::not_simulated(key.loc, format!("ct {}", key.value)));
             }
@@ -2479,6 +2483,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             );
         }
         "icmp" | "icmpv6" => icmp_match(p, cx, t)?,
+        "mark" => mark_stmt(p, cx, "meta mark")?,
         "log" => log_stmt(p, cx)?,
         "limit" => limit_stmt(p, cx)?,
         other if is_keyword(other) || NFT_EXPR_WORDS.contains(&other) => {
@@ -3127,6 +3132,56 @@ fn drop_nfproto(cx: &mut RuleCtx, v4: bool) {
     if cx.family == Family::Inet && cx.body.stmts.last().is_some_and(|s| s.text == implied) {
         cx.body.stmts.pop();
     }
+}
+
+/// A packet/conntrack mark value, printed as nft does (`0x0000002a`).
+fn mark_value(t: &Tok) -> Result<String, PErr> {
+    let v = match t.text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => t.text.parse::<u64>().ok(),
+    };
+    match v {
+        Some(n) if n <= u64::from(u32::MAX) => Ok(format!("{n:#010x}")),
+        Some(_) => Err(PErr::new(
+            t.loc(),
+            format!("Value {} exceeds valid range 0-4294967295", t.text),
+        )),
+        None => Err(PErr::new(t.loc(), "Could not parse packet mark")),
+    }
+}
+
+/// `meta mark [!=] V`, `meta mark { V, ... }`, `meta mark set V`, and the
+/// same for `ct mark` (also `ct mark set meta mark`).
+fn mark_stmt(p: &mut P, cx: &mut RuleCtx, lhs: &str) -> Result<(), PErr> {
+    if p.eat_word("set") {
+        if lhs == "ct mark" && p.peek().is_word("meta") && p.peek_at(1).is_word("mark") {
+            p.next();
+            p.next();
+            push(cx, "ct mark set meta mark".into(), StmtKind::Other);
+            return Ok(());
+        }
+        let v = plain_value_tok(p)?;
+        if v.kind != Kind::Word {
+            return Err(PErr::not_simulated(
+                v.loc(),
+                format!("{lhs} set expression"),
+            ));
+        }
+        let value = mark_value(v)?;
+        push(cx, format!("{lhs} set {value}"), StmtKind::Other);
+        return Ok(());
+    }
+    let op = rel_op(p);
+    let v = plain_value_tok(p)?;
+    let value = if v.kind == Kind::LBrace {
+        anon_set(p, cx, v.loc(), &mark_value)?
+    } else if v.text.starts_with('@') {
+        return Err(PErr::not_simulated(v.loc(), "mark set references"));
+    } else {
+        mark_value(v)?
+    };
+    push(cx, format!("{lhs} {op}{value}"), StmtKind::Other);
+    Ok(())
 }
 
 /// `meta nfproto ipv4|ipv6` (inet only).
