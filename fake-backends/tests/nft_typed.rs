@@ -154,6 +154,7 @@ const FILES: &[(&str, &str)] = &[
     ("echo", include_str!("nft_typed/echo.txt")),
     ("deps", include_str!("nft_typed/deps.txt")),
     ("comments", include_str!("nft_typed/comments.txt")),
+    ("typos", include_str!("nft_typed/typos.txt")),
 ];
 
 #[test]

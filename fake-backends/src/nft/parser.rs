@@ -1210,6 +1210,19 @@ fn chain_spec(p: &mut P, family: Family) -> Result<ChainOpts, PErr> {
                 }
             }
             Kind::Eof => return Err(syntax(t, Some("'}'"))),
+            Kind::Word
+                if !is_keyword(&t.text)
+                    && !NFT_EXPR_WORDS.contains(&t.text.as_str())
+                    && matches!(
+                        p.peek_at(1).text.as_str(),
+                        "accept" | "drop" | "continue" | "return" | "queue"
+                    ) =>
+            {
+                // A misspelt keyword reads as the symbol starting a rule;
+                // the word after it is then unexpected.
+                p.next();
+                return Err(syntax(p.peek(), None));
+            }
             _ => {
                 return Err(PErr::not_simulated(
                     t.loc(),
@@ -1270,6 +1283,11 @@ fn table_opts(p: &mut P) -> Result<(bool, Option<String>), PErr> {
             }
             Kind::Word if t.text == "flags" => {
                 let f = p.word("string")?;
+                if f.value != "dormant" && f.value != "owner" {
+                    return Err(
+                        PErr::new(f.loc, format!("unknown table option {}", f.value)).parse_stage(),
+                    );
+                }
                 if f.value != "dormant" {
                     return Err(PErr::not_simulated(
                         f.loc,
@@ -1465,7 +1483,7 @@ fn check_set_type(t: &Named<String>) -> Result<(), PErr> {
 /// `{ e1, e2 : v2, ... }` — elements kept as canonical text.
 fn element_list(p: &mut P) -> Result<Vec<Named<Element>>, PErr> {
     if p.peek().kind != Kind::LBrace {
-        return Err(syntax(p.peek(), Some("'{'")));
+        return Err(syntax(p.peek(), Some("'{' or '$'")));
     }
     p.next();
     let mut out = Vec::new();
@@ -1510,10 +1528,24 @@ fn element_list(p: &mut P) -> Result<Vec<Named<Element>>, PErr> {
                     loc,
                 });
             }
+            Kind::Eof => return Err(eof_in_braces(t)),
             _ => return Err(syntax(t, Some("'}'"))),
         }
     }
     Ok(out)
+}
+
+/// The input ended inside `{ ...`: nft reports it at the start of the line.
+fn eof_in_braces(t: &Tok) -> PErr {
+    PErr::new(
+        Loc {
+            line: t.line,
+            col: 0,
+            len: 1,
+        },
+        "syntax error, unexpected end of file, expecting comma or '}'",
+    )
+    .parse_stage()
 }
 
 fn element_key(t: &Tok) -> Result<String, PErr> {
@@ -1807,6 +1839,7 @@ fn anon_set(
             Kind::RBrace => break,
             Kind::Comma => continue,
             Kind::Word | Kind::Quoted => items.push(conv(t)?),
+            Kind::Eof => return Err(eof_in_braces(t)),
             _ => return Err(syntax(t, Some("'}'"))),
         }
     }
@@ -1977,6 +2010,10 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
     if t.kind != Kind::Word {
         if t.kind == Kind::Quoted {
             return Err(PErr::not_simulated(t.loc(), "quoted string as statement"));
+        }
+        if t.kind == Kind::RBrace && !cx.in_block && !cx.body.stmts.is_empty() {
+            // A stray `}` after a complete statement.
+            return Err(syntax(t, Some(END_EXPECT)));
         }
         return Err(syntax(t, None));
     }
@@ -2200,7 +2237,12 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             }
             match c.kind {
                 Kind::Quoted | Kind::Word => cx.body.comment = Some(c.text.clone()),
-                _ => return Err(syntax(c, Some("string"))),
+                _ => {
+                    return Err(syntax(
+                        c,
+                        Some("string or quoted string or string with a trailing asterisk"),
+                    ))
+                }
             }
         }
         "iif" | "oif" | "iifname" | "oifname" => iface_match(p, cx, &t.text, t)?,
