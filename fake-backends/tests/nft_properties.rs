@@ -202,8 +202,11 @@ fn unsupported_things_fail_clearly() {
             out.stderr
         );
     }
-    // JSON is simulated for list commands only.
-    let out = st.exec(&["-j", "add", "table", "ip", "x"].map(String::from), None);
+    // JSON echo (-j -e) is not simulated.
+    let out = st.exec(
+        &["-j", "-e", "add", "table", "ip", "x"].map(String::from),
+        None,
+    );
     assert_eq!(out.status, 1);
     assert!(out.stderr.contains("not simulated"), "{}", out.stderr);
     // Script files are read from the real file system.

@@ -431,6 +431,16 @@ impl NftState {
             }
         };
         let (cmds, errors) = parser::parse(&toks);
+        if !cmds.iter().any(|c| is_list(&c.op)) {
+            // Without a listing, -j changes nothing that is printed.
+            let saved = self.clone();
+            let out = self.run_source(src, opts);
+            if check {
+                let after = std::mem::replace(self, saved);
+                self.keep_counters(&after);
+            }
+            return out;
+        }
         let op = match (cmds.as_slice(), errors.is_empty()) {
             ([one], true) if is_list(&one.op) => one.op.clone(),
             _ => {
