@@ -118,6 +118,9 @@ struct KErr {
 
 /// What to echo after a successful commit.
 enum Echo {
+    /// Nothing printed: the command's first message was a delete (an
+    /// auto-merge replacing elements), so the kernel echoes no generation.
+    DeleteFirst,
     /// Fully rendered when the command was applied.
     Text(String),
     /// A rule: the kernel reports its position (the previous rule) from the
@@ -148,6 +151,32 @@ enum CacheLevel {
 
 fn fail(msg: String) -> Output {
     Output::failed(1, msg)
+}
+
+/// Interval elements merged where they overlap or touch (`auto-merge`),
+/// in order; `None` when an element is not an interval of a known type.
+fn merge_intervals(key_type: &str, elems: &[Element]) -> Option<Vec<Element>> {
+    let mut spans: Vec<(u128, u128)> = elems
+        .iter()
+        .map(|e| model::element_bounds(key_type, &e.key))
+        .collect::<Option<_>>()?;
+    spans.sort();
+    let mut merged: Vec<(u128, u128)> = Vec::new();
+    for (lo, hi) in spans {
+        match merged.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => merged.push((lo, hi)),
+        }
+    }
+    Some(
+        merged
+            .into_iter()
+            .map(|(lo, hi)| Element {
+                key: model::interval_text(key_type, lo, hi),
+                value: None,
+            })
+            .collect(),
+    )
 }
 
 /// The values an interval set element covers (address/prefix/range or
@@ -691,6 +720,9 @@ impl NftState {
         }
         if opts.echo {
             for e in &echoes {
+                if matches!(e, Echo::DeleteFirst) {
+                    continue;
+                }
                 stdout.push_str(&self.echo_line(e));
                 stdout.push('\n');
             }
@@ -707,6 +739,7 @@ impl NftState {
                         | Op::AddElement { .. }
                 )
             });
+            let first_echoes = first_echoes && !matches!(echoes.first(), Some(Echo::DeleteFirst));
             if changed && first_echoes {
                 stdout.push_str(&format!(
                     "# new generation {} by process {} (nft)\n",
@@ -923,6 +956,7 @@ impl NftState {
                         flags: decl.flags.clone(),
                         elements: Vec::new(),
                         typeof_key: decl.typeof_key.clone(),
+                        auto_merge: decl.auto_merge,
                     });
                 }
             }
@@ -961,6 +995,7 @@ impl NftState {
                 }
                 if matches!(cmd.op, Op::AddElement { .. })
                     && s.flags.iter().any(|f| f == "interval")
+                    && !s.auto_merge
                 {
                     // nft refuses overlapping intervals within one command.
                     let spans: Vec<Option<(u128, u128)>> = elems
@@ -1872,6 +1907,11 @@ impl NftState {
                     }
                 } else {
                     new_elems = decl.elements.clone();
+                    if decl.auto_merge && !decl.is_map {
+                        if let Some(m) = merge_intervals(&decl.key_type, &new_elems) {
+                            new_elems = m;
+                        }
+                    }
                     let handle = table.alloc_handle();
                     table.sets.push(Set {
                         name: set.value.clone(),
@@ -1880,8 +1920,9 @@ impl NftState {
                         key_type: decl.key_type.clone(),
                         data_type: decl.data_type.clone(),
                         flags: decl.flags.clone(),
-                        elements: decl.elements.clone(),
+                        elements: new_elems.clone(),
                         typeof_key: decl.typeof_key.clone(),
+                        auto_merge: decl.auto_merge,
                     });
                 }
                 *changed = true;
@@ -1979,6 +2020,46 @@ impl NftState {
                         model::element_cmp(&s.key_type, &a.value.key, &b.value.key)
                     });
                 }
+                if s.auto_merge && !s.is_map {
+                    // nft merges the new intervals with the set's and
+                    // echoes the merged intervals that took new elements.
+                    let mut all = s.elements.clone();
+                    all.extend(elems.iter().map(|e| e.value.clone()));
+                    if let Some(merged) = merge_intervals(&s.key_type, &all) {
+                        let new_spans: Vec<(u128, u128)> = elems
+                            .iter()
+                            .filter_map(|e| model::element_bounds(&s.key_type, &e.value.key))
+                            .collect();
+                        if merged != s.elements {
+                            *changed = true;
+                            // Existing elements merged away are deleted
+                            // before the merged ones are added.
+                            if s.elements.iter().any(|x| !merged.contains(x)) {
+                                echoes.push(Echo::DeleteFirst);
+                            }
+                            let touched: Vec<String> = merged
+                                .iter()
+                                .filter(|m| {
+                                    model::element_bounds(&s.key_type, &m.key).is_some_and(
+                                        |(lo, hi)| {
+                                            new_spans.iter().any(|(a, b)| *a >= lo && *b <= hi)
+                                        },
+                                    )
+                                })
+                                .map(|m| m.text())
+                                .collect();
+                            echoes.push(Echo::Text(format!(
+                                "add element {} {} {} {{ {} }}",
+                                t.family.as_str(),
+                                t.name,
+                                set.value,
+                                touched.join(", ")
+                            )));
+                            s.elements = merged;
+                        }
+                        order.clear();
+                    }
+                }
                 for e in order {
                     if s.elements.iter().any(|x| x.key == e.value.key) {
                         // Already there: no transaction, nothing echoed.
@@ -2031,6 +2112,7 @@ impl NftState {
     fn echo_line(&self, e: &Echo) -> String {
         match e {
             Echo::Text(t) => t.clone(),
+            Echo::DeleteFirst => String::new(),
             Echo::Rule {
                 head,
                 family,
@@ -2183,7 +2265,7 @@ fn check_element(s: &Set, e: &Named<Element>) -> Result<(), PErr> {
             format!("element '{}' for type {}", e.value.key, s.key_type),
         ));
     }
-    if interval {
+    if interval && !s.auto_merge {
         if let Some((lo, hi)) = model::element_bounds(&s.key_type, key) {
             let overlaps = s.elements.iter().any(|x| {
                 x.key != *key

@@ -249,6 +249,9 @@ pub struct Set {
     /// `typeof EXPR` the set was declared with (listed instead of `type`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub typeof_key: Option<String>,
+    /// `auto-merge`: adjacent and overlapping intervals are merged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_merge: bool,
 }
 
 impl Set {
@@ -336,6 +339,9 @@ pub fn set_body(set: &Set) -> String {
     if !set.flags.is_empty() {
         out.push_str(&format!("\t\tflags {}\n", set.flags.join(",")));
     }
+    if set.auto_merge {
+        out.push_str("\t\tauto-merge\n");
+    }
     if !set.elements.is_empty() {
         // nft sorts the elements by key and wraps lines by key type.
         let mut elems: Vec<&Element> = set.elements.iter().collect();
@@ -363,6 +369,31 @@ pub fn set_body(set: &Set) -> String {
 
 /// The value an element key starts at: (address or number, and for text the
 /// bytes), for ordering and overlap checks.
+/// An interval as nft lists it: one value, a prefix when aligned (IPv4),
+/// else `lo-hi`.
+pub fn interval_text(key_type: &str, lo: u128, hi: u128) -> String {
+    let one = |v: u128| -> String {
+        match key_type {
+            "ipv4_addr" => std::net::Ipv4Addr::from(v as u32).to_string(),
+            "ipv6_addr" => std::net::Ipv6Addr::from(v).to_string(),
+            _ => v.to_string(),
+        }
+    };
+    if lo == hi {
+        return one(lo);
+    }
+    let width: u32 = match key_type {
+        "ipv4_addr" => 32,
+        "ipv6_addr" => 128,
+        _ => 0,
+    };
+    let size = hi.wrapping_sub(lo).wrapping_add(1);
+    if width > 0 && size.is_power_of_two() && lo % size == 0 {
+        return format!("{}/{}", one(lo), width - size.trailing_zeros());
+    }
+    format!("{}-{}", one(lo), one(hi))
+}
+
 pub fn element_bounds(key_type: &str, key: &str) -> Option<(u128, u128)> {
     let num = |s: &str| -> Option<u128> {
         match key_type {

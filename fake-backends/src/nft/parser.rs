@@ -118,6 +118,7 @@ pub(crate) struct SetDecl {
     pub flags: Vec<String>,
     pub elements: Vec<Element>,
     pub typeof_key: Option<String>,
+    pub auto_merge: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1362,6 +1363,7 @@ fn set_decl(p: &mut P, is_map: bool) -> Result<SetDecl, PErr> {
         flags: Vec::new(),
         elements: Vec::new(),
         typeof_key: None,
+        auto_merge: false,
     };
     loop {
         while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
@@ -1447,6 +1449,10 @@ fn set_decl(p: &mut P, is_map: bool) -> Result<SetDecl, PErr> {
                         break;
                     }
                 }
+            }
+            Kind::Word if t.text == "auto-merge" => {
+                p.next();
+                decl.auto_merge = true;
             }
             Kind::Word if t.text == "elements" => {
                 p.next();
