@@ -388,7 +388,7 @@ pub fn interval_text(key_type: &str, lo: u128, hi: u128) -> String {
         _ => 0,
     };
     let size = hi.wrapping_sub(lo).wrapping_add(1);
-    if width > 0 && size.is_power_of_two() && lo % size == 0 {
+    if width > 0 && size.is_power_of_two() && lo.is_multiple_of(size) {
         return format!("{}/{}", one(lo), width - size.trailing_zeros());
     }
     format!("{}-{}", one(lo), one(hi))
