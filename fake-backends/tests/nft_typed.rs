@@ -155,6 +155,8 @@ const FILES: &[(&str, &str)] = &[
     ("deps", include_str!("nft_typed/deps.txt")),
     ("comments", include_str!("nft_typed/comments.txt")),
     ("typos", include_str!("nft_typed/typos.txt")),
+    ("lists", include_str!("nft_typed/lists.txt")),
+    ("nat", include_str!("nft_typed/nat.txt")),
 ];
 
 #[test]

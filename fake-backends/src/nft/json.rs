@@ -351,6 +351,28 @@ fn matched(op: &str, left: J, right: J) -> J {
     )])
 }
 
+/// A NAT statement's trailing flags (`random`, `fully-random`,
+/// `persistent`): the words before them, and the flags as nft's JSON (one
+/// string, or a list of them).
+fn split_nat_flags(w: &[String]) -> (&[String], Option<J>) {
+    let is_flags = |x: &String| {
+        x.split(',')
+            .all(|f| matches!(f, "random" | "fully-random" | "persistent"))
+    };
+    match w.split_last() {
+        Some((last, rest)) if is_flags(last) => {
+            let names: Vec<J> = last.split(',').map(s).collect();
+            let flags = if names.len() == 1 {
+                names.into_iter().next().unwrap_or(J::Null)
+            } else {
+                J::Arr(names)
+            };
+            (rest, Some(flags))
+        }
+        _ => (w, None),
+    }
+}
+
 /// One statement's canonical text to nft's JSON.
 pub(crate) fn stmt(text: &str, family: Family) -> Result<J, Unsupported> {
     let unsupported = || format!("JSON of '{text}'");
@@ -475,19 +497,33 @@ pub(crate) fn stmt(text: &str, family: Family) -> Result<J, Unsupported> {
                 _ => Err(unsupported()),
             }
         }
-        "masquerade" => match &w[1..] {
-            [] => Ok(obj(vec![("masquerade", J::Null)])),
-            [to, ports] if to == "to" => {
-                let p = ports.strip_prefix(':').ok_or_else(unsupported)?;
-                Ok(obj(vec![(
-                    "masquerade",
-                    obj(vec![("port", value("inet_service", p)?)]),
-                )]))
+        "masquerade" | "redirect" => {
+            // [to :PORTS] [FLAGS]
+            let (rest, flags) = split_nat_flags(&w[1..]);
+            let mut fields = Vec::new();
+            match rest {
+                [] => {}
+                [to, ports] if to == "to" => {
+                    let p = ports.strip_prefix(':').ok_or_else(unsupported)?;
+                    fields.push(("port", value("inet_service", p)?));
+                }
+                _ => return Err(unsupported()),
             }
-            _ => Err(unsupported()),
-        },
+            if let Some(f) = flags {
+                fields.push(("flags", f));
+            }
+            Ok(obj(vec![(
+                first,
+                if fields.is_empty() {
+                    J::Null
+                } else {
+                    obj(fields)
+                },
+            )]))
+        }
         "snat" | "dnat" => {
-            let (fam, target) = match &w[1..] {
+            let (rest, flags) = split_nat_flags(&w[1..]);
+            let (fam, target) = match rest {
                 [to, t] if to == "to" => (None, t),
                 [f, to, t] if to == "to" && (f == "ip" || f == "ip6") => (Some(f.as_str()), t),
                 _ => return Err(unsupported()),
@@ -509,6 +545,9 @@ pub(crate) fn stmt(text: &str, family: Family) -> Result<J, Unsupported> {
             fields.push(("addr", value("ipv4_addr", &addr)?));
             if let Some(p) = port {
                 fields.push(("port", value("inet_service", &p)?));
+            }
+            if let Some(f) = flags {
+                fields.push(("flags", f));
             }
             Ok(obj(vec![(first, obj(fields))]))
         }

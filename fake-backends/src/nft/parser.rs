@@ -2193,6 +2193,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 let _ = to;
                 text.push_str(&format!(" to {}", ports.value));
             }
+            text.push_str(&nat_flags(p)?);
             nat_family_check(cx, t)?;
             push(cx, text, StmtKind::Nat("masquerade".into()));
         }
@@ -2225,9 +2226,10 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 }
             };
             let text = nat_target(&spec, cx, v6)?;
+            let flags = nat_flags(p)?;
             push(
                 cx,
-                format!("{} {}to {}", t.text, prefix, text),
+                format!("{} {}to {}{flags}", t.text, prefix, text),
                 StmtKind::Nat(t.text.clone()),
             );
         }
@@ -2531,6 +2533,43 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             );
         }
         "icmp" | "icmpv6" => icmp_match(p, cx, t)?,
+        "redirect" => {
+            let mut text = "redirect".to_string();
+            if p.eat_word("to") {
+                let ports = p.word("string")?;
+                let bare = ports.value.trim_start_matches(':');
+                if cx.l4.is_empty() {
+                    let skip = ports.value.len() - bare.len();
+                    let range = Loc {
+                        col: ports.loc.col + skip,
+                        len: ports.loc.len.saturating_sub(skip),
+                        ..ports.loc
+                    };
+                    return Err(PErr {
+                        loc: range,
+                        secondary: Some(t.loc()),
+                        msg: "transport protocol mapping is only valid after transport protocol match".into(),
+                        eval: true,
+                    });
+                }
+                let port_tok = Tok {
+                    kind: Kind::Word,
+                    text: bare.to_string(),
+                    line: ports.loc.line,
+                    col: ports.loc.col,
+                    len: ports.loc.len,
+                };
+                text.push_str(&format!(" to :{}", port_conv(&port_tok)?));
+            }
+            text.push_str(&nat_flags(p)?);
+            if !matches!(cx.family, Family::Ip | Family::Ip6 | Family::Inet) {
+                return Err(PErr::not_simulated(
+                    t.loc(),
+                    format!("redirect in family {}", cx.family.as_str()),
+                ));
+            }
+            push(cx, text, StmtKind::Nat("redirect".into()));
+        }
         "mark" => mark_stmt(p, cx, "meta mark")?,
         "log" => log_stmt(p, cx)?,
         "limit" => limit_stmt(p, cx)?,
@@ -2665,6 +2704,33 @@ const NFT_EXPR_WORDS: &[&str] = &[
     "geneve",
     "vxlan",
 ];
+
+/// NAT flags after the target: printed in nft's order.
+fn nat_flags(p: &mut P) -> Result<String, PErr> {
+    const ORDER: [&str; 3] = ["random", "fully-random", "persistent"];
+    let mut seen = [false; 3];
+    let mut any = false;
+    while let Some(i) = ORDER.iter().position(|f| p.peek().is_word(f)) {
+        p.next();
+        seen[i] = true;
+        any = true;
+        if p.peek().kind == Kind::Comma && ORDER.iter().any(|f| p.peek_at(1).is_word(f)) {
+            p.next();
+        } else {
+            break;
+        }
+    }
+    if !any {
+        return Ok(String::new());
+    }
+    let names: Vec<&str> = ORDER
+        .iter()
+        .zip(seen)
+        .filter(|(_, s)| *s)
+        .map(|(n, _)| *n)
+        .collect();
+    Ok(format!(" {}", names.join(",")))
+}
 
 fn nat_family_check(cx: &RuleCtx, t: &Tok) -> Result<(), PErr> {
     let inet_ok = t.text == "masquerade" && cx.family == Family::Inet;
