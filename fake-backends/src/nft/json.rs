@@ -139,6 +139,9 @@ pub(crate) fn set_obj(t: &Table, set: &Set) -> Result<J, Unsupported> {
     if set.key_type.contains(' ') {
         return Err(format!("JSON of set type '{}'", set.key_type));
     }
+    if let Some(c) = &set.comment {
+        fields.push(("comment", s(c)));
+    }
     if set.is_map {
         let data = set.data_type.clone().unwrap_or_default();
         fields.push(("map", s(&data)));

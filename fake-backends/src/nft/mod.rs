@@ -957,6 +957,7 @@ impl NftState {
                         elements: Vec::new(),
                         typeof_key: decl.typeof_key.clone(),
                         auto_merge: decl.auto_merge,
+                        comment: decl.comment.clone(),
                     });
                 }
             }
@@ -1923,6 +1924,7 @@ impl NftState {
                         elements: new_elems.clone(),
                         typeof_key: decl.typeof_key.clone(),
                         auto_merge: decl.auto_merge,
+                        comment: decl.comment.clone(),
                     });
                 }
                 *changed = true;
@@ -1934,6 +1936,9 @@ impl NftState {
                     inner.push_str(&format!("{};", s.type_text()));
                     if !s.flags.is_empty() {
                         inner.push_str(&format!(" flags {};", s.flags.join(",")));
+                    }
+                    if let Some(c) = &s.comment {
+                        inner.push_str(&format!(" comment \"{c}\";"));
                     }
                     echoes.push(Echo::Text(format!(
                         "{} {} {} {} {} {{ {} }} ",

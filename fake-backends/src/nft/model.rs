@@ -252,6 +252,9 @@ pub struct Set {
     /// `auto-merge`: adjacent and overlapping intervals are merged.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auto_merge: bool,
+    /// `comment "..."` of the set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 impl Set {
@@ -341,6 +344,9 @@ pub fn set_body(set: &Set) -> String {
     }
     if set.auto_merge {
         out.push_str("\t\tauto-merge\n");
+    }
+    if let Some(c) = &set.comment {
+        out.push_str(&format!("\t\tcomment \"{c}\"\n"));
     }
     if !set.elements.is_empty() {
         // nft sorts the elements by key and wraps lines by key type.

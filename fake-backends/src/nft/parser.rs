@@ -119,6 +119,7 @@ pub(crate) struct SetDecl {
     pub elements: Vec<Element>,
     pub typeof_key: Option<String>,
     pub auto_merge: bool,
+    pub comment: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1364,6 +1365,7 @@ fn set_decl(p: &mut P, is_map: bool) -> Result<SetDecl, PErr> {
         elements: Vec::new(),
         typeof_key: None,
         auto_merge: false,
+        comment: None,
     };
     loop {
         while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
@@ -1453,6 +1455,14 @@ fn set_decl(p: &mut P, is_map: bool) -> Result<SetDecl, PErr> {
             Kind::Word if t.text == "auto-merge" => {
                 p.next();
                 decl.auto_merge = true;
+            }
+            Kind::Word if t.text == "comment" => {
+                p.next();
+                let c = p.next();
+                if c.kind != Kind::Quoted && c.kind != Kind::Word {
+                    return Err(syntax(c, Some("string")));
+                }
+                decl.comment = Some(c.text.clone());
             }
             Kind::Word if t.text == "elements" => {
                 p.next();
