@@ -157,6 +157,7 @@ const FILES: &[(&str, &str)] = &[
     ("typos", include_str!("nft_typed/typos.txt")),
     ("lists", include_str!("nft_typed/lists.txt")),
     ("nat", include_str!("nft_typed/nat.txt")),
+    ("wiki", include_str!("nft_typed/wiki.txt")),
 ];
 
 #[test]

@@ -1859,11 +1859,15 @@ fn anon_set(
             _ => return Err(syntax(t, Some("'}'"))),
         }
     }
-    cx.body.anon_sets.push(open.to(p.prev().loc()));
     let written = format!("{{ {} }}", items.join(", "));
     // nft lists set elements in value order, without duplicates.
     items.sort_by_key(|i| element_sort_key(i));
     items.dedup();
+    if items.len() == 1 {
+        // A one-element set is no set to nft: it matches the value.
+        return Ok(items.remove(0));
+    }
+    cx.body.anon_sets.push(open.to(p.prev().loc()));
     let sorted = format!("{{ {} }}", items.join(", "));
     cx.body.echo_sets.push((sorted.clone(), written));
     Ok(sorted)
@@ -2497,12 +2501,17 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                         _ => return Err(syntax(s, Some("'}'"))),
                     }
                 }
-                cx.body.anon_sets.push(open.to(p.prev().loc()));
                 let written: Vec<&str> = items.iter().map(|(_, n)| *n).collect();
                 let written = format!("{{ {} }}", written.join(", "));
                 items.sort();
                 items.dedup();
                 let names: Vec<&str> = items.iter().map(|(_, n)| *n).collect();
+                if names.len() == 1 {
+                    // One state: a plain state match.
+                    push(cx, format!("ct state {op}{}", names[0]), StmtKind::Other);
+                    return Ok(());
+                }
+                cx.body.anon_sets.push(open.to(p.prev().loc()));
                 cx.body
                     .echo_sets
                     .push((format!("{{ {} }}", names.join(", ")), written));
@@ -2878,6 +2887,11 @@ fn proto_match(p: &mut P, cx: &mut RuleCtx, prefix: &str) -> Result<(), PErr> {
                 .ok_or_else(|| PErr::not_simulated(t.loc(), format!("protocol '{}'", t.text)))
         };
         let set = anon_set(p, cx, v.loc(), &conv)?;
+        if !set.starts_with('{') {
+            // One protocol: a plain match.
+            push(cx, format!("{prefix} {op}{set}"), StmtKind::Other);
+            return Ok(());
+        }
         // Listed by protocol number.
         let mut names: Vec<String> = set
             .trim_start_matches("{ ")
@@ -3200,15 +3214,21 @@ fn icmp_match(p: &mut P, cx: &mut RuleCtx, t: &Tok) -> Result<(), PErr> {
                 _ => return Err(syntax(e, Some("'}'"))),
             }
         }
-        cx.body.anon_sets.push(v.loc().to(p.prev().loc()));
         let written: Vec<&str> = items.iter().map(|(_, n)| n.as_str()).collect();
         let written = format!("{{ {} }}", written.join(", "));
         items.sort();
         items.dedup();
-        let names: Vec<String> = items.into_iter().map(|(_, n)| n).collect();
-        let sorted = format!("{{ {} }}", names.join(", "));
-        cx.body.echo_sets.push((sorted.clone(), written));
-        sorted
+        if items.len() != 1 {
+            cx.body.anon_sets.push(v.loc().to(p.prev().loc()));
+        }
+        let mut names: Vec<String> = items.into_iter().map(|(_, n)| n).collect();
+        if names.len() == 1 {
+            names.remove(0)
+        } else {
+            let sorted = format!("{{ {} }}", names.join(", "));
+            cx.body.echo_sets.push((sorted.clone(), written));
+            sorted
+        }
     } else if v.text.starts_with('@') {
         return Err(PErr::not_simulated(v.loc(), "icmp type set references"));
     } else {
