@@ -185,11 +185,14 @@ proptest! {
 fn unsupported_things_fail_clearly() {
     let mut st = base();
     for cmd in [
-        "add rule ip t c log prefix x",
+        "add rule ip t c quota 10 mbytes drop",
         "add flowtable ip t f { hook ingress priority 0; devices = { lo }; }",
-        "replace rule ip t c handle 2 accept",
+        "reset counters",
+        "add set ip t s9 { type ipv4_addr; flags timeout; }",
+        "add counter ip t cnt",
+        "describe tcp dport",
         "monitor",
-        "add rule ip t c meta mark 1 accept",
+        "add rule ip t c meta skuid 0 accept",
     ] {
         let out = st.exec(&[cmd.to_string()], None);
         assert_eq!(out.status, 1, "{cmd} should fail: {out:?}");
@@ -199,12 +202,27 @@ fn unsupported_things_fail_clearly() {
             out.stderr
         );
     }
-    let out = st.exec(&["-j".into(), "list".into(), "ruleset".into()], None);
+    // JSON echo (-j -e) is not simulated.
+    let out = st.exec(
+        &["-j", "-e", "add", "table", "ip", "x"].map(String::from),
+        None,
+    );
     assert_eq!(out.status, 1);
     assert!(out.stderr.contains("not simulated"), "{}", out.stderr);
-    let out = st.exec(&["-f".into(), "/etc/nftables.conf".into()], None);
+    // Script files are read from the real file system.
+    let missing = "/nonexistent/virtnet-nft-test.nft";
+    let out = st.exec(&["-f".into(), missing.into()], None);
     assert_eq!(out.status, 1);
-    assert!(out.stderr.contains("not simulated"), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!("internal:0:0-0: Error: Could not open file \"{missing}\": No such file or directory\n\n\n")
+    );
+    let path = std::env::temp_dir().join(format!("virtnet-nft-{}.nft", std::process::id()));
+    std::fs::write(&path, "add table ip fromfile\n").unwrap();
+    let out = st.exec(&["-f".into(), path.display().to_string()], None);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(st.list_ruleset().contains("table ip fromfile"));
 }
 
 #[test]

@@ -44,9 +44,11 @@
 //! `masquerade [to :P-Q]`, `snat|dnat [ip|ip6] to ...`, `comment`.
 //! Everything else fails with `Error: command not simulated: ...` (exit 1).
 
+mod json;
 mod lexer;
 mod misspell;
 mod model;
+mod output;
 mod parser;
 pub mod real;
 
@@ -143,6 +145,9 @@ struct KErr {
 
 /// What to echo after a successful commit.
 enum Echo {
+    /// Nothing printed: the command's first message was a delete (an
+    /// auto-merge replacing elements), so the kernel echoes no generation.
+    DeleteFirst,
     /// Fully rendered when the command was applied.
     Text(String),
     /// A rule: the kernel reports its position (the previous rule) from the
@@ -173,6 +178,116 @@ enum CacheLevel {
 
 fn fail(msg: String) -> Output {
     Output::failed(1, msg)
+}
+
+/// Interval elements merged where they overlap or touch (`auto-merge`),
+/// in order; `None` when an element is not an interval of a known type.
+fn merge_intervals(key_type: &str, elems: &[Element]) -> Option<Vec<Element>> {
+    let mut spans: Vec<(u128, u128)> = elems
+        .iter()
+        .map(|e| model::element_bounds(key_type, &e.key))
+        .collect::<Option<_>>()?;
+    spans.sort();
+    let mut merged: Vec<(u128, u128)> = Vec::new();
+    for (lo, hi) in spans {
+        match merged.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => merged.push((lo, hi)),
+        }
+    }
+    Some(
+        merged
+            .into_iter()
+            .map(|(lo, hi)| Element {
+                key: model::interval_text(key_type, lo, hi),
+                value: None,
+            })
+            .collect(),
+    )
+}
+
+/// The values an interval set element covers (address/prefix/range or
+/// port/range), for overlap checks.
+fn interval_span(key_type: &str, key: &str) -> Option<(u128, u128)> {
+    let num = |s: &str| -> Option<u128> {
+        match key_type {
+            "ipv4_addr" => s
+                .parse::<std::net::Ipv4Addr>()
+                .ok()
+                .map(|a| u128::from(u32::from(a))),
+            "ipv6_addr" => s.parse::<std::net::Ipv6Addr>().ok().map(u128::from),
+            _ => s.parse::<u128>().ok(),
+        }
+    };
+    let bits: u32 = match key_type {
+        "ipv4_addr" => 32,
+        "ipv6_addr" => 128,
+        _ => 0,
+    };
+    if let Some((a, len)) = key.split_once('/') {
+        let len: u32 = len.parse().ok()?;
+        let lo = num(a)?;
+        let host = bits.checked_sub(len)?;
+        let size = if host >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << host) - 1
+        };
+        return Some((lo, lo.checked_add(size)?));
+    }
+    if let Some((a, b)) = key.split_once('-') {
+        return Some((num(a)?, num(b)?));
+    }
+    let v = num(key)?;
+    Some((v, v))
+}
+
+/// `... vmap { k : jump OLD, ... }` with OLD renamed.
+fn rename_verdict_targets(text: &str, old: &str, new: &str) -> String {
+    let words: Vec<&str> = text.split(' ').collect();
+    let mut out: Vec<String> = Vec::with_capacity(words.len());
+    for (i, w) in words.iter().enumerate() {
+        let after_verdict = i > 0 && matches!(words[i - 1], "jump" | "goto");
+        let bare = w.trim_end_matches(',');
+        if after_verdict && bare == old {
+            out.push(format!("{new}{}", &w[bare.len()..]));
+        } else {
+            out.push((*w).to_string());
+        }
+    }
+    out.join(" ")
+}
+
+/// nft refuses options after the first command word (it scans argv up to
+/// the first word starting with `{`); the marker line goes to stdout.
+fn options_after_command(args: &[String]) -> Option<Output> {
+    let mut pos = "nft".len() + 1;
+    let mut command_seen = false;
+    for a in args {
+        if a.starts_with('{') {
+            break;
+        }
+        if a.starts_with('-') {
+            if command_seen {
+                let mut line = String::from("nft ");
+                for w in args {
+                    line.push_str(w);
+                    line.push(' ');
+                }
+                return Some(Output {
+                    status: 1,
+                    stdout: format!("\n   ^{}~~\n", " ".repeat(pos.saturating_sub(4))),
+                    stderr: format!(
+                        "Error: syntax error, options must be specified before commands\n{line}"
+                    ),
+                });
+            }
+        } else {
+            command_seen = true;
+        }
+        pos += a.len() + 1;
+    }
+    None
 }
 
 impl NftState {
@@ -295,7 +410,13 @@ impl NftState {
     /// Run `nft ARGS...` (argv without the leading "nft"); `stdin` is the input
     /// of `nft -f -`.
     pub fn exec(&mut self, args: &[String], stdin: Option<&str>) -> Output {
+        if let Some(out) = options_after_command(args) {
+            return out;
+        }
         let mut opts = Opts::default();
+        let mut fmt = output::Format::default();
+        let mut check = false;
+        let mut json_out = false;
         let mut file: Option<String> = None;
         let mut i = 0;
         while i < args.len() {
@@ -307,49 +428,81 @@ impl NftState {
             if !a.starts_with('-') || a == "-" {
                 break;
             }
-            match a.as_str() {
-                "--handle" => opts.handles = true,
-                "--echo" => opts.echo = true,
-                "--file" => {
-                    i += 1;
-                    match args.get(i) {
-                        Some(f) => file = Some(f.clone()),
-                        None => return fail("nft: option '--file' requires an argument\n".into()),
-                    }
-                }
-                _ if a.starts_with("--") => {
-                    return fail(format!("Error: command not simulated: option '{a}'\n"))
-                }
-                _ => {
-                    let flags: Vec<char> = a[1..].chars().collect();
-                    for (k, c) in flags.iter().enumerate() {
-                        match c {
-                            'a' => opts.handles = true,
-                            'e' => opts.echo = true,
-                            'f' => {
-                                let rest: String = flags[k + 1..].iter().collect();
-                                if !rest.is_empty() {
-                                    file = Some(rest);
-                                } else {
-                                    i += 1;
-                                    match args.get(i) {
-                                        Some(f) => file = Some(f.clone()),
-                                        None => {
-                                            return fail(
-                                                "nft: option requires an argument -- 'f'\n".into(),
-                                            )
-                                        }
-                                    }
+            if let Some(long) = a.strip_prefix("--") {
+                let (name, value) = match long.split_once('=') {
+                    Some((n, v)) => (n, Some(v.to_string())),
+                    None => (long, None),
+                };
+                match name {
+                    "handle" => opts.handles = true,
+                    "echo" => opts.echo = true,
+                    "check" => check = true,
+                    "json" => json_out = true,
+                    "numeric" => fmt.numeric += 1,
+                    "stateless" => fmt.stateless = true,
+                    "terse" => fmt.terse = true,
+                    "numeric-priority" => fmt.numeric_prio = true,
+                    "numeric-protocol" => fmt.numeric_proto = true,
+                    "numeric-time" | "guid" => {}
+                    "version" => return Output::ok(format!("{}\n", output::VERSION)),
+                    "help" => return Output::ok(output::HELP.to_string()),
+                    "file" => match value {
+                        Some(f) => file = Some(f),
+                        None => {
+                            i += 1;
+                            match args.get(i) {
+                                Some(f) => file = Some(f.clone()),
+                                None => {
+                                    return fail(
+                                        "nft: option '--file' requires an argument\n".into(),
+                                    )
                                 }
-                                break;
-                            }
-                            other => {
-                                return fail(format!(
-                                    "Error: command not simulated: option '-{other}'\n"
-                                ))
                             }
                         }
+                    },
+                    _ if output::LONG_OPTIONS.contains(&name) => {
+                        return fail(format!("Error: command not simulated: option '{a}'\n"))
                     }
+                    _ => return fail(format!("nft: unrecognized option '{a}'\n")),
+                }
+                i += 1;
+                continue;
+            }
+            let flags: Vec<char> = a[1..].chars().collect();
+            for (k, c) in flags.iter().enumerate() {
+                match c {
+                    'a' => opts.handles = true,
+                    'e' => opts.echo = true,
+                    'c' => check = true,
+                    'j' => json_out = true,
+                    'n' => fmt.numeric += 1,
+                    's' => fmt.stateless = true,
+                    't' => fmt.terse = true,
+                    'y' => fmt.numeric_prio = true,
+                    'p' => fmt.numeric_proto = true,
+                    'T' | 'u' => {}
+                    'v' => return Output::ok(format!("{}\n", output::VERSION)),
+                    'V' => return Output::ok(output::VERSION_LONG.to_string()),
+                    'h' => return Output::ok(output::HELP.to_string()),
+                    'f' => {
+                        let rest: String = flags[k + 1..].iter().collect();
+                        if !rest.is_empty() {
+                            file = Some(rest);
+                        } else {
+                            i += 1;
+                            match args.get(i) {
+                                Some(f) => file = Some(f.clone()),
+                                None => {
+                                    return fail("nft: option requires an argument -- 'f'\n".into())
+                                }
+                            }
+                        }
+                        break;
+                    }
+                    'i' | 'o' | 'S' | 'N' | 'D' | 'I' | 'd' => {
+                        return fail(format!("Error: command not simulated: option '-{c}'\n"))
+                    }
+                    other => return fail(format!("nft: invalid option -- '{other}'\n")),
                 }
             }
             i += 1;
@@ -365,9 +518,26 @@ impl NftState {
                 Source::from_file("/dev/stdin", stdin.unwrap_or(""))
             }
             Some(f) => {
-                return fail(format!(
-                    "Error: command not simulated: -f {f} (only -f - is simulated)\n"
-                ))
+                if !rest.is_empty() {
+                    return fail(
+                        "Error: command not simulated: -f together with a command line\n".into(),
+                    );
+                }
+                // The simulated host reads script files from the real
+                // file system, as nft would.
+                if std::path::Path::new(&f).is_dir() {
+                    // nft opens it, and its scanner fails reading.
+                    return Output::failed(2, "input in flex scanner failed\n".to_string());
+                }
+                match std::fs::read(&f) {
+                    Ok(bytes) => Source::from_file(&f, &String::from_utf8_lossy(&bytes)),
+                    Err(e) => {
+                        return fail(format!(
+                            "internal:0:0-0: Error: Could not open file \"{f}\": {}\n\n\n",
+                            output::errno_text(&e)
+                        ))
+                    }
+                }
             }
             None => {
                 if rest.is_empty() {
@@ -376,7 +546,139 @@ impl NftState {
                 Source::from_args(rest)
             }
         };
-        self.run_source(&src, opts)
+        if json_out {
+            return self.exec_json(&src, opts, check, fmt);
+        }
+        let out = if check {
+            // A dry run: evaluated and checked, nothing reaches the kernel.
+            // The kernel sees the batch and aborts it: handles it took stay
+            // taken, as after a failed batch.
+            let saved = self.clone();
+            let out = self.run_source(&src, opts);
+            let after = std::mem::replace(self, saved);
+            self.keep_counters(&after);
+            out
+        } else {
+            self.run_source(&src, opts)
+        };
+        fmt.apply(out)
+    }
+
+    /// `nft -j ...`: only `list` commands are simulated; they print what
+    /// the plain command would have failed with, or nft's JSON.
+    fn exec_json(&mut self, src: &Source, opts: Opts, check: bool, fmt: output::Format) -> Output {
+        if opts.echo || !fmt.is_plain() {
+            return fail("Error: command not simulated: -j with -e/-n/-s/-t/-y/-p\n".into());
+        }
+        let toks = match lexer::tokenize(src) {
+            Ok(t) => t,
+            Err((loc, msg)) => {
+                return fail(src.error(loc, &format!("command not simulated: {msg}")))
+            }
+        };
+        let (cmds, errors) = parser::parse(&toks);
+        if !cmds.iter().any(|c| is_list(&c.op)) {
+            // Without a listing, -j changes nothing that is printed.
+            let saved = self.clone();
+            let out = self.run_source(src, opts);
+            if check {
+                let after = std::mem::replace(self, saved);
+                self.keep_counters(&after);
+            }
+            return out;
+        }
+        let op = match (cmds.as_slice(), errors.is_empty()) {
+            ([one], true) if is_list(&one.op) => one.op.clone(),
+            _ => {
+                return fail(
+                    "Error: command not simulated: -j with anything but one list command\n".into(),
+                )
+            }
+        };
+        // Errors (a missing table, ...) are the plain command's.
+        let saved = self.clone();
+        let plain = self.run_source(src, opts);
+        if check {
+            let after = std::mem::replace(self, saved);
+            self.keep_counters(&after);
+        }
+        if plain.status != 0 {
+            return plain;
+        }
+        match self.json_listing(&op) {
+            Ok(text) => Output::ok(text),
+            Err(why) => fail(format!("Error: command not simulated: {why}\n")),
+        }
+    }
+
+    fn json_listing(&self, op: &Op) -> Result<String, json::Unsupported> {
+        let fam_ok = |fam: &Option<Family>, t: &Table| fam.is_none_or(|f| f == t.family);
+        let whole_table = |t: &Table, out: &mut Vec<json::J>| -> Result<(), json::Unsupported> {
+            out.push(json::table_obj(t)?);
+            for set in &t.sets {
+                out.push(json::set_obj(t, set)?);
+            }
+            for c in &t.chains {
+                out.push(json::chain_obj(t, c));
+            }
+            for c in &t.chains {
+                for r in c.rules.iter() {
+                    out.push(json::rule_obj(t, c, r)?);
+                }
+            }
+            Ok(())
+        };
+        let mut out = Vec::new();
+        match op {
+            Op::ListRuleset(fam) => {
+                for t in self.tables.iter().filter(|t| fam_ok(fam, t)) {
+                    whole_table(t, &mut out)?;
+                }
+            }
+            Op::ListTables(fam) => {
+                for t in self.tables.iter().filter(|t| fam_ok(fam, t)) {
+                    out.push(json::table_obj(t)?);
+                }
+            }
+            Op::ListTable(tr) => {
+                if let Some(t) = self.table(tr.family, &tr.name) {
+                    whole_table(t, &mut out)?;
+                }
+            }
+            Op::ListChains(fam) => {
+                for t in self.tables.iter().filter(|t| fam_ok(fam, t)) {
+                    for c in &t.chains {
+                        out.push(json::chain_obj(t, c));
+                    }
+                }
+            }
+            Op::ListChain { t: tr, chain } => {
+                if let Some(t) = self.table(tr.family, &tr.name) {
+                    if let Some(c) = t.chain(&chain.value) {
+                        out.push(json::chain_obj(t, c));
+                        for r in c.rules.iter() {
+                            out.push(json::rule_obj(t, c, r)?);
+                        }
+                    }
+                }
+            }
+            Op::ListSet { t: tr, set, .. } => {
+                if let Some(t) = self.table(tr.family, &tr.name) {
+                    if let Some(st) = t.sets.iter().find(|x| x.name == set.value) {
+                        out.push(json::set_obj(t, st)?);
+                    }
+                }
+            }
+            Op::ListSets { maps, family } => {
+                for t in self.tables.iter().filter(|t| fam_ok(family, t)) {
+                    for st in t.sets.iter().filter(|x| x.is_map == *maps) {
+                        out.push(json::set_obj(t, st)?);
+                    }
+                }
+            }
+            _ => return Err("-j with this list command".into()),
+        }
+        Ok(json::document(out))
     }
 
     fn run_source(&mut self, src: &Source, opts: Opts) -> Output {
@@ -421,13 +723,32 @@ impl NftState {
         let mut stdout = String::new();
         let mut diag = XtDiag::default();
         let mut resolved: Vec<Option<u64>> = Vec::with_capacity(cmds.len());
+        // nft runs list commands after evaluating the whole batch, from its
+        // cache: what existed plus every table, chain and set the batch adds
+        // (before or after the list), but none of its rules.
+        let mut lists = Vec::new();
         for cmd in &cmds {
-            match view.evaluate(cmd, cache, rule_cache, opts, &mut stdout, &mut diag) {
+            let mut sink = String::new();
+            let mut scratch = XtDiag::default();
+            let (out, d) = if is_list(&cmd.op) {
+                lists.push(cmd);
+                (&mut sink, &mut scratch)
+            } else {
+                (&mut stdout, &mut diag)
+            };
+            match view.evaluate(cmd, cache, rule_cache, opts, out, d) {
                 Ok(pos) => resolved.push(pos),
                 Err(e) => {
                     resolved.push(None);
                     errors.push_str(&src.error2(e.loc, e.secondary, &e.msg));
                 }
+            }
+        }
+        if errors.is_empty() {
+            for cmd in lists {
+                // Evaluated once already: the same result again, now with
+                // its iptables-nft warnings.
+                let _ = view.evaluate(cmd, cache, rule_cache, opts, &mut stdout, &mut diag);
             }
         }
         let warnings = diag.text;
@@ -520,6 +841,9 @@ impl NftState {
         }
         if opts.echo {
             for e in &echoes {
+                if matches!(e, Echo::DeleteFirst) {
+                    continue;
+                }
                 stdout.push_str(&self.echo_line(e));
                 stdout.push('\n');
             }
@@ -531,10 +855,12 @@ impl NftState {
                     Op::AddTable { .. }
                         | Op::AddChain { .. }
                         | Op::AddRule { .. }
+                        | Op::ReplaceRule { .. }
                         | Op::AddSet { .. }
                         | Op::AddElement { .. }
                 )
             });
+            let first_echoes = first_echoes && !matches!(echoes.first(), Some(Echo::DeleteFirst));
             if changed && first_echoes {
                 stdout.push_str(&format!(
                     "# new generation {} by process {} (nft)\n",
@@ -626,6 +952,56 @@ impl NftState {
                     table.chains.retain(|ch| ch.name != c.value);
                 }
             }
+            Op::ReplaceRule { t, body, .. } => {
+                self.check_rule_body(t, body, cache)?;
+            }
+            Op::GetElement { t: tr, set, elems } => {
+                let Some(t) = self.table(tr.family, &tr.name) else {
+                    return Err(PErr::new(tr.loc, Errno::NoEnt.text()));
+                };
+                let Some(s) = t.set(&set.value) else {
+                    return Err(PErr::new(set.loc, Errno::NoEnt.text()));
+                };
+                if s.flags.iter().any(|f| f == "interval") {
+                    return Err(PErr::not_simulated(
+                        cmd.loc,
+                        "get element of an interval set",
+                    ));
+                }
+                let mut found = s.clone();
+                found.elements.clear();
+                for e in elems {
+                    match s.elements.iter().find(|x| x.key == e.value.key) {
+                        Some(x) => found.elements.push(x.clone()),
+                        None => {
+                            return Err(PErr::new(
+                                cmd.loc,
+                                "Could not process rule: No such file or directory",
+                            ))
+                        }
+                    }
+                }
+                stdout.push_str(&format!(
+                    "table {} {} {{\n{}}}\n",
+                    t.family.as_str(),
+                    t.name,
+                    set_block(&found, lopts)
+                ));
+            }
+            Op::RenameChain { t, chain, new } => {
+                // nft looks the chain up in its cache first.
+                let Some(table) = self.table_mut(t.family, &t.name) else {
+                    return Err(PErr::new(t.loc, Errno::NoEnt.text()));
+                };
+                if table.chain(&chain.value).is_none() {
+                    return Err(PErr::new(chain.loc, Errno::NoEnt.text()));
+                }
+                if table.chain(&new.value).is_none() {
+                    if let Some(c) = table.chain_mut(&chain.value) {
+                        c.name = new.value.clone();
+                    }
+                }
+            }
             Op::AddRule {
                 t,
                 chain,
@@ -705,6 +1081,9 @@ impl NftState {
                         data_type: decl.data_type.clone(),
                         flags: decl.flags.clone(),
                         elements: Vec::new(),
+                        typeof_key: decl.typeof_key.clone(),
+                        auto_merge: decl.auto_merge,
+                        comment: decl.comment.clone(),
                     });
                 }
             }
@@ -713,15 +1092,57 @@ impl NftState {
                     table.sets.retain(|s| s.name != set.value);
                 }
             }
-            Op::AddElement { t, set, elems } | Op::DeleteElement { t, set, elems } => {
+            Op::AddElement { t, set, elems, .. } | Op::DeleteElement { t, set, elems } => {
                 let Some(table) = self.table(t.family, &t.name) else {
                     return Err(self.table_not_found(t, cache));
                 };
                 let Some(s) = table.set(&set.value) else {
                     return Err(self.set_not_found(set, cache));
                 };
+                let interval = s.flags.iter().any(|f| f == "interval");
                 for e in elems {
+                    // nft looks deleted intervals up in its cache.
+                    if interval
+                        && matches!(cmd.op, Op::DeleteElement { .. })
+                        && !s.elements.iter().any(|x| x.key == e.value.key)
+                    {
+                        return Err(PErr::new(e.loc, "element does not exist"));
+                    }
+                    if matches!(cmd.op, Op::DeleteElement { .. })
+                        && s.data_type.is_some()
+                        && e.value.value.is_none()
+                    {
+                        // A map element is deleted by its key alone.
+                        let mut keys_only = s.clone();
+                        keys_only.data_type = None;
+                        check_element(&keys_only, e)?;
+                        continue;
+                    }
                     check_element(s, e)?;
+                }
+                if matches!(cmd.op, Op::AddElement { .. })
+                    && s.flags.iter().any(|f| f == "interval")
+                    && !s.auto_merge
+                {
+                    // nft refuses overlapping intervals within one command.
+                    let spans: Vec<Option<(u128, u128)>> = elems
+                        .iter()
+                        .map(|e| interval_span(&s.key_type, &e.value.key))
+                        .collect();
+                    for (j, b) in spans.iter().enumerate() {
+                        for (i, a) in spans[..j].iter().enumerate() {
+                            if let (Some(a), Some(b)) = (a, b) {
+                                if a.0 <= b.1 && b.0 <= a.1 {
+                                    return Err(PErr {
+                                        loc: elems[j].loc,
+                                        secondary: Some(elems[i].loc),
+                                        msg: "conflicting intervals specified".into(),
+                                        eval: true,
+                                    });
+                                }
+                            }
+                        }
+                    }
                 }
             }
             Op::ListRuleset(fam) => {
@@ -834,8 +1255,19 @@ impl NftState {
             | Op::FlushTable(_)
             | Op::FlushChain { .. }
             | Op::DeleteRule { .. }
-            | Op::FlushSet { .. }
             | Op::FlushRuleset(_) => {}
+            Op::FlushSet { t: tr, set, is_map } => {
+                // nft looks the set up in its cache (a map is not a set).
+                if let Some(t) = self.table(tr.family, &tr.name) {
+                    match t.set(&set.value) {
+                        Some(s) if s.is_map != *is_map => {
+                            return Err(PErr::new(set.loc, Errno::NoEnt.text()))
+                        }
+                        Some(_) => {}
+                        None => return Err(self.set_not_found(set, CacheLevel::Full)),
+                    }
+                }
+            }
         }
         Ok(None)
     }
@@ -1026,7 +1458,9 @@ impl NftState {
                     }
                 }
             }
-            Op::AddSet { t, set, .. } | Op::DeleteSet { t, set, .. } | Op::FlushSet { t, set } => {
+            Op::AddSet { t, set, .. }
+            | Op::DeleteSet { t, set, .. }
+            | Op::FlushSet { t, set, .. } => {
                 let mut best = misspell::Best::new();
                 for tb in &self.tables {
                     for s in &tb.sets {
@@ -1158,6 +1592,7 @@ impl NftState {
                 spec,
                 comment,
                 policy_loc,
+                policy_only,
             } => {
                 let table = self
                     .table_mut(t.family, &t.name)
@@ -1167,6 +1602,15 @@ impl NftState {
                         return Err(at(Errno::Exist, chain.loc));
                     }
                     match (&mut existing.base, spec) {
+                        (Some(b), None) if policy_only.is_some() => {
+                            b.policy_accept = policy_only.unwrap_or(b.policy_accept);
+                        }
+                        (None, None) if policy_only.is_some() => {
+                            return Err(match policy_loc {
+                                Some(l) => at(Errno::NotSupp, *l),
+                                None => at(Errno::NotSupp, cmd.loc),
+                            })
+                        }
                         (_, None) => {}
                         (None, Some(_)) => {
                             return Err(match policy_loc {
@@ -1189,8 +1633,23 @@ impl NftState {
                         }
                     }
                 } else {
+                    if policy_only.is_some() {
+                        // A policy needs a base chain.
+                        return Err(match policy_loc {
+                            Some(l) => at(Errno::NotSupp, *l),
+                            None => at(Errno::NotSupp, cmd.loc),
+                        });
+                    }
                     if let Some(s) = spec {
-                        if s.chain_type == "nat" && s.priority <= -200 {
+                        let hook_ok = match s.chain_type.as_str() {
+                            "route" => s.hook == "output",
+                            "nat" => matches!(
+                                s.hook.as_str(),
+                                "prerouting" | "input" | "output" | "postrouting"
+                            ),
+                            _ => true,
+                        };
+                        if !hook_ok || (s.chain_type == "nat" && s.priority <= -200) {
                             return Err(vec![KErr {
                                 errno: Errno::NotSupp,
                                 loc: cmd.loc,
@@ -1251,14 +1710,25 @@ impl NftState {
                 let name = table.chains[idx].name.clone();
                 // Rules of the chain itself go with it; jumps from elsewhere
                 // keep it busy.
-                let users = table
-                    .chains
+                let map_users = table
+                    .sets
                     .iter()
-                    .filter(|c| c.name != name)
-                    .flat_map(|c| c.rules.iter())
-                    .flat_map(|r| r.jump_targets())
-                    .filter(|j| *j == name)
+                    .flat_map(|s| s.elements.iter())
+                    .filter_map(|e| e.value.as_deref())
+                    .filter(|v| {
+                        let (verb, target) = v.split_once(' ').unwrap_or(("", ""));
+                        matches!(verb, "jump" | "goto") && target == name
+                    })
                     .count();
+                let users = map_users
+                    + table
+                        .chains
+                        .iter()
+                        .filter(|c| c.name != name)
+                        .flat_map(|c| c.rules.iter())
+                        .flat_map(|r| r.jump_targets())
+                        .filter(|j| *j == name)
+                        .count();
                 if users > 0 {
                     return Err(at(Errno::Busy, loc));
                 }
@@ -1382,7 +1852,7 @@ impl NftState {
                 let body_text = c
                     .rules
                     .get(idx)
-                    .map(|r| format!("{}{}", r.text(), hs(handle)))
+                    .map(|r| format!("{}{}", body.echo_text(&r.text()), hs(handle)))
                     .unwrap_or_default();
                 echoes.push(Echo::Rule {
                     head: format!(
@@ -1398,6 +1868,133 @@ impl NftState {
                     handle,
                     body: body_text,
                 });
+            }
+            Op::ReplaceRule {
+                t,
+                chain,
+                handle,
+                body,
+            } => {
+                let table = self
+                    .table_mut(t.family, &t.name)
+                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
+                for _ in 0..body.anon_sets.len() {
+                    table.alloc_handle();
+                }
+                let c = table
+                    .chain(&chain.value)
+                    .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
+                let idx = c
+                    .rules
+                    .iter()
+                    .position(|r| r.handle == handle.value)
+                    .ok_or_else(|| at(Errno::NoEnt, handle.loc))?;
+                for (target, _) in &body.targets {
+                    match table.chain(&target.value) {
+                        None => return Err(at(Errno::NoEnt, target.loc)),
+                        Some(tc) if tc.base.is_some() => {
+                            return Err(at(Errno::NotSupp, target.loc))
+                        }
+                        Some(_) => {}
+                    }
+                }
+                let rule = Rule {
+                    handle: handle.value,
+                    stmts: body.stmts.clone(),
+                    comment: body.comment.clone(),
+                };
+                let text = body.echo_text(&rule.text());
+                let c = table
+                    .chain_mut(&chain.value)
+                    .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
+                let old = std::mem::replace(&mut std::sync::Arc::make_mut(&mut c.rules)[idx], rule);
+                if let Some(errno) = validate_table(table) {
+                    if let Some(c) = table.chain_mut(&chain.value) {
+                        std::sync::Arc::make_mut(&mut c.rules)[idx] = old;
+                    }
+                    return Err(vec![KErr {
+                        errno,
+                        loc: cmd.loc,
+                        attr: false,
+                    }]);
+                }
+                *changed = true;
+                let head = format!("{} {} {}", t.family.as_str(), t.name, chain.value);
+                echoes.push(Echo::Text(format!(
+                    "delete rule {head} handle {}",
+                    handle.value
+                )));
+                // The new rule is echoed like an added one, naming the
+                // rule before it.
+                echoes.push(Echo::Rule {
+                    head: format!("add rule {head} "),
+                    family: t.family,
+                    table: t.name.clone(),
+                    chain: chain.value.clone(),
+                    handle: handle.value,
+                    body: format!("{text}{}", hs(handle.value)),
+                });
+            }
+            Op::RenameChain { t, chain, new } => {
+                let table = self
+                    .table_mut(t.family, &t.name)
+                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
+                if table.chain(&chain.value).is_none() {
+                    return Err(at(Errno::NoEnt, chain.loc));
+                }
+                if table.chain(&new.value).is_some() {
+                    return Err(vec![KErr {
+                        errno: Errno::Exist,
+                        loc: cmd.loc,
+                        attr: false,
+                    }]);
+                }
+                // Verdict map elements name chains too.
+                for set in table.sets.iter_mut() {
+                    for e in set.elements.iter_mut() {
+                        if let Some(v) = &mut e.value {
+                            let (verb, target) = v.split_once(' ').unwrap_or(("", ""));
+                            if matches!(verb, "jump" | "goto") && target == chain.value {
+                                *v = format!("{verb} {}", new.value);
+                            }
+                        }
+                    }
+                }
+                for c in table.chains.iter_mut() {
+                    if c.name == chain.value {
+                        c.name = new.value.clone();
+                    }
+                    let uses = c
+                        .rules
+                        .iter()
+                        .any(|r| r.jump_targets().any(|j| j == chain.value));
+                    if uses {
+                        for r in std::sync::Arc::make_mut(&mut c.rules).iter_mut() {
+                            for st in r.stmts.iter_mut() {
+                                if let StmtKind::VerdictMap(ts) = &mut st.kind {
+                                    for tname in ts.iter_mut().filter(|n| **n == chain.value) {
+                                        *tname = new.value.clone();
+                                    }
+                                    st.text =
+                                        rename_verdict_targets(&st.text, &chain.value, &new.value);
+                                    continue;
+                                }
+                                let verb = match &st.kind {
+                                    StmtKind::Jump(n) if *n == chain.value => "jump",
+                                    StmtKind::Goto(n) if *n == chain.value => "goto",
+                                    _ => continue,
+                                };
+                                st.text = format!("{verb} {}", new.value);
+                                st.kind = if verb == "jump" {
+                                    StmtKind::Jump(new.value.clone())
+                                } else {
+                                    StmtKind::Goto(new.value.clone())
+                                };
+                            }
+                        }
+                    }
+                }
+                *changed = true;
             }
             Op::DeleteRule { t, chain, handle } => {
                 let table = self
@@ -1443,6 +2040,11 @@ impl NftState {
                     }
                 } else {
                     new_elems = decl.elements.clone();
+                    if decl.auto_merge && !decl.is_map {
+                        if let Some(m) = merge_intervals(&decl.key_type, &new_elems) {
+                            new_elems = m;
+                        }
+                    }
                     let handle = table.alloc_handle();
                     table.sets.push(Set {
                         name: set.value.clone(),
@@ -1451,7 +2053,10 @@ impl NftState {
                         key_type: decl.key_type.clone(),
                         data_type: decl.data_type.clone(),
                         flags: decl.flags.clone(),
-                        elements: decl.elements.clone(),
+                        elements: new_elems.clone(),
+                        typeof_key: decl.typeof_key.clone(),
+                        auto_merge: decl.auto_merge,
+                        comment: decl.comment.clone(),
                     });
                 }
                 *changed = true;
@@ -1463,6 +2068,9 @@ impl NftState {
                     inner.push_str(&format!("{};", s.type_text()));
                     if !s.flags.is_empty() {
                         inner.push_str(&format!(" flags {};", s.flags.join(",")));
+                    }
+                    if let Some(c) = &s.comment {
+                        inner.push_str(&format!(" comment \"{c}\";"));
                     }
                     echoes.push(Echo::Text(format!(
                         "{} {} {} {} {} {{ {} }} ",
@@ -1503,7 +2111,7 @@ impl NftState {
                 table.sets.remove(idx);
                 *changed = true;
             }
-            Op::FlushSet { t, set } => {
+            Op::FlushSet { t, set, .. } => {
                 let table = self
                     .table_mut(t.family, &t.name)
                     .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
@@ -1517,7 +2125,12 @@ impl NftState {
                     *changed = true;
                 }
             }
-            Op::AddElement { t, set, elems } => {
+            Op::AddElement {
+                create,
+                t,
+                set,
+                elems,
+            } => {
                 let table = self
                     .table_mut(t.family, &t.name)
                     .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
@@ -1528,7 +2141,7 @@ impl NftState {
                     .ok_or_else(|| at(Errno::NoEnt, set.loc))?;
                 for e in elems {
                     if let Some(x) = s.elements.iter().find(|x| x.key == e.value.key) {
-                        if x.value != e.value.value {
+                        if x.value != e.value.value || *create {
                             let key_loc = Loc {
                                 len: e.value.key.len().min(e.loc.len),
                                 ..e.loc
@@ -1543,6 +2156,46 @@ impl NftState {
                     order.sort_by(|a, b| {
                         model::element_cmp(&s.key_type, &a.value.key, &b.value.key)
                     });
+                }
+                if s.auto_merge && !s.is_map {
+                    // nft merges the new intervals with the set's and
+                    // echoes the merged intervals that took new elements.
+                    let mut all = s.elements.clone();
+                    all.extend(elems.iter().map(|e| e.value.clone()));
+                    if let Some(merged) = merge_intervals(&s.key_type, &all) {
+                        let new_spans: Vec<(u128, u128)> = elems
+                            .iter()
+                            .filter_map(|e| model::element_bounds(&s.key_type, &e.value.key))
+                            .collect();
+                        if merged != s.elements {
+                            *changed = true;
+                            // Existing elements merged away are deleted
+                            // before the merged ones are added.
+                            if s.elements.iter().any(|x| !merged.contains(x)) {
+                                echoes.push(Echo::DeleteFirst);
+                            }
+                            let touched: Vec<String> = merged
+                                .iter()
+                                .filter(|m| {
+                                    model::element_bounds(&s.key_type, &m.key).is_some_and(
+                                        |(lo, hi)| {
+                                            new_spans.iter().any(|(a, b)| *a >= lo && *b <= hi)
+                                        },
+                                    )
+                                })
+                                .map(|m| m.text())
+                                .collect();
+                            echoes.push(Echo::Text(format!(
+                                "add element {} {} {} {{ {} }}",
+                                t.family.as_str(),
+                                t.name,
+                                set.value,
+                                touched.join(", ")
+                            )));
+                            s.elements = merged;
+                        }
+                        order.clear();
+                    }
                 }
                 for e in order {
                     if s.elements.iter().any(|x| x.key == e.value.key) {
@@ -1586,6 +2239,7 @@ impl NftState {
             | Op::ListChains(_)
             | Op::ListSets { .. }
             | Op::ListSet { .. }
+            | Op::GetElement { .. }
             | Op::Invalid(..) => {}
         }
         Ok(())
@@ -1595,6 +2249,7 @@ impl NftState {
     fn echo_line(&self, e: &Echo) -> String {
         match e {
             Echo::Text(t) => t.clone(),
+            Echo::DeleteFirst => String::new(),
             Echo::Rule {
                 head,
                 family,
@@ -1747,7 +2402,7 @@ fn check_element(s: &Set, e: &Named<Element>) -> Result<(), PErr> {
             format!("element '{}' for type {}", e.value.key, s.key_type),
         ));
     }
-    if interval {
+    if interval && !s.auto_merge {
         if let Some((lo, hi)) = model::element_bounds(&s.key_type, key) {
             let overlaps = s.elements.iter().any(|x| {
                 x.key != *key
@@ -1815,5 +2470,6 @@ fn is_list(op: &Op) -> bool {
             | Op::ListChains(_)
             | Op::ListSets { .. }
             | Op::ListSet { .. }
+            | Op::GetElement { .. }
     )
 }

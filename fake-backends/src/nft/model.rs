@@ -96,7 +96,7 @@ pub fn priority_text(family: Family, hook: &str, prio: i32) -> String {
         if only.is_some_and(|h| h != hook) {
             continue;
         }
-        let off = prio - value;
+        let off = i64::from(prio) - i64::from(*value);
         if off == 0 {
             return name.to_string();
         }
@@ -141,6 +141,8 @@ pub enum StmtKind {
     /// A NAT statement (`masquerade`, `snat`, `dnat`): terminal, and only
     /// valid in nat chains of the right hook.
     Nat(String),
+    /// `... vmap { K : V, ... }`: the chains its verdicts jump/goto to.
+    VerdictMap(Vec<String>),
     Other,
 }
 
@@ -178,9 +180,10 @@ impl Rule {
         s
     }
     pub fn jump_targets(&self) -> impl Iterator<Item = &str> {
-        self.stmts.iter().filter_map(|s| match &s.kind {
-            StmtKind::Jump(t) | StmtKind::Goto(t) => Some(t.as_str()),
-            _ => None,
+        self.stmts.iter().flat_map(|s| match &s.kind {
+            StmtKind::Jump(t) | StmtKind::Goto(t) => vec![t.as_str()],
+            StmtKind::VerdictMap(ts) => ts.iter().map(String::as_str).collect(),
+            _ => Vec::new(),
         })
     }
 }
@@ -243,11 +246,26 @@ pub struct Set {
     pub data_type: Option<String>,
     pub flags: Vec<String>,
     pub elements: Vec<Element>,
+    /// `typeof EXPR` the set was declared with (listed instead of `type`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typeof_key: Option<String>,
+    /// `auto-merge`: adjacent and overlapping intervals are merged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_merge: bool,
+    /// `comment "..."` of the set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 impl Set {
-    /// `type ipv4_addr` or `type ipv4_addr : verdict`
+    /// `type ipv4_addr` or `type ipv4_addr : verdict` (or `typeof EXPR`).
     pub fn type_text(&self) -> String {
+        if let Some(t) = &self.typeof_key {
+            return match &self.data_type {
+                Some(d) => format!("typeof {t} : {d}"),
+                None => format!("typeof {t}"),
+            };
+        }
         match &self.data_type {
             Some(d) => format!("type {} : {}", self.key_type, d),
             None => format!("type {}", self.key_type),
@@ -324,6 +342,12 @@ pub fn set_body(set: &Set) -> String {
     if !set.flags.is_empty() {
         out.push_str(&format!("\t\tflags {}\n", set.flags.join(",")));
     }
+    if set.auto_merge {
+        out.push_str("\t\tauto-merge\n");
+    }
+    if let Some(c) = &set.comment {
+        out.push_str(&format!("\t\tcomment \"{c}\"\n"));
+    }
     if !set.elements.is_empty() {
         // nft sorts the elements by key and wraps lines by key type.
         let mut elems: Vec<&Element> = set.elements.iter().collect();
@@ -351,6 +375,31 @@ pub fn set_body(set: &Set) -> String {
 
 /// The value an element key starts at: (address or number, and for text the
 /// bytes), for ordering and overlap checks.
+/// An interval as nft lists it: one value, a prefix when aligned (IPv4),
+/// else `lo-hi`.
+pub fn interval_text(key_type: &str, lo: u128, hi: u128) -> String {
+    let one = |v: u128| -> String {
+        match key_type {
+            "ipv4_addr" => std::net::Ipv4Addr::from(v as u32).to_string(),
+            "ipv6_addr" => std::net::Ipv6Addr::from(v).to_string(),
+            _ => v.to_string(),
+        }
+    };
+    if lo == hi {
+        return one(lo);
+    }
+    let width: u32 = match key_type {
+        "ipv4_addr" => 32,
+        "ipv6_addr" => 128,
+        _ => 0,
+    };
+    let size = hi.wrapping_sub(lo).wrapping_add(1);
+    if width > 0 && size.is_power_of_two() && lo.is_multiple_of(size) {
+        return format!("{}/{}", one(lo), width - size.trailing_zeros());
+    }
+    format!("{}-{}", one(lo), one(hi))
+}
+
 pub fn element_bounds(key_type: &str, key: &str) -> Option<(u128, u128)> {
     let num = |s: &str| -> Option<u128> {
         match key_type {

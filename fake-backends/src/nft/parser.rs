@@ -92,6 +92,22 @@ pub(crate) struct RuleBody {
     /// Anonymous sets (`{ a, b }`), by location — each is a set of its own
     /// in the kernel and takes a handle of the table.
     pub anon_sets: Vec<Loc>,
+    /// Anonymous sets as listed (sorted) and as written: `-e` echoes a new
+    /// rule with its sets in the order they were written.
+    pub echo_sets: Vec<(String, String)>,
+}
+
+impl RuleBody {
+    /// A rule's listed text as `nft -e` echoes it.
+    pub fn echo_text(&self, listed: &str) -> String {
+        let mut out = listed.to_string();
+        for (sorted, written) in &self.echo_sets {
+            if sorted != written {
+                out = out.replacen(sorted.as_str(), written, 1);
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +117,9 @@ pub(crate) struct SetDecl {
     pub data_type: Option<String>,
     pub flags: Vec<String>,
     pub elements: Vec<Element>,
+    pub typeof_key: Option<String>,
+    pub auto_merge: bool,
+    pub comment: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +143,8 @@ pub(crate) enum Op {
         spec: Option<BaseSpec>,
         comment: Option<String>,
         policy_loc: Option<Loc>,
+        /// `{ policy X; }` alone: the new policy of an existing base chain.
+        policy_only: Option<bool>,
     },
     DeleteChain {
         t: TableRef,
@@ -146,6 +167,25 @@ pub(crate) enum Op {
         chain: Named<String>,
         handle: Named<u64>,
     },
+    /// `replace rule T C handle N BODY`: the rule keeps its handle.
+    ReplaceRule {
+        t: TableRef,
+        chain: Named<String>,
+        handle: Named<u64>,
+        body: RuleBody,
+    },
+    /// `get element T S { E, ... }`: the set listed with those elements.
+    GetElement {
+        t: TableRef,
+        set: Named<String>,
+        elems: Vec<Named<Element>>,
+    },
+    /// `rename chain T C NEW`.
+    RenameChain {
+        t: TableRef,
+        chain: Named<String>,
+        new: Named<String>,
+    },
     AddSet {
         create: bool,
         t: TableRef,
@@ -160,8 +200,12 @@ pub(crate) enum Op {
     FlushSet {
         t: TableRef,
         set: Named<String>,
+        /// `flush map`: nft finds only a map of that name (and vice versa).
+        is_map: bool,
     },
     AddElement {
+        /// `create element`: an existing element is an error.
+        create: bool,
         t: TableRef,
         set: Named<String>,
         elems: Vec<Named<Element>>,
@@ -517,7 +561,98 @@ impl<'a> P<'a> {
 /// Parse a whole input into commands. Like nft's parser, it recovers after
 /// a syntax error at the next newline or `;` and goes on, so every broken
 /// command is reported; any error means no command runs.
+/// `define NAME = VALUE` lines removed and every `$NAME` replaced by the
+/// value's tokens (at the place of the `$NAME`), as nft's scanner does.
+fn expand_defines(toks: &[Tok]) -> (Vec<Tok>, Vec<PErr>) {
+    let mut vars: std::collections::HashMap<String, Vec<Tok>> = Default::default();
+    let mut out: Vec<Tok> = Vec::with_capacity(toks.len());
+    let mut errors = Vec::new();
+    let mut i = 0;
+    let mut at_start = true;
+    while i < toks.len() {
+        let t = &toks[i];
+        if at_start
+            && t.is_word("define")
+            && toks.get(i + 1).is_some_and(|n| n.kind == Kind::Word)
+            && toks.get(i + 2).is_some_and(|e| e.is_word("="))
+        {
+            let name = toks[i + 1].text.clone();
+            let mut j = i + 3;
+            let mut depth = 0i64;
+            let mut value = Vec::new();
+            while j < toks.len() {
+                let v = &toks[j];
+                match v.kind {
+                    Kind::LBrace => depth += 1,
+                    Kind::RBrace => depth -= 1,
+                    Kind::Newline | Kind::Semi | Kind::Eof if depth <= 0 => break,
+                    _ => {}
+                }
+                value.push(v.clone());
+                j += 1;
+            }
+            // Values may use earlier variables.
+            let value = value
+                .into_iter()
+                .flat_map(
+                    |v| match v.text.strip_prefix('$').and_then(|n| vars.get(n)) {
+                        Some(sub) if v.kind == Kind::Word => sub.clone(),
+                        _ => vec![v],
+                    },
+                )
+                .collect();
+            vars.insert(name, value);
+            i = j;
+            continue;
+        }
+        at_start = matches!(t.kind, Kind::Newline | Kind::Semi);
+        if t.kind == Kind::Word && t.text.len() > 1 && t.text.starts_with('$') {
+            let name = &t.text[1..];
+            match vars.get(name) {
+                Some(sub) => {
+                    for v in sub {
+                        let mut v = v.clone();
+                        v.line = t.line;
+                        v.col = t.col;
+                        v.len = t.len;
+                        out.push(v);
+                    }
+                }
+                None => {
+                    let loc = Loc {
+                        col: t.col + 1,
+                        len: name.len(),
+                        ..t.loc()
+                    };
+                    errors.push(PErr::new(loc, format!("unknown identifier '{name}'")));
+                    out.push(t.clone());
+                }
+            }
+            i += 1;
+            continue;
+        }
+        out.push(t.clone());
+        i += 1;
+    }
+    (out, errors)
+}
+
 pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
+    let (expanded, define_errors) = expand_defines(toks);
+    let (mut cmds, mut errors) = parse_expanded(&expanded);
+    // An unknown `$NAME` is the only error nft reports for its place.
+    let at_var = |l: &Loc| {
+        define_errors
+            .iter()
+            .any(|d| d.loc.line == l.line && d.loc.col == l.col + 1)
+    };
+    errors.retain(|e| !at_var(&e.loc));
+    cmds.retain(|c| !matches!(&c.op, Op::Invalid(e, _) if at_var(&e.loc)));
+    errors.extend(define_errors);
+    (cmds, errors)
+}
+
+fn parse_expanded(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
     let mut p = P { toks, pos: 0 };
     let mut cmds = Vec::new();
     let mut errors = Vec::new();
@@ -551,9 +686,22 @@ pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
             }
             Err(e) if e.eval => {
                 // Reported by evaluation, in command order, after all
-                // syntax errors; the rest of the command is skipped.
-                while !p.peek().is_end() {
-                    p.next();
+                // syntax errors; the rest of the command is skipped (up to
+                // its end outside any braces the command opened).
+                let mut depth: i64 = toks[start_pos..p.pos]
+                    .iter()
+                    .map(|t| match t.kind {
+                        Kind::LBrace => 1,
+                        Kind::RBrace => -1,
+                        _ => 0,
+                    })
+                    .sum();
+                while !(p.peek().kind == Kind::Eof || (depth <= 0 && p.peek().is_end())) {
+                    match p.next().kind {
+                        Kind::LBrace => depth += 1,
+                        Kind::RBrace => depth -= 1,
+                        _ => {}
+                    }
                 }
                 let end = p.peek().loc();
                 let words = &toks[start_pos..p.pos];
@@ -570,9 +718,40 @@ pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
             }
             Err(e) => {
                 // Like bison's error recovery, resynchronise at the next
-                // separator after a syntax error; other errors end the line.
-                let syntax_error = e.msg.starts_with("syntax error");
+                // separator after a syntax error (outside braces the
+                // command opened); other errors end the line.
+                let open_braces: i64 = toks[start_pos..p.pos]
+                    .iter()
+                    .map(|t| match t.kind {
+                        Kind::LBrace => 1,
+                        Kind::RBrace => -1,
+                        _ => 0,
+                    })
+                    .sum();
+                let syntax_error = e.msg.starts_with("syntax error") && open_braces <= 0;
+                // An error at the `}` of a one-line block: bison's recovery
+                // eats the `}` and then meets the end of the input inside it.
+                let eof_inside = open_braces > 0
+                    && e.msg == "syntax error, unexpected '}', expecting newline or semicolon"
+                    && !toks[p.pos..]
+                        .iter()
+                        .take_while(|t| !matches!(t.kind, Kind::Newline | Kind::Eof))
+                        .any(|t| t.kind == Kind::Semi);
+                let line = e.loc.line;
                 errors.push(e);
+                if eof_inside {
+                    errors.push(
+                        PErr::new(
+                            Loc {
+                                line,
+                                col: 0,
+                                len: 1,
+                            },
+                            "syntax error, unexpected end of file",
+                        )
+                        .parse_stage(),
+                    );
+                }
                 while !(matches!(p.peek().kind, Kind::Newline | Kind::Eof)
                     || (syntax_error && p.peek().kind == Kind::Semi))
                 {
@@ -611,18 +790,60 @@ fn command(p: &mut P, out: &mut Vec<Command>, errors: &mut Vec<PErr>) -> Result<
             table_block(p, out, errors)?;
             Ok(None)
         }
+        "chain" | "rule" | "set" | "map" | "element" => add_cmd(p, "add").map(Some),
+        "get" if p.peek_at(1).is_word("element") => {
+            p.next();
+            p.next();
+            let t = p.table_ref("string")?;
+            let set = p.ident("string")?;
+            let elems = element_list(p)?;
+            Ok(Some(Op::GetElement { t, set, elems }))
+        }
+        "replace" if p.peek_at(1).is_word("rule") => {
+            p.next();
+            p.next();
+            let t = p.table_ref("string")?;
+            let chain = p.ident("string")?;
+            if !p.eat_word("handle") {
+                return Err(syntax(p.peek(), Some("handle")));
+            }
+            let handle = p.number()?;
+            let body = rule_body(p, t.family, false)?;
+            Ok(Some(Op::ReplaceRule {
+                t,
+                chain,
+                handle,
+                body,
+            }))
+        }
+        "rename" if p.peek_at(1).is_word("chain") => {
+            p.next();
+            p.next();
+            let t = p.table_ref("string")?;
+            let chain = p.ident("string")?;
+            let new = p.ident("string")?;
+            Ok(Some(Op::RenameChain { t, chain, new }))
+        }
+        "include" if p.peek_at(1).kind == Kind::Quoted && p.peek_at(1).text.starts_with('/') => {
+            let path = p.peek_at(1);
+            if std::path::Path::new(&path.text).exists() {
+                return Err(PErr::not_simulated(verb.loc(), "'include'"));
+            }
+            // The location runs up to the command's terminator.
+            Err(PErr::new(
+                verb.loc().to(p.peek_at(2).loc()),
+                format!("File not found: {}", path.text),
+            )
+            .parse_stage())
+        }
         "monitor" | "describe" | "reset" | "rename" | "replace" | "import" | "export" | "get"
-        | "destroy" | "include" | "define" | "redefine" | "undefine" => {
+        | "include" | "define" | "redefine" | "undefine" => {
             Err(PErr::not_simulated(verb.loc(), format!("'{}'", verb.text)))
         }
         w if is_keyword(w) => Err(syntax(verb, None)),
-        _ => {
-            if p.peek_at(1).kind == Kind::Newline {
-                p.next();
-                return Err(syntax(p.peek(), Some("string")));
-            }
-            Err(PErr::not_simulated(verb.loc(), format!("'{}'", verb.text)))
-        }
+        // nft reads an unknown first word as the table of an implicit
+        // `add rule` (`[add] [rule] TABLE CHAIN STMT...`).
+        _ => add_cmd(p, "add").map(Some),
     }
 }
 
@@ -664,6 +885,7 @@ fn add_cmd(p: &mut P, verb: &str) -> Result<Op, PErr> {
                 spec: opts.base,
                 comment: opts.comment,
                 policy_loc: opts.policy_loc,
+                policy_only: opts.policy_only,
             })
         }
         ("add" | "insert", "rule") => {
@@ -698,7 +920,12 @@ fn add_cmd(p: &mut P, verb: &str) -> Result<Op, PErr> {
             let t = p.table_ref("string")?;
             let set = p.ident("string")?;
             let elems = element_list(p)?;
-            Ok(Op::AddElement { t, set, elems })
+            Ok(Op::AddElement {
+                create,
+                t,
+                set,
+                elems,
+            })
         }
         ("add" | "insert", w)
             if Family::parse(w).is_some() || !(is_keyword(w) || OTHER_OBJECTS.contains(&w)) =>
@@ -834,7 +1061,11 @@ fn flush_cmd(p: &mut P) -> Result<Op, PErr> {
         "set" | "map" => {
             let t = p.table_ref("string")?;
             let set = p.ident("string")?;
-            Ok(Op::FlushSet { t, set })
+            Ok(Op::FlushSet {
+                t,
+                set,
+                is_map: obj.text == "map",
+            })
         }
         _ => Err(PErr::not_simulated(
             obj.loc(),
@@ -872,10 +1103,12 @@ fn list_cmd(p: &mut P) -> Result<Op, PErr> {
                 set,
             })
         }
-        _ => Err(PErr::not_simulated(
-            obj.loc(),
-            format!("'list {}'", obj.text),
-        )),
+        "counters" | "counter" | "quotas" | "quota" | "flowtables" | "flowtable" | "meters"
+        | "meter" | "limits" | "limit" | "ct" | "secmarks" | "secmark" | "synproxys"
+        | "synproxy" | "hooks" | "element" | "elements" | "flow" | "flows" => Err(
+            PErr::not_simulated(obj.loc(), format!("'list {}'", obj.text)),
+        ),
+        _ => Err(syntax(obj, None)),
     }
 }
 
@@ -888,6 +1121,7 @@ pub(crate) struct ChainOpts {
     /// Where `policy X` was written (the kernel refuses a policy for an
     /// existing regular chain and points there).
     pub policy_loc: Option<Loc>,
+    pub policy_only: Option<bool>,
 }
 
 /// `{ [type T hook H priority P;] [policy X;] [comment "C";] }`.
@@ -938,6 +1172,21 @@ fn chain_spec(p: &mut P, family: Family) -> Result<ChainOpts, PErr> {
                     return Err(syntax(p.peek(), Some("priority")));
                 }
                 priority = Some(priority_expr(p, family, &h.value)?);
+                if p.peek().kind == Kind::RBrace {
+                    return Err(syntax(p.peek(), Some("newline or semicolon")));
+                }
+                if matches!(h.value.as_str(), "ingress" | "egress") {
+                    if matches!(family, Family::Inet | Family::Netdev) {
+                        return Err(PErr::new(
+                            t.loc().to(p.prev().loc()),
+                            "Missing `device' in this chain definition",
+                        ));
+                    }
+                    return Err(PErr::new(
+                        h.loc,
+                        format!("The {} family does not support this hook", family.as_str()),
+                    ));
+                }
                 chain_type = Some(ty.value);
                 hook = Some(h);
             }
@@ -956,10 +1205,26 @@ fn chain_spec(p: &mut P, family: Family) -> Result<ChainOpts, PErr> {
                 policy_accept = match pol.value.as_str() {
                     "accept" => true,
                     "drop" => false,
-                    _ => return Err(PErr::not_simulated(pol.loc, "chain policy value")),
+                    _ => return Err(syntax(&p.toks[p.pos - 1], Some("accept or drop or '$'"))),
                 };
+                if p.peek().kind == Kind::RBrace {
+                    return Err(syntax(p.peek(), Some("newline or semicolon")));
+                }
             }
             Kind::Eof => return Err(syntax(t, Some("'}'"))),
+            Kind::Word
+                if !is_keyword(&t.text)
+                    && !NFT_EXPR_WORDS.contains(&t.text.as_str())
+                    && matches!(
+                        p.peek_at(1).text.as_str(),
+                        "accept" | "drop" | "continue" | "return" | "queue"
+                    ) =>
+            {
+                // A misspelt keyword reads as the symbol starting a rule;
+                // the word after it is then unexpected.
+                p.next();
+                return Err(syntax(p.peek(), None));
+            }
             _ => {
                 return Err(PErr::not_simulated(
                     t.loc(),
@@ -978,11 +1243,19 @@ fn chain_spec(p: &mut P, family: Family) -> Result<ChainOpts, PErr> {
             }),
             comment,
             policy_loc,
+            policy_only: None,
         }),
         (None, None, None) if policy_loc.is_none() && comment.is_some() => Ok(ChainOpts {
             base: None,
             comment,
             policy_loc,
+            policy_only: None,
+        }),
+        (None, None, None) if policy_loc.is_some() && comment.is_none() => Ok(ChainOpts {
+            base: None,
+            comment,
+            policy_loc,
+            policy_only: Some(policy_accept),
         }),
         _ => Err(PErr::not_simulated(
             open.loc(),
@@ -1012,6 +1285,11 @@ fn table_opts(p: &mut P) -> Result<(bool, Option<String>), PErr> {
             }
             Kind::Word if t.text == "flags" => {
                 let f = p.word("string")?;
+                if f.value != "dormant" && f.value != "owner" {
+                    return Err(
+                        PErr::new(f.loc, format!("unknown table option {}", f.value)).parse_stage(),
+                    );
+                }
                 if f.value != "dormant" {
                     return Err(PErr::not_simulated(
                         f.loc,
@@ -1032,13 +1310,26 @@ fn table_opts(p: &mut P) -> Result<(bool, Option<String>), PErr> {
     Ok((dormant, comment))
 }
 
+const STD_PRIORITY_NAMES: &[&str] = &[
+    "raw", "mangle", "dstnat", "filter", "security", "srcnat", "out",
+];
+
 fn priority_expr(p: &mut P, family: Family, hook: &str) -> Result<i32, PErr> {
     let t = p.word("string")?;
-    let base = if let Ok(n) = t.value.parse::<i32>() {
-        return Ok(n);
+    // nft keeps priorities in 32 bits: bigger numbers wrap.
+    let base = if let Ok(n) = t.value.parse::<i64>() {
+        return Ok(n as i32);
     } else {
         match std_priority_value(family, hook, &t.value) {
             Some(v) => v,
+            None if !STD_PRIORITY_NAMES.contains(&t.value.as_str()) => {
+                // Not a priority name at all: nft evaluates it as an
+                // expression and rejects the whole `priority X`.
+                return Err(PErr::new(
+                    p.toks[p.pos - 2].loc().to(t.loc),
+                    "invalid priority expression value in this context.",
+                ));
+            }
             None => {
                 return Err(PErr::new(
                     t.loc,
@@ -1047,7 +1338,7 @@ fn priority_expr(p: &mut P, family: Family, hook: &str) -> Result<i32, PErr> {
             }
         }
     };
-    let sign = if p.peek().is_word("+") {
+    let sign: i32 = if p.peek().is_word("+") {
         1
     } else if p.peek().is_word("-") {
         -1
@@ -1056,8 +1347,8 @@ fn priority_expr(p: &mut P, family: Family, hook: &str) -> Result<i32, PErr> {
     };
     p.next();
     let n = p.number()?;
-    let off = i32::try_from(n.value).map_err(|_| PErr::new(n.loc, "priority out of range"))?;
-    Ok(base + sign * off)
+    let off = n.value as i32;
+    Ok(base.wrapping_add(sign.wrapping_mul(off)))
 }
 
 /// `{ type X [: Y]; [flags a, b;] [elements = { ... };] }`
@@ -1072,6 +1363,9 @@ fn set_decl(p: &mut P, is_map: bool) -> Result<SetDecl, PErr> {
         data_type: None,
         flags: Vec::new(),
         elements: Vec::new(),
+        typeof_key: None,
+        auto_merge: false,
+        comment: None,
     };
     loop {
         while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
@@ -1097,6 +1391,49 @@ fn set_decl(p: &mut P, is_map: bool) -> Result<SetDecl, PErr> {
                     decl.data_type = Some(d.value);
                 }
             }
+            Kind::Word if t.text == "typeof" => {
+                p.next();
+                let a = p.word("string")?;
+                let (printed, key_type) = match a.value.as_str() {
+                    "ip" | "ip6" | "tcp" | "udp" | "meta" => {
+                        let b = p.word("string")?;
+                        let ty = match (a.value.as_str(), b.value.as_str()) {
+                            ("ip", "saddr" | "daddr") => "ipv4_addr",
+                            ("ip6", "saddr" | "daddr") => "ipv6_addr",
+                            ("tcp" | "udp", "sport" | "dport") => "inet_service",
+                            ("ip", "protocol") | ("ip6", "nexthdr") | ("meta", "l4proto") => {
+                                "inet_proto"
+                            }
+                            ("meta", "iifname" | "oifname") => "ifname",
+                            _ => {
+                                return Err(PErr::not_simulated(
+                                    a.loc.to(b.loc),
+                                    format!("typeof {} {}", a.value, b.value),
+                                ))
+                            }
+                        };
+                        // `meta iifname` is printed without `meta`.
+                        let printed = if ty == "ifname" {
+                            b.value.clone()
+                        } else {
+                            format!("{} {}", a.value, b.value)
+                        };
+                        (printed, ty)
+                    }
+                    "iifname" | "oifname" => (a.value.clone(), "ifname"),
+                    _ => return Err(PErr::not_simulated(a.loc, format!("typeof {}", a.value))),
+                };
+                decl.key_type = key_type.to_string();
+                decl.typeof_key = Some(printed);
+                if p.peek().is_word(":") {
+                    p.next();
+                    let d = p.word("string")?;
+                    if d.value != "verdict" {
+                        return Err(PErr::not_simulated(d.loc, "typeof map data"));
+                    }
+                    decl.data_type = Some(d.value);
+                }
+            }
             Kind::Word if t.text == "flags" => {
                 p.next();
                 loop {
@@ -1114,6 +1451,18 @@ fn set_decl(p: &mut P, is_map: bool) -> Result<SetDecl, PErr> {
                         break;
                     }
                 }
+            }
+            Kind::Word if t.text == "auto-merge" => {
+                p.next();
+                decl.auto_merge = true;
+            }
+            Kind::Word if t.text == "comment" => {
+                p.next();
+                let c = p.next();
+                if c.kind != Kind::Quoted && c.kind != Kind::Word {
+                    return Err(syntax(c, Some("string")));
+                }
+                decl.comment = Some(c.text.clone());
             }
             Kind::Word if t.text == "elements" => {
                 p.next();
@@ -1150,7 +1499,7 @@ fn check_set_type(t: &Named<String>) -> Result<(), PErr> {
 /// `{ e1, e2 : v2, ... }` — elements kept as canonical text.
 fn element_list(p: &mut P) -> Result<Vec<Named<Element>>, PErr> {
     if p.peek().kind != Kind::LBrace {
-        return Err(syntax(p.peek(), Some("'{'")));
+        return Err(syntax(p.peek(), Some("'{' or '$'")));
     }
     p.next();
     let mut out = Vec::new();
@@ -1195,10 +1544,24 @@ fn element_list(p: &mut P) -> Result<Vec<Named<Element>>, PErr> {
                     loc,
                 });
             }
+            Kind::Eof => return Err(eof_in_braces(t)),
             _ => return Err(syntax(t, Some("'}'"))),
         }
     }
     Ok(out)
+}
+
+/// The input ended inside `{ ...`: nft reports it at the start of the line.
+fn eof_in_braces(t: &Tok) -> PErr {
+    PErr::new(
+        Loc {
+            line: t.line,
+            col: 0,
+            len: 1,
+        },
+        "syntax error, unexpected end of file, expecting comma or '}'",
+    )
+    .parse_stage()
 }
 
 fn element_key(t: &Tok) -> Result<String, PErr> {
@@ -1217,6 +1580,17 @@ fn element_key(t: &Tok) -> Result<String, PErr> {
     // Ranges: `A-B` of addresses or numbers.
     if let Some((a, b)) = t.text.split_once('-') {
         if let (Ok(a), Ok(b)) = (a.parse::<Ipv4Addr>(), b.parse::<Ipv4Addr>()) {
+            // nft lists a range that is exactly a prefix as the prefix.
+            let (lo, hi) = (u64::from(u32::from(a)), u64::from(u32::from(b)));
+            let size = hi.wrapping_sub(lo).wrapping_add(1);
+            if hi >= lo && size.is_power_of_two() && lo % size == 0 {
+                let len = 32 - size.trailing_zeros();
+                return Ok(if len == 32 {
+                    a.to_string()
+                } else {
+                    format!("{a}/{len}")
+                });
+            }
             return Ok(format!("{a}-{b}"));
         }
         if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
@@ -1269,6 +1643,48 @@ pub(crate) fn ipv6_value(s: &str) -> Option<String> {
             Some(format!("{}/{}", Ipv6Addr::from(u128::from(ip) & mask), l))
         }
     }
+}
+
+/// Whether the host's /etc/services names `s` (what nft's getaddrinfo
+/// would find); names the simulator does not know are then "not simulated".
+fn etc_services_has(s: &str) -> bool {
+    std::fs::read_to_string("/etc/services").is_ok_and(|text| {
+        text.lines().any(|l| {
+            let l = l.split('#').next().unwrap_or("");
+            let mut words = l.split_whitespace();
+            let name = words.next();
+            let _port = words.next();
+            name == Some(s) || words.any(|alias| alias == s)
+        })
+    })
+}
+
+/// The port of a service name in the host's /etc/services (as nft's
+/// getaddrinfo finds it: the first entry naming it, tcp preferred).
+fn etc_services_port(s: &str) -> Option<u16> {
+    let text = std::fs::read_to_string("/etc/services").ok()?;
+    let mut udp = None;
+    for l in text.lines() {
+        let l = l.split('#').next().unwrap_or("");
+        let mut words = l.split_whitespace();
+        let (Some(name), Some(port)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if name != s && !words.any(|a| a == s) {
+            continue;
+        }
+        let Some((num, proto)) = port.split_once('/') else {
+            continue;
+        };
+        let Ok(num) = num.parse::<u16>() else {
+            continue;
+        };
+        match proto {
+            "tcp" => return Some(num),
+            _ => udp = udp.or(Some(num)),
+        }
+    }
+    udp
 }
 
 /// The few service names the simulator knows (nft resolves them through
@@ -1340,7 +1756,8 @@ fn rule_body(p: &mut P, family: Family, in_block: bool) -> Result<RuleBody, PErr
         l3: None,
         in_block,
     };
-    if p.at_end() || (in_block && p.peek().kind == Kind::RBrace) {
+    // A rule needs a statement: a bare comment is not one.
+    if p.at_end() || (in_block && p.peek().kind == Kind::RBrace) || p.peek().is_word("comment") {
         return Err(syntax(p.peek(), None));
     }
     while !(p.at_end() || (cx.in_block && p.peek().kind == Kind::RBrace)) {
@@ -1438,22 +1855,80 @@ fn anon_set(
             Kind::RBrace => break,
             Kind::Comma => continue,
             Kind::Word | Kind::Quoted => items.push(conv(t)?),
+            Kind::Eof => return Err(eof_in_braces(t)),
             _ => return Err(syntax(t, Some("'}'"))),
         }
     }
+    let written = format!("{{ {} }}", items.join(", "));
+    // nft lists set elements in value order, without duplicates.
+    items.sort_by_key(|i| element_sort_key(i));
+    items.dedup();
+    if items.len() == 1 {
+        // A one-element set is no set to nft: it matches the value.
+        return Ok(items.remove(0));
+    }
     cx.body.anon_sets.push(open.to(p.prev().loc()));
-    Ok(format!("{{ {} }}", items.join(", ")))
+    let sorted = format!("{{ {} }}", items.join(", "));
+    cx.body.echo_sets.push((sorted.clone(), written));
+    Ok(sorted)
+}
+
+/// Order of anonymous set elements as nft lists them: numbers, ranges and
+/// addresses by value; anything else after them by text.
+fn element_sort_key(item: &str) -> (u8, u128, String) {
+    let first = item.split(['-', '/']).next().unwrap_or(item);
+    if let Ok(n) = first.parse::<u128>() {
+        return (0, n, String::new());
+    }
+    if let Ok(a) = first.parse::<std::net::Ipv4Addr>() {
+        return (0, u128::from(u32::from(a)), String::new());
+    }
+    if let Ok(a) = first.parse::<std::net::Ipv6Addr>() {
+        return (0, u128::from(a), String::new());
+    }
+    (1, 0, item.to_string())
 }
 
 fn addr_match(p: &mut P, cx: &mut RuleCtx, fam_kw: &str, field: &str) -> Result<(), PErr> {
-    let op = rel_op(p);
     let v6 = fam_kw == "ip6";
-    let conv = move |t: &Tok| -> Result<String, PErr> {
-        let v = if v6 {
-            ipv6_value(&t.text)
-        } else {
-            ipv4_value(&t.text)
+    if p.peek().is_word("vmap") {
+        let conv = move |t: &Tok| -> Result<(u128, String), PErr> {
+            let v = if v6 {
+                ipv6_value(&t.text)
+            } else {
+                ipv4_value(&t.text)
+            };
+            let v =
+                v.ok_or_else(|| PErr::not_simulated(t.loc(), format!("map key '{}'", t.text)))?;
+            Ok((element_sort_key(&v).1, v))
         };
+        return vmap_stmt(p, cx, &format!("{fam_kw} {field}"), &conv);
+    }
+    let op = rel_op(p);
+    let conv = move |t: &Tok| -> Result<String, PErr> {
+        let one = |s: &str| if v6 { ipv6_value(s) } else { ipv4_value(s) };
+        // `A-B`: an address range (printed canonically).
+        if let Some((a, b)) = t.text.split_once('-') {
+            if let (Some(a), Some(b)) = (one(a), one(b)) {
+                if a.contains('/') || b.contains('/') {
+                    return Err(PErr::not_simulated(t.loc(), "range of prefixes"));
+                }
+                let order = |x: &str| -> u128 {
+                    if v6 {
+                        x.parse::<std::net::Ipv6Addr>().map(u128::from).unwrap_or(0)
+                    } else {
+                        x.parse::<Ipv4Addr>()
+                            .map(|x| u128::from(u32::from(x)))
+                            .unwrap_or(0)
+                    }
+                };
+                if order(&b) <= order(&a) {
+                    return Err(PErr::new(t.loc(), "Range has zero or negative size"));
+                }
+                return Ok(format!("{a}-{b}"));
+            }
+        }
+        let v = one(&t.text);
         v.ok_or_else(|| {
             let width = if v6 { 128 } else { 32 };
             match t.text.split_once('/').map(|(_, l)| l.parse::<u32>()) {
@@ -1469,6 +1944,30 @@ fn addr_match(p: &mut P, cx: &mut RuleCtx, fam_kw: &str, field: &str) -> Result<
         })
     };
     let t = plain_value_tok(p)?;
+    // What nft's scanner takes as an IPv4 address: four decimal parts,
+    // maybe a `/N` (checked later, "Could not resolve hostname" ...).
+    let quad_like = |w: &str| {
+        let (base, len) = match w.split_once('/') {
+            Some((b, l)) => (b, Some(l)),
+            None => (w, None),
+        };
+        let digits = |x: &str| !x.is_empty() && x.bytes().all(|c| c.is_ascii_digit());
+        base.split('.').count() == 4 && base.split('.').all(digits) && len.is_none_or(digits)
+    };
+    let scanned_as_address = |w: &str| match w.split_once('-') {
+        Some((a, b)) => quad_like(a) && quad_like(b),
+        None => quad_like(w),
+    };
+    if !v6
+        && t.kind == Kind::Word
+        && t.text.starts_with(|c: char| c.is_ascii_digit())
+        && t.text.contains('.')
+        && !scanned_as_address(&t.text)
+    {
+        // nft's scanner does not take `1.2.3` as an address: the parser
+        // then stumbles on whatever follows.
+        return Err(syntax(p.peek(), None));
+    }
     let value = if t.kind == Kind::LBrace {
         anon_set(p, cx, t.loc(), &conv)?
     } else if let Some(name) = t.text.strip_prefix('@') {
@@ -1498,11 +1997,24 @@ fn port_conv(t: &Tok) -> Result<String, PErr> {
             return Ok(n);
         }
         service_port(s)
+            .or_else(|| etc_services_port(s))
             .map(u32::from)
-            .ok_or_else(|| PErr::not_simulated(t.loc(), format!("service name '{s}'")))
+            .ok_or_else(|| {
+                if etc_services_has(s) {
+                    PErr::not_simulated(t.loc(), format!("service name '{s}'"))
+                } else {
+                    PErr::new(
+                        t.loc(),
+                        "Could not resolve service: Servname not supported for ai_socktype",
+                    )
+                }
+            })
     };
     match t.text.split_once('-') {
-        Some((a, b)) if !a.is_empty() => {
+        // `http-alt` is a service name, not a range.
+        Some((a, b))
+            if !a.is_empty() && (one(&t.text).is_err() || one(a).is_ok() && one(b).is_ok()) =>
+        {
             let (lo, hi) = (one(a)?, one(b)?);
             if hi <= lo {
                 return Err(PErr::new(t.loc(), "Range has zero or negative size"));
@@ -1518,6 +2030,10 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
     if t.kind != Kind::Word {
         if t.kind == Kind::Quoted {
             return Err(PErr::not_simulated(t.loc(), "quoted string as statement"));
+        }
+        if t.kind == Kind::RBrace && !cx.in_block && !cx.body.stmts.is_empty() {
+            // A stray `}` after a complete statement.
+            return Err(syntax(t, Some(END_EXPECT)));
         }
         return Err(syntax(t, None));
     }
@@ -1558,6 +2074,21 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                         if !p.eat_word("reset") {
                             return Err(syntax(p.peek(), Some("reset")));
                         }
+                        // The protocol match right before it is implied.
+                        let implied: &[&str] = match fam {
+                            Family::Ip => &["ip protocol tcp", "meta l4proto tcp"],
+                            Family::Ip6 => &["ip6 nexthdr tcp", "meta l4proto tcp"],
+                            _ => &[],
+                        };
+                        if cx
+                            .body
+                            .stmts
+                            .last()
+                            .is_some_and(|s| implied.contains(&s.text.as_str()))
+                        {
+                            cx.body.stmts.pop();
+                            cx.dep = None;
+                        }
                         text.push_str(" with tcp reset");
                         if fam == Family::Inet && !cx.l4.iter().any(|x| x == "tcp") {
                             // nft shows the implied protocol match in inet.
@@ -1574,6 +2105,15 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                             _ => "",
                         };
                         if fam == Family::Inet && w.value != "icmpx" {
+                            // The `meta nfproto` match it implies is dropped.
+                            let implied = if w.value == "icmp" {
+                                "meta nfproto ipv4"
+                            } else {
+                                "meta nfproto ipv6"
+                            };
+                            if cx.body.stmts.last().is_some_and(|s| s.text == implied) {
+                                cx.body.stmts.pop();
+                            }
                             // icmp/icmpv6 in inet: always printed in full.
                             if !reject_code_known(&w.value, &code.value) {
                                 return Err(PErr::not_simulated(
@@ -1667,6 +2207,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 let _ = to;
                 text.push_str(&format!(" to {}", ports.value));
             }
+            text.push_str(&nat_flags(p)?);
             nat_family_check(cx, t)?;
             push(cx, text, StmtKind::Nat("masquerade".into()));
         }
@@ -1699,17 +2240,31 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 }
             };
             let text = nat_target(&spec, cx, v6)?;
+            let flags = nat_flags(p)?;
             push(
                 cx,
-                format!("{} {}to {}", t.text, prefix, text),
+                format!("{} {}to {}{flags}", t.text, prefix, text),
                 StmtKind::Nat(t.text.clone()),
             );
         }
         "comment" => {
             let c = p.next();
+            if c.kind == Kind::Word && c.text.starts_with('\'') {
+                // nft's scanner has no single quotes: `'` is junk.
+                return Err(PErr::new(
+                    Loc { len: 1, ..c.loc() },
+                    "syntax error, unexpected junk, expecting string or quoted string or string with a trailing asterisk",
+                )
+                .parse_stage());
+            }
             match c.kind {
                 Kind::Quoted | Kind::Word => cx.body.comment = Some(c.text.clone()),
-                _ => return Err(syntax(c, Some("string"))),
+                _ => {
+                    return Err(syntax(
+                        c,
+                        Some("string or quoted string or string with a trailing asterisk"),
+                    ))
+                }
             }
         }
         "iif" | "oif" | "iifname" | "oifname" => iface_match(p, cx, &t.text, t)?,
@@ -1718,6 +2273,8 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             match key.value.as_str() {
                 "iif" | "oif" | "iifname" | "oifname" => iface_match(p, cx, &key.value, t)?,
                 "l4proto" => proto_match(p, cx, "meta l4proto")?,
+                "nfproto" => nfproto_match(p, cx, t.loc().to(key.loc))?,
+                "mark" => mark_stmt(p, cx, "meta mark")?,
                 other => return Err(PErr::not_simulated(key.loc, format!("meta {other}"))),
             }
         }
@@ -1739,12 +2296,43 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                     format!("{} match in this family", t.text),
                 ));
             }
-            cx.l3 = Some(if t.text == "ip" { "ip" } else { "ip6" });
+            let l3 = if t.text == "ip" { "ip" } else { "ip6" };
+            if let Some(prev) = cx.l3.filter(|p| *p != l3) {
+                let field = p.peek();
+                return Err(PErr::new(
+                    t.loc().to(field.loc()),
+                    format!("conflicting protocols specified: {prev} vs. {l3}"),
+                ));
+            }
+            cx.l3 = Some(l3);
+            drop_nfproto(cx, l3 == "ip");
             let field = p.word("string")?;
             match (t.text.as_str(), field.value.as_str()) {
                 (_, "saddr" | "daddr") => addr_match(p, cx, &t.text, &field.value)?,
                 ("ip", "protocol") => proto_match(p, cx, "ip protocol")?,
                 ("ip6", "nexthdr") => proto_match(p, cx, "ip6 nexthdr")?,
+                (fam_kw, f)
+                    if !(if fam_kw == "ip" {
+                        &[
+                            "version",
+                            "hdrlength",
+                            "dscp",
+                            "ecn",
+                            "length",
+                            "id",
+                            "frag-off",
+                            "ttl",
+                            "checksum",
+                            "option",
+                        ][..]
+                    } else {
+                        &["version", "dscp", "ecn", "flowlabel", "length", "hoplimit"][..]
+                    })
+                    .contains(&f) =>
+                {
+                    // Not a field of the header at all.
+                    return Err(syntax(p.prev(), None));
+                }
                 _ => {
                     return Err(PErr::not_simulated(
                         field.loc,
@@ -1755,11 +2343,64 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
         }
         "tcp" | "udp" => {
             let field = p.word("string")?;
+            let known: &[&str] = if t.text == "tcp" {
+                &[
+                    "sequence", "ackseq", "doff", "reserved", "flags", "window", "checksum",
+                    "urgptr", "option",
+                ]
+            } else {
+                &["length", "checksum"]
+            };
+            if !matches!(field.value.as_str(), "sport" | "dport")
+                && !known.contains(&field.value.as_str())
+            {
+                return Err(syntax(p.prev(), None));
+            }
+            if t.text == "tcp" && field.value == "flags" {
+                let text = tcp_flags(p, cx)?;
+                if let Some(other) = cx.l4.iter().find(|p| *p != "tcp") {
+                    return Err(PErr::new(
+                        t.loc().to(field.loc),
+                        format!("conflicting protocols specified: {other} vs. tcp"),
+                    ));
+                }
+                let next = cx.body.stmts.len();
+                if let Some((idx, proto, used)) = &mut cx.dep {
+                    // Only a match right after it makes the protocol
+                    // match redundant.
+                    if proto == "tcp" && dep_reaches(&cx.body.stmts, *idx, next) {
+                        *used = true;
+                    }
+                }
+                cx.l4.push("tcp".into());
+                push(cx, text, StmtKind::Other);
+                return Ok(());
+            }
             if !matches!(field.value.as_str(), "sport" | "dport") {
                 return Err(PErr::not_simulated(
                     field.loc,
                     format!("{} {}", t.text, field.value),
                 ));
+            }
+            if p.peek().is_word("vmap") {
+                let conv = |t: &Tok| -> Result<(u128, String), PErr> {
+                    let v = port_conv(t)?;
+                    Ok((element_sort_key(&v).1, v))
+                };
+                if let Some(other) = cx.l4.iter().find(|p| *p != &t.text) {
+                    return Err(PErr::new(
+                        t.loc().to(field.loc),
+                        format!("conflicting protocols specified: {other} vs. {}", t.text),
+                    ));
+                }
+                let next = cx.body.stmts.len();
+                if let Some((idx, proto, used)) = &mut cx.dep {
+                    if *proto == t.text && dep_reaches(&cx.body.stmts, *idx, next) {
+                        *used = true;
+                    }
+                }
+                cx.l4.push(t.text.clone());
+                return vmap_stmt(p, cx, &format!("{} {}", t.text, field.value), &conv);
             }
             let op = rel_op(p);
             let v = plain_value_tok(p)?;
@@ -1782,8 +2423,9 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                     format!("conflicting protocols specified: {other} vs. {}", t.text),
                 ));
             }
-            if let Some((_, proto, used)) = &mut cx.dep {
-                if *proto == t.text {
+            let next = cx.body.stmts.len();
+            if let Some((idx, proto, used)) = &mut cx.dep {
+                if *proto == t.text && dep_reaches(&cx.body.stmts, *idx, next) {
                     *used = true;
                 }
             }
@@ -1796,10 +2438,90 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
         }
         "ct" => {
             let key = p.word("string")?;
+            const CT_KEYS: &[&str] = &[
+                "direction",
+                "status",
+                "mark",
+                "expiration",
+                "helper",
+                "l3proto",
+                "protocol",
+                "saddr",
+                "daddr",
+                "proto-src",
+                "proto-dst",
+                "label",
+                "bytes",
+                "packets",
+                "avgpkt",
+                "zone",
+                "original",
+                "reply",
+                "count",
+                "id",
+                "event",
+                "secmark",
+                "timeout",
+                "expectation",
+            ];
+            if key.value != "state" && !CT_KEYS.contains(&key.value.as_str()) {
+                return Err(syntax(p.prev(), None));
+            }
+            if key.value == "mark" {
+                return mark_stmt(p, cx, "ct mark");
+            }
             if key.value != "state" {
                 return Err(PErr::not_simulated(key.loc, format!("ct {}", key.value)));
             }
+            if p.peek().is_word("vmap") {
+                let conv = |t: &Tok| -> Result<(u128, String), PErr> {
+                    match CT_STATES.iter().find(|(n, _)| *n == t.text) {
+                        Some((n, b)) => Ok((u128::from(*b), n.to_string())),
+                        None => Err(PErr::new(t.loc(), "Could not parse conntrack state")),
+                    }
+                };
+                return vmap_stmt(p, cx, "ct state", &conv);
+            }
             let op = rel_op(p);
+            if p.peek().kind == Kind::LBrace {
+                let open = p.next().loc();
+                let mut items: Vec<(u32, &str)> = Vec::new();
+                loop {
+                    p.skip_newlines();
+                    let s = p.next();
+                    match s.kind {
+                        Kind::RBrace => break,
+                        Kind::Comma => continue,
+                        Kind::Word => match CT_STATES.iter().find(|(n, _)| *n == s.text) {
+                            Some((n, b)) => items.push((*b, n)),
+                            None => {
+                                return Err(PErr::new(s.loc(), "Could not parse conntrack state"))
+                            }
+                        },
+                        _ => return Err(syntax(s, Some("'}'"))),
+                    }
+                }
+                let written: Vec<&str> = items.iter().map(|(_, n)| *n).collect();
+                let written = format!("{{ {} }}", written.join(", "));
+                items.sort();
+                items.dedup();
+                let names: Vec<&str> = items.iter().map(|(_, n)| *n).collect();
+                if names.len() == 1 {
+                    // One state: a plain state match.
+                    push(cx, format!("ct state {op}{}", names[0]), StmtKind::Other);
+                    return Ok(());
+                }
+                cx.body.anon_sets.push(open.to(p.prev().loc()));
+                cx.body
+                    .echo_sets
+                    .push((format!("{{ {} }}", names.join(", ")), written));
+                push(
+                    cx,
+                    format!("ct state {op}{{ {} }}", names.join(", ")),
+                    StmtKind::Other,
+                );
+                return Ok(());
+            }
             let mut bits = 0u32;
             loop {
                 let s = match p.peek().kind {
@@ -1829,6 +2551,47 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 StmtKind::Other,
             );
         }
+        "icmp" | "icmpv6" => icmp_match(p, cx, t)?,
+        "redirect" => {
+            let mut text = "redirect".to_string();
+            if p.eat_word("to") {
+                let ports = p.word("string")?;
+                let bare = ports.value.trim_start_matches(':');
+                if cx.l4.is_empty() {
+                    let skip = ports.value.len() - bare.len();
+                    let range = Loc {
+                        col: ports.loc.col + skip,
+                        len: ports.loc.len.saturating_sub(skip),
+                        ..ports.loc
+                    };
+                    return Err(PErr {
+                        loc: range,
+                        secondary: Some(t.loc()),
+                        msg: "transport protocol mapping is only valid after transport protocol match".into(),
+                        eval: true,
+                    });
+                }
+                let port_tok = Tok {
+                    kind: Kind::Word,
+                    text: bare.to_string(),
+                    line: ports.loc.line,
+                    col: ports.loc.col,
+                    len: ports.loc.len,
+                };
+                text.push_str(&format!(" to :{}", port_conv(&port_tok)?));
+            }
+            text.push_str(&nat_flags(p)?);
+            if !matches!(cx.family, Family::Ip | Family::Ip6 | Family::Inet) {
+                return Err(PErr::not_simulated(
+                    t.loc(),
+                    format!("redirect in family {}", cx.family.as_str()),
+                ));
+            }
+            push(cx, text, StmtKind::Nat("redirect".into()));
+        }
+        "mark" => mark_stmt(p, cx, "meta mark")?,
+        "log" => log_stmt(p, cx)?,
+        "limit" => limit_stmt(p, cx)?,
         other if is_keyword(other) || NFT_EXPR_WORDS.contains(&other) => {
             return Err(PErr::not_simulated(
                 t.loc(),
@@ -1961,6 +2724,33 @@ const NFT_EXPR_WORDS: &[&str] = &[
     "vxlan",
 ];
 
+/// NAT flags after the target: printed in nft's order.
+fn nat_flags(p: &mut P) -> Result<String, PErr> {
+    const ORDER: [&str; 3] = ["random", "fully-random", "persistent"];
+    let mut seen = [false; 3];
+    let mut any = false;
+    while let Some(i) = ORDER.iter().position(|f| p.peek().is_word(f)) {
+        p.next();
+        seen[i] = true;
+        any = true;
+        if p.peek().kind == Kind::Comma && ORDER.iter().any(|f| p.peek_at(1).is_word(f)) {
+            p.next();
+        } else {
+            break;
+        }
+    }
+    if !any {
+        return Ok(String::new());
+    }
+    let names: Vec<&str> = ORDER
+        .iter()
+        .zip(seen)
+        .filter(|(_, s)| *s)
+        .map(|(n, _)| *n)
+        .collect();
+    Ok(format!(" {}", names.join(",")))
+}
+
 fn nat_family_check(cx: &RuleCtx, t: &Tok) -> Result<(), PErr> {
     let inet_ok = t.text == "masquerade" && cx.family == Family::Inet;
     if inet_ok || matches!(cx.family, Family::Ip | Family::Ip6) {
@@ -2050,8 +2840,18 @@ fn nat_target(spec: &Named<String>, cx: &RuleCtx, v6: bool) -> Result<String, PE
 }
 
 fn iface_match(p: &mut P, cx: &mut RuleCtx, key: &str, _first: &Tok) -> Result<(), PErr> {
+    if p.peek().is_word("vmap") && (key == "iifname" || key == "oifname") {
+        let conv = |t: &Tok| -> Result<(u128, String), PErr> { Ok((0, format!("\"{}\"", t.text))) };
+        return vmap_stmt(p, cx, key, &conv);
+    }
     let op = rel_op(p);
     let v = plain_value_tok(p)?;
+    if v.kind == Kind::LBrace && (key == "iifname" || key == "oifname") {
+        let conv = |t: &Tok| -> Result<String, PErr> { Ok(format!("\"{}\"", t.text)) };
+        let set = anon_set(p, cx, v.loc(), &conv)?;
+        push(cx, format!("{key} {op}{set}"), StmtKind::Other);
+        return Ok(());
+    }
     if v.kind == Kind::LBrace {
         return Err(PErr::not_simulated(v.loc(), "interface sets"));
     }
@@ -2069,20 +2869,607 @@ fn iface_match(p: &mut P, cx: &mut RuleCtx, key: &str, _first: &Tok) -> Result<(
 }
 
 fn proto_match(p: &mut P, cx: &mut RuleCtx, prefix: &str) -> Result<(), PErr> {
+    if p.peek().is_word("vmap") {
+        let conv = |t: &Tok| -> Result<(u128, String), PErr> {
+            let name = l4proto_name(&t.text)
+                .ok_or_else(|| PErr::not_simulated(t.loc(), format!("protocol '{}'", t.text)))?;
+            let n = super::output::proto_number_of(name).unwrap_or(0);
+            Ok((u128::from(n), name.to_string()))
+        };
+        return vmap_stmt(p, cx, prefix, &conv);
+    }
     let op = rel_op(p);
     let v = value_tok(p)?;
+    if v.kind == Kind::LBrace {
+        let conv = |t: &Tok| -> Result<String, PErr> {
+            l4proto_name(&t.text)
+                .map(str::to_string)
+                .ok_or_else(|| PErr::not_simulated(t.loc(), format!("protocol '{}'", t.text)))
+        };
+        let set = anon_set(p, cx, v.loc(), &conv)?;
+        if !set.starts_with('{') {
+            // One protocol: a plain match.
+            push(cx, format!("{prefix} {op}{set}"), StmtKind::Other);
+            return Ok(());
+        }
+        // Listed by protocol number.
+        let mut names: Vec<String> = set
+            .trim_start_matches("{ ")
+            .trim_end_matches(" }")
+            .split(", ")
+            .map(str::to_string)
+            .collect();
+        names.sort_by_key(|n| super::output::proto_number_of(n).unwrap_or(u8::MAX));
+        let sorted = format!("{{ {} }}", names.join(", "));
+        if let Some(last) = cx.body.echo_sets.last_mut() {
+            last.0 = sorted.clone();
+        }
+        push(cx, format!("{prefix} {op}{sorted}"), StmtKind::Other);
+        return Ok(());
+    }
     if v.kind != Kind::Word {
         return Err(PErr::not_simulated(v.loc(), "protocol sets"));
     }
     let name = l4proto_name(&v.text)
         .ok_or_else(|| PErr::not_simulated(v.loc(), format!("protocol '{}'", v.text)))?;
+    // Only the family's own protocol match is implied by a port match
+    // (in inet `ip protocol` / `ip6 nexthdr` stay).
+    let implied = match cx.family {
+        Family::Inet => prefix == "meta l4proto",
+        Family::Ip => prefix != "ip6 nexthdr",
+        Family::Ip6 => prefix != "ip protocol",
+        _ => true,
+    };
     if op.is_empty() {
         cx.l4.push(name.to_string());
-        if cx.dep.is_none() && (name == "tcp" || name == "udp") {
+        if implied && cx.dep.is_none() && (name == "tcp" || name == "udp") {
             cx.dep = Some((cx.body.stmts.len(), name.to_string(), false));
         }
     }
     push(cx, format!("{prefix} {op}{name}"), StmtKind::Other);
+    Ok(())
+}
+
+const TCP_FLAGS: [(&str, u32); 8] = [
+    ("fin", 0x01),
+    ("syn", 0x02),
+    ("rst", 0x04),
+    ("psh", 0x08),
+    ("ack", 0x10),
+    ("urg", 0x20),
+    ("ecn", 0x40),
+    ("cwr", 0x80),
+];
+
+fn flag_names(bits: u32) -> String {
+    TCP_FLAGS
+        .iter()
+        .filter(|(_, b)| bits & b != 0)
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A tcp flags value: `syn`, `syn,ack`, `(syn|ack)`, `syn | ack`, `0x12`,
+/// possibly spread over several words; returns the bits.
+fn tcp_flag_value(p: &mut P, comma_list: bool) -> Result<u32, PErr> {
+    let first = p.next();
+    if first.kind != Kind::Word {
+        return Err(syntax(first, None));
+    }
+    let mut text = first.text.clone();
+    let mut depth = text.matches('(').count() as i64 - text.matches(')').count() as i64;
+    // `a | b` or an open parenthesis continue the value.
+    while depth > 0
+        || p.peek().is_word("|")
+        || text.ends_with('|')
+        || (comma_list && p.peek().kind == Kind::Comma)
+    {
+        if p.peek().kind == Kind::Comma {
+            p.next();
+            text.push(',');
+        }
+        let t = p.next();
+        if t.kind != Kind::Word {
+            return Err(syntax(t, None));
+        }
+        depth += t.text.matches('(').count() as i64 - t.text.matches(')').count() as i64;
+        text.push_str(&t.text);
+    }
+    let mut bits = 0;
+    for part in text
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(['|', ','])
+        .filter(|s| !s.is_empty())
+    {
+        let part = part.trim_matches(|c| c == '(' || c == ')');
+        if let Some((_, b)) = TCP_FLAGS.iter().find(|(n, _)| *n == part) {
+            bits |= b;
+        } else if let Some(hex) = part.strip_prefix("0x") {
+            bits |= u32::from_str_radix(hex, 16)
+                .map_err(|_| PErr::not_simulated(first.loc(), format!("tcp flags '{text}'")))?;
+        } else if let Ok(n) = part.parse::<u32>() {
+            bits |= n;
+        } else {
+            return Err(PErr::not_simulated(
+                first.loc(),
+                format!("tcp flags '{text}'"),
+            ));
+        }
+    }
+    if bits > 0xff {
+        return Err(PErr::not_simulated(
+            first.loc(),
+            format!("tcp flags '{text}'"),
+        ));
+    }
+    Ok(bits)
+}
+
+/// `tcp flags ...` in its input forms, printed the way nft 1.0.6 does.
+fn tcp_flags(p: &mut P, cx: &mut RuleCtx) -> Result<String, PErr> {
+    if p.peek().is_word("&") {
+        p.next();
+        let mask = tcp_flag_value(p, true)?;
+        let ne = match p.next().kind {
+            Kind::EqEq => false,
+            Kind::Ne => true,
+            _ => return Err(PErr::not_simulated(p.prev().loc(), "tcp flags expression")),
+        };
+        let value = tcp_flag_value(p, true)?;
+        let op = if ne { "!= " } else { "" };
+        if value == 0 && !ne {
+            return Ok(format!("tcp flags ! {}", flag_names(mask)));
+        }
+        if value == 0 {
+            return Err(PErr::not_simulated(p.prev().loc(), "tcp flags & M != 0"));
+        }
+        if mask.count_ones() == 1 && value == mask {
+            let n = flag_names(mask);
+            return Ok(format!(
+                "tcp flags & {n} {}= {n}",
+                if ne { "!" } else { "=" }
+            ));
+        }
+        return Ok(format!(
+            "tcp flags {op}{} / {}",
+            flag_names(value),
+            flag_names(mask)
+        ));
+    }
+    let op = rel_op(p);
+    if p.peek().kind == Kind::LBrace {
+        let open = p.next().loc();
+        let mut items: Vec<u32> = Vec::new();
+        loop {
+            p.skip_newlines();
+            match p.peek().kind {
+                Kind::RBrace => {
+                    p.next();
+                    break;
+                }
+                Kind::Comma => {
+                    p.next();
+                }
+                _ => items.push(tcp_flag_value(p, false)?),
+            }
+        }
+        items.sort();
+        items.dedup();
+        let names: Vec<String> = items.iter().map(|b| flag_names(*b)).collect();
+        cx.body.anon_sets.push(open.to(p.prev().loc()));
+        return Ok(format!("tcp flags {op}{{ {} }}", names.join(", ")));
+    }
+    let value = tcp_flag_value(p, true)?;
+    if p.peek().is_word("/") {
+        p.next();
+        let mask = tcp_flag_value(p, true)?;
+        return Ok(format!(
+            "tcp flags {op}{} / {}",
+            flag_names(value),
+            flag_names(mask)
+        ));
+    }
+    Ok(format!("tcp flags {op}{}", flag_names(value)))
+}
+
+/// A map key read from a token: its sort order and its printed form.
+type KeyConv = dyn Fn(&Tok) -> Result<(u128, String), PErr>;
+
+/// `LHS vmap { KEY : VERDICT, ... }` or `LHS vmap @MAP`.
+fn vmap_stmt(p: &mut P, cx: &mut RuleCtx, lhs: &str, conv: &KeyConv) -> Result<(), PErr> {
+    p.next(); // vmap
+    let v = p.next();
+    if let Some(name) = v.text.strip_prefix('@').filter(|_| v.kind == Kind::Word) {
+        cx.body.set_refs.push(Named {
+            value: name.to_string(),
+            loc: v.loc(),
+        });
+        push(
+            cx,
+            format!("{lhs} vmap @{name}"),
+            StmtKind::SetRef(name.to_string()),
+        );
+        return Ok(());
+    }
+    if v.kind != Kind::LBrace {
+        return Err(syntax(v, None));
+    }
+    let mut items: Vec<(u128, String, String)> = Vec::new();
+    let mut targets = Vec::new();
+    loop {
+        p.skip_newlines();
+        let k = p.next();
+        match k.kind {
+            Kind::RBrace => break,
+            Kind::Comma => continue,
+            Kind::Word | Kind::Quoted => {}
+            _ => return Err(syntax(k, Some("'}'"))),
+        }
+        let (order, key) = conv(k)?;
+        if !p.eat_word(":") {
+            return Err(syntax(p.peek(), Some("colon")));
+        }
+        let verdict = p.next();
+        let text = match verdict.text.as_str() {
+            "accept" | "drop" | "continue" | "return" if verdict.kind == Kind::Word => {
+                verdict.text.clone()
+            }
+            "jump" | "goto" if verdict.kind == Kind::Word => {
+                let target = p.ident("string")?;
+                cx.body.targets.push((
+                    Named {
+                        value: target.value.clone(),
+                        loc: k.loc(),
+                    },
+                    verdict.text == "goto",
+                ));
+                targets.push(target.value.clone());
+                format!("{} {}", verdict.text, target.value)
+            }
+            _ => return Err(syntax(verdict, None)),
+        };
+        items.push((order, key, text));
+    }
+    cx.body.anon_sets.push(v.loc().to(p.prev().loc()));
+    let written: Vec<String> = items.iter().map(|(_, k, v)| format!("{k} : {v}")).collect();
+    let written = format!("{{ {} }}", written.join(", "));
+    items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let body: Vec<String> = items
+        .into_iter()
+        .map(|(_, k, v)| format!("{k} : {v}"))
+        .collect();
+    cx.body
+        .echo_sets
+        .push((format!("{{ {} }}", body.join(", ")), written));
+    push(
+        cx,
+        format!("{lhs} vmap {{ {} }}", body.join(", ")),
+        StmtKind::VerdictMap(targets),
+    );
+    Ok(())
+}
+
+/// `icmp type X` / `icmpv6 type X` (name, number or anonymous set).
+fn icmp_match(p: &mut P, cx: &mut RuleCtx, t: &Tok) -> Result<(), PErr> {
+    let kw = t.text.as_str();
+    let ok_family = matches!(cx.family, Family::Ip | Family::Ip6 | Family::Inet);
+    if !ok_family || (kw == "icmp" && cx.family == Family::Ip6) {
+        return Err(PErr::not_simulated(
+            t.loc(),
+            format!("{kw} in family {}", cx.family.as_str()),
+        ));
+    }
+    let field = p.word("string")?;
+    if field.value != "type" {
+        return Err(PErr::not_simulated(
+            field.loc,
+            format!("{kw} {}", field.value),
+        ));
+    }
+    let table = if kw == "icmp" {
+        super::output::ICMP_TYPES
+    } else {
+        super::output::ICMPV6_TYPES
+    };
+    let conv = |t: &Tok| -> Result<(u32, String), PErr> {
+        if let Ok(n) = t.text.parse::<u32>() {
+            if n > 255 {
+                return Err(PErr::new(
+                    t.loc(),
+                    format!("Value {n} exceeds valid range 0-255"),
+                ));
+            }
+            let name = table
+                .iter()
+                .find(|(_, v)| u32::from(*v) == n)
+                .map(|(name, _)| name.to_string())
+                .unwrap_or_else(|| n.to_string());
+            return Ok((n, name));
+        }
+        match table.iter().find(|(name, _)| *name == t.text) {
+            Some((_, v)) => {
+                // Aliases print under the first name of their number.
+                let first = table
+                    .iter()
+                    .find(|(_, w)| w == v)
+                    .map(|(name, _)| name.to_string())
+                    .unwrap_or_else(|| t.text.clone());
+                Ok((u32::from(*v), first))
+            }
+            None => Err(PErr::new(t.loc(), "Could not parse ICMP type")),
+        }
+    };
+    let op = rel_op(p);
+    let v = plain_value_tok(p)?;
+    let value = if v.kind == Kind::LBrace {
+        let mut items: Vec<(u32, String)> = Vec::new();
+        loop {
+            p.skip_newlines();
+            let e = p.next();
+            match e.kind {
+                Kind::RBrace => break,
+                Kind::Comma => continue,
+                Kind::Word => items.push(conv(e)?),
+                _ => return Err(syntax(e, Some("'}'"))),
+            }
+        }
+        let written: Vec<&str> = items.iter().map(|(_, n)| n.as_str()).collect();
+        let written = format!("{{ {} }}", written.join(", "));
+        items.sort();
+        items.dedup();
+        if items.len() != 1 {
+            cx.body.anon_sets.push(v.loc().to(p.prev().loc()));
+        }
+        let mut names: Vec<String> = items.into_iter().map(|(_, n)| n).collect();
+        if names.len() == 1 {
+            names.remove(0)
+        } else {
+            let sorted = format!("{{ {} }}", names.join(", "));
+            cx.body.echo_sets.push((sorted.clone(), written));
+            sorted
+        }
+    } else if v.text.starts_with('@') {
+        return Err(PErr::not_simulated(v.loc(), "icmp type set references"));
+    } else {
+        conv(v)?.1
+    };
+    drop_nfproto(cx, kw == "icmp");
+    // A preceding `ip protocol icmp` / `meta l4proto icmp` is implied.
+    let proto = if kw == "icmp" { "icmp" } else { "ipv6-icmp" };
+    if let Some(last) = cx.body.stmts.last() {
+        let implied = match cx.family {
+            Family::Inet => format!("meta l4proto {proto}"),
+            Family::Ip => format!("ip protocol {proto}"),
+            _ => format!("ip6 nexthdr {proto}"),
+        };
+        if last.text == implied
+            || (cx.family != Family::Inet && last.text == format!("meta l4proto {proto}"))
+        {
+            cx.body.stmts.pop();
+        }
+    }
+    push(cx, format!("{kw} type {op}{value}"), StmtKind::Other);
+    Ok(())
+}
+
+/// Whether a protocol match at `idx` still is the dependency of a match
+/// added at `next`: only other matches may come between (a statement such
+/// as `counter` or `log` ends nft's dependency tracking).
+fn dep_reaches(stmts: &[Stmt], idx: usize, next: usize) -> bool {
+    stmts.get(idx + 1..next).is_some_and(|between| {
+        between.iter().all(|s| {
+            let w = s.text.split(' ').next().unwrap_or("");
+            !matches!(w, "counter" | "log" | "limit" | "quota" | "notrack")
+        })
+    })
+}
+
+/// In inet, `meta nfproto ipv4` right before an ip (or icmp) match is that
+/// match's dependency: nft does not list it.
+fn drop_nfproto(cx: &mut RuleCtx, v4: bool) {
+    let implied = if v4 {
+        "meta nfproto ipv4"
+    } else {
+        "meta nfproto ipv6"
+    };
+    if cx.family == Family::Inet && cx.body.stmts.last().is_some_and(|s| s.text == implied) {
+        cx.body.stmts.pop();
+    }
+}
+
+/// A packet/conntrack mark value, printed as nft does (`0x0000002a`).
+fn mark_value(t: &Tok) -> Result<String, PErr> {
+    let v = match t.text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => t.text.parse::<u64>().ok(),
+    };
+    match v {
+        Some(n) if n <= u64::from(u32::MAX) => Ok(format!("{n:#010x}")),
+        Some(_) => Err(PErr::new(
+            t.loc(),
+            format!("Value {} exceeds valid range 0-4294967295", t.text),
+        )),
+        None => Err(PErr::new(t.loc(), "Could not parse packet mark")),
+    }
+}
+
+/// `meta mark [!=] V`, `meta mark { V, ... }`, `meta mark set V`, and the
+/// same for `ct mark` (also `ct mark set meta mark`).
+fn mark_stmt(p: &mut P, cx: &mut RuleCtx, lhs: &str) -> Result<(), PErr> {
+    if p.eat_word("set") {
+        if lhs == "ct mark" && p.peek().is_word("meta") && p.peek_at(1).is_word("mark") {
+            p.next();
+            p.next();
+            push(cx, "ct mark set meta mark".into(), StmtKind::Other);
+            return Ok(());
+        }
+        let v = plain_value_tok(p)?;
+        if v.kind != Kind::Word {
+            return Err(PErr::not_simulated(
+                v.loc(),
+                format!("{lhs} set expression"),
+            ));
+        }
+        let value = mark_value(v)?;
+        push(cx, format!("{lhs} set {value}"), StmtKind::Other);
+        return Ok(());
+    }
+    let op = rel_op(p);
+    let v = plain_value_tok(p)?;
+    let value = if v.kind == Kind::LBrace {
+        anon_set(p, cx, v.loc(), &mark_value)?
+    } else if v.text.starts_with('@') {
+        return Err(PErr::not_simulated(v.loc(), "mark set references"));
+    } else {
+        mark_value(v)?
+    };
+    push(cx, format!("{lhs} {op}{value}"), StmtKind::Other);
+    Ok(())
+}
+
+/// `meta nfproto ipv4|ipv6` (inet only).
+fn nfproto_match(p: &mut P, cx: &mut RuleCtx, key: Loc) -> Result<(), PErr> {
+    let op = rel_op(p);
+    let v = plain_value_tok(p)?;
+    if cx.family != Family::Inet {
+        return Err(PErr::new(
+            key,
+            "meta nfproto is only useful in the inet family",
+        ));
+    }
+    let name = match v.text.as_str() {
+        "ipv4" | "2" => "ipv4",
+        "ipv6" | "10" => "ipv6",
+        _ => {
+            return Err(PErr::not_simulated(
+                v.loc(),
+                format!("nfproto '{}'", v.text),
+            ))
+        }
+    };
+    if op.is_empty() {
+        cx.l3 = Some(if name == "ipv4" { "ip" } else { "ip6" });
+    }
+    push(cx, format!("meta nfproto {op}{name}"), StmtKind::Other);
+    Ok(())
+}
+
+const LOG_LEVELS: &[&str] = &[
+    "emerg", "alert", "crit", "err", "warn", "notice", "info", "debug", "audit",
+];
+
+/// `log [prefix STR] [level L] [group N]`.
+fn log_stmt(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
+    let mut prefix: Option<String> = None;
+    let mut level: Option<String> = None;
+    let mut group: Option<u64> = None;
+    loop {
+        let k = p.peek();
+        if k.kind != Kind::Word {
+            break;
+        }
+        match k.text.as_str() {
+            "prefix" => {
+                p.next();
+                let v = p.next();
+                match v.kind {
+                    Kind::Word if v.text.contains(':') => {
+                        // nft scans an unquoted `a:` as a string and a colon.
+                        let col = v.col + v.text.find(':').unwrap_or(0);
+                        let loc = Loc {
+                            col,
+                            len: 1,
+                            ..v.loc()
+                        };
+                        return Err(PErr::new(
+                            loc,
+                            format!("syntax error, unexpected colon, expecting {END_EXPECT}"),
+                        )
+                        .parse_stage());
+                    }
+                    Kind::Quoted | Kind::Word => prefix = Some(v.text.clone()),
+                    _ => return Err(syntax(v, Some("string"))),
+                }
+            }
+            "level" => {
+                p.next();
+                let v = p.word("string")?;
+                if !LOG_LEVELS.contains(&v.value.as_str()) {
+                    return Err(PErr::new(v.loc, "invalid log level"));
+                }
+                level = Some(v.value);
+            }
+            "group" => {
+                p.next();
+                group = Some(p.number()?.value);
+            }
+            "snaplen" | "queue-threshold" | "flags" => {
+                return Err(PErr::not_simulated(k.loc(), format!("log {}", k.text)))
+            }
+            _ => break,
+        }
+    }
+    let mut text = "log".to_string();
+    if let Some(pr) = prefix {
+        text.push_str(&format!(" prefix \"{pr}\""));
+    }
+    if let Some(g) = group {
+        text.push_str(&format!(" group {g}"));
+    } else if let Some(l) = level.filter(|l| l != "warn") {
+        text.push_str(&format!(" level {l}"));
+    }
+    push(cx, text, StmtKind::Other);
+    Ok(())
+}
+
+/// `limit rate [over] N/UNIT [burst N packets]` (packet rates only).
+fn limit_stmt(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
+    let start = p.prev().loc();
+    if !p.eat_word("rate") {
+        return Err(PErr::not_simulated(p.peek().loc(), "limit without 'rate'"));
+    }
+    let over = p.eat_word("over");
+    let v = p.word("string")?;
+    let Some((n, unit)) = v.value.split_once('/') else {
+        return Err(PErr::not_simulated(
+            v.loc,
+            format!("limit rate '{}'", v.value),
+        ));
+    };
+    let Ok(n) = n.parse::<u64>() else {
+        return Err(PErr::not_simulated(
+            v.loc,
+            format!("limit rate '{}'", v.value),
+        ));
+    };
+    if !matches!(unit, "second" | "minute" | "hour" | "day" | "week") {
+        let col = v.loc.col + v.value.len() - unit.len();
+        let loc = Loc {
+            col,
+            len: unit.len(),
+            ..v.loc
+        };
+        return Err(PErr::new(loc, "syntax error, unexpected string").parse_stage());
+    }
+    let mut burst = 5;
+    if p.eat_word("burst") {
+        burst = p.number()?.value;
+        if !p.eat_word("packets") {
+            return Err(PErr::not_simulated(p.peek().loc(), "limit burst in bytes"));
+        }
+    }
+    if n == 0 {
+        return Err(PErr::not_simulated(
+            start.to(p.prev().loc()),
+            "limit rate 0",
+        ));
+    }
+    let mut text = format!("limit rate {}{n}/{unit}", if over { "over " } else { "" });
+    if burst != 5 {
+        text.push_str(&format!(" burst {burst} packets"));
+    }
+    push(cx, text, StmtKind::Other);
     Ok(())
 }
 
@@ -2104,6 +3491,7 @@ fn table_block(p: &mut P, out: &mut Vec<Command>, errors: &mut Vec<PErr>) -> Res
         },
         loc: start.to(t.loc),
     });
+    let first = out.len();
     // Like nft's grammar, a syntax error inside the block is recovered at
     // the end of its line, still inside the block.
     loop {
@@ -2111,7 +3499,16 @@ fn table_block(p: &mut P, out: &mut Vec<Command>, errors: &mut Vec<PErr>) -> Res
             p.next();
         }
         match table_item(p, &t, out, errors) {
-            Ok(true) => return Ok(()),
+            Ok(true) => {
+                // nft expands a table block into chains first, then sets,
+                // then the rules of every chain (this decides the handles).
+                out[first..].sort_by_key(|c| match c.op {
+                    Op::AddChain { .. } => 0,
+                    Op::AddRule { .. } | Op::Invalid(..) => 2,
+                    _ => 1,
+                });
+                return Ok(());
+            }
             Ok(false) => {}
             Err(e) => {
                 let at_eof = p.peek().kind == Kind::Eof;
@@ -2157,6 +3554,7 @@ fn table_item(
                     spec: None,
                     comment: None,
                     policy_loc: None,
+                    policy_only: None,
                 },
                 loc: k.loc().to(chain.loc),
             });
