@@ -1,11 +1,34 @@
-//! Simulated `ip` (iproute2 6.1): links (loopback, bridge, dummy), their
-//! MTU, MAC address, up/down state and bridge membership; IPv4/IPv6
-//! addresses; static routes plus the kernel's connected routes.
+//! Simulated `ip` (iproute2 6.1 on a 6.x kernel): links (loopback, bridge,
+//! dummy, veth pairs, tap devices), their MTU, MAC address, up/down state,
+//! carrier and operstate, bridge membership; IPv4/IPv6 addresses including
+//! the kernel's own (127.0.0.1/8 and ::1 on `lo`, the EUI-64 link-local
+//! address of every other link once it is up with carrier); static routes
+//! plus the kernel's connected routes; an always-empty neighbour table.
 //!
-//! Messages and exit statuses were taken from the real tool in a fresh
-//! network namespace. One deliberate difference: the reference kernel has no
-//! `dummy` module (so `ip link add ... type dummy` fails there); the
-//! simulator behaves like a kernel that has it.
+//! The model is the *settled* host a person sees a moment after typing a
+//! command: IPv6 duplicate address detection has finished on links that
+//! have carrier (addresses on a link without carrier stay `tentative`), and
+//! the kernel's link-watch has applied carrier changes to the operstate.
+//!
+//! Kernel behaviour reproduced (observed on the reference kernel in a fresh
+//! network namespace):
+//! - a new bridge whose MAC was never set and that never had a port keeps
+//!   the operstate UNKNOWN and has carrier once up; setting its MAC or
+//!   adding/removing a port makes the kernel compute its carrier (UP with a
+//!   port that has carrier, else DOWN and NO-CARRIER);
+//! - a bridge whose MAC was not set takes the smallest MAC of its ports,
+//!   and 00:00:00:00:00:00 when its last port leaves;
+//! - a veth end has carrier when both ends are up; with its peer down it
+//!   is LOWERLAYERDOWN (and shows M-DOWN); a tap has no carrier (no process
+//!   holds it);
+//! - taking a link down removes its IPv6 addresses (keep_addr_on_down=0)
+//!   and its static routes; IPv4 addresses stay;
+//! - a link gets its root qdisc when first brought up (noqueue; pfifo_fast
+//!   for a tap) and keeps it when taken down again.
+//!
+//! One deliberate difference: the reference kernel has no `dummy` module
+//! (so `ip link add ... type dummy` fails there); the simulator behaves
+//! like a kernel that has it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -19,6 +42,20 @@ pub enum LinkKind {
     Loopback,
     Bridge,
     Dummy,
+    Veth,
+    Tap,
+}
+
+impl LinkKind {
+    fn name(self) -> &'static str {
+        match self {
+            LinkKind::Loopback => "loopback",
+            LinkKind::Bridge => "bridge",
+            LinkKind::Dummy => "dummy",
+            LinkKind::Veth => "veth",
+            LinkKind::Tap => "tun",
+        }
+    }
 }
 
 /// One interface address.
@@ -29,6 +66,10 @@ pub struct Addr {
     pub prefixlen: u8,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broadcast: Option<String>,
+    /// Order in which the address became usable (IPv6 routes of the same
+    /// prefix are listed in this order).
+    #[serde(default)]
+    pub seq: u64,
 }
 
 impl Addr {
@@ -38,6 +79,26 @@ impl Addr {
     fn is_v6(&self) -> bool {
         self.local.contains(':')
     }
+    fn scope(&self) -> &'static str {
+        match self.ip() {
+            Some(IpAddr::V4(v)) if v.is_loopback() => "host",
+            Some(IpAddr::V6(v)) if v.is_loopback() => "host",
+            Some(IpAddr::V6(v)) if (v.segments()[0] & 0xffc0) == 0xfe80 => "link",
+            _ => "global",
+        }
+    }
+    /// IPv6 source-scope rank the kernel sorts a link's addresses by.
+    fn v6_rank(&self) -> u8 {
+        match self.scope() {
+            "host" => 1,
+            "link" => 2,
+            _ => 14,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One network interface.
@@ -56,6 +117,24 @@ pub struct Link {
     /// set ones; the kernel defaults are not stored).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub bridge: BTreeMap<String, u64>,
+    /// The other end of a veth pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The MAC was set by the user (`address`), not chosen by the kernel.
+    #[serde(default)]
+    pub mac_set: bool,
+    /// The kernel has computed this link's carrier at least once (for a
+    /// bridge: after a port joined or left or its MAC was set). Until then
+    /// an up bridge is UNKNOWN with carrier.
+    #[serde(default = "yes")]
+    pub carrier_known: bool,
+    /// A root qdisc was attached (on the first `up`).
+    #[serde(default)]
+    pub qdisc_attached: bool,
+    /// IPv6 has been configured since the link last came up with carrier
+    /// (link-local address generated, DAD done).
+    #[serde(default)]
+    pub v6_ready: bool,
 }
 
 /// A static route (`ip route add`).
@@ -68,6 +147,15 @@ pub struct Route {
     pub dev: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<u32>,
+    /// True for an IPv6 route (needed for `default`).
+    #[serde(default)]
+    pub v6: bool,
+}
+
+impl Route {
+    fn is_v6(&self) -> bool {
+        self.v6 || self.dst.contains(':') || self.via.as_deref().is_some_and(|v| v.contains(':'))
+    }
 }
 
 /// Links, addresses and routes of one network namespace.
@@ -76,6 +164,17 @@ pub struct IpState {
     pub links: Vec<Link>,
     pub routes: Vec<Route>,
     pub next_ifindex: u32,
+    /// Counter for [`Addr::seq`].
+    #[serde(default)]
+    pub next_seq: u64,
+    /// Links whose IPv6 is disabled (`net.ipv6.conf.IFACE.disable_ipv6=1`),
+    /// told by the host before each command.
+    #[serde(skip)]
+    pub v6_disabled: Vec<String>,
+    /// Root qdisc kind per link set with tc, told by the host before each
+    /// command (`ip link` shows it).
+    #[serde(skip)]
+    pub root_qdiscs: BTreeMap<String, String>,
 }
 
 impl Default for IpState {
@@ -100,6 +199,40 @@ fn valid_mac(s: &str) -> bool {
         && parts
             .iter()
             .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// The first malformed byte of a MAC (iproute2 names it in its error).
+fn bad_mac_part(s: &str) -> String {
+    s.split(':')
+        .find(|p| p.is_empty() || p.len() > 2 || !p.chars().all(|c| c.is_ascii_hexdigit()))
+        .unwrap_or(s)
+        .to_string()
+}
+
+fn mac_bytes(mac: &str) -> Option<[u8; 6]> {
+    let v: Vec<u8> = mac
+        .split(':')
+        .map(|x| u8::from_str_radix(x, 16))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    v.try_into().ok()
+}
+
+/// The EUI-64 link-local address the kernel derives from a MAC
+/// (addrgenmode eui64): fe80::/64 + MAC with the universal/local bit
+/// flipped and ff:fe in the middle.
+pub fn eui64_link_local(mac: &str) -> Option<std::net::Ipv6Addr> {
+    let b = mac_bytes(mac)?;
+    if b == [0; 6] {
+        return None;
+    }
+    let iid = [b[0] ^ 2, b[1], b[2], 0xff, 0xfe, b[3], b[4], b[5]];
+    let mut seg = [0u16; 8];
+    seg[0] = 0xfe80;
+    for i in 0..4 {
+        seg[4 + i] = (u16::from(iid[2 * i]) << 8) | u16::from(iid[2 * i + 1]);
+    }
+    Some(std::net::Ipv6Addr::from(seg))
 }
 
 /// Parse `ADDR[/LEN]`; the default length is the full address length.
@@ -138,6 +271,115 @@ fn network_of(ip: IpAddr, len: u8) -> String {
     }
 }
 
+/// Sort key of a route destination: (address as a number, prefix length).
+fn dst_key(dst: &str) -> (u128, u8) {
+    if dst == "default" {
+        return (0, 0);
+    }
+    match parse_prefix(dst) {
+        Some((IpAddr::V4(v), l)) => (u128::from(u32::from(v)), l),
+        Some((IpAddr::V6(v), l)) => (u128::from(v), l),
+        None => (u128::MAX, 0),
+    }
+}
+
+/// A JSON value with ordered keys, printed as iproute2 prints it (`-j`
+/// compact, `-j -p` with its own indentation).
+#[derive(Debug, Clone)]
+enum J {
+    S(String),
+    N(u64),
+    A(Vec<J>),
+    O(Vec<(&'static str, J)>),
+}
+
+impl J {
+    fn s(v: impl Into<String>) -> J {
+        J::S(v.into())
+    }
+    fn compact(&self) -> String {
+        match self {
+            J::S(s) => serde_json::Value::from(s.as_str()).to_string(),
+            J::N(n) => n.to_string(),
+            J::A(v) => format!(
+                "[{}]",
+                v.iter().map(J::compact).collect::<Vec<_>>().join(",")
+            ),
+            J::O(v) => format!(
+                "{{{}}}",
+                v.iter()
+                    .map(|(k, x)| format!("\"{k}\":{}", x.compact()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        }
+    }
+    /// iproute2's json_writer pretty form: "[ " ... " ]" for arrays,
+    /// objects with one key per line indented 4 spaces per open container.
+    fn pretty(&self, depth: usize) -> String {
+        match self {
+            J::A(v) if v.is_empty() => "[ ]".into(),
+            J::A(v) => format!(
+                "[ {} ]",
+                v.iter()
+                    .map(|x| x.pretty(depth + 1))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            J::O(v) if v.is_empty() => "{}".into(),
+            J::O(v) => {
+                let d = depth + 1;
+                let mut s = "{".to_string();
+                for (i, (k, x)) in v.iter().enumerate() {
+                    if i > 0 {
+                        s.push(',');
+                    }
+                    s.push('\n');
+                    s.push_str(&" ".repeat(4 * d));
+                    s.push_str(&format!("\"{k}\": {}", x.pretty(d)));
+                }
+                s.push('\n');
+                s.push_str(&" ".repeat(4 * depth));
+                s.push('}');
+                s
+            }
+            other => other.compact(),
+        }
+    }
+}
+
+/// Output options given before the object (`-j`, `-p`, `-br`, `-o`, `-4`,
+/// `-6`, `-d`, `-s`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Opts {
+    json: bool,
+    pretty: bool,
+    brief: bool,
+    oneline: bool,
+    details: bool,
+    family: Option<u8>,
+}
+
+impl Opts {
+    fn json_out(&self, items: Vec<J>) -> String {
+        let arr = J::A(items);
+        if self.pretty {
+            format!("{}\n", arr.pretty(0))
+        } else {
+            format!("{}\n", arr.compact())
+        }
+    }
+}
+
+/// Which links a `show` selects.
+#[derive(Debug, Default)]
+struct LinkFilter<'a> {
+    dev: Option<&'a str>,
+    master: Option<&'a str>,
+    kind: Option<&'a str>,
+    up: bool,
+}
+
 impl IpState {
     /// A fresh network namespace: only `lo`, down.
     pub fn new() -> Self {
@@ -152,9 +394,17 @@ impl IpState {
                 master: None,
                 addrs: Vec::new(),
                 bridge: BTreeMap::new(),
+                peer: None,
+                mac_set: false,
+                carrier_known: true,
+                qdisc_attached: false,
+                v6_ready: false,
             }],
             routes: Vec::new(),
             next_ifindex: 2,
+            next_seq: 0,
+            v6_disabled: Vec::new(),
+            root_qdiscs: BTreeMap::new(),
         }
     }
 
@@ -166,27 +416,73 @@ impl IpState {
         self.links.iter_mut().find(|l| l.name == name)
     }
 
-    fn has_carrier(&self, l: &Link) -> bool {
+    fn peer_up(&self, l: &Link) -> bool {
+        l.peer
+            .as_deref()
+            .and_then(|p| self.link(p))
+            .is_some_and(|p| p.up)
+    }
+
+    /// Carrier (LOWER_UP) as the kernel reports it.
+    pub fn has_carrier(&self, l: &Link) -> bool {
+        if !l.up {
+            return false;
+        }
         match l.kind {
-            LinkKind::Loopback | LinkKind::Dummy => l.up,
+            LinkKind::Loopback | LinkKind::Dummy => true,
+            LinkKind::Tap => false,
+            LinkKind::Veth => self.peer_up(l),
             LinkKind::Bridge => {
-                l.up && self
-                    .links
-                    .iter()
-                    .any(|p| p.master.as_deref() == Some(l.name.as_str()) && p.up)
+                !l.carrier_known
+                    || self.links.iter().any(|p| {
+                        p.master.as_deref() == Some(l.name.as_str())
+                            && p.kind != LinkKind::Bridge
+                            && self.has_carrier(p)
+                    })
             }
         }
     }
 
+    fn operstate(&self, l: &Link) -> &'static str {
+        if !l.up {
+            return "DOWN";
+        }
+        match l.kind {
+            LinkKind::Loopback | LinkKind::Dummy => "UNKNOWN",
+            LinkKind::Tap => "DOWN",
+            LinkKind::Veth => {
+                if self.peer_up(l) {
+                    "UP"
+                } else {
+                    "LOWERLAYERDOWN"
+                }
+            }
+            LinkKind::Bridge => {
+                if !l.carrier_known {
+                    "UNKNOWN"
+                } else if self.has_carrier(l) {
+                    "UP"
+                } else {
+                    "DOWN"
+                }
+            }
+        }
+    }
+
+    /// Up and operationally usable (operstate UP or UNKNOWN): IPv6 is
+    /// configured on such a link.
+    fn ready(&self, l: &Link) -> bool {
+        l.up && matches!(self.operstate(l), "UP" | "UNKNOWN")
+    }
+
     fn flags(&self, l: &Link) -> Vec<&'static str> {
         let mut f = Vec::new();
-        let carrier = self.has_carrier(l);
-        if l.up && !carrier {
+        if l.up && !self.ready(l) {
             f.push("NO-CARRIER");
         }
         match l.kind {
             LinkKind::Loopback => f.push("LOOPBACK"),
-            LinkKind::Bridge => {
+            LinkKind::Bridge | LinkKind::Veth | LinkKind::Tap => {
                 f.push("BROADCAST");
                 f.push("MULTICAST");
             }
@@ -198,51 +494,154 @@ impl IpState {
         if l.up {
             f.push("UP");
         }
-        if carrier {
+        if self.has_carrier(l) {
             f.push("LOWER_UP");
+        }
+        if l.kind == LinkKind::Veth && !self.peer_up(l) {
+            f.push("M-DOWN");
         }
         f
     }
 
-    fn operstate(&self, l: &Link) -> &'static str {
-        if !l.up {
-            "DOWN"
-        } else {
-            match l.kind {
-                LinkKind::Loopback | LinkKind::Dummy => "UNKNOWN",
-                LinkKind::Bridge => {
-                    if self.has_carrier(l) {
-                        "UP"
-                    } else {
-                        "DOWN"
-                    }
-                }
-            }
-        }
-    }
-
-    /// The qdisc name `ip link` shows.
+    /// The qdisc name `ip link` shows when tc has not set one.
     pub fn default_qdisc(l: &Link) -> &'static str {
-        if l.up {
-            "noqueue"
+        if l.up || l.qdisc_attached {
+            if l.kind == LinkKind::Tap {
+                "pfifo_fast"
+            } else {
+                "noqueue"
+            }
         } else {
             "noop"
         }
     }
 
+    /// The link's name as `ip` prints it (`veth0@veth1` for a veth end).
+    fn display_name(l: &Link) -> String {
+        match &l.peer {
+            Some(p) => format!("{}@{p}", l.name),
+            None => l.name.clone(),
+        }
+    }
+
+    fn alloc_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// Insert an IPv6 address where the kernel puts it: before the first
+    /// address of the same or a narrower scope (newest first per scope).
+    fn insert_v6(l: &mut Link, a: Addr) {
+        let rank = a.v6_rank();
+        let pos = l
+            .addrs
+            .iter()
+            .position(|x| x.is_v6() && rank >= x.v6_rank())
+            .unwrap_or(l.addrs.len());
+        l.addrs.insert(pos, a);
+    }
+
+    /// Apply what the kernel does on its own after a change: a bridge
+    /// whose MAC was not set follows its ports; a link that became ready
+    /// gets IPv6 (link-local address, DAD done).
+    pub fn settle(&mut self) {
+        let names: Vec<String> = self.links.iter().map(|l| l.name.clone()).collect();
+        for n in &names {
+            let Some(l) = self.link(n) else { continue };
+            if !l.up || l.v6_ready || !self.ready(l) || self.v6_disabled.contains(n) {
+                continue;
+            }
+            let kind = l.kind;
+            let mac = l.mac.clone();
+            let mut seqs: Vec<u64> = Vec::new();
+            let count = l.addrs.iter().filter(|a| a.is_v6()).count();
+            for _ in 0..count + 1 {
+                seqs.push(self.alloc_seq());
+            }
+            let Some(l) = self.link_mut(n) else { continue };
+            l.v6_ready = true;
+            let mut it = seqs.into_iter();
+            let ll_seq = it.next().unwrap_or(0);
+            for a in l.addrs.iter_mut().filter(|a| a.is_v6()).rev() {
+                a.seq = it.next().unwrap_or(0);
+            }
+            let auto = if kind == LinkKind::Loopback {
+                Some(("::1".to_string(), 128))
+            } else {
+                eui64_link_local(&mac).map(|ll| (ll.to_string(), 64))
+            };
+            if let Some((local, prefixlen)) = auto {
+                if !l.addrs.iter().any(|a| a.local == local) {
+                    IpState::insert_v6(
+                        l,
+                        Addr {
+                            local,
+                            prefixlen,
+                            broadcast: None,
+                            seq: ll_seq,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// The kernel recomputes a bridge's carrier and (unless its MAC was
+    /// set) its MAC when a port joins or leaves.
+    fn bridge_ports_changed(&mut self, br: &str) {
+        let ports: Vec<[u8; 6]> = self
+            .links
+            .iter()
+            .filter(|p| p.master.as_deref() == Some(br))
+            .filter_map(|p| mac_bytes(&p.mac))
+            .collect();
+        let min = ports.iter().min().copied();
+        if let Some(b) = self.link_mut(br) {
+            b.carrier_known = true;
+            if !b.mac_set {
+                let m = min.unwrap_or([0; 6]);
+                b.mac = m
+                    .iter()
+                    .map(|x| format!("{x:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":");
+            }
+        }
+    }
+
+    /// Take a link down: IPv6 addresses and static routes go.
+    fn link_down(&mut self, name: &str) {
+        if let Some(l) = self.link_mut(name) {
+            l.up = false;
+            l.v6_ready = false;
+            l.addrs.retain(|a| !a.is_v6());
+        }
+        self.routes.retain(|r| r.dev != name);
+    }
+
+    /// IPv6 was disabled on a link (`disable_ipv6=1`): its IPv6 addresses go.
+    pub fn disable_v6(&mut self, name: &str) {
+        if let Some(l) = self.link_mut(name) {
+            l.v6_ready = false;
+            l.addrs.retain(|a| !a.is_v6());
+        }
+        self.routes.retain(|r| !(r.dev == name && r.is_v6()));
+    }
+
     /// Run `ip ARGS...`.
     pub fn exec(&mut self, args: &[String]) -> Output {
-        let mut json = false;
-        let mut brief = false;
-        let mut family: Option<u8> = None;
+        let mut o = Opts::default();
         let mut i = 0;
         while i < args.len() && args[i].starts_with('-') {
             match args[i].as_str() {
-                "-j" | "-json" | "--json" => json = true,
-                "-br" | "-brief" | "--brief" => brief = true,
-                "-4" => family = Some(4),
-                "-6" => family = Some(6),
-                "-d" | "-details" | "-s" | "-stats" | "-p" | "-pretty" => {}
+                "-j" | "-json" | "--json" => o.json = true,
+                "-p" | "-pretty" | "--pretty" => o.pretty = true,
+                "-br" | "-brief" | "--brief" => o.brief = true,
+                "-o" | "-oneline" | "--oneline" => o.oneline = true,
+                "-4" => o.family = Some(4),
+                "-6" => o.family = Some(6),
+                "-d" | "-details" => o.details = true,
+                "-s" | "-stats" | "-statistics" => {}
                 o => return fail(255, format!("Option \"{o}\" is unknown, try \"ip -help\".")),
             }
             i += 1;
@@ -252,15 +651,152 @@ impl IpState {
             return fail(255, "Usage: ip [ OPTIONS ] OBJECT { COMMAND | help }");
         };
         let sub: Vec<&str> = rest[1..].iter().map(String::as_str).collect();
-        match obj.as_str() {
-            "link" | "l" | "li" => self.link_cmd(&sub, json, brief),
-            "addr" | "address" | "a" => self.addr_cmd(&sub, json, brief, family),
-            "route" | "r" | "ro" => self.route_cmd(&sub, family),
+        let out = match obj.as_str() {
+            "link" | "l" | "li" | "lin" => self.link_cmd(&sub, o),
+            "addr" | "address" | "a" | "ad" | "add" | "addre" | "addres" => self.addr_cmd(&sub, o),
+            "route" | "r" | "ro" | "rou" | "rout" => self.route_cmd(&sub, o),
+            "neigh" | "neighbor" | "neighbour" | "n" | "ne" | "nei" => self.neigh_cmd(&sub, o),
+            "tuntap" | "tun" | "tap" => self.tuntap_cmd(&sub),
             o => fail(1, format!("Object \"{o}\" is unknown, try \"ip help\".")),
+        };
+        if out.success() {
+            self.settle();
+        }
+        out
+    }
+
+    fn neigh_cmd(&mut self, sub: &[&str], o: Opts) -> Output {
+        let verb = sub.first().copied().unwrap_or("show");
+        let rest = if sub.is_empty() { &[][..] } else { &sub[1..] };
+        match verb {
+            "show" | "list" | "ls" | "sh" => {
+                if let Some(d) = parse_dev_arg(rest) {
+                    if self.link(d).is_none() {
+                        return no_dev(d);
+                    }
+                }
+                if o.json {
+                    Output::ok(o.json_out(Vec::new()))
+                } else {
+                    Output::ok("")
+                }
+            }
+            v => fail(
+                255,
+                format!("Command \"{v}\" is unknown, try \"ip neigh help\"."),
+            ),
         }
     }
 
-    fn link_cmd(&mut self, sub: &[&str], json: bool, brief: bool) -> Output {
+    fn tuntap_cmd(&mut self, sub: &[&str]) -> Output {
+        let verb = sub.first().copied().unwrap_or("show");
+        let rest = if sub.is_empty() { &[][..] } else { &sub[1..] };
+        let mut name = None;
+        let mut mode = None;
+        let mut i = 0;
+        while i < rest.len() {
+            match rest[i] {
+                "dev" | "name" => {
+                    name = rest.get(i + 1).copied();
+                    i += 2;
+                }
+                "mode" => {
+                    mode = rest.get(i + 1).copied();
+                    i += 2;
+                }
+                "user" | "group" => i += 2,
+                "one_queue" | "pi" | "vnet_hdr" | "multi_queue" => i += 1,
+                n => {
+                    name = Some(n);
+                    i += 1;
+                }
+            }
+        }
+        match verb {
+            "add" | "del" | "delete" => {
+                match mode {
+                    Some("tap") => {}
+                    Some("tun") => return fail(1, "virtnet-fake: tun mode is not simulated"),
+                    _ => return fail(1, "You failed to specify a tunnel mode"),
+                }
+                let Some(name) = name else {
+                    return fail(1, "You failed to specify a tunnel mode");
+                };
+                if verb == "add" {
+                    if self.link(name).is_some() {
+                        return fail(1, "ioctl(TUNSETIFF): Device or resource busy");
+                    }
+                    self.new_link(name, LinkKind::Tap, None, None);
+                    Output::default()
+                } else {
+                    match self.link(name) {
+                        Some(l) if l.kind == LinkKind::Tap => self.delete_link(name),
+                        _ => fail(1, "ioctl(TUNSETIFF): Invalid argument"),
+                    }
+                }
+            }
+            "show" | "list" | "ls" | "sh" => {
+                let mut out = String::new();
+                for l in self.links.iter().filter(|l| l.kind == LinkKind::Tap) {
+                    out.push_str(&format!("{}: tap persist\n", l.name));
+                }
+                Output::ok(out)
+            }
+            v => fail(
+                255,
+                format!("Command \"{v}\" is unknown, try \"ip tuntap help\"."),
+            ),
+        }
+    }
+
+    fn new_link(&mut self, name: &str, kind: LinkKind, mtu: Option<u32>, mac: Option<&str>) {
+        let ifindex = self.next_ifindex;
+        self.next_ifindex += 1;
+        let gen = format!(
+            "02:fa:4e:00:{:02x}:{:02x}",
+            (ifindex >> 8) & 0xff,
+            ifindex & 0xff
+        );
+        self.links.push(Link {
+            ifindex,
+            name: name.to_string(),
+            kind,
+            mtu: mtu.unwrap_or(1500),
+            mac: mac.map(|m| m.to_ascii_lowercase()).unwrap_or(gen),
+            up: false,
+            master: None,
+            addrs: Vec::new(),
+            bridge: BTreeMap::new(),
+            peer: None,
+            mac_set: mac.is_some(),
+            carrier_known: kind != LinkKind::Bridge || mac.is_some(),
+            qdisc_attached: false,
+            v6_ready: false,
+        });
+    }
+
+    fn delete_link(&mut self, name: &str) -> Output {
+        let peer = self.link(name).and_then(|l| l.peer.clone());
+        let master = self.link(name).and_then(|l| l.master.clone());
+        let mut gone = vec![name.to_string()];
+        gone.extend(peer);
+        self.links.retain(|l| !gone.contains(&l.name));
+        let mut orphaned = false;
+        for l in &mut self.links {
+            if l.master.as_deref().is_some_and(|m| gone.iter().any(|g| g == m)) {
+                l.master = None;
+                orphaned = true;
+            }
+        }
+        let _ = orphaned;
+        self.routes.retain(|r| !gone.contains(&r.dev));
+        if let Some(m) = master {
+            self.bridge_ports_changed(&m);
+        }
+        Output::default()
+    }
+
+    fn link_cmd(&mut self, sub: &[&str], o: Opts) -> Output {
         let verb = sub.first().copied().unwrap_or("show");
         let rest = if sub.is_empty() { &[][..] } else { &sub[1..] };
         match verb {
@@ -290,32 +826,46 @@ impl IpState {
                 if name == "lo" {
                     return fail(2, "RTNETLINK answers: Operation not supported");
                 }
-                self.links.retain(|l| l.name != name);
-                for l in &mut self.links {
-                    if l.master.as_deref() == Some(name) {
-                        l.master = None;
-                    }
-                }
-                self.routes.retain(|r| r.dev != name);
-                Output::default()
+                self.delete_link(name)
             }
-            "set" => self.link_set(rest),
-            "show" | "list" | "ls" | "lst" | "sh" => {
-                let dev = parse_dev_arg(rest);
-                let sel: Vec<&Link> = match dev {
-                    Some(d) => match self.link(d) {
-                        Some(l) => vec![l],
-                        None => return fail(1, format!("Device \"{d}\" does not exist.")),
-                    },
-                    None => self.links.iter().collect(),
+            "set" | "s" | "se" => self.link_set(rest),
+            "show" | "list" | "ls" | "lst" | "sh" | "sho" => {
+                let f = match parse_link_filter(rest) {
+                    Ok(f) => f,
+                    Err(out) => return out,
                 };
-                Output::ok(self.render_links(&sel, json, brief, false))
+                let sel = match self.select(&f) {
+                    Ok(s) => s,
+                    Err(out) => return out,
+                };
+                Output::ok(self.render_links(&sel, o, false))
             }
             v => fail(
                 255,
                 format!("Command \"{v}\" is unknown, try \"ip link help\"."),
             ),
         }
+    }
+
+    fn select(&self, f: &LinkFilter) -> Result<Vec<&Link>, Output> {
+        if let Some(d) = f.dev {
+            if self.link(d).is_none() {
+                return Err(fail(1, format!("Device \"{d}\" does not exist.")));
+            }
+        }
+        if let Some(m) = f.master {
+            if self.link(m).is_none() {
+                return Err(fail(1, format!("Device \"{m}\" does not exist.")));
+            }
+        }
+        Ok(self
+            .links
+            .iter()
+            .filter(|l| f.dev.is_none_or(|d| l.name == d))
+            .filter(|l| f.master.is_none_or(|m| l.master.as_deref() == Some(m)))
+            .filter(|l| f.kind.is_none_or(|k| l.kind.name() == k))
+            .filter(|l| !f.up || l.up)
+            .collect())
     }
 
     fn link_add(&mut self, rest: &[&str]) -> Output {
@@ -344,7 +894,7 @@ impl IpState {
                             return fail(
                                 255,
                                 format!(
-                                    "Error: argument \"{}\" is wrong: Invalid \"mtu\" value",
+                                    "Error: argument \"{}\" is wrong: Invalid \"mtu\" value\n",
                                     v.unwrap_or("")
                                 ),
                             )
@@ -362,14 +912,17 @@ impl IpState {
                 }
             }
         }
+        let Some(kind_s) = kind else {
+            return fail(1, "Not enough information: \"type\" argument is required");
+        };
+        let kind = match kind_s {
+            "bridge" => LinkKind::Bridge,
+            "dummy" => LinkKind::Dummy,
+            "veth" => LinkKind::Veth,
+            _ => return fail(2, "Error: Unknown device type."),
+        };
         let Some(name) = name else {
             return fail(2, "Not enough information: \"dev\" argument is required.");
-        };
-        let kind = match kind {
-            Some("bridge") => LinkKind::Bridge,
-            Some("dummy") => LinkKind::Dummy,
-            Some(_) => return fail(2, "Error: Unknown device type."),
-            None => return fail(2, "Not enough information: \"type\" argument is required."),
         };
         if name.len() > 15 {
             return fail(
@@ -379,7 +932,7 @@ impl IpState {
         }
         if let Some(m) = mac {
             if !valid_mac(m) {
-                return fail(255, format!("\"{m}\" is invalid lladdr."));
+                return fail(1, format!("\"{}\" is invalid lladdr.", bad_mac_part(m)));
             }
         }
         let bridge_opts = if kind == LinkKind::Bridge {
@@ -390,29 +943,44 @@ impl IpState {
         } else {
             BTreeMap::new()
         };
+        let mut peer_name: Option<String> = None;
+        if kind == LinkKind::Veth {
+            match type_args {
+                [] => {}
+                ["peer", "name", p] | ["peer", p] => peer_name = Some((*p).to_string()),
+                _ => return fail(255, "Garbage instead of arguments \"peer ...\". Try \"ip link help\"."),
+            }
+        }
         if self.link(name).is_some() {
             return fail(2, "RTNETLINK answers: File exists");
         }
-        let ifindex = self.next_ifindex;
-        self.next_ifindex += 1;
-        let mac = mac.map(|m| m.to_ascii_lowercase()).unwrap_or_else(|| {
-            format!(
-                "02:fa:4e:00:{:02x}:{:02x}",
-                (ifindex >> 8) & 0xff,
-                ifindex & 0xff
-            )
-        });
-        self.links.push(Link {
-            ifindex,
-            name: name.to_string(),
-            kind,
-            mtu: mtu.unwrap_or(1500),
-            mac,
-            up: false,
-            master: None,
-            addrs: Vec::new(),
-            bridge: bridge_opts,
-        });
+        if let Some(p) = &peer_name {
+            if self.link(p).is_some() || p == name {
+                return fail(2, "RTNETLINK answers: File exists");
+            }
+        }
+        if kind == LinkKind::Veth {
+            // The kernel registers the peer first (it gets the lower index).
+            let peer = peer_name.unwrap_or_else(|| {
+                (0..)
+                    .map(|n| format!("veth{n}"))
+                    .find(|n| self.link(n).is_none() && n != name)
+                    .unwrap_or_default()
+            });
+            self.new_link(&peer, LinkKind::Veth, mtu, None);
+            self.new_link(name, LinkKind::Veth, mtu, mac);
+            if let Some(l) = self.link_mut(&peer) {
+                l.peer = Some(name.to_string());
+            }
+            if let Some(l) = self.link_mut(name) {
+                l.peer = Some(peer);
+            }
+            return Output::default();
+        }
+        self.new_link(name, kind, mtu, mac);
+        if let Some(l) = self.link_mut(name) {
+            l.bridge = bridge_opts;
+        }
         Output::default()
     }
 
@@ -460,6 +1028,21 @@ impl IpState {
         let Some(name) = name else {
             return fail(255, "Not enough information: \"dev\" argument is required.");
         };
+        // Argument syntax is checked before the device is looked up.
+        for (op, v) in &ops {
+            match (*op, v) {
+                ("mtu", Some(v)) if v.parse::<u32>().is_err() => {
+                    return fail(
+                        255,
+                        format!("Error: argument \"{v}\" is wrong: Invalid \"mtu\" value\n"),
+                    )
+                }
+                ("address", Some(v)) if !valid_mac(v) => {
+                    return fail(1, format!("\"{}\" is invalid lladdr.", bad_mac_part(v)))
+                }
+                _ => {}
+            }
+        }
         if self.link(name).is_none() {
             return no_dev(name);
         }
@@ -486,17 +1069,16 @@ impl IpState {
         for (op, v) in &ops {
             match (*op, v) {
                 ("mtu", Some(v)) => match v.parse::<u32>() {
-                    Ok(m) if (68..=65535).contains(&m) => {}
-                    Ok(_) => return fail(2, "Error: mtu less than device minimum."),
-                    Err(_) => {
-                        return fail(
-                            255,
-                            format!("Error: argument \"{v}\" is wrong: Invalid \"mtu\" value"),
-                        )
+                    Ok(m) if m < 68 => return fail(2, "Error: mtu less than device minimum."),
+                    Ok(m) if m > 65535 => {
+                        return fail(2, "Error: mtu greater than device maximum.")
                     }
+                    _ => {}
                 },
-                ("address", Some(v)) if !valid_mac(v) => {
-                    return fail(255, format!("\"{v}\" is invalid lladdr."))
+                ("address", Some(v)) => {
+                    if mac_bytes(v).is_some_and(|b| b[0] & 1 == 1 || b == [0; 6]) {
+                        return fail(2, "RTNETLINK answers: Cannot assign requested address");
+                    }
                 }
                 ("master", Some(v)) => match self.link(v) {
                     None => return no_dev(v),
@@ -519,30 +1101,77 @@ impl IpState {
         let mut cur = name.to_string();
         for (op, v) in ops {
             let v = v.unwrap_or("");
-            if op == "name" {
-                let new = v.to_string();
-                for l in &mut self.links {
-                    if l.master.as_deref() == Some(cur.as_str()) {
-                        l.master = Some(new.clone());
-                    }
-                }
-                for r in &mut self.routes {
-                    if r.dev == cur {
-                        r.dev = new.clone();
-                    }
-                }
-            }
-            let Some(l) = self.link_mut(&cur) else { break };
             match op {
-                "up" => l.up = true,
-                "down" => l.up = false,
-                "nomaster" => l.master = None,
-                "mtu" => l.mtu = v.parse().unwrap_or(l.mtu),
-                "address" => l.mac = v.to_ascii_lowercase(),
-                "master" => l.master = Some(v.to_string()),
                 "name" => {
-                    l.name = v.to_string();
-                    cur = v.to_string();
+                    let new = v.to_string();
+                    for l in &mut self.links {
+                        if l.master.as_deref() == Some(cur.as_str()) {
+                            l.master = Some(new.clone());
+                        }
+                        if l.peer.as_deref() == Some(cur.as_str()) {
+                            l.peer = Some(new.clone());
+                        }
+                    }
+                    for r in &mut self.routes {
+                        if r.dev == cur {
+                            r.dev = new.clone();
+                        }
+                    }
+                    if let Some(l) = self.link_mut(&cur) {
+                        l.name = new.clone();
+                    }
+                    cur = new;
+                }
+                "up" => {
+                    if let Some(l) = self.link_mut(&cur) {
+                        l.up = true;
+                        l.qdisc_attached = true;
+                        if l.kind == LinkKind::Loopback
+                            && !l.addrs.iter().any(|a| a.local == "127.0.0.1")
+                        {
+                            l.addrs.insert(
+                                0,
+                                Addr {
+                                    local: "127.0.0.1".into(),
+                                    prefixlen: 8,
+                                    broadcast: None,
+                                    seq: 0,
+                                },
+                            );
+                        }
+                    }
+                }
+                "down" => self.link_down(&cur),
+                "nomaster" => {
+                    let old = self.link_mut(&cur).and_then(|l| l.master.take());
+                    if let Some(m) = old {
+                        self.bridge_ports_changed(&m);
+                    }
+                }
+                "master" => {
+                    let old = self
+                        .link_mut(&cur)
+                        .and_then(|l| l.master.replace(v.to_string()));
+                    if let Some(m) = old {
+                        self.bridge_ports_changed(&m);
+                    }
+                    self.bridge_ports_changed(v);
+                }
+                "mtu" => {
+                    if let Some(l) = self.link_mut(&cur) {
+                        l.mtu = v.parse().unwrap_or(l.mtu);
+                    }
+                }
+                "address" => {
+                    let master = self.link(&cur).and_then(|l| l.master.clone());
+                    if let Some(l) = self.link_mut(&cur) {
+                        l.mac = v.to_ascii_lowercase();
+                        l.mac_set = true;
+                        l.carrier_known = true;
+                    }
+                    if let Some(m) = master {
+                        self.bridge_ports_changed(&m);
+                    }
                 }
                 _ => {}
             }
@@ -550,11 +1179,12 @@ impl IpState {
         Output::default()
     }
 
-    fn addr_cmd(&mut self, sub: &[&str], json: bool, brief: bool, family: Option<u8>) -> Output {
+    fn addr_cmd(&mut self, sub: &[&str], o: Opts) -> Output {
         let verb = sub.first().copied().unwrap_or("show");
         let rest = if sub.is_empty() { &[][..] } else { &sub[1..] };
         match verb {
-            "add" | "del" | "delete" => {
+            "add" | "a" | "del" | "delete" | "d" => {
+                let verb = if verb.starts_with('a') { "add" } else { "del" };
                 let mut addr: Option<&str> = None;
                 let mut dev: Option<&str> = None;
                 let mut brd: Option<&str> = None;
@@ -585,7 +1215,10 @@ impl IpState {
                     return fail(1, "Not enough information: \"dev\" argument is required.");
                 };
                 let Some(addr) = addr else {
-                    return fail(1, "Not enough information: \"local\" argument is required.");
+                    if self.link(dev).is_none() {
+                        return no_dev(dev);
+                    }
+                    return fail(2, "RTNETLINK answers: Operation not supported");
                 };
                 let Some((ip, len)) = parse_prefix(addr) else {
                     return fail(
@@ -596,27 +1229,76 @@ impl IpState {
                 if self.link(dev).is_none() {
                     return no_dev(dev);
                 }
-                let fam = if ip.is_ipv4() { "ipv4" } else { "ipv6" };
+                let ready = self.link(dev).is_some_and(|l| l.v6_ready);
+                let seq = if ip.is_ipv6() && ready {
+                    self.alloc_seq()
+                } else {
+                    0
+                };
+                let broadcast = match (brd, ip) {
+                    (Some("+"), IpAddr::V4(v)) if len < 31 => {
+                        let host = if len == 0 { u32::MAX } else { u32::MAX >> len };
+                        Some(std::net::Ipv4Addr::from(u32::from(v) | host).to_string())
+                    }
+                    (Some("+" | "-"), _) => None,
+                    (b, _) => b.map(str::to_string),
+                };
                 let Some(l) = self.link_mut(dev) else {
                     return no_dev(dev);
                 };
                 let pos = l
                     .addrs
                     .iter()
-                    .position(|a| a.ip() == Some(ip) && a.prefixlen == len);
+                    .position(|a| a.ip() == Some(ip) && (a.prefixlen == len || verb == "del"));
                 if verb == "add" {
-                    if l.addrs.iter().any(|a| a.ip() == Some(ip)) {
-                        return fail(2, format!("Error: {fam}: Address already assigned."));
+                    if ip.is_ipv4() {
+                        if pos.is_some() {
+                            return fail(2, "Error: ipv4: Address already assigned.");
+                        }
+                        let v4_end = l.addrs.iter().take_while(|a| !a.is_v6()).count();
+                        l.addrs.insert(
+                            v4_end,
+                            Addr {
+                                local: ip.to_string(),
+                                prefixlen: len,
+                                broadcast,
+                                seq: 0,
+                            },
+                        );
+                    } else {
+                        if l.addrs.iter().any(|a| a.ip() == Some(ip)) {
+                            return fail(2, "Error: ipv6: address already assigned.");
+                        }
+                        IpState::insert_v6(
+                            l,
+                            Addr {
+                                local: ip.to_string(),
+                                prefixlen: len,
+                                broadcast: None,
+                                seq,
+                            },
+                        );
                     }
-                    l.addrs.push(Addr {
-                        local: ip.to_string(),
-                        prefixlen: len,
-                        broadcast: brd.map(str::to_string),
-                    });
                 } else {
-                    match pos {
+                    let exact = l
+                        .addrs
+                        .iter()
+                        .position(|a| a.ip() == Some(ip) && a.prefixlen == len);
+                    // Without a prefix, `del` matches the address alone
+                    // (with a warning for IPv4).
+                    let p = if addr.contains('/') { exact } else { pos };
+                    match p {
                         Some(p) => {
                             l.addrs.remove(p);
+                            if !addr.contains('/') && ip.is_ipv4() {
+                                return Output {
+                                    status: 0,
+                                    stdout: String::new(),
+                                    stderr: format!(
+                                        "Warning: Executing wildcard deletion to stay compatible with old scripts.\n         Explicitly specify the prefix length ({addr}/32) to avoid this warning.\n         This special behaviour is likely to disappear in further releases,\n         fix your scripts!\n"
+                                    ),
+                                };
+                            }
                         }
                         None => {
                             return fail(
@@ -624,7 +1306,8 @@ impl IpState {
                                 if ip.is_ipv4() {
                                     "Error: ipv4: Address not found.".to_string()
                                 } else {
-                                    "RTNETLINK answers: Cannot assign requested address".to_string()
+                                    "RTNETLINK answers: Cannot assign requested address"
+                                        .to_string()
                                 },
                             )
                         }
@@ -632,17 +1315,33 @@ impl IpState {
                 }
                 Output::default()
             }
-            "show" | "list" | "ls" | "sh" => {
-                let dev = parse_dev_arg(rest);
-                let sel: Vec<&Link> = match dev {
-                    Some(d) => match self.link(d) {
-                        Some(l) => vec![l],
-                        None => return fail(1, format!("Device \"{d}\" does not exist.")),
-                    },
-                    None => self.links.iter().collect(),
+            "flush" | "f" => {
+                let Some(d) = parse_dev_arg(rest) else {
+                    return fail(1, "Flush requires arguments.");
                 };
-                let _ = family;
-                Output::ok(self.render_links(&sel, json, brief, true))
+                if self.link(d).is_none() {
+                    return fail(1, format!("Device \"{d}\" does not exist."));
+                }
+                let fam = o.family;
+                if let Some(l) = self.link_mut(d) {
+                    l.addrs.retain(|a| match fam {
+                        Some(4) => a.is_v6(),
+                        Some(6) => !a.is_v6(),
+                        _ => false,
+                    });
+                }
+                Output::default()
+            }
+            "show" | "list" | "ls" | "sh" | "sho" => {
+                let f = match parse_link_filter(rest) {
+                    Ok(f) => f,
+                    Err(out) => return out,
+                };
+                let sel = match self.select(&f) {
+                    Ok(s) => s,
+                    Err(out) => return out,
+                };
+                Output::ok(self.render_links(&sel, o, true))
             }
             v => fail(
                 255,
@@ -651,43 +1350,14 @@ impl IpState {
         }
     }
 
-    /// Connected routes the kernel adds for each address of an up link.
-    fn kernel_routes(&self, v6: bool) -> Vec<String> {
-        let mut out = Vec::new();
-        for l in &self.links {
-            if !l.up || l.kind == LinkKind::Loopback {
-                continue;
-            }
-            let down = if self.has_carrier(l) { "" } else { " linkdown" };
-            for a in &l.addrs {
-                if a.is_v6() != v6 {
-                    continue;
-                }
-                let Some(ip) = a.ip() else { continue };
-                if v6 {
-                    out.push(format!(
-                        "{} dev {} proto kernel metric 256{down} pref medium",
-                        network_of(ip, a.prefixlen),
-                        l.name
-                    ));
-                } else {
-                    out.push(format!(
-                        "{} dev {} proto kernel scope link src {}{down} ",
-                        network_of(ip, a.prefixlen),
-                        l.name,
-                        a.local
-                    ));
-                }
-            }
-        }
-        out
-    }
-
-    fn route_cmd(&mut self, sub: &[&str], family: Option<u8>) -> Output {
+    fn route_cmd(&mut self, sub: &[&str], o: Opts) -> Output {
         let verb = sub.first().copied().unwrap_or("show");
         let rest = if sub.is_empty() { &[][..] } else { &sub[1..] };
         match verb {
-            "add" | "del" | "delete" | "replace" => {
+            "add" | "a" | "del" | "delete" | "d" | "replace" => {
+                if rest.is_empty() {
+                    return Output::failed(255, ROUTE_USAGE);
+                }
                 let mut dst: Option<&str> = None;
                 let mut via: Option<&str> = None;
                 let mut dev: Option<&str> = None;
@@ -703,7 +1373,7 @@ impl IpState {
                             dev = rest.get(i + 1).copied();
                             i += 2;
                         }
-                        "metric" | "priority" => {
+                        "metric" | "priority" | "preference" => {
                             metric = rest.get(i + 1).and_then(|m| m.parse().ok());
                             i += 2;
                         }
@@ -724,6 +1394,9 @@ impl IpState {
                         "Error: either \"to\" is a duplicate, or \"\" is garbage.",
                     );
                 };
+                let v6 = o.family == Some(6)
+                    || dst.contains(':')
+                    || via.is_some_and(|v| v.contains(':'));
                 let dst_c = if dst == "default" {
                     "default".to_string()
                 } else {
@@ -739,11 +1412,24 @@ impl IpState {
                         }
                     }
                 };
+                let verb = match verb {
+                    "a" => "add",
+                    "d" | "delete" => "del",
+                    v => v,
+                };
                 if verb == "add" || verb == "replace" {
                     let dev = match (dev, via) {
-                        (Some(d), _) => {
-                            if self.link(d).is_none() {
+                        (Some(d), gw) => {
+                            let Some(l) = self.link(d) else {
                                 return no_dev(d);
+                            };
+                            if !l.up {
+                                return fail(2, "Error: Device for nexthop is not up.");
+                            }
+                            if let Some(gw) = gw {
+                                if self.dev_for(gw).as_deref() != Some(d) {
+                                    return fail(2, "Error: Nexthop has invalid gateway.");
+                                }
                             }
                             d.to_string()
                         }
@@ -753,15 +1439,15 @@ impl IpState {
                         },
                         (None, None) => return fail(2, "Error: Device for nexthop is not up."),
                     };
-                    let exists = self
-                        .routes
-                        .iter()
-                        .position(|r| r.dst == dst_c && r.metric == metric);
+                    let exists = self.routes.iter().position(|r| {
+                        r.dst == dst_c && r.metric == metric && r.is_v6() == v6
+                    });
                     let route = Route {
                         dst: dst_c,
                         via: via.map(str::to_string),
                         dev,
                         metric,
+                        v6,
                     };
                     match (verb, exists) {
                         ("add", Some(_)) => return fail(2, "RTNETLINK answers: File exists"),
@@ -770,7 +1456,11 @@ impl IpState {
                     }
                     Output::default()
                 } else {
-                    match self.routes.iter().position(|r| r.dst == dst_c) {
+                    match self
+                        .routes
+                        .iter()
+                        .position(|r| r.dst == dst_c && r.is_v6() == v6)
+                    {
                         Some(p) => {
                             self.routes.remove(p);
                             Output::default()
@@ -779,37 +1469,47 @@ impl IpState {
                     }
                 }
             }
-            "show" | "list" | "ls" => {
-                let v6 = family == Some(6);
-                let mut lines: Vec<String> = Vec::new();
-                for r in &self.routes {
-                    if r.dst.contains(':') != v6 && r.dst != "default" {
-                        continue;
+            "show" | "list" | "ls" | "sh" | "sho" => {
+                let mut dev: Option<&str> = None;
+                let mut table = "main";
+                let mut i = 0;
+                while i < rest.len() {
+                    match rest[i] {
+                        "dev" => {
+                            dev = rest.get(i + 1).copied();
+                            i += 2;
+                        }
+                        "table" => {
+                            table = rest.get(i + 1).copied().unwrap_or("main");
+                            i += 2;
+                        }
+                        _ => i += 1,
                     }
-                    let down = self
-                        .link(&r.dev)
-                        .map(|l| !self.has_carrier(l))
-                        .unwrap_or(false);
-                    let mut s = r.dst.clone();
-                    if let Some(v) = &r.via {
-                        s.push_str(&format!(" via {v}"));
-                    }
-                    s.push_str(&format!(" dev {}", r.dev));
-                    if let Some(m) = r.metric {
-                        s.push_str(&format!(" metric {m}"));
-                    }
-                    if down {
-                        s.push_str(" linkdown");
-                    }
-                    s.push(' ');
-                    lines.push(s);
                 }
-                lines.extend(self.kernel_routes(v6));
-                let mut out = String::new();
-                for l in lines {
-                    out.push_str(&l);
-                    out.push('\n');
+                if let Some(d) = dev {
+                    if self.link(d).is_none() {
+                        return fail(1, format!("Cannot find device \"{d}\""));
+                    }
                 }
+                let v6 = o.family == Some(6);
+                let views = match table {
+                    "main" => self.main_routes(v6),
+                    "local" if !v6 => self.local_routes(),
+                    "local" => Vec::new(),
+                    _ => Vec::new(),
+                };
+                let views: Vec<RouteView> = views
+                    .into_iter()
+                    .filter(|r| dev.is_none_or(|d| r.dev == d))
+                    .collect();
+                if o.json {
+                    let items = views.iter().map(|r| r.json(dev.is_some())).collect();
+                    return Output::ok(o.json_out(items));
+                }
+                let out: String = views
+                    .iter()
+                    .map(|r| format!("{}\n", r.text(dev.is_some())))
+                    .collect();
                 Output::ok(out)
             }
             v => fail(
@@ -819,10 +1519,123 @@ impl IpState {
         }
     }
 
-    /// The link whose connected network contains `gw`.
+    /// The main table: static routes plus the kernel's connected routes,
+    /// in the kernel's order (by destination, longer prefix first, then
+    /// metric, then age).
+    fn main_routes(&self, v6: bool) -> Vec<RouteView> {
+        let mut out: Vec<RouteView> = Vec::new();
+        for (n, r) in self.routes.iter().enumerate() {
+            if r.is_v6() != v6 {
+                continue;
+            }
+            let down = self.link(&r.dev).is_none_or(|l| !self.has_carrier(l));
+            out.push(RouteView {
+                kind: None,
+                dst: r.dst.clone(),
+                via: r.via.clone(),
+                dev: r.dev.clone(),
+                kernel: false,
+                scope: if r.via.is_none() && !v6 {
+                    Some("link")
+                } else {
+                    None
+                },
+                src: None,
+                metric: if v6 { Some(r.metric.unwrap_or(1024)) } else { r.metric },
+                linkdown: down,
+                v6,
+                seq: 1_000_000 + n as u64,
+            });
+        }
+        for l in &self.links {
+            if !l.up || l.kind == LinkKind::Loopback {
+                continue;
+            }
+            if v6 && !l.v6_ready {
+                continue;
+            }
+            let down = !self.has_carrier(l);
+            let mut seen: Vec<String> = Vec::new();
+            for a in l.addrs.iter().filter(|a| a.is_v6() == v6) {
+                let Some(ip) = a.ip() else { continue };
+                if v6 && a.prefixlen == 128 {
+                    continue;
+                }
+                let net = network_of(ip, a.prefixlen);
+                if seen.contains(&net) {
+                    continue;
+                }
+                seen.push(net.clone());
+                out.push(RouteView {
+                    kind: None,
+                    dst: net,
+                    via: None,
+                    dev: l.name.clone(),
+                    kernel: true,
+                    scope: if v6 { None } else { Some("link") },
+                    src: if v6 { None } else { Some(a.local.clone()) },
+                    metric: if v6 { Some(256) } else { None },
+                    linkdown: down,
+                    v6,
+                    seq: a.seq,
+                });
+            }
+        }
+        out.sort_by_key(|r| {
+            let (net, len) = dst_key(&r.dst);
+            (net, std::cmp::Reverse(len), r.metric.unwrap_or(0), r.seq)
+        });
+        out
+    }
+
+    /// The IPv4 local table: local and broadcast routes of each address
+    /// of an up link.
+    fn local_routes(&self) -> Vec<RouteView> {
+        let mut out: Vec<(u32, u8, RouteView)> = Vec::new();
+        for l in self.links.iter().filter(|l| l.up) {
+            for a in l.addrs.iter().filter(|a| !a.is_v6()) {
+                let Some(IpAddr::V4(ip)) = a.ip() else {
+                    continue;
+                };
+                let mk = |kind: &'static str, dst: String, scope: &'static str| RouteView {
+                    kind: Some(kind),
+                    dst,
+                    via: None,
+                    dev: l.name.clone(),
+                    kernel: true,
+                    scope: Some(scope),
+                    src: Some(a.local.clone()),
+                    metric: None,
+                    linkdown: false,
+                    v6: false,
+                    seq: 0,
+                };
+                let bits = u32::from(ip);
+                let host = if a.prefixlen == 0 {
+                    u32::MAX
+                } else {
+                    u32::MAX >> a.prefixlen
+                };
+                if l.kind == LinkKind::Loopback {
+                    let net = network_of(IpAddr::V4(ip), a.prefixlen);
+                    out.push((bits & !host, a.prefixlen, mk("local", net, "host")));
+                }
+                out.push((bits, 32, mk("local", a.local.clone(), "host")));
+                if a.prefixlen < 31 {
+                    let b = std::net::Ipv4Addr::from(bits | host);
+                    out.push((u32::from(b), 32, mk("broadcast", b.to_string(), "link")));
+                }
+            }
+        }
+        out.sort_by_key(|(k, len, _)| (*k, std::cmp::Reverse(*len)));
+        out.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        out.into_iter().map(|(_, _, r)| r).collect()
+    }
+
+    /// The up link whose connected network contains `gw`.
     fn dev_for(&self, gw: &str) -> Option<String> {
         let gw: IpAddr = gw.parse().ok()?;
-        for l in &self.links {
+        for l in self.links.iter().filter(|l| l.up) {
             for a in &l.addrs {
                 if let Some(ip) = a.ip() {
                     if ip.is_ipv4() == gw.is_ipv4()
@@ -836,22 +1649,151 @@ impl IpState {
         None
     }
 
-    fn render_links(&self, sel: &[&Link], json: bool, brief: bool, with_addrs: bool) -> String {
-        if json {
-            let arr: Vec<String> = sel.iter().map(|l| self.link_json(l, with_addrs)).collect();
-            return format!("[{}]\n", arr.join(","));
+    fn link_header(&self, l: &Link, with_addrs: bool, family_only: bool) -> String {
+        let master = l
+            .master
+            .as_ref()
+            .map(|m| format!(" master {m}"))
+            .unwrap_or_default();
+        if family_only {
+            return format!(
+                "{}: {}: <{}> mtu {}{master} state {} qlen 1000",
+                l.ifindex,
+                Self::display_name(l),
+                self.flags(l).join(","),
+                l.mtu,
+                self.operstate(l)
+            );
+        }
+        let mode = if with_addrs { "" } else { " mode DEFAULT" };
+        format!(
+            "{}: {}: <{}> mtu {} qdisc {}{master} state {}{mode} group default qlen 1000",
+            l.ifindex,
+            Self::display_name(l),
+            self.flags(l).join(","),
+            l.mtu,
+            self.qdisc_of(l),
+            self.operstate(l)
+        )
+    }
+
+    fn qdisc_of(&self, l: &Link) -> String {
+        self.root_qdiscs
+            .get(&l.name)
+            .cloned()
+            .unwrap_or_else(|| Self::default_qdisc(l).to_string())
+    }
+
+    fn link_line(l: &Link) -> String {
+        let (lt, brd) = if l.kind == LinkKind::Loopback {
+            ("loopback", "00:00:00:00:00:00")
+        } else {
+            ("ether", "ff:ff:ff:ff:ff:ff")
+        };
+        format!("    link/{lt} {} brd {brd}", l.mac)
+    }
+
+    fn details(&self, l: &Link) -> String {
+        let minmtu = if l.kind == LinkKind::Loopback { 0 } else { 68 };
+        let maxmtu = match l.kind {
+            LinkKind::Loopback => 0,
+            LinkKind::Tap => 65521,
+            _ => 65535,
+        };
+        let mut s = format!(" promiscuity 0  allmulti 0 minmtu {minmtu} maxmtu {maxmtu} ");
+        if l.kind == LinkKind::Bridge {
+            let get = |k: &str, d: u64| l.bridge.get(k).copied().unwrap_or(d);
+            let mac = l
+                .mac
+                .split(':')
+                .map(|b| b.trim_start_matches('0'))
+                .map(|b| if b.is_empty() { "0" } else { b })
+                .collect::<Vec<_>>()
+                .join(":");
+            let id = format!("{:x}.{mac}", get("priority", 32768));
+            s.push_str(&format!(
+                "\n    bridge forward_delay {} hello_time {} max_age {} ageing_time {} stp_state {} priority {} vlan_filtering {} bridge_id {id} designated_root {id} root_port 0 root_path_cost 0 topology_change 0 topology_change_detected 0 hello_timer    0.00 tcn_timer    0.00 topology_change_timer    0.00 gc_timer    0.00 group_fwd_mask 0 group_address 01:80:c2:00:00:00 mcast_snooping {} no_linklocal_learn 0 mcast_vlan_snooping 0 mcast_router 1 mcast_query_use_ifaddr 0 mcast_querier 0 mcast_hash_elasticity 16 mcast_hash_max 4096 mcast_last_member_count 2 mcast_startup_query_count 2 mcast_last_member_interval 100 mcast_membership_interval 26000 mcast_querier_interval 25500 mcast_query_interval 12500 mcast_query_response_interval 1000 mcast_startup_query_interval 3124 mcast_stats_enabled 0 mcast_igmp_version 2 mcast_mld_version 1 nf_call_iptables 0 nf_call_ip6tables 0 nf_call_arptables 0 addrgenmode eui64 numtxqueues 1 numrxqueues 1 gso_max_size 65536 gso_max_segs 65535 tso_max_size 65536 tso_max_segs 65535 gro_max_size 65536 ",
+                get("forward_delay", 1500),
+                get("hello_time", 200),
+                get("max_age", 2000),
+                get("ageing_time", 30000),
+                get("stp_state", 0),
+                get("priority", 32768),
+                get("vlan_filtering", 0),
+                get("mcast_snooping", 1),
+            ));
+        } else {
+            s.push_str(&format!(
+                "addrgenmode eui64 numtxqueues 1 numrxqueues 1 gso_max_size 65536 gso_max_segs 65535 tso_max_size {} tso_max_segs 65535 gro_max_size 65536 ",
+                if l.kind == LinkKind::Loopback { 524280 } else { 65536 }
+            ));
+        }
+        s
+    }
+
+    fn addr_lines(l: &Link, a: &Addr, tentative: bool, primary: bool) -> [String; 2] {
+        let scope = a.scope();
+        let first = if a.is_v6() {
+            let t = if tentative { " tentative" } else { "" };
+            format!("    inet6 {}/{} scope {scope}{t} ", a.local, a.prefixlen)
+        } else {
+            let brd = a
+                .broadcast
+                .as_ref()
+                .map(|b| format!(" brd {b}"))
+                .unwrap_or_default();
+            let sec = if primary { "" } else { " secondary" };
+            format!(
+                "    inet {}/{}{brd} scope {scope}{sec} {}",
+                a.local, a.prefixlen, l.name
+            )
+        };
+        [
+            first,
+            "       valid_lft forever preferred_lft forever".to_string(),
+        ]
+    }
+
+    /// Addresses of a link as `ip addr` lists them: IPv4 (with primary
+    /// flag) then IPv6.
+    fn listed_addrs<'l>(l: &'l Link, family: Option<u8>) -> Vec<(&'l Addr, bool)> {
+        let mut out = Vec::new();
+        let mut nets: Vec<String> = Vec::new();
+        for a in l.addrs.iter().filter(|a| !a.is_v6()) {
+            let net = a
+                .ip()
+                .map(|ip| network_of(ip, a.prefixlen))
+                .unwrap_or_default();
+            let primary = !nets.contains(&net);
+            nets.push(net);
+            if family != Some(6) {
+                out.push((a, primary));
+            }
+        }
+        if family != Some(4) {
+            out.extend(l.addrs.iter().filter(|a| a.is_v6()).map(|a| (a, true)));
+        }
+        out
+    }
+
+    fn render_links(&self, sel: &[&Link], o: Opts, with_addrs: bool) -> String {
+        if o.json {
+            let items = sel
+                .iter()
+                .filter(|l| !with_addrs || o.family.is_none() || !Self::listed_addrs(l, o.family).is_empty())
+                .map(|l| self.link_json(l, with_addrs, o.family))
+                .collect();
+            return o.json_out(items);
         }
         let mut out = String::new();
         for l in sel {
-            if brief {
-                let name = match &l.master {
-                    Some(_) | None => l.name.clone(),
-                };
+            let tentative = !l.v6_ready;
+            if o.brief {
+                let name = Self::display_name(l);
                 if with_addrs {
-                    let addrs: String = l
-                        .addrs
+                    let addrs: String = Self::listed_addrs(l, o.family)
                         .iter()
-                        .map(|a| format!("{}/{} ", a.local, a.prefixlen))
+                        .map(|(a, _)| format!("{}/{} ", a.local, a.prefixlen))
                         .collect();
                     out.push_str(&format!("{name:<16} {:<14} {addrs}\n", self.operstate(l)));
                 } else {
@@ -864,117 +1806,117 @@ impl IpState {
                 }
                 continue;
             }
-            let master = l
-                .master
-                .as_ref()
-                .map(|m| format!(" master {m}"))
-                .unwrap_or_default();
-            let mode = if with_addrs { "" } else { " mode DEFAULT" };
-            out.push_str(&format!(
-                "{}: {}: <{}> mtu {} qdisc {}{master} state {}{mode} group default qlen 1000\n",
-                l.ifindex,
-                l.name,
-                self.flags(l).join(","),
-                l.mtu,
-                Self::default_qdisc(l),
-                self.operstate(l)
-            ));
-            let lt = if l.kind == LinkKind::Loopback {
-                "loopback"
-            } else {
-                "ether"
-            };
-            let brd = if l.kind == LinkKind::Loopback {
-                "00:00:00:00:00:00"
-            } else {
-                "ff:ff:ff:ff:ff:ff"
-            };
-            out.push_str(&format!("    link/{lt} {} brd {brd}\n", l.mac));
+            if with_addrs && o.oneline {
+                for (a, primary) in Self::listed_addrs(l, o.family) {
+                    let [first, second] = Self::addr_lines(l, a, tentative && a.is_v6(), primary);
+                    out.push_str(&format!(
+                        "{}: {}    {}\\{second}\n",
+                        l.ifindex,
+                        l.name,
+                        first.trim_start()
+                    ));
+                }
+                continue;
+            }
+            let family_only = with_addrs && o.family.is_some();
+            let listed = Self::listed_addrs(l, o.family);
+            if family_only && listed.is_empty() {
+                continue;
+            }
+            // With a family filter and no device named, iproute2 prints the
+            // short header of the address dump.
+            let short = family_only && sel.len() != 1;
+            let mut lines = vec![self.link_header(l, with_addrs, short)];
+            if !family_only {
+                let mut ll = Self::link_line(l);
+                if o.details {
+                    ll.push_str(&self.details(l));
+                }
+                lines.push(ll);
+            }
             if with_addrs {
-                for a in &l.addrs {
-                    if a.is_v6() {
-                        out.push_str(&format!(
-                            "    inet6 {}/{} scope global \n       valid_lft forever preferred_lft forever\n",
-                            a.local, a.prefixlen
-                        ));
-                    } else {
-                        let brd = a
-                            .broadcast
-                            .as_ref()
-                            .map(|b| format!(" brd {b}"))
-                            .unwrap_or_default();
-                        out.push_str(&format!(
-                            "    inet {}/{}{brd} scope global {}\n       valid_lft forever preferred_lft forever\n",
-                            a.local, a.prefixlen, l.name
-                        ));
-                    }
+                for (a, primary) in listed {
+                    lines.extend(Self::addr_lines(l, a, tentative && a.is_v6(), primary));
+                }
+            }
+            if o.oneline {
+                out.push_str(&lines.join("\\"));
+                out.push('\n');
+            } else {
+                for x in lines {
+                    out.push_str(&x);
+                    out.push('\n');
                 }
             }
         }
         out
     }
 
-    fn link_json(&self, l: &Link, with_addrs: bool) -> String {
-        use serde_json::json;
-        let mut m: Vec<(&str, serde_json::Value)> = vec![
-            ("ifindex", json!(l.ifindex)),
-            ("ifname", json!(l.name)),
-            ("flags", json!(self.flags(l))),
-            ("mtu", json!(l.mtu)),
-            ("qdisc", json!(Self::default_qdisc(l))),
+    fn link_json(&self, l: &Link, with_addrs: bool, family: Option<u8>) -> J {
+        let mut m: Vec<(&'static str, J)> = vec![
+            ("ifindex", J::N(u64::from(l.ifindex))),
         ];
+        if let Some(p) = &l.peer {
+            m.push(("link", J::s(p)));
+        }
+        m.push(("ifname", J::s(&l.name)));
+        m.push((
+            "flags",
+            J::A(self.flags(l).into_iter().map(J::s).collect()),
+        ));
+        m.push(("mtu", J::N(u64::from(l.mtu))));
+        m.push(("qdisc", J::s(self.qdisc_of(l))));
         if let Some(ms) = &l.master {
-            m.push(("master", json!(ms)));
+            m.push(("master", J::s(ms)));
         }
-        m.push(("operstate", json!(self.operstate(l))));
+        m.push(("operstate", J::s(self.operstate(l))));
         if !with_addrs {
-            m.push(("linkmode", json!("DEFAULT")));
+            m.push(("linkmode", J::s("DEFAULT")));
         }
-        m.push(("group", json!("default")));
-        m.push(("txqlen", json!(1000)));
-        let lt = if l.kind == LinkKind::Loopback {
-            "loopback"
+        m.push(("group", J::s("default")));
+        m.push(("txqlen", J::N(1000)));
+        let (lt, brd) = if l.kind == LinkKind::Loopback {
+            ("loopback", "00:00:00:00:00:00")
         } else {
-            "ether"
+            ("ether", "ff:ff:ff:ff:ff:ff")
         };
-        m.push(("link_type", json!(lt)));
-        m.push(("address", json!(l.mac)));
-        let brd = if l.kind == LinkKind::Loopback {
-            "00:00:00:00:00:00"
-        } else {
-            "ff:ff:ff:ff:ff:ff"
-        };
-        m.push(("broadcast", json!(brd)));
-        let mut text = ordered_json(&m);
+        m.push(("link_type", J::s(lt)));
+        m.push(("address", J::s(&l.mac)));
+        m.push(("broadcast", J::s(brd)));
         if with_addrs {
-            let infos: Vec<String> = l
-                .addrs
-                .iter()
-                .map(|a| {
-                    let mut am: Vec<(&str, serde_json::Value)> = vec![
-                        ("family", json!(if a.is_v6() { "inet6" } else { "inet" })),
-                        ("local", json!(a.local)),
-                        ("prefixlen", json!(a.prefixlen)),
+            let infos: Vec<J> = Self::listed_addrs(l, family)
+                .into_iter()
+                .map(|(a, primary)| {
+                    let mut am: Vec<(&'static str, J)> = vec![
+                        ("family", J::s(if a.is_v6() { "inet6" } else { "inet" })),
+                        ("local", J::s(&a.local)),
+                        ("prefixlen", J::N(u64::from(a.prefixlen))),
                     ];
                     if let Some(b) = &a.broadcast {
-                        am.push(("broadcast", json!(b)));
+                        am.push(("broadcast", J::s(b)));
                     }
-                    am.push(("scope", json!("global")));
+                    am.push(("scope", J::s(a.scope())));
+                    if !primary {
+                        am.push(("secondary", J::A(Vec::new())));
+                    }
+                    if a.is_v6() && !l.v6_ready {
+                        am.push(("tentative", J::A(Vec::new())));
+                    }
                     if !a.is_v6() {
-                        am.push(("label", json!(l.name)));
+                        am.push(("label", J::s(&l.name)));
                     }
-                    am.push(("valid_life_time", json!(4294967295u64)));
-                    am.push(("preferred_life_time", json!(4294967295u64)));
-                    ordered_json(&am)
+                    am.push(("valid_life_time", J::N(4294967295)));
+                    am.push(("preferred_life_time", J::N(4294967295)));
+                    J::O(am)
                 })
                 .collect();
-            text.pop();
-            text.push_str(&format!(",\"addr_info\":[{}]}}", infos.join(",")));
+            m.push(("addr_info", J::A(infos)));
         }
-        text
+        J::O(m)
     }
 
-    /// `ip -br link` plus addresses, one line per link, for state dumps.
+    /// `ip -br link` plus addresses, one line per link, then one line per
+    /// static route, for state dumps.
     pub fn dump(&self) -> String {
         let mut out = String::new();
         for l in &self.links {
@@ -987,12 +1929,17 @@ impl IpState {
                 LinkKind::Loopback => "loopback",
                 LinkKind::Bridge => "bridge",
                 LinkKind::Dummy => "dummy",
+                LinkKind::Veth => "veth",
+                LinkKind::Tap => "tap",
             };
             let mut master = l
                 .master
                 .as_ref()
                 .map(|m| format!(" master {m}"))
                 .unwrap_or_default();
+            if let Some(p) = &l.peer {
+                master.push_str(&format!(" peer {p}"));
+            }
             for (k, v) in &l.bridge {
                 master.push_str(&format!(" {k} {v}"));
             }
@@ -1018,25 +1965,160 @@ impl IpState {
     }
 }
 
+/// One line of `ip route show`.
+#[derive(Debug, Clone)]
+struct RouteView {
+    /// `local`/`broadcast` in the local table.
+    kind: Option<&'static str>,
+    dst: String,
+    via: Option<String>,
+    dev: String,
+    kernel: bool,
+    scope: Option<&'static str>,
+    src: Option<String>,
+    metric: Option<u32>,
+    linkdown: bool,
+    v6: bool,
+    seq: u64,
+}
+
+impl RouteView {
+    fn text(&self, dev_given: bool) -> String {
+        let mut s = String::new();
+        if let Some(k) = self.kind {
+            s.push_str(k);
+            s.push(' ');
+        }
+        s.push_str(&self.dst);
+        if let Some(v) = &self.via {
+            s.push_str(&format!(" via {v}"));
+        }
+        if !dev_given {
+            s.push_str(&format!(" dev {}", self.dev));
+        }
+        if self.kernel {
+            s.push_str(" proto kernel");
+        }
+        if let Some(sc) = self.scope {
+            s.push_str(&format!(" scope {sc}"));
+        }
+        if let Some(src) = &self.src {
+            s.push_str(&format!(" src {src}"));
+        }
+        if let Some(m) = self.metric {
+            s.push_str(&format!(" metric {m}"));
+        }
+        if self.linkdown {
+            s.push_str(" linkdown");
+        }
+        if self.v6 {
+            s.push_str(" pref medium");
+        } else {
+            s.push(' ');
+        }
+        s
+    }
+
+    fn json(&self, dev_given: bool) -> J {
+        let mut m: Vec<(&'static str, J)> = Vec::new();
+        if let Some(k) = self.kind {
+            m.push(("type", J::s(k)));
+        }
+        m.push(("dst", J::s(&self.dst)));
+        if let Some(v) = &self.via {
+            m.push(("gateway", J::s(v)));
+        }
+        if !dev_given {
+            m.push(("dev", J::s(&self.dev)));
+        }
+        if self.kernel {
+            m.push(("protocol", J::s("kernel")));
+        }
+        if let Some(sc) = self.scope {
+            m.push(("scope", J::s(sc)));
+        }
+        if let Some(src) = &self.src {
+            m.push(("prefsrc", J::s(src)));
+        }
+        if let Some(x) = self.metric {
+            m.push(("metric", J::N(u64::from(x))));
+        }
+        let flags = if self.linkdown {
+            vec![J::s("linkdown")]
+        } else {
+            Vec::new()
+        };
+        m.push(("flags", J::A(flags)));
+        if self.v6 {
+            m.push(("pref", J::s("medium")));
+        }
+        J::O(m)
+    }
+}
+
+const ROUTE_USAGE: &str = "Usage: ip route { list | flush } SELECTOR
+       ip route save SELECTOR
+       ip route restore
+       ip route showdump
+       ip route get [ ROUTE_GET_FLAGS ] ADDRESS
+                            [ from ADDRESS iif STRING ]
+                            [ oif STRING ] [ tos TOS ]
+                            [ mark NUMBER ] [ vrf NAME ]
+                            [ uid NUMBER ] [ ipproto PROTOCOL ]
+                            [ sport NUMBER ] [ dport NUMBER ]
+       ip route { add | del | change | append | replace } ROUTE
+";
+
 fn parse_dev_arg<'a>(rest: &[&'a str]) -> Option<&'a str> {
     let mut i = 0;
     while i < rest.len() {
         match rest[i] {
             "dev" => return rest.get(i + 1).copied(),
-            "up" | "scope" | "type" => i += if rest[i] == "up" { 1 } else { 2 },
+            "up" => i += 1,
+            "scope" | "type" | "master" | "label" | "to" => i += 2,
             d => return Some(d),
         }
     }
     None
 }
 
-/// A JSON object with keys in the given order (iproute2's order).
-fn ordered_json(pairs: &[(&str, serde_json::Value)]) -> String {
-    let body: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| format!("{}:{}", serde_json::Value::from(*k), v))
-        .collect();
-    format!("{{{}}}", body.join(","))
+/// `[dev] NAME | master M | type T | up` after `show`.
+fn parse_link_filter<'a>(rest: &[&'a str]) -> Result<LinkFilter<'a>, Output> {
+    let mut f = LinkFilter::default();
+    let mut i = 0;
+    while i < rest.len() {
+        match rest[i] {
+            "dev" => {
+                f.dev = rest.get(i + 1).copied();
+                i += 2;
+            }
+            "master" => {
+                f.master = rest.get(i + 1).copied();
+                i += 2;
+            }
+            "type" => {
+                f.kind = rest.get(i + 1).copied();
+                i += 2;
+            }
+            "up" => {
+                f.up = true;
+                i += 1;
+            }
+            "scope" | "label" | "to" => i += 2,
+            "permanent" | "dynamic" | "tentative" | "primary" | "secondary" => i += 1,
+            d if f.dev.is_none() => {
+                f.dev = Some(d);
+                i += 1;
+            }
+            d => {
+                return Err(fail(
+                    255,
+                    format!("Error: either \"dev\" is duplicate, or \"{d}\" is a garbage."),
+                ))
+            }
+        }
+    }
+    Ok(f)
 }
 
 const BRIDGE_KEYS: &[&str] = &[

@@ -47,7 +47,28 @@ pub struct TcState {
     /// When true, `action csum` fails as on a kernel without `act_csum`.
     #[serde(default)]
     pub csum_fails: bool,
+    /// Devices with an `ingress` qdisc.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub ingress: std::collections::BTreeSet<String>,
+    /// Last automatic qdisc handle handed out (the kernel counts from 8001:).
+    #[serde(default)]
+    pub auto_handle: u32,
 }
+
+/// What tc needs to know about a link: its name (in ifindex order) and the
+/// default root qdisc it has (None before it was first brought up).
+#[derive(Debug, Clone)]
+pub struct TcLink {
+    pub name: String,
+    pub default_qdisc: Option<&'static str>,
+}
+
+/// Root qdisc kinds the reference kernel has (others: "Specified qdisc
+/// kind is unknown.").
+const KINDS: &[&str] = &["htb", "pfifo", "bfifo", "pfifo_fast"];
+
+const STATS: &str =
+    " Sent 0 bytes 0 pkt (dropped 0, overlimits 0 requeues 0) \n backlog 0b 0p requeues 0\n";
 
 fn fail(status: i32, msg: &str) -> Output {
     Output::failed(status, format!("{msg}\n"))
@@ -72,12 +93,24 @@ impl TcState {
     /// Forget everything attached to a device that no longer exists.
     pub fn drop_device(&mut self, dev: &str) {
         self.qdiscs.remove(dev);
+        self.ingress.remove(dev);
         self.filters.remove(dev);
     }
 
-    /// Run `tc ARGS...`; `link_up(dev)` is `None` for a missing device, else
-    /// whether it is up.
-    pub fn exec(&mut self, args: &[String], link_up: &dyn Fn(&str) -> Option<bool>) -> Output {
+    /// Run `tc ARGS...` on a host with these links.
+    pub fn exec(&mut self, args: &[String], links: &[TcLink]) -> Output {
+        let mut stats = false;
+        let mut args = args;
+        while let Some(first) = args.first() {
+            match first.as_str() {
+                "-s" | "-stats" | "-statistics" | "-d" | "-details" => {
+                    stats |= first.starts_with("-s");
+                    args = &args[1..];
+                }
+                _ => break,
+            }
+        }
+        let link_up = |d: &str| links.iter().find(|l| l.name == d).map(|l| l.default_qdisc.is_some());
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
         let (obj, verb) = (
             a.first().copied().unwrap_or(""),
@@ -90,6 +123,7 @@ impl TcState {
         let mut prio: Option<u32> = None;
         let mut protocol: Option<&str> = None;
         let mut root = false;
+        let mut ingress = false;
         let mut tail: Vec<String> = Vec::new();
         let mut i = 0;
         while i < rest.len() {
@@ -123,6 +157,10 @@ impl TcState {
                     root = true;
                     i += 1;
                 }
+                "ingress" if obj == "qdisc" && tail.is_empty() => {
+                    ingress = true;
+                    i += 1;
+                }
                 other => {
                     tail.push(other.to_string());
                     i += 1;
@@ -137,34 +175,51 @@ impl TcState {
         match (obj, verb) {
             ("qdisc", "show" | "list" | "ls") => {
                 let mut out = String::new();
-                let devs: Vec<String> = match dev {
-                    Some(d) => vec![d.to_string()],
-                    None => self.qdiscs.keys().cloned().collect(),
-                };
-                for d in devs {
+                let devs: Vec<&TcLink> = links
+                    .iter()
+                    .filter(|l| dev.is_none_or(|d| d == l.name))
+                    .collect();
+                for l in devs {
+                    let d = &l.name;
                     let dev_part = if dev.is_some() {
                         String::new()
                     } else {
                         format!("dev {d} ")
                     };
-                    match self.qdiscs.get(&d) {
+                    let mut lines: Vec<String> = Vec::new();
+                    match self.qdiscs.get(d) {
                         Some(q) => {
-                            if handle.is_some_and(|h| norm_handle(h) != q.handle) {
-                                continue;
-                            }
-                            out.push_str(&format!(
-                                "qdisc {} {} {dev_part}root refcnt 2 {}\n",
-                                q.kind,
-                                q.handle,
-                                render_params(q)
-                            ));
-                        }
-                        None => {
-                            if handle.is_none() && link_up(&d) == Some(true) {
-                                out.push_str(&format!(
-                                    "qdisc noqueue 0: {dev_part}root refcnt 2 \n"
+                            if handle.is_none_or(|h| norm_handle(h) == q.handle) {
+                                let p = render_params(q);
+                                let sep = if p.is_empty() { " " } else { "" };
+                                lines.push(format!(
+                                    "qdisc {} {} {dev_part}root refcnt 2 {p}{sep}",
+                                    q.kind, q.handle
                                 ));
                             }
+                        }
+                        None => {
+                            if let (None, Some(k)) = (handle, l.default_qdisc) {
+                                if k == "pfifo_fast" {
+                                    lines.push(format!(
+                                        "qdisc pfifo_fast 0: {dev_part}root refcnt 2 bands 3 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1"
+                                    ));
+                                } else {
+                                    lines.push(format!("qdisc {k} 0: {dev_part}root refcnt 2 "));
+                                }
+                            }
+                        }
+                    }
+                    if self.ingress.contains(d) && handle.is_none_or(|h| norm_handle(h) == "ffff:") {
+                        lines.push(format!(
+                            "qdisc ingress ffff: {dev_part}parent ffff:fff1 ---------------- "
+                        ));
+                    }
+                    for line in lines {
+                        out.push_str(&line);
+                        out.push('\n');
+                        if stats {
+                            out.push_str(STATS);
                         }
                     }
                 }
@@ -174,35 +229,75 @@ impl TcState {
                 let Some(d) = dev else {
                     return fail(1, "Cannot find device \"\"");
                 };
+                if ingress {
+                    if self.ingress.contains(d) {
+                        return fail(2, "Error: Exclusivity flag on, cannot modify.");
+                    }
+                    self.ingress.insert(d.to_string());
+                    return Output::default();
+                }
                 if !root {
-                    return kernel_err("Specified class not found.");
+                    if parent.is_none() {
+                        return fail(2, "Error: Specified qdisc not found.");
+                    }
+                    return fail(2, "Error: Specified class not found.");
                 }
                 let Some(kind) = tail.first().cloned() else {
                     return fail(1, "Unknown qdisc \"\", hence option \"\" is unparsable");
                 };
-                if verb == "add" && self.qdiscs.contains_key(d) {
-                    return fail(2, "Error: Exclusivity flag on, cannot modify.");
+                if !KINDS.contains(&kind.as_str()) {
+                    return fail(2, "Error: Specified qdisc kind is unknown.");
                 }
+                let existing = self.qdiscs.get(d).cloned();
+                if let (Some(h), Some(q)) = (handle, &existing) {
+                    if norm_handle(h) == q.handle {
+                        if verb == "add" {
+                            return fail(2, "Error: Exclusivity flag on, cannot modify.");
+                        }
+                        if q.kind != kind {
+                            return fail(2, "Error: Invalid handle.");
+                        }
+                        if q.params != tail[1..] {
+                            return fail(2, "Error: Change operation not supported by specified qdisc.");
+                        }
+                        return Output::default();
+                    }
+                }
+                let handle = match handle {
+                    Some(h) => norm_handle(h),
+                    None => {
+                        self.auto_handle = self.auto_handle.max(0x8000) + 1;
+                        format!("{:x}:", self.auto_handle)
+                    }
+                };
                 self.qdiscs.insert(
                     d.to_string(),
                     Qdisc {
                         kind,
-                        handle: norm_handle(handle.unwrap_or("8001:")),
+                        handle,
                         params: tail[1..].to_vec(),
                     },
                 );
+                self.filters.remove(d);
                 Output::default()
             }
             ("qdisc", "del" | "delete") => {
                 let Some(d) = dev else {
                     return fail(1, "Cannot find device \"\"");
                 };
+                if ingress {
+                    if !self.ingress.remove(d) {
+                        return fail(2, "Error: Invalid handle.");
+                    }
+                    return Output::default();
+                }
                 if self.qdiscs.remove(d).is_none() {
                     return fail(2, "Error: Cannot delete qdisc with handle of zero.");
                 }
                 self.filters.remove(d);
                 Output::default()
             }
+            ("class", "show" | "list" | "ls") => Output::ok(""),
             ("filter", "add" | "replace") => {
                 let Some(d) = dev else {
                     return fail(1, "Cannot find device \"\"");
@@ -261,11 +356,11 @@ impl TcState {
                 }
                 Output::ok(out)
             }
-            ("qdisc" | "filter", v) => fail(
-                1,
+            ("qdisc" | "filter" | "class", v) => fail(
+                255,
                 &format!("Command \"{v}\" is unknown, try \"tc {obj} help\"."),
             ),
-            (o, _) => fail(1, &format!("Object \"{o}\" is unknown, try \"tc help\".")),
+            (o, _) => fail(255, &format!("Object \"{o}\" is unknown, try \"tc help\".")),
         }
     }
 
@@ -307,7 +402,18 @@ fn render_params(q: &Qdisc) -> String {
             }
         }
         let n = u32::from_str_radix(default.trim_start_matches("0x"), 16).unwrap_or(0);
-        format!("r2q 10 default {n:#x} direct_packets_stat 0 direct_qlen 1000")
+        let default = if n == 0 {
+            "0".to_string()
+        } else {
+            format!("{n:#x}")
+        };
+        format!("r2q 10 default {default} direct_packets_stat 0 direct_qlen 1000")
+    } else if q.kind == "pfifo" {
+        "limit 1000p".to_string()
+    } else if q.kind == "bfifo" {
+        "limit 1500000b".to_string()
+    } else if q.kind == "pfifo_fast" {
+        "bands 3 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1".to_string()
     } else {
         q.params.join(" ")
     }
