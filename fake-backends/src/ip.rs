@@ -545,26 +545,41 @@ impl IpState {
     /// whose MAC was not set follows its ports; a link that became ready
     /// gets IPv6 (link-local address, DAD done).
     pub fn settle(&mut self) {
-        let names: Vec<String> = self.links.iter().map(|l| l.name.clone()).collect();
+        // Ports before bridges: a bridge gets carrier from its ports, so
+        // its IPv6 comes up after theirs.
+        let mut names: Vec<String> = self
+            .links
+            .iter()
+            .filter(|l| l.kind != LinkKind::Bridge)
+            .chain(self.links.iter().filter(|l| l.kind == LinkKind::Bridge))
+            .map(|l| l.name.clone())
+            .collect();
+        names.dedup();
         for n in &names {
+            // Addresses of an up link get their prefix route (oldest first).
+            let pending = self.link(n).map_or(0, |l| {
+                if l.up {
+                    l.addrs.iter().filter(|a| a.is_v6() && a.seq == 0).count()
+                } else {
+                    0
+                }
+            });
+            let seqs: Vec<u64> = (0..pending).map(|_| self.alloc_seq()).collect();
+            if let Some(l) = self.link_mut(n) {
+                let mut it = seqs.into_iter();
+                for a in l.addrs.iter_mut().rev().filter(|a| a.is_v6() && a.seq == 0) {
+                    a.seq = it.next().unwrap_or(0);
+                }
+            }
             let Some(l) = self.link(n) else { continue };
             if !l.up || l.v6_ready || !self.ready(l) || self.v6_disabled.contains(n) {
                 continue;
             }
             let kind = l.kind;
             let mac = l.mac.clone();
-            let mut seqs: Vec<u64> = Vec::new();
-            let count = l.addrs.iter().filter(|a| a.is_v6()).count();
-            for _ in 0..count + 1 {
-                seqs.push(self.alloc_seq());
-            }
+            let ll_seq = self.alloc_seq();
             let Some(l) = self.link_mut(n) else { continue };
             l.v6_ready = true;
-            let mut it = seqs.into_iter();
-            let ll_seq = it.next().unwrap_or(0);
-            for a in l.addrs.iter_mut().filter(|a| a.is_v6()).rev() {
-                a.seq = it.next().unwrap_or(0);
-            }
             let auto = if kind == LinkKind::Loopback {
                 Some(("::1".to_string(), 128))
             } else {
@@ -1229,12 +1244,7 @@ impl IpState {
                 if self.link(dev).is_none() {
                     return no_dev(dev);
                 }
-                let ready = self.link(dev).is_some_and(|l| l.v6_ready);
-                let seq = if ip.is_ipv6() && ready {
-                    self.alloc_seq()
-                } else {
-                    0
-                };
+                let seq = 0;
                 let broadcast = match (brd, ip) {
                     (Some("+"), IpAddr::V4(v)) if len < 31 => {
                         let host = if len == 0 { u32::MAX } else { u32::MAX >> len };
@@ -1306,8 +1316,7 @@ impl IpState {
                                 if ip.is_ipv4() {
                                     "Error: ipv4: Address not found.".to_string()
                                 } else {
-                                    "RTNETLINK answers: Cannot assign requested address"
-                                        .to_string()
+                                    "Error: ipv6: address not found.".to_string()
                                 },
                             )
                         }
@@ -1423,13 +1432,13 @@ impl IpState {
                             let Some(l) = self.link(d) else {
                                 return no_dev(d);
                             };
-                            if !l.up {
-                                return fail(2, "Error: Device for nexthop is not up.");
-                            }
                             if let Some(gw) = gw {
                                 if self.dev_for(gw).as_deref() != Some(d) {
                                     return fail(2, "Error: Nexthop has invalid gateway.");
                                 }
+                            }
+                            if !l.up {
+                                return fail(2, "Error: Device for nexthop is not up.");
                             }
                             d.to_string()
                         }
@@ -1549,9 +1558,6 @@ impl IpState {
         }
         for l in &self.links {
             if !l.up || l.kind == LinkKind::Loopback {
-                continue;
-            }
-            if v6 && !l.v6_ready {
                 continue;
             }
             let down = !self.has_carrier(l);
@@ -1703,8 +1709,16 @@ impl IpState {
         let mut s = format!(" promiscuity 0  allmulti 0 minmtu {minmtu} maxmtu {maxmtu} ");
         if l.kind == LinkKind::Bridge {
             let get = |k: &str, d: u64| l.bridge.get(k).copied().unwrap_or(d);
-            let mac = l
-                .mac
+            let has_ports = self
+                .links
+                .iter()
+                .any(|p| p.master.as_deref() == Some(l.name.as_str()));
+            let id_mac = if l.mac_set || has_ports {
+                l.mac.as_str()
+            } else {
+                "00:00:00:00:00:00"
+            };
+            let mac = id_mac
                 .split(':')
                 .map(|b| b.trim_start_matches('0'))
                 .map(|b| if b.is_empty() { "0" } else { b })
@@ -1791,6 +1805,9 @@ impl IpState {
             if o.brief {
                 let name = Self::display_name(l);
                 if with_addrs {
+                    if o.family.is_some() && Self::listed_addrs(l, o.family).is_empty() {
+                        continue;
+                    }
                     let addrs: String = Self::listed_addrs(l, o.family)
                         .iter()
                         .map(|(a, _)| format!("{}/{} ", a.local, a.prefixlen))
@@ -1825,7 +1842,7 @@ impl IpState {
             }
             // With a family filter and no device named, iproute2 prints the
             // short header of the address dump.
-            let short = family_only && sel.len() != 1;
+            let short = family_only && o.family == Some(6) && sel.len() != 1;
             let mut lines = vec![self.link_header(l, with_addrs, short)];
             if !family_only {
                 let mut ll = Self::link_line(l);
@@ -2056,19 +2073,8 @@ impl RouteView {
     }
 }
 
-const ROUTE_USAGE: &str = "Usage: ip route { list | flush } SELECTOR
-       ip route save SELECTOR
-       ip route restore
-       ip route showdump
-       ip route get [ ROUTE_GET_FLAGS ] ADDRESS
-                            [ from ADDRESS iif STRING ]
-                            [ oif STRING ] [ tos TOS ]
-                            [ mark NUMBER ] [ vrf NAME ]
-                            [ uid NUMBER ] [ ipproto PROTOCOL ]
-                            [ sport NUMBER ] [ dport NUMBER ]
-       ip route { add | del | change | append | replace } ROUTE
-";
-
+/// `ip route` usage text of iproute2 6.1 (printed for a bare `ip route add`).
+const ROUTE_USAGE: &str = include_str!("usage/ip-route.txt");
 fn parse_dev_arg<'a>(rest: &[&'a str]) -> Option<&'a str> {
     let mut i = 0;
     while i < rest.len() {

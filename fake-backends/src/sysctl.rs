@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use virtnet_core::runner::Output;
 
+/// procps-ng's usage text (printed for a bare `sysctl`).
+const USAGE: &str = include_str!("usage/sysctl.txt");
+
 /// Values that differ from the defaults, by dotted key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct SysctlState {
@@ -79,10 +82,7 @@ impl SysctlState {
             }
         }
         if items.is_empty() {
-            return Output::failed(
-                2,
-                "sysctl: no variables specified\nTry `sysctl --help' for more information.\n",
-            );
+            return Output::failed(1, USAGE);
         }
         let mut out = Output::default();
         for it in items {
@@ -105,6 +105,14 @@ impl SysctlState {
                     continue;
                 }
                 self.values.insert(k.clone(), v.clone());
+                // Writing `all.forwarding` sets it on `default` and on every
+                // interface too (as the kernel does).
+                if k == "net.ipv6.conf.all.forwarding" {
+                    for i in links.iter().map(String::as_str).chain(["default"]) {
+                        self.values
+                            .insert(format!("net.ipv6.conf.{i}.forwarding"), v.clone());
+                    }
+                }
                 if !quiet {
                     if values_only {
                         out.stdout.push_str(&format!("{v}\n"));

@@ -145,11 +145,11 @@ impl TcState {
                     parent = rest.get(i + 1).copied();
                     i += 2;
                 }
-                "prio" | "pref" | "priority" => {
+                "prio" | "pref" | "priority" if obj == "filter" => {
                     prio = rest.get(i + 1).and_then(|p| p.parse().ok());
                     i += 2;
                 }
-                "protocol" => {
+                "protocol" if obj == "filter" => {
                     protocol = rest.get(i + 1).copied();
                     i += 2;
                 }
@@ -249,6 +249,9 @@ impl TcState {
                     return fail(2, "Error: Specified qdisc kind is unknown.");
                 }
                 let existing = self.qdiscs.get(d).cloned();
+                if verb == "add" && handle.is_none() && existing.is_some() {
+                    return fail(2, "Error: Exclusivity flag on, cannot modify.");
+                }
                 if let (Some(h), Some(q)) = (handle, &existing) {
                     if norm_handle(h) == q.handle {
                         if verb == "add" {
