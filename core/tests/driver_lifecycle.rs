@@ -221,9 +221,10 @@ fn every_bridge_mode_starts_and_destroys_cleanly_with_both_backends() {
         for (case, br, subnet) in cases {
             let env = Env::new();
             let d = env.driver(backend);
-            let def = d
-                .define(&libvirt_net(case))
-                .unwrap_or_else(|e| panic!("{case}: {e}"));
+            // dnsmasq refuses a TFTP root that does not exist: give the
+            // case one that does.
+            let xml = with_existing_tftp_root(&libvirt_net(case), env.dir.path());
+            let def = d.define(&xml).unwrap_or_else(|e| panic!("{case}: {e}"));
             d.start(&def.name)
                 .unwrap_or_else(|e| panic!("{case} {backend}: {e}"));
             let running = env.state();
@@ -461,4 +462,23 @@ fn concurrent_starts_and_destroys_of_different_networks() {
             );
         }
     }
+}
+
+/// The network XML with every `<tftp root='...'>` pointing at a directory
+/// that exists (created under `dir`).
+fn with_existing_tftp_root(xml: &str, dir: &std::path::Path) -> String {
+    let root = dir.join("tftproot");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut out = String::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find("<tftp root=") {
+        let start = i + "<tftp root=".len();
+        let quote = &rest[start..start + 1];
+        let end = rest[start + 1..].find(quote).unwrap() + start + 1;
+        out.push_str(&rest[..start + 1]);
+        out.push_str(&root.to_string_lossy());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }

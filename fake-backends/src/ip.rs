@@ -798,7 +798,10 @@ impl IpState {
         self.links.retain(|l| !gone.contains(&l.name));
         let mut orphaned = false;
         for l in &mut self.links {
-            if l.master.as_deref().is_some_and(|m| gone.iter().any(|g| g == m)) {
+            if l.master
+                .as_deref()
+                .is_some_and(|m| gone.iter().any(|g| g == m))
+            {
                 l.master = None;
                 orphaned = true;
             }
@@ -963,7 +966,12 @@ impl IpState {
             match type_args {
                 [] => {}
                 ["peer", "name", p] | ["peer", p] => peer_name = Some((*p).to_string()),
-                _ => return fail(255, "Garbage instead of arguments \"peer ...\". Try \"ip link help\"."),
+                _ => {
+                    return fail(
+                        255,
+                        "Garbage instead of arguments \"peer ...\". Try \"ip link help\".",
+                    )
+                }
             }
         }
         if self.link(name).is_some() {
@@ -1448,9 +1456,10 @@ impl IpState {
                         },
                         (None, None) => return fail(2, "Error: Device for nexthop is not up."),
                     };
-                    let exists = self.routes.iter().position(|r| {
-                        r.dst == dst_c && r.metric == metric && r.is_v6() == v6
-                    });
+                    let exists = self
+                        .routes
+                        .iter()
+                        .position(|r| r.dst == dst_c && r.metric == metric && r.is_v6() == v6);
                     let route = Route {
                         dst: dst_c,
                         via: via.map(str::to_string),
@@ -1550,7 +1559,11 @@ impl IpState {
                     None
                 },
                 src: None,
-                metric: if v6 { Some(r.metric.unwrap_or(1024)) } else { r.metric },
+                metric: if v6 {
+                    Some(r.metric.unwrap_or(1024))
+                } else {
+                    r.metric
+                },
                 linkdown: down,
                 v6,
                 seq: 1_000_000 + n as u64,
@@ -1794,7 +1807,9 @@ impl IpState {
         if o.json {
             let items = sel
                 .iter()
-                .filter(|l| !with_addrs || o.family.is_none() || !Self::listed_addrs(l, o.family).is_empty())
+                .filter(|l| {
+                    !with_addrs || o.family.is_none() || !Self::listed_addrs(l, o.family).is_empty()
+                })
                 .map(|l| self.link_json(l, with_addrs, o.family))
                 .collect();
             return o.json_out(items);
@@ -1870,17 +1885,12 @@ impl IpState {
     }
 
     fn link_json(&self, l: &Link, with_addrs: bool, family: Option<u8>) -> J {
-        let mut m: Vec<(&'static str, J)> = vec![
-            ("ifindex", J::N(u64::from(l.ifindex))),
-        ];
+        let mut m: Vec<(&'static str, J)> = vec![("ifindex", J::N(u64::from(l.ifindex)))];
         if let Some(p) = &l.peer {
             m.push(("link", J::s(p)));
         }
         m.push(("ifname", J::s(&l.name)));
-        m.push((
-            "flags",
-            J::A(self.flags(l).into_iter().map(J::s).collect()),
-        ));
+        m.push(("flags", J::A(self.flags(l).into_iter().map(J::s).collect())));
         m.push(("mtu", J::N(u64::from(l.mtu))));
         m.push(("qdisc", J::s(self.qdisc_of(l))));
         if let Some(ms) = &l.master {

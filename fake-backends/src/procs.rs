@@ -4,7 +4,10 @@
 //! `dnsmasq --conf-file=PATH ...` reads PATH from the real filesystem (the
 //! driver wrote it there), checks the options it understands, writes the
 //! `pid-file=` named in the configuration (also on the real filesystem) and
-//! records the process with its argv and configuration text. `dnsmasq
+//! records the process with its argv and configuration text. Like the real
+//! one it refuses to start (exit 3) when `enable-tftp` is set and the
+//! `tftp-root=` directory cannot be opened; `--test` only checks syntax.
+//! `dnsmasq
 //! --version` prints the version banner of the reference host (2.90).
 
 use std::collections::BTreeMap;
@@ -152,6 +155,7 @@ impl ProcState {
             .iter()
             .find_map(|a| a.strip_prefix("--pid-file=").map(str::to_string));
         let mut config = None;
+        let mut tftp: (bool, Option<String>) = (false, None);
         if let Some(path) = &conf_file {
             let text = match std::fs::read_to_string(path) {
                 Ok(t) => t,
@@ -171,11 +175,32 @@ impl ProcState {
                 if key == "pid-file" {
                     pid_file = l.split_once('=').map(|(_, v)| v.trim().to_string());
                 }
+                if key == "enable-tftp" {
+                    tftp.0 = true;
+                }
+                if key == "tftp-root" {
+                    // tftp-root=DIR[,INTERFACE]
+                    tftp.1 = l
+                        .split_once('=')
+                        .map(|(_, v)| v.split(',').next().unwrap_or(v).trim().to_string());
+                }
             }
             config = Some(text);
         }
         if test {
             return Output::failed(0, "dnsmasq: syntax check OK.\n");
+        }
+        // At start-up (not in --test) dnsmasq refuses a TFTP root it
+        // cannot open as a directory.
+        if let (true, Some(dir)) = &tftp {
+            let reason = match std::fs::metadata(dir) {
+                Ok(m) if m.is_dir() => None,
+                Ok(_) => Some("Not a directory".to_string()),
+                Err(e) => Some(io_reason(&e)),
+            };
+            if let Some(r) = reason {
+                return dnsmasq_fail(3, &format!("TFTP directory {dir} inaccessible: {r}"));
+            }
         }
         let pid = self.next_pid;
         if let Some(pf) = &pid_file {
@@ -278,6 +303,13 @@ fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "No such file or directory".into(),
         std::io::ErrorKind::PermissionDenied => "Permission denied".into(),
-        _ => e.to_string(),
+        _ => {
+            // "Not a directory (os error 20)" -> "Not a directory"
+            let t = e.to_string();
+            match t.find(" (os error") {
+                Some(i) => t[..i].to_string(),
+                None => t,
+            }
+        }
     }
 }

@@ -110,7 +110,12 @@ impl TcState {
                 _ => break,
             }
         }
-        let link_up = |d: &str| links.iter().find(|l| l.name == d).map(|l| l.default_qdisc.is_some());
+        let link_up = |d: &str| {
+            links
+                .iter()
+                .find(|l| l.name == d)
+                .map(|l| l.default_qdisc.is_some())
+        };
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
         let (obj, verb) = (
             a.first().copied().unwrap_or(""),
@@ -210,7 +215,8 @@ impl TcState {
                             }
                         }
                     }
-                    if self.ingress.contains(d) && handle.is_none_or(|h| norm_handle(h) == "ffff:") {
+                    if self.ingress.contains(d) && handle.is_none_or(|h| norm_handle(h) == "ffff:")
+                    {
                         lines.push(format!(
                             "qdisc ingress ffff: {dev_part}parent ffff:fff1 ---------------- "
                         ));
@@ -261,7 +267,10 @@ impl TcState {
                             return fail(2, "Error: Invalid handle.");
                         }
                         if q.params != tail[1..] {
-                            return fail(2, "Error: Change operation not supported by specified qdisc.");
+                            return fail(
+                                2,
+                                "Error: Change operation not supported by specified qdisc.",
+                            );
                         }
                         return Output::default();
                     }
