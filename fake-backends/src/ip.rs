@@ -70,6 +70,9 @@ pub struct Addr {
     /// prefix are listed in this order).
     #[serde(default)]
     pub seq: u64,
+    /// Added with `nodad`: never `tentative`, flag shown.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nodad: bool,
 }
 
 impl Addr {
@@ -357,6 +360,7 @@ struct Opts {
     brief: bool,
     oneline: bool,
     details: bool,
+    stats: bool,
     family: Option<u8>,
 }
 
@@ -594,6 +598,7 @@ impl IpState {
                             prefixlen,
                             broadcast: None,
                             seq: ll_seq,
+                            nodad: false,
                         },
                     );
                 }
@@ -656,7 +661,7 @@ impl IpState {
                 "-4" => o.family = Some(4),
                 "-6" => o.family = Some(6),
                 "-d" | "-details" => o.details = true,
-                "-s" | "-stats" | "-statistics" => {}
+                "-s" | "-stats" | "-statistics" => o.stats = true,
                 o => return fail(255, format!("Option \"{o}\" is unknown, try \"ip -help\".")),
             }
             i += 1;
@@ -1159,6 +1164,7 @@ impl IpState {
                                     prefixlen: 8,
                                     broadcast: None,
                                     seq: 0,
+                                    nodad: false,
                                 },
                             );
                         }
@@ -1211,6 +1217,7 @@ impl IpState {
                 let mut addr: Option<&str> = None;
                 let mut dev: Option<&str> = None;
                 let mut brd: Option<&str> = None;
+                let mut nodad = false;
                 let mut i = 0;
                 while i < rest.len() {
                     match rest[i] {
@@ -1227,7 +1234,11 @@ impl IpState {
                             i += 2;
                         }
                         "scope" | "label" | "valid_lft" | "preferred_lft" | "peer" => i += 2,
-                        "noprefixroute" | "nodad" => i += 1,
+                        "nodad" => {
+                            nodad = true;
+                            i += 1;
+                        }
+                        "noprefixroute" => i += 1,
                         a => {
                             addr = Some(a);
                             i += 1;
@@ -1281,6 +1292,7 @@ impl IpState {
                                 prefixlen: len,
                                 broadcast,
                                 seq: 0,
+                                nodad: false,
                             },
                         );
                     } else {
@@ -1294,6 +1306,7 @@ impl IpState {
                                 prefixlen: len,
                                 broadcast: None,
                                 seq,
+                                nodad,
                             },
                         );
                     }
@@ -1487,6 +1500,12 @@ impl IpState {
                     }
                 }
             }
+            "get" | "g" => {
+                let Some(dst) = rest.iter().find(|a| a.parse::<IpAddr>().is_ok()) else {
+                    return fail(1, "need at least a destination address");
+                };
+                self.route_get(dst)
+            }
             "show" | "list" | "ls" | "sh" | "sho" => {
                 let mut dev: Option<&str> = None;
                 let mut table = "main";
@@ -1605,6 +1624,62 @@ impl IpState {
             (net, std::cmp::Reverse(len), r.metric.unwrap_or(0), r.seq)
         });
         out
+    }
+
+    /// `ip route get ADDR`: the longest-prefix match of the main table.
+    fn route_get(&self, dst: &str) -> Output {
+        let Ok(ip) = dst.parse::<IpAddr>() else {
+            return fail(
+                1,
+                format!("Error: inet prefix is expected rather than \"{dst}\"."),
+            );
+        };
+        // An address of this host is reached through lo (local table).
+        for l in &self.links {
+            if l.up && l.addrs.iter().any(|a| a.ip() == Some(ip)) {
+                return Output::ok(format!(
+                    "local {ip} dev lo src {ip} uid 0 \n    cache <local> \n"
+                ));
+            }
+        }
+        let routes = self.main_routes(ip.is_ipv6());
+        let best = routes
+            .iter()
+            .filter(|r| {
+                if r.dst == "default" {
+                    return true;
+                }
+                match parse_prefix(&r.dst) {
+                    Some((net, len)) => network_of(ip, len) == network_of(net, len),
+                    None => false,
+                }
+            })
+            .max_by_key(|r| {
+                (
+                    dst_key(&r.dst).1,
+                    std::cmp::Reverse(r.metric.unwrap_or(0)),
+                    std::cmp::Reverse(r.seq),
+                )
+            });
+        let Some(r) = best else {
+            return fail(2, "RTNETLINK answers: Network is unreachable");
+        };
+        let src = self.link(&r.dev).and_then(|l| {
+            l.addrs
+                .iter()
+                .find(|a| a.is_v6() == ip.is_ipv6() && !(a.is_v6() && a.scope() == "link"))
+                .map(|a| a.local.clone())
+        });
+        let mut s = format!("{ip}");
+        if let Some(v) = &r.via {
+            s.push_str(&format!(" via {v}"));
+        }
+        s.push_str(&format!(" dev {}", r.dev));
+        if let Some(src) = src {
+            s.push_str(&format!(" src {src}"));
+        }
+        s.push_str(" uid 0 \n    cache \n");
+        Output::ok(s)
     }
 
     /// The IPv4 local table: local and broadcast routes of each address
@@ -1761,7 +1836,13 @@ impl IpState {
     fn addr_lines(l: &Link, a: &Addr, tentative: bool, primary: bool) -> [String; 2] {
         let scope = a.scope();
         let first = if a.is_v6() {
-            let t = if tentative { " tentative" } else { "" };
+            let t = if a.nodad {
+                " nodad"
+            } else if tentative {
+                " tentative"
+            } else {
+                ""
+            };
             format!("    inet6 {}/{} scope {scope}{t} ", a.local, a.prefixlen)
         } else {
             let brd = a
@@ -1866,6 +1947,16 @@ impl IpState {
                 }
                 lines.push(ll);
             }
+            if o.stats && !with_addrs {
+                lines.push(
+                    "    RX:  bytes packets errors dropped  missed   mcast           ".into(),
+                );
+                lines.push("             0       0      0       0       0       0 ".into());
+                lines.push(
+                    "    TX:  bytes packets errors dropped carrier collsns           ".into(),
+                );
+                lines.push("             0       0      0       0       0       0 ".into());
+            }
             if with_addrs {
                 for (a, primary) in listed {
                     lines.extend(Self::addr_lines(l, a, tentative && a.is_v6(), primary));
@@ -1926,7 +2017,9 @@ impl IpState {
                     if !primary {
                         am.push(("secondary", J::A(Vec::new())));
                     }
-                    if a.is_v6() && !l.v6_ready {
+                    if a.nodad {
+                        am.push(("nodad", J::A(Vec::new())));
+                    } else if a.is_v6() && !l.v6_ready {
                         am.push(("tentative", J::A(Vec::new())));
                     }
                     if !a.is_v6() {

@@ -369,7 +369,10 @@ fn prune_removed_links(state: &mut HostState) {
         .sysctl
         .values
         .keys()
-        .filter_map(|k| k.strip_prefix("net.ipv6.conf."))
+        .filter_map(|k| {
+            k.strip_prefix("net.ipv6.conf.")
+                .or_else(|| k.strip_prefix("net.ipv4.conf."))
+        })
         .filter_map(|k| k.rsplit_once('.').map(|(i, _)| i.to_string()))
         .filter(|i| i != "all" && i != "default" && !names.contains(i))
         .collect();
