@@ -1509,6 +1509,9 @@ impl IpState {
             "show" | "list" | "ls" | "sh" | "sho" => {
                 let mut dev: Option<&str> = None;
                 let mut table = "main";
+                // (mode, prefix): `exact` for a bare prefix, `root` (routes
+                // inside it) or `match` (routes containing it).
+                let mut sel: Option<(&str, (u128, u8), bool)> = None;
                 let mut i = 0;
                 while i < rest.len() {
                     match rest[i] {
@@ -1520,9 +1523,39 @@ impl IpState {
                             table = rest.get(i + 1).copied().unwrap_or("main");
                             i += 2;
                         }
+                        "to" => i += 1,
+                        w @ ("root" | "match" | "exact") => {
+                            let p = rest.get(i + 1).copied().unwrap_or("");
+                            if parse_prefix(p).is_none() && p != "default" {
+                                return fail(
+                                    1,
+                                    format!(
+                                        "Error: any valid prefix is expected rather than \"{p}\"."
+                                    ),
+                                );
+                            }
+                            sel = Some((w, dst_key(p), p.contains(':')));
+                            i += 2;
+                        }
+                        p if p == "default" || parse_prefix(p).is_some() => {
+                            sel = Some(("exact", dst_key(p), p.contains(':')));
+                            i += 1;
+                        }
                         _ => i += 1,
                     }
                 }
+                let contains = |outer: (u128, u8), inner: (u128, u8), v6: bool| {
+                    let bits: u32 = if v6 { 128 } else { 32 };
+                    let mask = |len: u8| {
+                        if len == 0 {
+                            0
+                        } else {
+                            (u128::MAX >> (128 - bits)) << (bits - u32::from(len))
+                                & (u128::MAX >> (128 - bits))
+                        }
+                    };
+                    inner.1 >= outer.1 && (inner.0 & mask(outer.1)) == (outer.0 & mask(outer.1))
+                };
                 if let Some(d) = dev {
                     if self.link(d).is_none() {
                         return fail(1, format!("Cannot find device \"{d}\""));
@@ -1538,6 +1571,17 @@ impl IpState {
                 let views: Vec<RouteView> = views
                     .into_iter()
                     .filter(|r| dev.is_none_or(|d| r.dev == d))
+                    .filter(|r| match sel {
+                        None => true,
+                        Some((mode, key, _)) => {
+                            let k = dst_key(&r.dst);
+                            match mode {
+                                "exact" => k == key,
+                                "root" => contains(key, k, r.v6),
+                                _ => contains(k, (key.0, if r.v6 { 128 } else { 32 }), r.v6),
+                            }
+                        }
+                    })
                     .collect();
                 if o.json {
                     let items = views.iter().map(|r| r.json(dev.is_some())).collect();
