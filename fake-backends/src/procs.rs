@@ -126,6 +126,19 @@ const KNOWN_CONF_KEYS: &[&str] = &[
     "trust-anchor",
 ];
 
+/// Options dnsmasq accepts once only ("illegal repeated keyword").
+const SINGLE_KEYS: &[&str] = &[
+    "port",
+    "user",
+    "group",
+    "pid-file",
+    "dhcp-lease-max",
+    "cache-size",
+    "dhcp-leasefile",
+    "dhcp-script",
+    "neg-ttl",
+];
+
 impl ProcState {
     /// Run `dnsmasq ARGS...`.
     pub fn dnsmasq(&mut self, argv: &[String]) -> Output {
@@ -163,6 +176,7 @@ impl ProcState {
                     return dnsmasq_fail(3, &format!("cannot read {path}: {}", io_reason(&e)))
                 }
             };
+            let mut seen: Vec<&str> = Vec::new();
             for (n, line) in text.lines().enumerate() {
                 let l = line.trim();
                 if l.is_empty() || l.starts_with('#') {
@@ -171,6 +185,23 @@ impl ProcState {
                 let key = l.split('=').next().unwrap_or("").trim();
                 if !KNOWN_CONF_KEYS.contains(&key) {
                     return dnsmasq_fail(1, &format!("bad option at line {} of {path}", n + 1));
+                }
+                if SINGLE_KEYS.contains(&key) {
+                    if seen.contains(&key) {
+                        return dnsmasq_fail(
+                            1,
+                            &format!("illegal repeated keyword at line {} of {path}", n + 1),
+                        );
+                    }
+                    seen.push(key);
+                }
+                let value = l.split_once('=').map(|(_, v)| v.trim()).unwrap_or("");
+                if key == "dhcp-range"
+                    && !value
+                        .split(',')
+                        .any(|f| f.trim().parse::<std::net::IpAddr>().is_ok())
+                {
+                    return dnsmasq_fail(1, &format!("bad dhcp-range at line {} of {path}", n + 1));
                 }
                 if key == "pid-file" {
                     pid_file = l.split_once('=').map(|(_, v)| v.trim().to_string());
