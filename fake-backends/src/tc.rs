@@ -8,9 +8,10 @@
 //! module (the command succeeds, which is what libvirt expects on a normal
 //! host); [`TcState::csum_fails`] = true reproduces the reference kernel.
 //!
-//! Simplification: `tc filter show` prints one line per filter,
-//! `filter parent H: protocol P pref N u32 <arguments as given>`, not the
-//! kernel's multi-line u32 dump.
+//! `tc filter show` prints the kernel's u32 dump (hash table and node
+//! handles, packed match keys), checked against the real tool for filters
+//! with a flowid; the action lines (`csum`, `gact`) cannot be checked on
+//! the reference kernel, which has neither action module.
 
 use std::collections::BTreeMap;
 
@@ -345,7 +346,9 @@ impl TcState {
                 if list.is_empty() {
                     self.filters.remove(d);
                 }
-                if !removed {
+                // Without a preference, all filters of the parent go, and
+                // finding none is no error.
+                if !removed && prio.is_some() {
                     return kernel_err("Cannot find specified filter chain.");
                 }
                 Output::default()
@@ -356,15 +359,17 @@ impl TcState {
                     if dev.is_some_and(|x| x != d) {
                         continue;
                     }
-                    for f in list {
-                        out.push_str(&format!(
-                            "filter parent {} protocol {} pref {} {}\n",
-                            f.parent,
-                            f.protocol,
-                            f.prio,
-                            f.spec.join(" ")
-                        ));
-                    }
+                    let dev_part = if dev.is_some() {
+                        String::new()
+                    } else {
+                        format!("dev {d} ")
+                    };
+                    let shown: Vec<&Filter> = list
+                        .iter()
+                        .filter(|f| parent.is_none_or(|p| norm_handle(p) == f.parent))
+                        .collect();
+                    // A `parent` selector is not repeated in the output.
+                    out.push_str(&render_filters(&shown, list, &dev_part, parent.is_none()));
                 }
                 Output::ok(out)
             }
@@ -429,4 +434,193 @@ fn render_params(q: &Qdisc) -> String {
     } else {
         q.params.join(" ")
     }
+}
+
+/// One 32-bit key of a u32 selector: value and mask at a byte offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    off: u32,
+    value: u32,
+    mask: u32,
+}
+
+/// A mask: always hexadecimal (with or without 0x).
+fn parse_mask(s: &str) -> Option<u32> {
+    u32::from_str_radix(s.trim_start_matches("0x"), 16).ok()
+}
+
+/// A value: 0x hexadecimal, else decimal.
+fn parse_num(s: &str) -> Option<u32> {
+    match s.strip_prefix("0x") {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// The keys, flowid and actions of `u32 match ... [flowid X] [action ...]`,
+/// packed as tc packs them (matches on the same word are merged).
+fn u32_selector(spec: &[String]) -> (Vec<Key>, Option<String>, Vec<Vec<String>>) {
+    let mut keys: Vec<Key> = Vec::new();
+    let mut flowid = None;
+    let mut actions: Vec<Vec<String>> = Vec::new();
+    let mut add = |k: Key| match keys.iter_mut().find(|x| x.off == k.off) {
+        Some(x) => {
+            x.value |= k.value;
+            x.mask |= k.mask;
+        }
+        None => keys.push(k),
+    };
+    let t: Vec<&str> = spec.iter().map(String::as_str).collect();
+    let mut i = 0;
+    while i < t.len() {
+        match t[i] {
+            "match" => match (t.get(i + 1), t.get(i + 2)) {
+                (Some(&"ip"), Some(&f @ ("src" | "dst"))) => {
+                    let v = t.get(i + 3).copied().unwrap_or("");
+                    let (a, l) = v.split_once('/').unwrap_or((v, "32"));
+                    let a: u32 = a.parse::<std::net::Ipv4Addr>().map(u32::from).unwrap_or(0);
+                    let l: u32 = l.parse().unwrap_or(32).min(32);
+                    let mask = if l == 0 { 0 } else { u32::MAX << (32 - l) };
+                    add(Key {
+                        off: if f == "src" { 12 } else { 16 },
+                        value: a & mask,
+                        mask,
+                    });
+                    i += 4;
+                }
+                (Some(&"ip"), Some(&f @ ("sport" | "dport"))) => {
+                    let v = t.get(i + 3).and_then(|x| parse_num(x)).unwrap_or(0) & 0xffff;
+                    let m = t.get(i + 4).and_then(|x| parse_mask(x)).unwrap_or(0) & 0xffff;
+                    let sh = if f == "sport" { 16 } else { 0 };
+                    add(Key {
+                        off: 20,
+                        value: (v & m) << sh,
+                        mask: m << sh,
+                    });
+                    i += 5;
+                }
+                (Some(&"ip"), Some(&"protocol")) => {
+                    let v = t.get(i + 3).and_then(|x| parse_num(x)).unwrap_or(0) & 0xff;
+                    let m = t.get(i + 4).and_then(|x| parse_mask(x)).unwrap_or(0) & 0xff;
+                    add(Key {
+                        off: 8,
+                        value: (v & m) << 16,
+                        mask: m << 16,
+                    });
+                    i += 5;
+                }
+                (Some(&"u32"), _) => {
+                    let v = t.get(i + 2).and_then(|x| parse_num(x)).unwrap_or(0);
+                    let m = t.get(i + 3).and_then(|x| parse_mask(x)).unwrap_or(0);
+                    let off = t.get(i + 5).and_then(|x| parse_num(x)).unwrap_or(0);
+                    add(Key {
+                        off,
+                        value: v & m,
+                        mask: m,
+                    });
+                    i += 6;
+                }
+                _ => i += 1,
+            },
+            "flowid" | "classid" => {
+                flowid = t.get(i + 1).map(|x| x.to_string());
+                i += 2;
+            }
+            "action" => {
+                let end = t[i + 1..]
+                    .iter()
+                    .position(|x| *x == "action")
+                    .map_or(t.len(), |p| p + i + 1);
+                actions.push(t[i + 1..end].iter().map(|x| x.to_string()).collect());
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    (keys, flowid, actions)
+}
+
+/// `tc filter show` of u32 filters as the kernel dumps them: per
+/// preference a head line and its hash table (800:, 801:, ... in order of
+/// creation), then each filter node (HT::800, ::801, ...) with its keys.
+/// Action lines are as iproute2 prints `csum`/`gact` (not verifiable on
+/// the reference kernel, which has neither module).
+fn render_filters(shown: &[&Filter], all: &[Filter], dev_part: &str, with_parent: bool) -> String {
+    // Hash table ids by order of creation of each (parent, pref, protocol).
+    let mut groups: Vec<(&str, u32, &str)> = Vec::new();
+    for f in all {
+        let g = (f.parent.as_str(), f.prio, f.protocol.as_str());
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    let mut order: Vec<(&str, u32, &str)> = groups.clone();
+    order.sort_by_key(|g| g.1);
+    let mut out = String::new();
+    let mut action_index = 0;
+    for g in order {
+        let ht = 0x800 + groups.iter().position(|x| *x == g).unwrap_or(0);
+        let members: Vec<&&Filter> = shown
+            .iter()
+            .filter(|f| (f.parent.as_str(), f.prio, f.protocol.as_str()) == g)
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let parent = if with_parent {
+            format!("parent {} ", g.0)
+        } else {
+            String::new()
+        };
+        let head = format!(
+            "filter {dev_part}{parent}protocol {} pref {} u32 chain 0 ",
+            g.2, g.1
+        );
+        out.push_str(&format!("{head}\n"));
+        out.push_str(&format!("{head}fh {ht:x}: ht divisor 1 \n"));
+        for (n, f) in members.iter().enumerate() {
+            let (keys, flowid, actions) = u32_selector(&f.spec);
+            let node = 0x800 + n;
+            let flow = match &flowid {
+                Some(x) if actions.is_empty() => format!("*flowid {x} "),
+                Some(x) => format!("flowid {x} "),
+                None => "terminal flowid ??? ".to_string(),
+            };
+            out.push_str(&format!(
+                "{head}fh {ht:x}::{node:x} order {node} key ht {ht:x} bkt 0 {flow}not_in_hw \n"
+            ));
+            for k in keys {
+                out.push_str(&format!(
+                    "  match {:08x}/{:08x} at {}\n",
+                    k.value, k.mask, k.off
+                ));
+            }
+            for (order, a) in actions.iter().enumerate() {
+                action_index += 1;
+                let kind = a.first().map(String::as_str).unwrap_or("");
+                match kind {
+                    "csum" => {
+                        let what: Vec<&str> = a[1..]
+                            .iter()
+                            .map(String::as_str)
+                            .filter(|x| *x != "and")
+                            .map(|x| if x == "ip" { "iph" } else { x })
+                            .collect();
+                        out.push_str(&format!(
+                            "\taction order {}: csum ({}) action pass\n\tindex {action_index} ref 1 bind 1\n\n",
+                            order + 1,
+                            what.join(", ")
+                        ));
+                    }
+                    k => {
+                        out.push_str(&format!(
+                            "\taction order {}: gact action {k}\n\t random type none pass val 0\n\t index {action_index} ref 1 bind 1\n\n",
+                            order + 1
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
 }

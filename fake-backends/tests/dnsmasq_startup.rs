@@ -101,13 +101,21 @@ fn startup_checks_match_the_real_dnsmasq() {
             vec![],
         ),
         ("bad option", format!("{base}bogus-option=1\n"), vec![]),
-        ("repeated pid-file", format!("{base}pid-file={}\n", pid.display()), vec![]),
+        (
+            "repeated pid-file",
+            format!("{base}pid-file={}\n", pid.display()),
+            vec![],
+        ),
         (
             "repeated port, syntax check",
             format!("{base}port=0\n"),
             vec!["--test"],
         ),
-        ("repeated domain is fine", format!("{base}domain=a\ndomain=b\n"), vec!["--test"]),
+        (
+            "repeated domain is fine",
+            format!("{base}domain=a\ndomain=b\n"),
+            vec!["--test"],
+        ),
         ("bad dhcp-range", format!("{base}dhcp-range=foo\n"), vec![]),
         (
             "good dhcp-range",
