@@ -1103,10 +1103,10 @@ impl IpState {
                     }
                     _ => {}
                 },
-                ("address", Some(v)) => {
-                    if mac_bytes(v).is_some_and(|b| b[0] & 1 == 1 || b == [0; 6]) {
-                        return fail(2, "RTNETLINK answers: Cannot assign requested address");
-                    }
+                ("address", Some(v))
+                    if mac_bytes(v).is_some_and(|b| b[0] & 1 == 1 || b == [0; 6]) =>
+                {
+                    return fail(2, "RTNETLINK answers: Cannot assign requested address");
                 }
                 ("master", Some(v)) => match self.link(v) {
                     None => return no_dev(v),
@@ -1908,7 +1908,7 @@ impl IpState {
 
     /// Addresses of a link as `ip addr` lists them: IPv4 (with primary
     /// flag) then IPv6.
-    fn listed_addrs<'l>(l: &'l Link, family: Option<u8>) -> Vec<(&'l Addr, bool)> {
+    fn listed_addrs(l: &Link, family: Option<u8>) -> Vec<(&Addr, bool)> {
         let mut out = Vec::new();
         let mut nets: Vec<String> = Vec::new();
         for a in l.addrs.iter().filter(|a| !a.is_v6()) {
