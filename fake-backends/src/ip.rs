@@ -138,6 +138,18 @@ pub struct Link {
     /// (link-local address generated, DAD done).
     #[serde(default)]
     pub v6_ready: bool,
+    /// `promisc on`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promisc: bool,
+    /// `arp off` (NOARP).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub noarp: bool,
+    /// `multicast off`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nomulticast: bool,
+    /// `txqueuelen N` (None = the default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txqlen: Option<u32>,
 }
 
 /// A static route (`ip route add`).
@@ -362,6 +374,8 @@ struct Opts {
     details: bool,
     stats: bool,
     family: Option<u8>,
+    /// Address scope filter of `ip addr show ... scope S`.
+    scope: Option<&'static str>,
 }
 
 impl Opts {
@@ -382,6 +396,8 @@ struct LinkFilter<'a> {
     master: Option<&'a str>,
     kind: Option<&'a str>,
     up: bool,
+    /// `scope global|link|host` of `ip addr show`.
+    scope: Option<&'a str>,
 }
 
 impl IpState {
@@ -403,6 +419,10 @@ impl IpState {
                 carrier_known: true,
                 qdisc_attached: false,
                 v6_ready: false,
+                promisc: false,
+                noarp: false,
+                nomulticast: false,
+                txqlen: None,
             }],
             routes: Vec::new(),
             next_ifindex: 2,
@@ -488,12 +508,20 @@ impl IpState {
             LinkKind::Loopback => f.push("LOOPBACK"),
             LinkKind::Bridge | LinkKind::Veth | LinkKind::Tap => {
                 f.push("BROADCAST");
-                f.push("MULTICAST");
+                if !l.nomulticast {
+                    f.push("MULTICAST");
+                }
+                if l.noarp {
+                    f.push("NOARP");
+                }
             }
             LinkKind::Dummy => {
                 f.push("BROADCAST");
                 f.push("NOARP");
             }
+        }
+        if l.promisc {
+            f.push("PROMISC");
         }
         if l.up {
             f.push("UP");
@@ -792,6 +820,10 @@ impl IpState {
             carrier_known: kind != LinkKind::Bridge || mac.is_some(),
             qdisc_attached: false,
             v6_ready: false,
+            promisc: false,
+            noarp: false,
+            nomulticast: false,
+            txqlen: None,
         });
     }
 
@@ -1034,7 +1066,8 @@ impl IpState {
                     type_args = &rest[(i + 2).min(rest.len())..];
                     i = rest.len();
                 }
-                "mtu" | "address" | "master" | "name" => {
+                "mtu" | "address" | "master" | "name" | "promisc" | "arp" | "multicast"
+                | "txqueuelen" | "txqlen" | "qlen" => {
                     let Some(v) = rest.get(i + 1).copied() else {
                         return fail(255, "Command line is not complete. Try option \"help\"");
                     };
@@ -1059,6 +1092,20 @@ impl IpState {
         // Argument syntax is checked before the device is looked up.
         for (op, v) in &ops {
             match (*op, v) {
+                ("promisc" | "arp" | "multicast", Some(v)) if *v != "on" && *v != "off" => {
+                    return fail(
+                        1,
+                        format!(
+                            "Error: argument of \"{op}\" must be \"on\" or \"off\", not \"{v}\""
+                        ),
+                    )
+                }
+                ("txqueuelen" | "txqlen" | "qlen", Some(v)) if v.parse::<u32>().is_err() => {
+                    return fail(
+                        255,
+                        format!("Error: argument \"{v}\" is wrong: Invalid \"txqueuelen\" value\n"),
+                    )
+                }
                 ("mtu", Some(v)) if v.parse::<u32>().is_err() => {
                     return fail(
                         255,
@@ -1189,6 +1236,21 @@ impl IpState {
                 "mtu" => {
                     if let Some(l) = self.link_mut(&cur) {
                         l.mtu = v.parse().unwrap_or(l.mtu);
+                    }
+                }
+                "promisc" | "arp" | "multicast" => {
+                    if let Some(l) = self.link_mut(&cur) {
+                        let on = v == "on";
+                        match op {
+                            "promisc" => l.promisc = on,
+                            "arp" => l.noarp = !on,
+                            _ => l.nomulticast = !on,
+                        }
+                    }
+                }
+                "txqueuelen" | "txqlen" | "qlen" => {
+                    if let Some(l) = self.link_mut(&cur) {
+                        l.txqlen = v.parse().ok();
                     }
                 }
                 "address" => {
@@ -1370,6 +1432,19 @@ impl IpState {
                 let sel = match self.select(&f) {
                     Ok(s) => s,
                     Err(out) => return out,
+                };
+                let mut o = o;
+                o.scope = match f.scope {
+                    Some("global" | "0") => Some("global"),
+                    Some("link" | "253") => Some("link"),
+                    Some("host" | "254") => Some("host"),
+                    Some(other) => {
+                        return fail(
+                            255,
+                            format!("Error: argument \"{other}\" is wrong: invalid \"scope\"\n"),
+                        )
+                    }
+                    None => None,
                 };
                 Output::ok(self.render_links(&sel, o, true))
             }
@@ -1795,23 +1870,25 @@ impl IpState {
             .unwrap_or_default();
         if family_only {
             return format!(
-                "{}: {}: <{}> mtu {}{master} state {} qlen 1000",
+                "{}: {}: <{}> mtu {}{master} state {} qlen {}",
                 l.ifindex,
                 Self::display_name(l),
                 self.flags(l).join(","),
                 l.mtu,
-                self.operstate(l)
+                self.operstate(l),
+                l.txqlen.unwrap_or(1000)
             );
         }
         let mode = if with_addrs { "" } else { " mode DEFAULT" };
         format!(
-            "{}: {}: <{}> mtu {} qdisc {}{master} state {}{mode} group default qlen 1000",
+            "{}: {}: <{}> mtu {} qdisc {}{master} state {}{mode} group default qlen {}",
             l.ifindex,
             Self::display_name(l),
             self.flags(l).join(","),
             l.mtu,
             self.qdisc_of(l),
-            self.operstate(l)
+            self.operstate(l),
+            l.txqlen.unwrap_or(1000)
         )
     }
 
@@ -1838,7 +1915,11 @@ impl IpState {
             LinkKind::Tap => 65521,
             _ => 65535,
         };
-        let mut s = format!(" promiscuity 0  allmulti 0 minmtu {minmtu} maxmtu {maxmtu} ");
+        let promiscuity = u8::from(l.promisc) + u8::from(l.master.is_some());
+        let mut s = format!(
+            " promiscuity {promiscuity}  allmulti {} minmtu {minmtu} maxmtu {maxmtu} ",
+            u8::from(l.master.is_some())
+        );
         if l.kind == LinkKind::Bridge {
             let get = |k: &str, d: u64| l.bridge.get(k).copied().unwrap_or(d);
             let has_ports = self
@@ -1869,9 +1950,18 @@ impl IpState {
                 get("mcast_snooping", 1),
             ));
         } else {
+            let (kind, queues, tso) = match l.kind {
+                LinkKind::Loopback => ("", 1, 524280),
+                LinkKind::Veth => ("\n    veth ", 2, 524280),
+                LinkKind::Tap => (
+                    "\n    tun type tap pi off vnet_hdr off persist on ",
+                    1,
+                    65536,
+                ),
+                _ => ("\n    dummy ", 1, 524280),
+            };
             s.push_str(&format!(
-                "addrgenmode eui64 numtxqueues 1 numrxqueues 1 gso_max_size 65536 gso_max_segs 65535 tso_max_size {} tso_max_segs 65535 gro_max_size 65536 ",
-                if l.kind == LinkKind::Loopback { 524280 } else { 65536 }
+                "{kind}addrgenmode eui64 numtxqueues {queues} numrxqueues {queues} gso_max_size 65536 gso_max_segs 65535 tso_max_size {tso} tso_max_segs 65535 gro_max_size 65536 "
             ));
         }
         s
@@ -1928,14 +2018,30 @@ impl IpState {
         out
     }
 
+    /// The addresses `ip addr` lists under the family and scope filters.
+    fn listed_for<'l>(l: &'l Link, o: &Opts) -> Vec<(&'l Addr, bool)> {
+        let mut v = Self::listed_addrs(l, o.family);
+        if let Some(sc) = o.scope {
+            v.retain(|(a, _)| a.scope() == sc);
+        }
+        v
+    }
+
+    /// Whether an address filter hides this link: with a family filter, a
+    /// link without such addresses; with a scope filter, a link whose
+    /// addresses all have another scope.
+    fn hidden_by_filter(l: &Link, o: &Opts) -> bool {
+        let listed = Self::listed_for(l, o);
+        (o.family.is_some() && listed.is_empty())
+            || (o.scope.is_some() && !l.addrs.is_empty() && listed.is_empty())
+    }
+
     fn render_links(&self, sel: &[&Link], o: Opts, with_addrs: bool) -> String {
         if o.json {
             let items = sel
                 .iter()
-                .filter(|l| {
-                    !with_addrs || o.family.is_none() || !Self::listed_addrs(l, o.family).is_empty()
-                })
-                .map(|l| self.link_json(l, with_addrs, o.family))
+                .filter(|l| !with_addrs || !Self::hidden_by_filter(l, &o))
+                .map(|l| self.link_json(l, with_addrs, &o))
                 .collect();
             return o.json_out(items);
         }
@@ -1945,10 +2051,10 @@ impl IpState {
             if o.brief {
                 let name = Self::display_name(l);
                 if with_addrs {
-                    if o.family.is_some() && Self::listed_addrs(l, o.family).is_empty() {
+                    if Self::hidden_by_filter(l, &o) {
                         continue;
                     }
-                    let addrs: String = Self::listed_addrs(l, o.family)
+                    let addrs: String = Self::listed_for(l, &o)
                         .iter()
                         .map(|(a, _)| format!("{}/{} ", a.local, a.prefixlen))
                         .collect();
@@ -1964,7 +2070,7 @@ impl IpState {
                 continue;
             }
             if with_addrs && o.oneline {
-                for (a, primary) in Self::listed_addrs(l, o.family) {
+                for (a, primary) in Self::listed_for(l, &o) {
                     let [first, second] = Self::addr_lines(l, a, tentative && a.is_v6(), primary);
                     out.push_str(&format!(
                         "{}: {}    {}\\{second}\n",
@@ -1976,8 +2082,8 @@ impl IpState {
                 continue;
             }
             let family_only = with_addrs && o.family.is_some();
-            let listed = Self::listed_addrs(l, o.family);
-            if family_only && listed.is_empty() {
+            let listed = Self::listed_for(l, &o);
+            if with_addrs && Self::hidden_by_filter(l, &o) {
                 continue;
             }
             // With a family filter and no device named, iproute2 prints the
@@ -2019,7 +2125,7 @@ impl IpState {
         out
     }
 
-    fn link_json(&self, l: &Link, with_addrs: bool, family: Option<u8>) -> J {
+    fn link_json(&self, l: &Link, with_addrs: bool, o: &Opts) -> J {
         let mut m: Vec<(&'static str, J)> = vec![("ifindex", J::N(u64::from(l.ifindex)))];
         if let Some(p) = &l.peer {
             m.push(("link", J::s(p)));
@@ -2036,7 +2142,7 @@ impl IpState {
             m.push(("linkmode", J::s("DEFAULT")));
         }
         m.push(("group", J::s("default")));
-        m.push(("txqlen", J::N(1000)));
+        m.push(("txqlen", J::N(u64::from(l.txqlen.unwrap_or(1000)))));
         let (lt, brd) = if l.kind == LinkKind::Loopback {
             ("loopback", "00:00:00:00:00:00")
         } else {
@@ -2046,9 +2152,14 @@ impl IpState {
         m.push(("address", J::s(&l.mac)));
         m.push(("broadcast", J::s(brd)));
         if with_addrs {
-            let infos: Vec<J> = Self::listed_addrs(l, family)
+            // iproute2 prints an empty object for an address the scope
+            // filter drops.
+            let infos: Vec<J> = Self::listed_addrs(l, o.family)
                 .into_iter()
                 .map(|(a, primary)| {
+                    if o.scope.is_some_and(|sc| a.scope() != sc) {
+                        return J::O(Vec::new());
+                    }
                     let mut am: Vec<(&'static str, J)> = vec![
                         ("family", J::s(if a.is_v6() { "inet6" } else { "inet" })),
                         ("local", J::s(&a.local)),
@@ -2257,7 +2368,11 @@ fn parse_link_filter<'a>(rest: &[&'a str]) -> Result<LinkFilter<'a>, Output> {
                 f.up = true;
                 i += 1;
             }
-            "scope" | "label" | "to" => i += 2,
+            "scope" => {
+                f.scope = rest.get(i + 1).copied();
+                i += 2;
+            }
+            "label" | "to" => i += 2,
             "permanent" | "dynamic" | "tentative" | "primary" | "secondary" => i += 1,
             d if f.dev.is_none() => {
                 f.dev = Some(d);
