@@ -147,6 +147,10 @@ pub struct Link {
     /// `multicast off`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub nomulticast: bool,
+    /// Connected routes removed with `ip route flush` (networks), until
+    /// the link comes up again or the address is added again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hidden_nets: Vec<String>,
     /// `txqueuelen N` (None = the default 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub txqlen: Option<u32>,
@@ -173,6 +177,14 @@ impl Route {
     }
 }
 
+/// A permanent neighbour entry (`ip neigh add ... lladdr MAC dev D`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Neigh {
+    pub dst: String,
+    pub dev: String,
+    pub lladdr: String,
+}
+
 /// Links, addresses and routes of one network namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpState {
@@ -182,6 +194,10 @@ pub struct IpState {
     /// Counter for [`Addr::seq`].
     #[serde(default)]
     pub next_seq: u64,
+    /// Permanent neighbour entries (the kernel's learnt ones never exist on
+    /// the simulated host: nothing sends packets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub neigh: Vec<Neigh>,
     /// Links whose IPv6 is disabled (`net.ipv6.conf.IFACE.disable_ipv6=1`),
     /// told by the host before each command.
     #[serde(skip)]
@@ -422,11 +438,13 @@ impl IpState {
                 promisc: false,
                 noarp: false,
                 nomulticast: false,
+                hidden_nets: Vec::new(),
                 txqlen: None,
             }],
             routes: Vec::new(),
             next_ifindex: 2,
             next_seq: 0,
+            neigh: Vec::new(),
             v6_disabled: Vec::new(),
             root_qdiscs: BTreeMap::new(),
         }
@@ -659,6 +677,7 @@ impl IpState {
 
     /// Take a link down: IPv6 addresses and static routes go.
     fn link_down(&mut self, name: &str) {
+        self.neigh.retain(|n| n.dev != name);
         if let Some(l) = self.link_mut(name) {
             l.up = false;
             l.v6_ready = false;
@@ -716,18 +735,131 @@ impl IpState {
     fn neigh_cmd(&mut self, sub: &[&str], o: Opts) -> Output {
         let verb = sub.first().copied().unwrap_or("show");
         let rest = if sub.is_empty() { &[][..] } else { &sub[1..] };
+        let mut dst: Option<&str> = None;
+        let mut dev: Option<&str> = None;
+        let mut lladdr: Option<&str> = None;
+        let mut i = 0;
+        while i < rest.len() {
+            match rest[i] {
+                "dev" => {
+                    dev = rest.get(i + 1).copied();
+                    i += 2;
+                }
+                "lladdr" => {
+                    lladdr = rest.get(i + 1).copied();
+                    i += 2;
+                }
+                "nud" | "proxy" | "router" | "extern_learn" => i += 2,
+                "to" => {
+                    dst = rest.get(i + 1).copied();
+                    i += 2;
+                }
+                d => {
+                    dst = Some(d);
+                    i += 1;
+                }
+            }
+        }
         match verb {
             "show" | "list" | "ls" | "sh" => {
-                if let Some(d) = parse_dev_arg(rest) {
+                if let Some(d) = dev {
                     if self.link(d).is_none() {
                         return no_dev(d);
                     }
                 }
+                let mut sel: Vec<&Neigh> = self
+                    .neigh
+                    .iter()
+                    .filter(|n| dev.is_none_or(|d| n.dev == d))
+                    .filter(|n| match o.family {
+                        Some(4) => !n.dst.contains(':'),
+                        Some(6) => n.dst.contains(':'),
+                        _ => true,
+                    })
+                    .collect();
+                sel.sort_by_key(|n| n.dst.contains(':'));
                 if o.json {
-                    Output::ok(o.json_out(Vec::new()))
-                } else {
-                    Output::ok("")
+                    let items = sel
+                        .iter()
+                        .map(|n| {
+                            let mut m = vec![("dst", J::s(&n.dst))];
+                            if dev.is_none() {
+                                m.push(("dev", J::s(&n.dev)));
+                            }
+                            m.push(("lladdr", J::s(&n.lladdr)));
+                            m.push(("state", J::A(vec![J::s("PERMANENT")])));
+                            J::O(m)
+                        })
+                        .collect();
+                    return Output::ok(o.json_out(items));
                 }
+                let out: String = sel
+                    .iter()
+                    .map(|n| {
+                        let d = if dev.is_some() {
+                            String::new()
+                        } else {
+                            format!(" dev {}", n.dev)
+                        };
+                        format!("{}{d} lladdr {} PERMANENT \n", n.dst, n.lladdr)
+                    })
+                    .collect();
+                Output::ok(out)
+            }
+            "add" | "replace" | "change" | "del" | "delete" => {
+                let (Some(dst), Some(d)) = (dst, dev) else {
+                    return fail(255, "Device and destination are required arguments.");
+                };
+                if dst.parse::<IpAddr>().is_err() {
+                    return fail(
+                        1,
+                        format!("Error: any valid address is expected rather than \"{dst}\"."),
+                    );
+                }
+                if let Some(m) = lladdr {
+                    if !valid_mac(m) {
+                        return fail(1, format!("\"{}\" is invalid lladdr.", bad_mac_part(m)));
+                    }
+                }
+                if self.link(d).is_none() {
+                    return no_dev(d);
+                }
+                let pos = self.neigh.iter().position(|n| n.dst == dst && n.dev == d);
+                match (verb, pos) {
+                    ("add", Some(_)) => fail(2, "RTNETLINK answers: File exists"),
+                    ("del" | "delete", None) | ("change", None) => {
+                        fail(2, "RTNETLINK answers: No such file or directory")
+                    }
+                    ("del" | "delete", Some(p)) => {
+                        self.neigh.remove(p);
+                        Output::default()
+                    }
+                    (_, p) => {
+                        let n = Neigh {
+                            dst: dst.to_string(),
+                            dev: d.to_string(),
+                            lladdr: lladdr.unwrap_or("00:00:00:00:00:00").to_ascii_lowercase(),
+                        };
+                        match p {
+                            Some(p) => self.neigh[p] = n,
+                            None => self.neigh.push(n),
+                        }
+                        Output::default()
+                    }
+                }
+            }
+            "flush" | "f" => {
+                let Some(d) = dev else {
+                    return fail(1, "Flush requires arguments.");
+                };
+                if self.link(d).is_none() {
+                    return no_dev(d);
+                }
+                // Without -6, iproute2 flushes the IPv4 table only.
+                let v6 = o.family == Some(6);
+                self.neigh
+                    .retain(|n| n.dev != d || n.dst.contains(':') != v6);
+                Output::default()
             }
             v => fail(
                 255,
@@ -823,6 +955,7 @@ impl IpState {
             promisc: false,
             noarp: false,
             nomulticast: false,
+            hidden_nets: Vec::new(),
             txqlen: None,
         });
     }
@@ -845,6 +978,7 @@ impl IpState {
         }
         let _ = orphaned;
         self.routes.retain(|r| !gone.contains(&r.dev));
+        self.neigh.retain(|n| !gone.contains(&n.dev));
         if let Some(m) = master {
             self.bridge_ports_changed(&m);
         }
@@ -1192,6 +1326,11 @@ impl IpState {
                             r.dev = new.clone();
                         }
                     }
+                    for n in &mut self.neigh {
+                        if n.dev == cur {
+                            n.dev = new.clone();
+                        }
+                    }
                     if let Some(l) = self.link_mut(&cur) {
                         l.name = new.clone();
                     }
@@ -1199,6 +1338,9 @@ impl IpState {
                 }
                 "up" => {
                     if let Some(l) = self.link_mut(&cur) {
+                        if !l.up {
+                            l.hidden_nets.clear();
+                        }
                         l.up = true;
                         l.qdisc_attached = true;
                         if l.kind == LinkKind::Loopback
@@ -1274,8 +1416,12 @@ impl IpState {
         let verb = sub.first().copied().unwrap_or("show");
         let rest = if sub.is_empty() { &[][..] } else { &sub[1..] };
         match verb {
-            "add" | "a" | "del" | "delete" | "d" => {
-                let verb = if verb.starts_with('a') { "add" } else { "del" };
+            "add" | "a" | "replace" | "change" | "del" | "delete" | "d" => {
+                let verb = match verb {
+                    "replace" | "change" => "replace",
+                    v if v.starts_with('a') => "add",
+                    _ => "del",
+                };
                 let mut addr: Option<&str> = None;
                 let mut dev: Option<&str> = None;
                 let mut brd: Option<&str> = None;
@@ -1341,7 +1487,24 @@ impl IpState {
                     .addrs
                     .iter()
                     .position(|a| a.ip() == Some(ip) && (a.prefixlen == len || verb == "del"));
-                if verb == "add" {
+                if verb == "replace" && pos.is_some() {
+                    // Replacing an address with itself changes nothing here
+                    // (only its broadcast, if given).
+                    if let (Some(p), Some(b)) = (pos, broadcast) {
+                        l.addrs[p].broadcast = Some(b);
+                    }
+                    if let Some(l) = self.link_mut(dev) {
+                        l.hidden_nets.retain(|n| *n != network_of(ip, len));
+                    }
+                    return Output::default();
+                }
+                if let Some(l) = self.link_mut(dev) {
+                    l.hidden_nets.retain(|n| *n != network_of(ip, len));
+                }
+                let Some(l) = self.link_mut(dev) else {
+                    return no_dev(dev);
+                };
+                if verb != "del" {
                     if ip.is_ipv4() {
                         if pos.is_some() {
                             return fail(2, "Error: ipv4: Address already assigned.");
@@ -1575,6 +1738,26 @@ impl IpState {
                     }
                 }
             }
+            "flush" | "f" => {
+                let Some(d) = rest.windows(2).find(|w| w[0] == "dev").map(|w| w[1]) else {
+                    return fail(255, "\"ip route flush\" requires arguments.");
+                };
+                if self.link(d).is_none() {
+                    return fail(1, format!("Cannot find device \"{d}\""));
+                }
+                let v6 = o.family == Some(6);
+                self.routes.retain(|r| !(r.dev == d && r.is_v6() == v6));
+                let nets: Vec<String> = self
+                    .main_routes(v6)
+                    .into_iter()
+                    .filter(|r| r.dev == d && r.kernel)
+                    .map(|r| r.dst)
+                    .collect();
+                if let Some(l) = self.link_mut(d) {
+                    l.hidden_nets.extend(nets);
+                }
+                Output::default()
+            }
             "get" | "g" => {
                 let Some(dst) = rest.iter().find(|a| a.parse::<IpAddr>().is_ok()) else {
                     return fail(1, "need at least a destination address");
@@ -1719,7 +1902,7 @@ impl IpState {
                     continue;
                 }
                 let net = network_of(ip, a.prefixlen);
-                if seen.contains(&net) {
+                if seen.contains(&net) || l.hidden_nets.contains(&net) {
                     continue;
                 }
                 seen.push(net.clone());
@@ -1801,14 +1984,27 @@ impl IpState {
         Output::ok(s)
     }
 
-    /// The IPv4 local table: local and broadcast routes of each address
-    /// of an up link.
+    /// The IPv4 local table: a local route for each address (and lo's
+    /// network), a broadcast route while the link is up.
     fn local_routes(&self) -> Vec<RouteView> {
         let mut out: Vec<(u32, u8, RouteView)> = Vec::new();
-        for l in self.links.iter().filter(|l| l.up) {
-            for a in l.addrs.iter().filter(|a| !a.is_v6()) {
+        for l in &self.links {
+            let listed = Self::listed_addrs(l, Some(4));
+            for (a, primary) in &listed {
                 let Some(IpAddr::V4(ip)) = a.ip() else {
                     continue;
+                };
+                // A secondary address's routes name the primary as source.
+                let src = if *primary {
+                    a.local.clone()
+                } else {
+                    listed
+                        .iter()
+                        .find(|(p, pr)| {
+                            *pr && p.ip().map(|x| network_of(x, p.prefixlen))
+                                == Some(network_of(IpAddr::V4(ip), a.prefixlen))
+                        })
+                        .map_or(a.local.clone(), |(p, _)| p.local.clone())
                 };
                 let mk = |kind: &'static str, dst: String, scope: &'static str| RouteView {
                     kind: Some(kind),
@@ -1817,7 +2013,7 @@ impl IpState {
                     dev: l.name.clone(),
                     kernel: true,
                     scope: Some(scope),
-                    src: Some(a.local.clone()),
+                    src: Some(src.clone()),
                     metric: None,
                     linkdown: false,
                     v6: false,
@@ -1834,7 +2030,7 @@ impl IpState {
                     out.push((bits & !host, a.prefixlen, mk("local", net, "host")));
                 }
                 out.push((bits, 32, mk("local", a.local.clone(), "host")));
-                if a.prefixlen < 31 {
+                if l.up && a.prefixlen < 31 {
                     let b = std::net::Ipv4Addr::from(bits | host);
                     out.push((u32::from(b), 32, mk("broadcast", b.to_string(), "link")));
                 }
