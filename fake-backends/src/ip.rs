@@ -70,6 +70,9 @@ pub struct Addr {
     /// prefix are listed in this order).
     #[serde(default)]
     pub seq: u64,
+    /// `label NAME` (IPv4), shown instead of the link name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     /// Added with `nodad`: never `tentative`, flag shown.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub nodad: bool,
@@ -644,6 +647,7 @@ impl IpState {
                             prefixlen,
                             broadcast: None,
                             seq: ll_seq,
+                            label: None,
                             nodad: false,
                         },
                     );
@@ -1155,12 +1159,19 @@ impl IpState {
         }
         if kind == LinkKind::Veth {
             // The kernel registers the peer first (it gets the lower index).
+            // Without `peer name`, the kernel names the peer (registered
+            // first) veth0, veth1, ...: it may take the requested name.
             let peer = peer_name.unwrap_or_else(|| {
                 (0..)
                     .map(|n| format!("veth{n}"))
-                    .find(|n| self.link(n).is_none() && n != name)
+                    .find(|n| self.link(n).is_none())
                     .unwrap_or_default()
             });
+            if peer == name {
+                // The kernel had already given the device an index.
+                self.next_ifindex += 1;
+                return fail(2, "RTNETLINK answers: File exists");
+            }
             self.new_link(&peer, LinkKind::Veth, mtu, None);
             self.new_link(name, LinkKind::Veth, mtu, mac);
             if let Some(l) = self.link_mut(&peer) {
@@ -1353,6 +1364,7 @@ impl IpState {
                                     prefixlen: 8,
                                     broadcast: None,
                                     seq: 0,
+                                    label: None,
                                     nodad: false,
                                 },
                             );
@@ -1426,6 +1438,7 @@ impl IpState {
                 let mut dev: Option<&str> = None;
                 let mut brd: Option<&str> = None;
                 let mut nodad = false;
+                let mut label: Option<&str> = None;
                 let mut i = 0;
                 while i < rest.len() {
                     match rest[i] {
@@ -1441,7 +1454,11 @@ impl IpState {
                             addr = rest.get(i + 1).copied();
                             i += 2;
                         }
-                        "scope" | "label" | "valid_lft" | "preferred_lft" | "peer" => i += 2,
+                        "label" => {
+                            label = rest.get(i + 1).copied();
+                            i += 2;
+                        }
+                        "scope" | "valid_lft" | "preferred_lft" | "peer" => i += 2,
                         "nodad" => {
                             nodad = true;
                             i += 1;
@@ -1517,6 +1534,7 @@ impl IpState {
                                 prefixlen: len,
                                 broadcast,
                                 seq: 0,
+                                label: label.map(str::to_string),
                                 nodad: false,
                             },
                         );
@@ -1531,6 +1549,7 @@ impl IpState {
                                 prefixlen: len,
                                 broadcast: None,
                                 seq,
+                                label: None,
                                 nodad,
                             },
                         );
@@ -1692,8 +1711,12 @@ impl IpState {
                                 return no_dev(d);
                             };
                             if let Some(gw) = gw {
-                                if self.dev_for(gw).as_deref() != Some(d) {
-                                    return fail(2, "Error: Nexthop has invalid gateway.");
+                                // An IPv6 link-local gateway is on the named link.
+                                let on_link = gw
+                                    .parse::<std::net::Ipv6Addr>()
+                                    .is_ok_and(|g| (g.segments()[0] & 0xffc0) == 0xfe80);
+                                if !on_link && self.dev_for(gw).as_deref() != Some(d) {
+                                    return fail(2, gw_error(v6));
                                 }
                             }
                             if !l.up {
@@ -1703,7 +1726,7 @@ impl IpState {
                         }
                         (None, Some(gw)) => match self.dev_for(gw) {
                             Some(d) => d,
-                            None => return fail(2, "Error: Nexthop has invalid gateway."),
+                            None => return fail(2, gw_error(v6)),
                         },
                         (None, None) => return fail(2, "Error: Device for nexthop is not up."),
                     };
@@ -1711,6 +1734,18 @@ impl IpState {
                         .routes
                         .iter()
                         .position(|r| r.dst == dst_c && r.metric == metric && r.is_v6() == v6);
+                    // The kernel's own connected route occupies its
+                    // destination at its metric too.
+                    let kernel_metric = if v6 { Some(256) } else { None };
+                    if verb == "add"
+                        && metric.or(if v6 { Some(1024) } else { None }) == kernel_metric
+                        && self
+                            .main_routes(v6)
+                            .iter()
+                            .any(|r| r.kernel && r.dst == dst_c)
+                    {
+                        return fail(2, "RTNETLINK answers: File exists");
+                    }
                     let route = Route {
                         dst: dst_c,
                         via: via.map(str::to_string),
@@ -1898,10 +1933,15 @@ impl IpState {
             let mut seen: Vec<String> = Vec::new();
             for a in l.addrs.iter().filter(|a| a.is_v6() == v6) {
                 let Some(ip) = a.ip() else { continue };
-                if v6 && a.prefixlen == 128 {
+                if !v6 && a.prefixlen == 32 {
                     continue;
                 }
-                let net = network_of(ip, a.prefixlen);
+                // A /128 address has a host route, printed without a length.
+                let net = if v6 && a.prefixlen == 128 {
+                    a.local.clone()
+                } else {
+                    network_of(ip, a.prefixlen)
+                };
                 if seen.contains(&net) || l.hidden_nets.contains(&net) {
                     continue;
                 }
@@ -1921,9 +1961,18 @@ impl IpState {
                 });
             }
         }
+        // The IPv6 default route is listed last (it lives at the root of
+        // the kernel's fib6 tree), the IPv4 one first.
         out.sort_by_key(|r| {
             let (net, len) = dst_key(&r.dst);
-            (net, std::cmp::Reverse(len), r.metric.unwrap_or(0), r.seq)
+            let last = v6 && r.dst == "default";
+            (
+                last,
+                net,
+                std::cmp::Reverse(len),
+                r.metric.unwrap_or(0),
+                r.seq,
+            )
         });
         out
     }
@@ -2183,7 +2232,9 @@ impl IpState {
             let sec = if primary { "" } else { " secondary" };
             format!(
                 "    inet {}/{}{brd} scope {scope}{sec} {}",
-                a.local, a.prefixlen, l.name
+                a.local,
+                a.prefixlen,
+                a.label.as_deref().unwrap_or(&l.name)
             )
         };
         [
@@ -2374,7 +2425,7 @@ impl IpState {
                         am.push(("tentative", J::A(Vec::new())));
                     }
                     if !a.is_v6() {
-                        am.push(("label", J::s(&l.name)));
+                        am.push(("label", J::s(a.label.as_deref().unwrap_or(&l.name))));
                     }
                     am.push(("valid_life_time", J::N(4294967295)));
                     am.push(("preferred_life_time", J::N(4294967295)));
@@ -2528,6 +2579,15 @@ impl RouteView {
 }
 
 /// `ip route` usage text of iproute2 6.1 (printed for a bare `ip route add`).
+/// The error for a gateway no connected network reaches.
+fn gw_error(v6: bool) -> &'static str {
+    if v6 {
+        "RTNETLINK answers: No route to host"
+    } else {
+        "Error: Nexthop has invalid gateway."
+    }
+}
+
 const ROUTE_USAGE: &str = include_str!("usage/ip-route.txt");
 fn parse_dev_arg<'a>(rest: &[&'a str]) -> Option<&'a str> {
     let mut i = 0;
