@@ -54,6 +54,196 @@ pub struct TcState {
     /// Last automatic qdisc handle handed out (the kernel counts from 8001:).
     #[serde(default)]
     pub auto_handle: u32,
+    /// htb classes per device, as the kernel's class hash holds them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub classes: BTreeMap<String, ClassHash>,
+}
+
+/// One htb class (`tc class add ... htb rate R ...`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HtbClass {
+    /// `MAJ:MIN` as numbers.
+    pub id: u32,
+    /// Parent class id; None = a child of the qdisc (`root`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u32>,
+    /// Rates in bytes per second.
+    pub rate: u64,
+    pub ceil: u64,
+    /// Bursts in scheduler ticks, as the kernel keeps them.
+    pub buffer: u64,
+    pub cbuffer: u64,
+    pub prio: u32,
+}
+
+/// The kernel's class hash of a qdisc: buckets in iteration order, each
+/// newest first; it doubles when more than 3/4 full (so `tc class show`
+/// lists classes in the kernel's order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ClassHash {
+    pub buckets: Vec<Vec<HtbClass>>,
+}
+
+impl ClassHash {
+    fn hash(id: u32, mask: usize) -> usize {
+        let mut h = id ^ (id >> 8);
+        h ^= h >> 4;
+        h as usize & mask
+    }
+    fn iter(&self) -> impl Iterator<Item = &HtbClass> {
+        self.buckets.iter().flatten()
+    }
+    fn get(&self, id: u32) -> Option<&HtbClass> {
+        self.iter().find(|c| c.id == id)
+    }
+    fn insert(&mut self, c: HtbClass) {
+        if self.buckets.is_empty() {
+            self.buckets = vec![Vec::new(); 4];
+        }
+        let mask = self.buckets.len() - 1;
+        self.buckets[Self::hash(c.id, mask)].insert(0, c);
+        let elems: usize = self.buckets.iter().map(Vec::len).sum();
+        if elems * 4 > self.buckets.len() * 3 {
+            let size = self.buckets.len() * 2;
+            let mut nb: Vec<Vec<HtbClass>> = vec![Vec::new(); size];
+            for c in self.buckets.iter().flatten() {
+                nb[Self::hash(c.id, size - 1)].insert(0, c.clone());
+            }
+            self.buckets = nb;
+        }
+    }
+    fn replace(&mut self, c: HtbClass) {
+        for b in &mut self.buckets {
+            for x in b.iter_mut() {
+                if x.id == c.id {
+                    *x = c;
+                    return;
+                }
+            }
+        }
+    }
+    fn remove(&mut self, id: u32) {
+        for b in &mut self.buckets {
+            b.retain(|c| c.id != id);
+        }
+    }
+}
+
+/// `tc` usage text for htb (printed after a bad class argument).
+const HTB_USAGE: &str = include_str!("usage/tc-htb.txt");
+
+/// Scheduler ticks per microsecond (from /proc/net/psched of the reference
+/// kernel: 1000/64).
+const TICK_IN_USEC: f64 = 1000.0 / 64.0;
+
+/// tc's xmittime: ticks to send `size` bytes at `rate` bytes/s.
+fn xmittime(rate: u64, size: u64) -> u64 {
+    if rate == 0 {
+        return 0;
+    }
+    (1_000_000.0 * (size as f64 / rate as f64) * TICK_IN_USEC) as u64
+}
+
+/// tc's xmitsize: bytes sent in `ticks` at `rate` bytes/s.
+fn xmitsize(rate: u64, ticks: u64) -> u64 {
+    ((rate as f64) * (ticks as f64 / TICK_IN_USEC) / 1_000_000.0) as u64
+}
+
+/// A rate as tc parses it: bits by default; bit/kbit/mbit/gbit/tbit
+/// (1000-based), kibit/mibit/gibit (1024-based), bps/kbps/mbps/gbps
+/// (bytes). Returns bytes per second.
+fn parse_rate(s: &str) -> Option<u64> {
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let bits = match unit.to_ascii_lowercase().as_str() {
+        "" | "bit" => 1.0,
+        "kbit" => 1e3,
+        "mbit" => 1e6,
+        "gbit" => 1e9,
+        "tbit" => 1e12,
+        "kibit" => 1024.0,
+        "mibit" => 1024.0 * 1024.0,
+        "gibit" => 1024.0 * 1024.0 * 1024.0,
+        "bps" => 8.0,
+        "kbps" => 8e3,
+        "mbps" => 8e6,
+        "gbps" => 8e9,
+        _ => return None,
+    };
+    Some((n * bits / 8.0) as u64)
+}
+
+/// A size as tc parses it: bytes by default; k/kb, m/mb, g/gb (1024-based),
+/// kbit/mbit/gbit (bits).
+fn parse_size(s: &str) -> Option<u64> {
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let f = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1024.0,
+        "m" | "mb" => 1024.0 * 1024.0,
+        "g" | "gb" => 1024.0 * 1024.0 * 1024.0,
+        "kbit" => 1024.0 / 8.0,
+        "mbit" => 1024.0 * 1024.0 / 8.0,
+        "gbit" => 1024.0 * 1024.0 * 1024.0 / 8.0,
+        _ => return None,
+    };
+    Some((n * f) as u64)
+}
+
+/// tc's rate printing: bits, scaled by 1000 while it divides evenly (or
+/// the value is at least a million).
+fn print_rate(bytes: u64) -> String {
+    let mut r = bytes * 8;
+    let units = ["", "K", "M", "G", "T"];
+    let mut i = 0;
+    while i < units.len() - 1 {
+        if r < 1000 || (r % 1000 != 0 && r < 1_000_000) {
+            break;
+        }
+        r /= 1000;
+        i += 1;
+    }
+    format!("{r}{}bit", units[i])
+}
+
+/// tc's size printing: Mb/Kb when (nearly) whole, else bytes.
+fn print_size(sz: u64) -> String {
+    let t = sz as f64;
+    let mb = 1024.0 * 1024.0;
+    if sz >= 1024 * 1024 && (mb * (t / mb).round() - t).abs() < 1024.0 {
+        format!("{}Mb", (t / mb).round())
+    } else if sz >= 1024 && (1024.0 * (t / 1024.0).round() - t).abs() < 16.0 {
+        format!("{}Kb", (t / 1024.0).round())
+    } else {
+        format!("{sz}b")
+    }
+}
+
+/// `MAJ:MIN` (hex) as a class id.
+fn parse_classid(s: &str) -> Option<u32> {
+    let (a, b) = s.split_once(':')?;
+    let maj = if a.is_empty() {
+        0
+    } else {
+        u32::from_str_radix(a, 16).ok()?
+    };
+    let min = if b.is_empty() {
+        0
+    } else {
+        u32::from_str_radix(b, 16).ok()?
+    };
+    (maj <= 0xffff && min <= 0xffff).then_some((maj << 16) | min)
+}
+
+fn show_classid(id: u32) -> String {
+    format!("{:x}:{:x}", id >> 16, id & 0xffff)
 }
 
 /// What tc needs to know about a link: its name (in ifindex order) and the
@@ -93,6 +283,7 @@ fn norm_handle(h: &str) -> String {
 impl TcState {
     /// Forget everything attached to a device that no longer exists.
     pub fn drop_device(&mut self, dev: &str) {
+        self.classes.remove(dev);
         self.qdiscs.remove(dev);
         self.ingress.remove(dev);
         self.filters.remove(dev);
@@ -118,6 +309,11 @@ impl TcState {
                 .map(|l| l.default_qdisc.is_some())
         };
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        if a.first() == Some(&"class") {
+            let verb = a.get(1).copied().unwrap_or("show");
+            let rest = if a.len() > 2 { &a[2..] } else { &[][..] };
+            return self.class_cmd(verb, rest, &link_up, stats);
+        }
         let (obj, verb) = (
             a.first().copied().unwrap_or(""),
             a.get(1).copied().unwrap_or("show"),
@@ -292,6 +488,7 @@ impl TcState {
                     },
                 );
                 self.filters.remove(d);
+                self.classes.remove(d);
                 Output::default()
             }
             ("qdisc", "del" | "delete") => {
@@ -308,9 +505,9 @@ impl TcState {
                     return fail(2, "Error: Cannot delete qdisc with handle of zero.");
                 }
                 self.filters.remove(d);
+                self.classes.remove(d);
                 Output::default()
             }
-            ("class", "show" | "list" | "ls") => Output::ok(""),
             ("filter", "add" | "replace") => {
                 let Some(d) = dev else {
                     return fail(1, "Cannot find device \"\"");
@@ -381,6 +578,212 @@ impl TcState {
         }
     }
 
+    /// `tc class add|change|replace|del|show dev D ...` for htb classes.
+    fn class_cmd(
+        &mut self,
+        verb: &str,
+        rest: &[&str],
+        link_up: &dyn Fn(&str) -> Option<bool>,
+        stats: bool,
+    ) -> Output {
+        let mut dev = None;
+        let mut parent: Option<&str> = None;
+        let mut classid: Option<&str> = None;
+        let mut kind: Option<&str> = None;
+        let mut opts: &[&str] = &[];
+        let mut i = 0;
+        while i < rest.len() {
+            match rest[i] {
+                "dev" => {
+                    dev = rest.get(i + 1).copied();
+                    i += 2;
+                }
+                "parent" => {
+                    parent = rest.get(i + 1).copied();
+                    i += 2;
+                }
+                "classid" => {
+                    classid = rest.get(i + 1).copied();
+                    i += 2;
+                }
+                "root" => i += 1,
+                k => {
+                    kind = Some(k);
+                    opts = &rest[i + 1..];
+                    break;
+                }
+            }
+        }
+        let Some(d) = dev else {
+            return fail(1, "Cannot find device \"\"");
+        };
+        if link_up(d).is_none() {
+            return fail(1, &format!("Cannot find device \"{d}\""));
+        }
+        match verb {
+            "show" | "list" | "ls" => {
+                let want = classid.and_then(parse_classid);
+                let Some(h) = self.classes.get(d) else {
+                    return Output::ok("");
+                };
+                let mut out = String::new();
+                for c in h.iter().filter(|c| want.is_none_or(|w| w == c.id)) {
+                    let inner = h.iter().any(|x| x.parent == Some(c.id));
+                    let pos = match c.parent {
+                        Some(p) => format!("parent {}", show_classid(p)),
+                        None => "root".to_string(),
+                    };
+                    let prio = if inner {
+                        String::new()
+                    } else {
+                        format!(" prio {}", c.prio)
+                    };
+                    out.push_str(&format!(
+                        "class htb {} {pos}{prio} rate {} ceil {} burst {} cburst {} \n",
+                        show_classid(c.id),
+                        print_rate(c.rate),
+                        print_rate(c.ceil),
+                        print_size(xmitsize(c.rate, c.buffer)),
+                        print_size(xmitsize(c.ceil, c.cbuffer)),
+                    ));
+                    if stats {
+                        out.push_str(STATS);
+                        out.push_str(&format!(
+                            " lended: 0 borrowed: 0 giants: 0\n tokens: {} ctokens: {}\n\n",
+                            c.buffer, c.cbuffer
+                        ));
+                    }
+                }
+                Output::ok(out)
+            }
+            "add" | "change" | "replace" | "del" | "delete" => {
+                let Some(q) = self.qdiscs.get(d) else {
+                    return fail(2, "RTNETLINK answers: No such file or directory");
+                };
+                let qmaj = parse_classid(&q.handle).map_or(0, |h| h >> 16);
+                let is_htb = q.kind == "htb";
+                let id = classid.and_then(parse_classid);
+                if verb.starts_with("del") {
+                    let Some(id) = id else {
+                        return fail(2, "RTNETLINK answers: No such file or directory");
+                    };
+                    let h = self.classes.entry(d.to_string()).or_default();
+                    if h.get(id).is_none() {
+                        return fail(2, "RTNETLINK answers: No such file or directory");
+                    }
+                    if h.iter().any(|c| c.parent == Some(id)) {
+                        return fail(2, "Error: HTB class in use.");
+                    }
+                    h.remove(id);
+                    return Output::default();
+                }
+                // Options, checked by tc before anything is sent.
+                let mut rate = None;
+                let mut ceil = None;
+                let mut burst = None;
+                let mut cburst = None;
+                let mut prio = 0u32;
+                let mut quantum = false;
+                let mut j = 0;
+                while j < opts.len() {
+                    let key = opts[j];
+                    let val = opts.get(j + 1).copied().unwrap_or("");
+                    let bad = || Output::failed(1, format!("Illegal \"{key}\"\n{HTB_USAGE}"));
+                    match key {
+                        "rate" => match parse_rate(val) {
+                            Some(r) => rate = Some(r),
+                            None => return bad(),
+                        },
+                        "ceil" => match parse_rate(val) {
+                            Some(r) => ceil = Some(r),
+                            None => return bad(),
+                        },
+                        "burst" | "buffer" | "maxburst" => match parse_size(val) {
+                            Some(b) => burst = Some(b),
+                            None => return bad(),
+                        },
+                        "cburst" | "cbuffer" | "cmaxburst" => match parse_size(val) {
+                            Some(b) => cburst = Some(b),
+                            None => return bad(),
+                        },
+                        "prio" => match val.parse() {
+                            Ok(p) => prio = p,
+                            Err(_) => return bad(),
+                        },
+                        "quantum" => match val.parse::<u32>() {
+                            Ok(_) => quantum = true,
+                            Err(_) => return bad(),
+                        },
+                        "mtu" | "mpu" | "overhead" => {
+                            if val.parse::<u32>().is_err() {
+                                return bad();
+                            }
+                        }
+                        other => {
+                            return Output::failed(1, format!("What is \"{other}\"?\n{HTB_USAGE}"))
+                        }
+                    }
+                    j += 2;
+                }
+                if kind != Some("htb") || !is_htb {
+                    return fail(2, "RTNETLINK answers: Invalid argument");
+                }
+                let Some(rate) = rate else {
+                    return fail(1, "\"rate\" is required.");
+                };
+                let ceil = ceil.unwrap_or(rate);
+                // tc's defaults: rate/HZ (HZ = 10^9 here) + an mtu of 1600.
+                let buffer = xmittime(rate, burst.unwrap_or(rate / 1_000_000_000 + 1600));
+                let cbuffer = xmittime(ceil, cburst.unwrap_or(ceil / 1_000_000_000 + 1600));
+                let Some(id) = id.filter(|i| i >> 16 == qmaj) else {
+                    return fail(2, "RTNETLINK answers: Invalid argument");
+                };
+                let h = self.classes.entry(d.to_string()).or_default();
+                // A parent class that does not exist makes it a root class.
+                let parent = parent
+                    .and_then(parse_classid)
+                    .filter(|p| p & 0xffff != 0 && h.get(*p).is_some());
+                let exists = h.get(id).cloned();
+                let mut out = Output::default();
+                let quantum_bytes = rate / 10;
+                if !quantum && quantum_bytes < 1000 {
+                    out.stderr = format!(
+                        "Warning: sch_htb: quantum of class {id:x} is small. Consider r2q change.\n"
+                    );
+                } else if !quantum && quantum_bytes > 200_000 {
+                    out.stderr = format!(
+                        "Warning: sch_htb: quantum of class {id:x} is big. Consider r2q change.\n"
+                    );
+                }
+                let c = HtbClass {
+                    id,
+                    parent,
+                    rate,
+                    ceil,
+                    buffer,
+                    cbuffer,
+                    prio,
+                };
+                match (verb, exists) {
+                    ("add", Some(_)) => return fail(2, "RTNETLINK answers: File exists"),
+                    ("change", None) => {
+                        return fail(2, "RTNETLINK answers: No such file or directory")
+                    }
+                    (_, Some(old)) => h.replace(HtbClass {
+                        parent: old.parent,
+                        ..c
+                    }),
+                    (_, None) => h.insert(c),
+                }
+                out
+            }
+            v => fail(
+                255,
+                &format!("Command \"{v}\" is unknown, try \"tc class help\"."),
+            ),
+        }
+    }
+
     /// Readable dump for state snapshots.
     pub fn dump(&self) -> String {
         let mut out = String::new();
@@ -391,6 +794,17 @@ impl TcState {
                 q.handle,
                 q.params.join(" ")
             ));
+        }
+        for (d, h) in &self.classes {
+            for c in h.iter() {
+                out.push_str(&format!(
+                    "class htb {} dev {d} parent {} rate {} ceil {}\n",
+                    show_classid(c.id),
+                    c.parent.map_or("root".to_string(), show_classid),
+                    print_rate(c.rate),
+                    print_rate(c.ceil)
+                ));
+            }
         }
         for (d, list) in &self.filters {
             for f in list {

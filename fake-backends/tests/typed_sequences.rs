@@ -26,24 +26,12 @@ const SEQUENCES: &str = include_str!("typed_sequences.txt");
 /// Commands whose real output the simulator does not reproduce, with why.
 /// Each entry is `(sequence, command)`; a listed mismatch is reported as
 /// "known:" and does not fail the test.
-const KNOWN: &[(&str, &str, &str)] = &[
-    (
-        "tc-htb",
-        "tc class add dev br0 parent 1: classid 1:1 htb rate 1mbit",
-        "htb classes are not simulated (`tc class show` is always empty)",
-    ),
-    (
-        "tc-htb",
-        "tc class show dev br0",
-        "htb classes are not simulated (`tc class show` is always empty)",
-    ),
-    (
-        "tc-on-up-link",
-        "tc qdisc show dev br0",
-        "htb's direct_packets_stat counts the IPv6 DAD/MLD packets the up bridge \
+const KNOWN: &[(&str, &str, &str)] = &[(
+    "tc-on-up-link",
+    "tc qdisc show dev br0",
+    "htb's direct_packets_stat counts the IPv6 DAD/MLD packets the up bridge \
          happened to send; the simulator sends none (always 0)",
-    ),
-];
+)];
 
 fn sequences() -> Vec<(String, Vec<String>)> {
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
