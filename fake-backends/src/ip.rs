@@ -154,6 +154,10 @@ pub struct Link {
     /// the link comes up again or the address is added again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hidden_nets: Vec<String>,
+    /// `addrgenmode none|eui64` (None = eui64): with `none` the kernel
+    /// generates no link-local address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addrgenmode: Option<String>,
     /// `txqueuelen N` (None = the default 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub txqlen: Option<u32>,
@@ -442,6 +446,7 @@ impl IpState {
                 noarp: false,
                 nomulticast: false,
                 hidden_nets: Vec::new(),
+                addrgenmode: None,
                 txqlen: None,
             }],
             routes: Vec::new(),
@@ -635,6 +640,9 @@ impl IpState {
             l.v6_ready = true;
             let auto = if kind == LinkKind::Loopback {
                 Some(("::1".to_string(), 128))
+            } else if l.addrgenmode.is_some() {
+                // none: no link-local; stable_secret/random: not simulated.
+                None
             } else {
                 eui64_link_local(&mac).map(|ll| (ll.to_string(), 64))
             };
@@ -960,6 +968,7 @@ impl IpState {
             noarp: false,
             nomulticast: false,
             hidden_nets: Vec::new(),
+            addrgenmode: None,
             txqlen: None,
         });
     }
@@ -1212,7 +1221,7 @@ impl IpState {
                     i = rest.len();
                 }
                 "mtu" | "address" | "master" | "name" | "promisc" | "arp" | "multicast"
-                | "txqueuelen" | "txqlen" | "qlen" => {
+                | "txqueuelen" | "txqlen" | "qlen" | "addrgenmode" => {
                     let Some(v) = rest.get(i + 1).copied() else {
                         return fail(255, "Command line is not complete. Try option \"help\"");
                     };
@@ -1242,6 +1251,16 @@ impl IpState {
                         1,
                         format!(
                             "Error: argument of \"{op}\" must be \"on\" or \"off\", not \"{v}\""
+                        ),
+                    )
+                }
+                ("addrgenmode", Some(v))
+                    if !matches!(*v, "eui64" | "none" | "stable_secret" | "random") =>
+                {
+                    return fail(
+                        255,
+                        format!(
+                            "Error: argument \"{v}\" is wrong: Invalid address generation mode\n"
                         ),
                     )
                 }
@@ -1407,6 +1426,11 @@ impl IpState {
                         l.txqlen = v.parse().ok();
                     }
                 }
+                "addrgenmode" => {
+                    if let Some(l) = self.link_mut(&cur) {
+                        l.addrgenmode = (v != "eui64").then(|| v.to_string());
+                    }
+                }
                 "address" => {
                     let master = self.link(&cur).and_then(|l| l.master.clone());
                     if let Some(l) = self.link_mut(&cur) {
@@ -1487,6 +1511,9 @@ impl IpState {
                 };
                 if self.link(dev).is_none() {
                     return no_dev(dev);
+                }
+                if ip.is_ipv6() && verb != "del" && self.v6_disabled.iter().any(|d| d == dev) {
+                    return fail(2, "Error: ipv6: IPv6 is disabled on this device.");
                 }
                 let seq = 0;
                 let broadcast = match (brd, ip) {
@@ -2184,7 +2211,7 @@ impl IpState {
                 .join(":");
             let id = format!("{:x}.{mac}", get("priority", 32768));
             s.push_str(&format!(
-                "\n    bridge forward_delay {} hello_time {} max_age {} ageing_time {} stp_state {} priority {} vlan_filtering {} bridge_id {id} designated_root {id} root_port 0 root_path_cost 0 topology_change 0 topology_change_detected 0 hello_timer    0.00 tcn_timer    0.00 topology_change_timer    0.00 gc_timer    0.00 group_fwd_mask 0 group_address 01:80:c2:00:00:00 mcast_snooping {} no_linklocal_learn 0 mcast_vlan_snooping 0 mcast_router 1 mcast_query_use_ifaddr 0 mcast_querier 0 mcast_hash_elasticity 16 mcast_hash_max 4096 mcast_last_member_count 2 mcast_startup_query_count 2 mcast_last_member_interval 100 mcast_membership_interval 26000 mcast_querier_interval 25500 mcast_query_interval 12500 mcast_query_response_interval 1000 mcast_startup_query_interval 3124 mcast_stats_enabled 0 mcast_igmp_version 2 mcast_mld_version 1 nf_call_iptables 0 nf_call_ip6tables 0 nf_call_arptables 0 addrgenmode eui64 numtxqueues 1 numrxqueues 1 gso_max_size 65536 gso_max_segs 65535 tso_max_size 65536 tso_max_segs 65535 gro_max_size 65536 ",
+                "\n    bridge forward_delay {} hello_time {} max_age {} ageing_time {} stp_state {} priority {} vlan_filtering {} bridge_id {id} designated_root {id} root_port 0 root_path_cost 0 topology_change 0 topology_change_detected 0 hello_timer    0.00 tcn_timer    0.00 topology_change_timer    0.00 gc_timer    0.00 group_fwd_mask 0 group_address 01:80:c2:00:00:00 mcast_snooping {} no_linklocal_learn 0 mcast_vlan_snooping 0 mcast_router 1 mcast_query_use_ifaddr 0 mcast_querier 0 mcast_hash_elasticity 16 mcast_hash_max 4096 mcast_last_member_count 2 mcast_startup_query_count 2 mcast_last_member_interval 100 mcast_membership_interval 26000 mcast_querier_interval 25500 mcast_query_interval 12500 mcast_query_response_interval 1000 mcast_startup_query_interval 3124 mcast_stats_enabled 0 mcast_igmp_version 2 mcast_mld_version 1 nf_call_iptables 0 nf_call_ip6tables 0 nf_call_arptables 0 addrgenmode {} numtxqueues 1 numrxqueues 1 gso_max_size 65536 gso_max_segs 65535 tso_max_size 65536 tso_max_segs 65535 gro_max_size 65536 ",
                 get("forward_delay", 1500),
                 get("hello_time", 200),
                 get("max_age", 2000),
@@ -2193,6 +2220,7 @@ impl IpState {
                 get("priority", 32768),
                 get("vlan_filtering", 0),
                 get("mcast_snooping", 1),
+                l.addrgenmode.as_deref().unwrap_or("eui64"),
             ));
         } else {
             let (kind, queues, tso) = match l.kind {
@@ -2206,7 +2234,8 @@ impl IpState {
                 _ => ("\n    dummy ", 1, 524280),
             };
             s.push_str(&format!(
-                "{kind}addrgenmode eui64 numtxqueues {queues} numrxqueues {queues} gso_max_size 65536 gso_max_segs 65535 tso_max_size {tso} tso_max_segs 65535 gro_max_size 65536 "
+                "{kind}addrgenmode {} numtxqueues {queues} numrxqueues {queues} gso_max_size 65536 gso_max_segs 65535 tso_max_size {tso} tso_max_segs 65535 gro_max_size 65536 ",
+                l.addrgenmode.as_deref().unwrap_or("eui64")
             ));
         }
         s
