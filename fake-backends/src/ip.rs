@@ -2317,7 +2317,13 @@ impl IpState {
             let items = sel
                 .iter()
                 .filter(|l| !with_addrs || !Self::hidden_by_filter(l, &o))
-                .map(|l| self.link_json(l, with_addrs, &o))
+                .map(|l| {
+                    if o.brief {
+                        self.brief_json(l, with_addrs, &o)
+                    } else {
+                        self.link_json(l, with_addrs, &o)
+                    }
+                })
                 .collect();
             return o.json_out(items);
         }
@@ -2399,6 +2405,32 @@ impl IpState {
             }
         }
         out
+    }
+
+    /// `ip -br -j`: name, operstate and MAC/flags or bare addresses.
+    fn brief_json(&self, l: &Link, with_addrs: bool, o: &Opts) -> J {
+        let mut m: Vec<(&'static str, J)> = Vec::new();
+        if let Some(p) = &l.peer {
+            m.push(("link", J::s(p)));
+        }
+        m.push(("ifname", J::s(&l.name)));
+        m.push(("operstate", J::s(self.operstate(l))));
+        if with_addrs {
+            let infos = Self::listed_for(l, o)
+                .into_iter()
+                .map(|(a, _)| {
+                    J::O(vec![
+                        ("local", J::s(&a.local)),
+                        ("prefixlen", J::N(u64::from(a.prefixlen))),
+                    ])
+                })
+                .collect();
+            m.push(("addr_info", J::A(infos)));
+        } else {
+            m.push(("address", J::s(&l.mac)));
+            m.push(("flags", J::A(self.flags(l).into_iter().map(J::s).collect())));
+        }
+        J::O(m)
     }
 
     fn link_json(&self, l: &Link, with_addrs: bool, o: &Opts) -> J {
