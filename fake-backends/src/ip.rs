@@ -730,12 +730,13 @@ impl IpState {
             return fail(255, "Usage: ip [ OPTIONS ] OBJECT { COMMAND | help }");
         };
         let sub: Vec<&str> = rest[1..].iter().map(String::as_str).collect();
-        let out = match obj.as_str() {
-            "link" | "l" | "li" | "lin" => self.link_cmd(&sub, o),
-            "addr" | "address" | "a" | "ad" | "add" | "addre" | "addres" => self.addr_cmd(&sub, o),
-            "route" | "r" | "ro" | "rou" | "rout" => self.route_cmd(&sub, o),
-            "neigh" | "neighbor" | "neighbour" | "n" | "ne" | "nei" => self.neigh_cmd(&sub, o),
-            "tuntap" | "tun" | "tap" => self.tuntap_cmd(&sub),
+        let out = match canon(obj, OBJECTS) {
+            "link" => self.link_cmd(&sub, o),
+            "address" => self.addr_cmd(&sub, o),
+            "route" => self.route_cmd(&sub, o),
+            "neighbor" => self.neigh_cmd(&sub, o),
+            "tuntap" => self.tuntap_cmd(&sub),
+            "rule" => rule_cmd(&sub, o),
             o => fail(1, format!("Object \"{o}\" is unknown, try \"ip help\".")),
         };
         if out.success() {
@@ -745,7 +746,7 @@ impl IpState {
     }
 
     fn neigh_cmd(&mut self, sub: &[&str], o: Opts) -> Output {
-        let verb = sub.first().copied().unwrap_or("show");
+        let verb = canon(sub.first().copied().unwrap_or("show"), NEIGH_VERBS);
         let rest = if sub.is_empty() { &[][..] } else { &sub[1..] };
         let mut dst: Option<&str> = None;
         let mut dev: Option<&str> = None;
@@ -999,7 +1000,7 @@ impl IpState {
     }
 
     fn link_cmd(&mut self, sub: &[&str], o: Opts) -> Output {
-        let verb = sub.first().copied().unwrap_or("show");
+        let verb = canon(sub.first().copied().unwrap_or("show"), LINK_VERBS);
         let rest = if sub.is_empty() { &[][..] } else { &sub[1..] };
         match verb {
             "add" => self.link_add(rest),
@@ -1449,7 +1450,7 @@ impl IpState {
     }
 
     fn addr_cmd(&mut self, sub: &[&str], o: Opts) -> Output {
-        let verb = sub.first().copied().unwrap_or("show");
+        let verb = canon(sub.first().copied().unwrap_or("show"), ADDR_VERBS);
         let rest = if sub.is_empty() { &[][..] } else { &sub[1..] };
         match verb {
             "add" | "a" | "replace" | "change" | "del" | "delete" | "d" => {
@@ -1665,7 +1666,7 @@ impl IpState {
     }
 
     fn route_cmd(&mut self, sub: &[&str], o: Opts) -> Output {
-        let verb = sub.first().copied().unwrap_or("show");
+        let verb = canon(sub.first().copied().unwrap_or("show"), ROUTE_VERBS);
         let rest = if sub.is_empty() { &[][..] } else { &sub[1..] };
         match verb {
             "add" | "a" | "del" | "delete" | "d" | "replace" => {
@@ -2640,6 +2641,133 @@ impl RouteView {
 }
 
 /// `ip route` usage text of iproute2 6.1 (printed for a bare `ip route add`).
+/// iproute2's abbreviations: the first word of `table` that `arg` is a
+/// prefix of gives the canonical name; an unmatched word is kept.
+fn canon<'a>(arg: &'a str, table: &[(&'a str, &'a str)]) -> &'a str {
+    if arg.is_empty() {
+        return arg;
+    }
+    table
+        .iter()
+        .find(|(w, _)| w.starts_with(arg))
+        .map_or(arg, |(_, c)| c)
+}
+
+/// `ip` objects in iproute2's lookup order (so `ip a` is address, `ip tun`
+/// is tunnel, `ip tunt` tuntap); unsimulated ones map to themselves.
+const OBJECTS: &[(&str, &str)] = &[
+    ("address", "address"),
+    ("addrlabel", "addrlabel"),
+    ("maddress", "maddress"),
+    ("route", "route"),
+    ("rule", "rule"),
+    ("neighbor", "neighbor"),
+    ("neighbour", "neighbor"),
+    ("ntable", "ntable"),
+    ("ntbl", "ntable"),
+    ("link", "link"),
+    ("l2tp", "l2tp"),
+    ("fou", "fou"),
+    ("ila", "ila"),
+    ("macsec", "macsec"),
+    ("tunnel", "tunnel"),
+    ("tunl", "tunnel"),
+    ("tuntap", "tuntap"),
+    ("tap", "tuntap"),
+];
+
+/// Verbs of `ip link` in iproute2's order (`ip l s` is set).
+const LINK_VERBS: &[(&str, &str)] = &[
+    ("add", "add"),
+    ("set", "set"),
+    ("change", "set"),
+    ("replace", "replace"),
+    ("delete", "delete"),
+    ("show", "show"),
+    ("lst", "show"),
+    ("list", "show"),
+];
+
+/// Verbs of `ip address` (`ip a s` is show).
+const ADDR_VERBS: &[(&str, &str)] = &[
+    ("add", "add"),
+    ("change", "change"),
+    ("chg", "change"),
+    ("replace", "replace"),
+    ("delete", "delete"),
+    ("list", "show"),
+    ("show", "show"),
+    ("lst", "show"),
+    ("flush", "flush"),
+];
+
+/// Verbs of `ip route`.
+const ROUTE_VERBS: &[(&str, &str)] = &[
+    ("add", "add"),
+    ("change", "change"),
+    ("chg", "change"),
+    ("replace", "replace"),
+    ("prepend", "prepend"),
+    ("append", "append"),
+    ("test", "test"),
+    ("delete", "delete"),
+    ("list", "show"),
+    ("show", "show"),
+    ("lst", "show"),
+    ("get", "get"),
+    ("flush", "flush"),
+];
+
+/// Verbs of `ip neigh`.
+const NEIGH_VERBS: &[(&str, &str)] = &[
+    ("add", "add"),
+    ("change", "change"),
+    ("chg", "change"),
+    ("replace", "replace"),
+    ("delete", "delete"),
+    ("get", "get"),
+    ("list", "show"),
+    ("show", "show"),
+    ("lst", "show"),
+    ("flush", "flush"),
+];
+
+/// `ip rule`: the three rules of a fresh namespace (rules are not
+/// otherwise simulated).
+fn rule_cmd(sub: &[&str], o: Opts) -> Output {
+    let verb = canon(
+        sub.first().copied().unwrap_or("show"),
+        &[("list", "show"), ("show", "show"), ("lst", "show")],
+    );
+    if verb != "show" {
+        return fail(1, format!("virtnet-fake: ip rule {verb} is not simulated"));
+    }
+    let rules: &[(u32, &str)] = if o.family == Some(6) {
+        &[(0, "local"), (32766, "main")]
+    } else {
+        &[(0, "local"), (32766, "main"), (32767, "default")]
+    };
+    if o.json {
+        let items = rules
+            .iter()
+            .map(|(p, t)| {
+                J::O(vec![
+                    ("priority", J::N(u64::from(*p))),
+                    ("src", J::s("all")),
+                    ("table", J::s(*t)),
+                ])
+            })
+            .collect();
+        return Output::ok(o.json_out(items));
+    }
+    Output::ok(
+        rules
+            .iter()
+            .map(|(p, t)| format!("{p}:\tfrom all lookup {t}\n"))
+            .collect::<String>(),
+    )
+}
+
 /// The error for a gateway no connected network reaches.
 fn gw_error(v6: bool) -> &'static str {
     if v6 {

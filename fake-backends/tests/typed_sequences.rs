@@ -131,14 +131,20 @@ fn skip_reason() -> Option<String> {
 }
 
 /// True if the command may have changed the host (so the real side must
-/// settle before the next one).
+/// settle before the next one): anything but a plain show/list/get (an
+/// abbreviated verb such as `ip l s`, which is `set`, counts as a change).
 fn mutates(argv: &[String]) -> bool {
-    let verbs = [
-        "add", "del", "delete", "set", "flush", "replace", "change", "a", "d",
-    ];
+    let words: Vec<&str> = argv
+        .iter()
+        .skip(1)
+        .map(String::as_str)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     match argv.first().map(String::as_str) {
         Some("sysctl") => argv.iter().any(|a| a.contains('=')),
-        Some("ip") | Some("tc") => argv.iter().skip(2).any(|a| verbs.contains(&a.as_str())),
+        Some("ip") | Some("tc") => words
+            .get(1)
+            .is_some_and(|v| !["show", "list", "ls", "lst", "sh", "sho", "get"].contains(v)),
         _ => false,
     }
 }
