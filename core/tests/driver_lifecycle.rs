@@ -221,9 +221,10 @@ fn every_bridge_mode_starts_and_destroys_cleanly_with_both_backends() {
         for (case, br, subnet) in cases {
             let env = Env::new();
             let d = env.driver(backend);
-            let def = d
-                .define(&libvirt_net(case))
-                .unwrap_or_else(|e| panic!("{case}: {e}"));
+            // dnsmasq refuses a TFTP root that does not exist: give the
+            // case one that does.
+            let xml = with_existing_tftp_root(&libvirt_net(case), env.dir.path());
+            let def = d.define(&xml).unwrap_or_else(|e| panic!("{case}: {e}"));
             d.start(&def.name)
                 .unwrap_or_else(|e| panic!("{case} {backend}: {e}"));
             let running = env.state();

@@ -125,7 +125,12 @@ fn start_restart_destroy_streams_match_libvirt_11_3_0() {
         let no_tc = what.contains("no-tc-workaround");
         env.host.set_tc_csum_fails(no_tc);
         let d = env.driver(from);
-        let xml = std::fs::read_to_string(dir.join("network.xml")).unwrap();
+        // The capture's TFTP root existed on the capture machine only; dnsmasq
+        // refuses to start without it.
+        let xml = with_existing_tftp_root(
+            &std::fs::read_to_string(dir.join("network.xml")).unwrap(),
+            env.dir.path(),
+        );
         let name = d
             .define(&xml)
             .unwrap_or_else(|e| panic!("{what}: {e}"))

@@ -296,23 +296,67 @@ pub fn simulate(state: &mut HostState, cmd: &Cmd) -> Output {
             save_cmd(x, args)
         }
         "ip" => {
+            tell_ip(state);
             let out = state.ip.exec(args);
             prune_removed_links(state);
             out
         }
         "tc" => {
-            let ip = &state.ip;
-            let lookup = |d: &str| ip.link(d).map(|l| l.up);
-            state.tc.exec(args, &lookup)
+            let links: Vec<tc::TcLink> = state
+                .ip
+                .links
+                .iter()
+                .map(|l| tc::TcLink {
+                    name: l.name.clone(),
+                    default_qdisc: (l.up || l.qdisc_attached)
+                        .then(|| ip::IpState::default_qdisc(l)),
+                })
+                .collect();
+            state.tc.exec(args, &links)
         }
         "sysctl" => {
             let links: Vec<String> = state.ip.links.iter().map(|l| l.name.clone()).collect();
-            state.sysctl.exec(args, &links)
+            let out = state.sysctl.exec(args, &links);
+            // Disabling IPv6 on a link removes its IPv6 addresses at once;
+            // enabling it again configures IPv6 if the link is ready.
+            tell_ip(state);
+            for l in &links {
+                if state.ip.v6_disabled.contains(l) {
+                    state.ip.disable_v6(l);
+                }
+            }
+            state.ip.settle();
+            out
         }
         "dnsmasq" => state.procs.dnsmasq(argv),
         "kill" => state.procs.kill(args),
         _ => not_simulated(argv),
     }
+}
+
+/// Tell the `ip` simulator what other tools decided: IPv6 disabled per
+/// link (sysctl) and root qdiscs (tc).
+fn tell_ip(state: &mut HostState) {
+    let disabled: Vec<String> = state
+        .ip
+        .links
+        .iter()
+        .filter(|l| {
+            state
+                .sysctl
+                .values
+                .get(&format!("net.ipv6.conf.{}.disable_ipv6", l.name))
+                .is_some_and(|v| v != "0")
+        })
+        .map(|l| l.name.clone())
+        .collect();
+    state.ip.v6_disabled = disabled;
+    state.ip.root_qdiscs = state
+        .tc
+        .qdiscs
+        .iter()
+        .map(|(d, q)| (d.clone(), q.kind.clone()))
+        .collect();
 }
 
 fn save_cmd(x: &iptables::XtablesState, args: &[String]) -> Output {
@@ -360,7 +404,10 @@ fn prune_removed_links(state: &mut HostState) {
         .sysctl
         .values
         .keys()
-        .filter_map(|k| k.strip_prefix("net.ipv6.conf."))
+        .filter_map(|k| {
+            k.strip_prefix("net.ipv6.conf.")
+                .or_else(|| k.strip_prefix("net.ipv4.conf."))
+        })
         .filter_map(|k| k.rsplit_once('.').map(|(i, _)| i.to_string()))
         .filter(|i| i != "all" && i != "default" && !names.contains(i))
         .collect();

@@ -4,7 +4,10 @@
 //! `dnsmasq --conf-file=PATH ...` reads PATH from the real filesystem (the
 //! driver wrote it there), checks the options it understands, writes the
 //! `pid-file=` named in the configuration (also on the real filesystem) and
-//! records the process with its argv and configuration text. `dnsmasq
+//! records the process with its argv and configuration text. Like the real
+//! one it refuses to start (exit 3) when `enable-tftp` is set and the
+//! `tftp-root=` directory cannot be opened; `--test` only checks syntax.
+//! `dnsmasq
 //! --version` prints the version banner of the reference host (2.90).
 
 use std::collections::BTreeMap;
@@ -123,6 +126,19 @@ const KNOWN_CONF_KEYS: &[&str] = &[
     "trust-anchor",
 ];
 
+/// Options dnsmasq accepts once only ("illegal repeated keyword").
+const SINGLE_KEYS: &[&str] = &[
+    "port",
+    "user",
+    "group",
+    "pid-file",
+    "dhcp-lease-max",
+    "cache-size",
+    "dhcp-leasefile",
+    "dhcp-script",
+    "neg-ttl",
+];
+
 impl ProcState {
     /// Run `dnsmasq ARGS...`.
     pub fn dnsmasq(&mut self, argv: &[String]) -> Output {
@@ -152,6 +168,7 @@ impl ProcState {
             .iter()
             .find_map(|a| a.strip_prefix("--pid-file=").map(str::to_string));
         let mut config = None;
+        let mut tftp: (bool, Option<String>) = (false, None);
         if let Some(path) = &conf_file {
             let text = match std::fs::read_to_string(path) {
                 Ok(t) => t,
@@ -159,6 +176,7 @@ impl ProcState {
                     return dnsmasq_fail(3, &format!("cannot read {path}: {}", io_reason(&e)))
                 }
             };
+            let mut seen: Vec<&str> = Vec::new();
             for (n, line) in text.lines().enumerate() {
                 let l = line.trim();
                 if l.is_empty() || l.starts_with('#') {
@@ -168,14 +186,52 @@ impl ProcState {
                 if !KNOWN_CONF_KEYS.contains(&key) {
                     return dnsmasq_fail(1, &format!("bad option at line {} of {path}", n + 1));
                 }
+                if SINGLE_KEYS.contains(&key) {
+                    if seen.contains(&key) {
+                        return dnsmasq_fail(
+                            1,
+                            &format!("illegal repeated keyword at line {} of {path}", n + 1),
+                        );
+                    }
+                    seen.push(key);
+                }
+                let value = l.split_once('=').map(|(_, v)| v.trim()).unwrap_or("");
+                if key == "dhcp-range"
+                    && !value
+                        .split(',')
+                        .any(|f| f.trim().parse::<std::net::IpAddr>().is_ok())
+                {
+                    return dnsmasq_fail(1, &format!("bad dhcp-range at line {} of {path}", n + 1));
+                }
                 if key == "pid-file" {
                     pid_file = l.split_once('=').map(|(_, v)| v.trim().to_string());
+                }
+                if key == "enable-tftp" {
+                    tftp.0 = true;
+                }
+                if key == "tftp-root" {
+                    // tftp-root=DIR[,INTERFACE]
+                    tftp.1 = l
+                        .split_once('=')
+                        .map(|(_, v)| v.split(',').next().unwrap_or(v).trim().to_string());
                 }
             }
             config = Some(text);
         }
         if test {
             return Output::failed(0, "dnsmasq: syntax check OK.\n");
+        }
+        // At start-up (not in --test) dnsmasq refuses a TFTP root it
+        // cannot open as a directory.
+        if let (true, Some(dir)) = &tftp {
+            let reason = match std::fs::metadata(dir) {
+                Ok(m) if m.is_dir() => None,
+                Ok(_) => Some("Not a directory".to_string()),
+                Err(e) => Some(io_reason(&e)),
+            };
+            if let Some(r) = reason {
+                return dnsmasq_fail(3, &format!("TFTP directory {dir} inaccessible: {r}"));
+            }
         }
         let pid = self.next_pid;
         if let Some(pf) = &pid_file {
@@ -278,6 +334,13 @@ fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "No such file or directory".into(),
         std::io::ErrorKind::PermissionDenied => "Permission denied".into(),
-        _ => e.to_string(),
+        _ => {
+            // "Not a directory (os error 20)" -> "Not a directory"
+            let t = e.to_string();
+            match t.find(" (os error") {
+                Some(i) => t[..i].to_string(),
+                None => t,
+            }
+        }
     }
 }

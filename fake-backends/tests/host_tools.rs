@@ -101,15 +101,23 @@ fn ip_json_addresses_and_routes() {
     assert_eq!(v[0]["ifname"], "virbr1");
     assert_eq!(v[0]["addr_info"][0]["local"], "10.1.0.1");
     assert_eq!(v[0]["addr_info"][0]["prefixlen"], 16);
+    // A new bridge whose MAC the kernel chose and that never had a port
+    // has carrier once up (operstate UNKNOWN): no `linkdown`.
     let r = ok(&h, "ip route");
     assert_eq!(
         r,
-        "10.1.0.0/16 dev virbr1 proto kernel scope link src 10.1.0.1 linkdown \n"
+        "10.1.0.0/16 dev virbr1 proto kernel scope link src 10.1.0.1 \n"
     );
     ok(&h, "ip route add 10.9.0.0/16 via 10.1.0.254");
-    assert!(
-        ok(&h, "ip route show").starts_with("10.9.0.0/16 via 10.1.0.254 dev virbr1 linkdown \n")
+    // Routes are listed by destination, like the kernel's FIB dump.
+    assert_eq!(
+        ok(&h, "ip route show"),
+        "10.1.0.0/16 dev virbr1 proto kernel scope link src 10.1.0.1 \n\
+         10.9.0.0/16 via 10.1.0.254 dev virbr1 \n"
     );
+    // Setting the MAC makes the kernel compute the carrier: no port, none.
+    ok(&h, "ip link set virbr1 address 52:54:00:00:00:09");
+    assert!(ok(&h, "ip route show").contains("10.9.0.0/16 via 10.1.0.254 dev virbr1 linkdown \n"));
     assert_eq!(
         status(&h, "ip route add 10.8.0.0/16 via 172.16.0.1"),
         (2, "Error: Nexthop has invalid gateway.\n".into())

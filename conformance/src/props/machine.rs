@@ -211,6 +211,14 @@ fn other(b: Backend) -> Backend {
     }
 }
 
+/// The definition with its TFTP root pointing at a directory that exists
+/// under `dir` (dnsmasq refuses to start without it, fake and real alike).
+fn with_tftp_root(xml: &str, dir: &std::path::Path) -> Result<String, String> {
+    let root = dir.join("tftproot");
+    std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    Ok(crate::cases::localise_xml(xml, &root))
+}
+
 fn config(dir: &std::path::Path, host: &Arc<FakeHost>, backend: Backend) -> DriverConfig {
     let mut c = DriverConfig::new(
         dir.join("config"),
@@ -242,6 +250,24 @@ fn exact_form(i: &Item) -> Item {
             text: text.clone(),
         },
         other => other.clone(),
+    }
+}
+
+/// The item as the kernel leaves it when its link in `down` was taken
+/// down: a link without its IPv6 addresses (the kernel keeps IPv4 ones), no
+/// route through it.
+fn as_if_down(i: Item, down: &[String]) -> Option<Item> {
+    match i {
+        Item::Route { ref dev, .. } if down.contains(dev) => None,
+        Item::Link { name, up, text } if down.contains(&name) => {
+            let text = text
+                .split(' ')
+                .filter(|w| !(w.contains(':') && w.contains('/')))
+                .collect::<Vec<_>>()
+                .join(" ");
+            Some(Item::Link { name, up, text })
+        }
+        other => Some(other),
     }
 }
 
@@ -369,7 +395,7 @@ impl Machine {
     fn apply(&mut self, op: &Op) -> Result<String, String> {
         match op {
             Op::Define(n) => {
-                let xml = self.specs[*n].xml(*n as u8);
+                let xml = with_tftp_root(&self.specs[*n].xml(*n as u8), self.dir.path())?;
                 Ok(match self.driver()?.define(&xml) {
                     Ok(_) => "defined".into(),
                     Err(e) => return Err(format!("define of a valid network failed: {e}\n{xml}")),
@@ -572,8 +598,9 @@ impl Machine {
         let dir = crate::props::scratch_dir()?;
         let host = Arc::new(FakeHost::new());
         let d = Driver::open(config(dir.path(), &host, backend)).map_err(|e| e.to_string())?;
+        let xml = with_tftp_root(&self.specs[n].xml(n as u8), dir.path())?;
         let name = d
-            .define(&self.specs[n].xml(n as u8))
+            .define(&xml)
             .map_err(|e| format!("reference define: {e}"))?
             .name;
         d.start(&name)
@@ -648,10 +675,27 @@ impl Machine {
             let b = st.removal_backend().unwrap_or(self.backend);
             expected.extend(self.reference(n, b)?);
         }
+        // A bridge left down (crash during a destroy, after `ip link set
+        // down`) has lost what the kernel drops on down: its IPv6 addresses
+        // and the routes through it. Compare both sides in that form.
+        let down: Vec<String> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Link {
+                    name, up: false, ..
+                } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        let expected: Vec<Item> = expected
+            .into_iter()
+            .filter_map(|i| as_if_down(i, &down))
+            .collect();
         let ours: Vec<Item> = items
             .iter()
             .filter(|i| view::is_ours(i, &self.owners) && exact(i))
             .map(exact_form)
+            .filter_map(|i| as_if_down(i, &down))
             .collect();
         let (want, have) = (view::multiset(&expected), view::multiset(&ours));
         if want != have {

@@ -110,3 +110,22 @@ pub fn traces_of(host: &HostState, br: &str, subnet: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// The network XML with every `<tftp root='...'>` pointing at a directory
+/// that exists (created under `dir`).
+pub fn with_existing_tftp_root(xml: &str, dir: &std::path::Path) -> String {
+    let root = dir.join("tftproot");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut out = String::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find("<tftp root=") {
+        let start = i + "<tftp root=".len();
+        let quote = &rest[start..start + 1];
+        let end = rest[start + 1..].find(quote).unwrap() + start + 1;
+        out.push_str(&rest[..start + 1]);
+        out.push_str(&root.to_string_lossy());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
