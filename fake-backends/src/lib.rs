@@ -249,9 +249,30 @@ pub fn simulate(state: &mut HostState, cmd: &Cmd) -> Output {
             // nft resolves `iif`/`oif` names against the links that exist.
             let links = state.ip.links.iter().map(|l| l.name.clone()).collect();
             state.nft.set_links(Some(links));
-            let before = state.clone();
+            if state.nft.xt_tables().is_empty()
+                && state.iptables.tables.is_empty()
+                && state.ip6tables.tables.is_empty()
+            {
+                return state.nft.exec(args, cmd.stdin.as_deref());
+            }
+            let before = (
+                state.nft.clone(),
+                state.iptables.clone(),
+                state.ip6tables.clone(),
+            );
             let out = state.nft.exec(args, cmd.stdin.as_deref());
-            // iptables-nft's tables are part of the same ruleset.
+            // iptables-nft's tables are part of the same ruleset: carry what
+            // nft did to them over, unless it left them alone (their mirrors
+            // are as they were).
+            let untouched = state.nft.xt_tables() == before.0.xt_tables()
+                && state
+                    .nft
+                    .xt_tables()
+                    .iter()
+                    .all(|m| xt_mirror(&state.nft, m) == xt_mirror(&before.0, m));
+            if untouched {
+                return out;
+            }
             let carried =
                 xtnft::sync_from_nft(&state.nft, &mut state.iptables, &mut state.ip6tables)
                     .and_then(|()| {
@@ -260,13 +281,12 @@ pub fn simulate(state: &mut HostState, cmd: &Cmd) -> Output {
             match carried {
                 Ok(()) => out,
                 Err(e) => {
-                    *state = before;
+                    (state.nft, state.iptables, state.ip6tables) = before;
                     Output::failed(1, format!("Error: {e}\n"))
                 }
             }
         }
         "iptables" | "iptables-nft" | "ip6tables" | "ip6tables-nft" => {
-            let before = state.clone();
             let HostState {
                 nft,
                 iptables,
@@ -278,11 +298,32 @@ pub fn simulate(state: &mut HostState, cmd: &Cmd) -> Output {
             } else {
                 iptables
             };
+            // Only this family's tables can change; only the tables that did
+            // are mirrored again (see xtnft::sync_changed_to_nft).
+            let before = x.clone();
+            let table_handles = nft.table_handle_counter();
             let out = x.exec_shared(args, &mut || nft.alloc_table_handle());
-            match xtnft::sync_to_nft(&mut state.nft, &state.iptables, &state.ip6tables) {
+            let changed: Vec<String> = x
+                .tables
+                .iter()
+                .filter(|(n, t)| before.tables.get(*n) != Some(*t))
+                .map(|(n, _)| n.clone())
+                .chain(
+                    before
+                        .tables
+                        .keys()
+                        .filter(|n| !x.tables.contains_key(*n))
+                        .cloned(),
+                )
+                .collect();
+            if changed.is_empty() {
+                return out;
+            }
+            match xtnft::sync_changed_to_nft(nft, x, &changed) {
                 Ok(()) => out,
                 Err(e) => {
-                    *state = before;
+                    *x = before;
+                    nft.set_table_handle_counter(table_handles);
                     Output::failed(1, format!("{prog}: {e}\n"))
                 }
             }
@@ -336,6 +377,16 @@ pub fn simulate(state: &mut HostState, cmd: &Cmd) -> Output {
 
 /// Tell the `ip` simulator what other tools decided: IPv6 disabled per
 /// link (sysctl) and root qdiscs (tc).
+/// The nft table that mirrors iptables-nft table `m`.
+fn xt_mirror<'a>(
+    n: &'a crate::nft::NftState,
+    m: &crate::nft::XtTable,
+) -> Option<&'a crate::nft::Table> {
+    n.tables()
+        .iter()
+        .find(|t| t.family == m.family && t.name == m.name && t.handle == m.handle)
+}
+
 fn tell_ip(state: &mut HostState) {
     let disabled: Vec<String> = state
         .ip

@@ -1043,3 +1043,74 @@ pub fn nft_rule_to_iptables(r: &nft::Rule, fam: XtFamily) -> Result<Vec<String>,
     argv.extend(target);
     Ok(argv)
 }
+
+/// [`sync_to_nft`] for one iptables state whose tables `changed` (by name)
+/// are the only ones that differ from the last mirror: the other tables'
+/// mirrors are left as they are, so an iptables command costs what it
+/// changed, not the size of the whole ruleset. Fails (changing nothing) if
+/// iptables wrote to a table nft created itself.
+pub fn sync_changed_to_nft(
+    nft: &mut NftState,
+    x: &XtablesState,
+    changed: &[String],
+) -> Result<(), NotSimulated> {
+    let fam = nft_family(x.family);
+    let mut marks: Vec<XtTable> = nft.xt_tables().to_vec();
+    let mut mirrors = Vec::new();
+    for name in changed {
+        if let Some(t) = x.tables.get(name) {
+            let (table, compat_chains) = mirror_table(x.family, name, t);
+            if let Some(own) = nft
+                .tables()
+                .iter()
+                .find(|o| o.family == fam && o.name == *name && o.handle != t.handle)
+            {
+                let mirrored = marks
+                    .iter()
+                    .any(|m| m.family == fam && m.name == own.name && m.handle == own.handle);
+                if !mirrored {
+                    return Err(NotSimulated(format!(
+                        "iptables on table {} {}, which nft created",
+                        own.family.as_str(),
+                        own.name
+                    )));
+                }
+            }
+            mirrors.push((table, compat_chains));
+        }
+    }
+    // Drop the old mirrors (and marks) of every changed table.
+    let stale: Vec<(String, u64)> = marks
+        .iter()
+        .filter(|m| m.family == fam && changed.contains(&m.name))
+        .map(|m| (m.name.clone(), m.handle))
+        .collect();
+    marks.retain(|m| !(m.family == fam && changed.contains(&m.name)));
+    let tables = nft.tables_mut();
+    tables
+        .retain(|t| t.family != fam || !stale.iter().any(|(n, h)| *n == t.name && *h == t.handle));
+    for (m, compat_chains) in mirrors {
+        marks.push(XtTable {
+            family: m.family,
+            name: m.name.clone(),
+            handle: m.handle,
+            warn: !compat_chains.is_empty(),
+            compat_chains,
+        });
+        // Kernel order is creation order, that is handle order.
+        let pos = tables
+            .iter()
+            .position(|t| t.handle > m.handle)
+            .unwrap_or(tables.len());
+        tables.insert(pos, m);
+    }
+    // Marks in the order the full sync gives: IPv4 tables, then IPv6, each
+    // by name.
+    marks.sort_by(|a, b| {
+        let fa = a.family != nft::Family::Ip;
+        let fb = b.family != nft::Family::Ip;
+        fa.cmp(&fb).then_with(|| a.name.cmp(&b.name))
+    });
+    nft.set_xt_tables(marks);
+    Ok(())
+}

@@ -308,6 +308,17 @@ impl NftState {
         self.links = links;
     }
 
+    /// The namespace's table handle counter (last handle given).
+    pub fn table_handle_counter(&self) -> u64 {
+        self.last_table_handle
+    }
+
+    /// Put the table handle counter back (a refused, not simulated command
+    /// leaves the host unchanged).
+    pub fn set_table_handle_counter(&mut self, v: u64) {
+        self.last_table_handle = v;
+    }
+
     /// Take the next table handle of the namespace (iptables-nft creating a
     /// table).
     pub fn alloc_table_handle(&mut self) -> u64 {
