@@ -636,6 +636,31 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
 }
 
 /// The nft table mirroring one iptables table.
+/// [`rule_text`], remembered per thread: every iptables command mirrors
+/// its whole table again, and the rules of a table are the same strings
+/// command after command (a pure function of its arguments, so caching
+/// cannot change a result).
+fn rule_text_memo(spec: &str, fam: XtFamily) -> NftRule {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static MEMO: RefCell<HashMap<(bool, String), NftRule>> = RefCell::new(HashMap::new());
+    }
+    let key = (fam == XtFamily::V6, spec.to_string());
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        if let Some(r) = m.get(&key) {
+            return r.clone();
+        }
+        let r = rule_text(spec, fam);
+        if m.len() >= 8192 {
+            m.clear();
+        }
+        m.insert(key, r.clone());
+        r
+    })
+}
+
 fn mirror_table(fam: XtFamily, name: &str, t: &iptables::Table) -> (nft::Table, Vec<String>) {
     let mut chains: Vec<(u64, nft::Chain)> = Vec::new();
     let mut compat_chains = Vec::new();
@@ -655,7 +680,7 @@ fn mirror_table(fam: XtFamily, name: &str, t: &iptables::Table) -> (nft::Table, 
                     own.handle = r.handle;
                     return own;
                 }
-                let nr = rule_text(&r.spec, fam);
+                let nr = rule_text_memo(&r.spec, fam);
                 warn |= nr.compat;
                 nft::Rule {
                     handle: r.handle,
