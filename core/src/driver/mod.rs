@@ -683,21 +683,13 @@ impl Driver {
             }
             Err(e) if e.is_crash() => Err(e),
             Err(e) => {
-                self.undo_journal(&jpath)?;
-                drop(journal);
-                status::remove_if_exists(&jpath).map_err(|er| DriverError::io(&jpath, er))?;
+                // The plan the journal file would give, kept in memory.
+                let plan = journal.undo_plan();
+                journal::run_undo(self.runner(), &plan).map_err(DriverError::from_run)?;
+                journal.remove().map_err(|er| DriverError::io(&jpath, er))?;
                 Err(e)
             }
         }
-    }
-
-    fn undo_journal(&self, path: &Path) -> Result<(), DriverError> {
-        let entries = Journal::read(path).map_err(|e| DriverError::Io {
-            path: path.to_path_buf(),
-            reason: e,
-        })?;
-        let plan = journal::undo_plan(&entries);
-        journal::run_undo(self.runner(), &plan).map_err(DriverError::from_run)
     }
 
     /// Stops an active network: the mode's shutdown (saved removal plan
