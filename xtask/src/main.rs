@@ -70,6 +70,13 @@ enum Task {
         /// Seconds to measure.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
+        /// Print the figures as one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Run exactly this many iterations of each loop instead of a time
+        /// budget (a fixed amount of work, for `perf stat` comparisons).
+        #[arg(long)]
+        iterations: Option<u64>,
     },
 }
 
@@ -228,6 +235,10 @@ fn main() -> ExitCode {
             cmd: ReleaseCmd::Cut { version },
         } => exit(report(release::cut(&workspace_root(), &version))),
         Task::UpgradeCheck { real } => exit(report(upgrade::run(&workspace_root(), real))),
-        Task::Bench { seconds } => exit(bench::run(seconds)),
+        Task::Bench {
+            seconds,
+            json,
+            iterations,
+        } => exit(bench::run(seconds, json, iterations)),
     }
 }

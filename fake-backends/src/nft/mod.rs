@@ -165,6 +165,11 @@ impl NftState {
         self.links = links;
     }
 
+    /// The device names set with [`NftState::set_links`].
+    pub fn links(&self) -> Option<&BTreeSet<String>> {
+        self.links.as_ref()
+    }
+
     /// The current ruleset generation.
     pub fn generation(&self) -> u64 {
         self.generation
