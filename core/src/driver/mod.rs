@@ -785,10 +785,12 @@ impl Driver {
         note: &dyn Fn(&str, &str, &str) -> Result<(), DriverError>,
     ) -> Result<(), DriverError> {
         let files = dnsmasq::conf_contents(def, &self.dnsmasq_options())?;
-        for (path, text) in files.files() {
-            let p = Path::new(path);
-            status::atomic_write(p, text.as_bytes()).map_err(|e| DriverError::io(p, e))?;
-        }
+        let list: Vec<(&Path, &[u8])> = files
+            .files()
+            .iter()
+            .map(|(p, t)| (Path::new(*p), t.as_bytes()))
+            .collect();
+        status::atomic_write_all(&list).map_err(|(p, e)| DriverError::io(&p, e))?;
         let caps = self.dnsmasq_caps(runner)?;
         let cmd = dnsmasq::command_line(def, &caps, &files.paths.conf, &self.cfg.leases_helper)?;
         if let Some(pf) = &files.paths.pid_file {
