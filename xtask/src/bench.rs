@@ -131,7 +131,12 @@ struct DriverRates {
     clean: Rate,
 }
 
-fn measure(root: &Path, backend: Backend, budget: Budget) -> Result<DriverRates, String> {
+fn measure(
+    root: &Path,
+    backend: Backend,
+    budget: Budget,
+    faulted_only: bool,
+) -> Result<DriverRates, String> {
     let xml_path = root.join("golden/cases/nat-default.xml");
     let xml =
         std::fs::read_to_string(&xml_path).map_err(|e| format!("{}: {e}", xml_path.display()))?;
@@ -179,7 +184,7 @@ fn measure(root: &Path, backend: Backend, budget: Budget) -> Result<DriverRates,
     let t1 = Instant::now();
     let c1 = thread_cpu();
     let mut clean = 0u64;
-    while !budget.done(t1, clean) {
+    while !faulted_only && !budget.done(t1, clean) {
         for _ in 0..block {
             d.start(&name).map_err(|e| e.to_string())?;
             d.destroy(&name).map_err(|e| e.to_string())?;
@@ -294,7 +299,7 @@ fn print_text(r: &Report) {
 
 /// Runs the benchmark; returns whether it ran (the figures are printed, the
 /// 10,000/s target is reported, not enforced).
-pub fn run(seconds: f64, json: bool, iterations: Option<u64>) -> bool {
+pub fn run(seconds: f64, json: bool, iterations: Option<u64>, faulted_only: bool) -> bool {
     if cfg!(debug_assertions) {
         let mut c = crate::cargo();
         let secs = seconds.to_string();
@@ -316,6 +321,9 @@ pub fn run(seconds: f64, json: bool, iterations: Option<u64>) -> bool {
         if let Some(n) = &iters {
             args.push("--iterations");
             args.push(n);
+        }
+        if faulted_only {
+            args.push("--faulted-only");
         }
         c.args(args);
         return crate::step("bench (release build)", c);
@@ -350,8 +358,12 @@ pub fn run(seconds: f64, json: bool, iterations: Option<u64>) -> bool {
             Some(n) => Budget::Iterations(n),
             None => Budget::Seconds(seconds / 2.0),
         };
-        let driver = measure(&root, backend, budget);
-        let fw = measure_firewall(&root, backend, budget);
+        let driver = measure(&root, backend, budget, faulted_only);
+        let fw = if faulted_only {
+            Ok((0, Rate::new(0, (0.0, 0.0))))
+        } else {
+            measure_firewall(&root, backend, budget)
+        };
         match (driver, fw) {
             (Ok(d), Ok((fw_n, fw_rate))) => report.backends.push(BackendFigures {
                 backend: backend.to_string(),

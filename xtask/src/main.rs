@@ -77,6 +77,10 @@ enum Task {
         /// budget (a fixed amount of work, for `perf stat` comparisons).
         #[arg(long)]
         iterations: Option<u64>,
+        /// Run only the fault-injected driver starts (skip the clean
+        /// start+destroy and firewall-only loops; for profiling).
+        #[arg(long)]
+        faulted_only: bool,
     },
 }
 
@@ -239,6 +243,7 @@ fn main() -> ExitCode {
             seconds,
             json,
             iterations,
-        } => exit(bench::run(seconds, json, iterations)),
+            faulted_only,
+        } => exit(bench::run(seconds, json, iterations, faulted_only)),
     }
 }

@@ -1078,7 +1078,7 @@ impl NftState {
                         name: chain.value.clone(),
                         handle,
                         comment: comment.clone(),
-                        base: spec.clone(),
+                        base: spec.clone().map(Box::new),
                         rules: Default::default(),
                     });
                 }

@@ -191,8 +191,10 @@ pub struct Chain {
     pub handle: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// Boxed: keeps a chain small, so copying a table's chain list (twice
+    /// per nft command) stays a small allocation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base: Option<BaseSpec>,
+    pub base: Option<Box<BaseSpec>>,
     /// Shared between copies of the ruleset (every nft command works on
     /// copies: its userspace view and its kernel transaction); a chain's
     /// rules are copied only when a command changes that chain. Serialised
