@@ -1060,7 +1060,7 @@ impl NftState {
                                     attr: false,
                                 }]);
                             }
-                            b.policy_accept = s.policy_accept;
+                            std::sync::Arc::make_mut(b).policy_accept = s.policy_accept;
                         }
                     }
                 } else {
@@ -1078,7 +1078,7 @@ impl NftState {
                         name: chain.value.clone(),
                         handle,
                         comment: comment.clone(),
-                        base: spec.clone().map(Box::new),
+                        base: spec.clone().map(std::sync::Arc::new),
                         rules: Default::default(),
                     });
                 }
