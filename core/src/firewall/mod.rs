@@ -443,12 +443,8 @@ impl Firewall {
         if self.error.is_some() {
             return;
         }
-        // Room for a typical group up front (a network's groups hold a
-        // few to a few dozen commands): fewer reallocations while building.
         self.groups.push(Group {
             flags,
-            actions: Vec::with_capacity(16),
-            rollbacks: Vec::with_capacity(16),
             ..Group::default()
         });
         self.current_group = self.groups.len() - 1;
