@@ -246,9 +246,16 @@ pub fn simulate(state: &mut HostState, cmd: &Cmd) -> Output {
     let args = argv.get(1..).unwrap_or(&[]);
     match prog {
         "nft" => {
-            // nft resolves `iif`/`oif` names against the links that exist.
-            let links = state.ip.links.iter().map(|l| l.name.clone()).collect();
-            state.nft.set_links(Some(links));
+            // nft resolves `iif`/`oif` names against the links that exist
+            // (the set is rebuilt only when the links changed).
+            let same = state.nft.links().is_some_and(|known| {
+                known.len() == state.ip.links.len()
+                    && state.ip.links.iter().all(|l| known.contains(&l.name))
+            });
+            if !same {
+                let links = state.ip.links.iter().map(|l| l.name.clone()).collect();
+                state.nft.set_links(Some(links));
+            }
             if state.nft.xt_tables().is_empty()
                 && state.iptables.tables.is_empty()
                 && state.ip6tables.tables.is_empty()
@@ -338,8 +345,13 @@ pub fn simulate(state: &mut HostState, cmd: &Cmd) -> Output {
         }
         "ip" => {
             tell_ip(state);
+            let before = link_names_hash(state);
             let out = state.ip.exec(args);
-            prune_removed_links(state);
+            // Devices of links that went away lose their tc and sysctl
+            // state; most `ip` commands change no link name.
+            if link_names_hash(state) != before {
+                prune_removed_links(state);
+            }
             out
         }
         "tc" => {
@@ -436,6 +448,16 @@ fn save_cmd(x: &iptables::XtablesState, args: &[String]) -> Output {
             Output::ok(only.save(Some(SAVE_STAMP)))
         }
     }
+}
+
+/// A hash of the link names, in order (cheap change detection).
+fn link_names_hash(state: &HostState) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for l in &state.ip.links {
+        l.name.hash(&mut h);
+    }
+    h.finish()
 }
 
 fn prune_removed_links(state: &mut HostState) {

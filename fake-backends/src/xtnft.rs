@@ -698,7 +698,7 @@ fn mirror_table(fam: XtFamily, name: &str, t: &iptables::Table) -> (nft::Table, 
                 name: cname.clone(),
                 handle: h,
                 comment: None,
-                base,
+                base: base.map(Arc::new),
                 rules: Arc::new(rules),
             },
         ));

@@ -70,6 +70,17 @@ enum Task {
         /// Seconds to measure.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
+        /// Print the figures as one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Run exactly this many iterations of each loop instead of a time
+        /// budget (a fixed amount of work, for `perf stat` comparisons).
+        #[arg(long)]
+        iterations: Option<u64>,
+        /// Run only the fault-injected driver starts (skip the clean
+        /// start+destroy and firewall-only loops; for profiling).
+        #[arg(long)]
+        faulted_only: bool,
     },
 }
 
@@ -228,6 +239,11 @@ fn main() -> ExitCode {
             cmd: ReleaseCmd::Cut { version },
         } => exit(report(release::cut(&workspace_root(), &version))),
         Task::UpgradeCheck { real } => exit(report(upgrade::run(&workspace_root(), real))),
-        Task::Bench { seconds } => exit(bench::run(seconds)),
+        Task::Bench {
+            seconds,
+            json,
+            iterations,
+            faulted_only,
+        } => exit(bench::run(seconds, json, iterations, faulted_only)),
     }
 }

@@ -48,31 +48,71 @@ pub enum Entry {
     },
 }
 
-/// An append-only, fsynced journal file.
+/// An append-only, fsynced journal file, with its undo plan kept in
+/// memory as entries are appended.
+///
+/// Only entries that change the undo plan are written (creations, the
+/// commands that cancel them, notes): replaying the file gives the same plan
+/// as replaying every command would, so queries (`--list-rules`, `sysctl
+/// -n`, `dnsmasq --version`) and deletions of nothing outstanding cost no
+/// write and no sync. The file itself is created with the first entry that
+/// is written (a start that fails before creating anything leaves no file
+/// and costs no file-system call); every written entry is fdatasynced
+/// before the next command runs, as before.
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
-    file: Mutex<fs::File>,
+    state: Mutex<JournalState>,
+}
+
+#[derive(Debug, Default)]
+struct JournalState {
+    /// Open once the first entry was written (or a stale file truncated).
+    file: Option<fs::File>,
+    tracker: UndoTracker,
+    /// Reused serialisation buffer.
+    line: Vec<u8>,
+}
+
+/// The borrowed form of [`Entry::Ran`] (same JSON).
+#[derive(serde::Serialize)]
+struct RanRef<'a> {
+    argv: &'a [String],
+    stdout: &'a str,
+}
+
+fn open_truncated(path: &Path) -> io::Result<fs::File> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)?;
+    file.sync_all()?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(file)
 }
 
 impl Journal {
-    /// Creates (truncating) the journal file.
+    /// A journal at `path`. A file already there (left by an earlier
+    /// operation) is truncated at once; otherwise the file is created by
+    /// the first entry written.
     pub fn create(path: &Path) -> io::Result<Journal> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(path)?;
-        file.sync_all()?;
-        if let Some(dir) = path.parent() {
-            fs::File::open(dir)?.sync_all()?;
-        }
+        let file = match fs::symlink_metadata(path) {
+            Ok(_) => Some(open_truncated(path)?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
         Ok(Journal {
             path: path.to_path_buf(),
-            file: Mutex::new(file),
+            state: Mutex::new(JournalState {
+                file,
+                ..JournalState::default()
+            }),
         })
     }
 
@@ -80,13 +120,44 @@ impl Journal {
         &self.path
     }
 
-    /// Appends one entry and fsyncs it.
-    pub fn append(&self, entry: &Entry) -> io::Result<()> {
-        let mut line = serde_json::to_string(entry).map_err(io::Error::other)?;
-        line.push('\n');
-        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        f.write_all(line.as_bytes())?;
+    fn lock(&self) -> std::sync::MutexGuard<'_, JournalState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes one serialised line (in `st.line`) and fdatasyncs it.
+    fn write_line(&self, st: &mut JournalState) -> io::Result<()> {
+        st.line.push(b'\n');
+        if st.file.is_none() {
+            st.file = Some(open_truncated(&self.path)?);
+        }
+        let JournalState { file, line, .. } = st;
+        let f = file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("journal not open"))?;
+        f.write_all(line)?;
         f.sync_data()
+    }
+
+    /// Appends one entry (if it changes the undo plan) and fsyncs it.
+    pub fn append(&self, entry: &Entry) -> io::Result<()> {
+        let mut st = self.lock();
+        if !st.tracker.push(entry) {
+            return Ok(());
+        }
+        st.line.clear();
+        serde_json::to_writer(&mut st.line, entry).map_err(io::Error::other)?;
+        self.write_line(&mut st)
+    }
+
+    /// Appends a successful command (see [`Journal::append`]).
+    pub fn append_ran(&self, argv: &[String], stdout: &str) -> io::Result<()> {
+        let mut st = self.lock();
+        if !st.tracker.push_ran(argv, stdout) {
+            return Ok(());
+        }
+        st.line.clear();
+        serde_json::to_writer(&mut st.line, &RanRef { argv, stdout }).map_err(io::Error::other)?;
+        self.write_line(&mut st)
     }
 
     /// Adds a note.
@@ -98,10 +169,21 @@ impl Journal {
         })
     }
 
+    /// The undo plan of everything appended so far ([`undo_plan`] of the
+    /// entries, kept up to date in memory: no re-reading of the file).
+    pub fn undo_plan(&self) -> Vec<Vec<String>> {
+        self.lock().tracker.plan()
+    }
+
     /// Deletes the journal (after the status file that accounts for it was
     /// saved, or after its creations were undone).
     pub fn remove(self) -> io::Result<()> {
-        crate::status::remove_if_exists(&self.path)
+        let st = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
+        if st.file.is_some() {
+            crate::status::remove_if_exists(&self.path)
+        } else {
+            Ok(())
+        }
     }
 
     /// Reads a journal file. A torn last line (crash while appending) is
@@ -145,10 +227,7 @@ impl Runner for JournalRunner<'_> {
         let out = self.inner.run(cmd)?;
         if out.success() {
             self.journal
-                .append(&Entry::Ran {
-                    argv: cmd.argv.clone(),
-                    stdout: out.stdout.clone(),
-                })
+                .append_ran(&cmd.argv, &out.stdout)
                 .map_err(|e| RunError::Spawn {
                     program: cmd.program().to_string(),
                     reason: format!(
@@ -302,39 +381,66 @@ fn prev_pid(p: &str) -> String {
     p.trim().to_string()
 }
 
+/// The undo plan of a sequence of entries, built one entry at a time.
+#[derive(Debug, Clone, Default)]
+pub struct UndoTracker {
+    notes: Vec<(String, String, String)>,
+    outstanding: Vec<Vec<String>>,
+}
+
+impl UndoTracker {
+    /// Feeds one entry; returns whether it changed the plan (an entry that
+    /// does not can be left out of a journal without changing its plan).
+    pub fn push(&mut self, e: &Entry) -> bool {
+        match e {
+            Entry::Note { note, key, value } => {
+                self.notes.push((note.clone(), key.clone(), value.clone()));
+                // A pid noted after the dnsmasq command: the inverse of
+                // that command is known now.
+                if note == "dnsmasq-pid" {
+                    self.outstanding
+                        .push(vec!["kill".into(), value.trim().to_string()]);
+                }
+                true
+            }
+            Entry::Ran { argv, stdout } => self.push_ran(argv, stdout),
+        }
+    }
+
+    /// [`UndoTracker::push`] of a successful command.
+    pub fn push_ran(&mut self, argv: &[String], stdout: &str) -> bool {
+        if let Some(i) = self.outstanding.iter().rposition(|inv| inv == argv) {
+            self.outstanding.remove(i);
+            return true;
+        }
+        if basename(argv.first().map(String::as_str).unwrap_or("")) == "dnsmasq" {
+            // Its inverse comes with the pid note.
+            return false;
+        }
+        match inverse(argv, stdout, &self.notes) {
+            Some(inv) => {
+                self.outstanding.push(inv);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The commands that undo every outstanding creation, last first.
+    pub fn plan(&self) -> Vec<Vec<String>> {
+        self.outstanding.iter().rev().cloned().collect()
+    }
+}
+
 /// The commands that undo every outstanding creation of `entries`, last
 /// creation first. A recorded command equal to the inverse of an earlier
 /// outstanding creation cancels it (it was already undone).
 pub fn undo_plan(entries: &[Entry]) -> Vec<Vec<String>> {
-    let mut notes: Vec<(String, String, String)> = Vec::new();
-    let mut outstanding: Vec<Vec<String>> = Vec::new();
+    let mut t = UndoTracker::default();
     for e in entries {
-        match e {
-            Entry::Note { note, key, value } => {
-                notes.push((note.clone(), key.clone(), value.clone()));
-                // A pid noted after the dnsmasq command: recompute the
-                // inverse of that command now that the pid is known.
-                if note == "dnsmasq-pid" {
-                    outstanding.push(vec!["kill".into(), value.trim().to_string()]);
-                }
-            }
-            Entry::Ran { argv, stdout } => {
-                if let Some(i) = outstanding.iter().rposition(|inv| inv == argv) {
-                    outstanding.remove(i);
-                    continue;
-                }
-                if basename(argv.first().map(String::as_str).unwrap_or("")) == "dnsmasq" {
-                    // Its inverse comes with the pid note.
-                    continue;
-                }
-                if let Some(inv) = inverse(argv, stdout, &notes) {
-                    outstanding.push(inv);
-                }
-            }
-        }
+        t.push(e);
     }
-    outstanding.reverse();
-    outstanding
+    t.plan()
 }
 
 /// Runs an undo plan, ignoring failures (the thing may already be gone);
@@ -456,6 +562,61 @@ mod tests {
                 "REJECT"
             ])]
         );
+    }
+
+    #[test]
+    fn only_entries_that_change_the_plan_are_written_and_memory_agrees_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("n.journal");
+        let j = Journal::create(&p).unwrap();
+        // A query creates nothing: no file yet.
+        j.append_ran(
+            &v(&["iptables", "-w", "--table", "filter", "--list-rules"]),
+            "-P INPUT ACCEPT\n",
+        )
+        .unwrap();
+        j.append_ran(&v(&["sysctl", "-n", "net.ipv4.ip_forward"]), "0\n")
+            .unwrap();
+        assert!(!p.exists());
+        let all = vec![
+            ran(&["ip", "link", "add", "name", "br0", "type", "bridge"], ""),
+            ran(
+                &["iptables", "-w", "--insert", "LIBVIRT_FWO", "-j", "REJECT"],
+                "",
+            ),
+            ran(&["iptables", "-w", "--list-rules"], ""),
+            ran(
+                &["iptables", "-w", "--delete", "LIBVIRT_FWO", "-j", "REJECT"],
+                "",
+            ),
+            ran(&["/usr/sbin/dnsmasq", "--conf-file=/c"], ""),
+            Entry::Note {
+                note: "dnsmasq-pid".into(),
+                key: "/c".into(),
+                value: "7".into(),
+            },
+        ];
+        for e in &all {
+            match e {
+                Entry::Ran { argv, stdout } => j.append_ran(argv, stdout).unwrap(),
+                other => j.append(other).unwrap(),
+            }
+        }
+        let on_disk = Journal::read(&p).unwrap();
+        // The listing and the dnsmasq command were left out.
+        assert_eq!(on_disk.len(), 4, "{on_disk:?}");
+        assert_eq!(undo_plan(&on_disk), undo_plan(&all));
+        assert_eq!(j.undo_plan(), undo_plan(&all));
+        assert_eq!(
+            j.undo_plan(),
+            vec![v(&["kill", "7"]), v(&["ip", "link", "del", "br0"])]
+        );
+        j.remove().unwrap();
+        assert!(!p.exists());
+        // A journal that never wrote anything has nothing to remove.
+        let j = Journal::create(&p).unwrap();
+        j.remove().unwrap();
+        assert!(!p.exists());
     }
 
     #[test]

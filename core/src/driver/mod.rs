@@ -683,21 +683,13 @@ impl Driver {
             }
             Err(e) if e.is_crash() => Err(e),
             Err(e) => {
-                self.undo_journal(&jpath)?;
-                drop(journal);
-                status::remove_if_exists(&jpath).map_err(|er| DriverError::io(&jpath, er))?;
+                // The plan the journal file would give, kept in memory.
+                let plan = journal.undo_plan();
+                journal::run_undo(self.runner(), &plan).map_err(DriverError::from_run)?;
+                journal.remove().map_err(|er| DriverError::io(&jpath, er))?;
                 Err(e)
             }
         }
-    }
-
-    fn undo_journal(&self, path: &Path) -> Result<(), DriverError> {
-        let entries = Journal::read(path).map_err(|e| DriverError::Io {
-            path: path.to_path_buf(),
-            reason: e,
-        })?;
-        let plan = journal::undo_plan(&entries);
-        journal::run_undo(self.runner(), &plan).map_err(DriverError::from_run)
     }
 
     /// Stops an active network: the mode's shutdown (saved removal plan
@@ -793,10 +785,12 @@ impl Driver {
         note: &dyn Fn(&str, &str, &str) -> Result<(), DriverError>,
     ) -> Result<(), DriverError> {
         let files = dnsmasq::conf_contents(def, &self.dnsmasq_options())?;
-        for (path, text) in files.files() {
-            let p = Path::new(path);
-            status::atomic_write(p, text.as_bytes()).map_err(|e| DriverError::io(p, e))?;
-        }
+        let list: Vec<(&Path, &[u8])> = files
+            .files()
+            .iter()
+            .map(|(p, t)| (Path::new(*p), t.as_bytes()))
+            .collect();
+        status::atomic_write_all(&list).map_err(|(p, e)| DriverError::io(&p, e))?;
         let caps = self.dnsmasq_caps(runner)?;
         let cmd = dnsmasq::command_line(def, &caps, &files.paths.conf, &self.cfg.leases_helper)?;
         if let Some(pf) = &files.paths.pid_file {

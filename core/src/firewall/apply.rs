@@ -111,10 +111,25 @@ pub fn rollback_start(rollback_flags: &[RollbackFlags], failed: usize) -> usize 
     first
 }
 
-/// Outcome of running one command: `Ok(stdout)` for a command that counts as
-/// successful (possibly with a non-zero status that was ignored).
+/// Outcome of running one command that counts as successful (possibly with
+/// a non-zero status that was ignored).
 struct Executed {
     stdout: String,
+    /// The inverse to add to the current group's rollback list.
+    rollback: Option<Vec<String>>,
+    /// An error to return after the rollback was added (libvirt adds the
+    /// still empty rollback of an nft creation before it finds no handle).
+    error: Option<FirewallError>,
+}
+
+impl Executed {
+    fn plain(stdout: String) -> Self {
+        Executed {
+            stdout,
+            rollback: None,
+            error: None,
+        }
+    }
 }
 
 impl Firewall {
@@ -163,8 +178,7 @@ impl Firewall {
         }
         let mut k = 0;
         // The list may grow while we run (query callbacks append to it).
-        while let Some(cmd) = self.groups.get(idx).and_then(|g| g.actions.get(k)).cloned() {
-            self.apply_cmd(runner, &cmd)?;
+        while self.apply_cmd(runner, idx, k, false)? {
             k += 1;
         }
         Ok(())
@@ -182,19 +196,14 @@ impl Firewall {
             g.adding_rollback = true;
         }
         let mut k = 0;
-        while let Some(cmd) = self
-            .groups
-            .get(idx)
-            .and_then(|g| g.rollbacks.get(k))
-            .cloned()
-        {
-            match self.apply_cmd(runner, &cmd) {
+        loop {
+            match self.apply_cmd(runner, idx, k, true) {
                 Err(e) if e.is_crash() => return Err(e),
+                Ok(false) => return Ok(()),
                 _ => {}
             }
             k += 1;
         }
-        Ok(())
     }
 
     fn current_flags(&self) -> TransactionFlags {
@@ -204,142 +213,168 @@ impl Firewall {
             .unwrap_or_default()
     }
 
-    /// libvirt `virFirewallApplyCmd`.
+    /// libvirt `virFirewallApplyCmd` of command `k` of group `idx` (of its
+    /// rollback list if `rollback`); `Ok(false)` when there is no such
+    /// command. The command is used in place (not copied): only its
+    /// rollback and callback need the firewall mutably, after it ran.
     fn apply_cmd<R: Runner + ?Sized>(
         &mut self,
         runner: &R,
-        cmd: &FirewallCmd,
-    ) -> Result<(), FirewallError> {
+        idx: usize,
+        k: usize,
+        rollback: bool,
+    ) -> Result<bool, FirewallError> {
+        let auto_rollback = self
+            .current_flags()
+            .contains(TransactionFlags::AUTO_ROLLBACK);
+        let Some(cmd) = self.groups.get(idx).and_then(|g| {
+            if rollback {
+                g.rollbacks.get(k)
+            } else {
+                g.actions.get(k)
+            }
+        }) else {
+            return Ok(false);
+        };
         if cmd.args.is_empty() {
             return Err(FirewallError::EmptyCommand);
         }
         let executed = match self.backend {
             Backend::None => return Err(FirewallError::BackendNotImplemented),
-            Backend::Iptables => self.apply_iptables(runner, cmd)?,
-            Backend::Nftables => self.apply_nftables(runner, cmd)?,
+            Backend::Iptables => exec_iptables(runner, cmd, auto_rollback)?,
+            Backend::Nftables => exec_nftables(runner, cmd, auto_rollback)?,
         };
-        if let Some(callback) = cmd.callback.clone() {
+        let layer = cmd.layer;
+        let callback = cmd.callback.clone();
+        if let Some(inverse) = executed.rollback {
+            self.add_rollback_cmd(layer, inverse);
+        }
+        if let Some(err) = executed.error {
+            return Err(err);
+        }
+        if let Some(callback) = callback {
             let lines = split_lines(&executed.stdout);
             let mut ctx = CallbackCtx::new(self);
-            callback(&mut ctx, cmd.layer, &lines)?;
+            callback(&mut ctx, layer, &lines)?;
             if let Some(err) = self.error {
                 return Err(FirewallError::Build(err));
             }
         }
-        Ok(())
+        Ok(true)
     }
+}
 
-    fn apply_iptables<R: Runner + ?Sized>(
-        &mut self,
-        runner: &R,
-        cmd: &FirewallCmd,
-    ) -> Result<Executed, FirewallError> {
-        let check_rollback = self
-            .current_flags()
-            .contains(TransactionFlags::AUTO_ROLLBACK);
-        let mut argv = vec![cmd.layer.binary(Backend::Iptables).to_string()];
-        if let Some(lock) = cmd.layer.iptables_lock_arg() {
-            argv.push(lock.to_string());
-        }
-        argv.extend(cmd.args.iter().cloned());
-        let need_rollback = check_rollback && cmd.args.iter().any(|a| is_iptables_create(a));
+fn exec_iptables<R: Runner + ?Sized>(
+    runner: &R,
+    cmd: &FirewallCmd,
+    auto_rollback: bool,
+) -> Result<Executed, FirewallError> {
+    let argv = full_argv(Backend::Iptables, cmd, false);
+    let need_rollback = auto_rollback && cmd.args.iter().any(|a| is_iptables_create(a));
 
-        let out = runner.run(&Cmd { argv, stdin: None })?;
-        if !out.success() {
-            if cmd.ignore_errors {
-                return Ok(Executed { stdout: out.stdout });
-            }
-            return Err(FirewallError::CommandFailed {
-                command: render_argv(
-                    &full_argv(Backend::Iptables, cmd, false),
-                    RenderOptions::ONE_LINE,
-                ),
-                stderr: out.stderr,
-            });
+    let out = runner.run(&Cmd { argv, stdin: None })?;
+    if !out.success() {
+        if cmd.ignore_errors {
+            return Ok(Executed::plain(out.stdout));
         }
-        if need_rollback {
-            let inverse: Vec<String> = cmd
-                .args
-                .iter()
-                .map(|a| {
-                    if is_iptables_create(a) {
-                        "--delete".to_string()
-                    } else {
-                        a.clone()
-                    }
-                })
-                .collect();
-            self.add_rollback_cmd(cmd.layer, inverse);
-        }
-        Ok(Executed { stdout: out.stdout })
+        return Err(FirewallError::CommandFailed {
+            command: render_argv(
+                &full_argv(Backend::Iptables, cmd, false),
+                RenderOptions::ONE_LINE,
+            ),
+            stderr: out.stderr,
+        });
     }
-
-    fn apply_nftables<R: Runner + ?Sized>(
-        &mut self,
-        runner: &R,
-        cmd: &FirewallCmd,
-    ) -> Result<Executed, FirewallError> {
-        let creation = if cmd.layer == Layer::Tc {
-            None
-        } else if self
-            .current_flags()
-            .contains(TransactionFlags::AUTO_ROLLBACK)
-        {
-            nft_creation(&cmd.args)
-        } else {
-            None
-        };
-        let argv = full_argv(Backend::Nftables, cmd, creation.is_some());
-        let out = runner.run(&Cmd {
-            argv: argv.clone(),
-            stdin: None,
-        })?;
-        if !out.success() {
-            if cmd.args.first().is_some_and(|a| a == "list") || cmd.ignore_errors {
-                // A missing table makes `nft list` fail: that is an empty
-                // listing, not an error. No rollback either way.
-                return Ok(Executed { stdout: out.stdout });
-            }
-            return Err(FirewallError::NftCommandFailed {
-                command: render_argv(&argv, RenderOptions::ONE_LINE),
-                stderr: out.stderr,
-            });
-        }
-        if let Some(verb) = creation {
-            let handle = parse_nft_handle(&out.stdout);
-            let Some(handle) = handle else {
-                // libvirt appends the (still empty) rollback command before
-                // it looks for the handle; it fails later with "Can't apply
-                // empty firewall command" (ignored like every rollback).
-                self.add_rollback_cmd(cmd.layer, Vec::<String>::new());
-                return Err(FirewallError::NoHandle {
-                    command: render_argv(&argv, RenderOptions::ONE_LINE),
-                    stdout: out.stdout,
-                });
-            };
-            let k = verb;
-            let object = cmd.args[k + 1].as_str();
-            let mut inverse = vec!["delete".to_string(), object.to_string()];
-            // Arguments past the end are absent in libvirt's NULL-terminated
-            // list; they are skipped here.
-            let mut push = |idx: usize| {
-                if let Some(a) = cmd.args.get(idx) {
-                    inverse.push(a.clone());
+    let rollback = need_rollback.then(|| {
+        cmd.args
+            .iter()
+            .map(|a| {
+                if is_iptables_create(a) {
+                    "--delete".to_string()
+                } else {
+                    a.clone()
                 }
-            };
-            push(k + 2);
-            if object == "rule" || object == "chain" {
-                push(k + 3);
-            }
-            if object == "rule" {
-                push(k + 4);
-            }
-            inverse.push("handle".to_string());
-            inverse.push(handle.to_string());
-            self.add_rollback_cmd(cmd.layer, inverse);
+            })
+            .collect()
+    });
+    Ok(Executed {
+        stdout: out.stdout,
+        rollback,
+        error: None,
+    })
+}
+
+fn exec_nftables<R: Runner + ?Sized>(
+    runner: &R,
+    cmd: &FirewallCmd,
+    auto_rollback: bool,
+) -> Result<Executed, FirewallError> {
+    let creation = if cmd.layer == Layer::Tc || !auto_rollback {
+        None
+    } else {
+        nft_creation(&cmd.args)
+    };
+    let argv = full_argv(Backend::Nftables, cmd, creation.is_some());
+    let out = runner.run(&Cmd { argv, stdin: None })?;
+    // The argv again, for messages only (failures are the rare path).
+    let shown = || {
+        render_argv(
+            &full_argv(Backend::Nftables, cmd, creation.is_some()),
+            RenderOptions::ONE_LINE,
+        )
+    };
+    if !out.success() {
+        if cmd.args.first().is_some_and(|a| a == "list") || cmd.ignore_errors {
+            // A missing table makes `nft list` fail: that is an empty
+            // listing, not an error. No rollback either way.
+            return Ok(Executed::plain(out.stdout));
         }
-        Ok(Executed { stdout: out.stdout })
+        return Err(FirewallError::NftCommandFailed {
+            command: shown(),
+            stderr: out.stderr,
+        });
     }
+    let Some(k) = creation else {
+        return Ok(Executed::plain(out.stdout));
+    };
+    let Some(handle) = parse_nft_handle(&out.stdout) else {
+        // libvirt appends the (still empty) rollback command before it
+        // looks for the handle; it fails later with "Can't apply empty
+        // firewall command" (ignored like every rollback).
+        return Ok(Executed {
+            rollback: Some(Vec::new()),
+            error: Some(FirewallError::NoHandle {
+                command: shown(),
+                stdout: out.stdout.clone(),
+            }),
+            stdout: out.stdout,
+        });
+    };
+    let object = cmd.args[k + 1].as_str();
+    let mut inverse = Vec::with_capacity(8);
+    inverse.push("delete".to_string());
+    inverse.push(object.to_string());
+    // Arguments past the end are absent in libvirt's NULL-terminated
+    // list; they are skipped here.
+    let mut push = |idx: usize| {
+        if let Some(a) = cmd.args.get(idx) {
+            inverse.push(a.clone());
+        }
+    };
+    push(k + 2);
+    if object == "rule" || object == "chain" {
+        push(k + 3);
+    }
+    if object == "rule" {
+        push(k + 4);
+    }
+    inverse.push("handle".to_string());
+    inverse.push(handle.to_string());
+    Ok(Executed {
+        stdout: out.stdout,
+        rollback: Some(inverse),
+        error: None,
+    })
 }
 
 /// For an nft command in an AUTO_ROLLBACK group: the index of its verb when
@@ -375,7 +410,8 @@ pub fn parse_nft_handle(stdout: &str) -> Option<&str> {
 /// The argv a stored command is executed with under `backend` (`nft_ae`:
 /// whether `-ae` is injected). Exposed for dry-run displays.
 pub fn full_argv(backend: Backend, cmd: &FirewallCmd, nft_ae: bool) -> Vec<String> {
-    let mut argv = vec![cmd.layer.binary(backend).to_string()];
+    let mut argv = Vec::with_capacity(cmd.args.len() + 2);
+    argv.push(cmd.layer.binary(backend).to_string());
     match backend {
         Backend::Nftables => {
             if nft_ae && cmd.layer != Layer::Tc {

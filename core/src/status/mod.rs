@@ -70,11 +70,39 @@ impl StatusError {
 /// same directory, fsync, rename, fsync of the directory. The directory is
 /// created if missing.
 pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = replace_file(path, data)?;
+    // Make the rename itself durable.
+    fs::File::open(&dir)?.sync_all()
+}
+
+/// [`atomic_write`] of several files, with one fsync per directory after
+/// all the renames (instead of one per file): when it returns, every file
+/// is durable. On an error, the files before the failing one may already
+/// be replaced; the error names the path.
+pub fn atomic_write_all(files: &[(&Path, &[u8])]) -> Result<(), (PathBuf, io::Error)> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for (path, data) in files {
+        let dir = replace_file(path, data).map_err(|e| (path.to_path_buf(), e))?;
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    for dir in dirs {
+        fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| (dir.clone(), e))?;
+    }
+    Ok(())
+}
+
+/// Temporary file, fsync, rename over `path`; returns the directory (whose
+/// fsync makes the rename durable). The directory is created only when
+/// the temporary file cannot be created for lack of it.
+fn replace_file(path: &Path, data: &[u8]) -> io::Result<PathBuf> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    fs::create_dir_all(&dir)?;
     let file_name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
@@ -82,24 +110,31 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
     tmp_name.push(file_name);
     tmp_name.push(format!(".tmp{}", std::process::id()));
     let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
+    let open = || {
+        fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(&tmp)?;
+            .open(&tmp)
+    };
+    let mut f = match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(&dir)?;
+            open()?
+        }
+        r => r?,
+    };
+    let result = (|| {
         f.write_all(data)?;
         f.sync_all()?;
         drop(f);
-        fs::rename(&tmp, path)?;
-        // Make the rename itself durable.
-        fs::File::open(&dir)?.sync_all()
+        fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result
+    result.map(|()| dir)
 }
 
 /// Removes a file; a missing file is not an error.

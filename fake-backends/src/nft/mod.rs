@@ -408,6 +408,11 @@ impl NftState {
         }
     }
 
+    /// The device names set with [`NftState::set_links`].
+    pub fn links(&self) -> Option<&BTreeSet<String>> {
+        self.links.as_ref()
+    }
+
     /// The current ruleset generation.
     pub fn generation(&self) -> u64 {
         self.generation
@@ -1614,6 +1619,7 @@ impl NftState {
                     }
                     match (&mut existing.base, spec) {
                         (Some(b), None) if policy_only.is_some() => {
+                            let b = std::sync::Arc::make_mut(b);
                             b.policy_accept = policy_only.unwrap_or(b.policy_accept);
                         }
                         (None, None) if policy_only.is_some() => {
@@ -1640,7 +1646,7 @@ impl NftState {
                                     attr: false,
                                 }]);
                             }
-                            b.policy_accept = s.policy_accept;
+                            std::sync::Arc::make_mut(b).policy_accept = s.policy_accept;
                         }
                     }
                 } else {
@@ -1673,7 +1679,7 @@ impl NftState {
                         name: chain.value.clone(),
                         handle,
                         comment: comment.clone(),
-                        base: spec.clone(),
+                        base: spec.clone().map(std::sync::Arc::new),
                         rules: Default::default(),
                     });
                 }

@@ -194,14 +194,31 @@ pub struct Chain {
     pub handle: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base: Option<BaseSpec>,
+    /// Shared like the rules: copying a table's chain list (twice per nft
+    /// command) copies no base spec, and a chain stays small. Serialised
+    /// as a plain object.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "shared_base")]
+    pub base: Option<Arc<BaseSpec>>,
     /// Shared between copies of the ruleset (every nft command works on
     /// copies: its userspace view and its kernel transaction); a chain's
     /// rules are copied only when a command changes that chain. Serialised
     /// as a plain list.
     #[serde(with = "shared_rules")]
     pub rules: Arc<Vec<Rule>>,
+}
+
+mod shared_base {
+    use super::BaseSpec;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<S: Serializer>(v: &Option<Arc<BaseSpec>>, s: S) -> Result<S::Ok, S::Error> {
+        v.as_deref().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<BaseSpec>>, D::Error> {
+        Option::<BaseSpec>::deserialize(d).map(|b| b.map(Arc::new))
+    }
 }
 
 mod shared_rules {

@@ -654,7 +654,10 @@ pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
 
 fn parse_expanded(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
     let mut p = P { toks, pos: 0 };
-    let mut cmds = Vec::new();
+    // Most batches hold one command, and a command is large: room for one
+    // (a first push would reserve four, a >1 KiB allocation that costs the
+    // allocator a consolidation pass).
+    let mut cmds = Vec::with_capacity(1);
     let mut errors = Vec::new();
     loop {
         while matches!(p.peek().kind, Kind::Newline | Kind::Semi) {
