@@ -125,6 +125,14 @@ pub struct XtablesState {
     pub tables: BTreeMap<String, Table>,
 }
 
+/// The table an iptables command addressed, and whether it may have
+/// written to it (see [`XtablesState::exec_addressed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addressed {
+    pub table: String,
+    pub writes: bool,
+}
+
 /// Builtin tables in `iptables-save` order, with their builtin chains in
 /// `-S` order.
 const TABLES: &[(&str, &[&str])] = &[
@@ -1435,17 +1443,37 @@ impl XtablesState {
         args: &[String],
         alloc_table_handle: &mut dyn FnMut() -> u64,
     ) -> Output {
+        self.exec_addressed(args, alloc_table_handle, &mut |_| None)
+            .0
+    }
+
+    /// Run `iptables ARGS...` like [`XtablesState::exec_shared`], and say
+    /// which table the command addressed and whether it may have changed it
+    /// (every command but `-L`/`-S`/`-C`; a failed write may still have created
+    /// its table). `refuse_write` is asked, once the command line parsed,
+    /// before a command that may write to table T runs: `Some(message)`
+    /// refuses it (exit 1, that message on stderr, nothing changed).
+    pub fn exec_addressed(
+        &mut self,
+        args: &[String],
+        alloc_table_handle: &mut dyn FnMut() -> u64,
+        refuse_write: &mut dyn FnMut(&str) -> Option<String>,
+    ) -> (Output, Option<Addressed>) {
         let fam = self.family;
-        match self.exec_inner(args, alloc_table_handle) {
+        let mut addressed = None;
+        let out = match self.exec_inner(args, alloc_table_handle, refuse_write, &mut addressed) {
             Ok(out) => out,
             Err(f) => f.output(fam),
-        }
+        };
+        (out, addressed)
     }
 
     fn exec_inner(
         &mut self,
         args: &[String],
         alloc: &mut dyn FnMut() -> u64,
+        refuse_write: &mut dyn FnMut(&str) -> Option<String>,
+        addressed: &mut Option<Addressed>,
     ) -> Result<Output, Fail> {
         if args.iter().any(|a| a == "-h" || a == "--help") {
             return Ok(Output::ok(format!(
@@ -1457,6 +1485,16 @@ impl XtablesState {
             return Ok(Output::ok(format!("{} {VERSION}\n", self.family.prog())));
         }
         let p = parse(args, self.family)?;
+        let writes = !matches!(p.cmd, CmdKind::List | CmdKind::ListRules | CmdKind::Check);
+        if writes {
+            if let Some(msg) = refuse_write(&p.table) {
+                return Ok(Output::failed(1, msg));
+            }
+        }
+        *addressed = Some(Addressed {
+            table: p.table.clone(),
+            writes,
+        });
         let fam = self.family;
         let builtins = builtin_chains(&p.table).ok_or_else(|| Fail::NoTable(p.table.clone()))?;
         let drops = match p.cmd {

@@ -305,34 +305,46 @@ pub fn simulate(state: &mut HostState, cmd: &Cmd) -> Output {
             } else {
                 iptables
             };
-            // Only this family's tables can change; only the tables that did
-            // are mirrored again (see xtnft::sync_changed_to_nft).
-            let before = x.clone();
-            let table_handles = nft.table_handle_counter();
-            let out = x.exec_shared(args, &mut || nft.alloc_table_handle());
-            let changed: Vec<String> = x
-                .tables
-                .iter()
-                .filter(|(n, t)| before.tables.get(*n) != Some(*t))
-                .map(|(n, _)| n.clone())
-                .chain(
-                    before
-                        .tables
-                        .keys()
-                        .filter(|n| !x.tables.contains_key(*n))
-                        .cloned(),
-                )
-                .collect();
-            if changed.is_empty() {
-                return out;
-            }
-            match xtnft::sync_changed_to_nft(nft, x, &changed) {
-                Ok(()) => out,
-                Err(e) => {
-                    *x = before;
-                    nft.set_table_handle_counter(table_handles);
-                    Output::failed(1, format!("{prog}: {e}\n"))
+            // Only the table the command addressed can change, and only if
+            // it writes: that table alone is mirrored again (see
+            // xtnft::sync_changed_to_nft). A write into a table nft created
+            // itself is refused before it runs (not simulated).
+            let fam = match x.family {
+                iptables::Family::V4 => nft::Family::Ip,
+                iptables::Family::V6 => nft::Family::Ip6,
+            };
+            let foreign: Vec<String> =
+                nft.tables()
+                    .iter()
+                    .filter(|t| {
+                        t.family == fam
+                            && !nft.xt_tables().iter().any(|m| {
+                                m.family == fam && m.name == t.name && m.handle == t.handle
+                            })
+                    })
+                    .map(|t| t.name.clone())
+                    .collect();
+            let (out, addressed) = x.exec_addressed(
+                args,
+                &mut || nft.alloc_table_handle(),
+                &mut |table| {
+                    foreign.iter().any(|n| n == table).then(|| {
+                        format!(
+                            "{prog}: command not simulated: iptables on table {} {table}, which nft created\n",
+                            fam.as_str()
+                        )
+                    })
+                },
+            );
+            match addressed {
+                Some(a) if a.writes => {
+                    match xtnft::sync_changed_to_nft(nft, x, std::slice::from_ref(&a.table)) {
+                        Ok(()) => out,
+                        // Refused above; kept for the invariant.
+                        Err(e) => Output::failed(1, format!("{prog}: {e}\n")),
+                    }
                 }
+                _ => out,
             }
         }
         "iptables-save" | "ip6tables-save" | "iptables-nft-save" | "ip6tables-nft-save" => {

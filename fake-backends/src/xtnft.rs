@@ -661,6 +661,62 @@ fn rule_text_memo(spec: &str, fam: XtFamily) -> NftRule {
     })
 }
 
+/// The nft rules of iptables chain `c` (and whether one of them uses an
+/// xtables expression), remembered per thread by table and chain name: an
+/// iptables command changes one chain, and the table's other chains are
+/// mirrored again unchanged. The cached copy of the chain is compared in
+/// full, so a stale entry is never used.
+fn chain_rules_memo(
+    fam: XtFamily,
+    table: &str,
+    cname: &str,
+    c: &iptables::Chain,
+) -> (Arc<Vec<nft::Rule>>, bool) {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    type Memo = HashMap<(bool, String, String), (iptables::Chain, Arc<Vec<nft::Rule>>, bool)>;
+    thread_local! {
+        static MEMO: RefCell<Memo> = RefCell::new(HashMap::new());
+    }
+    let key = (fam == XtFamily::V6, table.to_string(), cname.to_string());
+    if let Some(hit) = MEMO.with(|m| {
+        m.borrow()
+            .get(&key)
+            .filter(|(cached, _, _)| cached == c)
+            .map(|(_, rules, warn)| (rules.clone(), *warn))
+    }) {
+        return hit;
+    }
+    let mut warn = false;
+    let rules: Vec<nft::Rule> = c
+        .rules
+        .iter()
+        .map(|r| {
+            if let Some(own) = &r.nft_rule {
+                let mut own = own.clone();
+                own.handle = r.handle;
+                return own;
+            }
+            let nr = rule_text_memo(&r.spec, fam);
+            warn |= nr.compat;
+            nft::Rule {
+                handle: r.handle,
+                stmts: nr.stmts,
+                comment: None,
+            }
+        })
+        .collect();
+    let rules = Arc::new(rules);
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= 4096 {
+            m.clear();
+        }
+        m.insert(key, (c.clone(), rules.clone(), warn));
+    });
+    (rules, warn)
+}
+
 fn mirror_table(fam: XtFamily, name: &str, t: &iptables::Table) -> (nft::Table, Vec<String>) {
     let mut chains: Vec<(u64, nft::Chain)> = Vec::new();
     let mut compat_chains = Vec::new();
@@ -671,24 +727,8 @@ fn mirror_table(fam: XtFamily, name: &str, t: &iptables::Table) -> (nft::Table, 
             .policy
             .as_ref()
             .and_then(|pol| builtin_base(name, cname, pol != "DROP"));
-        let rules: Vec<nft::Rule> = c
-            .rules
-            .iter()
-            .map(|r| {
-                if let Some(own) = &r.nft_rule {
-                    let mut own = own.clone();
-                    own.handle = r.handle;
-                    return own;
-                }
-                let nr = rule_text_memo(&r.spec, fam);
-                warn |= nr.compat;
-                nft::Rule {
-                    handle: r.handle,
-                    stmts: nr.stmts,
-                    comment: None,
-                }
-            })
-            .collect();
+        let (rules, chain_warns) = chain_rules_memo(fam, name, cname, c);
+        warn |= chain_warns;
         if warn {
             compat_chains.push(cname.clone());
         }
@@ -699,7 +739,7 @@ fn mirror_table(fam: XtFamily, name: &str, t: &iptables::Table) -> (nft::Table, 
                 handle: h,
                 comment: None,
                 base: base.map(Arc::new),
-                rules: Arc::new(rules),
+                rules,
             },
         ));
     }

@@ -3,6 +3,12 @@
 //! Subcommands are thin: each one runs cargo or the project's own libraries
 //! and reports what it did. See `cargo xtask --help`.
 
+/// The allocator of every in-process fake run (conformance, props, bench):
+/// the simulated host allocates many small strings per command, which
+/// glibc's malloc serves slowly once its small-block caches fill up.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
