@@ -3,7 +3,7 @@
 //! Subcommands are thin: each one runs cargo or the project's own libraries
 //! and reports what it did. See `cargo xtask --help`.
 
-/// The allocator of every in-process fake run (conformance, props, bench):
+/// The allocator of the fake runs made in this process (conformance, bench):
 /// the simulated host allocates many small strings per command, which
 /// glibc's malloc serves slowly once its small-block caches fill up.
 #[global_allocator]
