@@ -398,9 +398,7 @@ impl<'a> Ctx<'a> {
     // ------------------------------------------------------------------
     // checks
 
-    /// Nothing of ours left: every firewall line of `after` is in `before`
-    /// or in `kept`; every firewall line of `before` is still there (foreign
-    /// rules untouched); links and processes as `before`.
+    /// Nothing of ours left: see [`nothing_left`].
     fn check_nothing_left(
         &self,
         before: &Snapshot,
@@ -408,42 +406,7 @@ impl<'a> Ctx<'a> {
         kept: &Snapshot,
         what: &str,
     ) -> Res<()> {
-        // Multisets of lines: a line may appear at most as often as in the
-        // state before or in the kept state (a duplicated jump to a private
-        // chain is a leak too), and at least as often as before.
-        let b = line_counts(before, FIREWALL_SECTIONS);
-        let a = line_counts(after, FIREWALL_SECTIONS);
-        let k = line_counts(kept, FIREWALL_SECTIONS);
-        let n = |m: &BTreeMap<(String, String), usize>, l: &(String, String)| {
-            m.get(l).copied().unwrap_or(0)
-        };
-        let extra: Vec<String> = a
-            .iter()
-            .filter(|(l, c)| **c > n(&b, l).max(n(&k, l)))
-            .map(|((s, l), c)| format!("+ [{s}] {l}  (x{c})"))
-            .collect();
-        let gone: Vec<String> = b
-            .iter()
-            .filter(|(l, c)| n(&a, l) < **c)
-            .map(|((s, l), _)| format!("- [{s}] {l}"))
-            .collect();
-        if !extra.is_empty() || !gone.is_empty() {
-            let mut d = extra;
-            d.extend(gone);
-            return fail_diff(
-                format!("{what}: rules left behind (+) or foreign/earlier rules removed (-)"),
-                d.join("\n"),
-            );
-        }
-        let other = ["links", "processes"];
-        let (bo, ao) = (before.only(&other), after.only(&other));
-        if bo != ao {
-            return fail_diff(
-                format!("{what}: links or processes differ"),
-                bo.diff(&ao, "before", "after"),
-            );
-        }
-        Ok(())
+        nothing_left(before, after, kept, what).map_err(|(message, diff)| Failure { message, diff })
     }
 
     fn check_status_removal(
@@ -537,6 +500,54 @@ impl<'a> Ctx<'a> {
             })
         })
     }
+}
+
+/// Nothing of ours left (shared by the scenarios and the host-generic
+/// upgrade check): every firewall line of `after` is in `before`
+/// or in `kept`; every firewall line of `before` is still there (foreign
+/// rules untouched); links and processes as `before`.
+pub(crate) fn nothing_left(
+    before: &Snapshot,
+    after: &Snapshot,
+    kept: &Snapshot,
+    what: &str,
+) -> Result<(), (String, String)> {
+    // Multisets of lines: a line may appear at most as often as in the
+    // state before or in the kept state (a duplicated jump to a private
+    // chain is a leak too), and at least as often as before.
+    let b = line_counts(before, FIREWALL_SECTIONS);
+    let a = line_counts(after, FIREWALL_SECTIONS);
+    let k = line_counts(kept, FIREWALL_SECTIONS);
+    let n = |m: &BTreeMap<(String, String), usize>, l: &(String, String)| {
+        m.get(l).copied().unwrap_or(0)
+    };
+    let extra: Vec<String> = a
+        .iter()
+        .filter(|(l, c)| **c > n(&b, l).max(n(&k, l)))
+        .map(|((s, l), c)| format!("+ [{s}] {l}  (x{c})"))
+        .collect();
+    let gone: Vec<String> = b
+        .iter()
+        .filter(|(l, c)| n(&a, l) < **c)
+        .map(|((s, l), _)| format!("- [{s}] {l}"))
+        .collect();
+    if !extra.is_empty() || !gone.is_empty() {
+        let mut d = extra;
+        d.extend(gone);
+        return Err((
+            format!("{what}: rules left behind (+) or foreign/earlier rules removed (-)"),
+            d.join("\n"),
+        ));
+    }
+    let other = ["links", "processes"];
+    let (bo, ao) = (before.only(&other), after.only(&other));
+    if bo != ao {
+        return Err((
+            format!("{what}: links or processes differ"),
+            bo.diff(&ao, "before", "after"),
+        ));
+    }
+    Ok(())
 }
 
 fn drv<T>(r: Result<T, DriverError>, what: &str) -> Res<T> {
