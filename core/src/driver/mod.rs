@@ -696,7 +696,11 @@ impl Driver {
             path: path.to_path_buf(),
             reason: e,
         })?;
-        let plan = journal::undo_plan(&entries);
+        let mut plan = journal::undo_plan(&entries);
+        if crate::firewall::apply::sabotaged() {
+            // Test-only mutation (feature `sabotage`): see firewall::apply.
+            plan.pop();
+        }
         journal::run_undo(self.runner(), &plan).map_err(DriverError::from_run)
     }
 
