@@ -53,6 +53,14 @@ enum Task {
     Props {
         #[arg(long)]
         deep: bool,
+        /// Instead, prove the properties can fail: run the rollback
+        /// property with a deliberately broken rollback (`drop-last-undo`:
+        /// the undo of a failed start skips its last step) and print the
+        /// seed and the minimal failing case; exits non-zero when the
+        /// property fails, as it must. `VIRTNET_MUTANT_SEED=<64 hex>`
+        /// reproduces a run.
+        #[arg(long, value_name = "MUTATION", value_parser = ["drop-last-undo"])]
+        mutant: Option<String>,
     },
     /// Golden releases.
     Release {
@@ -225,7 +233,36 @@ fn main() -> ExitCode {
             };
             exit(report(golden::run(&workspace_root(), mode)))
         }
-        Task::Props { deep } => {
+        Task::Props {
+            mutant: Some(m), ..
+        } => {
+            // Only the mutation test binary is built with the hook switched
+            // on (conformance's dev-dependency feature `sabotage`).
+            let mut test = cargo();
+            test.args([
+                "test",
+                "-p",
+                "virtnet-conformance",
+                "--test",
+                "mutant",
+                "--",
+                "--ignored",
+                "--exact",
+                "demonstrate_drop_last_undo",
+                "--nocapture",
+            ]);
+            eprintln!("xtask: props --mutant {m}: the rollback property must fail and print its seed and minimal case");
+            let failed = !step("mutant property test", test);
+            if failed {
+                eprintln!("xtask: props --mutant {m}: the property caught the mutation (above: seed and minimal case)");
+            } else {
+                eprintln!("xtask: props --mutant {m}: the property did NOT catch the mutation");
+            }
+            // Non-zero either way a person should look: the property
+            // failed (as it must) or, worse, it did not.
+            ExitCode::FAILURE
+        }
+        Task::Props { deep, .. } => {
             let mut test = cargo();
             test.args(["test", "-p", "virtnet-conformance"]);
             if deep {
