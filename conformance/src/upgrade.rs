@@ -540,8 +540,9 @@ impl PlannedCheck {
 }
 
 /// The checks of `states` x `backends` whose id contains one of `filters`
-/// (all when empty), then every `stride`-th of them (1 = all; the first
-/// is always kept).
+/// (all when empty), then about one in `stride` of them (1 = all), picked
+/// by a hash of the id: a plain every-N-th would, with the checks listed
+/// per state and backend, keep only take-overs by one backend.
 pub fn plan(
     states: &[ReleaseState],
     backends: &[Backend],
@@ -561,7 +562,10 @@ pub fn plan(
             filters.is_empty() || filters.iter().any(|f| id.contains(f.as_str()))
         })
         .collect();
-    all.into_iter().step_by(stride.max(1)).collect()
+    let stride = stride.max(1) as u64;
+    all.into_iter()
+        .filter(|c| stride == 1 || (fnv(&c.id(), 0) >> 32) % stride == 0)
+        .collect()
 }
 
 /// A finished check of [`run_on`].

@@ -124,3 +124,36 @@ fn one_release_state_on_the_real_kernel() {
         outer
     );
 }
+
+#[test]
+fn a_stride_keeps_every_kind_of_take_over() {
+    let states = upgrade::all_states(root()).unwrap();
+    let all = upgrade::plan(&states, &BOTH, &[], 1);
+    let some = upgrade::plan(&states, &BOTH, &[], 2);
+    assert!(
+        some.len() * 3 > all.len() && some.len() * 3 < all.len() * 2,
+        "{} of {}",
+        some.len(),
+        all.len()
+    );
+    for kind in [
+        "iptables->iptables",
+        "iptables->nftables",
+        "nftables->iptables",
+        "nftables->nftables",
+    ] {
+        assert!(some.iter().any(|c| c.id().ends_with(kind)), "no {kind}");
+    }
+    for release in ["unreleased", "libvirt-9.0.0", "libvirt-11.3.0"] {
+        assert!(
+            some.iter().any(|c| c.state.release == release),
+            "no {release}"
+        );
+    }
+    // Deterministic.
+    let again: Vec<String> = upgrade::plan(&states, &BOTH, &[], 2)
+        .iter()
+        .map(|c| c.id())
+        .collect();
+    assert_eq!(again, some.iter().map(|c| c.id()).collect::<Vec<_>>());
+}

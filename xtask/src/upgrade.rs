@@ -33,7 +33,8 @@ pub struct UpgradeArgs {
     /// Only this backend for the current driver.
     #[arg(long, value_name = "iptables|nftables|both", default_value = "both")]
     pub backend: String,
-    /// Run every N-th of the selected checks (1 = all).
+    /// Run about one in N of the selected checks (1 = all), picked by a
+    /// hash of the check id so every kind of take-over stays represented.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub stride: usize,
     /// Worker threads (default: number of CPUs).
@@ -140,7 +141,7 @@ pub fn run(root: &Path, args: &UpgradeArgs) -> u8 {
         },
         releases.join(", "),
         if args.stride > 1 {
-            format!(", every {}th check", args.stride)
+            format!(", about one check in {}", args.stride)
         } else {
             String::new()
         }
