@@ -564,7 +564,7 @@ pub fn plan(
         .collect();
     let stride = stride.max(1) as u64;
     all.into_iter()
-        .filter(|c| stride == 1 || (fnv(&c.id(), 0) >> 32) % stride == 0)
+        .filter(|c| stride == 1 || (fnv(&c.id(), 0) >> 32).is_multiple_of(stride))
         .collect()
 }
 
@@ -593,20 +593,8 @@ fn hfail<T>(msg: impl Into<String>) -> Result<T, HStop> {
 }
 
 fn host_run_ok(r: &dyn Runner, argv: &[String]) -> Result<(), HostError> {
-    let out = r
-        .run(&Cmd::new(argv.iter().cloned()))
-        .map_err(|source| HostError::Run {
-            cmd: argv.join(" "),
-            source,
-        })?;
-    if !out.success() {
-        return Err(HostError::Command {
-            cmd: argv.join(" "),
-            status: out.status,
-            stderr: out.stderr.trim_end().to_string(),
-        });
-    }
-    Ok(())
+    let words: Vec<&str> = argv.iter().map(String::as_str).collect();
+    crate::host::run_text(r, &words).map(|_| ())
 }
 
 fn strs(v: &[&str]) -> Vec<String> {
@@ -939,6 +927,37 @@ pub fn run_on(
     jobs: usize,
     progress: &(dyn Fn(&CheckOutcome, usize, usize) + Sync),
 ) -> Vec<CheckOutcome> {
+    run_checks(checks, jobs, progress, &|c: &PlannedCheck| {
+        check_on(factory, &c.state, c.to)
+    })
+}
+
+/// [`check`] (the fake host's objects) as a [`CheckOutcome`].
+pub fn check_fake(c: &PlannedCheck) -> CheckOutcome {
+    let t0 = std::time::Instant::now();
+    let verdict = match check(&c.state, c.to) {
+        Ok(()) => crate::scenario::Verdict::Pass,
+        Err(message) => crate::scenario::Verdict::Fail {
+            message,
+            diff: String::new(),
+        },
+    };
+    CheckOutcome {
+        id: c.id(),
+        verdict,
+        seconds: t0.elapsed().as_secs_f64(),
+    }
+}
+
+/// Runs `one` for each of `checks` on `jobs` threads, a panic becoming a
+/// failure; `progress(outcome, done, total)` as each finishes. Outcomes
+/// in the order of `checks`.
+pub fn run_checks(
+    checks: &[PlannedCheck],
+    jobs: usize,
+    progress: &(dyn Fn(&CheckOutcome, usize, usize) + Sync),
+    one: &(dyn Fn(&PlannedCheck) -> CheckOutcome + Sync),
+) -> Vec<CheckOutcome> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
@@ -949,23 +968,21 @@ pub fn run_on(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(c) = checks.get(i) else { break };
-                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    check_on(factory, &c.state, c.to)
-                }))
-                .unwrap_or_else(|p| CheckOutcome {
-                    id: c.id(),
-                    verdict: crate::scenario::Verdict::Fail {
-                        message: format!(
-                            "panicked: {}",
-                            p.downcast_ref::<String>()
-                                .cloned()
-                                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                                .unwrap_or_default()
-                        ),
-                        diff: String::new(),
-                    },
-                    seconds: 0.0,
-                });
+                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(c)))
+                    .unwrap_or_else(|p| CheckOutcome {
+                        id: c.id(),
+                        verdict: crate::scenario::Verdict::Fail {
+                            message: format!(
+                                "panicked: {}",
+                                p.downcast_ref::<String>()
+                                    .cloned()
+                                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                                    .unwrap_or_default()
+                            ),
+                            diff: String::new(),
+                        },
+                        seconds: 0.0,
+                    });
                 let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                 progress(&out, n, checks.len());
                 results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(out);

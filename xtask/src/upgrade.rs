@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use clap::Args;
 use virtnet_conformance::scenario::Verdict;
-use virtnet_conformance::upgrade::{self, CheckOutcome, PlannedCheck};
+use virtnet_conformance::upgrade::{self, CheckOutcome};
 
 use crate::realns::{self, out};
 
@@ -178,7 +178,7 @@ pub fn run(root: &Path, args: &UpgradeArgs) -> u8 {
     };
     let outcomes: Vec<CheckOutcome> = match &real_host {
         Some(h) => upgrade::run_on(&*h.factory, &checks, jobs, &progress),
-        None => run_fake(&checks, jobs, &progress),
+        None => upgrade::run_checks(&checks, jobs, &progress, &upgrade::check_fake),
     };
     let count = |f: fn(&Verdict) -> bool| outcomes.iter().filter(|o| f(&o.verdict)).count();
     let (p, f, x) = (
@@ -234,49 +234,6 @@ pub fn run(root: &Path, args: &UpgradeArgs) -> u8 {
     } else {
         0
     }
-}
-
-/// The fake host's checks ([`upgrade::check`], on the simulator's
-/// objects) on `jobs` threads.
-fn run_fake(
-    checks: &[PlannedCheck],
-    jobs: usize,
-    progress: &(dyn Fn(&CheckOutcome, usize, usize) + Sync),
-) -> Vec<CheckOutcome> {
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let results: std::sync::Mutex<Vec<Option<CheckOutcome>>> =
-        std::sync::Mutex::new(vec![None; checks.len()]);
-    std::thread::scope(|s| {
-        for _ in 0..jobs.max(1) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(c) = checks.get(i) else { break };
-                let t0 = Instant::now();
-                let verdict = match upgrade::check(&c.state, c.to) {
-                    Ok(()) => Verdict::Pass,
-                    Err(message) => Verdict::Fail {
-                        message,
-                        diff: String::new(),
-                    },
-                };
-                let o = CheckOutcome {
-                    id: c.id(),
-                    verdict,
-                    seconds: t0.elapsed().as_secs_f64(),
-                };
-                let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                progress(&o, n, checks.len());
-                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(o);
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-        .into_iter()
-        .flatten()
-        .collect()
 }
 
 impl UpgradeArgs {
