@@ -330,22 +330,13 @@ impl<'a> Ctx<'a> {
     // ------------------------------------------------------------------
     // expectations computed on separate fresh hosts
 
-    /// What libvirt keeps on purpose after a destroy: the private chains
-    /// (and their tables) of every backend in `backends`, set up the way the
-    /// first network start sets them up; nothing else of the network. This
-    /// is the one definition of "kept" the checks use. Returns the firewall
-    /// sections of the baseline with those chains.
+    /// What libvirt keeps on purpose after a destroy, as a snapshot: the
+    /// baseline's firewall sections plus what
+    /// [`crate::props::view::set_up_kept`] (the one definition of "kept")
+    /// adds for `backends` — for a network with firewall rules (one without
+    /// never sets the private chains up).
     pub fn kept(&self, backends: &[Backend]) -> Result<Snapshot, HostError> {
-        let stage = self.stage()?;
-        let r = stage.host.runner();
-        if rules::has_firewall_rules(&self.case.def) {
-            for b in backends {
-                ChainInitState::new()
-                    .setup(*b, &*r, false)
-                    .map_err(|e| HostError::Other(format!("private chains: {e}")))?;
-            }
-        }
-        Ok(stage.host.snapshot()?.only(FIREWALL_SECTIONS))
+        self.kept_for(&self.case.def, backends)
     }
 
     /// The golden expectation of a start with `backend`: the baseline, the
@@ -1429,11 +1420,7 @@ impl Ctx<'_> {
         let stage = self.stage_for(def)?;
         let r = stage.host.runner();
         if rules::has_firewall_rules(def) {
-            for b in backends {
-                ChainInitState::new()
-                    .setup(*b, &*r, false)
-                    .map_err(|e| HostError::Other(format!("private chains: {e}")))?;
-            }
+            crate::props::view::set_up_kept(&*r, backends).map_err(HostError::Other)?;
         }
         Ok(stage.host.snapshot()?.only(FIREWALL_SECTIONS))
     }

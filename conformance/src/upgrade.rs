@@ -727,11 +727,7 @@ fn host_kept(
 ) -> Result<Snapshot, HostError> {
     let (host, _) = host_stage(factory, def, host_bridge)?;
     let r = host.runner();
-    for b in backends {
-        ChainInitState::new()
-            .setup(*b, &*r, false)
-            .map_err(|e| HostError::Other(format!("private chains: {e}")))?;
-    }
+    view::set_up_kept(&*r, backends).map_err(HostError::Other)?;
     Ok(host.snapshot()?.only(FIREWALL_SECTIONS))
 }
 
