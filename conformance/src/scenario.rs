@@ -1142,24 +1142,11 @@ pub fn install_upgrade_source(
                 .map_err(|e| HostError::Other(e.to_string()))?;
             let log = std::fs::read_to_string(dir.join("commands.log"))
                 .map_err(|e| HostError::Other(format!("{}: {e}", dir.display())))?;
-            let entries = virtnet_fake::record::parse_log(&log)
-                .map_err(|e| HostError::Other(format!("{}: {e}", dir.display())))?;
-            let mut in_start = false;
-            let mut cmds = Vec::new();
-            for e in entries {
-                match e {
-                    virtnet_fake::record::LogEntry::Step(s) => {
-                        in_start = s.starts_with("net-start")
-                    }
-                    virtnet_fake::record::LogEntry::Command { argv, output, .. } if in_start => {
-                        cmds.push((
-                            argv,
-                            output.status == 0 || argv_has_csum_faked(&output.stderr),
-                        ));
-                    }
-                    _ => {}
-                }
-            }
+            let cmds = crate::upgrade::capture_start_stream(&log)
+                .map_err(|e| HostError::Other(format!("{}: {e}", dir.display())))?
+                .into_iter()
+                .map(|argv| (argv, true))
+                .collect::<Vec<(Vec<String>, bool)>>();
             (Some(status_text), cmds, st.def)
         }
         UpgradeSource::Frozen { release, backend } => {
@@ -1260,11 +1247,6 @@ pub fn install_upgrade_source(
     let p = state_dir.join(format!("{}.xml", def.name));
     std::fs::write(&p, text).map_err(|e| HostError::Other(format!("{}: {e}", p.display())))?;
     Ok(Some(def.name))
-}
-
-/// The captures mark the csum filter they made succeed.
-fn argv_has_csum_faked(stderr: &str) -> bool {
-    stderr.contains("FAKED-SUCCESS")
 }
 
 /// Replaces handle `k` (1-based numbering of a frozen release's removal

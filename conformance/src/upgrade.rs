@@ -124,6 +124,33 @@ pub fn load_ours(root: &Path, release: &str) -> Result<Vec<ReleaseState>, String
     Ok(out)
 }
 
+/// The commands of a capture's `net-start` step that changed the host:
+/// those that succeeded, and those the capture wrapper made succeed
+/// (`# FAKED-SUCCESS`: the tc csum filter on a kernel without act_csum),
+/// in order. The one reading of a libvirt start stream (upgrade-check and
+/// the matrix's upgrade scenarios).
+pub fn capture_start_stream(log: &str) -> Result<Vec<Vec<String>>, String> {
+    let mut in_start = false;
+    let mut stream = Vec::new();
+    for e in parse_log(log).map_err(|e| e.to_string())? {
+        match e {
+            LogEntry::Step(s) => in_start = s.starts_with("net-start"),
+            LogEntry::Command {
+                argv,
+                output,
+                faked_success,
+                ..
+            } if in_start => {
+                if output.status == 0 || faked_success {
+                    stream.push(argv);
+                }
+            }
+            LogEntry::Command { .. } => {}
+        }
+    }
+    Ok(stream)
+}
+
 /// The release states of a libvirt capture set
 /// (`golden/upstream/captures/<release>`): the plain per-backend runs.
 pub fn load_libvirt(root: &Path, release: &str) -> Result<Vec<ReleaseState>, String> {
@@ -147,27 +174,8 @@ pub fn load_libvirt(root: &Path, release: &str) -> Result<Vec<ReleaseState>, Str
             if !log.exists() {
                 continue;
             }
-            let entries = parse_log(&read(&log)?).map_err(|e| format!("{}: {e}", log.display()))?;
-            let mut in_start = false;
-            let mut stream = Vec::new();
-            for e in entries {
-                match e {
-                    LogEntry::Step(s) => in_start = s.starts_with("net-start"),
-                    LogEntry::Command {
-                        argv,
-                        output,
-                        faked_success,
-                        ..
-                    } if in_start => {
-                        // What changed the host: successful commands (the
-                        // capture's faked tc csum success included).
-                        if output.status == 0 || faked_success {
-                            stream.push(argv);
-                        }
-                    }
-                    LogEntry::Command { .. } => {}
-                }
-            }
+            let stream = capture_start_stream(&read(&log)?)
+                .map_err(|e| format!("{}: {e}", log.display()))?;
             if stream.is_empty() {
                 return Err(format!("{}: no net-start commands", log.display()));
             }
