@@ -63,6 +63,17 @@ pub fn reexec(who: &str, argv: &[String]) -> u8 {
             return 2;
         }
     };
+    // `cargo xtask ci` runs `cargo test --workspace` first, which may
+    // rebuild this very binary (xtask's own tests need it): the running
+    // file is then deleted and its path names the new build of the same
+    // sources.
+    let exe = match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        Some(p) if std::path::Path::new(p).is_file() => {
+            eprintln!("{who} --real: this program was rebuilt while it ran; re-executing the new build {p}");
+            std::path::PathBuf::from(p)
+        }
+        _ => exe,
+    };
     let root = nix::unistd::Uid::effective().is_root();
     let mut cmd = Command::new("unshare");
     if !root {
