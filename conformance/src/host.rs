@@ -251,7 +251,8 @@ pub struct RealTestHost {
     netns: String,
 }
 
-fn run_text(r: &dyn Runner, argv: &[&str]) -> Result<String, HostError> {
+/// Runs `argv`; its stdout, or what failed. (Also the upgrade check's.)
+pub(crate) fn run_text(r: &dyn Runner, argv: &[&str]) -> Result<String, HostError> {
     let cmd = Cmd::new(argv.iter().copied());
     let out = r.run(&cmd).map_err(|source| HostError::Run {
         cmd: argv.join(" "),

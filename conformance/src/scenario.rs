@@ -330,22 +330,13 @@ impl<'a> Ctx<'a> {
     // ------------------------------------------------------------------
     // expectations computed on separate fresh hosts
 
-    /// What libvirt keeps on purpose after a destroy: the private chains
-    /// (and their tables) of every backend in `backends`, set up the way the
-    /// first network start sets them up; nothing else of the network. This
-    /// is the one definition of "kept" the checks use. Returns the firewall
-    /// sections of the baseline with those chains.
+    /// What libvirt keeps on purpose after a destroy, as a snapshot: the
+    /// baseline's firewall sections plus what
+    /// [`crate::props::view::set_up_kept`] (the one definition of "kept")
+    /// adds for `backends` — for a network with firewall rules (one without
+    /// never sets the private chains up).
     pub fn kept(&self, backends: &[Backend]) -> Result<Snapshot, HostError> {
-        let stage = self.stage()?;
-        let r = stage.host.runner();
-        if rules::has_firewall_rules(&self.case.def) {
-            for b in backends {
-                ChainInitState::new()
-                    .setup(*b, &*r, false)
-                    .map_err(|e| HostError::Other(format!("private chains: {e}")))?;
-            }
-        }
-        Ok(stage.host.snapshot()?.only(FIREWALL_SECTIONS))
+        self.kept_for(&self.case.def, backends)
     }
 
     /// The golden expectation of a start with `backend`: the baseline, the
@@ -398,9 +389,7 @@ impl<'a> Ctx<'a> {
     // ------------------------------------------------------------------
     // checks
 
-    /// Nothing of ours left: every firewall line of `after` is in `before`
-    /// or in `kept`; every firewall line of `before` is still there (foreign
-    /// rules untouched); links and processes as `before`.
+    /// Nothing of ours left: see [`nothing_left`].
     fn check_nothing_left(
         &self,
         before: &Snapshot,
@@ -408,42 +397,7 @@ impl<'a> Ctx<'a> {
         kept: &Snapshot,
         what: &str,
     ) -> Res<()> {
-        // Multisets of lines: a line may appear at most as often as in the
-        // state before or in the kept state (a duplicated jump to a private
-        // chain is a leak too), and at least as often as before.
-        let b = line_counts(before, FIREWALL_SECTIONS);
-        let a = line_counts(after, FIREWALL_SECTIONS);
-        let k = line_counts(kept, FIREWALL_SECTIONS);
-        let n = |m: &BTreeMap<(String, String), usize>, l: &(String, String)| {
-            m.get(l).copied().unwrap_or(0)
-        };
-        let extra: Vec<String> = a
-            .iter()
-            .filter(|(l, c)| **c > n(&b, l).max(n(&k, l)))
-            .map(|((s, l), c)| format!("+ [{s}] {l}  (x{c})"))
-            .collect();
-        let gone: Vec<String> = b
-            .iter()
-            .filter(|(l, c)| n(&a, l) < **c)
-            .map(|((s, l), _)| format!("- [{s}] {l}"))
-            .collect();
-        if !extra.is_empty() || !gone.is_empty() {
-            let mut d = extra;
-            d.extend(gone);
-            return fail_diff(
-                format!("{what}: rules left behind (+) or foreign/earlier rules removed (-)"),
-                d.join("\n"),
-            );
-        }
-        let other = ["links", "processes"];
-        let (bo, ao) = (before.only(&other), after.only(&other));
-        if bo != ao {
-            return fail_diff(
-                format!("{what}: links or processes differ"),
-                bo.diff(&ao, "before", "after"),
-            );
-        }
-        Ok(())
+        nothing_left(before, after, kept, what).map_err(|(message, diff)| Failure { message, diff })
     }
 
     fn check_status_removal(
@@ -537,6 +491,54 @@ impl<'a> Ctx<'a> {
             })
         })
     }
+}
+
+/// Nothing of ours left (shared by the scenarios and the host-generic
+/// upgrade check): every firewall line of `after` is in `before`
+/// or in `kept`; every firewall line of `before` is still there (foreign
+/// rules untouched); links and processes as `before`.
+pub(crate) fn nothing_left(
+    before: &Snapshot,
+    after: &Snapshot,
+    kept: &Snapshot,
+    what: &str,
+) -> Result<(), (String, String)> {
+    // Multisets of lines: a line may appear at most as often as in the
+    // state before or in the kept state (a duplicated jump to a private
+    // chain is a leak too), and at least as often as before.
+    let b = line_counts(before, FIREWALL_SECTIONS);
+    let a = line_counts(after, FIREWALL_SECTIONS);
+    let k = line_counts(kept, FIREWALL_SECTIONS);
+    let n = |m: &BTreeMap<(String, String), usize>, l: &(String, String)| {
+        m.get(l).copied().unwrap_or(0)
+    };
+    let extra: Vec<String> = a
+        .iter()
+        .filter(|(l, c)| **c > n(&b, l).max(n(&k, l)))
+        .map(|((s, l), c)| format!("+ [{s}] {l}  (x{c})"))
+        .collect();
+    let gone: Vec<String> = b
+        .iter()
+        .filter(|(l, c)| n(&a, l) < **c)
+        .map(|((s, l), _)| format!("- [{s}] {l}"))
+        .collect();
+    if !extra.is_empty() || !gone.is_empty() {
+        let mut d = extra;
+        d.extend(gone);
+        return Err((
+            format!("{what}: rules left behind (+) or foreign/earlier rules removed (-)"),
+            d.join("\n"),
+        ));
+    }
+    let other = ["links", "processes"];
+    let (bo, ao) = (before.only(&other), after.only(&other));
+    if bo != ao {
+        return Err((
+            format!("{what}: links or processes differ"),
+            bo.diff(&ao, "before", "after"),
+        ));
+    }
+    Ok(())
 }
 
 fn drv<T>(r: Result<T, DriverError>, what: &str) -> Res<T> {
@@ -1140,24 +1142,11 @@ pub fn install_upgrade_source(
                 .map_err(|e| HostError::Other(e.to_string()))?;
             let log = std::fs::read_to_string(dir.join("commands.log"))
                 .map_err(|e| HostError::Other(format!("{}: {e}", dir.display())))?;
-            let entries = virtnet_fake::record::parse_log(&log)
-                .map_err(|e| HostError::Other(format!("{}: {e}", dir.display())))?;
-            let mut in_start = false;
-            let mut cmds = Vec::new();
-            for e in entries {
-                match e {
-                    virtnet_fake::record::LogEntry::Step(s) => {
-                        in_start = s.starts_with("net-start")
-                    }
-                    virtnet_fake::record::LogEntry::Command { argv, output, .. } if in_start => {
-                        cmds.push((
-                            argv,
-                            output.status == 0 || argv_has_csum_faked(&output.stderr),
-                        ));
-                    }
-                    _ => {}
-                }
-            }
+            let cmds = crate::upgrade::capture_start_stream(&log)
+                .map_err(|e| HostError::Other(format!("{}: {e}", dir.display())))?
+                .into_iter()
+                .map(|argv| (argv, true))
+                .collect::<Vec<(Vec<String>, bool)>>();
             (Some(status_text), cmds, st.def)
         }
         UpgradeSource::Frozen { release, backend } => {
@@ -1258,11 +1247,6 @@ pub fn install_upgrade_source(
     let p = state_dir.join(format!("{}.xml", def.name));
     std::fs::write(&p, text).map_err(|e| HostError::Other(format!("{}: {e}", p.display())))?;
     Ok(Some(def.name))
-}
-
-/// The captures mark the csum filter they made succeed.
-fn argv_has_csum_faked(stderr: &str) -> bool {
-    stderr.contains("FAKED-SUCCESS")
 }
 
 /// Replaces handle `k` (1-based numbering of a frozen release's removal
@@ -1418,11 +1402,7 @@ impl Ctx<'_> {
         let stage = self.stage_for(def)?;
         let r = stage.host.runner();
         if rules::has_firewall_rules(def) {
-            for b in backends {
-                ChainInitState::new()
-                    .setup(*b, &*r, false)
-                    .map_err(|e| HostError::Other(format!("private chains: {e}")))?;
-            }
+            crate::props::view::set_up_kept(&*r, backends).map_err(HostError::Other)?;
         }
         Ok(stage.host.snapshot()?.only(FIREWALL_SECTIONS))
     }

@@ -28,8 +28,14 @@
 //! 3. destroy then leaves the host as it was before the old release ran,
 //!    apart from what libvirt keeps on purpose
 //!    ([`crate::props::view::kept_on_purpose`]), foreign objects included.
+//!
+//! [`check_on`] is the same check on any host (the real kernel with
+//! `--real`: every host a fresh network namespace of the worker thread),
+//! on canonical snapshots; on a kernel without act_csum the nftables
+//! release states and take-overs by nftables are expected failures.
+//! [`plan`] selects the checks (`--filter`, `--backend`, `--stride`),
+//! [`run_checks`] runs them on worker threads.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -42,6 +48,7 @@ use virtnet_core::status;
 use virtnet_fake::record::{parse_log, LogEntry};
 use virtnet_fake::{FakeHost, HostState};
 
+use crate::host::{HostError, HostFactory, Snapshot, TestHost, FIREWALL_SECTIONS};
 use crate::props::view::{self, Item};
 
 /// What a release left on a host after starting one network.
@@ -123,6 +130,33 @@ pub fn load_ours(root: &Path, release: &str) -> Result<Vec<ReleaseState>, String
     Ok(out)
 }
 
+/// The commands of a capture's `net-start` step that changed the host:
+/// those that succeeded, and those the capture wrapper made succeed
+/// (`# FAKED-SUCCESS`: the tc csum filter on a kernel without act_csum),
+/// in order. The one reading of a libvirt start stream (upgrade-check and
+/// the matrix's upgrade scenarios).
+pub fn capture_start_stream(log: &str) -> Result<Vec<Vec<String>>, String> {
+    let mut in_start = false;
+    let mut stream = Vec::new();
+    for e in parse_log(log).map_err(|e| e.to_string())? {
+        match e {
+            LogEntry::Step(s) => in_start = s.starts_with("net-start"),
+            LogEntry::Command {
+                argv,
+                output,
+                faked_success,
+                ..
+            } if in_start => {
+                if output.status == 0 || faked_success {
+                    stream.push(argv);
+                }
+            }
+            LogEntry::Command { .. } => {}
+        }
+    }
+    Ok(stream)
+}
+
 /// The release states of a libvirt capture set
 /// (`golden/upstream/captures/<release>`): the plain per-backend runs.
 pub fn load_libvirt(root: &Path, release: &str) -> Result<Vec<ReleaseState>, String> {
@@ -146,27 +180,8 @@ pub fn load_libvirt(root: &Path, release: &str) -> Result<Vec<ReleaseState>, Str
             if !log.exists() {
                 continue;
             }
-            let entries = parse_log(&read(&log)?).map_err(|e| format!("{}: {e}", log.display()))?;
-            let mut in_start = false;
-            let mut stream = Vec::new();
-            for e in entries {
-                match e {
-                    LogEntry::Step(s) => in_start = s.starts_with("net-start"),
-                    LogEntry::Command {
-                        argv,
-                        output,
-                        faked_success,
-                        ..
-                    } if in_start => {
-                        // What changed the host: successful commands (the
-                        // capture's faked tc csum success included).
-                        if output.status == 0 || faked_success {
-                            stream.push(argv);
-                        }
-                    }
-                    LogEntry::Command { .. } => {}
-                }
-            }
+            let stream = capture_start_stream(&read(&log)?)
+                .map_err(|e| format!("{}: {e}", log.display()))?;
             if stream.is_empty() {
                 return Err(format!("{}: no net-start commands", log.display()));
             }
@@ -400,59 +415,8 @@ pub fn check(old: &ReleaseState, to: Backend) -> Result<(), String> {
     view::same_apart_from_kept(&baseline, &host.state()).map_err(|e| format!("after destroy: {e}"))
 }
 
-/// What [`run`] did.
-#[derive(Debug, Default)]
-pub struct Report {
-    /// release -> (release states, checks passed, checks run).
-    pub per_release: BTreeMap<String, (usize, usize, usize)>,
-    pub failures: Vec<String>,
-}
-
-impl Report {
-    pub fn checks(&self) -> usize {
-        self.per_release.values().map(|v| v.2).sum()
-    }
-    pub fn passed(&self) -> usize {
-        self.per_release.values().map(|v| v.1).sum()
-    }
-}
-
 /// The libvirt capture sets taken over.
 pub const LIBVIRT_RELEASES: [&str; 2] = ["libvirt-9.0.0", "libvirt-11.3.0"];
-
-/// Every release state x {iptables, nftables}, on the fake host.
-pub fn run(root: &Path) -> Result<Report, String> {
-    let mut sets = Vec::new();
-    for r in our_releases(root)? {
-        sets.push((r.clone(), load_ours(root, &r)?));
-    }
-    for r in LIBVIRT_RELEASES {
-        sets.push((r.to_string(), load_libvirt(root, r)?));
-    }
-    let mut rep = Report::default();
-    for (release, states) in sets {
-        if states.is_empty() {
-            rep.failures.push(format!(
-                "{release}: no release states (start stream + status file) found"
-            ));
-        }
-        let entry = rep.per_release.entry(release.clone()).or_default();
-        entry.0 = states.len();
-        for old in &states {
-            for to in [Backend::Iptables, Backend::Nftables] {
-                entry.2 += 1;
-                match check(old, to) {
-                    Ok(()) => entry.1 += 1,
-                    Err(e) => rep.failures.push(format!(
-                        "{release} {} ({} -> {to}): {e}",
-                        old.case, old.backend
-                    )),
-                }
-            }
-        }
-    }
-    Ok(rep)
-}
 
 fn fnv(seed: &str, salt: u8) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325 ^ u64::from(salt);
@@ -501,4 +465,493 @@ pub fn fresh_status_file(xml: &str, backend: Backend, ids: &str) -> Result<Optio
         return Ok(None);
     }
     read(&dir2.path().join("state").join(format!("{name}.xml"))).map(Some)
+}
+
+// ----------------------------------------------------------------------
+// on any host (fake or real kernel): `cargo xtask upgrade-check --real`
+
+/// The id of one check, what `--filter` matches:
+/// `release/case/old-backend->new-backend`.
+pub fn check_id(old: &ReleaseState, to: Backend) -> String {
+    format!("{}/{}/{}->{to}", old.release, old.case, old.backend)
+}
+
+/// Every release state of every release (ours, then the libvirt captures),
+/// in a stable order.
+pub fn all_states(root: &Path) -> Result<Vec<ReleaseState>, String> {
+    let mut out = Vec::new();
+    for r in our_releases(root)? {
+        out.extend(load_ours(root, &r)?);
+    }
+    for r in LIBVIRT_RELEASES {
+        out.extend(load_libvirt(root, r)?);
+    }
+    Ok(out)
+}
+
+/// One check of [`run_on`]'s plan.
+#[derive(Debug, Clone)]
+pub struct PlannedCheck {
+    pub state: ReleaseState,
+    pub to: Backend,
+}
+
+impl PlannedCheck {
+    pub fn id(&self) -> String {
+        check_id(&self.state, self.to)
+    }
+}
+
+/// The checks of `states` x `backends` whose id contains one of `filters`
+/// (all when empty), then about one in `stride` of them (1 = all), picked
+/// by a hash of the id: a plain every-N-th would, with the checks listed
+/// per state and backend, keep only take-overs by one backend.
+pub fn plan(
+    states: &[ReleaseState],
+    backends: &[Backend],
+    filters: &[String],
+    stride: usize,
+) -> Vec<PlannedCheck> {
+    let all: Vec<PlannedCheck> = states
+        .iter()
+        .flat_map(|s| {
+            backends.iter().map(|to| PlannedCheck {
+                state: s.clone(),
+                to: *to,
+            })
+        })
+        .filter(|c| {
+            let id = c.id();
+            filters.is_empty() || filters.iter().any(|f| id.contains(f.as_str()))
+        })
+        .collect();
+    let stride = stride.max(1) as u64;
+    all.into_iter()
+        .filter(|c| stride == 1 || (fnv(&c.id(), 0) >> 32).is_multiple_of(stride))
+        .collect()
+}
+
+/// A finished check of [`run_on`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckOutcome {
+    pub id: String,
+    #[serde(flatten)]
+    pub verdict: crate::scenario::Verdict,
+    pub seconds: f64,
+}
+
+enum HStop {
+    Fail(String, String),
+    Xfail(String),
+}
+
+impl From<HostError> for HStop {
+    fn from(e: HostError) -> Self {
+        HStop::Fail(format!("host: {e}"), String::new())
+    }
+}
+
+fn hfail<T>(msg: impl Into<String>) -> Result<T, HStop> {
+    Err(HStop::Fail(msg.into(), String::new()))
+}
+
+fn host_run_ok(r: &dyn Runner, argv: &[String]) -> Result<(), HostError> {
+    let words: Vec<&str> = argv.iter().map(String::as_str).collect();
+    crate::host::run_text(r, &words).map(|_| ())
+}
+
+fn strs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// A fresh host of `factory` with the foreign software every check starts
+/// from (Docker's iptables rules, firewalld's nft table), the devices the
+/// definition expects (uplinks) and, for host-managed modes, the admin's
+/// bridge. Returns the host and its baseline.
+fn host_stage(
+    factory: &dyn HostFactory,
+    def: &virtnet_core::netxml::NetworkDef,
+    host_bridge: Option<&str>,
+) -> Result<(Box<dyn TestHost>, Snapshot), HostError> {
+    let host = factory.fresh()?;
+    let r = host.runner();
+    let seed = |e: virtnet_fake::seed::SeedError| HostError::Other(e.to_string());
+    virtnet_fake::seed::seed_docker_iptables(&*r).map_err(seed)?;
+    virtnet_fake::seed::seed_firewalld_nft(&*r).map_err(seed)?;
+    let mut devs = crate::cases::uplinks(def);
+    if let Some(hb) = host_bridge {
+        devs.push(hb.to_string());
+    }
+    devs.sort();
+    devs.dedup();
+    for (i, dev) in devs.iter().enumerate() {
+        host_run_ok(&*r, &strs(&["ip", "link", "add", dev, "type", "bridge"]))?;
+        let mac = format!("02:00:00:00:00:{:02x}", i + 1);
+        host_run_ok(
+            &*r,
+            &strs(&["ip", "link", "set", "dev", dev, "address", &mac]),
+        )?;
+    }
+    let baseline = host.snapshot()?;
+    Ok((host, baseline))
+}
+
+fn host_driver(
+    factory: &dyn HostFactory,
+    dir: &Path,
+    runner: Arc<dyn Runner>,
+    backend: Backend,
+) -> Result<Driver, String> {
+    let tools = factory.driver_tools();
+    let mut c =
+        DriverConfig::new(dir.join("config"), dir.join("state"), runner).with_backend(backend);
+    c.dnsmasq_binary = Some(tools.dnsmasq_binary);
+    c.leases_helper = tools.leases_helper;
+    Driver::open(c).map_err(|e| format!("driver open: {e}"))
+}
+
+/// The top-level blocks of a ruleset text, each as its lines: `table ...
+/// {` to its closing `}` (`nft list ruleset`), `*table` to `COMMIT`
+/// (`iptables-save`).
+fn blocks(text: &str, end: &str) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut cur: Vec<String> = Vec::new();
+    for l in text.lines() {
+        cur.push(l.to_string());
+        if l == end {
+            out.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// The firewall sections of `snap` without what the old release's backend
+/// keeps on purpose: a table (nft, iptables, ip6tables) exactly as the
+/// private-chain setup of `kept` left it, and unlike the baseline's table
+/// of that name, is put back to the baseline's (or dropped when the
+/// baseline has none). With `drop_qdisc_of`, the tc lines of that device
+/// are dropped (libvirt leaves the root qdisc a switch away from nftables
+/// leaves to the bridge's deletion).
+fn firewall_without_kept(
+    snap: &Snapshot,
+    kept: &Snapshot,
+    baseline: &Snapshot,
+    drop_qdisc_of: Option<&str>,
+) -> Snapshot {
+    let mut out = snap.only(FIREWALL_SECTIONS);
+    for (sec, end) in [
+        ("nft", "}"),
+        ("iptables", "COMMIT"),
+        ("ip6tables", "COMMIT"),
+    ] {
+        let base_blocks = blocks(baseline.section(sec), end);
+        let kept_blocks = blocks(kept.section(sec), end);
+        let text: String = blocks(snap.section(sec), end)
+            .into_iter()
+            .flat_map(|b| {
+                let header = b.first().cloned().unwrap_or_default();
+                let base = base_blocks.iter().find(|x| x.first() == Some(&header));
+                if kept_blocks.contains(&b) && base != Some(&b) {
+                    base.cloned().unwrap_or_default()
+                } else {
+                    b
+                }
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        out.sections.insert(sec.into(), text);
+    }
+    if let Some(dev) = drop_qdisc_of {
+        let pat = format!("dev {dev} ");
+        let pre = format!("filter {dev}:");
+        let text: String = snap
+            .section("tc")
+            .lines()
+            .filter(|l| !l.contains(&pat) && !l.starts_with(&pre))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        out.sections.insert("tc".into(), text);
+    }
+    out
+}
+
+/// The baseline of a fresh host with the private chains of `backends` set
+/// up (what libvirt keeps on purpose after a destroy), firewall sections.
+/// (The caller leaves out backends that never set them up: a network
+/// without firewall rules does not.)
+fn host_kept(
+    factory: &dyn HostFactory,
+    def: &virtnet_core::netxml::NetworkDef,
+    host_bridge: Option<&str>,
+    backends: &[Backend],
+) -> Result<Snapshot, HostError> {
+    let (host, _) = host_stage(factory, def, host_bridge)?;
+    let r = host.runner();
+    view::set_up_kept(&*r, backends).map_err(HostError::Other)?;
+    Ok(host.snapshot()?.only(FIREWALL_SECTIONS))
+}
+
+/// [`check`] on any host (`factory`: the fake, or the real kernel in a
+/// fresh network namespace of the calling thread per host). The same
+/// three assertions on canonical snapshots instead of the fake's objects:
+/// the firewall after the take-over equals a fresh start's (nft tables,
+/// iptables-save and tc text, in order, apart from what the old backend
+/// keeps on purpose), the saved status file equals a fresh start's
+/// (handles masked), and destroy leaves the baseline apart from the kept
+/// private chains. On a kernel without act_csum a release state whose
+/// stream needs the csum filter, or a take-over by nftables (whose reload
+/// adds it), is an expected failure, as it is for libvirt.
+pub fn check_on(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) -> CheckOutcome {
+    use crate::scenario::{Verdict, XFAIL_ACT_CSUM};
+    let t0 = std::time::Instant::now();
+    let verdict = match check_on_inner(factory, old, to) {
+        Ok(()) => Verdict::Pass,
+        Err(HStop::Fail(message, diff)) => Verdict::Fail { message, diff },
+        Err(HStop::Xfail(reason)) => Verdict::Xfail {
+            reason: if reason.is_empty() {
+                XFAIL_ACT_CSUM.to_string()
+            } else {
+                reason
+            },
+        },
+    };
+    CheckOutcome {
+        id: check_id(old, to),
+        verdict,
+        seconds: t0.elapsed().as_secs_f64(),
+    }
+}
+
+fn check_on_inner(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) -> Result<(), HStop> {
+    let dir = crate::props::scratch_dir().map_err(|e| HStop::Fail(e, String::new()))?;
+    // dnsmasq writes its pid file as root and may then drop privileges.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755));
+    }
+    // The TFTP root of a libvirt status file existed on the capture
+    // machine only; a real dnsmasq (restarted by reconcile) refuses a
+    // missing one. The fresh start uses the same definition, so the same
+    // path.
+    let tftp = dir.path().join("tftproot");
+    std::fs::create_dir_all(&tftp)
+        .map_err(|e| HStop::Fail(format!("{}: {e}", tftp.display()), String::new()))?;
+    let status_text = crate::cases::localise_xml(&old.status, &tftp);
+    let st = status::parse_status(&status_text, &old.source)
+        .map_err(|e| HStop::Fail(e.to_string(), String::new()))?;
+    let def = &st.def;
+    let name = def.name.clone();
+    let Some(br) = def.bridge_name().map(str::to_string) else {
+        return hfail(format!(
+            "{}: status file without a bridge",
+            old.source.display()
+        ));
+    };
+    let own_bridge = modes::ops_for(def.forward_mode()).reload_firewall;
+    let host_bridge = (!own_bridge).then_some(br.as_str());
+    let lacks_csum = !factory.has_act_csum();
+
+    // 1. The host as the old release left it.
+    let (host, baseline) = host_stage(factory, def, host_bridge)?;
+    let r = host.runner();
+    if own_bridge {
+        let mut add = strs(&["ip", "link", "add", "name", &br]);
+        if let Some(mac) = def.mac {
+            add.extend(["address".to_string(), mac.to_string()]);
+        }
+        add.extend(strs(&["type", "bridge"]));
+        host_run_ok(&*r, &add)?;
+        host_run_ok(&*r, &strs(&["ip", "link", "set", "dev", &br, "up"]))?;
+    }
+    if !old.stream_has_chains {
+        ChainInitState::new()
+            .setup(old.backend, &*r, false)
+            .map_err(|e| HStop::Fail(format!("private chains: {e}"), String::new()))?;
+    }
+    for argv in &old.stream {
+        if let Err(e) = host_run_ok(&*r, argv) {
+            if lacks_csum && argv.iter().any(|a| a == "csum") {
+                return Err(HStop::Xfail(format!(
+                    "expected failure: kernel lacks act_csum, so the {} state (its DHCP checksum filter) cannot exist here",
+                    old.backend
+                )));
+            }
+            return hfail(format!("replaying the {} start stream: {e}", old.release));
+        }
+    }
+    let state_dir = dir.path().join("up/state");
+    std::fs::create_dir_all(&state_dir)
+        .map_err(|e| HStop::Fail(format!("{}: {e}", state_dir.display()), String::new()))?;
+    let spath = state_dir.join(format!("{name}.xml"));
+    std::fs::write(&spath, &status_text)
+        .map_err(|e| HStop::Fail(format!("{}: {e}", spath.display()), String::new()))?;
+
+    // 2. The current daemon starts: open + reconcile.
+    let d = host_driver(factory, &dir.path().join("up"), r.clone(), to)
+        .map_err(|e| HStop::Fail(e, String::new()))?;
+    if !d.reports().is_empty() {
+        return hfail(format!("driver open reported: {:?}", d.reports()));
+    }
+    let rep = d.reconcile();
+    let problem = match &rep {
+        Ok(r) => r.problems.join("; "),
+        Err(e) => e.to_string(),
+    };
+    if lacks_csum && to == Backend::Nftables && problem.contains("action csum") {
+        return Err(HStop::Xfail(String::new()));
+    }
+    let rep = rep.map_err(|e| HStop::Fail(format!("reconcile: {e}"), String::new()))?;
+    let reloaded: &[String] = if own_bridge {
+        std::slice::from_ref(&name)
+    } else {
+        &[]
+    };
+    if rep.reloaded != reloaded || !rep.problems.is_empty() {
+        return hfail(format!("reconcile: {rep:?}"));
+    }
+    let upgraded = host.snapshot()?;
+    let upgraded_status = read(&spath).map_err(|e| HStop::Fail(e, String::new()))?;
+    d.destroy(&name)
+        .map_err(|e| HStop::Fail(format!("destroy: {e}"), String::new()))?;
+    let destroyed = host.snapshot()?;
+    drop(d);
+    drop(host);
+
+    // 3. A fresh start by the current driver on a fresh host.
+    let (fhost, fbase) = host_stage(factory, def, host_bridge)?;
+    let fd = host_driver(factory, &dir.path().join("fresh"), fhost.runner(), to)
+        .map_err(|e| HStop::Fail(e, String::new()))?;
+    let fname = fd
+        .define(&netxml::format(def, FormatFlags::INACTIVE))
+        .map_err(|e| HStop::Fail(format!("define (fresh): {e}"), String::new()))?
+        .name;
+    fd.start(&fname)
+        .map_err(|e| HStop::Fail(format!("fresh start with {to}: {e}"), String::new()))?;
+    let fresh = fhost.snapshot()?;
+    let fresh_status = read(&dir.path().join("fresh/state").join(format!("{fname}.xml")))
+        .map_err(|e| HStop::Fail(e, String::new()))?;
+    drop(fd);
+    drop(fhost);
+    if fbase.only(FIREWALL_SECTIONS) != baseline.only(FIREWALL_SECTIONS) {
+        return hfail("two fresh hosts have different baselines");
+    }
+    // The old release's chains: set up by its stream, or before it (they
+    // existed when the stream was recorded); the current driver sets up
+    // its own only for a network with firewall rules.
+    let has_rules = virtnet_core::rules::has_firewall_rules(def);
+    let old_chains: Vec<Backend> = (has_rules || !old.stream_has_chains)
+        .then_some(old.backend)
+        .into_iter()
+        .collect();
+    let mut both = old_chains.clone();
+    if has_rules {
+        both.push(to);
+    }
+    let kept_old = host_kept(factory, def, host_bridge, &old_chains)?;
+    let kept_both = host_kept(factory, def, host_bridge, &both)?;
+
+    let leaves_qdisc =
+        (old.backend == Backend::Nftables && to != Backend::Nftables).then_some(br.as_str());
+    let got = firewall_without_kept(&upgraded, &kept_old, &baseline, leaves_qdisc);
+    let want = firewall_without_kept(&fresh, &kept_old, &baseline, leaves_qdisc);
+    if got != want {
+        return Err(HStop::Fail(
+            format!(
+                "firewall after the take-over of {} ({}) differs from a fresh start with {to}",
+                old.release, old.backend
+            ),
+            want.diff(&got, "fresh start", "after upgrade"),
+        ));
+    }
+    let (ours, theirs) = (mask_handles(&upgraded_status), mask_handles(&fresh_status));
+    if ours != theirs {
+        return Err(HStop::Fail(
+            "status file after the upgrade differs from a fresh start's".into(),
+            virtnet_fake::diff_text(&theirs, &ours, "fresh start", "after upgrade"),
+        ));
+    }
+    crate::scenario::nothing_left(&baseline, &destroyed, &kept_both, "destroy after upgrade")
+        .map_err(|(m, d)| HStop::Fail(m, d))
+}
+
+/// Runs `checks` on `jobs` threads (each real host is a fresh network
+/// namespace of its worker thread); `progress(outcome, done, total)` as
+/// each finishes. Outcomes in the order of `checks`.
+pub fn run_on(
+    factory: &dyn HostFactory,
+    checks: &[PlannedCheck],
+    jobs: usize,
+    progress: &(dyn Fn(&CheckOutcome, usize, usize) + Sync),
+) -> Vec<CheckOutcome> {
+    run_checks(checks, jobs, progress, &|c: &PlannedCheck| {
+        check_on(factory, &c.state, c.to)
+    })
+}
+
+/// [`check`] (the fake host's objects) as a [`CheckOutcome`].
+pub fn check_fake(c: &PlannedCheck) -> CheckOutcome {
+    let t0 = std::time::Instant::now();
+    let verdict = match check(&c.state, c.to) {
+        Ok(()) => crate::scenario::Verdict::Pass,
+        Err(message) => crate::scenario::Verdict::Fail {
+            message,
+            diff: String::new(),
+        },
+    };
+    CheckOutcome {
+        id: c.id(),
+        verdict,
+        seconds: t0.elapsed().as_secs_f64(),
+    }
+}
+
+/// Runs `one` for each of `checks` on `jobs` threads, a panic becoming a
+/// failure; `progress(outcome, done, total)` as each finishes. Outcomes
+/// in the order of `checks`.
+pub fn run_checks(
+    checks: &[PlannedCheck],
+    jobs: usize,
+    progress: &(dyn Fn(&CheckOutcome, usize, usize) + Sync),
+    one: &(dyn Fn(&PlannedCheck) -> CheckOutcome + Sync),
+) -> Vec<CheckOutcome> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<CheckOutcome>>> =
+        std::sync::Mutex::new(vec![None; checks.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(c) = checks.get(i) else { break };
+                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(c)))
+                    .unwrap_or_else(|p| CheckOutcome {
+                        id: c.id(),
+                        verdict: crate::scenario::Verdict::Fail {
+                            message: format!(
+                                "panicked: {}",
+                                p.downcast_ref::<String>()
+                                    .cloned()
+                                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                                    .unwrap_or_default()
+                            ),
+                            diff: String::new(),
+                        },
+                        seconds: 0.0,
+                    });
+                let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                progress(&out, n, checks.len());
+                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(out);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .flatten()
+        .collect()
 }

@@ -14,39 +14,10 @@ mod props_common;
 
 use props_common::*;
 use proptest::prelude::*;
-use virtnet_conformance::props::machine::{Machine, Op, StartFault, REJECT};
+use virtnet_conformance::props::machine::{Machine, Op, REJECT};
 use virtnet_conformance::props::spec::NetSpec;
 use virtnet_conformance::props::view;
 use virtnet_core::firewall::Backend;
-
-/// Runs: [another network active], define, start with `fault`; the
-/// machine checks rollback (or, if the start succeeded, destroy) and all
-/// invariants after each step.
-fn run(
-    spec: NetSpec,
-    other: Option<NetSpec>,
-    backend: Backend,
-    foreign: virtnet_conformance::props::machine::Foreign,
-    fault: Option<StartFault>,
-) -> Result<(), String> {
-    let has_other = other.is_some();
-    let mut specs = vec![spec];
-    specs.extend(other);
-    let mut m = Machine::new(specs, backend, foreign)?;
-    if has_other {
-        m.step(&Op::Define(1))?;
-        m.step(&Op::Start(1, None))?;
-    }
-    m.step(&Op::Define(0))?;
-    let before = m.host.state();
-    m.step(&Op::Start(0, fault.clone()))?;
-    if fault.is_none() {
-        m.step(&Op::Destroy(0))?;
-    } else if m.active()?.contains("net0") {
-        return Err("a start with a fault left the network active".into());
-    }
-    view::same_apart_from_kept(&before, &m.host.state())
-}
 
 proptest! {
     #![proptest_config(config(virtnet_conformance::props::START_CASES.0, virtnet_conformance::props::START_CASES.1))]
@@ -61,7 +32,7 @@ proptest! {
         fault in start_fault(),
     ) {
         let xml = spec.xml(0);
-        let r = run(spec, other, backend, foreign, Some(fault.clone()));
+        let r = run_start(spec, other, backend, foreign, Some(fault.clone()));
         if let Err(e) = &r {
             prop_assume!(!e.starts_with(REJECT), "{}", e);
         }
@@ -77,7 +48,7 @@ proptest! {
         foreign in foreign(),
     ) {
         let xml = spec.xml(0);
-        let r = run(spec, other, backend, foreign, None);
+        let r = run_start(spec, other, backend, foreign, None);
         prop_assert!(r.is_ok(), "{}\n-- network XML:\n{xml}", r.unwrap_err());
     }
 }

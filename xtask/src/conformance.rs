@@ -4,27 +4,22 @@
 //! every command) on the fake host, or with `--real` on the real kernel
 //! inside new namespaces.
 //!
-//! `--real` re-executes this program under `unshare` in new network, mount
-//! and PID namespaces (plus a user namespace when not root), so the host's
-//! own namespaces are never touched; inside, every scenario runs in a
-//! further fresh network namespace of its worker thread.
+//! `--real` re-executes this program in new namespaces and makes the real
+//! host there ([`crate::realns`], shared with `upgrade-check --real`);
+//! inside, every scenario runs in a further fresh network namespace of its
+//! worker thread.
 
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use clap::Args;
-use virtnet_conformance::host::{missing_tools, FakeFactory, HostFactory, RealFactory};
+use virtnet_conformance::host::{FakeFactory, HostFactory};
 use virtnet_conformance::{report, scenario::Verdict};
 use virtnet_core::firewall::Backend;
 
-/// Set in the re-executed process: "1" when inside our namespaces.
-const IN_NS: &str = "VIRTNET_CONFORMANCE_IN_NS";
-/// The network namespace of the process that re-executed us.
-const OUTER_NETNS: &str = "VIRTNET_CONFORMANCE_OUTER_NETNS";
-/// Set when a user namespace with only root mapped was used.
-const USERNS: &str = "VIRTNET_CONFORMANCE_USERNS";
+use crate::realns::{self, out};
 
 #[derive(Args, Debug, Clone)]
 pub struct ConformanceArgs {
@@ -143,7 +138,7 @@ fn parse_reports(specs: &[String]) -> Result<Vec<(ReportKind, PathBuf)>, String>
         .collect()
 }
 
-fn parse_backends(s: &str) -> Result<Vec<Backend>, String> {
+pub(crate) fn parse_backends(s: &str) -> Result<Vec<Backend>, String> {
     match s {
         "both" | "all" => Ok(vec![Backend::Iptables, Backend::Nftables]),
         "iptables" => Ok(vec![Backend::Iptables]),
@@ -154,135 +149,9 @@ fn parse_backends(s: &str) -> Result<Vec<Backend>, String> {
     }
 }
 
-fn netns_of_self() -> String {
-    std::fs::read_link("/proc/self/ns/net")
-        .map(|p| p.to_string_lossy().to_string())
-        .unwrap_or_default()
-}
-
-/// Exact installation advice for missing tools.
-fn install_advice(missing: &[(&str, &str)]) -> String {
-    let mut pkgs: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
-    pkgs.sort();
-    pkgs.dedup();
-    format!(
-        "missing tools: {}\n  install them with:  apt-get install -y {}\n  (Fedora: dnf install -y nftables iptables-nft iproute dnsmasq procps-ng)",
-        missing.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", "),
-        pkgs.join(" ")
-    )
-}
-
-/// `--real` outside the namespaces: check, then re-exec under unshare.
-fn reexec_in_namespaces(args: &ConformanceArgs) -> u8 {
-    let missing = missing_tools();
-    let no_unshare = virtnet_core::runner::find_in_path("unshare").is_none();
-    if !missing.is_empty() || no_unshare {
-        let mut m = missing.clone();
-        if no_unshare {
-            m.push(("unshare", "util-linux"));
-        }
-        eprintln!("conformance --real: cannot run: {}", install_advice(&m));
-        return 2;
-    }
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("conformance --real: cannot find this program to re-execute it: {e}");
-            return 2;
-        }
-    };
-    let root = nix::unistd::Uid::effective().is_root();
-    let mut cmd = Command::new("unshare");
-    if !root {
-        // Without root, a user namespace gives the capabilities; only root
-        // is mapped, so dnsmasq is kept from dropping privileges (wrapper).
-        cmd.args(["--user", "--map-root-user"]);
-        cmd.env(USERNS, "1");
-    }
-    // As root no user namespace is needed (and one with only root mapped
-    // would stop dnsmasq from switching to its unprivileged user).
-    cmd.args(["--net", "--mount", "--pid", "--fork", "--mount-proc", "--"]);
-    // Probe first, so a failure to create namespaces is reported as such
-    // (and not mistaken for a test failure).
-    let mut probe = Command::new("unshare");
-    if !root {
-        probe.args(["--user", "--map-root-user"]);
-    }
-    probe.args([
-        "--net",
-        "--mount",
-        "--pid",
-        "--fork",
-        "--mount-proc",
-        "--",
-        "true",
-    ]);
-    match probe.output() {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            eprintln!(
-                "conformance --real: cannot create namespaces ({}): {}\n  real mode needs root, or unprivileged user namespaces (kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0); nothing was run",
-                o.status,
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            return 2;
-        }
-        Err(e) => {
-            eprintln!("conformance --real: cannot run unshare: {e}");
-            return 2;
-        }
-    }
-    cmd.arg(&exe);
-    cmd.args(args.to_argv());
-    cmd.env(IN_NS, "1");
-    cmd.env(OUTER_NETNS, netns_of_self());
-    eprintln!(
-        "conformance --real: re-executing inside new {}network, mount and PID namespaces (unshare)",
-        if root { "" } else { "user, " }
-    );
-    match cmd.status() {
-        Ok(s) if s.success() => 0,
-        Ok(s) => {
-            eprintln!("conformance --real: finished with {s}");
-            1
-        }
-        Err(e) => {
-            eprintln!(
-                "conformance --real: cannot run unshare: {e}\n  real mode needs root or unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1)"
-            );
-            2
-        }
-    }
-}
-
-/// A line on stdout; a closed stdout (`| head`) is not an error worth a panic.
-fn out(text: &str) {
-    use std::io::Write;
-    let mut o = std::io::stdout().lock();
-    let _ = writeln!(o, "{text}");
-}
-
 /// Why `--real` cannot run here, if it cannot (for `cargo xtask ci`).
 pub fn real_unavailable() -> Option<String> {
-    let mut missing = missing_tools();
-    if virtnet_core::runner::find_in_path("unshare").is_none() {
-        missing.push(("unshare", "util-linux"));
-    }
-    if !missing.is_empty() {
-        return Some(install_advice(&missing));
-    }
-    if !nix::unistd::Uid::effective().is_root() {
-        // Unprivileged user namespaces may work; try the cheapest thing.
-        let ok = Command::new("unshare")
-            .args(["--user", "--map-root-user", "--net", "true"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok {
-            return Some("not root and unprivileged user namespaces are not available".into());
-        }
-    }
-    None
+    realns::unavailable()
 }
 
 /// Runs the matrix (fake, or real when already inside our namespaces).
@@ -292,8 +161,8 @@ pub fn run(args: &ConformanceArgs, golden: &std::path::Path) -> ExitCode {
 
 /// [`run`] as an exit status: 0 all passed, 1 failures, 2 could not run.
 pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
-    if args.real && std::env::var_os(IN_NS).is_none() {
-        return reexec_in_namespaces(args);
+    if args.real && !realns::inside() {
+        return realns::reexec("conformance", &args.to_argv());
     }
     let backends = match parse_backends(&args.backend) {
         Ok(b) => b,
@@ -309,91 +178,20 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
             return 2;
         }
     };
-    let mut keep_alive: Option<tempfile::TempDir> = None;
-    let mut csum_tmp: Option<tempfile::TempDir> = None;
-    let factory: Box<dyn HostFactory> = if args.real {
-        // Belt and braces: refuse to run in the namespace we were started in.
-        let outer = std::env::var(OUTER_NETNS).unwrap_or_default();
-        if outer.is_empty() || outer == netns_of_self() {
-            eprintln!("conformance --real: not inside a new network namespace; refusing to run");
-            return 2;
-        }
-        let wrapper_tmp = if std::env::var_os(USERNS).is_some() {
-            match tempfile::tempdir() {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    eprintln!("conformance --real: temporary directory: {e}");
-                    return 2;
-                }
-            }
-        } else {
-            None
-        };
-        let wrapper_dir = wrapper_tmp.as_ref().map(|d| d.path().to_path_buf());
-        // Removed when the run ends.
-        keep_alive = wrapper_tmp;
-        let userns = wrapper_dir.is_some();
-        match RealFactory::new(wrapper_dir) {
-            Ok(f) if args.csum_workaround && !f.has_act_csum() => {
-                let dir = match tempfile::tempdir() {
-                    Ok(d) => d,
-                    Err(e) => {
-                        eprintln!("conformance --real: temporary directory: {e}");
-                        return 2;
-                    }
-                };
-                if let Err(e) = virtnet_conformance::host::write_tc_csum_wrapper(dir.path()) {
-                    eprintln!("conformance --real: {e}");
-                    return 2;
-                }
-                let path = std::env::var_os("PATH").unwrap_or_default();
-                let mut dirs = vec![dir.path().to_path_buf()];
-                dirs.extend(std::env::split_paths(&path));
-                match std::env::join_paths(dirs) {
-                    // No other thread runs yet.
-                    Ok(p) => std::env::set_var("PATH", p),
-                    Err(e) => {
-                        eprintln!("conformance --real: PATH: {e}");
-                        return 2;
-                    }
-                }
-                eprintln!(
-                    "conformance --real: kernel lacks the tc act_csum action; --csum-workaround: a tc wrapper makes `tc ... action csum` report success (the checksum filter is absent), as the libvirt captures did"
-                );
-                csum_tmp = Some(dir);
-                Box::new(f.assume_act_csum())
-            }
-            Ok(f) => {
-                eprintln!(
-                    "conformance --real: kernel {} the tc act_csum action{}",
-                    if f.has_act_csum() { "has" } else { "lacks" },
-                    if f.has_act_csum() {
-                        ""
-                    } else {
-                        ": nftables starts that add the DHCP checksum filter (tc ... action csum) fail here as libvirt's do; reported as expected failures"
-                    }
-                );
-                eprintln!(
-                    "conformance --real: dnsmasq runs for real in each scenario's namespace{}",
-                    if userns {
-                        " (user namespace: started with --user=root --group= (no group change): it cannot drop privileges there)"
-                    } else {
-                        ""
-                    }
-                );
-                Box::new(f)
-            }
-            Err(e) => {
-                eprintln!("conformance --real: cannot set up the real host: {e}");
-                return 2;
-            }
+    let real_host = if args.real {
+        match realns::real_host("conformance", args.csum_workaround) {
+            Ok(h) => Some(h),
+            Err(code) => return code,
         }
     } else {
-        Box::new(FakeFactory::default())
+        None
+    };
+    let fake = FakeFactory::default();
+    let factory: &dyn HostFactory = match &real_host {
+        Some(h) => &*h.factory,
+        None => &fake,
     };
     let host = factory.kind().to_string();
-    let _wrapper = keep_alive;
-    let _csum_wrapper = csum_tmp;
     let cases = match virtnet_conformance::load_cases(golden) {
         Ok(c) => c,
         Err(e) => {
@@ -461,7 +259,7 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
         }
     };
     let outcomes = virtnet_conformance::run_matrix(
-        &*factory,
+        factory,
         golden,
         &cases,
         &scenarios,

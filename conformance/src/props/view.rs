@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use virtnet_core::rules::nftables::{PRIVATE_CHAINS, TABLE as NFT_TABLE};
+use virtnet_core::rules::nftables::TABLE as NFT_TABLE;
 use virtnet_fake::HostState;
 
 /// One object of the host.
@@ -293,74 +293,70 @@ pub fn items(s: &HostState) -> Vec<Item> {
     out
 }
 
-fn is_private_nft_chain(table: &str, chain: &str) -> bool {
-    table == NFT_TABLE && PRIVATE_CHAINS.iter().any(|(c, _, _)| *c == chain)
-}
-
-const XT_BUILTIN_TABLES: [&str; 4] = ["filter", "nat", "mangle", "raw"];
-
-/// **What libvirt keeps on purpose** — the one definition every check uses.
+/// **What libvirt keeps on purpose** — the one definition every check uses
+/// (these objects, on the fake host; as a snapshot on any host:
+/// `scenario::Ctx::kept` and the upgrade check's, all built by
+/// [`set_up_kept`]).
 ///
-/// libvirt never removes, when a network stops or fails to start:
+/// libvirt never removes, when a network stops or fails to start, what its
+/// first network start set up once for all networks — exactly what
+/// [`set_up_kept`] (`ChainInitState::setup` for each backend) creates:
 ///
 /// * its private chains: the `LIBVIRT_*` user chains of the iptables and
-///   ip6tables `filter`, `nat` and `mangle` tables, and the rules of the
-///   built-in chains that only jump to them (`-A INPUT -j LIBVIRT_INP`);
-///   the tables themselves (iptables-nft creates a table on its first
-///   write) and their built-in chains with policy ACCEPT;
+///   ip6tables `filter`, `nat` and `mangle` tables, the rules of the
+///   built-in chains that only jump to them (`-A INPUT -j LIBVIRT_INP`),
+///   and the tables and built-in chains iptables-nft creates on that first
+///   write;
 /// * its nftables tables `ip libvirt_network` / `ip6 libvirt_network`, their
 ///   private chains (`forward`, `guest_output`, `guest_input`,
 ///   `guest_cross`, `guest_nat`) and the rules of `forward` that only count
 ///   and jump to a private chain;
-/// * the global forwarding sysctls it turned on (`net.ipv4.ip_forward`,
-///   `net.ipv6.conf.all.forwarding`).
+///
+/// and, besides, the global forwarding sysctls it turned on
+/// (`net.ipv4.ip_forward`, `net.ipv6.conf.all.forwarding`).
 ///
 /// Everything else a network adds — every other rule in those tables and
 /// chains, its bridge (with addresses, routes, tc objects and per-device
 /// sysctls) and its dnsmasq process — must go when the network goes.
 pub fn kept_on_purpose(item: &Item) -> bool {
     match item {
-        Item::NftTable { table, .. } => table == NFT_TABLE,
-        Item::NftChain { table, chain, .. } => is_private_nft_chain(table, chain),
-        Item::NftRule {
-            table,
-            chain,
-            text,
-            jumps,
-            ..
-        } => {
-            is_private_nft_chain(table, chain)
-                && jumps.len() == 1
-                && is_private_nft_chain(table, &jumps[0])
-                && (text == &format!("counter packets 0 bytes 0 jump {}", jumps[0])
-                    || text == &format!("jump {}", jumps[0]))
-        }
-        Item::NftSet { .. } => false,
-        Item::XtTable { table, .. } => XT_BUILTIN_TABLES.contains(&table.as_str()),
-        Item::XtChain {
-            table,
-            chain,
-            policy,
-            ..
-        } => match policy {
-            Some(p) => XT_BUILTIN_TABLES.contains(&table.as_str()) && p == "ACCEPT",
-            None => chain.starts_with("LIBVIRT_"),
-        },
-        Item::XtRule { chain, spec, .. } => {
-            !chain.starts_with("LIBVIRT_")
-                && spec
-                    .strip_prefix("-j LIBVIRT_")
-                    .is_some_and(|rest| !rest.contains(' '))
-        }
         Item::Sysctl { key, .. } => {
             key == "net.ipv4.ip_forward" || key == "net.ipv6.conf.all.forwarding"
         }
-        Item::Link { .. }
-        | Item::Route { .. }
-        | Item::TcQdisc { .. }
-        | Item::TcFilter { .. }
-        | Item::Process { .. } => false,
+        _ => kept_objects().contains(item),
     }
+}
+
+/// Sets up on `runner`'s host what libvirt keeps on purpose for the
+/// backends `backends`: its private chains, as the first network start
+/// does. The one place the kept objects come from.
+pub fn set_up_kept(
+    runner: &dyn virtnet_core::runner::Runner,
+    backends: &[virtnet_core::firewall::Backend],
+) -> Result<(), String> {
+    for b in backends {
+        virtnet_core::rules::ChainInitState::new()
+            .setup(*b, runner, false)
+            .map_err(|e| format!("private chains: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The objects [`set_up_kept`] adds to an empty fake host (both backends).
+fn kept_objects() -> &'static std::collections::BTreeSet<Item> {
+    static KEPT: std::sync::OnceLock<std::collections::BTreeSet<Item>> = std::sync::OnceLock::new();
+    KEPT.get_or_init(|| {
+        use virtnet_core::firewall::Backend;
+        let host = virtnet_fake::FakeHost::new();
+        let empty: std::collections::BTreeSet<Item> = items(&host.state()).into_iter().collect();
+        // On the simulator the set-up cannot fail; if it did, the set would
+        // be short and every check would report the chains as left behind.
+        let _ = set_up_kept(&host, &[Backend::Iptables, Backend::Nftables]);
+        items(&host.state())
+            .into_iter()
+            .filter(|i| !empty.contains(i))
+            .collect()
+    })
 }
 
 /// What identifies a network's own host objects.

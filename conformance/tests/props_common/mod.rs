@@ -2,8 +2,11 @@
 #![allow(dead_code)]
 
 use proptest::prelude::*;
-use virtnet_conformance::props::machine::{CrashIn, Foreign, Op, StartFault, FAULT_PROGRAMS};
+use virtnet_conformance::props::machine::{
+    CrashIn, Foreign, Machine, Op, StartFault, FAULT_PROGRAMS,
+};
 use virtnet_conformance::props::spec::{Mode, Nat, NetSpec, V4, V6};
+use virtnet_conformance::props::view;
 use virtnet_core::firewall::Backend;
 
 pub fn config(default_cases: u32, deep_cases: u32) -> ProptestConfig {
@@ -149,4 +152,34 @@ pub fn op(nets: usize) -> impl Strategy<Value = Op> {
         )
             .prop_map(|(during, after)| Op::Crash { during, after }),
     ]
+}
+
+/// The body of props_start's properties (and of the rollback mutant):
+/// runs [another network active], define, start with `fault`; the
+/// machine checks rollback (or, if the start succeeded, destroy) and all
+/// invariants after each step.
+pub fn run_start(
+    spec: NetSpec,
+    other: Option<NetSpec>,
+    backend: Backend,
+    foreign: Foreign,
+    fault: Option<StartFault>,
+) -> Result<(), String> {
+    let has_other = other.is_some();
+    let mut specs = vec![spec];
+    specs.extend(other);
+    let mut m = Machine::new(specs, backend, foreign)?;
+    if has_other {
+        m.step(&Op::Define(1))?;
+        m.step(&Op::Start(1, None))?;
+    }
+    m.step(&Op::Define(0))?;
+    let before = m.host.state();
+    m.step(&Op::Start(0, fault.clone()))?;
+    if fault.is_none() {
+        m.step(&Op::Destroy(0))?;
+    } else if m.active()?.contains("net0") {
+        return Err("a start with a fault left the network active".into());
+    }
+    view::same_apart_from_kept(&before, &m.host.state())
 }

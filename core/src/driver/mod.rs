@@ -684,7 +684,11 @@ impl Driver {
             Err(e) if e.is_crash() => Err(e),
             Err(e) => {
                 // The plan the journal file would give, kept in memory.
-                let plan = journal.undo_plan();
+                let mut plan = journal.undo_plan();
+                if crate::firewall::apply::sabotaged() {
+                    // Test-only mutation (feature `sabotage`): see firewall::apply.
+                    plan.pop();
+                }
                 journal::run_undo(self.runner(), &plan).map_err(DriverError::from_run)?;
                 journal.remove().map_err(|er| DriverError::io(&jpath, er))?;
                 Err(e)

@@ -23,6 +23,44 @@ use crate::runner::{Cmd, RunError, Runner};
 /// Serialises all applies in the process, as libvirt's global lock does.
 static APPLY_LOCK: Mutex<()> = Mutex::new(());
 
+/// Test-only mutation (cargo feature `sabotage`, never on in a shipped
+/// build): when switched on with [`sabotage::drop_last_undo`], the
+/// rollback of a failed firewall transaction skips its last undo step, and
+/// so does the driver's undo of a failed start (its journal would
+/// otherwise undo what the firewall rollback skipped). It exists
+/// to prove that the property tests catch a broken rollback
+/// (`cargo xtask props --mutant drop-last-undo`); nothing but a Rust call
+/// from a test can switch it on.
+#[cfg(feature = "sabotage")]
+#[doc(hidden)]
+pub mod sabotage {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static DROP_LAST_UNDO: AtomicBool = AtomicBool::new(false);
+
+    /// Switches the mutation on or off for the whole process.
+    pub fn drop_last_undo(on: bool) {
+        DROP_LAST_UNDO.store(on, Ordering::SeqCst);
+    }
+
+    pub(super) fn dropping_last_undo() -> bool {
+        DROP_LAST_UNDO.load(Ordering::SeqCst)
+    }
+}
+
+/// Is the rollback to skip its last undo step? (Always false without the
+/// `sabotage` feature.) Also read by the driver's undo of a failed start.
+pub(crate) fn sabotaged() -> bool {
+    #[cfg(feature = "sabotage")]
+    {
+        sabotage::dropping_last_undo()
+    }
+    #[cfg(not(feature = "sabotage"))]
+    {
+        false
+    }
+}
+
 /// Why applying a firewall (or building its removal plan) failed. The
 /// messages are libvirt's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -158,7 +196,7 @@ impl Firewall {
                     self.groups.iter().map(|g| g.rollback_flags).collect();
                 let first = rollback_start(&flags, i);
                 for j in first..=i {
-                    self.rollback_group(runner, j)?;
+                    self.rollback_group(runner, j, j == i && sabotaged())?;
                 }
                 return Err(err);
             }
@@ -185,11 +223,13 @@ impl Firewall {
     }
 
     /// Runs every rollback command of group `idx`, ignoring failures; only a
-    /// crash is returned.
+    /// crash is returned. `drop_last`: the test-only mutation (see
+    /// [`sabotage`]) skips the last one.
     fn rollback_group<R: Runner + ?Sized>(
         &mut self,
         runner: &R,
         idx: usize,
+        drop_last: bool,
     ) -> Result<(), FirewallError> {
         self.current_group = idx;
         if let Some(g) = self.groups.get_mut(idx) {
@@ -197,6 +237,14 @@ impl Firewall {
         }
         let mut k = 0;
         loop {
+            if drop_last
+                && self
+                    .groups
+                    .get(idx)
+                    .is_some_and(|g| k + 1 == g.rollbacks.len())
+            {
+                return Ok(());
+            }
             match self.apply_cmd(runner, idx, k, true) {
                 Err(e) if e.is_crash() => return Err(e),
                 Ok(false) => return Ok(()),

@@ -1,6 +1,5 @@
 //! Unit tests of the firewall engine.
 
-mod captures;
 mod engine;
 mod golden_render;
 mod props;

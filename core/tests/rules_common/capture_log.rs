@@ -1,10 +1,12 @@
-//! The capture `commands.log` format (`#### step`, commands with
-//! backslash-escaped words, `#>` stdout, `#!` stderr, `# rc=N`,
-//! `# FAKED-SUCCESS`), as the core tests read it. One file, included by the
-//! `rules_*` integration tests (through `rules_common`) and by the firewall
-//! unit tests (`src/firewall/tests/captures.rs`, by `#[path]`).
+//! The capture `commands.log`, as the core integration tests replay it:
+//! sections (`#### step`) of commands with the outputs libvirt saw. The
+//! format has one reader, `virtnet_fake::record::parse_log`; this groups its
+//! entries by section and gives a command the capture wrapper made succeed
+//! (`# FAKED-SUCCESS`) the status libvirt saw, 0.
 
 #![allow(dead_code)]
+
+use virtnet_fake::record::LogEntry;
 
 /// One logged command with what it printed and the status libvirt saw.
 #[derive(Debug, Clone)]
@@ -15,74 +17,31 @@ pub struct Entry {
     pub stderr: String,
 }
 
-/// Splits a logged command line (backslash-escaped words) into its argv.
-pub fn split_logged(line: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            '\\' => {
-                in_word = true;
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    words
-}
-
-/// The sections (`#### name`) of a commands.log, in order.
+/// The sections (`#### name`) of a commands.log, in order (commands
+/// before the first marker are not in any section). Panics on a malformed
+/// log: the captures are the tests' own data.
 pub fn parse_log(text: &str) -> Vec<(String, Vec<Entry>)> {
+    let entries = virtnet_fake::record::parse_log(text)
+        .unwrap_or_else(|e| panic!("malformed commands.log: {e}"));
     let mut sections: Vec<(String, Vec<Entry>)> = Vec::new();
-    for line in text.lines() {
-        if let Some(name) = line.strip_prefix("#### ") {
-            sections.push((name.to_string(), Vec::new()));
-            continue;
-        }
-        let Some((_, entries)) = sections.last_mut() else {
-            continue;
-        };
-        if let Some(out) = line.strip_prefix("#> ").or(line.strip_prefix("#>")) {
-            if let Some(e) = entries.last_mut() {
-                e.stdout.push_str(out);
-                e.stdout.push('\n');
+    for e in entries {
+        match e {
+            LogEntry::Step(name) => sections.push((name, Vec::new())),
+            LogEntry::Command {
+                argv,
+                output,
+                faked_success,
+                ..
+            } => {
+                if let Some((_, list)) = sections.last_mut() {
+                    list.push(Entry {
+                        argv,
+                        status: if faked_success { 0 } else { output.status },
+                        stdout: output.stdout,
+                        stderr: output.stderr,
+                    });
+                }
             }
-        } else if let Some(err) = line.strip_prefix("#! ").or(line.strip_prefix("#!")) {
-            if let Some(e) = entries.last_mut() {
-                e.stderr.push_str(err);
-                e.stderr.push('\n');
-            }
-        } else if let Some(rc) = line.strip_prefix("# rc=") {
-            if let Some(e) = entries.last_mut() {
-                e.status = rc.trim().parse().expect("numeric rc");
-            }
-        } else if line.starts_with("# FAKED-SUCCESS") {
-            if let Some(e) = entries.last_mut() {
-                e.status = 0;
-            }
-        } else if !line.starts_with('#') && !line.trim().is_empty() {
-            entries.push(Entry {
-                argv: split_logged(line),
-                status: 0,
-                stdout: String::new(),
-                stderr: String::new(),
-            });
         }
     }
     sections

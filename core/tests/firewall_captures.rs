@@ -3,26 +3,19 @@
 //! engine must produce the exact `<firewall name='fwRemoval'>` element libvirt
 //! saved, and applying that removal plan must run exactly the commands libvirt
 //! ran at net-destroy (and at a daemon restart).
+//!
+//! (Were unit tests of `firewall`; as an integration test they share the
+//! capture reader and the replaying runner of `rules_common`.)
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
+mod rules_common;
 
-use super::xml::extract_firewall;
-use crate::firewall::recording::RecordingRunner;
-use crate::firewall::{Backend, Firewall, Layer, TransactionFlags};
-use crate::runner::{Cmd, Output, RunError, Runner};
+use rules_common::{parse_log, Entry, Replay};
+use virtnet_core::firewall::recording::RecordingRunner;
+use virtnet_core::firewall::{Backend, Firewall, Layer, TransactionFlags};
 
 fn capture_dir() -> std::path::PathBuf {
-    std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../golden/upstream/captures/libvirt-11.3.0"
-    ))
-    .to_path_buf()
+    rules_common::golden().join("upstream/captures/libvirt-11.3.0")
 }
-
-#[path = "../../../tests/rules_common/capture_log.rs"]
-mod capture_log;
-use capture_log::{parse_log, Entry};
 
 fn section<'a>(sections: &'a [(String, Vec<Entry>)], name: &str) -> &'a [Entry] {
     sections
@@ -32,65 +25,12 @@ fn section<'a>(sections: &'a [(String, Vec<Entry>)], name: &str) -> &'a [Entry] 
         .unwrap_or_else(|| panic!("no section {name}"))
 }
 
-/// Answers commands with the logged outputs, in order; anything else is a
-/// replay mismatch (reported as a spawn error and remembered).
-struct Replay {
-    expected: Mutex<VecDeque<Entry>>,
-    mismatch: Mutex<Option<String>>,
-}
-
-impl Replay {
-    fn new(entries: &[Entry]) -> Self {
-        Replay {
-            expected: Mutex::new(entries.iter().cloned().collect()),
-            mismatch: Mutex::new(None),
-        }
-    }
-    fn check_done(&self, what: &str) {
-        if let Some(m) = self
-            .mismatch
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            panic!("{what}: {m}");
-        }
-        let left = self
-            .expected
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len();
-        assert_eq!(left, 0, "{what}: {left} logged commands were not run");
-    }
-}
-
-impl Runner for Replay {
-    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
-        let next = self
-            .expected
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_front();
-        match next {
-            Some(e) if e.argv == cmd.argv => Ok(Output {
-                status: e.status,
-                stdout: e.stdout,
-                stderr: e.stderr,
-            }),
-            other => {
-                let msg = format!(
-                    "expected {:?}, engine ran {:?}",
-                    other.map(|e| e.argv),
-                    cmd.argv
-                );
-                *self.mismatch.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
-                Err(RunError::Spawn {
-                    program: cmd.program().to_string(),
-                    reason: msg,
-                })
-            }
-        }
-    }
+/// The `<firewall>` element of a status document (two-space indented, as
+/// libvirt writes it) and its byte offset.
+fn extract_firewall(doc: &str) -> Option<(usize, &str)> {
+    let open = doc.find("  <firewall ")?;
+    let close = doc[open..].find("  </firewall>\n")? + open + "  </firewall>\n".len();
+    Some((open, &doc[open..close]))
 }
 
 fn layer_of_binary(bin: &str) -> Layer {

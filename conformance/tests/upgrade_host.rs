@@ -1,0 +1,159 @@
+//! The host-generic upgrade check (`cargo xtask upgrade-check --real`):
+//! the same body on the fake host for every release state (fast), and on
+//! the real kernel for one release state in fresh network namespaces
+//! ("skipped: <why>" without root or the tools).
+
+use std::path::Path;
+
+use virtnet_conformance::host::{missing_tools, RealFactory};
+use virtnet_conformance::upgrade::{self, run_on, PlannedCheck};
+use virtnet_conformance::{FakeFactory, HostFactory, Verdict};
+use virtnet_core::firewall::Backend;
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+const BOTH: [Backend; 2] = [Backend::Iptables, Backend::Nftables];
+
+fn failures(out: &[upgrade::CheckOutcome]) -> Vec<String> {
+    out.iter()
+        .filter_map(|o| match &o.verdict {
+            Verdict::Fail { message, diff } => Some(format!("{}: {message}\n{diff}", o.id)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_release_state_passes_the_host_generic_check_on_the_fake() {
+    let states = upgrade::all_states(root()).unwrap();
+    let checks = upgrade::plan(&states, &BOTH, &[], 1);
+    assert_eq!(checks.len(), 2 * states.len());
+    let out = run_on(&FakeFactory::default(), &checks, 2, &|_, _, _| {});
+    assert_eq!(out.len(), checks.len());
+    let f = failures(&out);
+    assert!(f.is_empty(), "{} failed:\n{}", f.len(), f.join("\n\n"));
+    assert!(out.iter().all(|o| o.verdict == Verdict::Pass));
+}
+
+#[test]
+fn on_a_kernel_without_act_csum_nftables_is_an_expected_failure() {
+    let states = upgrade::all_states(root()).unwrap();
+    let checks = upgrade::plan(&states, &BOTH, &["libvirt-11.3.0/nat-default/".into()], 1);
+    assert_eq!(
+        checks.len(),
+        4,
+        "{:?}",
+        checks.iter().map(PlannedCheck::id).collect::<Vec<_>>()
+    );
+    let fake = FakeFactory { act_csum: false };
+    let out = run_on(&fake, &checks, 1, &|_, _, _| {});
+    for o in &out {
+        let xfail = matches!(o.verdict, Verdict::Xfail { .. });
+        // The old nftables state has the csum filter; a take-over by
+        // nftables adds it.
+        let expect = o.id.contains("nftables");
+        assert_eq!(xfail, expect, "{}: {:?}", o.id, o.verdict);
+    }
+}
+
+#[test]
+fn a_status_file_that_misses_a_rule_is_caught_on_any_host() {
+    let states = upgrade::all_states(root()).unwrap();
+    let mut s = states
+        .into_iter()
+        .find(|s| {
+            s.release == "libvirt-11.3.0"
+                && s.case == "nat-default"
+                && s.backend == Backend::Iptables
+        })
+        .unwrap();
+    // Lose a rule of the stream: the host then lacks what the status file
+    // accounts for, and the take-over's removal fails or differs.
+    s.stream.retain(|a| !a.iter().any(|w| w == "LIBVIRT_FWO"));
+    let out = upgrade::check_on(&FakeFactory::default(), &s, Backend::Iptables);
+    assert!(
+        matches!(out.verdict, Verdict::Fail { .. }),
+        "{:?}",
+        out.verdict
+    );
+}
+
+fn skip_reason() -> Option<String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Some("not root".into());
+    }
+    let m = missing_tools();
+    if !m.is_empty() {
+        return Some(format!("missing tools: {m:?}"));
+    }
+    None
+}
+
+#[test]
+fn one_release_state_on_the_real_kernel() {
+    if let Some(why) = skip_reason() {
+        println!("skipped: {why}");
+        return;
+    }
+    let outer = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+    let factory = RealFactory::new(None).unwrap();
+    let states = upgrade::all_states(root()).unwrap();
+    let checks = upgrade::plan(&states, &BOTH, &["libvirt-9.0.0/nat-default/".into()], 1);
+    assert_eq!(
+        checks.len(),
+        2,
+        "{:?}",
+        checks.iter().map(PlannedCheck::id).collect::<Vec<_>>()
+    );
+    let out = run_on(&factory, &checks, 2, &|_, _, _| {});
+    let f = failures(&out);
+    assert!(f.is_empty(), "{}", f.join("\n\n"));
+    for o in &out {
+        // iptables -> iptables passes anywhere; -> nftables needs act_csum.
+        let ok = o.verdict == Verdict::Pass
+            || (!factory.has_act_csum()
+                && o.id.ends_with("->nftables")
+                && matches!(o.verdict, Verdict::Xfail { .. }));
+        assert!(ok, "{}: {:?}", o.id, o.verdict);
+    }
+    // The test thread's own namespace was never touched.
+    assert_eq!(
+        std::fs::read_link("/proc/thread-self/ns/net").unwrap(),
+        outer
+    );
+}
+
+#[test]
+fn a_stride_keeps_every_kind_of_take_over() {
+    let states = upgrade::all_states(root()).unwrap();
+    let all = upgrade::plan(&states, &BOTH, &[], 1);
+    let some = upgrade::plan(&states, &BOTH, &[], 2);
+    assert!(
+        some.len() * 3 > all.len() && some.len() * 3 < all.len() * 2,
+        "{} of {}",
+        some.len(),
+        all.len()
+    );
+    for kind in [
+        "iptables->iptables",
+        "iptables->nftables",
+        "nftables->iptables",
+        "nftables->nftables",
+    ] {
+        assert!(some.iter().any(|c| c.id().ends_with(kind)), "no {kind}");
+    }
+    for release in ["unreleased", "libvirt-9.0.0", "libvirt-11.3.0"] {
+        assert!(
+            some.iter().any(|c| c.state.release == release),
+            "no {release}"
+        );
+    }
+    // Deterministic.
+    let again: Vec<String> = upgrade::plan(&states, &BOTH, &[], 2)
+        .iter()
+        .map(|c| c.id())
+        .collect();
+    assert_eq!(again, some.iter().map(|c| c.id()).collect::<Vec<_>>());
+}
