@@ -457,14 +457,36 @@ pub fn fresh_status_file(xml: &str, backend: Backend, ids: &str) -> Result<Optio
     let host2 = Arc::new(FakeHost::new());
     let d2 =
         Driver::open(driver_config(dir2.path(), &host2, backend)).map_err(|e| e.to_string())?;
+    // The fake dnsmasq, like the real one, refuses a TFTP root that does not
+    // exist: start with a scratch root, then write the case's own root back
+    // into the status file (it is data, the same on every machine).
+    let inactive = netxml::format(&def, FormatFlags::INACTIVE);
+    let roots = crate::cases::tftp_roots(&inactive);
+    if roots.len() > 1 {
+        return Err(format!(
+            "{ids}: more than one TFTP root ({}) cannot be restored in the status file",
+            roots.join(", ")
+        ));
+    }
+    let tftp = dir2.path().join("tftproot");
+    std::fs::create_dir_all(&tftp).map_err(|e| format!("{}: {e}", tftp.display()))?;
     let name = d2
-        .define(&netxml::format(&def, FormatFlags::INACTIVE))
+        .define(&crate::cases::localise_xml(&inactive, &tftp))
         .map_err(|e| format!("define: {e}"))?
         .name;
     if d2.start(&name).is_err() {
         return Ok(None);
     }
-    read(&dir2.path().join("state").join(format!("{name}.xml"))).map(Some)
+    let status = read(&dir2.path().join("state").join(format!("{name}.xml")))?;
+    Ok(Some(match roots.first() {
+        Some(orig) => {
+            let local = tftp.to_string_lossy();
+            status
+                .replace(&format!("root='{local}'"), &format!("root='{orig}'"))
+                .replace(&format!("root=\"{local}\""), &format!("root=\"{orig}\""))
+        }
+        None => status,
+    }))
 }
 
 // ----------------------------------------------------------------------
