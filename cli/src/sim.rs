@@ -98,6 +98,54 @@ pub fn run(args: SimArgs) -> i32 {
     }
 }
 
+/// Writes a command's output as the real tool would interleave it on a
+/// terminal (or with `2>&1`). nft writes its listing unbuffered and prints
+/// "# Warning: table F N is managed by iptables-nft, do not touch!" on stderr
+/// right before that table: such a warning goes out just before the
+/// `table F N` line it names. Everything else: stdout, then stderr.
+/// Output errors (closed pipe) cannot be reported anywhere useful.
+fn write_like_the_tool(prog: &str, stdout: &str, stderr: &str) {
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    let warning = |l: &str| {
+        l.strip_prefix("# Warning: table ")
+            .and_then(|r| r.strip_suffix(" is managed by iptables-nft, do not touch!"))
+            .map(str::to_string)
+    };
+    let mut pending: Vec<(String, String)> = Vec::new();
+    let mut rest = String::new();
+    if prog == "nft" {
+        for l in stderr.split_inclusive('\n') {
+            match warning(l.trim_end_matches('\n')) {
+                Some(t) => pending.push((t, l.to_string())),
+                None => rest.push_str(l),
+            }
+        }
+    } else {
+        rest.push_str(stderr);
+    }
+    for l in stdout.split_inclusive('\n') {
+        if let Some(header) = l.strip_prefix("table ") {
+            if let Some(i) = pending
+                .iter()
+                .position(|(t, _)| header.starts_with(&format!("{t} ")) || header.trim_end() == t)
+            {
+                let (_, w) = pending.remove(i);
+                let _ = out.flush();
+                let _ = err.write_all(w.as_bytes());
+                let _ = err.flush();
+            }
+        }
+        let _ = out.write_all(l.as_bytes());
+    }
+    let _ = out.flush();
+    // Warnings naming no listed table: after the listing.
+    for (_, w) in pending {
+        let _ = err.write_all(w.as_bytes());
+    }
+    let _ = err.write_all(rest.as_bytes());
+}
+
 fn run_inner(args: SimArgs) -> Result<i32, SimError> {
     let host = FakeHost::load_or_new(&args.state)?;
     match args.command {
@@ -123,9 +171,12 @@ fn run_inner(args: SimArgs) -> Result<i32, SimError> {
             }
             let out = host.run(&cmd)?;
             host.save(&args.state)?;
-            // Output errors (closed pipe) cannot be reported anywhere useful.
-            let _ = std::io::stdout().write_all(out.stdout.as_bytes());
-            let _ = std::io::stderr().write_all(out.stderr.as_bytes());
+            let prog = cmd
+                .argv
+                .first()
+                .map(|p| p.rsplit('/').next().unwrap_or(p))
+                .unwrap_or("");
+            write_like_the_tool(prog, &out.stdout, &out.stderr);
             Ok(out.status)
         }
         SimCommand::Dump { what } => {

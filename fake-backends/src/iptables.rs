@@ -146,6 +146,24 @@ const TABLES: &[(&str, &[&str])] = &[
     ("nat", &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"]),
 ];
 
+/// Table `name` as iptables shows one that no command created yet: its
+/// builtin chains with ACCEPT policies, none in the kernel. `None` for a
+/// table iptables does not know.
+pub fn unborn_table(name: &str) -> Option<Table> {
+    let mut t = Table::default();
+    for c in builtin_chains(name)? {
+        t.chains.insert(
+            (*c).to_string(),
+            Chain {
+                policy: Some("ACCEPT".into()),
+                rules: Vec::new(),
+                handle: None,
+            },
+        );
+    }
+    Some(t)
+}
+
 fn builtin_chains(table: &str) -> Option<&'static [&'static str]> {
     TABLES.iter().find(|(t, _)| *t == table).map(|(_, c)| *c)
 }

@@ -435,21 +435,62 @@ fn tell_ip(state: &mut HostState) {
 }
 
 fn save_cmd(x: &iptables::XtablesState, args: &[String]) -> Output {
+    let prog = format!("{}-save", x.family.prog());
+    let usage = |msg: String| {
+        Output::failed(
+            1,
+            format!("{prog}: {msg}\nLook at manual page `{prog}.8' for more information.\n"),
+        )
+    };
     let mut table: Option<&str> = None;
     let mut i = 0;
     while i < args.len() {
-        match args[i].as_str() {
-            "-t" | "--table" => {
-                table = args.get(i + 1).map(String::as_str);
-                i += 2;
+        let a = args[i].as_str();
+        i += 1;
+        if let Some(long) = a.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (long, None),
+            };
+            // getopt_long accepts unambiguous prefixes.
+            let full = ["table", "counters"]
+                .into_iter()
+                .find(|o| !name.is_empty() && o.starts_with(name));
+            match full {
+                Some("table") => match inline.or_else(|| args.get(i).map(String::as_str)) {
+                    Some(v) => {
+                        if inline.is_none() {
+                            i += 1;
+                        }
+                        table = Some(v);
+                    }
+                    None => return usage("option '--table' requires an argument".into()),
+                },
+                Some(_) => {}
+                None => return usage(format!("unrecognized option '{a}'")),
             }
-            "-c" | "--counters" => i += 1,
-            o => {
-                return Output::failed(
-                    2,
-                    format!("{}-save: unknown option \"{o}\"\n", x.family.prog()),
-                )
+        } else if let Some(short) = a.strip_prefix('-').filter(|s| !s.is_empty()) {
+            let mut chars = short.char_indices();
+            while let Some((k, c)) = chars.next() {
+                match c {
+                    'c' => {}
+                    't' => {
+                        let rest = &short[k + 1..];
+                        if !rest.is_empty() {
+                            table = Some(rest);
+                        } else if let Some(v) = args.get(i) {
+                            table = Some(v.as_str());
+                            i += 1;
+                        } else {
+                            return usage("option requires an argument -- 't'".into());
+                        }
+                        break;
+                    }
+                    o => return usage(format!("invalid option -- '{o}'")),
+                }
             }
+        } else {
+            return Output::failed(1, String::from("Unknown arguments found on commandline\n"));
         }
     }
     match table {
@@ -457,6 +498,18 @@ fn save_cmd(x: &iptables::XtablesState, args: &[String]) -> Output {
         Some(t) => {
             let mut only = x.clone();
             only.tables.retain(|k, _| k == t);
+            // A named table that no command created yet is still printed,
+            // with its builtin chains (as -S lists their policies).
+            if only.tables.is_empty() {
+                match iptables::unborn_table(t) {
+                    Some(tb) => {
+                        only.tables.insert(t.to_string(), tb);
+                    }
+                    None => {
+                        return Output::failed(1, format!("Table `{t}' does not exist\n"));
+                    }
+                }
+            }
             Output::ok(only.save(Some(SAVE_STAMP)))
         }
     }

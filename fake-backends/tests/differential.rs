@@ -488,3 +488,49 @@ fn nft_seed_scripts_match_the_real_nft() {
         }
     }
 }
+
+/// `iptables-save`'s own options and errors (the timestamp comment lines
+/// aside), on a fresh host and after a table was written.
+#[test]
+fn iptables_save_options_match_the_real_tool() {
+    skip_unless_able!();
+    let ns = Netns::new().expect("namespace");
+    let fake = FakeHost::new();
+    let mut bad = Vec::new();
+    let saves = [
+        "iptables-save -t nat",
+        "iptables-save -tnat",
+        "iptables-save --table=raw",
+        "iptables-save --tab filter",
+        "iptables-save -c -t mangle",
+        "iptables-save -ct security",
+        "iptables-save -t foo",
+        "iptables-save -t",
+        "iptables-save --table",
+        "iptables-save -x",
+        "iptables-save --bogus",
+        "iptables-save -t nat extra",
+        "ip6tables-save -t filter",
+        "ip6tables-save -t foo",
+    ];
+    let writes = [
+        "iptables -w -N X",
+        "iptables -w -t nat -A POSTROUTING -j MASQUERADE",
+    ];
+    for line in saves.iter().chain(writes.iter()).chain(saves.iter()) {
+        let argv = words(line);
+        let mut real = ns.run(&argv);
+        let mut sim = fake.run(&Cmd::new(argv.clone())).unwrap();
+        real.stdout = strip_comments(&real.stdout);
+        sim.stdout = strip_comments(&sim.stdout);
+        if real != sim {
+            bad.push(format!("`{line}`\n   real: {real:?}\n   fake: {sim:?}"));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} mismatches:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
