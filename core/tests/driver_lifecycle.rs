@@ -28,7 +28,7 @@ fn define_allocates_bridge_mac_and_uuid_and_persists() {
     assert_eq!(def_b.bridge.name.as_deref(), Some("virbr1"));
     // A host device named virbr2 is skipped.
     env.host
-        .exec(&["ip", "link", "add", "virbr2", "type", "dummy"], None)
+        .exec(&["ip", "link", "add", "virbr2", "type", "bridge"], None)
         .unwrap();
     let def_c = d
         .define("<network><name>c</name><ip address='10.3.0.1' prefix='24'/></network>")
@@ -393,7 +393,7 @@ fn route_collision_is_refused() {
     let env = Env::new();
     let d = env.driver(Backend::Iptables);
     env.host
-        .exec(&["ip", "link", "add", "eth0", "type", "dummy"], None)
+        .exec(&["ip", "link", "add", "eth0", "type", "bridge"], None)
         .unwrap();
     env.host
         .exec(&["ip", "link", "set", "dev", "eth0", "up"], None)

@@ -213,6 +213,11 @@ pub struct IpState {
     /// command (`ip link` shows it).
     #[serde(skip)]
     pub root_qdiscs: BTreeMap<String, String>,
+    /// The kernel has the dummy link driver. The reference kernel does not
+    /// (`type dummy` fails as an unknown type, as there), which is the
+    /// default; [`crate::FakeHost::set_dummy_driver`] models a kernel that has it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dummy_driver: bool,
 }
 
 impl Default for IpState {
@@ -455,6 +460,7 @@ impl IpState {
             neigh: Vec::new(),
             v6_disabled: Vec::new(),
             root_qdiscs: BTreeMap::new(),
+            dummy_driver: false,
         }
     }
 
@@ -1118,6 +1124,10 @@ impl IpState {
         let Some(kind_s) = kind else {
             return fail(1, "Not enough information: \"type\" argument is required");
         };
+        // The reference kernel (the one the differential tests run on) has
+        // no dummy driver: `type dummy` fails there like an unknown type
+        // (after the name check), so it does here unless the host models a
+        // kernel with one (`dummy_driver`).
         let kind = match kind_s {
             "bridge" => LinkKind::Bridge,
             "dummy" => LinkKind::Dummy,
@@ -1161,6 +1171,9 @@ impl IpState {
         }
         if self.link(name).is_some() {
             return fail(2, "RTNETLINK answers: File exists");
+        }
+        if kind == LinkKind::Dummy && !self.dummy_driver {
+            return fail(2, "Error: Unknown device type.");
         }
         if let Some(p) = &peer_name {
             if self.link(p).is_some() || p == name {

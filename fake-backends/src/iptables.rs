@@ -729,6 +729,8 @@ struct Parsed {
     has_rule_opts: Option<String>,
     numeric: bool,
     verbose: bool,
+    /// `-x`: exact counters (wider columns with `-v`).
+    exact: bool,
     line_numbers: bool,
 }
 
@@ -764,6 +766,7 @@ fn parse(args: &[String], fam: Family) -> Result<Parsed, Fail> {
     let mut first_rule_opt: Option<String> = None;
     let mut numeric = false;
     let mut verbose = false;
+    let mut exact = false;
     let mut line_numbers = false;
     let mut negate = false;
     let mut implicit_proto_loaded = false;
@@ -910,6 +913,7 @@ fn parse(args: &[String], fam: Family) -> Result<Parsed, Fail> {
                 continue;
             }
             "-x" | "--exact" => {
+                exact = true;
                 i += 1;
                 continue;
             }
@@ -1133,6 +1137,7 @@ fn parse(args: &[String], fam: Family) -> Result<Parsed, Fail> {
         has_rule_opts: first_rule_opt,
         numeric,
         verbose,
+        exact,
         line_numbers,
     })
 }
@@ -1989,7 +1994,9 @@ impl XtablesState {
             if p.line_numbers {
                 s.push_str("num  ");
             }
-            if p.verbose {
+            if p.verbose && p.exact {
+                s.push_str("    pkts      bytes ");
+            } else if p.verbose {
                 s.push_str(" pkts bytes ");
             }
             s.push_str("target     prot opt ");
@@ -2421,7 +2428,9 @@ fn list_line(spec: &str, num: usize, p: &Parsed, fam: Family) -> String {
     if p.line_numbers {
         line.push_str(&format!("{num:<5}"));
     }
-    if p.verbose {
+    if p.verbose && p.exact {
+        line.push_str(&format!("{:>8} {:>8} ", 0, 0));
+    } else if p.verbose {
         line.push_str(&format!("{:>5} {:>5} ", 0, 0));
     }
     let (inv, prot) = match prot.strip_prefix('!') {

@@ -175,6 +175,12 @@ impl FakeHost {
         self.lock().state.tc.csum_fails = fails;
     }
 
+    /// Model a kernel with the dummy link driver (`ip link add X type
+    /// dummy` works), or without it like the reference kernel (the default).
+    pub fn set_dummy_driver(&self, has: bool) {
+        self.lock().state.ip.dummy_driver = has;
+    }
+
     /// Run a command given as string slices (convenience for tests/seeds).
     pub fn exec(&self, argv: &[&str], stdin: Option<&str>) -> Result<Output, RunError> {
         let mut cmd = Cmd::new(argv.iter().copied());

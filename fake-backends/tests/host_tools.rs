@@ -24,6 +24,7 @@ fn status(host: &FakeHost, line: &str) -> (i32, String) {
 #[test]
 fn bridge_with_dummy_port_gets_carrier() {
     let h = FakeHost::new();
+    h.set_dummy_driver(true);
     ok(
         &h,
         "ip link add virbr0 address 52:54:00:11:22:33 type bridge",
