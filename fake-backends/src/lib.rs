@@ -311,6 +311,10 @@ pub fn simulate(state: &mut HostState, cmd: &Cmd) -> Output {
             } else {
                 iptables
             };
+            // Tables nft created under iptables' names are iptables' too.
+            if let Err(e) = xtnft::adopt_nft_tables(nft, x) {
+                return Output::failed(1, format!("{prog}: {e}\n"));
+            }
             // Only the table the command addressed can change, and only if
             // it writes: that table alone is mirrored again (see
             // xtnft::sync_changed_to_nft). A write into a table nft created
@@ -354,11 +358,21 @@ pub fn simulate(state: &mut HostState, cmd: &Cmd) -> Output {
             }
         }
         "iptables-save" | "ip6tables-save" | "iptables-nft-save" | "ip6tables-nft-save" => {
+            let HostState {
+                nft,
+                iptables,
+                ip6tables,
+                ..
+            } = &mut *state;
             let x = if prog.starts_with("ip6") {
-                &state.ip6tables
+                ip6tables
             } else {
-                &state.iptables
+                iptables
             };
+            // Tables nft created under iptables' names are iptables' too.
+            if let Err(e) = xtnft::adopt_nft_tables(nft, x) {
+                return Output::failed(1, format!("{prog}: {e}\n"));
+            }
             save_cmd(x, args)
         }
         "ip" => {

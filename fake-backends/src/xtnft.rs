@@ -743,6 +743,9 @@ fn mirror_table(fam: XtFamily, name: &str, t: &iptables::Table) -> (nft::Table, 
             },
         ));
     }
+    for fc in &t.foreign_base {
+        chains.push((fc.handle, fc.clone()));
+    }
     chains.sort_by_key(|(h, _)| *h);
     (
         nft::Table {
@@ -753,7 +756,7 @@ fn mirror_table(fam: XtFamily, name: &str, t: &iptables::Table) -> (nft::Table, 
             comment: None,
             last_handle: t.last_handle,
             chains: chains.into_iter().map(|(_, c)| c).collect(),
-            sets: Vec::new(),
+            sets: t.foreign_sets.clone(),
         },
         compat_chains,
     )
@@ -864,6 +867,63 @@ pub fn sync_from_nft(
     Ok(())
 }
 
+/// The builtin chain names of iptables table `name` (none for a table
+/// iptables does not know).
+fn builtin_chain_names(name: &str) -> Vec<&'static str> {
+    iptables::unborn_table(name)
+        .map(|t| {
+            ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]
+                .into_iter()
+                .filter(|c| t.chains.contains_key(*c))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// iptables (or ip6tables) `x` about to run a command: every table nft
+/// created itself under a name iptables knows (`filter`, `nat`, ...) is, in
+/// the kernel, the table iptables will read and write — take it over: its
+/// chains and rules become iptables objects (read back as iptables-nft
+/// reads them), its unknown base chains stay nft's, and it is mirrored from
+/// then on like a table iptables created. A table whose carry-over is not
+/// simulated is left as it is.
+pub fn adopt_nft_tables(nft: &mut NftState, x: &mut XtablesState) -> Result<(), NotSimulated> {
+    let fam = nft_family(x.family);
+    let marks = nft.xt_tables().to_vec();
+    let mut adopted = Vec::new();
+    for t in nft.tables() {
+        if t.family != fam
+            || x.tables.contains_key(&t.name)
+            || marks
+                .iter()
+                .any(|m| m.family == fam && m.name == t.name && m.handle == t.handle)
+        {
+            continue;
+        }
+        let Some(mut xt) = iptables::unborn_table(&t.name) else {
+            continue;
+        };
+        xt.handle = t.handle;
+        xt.last_handle = t.last_handle;
+        // A table whose carry-over is not simulated stays nft's: a write to
+        // it is refused (see the iptables dispatch), other tables work.
+        if carry_table(fam, &t.name, t, &mut xt).is_ok() {
+            adopted.push((t.name.clone(), xt));
+        }
+    }
+    if adopted.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = adopted.iter().map(|(n, _)| n.clone()).collect();
+    for (n, t) in adopted {
+        x.tables.insert(n, t);
+    }
+    // The mirrors take the nft tables' places (same handles).
+    nft.tables_mut()
+        .retain(|t| !(t.family == fam && names.contains(&t.name)));
+    sync_changed_to_nft(nft, x, &names)
+}
+
 fn carry_table(
     fam: nft::Family,
     name: &str,
@@ -899,9 +959,23 @@ fn carry_table(
             Some(_) => {}
         }
     }
+    // Base chains under names iptables does not know stay nft's own
+    // (iptables calls the table's base chains incompatible and leaves them).
+    let builtin_names = builtin_chain_names(name);
+    let foreign = |nc: &nft::Chain| {
+        nc.base.is_some()
+            && !builtin_names.contains(&nc.name.as_str())
+            && !xt.chains.contains_key(&nc.name)
+    };
+    let foreign_now: Vec<nft::Chain> = nt.chains.iter().filter(|c| foreign(c)).cloned().collect();
+    let foreign_handles: Vec<u64> = foreign_now.iter().map(|c| c.handle).collect();
+    xt.foreign_base = foreign_now;
+    xt.foreign_sets = nt.sets.clone();
     // Chains nft added.
     for nc in &nt.chains {
-        if xt.chains.values().any(|c| c.handle == Some(nc.handle)) {
+        if xt.chains.values().any(|c| c.handle == Some(nc.handle))
+            || foreign_handles.contains(&nc.handle)
+        {
             continue;
         }
         match (&nc.base, xt.chains.get_mut(&nc.name)) {
@@ -927,6 +1001,9 @@ fn carry_table(
     // Policies and rules, in nft's order: rules nft added are translated
     // back to iptables where iptables-nft can (and refused otherwise).
     for nc in &nt.chains {
+        if foreign_handles.contains(&nc.handle) {
+            continue;
+        }
         let Some(xc) = xt.chains.get_mut(&nc.name) else {
             continue;
         };

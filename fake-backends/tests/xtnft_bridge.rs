@@ -107,17 +107,43 @@ fn nft_rules_iptables_can_read_back_show_in_iptables() {
 }
 
 #[test]
-fn iptables_on_a_table_nft_created_is_refused_and_changes_nothing() {
+fn iptables_takes_over_a_table_nft_created() {
     let h = FakeHost::new();
     ok(&h, "nft add table ip filter");
+    ok(
+        &h,
+        "nft add chain ip filter input { type filter hook input priority 0 ; }",
+    );
+    ok(&h, "nft add chain ip filter mine");
+    ok(&h, "iptables -w -A INPUT -j ACCEPT");
+    let s = run(&h, "iptables -w -S");
+    assert_eq!(
+        s.stdout,
+        "# Table `filter' contains incompatible base-chains, use 'nft' tool to list them.\n\
+         -P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT\n-N mine\n-A INPUT -j ACCEPT\n"
+    );
+    // One table, nft's base chain kept, iptables' INPUT beside it.
+    let l = run(&h, "nft list ruleset").stdout;
+    assert_eq!(l.matches("table ip filter").count(), 1, "{l}");
+    assert!(
+        l.contains("chain input {") && l.contains("chain INPUT {"),
+        "{l}"
+    );
+}
+
+#[test]
+fn a_takeover_that_is_not_simulated_changes_nothing() {
+    let h = FakeHost::new();
+    ok(&h, "nft add table ip filter");
+    // A base chain under a builtin name but another hook.
+    ok(
+        &h,
+        "nft add chain ip filter INPUT { type filter hook forward priority 0 ; }",
+    );
     let before = h.state();
     let o = run(&h, "iptables -w -A INPUT -j ACCEPT");
     assert_eq!(o.status, 1, "{o:?}");
-    assert!(
-        o.stderr
-            .contains("command not simulated: iptables on table ip filter"),
-        "{o:?}"
-    );
+    assert!(o.stderr.contains("command not simulated"), "{o:?}");
     assert_eq!(h.state(), before);
     // Other tables still work.
     ok(&h, "iptables -w -t nat -A POSTROUTING -j MASQUERADE");

@@ -613,6 +613,54 @@ fn delete_chain_also_removes_empty_builtin_chains() {
     );
 }
 
+/// Tables nft created under iptables' names are the tables iptables reads
+/// and writes: their chains and rules show in `iptables -S`, base chains
+/// iptables does not know make it print the "incompatible base-chains"
+/// note, and both tools keep seeing each other's objects.
+#[test]
+fn nft_made_tables_are_iptables_tables() {
+    skip_unless_able!();
+    assert_same(
+        "nft-made-tables",
+        &[
+            "nft add table ip filter",
+            "nft add chain ip filter input '{ type filter hook input priority 0; policy drop; }'",
+            "nft add chain ip filter mine",
+            "nft add rule ip filter mine tcp dport 22 accept",
+            "nft add rule ip filter input jump mine",
+            "nft add rule ip filter input ct state established accept",
+            "iptables -S",
+            "iptables -S INPUT",
+            "iptables -L -n",
+            "iptables -L mine -n",
+            "iptables-save",
+            "iptables -X mine",
+            "iptables -A mine -p udp --dport 53 -j ACCEPT",
+            "iptables -I INPUT -i lo -j ACCEPT",
+            "nft -a list ruleset",
+            "iptables -F mine",
+            "nft add set ip filter blocked '{ type ipv4_addr; }'",
+            "nft add element ip filter blocked '{ 10.0.0.1 }'",
+            "nft add rule ip filter input ip saddr @blocked drop",
+            "nft delete set ip filter blocked",
+            "iptables -S",
+            "nft add table ip nat",
+            "nft add chain ip nat post '{ type nat hook postrouting priority 100; }'",
+            "iptables -t nat -A POSTROUTING -o eth0 -j MASQUERADE",
+            "nft -a list table ip nat",
+            "iptables-save -t nat",
+            "nft add table ip6 filter",
+            "nft add chain ip6 filter FORWARD '{ type filter hook forward priority 0; policy drop; }'",
+            "ip6tables -S",
+            "ip6tables -A FORWARD -j ACCEPT",
+            "nft list table ip6 filter",
+            "nft flush ruleset",
+            "iptables -S",
+            "nft -a list ruleset",
+        ],
+    );
+}
+
 /// Hand-typed matches and targets beyond libvirt's: icmp/icmpv6 types,
 /// tcp flags, mark and MARK, with their errors, in `-S`, `-L`, `-L -n`
 /// and nft's listing.
@@ -744,6 +792,16 @@ fn random_command(r: &mut Rng) -> String {
         "nft add table inet x",
         "nft delete table inet x",
         "nft flush ruleset",
+        // Tables and chains nft makes under iptables' names (iptables then
+        // takes them over), and base chains iptables does not know.
+        "nft add table ip filter",
+        "nft add table ip6 filter",
+        "nft add table ip nat",
+        "nft add chain ip filter input '{ type filter hook input priority 0 ; policy accept ; }'",
+        "nft add chain ip filter C3",
+        "nft add rule ip filter C3 tcp dport 22 accept",
+        "nft add rule ip filter input jump C3",
+        "nft add chain ip6 filter fwd '{ type filter hook forward priority 0 ; }'",
     ];
     let prog = r.pick(&["iptables", "iptables", "ip6tables", "nft"]);
     if prog == "nft" {
