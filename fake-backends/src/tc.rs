@@ -326,6 +326,8 @@ impl TcState {
         let mut protocol: Option<&str> = None;
         let mut root = false;
         let mut ingress = false;
+        // `tc filter show ... ingress` (the listing then names the parent).
+        let mut ingress_sel = false;
         let mut tail: Vec<String> = Vec::new();
         let mut i = 0;
         while i < rest.len() {
@@ -361,6 +363,12 @@ impl TcState {
                 }
                 "ingress" if obj == "qdisc" && tail.is_empty() => {
                     ingress = true;
+                    i += 1;
+                }
+                // `tc filter ... ingress`: the ingress qdisc's filters.
+                "ingress" if obj == "filter" && tail.is_empty() && parent.is_none() => {
+                    parent = Some("ffff:");
+                    ingress_sel = true;
                     i += 1;
                 }
                 other => {
@@ -499,6 +507,13 @@ impl TcState {
                     if !self.ingress.remove(d) {
                         return fail(2, "Error: Invalid handle.");
                     }
+                    // Its filters go with it.
+                    if let Some(list) = self.filters.get_mut(d) {
+                        list.retain(|f| f.parent != "ffff:");
+                        if list.is_empty() {
+                            self.filters.remove(d);
+                        }
+                    }
                     return Output::default();
                 }
                 if self.qdiscs.remove(d).is_none() {
@@ -513,7 +528,8 @@ impl TcState {
                     return fail(1, "Cannot find device \"\"");
                 };
                 let parent = norm_handle(parent.unwrap_or("ffff:"));
-                if self.qdiscs.get(d).is_none_or(|q| q.handle != parent) {
+                let on_ingress = parent == "ffff:" && self.ingress.contains(d);
+                if !on_ingress && self.qdiscs.get(d).is_none_or(|q| q.handle != parent) {
                     return kernel_err("Parent Qdisc doesn't exists.");
                 }
                 if self.csum_fails && tail.windows(2).any(|w| w[0] == "action" && w[1] == "csum") {
@@ -551,6 +567,10 @@ impl TcState {
                 Output::default()
             }
             ("filter", "show" | "list" | "ls") => {
+                // Without a device, iproute2 6.1 lists nothing.
+                if dev.is_none() {
+                    return Output::default();
+                }
                 let mut out = String::new();
                 for (d, list) in &self.filters {
                     if dev.is_some_and(|x| x != d) {
@@ -563,10 +583,19 @@ impl TcState {
                     };
                     let shown: Vec<&Filter> = list
                         .iter()
-                        .filter(|f| parent.is_none_or(|p| norm_handle(p) == f.parent))
+                        .filter(|f| match parent {
+                            Some(p) => norm_handle(p) == f.parent,
+                            // The ingress qdisc's filters only when asked for.
+                            None => f.parent != "ffff:",
+                        })
                         .collect();
                     // A `parent` selector is not repeated in the output.
-                    out.push_str(&render_filters(&shown, list, &dev_part, parent.is_none()));
+                    out.push_str(&render_filters(
+                        &shown,
+                        list,
+                        &dev_part,
+                        parent.is_none() || ingress_sel,
+                    ));
                 }
                 Output::ok(out)
             }
@@ -998,6 +1027,7 @@ fn render_filters(shown: &[&Filter], all: &[Filter], dev_part: &str, with_parent
             let flow = match &flowid {
                 Some(x) if actions.is_empty() => format!("*flowid {x} "),
                 Some(x) => format!("flowid {x} "),
+                None if actions.is_empty() => String::new(),
                 None => "terminal flowid ??? ".to_string(),
             };
             out.push_str(&format!(
