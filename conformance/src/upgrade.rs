@@ -305,14 +305,19 @@ fn fresh_start(
 /// One upgrade check: `old` taken over by the current driver configured
 /// with `to`. `Err` says what differs.
 pub fn check(old: &ReleaseState, to: Backend) -> Result<(), String> {
-    let st = status::parse_status(&old.status, &old.source).map_err(|e| e.to_string())?;
+    // The TFTP root a status file names existed where that release ran;
+    // dnsmasq (the fake's too) refuses a missing one: use a scratch root.
+    let dir = crate::props::scratch_dir()?;
+    let tftp = dir.path().join("tftproot");
+    std::fs::create_dir_all(&tftp).map_err(|e| format!("{}: {e}", tftp.display()))?;
+    let status_text = crate::cases::localise_xml(&old.status, &tftp);
+    let st = status::parse_status(&status_text, &old.source).map_err(|e| e.to_string())?;
     let def = &st.def;
     let name = def.name.clone();
     let br = def
         .bridge_name()
         .map(str::to_string)
         .ok_or_else(|| format!("{}: status file without a bridge", old.source.display()))?;
-    let dir = crate::props::scratch_dir()?;
     let host = seeded_host()?;
     // Host-managed modes (bridge, macvtap, hostdev) use the admin's
     // bridge: it exists before and after; virtual modes own theirs.
@@ -357,7 +362,7 @@ pub fn check(old: &ReleaseState, to: Backend) -> Result<(), String> {
     let state_dir = dir.path().join("state");
     std::fs::create_dir_all(&state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
     let spath = state_dir.join(format!("{name}.xml"));
-    std::fs::write(&spath, &old.status).map_err(|e| format!("{}: {e}", spath.display()))?;
+    std::fs::write(&spath, &status_text).map_err(|e| format!("{}: {e}", spath.display()))?;
 
     // The current daemon starts.
     let d = Driver::open(driver_config(dir.path(), &host, to))
