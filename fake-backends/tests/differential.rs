@@ -7,72 +7,14 @@
 //! `iptables-save`, `ip6tables-save`, `ip`, `tc`, `sysctl`; otherwise each test prints
 //! "skipped: <why>" and returns.
 
-use std::process::{Child, Command, Stdio};
+mod common;
 
-use virtnet_core::runner::{Cmd, Output, RealRunner, Runner};
+use common::{strip_comments, words, Netns};
+use virtnet_core::runner::{Cmd, Runner};
 use virtnet_fake::FakeHost;
 
-/// A throw-away network namespace held open by a `sleep` started with
-/// `unshare -n`; dropped = the holder is killed (by its pid).
-struct Netns {
-    holder: Child,
-}
-
-impl Netns {
-    fn new() -> Result<Netns, String> {
-        let holder = Command::new("unshare")
-            .args(["-n", "--", "sleep", "600"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot run unshare: {e}"))?;
-        let ns = Netns { holder };
-        // Wait until the holder has entered its own namespace.
-        let me = std::fs::read_link("/proc/self/ns/net").map_err(|e| e.to_string())?;
-        for _ in 0..200 {
-            if let Ok(l) = std::fs::read_link(format!("/proc/{}/ns/net", ns.holder.id())) {
-                if l != me {
-                    return Ok(ns);
-                }
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        Err("unshare -n did not create a namespace".into())
-    }
-
-    fn run(&self, argv: &[String]) -> Output {
-        let mut full = vec![
-            "nsenter".to_string(),
-            "-t".to_string(),
-            self.holder.id().to_string(),
-            "-n".to_string(),
-            "--".to_string(),
-        ];
-        full.extend(argv.iter().cloned());
-        match RealRunner::new().run(&Cmd {
-            argv: full,
-            stdin: None,
-        }) {
-            Ok(o) => o,
-            Err(e) => Output::failed(-1, e.to_string()),
-        }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
-
 fn skip_reason() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not root".into());
-    }
-    for tool in [
+    common::cannot_run(&[
         "unshare",
         "nsenter",
         "iptables",
@@ -82,35 +24,8 @@ fn skip_reason() -> Option<String> {
         "ip",
         "tc",
         "sysctl",
-    ] {
-        let found = std::env::var("PATH")
-            .unwrap_or_default()
-            .split(':')
-            .any(|d| std::path::Path::new(d).join(tool).exists());
-        if !found {
-            return Some(format!("{tool} not found on PATH"));
-        }
-    }
-    let v = Command::new("iptables").arg("-V").output().ok()?;
-    let v = String::from_utf8_lossy(&v.stdout).to_string();
-    if !v.contains("v1.8.9 (nf_tables)") {
-        return Some(format!(
-            "the simulator models iptables v1.8.9 (nf_tables), host has {}",
-            v.trim()
-        ));
-    }
-    None
-}
-
-fn words(line: &str) -> Vec<String> {
-    virtnet_fake::record::shell_words(line).unwrap_or_else(|e| panic!("{line}: {e}"))
-}
-
-fn strip_comments(s: &str) -> String {
-    s.lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect()
+    ])
+    .or_else(|| common::other_version("iptables", "-V", "v1.8.9 (nf_tables)"))
 }
 
 /// Run a scenario on both hosts; returns the mismatches.
@@ -448,25 +363,7 @@ fn nft_seed_scripts_match_the_real_nft() {
         virtnet_fake::seed::DOCKER_NFT_SCRIPT,
         virtnet_fake::seed::FIREWALLD_NFT_SCRIPT,
     ] {
-        let argv: Vec<String> = [
-            "nsenter",
-            "-t",
-            &ns.holder.id().to_string(),
-            "-n",
-            "--",
-            "nft",
-            "-f",
-            "-",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let out = RealRunner::new()
-            .run(&Cmd {
-                argv,
-                stdin: Some(script.to_string()),
-            })
-            .unwrap();
+        let out = ns.run_with_stdin(&words("nft -f -"), Some(script));
         assert!(
             out.success(),
             "real nft rejected a seed script: {out:?}\n{script}"

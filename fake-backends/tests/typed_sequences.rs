@@ -14,11 +14,13 @@
 //! Needs root and the real tools; otherwise prints "skipped: <why>" and
 //! passes, unless `VIRTNET_REQUIRE_REAL=1`, which turns a skip into a failure.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use virtnet_core::runner::{Cmd, Output, RealRunner, Runner};
+use common::{words, Netns};
+use virtnet_core::runner::{Cmd, Output, Runner};
 use virtnet_fake::FakeHost;
 
 const SEQUENCES: &str = include_str!("typed_sequences.txt");
@@ -49,85 +51,9 @@ fn sequences() -> Vec<(String, Vec<String>)> {
     out
 }
 
-struct Netns {
-    holder: Child,
-}
-
-impl Netns {
-    fn new() -> Result<Netns, String> {
-        let holder = Command::new("unshare")
-            .args(["-n", "--", "sleep", "900"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot run unshare: {e}"))?;
-        let ns = Netns { holder };
-        let me = std::fs::read_link("/proc/self/ns/net").map_err(|e| e.to_string())?;
-        for _ in 0..300 {
-            if let Ok(l) = std::fs::read_link(format!("/proc/{}/ns/net", ns.holder.id())) {
-                if l != me {
-                    return Ok(ns);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Err("unshare -n did not create a namespace".into())
-    }
-
-    fn run(&self, argv: &[String]) -> Output {
-        let mut full: Vec<String> = ["nsenter", "-t", &self.holder.id().to_string(), "-n", "--"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        full.extend(argv.iter().cloned());
-        RealRunner::new()
-            .run(&Cmd {
-                argv: full,
-                stdin: None,
-            })
-            .unwrap_or_else(|e| Output::failed(-1, e.to_string()))
-    }
-
-    fn sh(&self, line: &str) -> Output {
-        self.run(&words(line))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
-
-fn words(line: &str) -> Vec<String> {
-    virtnet_fake::record::shell_words(line).unwrap_or_else(|e| panic!("{line}: {e}"))
-}
-
 fn skip_reason() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not root".into());
-    }
-    for tool in ["unshare", "nsenter", "ip", "tc", "sysctl"] {
-        let found = std::env::var("PATH")
-            .unwrap_or_default()
-            .split(':')
-            .any(|d| std::path::Path::new(d).join(tool).exists());
-        if !found {
-            return Some(format!("{tool} not found on PATH"));
-        }
-    }
-    let v = Command::new("ip").arg("-V").output().ok()?;
-    let v = String::from_utf8_lossy(&v.stdout).to_string();
-    if !v.contains("iproute2-6.1.0") {
-        return Some(format!(
-            "the simulator models iproute2-6.1.0, host has {}",
-            v.trim()
-        ));
-    }
-    None
+    common::cannot_run(&["unshare", "nsenter", "ip", "tc", "sysctl"])
+        .or_else(|| common::other_version("ip", "-V", "iproute2-6.1.0"))
 }
 
 /// True if the command may have changed the host (so the real side must

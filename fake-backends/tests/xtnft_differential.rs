@@ -11,71 +11,14 @@
 //! "skipped: <why>" and returns (set VIRTNET_REQUIRE_REAL=1 to make that a
 //! failure instead).
 
-use std::process::{Child, Command, Stdio};
+mod common;
 
-use virtnet_core::runner::{Cmd, Output, RealRunner, Runner};
+use common::{strip_comments, words, Netns};
+use virtnet_core::runner::{Cmd, Output, Runner};
 use virtnet_fake::FakeHost;
 
-/// A throw-away network namespace held open by a `sleep` started with
-/// `unshare -n`; dropped = the holder is killed (by its pid).
-struct Netns {
-    holder: Child,
-}
-
-impl Netns {
-    fn new() -> Result<Netns, String> {
-        let holder = Command::new("unshare")
-            .args(["-n", "--", "sleep", "600"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot run unshare: {e}"))?;
-        let ns = Netns { holder };
-        let me = std::fs::read_link("/proc/self/ns/net").map_err(|e| e.to_string())?;
-        for _ in 0..200 {
-            if let Ok(l) = std::fs::read_link(format!("/proc/{}/ns/net", ns.holder.id())) {
-                if l != me {
-                    return Ok(ns);
-                }
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        Err("unshare -n did not create a namespace".into())
-    }
-
-    fn run(&self, argv: &[String]) -> Output {
-        let mut full = vec![
-            "nsenter".to_string(),
-            "-t".to_string(),
-            self.holder.id().to_string(),
-            "-n".to_string(),
-            "--".to_string(),
-        ];
-        full.extend(argv.iter().cloned());
-        match RealRunner::new().run(&Cmd {
-            argv: full,
-            stdin: None,
-        }) {
-            Ok(o) => o,
-            Err(e) => Output::failed(-1, e.to_string()),
-        }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
-
 fn skip_reason() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not root".into());
-    }
-    for tool in [
+    common::cannot_run(&[
         "unshare",
         "nsenter",
         "iptables",
@@ -83,32 +26,9 @@ fn skip_reason() -> Option<String> {
         "iptables-save",
         "ip6tables-save",
         "nft",
-    ] {
-        let found = std::env::var("PATH")
-            .unwrap_or_default()
-            .split(':')
-            .any(|d| std::path::Path::new(d).join(tool).exists());
-        if !found {
-            return Some(format!("{tool} not found on PATH"));
-        }
-    }
-    let v = Command::new("iptables").arg("-V").output().ok()?;
-    let v = String::from_utf8_lossy(&v.stdout).to_string();
-    if !v.contains("v1.8.9 (nf_tables)") {
-        return Some(format!(
-            "the simulator models iptables v1.8.9 (nf_tables), host has {}",
-            v.trim()
-        ));
-    }
-    let v = Command::new("nft").arg("-v").output().ok()?;
-    let v = String::from_utf8_lossy(&v.stdout).to_string();
-    if !v.contains("v1.0.6") {
-        return Some(format!(
-            "the simulator models nft v1.0.6, host has {}",
-            v.trim()
-        ));
-    }
-    None
+    ])
+    .or_else(|| common::other_version("iptables", "-V", "v1.8.9 (nf_tables)"))
+    .or_else(|| common::other_version("nft", "-v", "v1.0.6"))
 }
 
 macro_rules! skip_unless_able {
@@ -121,17 +41,6 @@ macro_rules! skip_unless_able {
             return;
         }
     };
-}
-
-fn words(line: &str) -> Vec<String> {
-    virtnet_fake::record::shell_words(line).unwrap_or_else(|e| panic!("{line}: {e}"))
-}
-
-fn strip_comments(s: &str) -> String {
-    s.lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect()
 }
 
 /// `*-save` output without the dates of its `# Generated`/`# Completed`
