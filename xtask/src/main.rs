@@ -253,27 +253,23 @@ fn main() -> ExitCode {
         Task::Props {
             mutant: Some(m), ..
         } => {
-            // Only the mutation test binary is built with the hook switched
-            // on (conformance's dev-dependency feature `sabotage`).
-            let mut test = cargo();
-            test.args([
-                "test",
+            // Only conformance's tests and examples are built with the hook
+            // (its dev-dependency feature `sabotage`).
+            let mut demo = cargo();
+            demo.args([
+                "run",
+                "-q",
                 "-p",
                 "virtnet-conformance",
-                "--test",
-                "mutant",
-                "--",
-                "--ignored",
-                "--exact",
-                "demonstrate_drop_last_undo",
-                "--nocapture",
+                "--example",
+                "mutant_drop_last_undo",
             ]);
             eprintln!("xtask: props --mutant {m}: the rollback property must fail and print its seed and minimal case");
-            let failed = !step("mutant property test", test);
-            if failed {
-                eprintln!("xtask: props --mutant {m}: the property caught the mutation (above: seed and minimal case)");
-            } else {
-                eprintln!("xtask: props --mutant {m}: the property did NOT catch the mutation");
+            eprintln!("xtask: == mutant property run: {demo:?}");
+            match demo.status().map(|s| s.code()) {
+                Ok(Some(1)) => eprintln!("xtask: props --mutant {m}: the property caught the mutation (above: seed and minimal case)"),
+                Ok(Some(3)) => eprintln!("xtask: props --mutant {m}: the property did NOT catch the mutation"),
+                other => eprintln!("xtask: props --mutant {m}: could not run the demonstration ({other:?})"),
             }
             // Non-zero either way a person should look: the property
             // failed (as it must) or, worse, it did not.
