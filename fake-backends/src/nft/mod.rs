@@ -206,42 +206,6 @@ fn merge_intervals(key_type: &str, elems: &[Element]) -> Option<Vec<Element>> {
     )
 }
 
-/// The values an interval set element covers (address/prefix/range or
-/// port/range), for overlap checks.
-fn interval_span(key_type: &str, key: &str) -> Option<(u128, u128)> {
-    let num = |s: &str| -> Option<u128> {
-        match key_type {
-            "ipv4_addr" => s
-                .parse::<std::net::Ipv4Addr>()
-                .ok()
-                .map(|a| u128::from(u32::from(a))),
-            "ipv6_addr" => s.parse::<std::net::Ipv6Addr>().ok().map(u128::from),
-            _ => s.parse::<u128>().ok(),
-        }
-    };
-    let bits: u32 = match key_type {
-        "ipv4_addr" => 32,
-        "ipv6_addr" => 128,
-        _ => 0,
-    };
-    if let Some((a, len)) = key.split_once('/') {
-        let len: u32 = len.parse().ok()?;
-        let lo = num(a)?;
-        let host = bits.checked_sub(len)?;
-        let size = if host >= 128 {
-            u128::MAX
-        } else {
-            (1u128 << host) - 1
-        };
-        return Some((lo, lo.checked_add(size)?));
-    }
-    if let Some((a, b)) = key.split_once('-') {
-        return Some((num(a)?, num(b)?));
-    }
-    let v = num(key)?;
-    Some((v, v))
-}
-
 /// `... vmap { k : jump OLD, ... }` with OLD renamed.
 fn rename_verdict_targets(text: &str, old: &str, new: &str) -> String {
     let words: Vec<&str> = text.split(' ').collect();
@@ -1143,7 +1107,7 @@ impl NftState {
                     // nft refuses overlapping intervals within one command.
                     let spans: Vec<Option<(u128, u128)>> = elems
                         .iter()
-                        .map(|e| interval_span(&s.key_type, &e.value.key))
+                        .map(|e| model::element_bounds(&s.key_type, &e.value.key))
                         .collect();
                     for (j, b) in spans.iter().enumerate() {
                         for (i, a) in spans[..j].iter().enumerate() {
