@@ -889,7 +889,7 @@ fn builtin_chain_names(name: &str) -> Vec<&'static str> {
 /// simulated is left as it is.
 pub fn adopt_nft_tables(nft: &mut NftState, x: &mut XtablesState) -> Result<(), NotSimulated> {
     let fam = nft_family(x.family);
-    let marks = nft.xt_tables().to_vec();
+    let marks = nft.xt_tables();
     let mut adopted = Vec::new();
     for t in nft.tables() {
         if t.family != fam
