@@ -3,10 +3,21 @@
 //! status file never leaks it.
 //!
 //! [`JournalRunner`] wraps the driver's runner: every command that succeeds
-//! is appended, with its stdout, to `STATE_DIR/NAME.journal` and the file is
-//! fsynced before the next command runs. The driver adds notes for facts
-//! that are not commands (the pid dnsmasq wrote, the previous value of a
-//! global sysctl). The status save deletes the journal.
+//! is appended, with the part of its stdout its undo needs (nft's `# handle
+//! N` echo; see [`journaled_stdout`]), to `STATE_DIR/NAME.journal`, written to
+//! the file (`write(2)`) before the next command runs. The driver adds
+//! notes for facts that are not commands (the pid dnsmasq wrote, the
+//! previous value of a global sysctl). The status save deletes the journal.
+//!
+//! The journal guards against a crash of the daemon, not of the machine,
+//! and is therefore not fsynced. Everything it records — rules, links,
+//! addresses, qdiscs, sysctl values, processes — is kernel state that a
+//! machine crash wipes, and the state directory is `/run` (tmpfs) in a
+//! normal installation. What `write(2)` handed to the kernel survives the
+//! death of the process that wrote it, which is the crash the journal is
+//! for. (On a state directory on disk, an fsynced journal would even be
+//! harmful after a reboot: its undo plan would be replayed against a
+//! kernel that never saw those commands.)
 //!
 //! [`undo_plan`] derives, from the entries, the inverse of every creation
 //! that is still outstanding — creations later undone by a recorded command
@@ -48,17 +59,18 @@ pub enum Entry {
     },
 }
 
-/// An append-only, fsynced journal file, with its undo plan kept in
-/// memory as entries are appended.
+/// An append-only journal file, with its undo plan kept in memory as
+/// entries are appended.
 ///
 /// Only entries that change the undo plan are written (creations, the
 /// commands that cancel them, notes): replaying the file gives the same plan
 /// as replaying every command would, so queries (`--list-rules`, `sysctl
 /// -n`, `dnsmasq --version`) and deletions of nothing outstanding cost no
-/// write and no sync. The file itself is created with the first entry that
+/// write. The file itself is created with the first entry that
 /// is written (a start that fails before creating anything leaves no file
-/// and costs no file-system call); every written entry is fdatasynced
-/// before the next command runs, as before.
+/// and costs no file-system call); every written entry reaches the file
+/// before the next command runs (see the module documentation for why it
+/// is not fsynced).
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
@@ -81,20 +93,25 @@ struct RanRef<'a> {
     stdout: &'a str,
 }
 
+/// Creates (or truncates) the journal file; its directory is created only
+/// when the file cannot be created for lack of it.
 fn open_truncated(path: &Path) -> io::Result<fs::File> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
+    let open = || {
+        fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(path)
+    };
+    match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            open()
+        }
+        r => r,
     }
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(path)?;
-    file.sync_all()?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(file)
 }
 
 impl Journal {
@@ -124,7 +141,7 @@ impl Journal {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes one serialised line (in `st.line`) and fdatasyncs it.
+    /// Writes one serialised line (in `st.line`) to the file.
     fn write_line(&self, st: &mut JournalState) -> io::Result<()> {
         st.line.push(b'\n');
         if st.file.is_none() {
@@ -134,11 +151,10 @@ impl Journal {
         let f = file
             .as_mut()
             .ok_or_else(|| io::Error::other("journal not open"))?;
-        f.write_all(line)?;
-        f.sync_data()
+        f.write_all(line)
     }
 
-    /// Appends one entry (if it changes the undo plan) and fsyncs it.
+    /// Appends one entry (if it changes the undo plan).
     pub fn append(&self, entry: &Entry) -> io::Result<()> {
         let mut st = self.lock();
         if !st.tracker.push(entry) {
@@ -149,8 +165,10 @@ impl Journal {
         self.write_line(&mut st)
     }
 
-    /// Appends a successful command (see [`Journal::append`]).
+    /// Appends a successful command (see [`Journal::append`]); of its
+    /// stdout only [`journaled_stdout`] is written.
     pub fn append_ran(&self, argv: &[String], stdout: &str) -> io::Result<()> {
+        let stdout = journaled_stdout(stdout);
         let mut st = self.lock();
         if !st.tracker.push_ran(argv, stdout) {
             return Ok(());
@@ -241,6 +259,30 @@ impl Runner for JournalRunner<'_> {
 
     fn has_program(&self, name: &str) -> bool {
         self.inner.has_program(name)
+    }
+}
+
+/// The part of a command's stdout that [`inverse`] reads: the `# handle N`
+/// of an nft echo, or nothing. Writing only that keeps journal lines short
+/// (an nft echo repeats the whole rule); a journal written with whole
+/// stdouts (earlier releases) gives the same plan.
+pub fn journaled_stdout(stdout: &str) -> &str {
+    const MARK: &str = "# handle ";
+    // Most commands print nothing; a byte search for '#' is cheaper than a
+    // substring searcher.
+    let start = stdout
+        .match_indices('#')
+        .map(|(i, _)| i)
+        .find(|&i| stdout[i..].starts_with(MARK));
+    match start {
+        Some(start) => {
+            let digits = stdout[start + MARK.len()..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+            &stdout[start..start + MARK.len() + digits]
+        }
+        None => "",
     }
 }
 
@@ -560,6 +602,60 @@ mod tests {
                 "LIBVIRT_FWI",
                 "-j",
                 "REJECT"
+            ])]
+        );
+    }
+
+    #[test]
+    fn only_the_nft_handle_of_a_stdout_is_journaled_and_the_plan_is_the_same() {
+        let echo = "insert rule ip libvirt_network guest_output iif \"virbr0\" counter reject # handle 12\n# new generation 4 by process 4242 (nft)\n";
+        assert_eq!(journaled_stdout(echo), "# handle 12");
+        assert_eq!(journaled_stdout("-P INPUT ACCEPT\n"), "");
+        assert_eq!(journaled_stdout(""), "");
+        let argv = v(&[
+            "nft",
+            "-ae",
+            "insert",
+            "rule",
+            "ip",
+            "libvirt_network",
+            "guest_output",
+            "iif",
+            "virbr0",
+            "counter",
+            "reject",
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("n.journal");
+        let j = Journal::create(&p).unwrap();
+        j.append_ran(&argv, echo).unwrap();
+        let on_disk = Journal::read(&p).unwrap();
+        assert_eq!(
+            on_disk,
+            vec![ran(
+                &argv.iter().map(String::as_str).collect::<Vec<_>>(),
+                "# handle 12"
+            )]
+        );
+        // A journal of an earlier release, with the whole echo, gives the
+        // same plan as the short entry.
+        let whole = undo_plan(&[Entry::Ran {
+            argv: argv.clone(),
+            stdout: echo.to_string(),
+        }]);
+        assert_eq!(undo_plan(&on_disk), whole);
+        assert_eq!(j.undo_plan(), whole);
+        assert_eq!(
+            whole,
+            vec![v(&[
+                "nft",
+                "delete",
+                "rule",
+                "ip",
+                "libvirt_network",
+                "guest_output",
+                "handle",
+                "12"
             ])]
         );
     }

@@ -449,7 +449,11 @@ fn nft_creation(args: &[String]) -> Option<usize> {
 
 /// The digits right after the first `# handle ` in `stdout`, if any.
 pub fn parse_nft_handle(stdout: &str) -> Option<&str> {
-    let start = stdout.find("# handle ")? + "# handle ".len();
+    let start = stdout
+        .match_indices('#')
+        .map(|(i, _)| i)
+        .find(|&i| stdout[i..].starts_with("# handle "))?
+        + "# handle ".len();
     let rest = &stdout[start..];
     let len = rest.bytes().take_while(u8::is_ascii_digit).count();
     (len > 0).then(|| &rest[..len])
