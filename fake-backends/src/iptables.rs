@@ -193,7 +193,7 @@ const VERSION: &str = "v1.8.9 (nf_tables)";
 /// Targets the simulator knows besides user chains.
 const STD_TARGETS: &[&str] = &["ACCEPT", "DROP", "RETURN", "QUEUE"];
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Fail {
     /// Parameter problem: exit 2 with the "Try ..." trailer.
     Param(String),
@@ -775,6 +775,43 @@ pub(crate) fn canonical_rule(
         .map(|t| t.name.clone())
         .filter(|n| !STD_TARGETS.contains(&n.as_str()) && target_opts(n).is_none());
     Ok((p.spec.render(fam), jump))
+}
+
+/// A parsed command line, and the canonical text of its rule once asked for.
+struct ParseMemo {
+    parsed: Result<Parsed, Fail>,
+    spec_text: std::sync::OnceLock<String>,
+}
+
+/// [`parse`] through a per-thread memo keyed by the arguments: parsing is
+/// a function of the argument list and the family alone, and the same rule
+/// lines come again and again (every start, rollback and destroy of a
+/// network repeats them). Bounded: emptied when it reaches 4096 entries.
+fn parse_memo(args: &[String], fam: Family) -> std::sync::Arc<ParseMemo> {
+    use rustc_hash::FxHashMap as HashMap;
+    use std::cell::RefCell;
+    use std::sync::Arc;
+    /// One map per family (IPv4, IPv6), looked up by the borrowed slice.
+    type Memo = [HashMap<Vec<String>, Arc<ParseMemo>>; 2];
+    thread_local! {
+        static MEMO: RefCell<Memo> = RefCell::new([HashMap::default(), HashMap::default()]);
+    }
+    let slot = usize::from(fam == Family::V6);
+    if let Some(hit) = MEMO.with(|m| m.borrow()[slot].get(args).cloned()) {
+        return hit;
+    }
+    let memo = Arc::new(ParseMemo {
+        parsed: parse(args, fam),
+        spec_text: std::sync::OnceLock::new(),
+    });
+    MEMO.with(|m| {
+        let m = &mut m.borrow_mut()[slot];
+        if m.len() >= 4096 {
+            m.clear();
+        }
+        m.insert(args.to_vec(), memo.clone());
+    });
+    memo
 }
 
 fn parse(args: &[String], fam: Family) -> Result<Parsed, Fail> {
@@ -1527,7 +1564,11 @@ impl XtablesState {
         if args.iter().any(|a| a == "-V" || a == "--version") {
             return Ok(Output::ok(format!("{} {VERSION}\n", self.family.prog())));
         }
-        let p = parse(args, self.family)?;
+        let memo = parse_memo(args, self.family);
+        let p = match &memo.parsed {
+            Ok(p) => p,
+            Err(f) => return Err(f.clone()),
+        };
         let writes = !matches!(p.cmd, CmdKind::List | CmdKind::ListRules | CmdKind::Check);
         if writes {
             if let Some(msg) = refuse_write(&p.table) {
@@ -1777,7 +1818,7 @@ impl XtablesState {
                         return Err(Fail::Param(format!("Chain '{name}' does not exist")));
                     }
                 }
-                let spec_text = p.spec.render(fam);
+                let spec_text = memo.spec_text.get_or_init(|| p.spec.render(fam)).clone();
                 if matches!(p.cmd, CmdKind::Delete | CmdKind::Check) {
                     let Some(t) = self.tables.get_mut(&p.table) else {
                         return Err(Fail::Other(BAD_RULE.into()));

@@ -46,7 +46,10 @@ pub const NOT_SIMULATED_STATUS: i32 = 127;
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// The host, except that the nft mirrors of the iptables tables named
+    /// in `pending` may be out of date (see [`Pending`]).
     state: HostState,
+    pending: Pending,
     records: Vec<Record>,
     plan: FaultPlan,
     /// Commands given to the host so far (the index of the last one).
@@ -92,7 +95,7 @@ impl FakeHost {
 
     /// Save the current state to a state file.
     pub fn save(&self, path: &Path) -> Result<(), StateFileError> {
-        self.lock().state.save_file(path)
+        self.lock_settled().state.save_file(path)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -101,19 +104,30 @@ impl FakeHost {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The lock, with every pending nft mirror brought up to date: what
+    /// anyone outside the command dispatch sees is always the whole host.
+    fn lock_settled(&self) -> MutexGuard<'_, Inner> {
+        let mut inner = self.lock();
+        let Inner { state, pending, .. } = &mut *inner;
+        pending.flush(state);
+        inner
+    }
+
     /// A snapshot of the whole host.
     pub fn state(&self) -> HostState {
-        self.lock().state.clone()
+        self.lock_settled().state.clone()
     }
 
     /// Replace the whole host state (records and faults are kept).
     pub fn set_state(&self, state: HostState) {
-        self.lock().state = state;
+        let mut inner = self.lock();
+        inner.pending = Pending::default();
+        inner.state = state;
     }
 
     /// Readable dump of the current state (see [`HostState::dump`]).
     pub fn dump(&self) -> String {
-        self.lock().state.dump()
+        self.lock_settled().state.dump()
     }
 
     /// All commands recorded so far.
@@ -226,7 +240,8 @@ impl Runner for FakeHost {
             });
             return Ok(output);
         }
-        let output = simulate(&mut inner.state, cmd);
+        let Inner { state, pending, .. } = &mut *inner;
+        let output = simulate_lazy(state, pending, cmd);
         inner.records.push(Record {
             index,
             cmd: cmd.clone(),
@@ -242,8 +257,62 @@ impl Runner for FakeHost {
 /// clock, so output is reproducible).
 pub const SAVE_STAMP: &str = "Thu Jan  1 00:00:00 1970";
 
+/// iptables tables whose nft mirror (`crate::xtnft`) is not brought up to
+/// date yet. An iptables write only marks its table here; the mirror is
+/// rebuilt when something can see it — the next nft command, or a read of
+/// the host state from outside the dispatch — so a run of iptables commands
+/// (an iptables-backend start is nothing else) mirrors each table once, not
+/// once per command. The mirror is a function of the iptables table alone,
+/// so building it late gives the same ruleset as building it at once.
+#[derive(Debug, Default)]
+struct Pending {
+    tables: Vec<(iptables::Family, String)>,
+}
+
+impl Pending {
+    fn mark(&mut self, family: iptables::Family, table: &str) {
+        if !self.tables.iter().any(|(f, t)| *f == family && t == table) {
+            self.tables.push((family, table.to_string()));
+        }
+    }
+
+    /// Mirror every marked table. Cannot fail in practice: a write into a
+    /// table nft created is refused before it runs, so the mirror of a
+    /// marked table never meets such a table; if it did, that table's mirror
+    /// would stay as it was.
+    fn flush(&mut self, state: &mut HostState) {
+        if self.tables.is_empty() {
+            return;
+        }
+        for (family, x) in [
+            (iptables::Family::V4, &state.iptables),
+            (iptables::Family::V6, &state.ip6tables),
+        ] {
+            let names: Vec<String> = self
+                .tables
+                .iter()
+                .filter(|(f, _)| *f == family)
+                .map(|(_, t)| t.clone())
+                .collect();
+            if !names.is_empty() {
+                let _ = xtnft::sync_changed_to_nft(&mut state.nft, x, &names);
+            }
+        }
+        self.tables.clear();
+    }
+}
+
 /// Run one command against a host state: dispatch on the program basename.
 pub fn simulate(state: &mut HostState, cmd: &Cmd) -> Output {
+    let mut pending = Pending::default();
+    let out = simulate_lazy(state, &mut pending, cmd);
+    pending.flush(state);
+    out
+}
+
+/// [`simulate`], leaving the nft mirrors of the iptables tables a command
+/// wrote to `pending`.
+fn simulate_lazy(state: &mut HostState, pending: &mut Pending, cmd: &Cmd) -> Output {
     let argv = &cmd.argv;
     let prog = argv
         .first()
@@ -252,6 +321,7 @@ pub fn simulate(state: &mut HostState, cmd: &Cmd) -> Output {
     let args = argv.get(1..).unwrap_or(&[]);
     match prog {
         "nft" => {
+            pending.flush(state);
             // nft resolves `iif`/`oif` names against the links that exist
             // (the set is rebuilt only when the links changed).
             let same = state.nft.links().is_some_and(|known| {
@@ -346,16 +416,10 @@ pub fn simulate(state: &mut HostState, cmd: &Cmd) -> Output {
                     })
                 },
             );
-            match addressed {
-                Some(a) if a.writes => {
-                    match xtnft::sync_changed_to_nft(nft, x, std::slice::from_ref(&a.table)) {
-                        Ok(()) => out,
-                        // Refused above; kept for the invariant.
-                        Err(e) => Output::failed(1, format!("{prog}: {e}\n")),
-                    }
-                }
-                _ => out,
+            if let Some(a) = addressed.filter(|a| a.writes) {
+                pending.mark(x.family, &a.table);
             }
+            out
         }
         "iptables-save" | "ip6tables-save" | "iptables-nft-save" | "ip6tables-nft-save" => {
             let HostState {
@@ -429,6 +493,7 @@ fn xt_mirror<'a>(
     n.tables()
         .iter()
         .find(|t| t.family == m.family && t.name == m.name && t.handle == m.handle)
+        .map(|t| &**t)
 }
 
 fn tell_ip(state: &mut HostState) {

@@ -641,10 +641,10 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
 /// command after command (a pure function of its arguments, so caching
 /// cannot change a result).
 fn rule_text_memo(spec: &str, fam: XtFamily) -> NftRule {
+    use rustc_hash::FxHashMap as HashMap;
     use std::cell::RefCell;
-    use std::collections::HashMap;
     thread_local! {
-        static MEMO: RefCell<HashMap<(bool, String), NftRule>> = RefCell::new(HashMap::new());
+        static MEMO: RefCell<HashMap<(bool, String), NftRule>> = RefCell::new(HashMap::default());
     }
     let key = (fam == XtFamily::V6, spec.to_string());
     MEMO.with(|m| {
@@ -672,11 +672,11 @@ fn chain_rules_memo(
     cname: &str,
     c: &iptables::Chain,
 ) -> (Arc<Vec<nft::Rule>>, bool) {
+    use rustc_hash::FxHashMap as HashMap;
     use std::cell::RefCell;
-    use std::collections::HashMap;
     type Memo = HashMap<(bool, String, String), (iptables::Chain, Arc<Vec<nft::Rule>>, bool)>;
     thread_local! {
-        static MEMO: RefCell<Memo> = RefCell::new(HashMap::new());
+        static MEMO: RefCell<Memo> = RefCell::new(HashMap::default());
     }
     let key = (fam == XtFamily::V6, table.to_string(), cname.to_string());
     if let Some(hit) = MEMO.with(|m| {
@@ -824,14 +824,14 @@ pub fn sync_to_nft(
             .iter_mut()
             .find(|t| t.family == m.family && t.name == m.name && t.handle == m.handle)
         {
-            Some(t) => *t = m,
+            Some(t) => *t = Arc::new(m),
             None => {
                 // Kernel order is creation order, that is handle order.
                 let pos = tables
                     .iter()
                     .position(|t| t.handle > m.handle)
                     .unwrap_or(tables.len());
-                tables.insert(pos, m);
+                tables.insert(pos, Arc::new(m));
             }
         }
     }
@@ -1244,7 +1244,7 @@ pub fn sync_changed_to_nft(
             .iter()
             .position(|t| t.handle > m.handle)
             .unwrap_or(tables.len());
-        tables.insert(pos, m);
+        tables.insert(pos, Arc::new(m));
     }
     // Marks in the order the full sync gives: IPv4 tables, then IPv6, each
     // by name.

@@ -53,11 +53,43 @@ mod parser;
 pub mod real;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use virtnet_core::runner::Output;
 
 use lexer::{Loc, Source};
+
+/// What [`parsed`] gives: the commands and syntax errors of a source, or
+/// the scanner's error.
+type Parsed = Result<(Vec<Command>, Vec<PErr>), (Loc, String)>;
+
+/// Scans and parses `src`, through a per-thread memo keyed by its text:
+/// scanning and parsing are functions of the text alone (the file name only
+/// goes into messages, which are rendered later from `src`), and drivers,
+/// conformance runs and property tests give the same command text again and
+/// again. The memo is bounded: it is emptied when it reaches 4096 texts.
+fn parsed(src: &Source) -> std::sync::Arc<Parsed> {
+    use rustc_hash::FxHashMap as HashMap;
+    use std::cell::RefCell;
+    use std::sync::Arc;
+    thread_local! {
+        static MEMO: RefCell<HashMap<Vec<String>, Arc<Parsed>>> = RefCell::new(HashMap::default());
+    }
+    if let Some(hit) = MEMO.with(|m| m.borrow().get(&src.lines).cloned()) {
+        return hit;
+    }
+    let result: Parsed = lexer::tokenize(src).map(|toks| parser::parse(&toks));
+    let result = Arc::new(result);
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= 4096 {
+            m.clear();
+        }
+        m.insert(src.lines.clone(), result.clone());
+    });
+    result
+}
 use model::{chain_block, set_block, table_block, ListOpts, TableParts};
 pub use model::{BaseSpec, Chain, Element, Family, Rule, Set, Stmt, StmtKind, Table};
 use parser::{Command, Named, Op, PErr, PosKind, RuleBody, TableRef};
@@ -68,7 +100,10 @@ pub const FAKE_PID: u32 = 4242;
 /// The nftables ruleset of one simulated network namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NftState {
-    tables: Vec<Table>,
+    /// Shared between copies of the ruleset (every nft command works on two
+    /// copies: its userspace view and its kernel transaction); a table is
+    /// copied only when a command changes it (`Arc::make_mut`).
+    tables: Vec<Arc<Table>>,
     /// Last table handle given out in this namespace.
     last_table_handle: u64,
     /// The ruleset generation (1 in a fresh namespace).
@@ -76,11 +111,11 @@ pub struct NftState {
     /// Network devices that exist, for `iif`/`oif` (nft resolves them to an
     /// index). `None` = any name is accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    links: Option<BTreeSet<String>>,
+    links: Option<Arc<BTreeSet<String>>>,
     /// The tables iptables-nft owns (mirrored here from the iptables
     /// states by `crate::xtnft`), and whether nft warns about each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    xt_tables: Vec<XtTable>,
+    xt_tables: Arc<Vec<XtTable>>,
 }
 
 /// What one nft run printed on stderr while listing, and for which family
@@ -261,7 +296,7 @@ impl NftState {
             last_table_handle: 0,
             generation: 1,
             links: None,
-            xt_tables: Vec::new(),
+            xt_tables: Arc::new(Vec::new()),
         }
     }
 
@@ -269,7 +304,7 @@ impl NftState {
     /// which real nft resolves to an interface index and rejects with
     /// "Interface does not exist" otherwise). `None` accepts any name.
     pub fn set_links(&mut self, links: Option<BTreeSet<String>>) {
-        self.links = links;
+        self.links = links.map(Arc::new);
     }
 
     /// The namespace's table handle counter (last handle given).
@@ -291,7 +326,7 @@ impl NftState {
     }
 
     /// The tables, mutable (for the iptables-nft bridge).
-    pub(crate) fn tables_mut(&mut self) -> &mut Vec<Table> {
+    pub(crate) fn tables_mut(&mut self) -> &mut Vec<Arc<Table>> {
         &mut self.tables
     }
 
@@ -302,7 +337,7 @@ impl NftState {
 
     /// Record which tables iptables-nft owns.
     pub(crate) fn set_xt_tables(&mut self, v: Vec<XtTable>) {
-        self.xt_tables = v;
+        self.xt_tables = Arc::new(v);
     }
 
     /// Table `t` as nft lists it, with what it prints on stderr first:
@@ -374,7 +409,7 @@ impl NftState {
 
     /// The device names set with [`NftState::set_links`].
     pub fn links(&self) -> Option<&BTreeSet<String>> {
-        self.links.as_ref()
+        self.links.as_deref()
     }
 
     /// The current ruleset generation.
@@ -383,7 +418,7 @@ impl NftState {
     }
 
     /// The tables, in the order the kernel lists them.
-    pub fn tables(&self) -> &[Table] {
+    pub fn tables(&self) -> &[Arc<Table>] {
         &self.tables
     }
 
@@ -550,13 +585,13 @@ impl NftState {
         if opts.echo || !fmt.is_plain() {
             return fail("Error: command not simulated: -j with -e/-n/-s/-t/-y/-p\n".into());
         }
-        let toks = match lexer::tokenize(src) {
-            Ok(t) => t,
+        let parsed = parsed(src);
+        let (cmds, errors) = match &*parsed {
+            Ok((c, e)) => (c, e),
             Err((loc, msg)) => {
-                return fail(src.error(loc, &format!("command not simulated: {msg}")))
+                return fail(src.error(*loc, &format!("command not simulated: {msg}")))
             }
         };
-        let (cmds, errors) = parser::parse(&toks);
         if !cmds.iter().any(|c| is_list(&c.op)) {
             // Without a listing, -j changes nothing that is printed.
             let saved = self.clone();
@@ -662,15 +697,15 @@ impl NftState {
     }
 
     fn run_source(&mut self, src: &Source, opts: Opts) -> Output {
-        let toks = match lexer::tokenize(src) {
-            Ok(t) => t,
+        let parsed = parsed(src);
+        let (cmds, parse_errors) = match &*parsed {
+            Ok((c, e)) => (c, e),
             Err((loc, msg)) => {
-                return fail(src.error(loc, &format!("command not simulated: {msg}")))
+                return fail(src.error(*loc, &format!("command not simulated: {msg}")))
             }
         };
         // Syntax errors are reported first, then the evaluation errors of
         // the commands that did parse; any error stops before the kernel.
-        let (cmds, parse_errors) = parser::parse(&toks);
         let mut errors: String = parse_errors
             .iter()
             .map(|e| src.error2(e.loc, e.secondary, &e.msg))
@@ -707,7 +742,7 @@ impl NftState {
         // cache: what existed plus every table, chain and set the batch adds
         // (before or after the list), but none of its rules.
         let mut lists = Vec::new();
-        for cmd in &cmds {
+        for cmd in cmds {
             let mut sink = String::new();
             let mut scratch = XtDiag::default();
             let (out, d) = if is_list(&cmd.op) {
@@ -767,6 +802,7 @@ impl NftState {
                 c.tables
                     .retain(|t| tables.contains(&(t.family, t.name.clone())));
                 for t in &mut c.tables {
+                    let t = Arc::make_mut(t);
                     let (f, n) = (t.family, t.name.clone());
                     t.chains
                         .retain(|ch| chains.contains(&(f, n.clone(), ch.name.clone())));
@@ -864,7 +900,9 @@ impl NftState {
                 .iter()
                 .find(|w| w.handle == t.handle && w.family == t.family)
             {
-                t.last_handle = t.last_handle.max(w.last_handle);
+                if w.last_handle > t.last_handle {
+                    Arc::make_mut(t).last_handle = w.last_handle;
+                }
             }
         }
     }
@@ -873,11 +911,13 @@ impl NftState {
         self.tables
             .iter()
             .find(|t| t.family == family && t.name == name)
+            .map(|t| &**t)
     }
     fn table_mut(&mut self, family: Family, name: &str) -> Option<&mut Table> {
         self.tables
             .iter_mut()
             .find(|t| t.family == family && t.name == name)
+            .map(Arc::make_mut)
     }
 
     // ----- userspace evaluation -------------------------------------------
@@ -900,7 +940,7 @@ impl NftState {
         match &cmd.op {
             Op::AddTable { t, .. } => {
                 if self.table(t.family, &t.name).is_none() {
-                    self.tables.push(empty_table(t, 0));
+                    self.tables.push(Arc::new(empty_table(t, 0)));
                 }
             }
             Op::DeleteTable {
@@ -1513,7 +1553,7 @@ impl NftState {
                 let mut table = empty_table(t, handle);
                 table.dormant = *dormant;
                 table.comment = comment.clone();
-                self.tables.push(table);
+                self.tables.push(Arc::new(table));
                 *changed = true;
                 // The echo shows flags but not the comment.
                 echoes.push(Echo::Text(format!(
@@ -1808,8 +1848,9 @@ impl NftState {
                     (true, Some(i)) => i,
                     (false, Some(i)) => i + 1,
                 };
+                let check = can_invalidate(&rule);
                 std::sync::Arc::make_mut(&mut c.rules).insert(idx, rule);
-                if let Some(errno) = validate_table(table) {
+                if let Some(errno) = check.then(|| validate_table(table)).flatten() {
                     // The kernel finds this when it validates the table at
                     // commit; it then replays the batch (-EAGAIN) validating
                     // at once, so the rule (and its anonymous sets) take
@@ -1888,8 +1929,9 @@ impl NftState {
                 let c = table
                     .chain_mut(&chain.value)
                     .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
+                let check = can_invalidate(&rule);
                 let old = std::mem::replace(&mut std::sync::Arc::make_mut(&mut c.rules)[idx], rule);
-                if let Some(errno) = validate_table(table) {
+                if let Some(errno) = check.then(|| validate_table(table)).flatten() {
                     if let Some(c) = table.chain_mut(&chain.value) {
                         std::sync::Arc::make_mut(&mut c.rules)[idx] = old;
                     }
@@ -2274,6 +2316,23 @@ impl NftState {
 /// and gotos; a chain 16 levels deep (always reached through a loop) fails
 /// with EMLINK, a NAT statement under a base chain of the wrong type or hook
 /// and a reject outside prerouting/input/forward/output with EOPNOTSUPP.
+/// Whether adding `rule` to a valid table can make it invalid (see
+/// [`validate_table`]): only a statement some hooks refuse (`reject`, NAT)
+/// or a jump (a new path, perhaps a loop or a deeper stack) can. A table is
+/// validated after every change, so it is valid before the rule comes.
+fn can_invalidate(rule: &Rule) -> bool {
+    rule.stmts.iter().any(|st| {
+        matches!(
+            st.kind,
+            StmtKind::Reject
+                | StmtKind::Nat(_)
+                | StmtKind::Jump(_)
+                | StmtKind::Goto(_)
+                | StmtKind::VerdictMap(_)
+        )
+    })
+}
+
 fn validate_table(table: &Table) -> Option<Errno> {
     const JUMP_STACK: usize = 16;
     fn walk(
@@ -2281,7 +2340,7 @@ fn validate_table(table: &Table) -> Option<Errno> {
         base: &BaseSpec,
         chain: &Chain,
         level: usize,
-        seen: &mut std::collections::HashMap<String, usize>,
+        seen: &mut rustc_hash::FxHashMap<String, usize>,
     ) -> Option<Errno> {
         if level == JUMP_STACK {
             return Some(Errno::MLink);
@@ -2327,7 +2386,7 @@ fn validate_table(table: &Table) -> Option<Errno> {
     }
     for c in &table.chains {
         if let Some(b) = &c.base {
-            let mut seen = std::collections::HashMap::new();
+            let mut seen = rustc_hash::FxHashMap::default();
             if let Some(e) = walk(table, b, c, 0, &mut seen) {
                 return Some(e);
             }
