@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--seconds S] [--json]`: fault-injected network starts
+//! `cargo xtask bench [--seconds S] [--rounds R] [--json]`: fault-injected network starts
 //! per second on the fake host, one thread, release build (the task re-runs
 //! itself with `cargo run --release` when it was built without
 //! optimisations).
@@ -15,6 +15,12 @@
 //! It measures and reports; it asserts nothing (the 10,000/s target of the
 //! issue is printed as met or not). Rates are per second of this thread's
 //! CPU time (the machine may be shared) and per wall-clock second.
+//!
+//! On a shared VM the same binary's rate drifts by up to 2x within minutes
+//! (other guests on the host's cores; CPU time does not exclude that). The
+//! fault-injected loop therefore runs in rounds (`--rounds`, default 5) that
+//! alternate between the backends, and reports each round, their median —
+//! the figure judged against the target — and the best round.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -56,8 +62,17 @@ struct BackendFigures {
     backend: String,
     /// Commands one fault-free start gives the host.
     commands_per_start: u64,
-    /// Driver starts with a failure injected at command k (k = 1..n in turn).
+    /// Driver starts with a failure injected at command k (k = 1..n in turn),
+    /// all rounds together.
     faulted_starts: Rate,
+    /// The same, round by round (rounds alternate between the backends, so
+    /// both see the same spells of a noisy machine).
+    faulted_rounds: Vec<Rate>,
+    /// Median of the rounds' fault-injected starts per CPU-second: the
+    /// figure the target is judged by.
+    faulted_median_per_cpu_second: f64,
+    /// Best round: what the machine gives when nothing else contends.
+    faulted_best_per_cpu_second: f64,
     /// Fault-free start + destroy pairs.
     clean_start_destroy: Rate,
     /// Commands of the network's firewall transaction alone.
@@ -75,6 +90,8 @@ struct Report {
     seconds_per_loop: Option<f64>,
     /// Fixed iterations of each loop (`--iterations`).
     iterations_per_loop: Option<u64>,
+    /// Rounds of the fault-injected loop per backend.
+    rounds: usize,
     cpu_model: String,
     online_cpus: usize,
     /// /proc/loadavg at the start (the machine may be shared).
@@ -125,78 +142,120 @@ impl Budget {
     }
 }
 
-struct DriverRates {
+/// One backend's driver on its own fake host, set up for the loops.
+struct DriverBench {
+    host: Arc<FakeHost>,
+    driver: Driver,
+    name: String,
+    /// Commands of one fault-free start.
     commands_per_start: u64,
-    faulted: Rate,
-    clean: Rate,
+    /// The command the next faulted start fails at (cycles over 1..=n).
+    k: u64,
+    /// Keeps the state directory alive.
+    _dir: tempfile::TempDir,
 }
 
-fn measure(
-    root: &Path,
-    backend: Backend,
-    budget: Budget,
-    faulted_only: bool,
-) -> Result<DriverRates, String> {
-    let xml_path = root.join("golden/cases/nat-default.xml");
-    let xml =
-        std::fs::read_to_string(&xml_path).map_err(|e| format!("{}: {e}", xml_path.display()))?;
-    let dir = virtnet_conformance::props::scratch_dir()?;
-    let host = Arc::new(FakeHost::new());
-    let mut cfg = DriverConfig::new(
-        dir.path().join("config"),
-        dir.path().join("state"),
-        host.clone() as Arc<dyn Runner>,
-    )
-    .with_backend(backend);
-    cfg.dnsmasq_binary = Some("/usr/sbin/dnsmasq".into());
-    let d = Driver::open(cfg).map_err(|e| e.to_string())?;
-    let name = d.define(&xml).map_err(|e| e.to_string())?.name;
-    // Warm up (private chains, dnsmasq capabilities), then count commands.
-    d.start(&name).map_err(|e| e.to_string())?;
-    d.destroy(&name).map_err(|e| e.to_string())?;
-    host.reset_counter();
-    d.start(&name).map_err(|e| e.to_string())?;
-    let n = host.command_count();
-    d.destroy(&name).map_err(|e| e.to_string())?;
-    host.take_records();
-    let block = budget.block(64);
+impl DriverBench {
+    fn new(root: &Path, backend: Backend) -> Result<DriverBench, String> {
+        let xml_path = root.join("golden/cases/nat-default.xml");
+        let xml = std::fs::read_to_string(&xml_path)
+            .map_err(|e| format!("{}: {e}", xml_path.display()))?;
+        let dir = virtnet_conformance::props::scratch_dir()?;
+        let host = Arc::new(FakeHost::new());
+        let mut cfg = DriverConfig::new(
+            dir.path().join("config"),
+            dir.path().join("state"),
+            host.clone() as Arc<dyn Runner>,
+        )
+        .with_backend(backend);
+        cfg.dnsmasq_binary = Some("/usr/sbin/dnsmasq".into());
+        let d = Driver::open(cfg).map_err(|e| e.to_string())?;
+        let name = d.define(&xml).map_err(|e| e.to_string())?.name;
+        // Warm up (private chains, dnsmasq capabilities), then count commands.
+        d.start(&name).map_err(|e| e.to_string())?;
+        d.destroy(&name).map_err(|e| e.to_string())?;
+        host.reset_counter();
+        d.start(&name).map_err(|e| e.to_string())?;
+        let n = host.command_count();
+        d.destroy(&name).map_err(|e| e.to_string())?;
+        host.take_records();
+        Ok(DriverBench {
+            host,
+            driver: d,
+            name,
+            commands_per_start: n,
+            k: 0,
+            _dir: dir,
+        })
+    }
 
-    let t0 = Instant::now();
-    let c0 = thread_cpu();
-    let mut starts = 0u64;
-    let mut k = 0u64;
-    while !budget.done(t0, starts) {
-        for _ in 0..block {
-            k = k % n + 1;
-            host.reset_counter();
-            host.set_fault_plan(FaultPlan::none().fail_nth(k, 1, "injected failure\n"));
-            let r = d.start(&name);
-            host.set_fault_plan(FaultPlan::none());
-            if r.is_ok() {
-                d.destroy(&name).map_err(|e| e.to_string())?;
+    /// Fault-injected starts for `budget`: each fails at the next command
+    /// in turn and rolls back, or (a command libvirt ignores) succeeds and
+    /// is destroyed.
+    fn faulted(&mut self, budget: Budget) -> Result<Rate, String> {
+        let (host, d, name, n) = (
+            &self.host,
+            &self.driver,
+            &self.name,
+            self.commands_per_start,
+        );
+        let block = budget.block(64);
+        let t0 = Instant::now();
+        let c0 = thread_cpu();
+        let mut starts = 0u64;
+        while !budget.done(t0, starts) {
+            for _ in 0..block {
+                self.k = self.k % n + 1;
+                host.reset_counter();
+                host.set_fault_plan(FaultPlan::none().fail_nth(self.k, 1, "injected failure\n"));
+                let r = d.start(name);
+                host.set_fault_plan(FaultPlan::none());
+                if r.is_ok() {
+                    d.destroy(name).map_err(|e| e.to_string())?;
+                }
+                host.take_records();
+                starts += 1;
             }
-            host.take_records();
-            starts += 1;
         }
+        Ok(Rate::new(starts, spent(t0, c0)))
     }
-    let faulted = Rate::new(starts, spent(t0, c0));
 
-    let t1 = Instant::now();
-    let c1 = thread_cpu();
-    let mut clean = 0u64;
-    while !faulted_only && !budget.done(t1, clean) {
-        for _ in 0..block {
-            d.start(&name).map_err(|e| e.to_string())?;
-            d.destroy(&name).map_err(|e| e.to_string())?;
-            host.take_records();
-            clean += 1;
+    /// Fault-free start + destroy pairs for `budget`.
+    fn clean(&mut self, budget: Budget) -> Result<Rate, String> {
+        let (host, d, name) = (&self.host, &self.driver, &self.name);
+        let block = budget.block(64);
+        let t1 = Instant::now();
+        let c1 = thread_cpu();
+        let mut clean = 0u64;
+        while !budget.done(t1, clean) {
+            for _ in 0..block {
+                d.start(name).map_err(|e| e.to_string())?;
+                d.destroy(name).map_err(|e| e.to_string())?;
+                host.take_records();
+                clean += 1;
+            }
         }
+        Ok(Rate::new(clean, spent(t1, c1)))
     }
-    Ok(DriverRates {
-        commands_per_start: n,
-        faulted,
-        clean: Rate::new(clean, spent(t1, c1)),
-    })
+}
+
+/// The sum of several rounds' counts and times.
+fn total(rounds: &[Rate]) -> Rate {
+    let count = rounds.iter().map(|r| r.count).sum();
+    let cpu = rounds.iter().map(|r| r.cpu_seconds).sum();
+    let wall = rounds.iter().map(|r| r.wall_seconds).sum();
+    Rate::new(count, (cpu, wall))
+}
+
+/// Median of the rounds' per-CPU-second rates.
+fn median(rounds: &[Rate]) -> f64 {
+    let mut v: Vec<f64> = rounds.iter().map(|r| r.per_cpu_second).collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// The same fault-injected starts one level down: the network's firewall
@@ -275,8 +334,24 @@ fn print_text(r: &Report) {
         let f = &b.faulted_starts;
         println!(
             "bench {}: {:.0} fault-injected network starts per CPU-second ({:.0} per wall-clock second); {} commands per start, failure at each command in turn, rollback included",
-            b.backend, f.per_cpu_second, f.per_wall_second, b.commands_per_start
+            b.backend, b.faulted_median_per_cpu_second, f.per_wall_second, b.commands_per_start
         );
+        if b.faulted_rounds.len() > 1 {
+            let each: Vec<String> = b
+                .faulted_rounds
+                .iter()
+                .map(|x| format!("{:.0}", x.per_cpu_second))
+                .collect();
+            println!(
+                "bench {}: {} rounds: median {:.0}, best {:.0}, all rounds together {:.0} per CPU-second (rounds: {})",
+                b.backend,
+                b.faulted_rounds.len(),
+                b.faulted_median_per_cpu_second,
+                b.faulted_best_per_cpu_second,
+                f.per_cpu_second,
+                each.join(" ")
+            );
+        }
         println!(
             "bench {}: {:.0} clean start+destroy per CPU-second ({:.0} per wall-clock second)",
             b.backend, b.clean_start_destroy.per_cpu_second, b.clean_start_destroy.per_wall_second
@@ -289,20 +364,38 @@ fn print_text(r: &Report) {
             b.firewall_commands
         );
         println!(
-            "bench {}: target {:.0} fault-injected starts per CPU-second: {}",
+            "bench {}: target {:.0} fault-injected starts per CPU-second (median of the rounds): {}",
             b.backend,
             r.target_per_cpu_second,
-            if b.meets_target { "met" } else { "NOT met" }
+            if b.meets_target {
+                "met"
+            } else if b.faulted_best_per_cpu_second >= r.target_per_cpu_second {
+                "NOT met (the best round reaches it)"
+            } else {
+                "NOT met"
+            }
         );
     }
 }
 
 /// Runs the benchmark; returns whether it ran (the figures are printed, the
 /// 10,000/s target is reported, not enforced).
-pub fn run(seconds: f64, json: bool, iterations: Option<u64>, faulted_only: bool) -> bool {
+pub fn run(
+    seconds: f64,
+    json: bool,
+    iterations: Option<u64>,
+    faulted_only: bool,
+    rounds: usize,
+) -> bool {
+    let rounds = if iterations.is_some() {
+        1
+    } else {
+        rounds.max(1)
+    };
     if cfg!(debug_assertions) {
         let mut c = crate::cargo();
         let secs = seconds.to_string();
+        let nrounds = rounds.to_string();
         let mut args = vec![
             "run",
             "--quiet",
@@ -313,6 +406,8 @@ pub fn run(seconds: f64, json: bool, iterations: Option<u64>, faulted_only: bool
             "bench",
             "--seconds",
             &secs,
+            "--rounds",
+            &nrounds,
         ];
         if json {
             args.push("--json");
@@ -342,6 +437,7 @@ pub fn run(seconds: f64, json: bool, iterations: Option<u64>, faulted_only: bool
         target_per_cpu_second: TARGET_PER_SEC,
         seconds_per_loop: iterations.is_none().then_some(seconds / 2.0),
         iterations_per_loop: iterations,
+        rounds,
         cpu_model: cpu_model(),
         online_cpus: std::thread::available_parallelism()
             .map(|n| n.get())
@@ -353,27 +449,71 @@ pub fn run(seconds: f64, json: bool, iterations: Option<u64>, faulted_only: bool
         backends: Vec::new(),
     };
     let mut ok = true;
-    for backend in [Backend::Nftables, Backend::Iptables] {
+    let backends = [Backend::Nftables, Backend::Iptables];
+    let mut benches = Vec::new();
+    for backend in backends {
+        match DriverBench::new(&root, backend) {
+            Ok(b) => benches.push((backend, b)),
+            Err(e) => {
+                eprintln!("bench {backend}: {e}");
+                ok = false;
+            }
+        }
+    }
+    // Half of the time budget goes to the fault-injected loops, split into
+    // rounds that alternate between the backends; the other loops share
+    // the other half.
+    let per_loop = seconds / 2.0;
+    let round_budget = match iterations {
+        Some(n) => Budget::Iterations(n),
+        None => Budget::Seconds(per_loop / rounds as f64),
+    };
+    let mut faulted: Vec<Vec<Rate>> = vec![Vec::new(); benches.len()];
+    'rounds: for _ in 0..rounds {
+        for (i, (backend, b)) in benches.iter_mut().enumerate() {
+            match b.faulted(round_budget) {
+                Ok(r) => faulted[i].push(r),
+                Err(e) => {
+                    eprintln!("bench {backend}: {e}");
+                    ok = false;
+                    break 'rounds;
+                }
+            }
+        }
+    }
+    for ((backend, b), rounds) in benches.iter_mut().zip(faulted) {
         let budget = match iterations {
             Some(n) => Budget::Iterations(n),
-            None => Budget::Seconds(seconds / 2.0),
+            None => Budget::Seconds(per_loop / 2.0),
         };
-        let driver = measure(&root, backend, budget, faulted_only);
+        let clean = if faulted_only {
+            Ok(Rate::new(0, (0.0, 0.0)))
+        } else {
+            b.clean(budget)
+        };
         let fw = if faulted_only {
             Ok((0, Rate::new(0, (0.0, 0.0))))
         } else {
-            measure_firewall(&root, backend, budget)
+            measure_firewall(&root, *backend, budget)
         };
-        match (driver, fw) {
-            (Ok(d), Ok((fw_n, fw_rate))) => report.backends.push(BackendFigures {
-                backend: backend.to_string(),
-                commands_per_start: d.commands_per_start,
-                meets_target: d.faulted.per_cpu_second >= TARGET_PER_SEC,
-                faulted_starts: d.faulted,
-                clean_start_destroy: d.clean,
-                firewall_commands: fw_n,
-                faulted_firewall_transactions: fw_rate,
-            }),
+        match (clean, fw) {
+            (Ok(clean), Ok((fw_n, fw_rate))) if !rounds.is_empty() => {
+                let med = median(&rounds);
+                let best = rounds.iter().map(|r| r.per_cpu_second).fold(0.0, f64::max);
+                report.backends.push(BackendFigures {
+                    backend: backend.to_string(),
+                    commands_per_start: b.commands_per_start,
+                    meets_target: med >= TARGET_PER_SEC,
+                    faulted_starts: total(&rounds),
+                    faulted_median_per_cpu_second: med,
+                    faulted_best_per_cpu_second: best,
+                    faulted_rounds: rounds,
+                    clean_start_destroy: clean,
+                    firewall_commands: fw_n,
+                    faulted_firewall_transactions: fw_rate,
+                })
+            }
+            (Ok(_), Ok(_)) => ok = false,
             (Err(e), _) | (_, Err(e)) => {
                 eprintln!("bench {backend}: {e}");
                 ok = false;
@@ -392,4 +532,31 @@ pub fn run(seconds: f64, json: bool, iterations: Option<u64>, faulted_only: bool
         print_text(&report);
     }
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(count: u64, cpu: f64) -> Rate {
+        Rate::new(count, (cpu, cpu))
+    }
+
+    #[test]
+    fn median_and_total_of_rounds() {
+        let odd = [rate(100, 1.0), rate(300, 1.0), rate(200, 1.0)];
+        assert_eq!(median(&odd), 200.0);
+        let even = [
+            rate(100, 1.0),
+            rate(400, 1.0),
+            rate(200, 1.0),
+            rate(300, 1.0),
+        ];
+        assert_eq!(median(&even), 250.0);
+        assert_eq!(median(&[]), 0.0);
+        // All rounds together: counts and times add up, rates do not.
+        let t = total(&[rate(100, 1.0), rate(300, 2.0)]);
+        assert_eq!(t.count, 400);
+        assert!((t.per_cpu_second - 400.0 / 3.0).abs() < 1e-9);
+    }
 }
