@@ -788,13 +788,13 @@ struct ParseMemo {
 /// lines come again and again (every start, rollback and destroy of a
 /// network repeats them). Bounded: emptied when it reaches 4096 entries.
 fn parse_memo(args: &[String], fam: Family) -> std::sync::Arc<ParseMemo> {
-    use rustc_hash::FxHashMap as HashMap;
+    use crate::memo::Bounded;
     use std::cell::RefCell;
     use std::sync::Arc;
-    /// One map per family (IPv4, IPv6), looked up by the borrowed slice.
-    type Memo = [HashMap<Vec<String>, Arc<ParseMemo>>; 2];
+    /// One memo per family (IPv4, IPv6), looked up by the borrowed slice.
+    type Memo = [Bounded<Vec<String>, Arc<ParseMemo>>; 2];
     thread_local! {
-        static MEMO: RefCell<Memo> = RefCell::new([HashMap::default(), HashMap::default()]);
+        static MEMO: RefCell<Memo> = RefCell::new([Bounded::new(4096), Bounded::new(4096)]);
     }
     let slot = usize::from(fam == Family::V6);
     if let Some(hit) = MEMO.with(|m| m.borrow()[slot].get(args).cloned()) {
@@ -804,13 +804,7 @@ fn parse_memo(args: &[String], fam: Family) -> std::sync::Arc<ParseMemo> {
         parsed: parse(args, fam),
         spec_text: std::sync::OnceLock::new(),
     });
-    MEMO.with(|m| {
-        let m = &mut m.borrow_mut()[slot];
-        if m.len() >= 4096 {
-            m.clear();
-        }
-        m.insert(args.to_vec(), memo.clone());
-    });
+    MEMO.with(|m| m.borrow_mut()[slot].insert(args.to_vec(), memo.clone()));
     memo
 }
 

@@ -635,16 +635,15 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
     NftRule { stmts, compat }
 }
 
-/// The nft table mirroring one iptables table.
 /// [`rule_text`], remembered per thread: every iptables command mirrors
 /// its whole table again, and the rules of a table are the same strings
 /// command after command (a pure function of its arguments, so caching
 /// cannot change a result).
 fn rule_text_memo(spec: &str, fam: XtFamily) -> NftRule {
-    use rustc_hash::FxHashMap as HashMap;
+    use crate::memo::Bounded;
     use std::cell::RefCell;
     thread_local! {
-        static MEMO: RefCell<HashMap<(bool, String), NftRule>> = RefCell::new(HashMap::default());
+        static MEMO: RefCell<Bounded<(bool, String), NftRule>> = RefCell::new(Bounded::new(8192));
     }
     let key = (fam == XtFamily::V6, spec.to_string());
     MEMO.with(|m| {
@@ -653,9 +652,6 @@ fn rule_text_memo(spec: &str, fam: XtFamily) -> NftRule {
             return r.clone();
         }
         let r = rule_text(spec, fam);
-        if m.len() >= 8192 {
-            m.clear();
-        }
         m.insert(key, r.clone());
         r
     })
@@ -672,11 +668,11 @@ fn chain_rules_memo(
     cname: &str,
     c: &iptables::Chain,
 ) -> (Arc<Vec<nft::Rule>>, bool) {
-    use rustc_hash::FxHashMap as HashMap;
+    use crate::memo::Bounded;
     use std::cell::RefCell;
-    type Memo = HashMap<(bool, String, String), (iptables::Chain, Arc<Vec<nft::Rule>>, bool)>;
+    type Memo = Bounded<(bool, String, String), (iptables::Chain, Arc<Vec<nft::Rule>>, bool)>;
     thread_local! {
-        static MEMO: RefCell<Memo> = RefCell::new(HashMap::default());
+        static MEMO: RefCell<Memo> = RefCell::new(Bounded::new(4096));
     }
     let key = (fam == XtFamily::V6, table.to_string(), cname.to_string());
     if let Some(hit) = MEMO.with(|m| {
@@ -707,13 +703,7 @@ fn chain_rules_memo(
         })
         .collect();
     let rules = Arc::new(rules);
-    MEMO.with(|m| {
-        let mut m = m.borrow_mut();
-        if m.len() >= 4096 {
-            m.clear();
-        }
-        m.insert(key, (c.clone(), rules.clone(), warn));
-    });
+    MEMO.with(|m| m.borrow_mut().insert(key, (c.clone(), rules.clone(), warn)));
     (rules, warn)
 }
 

@@ -69,25 +69,17 @@ type Parsed = Result<(Vec<Command>, Vec<PErr>), (Loc, String)>;
 /// goes into messages, which are rendered later from `src`), and drivers,
 /// conformance runs and property tests give the same command text again and
 /// again. The memo is bounded: it is emptied when it reaches 4096 texts.
-fn parsed(src: &Source) -> std::sync::Arc<Parsed> {
-    use rustc_hash::FxHashMap as HashMap;
+fn parsed(src: &Source) -> Arc<Parsed> {
+    use crate::memo::Bounded;
     use std::cell::RefCell;
-    use std::sync::Arc;
     thread_local! {
-        static MEMO: RefCell<HashMap<Vec<String>, Arc<Parsed>>> = RefCell::new(HashMap::default());
+        static MEMO: RefCell<Bounded<Vec<String>, Arc<Parsed>>> = RefCell::new(Bounded::new(4096));
     }
     if let Some(hit) = MEMO.with(|m| m.borrow().get(&src.lines).cloned()) {
         return hit;
     }
-    let result: Parsed = lexer::tokenize(src).map(|toks| parser::parse(&toks));
-    let result = Arc::new(result);
-    MEMO.with(|m| {
-        let mut m = m.borrow_mut();
-        if m.len() >= 4096 {
-            m.clear();
-        }
-        m.insert(src.lines.clone(), result.clone());
-    });
+    let result = Arc::new(lexer::tokenize(src).map(|toks| parser::parse(&toks)));
+    MEMO.with(|m| m.borrow_mut().insert(src.lines.clone(), result.clone()));
     result
 }
 use model::{chain_block, set_block, table_block, ListOpts, TableParts};
