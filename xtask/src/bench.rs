@@ -199,44 +199,53 @@ impl DriverBench {
             &self.name,
             self.commands_per_start,
         );
-        let block = budget.block(64);
-        let t0 = Instant::now();
-        let c0 = thread_cpu();
-        let mut starts = 0u64;
-        while !budget.done(t0, starts) {
-            for _ in 0..block {
-                self.k = self.k % n + 1;
-                host.reset_counter();
-                host.set_fault_plan(FaultPlan::none().fail_nth(self.k, 1, "injected failure\n"));
-                let r = d.start(name);
-                host.set_fault_plan(FaultPlan::none());
-                if r.is_ok() {
-                    d.destroy(name).map_err(|e| e.to_string())?;
-                }
-                host.take_records();
-                starts += 1;
+        let mut k = self.k;
+        let rate = timed(budget, 64, || {
+            k = k % n + 1;
+            host.reset_counter();
+            host.set_fault_plan(FaultPlan::none().fail_nth(k, 1, "injected failure\n"));
+            let r = d.start(name);
+            host.set_fault_plan(FaultPlan::none());
+            if r.is_ok() {
+                d.destroy(name).map_err(|e| e.to_string())?;
             }
-        }
-        Ok(Rate::new(starts, spent(t0, c0)))
+            host.take_records();
+            Ok(())
+        });
+        self.k = k;
+        rate
     }
 
     /// Fault-free start + destroy pairs for `budget`.
     fn clean(&mut self, budget: Budget) -> Result<Rate, String> {
         let (host, d, name) = (&self.host, &self.driver, &self.name);
-        let block = budget.block(64);
-        let t1 = Instant::now();
-        let c1 = thread_cpu();
-        let mut clean = 0u64;
-        while !budget.done(t1, clean) {
-            for _ in 0..block {
-                d.start(name).map_err(|e| e.to_string())?;
-                d.destroy(name).map_err(|e| e.to_string())?;
-                host.take_records();
-                clean += 1;
-            }
-        }
-        Ok(Rate::new(clean, spent(t1, c1)))
+        timed(budget, 64, || {
+            d.start(name).map_err(|e| e.to_string())?;
+            d.destroy(name).map_err(|e| e.to_string())?;
+            host.take_records();
+            Ok(())
+        })
     }
+}
+
+/// Runs `one` (one iteration) in blocks of `block` until `budget` is spent
+/// (checked between blocks); the rate of iterations.
+fn timed(
+    budget: Budget,
+    block: u64,
+    mut one: impl FnMut() -> Result<(), String>,
+) -> Result<Rate, String> {
+    let block = budget.block(block);
+    let t0 = Instant::now();
+    let c0 = thread_cpu();
+    let mut done = 0u64;
+    while !budget.done(t0, done) {
+        for _ in 0..block {
+            one()?;
+            done += 1;
+        }
+    }
+    Ok(Rate::new(done, spent(t0, c0)))
 }
 
 /// The sum of several rounds' counts and times.
@@ -284,28 +293,21 @@ fn measure_firewall(root: &Path, backend: Backend, budget: Budget) -> Result<(u6
     let n = host.command_count();
     rules::remove_network_firewall(&def, plan.as_ref(), &host).map_err(|e| e.to_string())?;
     host.take_records();
-    let t0 = Instant::now();
-    let c0 = thread_cpu();
-    let mut starts = 0u64;
     let mut k = 0u64;
-    let block = budget.block(256);
-    while !budget.done(t0, starts) {
-        for _ in 0..block {
-            k = k % n + 1;
-            host.reset_counter();
-            host.set_fault_plan(FaultPlan::none().fail_nth(k, 1, "injected failure\n"));
-            let mut d = def.clone();
-            let r = rules::add_network_firewall(&mut d, backend, &host, &mut chains);
-            host.set_fault_plan(FaultPlan::none());
-            if let Ok(plan) = r {
-                rules::remove_network_firewall(&d, plan.as_ref(), &host)
-                    .map_err(|e| e.to_string())?;
-            }
-            host.take_records();
-            starts += 1;
+    let rate = timed(budget, 256, || {
+        k = k % n + 1;
+        host.reset_counter();
+        host.set_fault_plan(FaultPlan::none().fail_nth(k, 1, "injected failure\n"));
+        let mut d = def.clone();
+        let r = rules::add_network_firewall(&mut d, backend, &host, &mut chains);
+        host.set_fault_plan(FaultPlan::none());
+        if let Ok(plan) = r {
+            rules::remove_network_firewall(&d, plan.as_ref(), &host).map_err(|e| e.to_string())?;
         }
-    }
-    Ok((n, Rate::new(starts, spent(t0, c0))))
+        host.take_records();
+        Ok(())
+    })?;
+    Ok((n, rate))
 }
 
 fn cpu_model() -> String {

@@ -267,23 +267,7 @@ impl Runner for JournalRunner<'_> {
 /// (an nft echo repeats the whole rule); a journal written with whole
 /// stdouts (earlier releases) gives the same plan.
 pub fn journaled_stdout(stdout: &str) -> &str {
-    const MARK: &str = "# handle ";
-    // Most commands print nothing; a byte search for '#' is cheaper than a
-    // substring searcher.
-    let start = stdout
-        .match_indices('#')
-        .map(|(i, _)| i)
-        .find(|&i| stdout[i..].starts_with(MARK));
-    match start {
-        Some(start) => {
-            let digits = stdout[start + MARK.len()..]
-                .bytes()
-                .take_while(u8::is_ascii_digit)
-                .count();
-            &stdout[start..start + MARK.len() + digits]
-        }
-        None => "",
-    }
+    crate::firewall::nft_handle_echo(stdout).unwrap_or("")
 }
 
 fn basename(p: &str) -> &str {

@@ -447,16 +447,26 @@ fn nft_creation(args: &[String]) -> Option<usize> {
     }
 }
 
-/// The digits right after the first `# handle ` in `stdout`, if any.
-pub fn parse_nft_handle(stdout: &str) -> Option<&str> {
+const HANDLE_MARK: &str = "# handle ";
+
+/// The first `# handle ` in `stdout` with the digits after it (`# handle
+/// 12`), if it has digits. Most commands print nothing: a byte search for
+/// '#' is cheaper than a substring searcher.
+pub fn nft_handle_echo(stdout: &str) -> Option<&str> {
     let start = stdout
         .match_indices('#')
         .map(|(i, _)| i)
-        .find(|&i| stdout[i..].starts_with("# handle "))?
-        + "# handle ".len();
-    let rest = &stdout[start..];
-    let len = rest.bytes().take_while(u8::is_ascii_digit).count();
-    (len > 0).then(|| &rest[..len])
+        .find(|&i| stdout[i..].starts_with(HANDLE_MARK))?;
+    let digits = stdout[start + HANDLE_MARK.len()..]
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .count();
+    (digits > 0).then(|| &stdout[start..start + HANDLE_MARK.len() + digits])
+}
+
+/// The digits right after the first `# handle ` in `stdout`, if any.
+pub fn parse_nft_handle(stdout: &str) -> Option<&str> {
+    nft_handle_echo(stdout).map(|echo| &echo[HANDLE_MARK.len()..])
 }
 
 /// The argv a stored command is executed with under `backend` (`nft_ae`:

@@ -235,6 +235,14 @@ fn nft_handle_parsing() {
     assert_eq!(parse_nft_handle("#handle 3"), None);
     assert_eq!(parse_nft_handle(""), None);
     assert_eq!(parse_nft_handle("# handle "), None);
+    assert_eq!(
+        crate::firewall::nft_handle_echo("x # handle 12abc # handle 13"),
+        Some("# handle 12")
+    );
+    assert_eq!(
+        crate::firewall::nft_handle_echo("# handle x # handle 4"),
+        None
+    );
 }
 
 #[test]
