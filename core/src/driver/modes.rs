@@ -15,7 +15,7 @@ use crate::firewall::Firewall;
 use std::net::IpAddr;
 
 use crate::netxml::{ForwardDevice, ForwardIf, ForwardMode, NetworkDef};
-use crate::rules;
+use crate::rules::{self, Args};
 use crate::runner::{Cmd, Output, RunError, Runner};
 use crate::status::NetworkStatus;
 
@@ -155,8 +155,41 @@ fn bridge_name(def: &NetworkDef) -> Result<String, DriverError> {
         })
 }
 
-fn sysctl_key(parts: &[&str]) -> String {
-    parts.join("/")
+/// `net/ipv6/conf/BR/LEAF=VALUE`, the argument of a per-bridge IPv6 sysctl.
+fn bridge_sysctl(br: &str, leaf: &str, value: &str) -> String {
+    const PREFIX: &str = "net/ipv6/conf/";
+    let mut s = String::with_capacity(PREFIX.len() + br.len() + leaf.len() + value.len() + 2);
+    s.push_str(PREFIX);
+    s.push_str(br);
+    s.push('/');
+    s.push_str(leaf);
+    s.push('=');
+    s.push_str(value);
+    s
+}
+
+/// A MAC address as its `Display` writes it (`aa:bb:cc:dd:ee:ff`, lower
+/// case), without the formatting machinery.
+fn mac_string(mac: &crate::netxml::MacAddr) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(17);
+    for (i, b) in mac.0.iter().enumerate() {
+        if i > 0 {
+            s.push(':');
+        }
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    s
+}
+
+/// `ADDR/PREFIX` as the `ip` commands take it.
+fn addr_prefix(addr: &IpAddr, prefix: u32) -> String {
+    let mut s = String::with_capacity(48);
+    rules::push_addr(&mut s, addr);
+    s.push('/');
+    rules::push_num(&mut s, prefix);
+    s
 }
 
 /// `sysctl -w KEY=VALUE`, remembering the old value first so a failed start
@@ -184,71 +217,47 @@ fn start_virtual(
     check_route_collision(r, def)?;
     let br = bridge_name(def)?;
     // Create the bridge with its MAC, MTU, STP delay and STP.
-    let mut add: Vec<String> = vec![
-        "ip".into(),
-        "link".into(),
-        "add".into(),
-        "name".into(),
-        br.clone(),
-    ];
-    if let Some(mac) = def.mac {
-        add.push("address".into());
-        add.push(mac.to_string());
+    let mac = def.mac.as_ref().map(mac_string);
+    let mut mtu = itoa::Buffer::new();
+    let mut delay = itoa::Buffer::new();
+    let mut add: Args<'_> = Args::new();
+    add.extend_from_slice(&["ip", "link", "add", "name", &br]);
+    if let Some(mac) = mac.as_deref() {
+        add.extend_from_slice(&["address", mac]);
     }
     if def.mtu > 0 {
-        add.push("mtu".into());
-        add.push(def.mtu.to_string());
+        add.extend_from_slice(&["mtu", mtu.format(def.mtu)]);
     }
-    add.extend([
-        "type".to_string(),
-        "bridge".to_string(),
-        "forward_delay".to_string(),
-        (def.bridge.delay * 100).to_string(),
-        "stp_state".to_string(),
-        if def.bridge.stp { "1" } else { "0" }.to_string(),
+    add.extend_from_slice(&[
+        "type",
+        "bridge",
+        "forward_delay",
+        delay.format(def.bridge.delay * 100),
+        "stp_state",
+        if def.bridge.stp { "1" } else { "0" },
     ]);
-    run_ok(r, Cmd::new(add))?;
+    run_ok(r, Cmd::new(add.iter().copied()))?;
     // IPv6 sysctls on the bridge.
     let v6 = def.ipv6_ips().next().is_some();
-    run_ok(
-        r,
-        argv(&[
-            "sysctl",
-            "-q",
-            "-w",
-            &format!(
-                "{}={}",
-                sysctl_key(&["net", "ipv6", "conf", &br, "disable_ipv6"]),
-                if v6 { "0" } else { "1" }
-            ),
-        ]),
-    )?;
+    let disable = bridge_sysctl(&br, "disable_ipv6", if v6 { "0" } else { "1" });
+    run_ok(r, argv(&["sysctl", "-q", "-w", &disable]))?;
     for leaf in ["accept_ra", "autoconf"] {
-        run_ok(
-            r,
-            argv(&[
-                "sysctl",
-                "-q",
-                "-w",
-                &format!("{}=0", sysctl_key(&["net", "ipv6", "conf", &br, leaf])),
-            ]),
-        )?;
+        let key = bridge_sysctl(&br, leaf, "0");
+        run_ok(r, argv(&["sysctl", "-q", "-w", &key]))?;
     }
     // Firewall rules (private chains once per driver, then this network's).
     let fw = ctx.driver.add_firewall(def, r)?;
     // Addresses.
-    for ip in def.ips.clone() {
+    for ip in &def.ips {
         let prefix = ip.prefix().ok_or_else(|| {
             DriverError::Invalid(format!(
                 "bridge '{br}' has an invalid netmask or IP address"
             ))
         })?;
-        let mut cmd = vec![
-            "ip".to_string(),
-            "addr".to_string(),
-            "add".to_string(),
-            format!("{}/{prefix}", rules::format_addr(&ip.address)),
-        ];
+        let local = addr_prefix(&ip.address, prefix);
+        let mut brd = String::new();
+        let mut cmd: Args<'_> = Args::new();
+        cmd.extend_from_slice(&["ip", "addr", "add", &local]);
         if let IpAddr::V4(a) = ip.address {
             let host_bits = 32 - prefix.min(32);
             let mask: u32 = if host_bits == 32 {
@@ -256,36 +265,28 @@ fn start_virtual(
             } else {
                 (1u32 << host_bits) - 1
             };
-            let brd = std::net::Ipv4Addr::from(u32::from(a) | mask);
-            cmd.push("brd".into());
-            cmd.push(brd.to_string());
+            rules::push_ipv4(&mut brd, &std::net::Ipv4Addr::from(u32::from(a) | mask));
+            cmd.extend_from_slice(&["brd", &brd]);
         }
-        cmd.push("dev".into());
-        cmd.push(br.clone());
-        run_ok(r, Cmd::new(cmd))?;
+        cmd.extend_from_slice(&["dev", &br]);
+        run_ok(r, Cmd::new(cmd.iter().copied()))?;
     }
     // Bring the bridge up.
     run_ok(r, argv(&["ip", "link", "set", "dev", &br, "up"]))?;
     // Static routes (errors ignored, as libvirt does).
-    for route in def.routes.clone() {
+    for route in &def.routes {
         let Some(prefix) = route.effective_prefix() else {
             continue;
         };
-        let mut cmd = vec![
-            "ip".to_string(),
-            "route".to_string(),
-            "add".to_string(),
-            format!("{}/{prefix}", rules::format_addr(&route.address)),
-            "via".to_string(),
-            rules::format_addr(&route.gateway),
-            "dev".to_string(),
-            br.clone(),
-        ];
+        let dest = addr_prefix(&route.address, prefix);
+        let via = rules::format_addr(&route.gateway);
+        let mut metric = itoa::Buffer::new();
+        let mut cmd: Args<'_> = Args::new();
+        cmd.extend_from_slice(&["ip", "route", "add", &dest, "via", &via, "dev", &br]);
         if let Some(m) = route.metric.filter(|m| *m > 0) {
-            cmd.push("metric".into());
-            cmd.push(m.to_string());
+            cmd.extend_from_slice(&["metric", metric.format(m)]);
         }
-        run_ignore(r, Cmd::new(cmd))?;
+        run_ignore(r, Cmd::new(cmd.iter().copied()))?;
     }
     // Global forwarding for forwarding modes.
     if def.forward.is_some() {

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::{
-    bridge_of, ip_rule_kind, nat_port_range, network_str, IpRuleKind, PrivateChains, RulesError,
-    LOCAL_BROADCAST_V4, LOCAL_MULTICAST_V4, LOCAL_MULTICAST_V6,
+    bridge_of, ip_rule_kind, nat_port_range, network_str, push_ipv4, push_num, Args, IpRuleKind,
+    PrivateChains, RulesError, LOCAL_BROADCAST_V4, LOCAL_MULTICAST_V4, LOCAL_MULTICAST_V6,
 };
 use crate::firewall::{
     query_callback, Backend, CallbackCtx, Firewall, FirewallError, Layer, TransactionFlags,
@@ -79,7 +79,7 @@ impl Net {
     }
 }
 
-fn input(fw: &mut Firewall, layer: Layer, br: &str, port: u16, a: Action, p: Proto) {
+fn input(fw: &mut Firewall, layer: Layer, br: &str, port: &str, a: Action, p: Proto) {
     fw.add_cmd(
         layer,
         [
@@ -92,14 +92,14 @@ fn input(fw: &mut Firewall, layer: Layer, br: &str, port: u16, a: Action, p: Pro
             "--protocol",
             p.as_str(),
             "--destination-port",
-            &port.to_string(),
+            port,
             "--jump",
             "ACCEPT",
         ],
     );
 }
 
-fn output(fw: &mut Firewall, layer: Layer, br: &str, port: u16, a: Action, p: Proto) {
+fn output(fw: &mut Firewall, layer: Layer, br: &str, port: &str, a: Action, p: Proto) {
     fw.add_cmd(
         layer,
         [
@@ -112,7 +112,7 @@ fn output(fw: &mut Firewall, layer: Layer, br: &str, port: u16, a: Action, p: Pr
             "--protocol",
             p.as_str(),
             "--destination-port",
-            &port.to_string(),
+            port,
             "--jump",
             "ACCEPT",
         ],
@@ -170,7 +170,8 @@ fn allow_cross(fw: &mut Firewall, layer: Layer, br: &str, a: Action) {
 }
 
 fn allow_out(fw: &mut Firewall, layer: Layer, netw: &str, n: &Net, a: Action) {
-    let mut args = vec![
+    let mut args = Args::new();
+    args.extend_from_slice(&[
         "--table",
         "filter",
         a.arg(),
@@ -179,27 +180,28 @@ fn allow_out(fw: &mut Firewall, layer: Layer, netw: &str, n: &Net, a: Action) {
         netw,
         "--in-interface",
         &n.bridge,
-    ];
+    ]);
     if let Some(dev) = n.dev.as_deref() {
-        args.extend(["--out-interface", dev]);
+        args.extend_from_slice(&["--out-interface", dev]);
     }
-    args.extend(["--jump", "ACCEPT"]);
-    fw.add_cmd(layer, args);
+    args.extend_from_slice(&["--jump", "ACCEPT"]);
+    add(fw, layer, &args);
 }
 
 fn allow_related_in(fw: &mut Firewall, layer: Layer, netw: &str, n: &Net, a: Action) {
-    let mut args = vec![
+    let mut args = Args::new();
+    args.extend_from_slice(&[
         "--table",
         "filter",
         a.arg(),
         CHAIN_FWD_IN,
         "--destination",
         netw,
-    ];
+    ]);
     if let Some(dev) = n.dev.as_deref() {
-        args.extend(["--in-interface", dev]);
+        args.extend_from_slice(&["--in-interface", dev]);
     }
-    args.extend([
+    args.extend_from_slice(&[
         "--out-interface",
         &n.bridge,
         "--match",
@@ -209,86 +211,128 @@ fn allow_related_in(fw: &mut Firewall, layer: Layer, netw: &str, n: &Net, a: Act
         "--jump",
         "ACCEPT",
     ]);
-    fw.add_cmd(layer, args);
+    add(fw, layer, &args);
 }
 
 fn allow_in(fw: &mut Firewall, layer: Layer, netw: &str, n: &Net, a: Action) {
-    let mut args = vec![
+    let mut args = Args::new();
+    args.extend_from_slice(&[
         "--table",
         "filter",
         a.arg(),
         CHAIN_FWD_IN,
         "--destination",
         netw,
-    ];
+    ]);
     if let Some(dev) = n.dev.as_deref() {
-        args.extend(["--in-interface", dev]);
+        args.extend_from_slice(&["--in-interface", dev]);
     }
-    args.extend(["--out-interface", &n.bridge, "--jump", "ACCEPT"]);
-    fw.add_cmd(layer, args);
+    args.extend_from_slice(&["--out-interface", &n.bridge, "--jump", "ACCEPT"]);
+    add(fw, layer, &args);
 }
 
-/// MASQUERADE / SNAT rule; protocol-specific rules get (and may default)
-/// the port range.
+fn add(fw: &mut Firewall, layer: Layer, args: &[&str]) {
+    fw.add_cmd(layer, args.iter().copied());
+}
+
+/// The NAT target of one address's rules: `--jump SNAT --to-source
+/// A-B[:S-E]` (an IPv4 address with a `<nat><address>` range) or `--jump
+/// MASQUERADE [--to-ports S-E]`, formatted once per address.
+struct NatTarget {
+    snat: bool,
+    /// `A-B` (SNAT) or "" (masquerade).
+    plain: String,
+    /// `A-B:S-E` (SNAT) or `S-E` (masquerade); set once a
+    /// protocol-specific rule has asked for the port range.
+    ports: String,
+}
+
+impl NatTarget {
+    fn new(ip: &IpDef, nat: &NatDef) -> NatTarget {
+        // SNAT only when the address range is of the address's family (IPv4).
+        match nat.address.filter(|_| ip.is_ipv4()) {
+            Some(range) => {
+                let mut plain = String::with_capacity(32);
+                push_ipv4(&mut plain, &range.start);
+                plain.push('-');
+                push_ipv4(&mut plain, &range.end);
+                NatTarget {
+                    snat: true,
+                    plain,
+                    ports: String::new(),
+                }
+            }
+            None => NatTarget {
+                snat: false,
+                plain: String::new(),
+                ports: String::new(),
+            },
+        }
+    }
+
+    /// Reads (and may default) the port range, as libvirt does when it
+    /// builds a protocol-specific rule.
+    fn set_ports(&mut self, nat: &mut NatDef) -> Result<(), RulesError> {
+        let (s, e) = nat_port_range(nat)?;
+        let mut p = String::with_capacity(self.plain.len() + 12);
+        if self.snat {
+            p.push_str(&self.plain);
+            p.push(':');
+        }
+        push_num(&mut p, s);
+        p.push('-');
+        push_num(&mut p, e);
+        self.ports = p;
+        Ok(())
+    }
+}
+
+/// MASQUERADE / SNAT rule; protocol-specific rules use the port range of
+/// `target` (see [`NatTarget::set_ports`]).
 fn masquerade(
     fw: &mut Firewall,
-    ip: &IpDef,
+    layer: Layer,
     netw: &str,
     n: &Net,
-    nat: &mut NatDef,
+    target: &NatTarget,
     proto: Option<Proto>,
     a: Action,
-) -> Result<(), RulesError> {
-    let mut args: Vec<String> = [
+) {
+    let mut args = Args::new();
+    args.extend_from_slice(&[
         "--table",
         "nat",
         a.arg(),
         CHAIN_POSTROUTING,
         "--source",
         netw,
-    ]
-    .map(String::from)
-    .to_vec();
+    ]);
     if let Some(p) = proto {
-        args.extend(["-p".to_string(), p.as_str().to_string()]);
+        args.extend_from_slice(&["-p", p.as_str()]);
     }
-    args.extend(["!", "--destination", netw].map(String::from));
+    args.extend_from_slice(&["!", "--destination", netw]);
     if let Some(dev) = n.dev.as_deref() {
-        args.extend(["--out-interface".to_string(), dev.to_string()]);
+        args.extend_from_slice(&["--out-interface", dev]);
     }
-    let ports = match proto {
-        Some(_) => Some(nat_port_range(nat)?),
-        None => None,
-    };
-    // SNAT only when the address range is of the address's family (IPv4).
-    let snat = nat.address.filter(|_| ip.is_ipv4());
-    match snat {
-        Some(range) => {
-            let mut to = format!("{}-{}", range.start, range.end);
-            if let Some((s, e)) = ports {
-                to.push_str(&format!(":{s}-{e}"));
-            }
-            args.extend(["--jump".to_string(), "SNAT".to_string()]);
-            args.extend(["--to-source".to_string(), to]);
-        }
-        None => {
-            args.extend(["--jump".to_string(), "MASQUERADE".to_string()]);
-            if let Some((s, e)) = ports {
-                args.extend(["--to-ports".to_string(), format!("{s}-{e}")]);
-            }
+    match (target.snat, proto.is_some()) {
+        (true, false) => args.extend_from_slice(&["--jump", "SNAT", "--to-source", &target.plain]),
+        (true, true) => args.extend_from_slice(&["--jump", "SNAT", "--to-source", &target.ports]),
+        (false, false) => args.extend_from_slice(&["--jump", "MASQUERADE"]),
+        (false, true) => {
+            args.extend_from_slice(&["--jump", "MASQUERADE", "--to-ports", &target.ports])
         }
     }
-    fw.add_cmd(layer_of(ip), args);
-    Ok(())
+    add(fw, layer, &args);
 }
 
 fn dont_masquerade(fw: &mut Firewall, layer: Layer, netw: &str, n: &Net, dest: &str, a: Action) {
-    let mut args = vec!["--table", "nat", a.arg(), CHAIN_POSTROUTING];
+    let mut args = Args::new();
+    args.extend_from_slice(&["--table", "nat", a.arg(), CHAIN_POSTROUTING]);
     if let Some(dev) = n.dev.as_deref() {
-        args.extend(["--out-interface", dev]);
+        args.extend_from_slice(&["--out-interface", dev]);
     }
-    args.extend(["--source", netw, "--destination", dest, "--jump", "RETURN"]);
-    fw.add_cmd(layer, args);
+    args.extend_from_slice(&["--source", netw, "--destination", dest, "--jump", "RETURN"]);
+    add(fw, layer, &args);
 }
 
 fn checksum(fw: &mut Firewall, br: &str, a: Action) {
@@ -315,17 +359,17 @@ fn checksum(fw: &mut Firewall, br: &str, a: Action) {
 fn add_general(fw: &mut Firewall, def: &NetworkDef, br: &str) {
     let v4 = Layer::Ipv4;
     let a = Action::Insert;
-    input(fw, v4, br, 67, a, Proto::Tcp);
-    input(fw, v4, br, 67, a, Proto::Udp);
-    output(fw, v4, br, 68, a, Proto::Tcp);
-    output(fw, v4, br, 68, a, Proto::Udp);
-    input(fw, v4, br, 53, a, Proto::Tcp);
-    input(fw, v4, br, 53, a, Proto::Udp);
-    output(fw, v4, br, 53, a, Proto::Tcp);
-    output(fw, v4, br, 53, a, Proto::Udp);
+    input(fw, v4, br, "67", a, Proto::Tcp);
+    input(fw, v4, br, "67", a, Proto::Udp);
+    output(fw, v4, br, "68", a, Proto::Tcp);
+    output(fw, v4, br, "68", a, Proto::Udp);
+    input(fw, v4, br, "53", a, Proto::Tcp);
+    input(fw, v4, br, "53", a, Proto::Udp);
+    output(fw, v4, br, "53", a, Proto::Tcp);
+    output(fw, v4, br, "53", a, Proto::Udp);
     if def.dhcp_or_tftp_ipv4().is_some_and(IpDef::has_tftp) {
-        input(fw, v4, br, 69, a, Proto::Udp);
-        output(fw, v4, br, 69, a, Proto::Udp);
+        input(fw, v4, br, "69", a, Proto::Udp);
+        output(fw, v4, br, "69", a, Proto::Udp);
     }
     reject_out(fw, v4, br, a);
     reject_in(fw, v4, br, a);
@@ -339,12 +383,12 @@ fn add_general(fw: &mut Firewall, def: &NetworkDef, br: &str) {
     reject_in(fw, v6, br, a);
     allow_cross(fw, v6, br, a);
     if def.ipv6_ips().next().is_some() {
-        input(fw, v6, br, 53, a, Proto::Tcp);
-        input(fw, v6, br, 53, a, Proto::Udp);
-        output(fw, v6, br, 53, a, Proto::Tcp);
-        output(fw, v6, br, 53, a, Proto::Udp);
-        input(fw, v6, br, 547, a, Proto::Udp);
-        output(fw, v6, br, 546, a, Proto::Udp);
+        input(fw, v6, br, "53", a, Proto::Tcp);
+        input(fw, v6, br, "53", a, Proto::Udp);
+        output(fw, v6, br, "53", a, Proto::Tcp);
+        output(fw, v6, br, "53", a, Proto::Udp);
+        input(fw, v6, br, "547", a, Proto::Udp);
+        output(fw, v6, br, "546", a, Proto::Udp);
     }
 }
 
@@ -355,29 +399,29 @@ fn remove_general(fw: &mut Firewall, def: &NetworkDef, br: &str) {
     reject_in(fw, v4, br, d);
     reject_out(fw, v4, br, d);
     if def.dhcp_or_tftp_ipv4().is_some_and(IpDef::has_tftp) {
-        input(fw, v4, br, 69, d, Proto::Udp);
-        output(fw, v4, br, 69, d, Proto::Udp);
+        input(fw, v4, br, "69", d, Proto::Udp);
+        output(fw, v4, br, "69", d, Proto::Udp);
     }
-    input(fw, v4, br, 53, d, Proto::Udp);
-    input(fw, v4, br, 53, d, Proto::Tcp);
-    output(fw, v4, br, 53, d, Proto::Udp);
-    output(fw, v4, br, 53, d, Proto::Tcp);
-    output(fw, v4, br, 68, d, Proto::Udp);
-    output(fw, v4, br, 68, d, Proto::Tcp);
-    input(fw, v4, br, 67, d, Proto::Udp);
-    input(fw, v4, br, 67, d, Proto::Tcp);
+    input(fw, v4, br, "53", d, Proto::Udp);
+    input(fw, v4, br, "53", d, Proto::Tcp);
+    output(fw, v4, br, "53", d, Proto::Udp);
+    output(fw, v4, br, "53", d, Proto::Tcp);
+    output(fw, v4, br, "68", d, Proto::Udp);
+    output(fw, v4, br, "68", d, Proto::Tcp);
+    input(fw, v4, br, "67", d, Proto::Udp);
+    input(fw, v4, br, "67", d, Proto::Tcp);
 
     if !def.ipv6_enabled() {
         return;
     }
     let v6 = Layer::Ipv6;
     if def.ipv6_ips().next().is_some() {
-        output(fw, v6, br, 546, d, Proto::Udp);
-        input(fw, v6, br, 547, d, Proto::Udp);
-        output(fw, v6, br, 53, d, Proto::Udp);
-        output(fw, v6, br, 53, d, Proto::Tcp);
-        input(fw, v6, br, 53, d, Proto::Udp);
-        input(fw, v6, br, 53, d, Proto::Tcp);
+        output(fw, v6, br, "546", d, Proto::Udp);
+        input(fw, v6, br, "547", d, Proto::Udp);
+        output(fw, v6, br, "53", d, Proto::Udp);
+        output(fw, v6, br, "53", d, Proto::Tcp);
+        input(fw, v6, br, "53", d, Proto::Udp);
+        input(fw, v6, br, "53", d, Proto::Tcp);
     }
     allow_cross(fw, v6, br, d);
     reject_in(fw, v6, br, d);
@@ -403,9 +447,11 @@ fn add_ip_specific(
         IpRuleKind::Masquerade => {
             allow_out(fw, layer, &netw, n, a);
             allow_related_in(fw, layer, &netw, n, a);
-            masquerade(fw, ip, &netw, n, nat, None, a)?;
-            masquerade(fw, ip, &netw, n, nat, Some(Proto::Udp), a)?;
-            masquerade(fw, ip, &netw, n, nat, Some(Proto::Tcp), a)?;
+            let mut target = NatTarget::new(ip, nat);
+            masquerade(fw, layer, &netw, n, &target, None, a);
+            target.set_ports(nat)?;
+            masquerade(fw, layer, &netw, n, &target, Some(Proto::Udp), a);
+            masquerade(fw, layer, &netw, n, &target, Some(Proto::Tcp), a);
             if ip.is_ipv4() {
                 dont_masquerade(fw, layer, &netw, n, LOCAL_BROADCAST_V4, a);
                 dont_masquerade(fw, layer, &netw, n, LOCAL_MULTICAST_V4, a);
@@ -446,9 +492,11 @@ fn remove_ip_specific(
             } else {
                 dont_masquerade(fw, layer, &netw, n, LOCAL_MULTICAST_V6, d);
             }
-            masquerade(fw, ip, &netw, n, nat, Some(Proto::Tcp), d)?;
-            masquerade(fw, ip, &netw, n, nat, Some(Proto::Udp), d)?;
-            masquerade(fw, ip, &netw, n, nat, None, d)?;
+            let mut target = NatTarget::new(ip, nat);
+            target.set_ports(nat)?;
+            masquerade(fw, layer, &netw, n, &target, Some(Proto::Tcp), d);
+            masquerade(fw, layer, &netw, n, &target, Some(Proto::Udp), d);
+            masquerade(fw, layer, &netw, n, &target, None, d);
             allow_related_in(fw, layer, &netw, n, d);
             allow_out(fw, layer, &netw, n, d);
         }

@@ -38,7 +38,7 @@ pub mod nftables;
 #[cfg(test)]
 mod tests;
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::firewall::{Backend, Firewall, FirewallError, Layer};
 use crate::netxml::{mask_by_prefix, ForwardMode, IpDef, NatDef, NetworkDef};
@@ -103,19 +103,51 @@ impl RulesError {
 /// IPv6 address whose first 96 bits are zero and whose 7th group is
 /// non-zero is written with a dotted IPv4 tail (`::1.2.3.4`).
 pub fn format_addr(addr: &IpAddr) -> String {
+    let mut s = String::with_capacity(ADDR_CAPACITY);
+    push_addr(&mut s, addr);
+    s
+}
+
+/// Room for the longest address [`format_addr`] writes plus `/PREFIX`.
+const ADDR_CAPACITY: usize = 48;
+
+/// Appends [`format_addr`]`(addr)` to `out`.
+pub fn push_addr(out: &mut String, addr: &IpAddr) {
     match addr {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => format_ipv6(a),
+        IpAddr::V4(a) => push_ipv4(out, a),
+        IpAddr::V6(a) => push_ipv6(out, a),
     }
 }
 
-fn format_ipv6(a: &Ipv6Addr) -> String {
+/// Appends an IPv4 address in dotted decimal, exactly as its `Display`
+/// writes it without width or precision, but without going through the
+/// formatting machinery (the rules format an address per network start).
+pub fn push_ipv4(out: &mut String, a: &Ipv4Addr) {
+    let mut buf = itoa::Buffer::new();
+    for (i, o) in a.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        out.push_str(buf.format(o));
+    }
+}
+
+/// Appends a number in decimal (as its `Display` writes it).
+pub fn push_num<N: itoa::Integer>(out: &mut String, n: N) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+fn push_ipv6(out: &mut String, a: &Ipv6Addr) {
+    use std::fmt::Write;
     let s = a.segments();
     if s[..6].iter().all(|w| *w == 0) && s[6] != 0 {
-        let o = a.octets();
-        return format!("::{}.{}.{}.{}", o[12], o[13], o[14], o[15]);
+        out.push_str("::");
+        let [_, _, _, _, _, _, _, _, _, _, _, _, o @ ..] = a.octets();
+        push_ipv4(out, &Ipv4Addr::from(o));
+        return;
     }
-    a.to_string()
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{a}");
 }
 
 /// `NET/PREFIX` of an `<ip>` as the rules write it, `None` when the prefix is
@@ -123,8 +155,17 @@ fn format_ipv6(a: &Ipv6Addr) -> String {
 pub fn network_str(ip: &IpDef) -> Option<String> {
     let prefix = ip.prefix()?;
     let net = mask_by_prefix(ip.address, prefix)?;
-    Some(format!("{}/{}", format_addr(&net), prefix))
+    let mut s = String::with_capacity(ADDR_CAPACITY);
+    push_addr(&mut s, &net);
+    s.push('/');
+    push_num(&mut s, prefix);
+    Some(s)
 }
+
+/// The arguments of one command being assembled, on the stack (the longest
+/// rule has 21 words); handed to the firewall builder as `&str`s, so each
+/// word is copied once, into the plan.
+pub(crate) type Args<'a> = smallvec::SmallVec<[&'a str; 24]>;
 
 /// What the per-address part of the rules does with one `<ip>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

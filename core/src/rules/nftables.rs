@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use super::iptables::with_nat;
 use super::{
-    bridge_of, ip_rule_kind, nat_port_range, network_str, IpRuleKind, PrivateChains, RulesError,
-    LOCAL_BROADCAST_V4, LOCAL_MULTICAST_V4, LOCAL_MULTICAST_V6,
+    bridge_of, ip_rule_kind, nat_port_range, network_str, push_ipv4, push_num, Args, IpRuleKind,
+    PrivateChains, RulesError, LOCAL_BROADCAST_V4, LOCAL_MULTICAST_V4, LOCAL_MULTICAST_V6,
 };
 use crate::firewall::{
     query_callback, Backend, CallbackCtx, Firewall, FirewallError, Layer, TransactionFlags,
@@ -57,64 +57,54 @@ struct Net {
     dev: Option<String>,
 }
 
-/// `insert rule FAM libvirt_network CHAIN` + `rest`.
-fn insert(fw: &mut Firewall, layer: Layer, chain: &str, rest: Vec<String>) {
-    let fam = layer.nft_family();
-    let mut args: Vec<String> = ["insert", "rule", fam, TABLE, chain]
-        .map(String::from)
-        .to_vec();
-    args.extend(rest);
-    fw.add_cmd(layer, args);
+/// `insert rule FAM libvirt_network CHAIN`, the head of every rule; the
+/// caller pushes the rest and hands the words to [`add`].
+fn insert(layer: Layer, chain: &str) -> Args<'_> {
+    let mut a = Args::new();
+    a.extend_from_slice(&["insert", "rule", layer.nft_family(), TABLE, chain]);
+    a
 }
 
-fn words(ws: &[&str]) -> Vec<String> {
-    ws.iter().map(|s| s.to_string()).collect()
+fn add(fw: &mut Firewall, layer: Layer, args: &[&str]) {
+    fw.add_cmd(layer, args.iter().copied());
 }
 
 fn reject_out(fw: &mut Firewall, layer: Layer, br: &str) {
-    insert(
-        fw,
-        layer,
-        CHAIN_FWD_OUT,
-        words(&["iif", br, "counter", "reject"]),
-    );
+    let mut a = insert(layer, CHAIN_FWD_OUT);
+    a.extend_from_slice(&["iif", br, "counter", "reject"]);
+    add(fw, layer, &a);
 }
 
 fn reject_in(fw: &mut Firewall, layer: Layer, br: &str) {
-    insert(
-        fw,
-        layer,
-        CHAIN_FWD_IN,
-        words(&["oif", br, "counter", "reject"]),
-    );
+    let mut a = insert(layer, CHAIN_FWD_IN);
+    a.extend_from_slice(&["oif", br, "counter", "reject"]);
+    add(fw, layer, &a);
 }
 
 fn allow_cross(fw: &mut Firewall, layer: Layer, br: &str) {
-    insert(
-        fw,
-        layer,
-        CHAIN_FWD_X,
-        words(&["iif", br, "oif", br, "counter", "accept"]),
-    );
+    let mut a = insert(layer, CHAIN_FWD_X);
+    a.extend_from_slice(&["iif", br, "oif", br, "counter", "accept"]);
+    add(fw, layer, &a);
 }
 
 fn allow_out(fw: &mut Firewall, layer: Layer, netw: &str, n: &Net) {
     let fam = layer.nft_family();
-    let mut rest = words(&[fam, "saddr", netw, "iif", &n.bridge]);
+    let mut a = insert(layer, CHAIN_FWD_OUT);
+    a.extend_from_slice(&[fam, "saddr", netw, "iif", &n.bridge]);
     if let Some(dev) = n.dev.as_deref() {
-        rest.extend(words(&["oifname", dev]));
+        a.extend_from_slice(&["oifname", dev]);
     }
-    rest.extend(words(&["counter", "accept"]));
-    insert(fw, layer, CHAIN_FWD_OUT, rest);
+    a.extend_from_slice(&["counter", "accept"]);
+    add(fw, layer, &a);
 }
 
 fn allow_related_in(fw: &mut Firewall, layer: Layer, netw: &str, n: &Net) {
     let fam = layer.nft_family();
-    let mut rest = Vec::new();
+    let mut a = insert(layer, CHAIN_FWD_IN);
     if let Some(dev) = n.dev.as_deref() {
-        rest.extend(words(&["iifname", dev]));
+        a.extend_from_slice(&["iifname", dev]);
     }
-    rest.extend(words(&[
+    a.extend_from_slice(&[
         "oif",
         &n.bridge,
         fam,
@@ -125,79 +115,112 @@ fn allow_related_in(fw: &mut Firewall, layer: Layer, netw: &str, n: &Net) {
         "related,established",
         "counter",
         "accept",
-    ]));
-    insert(fw, layer, CHAIN_FWD_IN, rest);
+    ]);
+    add(fw, layer, &a);
 }
 
 fn allow_in(fw: &mut Firewall, layer: Layer, netw: &str, n: &Net) {
     let fam = layer.nft_family();
-    let mut rest = words(&[fam, "daddr", netw]);
+    let mut a = insert(layer, CHAIN_FWD_IN);
+    a.extend_from_slice(&[fam, "daddr", netw]);
     if let Some(dev) = n.dev.as_deref() {
-        rest.extend(words(&["iifname", dev]));
+        a.extend_from_slice(&["iifname", dev]);
     }
-    rest.extend(words(&["oif", &n.bridge, "counter", "accept"]));
-    insert(fw, layer, CHAIN_FWD_IN, rest);
+    a.extend_from_slice(&["oif", &n.bridge, "counter", "accept"]);
+    add(fw, layer, &a);
 }
 
+/// The NAT target of one address's masquerade rules: `snat to A-B[:S-E]`
+/// (an IPv4 address with a `<nat><address>` range) or `masquerade [to
+/// :S-E]`, with and without the port range.
+struct NatTarget {
+    snat: bool,
+    /// `A-B` (SNAT) or "" (masquerade).
+    plain: String,
+    /// `A-B:S-E` (SNAT) or `:S-E` (masquerade); set once a
+    /// protocol-specific rule has asked for the port range.
+    ports: String,
+}
+
+impl NatTarget {
+    fn new(ip: &IpDef, nat: &NatDef) -> NatTarget {
+        match nat.address.filter(|_| ip.is_ipv4()) {
+            Some(range) => {
+                let mut plain = String::with_capacity(32);
+                push_ipv4(&mut plain, &range.start);
+                plain.push('-');
+                push_ipv4(&mut plain, &range.end);
+                NatTarget {
+                    snat: true,
+                    plain,
+                    ports: String::new(),
+                }
+            }
+            None => NatTarget {
+                snat: false,
+                plain: String::new(),
+                ports: String::new(),
+            },
+        }
+    }
+
+    /// Appends `:S-E` to the plain target (libvirt reads, and may default,
+    /// the port range when it builds the first protocol-specific rule).
+    fn set_ports(&mut self, (s, e): (u16, u16)) {
+        let mut p = String::with_capacity(self.plain.len() + 12);
+        p.push_str(&self.plain);
+        p.push(':');
+        push_num(&mut p, s);
+        p.push('-');
+        push_num(&mut p, e);
+        self.ports = p;
+    }
+}
+
+/// One masquerade / SNAT rule; `proto` rules use the port range of
+/// `target` (see [`NatTarget::set_ports`]).
 fn masquerade(
     fw: &mut Firewall,
-    ip: &IpDef,
+    layer: Layer,
     netw: &str,
     n: &Net,
-    nat: &mut NatDef,
+    target: &NatTarget,
     proto: Option<&str>,
-) -> Result<(), RulesError> {
-    let layer = layer_of(ip);
+) {
     let fam = layer.nft_family();
-    let mut rest = Vec::new();
+    let mut a = insert(layer, CHAIN_NAT);
     if let Some(p) = proto {
-        rest.extend(words(&["meta", "l4proto", p]));
+        a.extend_from_slice(&["meta", "l4proto", p]);
     }
-    rest.extend(words(&[fam, "saddr", netw, fam, "daddr", "!=", netw]));
+    a.extend_from_slice(&[fam, "saddr", netw, fam, "daddr", "!=", netw]);
     if let Some(dev) = n.dev.as_deref() {
-        rest.extend(words(&["oifname", dev]));
+        a.extend_from_slice(&["oifname", dev]);
     }
-    let ports = match proto {
-        Some(_) => Some(nat_port_range(nat)?),
-        None => None,
-    };
-    match nat.address.filter(|_| ip.is_ipv4()) {
-        Some(range) => {
-            let mut to = format!("{}-{}", range.start, range.end);
-            if let Some((s, e)) = ports {
-                to.push_str(&format!(":{s}-{e}"));
-            }
-            rest.extend(words(&["counter", "snat", "to", &to]));
-        }
-        None => {
-            rest.extend(words(&["counter", "masquerade"]));
-            if let Some((s, e)) = ports {
-                rest.extend(words(&["to", &format!(":{s}-{e}")]));
-            }
-        }
+    match (target.snat, proto.is_some()) {
+        (true, false) => a.extend_from_slice(&["counter", "snat", "to", &target.plain]),
+        (true, true) => a.extend_from_slice(&["counter", "snat", "to", &target.ports]),
+        (false, false) => a.extend_from_slice(&["counter", "masquerade"]),
+        (false, true) => a.extend_from_slice(&["counter", "masquerade", "to", &target.ports]),
     }
-    insert(fw, layer, CHAIN_NAT, rest);
-    Ok(())
+    add(fw, layer, &a);
 }
 
 fn dont_masquerade(fw: &mut Firewall, layer: Layer, netw: &str, n: &Net, dest: &str) {
     let fam = layer.nft_family();
-    let mut rest = Vec::new();
+    let mut a = insert(layer, CHAIN_NAT);
     if let Some(dev) = n.dev.as_deref() {
-        rest.extend(words(&["oifname", dev]));
+        a.extend_from_slice(&["oifname", dev]);
     }
-    rest.extend(words(&[
-        fam, "saddr", netw, fam, "daddr", dest, "counter", "return",
-    ]));
-    insert(fw, layer, CHAIN_NAT, rest);
+    a.extend_from_slice(&[fam, "saddr", netw, fam, "daddr", dest, "counter", "return"]);
+    add(fw, layer, &a);
 }
 
 /// The tc filter that fixes DHCP reply checksums, and its inverse.
-fn tc_csum_args(verb: &str, br: &str) -> Vec<String> {
-    words(&[
+fn tc_csum_args<'a>(verb: &'a str, br: &'a str) -> [&'a str; 21] {
+    [
         "filter", verb, "dev", br, "prio", "2", "protocol", "ip", "parent", "1:", "u32", "match",
         "ip", "dport", "68", "ffff", "action", "csum", "ip", "and", "udp",
-    ])
+    ]
 }
 
 fn add_ip_specific(
@@ -218,9 +241,11 @@ fn add_ip_specific(
         IpRuleKind::Masquerade => {
             allow_out(fw, layer, &netw, n);
             allow_related_in(fw, layer, &netw, n);
-            masquerade(fw, ip, &netw, n, nat, None)?;
-            masquerade(fw, ip, &netw, n, nat, Some("udp"))?;
-            masquerade(fw, ip, &netw, n, nat, Some("tcp"))?;
+            let mut target = NatTarget::new(ip, nat);
+            masquerade(fw, layer, &netw, n, &target, None);
+            target.set_ports(nat_port_range(nat)?);
+            masquerade(fw, layer, &netw, n, &target, Some("udp"));
+            masquerade(fw, layer, &netw, n, &target, Some("tcp"));
             if ip.is_ipv4() {
                 dont_masquerade(fw, layer, &netw, n, LOCAL_BROADCAST_V4);
                 dont_masquerade(fw, layer, &netw, n, LOCAL_MULTICAST_V4);
@@ -242,6 +267,10 @@ fn add_ip_specific(
 /// checksum filter (its `filter del` registered as the first rollback),
 /// the general reject/cross rules for IPv4 and, if enabled, IPv6, then the
 /// per-address rules.
+///
+/// Each command's words are assembled on the stack from `&str`s (the
+/// network's address string is formatted once per `<ip>`, the NAT target
+/// once per masqueraded `<ip>`), so the only allocations are the plan's own.
 pub fn network_rules(def: &mut NetworkDef) -> Result<Firewall, RulesError> {
     with_nat(def, |def, nat| {
         let n = Net {

@@ -52,3 +52,35 @@ fn list_table_tracks_current_chain() {
     assert!(!table);
     assert!(links.is_empty());
 }
+
+#[test]
+fn address_writers_match_display() {
+    use super::{format_addr, push_ipv4};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let v4 = [
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(192, 168, 122, 1),
+        Ipv4Addr::new(10, 0, 9, 100),
+        Ipv4Addr::new(1, 20, 255, 0),
+    ];
+    for a in v4 {
+        let mut s = String::from("x");
+        push_ipv4(&mut s, &a);
+        assert_eq!(s, format!("x{a}"));
+        assert_eq!(format_addr(&IpAddr::V4(a)), a.to_string());
+    }
+    // glibc's dotted tail for ::a.b.c.d, Display otherwise.
+    let v6 = [
+        ("::1.2.3.4", "::1.2.3.4"),
+        ("::ffff:1.2.3.4", "::ffff:1.2.3.4"),
+        ("::1", "::1"),
+        ("::", "::"),
+        ("2001:db8::1", "2001:db8::1"),
+        ("::a00:1", "::10.0.0.1"),
+    ];
+    for (input, want) in v6 {
+        let a: Ipv6Addr = input.parse().unwrap();
+        assert_eq!(format_addr(&IpAddr::V6(a)), want, "{input}");
+    }
+}
