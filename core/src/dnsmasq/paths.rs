@@ -37,15 +37,26 @@ impl DnsmasqPaths {
     pub fn new(dir: &str, pid_dir: Option<&str>, name: &str, bridge: Option<&str>) -> Self {
         let esc = xml_escape_name(name);
         DnsmasqPaths {
-            conf: format!("{dir}/{name}.conf"),
-            hostsfile: format!("{dir}/{esc}.hostsfile"),
-            addnhosts: format!("{dir}/{esc}.addnhosts"),
-            pid_file: pid_dir.map(|p| format!("{p}/{esc}.pid")),
-            leases: format!("{dir}/{name}.leases"),
-            status: bridge.map(|b| format!("{dir}/{b}.status")),
-            macs: bridge.map(|b| format!("{dir}/{b}.macs")),
+            conf: path(dir, name, ".conf"),
+            hostsfile: path(dir, &esc, ".hostsfile"),
+            addnhosts: path(dir, &esc, ".addnhosts"),
+            pid_file: pid_dir.map(|p| path(p, &esc, ".pid")),
+            leases: path(dir, name, ".leases"),
+            status: bridge.map(|b| path(dir, b, ".status")),
+            macs: bridge.map(|b| path(dir, b, ".macs")),
         }
     }
+}
+
+/// `DIR/STEMSUFFIX`, built in one allocation (paths are made at every
+/// dnsmasq start and stop).
+fn path(dir: &str, stem: &str, suffix: &str) -> String {
+    let mut s = String::with_capacity(dir.len() + 1 + stem.len() + suffix.len());
+    s.push_str(dir);
+    s.push('/');
+    s.push_str(stem);
+    s.push_str(suffix);
+    s
 }
 
 /// libvirt's virBufferEscapeString rules: `< > & " '` become entities, the
