@@ -298,3 +298,29 @@ fn crash_at_every_command_of_a_destroy_then_restart_leaks_nothing() {
         }
     }
 }
+
+/// A forward delay too large for `ip`'s hundredths of a second is a clear
+/// error of the start (it used to overflow), and the start leaves nothing.
+#[test]
+fn bridge_delay_out_of_range_fails_the_start_cleanly() {
+    for backend in [Backend::Iptables, Backend::Nftables] {
+        let env = Env::new();
+        let xml = capture_net("nat-default").replacen(
+            "<bridge ",
+            &format!("<bridge delay='{}' ", u64::MAX / 10),
+            1,
+        );
+        assert!(xml.contains("delay='"), "the case has a <bridge> element");
+        let d = env.driver(backend);
+        let name = d.define(&xml).unwrap().name;
+        let before = env.state();
+        let err = d.start(&name).unwrap_err().to_string();
+        assert!(
+            err.contains("forward delay") && err.contains("out of range"),
+            "{backend}: {err}"
+        );
+        assert!(!d.info(&name).unwrap().active);
+        assert!(d.pending_journals().is_empty());
+        assert_same_host(&before, &env.state(), &format!("{backend}: delay"));
+    }
+}

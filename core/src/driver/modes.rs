@@ -220,6 +220,14 @@ fn start_virtual(
     let mac = def.mac.as_ref().map(mac_string);
     let mut mtu = itoa::Buffer::new();
     let mut delay = itoa::Buffer::new();
+    // `ip` takes the forward delay in hundredths of a second; a delay from
+    // the XML too large for that is refused here rather than wrapped.
+    let delay_cs = def.bridge.delay.checked_mul(100).ok_or_else(|| {
+        DriverError::Invalid(format!(
+            "bridge forward delay of {} seconds in network '{}' is out of range",
+            def.bridge.delay, def.name
+        ))
+    })?;
     let mut add: Args<'_> = Args::new();
     add.extend_from_slice(&["ip", "link", "add", "name", &br]);
     if let Some(mac) = mac.as_deref() {
@@ -232,7 +240,7 @@ fn start_virtual(
         "type",
         "bridge",
         "forward_delay",
-        delay.format(def.bridge.delay * 100),
+        delay.format(delay_cs),
         "stp_state",
         if def.bridge.stp { "1" } else { "0" },
     ]);
