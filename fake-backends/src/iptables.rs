@@ -1586,8 +1586,8 @@ impl XtablesState {
         }
         let _ = &p.has_rule_opts;
         match p.cmd {
-            CmdKind::ListRules => self.list_rules(&p, builtins),
-            CmdKind::List => self.list(&p, builtins),
+            CmdKind::ListRules => self.list_rules(p, builtins),
+            CmdKind::List => self.list(p, builtins),
             CmdKind::NewChain => {
                 let name = p.chain.clone().unwrap_or_default();
                 if name.len() > 28 {
@@ -1765,7 +1765,7 @@ impl XtablesState {
             | CmdKind::Replace
             | CmdKind::Delete
             | CmdKind::Check => {
-                let chain = p.chain.clone().unwrap_or_default();
+                let chain: &str = p.chain.as_deref().unwrap_or_default();
                 let rulenum: Option<usize> = p.arg2.as_ref().and_then(|n| n.parse().ok());
                 if p.cmd == CmdKind::Delete && rulenum.is_some() {
                     let Some(t) = self.tables.get_mut(&p.table) else {
@@ -1773,7 +1773,7 @@ impl XtablesState {
                     };
                     let ch = t
                         .chains
-                        .get_mut(&chain)
+                        .get_mut(chain)
                         .filter(|c| c.handle.is_some())
                         .ok_or_else(|| Fail::Other(NO_CHAIN.into()))?;
                     let n = rulenum.unwrap_or(1);
@@ -1794,14 +1794,18 @@ impl XtablesState {
                         return Err(Fail::ParamNl(format!("Can't use -i with {chain}")));
                     }
                 }
-                let table_exists = self.tables.contains_key(&p.table);
+                // The addressed table and chain as they are before the
+                // command (looked up once).
+                let existing = self.tables.get(&p.table);
+                let existing_chain = existing.and_then(|t| t.chains.get(chain));
+                let table_exists = existing.is_some();
                 // Resolve the target.
                 let mut jump = None;
                 if let Some(t) = &p.spec.target {
                     let name = t.name.as_str();
                     let known = STD_TARGETS.contains(&name) || target_opts(name).is_some();
                     if !known {
-                        let exists = self.tables.get(&p.table).is_some_and(|tb| {
+                        let exists = existing.is_some_and(|tb| {
                             tb.chains.get(name).is_some_and(|c| c.policy.is_none())
                         });
                         if !exists {
@@ -1812,12 +1816,12 @@ impl XtablesState {
                         return Err(Fail::Param(format!("Chain '{name}' does not exist")));
                     }
                 }
-                let spec_text = memo.spec_text.get_or_init(|| p.spec.render(fam)).clone();
+                let spec_text: &str = memo.spec_text.get_or_init(|| p.spec.render(fam));
                 if matches!(p.cmd, CmdKind::Delete | CmdKind::Check) {
                     let Some(t) = self.tables.get_mut(&p.table) else {
                         return Err(Fail::Other(BAD_RULE.into()));
                     };
-                    let Some(ch) = t.chains.get_mut(&chain) else {
+                    let Some(ch) = t.chains.get_mut(chain) else {
                         return Err(Fail::Other(BAD_RULE.into()));
                     };
                     let pos = ch
@@ -1834,30 +1838,19 @@ impl XtablesState {
                         }
                     };
                 }
-                if !table_exists && !builtins.contains(&chain.as_str()) {
+                if !table_exists && !builtins.contains(&chain) {
                     return Err(Fail::Other(NO_CHAIN.into()));
                 }
                 // The chain must exist (in the kernel, for -R) before the
                 // kernel gets to judge the rule.
-                if let Some(t) = self.tables.get(&p.table) {
-                    if !t.chains.contains_key(&chain) {
-                        return Err(Fail::Other(NO_CHAIN.into()));
-                    }
+                if table_exists && existing_chain.is_none() {
+                    return Err(Fail::Other(NO_CHAIN.into()));
                 }
                 // Rule positions are checked against nft's cache before
                 // anything is sent.
-                let len = self
-                    .tables
-                    .get(&p.table)
-                    .and_then(|t| t.chains.get(&chain))
-                    .map(|c| c.rules.len())
-                    .unwrap_or(0);
+                let len = existing_chain.map(|c| c.rules.len()).unwrap_or(0);
                 let n = rulenum.unwrap_or(1);
-                let in_kernel = self
-                    .tables
-                    .get(&p.table)
-                    .and_then(|t| t.chains.get(&chain))
-                    .is_some_and(|c| c.handle.is_some());
+                let in_kernel = existing_chain.is_some_and(|c| c.handle.is_some());
                 if p.cmd == CmdKind::Replace && !in_kernel {
                     return Err(Fail::Other(NO_CHAIN.into()));
                 }
@@ -1882,7 +1875,7 @@ impl XtablesState {
                     .spec
                     .target
                     .as_ref()
-                    .is_some_and(|t| !target_allowed(&t.name, &p.table, &chain));
+                    .is_some_and(|t| !target_allowed(&t.name, &p.table, chain));
                 let any_negated = p
                     .spec
                     .src
@@ -1901,7 +1894,7 @@ impl XtablesState {
                             alloc();
                         }
                         Some(t) => {
-                            if t.chains.get(&chain).is_some_and(|c| c.handle.is_none()) {
+                            if t.chains.get(chain).is_some_and(|c| c.handle.is_none()) {
                                 t.alloc_handle();
                             }
                             if p.cmd != CmdKind::Replace {
@@ -1914,29 +1907,32 @@ impl XtablesState {
                     )));
                 }
                 let t = self.ensure_table(&p.table, alloc);
-                if !t.chains.contains_key(&chain) {
+                let Some(ch) = t.chains.get_mut(chain) else {
                     return Err(Fail::Other(NO_CHAIN.into()));
+                };
+                // `Table::instantiate`, then the rule's handle: a replaced
+                // rule keeps its handle; the others take the next one of the
+                // table (even if the insertion then fails).
+                if ch.handle.is_none() {
+                    t.last_handle += 1;
+                    ch.handle = Some(t.last_handle);
                 }
-                t.instantiate(&chain);
                 let old_handle = match p.cmd {
                     CmdKind::Replace => rulenum
                         .and_then(|n| n.checked_sub(1))
-                        .and_then(|i| t.chains.get(&chain).and_then(|c| c.rules.get(i)))
+                        .and_then(|i| ch.rules.get(i))
                         .map(|r| r.handle),
                     _ => None,
                 };
-                // A replaced rule keeps its handle; the others take the next
-                // one of the table (even if the insertion then fails).
                 let handle = match old_handle {
                     Some(h) => h,
-                    None => t.alloc_handle(),
+                    None => {
+                        t.last_handle += 1;
+                        t.last_handle
+                    }
                 };
-                let ch = t
-                    .chains
-                    .get_mut(&chain)
-                    .ok_or_else(|| Fail::Other(NO_CHAIN.into()))?;
                 let rule = Rule {
-                    spec: spec_text,
+                    spec: spec_text.to_string(),
                     jump,
                     handle,
                     nft_rule: None,

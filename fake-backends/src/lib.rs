@@ -315,9 +315,10 @@ pub fn simulate(state: &mut HostState, cmd: &Cmd) -> Output {
 /// wrote to `pending`.
 fn simulate_lazy(state: &mut HostState, pending: &mut Pending, cmd: &Cmd) -> Output {
     let argv = &cmd.argv;
+    // The basename (what `rsplit('/').next()` gives, by a byte search).
     let prog = argv
         .first()
-        .map(|p| p.rsplit('/').next().unwrap_or(p))
+        .map(|p| p.rfind('/').map_or(p.as_str(), |i| &p[i + 1..]))
         .unwrap_or("");
     let args = argv.get(1..).unwrap_or(&[]);
     match prog {
@@ -484,8 +485,6 @@ fn simulate_lazy(state: &mut HostState, pending: &mut Pending, cmd: &Cmd) -> Out
     }
 }
 
-/// Tell the `ip` simulator what other tools decided: IPv6 disabled per
-/// link (sysctl) and root qdiscs (tc).
 /// The nft table that mirrors iptables-nft table `m`.
 fn xt_mirror<'a>(
     n: &'a crate::nft::NftState,
@@ -497,27 +496,70 @@ fn xt_mirror<'a>(
         .map(|t| &**t)
 }
 
+/// Tell the `ip` simulator what other tools decided: IPv6 disabled per
+/// link (sysctl) and root qdiscs (tc). Each is rebuilt only when it
+/// differs from what `ip` already holds.
 fn tell_ip(state: &mut HostState) {
-    let disabled: Vec<String> = state
-        .ip
-        .links
-        .iter()
-        .filter(|l| {
-            state
-                .sysctl
-                .values
-                .get(&format!("net.ipv6.conf.{}.disable_ipv6", l.name))
-                .is_some_and(|v| v != "0")
-        })
-        .map(|l| l.name.clone())
-        .collect();
-    state.ip.v6_disabled = disabled;
-    state.ip.root_qdiscs = state
-        .tc
-        .qdiscs
-        .iter()
-        .map(|(d, q)| (d.clone(), q.kind.clone()))
-        .collect();
+    // The links whose `net.ipv6.conf.LINK.disable_ipv6` is set and not "0",
+    // in link order (keys built in one reused buffer).
+    const PREFIX: &str = "net.ipv6.conf.";
+    const SUFFIX: &str = ".disable_ipv6";
+    let values = &state.sysctl.values;
+    let mut key = String::with_capacity(64);
+    let mut is_disabled = |name: &str| {
+        key.clear();
+        key.push_str(PREFIX);
+        key.push_str(name);
+        key.push_str(SUFFIX);
+        values.get(key.as_str()).is_some_and(|v| v != "0")
+    };
+    // Most hosts disable IPv6 nowhere: then no link needs a look-up.
+    let any_disabled = values
+        .range::<str, _>((
+            std::ops::Bound::Included(PREFIX),
+            std::ops::Bound::Unbounded,
+        ))
+        .take_while(|(k, _)| k.starts_with(PREFIX))
+        .any(|(k, v)| v != "0" && k.ends_with(SUFFIX));
+    let ip = &mut state.ip;
+    // Rebuilt only when it differs (it rarely changes).
+    let same = if any_disabled {
+        let mut now = ip.links.iter().filter(|l| is_disabled(&l.name));
+        let mut was = ip.v6_disabled.iter();
+        loop {
+            match (now.next(), was.next()) {
+                (None, None) => break true,
+                (Some(l), Some(w)) if l.name == *w => {}
+                _ => break false,
+            }
+        }
+    } else {
+        ip.v6_disabled.is_empty()
+    };
+    if !same {
+        ip.v6_disabled = if any_disabled {
+            ip.links
+                .iter()
+                .filter(|l| is_disabled(&l.name))
+                .map(|l| l.name.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+    }
+    let qdiscs = &state.tc.qdiscs;
+    let same_qdiscs = ip.root_qdiscs.len() == qdiscs.len()
+        && ip
+            .root_qdiscs
+            .iter()
+            .zip(qdiscs.iter())
+            .all(|((d, k), (d2, q))| d == d2 && *k == q.kind);
+    if !same_qdiscs {
+        ip.root_qdiscs = qdiscs
+            .iter()
+            .map(|(d, q)| (d.clone(), q.kind.clone()))
+            .collect();
+    }
 }
 
 fn save_cmd(x: &iptables::XtablesState, args: &[String]) -> Output {
@@ -556,8 +598,7 @@ fn save_cmd(x: &iptables::XtablesState, args: &[String]) -> Output {
                 None => return usage(format!("unrecognized option '{a}'")),
             }
         } else if let Some(short) = a.strip_prefix('-').filter(|s| !s.is_empty()) {
-            let mut chars = short.char_indices();
-            while let Some((k, c)) = chars.next() {
+            for (k, c) in short.char_indices() {
                 match c {
                     'c' => {}
                     't' => {
@@ -601,10 +642,11 @@ fn save_cmd(x: &iptables::XtablesState, args: &[String]) -> Output {
     }
 }
 
-/// A hash of the link names, in order (cheap change detection).
+/// A hash of the link names, in order (cheap change detection; internal,
+/// so FxHash).
 fn link_names_hash(state: &HostState) -> u64 {
     use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = rustc_hash::FxHasher::default();
     for l in &state.ip.links {
         l.name.hash(&mut h);
     }
@@ -612,19 +654,22 @@ fn link_names_hash(state: &HostState) -> u64 {
 }
 
 fn prune_removed_links(state: &mut HostState) {
-    let names: Vec<String> = state.ip.links.iter().map(|l| l.name.clone()).collect();
+    let links = &state.ip.links;
+    let exists = |d: &str| links.iter().any(|l| l.name == d);
     let gone: Vec<String> = state
         .tc
         .qdiscs
         .keys()
         .chain(state.tc.filters.keys())
-        .filter(|d| !names.contains(d))
+        .filter(|d| !exists(d))
         .cloned()
         .collect();
     for d in gone {
         state.tc.drop_device(&d);
     }
-    let gone_sysctl: Vec<String> = state
+    // One name per device (a device has several keys; dropping it once
+    // drops them all).
+    let mut gone_sysctl: Vec<&str> = state
         .sysctl
         .values
         .keys()
@@ -632,9 +677,15 @@ fn prune_removed_links(state: &mut HostState) {
             k.strip_prefix("net.ipv6.conf.")
                 .or_else(|| k.strip_prefix("net.ipv4.conf."))
         })
-        .filter_map(|k| k.rsplit_once('.').map(|(i, _)| i.to_string()))
-        .filter(|i| i != "all" && i != "default" && !names.contains(i))
+        .filter_map(|k| k.rsplit_once('.').map(|(i, _)| i))
+        .filter(|i| *i != "all" && *i != "default" && !exists(i))
         .collect();
+    if gone_sysctl.is_empty() {
+        return;
+    }
+    gone_sysctl.sort_unstable();
+    gone_sysctl.dedup();
+    let gone_sysctl: Vec<String> = gone_sysctl.into_iter().map(str::to_string).collect();
     for d in gone_sysctl {
         state.sysctl.drop_device(&d);
     }

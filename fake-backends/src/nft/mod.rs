@@ -20,7 +20,9 @@
 //!    transaction would; every failing message is reported with nft's
 //!    "Could not process rule: ..." / "did you mean ..." text, and if any
 //!    failed nothing changes (but handle counters stay advanced, as in the
-//!    kernel);
+//!    kernel). A batch of one `add|insert rule` or `delete rule` is applied
+//!    to the ruleset itself (its failure changes only handle counters), so
+//!    the chain it changes is not copied;
 //! 5. on success the generation counter goes up by one (if the batch changed
 //!    anything) and, with `-e`, the new objects are echoed, followed by
 //!    `# new generation N by process PID (nft)` when the batch's first
@@ -69,18 +71,106 @@ type Parsed = Result<(Vec<Command>, Vec<PErr>), (Loc, String)>;
 /// goes into messages, which are rendered later from `src`), and drivers,
 /// conformance runs and property tests give the same command text again and
 /// again. The memo is bounded: it is emptied when it reaches 4096 texts.
+///
+/// A one-line `... handle N` command (a rollback's `delete rule T C handle
+/// N`) carries a fresh number nearly every time; see [`handle_template`].
 fn parsed(src: &Source) -> Arc<Parsed> {
-    use crate::memo::Bounded;
-    use std::cell::RefCell;
-    thread_local! {
-        static MEMO: RefCell<Bounded<Vec<String>, Arc<Parsed>>> = RefCell::new(Bounded::new(4096));
+    if let Some(hit) = memo_get(&src.lines) {
+        return hit;
     }
-    if let Some(hit) = MEMO.with(|m| m.borrow().get(&src.lines).cloned()) {
+    if let Some(hit) = handle_template(src) {
         return hit;
     }
     let result = Arc::new(lexer::tokenize(src).map(|toks| parser::parse(&toks)));
-    MEMO.with(|m| m.borrow_mut().insert(src.lines.clone(), result.clone()));
+    memo_insert(src.lines.clone(), result.clone());
     result
+}
+
+thread_local! {
+    static PARSE_MEMO: std::cell::RefCell<crate::memo::Bounded<Vec<String>, Arc<Parsed>>> =
+        std::cell::RefCell::new(crate::memo::Bounded::new(4096));
+}
+
+fn memo_get(lines: &[String]) -> Option<Arc<Parsed>> {
+    PARSE_MEMO.with(|m| m.borrow().get(lines).cloned())
+}
+
+fn memo_insert(lines: Vec<String>, parsed: Arc<Parsed>) {
+    PARSE_MEMO.with(|m| m.borrow_mut().insert(lines, parsed));
+}
+
+/// The parse of a one-line `delete rule ... handle N` from the memoised
+/// parse of the same line with N replaced by a number of as many digits
+/// (`1` followed by zeros), its handle then set to N. The two lines scan
+/// into the same tokens at the same places except for the text of the last
+/// word (digits either way), and the parser reads that word only as the
+/// rule handle (`number()`), so when the template parses as exactly one
+/// `delete rule` whose handle is that word, the line parses as the same
+/// command with handle N. Anything else (no such ending, a number with a
+/// leading zero or too large for u64, another parse) gives `None`: the
+/// caller parses the line itself.
+fn handle_template(src: &Source) -> Option<Arc<Parsed>> {
+    let [line] = src.lines.as_slice() else {
+        return None;
+    };
+    let digits_at = line.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let digits = &line[digits_at..];
+    let prefix = &line[..digits_at];
+    if !prefix.ends_with(" handle ") || !(1..=19).contains(&digits.len()) || digits.starts_with('0')
+    {
+        return None;
+    }
+    let value: u64 = digits.parse().ok()?;
+    let mut template = String::with_capacity(line.len());
+    template.push_str(prefix);
+    template.push('1');
+    for _ in 1..digits.len() {
+        template.push('0');
+    }
+    let template_value = 10u64.pow(digits.len() as u32 - 1);
+    let key = [template];
+    let parsed = match memo_get(&key) {
+        Some(hit) => hit,
+        None => {
+            let [template] = key;
+            let t = Source {
+                lines: vec![template],
+                file: None,
+            };
+            let result = Arc::new(lexer::tokenize(&t).map(|toks| parser::parse(&toks)));
+            memo_insert(t.lines, result.clone());
+            result
+        }
+    };
+    let Ok((cmds, errors)) = &*parsed else {
+        return None;
+    };
+    let ([cmd], []) = (cmds.as_slice(), errors.as_slice()) else {
+        return None;
+    };
+    let Op::DeleteRule { t, chain, handle } = &cmd.op else {
+        return None;
+    };
+    let at = Loc {
+        line: 0,
+        col: digits_at,
+        len: digits.len(),
+    };
+    if handle.value != template_value || handle.loc != at {
+        return None;
+    }
+    let op = Op::DeleteRule {
+        t: t.clone(),
+        chain: chain.clone(),
+        handle: Named {
+            value,
+            loc: handle.loc,
+        },
+    };
+    Some(Arc::new(Ok((
+        vec![Command { op, loc: cmd.loc }],
+        Vec::new(),
+    ))))
 }
 use model::{chain_block, set_block, table_block, ListOpts, TableParts};
 pub use model::{BaseSpec, Chain, Element, Family, Rule, Set, Stmt, StmtKind, Table};
@@ -702,7 +792,7 @@ impl NftState {
             .iter()
             .map(|e| src.error2(e.loc, e.secondary, &e.msg))
             .collect();
-        let cache = cache_level(&cmds, opts.echo);
+        let cache = cache_level(cmds, opts.echo);
         // A rule position anywhere in the batch makes nft load the rule
         // cache, and then every add/insert rule checks its table and chain
         // in userspace.
@@ -807,13 +897,41 @@ impl NftState {
 
         let mut cache_now = effective_cache;
 
+        // A lone `add|insert rule` or `delete rule` (a driver's usual
+        // command) is applied to the ruleset itself, not to a copy: such an
+        // apply that fails changes nothing but handle counters (it fails
+        // before the rule list changes, or takes the new rule out again),
+        // which is what a failed batch keeps; evaluating it changed nothing
+        // (the view holds the very tables), and explaining a kernel error
+        // reads names only, which the command leaves alone. With no copy
+        // and no view holding the tables, the changed chain is not copied.
+        let in_place = matches!(
+            cmds.as_slice(),
+            [c] if matches!(c.op, Op::AddRule { .. } | Op::DeleteRule { .. })
+        ) && view.tables.len() == self.tables.len()
+            && view
+                .tables
+                .iter()
+                .zip(&self.tables)
+                .all(|(a, b)| Arc::ptr_eq(a, b));
+        let view = if in_place {
+            drop(view);
+            None
+        } else {
+            Some(view)
+        };
+
         // The kernel transaction: every message is processed (so every
         // failure is reported), then the batch commits only if none failed.
-        let mut work = self.clone();
+        let mut work = (!in_place).then(|| self.clone());
         let mut echoes = Vec::new();
         let mut changed = false;
         for (cmd, pos) in cmds.iter().zip(resolved) {
-            if let Err(ks) = work.apply(cmd, pos, opts, &mut echoes, &mut changed) {
+            let applied = match work.as_mut() {
+                Some(w) => w.apply(cmd, pos, opts, &mut echoes, &mut changed),
+                None => self.apply(cmd, pos, opts, &mut echoes, &mut changed),
+            };
+            if let Err(ks) = applied {
                 for k in ks {
                     // Explaining a missing rule target makes nft fetch tables
                     // and chains if it has not: later explanations see them.
@@ -829,21 +947,25 @@ impl NftState {
                     // nft explains kernel errors from its cache: the
                     // ruleset plus what the batch's evaluation added.
                     let msg = nft_cache
-                        .get_or_insert_with(|| initial_cache(&view))
+                        .get_or_insert_with(|| initial_cache(view.as_ref().unwrap_or(self)))
                         .kernel_error_text(cmd, &k);
                     errors.push_str(&src.error(k.loc, &msg));
                 }
             }
         }
         if !errors.is_empty() {
-            self.keep_counters(&work);
+            if let Some(work) = &work {
+                self.keep_counters(work);
+            }
             return Output {
                 status: 1,
                 stdout,
                 stderr: format!("{warnings}{errors}"),
             };
         }
-        *self = work;
+        if let Some(work) = work {
+            *self = work;
+        }
         if changed {
             self.generation += 1;
         }
@@ -870,10 +992,11 @@ impl NftState {
             });
             let first_echoes = first_echoes && !matches!(echoes.first(), Some(Echo::DeleteFirst));
             if changed && first_echoes {
-                stdout.push_str(&format!(
-                    "# new generation {} by process {} (nft)\n",
-                    self.generation, FAKE_PID
-                ));
+                stdout.push_str("# new generation ");
+                push_u64(&mut stdout, self.generation);
+                stdout.push_str(" by process ");
+                push_u64(&mut stdout, u64::from(FAKE_PID));
+                stdout.push_str(" (nft)\n");
             }
         }
         Output {
@@ -1863,19 +1986,28 @@ impl NftState {
                     .chain_mut(&chain.value)
                     .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
                 *changed = true;
-                let body_text = c
-                    .rules
-                    .get(idx)
-                    .map(|r| format!("{}{}", body.echo_text(&r.text()), hs(handle)))
-                    .unwrap_or_default();
+                // The listed text of the rule just inserted at `idx` is its
+                // body's (the handle is not part of it).
+                let mut body_text = String::new();
+                if c.rules.get(idx).is_some() {
+                    let echoed = body.echo_body();
+                    body_text.reserve(echoed.len() + 32);
+                    body_text.push_str(echoed);
+                    if opts.handles {
+                        body_text.push_str(" # handle ");
+                        push_u64(&mut body_text, handle);
+                    }
+                }
+                let verb = if *insert { "insert" } else { "add" };
+                let fam = t.family.as_str();
+                let mut head = String::with_capacity(
+                    verb.len() + fam.len() + t.name.len() + chain.value.len() + 9,
+                );
+                for part in [verb, " rule ", fam, " ", &t.name, " ", &chain.value, " "] {
+                    head.push_str(part);
+                }
                 echoes.push(Echo::Rule {
-                    head: format!(
-                        "{} rule {} {} {} ",
-                        if *insert { "insert" } else { "add" },
-                        t.family.as_str(),
-                        t.name,
-                        chain.value
-                    ),
+                    head,
                     family: t.family,
                     table: t.name.clone(),
                     chain: chain.value.clone(),
@@ -1917,7 +2049,7 @@ impl NftState {
                     stmts: body.stmts.clone(),
                     comment: body.comment.clone(),
                 };
-                let text = body.echo_text(&rule.text());
+                let text = body.echo_body().to_string();
                 let c = table
                     .chain_mut(&chain.value)
                     .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
@@ -2282,7 +2414,11 @@ impl NftState {
                     })
                     .map(|h| format!("handle {h} "))
                     .unwrap_or_default();
-                format!("{head}{pos}{body}")
+                let mut line = String::with_capacity(head.len() + pos.len() + body.len());
+                line.push_str(head);
+                line.push_str(&pos);
+                line.push_str(body);
+                line
             }
         }
     }
@@ -2327,22 +2463,24 @@ fn can_invalidate(rule: &Rule) -> bool {
 
 fn validate_table(table: &Table) -> Option<Errno> {
     const JUMP_STACK: usize = 16;
+    /// `seen[slot]`: the deepest level a chain name was walked from (the
+    /// index of the first chain with that name stands for the name);
+    /// `chain` is the chain walked.
     fn walk(
         table: &Table,
         base: &BaseSpec,
         chain: &Chain,
+        slot: usize,
         level: usize,
-        seen: &mut rustc_hash::FxHashMap<String, usize>,
+        seen: &mut [Option<usize>],
     ) -> Option<Errno> {
         if level == JUMP_STACK {
             return Some(Errno::MLink);
         }
         // A chain already walked from as deep or deeper adds nothing new.
-        match seen.get(&chain.name) {
-            Some(l) if *l >= level => return None,
-            _ => {
-                seen.insert(chain.name.clone(), level);
-            }
+        match seen[slot] {
+            Some(l) if l >= level => return None,
+            _ => seen[slot] = Some(level),
         }
         for r in chain.rules.iter() {
             for st in &r.stmts {
@@ -2367,8 +2505,9 @@ fn validate_table(table: &Table) -> Option<Errno> {
                 }
             }
             for target in r.jump_targets() {
-                if let Some(next) = table.chain(target) {
-                    if let Some(e) = walk(table, base, next, level + 1, seen) {
+                if let Some(next) = table.chains.iter().position(|c| c.name == target) {
+                    let next_chain = &table.chains[next];
+                    if let Some(e) = walk(table, base, next_chain, next, level + 1, seen) {
                         return Some(e);
                     }
                 }
@@ -2376,15 +2515,37 @@ fn validate_table(table: &Table) -> Option<Errno> {
         }
         None
     }
-    for c in &table.chains {
+    let mut seen = vec![None; table.chains.len()];
+    for (i, c) in table.chains.iter().enumerate() {
         if let Some(b) = &c.base {
-            let mut seen = rustc_hash::FxHashMap::default();
-            if let Some(e) = walk(table, b, c, 0, &mut seen) {
+            seen.iter_mut().for_each(|s| *s = None);
+            let first = table
+                .chains
+                .iter()
+                .position(|x| x.name == c.name)
+                .unwrap_or(i);
+            if let Some(e) = walk(table, b, c, first, 0, &mut seen) {
                 return Some(e);
             }
         }
     }
     None
+}
+
+/// Appends `n` in decimal (what `{n}` prints, without the formatting
+/// machinery: echoes print one or two numbers per command).
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
 }
 
 fn empty_table(t: &TableRef, handle: u64) -> Table {
@@ -2504,4 +2665,70 @@ fn is_list(op: &Op) -> bool {
             | Op::ListSet { .. }
             | Op::GetElement { .. }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn direct(line: &str) -> Parsed {
+        let src = Source::from_args(&[line.to_string()]);
+        lexer::tokenize(&src).map(|toks| parser::parse(&toks))
+    }
+
+    /// The handle template gives exactly what a full parse of the line
+    /// gives, whenever it answers at all.
+    #[test]
+    fn handle_template_equals_a_full_parse() {
+        let numbers = [
+            "1",
+            "7",
+            "9",
+            "10",
+            "42",
+            "99",
+            "100",
+            "12345",
+            "18446744073709551615",
+            "9999999999999999999",
+            "1000000000000000000",
+        ];
+        let prefixes = [
+            "delete rule ip libvirt_network guest_output handle ",
+            "delete rule libvirt_network guest_output handle ",
+            "delete rule inet t c handle ",
+            "delete rule ip6 t \"c\" handle ",
+            "delete chain ip t handle ",
+            "delete table handle ",
+            "replace rule ip t c handle ",
+            "delete rule ip t handle ",
+            "add rule ip t c handle ",
+            "delete rule ip t c c handle ",
+            "delete rule ip t c handle handle ",
+        ];
+        let mut answered = 0;
+        for prefix in prefixes {
+            for n in numbers {
+                let line = format!("{prefix}{n}");
+                let src = Source::from_args(std::slice::from_ref(&line));
+                if let Some(t) = handle_template(&src) {
+                    answered += 1;
+                    assert_eq!(*t, direct(&line), "{line}");
+                }
+                assert_eq!(*parsed(&src), direct(&line), "{line}");
+            }
+        }
+        assert!(answered >= 30, "{answered}");
+        // Not answered: leading zeros, 0, too large, trailing blanks.
+        for line in [
+            "delete rule ip t c handle 007",
+            "delete rule ip t c handle 0",
+            "delete rule ip t c handle 18446744073709551616",
+            "delete rule ip t c handle 12 ",
+        ] {
+            let src = Source::from_args(&[line.to_string()]);
+            assert!(handle_template(&src).is_none(), "{line}");
+            assert_eq!(*parsed(&src), direct(line), "{line}");
+        }
+    }
 }

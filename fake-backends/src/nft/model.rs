@@ -165,27 +165,37 @@ pub struct Rule {
 impl Rule {
     /// The rule body as nft prints it (statements, then the comment).
     pub fn text(&self) -> String {
-        let mut s = self
-            .stmts
-            .iter()
-            .map(|s| s.text.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
-        if let Some(c) = &self.comment {
-            if !s.is_empty() {
-                s.push(' ');
-            }
-            s.push_str(&format!("comment \"{c}\""));
-        }
-        s
+        rule_text(&self.stmts, self.comment.as_deref())
     }
+    /// The chains the rule jumps or goes to, in statement order (no
+    /// allocation: the table validation walks these for every rule).
     pub fn jump_targets(&self) -> impl Iterator<Item = &str> {
-        self.stmts.iter().flat_map(|s| match &s.kind {
-            StmtKind::Jump(t) | StmtKind::Goto(t) => vec![t.as_str()],
-            StmtKind::VerdictMap(ts) => ts.iter().map(String::as_str).collect(),
-            _ => Vec::new(),
+        self.stmts.iter().flat_map(|s| {
+            let (one, many): (Option<&String>, &[String]) = match &s.kind {
+                StmtKind::Jump(t) | StmtKind::Goto(t) => (Some(t), &[]),
+                StmtKind::VerdictMap(ts) => (None, ts.as_slice()),
+                _ => (None, &[]),
+            };
+            one.into_iter().chain(many).map(String::as_str)
         })
     }
+}
+
+/// The body of a rule with these statements and comment as nft prints it
+/// (statements, then the comment).
+pub fn rule_text(stmts: &[Stmt], comment: Option<&str>) -> String {
+    let mut s = stmts
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(c) = comment {
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        s.push_str(&format!("comment \"{c}\""));
+    }
+    s
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

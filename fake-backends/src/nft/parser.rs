@@ -95,9 +95,37 @@ pub(crate) struct RuleBody {
     /// Anonymous sets as listed (sorted) and as written: `-e` echoes a new
     /// rule with its sets in the order they were written.
     pub echo_sets: Vec<(String, String)>,
+    /// [`RuleBody::echo_body`], worked out once per parsed body (parses are
+    /// memoised, so once per command text).
+    pub echo: EchoCache,
 }
 
+/// A value computed from the rest of the body on first use: not part of
+/// the body's identity (bodies compare equal whether it was computed yet or
+/// not).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EchoCache(std::sync::OnceLock<String>);
+
+impl PartialEq for EchoCache {
+    fn eq(&self, _: &EchoCache) -> bool {
+        true
+    }
+}
+
+impl Eq for EchoCache {}
+
 impl RuleBody {
+    /// The echo text (`echo_text`) of a rule with this body as listed: a
+    /// function of the statements, comment and anonymous sets alone.
+    pub fn echo_body(&self) -> &str {
+        self.echo.0.get_or_init(|| {
+            self.echo_text(&super::model::rule_text(
+                &self.stmts,
+                self.comment.as_deref(),
+            ))
+        })
+    }
+
     /// A rule's listed text as `nft -e` echoes it.
     pub fn echo_text(&self, listed: &str) -> String {
         let mut out = listed.to_string();
