@@ -317,6 +317,13 @@ impl Journal {
         self.lock().tracker.plan()
     }
 
+    /// [`Journal::undo_plan`], taken out of the journal to be run (after a
+    /// failed operation): what is appended afterwards starts a new plan.
+    /// The file keeps its entries until the journal is ended.
+    pub fn take_undo_plan(&self) -> Vec<Vec<String>> {
+        self.lock().tracker.take_plan()
+    }
+
     fn into_file(self) -> Option<MappedFile> {
         self.state
             .into_inner()
@@ -513,7 +520,10 @@ pub fn journaled_stdout(stdout: &str) -> &str {
 }
 
 fn basename(p: &str) -> &str {
-    p.rsplit('/').next().unwrap_or(p)
+    match p.bytes().rposition(|b| b == b'/') {
+        Some(i) => &p[i + 1..],
+        None => p,
+    }
 }
 
 const BUILTIN_CHAINS: &[&str] = &["INPUT", "OUTPUT", "FORWARD", "POSTROUTING", "PREROUTING"];
@@ -653,7 +663,17 @@ fn prev_pid(p: &str) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct UndoTracker {
     notes: Vec<(String, String, String)>,
-    outstanding: Vec<Vec<String>>,
+    /// The inverses of the outstanding creations, each with its
+    /// `fingerprint`.
+    outstanding: Vec<(u64, Vec<String>)>,
+}
+
+/// A cheap summary of an argv (its length and the sum of its arguments'
+/// lengths), so that a command is compared in full only with the
+/// outstanding inverses it may equal.
+fn fingerprint(argv: &[String]) -> u64 {
+    let bytes: usize = argv.iter().map(String::len).sum();
+    (argv.len() as u64) << 32 ^ bytes as u64
 }
 
 impl UndoTracker {
@@ -666,8 +686,7 @@ impl UndoTracker {
                 // A pid noted after the dnsmasq command: the inverse of
                 // that command is known now.
                 if note == "dnsmasq-pid" {
-                    self.outstanding
-                        .push(vec!["kill".into(), value.trim().to_string()]);
+                    self.push_inverse(vec!["kill".into(), value.trim().to_string()]);
                 }
                 true
             }
@@ -677,7 +696,12 @@ impl UndoTracker {
 
     /// [`UndoTracker::push`] of a successful command.
     pub fn push_ran(&mut self, argv: &[String], stdout: &str) -> bool {
-        if let Some(i) = self.outstanding.iter().rposition(|inv| inv == argv) {
+        let fp = fingerprint(argv);
+        if let Some(i) = self
+            .outstanding
+            .iter()
+            .rposition(|(f, inv)| *f == fp && inv == argv)
+        {
             self.outstanding.remove(i);
             return true;
         }
@@ -687,16 +711,34 @@ impl UndoTracker {
         }
         match inverse(argv, stdout, &self.notes) {
             Some(inv) => {
-                self.outstanding.push(inv);
+                self.push_inverse(inv);
                 true
             }
             None => false,
         }
     }
 
+    fn push_inverse(&mut self, inv: Vec<String>) {
+        self.outstanding.push((fingerprint(&inv), inv));
+    }
+
     /// The commands that undo every outstanding creation, last first.
     pub fn plan(&self) -> Vec<Vec<String>> {
-        self.outstanding.iter().rev().cloned().collect()
+        self.outstanding
+            .iter()
+            .rev()
+            .map(|(_, inv)| inv.clone())
+            .collect()
+    }
+
+    /// [`UndoTracker::plan`], taken: the tracker is left empty.
+    pub fn take_plan(&mut self) -> Vec<Vec<String>> {
+        let t = std::mem::take(self);
+        t.outstanding
+            .into_iter()
+            .rev()
+            .map(|(_, inv)| inv)
+            .collect()
     }
 }
 
@@ -713,9 +755,9 @@ pub fn undo_plan(entries: &[Entry]) -> Vec<Vec<String>> {
 
 /// Runs an undo plan, ignoring failures (the thing may already be gone);
 /// only a crash stops it.
-pub fn run_undo(runner: &dyn Runner, plan: &[Vec<String>]) -> Result<(), RunError> {
+pub fn run_undo(runner: &dyn Runner, plan: Vec<Vec<String>>) -> Result<(), RunError> {
     for argv in plan {
-        match runner.run(&Cmd::new(argv.iter().cloned())) {
+        match runner.run(&Cmd::new(argv)) {
             Err(e @ RunError::Crashed { .. }) => return Err(e),
             _ => continue,
         }

@@ -483,7 +483,7 @@ impl Driver {
                     plan.len()
                 ));
             }
-            journal::run_undo(self.runner(), &plan).map_err(DriverError::from_run)?;
+            journal::run_undo(self.runner(), plan).map_err(DriverError::from_run)?;
             status::remove_if_exists(&path).map_err(|e| DriverError::io(&path, e))?;
         }
         Ok(())
@@ -694,12 +694,12 @@ impl Driver {
             Err(e) if e.is_crash() => Err(e),
             Err(e) => {
                 // The plan the journal file would give, kept in memory.
-                let mut plan = journal.undo_plan();
+                let mut plan = journal.take_undo_plan();
                 if crate::firewall::apply::sabotaged() {
                     // Test-only mutation (feature `sabotage`): see firewall::apply.
                     plan.pop();
                 }
-                journal::run_undo(self.runner(), &plan).map_err(DriverError::from_run)?;
+                journal::run_undo(self.runner(), plan).map_err(DriverError::from_run)?;
                 self.journals
                     .finish(journal)
                     .map_err(|er| DriverError::io(&jpath, er))?;
