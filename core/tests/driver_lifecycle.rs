@@ -463,3 +463,37 @@ fn concurrent_starts_and_destroys_of_different_networks() {
         }
     }
 }
+
+/// The journal of a start that is done is emptied, not deleted, and kept
+/// for the network's next operation: an empty journal file is no journal
+/// (not pending, nothing recovered), and the driver deletes its journal
+/// files when it closes. One left by a driver that died is removed by the
+/// next driver's recovery, which finds nothing to undo in it.
+#[test]
+fn an_emptied_journal_is_no_journal_and_is_deleted_with_the_driver() {
+    let env = Env::new();
+    let journal = env.state_dir().join("default.journal");
+    let d = env.driver(Backend::Nftables);
+    d.define(DEFAULT_NET).unwrap();
+    d.start("default").unwrap();
+    let bytes = std::fs::read(&journal).unwrap();
+    assert!(bytes.iter().all(|&b| b == 0), "journal not emptied");
+    assert!(d.pending_journals().is_empty());
+    d.destroy("default").unwrap();
+    d.start("default").unwrap();
+    assert!(d.pending_journals().is_empty());
+    drop(d);
+    assert!(!journal.exists());
+
+    // An emptied journal file a driver left (it died): no journal.
+    std::fs::write(&journal, vec![0u8; 4096]).unwrap();
+    let d = env.driver(Backend::Nftables);
+    assert!(!journal.exists());
+    assert!(
+        !d.reports().iter().any(|r| r.contains("journal")),
+        "{:?}",
+        d.reports()
+    );
+    assert!(d.info("default").unwrap().active);
+    d.destroy("default").unwrap();
+}

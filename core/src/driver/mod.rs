@@ -40,7 +40,7 @@ use crate::status::{
     StatusStore,
 };
 
-use journal::{Entry, Journal, JournalRunner};
+use journal::{Entry, Journal, JournalFiles, JournalRunner};
 use modes::{ops_for, run_ignore, run_ok, StartCtx};
 
 /// How the firewall backend is chosen.
@@ -241,6 +241,10 @@ pub struct Driver {
     /// Serialises [`Driver::define`]: the bridge name and MAC it allocates
     /// must not be handed to two networks defined at the same time.
     define_serial: Mutex<()>,
+    /// Journal files kept between operations (emptied, not deleted). Declared
+    /// before `_lock`: they are deleted when the driver is dropped, before
+    /// its driver lock is released.
+    journals: JournalFiles,
     /// Exclusive lock on `STATE_DIR/driver.lock` (libvirt's driver pid
     /// file), held while this driver lives; `None` if another driver holds it.
     _lock: Option<nix::fcntl::Flock<fs::File>>,
@@ -343,6 +347,7 @@ impl Driver {
             dnsmasq_caps: Mutex::new(None),
             reports: Mutex::new(Vec::new()),
             define_serial: Mutex::new(()),
+            journals: JournalFiles::default(),
         };
         driver.load()?;
         Ok(driver)
@@ -478,7 +483,7 @@ impl Driver {
                     plan.len()
                 ));
             }
-            journal::run_undo(self.runner(), &plan).map_err(DriverError::from_run)?;
+            journal::run_undo(self.runner(), plan).map_err(DriverError::from_run)?;
             status::remove_if_exists(&path).map_err(|e| DriverError::io(&path, e))?;
         }
         Ok(())
@@ -655,7 +660,10 @@ impl Driver {
                 .ok_or_else(|| DriverError::NoNetwork(name.to_string()))?
         };
         let jpath = self.journal_path(name);
-        let journal = Journal::create(&jpath).map_err(|e| DriverError::io(&jpath, e))?;
+        let journal = self
+            .journals
+            .open(&jpath)
+            .map_err(|e| DriverError::io(&jpath, e))?;
         let jr = JournalRunner::new(self.runner(), &journal);
         let note = |n: &str, k: &str, v: &str| {
             journal
@@ -676,7 +684,9 @@ impl Driver {
         });
         match result {
             Ok(st) => {
-                journal.remove().map_err(|e| DriverError::io(&jpath, e))?;
+                self.journals
+                    .finish(journal)
+                    .map_err(|e| DriverError::io(&jpath, e))?;
                 let mut nets = lock(&self.nets);
                 nets.entry(name.to_string()).or_default().live = Some(st);
                 Ok(())
@@ -684,13 +694,15 @@ impl Driver {
             Err(e) if e.is_crash() => Err(e),
             Err(e) => {
                 // The plan the journal file would give, kept in memory.
-                let mut plan = journal.undo_plan();
+                let mut plan = journal.take_undo_plan();
                 if crate::firewall::apply::sabotaged() {
                     // Test-only mutation (feature `sabotage`): see firewall::apply.
                     plan.pop();
                 }
-                journal::run_undo(self.runner(), &plan).map_err(DriverError::from_run)?;
-                journal.remove().map_err(|er| DriverError::io(&jpath, er))?;
+                journal::run_undo(self.runner(), plan).map_err(DriverError::from_run)?;
+                self.journals
+                    .finish(journal)
+                    .map_err(|er| DriverError::io(&jpath, er))?;
                 Err(e)
             }
         }
@@ -990,7 +1002,10 @@ impl Driver {
     fn reload_network(&self, mut st: NetworkStatus) -> Result<(), DriverError> {
         let name = st.def.name.clone();
         let jpath = self.journal_path(&name);
-        let journal = Journal::create(&jpath).map_err(|e| DriverError::io(&jpath, e))?;
+        let journal = self
+            .journals
+            .open(&jpath)
+            .map_err(|e| DriverError::io(&jpath, e))?;
         let jr = JournalRunner::new(self.runner(), &journal);
         rules::remove_network_firewall(&st.def, st.fw_removal.as_ref(), &jr)
             .map_err(DriverError::from_rules)?;
@@ -1010,7 +1025,9 @@ impl Driver {
             }
         };
         self.statuses.save(&st)?;
-        journal.remove().map_err(|e| DriverError::io(&jpath, e))?;
+        self.journals
+            .finish(journal)
+            .map_err(|e| DriverError::io(&jpath, e))?;
         lock(&self.nets).entry(name).or_default().live = Some(st);
         match err {
             Some(e) => Err(e),
@@ -1018,14 +1035,15 @@ impl Driver {
         }
     }
 
-    /// Names of journals currently present (for tests and diagnostics).
+    /// Names of journals currently present (for tests and diagnostics): an
+    /// emptied journal file is no journal ([`Journal::is_pending`]).
     pub fn pending_journals(&self) -> Vec<String> {
         fs::read_dir(&self.cfg.state_dir)
             .map(|rd| {
                 rd.filter_map(Result::ok)
                     .filter_map(|e| {
                         let p = e.path();
-                        (p.extension()? == "journal")
+                        (p.extension()? == "journal" && Journal::is_pending(&p))
                             .then(|| p.file_stem()?.to_str().map(str::to_string))?
                     })
                     .collect()
