@@ -320,7 +320,10 @@ fn exec_iptables<R: Runner + ?Sized>(
     let argv = full_argv(Backend::Iptables, cmd, false);
     let need_rollback = auto_rollback && cmd.args.iter().any(|a| is_iptables_create(a));
 
-    let out = runner.run(&Cmd { argv, stdin: None })?;
+    let out = runner.run(&Cmd {
+        argv: argv.into(),
+        stdin: None,
+    })?;
     if !out.success() {
         if cmd.ignore_errors {
             return Ok(Executed::plain(out.stdout));
@@ -363,7 +366,10 @@ fn exec_nftables<R: Runner + ?Sized>(
         nft_creation(&cmd.args)
     };
     let argv = full_argv(Backend::Nftables, cmd, creation.is_some());
-    let out = runner.run(&Cmd { argv, stdin: None })?;
+    let out = runner.run(&Cmd {
+        argv: argv.into(),
+        stdin: None,
+    })?;
     // The argv again, for messages only (failures are the rare path).
     let shown = || {
         render_argv(
