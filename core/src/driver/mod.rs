@@ -478,7 +478,7 @@ impl Driver {
                     plan.len()
                 ));
             }
-            journal::run_undo(self.runner(), &plan).map_err(DriverError::from_run)?;
+            journal::run_undo(self.runner(), plan).map_err(DriverError::from_run)?;
             status::remove_if_exists(&path).map_err(|e| DriverError::io(&path, e))?;
         }
         Ok(())
@@ -689,7 +689,7 @@ impl Driver {
                     // Test-only mutation (feature `sabotage`): see firewall::apply.
                     plan.pop();
                 }
-                journal::run_undo(self.runner(), &plan).map_err(DriverError::from_run)?;
+                journal::run_undo(self.runner(), plan).map_err(DriverError::from_run)?;
                 journal.remove().map_err(|er| DriverError::io(&jpath, er))?;
                 Err(e)
             }
