@@ -150,7 +150,10 @@ fn run_inner(args: SimArgs) -> Result<i32, SimError> {
     let host = FakeHost::load_or_new(&args.state)?;
     match args.command {
         SimCommand::Exec { stdin, argv } => {
-            let mut cmd = Cmd { argv, stdin: None };
+            let mut cmd = Cmd {
+                argv: argv.into(),
+                stdin: None,
+            };
             if let Some(p) = stdin {
                 let text = if p.as_os_str() == "-" {
                     let mut s = String::new();

@@ -635,7 +635,7 @@ impl Runner for FaultRunner {
         self.commands
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(cmd.argv.clone());
+            .push(cmd.argv.to_vec());
         if self.crash_after.is_some_and(|k| index > k) {
             return Err(RunError::Crashed {
                 program: cmd.program().to_string(),
@@ -643,7 +643,7 @@ impl Runner for FaultRunner {
             });
         }
         if self.fail_nth == Some(index) {
-            *self.injected.lock().unwrap_or_else(|e| e.into_inner()) = Some(cmd.argv.clone());
+            *self.injected.lock().unwrap_or_else(|e| e.into_inner()) = Some(cmd.argv.to_vec());
             return Ok(Output::failed(1, INJECTED_STDERR));
         }
         self.inner.run(cmd)

@@ -13,13 +13,21 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 /// One command to run: `argv[0]` is the program (a bare name is looked up on
 /// `PATH`), the rest are its arguments, passed verbatim. `stdin` is fed to the
 /// process when present (e.g. `nft -f -`).
+///
+/// The argv is shared (`Arc`): cloning a command — a simulated host's record
+/// of it, the firewall engine handing over the argv it keeps — counts a
+/// reference instead of copying every argument. It reads as a slice
+/// (`&cmd.argv[1..]`, `cmd.argv.iter()`); build one from a `Vec<String>` with
+/// `.into()` and change one with [`Arc::make_mut`] (which copies only when the
+/// argv is shared). Serialised as a plain array.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cmd {
-    pub argv: Vec<String>,
+    pub argv: Arc<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<String>,
 }
@@ -31,7 +39,7 @@ impl Cmd {
         S: Into<String>,
     {
         Cmd {
-            argv: argv.into_iter().map(Into::into).collect(),
+            argv: Arc::new(argv.into_iter().map(Into::into).collect()),
             stdin: None,
         }
     }
@@ -139,7 +147,7 @@ impl<R: Runner + ?Sized> Runner for &R {
     }
 }
 
-impl<R: Runner + ?Sized> Runner for std::sync::Arc<R> {
+impl<R: Runner + ?Sized> Runner for Arc<R> {
     fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
         (**self).run(cmd)
     }
@@ -249,7 +257,7 @@ mod tests {
         assert!(matches!(err, RunError::Spawn { .. }), "{err:?}");
         assert_eq!(
             RealRunner::new().run(&Cmd {
-                argv: vec![],
+                argv: vec![].into(),
                 stdin: None
             }),
             Err(RunError::Empty)

@@ -347,7 +347,7 @@ fn command_line_is_libvirts() {
         cmd.env,
         [("VIR_BRIDGE_NAME".to_string(), "virbr9".to_string())]
     );
-    assert_eq!(cmd.to_cmd().argv, cmd.argv);
+    assert_eq!(*cmd.to_cmd().argv, cmd.argv);
     assert_eq!(
         files.paths.pid_file.as_deref(),
         Some("/run/libvirt/network/t.pid")
@@ -370,7 +370,7 @@ fn command_line_is_libvirts() {
 struct VersionRunner(Result<Output, RunError>);
 impl Runner for VersionRunner {
     fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
-        assert_eq!(cmd.argv, ["/usr/sbin/dnsmasq", "--version"]);
+        assert_eq!(*cmd.argv, ["/usr/sbin/dnsmasq", "--version"]);
         self.0.clone()
     }
 }

@@ -304,7 +304,7 @@ mod tests {
         ];
         let text = render_golden(&cmds);
         let back = parse_golden(&text).unwrap();
-        assert_eq!(back, vec![cmds[0].argv.clone(), cmds[1].argv.clone()]);
+        assert_eq!(back, vec![cmds[0].argv.to_vec(), cmds[1].argv.to_vec()]);
     }
 
     #[test]

@@ -36,7 +36,7 @@ fn ipt(args: &str) -> Cmd {
     let mut v = vec!["iptables".to_string(), "-w".to_string()];
     v.extend(args.split_whitespace().map(String::from));
     Cmd {
-        argv: v,
+        argv: v.into(),
         stdin: None,
     }
 }

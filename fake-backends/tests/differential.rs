@@ -41,7 +41,7 @@ fn differential(name: &str, script: &[&str]) -> Vec<String> {
         let real = ns.run(&argv);
         let sim = fake
             .run(&Cmd {
-                argv: argv.clone(),
+                argv: argv.clone().into(),
                 stdin: None,
             })
             .unwrap();
@@ -323,7 +323,7 @@ fn tc_csum_failure_switch_matches_this_kernel() {
         assert!(ns.run(&words(l)).success());
         assert!(fake
             .run(&Cmd {
-                argv: words(l),
+                argv: words(l).into(),
                 stdin: None
             })
             .unwrap()
@@ -338,7 +338,7 @@ fn tc_csum_failure_switch_matches_this_kernel() {
     fake.set_tc_csum_fails(true);
     let sim = fake
         .run(&Cmd {
-            argv: csum,
+            argv: csum.into(),
             stdin: None,
         })
         .unwrap();

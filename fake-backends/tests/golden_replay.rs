@@ -48,7 +48,7 @@ fn replay_stream(host: &FakeHost, path: &Path) {
     for argv in cmds {
         let out = host
             .run(&Cmd {
-                argv: argv.clone(),
+                argv: argv.clone().into(),
                 stdin: None,
             })
             .unwrap();
@@ -195,7 +195,7 @@ fn captured_iptables_command_logs_replay_identically() {
                     commands += 1;
                     let got = host
                         .run(&Cmd {
-                            argv: argv.clone(),
+                            argv: argv.clone().into(),
                             stdin: None,
                         })
                         .unwrap();
@@ -279,7 +279,7 @@ fn captured_tc_commands_replay_identically_on_a_kernel_without_act_csum() {
                     tc_commands += 1;
                     let got = host
                         .run(&Cmd {
-                            argv: argv.clone(),
+                            argv: argv.clone().into(),
                             stdin: None,
                         })
                         .unwrap();
@@ -323,7 +323,10 @@ fn golden_renderer_round_trips_libvirt_files() {
             let cmds: Vec<Cmd> = parse_golden(&text)
                 .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
                 .into_iter()
-                .map(|argv| Cmd { argv, stdin: None })
+                .map(|argv| Cmd {
+                    argv: argv.into(),
+                    stdin: None,
+                })
                 .collect();
             let back = virtnet_fake::record::render_golden(&cmds);
             assert_eq!(back, text, "{}", p.display());
@@ -431,7 +434,7 @@ fn captured_nftables_command_logs_replay_identically() {
                     commands += 1;
                     let got = host
                         .run(&Cmd {
-                            argv: argv.clone(),
+                            argv: argv.clone().into(),
                             stdin: None,
                         })
                         .unwrap();

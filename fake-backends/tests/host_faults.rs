@@ -24,7 +24,7 @@ fn unknown_commands_fail_loudly() {
     assert_eq!(out.status, NOT_SIMULATED_STATUS);
     assert_eq!(
         host.run(&Cmd {
-            argv: vec![],
+            argv: vec![].into(),
             stdin: None
         }),
         Err(RunError::Empty)

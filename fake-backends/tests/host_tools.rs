@@ -234,7 +234,7 @@ fn replay(h: &FakeHost, path: &Path) {
     for argv in parse_golden(&text).unwrap() {
         let out = h
             .run(&Cmd {
-                argv: argv.clone(),
+                argv: argv.clone().into(),
                 stdin: None,
             })
             .unwrap();
@@ -285,7 +285,14 @@ fn docker_iptables_seed_survives_a_libvirt_network_lifecycle() {
         match e {
             virtnet_fake::record::LogEntry::Step(s) => in_destroy = s == "net-destroy",
             virtnet_fake::record::LogEntry::Command { argv, output, .. } if in_destroy => {
-                assert_eq!(h.run(&Cmd { argv, stdin: None }).unwrap(), output);
+                assert_eq!(
+                    h.run(&Cmd {
+                        argv: argv.into(),
+                        stdin: None
+                    })
+                    .unwrap(),
+                    output
+                );
             }
             _ => {}
         }

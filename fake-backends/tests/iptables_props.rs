@@ -68,7 +68,11 @@ fn rule() -> impl Strategy<Value = R> {
 }
 
 fn run(h: &FakeHost, argv: Vec<String>) -> virtnet_core::runner::Output {
-    h.run(&Cmd { argv, stdin: None }).unwrap()
+    h.run(&Cmd {
+        argv: argv.into(),
+        stdin: None,
+    })
+    .unwrap()
 }
 
 proptest! {

@@ -12,8 +12,11 @@ use virtnet_fake::{FakeHost, HostState, StateFileError};
 
 fn run(h: &FakeHost, line: &str) -> virtnet_core::runner::Output {
     let argv = virtnet_fake::record::shell_words(line).unwrap_or_else(|e| panic!("{line}: {e}"));
-    h.run(&Cmd { argv, stdin: None })
-        .unwrap_or_else(|e| panic!("{line}: {e}"))
+    h.run(&Cmd {
+        argv: argv.into(),
+        stdin: None,
+    })
+    .unwrap_or_else(|e| panic!("{line}: {e}"))
 }
 
 fn ok(h: &FakeHost, line: &str) {
@@ -229,7 +232,12 @@ fn every_libvirt_rule_has_a_translation() {
             for f in [root.join(dir).join(format!("base.{ext}")), p.clone()] {
                 let text = std::fs::read_to_string(&f).expect("read");
                 for argv in parse_golden(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display())) {
-                    let o = h.run(&Cmd { argv, stdin: None }).expect("run");
+                    let o = h
+                        .run(&Cmd {
+                            argv: argv.into(),
+                            stdin: None,
+                        })
+                        .expect("run");
                     assert!(o.success(), "{}: {o:?}", f.display());
                 }
             }

@@ -74,7 +74,7 @@ fn differential(name: &str, script: &[&str]) -> Vec<String> {
         let mut real = ns.run(&argv);
         let mut sim = fake
             .run(&Cmd {
-                argv: argv.clone(),
+                argv: argv.clone().into(),
                 stdin: None,
             })
             .unwrap_or_else(|e| Output::failed(-1, e.to_string()));
@@ -100,7 +100,7 @@ fn differential(name: &str, script: &[&str]) -> Vec<String> {
         let real = ns.run(&argv);
         let sim = fake
             .run(&Cmd {
-                argv: argv.clone(),
+                argv: argv.clone().into(),
                 stdin: None,
             })
             .unwrap_or_else(|e| Output::failed(-1, e.to_string()));

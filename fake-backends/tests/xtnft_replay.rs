@@ -128,7 +128,11 @@ const EXCLUDED: &[(&str, &str)] = &[];
 
 fn run(host: &FakeHost, argv: &[&str]) -> Output {
     host.run(&Cmd {
-        argv: argv.iter().map(|s| s.to_string()).collect(),
+        argv: argv
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .into(),
         stdin: None,
     })
     .unwrap_or_else(|e| panic!("{argv:?}: {e}"))
@@ -251,7 +255,10 @@ fn every_captured_run_lists_the_same_ruleset_through_nft() {
                     step = Some(s);
                 }
                 LogEntry::Command { argv, .. } => {
-                    let _ = host.run(&Cmd { argv, stdin: None });
+                    let _ = host.run(&Cmd {
+                        argv: argv.into(),
+                        stdin: None,
+                    });
                 }
             }
         }

@@ -754,10 +754,15 @@ pub fn undo_plan(entries: &[Entry]) -> Vec<Vec<String>> {
 }
 
 /// Runs an undo plan, ignoring failures (the thing may already be gone);
-/// only a crash stops it.
+/// only a crash stops it. The plan is consumed: each argv becomes its
+/// command as it is.
 pub fn run_undo(runner: &dyn Runner, plan: Vec<Vec<String>>) -> Result<(), RunError> {
     for argv in plan {
-        match runner.run(&Cmd::new(argv)) {
+        let cmd = Cmd {
+            argv: argv.into(),
+            stdin: None,
+        };
+        match runner.run(&cmd) {
             Err(e @ RunError::Crashed { .. }) => return Err(e),
             _ => continue,
         }

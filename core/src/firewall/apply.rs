@@ -14,10 +14,13 @@
 //!   [`rollback_start`]);
 //! * [`RunError::Crashed`] stops everything at once, without rollback.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::render::{render_argv, RenderOptions};
-use super::{Backend, CallbackCtx, Firewall, FirewallCmd, Layer, RollbackFlags, TransactionFlags};
+use super::{
+    exec_prefix, prefix_len, Backend, CallbackCtx, Firewall, FirewallCmd, Layer, RollbackFlags,
+    TransactionFlags,
+};
 use crate::runner::{Cmd, RunError, Runner};
 
 /// Serialises all applies in the process, as libvirt's global lock does.
@@ -153,7 +156,8 @@ pub fn rollback_start(rollback_flags: &[RollbackFlags], failed: usize) -> usize 
 /// a non-zero status that was ignored).
 struct Executed {
     stdout: String,
-    /// The inverse to add to the current group's rollback list.
+    /// The inverse to add to the current group's rollback list, as the argv
+    /// it is executed with (binary and options of the backend, no `-ae`).
     rollback: Option<Vec<String>>,
     /// An error to return after the rollback was added (libvirt adds the
     /// still empty rollback of an nft creation before it finds no handle).
@@ -263,8 +267,10 @@ impl Firewall {
 
     /// libvirt `virFirewallApplyCmd` of command `k` of group `idx` (of its
     /// rollback list if `rollback`); `Ok(false)` when there is no such
-    /// command. The command is used in place (not copied): only its
-    /// rollback and callback need the firewall mutably, after it ran.
+    /// command. The command is used in place (not copied): its argv, built
+    /// when it was added, goes to the runner as it is (nft's `-ae` is put
+    /// in or taken out first); only its rollback and callback need the
+    /// firewall mutably, after it ran.
     fn apply_cmd<R: Runner + ?Sized>(
         &mut self,
         runner: &R,
@@ -275,19 +281,20 @@ impl Firewall {
         let auto_rollback = self
             .current_flags()
             .contains(TransactionFlags::AUTO_ROLLBACK);
-        let Some(cmd) = self.groups.get(idx).and_then(|g| {
+        let backend = self.backend;
+        let Some(cmd) = self.groups.get_mut(idx).and_then(|g| {
             if rollback {
-                g.rollbacks.get(k)
+                g.rollbacks.get_mut(k)
             } else {
-                g.actions.get(k)
+                g.actions.get_mut(k)
             }
         }) else {
             return Ok(false);
         };
-        if cmd.args.is_empty() {
+        if cmd.args().is_empty() {
             return Err(FirewallError::EmptyCommand);
         }
-        let executed = match self.backend {
+        let executed = match backend {
             Backend::None => return Err(FirewallError::BackendNotImplemented),
             Backend::Iptables => exec_iptables(runner, cmd, auto_rollback)?,
             Backend::Nftables => exec_nftables(runner, cmd, auto_rollback)?,
@@ -295,7 +302,8 @@ impl Firewall {
         let layer = cmd.layer;
         let callback = cmd.callback.clone();
         if let Some(inverse) = executed.rollback {
-            self.add_rollback_cmd(layer, inverse);
+            let prefix = prefix_len(backend, layer);
+            self.add_built_cmd(layer, true, Arc::new(inverse), prefix, false);
         }
         if let Some(err) = executed.error {
             return Err(err);
@@ -317,32 +325,33 @@ fn exec_iptables<R: Runner + ?Sized>(
     cmd: &FirewallCmd,
     auto_rollback: bool,
 ) -> Result<Executed, FirewallError> {
-    let argv = full_argv(Backend::Iptables, cmd, false);
-    let need_rollback = auto_rollback && cmd.args.iter().any(|a| is_iptables_create(a));
+    let need_rollback = auto_rollback && cmd.args().iter().any(|a| is_iptables_create(a));
 
-    let out = runner.run(&Cmd { argv, stdin: None })?;
+    let out = runner.run(&Cmd {
+        argv: cmd.argv.clone(),
+        stdin: None,
+    })?;
     if !out.success() {
         if cmd.ignore_errors {
             return Ok(Executed::plain(out.stdout));
         }
         return Err(FirewallError::CommandFailed {
-            command: render_argv(
-                &full_argv(Backend::Iptables, cmd, false),
-                RenderOptions::ONE_LINE,
-            ),
+            command: render_argv(&cmd.argv, RenderOptions::ONE_LINE),
             stderr: out.stderr,
         });
     }
     let rollback = need_rollback.then(|| {
-        cmd.args
+        let (prefix, args) = cmd.argv.split_at(cmd.prefix);
+        prefix
             .iter()
-            .map(|a| {
+            .cloned()
+            .chain(args.iter().map(|a| {
                 if is_iptables_create(a) {
                     "--delete".to_string()
                 } else {
                     a.clone()
                 }
-            })
+            }))
             .collect()
     });
     Ok(Executed {
@@ -354,25 +363,24 @@ fn exec_iptables<R: Runner + ?Sized>(
 
 fn exec_nftables<R: Runner + ?Sized>(
     runner: &R,
-    cmd: &FirewallCmd,
+    cmd: &mut FirewallCmd,
     auto_rollback: bool,
 ) -> Result<Executed, FirewallError> {
     let creation = if cmd.layer == Layer::Tc || !auto_rollback {
         None
     } else {
-        nft_creation(&cmd.args)
+        nft_creation(cmd.args())
     };
-    let argv = full_argv(Backend::Nftables, cmd, creation.is_some());
-    let out = runner.run(&Cmd { argv, stdin: None })?;
-    // The argv again, for messages only (failures are the rare path).
-    let shown = || {
-        render_argv(
-            &full_argv(Backend::Nftables, cmd, creation.is_some()),
-            RenderOptions::ONE_LINE,
-        )
-    };
+    cmd.set_nft_ae(creation.is_some());
+    let cmd = &*cmd;
+    let out = runner.run(&Cmd {
+        argv: cmd.argv.clone(),
+        stdin: None,
+    })?;
+    // For messages only (failures are the rare path).
+    let shown = || render_argv(&cmd.argv, RenderOptions::ONE_LINE);
     if !out.success() {
-        if cmd.args.first().is_some_and(|a| a == "list") || cmd.ignore_errors {
+        if cmd.args().first().is_some_and(|a| a == "list") || cmd.ignore_errors {
             // A missing table makes `nft list` fail: that is an empty
             // listing, not an error. No rollback either way.
             return Ok(Executed::plain(out.stdout));
@@ -390,7 +398,7 @@ fn exec_nftables<R: Runner + ?Sized>(
         // looks for the handle; it fails later with "Can't apply empty
         // firewall command" (ignored like every rollback).
         return Ok(Executed {
-            rollback: Some(Vec::new()),
+            rollback: Some(vec![cmd.argv[0].clone()]),
             error: Some(FirewallError::NoHandle {
                 command: shown(),
                 stdout: out.stdout.clone(),
@@ -398,14 +406,16 @@ fn exec_nftables<R: Runner + ?Sized>(
             stdout: out.stdout,
         });
     };
-    let object = cmd.args[k + 1].as_str();
-    let mut inverse = Vec::with_capacity(8);
+    let args = cmd.args();
+    let object = args[k + 1].as_str();
+    let mut inverse = Vec::with_capacity(9);
+    inverse.push(cmd.argv[0].clone());
     inverse.push("delete".to_string());
     inverse.push(object.to_string());
     // Arguments past the end are absent in libvirt's NULL-terminated
     // list; they are skipped here.
     let mut push = |idx: usize| {
-        if let Some(a) = cmd.args.get(idx) {
+        if let Some(a) = args.get(idx) {
             inverse.push(a.clone());
         }
     };
@@ -470,22 +480,16 @@ pub fn parse_nft_handle(stdout: &str) -> Option<&str> {
 }
 
 /// The argv a stored command is executed with under `backend` (`nft_ae`:
-/// whether `-ae` is injected). Exposed for dry-run displays.
+/// whether `-ae` is injected): the binary of its layer, `-w`/`--concurrent`
+/// for iptables-family layers or `-ae` for nft creations, then its
+/// arguments. Exposed for dry-run displays (apply itself uses the argv the
+/// command keeps, which is this one under its firewall's backend).
 pub fn full_argv(backend: Backend, cmd: &FirewallCmd, nft_ae: bool) -> Vec<String> {
-    let mut argv = Vec::with_capacity(cmd.args.len() + 2);
-    argv.push(cmd.layer.binary(backend).to_string());
-    match backend {
-        Backend::Nftables => {
-            if nft_ae && cmd.layer != Layer::Tc {
-                argv.push("-ae".to_string());
-            }
-        }
-        Backend::Iptables | Backend::None => {
-            if let Some(lock) = cmd.layer.iptables_lock_arg() {
-                argv.push(lock.to_string());
-            }
-        }
-    }
-    argv.extend(cmd.args.iter().cloned());
+    let (binary, option) = exec_prefix(backend, cmd.layer, nft_ae);
+    let args = cmd.args();
+    let mut argv = Vec::with_capacity(args.len() + 2);
+    argv.push(binary.to_string());
+    argv.extend(option.map(str::to_string));
+    argv.extend(args.iter().cloned());
     argv
 }

@@ -236,27 +236,98 @@ where
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CmdId(u64);
 
-/// One firewall command: a layer and its arguments (the binary and the
-/// `-w`/`--concurrent`/`-ae` options are NOT stored; they are added at exec
-/// time).
+/// One firewall command: a layer and its arguments. The binary and the
+/// `-w`/`--concurrent`/`-ae` options are not part of the arguments
+/// ([`args`](Self::args)); they are decided by the backend at exec time.
+///
+/// The command keeps the argv it is executed with, built once: the binary
+/// of its layer under its firewall's backend and the iptables locking
+/// option are put in front of the arguments when the command is created,
+/// and `-ae` is inserted (or taken out again) when apply decides on it. The
+/// argv is shared ([`Cmd::argv`](crate::runner::Cmd::argv)): executing the
+/// command hands it to the runner without copying an argument, and a
+/// removal plan shares its commands' argvs with the rollback lists it came
+/// from.
 #[derive(Clone)]
 pub struct FirewallCmd {
     id: CmdId,
     layer: Layer,
-    args: Vec<String>,
+    /// `[binary, options..., args...]`.
+    argv: Arc<Vec<String>>,
+    /// How many leading elements of `argv` are the binary and its options.
+    prefix: usize,
+    /// Whether `argv` has `-ae` after the binary (nft creations in
+    /// AUTO_ROLLBACK groups; set by apply).
+    nft_ae: bool,
     ignore_errors: bool,
     callback: Option<QueryCallback>,
 }
 
+/// What is put in front of a command's arguments under `backend`: the
+/// binary of `layer` and an option (the iptables locking option, or nft's
+/// `-ae` when `nft_ae` and the layer is not tc). See [`full_argv`].
+fn exec_prefix(
+    backend: Backend,
+    layer: Layer,
+    nft_ae: bool,
+) -> (&'static str, Option<&'static str>) {
+    let option = match backend {
+        Backend::Nftables => (nft_ae && layer != Layer::Tc).then_some("-ae"),
+        Backend::Iptables | Backend::None => layer.iptables_lock_arg(),
+    };
+    (layer.binary(backend), option)
+}
+
+/// How many elements [`exec_prefix`] puts in front of the arguments
+/// without `-ae`.
+fn prefix_len(backend: Backend, layer: Layer) -> usize {
+    1 + usize::from(exec_prefix(backend, layer, false).1.is_some())
+}
+
 impl FirewallCmd {
+    /// The argv of a new command of `layer` under `backend` (no `-ae`)
+    /// with arguments `args`, and the length of its prefix.
+    fn build_argv<I, S>(backend: Backend, layer: Layer, args: I) -> (Vec<String>, usize)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let (binary, option) = exec_prefix(backend, layer, false);
+        let args = args.into_iter();
+        let prefix = prefix_len(backend, layer);
+        let mut argv = Vec::with_capacity(prefix + args.size_hint().0);
+        argv.push(binary.to_string());
+        argv.extend(option.map(str::to_string));
+        argv.extend(args.map(Into::into));
+        (argv, prefix)
+    }
+
+    /// Inserts or removes nft's `-ae` right after the binary (nftables
+    /// backend only). The argv is copied only if it is shared.
+    fn set_nft_ae(&mut self, on: bool) {
+        if self.nft_ae == on {
+            return;
+        }
+        let argv = Arc::make_mut(&mut self.argv);
+        if on {
+            argv.insert(1, "-ae".to_string());
+            self.prefix += 1;
+        } else {
+            argv.remove(1);
+            self.prefix -= 1;
+        }
+        self.nft_ae = on;
+    }
+
     pub fn id(&self) -> CmdId {
         self.id
     }
     pub fn layer(&self) -> Layer {
         self.layer
     }
+    /// The stored arguments (without the binary and exec-time options).
     pub fn args(&self) -> &[String] {
-        &self.args
+        self.argv.get(self.prefix..).unwrap_or(&[])
     }
     pub fn ignore_errors(&self) -> bool {
         self.ignore_errors
@@ -273,7 +344,7 @@ impl fmt::Debug for FirewallCmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FirewallCmd")
             .field("layer", &self.layer)
-            .field("args", &self.args)
+            .field("args", &self.args())
             .field("ignore_errors", &self.ignore_errors)
             .field("callback", &self.callback.is_some())
             .finish()
@@ -285,7 +356,7 @@ impl fmt::Debug for FirewallCmd {
 impl PartialEq for FirewallCmd {
     fn eq(&self, other: &Self) -> bool {
         self.layer == other.layer
-            && self.args == other.args
+            && self.args() == other.args()
             && self.ignore_errors == other.ignore_errors
             && match (&self.callback, &other.callback) {
                 (None, None) => true,
@@ -365,7 +436,7 @@ impl<'a> CmdBuilder<'a> {
     pub fn arg(self, arg: impl Into<String>) -> Self {
         let mut this = self;
         if let Some(cmd) = this.cmd.as_deref_mut() {
-            cmd.args.push(arg.into());
+            Arc::make_mut(&mut cmd.argv).push(arg.into());
         }
         this
     }
@@ -378,7 +449,7 @@ impl<'a> CmdBuilder<'a> {
     {
         let mut this = self;
         if let Some(cmd) = this.cmd.as_deref_mut() {
-            cmd.args.extend(args.into_iter().map(Into::into));
+            Arc::make_mut(&mut cmd.argv).extend(args.into_iter().map(Into::into));
         }
         this
     }
@@ -395,7 +466,7 @@ impl<'a> CmdBuilder<'a> {
 
     /// Number of arguments so far (0 when the command was not created).
     pub fn arg_count(&self) -> usize {
-        self.cmd.as_ref().map_or(0, |c| c.args.len())
+        self.cmd.as_ref().map_or(0, |c| c.args().len())
     }
 }
 
@@ -557,12 +628,15 @@ impl Firewall {
             return CmdBuilder { cmd: None };
         };
         self.next_id += 1;
-        let args: Vec<String> = args.into_iter().map(Into::into).collect();
+        let (argv, prefix) = FirewallCmd::build_argv(self.backend, layer, args);
+        let argv = Arc::new(argv);
         let cmd = if is_rollback || group.adding_rollback {
             group.rollbacks.push(FirewallCmd {
                 id,
                 layer,
-                args,
+                argv,
+                prefix,
+                nft_ae: false,
                 ignore_errors: true,
                 callback: None,
             });
@@ -573,13 +647,54 @@ impl Firewall {
             group.actions.push(FirewallCmd {
                 id,
                 layer,
-                args,
+                argv,
+                prefix,
+                nft_ae: false,
                 ignore_errors,
                 callback,
             });
             group.actions.last_mut()
         };
         CmdBuilder { cmd }
+    }
+
+    /// [`add_cmd`](Self::add_cmd) (or, `is_rollback`,
+    /// [`add_rollback_cmd`](Self::add_rollback_cmd)) of a command without
+    /// callback whose argv — binary and options of this firewall's backend
+    /// included, `prefix` elements of them — is already built: `argv` is
+    /// kept, not copied.
+    fn add_built_cmd(
+        &mut self,
+        layer: Layer,
+        is_rollback: bool,
+        argv: Arc<Vec<String>>,
+        prefix: usize,
+        nft_ae: bool,
+    ) {
+        if self.error.is_some() {
+            return;
+        }
+        let id = CmdId(self.next_id);
+        let Some(group) = self.groups.get_mut(self.current_group) else {
+            self.error = Some(BuildError::CommandWithoutTransaction);
+            return;
+        };
+        self.next_id += 1;
+        let (list, ignore_errors) = if is_rollback || group.adding_rollback {
+            (&mut group.rollbacks, true)
+        } else {
+            let ignore = group.flags.contains(TransactionFlags::IGNORE_ERRORS);
+            (&mut group.actions, ignore)
+        };
+        list.push(FirewallCmd {
+            id,
+            layer,
+            argv,
+            prefix,
+            nft_ae,
+            ignore_errors,
+            callback: None,
+        });
     }
 
     /// The removal plan of what an apply did (libvirt
@@ -598,7 +713,8 @@ impl Firewall {
             }
             fw.start_transaction(TransactionFlags::IGNORE_ERRORS);
             for cmd in group.rollbacks.iter().rev() {
-                fw.add_cmd(cmd.layer, cmd.args.iter().cloned());
+                // Same backend: the argv is shared as it is.
+                fw.add_built_cmd(cmd.layer, false, cmd.argv.clone(), cmd.prefix, cmd.nft_ae);
             }
         }
         Ok(if fw.groups.is_empty() { None } else { Some(fw) })

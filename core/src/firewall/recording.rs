@@ -177,7 +177,7 @@ impl RecordingRunner {
         self.lock()
             .recorded
             .iter()
-            .map(|c| c.argv.clone())
+            .map(|c| c.argv.to_vec())
             .collect()
     }
 

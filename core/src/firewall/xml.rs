@@ -158,7 +158,7 @@ impl Firewall {
                 out.push_str(">\n");
                 out.push_str(&pad(3));
                 out.push_str("<args>\n");
-                for arg in &action.args {
+                for arg in action.args() {
                     out.push_str(&pad(4));
                     out.push_str("<item>");
                     out.push_str(&escape_xml_text(arg));

@@ -96,7 +96,7 @@ impl Runner for Replay {
         let next = self.expected.lock().unwrap().pop_front();
         *self.ran.lock().unwrap() += 1;
         match next {
-            Some(e) if e.argv == cmd.argv => Ok(Output {
+            Some(e) if e.argv == *cmd.argv => Ok(Output {
                 status: e.status,
                 stdout: e.stdout,
                 stderr: e.stderr,

@@ -50,7 +50,7 @@ impl Netns {
         full.extend(argv.iter().cloned());
         RealRunner::new()
             .run(&Cmd {
-                argv: full,
+                argv: full.into(),
                 stdin: stdin.map(str::to_string),
             })
             .unwrap_or_else(|e| Output::failed(-1, e.to_string()))

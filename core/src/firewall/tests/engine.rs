@@ -5,7 +5,7 @@
 use crate::firewall::apply::{parse_nft_handle, rollback_start};
 use crate::firewall::recording::{HandleMode, Matcher, RecordingRunner, Reply};
 use crate::firewall::{
-    query_callback, render_stream, Backend, BuildError, Firewall, FirewallError, Layer,
+    full_argv, query_callback, render_stream, Backend, BuildError, Firewall, FirewallError, Layer,
     RenderOptions, RollbackFlags, TransactionFlags,
 };
 use crate::runner::{Output, RunError};
@@ -696,6 +696,62 @@ fn removal_plan_reverses_groups_and_commands() {
     nothing.add_cmd(Layer::Ipv4, ["--new-chain", "X"]);
     nothing.apply(&runner).expect("apply");
     assert_eq!(nothing.new_from_rollback(), Ok(None));
+}
+
+#[test]
+fn a_command_changed_after_it_ran_keeps_what_ran() {
+    // Commands keep the argv they run with, shared with the runner's
+    // records and with copies of the plan: changing one changes no other.
+    let runner = RecordingRunner::with_handles(HandleMode::Counter(1));
+    let mut fw = Firewall::new(Backend::Nftables);
+    fw.start_transaction(TransactionFlags::AUTO_ROLLBACK);
+    let id = fw
+        .add_cmd(Layer::Ipv4, ["add", "rule", "ip", "t", "c"])
+        .id()
+        .expect("created");
+    let copy = fw.clone();
+    fw.apply(&runner).expect("apply");
+    fw.cmd(id).arg("accept");
+    let cmd = &fw.groups()[0].actions()[0];
+    assert_eq!(cmd.args(), sv(&["add", "rule", "ip", "t", "c", "accept"]));
+    assert_eq!(
+        full_argv(Backend::Nftables, cmd, false),
+        sv(&["nft", "add", "rule", "ip", "t", "c", "accept"])
+    );
+    assert_eq!(
+        full_argv(Backend::Iptables, cmd, false),
+        sv(&["iptables", "-w", "add", "rule", "ip", "t", "c", "accept"])
+    );
+    assert_eq!(
+        copy.groups()[0].actions()[0].args(),
+        sv(&["add", "rule", "ip", "t", "c"])
+    );
+    assert_eq!(stream(&runner), ["nft -ae add rule ip t c"]);
+
+    // A creation among the rollback commands of an auto-rollback group runs
+    // with -ae there, and without it in the removal plan.
+    let runner = RecordingRunner::with_handles(HandleMode::Counter(1));
+    runner.fail_when(Matcher::contains(["bogus"]), 1, "no");
+    let mut fw = Firewall::new(Backend::Nftables);
+    fw.start_transaction(TransactionFlags::AUTO_ROLLBACK);
+    fw.add_rollback_cmd(Layer::Ipv4, ["add", "chain", "ip", "t", "c"]);
+    fw.add_cmd(Layer::Ipv4, ["bogus"]);
+    assert!(fw.apply(&runner).is_err());
+    let mut removal = fw
+        .new_from_rollback()
+        .expect("ok")
+        .expect("something to undo");
+    removal.apply(&runner).expect("ignore errors");
+    assert_eq!(
+        stream(&runner),
+        [
+            "nft bogus",
+            "nft -ae add chain ip t c",
+            "nft delete chain ip t handle 1",
+            "nft delete chain ip t handle 1",
+            "nft add chain ip t c",
+        ]
+    );
 }
 
 #[test]
