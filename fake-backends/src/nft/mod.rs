@@ -2534,18 +2534,8 @@ fn validate_table(table: &Table) -> Option<Errno> {
 
 /// Appends `n` in decimal (what `{n}` prints, without the formatting
 /// machinery: echoes print one or two numbers per command).
-fn push_u64(out: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+fn push_u64(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 fn empty_table(t: &TableRef, handle: u64) -> Table {
