@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::{
-    bridge_of, ip_rule_kind, nat_port_range, network_str, push_ipv4, push_num, Args, IpRuleKind,
+    bridge_of, ip_rule_kind, nat_port_range, network_str, Args, IpRuleKind, NatTarget,
     PrivateChains, RulesError, LOCAL_BROADCAST_V4, LOCAL_MULTICAST_V4, LOCAL_MULTICAST_V6,
 };
 use crate::firewall::{
@@ -235,58 +235,6 @@ fn add(fw: &mut Firewall, layer: Layer, args: &[&str]) {
     fw.add_cmd(layer, args.iter().copied());
 }
 
-/// The NAT target of one address's rules: `--jump SNAT --to-source
-/// A-B[:S-E]` (an IPv4 address with a `<nat><address>` range) or `--jump
-/// MASQUERADE [--to-ports S-E]`, formatted once per address.
-struct NatTarget {
-    snat: bool,
-    /// `A-B` (SNAT) or "" (masquerade).
-    plain: String,
-    /// `A-B:S-E` (SNAT) or `S-E` (masquerade); set once a
-    /// protocol-specific rule has asked for the port range.
-    ports: String,
-}
-
-impl NatTarget {
-    fn new(ip: &IpDef, nat: &NatDef) -> NatTarget {
-        // SNAT only when the address range is of the address's family (IPv4).
-        match nat.address.filter(|_| ip.is_ipv4()) {
-            Some(range) => {
-                let mut plain = String::with_capacity(32);
-                push_ipv4(&mut plain, &range.start);
-                plain.push('-');
-                push_ipv4(&mut plain, &range.end);
-                NatTarget {
-                    snat: true,
-                    plain,
-                    ports: String::new(),
-                }
-            }
-            None => NatTarget {
-                snat: false,
-                plain: String::new(),
-                ports: String::new(),
-            },
-        }
-    }
-
-    /// Reads (and may default) the port range, as libvirt does when it
-    /// builds a protocol-specific rule.
-    fn set_ports(&mut self, nat: &mut NatDef) -> Result<(), RulesError> {
-        let (s, e) = nat_port_range(nat)?;
-        let mut p = String::with_capacity(self.plain.len() + 12);
-        if self.snat {
-            p.push_str(&self.plain);
-            p.push(':');
-        }
-        push_num(&mut p, s);
-        p.push('-');
-        push_num(&mut p, e);
-        self.ports = p;
-        Ok(())
-    }
-}
-
 /// MASQUERADE / SNAT rule; protocol-specific rules use the port range of
 /// `target` (see [`NatTarget::set_ports`]).
 fn masquerade(
@@ -449,7 +397,7 @@ fn add_ip_specific(
             allow_related_in(fw, layer, &netw, n, a);
             let mut target = NatTarget::new(ip, nat);
             masquerade(fw, layer, &netw, n, &target, None, a);
-            target.set_ports(nat)?;
+            target.set_ports(nat_port_range(nat)?, false);
             masquerade(fw, layer, &netw, n, &target, Some(Proto::Udp), a);
             masquerade(fw, layer, &netw, n, &target, Some(Proto::Tcp), a);
             if ip.is_ipv4() {
@@ -493,7 +441,7 @@ fn remove_ip_specific(
                 dont_masquerade(fw, layer, &netw, n, LOCAL_MULTICAST_V6, d);
             }
             let mut target = NatTarget::new(ip, nat);
-            target.set_ports(nat)?;
+            target.set_ports(nat_port_range(nat)?, false);
             masquerade(fw, layer, &netw, n, &target, Some(Proto::Tcp), d);
             masquerade(fw, layer, &netw, n, &target, Some(Proto::Udp), d);
             masquerade(fw, layer, &netw, n, &target, None, d);

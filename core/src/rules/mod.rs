@@ -194,6 +194,57 @@ pub fn ip_rule_kind(def: &NetworkDef, ip: &IpDef) -> IpRuleKind {
     }
 }
 
+/// The NAT target of one address's masquerade rules, formatted once per
+/// address: SNAT to `A-B` (an IPv4 address with a `<nat><address>`
+/// range) or masquerade, with and without the port range.
+pub(crate) struct NatTarget {
+    pub snat: bool,
+    /// `A-B` (SNAT) or "" (masquerade).
+    pub plain: String,
+    /// `A-B:S-E` (SNAT), or `S-E` / `:S-E` (masquerade, iptables / nft);
+    /// set once a protocol-specific rule has asked for the port range.
+    pub ports: String,
+}
+
+impl NatTarget {
+    pub fn new(ip: &IpDef, nat: &NatDef) -> NatTarget {
+        // SNAT only when the address range is of the address's family (IPv4).
+        match nat.address.filter(|_| ip.is_ipv4()) {
+            Some(range) => {
+                let mut plain = String::with_capacity(32);
+                push_ipv4(&mut plain, &range.start);
+                plain.push('-');
+                push_ipv4(&mut plain, &range.end);
+                NatTarget {
+                    snat: true,
+                    plain,
+                    ports: String::new(),
+                }
+            }
+            None => NatTarget {
+                snat: false,
+                plain: String::new(),
+                ports: String::new(),
+            },
+        }
+    }
+
+    /// Sets the port range (libvirt reads, and may default, it when it
+    /// builds the first protocol-specific rule; see [`nat_port_range`]).
+    /// `colon_alone`: a masquerade range starts with `:` (nft's `to :S-E`).
+    pub fn set_ports(&mut self, (s, e): (u16, u16), colon_alone: bool) {
+        let mut p = String::with_capacity(self.plain.len() + 12);
+        p.push_str(&self.plain);
+        if self.snat || colon_alone {
+            p.push(':');
+        }
+        push_num(&mut p, s);
+        p.push('-');
+        push_num(&mut p, e);
+        self.ports = p;
+    }
+}
+
 /// The `S-E` port range of protocol-specific NAT rules. Unset (0/0) becomes
 /// 1024-65535 and is written back into `nat` (libvirt changes the live
 /// definition). Fails unless `start < end`.

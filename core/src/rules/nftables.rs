@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::iptables::with_nat;
 use super::{
-    bridge_of, ip_rule_kind, nat_port_range, network_str, push_ipv4, push_num, Args, IpRuleKind,
+    bridge_of, ip_rule_kind, nat_port_range, network_str, Args, IpRuleKind, NatTarget,
     PrivateChains, RulesError, LOCAL_BROADCAST_V4, LOCAL_MULTICAST_V4, LOCAL_MULTICAST_V6,
 };
 use crate::firewall::{
@@ -130,53 +130,6 @@ fn allow_in(fw: &mut Firewall, layer: Layer, netw: &str, n: &Net) {
     add(fw, layer, &a);
 }
 
-/// The NAT target of one address's masquerade rules: `snat to A-B[:S-E]`
-/// (an IPv4 address with a `<nat><address>` range) or `masquerade [to
-/// :S-E]`, with and without the port range.
-struct NatTarget {
-    snat: bool,
-    /// `A-B` (SNAT) or "" (masquerade).
-    plain: String,
-    /// `A-B:S-E` (SNAT) or `:S-E` (masquerade); set once a
-    /// protocol-specific rule has asked for the port range.
-    ports: String,
-}
-
-impl NatTarget {
-    fn new(ip: &IpDef, nat: &NatDef) -> NatTarget {
-        match nat.address.filter(|_| ip.is_ipv4()) {
-            Some(range) => {
-                let mut plain = String::with_capacity(32);
-                push_ipv4(&mut plain, &range.start);
-                plain.push('-');
-                push_ipv4(&mut plain, &range.end);
-                NatTarget {
-                    snat: true,
-                    plain,
-                    ports: String::new(),
-                }
-            }
-            None => NatTarget {
-                snat: false,
-                plain: String::new(),
-                ports: String::new(),
-            },
-        }
-    }
-
-    /// Appends `:S-E` to the plain target (libvirt reads, and may default,
-    /// the port range when it builds the first protocol-specific rule).
-    fn set_ports(&mut self, (s, e): (u16, u16)) {
-        let mut p = String::with_capacity(self.plain.len() + 12);
-        p.push_str(&self.plain);
-        p.push(':');
-        push_num(&mut p, s);
-        p.push('-');
-        push_num(&mut p, e);
-        self.ports = p;
-    }
-}
-
 /// One masquerade / SNAT rule; `proto` rules use the port range of
 /// `target` (see [`NatTarget::set_ports`]).
 fn masquerade(
@@ -243,7 +196,7 @@ fn add_ip_specific(
             allow_related_in(fw, layer, &netw, n);
             let mut target = NatTarget::new(ip, nat);
             masquerade(fw, layer, &netw, n, &target, None);
-            target.set_ports(nat_port_range(nat)?);
+            target.set_ports(nat_port_range(nat)?, true);
             masquerade(fw, layer, &netw, n, &target, Some("udp"));
             masquerade(fw, layer, &netw, n, &target, Some("tcp"));
             if ip.is_ipv4() {
