@@ -674,14 +674,41 @@ impl Family {
 /// addresses (first 96 bits zero, seventh group nonzero) print as
 /// `::a.b.c.d`.
 pub fn ip_to_string(addr: &IpAddr) -> String {
-    if let IpAddr::V6(a) = addr {
-        let s = a.segments();
-        if s[..6].iter().all(|w| *w == 0) && s[6] != 0 {
-            let o = a.octets();
-            return format!("::{}.{}.{}.{}", o[12], o[13], o[14], o[15]);
+    let mut s = String::with_capacity(40);
+    push_ip(&mut s, addr);
+    s
+}
+
+/// Appends [`ip_to_string`]`(addr)` to `out`.
+pub fn push_ip(out: &mut String, addr: &IpAddr) {
+    match addr {
+        IpAddr::V4(a) => push_ipv4(out, a),
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            if s[..6].iter().all(|w| *w == 0) && s[6] != 0 {
+                out.push_str("::");
+                let [_, _, _, _, _, _, _, _, _, _, _, _, o @ ..] = a.octets();
+                push_ipv4(out, &Ipv4Addr::from(o));
+            } else {
+                use std::fmt::Write;
+                // Writing to a String cannot fail.
+                let _ = write!(out, "{a}");
+            }
         }
     }
-    addr.to_string()
+}
+
+/// Appends an IPv4 address in dotted decimal, exactly as its `Display`
+/// writes it without width or precision, but without going through the
+/// formatting machinery (a network start writes several).
+pub fn push_ipv4(out: &mut String, a: &Ipv4Addr) {
+    let mut buf = itoa::Buffer::new();
+    for (i, o) in a.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        out.push_str(buf.format(o));
+    }
 }
 
 /// Number of leading one bits of a contiguous IPv4 netmask; `None` if the

@@ -38,8 +38,6 @@ pub mod nftables;
 #[cfg(test)]
 mod tests;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
 use crate::firewall::{Backend, Firewall, FirewallError, Layer};
 use crate::netxml::{mask_by_prefix, ForwardMode, IpDef, NatDef, NetworkDef};
 use crate::runner::{Cmd, RunError, Runner};
@@ -98,56 +96,17 @@ impl RulesError {
     }
 }
 
-/// Formats an address as glibc's `inet_ntop` does (libvirt formats through
-/// `getnameinfo(NI_NUMERICHOST)`): like Rust's `Display` except that an
-/// IPv6 address whose first 96 bits are zero and whose 7th group is
-/// non-zero is written with a dotted IPv4 tail (`::1.2.3.4`).
-pub fn format_addr(addr: &IpAddr) -> String {
-    let mut s = String::with_capacity(ADDR_CAPACITY);
-    push_addr(&mut s, addr);
-    s
-}
+// The addresses of the rules are written as glibc's `inet_ntop` writes
+// them, like every address of the network XML: one implementation, in
+// `netxml::model`.
+pub use crate::netxml::model::{ip_to_string as format_addr, push_ip as push_addr, push_ipv4};
 
 /// Room for the longest address [`format_addr`] writes plus `/PREFIX`.
 const ADDR_CAPACITY: usize = 48;
 
-/// Appends [`format_addr`]`(addr)` to `out`.
-pub fn push_addr(out: &mut String, addr: &IpAddr) {
-    match addr {
-        IpAddr::V4(a) => push_ipv4(out, a),
-        IpAddr::V6(a) => push_ipv6(out, a),
-    }
-}
-
-/// Appends an IPv4 address in dotted decimal, exactly as its `Display`
-/// writes it without width or precision, but without going through the
-/// formatting machinery (the rules format an address per network start).
-pub fn push_ipv4(out: &mut String, a: &Ipv4Addr) {
-    let mut buf = itoa::Buffer::new();
-    for (i, o) in a.octets().into_iter().enumerate() {
-        if i > 0 {
-            out.push('.');
-        }
-        out.push_str(buf.format(o));
-    }
-}
-
 /// Appends a number in decimal (as its `Display` writes it).
 pub fn push_num<N: itoa::Integer>(out: &mut String, n: N) {
     out.push_str(itoa::Buffer::new().format(n));
-}
-
-fn push_ipv6(out: &mut String, a: &Ipv6Addr) {
-    use std::fmt::Write;
-    let s = a.segments();
-    if s[..6].iter().all(|w| *w == 0) && s[6] != 0 {
-        out.push_str("::");
-        let [_, _, _, _, _, _, _, _, _, _, _, _, o @ ..] = a.octets();
-        push_ipv4(out, &Ipv4Addr::from(o));
-        return;
-    }
-    // Writing to a String cannot fail.
-    let _ = write!(out, "{a}");
 }
 
 /// `NET/PREFIX` of an `<ip>` as the rules write it, `None` when the prefix is
