@@ -1,7 +1,7 @@
 //! Connecting the `virtnet` command line to a running virtnetd
 //! (`virtnet --connect unix:PATH ...`).
 //!
-//! The protocol client itself is `virtnet_core::daemon::Client`; this module
+//! The protocol client itself is `virtnet_daemon::Client`; this module
 //! parses connection URIs, picks the default socket and turns failures into
 //! one-line messages for the terminal.
 
@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use virtnet_core::daemon::{Client, ClientError, SocketKind};
+use virtnet_daemon::{Client, ClientError, SocketKind};
 
 /// Runtime directory of a system virtnetd (matches `virtnetd --runtime-dir`'s default).
 pub const DEFAULT_RUNTIME_DIR: &str = "/run/virtnet";

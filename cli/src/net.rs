@@ -15,7 +15,7 @@
 //!
 //! With `--connect unix:PATH` every net-* command is sent to the virtnetd
 //! listening there instead (`net.*` methods, see
-//! `virtnet_core::daemon::driver_service`) and prints exactly what the
+//! `virtnet_daemon::driver_service`) and prints exactly what the
 //! embedded driver prints; `reconcile` is the daemon's own job at start.
 
 use std::path::{Path, PathBuf};
@@ -23,11 +23,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use virtnet_core::daemon::driver_service::{info_from_json, info_to_json};
-use virtnet_core::daemon::Client;
 use virtnet_core::driver::{Driver, DriverConfig, NetworkInfo};
-use virtnet_core::runner::{RealRunner, Runner};
+use virtnet_daemon::driver_service::{info_from_json, info_to_json};
+use virtnet_daemon::Client;
 use virtnet_fake::FakeHost;
+use virtnet_runner::{RealRunner, Runner};
 
 use crate::client::{describe, ConnectUri};
 
@@ -264,7 +264,7 @@ fn real_leases_helper() -> String {
     if std::path::Path::new(libvirt).exists() {
         return libvirt.to_string();
     }
-    virtnet_core::runner::find_in_path("true")
+    virtnet_runner::find_in_path("true")
         .map(|p| p.to_string_lossy().to_string())
         .unwrap_or_else(|| libvirt.to_string())
 }

@@ -11,8 +11,8 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use virtnet_core::runner::{Cmd, Runner};
 use virtnet_fake::{FakeHost, Section};
+use virtnet_runner::{Cmd, Runner};
 
 /// Arguments of `virtnet sim`.
 #[derive(Debug, clap::Args)]
@@ -84,7 +84,7 @@ pub enum SimError {
         source: std::io::Error,
     },
     #[error("{0}")]
-    Run(#[from] virtnet_core::runner::RunError),
+    Run(#[from] virtnet_runner::RunError),
 }
 
 /// Run `virtnet sim`; returns the process exit status.

@@ -180,7 +180,7 @@ fn real_host_in_a_fresh_namespace() {
         return;
     }
     for tool in ["unshare", "iptables-save", "ip", "dnsmasq"] {
-        if virtnet_core::runner::find_in_path(tool).is_none() {
+        if virtnet_runner::find_in_path(tool).is_none() {
             println!("skipped: {tool} not found on PATH");
             return;
         }

@@ -5,8 +5,8 @@
 //! (carrier, link-local addresses, qdiscs, veth peers).
 
 use assert_cmd::Command;
-use virtnet_core::runner::{Cmd, Runner};
 use virtnet_fake::FakeHost;
+use virtnet_runner::{Cmd, Runner};
 
 const SEQUENCES: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),

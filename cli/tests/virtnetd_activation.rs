@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
-use virtnet_core::daemon::{Client, ErrorCode, SocketKind};
+use virtnet_daemon::{Client, ErrorCode, SocketKind};
 use virtnetd_support::*;
 
 macro_rules! require_activate {
@@ -93,7 +93,7 @@ fn named_sockets_are_claimed() {
     let r = e.remote().unwrap();
     assert_eq!(
         r.code,
-        virtnet_core::daemon::driver_codes::INVALID_DEFINITION,
+        virtnet_daemon::driver_codes::INVALID_DEFINITION,
         "{}",
         r.message
     );

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
-use virtnet_core::daemon::{ErrorCode, SocketKind, NET_METHODS};
+use virtnet_daemon::{ErrorCode, SocketKind, NET_METHODS};
 use virtnetd_support::*;
 
 fn started(extra: &[&str]) -> (Dirs, Proc) {
@@ -112,7 +112,7 @@ fn driver_methods_and_read_only_refusals() {
                 Ok(v) => assert!(v.is_array(), "{}: {v}", m.name),
                 Err(e) => assert_eq!(
                     e.remote().unwrap().code,
-                    virtnet_core::daemon::driver_codes::NOT_FOUND,
+                    virtnet_daemon::driver_codes::NOT_FOUND,
                     "{} on ro",
                     m.name
                 ),
@@ -185,7 +185,7 @@ fn many_concurrent_clients() {
                         _ => match c.call("net.info", json!({"name": "n"})) {
                             Err(e)
                                 if e.remote().map(|r| r.code)
-                                    == Some(virtnet_core::daemon::driver_codes::NOT_FOUND) =>
+                                    == Some(virtnet_daemon::driver_codes::NOT_FOUND) =>
                             {
                                 Ok(())
                             }

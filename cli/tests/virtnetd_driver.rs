@@ -15,7 +15,7 @@
 //! - 32 clients starting and destroying networks concurrently leave no lost
 //!   or duplicated rules.
 
-#[path = "../../core/tests/daemon_common/mod.rs"]
+#[path = "../../daemon/tests/daemon_common/mod.rs"]
 mod daemon_common;
 mod virtnetd_support;
 
@@ -29,9 +29,9 @@ use std::time::Duration;
 
 use daemon_common::*;
 use serde_json::{json, Value};
-use virtnet_core::daemon::driver_codes as codes;
-use virtnet_core::daemon::{ErrorCode, NET_METHODS};
 use virtnet_core::firewall::Backend;
+use virtnet_daemon::driver_codes as codes;
+use virtnet_daemon::{ErrorCode, NET_METHODS};
 use virtnet_fake::HostState;
 use virtnetd_support::*;
 
@@ -724,7 +724,7 @@ fn driver_startup_errors_exit_with_status_3() {
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("cannot open the network driver"), "{err}");
     assert!(err.contains("network.conf"), "{err}");
-    for kind in virtnet_core::daemon::SocketKind::ALL {
+    for kind in virtnet_daemon::SocketKind::ALL {
         assert!(!dirs.sock(kind).exists(), "no {kind} socket served");
     }
 }
@@ -736,11 +736,8 @@ fn driver_startup_errors_exit_with_status_3() {
 fn second_daemon_on_the_same_state_dir_refuses_to_start() {
     let dirs = Dirs::new();
     let mut first = spawn_daemon(&dirs, &[], &[]);
-    wait_for_path(
-        &dirs.sock(virtnet_core::daemon::SocketKind::Admin),
-        &mut first,
-    );
-    let mut c = connect(&dirs.sock(virtnet_core::daemon::SocketKind::ReadOnly));
+    wait_for_path(&dirs.sock(virtnet_daemon::SocketKind::Admin), &mut first);
+    let mut c = connect(&dirs.sock(virtnet_daemon::SocketKind::ReadOnly));
     c.call("net.list", json!({})).unwrap();
     let mut args = dirs.args(&[]);
     let i = args.iter().position(|a| a == "--runtime-dir").unwrap();

@@ -29,7 +29,7 @@ fn missing_requirement() -> Option<String> {
         "dnsmasq",
         "pgrep",
     ] {
-        if virtnet_core::runner::find_in_path(tool).is_none() {
+        if virtnet_runner::find_in_path(tool).is_none() {
             return Some(format!("{tool} not installed"));
         }
     }

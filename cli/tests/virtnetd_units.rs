@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use virtnet_core::daemon::SocketKind;
+use virtnet_daemon::SocketKind;
 
 type Unit = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 

@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use virtnet_core::runner::{find_in_path, Cmd, Output, RealRunner, RunError, Runner};
 use virtnet_fake::{FakeHost, Section};
+use virtnet_runner::{find_in_path, Cmd, Output, RealRunner, RunError, Runner};
 
 /// Which kind of host a factory makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

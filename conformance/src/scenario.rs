@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use virtnet_core::driver::{Driver, DriverConfig, DriverError};
 use virtnet_core::firewall::{Backend, Firewall};
 use virtnet_core::rules::{self, ChainInitState};
-use virtnet_core::runner::{Cmd, Runner};
-use virtnet_core::status::{self, NetworkStatus};
+use virtnet_core::store::{self, NetworkStatus};
+use virtnet_runner::{Cmd, Runner};
 
 use crate::cases::{self, Case, Expectation, UpgradeSource};
 use crate::host::{
@@ -635,7 +635,7 @@ pub fn ops_for(golden: &Path, case: &Case, backend: Backend) -> Vec<Op> {
         return vec![Op::Start, Op::FailEach];
     }
     let mut ops = vec![Op::Start, Op::Destroy, Op::Restart];
-    let other = other_backend(backend);
+    let other = backend.other();
     if matches!(
         cases::expectation(golden, cases::UNRELEASED, &case.name, other),
         Ok(Expectation::Start { .. })
@@ -648,13 +648,6 @@ pub fn ops_for(golden: &Path, case: &Case, backend: Backend) -> Vec<Op> {
     ops.push(Op::FailEach);
     ops.push(Op::CrashEach);
     ops
-}
-
-pub fn other_backend(b: Backend) -> Backend {
-    match b {
-        Backend::Iptables => Backend::Nftables,
-        _ => Backend::Iptables,
-    }
 }
 
 // ----------------------------------------------------------------------
@@ -800,7 +793,7 @@ fn op_restart(ctx: &Ctx, backend: Backend) -> SRes<()> {
 }
 
 fn op_switch(ctx: &Ctx, from: Backend) -> SRes<()> {
-    let to = other_backend(from);
+    let to = from.other();
     let stage = ctx.stage()?;
     let name = ctx.define(&stage, from)?;
     let d = drv(ctx.driver(&stage, None, from), "driver open")?;
@@ -1138,7 +1131,7 @@ pub fn install_upgrade_source(
             std::fs::create_dir_all(&tftp)
                 .map_err(|e| HostError::Other(format!("{}: {e}", tftp.display())))?;
             let status_text = cases::localise_xml(&status_text, &tftp);
-            let st = status::parse_status(&status_text, &dir.join("1-after-start.status.xml"))
+            let st = store::parse_status(&status_text, &dir.join("1-after-start.status.xml"))
                 .map_err(|e| HostError::Other(e.to_string()))?;
             let log = std::fs::read_to_string(dir.join("commands.log"))
                 .map_err(|e| HostError::Other(format!("{}: {e}", dir.display())))?;
@@ -1232,7 +1225,7 @@ pub fn install_upgrade_source(
             } else {
                 None
             };
-            status::format_status(&NetworkStatus::new(def.clone(), fw))
+            store::format_status(&NetworkStatus::new(def.clone(), fw))
         }
         // A libvirt source always has its status text.
         (None, UpgradeSource::Libvirt { dir, .. }) => {
@@ -1290,7 +1283,7 @@ fn op_upgrade(ctx: &Ctx, src: &UpgradeSource, to: Backend) -> SRes<()> {
             let p = dir.join("1-after-start.status.xml");
             let t = std::fs::read_to_string(&p)
                 .map_err(|e| HostError::Other(format!("{}: {e}", p.display())))?;
-            status::parse_status(&t, &p)
+            store::parse_status(&t, &p)
                 .map_err(|e| HostError::Other(e.to_string()))?
                 .def
         }

@@ -43,10 +43,10 @@ use virtnet_core::driver::{modes, Driver, DriverConfig};
 use virtnet_core::firewall::{parse_stream, Backend};
 use virtnet_core::netxml::{self, FormatFlags, MacAddr, Uuid};
 use virtnet_core::rules::ChainInitState;
-use virtnet_core::runner::{Cmd, Runner};
-use virtnet_core::status;
+use virtnet_core::store;
 use virtnet_fake::record::{parse_log, LogEntry};
 use virtnet_fake::{FakeHost, HostState};
+use virtnet_runner::{Cmd, Runner};
 
 use crate::host::{HostError, HostFactory, Snapshot, TestHost, FIREWALL_SECTIONS};
 use crate::props::view::{self, Item};
@@ -311,7 +311,7 @@ pub fn check(old: &ReleaseState, to: Backend) -> Result<(), String> {
     let tftp = dir.path().join("tftproot");
     std::fs::create_dir_all(&tftp).map_err(|e| format!("{}: {e}", tftp.display()))?;
     let status_text = crate::cases::localise_xml(&old.status, &tftp);
-    let st = status::parse_status(&status_text, &old.source).map_err(|e| e.to_string())?;
+    let st = store::parse_status(&status_text, &old.source).map_err(|e| e.to_string())?;
     let def = &st.def;
     let name = def.name.clone();
     let br = def
@@ -767,7 +767,7 @@ fn check_on_inner(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) ->
     std::fs::create_dir_all(&tftp)
         .map_err(|e| HStop::Fail(format!("{}: {e}", tftp.display()), String::new()))?;
     let status_text = crate::cases::localise_xml(&old.status, &tftp);
-    let st = status::parse_status(&status_text, &old.source)
+    let st = store::parse_status(&status_text, &old.source)
         .map_err(|e| HStop::Fail(e.to_string(), String::new()))?;
     let def = &st.def;
     let name = def.name.clone();

@@ -10,7 +10,7 @@ use virtnet_conformance::host::{
 use virtnet_conformance::{
     golden_root, load_cases, report, run_matrix, scenarios, MatrixOptions, Outcome, Verdict,
 };
-use virtnet_core::runner::{Cmd, Output, RunError, Runner};
+use virtnet_runner::{Cmd, Output, RunError, Runner};
 
 fn run(factory: &dyn HostFactory, filters: &[&str]) -> Vec<Outcome> {
     let g = golden_root();

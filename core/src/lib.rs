@@ -3,12 +3,9 @@
 //! See ARCHITECTURE.md at the repository root for the bird's-eye view, the
 //! code map and the invariants.
 
-pub mod activation;
-pub mod daemon;
 pub mod dnsmasq;
 pub mod driver;
 pub mod firewall;
 pub mod netxml;
 pub mod rules;
-pub mod runner;
-pub mod status;
+pub mod store;

@@ -8,7 +8,7 @@ use virtnet_core::dnsmasq::{
     self, ConfHeader, DnsmasqCaps, DnsmasqError, DnsmasqOptions, RangeProblem,
 };
 use virtnet_core::netxml::{self, Family, NetworkDef};
-use virtnet_core::runner::{Cmd, Output, RunError, Runner};
+use virtnet_runner::{Cmd, Output, RunError, Runner};
 
 fn def(body: &str) -> NetworkDef {
     let xml = format!("<network>\n  <name>t</name>\n  <bridge name='virbr9'/>\n{body}</network>\n");

@@ -6,7 +6,7 @@ mod driver_common;
 use driver_common::*;
 use virtnet_core::driver::DriverError;
 use virtnet_core::firewall::Backend;
-use virtnet_core::status;
+use virtnet_core::store;
 
 const DEFAULT_NET: &str = "<network>\n  <name>default</name>\n  <bridge name=\"virbr0\"/>\n  <forward/>\n  <ip address=\"192.168.122.1\" netmask=\"255.255.255.0\">\n    <dhcp>\n      <range start=\"192.168.122.2\" end=\"192.168.122.254\"/>\n    </dhcp>\n  </ip>\n</network>\n";
 
@@ -301,8 +301,8 @@ fn status_files_are_written_atomically_by_the_driver() {
     d.define(DEFAULT_NET).unwrap();
     d.start("default").unwrap();
     let text = std::fs::read_to_string(env.state_dir().join("default.xml")).unwrap();
-    let st = status::parse_status(&text, std::path::Path::new("default.xml")).unwrap();
-    assert_eq!(status::format_status(&st), text);
+    let st = store::parse_status(&text, std::path::Path::new("default.xml")).unwrap();
+    assert_eq!(store::format_status(&st), text);
     let names: Vec<String> = std::fs::read_dir(env.state_dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use virtnet_core::driver::{Driver, DriverConfig};
 use virtnet_core::firewall::Backend;
-use virtnet_core::runner::{find_in_path, RealRunner, Runner};
+use virtnet_runner::{find_in_path, RealRunner, Runner};
 
 const CASES: &[&str] = &[
     "forward-dev",
@@ -93,7 +93,7 @@ fn normalise(text: &str) -> String {
 
 fn run_tool(argv: &[&str]) -> String {
     let out = RealRunner::new()
-        .run(&virtnet_core::runner::Cmd::new(argv.iter().copied()))
+        .run(&virtnet_runner::Cmd::new(argv.iter().copied()))
         .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
     assert!(out.success(), "{argv:?}: {}", out.stderr);
     out.stdout

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use driver_common::*;
 use virtnet_core::driver::{select_backend, DriverError};
 use virtnet_core::firewall::Backend;
-use virtnet_core::status::NetworkConf;
+use virtnet_core::store::NetworkConf;
 use virtnet_fake::record::{parse_log, LogEntry};
 
 fn capture_dirs(release: &str) -> Vec<PathBuf> {
@@ -267,7 +267,7 @@ fn host_as_libvirt_left_it(env: &Env, dir: &Path) -> String {
         "1-after-start.status.xml"
     };
     let status = std::fs::read_to_string(dir.join(file)).unwrap();
-    let name = virtnet_core::status::parse_status(&status, Path::new("x.xml"))
+    let name = virtnet_core::store::parse_status(&status, Path::new("x.xml"))
         .unwrap()
         .def
         .name;

@@ -10,7 +10,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use virtnet_core::runner::Cmd;
+use virtnet_runner::Cmd;
 
 /// Which commands a [`Fault::FailMatching`] applies to. Every given part
 /// must match.

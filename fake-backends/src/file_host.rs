@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use virtnet_core::runner::{Cmd, Output, RunError, Runner};
+use virtnet_runner::{Cmd, Output, RunError, Runner};
 
 use crate::{FakeHost, HostState, StateFileError};
 

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
-use virtnet_core::runner::Output;
+use virtnet_runner::Output;
 
 /// Address family of an iptables state: `iptables` or `ip6tables`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

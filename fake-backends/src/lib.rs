@@ -1,5 +1,5 @@
 //! virtnet-fake: a simulated host (nft, iptables/ip6tables, ip, tc, sysctl,
-//! dnsmasq) that implements [`virtnet_core::runner::Runner`].
+//! dnsmasq) that implements [`virtnet_runner::Runner`].
 //!
 //! The simulator parses the argv the real tools get, keeps their state,
 //! prints what they print and fails where they fail (architecture
@@ -9,7 +9,7 @@
 //! a JSON state file.
 //!
 //! ```
-//! use virtnet_core::runner::Runner;
+//! use virtnet_runner::Runner;
 //! use virtnet_fake::FakeHost;
 //! let host = FakeHost::new();
 //! let out = host.run_argv(&["iptables", "-w", "-N", "FOO"]).unwrap();
@@ -35,7 +35,7 @@ pub mod xtnft;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use virtnet_core::runner::{Cmd, Output, RunError, Runner};
+use virtnet_runner::{Cmd, Output, RunError, Runner};
 
 pub use faults::{CmdMatcher, Fault, FaultPlan};
 pub use file_host::FileBackedHost;

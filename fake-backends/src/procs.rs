@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use virtnet_core::runner::Output;
+use virtnet_runner::Output;
 
 /// One simulated process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,7 +16,7 @@
 //! not depend on it. Both follow section 5.1 of the firewall reference.
 
 use serde::{Deserialize, Serialize};
-use virtnet_core::runner::{Cmd, Output};
+use virtnet_runner::{Cmd, Output};
 
 /// What happened to one command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,21 +53,21 @@ pub struct Record {
 }
 
 /// Shell-escape one argument as libvirt's `virBufferEscapeShell` does
-/// (the one implementation lives in `virtnet_core::firewall::render`).
+/// (the one implementation lives in `virtnet_runner::render`).
 pub fn shell_escape(arg: &str) -> String {
-    virtnet_core::firewall::escape_shell(arg).into_owned()
+    virtnet_runner::render::escape_shell(arg).into_owned()
 }
 
 /// Render one argv in libvirt's multi-line golden format (no trailing
 /// newline). The program is reduced to its basename.
 pub fn render_argv(argv: &[String]) -> String {
-    virtnet_core::firewall::render_argv(argv, virtnet_core::firewall::RenderOptions::GOLDEN)
+    virtnet_runner::render::render_argv(argv, virtnet_runner::render::RenderOptions::GOLDEN)
 }
 
 /// Render commands in the golden format, one after the other, each ending
 /// with a newline (the content of a libvirt `.iptables`/`.args` file).
 pub fn render_golden<'a>(cmds: impl IntoIterator<Item = &'a Cmd>) -> String {
-    virtnet_core::firewall::render_stream(cmds, virtnet_core::firewall::RenderOptions::GOLDEN)
+    virtnet_runner::render::render_stream(cmds, virtnet_runner::render::RenderOptions::GOLDEN)
 }
 
 /// Render records in the capture log format.
@@ -170,9 +170,9 @@ pub fn shell_words(line: &str) -> Result<Vec<String>, String> {
 }
 
 /// Parse a golden-format file into argv lists (delegates to
-/// `virtnet_core::firewall::parse_stream`).
+/// `virtnet_runner::render::parse_stream`).
 pub fn parse_golden(text: &str) -> Result<Vec<Vec<String>>, ParseError> {
-    virtnet_core::firewall::parse_stream(text).map_err(|e| ParseError {
+    virtnet_runner::render::parse_stream(text).map_err(|e| ParseError {
         line: e.line(),
         reason: e.to_string(),
     })

@@ -4,7 +4,7 @@
 //! run virtnet, and check they are byte-identical afterwards (architecture
 //! invariant 9).
 
-use virtnet_core::runner::{Cmd, Output, RunError, Runner};
+use virtnet_runner::{Cmd, Output, RunError, Runner};
 
 /// A seed command that did not succeed.
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use virtnet_core::runner::Output;
+use virtnet_runner::Output;
 
 /// procps-ng's usage text (printed for a bare `sysctl`).
 const USAGE: &str = include_str!("usage/sysctl.txt");

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use virtnet_core::runner::Output;
+use virtnet_runner::Output;
 
 /// A root qdisc added with `tc qdisc add dev D root handle H: KIND ...`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,8 +10,8 @@
 mod common;
 
 use common::{strip_comments, words, Netns};
-use virtnet_core::runner::{Cmd, Runner};
 use virtnet_fake::FakeHost;
+use virtnet_runner::{Cmd, Runner};
 
 fn skip_reason() -> Option<String> {
     common::cannot_run(&[

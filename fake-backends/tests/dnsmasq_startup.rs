@@ -10,8 +10,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use virtnet_core::runner::{Cmd, Output, Runner};
 use virtnet_fake::FakeHost;
+use virtnet_runner::{Cmd, Output, Runner};
 
 fn skip_reason() -> Option<String> {
     let uid = Command::new("id").arg("-u").output().ok()?;

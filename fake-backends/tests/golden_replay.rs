@@ -11,9 +11,9 @@
 
 use std::path::{Path, PathBuf};
 
-use virtnet_core::runner::{Cmd, Runner};
 use virtnet_fake::record::{parse_golden, parse_log, LogEntry};
 use virtnet_fake::{diff_text, FakeHost};
+use virtnet_runner::{Cmd, Runner};
 
 fn golden() -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../golden/upstream"))

@@ -1,10 +1,10 @@
 //! FakeHost behaviour: dispatch, recording, fault plans, crash/recover,
 //! state snapshots and state files.
 
-use virtnet_core::runner::{Cmd, RunError, Runner};
 use virtnet_fake::{
     assert_state_eq, CmdMatcher, FakeHost, FaultPlan, HostState, Outcome, NOT_SIMULATED_STATUS,
 };
+use virtnet_runner::{Cmd, RunError, Runner};
 
 fn ok(host: &FakeHost, argv: &[&str]) {
     let out = host.run_argv(argv).unwrap();

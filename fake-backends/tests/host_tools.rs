@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use virtnet_core::runner::{Cmd, Runner};
 use virtnet_fake::nft::NftState;
 use virtnet_fake::record::parse_golden;
 use virtnet_fake::{seed, FakeHost};
+use virtnet_runner::{Cmd, Runner};
 
 fn ok(host: &FakeHost, line: &str) -> String {
     let argv: Vec<&str> = line.split_whitespace().collect();

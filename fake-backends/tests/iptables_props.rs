@@ -3,8 +3,8 @@
 //! deleting everything that was inserted restores the state exactly.
 
 use proptest::prelude::*;
-use virtnet_core::runner::{Cmd, Runner};
 use virtnet_fake::FakeHost;
+use virtnet_runner::{Cmd, Runner};
 
 #[derive(Debug, Clone)]
 struct R {
@@ -67,7 +67,7 @@ fn rule() -> impl Strategy<Value = R> {
     })
 }
 
-fn run(h: &FakeHost, argv: Vec<String>) -> virtnet_core::runner::Output {
+fn run(h: &FakeHost, argv: Vec<String>) -> virtnet_runner::Output {
     h.run(&Cmd {
         argv: argv.into(),
         stdin: None,

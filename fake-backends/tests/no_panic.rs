@@ -2,8 +2,8 @@
 //! panic: the simulator runs user-controlled input (`virtnet sim exec`).
 
 use proptest::prelude::*;
-use virtnet_core::runner::{Cmd, Runner};
 use virtnet_fake::FakeHost;
+use virtnet_runner::{Cmd, Runner};
 
 const WORDS: &[&str] = &[
     "-w",

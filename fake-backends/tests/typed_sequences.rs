@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::{words, Netns};
-use virtnet_core::runner::{Cmd, Output, Runner};
 use virtnet_fake::FakeHost;
+use virtnet_runner::{Cmd, Output, Runner};
 
 const SEQUENCES: &str = include_str!("typed_sequences.txt");
 

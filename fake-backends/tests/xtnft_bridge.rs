@@ -4,13 +4,13 @@
 
 use std::path::Path;
 
-use virtnet_core::runner::{Cmd, Runner};
 use virtnet_fake::iptables::Family;
 use virtnet_fake::record::parse_golden;
 use virtnet_fake::xtnft::rule_text;
 use virtnet_fake::{FakeHost, HostState, StateFileError};
+use virtnet_runner::{Cmd, Runner};
 
-fn run(h: &FakeHost, line: &str) -> virtnet_core::runner::Output {
+fn run(h: &FakeHost, line: &str) -> virtnet_runner::Output {
     let argv = virtnet_fake::record::shell_words(line).unwrap_or_else(|e| panic!("{line}: {e}"));
     h.run(&Cmd {
         argv: argv.into(),

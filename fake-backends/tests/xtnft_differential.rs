@@ -14,8 +14,8 @@
 mod common;
 
 use common::{strip_comments, words, Netns};
-use virtnet_core::runner::{Cmd, Output, Runner};
 use virtnet_fake::FakeHost;
+use virtnet_runner::{Cmd, Output, Runner};
 
 fn skip_reason() -> Option<String> {
     common::cannot_run(&[

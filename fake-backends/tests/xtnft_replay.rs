@@ -18,9 +18,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use virtnet_core::runner::{Cmd, Output, Runner};
 use virtnet_fake::record::{parse_log, LogEntry};
 use virtnet_fake::{diff_text, FakeHost};
+use virtnet_runner::{Cmd, Output, Runner};
 
 fn captures() -> PathBuf {
     Path::new(concat!(

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use virtnet_core::driver::{Driver, DriverConfig};
 use virtnet_core::firewall::Backend;
-use virtnet_core::runner::Runner;
 use virtnet_fake::{FakeHost, FaultPlan};
+use virtnet_runner::Runner;
 
 /// The target: fault-injected starts per second on one core.
 const TARGET_PER_SEC: f64 = 10_000.0;

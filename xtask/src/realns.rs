@@ -47,7 +47,7 @@ fn install_advice(missing: &[(&str, &str)]) -> String {
 /// the exit status: 0 passed, 1 failed, 2 could not run.
 pub fn reexec(who: &str, argv: &[String]) -> u8 {
     let missing = missing_tools();
-    let no_unshare = virtnet_core::runner::find_in_path("unshare").is_none();
+    let no_unshare = virtnet_runner::find_in_path("unshare").is_none();
     if !missing.is_empty() || no_unshare {
         let mut m = missing.clone();
         if no_unshare {
@@ -146,7 +146,7 @@ pub fn reexec(who: &str, argv: &[String]) -> u8 {
 /// Why `--real` cannot run here, if it cannot (for `cargo xtask ci`).
 pub fn unavailable() -> Option<String> {
     let mut missing = missing_tools();
-    if virtnet_core::runner::find_in_path("unshare").is_none() {
+    if virtnet_runner::find_in_path("unshare").is_none() {
         missing.push(("unshare", "util-linux"));
     }
     if !missing.is_empty() {

@@ -1,6 +1,6 @@
 //! `virtnetd`: the virtnet network daemon.
 //!
-//! Serves the JSON-lines protocol of `virtnet_core::daemon` on three UNIX
+//! Serves the JSON-lines protocol of `virtnet_daemon` on three UNIX
 //! sockets (read-write, read-only, admin), either passed by systemd socket
 //! activation or created in `--runtime-dir`. At start, before it tells
 //! systemd READY=1, it opens the network driver (undoing what interrupted
@@ -24,15 +24,15 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
-use virtnet_core::activation::{notify, ProcessEnv};
-use virtnet_core::daemon::driver_service::ChangeHook;
-use virtnet_core::daemon::{
+use virtnet_core::driver::{Driver, DriverConfig, DriverError};
+use virtnet_daemon::activation::{notify, ProcessEnv};
+use virtnet_daemon::driver_service::ChangeHook;
+use virtnet_daemon::{
     self, acquire_listeners, block_signals, install_signal_handlers, DriverService, ExitReason,
     LogControl, Server, ServerConfig, Service,
 };
-use virtnet_core::driver::{Driver, DriverConfig, DriverError};
-use virtnet_core::runner::{RealRunner, Runner};
 use virtnet_fake::FakeHost;
+use virtnet_runner::{RealRunner, Runner};
 
 /// Which host the driver acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +152,7 @@ fn real_leases_helper() -> String {
     if Path::new(libvirt).exists() {
         return libvirt.to_string();
     }
-    virtnet_core::runner::find_in_path("true")
+    virtnet_runner::find_in_path("true")
         .map(|p| p.to_string_lossy().to_string())
         .unwrap_or_else(|| libvirt.to_string())
 }
@@ -174,10 +174,10 @@ fn make_service(
         Host::Real => (Arc::new(RealRunner::new()), None),
         Host::Fake(path) => {
             let fake = FakeHost::load_or_new(path)
-                .map_err(|e| Fatal(daemon::EXIT_CONFIG, format!("fake host: {e}")))?;
+                .map_err(|e| Fatal(virtnet_daemon::EXIT_CONFIG, format!("fake host: {e}")))?;
             let fake = Arc::new(fake);
             fake.save(path)
-                .map_err(|e| Fatal(daemon::EXIT_CONFIG, format!("fake host: {e}")))?;
+                .map_err(|e| Fatal(virtnet_daemon::EXIT_CONFIG, format!("fake host: {e}")))?;
             let (h, p) = (fake.clone(), path.clone());
             let save: ChangeHook = Arc::new(move || {
                 // The command records are not needed by the daemon: drop
@@ -198,15 +198,15 @@ fn make_service(
         let code = match e {
             DriverError::Conf(_)
             | DriverError::BackendUnavailable(_)
-            | DriverError::NoUsableBackend => daemon::EXIT_CONFIG,
-            _ => daemon::EXIT_FAILURE,
+            | DriverError::NoUsableBackend => virtnet_daemon::EXIT_CONFIG,
+            _ => virtnet_daemon::EXIT_FAILURE,
         };
         Fatal(code, format!("cannot open the network driver: {e}"))
     })?;
     // Like libvirt's pid file: one daemon per state directory.
     if !driver.holds_driver_lock() {
         return Err(Fatal(
-            daemon::EXIT_FAILURE,
+            virtnet_daemon::EXIT_FAILURE,
             format!(
                 "{} is held by another virtnetd or virtnet using state directory {}",
                 state_dir.join("driver.lock").display(),
@@ -222,8 +222,12 @@ fn make_service(
     if let Some(h) = &save {
         h();
     }
-    let rep =
-        reconciled.map_err(|e| Fatal(daemon::EXIT_FAILURE, format!("reconcile failed: {e}")))?;
+    let rep = reconciled.map_err(|e| {
+        Fatal(
+            virtnet_daemon::EXIT_FAILURE,
+            format!("reconcile failed: {e}"),
+        )
+    })?;
     for n in &rep.cleaned {
         tracing::info!(network = %n, "bridge gone: cleaned up, now inactive");
     }
@@ -249,7 +253,7 @@ fn ensure_dir(what: &str, dir: &Path) -> Result<(), String> {
 
 /// Directories, then the driver (see [`make_service`]).
 fn prepare(args: &Args) -> Result<Arc<dyn Service>, Fatal> {
-    let config = |e: String| Fatal(daemon::EXIT_CONFIG, e);
+    let config = |e: String| Fatal(virtnet_daemon::EXIT_CONFIG, e);
     ensure_dir("config directory", &args.config_dir).map_err(config)?;
     ensure_dir("state directory", &args.state_dir).map_err(config)?;
     if let Host::Fake(path) = &args.host {
@@ -272,14 +276,14 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(e) => {
             eprintln!("virtnetd: {e}");
-            return ExitCode::from(daemon::EXIT_USAGE as u8);
+            return ExitCode::from(virtnet_daemon::EXIT_USAGE as u8);
         }
     };
 
     // Termination signals stay pending until the server can handle them.
     if let Err(e) = block_signals() {
         eprintln!("virtnetd: cannot block signals: {e}");
-        return ExitCode::from(daemon::EXIT_FAILURE as u8);
+        return ExitCode::from(virtnet_daemon::EXIT_FAILURE as u8);
     }
     // Activation first: it edits the process environment, which is only
     // sound before any other thread exists.
@@ -321,22 +325,22 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("virtnetd: {e}");
-            return ExitCode::from(daemon::EXIT_FAILURE as u8);
+            return ExitCode::from(virtnet_daemon::EXIT_FAILURE as u8);
         }
     };
     if let Err(e) = install_signal_handlers(&server.shutdown_handle()) {
         eprintln!("virtnetd: cannot install signal handlers: {e}");
-        return ExitCode::from(daemon::EXIT_FAILURE as u8);
+        return ExitCode::from(virtnet_daemon::EXIT_FAILURE as u8);
     }
     notify::notify_from_env("READY=1");
     let result = server.run();
     match result {
         Ok(ExitReason::Requested | ExitReason::Signal(_) | ExitReason::IdleTimeout) => {
-            ExitCode::from(daemon::EXIT_OK as u8)
+            ExitCode::from(virtnet_daemon::EXIT_OK as u8)
         }
         Err(e) => {
             eprintln!("virtnetd: {e}");
-            ExitCode::from(daemon::EXIT_FAILURE as u8)
+            ExitCode::from(virtnet_daemon::EXIT_FAILURE as u8)
         }
     }
 }

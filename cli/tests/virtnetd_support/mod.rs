@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use virtnet_core::daemon::{Client, SocketKind};
+use virtnet_daemon::{Client, SocketKind};
 
 pub const VIRTNETD: &str = env!("CARGO_BIN_EXE_virtnetd");
 pub const SOCKET_ACTIVATE: &str = "/usr/bin/systemd-socket-activate";

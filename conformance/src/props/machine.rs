@@ -29,9 +29,9 @@ use std::sync::Arc;
 use virtnet_core::driver::{Driver, DriverConfig};
 use virtnet_core::firewall::Backend;
 use virtnet_core::rules;
-use virtnet_core::runner::Runner;
-use virtnet_core::status::{self, StatusStore};
+use virtnet_core::store::{self, StatusStore};
 use virtnet_fake::{CmdMatcher, FakeHost, FaultPlan, Outcome};
+use virtnet_runner::Runner;
 
 use super::spec::{Mode, NetSpec};
 use super::view::{self, Item, Owners};
@@ -210,13 +210,6 @@ fn missing_private_chain(err: &str) -> bool {
 
 /// The stderr of every injected failure.
 pub const INJECTED: &str = "injected failure";
-
-fn other(b: Backend) -> Backend {
-    match b {
-        Backend::Iptables => Backend::Nftables,
-        _ => Backend::Iptables,
-    }
-}
 
 /// The definition with its TFTP root pointing at a directory that exists
 /// under `dir` (dnsmasq refuses to start without it, fake and real alike).
@@ -429,7 +422,7 @@ impl Machine {
             Op::Restart { switch_backend } => {
                 let before = self.active()?;
                 let b = if *switch_backend {
-                    other(self.backend)
+                    self.backend.other()
                 } else {
                     self.backend
                 };
@@ -456,7 +449,7 @@ impl Machine {
                     }
                 }
                 let b = if *switch_backend {
-                    other(self.backend)
+                    self.backend.other()
                 } else {
                     self.backend
                 };
@@ -485,7 +478,7 @@ impl Machine {
                     CrashIn::Restart { switch_backend } => {
                         self.driver = None;
                         if *switch_backend {
-                            self.backend = other(self.backend);
+                            self.backend = self.backend.other();
                         }
                         match Driver::open(config(self.dir.path(), &self.host, self.backend)) {
                             Ok(d) => d.reconcile().map(|_| ()),
@@ -636,7 +629,7 @@ impl Machine {
         let state = self.host.state();
         let items = view::items(&state);
         let active = self.active()?;
-        let statuses: BTreeMap<String, status::NetworkStatus> = {
+        let statuses: BTreeMap<String, store::NetworkStatus> = {
             let d = self.driver()?;
             let journals = d.pending_journals();
             if !journals.is_empty() {
@@ -668,7 +661,7 @@ impl Machine {
             let path = self.state_dir().join(format!("{name}.xml"));
             let text =
                 std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            if text != status::format_status(st) {
+            if text != store::format_status(st) {
                 return Err(format!(
                     "status file of '{name}' differs from the driver's status"
                 ));

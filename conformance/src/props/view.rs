@@ -331,7 +331,7 @@ pub fn kept_on_purpose(item: &Item) -> bool {
 /// backends `backends`: its private chains, as the first network start
 /// does. The one place the kept objects come from.
 pub fn set_up_kept(
-    runner: &dyn virtnet_core::runner::Runner,
+    runner: &dyn virtnet_runner::Runner,
     backends: &[virtnet_core::firewall::Backend],
 ) -> Result<(), String> {
     for b in backends {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::DnsmasqError;
-use crate::runner::{Cmd, Runner};
+use virtnet_runner::{Cmd, Runner};
 
 /// Oldest dnsmasq libvirt 11.3.0 accepts (major, minor).
 pub const MIN_VERSION: (u64, u64) = (2, 67);

@@ -2,7 +2,7 @@
 
 use super::{DnsmasqCaps, DnsmasqError};
 use crate::netxml::{ForwardMode, NetworkDef};
-use crate::runner::Cmd;
+use virtnet_runner::Cmd;
 
 /// libvirt's leases helper in a default (`/usr` prefix) installation; the
 /// `--dhcp-script` dnsmasq calls on every lease change.

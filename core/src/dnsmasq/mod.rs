@@ -16,7 +16,7 @@
 //! - [`DnsmasqPaths`]: the file names, with libvirt's escaping quirk.
 //!
 //! Nothing here touches the file system or runs anything, except
-//! [`DnsmasqCaps::probe`] (through a [`crate::runner::Runner`]) and
+//! [`DnsmasqCaps::probe`] (through a [`virtnet_runner::Runner`]) and
 //! [`caps::find_binary`] (looks at `$PATH` directories).
 //!
 //! Deliberate differences from libvirt (all about inputs libvirt would turn

@@ -60,7 +60,7 @@ use std::sync::Mutex;
 
 use memmap2::MmapMut;
 
-use crate::runner::{Cmd, Output, RunError, Runner};
+use virtnet_runner::{Cmd, Output, RunError, Runner};
 
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -158,7 +158,7 @@ impl MappedFile {
         };
         let file = match create() {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                crate::status::remove_if_exists(path)?;
+                crate::store::remove_if_exists(path)?;
                 create()?
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -337,7 +337,7 @@ impl Journal {
     pub fn remove(self) -> io::Result<()> {
         let path = self.path.clone();
         match self.into_file() {
-            Some(_) => crate::status::remove_if_exists(&path),
+            Some(_) => crate::store::remove_if_exists(&path),
             None => Ok(()),
         }
     }
@@ -464,7 +464,7 @@ impl JournalFiles {
 /// Deletes an idle (empty) journal file if its path still names it.
 fn discard(path: &Path, f: MappedFile) -> io::Result<()> {
     if f.is_at(path)? {
-        crate::status::remove_if_exists(path)?;
+        crate::store::remove_if_exists(path)?;
     }
     Ok(())
 }

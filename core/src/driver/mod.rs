@@ -34,11 +34,11 @@ use crate::dnsmasq::{self, DnsmasqCaps, DnsmasqOptions};
 use crate::firewall::{full_argv, Backend, Firewall};
 use crate::netxml::{self, DefineContext, FormatFlags, NetworkDef, PciAddress};
 use crate::rules::{self, ChainInitState, RulesError};
-use crate::runner::{Cmd, RunError, Runner};
-use crate::status::{
+use crate::store::{
     self, read_network_conf, ConfError, ConfigStore, NetworkConf, NetworkStatus, StatusError,
     StatusStore,
 };
+use virtnet_runner::{Cmd, RunError, Runner};
 
 use journal::{Entry, Journal, JournalFiles, JournalRunner};
 use modes::{ops_for, run_ignore, run_ok, StartCtx};
@@ -484,7 +484,7 @@ impl Driver {
                 ));
             }
             journal::run_undo(self.runner(), plan).map_err(DriverError::from_run)?;
-            status::remove_if_exists(&path).map_err(|e| DriverError::io(&path, e))?;
+            store::remove_if_exists(&path).map_err(|e| DriverError::io(&path, e))?;
         }
         Ok(())
     }
@@ -765,7 +765,7 @@ impl Driver {
         };
         let mut fw = r.map_err(DriverError::from_rules)?;
         if let Some(fw) = fw.as_mut() {
-            fw.set_name(status::FW_REMOVAL_NAME);
+            fw.set_name(store::FW_REMOVAL_NAME);
         }
         Ok(fw)
     }
@@ -806,11 +806,11 @@ impl Driver {
             .iter()
             .map(|(p, t)| (Path::new(*p), t.as_bytes()))
             .collect();
-        status::atomic_write_all(&list).map_err(|(p, e)| DriverError::io(&p, e))?;
+        store::atomic_write_all(&list).map_err(|(p, e)| DriverError::io(&p, e))?;
         let caps = self.dnsmasq_caps(runner)?;
         let cmd = dnsmasq::command_line(def, &caps, &files.paths.conf, &self.cfg.leases_helper)?;
         if let Some(pf) = &files.paths.pid_file {
-            let _ = status::remove_if_exists(Path::new(pf));
+            let _ = store::remove_if_exists(Path::new(pf));
         }
         run_ok(runner, cmd.to_cmd())?;
         // dnsmasq daemonises and writes its pid file.
@@ -847,7 +847,7 @@ impl Driver {
         if let Some(pid) = pid {
             run_ignore(runner, Cmd::new(["kill", pid.as_str()]))?;
         }
-        let _ = status::remove_if_exists(Path::new(&pf));
+        let _ = store::remove_if_exists(Path::new(&pf));
         Ok(())
     }
 
@@ -879,7 +879,7 @@ impl Driver {
                     (&paths.addnhosts, &files.addnhosts),
                 ] {
                     let p = Path::new(path);
-                    status::atomic_write(p, text.as_bytes()).map_err(|e| DriverError::io(p, e))?;
+                    store::atomic_write(p, text.as_bytes()).map_err(|e| DriverError::io(p, e))?;
                 }
                 run_ok(runner, Cmd::new(["kill", "-HUP", pid.as_str()]))?;
                 Ok(())
@@ -898,7 +898,7 @@ impl Driver {
             &paths.addnhosts,
             &paths.leases,
         ] {
-            let _ = status::remove_if_exists(Path::new(p));
+            let _ = store::remove_if_exists(Path::new(p));
         }
     }
 

@@ -16,8 +16,8 @@ use std::net::IpAddr;
 
 use crate::netxml::{ForwardDevice, ForwardIf, ForwardMode, NetworkDef};
 use crate::rules::{self, Args};
-use crate::runner::{Cmd, Output, RunError, Runner};
-use crate::status::NetworkStatus;
+use crate::store::NetworkStatus;
+use virtnet_runner::{Cmd, Output, RunError, Runner};
 
 use super::{Driver, DriverError};
 

@@ -21,7 +21,7 @@ use super::{
     exec_prefix, prefix_len, Backend, CallbackCtx, Firewall, FirewallCmd, Layer, RollbackFlags,
     TransactionFlags,
 };
-use crate::runner::{Cmd, RunError, Runner};
+use virtnet_runner::{Cmd, RunError, Runner};
 
 /// Serialises all applies in the process, as libvirt's global lock does.
 static APPLY_LOCK: Mutex<()> = Mutex::new(());

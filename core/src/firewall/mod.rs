@@ -4,7 +4,7 @@
 //! A [`Firewall`] is a plan: an ordered list of groups ("transactions"),
 //! each with action commands and rollback commands. It is built by the
 //! rule generators (pure code), then [`Firewall::apply`] runs it through a
-//! [`Runner`](crate::runner::Runner) — the only place where this module
+//! [`Runner`](virtnet_runner::Runner) — the only place where this module
 //! touches the host. While applying, auto-rollback groups record the inverse
 //! of every successful creation; [`Firewall::new_from_rollback`] turns those
 //! into a removal plan, which [`Firewall::format_xml`] / [`Firewall::parse_xml`]
@@ -19,7 +19,7 @@
 
 pub mod apply;
 pub mod recording;
-pub mod render;
+pub use virtnet_runner::render;
 pub mod xml;
 
 #[cfg(test)]
@@ -56,6 +56,15 @@ impl Backend {
             Backend::None => "none",
             Backend::Iptables => "iptables",
             Backend::Nftables => "nftables",
+        }
+    }
+
+    /// The other real backend: what a backend switch moves to (iptables <->
+    /// nftables; `None`, which runs nothing, switches to iptables).
+    pub fn other(self) -> Backend {
+        match self {
+            Backend::Iptables => Backend::Nftables,
+            Backend::Nftables | Backend::None => Backend::Iptables,
         }
     }
 }
@@ -244,7 +253,7 @@ pub struct CmdId(u64);
 /// of its layer under its firewall's backend and the iptables locking
 /// option are put in front of the arguments when the command is created,
 /// and `-ae` is inserted (or taken out again) when apply decides on it. The
-/// argv is shared ([`Cmd::argv`](crate::runner::Cmd::argv)): executing the
+/// argv is shared ([`Cmd::argv`](virtnet_runner::Cmd::argv)): executing the
 /// command hands it to the runner without copying an argument, and a
 /// removal plan shares its commands' argvs with the rollback lists it came
 /// from.

@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 
 use super::render::{render_stream, RenderOptions};
-use crate::runner::{Cmd, Output, RunError, Runner};
+use virtnet_runner::{Cmd, Output, RunError, Runner};
 
 /// How [`RecordingRunner`] answers `nft -ae ...` creations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -40,7 +40,7 @@ mod tests;
 
 use crate::firewall::{Backend, Firewall, FirewallError, Layer};
 use crate::netxml::{mask_by_prefix, ForwardMode, IpDef, NatDef, NetworkDef};
-use crate::runner::{Cmd, RunError, Runner};
+use virtnet_runner::{Cmd, RunError, Runner};
 
 /// Why rules could not be generated or added. The messages are libvirt's
 /// (without the "internal error: " prefix of libvirt's error layer).

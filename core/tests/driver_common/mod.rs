@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use virtnet_core::driver::{Driver, DriverConfig};
 use virtnet_core::firewall::Backend;
-use virtnet_core::runner::Runner;
 use virtnet_fake::{FakeHost, HostState, Section};
+use virtnet_runner::Runner;
 
 pub fn golden(rel: &str) -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../golden")).join(rel)

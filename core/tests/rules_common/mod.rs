@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use virtnet_core::runner::{Cmd, Output, RunError, Runner};
+use virtnet_runner::{Cmd, Output, RunError, Runner};
 
 pub fn golden() -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../golden")).to_path_buf()

@@ -58,7 +58,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use virtnet_core::runner::Output;
+use virtnet_runner::Output;
 
 use lexer::{Loc, Source};
 

@@ -6,7 +6,7 @@
 //! The simulator keeps rules as the text nft lists, so the numeric forms are
 //! derived from that text, line by line, outside quoted strings.
 
-use virtnet_core::runner::Output;
+use virtnet_runner::Output;
 
 pub(crate) const VERSION: &str = "nftables v1.0.6 (Lester Gooch #5)";
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use virtnet_core::runner::Output;
+use virtnet_runner::Output;
 
 /// Why a real-host run could not happen.
 #[derive(Debug, Clone, PartialEq, Eq)]

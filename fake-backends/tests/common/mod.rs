@@ -4,7 +4,7 @@
 
 use std::process::{Child, Command, Stdio};
 
-use virtnet_core::runner::{Cmd, Output, RealRunner, Runner};
+use virtnet_runner::{Cmd, Output, RealRunner, Runner};
 
 /// A throw-away network namespace held open by a `sleep` started with
 /// `unshare -n`; commands enter it with `nsenter`. Dropped = the holder is

@@ -8,7 +8,7 @@ use crate::firewall::{
     full_argv, query_callback, render_stream, Backend, BuildError, Firewall, FirewallError, Layer,
     RenderOptions, RollbackFlags, TransactionFlags,
 };
-use crate::runner::{Output, RunError};
+use virtnet_runner::{Output, RunError};
 
 fn stream(runner: &RecordingRunner) -> Vec<String> {
     render_stream(&runner.recorded(), RenderOptions::ONE_LINE)
@@ -797,7 +797,7 @@ fn plans_can_cross_threads() {
 
 #[test]
 fn recording_runner_answers_like_libvirts_test_executor() {
-    use crate::runner::{Cmd, Runner};
+    use virtnet_runner::{Cmd, Runner};
     let r = RecordingRunner::new();
     let out = r
         .run(&Cmd::new(["nft", "-ae", "insert", "rule"]))

@@ -11,7 +11,7 @@ use crate::firewall::{
     query_callback, render_stream, Backend, Firewall, FirewallError, Layer, RenderOptions,
     RollbackFlags, TransactionFlags,
 };
-use crate::runner::Output;
+use virtnet_runner::Output;
 
 const BACKENDS: [Backend; 2] = [Backend::Iptables, Backend::Nftables];
 

@@ -10,11 +10,11 @@ use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::Path;
 
 use nix::fcntl::{fcntl, FcntlArg};
-use virtnet_core::activation::{Activation, ListenAddr};
-use virtnet_core::daemon::sockets::{
+use virtnet_daemon::activation::{Activation, ListenAddr};
+use virtnet_daemon::sockets::{
     bind_own_sockets, listeners_from_activation, socket_specs, StartupError,
 };
-use virtnet_core::daemon::{acquire_listeners, ListenMode, SocketKind, EXIT_ACTIVATION};
+use virtnet_daemon::{acquire_listeners, ListenMode, SocketKind, EXIT_ACTIVATION};
 
 fn is_open(fd: RawFd) -> bool {
     fcntl(fd, FcntlArg::F_GETFD).is_ok()
@@ -220,7 +220,7 @@ fn own_sockets_fail_clearly() {
     std::fs::write(&file, b"").unwrap();
     let err = bind_own_sockets(&file).unwrap_err();
     assert!(matches!(err, StartupError::RuntimeDir { .. }), "{err:?}");
-    assert_eq!(err.exit_code(), virtnet_core::daemon::EXIT_SOCKETS);
+    assert_eq!(err.exit_code(), virtnet_daemon::EXIT_SOCKETS);
     assert!(err.to_string().contains("not-a-dir"));
 }
 

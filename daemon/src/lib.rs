@@ -1,5 +1,11 @@
-//! virtnetd: JSON-lines RPC server over UNIX sockets, access control, client.
+//! virtnet-daemon: the runtime of `virtnetd` — JSON-lines RPC server over
+//! UNIX sockets, systemd socket activation, access control, client.
 //!
+//! It serves the network driver of `virtnet-core` ([`DriverService`]); the
+//! `virtnetd` binary (crate `virtnet`, `cli/`) wires it up.
+//!
+//! - [`activation`]: systemd socket activation (`LISTEN_FDS`/`LISTEN_FDNAMES`
+//!   with libvirt's quirks, by-path fallback) and `sd_notify`.
 //! - [`protocol`]: request/response lines, error codes, bounded line reader.
 //! - [`service`]: the [`Service`] trait the network driver implements, the
 //!   driver method table [`NET_METHODS`], the [`UnavailableDriver`] stand-in.
@@ -18,6 +24,7 @@
 //! (SO_PEERCRED) is root or the daemon's own; admin methods are served only
 //! on the admin socket, and the admin socket serves nothing else.
 
+pub mod activation;
 pub mod client;
 pub mod driver_service;
 pub mod locks;

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use crate::runner::Cmd;
+use crate::Cmd;
 
 /// Characters that make [`escape_shell`] quote its argument.
 const SHELL_SPECIAL: &[char] = &[

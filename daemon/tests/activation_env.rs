@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixDatagram, UnixListener};
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-use virtnet_core::activation::{
+use virtnet_daemon::activation::{
     Activation, ActivationError, ListenAddr, NameSource, SocketSpec, ENV_LISTEN_FDNAMES,
     ENV_LISTEN_FDS, ENV_LISTEN_PID,
 };

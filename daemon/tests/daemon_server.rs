@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use virtnet_core::daemon::{
+use virtnet_daemon::{
     CallContext, Client, ClientError, ErrorCode, ExitReason, KeyedLocks, Listener, LogControl,
     MethodInfo, RpcError, Server, ServerConfig, ServerError, Service, ShutdownHandle, SocketKind,
 };
@@ -631,7 +631,7 @@ fn idle_timeout_waits_for_clients_and_work() {
 #[test]
 fn shutdown_closes_clients_and_removes_own_sockets() {
     let tmp = tempfile::tempdir().unwrap();
-    let listeners = virtnet_core::daemon::sockets::bind_own_sockets(tmp.path()).unwrap();
+    let listeners = virtnet_daemon::sockets::bind_own_sockets(tmp.path()).unwrap();
     for kind in SocketKind::ALL {
         let meta = std::fs::metadata(kind.path_in(tmp.path())).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, kind.mode(), "{kind}");

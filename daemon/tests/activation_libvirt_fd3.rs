@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 
 use nix::fcntl::{fcntl, FcntlArg};
-use virtnet_core::activation::{Activation, LISTEN_FDS_START};
+use virtnet_daemon::activation::{Activation, LISTEN_FDS_START};
 
 fn is_open(fd: RawFd) -> bool {
     fcntl(fd, FcntlArg::F_GETFD).is_ok()

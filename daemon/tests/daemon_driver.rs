@@ -10,15 +10,15 @@ use std::sync::{Arc, Barrier};
 
 use daemon_common::*;
 use serde_json::{json, Value};
-use virtnet_core::daemon::driver_codes as codes;
-use virtnet_core::daemon::driver_service::info_from_json;
-use virtnet_core::daemon::{
-    CallContext, DriverService, ErrorCode, RpcError, Service, SocketKind, NET_METHODS,
-};
 use virtnet_core::driver::{Driver, DriverConfig};
 use virtnet_core::firewall::Backend;
-use virtnet_core::runner::Runner;
+use virtnet_daemon::driver_codes as codes;
+use virtnet_daemon::driver_service::info_from_json;
+use virtnet_daemon::{
+    CallContext, DriverService, ErrorCode, RpcError, Service, SocketKind, NET_METHODS,
+};
 use virtnet_fake::{CmdMatcher, FakeHost, FaultPlan};
+use virtnet_runner::Runner;
 
 struct Env {
     dir: tempfile::TempDir,
@@ -510,8 +510,8 @@ struct GatedHost {
 impl Runner for GatedHost {
     fn run(
         &self,
-        cmd: &virtnet_core::runner::Cmd,
-    ) -> Result<virtnet_core::runner::Output, virtnet_core::runner::RunError> {
+        cmd: &virtnet_runner::Cmd,
+    ) -> Result<virtnet_runner::Output, virtnet_runner::RunError> {
         let a = &cmd.argv;
         if a.len() > 4 && a[1] == "link" && a[2] == "add" && a[4] == self.bridge {
             let _ = self.entered.send(());

@@ -6,7 +6,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
-use virtnet_core::daemon::{Client, ClientError, ErrorCode};
+use virtnet_daemon::{Client, ClientError, ErrorCode};
 
 /// A peer that reads one request per reply and answers with `replies[i]`
 /// (with `{id}` replaced by the request's id); then closes.

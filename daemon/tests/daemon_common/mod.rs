@@ -1,4 +1,4 @@
-//! Shared by the daemon-with-driver tests (core/tests/daemon_driver*.rs and,
+//! Shared by the daemon-with-driver tests (daemon/tests/daemon_driver*.rs and,
 //! through `#[path]`, cli/tests/virtnetd_driver*.rs): the networks the
 //! concurrent clients use and the rule checker.
 //!
@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use virtnet_core::driver::{Driver, DriverConfig};
 use virtnet_core::firewall::Backend;
-use virtnet_core::runner::Runner;
 use virtnet_fake::{FakeHost, HostState, Section};
+use virtnet_runner::Runner;
 
 /// Network number `i` (0..=250) of the concurrency tests. The forward mode
 /// cycles through nat, route, isolated and nat+IPv6; odd networks leave the

@@ -1,15 +1,21 @@
 //! The one door to the host (architecture invariant 2).
 //!
-//! Every external effect of `virtnet-core` — every `nft`, `iptables`,
+//! Every external effect of virtnet — every `nft`, `iptables`,
 //! `ip6tables`, `ebtables`, `ip`, `tc`, `dnsmasq` … invocation — goes through
 //! [`Runner::run`]: an argument vector in, exit status plus captured stdout and
 //! stderr out. No shell is ever used and arguments are never concatenated into
-//! a command line. Nothing else in `core` spawns processes.
+//! a command line. Nothing else in `virtnet-core` spawns processes.
 //!
-//! Two implementations live here: [`RealRunner`] (`std::process`, binaries
-//! found through `PATH`) and, for tests, whatever implements the trait in other
-//! crates (the simulated host in `virtnet-fake`, the recording runner in
-//! [`crate::firewall`]).
+//! One implementation lives here: [`RealRunner`] (`std::process`, binaries
+//! found through `PATH`); others implement the trait in other crates (the
+//! simulated host in `virtnet-fake`, the recording runner in
+//! `virtnet_core::firewall`). [`render`] is libvirt's dry-run / golden-file
+//! format of a command stream and its parser, shared by the driver and the
+//! simulated host (which is why both live in this small crate: the fake host
+//! needs nothing else of `virtnet-core`, so core's tests can use the fake
+//! without a dependency cycle).
+
+pub mod render;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -98,6 +104,21 @@ pub enum RunError {
     Crashed { program: String, index: u64 },
 }
 
+/// A command that had to succeed did not ([`Runner::run_checked`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckedError {
+    /// It could not be run at all.
+    #[error(transparent)]
+    Run(RunError),
+    /// It ran and exited non-zero; `stderr` without its trailing newline.
+    #[error("'{}' exited with status {status}: {stderr}", argv.join(" "))]
+    Failed {
+        argv: Arc<Vec<String>>,
+        status: i32,
+        stderr: String,
+    },
+}
+
 /// The host seen as something that runs argument vectors.
 ///
 /// Implementations take `&self` and must be shareable between threads: the
@@ -108,6 +129,27 @@ pub trait Runner: Send + Sync {
     /// Convenience: run an argv without stdin.
     fn run_argv(&self, argv: &[&str]) -> Result<Output, RunError> {
         self.run(&Cmd::new(argv.iter().copied()))
+    }
+
+    /// Runs `cmd` and turns a non-zero exit into an error: the one way to say
+    /// "this command must succeed". The error names the command and carries
+    /// its status and stderr.
+    fn run_checked(&self, cmd: &Cmd) -> Result<Output, CheckedError> {
+        let out = self.run(cmd).map_err(CheckedError::Run)?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(CheckedError::Failed {
+                argv: Arc::clone(&cmd.argv),
+                status: out.status,
+                stderr: out.stderr.trim_end().to_string(),
+            })
+        }
+    }
+
+    /// [`Runner::run_checked`] for an argv without stdin.
+    fn run_argv_checked(&self, argv: &[&str]) -> Result<Output, CheckedError> {
+        self.run_checked(&Cmd::new(argv.iter().copied()))
     }
 
     /// Is a program of this name available to run? (libvirt's backend
@@ -262,5 +304,22 @@ mod tests {
             }),
             Err(RunError::Empty)
         );
+    }
+
+    #[test]
+    fn run_checked_turns_a_non_zero_exit_into_an_error_naming_the_command() {
+        let r = RealRunner::new();
+        assert_eq!(r.run_argv_checked(&["echo", "ok"]).unwrap().stdout, "ok\n");
+        let err = r
+            .run_argv_checked(&["sh", "-c", "echo nope >&2; exit 4"])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "'sh -c echo nope >&2; exit 4' exited with status 4: nope"
+        );
+        assert!(matches!(
+            r.run_argv_checked(&["/nonexistent/virtnet-nope"]),
+            Err(CheckedError::Run(RunError::Spawn { .. }))
+        ));
     }
 }

@@ -1,10 +1,10 @@
 //! Blocking client for the virtnetd protocol.
 //!
 //! ```no_run
-//! use virtnet_core::daemon::Client;
+//! use virtnet_daemon::Client;
 //! let mut c = Client::connect("/run/virtnet/virtnetd-admin-sock")?;
 //! let status = c.call("daemon.status", serde_json::json!({}))?;
-//! # Ok::<(), virtnet_core::daemon::ClientError>(())
+//! # Ok::<(), virtnet_daemon::ClientError>(())
 //! ```
 
 use std::io::{self, Write};

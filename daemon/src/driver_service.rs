@@ -1,6 +1,6 @@
 //! The network driver behind the daemon: [`DriverService`] answers the
 //! `net.*` methods of [`NET_METHODS`] by calling a shared
-//! [`Driver`](crate::driver::Driver).
+//! [`Driver`](virtnet_core::driver::Driver).
 //!
 //! Methods, params and results (all params are JSON objects; unknown keys
 //! are refused with [`ErrorCode::InvalidParams`]):
@@ -39,8 +39,8 @@ use serde_json::{json, Value};
 use super::locks::KeyedLocks;
 use super::protocol::RpcError;
 use super::service::{CallContext, MethodInfo, Service, NET_METHODS};
-use crate::driver::{Driver, DriverError, NetworkInfo};
-use crate::firewall::Backend;
+use virtnet_core::driver::{Driver, DriverError, NetworkInfo};
+use virtnet_core::firewall::Backend;
 
 /// Error codes of driver failures (the `code` of an error response).
 pub mod driver_codes {
@@ -263,7 +263,7 @@ impl DriverService {
         };
         // Lock the network the XML names. XML that does not even parse is
         // refused by the driver itself, with its position, without a lock.
-        match crate::netxml::parse(xml) {
+        match virtnet_core::netxml::parse(xml) {
             Ok(def) => self.write_op(&def.name, run),
             Err(_) => run(),
         }
