@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use predicates::prelude::*;
+use rstest::rstest;
 
 fn data() -> PathBuf {
     Path::new(concat!(
@@ -22,48 +23,30 @@ fn virtnet() -> Command {
     Command::cargo_bin("virtnet").expect("virtnet binary")
 }
 
-fn cases() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(data())
-        .expect("data dir")
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".xml"))
-                .map(str::to_string)
-        })
-        .collect();
-    v.sort();
-    v
+/// Every libvirt 11.3.0 firewall case (`CASE.xml` beside `CASE-linux.BACKEND`),
+/// each backend: one test each (rstest generates them from the files).
+#[rstest]
+fn every_libvirt_case_both_backends(
+    #[files("../golden/upstream/libvirt-11.3.0/tests/networkxml2firewalldata/*.xml")] xml: PathBuf,
+    #[values("iptables", "nftables")] backend: &str,
+) {
+    let case = xml.file_stem().and_then(|s| s.to_str()).expect("case name");
+    let expected = read(&data().join(format!("{case}-linux.{backend}")));
+    virtnet()
+        .args(["rules", "--backend", backend])
+        .arg(&xml)
+        .assert()
+        .success()
+        .stdout(predicate::eq(expected));
 }
 
-#[test]
-fn every_libvirt_case_both_backends() {
-    let mut n = 0;
-    for case in cases() {
-        for backend in ["iptables", "nftables"] {
-            let expected = read(&data().join(format!("{case}-linux.{backend}")));
-            virtnet()
-                .args(["rules", "--backend", backend])
-                .arg(data().join(format!("{case}.xml")))
-                .assert()
-                .success()
-                .stdout(predicate::eq(expected));
-            n += 1;
-        }
-    }
-    assert_eq!(n, 22);
-}
-
-#[test]
-fn base_streams() {
-    for backend in ["iptables", "nftables"] {
-        virtnet()
-            .args(["rules", "--base", "--backend", backend])
-            .assert()
-            .success()
-            .stdout(predicate::eq(read(&data().join(format!("base.{backend}")))));
-    }
+#[rstest]
+fn base_streams(#[values("iptables", "nftables")] backend: &str) {
+    virtnet()
+        .args(["rules", "--base", "--backend", backend])
+        .assert()
+        .success()
+        .stdout(predicate::eq(read(&data().join(format!("base.{backend}")))));
 }
 
 #[test]
@@ -80,29 +63,31 @@ fn default_backend_is_nftables() {
 
 /// JSON is the executed argv list: binary first, `-w` / `-ae` included,
 /// and the same commands as the golden stream.
-#[test]
-fn json_is_executed_argv() {
-    for backend in ["iptables", "nftables"] {
-        let out = virtnet()
-            .args(["rules", "--format", "json", "--backend", backend])
-            .arg(data().join("nat-ipv6.xml"))
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        let argvs: Vec<Vec<String>> = serde_json::from_slice(&out).expect("json array");
-        let golden = read(&data().join(format!("nat-ipv6-linux.{backend}")));
-        let expected = virtnet_core::firewall::parse_stream(&golden).expect("golden parses");
-        assert_eq!(argvs, expected, "{backend}");
-        if backend == "iptables" {
-            assert!(argvs.iter().all(|a| a[1] == "-w"));
-            assert!(argvs.iter().any(|a| a[0] == "ip6tables"));
-        } else {
-            assert_eq!(argvs[0][0], "tc");
-            assert!(argvs.iter().any(|a| a[0] == "nft" && a[1] == "-ae"));
-        }
+#[rstest]
+fn json_is_executed_argv(#[values("iptables", "nftables")] backend: &str) {
+    let out = virtnet()
+        .args(["rules", "--format", "json", "--backend", backend])
+        .arg(data().join("nat-ipv6.xml"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let argvs: Vec<Vec<String>> = serde_json::from_slice(&out).expect("json array");
+    let golden = read(&data().join(format!("nat-ipv6-linux.{backend}")));
+    let expected = virtnet_core::firewall::parse_stream(&golden).expect("golden parses");
+    assert_eq!(argvs, expected, "{backend}");
+    if backend == "iptables" {
+        assert!(argvs.iter().all(|a| a[1] == "-w"));
+        assert!(argvs.iter().any(|a| a[0] == "ip6tables"));
+    } else {
+        assert_eq!(argvs[0][0], "tc");
+        assert!(argvs.iter().any(|a| a[0] == "nft" && a[1] == "-ae"));
     }
+}
+
+#[test]
+fn base_json_is_executed_argv() {
     let base = virtnet()
         .args([
             "rules",
@@ -131,8 +116,8 @@ fn write_tmp(dir: &tempfile::TempDir, name: &str, xml: &str) -> PathBuf {
     p
 }
 
-#[test]
-fn port_range_start_equal_end_is_libvirts_error() {
+#[rstest]
+fn port_range_start_equal_end_is_libvirts_error(#[values("iptables", "nftables")] backend: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let f = write_tmp(
         &dir,
@@ -141,16 +126,14 @@ fn port_range_start_equal_end_is_libvirts_error() {
          <forward mode='nat'><nat><port start='2000' end='2000'/></nat></forward>\
          <ip address='10.9.0.1' prefix='24'/></network>",
     );
-    for backend in ["iptables", "nftables"] {
-        virtnet()
-            .args(["rules", "--backend", backend])
-            .arg(&f)
-            .assert()
-            .failure()
-            .code(1)
-            .stdout(predicate::str::is_empty())
-            .stderr(predicate::str::contains("Invalid port range '2000-2000'."));
-    }
+    virtnet()
+        .args(["rules", "--backend", backend])
+        .arg(&f)
+        .assert()
+        .failure()
+        .code(1)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains("Invalid port range '2000-2000'."));
 }
 
 #[test]

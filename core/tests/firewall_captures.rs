@@ -9,6 +9,9 @@
 
 mod rules_common;
 
+use std::path::PathBuf;
+
+use rstest::rstest;
 use rules_common::{parse_log, Entry, Replay};
 use virtnet_core::firewall::recording::RecordingRunner;
 use virtnet_core::firewall::{Backend, Firewall, Layer, TransactionFlags};
@@ -105,60 +108,54 @@ fn rebuild(backend: Backend, start: &[Entry]) -> (Firewall, Vec<Entry>) {
     (fw, replay)
 }
 
-fn cases() -> Vec<String> {
-    let mut cases: Vec<String> = std::fs::read_dir(capture_dir())
-        .expect("captures")
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    cases.sort();
-    cases
-}
+/// Every captured case (its `commands.log` of the libvirt 11.3.0 daemon),
+/// each backend: one test each, generated from the capture directories.
+#[rstest]
+fn replayed_starts_give_libvirts_saved_removal_and_destroy_stream(
+    #[files("../golden/upstream/captures/libvirt-11.3.0/*/iptables/commands.log")] log: PathBuf,
+    #[values(Backend::Iptables, Backend::Nftables)] backend: Backend,
+) {
+    let case_dir = log
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("capture case directory");
+    let case = case_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .expect("case name");
+    let dir = case_dir.join(backend.as_str());
+    let what = format!("{case}/{backend}");
+    let log = std::fs::read_to_string(dir.join("commands.log")).expect("commands.log");
+    let sections = parse_log(&log);
+    let (mut fw, replay_entries) = rebuild(backend, section(&sections, "net-start"));
+    let replay = Replay::new(&replay_entries);
+    fw.apply(&replay).unwrap_or_else(|e| panic!("{what}: {e}"));
+    replay.check_done(&what);
 
-#[test]
-fn replayed_starts_give_libvirts_saved_removal_and_destroy_stream() {
-    let mut checked = 0;
-    for case in cases() {
-        for backend in [Backend::Iptables, Backend::Nftables] {
-            let dir = capture_dir().join(&case).join(backend.as_str());
-            let what = format!("{case}/{backend}");
-            let log = std::fs::read_to_string(dir.join("commands.log")).expect("commands.log");
-            let sections = parse_log(&log);
-            let (mut fw, replay_entries) = rebuild(backend, section(&sections, "net-start"));
-            let replay = Replay::new(&replay_entries);
-            fw.apply(&replay).unwrap_or_else(|e| panic!("{what}: {e}"));
-            replay.check_done(&what);
-
-            let mut removal = fw
-                .new_from_rollback()
-                .expect("no sticky error")
-                .expect("something to remove");
-            removal.set_name("fwRemoval");
-            let status =
-                std::fs::read_to_string(dir.join("1-after-start.status.xml")).expect("status");
-            let (_, saved) = extract_firewall(&status).expect("saved <firewall>");
-            let ours = removal.format_xml(2);
-            if ours != saved {
-                let diff = similar::TextDiff::from_lines(saved, &ours);
-                panic!(
-                    "{what}:\n{}",
-                    diff.unified_diff().header("libvirt", "virtnet")
-                );
-            }
-
-            // Destroy replays the saved plan: same commands as libvirt ran.
-            let rec = RecordingRunner::new();
-            removal.apply(&rec).expect("removal ignores errors");
-            let destroy: Vec<Vec<String>> = section(&sections, "net-destroy")
-                .iter()
-                .map(|e| e.argv.clone())
-                .collect();
-            assert_eq!(rec.argvs(), destroy, "{what}: net-destroy stream");
-            checked += 1;
-        }
+    let mut removal = fw
+        .new_from_rollback()
+        .expect("no sticky error")
+        .expect("something to remove");
+    removal.set_name("fwRemoval");
+    let status = std::fs::read_to_string(dir.join("1-after-start.status.xml")).expect("status");
+    let (_, saved) = extract_firewall(&status).expect("saved <firewall>");
+    let ours = removal.format_xml(2);
+    if ours != saved {
+        let diff = similar::TextDiff::from_lines(saved, &ours);
+        panic!(
+            "{what}:\n{}",
+            diff.unified_diff().header("libvirt", "virtnet")
+        );
     }
-    assert_eq!(checked, 22, "11 cases x 2 backends");
+
+    // Destroy replays the saved plan: same commands as libvirt ran.
+    let rec = RecordingRunner::new();
+    removal.apply(&rec).expect("removal ignores errors");
+    let destroy: Vec<Vec<String>> = section(&sections, "net-destroy")
+        .iter()
+        .map(|e| e.argv.clone())
+        .collect();
+    assert_eq!(rec.argvs(), destroy, "{what}: net-destroy stream");
 }
 
 #[test]
@@ -198,46 +195,52 @@ fn failing_tc_filter_rolls_back_only_the_preregistered_inverse() {
     );
 }
 
-#[test]
-fn restart_removes_with_the_saved_plan_of_the_old_backend() {
-    let mut checked = 0;
-    for case in cases() {
-        for (from, to) in [
-            ("iptables", "nftables"),
-            ("nftables", "iptables"),
-            ("iptables", "iptables"),
-            ("nftables", "nftables"),
-        ] {
-            let dir = capture_dir()
-                .join(&case)
-                .join(format!("restart-{from}-to-{to}"));
-            let what = format!("{case}/restart-{from}-to-{to}");
-            let status = std::fs::read_to_string(dir.join("2-after-daemon-stop.status.xml"))
-                .expect("status");
-            let (_, element) = extract_firewall(&status).expect("<firewall>");
-            let mut plan = Firewall::parse_xml(element).expect("parses");
-            assert_eq!(plan.backend().as_str(), from, "{what}");
-            let rec = RecordingRunner::new();
-            plan.apply(&rec).expect("removal");
-            let removal = rec.argvs();
-            assert!(!removal.is_empty());
+/// Every captured case, each daemon restart the captures made (backend kept
+/// or switched): one test each.
+#[rstest]
+fn restart_removes_with_the_saved_plan_of_the_old_backend(
+    #[files("../golden/upstream/captures/libvirt-11.3.0/*/iptables/commands.log")] log: PathBuf,
+    #[values(
+        ("iptables", "nftables"),
+        ("nftables", "iptables"),
+        ("iptables", "iptables"),
+        ("nftables", "nftables")
+    )]
+    restart: (&str, &str),
+) {
+    let (from, to) = restart;
+    let case_dir = log
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("capture case directory");
+    let case = case_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .expect("case name");
+    let dir = case_dir.join(format!("restart-{from}-to-{to}"));
+    let what = format!("{case}/restart-{from}-to-{to}");
+    let status =
+        std::fs::read_to_string(dir.join("2-after-daemon-stop.status.xml")).expect("status");
+    let (_, element) = extract_firewall(&status).expect("<firewall>");
+    let mut plan = Firewall::parse_xml(element).expect("parses");
+    assert_eq!(plan.backend().as_str(), from, "{what}");
+    let rec = RecordingRunner::new();
+    plan.apply(&rec).expect("removal");
+    let removal = rec.argvs();
+    assert!(!removal.is_empty());
 
-            let log = std::fs::read_to_string(dir.join("commands.log")).expect("log");
-            let sections = parse_log(&log);
-            let restart = sections
-                .iter()
-                .filter(|(n, _)| n.starts_with("daemon-start"))
-                .nth(1)
-                .map(|(_, e)| e.iter().map(|e| e.argv.clone()).collect::<Vec<_>>())
-                .expect("second daemon-start");
-            assert!(
-                restart
-                    .windows(removal.len())
-                    .any(|w| w == removal.as_slice()),
-                "{what}: the saved removal is not run as one block at restart"
-            );
-            checked += 1;
-        }
-    }
-    assert_eq!(checked, 44);
+    let log = std::fs::read_to_string(dir.join("commands.log")).expect("log");
+    let sections = parse_log(&log);
+    let restart = sections
+        .iter()
+        .filter(|(n, _)| n.starts_with("daemon-start"))
+        .nth(1)
+        .map(|(_, e)| e.iter().map(|e| e.argv.clone()).collect::<Vec<_>>())
+        .expect("second daemon-start");
+    assert!(
+        restart
+            .windows(removal.len())
+            .any(|w| w == removal.as_slice()),
+        "{what}: the saved removal is not run as one block at restart"
+    );
 }

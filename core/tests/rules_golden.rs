@@ -7,6 +7,9 @@
 
 mod rules_common;
 
+use std::path::PathBuf;
+
+use rstest::rstest;
 use rules_common::{cases, fw11, fw9, read};
 use virtnet_core::firewall::{Backend, RecordingRunner, RenderOptions};
 use virtnet_core::netxml;
@@ -35,56 +38,39 @@ fn strip_base<'a>(actual: &'a str, base: &str) -> &'a str {
     actual.strip_prefix(base).unwrap_or(actual)
 }
 
-#[test]
-fn base_streams_match_libvirt_11() {
-    for (backend, file) in [
-        (Backend::Iptables, "base.iptables"),
-        (Backend::Nftables, "base.nftables"),
-    ] {
-        let expected = read(&fw11().join(file));
-        assert_eq!(base_11(backend), expected, "{file}");
-    }
+#[rstest]
+#[case::iptables(Backend::Iptables)]
+#[case::nftables(Backend::Nftables)]
+fn base_streams_match_libvirt_11(#[case] backend: Backend) {
+    let expected = read(&fw11().join(format!("base.{backend}")));
+    assert_eq!(base_11(backend), expected, "base.{backend}");
 }
 
-fn check_backend_11(backend: Backend, ext: &str) -> usize {
+/// Every 11.3.0 case (`CASE.xml` beside `CASE-linux.BACKEND`), each backend:
+/// one test each, generated from the files.
+#[rstest]
+fn streams_match_libvirt_11(
+    #[files("../golden/upstream/libvirt-11.3.0/tests/networkxml2firewalldata/*.xml")]
+    xml_path: PathBuf,
+    #[values(Backend::Iptables, Backend::Nftables)] backend: Backend,
+) {
     let dir = fw11();
-    let base = read(&dir.join(format!("base.{ext}")));
-    let mut failures = Vec::new();
-    let mut n = 0;
-    for case in cases(&dir) {
-        let xml = read(&dir.join(format!("{case}.xml")));
-        let expected = read(&dir.join(format!("{case}-linux.{ext}")));
-        let actual = match stream_11(&xml, backend) {
-            Ok(s) => s,
-            Err(e) => {
-                failures.push(format!("{case}: error {e}"));
-                continue;
-            }
-        };
-        let actual = strip_base(&actual, &base);
-        // The full stream must really start with the base (chains first).
-        if actual != expected {
-            failures.push(format!(
-                "{case}-linux.{ext} differs:\n{}",
-                similar::TextDiff::from_lines(expected.as_str(), actual)
-                    .unified_diff()
-                    .header("expected", "actual")
-            ));
-        }
-        n += 1;
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    n
-}
-
-#[test]
-fn iptables_streams_match_libvirt_11() {
-    assert_eq!(check_backend_11(Backend::Iptables, "iptables"), 11);
-}
-
-#[test]
-fn nftables_streams_match_libvirt_11() {
-    assert_eq!(check_backend_11(Backend::Nftables, "nftables"), 11);
+    let case = xml_path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("case name");
+    let base = read(&dir.join(format!("base.{backend}")));
+    let expected = read(&dir.join(format!("{case}-linux.{backend}")));
+    let actual = stream_11(&read(&xml_path), backend).unwrap_or_else(|e| panic!("{case}: {e}"));
+    // The full stream starts with the base (chains first) when run alone.
+    let actual = strip_base(&actual, &base);
+    assert!(
+        actual == expected,
+        "{case}-linux.{backend} differs:\n{}",
+        similar::TextDiff::from_lines(expected.as_str(), actual)
+            .unified_diff()
+            .header("expected", "actual")
+    );
 }
 
 /// The full stream of a fresh process starts with the base stream.

@@ -4,6 +4,7 @@
 //! the tc qdisc probe, private-chain callbacks on non-empty listings, saved
 //! setup errors, zones, backend `none`, rollback.
 
+use rstest::rstest;
 use std::net::{IpAddr, Ipv4Addr};
 
 use virtnet_core::firewall::{
@@ -240,31 +241,28 @@ fn with_ports(start: u16, end: u16) -> NetworkDef {
     d
 }
 
-#[test]
-fn invalid_port_ranges_are_libvirts_error() {
-    for (s, e) in [(500u16, 500u16), (2000, 1000), (0, 0xffff), (5, 0)] {
-        for backend in [Backend::Iptables, Backend::Nftables] {
-            let mut d = with_ports(s, e);
-            let res = rules::network_rules(&mut d, backend);
-            if s < e {
-                assert!(res.is_ok(), "{s}-{e}");
-                continue;
-            }
-            let err = res.expect_err("invalid range");
-            assert_eq!(err.to_string(), format!("Invalid port range '{s}-{e}'."));
-            assert_eq!(
-                err,
-                RulesError::InvalidPortRange {
-                    start: s.into(),
-                    end: e.into()
-                }
-            );
-        }
-        // The legacy removal gives up (libvirt then runs nothing).
-        if s >= e {
-            assert!(rules::legacy_iptables_removal(&with_ports(s, e)).is_err());
-        }
+#[rstest]
+fn invalid_port_ranges_are_libvirts_error(
+    #[values((500, 500), (2000, 1000), (0, 0xffff), (5, 0))] range: (u16, u16),
+    #[values(Backend::Iptables, Backend::Nftables)] backend: Backend,
+) {
+    let (s, e) = range;
+    let res = rules::network_rules(&mut with_ports(s, e), backend);
+    if s < e {
+        assert!(res.is_ok(), "{s}-{e}");
+        return;
     }
+    let err = res.expect_err("invalid range");
+    assert_eq!(err.to_string(), format!("Invalid port range '{s}-{e}'."));
+    assert_eq!(
+        err,
+        RulesError::InvalidPortRange {
+            start: s.into(),
+            end: e.into()
+        }
+    );
+    // The legacy removal gives up (libvirt then runs nothing).
+    assert!(rules::legacy_iptables_removal(&with_ports(s, e)).is_err());
 }
 
 /// nftables: the tc qdisc probe runs while the rules are built, so it has

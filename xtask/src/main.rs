@@ -34,7 +34,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Run everything CI runs: formatting check, the whole test suite
+    /// Run everything CI runs: formatting check, clippy (warnings are
+    /// errors), the whole test suite
     /// (unit, golden, property and, when possible, real-host tests).
     Ci {
         /// Skip the `cargo fmt --check` step.
@@ -157,6 +158,16 @@ fn ci(no_fmt: bool) -> ExitCode {
         fmt.args(["fmt", "--all", "--", "--check"]);
         ok &= step("format check", fmt);
     }
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    ok &= step("clippy", clippy);
     let mut test = cargo();
     test.args(["test", "--workspace", "--no-fail-fast"]);
     ok &= step("tests", test);
