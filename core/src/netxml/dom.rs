@@ -4,6 +4,7 @@
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
+use std::collections::HashMap;
 
 use super::error::{line_col, ErrorKind, Location, NetXmlError};
 
@@ -223,6 +224,9 @@ fn offset_in(input: &str, slice: &[u8]) -> Option<usize> {
 struct Builder<'a> {
     input: &'a str,
     stack: Vec<Element>,
+    /// For each element of `stack`: how many children of each qualified
+    /// name it has so far (the `[N]` of their paths).
+    counts: Vec<HashMap<String, usize>>,
     root: Option<Element>,
 }
 
@@ -345,16 +349,16 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        let path = match self.stack.last() {
-            Some(parent) => {
-                let n = parent
-                    .elements()
-                    .filter(|c| c.local == local && c.prefix == prefix)
-                    .count()
-                    + 1;
+        // The position among same-named siblings comes from a per-parent
+        // counter: counting the siblings again for every child made a
+        // document with many children quadratic.
+        let path = match (self.stack.last(), self.counts.last_mut()) {
+            (Some(parent), Some(counts)) => {
+                let n = counts.entry(qname.clone()).or_insert(0);
+                *n += 1;
                 format!("{}/{}[{}]", parent.path, qname, n)
             }
-            None => format!("/{qname}"),
+            _ => format!("/{qname}"),
         };
         Ok(Element {
             prefix,
@@ -479,6 +483,7 @@ fn parse_normalized(input: &str) -> Result<Element, NetXmlError> {
     let mut b = Builder {
         input,
         stack: Vec::new(),
+        counts: Vec::new(),
         root: None,
     };
     loop {
@@ -502,6 +507,7 @@ fn parse_normalized(input: &str) -> Result<Element, NetXmlError> {
                 }
                 let el = b.start(&e, pos)?;
                 b.stack.push(el);
+                b.counts.push(HashMap::new());
             }
             Event::Empty(e) => {
                 b.check_depth(pos)?;
@@ -516,7 +522,10 @@ fn parse_normalized(input: &str) -> Result<Element, NetXmlError> {
                 b.finish(el, pos)?;
             }
             Event::End(_) => match b.stack.pop() {
-                Some(el) => b.finish(el, pos)?,
+                Some(el) => {
+                    b.counts.pop();
+                    b.finish(el, pos)?
+                }
                 None => return Err(syntax(input, pos, "unexpected end tag")),
             },
             Event::Text(t) => {

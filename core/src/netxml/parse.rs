@@ -1621,8 +1621,12 @@ impl Parser<'_> {
 
         let mut ifs: Vec<ForwardIf> = Vec::new();
         let mut pfs = Vec::new();
+        // Devices listed so far, for the "only once" checks in linear time.
+        let mut seen_devs: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut seen_pci: std::collections::HashSet<PciAddress> = std::collections::HashSet::new();
         if !if_els.is_empty() || dev.is_some() {
             if let Some(d) = dev {
+                seen_devs.insert(d);
                 ifs.push(ForwardIf {
                     device: ForwardDevice::Netdev(d.to_string()),
                     connections: 0,
@@ -1648,10 +1652,7 @@ impl Parser<'_> {
                         continue;
                     }
                 }
-                if ifs
-                    .iter()
-                    .any(|x| matches!(&x.device, ForwardDevice::Netdev(e) if e == d))
-                {
+                if !seen_devs.insert(d) {
                     return Err(self.invalid(
                         ie,
                         Some("dev"),
@@ -1690,10 +1691,7 @@ impl Parser<'_> {
                     }
                 }
                 let addr = self.pci_address(ae)?;
-                if ifs
-                    .iter()
-                    .any(|x| matches!(&x.device, ForwardDevice::Pci(p) if *p == addr))
-                {
+                if !seen_pci.insert(addr) {
                     return Err(self.invalid(
                         ae,
                         None,
