@@ -284,6 +284,16 @@ impl<'a> Builder<'a> {
                     )
                 })?
                 .into_owned();
+            // Literal forbidden characters were refused for the whole
+            // input already: one here came from a character reference,
+            // which libxml2 refuses too.
+            if let Some(c) = value.chars().find(|c| is_forbidden_char(*c)) {
+                return Err(syntax(
+                    input,
+                    apos,
+                    format!("{} in attribute '{key}'", char_ref_message(c)),
+                ));
+            }
             if key == "xmlns" {
                 ns_decls.push((None, value));
                 continue;
@@ -416,13 +426,20 @@ fn is_forbidden_char(c: char) -> bool {
     (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{fffe}' || c == '\u{ffff}'
 }
 
+/// libxml2's message for a character reference to a character XML 1.0
+/// does not allow (`&#1;`): `xmlParseCharRef: invalid xmlChar value 1`,
+/// with virtnet's "invalid XML character U+0001" in front.
+fn char_ref_message(c: char) -> String {
+    format!(
+        "invalid XML character U+{:04X} (xmlParseCharRef: invalid xmlChar value {})",
+        u32::from(c),
+        u32::from(c)
+    )
+}
+
 fn check_chars(input: &str, s: &str, pos: usize) -> Result<(), NetXmlError> {
     match s.chars().find(|c| is_forbidden_char(*c)) {
-        Some(c) => Err(syntax(
-            input,
-            pos,
-            format!("invalid XML character U+{:04X}", u32::from(c)),
-        )),
+        Some(c) => Err(syntax(input, pos, char_ref_message(c))),
         None => Ok(()),
     }
 }

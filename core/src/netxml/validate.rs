@@ -147,6 +147,18 @@ pub fn validate_for_define(
                 }
                 _ => {
                     let b = find_unused_bridge_name(def, ctx)?;
+                    // A template that passed the parser's check can still
+                    // give a name that is too long ("abcdefghijklm%d" -> 256).
+                    if let Err(why) = super::names::check_interface_name(&b) {
+                        return Err(verr(
+                            "/network/bridge[1]",
+                            Some("name"),
+                            format!(
+                                "invalid interface name '{}' made from <bridge name>: {why}",
+                                b.escape_debug()
+                            ),
+                        ));
+                    }
                     def.bridge.name = Some(b);
                 }
             }
