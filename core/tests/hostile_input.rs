@@ -65,6 +65,18 @@ fn define_refuses_hostile_names_and_changes_nothing() {
         ),
         ("<network><name>n</name><domain name='a&#11;b'/></network>", "xmlParseCharRef: invalid xmlChar value 11"),
         ("<network><name>n</name><domain name='a&#x0C;b'/></network>", "xmlParseCharRef: invalid xmlChar value 12"),
+        (
+            "<network><name>n</name><dns><txt name='a' value='x&quot;y'/></dns></network>",
+            r#"1:43: <txt value> 'x\"y' cannot be written to dnsmasq's configuration: it contains '"', which dnsmasq reads as quoting (at /network/dns[1]/txt[1]/@value)"#,
+        ),
+        (
+            "<network><name>n</name><domain name='a&#10;dhcp-script=/x'/></network>",
+            r"<domain name> 'a\ndhcp-script=/x' cannot be written to dnsmasq's configuration: it contains a line break",
+        ),
+        (
+            "<network><name>n</name><ip address='10.0.0.1' prefix='24'><dhcp><host mac='52:54:00:00:00:01 x' ip='10.0.0.5'/></dhcp></ip></network>",
+            "it contains whitespace, which separates fields in dnsmasq's hosts files (at /network/ip[1]/dhcp[1]/host[1]/@mac)",
+        ),
     ];
     for (xml, want) in cases {
         let e = d.define(xml).expect_err(xml).to_string();

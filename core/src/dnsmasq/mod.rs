@@ -32,6 +32,7 @@ mod conf;
 mod error;
 pub mod hosts;
 mod paths;
+mod values;
 
 pub use caps::{DnsmasqCaps, DnsmasqVersion};
 pub use command::{
@@ -46,3 +47,4 @@ pub use error::{DnsmasqError, RangeProblem};
 pub use paths::{
     xml_escape_name, DnsmasqPaths, LIBVIRT_DNSMASQ_DIR, LIBVIRT_PID_DIR, VIRTNET_DNSMASQ_DIR,
 };
+pub use values::{check_define_values, UnsafeValue};

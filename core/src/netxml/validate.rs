@@ -385,6 +385,10 @@ pub fn validate_for_define(
             }
         }
     }
+    // virtnet: values dnsmasq would misread are refused now, not at start.
+    if let Err(u) = crate::dnsmasq::check_define_values(def) {
+        return Err(verr(&u.path, u.attribute, u.to_string()));
+    }
     Ok(())
 }
 
