@@ -24,7 +24,9 @@
 //! ([`DnsmasqError::LineBreak`]) instead of injecting configuration lines; a
 //! network without a bridge name is rejected ([`DnsmasqError::NoBridge`])
 //! instead of writing `interface=(null)`; a DHCP host with neither MAC/id
-//! nor name is rejected ([`DnsmasqError::IncompleteHost`]).
+//! nor name is rejected ([`DnsmasqError::IncompleteHost`]). At define time
+//! [`check_define_values`] refuses every value dnsmasq would read
+//! differently (line breaks, quotes, comments, hosts-file separators).
 
 pub mod caps;
 mod command;
