@@ -211,9 +211,14 @@ fn run_cmd(d: &Driver, cmd: NetCommand) -> Result<String, String> {
     Ok(match cmd {
         NetCommand::Define { file } => {
             let xml = read_xml(&file)?;
-            let def = d
-                .define(&xml)
-                .map_err(|err| format!("{}: {err}", file.display()))?;
+            let def = d.define(&xml).map_err(|err| match &err {
+                // FILE:LINE:COL: message, as `virtnet xml validate` prints it.
+                virtnet_core::driver::DriverError::Xml(x) => match (x.line(), x.column()) {
+                    (Some(l), Some(c)) => format!("{}:{l}:{c}: {}", file.display(), x.detail()),
+                    _ => format!("{}: {err}", file.display()),
+                },
+                _ => format!("{}: {err}", file.display()),
+            })?;
             define_done(&def.name, &file)
         }
         NetCommand::Undefine { name } => {

@@ -288,9 +288,9 @@ fn lenient_inputs_libvirt_accepts() {
     // mtu '-1' wraps like virStrToLong_ui.
     assert_eq!(ok(net("  <mtu size='-1'/>")).mtu, u32::MAX);
     // XML attribute-value normalization and end-of-line handling.
-    let d = ok("<network>\r\n  <name>n</name>\r\n  <title>a\tb</title>\r\n  <description>x\r\ny\rz</description>\r\n  <bridge name='a\tb\nc' zone='p&#10;q'/>\r\n</network>\r\n".to_string());
-    assert_eq!(d.bridge.name.as_deref(), Some("a b c"));
-    assert_eq!(d.bridge.zone.as_deref(), Some("p\nq"));
+    let d = ok("<network>\r\n  <name>n</name>\r\n  <title>a\tb</title>\r\n  <description>x\r\ny\rz</description>\r\n  <bridge zone='a\tb\nc'/>\r\n  <domain name='p&#10;q'/>\r\n</network>\r\n".to_string());
+    assert_eq!(d.bridge.zone.as_deref(), Some("a b c"));
+    assert_eq!(d.domain.name.as_deref(), Some("p\nq"));
     assert_eq!(d.description.as_deref(), Some("x\ny\nz"));
     assert_eq!(d.title.as_deref(), Some("a\tb"));
     // ... and errors in CRLF documents still report the right line.

@@ -102,7 +102,7 @@ struct Report {
 
 /// CPU time of the calling thread (Linux: /proc/thread-self/schedstat,
 /// first field in nanoseconds); `None` elsewhere.
-fn thread_cpu() -> Option<Duration> {
+pub(crate) fn thread_cpu() -> Option<Duration> {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     let ns: u64 = s.split_whitespace().next()?.parse().ok()?;
     Some(Duration::from_nanos(ns))

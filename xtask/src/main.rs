@@ -15,6 +15,7 @@ use std::process::{Command, ExitCode};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_parse;
 mod conformance;
 mod golden;
 mod realns;
@@ -78,6 +79,16 @@ enum Task {
     /// the current driver, both backends, on the fake host, or with --real
     /// on the real kernel in new namespaces.
     UpgradeCheck(upgrade::UpgradeArgs),
+    /// Network XML parse + validate time on 80,000-element definitions of
+    /// several kinds (release build; prints figures, asserts nothing).
+    BenchParse {
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Measure with this build even when it is unoptimised.
+        #[arg(long)]
+        this_build: bool,
+    },
     /// Fault-injected network starts per second on the fake host (release build).
     Bench {
         /// Seconds to measure.
@@ -331,5 +342,6 @@ fn main() -> ExitCode {
             faulted_only,
             rounds,
         } => exit(bench::run(seconds, json, iterations, faulted_only, rounds)),
+        Task::BenchParse { json, this_build } => exit(bench_parse::run(json, this_build)),
     }
 }

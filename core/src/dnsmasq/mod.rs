@@ -24,7 +24,9 @@
 //! ([`DnsmasqError::LineBreak`]) instead of injecting configuration lines; a
 //! network without a bridge name is rejected ([`DnsmasqError::NoBridge`])
 //! instead of writing `interface=(null)`; a DHCP host with neither MAC/id
-//! nor name is rejected ([`DnsmasqError::IncompleteHost`]).
+//! nor name is rejected ([`DnsmasqError::IncompleteHost`]). At define time
+//! [`check_define_values`] refuses every value dnsmasq would read
+//! differently (line breaks, quotes, comments, hosts-file separators).
 
 pub mod caps;
 mod command;
@@ -32,6 +34,7 @@ mod conf;
 mod error;
 pub mod hosts;
 mod paths;
+mod values;
 
 pub use caps::{DnsmasqCaps, DnsmasqVersion};
 pub use command::{
@@ -46,3 +49,4 @@ pub use error::{DnsmasqError, RangeProblem};
 pub use paths::{
     xml_escape_name, DnsmasqPaths, LIBVIRT_DNSMASQ_DIR, LIBVIRT_PID_DIR, VIRTNET_DNSMASQ_DIR,
 };
+pub use values::{check_define_values, UnsafeValue};

@@ -63,19 +63,7 @@ fn path(dir: &str, stem: &str, suffix: &str) -> String {
 /// control characters 0x01-0x08, 0x0B, 0x0C, 0x0E-0x19 are dropped, all
 /// else (including tab, LF, CR and 0x1A-0x1F) is kept.
 pub fn xml_escape_name(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\u{1}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{19}' => {}
-            c => out.push(c),
-        }
-    }
-    out
+    crate::netxml::format::escape_xml(s, crate::netxml::format::Escape::Libvirt).into_owned()
 }
 
 #[cfg(test)]

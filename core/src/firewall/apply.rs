@@ -91,6 +91,15 @@ pub enum FirewallError {
     /// apply stopped at once and NO rollback was run.
     #[error("firewall apply aborted, no rollback run: {program} (command #{index}) crashed")]
     Crashed { program: String, index: u64 },
+    /// An nft argument that nft would read as more than the one word (or
+    /// the one `{ ... }` block) it is meant to be; nothing was run. See
+    /// [`check_nft_argument`].
+    #[error("refusing to run firewall command '{command}': argument {argument:?} {reason}")]
+    UnsafeNftArgument {
+        command: String,
+        argument: String,
+        reason: &'static str,
+    },
     /// A query callback rejected its input.
     #[error("{message}")]
     Callback { message: String },
@@ -373,6 +382,9 @@ fn exec_nftables<R: Runner + ?Sized>(
     };
     cmd.set_nft_ae(creation.is_some());
     let cmd = &*cmd;
+    if cmd.layer != Layer::Tc {
+        check_nft_argv(&cmd.argv)?;
+    }
     let out = runner.run(&Cmd {
         argv: cmd.argv.clone(),
         stdin: None,
@@ -492,4 +504,73 @@ pub fn full_argv(backend: Backend, cmd: &FirewallCmd, nft_ae: bool) -> Vec<Strin
     argv.extend(option.map(str::to_string));
     argv.extend(args.iter().cloned());
     argv
+}
+
+/// The guard at the one door to nft: every nftables-backend `nft` command
+/// passes here before it runs. nft joins its arguments with spaces and
+/// parses the result as a script, so an argument holding `;`, a newline or
+/// `#` would add a statement or hide the rest of the command. Whatever the
+/// rule generators and the parser let through, such a command is refused.
+pub fn check_nft_argv(argv: &[String]) -> Result<(), FirewallError> {
+    for a in argv {
+        if let Err(reason) = check_nft_argument(a) {
+            return Err(FirewallError::UnsafeNftArgument {
+                command: render_argv(argv, RenderOptions::ONE_LINE),
+                argument: a.clone(),
+                reason,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Is `arg` one nft word, or one balanced `{ ... }` block (a chain
+/// specification such as `{ type filter hook forward priority 0; policy
+/// accept; }`)? `Err` says why not.
+///
+/// Refused anywhere: control characters (newline, CR, tab, ...), `#` (a
+/// comment to the end of the script), quotes (`"` and `'`), `\` and `$`.
+/// Outside a block: whitespace and `;` (they split words and statements)
+/// and any brace. A block must open at the first character and close at the
+/// last, with balanced braces in between.
+pub fn check_nft_argument(arg: &str) -> Result<(), &'static str> {
+    if let Some(c) = arg
+        .chars()
+        .find(|c| c.is_control() || matches!(c, '#' | '"' | '\'' | '\\' | '$'))
+    {
+        return Err(match c {
+            '#' => "contains '#', which starts an nft comment",
+            '"' | '\'' => "contains a quote",
+            '\\' | '$' => "contains '\\' or '$'",
+            _ => "contains a control character (newline, CR, tab, ...)",
+        });
+    }
+    if let Some(inner) = arg.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+        let mut depth = 0usize;
+        for c in inner.chars() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth = depth
+                        .checked_sub(1)
+                        .ok_or("closes its '{' block before its end")?;
+                }
+                _ => {}
+            }
+        }
+        if depth != 0 {
+            return Err("has unbalanced braces");
+        }
+        return Ok(());
+    }
+    if arg.contains(['{', '}']) {
+        return Err("has a brace outside of a whole '{ ... }' block");
+    }
+    if arg.contains(';') {
+        return Err("contains ';', which ends an nft statement");
+    }
+    if arg.chars().any(char::is_whitespace) {
+        return Err("contains whitespace, which splits it into several nft words");
+    }
+    Ok(())
 }

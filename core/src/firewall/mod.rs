@@ -29,7 +29,10 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-pub use apply::{full_argv, nft_handle_echo, parse_nft_handle, rollback_start, FirewallError};
+pub use apply::{
+    check_nft_argument, check_nft_argv, full_argv, nft_handle_echo, parse_nft_handle,
+    rollback_start, FirewallError,
+};
 pub use recording::{HandleMode, Matcher, RecordingRunner, Reply, ReplyHook};
 pub use render::{
     escape_shell, parse_stream, render_argv, render_stream, GoldenParseError, RenderOptions,

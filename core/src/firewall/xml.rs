@@ -92,29 +92,7 @@ fn line_col(doc: &str, pos: usize) -> (usize, usize) {
 /// `virBufferEscapeString` escaping of `s` (plus dropping NUL, which a C
 /// string cannot contain).
 pub fn escape_xml_text(s: &str) -> Cow<'_, str> {
-    let special = |c: char| matches!(c, '<' | '>' | '&' | '"' | '\'') || is_dropped_control(c);
-    if !s.contains(special) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if is_dropped_control(c) => {}
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
-}
-
-/// Control characters libvirt silently drops when escaping (0x1A-0x1F are
-/// NOT dropped, exactly as in libvirt).
-fn is_dropped_control(c: char) -> bool {
-    matches!(c as u32, 0x00..=0x08 | 0x0B | 0x0C | 0x0E..=0x19)
+    crate::netxml::format::escape_xml(s, crate::netxml::format::Escape::Libvirt)
 }
 
 impl Firewall {

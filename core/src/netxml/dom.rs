@@ -4,6 +4,7 @@
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
+use std::collections::HashMap;
 
 use super::error::{line_col, ErrorKind, Location, NetXmlError};
 
@@ -223,6 +224,9 @@ fn offset_in(input: &str, slice: &[u8]) -> Option<usize> {
 struct Builder<'a> {
     input: &'a str,
     stack: Vec<Element>,
+    /// For each element of `stack`: how many children of each qualified
+    /// name it has so far (the `[N]` of their paths).
+    counts: Vec<HashMap<String, usize>>,
     root: Option<Element>,
 }
 
@@ -280,6 +284,16 @@ impl<'a> Builder<'a> {
                     )
                 })?
                 .into_owned();
+            // Literal forbidden characters were refused for the whole
+            // input already: one here came from a character reference,
+            // which libxml2 refuses too.
+            if let Some(c) = value.chars().find(|c| is_forbidden_char(*c)) {
+                return Err(syntax(
+                    input,
+                    apos,
+                    format!("{} in attribute '{key}'", char_ref_message(c)),
+                ));
+            }
             if key == "xmlns" {
                 ns_decls.push((None, value));
                 continue;
@@ -345,16 +359,16 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        let path = match self.stack.last() {
-            Some(parent) => {
-                let n = parent
-                    .elements()
-                    .filter(|c| c.local == local && c.prefix == prefix)
-                    .count()
-                    + 1;
+        // The position among same-named siblings comes from a per-parent
+        // counter: counting the siblings again for every child made a
+        // document with many children quadratic.
+        let path = match (self.stack.last(), self.counts.last_mut()) {
+            (Some(parent), Some(counts)) => {
+                let n = counts.entry(qname.clone()).or_insert(0);
+                *n += 1;
                 format!("{}/{}[{}]", parent.path, qname, n)
             }
-            None => format!("/{qname}"),
+            _ => format!("/{qname}"),
         };
         Ok(Element {
             prefix,
@@ -412,13 +426,20 @@ fn is_forbidden_char(c: char) -> bool {
     (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{fffe}' || c == '\u{ffff}'
 }
 
+/// libxml2's message for a character reference to a character XML 1.0
+/// does not allow (`&#1;`): `xmlParseCharRef: invalid xmlChar value 1`,
+/// with virtnet's "invalid XML character U+0001" in front.
+fn char_ref_message(c: char) -> String {
+    format!(
+        "invalid XML character U+{:04X} (xmlParseCharRef: invalid xmlChar value {})",
+        u32::from(c),
+        u32::from(c)
+    )
+}
+
 fn check_chars(input: &str, s: &str, pos: usize) -> Result<(), NetXmlError> {
     match s.chars().find(|c| is_forbidden_char(*c)) {
-        Some(c) => Err(syntax(
-            input,
-            pos,
-            format!("invalid XML character U+{:04X}", u32::from(c)),
-        )),
+        Some(c) => Err(syntax(input, pos, char_ref_message(c))),
         None => Ok(()),
     }
 }
@@ -479,6 +500,7 @@ fn parse_normalized(input: &str) -> Result<Element, NetXmlError> {
     let mut b = Builder {
         input,
         stack: Vec::new(),
+        counts: Vec::new(),
         root: None,
     };
     loop {
@@ -502,6 +524,7 @@ fn parse_normalized(input: &str) -> Result<Element, NetXmlError> {
                 }
                 let el = b.start(&e, pos)?;
                 b.stack.push(el);
+                b.counts.push(HashMap::new());
             }
             Event::Empty(e) => {
                 b.check_depth(pos)?;
@@ -516,7 +539,10 @@ fn parse_normalized(input: &str) -> Result<Element, NetXmlError> {
                 b.finish(el, pos)?;
             }
             Event::End(_) => match b.stack.pop() {
-                Some(el) => b.finish(el, pos)?,
+                Some(el) => {
+                    b.counts.pop();
+                    b.finish(el, pos)?
+                }
                 None => return Err(syntax(input, pos, "unexpected end tag")),
             },
             Event::Text(t) => {

@@ -47,7 +47,15 @@ impl Buf {
         if let Some(v) = val {
             let mut s = String::with_capacity(before.len() + v.len() + after.len());
             s.push_str(before);
-            escape_libvirt(v, &mut s);
+            // Attribute values (the text before ends with the opening
+            // quote) and element text are escaped so they read back as
+            // they are.
+            let how = if before.ends_with(['\'', '"']) {
+                Escape::Attribute
+            } else {
+                Escape::Text
+            };
+            escape_xml_into(v, how, &mut s);
             s.push_str(after);
             self.add(&s);
         }
@@ -58,9 +66,44 @@ impl Buf {
     }
 }
 
-/// virBufferEscapeString escaping: `<>&"'` become entities; control bytes
-/// 0x01-0x08, 0x0B, 0x0C, 0x0E-0x19 are dropped.
-pub fn escape_libvirt(s: &str, out: &mut String) {
+/// Where an escaped value goes: the one XML-escaping rule of the tree,
+/// in its three uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// libvirt's virBufferEscapeString exactly: `<>&"'` become entities,
+    /// control characters 0x00-0x08, 0x0B, 0x0C, 0x0E-0x19 are dropped,
+    /// everything else (tab, LF, CR, 0x1A-0x1F) is kept. For texts that
+    /// must be byte-for-byte libvirt's (dnsmasq file names built from the
+    /// escaped network name, saved firewall plans).
+    Libvirt,
+    /// An attribute value that must read back unchanged: as `Libvirt`, and
+    /// tab, LF and CR become `&#9;`, `&#10;`, `&#13;` (written literally,
+    /// XML attribute-value normalization would turn them into spaces).
+    /// libvirt writes them literally (virtnet divergence).
+    Attribute,
+    /// Element text that must read back unchanged: as `Libvirt`, and CR
+    /// becomes `&#13;` (a literal CR would become LF on reading).
+    Text,
+}
+
+fn needs_escape(c: char, how: Escape) -> bool {
+    matches!(c, '<' | '>' | '&' | '"' | '\'')
+        || is_dropped_control(c)
+        || match how {
+            Escape::Libvirt => false,
+            Escape::Attribute => matches!(c, '\t' | '\n' | '\r'),
+            Escape::Text => c == '\r',
+        }
+}
+
+/// Control characters virBufferEscapeString drops (0x1A-0x1F are NOT
+/// dropped, exactly as in libvirt; NUL cannot be in a C string).
+fn is_dropped_control(c: char) -> bool {
+    matches!(c as u32, 0x00..=0x08 | 0x0B | 0x0C | 0x0E..=0x19)
+}
+
+/// Append `s` escaped for `how` to `out`.
+pub fn escape_xml_into(s: &str, how: Escape, out: &mut String) {
     for c in s.chars() {
         match c {
             '<' => out.push_str("&lt;"),
@@ -68,10 +111,33 @@ pub fn escape_libvirt(s: &str, out: &mut String) {
             '&' => out.push_str("&amp;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            '\u{01}'..='\u{08}' | '\u{0b}' | '\u{0c}' | '\u{0e}'..='\u{19}' => {}
+            c if is_dropped_control(c) => {}
+            '\t' if how == Escape::Attribute => out.push_str("&#9;"),
+            '\n' if how == Escape::Attribute => out.push_str("&#10;"),
+            '\r' if how != Escape::Libvirt => out.push_str("&#13;"),
             c => out.push(c),
         }
     }
+}
+
+/// `s` escaped for `how` (borrowed when nothing needs escaping).
+pub fn escape_xml(s: &str, how: Escape) -> std::borrow::Cow<'_, str> {
+    if !s.contains(|c| needs_escape(c, how)) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    escape_xml_into(s, how, &mut out);
+    std::borrow::Cow::Owned(out)
+}
+
+/// An attribute value escaped to read back unchanged ([`Escape::Attribute`]).
+fn attr(s: &str) -> std::borrow::Cow<'_, str> {
+    escape_xml(s, Escape::Attribute)
+}
+
+/// virBufferEscapeString escaping, exactly libvirt's ([`Escape::Libvirt`]).
+pub fn escape_libvirt(s: &str, out: &mut String) {
+    escape_xml_into(s, Escape::Libvirt, out);
 }
 
 fn tristate(v: bool) -> &'static str {
@@ -152,7 +218,9 @@ pub fn format_indented(def: &NetworkDef, flags: FormatFlags, indent: usize) -> S
         b.add(&format!("<mac address='{mac}'/>\n"));
     }
     if let Some(d) = &def.domain.name {
-        let mut s = format!("<domain name='{d}'");
+        // libvirt writes these attributes unescaped (virtnet divergence:
+        // escaped, so the file reads back as defined).
+        let mut s = format!("<domain name='{}'", attr(d));
         if let Some(l) = def.domain.local_only {
             let _ = write!(s, " localOnly='{}'", tristate(l));
         }
@@ -231,7 +299,7 @@ fn format_forward(b: &mut Buf, fwd: &ForwardDef, flags: FormatFlags) {
         }
         if let Some(m) = &fwd.driver.model {
             s.push_str(" model='");
-            escape_libvirt(m, &mut s);
+            escape_xml_into(m, Escape::Attribute, &mut s);
             s.push('\'');
         }
         s.push_str("/>\n");
@@ -413,13 +481,13 @@ fn format_ip(b: &mut Buf, ip: &IpDef) {
         for h in &ip.hosts {
             let mut s = String::from("<host");
             if let Some(m) = &h.mac {
-                let _ = write!(s, " mac='{m}'");
+                let _ = write!(s, " mac='{}'", attr(m));
             }
             if let Some(i) = &h.id {
-                let _ = write!(s, " id='{i}'");
+                let _ = write!(s, " id='{}'", attr(i));
             }
             if let Some(n) = &h.name {
-                let _ = write!(s, " name='{n}'");
+                let _ = write!(s, " name='{}'", attr(n));
             }
             if let Some(a) = &h.ip {
                 let _ = write!(s, " ip='{}'", ip_to_string(a));
@@ -569,7 +637,7 @@ fn format_virtualport(b: &mut Buf, vp: &VirtualPort) {
         .as_ref()
         .filter(|_| matches!(k, None | Some(T::Openvswitch) | Some(T::Ieee8021Qbh)))
     {
-        let _ = write!(s, " profileid='{p}'");
+        let _ = write!(s, " profileid='{}'", attr(p));
     }
     s.push_str("/>\n");
     b.adjust(2);
@@ -579,7 +647,7 @@ fn format_virtualport(b: &mut Buf, vp: &VirtualPort) {
 }
 
 fn format_portgroup(b: &mut Buf, pg: &PortGroup) {
-    let mut s = format!("<portgroup name='{}'", pg.name);
+    let mut s = format!("<portgroup name='{}'", attr(&pg.name));
     if pg.is_default {
         s.push_str(" default='yes'");
     }

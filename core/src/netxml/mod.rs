@@ -12,6 +12,7 @@ pub mod error;
 pub mod format;
 mod lex;
 pub mod model;
+pub mod names;
 mod parse;
 pub mod validate;
 

@@ -67,6 +67,22 @@ impl Parser<'_> {
         )
     }
 
+    /// virtnet's interface-name rule (see [`super::names`]) for the value
+    /// of attribute `attr` of `el`.
+    fn ifname(&self, el: &Element, attr: &str, value: &str) -> Result<()> {
+        super::names::check_interface_name(value).map_err(|why| {
+            self.invalid(
+                el,
+                Some(attr),
+                format!(
+                    "invalid interface name '{}' in <{} {attr}>: {why}",
+                    value.escape_debug(),
+                    el.qname()
+                ),
+            )
+        })
+    }
+
     /// virXMLPropTristateBool.
     fn tristate(&self, el: &Element, attr: &str) -> Result<Option<bool>> {
         match el.prop(attr) {
@@ -138,6 +154,16 @@ impl Parser<'_> {
         if name.contains('/') {
             let el = root.xpath_child("name").unwrap_or(root);
             return Err(self.invalid(el, None, "invalid char in name: /"));
+        }
+        if name.contains('\n') {
+            // libvirt's define-time check (and message), done here too so
+            // that a config or status file with such a name is not loaded.
+            let el = root.xpath_child("name").unwrap_or(root);
+            return Err(self.err(ErrorKind::Validation, el, None, "invalid char in name: \n"));
+        }
+        if let Err(msg) = super::names::check_network_name(&name) {
+            let el = root.xpath_child("name").unwrap_or(root);
+            return Err(self.invalid(el, None, msg));
         }
         self.name = name.clone();
 
@@ -213,6 +239,9 @@ impl Parser<'_> {
         let bridge_el = root.xpath_child("bridge");
         if let Some(b) = bridge_el {
             bridge.name = b.xpath_prop("name").map(str::to_string);
+            if let Some(n) = &bridge.name {
+                self.ifname(b, "name", n)?;
+            }
             bridge.zone = b.xpath_prop("zone").map(str::to_string);
             if let Some(stp) = b.xpath_prop("stp") {
                 bridge.stp_specified = true;
@@ -1609,6 +1638,19 @@ impl Parser<'_> {
         }
 
         let dev = el.xpath_prop("dev");
+        if let Some(d) = dev {
+            self.ifname(el, "dev", d)?;
+        }
+        for ie in &if_els {
+            if let Some(d) = ie.prop("dev") {
+                self.ifname(ie, "dev", d)?;
+            }
+        }
+        for pe in &pf_els {
+            if let Some(d) = pe.prop("dev") {
+                self.ifname(pe, "dev", d)?;
+            }
+        }
         if dev.is_some() && (!addr_els.is_empty() || !pf_els.is_empty()) {
             return Err(self.invalid(
                 el,
@@ -1621,8 +1663,12 @@ impl Parser<'_> {
 
         let mut ifs: Vec<ForwardIf> = Vec::new();
         let mut pfs = Vec::new();
+        // Devices listed so far, for the "only once" checks in linear time.
+        let mut seen_devs: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut seen_pci: std::collections::HashSet<PciAddress> = std::collections::HashSet::new();
         if !if_els.is_empty() || dev.is_some() {
             if let Some(d) = dev {
+                seen_devs.insert(d);
                 ifs.push(ForwardIf {
                     device: ForwardDevice::Netdev(d.to_string()),
                     connections: 0,
@@ -1648,10 +1694,7 @@ impl Parser<'_> {
                         continue;
                     }
                 }
-                if ifs
-                    .iter()
-                    .any(|x| matches!(&x.device, ForwardDevice::Netdev(e) if e == d))
-                {
+                if !seen_devs.insert(d) {
                     return Err(self.invalid(
                         ie,
                         Some("dev"),
@@ -1690,10 +1733,7 @@ impl Parser<'_> {
                     }
                 }
                 let addr = self.pci_address(ae)?;
-                if ifs
-                    .iter()
-                    .any(|x| matches!(&x.device, ForwardDevice::Pci(p) if *p == addr))
-                {
+                if !seen_pci.insert(addr) {
                     return Err(self.invalid(
                         ae,
                         None,

@@ -147,6 +147,18 @@ pub fn validate_for_define(
                 }
                 _ => {
                     let b = find_unused_bridge_name(def, ctx)?;
+                    // A template that passed the parser's check can still
+                    // give a name that is too long ("abcdefghijklm%d" -> 256).
+                    if let Err(why) = super::names::check_interface_name(&b) {
+                        return Err(verr(
+                            "/network/bridge[1]",
+                            Some("name"),
+                            format!(
+                                "invalid interface name '{}' made from <bridge name>: {why}",
+                                b.escape_debug()
+                            ),
+                        ));
+                    }
                     def.bridge.name = Some(b);
                 }
             }
@@ -292,6 +304,14 @@ pub fn validate_for_define(
     let mut bad_vlan_use = false;
     let mut bad_vlan_path = "/network/vlan[1]".to_string();
     let mut default_pg: Option<&str> = None;
+    // Index of the last portgroup of each name: "a later one has the same
+    // name" without scanning the rest of the list for every portgroup.
+    let last_of_name: std::collections::HashMap<&str, usize> = def
+        .portgroups
+        .iter()
+        .enumerate()
+        .map(|(i, pg)| (pg.name.as_str(), i))
+        .collect();
     for (i, pg) in def.portgroups.iter().enumerate() {
         let path = format!("/network/portgroup[{}]", i + 1);
         if vlan_used || pg.vlan.as_ref().is_some_and(|v| !v.tags.is_empty()) {
@@ -320,7 +340,10 @@ pub fn validate_for_define(
             }
             default_pg = Some(&pg.name);
         }
-        if def.portgroups[i + 1..].iter().any(|o| o.name == pg.name) {
+        if last_of_name
+            .get(pg.name.as_str())
+            .is_some_and(|&last| last > i)
+        {
             return Err(verr(
                 &path,
                 Some("name"),
@@ -361,6 +384,10 @@ pub fn validate_for_define(
                 ));
             }
         }
+    }
+    // virtnet: values dnsmasq would misread are refused now, not at start.
+    if let Err(u) = crate::dnsmasq::check_define_values(def) {
+        return Err(verr(&u.path, u.attribute, u.to_string()));
     }
     Ok(())
 }

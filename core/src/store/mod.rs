@@ -178,19 +178,6 @@ pub fn format_config(def: &NetworkDef) -> String {
     s
 }
 
-/// Indents every non-empty line of `text` by `n` spaces.
-fn indent(text: &str, n: usize) -> String {
-    let pad = " ".repeat(n);
-    let mut out = String::with_capacity(text.len() + 64);
-    for line in text.split_inclusive('\n') {
-        if line != "\n" {
-            out.push_str(&pad);
-        }
-        out.push_str(line);
-    }
-    out
-}
-
 /// A live status file: libvirt's `<networkstatus>` document.
 #[derive(Debug, Clone)]
 pub struct NetworkStatus {
@@ -238,11 +225,13 @@ pub fn format_status(st: &NetworkStatus) -> String {
     s.push_str(&format!("  <class_id bitmap='{}'/>\n", st.class_id));
     s.push_str(&format!("  <floor sum='{}'/>\n", st.floor_sum));
     for t in &st.taints {
-        let mut esc = String::new();
-        netxml::format::escape_libvirt(t, &mut esc);
+        let esc = netxml::format::escape_xml(t, netxml::format::Escape::Attribute);
         s.push_str(&format!("  <taint flag='{esc}'/>\n"));
     }
-    s.push_str(&indent(&netxml::format(&st.def, FormatFlags::LIVE), 2));
+    // Indented as it is formatted (libvirt's virBufferAdjustIndent), not
+    // line by line afterwards: that would also indent the lines of a
+    // multi-line text value, which would then read back changed.
+    s.push_str(&netxml::format_indented(&st.def, FormatFlags::LIVE, 2));
     if let Some(fw) = &st.fw_removal {
         s.push_str(&fw.format_xml(2));
     }
@@ -274,7 +263,11 @@ fn tag_attr(doc: &str, at: usize, attr: &str) -> Option<String> {
         if let Some(p) = tag.find(&pat) {
             let v = &tag[p + pat.len()..];
             let e = v.find(quote)?;
-            return Some(v[..e].to_string());
+            // The value as written (entities and character references
+            // expanded), so what format_status escaped reads back as it was.
+            return quick_xml::escape::unescape(&v[..e])
+                .ok()
+                .map(|c| c.into_owned());
         }
     }
     None
