@@ -16,7 +16,7 @@ use virtnet_core::firewall::{
 };
 use virtnet_core::netxml;
 use virtnet_core::rules::{self, golden::load_case, ChainInitState};
-use virtnet_core::status::{ConfigStore, StatusStore};
+use virtnet_core::store::{ConfigStore, StatusStore};
 
 const GOOD: &str = "<network>\n  <name>hostile</name>\n  <forward mode='nat' dev='eth0'/>\n  <bridge name='virbr5'/>\n  <ip address='10.5.0.1' prefix='24'/>\n</network>\n";
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use virtnet_core::netxml::{self, NetworkDef};
-use virtnet_core::status::{self, NetworkStatus};
+use virtnet_core::store::{self, NetworkStatus};
 
 const BASE: &str = "<network xmlns:dnsmasq='http://libvirt.org/schemas/network/dnsmasq/1.0'>
   <name>rt</name>
@@ -136,14 +136,14 @@ proptest! {
     fn config_and_status_files_read_back_exactly(t in texts()) {
         let def = with_texts(&t);
         // The config file (inactive form).
-        let text = status::format_config(&def);
+        let text = store::format_config(&def);
         let back = netxml::parse(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
         prop_assert_eq!(&back, &def, "config file:\n{}", text);
         // The status file (live form), with a taint flag.
         let mut st = NetworkStatus::new(def.clone(), None);
         st.taints.push(t.taint.clone());
-        let text = status::format_status(&st);
-        let back = status::parse_status(&text, Path::new("rt.xml"))
+        let text = store::format_status(&st);
+        let back = store::parse_status(&text, Path::new("rt.xml"))
             .map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
         prop_assert_eq!(&back.def, &def, "status file:\n{}", text);
         prop_assert_eq!(&back.taints, &st.taints);
