@@ -25,6 +25,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use virtnet_core::driver::{Driver, DriverConfig, DriverError};
+use virtnet_core::store;
 use virtnet_daemon::activation::{notify, ProcessEnv};
 use virtnet_daemon::driver_service::ChangeHook;
 use virtnet_daemon::{
@@ -247,15 +248,23 @@ fn make_service(
     Ok(Arc::new(svc))
 }
 
-fn ensure_dir(what: &str, dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {what} {}: {e}", dir.display()))
+/// Creates a directory the daemon needs with exactly `mode` (whatever the
+/// umask) when it is missing; an existing one is left as it is.
+fn ensure_dir(what: &str, dir: &Path, mode: u32) -> Result<(), String> {
+    store::create_dir_all_mode(dir, mode)
+        .map_err(|e| format!("cannot create {what} {}: {e}", dir.display()))
 }
 
 /// Directories, then the driver (see [`make_service`]).
 fn prepare(args: &Args) -> Result<Arc<dyn Service>, Fatal> {
     let config = |e: String| Fatal(virtnet_daemon::EXIT_CONFIG, e);
-    ensure_dir("config directory", &args.config_dir).map_err(config)?;
-    ensure_dir("state directory", &args.state_dir).map_err(config)?;
+    ensure_dir(
+        "config directory",
+        &args.config_dir,
+        store::PRIVATE_DIR_MODE,
+    )
+    .map_err(config)?;
+    ensure_dir("state directory", &args.state_dir, store::STATE_DIR_MODE).map_err(config)?;
     if let Host::Fake(path) = &args.host {
         if path.is_dir() {
             return Err(config(format!(
@@ -264,7 +273,7 @@ fn prepare(args: &Args) -> Result<Arc<dyn Service>, Fatal> {
             )));
         }
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            ensure_dir("fake host state directory", dir).map_err(config)?;
+            ensure_dir("fake host state directory", dir, store::STATE_DIR_MODE).map_err(config)?;
         }
     }
     make_service(&args.host, &args.config_dir, &args.state_dir)

@@ -193,3 +193,128 @@ fn network_conf_settings_and_errors() {
         assert!(e.to_string().starts_with(&format!("/etc/virtnet/network.conf:{line}: ")));
     }
 }
+
+fn mode_of(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn a_symlink_planted_at_the_temporary_name_is_not_written_through() {
+    let d = tempfile::tempdir().unwrap();
+    let victim = d.path().join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    let target = d.path().join("net.xml");
+    // The first temporary name atomic_write tries, and a dangling link at
+    // the second one: neither may be opened.
+    let tmp0 = d.path().join(format!(".net.xml.tmp{}", std::process::id()));
+    let tmp1 = d
+        .path()
+        .join(format!(".net.xml.tmp{}.1", std::process::id()));
+    let nowhere = d.path().join("created-through-link");
+    std::os::unix::fs::symlink(&victim, &tmp0).unwrap();
+    std::os::unix::fs::symlink(&nowhere, &tmp1).unwrap();
+    atomic_write(&target, b"new").unwrap();
+    assert_eq!(fs::read(&target).unwrap(), b"new");
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    assert!(
+        !nowhere.exists(),
+        "a file was created through a dangling link"
+    );
+    // The planted links are not ours: left alone, still links.
+    assert!(fs::symlink_metadata(&tmp0)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(fs::symlink_metadata(&tmp1)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(!fs::symlink_metadata(&target)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(mode_of(&target), 0o600);
+}
+
+#[test]
+fn every_temporary_name_taken_is_an_error_not_a_write_through() {
+    let d = tempfile::tempdir().unwrap();
+    let victim = d.path().join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    let target = d.path().join("s.xml");
+    for k in 0..super::TEMP_NAME_TRIES {
+        let suffix = if k == 0 {
+            String::new()
+        } else {
+            format!(".{k}")
+        };
+        let tmp = d
+            .path()
+            .join(format!(".s.xml.tmp{}{suffix}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+    }
+    let e = atomic_write(&target, b"new").unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    assert!(!target.exists());
+}
+
+#[test]
+fn files_and_directories_get_their_modes() {
+    let d = tempfile::tempdir().unwrap();
+    let shared = d.path().join("a/b/hosts");
+    atomic_write_mode(&shared, b"x", SHARED_FILE_MODE).unwrap();
+    assert_eq!(mode_of(&shared), 0o644);
+    assert_eq!(mode_of(&d.path().join("a/b")), 0o755);
+    assert_eq!(mode_of(&d.path().join("a")), 0o755);
+    // Rewriting keeps the requested mode, whatever the file had.
+    atomic_write(&shared, b"y").unwrap();
+    assert_eq!(mode_of(&shared), 0o600);
+
+    let priv_dir = d.path().join("etc/virtnet");
+    create_dir_all_mode(&priv_dir, PRIVATE_DIR_MODE).unwrap();
+    assert_eq!(mode_of(&priv_dir), 0o700);
+    assert_eq!(mode_of(&d.path().join("etc")), 0o755);
+    // An existing directory is left as it is.
+    fs::set_permissions(&priv_dir, fs::Permissions::from_mode(0o750)).unwrap();
+    create_dir_all_mode(&priv_dir, PRIVATE_DIR_MODE).unwrap();
+    assert_eq!(mode_of(&priv_dir), 0o750);
+    // A file in the way is an error.
+    let e = create_dir_all_mode(&shared.join("sub"), STATE_DIR_MODE).unwrap_err();
+    assert!(
+        e.to_string().to_lowercase().contains("not a directory"),
+        "{e}"
+    );
+
+    // Config store: a fresh config directory is private.
+    let cfg = ConfigStore::new(d.path().join("cfg/networks"));
+    let def = netxml::parse(
+        "<network><name>n1</name><uuid>acc0d35a-07ed-4108-a893-65000321c14b</uuid></network>",
+    )
+    .unwrap();
+    cfg.save(&def).unwrap();
+    assert_eq!(mode_of(&d.path().join("cfg/networks")), 0o700);
+    assert_eq!(mode_of(&cfg.path("n1")), 0o600);
+    cfg.set_autostart("n1", true).unwrap();
+    assert_eq!(mode_of(&cfg.autostart_dir()), 0o700);
+}
+
+#[test]
+fn lock_files_are_private_and_never_followed() {
+    let d = tempfile::tempdir().unwrap();
+    let lock = d.path().join("driver.lock");
+    // A lock file an earlier version left world-readable is made private.
+    fs::write(&lock, b"").unwrap();
+    fs::set_permissions(&lock, fs::Permissions::from_mode(0o644)).unwrap();
+    open_lock_file(&lock).unwrap();
+    assert_eq!(mode_of(&lock), 0o600);
+    fs::remove_file(&lock).unwrap();
+    open_lock_file(&lock).unwrap();
+    assert_eq!(mode_of(&lock), 0o600);
+    // A symbolic link at the lock's name is refused (ELOOP), not followed.
+    let other = d.path().join("other.lock");
+    std::os::unix::fs::symlink(d.path().join("elsewhere"), &other).unwrap();
+    assert!(open_lock_file(&other).is_err());
+    assert!(!d.path().join("elsewhere").exists());
+}
