@@ -92,6 +92,27 @@ struct Args {
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     timeout: Option<u64>,
 
+    /// Close a connection on which no complete request line arrives within
+    /// SECONDS (counted from the connection or from the previous reply): a
+    /// client that sends half a request and waits does not keep its slot
+    /// and thread. Also the longest a reply may wait for a client that does
+    /// not read. 0: never.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    client_timeout: u64,
+
+    /// Most connections served at once on the read-write and admin sockets
+    /// together; more are refused with an error.
+    #[arg(long, value_name = "N", default_value_t = virtnet_daemon::server::DEFAULT_MAX_CLIENTS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_clients: usize,
+
+    /// Most connections served at once on the read-only socket (which any
+    /// user may use), counted apart from --max-clients so read-only
+    /// clients cannot use up the other sockets' slots; more are refused.
+    #[arg(long, value_name = "N", default_value_t = virtnet_daemon::server::DEFAULT_MAX_RO_CLIENTS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_ro_clients: usize,
+
     /// Log level or tracing filter (error, warn, info, debug, trace, or e.g.
     /// `virtnet_core=debug`); changeable at run time with daemon.set-log-level.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
@@ -323,6 +344,11 @@ fn main() -> ExitCode {
     };
     let config = ServerConfig {
         idle_timeout: args.timeout.map(Duration::from_secs),
+        client_timeout: Some(args.client_timeout)
+            .filter(|&s| s > 0)
+            .map(Duration::from_secs),
+        max_clients: args.max_clients,
+        max_ro_clients: args.max_ro_clients,
         log_control: Some(log),
         on_stopping: Some(Arc::new(|reason| {
             tracing::info!(?reason, "stopping");
