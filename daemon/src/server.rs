@@ -615,7 +615,9 @@ fn serve_client(
                     break;
                 }
             }
-            // Closes a connection left with a half-read line, too.
+            // Out of the registry first: once the peer sees the close, its
+            // slot is free. Closes a connection left with a half-read line.
+            shared.clients().remove(&id);
             let _ = writer.shutdown(std::net::Shutdown::Both);
         }
         Err(e) => tracing::warn!(client = id, "cannot clone client stream: {e}"),

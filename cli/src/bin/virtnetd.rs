@@ -20,6 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
+
+#[path = "../out.rs"]
+mod out;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
@@ -144,6 +147,41 @@ impl LogControl for ReloadLog {
     }
 }
 
+/// virtnetd's log sink: standard error, one line per record. Control
+/// characters inside a record (a network name with ESC or CR, a multi-line
+/// command error) are escaped (`\x1b`, `\r`, `\n`), so no value can fake
+/// or hide a log line; hence no colours either. A write error (closed or
+/// full standard error) is ignored: logging never stops or panics the
+/// daemon.
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+        let mut line = Vec::with_capacity(buf.len() + 8);
+        for &b in body {
+            match b {
+                b'\n' => line.extend_from_slice(b"\\n"),
+                b'\r' => line.extend_from_slice(b"\\r"),
+                b'\t' => line.push(b),
+                b if b < 0x20 || b == 0x7f => {
+                    line.extend_from_slice(format!("\\x{b:02x}").as_bytes())
+                }
+                b => line.push(b),
+            }
+        }
+        if body.len() != buf.len() {
+            line.push(b'\n');
+        }
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), &line);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn init_logging(level: &str) -> Result<Arc<ReloadLog>, String> {
     let filter =
         EnvFilter::try_new(level).map_err(|e| format!("invalid --log-level {level:?}: {e}"))?;
@@ -152,8 +190,9 @@ fn init_logging(level: &str) -> Result<Arc<ReloadLog>, String> {
         .with(layer)
         .with(
             tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+                .with_writer(|| LogSink)
+                .with_ansi(false)
+                .log_internal_errors(false),
         )
         .try_init()
         .map_err(|e| format!("cannot initialise logging: {e}"))?;
@@ -305,14 +344,14 @@ fn main() -> ExitCode {
     let log = match init_logging(&args.log_level) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("virtnetd: {e}");
+            crate::out::err_line(&format!("virtnetd: {e}"));
             return ExitCode::from(virtnet_daemon::EXIT_USAGE as u8);
         }
     };
 
     // Termination signals stay pending until the server can handle them.
     if let Err(e) = block_signals() {
-        eprintln!("virtnetd: cannot block signals: {e}");
+        crate::out::err_line(&format!("virtnetd: cannot block signals: {e}"));
         return ExitCode::from(virtnet_daemon::EXIT_FAILURE as u8);
     }
     // Activation first: it edits the process environment, which is only
@@ -322,7 +361,7 @@ fn main() -> ExitCode {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!("{e}");
-                eprintln!("virtnetd: {e}");
+                crate::out::err_line(&format!("virtnetd: {e}"));
                 return ExitCode::from(e.exit_code() as u8);
             }
         };
@@ -332,7 +371,7 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(Fatal(code, msg)) => {
             tracing::error!("{msg}");
-            eprintln!("virtnetd: {msg}");
+            crate::out::err_line(&format!("virtnetd: {msg}"));
             // Leave no socket file behind that nobody serves.
             for l in listeners.iter().filter(|l| l.unlink_on_close) {
                 if let Some(p) = &l.path {
@@ -359,12 +398,12 @@ fn main() -> ExitCode {
     let server = match Server::new(config, listeners, service) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("virtnetd: {e}");
+            crate::out::err_line(&format!("virtnetd: {e}"));
             return ExitCode::from(virtnet_daemon::EXIT_FAILURE as u8);
         }
     };
     if let Err(e) = install_signal_handlers(&server.shutdown_handle()) {
-        eprintln!("virtnetd: cannot install signal handlers: {e}");
+        crate::out::err_line(&format!("virtnetd: cannot install signal handlers: {e}"));
         return ExitCode::from(virtnet_daemon::EXIT_FAILURE as u8);
     }
     notify::notify_from_env("READY=1");
@@ -374,7 +413,7 @@ fn main() -> ExitCode {
             ExitCode::from(virtnet_daemon::EXIT_OK as u8)
         }
         Err(e) => {
-            eprintln!("virtnetd: {e}");
+            crate::out::err_line(&format!("virtnetd: {e}"));
             ExitCode::from(virtnet_daemon::EXIT_FAILURE as u8)
         }
     }

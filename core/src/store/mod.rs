@@ -33,7 +33,7 @@ pub enum StatusError {
         #[source]
         source: io::Error,
     },
-    #[error("{path}: invalid network definition: {source}")]
+    #[error("{}", at(.path, .source.line().zip(.source.column()), &format!("invalid network definition: {}", .source.detail())))]
     Network {
         path: PathBuf,
         #[source]
@@ -45,10 +45,24 @@ pub enum StatusError {
         #[source]
         source: crate::firewall::FirewallXmlError,
     },
-    #[error("{path}: {message}")]
-    Format { path: PathBuf, message: String },
+    #[error("{}", at(.path, .line.map(|l| (l, 1)), .message))]
+    Format {
+        path: PathBuf,
+        /// 1-based line the problem starts on, when known.
+        line: Option<usize>,
+        message: String,
+    },
     #[error("Network config filename '{path}' does not match network name '{name}'")]
     NameMismatch { path: PathBuf, name: String },
+}
+
+/// `FILE:LINE:COL: message` (`FILE: message` without a position): the one
+/// form of every error that points into a file.
+fn at(path: &Path, pos: Option<(usize, usize)>, message: &str) -> String {
+    match pos {
+        Some((l, c)) => format!("{}:{l}:{c}: {message}", path.display()),
+        None => format!("{}: {message}", path.display()),
+    }
 }
 
 impl StatusError {
@@ -61,6 +75,14 @@ impl StatusError {
     fn format(path: &Path, message: impl Into<String>) -> Self {
         StatusError::Format {
             path: path.to_path_buf(),
+            line: None,
+            message: message.into(),
+        }
+    }
+    fn format_at(path: &Path, line: usize, message: impl Into<String>) -> Self {
+        StatusError::Format {
+            path: path.to_path_buf(),
+            line: Some(line),
             message: message.into(),
         }
     }
@@ -456,12 +478,10 @@ pub fn parse_status(doc: &str, path: &Path) -> Result<NetworkStatus, StatusError
     let root_at = skip_prolog(doc);
     let has_status_root = find_start_tag(doc, "networkstatus", root_at) == Some(root_at);
     if !has_status_root && find_start_tag(doc, "network", root_at) != Some(root_at) {
-        return Err(StatusError::format(
+        return Err(StatusError::format_at(
             path,
-            format!(
-                "line {}: expected root element <networkstatus> or <network>",
-                line_of(doc, root_at) + 1
-            ),
+            line_of(doc, root_at) + 1,
+            "expected root element <networkstatus> or <network>",
         ));
     }
     let net_at = find_start_tag(doc, "network", root_at)
@@ -498,9 +518,10 @@ pub fn parse_status(doc: &str, path: &Path) -> Result<NetworkStatus, StatusError
         if let Some(at) = find_start_tag(doc, "floor", root_at).filter(|a| *a < net_at) {
             if let Some(v) = tag_attr(doc, at, "sum") {
                 st.floor_sum = v.parse().map_err(|_| {
-                    StatusError::format(
+                    StatusError::format_at(
                         path,
-                        format!("line {}: invalid floor sum '{v}'", line_of(doc, at) + 1),
+                        line_of(doc, at) + 1,
+                        format!("invalid floor sum '{v}'"),
                     )
                 })?;
             }
@@ -723,12 +744,16 @@ pub struct NetworkConf {
     pub firewall_backend_line: Option<usize>,
 }
 
-/// A `network.conf` that cannot be used: file, line and what is wrong.
+/// A `network.conf` that cannot be used: file, line, column and what is
+/// wrong (`FILE:LINE:COL: message`; `FILE: message` when the file cannot
+/// be read, line 0).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}:{line}: {message}")]
+#[error("{}", at(.path, (*.line > 0).then_some((*.line, *.column)), .message))]
 pub struct ConfError {
     pub path: PathBuf,
     pub line: usize,
+    /// 1-based column (in characters) of the key or value at fault.
+    pub column: usize,
     pub message: String,
 }
 
@@ -736,9 +761,10 @@ pub struct ConfError {
 /// lines, `#` comments, string/number/list values). Only
 /// `firewall_backend` is interpreted; other keys are accepted and ignored.
 pub fn parse_network_conf(text: &str, path: &Path) -> Result<NetworkConf, ConfError> {
-    let err = |line: usize, message: String| ConfError {
+    let err = |(line, column): (usize, usize), message: String| ConfError {
         path: path.to_path_buf(),
         line,
+        column,
         message,
     };
     let mut conf = NetworkConf::default();
@@ -749,9 +775,20 @@ pub fn parse_network_conf(text: &str, path: &Path) -> Result<NetworkConf, ConfEr
         if line.is_empty() {
             continue;
         }
+        // Columns: where the key starts, and where the value starts.
+        let indent = raw.chars().take_while(|c| c.is_whitespace()).count();
+        let key_at = (lineno, indent + 1);
         let Some((key, value)) = line.split_once('=') else {
-            return Err(err(lineno, format!("expecting '=' in \"{line}\"")));
+            return Err(err(key_at, format!("expecting '=' in \"{line}\"")));
         };
+        let value_at = (
+            lineno,
+            indent
+                + key.chars().count()
+                + 1
+                + value.chars().take_while(|c| c.is_whitespace()).count()
+                + 1,
+        );
         let key = key.trim();
         if key.is_empty()
             || !key
@@ -759,7 +796,7 @@ pub fn parse_network_conf(text: &str, path: &Path) -> Result<NetworkConf, ConfEr
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
             || key.starts_with(|c: char| c.is_ascii_digit())
         {
-            return Err(err(lineno, format!("invalid setting name '{key}'")));
+            return Err(err(key_at, format!("invalid setting name '{key}'")));
         }
         let mut value = value.trim().to_string();
         if value.starts_with('[') {
@@ -770,22 +807,22 @@ pub fn parse_network_conf(text: &str, path: &Path) -> Result<NetworkConf, ConfEr
                         value.push(' ');
                         value.push_str(strip_comment(more).trim());
                     }
-                    None => return Err(err(lineno, "unterminated list".to_string())),
+                    None => return Err(err(value_at, "unterminated list".to_string())),
                 }
             }
         }
-        let parsed = parse_conf_value(&value).map_err(|m| err(lineno, m))?;
+        let parsed = parse_conf_value(&value).map_err(|m| err(value_at, m))?;
         if key == "firewall_backend" {
             let ConfValue::Str(s) = parsed else {
                 return Err(err(
-                    lineno,
+                    value_at,
                     "firewall_backend must be a string, e.g. firewall_backend = \"nftables\""
                         .to_string(),
                 ));
             };
             let b = s.parse::<Backend>().map_err(|_| {
                 err(
-                    lineno,
+                    value_at,
                     format!(
                         "unrecognized firewall_backend = '{s}' set in network driver config file {}",
                         path.display()
@@ -807,6 +844,7 @@ pub fn read_network_conf(path: &Path) -> Result<NetworkConf, ConfError> {
         Err(e) => Err(ConfError {
             path: path.to_path_buf(),
             line: 0,
+            column: 0,
             message: format!("cannot read: {e}"),
         }),
     }

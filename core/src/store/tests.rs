@@ -180,17 +180,21 @@ fn network_conf_settings_and_errors() {
     );
     assert_eq!(ok("firewall_backend = \"none\""), Some(Backend::None));
     assert_eq!(ok("other = [ \"a\",\n \"b\" ]\nnum = 3\n"), None);
-    for (t, line, want) in [
-        ("\n\nfirewall_backend = \"ebtables\"\n", 3, "unrecognized firewall_backend = 'ebtables' set in network driver config file /etc/virtnet/network.conf"),
-        ("firewall_backend = nftables\n", 1, "expecting a value"),
-        ("firewall_backend = 3\n", 1, "must be a string"),
-        ("x\n", 1, "expecting '='"),
-        ("a = \"unterminated\n", 1, "unterminated string"),
+    for (t, line, col, want) in [
+        ("\n\nfirewall_backend = \"ebtables\"\n", 3, 20, "unrecognized firewall_backend = 'ebtables' set in network driver config file /etc/virtnet/network.conf"),
+        ("firewall_backend = nftables\n", 1, 20, "expecting a value"),
+        ("  firewall_backend=3\n", 1, 20, "must be a string"),
+        ("x\n", 1, 1, "expecting '='"),
+        ("  9x = 1\n", 1, 3, "invalid setting name"),
+        ("a = \"unterminated\n", 1, 5, "unterminated string"),
     ] {
         let e = parse_network_conf(t, p).unwrap_err();
-        assert_eq!(e.line, line, "{t}");
+        assert_eq!((e.line, e.column), (line, col), "{t}");
         assert!(e.message.contains(want), "{t}: {e}");
-        assert!(e.to_string().starts_with(&format!("/etc/virtnet/network.conf:{line}: ")));
+        assert!(
+            e.to_string().starts_with(&format!("/etc/virtnet/network.conf:{line}:{col}: ")),
+            "{e}"
+        );
     }
 }
 
@@ -317,4 +321,36 @@ fn lock_files_are_private_and_never_followed() {
     std::os::unix::fs::symlink(d.path().join("elsewhere"), &other).unwrap();
     assert!(open_lock_file(&other).is_err());
     assert!(!d.path().join("elsewhere").exists());
+}
+
+#[test]
+fn status_file_errors_read_file_line_column() {
+    let p = Path::new("/state/x.xml");
+    let e = parse_status(
+        "<networkstatus>\n<floor sum='x'/>\n<network><name>x</name></network></networkstatus>",
+        p,
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(e, "/state/x.xml:2:1: invalid floor sum 'x'");
+    let e = parse_status("\n<foo/>", p).unwrap_err().to_string();
+    assert!(
+        e.starts_with("/state/x.xml:2:1: expected root element"),
+        "{e}"
+    );
+    // A definition error inside the status file: the position in the file.
+    let e = parse_status(
+        "<networkstatus>\n  <network>\n    <name>x</name>\n    <bogus attr='1'>\n  </network>\n</networkstatus>",
+        p,
+    )
+    .unwrap_err()
+    .to_string();
+    let rest = e
+        .strip_prefix("/state/x.xml:")
+        .unwrap_or_else(|| panic!("{e}"));
+    let (line, rest) = rest.split_once(':').unwrap();
+    let (col, rest) = rest.split_once(": ").unwrap();
+    assert!(line.parse::<usize>().unwrap() >= 2, "{e}");
+    assert!(col.parse::<usize>().is_ok(), "{e}");
+    assert!(rest.starts_with("invalid network definition: "), "{e}");
 }
