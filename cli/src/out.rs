@@ -110,7 +110,7 @@ pub fn join_location(file: &str, message: &str) -> String {
         let (l, rest) = message.split_once(':')?;
         let (c, rest) = rest.split_once(": ")?;
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        (digits(l) && digits(c)).then(|| (l, c, rest))
+        (digits(l) && digits(c)).then_some((l, c, rest))
     })();
     match pos {
         Some((l, c, rest)) => format!("{file}:{l}:{c}: {rest}"),
