@@ -1,7 +1,6 @@
 //! `virtnet dnsmasq`: print the dnsmasq configuration (or its hosts files)
 //! that a network definition gets, exactly as libvirt 11.3.0 writes it.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -61,9 +60,9 @@ pub struct Args {
 
 /// Run `virtnet dnsmasq`.
 pub fn run(args: Args) -> ExitCode {
-    let file = args.file.display().to_string();
+    let file = crate::out::path_text(&args.file);
     let fail = |msg: String| {
-        eprintln!("error: {msg}");
+        crate::out::err_line(&format!("error: {msg}"));
         ExitCode::from(EXIT_INPUT)
     };
     let xml = match std::fs::read_to_string(&args.file) {
@@ -86,7 +85,7 @@ pub fn run(args: Args) -> ExitCode {
         return fail(located(&file, &e));
     }
     if !dnsmasq::needs_dnsmasq(&def) {
-        eprintln!(
+        crate::out::err_line(&format!(
             "note: libvirt starts no dnsmasq for network '{}' ({})",
             def.name,
             if def.ips.is_empty() {
@@ -94,7 +93,7 @@ pub fn run(args: Args) -> ExitCode {
             } else {
                 "DNS is disabled and no <ip> has DHCP or TFTP"
             }
-        );
+        ));
     }
 
     let opts = DnsmasqOptions::virtnet(args.dnsmasq_dir, args.pid_dir);
@@ -103,23 +102,23 @@ pub fn run(args: Args) -> ExitCode {
         Err(e) => return fail(located(&file, &dnsmasq_error(&xml, &e))),
     };
     for w in &files.warnings {
-        eprintln!("warning: {w}");
+        crate::out::err_line(&format!("warning: {w}"));
     }
 
     let out = if args.hostsfile {
         match files.hostsfile() {
             None => {
-                eprintln!(
+                crate::out::err_line(&format!(
                     "note: network '{}' serves no DHCP, so its dnsmasq configuration uses no hosts file",
                     def.name
-                );
+                ));
                 return ExitCode::SUCCESS;
             }
             Some("") => {
-                eprintln!(
+                crate::out::err_line(&format!(
                     "note: the hosts file {} of network '{}' is empty (no DHCP <host> with an address)",
                     files.paths.hostsfile, def.name
-                );
+                ));
                 return ExitCode::SUCCESS;
             }
             Some(t) => t,
@@ -127,17 +126,17 @@ pub fn run(args: Args) -> ExitCode {
     } else if args.addnhosts {
         match files.addnhosts() {
             None => {
-                eprintln!(
+                crate::out::err_line(&format!(
                     "note: network '{}' has DNS disabled, so its dnsmasq configuration uses no additional hosts file",
                     def.name
-                );
+                ));
                 return ExitCode::SUCCESS;
             }
             Some("") => {
-                eprintln!(
+                crate::out::err_line(&format!(
                     "note: the additional hosts file {} of network '{}' is empty (no <dns><host> with a hostname)",
                     files.paths.addnhosts, def.name
-                );
+                ));
                 return ExitCode::SUCCESS;
             }
             Some(t) => t,
@@ -145,15 +144,7 @@ pub fn run(args: Args) -> ExitCode {
     } else {
         files.conf.as_str()
     };
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return fail(format!("cannot write output: {e}"));
-        }
-    }
+    crate::out::print(out);
     ExitCode::SUCCESS
 }
 
@@ -167,10 +158,10 @@ fn allocate_bridge(def: &mut NetworkDef) -> Result<(), NetXmlError> {
         .is_some_and(|n| netxml::validate::bridge_template(Some(n)) != n);
     if !concrete {
         let name = netxml::validate::find_unused_bridge_name(def, &EmptyHost)?;
-        eprintln!(
+        crate::out::err_line(&format!(
             "note: network '{}' names no bridge; using '{name}' as libvirt would on a host without other networks",
             def.name
-        );
+        ));
         def.bridge.name = Some(name);
     }
     Ok(())
@@ -192,8 +183,5 @@ fn dnsmasq_error(xml: &str, e: &DnsmasqError) -> NetXmlError {
 
 /// `FILE:LINE:COL: message` (or `FILE: message` without a position).
 fn located(file: &str, e: &NetXmlError) -> String {
-    match (e.line(), e.column()) {
-        (Some(l), Some(c)) => format!("{file}:{l}:{c}: {}", e.message),
-        _ => format!("{file}: {}", e.message),
-    }
+    crate::out::file_error(file, e.line().zip(e.column()), &e.message)
 }

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod client;
 mod dnsmasq;
 mod net;
+mod out;
 mod rules;
 mod sim;
 mod xml;
@@ -64,17 +65,17 @@ fn main() -> ExitCode {
         Command::Xml(cmd) => match xml::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: {e}");
+                crate::out::err_line(&format!("error: {e}"));
                 ExitCode::from(e.exit_code())
             }
         },
         Command::Rules(args) => match rules::run(&args) {
             Ok(out) => {
-                print!("{out}");
+                crate::out::print(&out);
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("virtnet rules: error: {e}");
+                crate::out::err_line(&format!("virtnet rules: error: {e}"));
                 ExitCode::from(EXIT_INPUT)
             }
         },
@@ -89,11 +90,11 @@ fn main() -> ExitCode {
         },
         Command::Daemon(cmd) => match client::run_daemon(cli.connect.as_ref(), cmd) {
             Ok(out) => {
-                print!("{out}");
+                crate::out::print(&out);
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                crate::out::err_line(&format!("error: {e}"));
                 ExitCode::from(EXIT_INPUT)
             }
         },

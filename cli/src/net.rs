@@ -203,7 +203,8 @@ fn autostart_done(name: &str, disable: bool) -> String {
 }
 
 fn read_xml(file: &Path) -> Result<String, String> {
-    std::fs::read_to_string(file).map_err(|err| format!("cannot read {}: {err}", file.display()))
+    std::fs::read_to_string(file)
+        .map_err(|err| format!("cannot read {}: {err}", crate::out::path_text(file)))
 }
 
 fn run_cmd(d: &Driver, cmd: NetCommand) -> Result<String, String> {
@@ -211,13 +212,8 @@ fn run_cmd(d: &Driver, cmd: NetCommand) -> Result<String, String> {
     Ok(match cmd {
         NetCommand::Define { file } => {
             let xml = read_xml(&file)?;
-            let def = d.define(&xml).map_err(|err| match &err {
-                // FILE:LINE:COL: message, as `virtnet xml validate` prints it.
-                virtnet_core::driver::DriverError::Xml(x) => match (x.line(), x.column()) {
-                    (Some(l), Some(c)) => format!("{}:{l}:{c}: {}", file.display(), x.detail()),
-                    _ => format!("{}: {err}", file.display()),
-                },
-                _ => format!("{}: {err}", file.display()),
+            let def = d.define(&xml).map_err(|err| {
+                crate::out::join_location(&crate::out::path_text(&file), &err.to_string())
             })?;
             define_done(&def.name, &file)
         }
@@ -253,7 +249,7 @@ fn run_cmd(d: &Driver, cmd: NetCommand) -> Result<String, String> {
                 s.push_str(&format!("Network {n}: autostarted\n"));
             }
             for p in &rep.problems {
-                eprintln!("warning: {p}");
+                crate::out::err_line(&format!("warning: {p}"));
             }
             s
         }
@@ -294,7 +290,9 @@ fn run_remote(c: &mut Client, cmd: NetCommand) -> Result<String, String> {
             let r =
                 c.call("net.define", json!({ "xml": xml }))
                     .map_err(|err| match err.remote() {
-                        Some(r) if r.code >= 100 => format!("{}: {}", file.display(), r.message),
+                        Some(r) if r.code >= 100 => {
+                            crate::out::join_location(&crate::out::path_text(&file), &r.message)
+                        }
                         _ => describe(&err),
                     })?;
             define_done(&str_field(&r, "name")?, &file)
@@ -364,11 +362,11 @@ pub fn run_connected(uri: &ConnectUri, cmd: NetCommand) -> ExitCode {
 fn finish(result: Result<String, String>) -> ExitCode {
     match result {
         Ok(out) => {
-            print!("{out}");
+            crate::out::print(&out);
             ExitCode::SUCCESS
         }
         Err(msg) => {
-            eprintln!("error: {msg}");
+            crate::out::err_line(&format!("error: {msg}"));
             ExitCode::from(1)
         }
     }
@@ -387,7 +385,7 @@ pub fn run(host: &HostArgs, cmd: NetCommand) -> ExitCode {
                 (h.clone(), Some((h, path.clone())))
             }
             Err(err) => {
-                eprintln!("error: {err}");
+                crate::out::err_line(&format!("error: {err}"));
                 return ExitCode::from(1);
             }
         },
@@ -398,14 +396,14 @@ pub fn run(host: &HostArgs, cmd: NetCommand) -> ExitCode {
     }
     let result = Driver::open(cfg).map_err(|e| e.to_string()).and_then(|d| {
         for r in d.reports() {
-            eprintln!("warning: {r}");
+            crate::out::err_line(&format!("warning: {r}"));
         }
         run_cmd(&d, cmd)
     });
     // The simulated host changed even if the command failed: keep it.
     if let Some((h, path)) = fake {
         if let Err(err) = h.save(&path) {
-            eprintln!("error: {err}");
+            crate::out::err_line(&format!("error: {err}"));
             return ExitCode::from(1);
         }
     }

@@ -62,7 +62,7 @@ pub enum RulesCliError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{}", crate::out::join_location(.path, &.source.to_string()))]
     Parse {
         path: String,
         source: netxml::NetXmlError,
@@ -108,7 +108,7 @@ pub fn run(args: &RulesArgs) -> Result<String, RulesCliError> {
         // clap requires FILE unless --base.
         return Ok(String::new());
     };
-    let shown = path.display().to_string();
+    let shown = crate::out::path_text(path);
     let xml = std::fs::read_to_string(path).map_err(|source| RulesCliError::Read {
         path: shown.clone(),
         source,

@@ -92,7 +92,7 @@ pub fn run(args: SimArgs) -> i32 {
     match run_inner(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("virtnet sim: {e}");
+            crate::out::err_line(&format!("virtnet sim: {e}"));
             2
         }
     }
@@ -197,7 +197,7 @@ fn run_inner(args: SimArgs) -> Result<i32, SimError> {
                 DumpWhat::Sysctl => st.dump_section(Section::Sysctl),
                 DumpWhat::Processes => st.dump_section(Section::Processes),
             };
-            let _ = std::io::stdout().write_all(text.as_bytes());
+            crate::out::print(&text);
             Ok(0)
         }
     }

@@ -46,13 +46,13 @@ pub enum XmlCommand {
 /// A failed `virtnet xml` command.
 #[derive(Debug, thiserror::Error)]
 pub enum XmlCliError {
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {source}", crate::out::path_text(.path))]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{}:{line}:{column}: input is not valid UTF-8", .path.display())]
+    #[error("{}:{line}:{column}: input is not valid UTF-8", crate::out::path_text(.path))]
     Encoding {
         path: PathBuf,
         line: usize,
@@ -70,10 +70,11 @@ impl XmlCliError {
 }
 
 fn render(path: &Path, e: &NetXmlError) -> String {
-    match (e.line(), e.column()) {
-        (Some(l), Some(c)) => format!("{}:{l}:{c}: {}", path.display(), e.detail()),
-        _ => format!("{}: {}", path.display(), e.detail()),
-    }
+    crate::out::file_error(
+        &crate::out::path_text(path),
+        e.line().zip(e.column()),
+        &e.detail(),
+    )
 }
 
 fn read_input(path: &Path) -> Result<String, XmlCliError> {
@@ -119,7 +120,7 @@ pub fn run(cmd: XmlCommand) -> Result<(), XmlCliError> {
             } else {
                 FormatFlags::LIVE
             };
-            print!("{}", netxml::format(&def, flags));
+            crate::out::print(&netxml::format(&def, flags));
             Ok(())
         }
         XmlCommand::Validate { file } => {

@@ -144,7 +144,7 @@ fn configuration_and_input_errors_are_clear() {
     )
     .unwrap();
     virtnet(d).arg("net-list").assert().code(1).stderr(
-        predicate::str::contains(format!("{}:2: ", d.join("cfg/network.conf").display())).and(
+        predicate::str::contains(format!("{}:2:20: ", d.join("cfg/network.conf").display())).and(
             predicate::str::contains("unrecognized firewall_backend = 'ipfw'"),
         ),
     );
@@ -159,7 +159,10 @@ fn configuration_and_input_errors_are_clear() {
         .arg(d.join("bad.xml"))
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("bad.xml"));
+        .stderr(predicate::str::starts_with(format!(
+            "error: {}:1:",
+            d.join("bad.xml").display()
+        )));
     Command::cargo_bin("virtnet")
         .unwrap()
         .args(["--host", "fake:", "net-list"])

@@ -320,3 +320,42 @@ fn command_line_errors() {
         assert!(help.contains(word), "--help lacks {word}");
     }
 }
+
+#[test]
+fn client_timeout_and_read_only_limit_options() {
+    use std::io::{Read, Write};
+    let (dirs, mut p) = started(&["--client-timeout", "1", "--max-ro-clients", "2"]);
+    // Half a request, then nothing: closed by the daemon.
+    let mut half =
+        std::os::unix::net::UnixStream::connect(dirs.sock(SocketKind::ReadOnly)).unwrap();
+    half.write_all(br#"{"id":1,"meth"#).unwrap();
+    half.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    match half.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("half-line client not closed: {other:?}"),
+    }
+    // Read-only clients beyond the limit are refused; read-write still served.
+    let mut ro: Vec<_> = (0..4)
+        .map(|_| connect(&dirs.sock(SocketKind::ReadOnly)))
+        .collect();
+    let refused = ro
+        .iter_mut()
+        .map(|c| c.call("net.list", json!({})).is_err())
+        .filter(|&e| e)
+        .count();
+    assert_eq!(refused, 2);
+    let mut rw = connect(&dirs.sock(SocketKind::ReadWrite));
+    rw.call("net.list", json!({})).unwrap();
+    assert!(p.wait_exit(Duration::from_millis(0)).is_none());
+    let help = Command::new(assert_cmd::cargo::cargo_bin("virtnetd"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for opt in ["--client-timeout", "--max-clients", "--max-ro-clients"] {
+        assert!(help.contains(opt), "{opt} missing from --help");
+    }
+}

@@ -481,7 +481,7 @@ fn backend_selection_follows_network_conf_and_auto_detection() {
     let msg = e.to_string();
     assert!(
         msg.starts_with(&format!(
-            "{}:2: ",
+            "{}:2:20: ",
             env.config_dir().join("network.conf").display()
         )),
         "{msg}"

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{getsockopt, sockopt};
 use serde_json::{json, Value};
 
@@ -51,8 +52,20 @@ pub struct ServerConfig {
     pub version: String,
     /// Exit after this long with no client and no work in flight.
     pub idle_timeout: Option<Duration>,
-    /// Connections beyond this are answered with an error and closed.
+    /// A connection on which no complete request line arrives within this
+    /// long (counted from the connection or from the previous reply) is
+    /// closed: a client that sends half a line and waits cannot hold a
+    /// slot and a thread for ever. Also bounds each write of a reply to a
+    /// client that does not read. `None`: never.
+    pub client_timeout: Option<Duration>,
+    /// Read-write and admin connections beyond this are answered with an
+    /// error and closed.
     pub max_clients: usize,
+    /// Read-only connections beyond this are answered with an error and
+    /// closed. Counted apart from [`ServerConfig::max_clients`]: anyone may
+    /// connect to the read-only socket, and must not use up the slots of
+    /// the read-write and admin sockets.
+    pub max_ro_clients: usize,
     /// Longest accepted request line.
     pub max_request_bytes: usize,
     /// Peers with this uid (besides root) may use the read-write and admin sockets.
@@ -64,12 +77,25 @@ pub struct ServerConfig {
     pub on_stopping: Option<Arc<dyn Fn(ExitReason) + Send + Sync>>,
 }
 
+/// Default [`ServerConfig::client_timeout`].
+pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default [`ServerConfig::max_clients`].
+pub const DEFAULT_MAX_CLIENTS: usize = 1024;
+/// Default [`ServerConfig::max_ro_clients`].
+pub const DEFAULT_MAX_RO_CLIENTS: usize = 64;
+/// Refused connections being answered at once (each on a short-lived
+/// thread); beyond this a refused connection is closed without its error
+/// line, so a flood of connections cannot make a flood of threads.
+const MAX_REFUSING: usize = 32;
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             idle_timeout: None,
-            max_clients: 1024,
+            client_timeout: Some(DEFAULT_CLIENT_TIMEOUT),
+            max_clients: DEFAULT_MAX_CLIENTS,
+            max_ro_clients: DEFAULT_MAX_RO_CLIENTS,
             max_request_bytes: MAX_REQUEST_BYTES,
             daemon_uid: nix::unistd::geteuid().as_raw(),
             log_control: None,
@@ -83,7 +109,9 @@ impl std::fmt::Debug for ServerConfig {
         f.debug_struct("ServerConfig")
             .field("version", &self.version)
             .field("idle_timeout", &self.idle_timeout)
+            .field("client_timeout", &self.client_timeout)
             .field("max_clients", &self.max_clients)
+            .field("max_ro_clients", &self.max_ro_clients)
             .field("max_request_bytes", &self.max_request_bytes)
             .field("daemon_uid", &self.daemon_uid)
             .field("log_control", &self.log_control.is_some())
@@ -132,9 +160,9 @@ impl ShutdownHandle {
         let _ = nix::unistd::write(self.wake.as_fd(), &[WAKE_SHUTDOWN]);
     }
 
-    /// Raw write end of the wake-up pipe (for signal handlers).
-    pub(crate) fn raw_fd(&self) -> i32 {
-        self.wake.as_raw_fd()
+    /// Write end of the wake-up pipe (for signal handlers).
+    pub(crate) fn wake_fd(&self) -> &OwnedFd {
+        &self.wake
     }
 }
 
@@ -159,6 +187,7 @@ struct Shared {
     next_client: AtomicU64,
     last_activity: Mutex<Instant>,
     in_flight: AtomicUsize,
+    refusing: Arc<AtomicUsize>,
     stopping: AtomicBool,
     sockets: Vec<SocketInfo>,
 }
@@ -225,6 +254,7 @@ impl Server {
                 next_client: AtomicU64::new(1),
                 last_activity: Mutex::new(Instant::now()),
                 in_flight: AtomicUsize::new(0),
+                refusing: Arc::new(AtomicUsize::new(0)),
                 stopping: AtomicBool::new(false),
                 sockets,
             }),
@@ -273,33 +303,30 @@ impl Server {
         loop {
             // Idle checks run every tick: a quarter of the timeout, at most
             // 200 ms (so the daemon exits within timeout + tick).
-            let timeout_ms: libc::c_int = match self.shared.config.idle_timeout {
-                Some(t) => (t / 4)
-                    .clamp(Duration::from_millis(1), Duration::from_millis(200))
-                    .as_millis() as libc::c_int,
-                None => -1,
+            let timeout = match self.shared.config.idle_timeout {
+                Some(t) => PollTimeout::from(
+                    (t / 4)
+                        .clamp(Duration::from_millis(1), Duration::from_millis(200))
+                        .as_millis() as u16,
+                ),
+                None => PollTimeout::NONE,
             };
-            let mut fds: Vec<libc::pollfd> = self
+            let mut fds: Vec<PollFd<'_>> = self
                 .listeners
                 .iter()
-                .map(|l| l.listener.as_raw_fd())
-                .chain(std::iter::once(self.wake_read.as_raw_fd()))
-                .map(|fd| libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
+                .map(|l| l.listener.as_fd())
+                .chain(std::iter::once(self.wake_read.as_fd()))
+                .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
                 .collect();
-            // SAFETY: fds is a valid array of fds.len() pollfd structs whose
-            // descriptors stay open (owned by self) for the whole call.
-            let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-            if rc < 0 {
-                match Errno::last() {
-                    Errno::EINTR => {}
-                    e => return Err(ServerError::Poll(e)),
-                }
-            }
-            let ready: Vec<bool> = fds.iter().map(|f| rc > 0 && f.revents != 0).collect();
+            let ready: Vec<bool> = match poll(&mut fds, timeout) {
+                Ok(n) => fds
+                    .iter()
+                    .map(|f| n > 0 && f.revents().is_some_and(|r| !r.is_empty()))
+                    .collect(),
+                Err(Errno::EINTR) => vec![false; fds.len()],
+                Err(e) => return Err(ServerError::Poll(e)),
+            };
+            drop(fds);
 
             if ready.last().copied().unwrap_or(false) {
                 if let Some(reason) = self.drain_wake() {
@@ -395,9 +422,15 @@ impl Server {
         // that line, so shut down our side for writing and drain its input
         // briefly (bounded time) on a short-lived thread before closing.
         let refuse = |mut s: UnixStream, err: RpcError| {
-            let _ = std::thread::Builder::new()
+            let refusing = Arc::clone(&shared.refusing);
+            if refusing.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSING {
+                refusing.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+            let spawned = std::thread::Builder::new()
                 .name("virtnetd-refuse".into())
                 .spawn(move || {
+                    let _done = DecrementOnDrop(refusing);
                     let _ = s.write_all(&response_line(&Value::Null, Err(err)));
                     let _ = s.shutdown(std::net::Shutdown::Write);
                     let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
@@ -410,6 +443,9 @@ impl Server {
                         }
                     }
                 });
+            if spawned.is_err() {
+                shared.refusing.fetch_sub(1, Ordering::SeqCst);
+            }
         };
         if kind.checks_peer() {
             let allowed = peer.is_some_and(|p| p.uid == 0 || p.uid == shared.config.daemon_uid);
@@ -453,18 +489,28 @@ impl Server {
         };
         {
             let mut clients = shared.clients();
-            if clients.len() >= shared.config.max_clients {
+            let ro = kind == SocketKind::ReadOnly;
+            let (limit, what) = if ro {
+                (shared.config.max_ro_clients, "read-only clients")
+            } else {
+                (shared.config.max_clients, "clients")
+            };
+            let count = clients
+                .values()
+                .filter(|c| (c.socket == SocketKind::ReadOnly) == ro)
+                .count();
+            if count >= limit {
                 drop(clients);
                 tracing::warn!(
                     client = id,
-                    "refused connection: client limit {} reached",
-                    shared.config.max_clients
+                    socket = kind.label(),
+                    "refused connection: limit of {limit} {what} reached"
                 );
                 refuse(
                     stream,
                     RpcError::with(
                         ErrorCode::TooManyClients,
-                        format!("too many clients (limit {})", shared.config.max_clients),
+                        format!("too many {what} (limit {limit})"),
                     ),
                 );
                 return None;
@@ -523,12 +569,27 @@ fn serve_client(
         peer,
     };
     let max = shared.config.max_request_bytes;
+    let timeout = shared.config.client_timeout;
     match stream.try_clone() {
         Ok(mut writer) => {
-            let mut reader = LineReader::new(stream, max);
+            let _ = writer.set_write_timeout(timeout);
+            let mut reader = LineReader::new(DeadlineStream::new(stream), max);
             while !shared.stopping.load(Ordering::SeqCst) {
+                reader
+                    .get_ref()
+                    .set_deadline(timeout.map(|t| Instant::now() + t));
                 let reply = match reader.read_line() {
-                    Ok(LineRead::Eof) | Err(_) => break,
+                    Ok(LineRead::Eof) => break,
+                    Err(e) if is_timeout(&e) => {
+                        tracing::warn!(
+                            client = id,
+                            socket = kind.label(),
+                            "no complete request within {}s: closing the connection",
+                            timeout.map(|t| t.as_secs_f64()).unwrap_or_default()
+                        );
+                        break;
+                    }
+                    Err(_) => break,
                     Ok(LineRead::TooLong { len }) => {
                         tracing::warn!(client = id, len, "request line exceeds {max} bytes");
                         response_line(
@@ -554,12 +615,73 @@ fn serve_client(
                     break;
                 }
             }
+            // Out of the registry first: once the peer sees the close, its
+            // slot is free. Closes a connection left with a half-read line.
+            shared.clients().remove(&id);
+            let _ = writer.shutdown(std::net::Shutdown::Both);
         }
         Err(e) => tracing::warn!(client = id, "cannot clone client stream: {e}"),
     }
     shared.clients().remove(&id);
     shared.touch();
     tracing::debug!(client = id, "client disconnected");
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Decrements the counter when dropped (the refusal threads' count).
+struct DecrementOnDrop(Arc<AtomicUsize>);
+
+impl Drop for DecrementOnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A client stream whose reads fail with `TimedOut` once a deadline has
+/// passed: the whole request line must arrive before it, however slowly
+/// its bytes trickle in.
+struct DeadlineStream {
+    stream: UnixStream,
+    deadline: std::cell::Cell<Option<Instant>>,
+}
+
+impl DeadlineStream {
+    fn new(stream: UnixStream) -> Self {
+        DeadlineStream {
+            stream,
+            deadline: std::cell::Cell::new(None),
+        }
+    }
+
+    fn set_deadline(&self, deadline: Option<Instant>) {
+        self.deadline.set(deadline);
+    }
+}
+
+impl io::Read for DeadlineStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let timeout = match self.deadline.get() {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "request deadline passed",
+                    ));
+                }
+                Some(left)
+            }
+            None => None,
+        };
+        self.stream.set_read_timeout(timeout)?;
+        self.stream.read(buf)
+    }
 }
 
 fn handle_line(shared: &Shared, ctx: &CallContext, line: &[u8]) -> Vec<u8> {

@@ -1,11 +1,14 @@
 //! SIGTERM / SIGINT / SIGHUP → a byte on the server's wake-up pipe.
 //!
-//! The handler only loads an atomic and calls `write(2)` (async-signal-safe),
-//! saving and restoring `errno`; the server's accept loop turns the byte into
+//! The handler only reads a `OnceLock` (an atomic load) and calls
+//! `write(2)` (async-signal-safe), saving and restoring `errno`; the server's accept loop turns the byte into
 //! a clean shutdown (SIGTERM, SIGINT) or a log line (SIGHUP).
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::OnceLock;
 
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::sys::signal::{
     sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
 };
@@ -30,21 +33,20 @@ pub fn block_signals() -> Result<(), nix::Error> {
 
 use super::server::ShutdownHandle;
 
-static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+/// The descriptor the handler writes to: a duplicate of the wake-up pipe's
+/// write end, kept open for the life of the process (a later
+/// [`install_signal_handlers`] points the same descriptor number at its
+/// server's pipe with `dup3`).
+static WAKE_FD: OnceLock<OwnedFd> = OnceLock::new();
 
 extern "C" fn on_signal(sig: libc::c_int) {
-    let fd = WAKE_FD.load(Ordering::Relaxed);
-    if fd < 0 {
+    let Some(fd) = WAKE_FD.get() else {
         return;
-    }
-    // SAFETY: errno is thread-local; __errno_location and write are
-    // async-signal-safe; the buffer lives on this stack frame.
-    unsafe {
-        let errno = *libc::__errno_location();
-        let byte = sig as u8;
-        libc::write(fd, (&byte as *const u8).cast(), 1);
-        *libc::__errno_location() = errno;
-    }
+    };
+    // errno is thread-local; write(2) is async-signal-safe.
+    let saved = Errno::last_raw();
+    let _ = nix::unistd::write(fd, &[sig as u8]);
+    Errno::set_raw(saved);
 }
 
 /// Route SIGTERM, SIGINT and SIGHUP to `handle`'s server, then unblock them
@@ -52,10 +54,15 @@ extern "C" fn on_signal(sig: libc::c_int) {
 /// the server's wake-up pipe is duplicated and kept open for the life of the
 /// process.
 pub fn install_signal_handlers(handle: &ShutdownHandle) -> Result<(), nix::Error> {
-    let fd = nix::fcntl::fcntl(handle.raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))?;
-    let old = WAKE_FD.swap(fd, Ordering::SeqCst);
-    if old >= 0 {
-        let _ = nix::unistd::close(old);
+    let dup = handle
+        .wake_fd()
+        .try_clone()
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    if let Err(dup) = WAKE_FD.set(dup) {
+        if let Some(fd) = WAKE_FD.get() {
+            // Atomically repoint the handler's descriptor at this pipe.
+            nix::unistd::dup3(dup.as_raw_fd(), fd.as_raw_fd(), OFlag::O_CLOEXEC)?;
+        }
     }
     let action = SigAction::new(
         SigHandler::Handler(on_signal),
@@ -63,7 +70,9 @@ pub fn install_signal_handlers(handle: &ShutdownHandle) -> Result<(), nix::Error
         SigSet::empty(),
     );
     for sig in SIGNALS {
-        // SAFETY: the handler is async-signal-safe (see on_signal).
+        // SAFETY: nix marks sigaction unsafe because the handler runs
+        // asynchronously, in the middle of any code; no safe API installs a
+        // handler. on_signal only does async-signal-safe things (above).
         unsafe { sigaction(sig, &action) }?;
     }
     sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&signal_set()), None)

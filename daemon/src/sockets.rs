@@ -16,7 +16,7 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
@@ -164,13 +164,11 @@ pub fn socket_specs(runtime_dir: &Path) -> Vec<SocketSpec> {
         .collect()
 }
 
-/// Bind the three sockets in `runtime_dir` (created 0755 when missing);
-/// a stale socket file is replaced, as libvirt does.
+/// Bind the three sockets in `runtime_dir` (created 0755 whatever the
+/// umask when missing: everyone must reach the read-only socket); a stale
+/// socket file is replaced, as libvirt does.
 pub fn bind_own_sockets(runtime_dir: &Path) -> Result<Vec<Listener>, StartupError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(runtime_dir)
+    virtnet_core::store::create_dir_all_mode(runtime_dir, virtnet_core::store::STATE_DIR_MODE)
         .map_err(|source| StartupError::RuntimeDir {
             path: runtime_dir.to_path_buf(),
             source,

@@ -504,7 +504,9 @@ fn keyed_locks_direct() {
 /// thread; the raw syscall changes only this one) are uid/gid 65534.
 fn as_nobody<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(move || {
-        // SAFETY: raw setresgid/setresuid on the calling thread only.
+        // SAFETY: raw setresgid/setresuid on the calling thread only. Not
+        // nix::unistd::setresuid: glibc's wrapper (which nix calls) changes
+        // every thread of the process, the test harness's included.
         unsafe {
             assert_eq!(libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534), 0);
             assert_eq!(libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534), 0);
@@ -568,7 +570,8 @@ fn daemon_uid_is_allowed() {
 #[test]
 fn client_limit() {
     let r = start(ServerConfig {
-        max_clients: 2,
+        max_clients: 1,
+        max_ro_clients: 1,
         ..ServerConfig::default()
     });
     let mut a = r.client(SocketKind::ReadWrite);
@@ -576,15 +579,23 @@ fn client_limit() {
     a.call("net.list", json!({})).unwrap();
     b.call("net.list", json!({})).unwrap();
     let mut c = r.client(SocketKind::ReadOnly);
+    let e = c.call("net.list", json!({})).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("too many read-only clients (limit 1)"),
+        "{e}"
+    );
+    assert_eq!(code(e), Some(ErrorCode::TooManyClients));
+    let mut c = r.client(SocketKind::Admin);
     assert_eq!(
-        code(c.call("net.list", json!({})).unwrap_err()),
+        code(c.call("daemon.status", json!({})).unwrap_err()),
         Some(ErrorCode::TooManyClients)
     );
     drop(a);
     // The slot frees up once the server sees the disconnect.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let mut d = r.client(SocketKind::ReadOnly);
+        let mut d = r.client(SocketKind::ReadWrite);
         match d.call("net.list", json!({})) {
             Ok(_) => break,
             Err(e) if Instant::now() < deadline => {
@@ -594,6 +605,136 @@ fn client_limit() {
             Err(e) => panic!("slot never freed: {e}"),
         }
     }
+}
+
+#[test]
+fn read_only_clients_cannot_use_up_the_other_sockets() {
+    let r = start(ServerConfig {
+        max_clients: 2,
+        max_ro_clients: 3,
+        ..ServerConfig::default()
+    });
+    // Far more read-only connections than either limit, all held open.
+    let mut ro: Vec<Client> = (0..12).map(|_| r.client(SocketKind::ReadOnly)).collect();
+    let mut served = 0;
+    let mut refused = 0;
+    for c in &mut ro {
+        match c.call("net.list", json!({})) {
+            Ok(_) => served += 1,
+            Err(e) => {
+                assert_eq!(code(e), Some(ErrorCode::TooManyClients));
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((served, refused), (3, 9));
+    // The read-write and admin sockets still have their slots.
+    let mut rw = r.client(SocketKind::ReadWrite);
+    assert_eq!(
+        rw.call("net.define", json!({"name": "n"})).unwrap(),
+        json!({"name": "n"})
+    );
+    let mut admin = r.client(SocketKind::Admin);
+    let st = admin.call("daemon.status", json!({})).unwrap();
+    assert_eq!(st["clients"], json!(5), "{st}");
+}
+
+/// Reads until EOF or error; `Ok(bytes)` when the server closed the
+/// connection, `Err` when even `within` was not enough.
+fn read_until_closed(s: &mut UnixStream, within: Duration) -> Result<Vec<u8>, String> {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(got),
+            Err(e) => return Err(format!("connection still open after {within:?}: {e}")),
+        }
+    }
+}
+
+#[test]
+fn a_half_line_client_is_closed_after_the_client_timeout() {
+    let r = start(ServerConfig {
+        client_timeout: Some(Duration::from_millis(500)),
+        ..ServerConfig::default()
+    });
+    let mut half = UnixStream::connect(r.path(SocketKind::ReadOnly)).unwrap();
+    half.write_all(br#"{"id":1,"method":"net.li"#).unwrap();
+    let got = read_until_closed(&mut half, Duration::from_secs(30)).unwrap();
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+
+    // A request trickled in a byte at a time is bounded by the same
+    // deadline (counted for the whole line, not per byte).
+    let mut slow = UnixStream::connect(r.path(SocketKind::ReadWrite)).unwrap();
+    let mut writer = slow.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        for b in br#"{"id":2,"method":"net.list","params":{"pad":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}}"#.iter().cycle().take(3000) {
+            if writer.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    read_until_closed(&mut slow, Duration::from_secs(30)).unwrap();
+    trickle.join().unwrap();
+
+    // An idle connection is closed too, and the server serves on.
+    let mut idle = UnixStream::connect(r.path(SocketKind::ReadOnly)).unwrap();
+    read_until_closed(&mut idle, Duration::from_secs(30)).unwrap();
+    let mut c = r.client(SocketKind::ReadOnly);
+    c.call("net.list", json!({})).unwrap();
+}
+
+#[test]
+fn a_complete_request_before_the_client_timeout_is_served() {
+    let r = start(ServerConfig {
+        client_timeout: Some(Duration::from_secs(20)),
+        ..ServerConfig::default()
+    });
+    let mut s = UnixStream::connect(r.path(SocketKind::ReadOnly)).unwrap();
+    s.write_all(br#"{"id":1,"method":"net."#).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(b"list\"}\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut buf = [0u8; 256];
+    let n = s.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"{\"id\":1,\"result\":[]}\n");
+}
+
+#[test]
+fn deeply_nested_json_is_a_parse_error_not_a_crash() {
+    let r = start(ServerConfig::default());
+    let mut s = UnixStream::connect(r.path(SocketKind::ReadOnly)).unwrap();
+    let depth = 400_000;
+    let mut line = "[".repeat(depth).into_bytes();
+    line.extend_from_slice("]".repeat(depth).as_bytes());
+    line.push(b'\n');
+    s.write_all(&line).unwrap();
+    s.write_all(b"{\"id\":2,\"method\":\"net.list\"}\n")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.iter().filter(|&&b| b == b'\n').count() < 2 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8(got).unwrap();
+    let mut lines = text.lines();
+    let first: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(first["error"]["code"], json!(ErrorCode::ParseError.code()));
+    assert!(
+        first["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("recursion limit"),
+        "{first}"
+    );
+    assert_eq!(lines.next().unwrap(), r#"{"id":2,"result":[]}"#);
 }
 
 #[test]

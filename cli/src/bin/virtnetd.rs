@@ -20,11 +20,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
+
+#[path = "../out.rs"]
+mod out;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use virtnet_core::driver::{Driver, DriverConfig, DriverError};
+use virtnet_core::store;
 use virtnet_daemon::activation::{notify, ProcessEnv};
 use virtnet_daemon::driver_service::ChangeHook;
 use virtnet_daemon::{
@@ -91,6 +95,27 @@ struct Args {
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     timeout: Option<u64>,
 
+    /// Close a connection on which no complete request line arrives within
+    /// SECONDS (counted from the connection or from the previous reply): a
+    /// client that sends half a request and waits does not keep its slot
+    /// and thread. Also the longest a reply may wait for a client that does
+    /// not read. 0: never.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    client_timeout: u64,
+
+    /// Most connections served at once on the read-write and admin sockets
+    /// together; more are refused with an error.
+    #[arg(long, value_name = "N", default_value_t = virtnet_daemon::server::DEFAULT_MAX_CLIENTS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_clients: usize,
+
+    /// Most connections served at once on the read-only socket (which any
+    /// user may use), counted apart from --max-clients so read-only
+    /// clients cannot use up the other sockets' slots; more are refused.
+    #[arg(long, value_name = "N", default_value_t = virtnet_daemon::server::DEFAULT_MAX_RO_CLIENTS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_ro_clients: usize,
+
     /// Log level or tracing filter (error, warn, info, debug, trace, or e.g.
     /// `virtnet_core=debug`); changeable at run time with daemon.set-log-level.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
@@ -122,6 +147,41 @@ impl LogControl for ReloadLog {
     }
 }
 
+/// virtnetd's log sink: standard error, one line per record. Control
+/// characters inside a record (a network name with ESC or CR, a multi-line
+/// command error) are escaped (`\x1b`, `\r`, `\n`), so no value can fake
+/// or hide a log line; hence no colours either. A write error (closed or
+/// full standard error) is ignored: logging never stops or panics the
+/// daemon.
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+        let mut line = Vec::with_capacity(buf.len() + 8);
+        for &b in body {
+            match b {
+                b'\n' => line.extend_from_slice(b"\\n"),
+                b'\r' => line.extend_from_slice(b"\\r"),
+                b'\t' => line.push(b),
+                b if b < 0x20 || b == 0x7f => {
+                    line.extend_from_slice(format!("\\x{b:02x}").as_bytes())
+                }
+                b => line.push(b),
+            }
+        }
+        if body.len() != buf.len() {
+            line.push(b'\n');
+        }
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), &line);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn init_logging(level: &str) -> Result<Arc<ReloadLog>, String> {
     let filter =
         EnvFilter::try_new(level).map_err(|e| format!("invalid --log-level {level:?}: {e}"))?;
@@ -130,8 +190,9 @@ fn init_logging(level: &str) -> Result<Arc<ReloadLog>, String> {
         .with(layer)
         .with(
             tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+                .with_writer(|| LogSink)
+                .with_ansi(false)
+                .log_internal_errors(false),
         )
         .try_init()
         .map_err(|e| format!("cannot initialise logging: {e}"))?;
@@ -247,15 +308,23 @@ fn make_service(
     Ok(Arc::new(svc))
 }
 
-fn ensure_dir(what: &str, dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {what} {}: {e}", dir.display()))
+/// Creates a directory the daemon needs with exactly `mode` (whatever the
+/// umask) when it is missing; an existing one is left as it is.
+fn ensure_dir(what: &str, dir: &Path, mode: u32) -> Result<(), String> {
+    store::create_dir_all_mode(dir, mode)
+        .map_err(|e| format!("cannot create {what} {}: {e}", dir.display()))
 }
 
 /// Directories, then the driver (see [`make_service`]).
 fn prepare(args: &Args) -> Result<Arc<dyn Service>, Fatal> {
     let config = |e: String| Fatal(virtnet_daemon::EXIT_CONFIG, e);
-    ensure_dir("config directory", &args.config_dir).map_err(config)?;
-    ensure_dir("state directory", &args.state_dir).map_err(config)?;
+    ensure_dir(
+        "config directory",
+        &args.config_dir,
+        store::PRIVATE_DIR_MODE,
+    )
+    .map_err(config)?;
+    ensure_dir("state directory", &args.state_dir, store::STATE_DIR_MODE).map_err(config)?;
     if let Host::Fake(path) = &args.host {
         if path.is_dir() {
             return Err(config(format!(
@@ -264,7 +333,7 @@ fn prepare(args: &Args) -> Result<Arc<dyn Service>, Fatal> {
             )));
         }
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            ensure_dir("fake host state directory", dir).map_err(config)?;
+            ensure_dir("fake host state directory", dir, store::STATE_DIR_MODE).map_err(config)?;
         }
     }
     make_service(&args.host, &args.config_dir, &args.state_dir)
@@ -275,14 +344,14 @@ fn main() -> ExitCode {
     let log = match init_logging(&args.log_level) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("virtnetd: {e}");
+            crate::out::err_line(&format!("virtnetd: {e}"));
             return ExitCode::from(virtnet_daemon::EXIT_USAGE as u8);
         }
     };
 
     // Termination signals stay pending until the server can handle them.
     if let Err(e) = block_signals() {
-        eprintln!("virtnetd: cannot block signals: {e}");
+        crate::out::err_line(&format!("virtnetd: cannot block signals: {e}"));
         return ExitCode::from(virtnet_daemon::EXIT_FAILURE as u8);
     }
     // Activation first: it edits the process environment, which is only
@@ -292,7 +361,7 @@ fn main() -> ExitCode {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!("{e}");
-                eprintln!("virtnetd: {e}");
+                crate::out::err_line(&format!("virtnetd: {e}"));
                 return ExitCode::from(e.exit_code() as u8);
             }
         };
@@ -302,7 +371,7 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(Fatal(code, msg)) => {
             tracing::error!("{msg}");
-            eprintln!("virtnetd: {msg}");
+            crate::out::err_line(&format!("virtnetd: {msg}"));
             // Leave no socket file behind that nobody serves.
             for l in listeners.iter().filter(|l| l.unlink_on_close) {
                 if let Some(p) = &l.path {
@@ -314,6 +383,11 @@ fn main() -> ExitCode {
     };
     let config = ServerConfig {
         idle_timeout: args.timeout.map(Duration::from_secs),
+        client_timeout: Some(args.client_timeout)
+            .filter(|&s| s > 0)
+            .map(Duration::from_secs),
+        max_clients: args.max_clients,
+        max_ro_clients: args.max_ro_clients,
         log_control: Some(log),
         on_stopping: Some(Arc::new(|reason| {
             tracing::info!(?reason, "stopping");
@@ -324,12 +398,12 @@ fn main() -> ExitCode {
     let server = match Server::new(config, listeners, service) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("virtnetd: {e}");
+            crate::out::err_line(&format!("virtnetd: {e}"));
             return ExitCode::from(virtnet_daemon::EXIT_FAILURE as u8);
         }
     };
     if let Err(e) = install_signal_handlers(&server.shutdown_handle()) {
-        eprintln!("virtnetd: cannot install signal handlers: {e}");
+        crate::out::err_line(&format!("virtnetd: cannot install signal handlers: {e}"));
         return ExitCode::from(virtnet_daemon::EXIT_FAILURE as u8);
     }
     notify::notify_from_env("READY=1");
@@ -339,7 +413,7 @@ fn main() -> ExitCode {
             ExitCode::from(virtnet_daemon::EXIT_OK as u8)
         }
         Err(e) => {
-            eprintln!("virtnetd: {e}");
+            crate::out::err_line(&format!("virtnetd: {e}"));
             ExitCode::from(virtnet_daemon::EXIT_FAILURE as u8)
         }
     }

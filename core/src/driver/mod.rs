@@ -27,6 +27,7 @@ pub mod modes;
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -250,17 +251,19 @@ pub struct Driver {
     _lock: Option<nix::fcntl::Flock<fs::File>>,
 }
 
-/// Takes the driver lock without waiting; `None` when another driver (in
-/// this or another process) holds it.
-fn take_driver_lock(state_dir: &Path) -> Option<nix::fcntl::Flock<fs::File>> {
-    fs::create_dir_all(state_dir).ok()?;
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(state_dir.join("driver.lock"))
-        .ok()?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
+/// Takes the driver lock without waiting; `Ok(None)` when another driver
+/// (in this or another process) holds it, an error when the lock file
+/// cannot be made or opened. The state directory is created 0755 and the
+/// lock file 0600 (see [`store::open_lock_file`]): no other user can open
+/// it, so no other user can hold it to stop the driver.
+fn take_driver_lock(state_dir: &Path) -> io::Result<Option<nix::fcntl::Flock<fs::File>>> {
+    store::create_dir_all_mode(state_dir, store::STATE_DIR_MODE)?;
+    let f = store::open_lock_file(&state_dir.join("driver.lock"))?;
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(Some(l)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e.into()),
+    }
 }
 
 /// libvirt's backend selection (reference 3.1).
@@ -335,7 +338,16 @@ impl Driver {
                 select_backend(&conf, &move |p| runner.has_program(p))?
             }
         };
-        let lock = take_driver_lock(&cfg.state_dir);
+        let (lock, lock_problem) = match take_driver_lock(&cfg.state_dir) {
+            Ok(l) => (l, None),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "cannot take the driver lock {}: {e}",
+                    cfg.state_dir.join("driver.lock").display()
+                )),
+            ),
+        };
         let driver = Driver {
             _lock: lock,
             configs: ConfigStore::new(&cfg.config_dir),
@@ -349,6 +361,9 @@ impl Driver {
             define_serial: Mutex::new(()),
             journals: JournalFiles::default(),
         };
+        if let Some(p) = lock_problem {
+            driver.report(p);
+        }
         driver.load()?;
         Ok(driver)
     }
@@ -801,12 +816,21 @@ impl Driver {
         note: &dyn Fn(&str, &str, &str) -> Result<(), DriverError>,
     ) -> Result<(), DriverError> {
         let files = dnsmasq::conf_contents(def, &self.dnsmasq_options())?;
-        let list: Vec<(&Path, &[u8])> = files
+        // The hosts files are re-read by dnsmasq after it dropped its
+        // privileges (SIGHUP): readable by everyone, as libvirt writes them.
+        let list: Vec<(&Path, &[u8], u32)> = files
             .files()
             .iter()
-            .map(|(p, t)| (Path::new(*p), t.as_bytes()))
+            .map(|(p, t)| {
+                let mode = if *p == files.paths.conf {
+                    store::PRIVATE_FILE_MODE
+                } else {
+                    store::SHARED_FILE_MODE
+                };
+                (Path::new(*p), t.as_bytes(), mode)
+            })
             .collect();
-        store::atomic_write_all(&list).map_err(|(p, e)| DriverError::io(&p, e))?;
+        store::atomic_write_all_modes(&list).map_err(|(p, e)| DriverError::io(&p, e))?;
         let caps = self.dnsmasq_caps(runner)?;
         let cmd = dnsmasq::command_line(def, &caps, &files.paths.conf, &self.cfg.leases_helper)?;
         if let Some(pf) = &files.paths.pid_file {
@@ -879,7 +903,8 @@ impl Driver {
                     (&paths.addnhosts, &files.addnhosts),
                 ] {
                     let p = Path::new(path);
-                    store::atomic_write(p, text.as_bytes()).map_err(|e| DriverError::io(p, e))?;
+                    store::atomic_write_mode(p, text.as_bytes(), store::SHARED_FILE_MODE)
+                        .map_err(|e| DriverError::io(p, e))?;
                 }
                 run_ok(runner, Cmd::new(["kill", "-HUP", pid.as_str()]))?;
                 Ok(())
@@ -979,7 +1004,7 @@ impl Driver {
         }
         let marker = self.cfg.state_dir.join("autostarted");
         if !marker.exists() {
-            let _ = fs::create_dir_all(&self.cfg.state_dir);
+            let _ = store::create_dir_all_mode(&self.cfg.state_dir, store::STATE_DIR_MODE);
             fs::write(&marker, b"").map_err(|e| DriverError::io(&marker, e))?;
             let names: Vec<String> = lock(&self.nets)
                 .iter()

@@ -33,7 +33,7 @@ pub enum StatusError {
         #[source]
         source: io::Error,
     },
-    #[error("{path}: invalid network definition: {source}")]
+    #[error("{}", at(.path, .source.line().zip(.source.column()), &format!("invalid network definition: {}", .source.detail())))]
     Network {
         path: PathBuf,
         #[source]
@@ -45,10 +45,24 @@ pub enum StatusError {
         #[source]
         source: crate::firewall::FirewallXmlError,
     },
-    #[error("{path}: {message}")]
-    Format { path: PathBuf, message: String },
+    #[error("{}", at(.path, .line.map(|l| (l, 1)), .message))]
+    Format {
+        path: PathBuf,
+        /// 1-based line the problem starts on, when known.
+        line: Option<usize>,
+        message: String,
+    },
     #[error("Network config filename '{path}' does not match network name '{name}'")]
     NameMismatch { path: PathBuf, name: String },
+}
+
+/// `FILE:LINE:COL: message` (`FILE: message` without a position): the one
+/// form of every error that points into a file.
+fn at(path: &Path, pos: Option<(usize, usize)>, message: &str) -> String {
+    match pos {
+        Some((l, c)) => format!("{}:{l}:{c}: {message}", path.display()),
+        None => format!("{}: {message}", path.display()),
+    }
 }
 
 impl StatusError {
@@ -61,16 +75,125 @@ impl StatusError {
     fn format(path: &Path, message: impl Into<String>) -> Self {
         StatusError::Format {
             path: path.to_path_buf(),
+            line: None,
+            message: message.into(),
+        }
+    }
+    fn format_at(path: &Path, line: usize, message: impl Into<String>) -> Self {
+        StatusError::Format {
+            path: path.to_path_buf(),
+            line: Some(line),
             message: message.into(),
         }
     }
 }
 
+/// Mode of the files only the driver reads: definitions, status files,
+/// the dnsmasq configuration (dnsmasq reads it as root, before it drops
+/// its privileges), journals.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+/// Mode of the files dnsmasq re-reads after dropping its privileges to
+/// its `--user` (nobody by default): the DHCP hosts file and the
+/// additional hosts file. libvirt creates them with `fopen`, 0644 under
+/// the usual umask 022.
+pub const SHARED_FILE_MODE: u32 = 0o644;
+/// Mode of directories others may read and traverse (the state directory:
+/// dnsmasq, running as nobody, reads its hosts files below it).
+pub const STATE_DIR_MODE: u32 = 0o755;
+/// Mode of directories only the driver may read (the config directory of
+/// persistent definitions, like libvirt's /etc/libvirt).
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// Creates `dir` and its missing parents. The directories this call
+/// creates get exactly `mode` (the last one) and [`STATE_DIR_MODE`] (its
+/// parents), whatever the process umask; directories that exist are left
+/// as they are. A path component that exists but is not a directory is an
+/// error.
+pub fn create_dir_all_mode(dir: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut missing: Vec<&Path> = Vec::new();
+    let mut p = dir;
+    loop {
+        match fs::metadata(p) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a directory", p.display()),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                missing.push(p);
+                match p.parent() {
+                    Some(up) if !up.as_os_str().is_empty() => p = up,
+                    _ => break,
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for (i, d) in missing.iter().enumerate().rev() {
+        let m = if i == 0 { mode } else { STATE_DIR_MODE };
+        match fs::DirBuilder::new().mode(m).create(d) {
+            // The umask may have taken bits away: set exactly `m`.
+            Ok(()) => fs::set_permissions(d, fs::Permissions::from_mode(m))?,
+            // Created meanwhile by someone else: leave it as it is.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Opens (creating it if needed) a lock file that only this user can open:
+/// mode 0600 whatever the umask, never through a symbolic link, and owned
+/// by the effective user (a lock file planted by another user is refused:
+/// whoever can open a file can `flock` it and stop the driver from taking
+/// its lock). The parent directory must exist.
+pub fn open_lock_file(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::MetadataExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(PRIVATE_FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is owned by uid {}, not by uid {me}: refusing to use it as a lock",
+                path.display(),
+                meta.uid()
+            ),
+        ));
+    }
+    if meta.mode() & 0o7777 != PRIVATE_FILE_MODE {
+        f.set_permissions(fs::Permissions::from_mode(PRIVATE_FILE_MODE))?;
+    }
+    Ok(f)
+}
+
 /// Writes `data` to `path` atomically with mode 0600: temporary file in the
 /// same directory, fsync, rename, fsync of the directory. The directory is
-/// created if missing.
+/// created (0755) if missing.
 pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = replace_file(path, data)?;
+    atomic_write_mode(path, data, PRIVATE_FILE_MODE)
+}
+
+/// [`atomic_write`] with the file mode `mode` (exactly, whatever the umask).
+pub fn atomic_write_mode(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let dir = replace_file(path, data, mode, STATE_DIR_MODE)?;
     // Make the rename itself durable.
     fs::File::open(&dir)?.sync_all()
 }
@@ -80,9 +203,19 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
 /// is durable. On an error, the files before the failing one may already
 /// be replaced; the error names the path.
 pub fn atomic_write_all(files: &[(&Path, &[u8])]) -> Result<(), (PathBuf, io::Error)> {
+    let files: Vec<(&Path, &[u8], u32)> = files
+        .iter()
+        .map(|(p, d)| (*p, *d, PRIVATE_FILE_MODE))
+        .collect();
+    atomic_write_all_modes(&files)
+}
+
+/// [`atomic_write_all`] with a mode per file.
+pub fn atomic_write_all_modes(files: &[(&Path, &[u8], u32)]) -> Result<(), (PathBuf, io::Error)> {
     let mut dirs: Vec<PathBuf> = Vec::new();
-    for (path, data) in files {
-        let dir = replace_file(path, data).map_err(|e| (path.to_path_buf(), e))?;
+    for (path, data, mode) in files {
+        let dir =
+            replace_file(path, data, *mode, STATE_DIR_MODE).map_err(|e| (path.to_path_buf(), e))?;
         if !dirs.contains(&dir) {
             dirs.push(dir);
         }
@@ -95,10 +228,53 @@ pub fn atomic_write_all(files: &[(&Path, &[u8])]) -> Result<(), (PathBuf, io::Er
     Ok(())
 }
 
+/// How many temporary names [`replace_file`] tries before giving up.
+const TEMP_NAME_TRIES: u32 = 16;
+
+/// Creates a new temporary file beside `path`: `O_CREAT | O_EXCL |
+/// O_NOFOLLOW`, so whatever already sits at the temporary name (a stale
+/// file, a symbolic link someone planted) is never opened or written
+/// through; the next name is tried instead. The mode is set exactly (the
+/// umask does not apply).
+fn create_temp(
+    dir: &Path,
+    file_name: &std::ffi::OsStr,
+    mode: u32,
+) -> io::Result<(PathBuf, fs::File)> {
+    let mut last = None;
+    for k in 0..TEMP_NAME_TRIES {
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(file_name);
+        tmp_name.push(format!(".tmp{}", std::process::id()));
+        if k > 0 {
+            tmp_name.push(format!(".{k}"));
+        }
+        let tmp = dir.join(tmp_name);
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+        {
+            Ok(f) => {
+                if let Err(e) = f.set_permissions(fs::Permissions::from_mode(mode)) {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(e);
+                }
+                return Ok((tmp, f));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists)))
+}
+
 /// Temporary file, fsync, rename over `path`; returns the directory (whose
-/// fsync makes the rename durable). The directory is created only when
-/// the temporary file cannot be created for lack of it.
-fn replace_file(path: &Path, data: &[u8]) -> io::Result<PathBuf> {
+/// fsync makes the rename durable). The directory is created (`dir_mode`)
+/// only when the temporary file cannot be created for lack of it.
+fn replace_file(path: &Path, data: &[u8], mode: u32, dir_mode: u32) -> io::Result<PathBuf> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -106,22 +282,10 @@ fn replace_file(path: &Path, data: &[u8]) -> io::Result<PathBuf> {
     let file_name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let open = || {
-        fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-    };
-    let mut f = match open() {
+    let (tmp, mut f) = match create_temp(&dir, file_name, mode) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(&dir)?;
-            open()?
+            create_dir_all_mode(&dir, dir_mode)?;
+            create_temp(&dir, file_name, mode)?
         }
         r => r?,
     };
@@ -307,12 +471,10 @@ pub fn parse_status(doc: &str, path: &Path) -> Result<NetworkStatus, StatusError
     let root_at = skip_prolog(doc);
     let has_status_root = find_start_tag(doc, "networkstatus", root_at) == Some(root_at);
     if !has_status_root && find_start_tag(doc, "network", root_at) != Some(root_at) {
-        return Err(StatusError::format(
+        return Err(StatusError::format_at(
             path,
-            format!(
-                "line {}: expected root element <networkstatus> or <network>",
-                line_of(doc, root_at) + 1
-            ),
+            line_of(doc, root_at) + 1,
+            "expected root element <networkstatus> or <network>",
         ));
     }
     let net_at = find_start_tag(doc, "network", root_at)
@@ -349,9 +511,10 @@ pub fn parse_status(doc: &str, path: &Path) -> Result<NetworkStatus, StatusError
         if let Some(at) = find_start_tag(doc, "floor", root_at).filter(|a| *a < net_at) {
             if let Some(v) = tag_attr(doc, at, "sum") {
                 st.floor_sum = v.parse().map_err(|_| {
-                    StatusError::format(
+                    StatusError::format_at(
                         path,
-                        format!("line {}: invalid floor sum '{v}'", line_of(doc, at) + 1),
+                        line_of(doc, at) + 1,
+                        format!("invalid floor sum '{v}'"),
                     )
                 })?;
             }
@@ -406,7 +569,14 @@ impl ConfigStore {
     /// Saves a definition (inactive form, atomically).
     pub fn save(&self, def: &NetworkDef) -> Result<(), StatusError> {
         let path = self.path(&def.name);
-        atomic_write(&path, format_config(def).as_bytes()).map_err(|e| StatusError::io(&path, e))
+        replace_file(
+            &path,
+            format_config(def).as_bytes(),
+            PRIVATE_FILE_MODE,
+            PRIVATE_DIR_MODE,
+        )
+        .and_then(|dir| fs::File::open(dir)?.sync_all())
+        .map_err(|e| StatusError::io(&path, e))
     }
 
     /// Loads one definition file.
@@ -450,7 +620,7 @@ impl ConfigStore {
         let link = self.autostart_link(name);
         if on {
             let dir = self.autostart_dir();
-            fs::create_dir_all(&dir).map_err(|e| StatusError::io(&dir, e))?;
+            create_dir_all_mode(&dir, PRIVATE_DIR_MODE).map_err(|e| StatusError::io(&dir, e))?;
             let target = std::path::absolute(self.path(name))
                 .map_err(|e| StatusError::io(&self.path(name), e))?;
             remove_if_exists(&link).map_err(|e| StatusError::io(&link, e))?;
@@ -554,12 +724,6 @@ fn xml_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Sets a file's permission bits (best effort helper for callers that need
-/// 0644 files, e.g. dnsmasq's host files).
-pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-}
-
 // ---------------------------------------------------------------------------
 // network.conf
 
@@ -573,12 +737,16 @@ pub struct NetworkConf {
     pub firewall_backend_line: Option<usize>,
 }
 
-/// A `network.conf` that cannot be used: file, line and what is wrong.
+/// A `network.conf` that cannot be used: file, line, column and what is
+/// wrong (`FILE:LINE:COL: message`; `FILE: message` when the file cannot
+/// be read, line 0).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}:{line}: {message}")]
+#[error("{}", at(.path, (*.line > 0).then_some((*.line, *.column)), .message))]
 pub struct ConfError {
     pub path: PathBuf,
     pub line: usize,
+    /// 1-based column (in characters) of the key or value at fault.
+    pub column: usize,
     pub message: String,
 }
 
@@ -586,9 +754,10 @@ pub struct ConfError {
 /// lines, `#` comments, string/number/list values). Only
 /// `firewall_backend` is interpreted; other keys are accepted and ignored.
 pub fn parse_network_conf(text: &str, path: &Path) -> Result<NetworkConf, ConfError> {
-    let err = |line: usize, message: String| ConfError {
+    let err = |(line, column): (usize, usize), message: String| ConfError {
         path: path.to_path_buf(),
         line,
+        column,
         message,
     };
     let mut conf = NetworkConf::default();
@@ -599,9 +768,20 @@ pub fn parse_network_conf(text: &str, path: &Path) -> Result<NetworkConf, ConfEr
         if line.is_empty() {
             continue;
         }
+        // Columns: where the key starts, and where the value starts.
+        let indent = raw.chars().take_while(|c| c.is_whitespace()).count();
+        let key_at = (lineno, indent + 1);
         let Some((key, value)) = line.split_once('=') else {
-            return Err(err(lineno, format!("expecting '=' in \"{line}\"")));
+            return Err(err(key_at, format!("expecting '=' in \"{line}\"")));
         };
+        let value_at = (
+            lineno,
+            indent
+                + key.chars().count()
+                + 1
+                + value.chars().take_while(|c| c.is_whitespace()).count()
+                + 1,
+        );
         let key = key.trim();
         if key.is_empty()
             || !key
@@ -609,7 +789,7 @@ pub fn parse_network_conf(text: &str, path: &Path) -> Result<NetworkConf, ConfEr
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
             || key.starts_with(|c: char| c.is_ascii_digit())
         {
-            return Err(err(lineno, format!("invalid setting name '{key}'")));
+            return Err(err(key_at, format!("invalid setting name '{key}'")));
         }
         let mut value = value.trim().to_string();
         if value.starts_with('[') {
@@ -620,22 +800,22 @@ pub fn parse_network_conf(text: &str, path: &Path) -> Result<NetworkConf, ConfEr
                         value.push(' ');
                         value.push_str(strip_comment(more).trim());
                     }
-                    None => return Err(err(lineno, "unterminated list".to_string())),
+                    None => return Err(err(value_at, "unterminated list".to_string())),
                 }
             }
         }
-        let parsed = parse_conf_value(&value).map_err(|m| err(lineno, m))?;
+        let parsed = parse_conf_value(&value).map_err(|m| err(value_at, m))?;
         if key == "firewall_backend" {
             let ConfValue::Str(s) = parsed else {
                 return Err(err(
-                    lineno,
+                    value_at,
                     "firewall_backend must be a string, e.g. firewall_backend = \"nftables\""
                         .to_string(),
                 ));
             };
             let b = s.parse::<Backend>().map_err(|_| {
                 err(
-                    lineno,
+                    value_at,
                     format!(
                         "unrecognized firewall_backend = '{s}' set in network driver config file {}",
                         path.display()
@@ -657,6 +837,7 @@ pub fn read_network_conf(path: &Path) -> Result<NetworkConf, ConfError> {
         Err(e) => Err(ConfError {
             path: path.to_path_buf(),
             line: 0,
+            column: 0,
             message: format!("cannot read: {e}"),
         }),
     }

@@ -180,16 +180,177 @@ fn network_conf_settings_and_errors() {
     );
     assert_eq!(ok("firewall_backend = \"none\""), Some(Backend::None));
     assert_eq!(ok("other = [ \"a\",\n \"b\" ]\nnum = 3\n"), None);
-    for (t, line, want) in [
-        ("\n\nfirewall_backend = \"ebtables\"\n", 3, "unrecognized firewall_backend = 'ebtables' set in network driver config file /etc/virtnet/network.conf"),
-        ("firewall_backend = nftables\n", 1, "expecting a value"),
-        ("firewall_backend = 3\n", 1, "must be a string"),
-        ("x\n", 1, "expecting '='"),
-        ("a = \"unterminated\n", 1, "unterminated string"),
+    for (t, line, col, want) in [
+        ("\n\nfirewall_backend = \"ebtables\"\n", 3, 20, "unrecognized firewall_backend = 'ebtables' set in network driver config file /etc/virtnet/network.conf"),
+        ("firewall_backend = nftables\n", 1, 20, "expecting a value"),
+        ("  firewall_backend=3\n", 1, 20, "must be a string"),
+        ("x\n", 1, 1, "expecting '='"),
+        ("  9x = 1\n", 1, 3, "invalid setting name"),
+        ("a = \"unterminated\n", 1, 5, "unterminated string"),
     ] {
         let e = parse_network_conf(t, p).unwrap_err();
-        assert_eq!(e.line, line, "{t}");
+        assert_eq!((e.line, e.column), (line, col), "{t}");
         assert!(e.message.contains(want), "{t}: {e}");
-        assert!(e.to_string().starts_with(&format!("/etc/virtnet/network.conf:{line}: ")));
+        assert!(
+            e.to_string().starts_with(&format!("/etc/virtnet/network.conf:{line}:{col}: ")),
+            "{e}"
+        );
     }
+}
+
+fn mode_of(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn a_symlink_planted_at_the_temporary_name_is_not_written_through() {
+    let d = tempfile::tempdir().unwrap();
+    let victim = d.path().join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    let target = d.path().join("net.xml");
+    // The first temporary name atomic_write tries, and a dangling link at
+    // the second one: neither may be opened.
+    let tmp0 = d.path().join(format!(".net.xml.tmp{}", std::process::id()));
+    let tmp1 = d
+        .path()
+        .join(format!(".net.xml.tmp{}.1", std::process::id()));
+    let nowhere = d.path().join("created-through-link");
+    std::os::unix::fs::symlink(&victim, &tmp0).unwrap();
+    std::os::unix::fs::symlink(&nowhere, &tmp1).unwrap();
+    atomic_write(&target, b"new").unwrap();
+    assert_eq!(fs::read(&target).unwrap(), b"new");
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    assert!(
+        !nowhere.exists(),
+        "a file was created through a dangling link"
+    );
+    // The planted links are not ours: left alone, still links.
+    assert!(fs::symlink_metadata(&tmp0)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(fs::symlink_metadata(&tmp1)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(!fs::symlink_metadata(&target)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(mode_of(&target), 0o600);
+}
+
+#[test]
+fn every_temporary_name_taken_is_an_error_not_a_write_through() {
+    let d = tempfile::tempdir().unwrap();
+    let victim = d.path().join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    let target = d.path().join("s.xml");
+    for k in 0..super::TEMP_NAME_TRIES {
+        let suffix = if k == 0 {
+            String::new()
+        } else {
+            format!(".{k}")
+        };
+        let tmp = d
+            .path()
+            .join(format!(".s.xml.tmp{}{suffix}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+    }
+    let e = atomic_write(&target, b"new").unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    assert!(!target.exists());
+}
+
+#[test]
+fn files_and_directories_get_their_modes() {
+    let d = tempfile::tempdir().unwrap();
+    let shared = d.path().join("a/b/hosts");
+    atomic_write_mode(&shared, b"x", SHARED_FILE_MODE).unwrap();
+    assert_eq!(mode_of(&shared), 0o644);
+    assert_eq!(mode_of(&d.path().join("a/b")), 0o755);
+    assert_eq!(mode_of(&d.path().join("a")), 0o755);
+    // Rewriting keeps the requested mode, whatever the file had.
+    atomic_write(&shared, b"y").unwrap();
+    assert_eq!(mode_of(&shared), 0o600);
+
+    let priv_dir = d.path().join("etc/virtnet");
+    create_dir_all_mode(&priv_dir, PRIVATE_DIR_MODE).unwrap();
+    assert_eq!(mode_of(&priv_dir), 0o700);
+    assert_eq!(mode_of(&d.path().join("etc")), 0o755);
+    // An existing directory is left as it is.
+    fs::set_permissions(&priv_dir, fs::Permissions::from_mode(0o750)).unwrap();
+    create_dir_all_mode(&priv_dir, PRIVATE_DIR_MODE).unwrap();
+    assert_eq!(mode_of(&priv_dir), 0o750);
+    // A file in the way is an error.
+    let e = create_dir_all_mode(&shared.join("sub"), STATE_DIR_MODE).unwrap_err();
+    assert!(
+        e.to_string().to_lowercase().contains("not a directory"),
+        "{e}"
+    );
+
+    // Config store: a fresh config directory is private.
+    let cfg = ConfigStore::new(d.path().join("cfg/networks"));
+    let def = netxml::parse(
+        "<network><name>n1</name><uuid>acc0d35a-07ed-4108-a893-65000321c14b</uuid></network>",
+    )
+    .unwrap();
+    cfg.save(&def).unwrap();
+    assert_eq!(mode_of(&d.path().join("cfg/networks")), 0o700);
+    assert_eq!(mode_of(&cfg.path("n1")), 0o600);
+    cfg.set_autostart("n1", true).unwrap();
+    assert_eq!(mode_of(&cfg.autostart_dir()), 0o700);
+}
+
+#[test]
+fn lock_files_are_private_and_never_followed() {
+    let d = tempfile::tempdir().unwrap();
+    let lock = d.path().join("driver.lock");
+    // A lock file an earlier version left world-readable is made private.
+    fs::write(&lock, b"").unwrap();
+    fs::set_permissions(&lock, fs::Permissions::from_mode(0o644)).unwrap();
+    open_lock_file(&lock).unwrap();
+    assert_eq!(mode_of(&lock), 0o600);
+    fs::remove_file(&lock).unwrap();
+    open_lock_file(&lock).unwrap();
+    assert_eq!(mode_of(&lock), 0o600);
+    // A symbolic link at the lock's name is refused (ELOOP), not followed.
+    let other = d.path().join("other.lock");
+    std::os::unix::fs::symlink(d.path().join("elsewhere"), &other).unwrap();
+    assert!(open_lock_file(&other).is_err());
+    assert!(!d.path().join("elsewhere").exists());
+}
+
+#[test]
+fn status_file_errors_read_file_line_column() {
+    let p = Path::new("/state/x.xml");
+    let e = parse_status(
+        "<networkstatus>\n<floor sum='x'/>\n<network><name>x</name></network></networkstatus>",
+        p,
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(e, "/state/x.xml:2:1: invalid floor sum 'x'");
+    let e = parse_status("\n<foo/>", p).unwrap_err().to_string();
+    assert!(
+        e.starts_with("/state/x.xml:2:1: expected root element"),
+        "{e}"
+    );
+    // A definition error inside the status file: the position in the file.
+    let e = parse_status(
+        "<networkstatus>\n  <network>\n    <name>x</name>\n    <bogus attr='1'>\n  </network>\n</networkstatus>",
+        p,
+    )
+    .unwrap_err()
+    .to_string();
+    let rest = e
+        .strip_prefix("/state/x.xml:")
+        .unwrap_or_else(|| panic!("{e}"));
+    let (line, rest) = rest.split_once(':').unwrap();
+    let (col, rest) = rest.split_once(": ").unwrap();
+    assert!(line.parse::<usize>().unwrap() >= 2, "{e}");
+    assert!(col.parse::<usize>().is_ok(), "{e}");
+    assert!(rest.starts_with("invalid network definition: "), "{e}");
 }

@@ -299,7 +299,9 @@ impl Activation {
         for (name, fd) in names.0.into_iter().zip(raw) {
             // SAFETY: fd was passed to us by the activation protocol, is open
             // (checked above with F_GETFD) and nothing else in this process
-            // owns it: ownership is taken exactly once, here.
+            // owns it: ownership is taken exactly once, here. No safe API
+            // exists for this: a descriptor inherited by number has no owner
+            // until one is made from the raw number.
             let owned = unsafe { OwnedFd::from_raw_fd(fd) };
             groups.entry(name).or_default().push(owned);
         }
@@ -435,16 +437,9 @@ fn split_names(names: &str) -> Vec<String> {
 }
 
 fn open_file_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass and nothing else.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    if rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY {
-        lim.rlim_cur
-    } else {
-        i32::MAX as u64
+    match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) if soft != libc::RLIM_INFINITY => soft,
+        _ => i32::MAX as u64,
     }
 }
 
