@@ -181,7 +181,7 @@ fn parse_spec(spec: &str) -> Parsed {
     p
 }
 
-fn ne(neg: bool) -> &'static str {
+fn negation(neg: bool) -> &'static str {
     if neg {
         "!= "
     } else {
@@ -202,7 +202,7 @@ fn addr_stmt(fam: XtFamily, dir: &str, neg: bool, a: &str) -> String {
         }
     }
     let a = a.strip_suffix(full).unwrap_or(a);
-    format!("{kw} {dir} {}{a}", ne(neg))
+    format!("{kw} {dir} {}{a}", negation(neg))
 }
 
 fn ifname(dir: &str, neg: bool, name: &str) -> String {
@@ -210,7 +210,7 @@ fn ifname(dir: &str, neg: bool, name: &str) -> String {
         Some(base) => format!("{base}*"),
         None => name.to_string(),
     };
-    format!("{dir} {}\"{n}\"", ne(neg))
+    format!("{dir} {}\"{n}\"", negation(neg))
 }
 
 fn port_range(v: &str) -> String {
@@ -341,7 +341,7 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
                 .first()
                 .is_some_and(|(m, o)| m == v && native_l4(m, o));
         if !dropped {
-            stmts.push(other(format!("meta l4proto {}{v}", ne(*n))));
+            stmts.push(other(format!("meta l4proto {}{v}", negation(*n))));
         }
     }
     if let Some((n, v)) = &p.src {
@@ -370,21 +370,26 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
                     parts.push(if comp == "none" {
                         format!("tcp flags {}{mask}", if o.neg { "" } else { "! " })
                     } else {
-                        format!("tcp flags {}{comp} / {mask}", ne(o.neg))
+                        format!("tcp flags {}{comp} / {mask}", negation(o.neg))
                     });
                 }
                 for o in opts.iter().filter(|o| o.name != "--tcp-flags") {
                     let v = o.val.clone().unwrap_or_default();
                     match o.name.as_str() {
-                        "--sport" => {
-                            parts.push(format!("{name} sport {}{}", ne(o.neg), port_range(&v)))
-                        }
-                        "--dport" => {
-                            parts.push(format!("{name} dport {}{}", ne(o.neg), port_range(&v)))
-                        }
-                        "--syn" => {
-                            parts.push(format!("tcp flags {}syn / fin,syn,rst,ack", ne(o.neg)))
-                        }
+                        "--sport" => parts.push(format!(
+                            "{name} sport {}{}",
+                            negation(o.neg),
+                            port_range(&v)
+                        )),
+                        "--dport" => parts.push(format!(
+                            "{name} dport {}{}",
+                            negation(o.neg),
+                            port_range(&v)
+                        )),
+                        "--syn" => parts.push(format!(
+                            "tcp flags {}syn / fin,syn,rst,ack",
+                            negation(o.neg)
+                        )),
                         other_opt => {
                             compat = true;
                             parts.push(format!("xt match \"{name}\" {other_opt}"));
@@ -411,7 +416,7 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
                         } else {
                             match names.iter().find(|(n, _)| *n == val) {
                                 Some((_, nft_name)) => {
-                                    format!("{kw} type {}{nft_name}", ne(o.neg))
+                                    format!("{kw} type {}{nft_name}", negation(o.neg))
                                 }
                                 None => format!("xt match {name}"),
                             }
@@ -436,7 +441,7 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
                                 if o.neg { "!=" } else { "==" },
                                 num(a)
                             ),
-                            None => format!("meta mark {}{:#010x}", ne(o.neg), num(&v)),
+                            None => format!("meta mark {}{:#010x}", negation(o.neg), num(&v)),
                         }
                     }
                     None => String::new(),
@@ -486,7 +491,7 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
                         } else {
                             "daddr"
                         },
-                        ne(o.neg),
+                        negation(o.neg),
                         o.val.clone().unwrap_or_default().to_ascii_lowercase()
                     ),
                     None => String::new(),
@@ -510,18 +515,18 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
                                 .collect();
                             parts.push(format!(
                                 "{l4} sport . {l4} dport {}{{ {} }}",
-                                ne(o.neg),
+                                negation(o.neg),
                                 elems.join(", ")
                             ));
                             continue;
                         }
                     };
                     if ports.len() == 1 {
-                        parts.push(format!("{l4} {dir} {}{}", ne(o.neg), ports[0]));
+                        parts.push(format!("{l4} {dir} {}{}", negation(o.neg), ports[0]));
                     } else {
                         parts.push(format!(
                             "{l4} {dir} {}{{ {} }}",
-                            ne(o.neg),
+                            negation(o.neg),
                             ports.join(", ")
                         ));
                     }
@@ -1032,23 +1037,6 @@ fn carry_table(
         xc.rules = rules;
     }
     Ok(())
-}
-
-/// Point `jump OLD` / `goto OLD` of a rule nft added at chain `new`.
-pub fn rename_jumps(r: &mut nft::Rule, old: &str, new: &str) {
-    for st in r.stmts.iter_mut() {
-        match &st.kind {
-            StmtKind::Jump(t) if t == old => {
-                st.text = format!("jump {new}");
-                st.kind = StmtKind::Jump(new.to_string());
-            }
-            StmtKind::Goto(t) if t == old => {
-                st.text = format!("goto {new}");
-                st.kind = StmtKind::Goto(new.to_string());
-            }
-            _ => {}
-        }
-    }
 }
 
 /// The iptables options of a rule nft added, for the statements

@@ -51,8 +51,8 @@ pub(super) struct Opts {
 }
 
 impl Opts {
-    pub(super) fn json_out(&self, items: Vec<J>) -> String {
-        let arr = J::A(items);
+    pub(super) fn json_out(&self, items: Vec<Json>) -> String {
+        let arr = Json::Arr(items);
         if self.pretty {
             format!("{}\n", arr.pretty(0))
         } else {

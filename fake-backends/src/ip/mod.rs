@@ -142,13 +142,13 @@ impl IpState {
                     let items = sel
                         .iter()
                         .map(|n| {
-                            let mut m = vec![("dst", J::s(&n.dst))];
+                            let mut m = vec![("dst", Json::str(&n.dst))];
                             if dev.is_none() {
-                                m.push(("dev", J::s(&n.dev)));
+                                m.push(("dev", Json::str(&n.dev)));
                             }
-                            m.push(("lladdr", J::s(&n.lladdr)));
-                            m.push(("state", J::A(vec![J::s("PERMANENT")])));
-                            J::O(m)
+                            m.push(("lladdr", Json::str(&n.lladdr)));
+                            m.push(("state", Json::Arr(vec![Json::str("PERMANENT")])));
+                            Json::Obj(m)
                         })
                         .collect();
                     return Output::ok(o.json_out(items));
@@ -1273,10 +1273,10 @@ fn rule_cmd(sub: &[&str], o: Opts) -> Output {
         let items = rules
             .iter()
             .map(|(p, t)| {
-                J::O(vec![
-                    ("priority", J::N(u64::from(*p))),
-                    ("src", J::s("all")),
-                    ("table", J::s(*t)),
+                Json::Obj(vec![
+                    ("priority", Json::Num(u64::from(*p))),
+                    ("src", Json::str("all")),
+                    ("table", Json::str(*t)),
                 ])
             })
             .collect();

@@ -7,26 +7,26 @@ use super::*;
 /// A JSON value with ordered keys, printed as iproute2 prints it (`-j`
 /// compact, `-j -p` with its own indentation).
 #[derive(Debug, Clone)]
-pub(super) enum J {
-    S(String),
-    N(u64),
-    A(Vec<J>),
-    O(Vec<(&'static str, J)>),
+pub(super) enum Json {
+    Str(String),
+    Num(u64),
+    Arr(Vec<Json>),
+    Obj(Vec<(&'static str, Json)>),
 }
 
-impl J {
-    pub(super) fn s(v: impl Into<String>) -> J {
-        J::S(v.into())
+impl Json {
+    pub(super) fn str(v: impl Into<String>) -> Json {
+        Json::Str(v.into())
     }
     pub(super) fn compact(&self) -> String {
         match self {
-            J::S(s) => serde_json::Value::from(s.as_str()).to_string(),
-            J::N(n) => n.to_string(),
-            J::A(v) => format!(
+            Json::Str(s) => serde_json::Value::from(s.as_str()).to_string(),
+            Json::Num(n) => n.to_string(),
+            Json::Arr(v) => format!(
                 "[{}]",
-                v.iter().map(J::compact).collect::<Vec<_>>().join(",")
+                v.iter().map(Json::compact).collect::<Vec<_>>().join(",")
             ),
-            J::O(v) => format!(
+            Json::Obj(v) => format!(
                 "{{{}}}",
                 v.iter()
                     .map(|(k, x)| format!("\"{k}\":{}", x.compact()))
@@ -39,16 +39,16 @@ impl J {
     /// objects with one key per line indented 4 spaces per open container.
     pub(super) fn pretty(&self, depth: usize) -> String {
         match self {
-            J::A(v) if v.is_empty() => "[ ]".into(),
-            J::A(v) => format!(
+            Json::Arr(v) if v.is_empty() => "[ ]".into(),
+            Json::Arr(v) => format!(
                 "[ {} ]",
                 v.iter()
                     .map(|x| x.pretty(depth + 1))
                     .collect::<Vec<_>>()
                     .join(",")
             ),
-            J::O(v) if v.is_empty() => "{}".into(),
-            J::O(v) => {
+            Json::Obj(v) if v.is_empty() => "{}".into(),
+            Json::Obj(v) => {
                 let d = depth + 1;
                 let mut s = "{".to_string();
                 for (i, (k, x)) in v.iter().enumerate() {
@@ -344,94 +344,103 @@ impl IpState {
     }
 
     /// `ip -br -j`: name, operstate and MAC/flags or bare addresses.
-    pub(super) fn brief_json(&self, l: &Link, with_addrs: bool, o: &Opts) -> J {
-        let mut m: Vec<(&'static str, J)> = Vec::new();
+    pub(super) fn brief_json(&self, l: &Link, with_addrs: bool, o: &Opts) -> Json {
+        let mut m: Vec<(&'static str, Json)> = Vec::new();
         if let Some(p) = &l.peer {
-            m.push(("link", J::s(p)));
+            m.push(("link", Json::str(p)));
         }
-        m.push(("ifname", J::s(&l.name)));
-        m.push(("operstate", J::s(self.operstate(l))));
+        m.push(("ifname", Json::str(&l.name)));
+        m.push(("operstate", Json::str(self.operstate(l))));
         if with_addrs {
             let infos = Self::listed_for(l, o)
                 .into_iter()
                 .map(|(a, _)| {
-                    J::O(vec![
-                        ("local", J::s(&a.local)),
-                        ("prefixlen", J::N(u64::from(a.prefixlen))),
+                    Json::Obj(vec![
+                        ("local", Json::str(&a.local)),
+                        ("prefixlen", Json::Num(u64::from(a.prefixlen))),
                     ])
                 })
                 .collect();
-            m.push(("addr_info", J::A(infos)));
+            m.push(("addr_info", Json::Arr(infos)));
         } else {
-            m.push(("address", J::s(&l.mac)));
-            m.push(("flags", J::A(self.flags(l).into_iter().map(J::s).collect())));
+            m.push(("address", Json::str(&l.mac)));
+            m.push((
+                "flags",
+                Json::Arr(self.flags(l).into_iter().map(Json::str).collect()),
+            ));
         }
-        J::O(m)
+        Json::Obj(m)
     }
 
-    pub(super) fn link_json(&self, l: &Link, with_addrs: bool, o: &Opts) -> J {
-        let mut m: Vec<(&'static str, J)> = vec![("ifindex", J::N(u64::from(l.ifindex)))];
+    pub(super) fn link_json(&self, l: &Link, with_addrs: bool, o: &Opts) -> Json {
+        let mut m: Vec<(&'static str, Json)> = vec![("ifindex", Json::Num(u64::from(l.ifindex)))];
         if let Some(p) = &l.peer {
-            m.push(("link", J::s(p)));
+            m.push(("link", Json::str(p)));
         }
-        m.push(("ifname", J::s(&l.name)));
-        m.push(("flags", J::A(self.flags(l).into_iter().map(J::s).collect())));
-        m.push(("mtu", J::N(u64::from(l.mtu))));
-        m.push(("qdisc", J::s(self.qdisc_of(l))));
+        m.push(("ifname", Json::str(&l.name)));
+        m.push((
+            "flags",
+            Json::Arr(self.flags(l).into_iter().map(Json::str).collect()),
+        ));
+        m.push(("mtu", Json::Num(u64::from(l.mtu))));
+        m.push(("qdisc", Json::str(self.qdisc_of(l))));
         if let Some(ms) = &l.master {
-            m.push(("master", J::s(ms)));
+            m.push(("master", Json::str(ms)));
         }
-        m.push(("operstate", J::s(self.operstate(l))));
+        m.push(("operstate", Json::str(self.operstate(l))));
         if !with_addrs {
-            m.push(("linkmode", J::s("DEFAULT")));
+            m.push(("linkmode", Json::str("DEFAULT")));
         }
-        m.push(("group", J::s("default")));
-        m.push(("txqlen", J::N(u64::from(l.txqlen.unwrap_or(1000)))));
+        m.push(("group", Json::str("default")));
+        m.push(("txqlen", Json::Num(u64::from(l.txqlen.unwrap_or(1000)))));
         let (lt, brd) = if l.kind == LinkKind::Loopback {
             ("loopback", "00:00:00:00:00:00")
         } else {
             ("ether", "ff:ff:ff:ff:ff:ff")
         };
-        m.push(("link_type", J::s(lt)));
-        m.push(("address", J::s(&l.mac)));
-        m.push(("broadcast", J::s(brd)));
+        m.push(("link_type", Json::str(lt)));
+        m.push(("address", Json::str(&l.mac)));
+        m.push(("broadcast", Json::str(brd)));
         if with_addrs {
             // iproute2 prints an empty object for an address the scope
             // filter drops.
-            let infos: Vec<J> = Self::listed_addrs(l, o.family)
+            let infos: Vec<Json> = Self::listed_addrs(l, o.family)
                 .into_iter()
                 .map(|(a, primary)| {
                     if o.scope.is_some_and(|sc| a.scope() != sc) {
-                        return J::O(Vec::new());
+                        return Json::Obj(Vec::new());
                     }
-                    let mut am: Vec<(&'static str, J)> = vec![
-                        ("family", J::s(if a.is_v6() { "inet6" } else { "inet" })),
-                        ("local", J::s(&a.local)),
-                        ("prefixlen", J::N(u64::from(a.prefixlen))),
+                    let mut am: Vec<(&'static str, Json)> = vec![
+                        (
+                            "family",
+                            Json::str(if a.is_v6() { "inet6" } else { "inet" }),
+                        ),
+                        ("local", Json::str(&a.local)),
+                        ("prefixlen", Json::Num(u64::from(a.prefixlen))),
                     ];
                     if let Some(b) = &a.broadcast {
-                        am.push(("broadcast", J::s(b)));
+                        am.push(("broadcast", Json::str(b)));
                     }
-                    am.push(("scope", J::s(a.scope())));
+                    am.push(("scope", Json::str(a.scope())));
                     if !primary {
-                        am.push(("secondary", J::A(Vec::new())));
+                        am.push(("secondary", Json::Arr(Vec::new())));
                     }
                     if a.nodad {
-                        am.push(("nodad", J::A(Vec::new())));
+                        am.push(("nodad", Json::Arr(Vec::new())));
                     } else if a.is_v6() && !l.v6_ready {
-                        am.push(("tentative", J::A(Vec::new())));
+                        am.push(("tentative", Json::Arr(Vec::new())));
                     }
                     if !a.is_v6() {
-                        am.push(("label", J::s(a.label.as_deref().unwrap_or(&l.name))));
+                        am.push(("label", Json::str(a.label.as_deref().unwrap_or(&l.name))));
                     }
-                    am.push(("valid_life_time", J::N(4294967295)));
-                    am.push(("preferred_life_time", J::N(4294967295)));
-                    J::O(am)
+                    am.push(("valid_life_time", Json::Num(4294967295)));
+                    am.push(("preferred_life_time", Json::Num(4294967295)));
+                    Json::Obj(am)
                 })
                 .collect();
-            m.push(("addr_info", J::A(infos)));
+            m.push(("addr_info", Json::Arr(infos)));
         }
-        J::O(m)
+        Json::Obj(m)
     }
 
     /// `ip -br link` plus addresses, one line per link, then one line per
@@ -538,39 +547,39 @@ impl RouteView {
         s
     }
 
-    pub(super) fn json(&self, dev_given: bool) -> J {
-        let mut m: Vec<(&'static str, J)> = Vec::new();
+    pub(super) fn json(&self, dev_given: bool) -> Json {
+        let mut m: Vec<(&'static str, Json)> = Vec::new();
         if let Some(k) = self.kind {
-            m.push(("type", J::s(k)));
+            m.push(("type", Json::str(k)));
         }
-        m.push(("dst", J::s(&self.dst)));
+        m.push(("dst", Json::str(&self.dst)));
         if let Some(v) = &self.via {
-            m.push(("gateway", J::s(v)));
+            m.push(("gateway", Json::str(v)));
         }
         if !dev_given {
-            m.push(("dev", J::s(&self.dev)));
+            m.push(("dev", Json::str(&self.dev)));
         }
         if self.kernel {
-            m.push(("protocol", J::s("kernel")));
+            m.push(("protocol", Json::str("kernel")));
         }
         if let Some(sc) = self.scope {
-            m.push(("scope", J::s(sc)));
+            m.push(("scope", Json::str(sc)));
         }
         if let Some(src) = &self.src {
-            m.push(("prefsrc", J::s(src)));
+            m.push(("prefsrc", Json::str(src)));
         }
         if let Some(x) = self.metric {
-            m.push(("metric", J::N(u64::from(x))));
+            m.push(("metric", Json::Num(u64::from(x))));
         }
         let flags = if self.linkdown {
-            vec![J::s("linkdown")]
+            vec![Json::str("linkdown")]
         } else {
             Vec::new()
         };
-        m.push(("flags", J::A(flags)));
+        m.push(("flags", Json::Arr(flags)));
         if self.v6 {
-            m.push(("pref", J::s("medium")));
+            m.push(("pref", Json::str("medium")));
         }
-        J::O(m)
+        Json::Obj(m)
     }
 }

@@ -367,7 +367,7 @@ impl XtablesState {
                     r.jump = Some(new.clone());
                     r.spec = rename_target(&r.spec, &old, &new);
                     if let Some(nr) = r.nft_rule.as_mut() {
-                        crate::xtnft::rename_jumps(nr, &old, &new);
+                        nr.rename_jumps(&old, &new);
                     }
                 }
             }

@@ -64,7 +64,7 @@ use lexer::{Loc, Source};
 
 /// What [`parsed`] gives: the commands and syntax errors of a source, or
 /// the scanner's error.
-type Parsed = Result<(Vec<Command>, Vec<PErr>), (Loc, String)>;
+type Parsed = Result<(Vec<Command>, Vec<InputError>), (Loc, String)>;
 
 /// Scans and parses `src`, through a per-thread memo keyed by its text:
 /// scanning and parsing are functions of the text alone (the file name only
@@ -174,7 +174,7 @@ fn handle_template(src: &Source) -> Option<Arc<Parsed>> {
 }
 use model::{chain_block, set_block, table_block, ListOpts, TableParts};
 pub use model::{BaseSpec, Chain, Element, Family, Rule, Set, Stmt, StmtKind, Table};
-use parser::{Command, Named, Op, PErr, PosKind, RuleBody, TableRef};
+use parser::{Command, InputError, Named, Op, PosKind, RuleBody, TableRef};
 
 /// The process id printed in `# new generation N by process PID (nft)`.
 pub const FAKE_PID: u32 = 4242;
@@ -252,7 +252,7 @@ impl Errno {
 }
 
 /// A kernel-stage failure: which errno, at which part of the command.
-struct KErr {
+struct KernelError {
     errno: Errno,
     loc: Loc,
     /// The error points at an attribute of the command (so ENOENT gets nft's
@@ -710,7 +710,7 @@ impl NftState {
 
     fn json_listing(&self, op: &Op) -> Result<String, json::Unsupported> {
         let fam_ok = |fam: &Option<Family>, t: &Table| fam.is_none_or(|f| f == t.family);
-        let whole_table = |t: &Table, out: &mut Vec<json::J>| -> Result<(), json::Unsupported> {
+        let whole_table = |t: &Table, out: &mut Vec<json::Json>| -> Result<(), json::Unsupported> {
             out.push(json::table_obj(t)?);
             for set in &t.sets {
                 out.push(json::set_obj(t, set)?);
@@ -1048,7 +1048,7 @@ impl NftState {
         opts: Opts,
         stdout: &mut String,
         diag: &mut XtDiag,
-    ) -> Result<Option<u64>, PErr> {
+    ) -> Result<Option<u64>, InputError> {
         let lopts = ListOpts {
             handles: opts.handles,
         };
@@ -1092,13 +1092,13 @@ impl NftState {
             }
             Op::GetElement { t: tr, set, elems } => {
                 let Some(t) = self.table(tr.family, &tr.name) else {
-                    return Err(PErr::new(tr.loc, Errno::NoEnt.text()));
+                    return Err(InputError::new(tr.loc, Errno::NoEnt.text()));
                 };
                 let Some(s) = t.set(&set.value) else {
-                    return Err(PErr::new(set.loc, Errno::NoEnt.text()));
+                    return Err(InputError::new(set.loc, Errno::NoEnt.text()));
                 };
                 if s.flags.iter().any(|f| f == "interval") {
-                    return Err(PErr::not_simulated(
+                    return Err(InputError::not_simulated(
                         cmd.loc,
                         "get element of an interval set",
                     ));
@@ -1109,7 +1109,7 @@ impl NftState {
                     match s.elements.iter().find(|x| x.key == e.value.key) {
                         Some(x) => found.elements.push(x.clone()),
                         None => {
-                            return Err(PErr::new(
+                            return Err(InputError::new(
                                 cmd.loc,
                                 "Could not process rule: No such file or directory",
                             ))
@@ -1126,10 +1126,10 @@ impl NftState {
             Op::RenameChain { t, chain, new } => {
                 // nft looks the chain up in its cache first.
                 let Some(table) = self.table_mut(t.family, &t.name) else {
-                    return Err(PErr::new(t.loc, Errno::NoEnt.text()));
+                    return Err(InputError::new(t.loc, Errno::NoEnt.text()));
                 };
                 if table.chain(&chain.value).is_none() {
-                    return Err(PErr::new(chain.loc, Errno::NoEnt.text()));
+                    return Err(InputError::new(chain.loc, Errno::NoEnt.text()));
                 }
                 if table.chain(&new.value).is_none() {
                     if let Some(c) = table.chain_mut(&chain.value) {
@@ -1162,7 +1162,7 @@ impl NftState {
                             ),
                             None => Errno::NoEnt.text().to_string(),
                         };
-                        return Err(PErr::new(chain.loc, msg));
+                        return Err(InputError::new(chain.loc, msg));
                     }
                 }
                 if let Some(p) = pos.as_ref().filter(|p| p.kind != PosKind::Index) {
@@ -1178,7 +1178,7 @@ impl NftState {
                         } else {
                             p.loc
                         };
-                        return Err(PErr::new(
+                        return Err(InputError::new(
                             loc,
                             "Could not process rule: No such file or directory",
                         ));
@@ -1195,7 +1195,7 @@ impl NftState {
                         Some(r) => Ok(Some(r.handle)),
                         None => {
                             let _ = insert;
-                            Err(PErr::new(
+                            Err(InputError::new(
                                 p.loc,
                                 "Could not process rule: No such file or directory",
                             ))
@@ -1241,7 +1241,7 @@ impl NftState {
                         && matches!(cmd.op, Op::DeleteElement { .. })
                         && !s.elements.iter().any(|x| x.key == e.value.key)
                     {
-                        return Err(PErr::new(e.loc, "element does not exist"));
+                        return Err(InputError::new(e.loc, "element does not exist"));
                     }
                     if matches!(cmd.op, Op::DeleteElement { .. })
                         && s.data_type.is_some()
@@ -1268,7 +1268,7 @@ impl NftState {
                         for (i, a) in spans[..j].iter().enumerate() {
                             if let (Some(a), Some(b)) = (a, b) {
                                 if a.0 <= b.1 && b.0 <= a.1 {
-                                    return Err(PErr {
+                                    return Err(InputError {
                                         loc: elems[j].loc,
                                         secondary: Some(elems[i].loc),
                                         msg: "conflicting intervals specified".into(),
@@ -1301,21 +1301,21 @@ impl NftState {
             }
             Op::ListTable(tr) => {
                 let Some(t) = self.table(tr.family, &tr.name) else {
-                    return Err(PErr::new(tr.loc, Errno::NoEnt.text()));
+                    return Err(InputError::new(tr.loc, Errno::NoEnt.text()));
                 };
                 let t = self.xt_listing(t, diag, None);
                 stdout.push_str(&table_block(&t, lopts, TableParts::ALL));
             }
             Op::ListChain { t: tr, chain } => {
                 let Some(t) = self.table(tr.family, &tr.name) else {
-                    return Err(PErr::new(tr.loc, Errno::NoEnt.text()));
+                    return Err(InputError::new(tr.loc, Errno::NoEnt.text()));
                 };
                 if t.chain(&chain.value).is_none() {
-                    return Err(PErr::new(chain.loc, Errno::NoEnt.text()));
+                    return Err(InputError::new(chain.loc, Errno::NoEnt.text()));
                 }
                 let t = self.xt_listing(t, diag, Some(&chain.value));
                 let Some(c) = t.chain(&chain.value) else {
-                    return Err(PErr::new(chain.loc, Errno::NoEnt.text()));
+                    return Err(InputError::new(chain.loc, Errno::NoEnt.text()));
                 };
                 stdout.push_str(&format!(
                     "table {} {} {{\n{}}}\n",
@@ -1372,10 +1372,10 @@ impl NftState {
             }
             Op::ListSet { is_map, t: tr, set } => {
                 let Some(t) = self.table(tr.family, &tr.name) else {
-                    return Err(PErr::new(tr.loc, Errno::NoEnt.text()));
+                    return Err(InputError::new(tr.loc, Errno::NoEnt.text()));
                 };
                 let Some(s) = t.set(&set.value).filter(|s| s.is_map == *is_map) else {
-                    return Err(PErr::new(set.loc, Errno::NoEnt.text()));
+                    return Err(InputError::new(set.loc, Errno::NoEnt.text()));
                 };
                 stdout.push_str(&format!(
                     "table {} {} {{\n{}}}\n",
@@ -1396,7 +1396,7 @@ impl NftState {
                 if let Some(t) = self.table(tr.family, &tr.name) {
                     match t.set(&set.value) {
                         Some(s) if s.is_map != *is_map => {
-                            return Err(PErr::new(set.loc, Errno::NoEnt.text()))
+                            return Err(InputError::new(set.loc, Errno::NoEnt.text()))
                         }
                         Some(_) => {}
                         None => return Err(self.set_not_found(set, CacheLevel::Full)),
@@ -1412,11 +1412,11 @@ impl NftState {
         t: &TableRef,
         body: &RuleBody,
         cache: CacheLevel,
-    ) -> Result<(), PErr> {
+    ) -> Result<(), InputError> {
         if let Some(links) = &self.links {
             for i in &body.ifaces {
                 if !links.contains(&i.value) {
-                    return Err(PErr::new(i.loc, "Interface does not exist"));
+                    return Err(InputError::new(i.loc, "Interface does not exist"));
                 }
             }
         }
@@ -1433,9 +1433,9 @@ impl NftState {
 
     /// nft's `table_not_found`: ENOENT, with a suggestion when a table of a
     /// similar name is in the cache.
-    fn table_not_found(&self, t: &TableRef, cache: CacheLevel) -> PErr {
+    fn table_not_found(&self, t: &TableRef, cache: CacheLevel) -> InputError {
         match self.fuzzy_table(&t.name, cache) {
-            Some((name, fam)) => PErr::new(
+            Some((name, fam)) => InputError::new(
                 t.loc,
                 format!(
                     "{}; did you mean table ‘{}’ in family {}?",
@@ -1444,11 +1444,11 @@ impl NftState {
                     fam.as_str()
                 ),
             ),
-            None => PErr::new(t.loc, Errno::NoEnt.text()),
+            None => InputError::new(t.loc, Errno::NoEnt.text()),
         }
     }
 
-    fn set_not_found(&self, set: &Named<String>, cache: CacheLevel) -> PErr {
+    fn set_not_found(&self, set: &Named<String>, cache: CacheLevel) -> InputError {
         let mut best = misspell::Best::new();
         if cache == CacheLevel::Full {
             for t in &self.tables {
@@ -1462,7 +1462,7 @@ impl NftState {
             }
         }
         match best.found {
-            Some((name, is_map, fam, table)) => PErr::new(
+            Some((name, is_map, fam, table)) => InputError::new(
                 set.loc,
                 format!(
                     "{}; did you mean {} ‘{}’ in table {} ‘{}’?",
@@ -1473,7 +1473,7 @@ impl NftState {
                     table
                 ),
             ),
-            None => PErr::new(set.loc, Errno::NoEnt.text()),
+            None => InputError::new(set.loc, Errno::NoEnt.text()),
         }
     }
 
@@ -1504,7 +1504,7 @@ impl NftState {
     /// nft's explanation of a kernel error; `self` is nft's cache at that
     /// moment (what it fetched of the ruleset, plus what the batch's
     /// evaluation added).
-    fn kernel_error_text(&self, cmd: &Command, k: &KErr) -> String {
+    fn kernel_error_text(&self, cmd: &Command, k: &KernelError) -> String {
         let plain = format!("Could not process rule: {}", k.errno.text());
         if k.errno != Errno::NoEnt || !k.attr {
             return plain;
@@ -1632,15 +1632,15 @@ impl NftState {
         opts: Opts,
         echoes: &mut Vec<Echo>,
         changed: &mut bool,
-    ) -> Result<(), Vec<KErr>> {
+    ) -> Result<(), Vec<KernelError>> {
         let at = |errno: Errno, loc: Loc| {
-            vec![KErr {
+            vec![KernelError {
                 errno,
                 loc,
                 attr: true,
             }]
         };
-        let hs = |n: u64| {
+        let handle_comment = |n: u64| {
             if opts.handles {
                 format!(" # handle {n}")
             } else {
@@ -1677,7 +1677,7 @@ impl NftState {
                     t.family.as_str(),
                     t.name,
                     if *dormant { " { flags dormant; }" } else { "" },
-                    hs(handle)
+                    handle_comment(handle)
                 )));
             }
             Op::DeleteTable {
@@ -1759,7 +1759,7 @@ impl NftState {
                                 || b.hook != s.hook
                                 || b.priority != s.priority
                             {
-                                return Err(vec![KErr {
+                                return Err(vec![KernelError {
                                     errno: Errno::NotSupp,
                                     loc: cmd.loc,
                                     attr: false,
@@ -1786,7 +1786,7 @@ impl NftState {
                             _ => true,
                         };
                         if !hook_ok || (s.chain_type == "nat" && s.priority <= -200) {
-                            return Err(vec![KErr {
+                            return Err(vec![KernelError {
                                 errno: Errno::NotSupp,
                                 loc: cmd.loc,
                                 attr: false,
@@ -1816,7 +1816,7 @@ impl NftState {
                         t.name,
                         chain.value,
                         spec,
-                        hs(c.handle)
+                        handle_comment(c.handle)
                     )));
                 }
             }
@@ -1897,7 +1897,7 @@ impl NftState {
                     let mut errs = Vec::new();
                     for set_loc in &body.anon_sets {
                         for loc in [t.loc, *set_loc] {
-                            errs.push(KErr {
+                            errs.push(KernelError {
                                 errno: Errno::NoEnt,
                                 loc,
                                 attr: false,
@@ -1976,7 +1976,7 @@ impl NftState {
                     for _ in 0..=body.anon_sets.len() {
                         table.alloc_handle();
                     }
-                    return Err(vec![KErr {
+                    return Err(vec![KernelError {
                         errno,
                         loc: cmd.loc,
                         attr: false,
@@ -2059,7 +2059,7 @@ impl NftState {
                     if let Some(c) = table.chain_mut(&chain.value) {
                         std::sync::Arc::make_mut(&mut c.rules)[idx] = old;
                     }
-                    return Err(vec![KErr {
+                    return Err(vec![KernelError {
                         errno,
                         loc: cmd.loc,
                         attr: false,
@@ -2079,7 +2079,7 @@ impl NftState {
                     table: t.name.clone(),
                     chain: chain.value.clone(),
                     handle: handle.value,
-                    body: format!("{text}{}", hs(handle.value)),
+                    body: format!("{text}{}", handle_comment(handle.value)),
                 });
             }
             Op::RenameChain { t, chain, new } => {
@@ -2090,7 +2090,7 @@ impl NftState {
                     return Err(at(Errno::NoEnt, chain.loc));
                 }
                 if table.chain(&new.value).is_some() {
-                    return Err(vec![KErr {
+                    return Err(vec![KernelError {
                         errno: Errno::Exist,
                         loc: cmd.loc,
                         attr: false,
@@ -2552,7 +2552,7 @@ fn empty_table(t: &TableRef, handle: u64) -> Table {
 }
 
 /// Elements must fit the set's key (and data) type.
-fn check_element(s: &Set, e: &Named<Element>) -> Result<(), PErr> {
+fn check_element(s: &Set, e: &Named<Element>) -> Result<(), InputError> {
     let ok = |ty: &str, v: &str| -> bool {
         match ty {
             "ipv4_addr" => parser::ipv4_value(v).is_some(),
@@ -2570,7 +2570,7 @@ fn check_element(s: &Set, e: &Named<Element>) -> Result<(), PErr> {
     let is_range = key.contains('-') && s.key_type != "ifname";
     if !interval && (key.contains('/') || is_range) {
         let what = if key.contains('/') { "prefix" } else { "range" };
-        return Err(PErr::new(
+        return Err(InputError::new(
             e.loc,
             format!(
                 "You must add 'flags interval' to your set declaration if you want to add {what} elements"
@@ -2580,7 +2580,7 @@ fn check_element(s: &Set, e: &Named<Element>) -> Result<(), PErr> {
     let plain = key.split(['/', '-']).next().unwrap_or("");
     let fits = ok(&s.key_type, key) || (is_range && ok(&s.key_type, plain));
     if !fits {
-        return Err(PErr::not_simulated(
+        return Err(InputError::not_simulated(
             e.loc,
             format!("element '{}' for type {}", e.value.key, s.key_type),
         ));
@@ -2593,14 +2593,17 @@ fn check_element(s: &Set, e: &Named<Element>) -> Result<(), PErr> {
                         .is_some_and(|(a, b)| a <= hi && lo <= b)
             });
             if overlaps {
-                return Err(PErr::new(e.loc, "interval overlaps with an existing one"));
+                return Err(InputError::new(
+                    e.loc,
+                    "interval overlaps with an existing one",
+                ));
             }
         }
     }
     match (&s.data_type, &e.value.value) {
         (Some(d), Some(v)) if ok(d, v) => Ok(()),
         (None, None) => Ok(()),
-        _ => Err(PErr::not_simulated(
+        _ => Err(InputError::not_simulated(
             e.loc,
             "element value does not fit the map",
         )),
