@@ -307,6 +307,42 @@ fn ip_tc_sysctl_commands_match_the_real_tools() {
     );
 }
 
+/// Issue 14: the link names the kernel and iproute2 refuse (iproute2's
+/// check_ifname/check_altifname in userspace, then the kernel's attribute
+/// policy and dev_valid_name), with their exact messages and statuses.
+#[test]
+fn ip_link_add_refuses_the_names_the_kernel_refuses() {
+    skip_unless_able!();
+    let script = [
+        "ip link add . type bridge",
+        "ip link add .. type bridge",
+        "ip link add 'a b' type bridge",
+        "ip link add a/b type bridge",
+        "ip link add vir:br type bridge",
+        "ip link add 0123456789abcdef type bridge",
+        "ip link add '' type bridge",
+        "ip link add name .. type bridge",
+        "ip link add name 'a b' type bridge",
+        "ip link add name '' type bridge",
+        "ip link add name 0123456789abcdef type bridge",
+        "ip link add dev 'a b' type bridge",
+        "ip link add 'a b'",
+        "ip link add v0 type veth peer name 'a b'",
+        "ip link add v0 type veth peer name ..",
+        "ip link add v0 type veth peer name a:b",
+        "ip link add 0123456789abcde type bridge",
+        "ip link del 0123456789abcde",
+        "ip link show",
+    ];
+    let bad = differential("ip link names", &script);
+    assert!(
+        bad.is_empty(),
+        "{} mismatches:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
 #[test]
 fn tc_csum_failure_switch_matches_this_kernel() {
     skip_unless_able!();

@@ -346,3 +346,25 @@ pub(super) fn parse_bridge_opts(
     }
     Ok(out)
 }
+
+/// iproute2's userspace check of a link name given after `key` (`dev` or
+/// the bare name: check_altifname, `name`: check_ifname, which also limits
+/// the length to 15 bytes): the error `ip link add` prints, if any.
+pub(super) fn invalid_ifname(key: &str, name: &str) -> Option<Output> {
+    let bad = name.is_empty()
+        || (key == "name" && name.len() > 15)
+        || name
+            .chars()
+            .any(|c| matches!(c, '/' | ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r'));
+    bad.then(|| {
+        fail(
+            255,
+            format!("Error: argument \"{name}\" is wrong: \"{key}\" not a valid ifname"),
+        )
+    })
+}
+
+/// The kernel's dev_valid_name() beyond what iproute2 checks first.
+pub(super) fn kernel_valid_ifname(name: &str) -> bool {
+    name != "." && name != ".." && !name.contains(':')
+}

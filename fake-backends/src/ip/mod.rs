@@ -350,7 +350,10 @@ impl IpState {
         while i < rest.len() {
             let v = rest.get(i + 1).copied();
             match rest[i] {
-                "name" | "dev" => {
+                key @ ("name" | "dev") => {
+                    if let Some(bad) = v.and_then(|n| invalid_ifname(key, n)) {
+                        return bad;
+                    }
                     name = v;
                     i += 2;
                 }
@@ -379,6 +382,9 @@ impl IpState {
                     i += 2;
                 }
                 n => {
+                    if let Some(bad) = invalid_ifname("dev", n) {
+                        return bad;
+                    }
                     name = Some(n);
                     i += 1;
                 }
@@ -387,6 +393,11 @@ impl IpState {
         let Some(kind_s) = kind else {
             return fail(1, "Not enough information: \"type\" argument is required");
         };
+        // The kernel's attribute policy (IFLA_IFNAME at most 15 bytes) is
+        // checked before the device type is looked up.
+        if name.is_some_and(|n| n.len() > 15) {
+            return fail(2, "Error: Attribute failed policy validation.");
+        }
         // The reference kernel (the one the differential tests run on) has
         // no dummy driver: `type dummy` fails there like an unknown type
         // (after the name check), so it does here unless the host models a
@@ -400,12 +411,6 @@ impl IpState {
         let Some(name) = name else {
             return fail(2, "Not enough information: \"dev\" argument is required.");
         };
-        if name.len() > 15 {
-            return fail(
-                255,
-                format!("Error: argument \"{name}\" is wrong: \"name\" not a valid ifname"),
-            );
-        }
         if let Some(m) = mac {
             if !valid_mac(m) {
                 return fail(1, format!("\"{}\" is invalid lladdr.", bad_mac_part(m)));
@@ -423,7 +428,12 @@ impl IpState {
         if kind == LinkKind::Veth {
             match type_args {
                 [] => {}
-                ["peer", "name", p] | ["peer", p] => peer_name = Some((*p).to_string()),
+                ["peer", "name", p] | ["peer", p] => {
+                    if let Some(bad) = invalid_ifname("name", p) {
+                        return bad;
+                    }
+                    peer_name = Some((*p).to_string())
+                }
                 _ => {
                     return fail(
                         255,
@@ -437,6 +447,15 @@ impl IpState {
         }
         if kind == LinkKind::Dummy && !self.dummy_driver {
             return fail(2, "Error: Unknown device type.");
+        }
+        // The kernel's dev_valid_name(): `.`, `..` and names with `:` are
+        // refused when the device is created (the peer's name too).
+        if !kernel_valid_ifname(name)
+            || peer_name
+                .as_deref()
+                .is_some_and(|p| !kernel_valid_ifname(p))
+        {
+            return fail(2, "RTNETLINK answers: Invalid argument");
         }
         if let Some(p) = &peer_name {
             if self.link(p).is_some() || p == name {
