@@ -320,15 +320,11 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
     let p = parse_spec(spec);
     let mut stmts: Vec<Stmt> = Vec::new();
     let mut compat = false;
-    let other = |t: String| Stmt {
-        text: t,
-        kind: StmtKind::Other,
-    };
     if let Some((n, v)) = &p.iif {
-        stmts.push(other(ifname("iifname", *n, v)));
+        stmts.push(plain_stmt(ifname("iifname", *n, v)));
     }
     if let Some((n, v)) = &p.oif {
-        stmts.push(other(ifname("oifname", *n, v)));
+        stmts.push(plain_stmt(ifname("oifname", *n, v)));
     }
     let proto = p.proto.as_ref().map(|(n, v)| (*n, v.clone()));
     // A native tcp/udp port match right after the protocol makes nft drop
@@ -341,24 +337,42 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
                 .first()
                 .is_some_and(|(m, o)| m == v && native_l4(m, o));
         if !dropped {
-            stmts.push(other(format!("meta l4proto {}{v}", negation(*n))));
+            stmts.push(plain_stmt(format!("meta l4proto {}{v}", negation(*n))));
         }
     }
     if let Some((n, v)) = &p.src {
-        stmts.push(other(addr_stmt(fam, "saddr", *n, v)));
+        stmts.push(plain_stmt(addr_stmt(fam, "saddr", *n, v)));
     }
     if let Some((n, v)) = &p.dst {
-        stmts.push(other(addr_stmt(fam, "daddr", *n, v)));
+        stmts.push(plain_stmt(addr_stmt(fam, "daddr", *n, v)));
     }
     if let Some(n) = p.frag {
         let op = if n { "==" } else { "!=" };
-        stmts.push(other(format!("ip frag-off & 8191 {op} 0")));
+        stmts.push(plain_stmt(format!("ip frag-off & 8191 {op} 0")));
     }
     let l4 = proto
         .as_ref()
         .filter(|(n, _)| !n)
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
+    match_stmts(&p, &l4, &mut stmts, &mut compat);
+    stmts.push(plain_stmt("counter packets 0 bytes 0".into()));
+    if let Some((goto, name, opts)) = &p.target {
+        stmts.push(target_stmt(*goto, name, opts, fam, &mut compat));
+    }
+    NftRule { stmts, compat }
+}
+
+/// A statement nft prints as it is (no kind the simulator acts on).
+fn plain_stmt(text: String) -> Stmt {
+    Stmt {
+        text,
+        kind: StmtKind::Other,
+    }
+}
+
+/// The statements of a rule's matches (`-m NAME ...`), in order.
+fn match_stmts(p: &Parsed, l4: &str, stmts: &mut Vec<Stmt>, compat: &mut bool) {
     for (name, opts) in &p.matches {
         match name.as_str() {
             "tcp" | "udp" if !opts.is_empty() => {
@@ -391,15 +405,15 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
                             negation(o.neg)
                         )),
                         other_opt => {
-                            compat = true;
+                            *compat = true;
                             parts.push(format!("xt match \"{name}\" {other_opt}"));
                         }
                     }
                 }
-                stmts.push(other(parts.join(" ")));
+                stmts.push(plain_stmt(parts.join(" ")));
             }
             "icmp" | "icmp6" => {
-                compat = true;
+                *compat = true;
                 let v = opts
                     .iter()
                     .find(|o| o.name == "--icmp-type" || o.name == "--icmpv6-type");
@@ -424,7 +438,7 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
                     }
                     None => String::new(),
                 };
-                stmts.push(other(text));
+                stmts.push(plain_stmt(text));
             }
             "mark" => {
                 let o = opts.iter().find(|o| o.name == "--mark");
@@ -446,14 +460,14 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
                     }
                     None => String::new(),
                 };
-                stmts.push(other(text));
+                stmts.push(plain_stmt(text));
             }
             "tcp" | "udp" | "comment" => {
-                compat = true;
-                stmts.push(other(String::new()));
+                *compat = true;
+                stmts.push(plain_stmt(String::new()));
             }
             "conntrack" | "state" => {
-                compat = true;
+                *compat = true;
                 let mut parts = Vec::new();
                 for o in opts {
                     let v = o.val.clone().unwrap_or_default();
@@ -475,10 +489,10 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
                         _ => {}
                     }
                 }
-                stmts.push(other(parts.join(" ")));
+                stmts.push(plain_stmt(parts.join(" ")));
             }
             "addrtype" => {
-                compat = true;
+                *compat = true;
                 let pick = opts
                     .iter()
                     .find(|o| o.name == "--src-type")
@@ -496,10 +510,10 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
                     ),
                     None => String::new(),
                 };
-                stmts.push(other(text));
+                stmts.push(plain_stmt(text));
             }
             "multiport" => {
-                compat = true;
+                *compat = true;
                 let mut parts = Vec::new();
                 for o in opts {
                     let v = o.val.clone().unwrap_or_default();
@@ -531,113 +545,112 @@ pub fn rule_text(spec: &str, fam: XtFamily) -> NftRule {
                         ));
                     }
                 }
-                stmts.push(other(parts.join(" ")));
+                stmts.push(plain_stmt(parts.join(" ")));
             }
             m => {
-                compat = true;
-                stmts.push(other(format!("xt match \"{m}\"")));
+                *compat = true;
+                stmts.push(plain_stmt(format!("xt match \"{m}\"")));
             }
         }
     }
-    stmts.push(other("counter packets 0 bytes 0".into()));
-    if let Some((goto, name, opts)) = &p.target {
-        let val = |n: &str| {
-            opts.iter()
-                .find(|o| o.name == n)
-                .and_then(|o| o.val.clone())
-        };
-        let has = |n: &str| opts.iter().any(|o| o.name == n);
-        let (text, kind) = match name.as_str() {
-            "ACCEPT" => ("accept".to_string(), StmtKind::Terminal),
-            "DROP" => ("drop".to_string(), StmtKind::Terminal),
-            "RETURN" => ("return".to_string(), StmtKind::Terminal),
-            "REJECT" => {
-                compat = true;
-                (
-                    reject_text(fam, val("--reject-with").as_deref()),
-                    StmtKind::Other,
-                )
+}
+
+/// The statement of a rule's target (`-j|-g NAME ...`).
+fn target_stmt(goto: bool, name: &str, opts: &[Opt], fam: XtFamily, compat: &mut bool) -> Stmt {
+    let val = |n: &str| {
+        opts.iter()
+            .find(|o| o.name == n)
+            .and_then(|o| o.val.clone())
+    };
+    let has = |n: &str| opts.iter().any(|o| o.name == n);
+    let (text, kind) = match name {
+        "ACCEPT" => ("accept".to_string(), StmtKind::Terminal),
+        "DROP" => ("drop".to_string(), StmtKind::Terminal),
+        "RETURN" => ("return".to_string(), StmtKind::Terminal),
+        "REJECT" => {
+            *compat = true;
+            (
+                reject_text(fam, val("--reject-with").as_deref()),
+                StmtKind::Other,
+            )
+        }
+        "MASQUERADE" => {
+            *compat = true;
+            let mut t = "masquerade".to_string();
+            if let Some(ports) = val("--to-ports") {
+                t.push_str(&format!(" to :{ports}"));
             }
-            "MASQUERADE" => {
-                compat = true;
-                let mut t = "masquerade".to_string();
-                if let Some(ports) = val("--to-ports") {
-                    t.push_str(&format!(" to :{ports}"));
-                }
-                if has("--random") {
-                    t.push_str(" random");
-                }
-                if has("--random-fully") {
-                    t.push_str(" fully-random");
-                }
-                (t, StmtKind::Other)
+            if has("--random") {
+                t.push_str(" random");
             }
-            "SNAT" | "DNAT" => {
-                compat = true;
-                let (kw, opt) = if name == "SNAT" {
-                    ("snat", "--to-source")
-                } else {
-                    ("dnat", "--to-destination")
-                };
-                let mut t = format!("{kw} to {}", val(opt).unwrap_or_default());
-                if has("--random") {
-                    t.push_str(" random");
-                }
-                if has("--random-fully") {
-                    t.push_str(" fully-random");
-                }
-                if has("--persistent") {
-                    t.push_str(" persistent");
-                }
-                (t, StmtKind::Other)
+            if has("--random-fully") {
+                t.push_str(" fully-random");
             }
-            "LOG" => {
-                compat = true;
-                let mut t = "log".to_string();
-                if let Some(pfx) = val("--log-prefix") {
-                    t.push_str(&format!(" prefix \"{pfx}\""));
+            (t, StmtKind::Other)
+        }
+        "SNAT" | "DNAT" => {
+            *compat = true;
+            let (kw, opt) = if name == "SNAT" {
+                ("snat", "--to-source")
+            } else {
+                ("dnat", "--to-destination")
+            };
+            let mut t = format!("{kw} to {}", val(opt).unwrap_or_default());
+            if has("--random") {
+                t.push_str(" random");
+            }
+            if has("--random-fully") {
+                t.push_str(" fully-random");
+            }
+            if has("--persistent") {
+                t.push_str(" persistent");
+            }
+            (t, StmtKind::Other)
+        }
+        "LOG" => {
+            *compat = true;
+            let mut t = "log".to_string();
+            if let Some(pfx) = val("--log-prefix") {
+                t.push_str(&format!(" prefix \"{pfx}\""));
+            }
+            if let Some(l) = val("--log-level").as_deref().and_then(log_level) {
+                if l != "warn" {
+                    t.push_str(&format!(" level {l}"));
                 }
-                if let Some(l) = val("--log-level").as_deref().and_then(log_level) {
-                    if l != "warn" {
-                        t.push_str(&format!(" level {l}"));
-                    }
-                }
-                (t, StmtKind::Other)
             }
-            "MARK" => {
-                compat = true;
-                let v = val("--set-xmark").unwrap_or_default();
-                let num =
-                    |x: &str| u32::from_str_radix(x.trim_start_matches("0x"), 16).unwrap_or(0);
-                let (x, m) = match v.split_once('/') {
-                    Some((a, b)) => (num(a), num(b)),
-                    None => (num(&v), u32::MAX),
-                };
-                let and = !m;
-                let t = if and == 0 {
-                    format!("meta mark set {x:#x}")
-                } else if m == 0 {
-                    format!("meta mark set mark xor {x:#x}")
-                } else if x == 0 {
-                    format!("meta mark set mark and {and:#x}")
-                } else if x == m {
-                    format!("meta mark set mark or {x:#x}")
-                } else {
-                    format!("meta mark set mark and {and:#x} xor {x:#x}")
-                };
-                (t, StmtKind::Other)
-            }
-            "CHECKSUM" => {
-                compat = true;
-                ("xt target CHECKSUM".to_string(), StmtKind::Other)
-            }
-            "QUEUE" => ("queue".to_string(), StmtKind::Terminal),
-            chain if *goto => (format!("goto {chain}"), StmtKind::Goto(chain.to_string())),
-            chain => (format!("jump {chain}"), StmtKind::Jump(chain.to_string())),
-        };
-        stmts.push(Stmt { text, kind });
-    }
-    NftRule { stmts, compat }
+            (t, StmtKind::Other)
+        }
+        "MARK" => {
+            *compat = true;
+            let v = val("--set-xmark").unwrap_or_default();
+            let num = |x: &str| u32::from_str_radix(x.trim_start_matches("0x"), 16).unwrap_or(0);
+            let (x, m) = match v.split_once('/') {
+                Some((a, b)) => (num(a), num(b)),
+                None => (num(&v), u32::MAX),
+            };
+            let and = !m;
+            let t = if and == 0 {
+                format!("meta mark set {x:#x}")
+            } else if m == 0 {
+                format!("meta mark set mark xor {x:#x}")
+            } else if x == 0 {
+                format!("meta mark set mark and {and:#x}")
+            } else if x == m {
+                format!("meta mark set mark or {x:#x}")
+            } else {
+                format!("meta mark set mark and {and:#x} xor {x:#x}")
+            };
+            (t, StmtKind::Other)
+        }
+        "CHECKSUM" => {
+            *compat = true;
+            ("xt target CHECKSUM".to_string(), StmtKind::Other)
+        }
+        "QUEUE" => ("queue".to_string(), StmtKind::Terminal),
+        chain if goto => (format!("goto {chain}"), StmtKind::Goto(chain.to_string())),
+        chain => (format!("jump {chain}"), StmtKind::Jump(chain.to_string())),
+    };
+    Stmt { text, kind }
 }
 
 /// [`rule_text`], remembered per thread: every iptables command mirrors

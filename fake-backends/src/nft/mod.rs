@@ -174,7 +174,7 @@ fn handle_template(src: &Source) -> Option<Arc<Parsed>> {
 }
 use model::{chain_block, set_block, table_block, ListOpts, TableParts};
 pub use model::{BaseSpec, Chain, Element, Family, Rule, Set, Stmt, StmtKind, Table};
-use parser::{Command, InputError, Named, Op, PosKind, RuleBody, TableRef};
+use parser::{Command, InputError, Named, Op, PosKind, RuleBody, RulePos, SetDecl, TableRef};
 
 /// The process id printed in `# new generation N by process PID (nft)`.
 pub const FAKE_PID: u32 = 4242;
@@ -291,6 +291,33 @@ struct Opts {
 enum CacheLevel {
     Empty,
     Full,
+}
+
+/// A kernel error that points at an attribute of the message (at `loc`).
+fn attr_error(errno: Errno, loc: Loc) -> Vec<KernelError> {
+    vec![KernelError {
+        errno,
+        loc,
+        attr: true,
+    }]
+}
+
+/// The ` # handle N` an echoed object ends with under `-a`.
+fn handle_comment(opts: Opts, n: u64) -> String {
+    if opts.handles {
+        format!(" # handle {n}")
+    } else {
+        String::new()
+    }
+}
+
+/// The verb an echoed `add`/`create` command is printed with.
+fn create_or_add(create: bool) -> &'static str {
+    if create {
+        "create"
+    } else {
+        "add"
+    }
 }
 
 fn fail(msg: String) -> Output {
@@ -1091,37 +1118,7 @@ impl NftState {
                 self.check_rule_body(t, body, cache)?;
             }
             Op::GetElement { t: tr, set, elems } => {
-                let Some(t) = self.table(tr.family, &tr.name) else {
-                    return Err(InputError::new(tr.loc, Errno::NoEnt.text()));
-                };
-                let Some(s) = t.set(&set.value) else {
-                    return Err(InputError::new(set.loc, Errno::NoEnt.text()));
-                };
-                if s.flags.iter().any(|f| f == "interval") {
-                    return Err(InputError::not_simulated(
-                        cmd.loc,
-                        "get element of an interval set",
-                    ));
-                }
-                let mut found = s.clone();
-                found.elements.clear();
-                for e in elems {
-                    match s.elements.iter().find(|x| x.key == e.value.key) {
-                        Some(x) => found.elements.push(x.clone()),
-                        None => {
-                            return Err(InputError::new(
-                                cmd.loc,
-                                "Could not process rule: No such file or directory",
-                            ))
-                        }
-                    }
-                }
-                stdout.push_str(&format!(
-                    "table {} {} {{\n{}}}\n",
-                    t.family.as_str(),
-                    t.name,
-                    set_block(&found, lopts)
-                ));
+                return self.evaluate_get_element(tr, set, elems, cmd, stdout, lopts)
             }
             Op::RenameChain { t, chain, new } => {
                 // nft looks the chain up in its cache first.
@@ -1143,142 +1140,15 @@ impl NftState {
                 pos,
                 body,
                 insert,
-            } => {
-                self.check_rule_body(t, body, cache)?;
-                if rule_cache {
-                    // A position makes nft load the rule cache and look the
-                    // table and chain up itself.
-                    let Some(table) = self.table(t.family, &t.name) else {
-                        return Err(self.table_not_found(t, CacheLevel::Full));
-                    };
-                    if table.chain(&chain.value).is_none() {
-                        let msg = match self.fuzzy_chain(&chain.value) {
-                            Some((n, f, tn)) => format!(
-                                "{}; did you mean chain ‘{}’ in table {} ‘{}’?",
-                                Errno::NoEnt.text(),
-                                n,
-                                f.as_str(),
-                                tn
-                            ),
-                            None => Errno::NoEnt.text().to_string(),
-                        };
-                        return Err(InputError::new(chain.loc, msg));
-                    }
-                }
-                if let Some(p) = pos.as_ref().filter(|p| p.kind != PosKind::Index) {
-                    // With the rule cache loaded nft looks the reference rule
-                    // up itself.
-                    let known = self
-                        .table(t.family, &t.name)
-                        .and_then(|tb| tb.chain(&chain.value))
-                        .is_some_and(|c| c.rules.iter().any(|r| r.handle == p.value));
-                    if rule_cache && !known {
-                        let loc = if p.kind == PosKind::Handle {
-                            p.value_loc
-                        } else {
-                            p.loc
-                        };
-                        return Err(InputError::new(
-                            loc,
-                            "Could not process rule: No such file or directory",
-                        ));
-                    }
-                }
-                if let Some(p) = pos.as_ref().filter(|p| p.kind == PosKind::Index) {
-                    let rules = self
-                        .table(t.family, &t.name)
-                        .and_then(|tb| tb.chain(&chain.value))
-                        .map(|c| c.rules.as_slice())
-                        .unwrap_or(&[]);
-                    let idx = usize::try_from(p.value).unwrap_or(usize::MAX);
-                    return match rules.get(idx) {
-                        Some(r) => Ok(Some(r.handle)),
-                        None => {
-                            let _ = insert;
-                            Err(InputError::new(
-                                p.loc,
-                                "Could not process rule: No such file or directory",
-                            ))
-                        }
-                    };
-                }
-            }
-            Op::AddSet { t, set, decl, .. } => {
-                let Some(table) = self.table_mut(t.family, &t.name) else {
-                    return Err(self.table_not_found(t, cache));
-                };
-                if table.set(&set.value).is_none() {
-                    table.sets.push(Set {
-                        name: set.value.clone(),
-                        handle: 0,
-                        is_map: decl.is_map,
-                        key_type: decl.key_type.clone(),
-                        data_type: decl.data_type.clone(),
-                        flags: decl.flags.clone(),
-                        elements: Vec::new(),
-                        typeof_key: decl.typeof_key.clone(),
-                        auto_merge: decl.auto_merge,
-                        comment: decl.comment.clone(),
-                    });
-                }
-            }
+            } => return self.evaluate_add_rule(t, chain, pos, body, insert, cache, rule_cache),
+            Op::AddSet { t, set, decl, .. } => return self.evaluate_add_set(t, set, decl, cache),
             Op::DeleteSet { t, set, .. } => {
                 if let Some(table) = self.table_mut(t.family, &t.name) {
                     table.sets.retain(|s| s.name != set.value);
                 }
             }
             Op::AddElement { t, set, elems, .. } | Op::DeleteElement { t, set, elems } => {
-                let Some(table) = self.table(t.family, &t.name) else {
-                    return Err(self.table_not_found(t, cache));
-                };
-                let Some(s) = table.set(&set.value) else {
-                    return Err(self.set_not_found(set, cache));
-                };
-                let interval = s.flags.iter().any(|f| f == "interval");
-                for e in elems {
-                    // nft looks deleted intervals up in its cache.
-                    if interval
-                        && matches!(cmd.op, Op::DeleteElement { .. })
-                        && !s.elements.iter().any(|x| x.key == e.value.key)
-                    {
-                        return Err(InputError::new(e.loc, "element does not exist"));
-                    }
-                    if matches!(cmd.op, Op::DeleteElement { .. })
-                        && s.data_type.is_some()
-                        && e.value.value.is_none()
-                    {
-                        // A map element is deleted by its key alone.
-                        let mut keys_only = s.clone();
-                        keys_only.data_type = None;
-                        check_element(&keys_only, e)?;
-                        continue;
-                    }
-                    check_element(s, e)?;
-                }
-                if matches!(cmd.op, Op::AddElement { .. })
-                    && s.flags.iter().any(|f| f == "interval")
-                    && !s.auto_merge
-                {
-                    // nft refuses overlapping intervals within one command.
-                    let spans: Vec<Option<(u128, u128)>> = elems
-                        .iter()
-                        .map(|e| model::element_bounds(&s.key_type, &e.value.key))
-                        .collect();
-                    for (j, b) in spans.iter().enumerate() {
-                        for (i, a) in spans[..j].iter().enumerate() {
-                            if let (Some(a), Some(b)) = (a, b) {
-                                if a.0 <= b.1 && b.0 <= a.1 {
-                                    return Err(InputError {
-                                        loc: elems[j].loc,
-                                        secondary: Some(elems[i].loc),
-                                        msg: "conflicting intervals specified".into(),
-                                        eval: true,
-                                    });
-                                }
-                            }
-                        }
-                    }
-                }
+                return self.evaluate_elements(t, set, elems, cmd, cache)
             }
             Op::ListRuleset(fam) => {
                 for t in self
@@ -1307,54 +1177,9 @@ impl NftState {
                 stdout.push_str(&table_block(&t, lopts, TableParts::ALL));
             }
             Op::ListChain { t: tr, chain } => {
-                let Some(t) = self.table(tr.family, &tr.name) else {
-                    return Err(InputError::new(tr.loc, Errno::NoEnt.text()));
-                };
-                if t.chain(&chain.value).is_none() {
-                    return Err(InputError::new(chain.loc, Errno::NoEnt.text()));
-                }
-                let t = self.xt_listing(t, diag, Some(&chain.value));
-                let Some(c) = t.chain(&chain.value) else {
-                    return Err(InputError::new(chain.loc, Errno::NoEnt.text()));
-                };
-                stdout.push_str(&format!(
-                    "table {} {} {{\n{}}}\n",
-                    t.family.as_str(),
-                    t.name,
-                    chain_block(t.family, c, lopts)
-                ));
+                return self.list_chain(tr, chain, stdout, diag, lopts)
             }
-            Op::ListChains(fam) => {
-                for t in self
-                    .tables
-                    .iter()
-                    .filter(|t| fam.is_none_or(|f| f == t.family))
-                {
-                    let mut body = Vec::new();
-                    for c in &t.chains {
-                        let mut s = format!(
-                            "\tchain {} {{{}\n",
-                            c.name,
-                            if opts.handles {
-                                format!(" # handle {}", c.handle)
-                            } else {
-                                String::new()
-                            }
-                        );
-                        if let Some(b) = &c.base {
-                            s.push_str(&format!("\t\t{}\n", b.text(t.family)));
-                        }
-                        s.push_str("\t}\n");
-                        body.push(s);
-                    }
-                    stdout.push_str(&format!(
-                        "table {} {} {{\n{}}}\n",
-                        t.family.as_str(),
-                        t.name,
-                        body.concat()
-                    ));
-                }
-            }
+            Op::ListChains(fam) => return self.list_chains(fam, opts, stdout),
             Op::ListSets { maps, family } => {
                 // Every table is shown, without its handle; the sets follow
                 // each other without blank lines.
@@ -1371,18 +1196,7 @@ impl NftState {
                 }
             }
             Op::ListSet { is_map, t: tr, set } => {
-                let Some(t) = self.table(tr.family, &tr.name) else {
-                    return Err(InputError::new(tr.loc, Errno::NoEnt.text()));
-                };
-                let Some(s) = t.set(&set.value).filter(|s| s.is_map == *is_map) else {
-                    return Err(InputError::new(set.loc, Errno::NoEnt.text()));
-                };
-                stdout.push_str(&format!(
-                    "table {} {} {{\n{}}}\n",
-                    t.family.as_str(),
-                    t.name,
-                    set_block(s, lopts)
-                ));
+                return self.list_set(is_map, tr, set, stdout, lopts)
             }
             Op::Invalid(e, _) => return Err(e.clone()),
             Op::DeleteTable { .. }
@@ -1404,6 +1218,305 @@ impl NftState {
                 }
             }
         }
+        Ok(None)
+    }
+
+    /// `get element`: the set listed with the elements asked for.
+    fn evaluate_get_element(
+        &mut self,
+        tr: &TableRef,
+        set: &Named<String>,
+        elems: &[Named<Element>],
+        cmd: &Command,
+        stdout: &mut String,
+        lopts: ListOpts,
+    ) -> Result<Option<u64>, InputError> {
+        let Some(t) = self.table(tr.family, &tr.name) else {
+            return Err(InputError::new(tr.loc, Errno::NoEnt.text()));
+        };
+        let Some(s) = t.set(&set.value) else {
+            return Err(InputError::new(set.loc, Errno::NoEnt.text()));
+        };
+        if s.flags.iter().any(|f| f == "interval") {
+            return Err(InputError::not_simulated(
+                cmd.loc,
+                "get element of an interval set",
+            ));
+        }
+        let mut found = s.clone();
+        found.elements.clear();
+        for e in elems {
+            match s.elements.iter().find(|x| x.key == e.value.key) {
+                Some(x) => found.elements.push(x.clone()),
+                None => {
+                    return Err(InputError::new(
+                        cmd.loc,
+                        "Could not process rule: No such file or directory",
+                    ))
+                }
+            }
+        }
+        stdout.push_str(&format!(
+            "table {} {} {{\n{}}}\n",
+            t.family.as_str(),
+            t.name,
+            set_block(&found, lopts)
+        ));
+        Ok(None)
+    }
+
+    /// `add|insert rule`: its references, and the handle a position or index names.
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_add_rule(
+        &mut self,
+        t: &TableRef,
+        chain: &Named<String>,
+        pos: &Option<RulePos>,
+        body: &RuleBody,
+        insert: &bool,
+        cache: CacheLevel,
+        rule_cache: bool,
+    ) -> Result<Option<u64>, InputError> {
+        self.check_rule_body(t, body, cache)?;
+        if rule_cache {
+            // A position makes nft load the rule cache and look the
+            // table and chain up itself.
+            let Some(table) = self.table(t.family, &t.name) else {
+                return Err(self.table_not_found(t, CacheLevel::Full));
+            };
+            if table.chain(&chain.value).is_none() {
+                let msg = match self.fuzzy_chain(&chain.value) {
+                    Some((n, f, tn)) => format!(
+                        "{}; did you mean chain ‘{}’ in table {} ‘{}’?",
+                        Errno::NoEnt.text(),
+                        n,
+                        f.as_str(),
+                        tn
+                    ),
+                    None => Errno::NoEnt.text().to_string(),
+                };
+                return Err(InputError::new(chain.loc, msg));
+            }
+        }
+        if let Some(p) = pos.as_ref().filter(|p| p.kind != PosKind::Index) {
+            // With the rule cache loaded nft looks the reference rule
+            // up itself.
+            let known = self
+                .table(t.family, &t.name)
+                .and_then(|tb| tb.chain(&chain.value))
+                .is_some_and(|c| c.rules.iter().any(|r| r.handle == p.value));
+            if rule_cache && !known {
+                let loc = if p.kind == PosKind::Handle {
+                    p.value_loc
+                } else {
+                    p.loc
+                };
+                return Err(InputError::new(
+                    loc,
+                    "Could not process rule: No such file or directory",
+                ));
+            }
+        }
+        if let Some(p) = pos.as_ref().filter(|p| p.kind == PosKind::Index) {
+            let rules = self
+                .table(t.family, &t.name)
+                .and_then(|tb| tb.chain(&chain.value))
+                .map(|c| c.rules.as_slice())
+                .unwrap_or(&[]);
+            let idx = usize::try_from(p.value).unwrap_or(usize::MAX);
+            return match rules.get(idx) {
+                Some(r) => Ok(Some(r.handle)),
+                None => {
+                    let _ = insert;
+                    Err(InputError::new(
+                        p.loc,
+                        "Could not process rule: No such file or directory",
+                    ))
+                }
+            };
+        }
+        Ok(None)
+    }
+
+    /// `add|create set|map`: the table and the declaration.
+    fn evaluate_add_set(
+        &mut self,
+        t: &TableRef,
+        set: &Named<String>,
+        decl: &SetDecl,
+        cache: CacheLevel,
+    ) -> Result<Option<u64>, InputError> {
+        let Some(table) = self.table_mut(t.family, &t.name) else {
+            return Err(self.table_not_found(t, cache));
+        };
+        if table.set(&set.value).is_none() {
+            table.sets.push(Set {
+                name: set.value.clone(),
+                handle: 0,
+                is_map: decl.is_map,
+                key_type: decl.key_type.clone(),
+                data_type: decl.data_type.clone(),
+                flags: decl.flags.clone(),
+                elements: Vec::new(),
+                typeof_key: decl.typeof_key.clone(),
+                auto_merge: decl.auto_merge,
+                comment: decl.comment.clone(),
+            });
+        }
+        Ok(None)
+    }
+
+    /// `add|create|delete element`: the set and each element's type.
+    fn evaluate_elements(
+        &mut self,
+        t: &TableRef,
+        set: &Named<String>,
+        elems: &[Named<Element>],
+        cmd: &Command,
+        cache: CacheLevel,
+    ) -> Result<Option<u64>, InputError> {
+        let Some(table) = self.table(t.family, &t.name) else {
+            return Err(self.table_not_found(t, cache));
+        };
+        let Some(s) = table.set(&set.value) else {
+            return Err(self.set_not_found(set, cache));
+        };
+        let interval = s.flags.iter().any(|f| f == "interval");
+        for e in elems {
+            // nft looks deleted intervals up in its cache.
+            if interval
+                && matches!(cmd.op, Op::DeleteElement { .. })
+                && !s.elements.iter().any(|x| x.key == e.value.key)
+            {
+                return Err(InputError::new(e.loc, "element does not exist"));
+            }
+            if matches!(cmd.op, Op::DeleteElement { .. })
+                && s.data_type.is_some()
+                && e.value.value.is_none()
+            {
+                // A map element is deleted by its key alone.
+                let mut keys_only = s.clone();
+                keys_only.data_type = None;
+                check_element(&keys_only, e)?;
+                continue;
+            }
+            check_element(s, e)?;
+        }
+        if matches!(cmd.op, Op::AddElement { .. })
+            && s.flags.iter().any(|f| f == "interval")
+            && !s.auto_merge
+        {
+            // nft refuses overlapping intervals within one command.
+            let spans: Vec<Option<(u128, u128)>> = elems
+                .iter()
+                .map(|e| model::element_bounds(&s.key_type, &e.value.key))
+                .collect();
+            for (j, b) in spans.iter().enumerate() {
+                for (i, a) in spans[..j].iter().enumerate() {
+                    if let (Some(a), Some(b)) = (a, b) {
+                        if a.0 <= b.1 && b.0 <= a.1 {
+                            return Err(InputError {
+                                loc: elems[j].loc,
+                                secondary: Some(elems[i].loc),
+                                msg: "conflicting intervals specified".into(),
+                                eval: true,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// `list chain`.
+    fn list_chain(
+        &mut self,
+        tr: &TableRef,
+        chain: &Named<String>,
+        stdout: &mut String,
+        diag: &mut XtDiag,
+        lopts: ListOpts,
+    ) -> Result<Option<u64>, InputError> {
+        let Some(t) = self.table(tr.family, &tr.name) else {
+            return Err(InputError::new(tr.loc, Errno::NoEnt.text()));
+        };
+        if t.chain(&chain.value).is_none() {
+            return Err(InputError::new(chain.loc, Errno::NoEnt.text()));
+        }
+        let t = self.xt_listing(t, diag, Some(&chain.value));
+        let Some(c) = t.chain(&chain.value) else {
+            return Err(InputError::new(chain.loc, Errno::NoEnt.text()));
+        };
+        stdout.push_str(&format!(
+            "table {} {} {{\n{}}}\n",
+            t.family.as_str(),
+            t.name,
+            chain_block(t.family, c, lopts)
+        ));
+        Ok(None)
+    }
+
+    /// `list chains [family]`.
+    fn list_chains(
+        &mut self,
+        fam: &Option<Family>,
+        opts: Opts,
+        stdout: &mut String,
+    ) -> Result<Option<u64>, InputError> {
+        for t in self
+            .tables
+            .iter()
+            .filter(|t| fam.is_none_or(|f| f == t.family))
+        {
+            let mut body = Vec::new();
+            for c in &t.chains {
+                let mut s = format!(
+                    "\tchain {} {{{}\n",
+                    c.name,
+                    if opts.handles {
+                        format!(" # handle {}", c.handle)
+                    } else {
+                        String::new()
+                    }
+                );
+                if let Some(b) = &c.base {
+                    s.push_str(&format!("\t\t{}\n", b.text(t.family)));
+                }
+                s.push_str("\t}\n");
+                body.push(s);
+            }
+            stdout.push_str(&format!(
+                "table {} {} {{\n{}}}\n",
+                t.family.as_str(),
+                t.name,
+                body.concat()
+            ));
+        }
+        Ok(None)
+    }
+
+    /// `list set|map`.
+    fn list_set(
+        &mut self,
+        is_map: &bool,
+        tr: &TableRef,
+        set: &Named<String>,
+        stdout: &mut String,
+        lopts: ListOpts,
+    ) -> Result<Option<u64>, InputError> {
+        let Some(t) = self.table(tr.family, &tr.name) else {
+            return Err(InputError::new(tr.loc, Errno::NoEnt.text()));
+        };
+        let Some(s) = t.set(&set.value).filter(|s| s.is_map == *is_map) else {
+            return Err(InputError::new(set.loc, Errno::NoEnt.text()));
+        };
+        stdout.push_str(&format!(
+            "table {} {} {{\n{}}}\n",
+            t.family.as_str(),
+            t.name,
+            set_block(s, lopts)
+        ));
         Ok(None)
     }
 
@@ -1633,93 +1746,20 @@ impl NftState {
         echoes: &mut Vec<Echo>,
         changed: &mut bool,
     ) -> Result<(), Vec<KernelError>> {
-        let at = |errno: Errno, loc: Loc| {
-            vec![KernelError {
-                errno,
-                loc,
-                attr: true,
-            }]
-        };
-        let handle_comment = |n: u64| {
-            if opts.handles {
-                format!(" # handle {n}")
-            } else {
-                String::new()
-            }
-        };
-        let verb = |create: bool| if create { "create" } else { "add" };
         match &cmd.op {
             Op::AddTable {
                 create,
                 t,
                 dormant,
                 comment,
-            } => {
-                if self.table(t.family, &t.name).is_some() {
-                    if *create {
-                        return Err(at(Errno::Exist, t.loc));
-                    }
-                    // No change, no transaction, no echo (updating the
-                    // flags or comment of a table is not simulated).
-                    return Ok(());
-                }
-                self.last_table_handle += 1;
-                let handle = self.last_table_handle;
-                let mut table = empty_table(t, handle);
-                table.dormant = *dormant;
-                table.comment = comment.clone();
-                self.tables.push(Arc::new(table));
-                *changed = true;
-                // The echo shows flags but not the comment.
-                echoes.push(Echo::Text(format!(
-                    "{} table {} {}{}{}",
-                    verb(*create),
-                    t.family.as_str(),
-                    t.name,
-                    if *dormant { " { flags dormant; }" } else { "" },
-                    handle_comment(handle)
-                )));
-            }
+            } => self.apply_add_table(create, t, dormant, comment, opts, echoes, changed)?,
             Op::DeleteTable {
                 family,
                 name,
                 handle,
-            } => {
-                let idx = match (name, handle) {
-                    (Some(n), _) => self
-                        .tables
-                        .iter()
-                        .position(|t| t.family == *family && t.name == n.value)
-                        .ok_or_else(|| at(Errno::NoEnt, n.loc))?,
-                    (None, Some(h)) => self
-                        .tables
-                        .iter()
-                        .position(|t| t.family == *family && t.handle == h.value)
-                        .ok_or_else(|| at(Errno::NoEnt, h.loc))?,
-                    (None, None) => return Err(at(Errno::NoEnt, cmd.loc)),
-                };
-                self.tables.remove(idx);
-                *changed = true;
-            }
-            Op::FlushTable(t) => {
-                let table = self
-                    .table_mut(t.family, &t.name)
-                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
-                for c in &mut table.chains {
-                    if !c.rules.is_empty() {
-                        c.rules = Default::default();
-                        *changed = true;
-                    }
-                }
-                // Sets keep their elements: nft 1.0.6 flushes only rules.
-            }
-            Op::FlushRuleset(fam) => {
-                let before = self.tables.len();
-                self.tables.retain(|t| fam.is_some_and(|f| f != t.family));
-                if self.tables.len() != before {
-                    *changed = true;
-                }
-            }
+            } => self.apply_delete_table(family, name, handle, cmd, changed)?,
+            Op::FlushTable(t) => self.apply_flush_table(t, changed)?,
+            Op::FlushRuleset(fam) => self.apply_flush_ruleset(fam, changed)?,
             Op::AddChain {
                 create,
                 t,
@@ -1728,656 +1768,69 @@ impl NftState {
                 comment,
                 policy_loc,
                 policy_only,
-            } => {
-                let table = self
-                    .table_mut(t.family, &t.name)
-                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
-                if let Some(existing) = table.chain_mut(&chain.value) {
-                    if *create {
-                        return Err(at(Errno::Exist, chain.loc));
-                    }
-                    match (&mut existing.base, spec) {
-                        (Some(b), None) if policy_only.is_some() => {
-                            let b = std::sync::Arc::make_mut(b);
-                            b.policy_accept = policy_only.unwrap_or(b.policy_accept);
-                        }
-                        (None, None) if policy_only.is_some() => {
-                            return Err(match policy_loc {
-                                Some(l) => at(Errno::NotSupp, *l),
-                                None => at(Errno::NotSupp, cmd.loc),
-                            })
-                        }
-                        (_, None) => {}
-                        (None, Some(_)) => {
-                            return Err(match policy_loc {
-                                Some(l) => at(Errno::NotSupp, *l),
-                                None => at(Errno::Exist, chain.loc),
-                            })
-                        }
-                        (Some(b), Some(s)) => {
-                            if b.chain_type != s.chain_type
-                                || b.hook != s.hook
-                                || b.priority != s.priority
-                            {
-                                return Err(vec![KernelError {
-                                    errno: Errno::NotSupp,
-                                    loc: cmd.loc,
-                                    attr: false,
-                                }]);
-                            }
-                            std::sync::Arc::make_mut(b).policy_accept = s.policy_accept;
-                        }
-                    }
-                } else {
-                    if policy_only.is_some() {
-                        // A policy needs a base chain.
-                        return Err(match policy_loc {
-                            Some(l) => at(Errno::NotSupp, *l),
-                            None => at(Errno::NotSupp, cmd.loc),
-                        });
-                    }
-                    if let Some(s) = spec {
-                        let hook_ok = match s.chain_type.as_str() {
-                            "route" => s.hook == "output",
-                            "nat" => matches!(
-                                s.hook.as_str(),
-                                "prerouting" | "input" | "output" | "postrouting"
-                            ),
-                            _ => true,
-                        };
-                        if !hook_ok || (s.chain_type == "nat" && s.priority <= -200) {
-                            return Err(vec![KernelError {
-                                errno: Errno::NotSupp,
-                                loc: cmd.loc,
-                                attr: false,
-                            }]);
-                        }
-                    }
-                    let handle = table.alloc_handle();
-                    table.chains.push(Chain {
-                        name: chain.value.clone(),
-                        handle,
-                        comment: comment.clone(),
-                        base: spec.clone().map(std::sync::Arc::new),
-                        rules: Default::default(),
-                    });
-                }
-                *changed = true;
-                if let Some(c) = table.chain(&chain.value) {
-                    let spec = c
-                        .base
-                        .as_ref()
-                        .map(|b| format!(" {{ {} }}", b.text(t.family)))
-                        .unwrap_or_default();
-                    echoes.push(Echo::Text(format!(
-                        "{} chain {} {} {}{}{}",
-                        verb(*create),
-                        t.family.as_str(),
-                        t.name,
-                        chain.value,
-                        spec,
-                        handle_comment(c.handle)
-                    )));
-                }
-            }
+            } => self.apply_add_chain(
+                create,
+                t,
+                chain,
+                spec,
+                comment,
+                policy_loc,
+                policy_only,
+                cmd,
+                opts,
+                echoes,
+                changed,
+            )?,
             Op::DeleteChain { t, chain, handle } => {
-                let table = self
-                    .table_mut(t.family, &t.name)
-                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
-                let (idx, loc) = match (chain, handle) {
-                    (Some(c), _) => (
-                        table
-                            .chains
-                            .iter()
-                            .position(|ch| ch.name == c.value)
-                            .ok_or_else(|| at(Errno::NoEnt, c.loc))?,
-                        c.loc,
-                    ),
-                    (None, Some(h)) => (
-                        table
-                            .chains
-                            .iter()
-                            .position(|ch| ch.handle == h.value)
-                            .ok_or_else(|| at(Errno::NoEnt, h.loc))?,
-                        h.loc,
-                    ),
-                    (None, None) => return Err(at(Errno::NoEnt, cmd.loc)),
-                };
-                let name = table.chains[idx].name.clone();
-                // Rules of the chain itself go with it; jumps from elsewhere
-                // keep it busy.
-                let map_users = table
-                    .sets
-                    .iter()
-                    .flat_map(|s| s.elements.iter())
-                    .filter_map(|e| e.value.as_deref())
-                    .filter(|v| {
-                        let (verb, target) = v.split_once(' ').unwrap_or(("", ""));
-                        matches!(verb, "jump" | "goto") && target == name
-                    })
-                    .count();
-                let users = map_users
-                    + table
-                        .chains
-                        .iter()
-                        .filter(|c| c.name != name)
-                        .flat_map(|c| c.rules.iter())
-                        .flat_map(|r| r.jump_targets())
-                        .filter(|j| *j == name)
-                        .count();
-                if users > 0 {
-                    return Err(at(Errno::Busy, loc));
-                }
-                table.chains.remove(idx);
-                *changed = true;
+                self.apply_delete_chain(t, chain, handle, cmd, changed)?
             }
-            Op::FlushChain { t, chain } => {
-                let table = self
-                    .table_mut(t.family, &t.name)
-                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
-                let c = table
-                    .chain_mut(&chain.value)
-                    .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
-                if !c.rules.is_empty() {
-                    c.rules = Default::default();
-                    *changed = true;
-                }
-            }
+            Op::FlushChain { t, chain } => self.apply_flush_chain(t, chain, changed)?,
             Op::AddRule {
                 insert,
                 t,
                 chain,
                 pos,
                 body,
-            } => {
-                // Anonymous sets travel as messages of their own before the
-                // rule: each fails on a missing table too, and each takes a
-                // handle even when the rule then fails on a missing chain.
-                let Some(table) = self.table_mut(t.family, &t.name) else {
-                    let mut errs = Vec::new();
-                    for set_loc in &body.anon_sets {
-                        for loc in [t.loc, *set_loc] {
-                            errs.push(KernelError {
-                                errno: Errno::NoEnt,
-                                loc,
-                                attr: false,
-                            });
-                        }
-                    }
-                    errs.extend(at(Errno::NoEnt, t.loc));
-                    return Err(errs);
-                };
-                for _ in 0..body.anon_sets.len() {
-                    table.alloc_handle();
-                }
-                if table.chain(&chain.value).is_none() {
-                    return Err(at(Errno::NoEnt, chain.loc));
-                }
-                let c = table
-                    .chain(&chain.value)
-                    .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
-                // Where the rule goes: position handle checked before a
-                // handle is allocated.
-                let reference = match pos {
-                    None => None,
-                    Some(p) => {
-                        let h = match p.kind {
-                            PosKind::Index => index_handle.unwrap_or(0),
-                            _ => p.value,
-                        };
-                        let loc = if p.kind == PosKind::Handle {
-                            p.value_loc
-                        } else {
-                            p.loc
-                        };
-                        Some(
-                            c.rules
-                                .iter()
-                                .position(|r| r.handle == h)
-                                .ok_or_else(|| at(Errno::NoEnt, loc))?,
-                        )
-                    }
-                };
-                let handle = table.alloc_handle();
-                for (target, is_goto) in &body.targets {
-                    match table.chain(&target.value) {
-                        None => return Err(at(Errno::NoEnt, target.loc)),
-                        Some(tc) if tc.base.is_some() => {
-                            return Err(at(Errno::NotSupp, target.loc))
-                        }
-                        Some(_) => {}
-                    }
-                    let _ = is_goto;
-                }
-                let rule = Rule {
-                    handle,
-                    stmts: body.stmts.clone(),
-                    comment: body.comment.clone(),
-                };
-                let c = table
-                    .chain_mut(&chain.value)
-                    .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
-                let idx = match (insert, reference) {
-                    (true, None) => 0,
-                    (false, None) => c.rules.len(),
-                    (true, Some(i)) => i,
-                    (false, Some(i)) => i + 1,
-                };
-                let check = can_invalidate(&rule);
-                std::sync::Arc::make_mut(&mut c.rules).insert(idx, rule);
-                if let Some(errno) = check.then(|| validate_table(table)).flatten() {
-                    // The kernel finds this when it validates the table at
-                    // commit; it then replays the batch (-EAGAIN) validating
-                    // at once, so the rule (and its anonymous sets) take
-                    // their handles a second time.
-                    if let Some(c) = table.chain_mut(&chain.value) {
-                        std::sync::Arc::make_mut(&mut c.rules).retain(|r| r.handle != handle);
-                    }
-                    for _ in 0..=body.anon_sets.len() {
-                        table.alloc_handle();
-                    }
-                    return Err(vec![KernelError {
-                        errno,
-                        loc: cmd.loc,
-                        attr: false,
-                    }]);
-                }
-                let c = table
-                    .chain_mut(&chain.value)
-                    .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
-                *changed = true;
-                // The listed text of the rule just inserted at `idx` is its
-                // body's (the handle is not part of it).
-                let mut body_text = String::new();
-                if c.rules.get(idx).is_some() {
-                    let echoed = body.echo_body();
-                    body_text.reserve(echoed.len() + 32);
-                    body_text.push_str(echoed);
-                    if opts.handles {
-                        body_text.push_str(" # handle ");
-                        push_u64(&mut body_text, handle);
-                    }
-                }
-                let verb = if *insert { "insert" } else { "add" };
-                let fam = t.family.as_str();
-                let mut head = String::with_capacity(
-                    verb.len() + fam.len() + t.name.len() + chain.value.len() + 9,
-                );
-                for part in [verb, " rule ", fam, " ", &t.name, " ", &chain.value, " "] {
-                    head.push_str(part);
-                }
-                echoes.push(Echo::Rule {
-                    head,
-                    family: t.family,
-                    table: t.name.clone(),
-                    chain: chain.value.clone(),
-                    handle,
-                    body: body_text,
-                });
-            }
+            } => self.apply_add_rule(
+                insert,
+                t,
+                chain,
+                pos,
+                body,
+                cmd,
+                index_handle,
+                opts,
+                echoes,
+                changed,
+            )?,
             Op::ReplaceRule {
                 t,
                 chain,
                 handle,
                 body,
-            } => {
-                let table = self
-                    .table_mut(t.family, &t.name)
-                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
-                for _ in 0..body.anon_sets.len() {
-                    table.alloc_handle();
-                }
-                let c = table
-                    .chain(&chain.value)
-                    .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
-                let idx = c
-                    .rules
-                    .iter()
-                    .position(|r| r.handle == handle.value)
-                    .ok_or_else(|| at(Errno::NoEnt, handle.loc))?;
-                for (target, _) in &body.targets {
-                    match table.chain(&target.value) {
-                        None => return Err(at(Errno::NoEnt, target.loc)),
-                        Some(tc) if tc.base.is_some() => {
-                            return Err(at(Errno::NotSupp, target.loc))
-                        }
-                        Some(_) => {}
-                    }
-                }
-                let rule = Rule {
-                    handle: handle.value,
-                    stmts: body.stmts.clone(),
-                    comment: body.comment.clone(),
-                };
-                let text = body.echo_body().to_string();
-                let c = table
-                    .chain_mut(&chain.value)
-                    .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
-                let check = can_invalidate(&rule);
-                let old = std::mem::replace(&mut std::sync::Arc::make_mut(&mut c.rules)[idx], rule);
-                if let Some(errno) = check.then(|| validate_table(table)).flatten() {
-                    if let Some(c) = table.chain_mut(&chain.value) {
-                        std::sync::Arc::make_mut(&mut c.rules)[idx] = old;
-                    }
-                    return Err(vec![KernelError {
-                        errno,
-                        loc: cmd.loc,
-                        attr: false,
-                    }]);
-                }
-                *changed = true;
-                let head = format!("{} {} {}", t.family.as_str(), t.name, chain.value);
-                echoes.push(Echo::Text(format!(
-                    "delete rule {head} handle {}",
-                    handle.value
-                )));
-                // The new rule is echoed like an added one, naming the
-                // rule before it.
-                echoes.push(Echo::Rule {
-                    head: format!("add rule {head} "),
-                    family: t.family,
-                    table: t.name.clone(),
-                    chain: chain.value.clone(),
-                    handle: handle.value,
-                    body: format!("{text}{}", handle_comment(handle.value)),
-                });
-            }
+            } => self.apply_replace_rule(t, chain, handle, body, cmd, opts, echoes, changed)?,
             Op::RenameChain { t, chain, new } => {
-                let table = self
-                    .table_mut(t.family, &t.name)
-                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
-                if table.chain(&chain.value).is_none() {
-                    return Err(at(Errno::NoEnt, chain.loc));
-                }
-                if table.chain(&new.value).is_some() {
-                    return Err(vec![KernelError {
-                        errno: Errno::Exist,
-                        loc: cmd.loc,
-                        attr: false,
-                    }]);
-                }
-                // Verdict map elements name chains too.
-                for set in table.sets.iter_mut() {
-                    for e in set.elements.iter_mut() {
-                        if let Some(v) = &mut e.value {
-                            let (verb, target) = v.split_once(' ').unwrap_or(("", ""));
-                            if matches!(verb, "jump" | "goto") && target == chain.value {
-                                *v = format!("{verb} {}", new.value);
-                            }
-                        }
-                    }
-                }
-                for c in table.chains.iter_mut() {
-                    if c.name == chain.value {
-                        c.name = new.value.clone();
-                    }
-                    let uses = c
-                        .rules
-                        .iter()
-                        .any(|r| r.jump_targets().any(|j| j == chain.value));
-                    if uses {
-                        for r in std::sync::Arc::make_mut(&mut c.rules).iter_mut() {
-                            for st in r.stmts.iter_mut() {
-                                if let StmtKind::VerdictMap(ts) = &mut st.kind {
-                                    for tname in ts.iter_mut().filter(|n| **n == chain.value) {
-                                        *tname = new.value.clone();
-                                    }
-                                    st.text =
-                                        rename_verdict_targets(&st.text, &chain.value, &new.value);
-                                    continue;
-                                }
-                                let verb = match &st.kind {
-                                    StmtKind::Jump(n) if *n == chain.value => "jump",
-                                    StmtKind::Goto(n) if *n == chain.value => "goto",
-                                    _ => continue,
-                                };
-                                st.text = format!("{verb} {}", new.value);
-                                st.kind = if verb == "jump" {
-                                    StmtKind::Jump(new.value.clone())
-                                } else {
-                                    StmtKind::Goto(new.value.clone())
-                                };
-                            }
-                        }
-                    }
-                }
-                *changed = true;
+                self.apply_rename_chain(t, chain, new, cmd, changed)?
             }
             Op::DeleteRule { t, chain, handle } => {
-                let table = self
-                    .table_mut(t.family, &t.name)
-                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
-                let c = table
-                    .chain_mut(&chain.value)
-                    .ok_or_else(|| at(Errno::NoEnt, chain.loc))?;
-                let idx = c
-                    .rules
-                    .iter()
-                    .position(|r| r.handle == handle.value)
-                    .ok_or_else(|| at(Errno::NoEnt, handle.loc))?;
-                std::sync::Arc::make_mut(&mut c.rules).remove(idx);
-                *changed = true;
+                self.apply_delete_rule(t, chain, handle, changed)?
             }
             Op::AddSet {
                 create,
                 t,
                 set,
                 decl,
-            } => {
-                let table = self
-                    .table_mut(t.family, &t.name)
-                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
-                let mut new_elems: Vec<Element> = Vec::new();
-                if let Some(existing) = table.sets.iter_mut().find(|s| s.name == set.value) {
-                    if *create {
-                        return Err(at(Errno::Exist, set.loc));
-                    }
-                    if existing.is_map != decl.is_map
-                        || existing.key_type != decl.key_type
-                        || existing.data_type != decl.data_type
-                        || existing.flags != decl.flags
-                    {
-                        return Err(at(Errno::Exist, set.loc));
-                    }
-                    for e in &decl.elements {
-                        if !existing.elements.iter().any(|x| x.key == e.key) {
-                            existing.elements.push(e.clone());
-                            new_elems.push(e.clone());
-                        }
-                    }
-                } else {
-                    new_elems = decl.elements.clone();
-                    if decl.auto_merge && !decl.is_map {
-                        if let Some(m) = merge_intervals(&decl.key_type, &new_elems) {
-                            new_elems = m;
-                        }
-                    }
-                    let handle = table.alloc_handle();
-                    table.sets.push(Set {
-                        name: set.value.clone(),
-                        handle,
-                        is_map: decl.is_map,
-                        key_type: decl.key_type.clone(),
-                        data_type: decl.data_type.clone(),
-                        flags: decl.flags.clone(),
-                        elements: new_elems.clone(),
-                        typeof_key: decl.typeof_key.clone(),
-                        auto_merge: decl.auto_merge,
-                        comment: decl.comment.clone(),
-                    });
-                }
-                *changed = true;
-                if let Some(s) = table.set(&set.value) {
-                    let mut inner = String::new();
-                    if opts.handles {
-                        inner.push_str(&format!("# handle {} ", s.handle));
-                    }
-                    inner.push_str(&format!("{};", s.type_text()));
-                    if !s.flags.is_empty() {
-                        inner.push_str(&format!(" flags {};", s.flags.join(",")));
-                    }
-                    if let Some(c) = &s.comment {
-                        inner.push_str(&format!(" comment \"{c}\";"));
-                    }
-                    echoes.push(Echo::Text(format!(
-                        "{} {} {} {} {} {{ {} }} ",
-                        verb(*create),
-                        if s.is_map { "map" } else { "set" },
-                        t.family.as_str(),
-                        t.name,
-                        set.value,
-                        inner
-                    )));
-                    // The set's initial elements follow as element echoes.
-                    if s.flags.iter().any(|f| f == "interval") {
-                        new_elems.sort_by(|a, b| model::element_cmp(&s.key_type, &a.key, &b.key));
-                    }
-                    for e in &new_elems {
-                        echoes.push(Echo::Text(format!(
-                            "add element {} {} {} {{ {} }}",
-                            t.family.as_str(),
-                            t.name,
-                            set.value,
-                            e.text()
-                        )));
-                    }
-                }
-            }
-            Op::DeleteSet { t, set, .. } => {
-                let table = self
-                    .table_mut(t.family, &t.name)
-                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
-                let idx = table
-                    .sets
-                    .iter()
-                    .position(|s| s.name == set.value)
-                    .ok_or_else(|| at(Errno::NoEnt, set.loc))?;
-                if table.set_use(&set.value) > 0 {
-                    return Err(at(Errno::Busy, set.loc));
-                }
-                table.sets.remove(idx);
-                *changed = true;
-            }
-            Op::FlushSet { t, set, .. } => {
-                let table = self
-                    .table_mut(t.family, &t.name)
-                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
-                let s = table
-                    .sets
-                    .iter_mut()
-                    .find(|s| s.name == set.value)
-                    .ok_or_else(|| at(Errno::NoEnt, set.loc))?;
-                if !s.elements.is_empty() {
-                    s.elements.clear();
-                    *changed = true;
-                }
-            }
+            } => self.apply_add_set(create, t, set, decl, opts, echoes, changed)?,
+            Op::DeleteSet { t, set, .. } => self.apply_delete_set(t, set, changed)?,
+            Op::FlushSet { t, set, .. } => self.apply_flush_set(t, set, changed)?,
             Op::AddElement {
                 create,
                 t,
                 set,
                 elems,
-            } => {
-                let table = self
-                    .table_mut(t.family, &t.name)
-                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
-                let s = table
-                    .sets
-                    .iter_mut()
-                    .find(|s| s.name == set.value)
-                    .ok_or_else(|| at(Errno::NoEnt, set.loc))?;
-                for e in elems {
-                    if let Some(x) = s.elements.iter().find(|x| x.key == e.value.key) {
-                        if x.value != e.value.value || *create {
-                            let key_loc = Loc {
-                                len: e.value.key.len().min(e.loc.len),
-                                ..e.loc
-                            };
-                            return Err(at(Errno::Exist, key_loc));
-                        }
-                    }
-                }
-                let mut order: Vec<&Named<Element>> = elems.iter().collect();
-                if s.flags.iter().any(|f| f == "interval") {
-                    // Interval elements are sorted by nft before sending.
-                    order.sort_by(|a, b| {
-                        model::element_cmp(&s.key_type, &a.value.key, &b.value.key)
-                    });
-                }
-                if s.auto_merge && !s.is_map {
-                    // nft merges the new intervals with the set's and
-                    // echoes the merged intervals that took new elements.
-                    let mut all = s.elements.clone();
-                    all.extend(elems.iter().map(|e| e.value.clone()));
-                    if let Some(merged) = merge_intervals(&s.key_type, &all) {
-                        let new_spans: Vec<(u128, u128)> = elems
-                            .iter()
-                            .filter_map(|e| model::element_bounds(&s.key_type, &e.value.key))
-                            .collect();
-                        if merged != s.elements {
-                            *changed = true;
-                            // Existing elements merged away are deleted
-                            // before the merged ones are added.
-                            if s.elements.iter().any(|x| !merged.contains(x)) {
-                                echoes.push(Echo::DeleteFirst);
-                            }
-                            let touched: Vec<String> = merged
-                                .iter()
-                                .filter(|m| {
-                                    model::element_bounds(&s.key_type, &m.key).is_some_and(
-                                        |(lo, hi)| {
-                                            new_spans.iter().any(|(a, b)| *a >= lo && *b <= hi)
-                                        },
-                                    )
-                                })
-                                .map(|m| m.text())
-                                .collect();
-                            echoes.push(Echo::Text(format!(
-                                "add element {} {} {} {{ {} }}",
-                                t.family.as_str(),
-                                t.name,
-                                set.value,
-                                touched.join(", ")
-                            )));
-                            s.elements = merged;
-                        }
-                        order.clear();
-                    }
-                }
-                for e in order {
-                    if s.elements.iter().any(|x| x.key == e.value.key) {
-                        // Already there: no transaction, nothing echoed.
-                        continue;
-                    }
-                    s.elements.push(e.value.clone());
-                    *changed = true;
-                    echoes.push(Echo::Text(format!(
-                        "add element {} {} {} {{ {} }}",
-                        t.family.as_str(),
-                        t.name,
-                        set.value,
-                        e.value.text()
-                    )));
-                }
-            }
+            } => self.apply_add_element(create, t, set, elems, echoes, changed)?,
             Op::DeleteElement { t, set, elems } => {
-                let table = self
-                    .table_mut(t.family, &t.name)
-                    .ok_or_else(|| at(Errno::NoEnt, t.loc))?;
-                let s = table
-                    .sets
-                    .iter_mut()
-                    .find(|s| s.name == set.value)
-                    .ok_or_else(|| at(Errno::NoEnt, set.loc))?;
-                for e in elems {
-                    if !s.elements.iter().any(|x| x.key == e.value.key) {
-                        return Err(at(Errno::NoEnt, e.loc));
-                    }
-                }
-                for e in elems {
-                    s.elements.retain(|x| x.key != e.value.key);
-                }
-                *changed = true;
+                self.apply_delete_element(t, set, elems, changed)?
             }
             Op::ListRuleset(_)
             | Op::ListTables(_)
@@ -2389,6 +1842,860 @@ impl NftState {
             | Op::GetElement { .. }
             | Op::Invalid(..) => {}
         }
+        Ok(())
+    }
+
+    /// `add|create table`.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_add_table(
+        &mut self,
+        create: &bool,
+        t: &TableRef,
+        dormant: &bool,
+        comment: &Option<String>,
+        opts: Opts,
+        echoes: &mut Vec<Echo>,
+        changed: &mut bool,
+    ) -> Result<(), Vec<KernelError>> {
+        if self.table(t.family, &t.name).is_some() {
+            if *create {
+                return Err(attr_error(Errno::Exist, t.loc));
+            }
+            // No change, no transaction, no echo (updating the
+            // flags or comment of a table is not simulated).
+            return Ok(());
+        }
+        self.last_table_handle += 1;
+        let handle = self.last_table_handle;
+        let mut table = empty_table(t, handle);
+        table.dormant = *dormant;
+        table.comment = comment.clone();
+        self.tables.push(Arc::new(table));
+        *changed = true;
+        // The echo shows flags but not the comment.
+        echoes.push(Echo::Text(format!(
+            "{} table {} {}{}{}",
+            create_or_add(*create),
+            t.family.as_str(),
+            t.name,
+            if *dormant { " { flags dormant; }" } else { "" },
+            handle_comment(opts, handle)
+        )));
+        Ok(())
+    }
+
+    /// `delete table` (by name or handle).
+    fn apply_delete_table(
+        &mut self,
+        family: &Family,
+        name: &Option<Named<String>>,
+        handle: &Option<Named<u64>>,
+        cmd: &Command,
+        changed: &mut bool,
+    ) -> Result<(), Vec<KernelError>> {
+        let idx = match (name, handle) {
+            (Some(n), _) => self
+                .tables
+                .iter()
+                .position(|t| t.family == *family && t.name == n.value)
+                .ok_or_else(|| attr_error(Errno::NoEnt, n.loc))?,
+            (None, Some(h)) => self
+                .tables
+                .iter()
+                .position(|t| t.family == *family && t.handle == h.value)
+                .ok_or_else(|| attr_error(Errno::NoEnt, h.loc))?,
+            (None, None) => return Err(attr_error(Errno::NoEnt, cmd.loc)),
+        };
+        self.tables.remove(idx);
+        *changed = true;
+        Ok(())
+    }
+
+    /// `flush table`.
+    fn apply_flush_table(
+        &mut self,
+        t: &TableRef,
+        changed: &mut bool,
+    ) -> Result<(), Vec<KernelError>> {
+        let table = self
+            .table_mut(t.family, &t.name)
+            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        for c in &mut table.chains {
+            if !c.rules.is_empty() {
+                c.rules = Default::default();
+                *changed = true;
+            }
+        }
+        // Sets keep their elements: nft 1.0.6 flushes only rules.
+        Ok(())
+    }
+
+    /// `flush ruleset [family]`.
+    fn apply_flush_ruleset(
+        &mut self,
+        fam: &Option<Family>,
+        changed: &mut bool,
+    ) -> Result<(), Vec<KernelError>> {
+        let before = self.tables.len();
+        self.tables.retain(|t| fam.is_some_and(|f| f != t.family));
+        if self.tables.len() != before {
+            *changed = true;
+        }
+        Ok(())
+    }
+
+    /// `add|create chain` (also a base chain's new policy).
+    #[allow(clippy::too_many_arguments)]
+    fn apply_add_chain(
+        &mut self,
+        create: &bool,
+        t: &TableRef,
+        chain: &Named<String>,
+        spec: &Option<BaseSpec>,
+        comment: &Option<String>,
+        policy_loc: &Option<Loc>,
+        policy_only: &Option<bool>,
+        cmd: &Command,
+        opts: Opts,
+        echoes: &mut Vec<Echo>,
+        changed: &mut bool,
+    ) -> Result<(), Vec<KernelError>> {
+        let table = self
+            .table_mut(t.family, &t.name)
+            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        if let Some(existing) = table.chain_mut(&chain.value) {
+            if *create {
+                return Err(attr_error(Errno::Exist, chain.loc));
+            }
+            match (&mut existing.base, spec) {
+                (Some(b), None) if policy_only.is_some() => {
+                    let b = std::sync::Arc::make_mut(b);
+                    b.policy_accept = policy_only.unwrap_or(b.policy_accept);
+                }
+                (None, None) if policy_only.is_some() => {
+                    return Err(match policy_loc {
+                        Some(l) => attr_error(Errno::NotSupp, *l),
+                        None => attr_error(Errno::NotSupp, cmd.loc),
+                    })
+                }
+                (_, None) => {}
+                (None, Some(_)) => {
+                    return Err(match policy_loc {
+                        Some(l) => attr_error(Errno::NotSupp, *l),
+                        None => attr_error(Errno::Exist, chain.loc),
+                    })
+                }
+                (Some(b), Some(s)) => {
+                    if b.chain_type != s.chain_type || b.hook != s.hook || b.priority != s.priority
+                    {
+                        return Err(vec![KernelError {
+                            errno: Errno::NotSupp,
+                            loc: cmd.loc,
+                            attr: false,
+                        }]);
+                    }
+                    std::sync::Arc::make_mut(b).policy_accept = s.policy_accept;
+                }
+            }
+        } else {
+            if policy_only.is_some() {
+                // A policy needs a base chain.
+                return Err(match policy_loc {
+                    Some(l) => attr_error(Errno::NotSupp, *l),
+                    None => attr_error(Errno::NotSupp, cmd.loc),
+                });
+            }
+            if let Some(s) = spec {
+                let hook_ok = match s.chain_type.as_str() {
+                    "route" => s.hook == "output",
+                    "nat" => matches!(
+                        s.hook.as_str(),
+                        "prerouting" | "input" | "output" | "postrouting"
+                    ),
+                    _ => true,
+                };
+                if !hook_ok || (s.chain_type == "nat" && s.priority <= -200) {
+                    return Err(vec![KernelError {
+                        errno: Errno::NotSupp,
+                        loc: cmd.loc,
+                        attr: false,
+                    }]);
+                }
+            }
+            let handle = table.alloc_handle();
+            table.chains.push(Chain {
+                name: chain.value.clone(),
+                handle,
+                comment: comment.clone(),
+                base: spec.clone().map(std::sync::Arc::new),
+                rules: Default::default(),
+            });
+        }
+        *changed = true;
+        if let Some(c) = table.chain(&chain.value) {
+            let spec = c
+                .base
+                .as_ref()
+                .map(|b| format!(" {{ {} }}", b.text(t.family)))
+                .unwrap_or_default();
+            echoes.push(Echo::Text(format!(
+                "{} chain {} {} {}{}{}",
+                create_or_add(*create),
+                t.family.as_str(),
+                t.name,
+                chain.value,
+                spec,
+                handle_comment(opts, c.handle)
+            )));
+        }
+        Ok(())
+    }
+
+    /// `delete chain` (by name or handle).
+    fn apply_delete_chain(
+        &mut self,
+        t: &TableRef,
+        chain: &Option<Named<String>>,
+        handle: &Option<Named<u64>>,
+        cmd: &Command,
+        changed: &mut bool,
+    ) -> Result<(), Vec<KernelError>> {
+        let table = self
+            .table_mut(t.family, &t.name)
+            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let (idx, loc) = match (chain, handle) {
+            (Some(c), _) => (
+                table
+                    .chains
+                    .iter()
+                    .position(|ch| ch.name == c.value)
+                    .ok_or_else(|| attr_error(Errno::NoEnt, c.loc))?,
+                c.loc,
+            ),
+            (None, Some(h)) => (
+                table
+                    .chains
+                    .iter()
+                    .position(|ch| ch.handle == h.value)
+                    .ok_or_else(|| attr_error(Errno::NoEnt, h.loc))?,
+                h.loc,
+            ),
+            (None, None) => return Err(attr_error(Errno::NoEnt, cmd.loc)),
+        };
+        let name = table.chains[idx].name.clone();
+        // Rules of the chain itself go with it; jumps from elsewhere
+        // keep it busy.
+        let map_users = table
+            .sets
+            .iter()
+            .flat_map(|s| s.elements.iter())
+            .filter_map(|e| e.value.as_deref())
+            .filter(|v| {
+                let (verb, target) = v.split_once(' ').unwrap_or(("", ""));
+                matches!(verb, "jump" | "goto") && target == name
+            })
+            .count();
+        let users = map_users
+            + table
+                .chains
+                .iter()
+                .filter(|c| c.name != name)
+                .flat_map(|c| c.rules.iter())
+                .flat_map(|r| r.jump_targets())
+                .filter(|j| *j == name)
+                .count();
+        if users > 0 {
+            return Err(attr_error(Errno::Busy, loc));
+        }
+        table.chains.remove(idx);
+        *changed = true;
+        Ok(())
+    }
+
+    /// `flush chain`.
+    fn apply_flush_chain(
+        &mut self,
+        t: &TableRef,
+        chain: &Named<String>,
+        changed: &mut bool,
+    ) -> Result<(), Vec<KernelError>> {
+        let table = self
+            .table_mut(t.family, &t.name)
+            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let c = table
+            .chain_mut(&chain.value)
+            .ok_or_else(|| attr_error(Errno::NoEnt, chain.loc))?;
+        if !c.rules.is_empty() {
+            c.rules = Default::default();
+            *changed = true;
+        }
+        Ok(())
+    }
+
+    /// `add|insert rule` (at a position, a handle or an index).
+    #[allow(clippy::too_many_arguments)]
+    fn apply_add_rule(
+        &mut self,
+        insert: &bool,
+        t: &TableRef,
+        chain: &Named<String>,
+        pos: &Option<RulePos>,
+        body: &RuleBody,
+        cmd: &Command,
+        index_handle: Option<u64>,
+        opts: Opts,
+        echoes: &mut Vec<Echo>,
+        changed: &mut bool,
+    ) -> Result<(), Vec<KernelError>> {
+        // Anonymous sets travel as messages of their own before the
+        // rule: each fails on a missing table too, and each takes a
+        // handle even when the rule then fails on a missing chain.
+        let Some(table) = self.table_mut(t.family, &t.name) else {
+            let mut errs = Vec::new();
+            for set_loc in &body.anon_sets {
+                for loc in [t.loc, *set_loc] {
+                    errs.push(KernelError {
+                        errno: Errno::NoEnt,
+                        loc,
+                        attr: false,
+                    });
+                }
+            }
+            errs.extend(attr_error(Errno::NoEnt, t.loc));
+            return Err(errs);
+        };
+        for _ in 0..body.anon_sets.len() {
+            table.alloc_handle();
+        }
+        if table.chain(&chain.value).is_none() {
+            return Err(attr_error(Errno::NoEnt, chain.loc));
+        }
+        let c = table
+            .chain(&chain.value)
+            .ok_or_else(|| attr_error(Errno::NoEnt, chain.loc))?;
+        // Where the rule goes: position handle checked before a
+        // handle is allocated.
+        let reference = match pos {
+            None => None,
+            Some(p) => {
+                let h = match p.kind {
+                    PosKind::Index => index_handle.unwrap_or(0),
+                    _ => p.value,
+                };
+                let loc = if p.kind == PosKind::Handle {
+                    p.value_loc
+                } else {
+                    p.loc
+                };
+                Some(
+                    c.rules
+                        .iter()
+                        .position(|r| r.handle == h)
+                        .ok_or_else(|| attr_error(Errno::NoEnt, loc))?,
+                )
+            }
+        };
+        let handle = table.alloc_handle();
+        for (target, is_goto) in &body.targets {
+            match table.chain(&target.value) {
+                None => return Err(attr_error(Errno::NoEnt, target.loc)),
+                Some(tc) if tc.base.is_some() => {
+                    return Err(attr_error(Errno::NotSupp, target.loc))
+                }
+                Some(_) => {}
+            }
+            let _ = is_goto;
+        }
+        let rule = Rule {
+            handle,
+            stmts: body.stmts.clone(),
+            comment: body.comment.clone(),
+        };
+        let c = table
+            .chain_mut(&chain.value)
+            .ok_or_else(|| attr_error(Errno::NoEnt, chain.loc))?;
+        let idx = match (insert, reference) {
+            (true, None) => 0,
+            (false, None) => c.rules.len(),
+            (true, Some(i)) => i,
+            (false, Some(i)) => i + 1,
+        };
+        let check = can_invalidate(&rule);
+        std::sync::Arc::make_mut(&mut c.rules).insert(idx, rule);
+        if let Some(errno) = check.then(|| validate_table(table)).flatten() {
+            // The kernel finds this when it validates the table at
+            // commit; it then replays the batch (-EAGAIN) validating
+            // at once, so the rule (and its anonymous sets) take
+            // their handles a second time.
+            if let Some(c) = table.chain_mut(&chain.value) {
+                std::sync::Arc::make_mut(&mut c.rules).retain(|r| r.handle != handle);
+            }
+            for _ in 0..=body.anon_sets.len() {
+                table.alloc_handle();
+            }
+            return Err(vec![KernelError {
+                errno,
+                loc: cmd.loc,
+                attr: false,
+            }]);
+        }
+        let c = table
+            .chain_mut(&chain.value)
+            .ok_or_else(|| attr_error(Errno::NoEnt, chain.loc))?;
+        *changed = true;
+        // The listed text of the rule just inserted at `idx` is its
+        // body's (the handle is not part of it).
+        let mut body_text = String::new();
+        if c.rules.get(idx).is_some() {
+            let echoed = body.echo_body();
+            body_text.reserve(echoed.len() + 32);
+            body_text.push_str(echoed);
+            if opts.handles {
+                body_text.push_str(" # handle ");
+                push_u64(&mut body_text, handle);
+            }
+        }
+        let verb = if *insert { "insert" } else { "add" };
+        let fam = t.family.as_str();
+        let mut head =
+            String::with_capacity(verb.len() + fam.len() + t.name.len() + chain.value.len() + 9);
+        for part in [verb, " rule ", fam, " ", &t.name, " ", &chain.value, " "] {
+            head.push_str(part);
+        }
+        echoes.push(Echo::Rule {
+            head,
+            family: t.family,
+            table: t.name.clone(),
+            chain: chain.value.clone(),
+            handle,
+            body: body_text,
+        });
+        Ok(())
+    }
+
+    /// `replace rule ... handle N`.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_replace_rule(
+        &mut self,
+        t: &TableRef,
+        chain: &Named<String>,
+        handle: &Named<u64>,
+        body: &RuleBody,
+        cmd: &Command,
+        opts: Opts,
+        echoes: &mut Vec<Echo>,
+        changed: &mut bool,
+    ) -> Result<(), Vec<KernelError>> {
+        let table = self
+            .table_mut(t.family, &t.name)
+            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        for _ in 0..body.anon_sets.len() {
+            table.alloc_handle();
+        }
+        let c = table
+            .chain(&chain.value)
+            .ok_or_else(|| attr_error(Errno::NoEnt, chain.loc))?;
+        let idx = c
+            .rules
+            .iter()
+            .position(|r| r.handle == handle.value)
+            .ok_or_else(|| attr_error(Errno::NoEnt, handle.loc))?;
+        for (target, _) in &body.targets {
+            match table.chain(&target.value) {
+                None => return Err(attr_error(Errno::NoEnt, target.loc)),
+                Some(tc) if tc.base.is_some() => {
+                    return Err(attr_error(Errno::NotSupp, target.loc))
+                }
+                Some(_) => {}
+            }
+        }
+        let rule = Rule {
+            handle: handle.value,
+            stmts: body.stmts.clone(),
+            comment: body.comment.clone(),
+        };
+        let text = body.echo_body().to_string();
+        let c = table
+            .chain_mut(&chain.value)
+            .ok_or_else(|| attr_error(Errno::NoEnt, chain.loc))?;
+        let check = can_invalidate(&rule);
+        let old = std::mem::replace(&mut std::sync::Arc::make_mut(&mut c.rules)[idx], rule);
+        if let Some(errno) = check.then(|| validate_table(table)).flatten() {
+            if let Some(c) = table.chain_mut(&chain.value) {
+                std::sync::Arc::make_mut(&mut c.rules)[idx] = old;
+            }
+            return Err(vec![KernelError {
+                errno,
+                loc: cmd.loc,
+                attr: false,
+            }]);
+        }
+        *changed = true;
+        let head = format!("{} {} {}", t.family.as_str(), t.name, chain.value);
+        echoes.push(Echo::Text(format!(
+            "delete rule {head} handle {}",
+            handle.value
+        )));
+        // The new rule is echoed like an added one, naming the
+        // rule before it.
+        echoes.push(Echo::Rule {
+            head: format!("add rule {head} "),
+            family: t.family,
+            table: t.name.clone(),
+            chain: chain.value.clone(),
+            handle: handle.value,
+            body: format!("{text}{}", handle_comment(opts, handle.value)),
+        });
+        Ok(())
+    }
+
+    /// `rename chain`.
+    fn apply_rename_chain(
+        &mut self,
+        t: &TableRef,
+        chain: &Named<String>,
+        new: &Named<String>,
+        cmd: &Command,
+        changed: &mut bool,
+    ) -> Result<(), Vec<KernelError>> {
+        let table = self
+            .table_mut(t.family, &t.name)
+            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        if table.chain(&chain.value).is_none() {
+            return Err(attr_error(Errno::NoEnt, chain.loc));
+        }
+        if table.chain(&new.value).is_some() {
+            return Err(vec![KernelError {
+                errno: Errno::Exist,
+                loc: cmd.loc,
+                attr: false,
+            }]);
+        }
+        // Verdict map elements name chains too.
+        for set in table.sets.iter_mut() {
+            for e in set.elements.iter_mut() {
+                if let Some(v) = &mut e.value {
+                    let (verb, target) = v.split_once(' ').unwrap_or(("", ""));
+                    if matches!(verb, "jump" | "goto") && target == chain.value {
+                        *v = format!("{verb} {}", new.value);
+                    }
+                }
+            }
+        }
+        for c in table.chains.iter_mut() {
+            if c.name == chain.value {
+                c.name = new.value.clone();
+            }
+            let uses = c
+                .rules
+                .iter()
+                .any(|r| r.jump_targets().any(|j| j == chain.value));
+            if uses {
+                for r in std::sync::Arc::make_mut(&mut c.rules).iter_mut() {
+                    for st in r.stmts.iter_mut() {
+                        if let StmtKind::VerdictMap(ts) = &mut st.kind {
+                            for tname in ts.iter_mut().filter(|n| **n == chain.value) {
+                                *tname = new.value.clone();
+                            }
+                            st.text = rename_verdict_targets(&st.text, &chain.value, &new.value);
+                            continue;
+                        }
+                        let verb = match &st.kind {
+                            StmtKind::Jump(n) if *n == chain.value => "jump",
+                            StmtKind::Goto(n) if *n == chain.value => "goto",
+                            _ => continue,
+                        };
+                        st.text = format!("{verb} {}", new.value);
+                        st.kind = if verb == "jump" {
+                            StmtKind::Jump(new.value.clone())
+                        } else {
+                            StmtKind::Goto(new.value.clone())
+                        };
+                    }
+                }
+            }
+        }
+        *changed = true;
+        Ok(())
+    }
+
+    /// `delete rule ... handle N`.
+    fn apply_delete_rule(
+        &mut self,
+        t: &TableRef,
+        chain: &Named<String>,
+        handle: &Named<u64>,
+        changed: &mut bool,
+    ) -> Result<(), Vec<KernelError>> {
+        let table = self
+            .table_mut(t.family, &t.name)
+            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let c = table
+            .chain_mut(&chain.value)
+            .ok_or_else(|| attr_error(Errno::NoEnt, chain.loc))?;
+        let idx = c
+            .rules
+            .iter()
+            .position(|r| r.handle == handle.value)
+            .ok_or_else(|| attr_error(Errno::NoEnt, handle.loc))?;
+        std::sync::Arc::make_mut(&mut c.rules).remove(idx);
+        *changed = true;
+        Ok(())
+    }
+
+    /// `add|create set|map`.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_add_set(
+        &mut self,
+        create: &bool,
+        t: &TableRef,
+        set: &Named<String>,
+        decl: &SetDecl,
+        opts: Opts,
+        echoes: &mut Vec<Echo>,
+        changed: &mut bool,
+    ) -> Result<(), Vec<KernelError>> {
+        let table = self
+            .table_mut(t.family, &t.name)
+            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let mut new_elems: Vec<Element> = Vec::new();
+        if let Some(existing) = table.sets.iter_mut().find(|s| s.name == set.value) {
+            if *create {
+                return Err(attr_error(Errno::Exist, set.loc));
+            }
+            if existing.is_map != decl.is_map
+                || existing.key_type != decl.key_type
+                || existing.data_type != decl.data_type
+                || existing.flags != decl.flags
+            {
+                return Err(attr_error(Errno::Exist, set.loc));
+            }
+            for e in &decl.elements {
+                if !existing.elements.iter().any(|x| x.key == e.key) {
+                    existing.elements.push(e.clone());
+                    new_elems.push(e.clone());
+                }
+            }
+        } else {
+            new_elems = decl.elements.clone();
+            if decl.auto_merge && !decl.is_map {
+                if let Some(m) = merge_intervals(&decl.key_type, &new_elems) {
+                    new_elems = m;
+                }
+            }
+            let handle = table.alloc_handle();
+            table.sets.push(Set {
+                name: set.value.clone(),
+                handle,
+                is_map: decl.is_map,
+                key_type: decl.key_type.clone(),
+                data_type: decl.data_type.clone(),
+                flags: decl.flags.clone(),
+                elements: new_elems.clone(),
+                typeof_key: decl.typeof_key.clone(),
+                auto_merge: decl.auto_merge,
+                comment: decl.comment.clone(),
+            });
+        }
+        *changed = true;
+        if let Some(s) = table.set(&set.value) {
+            let mut inner = String::new();
+            if opts.handles {
+                inner.push_str(&format!("# handle {} ", s.handle));
+            }
+            inner.push_str(&format!("{};", s.type_text()));
+            if !s.flags.is_empty() {
+                inner.push_str(&format!(" flags {};", s.flags.join(",")));
+            }
+            if let Some(c) = &s.comment {
+                inner.push_str(&format!(" comment \"{c}\";"));
+            }
+            echoes.push(Echo::Text(format!(
+                "{} {} {} {} {} {{ {} }} ",
+                create_or_add(*create),
+                if s.is_map { "map" } else { "set" },
+                t.family.as_str(),
+                t.name,
+                set.value,
+                inner
+            )));
+            // The set's initial elements follow as element echoes.
+            if s.flags.iter().any(|f| f == "interval") {
+                new_elems.sort_by(|a, b| model::element_cmp(&s.key_type, &a.key, &b.key));
+            }
+            for e in &new_elems {
+                echoes.push(Echo::Text(format!(
+                    "add element {} {} {} {{ {} }}",
+                    t.family.as_str(),
+                    t.name,
+                    set.value,
+                    e.text()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `delete set|map`.
+    fn apply_delete_set(
+        &mut self,
+        t: &TableRef,
+        set: &Named<String>,
+        changed: &mut bool,
+    ) -> Result<(), Vec<KernelError>> {
+        let table = self
+            .table_mut(t.family, &t.name)
+            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let idx = table
+            .sets
+            .iter()
+            .position(|s| s.name == set.value)
+            .ok_or_else(|| attr_error(Errno::NoEnt, set.loc))?;
+        if table.set_use(&set.value) > 0 {
+            return Err(attr_error(Errno::Busy, set.loc));
+        }
+        table.sets.remove(idx);
+        *changed = true;
+        Ok(())
+    }
+
+    /// `flush set|map`.
+    fn apply_flush_set(
+        &mut self,
+        t: &TableRef,
+        set: &Named<String>,
+        changed: &mut bool,
+    ) -> Result<(), Vec<KernelError>> {
+        let table = self
+            .table_mut(t.family, &t.name)
+            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let s = table
+            .sets
+            .iter_mut()
+            .find(|s| s.name == set.value)
+            .ok_or_else(|| attr_error(Errno::NoEnt, set.loc))?;
+        if !s.elements.is_empty() {
+            s.elements.clear();
+            *changed = true;
+        }
+        Ok(())
+    }
+
+    /// `add|create element`.
+    fn apply_add_element(
+        &mut self,
+        create: &bool,
+        t: &TableRef,
+        set: &Named<String>,
+        elems: &[Named<Element>],
+        echoes: &mut Vec<Echo>,
+        changed: &mut bool,
+    ) -> Result<(), Vec<KernelError>> {
+        let table = self
+            .table_mut(t.family, &t.name)
+            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let s = table
+            .sets
+            .iter_mut()
+            .find(|s| s.name == set.value)
+            .ok_or_else(|| attr_error(Errno::NoEnt, set.loc))?;
+        for e in elems {
+            if let Some(x) = s.elements.iter().find(|x| x.key == e.value.key) {
+                if x.value != e.value.value || *create {
+                    let key_loc = Loc {
+                        len: e.value.key.len().min(e.loc.len),
+                        ..e.loc
+                    };
+                    return Err(attr_error(Errno::Exist, key_loc));
+                }
+            }
+        }
+        let mut order: Vec<&Named<Element>> = elems.iter().collect();
+        if s.flags.iter().any(|f| f == "interval") {
+            // Interval elements are sorted by nft before sending.
+            order.sort_by(|a, b| model::element_cmp(&s.key_type, &a.value.key, &b.value.key));
+        }
+        if s.auto_merge && !s.is_map {
+            // nft merges the new intervals with the set's and
+            // echoes the merged intervals that took new elements.
+            let mut all = s.elements.clone();
+            all.extend(elems.iter().map(|e| e.value.clone()));
+            if let Some(merged) = merge_intervals(&s.key_type, &all) {
+                let new_spans: Vec<(u128, u128)> = elems
+                    .iter()
+                    .filter_map(|e| model::element_bounds(&s.key_type, &e.value.key))
+                    .collect();
+                if merged != s.elements {
+                    *changed = true;
+                    // Existing elements merged away are deleted
+                    // before the merged ones are added.
+                    if s.elements.iter().any(|x| !merged.contains(x)) {
+                        echoes.push(Echo::DeleteFirst);
+                    }
+                    let touched: Vec<String> = merged
+                        .iter()
+                        .filter(|m| {
+                            model::element_bounds(&s.key_type, &m.key).is_some_and(|(lo, hi)| {
+                                new_spans.iter().any(|(a, b)| *a >= lo && *b <= hi)
+                            })
+                        })
+                        .map(|m| m.text())
+                        .collect();
+                    echoes.push(Echo::Text(format!(
+                        "add element {} {} {} {{ {} }}",
+                        t.family.as_str(),
+                        t.name,
+                        set.value,
+                        touched.join(", ")
+                    )));
+                    s.elements = merged;
+                }
+                order.clear();
+            }
+        }
+        for e in order {
+            if s.elements.iter().any(|x| x.key == e.value.key) {
+                // Already there: no transaction, nothing echoed.
+                continue;
+            }
+            s.elements.push(e.value.clone());
+            *changed = true;
+            echoes.push(Echo::Text(format!(
+                "add element {} {} {} {{ {} }}",
+                t.family.as_str(),
+                t.name,
+                set.value,
+                e.value.text()
+            )));
+        }
+        Ok(())
+    }
+
+    /// `delete element`.
+    fn apply_delete_element(
+        &mut self,
+        t: &TableRef,
+        set: &Named<String>,
+        elems: &[Named<Element>],
+        changed: &mut bool,
+    ) -> Result<(), Vec<KernelError>> {
+        let table = self
+            .table_mut(t.family, &t.name)
+            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let s = table
+            .sets
+            .iter_mut()
+            .find(|s| s.name == set.value)
+            .ok_or_else(|| attr_error(Errno::NoEnt, set.loc))?;
+        for e in elems {
+            if !s.elements.iter().any(|x| x.key == e.value.key) {
+                return Err(attr_error(Errno::NoEnt, e.loc));
+            }
+        }
+        for e in elems {
+            s.elements.retain(|x| x.key != e.value.key);
+        }
+        *changed = true;
         Ok(())
     }
 

@@ -2100,19 +2100,7 @@ fn statement(p: &mut Parser, cx: &mut RuleCtx) -> Result<(), InputError> {
     }
     let fam = cx.family;
     match t.text.as_str() {
-        "counter" => {
-            let mut text = "counter packets 0 bytes 0".to_string();
-            if p.peek().is_word("packets") {
-                p.next();
-                let pk = p.number()?;
-                if !p.eat_word("bytes") {
-                    return Err(syntax(p.peek(), Some("bytes")));
-                }
-                let by = p.number()?;
-                text = format!("counter packets {} bytes {}", pk.value, by.value);
-            }
-            push(cx, text, StmtKind::Other);
-        }
+        "counter" => counter_stmt(p, cx)?,
         "accept" | "drop" | "return" | "continue" => {
             push(cx, t.text.clone(), StmtKind::Terminal);
         }
@@ -2126,211 +2114,10 @@ fn statement(p: &mut Parser, cx: &mut RuleCtx) -> Result<(), InputError> {
             };
             push(cx, format!("{} {}", t.text, target.value), kind);
         }
-        "reject" => {
-            let mut text = "reject".to_string();
-            if p.eat_word("with") {
-                let w = p.word("string")?;
-                match w.value.as_str() {
-                    "tcp" => {
-                        if !p.eat_word("reset") {
-                            return Err(syntax(p.peek(), Some("reset")));
-                        }
-                        // The protocol match right before it is implied.
-                        let implied: &[&str] = match fam {
-                            Family::Ip => &["ip protocol tcp", "meta l4proto tcp"],
-                            Family::Ip6 => &["ip6 nexthdr tcp", "meta l4proto tcp"],
-                            _ => &[],
-                        };
-                        if cx
-                            .body
-                            .stmts
-                            .last()
-                            .is_some_and(|s| implied.contains(&s.text.as_str()))
-                        {
-                            cx.body.stmts.pop();
-                            cx.dep = None;
-                        }
-                        text.push_str(" with tcp reset");
-                        if fam == Family::Inet && !cx.l4.iter().any(|x| x == "tcp") {
-                            // nft shows the implied protocol match in inet.
-                            text = format!("meta l4proto tcp {text}");
-                        }
-                    }
-                    "icmp" | "icmpv6" | "icmpx" => {
-                        p.eat_word("type");
-                        let code = p.word("string")?;
-                        let native = match fam {
-                            Family::Ip => "icmp",
-                            Family::Ip6 => "icmpv6",
-                            Family::Inet => "icmpx",
-                            _ => "",
-                        };
-                        if fam == Family::Inet && w.value != "icmpx" {
-                            // The `meta nfproto` match it implies is dropped.
-                            let implied = if w.value == "icmp" {
-                                "meta nfproto ipv4"
-                            } else {
-                                "meta nfproto ipv6"
-                            };
-                            if cx.body.stmts.last().is_some_and(|s| s.text == implied) {
-                                cx.body.stmts.pop();
-                            }
-                            // icmp/icmpv6 in inet: always printed in full.
-                            if !reject_code_known(&w.value, &code.value) {
-                                return Err(InputError::not_simulated(
-                                    code.loc,
-                                    format!("{} code '{}'", w.value, code.value),
-                                ));
-                            }
-                            text.push_str(&format!(" with {} {}", w.value, code.value));
-                            push(cx, text, StmtKind::Reject);
-                            return Ok(());
-                        }
-                        let conflict = match (fam, w.value.as_str()) {
-                            (Family::Ip6, "icmp") => Some("ip vs ip6"),
-                            (Family::Ip, "icmpv6") => Some("ip6 vs ip"),
-                            _ => None,
-                        };
-                        if let Some(c) = conflict {
-                            return Err(InputError {
-                                loc: code.loc,
-                                secondary: Some(t.loc()),
-                                msg: format!("conflicting protocols specified: {c}"),
-                                eval: true,
-                            });
-                        }
-                        if w.value == "icmpx" && matches!(fam, Family::Ip | Family::Ip6) {
-                            return Err(InputError {
-                                loc: code.loc,
-                                secondary: Some(t.loc()),
-                                msg: "abstracted ICMP unreachable not supported".into(),
-                                eval: true,
-                            });
-                        }
-                        if w.value != native {
-                            return Err(InputError::not_simulated(
-                                w.loc,
-                                format!("reject with {} in family {}", w.value, fam.as_str()),
-                            ));
-                        }
-                        if !reject_code_known(&w.value, &code.value) {
-                            return Err(InputError::not_simulated(
-                                code.loc,
-                                format!("{} code '{}'", w.value, code.value),
-                            ));
-                        }
-                        // The family's default (port unreachable) prints as
-                        // a bare `reject`.
-                        if code.value != "port-unreachable" {
-                            text.push_str(&format!(" with {} {}", w.value, code.value));
-                        }
-                    }
-                    _ => return Err(InputError::not_simulated(w.loc, "reject type")),
-                }
-            } else if !matches!(fam, Family::Ip | Family::Ip6 | Family::Inet) {
-                return Err(InputError::not_simulated(
-                    t.loc(),
-                    format!("reject in family {}", fam.as_str()),
-                ));
-            } else if fam == Family::Inet {
-                // After an ip/ip6 match, inet's reject is the ICMP one of
-                // that protocol and prints in full.
-                match cx.l3 {
-                    Some("ip") => text.push_str(" with icmp port-unreachable"),
-                    Some(_) => text.push_str(" with icmpv6 port-unreachable"),
-                    None => {}
-                }
-            }
-            push(cx, text, StmtKind::Reject);
-        }
-        "masquerade" => {
-            let mut text = "masquerade".to_string();
-            if p.peek().is_word("to") {
-                let to = p.next();
-                let ports = p.word("string")?;
-                if !ports.value.starts_with(':') {
-                    return Err(InputError::not_simulated(ports.loc, "masquerade address"));
-                }
-                if cx.l4.is_empty() {
-                    // nft scans ':' apart; the port range starts after it.
-                    let range = Loc {
-                        col: ports.loc.col + 1,
-                        len: ports.loc.len.saturating_sub(1),
-                        ..ports.loc
-                    };
-                    return Err(InputError {
-                        loc: range,
-                        secondary: Some(t.loc()),
-                        msg: "transport protocol mapping is only valid after transport protocol match".into(),
-                        eval: true,
-                    });
-                }
-                let _ = to;
-                text.push_str(&format!(" to {}", ports.value));
-            }
-            text.push_str(&nat_flags(p)?);
-            nat_family_check(cx, t)?;
-            push(cx, text, StmtKind::Nat("masquerade".into()));
-        }
-        "snat" | "dnat" => {
-            let explicit = if p.peek().is_word("ip") || p.peek().is_word("ip6") {
-                Some(if p.next().text == "ip" { "ip" } else { "ip6" })
-            } else {
-                None
-            };
-            if !p.eat_word("to") {
-                return Err(InputError::not_simulated(
-                    p.peek().loc(),
-                    "nat without 'to'",
-                ));
-            }
-            let spec = p.word("string")?;
-            let (v6, prefix) = match (fam, explicit.or(cx.l3)) {
-                (Family::Ip, None | Some("ip")) => (false, ""),
-                (Family::Ip6, None | Some("ip6")) => (true, ""),
-                (Family::Inet, Some("ip")) => (false, "ip "),
-                (Family::Inet, Some(_)) => (true, "ip6 "),
-                (Family::Inet, None) => {
-                    return Err(InputError::new(
-                        t.loc(),
-                        "ip or ip6 must be specified with address for inet tables.",
-                    ))
-                }
-                _ => {
-                    return Err(InputError::not_simulated(
-                        t.loc(),
-                        format!("{} in family {}", t.text, fam.as_str()),
-                    ))
-                }
-            };
-            let text = nat_target(&spec, cx, v6)?;
-            let flags = nat_flags(p)?;
-            push(
-                cx,
-                format!("{} {}to {}{flags}", t.text, prefix, text),
-                StmtKind::Nat(t.text.clone()),
-            );
-        }
-        "comment" => {
-            let c = p.next();
-            if c.kind == Kind::Word && c.text.starts_with('\'') {
-                // nft's scanner has no single quotes: `'` is junk.
-                return Err(InputError::new(
-                    Loc { len: 1, ..c.loc() },
-                    "syntax error, unexpected junk, expecting string or quoted string or string with a trailing asterisk",
-                )
-                .parse_stage());
-            }
-            match c.kind {
-                Kind::Quoted | Kind::Word => cx.body.comment = Some(c.text.clone()),
-                _ => {
-                    return Err(syntax(
-                        c,
-                        Some("string or quoted string or string with a trailing asterisk"),
-                    ))
-                }
-            }
-        }
+        "reject" => reject_stmt(p, cx, t, fam)?,
+        "masquerade" => masquerade_stmt(p, cx, t)?,
+        "snat" | "dnat" => snat_dnat_stmt(p, cx, t, fam)?,
+        "comment" => comment_stmt(p, cx)?,
         "iif" | "oif" | "iifname" | "oifname" => iface_match(p, cx, &t.text, t)?,
         "meta" => {
             let key = p.word("string")?;
@@ -2342,323 +2129,11 @@ fn statement(p: &mut Parser, cx: &mut RuleCtx) -> Result<(), InputError> {
                 other => return Err(InputError::not_simulated(key.loc, format!("meta {other}"))),
             }
         }
-        "ip" | "ip6" => {
-            if (t.text == "ip" && fam == Family::Ip6) || (t.text == "ip6" && fam == Family::Ip) {
-                let field = p.peek();
-                let own = if fam == Family::Ip { "ip" } else { "ip6" };
-                return Err(InputError::new(
-                    t.loc().to(field.loc()),
-                    format!("conflicting protocols specified: {own} vs. {}", t.text),
-                ));
-            }
-            if !matches!(
-                fam,
-                Family::Ip | Family::Ip6 | Family::Inet | Family::Bridge | Family::Netdev
-            ) {
-                return Err(InputError::not_simulated(
-                    t.loc(),
-                    format!("{} match in this family", t.text),
-                ));
-            }
-            let l3 = if t.text == "ip" { "ip" } else { "ip6" };
-            if let Some(prev) = cx.l3.filter(|p| *p != l3) {
-                let field = p.peek();
-                return Err(InputError::new(
-                    t.loc().to(field.loc()),
-                    format!("conflicting protocols specified: {prev} vs. {l3}"),
-                ));
-            }
-            cx.l3 = Some(l3);
-            drop_nfproto(cx, l3 == "ip");
-            let field = p.word("string")?;
-            match (t.text.as_str(), field.value.as_str()) {
-                (_, "saddr" | "daddr") => addr_match(p, cx, &t.text, &field.value)?,
-                ("ip", "protocol") => proto_match(p, cx, "ip protocol")?,
-                ("ip6", "nexthdr") => proto_match(p, cx, "ip6 nexthdr")?,
-                (fam_kw, f)
-                    if !(if fam_kw == "ip" {
-                        &[
-                            "version",
-                            "hdrlength",
-                            "dscp",
-                            "ecn",
-                            "length",
-                            "id",
-                            "frag-off",
-                            "ttl",
-                            "checksum",
-                            "option",
-                        ][..]
-                    } else {
-                        &["version", "dscp", "ecn", "flowlabel", "length", "hoplimit"][..]
-                    })
-                    .contains(&f) =>
-                {
-                    // Not a field of the header at all.
-                    return Err(syntax(p.prev(), None));
-                }
-                _ => {
-                    return Err(InputError::not_simulated(
-                        field.loc,
-                        format!("{} {}", t.text, field.value),
-                    ))
-                }
-            }
-        }
-        "tcp" | "udp" => {
-            let field = p.word("string")?;
-            let known: &[&str] = if t.text == "tcp" {
-                &[
-                    "sequence", "ackseq", "doff", "reserved", "flags", "window", "checksum",
-                    "urgptr", "option",
-                ]
-            } else {
-                &["length", "checksum"]
-            };
-            if !matches!(field.value.as_str(), "sport" | "dport")
-                && !known.contains(&field.value.as_str())
-            {
-                return Err(syntax(p.prev(), None));
-            }
-            if t.text == "tcp" && field.value == "flags" {
-                let text = tcp_flags(p, cx)?;
-                if let Some(other) = cx.l4.iter().find(|p| *p != "tcp") {
-                    return Err(InputError::new(
-                        t.loc().to(field.loc),
-                        format!("conflicting protocols specified: {other} vs. tcp"),
-                    ));
-                }
-                let next = cx.body.stmts.len();
-                if let Some((idx, proto, used)) = &mut cx.dep {
-                    // Only a match right after it makes the protocol
-                    // match redundant.
-                    if proto == "tcp" && dep_reaches(&cx.body.stmts, *idx, next) {
-                        *used = true;
-                    }
-                }
-                cx.l4.push("tcp".into());
-                push(cx, text, StmtKind::Other);
-                return Ok(());
-            }
-            if !matches!(field.value.as_str(), "sport" | "dport") {
-                return Err(InputError::not_simulated(
-                    field.loc,
-                    format!("{} {}", t.text, field.value),
-                ));
-            }
-            if p.peek().is_word("vmap") {
-                let conv = |t: &Tok| -> Result<(u128, String), InputError> {
-                    let v = port_conv(t)?;
-                    Ok((element_sort_key(&v).1, v))
-                };
-                if let Some(other) = cx.l4.iter().find(|p| *p != &t.text) {
-                    return Err(InputError::new(
-                        t.loc().to(field.loc),
-                        format!("conflicting protocols specified: {other} vs. {}", t.text),
-                    ));
-                }
-                let next = cx.body.stmts.len();
-                if let Some((idx, proto, used)) = &mut cx.dep {
-                    if *proto == t.text && dep_reaches(&cx.body.stmts, *idx, next) {
-                        *used = true;
-                    }
-                }
-                cx.l4.push(t.text.clone());
-                return vmap_stmt(p, cx, &format!("{} {}", t.text, field.value), &conv);
-            }
-            let op = rel_op(p);
-            let v = plain_value_tok(p)?;
-            let mut kind = StmtKind::Other;
-            let value = if v.kind == Kind::LBrace {
-                anon_set(p, cx, v.loc(), &port_conv)?
-            } else if let Some(name) = v.text.strip_prefix('@') {
-                cx.body.set_refs.push(Named {
-                    value: name.to_string(),
-                    loc: v.loc(),
-                });
-                kind = StmtKind::SetRef(name.to_string());
-                v.text.clone()
-            } else {
-                port_conv(v)?
-            };
-            if let Some(other) = cx.l4.iter().find(|p| *p != &t.text) {
-                return Err(InputError::new(
-                    t.loc().to(field.loc),
-                    format!("conflicting protocols specified: {other} vs. {}", t.text),
-                ));
-            }
-            let next = cx.body.stmts.len();
-            if let Some((idx, proto, used)) = &mut cx.dep {
-                if *proto == t.text && dep_reaches(&cx.body.stmts, *idx, next) {
-                    *used = true;
-                }
-            }
-            cx.l4.push(t.text.clone());
-            push(
-                cx,
-                format!("{} {} {}{}", t.text, field.value, op, value),
-                kind,
-            );
-        }
-        "ct" => {
-            let key = p.word("string")?;
-            const CT_KEYS: &[&str] = &[
-                "direction",
-                "status",
-                "mark",
-                "expiration",
-                "helper",
-                "l3proto",
-                "protocol",
-                "saddr",
-                "daddr",
-                "proto-src",
-                "proto-dst",
-                "label",
-                "bytes",
-                "packets",
-                "avgpkt",
-                "zone",
-                "original",
-                "reply",
-                "count",
-                "id",
-                "event",
-                "secmark",
-                "timeout",
-                "expectation",
-            ];
-            if key.value != "state" && !CT_KEYS.contains(&key.value.as_str()) {
-                return Err(syntax(p.prev(), None));
-            }
-            if key.value == "mark" {
-                return mark_stmt(p, cx, "ct mark");
-            }
-            if key.value != "state" {
-                return Err(InputError::not_simulated(
-                    key.loc,
-                    format!("ct {}", key.value),
-                ));
-            }
-            if p.peek().is_word("vmap") {
-                let conv = |t: &Tok| -> Result<(u128, String), InputError> {
-                    match CT_STATES.iter().find(|(n, _)| *n == t.text) {
-                        Some((n, b)) => Ok((u128::from(*b), n.to_string())),
-                        None => Err(InputError::new(t.loc(), "Could not parse conntrack state")),
-                    }
-                };
-                return vmap_stmt(p, cx, "ct state", &conv);
-            }
-            let op = rel_op(p);
-            if p.peek().kind == Kind::LBrace {
-                let open = p.next().loc();
-                let mut items: Vec<(u32, &str)> = Vec::new();
-                loop {
-                    p.skip_newlines();
-                    let s = p.next();
-                    match s.kind {
-                        Kind::RBrace => break,
-                        Kind::Comma => continue,
-                        Kind::Word => match CT_STATES.iter().find(|(n, _)| *n == s.text) {
-                            Some((n, b)) => items.push((*b, n)),
-                            None => {
-                                return Err(InputError::new(
-                                    s.loc(),
-                                    "Could not parse conntrack state",
-                                ))
-                            }
-                        },
-                        _ => return Err(syntax(s, Some("'}'"))),
-                    }
-                }
-                let written: Vec<&str> = items.iter().map(|(_, n)| *n).collect();
-                let written = format!("{{ {} }}", written.join(", "));
-                items.sort();
-                items.dedup();
-                let names: Vec<&str> = items.iter().map(|(_, n)| *n).collect();
-                if names.len() == 1 {
-                    // One state: a plain state match.
-                    push(cx, format!("ct state {op}{}", names[0]), StmtKind::Other);
-                    return Ok(());
-                }
-                cx.body.anon_sets.push(open.to(p.prev().loc()));
-                cx.body
-                    .echo_sets
-                    .push((format!("{{ {} }}", names.join(", ")), written));
-                push(
-                    cx,
-                    format!("ct state {op}{{ {} }}", names.join(", ")),
-                    StmtKind::Other,
-                );
-                return Ok(());
-            }
-            let mut bits = 0u32;
-            loop {
-                let s = match p.peek().kind {
-                    Kind::Word => p.word("string")?,
-                    _ => return Err(syntax(p.peek(), None)),
-                };
-                match CT_STATES.iter().find(|(n, _)| *n == s.value) {
-                    Some((_, b)) => bits |= b,
-                    None => return Err(InputError::new(s.loc, "Could not parse conntrack state")),
-                }
-                if p.peek().kind == Kind::Comma {
-                    p.next();
-                } else {
-                    break;
-                }
-            }
-            let names: Vec<&str> = CT_STATES
-                .iter()
-                .filter(|(_, b)| bits & b != 0)
-                .map(|(n, _)| *n)
-                .collect();
-            // A negated state list prints as a bitmask expression.
-            let sep = if op.is_empty() { "," } else { " | " };
-            push(
-                cx,
-                format!("ct state {}{}", op, names.join(sep)),
-                StmtKind::Other,
-            );
-        }
+        "ip" | "ip6" => ip_match(p, cx, t, fam)?,
+        "tcp" | "udp" => l4_match(p, cx, t)?,
+        "ct" => ct_match(p, cx)?,
         "icmp" | "icmpv6" => icmp_match(p, cx, t)?,
-        "redirect" => {
-            let mut text = "redirect".to_string();
-            if p.eat_word("to") {
-                let ports = p.word("string")?;
-                let bare = ports.value.trim_start_matches(':');
-                if cx.l4.is_empty() {
-                    let skip = ports.value.len() - bare.len();
-                    let range = Loc {
-                        col: ports.loc.col + skip,
-                        len: ports.loc.len.saturating_sub(skip),
-                        ..ports.loc
-                    };
-                    return Err(InputError {
-                        loc: range,
-                        secondary: Some(t.loc()),
-                        msg: "transport protocol mapping is only valid after transport protocol match".into(),
-                        eval: true,
-                    });
-                }
-                let port_tok = Tok {
-                    kind: Kind::Word,
-                    text: bare.to_string(),
-                    line: ports.loc.line,
-                    col: ports.loc.col,
-                    len: ports.loc.len,
-                };
-                text.push_str(&format!(" to :{}", port_conv(&port_tok)?));
-            }
-            text.push_str(&nat_flags(p)?);
-            if !matches!(cx.family, Family::Ip | Family::Ip6 | Family::Inet) {
-                return Err(InputError::not_simulated(
-                    t.loc(),
-                    format!("redirect in family {}", cx.family.as_str()),
-                ));
-            }
-            push(cx, text, StmtKind::Nat("redirect".into()));
-        }
+        "redirect" => redirect_stmt(p, cx, t)?,
         "mark" => mark_stmt(p, cx, "meta mark")?,
         "log" => log_stmt(p, cx)?,
         "limit" => limit_stmt(p, cx)?,
@@ -2679,6 +2154,570 @@ fn statement(p: &mut Parser, cx: &mut RuleCtx) -> Result<(), InputError> {
             return Err(InputError::new(t.loc(), "No symbol type information"));
         }
     }
+    Ok(())
+}
+
+/// `counter [packets N bytes N]`.
+fn counter_stmt(p: &mut Parser, cx: &mut RuleCtx) -> Result<(), InputError> {
+    let mut text = "counter packets 0 bytes 0".to_string();
+    if p.peek().is_word("packets") {
+        p.next();
+        let pk = p.number()?;
+        if !p.eat_word("bytes") {
+            return Err(syntax(p.peek(), Some("bytes")));
+        }
+        let by = p.number()?;
+        text = format!("counter packets {} bytes {}", pk.value, by.value);
+    }
+    push(cx, text, StmtKind::Other);
+    Ok(())
+}
+
+/// `reject [with icmp|icmpv6|icmpx|tcp reset ...]`.
+fn reject_stmt(p: &mut Parser, cx: &mut RuleCtx, t: &Tok, fam: Family) -> Result<(), InputError> {
+    let mut text = "reject".to_string();
+    if p.eat_word("with") {
+        let w = p.word("string")?;
+        match w.value.as_str() {
+            "tcp" => {
+                if !p.eat_word("reset") {
+                    return Err(syntax(p.peek(), Some("reset")));
+                }
+                // The protocol match right before it is implied.
+                let implied: &[&str] = match fam {
+                    Family::Ip => &["ip protocol tcp", "meta l4proto tcp"],
+                    Family::Ip6 => &["ip6 nexthdr tcp", "meta l4proto tcp"],
+                    _ => &[],
+                };
+                if cx
+                    .body
+                    .stmts
+                    .last()
+                    .is_some_and(|s| implied.contains(&s.text.as_str()))
+                {
+                    cx.body.stmts.pop();
+                    cx.dep = None;
+                }
+                text.push_str(" with tcp reset");
+                if fam == Family::Inet && !cx.l4.iter().any(|x| x == "tcp") {
+                    // nft shows the implied protocol match in inet.
+                    text = format!("meta l4proto tcp {text}");
+                }
+            }
+            "icmp" | "icmpv6" | "icmpx" => {
+                p.eat_word("type");
+                let code = p.word("string")?;
+                let native = match fam {
+                    Family::Ip => "icmp",
+                    Family::Ip6 => "icmpv6",
+                    Family::Inet => "icmpx",
+                    _ => "",
+                };
+                if fam == Family::Inet && w.value != "icmpx" {
+                    // The `meta nfproto` match it implies is dropped.
+                    let implied = if w.value == "icmp" {
+                        "meta nfproto ipv4"
+                    } else {
+                        "meta nfproto ipv6"
+                    };
+                    if cx.body.stmts.last().is_some_and(|s| s.text == implied) {
+                        cx.body.stmts.pop();
+                    }
+                    // icmp/icmpv6 in inet: always printed in full.
+                    if !reject_code_known(&w.value, &code.value) {
+                        return Err(InputError::not_simulated(
+                            code.loc,
+                            format!("{} code '{}'", w.value, code.value),
+                        ));
+                    }
+                    text.push_str(&format!(" with {} {}", w.value, code.value));
+                    push(cx, text, StmtKind::Reject);
+                    return Ok(());
+                }
+                let conflict = match (fam, w.value.as_str()) {
+                    (Family::Ip6, "icmp") => Some("ip vs ip6"),
+                    (Family::Ip, "icmpv6") => Some("ip6 vs ip"),
+                    _ => None,
+                };
+                if let Some(c) = conflict {
+                    return Err(InputError {
+                        loc: code.loc,
+                        secondary: Some(t.loc()),
+                        msg: format!("conflicting protocols specified: {c}"),
+                        eval: true,
+                    });
+                }
+                if w.value == "icmpx" && matches!(fam, Family::Ip | Family::Ip6) {
+                    return Err(InputError {
+                        loc: code.loc,
+                        secondary: Some(t.loc()),
+                        msg: "abstracted ICMP unreachable not supported".into(),
+                        eval: true,
+                    });
+                }
+                if w.value != native {
+                    return Err(InputError::not_simulated(
+                        w.loc,
+                        format!("reject with {} in family {}", w.value, fam.as_str()),
+                    ));
+                }
+                if !reject_code_known(&w.value, &code.value) {
+                    return Err(InputError::not_simulated(
+                        code.loc,
+                        format!("{} code '{}'", w.value, code.value),
+                    ));
+                }
+                // The family's default (port unreachable) prints as
+                // a bare `reject`.
+                if code.value != "port-unreachable" {
+                    text.push_str(&format!(" with {} {}", w.value, code.value));
+                }
+            }
+            _ => return Err(InputError::not_simulated(w.loc, "reject type")),
+        }
+    } else if !matches!(fam, Family::Ip | Family::Ip6 | Family::Inet) {
+        return Err(InputError::not_simulated(
+            t.loc(),
+            format!("reject in family {}", fam.as_str()),
+        ));
+    } else if fam == Family::Inet {
+        // After an ip/ip6 match, inet's reject is the ICMP one of
+        // that protocol and prints in full.
+        match cx.l3 {
+            Some("ip") => text.push_str(" with icmp port-unreachable"),
+            Some(_) => text.push_str(" with icmpv6 port-unreachable"),
+            None => {}
+        }
+    }
+    push(cx, text, StmtKind::Reject);
+    Ok(())
+}
+
+/// `masquerade [to :P[-Q]] [flags]`.
+fn masquerade_stmt(p: &mut Parser, cx: &mut RuleCtx, t: &Tok) -> Result<(), InputError> {
+    let mut text = "masquerade".to_string();
+    if p.peek().is_word("to") {
+        let to = p.next();
+        let ports = p.word("string")?;
+        if !ports.value.starts_with(':') {
+            return Err(InputError::not_simulated(ports.loc, "masquerade address"));
+        }
+        if cx.l4.is_empty() {
+            // nft scans ':' apart; the port range starts after it.
+            let range = Loc {
+                col: ports.loc.col + 1,
+                len: ports.loc.len.saturating_sub(1),
+                ..ports.loc
+            };
+            return Err(InputError {
+                loc: range,
+                secondary: Some(t.loc()),
+                msg: "transport protocol mapping is only valid after transport protocol match"
+                    .into(),
+                eval: true,
+            });
+        }
+        let _ = to;
+        text.push_str(&format!(" to {}", ports.value));
+    }
+    text.push_str(&nat_flags(p)?);
+    nat_family_check(cx, t)?;
+    push(cx, text, StmtKind::Nat("masquerade".into()));
+    Ok(())
+}
+
+/// `snat|dnat [ip|ip6] to ADDR[:PORT]`.
+fn snat_dnat_stmt(
+    p: &mut Parser,
+    cx: &mut RuleCtx,
+    t: &Tok,
+    fam: Family,
+) -> Result<(), InputError> {
+    let explicit = if p.peek().is_word("ip") || p.peek().is_word("ip6") {
+        Some(if p.next().text == "ip" { "ip" } else { "ip6" })
+    } else {
+        None
+    };
+    if !p.eat_word("to") {
+        return Err(InputError::not_simulated(
+            p.peek().loc(),
+            "nat without 'to'",
+        ));
+    }
+    let spec = p.word("string")?;
+    let (v6, prefix) = match (fam, explicit.or(cx.l3)) {
+        (Family::Ip, None | Some("ip")) => (false, ""),
+        (Family::Ip6, None | Some("ip6")) => (true, ""),
+        (Family::Inet, Some("ip")) => (false, "ip "),
+        (Family::Inet, Some(_)) => (true, "ip6 "),
+        (Family::Inet, None) => {
+            return Err(InputError::new(
+                t.loc(),
+                "ip or ip6 must be specified with address for inet tables.",
+            ))
+        }
+        _ => {
+            return Err(InputError::not_simulated(
+                t.loc(),
+                format!("{} in family {}", t.text, fam.as_str()),
+            ))
+        }
+    };
+    let text = nat_target(&spec, cx, v6)?;
+    let flags = nat_flags(p)?;
+    push(
+        cx,
+        format!("{} {}to {}{flags}", t.text, prefix, text),
+        StmtKind::Nat(t.text.clone()),
+    );
+    Ok(())
+}
+
+/// `comment "TEXT"` (the rule's comment).
+fn comment_stmt(p: &mut Parser, cx: &mut RuleCtx) -> Result<(), InputError> {
+    let c = p.next();
+    if c.kind == Kind::Word && c.text.starts_with('\'') {
+        // nft's scanner has no single quotes: `'` is junk.
+        return Err(InputError::new(
+            Loc { len: 1, ..c.loc() },
+            "syntax error, unexpected junk, expecting string or quoted string or string with a trailing asterisk",
+        )
+        .parse_stage());
+    }
+    match c.kind {
+        Kind::Quoted | Kind::Word => cx.body.comment = Some(c.text.clone()),
+        _ => {
+            return Err(syntax(
+                c,
+                Some("string or quoted string or string with a trailing asterisk"),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// `ip|ip6 saddr|daddr|protocol|nexthdr ...`.
+fn ip_match(p: &mut Parser, cx: &mut RuleCtx, t: &Tok, fam: Family) -> Result<(), InputError> {
+    if (t.text == "ip" && fam == Family::Ip6) || (t.text == "ip6" && fam == Family::Ip) {
+        let field = p.peek();
+        let own = if fam == Family::Ip { "ip" } else { "ip6" };
+        return Err(InputError::new(
+            t.loc().to(field.loc()),
+            format!("conflicting protocols specified: {own} vs. {}", t.text),
+        ));
+    }
+    if !matches!(
+        fam,
+        Family::Ip | Family::Ip6 | Family::Inet | Family::Bridge | Family::Netdev
+    ) {
+        return Err(InputError::not_simulated(
+            t.loc(),
+            format!("{} match in this family", t.text),
+        ));
+    }
+    let l3 = if t.text == "ip" { "ip" } else { "ip6" };
+    if let Some(prev) = cx.l3.filter(|p| *p != l3) {
+        let field = p.peek();
+        return Err(InputError::new(
+            t.loc().to(field.loc()),
+            format!("conflicting protocols specified: {prev} vs. {l3}"),
+        ));
+    }
+    cx.l3 = Some(l3);
+    drop_nfproto(cx, l3 == "ip");
+    let field = p.word("string")?;
+    match (t.text.as_str(), field.value.as_str()) {
+        (_, "saddr" | "daddr") => addr_match(p, cx, &t.text, &field.value)?,
+        ("ip", "protocol") => proto_match(p, cx, "ip protocol")?,
+        ("ip6", "nexthdr") => proto_match(p, cx, "ip6 nexthdr")?,
+        (fam_kw, f)
+            if !(if fam_kw == "ip" {
+                &[
+                    "version",
+                    "hdrlength",
+                    "dscp",
+                    "ecn",
+                    "length",
+                    "id",
+                    "frag-off",
+                    "ttl",
+                    "checksum",
+                    "option",
+                ][..]
+            } else {
+                &["version", "dscp", "ecn", "flowlabel", "length", "hoplimit"][..]
+            })
+            .contains(&f) =>
+        {
+            // Not a field of the header at all.
+            return Err(syntax(p.prev(), None));
+        }
+        _ => {
+            return Err(InputError::not_simulated(
+                field.loc,
+                format!("{} {}", t.text, field.value),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// `tcp|udp sport|dport|flags ...` (also with a vmap).
+fn l4_match(p: &mut Parser, cx: &mut RuleCtx, t: &Tok) -> Result<(), InputError> {
+    let field = p.word("string")?;
+    let known: &[&str] = if t.text == "tcp" {
+        &[
+            "sequence", "ackseq", "doff", "reserved", "flags", "window", "checksum", "urgptr",
+            "option",
+        ]
+    } else {
+        &["length", "checksum"]
+    };
+    if !matches!(field.value.as_str(), "sport" | "dport") && !known.contains(&field.value.as_str())
+    {
+        return Err(syntax(p.prev(), None));
+    }
+    if t.text == "tcp" && field.value == "flags" {
+        let text = tcp_flags(p, cx)?;
+        if let Some(other) = cx.l4.iter().find(|p| *p != "tcp") {
+            return Err(InputError::new(
+                t.loc().to(field.loc),
+                format!("conflicting protocols specified: {other} vs. tcp"),
+            ));
+        }
+        let next = cx.body.stmts.len();
+        if let Some((idx, proto, used)) = &mut cx.dep {
+            // Only a match right after it makes the protocol
+            // match redundant.
+            if proto == "tcp" && dep_reaches(&cx.body.stmts, *idx, next) {
+                *used = true;
+            }
+        }
+        cx.l4.push("tcp".into());
+        push(cx, text, StmtKind::Other);
+        return Ok(());
+    }
+    if !matches!(field.value.as_str(), "sport" | "dport") {
+        return Err(InputError::not_simulated(
+            field.loc,
+            format!("{} {}", t.text, field.value),
+        ));
+    }
+    if p.peek().is_word("vmap") {
+        let conv = |t: &Tok| -> Result<(u128, String), InputError> {
+            let v = port_conv(t)?;
+            Ok((element_sort_key(&v).1, v))
+        };
+        if let Some(other) = cx.l4.iter().find(|p| *p != &t.text) {
+            return Err(InputError::new(
+                t.loc().to(field.loc),
+                format!("conflicting protocols specified: {other} vs. {}", t.text),
+            ));
+        }
+        let next = cx.body.stmts.len();
+        if let Some((idx, proto, used)) = &mut cx.dep {
+            if *proto == t.text && dep_reaches(&cx.body.stmts, *idx, next) {
+                *used = true;
+            }
+        }
+        cx.l4.push(t.text.clone());
+        return vmap_stmt(p, cx, &format!("{} {}", t.text, field.value), &conv);
+    }
+    let op = rel_op(p);
+    let v = plain_value_tok(p)?;
+    let mut kind = StmtKind::Other;
+    let value = if v.kind == Kind::LBrace {
+        anon_set(p, cx, v.loc(), &port_conv)?
+    } else if let Some(name) = v.text.strip_prefix('@') {
+        cx.body.set_refs.push(Named {
+            value: name.to_string(),
+            loc: v.loc(),
+        });
+        kind = StmtKind::SetRef(name.to_string());
+        v.text.clone()
+    } else {
+        port_conv(v)?
+    };
+    if let Some(other) = cx.l4.iter().find(|p| *p != &t.text) {
+        return Err(InputError::new(
+            t.loc().to(field.loc),
+            format!("conflicting protocols specified: {other} vs. {}", t.text),
+        ));
+    }
+    let next = cx.body.stmts.len();
+    if let Some((idx, proto, used)) = &mut cx.dep {
+        if *proto == t.text && dep_reaches(&cx.body.stmts, *idx, next) {
+            *used = true;
+        }
+    }
+    cx.l4.push(t.text.clone());
+    push(
+        cx,
+        format!("{} {} {}{}", t.text, field.value, op, value),
+        kind,
+    );
+    Ok(())
+}
+
+/// `ct state|status|mark|... ...` (also with a vmap).
+fn ct_match(p: &mut Parser, cx: &mut RuleCtx) -> Result<(), InputError> {
+    let key = p.word("string")?;
+    const CT_KEYS: &[&str] = &[
+        "direction",
+        "status",
+        "mark",
+        "expiration",
+        "helper",
+        "l3proto",
+        "protocol",
+        "saddr",
+        "daddr",
+        "proto-src",
+        "proto-dst",
+        "label",
+        "bytes",
+        "packets",
+        "avgpkt",
+        "zone",
+        "original",
+        "reply",
+        "count",
+        "id",
+        "event",
+        "secmark",
+        "timeout",
+        "expectation",
+    ];
+    if key.value != "state" && !CT_KEYS.contains(&key.value.as_str()) {
+        return Err(syntax(p.prev(), None));
+    }
+    if key.value == "mark" {
+        return mark_stmt(p, cx, "ct mark");
+    }
+    if key.value != "state" {
+        return Err(InputError::not_simulated(
+            key.loc,
+            format!("ct {}", key.value),
+        ));
+    }
+    if p.peek().is_word("vmap") {
+        let conv = |t: &Tok| -> Result<(u128, String), InputError> {
+            match CT_STATES.iter().find(|(n, _)| *n == t.text) {
+                Some((n, b)) => Ok((u128::from(*b), n.to_string())),
+                None => Err(InputError::new(t.loc(), "Could not parse conntrack state")),
+            }
+        };
+        return vmap_stmt(p, cx, "ct state", &conv);
+    }
+    let op = rel_op(p);
+    if p.peek().kind == Kind::LBrace {
+        let open = p.next().loc();
+        let mut items: Vec<(u32, &str)> = Vec::new();
+        loop {
+            p.skip_newlines();
+            let s = p.next();
+            match s.kind {
+                Kind::RBrace => break,
+                Kind::Comma => continue,
+                Kind::Word => match CT_STATES.iter().find(|(n, _)| *n == s.text) {
+                    Some((n, b)) => items.push((*b, n)),
+                    None => {
+                        return Err(InputError::new(s.loc(), "Could not parse conntrack state"))
+                    }
+                },
+                _ => return Err(syntax(s, Some("'}'"))),
+            }
+        }
+        let written: Vec<&str> = items.iter().map(|(_, n)| *n).collect();
+        let written = format!("{{ {} }}", written.join(", "));
+        items.sort();
+        items.dedup();
+        let names: Vec<&str> = items.iter().map(|(_, n)| *n).collect();
+        if names.len() == 1 {
+            // One state: a plain state match.
+            push(cx, format!("ct state {op}{}", names[0]), StmtKind::Other);
+            return Ok(());
+        }
+        cx.body.anon_sets.push(open.to(p.prev().loc()));
+        cx.body
+            .echo_sets
+            .push((format!("{{ {} }}", names.join(", ")), written));
+        push(
+            cx,
+            format!("ct state {op}{{ {} }}", names.join(", ")),
+            StmtKind::Other,
+        );
+        return Ok(());
+    }
+    let mut bits = 0u32;
+    loop {
+        let s = match p.peek().kind {
+            Kind::Word => p.word("string")?,
+            _ => return Err(syntax(p.peek(), None)),
+        };
+        match CT_STATES.iter().find(|(n, _)| *n == s.value) {
+            Some((_, b)) => bits |= b,
+            None => return Err(InputError::new(s.loc, "Could not parse conntrack state")),
+        }
+        if p.peek().kind == Kind::Comma {
+            p.next();
+        } else {
+            break;
+        }
+    }
+    let names: Vec<&str> = CT_STATES
+        .iter()
+        .filter(|(_, b)| bits & b != 0)
+        .map(|(n, _)| *n)
+        .collect();
+    // A negated state list prints as a bitmask expression.
+    let sep = if op.is_empty() { "," } else { " | " };
+    push(
+        cx,
+        format!("ct state {}{}", op, names.join(sep)),
+        StmtKind::Other,
+    );
+    Ok(())
+}
+
+/// `redirect [to :PORT]`.
+fn redirect_stmt(p: &mut Parser, cx: &mut RuleCtx, t: &Tok) -> Result<(), InputError> {
+    let mut text = "redirect".to_string();
+    if p.eat_word("to") {
+        let ports = p.word("string")?;
+        let bare = ports.value.trim_start_matches(':');
+        if cx.l4.is_empty() {
+            let skip = ports.value.len() - bare.len();
+            let range = Loc {
+                col: ports.loc.col + skip,
+                len: ports.loc.len.saturating_sub(skip),
+                ..ports.loc
+            };
+            return Err(InputError {
+                loc: range,
+                secondary: Some(t.loc()),
+                msg: "transport protocol mapping is only valid after transport protocol match"
+                    .into(),
+                eval: true,
+            });
+        }
+        let port_tok = Tok {
+            kind: Kind::Word,
+            text: bare.to_string(),
+            line: ports.loc.line,
+            col: ports.loc.col,
+            len: ports.loc.len,
+        };
+        text.push_str(&format!(" to :{}", port_conv(&port_tok)?));
+    }
+    text.push_str(&nat_flags(p)?);
+    if !matches!(cx.family, Family::Ip | Family::Ip6 | Family::Inet) {
+        return Err(InputError::not_simulated(
+            t.loc(),
+            format!("redirect in family {}", cx.family.as_str()),
+        ));
+    }
+    push(cx, text, StmtKind::Nat("redirect".into()));
     Ok(())
 }
 

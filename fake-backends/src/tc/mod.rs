@@ -143,228 +143,281 @@ impl TcState {
             }
         }
         match (obj, verb) {
-            ("qdisc", "show" | "list" | "ls") => {
-                let mut out = String::new();
-                let devs: Vec<&TcLink> = links
-                    .iter()
-                    .filter(|l| dev.is_none_or(|d| d == l.name))
-                    .collect();
-                for l in devs {
-                    let d = &l.name;
-                    let dev_part = if dev.is_some() {
-                        String::new()
-                    } else {
-                        format!("dev {d} ")
-                    };
-                    let mut lines: Vec<String> = Vec::new();
-                    match self.qdiscs.get(d) {
-                        Some(q) => {
-                            if handle.is_none_or(|h| norm_handle(h) == q.handle) {
-                                let p = render_params(q);
-                                let sep = if p.is_empty() { " " } else { "" };
-                                lines.push(format!(
-                                    "qdisc {} {} {dev_part}root refcnt 2 {p}{sep}",
-                                    q.kind, q.handle
-                                ));
-                            }
-                        }
-                        None => {
-                            if let (None, Some(k)) = (handle, l.default_qdisc) {
-                                if k == "pfifo_fast" {
-                                    lines.push(format!(
-                                        "qdisc pfifo_fast 0: {dev_part}root refcnt 2 bands 3 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1"
-                                    ));
-                                } else {
-                                    lines.push(format!("qdisc {k} 0: {dev_part}root refcnt 2 "));
-                                }
-                            }
-                        }
-                    }
-                    if self.ingress.contains(d) && handle.is_none_or(|h| norm_handle(h) == "ffff:")
-                    {
-                        lines.push(format!(
-                            "qdisc ingress ffff: {dev_part}parent ffff:fff1 ---------------- "
-                        ));
-                    }
-                    for line in lines {
-                        out.push_str(&line);
-                        out.push('\n');
-                        if stats {
-                            out.push_str(STATS);
-                        }
-                    }
-                }
-                Output::ok(out)
-            }
+            ("qdisc", "show" | "list" | "ls") => self.qdisc_show(dev, handle, stats, links),
             ("qdisc", "add" | "replace") => {
-                let Some(d) = dev else {
-                    return fail(1, "Cannot find device \"\"");
-                };
-                if ingress {
-                    if self.ingress.contains(d) {
-                        return fail(2, "Error: Exclusivity flag on, cannot modify.");
-                    }
-                    self.ingress.insert(d.to_string());
-                    return Output::default();
-                }
-                if !root {
-                    if parent.is_none() {
-                        return fail(2, "Error: Specified qdisc not found.");
-                    }
-                    return fail(2, "Error: Specified class not found.");
-                }
-                let Some(kind) = tail.first().cloned() else {
-                    return fail(1, "Unknown qdisc \"\", hence option \"\" is unparsable");
-                };
-                if !KINDS.contains(&kind.as_str()) {
-                    return fail(2, "Error: Specified qdisc kind is unknown.");
-                }
-                let existing = self.qdiscs.get(d).cloned();
-                if verb == "add" && handle.is_none() && existing.is_some() {
-                    return fail(2, "Error: Exclusivity flag on, cannot modify.");
-                }
-                if let (Some(h), Some(q)) = (handle, &existing) {
-                    if norm_handle(h) == q.handle {
-                        if verb == "add" {
-                            return fail(2, "Error: Exclusivity flag on, cannot modify.");
-                        }
-                        if q.kind != kind {
-                            return fail(2, "Error: Invalid handle.");
-                        }
-                        if q.params != tail[1..] {
-                            return fail(
-                                2,
-                                "Error: Change operation not supported by specified qdisc.",
-                            );
-                        }
-                        return Output::default();
-                    }
-                }
-                let handle = match handle {
-                    Some(h) => norm_handle(h),
-                    None => {
-                        self.auto_handle = self.auto_handle.max(0x8000) + 1;
-                        format!("{:x}:", self.auto_handle)
-                    }
-                };
-                self.qdiscs.insert(
-                    d.to_string(),
-                    Qdisc {
-                        kind,
-                        handle,
-                        params: tail[1..].to_vec(),
-                    },
-                );
-                self.filters.remove(d);
-                self.classes.remove(d);
-                Output::default()
+                self.qdisc_add(verb, dev, handle, parent, root, ingress, tail)
             }
-            ("qdisc", "del" | "delete") => {
-                let Some(d) = dev else {
-                    return fail(1, "Cannot find device \"\"");
-                };
-                if ingress {
-                    if !self.ingress.remove(d) {
-                        return fail(2, "Error: Invalid handle.");
-                    }
-                    // Its filters go with it.
-                    if let Some(list) = self.filters.get_mut(d) {
-                        list.retain(|f| f.parent != "ffff:");
-                        if list.is_empty() {
-                            self.filters.remove(d);
-                        }
-                    }
-                    return Output::default();
-                }
-                if self.qdiscs.remove(d).is_none() {
-                    return fail(2, "Error: Cannot delete qdisc with handle of zero.");
-                }
-                self.filters.remove(d);
-                self.classes.remove(d);
-                Output::default()
-            }
-            ("filter", "add" | "replace") => {
-                let Some(d) = dev else {
-                    return fail(1, "Cannot find device \"\"");
-                };
-                let parent = norm_handle(parent.unwrap_or("ffff:"));
-                let on_ingress = parent == "ffff:" && self.ingress.contains(d);
-                if !on_ingress && self.qdiscs.get(d).is_none_or(|q| q.handle != parent) {
-                    return kernel_err("Parent Qdisc doesn't exists.");
-                }
-                if self.csum_fails && tail.windows(2).any(|w| w[0] == "action" && w[1] == "csum") {
-                    return kernel_err("Failed to load TC action module.");
-                }
-                self.filters.entry(d.to_string()).or_default().push(Filter {
-                    parent,
-                    prio: prio.unwrap_or(49152),
-                    protocol: protocol.unwrap_or("all").to_string(),
-                    spec: tail,
-                });
-                Output::default()
-            }
-            ("filter", "del" | "delete") => {
-                let Some(d) = dev else {
-                    return fail(1, "Cannot find device \"\"");
-                };
-                let parent = parent.map(norm_handle);
-                let list = self.filters.entry(d.to_string()).or_default();
-                let before = list.len();
-                list.retain(|f| {
-                    !(parent.as_ref().is_none_or(|p| *p == f.parent)
-                        && prio.is_none_or(|p| p == f.prio)
-                        && protocol.is_none_or(|p| p == f.protocol))
-                });
-                let removed = before != list.len();
-                if list.is_empty() {
-                    self.filters.remove(d);
-                }
-                // Without a preference, all filters of the parent go, and
-                // finding none is no error.
-                if !removed && prio.is_some() {
-                    return kernel_err("Cannot find specified filter chain.");
-                }
-                Output::default()
-            }
-            ("filter", "show" | "list" | "ls") => {
-                // Without a device, iproute2 6.1 lists nothing.
-                if dev.is_none() {
-                    return Output::default();
-                }
-                let mut out = String::new();
-                for (d, list) in &self.filters {
-                    if dev.is_some_and(|x| x != d) {
-                        continue;
-                    }
-                    let dev_part = if dev.is_some() {
-                        String::new()
-                    } else {
-                        format!("dev {d} ")
-                    };
-                    let shown: Vec<&Filter> = list
-                        .iter()
-                        .filter(|f| match parent {
-                            Some(p) => norm_handle(p) == f.parent,
-                            // The ingress qdisc's filters only when asked for.
-                            None => f.parent != "ffff:",
-                        })
-                        .collect();
-                    // A `parent` selector is not repeated in the output.
-                    out.push_str(&render_filters(
-                        &shown,
-                        list,
-                        &dev_part,
-                        parent.is_none() || ingress_sel,
-                    ));
-                }
-                Output::ok(out)
-            }
+            ("qdisc", "del" | "delete") => self.qdisc_del(dev, ingress),
+            ("filter", "add" | "replace") => self.filter_add(dev, parent, prio, protocol, tail),
+            ("filter", "del" | "delete") => self.filter_del(dev, parent, prio, protocol),
+            ("filter", "show" | "list" | "ls") => self.filter_show(dev, parent, ingress_sel),
             ("qdisc" | "filter" | "class", v) => fail(
                 255,
                 &format!("Command \"{v}\" is unknown, try \"tc {obj} help\"."),
             ),
             (o, _) => fail(255, &format!("Object \"{o}\" is unknown, try \"tc help\".")),
         }
+    }
+
+    /// `tc qdisc show [dev D]`.
+    fn qdisc_show(
+        &mut self,
+        dev: Option<&str>,
+        handle: Option<&str>,
+        stats: bool,
+        links: &[TcLink],
+    ) -> Output {
+        let mut out = String::new();
+        let devs: Vec<&TcLink> = links
+            .iter()
+            .filter(|l| dev.is_none_or(|d| d == l.name))
+            .collect();
+        for l in devs {
+            let d = &l.name;
+            let dev_part = if dev.is_some() {
+                String::new()
+            } else {
+                format!("dev {d} ")
+            };
+            let mut lines: Vec<String> = Vec::new();
+            match self.qdiscs.get(d) {
+                Some(q) => {
+                    if handle.is_none_or(|h| norm_handle(h) == q.handle) {
+                        let p = render_params(q);
+                        let sep = if p.is_empty() { " " } else { "" };
+                        lines.push(format!(
+                            "qdisc {} {} {dev_part}root refcnt 2 {p}{sep}",
+                            q.kind, q.handle
+                        ));
+                    }
+                }
+                None => {
+                    if let (None, Some(k)) = (handle, l.default_qdisc) {
+                        if k == "pfifo_fast" {
+                            lines.push(format!(
+                                "qdisc pfifo_fast 0: {dev_part}root refcnt 2 bands 3 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1"
+                            ));
+                        } else {
+                            lines.push(format!("qdisc {k} 0: {dev_part}root refcnt 2 "));
+                        }
+                    }
+                }
+            }
+            if self.ingress.contains(d) && handle.is_none_or(|h| norm_handle(h) == "ffff:") {
+                lines.push(format!(
+                    "qdisc ingress ffff: {dev_part}parent ffff:fff1 ---------------- "
+                ));
+            }
+            for line in lines {
+                out.push_str(&line);
+                out.push('\n');
+                if stats {
+                    out.push_str(STATS);
+                }
+            }
+        }
+        Output::ok(out)
+    }
+
+    /// `tc qdisc add|replace dev D root|handle H KIND ...`.
+    #[allow(clippy::too_many_arguments)]
+    fn qdisc_add(
+        &mut self,
+        verb: &str,
+        dev: Option<&str>,
+        handle: Option<&str>,
+        parent: Option<&str>,
+        root: bool,
+        ingress: bool,
+        tail: Vec<String>,
+    ) -> Output {
+        let Some(d) = dev else {
+            return fail(1, "Cannot find device \"\"");
+        };
+        if ingress {
+            if self.ingress.contains(d) {
+                return fail(2, "Error: Exclusivity flag on, cannot modify.");
+            }
+            self.ingress.insert(d.to_string());
+            return Output::default();
+        }
+        if !root {
+            if parent.is_none() {
+                return fail(2, "Error: Specified qdisc not found.");
+            }
+            return fail(2, "Error: Specified class not found.");
+        }
+        let Some(kind) = tail.first().cloned() else {
+            return fail(1, "Unknown qdisc \"\", hence option \"\" is unparsable");
+        };
+        if !KINDS.contains(&kind.as_str()) {
+            return fail(2, "Error: Specified qdisc kind is unknown.");
+        }
+        let existing = self.qdiscs.get(d).cloned();
+        if verb == "add" && handle.is_none() && existing.is_some() {
+            return fail(2, "Error: Exclusivity flag on, cannot modify.");
+        }
+        if let (Some(h), Some(q)) = (handle, &existing) {
+            if norm_handle(h) == q.handle {
+                if verb == "add" {
+                    return fail(2, "Error: Exclusivity flag on, cannot modify.");
+                }
+                if q.kind != kind {
+                    return fail(2, "Error: Invalid handle.");
+                }
+                if q.params != tail[1..] {
+                    return fail(
+                        2,
+                        "Error: Change operation not supported by specified qdisc.",
+                    );
+                }
+                return Output::default();
+            }
+        }
+        let handle = match handle {
+            Some(h) => norm_handle(h),
+            None => {
+                self.auto_handle = self.auto_handle.max(0x8000) + 1;
+                format!("{:x}:", self.auto_handle)
+            }
+        };
+        self.qdiscs.insert(
+            d.to_string(),
+            Qdisc {
+                kind,
+                handle,
+                params: tail[1..].to_vec(),
+            },
+        );
+        self.filters.remove(d);
+        self.classes.remove(d);
+        Output::default()
+    }
+
+    /// `tc qdisc del dev D root|ingress`.
+    fn qdisc_del(&mut self, dev: Option<&str>, ingress: bool) -> Output {
+        let Some(d) = dev else {
+            return fail(1, "Cannot find device \"\"");
+        };
+        if ingress {
+            if !self.ingress.remove(d) {
+                return fail(2, "Error: Invalid handle.");
+            }
+            // Its filters go with it.
+            if let Some(list) = self.filters.get_mut(d) {
+                list.retain(|f| f.parent != "ffff:");
+                if list.is_empty() {
+                    self.filters.remove(d);
+                }
+            }
+            return Output::default();
+        }
+        if self.qdiscs.remove(d).is_none() {
+            return fail(2, "Error: Cannot delete qdisc with handle of zero.");
+        }
+        self.filters.remove(d);
+        self.classes.remove(d);
+        Output::default()
+    }
+
+    /// `tc filter add|replace dev D ... u32 ...`.
+    fn filter_add(
+        &mut self,
+        dev: Option<&str>,
+        parent: Option<&str>,
+        prio: Option<u32>,
+        protocol: Option<&str>,
+        tail: Vec<String>,
+    ) -> Output {
+        let Some(d) = dev else {
+            return fail(1, "Cannot find device \"\"");
+        };
+        let parent = norm_handle(parent.unwrap_or("ffff:"));
+        let on_ingress = parent == "ffff:" && self.ingress.contains(d);
+        if !on_ingress && self.qdiscs.get(d).is_none_or(|q| q.handle != parent) {
+            return kernel_err("Parent Qdisc doesn't exists.");
+        }
+        if self.csum_fails && tail.windows(2).any(|w| w[0] == "action" && w[1] == "csum") {
+            return kernel_err("Failed to load TC action module.");
+        }
+        self.filters.entry(d.to_string()).or_default().push(Filter {
+            parent,
+            prio: prio.unwrap_or(49152),
+            protocol: protocol.unwrap_or("all").to_string(),
+            spec: tail,
+        });
+        Output::default()
+    }
+
+    /// `tc filter del dev D [parent P] [prio N]`.
+    fn filter_del(
+        &mut self,
+        dev: Option<&str>,
+        parent: Option<&str>,
+        prio: Option<u32>,
+        protocol: Option<&str>,
+    ) -> Output {
+        let Some(d) = dev else {
+            return fail(1, "Cannot find device \"\"");
+        };
+        let parent = parent.map(norm_handle);
+        let list = self.filters.entry(d.to_string()).or_default();
+        let before = list.len();
+        list.retain(|f| {
+            !(parent.as_ref().is_none_or(|p| *p == f.parent)
+                && prio.is_none_or(|p| p == f.prio)
+                && protocol.is_none_or(|p| p == f.protocol))
+        });
+        let removed = before != list.len();
+        if list.is_empty() {
+            self.filters.remove(d);
+        }
+        // Without a preference, all filters of the parent go, and
+        // finding none is no error.
+        if !removed && prio.is_some() {
+            return kernel_err("Cannot find specified filter chain.");
+        }
+        Output::default()
+    }
+
+    /// `tc filter show dev D [parent P|ingress]`.
+    fn filter_show(
+        &mut self,
+        dev: Option<&str>,
+        parent: Option<&str>,
+        ingress_sel: bool,
+    ) -> Output {
+        // Without a device, iproute2 6.1 lists nothing.
+        if dev.is_none() {
+            return Output::default();
+        }
+        let mut out = String::new();
+        for (d, list) in &self.filters {
+            if dev.is_some_and(|x| x != d) {
+                continue;
+            }
+            let dev_part = if dev.is_some() {
+                String::new()
+            } else {
+                format!("dev {d} ")
+            };
+            let shown: Vec<&Filter> = list
+                .iter()
+                .filter(|f| match parent {
+                    Some(p) => norm_handle(p) == f.parent,
+                    // The ingress qdisc's filters only when asked for.
+                    None => f.parent != "ffff:",
+                })
+                .collect();
+            // A `parent` selector is not repeated in the output.
+            out.push_str(&render_filters(
+                &shown,
+                list,
+                &dev_part,
+                parent.is_none() || ingress_sel,
+            ));
+        }
+        Output::ok(out)
     }
 
     /// `tc class add|change|replace|del|show dev D ...` for htb classes.
