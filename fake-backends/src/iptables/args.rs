@@ -1,8 +1,7 @@
 //! Argument parsing of the simulated `iptables`/`ip6tables`: the command
 //! letter, the match and target extensions with their options, and the
 //! canonical form of every value (ports, protocols, addresses, ICMP types,
-//! conntrack states, TCP flags), with iptables' own error texts. Also the
-//! parse memo keyed by argv.
+//! conntrack states, TCP flags), with iptables' own error texts.
 
 use super::*;
 
@@ -473,37 +472,6 @@ pub(crate) fn canonical_rule(
         .map(|t| t.name.clone())
         .filter(|n| !STD_TARGETS.contains(&n.as_str()) && target_opts(n).is_none());
     Ok((p.spec.render(fam), jump))
-}
-
-/// A parsed command line, and the canonical text of its rule once asked for.
-pub(super) struct ParseMemo {
-    pub(super) parsed: Result<Parsed, Fail>,
-    pub(super) spec_text: std::sync::OnceLock<String>,
-}
-
-/// [`parse`] through a per-thread memo keyed by the arguments: parsing is
-/// a function of the argument list and the family alone, and the same rule
-/// lines come again and again (every start, rollback and destroy of a
-/// network repeats them). Bounded: emptied when it reaches 4096 entries.
-pub(super) fn parse_memo(args: &[String], fam: Family) -> std::sync::Arc<ParseMemo> {
-    use crate::memo::Bounded;
-    use std::cell::RefCell;
-    use std::sync::Arc;
-    /// One memo per family (IPv4, IPv6), looked up by the borrowed slice.
-    type Memo = [Bounded<Vec<String>, Arc<ParseMemo>>; 2];
-    thread_local! {
-        static MEMO: RefCell<Memo> = RefCell::new([Bounded::new(4096), Bounded::new(4096)]);
-    }
-    let slot = usize::from(fam == Family::V6);
-    if let Some(hit) = MEMO.with(|m| m.borrow()[slot].get(args).cloned()) {
-        return hit;
-    }
-    let memo = Arc::new(ParseMemo {
-        parsed: parse(args, fam),
-        spec_text: std::sync::OnceLock::new(),
-    });
-    MEMO.with(|m| m.borrow_mut()[slot].insert(args.to_vec(), memo.clone()));
-    memo
 }
 
 pub(super) fn parse(args: &[String], fam: Family) -> Result<Parsed, Fail> {

@@ -137,11 +137,8 @@ impl XtablesState {
         if args.iter().any(|a| a == "-V" || a == "--version") {
             return Ok(Output::ok(format!("{} {VERSION}\n", self.family.prog())));
         }
-        let memo = parse_memo(args, self.family);
-        let p = match &memo.parsed {
-            Ok(p) => p,
-            Err(f) => return Err(f.clone()),
-        };
+        let parsed = parse(args, self.family)?;
+        let p = &parsed;
         let writes = !matches!(p.cmd, CmdKind::List | CmdKind::ListRules | CmdKind::Check);
         if writes {
             if let Some(msg) = refuse_write(&p.table) {
@@ -176,7 +173,7 @@ impl XtablesState {
             | CmdKind::Insert
             | CmdKind::Replace
             | CmdKind::Delete
-            | CmdKind::Check => self.rule_cmd(&memo, p, builtins, alloc, fam),
+            | CmdKind::Check => self.rule_cmd(p, builtins, alloc, fam),
         }
     }
 
@@ -378,7 +375,6 @@ impl XtablesState {
     /// `-A`/`-I`/`-R`/`-D`/`-C`: the commands that take a rule (or a rule number).
     fn rule_cmd(
         &mut self,
-        memo: &ParseMemo,
         p: &Parsed,
         builtins: &[&str],
         alloc: &mut dyn FnMut() -> u64,
@@ -434,7 +430,8 @@ impl XtablesState {
                 return Err(Fail::Param(format!("Chain '{name}' does not exist")));
             }
         }
-        let spec_text: &str = memo.spec_text.get_or_init(|| p.spec.render(fam));
+        let spec_text = p.spec.render(fam);
+        let spec_text: &str = &spec_text;
         if matches!(p.cmd, CmdKind::Delete | CmdKind::Check) {
             let Some(t) = self.tables.get_mut(&p.table) else {
                 return Err(Fail::Other(BAD_RULE.into()));

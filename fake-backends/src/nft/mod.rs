@@ -20,9 +20,7 @@
 //!    transaction would; every failing message is reported with nft's
 //!    "Could not process rule: ..." / "did you mean ..." text, and if any
 //!    failed nothing changes (but handle counters stay advanced, as in the
-//!    kernel). A batch of one `add|insert rule` or `delete rule` is applied
-//!    to the ruleset itself (its failure changes only handle counters), so
-//!    the chain it changes is not copied;
+//!    kernel);
 //! 5. on success the generation counter goes up by one (if the batch changed
 //!    anything) and, with `-e`, the new objects are echoed, followed by
 //!    `# new generation N by process PID (nft)` when the batch's first
@@ -66,111 +64,10 @@ use lexer::{Loc, Source};
 /// the scanner's error.
 type Parsed = Result<(Vec<Command>, Vec<InputError>), (Loc, String)>;
 
-/// Scans and parses `src`, through a per-thread memo keyed by its text:
-/// scanning and parsing are functions of the text alone (the file name only
-/// goes into messages, which are rendered later from `src`), and drivers,
-/// conformance runs and property tests give the same command text again and
-/// again. The memo is bounded: it is emptied when it reaches 4096 texts.
-///
-/// A one-line `... handle N` command (a rollback's `delete rule T C handle
-/// N`) carries a fresh number nearly every time; see [`handle_template`].
+/// Scans and parses `src` (a fresh parse every time: a memo of parses
+/// saved about 7% of `cargo xtask conformance`'s CPU time and was removed).
 fn parsed(src: &Source) -> Arc<Parsed> {
-    if let Some(hit) = memo_get(&src.lines) {
-        return hit;
-    }
-    if let Some(hit) = handle_template(src) {
-        return hit;
-    }
-    let result = Arc::new(lexer::tokenize(src).map(|toks| parser::parse(&toks)));
-    memo_insert(src.lines.clone(), result.clone());
-    result
-}
-
-thread_local! {
-    static PARSE_MEMO: std::cell::RefCell<crate::memo::Bounded<Vec<String>, Arc<Parsed>>> =
-        std::cell::RefCell::new(crate::memo::Bounded::new(4096));
-}
-
-fn memo_get(lines: &[String]) -> Option<Arc<Parsed>> {
-    PARSE_MEMO.with(|m| m.borrow().get(lines).cloned())
-}
-
-fn memo_insert(lines: Vec<String>, parsed: Arc<Parsed>) {
-    PARSE_MEMO.with(|m| m.borrow_mut().insert(lines, parsed));
-}
-
-/// The parse of a one-line `delete rule ... handle N` from the memoised
-/// parse of the same line with N replaced by a number of as many digits
-/// (`1` followed by zeros), its handle then set to N. The two lines scan
-/// into the same tokens at the same places except for the text of the last
-/// word (digits either way), and the parser reads that word only as the
-/// rule handle (`number()`), so when the template parses as exactly one
-/// `delete rule` whose handle is that word, the line parses as the same
-/// command with handle N. Anything else (no such ending, a number with a
-/// leading zero or too large for u64, another parse) gives `None`: the
-/// caller parses the line itself.
-fn handle_template(src: &Source) -> Option<Arc<Parsed>> {
-    let [line] = src.lines.as_slice() else {
-        return None;
-    };
-    let digits_at = line.trim_end_matches(|c: char| c.is_ascii_digit()).len();
-    let digits = &line[digits_at..];
-    let prefix = &line[..digits_at];
-    if !prefix.ends_with(" handle ") || !(1..=19).contains(&digits.len()) || digits.starts_with('0')
-    {
-        return None;
-    }
-    let value: u64 = digits.parse().ok()?;
-    let mut template = String::with_capacity(line.len());
-    template.push_str(prefix);
-    template.push('1');
-    for _ in 1..digits.len() {
-        template.push('0');
-    }
-    let template_value = 10u64.pow(digits.len() as u32 - 1);
-    let key = [template];
-    let parsed = match memo_get(&key) {
-        Some(hit) => hit,
-        None => {
-            let [template] = key;
-            let t = Source {
-                lines: vec![template],
-                file: None,
-            };
-            let result = Arc::new(lexer::tokenize(&t).map(|toks| parser::parse(&toks)));
-            memo_insert(t.lines, result.clone());
-            result
-        }
-    };
-    let Ok((cmds, errors)) = &*parsed else {
-        return None;
-    };
-    let ([cmd], []) = (cmds.as_slice(), errors.as_slice()) else {
-        return None;
-    };
-    let Op::DeleteRule { t, chain, handle } = &cmd.op else {
-        return None;
-    };
-    let at = Loc {
-        line: 0,
-        col: digits_at,
-        len: digits.len(),
-    };
-    if handle.value != template_value || handle.loc != at {
-        return None;
-    }
-    let op = Op::DeleteRule {
-        t: t.clone(),
-        chain: chain.clone(),
-        handle: Named {
-            value,
-            loc: handle.loc,
-        },
-    };
-    Some(Arc::new(Ok((
-        vec![Command { op, loc: cmd.loc }],
-        Vec::new(),
-    ))))
+    Arc::new(lexer::tokenize(src).map(|toks| parser::parse(&toks)))
 }
 use model::{chain_block, set_block, table_block, ListOpts, TableParts};
 pub use model::{BaseSpec, Chain, Element, Family, Rule, Set, Stmt, StmtKind, Table};
@@ -924,40 +821,11 @@ impl NftState {
 
         let mut cache_now = effective_cache;
 
-        // A lone `add|insert rule` or `delete rule` (a driver's usual
-        // command) is applied to the ruleset itself, not to a copy: such an
-        // apply that fails changes nothing but handle counters (it fails
-        // before the rule list changes, or takes the new rule out again),
-        // which is what a failed batch keeps; evaluating it changed nothing
-        // (the view holds the very tables), and explaining a kernel error
-        // reads names only, which the command leaves alone. With no copy
-        // and no view holding the tables, the changed chain is not copied.
-        let in_place = matches!(
-            cmds.as_slice(),
-            [c] if matches!(c.op, Op::AddRule { .. } | Op::DeleteRule { .. })
-        ) && view.tables.len() == self.tables.len()
-            && view
-                .tables
-                .iter()
-                .zip(&self.tables)
-                .all(|(a, b)| Arc::ptr_eq(a, b));
-        let view = if in_place {
-            drop(view);
-            None
-        } else {
-            Some(view)
-        };
-
-        // The kernel transaction: every message is processed (so every
-        // failure is reported), then the batch commits only if none failed.
-        let mut work = (!in_place).then(|| self.clone());
+        let mut work = self.clone();
         let mut echoes = Vec::new();
         let mut changed = false;
         for (cmd, pos) in cmds.iter().zip(resolved) {
-            let applied = match work.as_mut() {
-                Some(w) => w.apply(cmd, pos, opts, &mut echoes, &mut changed),
-                None => self.apply(cmd, pos, opts, &mut echoes, &mut changed),
-            };
+            let applied = work.apply(cmd, pos, opts, &mut echoes, &mut changed);
             if let Err(ks) = applied {
                 for k in ks {
                     // Explaining a missing rule target makes nft fetch tables
@@ -974,25 +842,21 @@ impl NftState {
                     // nft explains kernel errors from its cache: the
                     // ruleset plus what the batch's evaluation added.
                     let msg = nft_cache
-                        .get_or_insert_with(|| initial_cache(view.as_ref().unwrap_or(self)))
+                        .get_or_insert_with(|| initial_cache(&view))
                         .kernel_error_text(cmd, &k);
                     errors.push_str(&src.error(k.loc, &msg));
                 }
             }
         }
         if !errors.is_empty() {
-            if let Some(work) = &work {
-                self.keep_counters(work);
-            }
+            self.keep_counters(&work);
             return Output {
                 status: 1,
                 stdout,
                 stderr: format!("{warnings}{errors}"),
             };
         }
-        if let Some(work) = work {
-            *self = work;
-        }
+        *self = work;
         if changed {
             self.generation += 1;
         }
@@ -1060,6 +924,12 @@ impl NftState {
             .iter_mut()
             .find(|t| t.family == family && t.name == name)
             .map(Arc::make_mut)
+    }
+
+    /// The table `t` names, or the kernel's ENOENT pointing at it.
+    fn table_mut_or_enoent(&mut self, t: &TableRef) -> Result<&mut Table, Vec<KernelError>> {
+        self.table_mut(t.family, &t.name)
+            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))
     }
 
     // ----- userspace evaluation -------------------------------------------
@@ -1917,9 +1787,7 @@ impl NftState {
         t: &TableRef,
         changed: &mut bool,
     ) -> Result<(), Vec<KernelError>> {
-        let table = self
-            .table_mut(t.family, &t.name)
-            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let table = self.table_mut_or_enoent(t)?;
         for c in &mut table.chains {
             if !c.rules.is_empty() {
                 c.rules = Default::default();
@@ -1960,9 +1828,7 @@ impl NftState {
         echoes: &mut Vec<Echo>,
         changed: &mut bool,
     ) -> Result<(), Vec<KernelError>> {
-        let table = self
-            .table_mut(t.family, &t.name)
-            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let table = self.table_mut_or_enoent(t)?;
         if let Some(existing) = table.chain_mut(&chain.value) {
             if *create {
                 return Err(attr_error(Errno::Exist, chain.loc));
@@ -2060,9 +1926,7 @@ impl NftState {
         cmd: &Command,
         changed: &mut bool,
     ) -> Result<(), Vec<KernelError>> {
-        let table = self
-            .table_mut(t.family, &t.name)
-            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let table = self.table_mut_or_enoent(t)?;
         let (idx, loc) = match (chain, handle) {
             (Some(c), _) => (
                 table
@@ -2119,9 +1983,7 @@ impl NftState {
         chain: &Named<String>,
         changed: &mut bool,
     ) -> Result<(), Vec<KernelError>> {
-        let table = self
-            .table_mut(t.family, &t.name)
-            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let table = self.table_mut_or_enoent(t)?;
         let c = table
             .chain_mut(&chain.value)
             .ok_or_else(|| attr_error(Errno::NoEnt, chain.loc))?;
@@ -2286,9 +2148,7 @@ impl NftState {
         echoes: &mut Vec<Echo>,
         changed: &mut bool,
     ) -> Result<(), Vec<KernelError>> {
-        let table = self
-            .table_mut(t.family, &t.name)
-            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let table = self.table_mut_or_enoent(t)?;
         for _ in 0..body.anon_sets.len() {
             table.alloc_handle();
         }
@@ -2358,9 +2218,7 @@ impl NftState {
         cmd: &Command,
         changed: &mut bool,
     ) -> Result<(), Vec<KernelError>> {
-        let table = self
-            .table_mut(t.family, &t.name)
-            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let table = self.table_mut_or_enoent(t)?;
         if table.chain(&chain.value).is_none() {
             return Err(attr_error(Errno::NoEnt, chain.loc));
         }
@@ -2427,9 +2285,7 @@ impl NftState {
         handle: &Named<u64>,
         changed: &mut bool,
     ) -> Result<(), Vec<KernelError>> {
-        let table = self
-            .table_mut(t.family, &t.name)
-            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let table = self.table_mut_or_enoent(t)?;
         let c = table
             .chain_mut(&chain.value)
             .ok_or_else(|| attr_error(Errno::NoEnt, chain.loc))?;
@@ -2455,9 +2311,7 @@ impl NftState {
         echoes: &mut Vec<Echo>,
         changed: &mut bool,
     ) -> Result<(), Vec<KernelError>> {
-        let table = self
-            .table_mut(t.family, &t.name)
-            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let table = self.table_mut_or_enoent(t)?;
         let mut new_elems: Vec<Element> = Vec::new();
         if let Some(existing) = table.sets.iter_mut().find(|s| s.name == set.value) {
             if *create {
@@ -2543,9 +2397,7 @@ impl NftState {
         set: &Named<String>,
         changed: &mut bool,
     ) -> Result<(), Vec<KernelError>> {
-        let table = self
-            .table_mut(t.family, &t.name)
-            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let table = self.table_mut_or_enoent(t)?;
         let idx = table
             .sets
             .iter()
@@ -2566,9 +2418,7 @@ impl NftState {
         set: &Named<String>,
         changed: &mut bool,
     ) -> Result<(), Vec<KernelError>> {
-        let table = self
-            .table_mut(t.family, &t.name)
-            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let table = self.table_mut_or_enoent(t)?;
         let s = table
             .sets
             .iter_mut()
@@ -2591,9 +2441,7 @@ impl NftState {
         echoes: &mut Vec<Echo>,
         changed: &mut bool,
     ) -> Result<(), Vec<KernelError>> {
-        let table = self
-            .table_mut(t.family, &t.name)
-            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let table = self.table_mut_or_enoent(t)?;
         let s = table
             .sets
             .iter_mut()
@@ -2679,9 +2527,7 @@ impl NftState {
         elems: &[Named<Element>],
         changed: &mut bool,
     ) -> Result<(), Vec<KernelError>> {
-        let table = self
-            .table_mut(t.family, &t.name)
-            .ok_or_else(|| attr_error(Errno::NoEnt, t.loc))?;
+        let table = self.table_mut_or_enoent(t)?;
         let s = table
             .sets
             .iter_mut()
@@ -2965,70 +2811,4 @@ fn is_list(op: &Op) -> bool {
             | Op::ListSet { .. }
             | Op::GetElement { .. }
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn direct(line: &str) -> Parsed {
-        let src = Source::from_args(&[line.to_string()]);
-        lexer::tokenize(&src).map(|toks| parser::parse(&toks))
-    }
-
-    /// The handle template gives exactly what a full parse of the line
-    /// gives, whenever it answers at all.
-    #[test]
-    fn handle_template_equals_a_full_parse() {
-        let numbers = [
-            "1",
-            "7",
-            "9",
-            "10",
-            "42",
-            "99",
-            "100",
-            "12345",
-            "18446744073709551615",
-            "9999999999999999999",
-            "1000000000000000000",
-        ];
-        let prefixes = [
-            "delete rule ip libvirt_network guest_output handle ",
-            "delete rule libvirt_network guest_output handle ",
-            "delete rule inet t c handle ",
-            "delete rule ip6 t \"c\" handle ",
-            "delete chain ip t handle ",
-            "delete table handle ",
-            "replace rule ip t c handle ",
-            "delete rule ip t handle ",
-            "add rule ip t c handle ",
-            "delete rule ip t c c handle ",
-            "delete rule ip t c handle handle ",
-        ];
-        let mut answered = 0;
-        for prefix in prefixes {
-            for n in numbers {
-                let line = format!("{prefix}{n}");
-                let src = Source::from_args(std::slice::from_ref(&line));
-                if let Some(t) = handle_template(&src) {
-                    answered += 1;
-                    assert_eq!(*t, direct(&line), "{line}");
-                }
-                assert_eq!(*parsed(&src), direct(&line), "{line}");
-            }
-        }
-        assert!(answered >= 30, "{answered}");
-        // Not answered: leading zeros, 0, too large, trailing blanks.
-        for line in [
-            "delete rule ip t c handle 007",
-            "delete rule ip t c handle 0",
-            "delete rule ip t c handle 18446744073709551616",
-            "delete rule ip t c handle 12 ",
-        ] {
-            let src = Source::from_args(&[line.to_string()]);
-            assert!(handle_template(&src).is_none(), "{line}");
-            assert_eq!(*parsed(&src), direct(line), "{line}");
-        }
-    }
 }

@@ -95,8 +95,8 @@ pub(crate) struct RuleBody {
     /// Anonymous sets as listed (sorted) and as written: `-e` echoes a new
     /// rule with its sets in the order they were written.
     pub echo_sets: Vec<(String, String)>,
-    /// [`RuleBody::echo_body`], worked out once per parsed body (parses are
-    /// memoised, so once per command text).
+    /// [`RuleBody::echo_body`], worked out once per parsed body (when the
+    /// rule is echoed).
     pub echo: EchoCache,
 }
 
