@@ -22,7 +22,6 @@ pub mod faults;
 pub mod file_host;
 pub mod ip;
 pub mod iptables;
-mod memo;
 pub mod nft;
 pub mod procs;
 pub mod record;

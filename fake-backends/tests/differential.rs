@@ -64,6 +64,17 @@ fn differential(name: &str, script: &[&str]) -> Vec<String> {
     bad
 }
 
+/// Run a scenario on both hosts and fail with every mismatch.
+fn assert_same(name: &str, script: &[&str]) {
+    let bad = differential(name, script);
+    assert!(
+        bad.is_empty(),
+        "{} mismatches:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
 macro_rules! skip_unless_able {
     () => {
         if let Some(why) = skip_reason() {
@@ -191,13 +202,7 @@ fn iptables_commands_match_the_real_tool() {
         "iptables -w -t raw -S",
         "iptables -w -Z",
     ];
-    let bad = differential("iptables", &script);
-    assert!(
-        bad.is_empty(),
-        "{} mismatches:\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
+    assert_same("iptables", &script);
 }
 
 #[test]
@@ -226,13 +231,7 @@ fn ip6tables_commands_match_the_real_tool() {
         "ip6tables -w -D INPUT -s 2001:db8::1/128 -j REJECT --reject-with icmp6-port-unreachable",
         "ip6tables -w -D INPUT -s 2001:db8::1/128 -j REJECT",
     ];
-    let bad = differential("ip6tables", &script);
-    assert!(
-        bad.is_empty(),
-        "{} mismatches:\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
+    assert_same("ip6tables", &script);
 }
 
 #[test]
@@ -298,13 +297,37 @@ fn ip_tc_sysctl_commands_match_the_real_tools() {
         "ip link del virbr0",
         "ip link show",
     ];
-    let bad = differential("ip/tc/sysctl", &script);
-    assert!(
-        bad.is_empty(),
-        "{} mismatches:\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
+    assert_same("ip/tc/sysctl", &script);
+}
+
+/// Issue 14: the link names the kernel and iproute2 refuse (iproute2's
+/// check_ifname/check_altifname in userspace, then the kernel's attribute
+/// policy and dev_valid_name), with their exact messages and statuses.
+#[test]
+fn ip_link_add_refuses_the_names_the_kernel_refuses() {
+    skip_unless_able!();
+    let script = [
+        "ip link add . type bridge",
+        "ip link add .. type bridge",
+        "ip link add 'a b' type bridge",
+        "ip link add a/b type bridge",
+        "ip link add vir:br type bridge",
+        "ip link add 0123456789abcdef type bridge",
+        "ip link add '' type bridge",
+        "ip link add name .. type bridge",
+        "ip link add name 'a b' type bridge",
+        "ip link add name '' type bridge",
+        "ip link add name 0123456789abcdef type bridge",
+        "ip link add dev 'a b' type bridge",
+        "ip link add 'a b'",
+        "ip link add v0 type veth peer name 'a b'",
+        "ip link add v0 type veth peer name ..",
+        "ip link add v0 type veth peer name a:b",
+        "ip link add 0123456789abcde type bridge",
+        "ip link del 0123456789abcde",
+        "ip link show",
+    ];
+    assert_same("ip link names", &script);
 }
 
 #[test]

@@ -262,6 +262,9 @@ fn rule_translations_match_the_real_tools() {
             "ip6tables -w -A T6 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
             "ip6tables -w -t nat -A POSTROUTING -s fd00::/64 ! -d fd00::/64 -j MASQUERADE",
             "ip6tables -w -t nat -A POSTROUTING -p udp -j MASQUERADE --to-ports 1024-65535",
+            // Issue 16 item 6: nft 1.0.6 on the reference kernel prints this
+            // rule with `masquerade to :1024-65535`, as the simulator does.
+            "ip6tables -w -t nat -A POSTROUTING -s fd00::/64 ! -d fd00::/64 -p tcp -j MASQUERADE --to-ports 1024-65535",
             "ip6tables -w -t nat -A POSTROUTING -j SNAT --to-source fd00::1",
             "ip6tables -w -t mangle -A POSTROUTING -p udp --dport 547 -j CHECKSUM --checksum-fill",
             "nft list ruleset",

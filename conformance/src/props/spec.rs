@@ -178,7 +178,8 @@ impl NetSpec {
                     }
                     if let Some((start, len)) = n.ports {
                         let start = 1024 + start % 30000;
-                        let end = start.saturating_add(len % 30000);
+                        // libvirt refuses start == end: at least one port more.
+                        let end = start.saturating_add(1 + len % 30000);
                         let _ = writeln!(x, "      <port start='{start}' end='{end}'/>");
                     }
                     let _ = writeln!(x, "    </nat>");

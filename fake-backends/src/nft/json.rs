@@ -11,30 +11,30 @@ use super::model::{element_cmp, Chain, Family, Rule, Set, Table};
 /// A JSON value printed the way nft (jansson) does: `{"k": v, "k2": v2}`,
 /// `[a, b]`, keys in insertion order.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum J {
+pub(crate) enum Json {
     Null,
     Bool(bool),
     Num(i64),
     Str(String),
-    Arr(Vec<J>),
-    Obj(Vec<(String, J)>),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
 }
 
-fn obj(pairs: Vec<(&str, J)>) -> J {
-    J::Obj(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+fn obj(pairs: Vec<(&str, Json)>) -> Json {
+    Json::Obj(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 
-fn s(v: &str) -> J {
-    J::Str(v.to_string())
+fn string(v: &str) -> Json {
+    Json::Str(v.to_string())
 }
 
-impl J {
+impl Json {
     pub(crate) fn render(&self, out: &mut String) {
         match self {
-            J::Null => out.push_str("null"),
-            J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            J::Num(n) => out.push_str(&n.to_string()),
-            J::Str(v) => {
+            Json::Null => out.push_str("null"),
+            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Json::Num(n) => out.push_str(&n.to_string()),
+            Json::Str(v) => {
                 out.push('"');
                 for c in v.chars() {
                     match c {
@@ -48,7 +48,7 @@ impl J {
                 }
                 out.push('"');
             }
-            J::Arr(items) => {
+            Json::Arr(items) => {
                 out.push('[');
                 for (i, v) in items.iter().enumerate() {
                     if i > 0 {
@@ -58,13 +58,13 @@ impl J {
                 }
                 out.push(']');
             }
-            J::Obj(pairs) => {
+            Json::Obj(pairs) => {
                 out.push('{');
                 for (i, (k, v)) in pairs.iter().enumerate() {
                     if i > 0 {
                         out.push_str(", ");
                     }
-                    J::Str(k.clone()).render(out);
+                    Json::Str(k.clone()).render(out);
                     out.push_str(": ");
                     v.render(out);
                 }
@@ -77,77 +77,83 @@ impl J {
 /// Why an object has no JSON form here.
 pub(crate) type Unsupported = String;
 
-fn metainfo() -> J {
+fn metainfo() -> Json {
     obj(vec![(
         "metainfo",
         obj(vec![
-            ("version", s("1.0.6")),
-            ("release_name", s("Lester Gooch #5")),
-            ("json_schema_version", J::Num(1)),
+            ("version", string("1.0.6")),
+            ("release_name", string("Lester Gooch #5")),
+            ("json_schema_version", Json::Num(1)),
         ]),
     )])
 }
 
 /// `{"nftables": [metainfo, objects...]}` plus newline.
-pub(crate) fn document(objects: Vec<J>) -> String {
+pub(crate) fn document(objects: Vec<Json>) -> String {
     let mut all = vec![metainfo()];
     all.extend(objects);
     let mut out = String::new();
-    obj(vec![("nftables", J::Arr(all))]).render(&mut out);
+    obj(vec![("nftables", Json::Arr(all))]).render(&mut out);
     out.push('\n');
     out
 }
 
-pub(crate) fn table_obj(t: &Table) -> Result<J, Unsupported> {
+pub(crate) fn table_obj(t: &Table) -> Result<Json, Unsupported> {
     if t.dormant {
         return Err("JSON of a dormant table".into());
     }
     Ok(obj(vec![(
         "table",
         obj(vec![
-            ("family", s(t.family.as_str())),
-            ("name", s(&t.name)),
-            ("handle", J::Num(t.handle as i64)),
+            ("family", string(t.family.as_str())),
+            ("name", string(&t.name)),
+            ("handle", Json::Num(t.handle as i64)),
         ]),
     )]))
 }
 
-pub(crate) fn chain_obj(t: &Table, c: &Chain) -> J {
+pub(crate) fn chain_obj(t: &Table, c: &Chain) -> Json {
     let mut fields = vec![
-        ("family", s(t.family.as_str())),
-        ("table", s(&t.name)),
-        ("name", s(&c.name)),
-        ("handle", J::Num(c.handle as i64)),
+        ("family", string(t.family.as_str())),
+        ("table", string(&t.name)),
+        ("name", string(&c.name)),
+        ("handle", Json::Num(c.handle as i64)),
     ];
     if let Some(b) = &c.base {
-        fields.push(("type", s(&b.chain_type)));
-        fields.push(("hook", s(&b.hook)));
-        fields.push(("prio", J::Num(i64::from(b.priority))));
-        fields.push(("policy", s(if b.policy_accept { "accept" } else { "drop" })));
+        fields.push(("type", string(&b.chain_type)));
+        fields.push(("hook", string(&b.hook)));
+        fields.push(("prio", Json::Num(i64::from(b.priority))));
+        fields.push((
+            "policy",
+            string(if b.policy_accept { "accept" } else { "drop" }),
+        ));
     }
     obj(vec![("chain", obj(fields))])
 }
 
-pub(crate) fn set_obj(t: &Table, set: &Set) -> Result<J, Unsupported> {
+pub(crate) fn set_obj(t: &Table, set: &Set) -> Result<Json, Unsupported> {
     let mut fields = vec![
-        ("family", s(t.family.as_str())),
-        ("name", s(&set.name)),
-        ("table", s(&t.name)),
-        ("type", s(&set.key_type)),
-        ("handle", J::Num(set.handle as i64)),
+        ("family", string(t.family.as_str())),
+        ("name", string(&set.name)),
+        ("table", string(&t.name)),
+        ("type", string(&set.key_type)),
+        ("handle", Json::Num(set.handle as i64)),
     ];
     if set.key_type.contains(' ') {
         return Err(format!("JSON of set type '{}'", set.key_type));
     }
     if let Some(c) = &set.comment {
-        fields.push(("comment", s(c)));
+        fields.push(("comment", string(c)));
     }
     if set.is_map {
         let data = set.data_type.clone().unwrap_or_default();
-        fields.push(("map", s(&data)));
+        fields.push(("map", string(&data)));
     }
     if !set.flags.is_empty() {
-        fields.push(("flags", J::Arr(set.flags.iter().map(|f| s(f)).collect())));
+        fields.push((
+            "flags",
+            Json::Arr(set.flags.iter().map(|f| string(f)).collect()),
+        ));
     }
     if !set.elements.is_empty() {
         let mut elems: Vec<_> = set.elements.iter().collect();
@@ -163,26 +169,26 @@ pub(crate) fn set_obj(t: &Table, set: &Set) -> Result<J, Unsupported> {
                     } else {
                         value(data_type, v)?
                     };
-                    out.push(J::Arr(vec![key, v]));
+                    out.push(Json::Arr(vec![key, v]));
                 }
                 _ => out.push(key),
             }
         }
-        fields.push(("elem", J::Arr(out)));
+        fields.push(("elem", Json::Arr(out)));
     }
     let kind = if set.is_map { "map" } else { "set" };
     Ok(obj(vec![(kind, obj(fields))]))
 }
 
-pub(crate) fn rule_obj(t: &Table, c: &Chain, r: &Rule) -> Result<J, Unsupported> {
+pub(crate) fn rule_obj(t: &Table, c: &Chain, r: &Rule) -> Result<Json, Unsupported> {
     let mut fields = vec![
-        ("family", s(t.family.as_str())),
-        ("table", s(&t.name)),
-        ("chain", s(&c.name)),
-        ("handle", J::Num(r.handle as i64)),
+        ("family", string(t.family.as_str())),
+        ("table", string(&t.name)),
+        ("chain", string(&c.name)),
+        ("handle", Json::Num(r.handle as i64)),
     ];
     if let Some(cm) = &r.comment {
-        fields.push(("comment", s(cm)));
+        fields.push(("comment", string(cm)));
     }
     let mut exprs = Vec::new();
     for st in &r.stmts {
@@ -195,48 +201,48 @@ pub(crate) fn rule_obj(t: &Table, c: &Chain, r: &Rule) -> Result<J, Unsupported>
             _ => exprs.push(stmt(&st.text, t.family)?),
         }
     }
-    fields.push(("expr", J::Arr(exprs)));
+    fields.push(("expr", Json::Arr(exprs)));
     Ok(obj(vec![("rule", obj(fields))]))
 }
 
 /// A verdict as listed (`accept`, `jump X`, ...).
-fn verdict(text: &str) -> Option<J> {
+fn verdict(text: &str) -> Option<Json> {
     let mut w = text.split(' ');
     match (w.next()?, w.next(), w.next()) {
         (v @ ("accept" | "drop" | "continue" | "return"), None, None) => {
-            Some(obj(vec![(v, J::Null)]))
+            Some(obj(vec![(v, Json::Null)]))
         }
         (v @ ("jump" | "goto"), Some(target), None) => {
-            Some(obj(vec![(v, obj(vec![("target", s(target))]))]))
+            Some(obj(vec![(v, obj(vec![("target", string(target))]))]))
         }
         _ => None,
     }
 }
 
 /// A number if the text is one, else a string.
-fn num_or_str(v: &str) -> J {
+fn num_or_str(v: &str) -> Json {
     if let Some(hex) = v.strip_prefix("0x") {
         if let Ok(n) = i64::from_str_radix(hex, 16) {
-            return J::Num(n);
+            return Json::Num(n);
         }
     }
     match v.parse::<i64>() {
-        Ok(n) => J::Num(n),
-        Err(_) => s(v),
+        Ok(n) => Json::Num(n),
+        Err(_) => string(v),
     }
 }
 
 /// One value of a type (set element key/data or match right-hand side):
 /// address, prefix, range, number, quoted name.
-fn value(key_type: &str, v: &str) -> Result<J, Unsupported> {
+fn value(key_type: &str, v: &str) -> Result<Json, Unsupported> {
     if let Some(q) = v.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
-        return Ok(s(q));
+        return Ok(string(q));
     }
     if let Some((addr, len)) = v.split_once('/') {
         let len: i64 = len.parse().map_err(|_| format!("JSON of value '{v}'"))?;
         return Ok(obj(vec![(
             "prefix",
-            obj(vec![("addr", s(addr)), ("len", J::Num(len))]),
+            obj(vec![("addr", string(addr)), ("len", Json::Num(len))]),
         )]));
     }
     if let Some((a, b)) = v.split_once('-') {
@@ -245,7 +251,7 @@ fn value(key_type: &str, v: &str) -> Result<J, Unsupported> {
         if nums || addrs {
             return Ok(obj(vec![(
                 "range",
-                J::Arr(vec![num_or_str(a), num_or_str(b)]),
+                Json::Arr(vec![num_or_str(a), num_or_str(b)]),
             )]));
         }
     }
@@ -311,7 +317,7 @@ fn set_items(v: &str) -> Vec<String> {
 }
 
 /// The type of the values a match's left side compares with.
-fn left_type(left: &J) -> &'static str {
+fn left_type(left: &Json) -> &'static str {
     let text = {
         let mut o = String::new();
         left.render(&mut o);
@@ -325,50 +331,50 @@ fn left_type(left: &J) -> &'static str {
 }
 
 /// The right-hand side of a match: value, anonymous set, `@set`.
-fn rhs(key_type: &str, v: &str) -> Result<J, Unsupported> {
+fn rhs(key_type: &str, v: &str) -> Result<Json, Unsupported> {
     if v.starts_with('{') {
-        let items: Result<Vec<J>, _> = set_items(v).iter().map(|i| value(key_type, i)).collect();
-        return Ok(obj(vec![("set", J::Arr(items?))]));
+        let items: Result<Vec<Json>, _> = set_items(v).iter().map(|i| value(key_type, i)).collect();
+        return Ok(obj(vec![("set", Json::Arr(items?))]));
     }
     if v.starts_with('@') {
-        return Ok(s(v));
+        return Ok(string(v));
     }
     value(key_type, v)
 }
 
-fn payload(proto: &str, field: &str) -> J {
+fn payload(proto: &str, field: &str) -> Json {
     obj(vec![(
         "payload",
-        obj(vec![("protocol", s(proto)), ("field", s(field))]),
+        obj(vec![("protocol", string(proto)), ("field", string(field))]),
     )])
 }
 
-fn meta(key: &str) -> J {
-    obj(vec![("meta", obj(vec![("key", s(key))]))])
+fn meta(key: &str) -> Json {
+    obj(vec![("meta", obj(vec![("key", string(key))]))])
 }
 
-fn matched(op: &str, left: J, right: J) -> J {
+fn matched(op: &str, left: Json, right: Json) -> Json {
     obj(vec![(
         "match",
-        obj(vec![("op", s(op)), ("left", left), ("right", right)]),
+        obj(vec![("op", string(op)), ("left", left), ("right", right)]),
     )])
 }
 
 /// A NAT statement's trailing flags (`random`, `fully-random`,
 /// `persistent`): the words before them, and the flags as nft's JSON (one
 /// string, or a list of them).
-fn split_nat_flags(w: &[String]) -> (&[String], Option<J>) {
+fn split_nat_flags(w: &[String]) -> (&[String], Option<Json>) {
     let is_flags = |x: &String| {
         x.split(',')
             .all(|f| matches!(f, "random" | "fully-random" | "persistent"))
     };
     match w.split_last() {
         Some((last, rest)) if is_flags(last) => {
-            let names: Vec<J> = last.split(',').map(s).collect();
+            let names: Vec<Json> = last.split(',').map(string).collect();
             let flags = if names.len() == 1 {
-                names.into_iter().next().unwrap_or(J::Null)
+                names.into_iter().next().unwrap_or(Json::Null)
             } else {
-                J::Arr(names)
+                Json::Arr(names)
             };
             (rest, Some(flags))
         }
@@ -377,7 +383,7 @@ fn split_nat_flags(w: &[String]) -> (&[String], Option<J>) {
 }
 
 /// One statement's canonical text to nft's JSON.
-pub(crate) fn stmt(text: &str, family: Family) -> Result<J, Unsupported> {
+pub(crate) fn stmt(text: &str, family: Family) -> Result<Json, Unsupported> {
     let unsupported = || format!("JSON of '{text}'");
     let w = words(text);
     let first = w.first().map(String::as_str).unwrap_or("");
@@ -390,7 +396,7 @@ pub(crate) fn stmt(text: &str, family: Family) -> Result<J, Unsupported> {
         w.get(1).map(String::as_str),
         w.get(2).map(String::as_str),
     ) {
-        let target = obj(vec![(key, obj(vec![("key", s("mark"))]))]);
+        let target = obj(vec![(key, obj(vec![("key", string("mark"))]))]);
         let value = match &w[3..] {
             [m, k] if m == "meta" && k == "mark" => meta("mark"),
             [v] => num_or_str(v),
@@ -402,10 +408,10 @@ pub(crate) fn stmt(text: &str, family: Family) -> Result<J, Unsupported> {
         )]));
     }
     // Matches: LEFT [!=] RIGHT, or LEFT vmap RIGHT.
-    let (left, rest): (Option<J>, &[String]) = match (first, w.get(1).map(String::as_str)) {
+    let (left, rest): (Option<Json>, &[String]) = match (first, w.get(1).map(String::as_str)) {
         ("iif" | "oif" | "iifname" | "oifname", _) => (Some(meta(first)), &w[1..]),
         ("ct", Some("mark")) => (
-            Some(obj(vec![("ct", obj(vec![("key", s("mark"))]))])),
+            Some(obj(vec![("ct", obj(vec![("key", string("mark"))]))])),
             &w[2..],
         ),
         (
@@ -418,7 +424,7 @@ pub(crate) fn stmt(text: &str, family: Family) -> Result<J, Unsupported> {
         | ("udp", Some(f @ ("sport" | "dport")))
         | ("icmp" | "icmpv6", Some(f @ "type")) => (Some(payload(first, f)), &w[2..]),
         ("ct", Some("state")) => (
-            Some(obj(vec![("ct", obj(vec![("key", s("state"))]))])),
+            Some(obj(vec![("ct", obj(vec![("key", string("state"))]))])),
             &w[2..],
         ),
         _ => (None, &w[..]),
@@ -430,15 +436,15 @@ pub(crate) fn stmt(text: &str, family: Family) -> Result<J, Unsupported> {
         return match rest {
             [vm, data] if vm == "vmap" => {
                 let data = if data.starts_with('@') {
-                    s(data)
+                    string(data)
                 } else {
                     let mut pairs = Vec::new();
                     for item in set_items(data) {
                         let (k, v) = item.split_once(" : ").ok_or_else(unsupported)?;
-                        let k = if is_ct { s(k) } else { value(ty, k)? };
-                        pairs.push(J::Arr(vec![k, verdict(v).ok_or_else(unsupported)?]));
+                        let k = if is_ct { string(k) } else { value(ty, k)? };
+                        pairs.push(Json::Arr(vec![k, verdict(v).ok_or_else(unsupported)?]));
                     }
-                    obj(vec![("set", J::Arr(pairs))])
+                    obj(vec![("set", Json::Arr(pairs))])
                 };
                 Ok(obj(vec![(
                     "vmap",
@@ -454,9 +460,9 @@ pub(crate) fn stmt(text: &str, family: Family) -> Result<J, Unsupported> {
             [v] if (is_ct || is_flags) && !v.starts_with('{') => {
                 let names: Vec<&str> = v.split(',').collect();
                 let right = if names.len() == 1 {
-                    s(names[0])
+                    string(names[0])
                 } else {
-                    J::Arr(names.into_iter().map(s).collect())
+                    Json::Arr(names.into_iter().map(string).collect())
                 };
                 Ok(matched("in", left, right))
             }
@@ -468,7 +474,7 @@ pub(crate) fn stmt(text: &str, family: Family) -> Result<J, Unsupported> {
     match first {
         "counter" => match &w[1..] {
             [p, pv, b, bv] if p == "packets" && b == "bytes" => {
-                let n = |x: &str| x.parse::<i64>().map(J::Num).map_err(|_| unsupported());
+                let n = |x: &str| x.parse::<i64>().map(Json::Num).map_err(|_| unsupported());
                 Ok(obj(vec![(
                     "counter",
                     obj(vec![("packets", n(pv)?), ("bytes", n(bv)?)]),
@@ -486,16 +492,16 @@ pub(crate) fn stmt(text: &str, family: Family) -> Result<J, Unsupported> {
                 [] => Ok(obj(vec![(
                     "reject",
                     obj(vec![
-                        ("type", s(default_type)),
-                        ("expr", s("port-unreachable")),
+                        ("type", string(default_type)),
+                        ("expr", string("port-unreachable")),
                     ]),
                 )])),
-                [with, tcp, reset] if with == "with" && tcp == "tcp" && reset == "reset" => {
-                    Ok(obj(vec![("reject", obj(vec![("type", s("tcp reset"))]))]))
-                }
+                [with, tcp, reset] if with == "with" && tcp == "tcp" && reset == "reset" => Ok(
+                    obj(vec![("reject", obj(vec![("type", string("tcp reset"))]))]),
+                ),
                 [with, kind, code] if with == "with" => Ok(obj(vec![(
                     "reject",
-                    obj(vec![("type", s(kind)), ("expr", s(code))]),
+                    obj(vec![("type", string(kind)), ("expr", string(code))]),
                 )])),
                 _ => Err(unsupported()),
             }
@@ -518,7 +524,7 @@ pub(crate) fn stmt(text: &str, family: Family) -> Result<J, Unsupported> {
             Ok(obj(vec![(
                 first,
                 if fields.is_empty() {
-                    J::Null
+                    Json::Null
                 } else {
                     obj(fields)
                 },
@@ -533,7 +539,7 @@ pub(crate) fn stmt(text: &str, family: Family) -> Result<J, Unsupported> {
             };
             let mut fields = Vec::new();
             if let Some(f) = fam {
-                fields.push(("family", s(f)));
+                fields.push(("family", string(f)));
             }
             // ADDR, ADDR:PORT, [V6]:PORT, ADDR-ADDR, ...:P1-P2
             let (addr, port) = if let Some(rest) = target.strip_prefix('[') {
@@ -560,12 +566,13 @@ pub(crate) fn stmt(text: &str, family: Family) -> Result<J, Unsupported> {
             while i + 1 < w.len() {
                 let v = &w[i + 1];
                 match w[i].as_str() {
-                    "prefix" => {
-                        fields.push(("prefix", s(v.trim_start_matches('"').trim_end_matches('"'))))
-                    }
-                    "level" => fields.push(("level", s(v))),
+                    "prefix" => fields.push((
+                        "prefix",
+                        string(v.trim_start_matches('"').trim_end_matches('"')),
+                    )),
+                    "level" => fields.push(("level", string(v))),
                     "group" => {
-                        fields.push(("group", J::Num(v.parse().map_err(|_| unsupported())?)))
+                        fields.push(("group", Json::Num(v.parse().map_err(|_| unsupported())?)))
                     }
                     _ => return Err(unsupported()),
                 }
@@ -577,7 +584,7 @@ pub(crate) fn stmt(text: &str, family: Family) -> Result<J, Unsupported> {
             Ok(obj(vec![(
                 "log",
                 if fields.is_empty() {
-                    J::Null
+                    Json::Null
                 } else {
                     obj(fields)
                 },
@@ -599,12 +606,12 @@ pub(crate) fn stmt(text: &str, family: Family) -> Result<J, Unsupported> {
                 _ => return Err(unsupported()),
             };
             let mut fields = vec![
-                ("rate", J::Num(n)),
-                ("burst", J::Num(burst)),
-                ("per", s(per)),
+                ("rate", Json::Num(n)),
+                ("burst", Json::Num(burst)),
+                ("per", string(per)),
             ];
             if over {
-                fields.push(("inv", J::Bool(true)));
+                fields.push(("inv", Json::Bool(true)));
             }
             Ok(obj(vec![("limit", obj(fields))]))
         }

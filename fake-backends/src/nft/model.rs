@@ -163,6 +163,23 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Point `jump OLD` / `goto OLD` of a rule at chain `new` (a chain renamed from `old`).
+    pub fn rename_jumps(&mut self, old: &str, new: &str) {
+        for st in self.stmts.iter_mut() {
+            match &st.kind {
+                StmtKind::Jump(t) if t == old => {
+                    st.text = format!("jump {new}");
+                    st.kind = StmtKind::Jump(new.to_string());
+                }
+                StmtKind::Goto(t) if t == old => {
+                    st.text = format!("goto {new}");
+                    st.kind = StmtKind::Goto(new.to_string());
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// The rule body as nft prints it (statements, then the comment).
     pub fn text(&self) -> String {
         rule_text(&self.stmts, self.comment.as_deref())

@@ -3,7 +3,7 @@
 //! statements libvirt and a batched backend emit. Statements are turned into
 //! the canonical text nft prints for them.
 //!
-//! Anything outside the subset is reported as [`PErr::not_simulated`], which
+//! Anything outside the subset is reported as [`InputError::not_simulated`], which
 //! the caller prints as `Error: command not simulated: ...` (exit 1), so a
 //! test never silently passes on something the simulator does not model.
 
@@ -14,7 +14,7 @@ use super::model::{std_priority_value, BaseSpec, Element, Family, Stmt, StmtKind
 
 /// A parse or evaluation error with the location(s) nft would mark.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PErr {
+pub(crate) struct InputError {
     pub loc: Loc,
     pub secondary: Option<Loc>,
     pub msg: String,
@@ -23,9 +23,9 @@ pub(crate) struct PErr {
     pub eval: bool,
 }
 
-impl PErr {
-    pub fn new(loc: Loc, msg: impl Into<String>) -> PErr {
-        PErr {
+impl InputError {
+    pub fn new(loc: Loc, msg: impl Into<String>) -> InputError {
+        InputError {
             loc,
             secondary: None,
             msg: msg.into(),
@@ -33,12 +33,12 @@ impl PErr {
         }
     }
     /// An error nft's parser itself raises.
-    pub fn parse_stage(mut self) -> PErr {
+    pub fn parse_stage(mut self) -> InputError {
         self.eval = false;
         self
     }
-    pub fn not_simulated(loc: Loc, what: impl std::fmt::Display) -> PErr {
-        PErr::new(loc, format!("command not simulated: {what}"))
+    pub fn not_simulated(loc: Loc, what: impl std::fmt::Display) -> InputError {
+        InputError::new(loc, format!("command not simulated: {what}"))
     }
 }
 
@@ -95,8 +95,8 @@ pub(crate) struct RuleBody {
     /// Anonymous sets as listed (sorted) and as written: `-e` echoes a new
     /// rule with its sets in the order they were written.
     pub echo_sets: Vec<(String, String)>,
-    /// [`RuleBody::echo_body`], worked out once per parsed body (parses are
-    /// memoised, so once per command text).
+    /// [`RuleBody::echo_body`], worked out once per parsed body (when the
+    /// rule is echoed).
     pub echo: EchoCache,
 }
 
@@ -264,7 +264,7 @@ pub(crate) enum Op {
     /// A command whose evaluation already failed while it was read, and
     /// whether it was a rule command with a position (which changes how nft
     /// evaluates the other rules of the batch).
-    Invalid(PErr, bool),
+    Invalid(InputError, bool),
 }
 
 /// One command with the span of its whole text (some kernel errors mark it).
@@ -274,7 +274,7 @@ pub(crate) struct Command {
     pub loc: Loc,
 }
 
-struct P<'a> {
+struct Parser<'a> {
     toks: &'a [Tok],
     pos: usize,
 }
@@ -482,18 +482,18 @@ fn tok_desc(t: &Tok) -> &str {
     }
 }
 
-fn syntax(t: &Tok, expecting: Option<&str>) -> PErr {
+fn syntax(t: &Tok, expecting: Option<&str>) -> InputError {
     let mut msg = format!("syntax error, unexpected {}", tok_desc(t));
     if let Some(e) = expecting {
         msg.push_str(", expecting ");
         msg.push_str(e);
     }
-    PErr::new(t.loc(), msg).parse_stage()
+    InputError::new(t.loc(), msg).parse_stage()
 }
 
 const END_EXPECT: &str = "end of file or newline or semicolon";
 
-impl<'a> P<'a> {
+impl<'a> Parser<'a> {
     fn peek(&self) -> &'a Tok {
         // The token list always ends with Eof; never step past it.
         &self.toks[self.pos.min(self.toks.len() - 1)]
@@ -519,7 +519,7 @@ impl<'a> P<'a> {
             false
         }
     }
-    fn word(&mut self, expecting: &str) -> Result<Named<String>, PErr> {
+    fn word(&mut self, expecting: &str) -> Result<Named<String>, InputError> {
         let t = self.peek();
         if t.kind == Kind::Word || t.kind == Kind::Quoted {
             self.next();
@@ -533,14 +533,14 @@ impl<'a> P<'a> {
     }
     /// A name (table, chain, set, jump target): any word that is not a
     /// keyword, or a quoted string.
-    fn ident(&mut self, expecting: &str) -> Result<Named<String>, PErr> {
+    fn ident(&mut self, expecting: &str) -> Result<Named<String>, InputError> {
         let t = self.peek();
         if t.kind == Kind::Quoted || (t.kind == Kind::Word && is_keyword(&t.text)) {
             return Err(syntax(t, Some(expecting)));
         }
         self.word(expecting)
     }
-    fn number(&mut self) -> Result<Named<u64>, PErr> {
+    fn number(&mut self) -> Result<Named<u64>, InputError> {
         let t = self.peek();
         if t.kind == Kind::Word {
             if let Ok(n) = t.text.parse::<u64>() {
@@ -574,7 +574,7 @@ impl<'a> P<'a> {
         None
     }
 
-    fn table_ref(&mut self, expecting: &str) -> Result<TableRef, PErr> {
+    fn table_ref(&mut self, expecting: &str) -> Result<TableRef, InputError> {
         let family = self.family_opt().unwrap_or(Family::Ip);
         let n = self.ident(expecting)?;
         Ok(TableRef {
@@ -591,7 +591,7 @@ impl<'a> P<'a> {
 /// command is reported; any error means no command runs.
 /// `define NAME = VALUE` lines removed and every `$NAME` replaced by the
 /// value's tokens (at the place of the `$NAME`), as nft's scanner does.
-fn expand_defines(toks: &[Tok]) -> (Vec<Tok>, Vec<PErr>) {
+fn expand_defines(toks: &[Tok]) -> (Vec<Tok>, Vec<InputError>) {
     let mut vars: std::collections::HashMap<String, Vec<Tok>> = Default::default();
     let mut out: Vec<Tok> = Vec::with_capacity(toks.len());
     let mut errors = Vec::new();
@@ -652,7 +652,7 @@ fn expand_defines(toks: &[Tok]) -> (Vec<Tok>, Vec<PErr>) {
                         len: name.len(),
                         ..t.loc()
                     };
-                    errors.push(PErr::new(loc, format!("unknown identifier '{name}'")));
+                    errors.push(InputError::new(loc, format!("unknown identifier '{name}'")));
                     out.push(t.clone());
                 }
             }
@@ -665,7 +665,7 @@ fn expand_defines(toks: &[Tok]) -> (Vec<Tok>, Vec<PErr>) {
     (out, errors)
 }
 
-pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
+pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<InputError>) {
     let (expanded, define_errors) = expand_defines(toks);
     let (mut cmds, mut errors) = parse_expanded(&expanded);
     // An unknown `$NAME` is the only error nft reports for its place.
@@ -680,8 +680,8 @@ pub(crate) fn parse(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
     (cmds, errors)
 }
 
-fn parse_expanded(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
-    let mut p = P { toks, pos: 0 };
+fn parse_expanded(toks: &[Tok]) -> (Vec<Command>, Vec<InputError>) {
+    let mut p = Parser { toks, pos: 0 };
     // Most batches hold one command, and a command is large: room for one
     // (a first push would reserve four, a >1 KiB allocation that costs the
     // allocator a consolidation pass).
@@ -772,7 +772,7 @@ fn parse_expanded(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
                 errors.push(e);
                 if eof_inside {
                     errors.push(
-                        PErr::new(
+                        InputError::new(
                             Loc {
                                 line,
                                 col: 0,
@@ -794,7 +794,11 @@ fn parse_expanded(toks: &[Tok]) -> (Vec<Command>, Vec<PErr>) {
     (cmds, errors)
 }
 
-fn command(p: &mut P, out: &mut Vec<Command>, errors: &mut Vec<PErr>) -> Result<Option<Op>, PErr> {
+fn command(
+    p: &mut Parser,
+    out: &mut Vec<Command>,
+    errors: &mut Vec<InputError>,
+) -> Result<Option<Op>, InputError> {
     let verb = p.peek();
     if verb.kind != Kind::Word {
         return Err(syntax(verb, None));
@@ -858,19 +862,20 @@ fn command(p: &mut P, out: &mut Vec<Command>, errors: &mut Vec<PErr>) -> Result<
         "include" if p.peek_at(1).kind == Kind::Quoted && p.peek_at(1).text.starts_with('/') => {
             let path = p.peek_at(1);
             if std::path::Path::new(&path.text).exists() {
-                return Err(PErr::not_simulated(verb.loc(), "'include'"));
+                return Err(InputError::not_simulated(verb.loc(), "'include'"));
             }
             // The location runs up to the command's terminator.
-            Err(PErr::new(
+            Err(InputError::new(
                 verb.loc().to(p.peek_at(2).loc()),
                 format!("File not found: {}", path.text),
             )
             .parse_stage())
         }
         "monitor" | "describe" | "reset" | "rename" | "replace" | "import" | "export" | "get"
-        | "include" | "define" | "redefine" | "undefine" => {
-            Err(PErr::not_simulated(verb.loc(), format!("'{}'", verb.text)))
-        }
+        | "include" | "define" | "redefine" | "undefine" => Err(InputError::not_simulated(
+            verb.loc(),
+            format!("'{}'", verb.text),
+        )),
         w if is_keyword(w) => Err(syntax(verb, None)),
         // nft reads an unknown first word as the table of an implicit
         // `add rule` (`[add] [rule] TABLE CHAIN STMT...`).
@@ -878,7 +883,7 @@ fn command(p: &mut P, out: &mut Vec<Command>, errors: &mut Vec<PErr>) -> Result<
     }
 }
 
-fn add_cmd(p: &mut P, verb: &str) -> Result<Op, PErr> {
+fn add_cmd(p: &mut Parser, verb: &str) -> Result<Op, InputError> {
     let create = verb == "create";
     let obj = p.peek();
     if obj.kind != Kind::Word {
@@ -974,14 +979,14 @@ fn add_cmd(p: &mut P, verb: &str) -> Result<Op, PErr> {
                 body,
             })
         }
-        _ => Err(PErr::not_simulated(
+        _ => Err(InputError::not_simulated(
             obj.loc(),
             format!("'{} {}'", verb, obj.text),
         )),
     }
 }
 
-fn rule_pos(p: &mut P) -> Result<Option<RulePos>, PErr> {
+fn rule_pos(p: &mut Parser) -> Result<Option<RulePos>, InputError> {
     let t = p.peek();
     let kind = match t.text.as_str() {
         "position" if t.kind == Kind::Word => PosKind::Position,
@@ -1003,7 +1008,7 @@ fn rule_pos(p: &mut P) -> Result<Option<RulePos>, PErr> {
     }))
 }
 
-fn delete_cmd(p: &mut P) -> Result<Op, PErr> {
+fn delete_cmd(p: &mut Parser) -> Result<Op, InputError> {
     let obj = p.peek();
     if obj.kind != Kind::Word {
         return Err(syntax(obj, Some("string")));
@@ -1068,14 +1073,14 @@ fn delete_cmd(p: &mut P) -> Result<Op, PErr> {
             let elems = element_list(p)?;
             Ok(Op::DeleteElement { t, set, elems })
         }
-        _ => Err(PErr::not_simulated(
+        _ => Err(InputError::not_simulated(
             obj.loc(),
             format!("'delete {}'", obj.text),
         )),
     }
 }
 
-fn flush_cmd(p: &mut P) -> Result<Op, PErr> {
+fn flush_cmd(p: &mut Parser) -> Result<Op, InputError> {
     let obj = p.peek();
     if obj.kind != Kind::Word {
         return Err(syntax(obj, Some("string")));
@@ -1098,14 +1103,14 @@ fn flush_cmd(p: &mut P) -> Result<Op, PErr> {
                 is_map: obj.text == "map",
             })
         }
-        _ => Err(PErr::not_simulated(
+        _ => Err(InputError::not_simulated(
             obj.loc(),
             format!("'flush {}'", obj.text),
         )),
     }
 }
 
-fn list_cmd(p: &mut P) -> Result<Op, PErr> {
+fn list_cmd(p: &mut Parser) -> Result<Op, InputError> {
     let obj = p.peek();
     if obj.kind != Kind::Word {
         return Err(syntax(obj, None));
@@ -1137,7 +1142,7 @@ fn list_cmd(p: &mut P) -> Result<Op, PErr> {
         "counters" | "counter" | "quotas" | "quota" | "flowtables" | "flowtable" | "meters"
         | "meter" | "limits" | "limit" | "ct" | "secmarks" | "secmark" | "synproxys"
         | "synproxy" | "hooks" | "element" | "elements" | "flow" | "flows" => Err(
-            PErr::not_simulated(obj.loc(), format!("'list {}'", obj.text)),
+            InputError::not_simulated(obj.loc(), format!("'list {}'", obj.text)),
         ),
         _ => Err(syntax(obj, None)),
     }
@@ -1156,7 +1161,7 @@ pub(crate) struct ChainOpts {
 }
 
 /// `{ [type T hook H priority P;] [policy X;] [comment "C";] }`.
-fn chain_spec(p: &mut P, family: Family) -> Result<ChainOpts, PErr> {
+fn chain_spec(p: &mut Parser, family: Family) -> Result<ChainOpts, InputError> {
     let open = p.next(); // '{'
     let mut policy_loc: Option<Loc> = None;
     let mut comment: Option<String> = None;
@@ -1178,7 +1183,7 @@ fn chain_spec(p: &mut P, family: Family) -> Result<ChainOpts, PErr> {
                 p.next();
                 let ty = p.word("string")?;
                 if !matches!(ty.value.as_str(), "filter" | "nat" | "route") {
-                    return Err(PErr::new(ty.loc, "unknown chain type").parse_stage());
+                    return Err(InputError::new(ty.loc, "unknown chain type").parse_stage());
                 }
                 if !p.eat_word("hook") {
                     return Err(syntax(p.peek(), Some("hook")));
@@ -1194,10 +1199,10 @@ fn chain_spec(p: &mut P, family: Family) -> Result<ChainOpts, PErr> {
                     "egress",
                 ];
                 if !known.contains(&h.value.as_str()) {
-                    return Err(PErr::new(h.loc, "unknown chain hook").parse_stage());
+                    return Err(InputError::new(h.loc, "unknown chain hook").parse_stage());
                 }
                 if p.peek().is_word("device") || p.peek().is_word("devices") {
-                    return Err(PErr::not_simulated(p.peek().loc(), "chain devices"));
+                    return Err(InputError::not_simulated(p.peek().loc(), "chain devices"));
                 }
                 if !p.eat_word("priority") {
                     return Err(syntax(p.peek(), Some("priority")));
@@ -1208,12 +1213,12 @@ fn chain_spec(p: &mut P, family: Family) -> Result<ChainOpts, PErr> {
                 }
                 if matches!(h.value.as_str(), "ingress" | "egress") {
                     if matches!(family, Family::Inet | Family::Netdev) {
-                        return Err(PErr::new(
+                        return Err(InputError::new(
                             t.loc().to(p.prev().loc()),
                             "Missing `device' in this chain definition",
                         ));
                     }
-                    return Err(PErr::new(
+                    return Err(InputError::new(
                         h.loc,
                         format!("The {} family does not support this hook", family.as_str()),
                     ));
@@ -1257,7 +1262,7 @@ fn chain_spec(p: &mut P, family: Family) -> Result<ChainOpts, PErr> {
                 return Err(syntax(p.peek(), None));
             }
             _ => {
-                return Err(PErr::not_simulated(
+                return Err(InputError::not_simulated(
                     t.loc(),
                     format!("chain block item '{}'", t.text),
                 ))
@@ -1288,7 +1293,7 @@ fn chain_spec(p: &mut P, family: Family) -> Result<ChainOpts, PErr> {
             policy_loc,
             policy_only: Some(policy_accept),
         }),
-        _ => Err(PErr::not_simulated(
+        _ => Err(InputError::not_simulated(
             open.loc(),
             "chain block without type/hook/priority",
         )),
@@ -1296,7 +1301,7 @@ fn chain_spec(p: &mut P, family: Family) -> Result<ChainOpts, PErr> {
 }
 
 /// `{ [flags dormant;] [comment "C";] }` of a table.
-fn table_opts(p: &mut P) -> Result<(bool, Option<String>), PErr> {
+fn table_opts(p: &mut Parser) -> Result<(bool, Option<String>), InputError> {
     p.next(); // '{'
     let mut dormant = false;
     let mut comment = None;
@@ -1317,12 +1322,14 @@ fn table_opts(p: &mut P) -> Result<(bool, Option<String>), PErr> {
             Kind::Word if t.text == "flags" => {
                 let f = p.word("string")?;
                 if f.value != "dormant" && f.value != "owner" {
-                    return Err(
-                        PErr::new(f.loc, format!("unknown table option {}", f.value)).parse_stage(),
-                    );
+                    return Err(InputError::new(
+                        f.loc,
+                        format!("unknown table option {}", f.value),
+                    )
+                    .parse_stage());
                 }
                 if f.value != "dormant" {
-                    return Err(PErr::not_simulated(
+                    return Err(InputError::not_simulated(
                         f.loc,
                         format!("table flag '{}'", f.value),
                     ));
@@ -1331,7 +1338,7 @@ fn table_opts(p: &mut P) -> Result<(bool, Option<String>), PErr> {
             }
             Kind::Eof => return Err(syntax(t, Some("'}'"))),
             _ => {
-                return Err(PErr::not_simulated(
+                return Err(InputError::not_simulated(
                     t.loc(),
                     format!("table block item '{}'", t.text),
                 ))
@@ -1345,7 +1352,7 @@ const STD_PRIORITY_NAMES: &[&str] = &[
     "raw", "mangle", "dstnat", "filter", "security", "srcnat", "out",
 ];
 
-fn priority_expr(p: &mut P, family: Family, hook: &str) -> Result<i32, PErr> {
+fn priority_expr(p: &mut Parser, family: Family, hook: &str) -> Result<i32, InputError> {
     let t = p.word("string")?;
     // nft keeps priorities in 32 bits: bigger numbers wrap.
     let base = if let Ok(n) = t.value.parse::<i64>() {
@@ -1356,13 +1363,13 @@ fn priority_expr(p: &mut P, family: Family, hook: &str) -> Result<i32, PErr> {
             None if !STD_PRIORITY_NAMES.contains(&t.value.as_str()) => {
                 // Not a priority name at all: nft evaluates it as an
                 // expression and rejects the whole `priority X`.
-                return Err(PErr::new(
+                return Err(InputError::new(
                     p.toks[p.pos - 2].loc().to(t.loc),
                     "invalid priority expression value in this context.",
                 ));
             }
             None => {
-                return Err(PErr::new(
+                return Err(InputError::new(
                     t.loc,
                     format!("'{}' is invalid priority in this context.", t.value),
                 ))
@@ -1383,7 +1390,7 @@ fn priority_expr(p: &mut P, family: Family, hook: &str) -> Result<i32, PErr> {
 }
 
 /// `{ type X [: Y]; [flags a, b;] [elements = { ... };] }`
-fn set_decl(p: &mut P, is_map: bool) -> Result<SetDecl, PErr> {
+fn set_decl(p: &mut Parser, is_map: bool) -> Result<SetDecl, InputError> {
     if p.peek().kind != Kind::LBrace {
         return Err(syntax(p.peek(), Some("'{'")));
     }
@@ -1437,7 +1444,7 @@ fn set_decl(p: &mut P, is_map: bool) -> Result<SetDecl, PErr> {
                             }
                             ("meta", "iifname" | "oifname") => "ifname",
                             _ => {
-                                return Err(PErr::not_simulated(
+                                return Err(InputError::not_simulated(
                                     a.loc.to(b.loc),
                                     format!("typeof {} {}", a.value, b.value),
                                 ))
@@ -1452,7 +1459,12 @@ fn set_decl(p: &mut P, is_map: bool) -> Result<SetDecl, PErr> {
                         (printed, ty)
                     }
                     "iifname" | "oifname" => (a.value.clone(), "ifname"),
-                    _ => return Err(PErr::not_simulated(a.loc, format!("typeof {}", a.value))),
+                    _ => {
+                        return Err(InputError::not_simulated(
+                            a.loc,
+                            format!("typeof {}", a.value),
+                        ))
+                    }
                 };
                 decl.key_type = key_type.to_string();
                 decl.typeof_key = Some(printed);
@@ -1460,7 +1472,7 @@ fn set_decl(p: &mut P, is_map: bool) -> Result<SetDecl, PErr> {
                     p.next();
                     let d = p.word("string")?;
                     if d.value != "verdict" {
-                        return Err(PErr::not_simulated(d.loc, "typeof map data"));
+                        return Err(InputError::not_simulated(d.loc, "typeof map data"));
                     }
                     decl.data_type = Some(d.value);
                 }
@@ -1470,7 +1482,7 @@ fn set_decl(p: &mut P, is_map: bool) -> Result<SetDecl, PErr> {
                 loop {
                     let f = p.word("string")?;
                     if !matches!(f.value.as_str(), "interval" | "constant") {
-                        return Err(PErr::not_simulated(
+                        return Err(InputError::not_simulated(
                             f.loc,
                             format!("set flag '{}'", f.value),
                         ));
@@ -1504,7 +1516,7 @@ fn set_decl(p: &mut P, is_map: bool) -> Result<SetDecl, PErr> {
                 decl.elements = elems.into_iter().map(|e| e.value).collect();
             }
             _ => {
-                return Err(PErr::not_simulated(
+                return Err(InputError::not_simulated(
                     t.loc(),
                     format!("set block item '{}'", t.text),
                 ))
@@ -1512,23 +1524,32 @@ fn set_decl(p: &mut P, is_map: bool) -> Result<SetDecl, PErr> {
         }
     }
     if decl.key_type.is_empty() {
-        return Err(PErr::not_simulated(p.prev().loc(), "set without a type"));
+        return Err(InputError::not_simulated(
+            p.prev().loc(),
+            "set without a type",
+        ));
     }
     if is_map != decl.data_type.is_some() {
-        return Err(PErr::not_simulated(p.prev().loc(), "set/map type mismatch"));
+        return Err(InputError::not_simulated(
+            p.prev().loc(),
+            "set/map type mismatch",
+        ));
     }
     Ok(decl)
 }
 
-fn check_set_type(t: &Named<String>) -> Result<(), PErr> {
+fn check_set_type(t: &Named<String>) -> Result<(), InputError> {
     match t.value.as_str() {
         "ipv4_addr" | "ipv6_addr" | "inet_service" | "ifname" | "inet_proto" | "mark" => Ok(()),
-        other => Err(PErr::not_simulated(t.loc, format!("set type '{other}'"))),
+        other => Err(InputError::not_simulated(
+            t.loc,
+            format!("set type '{other}'"),
+        )),
     }
 }
 
 /// `{ e1, e2 : v2, ... }` — elements kept as canonical text.
-fn element_list(p: &mut P) -> Result<Vec<Named<Element>>, PErr> {
+fn element_list(p: &mut Parser) -> Result<Vec<Named<Element>>, InputError> {
     if p.peek().kind != Kind::LBrace {
         return Err(syntax(p.peek(), Some("'{' or '$'")));
     }
@@ -1583,8 +1604,8 @@ fn element_list(p: &mut P) -> Result<Vec<Named<Element>>, PErr> {
 }
 
 /// The input ended inside `{ ...`: nft reports it at the start of the line.
-fn eof_in_braces(t: &Tok) -> PErr {
-    PErr::new(
+fn eof_in_braces(t: &Tok) -> InputError {
+    InputError::new(
         Loc {
             line: t.line,
             col: 0,
@@ -1595,7 +1616,7 @@ fn eof_in_braces(t: &Tok) -> PErr {
     .parse_stage()
 }
 
-fn element_key(t: &Tok) -> Result<String, PErr> {
+fn element_key(t: &Tok) -> Result<String, InputError> {
     if t.kind == Kind::Quoted {
         return Ok(format!("\"{}\"", t.text));
     }
@@ -1631,7 +1652,7 @@ fn element_key(t: &Tok) -> Result<String, PErr> {
     if let Some(n) = service_port(&t.text) {
         return Ok(n.to_string());
     }
-    Err(PErr::not_simulated(
+    Err(InputError::not_simulated(
         t.loc(),
         format!("element '{}'", t.text),
     ))
@@ -1777,7 +1798,7 @@ struct RuleCtx {
 }
 
 /// Parse rule statements up to the end of the command.
-fn rule_body(p: &mut P, family: Family, in_block: bool) -> Result<RuleBody, PErr> {
+fn rule_body(p: &mut Parser, family: Family, in_block: bool) -> Result<RuleBody, InputError> {
     let mut cx = RuleCtx {
         family,
         body: RuleBody::default(),
@@ -1803,7 +1824,7 @@ fn rule_body(p: &mut P, family: Family, in_block: bool) -> Result<RuleBody, PErr
         if cx.body.stmts.len() > before {
             if let Some(term) = cx.terminal {
                 if term != span {
-                    return Err(PErr {
+                    return Err(InputError {
                         loc: span,
                         secondary: Some(term),
                         msg: "Statement after terminal statement has no effect".into(),
@@ -1836,7 +1857,7 @@ fn push(cx: &mut RuleCtx, text: String, kind: StmtKind) {
 }
 
 /// `[!= | ==]` before a value: returns the prefix to print ("" or "!= ").
-fn rel_op(p: &mut P) -> &'static str {
+fn rel_op(p: &mut Parser) -> &'static str {
     match p.peek().kind {
         Kind::Ne => {
             p.next();
@@ -1851,7 +1872,7 @@ fn rel_op(p: &mut P) -> &'static str {
 }
 
 /// A value that must not be a keyword (address, port, device name).
-fn plain_value_tok<'a>(p: &mut P<'a>) -> Result<&'a Tok, PErr> {
+fn plain_value_tok<'a>(p: &mut Parser<'a>) -> Result<&'a Tok, InputError> {
     let t = p.peek();
     if t.kind == Kind::Word && is_keyword(&t.text) {
         return Err(syntax(t, None));
@@ -1859,7 +1880,7 @@ fn plain_value_tok<'a>(p: &mut P<'a>) -> Result<&'a Tok, PErr> {
     value_tok(p)
 }
 
-fn value_tok<'a>(p: &mut P<'a>) -> Result<&'a Tok, PErr> {
+fn value_tok<'a>(p: &mut Parser<'a>) -> Result<&'a Tok, InputError> {
     let t = p.peek();
     match t.kind {
         Kind::Word | Kind::Quoted | Kind::LBrace => {
@@ -1873,11 +1894,11 @@ fn value_tok<'a>(p: &mut P<'a>) -> Result<&'a Tok, PErr> {
 /// An anonymous set `{ a, b }` after the '{' was consumed; `conv` makes each
 /// element canonical.
 fn anon_set(
-    p: &mut P,
+    p: &mut Parser,
     cx: &mut RuleCtx,
     open: Loc,
-    conv: &dyn Fn(&Tok) -> Result<String, PErr>,
-) -> Result<String, PErr> {
+    conv: &dyn Fn(&Tok) -> Result<String, InputError>,
+) -> Result<String, InputError> {
     let mut items = Vec::new();
     loop {
         p.skip_newlines();
@@ -1920,29 +1941,35 @@ fn element_sort_key(item: &str) -> (u8, u128, String) {
     (1, 0, item.to_string())
 }
 
-fn addr_match(p: &mut P, cx: &mut RuleCtx, fam_kw: &str, field: &str) -> Result<(), PErr> {
+fn addr_match(
+    p: &mut Parser,
+    cx: &mut RuleCtx,
+    fam_kw: &str,
+    field: &str,
+) -> Result<(), InputError> {
     let v6 = fam_kw == "ip6";
     if p.peek().is_word("vmap") {
-        let conv = move |t: &Tok| -> Result<(u128, String), PErr> {
+        let conv = move |t: &Tok| -> Result<(u128, String), InputError> {
             let v = if v6 {
                 ipv6_value(&t.text)
             } else {
                 ipv4_value(&t.text)
             };
-            let v =
-                v.ok_or_else(|| PErr::not_simulated(t.loc(), format!("map key '{}'", t.text)))?;
+            let v = v.ok_or_else(|| {
+                InputError::not_simulated(t.loc(), format!("map key '{}'", t.text))
+            })?;
             Ok((element_sort_key(&v).1, v))
         };
         return vmap_stmt(p, cx, &format!("{fam_kw} {field}"), &conv);
     }
     let op = rel_op(p);
-    let conv = move |t: &Tok| -> Result<String, PErr> {
+    let conv = move |t: &Tok| -> Result<String, InputError> {
         let one = |s: &str| if v6 { ipv6_value(s) } else { ipv4_value(s) };
         // `A-B`: an address range (printed canonically).
         if let Some((a, b)) = t.text.split_once('-') {
             if let (Some(a), Some(b)) = (one(a), one(b)) {
                 if a.contains('/') || b.contains('/') {
-                    return Err(PErr::not_simulated(t.loc(), "range of prefixes"));
+                    return Err(InputError::not_simulated(t.loc(), "range of prefixes"));
                 }
                 let order = |x: &str| -> u128 {
                     if v6 {
@@ -1954,7 +1981,7 @@ fn addr_match(p: &mut P, cx: &mut RuleCtx, fam_kw: &str, field: &str) -> Result<
                     }
                 };
                 if order(&b) <= order(&a) {
-                    return Err(PErr::new(t.loc(), "Range has zero or negative size"));
+                    return Err(InputError::new(t.loc(), "Range has zero or negative size"));
                 }
                 return Ok(format!("{a}-{b}"));
             }
@@ -1963,11 +1990,11 @@ fn addr_match(p: &mut P, cx: &mut RuleCtx, fam_kw: &str, field: &str) -> Result<
         v.ok_or_else(|| {
             let width = if v6 { 128 } else { 32 };
             match t.text.split_once('/').map(|(_, l)| l.parse::<u32>()) {
-                Some(Ok(l)) if l > width => PErr::new(
+                Some(Ok(l)) if l > width => InputError::new(
                     t.loc(),
                     format!("Prefix length {l} is invalid for type of {width} bits width"),
                 ),
-                _ => PErr::new(
+                _ => InputError::new(
                     t.loc(),
                     "Could not resolve hostname: Name or service not known",
                 ),
@@ -2019,11 +2046,11 @@ fn addr_match(p: &mut P, cx: &mut RuleCtx, fam_kw: &str, field: &str) -> Result<
     Ok(())
 }
 
-fn port_conv(t: &Tok) -> Result<String, PErr> {
-    let one = |s: &str| -> Result<u32, PErr> {
+fn port_conv(t: &Tok) -> Result<String, InputError> {
+    let one = |s: &str| -> Result<u32, InputError> {
         if let Ok(n) = s.parse::<u32>() {
             if n > 65535 {
-                return Err(PErr::new(t.loc(), "Service out of range"));
+                return Err(InputError::new(t.loc(), "Service out of range"));
             }
             return Ok(n);
         }
@@ -2032,9 +2059,9 @@ fn port_conv(t: &Tok) -> Result<String, PErr> {
             .map(u32::from)
             .ok_or_else(|| {
                 if etc_services_has(s) {
-                    PErr::not_simulated(t.loc(), format!("service name '{s}'"))
+                    InputError::not_simulated(t.loc(), format!("service name '{s}'"))
                 } else {
-                    PErr::new(
+                    InputError::new(
                         t.loc(),
                         "Could not resolve service: Servname not supported for ai_socktype",
                     )
@@ -2048,7 +2075,7 @@ fn port_conv(t: &Tok) -> Result<String, PErr> {
         {
             let (lo, hi) = (one(a)?, one(b)?);
             if hi <= lo {
-                return Err(PErr::new(t.loc(), "Range has zero or negative size"));
+                return Err(InputError::new(t.loc(), "Range has zero or negative size"));
             }
             Ok(format!("{lo}-{hi}"))
         }
@@ -2056,11 +2083,14 @@ fn port_conv(t: &Tok) -> Result<String, PErr> {
     }
 }
 
-fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
+fn statement(p: &mut Parser, cx: &mut RuleCtx) -> Result<(), InputError> {
     let t = p.next();
     if t.kind != Kind::Word {
         if t.kind == Kind::Quoted {
-            return Err(PErr::not_simulated(t.loc(), "quoted string as statement"));
+            return Err(InputError::not_simulated(
+                t.loc(),
+                "quoted string as statement",
+            ));
         }
         if t.kind == Kind::RBrace && !cx.in_block && !cx.body.stmts.is_empty() {
             // A stray `}` after a complete statement.
@@ -2070,19 +2100,7 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
     }
     let fam = cx.family;
     match t.text.as_str() {
-        "counter" => {
-            let mut text = "counter packets 0 bytes 0".to_string();
-            if p.peek().is_word("packets") {
-                p.next();
-                let pk = p.number()?;
-                if !p.eat_word("bytes") {
-                    return Err(syntax(p.peek(), Some("bytes")));
-                }
-                let by = p.number()?;
-                text = format!("counter packets {} bytes {}", pk.value, by.value);
-            }
-            push(cx, text, StmtKind::Other);
-        }
+        "counter" => counter_stmt(p, cx)?,
         "accept" | "drop" | "return" | "continue" => {
             push(cx, t.text.clone(), StmtKind::Terminal);
         }
@@ -2096,208 +2114,10 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             };
             push(cx, format!("{} {}", t.text, target.value), kind);
         }
-        "reject" => {
-            let mut text = "reject".to_string();
-            if p.eat_word("with") {
-                let w = p.word("string")?;
-                match w.value.as_str() {
-                    "tcp" => {
-                        if !p.eat_word("reset") {
-                            return Err(syntax(p.peek(), Some("reset")));
-                        }
-                        // The protocol match right before it is implied.
-                        let implied: &[&str] = match fam {
-                            Family::Ip => &["ip protocol tcp", "meta l4proto tcp"],
-                            Family::Ip6 => &["ip6 nexthdr tcp", "meta l4proto tcp"],
-                            _ => &[],
-                        };
-                        if cx
-                            .body
-                            .stmts
-                            .last()
-                            .is_some_and(|s| implied.contains(&s.text.as_str()))
-                        {
-                            cx.body.stmts.pop();
-                            cx.dep = None;
-                        }
-                        text.push_str(" with tcp reset");
-                        if fam == Family::Inet && !cx.l4.iter().any(|x| x == "tcp") {
-                            // nft shows the implied protocol match in inet.
-                            text = format!("meta l4proto tcp {text}");
-                        }
-                    }
-                    "icmp" | "icmpv6" | "icmpx" => {
-                        p.eat_word("type");
-                        let code = p.word("string")?;
-                        let native = match fam {
-                            Family::Ip => "icmp",
-                            Family::Ip6 => "icmpv6",
-                            Family::Inet => "icmpx",
-                            _ => "",
-                        };
-                        if fam == Family::Inet && w.value != "icmpx" {
-                            // The `meta nfproto` match it implies is dropped.
-                            let implied = if w.value == "icmp" {
-                                "meta nfproto ipv4"
-                            } else {
-                                "meta nfproto ipv6"
-                            };
-                            if cx.body.stmts.last().is_some_and(|s| s.text == implied) {
-                                cx.body.stmts.pop();
-                            }
-                            // icmp/icmpv6 in inet: always printed in full.
-                            if !reject_code_known(&w.value, &code.value) {
-                                return Err(PErr::not_simulated(
-                                    code.loc,
-                                    format!("{} code '{}'", w.value, code.value),
-                                ));
-                            }
-                            text.push_str(&format!(" with {} {}", w.value, code.value));
-                            push(cx, text, StmtKind::Reject);
-                            return Ok(());
-                        }
-                        let conflict = match (fam, w.value.as_str()) {
-                            (Family::Ip6, "icmp") => Some("ip vs ip6"),
-                            (Family::Ip, "icmpv6") => Some("ip6 vs ip"),
-                            _ => None,
-                        };
-                        if let Some(c) = conflict {
-                            return Err(PErr {
-                                loc: code.loc,
-                                secondary: Some(t.loc()),
-                                msg: format!("conflicting protocols specified: {c}"),
-                                eval: true,
-                            });
-                        }
-                        if w.value == "icmpx" && matches!(fam, Family::Ip | Family::Ip6) {
-                            return Err(PErr {
-                                loc: code.loc,
-                                secondary: Some(t.loc()),
-                                msg: "abstracted ICMP unreachable not supported".into(),
-                                eval: true,
-                            });
-                        }
-                        if w.value != native {
-                            return Err(PErr::not_simulated(
-                                w.loc,
-                                format!("reject with {} in family {}", w.value, fam.as_str()),
-                            ));
-                        }
-                        if !reject_code_known(&w.value, &code.value) {
-                            return Err(PErr::not_simulated(
-                                code.loc,
-                                format!("{} code '{}'", w.value, code.value),
-                            ));
-                        }
-                        // The family's default (port unreachable) prints as
-                        // a bare `reject`.
-                        if code.value != "port-unreachable" {
-                            text.push_str(&format!(" with {} {}", w.value, code.value));
-                        }
-                    }
-                    _ => return Err(PErr::not_simulated(w.loc, "reject type")),
-                }
-            } else if !matches!(fam, Family::Ip | Family::Ip6 | Family::Inet) {
-                return Err(PErr::not_simulated(
-                    t.loc(),
-                    format!("reject in family {}", fam.as_str()),
-                ));
-            } else if fam == Family::Inet {
-                // After an ip/ip6 match, inet's reject is the ICMP one of
-                // that protocol and prints in full.
-                match cx.l3 {
-                    Some("ip") => text.push_str(" with icmp port-unreachable"),
-                    Some(_) => text.push_str(" with icmpv6 port-unreachable"),
-                    None => {}
-                }
-            }
-            push(cx, text, StmtKind::Reject);
-        }
-        "masquerade" => {
-            let mut text = "masquerade".to_string();
-            if p.peek().is_word("to") {
-                let to = p.next();
-                let ports = p.word("string")?;
-                if !ports.value.starts_with(':') {
-                    return Err(PErr::not_simulated(ports.loc, "masquerade address"));
-                }
-                if cx.l4.is_empty() {
-                    // nft scans ':' apart; the port range starts after it.
-                    let range = Loc {
-                        col: ports.loc.col + 1,
-                        len: ports.loc.len.saturating_sub(1),
-                        ..ports.loc
-                    };
-                    return Err(PErr {
-                        loc: range,
-                        secondary: Some(t.loc()),
-                        msg: "transport protocol mapping is only valid after transport protocol match".into(),
-                        eval: true,
-                    });
-                }
-                let _ = to;
-                text.push_str(&format!(" to {}", ports.value));
-            }
-            text.push_str(&nat_flags(p)?);
-            nat_family_check(cx, t)?;
-            push(cx, text, StmtKind::Nat("masquerade".into()));
-        }
-        "snat" | "dnat" => {
-            let explicit = if p.peek().is_word("ip") || p.peek().is_word("ip6") {
-                Some(if p.next().text == "ip" { "ip" } else { "ip6" })
-            } else {
-                None
-            };
-            if !p.eat_word("to") {
-                return Err(PErr::not_simulated(p.peek().loc(), "nat without 'to'"));
-            }
-            let spec = p.word("string")?;
-            let (v6, prefix) = match (fam, explicit.or(cx.l3)) {
-                (Family::Ip, None | Some("ip")) => (false, ""),
-                (Family::Ip6, None | Some("ip6")) => (true, ""),
-                (Family::Inet, Some("ip")) => (false, "ip "),
-                (Family::Inet, Some(_)) => (true, "ip6 "),
-                (Family::Inet, None) => {
-                    return Err(PErr::new(
-                        t.loc(),
-                        "ip or ip6 must be specified with address for inet tables.",
-                    ))
-                }
-                _ => {
-                    return Err(PErr::not_simulated(
-                        t.loc(),
-                        format!("{} in family {}", t.text, fam.as_str()),
-                    ))
-                }
-            };
-            let text = nat_target(&spec, cx, v6)?;
-            let flags = nat_flags(p)?;
-            push(
-                cx,
-                format!("{} {}to {}{flags}", t.text, prefix, text),
-                StmtKind::Nat(t.text.clone()),
-            );
-        }
-        "comment" => {
-            let c = p.next();
-            if c.kind == Kind::Word && c.text.starts_with('\'') {
-                // nft's scanner has no single quotes: `'` is junk.
-                return Err(PErr::new(
-                    Loc { len: 1, ..c.loc() },
-                    "syntax error, unexpected junk, expecting string or quoted string or string with a trailing asterisk",
-                )
-                .parse_stage());
-            }
-            match c.kind {
-                Kind::Quoted | Kind::Word => cx.body.comment = Some(c.text.clone()),
-                _ => {
-                    return Err(syntax(
-                        c,
-                        Some("string or quoted string or string with a trailing asterisk"),
-                    ))
-                }
-            }
-        }
+        "reject" => reject_stmt(p, cx, t, fam)?,
+        "masquerade" => masquerade_stmt(p, cx, t)?,
+        "snat" | "dnat" => snat_dnat_stmt(p, cx, t, fam)?,
+        "comment" => comment_stmt(p, cx)?,
         "iif" | "oif" | "iifname" | "oifname" => iface_match(p, cx, &t.text, t)?,
         "meta" => {
             let key = p.word("string")?;
@@ -2306,325 +2126,19 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 "l4proto" => proto_match(p, cx, "meta l4proto")?,
                 "nfproto" => nfproto_match(p, cx, t.loc().to(key.loc))?,
                 "mark" => mark_stmt(p, cx, "meta mark")?,
-                other => return Err(PErr::not_simulated(key.loc, format!("meta {other}"))),
+                other => return Err(InputError::not_simulated(key.loc, format!("meta {other}"))),
             }
         }
-        "ip" | "ip6" => {
-            if (t.text == "ip" && fam == Family::Ip6) || (t.text == "ip6" && fam == Family::Ip) {
-                let field = p.peek();
-                let own = if fam == Family::Ip { "ip" } else { "ip6" };
-                return Err(PErr::new(
-                    t.loc().to(field.loc()),
-                    format!("conflicting protocols specified: {own} vs. {}", t.text),
-                ));
-            }
-            if !matches!(
-                fam,
-                Family::Ip | Family::Ip6 | Family::Inet | Family::Bridge | Family::Netdev
-            ) {
-                return Err(PErr::not_simulated(
-                    t.loc(),
-                    format!("{} match in this family", t.text),
-                ));
-            }
-            let l3 = if t.text == "ip" { "ip" } else { "ip6" };
-            if let Some(prev) = cx.l3.filter(|p| *p != l3) {
-                let field = p.peek();
-                return Err(PErr::new(
-                    t.loc().to(field.loc()),
-                    format!("conflicting protocols specified: {prev} vs. {l3}"),
-                ));
-            }
-            cx.l3 = Some(l3);
-            drop_nfproto(cx, l3 == "ip");
-            let field = p.word("string")?;
-            match (t.text.as_str(), field.value.as_str()) {
-                (_, "saddr" | "daddr") => addr_match(p, cx, &t.text, &field.value)?,
-                ("ip", "protocol") => proto_match(p, cx, "ip protocol")?,
-                ("ip6", "nexthdr") => proto_match(p, cx, "ip6 nexthdr")?,
-                (fam_kw, f)
-                    if !(if fam_kw == "ip" {
-                        &[
-                            "version",
-                            "hdrlength",
-                            "dscp",
-                            "ecn",
-                            "length",
-                            "id",
-                            "frag-off",
-                            "ttl",
-                            "checksum",
-                            "option",
-                        ][..]
-                    } else {
-                        &["version", "dscp", "ecn", "flowlabel", "length", "hoplimit"][..]
-                    })
-                    .contains(&f) =>
-                {
-                    // Not a field of the header at all.
-                    return Err(syntax(p.prev(), None));
-                }
-                _ => {
-                    return Err(PErr::not_simulated(
-                        field.loc,
-                        format!("{} {}", t.text, field.value),
-                    ))
-                }
-            }
-        }
-        "tcp" | "udp" => {
-            let field = p.word("string")?;
-            let known: &[&str] = if t.text == "tcp" {
-                &[
-                    "sequence", "ackseq", "doff", "reserved", "flags", "window", "checksum",
-                    "urgptr", "option",
-                ]
-            } else {
-                &["length", "checksum"]
-            };
-            if !matches!(field.value.as_str(), "sport" | "dport")
-                && !known.contains(&field.value.as_str())
-            {
-                return Err(syntax(p.prev(), None));
-            }
-            if t.text == "tcp" && field.value == "flags" {
-                let text = tcp_flags(p, cx)?;
-                if let Some(other) = cx.l4.iter().find(|p| *p != "tcp") {
-                    return Err(PErr::new(
-                        t.loc().to(field.loc),
-                        format!("conflicting protocols specified: {other} vs. tcp"),
-                    ));
-                }
-                let next = cx.body.stmts.len();
-                if let Some((idx, proto, used)) = &mut cx.dep {
-                    // Only a match right after it makes the protocol
-                    // match redundant.
-                    if proto == "tcp" && dep_reaches(&cx.body.stmts, *idx, next) {
-                        *used = true;
-                    }
-                }
-                cx.l4.push("tcp".into());
-                push(cx, text, StmtKind::Other);
-                return Ok(());
-            }
-            if !matches!(field.value.as_str(), "sport" | "dport") {
-                return Err(PErr::not_simulated(
-                    field.loc,
-                    format!("{} {}", t.text, field.value),
-                ));
-            }
-            if p.peek().is_word("vmap") {
-                let conv = |t: &Tok| -> Result<(u128, String), PErr> {
-                    let v = port_conv(t)?;
-                    Ok((element_sort_key(&v).1, v))
-                };
-                if let Some(other) = cx.l4.iter().find(|p| *p != &t.text) {
-                    return Err(PErr::new(
-                        t.loc().to(field.loc),
-                        format!("conflicting protocols specified: {other} vs. {}", t.text),
-                    ));
-                }
-                let next = cx.body.stmts.len();
-                if let Some((idx, proto, used)) = &mut cx.dep {
-                    if *proto == t.text && dep_reaches(&cx.body.stmts, *idx, next) {
-                        *used = true;
-                    }
-                }
-                cx.l4.push(t.text.clone());
-                return vmap_stmt(p, cx, &format!("{} {}", t.text, field.value), &conv);
-            }
-            let op = rel_op(p);
-            let v = plain_value_tok(p)?;
-            let mut kind = StmtKind::Other;
-            let value = if v.kind == Kind::LBrace {
-                anon_set(p, cx, v.loc(), &port_conv)?
-            } else if let Some(name) = v.text.strip_prefix('@') {
-                cx.body.set_refs.push(Named {
-                    value: name.to_string(),
-                    loc: v.loc(),
-                });
-                kind = StmtKind::SetRef(name.to_string());
-                v.text.clone()
-            } else {
-                port_conv(v)?
-            };
-            if let Some(other) = cx.l4.iter().find(|p| *p != &t.text) {
-                return Err(PErr::new(
-                    t.loc().to(field.loc),
-                    format!("conflicting protocols specified: {other} vs. {}", t.text),
-                ));
-            }
-            let next = cx.body.stmts.len();
-            if let Some((idx, proto, used)) = &mut cx.dep {
-                if *proto == t.text && dep_reaches(&cx.body.stmts, *idx, next) {
-                    *used = true;
-                }
-            }
-            cx.l4.push(t.text.clone());
-            push(
-                cx,
-                format!("{} {} {}{}", t.text, field.value, op, value),
-                kind,
-            );
-        }
-        "ct" => {
-            let key = p.word("string")?;
-            const CT_KEYS: &[&str] = &[
-                "direction",
-                "status",
-                "mark",
-                "expiration",
-                "helper",
-                "l3proto",
-                "protocol",
-                "saddr",
-                "daddr",
-                "proto-src",
-                "proto-dst",
-                "label",
-                "bytes",
-                "packets",
-                "avgpkt",
-                "zone",
-                "original",
-                "reply",
-                "count",
-                "id",
-                "event",
-                "secmark",
-                "timeout",
-                "expectation",
-            ];
-            if key.value != "state" && !CT_KEYS.contains(&key.value.as_str()) {
-                return Err(syntax(p.prev(), None));
-            }
-            if key.value == "mark" {
-                return mark_stmt(p, cx, "ct mark");
-            }
-            if key.value != "state" {
-                return Err(PErr::not_simulated(key.loc, format!("ct {}", key.value)));
-            }
-            if p.peek().is_word("vmap") {
-                let conv = |t: &Tok| -> Result<(u128, String), PErr> {
-                    match CT_STATES.iter().find(|(n, _)| *n == t.text) {
-                        Some((n, b)) => Ok((u128::from(*b), n.to_string())),
-                        None => Err(PErr::new(t.loc(), "Could not parse conntrack state")),
-                    }
-                };
-                return vmap_stmt(p, cx, "ct state", &conv);
-            }
-            let op = rel_op(p);
-            if p.peek().kind == Kind::LBrace {
-                let open = p.next().loc();
-                let mut items: Vec<(u32, &str)> = Vec::new();
-                loop {
-                    p.skip_newlines();
-                    let s = p.next();
-                    match s.kind {
-                        Kind::RBrace => break,
-                        Kind::Comma => continue,
-                        Kind::Word => match CT_STATES.iter().find(|(n, _)| *n == s.text) {
-                            Some((n, b)) => items.push((*b, n)),
-                            None => {
-                                return Err(PErr::new(s.loc(), "Could not parse conntrack state"))
-                            }
-                        },
-                        _ => return Err(syntax(s, Some("'}'"))),
-                    }
-                }
-                let written: Vec<&str> = items.iter().map(|(_, n)| *n).collect();
-                let written = format!("{{ {} }}", written.join(", "));
-                items.sort();
-                items.dedup();
-                let names: Vec<&str> = items.iter().map(|(_, n)| *n).collect();
-                if names.len() == 1 {
-                    // One state: a plain state match.
-                    push(cx, format!("ct state {op}{}", names[0]), StmtKind::Other);
-                    return Ok(());
-                }
-                cx.body.anon_sets.push(open.to(p.prev().loc()));
-                cx.body
-                    .echo_sets
-                    .push((format!("{{ {} }}", names.join(", ")), written));
-                push(
-                    cx,
-                    format!("ct state {op}{{ {} }}", names.join(", ")),
-                    StmtKind::Other,
-                );
-                return Ok(());
-            }
-            let mut bits = 0u32;
-            loop {
-                let s = match p.peek().kind {
-                    Kind::Word => p.word("string")?,
-                    _ => return Err(syntax(p.peek(), None)),
-                };
-                match CT_STATES.iter().find(|(n, _)| *n == s.value) {
-                    Some((_, b)) => bits |= b,
-                    None => return Err(PErr::new(s.loc, "Could not parse conntrack state")),
-                }
-                if p.peek().kind == Kind::Comma {
-                    p.next();
-                } else {
-                    break;
-                }
-            }
-            let names: Vec<&str> = CT_STATES
-                .iter()
-                .filter(|(_, b)| bits & b != 0)
-                .map(|(n, _)| *n)
-                .collect();
-            // A negated state list prints as a bitmask expression.
-            let sep = if op.is_empty() { "," } else { " | " };
-            push(
-                cx,
-                format!("ct state {}{}", op, names.join(sep)),
-                StmtKind::Other,
-            );
-        }
+        "ip" | "ip6" => ip_match(p, cx, t, fam)?,
+        "tcp" | "udp" => l4_match(p, cx, t)?,
+        "ct" => ct_match(p, cx)?,
         "icmp" | "icmpv6" => icmp_match(p, cx, t)?,
-        "redirect" => {
-            let mut text = "redirect".to_string();
-            if p.eat_word("to") {
-                let ports = p.word("string")?;
-                let bare = ports.value.trim_start_matches(':');
-                if cx.l4.is_empty() {
-                    let skip = ports.value.len() - bare.len();
-                    let range = Loc {
-                        col: ports.loc.col + skip,
-                        len: ports.loc.len.saturating_sub(skip),
-                        ..ports.loc
-                    };
-                    return Err(PErr {
-                        loc: range,
-                        secondary: Some(t.loc()),
-                        msg: "transport protocol mapping is only valid after transport protocol match".into(),
-                        eval: true,
-                    });
-                }
-                let port_tok = Tok {
-                    kind: Kind::Word,
-                    text: bare.to_string(),
-                    line: ports.loc.line,
-                    col: ports.loc.col,
-                    len: ports.loc.len,
-                };
-                text.push_str(&format!(" to :{}", port_conv(&port_tok)?));
-            }
-            text.push_str(&nat_flags(p)?);
-            if !matches!(cx.family, Family::Ip | Family::Ip6 | Family::Inet) {
-                return Err(PErr::not_simulated(
-                    t.loc(),
-                    format!("redirect in family {}", cx.family.as_str()),
-                ));
-            }
-            push(cx, text, StmtKind::Nat("redirect".into()));
-        }
+        "redirect" => redirect_stmt(p, cx, t)?,
         "mark" => mark_stmt(p, cx, "meta mark")?,
         "log" => log_stmt(p, cx)?,
         "limit" => limit_stmt(p, cx)?,
         other if is_keyword(other) || NFT_EXPR_WORDS.contains(&other) => {
-            return Err(PErr::not_simulated(
+            return Err(InputError::not_simulated(
                 t.loc(),
                 format!("rule statement '{other}'"),
             ))
@@ -2637,9 +2151,573 @@ fn statement(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             if next.is_end() || (cx.in_block && next.kind == Kind::RBrace) {
                 return Err(syntax(next, None));
             }
-            return Err(PErr::new(t.loc(), "No symbol type information"));
+            return Err(InputError::new(t.loc(), "No symbol type information"));
         }
     }
+    Ok(())
+}
+
+/// `counter [packets N bytes N]`.
+fn counter_stmt(p: &mut Parser, cx: &mut RuleCtx) -> Result<(), InputError> {
+    let mut text = "counter packets 0 bytes 0".to_string();
+    if p.peek().is_word("packets") {
+        p.next();
+        let pk = p.number()?;
+        if !p.eat_word("bytes") {
+            return Err(syntax(p.peek(), Some("bytes")));
+        }
+        let by = p.number()?;
+        text = format!("counter packets {} bytes {}", pk.value, by.value);
+    }
+    push(cx, text, StmtKind::Other);
+    Ok(())
+}
+
+/// `reject [with icmp|icmpv6|icmpx|tcp reset ...]`.
+fn reject_stmt(p: &mut Parser, cx: &mut RuleCtx, t: &Tok, fam: Family) -> Result<(), InputError> {
+    let mut text = "reject".to_string();
+    if p.eat_word("with") {
+        let w = p.word("string")?;
+        match w.value.as_str() {
+            "tcp" => {
+                if !p.eat_word("reset") {
+                    return Err(syntax(p.peek(), Some("reset")));
+                }
+                // The protocol match right before it is implied.
+                let implied: &[&str] = match fam {
+                    Family::Ip => &["ip protocol tcp", "meta l4proto tcp"],
+                    Family::Ip6 => &["ip6 nexthdr tcp", "meta l4proto tcp"],
+                    _ => &[],
+                };
+                if cx
+                    .body
+                    .stmts
+                    .last()
+                    .is_some_and(|s| implied.contains(&s.text.as_str()))
+                {
+                    cx.body.stmts.pop();
+                    cx.dep = None;
+                }
+                text.push_str(" with tcp reset");
+                if fam == Family::Inet && !cx.l4.iter().any(|x| x == "tcp") {
+                    // nft shows the implied protocol match in inet.
+                    text = format!("meta l4proto tcp {text}");
+                }
+            }
+            "icmp" | "icmpv6" | "icmpx" => {
+                p.eat_word("type");
+                let code = p.word("string")?;
+                let native = match fam {
+                    Family::Ip => "icmp",
+                    Family::Ip6 => "icmpv6",
+                    Family::Inet => "icmpx",
+                    _ => "",
+                };
+                if fam == Family::Inet && w.value != "icmpx" {
+                    // The `meta nfproto` match it implies is dropped.
+                    let implied = if w.value == "icmp" {
+                        "meta nfproto ipv4"
+                    } else {
+                        "meta nfproto ipv6"
+                    };
+                    if cx.body.stmts.last().is_some_and(|s| s.text == implied) {
+                        cx.body.stmts.pop();
+                    }
+                    // icmp/icmpv6 in inet: always printed in full.
+                    if !reject_code_known(&w.value, &code.value) {
+                        return Err(InputError::not_simulated(
+                            code.loc,
+                            format!("{} code '{}'", w.value, code.value),
+                        ));
+                    }
+                    text.push_str(&format!(" with {} {}", w.value, code.value));
+                    push(cx, text, StmtKind::Reject);
+                    return Ok(());
+                }
+                let conflict = match (fam, w.value.as_str()) {
+                    (Family::Ip6, "icmp") => Some("ip vs ip6"),
+                    (Family::Ip, "icmpv6") => Some("ip6 vs ip"),
+                    _ => None,
+                };
+                if let Some(c) = conflict {
+                    return Err(InputError {
+                        loc: code.loc,
+                        secondary: Some(t.loc()),
+                        msg: format!("conflicting protocols specified: {c}"),
+                        eval: true,
+                    });
+                }
+                if w.value == "icmpx" && matches!(fam, Family::Ip | Family::Ip6) {
+                    return Err(InputError {
+                        loc: code.loc,
+                        secondary: Some(t.loc()),
+                        msg: "abstracted ICMP unreachable not supported".into(),
+                        eval: true,
+                    });
+                }
+                if w.value != native {
+                    return Err(InputError::not_simulated(
+                        w.loc,
+                        format!("reject with {} in family {}", w.value, fam.as_str()),
+                    ));
+                }
+                if !reject_code_known(&w.value, &code.value) {
+                    return Err(InputError::not_simulated(
+                        code.loc,
+                        format!("{} code '{}'", w.value, code.value),
+                    ));
+                }
+                // The family's default (port unreachable) prints as
+                // a bare `reject`.
+                if code.value != "port-unreachable" {
+                    text.push_str(&format!(" with {} {}", w.value, code.value));
+                }
+            }
+            _ => return Err(InputError::not_simulated(w.loc, "reject type")),
+        }
+    } else if !matches!(fam, Family::Ip | Family::Ip6 | Family::Inet) {
+        return Err(InputError::not_simulated(
+            t.loc(),
+            format!("reject in family {}", fam.as_str()),
+        ));
+    } else if fam == Family::Inet {
+        // After an ip/ip6 match, inet's reject is the ICMP one of
+        // that protocol and prints in full.
+        match cx.l3 {
+            Some("ip") => text.push_str(" with icmp port-unreachable"),
+            Some(_) => text.push_str(" with icmpv6 port-unreachable"),
+            None => {}
+        }
+    }
+    push(cx, text, StmtKind::Reject);
+    Ok(())
+}
+
+/// `masquerade [to :P[-Q]] [flags]`.
+fn masquerade_stmt(p: &mut Parser, cx: &mut RuleCtx, t: &Tok) -> Result<(), InputError> {
+    let mut text = "masquerade".to_string();
+    if p.peek().is_word("to") {
+        let to = p.next();
+        let ports = p.word("string")?;
+        if !ports.value.starts_with(':') {
+            return Err(InputError::not_simulated(ports.loc, "masquerade address"));
+        }
+        if cx.l4.is_empty() {
+            // nft scans ':' apart; the port range starts after it.
+            let range = Loc {
+                col: ports.loc.col + 1,
+                len: ports.loc.len.saturating_sub(1),
+                ..ports.loc
+            };
+            return Err(InputError {
+                loc: range,
+                secondary: Some(t.loc()),
+                msg: "transport protocol mapping is only valid after transport protocol match"
+                    .into(),
+                eval: true,
+            });
+        }
+        let _ = to;
+        text.push_str(&format!(" to {}", ports.value));
+    }
+    text.push_str(&nat_flags(p)?);
+    nat_family_check(cx, t)?;
+    push(cx, text, StmtKind::Nat("masquerade".into()));
+    Ok(())
+}
+
+/// `snat|dnat [ip|ip6] to ADDR[:PORT]`.
+fn snat_dnat_stmt(
+    p: &mut Parser,
+    cx: &mut RuleCtx,
+    t: &Tok,
+    fam: Family,
+) -> Result<(), InputError> {
+    let explicit = if p.peek().is_word("ip") || p.peek().is_word("ip6") {
+        Some(if p.next().text == "ip" { "ip" } else { "ip6" })
+    } else {
+        None
+    };
+    if !p.eat_word("to") {
+        return Err(InputError::not_simulated(
+            p.peek().loc(),
+            "nat without 'to'",
+        ));
+    }
+    let spec = p.word("string")?;
+    let (v6, prefix) = match (fam, explicit.or(cx.l3)) {
+        (Family::Ip, None | Some("ip")) => (false, ""),
+        (Family::Ip6, None | Some("ip6")) => (true, ""),
+        (Family::Inet, Some("ip")) => (false, "ip "),
+        (Family::Inet, Some(_)) => (true, "ip6 "),
+        (Family::Inet, None) => {
+            return Err(InputError::new(
+                t.loc(),
+                "ip or ip6 must be specified with address for inet tables.",
+            ))
+        }
+        _ => {
+            return Err(InputError::not_simulated(
+                t.loc(),
+                format!("{} in family {}", t.text, fam.as_str()),
+            ))
+        }
+    };
+    let text = nat_target(&spec, cx, v6)?;
+    let flags = nat_flags(p)?;
+    push(
+        cx,
+        format!("{} {}to {}{flags}", t.text, prefix, text),
+        StmtKind::Nat(t.text.clone()),
+    );
+    Ok(())
+}
+
+/// `comment "TEXT"` (the rule's comment).
+fn comment_stmt(p: &mut Parser, cx: &mut RuleCtx) -> Result<(), InputError> {
+    let c = p.next();
+    if c.kind == Kind::Word && c.text.starts_with('\'') {
+        // nft's scanner has no single quotes: `'` is junk.
+        return Err(InputError::new(
+            Loc { len: 1, ..c.loc() },
+            "syntax error, unexpected junk, expecting string or quoted string or string with a trailing asterisk",
+        )
+        .parse_stage());
+    }
+    match c.kind {
+        Kind::Quoted | Kind::Word => cx.body.comment = Some(c.text.clone()),
+        _ => {
+            return Err(syntax(
+                c,
+                Some("string or quoted string or string with a trailing asterisk"),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// `ip|ip6 saddr|daddr|protocol|nexthdr ...`.
+fn ip_match(p: &mut Parser, cx: &mut RuleCtx, t: &Tok, fam: Family) -> Result<(), InputError> {
+    if (t.text == "ip" && fam == Family::Ip6) || (t.text == "ip6" && fam == Family::Ip) {
+        let field = p.peek();
+        let own = if fam == Family::Ip { "ip" } else { "ip6" };
+        return Err(InputError::new(
+            t.loc().to(field.loc()),
+            format!("conflicting protocols specified: {own} vs. {}", t.text),
+        ));
+    }
+    if !matches!(
+        fam,
+        Family::Ip | Family::Ip6 | Family::Inet | Family::Bridge | Family::Netdev
+    ) {
+        return Err(InputError::not_simulated(
+            t.loc(),
+            format!("{} match in this family", t.text),
+        ));
+    }
+    let l3 = if t.text == "ip" { "ip" } else { "ip6" };
+    if let Some(prev) = cx.l3.filter(|p| *p != l3) {
+        let field = p.peek();
+        return Err(InputError::new(
+            t.loc().to(field.loc()),
+            format!("conflicting protocols specified: {prev} vs. {l3}"),
+        ));
+    }
+    cx.l3 = Some(l3);
+    drop_nfproto(cx, l3 == "ip");
+    let field = p.word("string")?;
+    match (t.text.as_str(), field.value.as_str()) {
+        (_, "saddr" | "daddr") => addr_match(p, cx, &t.text, &field.value)?,
+        ("ip", "protocol") => proto_match(p, cx, "ip protocol")?,
+        ("ip6", "nexthdr") => proto_match(p, cx, "ip6 nexthdr")?,
+        (fam_kw, f)
+            if !(if fam_kw == "ip" {
+                &[
+                    "version",
+                    "hdrlength",
+                    "dscp",
+                    "ecn",
+                    "length",
+                    "id",
+                    "frag-off",
+                    "ttl",
+                    "checksum",
+                    "option",
+                ][..]
+            } else {
+                &["version", "dscp", "ecn", "flowlabel", "length", "hoplimit"][..]
+            })
+            .contains(&f) =>
+        {
+            // Not a field of the header at all.
+            return Err(syntax(p.prev(), None));
+        }
+        _ => {
+            return Err(InputError::not_simulated(
+                field.loc,
+                format!("{} {}", t.text, field.value),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// `tcp|udp sport|dport|flags ...` (also with a vmap).
+fn l4_match(p: &mut Parser, cx: &mut RuleCtx, t: &Tok) -> Result<(), InputError> {
+    let field = p.word("string")?;
+    let known: &[&str] = if t.text == "tcp" {
+        &[
+            "sequence", "ackseq", "doff", "reserved", "flags", "window", "checksum", "urgptr",
+            "option",
+        ]
+    } else {
+        &["length", "checksum"]
+    };
+    if !matches!(field.value.as_str(), "sport" | "dport") && !known.contains(&field.value.as_str())
+    {
+        return Err(syntax(p.prev(), None));
+    }
+    if t.text == "tcp" && field.value == "flags" {
+        let text = tcp_flags(p, cx)?;
+        if let Some(other) = cx.l4.iter().find(|p| *p != "tcp") {
+            return Err(InputError::new(
+                t.loc().to(field.loc),
+                format!("conflicting protocols specified: {other} vs. tcp"),
+            ));
+        }
+        let next = cx.body.stmts.len();
+        if let Some((idx, proto, used)) = &mut cx.dep {
+            // Only a match right after it makes the protocol
+            // match redundant.
+            if proto == "tcp" && dep_reaches(&cx.body.stmts, *idx, next) {
+                *used = true;
+            }
+        }
+        cx.l4.push("tcp".into());
+        push(cx, text, StmtKind::Other);
+        return Ok(());
+    }
+    if !matches!(field.value.as_str(), "sport" | "dport") {
+        return Err(InputError::not_simulated(
+            field.loc,
+            format!("{} {}", t.text, field.value),
+        ));
+    }
+    if p.peek().is_word("vmap") {
+        let conv = |t: &Tok| -> Result<(u128, String), InputError> {
+            let v = port_conv(t)?;
+            Ok((element_sort_key(&v).1, v))
+        };
+        if let Some(other) = cx.l4.iter().find(|p| *p != &t.text) {
+            return Err(InputError::new(
+                t.loc().to(field.loc),
+                format!("conflicting protocols specified: {other} vs. {}", t.text),
+            ));
+        }
+        let next = cx.body.stmts.len();
+        if let Some((idx, proto, used)) = &mut cx.dep {
+            if *proto == t.text && dep_reaches(&cx.body.stmts, *idx, next) {
+                *used = true;
+            }
+        }
+        cx.l4.push(t.text.clone());
+        return vmap_stmt(p, cx, &format!("{} {}", t.text, field.value), &conv);
+    }
+    let op = rel_op(p);
+    let v = plain_value_tok(p)?;
+    let mut kind = StmtKind::Other;
+    let value = if v.kind == Kind::LBrace {
+        anon_set(p, cx, v.loc(), &port_conv)?
+    } else if let Some(name) = v.text.strip_prefix('@') {
+        cx.body.set_refs.push(Named {
+            value: name.to_string(),
+            loc: v.loc(),
+        });
+        kind = StmtKind::SetRef(name.to_string());
+        v.text.clone()
+    } else {
+        port_conv(v)?
+    };
+    if let Some(other) = cx.l4.iter().find(|p| *p != &t.text) {
+        return Err(InputError::new(
+            t.loc().to(field.loc),
+            format!("conflicting protocols specified: {other} vs. {}", t.text),
+        ));
+    }
+    let next = cx.body.stmts.len();
+    if let Some((idx, proto, used)) = &mut cx.dep {
+        if *proto == t.text && dep_reaches(&cx.body.stmts, *idx, next) {
+            *used = true;
+        }
+    }
+    cx.l4.push(t.text.clone());
+    push(
+        cx,
+        format!("{} {} {}{}", t.text, field.value, op, value),
+        kind,
+    );
+    Ok(())
+}
+
+/// `ct state|status|mark|... ...` (also with a vmap).
+fn ct_match(p: &mut Parser, cx: &mut RuleCtx) -> Result<(), InputError> {
+    let key = p.word("string")?;
+    const CT_KEYS: &[&str] = &[
+        "direction",
+        "status",
+        "mark",
+        "expiration",
+        "helper",
+        "l3proto",
+        "protocol",
+        "saddr",
+        "daddr",
+        "proto-src",
+        "proto-dst",
+        "label",
+        "bytes",
+        "packets",
+        "avgpkt",
+        "zone",
+        "original",
+        "reply",
+        "count",
+        "id",
+        "event",
+        "secmark",
+        "timeout",
+        "expectation",
+    ];
+    if key.value != "state" && !CT_KEYS.contains(&key.value.as_str()) {
+        return Err(syntax(p.prev(), None));
+    }
+    if key.value == "mark" {
+        return mark_stmt(p, cx, "ct mark");
+    }
+    if key.value != "state" {
+        return Err(InputError::not_simulated(
+            key.loc,
+            format!("ct {}", key.value),
+        ));
+    }
+    if p.peek().is_word("vmap") {
+        let conv = |t: &Tok| -> Result<(u128, String), InputError> {
+            match CT_STATES.iter().find(|(n, _)| *n == t.text) {
+                Some((n, b)) => Ok((u128::from(*b), n.to_string())),
+                None => Err(InputError::new(t.loc(), "Could not parse conntrack state")),
+            }
+        };
+        return vmap_stmt(p, cx, "ct state", &conv);
+    }
+    let op = rel_op(p);
+    if p.peek().kind == Kind::LBrace {
+        let open = p.next().loc();
+        let mut items: Vec<(u32, &str)> = Vec::new();
+        loop {
+            p.skip_newlines();
+            let s = p.next();
+            match s.kind {
+                Kind::RBrace => break,
+                Kind::Comma => continue,
+                Kind::Word => match CT_STATES.iter().find(|(n, _)| *n == s.text) {
+                    Some((n, b)) => items.push((*b, n)),
+                    None => {
+                        return Err(InputError::new(s.loc(), "Could not parse conntrack state"))
+                    }
+                },
+                _ => return Err(syntax(s, Some("'}'"))),
+            }
+        }
+        let written: Vec<&str> = items.iter().map(|(_, n)| *n).collect();
+        let written = format!("{{ {} }}", written.join(", "));
+        items.sort();
+        items.dedup();
+        let names: Vec<&str> = items.iter().map(|(_, n)| *n).collect();
+        if names.len() == 1 {
+            // One state: a plain state match.
+            push(cx, format!("ct state {op}{}", names[0]), StmtKind::Other);
+            return Ok(());
+        }
+        cx.body.anon_sets.push(open.to(p.prev().loc()));
+        cx.body
+            .echo_sets
+            .push((format!("{{ {} }}", names.join(", ")), written));
+        push(
+            cx,
+            format!("ct state {op}{{ {} }}", names.join(", ")),
+            StmtKind::Other,
+        );
+        return Ok(());
+    }
+    let mut bits = 0u32;
+    loop {
+        let s = match p.peek().kind {
+            Kind::Word => p.word("string")?,
+            _ => return Err(syntax(p.peek(), None)),
+        };
+        match CT_STATES.iter().find(|(n, _)| *n == s.value) {
+            Some((_, b)) => bits |= b,
+            None => return Err(InputError::new(s.loc, "Could not parse conntrack state")),
+        }
+        if p.peek().kind == Kind::Comma {
+            p.next();
+        } else {
+            break;
+        }
+    }
+    let names: Vec<&str> = CT_STATES
+        .iter()
+        .filter(|(_, b)| bits & b != 0)
+        .map(|(n, _)| *n)
+        .collect();
+    // A negated state list prints as a bitmask expression.
+    let sep = if op.is_empty() { "," } else { " | " };
+    push(
+        cx,
+        format!("ct state {}{}", op, names.join(sep)),
+        StmtKind::Other,
+    );
+    Ok(())
+}
+
+/// `redirect [to :PORT]`.
+fn redirect_stmt(p: &mut Parser, cx: &mut RuleCtx, t: &Tok) -> Result<(), InputError> {
+    let mut text = "redirect".to_string();
+    if p.eat_word("to") {
+        let ports = p.word("string")?;
+        let bare = ports.value.trim_start_matches(':');
+        if cx.l4.is_empty() {
+            let skip = ports.value.len() - bare.len();
+            let range = Loc {
+                col: ports.loc.col + skip,
+                len: ports.loc.len.saturating_sub(skip),
+                ..ports.loc
+            };
+            return Err(InputError {
+                loc: range,
+                secondary: Some(t.loc()),
+                msg: "transport protocol mapping is only valid after transport protocol match"
+                    .into(),
+                eval: true,
+            });
+        }
+        let port_tok = Tok {
+            kind: Kind::Word,
+            text: bare.to_string(),
+            line: ports.loc.line,
+            col: ports.loc.col,
+            len: ports.loc.len,
+        };
+        text.push_str(&format!(" to :{}", port_conv(&port_tok)?));
+    }
+    text.push_str(&nat_flags(p)?);
+    if !matches!(cx.family, Family::Ip | Family::Ip6 | Family::Inet) {
+        return Err(InputError::not_simulated(
+            t.loc(),
+            format!("redirect in family {}", cx.family.as_str()),
+        ));
+    }
+    push(cx, text, StmtKind::Nat("redirect".into()));
     Ok(())
 }
 
@@ -2756,7 +2834,7 @@ const NFT_EXPR_WORDS: &[&str] = &[
 ];
 
 /// NAT flags after the target: printed in nft's order.
-fn nat_flags(p: &mut P) -> Result<String, PErr> {
+fn nat_flags(p: &mut Parser) -> Result<String, InputError> {
     const ORDER: [&str; 3] = ["random", "fully-random", "persistent"];
     let mut seen = [false; 3];
     let mut any = false;
@@ -2782,12 +2860,12 @@ fn nat_flags(p: &mut P) -> Result<String, PErr> {
     Ok(format!(" {}", names.join(",")))
 }
 
-fn nat_family_check(cx: &RuleCtx, t: &Tok) -> Result<(), PErr> {
+fn nat_family_check(cx: &RuleCtx, t: &Tok) -> Result<(), InputError> {
     let inet_ok = t.text == "masquerade" && cx.family == Family::Inet;
     if inet_ok || matches!(cx.family, Family::Ip | Family::Ip6) {
         Ok(())
     } else {
-        Err(PErr::not_simulated(
+        Err(InputError::not_simulated(
             t.loc(),
             format!("{} in family {}", t.text, cx.family.as_str()),
         ))
@@ -2796,15 +2874,15 @@ fn nat_family_check(cx: &RuleCtx, t: &Tok) -> Result<(), PErr> {
 
 /// `A`, `A-B`, `A:P`, `A-B:P-Q` (IPv4) or `A`, `A-B`, `[A]:P` (IPv6) as nft
 /// prints them.
-fn nat_target(spec: &Named<String>, cx: &RuleCtx, v6: bool) -> Result<String, PErr> {
+fn nat_target(spec: &Named<String>, cx: &RuleCtx, v6: bool) -> Result<String, InputError> {
     let resolve = || {
-        PErr::new(
+        InputError::new(
             spec.loc,
             "Could not resolve hostname: Name or service not known",
         )
     };
     let wrong_family = || {
-        PErr::new(
+        InputError::new(
             spec.loc,
             "Could not resolve hostname: Address family for hostname not supported",
         )
@@ -2824,7 +2902,7 @@ fn nat_target(spec: &Named<String>, cx: &RuleCtx, v6: bool) -> Result<String, PE
             None => (spec.value.as_str(), None),
         }
     };
-    let one = |a: &str| -> Result<String, PErr> {
+    let one = |a: &str| -> Result<String, InputError> {
         if v6 {
             if a.parse::<Ipv4Addr>().is_ok() {
                 return Err(wrong_family());
@@ -2856,7 +2934,7 @@ fn nat_target(spec: &Named<String>, cx: &RuleCtx, v6: bool) -> Result<String, PE
         None => Ok(addr_text),
         Some(p) => {
             if cx.l4.is_empty() {
-                return Err(PErr::new(
+                return Err(InputError::new(
                     spec.loc,
                     "transport protocol mapping is only valid after transport protocol match",
                 ));
@@ -2870,24 +2948,33 @@ fn nat_target(spec: &Named<String>, cx: &RuleCtx, v6: bool) -> Result<String, PE
     }
 }
 
-fn iface_match(p: &mut P, cx: &mut RuleCtx, key: &str, _first: &Tok) -> Result<(), PErr> {
+fn iface_match(
+    p: &mut Parser,
+    cx: &mut RuleCtx,
+    key: &str,
+    _first: &Tok,
+) -> Result<(), InputError> {
     if p.peek().is_word("vmap") && (key == "iifname" || key == "oifname") {
-        let conv = |t: &Tok| -> Result<(u128, String), PErr> { Ok((0, format!("\"{}\"", t.text))) };
+        let conv =
+            |t: &Tok| -> Result<(u128, String), InputError> { Ok((0, format!("\"{}\"", t.text))) };
         return vmap_stmt(p, cx, key, &conv);
     }
     let op = rel_op(p);
     let v = plain_value_tok(p)?;
     if v.kind == Kind::LBrace && (key == "iifname" || key == "oifname") {
-        let conv = |t: &Tok| -> Result<String, PErr> { Ok(format!("\"{}\"", t.text)) };
+        let conv = |t: &Tok| -> Result<String, InputError> { Ok(format!("\"{}\"", t.text)) };
         let set = anon_set(p, cx, v.loc(), &conv)?;
         push(cx, format!("{key} {op}{set}"), StmtKind::Other);
         return Ok(());
     }
     if v.kind == Kind::LBrace {
-        return Err(PErr::not_simulated(v.loc(), "interface sets"));
+        return Err(InputError::not_simulated(v.loc(), "interface sets"));
     }
     if v.text.starts_with('@') {
-        return Err(PErr::not_simulated(v.loc(), "interface set references"));
+        return Err(InputError::not_simulated(
+            v.loc(),
+            "interface set references",
+        ));
     }
     if key == "iif" || key == "oif" {
         cx.body.ifaces.push(Named {
@@ -2899,11 +2986,12 @@ fn iface_match(p: &mut P, cx: &mut RuleCtx, key: &str, _first: &Tok) -> Result<(
     Ok(())
 }
 
-fn proto_match(p: &mut P, cx: &mut RuleCtx, prefix: &str) -> Result<(), PErr> {
+fn proto_match(p: &mut Parser, cx: &mut RuleCtx, prefix: &str) -> Result<(), InputError> {
     if p.peek().is_word("vmap") {
-        let conv = |t: &Tok| -> Result<(u128, String), PErr> {
-            let name = l4proto_name(&t.text)
-                .ok_or_else(|| PErr::not_simulated(t.loc(), format!("protocol '{}'", t.text)))?;
+        let conv = |t: &Tok| -> Result<(u128, String), InputError> {
+            let name = l4proto_name(&t.text).ok_or_else(|| {
+                InputError::not_simulated(t.loc(), format!("protocol '{}'", t.text))
+            })?;
             let n = super::output::proto_number_of(name).unwrap_or(0);
             Ok((u128::from(n), name.to_string()))
         };
@@ -2912,10 +3000,10 @@ fn proto_match(p: &mut P, cx: &mut RuleCtx, prefix: &str) -> Result<(), PErr> {
     let op = rel_op(p);
     let v = value_tok(p)?;
     if v.kind == Kind::LBrace {
-        let conv = |t: &Tok| -> Result<String, PErr> {
+        let conv = |t: &Tok| -> Result<String, InputError> {
             l4proto_name(&t.text)
                 .map(str::to_string)
-                .ok_or_else(|| PErr::not_simulated(t.loc(), format!("protocol '{}'", t.text)))
+                .ok_or_else(|| InputError::not_simulated(t.loc(), format!("protocol '{}'", t.text)))
         };
         let set = anon_set(p, cx, v.loc(), &conv)?;
         if !set.starts_with('{') {
@@ -2939,10 +3027,10 @@ fn proto_match(p: &mut P, cx: &mut RuleCtx, prefix: &str) -> Result<(), PErr> {
         return Ok(());
     }
     if v.kind != Kind::Word {
-        return Err(PErr::not_simulated(v.loc(), "protocol sets"));
+        return Err(InputError::not_simulated(v.loc(), "protocol sets"));
     }
     let name = l4proto_name(&v.text)
-        .ok_or_else(|| PErr::not_simulated(v.loc(), format!("protocol '{}'", v.text)))?;
+        .ok_or_else(|| InputError::not_simulated(v.loc(), format!("protocol '{}'", v.text)))?;
     // Only the family's own protocol match is implied by a port match
     // (in inet `ip protocol` / `ip6 nexthdr` stay).
     let implied = match cx.family {
@@ -2983,7 +3071,7 @@ fn flag_names(bits: u32) -> String {
 
 /// A tcp flags value: `syn`, `syn,ack`, `(syn|ack)`, `syn | ack`, `0x12`,
 /// possibly spread over several words; returns the bits.
-fn tcp_flag_value(p: &mut P, comma_list: bool) -> Result<u32, PErr> {
+fn tcp_flag_value(p: &mut Parser, comma_list: bool) -> Result<u32, InputError> {
     let first = p.next();
     if first.kind != Kind::Word {
         return Err(syntax(first, None));
@@ -3017,19 +3105,20 @@ fn tcp_flag_value(p: &mut P, comma_list: bool) -> Result<u32, PErr> {
         if let Some((_, b)) = TCP_FLAGS.iter().find(|(n, _)| *n == part) {
             bits |= b;
         } else if let Some(hex) = part.strip_prefix("0x") {
-            bits |= u32::from_str_radix(hex, 16)
-                .map_err(|_| PErr::not_simulated(first.loc(), format!("tcp flags '{text}'")))?;
+            bits |= u32::from_str_radix(hex, 16).map_err(|_| {
+                InputError::not_simulated(first.loc(), format!("tcp flags '{text}'"))
+            })?;
         } else if let Ok(n) = part.parse::<u32>() {
             bits |= n;
         } else {
-            return Err(PErr::not_simulated(
+            return Err(InputError::not_simulated(
                 first.loc(),
                 format!("tcp flags '{text}'"),
             ));
         }
     }
     if bits > 0xff {
-        return Err(PErr::not_simulated(
+        return Err(InputError::not_simulated(
             first.loc(),
             format!("tcp flags '{text}'"),
         ));
@@ -3038,14 +3127,19 @@ fn tcp_flag_value(p: &mut P, comma_list: bool) -> Result<u32, PErr> {
 }
 
 /// `tcp flags ...` in its input forms, printed the way nft 1.0.6 does.
-fn tcp_flags(p: &mut P, cx: &mut RuleCtx) -> Result<String, PErr> {
+fn tcp_flags(p: &mut Parser, cx: &mut RuleCtx) -> Result<String, InputError> {
     if p.peek().is_word("&") {
         p.next();
         let mask = tcp_flag_value(p, true)?;
         let ne = match p.next().kind {
             Kind::EqEq => false,
             Kind::Ne => true,
-            _ => return Err(PErr::not_simulated(p.prev().loc(), "tcp flags expression")),
+            _ => {
+                return Err(InputError::not_simulated(
+                    p.prev().loc(),
+                    "tcp flags expression",
+                ))
+            }
         };
         let value = tcp_flag_value(p, true)?;
         let op = if ne { "!= " } else { "" };
@@ -3053,7 +3147,10 @@ fn tcp_flags(p: &mut P, cx: &mut RuleCtx) -> Result<String, PErr> {
             return Ok(format!("tcp flags ! {}", flag_names(mask)));
         }
         if value == 0 {
-            return Err(PErr::not_simulated(p.prev().loc(), "tcp flags & M != 0"));
+            return Err(InputError::not_simulated(
+                p.prev().loc(),
+                "tcp flags & M != 0",
+            ));
         }
         if mask.count_ones() == 1 && value == mask {
             let n = flag_names(mask);
@@ -3105,10 +3202,15 @@ fn tcp_flags(p: &mut P, cx: &mut RuleCtx) -> Result<String, PErr> {
 }
 
 /// A map key read from a token: its sort order and its printed form.
-type KeyConv = dyn Fn(&Tok) -> Result<(u128, String), PErr>;
+type KeyConv = dyn Fn(&Tok) -> Result<(u128, String), InputError>;
 
 /// `LHS vmap { KEY : VERDICT, ... }` or `LHS vmap @MAP`.
-fn vmap_stmt(p: &mut P, cx: &mut RuleCtx, lhs: &str, conv: &KeyConv) -> Result<(), PErr> {
+fn vmap_stmt(
+    p: &mut Parser,
+    cx: &mut RuleCtx,
+    lhs: &str,
+    conv: &KeyConv,
+) -> Result<(), InputError> {
     p.next(); // vmap
     let v = p.next();
     if let Some(name) = v.text.strip_prefix('@').filter(|_| v.kind == Kind::Word) {
@@ -3182,18 +3284,18 @@ fn vmap_stmt(p: &mut P, cx: &mut RuleCtx, lhs: &str, conv: &KeyConv) -> Result<(
 }
 
 /// `icmp type X` / `icmpv6 type X` (name, number or anonymous set).
-fn icmp_match(p: &mut P, cx: &mut RuleCtx, t: &Tok) -> Result<(), PErr> {
+fn icmp_match(p: &mut Parser, cx: &mut RuleCtx, t: &Tok) -> Result<(), InputError> {
     let kw = t.text.as_str();
     let ok_family = matches!(cx.family, Family::Ip | Family::Ip6 | Family::Inet);
     if !ok_family || (kw == "icmp" && cx.family == Family::Ip6) {
-        return Err(PErr::not_simulated(
+        return Err(InputError::not_simulated(
             t.loc(),
             format!("{kw} in family {}", cx.family.as_str()),
         ));
     }
     let field = p.word("string")?;
     if field.value != "type" {
-        return Err(PErr::not_simulated(
+        return Err(InputError::not_simulated(
             field.loc,
             format!("{kw} {}", field.value),
         ));
@@ -3203,10 +3305,10 @@ fn icmp_match(p: &mut P, cx: &mut RuleCtx, t: &Tok) -> Result<(), PErr> {
     } else {
         super::output::ICMPV6_TYPES
     };
-    let conv = |t: &Tok| -> Result<(u32, String), PErr> {
+    let conv = |t: &Tok| -> Result<(u32, String), InputError> {
         if let Ok(n) = t.text.parse::<u32>() {
             if n > 255 {
-                return Err(PErr::new(
+                return Err(InputError::new(
                     t.loc(),
                     format!("Value {n} exceeds valid range 0-255"),
                 ));
@@ -3228,7 +3330,7 @@ fn icmp_match(p: &mut P, cx: &mut RuleCtx, t: &Tok) -> Result<(), PErr> {
                     .unwrap_or_else(|| t.text.clone());
                 Ok((u32::from(*v), first))
             }
-            None => Err(PErr::new(t.loc(), "Could not parse ICMP type")),
+            None => Err(InputError::new(t.loc(), "Could not parse ICMP type")),
         }
     };
     let op = rel_op(p);
@@ -3261,7 +3363,10 @@ fn icmp_match(p: &mut P, cx: &mut RuleCtx, t: &Tok) -> Result<(), PErr> {
             sorted
         }
     } else if v.text.starts_with('@') {
-        return Err(PErr::not_simulated(v.loc(), "icmp type set references"));
+        return Err(InputError::not_simulated(
+            v.loc(),
+            "icmp type set references",
+        ));
     } else {
         conv(v)?.1
     };
@@ -3310,24 +3415,24 @@ fn drop_nfproto(cx: &mut RuleCtx, v4: bool) {
 }
 
 /// A packet/conntrack mark value, printed as nft does (`0x0000002a`).
-fn mark_value(t: &Tok) -> Result<String, PErr> {
+fn mark_value(t: &Tok) -> Result<String, InputError> {
     let v = match t.text.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => t.text.parse::<u64>().ok(),
     };
     match v {
         Some(n) if n <= u64::from(u32::MAX) => Ok(format!("{n:#010x}")),
-        Some(_) => Err(PErr::new(
+        Some(_) => Err(InputError::new(
             t.loc(),
             format!("Value {} exceeds valid range 0-4294967295", t.text),
         )),
-        None => Err(PErr::new(t.loc(), "Could not parse packet mark")),
+        None => Err(InputError::new(t.loc(), "Could not parse packet mark")),
     }
 }
 
 /// `meta mark [!=] V`, `meta mark { V, ... }`, `meta mark set V`, and the
 /// same for `ct mark` (also `ct mark set meta mark`).
-fn mark_stmt(p: &mut P, cx: &mut RuleCtx, lhs: &str) -> Result<(), PErr> {
+fn mark_stmt(p: &mut Parser, cx: &mut RuleCtx, lhs: &str) -> Result<(), InputError> {
     if p.eat_word("set") {
         if lhs == "ct mark" && p.peek().is_word("meta") && p.peek_at(1).is_word("mark") {
             p.next();
@@ -3337,7 +3442,7 @@ fn mark_stmt(p: &mut P, cx: &mut RuleCtx, lhs: &str) -> Result<(), PErr> {
         }
         let v = plain_value_tok(p)?;
         if v.kind != Kind::Word {
-            return Err(PErr::not_simulated(
+            return Err(InputError::not_simulated(
                 v.loc(),
                 format!("{lhs} set expression"),
             ));
@@ -3351,7 +3456,7 @@ fn mark_stmt(p: &mut P, cx: &mut RuleCtx, lhs: &str) -> Result<(), PErr> {
     let value = if v.kind == Kind::LBrace {
         anon_set(p, cx, v.loc(), &mark_value)?
     } else if v.text.starts_with('@') {
-        return Err(PErr::not_simulated(v.loc(), "mark set references"));
+        return Err(InputError::not_simulated(v.loc(), "mark set references"));
     } else {
         mark_value(v)?
     };
@@ -3360,11 +3465,11 @@ fn mark_stmt(p: &mut P, cx: &mut RuleCtx, lhs: &str) -> Result<(), PErr> {
 }
 
 /// `meta nfproto ipv4|ipv6` (inet only).
-fn nfproto_match(p: &mut P, cx: &mut RuleCtx, key: Loc) -> Result<(), PErr> {
+fn nfproto_match(p: &mut Parser, cx: &mut RuleCtx, key: Loc) -> Result<(), InputError> {
     let op = rel_op(p);
     let v = plain_value_tok(p)?;
     if cx.family != Family::Inet {
-        return Err(PErr::new(
+        return Err(InputError::new(
             key,
             "meta nfproto is only useful in the inet family",
         ));
@@ -3373,7 +3478,7 @@ fn nfproto_match(p: &mut P, cx: &mut RuleCtx, key: Loc) -> Result<(), PErr> {
         "ipv4" | "2" => "ipv4",
         "ipv6" | "10" => "ipv6",
         _ => {
-            return Err(PErr::not_simulated(
+            return Err(InputError::not_simulated(
                 v.loc(),
                 format!("nfproto '{}'", v.text),
             ))
@@ -3391,7 +3496,7 @@ const LOG_LEVELS: &[&str] = &[
 ];
 
 /// `log [prefix STR] [level L] [group N]`.
-fn log_stmt(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
+fn log_stmt(p: &mut Parser, cx: &mut RuleCtx) -> Result<(), InputError> {
     let mut prefix: Option<String> = None;
     let mut level: Option<String> = None;
     let mut group: Option<u64> = None;
@@ -3413,7 +3518,7 @@ fn log_stmt(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                             len: 1,
                             ..v.loc()
                         };
-                        return Err(PErr::new(
+                        return Err(InputError::new(
                             loc,
                             format!("syntax error, unexpected colon, expecting {END_EXPECT}"),
                         )
@@ -3427,7 +3532,7 @@ fn log_stmt(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 p.next();
                 let v = p.word("string")?;
                 if !LOG_LEVELS.contains(&v.value.as_str()) {
-                    return Err(PErr::new(v.loc, "invalid log level"));
+                    return Err(InputError::new(v.loc, "invalid log level"));
                 }
                 level = Some(v.value);
             }
@@ -3436,7 +3541,10 @@ fn log_stmt(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
                 group = Some(p.number()?.value);
             }
             "snaplen" | "queue-threshold" | "flags" => {
-                return Err(PErr::not_simulated(k.loc(), format!("log {}", k.text)))
+                return Err(InputError::not_simulated(
+                    k.loc(),
+                    format!("log {}", k.text),
+                ))
             }
             _ => break,
         }
@@ -3455,21 +3563,24 @@ fn log_stmt(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
 }
 
 /// `limit rate [over] N/UNIT [burst N packets]` (packet rates only).
-fn limit_stmt(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
+fn limit_stmt(p: &mut Parser, cx: &mut RuleCtx) -> Result<(), InputError> {
     let start = p.prev().loc();
     if !p.eat_word("rate") {
-        return Err(PErr::not_simulated(p.peek().loc(), "limit without 'rate'"));
+        return Err(InputError::not_simulated(
+            p.peek().loc(),
+            "limit without 'rate'",
+        ));
     }
     let over = p.eat_word("over");
     let v = p.word("string")?;
     let Some((n, unit)) = v.value.split_once('/') else {
-        return Err(PErr::not_simulated(
+        return Err(InputError::not_simulated(
             v.loc,
             format!("limit rate '{}'", v.value),
         ));
     };
     let Ok(n) = n.parse::<u64>() else {
-        return Err(PErr::not_simulated(
+        return Err(InputError::not_simulated(
             v.loc,
             format!("limit rate '{}'", v.value),
         ));
@@ -3481,17 +3592,20 @@ fn limit_stmt(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
             len: unit.len(),
             ..v.loc
         };
-        return Err(PErr::new(loc, "syntax error, unexpected string").parse_stage());
+        return Err(InputError::new(loc, "syntax error, unexpected string").parse_stage());
     }
     let mut burst = 5;
     if p.eat_word("burst") {
         burst = p.number()?.value;
         if !p.eat_word("packets") {
-            return Err(PErr::not_simulated(p.peek().loc(), "limit burst in bytes"));
+            return Err(InputError::not_simulated(
+                p.peek().loc(),
+                "limit burst in bytes",
+            ));
         }
     }
     if n == 0 {
-        return Err(PErr::not_simulated(
+        return Err(InputError::not_simulated(
             start.to(p.prev().loc()),
             "limit rate 0",
         ));
@@ -3506,7 +3620,11 @@ fn limit_stmt(p: &mut P, cx: &mut RuleCtx) -> Result<(), PErr> {
 
 /// `table FAMILY NAME { chain NAME { ... } set NAME { ... } }` (file syntax):
 /// expanded into the equivalent add commands, as nft does.
-fn table_block(p: &mut P, out: &mut Vec<Command>, errors: &mut Vec<PErr>) -> Result<(), PErr> {
+fn table_block(
+    p: &mut Parser,
+    out: &mut Vec<Command>,
+    errors: &mut Vec<InputError>,
+) -> Result<(), InputError> {
     let start = p.prev().loc();
     let t = p.table_ref("string")?;
     if p.peek().kind != Kind::LBrace {
@@ -3553,7 +3671,7 @@ fn table_block(p: &mut P, out: &mut Vec<Command>, errors: &mut Vec<PErr>) -> Res
     }
 }
 
-fn skip_line(p: &mut P) {
+fn skip_line(p: &mut Parser) {
     while !matches!(p.peek().kind, Kind::Newline | Kind::Eof) {
         p.next();
     }
@@ -3561,11 +3679,11 @@ fn skip_line(p: &mut P) {
 
 /// One item of a `table { }` block; `Ok(true)` when the block closed.
 fn table_item(
-    p: &mut P,
+    p: &mut Parser,
     t: &TableRef,
     out: &mut Vec<Command>,
-    errors: &mut Vec<PErr>,
-) -> Result<bool, PErr> {
+    errors: &mut Vec<InputError>,
+) -> Result<bool, InputError> {
     let k = p.next();
     match k.kind {
         Kind::RBrace => Ok(true),
@@ -3728,13 +3846,13 @@ fn table_item(
             if n.kind != Kind::Word || is_keyword(&n.text) {
                 return Err(syntax(n, Some("string")));
             }
-            Err(PErr::not_simulated(
+            Err(InputError::not_simulated(
                 k.loc(),
                 format!("table block item '{}'", k.text),
             ))
         }
         Kind::Word if is_keyword(&k.text) => Err(syntax(k, None)),
-        _ => Err(PErr::not_simulated(
+        _ => Err(InputError::not_simulated(
             k.loc(),
             format!("table block item '{}'", k.text),
         )),

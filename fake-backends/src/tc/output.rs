@@ -1,0 +1,198 @@
+//! What the simulated `tc` prints: qdisc, class and filter listings with
+//! iproute2's rate/size formatting, and the state dump used by tests.
+
+use super::*;
+
+/// tc's rate printing: bits, scaled by 1000 while it divides evenly (or
+/// the value is at least a million).
+pub(super) fn print_rate(bytes: u64) -> String {
+    let mut r = bytes * 8;
+    let units = ["", "K", "M", "G", "T"];
+    let mut i = 0;
+    while i < units.len() - 1 {
+        if r < 1000 || (!r.is_multiple_of(1000) && r < 1_000_000) {
+            break;
+        }
+        r /= 1000;
+        i += 1;
+    }
+    format!("{r}{}bit", units[i])
+}
+
+/// tc's size printing: Mb/Kb when (nearly) whole, else bytes.
+pub(super) fn print_size(sz: u64) -> String {
+    let t = sz as f64;
+    let mb = 1024.0 * 1024.0;
+    if sz >= 1024 * 1024 && (mb * (t / mb).round() - t).abs() < 1024.0 {
+        format!("{}Mb", (t / mb).round())
+    } else if sz >= 1024 && (1024.0 * (t / 1024.0).round() - t).abs() < 16.0 {
+        format!("{}Kb", (t / 1024.0).round())
+    } else {
+        format!("{sz}b")
+    }
+}
+
+pub(super) fn show_classid(id: u32) -> String {
+    format!("{:x}:{:x}", id >> 16, id & 0xffff)
+}
+
+pub(super) const STATS: &str =
+    " Sent 0 bytes 0 pkt (dropped 0, overlimits 0 requeues 0) \n backlog 0b 0p requeues 0\n";
+
+impl TcState {
+    /// Readable dump for state snapshots.
+    pub fn dump(&self) -> String {
+        let mut out = String::new();
+        for (d, q) in &self.qdiscs {
+            out.push_str(&format!(
+                "qdisc {} {} dev {d} root {}\n",
+                q.kind,
+                q.handle,
+                q.params.join(" ")
+            ));
+        }
+        for (d, h) in &self.classes {
+            for c in h.iter() {
+                out.push_str(&format!(
+                    "class htb {} dev {d} parent {} rate {} ceil {}\n",
+                    show_classid(c.id),
+                    c.parent.map_or("root".to_string(), show_classid),
+                    print_rate(c.rate),
+                    print_rate(c.ceil)
+                ));
+            }
+        }
+        for (d, list) in &self.filters {
+            for f in list {
+                out.push_str(&format!(
+                    "filter dev {d} parent {} protocol {} pref {} {}\n",
+                    f.parent,
+                    f.protocol,
+                    f.prio,
+                    f.spec.join(" ")
+                ));
+            }
+        }
+        out
+    }
+}
+
+pub(super) fn render_params(q: &Qdisc) -> String {
+    if q.kind == "htb" {
+        let mut default = "0".to_string();
+        let mut it = q.params.iter();
+        while let Some(p) = it.next() {
+            if p == "default" {
+                if let Some(v) = it.next() {
+                    default = v.clone();
+                }
+            }
+        }
+        let n = u32::from_str_radix(default.trim_start_matches("0x"), 16).unwrap_or(0);
+        let default = if n == 0 {
+            "0".to_string()
+        } else {
+            format!("{n:#x}")
+        };
+        format!("r2q 10 default {default} direct_packets_stat 0 direct_qlen 1000")
+    } else if q.kind == "pfifo" {
+        "limit 1000p".to_string()
+    } else if q.kind == "bfifo" {
+        "limit 1500000b".to_string()
+    } else if q.kind == "pfifo_fast" {
+        "bands 3 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1".to_string()
+    } else {
+        q.params.join(" ")
+    }
+}
+
+/// `tc filter show` of u32 filters as the kernel dumps them: per
+/// preference a head line and its hash table (800:, 801:, ... in order of
+/// creation), then each filter node (HT::800, ::801, ...) with its keys.
+/// Action lines are as iproute2 prints `csum`/`gact` (not verifiable on
+/// the reference kernel, which has neither module).
+pub(super) fn render_filters(
+    shown: &[&Filter],
+    all: &[Filter],
+    dev_part: &str,
+    with_parent: bool,
+) -> String {
+    // Hash table ids by order of creation of each (parent, pref, protocol).
+    let mut groups: Vec<(&str, u32, &str)> = Vec::new();
+    for f in all {
+        let g = (f.parent.as_str(), f.prio, f.protocol.as_str());
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    let mut order: Vec<(&str, u32, &str)> = groups.clone();
+    order.sort_by_key(|g| g.1);
+    let mut out = String::new();
+    let mut action_index = 0;
+    for g in order {
+        let ht = 0x800 + groups.iter().position(|x| *x == g).unwrap_or(0);
+        let members: Vec<&&Filter> = shown
+            .iter()
+            .filter(|f| (f.parent.as_str(), f.prio, f.protocol.as_str()) == g)
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let parent = if with_parent {
+            format!("parent {} ", g.0)
+        } else {
+            String::new()
+        };
+        let head = format!(
+            "filter {dev_part}{parent}protocol {} pref {} u32 chain 0 ",
+            g.2, g.1
+        );
+        out.push_str(&format!("{head}\n"));
+        out.push_str(&format!("{head}fh {ht:x}: ht divisor 1 \n"));
+        for (n, f) in members.iter().enumerate() {
+            let (keys, flowid, actions) = u32_selector(&f.spec);
+            let node = 0x800 + n;
+            let flow = match &flowid {
+                Some(x) if actions.is_empty() => format!("*flowid {x} "),
+                Some(x) => format!("flowid {x} "),
+                None if actions.is_empty() => String::new(),
+                None => "terminal flowid ??? ".to_string(),
+            };
+            out.push_str(&format!(
+                "{head}fh {ht:x}::{node:x} order {node} key ht {ht:x} bkt 0 {flow}not_in_hw \n"
+            ));
+            for k in keys {
+                out.push_str(&format!(
+                    "  match {:08x}/{:08x} at {}\n",
+                    k.value, k.mask, k.off
+                ));
+            }
+            for (order, a) in actions.iter().enumerate() {
+                action_index += 1;
+                let kind = a.first().map(String::as_str).unwrap_or("");
+                match kind {
+                    "csum" => {
+                        let what: Vec<&str> = a[1..]
+                            .iter()
+                            .map(String::as_str)
+                            .filter(|x| *x != "and")
+                            .map(|x| if x == "ip" { "iph" } else { x })
+                            .collect();
+                        out.push_str(&format!(
+                            "\taction order {}: csum ({}) action pass\n\tindex {action_index} ref 1 bind 1\n\n",
+                            order + 1,
+                            what.join(", ")
+                        ));
+                    }
+                    k => {
+                        out.push_str(&format!(
+                            "\taction order {}: gact action {k}\n\t random type none pass val 0\n\t index {action_index} ref 1 bind 1\n\n",
+                            order + 1
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
