@@ -220,6 +220,31 @@ impl RealRunner {
     }
 }
 
+/// Makes the child start with no blocked signal and every disposition at its
+/// default. A child inherits both from the spawning thread (std's spawn resets
+/// neither), and virtnetd's threads block SIGTERM, SIGINT and SIGHUP for its
+/// signal pipe: a dnsmasq started from one would ignore the SIGTERM of a
+/// destroy and outlive its network.
+fn clean_signal_state(command: &mut Command) {
+    use nix::sys::signal::{signal, SigHandler, SigSet, Signal};
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe calls (pthread_sigmask and signal); it allocates
+    // nothing and touches no lock. `signal` with SIG_DFL installs no handler
+    // code. Errors (SIGKILL/SIGSTOP cannot be changed) are ignored on purpose.
+    unsafe {
+        command.pre_exec(|| {
+            let _ = SigSet::empty().thread_set_mask();
+            for sig in Signal::iterator() {
+                if !matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+                    let _ = signal(sig, SigHandler::SigDfl);
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
 impl Runner for RealRunner {
     fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
         let (program, args) = cmd.argv.split_first().ok_or(RunError::Empty)?;
@@ -235,6 +260,7 @@ impl Runner for RealRunner {
             })
             // Tools print messages we parse; keep them untranslated.
             .env("LC_ALL", "C");
+        clean_signal_state(&mut command);
         let mut child = command.spawn().map_err(|e| RunError::Spawn {
             program: program.clone(),
             reason: e.to_string(),
