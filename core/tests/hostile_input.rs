@@ -100,9 +100,10 @@ fn config_file_with_hostile_dev_is_refused_when_loaded() {
     let e = ConfigStore::load_file(&path)
         .expect_err("bad config")
         .to_string();
-    assert!(e.starts_with(&path.display().to_string()), "{e}");
+    // FILE:LINE:COL: first, as every error into a file.
+    assert!(e.starts_with(&format!("{}:3:23: ", path.display())), "{e}");
     assert!(
-        e.contains("3:23: invalid interface name 'eth0;flush' in <forward dev>: an interface name cannot contain ';' (at /network/forward[1]/@dev)"),
+        e.contains("invalid interface name 'eth0;flush' in <forward dev>: an interface name cannot contain ';' (at /network/forward[1]/@dev)"),
         "{e}"
     );
     env.host
