@@ -33,7 +33,8 @@
 //! the first zero byte and ignores a torn last line.
 //!
 //! [`undo_plan`] derives, from the entries, the inverse of every creation
-//! that is still outstanding — creations later undone by a recorded command
+//! (iptables and nft through [`crate::firewall::inverse`], the derivation
+//! the firewall engine's auto-rollback uses) that is still outstanding — creations later undone by a recorded command
 //! (e.g. the firewall engine's own rollback) cancel out — in reverse order:
 //!
 //! | recorded | inverse |
@@ -60,6 +61,7 @@ use std::sync::Mutex;
 
 use memmap2::MmapMut;
 
+use crate::firewall::inverse;
 use virtnet_runner::{Cmd, Output, RunError, Runner};
 
 /// One journal line.
@@ -516,7 +518,7 @@ impl Runner for JournalRunner<'_> {
 /// (an nft echo repeats the whole rule); a journal written with whole
 /// stdouts (earlier releases) gives the same plan.
 pub fn journaled_stdout(stdout: &str) -> &str {
-    crate::firewall::nft_handle_echo(stdout).unwrap_or("")
+    inverse::nft_handle_echo(stdout).unwrap_or("")
 }
 
 fn basename(p: &str) -> &str {
@@ -540,9 +542,7 @@ pub fn inverse(
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     match prog {
         "iptables" | "ip6tables" | "ebtables" => {
-            let pos = args
-                .iter()
-                .position(|a| matches!(a.as_str(), "--insert" | "-I" | "--append" | "-A"))?;
+            let pos = args.iter().position(|a| inverse::is_iptables_create(a))?;
             let chain = args.get(pos + 1)?;
             let jumps_private = args
                 .windows(2)
@@ -550,30 +550,16 @@ pub fn inverse(
             if BUILTIN_CHAINS.contains(&chain.as_str()) && jumps_private {
                 return None; // private-chain jump, kept like libvirt does
             }
-            let mut inv = argv.to_vec();
-            inv[pos + 1] = "--delete".to_string();
-            Some(inv)
+            inverse::iptables_delete(argv)
         }
         "nft" => {
-            let mut k = 0;
-            while k < args.len() && args[k].starts_with('-') {
-                k += 1;
-            }
-            let verb = args.get(k)?;
-            if !matches!(verb.as_str(), "add" | "insert" | "create") {
+            // Tables and chains are the private ones: only rules are undone.
+            let verb = inverse::nft_creation(args)?;
+            if args[verb + 1] != "rule" || args.len() <= verb + 4 {
                 return None;
             }
-            if args.get(k + 1).map(String::as_str) != Some("rule") {
-                return None; // tables and chains are the private ones
-            }
-            let handle = crate::firewall::parse_nft_handle(stdout)?;
-            let mut inv = vec![argv[0].clone(), "delete".into(), "rule".into()];
-            for i in 2..=4 {
-                inv.push(args.get(k + i)?.clone());
-            }
-            inv.push("handle".into());
-            inv.push(handle.to_string());
-            Some(inv)
+            let handle = inverse::parse_nft_handle(stdout)?;
+            Some(inverse::nft_delete(&argv[0], args, verb, handle))
         }
         "tc" => {
             // The root qdisc goes with the bridge (libvirt never deletes it

@@ -16,6 +16,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::inverse::{self, nft_creation, parse_nft_handle};
 use super::render::{render_argv, RenderOptions};
 use super::{
     exec_prefix, prefix_len, Backend, CallbackCtx, Firewall, FirewallCmd, Layer, RollbackFlags,
@@ -113,16 +114,6 @@ impl From<RunError> for FirewallError {
             other => FirewallError::Run(other),
         }
     }
-}
-
-/// iptables arguments that create a rule (replaced by `--delete` in the
-/// auto-rollback inverse).
-fn is_iptables_create(arg: &str) -> bool {
-    matches!(arg, "--insert" | "-I" | "--append" | "-A")
-}
-
-fn is_nft_create(arg: &str) -> bool {
-    matches!(arg, "insert" | "add" | "create")
 }
 
 /// `g_strsplit(output, "\n", -1)`: no element for "", else split on `\n`.
@@ -325,8 +316,6 @@ fn exec_iptables<R: Runner + ?Sized>(
     cmd: &FirewallCmd,
     auto_rollback: bool,
 ) -> Result<Executed, FirewallError> {
-    let need_rollback = auto_rollback && cmd.args().iter().any(|a| is_iptables_create(a));
-
     let out = runner.run(&Cmd {
         argv: cmd.argv.clone(),
         stdin: None,
@@ -340,20 +329,13 @@ fn exec_iptables<R: Runner + ?Sized>(
             stderr: out.stderr,
         });
     }
-    let rollback = need_rollback.then(|| {
-        let (prefix, args) = cmd.argv.split_at(cmd.prefix);
-        prefix
-            .iter()
-            .cloned()
-            .chain(args.iter().map(|a| {
-                if is_iptables_create(a) {
-                    "--delete".to_string()
-                } else {
-                    a.clone()
-                }
-            }))
-            .collect()
-    });
+    // The binary and its locking option are never creating options: the
+    // inverse of the whole argv keeps them as they are.
+    let rollback = if auto_rollback {
+        inverse::iptables_delete(&cmd.argv)
+    } else {
+        None
+    };
     Ok(Executed {
         stdout: out.stdout,
         rollback,
@@ -406,77 +388,12 @@ fn exec_nftables<R: Runner + ?Sized>(
             stdout: out.stdout,
         });
     };
-    let args = cmd.args();
-    let object = args[k + 1].as_str();
-    let mut inverse = Vec::with_capacity(9);
-    inverse.push(cmd.argv[0].clone());
-    inverse.push("delete".to_string());
-    inverse.push(object.to_string());
-    // Arguments past the end are absent in libvirt's NULL-terminated
-    // list; they are skipped here.
-    let mut push = |idx: usize| {
-        if let Some(a) = args.get(idx) {
-            inverse.push(a.clone());
-        }
-    };
-    push(k + 2);
-    if object == "rule" || object == "chain" {
-        push(k + 3);
-    }
-    if object == "rule" {
-        push(k + 4);
-    }
-    inverse.push("handle".to_string());
-    inverse.push(handle.to_string());
+    let inverse = inverse::nft_delete(&cmd.argv[0], cmd.args(), k, handle);
     Ok(Executed {
         stdout: out.stdout,
         rollback: Some(inverse),
         error: None,
     })
-}
-
-/// For an nft command in an AUTO_ROLLBACK group: the index of its verb when
-/// it creates a rule, chain or table (so `-ae` must be injected and a
-/// rollback derived), else `None`.
-fn nft_creation(args: &[String]) -> Option<usize> {
-    if args.len() <= 1 {
-        return None;
-    }
-    // Skip leading options, but never the last argument.
-    let mut i = 0;
-    while i < args.len() - 1 && args[i].starts_with('-') {
-        i += 1;
-    }
-    if i + 1 < args.len()
-        && is_nft_create(&args[i])
-        && matches!(args[i + 1].as_str(), "rule" | "chain" | "table")
-    {
-        Some(i)
-    } else {
-        None
-    }
-}
-
-const HANDLE_MARK: &str = "# handle ";
-
-/// The first `# handle ` in `stdout` with the digits after it (`# handle
-/// 12`), if it has digits. Most commands print nothing: a byte search for
-/// '#' is cheaper than a substring searcher.
-pub fn nft_handle_echo(stdout: &str) -> Option<&str> {
-    let start = stdout
-        .match_indices('#')
-        .map(|(i, _)| i)
-        .find(|&i| stdout[i..].starts_with(HANDLE_MARK))?;
-    let digits = stdout[start + HANDLE_MARK.len()..]
-        .bytes()
-        .take_while(u8::is_ascii_digit)
-        .count();
-    (digits > 0).then(|| &stdout[start..start + HANDLE_MARK.len() + digits])
-}
-
-/// The digits right after the first `# handle ` in `stdout`, if any.
-pub fn parse_nft_handle(stdout: &str) -> Option<&str> {
-    nft_handle_echo(stdout).map(|echo| &echo[HANDLE_MARK.len()..])
 }
 
 /// The argv a stored command is executed with under `backend` (`nft_ae`:

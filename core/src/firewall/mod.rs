@@ -12,12 +12,15 @@
 //!
 //! Submodules:
 //! * [`apply`] — executing commands, callbacks, auto-rollback, rollback order;
+//! * [`inverse`] — the inverse of a creating command (auto-rollback and the
+//!   driver's journal share it);
 //! * [`xml`] — the `<firewall>` element, byte-exact format and typed parse errors;
 //! * [`render`] — libvirt's dry-run / golden-file rendering and its parser;
 //! * [`recording`] — [`RecordingRunner`], a runner for tests that behaves like
 //!   libvirt's test executor.
 
 pub mod apply;
+pub mod inverse;
 pub mod recording;
 pub use virtnet_runner::render;
 pub mod xml;
@@ -29,7 +32,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-pub use apply::{full_argv, nft_handle_echo, parse_nft_handle, rollback_start, FirewallError};
+pub use apply::{full_argv, rollback_start, FirewallError};
+pub use inverse::{nft_handle_echo, parse_nft_handle};
 pub use recording::{HandleMode, Matcher, RecordingRunner, Reply, ReplyHook};
 pub use render::{
     escape_shell, parse_stream, render_argv, render_stream, GoldenParseError, RenderOptions,
