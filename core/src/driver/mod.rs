@@ -38,10 +38,10 @@ use crate::store::{
     self, read_network_conf, ConfError, ConfigStore, NetworkConf, NetworkStatus, StatusError,
     StatusStore,
 };
-use virtnet_runner::{Cmd, RunError, Runner};
+use virtnet_runner::{CheckedError, Cmd, RunError, Runner};
 
 use journal::{Entry, Journal, JournalFiles, JournalRunner};
-use modes::{ops_for, run_ignore, run_ok, StartCtx};
+use modes::{ops_for, run_ignore, StartCtx};
 
 /// How the firewall backend is chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +163,32 @@ impl DriverError {
             e => DriverError::Run(e),
         }
     }
+}
 
+/// A command that had to succeed ([`Runner::run_checked`]) did not:
+/// libvirt's "Child process" message, with the command as one line and its
+/// stderr without the trailing newline.
+impl From<CheckedError> for DriverError {
+    fn from(e: CheckedError) -> Self {
+        match e {
+            CheckedError::Run(e) => DriverError::from_run(e),
+            CheckedError::Failed {
+                argv,
+                status,
+                stderr,
+            } => DriverError::Command {
+                command: crate::firewall::render_argv(
+                    &argv,
+                    crate::firewall::RenderOptions::ONE_LINE,
+                ),
+                status,
+                stderr: stderr.trim_end().to_string(),
+            },
+        }
+    }
+}
+
+impl DriverError {
     pub(crate) fn from_rules(e: RulesError) -> Self {
         if e.is_crash() {
             let (program, index) = match &e {
@@ -812,7 +837,7 @@ impl Driver {
         if let Some(pf) = &files.paths.pid_file {
             let _ = store::remove_if_exists(Path::new(pf));
         }
-        run_ok(runner, cmd.to_cmd())?;
+        runner.run_checked(&cmd.to_cmd())?;
         // dnsmasq daemonises and writes its pid file.
         let pid = files
             .paths
@@ -881,7 +906,7 @@ impl Driver {
                     let p = Path::new(path);
                     store::atomic_write(p, text.as_bytes()).map_err(|e| DriverError::io(p, e))?;
                 }
-                run_ok(runner, Cmd::new(["kill", "-HUP", pid.as_str()]))?;
+                runner.run_checked(&Cmd::new(["kill", "-HUP", pid.as_str()]))?;
                 Ok(())
             }
             _ => self.start_dnsmasq(def, runner, &|_, _, _| Ok(())),

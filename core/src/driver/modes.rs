@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use crate::netxml::{ForwardDevice, ForwardIf, ForwardMode, NetworkDef};
 use crate::rules::{self, Args};
 use crate::store::NetworkStatus;
-use virtnet_runner::{Cmd, Output, RunError, Runner};
+use virtnet_runner::{Cmd, RunError, Runner};
 
 use super::{Driver, DriverError};
 
@@ -122,22 +122,6 @@ fn argv(parts: &[&str]) -> Cmd {
     Cmd::new(parts.iter().copied())
 }
 
-/// Runs a command that must succeed.
-pub(crate) fn run_ok(runner: &dyn Runner, cmd: Cmd) -> Result<Output, DriverError> {
-    let out = runner.run(&cmd).map_err(DriverError::from_run)?;
-    if !out.success() {
-        return Err(DriverError::Command {
-            command: crate::firewall::render_argv(
-                &cmd.argv,
-                crate::firewall::RenderOptions::ONE_LINE,
-            ),
-            status: out.status,
-            stderr: out.stderr.trim_end().to_string(),
-        });
-    }
-    Ok(out)
-}
-
 /// Runs a command whose failure is ignored; only a crash is returned.
 pub(crate) fn run_ignore(runner: &dyn Runner, cmd: Cmd) -> Result<(), DriverError> {
     match runner.run(&cmd) {
@@ -195,16 +179,14 @@ fn addr_prefix(addr: &IpAddr, prefix: u32) -> String {
 /// `sysctl -w KEY=VALUE`, remembering the old value first so a failed start
 /// can restore it (global keys only; per-bridge keys vanish with the bridge).
 fn sysctl_set_global(ctx: &StartCtx<'_>, key: &str, value: &str) -> Result<(), DriverError> {
-    let old = run_ok(ctx.runner, argv(&["sysctl", "-n", key]))?;
+    let old = ctx.runner.run_checked(&argv(&["sysctl", "-n", key]))?;
     let old = old.stdout.trim().to_string();
     if old == value {
         return Ok(());
     }
     (ctx.note)("sysctl-prev", key, &old)?;
-    run_ok(
-        ctx.runner,
-        argv(&["sysctl", "-q", "-w", &format!("{key}={value}")]),
-    )?;
+    ctx.runner
+        .run_checked(&argv(&["sysctl", "-q", "-w", &format!("{key}={value}")]))?;
     Ok(())
 }
 
@@ -244,14 +226,14 @@ fn start_virtual(
         "stp_state",
         if def.bridge.stp { "1" } else { "0" },
     ]);
-    run_ok(r, Cmd::new(add.iter().copied()))?;
+    r.run_checked(&Cmd::new(add.iter().copied()))?;
     // IPv6 sysctls on the bridge.
     let v6 = def.ipv6_ips().next().is_some();
     let disable = bridge_sysctl(&br, "disable_ipv6", if v6 { "0" } else { "1" });
-    run_ok(r, argv(&["sysctl", "-q", "-w", &disable]))?;
+    r.run_checked(&argv(&["sysctl", "-q", "-w", &disable]))?;
     for leaf in ["accept_ra", "autoconf"] {
         let key = bridge_sysctl(&br, leaf, "0");
-        run_ok(r, argv(&["sysctl", "-q", "-w", &key]))?;
+        r.run_checked(&argv(&["sysctl", "-q", "-w", &key]))?;
     }
     // Firewall rules (private chains once per driver, then this network's).
     let fw = ctx.driver.add_firewall(def, r)?;
@@ -277,10 +259,10 @@ fn start_virtual(
             cmd.extend_from_slice(&["brd", &brd]);
         }
         cmd.extend_from_slice(&["dev", &br]);
-        run_ok(r, Cmd::new(cmd.iter().copied()))?;
+        r.run_checked(&Cmd::new(cmd.iter().copied()))?;
     }
     // Bring the bridge up.
-    run_ok(r, argv(&["ip", "link", "set", "dev", &br, "up"]))?;
+    r.run_checked(&argv(&["ip", "link", "set", "dev", &br, "up"]))?;
     // Static routes (errors ignored, as libvirt does).
     for route in &def.routes {
         let Some(prefix) = route.effective_prefix() else {
