@@ -1,6 +1,7 @@
 //! The forward-mode table: what start and shutdown do for each mode.
 //!
-//! [`ops_for`] is the ONE place that maps a forward mode to its functions.
+//! [`ops_for`] is the ONE place that maps a forward mode to its functions
+//! (an exhaustive `match`: the compiler checks every mode has its row).
 //! Bridge-based modes (isolated, nat, route, open) create and configure
 //! their own bridge, firewall it and run dnsmasq; host-managed modes only do
 //! what libvirt does for them (bridge with a bridge name: nothing beyond
@@ -76,46 +77,30 @@ pub struct ModeOps {
     pub reload_firewall: bool,
 }
 
-const VIRTUAL: fn(ModeKind) -> ModeOps = |kind| ModeOps {
-    kind,
-    start: start_virtual,
-    shutdown: shutdown_virtual,
-    reload_firewall: true,
-};
-const EXTERNAL: fn(ModeKind) -> ModeOps = |kind| ModeOps {
-    kind,
-    start: start_external,
-    shutdown: shutdown_nothing,
-    reload_firewall: false,
-};
-
-/// The table.
-pub fn table() -> [ModeOps; 9] {
-    [
-        VIRTUAL(ModeKind::Isolated),
-        VIRTUAL(ModeKind::Nat),
-        VIRTUAL(ModeKind::Route),
-        VIRTUAL(ModeKind::Open),
-        ModeOps {
-            kind: ModeKind::Bridge,
+/// The row for a forward mode: an exhaustive `match`, so a new mode does
+/// not compile until it has its row.
+pub fn ops_for(mode: Option<ForwardMode>) -> ModeOps {
+    let kind = ModeKind::of(mode);
+    match kind {
+        ModeKind::Isolated | ModeKind::Nat | ModeKind::Route | ModeKind::Open => ModeOps {
+            kind,
+            start: start_virtual,
+            shutdown: shutdown_virtual,
+            reload_firewall: true,
+        },
+        ModeKind::Bridge => ModeOps {
+            kind,
             start: start_bridge,
             shutdown: shutdown_nothing,
             reload_firewall: false,
         },
-        EXTERNAL(ModeKind::Private),
-        EXTERNAL(ModeKind::Vepa),
-        EXTERNAL(ModeKind::Passthrough),
-        EXTERNAL(ModeKind::Hostdev),
-    ]
-}
-
-/// The row for a forward mode.
-pub fn ops_for(mode: Option<ForwardMode>) -> ModeOps {
-    let kind = ModeKind::of(mode);
-    table()
-        .into_iter()
-        .find(|o| o.kind == kind)
-        .unwrap_or_else(|| VIRTUAL(ModeKind::Isolated))
+        ModeKind::Private | ModeKind::Vepa | ModeKind::Passthrough | ModeKind::Hostdev => ModeOps {
+            kind,
+            start: start_external,
+            shutdown: shutdown_nothing,
+            reload_firewall: false,
+        },
+    }
 }
 
 fn argv(parts: &[&str]) -> Cmd {
