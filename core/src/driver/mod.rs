@@ -40,7 +40,7 @@ use crate::store::{
 };
 use virtnet_runner::{CheckedError, Cmd, RunError, Runner};
 
-use journal::{Entry, Journal, JournalFiles, JournalRunner};
+use journal::{Entry, Journal, JournalRunner};
 use modes::{ops_for, run_ignore, StartCtx};
 
 /// How the firewall backend is chosen.
@@ -266,10 +266,6 @@ pub struct Driver {
     /// Serialises [`Driver::define`]: the bridge name and MAC it allocates
     /// must not be handed to two networks defined at the same time.
     define_serial: Mutex<()>,
-    /// Journal files kept between operations (emptied, not deleted). Declared
-    /// before `_lock`: they are deleted when the driver is dropped, before
-    /// its driver lock is released.
-    journals: JournalFiles,
     /// Exclusive lock on `STATE_DIR/driver.lock` (libvirt's driver pid
     /// file), held while this driver lives; `None` if another driver holds it.
     _lock: Option<nix::fcntl::Flock<fs::File>>,
@@ -341,6 +337,15 @@ impl DefineContext for DefineView<'_> {
     }
 }
 
+/// The error of an operation whose journal could not be written (disk
+/// full, I/O error, read-only file system): it was undone.
+fn journal_write_failed(path: &Path, why: &str) -> DriverError {
+    DriverError::io(
+        path,
+        format!("cannot write the journal, the operation was undone: {why}"),
+    )
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -372,7 +377,6 @@ impl Driver {
             dnsmasq_caps: Mutex::new(None),
             reports: Mutex::new(Vec::new()),
             define_serial: Mutex::new(()),
-            journals: JournalFiles::default(),
         };
         driver.load()?;
         Ok(driver)
@@ -685,10 +689,7 @@ impl Driver {
                 .ok_or_else(|| DriverError::NoNetwork(name.to_string()))?
         };
         let jpath = self.journal_path(name);
-        let journal = self
-            .journals
-            .open(&jpath)
-            .map_err(|e| DriverError::io(&jpath, e))?;
+        let journal = Journal::create(&jpath).map_err(|e| DriverError::io(&jpath, e))?;
         let jr = JournalRunner::new(self.runner(), &journal);
         let note = |n: &str, k: &str, v: &str| {
             journal
@@ -703,15 +704,17 @@ impl Driver {
         let mut live = def.clone();
         let ops = ops_for(live.forward_mode());
         let result = (ops.start)(&ctx, &mut live).and_then(|fw| {
+            // Nothing is saved over a journal that missed an entry.
+            if let Some(why) = journal.write_failure() {
+                return Err(journal_write_failed(&jpath, &why));
+            }
             let st = NetworkStatus::new(live, fw);
             self.statuses.save(&st)?;
             Ok(st)
         });
         match result {
             Ok(st) => {
-                self.journals
-                    .finish(journal)
-                    .map_err(|e| DriverError::io(&jpath, e))?;
+                journal.remove().map_err(|e| DriverError::io(&jpath, e))?;
                 let mut nets = lock(&self.nets);
                 nets.entry(name.to_string()).or_default().live = Some(st);
                 Ok(())
@@ -725,9 +728,13 @@ impl Driver {
                     plan.pop();
                 }
                 journal::run_undo(self.runner(), plan).map_err(DriverError::from_run)?;
-                self.journals
-                    .finish(journal)
-                    .map_err(|er| DriverError::io(&jpath, er))?;
+                // A failed journal write is the cause of whatever failed
+                // after it (no command ran after it).
+                let e = match journal.write_failure() {
+                    Some(why) => journal_write_failed(&jpath, &why),
+                    None => e,
+                };
+                journal.remove().map_err(|er| DriverError::io(&jpath, er))?;
                 Err(e)
             }
         }
@@ -1027,32 +1034,35 @@ impl Driver {
     fn reload_network(&self, mut st: NetworkStatus) -> Result<(), DriverError> {
         let name = st.def.name.clone();
         let jpath = self.journal_path(&name);
-        let journal = self
-            .journals
-            .open(&jpath)
-            .map_err(|e| DriverError::io(&jpath, e))?;
+        let journal = Journal::create(&jpath).map_err(|e| DriverError::io(&jpath, e))?;
         let jr = JournalRunner::new(self.runner(), &journal);
         rules::remove_network_firewall(&st.def, st.fw_removal.as_ref(), &jr)
             .map_err(DriverError::from_rules)?;
         let mut def = st.def.clone();
         let added = self.add_firewall(&mut def, &jr);
-        let err = match added {
-            Ok(fw) => {
+        let err = match (added, journal.write_failure()) {
+            (Err(e), _) if e.is_crash() => return Err(e),
+            (Ok(fw), None) => {
                 st.def = def;
                 st.fw_removal = fw;
                 None
             }
-            Err(e) if e.is_crash() => return Err(e),
-            Err(e) => {
+            (_, Some(why)) => {
+                // No command ran after the entry that could not be
+                // written: what the add created is undone from memory.
+                journal::run_undo(self.runner(), journal.take_undo_plan())
+                    .map_err(DriverError::from_run)?;
+                st.fw_removal = None;
+                Some(journal_write_failed(&jpath, &why))
+            }
+            (Err(e), None) => {
                 // libvirt ignores the error and stores no plan.
                 st.fw_removal = None;
                 Some(e)
             }
         };
         self.statuses.save(&st)?;
-        self.journals
-            .finish(journal)
-            .map_err(|e| DriverError::io(&jpath, e))?;
+        journal.remove().map_err(|e| DriverError::io(&jpath, e))?;
         lock(&self.nets).entry(name).or_default().live = Some(st);
         match err {
             Some(e) => Err(e),
@@ -1061,7 +1071,7 @@ impl Driver {
     }
 
     /// Names of journals currently present (for tests and diagnostics): an
-    /// emptied journal file is no journal ([`Journal::is_pending`]).
+    /// empty journal file is no journal ([`Journal::is_pending`]).
     pub fn pending_journals(&self) -> Vec<String> {
         fs::read_dir(&self.cfg.state_dir)
             .map(|rd| {
