@@ -96,6 +96,20 @@ impl DriverConfig {
         }
     }
 
+    /// Everything under one directory, as a test or a simulated host
+    /// wants it: definitions in `DIR/config`, status files and journals in
+    /// `DIR/state` (dnsmasq files in `DIR/state/dnsmasq`), and dnsmasq
+    /// named by its usual path `/usr/sbin/dnsmasq` instead of being looked
+    /// up on this machine's `PATH` (a simulated host answers for that
+    /// path, so nothing depends on what is installed). Other defaults as
+    /// [`DriverConfig::new`]; chain [`DriverConfig::with_backend`] to fix
+    /// the backend.
+    pub fn under(dir: &Path, runner: Arc<dyn Runner>) -> Self {
+        let mut cfg = DriverConfig::new(dir.join("config"), dir.join("state"), runner);
+        cfg.dnsmasq_binary = Some("/usr/sbin/dnsmasq".to_string());
+        cfg
+    }
+
     pub fn with_backend(mut self, b: Backend) -> Self {
         self.backend = BackendChoice::Fixed(b);
         self
