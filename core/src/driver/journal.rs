@@ -363,7 +363,7 @@ pub fn inverse(
             if BUILTIN_CHAINS.contains(&chain.as_str()) && jumps_private {
                 return None; // private-chain jump, kept like libvirt does
             }
-            inverse::iptables_delete(argv)
+            inverse::iptables_delete(args).map(|inv| with_binary(&argv[0], inv))
         }
         "nft" => {
             // Tables and chains are the private ones: only rules are undone.
@@ -372,7 +372,10 @@ pub fn inverse(
                 return None;
             }
             let handle = inverse::parse_nft_handle(stdout)?;
-            Some(inverse::nft_delete(&argv[0], args, verb, handle))
+            Some(with_binary(
+                &argv[0],
+                inverse::nft_delete(args, verb, handle),
+            ))
         }
         "tc" => {
             // The root qdisc goes with the bridge (libvirt never deletes it
@@ -452,6 +455,14 @@ pub fn inverse(
         }
         _ => None,
     }
+}
+
+/// `binary` followed by `args`.
+fn with_binary(binary: &str, args: Vec<String>) -> Vec<String> {
+    let mut argv = Vec::with_capacity(args.len() + 1);
+    argv.push(binary.to_string());
+    argv.extend(args);
+    argv
 }
 
 fn prev_pid(p: &str) -> String {

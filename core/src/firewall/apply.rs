@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use super::inverse::{self, nft_creation, parse_nft_handle};
 use super::render::{render_argv, RenderOptions};
 use super::{
-    exec_prefix, prefix_len, Backend, CallbackCtx, Firewall, FirewallCmd, Layer, RollbackFlags,
+    exec_prefix, Backend, CallbackCtx, Firewall, FirewallCmd, Layer, RollbackFlags,
     TransactionFlags,
 };
 use virtnet_runner::{Cmd, RunError, Runner};
@@ -258,10 +258,8 @@ impl Firewall {
 
     /// libvirt `virFirewallApplyCmd` of command `k` of group `idx` (of its
     /// rollback list if `rollback`); `Ok(false)` when there is no such
-    /// command. The command is used in place (not copied): its argv, built
-    /// when it was added, goes to the runner as it is (nft's `-ae` is put
-    /// in or taken out first); only its rollback and callback need the
-    /// firewall mutably, after it ran.
+    /// command. The argv it runs with is built now ([`full_argv`]); only its
+    /// rollback and callback need the firewall mutably, after it ran.
     fn apply_cmd<R: Runner + ?Sized>(
         &mut self,
         runner: &R,
@@ -273,11 +271,11 @@ impl Firewall {
             .current_flags()
             .contains(TransactionFlags::AUTO_ROLLBACK);
         let backend = self.backend;
-        let Some(cmd) = self.groups.get_mut(idx).and_then(|g| {
+        let Some(cmd) = self.groups.get(idx).and_then(|g| {
             if rollback {
-                g.rollbacks.get_mut(k)
+                g.rollbacks.get(k)
             } else {
-                g.actions.get_mut(k)
+                g.actions.get(k)
             }
         }) else {
             return Ok(false);
@@ -287,14 +285,13 @@ impl Firewall {
         }
         let executed = match backend {
             Backend::None => return Err(FirewallError::BackendNotImplemented),
-            Backend::Iptables => exec_iptables(runner, cmd, auto_rollback)?,
-            Backend::Nftables => exec_nftables(runner, cmd, auto_rollback)?,
+            Backend::Iptables => exec_iptables(runner, backend, cmd, auto_rollback)?,
+            Backend::Nftables => exec_nftables(runner, backend, cmd, auto_rollback)?,
         };
         let layer = cmd.layer;
         let callback = cmd.callback.clone();
         if let Some(inverse) = executed.rollback {
-            let prefix = prefix_len(backend, layer);
-            self.add_built_cmd(layer, true, Arc::new(inverse), prefix, false);
+            self.add_built_cmd(layer, true, Arc::new(inverse));
         }
         if let Some(err) = executed.error {
             return Err(err);
@@ -313,26 +310,23 @@ impl Firewall {
 
 fn exec_iptables<R: Runner + ?Sized>(
     runner: &R,
+    backend: Backend,
     cmd: &FirewallCmd,
     auto_rollback: bool,
 ) -> Result<Executed, FirewallError> {
-    let out = runner.run(&Cmd {
-        argv: cmd.argv.clone(),
-        stdin: None,
-    })?;
+    let argv = full_argv(backend, cmd, false);
+    let out = runner.run(&Cmd::new(argv))?;
     if !out.success() {
         if cmd.ignore_errors {
             return Ok(Executed::plain(out.stdout));
         }
         return Err(FirewallError::CommandFailed {
-            command: render_argv(&cmd.argv, RenderOptions::ONE_LINE),
+            command: render_argv(&full_argv(backend, cmd, false), RenderOptions::ONE_LINE),
             stderr: out.stderr,
         });
     }
-    // The binary and its locking option are never creating options: the
-    // inverse of the whole argv keeps them as they are.
     let rollback = if auto_rollback {
-        inverse::iptables_delete(&cmd.argv)
+        inverse::iptables_delete(cmd.args())
     } else {
         None
     };
@@ -345,7 +339,8 @@ fn exec_iptables<R: Runner + ?Sized>(
 
 fn exec_nftables<R: Runner + ?Sized>(
     runner: &R,
-    cmd: &mut FirewallCmd,
+    backend: Backend,
+    cmd: &FirewallCmd,
     auto_rollback: bool,
 ) -> Result<Executed, FirewallError> {
     let creation = if cmd.layer == Layer::Tc || !auto_rollback {
@@ -353,14 +348,16 @@ fn exec_nftables<R: Runner + ?Sized>(
     } else {
         nft_creation(cmd.args())
     };
-    cmd.set_nft_ae(creation.is_some());
-    let cmd = &*cmd;
-    let out = runner.run(&Cmd {
-        argv: cmd.argv.clone(),
-        stdin: None,
-    })?;
+    // `-ae` (echo the handle) for a creation whose inverse is derived.
+    let argv = full_argv(backend, cmd, creation.is_some());
     // For messages only (failures are the rare path).
-    let shown = || render_argv(&cmd.argv, RenderOptions::ONE_LINE);
+    let shown = || {
+        render_argv(
+            &full_argv(backend, cmd, creation.is_some()),
+            RenderOptions::ONE_LINE,
+        )
+    };
+    let out = runner.run(&Cmd::new(argv))?;
     if !out.success() {
         if cmd.args().first().is_some_and(|a| a == "list") || cmd.ignore_errors {
             // A missing table makes `nft list` fail: that is an empty
@@ -380,7 +377,7 @@ fn exec_nftables<R: Runner + ?Sized>(
         // looks for the handle; it fails later with "Can't apply empty
         // firewall command" (ignored like every rollback).
         return Ok(Executed {
-            rollback: Some(vec![cmd.argv[0].clone()]),
+            rollback: Some(Vec::new()),
             error: Some(FirewallError::NoHandle {
                 command: shown(),
                 stdout: out.stdout.clone(),
@@ -388,7 +385,7 @@ fn exec_nftables<R: Runner + ?Sized>(
             stdout: out.stdout,
         });
     };
-    let inverse = inverse::nft_delete(&cmd.argv[0], cmd.args(), k, handle);
+    let inverse = inverse::nft_delete(cmd.args(), k, handle);
     Ok(Executed {
         stdout: out.stdout,
         rollback: Some(inverse),
@@ -399,8 +396,7 @@ fn exec_nftables<R: Runner + ?Sized>(
 /// The argv a stored command is executed with under `backend` (`nft_ae`:
 /// whether `-ae` is injected): the binary of its layer, `-w`/`--concurrent`
 /// for iptables-family layers or `-ae` for nft creations, then its
-/// arguments. Exposed for dry-run displays (apply itself uses the argv the
-/// command keeps, which is this one under its firewall's backend).
+/// arguments. Apply runs every command with it; dry-run displays use it.
 pub fn full_argv(backend: Backend, cmd: &FirewallCmd, nft_ae: bool) -> Vec<String> {
     let (binary, option) = exec_prefix(backend, cmd.layer, nft_ae);
     let args = cmd.args();

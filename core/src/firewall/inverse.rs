@@ -19,23 +19,24 @@ fn is_nft_create(arg: &str) -> bool {
     matches!(arg, "insert" | "add" | "create")
 }
 
-/// The inverse of an iptables-family command (`argv[0]` the binary): every
-/// creating option replaced by `--delete`; `None` when it has none.
-pub fn iptables_delete(argv: &[String]) -> Option<Vec<String>> {
-    let (binary, args) = argv.split_first()?;
+/// The inverse of an iptables-family command, given and returned without
+/// its binary: every creating option replaced by `--delete`; `None` when it
+/// has none.
+pub fn iptables_delete(args: &[String]) -> Option<Vec<String>> {
     if !args.iter().any(|a| is_iptables_create(a)) {
         return None;
     }
-    let mut inverse = Vec::with_capacity(argv.len());
-    inverse.push(binary.clone());
-    inverse.extend(args.iter().map(|a| {
-        if is_iptables_create(a) {
-            "--delete".to_string()
-        } else {
-            a.clone()
-        }
-    }));
-    Some(inverse)
+    Some(
+        args.iter()
+            .map(|a| {
+                if is_iptables_create(a) {
+                    "--delete".to_string()
+                } else {
+                    a.clone()
+                }
+            })
+            .collect(),
+    )
 }
 
 /// For nft arguments (without the binary): the index of the verb when they
@@ -56,15 +57,15 @@ pub fn nft_creation(args: &[String]) -> Option<usize> {
     .then_some(i)
 }
 
-/// The inverse of the nft creation `binary args...` whose verb is at
-/// `args[verb]` ([`nft_creation`]) and whose echo gave `handle`:
-/// `binary delete OBJECT FAMILY [TABLE [CHAIN]] handle N` (the table for a
-/// rule or a chain, the chain for a rule only — libvirt's choice). Arguments past the
-/// end are absent in libvirt's NULL-terminated list; they are skipped.
-pub fn nft_delete(binary: &str, args: &[String], verb: usize, handle: &str) -> Vec<String> {
+/// The inverse of the nft creation `args` (without the binary) whose verb
+/// is at `args[verb]` ([`nft_creation`]) and whose echo gave `handle`, also
+/// without the binary: `delete OBJECT FAMILY [TABLE [CHAIN]] handle N` (the
+/// table for a rule or a chain, the chain for a rule only — libvirt's
+/// choice). Arguments past the end are absent in libvirt's NULL-terminated
+/// list; they are skipped.
+pub fn nft_delete(args: &[String], verb: usize, handle: &str) -> Vec<String> {
     let object = args.get(verb + 1).map(String::as_str).unwrap_or("");
-    let mut inverse = Vec::with_capacity(8);
-    inverse.push(binary.to_string());
+    let mut inverse = Vec::with_capacity(7);
     inverse.push("delete".to_string());
     inverse.push(object.to_string());
     let mut push = |idx: usize| {
@@ -117,19 +118,16 @@ mod tests {
     #[test]
     fn iptables_every_creating_option_becomes_delete() {
         assert_eq!(
-            iptables_delete(&v(&[
-                "iptables", "-w", "--table", "nat", "-A", "X", "-j", "RETURN"
-            ])),
+            iptables_delete(&v(&["-w", "--table", "nat", "-A", "X", "-j", "RETURN"])),
             Some(v(&[
-                "iptables", "-w", "--table", "nat", "--delete", "X", "-j", "RETURN"
+                "-w", "--table", "nat", "--delete", "X", "-j", "RETURN"
             ]))
         );
         assert_eq!(
-            iptables_delete(&v(&["iptables", "-w", "--list-rules"])),
-            None
+            iptables_delete(&v(&["-w", "--insert", "X", "--comment", "-I"])),
+            Some(v(&["-w", "--delete", "X", "--comment", "--delete"]))
         );
-        // The binary itself is never an option.
-        assert_eq!(iptables_delete(&v(&["-A"])), None);
+        assert_eq!(iptables_delete(&v(&["-w", "--list-rules"])), None);
     }
 
     #[test]
@@ -137,20 +135,20 @@ mod tests {
         let args = v(&["insert", "rule", "ip", "t", "c", "counter", "accept"]);
         let k = nft_creation(&args).unwrap();
         assert_eq!(
-            nft_delete("nft", &args, k, "7"),
-            v(&["nft", "delete", "rule", "ip", "t", "c", "handle", "7"])
+            nft_delete(&args, k, "7"),
+            v(&["delete", "rule", "ip", "t", "c", "handle", "7"])
         );
         let args = v(&["-ae", "add", "chain", "ip", "t", "c"]);
         let k = nft_creation(&args).unwrap();
         assert_eq!(k, 1);
         assert_eq!(
-            nft_delete("nft", &args, k, "3"),
-            v(&["nft", "delete", "chain", "ip", "t", "handle", "3"])
+            nft_delete(&args, k, "3"),
+            v(&["delete", "chain", "ip", "t", "handle", "3"])
         );
         let args = v(&["add", "table", "ip"]);
         assert_eq!(
-            nft_delete("nft", &args, 0, "1"),
-            v(&["nft", "delete", "table", "ip", "handle", "1"])
+            nft_delete(&args, 0, "1"),
+            v(&["delete", "table", "ip", "handle", "1"])
         );
         assert_eq!(nft_creation(&v(&["list", "table", "ip", "t"])), None);
         assert_eq!(nft_creation(&v(&["add", "set", "ip", "t", "s"])), None);
