@@ -704,7 +704,7 @@ impl Driver {
         };
         let jpath = self.journal_path(name);
         let journal = Journal::create(&jpath).map_err(|e| DriverError::io(&jpath, e))?;
-        let jr = JournalRunner::new(self.runner(), &journal);
+        let journaled = JournalRunner::new(self.runner(), &journal);
         let note = |n: &str, k: &str, v: &str| {
             journal
                 .note(n, k, v)
@@ -712,7 +712,7 @@ impl Driver {
         };
         let ctx = StartCtx {
             driver: self,
-            runner: &jr,
+            runner: &journaled,
             note: &note,
         };
         let mut live = def.clone();
@@ -1049,11 +1049,11 @@ impl Driver {
         let name = st.def.name.clone();
         let jpath = self.journal_path(&name);
         let journal = Journal::create(&jpath).map_err(|e| DriverError::io(&jpath, e))?;
-        let jr = JournalRunner::new(self.runner(), &journal);
-        rules::remove_network_firewall(&st.def, st.fw_removal.as_ref(), &jr)
+        let journaled = JournalRunner::new(self.runner(), &journal);
+        rules::remove_network_firewall(&st.def, st.fw_removal.as_ref(), &journaled)
             .map_err(DriverError::from_rules)?;
         let mut def = st.def.clone();
-        let added = self.add_firewall(&mut def, &jr);
+        let added = self.add_firewall(&mut def, &journaled);
         let err = match (added, journal.write_failure()) {
             (Err(e), _) if e.is_crash() => return Err(e),
             (Ok(fw), None) => {
