@@ -324,3 +324,57 @@ fn bridge_delay_out_of_range_fails_the_start_cleanly() {
         assert_same_host(&before, &env.state(), &format!("{backend}: delay"));
     }
 }
+
+/// The journal cannot be written (disk full: its path is a symlink to
+/// /dev/full, where every write fails with ENOSPC): the start fails with
+/// an error naming the journal and the cause, not a crash; what ran before
+/// the failed write is undone and nothing runs after it.
+#[test]
+fn a_journal_that_cannot_be_written_fails_the_start_cleanly() {
+    for backend in [Backend::Iptables, Backend::Nftables] {
+        let env = Env::new();
+        let d = env.driver(backend);
+        let name = d.define(&capture_net("nat-default")).unwrap().name;
+        // Warm up (private chains are kept), then the baseline.
+        d.start(&name).unwrap();
+        d.destroy(&name).unwrap();
+        let before = env.state();
+        let journal = env.state_dir().join(format!("{name}.journal"));
+        std::os::unix::fs::symlink("/dev/full", &journal).unwrap();
+        let e = d.start(&name).unwrap_err();
+        let msg = e.to_string();
+        assert!(!e.is_crash(), "{backend}: {msg}");
+        assert!(
+            msg.starts_with(&format!("{}: cannot write the journal", journal.display()))
+                && msg.contains("No space left on device"),
+            "{backend}: {msg}"
+        );
+        assert!(!d.info(&name).unwrap().active, "{backend}");
+        assert!(!env.state_dir().join(format!("{name}.xml")).exists());
+        assert_same_host(&before, &env.state(), &format!("{backend}"));
+        // The journal (here the symlink) is gone; the next start works.
+        assert!(journal.symlink_metadata().is_err(), "{backend}");
+        d.start(&name).unwrap();
+        d.destroy(&name).unwrap();
+    }
+}
+
+/// A journal that cannot even be opened (its path is a directory) refuses
+/// the start before it changes anything on the host.
+#[test]
+fn a_journal_that_cannot_be_opened_refuses_the_start() {
+    let env = Env::new();
+    let d = env.driver(Backend::Nftables);
+    let name = d.define(&capture_net("nat-default")).unwrap().name;
+    let journal = env.state_dir().join(format!("{name}.journal"));
+    std::fs::create_dir_all(&journal).unwrap();
+    env.host.reset_counter();
+    let e = d.start(&name).unwrap_err();
+    assert!(!e.is_crash(), "{e}");
+    assert!(
+        e.to_string().starts_with(&journal.display().to_string()),
+        "{e}"
+    );
+    assert_eq!(env.host.command_count(), 0, "a command ran: {e}");
+    assert!(!d.info(&name).unwrap().active);
+}

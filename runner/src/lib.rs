@@ -110,8 +110,10 @@ pub enum CheckedError {
     /// It could not be run at all.
     #[error(transparent)]
     Run(RunError),
-    /// It ran and exited non-zero; `stderr` without its trailing newline.
-    #[error("'{}' exited with status {status}: {stderr}", argv.join(" "))]
+    /// It ran and exited non-zero; `stderr` as the command printed it
+    /// (callers that quote it verbatim, like libvirt's "Child process"
+    /// message, need its trailing newline; this message drops it).
+    #[error("'{}' exited with status {status}: {}", argv.join(" "), stderr.trim_end())]
     Failed {
         argv: Arc<Vec<String>>,
         status: i32,
@@ -142,7 +144,7 @@ pub trait Runner: Send + Sync {
             Err(CheckedError::Failed {
                 argv: Arc::clone(&cmd.argv),
                 status: out.status,
-                stderr: out.stderr.trim_end().to_string(),
+                stderr: out.stderr,
             })
         }
     }

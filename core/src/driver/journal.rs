@@ -7,34 +7,38 @@
 //! N` echo; see [`journaled_stdout`]), to `STATE_DIR/NAME.journal`, in the
 //! file before the next command runs. The driver adds notes for facts that
 //! are not commands (the pid dnsmasq wrote, the previous value of a global
-//! sysctl). The status save ends the journal: the driver empties the file
-//! and keeps it for the network's next operation ([`JournalFiles`]); an
-//! empty journal file is no journal.
+//! sysctl). The journal is opened when the operation begins (a journal that
+//! cannot be opened refuses the operation before it changes anything) and
+//! deleted when it ends (the status file that accounts for it was saved, or
+//! its creations were undone).
 //!
-//! The file is mapped shared into memory and an entry is appended by
-//! storing it into the mapping, which costs no system call: the stores land
-//! in the file's page in the kernel's page cache, exactly where a
-//! `write(2)` would have put the bytes, so every reader sees them and they
-//! survive the death of the process (see `MappedFile` for how a reader
-//! tells where the entries end and why a torn entry is harmless).
+//! An entry is appended with one `write(2)` on the file opened `O_APPEND`:
+//! once `write` returns, the bytes are in the kernel's page cache, where
+//! every reader sees them and where they survive the death of the process.
+//! A write that fails (disk full, I/O error, read-only file system) is an
+//! error, never a crash: the command whose entry could not be written
+//! returns an error, the journal refuses to run any further command (none
+//! may run unjournaled), and the driver undoes the operation from the
+//! journal's in-memory plan and reports the failed write.
 //!
 //! The journal guards against a crash of the daemon, not of the machine,
-//! and is therefore not fsynced (nor `msync`ed). Everything it records —
-//! rules, links, addresses, qdiscs, sysctl values, processes — is kernel
-//! state that a machine crash wipes, and the state directory is `/run`
-//! (tmpfs) in a normal installation. What was handed to the kernel's page
-//! cache survives the death of the process that wrote it, which is the
-//! crash the journal is for. (On a state directory on disk, an fsynced
-//! journal would even be harmful after a reboot: its undo plan would be
-//! replayed against a kernel that never saw those commands.)
+//! and is therefore not fsynced. Everything it records — rules, links,
+//! addresses, qdiscs, sysctl values, processes — is kernel state that a
+//! machine crash wipes, and the state directory is `/run` (tmpfs) in a
+//! normal installation. (On a state directory on disk, an fsynced journal
+//! would even be harmful after a reboot: its undo plan would be replayed
+//! against a kernel that never saw those commands.)
 //!
-//! File format: JSON lines ([`Entry`]), then zero bytes up to the end of
-//! the file (a journal of an earlier release has none). A reader stops at
-//! the first zero byte and ignores a torn last line.
+//! File format: JSON lines ([`Entry`]). A reader ignores a torn last line,
+//! and stops at a zero byte: journals of the release that stored entries
+//! through a shared mapping end with zeros, and an emptied one starts with
+//! a zero (no journal).
 //!
 //! [`undo_plan`] derives, from the entries, the inverse of every creation
-//! that is still outstanding — creations later undone by a recorded command
-//! (e.g. the firewall engine's own rollback) cancel out — in reverse order:
+//! (iptables and nft through [`crate::firewall::inverse`], the derivation
+//! the firewall engine's auto-rollback uses) that is still outstanding —
+//! creations later undone by a recorded command (e.g. the firewall engine's
+//! own rollback) cancel out — in reverse order:
 //!
 //! | recorded | inverse |
 //! |---|---|
@@ -52,14 +56,12 @@
 //! networks and kept, as libvirt keeps them.
 
 use std::fs;
-use std::io::{self, BufRead};
-use std::os::unix::fs::MetadataExt;
+use std::io::{self, BufRead, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{compiler_fence, Ordering};
 use std::sync::Mutex;
 
-use memmap2::MmapMut;
-
+use crate::firewall::inverse;
 use virtnet_runner::{Cmd, Output, RunError, Runner};
 
 /// One journal line.
@@ -83,25 +85,22 @@ pub enum Entry {
 /// commands that cancel them, notes): replaying the file gives the same plan
 /// as replaying every command would, so queries (`--list-rules`, `sysctl
 /// -n`, `dnsmasq --version`) and deletions of nothing outstanding cost no
-/// write. The file itself is created with the first entry that
-/// is written (a start that fails before creating anything leaves no file
-/// and costs no file-system call); every written entry reaches the file
-/// before the next command runs (see the module documentation for why it
-/// is not fsynced).
+/// write. Every written entry reaches the file before the next command runs
+/// (see the module documentation for why it is not fsynced).
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
     state: Mutex<JournalState>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct JournalState {
-    /// Mapped once the first entry was written (or a stale file replaced,
-    /// or an idle file of the driver's taken over).
-    file: Option<MappedFile>,
+    file: fs::File,
     tracker: UndoTracker,
     /// Reused serialisation buffer.
     line: Vec<u8>,
+    /// The first write that failed: from then on no command may run.
+    write_failure: Option<String>,
 }
 
 /// The borrowed form of [`Entry::Ran`] (same JSON).
@@ -111,150 +110,36 @@ struct RanRef<'a> {
     stdout: &'a str,
 }
 
-/// Size a journal file is created with (it doubles when full). A start
-/// writes a few KiB; the file is sparse, only the pages written take
-/// memory (tmpfs) or disk.
-const INITIAL_LEN: usize = 64 * 1024;
-
-/// A journal file mapped shared into memory: an entry is appended by
-/// storing it into the mapping, without a system call.
-///
-/// A store into a shared mapping goes straight into the file's page in the
-/// kernel's page cache, the same page a `write(2)` would have filled: it
-/// is in the file for every reader (`read(2)` sees the page cache) from the
-/// moment it is made, and survives the death of the process exactly like
-/// a written but unsynced `write(2)`.
-///
-/// Layout: the entries (JSON lines), then zero bytes up to the end of the
-/// file. Entries contain no zero byte (JSON escapes control characters),
-/// so a reader stops at the first zero. Everything from `len` on is kept
-/// zero, so an entry torn by a crash (its bytes are stored in any order)
-/// reads as its bytes up to the first one not yet stored: a last line
-/// without its newline, which the reader ignores — or, if only the
-/// newline is missing, the whole entry, which is just as right.
-#[derive(Debug)]
-struct MappedFile {
-    file: fs::File,
-    map: MmapMut,
-    /// Bytes of entries at the start of the file.
-    len: usize,
-    /// (device, inode) of the file, to tell whether its path still names it.
-    id: (u64, u64),
-}
-
-impl MappedFile {
-    /// Creates an empty (zero-filled) journal file at `path` and maps it.
-    /// A file already there is replaced (unlinked and created anew rather
-    /// than truncated, so that a mapping of it elsewhere stays valid); its
-    /// directory is created only when the file cannot be created for lack
-    /// of it.
-    fn create(path: &Path) -> io::Result<MappedFile> {
-        let create = || {
+impl Journal {
+    /// Opens an empty journal at `path` (a file already there, left by an
+    /// earlier operation, is emptied; the directory is created if missing).
+    pub fn create(path: &Path) -> io::Result<Journal> {
+        let open = || {
             fs::OpenOptions::new()
-                .read(true)
                 .write(true)
-                .create_new(true)
+                .create(true)
+                .truncate(true)
+                .custom_flags(libc::O_APPEND)
                 .open(path)
         };
-        let file = match create() {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                crate::store::remove_if_exists(path)?;
-                create()?
-            }
+        let file = match open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if let Some(dir) = path.parent() {
                     fs::create_dir_all(dir)?;
                 }
-                create()?
+                open()?
             }
             r => r?,
         };
-        file.set_len(INITIAL_LEN as u64)?;
-        let map = Self::map(&file)?;
-        let m = file.metadata()?;
-        Ok(MappedFile {
-            file,
-            map,
-            len: 0,
-            id: (m.dev(), m.ino()),
-        })
-    }
-
-    fn map(file: &fs::File) -> io::Result<MmapMut> {
-        // SAFETY: `map_mut` is unsafe because the mapped file may change
-        // under the mapping: bytes written by someone else are seen (we
-        // only ever copy bytes in and never read them back, so that cannot
-        // break a Rust invariant), and an access past the end of a file
-        // that someone truncated would fault (SIGBUS). Journal files are
-        // never truncated: this module creates them with `create_new` and
-        // only ever grows them; a journal file that is no longer wanted is
-        // unlinked or replaced by a new file, either of which leaves every
-        // existing mapping of it valid.
-        unsafe { MmapMut::map_mut(file) }
-    }
-
-    /// Appends one line (which must not contain a zero byte).
-    fn append(&mut self, line: &[u8]) -> io::Result<()> {
-        let end = self.len + line.len();
-        if end >= self.map.len() {
-            // At least one zero byte stays after the entries.
-            let new_len = (end + 1).max(2 * self.map.len());
-            self.file.set_len(new_len as u64)?;
-            self.map = Self::map(&self.file)?;
-        }
-        self.map[self.len..end].copy_from_slice(line);
-        // The entry is stored before anything that follows in program
-        // order (the next command): a process that dies is stopped between
-        // two instructions, as by a signal, and the entry is in the file.
-        compiler_fence(Ordering::SeqCst);
-        self.len = end;
-        Ok(())
-    }
-
-    /// Empties the journal: its first byte is zeroed first (a reader now
-    /// sees no entry, as after an unlink), then the rest of the entries.
-    fn clear(&mut self) {
-        if self.len == 0 {
-            return;
-        }
-        self.map[0] = 0;
-        compiler_fence(Ordering::SeqCst);
-        self.map[1..self.len].fill(0);
-        compiler_fence(Ordering::SeqCst);
-        self.len = 0;
-    }
-
-    /// Whether `path` still names this file (no one removed or replaced it).
-    fn is_at(&self, path: &Path) -> io::Result<bool> {
-        match fs::symlink_metadata(path) {
-            Ok(m) => Ok((m.dev(), m.ino()) == self.id),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-impl Journal {
-    /// A journal at `path`. A file already there (left by an earlier
-    /// operation) is replaced at once by an empty one; otherwise the file
-    /// is created by the first entry written.
-    pub fn create(path: &Path) -> io::Result<Journal> {
-        let file = match fs::symlink_metadata(path) {
-            Ok(_) => Some(MappedFile::create(path)?),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        Ok(Journal::with_file(path, file))
-    }
-
-    fn with_file(path: &Path, file: Option<MappedFile>) -> Journal {
-        Journal {
+        Ok(Journal {
             path: path.to_path_buf(),
             state: Mutex::new(JournalState {
                 file,
-                ..JournalState::default()
+                tracker: UndoTracker::default(),
+                line: Vec::new(),
+                write_failure: None,
             }),
-        }
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -265,17 +150,29 @@ impl Journal {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes one serialised line (in `st.line`) to the file.
+    /// Why the journal could not be written, if a write failed: the
+    /// operation must then be undone (see the module documentation).
+    pub fn write_failure(&self) -> Option<String> {
+        self.lock().write_failure.clone()
+    }
+
+    /// Writes the serialised entry in `st.line` with one `write(2)`
+    /// (`O_APPEND`); a failure is remembered.
     fn write_line(&self, st: &mut JournalState) -> io::Result<()> {
         st.line.push(b'\n');
-        if st.file.is_none() {
-            st.file = Some(MappedFile::create(&self.path)?);
+        let JournalState {
+            file,
+            line,
+            write_failure,
+            ..
+        } = st;
+        // `write_all`: a short write (a signal, a nearly full disk) goes
+        // on where it stopped, still before the next command runs.
+        let result = file.write_all(line);
+        if let Err(e) = &result {
+            write_failure.get_or_insert_with(|| e.to_string());
         }
-        let JournalState { file, line, .. } = st;
-        let f = file
-            .as_mut()
-            .ok_or_else(|| io::Error::other("journal not open"))?;
-        f.append(line)
+        result
     }
 
     /// Appends one entry (if it changes the undo plan).
@@ -319,34 +216,23 @@ impl Journal {
 
     /// [`Journal::undo_plan`], taken out of the journal to be run (after a
     /// failed operation): what is appended afterwards starts a new plan.
-    /// The file keeps its entries until the journal is ended.
+    /// The file keeps its entries until the journal is removed.
     pub fn take_undo_plan(&self) -> Vec<Vec<String>> {
         self.lock().tracker.take_plan()
     }
 
-    fn into_file(self) -> Option<MappedFile> {
-        self.state
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner())
-            .file
-    }
-
     /// Deletes the journal (after the status file that accounts for it was
-    /// saved, or after its creations were undone). See also
-    /// [`JournalFiles::finish`], which empties it instead.
+    /// saved, or after its creations were undone).
     pub fn remove(self) -> io::Result<()> {
         let path = self.path.clone();
-        match self.into_file() {
-            Some(_) => crate::store::remove_if_exists(&path),
-            None => Ok(()),
-        }
+        drop(self);
+        crate::store::remove_if_exists(&path)
     }
 
-    /// Reads a journal file: its lines up to the first zero byte (the
-    /// unused rest of a mapped journal; a journal of an earlier release has
-    /// none). A torn last line (crash while appending) is ignored; any other
-    /// unreadable line is an error naming the line. A journal without an
-    /// entry is an empty list.
+    /// Reads a journal file: its lines up to the first zero byte (see the
+    /// module documentation). A torn last line (crash while appending) is
+    /// ignored; any other unreadable line is an error naming the line. A
+    /// journal without an entry is an empty list.
     pub fn read(path: &Path) -> Result<Vec<Entry>, String> {
         let err = |e: io::Error| format!("{}: {e}", path.display());
         let f = fs::File::open(path).map_err(err)?;
@@ -379,7 +265,7 @@ impl Journal {
 
     /// Whether the journal file at `path` holds anything: a missing file,
     /// an empty one and one that starts with a zero byte (an emptied
-    /// journal, see [`JournalFiles`]) are no journal; a file that cannot be
+    /// journal of an earlier release) are no journal; a file that cannot be
     /// read is one.
     pub fn is_pending(path: &Path) -> bool {
         use std::io::Read;
@@ -395,89 +281,9 @@ impl Journal {
     }
 }
 
-/// Idle journal files a driver keeps at most (the least recently used one
-/// is deleted beyond that).
-const MAX_IDLE: usize = 64;
-
-/// A driver's journal files, kept between operations: a journal that is
-/// done is emptied ([`JournalFiles::finish`]) instead of deleted, and stays
-/// mapped, so that the next operation on the same network appends to it
-/// again at the cost of one `stat` of its path (to make sure no other
-/// driver removed or replaced the file meanwhile) and no other system call.
-///
-/// An emptied journal file (its first byte zero) is no journal: readers
-/// see no entry ([`Journal::read`]) and [`Journal::is_pending`] says no.
-/// Idle files are deleted when the driver closes (before its driver lock
-/// is released) and beyond [`MAX_IDLE`] of them; a file left by a driver
-/// that died is deleted by the next driver's recovery, like any journal.
-#[derive(Debug, Default)]
-pub struct JournalFiles {
-    /// Emptied journals, least recently used first.
-    idle: Mutex<Vec<(PathBuf, MappedFile)>>,
-}
-
-impl JournalFiles {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(PathBuf, MappedFile)>> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A journal at `path`, as [`Journal::create`] makes one, reusing the
-    /// idle file at `path` if it is still there.
-    pub fn open(&self, path: &Path) -> io::Result<Journal> {
-        let idle = {
-            let mut idle = self.lock();
-            let i = idle.iter().position(|(p, _)| p == path);
-            i.map(|i| idle.remove(i).1)
-        };
-        match idle {
-            Some(f) if f.is_at(path)? => Ok(Journal::with_file(path, Some(f))),
-            _ => Journal::create(path),
-        }
-    }
-
-    /// Ends a journal whose operation is done (after the status file that
-    /// accounts for it was saved, or after its creations were undone): its
-    /// file is emptied and kept for the next operation. A journal that
-    /// never wrote its file has nothing to end.
-    pub fn finish(&self, journal: Journal) -> io::Result<()> {
-        let path = journal.path.clone();
-        let Some(mut f) = journal.into_file() else {
-            return Ok(());
-        };
-        f.clear();
-        let evicted = {
-            let mut idle = self.lock();
-            idle.push((path, f));
-            if idle.len() > MAX_IDLE {
-                Some(idle.remove(0))
-            } else {
-                None
-            }
-        };
-        match evicted {
-            Some((p, f)) => discard(&p, f),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Deletes an idle (empty) journal file if its path still names it.
-fn discard(path: &Path, f: MappedFile) -> io::Result<()> {
-    if f.is_at(path)? {
-        crate::store::remove_if_exists(path)?;
-    }
-    Ok(())
-}
-
-impl Drop for JournalFiles {
-    fn drop(&mut self) {
-        for (p, f) in std::mem::take(&mut *self.lock()) {
-            let _ = discard(&p, f);
-        }
-    }
-}
-
 /// A runner that journals every successful command before returning.
+/// Once a journal write failed, it runs nothing more: every command is
+/// refused with the reason.
 pub struct JournalRunner<'a> {
     inner: &'a dyn Runner,
     journal: &'a Journal,
@@ -491,6 +297,15 @@ impl<'a> JournalRunner<'a> {
 
 impl Runner for JournalRunner<'_> {
     fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        if let Some(why) = self.journal.write_failure() {
+            return Err(RunError::Spawn {
+                program: cmd.program().to_string(),
+                reason: format!(
+                    "not run: the journal {} could not be written: {why}",
+                    self.journal.path.display()
+                ),
+            });
+        }
         let out = self.inner.run(cmd)?;
         if out.success() {
             self.journal
@@ -516,7 +331,7 @@ impl Runner for JournalRunner<'_> {
 /// (an nft echo repeats the whole rule); a journal written with whole
 /// stdouts (earlier releases) gives the same plan.
 pub fn journaled_stdout(stdout: &str) -> &str {
-    crate::firewall::nft_handle_echo(stdout).unwrap_or("")
+    inverse::nft_handle_echo(stdout).unwrap_or("")
 }
 
 fn basename(p: &str) -> &str {
@@ -540,9 +355,7 @@ pub fn inverse(
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     match prog {
         "iptables" | "ip6tables" | "ebtables" => {
-            let pos = args
-                .iter()
-                .position(|a| matches!(a.as_str(), "--insert" | "-I" | "--append" | "-A"))?;
+            let pos = args.iter().position(|a| inverse::is_iptables_create(a))?;
             let chain = args.get(pos + 1)?;
             let jumps_private = args
                 .windows(2)
@@ -550,30 +363,19 @@ pub fn inverse(
             if BUILTIN_CHAINS.contains(&chain.as_str()) && jumps_private {
                 return None; // private-chain jump, kept like libvirt does
             }
-            let mut inv = argv.to_vec();
-            inv[pos + 1] = "--delete".to_string();
-            Some(inv)
+            inverse::iptables_delete(args).map(|inv| with_binary(&argv[0], inv))
         }
         "nft" => {
-            let mut k = 0;
-            while k < args.len() && args[k].starts_with('-') {
-                k += 1;
-            }
-            let verb = args.get(k)?;
-            if !matches!(verb.as_str(), "add" | "insert" | "create") {
+            // Tables and chains are the private ones: only rules are undone.
+            let verb = inverse::nft_creation(args)?;
+            if args[verb + 1] != "rule" || args.len() <= verb + 4 {
                 return None;
             }
-            if args.get(k + 1).map(String::as_str) != Some("rule") {
-                return None; // tables and chains are the private ones
-            }
-            let handle = crate::firewall::parse_nft_handle(stdout)?;
-            let mut inv = vec![argv[0].clone(), "delete".into(), "rule".into()];
-            for i in 2..=4 {
-                inv.push(args.get(k + i)?.clone());
-            }
-            inv.push("handle".into());
-            inv.push(handle.to_string());
-            Some(inv)
+            let handle = inverse::parse_nft_handle(stdout)?;
+            Some(with_binary(
+                &argv[0],
+                inverse::nft_delete(args, verb, handle),
+            ))
         }
         "tc" => {
             // The root qdisc goes with the bridge (libvirt never deletes it
@@ -653,6 +455,14 @@ pub fn inverse(
         }
         _ => None,
     }
+}
+
+/// `binary` followed by `args`.
+fn with_binary(binary: &str, args: Vec<String>) -> Vec<String> {
+    let mut argv = Vec::with_capacity(args.len() + 1);
+    argv.push(binary.to_string());
+    argv.extend(args);
+    argv
 }
 
 fn prev_pid(p: &str) -> String {
@@ -946,7 +756,8 @@ mod tests {
         .unwrap();
         j.append_ran(&v(&["sysctl", "-n", "net.ipv4.ip_forward"]), "0\n")
             .unwrap();
-        assert!(!p.exists());
+        assert_eq!(fs::metadata(&p).unwrap().len(), 0);
+        assert!(!Journal::is_pending(&p));
         let all = vec![
             ran(&["ip", "link", "add", "name", "br0", "type", "bridge"], ""),
             ran(
@@ -982,7 +793,7 @@ mod tests {
         );
         j.remove().unwrap();
         assert!(!p.exists());
-        // A journal that never wrote anything has nothing to remove.
+        // A journal that never wrote anything is removed all the same.
         let j = Journal::create(&p).unwrap();
         j.remove().unwrap();
         assert!(!p.exists());
@@ -999,133 +810,68 @@ mod tests {
         ))
         .unwrap();
         j.note("dnsmasq-pid", "/c", "12").unwrap();
-        // The file: the two lines, then zeros (the mapping's unused rest).
-        let bytes = fs::read(&p).unwrap();
-        let end = bytes.iter().position(|&b| b == 0).unwrap();
-        assert!(bytes[end..].iter().all(|&b| b == 0));
-        let lines = std::str::from_utf8(&bytes[..end]).unwrap().to_string();
+        // The file: the two lines, nothing else.
+        let lines = fs::read_to_string(&p).unwrap();
         assert_eq!(lines.lines().count(), 2, "{lines}");
+        assert!(lines.ends_with('\n'));
         assert_eq!(Journal::read(&p).unwrap().len(), 2);
-        // A crash while an entry is stored: some of its bytes are in the
-        // file, in any order, the rest still zero. The reader sees the
-        // bytes up to the first zero: a torn last line, ignored.
-        let line = b"{\"argv\":[\"ip\",\"link\",\"add\",\"name\",\"br1\"],\"stdout\":\"\"}\n";
-        for torn in [1, 7, line.len() - 3, line.len() - 2] {
-            let mut b = bytes.clone();
-            b[end..end + torn].copy_from_slice(&line[..torn]);
-            b[end + torn + 2..end + line.len()].copy_from_slice(&line[torn + 2..]);
-            fs::write(&p, &b).unwrap();
-            assert_eq!(Journal::read(&p).unwrap().len(), 2, "torn at {torn}");
-        }
-        // Only the newline missing: the entry is whole.
-        let mut b = bytes.clone();
-        b[end..end + line.len() - 1].copy_from_slice(&line[..line.len() - 1]);
-        fs::write(&p, &b).unwrap();
-        assert_eq!(Journal::read(&p).unwrap().len(), 3);
+        assert!(Journal::is_pending(&p));
         drop(j);
-        // A journal of an earlier release: lines, no zero byte, torn tail.
+        // A crash while an entry is written: a torn last line, ignored.
         let mut text = lines.clone();
         text.push_str("{\"argv\":[\"ip\""); // torn by a crash
         fs::write(&p, &text).unwrap();
-        let entries = Journal::read(&p).unwrap();
-        assert_eq!(entries.len(), 2);
-        assert!(Journal::is_pending(&p));
+        assert_eq!(Journal::read(&p).unwrap().len(), 2);
         fs::write(&p, "garbage\n{}\n").unwrap();
         let e = Journal::read(&p).unwrap_err();
         assert!(e.contains("n.journal:1"), "{e}");
-        // Garbage after the first zero byte is not read.
+        // A journal of the release that stored entries in a shared mapping:
+        // entries, then zeros (garbage after the first zero is not read);
+        // an emptied one starts with a zero and is no journal.
         fs::write(&p, format!("{lines}\0garbage\n{{}}\n")).unwrap();
         assert_eq!(Journal::read(&p).unwrap().len(), 2);
+        assert!(Journal::is_pending(&p));
+        fs::write(&p, [0u8; 64]).unwrap();
+        assert_eq!(Journal::read(&p).unwrap(), vec![]);
+        assert!(!Journal::is_pending(&p));
+        // A journal at a path with a file on it starts empty.
+        fs::write(&p, &text).unwrap();
+        let j = Journal::create(&p).unwrap();
+        assert_eq!(Journal::read(&p).unwrap(), vec![]);
+        assert_eq!(j.undo_plan(), Vec::<Vec<String>>::new());
+        j.remove().unwrap();
+        assert!(!p.exists());
     }
 
     #[test]
-    fn a_driver_s_journal_files_are_emptied_and_reused_and_an_empty_one_is_no_journal() {
-        use std::os::unix::fs::MetadataExt;
+    fn a_failed_write_is_an_error_and_no_command_runs_after_it() {
+        // /dev/full: every write fails with ENOSPC, as on a full disk.
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("n.journal");
-        let files = JournalFiles::default();
-        let br = v(&["ip", "link", "add", "name", "br0", "type", "bridge"]);
-        let up = v(&["ip", "link", "set", "dev", "br0", "up"]);
-
-        // Nothing written: no file, nothing to finish.
-        let j = files.open(&p).unwrap();
-        j.append_ran(&v(&["sysctl", "-n", "k"]), "0\n").unwrap();
-        files.finish(j).unwrap();
-        assert!(!p.exists());
-        assert!(!Journal::is_pending(&p));
-
-        let j = files.open(&p).unwrap();
-        j.append_ran(&br, "").unwrap();
-        j.append_ran(&up, "").unwrap();
-        assert!(Journal::is_pending(&p));
-        assert_eq!(Journal::read(&p).unwrap().len(), 2);
-        let ino = fs::metadata(&p).unwrap().ino();
-        files.finish(j).unwrap();
-        // Emptied: all zeros, no entry, not pending.
-        assert!(fs::read(&p).unwrap().iter().all(|&b| b == 0));
-        assert_eq!(Journal::read(&p).unwrap(), vec![]);
-        assert!(!Journal::is_pending(&p));
-
-        // The next journal at that path reuses the file, from its start.
-        let j = files.open(&p).unwrap();
-        assert_eq!(j.undo_plan(), Vec::<Vec<String>>::new());
-        j.append_ran(&up, "").unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().ino(), ino);
-        assert_eq!(
-            Journal::read(&p).unwrap(),
-            vec![ran(&["ip", "link", "set", "dev", "br0", "up"], "")]
+        std::os::unix::fs::symlink("/dev/full", &p).unwrap();
+        let j = Journal::create(&p).unwrap();
+        let host = virtnet_fake::FakeHost::new();
+        let runner = JournalRunner::new(&host, &j);
+        // A query writes nothing: it runs.
+        assert!(runner.run_argv(&["ip", "link", "show"]).is_ok());
+        assert_eq!(j.write_failure(), None);
+        // A creation runs, but its entry cannot be written: an error, and
+        // the undo plan in memory still has it.
+        let e = runner
+            .run_argv(&["ip", "link", "add", "name", "br0", "type", "bridge"])
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("could not be journaled")
+                && e.to_string().contains("No space left on device"),
+            "{e}"
         );
-        // A crash (the journal dropped, not finished) leaves the entries.
-        drop(j);
-        assert!(Journal::is_pending(&p));
-        assert_eq!(Journal::read(&p).unwrap().len(), 1);
-
-        // A file someone else removed (a recovery) or left is not reused:
-        // the journal starts empty in a new file.
-        let j = files.open(&p).unwrap();
-        assert!(!Journal::is_pending(&p));
-        j.append_ran(&br, "").unwrap();
-        files.finish(j).unwrap();
-        fs::remove_file(&p).unwrap();
-        let j = files.open(&p).unwrap();
-        assert!(!p.exists());
-        j.append_ran(&br, "").unwrap();
-        files.finish(j).unwrap();
-        fs::remove_file(&p).unwrap();
-        fs::write(&p, "{\"argv\":[\"x\"],\"stdout\":\"\"}\n").unwrap();
-        let j = files.open(&p).unwrap();
-        assert!(!Journal::is_pending(&p));
-        assert_eq!(Journal::read(&p).unwrap(), vec![]);
-        j.append_ran(&br, "").unwrap();
-        assert_eq!(Journal::read(&p).unwrap().len(), 1);
-        files.finish(j).unwrap();
-
-        // A journal larger than the file grows it.
-        let j = files.open(&p).unwrap();
-        let mut all = Vec::new();
-        for i in 0..2000 {
-            let a = v(&[
-                "ip",
-                "addr",
-                "add",
-                &format!("10.0.{}.{}/32", i / 250, i % 250),
-                "dev",
-                "br0",
-            ]);
-            j.append_ran(&a, "").unwrap();
-            all.push(Entry::Ran {
-                argv: a,
-                stdout: String::new(),
-            });
-        }
-        assert!(fs::metadata(&p).unwrap().len() > INITIAL_LEN as u64);
-        assert_eq!(Journal::read(&p).unwrap(), all);
-        files.finish(j).unwrap();
-        assert!(!Journal::is_pending(&p));
-        assert!(fs::read(&p).unwrap().iter().all(|&b| b == 0));
-
-        // Dropping the files (the driver closes) deletes the idle ones.
-        drop(files);
+        assert!(j.write_failure().unwrap().contains("No space left"));
+        assert_eq!(j.undo_plan(), vec![v(&["ip", "link", "del", "br0"])]);
+        // Nothing runs after it.
+        let e = runner.run_argv(&["ip", "link", "show"]).unwrap_err();
+        assert!(e.to_string().contains("not run: the journal"), "{e}");
+        assert_eq!(host.records().len(), 2);
+        j.remove().unwrap();
         assert!(!p.exists());
     }
 }

@@ -39,10 +39,10 @@ use crate::store::{
     self, read_network_conf, ConfError, ConfigStore, NetworkConf, NetworkStatus, StatusError,
     StatusStore,
 };
-use virtnet_runner::{Cmd, RunError, Runner};
+use virtnet_runner::{CheckedError, Cmd, RunError, Runner};
 
-use journal::{Entry, Journal, JournalFiles, JournalRunner};
-use modes::{ops_for, run_ignore, run_ok, StartCtx};
+use journal::{Entry, Journal, JournalRunner};
+use modes::{ops_for, run_ignore, StartCtx};
 
 /// How the firewall backend is chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +95,20 @@ impl DriverConfig {
             leases_helper: dnsmasq::LIBVIRT_LEASES_HELPER.to_string(),
             sysfs_root: PathBuf::from("/sys"),
         }
+    }
+
+    /// Everything under one directory, as a test or a simulated host
+    /// wants it: definitions in `DIR/config`, status files and journals in
+    /// `DIR/state` (dnsmasq files in `DIR/state/dnsmasq`), and dnsmasq
+    /// named by its usual path `/usr/sbin/dnsmasq` instead of being looked
+    /// up on this machine's `PATH` (a simulated host answers for that
+    /// path, so nothing depends on what is installed). Other defaults as
+    /// [`DriverConfig::new`]; chain [`DriverConfig::with_backend`] to fix
+    /// the backend.
+    pub fn under(dir: &Path, runner: Arc<dyn Runner>) -> Self {
+        let mut cfg = DriverConfig::new(dir.join("config"), dir.join("state"), runner);
+        cfg.dnsmasq_binary = Some("/usr/sbin/dnsmasq".to_string());
+        cfg
     }
 
     pub fn with_backend(mut self, b: Backend) -> Self {
@@ -164,7 +178,32 @@ impl DriverError {
             e => DriverError::Run(e),
         }
     }
+}
 
+/// A command that had to succeed ([`Runner::run_checked`]) did not:
+/// libvirt's "Child process" message, with the command as one line and its
+/// stderr without the trailing newline.
+impl From<CheckedError> for DriverError {
+    fn from(e: CheckedError) -> Self {
+        match e {
+            CheckedError::Run(e) => DriverError::from_run(e),
+            CheckedError::Failed {
+                argv,
+                status,
+                stderr,
+            } => DriverError::Command {
+                command: crate::firewall::render_argv(
+                    &argv,
+                    crate::firewall::RenderOptions::ONE_LINE,
+                ),
+                status,
+                stderr: stderr.trim_end().to_string(),
+            },
+        }
+    }
+}
+
+impl DriverError {
     pub(crate) fn from_rules(e: RulesError) -> Self {
         if e.is_crash() {
             let (program, index) = match &e {
@@ -242,10 +281,6 @@ pub struct Driver {
     /// Serialises [`Driver::define`]: the bridge name and MAC it allocates
     /// must not be handed to two networks defined at the same time.
     define_serial: Mutex<()>,
-    /// Journal files kept between operations (emptied, not deleted). Declared
-    /// before `_lock`: they are deleted when the driver is dropped, before
-    /// its driver lock is released.
-    journals: JournalFiles,
     /// Exclusive lock on `STATE_DIR/driver.lock` (libvirt's driver pid
     /// file), held while this driver lives; `None` if another driver holds it.
     _lock: Option<nix::fcntl::Flock<fs::File>>,
@@ -319,6 +354,15 @@ impl DefineContext for DefineView<'_> {
     }
 }
 
+/// The error of an operation whose journal could not be written (disk
+/// full, I/O error, read-only file system): it was undone.
+fn journal_write_failed(path: &Path, why: &str) -> DriverError {
+    DriverError::io(
+        path,
+        format!("cannot write the journal, the operation was undone: {why}"),
+    )
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -359,7 +403,6 @@ impl Driver {
             dnsmasq_caps: Mutex::new(None),
             reports: Mutex::new(Vec::new()),
             define_serial: Mutex::new(()),
-            journals: JournalFiles::default(),
         };
         if let Some(p) = lock_problem {
             driver.report(p);
@@ -675,11 +718,8 @@ impl Driver {
                 .ok_or_else(|| DriverError::NoNetwork(name.to_string()))?
         };
         let jpath = self.journal_path(name);
-        let journal = self
-            .journals
-            .open(&jpath)
-            .map_err(|e| DriverError::io(&jpath, e))?;
-        let jr = JournalRunner::new(self.runner(), &journal);
+        let journal = Journal::create(&jpath).map_err(|e| DriverError::io(&jpath, e))?;
+        let journaled = JournalRunner::new(self.runner(), &journal);
         let note = |n: &str, k: &str, v: &str| {
             journal
                 .note(n, k, v)
@@ -687,21 +727,23 @@ impl Driver {
         };
         let ctx = StartCtx {
             driver: self,
-            runner: &jr,
+            runner: &journaled,
             note: &note,
         };
         let mut live = def.clone();
         let ops = ops_for(live.forward_mode());
         let result = (ops.start)(&ctx, &mut live).and_then(|fw| {
+            // Nothing is saved over a journal that missed an entry.
+            if let Some(why) = journal.write_failure() {
+                return Err(journal_write_failed(&jpath, &why));
+            }
             let st = NetworkStatus::new(live, fw);
             self.statuses.save(&st)?;
             Ok(st)
         });
         match result {
             Ok(st) => {
-                self.journals
-                    .finish(journal)
-                    .map_err(|e| DriverError::io(&jpath, e))?;
+                journal.remove().map_err(|e| DriverError::io(&jpath, e))?;
                 let mut nets = lock(&self.nets);
                 nets.entry(name.to_string()).or_default().live = Some(st);
                 Ok(())
@@ -715,9 +757,13 @@ impl Driver {
                     plan.pop();
                 }
                 journal::run_undo(self.runner(), plan).map_err(DriverError::from_run)?;
-                self.journals
-                    .finish(journal)
-                    .map_err(|er| DriverError::io(&jpath, er))?;
+                // A failed journal write is the cause of whatever failed
+                // after it (no command ran after it).
+                let e = match journal.write_failure() {
+                    Some(why) => journal_write_failed(&jpath, &why),
+                    None => e,
+                };
+                journal.remove().map_err(|er| DriverError::io(&jpath, er))?;
                 Err(e)
             }
         }
@@ -836,7 +882,7 @@ impl Driver {
         if let Some(pf) = &files.paths.pid_file {
             let _ = store::remove_if_exists(Path::new(pf));
         }
-        run_ok(runner, cmd.to_cmd())?;
+        runner.run_checked(&cmd.to_cmd())?;
         // dnsmasq daemonises and writes its pid file.
         let pid = files
             .paths
@@ -906,7 +952,7 @@ impl Driver {
                     store::atomic_write_mode(p, text.as_bytes(), store::SHARED_FILE_MODE)
                         .map_err(|e| DriverError::io(p, e))?;
                 }
-                run_ok(runner, Cmd::new(["kill", "-HUP", pid.as_str()]))?;
+                runner.run_checked(&Cmd::new(["kill", "-HUP", pid.as_str()]))?;
                 Ok(())
             }
             _ => self.start_dnsmasq(def, runner, &|_, _, _| Ok(())),
@@ -1027,32 +1073,35 @@ impl Driver {
     fn reload_network(&self, mut st: NetworkStatus) -> Result<(), DriverError> {
         let name = st.def.name.clone();
         let jpath = self.journal_path(&name);
-        let journal = self
-            .journals
-            .open(&jpath)
-            .map_err(|e| DriverError::io(&jpath, e))?;
-        let jr = JournalRunner::new(self.runner(), &journal);
-        rules::remove_network_firewall(&st.def, st.fw_removal.as_ref(), &jr)
+        let journal = Journal::create(&jpath).map_err(|e| DriverError::io(&jpath, e))?;
+        let journaled = JournalRunner::new(self.runner(), &journal);
+        rules::remove_network_firewall(&st.def, st.fw_removal.as_ref(), &journaled)
             .map_err(DriverError::from_rules)?;
         let mut def = st.def.clone();
-        let added = self.add_firewall(&mut def, &jr);
-        let err = match added {
-            Ok(fw) => {
+        let added = self.add_firewall(&mut def, &journaled);
+        let err = match (added, journal.write_failure()) {
+            (Err(e), _) if e.is_crash() => return Err(e),
+            (Ok(fw), None) => {
                 st.def = def;
                 st.fw_removal = fw;
                 None
             }
-            Err(e) if e.is_crash() => return Err(e),
-            Err(e) => {
+            (_, Some(why)) => {
+                // No command ran after the entry that could not be
+                // written: what the add created is undone from memory.
+                journal::run_undo(self.runner(), journal.take_undo_plan())
+                    .map_err(DriverError::from_run)?;
+                st.fw_removal = None;
+                Some(journal_write_failed(&jpath, &why))
+            }
+            (Err(e), None) => {
                 // libvirt ignores the error and stores no plan.
                 st.fw_removal = None;
                 Some(e)
             }
         };
         self.statuses.save(&st)?;
-        self.journals
-            .finish(journal)
-            .map_err(|e| DriverError::io(&jpath, e))?;
+        journal.remove().map_err(|e| DriverError::io(&jpath, e))?;
         lock(&self.nets).entry(name).or_default().live = Some(st);
         match err {
             Some(e) => Err(e),
@@ -1061,7 +1110,7 @@ impl Driver {
     }
 
     /// Names of journals currently present (for tests and diagnostics): an
-    /// emptied journal file is no journal ([`Journal::is_pending`]).
+    /// empty journal file is no journal ([`Journal::is_pending`]).
     pub fn pending_journals(&self) -> Vec<String> {
         fs::read_dir(&self.cfg.state_dir)
             .map(|rd| {

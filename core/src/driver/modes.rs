@@ -1,6 +1,7 @@
 //! The forward-mode table: what start and shutdown do for each mode.
 //!
-//! [`ops_for`] is the ONE place that maps a forward mode to its functions.
+//! [`ops_for`] is the ONE place that maps a forward mode to its functions
+//! (an exhaustive `match`: the compiler checks every mode has its row).
 //! Bridge-based modes (isolated, nat, route, open) create and configure
 //! their own bridge, firewall it and run dnsmasq; host-managed modes only do
 //! what libvirt does for them (bridge with a bridge name: nothing beyond
@@ -17,7 +18,7 @@ use std::net::IpAddr;
 use crate::netxml::{ForwardDevice, ForwardIf, ForwardMode, NetworkDef};
 use crate::rules::{self, Args};
 use crate::store::NetworkStatus;
-use virtnet_runner::{Cmd, Output, RunError, Runner};
+use virtnet_runner::{Cmd, RunError, Runner};
 
 use super::{Driver, DriverError};
 
@@ -76,66 +77,34 @@ pub struct ModeOps {
     pub reload_firewall: bool,
 }
 
-const VIRTUAL: fn(ModeKind) -> ModeOps = |kind| ModeOps {
-    kind,
-    start: start_virtual,
-    shutdown: shutdown_virtual,
-    reload_firewall: true,
-};
-const EXTERNAL: fn(ModeKind) -> ModeOps = |kind| ModeOps {
-    kind,
-    start: start_external,
-    shutdown: shutdown_nothing,
-    reload_firewall: false,
-};
-
-/// The table.
-pub fn table() -> [ModeOps; 9] {
-    [
-        VIRTUAL(ModeKind::Isolated),
-        VIRTUAL(ModeKind::Nat),
-        VIRTUAL(ModeKind::Route),
-        VIRTUAL(ModeKind::Open),
-        ModeOps {
-            kind: ModeKind::Bridge,
+/// The row for a forward mode: an exhaustive `match`, so a new mode does
+/// not compile until it has its row.
+pub fn ops_for(mode: Option<ForwardMode>) -> ModeOps {
+    let kind = ModeKind::of(mode);
+    match kind {
+        ModeKind::Isolated | ModeKind::Nat | ModeKind::Route | ModeKind::Open => ModeOps {
+            kind,
+            start: start_virtual,
+            shutdown: shutdown_virtual,
+            reload_firewall: true,
+        },
+        ModeKind::Bridge => ModeOps {
+            kind,
             start: start_bridge,
             shutdown: shutdown_nothing,
             reload_firewall: false,
         },
-        EXTERNAL(ModeKind::Private),
-        EXTERNAL(ModeKind::Vepa),
-        EXTERNAL(ModeKind::Passthrough),
-        EXTERNAL(ModeKind::Hostdev),
-    ]
-}
-
-/// The row for a forward mode.
-pub fn ops_for(mode: Option<ForwardMode>) -> ModeOps {
-    let kind = ModeKind::of(mode);
-    table()
-        .into_iter()
-        .find(|o| o.kind == kind)
-        .unwrap_or_else(|| VIRTUAL(ModeKind::Isolated))
+        ModeKind::Private | ModeKind::Vepa | ModeKind::Passthrough | ModeKind::Hostdev => ModeOps {
+            kind,
+            start: start_external,
+            shutdown: shutdown_nothing,
+            reload_firewall: false,
+        },
+    }
 }
 
 fn argv(parts: &[&str]) -> Cmd {
     Cmd::new(parts.iter().copied())
-}
-
-/// Runs a command that must succeed.
-pub(crate) fn run_ok(runner: &dyn Runner, cmd: Cmd) -> Result<Output, DriverError> {
-    let out = runner.run(&cmd).map_err(DriverError::from_run)?;
-    if !out.success() {
-        return Err(DriverError::Command {
-            command: crate::firewall::render_argv(
-                &cmd.argv,
-                crate::firewall::RenderOptions::ONE_LINE,
-            ),
-            status: out.status,
-            stderr: out.stderr.trim_end().to_string(),
-        });
-    }
-    Ok(out)
 }
 
 /// Runs a command whose failure is ignored; only a crash is returned.
@@ -195,16 +164,14 @@ fn addr_prefix(addr: &IpAddr, prefix: u32) -> String {
 /// `sysctl -w KEY=VALUE`, remembering the old value first so a failed start
 /// can restore it (global keys only; per-bridge keys vanish with the bridge).
 fn sysctl_set_global(ctx: &StartCtx<'_>, key: &str, value: &str) -> Result<(), DriverError> {
-    let old = run_ok(ctx.runner, argv(&["sysctl", "-n", key]))?;
+    let old = ctx.runner.run_checked(&argv(&["sysctl", "-n", key]))?;
     let old = old.stdout.trim().to_string();
     if old == value {
         return Ok(());
     }
     (ctx.note)("sysctl-prev", key, &old)?;
-    run_ok(
-        ctx.runner,
-        argv(&["sysctl", "-q", "-w", &format!("{key}={value}")]),
-    )?;
+    ctx.runner
+        .run_checked(&argv(&["sysctl", "-q", "-w", &format!("{key}={value}")]))?;
     Ok(())
 }
 
@@ -244,14 +211,14 @@ fn start_virtual(
         "stp_state",
         if def.bridge.stp { "1" } else { "0" },
     ]);
-    run_ok(r, Cmd::new(add.iter().copied()))?;
+    r.run_checked(&Cmd::new(add.iter().copied()))?;
     // IPv6 sysctls on the bridge.
     let v6 = def.ipv6_ips().next().is_some();
     let disable = bridge_sysctl(&br, "disable_ipv6", if v6 { "0" } else { "1" });
-    run_ok(r, argv(&["sysctl", "-q", "-w", &disable]))?;
+    r.run_checked(&argv(&["sysctl", "-q", "-w", &disable]))?;
     for leaf in ["accept_ra", "autoconf"] {
         let key = bridge_sysctl(&br, leaf, "0");
-        run_ok(r, argv(&["sysctl", "-q", "-w", &key]))?;
+        r.run_checked(&argv(&["sysctl", "-q", "-w", &key]))?;
     }
     // Firewall rules (private chains once per driver, then this network's).
     let fw = ctx.driver.add_firewall(def, r)?;
@@ -277,10 +244,10 @@ fn start_virtual(
             cmd.extend_from_slice(&["brd", &brd]);
         }
         cmd.extend_from_slice(&["dev", &br]);
-        run_ok(r, Cmd::new(cmd.iter().copied()))?;
+        r.run_checked(&Cmd::new(cmd.iter().copied()))?;
     }
     // Bring the bridge up.
-    run_ok(r, argv(&["ip", "link", "set", "dev", &br, "up"]))?;
+    r.run_checked(&argv(&["ip", "link", "set", "dev", &br, "up"]))?;
     // Static routes (errors ignored, as libvirt does).
     for route in &def.routes {
         let Some(prefix) = route.effective_prefix() else {

@@ -16,9 +16,10 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::inverse::{self, nft_creation, parse_nft_handle};
 use super::render::{render_argv, RenderOptions};
 use super::{
-    exec_prefix, prefix_len, Backend, CallbackCtx, Firewall, FirewallCmd, Layer, RollbackFlags,
+    exec_prefix, Backend, CallbackCtx, Firewall, FirewallCmd, Layer, RollbackFlags,
     TransactionFlags,
 };
 use virtnet_runner::{Cmd, RunError, Runner};
@@ -122,16 +123,6 @@ impl From<RunError> for FirewallError {
             other => FirewallError::Run(other),
         }
     }
-}
-
-/// iptables arguments that create a rule (replaced by `--delete` in the
-/// auto-rollback inverse).
-fn is_iptables_create(arg: &str) -> bool {
-    matches!(arg, "--insert" | "-I" | "--append" | "-A")
-}
-
-fn is_nft_create(arg: &str) -> bool {
-    matches!(arg, "insert" | "add" | "create")
 }
 
 /// `g_strsplit(output, "\n", -1)`: no element for "", else split on `\n`.
@@ -276,10 +267,8 @@ impl Firewall {
 
     /// libvirt `virFirewallApplyCmd` of command `k` of group `idx` (of its
     /// rollback list if `rollback`); `Ok(false)` when there is no such
-    /// command. The command is used in place (not copied): its argv, built
-    /// when it was added, goes to the runner as it is (nft's `-ae` is put
-    /// in or taken out first); only its rollback and callback need the
-    /// firewall mutably, after it ran.
+    /// command. The argv it runs with is built now ([`full_argv`]); only its
+    /// rollback and callback need the firewall mutably, after it ran.
     fn apply_cmd<R: Runner + ?Sized>(
         &mut self,
         runner: &R,
@@ -291,11 +280,11 @@ impl Firewall {
             .current_flags()
             .contains(TransactionFlags::AUTO_ROLLBACK);
         let backend = self.backend;
-        let Some(cmd) = self.groups.get_mut(idx).and_then(|g| {
+        let Some(cmd) = self.groups.get(idx).and_then(|g| {
             if rollback {
-                g.rollbacks.get_mut(k)
+                g.rollbacks.get(k)
             } else {
-                g.actions.get_mut(k)
+                g.actions.get(k)
             }
         }) else {
             return Ok(false);
@@ -305,14 +294,13 @@ impl Firewall {
         }
         let executed = match backend {
             Backend::None => return Err(FirewallError::BackendNotImplemented),
-            Backend::Iptables => exec_iptables(runner, cmd, auto_rollback)?,
-            Backend::Nftables => exec_nftables(runner, cmd, auto_rollback)?,
+            Backend::Iptables => exec_iptables(runner, backend, cmd, auto_rollback)?,
+            Backend::Nftables => exec_nftables(runner, backend, cmd, auto_rollback)?,
         };
         let layer = cmd.layer;
         let callback = cmd.callback.clone();
         if let Some(inverse) = executed.rollback {
-            let prefix = prefix_len(backend, layer);
-            self.add_built_cmd(layer, true, Arc::new(inverse), prefix, false);
+            self.add_built_cmd(layer, true, Arc::new(inverse));
         }
         if let Some(err) = executed.error {
             return Err(err);
@@ -331,38 +319,26 @@ impl Firewall {
 
 fn exec_iptables<R: Runner + ?Sized>(
     runner: &R,
+    backend: Backend,
     cmd: &FirewallCmd,
     auto_rollback: bool,
 ) -> Result<Executed, FirewallError> {
-    let need_rollback = auto_rollback && cmd.args().iter().any(|a| is_iptables_create(a));
-
-    let out = runner.run(&Cmd {
-        argv: cmd.argv.clone(),
-        stdin: None,
-    })?;
+    let argv = full_argv(backend, cmd, false);
+    let out = runner.run(&Cmd::new(argv))?;
     if !out.success() {
         if cmd.ignore_errors {
             return Ok(Executed::plain(out.stdout));
         }
         return Err(FirewallError::CommandFailed {
-            command: render_argv(&cmd.argv, RenderOptions::ONE_LINE),
+            command: render_argv(&full_argv(backend, cmd, false), RenderOptions::ONE_LINE),
             stderr: out.stderr,
         });
     }
-    let rollback = need_rollback.then(|| {
-        let (prefix, args) = cmd.argv.split_at(cmd.prefix);
-        prefix
-            .iter()
-            .cloned()
-            .chain(args.iter().map(|a| {
-                if is_iptables_create(a) {
-                    "--delete".to_string()
-                } else {
-                    a.clone()
-                }
-            }))
-            .collect()
-    });
+    let rollback = if auto_rollback {
+        inverse::iptables_delete(cmd.args())
+    } else {
+        None
+    };
     Ok(Executed {
         stdout: out.stdout,
         rollback,
@@ -372,7 +348,8 @@ fn exec_iptables<R: Runner + ?Sized>(
 
 fn exec_nftables<R: Runner + ?Sized>(
     runner: &R,
-    cmd: &mut FirewallCmd,
+    backend: Backend,
+    cmd: &FirewallCmd,
     auto_rollback: bool,
 ) -> Result<Executed, FirewallError> {
     let creation = if cmd.layer == Layer::Tc || !auto_rollback {
@@ -380,17 +357,19 @@ fn exec_nftables<R: Runner + ?Sized>(
     } else {
         nft_creation(cmd.args())
     };
-    cmd.set_nft_ae(creation.is_some());
-    let cmd = &*cmd;
+    // `-ae` (echo the handle) for a creation whose inverse is derived.
+    let argv = full_argv(backend, cmd, creation.is_some());
     if cmd.layer != Layer::Tc {
-        check_nft_argv(&cmd.argv)?;
+        check_nft_argv(&argv)?;
     }
-    let out = runner.run(&Cmd {
-        argv: cmd.argv.clone(),
-        stdin: None,
-    })?;
     // For messages only (failures are the rare path).
-    let shown = || render_argv(&cmd.argv, RenderOptions::ONE_LINE);
+    let shown = || {
+        render_argv(
+            &full_argv(backend, cmd, creation.is_some()),
+            RenderOptions::ONE_LINE,
+        )
+    };
+    let out = runner.run(&Cmd::new(argv))?;
     if !out.success() {
         if cmd.args().first().is_some_and(|a| a == "list") || cmd.ignore_errors {
             // A missing table makes `nft list` fail: that is an empty
@@ -410,7 +389,7 @@ fn exec_nftables<R: Runner + ?Sized>(
         // looks for the handle; it fails later with "Can't apply empty
         // firewall command" (ignored like every rollback).
         return Ok(Executed {
-            rollback: Some(vec![cmd.argv[0].clone()]),
+            rollback: Some(Vec::new()),
             error: Some(FirewallError::NoHandle {
                 command: shown(),
                 stdout: out.stdout.clone(),
@@ -418,28 +397,7 @@ fn exec_nftables<R: Runner + ?Sized>(
             stdout: out.stdout,
         });
     };
-    let args = cmd.args();
-    let object = args[k + 1].as_str();
-    let mut inverse = Vec::with_capacity(9);
-    inverse.push(cmd.argv[0].clone());
-    inverse.push("delete".to_string());
-    inverse.push(object.to_string());
-    // Arguments past the end are absent in libvirt's NULL-terminated
-    // list; they are skipped here.
-    let mut push = |idx: usize| {
-        if let Some(a) = args.get(idx) {
-            inverse.push(a.clone());
-        }
-    };
-    push(k + 2);
-    if object == "rule" || object == "chain" {
-        push(k + 3);
-    }
-    if object == "rule" {
-        push(k + 4);
-    }
-    inverse.push("handle".to_string());
-    inverse.push(handle.to_string());
+    let inverse = inverse::nft_delete(cmd.args(), k, handle);
     Ok(Executed {
         stdout: out.stdout,
         rollback: Some(inverse),
@@ -447,55 +405,10 @@ fn exec_nftables<R: Runner + ?Sized>(
     })
 }
 
-/// For an nft command in an AUTO_ROLLBACK group: the index of its verb when
-/// it creates a rule, chain or table (so `-ae` must be injected and a
-/// rollback derived), else `None`.
-fn nft_creation(args: &[String]) -> Option<usize> {
-    if args.len() <= 1 {
-        return None;
-    }
-    // Skip leading options, but never the last argument.
-    let mut i = 0;
-    while i < args.len() - 1 && args[i].starts_with('-') {
-        i += 1;
-    }
-    if i + 1 < args.len()
-        && is_nft_create(&args[i])
-        && matches!(args[i + 1].as_str(), "rule" | "chain" | "table")
-    {
-        Some(i)
-    } else {
-        None
-    }
-}
-
-const HANDLE_MARK: &str = "# handle ";
-
-/// The first `# handle ` in `stdout` with the digits after it (`# handle
-/// 12`), if it has digits. Most commands print nothing: a byte search for
-/// '#' is cheaper than a substring searcher.
-pub fn nft_handle_echo(stdout: &str) -> Option<&str> {
-    let start = stdout
-        .match_indices('#')
-        .map(|(i, _)| i)
-        .find(|&i| stdout[i..].starts_with(HANDLE_MARK))?;
-    let digits = stdout[start + HANDLE_MARK.len()..]
-        .bytes()
-        .take_while(u8::is_ascii_digit)
-        .count();
-    (digits > 0).then(|| &stdout[start..start + HANDLE_MARK.len() + digits])
-}
-
-/// The digits right after the first `# handle ` in `stdout`, if any.
-pub fn parse_nft_handle(stdout: &str) -> Option<&str> {
-    nft_handle_echo(stdout).map(|echo| &echo[HANDLE_MARK.len()..])
-}
-
 /// The argv a stored command is executed with under `backend` (`nft_ae`:
 /// whether `-ae` is injected): the binary of its layer, `-w`/`--concurrent`
 /// for iptables-family layers or `-ae` for nft creations, then its
-/// arguments. Exposed for dry-run displays (apply itself uses the argv the
-/// command keeps, which is this one under its firewall's backend).
+/// arguments. Apply runs every command with it; dry-run displays use it.
 pub fn full_argv(backend: Backend, cmd: &FirewallCmd, nft_ae: bool) -> Vec<String> {
     let (binary, option) = exec_prefix(backend, cmd.layer, nft_ae);
     let args = cmd.args();

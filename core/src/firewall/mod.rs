@@ -11,13 +11,17 @@
 //! persist as `<firewall name='fwRemoval' backend='...'>` in the status file.
 //!
 //! Submodules:
-//! * [`apply`] — executing commands, callbacks, auto-rollback, rollback order;
+//! * [`apply`] — executing commands (each argv built when it runs),
+//!   callbacks, auto-rollback, rollback order;
+//! * [`inverse`] — the inverse of a creating command (auto-rollback and the
+//!   driver's journal share it);
 //! * [`xml`] — the `<firewall>` element, byte-exact format and typed parse errors;
 //! * [`render`] — libvirt's dry-run / golden-file rendering and its parser;
 //! * [`recording`] — [`RecordingRunner`], a runner for tests that behaves like
 //!   libvirt's test executor.
 
 pub mod apply;
+pub mod inverse;
 pub mod recording;
 pub use virtnet_runner::render;
 pub mod xml;
@@ -29,10 +33,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-pub use apply::{
-    check_nft_argument, check_nft_argv, full_argv, nft_handle_echo, parse_nft_handle,
-    rollback_start, FirewallError,
-};
+pub use apply::{check_nft_argument, check_nft_argv, full_argv, rollback_start, FirewallError};
+pub use inverse::{nft_handle_echo, parse_nft_handle};
 pub use recording::{HandleMode, Matcher, RecordingRunner, Reply, ReplyHook};
 pub use render::{
     escape_shell, parse_stream, render_argv, render_stream, GoldenParseError, RenderOptions,
@@ -250,27 +252,16 @@ pub struct CmdId(u64);
 
 /// One firewall command: a layer and its arguments. The binary and the
 /// `-w`/`--concurrent`/`-ae` options are not part of the arguments
-/// ([`args`](Self::args)); they are decided by the backend at exec time.
+/// ([`args`](Self::args)); apply puts them in front when it runs the
+/// command ([`full_argv`]), under its firewall's backend.
 ///
-/// The command keeps the argv it is executed with, built once: the binary
-/// of its layer under its firewall's backend and the iptables locking
-/// option are put in front of the arguments when the command is created,
-/// and `-ae` is inserted (or taken out again) when apply decides on it. The
-/// argv is shared ([`Cmd::argv`](virtnet_runner::Cmd::argv)): executing the
-/// command hands it to the runner without copying an argument, and a
-/// removal plan shares its commands' argvs with the rollback lists it came
-/// from.
+/// The arguments are shared (`Arc`): a removal plan shares its commands'
+/// arguments with the rollback lists it came from.
 #[derive(Clone)]
 pub struct FirewallCmd {
     id: CmdId,
     layer: Layer,
-    /// `[binary, options..., args...]`.
-    argv: Arc<Vec<String>>,
-    /// How many leading elements of `argv` are the binary and its options.
-    prefix: usize,
-    /// Whether `argv` has `-ae` after the binary (nft creations in
-    /// AUTO_ROLLBACK groups; set by apply).
-    nft_ae: bool,
+    args: Arc<Vec<String>>,
     ignore_errors: bool,
     callback: Option<QueryCallback>,
 }
@@ -290,47 +281,7 @@ fn exec_prefix(
     (layer.binary(backend), option)
 }
 
-/// How many elements [`exec_prefix`] puts in front of the arguments
-/// without `-ae`.
-fn prefix_len(backend: Backend, layer: Layer) -> usize {
-    1 + usize::from(exec_prefix(backend, layer, false).1.is_some())
-}
-
 impl FirewallCmd {
-    /// The argv of a new command of `layer` under `backend` (no `-ae`)
-    /// with arguments `args`, and the length of its prefix.
-    fn build_argv<I, S>(backend: Backend, layer: Layer, args: I) -> (Vec<String>, usize)
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        let (binary, option) = exec_prefix(backend, layer, false);
-        let args = args.into_iter();
-        let prefix = prefix_len(backend, layer);
-        let mut argv = Vec::with_capacity(prefix + args.size_hint().0);
-        argv.push(binary.to_string());
-        argv.extend(option.map(str::to_string));
-        argv.extend(args.map(Into::into));
-        (argv, prefix)
-    }
-
-    /// Inserts or removes nft's `-ae` right after the binary (nftables
-    /// backend only). The argv is copied only if it is shared.
-    fn set_nft_ae(&mut self, on: bool) {
-        if self.nft_ae == on {
-            return;
-        }
-        let argv = Arc::make_mut(&mut self.argv);
-        if on {
-            argv.insert(1, "-ae".to_string());
-            self.prefix += 1;
-        } else {
-            argv.remove(1);
-            self.prefix -= 1;
-        }
-        self.nft_ae = on;
-    }
-
     pub fn id(&self) -> CmdId {
         self.id
     }
@@ -339,7 +290,7 @@ impl FirewallCmd {
     }
     /// The stored arguments (without the binary and exec-time options).
     pub fn args(&self) -> &[String] {
-        self.argv.get(self.prefix..).unwrap_or(&[])
+        &self.args
     }
     pub fn ignore_errors(&self) -> bool {
         self.ignore_errors
@@ -448,7 +399,7 @@ impl<'a> CmdBuilder<'a> {
     pub fn arg(self, arg: impl Into<String>) -> Self {
         let mut this = self;
         if let Some(cmd) = this.cmd.as_deref_mut() {
-            Arc::make_mut(&mut cmd.argv).push(arg.into());
+            Arc::make_mut(&mut cmd.args).push(arg.into());
         }
         this
     }
@@ -461,7 +412,7 @@ impl<'a> CmdBuilder<'a> {
     {
         let mut this = self;
         if let Some(cmd) = this.cmd.as_deref_mut() {
-            Arc::make_mut(&mut cmd.argv).extend(args.into_iter().map(Into::into));
+            Arc::make_mut(&mut cmd.args).extend(args.into_iter().map(Into::into));
         }
         this
     }
@@ -640,15 +591,12 @@ impl Firewall {
             return CmdBuilder { cmd: None };
         };
         self.next_id += 1;
-        let (argv, prefix) = FirewallCmd::build_argv(self.backend, layer, args);
-        let argv = Arc::new(argv);
+        let args = Arc::new(args.into_iter().map(Into::into).collect());
         let cmd = if is_rollback || group.adding_rollback {
             group.rollbacks.push(FirewallCmd {
                 id,
                 layer,
-                argv,
-                prefix,
-                nft_ae: false,
+                args,
                 ignore_errors: true,
                 callback: None,
             });
@@ -659,9 +607,7 @@ impl Firewall {
             group.actions.push(FirewallCmd {
                 id,
                 layer,
-                argv,
-                prefix,
-                nft_ae: false,
+                args,
                 ignore_errors,
                 callback,
             });
@@ -672,17 +618,9 @@ impl Firewall {
 
     /// [`add_cmd`](Self::add_cmd) (or, `is_rollback`,
     /// [`add_rollback_cmd`](Self::add_rollback_cmd)) of a command without
-    /// callback whose argv — binary and options of this firewall's backend
-    /// included, `prefix` elements of them — is already built: `argv` is
-    /// kept, not copied.
-    fn add_built_cmd(
-        &mut self,
-        layer: Layer,
-        is_rollback: bool,
-        argv: Arc<Vec<String>>,
-        prefix: usize,
-        nft_ae: bool,
-    ) {
+    /// callback whose arguments are already built: `args` is kept, not
+    /// copied.
+    fn add_built_cmd(&mut self, layer: Layer, is_rollback: bool, args: Arc<Vec<String>>) {
         if self.error.is_some() {
             return;
         }
@@ -701,9 +639,7 @@ impl Firewall {
         list.push(FirewallCmd {
             id,
             layer,
-            argv,
-            prefix,
-            nft_ae,
+            args,
             ignore_errors,
             callback: None,
         });
@@ -725,8 +661,7 @@ impl Firewall {
             }
             fw.start_transaction(TransactionFlags::IGNORE_ERRORS);
             for cmd in group.rollbacks.iter().rev() {
-                // Same backend: the argv is shared as it is.
-                fw.add_built_cmd(cmd.layer, false, cmd.argv.clone(), cmd.prefix, cmd.nft_ae);
+                fw.add_built_cmd(cmd.layer, false, cmd.args.clone());
             }
         }
         Ok(if fw.groups.is_empty() { None } else { Some(fw) })

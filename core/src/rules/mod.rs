@@ -40,7 +40,7 @@ mod tests;
 
 use crate::firewall::{Backend, Firewall, FirewallError, Layer};
 use crate::netxml::{mask_by_prefix, ForwardMode, IpDef, NatDef, NetworkDef};
-use virtnet_runner::{Cmd, RunError, Runner};
+use virtnet_runner::{CheckedError, Cmd, RunError, Runner};
 
 /// Why rules could not be generated or added. The messages are libvirt's
 /// (without the "internal error: " prefix of libvirt's error layer).
@@ -391,19 +391,22 @@ pub fn tc_qdisc_setup<R: Runner + ?Sized>(bridge: &str, runner: &R) -> Result<()
     run_checked(runner, &add).map(|_| ())
 }
 
+/// [`Runner::run_checked`]: its stdout, or libvirt's "Child process"
+/// error (stderr quoted as printed, like `virCommandRun`).
 fn run_checked<R: Runner + ?Sized>(runner: &R, cmd: &Cmd) -> Result<String, RulesError> {
-    let out = runner.run(cmd).map_err(RulesError::Run)?;
-    if out.status != 0 {
-        return Err(RulesError::ChildFailed {
-            command: crate::firewall::render_argv(
-                &cmd.argv,
-                crate::firewall::RenderOptions::ONE_LINE,
-            ),
-            status: out.status,
-            stderr: out.stderr,
-        });
+    match runner.run_checked(cmd) {
+        Ok(out) => Ok(out.stdout),
+        Err(CheckedError::Run(e)) => Err(RulesError::Run(e)),
+        Err(CheckedError::Failed {
+            argv,
+            status,
+            stderr,
+        }) => Err(RulesError::ChildFailed {
+            command: crate::firewall::render_argv(&argv, crate::firewall::RenderOptions::ONE_LINE),
+            status,
+            stderr,
+        }),
     }
-    Ok(out.stdout)
 }
 
 /// `networkAddFirewallRules(def, backend, &fwRemoval)` of libvirt 11.3.0,

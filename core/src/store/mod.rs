@@ -403,62 +403,121 @@ pub fn format_status(st: &NetworkStatus) -> String {
     s
 }
 
-/// Byte offset of the first start tag named exactly `name` at or after `from`.
-fn find_start_tag(doc: &str, name: &str, from: usize) -> Option<usize> {
-    let pat = format!("<{name}");
-    let mut i = from;
-    while let Some(rel) = doc.get(i..)?.find(&pat) {
-        let at = i + rel;
-        let next = doc[at + pat.len()..].chars().next();
-        if matches!(next, Some(c) if c == '>' || c == '/' || c.is_whitespace()) {
-            return Some(at);
-        }
-        i = at + pat.len();
-    }
-    None
+/// Where the parts of a status document are, found by one quick-xml pass
+/// over the root element and its children (the contents of `<network>`
+/// and `<firewall>` are left to their own parsers, which report their
+/// errors with positions).
+#[derive(Debug, Default)]
+struct StatusLayout {
+    /// The root is `<networkstatus>` (else a bare `<network>`).
+    has_status_root: bool,
+    /// Byte range of the `<network>` element.
+    network: Option<(usize, usize)>,
+    /// `<class_id bitmap>`, `<floor sum>` (with its offset), `<taint flag>`s
+    /// before the `<network>`.
+    class_id: Option<String>,
+    floor_sum: Option<(usize, String)>,
+    taints: Vec<String>,
+    /// Offset of the first `<firewall>` child after the `<network>`.
+    firewall_at: Option<usize>,
 }
 
-/// Value of attribute `attr` in the start tag beginning at `at`.
-fn tag_attr(doc: &str, at: usize, attr: &str) -> Option<String> {
-    let end = at + doc[at..].find('>')?;
-    let tag = &doc[at..end];
-    for quote in ['\'', '"'] {
-        let pat = format!("{attr}={quote}");
-        if let Some(p) = tag.find(&pat) {
-            let v = &tag[p + pat.len()..];
-            let e = v.find(quote)?;
-            // The value as written (entities and character references
-            // expanded), so what format_status escaped reads back as it was.
-            return quick_xml::escape::unescape(&v[..e])
-                .ok()
-                .map(|c| c.into_owned());
-        }
-    }
-    None
-}
+/// One pass of quick-xml's reader over a status document: see
+/// [`StatusLayout`].
+fn scan_status(doc: &str, path: &Path) -> Result<StatusLayout, StatusError> {
+    use quick_xml::events::{BytesStart, Event};
+    use quick_xml::Reader;
 
-/// Byte offset past the comments, processing instructions and whitespace
-/// before the root element.
-fn skip_prolog(doc: &str) -> usize {
-    let mut i = 0;
+    let mut reader = Reader::from_str(doc);
+    // Mismatched end tags inside <network> are netxml's to report.
+    reader.config_mut().check_end_names = false;
+    let syntax = |at: u64, e: &dyn std::fmt::Display| {
+        StatusError::format_at(path, line_of(doc, at as usize) + 1, e.to_string())
+    };
+    let attr = |e: &BytesStart<'_>, at: usize, name: &str| match e.try_get_attribute(name) {
+        Ok(Some(a)) => a
+            .unescape_value()
+            .map(|v| Some(v.into_owned()))
+            .map_err(|err| syntax(at as u64, &err)),
+        Ok(None) => Ok(None),
+        Err(err) => Err(syntax(at as u64, &err)),
+    };
+    let not_closed = || StatusError::format(path, "<network> element is not closed");
+    let mut layout = StatusLayout::default();
+    // The root element, after the prolog (declaration, comments, PIs).
+    let (root_at, root, root_empty) = loop {
+        let at = reader.buffer_position() as usize;
+        match reader.read_event() {
+            Ok(Event::Start(e)) => break (at, e, false),
+            Ok(Event::Empty(e)) => break (at, e, true),
+            Ok(Event::Text(t)) if t.iter().all(u8::is_ascii_whitespace) => {}
+            Ok(Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_)) => {}
+            Ok(_) => return Err(expected_root(doc, at, path)),
+            Err(e) => return Err(syntax(reader.error_position(), &e)),
+        }
+    };
+    match root.name().as_ref() {
+        b"network" => {
+            if !root_empty {
+                reader.read_to_end(root.name()).map_err(|_| not_closed())?;
+            }
+            layout.network = Some((root_at, reader.buffer_position() as usize));
+            return Ok(layout);
+        }
+        b"networkstatus" if !root_empty => layout.has_status_root = true,
+        b"networkstatus" => {
+            layout.has_status_root = true;
+            return Ok(layout);
+        }
+        _ => return Err(expected_root(doc, root_at, path)),
+    }
+    // The children of <networkstatus>.
     loop {
-        let rest = &doc[i..];
-        let trimmed = rest.trim_start();
-        i += rest.len() - trimmed.len();
-        if trimmed.starts_with("<!--") {
-            match trimmed.find("-->") {
-                Some(e) => i += e + 3,
-                None => return i,
+        let at = reader.buffer_position() as usize;
+        let (e, empty) = match reader.read_event() {
+            Ok(Event::Start(e)) => (e, false),
+            Ok(Event::Empty(e)) => (e, true),
+            Ok(Event::End(_) | Event::Eof) => break,
+            Ok(_) => continue,
+            Err(err) => return Err(syntax(reader.error_position(), &err)),
+        };
+        let before_network = layout.network.is_none();
+        match e.name().as_ref() {
+            b"network" if before_network => {
+                if !empty {
+                    reader.read_to_end(e.name()).map_err(|_| not_closed())?;
+                }
+                layout.network = Some((at, reader.buffer_position() as usize));
+                continue;
             }
-        } else if trimmed.starts_with("<?") {
-            match trimmed.find("?>") {
-                Some(e) => i += e + 2,
-                None => return i,
+            b"firewall" if !before_network => {
+                layout.firewall_at = Some(at);
+                break;
             }
-        } else {
-            return i;
+            b"class_id" if before_network && layout.class_id.is_none() => {
+                layout.class_id = attr(&e, at, "bitmap")?;
+            }
+            b"floor" if before_network && layout.floor_sum.is_none() => {
+                layout.floor_sum = attr(&e, at, "sum")?.map(|v| (at, v));
+            }
+            b"taint" if before_network => layout.taints.extend(attr(&e, at, "flag")?),
+            _ => {}
+        }
+        if !empty {
+            reader
+                .read_to_end(e.name())
+                .map_err(|err| syntax(reader.error_position(), &err))?;
         }
     }
+    Ok(layout)
+}
+
+fn expected_root(doc: &str, at: usize, path: &Path) -> StatusError {
+    StatusError::format_at(
+        path,
+        line_of(doc, at) + 1,
+        "expected root element <networkstatus> or <network>",
+    )
 }
 
 fn line_of(doc: &str, offset: usize) -> usize {
@@ -468,21 +527,10 @@ fn line_of(doc: &str, offset: usize) -> usize {
 /// Parses a status file (libvirt 9.0.0 and 11.3.0 formats, and bare
 /// `<network>` files). `path` is used in error messages only.
 pub fn parse_status(doc: &str, path: &Path) -> Result<NetworkStatus, StatusError> {
-    let root_at = skip_prolog(doc);
-    let has_status_root = find_start_tag(doc, "networkstatus", root_at) == Some(root_at);
-    if !has_status_root && find_start_tag(doc, "network", root_at) != Some(root_at) {
-        return Err(StatusError::format_at(
-            path,
-            line_of(doc, root_at) + 1,
-            "expected root element <networkstatus> or <network>",
-        ));
-    }
-    let net_at = find_start_tag(doc, "network", root_at)
+    let layout = scan_status(doc, path)?;
+    let (net_at, net_end) = layout
+        .network
         .ok_or_else(|| StatusError::format(path, "no <network> element"))?;
-    let net_end = doc[net_at..]
-        .find("</network>")
-        .map(|e| net_at + e + "</network>".len())
-        .ok_or_else(|| StatusError::format(path, "<network> element is not closed"))?;
     let def = netxml::parse(&doc[net_at..net_end]).map_err(|mut e| {
         // Report positions relative to the whole file.
         let shift = line_of(doc, net_at);
@@ -501,42 +549,32 @@ pub fn parse_status(doc: &str, path: &Path) -> Result<NetworkStatus, StatusError
         }
     })?;
     let mut st = NetworkStatus::new(def, None);
-    st.has_status_root = has_status_root;
-    if has_status_root {
-        if let Some(at) = find_start_tag(doc, "class_id", root_at).filter(|a| *a < net_at) {
-            if let Some(b) = tag_attr(doc, at, "bitmap") {
-                st.class_id = b;
-            }
-        }
-        if let Some(at) = find_start_tag(doc, "floor", root_at).filter(|a| *a < net_at) {
-            if let Some(v) = tag_attr(doc, at, "sum") {
-                st.floor_sum = v.parse().map_err(|_| {
-                    StatusError::format_at(
-                        path,
-                        line_of(doc, at) + 1,
-                        format!("invalid floor sum '{v}'"),
-                    )
-                })?;
-            }
-        }
-        let mut from = root_at;
-        while let Some(at) = find_start_tag(doc, "taint", from).filter(|a| *a < net_at) {
-            if let Some(f) = tag_attr(doc, at, "flag") {
-                st.taints.push(f);
-            }
-            from = at + 1;
-        }
-        // Only the first <firewall> child of the root is looked at, and only
-        // when it is named fwRemoval.
-        if let Some(at) = find_start_tag(doc, "firewall", net_end) {
-            let (fw, _) =
-                Firewall::parse_xml_at(doc, at).map_err(|source| StatusError::Firewall {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-            if fw.name() == Some(FW_REMOVAL_NAME) {
-                st.fw_removal = Some(fw);
-            }
+    st.has_status_root = layout.has_status_root;
+    if !layout.has_status_root {
+        return Ok(st);
+    }
+    if let Some(bitmap) = layout.class_id {
+        st.class_id = bitmap;
+    }
+    if let Some((at, v)) = layout.floor_sum {
+        st.floor_sum = v.parse().map_err(|_| {
+            StatusError::format_at(
+                path,
+                line_of(doc, at) + 1,
+                format!("invalid floor sum '{v}'"),
+            )
+        })?;
+    }
+    st.taints = layout.taints;
+    // Only the first <firewall> child of the root is looked at, and only
+    // when it is named fwRemoval.
+    if let Some(at) = layout.firewall_at {
+        let (fw, _) = Firewall::parse_xml_at(doc, at).map_err(|source| StatusError::Firewall {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if fw.name() == Some(FW_REMOVAL_NAME) {
+            st.fw_removal = Some(fw);
         }
     }
     Ok(st)

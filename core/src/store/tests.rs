@@ -90,6 +90,18 @@ fn broken_status_files_name_the_file_and_the_problem() {
 }
 
 #[test]
+fn status_parts_are_elements_not_text_that_looks_like_them() {
+    // A comment that mentions tags, an escaped taint flag, a <network>
+    // that is not a child of the root: read as XML, not by substring.
+    let doc = "<networkstatus>\n  <!-- <network><name>nope</name></network> <class_id bitmap='9'/> -->\n  <class_id bitmap='0-2'/>\n  <taint flag='a&amp;b'/>\n  <other><network/></other>\n  <network>\n    <name>x</name>\n  </network>\n</networkstatus>";
+    let st = parse_status(doc, Path::new("x.xml")).unwrap();
+    assert_eq!(st.def.name, "x");
+    assert_eq!(st.class_id, "0-2");
+    assert_eq!(st.taints, vec!["a&b".to_string()]);
+    assert!(format_status(&st).contains("<taint flag='a&amp;b'/>"));
+}
+
+#[test]
 fn firewall_with_another_name_is_ignored() {
     let doc = "<networkstatus>\n<network><name>x</name></network>\n<firewall name='other' backend='iptables'>\n<group><action layer='ipv4'><args><item>-L</item></args></action></group>\n</firewall>\n</networkstatus>";
     assert!(parse_status(doc, Path::new("x.xml"))

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use virtnet_core::driver::{Driver, DriverConfig};
 use virtnet_core::firewall::Backend;
 use virtnet_fake::{FakeHost, HostState, Section};
-use virtnet_runner::Runner;
 
 pub fn golden(rel: &str) -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../golden")).join(rel)
@@ -54,13 +53,7 @@ impl Env {
     }
 
     pub fn cfg(&self) -> DriverConfig {
-        let mut c = DriverConfig::new(
-            self.config_dir(),
-            self.state_dir(),
-            self.host.clone() as Arc<dyn Runner>,
-        );
-        c.dnsmasq_binary = Some("/usr/sbin/dnsmasq".into());
-        c
+        DriverConfig::under(self.dir.path(), self.host.clone())
     }
 
     /// A driver (a daemon process) with a fixed backend.

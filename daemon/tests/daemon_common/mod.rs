@@ -17,7 +17,6 @@ use std::sync::Arc;
 use virtnet_core::driver::{Driver, DriverConfig};
 use virtnet_core::firewall::Backend;
 use virtnet_fake::{FakeHost, HostState, Section};
-use virtnet_runner::Runner;
 
 /// Network number `i` (0..=250) of the concurrency tests. The forward mode
 /// cycles through nat, route, isolated and nat+IPv6; odd networks leave the
@@ -155,12 +154,7 @@ pub fn sequential_reference(
     dir: &Path,
 ) -> HostState {
     let host = Arc::new(FakeHost::new());
-    let cfg = DriverConfig::new(
-        dir.join("config"),
-        dir.join("state"),
-        host.clone() as Arc<dyn Runner>,
-    )
-    .with_backend(backend);
+    let cfg = DriverConfig::under(dir, host.clone()).with_backend(backend);
     let d = Driver::open(cfg).unwrap();
     for x in xmls {
         d.define(x).unwrap();

@@ -2,7 +2,8 @@
 //! nft `-ae` / handle parsing, the `list` special case, inheritance order,
 //! crashes, the none backend, sticky builder errors and the removal plan.
 
-use crate::firewall::apply::{parse_nft_handle, rollback_start};
+use crate::firewall::apply::rollback_start;
+use crate::firewall::parse_nft_handle;
 use crate::firewall::recording::{HandleMode, Matcher, RecordingRunner, Reply};
 use crate::firewall::{
     full_argv, query_callback, render_stream, Backend, BuildError, Firewall, FirewallError, Layer,
