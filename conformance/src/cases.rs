@@ -10,6 +10,7 @@ use virtnet_core::firewall::render::parse_stream;
 use virtnet_core::firewall::Backend;
 use virtnet_core::netxml::{ForwardDevice, ForwardMode, NetworkDef};
 use virtnet_core::rules::golden::load_case;
+use virtnet_fake::record::{parse_log, LogEntry};
 
 /// Errors reading the golden data.
 #[derive(Debug, thiserror::Error)]
@@ -337,6 +338,33 @@ pub fn upgrade_sources(golden: &Path, case: &str) -> Vec<UpgradeSource> {
         }
     }
     out
+}
+
+/// The commands of a capture's `net-start` step that changed the host:
+/// those that succeeded, and those the capture wrapper made succeed
+/// (`# FAKED-SUCCESS`: the tc csum filter on a kernel without act_csum),
+/// in order. The one reading of a libvirt start stream (upgrade-check and
+/// the matrix's upgrade scenarios).
+pub fn capture_start_stream(log: &str) -> Result<Vec<Vec<String>>, String> {
+    let mut in_start = false;
+    let mut stream = Vec::new();
+    for e in parse_log(log).map_err(|e| e.to_string())? {
+        match e {
+            LogEntry::Step(s) => in_start = s.starts_with("net-start"),
+            LogEntry::Command {
+                argv,
+                output,
+                faked_success,
+                ..
+            } if in_start => {
+                if output.status == 0 || faked_success {
+                    stream.push(argv);
+                }
+            }
+            LogEntry::Command { .. } => {}
+        }
+    }
+    Ok(stream)
 }
 
 #[cfg(test)]

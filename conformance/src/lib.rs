@@ -4,7 +4,10 @@
 //! * [`host`] — the host abstraction ([`host::HostFactory`], [`host::TestHost`],
 //!   canonical [`host::Snapshot`]s, [`host::FaultRunner`]) with the fake and
 //!   the real (network-namespace) implementations.
-//! * [`cases`] — golden cases, their expectations, upgrade sources.
+//! * [`cases`] — golden cases, their expectations, upgrade sources, the
+//!   capture-log reader.
+//! * [`checks`] — what scenarios and the upgrade check share: [`Verdict`],
+//!   the expected-failure reasons, the "nothing of ours left" check.
 //! * [`scenario`] — the operation bodies and their checks.
 //! * [`matrix`] — the matrix (case × backend × operation), filtering, the
 //!   parallel runner with progress.
@@ -13,6 +16,7 @@
 //! * [`upgrade`] — `cargo xtask upgrade-check`: take-over of every frozen release.
 
 pub mod cases;
+pub mod checks;
 pub mod host;
 pub mod matrix;
 pub mod props;
@@ -21,8 +25,7 @@ pub mod scenario;
 pub mod upgrade;
 
 pub use cases::{golden_root, load_cases, upgrade_sources, Case, UpgradeSource};
+pub use checks::Verdict;
 pub use host::{FakeFactory, HostFactory, HostKind, RealFactory, Snapshot, TestHost};
 pub use matrix::{run_matrix, scenarios, MatrixOptions};
-pub use scenario::{
-    run_scenario, run_scenario_with, Op, Outcome, Scenario, ScenarioOptions, Verdict,
-};
+pub use scenario::{run_scenario, run_scenario_with, Op, Outcome, Scenario, ScenarioOptions};

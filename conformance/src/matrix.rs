@@ -9,10 +9,9 @@ use std::sync::Mutex;
 use virtnet_core::firewall::Backend;
 
 use crate::cases::Case;
+use crate::checks::Verdict;
 use crate::host::HostFactory;
-use crate::scenario::{
-    ops_for, run_scenario_with, Op, Outcome, Scenario, ScenarioOptions, Verdict,
-};
+use crate::scenario::{ops_for, run_scenario_with, Op, Outcome, Scenario, ScenarioOptions};
 
 /// Which part of the matrix to run.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@
 //! the case names. Every check compares whole canonical snapshots, so the
 //! foreign rules are checked to be untouched by every step.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +18,9 @@ use virtnet_core::store::{self, NetworkStatus};
 use virtnet_runner::{Cmd, Runner};
 
 use crate::cases::{self, Case, Expectation, UpgradeSource};
+use crate::checks::{
+    fail, fail_diff, nothing_left, verdict_of, CheckResult, Failure, Stop, Verdict, XFAIL_ACT_CSUM,
+};
 use crate::host::{
     FaultRunner, HostError, HostFactory, Snapshot, TestHost, FIREWALL_SECTIONS, INJECTED_STDERR,
 };
@@ -80,22 +83,6 @@ impl Scenario {
     }
 }
 
-/// How a scenario ended.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "verdict", rename_all = "lowercase")]
-pub enum Verdict {
-    Pass,
-    /// Failed: what went wrong and, when there is one, a diff of the host.
-    Fail {
-        message: String,
-        diff: String,
-    },
-    /// Fails for a known reason outside virtnet (the kernel).
-    Xfail {
-        reason: String,
-    },
-}
-
 /// A finished scenario.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -105,61 +92,6 @@ pub struct Outcome {
     /// Sub-steps checked (k values of fail-each / crash-each, else 1).
     pub steps: u64,
 }
-
-/// Reason given for scenarios the real kernel cannot run.
-pub const XFAIL_ACT_CSUM: &str =
-    "expected failure: kernel lacks act_csum (libvirt fails the same way)";
-
-/// A scenario failure (internal): message + optional diff.
-struct Failure {
-    message: String,
-    diff: String,
-}
-
-type Res<T> = Result<T, Failure>;
-
-fn fail<T>(message: impl Into<String>) -> Res<T> {
-    Err(Failure {
-        message: message.into(),
-        diff: String::new(),
-    })
-}
-
-fn fail_diff<T>(message: impl Into<String>, diff: String) -> Res<T> {
-    Err(Failure {
-        message: message.into(),
-        diff,
-    })
-}
-
-impl From<HostError> for Failure {
-    fn from(e: HostError) -> Self {
-        Failure {
-            message: format!("host: {e}"),
-            diff: String::new(),
-        }
-    }
-}
-
-/// What ended a scenario early with an expected failure.
-enum Stop {
-    Fail(Failure),
-    Xfail(String),
-}
-
-impl From<Failure> for Stop {
-    fn from(f: Failure) -> Self {
-        Stop::Fail(f)
-    }
-}
-
-impl From<HostError> for Stop {
-    fn from(e: HostError) -> Self {
-        Stop::Fail(e.into())
-    }
-}
-
-type SRes<T> = Result<T, Stop>;
 
 /// Everything a scenario body needs.
 pub struct Ctx<'a> {
@@ -203,15 +135,6 @@ fn seed_err(e: virtnet_fake::seed::SeedError) -> HostError {
 /// Lines (per section) of `snap` in the given sections, as a set.
 fn line_set(snap: &Snapshot, sections: &[&str]) -> BTreeSet<(String, String)> {
     snap.only(sections).lines().into_iter().collect()
-}
-
-/// Lines (per section) of `snap` in the given sections, with their counts.
-fn line_counts(snap: &Snapshot, sections: &[&str]) -> BTreeMap<(String, String), usize> {
-    let mut m = BTreeMap::new();
-    for l in snap.only(sections).lines() {
-        *m.entry(l).or_insert(0) += 1;
-    }
-    m
 }
 
 impl<'a> Ctx<'a> {
@@ -295,35 +218,27 @@ impl<'a> Ctx<'a> {
         Driver::open(cfg)
     }
 
-    fn define(&self, stage: &Stage, backend: Backend) -> Res<String> {
-        let d = self.driver(stage, None, backend).map_err(|e| Failure {
-            message: format!("driver open: {e}"),
-            diff: String::new(),
-        })?;
+    fn define(&self, stage: &Stage, backend: Backend) -> Result<String, Failure> {
+        let d = self
+            .driver(stage, None, backend)
+            .map_err(|e| Failure::new(format!("driver open: {e}")))?;
         d.define(&self.xml)
             .map(|def| def.name)
-            .map_err(|e| Failure {
-                message: format!("define: {e}"),
-                diff: String::new(),
-            })
+            .map_err(|e| Failure::new(format!("define: {e}")))
     }
 
     fn status_path(&self, stage: &Stage) -> PathBuf {
         stage.state_dir.join(format!("{}.xml", self.case.def.name))
     }
 
-    fn expectation(&self, backend: Backend) -> Res<Expectation> {
-        cases::expectation(self.golden, cases::UNRELEASED, &self.case.name, backend).map_err(|e| {
-            Failure {
-                message: format!("golden data: {e}"),
-                diff: String::new(),
-            }
-        })
+    fn expectation(&self, backend: Backend) -> Result<Expectation, Failure> {
+        cases::expectation(self.golden, cases::UNRELEASED, &self.case.name, backend)
+            .map_err(|e| Failure::new(format!("golden data: {e}")))
     }
 
     /// Would the start of this case with `backend` fail on this kernel for
     /// want of act_csum?
-    fn lacks_csum(&self, backend: Backend) -> Res<bool> {
+    fn lacks_csum(&self, backend: Backend) -> Result<bool, Failure> {
         Ok(!self.factory.has_act_csum() && self.expectation(backend)?.needs_act_csum())
     }
 
@@ -344,7 +259,11 @@ impl<'a> Ctx<'a> {
     /// commands of `golden/releases/unreleased/<case>/<backend>.start`
     /// applied. Firewall sections only. `Ok(None)`: the stream cannot be
     /// applied on this kernel (act_csum).
-    fn expected_start(&self, backend: Backend, chains_of: &[Backend]) -> Res<Option<Snapshot>> {
+    fn expected_start(
+        &self,
+        backend: Backend,
+        chains_of: &[Backend],
+    ) -> Result<Option<Snapshot>, Failure> {
         let Expectation::Start { stream, .. } = self.expectation(backend)? else {
             return fail("expected_start of an error case");
         };
@@ -396,8 +315,8 @@ impl<'a> Ctx<'a> {
         after: &Snapshot,
         kept: &Snapshot,
         what: &str,
-    ) -> Res<()> {
-        nothing_left(before, after, kept, what).map_err(|(message, diff)| Failure { message, diff })
+    ) -> Result<(), Failure> {
+        nothing_left(before, after, kept, what)
     }
 
     fn check_status_removal(
@@ -407,7 +326,7 @@ impl<'a> Ctx<'a> {
         backend: Backend,
         expected: &Option<String>,
         what: &str,
-    ) -> Res<()> {
+    ) -> Result<(), Failure> {
         let Some(st) = d.status(name) else {
             return fail(format!("{what}: network not active"));
         };
@@ -438,7 +357,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn compare(&self, expected: &Snapshot, actual: &Snapshot, what: &str) -> Res<()> {
+    fn compare(&self, expected: &Snapshot, actual: &Snapshot, what: &str) -> Result<(), Failure> {
         if expected != actual {
             return fail_diff(
                 format!("{what}: host differs from the expectation"),
@@ -452,24 +371,22 @@ impl<'a> Ctx<'a> {
     /// when the stream needs it, checks the start fails like libvirt's and
     /// leaves the host as before (modulo kept chains), then stops with
     /// Xfail.
-    fn start_checked(&self, stage: &Stage, d: &Driver, name: &str, backend: Backend) -> SRes<()> {
+    fn start_checked(
+        &self,
+        stage: &Stage,
+        d: &Driver,
+        name: &str,
+        backend: Backend,
+    ) -> CheckResult<()> {
         let r = d.start(name);
         if self.lacks_csum(backend)? {
             let e = match r {
-                Ok(()) => {
-                    return Err(Stop::Fail(Failure {
-                        message: "start succeeded on a kernel without act_csum".into(),
-                        diff: String::new(),
-                    }))
-                }
+                Ok(()) => return fail("start succeeded on a kernel without act_csum"),
                 Err(e) => e,
             };
             let msg = e.to_string();
             if !msg.contains("action csum") {
-                return Err(Stop::Fail(Failure {
-                    message: format!("start failed, but not for act_csum: {msg}"),
-                    diff: String::new(),
-                }));
+                return fail(format!("start failed, but not for act_csum: {msg}"));
             }
             let after = stage.host.snapshot()?;
             let kept = self.kept(&[backend])?;
@@ -477,75 +394,16 @@ impl<'a> Ctx<'a> {
             // snapshot above was taken first.
             self.check_nothing_left(&stage.baseline, &after, &kept, "failed start (act_csum)")?;
             if self.status_path(stage).exists() {
-                return Err(Stop::Fail(Failure {
-                    message: "failed start left a status file".into(),
-                    diff: String::new(),
-                }));
+                return fail("failed start left a status file");
             }
             return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
         }
-        r.map_err(|e| {
-            Stop::Fail(Failure {
-                message: format!("start: {e}"),
-                diff: String::new(),
-            })
-        })
+        r.map_err(|e| Stop::Fail(Failure::new(format!("start: {e}"))))
     }
 }
 
-/// Nothing of ours left (shared by the scenarios and the host-generic
-/// upgrade check): every firewall line of `after` is in `before`
-/// or in `kept`; every firewall line of `before` is still there (foreign
-/// rules untouched); links and processes as `before`.
-pub(crate) fn nothing_left(
-    before: &Snapshot,
-    after: &Snapshot,
-    kept: &Snapshot,
-    what: &str,
-) -> Result<(), (String, String)> {
-    // Multisets of lines: a line may appear at most as often as in the
-    // state before or in the kept state (a duplicated jump to a private
-    // chain is a leak too), and at least as often as before.
-    let b = line_counts(before, FIREWALL_SECTIONS);
-    let a = line_counts(after, FIREWALL_SECTIONS);
-    let k = line_counts(kept, FIREWALL_SECTIONS);
-    let n = |m: &BTreeMap<(String, String), usize>, l: &(String, String)| {
-        m.get(l).copied().unwrap_or(0)
-    };
-    let extra: Vec<String> = a
-        .iter()
-        .filter(|(l, c)| **c > n(&b, l).max(n(&k, l)))
-        .map(|((s, l), c)| format!("+ [{s}] {l}  (x{c})"))
-        .collect();
-    let gone: Vec<String> = b
-        .iter()
-        .filter(|(l, c)| n(&a, l) < **c)
-        .map(|((s, l), _)| format!("- [{s}] {l}"))
-        .collect();
-    if !extra.is_empty() || !gone.is_empty() {
-        let mut d = extra;
-        d.extend(gone);
-        return Err((
-            format!("{what}: rules left behind (+) or foreign/earlier rules removed (-)"),
-            d.join("\n"),
-        ));
-    }
-    let other = ["links", "processes"];
-    let (bo, ao) = (before.only(&other), after.only(&other));
-    if bo != ao {
-        return Err((
-            format!("{what}: links or processes differ"),
-            bo.diff(&ao, "before", "after"),
-        ));
-    }
-    Ok(())
-}
-
-fn drv<T>(r: Result<T, DriverError>, what: &str) -> Res<T> {
-    r.map_err(|e| Failure {
-        message: format!("{what}: {e}"),
-        diff: String::new(),
-    })
+fn drv<T>(r: Result<T, DriverError>, what: &str) -> Result<T, Failure> {
+    r.map_err(|e| Failure::new(format!("{what}: {e}")))
 }
 
 /// Knobs of a scenario run.
@@ -610,14 +468,7 @@ pub fn run_scenario_with(
                     steps = n;
                 }),
             };
-            match r {
-                Ok(()) => Verdict::Pass,
-                Err(Stop::Xfail(reason)) => Verdict::Xfail { reason },
-                Err(Stop::Fail(f)) => Verdict::Fail {
-                    message: f.message,
-                    diff: f.diff,
-                },
-            }
+            verdict_of(r)
         }
     };
     Outcome {
@@ -653,7 +504,7 @@ pub fn ops_for(golden: &Path, case: &Case, backend: Backend) -> Vec<Op> {
 // ----------------------------------------------------------------------
 // operation bodies
 
-fn op_start(ctx: &Ctx, backend: Backend) -> SRes<()> {
+fn op_start(ctx: &Ctx, backend: Backend) -> CheckResult<()> {
     let exp = ctx.expectation(backend)?;
     let stage = ctx.stage()?;
     let name = ctx.define(&stage, backend)?;
@@ -662,24 +513,15 @@ fn op_start(ctx: &Ctx, backend: Backend) -> SRes<()> {
         Expectation::Error(msg) => {
             let e = match d.start(&name) {
                 Ok(()) => {
-                    return Err(Stop::Fail(Failure {
-                        message: format!("start succeeded; golden says it fails with: {msg}"),
-                        diff: String::new(),
-                    }))
+                    return fail(format!("start succeeded; golden says it fails with: {msg}"))
                 }
                 Err(e) => e.to_string(),
             };
             if e.trim() != msg.trim() {
-                return Err(Stop::Fail(Failure {
-                    message: format!("start failed with `{e}`, golden says `{msg}`"),
-                    diff: String::new(),
-                }));
+                return fail(format!("start failed with `{e}`, golden says `{msg}`"));
             }
             if ctx.status_path(&stage).exists() {
-                return Err(Stop::Fail(Failure {
-                    message: "failed start left a status file".into(),
-                    diff: String::new(),
-                }));
+                return fail("failed start left a status file");
             }
             let after = stage.host.snapshot()?;
             let kept = ctx.kept(&[backend])?;
@@ -691,34 +533,28 @@ fn op_start(ctx: &Ctx, backend: Backend) -> SRes<()> {
             let after = stage.host.snapshot()?;
             ctx.check_status_removal(&d, &name, backend, removal, "after start")?;
             if !ctx.status_path(&stage).exists() {
-                return Err(Stop::Fail(Failure {
-                    message: "no status file after start".into(),
-                    diff: String::new(),
-                }));
+                return fail("no status file after start");
             }
             let br = ctx.case.bridge();
             if !after.section("links").contains(&br) {
-                return Err(Stop::Fail(Failure {
-                    message: format!("bridge {br} missing after start"),
-                    diff: after.section("links").to_string(),
-                }));
+                return fail_diff(
+                    format!("bridge {br} missing after start"),
+                    after.section("links").to_string(),
+                );
             }
             let want_dnsmasq = virtnet_core::dnsmasq::needs_dnsmasq(&ctx.case.def);
             let has_dnsmasq = after.section("processes").contains("dnsmasq");
             if want_dnsmasq != has_dnsmasq {
-                return Err(Stop::Fail(Failure {
-                    message: format!("dnsmasq running: {has_dnsmasq}, expected {want_dnsmasq}"),
-                    diff: after.section("processes").to_string(),
-                }));
+                return fail_diff(
+                    format!("dnsmasq running: {has_dnsmasq}, expected {want_dnsmasq}"),
+                    after.section("processes").to_string(),
+                );
             }
             let snap_fw = after.only(FIREWALL_SECTIONS);
             drop(d);
             drop(stage);
             let Some(expected) = ctx.expected_start(backend, &[])? else {
-                return Err(Stop::Fail(Failure {
-                    message: "golden stream needs act_csum, but the start succeeded".into(),
-                    diff: String::new(),
-                }));
+                return fail("golden stream needs act_csum, but the start succeeded");
             };
             ctx.compare(&expected, &snap_fw, "after start")?;
             Ok(())
@@ -726,7 +562,7 @@ fn op_start(ctx: &Ctx, backend: Backend) -> SRes<()> {
     }
 }
 
-fn op_destroy(ctx: &Ctx, backend: Backend) -> SRes<()> {
+fn op_destroy(ctx: &Ctx, backend: Backend) -> CheckResult<()> {
     let stage = ctx.stage()?;
     let name = ctx.define(&stage, backend)?;
     let d = drv(ctx.driver(&stage, None, backend), "driver open")?;
@@ -735,10 +571,7 @@ fn op_destroy(ctx: &Ctx, backend: Backend) -> SRes<()> {
     drv(d.destroy(&name), "destroy")?;
     let after = stage.host.snapshot()?;
     if ctx.status_path(&stage).exists() {
-        return Err(Stop::Fail(Failure {
-            message: "status file left after destroy".into(),
-            diff: String::new(),
-        }));
+        return fail("status file left after destroy");
     }
     let baseline = stage.baseline.clone();
     drop(d);
@@ -755,12 +588,9 @@ fn op_destroy(ctx: &Ctx, backend: Backend) -> SRes<()> {
     Ok(())
 }
 
-fn op_restart(ctx: &Ctx, backend: Backend) -> SRes<()> {
+fn op_restart(ctx: &Ctx, backend: Backend) -> CheckResult<()> {
     let Expectation::Start { removal, .. } = ctx.expectation(backend)? else {
-        return Err(Stop::Fail(Failure {
-            message: "restart of an error case".into(),
-            diff: String::new(),
-        }));
+        return fail("restart of an error case");
     };
     let stage = ctx.stage()?;
     let name = ctx.define(&stage, backend)?;
@@ -771,16 +601,10 @@ fn op_restart(ctx: &Ctx, backend: Backend) -> SRes<()> {
     let d2 = drv(ctx.driver(&stage, None, backend), "driver reopen")?;
     let rep = drv(d2.reconcile(), "reconcile")?;
     if !rep.problems.is_empty() {
-        return Err(Stop::Fail(Failure {
-            message: format!("reconcile problems: {:?}", rep.problems),
-            diff: String::new(),
-        }));
+        return fail(format!("reconcile problems: {:?}", rep.problems));
     }
     if rules::has_firewall_rules(&ctx.case.def) && !rep.reloaded.contains(&name) {
-        return Err(Stop::Fail(Failure {
-            message: format!("reconcile did not reload {name}: {rep:?}"),
-            diff: String::new(),
-        }));
+        return fail(format!("reconcile did not reload {name}: {rep:?}"));
     }
     let after = stage.host.snapshot()?;
     ctx.compare(
@@ -792,7 +616,7 @@ fn op_restart(ctx: &Ctx, backend: Backend) -> SRes<()> {
     Ok(())
 }
 
-fn op_switch(ctx: &Ctx, from: Backend) -> SRes<()> {
+fn op_switch(ctx: &Ctx, from: Backend) -> CheckResult<()> {
     let to = from.other();
     let stage = ctx.stage()?;
     let name = ctx.define(&stage, from)?;
@@ -808,22 +632,16 @@ fn op_switch(ctx: &Ctx, from: Backend) -> SRes<()> {
             Err(e) => e.to_string(),
         };
         if !msg.contains("action csum") {
-            return Err(Stop::Fail(Failure { message: format!("switch to {to} on a kernel without act_csum: expected the csum failure, got `{msg}`"), diff: String::new() }));
+            return fail(format!("switch to {to} on a kernel without act_csum: expected the csum failure, got `{msg}`"));
         }
         return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
     }
     let rep = drv(rep, "reconcile")?;
     if !rep.problems.is_empty() {
-        return Err(Stop::Fail(Failure {
-            message: format!("reconcile problems: {:?}", rep.problems),
-            diff: String::new(),
-        }));
+        return fail(format!("reconcile problems: {:?}", rep.problems));
     }
     let Expectation::Start { removal, .. } = ctx.expectation(to)? else {
-        return Err(Stop::Fail(Failure {
-            message: "switch to an error case".into(),
-            diff: String::new(),
-        }));
+        return fail("switch to an error case");
     };
     ctx.check_status_removal(&d2, &name, to, &removal, "after switch")?;
     let switched = stage.host.snapshot()?;
@@ -837,10 +655,7 @@ fn op_switch(ctx: &Ctx, from: Backend) -> SRes<()> {
     // The tc root qdisc of the nftables backend is left to the bridge's
     // deletion (libvirt does the same), so tc is checked for filters only.
     let Some(expected) = ctx.expected_start(to, &[from])? else {
-        return Err(Stop::Fail(Failure {
-            message: "golden stream needs act_csum".into(),
-            diff: String::new(),
-        }));
+        return fail("golden stream needs act_csum");
     };
     let rulesets = ["nft", "iptables", "ip6tables"];
     ctx.compare(
@@ -854,10 +669,10 @@ fn op_switch(ctx: &Ctx, from: Backend) -> SRes<()> {
             .lines()
             .any(|l| l.starts_with("filter ") || l.contains("csum"))
     {
-        return Err(Stop::Fail(Failure {
-            message: "nftables tc filter left after switch to iptables".into(),
-            diff: switched.section("tc").to_string(),
-        }));
+        return fail_diff(
+            "nftables tc filter left after switch to iptables",
+            switched.section("tc").to_string(),
+        );
     }
     let kept = ctx.kept(&[from, to])?;
     ctx.check_nothing_left(
@@ -867,16 +682,16 @@ fn op_switch(ctx: &Ctx, from: Backend) -> SRes<()> {
         "destroy after switch",
     )?;
     if !destroyed.section("processes").is_empty() {
-        return Err(Stop::Fail(Failure {
-            message: "dnsmasq left after destroy".into(),
-            diff: destroyed.section("processes").to_string(),
-        }));
+        return fail_diff(
+            "dnsmasq left after destroy",
+            destroyed.section("processes").to_string(),
+        );
     }
     Ok(())
 }
 
 /// Start `k`-th-command failures: returns the number of k checked.
-fn op_fail_each(ctx: &Ctx, backend: Backend, stride: u64) -> SRes<u64> {
+fn op_fail_each(ctx: &Ctx, backend: Backend, stride: u64) -> CheckResult<u64> {
     let exp = ctx.expectation(backend)?;
     if ctx.lacks_csum(backend)? {
         // Every start fails at the csum filter anyway; the real check is
@@ -901,10 +716,7 @@ fn op_fail_each(ctx: &Ctx, backend: Backend, stride: u64) -> SRes<u64> {
         match d.start(&name) {
             Err(e) => {
                 if e.is_crash() {
-                    return Err(Stop::Fail(Failure {
-                        message: format!("{what}: reported as crash: {e}"),
-                        diff: String::new(),
-                    }));
+                    return fail(format!("{what}: reported as crash: {e}"));
                 }
                 // A start that should succeed must fail because of the
                 // injected failure, and say so — unless the failed command
@@ -916,23 +728,17 @@ fn op_fail_each(ctx: &Ctx, backend: Backend, stride: u64) -> SRes<u64> {
                     && !e.to_string().contains(INJECTED_STDERR.trim())
                     && !failure_is_tolerated(&injected)
                 {
-                    return Err(Stop::Fail(Failure {
-                        message: format!("{what}: start failed for another reason: {e}"),
-                        diff: String::new(),
-                    }));
+                    return fail(format!("{what}: start failed for another reason: {e}"));
                 }
                 if ctx.status_path(&stage).exists() || !d.pending_journals().is_empty() {
-                    return Err(Stop::Fail(Failure {
-                        message: format!("{what}: status file or journal left"),
-                        diff: String::new(),
-                    }));
+                    return fail(format!("{what}: status file or journal left"));
                 }
                 let after = stage.host.snapshot()?;
                 if before.section("sysctl") != after.section("sysctl") {
-                    return Err(Stop::Fail(Failure {
-                        message: format!("{what}: sysctls not restored"),
-                        diff: before.diff(&after, "before", "after"),
-                    }));
+                    return fail_diff(
+                        format!("{what}: sysctls not restored"),
+                        before.diff(&after, "before", "after"),
+                    );
                 }
                 ctx.check_nothing_left(&before, &after, &kept, &what)?;
             }
@@ -942,13 +748,10 @@ fn op_fail_each(ctx: &Ctx, backend: Backend, stride: u64) -> SRes<u64> {
                 tolerated += 1;
                 let argv = fr.injected().unwrap_or_default();
                 if !failure_is_tolerated(&argv) {
-                    return Err(Stop::Fail(Failure {
-                        message: format!(
-                            "{what}: start succeeded although `{}` failed",
-                            argv.join(" ")
-                        ),
-                        diff: String::new(),
-                    }));
+                    return fail(format!(
+                        "{what}: start succeeded although `{}` failed",
+                        argv.join(" ")
+                    ));
                 }
                 drv(
                     d.destroy(&name),
@@ -965,10 +768,10 @@ fn op_fail_each(ctx: &Ctx, backend: Backend, stride: u64) -> SRes<u64> {
         }
     }
     if tolerated >= points.len() as u64 && n > 0 {
-        return Err(Stop::Fail(Failure {
-            message: format!("none of {} command failures failed the start", points.len()),
-            diff: String::new(),
-        }));
+        return fail(format!(
+            "none of {} command failures failed the start",
+            points.len()
+        ));
     }
     Ok(points.len() as u64)
 }
@@ -1009,7 +812,7 @@ pub fn failure_is_tolerated(argv: &[String]) -> bool {
 /// commands that follow its failure (from the first `ip link del` of the
 /// bridge) are not counted: a failure of the undo itself is a double fault,
 /// outside this scenario.
-fn start_command_count(ctx: &Ctx, backend: Backend) -> SRes<u64> {
+fn start_command_count(ctx: &Ctx, backend: Backend) -> CheckResult<u64> {
     let stage = ctx.stage()?;
     let name = ctx.define(&stage, backend)?;
     let fr = Arc::new(FaultRunner::new(stage.host.runner()));
@@ -1032,7 +835,7 @@ fn start_command_count(ctx: &Ctx, backend: Backend) -> SRes<u64> {
 /// Crash after `k` commands of a start for every k, then recover + driver
 /// reopen + reconcile: nothing of ours remains that no status file
 /// accounts for, and an active network has its rules exactly once.
-fn op_crash_each(ctx: &Ctx, backend: Backend, stride: u64) -> SRes<u64> {
+fn op_crash_each(ctx: &Ctx, backend: Backend, stride: u64) -> CheckResult<u64> {
     if ctx.lacks_csum(backend)? {
         return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
     }
@@ -1057,16 +860,10 @@ fn op_crash_each(ctx: &Ctx, backend: Backend, stride: u64) -> SRes<u64> {
         drop(d);
         match r {
             Err(e) if !e.is_crash() => {
-                return Err(Stop::Fail(Failure {
-                    message: format!("{what}: start failed without a crash: {e}"),
-                    diff: String::new(),
-                }));
+                return fail(format!("{what}: start failed without a crash: {e}"));
             }
             Ok(()) if k < n => {
-                return Err(Stop::Fail(Failure {
-                    message: format!("{what}: start succeeded"),
-                    diff: String::new(),
-                }));
+                return fail(format!("{what}: start succeeded"));
             }
             _ => {}
         }
@@ -1076,10 +873,7 @@ fn op_crash_each(ctx: &Ctx, backend: Backend, stride: u64) -> SRes<u64> {
             &format!("{what}: driver reopen"),
         )?;
         if !d2.pending_journals().is_empty() {
-            return Err(Stop::Fail(Failure {
-                message: format!("{what}: journal left after reopen"),
-                diff: String::new(),
-            }));
+            return fail(format!("{what}: journal left after reopen"));
         }
         drv(d2.reconcile(), &format!("{what}: reconcile"))?;
         let active = d2.info(&name).map(|i| i.active).unwrap_or(false);
@@ -1135,7 +929,7 @@ pub fn install_upgrade_source(
                 .map_err(|e| HostError::Other(e.to_string()))?;
             let log = std::fs::read_to_string(dir.join("commands.log"))
                 .map_err(|e| HostError::Other(format!("{}: {e}", dir.display())))?;
-            let cmds = crate::upgrade::capture_start_stream(&log)
+            let cmds = cases::capture_start_stream(&log)
                 .map_err(|e| HostError::Other(format!("{}: {e}", dir.display())))?
                 .into_iter()
                 .map(|argv| (argv, true))
@@ -1277,7 +1071,7 @@ fn renumber_handles(xml: &str, handles: &[String]) -> String {
 /// names `to`, its rules are exactly those of a fresh start with `to`
 /// (nothing of the old release left besides its private chains), and a
 /// destroy then leaves nothing of ours.
-fn op_upgrade(ctx: &Ctx, src: &UpgradeSource, to: Backend) -> SRes<()> {
+fn op_upgrade(ctx: &Ctx, src: &UpgradeSource, to: Backend) -> CheckResult<()> {
     let def = match src {
         UpgradeSource::Libvirt { dir, .. } => {
             let p = dir.join("1-after-start.status.xml");
@@ -1310,18 +1104,12 @@ fn op_upgrade(ctx: &Ctx, src: &UpgradeSource, to: Backend) -> SRes<()> {
     if !rep.problems.is_empty()
         || (rules::has_firewall_rules(&def) && !rep.reloaded.contains(&name))
     {
-        return Err(Stop::Fail(Failure {
-            message: format!("reconcile: {rep:?}"),
-            diff: String::new(),
-        }));
+        return fail(format!("reconcile: {rep:?}"));
     }
     if rules::has_firewall_rules(&def)
         && d.status(&name).and_then(|s| s.removal_backend()) != Some(to)
     {
-        return Err(Stop::Fail(Failure {
-            message: format!("status after upgrade does not name {to}"),
-            diff: String::new(),
-        }));
+        return fail(format!("status after upgrade does not name {to}"));
     }
     let upgraded = stage.host.snapshot()?;
     drv(d.destroy(&name), "destroy after upgrade")?;
@@ -1363,18 +1151,13 @@ fn op_upgrade(ctx: &Ctx, src: &UpgradeSource, to: Backend) -> SRes<()> {
     let got = ours(&upgraded, &baseline, &kept_old);
     let want = ours(&fresh_started, &fresh_base, &kept_old);
     if got != want {
-        return Err(Stop::Fail(Failure {
-            message: format!(
+        return fail_diff(
+            format!(
                 "after upgrade from {} the rules differ from a fresh start with {to}",
                 src.label()
             ),
-            diff: virtnet_fake::diff_text(
-                &want.join("\n"),
-                &got.join("\n"),
-                "fresh start",
-                "upgraded",
-            ),
-        }));
+            virtnet_fake::diff_text(&want.join("\n"), &got.join("\n"), "fresh start", "upgraded"),
+        );
     }
     ctx.check_nothing_left(
         &baseline,

@@ -44,10 +44,12 @@ use virtnet_core::firewall::{parse_stream, Backend};
 use virtnet_core::netxml::{self, FormatFlags, MacAddr, Uuid};
 use virtnet_core::rules::ChainInitState;
 use virtnet_core::store;
-use virtnet_fake::record::{parse_log, LogEntry};
 use virtnet_fake::{FakeHost, HostState};
 use virtnet_runner::{Cmd, Runner};
 
+use crate::checks::{
+    fail, fail_diff, nothing_left, verdict_of, Failure, Stop, Verdict, XFAIL_ACT_CSUM,
+};
 use crate::host::{HostError, HostFactory, Snapshot, TestHost, FIREWALL_SECTIONS};
 use crate::props::view::{self, Item};
 
@@ -130,33 +132,6 @@ pub fn load_ours(root: &Path, release: &str) -> Result<Vec<ReleaseState>, String
     Ok(out)
 }
 
-/// The commands of a capture's `net-start` step that changed the host:
-/// those that succeeded, and those the capture wrapper made succeed
-/// (`# FAKED-SUCCESS`: the tc csum filter on a kernel without act_csum),
-/// in order. The one reading of a libvirt start stream (upgrade-check and
-/// the matrix's upgrade scenarios).
-pub fn capture_start_stream(log: &str) -> Result<Vec<Vec<String>>, String> {
-    let mut in_start = false;
-    let mut stream = Vec::new();
-    for e in parse_log(log).map_err(|e| e.to_string())? {
-        match e {
-            LogEntry::Step(s) => in_start = s.starts_with("net-start"),
-            LogEntry::Command {
-                argv,
-                output,
-                faked_success,
-                ..
-            } if in_start => {
-                if output.status == 0 || faked_success {
-                    stream.push(argv);
-                }
-            }
-            LogEntry::Command { .. } => {}
-        }
-    }
-    Ok(stream)
-}
-
 /// The release states of a libvirt capture set
 /// (`golden/upstream/captures/<release>`): the plain per-backend runs.
 pub fn load_libvirt(root: &Path, release: &str) -> Result<Vec<ReleaseState>, String> {
@@ -180,7 +155,7 @@ pub fn load_libvirt(root: &Path, release: &str) -> Result<Vec<ReleaseState>, Str
             if !log.exists() {
                 continue;
             }
-            let stream = capture_start_stream(&read(&log)?)
+            let stream = crate::cases::capture_start_stream(&read(&log)?)
                 .map_err(|e| format!("{}: {e}", log.display()))?;
             if stream.is_empty() {
                 return Err(format!("{}: no net-start commands", log.display()));
@@ -563,23 +538,8 @@ pub fn plan(
 pub struct CheckOutcome {
     pub id: String,
     #[serde(flatten)]
-    pub verdict: crate::scenario::Verdict,
+    pub verdict: Verdict,
     pub seconds: f64,
-}
-
-enum HStop {
-    Fail(String, String),
-    Xfail(String),
-}
-
-impl From<HostError> for HStop {
-    fn from(e: HostError) -> Self {
-        HStop::Fail(format!("host: {e}"), String::new())
-    }
-}
-
-fn hfail<T>(msg: impl Into<String>) -> Result<T, HStop> {
-    Err(HStop::Fail(msg.into(), String::new()))
 }
 
 fn host_run_ok(r: &dyn Runner, argv: &[String]) -> Result<(), HostError> {
@@ -732,19 +692,8 @@ fn host_kept(
 /// stream needs the csum filter, or a take-over by nftables (whose reload
 /// adds it), is an expected failure, as it is for libvirt.
 pub fn check_on(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) -> CheckOutcome {
-    use crate::scenario::{Verdict, XFAIL_ACT_CSUM};
     let t0 = std::time::Instant::now();
-    let verdict = match check_on_inner(factory, old, to) {
-        Ok(()) => Verdict::Pass,
-        Err(HStop::Fail(message, diff)) => Verdict::Fail { message, diff },
-        Err(HStop::Xfail(reason)) => Verdict::Xfail {
-            reason: if reason.is_empty() {
-                XFAIL_ACT_CSUM.to_string()
-            } else {
-                reason
-            },
-        },
-    };
+    let verdict = verdict_of(check_on_inner(factory, old, to));
     CheckOutcome {
         id: check_id(old, to),
         verdict,
@@ -752,8 +701,8 @@ pub fn check_on(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) -> C
     }
 }
 
-fn check_on_inner(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) -> Result<(), HStop> {
-    let dir = crate::props::scratch_dir().map_err(|e| HStop::Fail(e, String::new()))?;
+fn check_on_inner(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) -> Result<(), Stop> {
+    let dir = crate::props::scratch_dir().map_err(Failure::new)?;
     // dnsmasq writes its pid file as root and may then drop privileges.
     {
         use std::os::unix::fs::PermissionsExt;
@@ -764,15 +713,14 @@ fn check_on_inner(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) ->
     // missing one. The fresh start uses the same definition, so the same
     // path.
     let tftp = dir.path().join("tftproot");
-    std::fs::create_dir_all(&tftp)
-        .map_err(|e| HStop::Fail(format!("{}: {e}", tftp.display()), String::new()))?;
+    std::fs::create_dir_all(&tftp).map_err(|e| Failure::new(format!("{}: {e}", tftp.display())))?;
     let status_text = crate::cases::localise_xml(&old.status, &tftp);
-    let st = store::parse_status(&status_text, &old.source)
-        .map_err(|e| HStop::Fail(e.to_string(), String::new()))?;
+    let st =
+        store::parse_status(&status_text, &old.source).map_err(|e| Failure::new(e.to_string()))?;
     let def = &st.def;
     let name = def.name.clone();
     let Some(br) = def.bridge_name().map(str::to_string) else {
-        return hfail(format!(
+        return fail(format!(
             "{}: status file without a bridge",
             old.source.display()
         ));
@@ -796,31 +744,30 @@ fn check_on_inner(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) ->
     if !old.stream_has_chains {
         ChainInitState::new()
             .setup(old.backend, &*r, false)
-            .map_err(|e| HStop::Fail(format!("private chains: {e}"), String::new()))?;
+            .map_err(|e| Failure::new(format!("private chains: {e}")))?;
     }
     for argv in &old.stream {
         if let Err(e) = host_run_ok(&*r, argv) {
             if lacks_csum && argv.iter().any(|a| a == "csum") {
-                return Err(HStop::Xfail(format!(
+                return Err(Stop::Xfail(format!(
                     "expected failure: kernel lacks act_csum, so the {} state (its DHCP checksum filter) cannot exist here",
                     old.backend
                 )));
             }
-            return hfail(format!("replaying the {} start stream: {e}", old.release));
+            return fail(format!("replaying the {} start stream: {e}", old.release));
         }
     }
     let state_dir = dir.path().join("up/state");
     std::fs::create_dir_all(&state_dir)
-        .map_err(|e| HStop::Fail(format!("{}: {e}", state_dir.display()), String::new()))?;
+        .map_err(|e| Failure::new(format!("{}: {e}", state_dir.display())))?;
     let spath = state_dir.join(format!("{name}.xml"));
     std::fs::write(&spath, &status_text)
-        .map_err(|e| HStop::Fail(format!("{}: {e}", spath.display()), String::new()))?;
+        .map_err(|e| Failure::new(format!("{}: {e}", spath.display())))?;
 
     // 2. The current daemon starts: open + reconcile.
-    let d = host_driver(factory, &dir.path().join("up"), r.clone(), to)
-        .map_err(|e| HStop::Fail(e, String::new()))?;
+    let d = host_driver(factory, &dir.path().join("up"), r.clone(), to).map_err(Failure::new)?;
     if !d.reports().is_empty() {
-        return hfail(format!("driver open reported: {:?}", d.reports()));
+        return fail(format!("driver open reported: {:?}", d.reports()));
     }
     let rep = d.reconcile();
     let problem = match &rep {
@@ -828,21 +775,21 @@ fn check_on_inner(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) ->
         Err(e) => e.to_string(),
     };
     if lacks_csum && to == Backend::Nftables && problem.contains("action csum") {
-        return Err(HStop::Xfail(String::new()));
+        return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
     }
-    let rep = rep.map_err(|e| HStop::Fail(format!("reconcile: {e}"), String::new()))?;
+    let rep = rep.map_err(|e| Failure::new(format!("reconcile: {e}")))?;
     let reloaded: &[String] = if own_bridge {
         std::slice::from_ref(&name)
     } else {
         &[]
     };
     if rep.reloaded != reloaded || !rep.problems.is_empty() {
-        return hfail(format!("reconcile: {rep:?}"));
+        return fail(format!("reconcile: {rep:?}"));
     }
     let upgraded = host.snapshot()?;
-    let upgraded_status = read(&spath).map_err(|e| HStop::Fail(e, String::new()))?;
+    let upgraded_status = read(&spath).map_err(Failure::new)?;
     d.destroy(&name)
-        .map_err(|e| HStop::Fail(format!("destroy: {e}"), String::new()))?;
+        .map_err(|e| Failure::new(format!("destroy: {e}")))?;
     let destroyed = host.snapshot()?;
     drop(d);
     drop(host);
@@ -850,20 +797,20 @@ fn check_on_inner(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) ->
     // 3. A fresh start by the current driver on a fresh host.
     let (fhost, fbase) = host_stage(factory, def, host_bridge)?;
     let fd = host_driver(factory, &dir.path().join("fresh"), fhost.runner(), to)
-        .map_err(|e| HStop::Fail(e, String::new()))?;
+        .map_err(Failure::new)?;
     let fname = fd
         .define(&netxml::format(def, FormatFlags::INACTIVE))
-        .map_err(|e| HStop::Fail(format!("define (fresh): {e}"), String::new()))?
+        .map_err(|e| Failure::new(format!("define (fresh): {e}")))?
         .name;
     fd.start(&fname)
-        .map_err(|e| HStop::Fail(format!("fresh start with {to}: {e}"), String::new()))?;
+        .map_err(|e| Failure::new(format!("fresh start with {to}: {e}")))?;
     let fresh = fhost.snapshot()?;
-    let fresh_status = read(&dir.path().join("fresh/state").join(format!("{fname}.xml")))
-        .map_err(|e| HStop::Fail(e, String::new()))?;
+    let fresh_status =
+        read(&dir.path().join("fresh/state").join(format!("{fname}.xml"))).map_err(Failure::new)?;
     drop(fd);
     drop(fhost);
     if fbase.only(FIREWALL_SECTIONS) != baseline.only(FIREWALL_SECTIONS) {
-        return hfail("two fresh hosts have different baselines");
+        return fail("two fresh hosts have different baselines");
     }
     // The old release's chains: set up by its stream, or before it (they
     // existed when the stream was recorded); the current driver sets up
@@ -885,23 +832,23 @@ fn check_on_inner(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) ->
     let got = firewall_without_kept(&upgraded, &kept_old, &baseline, leaves_qdisc);
     let want = firewall_without_kept(&fresh, &kept_old, &baseline, leaves_qdisc);
     if got != want {
-        return Err(HStop::Fail(
+        return fail_diff(
             format!(
                 "firewall after the take-over of {} ({}) differs from a fresh start with {to}",
                 old.release, old.backend
             ),
             want.diff(&got, "fresh start", "after upgrade"),
-        ));
+        );
     }
     let (ours, theirs) = (mask_handles(&upgraded_status), mask_handles(&fresh_status));
     if ours != theirs {
-        return Err(HStop::Fail(
-            "status file after the upgrade differs from a fresh start's".into(),
+        return fail_diff(
+            "status file after the upgrade differs from a fresh start's",
             virtnet_fake::diff_text(&theirs, &ours, "fresh start", "after upgrade"),
-        ));
+        );
     }
-    crate::scenario::nothing_left(&baseline, &destroyed, &kept_both, "destroy after upgrade")
-        .map_err(|(m, d)| HStop::Fail(m, d))
+    nothing_left(&baseline, &destroyed, &kept_both, "destroy after upgrade")?;
+    Ok(())
 }
 
 /// Runs `checks` on `jobs` threads (each real host is a fresh network
@@ -922,8 +869,8 @@ pub fn run_on(
 pub fn check_fake(c: &PlannedCheck) -> CheckOutcome {
     let t0 = std::time::Instant::now();
     let verdict = match check(&c.state, c.to) {
-        Ok(()) => crate::scenario::Verdict::Pass,
-        Err(message) => crate::scenario::Verdict::Fail {
+        Ok(()) => Verdict::Pass,
+        Err(message) => Verdict::Fail {
             message,
             diff: String::new(),
         },
@@ -957,7 +904,7 @@ pub fn run_checks(
                 let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(c)))
                     .unwrap_or_else(|p| CheckOutcome {
                         id: c.id(),
-                        verdict: crate::scenario::Verdict::Fail {
+                        verdict: Verdict::Fail {
                             message: format!(
                                 "panicked: {}",
                                 p.downcast_ref::<String>()

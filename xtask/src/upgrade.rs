@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use clap::Args;
-use virtnet_conformance::scenario::Verdict;
+use virtnet_conformance::checks::Verdict;
 use virtnet_conformance::upgrade::{self, CheckOutcome};
 
 use crate::realns::{self, out};
