@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use virtnet_fake::{FakeHost, Section};
-use virtnet_runner::{find_in_path, Cmd, Output, RealRunner, RunError, Runner};
+use virtnet_runner::{find_in_path, CheckedError, Cmd, Output, RealRunner, RunError, Runner};
 
 /// Which kind of host a factory makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -51,6 +51,9 @@ pub enum HostError {
     },
     #[error("`{cmd}` could not run: {source}")]
     Run { cmd: String, source: RunError },
+    /// A command that had to succeed did not.
+    #[error(transparent)]
+    Checked(#[from] CheckedError),
     #[error("{0}")]
     Other(String),
 }

@@ -6,15 +6,13 @@
 //! the case names. Every check compares whole canonical snapshots, so the
 //! foreign rules are checked to be untouched by every step.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use virtnet_core::driver::{Driver, DriverConfig, DriverError};
-use virtnet_core::firewall::{Backend, Firewall};
+use virtnet_core::firewall::Backend;
 use virtnet_core::rules::{self, ChainInitState};
-use virtnet_core::store::{self, NetworkStatus};
 use virtnet_runner::{Cmd, Runner};
 
 use crate::cases::{self, Case, Expectation, UpgradeSource};
@@ -130,11 +128,6 @@ fn run_ok(r: &dyn Runner, argv: &[&str]) -> Result<String, HostError> {
 
 fn seed_err(e: virtnet_fake::seed::SeedError) -> HostError {
     HostError::Other(e.to_string())
-}
-
-/// Lines (per section) of `snap` in the given sections, as a set.
-fn line_set(snap: &Snapshot, sections: &[&str]) -> BTreeSet<(String, String)> {
-    snap.only(sections).lines().into_iter().collect()
 }
 
 impl<'a> Ctx<'a> {
@@ -903,269 +896,13 @@ fn op_crash_each(ctx: &Ctx, backend: Backend, stride: u64) -> CheckResult<u64> {
 // ----------------------------------------------------------------------
 // upgrade
 
-/// Puts on the host what `src` left there for the network (its rules and
-/// bridge) and its status file into `state_dir`. Returns the network's
-/// name. `Ok(None)`: the source's rules cannot exist on this kernel
-/// (act_csum).
-pub fn install_upgrade_source(
-    golden: &Path,
-    case: &Case,
-    src: &UpgradeSource,
-    runner: &dyn Runner,
-    state_dir: &Path,
-) -> Result<Option<String>, HostError> {
-    let (status_text, cmds, def) = match src {
-        UpgradeSource::Libvirt { dir, .. } => {
-            let status_text = std::fs::read_to_string(dir.join("1-after-start.status.xml"))
-                .map_err(|e| HostError::Other(format!("{}: {e}", dir.display())))?;
-            // The capture's TFTP root existed on the capture machine only;
-            // point it at a directory that exists here, or a real dnsmasq
-            // (restarted by reconcile) refuses to start.
-            let tftp = state_dir.join("tftproot");
-            std::fs::create_dir_all(&tftp)
-                .map_err(|e| HostError::Other(format!("{}: {e}", tftp.display())))?;
-            let status_text = cases::localise_xml(&status_text, &tftp);
-            let st = store::parse_status(&status_text, &dir.join("1-after-start.status.xml"))
-                .map_err(|e| HostError::Other(e.to_string()))?;
-            let log = std::fs::read_to_string(dir.join("commands.log"))
-                .map_err(|e| HostError::Other(format!("{}: {e}", dir.display())))?;
-            let cmds = cases::capture_start_stream(&log)
-                .map_err(|e| HostError::Other(format!("{}: {e}", dir.display())))?
-                .into_iter()
-                .map(|argv| (argv, true))
-                .collect::<Vec<(Vec<String>, bool)>>();
-            (Some(status_text), cmds, st.def)
-        }
-        UpgradeSource::Frozen { release, backend } => {
-            let exp = cases::expectation(golden, release, &case.name, *backend)
-                .map_err(|e| HostError::Other(e.to_string()))?;
-            let Expectation::Start { stream, .. } = exp else {
-                return Err(HostError::Other(format!(
-                    "{release}/{}: no start stream",
-                    case.name
-                )));
-            };
-            (
-                None,
-                stream.into_iter().map(|a| (a, true)).collect(),
-                case.def.clone(),
-            )
-        }
-    };
-    let br = def.bridge_name().unwrap_or("").to_string();
-    if !br.is_empty() {
-        run_ok(runner, &["ip", "link", "add", &br, "type", "bridge"])?;
-    }
-    if let UpgradeSource::Frozen { backend, .. } = src {
-        if rules::has_firewall_rules(&def) {
-            ChainInitState::new()
-                .setup(*backend, runner, false)
-                .map_err(|e| HostError::Other(format!("private chains: {e}")))?;
-        }
-    }
-    // Run the commands that succeeded for the source; collect nft handles
-    // echoed by `-ae` additions (frozen releases number them from 1).
-    let mut handles: Vec<String> = Vec::new();
-    for (argv, succeeded) in cmds {
-        if !succeeded {
-            continue;
-        }
-        let out = runner
-            .run(&Cmd::new(argv.iter().map(String::as_str)))
-            .map_err(|source| HostError::Run {
-                cmd: argv.join(" "),
-                source,
-            })?;
-        if !out.success() {
-            if argv.iter().any(|a| a == "csum") {
-                return Ok(None);
-            }
-            let query = argv
-                .iter()
-                .any(|a| a == "list" || a == "--list-rules" || a == "show");
-            if !query {
-                return Err(HostError::Command {
-                    cmd: argv.join(" "),
-                    status: out.status,
-                    stderr: out.stderr.trim_end().to_string(),
-                });
-            }
-        }
-        if argv.iter().any(|a| a == "-ae") {
-            if let Some(h) = out.stdout.lines().find_map(|l| {
-                l.rsplit_once("# handle ")
-                    .map(|(_, h)| h.trim().to_string())
-            }) {
-                handles.push(h);
-            }
-        }
-    }
-    let text = match (status_text, src) {
-        (Some(t), _) => t,
-        (None, UpgradeSource::Frozen { release, backend }) => {
-            let rem = golden
-                .join("releases")
-                .join(release)
-                .join(&case.name)
-                .join(format!("{backend}.removal.xml"));
-            let fw = if rem.exists() {
-                let xml = std::fs::read_to_string(&rem)
-                    .map_err(|e| HostError::Other(format!("{}: {e}", rem.display())))?;
-                let xml = renumber_handles(&xml, &handles);
-                Some(
-                    Firewall::parse_xml(xml.trim())
-                        .map_err(|e| HostError::Other(format!("{}: {e}", rem.display())))?,
-                )
-            } else {
-                None
-            };
-            store::format_status(&NetworkStatus::new(def.clone(), fw))
-        }
-        // A libvirt source always has its status text.
-        (None, UpgradeSource::Libvirt { dir, .. }) => {
-            return Err(HostError::Other(format!(
-                "{}: no status file",
-                dir.display()
-            )))
-        }
-    };
-    std::fs::create_dir_all(state_dir)
-        .map_err(|e| HostError::Other(format!("{}: {e}", state_dir.display())))?;
-    let p = state_dir.join(format!("{}.xml", def.name));
-    std::fs::write(&p, text).map_err(|e| HostError::Other(format!("{}: {e}", p.display())))?;
-    Ok(Some(def.name))
-}
-
-/// Replaces handle `k` (1-based numbering of a frozen release's removal
-/// plan) with the k-th handle the host echoed.
-fn renumber_handles(xml: &str, handles: &[String]) -> String {
-    let mut out = String::new();
-    let mut after = false;
-    for l in xml.lines() {
-        let t = l.trim();
-        if after {
-            if let Some(k) = t
-                .strip_prefix("<item>")
-                .and_then(|x| x.strip_suffix("</item>"))
-                .and_then(|x| x.parse::<usize>().ok())
-            {
-                if let Some(h) = k.checked_sub(1).and_then(|i| handles.get(i)) {
-                    out.push_str(
-                        &l.replace(&format!("<item>{k}</item>"), &format!("<item>{h}</item>")),
-                    );
-                    out.push('\n');
-                    after = false;
-                    continue;
-                }
-            }
-        }
-        after = t == "<item>handle</item>";
-        out.push_str(l);
-        out.push('\n');
-    }
-    out
-}
-
 /// Upgrade: a network started by `src` is taken over by this release with
-/// `to` configured (driver open + reconcile): it is reloaded, its status
-/// names `to`, its rules are exactly those of a fresh start with `to`
-/// (nothing of the old release left besides its private chains), and a
-/// destroy then leaves nothing of ours.
+/// `to` configured: the upgrade check ([`crate::upgrade::check`], the same
+/// one `cargo xtask upgrade-check` runs on every release state).
 fn op_upgrade(ctx: &Ctx, src: &UpgradeSource, to: Backend) -> CheckResult<()> {
-    let def = match src {
-        UpgradeSource::Libvirt { dir, .. } => {
-            let p = dir.join("1-after-start.status.xml");
-            let t = std::fs::read_to_string(&p)
-                .map_err(|e| HostError::Other(format!("{}: {e}", p.display())))?;
-            store::parse_status(&t, &p)
-                .map_err(|e| HostError::Other(e.to_string()))?
-                .def
-        }
-        UpgradeSource::Frozen { .. } => ctx.case.def.clone(),
-    };
-    let from = src.backend();
-    let stage = ctx.stage_for(&def)?;
-    let r = stage.host.runner();
-    let Some(name) = install_upgrade_source(ctx.golden, ctx.case, src, &*r, &stage.state_dir)?
-    else {
-        return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
-    };
-    let d = drv(ctx.driver(&stage, None, to), "driver open")?;
-    let rep = d.reconcile();
-    let failure = match &rep {
-        Ok(r) => r.problems.join("; "),
-        Err(e) => e.to_string(),
-    };
-    if !ctx.factory.has_act_csum() && to == Backend::Nftables && failure.contains("action csum") {
-        // The reload with nftables fails at the csum filter, as libvirt's.
-        return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
-    }
-    let rep = drv(rep, "reconcile")?;
-    if !rep.problems.is_empty()
-        || (rules::has_firewall_rules(&def) && !rep.reloaded.contains(&name))
-    {
-        return fail(format!("reconcile: {rep:?}"));
-    }
-    if rules::has_firewall_rules(&def)
-        && d.status(&name).and_then(|s| s.removal_backend()) != Some(to)
-    {
-        return fail(format!("status after upgrade does not name {to}"));
-    }
-    let upgraded = stage.host.snapshot()?;
-    drv(d.destroy(&name), "destroy after upgrade")?;
-    let destroyed = stage.host.snapshot()?;
-    let baseline = stage.baseline.clone();
-    drop(d);
-    drop(stage);
-
-    // A fresh start of the same definition with `to` on a fresh host.
-    let fresh = ctx.stage_for(&def)?;
-    let fd = drv(ctx.driver(&fresh, None, to), "driver open (fresh)")?;
-    let xml = cases::localise_xml(
-        &virtnet_core::netxml::format(&def, virtnet_core::netxml::FormatFlags::INACTIVE),
-        &ctx.dir.path().join("tftproot"),
-    );
-    let fname = drv(fd.define(&xml), "define (fresh)")?.name;
-    drv(fd.start(&fname), "start (fresh)")?;
-    let fresh_started = fresh.host.snapshot()?;
-    let fresh_base = fresh.baseline.clone();
-    drop(fd);
-    drop(fresh);
-    let kept_old = ctx.kept_for(&def, &[from])?;
-    let kept_both = ctx.kept_for(&def, &[from, to])?;
-
-    // Ours = firewall lines beyond the baseline and the old backend's kept chains.
-    let ours = |s: &Snapshot, base: &Snapshot, kept: &Snapshot| -> Vec<String> {
-        let b = line_set(base, FIREWALL_SECTIONS);
-        let k = line_set(kept, FIREWALL_SECTIONS);
-        let mut v: Vec<String> = s
-            .only(&["nft", "iptables", "ip6tables"])
-            .lines()
-            .into_iter()
-            .filter(|l| !b.contains(l) && !k.contains(l))
-            .map(|(sec, l)| format!("[{sec}] {l}"))
-            .collect();
-        v.sort();
-        v
-    };
-    let got = ours(&upgraded, &baseline, &kept_old);
-    let want = ours(&fresh_started, &fresh_base, &kept_old);
-    if got != want {
-        return fail_diff(
-            format!(
-                "after upgrade from {} the rules differ from a fresh start with {to}",
-                src.label()
-            ),
-            virtnet_fake::diff_text(&want.join("\n"), &got.join("\n"), "fresh start", "upgraded"),
-        );
-    }
-    ctx.check_nothing_left(
-        &baseline,
-        &destroyed.with_section("processes", baseline.section("processes")),
-        &kept_both,
-        "destroy after upgrade",
-    )?;
-    Ok(())
+    let state = crate::upgrade::source_state(ctx.golden, &ctx.case.name, src)
+        .map_err(|e| Failure::new(format!("golden data: {e}")))?;
+    crate::upgrade::check(ctx.factory, &state, to)
 }
 
 impl Ctx<'_> {
@@ -1194,16 +931,6 @@ mod tests {
         assert_eq!(fault_points(1, 10, 4), vec![1, 5, 9, 10]);
         assert_eq!(fault_points(0, 8, 4), vec![0, 4, 8]);
         assert_eq!(fault_points(1, 0, 1), Vec::<u64>::new());
-    }
-
-    #[test]
-    fn frozen_handles_are_renumbered_in_order() {
-        let xml = "<item>handle</item>\n<item>2</item>\n<item>handle</item>\n<item>1</item>\n<item>7</item>\n";
-        let got = renumber_handles(xml, &["40".to_string(), "41".to_string()]);
-        assert_eq!(
-            got,
-            "<item>handle</item>\n<item>41</item>\n<item>handle</item>\n<item>40</item>\n<item>7</item>\n"
-        );
     }
 
     #[test]

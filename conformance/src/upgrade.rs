@@ -12,46 +12,49 @@
 //!   `net-start` step of `commands.log`, `1-after-start.status.xml`).
 //!
 //! For every release state and both configured backends (the same one and
-//! a backend switch) [`check`] brings a fresh fake host with foreign
-//! software (Docker's iptables rules, firewalld's nft table) to that state
-//! — bridge created, private chains present, the stream replayed, the
-//! status file installed — starts the current driver (open + reconcile,
-//! i.e. a daemon start), and asserts
+//! a backend switch) [`check`] — the one upgrade check, used by
+//! `cargo xtask upgrade-check` (fake and `--real`) and by the matrix's
+//! `upgrade:*` scenarios — brings a fresh host of any [`HostFactory`]
+//! (the fake, or the real kernel in a fresh network namespace of the
+//! worker thread) with foreign software (Docker's iptables rules,
+//! firewalld's nft table) to that state — bridge created, private chains
+//! present, the stream replayed, the status file installed — starts the
+//! current driver (open + reconcile, i.e. a daemon start), and asserts on
+//! canonical snapshots that
 //!
-//! 1. the firewall (nft, iptables, ip6tables, tc) equals, object by object
+//! 1. the firewall (nft, iptables, ip6tables, tc) equals, line by line
 //!    and in order, what a fresh start by the current driver gives on the
 //!    same kind of host, apart from what libvirt keeps on purpose (the
 //!    private chains of the backend the old release used stay) and, after
 //!    a switch away from nftables, the root qdisc, which libvirt leaves to
 //!    the bridge's deletion;
-//! 2. the status file the driver saved equals the fresh start's;
+//! 2. the status file the driver saved equals the fresh start's (handles
+//!    masked);
 //! 3. destroy then leaves the host as it was before the old release ran,
-//!    apart from what libvirt keeps on purpose
-//!    ([`crate::props::view::kept_on_purpose`]), foreign objects included.
+//!    apart from what libvirt keeps on purpose, foreign objects included.
 //!
-//! [`check_on`] is the same check on any host (the real kernel with
-//! `--real`: every host a fresh network namespace of the worker thread),
-//! on canonical snapshots; on a kernel without act_csum the nftables
-//! release states and take-overs by nftables are expected failures.
-//! [`plan`] selects the checks (`--filter`, `--backend`, `--stride`),
-//! [`run_checks`] runs them on worker threads.
+//! On a kernel without act_csum the nftables release states and
+//! take-overs by nftables are expected failures. [`plan`] selects the
+//! checks (`--filter`, `--backend`, `--stride`), [`run_on`] runs them on
+//! worker threads.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use virtnet_core::driver::{modes, Driver, DriverConfig};
 use virtnet_core::firewall::{parse_stream, Backend};
-use virtnet_core::netxml::{self, FormatFlags, MacAddr, Uuid};
+use virtnet_core::netxml::{self, FormatFlags, MacAddr, NetworkDef, Uuid};
 use virtnet_core::rules::ChainInitState;
 use virtnet_core::store;
-use virtnet_fake::{FakeHost, HostState};
+use virtnet_fake::FakeHost;
 use virtnet_runner::{Cmd, Runner};
 
+use crate::cases::{mask_handles, UpgradeSource};
 use crate::checks::{
-    fail, fail_diff, nothing_left, verdict_of, Failure, Stop, Verdict, XFAIL_ACT_CSUM,
+    fail, fail_diff, nothing_left, verdict_of, CheckResult, Failure, Stop, Verdict, XFAIL_ACT_CSUM,
 };
 use crate::host::{HostError, HostFactory, Snapshot, TestHost, FIREWALL_SECTIONS};
-use crate::props::view::{self, Item};
+use crate::props::view;
 
 /// What a release left on a host after starting one network.
 #[derive(Debug, Clone)]
@@ -93,93 +96,116 @@ fn read(p: &Path) -> Result<String, String> {
 /// The release states of one of our releases: per case and backend with
 /// both a start stream and a status file.
 pub fn load_ours(root: &Path, release: &str) -> Result<Vec<ReleaseState>, String> {
-    let dir = root.join("golden/releases").join(release);
-    let rd = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut cases: Vec<PathBuf> = rd
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
+    let golden = root.join("golden");
     let mut out = Vec::new();
-    for cdir in cases {
-        let case = cdir
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+    for case in case_dirs(&golden.join("releases").join(release))? {
         for backend in [Backend::Iptables, Backend::Nftables] {
-            let b = backend.as_str();
-            let (start, st) = (
-                cdir.join(format!("{b}.start")),
-                cdir.join(format!("{b}.status.xml")),
-            );
-            if !start.exists() || !st.exists() {
-                continue;
-            }
-            let stream =
-                parse_stream(&read(&start)?).map_err(|e| format!("{}: {e}", start.display()))?;
-            out.push(ReleaseState {
-                release: release.to_string(),
-                case: case.clone(),
-                backend,
-                stream,
-                stream_has_chains: false,
-                status: read(&st)?,
-                source: cdir.clone(),
-            });
+            out.extend(our_state(&golden, release, &case, backend)?);
         }
     }
     Ok(out)
+}
+
+/// The names of the case directories under `dir`, sorted.
+fn case_dirs(dir: &Path) -> Result<Vec<String>, String> {
+    let rd = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut cases: Vec<String> = rd
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    cases.sort();
+    Ok(cases)
+}
+
+/// What our `release` left for `case` with `backend`
+/// (`golden/releases/<release>/<case>/<backend>.{start,status.xml}`), if
+/// it froze both files.
+fn our_state(
+    golden: &Path,
+    release: &str,
+    case: &str,
+    backend: Backend,
+) -> Result<Option<ReleaseState>, String> {
+    let cdir = golden.join("releases").join(release).join(case);
+    let b = backend.as_str();
+    let (start, status) = (
+        cdir.join(format!("{b}.start")),
+        cdir.join(format!("{b}.status.xml")),
+    );
+    if !start.exists() || !status.exists() {
+        return Ok(None);
+    }
+    let stream = parse_stream(&read(&start)?).map_err(|e| format!("{}: {e}", start.display()))?;
+    Ok(Some(ReleaseState {
+        release: release.to_string(),
+        case: case.to_string(),
+        backend,
+        stream,
+        stream_has_chains: false,
+        status: read(&status)?,
+        source: cdir,
+    }))
 }
 
 /// The release states of a libvirt capture set
 /// (`golden/upstream/captures/<release>`): the plain per-backend runs.
 pub fn load_libvirt(root: &Path, release: &str) -> Result<Vec<ReleaseState>, String> {
     let dir = root.join("golden/upstream/captures").join(release);
-    let rd = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut cases: Vec<PathBuf> = rd
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
     let mut out = Vec::new();
-    for cdir in cases {
-        let case = cdir
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+    for case in case_dirs(&dir)? {
         for backend in [Backend::Iptables, Backend::Nftables] {
-            let run = cdir.join(backend.as_str());
-            let log = run.join("commands.log");
-            if !log.exists() {
-                continue;
+            let run = dir.join(&case).join(backend.as_str());
+            if run.join("commands.log").exists() {
+                out.push(libvirt_state(&run, release, &case, backend)?);
             }
-            let stream = crate::cases::capture_start_stream(&read(&log)?)
-                .map_err(|e| format!("{}: {e}", log.display()))?;
-            if stream.is_empty() {
-                return Err(format!("{}: no net-start commands", log.display()));
-            }
-            out.push(ReleaseState {
-                release: release.to_string(),
-                case: case.clone(),
-                backend,
-                stream,
-                stream_has_chains: true,
-                status: read(&run.join("1-after-start.status.xml"))?,
-                source: run,
-            });
         }
     }
     Ok(out)
 }
 
-/// A fake host with the foreign software every check starts from.
-fn seeded_host() -> Result<Arc<FakeHost>, String> {
-    let host = Arc::new(FakeHost::new());
-    virtnet_fake::seed::seed_docker_iptables(&*host).map_err(|e| e.to_string())?;
-    virtnet_fake::seed::seed_firewalld_nft(&*host).map_err(|e| e.to_string())?;
-    Ok(host)
+/// What a libvirt daemon left in the capture run `run`
+/// (`.../<release>/<case>/<backend>/`): the successful commands of its
+/// `net-start` and the status file it wrote.
+fn libvirt_state(
+    run: &Path,
+    release: &str,
+    case: &str,
+    backend: Backend,
+) -> Result<ReleaseState, String> {
+    let log = run.join("commands.log");
+    let stream = crate::cases::capture_start_stream(&read(&log)?)
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    if stream.is_empty() {
+        return Err(format!("{}: no net-start commands", log.display()));
+    }
+    Ok(ReleaseState {
+        release: release.to_string(),
+        case: case.to_string(),
+        backend,
+        stream,
+        stream_has_chains: true,
+        status: read(&run.join("1-after-start.status.xml"))?,
+        source: run.to_path_buf(),
+    })
+}
+
+/// The release state of the matrix's upgrade source `src` for `case`
+/// (`golden`: the `golden/` directory).
+pub fn source_state(
+    golden: &Path,
+    case: &str,
+    src: &UpgradeSource,
+) -> Result<ReleaseState, String> {
+    match src {
+        UpgradeSource::Frozen { release, backend } => our_state(golden, release, case, *backend)?
+            .ok_or_else(|| format!("{release}/{case}: no {backend} start stream and status file")),
+        UpgradeSource::Libvirt {
+            version,
+            backend,
+            dir,
+        } => libvirt_state(dir, &format!("libvirt-{version}"), case, *backend),
+    }
 }
 
 fn driver_config(dir: &Path, host: &Arc<FakeHost>, backend: Backend) -> DriverConfig {
@@ -191,208 +217,6 @@ fn driver_config(dir: &Path, host: &Arc<FakeHost>, backend: Backend) -> DriverCo
     .with_backend(backend);
     c.dnsmasq_binary = Some("/usr/sbin/dnsmasq".into());
     c
-}
-
-fn run_ok(host: &FakeHost, argv: &[String]) -> Result<(), String> {
-    let out = host
-        .run(&Cmd::new(argv.iter().cloned()))
-        .map_err(|e| format!("`{}`: {e}", argv.join(" ")))?;
-    if !out.success() {
-        return Err(format!(
-            "`{}` failed ({}): {}",
-            argv.join(" "),
-            out.status,
-            out.stderr.trim_end()
-        ));
-    }
-    Ok(())
-}
-
-fn firewall(items: &[Item]) -> Vec<Item> {
-    items
-        .iter()
-        .filter(|i| {
-            matches!(
-                i,
-                Item::NftTable { .. }
-                    | Item::NftChain { .. }
-                    | Item::NftRule { .. }
-                    | Item::NftSet { .. }
-                    | Item::XtTable { .. }
-                    | Item::XtChain { .. }
-                    | Item::XtRule { .. }
-                    | Item::TcQdisc { .. }
-                    | Item::TcFilter { .. }
-            )
-        })
-        .cloned()
-        .collect()
-}
-
-/// nft rule handles in a status file's removal plan replaced by `N`: the
-/// kernel never reuses a handle, so a network whose rules were reloaded
-/// has other handles than a fresh start (the plan's match with the host
-/// is checked by the destroy that follows).
-fn mask_handles(status: &str) -> String {
-    let mut out = String::new();
-    let mut after_handle = false;
-    for line in status.split_inclusive('\n') {
-        let t = line.trim();
-        if after_handle && t.starts_with("<item>") && t.ends_with("</item>") {
-            let indent = &line[..line.len() - line.trim_start().len()];
-            out.push_str(indent);
-            out.push_str("<item>N</item>");
-            if line.ends_with('\n') {
-                out.push('\n');
-            }
-        } else {
-            out.push_str(line);
-        }
-        after_handle = t == "<item>handle</item>";
-    }
-    out
-}
-
-/// A fresh start of `def` by the current driver with `backend` on a
-/// seeded host (with the host bridge `host_bridge`, if any): (host state,
-/// status file text).
-fn fresh_start(
-    xml: &str,
-    backend: Backend,
-    host_bridge: Option<&str>,
-) -> Result<(HostState, String), String> {
-    let dir = crate::props::scratch_dir()?;
-    let host = seeded_host()?;
-    if let Some(br) = host_bridge {
-        run_ok(
-            &host,
-            &["ip", "link", "add", "name", br, "type", "bridge"].map(String::from),
-        )?;
-    }
-    let d = Driver::open(driver_config(dir.path(), &host, backend)).map_err(|e| e.to_string())?;
-    let name = d.define(xml).map_err(|e| format!("define: {e}"))?.name;
-    d.start(&name)
-        .map_err(|e| format!("fresh start with {backend}: {e}"))?;
-    let st = read(&dir.path().join("state").join(format!("{name}.xml")))?;
-    Ok((host.state(), st))
-}
-
-/// One upgrade check: `old` taken over by the current driver configured
-/// with `to`. `Err` says what differs.
-pub fn check(old: &ReleaseState, to: Backend) -> Result<(), String> {
-    // The TFTP root a status file names existed where that release ran;
-    // dnsmasq (the fake's too) refuses a missing one: use a scratch root.
-    let dir = crate::props::scratch_dir()?;
-    let tftp = dir.path().join("tftproot");
-    std::fs::create_dir_all(&tftp).map_err(|e| format!("{}: {e}", tftp.display()))?;
-    let status_text = crate::cases::localise_xml(&old.status, &tftp);
-    let st = store::parse_status(&status_text, &old.source).map_err(|e| e.to_string())?;
-    let def = &st.def;
-    let name = def.name.clone();
-    let br = def
-        .bridge_name()
-        .map(str::to_string)
-        .ok_or_else(|| format!("{}: status file without a bridge", old.source.display()))?;
-    let host = seeded_host()?;
-    // Host-managed modes (bridge, macvtap, hostdev) use the admin's
-    // bridge: it exists before and after; virtual modes own theirs.
-    let own_bridge = modes::ops_for(def.forward_mode()).reload_firewall;
-    let host_bridge = (!own_bridge).then_some(br.as_str());
-    if let Some(hb) = host_bridge {
-        run_ok(
-            &host,
-            &["ip", "link", "add", "name", hb, "type", "bridge"].map(String::from),
-        )?;
-    }
-    let baseline = host.state();
-
-    // The host as the old release left it.
-    let mut add = vec![
-        "ip".to_string(),
-        "link".into(),
-        "add".into(),
-        "name".into(),
-        br.clone(),
-    ];
-    if let Some(mac) = def.mac {
-        add.extend(["address".to_string(), mac.to_string()]);
-    }
-    add.extend(["type".to_string(), "bridge".into()]);
-    if own_bridge {
-        run_ok(&host, &add)?;
-        run_ok(
-            &host,
-            &["ip", "link", "set", "dev", &br, "up"].map(String::from),
-        )?;
-    }
-    if !old.stream_has_chains {
-        ChainInitState::new()
-            .setup(old.backend, &*host, false)
-            .map_err(|e| format!("private chains: {e}"))?;
-    }
-    for argv in &old.stream {
-        run_ok(&host, argv)
-            .map_err(|e| format!("replaying the {} start stream: {e}", old.release))?;
-    }
-    let state_dir = dir.path().join("state");
-    std::fs::create_dir_all(&state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
-    let spath = state_dir.join(format!("{name}.xml"));
-    std::fs::write(&spath, &status_text).map_err(|e| format!("{}: {e}", spath.display()))?;
-
-    // The current daemon starts.
-    let d = Driver::open(driver_config(dir.path(), &host, to))
-        .map_err(|e| format!("driver open: {e}"))?;
-    if !d.reports().is_empty() {
-        return Err(format!("driver open reported: {:?}", d.reports()));
-    }
-    let rep = d.reconcile().map_err(|e| format!("reconcile: {e}"))?;
-    let reloaded: &[String] = if own_bridge {
-        std::slice::from_ref(&name)
-    } else {
-        &[]
-    };
-    if rep.reloaded != reloaded || !rep.problems.is_empty() {
-        return Err(format!("reconcile: {rep:?}"));
-    }
-
-    // 1. Same firewall as a fresh start by the current driver.
-    let (fresh_state, fresh_status) =
-        fresh_start(&netxml::format(def, FormatFlags::INACTIVE), to, host_bridge)?;
-    let (got, want) = (
-        firewall(&view::items(&host.state())),
-        firewall(&view::items(&fresh_state)),
-    );
-    let leaves_qdisc = old.backend == Backend::Nftables && to != Backend::Nftables;
-    let cmp = |items: &[Item]| -> Vec<Item> {
-        view::without_kept(items)
-            .into_iter()
-            .filter(|i| !(leaves_qdisc && matches!(i, Item::TcQdisc { .. })))
-            .collect()
-    };
-    if cmp(&got) != cmp(&want) {
-        return Err(format!(
-            "firewall after the upgrade differs from a fresh start:\n{}",
-            view::diff(&cmp(&want), &cmp(&got))
-        ));
-    }
-    let lost = view::missing(&view::kept(&want), &view::kept(&got));
-    if !lost.is_empty() {
-        return Err(format!(
-            "private chains of a fresh start missing after the upgrade: {lost:?}"
-        ));
-    }
-    // 2. Same status file.
-    let ours = mask_handles(&read(&spath)?);
-    let fresh_status = mask_handles(&fresh_status);
-    if ours != fresh_status {
-        return Err(format!(
-            "status file after the upgrade differs from a fresh start's:\n{}",
-            virtnet_fake::diff_text(&fresh_status, &ours, "fresh start", "after upgrade")
-        ));
-    }
-    // 3. Destroy leaves the baseline.
-    d.destroy(&name).map_err(|e| format!("destroy: {e}"))?;
-    view::same_apart_from_kept(&baseline, &host.state()).map_err(|e| format!("after destroy: {e}"))
 }
 
 /// The libvirt capture sets taken over.
@@ -542,15 +366,6 @@ pub struct CheckOutcome {
     pub seconds: f64,
 }
 
-fn host_run_ok(r: &dyn Runner, argv: &[String]) -> Result<(), HostError> {
-    let words: Vec<&str> = argv.iter().map(String::as_str).collect();
-    crate::host::run_text(r, &words).map(|_| ())
-}
-
-fn strs(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
 /// A fresh host of `factory` with the foreign software every check starts
 /// from (Docker's iptables rules, firewalld's nft table), the devices the
 /// definition expects (uplinks) and, for host-managed modes, the admin's
@@ -572,12 +387,9 @@ fn host_stage(
     devs.sort();
     devs.dedup();
     for (i, dev) in devs.iter().enumerate() {
-        host_run_ok(&*r, &strs(&["ip", "link", "add", dev, "type", "bridge"]))?;
+        r.run_argv_checked(&["ip", "link", "add", dev, "type", "bridge"])?;
         let mac = format!("02:00:00:00:00:{:02x}", i + 1);
-        host_run_ok(
-            &*r,
-            &strs(&["ip", "link", "set", "dev", dev, "address", &mac]),
-        )?;
+        r.run_argv_checked(&["ip", "link", "set", "dev", dev, "address", &mac])?;
     }
     let baseline = host.snapshot()?;
     Ok((host, baseline))
@@ -681,27 +493,28 @@ fn host_kept(
     Ok(host.snapshot()?.only(FIREWALL_SECTIONS))
 }
 
-/// [`check`] on any host (`factory`: the fake, or the real kernel in a
-/// fresh network namespace of the calling thread per host). The same
-/// three assertions on canonical snapshots instead of the fake's objects:
-/// the firewall after the take-over equals a fresh start's (nft tables,
-/// iptables-save and tc text, in order, apart from what the old backend
-/// keeps on purpose), the saved status file equals a fresh start's
-/// (handles masked), and destroy leaves the baseline apart from the kept
-/// private chains. On a kernel without act_csum a release state whose
-/// stream needs the csum filter, or a take-over by nftables (whose reload
-/// adds it), is an expected failure, as it is for libvirt.
+/// [`check`] as a [`CheckOutcome`].
 pub fn check_on(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) -> CheckOutcome {
-    let t0 = std::time::Instant::now();
-    let verdict = verdict_of(check_on_inner(factory, old, to));
+    let started = std::time::Instant::now();
+    let verdict = verdict_of(check(factory, old, to));
     CheckOutcome {
         id: check_id(old, to),
         verdict,
-        seconds: t0.elapsed().as_secs_f64(),
+        seconds: started.elapsed().as_secs_f64(),
     }
 }
 
-fn check_on_inner(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) -> Result<(), Stop> {
+/// The one upgrade check, on any host (`factory`: the fake, or the real
+/// kernel in a fresh network namespace of the calling thread per host):
+/// `old` taken over by the current driver configured with `to`. The
+/// firewall after the take-over equals a fresh start's (nft tables,
+/// iptables-save and tc text, in order, apart from what the old backend
+/// keeps on purpose), the saved status file equals a fresh start's
+/// (handles masked), and destroy leaves the baseline apart from what is
+/// kept on purpose. On a kernel without act_csum a release state whose
+/// stream needs the csum filter, or a take-over by nftables (whose reload
+/// adds it), is an expected failure, as it is for libvirt.
+pub fn check(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) -> CheckResult<()> {
     let dir = crate::props::scratch_dir().map_err(Failure::new)?;
     // dnsmasq writes its pid file as root and may then drop privileges.
     {
@@ -715,107 +528,180 @@ fn check_on_inner(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) ->
     let tftp = dir.path().join("tftproot");
     std::fs::create_dir_all(&tftp).map_err(|e| Failure::new(format!("{}: {e}", tftp.display())))?;
     let status_text = crate::cases::localise_xml(&old.status, &tftp);
-    let st =
-        store::parse_status(&status_text, &old.source).map_err(|e| Failure::new(e.to_string()))?;
-    let def = &st.def;
-    let name = def.name.clone();
-    let Some(br) = def.bridge_name().map(str::to_string) else {
+    let def = store::parse_status(&status_text, &old.source)
+        .map_err(|e| Failure::new(e.to_string()))?
+        .def;
+    let Some(bridge) = def.bridge_name().map(str::to_string) else {
         return fail(format!(
             "{}: status file without a bridge",
             old.source.display()
         ));
     };
+    // Host-managed modes (bridge, macvtap, hostdev) use the admin's
+    // bridge: it exists before and after; virtual modes own theirs.
     let own_bridge = modes::ops_for(def.forward_mode()).reload_firewall;
-    let host_bridge = (!own_bridge).then_some(br.as_str());
-    let lacks_csum = !factory.has_act_csum();
+    let net = Network {
+        def: &def,
+        bridge: &bridge,
+        host_bridge: (!own_bridge).then_some(bridge.as_str()),
+    };
+    let taken = take_over(factory, old, to, &net, &status_text, &dir.path().join("up"))?;
+    let fresh = fresh_start(factory, to, &net, &dir.path().join("fresh"))?;
+    if fresh.baseline.only(FIREWALL_SECTIONS) != taken.baseline.only(FIREWALL_SECTIONS) {
+        return fail("two fresh hosts have different baselines");
+    }
+    compare(factory, old, to, &net, &taken, &fresh)
+}
 
-    // 1. The host as the old release left it.
-    let (host, baseline) = host_stage(factory, def, host_bridge)?;
-    let r = host.runner();
-    if own_bridge {
-        let mut add = strs(&["ip", "link", "add", "name", &br]);
-        if let Some(mac) = def.mac {
-            add.extend(["address".to_string(), mac.to_string()]);
+/// The network of a release state.
+struct Network<'a> {
+    def: &'a NetworkDef,
+    bridge: &'a str,
+    /// The admin's bridge of a host-managed mode (else the network owns
+    /// its bridge).
+    host_bridge: Option<&'a str>,
+}
+
+/// Host snapshots and status file of one run of the current driver.
+struct Run {
+    baseline: Snapshot,
+    /// After the take-over (or the fresh start).
+    started: Snapshot,
+    status: String,
+    /// After the destroy that followed (the take-over only).
+    destroyed: Snapshot,
+}
+
+/// A fresh host brought to the state `old` left it in (bridge, private
+/// chains, its start stream, its status file in `dir/state`), then taken
+/// over by the current driver with `to` (open + reconcile: a daemon
+/// start), then the network destroyed.
+fn take_over(
+    factory: &dyn HostFactory,
+    old: &ReleaseState,
+    to: Backend,
+    net: &Network,
+    status_text: &str,
+    dir: &Path,
+) -> CheckResult<Run> {
+    let lacks_csum = !factory.has_act_csum();
+    let (host, baseline) = host_stage(factory, net.def, net.host_bridge)?;
+    let runner = host.runner();
+    if net.host_bridge.is_none() {
+        let mac = net.def.mac.map(|m| m.to_string());
+        let mut add = vec!["ip", "link", "add", "name", net.bridge];
+        if let Some(mac) = &mac {
+            add.extend(["address", mac.as_str()]);
         }
-        add.extend(strs(&["type", "bridge"]));
-        host_run_ok(&*r, &add)?;
-        host_run_ok(&*r, &strs(&["ip", "link", "set", "dev", &br, "up"]))?;
+        add.extend(["type", "bridge"]);
+        runner.run_argv_checked(&add).map_err(HostError::from)?;
+        runner
+            .run_argv_checked(&["ip", "link", "set", "dev", net.bridge, "up"])
+            .map_err(HostError::from)?;
     }
     if !old.stream_has_chains {
         ChainInitState::new()
-            .setup(old.backend, &*r, false)
+            .setup(old.backend, &*runner, false)
             .map_err(|e| Failure::new(format!("private chains: {e}")))?;
     }
     for argv in &old.stream {
-        if let Err(e) = host_run_ok(&*r, argv) {
+        if let Err(e) = runner.run_checked(&Cmd::new(argv.iter().map(String::as_str))) {
             if lacks_csum && argv.iter().any(|a| a == "csum") {
                 return Err(Stop::Xfail(format!(
                     "expected failure: kernel lacks act_csum, so the {} state (its DHCP checksum filter) cannot exist here",
                     old.backend
                 )));
             }
-            return fail(format!("replaying the {} start stream: {e}", old.release));
+            return fail(format!(
+                "replaying the {} start stream: {}",
+                old.release,
+                HostError::from(e)
+            ));
         }
     }
-    let state_dir = dir.path().join("up/state");
+    let state_dir = dir.join("state");
     std::fs::create_dir_all(&state_dir)
         .map_err(|e| Failure::new(format!("{}: {e}", state_dir.display())))?;
-    let spath = state_dir.join(format!("{name}.xml"));
-    std::fs::write(&spath, &status_text)
-        .map_err(|e| Failure::new(format!("{}: {e}", spath.display())))?;
+    let status_path = state_dir.join(format!("{}.xml", net.def.name));
+    std::fs::write(&status_path, status_text)
+        .map_err(|e| Failure::new(format!("{}: {e}", status_path.display())))?;
 
-    // 2. The current daemon starts: open + reconcile.
-    let d = host_driver(factory, &dir.path().join("up"), r.clone(), to).map_err(Failure::new)?;
-    if !d.reports().is_empty() {
-        return fail(format!("driver open reported: {:?}", d.reports()));
+    let driver = host_driver(factory, dir, runner.clone(), to).map_err(Failure::new)?;
+    if !driver.reports().is_empty() {
+        return fail(format!("driver open reported: {:?}", driver.reports()));
     }
-    let rep = d.reconcile();
-    let problem = match &rep {
+    let report = driver.reconcile();
+    let problem = match &report {
         Ok(r) => r.problems.join("; "),
         Err(e) => e.to_string(),
     };
     if lacks_csum && to == Backend::Nftables && problem.contains("action csum") {
         return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
     }
-    let rep = rep.map_err(|e| Failure::new(format!("reconcile: {e}")))?;
-    let reloaded: &[String] = if own_bridge {
-        std::slice::from_ref(&name)
+    let report = report.map_err(|e| Failure::new(format!("reconcile: {e}")))?;
+    let reloaded: &[String] = if net.host_bridge.is_none() {
+        std::slice::from_ref(&net.def.name)
     } else {
         &[]
     };
-    if rep.reloaded != reloaded || !rep.problems.is_empty() {
-        return fail(format!("reconcile: {rep:?}"));
+    if report.reloaded != reloaded || !report.problems.is_empty() {
+        return fail(format!("reconcile: {report:?}"));
     }
-    let upgraded = host.snapshot()?;
-    let upgraded_status = read(&spath).map_err(Failure::new)?;
-    d.destroy(&name)
+    let started = host.snapshot()?;
+    let status = read(&status_path).map_err(Failure::new)?;
+    driver
+        .destroy(&net.def.name)
         .map_err(|e| Failure::new(format!("destroy: {e}")))?;
     let destroyed = host.snapshot()?;
-    drop(d);
-    drop(host);
+    Ok(Run {
+        baseline,
+        started,
+        status,
+        destroyed,
+    })
+}
 
-    // 3. A fresh start by the current driver on a fresh host.
-    let (fhost, fbase) = host_stage(factory, def, host_bridge)?;
-    let fd = host_driver(factory, &dir.path().join("fresh"), fhost.runner(), to)
-        .map_err(Failure::new)?;
-    let fname = fd
-        .define(&netxml::format(def, FormatFlags::INACTIVE))
+/// A fresh start of the network by the current driver with `to` on a
+/// fresh host (driver state in `dir`).
+fn fresh_start(
+    factory: &dyn HostFactory,
+    to: Backend,
+    net: &Network,
+    dir: &Path,
+) -> CheckResult<Run> {
+    let (host, baseline) = host_stage(factory, net.def, net.host_bridge)?;
+    let driver = host_driver(factory, dir, host.runner(), to).map_err(Failure::new)?;
+    let name = driver
+        .define(&netxml::format(net.def, FormatFlags::INACTIVE))
         .map_err(|e| Failure::new(format!("define (fresh): {e}")))?
         .name;
-    fd.start(&fname)
+    driver
+        .start(&name)
         .map_err(|e| Failure::new(format!("fresh start with {to}: {e}")))?;
-    let fresh = fhost.snapshot()?;
-    let fresh_status =
-        read(&dir.path().join("fresh/state").join(format!("{fname}.xml"))).map_err(Failure::new)?;
-    drop(fd);
-    drop(fhost);
-    if fbase.only(FIREWALL_SECTIONS) != baseline.only(FIREWALL_SECTIONS) {
-        return fail("two fresh hosts have different baselines");
-    }
+    let started = host.snapshot()?;
+    let status = read(&dir.join("state").join(format!("{name}.xml"))).map_err(Failure::new)?;
+    Ok(Run {
+        baseline,
+        destroyed: started.clone(),
+        started,
+        status,
+    })
+}
+
+/// The three assertions of [`check`] on the take-over's and the fresh
+/// start's runs.
+fn compare(
+    factory: &dyn HostFactory,
+    old: &ReleaseState,
+    to: Backend,
+    net: &Network,
+    taken: &Run,
+    fresh: &Run,
+) -> CheckResult<()> {
     // The old release's chains: set up by its stream, or before it (they
     // existed when the stream was recorded); the current driver sets up
     // its own only for a network with firewall rules.
-    let has_rules = virtnet_core::rules::has_firewall_rules(def);
+    let has_rules = virtnet_core::rules::has_firewall_rules(net.def);
     let old_chains: Vec<Backend> = (has_rules || !old.stream_has_chains)
         .then_some(old.backend)
         .into_iter()
@@ -824,13 +710,13 @@ fn check_on_inner(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) ->
     if has_rules {
         both.push(to);
     }
-    let kept_old = host_kept(factory, def, host_bridge, &old_chains)?;
-    let kept_both = host_kept(factory, def, host_bridge, &both)?;
+    let kept_old = host_kept(factory, net.def, net.host_bridge, &old_chains)?;
+    let kept_both = host_kept(factory, net.def, net.host_bridge, &both)?;
 
     let leaves_qdisc =
-        (old.backend == Backend::Nftables && to != Backend::Nftables).then_some(br.as_str());
-    let got = firewall_without_kept(&upgraded, &kept_old, &baseline, leaves_qdisc);
-    let want = firewall_without_kept(&fresh, &kept_old, &baseline, leaves_qdisc);
+        (old.backend == Backend::Nftables && to != Backend::Nftables).then_some(net.bridge);
+    let got = firewall_without_kept(&taken.started, &kept_old, &taken.baseline, leaves_qdisc);
+    let want = firewall_without_kept(&fresh.started, &kept_old, &taken.baseline, leaves_qdisc);
     if got != want {
         return fail_diff(
             format!(
@@ -840,14 +726,19 @@ fn check_on_inner(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) ->
             want.diff(&got, "fresh start", "after upgrade"),
         );
     }
-    let (ours, theirs) = (mask_handles(&upgraded_status), mask_handles(&fresh_status));
+    let (ours, theirs) = (mask_handles(&taken.status), mask_handles(&fresh.status));
     if ours != theirs {
         return fail_diff(
             "status file after the upgrade differs from a fresh start's",
             virtnet_fake::diff_text(&theirs, &ours, "fresh start", "after upgrade"),
         );
     }
-    nothing_left(&baseline, &destroyed, &kept_both, "destroy after upgrade")?;
+    nothing_left(
+        &taken.baseline,
+        &taken.destroyed,
+        &kept_both,
+        "destroy after upgrade",
+    )?;
     Ok(())
 }
 
@@ -863,23 +754,6 @@ pub fn run_on(
     run_checks(checks, jobs, progress, &|c: &PlannedCheck| {
         check_on(factory, &c.state, c.to)
     })
-}
-
-/// [`check`] (the fake host's objects) as a [`CheckOutcome`].
-pub fn check_fake(c: &PlannedCheck) -> CheckOutcome {
-    let t0 = std::time::Instant::now();
-    let verdict = match check(&c.state, c.to) {
-        Ok(()) => Verdict::Pass,
-        Err(message) => Verdict::Fail {
-            message,
-            diff: String::new(),
-        },
-    };
-    CheckOutcome {
-        id: c.id(),
-        verdict,
-        seconds: t0.elapsed().as_secs_f64(),
-    }
 }
 
 /// Runs `one` for each of `checks` on `jobs` threads, a panic becoming a
