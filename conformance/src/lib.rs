@@ -9,6 +9,8 @@
 //! * [`checks`] — what scenarios and the upgrade check share: [`Verdict`],
 //!   the expected-failure reasons, the "nothing of ours left" check.
 //! * [`scenario`] — the operation bodies and their checks.
+//! * [`kept`] — what libvirt keeps on purpose after a destroy (the one
+//!   definition).
 //! * [`matrix`] — the matrix (case × backend × operation), filtering, the
 //!   parallel runner with progress.
 //! * [`report`] — summary table, JUnit, Markdown, HTML and JSON reports.
@@ -18,6 +20,7 @@
 pub mod cases;
 pub mod checks;
 pub mod host;
+pub mod kept;
 pub mod matrix;
 pub mod props;
 pub mod report;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use virtnet_core::driver::{Driver, DriverConfig, DriverError};
 use virtnet_core::firewall::Backend;
-use virtnet_core::rules::{self, ChainInitState};
+use virtnet_core::rules;
 use virtnet_runner::{Cmd, Runner};
 
 use crate::cases::{self, Case, Expectation, UpgradeSource};
@@ -240,7 +240,7 @@ impl<'a> Ctx<'a> {
 
     /// What libvirt keeps on purpose after a destroy, as a snapshot: the
     /// baseline's firewall sections plus what
-    /// [`crate::props::view::set_up_kept`] (the one definition of "kept")
+    /// [`crate::kept::set_up_kept`] (the one definition of "kept")
     /// adds for `backends` — for a network with firewall rules (one without
     /// never sets the private chains up).
     pub fn kept(&self, backends: &[Backend]) -> Result<Snapshot, HostError> {
@@ -263,11 +263,9 @@ impl<'a> Ctx<'a> {
         let stage = self.stage()?;
         let r = stage.host.runner();
         if rules::has_firewall_rules(&self.case.def) {
-            for b in chains_of.iter().chain(std::iter::once(&backend)) {
-                ChainInitState::new()
-                    .setup(*b, &*r, false)
-                    .map_err(|e| HostError::Other(format!("private chains: {e}")))?;
-            }
+            let mut backends = chains_of.to_vec();
+            backends.push(backend);
+            crate::kept::set_up_kept(&*r, &backends).map_err(HostError::Other)?;
         }
         let br = self.case.bridge();
         if !br.is_empty() && stage.host.snapshot()?.section("links").find(&br).is_none() {
@@ -913,11 +911,13 @@ impl Ctx<'_> {
         backends: &[Backend],
     ) -> Result<Snapshot, HostError> {
         let stage = self.stage_for(def)?;
-        let r = stage.host.runner();
-        if rules::has_firewall_rules(def) {
-            crate::props::view::set_up_kept(&*r, backends).map_err(HostError::Other)?;
-        }
-        Ok(stage.host.snapshot()?.only(FIREWALL_SECTIONS))
+        // A network without firewall rules never sets the private chains up.
+        let backends = if rules::has_firewall_rules(def) {
+            backends
+        } else {
+            &[]
+        };
+        crate::kept::kept_snapshot(&*stage.host, backends)
     }
 }
 

@@ -44,7 +44,6 @@ use std::sync::Arc;
 use virtnet_core::driver::{modes, Driver, DriverConfig};
 use virtnet_core::firewall::{parse_stream, Backend};
 use virtnet_core::netxml::{self, FormatFlags, MacAddr, NetworkDef, Uuid};
-use virtnet_core::rules::ChainInitState;
 use virtnet_core::store;
 use virtnet_fake::FakeHost;
 use virtnet_runner::{Cmd, Runner};
@@ -54,7 +53,6 @@ use crate::checks::{
     fail, fail_diff, nothing_left, verdict_of, CheckResult, Failure, Stop, Verdict, XFAIL_ACT_CSUM,
 };
 use crate::host::{HostError, HostFactory, Snapshot, TestHost, FIREWALL_SECTIONS};
-use crate::props::view;
 
 /// What a release left on a host after starting one network.
 #[derive(Debug, Clone)]
@@ -488,9 +486,7 @@ fn host_kept(
     backends: &[Backend],
 ) -> Result<Snapshot, HostError> {
     let (host, _) = host_stage(factory, def, host_bridge)?;
-    let r = host.runner();
-    view::set_up_kept(&*r, backends).map_err(HostError::Other)?;
-    Ok(host.snapshot()?.only(FIREWALL_SECTIONS))
+    crate::kept::kept_snapshot(&*host, backends)
 }
 
 /// [`check`] as a [`CheckOutcome`].
@@ -600,9 +596,7 @@ fn take_over(
             .map_err(HostError::from)?;
     }
     if !old.stream_has_chains {
-        ChainInitState::new()
-            .setup(old.backend, &*runner, false)
-            .map_err(|e| Failure::new(format!("private chains: {e}")))?;
+        crate::kept::set_up_kept(&*runner, &[old.backend]).map_err(Failure::new)?;
     }
     for argv in &old.stream {
         if let Err(e) = runner.run_checked(&Cmd::new(argv.iter().map(String::as_str))) {
