@@ -8,16 +8,15 @@
 //! forwarding sysctls, dnsmasq processes), normalised so two snapshots of
 //! equal hosts are equal text.
 //!
-//! Fault injection ([`FaultRunner`]) wraps any runner, so failure and crash
-//! scenarios run unchanged on both hosts.
+//! Fault injection (`virtnet_testkit::FaultRunner`) wraps any runner, so
+//! failure and crash scenarios run unchanged on both hosts.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use virtnet_fake::{FakeHost, Section};
-use virtnet_runner::{find_in_path, CheckedError, Cmd, Output, RealRunner, RunError, Runner};
+use virtnet_runner::{find_in_path, CheckedError, Cmd, RealRunner, RunError, Runner};
 
 /// Which kind of host a factory makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -570,88 +569,5 @@ impl HostFactory for RealFactory {
     }
     fn driver_tools(&self) -> DriverTools {
         self.tools.clone()
-    }
-}
-
-// ----------------------------------------------------------------------
-// faults
-
-/// Wraps a runner: command number `fail_nth` (1-based, counted from the
-/// wrapper's creation) exits 1 without running; every command after
-/// `crash_after` is refused with [`RunError::Crashed`] without running.
-pub struct FaultRunner {
-    inner: Arc<dyn Runner>,
-    count: AtomicU64,
-    injected: std::sync::Mutex<Option<Vec<String>>>,
-    commands: std::sync::Mutex<Vec<Vec<String>>>,
-    fail_nth: Option<u64>,
-    crash_after: Option<u64>,
-}
-
-/// stderr of an injected failure.
-pub const INJECTED_STDERR: &str = "virtnet-conformance: injected failure\n";
-
-impl FaultRunner {
-    pub fn new(inner: Arc<dyn Runner>) -> Self {
-        FaultRunner {
-            inner,
-            count: AtomicU64::new(0),
-            injected: std::sync::Mutex::new(None),
-            commands: std::sync::Mutex::new(Vec::new()),
-            fail_nth: None,
-            crash_after: None,
-        }
-    }
-    pub fn fail_nth(mut self, k: u64) -> Self {
-        self.fail_nth = Some(k);
-        self
-    }
-    pub fn crash_after(mut self, k: u64) -> Self {
-        self.crash_after = Some(k);
-        self
-    }
-    /// The command whose failure was injected, once it ran.
-    pub fn injected(&self) -> Option<Vec<String>> {
-        self.injected
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// The argv of every command given so far, in order.
-    pub fn commands(&self) -> Vec<Vec<String>> {
-        self.commands
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Commands given so far (including failed and refused ones).
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::SeqCst)
-    }
-}
-
-impl Runner for FaultRunner {
-    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
-        let index = self.count.fetch_add(1, Ordering::SeqCst) + 1;
-        self.commands
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(cmd.argv.to_vec());
-        if self.crash_after.is_some_and(|k| index > k) {
-            return Err(RunError::Crashed {
-                program: cmd.program().to_string(),
-                index,
-            });
-        }
-        if self.fail_nth == Some(index) {
-            *self.injected.lock().unwrap_or_else(|e| e.into_inner()) = Some(cmd.argv.to_vec());
-            return Ok(Output::failed(1, INJECTED_STDERR));
-        }
-        self.inner.run(cmd)
-    }
-    fn has_program(&self, name: &str) -> bool {
-        self.inner.has_program(name)
     }
 }

@@ -2,7 +2,7 @@
 //! the real kernel (architecture invariant 4).
 //!
 //! * [`host`] — the host abstraction ([`host::HostFactory`], [`host::TestHost`],
-//!   canonical [`host::Snapshot`]s, [`host::FaultRunner`]) with the fake and
+//!   canonical [`host::Snapshot`]s) with the fake and
 //!   the real (network-namespace) implementations.
 //! * [`cases`] — golden cases, their expectations, upgrade sources, the
 //!   capture-log reader.

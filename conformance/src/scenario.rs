@@ -19,9 +19,11 @@ use crate::cases::{self, Case, Expectation, UpgradeSource};
 use crate::checks::{
     fail, fail_diff, nothing_left, verdict_of, CheckResult, Failure, Stop, Verdict, XFAIL_ACT_CSUM,
 };
-use crate::host::{
-    FaultRunner, HostError, HostFactory, Snapshot, TestHost, FIREWALL_SECTIONS, INJECTED_STDERR,
-};
+use crate::host::{HostError, HostFactory, Snapshot, TestHost, FIREWALL_SECTIONS};
+use virtnet_testkit::{FaultPlan, FaultRunner};
+
+/// stderr of an injected failure.
+pub const INJECTED_STDERR: &str = "virtnet-conformance: injected failure\n";
 
 /// The operations of the matrix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -697,7 +699,13 @@ fn op_fail_each(ctx: &Ctx, backend: Backend, stride: u64) -> CheckResult<u64> {
         let what = format!("failing command #{k} of {n}");
         let stage = ctx.stage()?;
         let name = ctx.define(&stage, backend)?;
-        let fr = Arc::new(FaultRunner::new(stage.host.runner()).fail_nth(k));
+        let fr = Arc::new(
+            FaultRunner::new(stage.host.runner()).with_plan(FaultPlan::none().fail_nth(
+                k,
+                1,
+                INJECTED_STDERR,
+            )),
+        );
         let d = drv(
             ctx.driver(&stage, Some(fr.clone() as Arc<dyn Runner>), backend),
             "driver open",
@@ -812,7 +820,7 @@ fn start_command_count(ctx: &Ctx, backend: Backend) -> CheckResult<u64> {
         "driver open",
     )?;
     let ok = d.start(&name).is_ok();
-    let n = fr.count();
+    let n = fr.command_count();
     if ok {
         return Ok(n);
     }
@@ -842,7 +850,9 @@ fn op_crash_each(ctx: &Ctx, backend: Backend, stride: u64) -> CheckResult<u64> {
         let name = ctx.define(&stage, backend)?;
         // define changes nothing on the host: the baseline is the state before the start.
         let before = stage.baseline.clone();
-        let fr = Arc::new(FaultRunner::new(stage.host.runner()).crash_after(k));
+        let fr = Arc::new(
+            FaultRunner::new(stage.host.runner()).with_plan(FaultPlan::none().crash_after(k)),
+        );
         let d = drv(
             ctx.driver(&stage, Some(fr as Arc<dyn Runner>), backend),
             "driver open",

@@ -35,13 +35,18 @@ pub fn capture_net(case: &str) -> String {
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub host: Arc<FakeHost>,
+    /// What drivers run commands through: the host behind a fault plan
+    /// (none unless a test sets one).
+    pub faults: Arc<virtnet_testkit::FaultRunner>,
 }
 
 impl Env {
     pub fn new() -> Env {
+        let host = Arc::new(FakeHost::new());
         Env {
             dir: tempfile::tempdir().unwrap(),
-            host: Arc::new(FakeHost::new()),
+            faults: Arc::new(virtnet_testkit::FaultRunner::new(host.clone())),
+            host,
         }
     }
 
@@ -57,7 +62,7 @@ impl Env {
         let mut c = DriverConfig::new(
             self.config_dir(),
             self.state_dir(),
-            self.host.clone() as Arc<dyn Runner>,
+            self.faults.clone() as Arc<dyn Runner>,
         );
         c.dnsmasq_binary = Some("/usr/sbin/dnsmasq".into());
         c
