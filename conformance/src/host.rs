@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use virtnet_fake::{FakeHost, Section};
 use virtnet_runner::{find_in_path, CheckedError, Cmd, RealRunner, RunError, Runner};
+use virtnet_testkit::netns::{enter_fresh_thread_netns, thread_netns};
 
 /// Which kind of host a factory makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -307,13 +308,6 @@ pub fn normalise_ruleset(text: &str) -> String {
     out
 }
 
-/// The netns of the calling thread (`/proc/thread-self/ns/net` link text).
-fn thread_netns() -> Option<String> {
-    std::fs::read_link("/proc/thread-self/ns/net")
-        .ok()
-        .map(|p| p.to_string_lossy().to_string())
-}
-
 /// dnsmasq processes living in network namespace `me`.
 fn dnsmasq_in_netns(me: &str) -> Vec<(i32, String)> {
     let mut out = Vec::new();
@@ -449,8 +443,7 @@ pub struct RealFactory {
 /// Moves the calling thread into a new, empty network namespace.
 pub fn enter_fresh_netns() -> Result<(), HostError> {
     kill_dnsmasq_here();
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| HostError::Unshare(e.to_string()))
+    enter_fresh_thread_netns().map_err(HostError::Unshare)
 }
 
 impl RealFactory {
