@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use virtnet_runner::CheckedError;
+
 use crate::host::{HostError, Snapshot, FIREWALL_SECTIONS};
 
 /// How a scenario or an upgrade check ended.
@@ -61,6 +63,12 @@ impl From<HostError> for Failure {
     }
 }
 
+impl From<CheckedError> for Failure {
+    fn from(e: CheckedError) -> Self {
+        HostError::from(e).into()
+    }
+}
+
 /// What ends a check body early: a failure, or an expected failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stop {
@@ -76,6 +84,12 @@ impl From<Failure> for Stop {
 
 impl From<HostError> for Stop {
     fn from(e: HostError) -> Self {
+        Stop::Fail(e.into())
+    }
+}
+
+impl From<CheckedError> for Stop {
+    fn from(e: CheckedError) -> Self {
         Stop::Fail(e.into())
     }
 }

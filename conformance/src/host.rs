@@ -43,12 +43,6 @@ impl std::fmt::Display for HostKind {
 pub enum HostError {
     #[error("cannot create a network namespace: {0}")]
     Unshare(String),
-    #[error("`{cmd}` failed (status {status}): {stderr}")]
-    Command {
-        cmd: String,
-        status: i32,
-        stderr: String,
-    },
     #[error("`{cmd}` could not run: {source}")]
     Run { cmd: String, source: RunError },
     /// A command that had to succeed did not.
@@ -254,21 +248,9 @@ pub struct RealTestHost {
     netns: String,
 }
 
-/// Runs `argv`; its stdout, or what failed. (Also the upgrade check's.)
-pub(crate) fn run_text(r: &dyn Runner, argv: &[&str]) -> Result<String, HostError> {
-    let cmd = Cmd::new(argv.iter().copied());
-    let out = r.run(&cmd).map_err(|source| HostError::Run {
-        cmd: argv.join(" "),
-        source,
-    })?;
-    if !out.success() {
-        return Err(HostError::Command {
-            cmd: argv.join(" "),
-            status: out.status,
-            stderr: out.stderr.trim_end().to_string(),
-        });
-    }
-    Ok(out.stdout)
+/// Runs `argv`, which must succeed; its stdout.
+fn run_text(r: &dyn Runner, argv: &[&str]) -> Result<String, HostError> {
+    Ok(r.run_argv_checked(argv)?.stdout)
 }
 
 /// Drops comment lines and blank lines, zeroes counters (`[p:b]` of

@@ -111,23 +111,6 @@ pub struct Stage {
     pub state_dir: PathBuf,
 }
 
-fn run_ok(r: &dyn Runner, argv: &[&str]) -> Result<String, HostError> {
-    let out = r
-        .run(&Cmd::new(argv.iter().copied()))
-        .map_err(|source| HostError::Run {
-            cmd: argv.join(" "),
-            source,
-        })?;
-    if !out.success() {
-        return Err(HostError::Command {
-            cmd: argv.join(" "),
-            status: out.status,
-            stderr: out.stderr.trim_end().to_string(),
-        });
-    }
-    Ok(out.stdout)
-}
-
 fn seed_err(e: virtnet_fake::seed::SeedError) -> HostError {
     HostError::Other(e.to_string())
 }
@@ -178,9 +161,9 @@ impl<'a> Ctx<'a> {
         virtnet_fake::seed::seed_docker_nft(r).map_err(seed_err)?;
         virtnet_fake::seed::seed_firewalld_nft(r).map_err(seed_err)?;
         for (i, dev) in cases::uplinks(def).iter().enumerate() {
-            run_ok(r, &["ip", "link", "add", dev, "type", "bridge"])?;
+            r.run_argv_checked(&["ip", "link", "add", dev, "type", "bridge"])?;
             let mac = format!("02:00:00:00:00:{:02x}", i + 1);
-            run_ok(r, &["ip", "link", "set", "dev", dev, "address", &mac])?;
+            r.run_argv_checked(&["ip", "link", "set", "dev", dev, "address", &mac])?;
         }
         let baseline = host.snapshot()?;
         let n = self.seq.get() + 1;
@@ -271,9 +254,9 @@ impl<'a> Ctx<'a> {
         }
         let br = self.case.bridge();
         if !br.is_empty() && stage.host.snapshot()?.section("links").find(&br).is_none() {
-            run_ok(&*r, &["ip", "link", "add", &br, "type", "bridge"])?;
+            r.run_argv_checked(&["ip", "link", "add", &br, "type", "bridge"])?;
             // Up, like the driver leaves it (an up device shows its default qdisc).
-            run_ok(&*r, &["ip", "link", "set", "dev", &br, "up"])?;
+            r.run_argv_checked(&["ip", "link", "set", "dev", &br, "up"])?;
         }
         for argv in &stream {
             let out = r

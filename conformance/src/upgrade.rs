@@ -590,10 +590,8 @@ fn take_over(
             add.extend(["address", mac.as_str()]);
         }
         add.extend(["type", "bridge"]);
-        runner.run_argv_checked(&add).map_err(HostError::from)?;
-        runner
-            .run_argv_checked(&["ip", "link", "set", "dev", net.bridge, "up"])
-            .map_err(HostError::from)?;
+        runner.run_argv_checked(&add)?;
+        runner.run_argv_checked(&["ip", "link", "set", "dev", net.bridge, "up"])?;
     }
     if !old.stream_has_chains {
         crate::kept::set_up_kept(&*runner, &[old.backend]).map_err(Failure::new)?;

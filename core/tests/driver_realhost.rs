@@ -92,11 +92,10 @@ fn normalise(text: &str) -> String {
 }
 
 fn run_tool(argv: &[&str]) -> String {
-    let out = RealRunner::new()
-        .run(&virtnet_runner::Cmd::new(argv.iter().copied()))
-        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    assert!(out.success(), "{argv:?}: {}", out.stderr);
-    out.stdout
+    RealRunner::new()
+        .run_argv_checked(argv)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .stdout
 }
 
 fn compare(case_dir: &Path, phase: &str, what: &str) -> Vec<String> {
