@@ -107,28 +107,6 @@ pub fn localise_xml(xml: &str, tftp_root: &Path) -> String {
     out
 }
 
-/// The distinct TFTP roots a definition names (`<tftp root=...>`), sorted.
-pub fn tftp_roots(xml: &str) -> Vec<String> {
-    let mut roots = std::collections::BTreeSet::new();
-    let mut rest = xml;
-    while let Some(i) = rest.find("<tftp") {
-        let tail = &rest[i..];
-        let end = tail.find('>').map(|e| e + 1).unwrap_or(tail.len());
-        let elem = &tail[..end];
-        for q in ['\'', '"'] {
-            let key = format!("root={q}");
-            if let Some(s) = elem.find(&key) {
-                let vs = s + key.len();
-                if let Some(ve) = elem[vs..].find(q) {
-                    roots.insert(elem[vs..vs + ve].to_string());
-                }
-            }
-        }
-        rest = &tail[end..];
-    }
-    roots.into_iter().collect()
-}
-
 /// All cases of `golden/cases`, sorted by name.
 pub fn load_cases(golden: &Path) -> Result<Vec<Case>, DataError> {
     let dir = golden.join("cases");
@@ -390,16 +368,6 @@ mod tests {
             mask_handles(x),
             "<item>delete</item>\n<item>handle</item>\n<item>N</item>\n<item>9</item>"
         );
-    }
-
-    #[test]
-    fn tftp_roots_are_found() {
-        let x = "<ip><tftp root='/srv/tftp'/></ip><ip><tftp root=\"/srv/b\"/></ip><tftp root='/srv/tftp'/>";
-        assert_eq!(
-            tftp_roots(x),
-            vec!["/srv/b".to_string(), "/srv/tftp".to_string()]
-        );
-        assert!(tftp_roots("<ip/>").is_empty());
     }
 
     #[test]

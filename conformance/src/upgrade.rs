@@ -239,10 +239,8 @@ pub fn fresh_status_file(xml: &str, backend: Backend, ids: &str) -> Result<Optio
     let host = Arc::new(FakeHost::new());
     let d = Driver::open(driver_config(dir.path(), &host, backend)).map_err(|e| e.to_string())?;
     let mut def = d.define(xml).map_err(|e| format!("define: {e}"))?;
-    if !netxml::parse(xml)
-        .map_err(|e| e.to_string())?
-        .uuid_specified
-    {
+    let given = netxml::parse(xml).map_err(|e| e.to_string())?;
+    if !given.uuid_specified {
         let (a, b) = (fnv(ids, 1).to_be_bytes(), fnv(ids, 2).to_be_bytes());
         let mut u = [0u8; 16];
         u[..8].copy_from_slice(&a);
@@ -251,7 +249,7 @@ pub fn fresh_status_file(xml: &str, backend: Backend, ids: &str) -> Result<Optio
         u[8] = (u[8] & 0x3f) | 0x80;
         def.uuid = Uuid(u);
     }
-    if def.mac.is_some() && !xml.contains("<mac ") {
+    if def.mac.is_some() && given.mac.is_none() {
         let h = fnv(ids, 3).to_be_bytes();
         def.mac = Some(MacAddr([0x52, 0x54, 0x00, h[0], h[1], h[2]]));
     }
@@ -263,7 +261,13 @@ pub fn fresh_status_file(xml: &str, backend: Backend, ids: &str) -> Result<Optio
     // exist: start with a scratch root, then write the case's own root back
     // into the status file (it is data, the same on every machine).
     let inactive = netxml::format(&def, FormatFlags::INACTIVE);
-    let roots = crate::cases::tftp_roots(&inactive);
+    let mut roots: Vec<String> = def
+        .ips
+        .iter()
+        .filter_map(|ip| ip.tftp_root.clone())
+        .collect();
+    roots.sort();
+    roots.dedup();
     if roots.len() > 1 {
         return Err(format!(
             "{ids}: more than one TFTP root ({}) cannot be restored in the status file",
