@@ -378,7 +378,7 @@ impl<'a> Ctx<'a> {
     }
 }
 
-fn drv<T>(r: Result<T, DriverError>, what: &str) -> Result<T, Failure> {
+fn driver_step<T>(r: Result<T, DriverError>, what: &str) -> Result<T, Failure> {
     r.map_err(|e| Failure::new(format!("{what}: {e}")))
 }
 
@@ -410,9 +410,9 @@ pub fn run_scenario(
     factory: &dyn HostFactory,
     golden: &Path,
     case: &Case,
-    sc: &Scenario,
+    scenario: &Scenario,
 ) -> Outcome {
-    run_scenario_with(factory, golden, case, sc, &ScenarioOptions::default())
+    run_scenario_with(factory, golden, case, scenario, &ScenarioOptions::default())
 }
 
 /// Runs one scenario on hosts of `factory` with options.
@@ -420,7 +420,7 @@ pub fn run_scenario_with(
     factory: &dyn HostFactory,
     golden: &Path,
     case: &Case,
-    sc: &Scenario,
+    scenario: &Scenario,
     opts: &ScenarioOptions,
 ) -> Outcome {
     let t0 = Instant::now();
@@ -431,24 +431,26 @@ pub fn run_scenario_with(
             diff: String::new(),
         },
         Ok(ctx) => {
-            let r = match &sc.op {
-                Op::Start => op_start(&ctx, sc.backend),
-                Op::Destroy => op_destroy(&ctx, sc.backend),
-                Op::Restart => op_restart(&ctx, sc.backend),
-                Op::Switch => op_switch(&ctx, sc.backend),
-                Op::Upgrade(src) => op_upgrade(&ctx, src, sc.backend),
-                Op::FailEach => op_fail_each(&ctx, sc.backend, opts.fault_stride).map(|n| {
+            let r = match &scenario.op {
+                Op::Start => op_start(&ctx, scenario.backend),
+                Op::Destroy => op_destroy(&ctx, scenario.backend),
+                Op::Restart => op_restart(&ctx, scenario.backend),
+                Op::Switch => op_switch(&ctx, scenario.backend),
+                Op::Upgrade(src) => op_upgrade(&ctx, src, scenario.backend),
+                Op::FailEach => op_fail_each(&ctx, scenario.backend, opts.fault_stride).map(|n| {
                     steps = n;
                 }),
-                Op::CrashEach => op_crash_each(&ctx, sc.backend, opts.fault_stride).map(|n| {
-                    steps = n;
-                }),
+                Op::CrashEach => {
+                    op_crash_each(&ctx, scenario.backend, opts.fault_stride).map(|n| {
+                        steps = n;
+                    })
+                }
             };
             verdict_of(r)
         }
     };
     Outcome {
-        scenario: sc.clone(),
+        scenario: scenario.clone(),
         verdict,
         duration: t0.elapsed(),
         steps,
@@ -484,7 +486,7 @@ fn op_start(ctx: &Ctx, backend: Backend) -> CheckResult<()> {
     let exp = ctx.expectation(backend)?;
     let stage = ctx.stage()?;
     let name = ctx.define(&stage, backend)?;
-    let d = drv(ctx.driver(&stage, None, backend), "driver open")?;
+    let d = driver_step(ctx.driver(&stage, None, backend), "driver open")?;
     match &exp {
         Expectation::Error(msg) => {
             let e = match d.start(&name) {
@@ -541,10 +543,10 @@ fn op_start(ctx: &Ctx, backend: Backend) -> CheckResult<()> {
 fn op_destroy(ctx: &Ctx, backend: Backend) -> CheckResult<()> {
     let stage = ctx.stage()?;
     let name = ctx.define(&stage, backend)?;
-    let d = drv(ctx.driver(&stage, None, backend), "driver open")?;
+    let d = driver_step(ctx.driver(&stage, None, backend), "driver open")?;
     ctx.start_checked(&stage, &d, &name, backend)?;
     let started = stage.host.snapshot()?;
-    drv(d.destroy(&name), "destroy")?;
+    driver_step(d.destroy(&name), "destroy")?;
     let after = stage.host.snapshot()?;
     if ctx.status_path(&stage).exists() {
         return fail("status file left after destroy");
@@ -570,12 +572,12 @@ fn op_restart(ctx: &Ctx, backend: Backend) -> CheckResult<()> {
     };
     let stage = ctx.stage()?;
     let name = ctx.define(&stage, backend)?;
-    let d = drv(ctx.driver(&stage, None, backend), "driver open")?;
+    let d = driver_step(ctx.driver(&stage, None, backend), "driver open")?;
     ctx.start_checked(&stage, &d, &name, backend)?;
     let started = stage.host.snapshot()?;
     drop(d);
-    let d2 = drv(ctx.driver(&stage, None, backend), "driver reopen")?;
-    let rep = drv(d2.reconcile(), "reconcile")?;
+    let d2 = driver_step(ctx.driver(&stage, None, backend), "driver reopen")?;
+    let rep = driver_step(d2.reconcile(), "reconcile")?;
     if !rep.problems.is_empty() {
         return fail(format!("reconcile problems: {:?}", rep.problems));
     }
@@ -596,10 +598,10 @@ fn op_switch(ctx: &Ctx, from: Backend) -> CheckResult<()> {
     let to = from.other();
     let stage = ctx.stage()?;
     let name = ctx.define(&stage, from)?;
-    let d = drv(ctx.driver(&stage, None, from), "driver open")?;
+    let d = driver_step(ctx.driver(&stage, None, from), "driver open")?;
     ctx.start_checked(&stage, &d, &name, from)?;
     drop(d);
-    let d2 = drv(ctx.driver(&stage, None, to), "driver reopen")?;
+    let d2 = driver_step(ctx.driver(&stage, None, to), "driver reopen")?;
     let rep = d2.reconcile();
     if ctx.lacks_csum(to)? {
         // The reload with nftables fails at the csum filter, as libvirt's.
@@ -612,7 +614,7 @@ fn op_switch(ctx: &Ctx, from: Backend) -> CheckResult<()> {
         }
         return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
     }
-    let rep = drv(rep, "reconcile")?;
+    let rep = driver_step(rep, "reconcile")?;
     if !rep.problems.is_empty() {
         return fail(format!("reconcile problems: {:?}", rep.problems));
     }
@@ -621,7 +623,7 @@ fn op_switch(ctx: &Ctx, from: Backend) -> CheckResult<()> {
     };
     ctx.check_status_removal(&d2, &name, to, &removal, "after switch")?;
     let switched = stage.host.snapshot()?;
-    drv(d2.destroy(&name), "destroy after switch")?;
+    driver_step(d2.destroy(&name), "destroy after switch")?;
     let destroyed = stage.host.snapshot()?;
     let baseline = stage.baseline.clone();
     drop(d2);
@@ -682,15 +684,15 @@ fn op_fail_each(ctx: &Ctx, backend: Backend, stride: u64) -> CheckResult<u64> {
         let what = format!("failing command #{k} of {n}");
         let stage = ctx.stage()?;
         let name = ctx.define(&stage, backend)?;
-        let fr = Arc::new(
+        let faults = Arc::new(
             FaultRunner::new(stage.host.runner()).with_plan(FaultPlan::none().fail_nth(
                 k,
                 1,
                 INJECTED_STDERR,
             )),
         );
-        let d = drv(
-            ctx.driver(&stage, Some(fr.clone() as Arc<dyn Runner>), backend),
+        let d = driver_step(
+            ctx.driver(&stage, Some(faults.clone() as Arc<dyn Runner>), backend),
             "driver open",
         )?;
         // define changes nothing on the host: the baseline is the state before the start.
@@ -705,7 +707,7 @@ fn op_fail_each(ctx: &Ctx, backend: Backend, stride: u64) -> CheckResult<u64> {
                 // was private-chain setup, whose error libvirt only reports
                 // for a network of that family: then a later command fails
                 // for want of the chain, as in libvirt.
-                let injected = fr.injected().unwrap_or_default();
+                let injected = faults.injected().unwrap_or_default();
                 if matches!(exp, Expectation::Start { .. })
                     && !e.to_string().contains(INJECTED_STDERR.trim())
                     && !failure_is_tolerated(&injected)
@@ -728,14 +730,14 @@ fn op_fail_each(ctx: &Ctx, backend: Backend, stride: u64) -> CheckResult<u64> {
                 // Tolerated failures: private-chain listings (taken for
                 // "nothing there") and libvirt's ignore-errors groups.
                 tolerated += 1;
-                let argv = fr.injected().unwrap_or_default();
+                let argv = faults.injected().unwrap_or_default();
                 if !failure_is_tolerated(&argv) {
                     return fail(format!(
                         "{what}: start succeeded although `{}` failed",
                         argv.join(" ")
                     ));
                 }
-                drv(
+                driver_step(
                     d.destroy(&name),
                     &format!("{what}: destroy after tolerated failure"),
                 )?;
@@ -797,18 +799,18 @@ pub fn failure_is_tolerated(argv: &[String]) -> bool {
 fn start_command_count(ctx: &Ctx, backend: Backend) -> CheckResult<u64> {
     let stage = ctx.stage()?;
     let name = ctx.define(&stage, backend)?;
-    let fr = Arc::new(FaultRunner::new(stage.host.runner()));
-    let d = drv(
-        ctx.driver(&stage, Some(fr.clone() as Arc<dyn Runner>), backend),
+    let faults = Arc::new(FaultRunner::new(stage.host.runner()));
+    let d = driver_step(
+        ctx.driver(&stage, Some(faults.clone() as Arc<dyn Runner>), backend),
         "driver open",
     )?;
     let ok = d.start(&name).is_ok();
-    let n = fr.command_count();
+    let n = faults.command_count();
     if ok {
         return Ok(n);
     }
     let br = ctx.case.bridge();
-    let undo_at = fr.commands().iter().position(|a| {
+    let undo_at = faults.commands().iter().position(|a| {
         a.len() >= 4 && a[0] == "ip" && a[1] == "link" && a[2] == "del" && a[3] == br
     });
     Ok(undo_at.map(|i| i as u64).unwrap_or(n))
@@ -833,11 +835,11 @@ fn op_crash_each(ctx: &Ctx, backend: Backend, stride: u64) -> CheckResult<u64> {
         let name = ctx.define(&stage, backend)?;
         // define changes nothing on the host: the baseline is the state before the start.
         let before = stage.baseline.clone();
-        let fr = Arc::new(
+        let faults = Arc::new(
             FaultRunner::new(stage.host.runner()).with_plan(FaultPlan::none().crash_after(k)),
         );
-        let d = drv(
-            ctx.driver(&stage, Some(fr as Arc<dyn Runner>), backend),
+        let d = driver_step(
+            ctx.driver(&stage, Some(faults as Arc<dyn Runner>), backend),
             "driver open",
         )?;
         let r = d.start(&name);
@@ -852,14 +854,14 @@ fn op_crash_each(ctx: &Ctx, backend: Backend, stride: u64) -> CheckResult<u64> {
             _ => {}
         }
         // Recover: a new daemon on the same host.
-        let d2 = drv(
+        let d2 = driver_step(
             ctx.driver(&stage, None, backend),
             &format!("{what}: driver reopen"),
         )?;
         if !d2.pending_journals().is_empty() {
             return fail(format!("{what}: journal left after reopen"));
         }
-        drv(d2.reconcile(), &format!("{what}: reconcile"))?;
+        driver_step(d2.reconcile(), &format!("{what}: reconcile"))?;
         let active = d2.info(&name).map(|i| i.active).unwrap_or(false);
         if active {
             let now = stage.host.snapshot()?.only(FIREWALL_SECTIONS);
@@ -868,7 +870,7 @@ fn op_crash_each(ctx: &Ctx, backend: Backend, stride: u64) -> CheckResult<u64> {
                 &now,
                 &format!("{what}: active after recovery, rules exactly once"),
             )?;
-            drv(d2.destroy(&name), &format!("{what}: destroy"))?;
+            driver_step(d2.destroy(&name), &format!("{what}: destroy"))?;
         }
         let after = stage.host.snapshot()?;
         ctx.check_nothing_left(

@@ -220,7 +220,8 @@ fn driver_config(dir: &Path, host: &Arc<FakeHost>, backend: Backend) -> DriverCo
 /// The libvirt capture sets taken over.
 pub const LIBVIRT_RELEASES: [&str; 2] = ["libvirt-9.0.0", "libvirt-11.3.0"];
 
-fn fnv(seed: &str, salt: u8) -> u64 {
+/// FNV-1a of `seed`, its offset basis varied by `salt`.
+fn fnv1a(seed: &str, salt: u8) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325 ^ u64::from(salt);
     for b in seed.bytes() {
         h ^= u64::from(b);
@@ -241,7 +242,7 @@ pub fn fresh_status_file(xml: &str, backend: Backend, ids: &str) -> Result<Optio
     let mut def = d.define(xml).map_err(|e| format!("define: {e}"))?;
     let given = netxml::parse(xml).map_err(|e| e.to_string())?;
     if !given.uuid_specified {
-        let (a, b) = (fnv(ids, 1).to_be_bytes(), fnv(ids, 2).to_be_bytes());
+        let (a, b) = (fnv1a(ids, 1).to_be_bytes(), fnv1a(ids, 2).to_be_bytes());
         let mut u = [0u8; 16];
         u[..8].copy_from_slice(&a);
         u[8..].copy_from_slice(&b);
@@ -250,7 +251,7 @@ pub fn fresh_status_file(xml: &str, backend: Backend, ids: &str) -> Result<Optio
         def.uuid = Uuid(u);
     }
     if def.mac.is_some() && given.mac.is_none() {
-        let h = fnv(ids, 3).to_be_bytes();
+        let h = fnv1a(ids, 3).to_be_bytes();
         def.mac = Some(MacAddr([0x52, 0x54, 0x00, h[0], h[1], h[2]]));
     }
     let dir2 = crate::props::scratch_dir()?;
@@ -355,7 +356,7 @@ pub fn plan(
         .collect();
     let stride = stride.max(1) as u64;
     all.into_iter()
-        .filter(|c| stride == 1 || (fnv(&c.id(), 0) >> 32).is_multiple_of(stride))
+        .filter(|c| stride == 1 || (fnv1a(&c.id(), 0) >> 32).is_multiple_of(stride))
         .collect()
 }
 
