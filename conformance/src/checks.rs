@@ -175,3 +175,59 @@ pub fn nothing_left(
     }
     Ok(())
 }
+
+/// The text of a caught panic.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// Runs `one(i)` for every index of `order` (in that order) on `jobs`
+/// threads — the matrix's and the upgrade check's worker pool (each real
+/// host is a fresh network namespace of its worker thread). A panic
+/// becomes `on_panic(i, message)`; `one` returning `None` skips `i`.
+/// `progress(outcome, done, total)` as each finishes. Outcomes in index
+/// order.
+pub fn run_parallel<O: Send>(
+    order: &[usize],
+    total: usize,
+    jobs: usize,
+    one: &(dyn Fn(usize) -> Option<O> + Sync),
+    on_panic: &(dyn Fn(usize, String) -> O + Sync),
+    progress: &(dyn Fn(&O, usize, usize) + Sync),
+) -> Vec<O> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<O>>> =
+        std::sync::Mutex::new((0..total).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1) {
+            s.spawn(|| {
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    let out =
+                        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(i))) {
+                            Ok(Some(out)) => out,
+                            Ok(None) => continue,
+                            Err(payload) => on_panic(i, panic_text(&*payload)),
+                        };
+                    let finished = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    progress(&out, finished, total);
+                    if let Some(slot) = results.lock().unwrap_or_else(|e| e.into_inner()).get_mut(i)
+                    {
+                        *slot = Some(out);
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .flatten()
+        .collect()
+}

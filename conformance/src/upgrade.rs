@@ -50,7 +50,8 @@ use virtnet_runner::{Cmd, Runner};
 
 use crate::cases::{mask_handles, UpgradeSource};
 use crate::checks::{
-    fail, fail_diff, nothing_left, verdict_of, CheckResult, Failure, Stop, Verdict, XFAIL_ACT_CSUM,
+    fail, fail_diff, nothing_left, run_parallel, verdict_of, CheckResult, Failure, Stop, Verdict,
+    XFAIL_ACT_CSUM,
 };
 use crate::host::{HostError, HostFactory, Snapshot, TestHost, FIREWALL_SECTIONS};
 
@@ -762,41 +763,21 @@ pub fn run_checks(
     progress: &(dyn Fn(&CheckOutcome, usize, usize) + Sync),
     one: &(dyn Fn(&PlannedCheck) -> CheckOutcome + Sync),
 ) -> Vec<CheckOutcome> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let results: std::sync::Mutex<Vec<Option<CheckOutcome>>> =
-        std::sync::Mutex::new(vec![None; checks.len()]);
-    std::thread::scope(|s| {
-        for _ in 0..jobs.max(1) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(c) = checks.get(i) else { break };
-                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(c)))
-                    .unwrap_or_else(|p| CheckOutcome {
-                        id: c.id(),
-                        verdict: Verdict::Fail {
-                            message: format!(
-                                "panicked: {}",
-                                p.downcast_ref::<String>()
-                                    .cloned()
-                                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                                    .unwrap_or_default()
-                            ),
-                            diff: String::new(),
-                        },
-                        seconds: 0.0,
-                    });
-                let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                progress(&out, n, checks.len());
-                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(out);
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-        .into_iter()
-        .flatten()
-        .collect()
+    let order: Vec<usize> = (0..checks.len()).collect();
+    let on_panic = |i: usize, message: String| CheckOutcome {
+        id: checks[i].id(),
+        verdict: Verdict::Fail {
+            message: format!("panicked: {message}"),
+            diff: String::new(),
+        },
+        seconds: 0.0,
+    };
+    run_parallel(
+        &order,
+        checks.len(),
+        jobs,
+        &|i| Some(one(&checks[i])),
+        &on_panic,
+        progress,
+    )
 }
