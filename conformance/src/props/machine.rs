@@ -354,6 +354,30 @@ impl Machine {
     }
 
     /// Names of the active networks, as the driver sees them.
+    /// A daemon restart (with the other backend when `switch_backend`)
+    /// that must leave the networks of `before` active, no more, no less;
+    /// `what` names the operation in the error.
+    fn restart_keeping(
+        &mut self,
+        before: &BTreeSet<String>,
+        switch_backend: bool,
+        what: &str,
+    ) -> Result<String, String> {
+        let backend = if switch_backend {
+            self.backend.other()
+        } else {
+            self.backend
+        };
+        let msg = self.restart(backend)?;
+        let after = self.active()?;
+        if *before != after {
+            return Err(format!(
+                "{what} changed the active networks: {before:?} -> {after:?}"
+            ));
+        }
+        Ok(msg)
+    }
+
     pub fn active(&mut self) -> Result<BTreeSet<String>, String> {
         Ok(self
             .driver()?
@@ -424,19 +448,7 @@ impl Machine {
             Op::Start(n, fault) => self.start(*n, fault.as_ref()),
             Op::Restart { switch_backend } => {
                 let before = self.active()?;
-                let b = if *switch_backend {
-                    self.backend.other()
-                } else {
-                    self.backend
-                };
-                let msg = self.restart(b)?;
-                let after = self.active()?;
-                if before != after {
-                    return Err(format!(
-                        "restart changed the active networks: {before:?} -> {after:?}"
-                    ));
-                }
-                Ok(msg)
+                self.restart_keeping(&before, *switch_backend, "restart")
             }
             Op::Upgrade { switch_backend } => {
                 let before = self.active()?;
@@ -451,18 +463,7 @@ impl Machine {
                         stripped.push(st.def.name.clone());
                     }
                 }
-                let b = if *switch_backend {
-                    self.backend.other()
-                } else {
-                    self.backend
-                };
-                let msg = self.restart(b)?;
-                let after = self.active()?;
-                if before != after {
-                    return Err(format!(
-                        "upgrade changed the active networks: {before:?} -> {after:?}"
-                    ));
-                }
+                let msg = self.restart_keeping(&before, *switch_backend, "upgrade")?;
                 Ok(format!("plans dropped from {stripped:?}; {msg}"))
             }
             Op::Crash { during, after } => {
