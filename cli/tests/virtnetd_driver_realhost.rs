@@ -14,13 +14,7 @@ use virtnetd_support::*;
 const VIRTNET: &str = env!("CARGO_BIN_EXE_virtnet");
 
 fn missing_requirement() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("not root".into());
-    }
-    if !has_socket_activate() {
-        return Some(format!("{SOCKET_ACTIVATE} not installed"));
-    }
-    for tool in [
+    if let Some(why) = virtnet_testkit::cannot_run(&[
         "unshare",
         "nsenter",
         "iptables",
@@ -28,10 +22,11 @@ fn missing_requirement() -> Option<String> {
         "ip",
         "dnsmasq",
         "pgrep",
-    ] {
-        if virtnet_runner::find_in_path(tool).is_none() {
-            return Some(format!("{tool} not installed"));
-        }
+    ]) {
+        return Some(why);
+    }
+    if !has_socket_activate() {
+        return Some(format!("{SOCKET_ACTIVATE} not installed"));
     }
     None
 }
@@ -74,7 +69,7 @@ const XML: &str = "<network>
 #[test]
 fn real_host_start_and_destroy_through_the_daemon() {
     if let Some(why) = missing_requirement() {
-        eprintln!("skipped: {why}");
+        virtnet_testkit::skip(&why);
         return;
     }
     let dirs = Dirs::new();

@@ -10,6 +10,7 @@ use virtnet_core::firewall::render::parse_stream;
 use virtnet_core::firewall::Backend;
 use virtnet_core::netxml::{ForwardDevice, ForwardMode, NetworkDef};
 use virtnet_core::rules::golden::load_case;
+use virtnet_fake::record::{parse_log, LogEntry};
 
 /// Errors reading the golden data.
 #[derive(Debug, thiserror::Error)]
@@ -104,28 +105,6 @@ pub fn localise_xml(xml: &str, tftp_root: &Path) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// The distinct TFTP roots a definition names (`<tftp root=...>`), sorted.
-pub fn tftp_roots(xml: &str) -> Vec<String> {
-    let mut roots = std::collections::BTreeSet::new();
-    let mut rest = xml;
-    while let Some(i) = rest.find("<tftp") {
-        let tail = &rest[i..];
-        let end = tail.find('>').map(|e| e + 1).unwrap_or(tail.len());
-        let elem = &tail[..end];
-        for q in ['\'', '"'] {
-            let key = format!("root={q}");
-            if let Some(s) = elem.find(&key) {
-                let vs = s + key.len();
-                if let Some(ve) = elem[vs..].find(q) {
-                    roots.insert(elem[vs..vs + ve].to_string());
-                }
-            }
-        }
-        rest = &tail[end..];
-    }
-    roots.into_iter().collect()
 }
 
 /// All cases of `golden/cases`, sorted by name.
@@ -339,6 +318,33 @@ pub fn upgrade_sources(golden: &Path, case: &str) -> Vec<UpgradeSource> {
     out
 }
 
+/// The commands of a capture's `net-start` step that changed the host:
+/// those that succeeded, and those the capture wrapper made succeed
+/// (`# FAKED-SUCCESS`: the tc csum filter on a kernel without act_csum),
+/// in order. The one reading of a libvirt start stream (upgrade-check and
+/// the matrix's upgrade scenarios).
+pub fn capture_start_stream(log: &str) -> Result<Vec<Vec<String>>, String> {
+    let mut in_start = false;
+    let mut stream = Vec::new();
+    for e in parse_log(log).map_err(|e| e.to_string())? {
+        match e {
+            LogEntry::Step(s) => in_start = s.starts_with("net-start"),
+            LogEntry::Command {
+                argv,
+                output,
+                faked_success,
+                ..
+            } if in_start => {
+                if output.status == 0 || faked_success {
+                    stream.push(argv);
+                }
+            }
+            LogEntry::Command { .. } => {}
+        }
+    }
+    Ok(stream)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,16 +368,6 @@ mod tests {
             mask_handles(x),
             "<item>delete</item>\n<item>handle</item>\n<item>N</item>\n<item>9</item>"
         );
-    }
-
-    #[test]
-    fn tftp_roots_are_found() {
-        let x = "<ip><tftp root='/srv/tftp'/></ip><ip><tftp root=\"/srv/b\"/></ip><tftp root='/srv/tftp'/>";
-        assert_eq!(
-            tftp_roots(x),
-            vec!["/srv/b".to_string(), "/srv/tftp".to_string()]
-        );
-        assert!(tftp_roots("<ip/>").is_empty());
     }
 
     #[test]

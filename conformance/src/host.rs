@@ -8,16 +8,16 @@
 //! forwarding sysctls, dnsmasq processes), normalised so two snapshots of
 //! equal hosts are equal text.
 //!
-//! Fault injection ([`FaultRunner`]) wraps any runner, so failure and crash
-//! scenarios run unchanged on both hosts.
+//! Fault injection (`virtnet_testkit::FaultRunner`) wraps any runner, so
+//! failure and crash scenarios run unchanged on both hosts.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use virtnet_fake::{FakeHost, Section};
-use virtnet_runner::{find_in_path, Cmd, Output, RealRunner, RunError, Runner};
+use virtnet_runner::{find_in_path, CheckedError, Cmd, RealRunner, RunError, Runner};
+use virtnet_testkit::netns::{enter_fresh_thread_netns, thread_netns};
 
 /// Which kind of host a factory makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -43,14 +43,11 @@ impl std::fmt::Display for HostKind {
 pub enum HostError {
     #[error("cannot create a network namespace: {0}")]
     Unshare(String),
-    #[error("`{cmd}` failed (status {status}): {stderr}")]
-    Command {
-        cmd: String,
-        status: i32,
-        stderr: String,
-    },
     #[error("`{cmd}` could not run: {source}")]
     Run { cmd: String, source: RunError },
+    /// A command that had to succeed did not.
+    #[error(transparent)]
+    Checked(#[from] CheckedError),
     #[error("{0}")]
     Other(String),
 }
@@ -251,21 +248,9 @@ pub struct RealTestHost {
     netns: String,
 }
 
-/// Runs `argv`; its stdout, or what failed. (Also the upgrade check's.)
-pub(crate) fn run_text(r: &dyn Runner, argv: &[&str]) -> Result<String, HostError> {
-    let cmd = Cmd::new(argv.iter().copied());
-    let out = r.run(&cmd).map_err(|source| HostError::Run {
-        cmd: argv.join(" "),
-        source,
-    })?;
-    if !out.success() {
-        return Err(HostError::Command {
-            cmd: argv.join(" "),
-            status: out.status,
-            stderr: out.stderr.trim_end().to_string(),
-        });
-    }
-    Ok(out.stdout)
+/// Runs `argv`, which must succeed; its stdout.
+fn run_text(r: &dyn Runner, argv: &[&str]) -> Result<String, HostError> {
+    Ok(r.run_argv_checked(argv)?.stdout)
 }
 
 /// Drops comment lines and blank lines, zeroes counters (`[p:b]` of
@@ -303,13 +288,6 @@ pub fn normalise_ruleset(text: &str) -> String {
         out.push('\n');
     }
     out
-}
-
-/// The netns of the calling thread (`/proc/thread-self/ns/net` link text).
-fn thread_netns() -> Option<String> {
-    std::fs::read_link("/proc/thread-self/ns/net")
-        .ok()
-        .map(|p| p.to_string_lossy().to_string())
 }
 
 /// dnsmasq processes living in network namespace `me`.
@@ -447,8 +425,7 @@ pub struct RealFactory {
 /// Moves the calling thread into a new, empty network namespace.
 pub fn enter_fresh_netns() -> Result<(), HostError> {
     kill_dnsmasq_here();
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| HostError::Unshare(e.to_string()))
+    enter_fresh_thread_netns().map_err(HostError::Unshare)
 }
 
 impl RealFactory {
@@ -567,88 +544,5 @@ impl HostFactory for RealFactory {
     }
     fn driver_tools(&self) -> DriverTools {
         self.tools.clone()
-    }
-}
-
-// ----------------------------------------------------------------------
-// faults
-
-/// Wraps a runner: command number `fail_nth` (1-based, counted from the
-/// wrapper's creation) exits 1 without running; every command after
-/// `crash_after` is refused with [`RunError::Crashed`] without running.
-pub struct FaultRunner {
-    inner: Arc<dyn Runner>,
-    count: AtomicU64,
-    injected: std::sync::Mutex<Option<Vec<String>>>,
-    commands: std::sync::Mutex<Vec<Vec<String>>>,
-    fail_nth: Option<u64>,
-    crash_after: Option<u64>,
-}
-
-/// stderr of an injected failure.
-pub const INJECTED_STDERR: &str = "virtnet-conformance: injected failure\n";
-
-impl FaultRunner {
-    pub fn new(inner: Arc<dyn Runner>) -> Self {
-        FaultRunner {
-            inner,
-            count: AtomicU64::new(0),
-            injected: std::sync::Mutex::new(None),
-            commands: std::sync::Mutex::new(Vec::new()),
-            fail_nth: None,
-            crash_after: None,
-        }
-    }
-    pub fn fail_nth(mut self, k: u64) -> Self {
-        self.fail_nth = Some(k);
-        self
-    }
-    pub fn crash_after(mut self, k: u64) -> Self {
-        self.crash_after = Some(k);
-        self
-    }
-    /// The command whose failure was injected, once it ran.
-    pub fn injected(&self) -> Option<Vec<String>> {
-        self.injected
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// The argv of every command given so far, in order.
-    pub fn commands(&self) -> Vec<Vec<String>> {
-        self.commands
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Commands given so far (including failed and refused ones).
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::SeqCst)
-    }
-}
-
-impl Runner for FaultRunner {
-    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
-        let index = self.count.fetch_add(1, Ordering::SeqCst) + 1;
-        self.commands
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(cmd.argv.to_vec());
-        if self.crash_after.is_some_and(|k| index > k) {
-            return Err(RunError::Crashed {
-                program: cmd.program().to_string(),
-                index,
-            });
-        }
-        if self.fail_nth == Some(index) {
-            *self.injected.lock().unwrap_or_else(|e| e.into_inner()) = Some(cmd.argv.to_vec());
-            return Ok(Output::failed(1, INJECTED_STDERR));
-        }
-        self.inner.run(cmd)
-    }
-    fn has_program(&self, name: &str) -> bool {
-        self.inner.has_program(name)
     }
 }

@@ -2,10 +2,15 @@
 //! the real kernel (architecture invariant 4).
 //!
 //! * [`host`] — the host abstraction ([`host::HostFactory`], [`host::TestHost`],
-//!   canonical [`host::Snapshot`]s, [`host::FaultRunner`]) with the fake and
+//!   canonical [`host::Snapshot`]s) with the fake and
 //!   the real (network-namespace) implementations.
-//! * [`cases`] — golden cases, their expectations, upgrade sources.
+//! * [`cases`] — golden cases, their expectations, upgrade sources, the
+//!   capture-log reader.
+//! * [`checks`] — what scenarios and the upgrade check share: [`Verdict`],
+//!   the expected-failure reasons, the "nothing of ours left" check.
 //! * [`scenario`] — the operation bodies and their checks.
+//! * [`kept`] — what libvirt keeps on purpose after a destroy (the one
+//!   definition).
 //! * [`matrix`] — the matrix (case × backend × operation), filtering, the
 //!   parallel runner with progress.
 //! * [`report`] — summary table, JUnit, Markdown, HTML and JSON reports.
@@ -13,7 +18,9 @@
 //! * [`upgrade`] — `cargo xtask upgrade-check`: take-over of every frozen release.
 
 pub mod cases;
+pub mod checks;
 pub mod host;
+pub mod kept;
 pub mod matrix;
 pub mod props;
 pub mod report;
@@ -21,8 +28,7 @@ pub mod scenario;
 pub mod upgrade;
 
 pub use cases::{golden_root, load_cases, upgrade_sources, Case, UpgradeSource};
+pub use checks::Verdict;
 pub use host::{FakeFactory, HostFactory, HostKind, RealFactory, Snapshot, TestHost};
 pub use matrix::{run_matrix, scenarios, MatrixOptions};
-pub use scenario::{
-    run_scenario, run_scenario_with, Op, Outcome, Scenario, ScenarioOptions, Verdict,
-};
+pub use scenario::{run_scenario, run_scenario_with, Op, Outcome, Scenario, ScenarioOptions};

@@ -3,16 +3,13 @@
 //! namespaces), with a progress callback per finished scenario.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use virtnet_core::firewall::Backend;
 
 use crate::cases::Case;
+use crate::checks::{run_parallel, Verdict};
 use crate::host::HostFactory;
-use crate::scenario::{
-    ops_for, run_scenario_with, Op, Outcome, Scenario, ScenarioOptions, Verdict,
-};
+use crate::scenario::{ops_for, run_scenario_with, Op, Outcome, Scenario, ScenarioOptions};
 
 /// Which part of the matrix to run.
 #[derive(Debug, Clone)]
@@ -84,49 +81,19 @@ pub fn run_matrix(
     // Heavy scenarios first, so the workers finish together.
     let mut order: Vec<usize> = (0..scenarios.len()).collect();
     order.sort_by_key(|i| std::cmp::Reverse(weight(&scenarios[*i].op)));
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; scenarios.len()]);
-    let total = scenarios.len();
-    std::thread::scope(|s| {
-        for _ in 0..jobs.max(1) {
-            s.spawn(|| loop {
-                let n = next.fetch_add(1, Ordering::SeqCst);
-                let Some(&i) = order.get(n) else { break };
-                let sc = &scenarios[i];
-                let Some(case) = cases.iter().find(|c| c.name == sc.case) else {
-                    continue;
-                };
-                let t0 = std::time::Instant::now();
-                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_scenario_with(factory, golden, case, sc, opts)
-                }))
-                .unwrap_or_else(|p| {
-                    let msg = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
-                    Outcome {
-                        scenario: sc.clone(),
-                        verdict: Verdict::Fail {
-                            message: format!("panicked: {msg}"),
-                            diff: String::new(),
-                        },
-                        duration: t0.elapsed(),
-                        steps: 0,
-                    }
-                });
-                let d = done.fetch_add(1, Ordering::SeqCst) + 1;
-                progress(&out, d, total);
-                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(out);
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-        .into_iter()
-        .flatten()
-        .collect()
+    let one = |i: usize| {
+        let scenario = &scenarios[i];
+        let case = cases.iter().find(|c| c.name == scenario.case)?;
+        Some(run_scenario_with(factory, golden, case, scenario, opts))
+    };
+    let on_panic = |i: usize, message: String| Outcome {
+        scenario: scenarios[i].clone(),
+        verdict: Verdict::Fail {
+            message: format!("panicked: {message}"),
+            diff: String::new(),
+        },
+        duration: std::time::Duration::ZERO,
+        steps: 0,
+    };
+    run_parallel(&order, scenarios.len(), jobs, &one, &on_panic, progress)
 }

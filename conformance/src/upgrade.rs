@@ -12,44 +12,48 @@
 //!   `net-start` step of `commands.log`, `1-after-start.status.xml`).
 //!
 //! For every release state and both configured backends (the same one and
-//! a backend switch) [`check`] brings a fresh fake host with foreign
-//! software (Docker's iptables rules, firewalld's nft table) to that state
-//! — bridge created, private chains present, the stream replayed, the
-//! status file installed — starts the current driver (open + reconcile,
-//! i.e. a daemon start), and asserts
+//! a backend switch) [`check`] — the one upgrade check, used by
+//! `cargo xtask upgrade-check` (fake and `--real`) and by the matrix's
+//! `upgrade:*` scenarios — brings a fresh host of any [`HostFactory`]
+//! (the fake, or the real kernel in a fresh network namespace of the
+//! worker thread) with foreign software (Docker's iptables rules,
+//! firewalld's nft table) to that state — bridge created, private chains
+//! present, the stream replayed, the status file installed — starts the
+//! current driver (open + reconcile, i.e. a daemon start), and asserts on
+//! canonical snapshots that
 //!
-//! 1. the firewall (nft, iptables, ip6tables, tc) equals, object by object
+//! 1. the firewall (nft, iptables, ip6tables, tc) equals, line by line
 //!    and in order, what a fresh start by the current driver gives on the
 //!    same kind of host, apart from what libvirt keeps on purpose (the
 //!    private chains of the backend the old release used stay) and, after
 //!    a switch away from nftables, the root qdisc, which libvirt leaves to
 //!    the bridge's deletion;
-//! 2. the status file the driver saved equals the fresh start's;
+//! 2. the status file the driver saved equals the fresh start's (handles
+//!    masked);
 //! 3. destroy then leaves the host as it was before the old release ran,
-//!    apart from what libvirt keeps on purpose
-//!    ([`crate::props::view::kept_on_purpose`]), foreign objects included.
+//!    apart from what libvirt keeps on purpose, foreign objects included.
 //!
-//! [`check_on`] is the same check on any host (the real kernel with
-//! `--real`: every host a fresh network namespace of the worker thread),
-//! on canonical snapshots; on a kernel without act_csum the nftables
-//! release states and take-overs by nftables are expected failures.
-//! [`plan`] selects the checks (`--filter`, `--backend`, `--stride`),
-//! [`run_checks`] runs them on worker threads.
+//! On a kernel without act_csum the nftables release states and
+//! take-overs by nftables are expected failures. [`plan`] selects the
+//! checks (`--filter`, `--backend`, `--stride`), [`run_on`] runs them on
+//! worker threads.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use virtnet_core::driver::{modes, Driver, DriverConfig};
 use virtnet_core::firewall::{parse_stream, Backend};
-use virtnet_core::netxml::{self, FormatFlags, MacAddr, Uuid};
-use virtnet_core::rules::ChainInitState;
+use virtnet_core::netxml::{self, FormatFlags, MacAddr, NetworkDef, Uuid};
 use virtnet_core::store;
-use virtnet_fake::record::{parse_log, LogEntry};
-use virtnet_fake::{FakeHost, HostState};
+use virtnet_fake::FakeHost;
 use virtnet_runner::{Cmd, Runner};
 
+use crate::cases::{mask_handles, UpgradeSource};
+use crate::checks::{
+    fail, fail_diff, nothing_left, run_parallel, verdict_of, CheckResult, Failure, Stop, Verdict,
+    XFAIL_ACT_CSUM,
+};
 use crate::host::{HostError, HostFactory, Snapshot, TestHost, FIREWALL_SECTIONS};
-use crate::props::view::{self, Item};
 
 /// What a release left on a host after starting one network.
 #[derive(Debug, Clone)]
@@ -91,120 +95,116 @@ fn read(p: &Path) -> Result<String, String> {
 /// The release states of one of our releases: per case and backend with
 /// both a start stream and a status file.
 pub fn load_ours(root: &Path, release: &str) -> Result<Vec<ReleaseState>, String> {
-    let dir = root.join("golden/releases").join(release);
-    let rd = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut cases: Vec<PathBuf> = rd
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
+    let golden = root.join("golden");
     let mut out = Vec::new();
-    for cdir in cases {
-        let case = cdir
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+    for case in case_dirs(&golden.join("releases").join(release))? {
         for backend in [Backend::Iptables, Backend::Nftables] {
-            let b = backend.as_str();
-            let (start, st) = (
-                cdir.join(format!("{b}.start")),
-                cdir.join(format!("{b}.status.xml")),
-            );
-            if !start.exists() || !st.exists() {
-                continue;
-            }
-            let stream =
-                parse_stream(&read(&start)?).map_err(|e| format!("{}: {e}", start.display()))?;
-            out.push(ReleaseState {
-                release: release.to_string(),
-                case: case.clone(),
-                backend,
-                stream,
-                stream_has_chains: false,
-                status: read(&st)?,
-                source: cdir.clone(),
-            });
+            out.extend(our_state(&golden, release, &case, backend)?);
         }
     }
     Ok(out)
 }
 
-/// The commands of a capture's `net-start` step that changed the host:
-/// those that succeeded, and those the capture wrapper made succeed
-/// (`# FAKED-SUCCESS`: the tc csum filter on a kernel without act_csum),
-/// in order. The one reading of a libvirt start stream (upgrade-check and
-/// the matrix's upgrade scenarios).
-pub fn capture_start_stream(log: &str) -> Result<Vec<Vec<String>>, String> {
-    let mut in_start = false;
-    let mut stream = Vec::new();
-    for e in parse_log(log).map_err(|e| e.to_string())? {
-        match e {
-            LogEntry::Step(s) => in_start = s.starts_with("net-start"),
-            LogEntry::Command {
-                argv,
-                output,
-                faked_success,
-                ..
-            } if in_start => {
-                if output.status == 0 || faked_success {
-                    stream.push(argv);
-                }
-            }
-            LogEntry::Command { .. } => {}
-        }
+/// The names of the case directories under `dir`, sorted.
+fn case_dirs(dir: &Path) -> Result<Vec<String>, String> {
+    let rd = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut cases: Vec<String> = rd
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    cases.sort();
+    Ok(cases)
+}
+
+/// What our `release` left for `case` with `backend`
+/// (`golden/releases/<release>/<case>/<backend>.{start,status.xml}`), if
+/// it froze both files.
+fn our_state(
+    golden: &Path,
+    release: &str,
+    case: &str,
+    backend: Backend,
+) -> Result<Option<ReleaseState>, String> {
+    let cdir = golden.join("releases").join(release).join(case);
+    let b = backend.as_str();
+    let (start, status) = (
+        cdir.join(format!("{b}.start")),
+        cdir.join(format!("{b}.status.xml")),
+    );
+    if !start.exists() || !status.exists() {
+        return Ok(None);
     }
-    Ok(stream)
+    let stream = parse_stream(&read(&start)?).map_err(|e| format!("{}: {e}", start.display()))?;
+    Ok(Some(ReleaseState {
+        release: release.to_string(),
+        case: case.to_string(),
+        backend,
+        stream,
+        stream_has_chains: false,
+        status: read(&status)?,
+        source: cdir,
+    }))
 }
 
 /// The release states of a libvirt capture set
 /// (`golden/upstream/captures/<release>`): the plain per-backend runs.
 pub fn load_libvirt(root: &Path, release: &str) -> Result<Vec<ReleaseState>, String> {
     let dir = root.join("golden/upstream/captures").join(release);
-    let rd = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut cases: Vec<PathBuf> = rd
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
     let mut out = Vec::new();
-    for cdir in cases {
-        let case = cdir
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+    for case in case_dirs(&dir)? {
         for backend in [Backend::Iptables, Backend::Nftables] {
-            let run = cdir.join(backend.as_str());
-            let log = run.join("commands.log");
-            if !log.exists() {
-                continue;
+            let run = dir.join(&case).join(backend.as_str());
+            if run.join("commands.log").exists() {
+                out.push(libvirt_state(&run, release, &case, backend)?);
             }
-            let stream = capture_start_stream(&read(&log)?)
-                .map_err(|e| format!("{}: {e}", log.display()))?;
-            if stream.is_empty() {
-                return Err(format!("{}: no net-start commands", log.display()));
-            }
-            out.push(ReleaseState {
-                release: release.to_string(),
-                case: case.clone(),
-                backend,
-                stream,
-                stream_has_chains: true,
-                status: read(&run.join("1-after-start.status.xml"))?,
-                source: run,
-            });
         }
     }
     Ok(out)
 }
 
-/// A fake host with the foreign software every check starts from.
-fn seeded_host() -> Result<Arc<FakeHost>, String> {
-    let host = Arc::new(FakeHost::new());
-    virtnet_fake::seed::seed_docker_iptables(&*host).map_err(|e| e.to_string())?;
-    virtnet_fake::seed::seed_firewalld_nft(&*host).map_err(|e| e.to_string())?;
-    Ok(host)
+/// What a libvirt daemon left in the capture run `run`
+/// (`.../<release>/<case>/<backend>/`): the successful commands of its
+/// `net-start` and the status file it wrote.
+fn libvirt_state(
+    run: &Path,
+    release: &str,
+    case: &str,
+    backend: Backend,
+) -> Result<ReleaseState, String> {
+    let log = run.join("commands.log");
+    let stream = crate::cases::capture_start_stream(&read(&log)?)
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    if stream.is_empty() {
+        return Err(format!("{}: no net-start commands", log.display()));
+    }
+    Ok(ReleaseState {
+        release: release.to_string(),
+        case: case.to_string(),
+        backend,
+        stream,
+        stream_has_chains: true,
+        status: read(&run.join("1-after-start.status.xml"))?,
+        source: run.to_path_buf(),
+    })
+}
+
+/// The release state of the matrix's upgrade source `src` for `case`
+/// (`golden`: the `golden/` directory).
+pub fn source_state(
+    golden: &Path,
+    case: &str,
+    src: &UpgradeSource,
+) -> Result<ReleaseState, String> {
+    match src {
+        UpgradeSource::Frozen { release, backend } => our_state(golden, release, case, *backend)?
+            .ok_or_else(|| format!("{release}/{case}: no {backend} start stream and status file")),
+        UpgradeSource::Libvirt {
+            version,
+            backend,
+            dir,
+        } => libvirt_state(dir, &format!("libvirt-{version}"), case, *backend),
+    }
 }
 
 fn driver_config(dir: &Path, host: &Arc<FakeHost>, backend: Backend) -> DriverConfig {
@@ -218,212 +218,11 @@ fn driver_config(dir: &Path, host: &Arc<FakeHost>, backend: Backend) -> DriverCo
     c
 }
 
-fn run_ok(host: &FakeHost, argv: &[String]) -> Result<(), String> {
-    let out = host
-        .run(&Cmd::new(argv.iter().cloned()))
-        .map_err(|e| format!("`{}`: {e}", argv.join(" ")))?;
-    if !out.success() {
-        return Err(format!(
-            "`{}` failed ({}): {}",
-            argv.join(" "),
-            out.status,
-            out.stderr.trim_end()
-        ));
-    }
-    Ok(())
-}
-
-fn firewall(items: &[Item]) -> Vec<Item> {
-    items
-        .iter()
-        .filter(|i| {
-            matches!(
-                i,
-                Item::NftTable { .. }
-                    | Item::NftChain { .. }
-                    | Item::NftRule { .. }
-                    | Item::NftSet { .. }
-                    | Item::XtTable { .. }
-                    | Item::XtChain { .. }
-                    | Item::XtRule { .. }
-                    | Item::TcQdisc { .. }
-                    | Item::TcFilter { .. }
-            )
-        })
-        .cloned()
-        .collect()
-}
-
-/// nft rule handles in a status file's removal plan replaced by `N`: the
-/// kernel never reuses a handle, so a network whose rules were reloaded
-/// has other handles than a fresh start (the plan's match with the host
-/// is checked by the destroy that follows).
-fn mask_handles(status: &str) -> String {
-    let mut out = String::new();
-    let mut after_handle = false;
-    for line in status.split_inclusive('\n') {
-        let t = line.trim();
-        if after_handle && t.starts_with("<item>") && t.ends_with("</item>") {
-            let indent = &line[..line.len() - line.trim_start().len()];
-            out.push_str(indent);
-            out.push_str("<item>N</item>");
-            if line.ends_with('\n') {
-                out.push('\n');
-            }
-        } else {
-            out.push_str(line);
-        }
-        after_handle = t == "<item>handle</item>";
-    }
-    out
-}
-
-/// A fresh start of `def` by the current driver with `backend` on a
-/// seeded host (with the host bridge `host_bridge`, if any): (host state,
-/// status file text).
-fn fresh_start(
-    xml: &str,
-    backend: Backend,
-    host_bridge: Option<&str>,
-) -> Result<(HostState, String), String> {
-    let dir = crate::props::scratch_dir()?;
-    let host = seeded_host()?;
-    if let Some(br) = host_bridge {
-        run_ok(
-            &host,
-            &["ip", "link", "add", "name", br, "type", "bridge"].map(String::from),
-        )?;
-    }
-    let d = Driver::open(driver_config(dir.path(), &host, backend)).map_err(|e| e.to_string())?;
-    let name = d.define(xml).map_err(|e| format!("define: {e}"))?.name;
-    d.start(&name)
-        .map_err(|e| format!("fresh start with {backend}: {e}"))?;
-    let st = read(&dir.path().join("state").join(format!("{name}.xml")))?;
-    Ok((host.state(), st))
-}
-
-/// One upgrade check: `old` taken over by the current driver configured
-/// with `to`. `Err` says what differs.
-pub fn check(old: &ReleaseState, to: Backend) -> Result<(), String> {
-    // The TFTP root a status file names existed where that release ran;
-    // dnsmasq (the fake's too) refuses a missing one: use a scratch root.
-    let dir = crate::props::scratch_dir()?;
-    let tftp = dir.path().join("tftproot");
-    std::fs::create_dir_all(&tftp).map_err(|e| format!("{}: {e}", tftp.display()))?;
-    let status_text = crate::cases::localise_xml(&old.status, &tftp);
-    let st = store::parse_status(&status_text, &old.source).map_err(|e| e.to_string())?;
-    let def = &st.def;
-    let name = def.name.clone();
-    let br = def
-        .bridge_name()
-        .map(str::to_string)
-        .ok_or_else(|| format!("{}: status file without a bridge", old.source.display()))?;
-    let host = seeded_host()?;
-    // Host-managed modes (bridge, macvtap, hostdev) use the admin's
-    // bridge: it exists before and after; virtual modes own theirs.
-    let own_bridge = modes::ops_for(def.forward_mode()).reload_firewall;
-    let host_bridge = (!own_bridge).then_some(br.as_str());
-    if let Some(hb) = host_bridge {
-        run_ok(
-            &host,
-            &["ip", "link", "add", "name", hb, "type", "bridge"].map(String::from),
-        )?;
-    }
-    let baseline = host.state();
-
-    // The host as the old release left it.
-    let mut add = vec![
-        "ip".to_string(),
-        "link".into(),
-        "add".into(),
-        "name".into(),
-        br.clone(),
-    ];
-    if let Some(mac) = def.mac {
-        add.extend(["address".to_string(), mac.to_string()]);
-    }
-    add.extend(["type".to_string(), "bridge".into()]);
-    if own_bridge {
-        run_ok(&host, &add)?;
-        run_ok(
-            &host,
-            &["ip", "link", "set", "dev", &br, "up"].map(String::from),
-        )?;
-    }
-    if !old.stream_has_chains {
-        ChainInitState::new()
-            .setup(old.backend, &*host, false)
-            .map_err(|e| format!("private chains: {e}"))?;
-    }
-    for argv in &old.stream {
-        run_ok(&host, argv)
-            .map_err(|e| format!("replaying the {} start stream: {e}", old.release))?;
-    }
-    let state_dir = dir.path().join("state");
-    std::fs::create_dir_all(&state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
-    let spath = state_dir.join(format!("{name}.xml"));
-    std::fs::write(&spath, &status_text).map_err(|e| format!("{}: {e}", spath.display()))?;
-
-    // The current daemon starts.
-    let d = Driver::open(driver_config(dir.path(), &host, to))
-        .map_err(|e| format!("driver open: {e}"))?;
-    if !d.reports().is_empty() {
-        return Err(format!("driver open reported: {:?}", d.reports()));
-    }
-    let rep = d.reconcile().map_err(|e| format!("reconcile: {e}"))?;
-    let reloaded: &[String] = if own_bridge {
-        std::slice::from_ref(&name)
-    } else {
-        &[]
-    };
-    if rep.reloaded != reloaded || !rep.problems.is_empty() {
-        return Err(format!("reconcile: {rep:?}"));
-    }
-
-    // 1. Same firewall as a fresh start by the current driver.
-    let (fresh_state, fresh_status) =
-        fresh_start(&netxml::format(def, FormatFlags::INACTIVE), to, host_bridge)?;
-    let (got, want) = (
-        firewall(&view::items(&host.state())),
-        firewall(&view::items(&fresh_state)),
-    );
-    let leaves_qdisc = old.backend == Backend::Nftables && to != Backend::Nftables;
-    let cmp = |items: &[Item]| -> Vec<Item> {
-        view::without_kept(items)
-            .into_iter()
-            .filter(|i| !(leaves_qdisc && matches!(i, Item::TcQdisc { .. })))
-            .collect()
-    };
-    if cmp(&got) != cmp(&want) {
-        return Err(format!(
-            "firewall after the upgrade differs from a fresh start:\n{}",
-            view::diff(&cmp(&want), &cmp(&got))
-        ));
-    }
-    let lost = view::missing(&view::kept(&want), &view::kept(&got));
-    if !lost.is_empty() {
-        return Err(format!(
-            "private chains of a fresh start missing after the upgrade: {lost:?}"
-        ));
-    }
-    // 2. Same status file.
-    let ours = mask_handles(&read(&spath)?);
-    let fresh_status = mask_handles(&fresh_status);
-    if ours != fresh_status {
-        return Err(format!(
-            "status file after the upgrade differs from a fresh start's:\n{}",
-            virtnet_fake::diff_text(&fresh_status, &ours, "fresh start", "after upgrade")
-        ));
-    }
-    // 3. Destroy leaves the baseline.
-    d.destroy(&name).map_err(|e| format!("destroy: {e}"))?;
-    view::same_apart_from_kept(&baseline, &host.state()).map_err(|e| format!("after destroy: {e}"))
-}
-
 /// The libvirt capture sets taken over.
 pub const LIBVIRT_RELEASES: [&str; 2] = ["libvirt-9.0.0", "libvirt-11.3.0"];
 
-fn fnv(seed: &str, salt: u8) -> u64 {
+/// FNV-1a of `seed`, its offset basis varied by `salt`.
+fn fnv1a(seed: &str, salt: u8) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325 ^ u64::from(salt);
     for b in seed.bytes() {
         h ^= u64::from(b);
@@ -442,11 +241,9 @@ pub fn fresh_status_file(xml: &str, backend: Backend, ids: &str) -> Result<Optio
     let host = Arc::new(FakeHost::new());
     let d = Driver::open(driver_config(dir.path(), &host, backend)).map_err(|e| e.to_string())?;
     let mut def = d.define(xml).map_err(|e| format!("define: {e}"))?;
-    if !netxml::parse(xml)
-        .map_err(|e| e.to_string())?
-        .uuid_specified
-    {
-        let (a, b) = (fnv(ids, 1).to_be_bytes(), fnv(ids, 2).to_be_bytes());
+    let given = netxml::parse(xml).map_err(|e| e.to_string())?;
+    if !given.uuid_specified {
+        let (a, b) = (fnv1a(ids, 1).to_be_bytes(), fnv1a(ids, 2).to_be_bytes());
         let mut u = [0u8; 16];
         u[..8].copy_from_slice(&a);
         u[8..].copy_from_slice(&b);
@@ -454,8 +251,8 @@ pub fn fresh_status_file(xml: &str, backend: Backend, ids: &str) -> Result<Optio
         u[8] = (u[8] & 0x3f) | 0x80;
         def.uuid = Uuid(u);
     }
-    if def.mac.is_some() && !xml.contains("<mac ") {
-        let h = fnv(ids, 3).to_be_bytes();
+    if def.mac.is_some() && given.mac.is_none() {
+        let h = fnv1a(ids, 3).to_be_bytes();
         def.mac = Some(MacAddr([0x52, 0x54, 0x00, h[0], h[1], h[2]]));
     }
     let dir2 = crate::props::scratch_dir()?;
@@ -466,7 +263,13 @@ pub fn fresh_status_file(xml: &str, backend: Backend, ids: &str) -> Result<Optio
     // exist: start with a scratch root, then write the case's own root back
     // into the status file (it is data, the same on every machine).
     let inactive = netxml::format(&def, FormatFlags::INACTIVE);
-    let roots = crate::cases::tftp_roots(&inactive);
+    let mut roots: Vec<String> = def
+        .ips
+        .iter()
+        .filter_map(|ip| ip.tftp_root.clone())
+        .collect();
+    roots.sort();
+    roots.dedup();
     if roots.len() > 1 {
         return Err(format!(
             "{ids}: more than one TFTP root ({}) cannot be restored in the status file",
@@ -554,7 +357,7 @@ pub fn plan(
         .collect();
     let stride = stride.max(1) as u64;
     all.into_iter()
-        .filter(|c| stride == 1 || (fnv(&c.id(), 0) >> 32).is_multiple_of(stride))
+        .filter(|c| stride == 1 || (fnv1a(&c.id(), 0) >> 32).is_multiple_of(stride))
         .collect()
 }
 
@@ -563,32 +366,8 @@ pub fn plan(
 pub struct CheckOutcome {
     pub id: String,
     #[serde(flatten)]
-    pub verdict: crate::scenario::Verdict,
+    pub verdict: Verdict,
     pub seconds: f64,
-}
-
-enum HStop {
-    Fail(String, String),
-    Xfail(String),
-}
-
-impl From<HostError> for HStop {
-    fn from(e: HostError) -> Self {
-        HStop::Fail(format!("host: {e}"), String::new())
-    }
-}
-
-fn hfail<T>(msg: impl Into<String>) -> Result<T, HStop> {
-    Err(HStop::Fail(msg.into(), String::new()))
-}
-
-fn host_run_ok(r: &dyn Runner, argv: &[String]) -> Result<(), HostError> {
-    let words: Vec<&str> = argv.iter().map(String::as_str).collect();
-    crate::host::run_text(r, &words).map(|_| ())
-}
-
-fn strs(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
 }
 
 /// A fresh host of `factory` with the foreign software every check starts
@@ -612,12 +391,9 @@ fn host_stage(
     devs.sort();
     devs.dedup();
     for (i, dev) in devs.iter().enumerate() {
-        host_run_ok(&*r, &strs(&["ip", "link", "add", dev, "type", "bridge"]))?;
+        r.run_argv_checked(&["ip", "link", "add", dev, "type", "bridge"])?;
         let mac = format!("02:00:00:00:00:{:02x}", i + 1);
-        host_run_ok(
-            &*r,
-            &strs(&["ip", "link", "set", "dev", dev, "address", &mac]),
-        )?;
+        r.run_argv_checked(&["ip", "link", "set", "dev", dev, "address", &mac])?;
     }
     let baseline = host.snapshot()?;
     Ok((host, baseline))
@@ -716,44 +492,32 @@ fn host_kept(
     backends: &[Backend],
 ) -> Result<Snapshot, HostError> {
     let (host, _) = host_stage(factory, def, host_bridge)?;
-    let r = host.runner();
-    view::set_up_kept(&*r, backends).map_err(HostError::Other)?;
-    Ok(host.snapshot()?.only(FIREWALL_SECTIONS))
+    crate::kept::kept_snapshot(&*host, backends)
 }
 
-/// [`check`] on any host (`factory`: the fake, or the real kernel in a
-/// fresh network namespace of the calling thread per host). The same
-/// three assertions on canonical snapshots instead of the fake's objects:
-/// the firewall after the take-over equals a fresh start's (nft tables,
-/// iptables-save and tc text, in order, apart from what the old backend
-/// keeps on purpose), the saved status file equals a fresh start's
-/// (handles masked), and destroy leaves the baseline apart from the kept
-/// private chains. On a kernel without act_csum a release state whose
-/// stream needs the csum filter, or a take-over by nftables (whose reload
-/// adds it), is an expected failure, as it is for libvirt.
+/// [`check`] as a [`CheckOutcome`].
 pub fn check_on(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) -> CheckOutcome {
-    use crate::scenario::{Verdict, XFAIL_ACT_CSUM};
-    let t0 = std::time::Instant::now();
-    let verdict = match check_on_inner(factory, old, to) {
-        Ok(()) => Verdict::Pass,
-        Err(HStop::Fail(message, diff)) => Verdict::Fail { message, diff },
-        Err(HStop::Xfail(reason)) => Verdict::Xfail {
-            reason: if reason.is_empty() {
-                XFAIL_ACT_CSUM.to_string()
-            } else {
-                reason
-            },
-        },
-    };
+    let started = std::time::Instant::now();
+    let verdict = verdict_of(check(factory, old, to));
     CheckOutcome {
         id: check_id(old, to),
         verdict,
-        seconds: t0.elapsed().as_secs_f64(),
+        seconds: started.elapsed().as_secs_f64(),
     }
 }
 
-fn check_on_inner(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) -> Result<(), HStop> {
-    let dir = crate::props::scratch_dir().map_err(|e| HStop::Fail(e, String::new()))?;
+/// The one upgrade check, on any host (`factory`: the fake, or the real
+/// kernel in a fresh network namespace of the calling thread per host):
+/// `old` taken over by the current driver configured with `to`. The
+/// firewall after the take-over equals a fresh start's (nft tables,
+/// iptables-save and tc text, in order, apart from what the old backend
+/// keeps on purpose), the saved status file equals a fresh start's
+/// (handles masked), and destroy leaves the baseline apart from what is
+/// kept on purpose. On a kernel without act_csum a release state whose
+/// stream needs the csum filter, or a take-over by nftables (whose reload
+/// adds it), is an expected failure, as it is for libvirt.
+pub fn check(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) -> CheckResult<()> {
+    let dir = crate::props::scratch_dir().map_err(Failure::new)?;
     // dnsmasq writes its pid file as root and may then drop privileges.
     {
         use std::os::unix::fs::PermissionsExt;
@@ -764,111 +528,178 @@ fn check_on_inner(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) ->
     // missing one. The fresh start uses the same definition, so the same
     // path.
     let tftp = dir.path().join("tftproot");
-    std::fs::create_dir_all(&tftp)
-        .map_err(|e| HStop::Fail(format!("{}: {e}", tftp.display()), String::new()))?;
+    std::fs::create_dir_all(&tftp).map_err(|e| Failure::new(format!("{}: {e}", tftp.display())))?;
     let status_text = crate::cases::localise_xml(&old.status, &tftp);
-    let st = store::parse_status(&status_text, &old.source)
-        .map_err(|e| HStop::Fail(e.to_string(), String::new()))?;
-    let def = &st.def;
-    let name = def.name.clone();
-    let Some(br) = def.bridge_name().map(str::to_string) else {
-        return hfail(format!(
+    let def = store::parse_status(&status_text, &old.source)
+        .map_err(|e| Failure::new(e.to_string()))?
+        .def;
+    let Some(bridge) = def.bridge_name().map(str::to_string) else {
+        return fail(format!(
             "{}: status file without a bridge",
             old.source.display()
         ));
     };
+    // Host-managed modes (bridge, macvtap, hostdev) use the admin's
+    // bridge: it exists before and after; virtual modes own theirs.
     let own_bridge = modes::ops_for(def.forward_mode()).reload_firewall;
-    let host_bridge = (!own_bridge).then_some(br.as_str());
-    let lacks_csum = !factory.has_act_csum();
+    let net = Network {
+        def: &def,
+        bridge: &bridge,
+        host_bridge: (!own_bridge).then_some(bridge.as_str()),
+    };
+    let taken = take_over(factory, old, to, &net, &status_text, &dir.path().join("up"))?;
+    let fresh = fresh_start(factory, to, &net, &dir.path().join("fresh"))?;
+    if fresh.baseline.only(FIREWALL_SECTIONS) != taken.baseline.only(FIREWALL_SECTIONS) {
+        return fail("two fresh hosts have different baselines");
+    }
+    compare(factory, old, to, &net, &taken, &fresh)
+}
 
-    // 1. The host as the old release left it.
-    let (host, baseline) = host_stage(factory, def, host_bridge)?;
-    let r = host.runner();
-    if own_bridge {
-        let mut add = strs(&["ip", "link", "add", "name", &br]);
-        if let Some(mac) = def.mac {
-            add.extend(["address".to_string(), mac.to_string()]);
+/// The network of a release state.
+struct Network<'a> {
+    def: &'a NetworkDef,
+    bridge: &'a str,
+    /// The admin's bridge of a host-managed mode (else the network owns
+    /// its bridge).
+    host_bridge: Option<&'a str>,
+}
+
+/// Host snapshots and status file of one run of the current driver.
+struct Run {
+    baseline: Snapshot,
+    /// After the take-over (or the fresh start).
+    started: Snapshot,
+    status: String,
+    /// After the destroy that followed (the take-over only).
+    destroyed: Snapshot,
+}
+
+/// A fresh host brought to the state `old` left it in (bridge, private
+/// chains, its start stream, its status file in `dir/state`), then taken
+/// over by the current driver with `to` (open + reconcile: a daemon
+/// start), then the network destroyed.
+fn take_over(
+    factory: &dyn HostFactory,
+    old: &ReleaseState,
+    to: Backend,
+    net: &Network,
+    status_text: &str,
+    dir: &Path,
+) -> CheckResult<Run> {
+    let lacks_csum = !factory.has_act_csum();
+    let (host, baseline) = host_stage(factory, net.def, net.host_bridge)?;
+    let runner = host.runner();
+    if net.host_bridge.is_none() {
+        let mac = net.def.mac.map(|m| m.to_string());
+        let mut add = vec!["ip", "link", "add", "name", net.bridge];
+        if let Some(mac) = &mac {
+            add.extend(["address", mac.as_str()]);
         }
-        add.extend(strs(&["type", "bridge"]));
-        host_run_ok(&*r, &add)?;
-        host_run_ok(&*r, &strs(&["ip", "link", "set", "dev", &br, "up"]))?;
+        add.extend(["type", "bridge"]);
+        runner.run_argv_checked(&add)?;
+        runner.run_argv_checked(&["ip", "link", "set", "dev", net.bridge, "up"])?;
     }
     if !old.stream_has_chains {
-        ChainInitState::new()
-            .setup(old.backend, &*r, false)
-            .map_err(|e| HStop::Fail(format!("private chains: {e}"), String::new()))?;
+        crate::kept::set_up_kept(&*runner, &[old.backend]).map_err(Failure::new)?;
     }
     for argv in &old.stream {
-        if let Err(e) = host_run_ok(&*r, argv) {
+        if let Err(e) = runner.run_checked(&Cmd::new(argv.iter().map(String::as_str))) {
             if lacks_csum && argv.iter().any(|a| a == "csum") {
-                return Err(HStop::Xfail(format!(
+                return Err(Stop::Xfail(format!(
                     "expected failure: kernel lacks act_csum, so the {} state (its DHCP checksum filter) cannot exist here",
                     old.backend
                 )));
             }
-            return hfail(format!("replaying the {} start stream: {e}", old.release));
+            return fail(format!(
+                "replaying the {} start stream: {}",
+                old.release,
+                HostError::from(e)
+            ));
         }
     }
-    let state_dir = dir.path().join("up/state");
+    let state_dir = dir.join("state");
     std::fs::create_dir_all(&state_dir)
-        .map_err(|e| HStop::Fail(format!("{}: {e}", state_dir.display()), String::new()))?;
-    let spath = state_dir.join(format!("{name}.xml"));
-    std::fs::write(&spath, &status_text)
-        .map_err(|e| HStop::Fail(format!("{}: {e}", spath.display()), String::new()))?;
+        .map_err(|e| Failure::new(format!("{}: {e}", state_dir.display())))?;
+    let status_path = state_dir.join(format!("{}.xml", net.def.name));
+    std::fs::write(&status_path, status_text)
+        .map_err(|e| Failure::new(format!("{}: {e}", status_path.display())))?;
 
-    // 2. The current daemon starts: open + reconcile.
-    let d = host_driver(factory, &dir.path().join("up"), r.clone(), to)
-        .map_err(|e| HStop::Fail(e, String::new()))?;
-    if !d.reports().is_empty() {
-        return hfail(format!("driver open reported: {:?}", d.reports()));
+    let driver = host_driver(factory, dir, runner.clone(), to).map_err(Failure::new)?;
+    if !driver.reports().is_empty() {
+        return fail(format!("driver open reported: {:?}", driver.reports()));
     }
-    let rep = d.reconcile();
-    let problem = match &rep {
+    let report = driver.reconcile();
+    let problem = match &report {
         Ok(r) => r.problems.join("; "),
         Err(e) => e.to_string(),
     };
     if lacks_csum && to == Backend::Nftables && problem.contains("action csum") {
-        return Err(HStop::Xfail(String::new()));
+        return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
     }
-    let rep = rep.map_err(|e| HStop::Fail(format!("reconcile: {e}"), String::new()))?;
-    let reloaded: &[String] = if own_bridge {
-        std::slice::from_ref(&name)
+    let report = report.map_err(|e| Failure::new(format!("reconcile: {e}")))?;
+    let reloaded: &[String] = if net.host_bridge.is_none() {
+        std::slice::from_ref(&net.def.name)
     } else {
         &[]
     };
-    if rep.reloaded != reloaded || !rep.problems.is_empty() {
-        return hfail(format!("reconcile: {rep:?}"));
+    if report.reloaded != reloaded || !report.problems.is_empty() {
+        return fail(format!("reconcile: {report:?}"));
     }
-    let upgraded = host.snapshot()?;
-    let upgraded_status = read(&spath).map_err(|e| HStop::Fail(e, String::new()))?;
-    d.destroy(&name)
-        .map_err(|e| HStop::Fail(format!("destroy: {e}"), String::new()))?;
+    let started = host.snapshot()?;
+    let status = read(&status_path).map_err(Failure::new)?;
+    driver
+        .destroy(&net.def.name)
+        .map_err(|e| Failure::new(format!("destroy: {e}")))?;
     let destroyed = host.snapshot()?;
-    drop(d);
-    drop(host);
+    Ok(Run {
+        baseline,
+        started,
+        status,
+        destroyed,
+    })
+}
 
-    // 3. A fresh start by the current driver on a fresh host.
-    let (fhost, fbase) = host_stage(factory, def, host_bridge)?;
-    let fd = host_driver(factory, &dir.path().join("fresh"), fhost.runner(), to)
-        .map_err(|e| HStop::Fail(e, String::new()))?;
-    let fname = fd
-        .define(&netxml::format(def, FormatFlags::INACTIVE))
-        .map_err(|e| HStop::Fail(format!("define (fresh): {e}"), String::new()))?
+/// A fresh start of the network by the current driver with `to` on a
+/// fresh host (driver state in `dir`).
+fn fresh_start(
+    factory: &dyn HostFactory,
+    to: Backend,
+    net: &Network,
+    dir: &Path,
+) -> CheckResult<Run> {
+    let (host, baseline) = host_stage(factory, net.def, net.host_bridge)?;
+    let driver = host_driver(factory, dir, host.runner(), to).map_err(Failure::new)?;
+    let name = driver
+        .define(&netxml::format(net.def, FormatFlags::INACTIVE))
+        .map_err(|e| Failure::new(format!("define (fresh): {e}")))?
         .name;
-    fd.start(&fname)
-        .map_err(|e| HStop::Fail(format!("fresh start with {to}: {e}"), String::new()))?;
-    let fresh = fhost.snapshot()?;
-    let fresh_status = read(&dir.path().join("fresh/state").join(format!("{fname}.xml")))
-        .map_err(|e| HStop::Fail(e, String::new()))?;
-    drop(fd);
-    drop(fhost);
-    if fbase.only(FIREWALL_SECTIONS) != baseline.only(FIREWALL_SECTIONS) {
-        return hfail("two fresh hosts have different baselines");
-    }
+    driver
+        .start(&name)
+        .map_err(|e| Failure::new(format!("fresh start with {to}: {e}")))?;
+    let started = host.snapshot()?;
+    let status = read(&dir.join("state").join(format!("{name}.xml"))).map_err(Failure::new)?;
+    Ok(Run {
+        baseline,
+        destroyed: started.clone(),
+        started,
+        status,
+    })
+}
+
+/// The three assertions of [`check`] on the take-over's and the fresh
+/// start's runs.
+fn compare(
+    factory: &dyn HostFactory,
+    old: &ReleaseState,
+    to: Backend,
+    net: &Network,
+    taken: &Run,
+    fresh: &Run,
+) -> CheckResult<()> {
     // The old release's chains: set up by its stream, or before it (they
     // existed when the stream was recorded); the current driver sets up
     // its own only for a network with firewall rules.
-    let has_rules = virtnet_core::rules::has_firewall_rules(def);
+    let has_rules = virtnet_core::rules::has_firewall_rules(net.def);
     let old_chains: Vec<Backend> = (has_rules || !old.stream_has_chains)
         .then_some(old.backend)
         .into_iter()
@@ -877,31 +708,36 @@ fn check_on_inner(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) ->
     if has_rules {
         both.push(to);
     }
-    let kept_old = host_kept(factory, def, host_bridge, &old_chains)?;
-    let kept_both = host_kept(factory, def, host_bridge, &both)?;
+    let kept_old = host_kept(factory, net.def, net.host_bridge, &old_chains)?;
+    let kept_both = host_kept(factory, net.def, net.host_bridge, &both)?;
 
     let leaves_qdisc =
-        (old.backend == Backend::Nftables && to != Backend::Nftables).then_some(br.as_str());
-    let got = firewall_without_kept(&upgraded, &kept_old, &baseline, leaves_qdisc);
-    let want = firewall_without_kept(&fresh, &kept_old, &baseline, leaves_qdisc);
+        (old.backend == Backend::Nftables && to != Backend::Nftables).then_some(net.bridge);
+    let got = firewall_without_kept(&taken.started, &kept_old, &taken.baseline, leaves_qdisc);
+    let want = firewall_without_kept(&fresh.started, &kept_old, &taken.baseline, leaves_qdisc);
     if got != want {
-        return Err(HStop::Fail(
+        return fail_diff(
             format!(
                 "firewall after the take-over of {} ({}) differs from a fresh start with {to}",
                 old.release, old.backend
             ),
             want.diff(&got, "fresh start", "after upgrade"),
-        ));
+        );
     }
-    let (ours, theirs) = (mask_handles(&upgraded_status), mask_handles(&fresh_status));
+    let (ours, theirs) = (mask_handles(&taken.status), mask_handles(&fresh.status));
     if ours != theirs {
-        return Err(HStop::Fail(
-            "status file after the upgrade differs from a fresh start's".into(),
+        return fail_diff(
+            "status file after the upgrade differs from a fresh start's",
             virtnet_fake::diff_text(&theirs, &ours, "fresh start", "after upgrade"),
-        ));
+        );
     }
-    crate::scenario::nothing_left(&baseline, &destroyed, &kept_both, "destroy after upgrade")
-        .map_err(|(m, d)| HStop::Fail(m, d))
+    nothing_left(
+        &taken.baseline,
+        &taken.destroyed,
+        &kept_both,
+        "destroy after upgrade",
+    )?;
+    Ok(())
 }
 
 /// Runs `checks` on `jobs` threads (each real host is a fresh network
@@ -918,23 +754,6 @@ pub fn run_on(
     })
 }
 
-/// [`check`] (the fake host's objects) as a [`CheckOutcome`].
-pub fn check_fake(c: &PlannedCheck) -> CheckOutcome {
-    let t0 = std::time::Instant::now();
-    let verdict = match check(&c.state, c.to) {
-        Ok(()) => crate::scenario::Verdict::Pass,
-        Err(message) => crate::scenario::Verdict::Fail {
-            message,
-            diff: String::new(),
-        },
-    };
-    CheckOutcome {
-        id: c.id(),
-        verdict,
-        seconds: t0.elapsed().as_secs_f64(),
-    }
-}
-
 /// Runs `one` for each of `checks` on `jobs` threads, a panic becoming a
 /// failure; `progress(outcome, done, total)` as each finishes. Outcomes
 /// in the order of `checks`.
@@ -944,41 +763,21 @@ pub fn run_checks(
     progress: &(dyn Fn(&CheckOutcome, usize, usize) + Sync),
     one: &(dyn Fn(&PlannedCheck) -> CheckOutcome + Sync),
 ) -> Vec<CheckOutcome> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let results: std::sync::Mutex<Vec<Option<CheckOutcome>>> =
-        std::sync::Mutex::new(vec![None; checks.len()]);
-    std::thread::scope(|s| {
-        for _ in 0..jobs.max(1) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(c) = checks.get(i) else { break };
-                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(c)))
-                    .unwrap_or_else(|p| CheckOutcome {
-                        id: c.id(),
-                        verdict: crate::scenario::Verdict::Fail {
-                            message: format!(
-                                "panicked: {}",
-                                p.downcast_ref::<String>()
-                                    .cloned()
-                                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                                    .unwrap_or_default()
-                            ),
-                            diff: String::new(),
-                        },
-                        seconds: 0.0,
-                    });
-                let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                progress(&out, n, checks.len());
-                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(out);
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-        .into_iter()
-        .flatten()
-        .collect()
+    let order: Vec<usize> = (0..checks.len()).collect();
+    let on_panic = |i: usize, message: String| CheckOutcome {
+        id: checks[i].id(),
+        verdict: Verdict::Fail {
+            message: format!("panicked: {message}"),
+            diff: String::new(),
+        },
+        seconds: 0.0,
+    };
+    run_parallel(
+        &order,
+        checks.len(),
+        jobs,
+        &|i| Some(one(&checks[i])),
+        &on_panic,
+        progress,
+    )
 }

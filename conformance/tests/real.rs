@@ -2,26 +2,20 @@
 //! network namespace of a worker thread (never the test process's own).
 //! Prints "skipped: <why>" without root or the tools.
 
-use virtnet_conformance::host::{missing_tools, RealFactory};
+use virtnet_conformance::host::{RealFactory, REAL_TOOLS};
 use virtnet_conformance::{
     golden_root, load_cases, run_matrix, scenarios, HostFactory, MatrixOptions, Verdict,
 };
 
 fn skip_reason() -> Option<String> {
-    if !nix::unistd::Uid::effective().is_root() {
-        return Some("not root".into());
-    }
-    let m = missing_tools();
-    if !m.is_empty() {
-        return Some(format!("missing tools: {m:?}"));
-    }
-    None
+    let tools: Vec<&str> = REAL_TOOLS.iter().map(|(tool, _)| *tool).collect();
+    virtnet_testkit::cannot_run(&tools)
 }
 
 #[test]
 fn real_host_runs_the_same_scenario_bodies() {
     if let Some(why) = skip_reason() {
-        println!("skipped: {why}");
+        virtnet_testkit::skip(&why);
         return;
     }
     let outer = std::fs::read_link("/proc/thread-self/ns/net").unwrap();

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use virtnet_conformance::host::{missing_tools, RealFactory};
+use virtnet_conformance::host::{RealFactory, REAL_TOOLS};
 use virtnet_conformance::upgrade::{self, run_on, PlannedCheck};
 use virtnet_conformance::{FakeFactory, HostFactory, Verdict};
 use virtnet_core::firewall::Backend;
@@ -81,20 +81,14 @@ fn a_status_file_that_misses_a_rule_is_caught_on_any_host() {
 }
 
 fn skip_reason() -> Option<String> {
-    if !nix::unistd::Uid::effective().is_root() {
-        return Some("not root".into());
-    }
-    let m = missing_tools();
-    if !m.is_empty() {
-        return Some(format!("missing tools: {m:?}"));
-    }
-    None
+    let tools: Vec<&str> = REAL_TOOLS.iter().map(|(tool, _)| *tool).collect();
+    virtnet_testkit::cannot_run(&tools)
 }
 
 #[test]
 fn one_release_state_on_the_real_kernel() {
     if let Some(why) = skip_reason() {
-        println!("skipped: {why}");
+        virtnet_testkit::skip(&why);
         return;
     }
     let outer = std::fs::read_link("/proc/thread-self/ns/net").unwrap();

@@ -28,23 +28,10 @@ for a in "$@"; do ip addr add "$a" dev "$br" nodad 2>/dev/null || ip addr add "$
 exec dnsmasq --keep-in-foreground --log-facility=- --conf-file="$conf" --leasefile-ro
 "#;
 
-fn available() -> bool {
-    let root = nix::unistd::Uid::effective().is_root();
-    let have = |p: &str| {
-        Command::new(p)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok()
-    };
-    root && have("unshare") && have("dnsmasq")
-}
-
 #[test]
 fn real_dnsmasq_starts_with_every_generated_configuration() {
-    if !available() {
-        eprintln!("skipped: needs root, unshare and dnsmasq");
+    if let Some(why) = virtnet_testkit::cannot_run(&["unshare", "dnsmasq"]) {
+        virtnet_testkit::skip(&why);
         return;
     }
     let mut started = 0;

@@ -5,7 +5,7 @@ mod driver_common;
 
 use driver_common::*;
 use virtnet_core::firewall::Backend;
-use virtnet_fake::FaultPlan;
+use virtnet_testkit::FaultPlan;
 
 /// (capture case, bridge, text that only this network's rules contain)
 const CASES: &[(&str, &str, &str)] = &[
@@ -18,9 +18,9 @@ const CASES: &[(&str, &str, &str)] = &[
 /// Commands a start of `name` gives the host with a fresh driver.
 fn start_command_count(env: &Env, backend: Backend, name: &str) -> u64 {
     let d = env.driver(backend);
-    env.host.reset_counter();
+    env.faults.reset_counter();
     d.start(name).unwrap();
-    let n = env.host.command_count();
+    let n = env.faults.command_count();
     d.destroy(name).unwrap();
     n
 }
@@ -40,12 +40,13 @@ fn failure_at_every_step_of_a_start_leaves_the_host_as_it_was() {
             let mut failed_starts = 0;
             for k in 1..=n {
                 let d = env.driver(backend);
-                env.host.reset_counter();
+                env.faults.reset_counter();
                 env.host.take_records();
-                env.host
-                    .set_fault_plan(FaultPlan::none().fail_nth(k, 1, "injected failure\n"));
+                env.faults.take_log();
+                env.faults
+                    .set_plan(FaultPlan::none().fail_nth(k, 1, "injected failure\n"));
                 let r = d.start(&name);
-                env.host.set_fault_plan(FaultPlan::none());
+                env.faults.set_plan(FaultPlan::none());
                 let what = format!("{case} {backend} failing command #{k}");
                 match r {
                     Err(e) => {
@@ -65,11 +66,9 @@ fn failure_at_every_step_of_a_start_leaves_the_host_as_it_was() {
                         // it (re)creates the private chains, which are kept.
                         // Destroy must still remove everything of the network.
                         let failed = env
-                            .host
-                            .records()
-                            .into_iter()
-                            .find(|r| r.index == k)
-                            .map(|r| r.cmd.argv.join(" "))
+                            .faults
+                            .injected()
+                            .map(|argv| argv.join(" "))
                             .unwrap_or_default();
                         assert!(
                             failed.contains(" list table ")
@@ -116,8 +115,8 @@ fn failed_start_restores_global_forwarding() {
         Some("0")
     );
     // dnsmasq is the last step: make it fail.
-    env.host.set_fault_plan(FaultPlan::none().fail_matching(
-        virtnet_fake::CmdMatcher::program("dnsmasq").containing("--conf-file"),
+    env.faults.set_plan(FaultPlan::none().fail_matching(
+        virtnet_testkit::CmdMatcher::program("dnsmasq").containing("--conf-file"),
         2,
         "dnsmasq: failed\n",
         None,
@@ -151,8 +150,8 @@ fn crash_at_every_command_of_a_start_then_restart_leaks_nothing() {
                 let env = Env::new();
                 env.driver(backend).define(&capture_net(case)).unwrap();
                 let d = env.driver(backend);
-                env.host.reset_counter();
-                env.host.set_fault_plan(FaultPlan::none().crash_after(k));
+                env.faults.reset_counter();
+                env.faults.set_plan(FaultPlan::none().crash_after(k));
                 let r = d.start(&name);
                 let what = format!("{case} {backend} crash after {k} commands");
                 if k < n {
@@ -162,7 +161,7 @@ fn crash_at_every_command_of_a_start_then_restart_leaks_nothing() {
                     r.expect(&what);
                 }
                 drop(d);
-                env.host.recover();
+                env.faults.recover();
                 // Restart.
                 let d2 = env.driver(backend);
                 assert!(d2.pending_journals().is_empty(), "{what}");
@@ -192,21 +191,21 @@ fn crash_during_reload_after_backend_switch_leaks_nothing() {
             .define(&capture_net("nat-default"))
             .unwrap();
         probe.driver(from).start("default").unwrap();
-        probe.host.reset_counter();
+        probe.faults.reset_counter();
         probe.driver(to).reconcile().unwrap();
-        let n = probe.host.command_count();
+        let n = probe.faults.command_count();
         for k in 0..n {
             let env = Env::new();
             let d = env.driver(from);
             d.define(&capture_net("nat-default")).unwrap();
             d.start("default").unwrap();
             drop(d);
-            env.host.reset_counter();
-            env.host.set_fault_plan(FaultPlan::none().crash_after(k));
+            env.faults.reset_counter();
+            env.faults.set_plan(FaultPlan::none().crash_after(k));
             let what = format!("{from}->{to} reload crash after {k}");
             let e = env.driver(to).reconcile().expect_err(&what);
             assert!(e.is_crash(), "{what}: {e}");
-            env.host.recover();
+            env.faults.recover();
             let d2 = env.driver(to);
             d2.reconcile().unwrap_or_else(|e| panic!("{what}: {e}"));
             assert!(d2.info("default").unwrap().active, "{what}");
@@ -272,21 +271,21 @@ fn crash_at_every_command_of_a_destroy_then_restart_leaks_nothing() {
         let d = probe.driver(backend);
         d.define(&capture_net("nat-default")).unwrap();
         d.start("default").unwrap();
-        probe.host.reset_counter();
+        probe.faults.reset_counter();
         d.destroy("default").unwrap();
-        let n = probe.host.command_count();
+        let n = probe.faults.command_count();
         for k in 0..n {
             let env = Env::new();
             let d = env.driver(backend);
             d.define(&capture_net("nat-default")).unwrap();
             d.start("default").unwrap();
-            env.host.reset_counter();
-            env.host.set_fault_plan(FaultPlan::none().crash_after(k));
+            env.faults.reset_counter();
+            env.faults.set_plan(FaultPlan::none().crash_after(k));
             let what = format!("{backend} destroy crash after {k} of {n}");
             let e = d.destroy("default").expect_err(&what);
             assert!(e.is_crash(), "{what}: {e}");
             drop(d);
-            env.host.recover();
+            env.faults.recover();
             let d2 = env.driver(backend);
             d2.reconcile().unwrap_or_else(|e| panic!("{what}: {e}"));
             if d2.info("default").unwrap().active {
@@ -368,13 +367,13 @@ fn a_journal_that_cannot_be_opened_refuses_the_start() {
     let name = d.define(&capture_net("nat-default")).unwrap().name;
     let journal = env.state_dir().join(format!("{name}.journal"));
     std::fs::create_dir_all(&journal).unwrap();
-    env.host.reset_counter();
+    env.faults.reset_counter();
     let e = d.start(&name).unwrap_err();
     assert!(!e.is_crash(), "{e}");
     assert!(
         e.to_string().starts_with(&journal.display().to_string()),
         "{e}"
     );
-    assert_eq!(env.host.command_count(), 0, "a command ran: {e}");
+    assert_eq!(env.faults.command_count(), 0, "a command ran: {e}");
     assert!(!d.info(&name).unwrap().active);
 }

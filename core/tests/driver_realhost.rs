@@ -92,11 +92,10 @@ fn normalise(text: &str) -> String {
 }
 
 fn run_tool(argv: &[&str]) -> String {
-    let out = RealRunner::new()
-        .run(&virtnet_runner::Cmd::new(argv.iter().copied()))
-        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    assert!(out.success(), "{argv:?}: {}", out.stderr);
-    out.stdout
+    RealRunner::new()
+        .run_argv_checked(argv)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .stdout
 }
 
 fn compare(case_dir: &Path, phase: &str, what: &str) -> Vec<String> {
@@ -206,10 +205,7 @@ fn inner(case: &str, backend: Backend, mode: &str) {
 }
 
 fn skip_reason() -> Option<String> {
-    if !nix::unistd::Uid::effective().is_root() {
-        return Some("not root".into());
-    }
-    for tool in [
+    virtnet_testkit::cannot_run(&[
         "unshare",
         "nft",
         "iptables",
@@ -221,12 +217,7 @@ fn skip_reason() -> Option<String> {
         "true",
         "kill",
         "sysctl",
-    ] {
-        if find_in_path(tool).is_none() {
-            return Some(format!("{tool} not found on PATH"));
-        }
-    }
-    None
+    ])
 }
 
 #[test]
@@ -242,7 +233,7 @@ fn real_host_start_and_destroy_match_libvirt_11_3_0() {
         return;
     }
     if let Some(why) = skip_reason() {
-        println!("skipped: {why}");
+        virtnet_testkit::skip(&why);
         return;
     }
     let exe = std::env::current_exe().unwrap();

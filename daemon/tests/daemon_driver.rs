@@ -17,28 +17,33 @@ use virtnet_daemon::driver_service::info_from_json;
 use virtnet_daemon::{
     CallContext, DriverService, ErrorCode, RpcError, Service, SocketKind, NET_METHODS,
 };
-use virtnet_fake::{CmdMatcher, FakeHost, FaultPlan};
+use virtnet_fake::FakeHost;
 use virtnet_runner::Runner;
+use virtnet_testkit::{CmdMatcher, FaultPlan, FaultRunner};
 
 struct Env {
     dir: tempfile::TempDir,
     host: Arc<FakeHost>,
+    /// The driver's door to the host, with the faults a test sets.
+    faults: Arc<FaultRunner>,
     svc: Arc<DriverService>,
 }
 
 fn env(backend: Backend) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let host = Arc::new(FakeHost::new());
+    let faults = Arc::new(FaultRunner::new(host.clone()));
     let cfg = DriverConfig::new(
         dir.path().join("config"),
         dir.path().join("state"),
-        host.clone() as Arc<dyn Runner>,
+        faults.clone() as Arc<dyn Runner>,
     )
     .with_backend(backend);
     let driver = Arc::new(Driver::open(cfg).unwrap());
     Env {
         dir,
         host,
+        faults,
         svc: Arc::new(DriverService::new(driver)),
     }
 }
@@ -222,7 +227,7 @@ fn driver_errors_have_their_codes_and_messages() {
     // A failing host command: start fails, everything undone, code 104.
     call(s, "net.define", json!({"xml": net_xml(8)})).unwrap();
     let before = e.host.state();
-    e.host.set_fault_plan(FaultPlan::none().fail_matching(
+    e.faults.set_plan(FaultPlan::none().fail_matching(
         CmdMatcher::program("iptables").containing("MASQUERADE"),
         1,
         "iptables: simulated failure",
@@ -230,7 +235,7 @@ fn driver_errors_have_their_codes_and_messages() {
     ));
     let err = call(s, "net.start", json!({"name": "cnet8"})).unwrap_err();
     assert_eq!(err.code, codes::OPERATION_FAILED, "{err:?}");
-    e.host.set_fault_plan(FaultPlan::none());
+    e.faults.set_plan(FaultPlan::none());
     assert_same_objects(
         "after failed start",
         &before,

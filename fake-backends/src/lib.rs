@@ -3,8 +3,9 @@
 //!
 //! The simulator parses the argv the real tools get, keeps their state,
 //! prints what they print and fails where they fail (architecture
-//! invariant 3). Every command is recorded ([`record`]); a [`FaultPlan`]
-//! can make chosen commands fail or the host "crash"; the whole host state
+//! invariant 3). Every command is recorded ([`record`]); faults are not the
+//! simulator's business (`virtnet_testkit::FaultRunner` wraps any runner,
+//! this one included); the whole host state
 //! ([`HostState`]) can be snapshotted, compared, dumped, diffed and saved to
 //! a JSON state file.
 //!
@@ -18,7 +19,6 @@
 //! assert_eq!(out.stderr, "iptables: Chain already exists.\n");
 //! ```
 
-pub mod faults;
 pub mod file_host;
 pub mod ip;
 pub mod iptables;
@@ -36,7 +36,6 @@ use std::sync::{Mutex, MutexGuard};
 
 use virtnet_runner::{Cmd, Output, RunError, Runner};
 
-pub use faults::{CmdMatcher, Fault, FaultPlan};
 pub use file_host::FileBackedHost;
 pub use record::{Outcome, Record};
 pub use state::{assert_state_eq, diff_text, HostState, Section, StateFileError};
@@ -51,7 +50,6 @@ struct Inner {
     state: HostState,
     pending: Pending,
     records: Vec<Record>,
-    plan: FaultPlan,
     /// Commands given to the host so far (the index of the last one).
     count: u64,
 }
@@ -118,7 +116,7 @@ impl FakeHost {
         self.lock_settled().state.clone()
     }
 
-    /// Replace the whole host state (records and faults are kept).
+    /// Replace the whole host state (records are kept).
     pub fn set_state(&self, state: HostState) {
         let mut inner = self.lock();
         inner.pending = Pending::default();
@@ -151,36 +149,9 @@ impl FakeHost {
         record::render_log(&self.lock().records)
     }
 
-    /// Install a fault plan (replacing the previous one).
-    pub fn set_fault_plan(&self, plan: FaultPlan) {
-        self.lock().plan = plan;
-    }
-
-    /// The fault plan as it is now (limited faults count down).
-    pub fn fault_plan(&self) -> FaultPlan {
-        self.lock().plan.clone()
-    }
-
     /// Number of commands given to the host so far.
     pub fn command_count(&self) -> u64 {
         self.lock().count
-    }
-
-    /// Restart command numbering at 0 (for plans relative to a phase).
-    pub fn reset_counter(&self) {
-        self.lock().count = 0;
-    }
-
-    /// True while a `CrashAfter` fault is in effect.
-    pub fn is_crashed(&self) -> bool {
-        let inner = self.lock();
-        inner.plan.crash_point().is_some_and(|k| inner.count > k)
-    }
-
-    /// End a simulated crash: the `CrashAfter` fault is removed and later
-    /// commands run normally on the state the host had when it crashed.
-    pub fn recover(&self) {
-        self.lock().plan.remove_crash();
     }
 
     /// Make `tc ... action csum` fail like the reference kernel (which lacks
@@ -217,28 +188,6 @@ impl Runner for FakeHost {
                 outcome: Outcome::Empty,
             });
             return Err(RunError::Empty);
-        }
-        if inner.plan.crash_point().is_some_and(|k| index > k) {
-            inner.records.push(Record {
-                index,
-                cmd: cmd.clone(),
-                outcome: Outcome::Crashed,
-            });
-            return Err(RunError::Crashed {
-                program: cmd.program().to_string(),
-                index,
-            });
-        }
-        if let Some((status, stderr)) = inner.plan.injected(index, cmd) {
-            let output = Output::failed(status, stderr);
-            inner.records.push(Record {
-                index,
-                cmd: cmd.clone(),
-                outcome: Outcome::Injected {
-                    output: output.clone(),
-                },
-            });
-            return Ok(output);
         }
         let Inner { state, pending, .. } = &mut *inner;
         let output = simulate_lazy(state, pending, cmd);

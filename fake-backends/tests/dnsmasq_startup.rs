@@ -13,23 +13,6 @@ use std::process::Command;
 use virtnet_fake::FakeHost;
 use virtnet_runner::{Cmd, Output, Runner};
 
-fn skip_reason() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not root".into());
-    }
-    for tool in ["unshare", "dnsmasq"] {
-        let found = std::env::var("PATH")
-            .unwrap_or_default()
-            .split(':')
-            .any(|d| Path::new(d).join(tool).exists());
-        if !found {
-            return Some(format!("{tool} not found on PATH"));
-        }
-    }
-    None
-}
-
 fn real(argv: &[String], pid_file: &Path) -> Output {
     let out = Command::new("unshare")
         .arg("-n")
@@ -53,11 +36,8 @@ fn real(argv: &[String], pid_file: &Path) -> Output {
 
 #[test]
 fn startup_checks_match_the_real_dnsmasq() {
-    if let Some(why) = skip_reason() {
-        if std::env::var("VIRTNET_REQUIRE_REAL").as_deref() == Ok("1") {
-            panic!("VIRTNET_REQUIRE_REAL=1 but the real dnsmasq cannot run: {why}");
-        }
-        println!("skipped: {why}");
+    if let Some(why) = virtnet_testkit::cannot_run(&["unshare", "dnsmasq"]) {
+        virtnet_testkit::skip(&why);
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,14 +1,23 @@
-//! FakeHost behaviour: dispatch, recording, fault plans, crash/recover,
-//! state snapshots and state files.
+//! FakeHost behaviour: dispatch, recording, fault plans applied around it
+//! (`virtnet_testkit::FaultRunner`), crash/recover, state snapshots and
+//! state files.
 
-use virtnet_fake::{
-    assert_state_eq, CmdMatcher, FakeHost, FaultPlan, HostState, Outcome, NOT_SIMULATED_STATUS,
-};
+use std::sync::Arc;
+
+use virtnet_fake::{assert_state_eq, FakeHost, HostState, Outcome, NOT_SIMULATED_STATUS};
 use virtnet_runner::{Cmd, RunError, Runner};
+use virtnet_testkit::{Applied, CmdMatcher, FaultPlan, FaultRunner};
 
-fn ok(host: &FakeHost, argv: &[&str]) {
+fn ok(host: &dyn Runner, argv: &[&str]) {
     let out = host.run_argv(argv).unwrap();
     assert!(out.success(), "{argv:?}: {out:?}");
+}
+
+/// A fake host and a fault runner around it.
+fn faulty(plan: FaultPlan) -> (Arc<FakeHost>, FaultRunner) {
+    let host = Arc::new(FakeHost::new());
+    let faults = FaultRunner::new(host.clone()).with_plan(plan);
+    (host, faults)
 }
 
 #[test]
@@ -58,52 +67,52 @@ fn records_every_command_with_its_result() {
 
 #[test]
 fn fail_nth_does_not_run_the_command() {
-    let host = FakeHost::new();
-    host.set_fault_plan(FaultPlan::none().fail_nth(2, 4, "boom\n"));
-    ok(&host, &["iptables", "-w", "-N", "A"]);
+    let (host, faults) = faulty(FaultPlan::none().fail_nth(2, 4, "boom\n"));
+    ok(&faults, &["iptables", "-w", "-N", "A"]);
     let before = host.state();
-    let out = host.run_argv(&["iptables", "-w", "-N", "B"]).unwrap();
+    let out = faults.run_argv(&["iptables", "-w", "-N", "B"]).unwrap();
     assert_eq!((out.status, out.stderr.as_str()), (4, "boom\n"));
     assert_state_eq(&before, &host.state());
-    ok(&host, &["iptables", "-w", "-N", "B"]);
-    assert!(matches!(
-        host.records()[1].outcome,
-        Outcome::Injected { .. }
-    ));
+    ok(&faults, &["iptables", "-w", "-N", "B"]);
+    assert!(matches!(faults.log()[1].applied, Applied::Injected(_)));
+    assert_eq!(faults.injected().unwrap(), ["iptables", "-w", "-N", "B"]);
+    // The host never saw the injected command.
+    assert_eq!(host.records().len(), 2);
 }
 
 #[test]
 fn fail_matching_respects_times() {
-    let host = FakeHost::new();
     let m = CmdMatcher::program("iptables").containing("--insert LIBVIRT");
-    host.set_fault_plan(FaultPlan::none().fail_matching(m, 1, "nope\n", Some(1)));
-    ok(&host, &["iptables", "-w", "--new-chain", "LIBVIRT_INP"]);
-    ok(&host, &["ip6tables", "-w", "--new-chain", "LIBVIRT_INP"]);
-    let out = host
+    let (_host, faults) = faulty(FaultPlan::none().fail_matching(m, 1, "nope\n", Some(1)));
+    ok(&faults, &["iptables", "-w", "--new-chain", "LIBVIRT_INP"]);
+    ok(&faults, &["ip6tables", "-w", "--new-chain", "LIBVIRT_INP"]);
+    let out = faults
         .run_argv(&["iptables", "-w", "--insert", "LIBVIRT_INP", "-j", "ACCEPT"])
         .unwrap();
     assert_eq!(out.status, 1);
     ok(
-        &host,
+        &faults,
         &["iptables", "-w", "--insert", "LIBVIRT_INP", "-j", "ACCEPT"],
     );
 }
 
 #[test]
 fn crash_then_recover_keeps_state() {
-    let host = FakeHost::new();
-    host.set_fault_plan(FaultPlan::none().crash_after(1));
-    ok(&host, &["iptables", "-w", "-N", "A"]);
+    let (host, faults) = faulty(FaultPlan::none().crash_after(1));
+    ok(&faults, &["iptables", "-w", "-N", "A"]);
     let snap = host.state();
     for _ in 0..2 {
-        let err = host.run_argv(&["iptables", "-w", "-N", "B"]).unwrap_err();
+        let err = faults.run_argv(&["iptables", "-w", "-N", "B"]).unwrap_err();
         assert!(matches!(err, RunError::Crashed { .. }), "{err:?}");
     }
-    assert!(host.is_crashed());
+    assert!(faults.is_crashed());
     assert_state_eq(&snap, &host.state());
-    host.recover();
-    assert!(!host.is_crashed());
-    ok(&host, &["iptables", "-w", "-N", "B"]);
+    faults.recover();
+    assert!(!faults.is_crashed());
+    ok(&faults, &["iptables", "-w", "-N", "B"]);
+    assert_eq!(faults.command_count(), 4);
+    faults.reset_counter();
+    assert_eq!(faults.command_count(), 0);
 }
 
 #[test]

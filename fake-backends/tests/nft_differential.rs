@@ -12,8 +12,8 @@ mod nft_support;
 use std::collections::BTreeSet;
 
 use nft_support::*;
-use virtnet_fake::nft::real::{run_real_sequence, RealCmd};
 use virtnet_fake::nft::NftState;
+use virtnet_testkit::netns::{run_sequence as run_real_sequence, RealCmd};
 
 /// A scenario script: `nft ARGS` lines (shell quoting), `link NAME` to
 /// create a bridge device first, and `batch OPTS` ... `end` for `nft OPTS -f -`

@@ -13,8 +13,8 @@ mod nft_support;
 use std::collections::BTreeSet;
 
 use nft_support::normalize_generation;
-use virtnet_fake::nft::real::{run_real_sequence, RealCmd};
 use virtnet_fake::nft::NftState;
+use virtnet_testkit::netns::{run_sequence as run_real_sequence, RealCmd};
 
 /// xorshift64*: small, deterministic, good enough to pick words.
 struct Rng(u64);

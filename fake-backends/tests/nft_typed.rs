@@ -15,8 +15,8 @@
 mod nft_support;
 
 use nft_support::*;
-use virtnet_fake::nft::real::{run_real_nft_sequence, Skip};
 use virtnet_fake::nft::NftState;
+use virtnet_testkit::netns::{run_nft_sequence as run_real_nft_sequence, Skip};
 
 type NftCmd = (Vec<String>, Option<String>);
 

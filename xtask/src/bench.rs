@@ -29,8 +29,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use virtnet_core::driver::{Driver, DriverConfig};
 use virtnet_core::firewall::Backend;
-use virtnet_fake::{FakeHost, FaultPlan};
+use virtnet_fake::FakeHost;
 use virtnet_runner::Runner;
+use virtnet_testkit::{FaultPlan, FaultRunner};
 
 /// The target: fault-injected starts per second on one core.
 const TARGET_PER_SEC: f64 = 10_000.0;
@@ -145,6 +146,8 @@ impl Budget {
 /// One backend's driver on its own fake host, set up for the loops.
 struct DriverBench {
     host: Arc<FakeHost>,
+    /// The driver's door to the host, with the fault of a faulted start.
+    faults: Arc<FaultRunner>,
     driver: Driver,
     name: String,
     /// Commands of one fault-free start.
@@ -162,10 +165,11 @@ impl DriverBench {
             .map_err(|e| format!("{}: {e}", xml_path.display()))?;
         let dir = virtnet_conformance::props::scratch_dir()?;
         let host = Arc::new(FakeHost::new());
+        let faults = Arc::new(FaultRunner::new(host.clone()));
         let mut cfg = DriverConfig::new(
             dir.path().join("config"),
             dir.path().join("state"),
-            host.clone() as Arc<dyn Runner>,
+            faults.clone() as Arc<dyn Runner>,
         )
         .with_backend(backend);
         cfg.dnsmasq_binary = Some("/usr/sbin/dnsmasq".into());
@@ -174,13 +178,15 @@ impl DriverBench {
         // Warm up (private chains, dnsmasq capabilities), then count commands.
         d.start(&name).map_err(|e| e.to_string())?;
         d.destroy(&name).map_err(|e| e.to_string())?;
-        host.reset_counter();
+        faults.reset_counter();
         d.start(&name).map_err(|e| e.to_string())?;
-        let n = host.command_count();
+        let n = faults.command_count();
         d.destroy(&name).map_err(|e| e.to_string())?;
         host.take_records();
+        faults.take_log();
         Ok(DriverBench {
             host,
+            faults,
             driver: d,
             name,
             commands_per_start: n,
@@ -193,8 +199,9 @@ impl DriverBench {
     /// in turn and rolls back, or (a command libvirt ignores) succeeds and
     /// is destroyed.
     fn faulted(&mut self, budget: Budget) -> Result<Rate, String> {
-        let (host, d, name, n) = (
+        let (host, faults, d, name, n) = (
             &self.host,
+            &self.faults,
             &self.driver,
             &self.name,
             self.commands_per_start,
@@ -202,14 +209,15 @@ impl DriverBench {
         let mut k = self.k;
         let rate = timed(budget, 64, || {
             k = k % n + 1;
-            host.reset_counter();
-            host.set_fault_plan(FaultPlan::none().fail_nth(k, 1, "injected failure\n"));
+            faults.reset_counter();
+            faults.set_plan(FaultPlan::none().fail_nth(k, 1, "injected failure\n"));
             let r = d.start(name);
-            host.set_fault_plan(FaultPlan::none());
+            faults.set_plan(FaultPlan::none());
             if r.is_ok() {
                 d.destroy(name).map_err(|e| e.to_string())?;
             }
             host.take_records();
+            faults.take_log();
             Ok(())
         });
         self.k = k;
@@ -277,7 +285,8 @@ fn measure_firewall(root: &Path, backend: Backend, budget: Budget) -> Result<(u6
     let xml =
         std::fs::read_to_string(&xml_path).map_err(|e| format!("{}: {e}", xml_path.display()))?;
     let def = rules::golden::load_case(&xml).map_err(|e| e.to_string())?;
-    let host = FakeHost::new();
+    let host = Arc::new(FakeHost::new());
+    let faults = FaultRunner::new(host.clone());
     host.exec(
         &["ip", "link", "add", "name", "virbr0", "type", "bridge"],
         None,
@@ -285,26 +294,29 @@ fn measure_firewall(root: &Path, backend: Backend, budget: Budget) -> Result<(u6
     .map_err(|e| e.to_string())?;
     let mut chains = ChainInitState::new();
     chains
-        .setup(backend, &host, false)
+        .setup(backend, &*host, false)
         .map_err(|e| e.to_string())?;
-    host.reset_counter();
-    let plan = rules::add_network_firewall(&mut def.clone(), backend, &host, &mut chains)
+    faults.reset_counter();
+    let plan = rules::add_network_firewall(&mut def.clone(), backend, &faults, &mut chains)
         .map_err(|e| e.to_string())?;
-    let n = host.command_count();
-    rules::remove_network_firewall(&def, plan.as_ref(), &host).map_err(|e| e.to_string())?;
+    let n = faults.command_count();
+    rules::remove_network_firewall(&def, plan.as_ref(), &faults).map_err(|e| e.to_string())?;
     host.take_records();
+    faults.take_log();
     let mut k = 0u64;
     let rate = timed(budget, 256, || {
         k = k % n + 1;
-        host.reset_counter();
-        host.set_fault_plan(FaultPlan::none().fail_nth(k, 1, "injected failure\n"));
+        faults.reset_counter();
+        faults.set_plan(FaultPlan::none().fail_nth(k, 1, "injected failure\n"));
         let mut d = def.clone();
-        let r = rules::add_network_firewall(&mut d, backend, &host, &mut chains);
-        host.set_fault_plan(FaultPlan::none());
+        let r = rules::add_network_firewall(&mut d, backend, &faults, &mut chains);
+        faults.set_plan(FaultPlan::none());
         if let Ok(plan) = r {
-            rules::remove_network_firewall(&d, plan.as_ref(), &host).map_err(|e| e.to_string())?;
+            rules::remove_network_firewall(&d, plan.as_ref(), &faults)
+                .map_err(|e| e.to_string())?;
         }
         host.take_records();
+        faults.take_log();
         Ok(())
     })?;
     Ok((n, rate))

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use clap::Args;
 use virtnet_conformance::host::{FakeFactory, HostFactory};
-use virtnet_conformance::{report, scenario::Verdict};
+use virtnet_conformance::{checks::Verdict, report};
 use virtnet_core::firewall::Backend;
 
 use crate::realns::{self, out};

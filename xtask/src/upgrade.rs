@@ -3,9 +3,8 @@
 //! over by the current driver, for both backends; see
 //! `virtnet_conformance::upgrade`.
 //!
-//! On the fake host each check compares the simulator's objects
-//! (`upgrade::check`); with `--real` the same release states run on the
-//! real kernel (`upgrade::check_on`), re-executed in new namespaces like
+//! The same check (`upgrade::check`) runs on the fake host, or with
+//! `--real` on the real kernel, re-executed in new namespaces like
 //! `conformance --real` ([`crate::realns`]), every host a fresh network
 //! namespace of its worker thread.
 
@@ -14,8 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use clap::Args;
-use virtnet_conformance::scenario::Verdict;
+use virtnet_conformance::checks::Verdict;
 use virtnet_conformance::upgrade::{self, CheckOutcome};
+use virtnet_conformance::FakeFactory;
 
 use crate::realns::{self, out};
 
@@ -178,7 +178,7 @@ pub fn run(root: &Path, args: &UpgradeArgs) -> u8 {
     };
     let outcomes: Vec<CheckOutcome> = match &real_host {
         Some(h) => upgrade::run_on(&*h.factory, &checks, jobs, &progress),
-        None => upgrade::run_checks(&checks, jobs, &progress, &upgrade::check_fake),
+        None => upgrade::run_on(&FakeFactory::default(), &checks, jobs, &progress),
     };
     let count = |f: fn(&Verdict) -> bool| outcomes.iter().filter(|o| f(&o.verdict)).count();
     let (p, f, x) = (

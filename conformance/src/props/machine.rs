@@ -30,8 +30,9 @@ use virtnet_core::driver::{Driver, DriverConfig};
 use virtnet_core::firewall::Backend;
 use virtnet_core::rules;
 use virtnet_core::store::{self, StatusStore};
-use virtnet_fake::{CmdMatcher, FakeHost, FaultPlan, Outcome};
+use virtnet_fake::FakeHost;
 use virtnet_runner::Runner;
+use virtnet_testkit::{Applied, CmdMatcher, FaultPlan, FaultRunner};
 
 use super::spec::{Mode, NetSpec};
 use super::view::{self, Item, Owners};
@@ -160,6 +161,9 @@ pub struct Foreign {
 pub struct Machine {
     dir: tempfile::TempDir,
     pub host: Arc<FakeHost>,
+    /// The door every driver of the machine uses: the host behind the
+    /// faults of the current operation.
+    faults: Arc<FaultRunner>,
     driver: Option<Driver>,
     pub backend: Backend,
     specs: Vec<NetSpec>,
@@ -219,13 +223,9 @@ fn with_tftp_root(xml: &str, dir: &std::path::Path) -> Result<String, String> {
     Ok(crate::cases::localise_xml(xml, &root))
 }
 
-fn config(dir: &std::path::Path, host: &Arc<FakeHost>, backend: Backend) -> DriverConfig {
-    let mut c = DriverConfig::new(
-        dir.join("config"),
-        dir.join("state"),
-        host.clone() as Arc<dyn Runner>,
-    )
-    .with_backend(backend);
+fn config(dir: &std::path::Path, runner: Arc<dyn Runner>, backend: Backend) -> DriverConfig {
+    let mut c =
+        DriverConfig::new(dir.join("config"), dir.join("state"), runner).with_backend(backend);
     c.dnsmasq_binary = Some("/usr/sbin/dnsmasq".into());
     c
 }
@@ -319,10 +319,13 @@ impl Machine {
                 .collect(),
         };
         let foreign_items = view::foreign(&view::items(&host.state()), &owners);
-        let driver = Driver::open(config(dir.path(), &host, backend)).map_err(|e| e.to_string())?;
+        let faults = Arc::new(FaultRunner::new(host.clone()));
+        let driver =
+            Driver::open(config(dir.path(), faults.clone(), backend)).map_err(|e| e.to_string())?;
         Ok(Machine {
             dir,
             host,
+            faults,
             driver: Some(driver),
             backend,
             specs,
@@ -343,7 +346,7 @@ impl Machine {
         if self.driver.is_none() {
             self.fault_errors.clear();
             self.faulted_since_open = false;
-            let d = Driver::open(config(self.dir.path(), &self.host, self.backend))
+            let d = Driver::open(config(self.dir.path(), self.faults.clone(), self.backend))
                 .map_err(|e| format!("driver restart: {e}"))?;
             self.driver = Some(d);
         }
@@ -351,6 +354,30 @@ impl Machine {
     }
 
     /// Names of the active networks, as the driver sees them.
+    /// A daemon restart (with the other backend when `switch_backend`)
+    /// that must leave the networks of `before` active, no more, no less;
+    /// `what` names the operation in the error.
+    fn restart_keeping(
+        &mut self,
+        before: &BTreeSet<String>,
+        switch_backend: bool,
+        what: &str,
+    ) -> Result<String, String> {
+        let backend = if switch_backend {
+            self.backend.other()
+        } else {
+            self.backend
+        };
+        let msg = self.restart(backend)?;
+        let after = self.active()?;
+        if *before != after {
+            return Err(format!(
+                "{what} changed the active networks: {before:?} -> {after:?}"
+            ));
+        }
+        Ok(msg)
+    }
+
     pub fn active(&mut self) -> Result<BTreeSet<String>, String> {
         Ok(self
             .driver()?
@@ -421,19 +448,7 @@ impl Machine {
             Op::Start(n, fault) => self.start(*n, fault.as_ref()),
             Op::Restart { switch_backend } => {
                 let before = self.active()?;
-                let b = if *switch_backend {
-                    self.backend.other()
-                } else {
-                    self.backend
-                };
-                let msg = self.restart(b)?;
-                let after = self.active()?;
-                if before != after {
-                    return Err(format!(
-                        "restart changed the active networks: {before:?} -> {after:?}"
-                    ));
-                }
-                Ok(msg)
+                self.restart_keeping(&before, *switch_backend, "restart")
             }
             Op::Upgrade { switch_backend } => {
                 let before = self.active()?;
@@ -448,24 +463,13 @@ impl Machine {
                         stripped.push(st.def.name.clone());
                     }
                 }
-                let b = if *switch_backend {
-                    self.backend.other()
-                } else {
-                    self.backend
-                };
-                let msg = self.restart(b)?;
-                let after = self.active()?;
-                if before != after {
-                    return Err(format!(
-                        "upgrade changed the active networks: {before:?} -> {after:?}"
-                    ));
-                }
+                let msg = self.restart_keeping(&before, *switch_backend, "upgrade")?;
                 Ok(format!("plans dropped from {stripped:?}; {msg}"))
             }
             Op::Crash { during, after } => {
-                self.host.reset_counter();
-                self.host
-                    .set_fault_plan(FaultPlan::none().crash_after(u64::from(*after)));
+                self.faults.reset_counter();
+                self.faults
+                    .set_plan(FaultPlan::none().crash_after(u64::from(*after)));
                 let r = match during {
                     CrashIn::Start(n) => {
                         let name = NetSpec::name(*n as u8);
@@ -480,15 +484,19 @@ impl Machine {
                         if *switch_backend {
                             self.backend = self.backend.other();
                         }
-                        match Driver::open(config(self.dir.path(), &self.host, self.backend)) {
+                        match Driver::open(config(
+                            self.dir.path(),
+                            self.faults.clone(),
+                            self.backend,
+                        )) {
                             Ok(d) => d.reconcile().map(|_| ()),
                             Err(e) => Err(e),
                         }
                     }
                 };
-                let crashed = self.host.is_crashed();
-                self.host.recover();
-                self.host.set_fault_plan(FaultPlan::none());
+                let crashed = self.faults.is_crashed();
+                self.faults.recover();
+                self.faults.set_plan(FaultPlan::none());
                 let what = match r {
                     Err(e) if e.is_crash() => format!("crashed ({e})"),
                     Err(e) => format!("failed before the crash point: {e}"),
@@ -508,17 +516,18 @@ impl Machine {
         let was_active = self.active()?.contains(&name);
         let defined = self.driver()?.info(&name).is_ok_and(|i| i.persistent);
         let before = self.host.state();
-        self.host.reset_counter();
+        self.faults.reset_counter();
+        self.faults.take_log();
         self.host.take_records();
         if let Some(f) = fault {
-            self.host.set_fault_plan(f.plan());
+            self.faults.set_plan(f.plan());
             self.faulted_since_open = true;
         }
         let r = self.driver()?.start(&name);
-        self.host.set_fault_plan(FaultPlan::none());
-        let hit_undo = self.host.take_records().into_iter().find_map(|r| {
-            matches!(r.outcome, Outcome::Injected { .. })
-                .then_some(r.cmd.argv)
+        self.faults.set_plan(FaultPlan::none());
+        let hit_undo = self.faults.take_log().into_iter().find_map(|given| {
+            matches!(given.applied, Applied::Injected(_))
+                .then_some(given.cmd.argv)
                 .filter(|a| is_undo(a))
         });
         if let Some(argv) = hit_undo {
@@ -603,7 +612,8 @@ impl Machine {
         }
         let dir = crate::props::scratch_dir()?;
         let host = Arc::new(FakeHost::new());
-        let d = Driver::open(config(dir.path(), &host, backend)).map_err(|e| e.to_string())?;
+        let d =
+            Driver::open(config(dir.path(), host.clone(), backend)).map_err(|e| e.to_string())?;
         let xml = with_tftp_root(&self.specs[n].xml(n as u8), dir.path())?;
         let name = d
             .define(&xml)
@@ -753,7 +763,8 @@ impl Machine {
             rules::remove_network_firewall(&st.def, st.fw_removal.as_ref(), &copy)
                 .map_err(|e| format!("removal plan of '{name}' fails on the host: {e}"))?;
             for r in copy.take_records() {
-                let ok = matches!(&r.outcome, Outcome::Ran { output } if output.success());
+                let ok =
+                    matches!(&r.outcome, virtnet_fake::Outcome::Ran { output } if output.success());
                 if !ok {
                     return Err(format!(
                         "removal plan of '{name}' does not match the host: `{}` gave {:?}",

@@ -1,5 +1,5 @@
-//! Property-test support (the `props` helper's module): the host view and
-//! the one definition of what libvirt keeps on purpose ([`view`]), random
+//! Property-test support (the `props` helper's module): the host view, with
+//! what libvirt keeps on purpose ([`crate::kept`]) as items ([`view`]), random
 //! network definitions ([`spec`]) and the driver state machine with its
 //! invariants ([`machine`]). The property tests themselves are
 //! `conformance/tests/props_*.rs`; `cargo xtask props [--deep]` runs them.

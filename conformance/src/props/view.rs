@@ -293,56 +293,18 @@ pub fn items(s: &HostState) -> Vec<Item> {
     out
 }
 
-/// **What libvirt keeps on purpose** — the one definition every check uses
-/// (these objects, on the fake host; as a snapshot on any host:
-/// `scenario::Ctx::kept` and the upgrade check's, all built by
-/// [`set_up_kept`]).
-///
-/// libvirt never removes, when a network stops or fails to start, what its
-/// first network start set up once for all networks — exactly what
-/// [`set_up_kept`] (`ChainInitState::setup` for each backend) creates:
-///
-/// * its private chains: the `LIBVIRT_*` user chains of the iptables and
-///   ip6tables `filter`, `nat` and `mangle` tables, the rules of the
-///   built-in chains that only jump to them (`-A INPUT -j LIBVIRT_INP`),
-///   and the tables and built-in chains iptables-nft creates on that first
-///   write;
-/// * its nftables tables `ip libvirt_network` / `ip6 libvirt_network`, their
-///   private chains (`forward`, `guest_output`, `guest_input`,
-///   `guest_cross`, `guest_nat`) and the rules of `forward` that only count
-///   and jump to a private chain;
-///
-/// and, besides, the global forwarding sysctls it turned on
-/// (`net.ipv4.ip_forward`, `net.ipv6.conf.all.forwarding`).
-///
-/// Everything else a network adds — every other rule in those tables and
-/// chains, its bridge (with addresses, routes, tc objects and per-device
-/// sysctls) and its dnsmasq process — must go when the network goes.
+/// Is `item` something libvirt keeps on purpose ([`crate::kept`], the one
+/// definition): a forwarding sysctl of [`crate::kept::KEPT_SYSCTLS`], or
+/// an object [`crate::kept::set_up_kept`] creates.
 pub fn kept_on_purpose(item: &Item) -> bool {
     match item {
-        Item::Sysctl { key, .. } => {
-            key == "net.ipv4.ip_forward" || key == "net.ipv6.conf.all.forwarding"
-        }
+        Item::Sysctl { key, .. } => crate::kept::KEPT_SYSCTLS.contains(&key.as_str()),
         _ => kept_objects().contains(item),
     }
 }
 
-/// Sets up on `runner`'s host what libvirt keeps on purpose for the
-/// backends `backends`: its private chains, as the first network start
-/// does. The one place the kept objects come from.
-pub fn set_up_kept(
-    runner: &dyn virtnet_runner::Runner,
-    backends: &[virtnet_core::firewall::Backend],
-) -> Result<(), String> {
-    for b in backends {
-        virtnet_core::rules::ChainInitState::new()
-            .setup(*b, runner, false)
-            .map_err(|e| format!("private chains: {e}"))?;
-    }
-    Ok(())
-}
-
-/// The objects [`set_up_kept`] adds to an empty fake host (both backends).
+/// The objects [`crate::kept::set_up_kept`] adds to an empty fake host
+/// (both backends).
 fn kept_objects() -> &'static std::collections::BTreeSet<Item> {
     static KEPT: std::sync::OnceLock<std::collections::BTreeSet<Item>> = std::sync::OnceLock::new();
     KEPT.get_or_init(|| {
@@ -351,7 +313,7 @@ fn kept_objects() -> &'static std::collections::BTreeSet<Item> {
         let empty: std::collections::BTreeSet<Item> = items(&host.state()).into_iter().collect();
         // On the simulator the set-up cannot fail; if it did, the set would
         // be short and every check would report the chains as left behind.
-        let _ = set_up_kept(&host, &[Backend::Iptables, Backend::Nftables]);
+        let _ = crate::kept::set_up_kept(&host, &[Backend::Iptables, Backend::Nftables]);
         items(&host.state())
             .into_iter()
             .filter(|i| !empty.contains(i))

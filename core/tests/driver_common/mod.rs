@@ -34,13 +34,18 @@ pub fn capture_net(case: &str) -> String {
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub host: Arc<FakeHost>,
+    /// What drivers run commands through: the host behind a fault plan
+    /// (none unless a test sets one).
+    pub faults: Arc<virtnet_testkit::FaultRunner>,
 }
 
 impl Env {
     pub fn new() -> Env {
+        let host = Arc::new(FakeHost::new());
         Env {
             dir: tempfile::tempdir().unwrap(),
-            host: Arc::new(FakeHost::new()),
+            faults: Arc::new(virtnet_testkit::FaultRunner::new(host.clone())),
+            host,
         }
     }
 
@@ -53,7 +58,10 @@ impl Env {
     }
 
     pub fn cfg(&self) -> DriverConfig {
-        DriverConfig::under(self.dir.path(), self.host.clone())
+        DriverConfig::under(
+            self.dir.path(),
+            self.faults.clone() as Arc<dyn virtnet_runner::Runner>,
+        )
     }
 
     /// A driver (a daemon process) with a fixed backend.

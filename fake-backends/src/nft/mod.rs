@@ -50,7 +50,6 @@ mod misspell;
 mod model;
 mod output;
 mod parser;
-pub mod real;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -1,0 +1,189 @@
+//! The scenarios: one body per operation, written against [`HostFactory`] /
+//! [`crate::host::TestHost`], run unchanged on the fake and on the real host.
+//!
+//! Every scenario starts from a *baseline* host: foreign rules (Docker's
+//! iptables and nftables rulesets, firewalld's table) and the uplink devices
+//! the case names. Every check compares whole canonical snapshots, so the
+//! foreign rules are checked to be untouched by every step.
+//!
+//! * `context.rs` — [`Ctx`]: a scenario's hosts, driver state and the
+//!   expectations computed on separate fresh hosts; the checks on them.
+//! * `lifecycle.rs` — start, destroy, restart, backend switch, upgrade.
+//! * `faults.rs` — fail-each and crash-each.
+
+mod context;
+mod faults;
+mod lifecycle;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use virtnet_core::driver::DriverError;
+use virtnet_core::firewall::Backend;
+
+use crate::cases::{self, Case, Expectation, UpgradeSource};
+use crate::checks::{verdict_of, Failure, Verdict};
+use crate::host::HostFactory;
+
+pub use context::{Ctx, Stage};
+pub use faults::{failure_is_tolerated, INJECTED_STDERR};
+
+/// The operations of the matrix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Start: host = golden expectation, status fwRemoval = golden plan.
+    Start,
+    /// Start + destroy: host = baseline + what is kept on purpose.
+    Destroy,
+    /// Start, driver reopen + reconcile: same state, rules exactly once.
+    Restart,
+    /// Start with the backend, restart with the other: old rules gone, new
+    /// rules present; destroy leaves nothing.
+    Switch,
+    /// Upgrade from a network another release started.
+    Upgrade(UpgradeSource),
+    /// Failure of command k of a start, for every k.
+    FailEach,
+    /// Crash after command k of a start, for every k, then restart.
+    CrashEach,
+}
+
+impl Op {
+    pub fn label(&self) -> String {
+        match self {
+            Op::Start => "start".into(),
+            Op::Destroy => "destroy".into(),
+            Op::Restart => "restart".into(),
+            Op::Switch => "switch".into(),
+            Op::Upgrade(s) => format!("upgrade:{}", s.label()),
+            Op::FailEach => "fail-each".into(),
+            Op::CrashEach => "crash-each".into(),
+        }
+    }
+
+    /// Column name in summaries (upgrade sources grouped by origin).
+    pub fn column(&self) -> String {
+        match self {
+            Op::Upgrade(UpgradeSource::Frozen { release, .. }) => format!("up:{release}"),
+            Op::Upgrade(UpgradeSource::Libvirt { version, .. }) => format!("up:libvirt-{version}"),
+            o => o.label(),
+        }
+    }
+}
+
+/// One cell of the matrix.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub case: String,
+    pub backend: Backend,
+    pub op: Op,
+}
+
+impl Scenario {
+    /// `case/backend/op`, what `--filter` matches.
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}", self.case, self.backend, self.op.label())
+    }
+}
+
+/// A finished scenario.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub scenario: Scenario,
+    pub verdict: Verdict,
+    pub duration: Duration,
+    /// Sub-steps checked (k values of fail-each / crash-each, else 1).
+    pub steps: u64,
+}
+
+fn driver_step<T>(r: Result<T, DriverError>, what: &str) -> Result<T, Failure> {
+    r.map_err(|e| Failure::new(format!("{what}: {e}")))
+}
+
+/// Knobs of a scenario run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScenarioOptions {
+    /// fail-each / crash-each inject at every `fault_stride`-th command
+    /// (always including the first and the last); 1 = every command.
+    pub fault_stride: u64,
+}
+
+impl Default for ScenarioOptions {
+    fn default() -> Self {
+        ScenarioOptions { fault_stride: 1 }
+    }
+}
+
+/// Runs one scenario on hosts of `factory`, faults at every command.
+pub fn run_scenario(
+    factory: &dyn HostFactory,
+    golden: &Path,
+    case: &Case,
+    scenario: &Scenario,
+) -> Outcome {
+    run_scenario_with(factory, golden, case, scenario, &ScenarioOptions::default())
+}
+
+/// Runs one scenario on hosts of `factory` with options.
+pub fn run_scenario_with(
+    factory: &dyn HostFactory,
+    golden: &Path,
+    case: &Case,
+    scenario: &Scenario,
+    opts: &ScenarioOptions,
+) -> Outcome {
+    let t0 = Instant::now();
+    let mut steps = 1;
+    let verdict = match Ctx::new(factory, golden, case) {
+        Err(e) => Verdict::Fail {
+            message: format!("host: {e}"),
+            diff: String::new(),
+        },
+        Ok(ctx) => {
+            let r = match &scenario.op {
+                Op::Start => lifecycle::op_start(&ctx, scenario.backend),
+                Op::Destroy => lifecycle::op_destroy(&ctx, scenario.backend),
+                Op::Restart => lifecycle::op_restart(&ctx, scenario.backend),
+                Op::Switch => lifecycle::op_switch(&ctx, scenario.backend),
+                Op::Upgrade(src) => lifecycle::op_upgrade(&ctx, src, scenario.backend),
+                Op::FailEach => faults::op_fail_each(&ctx, scenario.backend, opts.fault_stride)
+                    .map(|n| {
+                        steps = n;
+                    }),
+                Op::CrashEach => faults::op_crash_each(&ctx, scenario.backend, opts.fault_stride)
+                    .map(|n| {
+                        steps = n;
+                    }),
+            };
+            verdict_of(r)
+        }
+    };
+    Outcome {
+        scenario: scenario.clone(),
+        verdict,
+        duration: t0.elapsed(),
+        steps,
+    }
+}
+
+/// The operations that apply to a case with a backend.
+pub fn ops_for(golden: &Path, case: &Case, backend: Backend) -> Vec<Op> {
+    let exp = cases::expectation(golden, cases::UNRELEASED, &case.name, backend);
+    if matches!(exp, Ok(Expectation::Error(_))) {
+        return vec![Op::Start, Op::FailEach];
+    }
+    let mut ops = vec![Op::Start, Op::Destroy, Op::Restart];
+    let other = backend.other();
+    if matches!(
+        cases::expectation(golden, cases::UNRELEASED, &case.name, other),
+        Ok(Expectation::Start { .. })
+    ) {
+        ops.push(Op::Switch);
+    }
+    for src in cases::upgrade_sources(golden, &case.name) {
+        ops.push(Op::Upgrade(src));
+    }
+    ops.push(Op::FailEach);
+    ops.push(Op::CrashEach);
+    ops
+}

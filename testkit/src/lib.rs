@@ -1,0 +1,20 @@
+//! virtnet-testkit: **test infrastructure**, not part of the driver.
+//!
+//! * [`faults`] — the one fault API: a serde-serialisable [`FaultPlan`]
+//!   (fail the nth command, fail commands matching a pattern, crash after
+//!   command n) and [`FaultRunner`], which applies it around any
+//!   [`virtnet_runner::Runner`], the simulated host or the real one.
+//! * [`netns`] — the one throw-away network-namespace runner ([`Netns`],
+//!   [`netns::run_sequence`], a thread's own fresh namespace) and the one
+//!   "can the real tools run here, else print `skipped: why`" check
+//!   (`VIRTNET_REQUIRE_REAL=1` turns a skip into a failure).
+//!
+//! Used by the conformance suite, `cargo xtask` and the tests of the other
+//! crates (a dev-dependency there); nothing the daemon or the CLI ships
+//! depends on it.
+
+pub mod faults;
+pub mod netns;
+
+pub use faults::{Applied, CmdMatcher, Fault, FaultPlan, FaultPlanError, FaultRunner, Given};
+pub use netns::{cannot_run, skip, Netns, Skip};
