@@ -149,7 +149,7 @@ const BACKENDS: [Backend; 2] = [Backend::Iptables, Backend::Nftables];
 fn guest_services_are_local(st: &HostState) {
     let mut ct = Conntrack::default();
     for f in [
-        format!("from virbr0 0.0.0.0 to 255.255.255.255 udp sport 68 dport 67"),
+        "from virbr0 0.0.0.0 to 255.255.255.255 udp sport 68 dport 67".to_string(),
         format!("from virbr0 {GUEST} to 192.168.122.1 udp sport 68 dport 67"),
         format!("from virbr0 {GUEST} to 192.168.122.1 udp sport 40000 dport 53"),
         format!("from virbr0 {GUEST} to 192.168.122.1 tcp sport 40000 dport 53"),

@@ -318,8 +318,11 @@ fn parse_ports(s: &str) -> Option<(u16, u16)> {
     }
 }
 
+/// Addresses and ports of a NAT statement's `to`.
+type NatTo = ((IpAddr, IpAddr), Option<(u16, u16)>);
+
 /// `ADDR[-ADDR][:P[-Q]]` or `[V6]:P-Q` / `[V6]-[V6]:P`.
-fn parse_nat_to(s: &str) -> Option<((IpAddr, IpAddr), Option<(u16, u16)>)> {
+fn parse_nat_to(s: &str) -> Option<NatTo> {
     let (addrs, ports) = if let Some(rest) = s.strip_prefix('[') {
         // [a]:p, [a]-[b]:p
         let (a, tail) = rest.split_once(']')?;

@@ -325,6 +325,9 @@ impl HostView for Host<'_> {
     }
 }
 
+/// The destination translation of a known connection at prerouting.
+type NatPoint<'a> = dyn FnMut(&mut Pkt, &mut Vec<Step>) + 'a;
+
 /// What a hook decided.
 enum HookEnd {
     Accept,
@@ -370,7 +373,7 @@ impl Tracer<'_> {
         &mut self,
         hook: &str,
         pkt: &mut Pkt,
-        mut at_nat_point: Option<&mut dyn FnMut(&mut Pkt, &mut Vec<Step>)>,
+        mut at_nat_point: Option<&mut NatPoint<'_>>,
     ) -> Result<HookEnd, TraceError> {
         let v4 = pkt.src.is_ipv4();
         let mut chains: Vec<(i32, &Table, &crate::nft::Chain)> = Vec::new();
