@@ -382,3 +382,65 @@ fn matrix_baseline() {
         is_local(&t);
     }
 }
+
+/// Every golden case, both backends, on the matrix baseline: the tracer
+/// evaluates the rules on the paths of a few flows without an error (an
+/// unsupported match or statement would fail here).
+#[test]
+fn every_golden_case_is_traceable() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../golden/cases");
+    let mut cases: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.strip_suffix(".xml").map(str::to_string)
+        })
+        .collect();
+    cases.sort();
+    let mut traced = 0;
+    for case in &cases {
+        for b in BACKENDS {
+            let Some(st) = std::panic::catch_unwind(|| started(case, b, Baseline::Matrix)).ok()
+            else {
+                // Cases that cannot start on this host (e.g. a bridge
+                // that must exist) are counted below, not skipped silently.
+                continue;
+            };
+            let bridges: Vec<String> = st
+                .ip
+                .links
+                .iter()
+                .filter(|l| l.up && l.name.starts_with("virbr"))
+                .map(|l| l.name.clone())
+                .collect();
+            let mut flows = vec![
+                format!("from eth0 {OUTSIDE} to {GUEST} tcp sport 5000 dport 22"),
+                format!("from eth0 {OUTSIDE} to {GUEST} udp sport 53 dport 40000"),
+            ];
+            for br in &bridges {
+                flows.push(format!(
+                    "from {br} {GUEST} to {OUTSIDE} udp sport 40000 dport 53"
+                ));
+                flows.push(format!(
+                    "from {br} {GUEST} to {OUTSIDE} tcp sport 40000 dport 80"
+                ));
+                flows.push(format!(
+                    "from {br} {GUEST} to 192.168.122.1 udp sport 68 dport 67"
+                ));
+                flows.push(format!("from {br} fd00::5 to 2001:db8::9 icmpv6"));
+            }
+            let mut ct = Conntrack::default();
+            for f in &flows {
+                let flow: Flow = f.parse().unwrap();
+                if let Err(e) = trace(&st, &mut ct, &flow) {
+                    panic!("{case} {b:?}: {f}: {e}");
+                }
+            }
+            traced += 1;
+        }
+    }
+    // 34 cases × 2 backends; 5 cases cannot start on a bare fake host (TFTP
+    // roots that do not exist, an invalid port range, …): 58 pairs.
+    assert!(traced >= 58, "only {traced} case/backend pairs started");
+}
