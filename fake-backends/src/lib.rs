@@ -29,6 +29,7 @@ pub mod seed;
 pub mod state;
 pub mod sysctl;
 pub mod tc;
+pub mod trace;
 pub mod xtnft;
 
 use std::path::Path;
