@@ -212,8 +212,8 @@ fn real_host_in_a_fresh_namespace() {
         d = d.display(),
         cap = cap.display()
     );
-    let out = std::process::Command::new("unshare")
-        .args(["-n", "--", "sh", "-c", &script])
+    let out = virtnet_testkit::command_in_fresh_netns("sh")
+        .args(["-c", &script])
         .output()
         .unwrap();
     assert!(

@@ -56,8 +56,8 @@ fn combined_output_equals_the_real_tools() {
         )))
         .output()
         .unwrap();
-    let real = Command::new("unshare")
-        .args(["-n", "sh", "-c"])
+    let real = virtnet_testkit::command_in_fresh_netns("sh")
+        .arg("-c")
         .arg(script(""))
         .output()
         .unwrap();

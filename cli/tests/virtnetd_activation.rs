@@ -195,7 +195,7 @@ fn unclaimed_descriptor_exits_with_status_6() {
         &[],
     );
     wait_for_path(&paths[1], &mut p);
-    let _trigger = UnixStream::connect(&paths[0]).unwrap();
+    let _trigger = connect_stream(&paths[0]);
     let st = p
         .wait_exit(Duration::from_secs(20))
         .expect("daemon must exit");
@@ -213,7 +213,7 @@ fn unidentifiable_descriptor_exits_with_status_6() {
     let paths = vec![dirs.sock(SocketKind::ReadWrite), stranger.clone()];
     let mut p = spawn_activated(&dirs, &paths, None, &[], &[]);
     wait_for_path(&stranger, &mut p);
-    let _trigger = UnixStream::connect(&paths[0]).unwrap();
+    let _trigger = connect_stream(&paths[0]);
     let st = p
         .wait_exit(Duration::from_secs(20))
         .expect("daemon must exit");

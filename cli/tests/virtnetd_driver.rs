@@ -520,7 +520,7 @@ fn reconcile_runs_before_ready_and_matches_embedded_reconcile() {
     let mut p = spawn_activated(&dirs, &socks, Some(ACTIVATION_NAMES), &[&notify], &[]);
     // systemd-socket-activate runs the daemon at the first connection.
     wait_for_path(&socks[2], &mut p);
-    let _first = UnixStream::connect(&socks[2]).unwrap();
+    let _first = connect_stream(&socks[2]);
     let mut buf = [0u8; 256];
     let n = rx.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"READY=1");

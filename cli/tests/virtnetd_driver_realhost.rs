@@ -85,10 +85,8 @@ fn real_host_start_and_destroy_through_the_daemon() {
         "firewall_backend = \"iptables\"\n",
     )
     .unwrap();
-    let mut cmd = Command::new("unshare");
-    cmd.arg("-n")
-        .arg(SOCKET_ACTIVATE)
-        .args(["-l", &rw.display().to_string()])
+    let mut cmd = virtnet_testkit::command_in_fresh_netns(SOCKET_ACTIVATE);
+    cmd.args(["-l", &rw.display().to_string()])
         .args(["-l", &ro.display().to_string()])
         .args(["-l", &admin.display().to_string()])
         .arg("--fdname=virtnetd.socket:virtnetd-ro.socket:virtnetd-admin.socket")

@@ -65,8 +65,8 @@ fn real_dnsmasq_starts_with_every_generated_configuration() {
             .iter()
             .map(|ip| format!("{}/{}", ip.address, ip.prefix().unwrap()))
             .collect();
-        let mut child = Command::new("unshare")
-            .args(["-n", "sh", "-c", SCRIPT, "sh"])
+        let mut child = virtnet_testkit::command_in_fresh_netns("sh")
+            .args(["-c", SCRIPT, "sh"])
             .arg(def.bridge_name().unwrap())
             .arg(&files.paths.conf)
             .args(&addrs)

@@ -271,9 +271,7 @@ fn real_host_start_and_destroy_match_libvirt_11_3_0() {
     runs.push(("nat-default:nftables:no-workaround".into(), path.clone()));
     let mut failures = Vec::new();
     for (spec, path) in runs {
-        let out = Command::new("unshare")
-            .args(["-n", "--"])
-            .arg(&exe)
+        let out = virtnet_testkit::command_in_fresh_netns(&exe)
             .args([
                 "--exact",
                 "real_host_start_and_destroy_match_libvirt_11_3_0",

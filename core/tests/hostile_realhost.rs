@@ -124,37 +124,18 @@ fn inner() {
     println!("ok: hostile input refused on the real kernel, foreign table intact");
 }
 
-fn skip_reason() -> Option<String> {
-    if !nix::unistd::Uid::effective().is_root() {
-        return Some("not root".into());
-    }
-    for tool in ["unshare", "nft", "ip"] {
-        if find_in_path(tool).is_none() {
-            return Some(format!("{tool} not found on PATH"));
-        }
-    }
-    None
-}
-
 #[test]
 fn hostile_names_never_reach_the_real_nft() {
     if std::env::var_os("VIRTNET_HOSTILE_NS").is_some() {
         inner();
         return;
     }
-    if let Some(why) = skip_reason() {
-        println!("skipped: {why}");
-        return;
-    }
-    let probe = Command::new("unshare").args(["-n", "--", "true"]).status();
-    if !probe.is_ok_and(|s| s.success()) {
-        println!("skipped: cannot create a network namespace (unshare -n true failed)");
+    if let Some(why) = virtnet_testkit::cannot_make_netns(&["nft", "ip"]) {
+        virtnet_testkit::skip(&why);
         return;
     }
     let exe = std::env::current_exe().unwrap();
-    let out = Command::new("unshare")
-        .args(["-n", "--"])
-        .arg(&exe)
+    let out = virtnet_testkit::command_in_fresh_netns(&exe)
         .args([
             "--exact",
             "hostile_names_never_reach_the_real_nft",

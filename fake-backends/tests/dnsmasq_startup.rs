@@ -14,10 +14,9 @@ use virtnet_fake::FakeHost;
 use virtnet_runner::{Cmd, Output, Runner};
 
 fn real(argv: &[String], pid_file: &Path) -> Output {
-    let out = Command::new("unshare")
-        .arg("-n")
-        .arg("--")
-        .args(argv)
+    let (program, args) = argv.split_first().expect("a command");
+    let out = virtnet_testkit::command_in_fresh_netns(program)
+        .args(args)
         .output()
         .expect("run unshare");
     // A daemon that started: stop it by the pid it wrote.

@@ -17,4 +17,4 @@ pub mod faults;
 pub mod netns;
 
 pub use faults::{Applied, CmdMatcher, Fault, FaultPlan, FaultPlanError, FaultRunner, Given};
-pub use netns::{cannot_run, skip, Netns, Skip};
+pub use netns::{cannot_make_netns, cannot_run, command_in_fresh_netns, skip, Netns, Skip};

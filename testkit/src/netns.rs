@@ -56,6 +56,36 @@ pub fn cannot_run(tools: &[&str]) -> Option<String> {
         .map(|t| format!("{t} not found on PATH"))
 }
 
+/// A command whose process lives in a fresh network namespace of its own
+/// (`unshare -n -- PROGRAM`): for tests whose process must be *inside* the
+/// namespace — a daemon, a test binary re-executing itself, dnsmasq with its
+/// set-up — rather than enter it command by command like [`Netns`]. Add the
+/// arguments, environment and stdio as for any [`Command`]. The namespace
+/// goes away with the last process in it.
+pub fn command_in_fresh_netns(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["-n", "--"]).arg(program);
+    c
+}
+
+/// Why a process cannot be put into a fresh network namespace here: the
+/// reasons of [`cannot_run`] for `tools` (plus `unshare`), or `unshare -n`
+/// failing (no privilege for namespaces); `None` when it can.
+pub fn cannot_make_netns(tools: &[&str]) -> Option<String> {
+    let mut all = vec!["unshare"];
+    all.extend_from_slice(tools);
+    if let Some(why) = cannot_run(&all) {
+        return Some(why);
+    }
+    match command_in_fresh_netns("true").status() {
+        Ok(s) if s.success() => None,
+        Ok(s) => Some(format!(
+            "cannot create a network namespace (unshare -n true: {s})"
+        )),
+        Err(e) => Some(format!("cannot run unshare: {e}")),
+    }
+}
+
 /// Why `tool FLAG` does not print `want` (the version the simulator
 /// models); `None` when it does.
 pub fn other_version(tool: &str, flag: &str, want: &str) -> Option<String> {

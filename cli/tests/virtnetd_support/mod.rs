@@ -192,6 +192,25 @@ pub fn connect(path: &Path) -> Client {
     }
 }
 
+/// A raw connection to a socket that may exist before it listens (the path
+/// appears at bind(2), connections are refused until listen(2)): retried
+/// while refused, for at most 20 s.
+pub fn connect_stream(path: &Path) -> std::os::unix::net::UnixStream {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(s) => return s,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ConnectionRefused
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot connect to {}: {e}", path.display()),
+        }
+    }
+}
+
 pub fn has_socket_activate() -> bool {
     Path::new(SOCKET_ACTIVATE).exists()
 }
