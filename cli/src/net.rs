@@ -16,7 +16,10 @@
 //! With `--connect unix:PATH` every net-* command is sent to the virtnetd
 //! listening there instead (`net.*` methods, see
 //! `virtnet_daemon::driver_service`) and prints exactly what the
-//! embedded driver prints; `reconcile` is the daemon's own job at start.
+//! embedded driver prints (the two modes share the printing functions;
+//! `cli/tests/virtnetd_driver.rs` runs one script of every command both
+//! ways and compares status, stdout and stderr); `reconcile` is the
+//! daemon's own job at start.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -3,7 +3,7 @@
 //! `print!`/`println!` panic when standard output is a closed pipe
 //! (`virtnet xml format F | true`: Rust ignores SIGPIPE, so the write fails
 //! with EPIPE) and `eprintln!` panics likewise on a closed standard error.
-//! Every line the binaries print goes through [`print`] and [`err_line`]
+//! Every line the binaries print goes through [`print()`] and [`err_line`]
 //! instead: a reader that went away ends the process quietly, a full disk
 //! is reported once.
 //!

@@ -37,6 +37,13 @@
 //! take-overs by nftables are expected failures. [`plan`] selects the
 //! checks (`--filter`, `--backend`, `--stride`), [`run_on`] runs them on
 //! worker threads.
+//!
+//! Limits: the old release's host is recreated from its firewall stream
+//! plus the bridge (no addresses, no dnsmasq), so only the firewall and
+//! the status file are compared with a fresh start; dnsmasq processes are
+//! compared by the destroy check only. A table that is exactly the old
+//! backend's private-chain setup is put back to the baseline's before the
+//! firewalls are compared in order.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,9 +1,9 @@
 //! The network driver behind the daemon: [`DriverService`] answers the
 //! `net.*` methods of [`NET_METHODS`] by calling a shared
-//! [`Driver`](virtnet_core::driver::Driver).
+//! [`virtnet_core::driver::Driver`].
 //!
 //! Methods, params and results (all params are JSON objects; unknown keys
-//! are refused with [`ErrorCode::InvalidParams`]):
+//! are refused with [`ErrorCode::InvalidParams`](crate::ErrorCode::InvalidParams)):
 //!
 //! | method | params | result |
 //! |---|---|---|
@@ -28,7 +28,7 @@
 //! call (`net.define` holds the name found in its XML), so operations on one
 //! network are serialised and different networks proceed in parallel. The
 //! driver itself keeps its shared state consistent under parallel calls on
-//! different networks (see `crate::driver`).
+//! different networks (see `virtnet_core::driver`).
 
 use std::sync::Arc;
 

@@ -22,7 +22,29 @@
 //! Access control: the read-only socket refuses every method that is not
 //! read-only; the read-write and admin sockets accept only peers whose uid
 //! (SO_PEERCRED) is root or the daemon's own; admin methods are served only
-//! on the admin socket, and the admin socket serves nothing else.
+//! on the admin socket, and the admin socket serves nothing else. Refusals
+//! are logged at warn level.
+//!
+//! Rules the daemon keeps:
+//!
+//! * **Activation is read before any thread starts** (it edits the process
+//!   environment): [`acquire_listeners`] is the first thing `virtnetd`
+//!   does after setting up logging.
+//! * **In activation mode the daemon creates no socket**: a socket whose
+//!   name was not passed is absent, and every passed descriptor must be
+//!   claimed ([`sockets`]).
+//! * **A bad request never costs the connection**: malformed JSON, an
+//!   unknown method, bad params, an oversized line and a panicking service
+//!   each get an error response, and the connection keeps working.
+//! * **One network, one operation at a time**; different networks in
+//!   parallel ([`driver_service`], [`KeyedLocks`]).
+//! * **Signal handlers only write one byte** to a pipe; all shutdown work
+//!   happens in the accept loop ([`signals`]).
+//!
+//! Tests: `daemon/tests/` (activation against environment maps and real
+//! descriptors 3-5, sockets, the server behind a test service, the client,
+//! [`DriverService`] with 32 concurrent clients checked for lost or
+//! duplicated rules) and, for the `virtnetd` binary, `cli/tests/virtnetd_*.rs`.
 
 pub mod activation;
 pub mod client;

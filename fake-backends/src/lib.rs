@@ -3,11 +3,58 @@
 //!
 //! The simulator parses the argv the real tools get, keeps their state,
 //! prints what they print and fails where they fail (architecture
-//! invariant 3). Every command is recorded ([`record`]); faults are not the
-//! simulator's business (`virtnet_testkit::FaultRunner` wraps any runner,
-//! this one included); the whole host state
-//! ([`HostState`]) can be snapshotted, compared, dumped, diffed and saved to
-//! a JSON state file.
+//! invariant 3). [`FakeHost`] (a `Mutex` inside, `&self`, `Send + Sync`)
+//! dispatches on the basename of `argv[0]` — `nft`, `iptables`, `ip6tables`,
+//! `iptables-save`, `ip6tables-save`, `ip`, `tc`, `sysctl`, `dnsmasq`,
+//! `kill` — and anything else, `ebtables` included, is exit 127
+//! "virtnet-fake: command not simulated: ARGV", never a silent success.
+//! [`simulate`] is the pure dispatcher over a [`HostState`]. Every command
+//! is recorded ([`record`]); faults are not the simulator's business
+//! (`virtnet_testkit::FaultRunner` wraps any runner, this one included);
+//! the whole host state can be snapshotted, compared, dumped, diffed and
+//! saved to a JSON state file ([`state`]; [`FileBackedHost`] keeps a host
+//! in such a file for `--host fake:PATH` and `virtnet sim`).
+//!
+//! Modules: [`nft`], [`iptables`], [`ip`], [`tc`] (each split into argument
+//! parsing, model and output), [`sysctl`], [`procs`] (daemonised dnsmasq
+//! with the real start-up checks, `kill`), [`xtnft`] (iptables-nft and nft
+//! share one ruleset; the iptables→nft mirror is lazy, see there), [`seed`]
+//! (Docker's and firewalld's rules, through the normal command path);
+//! `usage/` holds the tools' usage texts.
+//!
+//! The `nft` arm tells the nft simulator which links exist
+//! ([`nft::NftState::set_links`]), so `iif`/`oif` of a missing device fail
+//! as in the kernel (the set is rebuilt only when the links changed); after
+//! an `ip` command the tc and sysctl state of links that went away is
+//! dropped.
+//!
+//! Fidelity is tested, not assumed. Against libvirt's data:
+//! `tests/nft_golden.rs` and `tests/nft_commands_log.rs` (every nft command
+//! of every real-daemon command log: exit code, stdout, stderr),
+//! `tests/golden_replay.rs` (iptables/tc: every golden stream and captured
+//! log, with the captured state checkpoints), `tests/xtnft_replay.rs` (every
+//! captured `nft list ruleset` / `nft -a list ruleset` of those runs,
+//! iptables-nft's tables included). Against the real tools in a fresh
+//! `unshare -n` namespace (`virtnet_testkit::netns`; `skipped: why` when
+//! that is impossible, a failure with `VIRTNET_REQUIRE_REAL=1`):
+//! `tests/differential.rs`, `nft_differential.rs`,
+//! `nft_differential_random.rs`, `nft_typed.rs` (sequences a person
+//! exploring nft types), `typed_sequences.rs` (ip/tc/sysctl sequences of
+//! `typed_sequences.txt`, with one documented normalisation of random
+//! values and a `KNOWN` list of accepted mismatches), `xtnft_differential.rs`
+//! (mixed iptables/ip6tables/nft sequences, scripted and seeded random;
+//! `XTNFT_DIFF_SEEDS=N` for more), `dnsmasq_startup.rs`. And by properties:
+//! `nft_properties.rs`, `iptables_props.rs`, `lazy_mirror.rs`, `no_panic.rs`.
+//!
+//! Known deviations (deliberate): packet and byte counters are always 0;
+//! the host is always settled (a real kernel shows a fresh link-local
+//! address `tentative` for 1-2 s, and may show a stale operstate for up to
+//! 1 s); `iptables-save` comments carry a fixed date ([`SAVE_STAMP`]) and
+//! dumps none; the kernel's automatic qdisc handles come from one counter
+//! shared by all namespaces, the simulator counts per host; nft renaming a
+//! chain of an iptables-nft table, and nft adding a base chain of another
+//! type under a builtin chain's name, are refused as "not simulated" (the
+//! real tools accept them). Each tool's module lists its own.
 //!
 //! ```
 //! use virtnet_runner::Runner;

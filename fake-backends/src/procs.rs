@@ -7,8 +7,12 @@
 //! records the process with its argv and configuration text. Like the real
 //! one it refuses to start (exit 3) when `enable-tftp` is set and the
 //! `tftp-root=` directory cannot be opened; `--test` only checks syntax.
-//! `dnsmasq
+//! Also as the real one: an unreadable configuration file (exit 3), an
+//! unknown option line ("bad option"), a repeated single-value option
+//! ("illegal repeated keyword"), a `dhcp-range` without an address (exit 1).
+//! Tests that start a network with TFTP must create its root. `dnsmasq
 //! --version` prints the version banner of the reference host (2.90).
+//! Checked against the real dnsmasq by `tests/dnsmasq_startup.rs`.
 
 use std::collections::BTreeMap;
 

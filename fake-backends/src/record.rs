@@ -2,7 +2,7 @@
 //! forms it can be rendered in:
 //!
 //! * libvirt's golden test format (`networkxml2firewalldata/*.iptables`,
-//!   `*.args`): one argv element per line with ` \` continuations, shell
+//!   `*.args`): arguments broken over lines with ` \` continuations, shell
 //!   quoting of special characters ([`render_golden`]);
 //! * the capture log format (`captures/.../commands.log`): one command per
 //!   line, then `# rc=N` when non-zero, `#> ` stdout lines and `#! ` stderr
@@ -11,9 +11,8 @@
 //! Parsers for both formats ([`parse_golden`], [`parse_log`]) let tests
 //! replay libvirt's own data through the simulator.
 //!
-//! Note for de-duplication: the firewall engine in `virtnet-core` will have
-//! its own renderer of the golden format; this one exists so the fake does
-//! not depend on it. Both follow section 5.1 of the firewall reference.
+//! The golden format itself has one implementation,
+//! `virtnet_runner::render`; the functions here delegate to it.
 
 use serde::{Deserialize, Serialize};
 use virtnet_runner::{Cmd, Output};

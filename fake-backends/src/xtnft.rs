@@ -6,20 +6,44 @@
 //!
 //! The iptables states ([`XtablesState`]) stay the source of truth for those
 //! tables: each keeps the nftables handles of its tables, chains and rules.
-//! After every iptables command [`sync_to_nft`] mirrors them into the
+//! [`sync_to_nft`] / [`sync_changed_to_nft`] mirror them into the
 //! [`NftState`] (as ordinary nft tables, placed by creation order among
 //! nft's own, plus an [`XtTable`] marker saying whether nft warns "managed
-//! by iptables-nft"). After every nft command [`sync_from_nft`] carries what
-//! nft did to those mirrors back: deleted tables, chains and rules, flushed
-//! chains, policy changes, and user chains nft added. Anything nft adds that
-//! the simulator cannot express as an iptables rule (a rule added with `nft
-//! add rule` to an iptables table, a renamed chain) is refused with a "not
-//! simulated" error and the host is left unchanged.
+//! by iptables-nft").
+//!
+//! The mirror is lazy: an iptables write only marks the table it addressed
+//! (`Pending` in the crate root), and the marked tables are re-mirrored when
+//! something can see them — the next nft command, or a read of the host
+//! state (`FakeHost::state`, `dump`, `save`) — so a run of iptables commands
+//! (an iptables-backend start is nothing else) mirrors each table once. The
+//! mirror is a function of the iptables table alone, so building it late
+//! gives the same ruleset; the public [`crate::simulate`] mirrors at once.
+//! `tests/lazy_mirror.rs` checks that the lazy and the eager mirror give the
+//! same outputs and final state over random mixed sequences.
+//!
+//! After every nft command [`sync_from_nft`] carries what nft did to those
+//! mirrors back: deleted tables, chains and rules, flushed chains, policy
+//! changes, new user chains. Rules nft adds to an iptables table are read
+//! back as iptables rules where iptables-nft can ([`nft_rule_to_iptables`]:
+//! interfaces, addresses, protocol, ports, counter, comment, verdicts,
+//! jump/goto; kept with nft's own text for listing); other rules are kept as
+//! "incompatible", as iptables-nft does (listing that chain or the whole
+//! table with `-S`/`-L` fails "... is incompatible, use 'nft' tool.",
+//! `iptables-save` prints `# Table `T' is incompatible ...`, writes still
+//! work). A table nft created under an iptables table name (`ip filter`,
+//! `ip nat`, ...) is, as in the kernel, the table iptables reads and writes:
+//! [`adopt_nft_tables`] takes it over before any iptables command (base
+//! chains under names iptables does not know, and sets, stay nft's and make
+//! iptables print "contains incompatible base-chains"). Chain renames by nft
+//! and base chains of another type under a builtin name are refused with
+//! "command not simulated", leaving the host unchanged.
 //!
 //! [`rule_text`] is the translation of a canonical iptables rule (the `-S`
 //! form) to what nft 1.0.6 prints for the rule iptables-nft 1.8.9 builds,
 //! collected by running both tools in a fresh network namespace (see
-//! `tests/xtnft_differential.rs`).
+//! `tests/xtnft_differential.rs`; `tests/xtnft_bridge.rs` checks the
+//! refusals and the translation of every rule in libvirt's streams without
+//! root).
 
 use std::sync::Arc;
 

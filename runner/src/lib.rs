@@ -7,9 +7,12 @@
 //! a command line. Nothing else in `virtnet-core` spawns processes.
 //!
 //! One implementation lives here: [`RealRunner`] (`std::process`, binaries
-//! found through `PATH`); others implement the trait in other crates (the
-//! simulated host in `virtnet-fake`, the recording runner in
-//! `virtnet_core::firewall`). [`render`] is libvirt's dry-run / golden-file
+//! found through `PATH`, `LC_ALL=C`, a clean signal state in the child —
+//! see `tests/child_signals.rs`); others implement the trait in other
+//! crates (the simulated host in `virtnet-fake`, the recording runner in
+//! `virtnet_core::firewall`, the journaling runner of the driver, the
+//! fault runner of `virtnet-testkit`). [`Runner::run_checked`] turns a
+//! non-zero exit into an error naming the command. [`render`] is libvirt's dry-run / golden-file
 //! format of a command stream and its parser, shared by the driver and the
 //! simulated host (which is why both live in this small crate: the fake host
 //! needs nothing else of `virtnet-core`, so core's tests can use the fake
@@ -26,8 +29,8 @@ use std::sync::Arc;
 /// process when present (e.g. `nft -f -`).
 ///
 /// The argv is shared (`Arc`): cloning a command — a simulated host's record
-/// of it, the firewall engine handing over the argv it keeps — counts a
-/// reference instead of copying every argument. It reads as a slice
+/// of it, a fault runner's log — counts a reference instead of copying
+/// every argument. It reads as a slice
 /// (`&cmd.argv[1..]`, `cmd.argv.iter()`); build one from a `Vec<String>` with
 /// `.into()` and change one with [`Arc::make_mut`] (which copies only when the
 /// argv is shared). Serialised as a plain array.
@@ -55,7 +58,7 @@ impl Cmd {
         self
     }
 
-    /// The program name (argv[0]), or "" for an empty command.
+    /// The program name (`argv[0]`), or "" for an empty command.
     pub fn program(&self) -> &str {
         self.argv.first().map(String::as_str).unwrap_or("")
     }

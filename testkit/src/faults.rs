@@ -11,6 +11,11 @@
 //! Command indexes are 1-based and count every command given to the
 //! wrapper (including injected failures and crashed commands) since it was
 //! created or its counter reset with [`FaultRunner::reset_counter`].
+//!
+//! A command whose failure is injected, or that comes after the "crash",
+//! never reaches the wrapped runner, so the host is exactly as it was
+//! before it (`fake-backends/tests/host_faults.rs` checks this on the
+//! simulated host).
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};

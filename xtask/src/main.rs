@@ -1,7 +1,25 @@
 //! `cargo xtask`: the project's only build script.
 //!
 //! Subcommands are thin: each one runs cargo or the project's own libraries
-//! and reports what it did. See `cargo xtask --help`.
+//! and reports what it did (`cargo xtask --help`):
+//!
+//! * `ci` — `cargo fmt --all -- --check` (unless `--no-fmt`), `cargo clippy
+//!   --workspace --all-targets -- -D warnings`, `cargo test --workspace`, the
+//!   golden check, the conformance matrix on the fake host and, where
+//!   namespaces and the real tools are available, `--real` (with a fault
+//!   stride) and `--real --backend nftables --csum-workaround`, then the
+//!   upgrade check on the fake host and, where possible, `--real` and
+//!   `--real --csum-workaround --stride 2`; reports go to
+//!   `target/conformance/`;
+//! * `conformance` ([`conformance`]), `upgrade-check` ([`upgrade`]), both
+//!   with `--real` through [`realns`];
+//! * `golden --bless | --check` ([`golden`]), `release cut VERSION`
+//!   ([`release`]);
+//! * `props [--deep | --mutant drop-last-undo]` — the property tests (deep:
+//!   release build, `VIRTNET_DEEP=1`); the mutant runs
+//!   `conformance/examples/mutant_drop_last_undo.rs`, which must fail;
+//! * `bench` ([`mod@bench`]) and `bench-parse` ([`bench_parse`]) — measurements
+//!   that assert nothing.
 
 /// The allocator of the fake runs made in this process (conformance, bench):
 /// the simulated host allocates many small strings per command, which

@@ -7,6 +7,13 @@
 //! starts left behind) and reconciles: active networks get their firewall
 //! rules reloaded with the configured backend, autostart networks start.
 //!
+//! With `--host fake:PATH` the simulated host file is the daemon's while it
+//! runs: it is loaded once (fresh if absent), kept in memory, and saved
+//! (atomically) after reconcile and after every read-write call, so when a
+//! response arrives the file already holds its effects; command records are
+//! dropped at each save (bounded memory). `--host real` uses
+//! `virtnet_runner::RealRunner`.
+//!
 //! Exit statuses: 0 clean stop (signal or idle timeout), 1 failure
 //! (including a host crash during reconcile, and another daemon holding
 //! the state directory's driver lock), 2 bad command line, 3

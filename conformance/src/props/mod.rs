@@ -1,8 +1,17 @@
-//! Property-test support (the `props` helper's module): the host view, with
-//! what libvirt keeps on purpose ([`crate::kept`]) as items ([`view`]), random
-//! network definitions ([`spec`]) and the driver state machine with its
-//! invariants ([`machine`]). The property tests themselves are
-//! `conformance/tests/props_*.rs`; `cargo xtask props [--deep]` runs them.
+//! Property-test support: the host view, with what libvirt keeps on
+//! purpose ([`crate::kept`]) as items ([`view`]), random network
+//! definitions ([`spec`]) and the driver state machine with its invariants
+//! ([`machine`]). The property tests themselves are
+//! `conformance/tests/props_start.rs` (a single start: failed start,
+//! start + destroy), `props_machine.rs` (sequences of operations over
+//! several networks, plus one fixed sequence with every operation kind on
+//! both backends) and `props_upgrade.rs`; `cargo xtask props [--deep]` runs
+//! them.
+//!
+//! Depth: [`START_CASES`] and [`MACHINE_CASES`] (default, deep); the deep
+//! (nightly) mode is `VIRTNET_DEEP=1` or `cargo xtask props --deep`, and
+//! `PROPTEST_CASES` overrides both ([`cases`]). Failures print the seed and
+//! the minimal case; the regression files are committed.
 
 pub mod machine;
 pub mod spec;
@@ -35,8 +44,9 @@ pub fn cases(default_cases: u32, deep_cases: u32) -> u32 {
 }
 
 /// A scratch directory for a driver's config and state, in `/dev/shm` when
-/// it is usable: the driver fsyncs its journal after every command, which
-/// on a disk costs milliseconds, in memory microseconds.
+/// it is usable: the driver fsyncs every status, config and dnsmasq file it
+/// writes (and their directory), which on a disk costs milliseconds, in
+/// memory microseconds.
 pub fn scratch_dir() -> Result<tempfile::TempDir, String> {
     let shm = std::path::Path::new("/dev/shm");
     if shm.is_dir() {

@@ -19,7 +19,7 @@ pub struct DnsmasqVersion {
 /// What libvirt knows about the dnsmasq it runs: its path and version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsmasqCaps {
-    /// Absolute path (argv[0] of the daemon command).
+    /// Absolute path (`argv[0]` of the daemon command).
     pub binary: String,
     pub version: DnsmasqVersion,
 }

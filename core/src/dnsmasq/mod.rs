@@ -27,6 +27,15 @@
 //! nor name is rejected ([`DnsmasqError::IncompleteHost`]). At define time
 //! [`check_define_values`] refuses every value dnsmasq would read
 //! differently (line breaks, quotes, comments, hosts-file separators).
+//!
+//! The driver writes [`DnsmasqFiles::files`] (the two hosts files, always,
+//! then the configuration) and runs [`command_line`].
+//!
+//! Tests: `core/tests/dnsmasq_golden.rs` (libvirt's networkxml2conf cases
+//! and the daemon captures, byte for byte), `dnsmasq_errors.rs`,
+//! `dnsmasq_props.rs` (arbitrary definitions: no panic, well-formed
+//! output), `dnsmasq_real.rs` (the real dnsmasq starts with every generated
+//! configuration in a fresh `unshare -n` namespace), `cli/tests/dnsmasq_cli.rs`.
 
 pub mod caps;
 mod command;

@@ -6,21 +6,65 @@
 //! * Start = a small common part ([`Driver::start`]: refuse if active, copy
 //!   the persistent definition, open the journal) + the function of the
 //!   network's forward mode from the ONE table in [`modes`], + save the
-//!   status file (which deletes the journal). A failed start undoes every
-//!   step that succeeded, in reverse order, from the journal.
+//!   status file, then delete the journal. A failed start undoes every step
+//!   that succeeded, last first, from the journal's plan (kept in memory),
+//!   including a global forwarding sysctl the start changed.
 //! * Destroy runs the mode's shutdown, which replays the saved removal plan
-//!   with the backend it was saved with (or the legacy iptables removal for
-//!   status files without a plan), then deletes the status file.
-//! * [`Driver::open`] recovers from crashes: a journal left by a start that
-//!   never saved its status is undone; [`Driver::reconcile`] then does what
-//!   the daemon does at startup (reload active networks' rules with the
-//!   configured backend, start autostart networks).
+//!   with the backend it was saved with, whatever is configured now (or the
+//!   legacy iptables removal regenerated from the definition, for status
+//!   files without a plan: libvirt ≤ 10.2, e.g. 9.0.0), then deletes the
+//!   status file — last, so a crash mid-destroy leaves a status that the next
+//!   [`Driver::reconcile`] cleans up (bridge gone → shut down).
+//! * [`Driver::open`] recovers from crashes, and only the holder of
+//!   `STATE_DIR/driver.lock` (flock, like libvirt's pid file) does: a journal
+//!   of another live driver may belong to a start still in progress. A
+//!   journal with no status file is undone entirely; with a status file (a
+//!   crash during a reload) only the firewall creations its saved plan does
+//!   not remove are undone. [`Driver::reconcile`] then does what the daemon
+//!   does at startup: reload active networks' rules (remove with the saved
+//!   plan, re-add with the configured backend, save the new plan) and start
+//!   autostart networks; dnsmasq is refreshed as libvirt does (rewrite the
+//!   hosts files and SIGHUP, or start it again if its pid file names no live
+//!   process: `kill -0`).
 //!
 //! Locking: the driver's own map is behind a mutex that is never held while
 //! a command runs; per-network serialisation is the caller's (the daemon's
-//! KeyedLocks). Calls on different networks may run in parallel: defines
-//! are serialised among themselves (bridge/MAC allocation), and the first
-//! private-chain setup is done by one start while the others wait for it.
+//! `KeyedLocks`). Calls on different networks may run in parallel: defines
+//! are serialised among themselves (bridge/MAC allocation reads the other
+//! networks), and the first private-chain setup is done by one start while
+//! the others wait for it.
+//!
+//! Deviations from libvirt 11.3.0 (deliberate, or not done):
+//!
+//! - Bridge, addresses, link state, routes and sysctls are set with `ip` and
+//!   `sysctl` argv (libvirt: netlink and `/proc` writes); signals are sent
+//!   with `kill`; forward delay and STP are set in the `ip link add ... type
+//!   bridge` command. Extra read-only commands: `ip -4 route show` (route
+//!   collision check; libvirt reads `/proc/net/route`), `sysctl -n` before
+//!   changing a global forwarding key, `ip link show dev BR` (bridge-name
+//!   allocation, bridge-exists check at daemon start), `dnsmasq --version`
+//!   (once per driver).
+//! - A failed start undoes exactly what it did; libvirt runs its shutdown
+//!   path instead, which (when the rule add itself failed) applies the legacy
+//!   iptables removal of rules that were never added. The firewall part of
+//!   our stream on such a failure is libvirt's without that tail.
+//! - The tc root qdisc added by the nftables backend is removed with the
+//!   bridge (as in libvirt), never by an explicit `tc qdisc del`.
+//! - Destroy removes the status file last (libvirt: first), for crash safety.
+//! - Not implemented: bandwidth/QoS (`<bandwidth>` is not applied),
+//!   `vlan_filtering`, systemd-resolved registration, hook scripts, transient
+//!   networks (`net-create`), the SIGKILL follow-up of dnsmasq, port status
+//!   files, `net-update`, firewalld zones (a `<bridge zone>` is refused as on
+//!   a host without firewalld).
+//! - On a host without libvirt's leases helper the CLI passes `true` as
+//!   dnsmasq's `--dhcp-script` (dnsmasq refuses to start without a runnable
+//!   script); leases are not tracked.
+//!
+//! Tests: `core/tests/driver_lifecycle.rs` (every forward mode, both
+//! backends), `driver_failures.rs` (a failure at every command of a start; a
+//! crash at every command of a start and of a reload, then a restart),
+//! `driver_upgrade.rs` (libvirt 11.3.0 and 9.0.0 captures: streams and
+//! status files), `driver_realhost.rs` (the real tools in a fresh namespace).
 
 pub mod journal;
 pub mod modes;

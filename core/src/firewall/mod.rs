@@ -11,14 +11,51 @@
 //! persist as `<firewall name='fwRemoval' backend='...'>` in the status file.
 //!
 //! Submodules:
-//! * [`apply`] — executing commands (each argv built when it runs),
-//!   callbacks, auto-rollback, rollback order;
+//! * [`apply`] — executing commands (each argv built when it runs,
+//!   [`full_argv`]), callbacks, auto-rollback, rollback order;
 //! * [`inverse`] — the inverse of a creating command (auto-rollback and the
 //!   driver's journal share it);
 //! * [`xml`] — the `<firewall>` element, byte-exact format and typed parse errors;
-//! * [`render`] — libvirt's dry-run / golden-file rendering and its parser;
+//! * [`render`] — libvirt's dry-run / golden-file rendering and its parser
+//!   (re-exported from `virtnet-runner`, where the simulated host shares it);
 //! * [`recording`] — [`RecordingRunner`], a runner for tests that behaves like
 //!   libvirt's test executor.
+//!
+//! Invariants:
+//!
+//! * A command keeps its arguments only: never the binary, `-w`,
+//!   `--concurrent` or `-ae`, which [`full_argv`] adds when it runs. So a
+//!   saved removal plan never holds them, and the same plan runs with
+//!   whatever binary the layer has on the backend it was saved with.
+//! * [`Firewall::apply`] is the only function here that runs anything, and
+//!   only through the `Runner`; a process-wide lock serialises applies.
+//! * [`RunError::Crashed`](virtnet_runner::RunError::Crashed) stops apply at
+//!   once, without any rollback ([`FirewallError::Crashed`]): what a crash
+//!   leaves behind is the restart path's job (the driver's journal).
+//! * Rollbacks run in the order they were recorded (not reversed); the
+//!   removal plan is the exact reverse (groups last to first, commands last
+//!   to first).
+//! * `format_xml(parse_xml(x)) == x` for every `<firewall>` element libvirt
+//!   11.3.0 wrote in the captures, and replaying every capture's net-start
+//!   outputs through the engine gives the exact saved `fwRemoval`, whose
+//!   application is libvirt's net-destroy stream
+//!   (`core/tests/firewall_captures.rs`).
+//!
+//! Deviations from libvirt 11.3.0: `tc` is run as the bare name `tc` (libvirt
+//! uses the path found at build time); a command that cannot be spawned fails
+//! with the runner's message, not libvirt's "Cannot find '...' in path";
+//! error texts are libvirt's without the "internal error: " prefix; an nft
+//! creation whose table/chain argument is missing (impossible with the real
+//! generators) gets a rollback with the missing words skipped, where libvirt
+//! would read past its argument array; [`Firewall::new_from_rollback`]
+//! returns a `Result` rather than filling an out-parameter.
+//!
+//! Test-only mutation hook: with the cargo feature `sabotage` (off by
+//! default; only `virtnet-conformance`'s dev-dependency enables it),
+//! `apply::sabotage::drop_last_undo(true)` makes the rollback of a failed
+//! transaction — and the driver's undo of a failed start — skip its last
+//! step, so that `conformance/tests/mutant.rs` and `cargo xtask props
+//! --mutant drop-last-undo` can show the rollback properties fail.
 
 pub mod apply;
 pub mod inverse;

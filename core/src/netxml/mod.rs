@@ -6,6 +6,34 @@
 //! - [`format()`]: `NetworkDef` → XML exactly as libvirt formats it.
 //! - errors: [`NetXmlError`] says what is wrong and where (line:column,
 //!   element path, attribute).
+//! - [`validate_for_define`] / [`validate()`]: libvirt's define-time checks;
+//!   [`names`]: virtnet's refusals of interface and network names.
+//!
+//! Design rules:
+//!
+//! - **The parser mirrors libvirt's reading rules, not the schema.**
+//!   XPath-style reads treat an empty value as absent, direct attribute
+//!   reads do not; only the first singleton element counts; unknown
+//!   elements are ignored; checks run in libvirt's order, so the first
+//!   error is libvirt's first error. No RELAX NG validation is done
+//!   (libvirt does not either unless asked). Nesting deeper than 256
+//!   elements is refused with libxml2's message.
+//! - **Formatting is a fixed point**: what [`format()`] writes parses back
+//!   and formats identically, whatever the free-text fields hold (virtnet
+//!   escapes the values libvirt writes raw; see README, "Where virtnet is
+//!   stricter than libvirt"). libvirt's layout quirks are kept, e.g. a
+//!   model-only `<driver>` printed after a self-closed `<forward/>`.
+//! - **Every error has a position.** Parse errors carry line:column of the
+//!   element or attribute; validation errors carry an element path that
+//!   [`locate`] (used by [`parse_and_validate`]) maps to line:column.
+//!
+//! Tests: `core/tests/netxml_golden.rs` (libvirt 11.3.0's networkxml2xml
+//! cases byte for byte, its must-fail cases, the networkxml2confdata and
+//! firewalldata inputs, the real-daemon captures' definitions and status
+//! files), `netxml_errors.rs` (rejections with libvirt's messages),
+//! `netxml_fuzz.rs` (no panic; the fixed point on mutated golden
+//! documents), `netxml_roundtrip.rs` (config and status files read back to
+//! what was defined), `cli/tests/xml_cli.rs`.
 
 mod dom;
 pub mod error;

@@ -30,6 +30,30 @@
 //!
 //! firewalld is never contacted: virtnet behaves like libvirt on a host
 //! where firewalld is not running (no zone is set; `<bridge zone>` fails).
+//!
+//! Invariants: the nftables tc qdisc probe/add ([`tc_qdisc_setup`]) runs
+//! exactly where libvirt runs it, before the rules are built, so a
+//! generation error comes after it; [`legacy_iptables_removal`] works on a
+//! copy of the definition; the removal plan [`add_network_firewall`] returns
+//! is unnamed — whoever stores it names it `fwRemoval` (libvirt does this
+//! in the network object).
+//!
+//! Deviations from libvirt 11.3.0: `tc` is the bare name (libvirt: its
+//! build-time path, e.g. `/usr/sbin/tc`), also in the "Child process (...)
+//! unexpected exit status N: ..." message; a process killed by a signal is
+//! reported as exit status 128+N rather than "fatal signal N";
+//! [`network_rules`] on a definition without a bridge name fails with
+//! [`RulesError::NoBridge`] (libvirt always has one after define); error
+//! texts lack libvirt's "internal error: " prefix.
+//!
+//! Tests: `core/tests/rules_golden.rs` (every libvirt 11.3.0
+//! `networkxml2firewalldata` stream and both base streams, every 9.0.0
+//! `.args`), `rules_captures.rs` (every real-daemon capture: start with the
+//! real `--list-rules` / `nft list table` output, destroy, restarts with a
+//! backend switch, the failed tc start, 9.0.0), `rules_options.rs`
+//! (streams written by hand for options no libvirt test covers, errors,
+//! callbacks, saved setup errors), `rules_unreleased.rs` (the project's
+//! golden cases), `cli/tests/rules_cli.rs`.
 
 pub mod golden;
 pub mod iptables;

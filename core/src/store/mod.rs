@@ -1,17 +1,30 @@
 //! Config and status stores: persistent definitions (`CONFIG_DIR/NAME.xml`
-//! plus `CONFIG_DIR/autostart/NAME.xml` links), live status files
-//! (`STATE_DIR/NAME.xml`, libvirt's `<networkstatus>` documents) and the
-//! driver configuration file `network.conf`.
+//! plus `CONFIG_DIR/autostart/NAME.xml` links, [`ConfigStore`]), live status
+//! files (`STATE_DIR/NAME.xml`, libvirt's `<networkstatus>` documents,
+//! [`StatusStore`], [`format_status`] / [`parse_status`]) and the driver
+//! configuration file `network.conf` ([`read_network_conf`]:
+//! `firewall_backend`).
 //!
-//! Architecture invariant ("nothing is lost"): every file written here goes
-//! through [`atomic_write`] — a temporary file in the same directory,
-//! `fsync`, `rename` over the target, `fsync` of the directory — so a crash
-//! leaves either the old or the new content, never a torn file.
+//! Architecture invariant 7 ("nothing is lost"): every file written here goes
+//! through [`atomic_write`] (or [`atomic_write_all`] for the several dnsmasq
+//! files of a start: one directory fsync after all the renames) — a fresh
+//! temporary file in the same directory, created `O_CREAT | O_EXCL |
+//! O_NOFOLLOW` (a symbolic link planted at the temporary name is never
+//! written through; the next name is tried), `fsync`, `rename` over the
+//! target, `fsync` of the directory — so a crash leaves either the old or the
+//! new content, never a torn file. Modes are exact, whatever the umask
+//! ([`PRIVATE_FILE_MODE`], [`SHARED_FILE_MODE`] for the hosts files dnsmasq
+//! re-reads after dropping privileges, [`create_dir_all_mode`] for
+//! directories); [`open_lock_file`] opens `driver.lock` 0600, never through a
+//! symbolic link, and refuses one another user owns.
 //!
-//! The formats are libvirt 11.3.0's (see the reference, part D.2 and
-//! section 2.3 of the firewall facts), so files we write can be read by
+//! The formats are libvirt 11.3.0's, so files we write can be read by
 //! libvirt and files libvirt wrote (including 9.0.0's status files without a
-//! `<firewall>` element) can be read here.
+//! `<firewall>` element, and bare `<network>` status files) can be read
+//! here. Status files are read with quick-xml's reader, one pass over the
+//! root's children; the contents of `<network>` and `<firewall>` go to their
+//! own positioned parsers ([`crate::netxml`], [`crate::firewall::xml`]), so
+//! every error names the file, line and column.
 
 use std::fs;
 use std::io::{self, Write};

@@ -3,7 +3,13 @@
 //! carrier and operstate, bridge membership; IPv4/IPv6 addresses including
 //! the kernel's own (127.0.0.1/8 and ::1 on `lo`, the EUI-64 link-local
 //! address of every other link once it is up with carrier); static routes
-//! plus the kernel's connected routes; an always-empty neighbour table.
+//! plus the kernel's connected routes (`show` with exact/root/match
+//! selectors, `get`, `flush dev`, `show table local`); permanent neighbour
+//! entries (`ip neigh`, dropped when the link goes down); the three rules
+//! of a fresh namespace (`ip rule`, read-only). Output forms `-j`, `-j -p`,
+//! `-br`, `-o`, `-d`, `-s` (zero counters), `-4`/`-6`, and iproute2's
+//! prefix matching of objects and verbs in its own lookup order (`ip a s`
+//! is show, `ip l s` is set).
 //!
 //! The model is the *settled* host a person sees a moment after typing a
 //! command: IPv6 duplicate address detection has finished on links that
@@ -26,9 +32,14 @@
 //! - a link gets its root qdisc when first brought up (noqueue; pfifo_fast
 //!   for a tap) and keeps it when taken down again.
 //!
-//! One deliberate difference: the reference kernel has no `dummy` module
-//! (so `ip link add ... type dummy` fails there); the simulator behaves
-//! like a kernel that has it.
+//! The reference kernel has no `dummy` module, so `ip link add ... type
+//! dummy` fails (after the name check) as there;
+//! [`crate::FakeHost::set_dummy_driver`] models a kernel that has it.
+//!
+//! Known deviations: `tun` mode of `ip tuntap` is not simulated; the IPv6
+//! local table is empty; `ip -d link` of a bridge port lacks its
+//! `bridge_slave` line; `macvlan`/`vxlan` are not simulated. Checked against
+//! the real `ip` by `tests/typed_sequences.rs` and `tests/differential.rs`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

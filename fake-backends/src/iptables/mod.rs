@@ -14,6 +14,14 @@
 //! shows the builtin policies, `iptables-save` omits it, and commands naming
 //! one of its builtin chains fail with "No chain/target/match by that name.".
 //!
+//! Every table, chain and rule also carries its nftables handle (table
+//! handles from the namespace counter shared with nft, see
+//! [`XtablesState::exec_shared`]; chain and rule handles from the table's
+//! counter), so `nft -a` lists them as the kernel numbers them: a builtin
+//! chain exists in the kernel only once written to, `-R` keeps the replaced
+//! rule's handle and `-E` the chain's. The nft side of the shared ruleset
+//! is [`crate::xtnft`].
+//!
 //! Error messages and exit statuses are those of iptables v1.8.9 (nf_tables),
 //! collected by running the real tool in a fresh network namespace
 //! (see `tests/differential.rs`).

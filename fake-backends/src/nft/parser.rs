@@ -3,6 +3,19 @@
 //! statements libvirt and a batched backend emit. Statements are turned into
 //! the canonical text nft prints for them.
 //!
+//! Rule statements: `iif`/`oif`/`iifname`/`oifname` (also under `meta`, and
+//! name sets), `meta l4proto`/`nfproto`, `meta mark` and `ct mark` (match
+//! and `set`), `ip`/`ip6 saddr|daddr` (prefixes, anonymous sets, `@set`),
+//! `ip protocol`, `ip6 nexthdr`, `tcp`/`udp sport|dport` (ranges, sets,
+//! `@set`), `tcp flags`, `icmp`/`icmpv6 type`, `ct state` (sets too);
+//! `counter`, `log`, `limit`, verdicts, `jump`/`goto`, verdict maps,
+//! `reject [with ...]`, `masquerade`, `snat`/`dnat`, `redirect` (with NAT
+//! flags), `comment`; service names from /etc/services. Canonical text as
+//! nft lists it: `iif "x"`, `/32` dropped, host bits cleared, ct states in
+//! bit order, the dependency `meta l4proto tcp` dropped before `tcp dport`,
+//! default reject codes, `snat ip to` in inet. nft 1.0.6's scanner keywords
+//! are not identifiers.
+//!
 //! Anything outside the subset is reported as [`InputError::not_simulated`], which
 //! the caller prints as `Error: command not simulated: ...` (exit 1), so a
 //! test never silently passes on something the simulator does not model.

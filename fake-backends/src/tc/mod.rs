@@ -1,6 +1,13 @@
-//! Simulated `tc` for the commands libvirt's nftables backend runs
-//! (section 4.3 of the firewall reference): `qdisc show/add/del` of a root
-//! `htb` qdisc and `filter add/del/show` of u32 filters with an action.
+//! Simulated `tc`: the commands libvirt's nftables backend runs
+//! (`qdisc show/add/del` of a root `htb` qdisc, `filter add/del/show` of
+//! u32 filters with an action) and what a person types around them: root
+//! qdiscs of the kinds the reference kernel has (htb, pfifo, bfifo,
+//! pfifo_fast; others are "Specified qdisc kind is unknown."), ingress
+//! qdiscs, automatic handles from 8001:, the default qdisc rows of `tc
+//! qdisc show`, `-s` counters (0), and htb classes (`add`, `change`,
+//! `replace`, `del`, `show`, listed in the kernel's class-hash order, with
+//! tc's rate/size parsing and printing, its burst/cburst tick arithmetic
+//! and the kernel's quantum warnings).
 //!
 //! The `action csum` switch: the reference kernel lacks `act_csum`, so there
 //! `tc filter add ... action csum ...` fails with "Failed to load TC action
@@ -12,6 +19,13 @@
 //! handles, packed match keys), checked against the real tool for filters
 //! with a flowid; the action lines (`csum`, `gact`) cannot be checked on
 //! the reference kernel, which has neither action module.
+//!
+//! Known deviations: hash tables (`fh 800:`) are numbered by the creation
+//! order of the groups still present, where the kernel keeps the id a group
+//! got (after deleting an earlier group the kernel shows 801: where the
+//! simulator shows 800:); htb burst/cburst printed for rates of a gigabit
+//! and more differ (the kernel rounds its time base differently there);
+//! automatic handles are counted per host, not across namespaces.
 
 use std::collections::BTreeMap;
 
