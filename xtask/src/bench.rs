@@ -38,9 +38,6 @@ use virtnet_fake::FakeHost;
 use virtnet_runner::Runner;
 use virtnet_testkit::{FaultPlan, FaultRunner};
 
-/// The target: fault-injected starts per second on one core.
-const TARGET_PER_SEC: f64 = 10_000.0;
-
 /// One loop's count and the time it took.
 #[derive(Debug, Clone, Copy, Serialize)]
 struct Rate {
@@ -74,8 +71,8 @@ struct BackendFigures {
     /// The same, round by round (rounds alternate between the backends, so
     /// both see the same spells of a noisy machine).
     faulted_rounds: Vec<Rate>,
-    /// Median of the rounds' fault-injected starts per CPU-second: the
-    /// figure the target is judged by.
+    /// Median of the rounds' fault-injected starts per CPU-second (the
+    /// steadiest figure on a shared machine).
     faulted_median_per_cpu_second: f64,
     /// Best round: what the machine gives when nothing else contends.
     faulted_best_per_cpu_second: f64,
@@ -85,13 +82,11 @@ struct BackendFigures {
     firewall_commands: u64,
     /// The firewall transaction alone with a failure at command k.
     faulted_firewall_transactions: Rate,
-    meets_target: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
 struct Report {
     case: &'static str,
-    target_per_cpu_second: f64,
     /// Time budget of each loop (`None` with `--iterations`).
     seconds_per_loop: Option<f64>,
     /// Fixed iterations of each loop (`--iterations`).
@@ -382,23 +377,12 @@ fn print_text(r: &Report) {
             b.faulted_firewall_transactions.per_wall_second,
             b.firewall_commands
         );
-        println!(
-            "bench {}: target {:.0} fault-injected starts per CPU-second (median of the rounds): {}",
-            b.backend,
-            r.target_per_cpu_second,
-            if b.meets_target {
-                "met"
-            } else if b.faulted_best_per_cpu_second >= r.target_per_cpu_second {
-                "NOT met (the best round reaches it)"
-            } else {
-                "NOT met"
-            }
-        );
     }
 }
 
-/// Runs the benchmark; returns whether it ran (the figures are printed, the
-/// 10,000/s target is reported, not enforced).
+/// Runs the benchmark; returns whether it ran (it prints figures and judges
+/// nothing: the figures that gate changes are the conformance wall time and
+/// the property-run depth, see the README).
 pub fn run(
     seconds: f64,
     json: bool,
@@ -453,7 +437,6 @@ pub fn run(
         .unwrap_or_default();
     let mut report = Report {
         case: "nat-default",
-        target_per_cpu_second: TARGET_PER_SEC,
         seconds_per_loop: iterations.is_none().then_some(seconds / 2.0),
         iterations_per_loop: iterations,
         rounds,
@@ -522,7 +505,6 @@ pub fn run(
                 report.backends.push(BackendFigures {
                     backend: backend.to_string(),
                     commands_per_start: b.commands_per_start,
-                    meets_target: med >= TARGET_PER_SEC,
                     faulted_starts: total(&rounds),
                     faulted_median_per_cpu_second: med,
                     faulted_best_per_cpu_second: best,
