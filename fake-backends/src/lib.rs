@@ -368,21 +368,10 @@ fn simulate_lazy(state: &mut HostState, pending: &mut Pending, cmd: &Cmd) -> Out
             }
         }
         "iptables" | "iptables-nft" | "ip6tables" | "ip6tables-nft" => {
-            let HostState {
-                nft,
-                iptables,
-                ip6tables,
-                ..
-            } = &mut *state;
-            let x = if prog.starts_with("ip6") {
-                ip6tables
-            } else {
-                iptables
+            let (nft, x) = match xtables_of(state, prog) {
+                Ok(pair) => pair,
+                Err(out) => return out,
             };
-            // Tables nft created under iptables' names are iptables' too.
-            if let Err(e) = xtnft::adopt_nft_tables(nft, x) {
-                return Output::failed(1, format!("{prog}: {e}\n"));
-            }
             // Only the table the command addressed can change, and only if
             // it writes: that table alone is mirrored again (see
             // xtnft::sync_changed_to_nft). A write into a table nft created
@@ -420,22 +409,10 @@ fn simulate_lazy(state: &mut HostState, pending: &mut Pending, cmd: &Cmd) -> Out
             out
         }
         "iptables-save" | "ip6tables-save" | "iptables-nft-save" | "ip6tables-nft-save" => {
-            let HostState {
-                nft,
-                iptables,
-                ip6tables,
-                ..
-            } = &mut *state;
-            let x = if prog.starts_with("ip6") {
-                ip6tables
-            } else {
-                iptables
-            };
-            // Tables nft created under iptables' names are iptables' too.
-            if let Err(e) = xtnft::adopt_nft_tables(nft, x) {
-                return Output::failed(1, format!("{prog}: {e}\n"));
+            match xtables_of(state, prog) {
+                Ok((_, x)) => save_cmd(x, args),
+                Err(out) => out,
             }
-            save_cmd(x, args)
         }
         "ip" => {
             tell_ip(state);
@@ -556,6 +533,28 @@ fn tell_ip(state: &mut HostState) {
             .map(|(d, q)| (d.clone(), q.kind.clone()))
             .collect();
     }
+}
+
+/// The iptables or ip6tables model `prog` addresses and the nft ruleset it
+/// shares, after the tables nft created under iptables' names were adopted
+/// (they are iptables' tables too, as in the kernel).
+fn xtables_of<'a>(
+    state: &'a mut HostState,
+    prog: &str,
+) -> Result<(&'a mut nft::NftState, &'a mut iptables::XtablesState), Output> {
+    let HostState {
+        nft,
+        iptables,
+        ip6tables,
+        ..
+    } = state;
+    let x = if prog.starts_with("ip6") {
+        ip6tables
+    } else {
+        iptables
+    };
+    xtnft::adopt_nft_tables(nft, x).map_err(|e| Output::failed(1, format!("{prog}: {e}\n")))?;
+    Ok((nft, x))
 }
 
 fn save_cmd(x: &iptables::XtablesState, args: &[String]) -> Output {
