@@ -5,7 +5,7 @@
 //! when `unshare`/`dnsmasq` are missing.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 

@@ -18,7 +18,6 @@
 //! root or a tool is missing.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use virtnet_core::driver::{Driver, DriverConfig};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use virtnet_core::driver::{Driver, DriverConfig};
 use virtnet_core::firewall::{Backend, Firewall, FirewallError, Layer, TransactionFlags};
-use virtnet_runner::{find_in_path, RealRunner, Runner};
+use virtnet_runner::{RealRunner, Runner};
 
 const HOSTILE: &str = "<network>\n  <name>hostile</name>\n  <forward mode='nat' dev='eth0 ; flush ruleset'/>\n  <bridge name='virbr9'/>\n  <ip address='10.99.0.1' prefix='24'/>\n</network>\n";
 
