@@ -921,23 +921,25 @@ fn nft_words<'a>(words: impl Iterator<Item = &'a str>) -> Vec<String> {
             parts.sort_unstable();
             w = parts.join(",");
         }
-        for full in ["/32", "/128"] {
-            if let Some(a) = w.strip_suffix(full) {
-                if a.parse::<std::net::IpAddr>().is_ok() {
-                    w = a.to_string();
-                }
-            }
-        }
-        // A range of one address, with or without ports: the address.
-        let (range, ports) = match w.split_once(':') {
-            Some((r, p)) if !r.contains(':') && r.contains('.') => (r.to_string(), format!(":{p}")),
+        // An address (or a range of one address), with or without ports:
+        // the address, without a full-length prefix.
+        let (addr, ports) = match w.split_once(':') {
+            Some((a, p)) if a.contains('.') => (a.to_string(), format!(":{p}")),
             _ => (w.clone(), String::new()),
         };
-        if let Some((a, b)) = range.split_once('-') {
-            if a == b && a.parse::<std::net::Ipv4Addr>().is_ok() {
-                w = format!("{a}{ports}");
-            }
-        }
+        let addr = match addr.split_once('-') {
+            Some((a, b)) if a == b && a.parse::<std::net::Ipv4Addr>().is_ok() => a.to_string(),
+            _ => addr,
+        };
+        let addr = ["/32", "/128"]
+            .iter()
+            .find_map(|full| {
+                addr.strip_suffix(full)
+                    .filter(|a| a.parse::<std::net::IpAddr>().is_ok())
+            })
+            .map(str::to_string)
+            .unwrap_or(addr);
+        w = format!("{addr}{ports}");
         out.push(w);
     }
     out
@@ -1500,7 +1502,7 @@ mod tests {
     #[test]
     fn nft_rule_text_as_listed_matches_the_arguments() {
         let w = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
-        let listing = "table ip libvirt_network {\n\tchain guest_nat { # handle 4\n\t\tip saddr 10.20.0.0/16 ip daddr != 10.20.0.0/16 counter packets 0 bytes 0 snat to 198.51.100.1:20000-30000 # handle 7\n\t\tip saddr 10.20.0.0/16 ip daddr 255.255.255.255 counter packets 3 bytes 9 return # handle 8\n\t}\n}\n";
+        let listing = "table ip libvirt_network {\n\tchain guest_nat { # handle 4\n\t\tip saddr 10.20.0.0/16 ip daddr != 10.20.0.0/16 counter packets 0 bytes 0 snat to 198.51.100.1/32:20000-30000 # handle 7\n\t\tip saddr 10.20.0.0/16 ip daddr 255.255.255.255 counter packets 3 bytes 9 return # handle 8\n\t}\n}\n";
         assert_eq!(
             nft_find_rule(listing, &w("ip saddr 10.20.0.0/16 ip daddr != 10.20.0.0/16 counter snat to 198.51.100.1-198.51.100.1:20000-30000"), &[]),
             Some("7".into())
