@@ -11,12 +11,19 @@
 //! same way. `cargo xtask props --mutant drop-last-undo` runs the same
 //! hunt with a random seed (examples/mutant_drop_last_undo.rs), printing
 //! the seed and the minimal case.
+//!
+//! The second mutation, `virtnet_core::driver::journal::sabotage::
+//! record_after_effect` (the journal records a creation after its command
+//! instead of its intent before), must break the state machine's
+//! invariants through a crash after a command's effect, shrunk to a short
+//! sequence (`cargo xtask props --mutant record-after-effect`).
 
 mod mutant_common;
 mod props_common;
 
 use mutant_common::*;
 use virtnet_conformance::props::machine::{Foreign, Op, StartFault};
+use virtnet_core::driver::journal::sabotage as journal_sabotage;
 use virtnet_core::firewall::apply::sabotage;
 
 /// The switch is process-wide: tests that flip it hold this lock.
@@ -79,7 +86,7 @@ fn dropping_the_last_undo_step_breaks_the_state_machine_invariants() {
     let Some(f) = found else {
         panic!("64 operation sequences passed with the last undo step dropped");
     };
-    let text = machine_report(&SEED, &f);
+    let text = machine_report("drop-last-undo", &SEED, &f);
     println!("{text}");
     // Shrunk to a short sequence that contains a start with a fault.
     let ops = &f.minimal.3;
@@ -87,5 +94,34 @@ fn dropping_the_last_undo_step_breaks_the_state_machine_invariants() {
     assert!(
         ops.iter().any(|o| matches!(o, Op::Start(_, Some(_)))),
         "no faulty start in the minimal sequence:\n{text}"
+    );
+}
+
+/// A fixed seed for the journal mutation.
+const SEED_RECORD: [u8; 32] = *b"virtnet-mutant-record-after-eff1";
+
+#[test]
+fn recording_after_the_effect_leaks_what_a_crash_after_the_effect_created() {
+    let _switch = lock_switch();
+    journal_sabotage::record_after_effect(true);
+    let found = hunt(SEED_RECORD, 64, machine_input(), machine_property);
+    journal_sabotage::record_after_effect(false);
+    let Some(f) = found.unwrap() else {
+        panic!("64 operation sequences passed with creations recorded after their effect");
+    };
+    let text = machine_report("record-after-effect", &SEED_RECORD, &f);
+    println!("{text}");
+    assert!(text.contains(&hex(&SEED_RECORD)), "{text}");
+    // Shrunk to a short sequence whose crash falls after an effect.
+    let ops = &f.minimal.3;
+    assert!(ops.len() <= 3, "not shrunk to a short sequence:\n{text}");
+    assert!(
+        ops.iter().any(|o| matches!(o, Op::CrashAfterEffect { .. })),
+        "no crash after an effect in the minimal sequence:\n{text}"
+    );
+    // What leaked is named.
+    assert!(
+        f.reason.contains("leaked") || f.reason.contains("dnsmasq"),
+        "{text}"
     );
 }

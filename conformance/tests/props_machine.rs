@@ -129,6 +129,16 @@ fn every_operation_kind_once() {
                 },
                 after: 10,
             },
+            Op::CrashAfterEffect {
+                during: CrashIn::Start(1),
+                index: 30,
+            },
+            Op::CrashAfterEffect {
+                during: CrashIn::Restart {
+                    switch_backend: true,
+                },
+                index: 12,
+            },
             Op::Undefine(1),
             Op::Destroy(1),
             Op::Destroy(0),

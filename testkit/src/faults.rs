@@ -12,10 +12,18 @@
 //! wrapper (including injected failures and crashed commands) since it was
 //! created or its counter reset with [`FaultRunner::reset_counter`].
 //!
-//! A command whose failure is injected, or that comes after the "crash",
-//! never reaches the wrapped runner, so the host is exactly as it was
-//! before it (`fake-backends/tests/host_faults.rs` checks this on the
-//! simulated host).
+//! What is injected where: every fault acts on the commands given to the
+//! wrapper (one `Runner::run` each: a process the driver would spawn), and
+//! on nothing else — files the driver writes, signals and the inner
+//! runner's own behaviour are untouched. A failure replaces the command by
+//! an exit status and stderr (the command does not run); a crash makes the
+//! command and every later one return [`RunError::Crashed`], either before
+//! the command runs ([`Fault::CrashAfter`]) or after it ran
+//! ([`Fault::CrashAfterEffect`]).
+//!
+//! A command whose failure is injected, or that comes after a crash, never
+//! reaches the wrapped runner, so the host is exactly as it was before it
+//! (`fake-backends/tests/host_faults.rs` checks this on the simulated host).
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -77,13 +85,16 @@ impl fmt::Display for CmdMatcher {
 ///
 /// Every fault says *which* commands it hits (by index or by a
 /// [`CmdMatcher`]) and *what* happens instead of or after running them.
-/// Faults still to come fit the same shape: a crash *after* a command took
-/// effect (`CrashAfterEffect { index }`: command `index` runs, then it and
-/// every later command report [`RunError::Crashed`]) is another variant
-/// with an index, applied by [`FaultRunner`] after the inner run; a failing
-/// file write of the driver's own storage (`FailWrite { path, nth }`) is a
+/// The two crashes model the death of the process that drives the host
+/// (the daemon), not of the host: what already ran stays done. A crash
+/// *before* a command ([`Fault::CrashAfter`]) is the daemon killed between
+/// two commands; a crash *after its effect* ([`Fault::CrashAfterEffect`])
+/// is the daemon killed while a child command runs — the child completes
+/// (it is not in the daemon's process), the daemon never sees its result.
+/// Faults still to come fit the same shape: a failing file write of the
+/// driver's own storage (`WriteFails { path_pattern, errno }`) is a
 /// variant the driver's file layer would ask the plan about
-/// ([`FaultPlan::faults`] is plain data) — neither is implemented yet.
+/// ([`FaultPlan::faults`] is plain data) — not implemented yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Fault {
@@ -106,6 +117,11 @@ pub enum Fault {
     /// every later one return `RunError::Crashed` without running until
     /// [`FaultRunner::recover`] is called (which consumes this fault).
     CrashAfter { after: u64 },
+    /// Command number `index` is given to the inner runner (it takes
+    /// effect on the host), then it and every later command return
+    /// `RunError::Crashed` — the later ones without running — until
+    /// [`FaultRunner::recover`] is called (which consumes this fault).
+    CrashAfterEffect { index: u64 },
 }
 
 impl fmt::Display for Fault {
@@ -135,6 +151,9 @@ impl fmt::Display for Fault {
                 }
             }
             Fault::CrashAfter { after } => write!(f, "crash after {after} commands"),
+            Fault::CrashAfterEffect { index } => {
+                write!(f, "crash after command #{index} took effect")
+            }
         }
     }
 }
@@ -185,6 +204,13 @@ impl FaultPlan {
         self
     }
 
+    /// Command `index` runs, then the host "crashes" before its result is
+    /// seen (see [`Fault::CrashAfterEffect`]).
+    pub fn crash_after_effect(mut self, index: u64) -> Self {
+        self.faults.push(Fault::CrashAfterEffect { index });
+        self
+    }
+
     pub fn to_json(&self) -> String {
         // Serialising plain data with string keys cannot fail.
         serde_json::to_string(self).unwrap_or_default()
@@ -194,17 +220,24 @@ impl FaultPlan {
         Ok(serde_json::from_str(s)?)
     }
 
-    /// The crash point, if the plan has one.
-    fn crash_point(&self) -> Option<u64> {
-        self.faults.iter().find_map(|f| match f {
-            Fault::CrashAfter { after } => Some(*after),
-            _ => None,
-        })
+    /// The crash point, if the plan has one: the index of the first
+    /// command that reports the crash, and whether that command still
+    /// runs (a crash after its effect) or not (a crash before it). The
+    /// earliest crash of the plan wins.
+    fn crash_point(&self) -> Option<(u64, bool)> {
+        self.faults
+            .iter()
+            .filter_map(|f| match f {
+                Fault::CrashAfter { after } => Some((after.saturating_add(1), false)),
+                Fault::CrashAfterEffect { index } => Some((*index, true)),
+                _ => None,
+            })
+            .min()
     }
 
     fn remove_crash(&mut self) {
         self.faults
-            .retain(|f| !matches!(f, Fault::CrashAfter { .. }));
+            .retain(|f| !matches!(f, Fault::CrashAfter { .. } | Fault::CrashAfterEffect { .. }));
     }
 
     /// The injected failure for command `index`, if any (consumes one use of
@@ -258,6 +291,9 @@ pub enum Applied {
     Injected(Output),
     /// Not run: the host had "crashed".
     Crashed,
+    /// Given to the inner runner, then reported as a crash (its output,
+    /// or its error, is not returned).
+    RanThenCrashed,
 }
 
 /// One command given to a [`FaultRunner`].
@@ -325,10 +361,14 @@ impl FaultRunner {
         self.lock().count = 0;
     }
 
-    /// True while a `CrashAfter` fault is in effect.
+    /// True while a crash fault is in effect (the crashing command was
+    /// given).
     pub fn is_crashed(&self) -> bool {
         let state = self.lock();
-        state.plan.crash_point().is_some_and(|k| state.count > k)
+        state
+            .plan
+            .crash_point()
+            .is_some_and(|(first, _)| state.count >= first)
     }
 
     /// End a crash: the `CrashAfter` fault is removed and later commands
@@ -373,13 +413,17 @@ impl Runner for FaultRunner {
             let mut state = self.lock();
             state.count += 1;
             let index = state.count;
-            let applied = if state.plan.crash_point().is_some_and(|k| index > k) {
-                Applied::Crashed
-            } else if let Some((status, stderr)) = state.plan.injected(index, cmd) {
-                Applied::Injected(Output::failed(status, stderr))
-            } else {
-                Applied::Ran
-            };
+            let crash = state.plan.crash_point();
+            let applied =
+                if crash.is_some_and(|(first, runs)| index > first || (index == first && !runs)) {
+                    Applied::Crashed
+                } else if crash == Some((index, true)) {
+                    Applied::RanThenCrashed
+                } else if let Some((status, stderr)) = state.plan.injected(index, cmd) {
+                    Applied::Injected(Output::failed(status, stderr))
+                } else {
+                    Applied::Ran
+                };
             state.log.push(Given {
                 index,
                 cmd: cmd.clone(),
@@ -393,6 +437,15 @@ impl Runner for FaultRunner {
                 index,
             }),
             (_, Applied::Injected(output)) => Ok(output),
+            (index, Applied::RanThenCrashed) => {
+                // The command takes effect; the "process" dies before it
+                // sees the result.
+                let _ = self.inner.run(cmd);
+                Err(RunError::Crashed {
+                    program: cmd.program().to_string(),
+                    index,
+                })
+            }
             // Run outside the lock: the inner runner may take its time.
             (_, Applied::Ran) => self.inner.run(cmd),
         }
@@ -400,5 +453,70 @@ impl Runner for FaultRunner {
 
     fn has_program(&self, name: &str) -> bool {
         self.inner.has_program(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A runner that counts what reached it and succeeds.
+    #[derive(Default)]
+    struct Counting(Mutex<Vec<String>>);
+
+    impl Runner for Counting {
+        fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(cmd.argv.join(" "));
+            Ok(Output::default())
+        }
+    }
+
+    fn given(inner: &Arc<Counting>) -> Vec<String> {
+        inner.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    #[test]
+    fn crash_after_effect_runs_the_command_then_refuses_everything() {
+        let inner = Arc::new(Counting::default());
+        let f = FaultRunner::new(inner.clone()).with_plan(FaultPlan::none().crash_after_effect(2));
+        assert!(f.run_argv(&["a"]).is_ok());
+        assert!(!f.is_crashed());
+        let e = f.run_argv(&["b"]).unwrap_err();
+        assert!(matches!(e, RunError::Crashed { index: 2, .. }), "{e:?}");
+        assert!(f.is_crashed());
+        let e = f.run_argv(&["c"]).unwrap_err();
+        assert!(matches!(e, RunError::Crashed { index: 3, .. }), "{e:?}");
+        // b took effect, c did not.
+        assert_eq!(given(&inner), vec!["a", "b"]);
+        let applied: Vec<Applied> = f.log().into_iter().map(|g| g.applied).collect();
+        assert_eq!(
+            applied,
+            vec![Applied::Ran, Applied::RanThenCrashed, Applied::Crashed]
+        );
+        f.recover();
+        assert!(!f.is_crashed());
+        assert!(f.run_argv(&["d"]).is_ok());
+        assert_eq!(given(&inner), vec!["a", "b", "d"]);
+    }
+
+    #[test]
+    fn crash_before_effect_does_not_run_the_command() {
+        let inner = Arc::new(Counting::default());
+        let f = FaultRunner::new(inner.clone()).with_plan(FaultPlan::none().crash_after(1));
+        assert!(f.run_argv(&["a"]).is_ok());
+        assert!(f.run_argv(&["b"]).is_err());
+        assert!(f.is_crashed());
+        assert_eq!(given(&inner), vec!["a"]);
+    }
+
+    #[test]
+    fn crash_faults_print_and_replay() {
+        let plan = FaultPlan::none().crash_after_effect(4);
+        assert_eq!(FaultPlan::from_json(&plan.to_json()).unwrap(), plan);
+        assert!(plan.to_json().contains("crash_after_effect"));
+        assert_eq!(plan.to_string(), "crash after command #4 took effect\n");
     }
 }

@@ -79,13 +79,16 @@ enum Task {
     Props {
         #[arg(long)]
         deep: bool,
-        /// Instead, prove the properties can fail: run the rollback
-        /// property with a deliberately broken rollback (`drop-last-undo`:
-        /// the undo of a failed start skips its last step) and print the
-        /// seed and the minimal failing case; exits non-zero when the
+        /// Instead, prove the properties can fail: run a property with a
+        /// deliberately broken driver (`drop-last-undo`: the undo of a
+        /// failed start skips its last step, against the rollback
+        /// property; `record-after-effect`: the journal records a creation
+        /// after its command instead of its intent before, against the
+        /// state machine with crashes after a command's effect) and print
+        /// the seed and the minimal failing case; exits non-zero when the
         /// property fails, as it must. `VIRTNET_MUTANT_SEED=<64 hex>`
         /// reproduces a run.
-        #[arg(long, value_name = "MUTATION", value_parser = ["drop-last-undo"])]
+        #[arg(long, value_name = "MUTATION", value_parser = ["drop-last-undo", "record-after-effect"])]
         mutant: Option<String>,
     },
     /// Golden releases.
@@ -309,6 +312,10 @@ fn main() -> ExitCode {
         } => {
             // Only conformance's tests and examples are built with the hook
             // (its dev-dependency feature `sabotage`).
+            let (example, property) = match m.as_str() {
+                "record-after-effect" => ("mutant_record_after_effect", "state-machine"),
+                _ => ("mutant_drop_last_undo", "rollback"),
+            };
             let mut demo = cargo();
             demo.args([
                 "run",
@@ -316,9 +323,9 @@ fn main() -> ExitCode {
                 "-p",
                 "virtnet-conformance",
                 "--example",
-                "mutant_drop_last_undo",
+                example,
             ]);
-            eprintln!("xtask: props --mutant {m}: the rollback property must fail and print its seed and minimal case");
+            eprintln!("xtask: props --mutant {m}: the {property} property must fail and print its seed and minimal case");
             eprintln!("xtask: == mutant property run: {demo:?}");
             match demo.status().map(|s| s.code()) {
                 Ok(Some(1)) => eprintln!("xtask: props --mutant {m}: the property caught the mutation (above: seed and minimal case)"),

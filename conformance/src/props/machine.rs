@@ -1,8 +1,9 @@
 //! The driver as a state machine on the fake host: operations
 //! ([`Op`]: define, undefine, start with an optional fault, destroy,
 //! driver restart with or without a backend switch, upgrade from a release
-//! that saved no removal plan, crash at any command of a start, destroy or
-//! restart) and the invariants that must hold after each of them
+//! that saved no removal plan, crash before any command of a start,
+//! destroy or restart, or after its effect — the daemon dies while the
+//! command runs, the command completes) and the invariants that must hold after each of them
 //! ([`Machine::check`]):
 //!
 //! 1. each active network's own objects (rules, bridge, routes, tc
@@ -125,6 +126,13 @@ pub enum Op {
         during: CrashIn,
         after: u16,
     },
+    /// The daemon dies while command `index` of the operation runs: the
+    /// command takes effect, its result is never seen; then the daemon
+    /// restarts.
+    CrashAfterEffect {
+        during: CrashIn,
+        index: u16,
+    },
 }
 
 impl fmt::Display for Op {
@@ -162,6 +170,10 @@ impl fmt::Display for Op {
             Op::Crash { during, after } => write!(
                 f,
                 "crash after {after} commands of {during:?}, recover, restart"
+            ),
+            Op::CrashAfterEffect { during, index } => write!(
+                f,
+                "crash after command #{index} of {during:?} took effect, recover, restart"
             ),
         }
     }
@@ -485,48 +497,53 @@ impl Machine {
                 Ok(format!("plans dropped from {stripped:?}; {msg}"))
             }
             Op::Crash { during, after } => {
-                self.faults.reset_counter();
-                self.faults
-                    .set_plan(FaultPlan::none().crash_after(u64::from(*after)));
-                let r = match during {
-                    CrashIn::Start(n) => {
-                        let name = NetSpec::name(*n as u8);
-                        self.driver()?.start(&name).map(|_| ())
-                    }
-                    CrashIn::Destroy(n) => {
-                        let name = NetSpec::name(*n as u8);
-                        self.driver()?.destroy(&name)
-                    }
-                    CrashIn::Restart { switch_backend } => {
-                        self.driver = None;
-                        if *switch_backend {
-                            self.backend = self.backend.other();
-                        }
-                        match Driver::open(config(
-                            self.dir.path(),
-                            self.faults.clone(),
-                            self.backend,
-                        )) {
-                            Ok(d) => d.reconcile().map(|_| ()),
-                            Err(e) => Err(e),
-                        }
-                    }
-                };
-                let crashed = self.faults.is_crashed();
-                self.faults.recover();
-                self.faults.set_plan(FaultPlan::none());
-                let what = match r {
-                    Err(e) if e.is_crash() => format!("crashed ({e})"),
-                    Err(e) => format!("failed before the crash point: {e}"),
-                    Ok(()) => "completed before the crash point".to_string(),
-                };
-                if crashed && !what.starts_with("crashed") {
-                    return Err(format!("host crashed but the operation reported: {what}"));
-                }
-                let msg = self.restart(self.backend)?;
-                Ok(format!("{what}; restart: {msg}"))
+                self.crash(during, FaultPlan::none().crash_after(u64::from(*after)))
             }
+            Op::CrashAfterEffect { during, index } => self.crash(
+                during,
+                FaultPlan::none().crash_after_effect(u64::from(*index)),
+            ),
         }
+    }
+
+    /// Runs the operation `during` under the crash `plan`, then the host
+    /// recovers and the daemon restarts.
+    fn crash(&mut self, during: &CrashIn, plan: FaultPlan) -> Result<String, String> {
+        self.faults.reset_counter();
+        self.faults.set_plan(plan);
+        let r = match during {
+            CrashIn::Start(n) => {
+                let name = NetSpec::name(*n as u8);
+                self.driver()?.start(&name).map(|_| ())
+            }
+            CrashIn::Destroy(n) => {
+                let name = NetSpec::name(*n as u8);
+                self.driver()?.destroy(&name)
+            }
+            CrashIn::Restart { switch_backend } => {
+                self.driver = None;
+                if *switch_backend {
+                    self.backend = self.backend.other();
+                }
+                match Driver::open(config(self.dir.path(), self.faults.clone(), self.backend)) {
+                    Ok(d) => d.reconcile().map(|_| ()),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        let crashed = self.faults.is_crashed();
+        self.faults.recover();
+        self.faults.set_plan(FaultPlan::none());
+        let what = match r {
+            Err(e) if e.is_crash() => format!("crashed ({e})"),
+            Err(e) => format!("failed before the crash point: {e}"),
+            Ok(()) => "completed before the crash point".to_string(),
+        };
+        if crashed && !what.starts_with("crashed") {
+            return Err(format!("host crashed but the operation reported: {what}"));
+        }
+        let msg = self.restart(self.backend)?;
+        Ok(format!("{what}; restart: {msg}"))
     }
 
     fn start(&mut self, n: usize, fault: Option<&StartFault>) -> Result<String, String> {

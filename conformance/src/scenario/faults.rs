@@ -1,5 +1,7 @@
 //! fail-each (command k of a start fails, for every k) and crash-each (the
-//! host crashes after command k of a start, then a new daemon recovers).
+//! daemon dies before command k of a start runs — `crash-each` — or while
+//! it runs, so that it takes effect unseen — `crash-each:after-effect` —
+//! then a new daemon recovers).
 
 use std::sync::Arc;
 
@@ -173,10 +175,26 @@ fn start_command_count(ctx: &Ctx, backend: Backend) -> CheckResult<u64> {
     Ok(undo_at.map(|i| i as u64).unwrap_or(n))
 }
 
-/// Crash after `k` commands of a start for every k, then recover + driver
-/// reopen + reconcile: nothing of ours remains that no status file
-/// accounts for, and an active network has its rules exactly once.
-pub(super) fn op_crash_each(ctx: &Ctx, backend: Backend, stride: u64) -> CheckResult<u64> {
+/// Where a crash of [`op_crash_each`] falls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashWhen {
+    /// After `k` commands ran (k = 0..=n): command k+1 never runs.
+    BeforeCommand,
+    /// While command `k` runs (k = 1..=n): it takes effect on the host,
+    /// the daemon never sees its result.
+    AfterEffect,
+}
+
+/// Crash at command `k` of a start for every k (see [`CrashWhen`]), then
+/// recover + driver reopen + reconcile: nothing of ours remains that no
+/// status file accounts for, and an active network has its rules exactly
+/// once.
+pub(super) fn op_crash_each(
+    ctx: &Ctx,
+    backend: Backend,
+    stride: u64,
+    when: CrashWhen,
+) -> CheckResult<u64> {
     if ctx.lacks_csum(backend)? {
         return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
     }
@@ -185,16 +203,27 @@ pub(super) fn op_crash_each(ctx: &Ctx, backend: Backend, stride: u64) -> CheckRe
     let Some(expected) = ctx.expected_start(backend, &[])? else {
         return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
     };
-    let points = fault_points(0, n, stride);
+    let first = match when {
+        CrashWhen::BeforeCommand => 0,
+        CrashWhen::AfterEffect => 1,
+    };
+    let points = fault_points(first, n, stride);
     for &k in &points {
-        let what = format!("crash after command {k} of {n}");
+        let (what, plan) = match when {
+            CrashWhen::BeforeCommand => (
+                format!("crash after command {k} of {n}"),
+                FaultPlan::none().crash_after(k),
+            ),
+            CrashWhen::AfterEffect => (
+                format!("crash after command {k} of {n} took effect"),
+                FaultPlan::none().crash_after_effect(k),
+            ),
+        };
         let stage = ctx.stage()?;
         let name = ctx.define(&stage, backend)?;
         // define changes nothing on the host: the baseline is the state before the start.
         let before = stage.baseline.clone();
-        let faults = Arc::new(
-            FaultRunner::new(stage.host.runner()).with_plan(FaultPlan::none().crash_after(k)),
-        );
+        let faults = Arc::new(FaultRunner::new(stage.host.runner()).with_plan(plan));
         let d = driver_step(
             ctx.driver(&stage, Some(faults as Arc<dyn Runner>), backend),
             "driver open",
@@ -205,7 +234,7 @@ pub(super) fn op_crash_each(ctx: &Ctx, backend: Backend, stride: u64) -> CheckRe
             Err(e) if !e.is_crash() => {
                 return fail(format!("{what}: start failed without a crash: {e}"));
             }
-            Ok(()) if k < n => {
+            Ok(()) if k < n || when == CrashWhen::AfterEffect => {
                 return fail(format!("{what}: start succeeded"));
             }
             _ => {}

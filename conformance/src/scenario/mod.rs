@@ -46,6 +46,9 @@ pub enum Op {
     FailEach,
     /// Crash after command k of a start, for every k, then restart.
     CrashEach,
+    /// Crash after command k of a start took effect (it ran; the daemon
+    /// never saw its result), for every k, then restart.
+    CrashEachAfterEffect,
 }
 
 impl Op {
@@ -58,6 +61,7 @@ impl Op {
             Op::Upgrade(s) => format!("upgrade:{}", s.label()),
             Op::FailEach => "fail-each".into(),
             Op::CrashEach => "crash-each".into(),
+            Op::CrashEachAfterEffect => "crash-each:after-effect".into(),
         }
     }
 
@@ -150,10 +154,24 @@ pub fn run_scenario_with(
                     .map(|n| {
                         steps = n;
                     }),
-                Op::CrashEach => faults::op_crash_each(&ctx, scenario.backend, opts.fault_stride)
-                    .map(|n| {
-                        steps = n;
-                    }),
+                Op::CrashEach => faults::op_crash_each(
+                    &ctx,
+                    scenario.backend,
+                    opts.fault_stride,
+                    faults::CrashWhen::BeforeCommand,
+                )
+                .map(|n| {
+                    steps = n;
+                }),
+                Op::CrashEachAfterEffect => faults::op_crash_each(
+                    &ctx,
+                    scenario.backend,
+                    opts.fault_stride,
+                    faults::CrashWhen::AfterEffect,
+                )
+                .map(|n| {
+                    steps = n;
+                }),
             };
             verdict_of(r)
         }
@@ -185,5 +203,6 @@ pub fn ops_for(golden: &Path, case: &Case, backend: Backend) -> Vec<Op> {
     }
     ops.push(Op::FailEach);
     ops.push(Op::CrashEach);
+    ops.push(Op::CrashEachAfterEffect);
     ops
 }

@@ -1,6 +1,7 @@
 //! What the mutation test (`tests/mutant.rs`) and the mutation
-//! demonstration (`examples/mutant_drop_last_undo.rs`, run by `cargo xtask
-//! props --mutant drop-last-undo`) share: the two properties, a proptest
+//! demonstrations (`examples/mutant_drop_last_undo.rs` and
+//! `examples/mutant_record_after_effect.rs`, run by `cargo xtask props
+//! --mutant drop-last-undo|record-after-effect`) share: the two properties, a proptest
 //! run that returns the shrunk failure, and its report with the seed.
 #![allow(dead_code)]
 
@@ -105,16 +106,38 @@ pub fn machine_property(input: MachineInput) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-pub fn machine_report(seed: &[u8; 32], f: &Found<MachineInput>) -> String {
+/// The report of a state-machine failure under the mutation `mutation`
+/// (its `cargo xtask props --mutant` name).
+pub fn machine_report(mutation: &str, seed: &[u8; 32], f: &Found<MachineInput>) -> String {
     let (specs, backend, foreign, ops) = &f.minimal;
     format!(
-        "property any_sequence_keeps_the_invariants FAILED under the mutation drop-last-undo\n\
-         seed: {}\n\
+        "property any_sequence_keeps_the_invariants FAILED under the mutation {mutation}\n\
+         seed: {} (reproduce: VIRTNET_MUTANT_SEED={} cargo xtask props --mutant {mutation})\n\
          minimal failing case:\n  backend: {backend}\n  foreign: {foreign:?}\n  operations: {ops:?}\n  networks: {specs:#?}\n\
          why:\n{}",
         hex(seed),
+        hex(seed),
         f.reason
     )
+}
+
+/// The seed of a demonstration: `VIRTNET_MUTANT_SEED` (64 hex digits) or
+/// one from the clock and the pid.
+pub fn seed_from_env() -> Result<[u8; 32], String> {
+    match std::env::var("VIRTNET_MUTANT_SEED") {
+        Ok(s) => parse_hex(&s)
+            .ok_or_else(|| format!("VIRTNET_MUTANT_SEED: expected 64 hex digits, got `{s}`")),
+        Err(_) => {
+            let mut s = [0u8; 32];
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            s[..16].copy_from_slice(&t.to_le_bytes());
+            s[16..20].copy_from_slice(&std::process::id().to_le_bytes());
+            Ok(s)
+        }
+    }
 }
 
 pub fn hex(seed: &[u8; 32]) -> String {

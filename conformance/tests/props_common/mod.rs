@@ -151,6 +151,15 @@ pub fn op(nets: usize) -> impl Strategy<Value = Op> {
             0u16..80
         )
             .prop_map(|(during, after)| Op::Crash { during, after }),
+        2 => (
+            prop_oneof![
+                n.clone().prop_map(CrashIn::Start),
+                n.clone().prop_map(CrashIn::Destroy),
+                any::<bool>().prop_map(|switch_backend| CrashIn::Restart { switch_backend }),
+            ],
+            1u16..80
+        )
+            .prop_map(|(during, index)| Op::CrashAfterEffect { during, index }),
     ]
 }
 

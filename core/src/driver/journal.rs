@@ -2,10 +2,17 @@
 //! the host, so that a crash between creating something and saving the
 //! status file never leaks it.
 //!
-//! [`JournalRunner`] wraps the driver's runner: every command that succeeds
-//! is appended, with the part of its stdout its undo needs (nft's `# handle
-//! N` echo; see [`journaled_stdout`]), to `STATE_DIR/NAME.journal`, in the
-//! file before the next command runs. The driver adds notes for facts that
+//! [`JournalRunner`] wraps the driver's runner: before a command that
+//! creates something runs, its *intent* is appended to
+//! `STATE_DIR/NAME.journal` (what it will create, so that recovery can
+//! find it); every command that succeeds is appended, with the part of its
+//! stdout its undo needs (nft's `# handle N` echo; see
+//! [`journaled_stdout`]), in the file before the next command runs; a
+//! creation that fails is noted as failed. An intent that never reported
+//! back — the daemon died while the command ran, which completes all the
+//! same — is looked up on the host by [`recovery_plan`] and undone if
+//! there (the lookups run during recovery only: the command streams of a
+//! start are unchanged). The driver adds notes for facts that
 //! are not commands (the pid dnsmasq wrote, the previous value of a global
 //! sysctl). The journal is opened when the operation begins (a journal that
 //! cannot be opened refuses the operation before it changes anything) and
@@ -29,7 +36,10 @@
 //! would even be harmful after a reboot: its undo plan would be replayed
 //! against a kernel that never saw those commands.)
 //!
-//! File format: JSON lines ([`Entry`]). A reader ignores a torn last line,
+//! File format: JSON lines ([`Entry`]). Intents are notes (`{"note":
+//! "intent", "key": PROGRAM, "value": ARGV-AS-JSON}`, and `"failed"`), so
+//! the reader of the release before intents reads a newer journal and
+//! ignores them (it then undoes what was confirmed, as it always did). A reader ignores a torn last line,
 //! and stops at a zero byte: journals of the release that stored entries
 //! through a shared mapping end with zeros, and an emptied one starts with
 //! a zero (no journal).
@@ -120,6 +130,8 @@ impl Journal {
                 .create(true)
                 .truncate(true)
                 .custom_flags(libc::O_APPEND)
+                // Only the driver reads it (a umask can only narrow this).
+                .mode(crate::store::PRIVATE_FILE_MODE)
                 .open(path)
         };
         let file = match open() {
@@ -197,6 +209,24 @@ impl Journal {
         st.line.clear();
         serde_json::to_writer(&mut st.line, &RanRef { argv, stdout }).map_err(io::Error::other)?;
         self.write_line(&mut st)
+    }
+
+    /// Whether `argv` creates something the undo plan would undo (see
+    /// [`UndoTracker::needs_intent`]).
+    pub fn needs_intent(&self, argv: &[String]) -> bool {
+        self.lock().tracker.needs_intent(argv)
+    }
+
+    /// Appends the intent to run `argv` (`kind` [`INTENT`]) or the news
+    /// that it failed (`kind` [`FAILED`]): a note whose value is the argv
+    /// as a JSON array.
+    fn append_intent(&self, argv: &[String], kind: &str) -> io::Result<()> {
+        let value = serde_json::to_string(argv).map_err(io::Error::other)?;
+        self.note(
+            kind,
+            basename(argv.first().map(String::as_str).unwrap_or("")),
+            &value,
+        )
     }
 
     /// Adds a note.
@@ -306,23 +336,82 @@ impl Runner for JournalRunner<'_> {
                 ),
             });
         }
-        let out = self.inner.run(cmd)?;
-        if out.success() {
+        let not_journaled = |e: io::Error, what: &str| RunError::Spawn {
+            program: cmd.program().to_string(),
+            reason: format!(
+                "{what} could not be journaled in {}: {e}",
+                self.journal.path.display()
+            ),
+        };
+        // The intent reaches the file before the command runs: a crash
+        // while it runs (or before its result is journaled) leaves an
+        // intent that recovery looks up on the host.
+        let intent = !sabotage::recording_after_effect() && self.journal.needs_intent(&cmd.argv);
+        if intent {
             self.journal
-                .append_ran(&cmd.argv, &out.stdout)
-                .map_err(|e| RunError::Spawn {
-                    program: cmd.program().to_string(),
-                    reason: format!(
-                        "ran, but could not be journaled in {}: {e}",
-                        self.journal.path.display()
-                    ),
-                })?;
+                .append_intent(&cmd.argv, INTENT)
+                .map_err(|e| not_journaled(e, "not run: its intent"))?;
         }
-        Ok(out)
+        let result = self.inner.run(cmd);
+        match &result {
+            Ok(out) if out.success() => {
+                self.journal
+                    .append_ran(&cmd.argv, &out.stdout)
+                    .map_err(|e| not_journaled(e, "ran, but"))?;
+            }
+            // The process died: nothing more is written (recovery finds
+            // the intent unresolved).
+            Err(RunError::Crashed { .. }) => {}
+            // It ran and failed, or could not be started: it created
+            // nothing.
+            _ if intent => {
+                self.journal
+                    .append_intent(&cmd.argv, FAILED)
+                    .map_err(|e| not_journaled(e, "failed, and that"))?;
+            }
+            _ => {}
+        }
+        result
     }
 
     fn has_program(&self, name: &str) -> bool {
         self.inner.has_program(name)
+    }
+}
+
+/// Note kinds of the intent protocol (notes, so that the reader of the
+/// release before intents reads such a journal and ignores them).
+const INTENT: &str = "intent";
+const FAILED: &str = "failed";
+
+/// Test-only mutation (cargo feature `sabotage`, never on in a shipped
+/// build): when switched on with [`sabotage::record_after_effect`], the
+/// journal records a creation only after the command succeeded, as before
+/// intents existed, so a crash after a command's effect leaks what it
+/// created. It exists to prove that the property tests catch that (`cargo
+/// xtask props --mutant record-after-effect`).
+#[doc(hidden)]
+pub mod sabotage {
+    #[cfg(feature = "sabotage")]
+    static RECORD_AFTER_EFFECT: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+
+    /// Switches the mutation on or off for the whole process.
+    #[cfg(feature = "sabotage")]
+    pub fn record_after_effect(on: bool) {
+        RECORD_AFTER_EFFECT.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Is the mutation on? (Always false without the feature.)
+    pub(crate) fn recording_after_effect() -> bool {
+        #[cfg(feature = "sabotage")]
+        {
+            RECORD_AFTER_EFFECT.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        #[cfg(not(feature = "sabotage"))]
+        {
+            false
+        }
     }
 }
 
@@ -473,6 +562,9 @@ fn prev_pid(p: &str) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct UndoTracker {
     notes: Vec<(String, String, String)>,
+    /// Intents whose command has not reported back (normally none, or the
+    /// last one of a journal left by a crash).
+    pending: Vec<Vec<String>>,
     /// The inverses of the outstanding creations, each with its
     /// `fingerprint`.
     outstanding: Vec<(u64, Vec<String>)>,
@@ -491,8 +583,27 @@ impl UndoTracker {
     /// does not can be left out of a journal without changing its plan).
     pub fn push(&mut self, e: &Entry) -> bool {
         match e {
+            Entry::Note { note, value, .. } if note == INTENT || note == FAILED => {
+                if let Ok(argv) = serde_json::from_str::<Vec<String>>(value) {
+                    if note == INTENT {
+                        self.pending.push(argv);
+                    } else {
+                        self.resolve(&argv);
+                    }
+                }
+                true
+            }
             Entry::Note { note, key, value } => {
                 self.notes.push((note.clone(), key.clone(), value.clone()));
+                if note == "dnsmasq-pid" {
+                    // The dnsmasq it started reported back.
+                    self.pending.retain(|p| {
+                        basename(p.first().map(String::as_str).unwrap_or("")) != "dnsmasq"
+                            || !p
+                                .iter()
+                                .any(|a| a.strip_prefix("--conf-file=") == Some(key))
+                    });
+                }
                 // A pid noted after the dnsmasq command: the inverse of
                 // that command is known now.
                 if note == "dnsmasq-pid" {
@@ -506,6 +617,9 @@ impl UndoTracker {
 
     /// [`UndoTracker::push`] of a successful command.
     pub fn push_ran(&mut self, argv: &[String], stdout: &str) -> bool {
+        if basename(argv.first().map(String::as_str).unwrap_or("")) != "dnsmasq" {
+            self.resolve(argv);
+        }
         let fp = fingerprint(argv);
         if let Some(i) = self
             .outstanding
@@ -526,6 +640,31 @@ impl UndoTracker {
             }
             None => false,
         }
+    }
+
+    /// The command of the last pending intent equal to `argv` reported back.
+    fn resolve(&mut self, argv: &[String]) {
+        if let Some(i) = self.pending.iter().rposition(|p| p == argv) {
+            self.pending.remove(i);
+        }
+    }
+
+    /// Whether `argv` creates something this plan would undo once it
+    /// succeeded, so that its intent must be journaled before it runs: a
+    /// command with an inverse ([`inverse`]), an nft rule creation that
+    /// echoes its handle, and a start of dnsmasq.
+    pub fn needs_intent(&self, argv: &[String]) -> bool {
+        let prog = basename(argv.first().map(String::as_str).unwrap_or(""));
+        match prog {
+            "dnsmasq" => !argv.iter().any(|a| a == "--version" || a == "--test"),
+            "nft" => nft_echoed_rule(&argv[1..]).is_some(),
+            _ => inverse(argv, "", &self.notes).is_some(),
+        }
+    }
+
+    /// The intents of this journal that never reported back, oldest first.
+    pub fn unresolved(&self) -> &[Vec<String>] {
+        &self.pending
     }
 
     fn push_inverse(&mut self, inv: Vec<String>) {
@@ -561,6 +700,251 @@ pub fn undo_plan(entries: &[Entry]) -> Vec<Vec<String>> {
         t.push(e);
     }
     t.plan()
+}
+
+/// The index of the verb of nft arguments (without the binary) that
+/// create a rule and echo it (`-e`/`--echo`, libvirt's `-ae`), so that
+/// its handle is known; `None` for anything else (tables, chains and the
+/// echo-less jumps to private chains, which are kept).
+fn nft_echoed_rule(args: &[String]) -> Option<usize> {
+    let verb = inverse::nft_creation(args)?;
+    let echoes = args[..verb]
+        .iter()
+        .any(|a| a == "--echo" || (a.starts_with('-') && !a.starts_with("--") && a.contains('e')));
+    (echoes && args[verb + 1] == "rule" && args.len() > verb + 4).then_some(verb)
+}
+
+/// The plan that undoes what the journal `entries` of an interrupted
+/// operation created ([`undo_plan`]), preceded by the undo of every
+/// creation whose intent is journaled but whose command never reported
+/// back (the process died while it ran): each is looked up on the host
+/// through `runner` and undone only if it is there. Also returns how
+/// many intents were unresolved.
+///
+/// | intent | looked up with | undone with |
+/// |---|---|---|
+/// | `iptables ... --insert/--append CHAIN SPEC` | `--check CHAIN SPEC` | `--delete CHAIN SPEC` |
+/// | `nft -ae insert/add rule FAM TABLE CHAIN RULE` | `nft -a list chain FAM TABLE CHAIN`, the newest rule whose text is RULE as nft lists it | `nft delete rule FAM TABLE CHAIN handle N` |
+/// | `ip link add name BR [address MAC] ...` | `ip -o link show dev BR` (with that MAC) | `ip link del BR` |
+/// | `ip addr/route add`, `ip link set up`, `tc filter add` on the network's own bridge, `sysctl -w` of a global key | — (the inverse is harmless when nothing was done) | its inverse |
+/// | `dnsmasq --conf-file=C` | the pid file noted for C (`dnsmasq-pidfile`), removed before dnsmasq ran | `kill PID` |
+pub fn recovery_plan(
+    runner: &dyn Runner,
+    entries: &[Entry],
+) -> Result<(Vec<Vec<String>>, usize), RunError> {
+    let mut t = UndoTracker::default();
+    for e in entries {
+        t.push(e);
+    }
+    let known = t.plan();
+    let mut plan = Vec::new();
+    for intent in t.pending.iter().rev() {
+        if let Some(inv) = look_up(runner, intent, &t.notes, &known)? {
+            plan.push(inv);
+        }
+    }
+    let unresolved = t.pending.len();
+    plan.extend(known);
+    Ok((plan, unresolved))
+}
+
+/// The undo of the intended creation `argv` if it is on the host (see
+/// [`recovery_plan`]); `known` is the undo plan of the confirmed
+/// creations (their nft handles are not candidates).
+fn look_up(
+    runner: &dyn Runner,
+    argv: &[String],
+    notes: &[(String, String, String)],
+    known: &[Vec<String>],
+) -> Result<Option<Vec<String>>, RunError> {
+    let prog = basename(argv.first().map(String::as_str).unwrap_or(""));
+    let ran = |v: Vec<String>| -> Result<Option<Output>, RunError> {
+        match runner.run(&Cmd {
+            argv: v.into(),
+            stdin: None,
+        }) {
+            Ok(out) => Ok(Some(out)),
+            Err(e @ RunError::Crashed { .. }) => Err(e),
+            Err(_) => Ok(None),
+        }
+    };
+    match prog {
+        "iptables" | "ip6tables" | "ebtables" => {
+            let Some(inv) = inverse(argv, "", notes) else {
+                return Ok(None);
+            };
+            let check: Vec<String> = inv
+                .iter()
+                .map(|a| {
+                    if a == "--delete" {
+                        "--check".to_string()
+                    } else {
+                        a.clone()
+                    }
+                })
+                .collect();
+            let present = ran(check)?.is_some_and(|o| o.success());
+            Ok(present.then_some(inv))
+        }
+        "nft" => {
+            let args = &argv[1..];
+            let Some(verb) = nft_echoed_rule(args) else {
+                return Ok(None);
+            };
+            let (fam, table, chain) = (&args[verb + 2], &args[verb + 3], &args[verb + 4]);
+            let list = vec![
+                argv[0].clone(),
+                "-a".into(),
+                "list".into(),
+                "chain".into(),
+                fam.clone(),
+                table.clone(),
+                chain.clone(),
+            ];
+            let Some(out) = ran(list)?.filter(|o| o.success()) else {
+                return Ok(None);
+            };
+            let taken: Vec<&str> = known
+                .iter()
+                .filter(|k| {
+                    k.len() >= 7
+                        && k[1] == "delete"
+                        && k[2] == "rule"
+                        && k[3..6] == args[verb + 2..verb + 5]
+                })
+                .filter_map(|k| k.last().map(String::as_str))
+                .collect();
+            let handle = nft_find_rule(&out.stdout, &args[verb + 5..], &taken);
+            Ok(handle.map(|h| with_binary(&argv[0], inverse::nft_delete(args, verb, &h))))
+        }
+        "ip" => {
+            let Some(inv) = inverse(argv, "", notes) else {
+                return Ok(None);
+            };
+            if inv.get(1..3) != Some(&["link".to_string(), "del".to_string()][..]) {
+                return Ok(Some(inv));
+            }
+            let Some(name) = inv.get(3) else {
+                return Ok(None);
+            };
+            let show = vec![
+                argv[0].clone(),
+                "-o".into(),
+                "link".into(),
+                "show".into(),
+                "dev".into(),
+                name.clone(),
+            ];
+            let Some(out) = ran(show)?.filter(|o| o.success()) else {
+                return Ok(None);
+            };
+            // A device of that name with another address is not the one
+            // this command would have created.
+            let mac = argv
+                .windows(2)
+                .find(|w| w[0] == "address")
+                .map(|w| w[1].to_ascii_lowercase());
+            let ours = mac.is_none_or(|m| out.stdout.contains(&format!("link/ether {m} ")));
+            Ok(ours.then_some(inv))
+        }
+        "dnsmasq" => {
+            let Some(conf) = argv.iter().find_map(|a| a.strip_prefix("--conf-file=")) else {
+                return Ok(None);
+            };
+            let pid = notes
+                .iter()
+                .rev()
+                .find(|(n, k, _)| n == "dnsmasq-pidfile" && k == conf)
+                .and_then(|(_, _, pf)| fs::read_to_string(pf).ok())
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+            Ok(pid.map(|p| vec!["kill".to_string(), p]))
+        }
+        _ => Ok(inverse(argv, "", notes)),
+    }
+}
+
+/// The handle of the newest rule in the listing `nft -a list chain`
+/// printed whose text is `rule` (the arguments after the chain) as nft
+/// lists it, skipping the handles in `taken`. nft lists a rule in its
+/// own words: names quoted, counters with their values, set elements
+/// sorted, a `/32` or `/128` prefix left out, a one-address range as the
+/// address; the words are compared after undoing that, in order, and
+/// failing that as a multiset (nft may also reorder a rule's matches).
+fn nft_find_rule(listing: &str, rule: &[String], taken: &[&str]) -> Option<String> {
+    let want = nft_words(rule.iter().map(String::as_str));
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    let mut exact = None;
+    let mut loose = None;
+    for line in listing.lines() {
+        let Some((text, handle)) = line.rsplit_once(" # handle ") else {
+            continue;
+        };
+        let text = text.trim();
+        let handle = handle.trim();
+        if text.starts_with("chain ") || text.starts_with("table ") || taken.contains(&handle) {
+            continue;
+        }
+        let got = nft_words(text.split_whitespace());
+        let newer = |cur: &Option<(u64, String)>, h: u64| cur.as_ref().is_none_or(|(c, _)| h > *c);
+        let Ok(h) = handle.parse::<u64>() else {
+            continue;
+        };
+        if got == want {
+            if newer(&exact, h) {
+                exact = Some((h, handle.to_string()));
+            }
+        } else {
+            let mut sorted = got;
+            sorted.sort();
+            if sorted == want_sorted && newer(&loose, h) {
+                loose = Some((h, handle.to_string()));
+            }
+        }
+    }
+    exact.or(loose).map(|(_, h)| h)
+}
+
+/// The words of an nft rule, normalised as [`nft_find_rule`] says.
+fn nft_words<'a>(words: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut words = words.peekable();
+    while let Some(w) = words.next() {
+        let w = w.trim_matches('"');
+        if w == "packets" || w == "bytes" {
+            // counter packets N bytes M: the values are the kernel's.
+            words.next();
+            continue;
+        }
+        let mut w = w.to_string();
+        if w.contains(',') && !w.contains('{') {
+            let mut parts: Vec<&str> = w.split(',').collect();
+            parts.sort_unstable();
+            w = parts.join(",");
+        }
+        // An address (or a range of one address), with or without ports:
+        // the address, without a full-length prefix.
+        let (addr, ports) = match w.split_once(':') {
+            Some((a, p)) if a.contains('.') => (a.to_string(), format!(":{p}")),
+            _ => (w.clone(), String::new()),
+        };
+        let addr = match addr.split_once('-') {
+            Some((a, b)) if a == b && a.parse::<std::net::Ipv4Addr>().is_ok() => a.to_string(),
+            _ => addr,
+        };
+        let addr = ["/32", "/128"]
+            .iter()
+            .find_map(|full| {
+                addr.strip_suffix(full)
+                    .filter(|a| a.parse::<std::net::IpAddr>().is_ok())
+            })
+            .map(str::to_string)
+            .unwrap_or(addr);
+        w = format!("{addr}{ports}");
+        out.push(w);
+    }
+    out
 }
 
 /// Runs an undo plan, ignoring failures (the thing may already be gone);
@@ -855,23 +1239,305 @@ mod tests {
         // A query writes nothing: it runs.
         assert!(runner.run_argv(&["ip", "link", "show"]).is_ok());
         assert_eq!(j.write_failure(), None);
-        // A creation runs, but its entry cannot be written: an error, and
-        // the undo plan in memory still has it.
+        // A creation: its intent cannot be written, so it does not run.
         let e = runner
             .run_argv(&["ip", "link", "add", "name", "br0", "type", "bridge"])
             .unwrap_err();
         assert!(
-            e.to_string().contains("could not be journaled")
+            e.to_string()
+                .contains("not run: its intent could not be journaled")
                 && e.to_string().contains("No space left on device"),
             "{e}"
         );
         assert!(j.write_failure().unwrap().contains("No space left"));
-        assert_eq!(j.undo_plan(), vec![v(&["ip", "link", "del", "br0"])]);
+        assert_eq!(j.undo_plan(), Vec::<Vec<String>>::new());
         // Nothing runs after it.
         let e = runner.run_argv(&["ip", "link", "show"]).unwrap_err();
         assert!(e.to_string().contains("not run: the journal"), "{e}");
-        assert_eq!(host.records().len(), 2);
+        assert_eq!(host.records().len(), 1);
         j.remove().unwrap();
         assert!(!p.exists());
+    }
+
+    /// A runner around a fake host that runs every command and, once
+    /// armed, "dies" after running one: it takes effect, its result is
+    /// lost.
+    struct DieAfter<'a> {
+        host: &'a virtnet_fake::FakeHost,
+        armed: std::sync::atomic::AtomicBool,
+    }
+
+    impl Runner for DieAfter<'_> {
+        fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+            let out = self.host.run(cmd)?;
+            if self.armed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(RunError::Crashed {
+                    program: cmd.program().to_string(),
+                    index: 0,
+                });
+            }
+            Ok(out)
+        }
+    }
+
+    /// Runs `setup` journaled, then `last` with a crash after its effect;
+    /// returns the host, the journal's entries and the recovery plan.
+    fn crash_after(
+        setup: &[&[&str]],
+        last: &[&str],
+    ) -> (virtnet_fake::FakeHost, Vec<Entry>, Vec<Vec<String>>, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("n.journal");
+        let j = Journal::create(&p).unwrap();
+        let host = virtnet_fake::FakeHost::new();
+        let dying = DieAfter {
+            host: &host,
+            armed: false.into(),
+        };
+        let runner = JournalRunner::new(&dying, &j);
+        for c in setup {
+            runner.run_argv(c).unwrap();
+        }
+        dying.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let e = runner.run_argv(last).unwrap_err();
+        assert!(matches!(e, RunError::Crashed { .. }), "{e:?}");
+        let entries = Journal::read(&p).unwrap();
+        let (plan, unresolved) = recovery_plan(&host, &entries).unwrap();
+        (host, entries, plan, unresolved)
+    }
+
+    #[test]
+    fn a_creation_whose_result_was_lost_is_looked_up_and_undone() {
+        let br = [
+            "ip",
+            "link",
+            "add",
+            "name",
+            "br0",
+            "address",
+            "52:54:00:00:00:01",
+            "type",
+            "bridge",
+        ];
+        // The bridge: found (with its MAC), deleted.
+        let (_, entries, plan, unresolved) = crash_after(&[], &br);
+        assert_eq!(unresolved, 1, "{entries:?}");
+        assert_eq!(plan, vec![v(&["ip", "link", "del", "br0"])]);
+        // An iptables rule: checked with -C, deleted; the bridge before it
+        // was confirmed.
+        let rule = [
+            "iptables",
+            "-w",
+            "--table",
+            "filter",
+            "--insert",
+            "FORWARD",
+            "--in-interface",
+            "br0",
+            "--jump",
+            "ACCEPT",
+        ];
+        let (_, _, plan, _) = crash_after(&[&br], &rule);
+        assert_eq!(
+            plan,
+            vec![
+                v(&[
+                    "iptables",
+                    "-w",
+                    "--table",
+                    "filter",
+                    "--delete",
+                    "FORWARD",
+                    "--in-interface",
+                    "br0",
+                    "--jump",
+                    "ACCEPT"
+                ]),
+                v(&["ip", "link", "del", "br0"]),
+            ]
+        );
+        // An nft rule: found in the chain's listing by its text, deleted
+        // by its handle; a confirmed identical rule keeps its own.
+        let setup: &[&[&str]] = &[
+            &["nft", "add", "table", "ip", "t"],
+            &["nft", "add", "chain", "ip", "t", "c"],
+            &[
+                "nft",
+                "-ae",
+                "insert",
+                "rule",
+                "ip",
+                "t",
+                "c",
+                "ct",
+                "state",
+                "related,established",
+                "counter",
+                "accept",
+            ],
+        ];
+        let last = [
+            "nft",
+            "-ae",
+            "insert",
+            "rule",
+            "ip",
+            "t",
+            "c",
+            "ct",
+            "state",
+            "related,established",
+            "counter",
+            "accept",
+        ];
+        let (host, _, plan, _) = crash_after(setup, &last);
+        let listing = host
+            .run_argv(&["nft", "-a", "list", "chain", "ip", "t", "c"])
+            .unwrap()
+            .stdout;
+        assert!(listing.contains("established,related"), "{listing}");
+        assert_eq!(plan.len(), 2, "{plan:?}");
+        assert_ne!(plan[0], plan[1]);
+        for inv in &plan {
+            host.run_argv(&inv.iter().map(String::as_str).collect::<Vec<_>>())
+                .unwrap();
+        }
+        let listing = host
+            .run_argv(&["nft", "-a", "list", "chain", "ip", "t", "c"])
+            .unwrap()
+            .stdout;
+        assert!(!listing.contains("accept"), "{listing}");
+    }
+
+    #[test]
+    fn an_intent_that_did_not_take_effect_undoes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("n.journal");
+        let host = virtnet_fake::FakeHost::new();
+        // A foreign bridge of that name with another MAC: not ours.
+        host.run_argv(&[
+            "ip",
+            "link",
+            "add",
+            "name",
+            "br0",
+            "address",
+            "52:54:00:00:00:09",
+            "type",
+            "bridge",
+        ])
+        .unwrap();
+        let j = Journal::create(&p).unwrap();
+        j.append_intent(
+            &v(&[
+                "ip",
+                "link",
+                "add",
+                "name",
+                "br0",
+                "address",
+                "52:54:00:00:00:01",
+                "type",
+                "bridge",
+            ]),
+            INTENT,
+        )
+        .unwrap();
+        j.append_intent(
+            &v(&[
+                "iptables",
+                "-w",
+                "--insert",
+                "FORWARD",
+                "--in-interface",
+                "br0",
+                "--jump",
+                "ACCEPT",
+            ]),
+            INTENT,
+        )
+        .unwrap();
+        let entries = Journal::read(&p).unwrap();
+        let (plan, unresolved) = recovery_plan(&host, &entries).unwrap();
+        assert_eq!(unresolved, 2);
+        assert_eq!(plan, Vec::<Vec<String>>::new());
+        // A command that failed reported back: no lookup.
+        let runner = JournalRunner::new(&host, &j);
+        let out = runner
+            .run_argv(&["ip", "link", "add", "name", "br0", "type", "bridge"])
+            .unwrap();
+        assert!(!out.success());
+        assert_eq!(
+            recovery_plan(&host, &Journal::read(&p).unwrap()).unwrap().1,
+            2
+        );
+    }
+
+    #[test]
+    fn intents_are_notes_that_the_reader_before_them_ignores() {
+        // The previous release's reader: only `Ran` and `Note` entries.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("n.journal");
+        let j = Journal::create(&p).unwrap();
+        let host = virtnet_fake::FakeHost::new();
+        let runner = JournalRunner::new(&host, &j);
+        runner
+            .run_argv(&["ip", "link", "add", "name", "br0", "type", "bridge"])
+            .unwrap();
+        let text = fs::read_to_string(&p).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            text.lines()
+                .next()
+                .unwrap()
+                .starts_with("{\"note\":\"intent\""),
+            "{text}"
+        );
+        let entries = Journal::read(&p).unwrap();
+        assert!(matches!(&entries[0], Entry::Note { note, .. } if note == "intent"));
+        assert_eq!(undo_plan(&entries), vec![v(&["ip", "link", "del", "br0"])]);
+        // A query has no intent.
+        runner.run_argv(&["ip", "link", "show"]).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), text);
+    }
+
+    #[test]
+    fn nft_rule_text_as_listed_matches_the_arguments() {
+        let w = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        let listing = "table ip libvirt_network {\n\tchain guest_nat { # handle 4\n\t\tip saddr 10.20.0.0/16 ip daddr != 10.20.0.0/16 counter packets 0 bytes 0 snat to 198.51.100.1/32:20000-30000 # handle 7\n\t\tip saddr 10.20.0.0/16 ip daddr 255.255.255.255 counter packets 3 bytes 9 return # handle 8\n\t}\n}\n";
+        assert_eq!(
+            nft_find_rule(listing, &w("ip saddr 10.20.0.0/16 ip daddr != 10.20.0.0/16 counter snat to 198.51.100.1-198.51.100.1:20000-30000"), &[]),
+            Some("7".into())
+        );
+        assert_eq!(
+            nft_find_rule(
+                listing,
+                &w("ip saddr 10.20.0.0/16 ip daddr 255.255.255.255/32 counter return"),
+                &[]
+            ),
+            Some("8".into())
+        );
+        assert_eq!(
+            nft_find_rule(
+                listing,
+                &w("ip saddr 10.20.0.0/16 ip daddr 255.255.255.255/32 counter return"),
+                &["8"]
+            ),
+            None
+        );
+        assert_eq!(
+            nft_find_rule(listing, &w("iif virbr0 counter reject"), &[]),
+            None
+        );
+    }
+
+    #[test]
+    fn a_new_journal_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("net.journal");
+        let _j = Journal::create(&path).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "journal mode {mode:o}");
     }
 }

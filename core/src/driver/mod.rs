@@ -557,7 +557,9 @@ impl Driver {
                 }
             };
             let status = lock(&self.nets).get(&name).and_then(|o| o.live.clone());
-            let mut plan = journal::undo_plan(&entries);
+            // Intents that never reported back are looked up on the host.
+            let (mut plan, _) =
+                journal::recovery_plan(self.runner(), &entries).map_err(DriverError::from_run)?;
             if let Some(st) = &status {
                 // The network is active: its status accounts for its bridge
                 // and dnsmasq, and for the rules in its removal plan. Undo
@@ -925,6 +927,9 @@ impl Driver {
         let cmd = dnsmasq::command_line(def, &caps, &files.paths.conf, &self.cfg.leases_helper)?;
         if let Some(pf) = &files.paths.pid_file {
             let _ = store::remove_if_exists(Path::new(pf));
+            // Where recovery finds the pid if the daemon dies while
+            // dnsmasq starts (a pid file there was written by this one).
+            note("dnsmasq-pidfile", &files.paths.conf, pf)?;
         }
         runner.run_checked(&cmd.to_cmd())?;
         // dnsmasq daemonises and writes its pid file.
