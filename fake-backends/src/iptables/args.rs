@@ -475,308 +475,360 @@ pub(crate) fn canonical_rule(
 }
 
 pub(super) fn parse(args: &[String], fam: Family) -> Result<Parsed, Fail> {
-    let mut table: Option<String> = None;
-    let mut cmd: Option<CmdKind> = None;
-    let mut chain = None;
-    let mut arg2 = None;
-    let mut spec = Spec::default();
-    let mut first_rule_opt: Option<String> = None;
-    let mut numeric = false;
-    let mut verbose = false;
-    let mut exact = false;
-    let mut line_numbers = false;
-    let mut negate = false;
-    let mut implicit_proto_loaded = false;
-    let mut raw_src: Option<(bool, String)> = None;
-    let mut raw_dst: Option<(bool, String)> = None;
-    let mut i = 0;
-    let need = |i: usize, opt: &str| -> Result<String, Fail> {
-        args.get(i + 1)
-            .cloned()
-            .ok_or_else(|| Fail::Param(format!("option \"{opt}\" requires an argument")))
-    };
-    while i < args.len() {
-        let a = args[i].as_str();
+    let mut p = ArgParser::new(args, fam);
+    while p.i < args.len() {
+        let a = args[p.i].as_str();
         if a == "!" {
-            if negate {
+            if p.negate {
                 return Err(Fail::Param("multiple consecutive ! not allowed".into()));
             }
-            negate = true;
-            i += 1;
-            continue;
-        }
-        if let Some(k) = command_of(a) {
-            if let Some(prev) = cmd {
-                return Err(Fail::Param(format!(
-                    "Cannot use -{} with -{}",
-                    k.letter(),
-                    prev.letter()
-                )));
-            }
-            cmd = Some(k);
-            // Positional arguments of the command.
-            let needs_chain = matches!(
-                k,
-                CmdKind::Append
-                    | CmdKind::Insert
-                    | CmdKind::Delete
-                    | CmdKind::Check
-                    | CmdKind::Replace
-                    | CmdKind::NewChain
-                    | CmdKind::Policy
-                    | CmdKind::Rename
-            );
-            let next_pos = args
-                .get(i + 1)
-                .filter(|n| !is_option(n) && n.as_str() != "!");
-            if needs_chain {
-                let c = need(i, a)?;
-                if (k == CmdKind::NewChain || k == CmdKind::Rename) && c.starts_with('-') {
-                    return Err(Fail::Param(
-                        "chain name not allowed to start with `-'".into(),
-                    ));
-                }
-                chain = Some(c);
-                i += 2;
-            } else if let Some(c) = next_pos {
-                chain = Some(c.clone());
-                i += 2;
+            p.negate = true;
+            p.i += 1;
+        } else if let Some(k) = command_of(a) {
+            p.command(k, a)?;
+        } else if !p.general_option(a)? {
+            let neg = std::mem::take(&mut p.negate);
+            if let Some(short) = rule_option_name(a) {
+                p.rule_option(short, a, neg)?;
+            } else if !a.starts_with('-') || a == "-" {
+                return Err(Fail::BadArg(a.to_string()));
             } else {
-                i += 1;
+                p.extension_option(a, neg)?;
             }
-            // Second positional.
-            let next = args
-                .get(i)
-                .filter(|n| !is_option(n) && n.as_str() != "!")
-                .cloned();
-            match k {
-                CmdKind::Insert | CmdKind::Delete => {
-                    if let Some(n) = next {
-                        if n.chars().all(|c| c.is_ascii_digit()) {
-                            arg2 = Some(n);
-                            i += 1;
-                        }
-                    }
-                }
-                CmdKind::Replace => {
-                    let n = next.ok_or_else(|| {
-                        Fail::Param(format!("option \"{a}\" requires an argument"))
-                    })?;
-                    arg2 = Some(n);
-                    i += 1;
-                }
-                CmdKind::List | CmdKind::ListRules | CmdKind::Zero if chain.is_some() => {
-                    if let Some(n) = next {
-                        arg2 = Some(n);
-                        i += 1;
-                    }
-                }
-                CmdKind::Policy | CmdKind::Rename => {
-                    let n = next.ok_or_else(|| {
-                        Fail::Param(format!("-{} requires old-chain and new-chain", k.letter()))
-                    })?;
-                    arg2 = Some(n);
-                    i += 1;
-                }
-                _ => {}
-            }
-            if let Some(n) = &arg2 {
-                if matches!(
-                    k,
-                    CmdKind::Insert
-                        | CmdKind::Delete
-                        | CmdKind::Replace
-                        | CmdKind::List
-                        | CmdKind::ListRules
-                        | CmdKind::Zero
-                ) {
-                    match n.parse::<u32>() {
-                        Ok(v) if v >= 1 => {}
-                        _ => return Err(Fail::Param(format!("Invalid rule number `{n}'"))),
-                    }
-                }
-            }
-            continue;
         }
-        match a {
-            "-w" | "--wait" => {
-                if args
-                    .get(i + 1)
-                    .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
-                {
-                    i += 1;
+    }
+    p.finish()
+}
+
+/// The short form of a built-in rule option (`--source` → `-s`).
+fn rule_option_name(a: &str) -> Option<&'static str> {
+    match a {
+        "-s" | "--source" | "--src" => Some("-s"),
+        "-d" | "--destination" | "--dst" => Some("-d"),
+        "-i" | "--in-interface" => Some("-i"),
+        "-o" | "--out-interface" => Some("-o"),
+        "-p" | "--protocol" => Some("-p"),
+        "-j" | "--jump" => Some("-j"),
+        "-g" | "--goto" => Some("-g"),
+        "-m" | "--match" => Some("-m"),
+        "-f" | "--fragment" => Some("-f"),
+        _ => None,
+    }
+}
+
+/// The state of one iptables argv being read, left to right, the way
+/// iptables' own parser reads it: the command with its positional
+/// arguments, general options, built-in rule options, then extension
+/// options placed on the target, the loaded matches or the implicit
+/// protocol match.
+struct ArgParser<'a> {
+    args: &'a [String],
+    fam: Family,
+    /// Index of the next argument.
+    i: usize,
+    table: Option<String>,
+    cmd: Option<CmdKind>,
+    chain: Option<String>,
+    arg2: Option<String>,
+    spec: Spec,
+    /// The first rule option seen (for "Illegal option with this command").
+    first_rule_opt: Option<String>,
+    numeric: bool,
+    verbose: bool,
+    exact: bool,
+    line_numbers: bool,
+    /// A `!` is waiting for the option it negates.
+    negate: bool,
+    implicit_proto_loaded: bool,
+    /// `-s`/`-d` as given; resolved when all options are read.
+    raw_src: Option<(bool, String)>,
+    raw_dst: Option<(bool, String)>,
+}
+
+impl<'a> ArgParser<'a> {
+    fn new(args: &'a [String], fam: Family) -> Self {
+        ArgParser {
+            args,
+            fam,
+            i: 0,
+            table: None,
+            cmd: None,
+            chain: None,
+            arg2: None,
+            spec: Spec::default(),
+            first_rule_opt: None,
+            numeric: false,
+            verbose: false,
+            exact: false,
+            line_numbers: false,
+            negate: false,
+            implicit_proto_loaded: false,
+            raw_src: None,
+            raw_dst: None,
+        }
+    }
+
+    /// The value of option `opt` at the current index.
+    fn need(&self, opt: &str) -> Result<String, Fail> {
+        self.args
+            .get(self.i + 1)
+            .cloned()
+            .ok_or_else(|| Fail::Param(format!("option \"{opt}\" requires an argument")))
+    }
+
+    /// A command (`-A`, `-I`, `-N`, `-L` …) with its positional arguments.
+    fn command(&mut self, k: CmdKind, a: &str) -> Result<(), Fail> {
+        if let Some(prev) = self.cmd {
+            return Err(Fail::Param(format!(
+                "Cannot use -{} with -{}",
+                k.letter(),
+                prev.letter()
+            )));
+        }
+        self.cmd = Some(k);
+        let args = self.args;
+        // Positional arguments of the command.
+        let needs_chain = matches!(
+            k,
+            CmdKind::Append
+                | CmdKind::Insert
+                | CmdKind::Delete
+                | CmdKind::Check
+                | CmdKind::Replace
+                | CmdKind::NewChain
+                | CmdKind::Policy
+                | CmdKind::Rename
+        );
+        let next_pos = args
+            .get(self.i + 1)
+            .filter(|n| !is_option(n) && n.as_str() != "!");
+        if needs_chain {
+            let c = self.need(a)?;
+            if (k == CmdKind::NewChain || k == CmdKind::Rename) && c.starts_with('-') {
+                return Err(Fail::Param(
+                    "chain name not allowed to start with `-'".into(),
+                ));
+            }
+            self.chain = Some(c);
+            self.i += 2;
+        } else if let Some(c) = next_pos {
+            self.chain = Some(c.clone());
+            self.i += 2;
+        } else {
+            self.i += 1;
+        }
+        // Second positional.
+        let next = args
+            .get(self.i)
+            .filter(|n| !is_option(n) && n.as_str() != "!")
+            .cloned();
+        match k {
+            CmdKind::Insert | CmdKind::Delete => {
+                if let Some(n) = next {
+                    if n.chars().all(|c| c.is_ascii_digit()) {
+                        self.arg2 = Some(n);
+                        self.i += 1;
+                    }
                 }
-                i += 1;
-                continue;
             }
-            "-W" | "--wait-interval" => {
-                need(i, a)?;
-                i += 2;
-                continue;
+            CmdKind::Replace => {
+                let n = next
+                    .ok_or_else(|| Fail::Param(format!("option \"{a}\" requires an argument")))?;
+                self.arg2 = Some(n);
+                self.i += 1;
             }
-            "-t" | "--table" => {
-                table = Some(need(i, a)?);
-                i += 2;
-                continue;
-            }
-            "-n" | "--numeric" => {
-                numeric = true;
-                i += 1;
-                continue;
-            }
-            "-v" | "--verbose" => {
-                verbose = true;
-                i += 1;
-                continue;
-            }
-            "-x" | "--exact" => {
-                exact = true;
-                i += 1;
-                continue;
-            }
-            "--line-numbers" => {
-                line_numbers = true;
-                i += 1;
-                continue;
-            }
-            "-4" | "--ipv4" => {
-                if fam == Family::V6 {
-                    return Err(Fail::Param("This is the IPv6 version of ip6tables.".into()));
+            CmdKind::List | CmdKind::ListRules | CmdKind::Zero if self.chain.is_some() => {
+                if let Some(n) = next {
+                    self.arg2 = Some(n);
+                    self.i += 1;
                 }
-                i += 1;
-                continue;
             }
-            "-6" | "--ipv6" => {
-                if fam == Family::V4 {
-                    return Err(Fail::Param("This is the IPv4 version of iptables.".into()));
-                }
-                i += 1;
-                continue;
+            CmdKind::Policy | CmdKind::Rename => {
+                let n = next.ok_or_else(|| {
+                    Fail::Param(format!("-{} requires old-chain and new-chain", k.letter()))
+                })?;
+                self.arg2 = Some(n);
+                self.i += 1;
             }
             _ => {}
         }
-        // Rule options.
-        let neg = std::mem::take(&mut negate);
-        let short = match a {
-            "-s" | "--source" | "--src" => Some("-s"),
-            "-d" | "--destination" | "--dst" => Some("-d"),
-            "-i" | "--in-interface" => Some("-i"),
-            "-o" | "--out-interface" => Some("-o"),
-            "-p" | "--protocol" => Some("-p"),
-            "-j" | "--jump" => Some("-j"),
-            "-g" | "--goto" => Some("-g"),
-            "-m" | "--match" => Some("-m"),
-            "-f" | "--fragment" => Some("-f"),
-            _ => None,
+        if let Some(n) = &self.arg2 {
+            if matches!(
+                k,
+                CmdKind::Insert
+                    | CmdKind::Delete
+                    | CmdKind::Replace
+                    | CmdKind::List
+                    | CmdKind::ListRules
+                    | CmdKind::Zero
+            ) {
+                match n.parse::<u32>() {
+                    Ok(v) if v >= 1 => {}
+                    _ => return Err(Fail::Param(format!("Invalid rule number `{n}'"))),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A general option (`-w`, `-t`, `-n`, `-v`, `-x`, `--line-numbers`,
+    /// `-4`/`-6`); false when `a` is not one.
+    fn general_option(&mut self, a: &str) -> Result<bool, Fail> {
+        match a {
+            "-w" | "--wait" => {
+                if self
+                    .args
+                    .get(self.i + 1)
+                    .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
+                {
+                    self.i += 1;
+                }
+                self.i += 1;
+            }
+            "-W" | "--wait-interval" => {
+                self.need(a)?;
+                self.i += 2;
+            }
+            "-t" | "--table" => {
+                self.table = Some(self.need(a)?);
+                self.i += 2;
+            }
+            "-n" | "--numeric" => {
+                self.numeric = true;
+                self.i += 1;
+            }
+            "-v" | "--verbose" => {
+                self.verbose = true;
+                self.i += 1;
+            }
+            "-x" | "--exact" => {
+                self.exact = true;
+                self.i += 1;
+            }
+            "--line-numbers" => {
+                self.line_numbers = true;
+                self.i += 1;
+            }
+            "-4" | "--ipv4" => {
+                if self.fam == Family::V6 {
+                    return Err(Fail::Param("This is the IPv6 version of ip6tables.".into()));
+                }
+                self.i += 1;
+            }
+            "-6" | "--ipv6" => {
+                if self.fam == Family::V4 {
+                    return Err(Fail::Param("This is the IPv4 version of iptables.".into()));
+                }
+                self.i += 1;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// A built-in rule option (`s` its short form, `a` as written).
+    fn rule_option(&mut self, s: &'static str, a: &str, neg: bool) -> Result<(), Fail> {
+        if self.first_rule_opt.is_none() {
+            self.first_rule_opt = Some(s.to_string());
+        }
+        if s == "-f" {
+            self.spec.frag = Some(neg);
+            self.i += 1;
+            return Ok(());
+        }
+        let v = self.need(a)?;
+        self.i += 2;
+        let dup = |set: bool| -> Result<(), Fail> {
+            if set {
+                Err(Fail::Param(format!("multiple {s} flags not allowed")))
+            } else {
+                Ok(())
+            }
         };
-        if let Some(s) = short {
-            if first_rule_opt.is_none() {
-                first_rule_opt = Some(s.to_string());
+        let spec = &mut self.spec;
+        match s {
+            // Addresses are resolved after all options are parsed.
+            "-s" => {
+                dup(self.raw_src.is_some())?;
+                self.raw_src = Some((neg, v));
             }
-            if s == "-f" {
-                spec.frag = Some(neg);
-                i += 1;
-                continue;
+            "-d" => {
+                dup(self.raw_dst.is_some())?;
+                self.raw_dst = Some((neg, v));
             }
-            let v = need(i, a)?;
-            i += 2;
-            let dup = |set: bool| -> Result<(), Fail> {
-                if set {
-                    Err(Fail::Param(format!("multiple {s} flags not allowed")))
+            "-i" | "-o" => {
+                if v.len() > 15 {
+                    return Err(Fail::Param(format!(
+                        "interface name `{v}' must be shorter than IFNAMSIZ (15)"
+                    )));
+                }
+                if s == "-i" {
+                    dup(spec.iif.is_some())?;
+                    spec.iif = Some((neg, v));
                 } else {
-                    Ok(())
+                    dup(spec.oif.is_some())?;
+                    spec.oif = Some((neg, v));
                 }
-            };
-            match s {
-                // Addresses are resolved after all options are parsed.
-                "-s" => {
-                    dup(raw_src.is_some())?;
-                    raw_src = Some((neg, v));
-                }
-                "-d" => {
-                    dup(raw_dst.is_some())?;
-                    raw_dst = Some((neg, v));
-                }
-                "-i" | "-o" => {
-                    if v.len() > 15 {
-                        return Err(Fail::Param(format!(
-                            "interface name `{v}' must be shorter than IFNAMSIZ (15)"
-                        )));
-                    }
-                    if s == "-i" {
-                        dup(spec.iif.is_some())?;
-                        spec.iif = Some((neg, v));
-                    } else {
-                        dup(spec.oif.is_some())?;
-                        spec.oif = Some((neg, v));
-                    }
-                }
-                "-p" => {
-                    dup(spec.proto.is_some())?;
-                    let p = proto_name(&v).ok_or_else(|| {
-                        Fail::Param(format!("unknown protocol \"{v}\" specified"))
-                    })?;
-                    if p != "all" || neg {
-                        spec.proto = Some((neg, p.to_string()));
-                    }
-                }
-                "-m" => {
-                    if match_opts(&v).is_none() {
-                        return Err(Fail::ParamNl(
-                            format!("Couldn't load match `{v}':No such file or directory\n")
-                                .trim_end_matches('\n')
-                                .to_string(),
-                        ));
-                    }
-                    spec.matches.push(Ext {
-                        name: v,
-                        opts: Vec::new(),
-                    });
-                }
-                "-j" | "-g" => {
-                    if spec.target.is_some() {
-                        return Err(Fail::Param("multiple -j flags not allowed".into()));
-                    }
-                    spec.goto = s == "-g";
-                    spec.target = Some(Ext {
-                        name: v,
-                        opts: Vec::new(),
-                    });
-                }
-                _ => {}
             }
-            continue;
+            "-p" => {
+                dup(spec.proto.is_some())?;
+                let p = proto_name(&v)
+                    .ok_or_else(|| Fail::Param(format!("unknown protocol \"{v}\" specified")))?;
+                if p != "all" || neg {
+                    spec.proto = Some((neg, p.to_string()));
+                }
+            }
+            "-m" => {
+                if match_opts(&v).is_none() {
+                    return Err(Fail::ParamNl(
+                        format!("Couldn't load match `{v}':No such file or directory\n")
+                            .trim_end_matches('\n')
+                            .to_string(),
+                    ));
+                }
+                spec.matches.push(Ext {
+                    name: v,
+                    opts: Vec::new(),
+                });
+            }
+            "-j" | "-g" => {
+                if spec.target.is_some() {
+                    return Err(Fail::Param("multiple -j flags not allowed".into()));
+                }
+                spec.goto = s == "-g";
+                spec.target = Some(Ext {
+                    name: v,
+                    opts: Vec::new(),
+                });
+            }
+            _ => {}
         }
-        if !a.starts_with('-') || a == "-" {
-            return Err(Fail::BadArg(a.to_string()));
+        Ok(())
+    }
+
+    /// An extension option: the target's first, then the loaded matches'
+    /// (latest first), then the implicit protocol match's.
+    fn extension_option(&mut self, a: &str, neg: bool) -> Result<(), Fail> {
+        let (args, fam) = (self.args, self.fam);
+        if self.first_rule_opt.is_none() {
+            self.first_rule_opt = Some(a.to_string());
         }
-        // Extension options: target first, then loaded matches (latest
-        // first), then the implicit protocol match.
-        if first_rule_opt.is_none() {
-            first_rule_opt = Some(a.to_string());
-        }
-        let mut placed = false;
-        if let Some(t) = spec.target.as_mut() {
+        if let Some(t) = self.spec.target.as_mut() {
             if let Some(d) = target_opts(&t.name).and_then(|defs| find_opt(defs, a)) {
-                let (v, used) = read_value(args, i, d)?;
-                i += used;
-                push_opt(&mut t.opts, &t.name, d, neg, v, fam)?;
-                placed = true;
+                let (v, used) = read_value(args, self.i, d)?;
+                self.i += used;
+                return push_opt(&mut t.opts, &t.name, d, neg, v, fam);
             }
         }
-        if !placed {
-            for m in spec.matches.iter_mut().rev() {
-                if let Some(d) = match_opts(&m.name).and_then(|defs| find_opt(defs, a)) {
-                    let (v, used) = read_value(args, i, d)?;
-                    i += used;
-                    push_opt(&mut m.opts, &m.name, d, neg, v, fam)?;
-                    placed = true;
-                    break;
-                }
+        for m in self.spec.matches.iter_mut().rev() {
+            if let Some(d) = match_opts(&m.name).and_then(|defs| find_opt(defs, a)) {
+                let (v, used) = read_value(args, self.i, d)?;
+                self.i += used;
+                return push_opt(&mut m.opts, &m.name, d, neg, v, fam);
             }
         }
-        if !placed && !implicit_proto_loaded {
-            if let Some((false, p)) = &spec.proto {
+        if !self.implicit_proto_loaded {
+            if let Some((false, p)) = &self.spec.proto {
                 let mname = implicit_match(p).to_string();
                 let other_family = match fam {
                     Family::V4 => mname == "icmp6",
@@ -784,79 +836,89 @@ pub(super) fn parse(args: &[String], fam: Family) -> Result<Parsed, Fail> {
                 };
                 if let Some(defs) = match_opts(&mname).filter(|_| !other_family) {
                     if let Some(d) = find_opt(defs, a) {
-                        let (v, used) = read_value(args, i, d)?;
-                        i += used;
+                        let (v, used) = read_value(args, self.i, d)?;
+                        self.i += used;
                         let mut opts = Vec::new();
                         push_opt(&mut opts, &mname, d, neg, v, fam)?;
-                        spec.matches.push(Ext { name: mname, opts });
-                        implicit_proto_loaded = true;
-                        placed = true;
+                        self.spec.matches.push(Ext { name: mname, opts });
+                        self.implicit_proto_loaded = true;
+                        return Ok(());
                     }
                 }
             }
         }
-        if !placed {
-            return Err(Fail::Param(format!("unknown option \"{a}\"")));
-        }
+        Err(Fail::Param(format!("unknown option \"{a}\"")))
     }
-    for (raw, slot) in [(&raw_src, &mut spec.src), (&raw_dst, &mut spec.dst)] {
-        if let Some((neg, v)) = raw {
-            *slot = canon_addr(v, fam)?.map(|x| (*neg, x));
-            if *neg && slot.is_none() {
-                *slot = Some((true, "0.0.0.0/0".into()));
+
+    /// Addresses resolved, the command's checks, the target's required
+    /// options.
+    fn finish(self) -> Result<Parsed, Fail> {
+        let ArgParser {
+            fam,
+            table,
+            cmd,
+            chain,
+            arg2,
+            mut spec,
+            first_rule_opt,
+            numeric,
+            verbose,
+            exact,
+            line_numbers,
+            raw_src,
+            raw_dst,
+            ..
+        } = self;
+        for (raw, slot) in [(&raw_src, &mut spec.src), (&raw_dst, &mut spec.dst)] {
+            if let Some((neg, v)) = raw {
+                *slot = canon_addr(v, fam)?.map(|x| (*neg, x));
+                if *neg && slot.is_none() {
+                    *slot = Some((true, "0.0.0.0/0".into()));
+                }
             }
         }
-    }
-    let cmd = cmd.ok_or_else(|| Fail::Param("no command specified".into()))?;
-    if !cmd.takes_rule() {
-        if let Some(o) = &first_rule_opt {
-            return Err(Fail::Param(format!(
-                "Illegal option `{o}' with this command"
-            )));
-        }
-    }
-    if matches!(cmd, CmdKind::Delete) && arg2.is_some() {
-        if let Some(o) = &first_rule_opt {
-            return Err(Fail::Param(format!(
-                "Illegal option `{o}' with this command"
-            )));
-        }
-    }
-    let table = table.unwrap_or_else(|| "filter".to_string());
-    // Target option validation.
-    if let Some(t) = &spec.target {
-        match t.name.as_str() {
-            "MARK" if t.opts.is_empty() => {
-                return Err(Fail::Param(
-                    "MARK: One of the --set-xmark, --{and,or,xor,set}-mark options is required"
-                        .into(),
-                ))
+        let cmd = cmd.ok_or_else(|| Fail::Param("no command specified".into()))?;
+        let illegal = !cmd.takes_rule() || (matches!(cmd, CmdKind::Delete) && arg2.is_some());
+        if illegal {
+            if let Some(o) = &first_rule_opt {
+                return Err(Fail::Param(format!(
+                    "Illegal option `{o}' with this command"
+                )));
             }
-            "SNAT" if !t.opts.iter().any(|o| o.0 == "--to-source") => {
-                return Err(Fail::ParamNl(
-                    "SNAT: option \"--to-source\" must be specified".into(),
-                ))
-            }
-            "DNAT" if !t.opts.iter().any(|o| o.0 == "--to-destination") => {
-                return Err(Fail::ParamNl(
-                    "DNAT: option \"--to-destination\" must be specified".into(),
-                ))
-            }
-            _ => {}
         }
+        let table = table.unwrap_or_else(|| "filter".to_string());
+        if let Some(t) = &spec.target {
+            check_target_options(t)?;
+        }
+        Ok(Parsed {
+            table,
+            cmd,
+            chain,
+            arg2,
+            spec,
+            has_rule_opts: first_rule_opt,
+            numeric,
+            verbose,
+            exact,
+            line_numbers,
+        })
     }
-    Ok(Parsed {
-        table,
-        cmd,
-        chain,
-        arg2,
-        spec,
-        has_rule_opts: first_rule_opt,
-        numeric,
-        verbose,
-        exact,
-        line_numbers,
-    })
+}
+
+/// The options a target cannot do without, with iptables' messages.
+fn check_target_options(t: &Ext) -> Result<(), Fail> {
+    match t.name.as_str() {
+        "MARK" if t.opts.is_empty() => Err(Fail::Param(
+            "MARK: One of the --set-xmark, --{and,or,xor,set}-mark options is required".into(),
+        )),
+        "SNAT" if !t.opts.iter().any(|o| o.0 == "--to-source") => Err(Fail::ParamNl(
+            "SNAT: option \"--to-source\" must be specified".into(),
+        )),
+        "DNAT" if !t.opts.iter().any(|o| o.0 == "--to-destination") => Err(Fail::ParamNl(
+            "DNAT: option \"--to-destination\" must be specified".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The value of option `d` at `args[i]` (two words for `--tcp-flags`) and
