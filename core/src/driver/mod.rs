@@ -61,6 +61,9 @@ pub enum BackendChoice {
     Fixed(Backend),
 }
 
+/// Told that a change waits for the driver lock (a line naming the holder).
+pub type LockNotice = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Everything the driver needs to run.
 #[derive(Clone)]
 pub struct DriverConfig {
@@ -86,7 +89,7 @@ pub struct DriverConfig {
     pub lock_wait: Duration,
     /// Told (once per change) that the change waits for the driver lock,
     /// with a line naming the holder; `None`: a `tracing` warning only.
-    pub lock_notice: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    pub lock_notice: Option<LockNotice>,
 }
 
 impl DriverConfig {
