@@ -90,9 +90,13 @@ fn a_driver_that_waited_runs_after_the_owner_is_gone() {
     let second = driver_waiting(&env, Duration::from_secs(60), &seen);
     let t = std::thread::spawn(move || second.start("a").map(|()| second));
     // The second waits (it says so) until the first is dropped.
-    while seen.lock().unwrap().is_empty() {
+    for _ in 0..6000 {
+        if !seen.lock().unwrap().is_empty() {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
+    assert!(!seen.lock().unwrap().is_empty(), "the second never waited");
     drop(first);
     let second = t.join().unwrap().unwrap();
     assert!(second.info("a").unwrap().active);
@@ -144,19 +148,16 @@ fn a_journal_whose_writer_is_alive_is_not_rolled_back() {
         .unwrap();
     std::fs::create_dir_all(env.state_dir()).unwrap();
     let journal = env.state_dir().join("n7.journal");
-    let mut writer = std::process::Command::new("sleep")
-        .arg("600")
-        .spawn()
-        .unwrap();
+    let mut writer = Writer::spawn();
     std::fs::write(
         &journal,
-        owner_line(writer.id())
+        owner_line(writer.pid())
             + "{\"argv\":[\"ip\",\"link\",\"add\",\"name\",\"virbr7\",\"type\",\"bridge\"],\"stdout\":\"\"}\n",
     )
     .unwrap();
     let d = env.driver(Backend::Nftables);
     assert!(d.holds_driver_lock());
-    let alive = format!("written by pid {}, which is still running", writer.id());
+    let alive = format!("written by pid {}, which is still running", writer.pid());
     assert!(
         d.reports().iter().any(|r| r.contains(&alive)),
         "{:?}",
@@ -165,8 +166,7 @@ fn a_journal_whose_writer_is_alive_is_not_rolled_back() {
     assert!(journal.exists());
     assert!(env.state().ip.link("virbr7").is_some());
     drop(d);
-    writer.kill().unwrap();
-    writer.wait().unwrap();
+    writer.stop();
     // The writer is gone: the next owner undoes its work.
     let d = env.driver(Backend::Nftables);
     assert!(!journal.exists());
@@ -197,4 +197,35 @@ fn a_journal_of_this_process_names_its_owner() {
     let d = env.driver(Backend::Nftables);
     assert!(d.pending_journals().is_empty());
     assert!(env.state().ip.link("virbr0").is_none());
+}
+
+/// A live process standing for a journal's writer (killed on drop, even
+/// when the test fails).
+struct Writer(std::process::Child);
+
+impl Writer {
+    fn spawn() -> Writer {
+        Writer(
+            std::process::Command::new("sleep")
+                .arg("600")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
