@@ -20,6 +20,15 @@
 //! `cli/tests/virtnetd_driver.rs` runs one script of every command both
 //! ways and compares status, stdout and stderr); `reconcile` is the
 //! daemon's own job at start.
+//!
+//! One owner per state directory (`virtnet_core::driver::lock`): a command
+//! that changes something takes `STATE_DIR/driver.lock` before it reads
+//! anything (the simulated host's file included), waiting for another
+//! `virtnet` at most 30 s (`VIRTNET_LOCK_WAIT=SECONDS` changes that) with
+//! a warning naming the holder's pid; when the holder is a virtnetd it
+//! refuses at once and names the `--connect unix:PATH` to use. Queries
+//! (`net-list`, `net-info`, `net-dumpxml`) need no lock, and a query that
+//! ran without it does not write the simulated host back.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -375,11 +384,49 @@ fn finish(result: Result<String, String>) -> ExitCode {
     }
 }
 
+impl NetCommand {
+    /// Whether the command changes the state directory or the host.
+    fn changes(&self) -> bool {
+        !matches!(
+            self,
+            NetCommand::List { .. } | NetCommand::Dumpxml { .. } | NetCommand::Info { .. }
+        )
+    }
+}
+
+/// How long a change waits for the driver lock: `VIRTNET_LOCK_WAIT`
+/// (seconds) or the driver's default.
+fn lock_wait() -> Result<std::time::Duration, String> {
+    match std::env::var("VIRTNET_LOCK_WAIT") {
+        Err(_) => Ok(virtnet_core::driver::lock::DEFAULT_LOCK_WAIT),
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| format!("VIRTNET_LOCK_WAIT={v:?}: expected a whole number of seconds")),
+    }
+}
+
 /// A simulated host and the state file it is saved to.
 type SavedFake = Option<(Arc<FakeHost>, PathBuf)>;
 
 /// Runs one driver command; prints its output; exit status 1 on error.
 pub fn run(host: &HostArgs, cmd: NetCommand) -> ExitCode {
+    let wait = match lock_wait() {
+        Ok(w) => w,
+        Err(msg) => return finish(Err(msg)),
+    };
+    let notice: Arc<dyn Fn(&str) + Send + Sync> =
+        Arc::new(|line: &str| crate::out::err_line(&format!("warning: {line}")));
+    // A change owns the state directory before it reads anything.
+    let owned = if cmd.changes() {
+        match virtnet_core::driver::take_change_lock(&host.state_dir, wait, Some(&*notice)) {
+            Ok(l) => Some(l),
+            Err(e) => return finish(Err(e.to_string())),
+        }
+    } else {
+        None
+    };
     let (runner, fake): (Arc<dyn Runner>, SavedFake) = match &host.host {
         HostSpec::Real => (Arc::new(RealRunner::new()), None),
         HostSpec::Fake(path) => match FakeHost::load_or_new(path) {
@@ -397,14 +444,23 @@ pub fn run(host: &HostArgs, cmd: NetCommand) -> ExitCode {
     if host.host == HostSpec::Real {
         cfg.leases_helper = real_leases_helper();
     }
-    let result = Driver::open(cfg).map_err(|e| e.to_string()).and_then(|d| {
+    cfg.lock_wait = wait;
+    cfg.lock_notice = Some(notice);
+    let opened = match owned {
+        Some(l) => Driver::open_with_lock(cfg, l),
+        None => Driver::open(cfg),
+    };
+    let mut owner = false;
+    let result = opened.map_err(|e| e.to_string()).and_then(|d| {
+        owner = d.holds_driver_lock();
         for r in d.reports() {
             crate::out::err_line(&format!("warning: {r}"));
         }
         run_cmd(&d, cmd)
     });
-    // The simulated host changed even if the command failed: keep it.
-    if let Some((h, path)) = fake {
+    // The simulated host changed even if the command failed: keep it —
+    // unless another process owns it (this one only read it).
+    if let Some((h, path)) = fake.filter(|_| owner) {
         if let Err(err) = h.save(&path) {
             crate::out::err_line(&format!("error: {err}"));
             return ExitCode::from(1);

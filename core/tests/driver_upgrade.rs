@@ -373,6 +373,8 @@ fn destroy_after_backend_switch_uses_the_saved_backend() {
         let name = d.define(&capture_net("nat-default")).unwrap().name;
         d.start(&name).unwrap();
         env.host.take_records();
+        // A restart: one owner per state directory.
+        drop(d);
         let d2 = env.driver(to);
         d2.destroy(&name).unwrap();
         let cmds = firewall_cmds(&env);
@@ -404,6 +406,7 @@ fn unreadable_status_file_is_reported_and_skipped() {
         "<networkstatus><network><name>broken</name>",
     )
     .unwrap();
+    drop(d);
     let d2 = env.driver(Backend::Nftables);
     let reports = d2.reports();
     assert_eq!(reports.len(), 1, "{reports:?}");
@@ -430,6 +433,7 @@ fn active_network_without_bridge_is_cleaned_up_at_restart() {
     env.host
         .exec(&["ip", "link", "del", "virbr0"], None)
         .unwrap();
+    drop(d);
     let d2 = env.driver(Backend::Nftables);
     let rep = d2.reconcile().unwrap();
     assert_eq!(rep.cleaned, std::slice::from_ref(&name));
@@ -517,6 +521,7 @@ fn reconcile_refreshes_or_restarts_dnsmasq() {
     let name = d.define(&capture_net("nat-default")).unwrap().name;
     d.start(&name).unwrap();
     let pid = *env.state().procs.procs.keys().next().unwrap();
+    drop(d);
     env.driver(Backend::Iptables).reconcile().unwrap();
     let procs = env.state().procs.procs;
     assert_eq!(procs.len(), 1);

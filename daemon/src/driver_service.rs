@@ -99,7 +99,9 @@ pub fn error_code(e: &DriverError) -> i64 {
         | DriverError::Command { .. }
         | DriverError::Run(_)
         | DriverError::Invalid(_)
-        | DriverError::Io { .. } => OPERATION_FAILED,
+        | DriverError::Io { .. }
+        | DriverError::Locked { .. }
+        | DriverError::DaemonOwns { .. } => OPERATION_FAILED,
     }
 }
 

@@ -237,6 +237,7 @@ fn make_service(
     host: &Host,
     config_dir: &Path,
     state_dir: &Path,
+    rw_socket: Option<&Path>,
 ) -> Result<Arc<dyn Service>, Fatal> {
     let (runner, save): (Arc<dyn Runner>, Option<ChangeHook>) = match host {
         Host::Real => (Arc::new(RealRunner::new()), None),
@@ -282,6 +283,13 @@ fn make_service(
             ),
         ));
     }
+    // `virtnet` without --connect on this state directory refuses changes
+    // and names this socket (see virtnet_core::driver::lock).
+    if let Some(sock) = rw_socket {
+        if let Err(e) = driver.announce_daemon(sock) {
+            tracing::warn!("{e}");
+        }
+    }
     for r in driver.reports() {
         tracing::warn!("{r}");
     }
@@ -323,7 +331,7 @@ fn ensure_dir(what: &str, dir: &Path, mode: u32) -> Result<(), String> {
 }
 
 /// Directories, then the driver (see [`make_service`]).
-fn prepare(args: &Args) -> Result<Arc<dyn Service>, Fatal> {
+fn prepare(args: &Args, rw_socket: Option<&Path>) -> Result<Arc<dyn Service>, Fatal> {
     let config = |e: String| Fatal(virtnet_daemon::EXIT_CONFIG, e);
     ensure_dir(
         "config directory",
@@ -343,7 +351,7 @@ fn prepare(args: &Args) -> Result<Arc<dyn Service>, Fatal> {
             ensure_dir("fake host state directory", dir, store::STATE_DIR_MODE).map_err(config)?;
         }
     }
-    make_service(&args.host, &args.config_dir, &args.state_dir)
+    make_service(&args.host, &args.config_dir, &args.state_dir, rw_socket)
 }
 
 fn main() -> ExitCode {
@@ -374,7 +382,11 @@ fn main() -> ExitCode {
         };
     tracing::info!(?mode, host = ?args.host, "virtnetd {} starting", env!("CARGO_PKG_VERSION"));
 
-    let service = match prepare(&args) {
+    let rw_socket = listeners
+        .iter()
+        .find(|l| l.kind == virtnet_daemon::SocketKind::ReadWrite)
+        .and_then(|l| l.path.clone());
+    let service = match prepare(&args, rw_socket.as_deref()) {
         Ok(s) => s,
         Err(Fatal(code, msg)) => {
             tracing::error!("{msg}");

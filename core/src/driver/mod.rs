@@ -27,12 +27,16 @@
 //!   hosts files and SIGHUP, or start it again if its pid file names no live
 //!   process: `kill -0`).
 //!
-//! Locking: the driver's own map is behind a mutex that is never held while
-//! a command runs; per-network serialisation is the caller's (the daemon's
-//! `KeyedLocks`). Calls on different networks may run in parallel: defines
-//! are serialised among themselves (bridge/MAC allocation reads the other
-//! networks), and the first private-chain setup is done by one start while
-//! the others wait for it.
+//! Locking: one owner per state directory, the holder of
+//! `STATE_DIR/driver.lock` (see [`lock`]): every change is made under it, a
+//! driver that does not hold it waits for it (bounded) or refuses a change,
+//! and a daemon holding it makes the embedded driver refuse changes and
+//! name the daemon's socket. Within the owning driver, the driver's own map
+//! is behind a mutex that is never held while a command runs; per-network
+//! serialisation is the caller's (the daemon's KeyedLocks). Calls on
+//! different networks may run in parallel: defines are serialised among
+//! themselves (bridge/MAC allocation), and the first private-chain setup is
+//! done by one start while the others wait for it.
 //!
 //! Deviations from libvirt 11.3.0 (deliberate, or not done):
 //!
@@ -67,13 +71,14 @@
 //! status files), `driver_realhost.rs` (the real tools in a fresh namespace).
 
 pub mod journal;
+pub mod lock;
 pub mod modes;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::dnsmasq::{self, DnsmasqCaps, DnsmasqOptions};
 use crate::firewall::{full_argv, Backend, Firewall};
@@ -86,6 +91,7 @@ use crate::store::{
 use virtnet_runner::{CheckedError, Cmd, RunError, Runner};
 
 use journal::{Entry, Journal, JournalRunner};
+use lock::{Busy, DriverLock, Holder};
 use modes::{ops_for, run_ignore, StartCtx};
 
 /// How the firewall backend is chosen.
@@ -97,6 +103,9 @@ pub enum BackendChoice {
     /// This backend, whatever network.conf says (tests, `--backend`).
     Fixed(Backend),
 }
+
+/// Told that a change waits for the driver lock (a line naming the holder).
+pub type LockNotice = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Everything the driver needs to run.
 #[derive(Clone)]
@@ -118,6 +127,12 @@ pub struct DriverConfig {
     /// Where sysfs is mounted (`/sys`): PCI virtual-function checks at
     /// define time and a `<pf>`'s virtual functions at start.
     pub sysfs_root: PathBuf,
+    /// How long a change waits for the driver lock held by another driver
+    /// (see [`lock`]) before it fails; 30 s by default.
+    pub lock_wait: Duration,
+    /// Told (once per change) that the change waits for the driver lock,
+    /// with a line naming the holder; `None`: a `tracing` warning only.
+    pub lock_notice: Option<LockNotice>,
 }
 
 impl DriverConfig {
@@ -138,6 +153,8 @@ impl DriverConfig {
             dnsmasq_binary: None,
             leases_helper: dnsmasq::LIBVIRT_LEASES_HELPER.to_string(),
             sysfs_root: PathBuf::from("/sys"),
+            lock_wait: lock::DEFAULT_LOCK_WAIT,
+            lock_notice: None,
         }
     }
 
@@ -213,6 +230,20 @@ pub enum DriverError {
     Invalid(String),
     #[error("{path}: {reason}")]
     Io { path: PathBuf, reason: String },
+    /// The driver lock stayed held by another process (see [`lock`]).
+    #[error("{path}: the state directory is in use by {holder}; gave up after waiting {waited} s for it, nothing was changed")]
+    Locked {
+        path: PathBuf,
+        holder: String,
+        waited: u64,
+    },
+    /// A daemon owns the state directory: changes go through it.
+    #[error("the state directory {state_dir} is managed by {holder}: nothing was changed; send changes through it with --connect {connect}")]
+    DaemonOwns {
+        state_dir: PathBuf,
+        holder: String,
+        connect: String,
+    },
 }
 
 impl DriverError {
@@ -326,23 +357,56 @@ pub struct Driver {
     /// must not be handed to two networks defined at the same time.
     define_serial: Mutex<()>,
     /// Exclusive lock on `STATE_DIR/driver.lock` (libvirt's driver pid
-    /// file), held while this driver lives; `None` if another driver holds it.
-    _lock: Option<nix::fcntl::Flock<fs::File>>,
+    /// file), held while this driver lives; `None` if another driver held
+    /// it when this one opened: each change then takes it ([`lock`]).
+    lifetime_lock: Mutex<Option<DriverLock>>,
+    /// Whether `lifetime_lock` was taken (it is never given up).
+    owner: bool,
 }
 
-/// Takes the driver lock without waiting; `Ok(None)` when another driver
-/// (in this or another process) holds it, an error when the lock file
-/// cannot be made or opened. The state directory is created 0755 and the
-/// lock file 0600 (see [`store::open_lock_file`]): no other user can open
-/// it, so no other user can hold it to stop the driver.
-fn take_driver_lock(state_dir: &Path) -> io::Result<Option<nix::fcntl::Flock<fs::File>>> {
-    store::create_dir_all_mode(state_dir, store::STATE_DIR_MODE)?;
-    let f = store::open_lock_file(&state_dir.join("driver.lock"))?;
-    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(l) => Ok(Some(l)),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
-        Err((_, e)) => Err(e.into()),
-    }
+/// The driver lock for one change: nothing for the driver that holds it
+/// for its lifetime, the lock itself for the others (released on drop).
+struct ChangeGuard {
+    _lock: Option<DriverLock>,
+}
+
+/// Takes the driver lock of `state_dir` for a change (see [`lock`]):
+/// waits at most `wait` for its holder, telling `notice` (once) who holds
+/// it; refuses at once when a daemon holds it
+/// ([`DriverError::DaemonOwns`]); [`DriverError::Locked`] when the wait
+/// ends. (A driver's own changes use its [`DriverConfig::lock_wait`] and
+/// [`DriverConfig::lock_notice`].)
+pub fn take_change_lock(
+    state_dir: &Path,
+    wait: Duration,
+    notice: Option<&(dyn Fn(&str) + Send + Sync)>,
+) -> Result<DriverLock, DriverError> {
+    let path = lock::lock_path(state_dir);
+    let on_busy = |h: &Holder| {
+        let line = format!(
+            "waiting up to {} s for the driver lock {}, held by {}",
+            wait.as_secs(),
+            path.display(),
+            h.describe()
+        );
+        tracing::warn!("{line}");
+        if let Some(n) = notice {
+            n(&line);
+        }
+    };
+    DriverLock::take(state_dir, wait, &on_busy).map_err(|b| match b {
+        Busy::Daemon(h) => DriverError::DaemonOwns {
+            state_dir: state_dir.to_path_buf(),
+            holder: h.describe(),
+            connect: h.daemon.unwrap_or_default(),
+        },
+        Busy::Timeout(h) => DriverError::Locked {
+            path: path.clone(),
+            holder: h.describe(),
+            waited: wait.as_secs(),
+        },
+        Busy::Io(e) => DriverError::io(&path, e),
+    })
 }
 
 /// libvirt's backend selection (reference 3.1).
@@ -418,26 +482,49 @@ impl Driver {
     /// and skipped, see [`Driver::reports`]), and undoes what crashed starts
     /// left behind. Runs no firewall reload: see [`Driver::reconcile`].
     pub fn open(cfg: DriverConfig) -> Result<Driver, DriverError> {
-        let backend = match &cfg.backend {
+        let backend = Driver::select(&cfg)?;
+        let (lock, lock_problem) = match DriverLock::try_take(&cfg.state_dir) {
+            Ok(l) => (l, None),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "cannot take the driver lock {}: {e}",
+                    lock::lock_path(&cfg.state_dir).display()
+                )),
+            ),
+        };
+        Driver::open_inner(cfg, backend, lock, lock_problem)
+    }
+
+    /// [`Driver::open`] with the driver lock already taken (by
+    /// [`take_change_lock`], before the caller read a state the lock
+    /// protects, e.g. a simulated host's file): the driver holds it for its
+    /// lifetime.
+    pub fn open_with_lock(cfg: DriverConfig, lock: DriverLock) -> Result<Driver, DriverError> {
+        let backend = Driver::select(&cfg)?;
+        Driver::open_inner(cfg, backend, Some(lock), None)
+    }
+
+    fn select(cfg: &DriverConfig) -> Result<Backend, DriverError> {
+        Ok(match &cfg.backend {
             BackendChoice::Fixed(b) => *b,
             BackendChoice::FromConfig => {
                 let conf = read_network_conf(&cfg.network_conf_path())?;
                 let runner = cfg.runner.clone();
                 select_backend(&conf, &move |p| runner.has_program(p))?
             }
-        };
-        let (lock, lock_problem) = match take_driver_lock(&cfg.state_dir) {
-            Ok(l) => (l, None),
-            Err(e) => (
-                None,
-                Some(format!(
-                    "cannot take the driver lock {}: {e}",
-                    cfg.state_dir.join("driver.lock").display()
-                )),
-            ),
-        };
+        })
+    }
+
+    fn open_inner(
+        cfg: DriverConfig,
+        backend: Backend,
+        lock: Option<DriverLock>,
+        lock_problem: Option<String>,
+    ) -> Result<Driver, DriverError> {
         let driver = Driver {
-            _lock: lock,
+            owner: lock.is_some(),
+            lifetime_lock: Mutex::new(lock),
             configs: ConfigStore::new(&cfg.config_dir),
             statuses: StatusStore::new(&cfg.state_dir),
             backend,
@@ -451,8 +538,48 @@ impl Driver {
         if let Some(p) = lock_problem {
             driver.report(p);
         }
-        driver.load()?;
+        driver.load(driver.owner)?;
         Ok(driver)
+    }
+
+    /// The driver lock for a change. The driver holding it for its
+    /// lifetime has it. Another waits for it (at most
+    /// [`DriverConfig::lock_wait`], telling [`DriverConfig::lock_notice`]
+    /// who holds it), refuses at once when a daemon holds it, and, once it
+    /// has it, re-reads the state directory (what the previous holder
+    /// changed) and recovers what a dead holder left behind.
+    fn change(&self) -> Result<ChangeGuard, DriverError> {
+        if self.owner {
+            return Ok(ChangeGuard { _lock: None });
+        }
+        let l = take_change_lock(
+            &self.cfg.state_dir,
+            self.cfg.lock_wait,
+            self.cfg.lock_notice.as_deref(),
+        )?;
+        self.load(true)?;
+        Ok(ChangeGuard { _lock: Some(l) })
+    }
+
+    /// Marks the state directory as managed by a daemon serving `socket`
+    /// (second line of the lock file, see [`lock`]): the embedded driver of
+    /// `virtnet` then refuses changes and names the socket. Only a driver
+    /// holding the lock for its lifetime can do this.
+    pub fn announce_daemon(&self, socket: &Path) -> Result<(), DriverError> {
+        let path = lock::lock_path(&self.cfg.state_dir);
+        let mut guard = lock(&self.lifetime_lock);
+        let Some(l) = guard.as_mut() else {
+            return Err(DriverError::Invalid(format!(
+                "{} is held by another process",
+                path.display()
+            )));
+        };
+        l.write_holder(&format!(
+            "{}\nvirtnetd unix:{}\n",
+            std::process::id(),
+            socket.display()
+        ))
+        .map_err(|e| DriverError::io(&path, e))
     }
 
     fn report(&self, msg: String) {
@@ -468,7 +595,7 @@ impl Driver {
     /// Whether this driver holds `STATE_DIR/driver.lock` (no other driver,
     /// in this or another process, had it when this one opened).
     pub fn holds_driver_lock(&self) -> bool {
-        self._lock.is_some()
+        self.owner
     }
 
     /// The configured firewall backend.
@@ -488,7 +615,26 @@ impl Driver {
         self.cfg.state_dir.join(format!("{name}.journal"))
     }
 
-    fn load(&self) -> Result<(), DriverError> {
+    /// Opens an operation's journal and writes its owner (this process,
+    /// see [`lock::owner_note`]) as its first line, before anything runs:
+    /// a journal that cannot be written (disk full, I/O error, read-only
+    /// file system) refuses the operation before it changes the host.
+    fn open_journal(&self, jpath: &Path) -> Result<Journal, DriverError> {
+        let journal = Journal::create(jpath).map_err(|e| DriverError::io(jpath, e))?;
+        let (note, pid, start) = lock::owner_note();
+        if let Err(e) = journal.note(note, &pid, &start) {
+            let _ = journal.remove();
+            return Err(DriverError::io(
+                jpath,
+                format!("cannot write the journal, nothing was changed: {e}"),
+            ));
+        }
+        Ok(journal)
+    }
+
+    /// (Re-)reads definitions and status files; with the driver lock
+    /// (`locked`), recovers the journals of operations whose writer is gone.
+    fn load(&self, locked: bool) -> Result<(), DriverError> {
         let mut nets = BTreeMap::new();
         for (path, r) in self.configs.load_all() {
             match r {
@@ -516,17 +662,18 @@ impl Driver {
             }
         }
         *lock(&self.nets) = nets;
-        self.recover_journals()
+        self.recover_journals(locked)
     }
 
     /// Undo the creations of journals that no status file accounts for.
-    /// Only the driver holding the driver lock does this: another driver's
-    /// journal may belong to a start that is still running.
-    fn recover_journals(&self) -> Result<(), DriverError> {
+    /// Only the driver holding the driver lock does this (`locked`), and
+    /// only for journals whose writer is gone: another driver's journal may
+    /// belong to an operation that is still running.
+    fn recover_journals(&self, locked: bool) -> Result<(), DriverError> {
         let Ok(rd) = fs::read_dir(&self.cfg.state_dir) else {
             return Ok(());
         };
-        if self._lock.is_none() {
+        if !locked {
             let pending = self.pending_journals();
             if !pending.is_empty() {
                 self.report(format!(
@@ -556,6 +703,15 @@ impl Driver {
                     continue;
                 }
             };
+            if let Some((pid, _)) =
+                journal_writer(&entries).filter(|(pid, start)| lock::writer_alive(pid, start))
+            {
+                self.report(format!(
+                    "{}: written by pid {pid}, which is still running: left in place",
+                    path.display()
+                ));
+                continue;
+            }
             let status = lock(&self.nets).get(&name).and_then(|o| o.live.clone());
             // Intents that never reported back are looked up on the host.
             let (mut plan, _) =
@@ -588,6 +744,10 @@ impl Driver {
                 ));
             }
             journal::run_undo(self.runner(), plan).map_err(DriverError::from_run)?;
+            if status.is_none() {
+                // An interrupted start: its dnsmasq files go with it.
+                self.remove_dnsmasq_start_files(&name);
+            }
             store::remove_if_exists(&path).map_err(|e| DriverError::io(&path, e))?;
         }
         Ok(())
@@ -607,6 +767,9 @@ impl Driver {
     /// the next define looks.
     pub fn define(&self, xml: &str) -> Result<NetworkDef, DriverError> {
         let mut def = netxml::parse(xml)?;
+        // Under the driver lock: the other networks' bridges are those on
+        // disk, with what another process defined just before.
+        let _owner = self.change()?;
         let _serial = lock(&self.define_serial);
         let others: Vec<(String, Option<String>)> = {
             let nets = lock(&self.nets);
@@ -662,6 +825,7 @@ impl Driver {
     /// Removes a persistent definition (config file and autostart link). An
     /// active network keeps running as a transient one.
     pub fn undefine(&self, name: &str) -> Result<(), DriverError> {
+        let _owner = self.change()?;
         let mut nets = lock(&self.nets);
         let obj = nets
             .get_mut(name)
@@ -682,6 +846,7 @@ impl Driver {
 
     /// Enables or disables autostart of a persistent network.
     pub fn set_autostart(&self, name: &str, on: bool) -> Result<(), DriverError> {
+        let _owner = self.change()?;
         let mut nets = lock(&self.nets);
         let obj = nets
             .get_mut(name)
@@ -751,6 +916,12 @@ impl Driver {
     /// Starts a defined network. On failure every step that succeeded is
     /// undone in reverse order and the host is left as it was.
     pub fn start(&self, name: &str) -> Result<(), DriverError> {
+        let _owner = self.change()?;
+        self.start_owned(name)
+    }
+
+    /// [`Driver::start`] under the driver lock.
+    fn start_owned(&self, name: &str) -> Result<(), DriverError> {
         let def = {
             let nets = lock(&self.nets);
             let o = nets
@@ -764,7 +935,7 @@ impl Driver {
                 .ok_or_else(|| DriverError::NoNetwork(name.to_string()))?
         };
         let jpath = self.journal_path(name);
-        let journal = Journal::create(&jpath).map_err(|e| DriverError::io(&jpath, e))?;
+        let journal = self.open_journal(&jpath)?;
         let journaled = JournalRunner::new(self.runner(), &journal);
         let note = |n: &str, k: &str, v: &str| {
             journal
@@ -803,6 +974,11 @@ impl Driver {
                     plan.pop();
                 }
                 journal::run_undo(self.runner(), plan).map_err(DriverError::from_run)?;
+                // Nothing of the network stays on disk either: a status
+                // file whose write failed late (the rename done, the
+                // directory's fsync failed) and dnsmasq's files.
+                let _ = self.statuses.remove(name);
+                self.remove_dnsmasq_start_files(name);
                 // A failed journal write is the cause of whatever failed
                 // after it (no command ran after it).
                 let e = match journal.write_failure() {
@@ -819,6 +995,12 @@ impl Driver {
     /// replayed with its own backend), then the status file is removed (last,
     /// so that a crash in between leaves a status that a restart cleans up).
     pub fn destroy(&self, name: &str) -> Result<(), DriverError> {
+        let _owner = self.change()?;
+        self.destroy_owned(name)
+    }
+
+    /// [`Driver::destroy`] under the driver lock.
+    fn destroy_owned(&self, name: &str) -> Result<(), DriverError> {
         let st = {
             let nets = lock(&self.nets);
             let o = nets
@@ -1008,6 +1190,21 @@ impl Driver {
         }
     }
 
+    /// Removes what a start writes for dnsmasq (configuration, hosts
+    /// files, pid file) after the start failed or was undone; the leases
+    /// file stays (it outlives a run, as in libvirt).
+    fn remove_dnsmasq_start_files(&self, name: &str) {
+        let opts = self.dnsmasq_options();
+        let paths =
+            dnsmasq::DnsmasqPaths::new(&opts.dnsmasq_dir, opts.pid_dir.as_deref(), name, None);
+        for p in [&paths.conf, &paths.hostsfile, &paths.addnhosts]
+            .into_iter()
+            .chain(paths.pid_file.as_ref())
+        {
+            let _ = store::remove_if_exists(Path::new(p));
+        }
+    }
+
     fn remove_dnsmasq_files(&self, name: &str) {
         let opts = self.dnsmasq_options();
         let paths =
@@ -1039,6 +1236,7 @@ impl Driver {
     ///
     /// A failure of one network is reported and the others are handled.
     pub fn reconcile(&self) -> Result<ReconcileReport, DriverError> {
+        let _owner = self.change()?;
         let mut rep = ReconcileReport::default();
         let active: Vec<NetworkStatus> = lock(&self.nets)
             .values()
@@ -1059,7 +1257,7 @@ impl Driver {
                         .success();
                 if !exists {
                     let name = st.def.name.clone();
-                    match self.destroy(&name) {
+                    match self.destroy_owned(&name) {
                         Ok(()) => rep.cleaned.push(name),
                         Err(e) if e.is_crash() => return Err(e),
                         Err(e) => rep.problems.push(format!("{name}: {e}")),
@@ -1107,7 +1305,7 @@ impl Driver {
                 .map(|(n, _)| n.clone())
                 .collect();
             for name in names {
-                match self.start(&name) {
+                match self.start_owned(&name) {
                     Ok(()) => rep.autostarted.push(name),
                     Err(e) if e.is_crash() => return Err(e),
                     Err(e) => rep.problems.push(format!("{name}: {e}")),
@@ -1122,7 +1320,7 @@ impl Driver {
     fn reload_network(&self, mut st: NetworkStatus) -> Result<(), DriverError> {
         let name = st.def.name.clone();
         let jpath = self.journal_path(&name);
-        let journal = Journal::create(&jpath).map_err(|e| DriverError::io(&jpath, e))?;
+        let journal = self.open_journal(&jpath)?;
         let journaled = JournalRunner::new(self.runner(), &journal);
         rules::remove_network_firewall(&st.def, st.fw_removal.as_ref(), &journaled)
             .map_err(DriverError::from_rules)?;
@@ -1173,6 +1371,15 @@ impl Driver {
             })
             .unwrap_or_default()
     }
+}
+
+/// The writer of a journal (its `owner` note: pid and start time), if
+/// it names one (journals of earlier releases do not).
+fn journal_writer(entries: &[Entry]) -> Option<(String, String)> {
+    entries.iter().find_map(|e| match e {
+        Entry::Note { note, key, value } if note == "owner" => Some((key.clone(), value.clone())),
+        _ => None,
+    })
 }
 
 /// A journal entry type re-exported for tests.
