@@ -204,7 +204,11 @@ fn real_host_in_a_fresh_namespace() {
     ));
     let exe = assert_cmd::cargo::cargo_bin("virtnet");
     let script = format!(
-        "set -e\nV='{exe} --host real --config-dir {d}/cfg --state-dir {d}/run'\n\
+        // Whatever happens, no dnsmasq of this test outlives it (it would
+        // keep the namespace alive): the trap kills one a failure left (its pid
+        // file is gone after a successful destroy).
+        "set -e\ntrap 'kill -9 $(cat {d}/run/dnsmasq/default.pid 2>/dev/null) 2>/dev/null || true' EXIT\n\
+         V='{exe} --host real --config-dir {d}/cfg --state-dir {d}/run'\n\
          $V net-define {cap}/network.xml >/dev/null\n$V net-start default >/dev/null\n\
          iptables-save > {d}/after-start\n$V net-destroy default >/dev/null\n\
          iptables-save > {d}/after-destroy\nip -br link > {d}/links\n",
