@@ -7,6 +7,7 @@ mod virtnetd_support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use virtnet_testkit::LiveProcess;
 
 use virtnet_core::driver::lock::DriverLock;
 use virtnet_fake::{FakeHost, HostState};
@@ -152,7 +153,7 @@ fn a_change_waits_for_the_holder_names_it_then_fails() {
 #[test]
 fn a_journal_whose_writer_lives_is_never_rolled_back() {
     let d = Dir::new();
-    let mut writer = Writer::spawn();
+    let mut writer = LiveProcess::spawn();
     let journal = journal_of(&d, writer.pid());
     for args in [&["net-list"][..], &["reconcile"][..]] {
         let (code, _, err) = d.run(1, args);
@@ -319,35 +320,4 @@ fn the_embedded_cli_refuses_changes_while_virtnetd_runs() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(dirs.root().join("etc/a.xml").exists());
-}
-
-/// A live process standing for a journal's writer (killed on drop, even
-/// when the test fails).
-struct Writer(std::process::Child);
-
-impl Writer {
-    fn spawn() -> Writer {
-        Writer(
-            std::process::Command::new("sleep")
-                .arg("600")
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    }
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

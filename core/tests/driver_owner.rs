@@ -8,6 +8,7 @@ mod driver_common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use virtnet_testkit::LiveProcess;
 
 use driver_common::*;
 use virtnet_core::driver::{Driver, DriverError};
@@ -148,7 +149,7 @@ fn a_journal_whose_writer_is_alive_is_not_rolled_back() {
         .unwrap();
     std::fs::create_dir_all(env.state_dir()).unwrap();
     let journal = env.state_dir().join("n7.journal");
-    let mut writer = Writer::spawn();
+    let mut writer = LiveProcess::spawn();
     std::fs::write(
         &journal,
         owner_line(writer.pid())
@@ -197,35 +198,4 @@ fn a_journal_of_this_process_names_its_owner() {
     let d = env.driver(Backend::Nftables);
     assert!(d.pending_journals().is_empty());
     assert!(env.state().ip.link("virbr0").is_none());
-}
-
-/// A live process standing for a journal's writer (killed on drop, even
-/// when the test fails).
-struct Writer(std::process::Child);
-
-impl Writer {
-    fn spawn() -> Writer {
-        Writer(
-            std::process::Command::new("sleep")
-                .arg("600")
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    }
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

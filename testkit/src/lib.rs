@@ -15,6 +15,8 @@
 
 pub mod faults;
 pub mod netns;
+pub mod process;
 
 pub use faults::{Applied, CmdMatcher, Fault, FaultPlan, FaultPlanError, FaultRunner, Given};
 pub use netns::{cannot_make_netns, cannot_run, command_in_fresh_netns, skip, Netns, Skip};
+pub use process::LiveProcess;
