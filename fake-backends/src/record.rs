@@ -17,16 +17,13 @@
 use serde::{Deserialize, Serialize};
 use virtnet_runner::{Cmd, Output};
 
-/// What happened to one command.
+/// What happened to one command. (Injected failures and crashes are not
+/// the simulator's: `virtnet_testkit::FaultRunner` logs them around it.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// The simulator ran it.
     Ran { output: Output },
-    /// A fault plan made it fail without running it (state unchanged).
-    Injected { output: Output },
-    /// The host was crashed: `run` returned `RunError::Crashed`.
-    Crashed,
     /// The argv was empty: `run` returned `RunError::Empty`.
     Empty,
 }
@@ -35,8 +32,8 @@ impl Outcome {
     /// The output the caller saw, if any.
     pub fn output(&self) -> Option<&Output> {
         match self {
-            Outcome::Ran { output } | Outcome::Injected { output } => Some(output),
-            Outcome::Crashed | Outcome::Empty => None,
+            Outcome::Ran { output } => Some(output),
+            Outcome::Empty => None,
         }
     }
 }
@@ -77,12 +74,9 @@ pub fn render_log(records: &[Record]) -> String {
         out.push_str(&line.join(" "));
         out.push('\n');
         match &r.outcome {
-            Outcome::Ran { output } | Outcome::Injected { output } => {
+            Outcome::Ran { output } => {
                 if output.status != 0 {
                     out.push_str(&format!("# rc={}\n", output.status));
-                }
-                if matches!(r.outcome, Outcome::Injected { .. }) {
-                    out.push_str("# INJECTED by fault plan\n");
                 }
                 for l in output.stdout.lines() {
                     out.push_str(&format!("#> {l}\n"));
@@ -91,7 +85,6 @@ pub fn render_log(records: &[Record]) -> String {
                     out.push_str(&format!("#! {l}\n"));
                 }
             }
-            Outcome::Crashed => out.push_str("# CRASHED (simulated)\n"),
             Outcome::Empty => out.push_str("# EMPTY command\n"),
         }
     }
