@@ -58,11 +58,13 @@
 //! - Not implemented: bandwidth/QoS (`<bandwidth>` is not applied),
 //!   `vlan_filtering`, systemd-resolved registration, hook scripts, transient
 //!   networks (`net-create`), the SIGKILL follow-up of dnsmasq, port status
-//!   files, `net-update`, firewalld zones (a `<bridge zone>` is refused as on
+//!   files, firewalld zones (a `<bridge zone>` is refused as on
 //!   a host without firewalld).
 //! - On a host without libvirt's leases helper the CLI passes `true` as
 //!   dnsmasq's `--dhcp-script` (dnsmasq refuses to start without a runnable
 //!   script); leases are not tracked.
+//!
+//! `net-update` is in [`update`].
 //!
 //! Tests: `core/tests/driver_lifecycle.rs` (every forward mode, both
 //! backends), `driver_failures.rs` (a failure at every command of a start; a
@@ -73,6 +75,7 @@
 pub mod journal;
 pub mod lock;
 pub mod modes;
+pub mod update;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -93,6 +96,7 @@ use virtnet_runner::{CheckedError, Cmd, RunError, Runner};
 use journal::{Entry, Journal, JournalRunner};
 use lock::{Busy, DriverLock, Holder};
 use modes::{ops_for, run_ignore, StartCtx};
+pub use update::{UpdateFlags, UpdateReport};
 
 /// How the firewall backend is chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +212,9 @@ pub enum DriverError {
     AutostartTransient(String),
     #[error("{0}")]
     Xml(#[from] netxml::NetXmlError),
+    /// A refused `net-update` (libvirt's message).
+    #[error("{0}")]
+    Update(#[from] netxml::UpdateError),
     #[error("{0}")]
     Status(#[from] StatusError),
     #[error("{0}")]
