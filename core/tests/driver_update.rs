@@ -145,7 +145,7 @@ fn config_and_live_together_and_config_alone() {
         .dumpxml("default", true)
         .unwrap()
         .contains("<hostname>web</hostname>"));
-    assert_eq!(dnsmasq_file(&env, "addnhosts"), "192.168.122.50\tweb\n");
+    assert_eq!(dnsmasq_file(&env, "addnhosts"), "192.168.122.50\tweb\t\n");
     // --config only: the running network is not touched, nothing runs.
     env.host.take_records();
     let r = d
@@ -302,11 +302,11 @@ fn a_refused_update_changes_nothing() {
         (C::AddLast, S::Bridge, -1, "<bridge name='x'/>", "Operation not supported: can't update 'bridge' section of network 'default'"),
         (C::AddLast, S::Ip, -1, "<ip address='10.0.0.1'/>", "Operation not supported: can't update 'ip' section of network 'default'"),
         (C::Modify, S::ForwardPf, -1, "<pf dev='eth0'/>", "Operation not supported: can't update 'forward pf' section of network 'default'"),
-        (C::AddLast, S::IpDhcpHost, -1, "<range start='192.168.122.3' end='192.168.122.4'/>", "unexpected element <range>, expecting <host>, while updating network 'default'"),
+        (C::AddLast, S::IpDhcpHost, -1, "<range start='192.168.122.3' end='192.168.122.4'/>", "1:1: unexpected element <range>, expecting <host>, while updating network 'default' (at /range)"),
         (C::Modify, S::IpDhcpRange, -1, "<range start='192.168.122.3' end='192.168.122.4'/>", "Operation not supported: dhcp ranges cannot be modified, only added or deleted"),
         (C::AddLast, S::IpDhcpHost, 3, HOST2, "Requested operation is not valid: couldn't update dhcp host entry - no <ip> element found at index 3 in network 'default'"),
         (C::AddLast, S::IpDhcpHost, -1, "<host mac='52:54:00:00:00:09' name='one' ip='192.168.122.209'/>", "Requested operation is not valid: there is an existing dhcp host entry in network 'default' that matches \"<host mac='52:54:00:00:00:09' name='one' ip='192.168.122.209'/>\""),
-        (C::Delete, S::IpDhcpHost, -1, "<host/>", "At least one of name, mac, or ip attribute must be specified for static host definition in network 'default'"),
+        (C::Delete, S::IpDhcpHost, -1, "<host/>", "1:1: At least one of name, mac, or ip attribute must be specified for static host definition in network 'default' (at /host)"),
         (C::Modify, S::DnsSrv, -1, "<srv service='a' protocol='tcp'/>", "Operation not supported: DNS SRV records cannot be modified, only added or deleted"),
         (C::Modify, S::ForwardInterface, -1, "<interface dev='eth0'/>", "Operation not supported: forward interface entries cannot be modified, only added or deleted"),
         (C::AddLast, S::DnsHost, -1, "<host ip='10.0.0.1'>", "1:1: unexpected end of input"),
@@ -356,6 +356,8 @@ fn portgroups_and_forward_interfaces_touch_only_the_definition_or_the_rules() {
     let d = env.driver(Backend::Iptables);
     d.define("<network><name>r</name><bridge name='virbr5'/><forward mode='route' dev='eth1'><interface dev='eth1'/></forward><ip address='10.5.0.1' prefix='24'/></network>").unwrap();
     d.start("r").unwrap();
+    let rules = |env: &Env| env.state().dump_section(virtnet_fake::Section::Iptables);
+    assert!(rules(&env).contains("-o eth1"), "{}", rules(&env));
     env.host.take_records();
     d.update(
         "r",
@@ -381,21 +383,51 @@ fn portgroups_and_forward_interfaces_touch_only_the_definition_or_the_rules() {
         )
         .unwrap_err();
     assert_eq!(e.to_string(), "Requested operation is not valid: a different portgroup entry in network 'r' is already set as the default. Only one default is allowed.");
+    // A route network forwards through one device at most (libvirt's
+    // parser): a second one is refused by the final check.
+    let e = d
+        .update(
+            "r",
+            C::AddLast,
+            S::ForwardInterface,
+            -1,
+            "<interface dev='eth2'/>",
+            UpdateFlags::CURRENT,
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("multiple forwarding interfaces specified for network 'r'"),
+        "{e}"
+    );
+    assert!(argvs(&env).is_empty());
+    // Deleting the device: the rules are made again, without it.
     d.update(
         "r",
-        C::AddLast,
+        C::Delete,
+        S::ForwardInterface,
+        -1,
+        "<interface dev='eth1'/>",
+        UpdateFlags::CURRENT,
+    )
+    .unwrap();
+    let cmds = argvs(&env);
+    assert!(cmds.iter().any(|c| c.starts_with("iptables")), "{cmds:#?}");
+    let now = rules(&env);
+    assert!(
+        !now.contains("eth1") && now.contains("10.5.0.0/24"),
+        "{now}"
+    );
+    d.update(
+        "r",
+        C::AddFirst,
         S::ForwardInterface,
         -1,
         "<interface dev='eth2'/>",
         UpdateFlags::CURRENT,
     )
     .unwrap();
-    let cmds = argvs(&env);
-    assert!(cmds.iter().any(|c| c.starts_with("iptables")), "{cmds:#?}");
-    assert!(d
-        .dumpxml("r", false)
-        .unwrap()
-        .contains("<interface dev='eth2'/>"));
+    assert!(rules(&env).contains("-o eth2"), "{}", rules(&env));
     let e = d
         .update(
             "r",
@@ -413,5 +445,26 @@ fn portgroups_and_forward_interfaces_touch_only_the_definition_or_the_rules() {
         traces_of(&after, "virbr5", "10.5.0.").is_empty(),
         "{:?}",
         traces_of(&after, "virbr5", "10.5.0.")
+    );
+
+    // A macvtap pool (mode bridge without a bridge): the pool changes,
+    // nothing runs on the host.
+    d.define("<network><name>pool</name><forward mode='bridge'><interface dev='eth3'/></forward></network>").unwrap();
+    d.start("pool").unwrap();
+    env.host.take_records();
+    d.update(
+        "pool",
+        C::AddLast,
+        S::ForwardInterface,
+        -1,
+        "<interface dev='eth4'/>",
+        UpdateFlags::CURRENT,
+    )
+    .unwrap();
+    assert!(argvs(&env).is_empty());
+    let xml = d.dumpxml("pool", false).unwrap();
+    assert!(
+        xml.contains("<interface dev='eth3'/>\n    <interface dev='eth4'/>"),
+        "{xml}"
     );
 }
