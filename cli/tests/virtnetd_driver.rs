@@ -136,6 +136,8 @@ const WEB_XML: &str = "<network>
 </network>
 ";
 
+const HOST7: &str = "<host mac='52:54:00:00:00:07' name='g' ip='192.168.140.7'/>";
+
 /// The command sequence both modes run: every net-* command and its
 /// options, successes and failures.
 fn script(xml: &str, bad: &str) -> Vec<Vec<String>> {
@@ -152,6 +154,43 @@ fn script(xml: &str, bad: &str) -> Vec<Vec<String>> {
         &["net-destroy", "web"],
         &["net-start", "web"],
         &["net-start", "web"],
+        &["net-update", "web", "add", "ip-dhcp-host", HOST7],
+        &["net-update", "web", "add", "ip-dhcp-host", HOST7],
+        &["net-update", "web", "add-first", "ip-dhcp-host", bad],
+        &[
+            "net-update",
+            "web",
+            "modify",
+            "ip-dhcp-range",
+            "<range start='192.168.140.2' end='192.168.140.254'/>",
+        ],
+        &[
+            "net-update",
+            "web",
+            "add",
+            "dns-txt",
+            "<txt name='t' value='v'/>",
+            "--config",
+        ],
+        &[
+            "net-update",
+            "web",
+            "delete",
+            "ip-dhcp-host",
+            "<host name='g'/>",
+            "--live",
+            "--config",
+        ],
+        &["net-update", "web", "insert", "ip-dhcp-host", HOST7],
+        &[
+            "net-update",
+            "web",
+            "add",
+            "ip-dhcp-host",
+            HOST7,
+            "--parent-index",
+            "2",
+        ],
         &["net-info", "web"],
         &["net-dumpxml", "web"],
         &["net-dumpxml", "--inactive", "web"],
@@ -159,6 +198,14 @@ fn script(xml: &str, bad: &str) -> Vec<Vec<String>> {
         &["net-list"],
         &["net-autostart", "--disable", "web"],
         &["net-undefine", "web"],
+        &[
+            "net-update",
+            "web",
+            "add",
+            "dns-txt",
+            "<txt name='u' value='v'/>",
+            "--config",
+        ],
         &["net-info", "--json", "web"],
         &["net-autostart", "web"],
         &["net-undefine", "web"],
