@@ -55,8 +55,9 @@
 //! - The tc root qdisc added by the nftables backend is removed with the
 //!   bridge (as in libvirt), never by an explicit `tc qdisc del`.
 //! - Destroy removes the status file last (libvirt: first), for crash safety.
-//! - Not implemented: bandwidth/QoS (`<bandwidth>` is not applied),
-//!   `vlan_filtering`, systemd-resolved registration, hook scripts, transient
+//! - Not implemented: bandwidth/QoS, `vlan_filtering` (macTableManager
+//!   'libvirt') and systemd-resolved registration — definitions using them
+//!   are refused at define ([`support`]) —, hook scripts, transient
 //!   networks (`net-create`), the SIGKILL follow-up of dnsmasq, port status
 //!   files, firewalld zones (a `<bridge zone>` is refused as on
 //!   a host without firewalld).
@@ -75,6 +76,7 @@
 pub mod journal;
 pub mod lock;
 pub mod modes;
+pub mod support;
 pub mod update;
 
 use std::collections::BTreeMap;
@@ -802,6 +804,10 @@ impl Driver {
             netxml::locate(xml, &mut e);
             return Err(e.into());
         }
+        if let Some(mut e) = support::unsupported_feature(&def) {
+            netxml::locate(xml, &mut e);
+            return Err(e.into());
+        }
         let mut nets = lock(&self.nets);
         for (n, o) in nets.iter() {
             let existing = o.config.as_ref().or(o.live.as_ref().map(|l| &l.def));
@@ -941,6 +947,10 @@ impl Driver {
                 .clone()
                 .ok_or_else(|| DriverError::NoNetwork(name.to_string()))?
         };
+        // A definition saved before virtnet refused these features.
+        if let Some(e) = support::unsupported_feature(&def) {
+            return Err(e.into());
+        }
         let jpath = self.journal_path(name);
         let journal = self.open_journal(&jpath)?;
         let journaled = JournalRunner::new(self.runner(), &journal);
