@@ -258,6 +258,24 @@ fn every_command_through_the_daemon_prints_what_embedded_mode_prints() {
     let r = connected(&d.rw, &["net-define", &xml.display().to_string()]);
     assert_eq!(r.1, format!("Network web defined from {}\n", xml.display()));
     ok(connected(&d.rw, &["net-start", "web"]));
+    assert_eq!(
+        ok(connected(
+            &d.rw,
+            &["net-update", "web", "add", "ip-dhcp-host", HOST7]
+        )),
+        "Updated network web live state\n"
+    );
+    let (code, _, err) = connected(
+        &d.ro,
+        &["net-update", "web", "delete", "ip-dhcp-host", HOST7],
+    );
+    assert_ne!(code, 0, "the read-only socket refuses net-update: {err}");
+    let (code, _, err) = connected(&d.rw, &["net-update", "web", "add", "ip-dhcp-host", HOST7]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("there is an existing dhcp host entry in network 'web'"),
+        "{err}"
+    );
     let info: Value =
         serde_json::from_str(&ok(connected(&d.ro, &["net-info", "--json", "web"]))).unwrap();
     assert_eq!(info["active"], true);
