@@ -92,7 +92,7 @@ pub(super) fn op_update(ctx: &Ctx, backend: Backend) -> CheckResult<()> {
         ),
         "net-update add ip-dhcp-host",
     )?;
-    if !(r.live && !r.config) {
+    if !r.live || r.config {
         return fail(format!(
             "update changed {r:?}, expected the live network only"
         ));

@@ -287,7 +287,7 @@ fn ip_index(def: &NetworkDef, family: Option<Family>, n: usize) -> Option<usize>
     def.ips
         .iter()
         .enumerate()
-        .filter(|(_, ip)| family.map_or(true, |f| ip.family() == f))
+        .filter(|(_, ip)| family.is_none_or(|f| ip.family() == f))
         .nth(n)
         .map(|(i, _)| i)
 }
@@ -723,7 +723,7 @@ fn dns_srv(
     let srv = frag.srv(!command.is_add())?;
     let name = def.name.clone();
     let srvs = &mut def.dns.srvs;
-    let field = |given: &Option<String>, have: &str| given.as_deref().map_or(true, |g| g == have);
+    let field = |given: &Option<String>, have: &str| given.as_deref().is_none_or(|g| g == have);
     let opt_field = |given: &Option<String>, have: &Option<String>| {
         given.is_none() || given.as_deref() == have.as_deref()
     };
