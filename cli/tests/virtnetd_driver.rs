@@ -322,6 +322,16 @@ fn read_only_socket_serves_reads_and_refuses_every_write() {
         ("net.destroy", &["net-destroy", "web"]),
         ("net.autostart", &["net-autostart", "web"]),
         ("net.autostart", &["net-autostart", "--disable", "web"]),
+        (
+            "net.update",
+            &[
+                "net-update",
+                "web",
+                "add",
+                "dns-txt",
+                "<txt name='r' value='o'/>",
+            ],
+        ),
     ];
     for (method, args) in writes {
         let (code, out, err) = connected(&d.ro, args);
@@ -452,6 +462,8 @@ fn bad_requests_never_cost_the_connection_or_the_daemon() {
         (br#"{"id": 15, "method": "net.list", "params": {"x": 1}}"#.to_vec(), params),
         (br#"{"id": 16, "method": "net.info", "params": {"name": null}}"#.to_vec(), params),
         (br#"{"id": 161, "method": "net.dhcp_leases", "params": {"name": "web", "mac": 5}}"#.to_vec(), params),
+        (br#"{"id": 162, "method": "net.update", "params": {"name": "web", "command": "add", "section": "dns-txt", "xml": 5}}"#.to_vec(), params),
+        (br#"{"id": 163, "method": "net.update", "params": {"name": "web", "command": "add", "section": "nope", "xml": "<txt/>"}}"#.to_vec(), params),
         (br#"{"id": 17, "method": "net.dumpxml", "params": {"name": "x", "inactive": "yes"}}"#.to_vec(), params),
         (br#"{"id": 18, "method": "net.info", "params": {"name": "../../etc/passwd"}}"#.to_vec(), codes::NOT_FOUND),
         (br#"{"id": 19, "method": "net.define", "params": {"xml": "<network><name>a/b</name></network>"}}"#.to_vec(), codes::INVALID_DEFINITION),
