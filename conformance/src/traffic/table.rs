@@ -57,7 +57,8 @@
 //!   guest → host packet other than ssh and ICMP (IPv4) is rejected. The
 //!   libvirt firewall page says as much: the default zone blocks guests'
 //!   forwarding, DHCP and DNS.
-//! * **Docker** sets the iptables FORWARD policy to DROP. libvirt's
+//! * **Docker** sets the iptables FORWARD policy to DROP (IPv4: the seed
+//!   has Docker's iptables rules only, no ip6tables ones). libvirt's
 //!   iptables backend jumps to its chains from the top of FORWARD, so its
 //!   verdicts come first and guests are unaffected; with libvirt's nftables
 //!   backend, its own table's accept does not stop iptables' FORWARD chain,
@@ -320,6 +321,10 @@ impl Gen<'_> {
             (Foreign::DockerDrop, Kind::Gateway) => {
                 (bare, format!("{why}; Docker filters only forwarding"))
             }
+            (Foreign::DockerDrop, _) if !to.addr().is_ipv4() => (
+                bare,
+                format!("{why}; Docker's rules are IPv4 (iptables) only"),
+            ),
             (Foreign::DockerDrop, _) => {
                 let libvirt_decides =
                     self.mode != Mode::Open || matches!(kind, Kind::ToPeer | Kind::FromPeer);
