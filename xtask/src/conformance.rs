@@ -290,7 +290,12 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
     // Flows the traffic operations traced (their steps).
     let traffic: Vec<_> = outcomes
         .iter()
-        .filter(|o| matches!(o.scenario.op, virtnet_conformance::Op::Traffic(_)))
+        .filter(|o| {
+            matches!(
+                o.scenario.op,
+                virtnet_conformance::Op::Traffic(_) | virtnet_conformance::Op::TrafficUpgrade(_)
+            )
+        })
         .collect();
     if !traffic.is_empty() {
         eprintln!(
