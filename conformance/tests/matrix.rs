@@ -337,7 +337,8 @@ fn upgrade_from_a_frozen_release_passes_and_renumbers_nft_handles() {
     );
     let cases = load_cases(g).unwrap();
     let opts = MatrixOptions {
-        filters: vec!["upgrade:virtnet-0.0.1".into()],
+        // `/upgrade:` selects the upgrade operation, not traffic:upgrade:.
+        filters: vec!["/upgrade:virtnet-0.0.1".into()],
         jobs: 2,
         ..Default::default()
     };
