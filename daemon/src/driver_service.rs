@@ -383,7 +383,8 @@ impl Service for DriverService {
         Some(self)
     }
 
-    /// `{"backend", "networks", "active", "busy_networks"}` for
+    /// `{"backend", "networks", "active", "busy_networks",
+    /// "event_subscribers"}` (connections registered for lifecycle events) for
     /// `daemon.status`.
     fn status(&self) -> Value {
         let list = self.driver.list();
@@ -392,6 +393,7 @@ impl Service for DriverService {
             "networks": list.len(),
             "active": list.iter().filter(|n| n.active).count(),
             "busy_networks": self.locks.held(),
+            "event_subscribers": self.sinks.lock().unwrap_or_else(|e| e.into_inner()).1.len(),
         })
     }
 

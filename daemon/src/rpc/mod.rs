@@ -4,8 +4,9 @@
 //! **Which protocol.** Both protocols are served on the same sockets; the
 //! server looks at the first byte a client sends ([`is_rpc_start`]). A
 //! libvirt packet starts with its 4-byte big-endian length, whose first
-//! byte is 0 for every packet the protocol allows (at most 32 MiB); a JSON
-//! request line starts with `{` or white space, never a NUL byte. So the
+//! byte is 0, 1 or 2 for every length the protocol allows (at most 32 MiB,
+//! `0x02000000`); a JSON request line starts with `{` or white space, never
+//! one of those bytes. So the
 //! same socket path, socket-activation names and units serve both, and
 //! `virsh -c 'network:///system?socket=/run/virtnet/virtnetd-sock'` works
 //! as `virtnet --connect` does. The libvirt-named sockets
@@ -69,7 +70,7 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::time::{Duration, Instant};
 
 use self::procs::Connection;
-use self::wire::{msg_type, Header, Incoming, LibvirtError};
+use self::wire::{Header, Incoming, LibvirtError};
 use crate::service::{CallContext, Service};
 use std::sync::Arc;
 
@@ -79,7 +80,7 @@ pub(crate) const QUEUE_LEN: usize = 256;
 /// True when `first`, the first byte a client sent, starts a libvirt RPC
 /// packet rather than a JSON request line.
 pub fn is_rpc_start(first: u8) -> bool {
-    first == 0
+    first <= (wire::MESSAGE_MAX >> 24) as u8
 }
 
 /// What [`serve`] needs from the server.
@@ -162,6 +163,9 @@ pub(crate) fn serve<R: DeadlineRead>(env: &ServeEnv<'_>, reader: &mut R, writer:
         }
     }
     conn.shutdown();
+    // Every sender must be gone for the writer to finish: ours, the
+    // connection's, and the event sink's (unsubscribed just above).
+    drop(conn);
     drop(tx);
     let _ = writer_thread.join();
     if let Some(c) = control {
@@ -182,4 +186,19 @@ fn write_loop(mut w: UnixStream, rx: Receiver<Vec<u8>>) {
 /// The error reply to `h` (a call) with `e`.
 pub(crate) fn error_reply(h: &Header, e: &LibvirtError) -> Vec<u8> {
     wire::packet(&h.reply(wire::status::ERROR), &e.encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_byte_tells_the_protocols_apart() {
+        for len in [28u32, 65_536, wire::MESSAGE_MAX] {
+            assert!(is_rpc_start(len.to_be_bytes()[0]), "length {len}");
+        }
+        for b in [b'{', b' ', b'\t', b'\n', b'\r'] {
+            assert!(!is_rpc_start(b), "{b}");
+        }
+    }
 }

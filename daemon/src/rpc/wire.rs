@@ -289,3 +289,61 @@ pub fn read_packet(r: &mut impl Read, max: u32) -> io::Result<Incoming> {
     let body = rest.split_off(24);
     Ok(Incoming::Packet(h, body))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(proc_: i32) -> Header {
+        Header {
+            prog: REMOTE_PROGRAM,
+            vers: REMOTE_VERSION,
+            proc_,
+            type_: msg_type::CALL,
+            serial: 9,
+            status: status::OK,
+        }
+    }
+
+    #[test]
+    fn packets_roundtrip_and_bad_lengths_are_reported() {
+        let p = packet(&call(46), &[1, 2, 3, 4]);
+        assert_eq!(&p[..4], &32u32.to_be_bytes());
+        assert_eq!(
+            read_packet(&mut &p[..], 1 << 20).unwrap(),
+            Incoming::Packet(call(46), vec![1, 2, 3, 4])
+        );
+        assert_eq!(read_packet(&mut &[][..], 1 << 20).unwrap(), Incoming::Eof);
+        for len in [0u32, 27, (1 << 20) + 1, u32::MAX] {
+            let b = len.to_be_bytes();
+            assert_eq!(
+                read_packet(&mut &b[..], 1 << 20).unwrap(),
+                Incoming::BadLength(len)
+            );
+        }
+        // Ends inside the length word, or inside the announced packet.
+        for cut in [2, 10, p.len() - 1] {
+            let e = read_packet(&mut &p[..cut], 1 << 20).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn error_body_layout() {
+        let b = LibvirtError::no_support("virNetworkUpdate").encode();
+        let mut d = Decoder::new(&b);
+        assert_eq!(d.i32(), Ok(err::NO_SUPPORT));
+        assert_eq!(d.i32(), Ok(domain::NONE));
+        assert_eq!(
+            d.opt_string(STRING_MAX).unwrap().as_deref(),
+            Some("this function is not supported by the connection driver: virNetworkUpdate")
+        );
+        assert_eq!(d.i32(), Ok(LEVEL_ERROR));
+        assert_eq!(d.bool(), Ok(false));
+        for _ in 0..3 {
+            assert_eq!(d.opt_string(STRING_MAX), Ok(None));
+        }
+        assert_eq!((d.i32(), d.i32(), d.bool()), (Ok(0), Ok(0), Ok(false)));
+        assert_eq!(d.remaining(), 0);
+    }
+}
