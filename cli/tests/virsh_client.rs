@@ -258,10 +258,9 @@ fn every_net_verb_through_virsh_matches_libvirt_formats_and_embedded_virtnet() {
         .out("Network web unmarked as autostarted\n\n"),
         step(&["net-update", "web", "add", "ip-dhcp-host", update_host], None, 1)
             .err(&nosupport("Failed to update network web", "virNetworkUpdate")),
-        step(&["net-dhcp-leases", "web"], None, 1).err(&nosupport(
-            "Failed to get leases info for web",
-            "virNetworkGetDHCPLeases",
-        )),
+        // No lease yet: virsh's empty table, as `virtnet net-dhcp-leases`.
+        step(&["net-dhcp-leases", "web"], Some(&["net-dhcp-leases", "web"]), 0),
+        step(&["net-dhcp-leases", "nosuch"], Some(&["net-dhcp-leases", "nosuch"]), 1),
         step(&["net-create", x], None, 1).err(&nosupport(
             &format!("Failed to create network from {x}"),
             "virNetworkCreateXML",
@@ -324,8 +323,63 @@ fn every_net_verb_through_virsh_matches_libvirt_formats_and_embedded_virtnet() {
                 // virsh prints the daemon's XML and a blank line.
                 assert_eq!(out, format!("{vout}\n"), "virsh {args:?} vs virtnet");
             }
+            if v[0] == "net-dhcp-leases" && code == 0 {
+                // virtnet prints virsh's table (virsh ends with a blank line).
+                assert_eq!(out.trim_end(), vout.trim_end(), "virsh {args:?} vs virtnet");
+            }
         }
     }
+    // A lease (written by the leases helper dnsmasq runs, in both state
+    // directories): virsh prints it as virtnet does, also filtered by MAC.
+    for state_dir in [d.dirs.root().join("state"), PathBuf::from(&state)] {
+        let h = Command::new(env!("CARGO_BIN_EXE_virtnet-leaseshelper"))
+            .env_clear()
+            .env("DNSMASQ_INTERFACE", "vbweb")
+            .env("DNSMASQ_LEASE_EXPIRES", "4102444800")
+            .env("VIRTNET_LEASES_DIR", state_dir.join("dnsmasq"))
+            .args(["add", "52:54:00:12:34:56", "192.168.140.50", "guest1"])
+            .output()
+            .unwrap();
+        assert!(h.status.success(), "{}", String::from_utf8_lossy(&h.stderr));
+    }
+    for extra in [
+        &[][..],
+        &["--mac", "52:54:00:12:34:56"][..],
+        &["--mac", "52:54:00:99:99:99"][..],
+    ] {
+        let mut a = vec!["net-dhcp-leases", "web"];
+        a.extend_from_slice(extra);
+        let mut vs = virsh_cmd(&home, &d.rw(), false, &a);
+        let out = vs.env("TZ", "UTC").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut e = vec![
+            "--host",
+            host.as_str(),
+            "--config-dir",
+            &cfg,
+            "--state-dir",
+            &state,
+        ];
+        e.extend_from_slice(&a);
+        let v = Command::new(VIRTNET)
+            .args(&e)
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        let vout = String::from_utf8_lossy(&v.stdout).into_owned();
+        assert_eq!(out.trim_end(), vout.trim_end(), "virsh {a:?} vs virtnet");
+        assert_eq!(
+            out.contains("192.168.140.50/24"),
+            extra.len() < 2 || extra[1].ends_with("56"),
+            "{out}"
+        );
+    }
+
     // The same final host as embedded virtnet, and the daemon is fine.
     let emb_host = HostState::load_file(&emb.path().join("host")).unwrap();
     assert_same_objects_roots(

@@ -33,11 +33,12 @@
 //! name and UUID, all five list/count calls with libvirt's filter flags,
 //! define (with `VIR_NETWORK_DEFINE_VALIDATE`), undefine, create (start),
 //! destroy, XML description (with `VIR_NETWORK_XML_INACTIVE`), bridge
-//! name, autostart, is-active, is-persistent, and lifecycle events
+//! name, autostart, is-active, is-persistent, DHCP leases (the driver's
+//! leases-helper file), and lifecycle events
 //! (register/deregister; `NETWORK_EVENT_LIFECYCLE` messages pushed to the
 //! client for every define, undefine, start and destroy, whichever
-//! protocol made the change). Transient networks (`NETWORK_CREATE_XML*`),
-//! `NETWORK_UPDATE` and `NETWORK_GET_DHCP_LEASES` have no driver support
+//! protocol made the change). Transient networks (`NETWORK_CREATE_XML*`)
+//! and `NETWORK_UPDATE` have no driver support on this branch
 //! yet and answer libvirt's `VIR_ERR_NO_SUPPORT` ("this function is not
 //! supported by the connection driver: virNetworkUpdate"), which virsh
 //! prints as it does against any driver without them.

@@ -502,11 +502,44 @@ impl Connection {
                 return Err(LibvirtError::no_support("virNetworkUpdate"));
             }
             p::NETWORK_GET_DHCP_LEASES => {
-                let _net = get_net(&mut d).map_err(decode_err)?;
-                let _mac = d.opt_string(wire::STRING_MAX).map_err(decode_err)?;
-                let _need = d.i32().map_err(decode_err)?;
-                let _flags = d.u32().map_err(decode_err)?;
-                return Err(LibvirtError::no_support("virNetworkGetDHCPLeases"));
+                let net = get_net(&mut d).map_err(decode_err)?;
+                let mac = d.opt_string(wire::STRING_MAX).map_err(decode_err)?;
+                let need = d.i32().map_err(decode_err)?;
+                let flags = d.u32().map_err(decode_err)?;
+                if flags != 0 {
+                    return Err(LibvirtError::bad_flags(flags, "networkGetDHCPLeases"));
+                }
+                let ds = self.driver("virNetworkGetDHCPLeases")?;
+                let info = self.find(ds, &net)?;
+                let leases = ds
+                    .read(&info.name, |drv| {
+                        drv.dhcp_leases(&info.name, mac.as_deref())
+                    })
+                    .map_err(|e| driver_error(&e))?;
+                if leases.len() > wire::DHCP_LEASES_MAX as usize {
+                    return Err(LibvirtError::rpc(format!(
+                        "Number of leases is {}, which exceeds max limit: {}",
+                        leases.len(),
+                        wire::DHCP_LEASES_MAX
+                    )));
+                }
+                if need != 0 {
+                    e.u32(leases.len() as u32);
+                    for l in &leases {
+                        e.string(&l.interface)
+                            .i64(l.expiry_time)
+                            .i32(i32::from(l.ipv6))
+                            .opt_string(Some(&l.mac))
+                            .opt_string(l.iaid.as_deref())
+                            .string(&l.ip_address)
+                            .u32(l.prefix)
+                            .opt_string(l.hostname.as_deref())
+                            .opt_string(l.client_id.as_deref());
+                    }
+                } else {
+                    e.u32(0);
+                }
+                e.u32(leases.len() as u32);
             }
             p::NETWORK_GET_XML_DESC => {
                 let net = get_net(&mut d).map_err(decode_err)?;

@@ -19,6 +19,8 @@ pub const HEADER_LEN: u32 = 4 + 24;
 pub const STRING_MAX: u32 = 4_194_304;
 /// Longest list of networks in a reply (`REMOTE_NETWORK_LIST_MAX`).
 pub const NETWORK_LIST_MAX: u32 = 16_384;
+/// Most leases in a reply (`REMOTE_NETWORK_DHCP_LEASES_MAX`).
+pub const DHCP_LEASES_MAX: u32 = 65_536;
 
 /// The remote program (`REMOTE_PROGRAM`) and its version.
 pub const REMOTE_PROGRAM: u32 = 0x2000_8086;
