@@ -665,7 +665,7 @@ fn event_sink(client: u64, tx: SyncSender<Vec<u8>>, regs: Registrations) -> Even
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .filter(|(_, only)| only.map_or(true, |u| u == uuid))
+            .filter(|(_, only)| only.is_none() || *only == Some(uuid))
             .map(|(id, _)| *id)
             .collect();
         for id in targets {
