@@ -377,7 +377,7 @@ fn read_only_socket_serves_reads_and_refuses_every_write() {
     assert_eq!(st["log_level"], "debug");
     assert_eq!(
         st["driver"],
-        json!({"backend": "nftables", "networks": 1, "active": 1, "busy_networks": 0})
+        json!({"backend": "nftables", "networks": 1, "active": 1, "busy_networks": 0, "event_subscribers": 0})
     );
     assert_eq!(
         ok(connected(&d.admin, &["daemon-log-level", "info"])),

@@ -35,7 +35,7 @@
 //! driver itself keeps its shared state consistent under parallel calls on
 //! different networks (see `virtnet_core::driver`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -243,11 +243,34 @@ fn checked_name(method: &str, name: String) -> Result<String, RpcError> {
 /// the simulated host's state file from here).
 pub type ChangeHook = Arc<dyn Fn() + Send + Sync>;
 
+/// A network lifecycle change, as libvirt's network events report it
+/// (`VIR_NETWORK_EVENT_*`; the discriminant is libvirt's number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetEventKind {
+    Defined = 0,
+    Undefined = 1,
+    Started = 2,
+    Stopped = 3,
+}
+
+/// One lifecycle event: which network (name and UUID text) and what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetEvent {
+    pub name: String,
+    pub uuid: String,
+    pub kind: NetEventKind,
+}
+
+/// Receives every [`NetEvent`]; called on the thread that made the change,
+/// after the change, with the network's lock released. Must not block.
+pub type EventSink = Arc<dyn Fn(&NetEvent) + Send + Sync>;
+
 /// [`Service`] over a network [`Driver`].
 pub struct DriverService {
     driver: Arc<Driver>,
     locks: KeyedLocks<String>,
     on_change: Option<ChangeHook>,
+    sinks: Mutex<(u64, Vec<(u64, EventSink)>)>,
 }
 
 impl DriverService {
@@ -256,6 +279,7 @@ impl DriverService {
             driver,
             locks: KeyedLocks::new(),
             on_change: None,
+            sinks: Mutex::new((0, Vec::new())),
         }
     }
 
@@ -281,33 +305,111 @@ impl DriverService {
         }
     }
 
-    fn write_op(
-        &self,
-        name: &str,
-        op: impl FnOnce() -> Result<Value, RpcError>,
-    ) -> Result<Value, RpcError> {
+    /// Register `sink` for every lifecycle event from now on; returns the
+    /// id to give [`DriverService::unsubscribe`].
+    pub fn subscribe(&self, sink: EventSink) -> u64 {
+        let mut s = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        s.0 += 1;
+        let id = s.0;
+        s.1.push((id, sink));
+        id
+    }
+
+    /// Stop delivering events to the sink registered as `id`.
+    pub fn unsubscribe(&self, id: u64) {
+        let mut s = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        s.1.retain(|(i, _)| *i != id);
+    }
+
+    fn emit(&self, name: &str, uuid: &str, kind: NetEventKind) {
+        let sinks: Vec<EventSink> = {
+            let s = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+            s.1.iter().map(|(_, f)| Arc::clone(f)).collect()
+        };
+        let ev = NetEvent {
+            name: name.to_owned(),
+            uuid: uuid.to_owned(),
+            kind,
+        };
+        for f in sinks {
+            f(&ev);
+        }
+    }
+
+    /// Define (or redefine) a network from XML, under the lock of the name
+    /// the XML gives; emits [`NetEventKind::Defined`].
+    pub fn define_xml(&self, xml: &str) -> Result<virtnet_core::netxml::NetworkDef, DriverError> {
+        let d = &self.driver;
+        // Lock the network the XML names. XML that does not even parse is
+        // refused by the driver itself, with its position, without a lock.
+        let r = match virtnet_core::netxml::parse(xml) {
+            Ok(def) => {
+                let r = {
+                    let _guard = self.locks.lock(def.name.clone());
+                    d.define(xml)
+                };
+                self.changed();
+                r
+            }
+            Err(_) => d.define(xml),
+        }?;
+        self.emit(&r.name, &r.uuid.to_string(), NetEventKind::Defined);
+        Ok(r)
+    }
+
+    /// Start, destroy or undefine `name` under its lock; emits the
+    /// matching lifecycle event when it succeeds.
+    pub fn lifecycle(&self, name: &str, op: NetOp) -> Result<(), DriverError> {
+        let d = &self.driver;
         let r = {
             let _guard = self.locks.lock(name.to_owned());
-            op()
+            let uuid = d.info(name)?.uuid;
+            match op {
+                NetOp::Start => d.start(name),
+                NetOp::Destroy => d.destroy(name),
+                NetOp::Undefine => d.undefine(name),
+            }
+            .map(|()| uuid)
+        };
+        self.changed();
+        let uuid = r?;
+        let kind = match op {
+            NetOp::Start => NetEventKind::Started,
+            NetOp::Destroy => NetEventKind::Stopped,
+            NetOp::Undefine => NetEventKind::Undefined,
+        };
+        self.emit(name, &uuid, kind);
+        Ok(())
+    }
+
+    /// Set the autostart flag of `name` under its lock.
+    pub fn set_autostart(&self, name: &str, on: bool) -> Result<(), DriverError> {
+        let r = {
+            let _guard = self.locks.lock(name.to_owned());
+            self.driver.set_autostart(name, on)
         };
         self.changed();
         r
     }
 
-    fn define(&self, xml: &str) -> Result<Value, RpcError> {
-        let d = &self.driver;
-        let run = || {
-            d.define(xml)
-                .map(|def| json!({"name": def.name, "uuid": def.uuid.to_string()}))
-                .map_err(|e| rpc_error(&e))
-        };
-        // Lock the network the XML names. XML that does not even parse is
-        // refused by the driver itself, with its position, without a lock.
-        match virtnet_core::netxml::parse(xml) {
-            Ok(def) => self.write_op(&def.name, run),
-            Err(_) => run(),
-        }
+    /// Run a read-only query on `name` under its lock (a read never sees a
+    /// start half done).
+    pub fn read<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&Driver) -> Result<R, DriverError>,
+    ) -> Result<R, DriverError> {
+        let _guard = self.locks.lock(name.to_owned());
+        f(&self.driver)
     }
+}
+
+/// The lifecycle operations of [`DriverService::lifecycle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetOp {
+    Start,
+    Destroy,
+    Undefine,
 }
 
 impl Service for DriverService {
@@ -315,7 +417,12 @@ impl Service for DriverService {
         NET_METHODS
     }
 
-    /// `{"backend", "networks", "active", "busy_networks"}` for
+    fn driver_service(&self) -> Option<&DriverService> {
+        Some(self)
+    }
+
+    /// `{"backend", "networks", "active", "busy_networks",
+    /// "event_subscribers"}` (connections registered for lifecycle events) for
     /// `daemon.status`.
     fn status(&self) -> Value {
         let list = self.driver.list();
@@ -324,6 +431,7 @@ impl Service for DriverService {
             "networks": list.len(),
             "active": list.iter().filter(|n| n.active).count(),
             "busy_networks": self.locks.held(),
+            "event_subscribers": self.sinks.lock().unwrap_or_else(|e| e.into_inner()).1.len(),
         })
     }
 
@@ -333,28 +441,26 @@ impl Service for DriverService {
         match method {
             "net.define" => {
                 let DefineParams { xml } = params(method, p)?;
-                self.define(&xml)
+                self.define_xml(&xml)
+                    .map(|def| json!({"name": def.name, "uuid": def.uuid.to_string()}))
+                    .map_err(err)
             }
             "net.undefine" | "net.start" | "net.destroy" => {
                 let NameParams { name } = params(method, p)?;
                 let name = checked_name(method, name)?;
-                self.write_op(&name, || {
-                    match method {
-                        "net.undefine" => d.undefine(&name),
-                        "net.start" => d.start(&name),
-                        _ => d.destroy(&name),
-                    }
-                    .map_err(err)?;
-                    Ok(json!({ "name": name }))
-                })
+                let op = match method {
+                    "net.undefine" => NetOp::Undefine,
+                    "net.start" => NetOp::Start,
+                    _ => NetOp::Destroy,
+                };
+                self.lifecycle(&name, op).map_err(err)?;
+                Ok(json!({ "name": name }))
             }
             "net.autostart" => {
                 let AutostartParams { name, enable } = params(method, p)?;
                 let name = checked_name(method, name)?;
-                self.write_op(&name, || {
-                    d.set_autostart(&name, enable).map_err(err)?;
-                    Ok(json!({"name": name, "autostart": enable}))
-                })
+                self.set_autostart(&name, enable).map_err(err)?;
+                Ok(json!({"name": name, "autostart": enable}))
             }
             "net.list" => {
                 let NoParams {} = params(method, p)?;

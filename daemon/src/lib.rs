@@ -51,13 +51,14 @@ pub mod client;
 pub mod driver_service;
 pub mod locks;
 pub mod protocol;
+pub mod rpc;
 pub mod server;
 pub mod service;
 pub mod signals;
 pub mod sockets;
 
 pub use client::{Client, ClientError};
-pub use driver_service::{driver_codes, DriverService};
+pub use driver_service::{driver_codes, DriverService, EventSink, NetEvent, NetEventKind, NetOp};
 pub use locks::{KeyGuard, KeyedLocks};
 pub use protocol::{ErrorCode, RpcError};
 pub use server::{

@@ -570,6 +570,24 @@ fn serve_client(
     };
     let max = shared.config.max_request_bytes;
     let timeout = shared.config.client_timeout;
+    // Which protocol: libvirt RPC packets start with a NUL byte, JSON
+    // lines never do (see `crate::rpc`).
+    match first_byte(&stream, timeout) {
+        Ok(Some(b)) if crate::rpc::is_rpc_start(b) => {
+            serve_rpc(shared, ctx, stream);
+            shared.clients().remove(&id);
+            shared.touch();
+            tracing::debug!(client = id, "libvirt client disconnected");
+            return;
+        }
+        Ok(Some(_)) => {}
+        Ok(None) | Err(_) => {
+            shared.clients().remove(&id);
+            shared.touch();
+            tracing::debug!(client = id, "client left without a request");
+            return;
+        }
+    }
     match stream.try_clone() {
         Ok(mut writer) => {
             let _ = writer.set_write_timeout(timeout);
@@ -627,6 +645,54 @@ fn serve_client(
     tracing::debug!(client = id, "client disconnected");
 }
 
+/// The first byte the client sends, without consuming it (`MSG_PEEK`);
+/// `None` at end of stream. Waits at most `timeout`.
+fn first_byte(stream: &UnixStream, timeout: Option<Duration>) -> io::Result<Option<u8>> {
+    stream.set_read_timeout(timeout)?;
+    let mut b = [0u8; 1];
+    loop {
+        match nix::sys::socket::recv(
+            stream.as_raw_fd(),
+            &mut b,
+            nix::sys::socket::MsgFlags::MSG_PEEK,
+        ) {
+            Ok(0) => return Ok(None),
+            Ok(_) => return Ok(Some(b[0])),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn serve_rpc(shared: &Arc<Shared>, ctx: CallContext, stream: UnixStream) {
+    let writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(client = ctx.client_id, "cannot clone client stream: {e}");
+            return;
+        }
+    };
+    let _ = writer.set_write_timeout(shared.config.client_timeout);
+    let busy = |on: bool| {
+        if on {
+            shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        } else {
+            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            shared.touch();
+        }
+    };
+    let env = crate::rpc::ServeEnv {
+        ctx,
+        service: Arc::clone(&shared.service),
+        max_packet: u32::try_from(shared.config.max_request_bytes).unwrap_or(u32::MAX),
+        timeout: shared.config.client_timeout,
+        stopping: &shared.stopping,
+        busy: &busy,
+    };
+    let mut reader = DeadlineStream::new(stream);
+    crate::rpc::serve(&env, &mut reader, writer);
+}
+
 fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -661,6 +727,12 @@ impl DeadlineStream {
 
     fn set_deadline(&self, deadline: Option<Instant>) {
         self.deadline.set(deadline);
+    }
+}
+
+impl crate::rpc::DeadlineRead for DeadlineStream {
+    fn set_deadline(&self, deadline: Option<Instant>) {
+        DeadlineStream::set_deadline(self, deadline);
     }
 }
 

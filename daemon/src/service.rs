@@ -81,6 +81,14 @@ pub trait Service: Send + Sync + 'static {
         Value::Null
     }
 
+    /// The network driver behind this service, when it is one: libvirt RPC
+    /// clients ([`crate::rpc`]) call it directly. `None` by default (the
+    /// RPC procedures of the network API then answer libvirt's "no
+    /// support" error).
+    fn driver_service(&self) -> Option<&crate::DriverService> {
+        None
+    }
+
     /// Look up a method's description.
     fn method(&self, name: &str) -> Option<MethodInfo> {
         self.methods().iter().copied().find(|m| m.name == name)

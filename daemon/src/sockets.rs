@@ -7,6 +7,23 @@
 //! | read-only | `virtnetd-ro.socket` | `virtnetd-sock-ro` | 0666 |
 //! | admin | `virtnetd-admin.socket` | `virtnetd-admin-sock` | 0600 |
 //!
+//! libvirt's names for the same three sockets are served too, so libvirt
+//! clients find virtnetd where they look for libvirt's network daemon
+//! (`virsh -c network:///system` connects to
+//! `/run/libvirt/virtnetworkd-sock`):
+//!
+//! | kind | libvirt activation name | libvirt file name |
+//! |---|---|---|
+//! | read-write | `virtnetworkd.socket` | `virtnetworkd-sock` |
+//! | read-only | `virtnetworkd-ro.socket` | `virtnetworkd-sock-ro` |
+//! | admin | `virtnetworkd-admin.socket` | `virtnetworkd-admin-sock` |
+//!
+//! Under activation both names are claimed for each kind (a descriptor
+//! named either way is served as that kind); without activation,
+//! `virtnetd --libvirt-sockets` binds the libvirt-named files in the
+//! runtime directory beside its own ([`bind_libvirt_sockets`]). Both
+//! protocols are spoken on every socket ([`crate::rpc`]).
+//!
 //! As in libvirt, when the daemon is socket activated it never creates a
 //! socket itself: a service whose name was not passed is simply absent. Every
 //! passed descriptor must be claimed, or startup fails
@@ -56,6 +73,24 @@ impl SocketKind {
             SocketKind::ReadWrite => "virtnetd-sock",
             SocketKind::ReadOnly => "virtnetd-sock-ro",
             SocketKind::Admin => "virtnetd-admin-sock",
+        }
+    }
+
+    /// libvirt's activation name for this socket of its network daemon.
+    pub fn libvirt_activation_name(self) -> &'static str {
+        match self {
+            SocketKind::ReadWrite => "virtnetworkd.socket",
+            SocketKind::ReadOnly => "virtnetworkd-ro.socket",
+            SocketKind::Admin => "virtnetworkd-admin.socket",
+        }
+    }
+
+    /// libvirt's file name for this socket of its network daemon.
+    pub fn libvirt_file_name(self) -> &'static str {
+        match self {
+            SocketKind::ReadWrite => "virtnetworkd-sock",
+            SocketKind::ReadOnly => "virtnetworkd-sock-ro",
+            SocketKind::Admin => "virtnetworkd-admin-sock",
         }
     }
 
@@ -129,7 +164,7 @@ pub enum StartupError {
     Activation(#[from] ActivationError),
     #[error("activation socket {name} (fd {fd}) is not usable: {why}")]
     BadActivationFd { name: String, fd: i32, why: String },
-    #[error("activation passed no socket the daemon serves (expected one of virtnetd.socket, virtnetd-ro.socket, virtnetd-admin.socket)")]
+    #[error("activation passed no socket the daemon serves (expected one of virtnetd.socket, virtnetd-ro.socket, virtnetd-admin.socket or libvirt's virtnetworkd.socket, virtnetworkd-ro.socket, virtnetworkd-admin.socket)")]
     NothingToServe,
     #[error("cannot create runtime directory {path}: {source}")]
     RuntimeDir { path: PathBuf, source: io::Error },
@@ -153,7 +188,7 @@ impl StartupError {
 
 /// The address table used to name descriptors when `LISTEN_FDNAMES` is absent.
 pub fn socket_specs(runtime_dir: &Path) -> Vec<SocketSpec> {
-    SocketKind::ALL
+    let mut specs: Vec<SocketSpec> = SocketKind::ALL
         .iter()
         .map(|k| {
             SocketSpec::new(
@@ -161,13 +196,33 @@ pub fn socket_specs(runtime_dir: &Path) -> Vec<SocketSpec> {
                 ListenAddr::Unix(k.path_in(runtime_dir)),
             )
         })
-        .collect()
+        .collect();
+    specs.extend(SocketKind::ALL.iter().map(|k| {
+        SocketSpec::new(
+            k.libvirt_activation_name(),
+            ListenAddr::Unix(runtime_dir.join(k.libvirt_file_name())),
+        )
+    }));
+    specs
+}
+
+/// Bind libvirt's three socket names (`virtnetworkd-sock`, …) in
+/// `runtime_dir`, as [`bind_own_sockets`] binds virtnetd's.
+pub fn bind_libvirt_sockets(runtime_dir: &Path) -> Result<Vec<Listener>, StartupError> {
+    bind_named(runtime_dir, SocketKind::libvirt_file_name)
 }
 
 /// Bind the three sockets in `runtime_dir` (created 0755 whatever the
 /// umask when missing: everyone must reach the read-only socket); a stale
 /// socket file is replaced, as libvirt does.
 pub fn bind_own_sockets(runtime_dir: &Path) -> Result<Vec<Listener>, StartupError> {
+    bind_named(runtime_dir, SocketKind::file_name)
+}
+
+fn bind_named(
+    runtime_dir: &Path,
+    file_name: fn(SocketKind) -> &'static str,
+) -> Result<Vec<Listener>, StartupError> {
     virtnet_core::store::create_dir_all_mode(runtime_dir, virtnet_core::store::STATE_DIR_MODE)
         .map_err(|source| StartupError::RuntimeDir {
             path: runtime_dir.to_path_buf(),
@@ -175,7 +230,7 @@ pub fn bind_own_sockets(runtime_dir: &Path) -> Result<Vec<Listener>, StartupErro
         })?;
     let mut out = Vec::new();
     for kind in SocketKind::ALL {
-        let path = kind.path_in(runtime_dir);
+        let path = runtime_dir.join(file_name(kind));
         let bind_err = |source| StartupError::Bind {
             path: path.clone(),
             source,
@@ -214,7 +269,8 @@ pub fn listeners_from_activation(act: &mut Activation) -> Result<Vec<Listener>, 
     let mut out = Vec::new();
     for kind in SocketKind::ALL {
         let name = kind.activation_name();
-        let fds = act.claim(name);
+        let mut fds = act.claim(name);
+        fds.extend(act.claim(kind.libvirt_activation_name()));
         if fds.is_empty() {
             tracing::info!(
                 socket = kind.label(),

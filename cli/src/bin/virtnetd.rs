@@ -98,6 +98,15 @@ struct Args {
     #[arg(long, value_name = "DIR", default_value = "/run/virtnet")]
     runtime_dir: PathBuf,
 
+    /// Also create libvirt's socket names (virtnetworkd-sock,
+    /// virtnetworkd-sock-ro, virtnetworkd-admin-sock) in --runtime-dir
+    /// when not socket activated, so libvirt clients find virtnetd where
+    /// they look for libvirt's network daemon (with --runtime-dir
+    /// /run/libvirt: `virsh -c network:///system`). Every socket speaks
+    /// both virtnet's JSON lines and libvirt's remote protocol.
+    #[arg(long)]
+    libvirt_sockets: bool,
+
     /// Exit after SECONDS with no client connected and no work in flight.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     timeout: Option<u64>,
@@ -364,7 +373,7 @@ fn main() -> ExitCode {
     }
     // Activation first: it edits the process environment, which is only
     // sound before any other thread exists.
-    let (listeners, mode) =
+    let (mut listeners, mode) =
         match acquire_listeners(&mut ProcessEnv, std::process::id(), &args.runtime_dir) {
             Ok(l) => l,
             Err(e) => {
@@ -373,6 +382,21 @@ fn main() -> ExitCode {
                 return ExitCode::from(e.exit_code() as u8);
             }
         };
+    if args.libvirt_sockets && mode != virtnet_daemon::ListenMode::Activated {
+        match virtnet_daemon::sockets::bind_libvirt_sockets(&args.runtime_dir) {
+            Ok(l) => listeners.extend(l),
+            Err(e) => {
+                tracing::error!("{e}");
+                crate::out::err_line(&format!("virtnetd: {e}"));
+                for l in listeners.iter().filter(|l| l.unlink_on_close) {
+                    if let Some(p) = &l.path {
+                        let _ = std::fs::remove_file(p);
+                    }
+                }
+                return ExitCode::from(e.exit_code() as u8);
+            }
+        }
+    }
     tracing::info!(?mode, host = ?args.host, "virtnetd {} starting", env!("CARGO_PKG_VERSION"));
 
     let rw_socket = listeners
