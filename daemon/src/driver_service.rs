@@ -44,7 +44,7 @@ use serde_json::{json, Value};
 use super::locks::KeyedLocks;
 use super::protocol::RpcError;
 use super::service::{CallContext, MethodInfo, Service, NET_METHODS};
-use virtnet_core::driver::{Driver, DriverError, NetworkInfo, UpdateFlags};
+use virtnet_core::driver::{Driver, DriverError, NetworkInfo, UpdateFlags, UpdateReport};
 use virtnet_core::firewall::Backend;
 use virtnet_core::netxml::{UpdateCommand, UpdateSection};
 
@@ -382,6 +382,26 @@ impl DriverService {
         Ok(())
     }
 
+    /// `net-update` of `name` under its lock (libvirt emits no lifecycle
+    /// event for it).
+    pub fn update(
+        &self,
+        name: &str,
+        command: UpdateCommand,
+        section: UpdateSection,
+        parent_index: i32,
+        xml: &str,
+        flags: UpdateFlags,
+    ) -> Result<UpdateReport, DriverError> {
+        let r = {
+            let _guard = self.locks.lock(name.to_owned());
+            self.driver
+                .update(name, command, section, parent_index, xml, flags)
+        };
+        self.changed();
+        r
+    }
+
     /// Set the autostart flag of `name` under its lock.
     pub fn set_autostart(&self, name: &str, on: bool) -> Result<(), DriverError> {
         let r = {
@@ -499,12 +519,10 @@ impl Service for DriverService {
                     live: u.live,
                     config: u.config,
                 };
-                self.write_op(&name, || {
-                    let r = d
-                        .update(&name, command, section, u.parent_index, &u.xml, flags)
-                        .map_err(err)?;
-                    Ok(json!({"name": name, "live": r.live, "config": r.config}))
-                })
+                let r = self
+                    .update(&name, command, section, u.parent_index, &u.xml, flags)
+                    .map_err(err)?;
+                Ok(json!({"name": name, "live": r.live, "config": r.config}))
             }
             other => Err(RpcError::method_not_found(other)),
         }

@@ -16,8 +16,9 @@
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use virtnet_core::driver::{DriverError, NetworkInfo};
+use virtnet_core::driver::{DriverError, NetworkInfo, UpdateFlags};
 use virtnet_core::netxml::ErrorKind;
+use virtnet_core::netxml::{UpdateCommand, UpdateSection};
 
 use super::wire::{self, domain, err, feature, msg_type, proc_ as p, Header, LibvirtError};
 use super::xdr::{Decoder, Encoder, XdrError};
@@ -292,6 +293,7 @@ impl Connection {
                     feature::PROGRAM_KEEPALIVE
                         | feature::REMOTE_EVENT_CALLBACK
                         | feature::REMOTE_CLOSE_CALLBACK
+                        | feature::NETWORK_UPDATE_HAS_CORRECT_ORDER
                 );
                 e.i32(i32::from(yes));
                 return Ok(e.into_inner());
@@ -492,14 +494,26 @@ impl Connection {
                     .map_err(|e| driver_error(&e))?;
             }
             p::NETWORK_UPDATE => {
-                let _net = get_net(&mut d).map_err(decode_err)?;
-                for _ in 0..3 {
-                    d.u32().map_err(decode_err)?;
-                }
-                let _xml = d.string(wire::STRING_MAX).map_err(decode_err)?;
-                let _flags = d.u32().map_err(decode_err)?;
+                // remote_network_update_args: net, command, section,
+                // parentIndex, xml, flags (virsh sends command before section
+                // because the daemon reports feature 16, "update has correct
+                // order").
+                let net = get_net(&mut d).map_err(decode_err)?;
+                let command = d.u32().map_err(decode_err)?;
+                let section = d.u32().map_err(decode_err)?;
+                let parent_index = d.i32().map_err(decode_err)?;
+                let xml = d.string(wire::STRING_MAX).map_err(decode_err)?;
+                let flags = d.u32().map_err(decode_err)?;
                 self.writable("virNetworkUpdate")?;
-                return Err(LibvirtError::no_support("virNetworkUpdate"));
+                let flags = UpdateFlags::from_bits(flags).map_err(|e| driver_error(&e))?;
+                let command = UpdateCommand::from_code(command)
+                    .map_err(|e| driver_error(&DriverError::from(e)))?;
+                let section = UpdateSection::from_code(section)
+                    .map_err(|e| driver_error(&DriverError::from(e)))?;
+                let ds = self.driver("virNetworkUpdate")?;
+                let info = self.find(ds, &net)?;
+                ds.update(&info.name, command, section, parent_index, &xml, flags)
+                    .map_err(|e| driver_error(&e))?;
             }
             p::NETWORK_GET_DHCP_LEASES => {
                 let net = get_net(&mut d).map_err(decode_err)?;

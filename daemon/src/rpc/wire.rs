@@ -93,6 +93,9 @@ pub mod feature {
     pub const PROGRAM_KEEPALIVE: i32 = 10;
     pub const REMOTE_EVENT_CALLBACK: i32 = 14;
     pub const REMOTE_CLOSE_CALLBACK: i32 = 15;
+    /// VIR_DRV_FEATURE_NETWORK_UPDATE_HAS_CORRECT_ORDER: virsh then sends
+    /// net-update's command before its section.
+    pub const NETWORK_UPDATE_HAS_CORRECT_ORDER: i32 = 16;
 }
 
 /// libvirt error codes (`virErrorNumber`) virtnetd sends.
