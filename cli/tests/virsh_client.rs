@@ -256,8 +256,14 @@ fn every_net_verb_through_virsh_matches_libvirt_formats_and_embedded_virtnet() {
             0,
         )
         .out("Network web unmarked as autostarted\n\n"),
-        step(&["net-update", "web", "add", "ip-dhcp-host", update_host], None, 1)
-            .err(&nosupport("Failed to update network web", "virNetworkUpdate")),
+        step(
+            &["net-update", "web", "add", "ip-dhcp-host", update_host],
+            Some(&["net-update", "web", "add", "ip-dhcp-host", update_host]),
+            0,
+        )
+        .out("Updated network web live state\n"),
+        // The host is in the definition now: the same add is refused.
+        step(&["net-update", "web", "add", "ip-dhcp-host", update_host], None, 1),
         // No lease yet: virsh's empty table, as `virtnet net-dhcp-leases`.
         step(&["net-dhcp-leases", "web"], Some(&["net-dhcp-leases", "web"]), 0),
         step(&["net-dhcp-leases", "nosuch"], Some(&["net-dhcp-leases", "nosuch"]), 1),
@@ -525,6 +531,16 @@ fn read_only_socket_serves_reads_and_refuses_every_write_with_libvirts_error() {
             (vec!["net-undefine", "web"], "virNetworkUndefine"),
             (vec!["net-autostart", "web"], "virNetworkSetAutostart"),
             (vec!["net-create", x.as_str()], "virNetworkCreateXML"),
+            (
+                vec![
+                    "net-update",
+                    "web",
+                    "delete",
+                    "ip-dhcp-host",
+                    "<host mac='52:54:00:00:00:05'/>",
+                ],
+                "virNetworkUpdate",
+            ),
         ] {
             let (code, _, err) = r(&args);
             assert_eq!(code, 1, "{args:?}");
