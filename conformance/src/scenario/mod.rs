@@ -10,8 +10,10 @@
 //!   expectations computed on separate fresh hosts; the checks on them.
 //! * `lifecycle.rs` — start, destroy, restart, backend switch, upgrade.
 //! * `faults.rs` — fail-each and crash-each.
+//! * `drift.rs` — drift: rules flushed, check reports, repair restores.
 
 mod context;
+mod drift;
 mod faults;
 mod lifecycle;
 
@@ -49,6 +51,9 @@ pub enum Op {
     /// Crash after command k of a start took effect (it ran; the daemon
     /// never saw its result), for every k, then restart.
     CrashEachAfterEffect,
+    /// Start, `nft flush ruleset` (foreign rules put back), check reports
+    /// the network's rules missing, repair restores them as after start.
+    Drift,
 }
 
 impl Op {
@@ -62,6 +67,7 @@ impl Op {
             Op::FailEach => "fail-each".into(),
             Op::CrashEach => "crash-each".into(),
             Op::CrashEachAfterEffect => "crash-each:after-effect".into(),
+            Op::Drift => "drift".into(),
         }
     }
 
@@ -150,6 +156,7 @@ pub fn run_scenario_with(
                 Op::Restart => lifecycle::op_restart(&ctx, scenario.backend),
                 Op::Switch => lifecycle::op_switch(&ctx, scenario.backend),
                 Op::Upgrade(src) => lifecycle::op_upgrade(&ctx, src, scenario.backend),
+                Op::Drift => drift::op_drift(&ctx, scenario.backend),
                 Op::FailEach => faults::op_fail_each(&ctx, scenario.backend, opts.fault_stride)
                     .map(|n| {
                         steps = n;
@@ -190,7 +197,7 @@ pub fn ops_for(golden: &Path, case: &Case, backend: Backend) -> Vec<Op> {
     if matches!(exp, Ok(Expectation::Error(_))) {
         return vec![Op::Start, Op::FailEach];
     }
-    let mut ops = vec![Op::Start, Op::Destroy, Op::Restart];
+    let mut ops = vec![Op::Start, Op::Destroy, Op::Restart, Op::Drift];
     let other = backend.other();
     if matches!(
         cases::expectation(golden, cases::UNRELEASED, &case.name, other),
