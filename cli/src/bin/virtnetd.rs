@@ -425,7 +425,7 @@ fn main() -> ExitCode {
         })),
         ..ServerConfig::default()
     };
-    let server = match Server::new(config, listeners, service) {
+    let server = match Server::new(config, listeners, service.clone()) {
         Ok(s) => s,
         Err(e) => {
             crate::out::err_line(&format!("virtnetd: {e}"));
