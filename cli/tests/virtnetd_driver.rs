@@ -408,6 +408,15 @@ fn bad_requests_never_cost_the_connection_or_the_daemon() {
         (br#"{"id": 19, "method": "net.define", "params": {"xml": "<network><name>a/b</name></network>"}}"#.to_vec(), codes::INVALID_DEFINITION),
         (br#"{"id": 20, "method": "net.define", "params": {"xml": ""}}"#.to_vec(), codes::INVALID_DEFINITION),
         (br#"{"id": 21, "method": "net.define", "params": {"xml": "<!DOCTYPE x [<!ENTITY a 'aaaa'>]><network><name>&a;</name></network>"}}"#.to_vec(), codes::INVALID_DEFINITION),
+        (br#"{"id": 22, "method": "net.create", "params": {"file": "x.xml"}}"#.to_vec(), params),
+        (br#"{"id": 23, "method": "net.reload", "params": {"all": true}}"#.to_vec(), params),
+        (br#"{"id": 24, "method": "net.check", "params": {"name": 1}}"#.to_vec(), params),
+        (br#"{"id": 25, "method": "net.repair", "params": {"repair": true}}"#.to_vec(), params),
+        (br#"{"id": 26, "method": "net.info", "params": {"name": "x", "uuid": "y"}}"#.to_vec(), params),
+        (br#"{"id": 27, "method": "net.list", "params": {"flags": 64}}"#.to_vec(), params),
+        (br#"{"id": 28, "method": "net.info", "params": {"uuid": "nope"}}"#.to_vec(), codes::INVALID_ARGUMENT),
+        (br#"{"id": 29, "method": "net.info", "params": {"uuid": "00000000-0000-4000-8000-0000000000ff"}}"#.to_vec(), codes::NOT_FOUND),
+        (br#"{"id": 30, "method": "net.create", "params": {"xml": "<network/>"}}"#.to_vec(), codes::INVALID_DEFINITION),
     ];
     for (line, want) in &cases {
         assert_eq!(
