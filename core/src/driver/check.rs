@@ -125,12 +125,7 @@ pub fn normalize_nft_rule(rule: &str) -> Vec<String> {
                 continue;
             }
         }
-        let mut t = w.trim_matches('"').to_string();
-        for suffix in ["/32", "/128"] {
-            if t.len() > suffix.len() && t.ends_with(suffix) && t.contains(['.', ':']) {
-                t.truncate(t.len() - suffix.len());
-            }
-        }
+        let mut t = normalize_address(w.trim_matches('"'));
         if out.len() >= 2 && out[out.len() - 2] == "ct" && out[out.len() - 1] == "state" {
             let mut items: Vec<&str> = t.split(',').collect();
             items.sort_unstable();
@@ -139,6 +134,31 @@ pub fn normalize_nft_rule(rule: &str) -> Vec<String> {
         out.push(t);
     }
     out
+}
+
+/// An address word as nft lists it: a host prefix (`/32`, `/128`)
+/// dropped, a range of one address (`A-A`) as that address, an IPv4
+/// address's `:PORTS` kept.
+fn normalize_address(w: &str) -> String {
+    let (addr, ports) = match w.split_once(':') {
+        Some((a, p)) if a.contains('.') => (a, Some(p)),
+        _ => (w, None),
+    };
+    let mut a = addr.to_string();
+    for suffix in ["/32", "/128"] {
+        if a.len() > suffix.len() && a.ends_with(suffix) && a.contains(['.', ':']) {
+            a.truncate(a.len() - suffix.len());
+        }
+    }
+    if let Some((x, y)) = a.split_once('-') {
+        if x == y && x.contains(['.', ':']) {
+            a = x.to_string();
+        }
+    }
+    match ports {
+        Some(p) => format!("{a}:{p}"),
+        None => a,
+    }
 }
 
 /// The rules of one nft table as `(chain, handle) -> rule text`.
@@ -334,6 +354,14 @@ fn inspect_nft(
         .action_cmds()
         .filter_map(|c| nft_delete_rule(c.layer(), c.args()))
         .collect();
+    // What the plan removes besides rules by handle (the tc filter): it
+    // names what it removes by its content, never by a reusable handle,
+    // so a repair runs it as saved (the tc filter is not compared).
+    for c in plan.action_cmds() {
+        if nft_delete_rule(c.layer(), c.args()).is_none() {
+            intact.add_cmd(c.layer(), c.args().iter().cloned());
+        }
+    }
     // The rules the definition gives, in creation order.
     let mut def: NetworkDef = st.def.clone();
     let expected: Vec<Vec<String>> = rules::network_rules(&mut def, Backend::Nftables)
@@ -439,6 +467,15 @@ mod tests {
         assert_ne!(
             normalize_nft_rule("ip saddr 192.168.122.0/24 counter accept"),
             normalize_nft_rule("ip saddr 192.168.123.0/24 counter accept")
+        );
+        // nft lists a one-address SNAT range as a /32 (ports kept).
+        assert_eq!(
+            normalize_nft_rule("counter snat to 198.51.100.1-198.51.100.1:20000-30000"),
+            normalize_nft_rule("counter packets 0 bytes 0 snat to 198.51.100.1/32:20000-30000")
+        );
+        assert_ne!(
+            normalize_nft_rule("counter snat to 198.51.100.1-198.51.100.9:20000-30000"),
+            normalize_nft_rule("counter packets 0 bytes 0 snat to 198.51.100.1/32:20000-30000")
         );
     }
 
