@@ -210,31 +210,31 @@ fn real_host_periodic_check_repairs_a_flushed_firewall() {
     let mut c = connect(&admin);
     c.call("daemon.status", serde_json::json!({})).unwrap();
     let pid = p.pid();
-    let xml = root.join("realnet.xml");
-    std::fs::write(&xml, XML).unwrap();
+    let xml = root.join("realchk.xml");
+    std::fs::write(&xml, XML.replace("realnet", "realchk").replace("vnreal0", "vnchk0").replace("192.168.150.", "192.168.151.")).unwrap();
     let r = virtnet(&rw, &["net-define", &xml.display().to_string()]);
     assert_eq!(r.0, 0, "{}", r.2);
-    let r = virtnet(&rw, &["net-start", "realnet"]);
+    let r = virtnet(&rw, &["net-start", "realchk"]);
     assert_eq!(r.0, 0, "{}\n{}", r.2, p.stderr());
     let _guard = NetGuard {
         rw: &rw,
-        name: "realnet",
+        name: "realchk",
         state: root.join("state"),
     };
     let good = in_netns(pid, &["iptables-save"]);
-    assert!(good.contains("-s 192.168.150.0/24"), "{good}");
+    assert!(good.contains("-s 192.168.151.0/24"), "{good}");
     in_netns(pid, &["nft", "flush", "ruleset"]);
     // The daemon checks every second: wait (bounded) for its repair.
     let mut now = String::new();
     for _ in 0..300 {
         now = in_netns(pid, &["iptables-save"]);
-        if now.contains("-s 192.168.150.0/24") && p.stderr().contains("drift found") {
+        if now.contains("-s 192.168.151.0/24") && p.stderr().contains("drift found") {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(
-        now.contains("-s 192.168.150.0/24"),
+        now.contains("-s 192.168.151.0/24"),
         "not repaired:\n{now}\n{}",
         p.stderr()
     );
