@@ -434,7 +434,10 @@ fn drift_text(d: &virtnet_core::driver::Drift) -> String {
 fn check_text(r: &virtnet_core::driver::CheckReport) -> String {
     let mut s = String::new();
     for n in &r.networks {
-        let backend = n.backend.map(|b| b.to_string()).unwrap_or_else(|| "no plan".into());
+        let backend = n
+            .backend
+            .map(|b| b.to_string())
+            .unwrap_or_else(|| "no plan".into());
         if n.drift.is_empty() {
             s.push_str(&format!(
                 "Network {} ({backend}): {} rules checked, none drifted\n",
@@ -719,7 +722,11 @@ fn run_remote(c: &mut Client, cmd: NetCommand) -> Result<String, String> {
             let list = |k: &str| -> Vec<String> {
                 r.get(k)
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default()
             };
             reload_text(&list("reloaded"), &list("autostarted"), &list("problems"))

@@ -50,17 +50,33 @@ fn setup(dir: &Path, backend: &str) {
         format!("firewall_backend = \"{backend}\"\n"),
     )
     .unwrap();
-    for (f, xml) in [("default.xml", DEFAULT), ("zeta.xml", ZETA), ("alpha.xml", ALPHA)] {
+    for (f, xml) in [
+        ("default.xml", DEFAULT),
+        ("zeta.xml", ZETA),
+        ("alpha.xml", ALPHA),
+    ] {
         std::fs::write(dir.join(f), xml).unwrap();
     }
-    ok(dir, &["net-define", &dir.join("default.xml").display().to_string()]);
-    ok(dir, &["net-define", &dir.join("zeta.xml").display().to_string()]);
+    ok(
+        dir,
+        &["net-define", &dir.join("default.xml").display().to_string()],
+    );
+    ok(
+        dir,
+        &["net-define", &dir.join("zeta.xml").display().to_string()],
+    );
     ok(dir, &["net-start", "default"]);
     ok(dir, &["net-autostart", "Zeta"]);
-    let out = ok(dir, &["net-create", &dir.join("alpha.xml").display().to_string()]);
+    let out = ok(
+        dir,
+        &["net-create", &dir.join("alpha.xml").display().to_string()],
+    );
     assert_eq!(
         out,
-        format!("Network alpha created from {}\n", dir.join("alpha.xml").display())
+        format!(
+            "Network alpha created from {}\n",
+            dir.join("alpha.xml").display()
+        )
     );
 }
 
@@ -112,16 +128,31 @@ fn net_list_prints_virshs_table() {
         ),
         "no active autostart network: the header alone"
     );
-    assert_eq!(ok(d, &["net-list", "--all", "--name"]), "alpha\ndefault\nZeta\n\n");
+    assert_eq!(
+        ok(d, &["net-list", "--all", "--name"]),
+        "alpha\ndefault\nZeta\n\n"
+    );
     assert_eq!(ok(d, &["net-list", "--transient", "--name"]), "alpha\n\n");
-    assert_eq!(ok(d, &["net-list", "--all", "--persistent", "--name"]), "default\nZeta\n\n");
-    assert_eq!(ok(d, &["net-list", "--all", "--no-autostart", "--name"]), "alpha\ndefault\n\n");
-    assert_eq!(ok(d, &["net-list", "--all", "--autostart", "--name"]), "Zeta\n\n");
+    assert_eq!(
+        ok(d, &["net-list", "--all", "--persistent", "--name"]),
+        "default\nZeta\n\n"
+    );
+    assert_eq!(
+        ok(d, &["net-list", "--all", "--no-autostart", "--name"]),
+        "alpha\ndefault\n\n"
+    );
+    assert_eq!(
+        ok(d, &["net-list", "--all", "--autostart", "--name"]),
+        "Zeta\n\n"
+    );
     assert_eq!(
         ok(d, &["net-list", "--uuid"]),
         "d1a2f3c4-0000-4000-8000-000000000003\nd1a2f3c4-0000-4000-8000-000000000001\n\n"
     );
-    assert_eq!(ok(d, &["net-list", "--table", "--inactive"]), ok(d, &["net-list", "--inactive"]));
+    assert_eq!(
+        ok(d, &["net-list", "--table", "--inactive"]),
+        ok(d, &["net-list", "--inactive"])
+    );
     let json: serde_json::Value = serde_json::from_str(&ok(d, &["net-list", "--json"])).unwrap();
     let names: Vec<&str> = json
         .as_array()
@@ -157,10 +188,16 @@ fn networks_by_name_or_uuid() {
     assert_eq!(ok(d, &["net-uuid", "Zeta"]), format!("{zeta}\n\n"));
     assert_eq!(ok(d, &["net-name", zeta]), "Zeta\n\n");
     // Messages name the network as it was given, as virsh.
-    assert_eq!(ok(d, &["net-start", zeta]), format!("Network {zeta} started\n"));
+    assert_eq!(
+        ok(d, &["net-start", zeta]),
+        format!("Network {zeta} started\n")
+    );
     assert!(ok(d, &["net-info", zeta]).contains("Active:         yes\n"));
     assert!(ok(d, &["net-dumpxml", zeta]).contains("<name>Zeta</name>"));
-    assert_eq!(ok(d, &["net-destroy", zeta]), format!("Network {zeta} destroyed\n"));
+    assert_eq!(
+        ok(d, &["net-destroy", zeta]),
+        format!("Network {zeta} destroyed\n")
+    );
     assert_eq!(
         ok(d, &["net-autostart", "--disable", zeta]),
         format!("Network {zeta} unmarked as autostarted\n")
@@ -213,16 +250,26 @@ fn transient_network_from_the_cli() {
         fails(d, &["net-create", &file]),
         format!("error: {file}: network is already active as 'alpha'\n")
     );
-    assert_eq!(ok(d, &["net-destroy", "alpha"]), "Network alpha destroyed\n");
+    assert_eq!(
+        ok(d, &["net-destroy", "alpha"]),
+        "Network alpha destroyed\n"
+    );
     for f in files {
         assert!(!d.join("run/dnsmasq").join(f).exists(), "{f} left behind");
     }
     assert!(!d.join("run/alpha.xml").exists());
     assert_eq!(ok(d, &["net-list", "--all", "--name"]), "default\nZeta\n\n");
     // A bad file: FILE:LINE:COL, nothing created.
-    std::fs::write(d.join("bad.xml"), "<network><name>b</name>\n<ip address='x'/></network>").unwrap();
+    std::fs::write(
+        d.join("bad.xml"),
+        "<network><name>b</name>\n<ip address='x'/></network>",
+    )
+    .unwrap();
     let err = fails(d, &["net-create", &d.join("bad.xml").display().to_string()]);
-    assert!(err.starts_with(&format!("error: {}:2:", d.join("bad.xml").display())), "{err}");
+    assert!(
+        err.starts_with(&format!("error: {}:2:", d.join("bad.xml").display())),
+        "{err}"
+    );
     assert_eq!(ok(d, &["net-list", "--all", "--name"]), "default\nZeta\n\n");
 }
 
@@ -230,8 +277,16 @@ fn sim(dir: &Path, argv: &[&str]) {
     let st = dir.join("host.json").display().to_string();
     let mut args = vec!["sim", "--state", &st, "exec", "--"];
     args.extend_from_slice(argv);
-    let out = Command::cargo_bin("virtnet").unwrap().args(&args).output().unwrap();
-    assert!(out.status.success(), "{argv:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::cargo_bin("virtnet")
+        .unwrap()
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -262,7 +317,12 @@ fn check_reports_drift_and_repair_restores() {
         let default = nets.iter().find(|n| n["name"] == "default").unwrap();
         assert_eq!(default["drift"][0]["kind"], "missing", "{v}");
         let out = virtnet(d).args(["check", "--repair"]).output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.contains("Repaired; now:\n"), "{text}");
         assert_eq!(ok(d, &["check"]), clean, "{backend}");

@@ -814,7 +814,10 @@ fn sighup_reloads_like_libvirt() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(listed, "web\n\n", "SIGHUP did not start the autostart network");
+    assert_eq!(
+        listed, "web\n\n",
+        "SIGHUP did not start the autostart network"
+    );
     assert!(d.alive());
     let r = ok(connected(&d.rw, &["reload"]));
     assert_eq!(r, "Network web: firewall reloaded\n");

@@ -211,7 +211,13 @@ fn real_host_periodic_check_repairs_a_flushed_firewall() {
     c.call("daemon.status", serde_json::json!({})).unwrap();
     let pid = p.pid();
     let xml = root.join("realchk.xml");
-    std::fs::write(&xml, XML.replace("realnet", "realchk").replace("vnreal0", "vnchk0").replace("192.168.150.", "192.168.151.")).unwrap();
+    std::fs::write(
+        &xml,
+        XML.replace("realnet", "realchk")
+            .replace("vnreal0", "vnchk0")
+            .replace("192.168.150.", "192.168.151."),
+    )
+    .unwrap();
     let r = virtnet(&rw, &["net-define", &xml.display().to_string()]);
     assert_eq!(r.0, 0, "{}", r.2);
     let r = virtnet(&rw, &["net-start", "realchk"]);

@@ -62,8 +62,16 @@ fn body(dir: &Path) {
     // Someone deletes one rule: check names it, libvirt's reload puts the
     // whole set back (chains were never lost).
     run(&[
-        "iptables", "-w", "--table", "filter", "--delete", "LIBVIRT_FWO", "--in-interface",
-        "vnetdrift0", "--jump", "REJECT",
+        "iptables",
+        "-w",
+        "--table",
+        "filter",
+        "--delete",
+        "LIBVIRT_FWO",
+        "--in-interface",
+        "vnetdrift0",
+        "--jump",
+        "REJECT",
     ]);
     let rep = d.check(None).unwrap();
     assert_eq!(rep.networks[0].drift.len(), 1, "{rep:#?}");

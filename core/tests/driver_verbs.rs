@@ -20,7 +20,11 @@ fn names(v: &[virtnet_core::driver::NetworkInfo]) -> Vec<&str> {
 fn dnsmasq_files(env: &Env, name: &str) -> Vec<String> {
     ["conf", "hostsfile", "addnhosts"]
         .iter()
-        .map(|ext| env.state_dir().join("dnsmasq").join(format!("{name}.{ext}")))
+        .map(|ext| {
+            env.state_dir()
+                .join("dnsmasq")
+                .join(format!("{name}.{ext}"))
+        })
         .filter(|p| p.exists())
         .map(|p| p.display().to_string())
         .collect()
@@ -124,7 +128,10 @@ fn transient_network_lives_while_it_runs() {
         "cannot set autostart for transient network"
     );
     // The live XML is also the "inactive" one.
-    assert_eq!(d.dumpxml("c", true).unwrap().contains("<name>c</name>"), true);
+    assert_eq!(
+        d.dumpxml("c", true).unwrap().contains("<name>c</name>"),
+        true
+    );
     // A daemon restart keeps it (its status file).
     drop(d);
     let d = env.driver(Backend::Nftables);
@@ -139,7 +146,10 @@ fn transient_network_lives_while_it_runs() {
     assert_eq!(dnsmasq_files(&env, "c"), Vec::<String>::new());
     assert!(!env.state_dir().join("c.xml").exists());
     // Nothing of it on the host (the private chains stay, as in libvirt).
-    assert_eq!(traces_of(&env.state(), "vbrc", "10.73.0."), Vec::<String>::new());
+    assert_eq!(
+        traces_of(&env.state(), "vbrc", "10.73.0."),
+        Vec::<String>::new()
+    );
     drop(d);
     let d = env.driver(Backend::Nftables);
     assert!(d.list().is_empty(), "nothing comes back after a restart");
@@ -173,7 +183,9 @@ fn create_checks_names_and_uuids_as_libvirt() {
     );
     // Same UUID, other name: refused.
     let e = d
-        .create("<network><name>z</name><uuid>11111111-2222-4333-8444-555555555501</uuid></network>")
+        .create(
+            "<network><name>z</name><uuid>11111111-2222-4333-8444-555555555501</uuid></network>",
+        )
         .unwrap_err();
     assert_eq!(
         e.to_string(),
@@ -194,7 +206,10 @@ fn create_checks_names_and_uuids_as_libvirt() {
         "network is already active as 'a'"
     );
     d.destroy("a").unwrap();
-    assert!(d.info("a").unwrap().persistent, "destroy keeps a persistent network");
+    assert!(
+        d.info("a").unwrap().persistent,
+        "destroy keeps a persistent network"
+    );
 }
 
 #[test]
@@ -245,7 +260,10 @@ fn check_is_clean_after_start_for_both_backends() {
         assert_eq!(names_of(&d.check(Some("b")).unwrap()), ["b"]);
         d.destroy("b").unwrap();
         assert!(matches!(d.check(Some("b")), Err(DriverError::NotActive(_))));
-        assert!(matches!(d.check(Some("nosuch")), Err(DriverError::NoNetwork(_))));
+        assert!(matches!(
+            d.check(Some("nosuch")),
+            Err(DriverError::NoNetwork(_))
+        ));
     }
 }
 
@@ -306,8 +324,13 @@ fn flushed_iptables_are_reported_and_repaired() {
     let rep = d.check(Some("a")).unwrap();
     assert!(rep.drifted());
     assert_eq!(rep.networks[0].drift.len(), rep.networks[0].checked);
-    assert!(rep.networks[0].drift[0].expected.starts_with("iptables -w --table "));
-    assert!(!rep.private_chains.is_empty(), "the jumps to LIBVIRT_* are gone");
+    assert!(rep.networks[0].drift[0]
+        .expected
+        .starts_with("iptables -w --table "));
+    assert!(
+        !rep.private_chains.is_empty(),
+        "the jumps to LIBVIRT_* are gone"
+    );
     let (_, after) = d.repair(Some("a")).unwrap();
     assert!(!after.drifted(), "{after:#?}");
     let strip = |s: String| {
@@ -325,7 +348,18 @@ fn replaced_rule_is_reported_altered_and_left_alone() {
     let d = env.driver(Backend::Nftables);
     d.define(NAT_A).unwrap();
     d.start("a").unwrap();
-    let listing = sh(&env, &["nft", "-a", "list", "chain", "ip", "libvirt_network", "guest_output"]);
+    let listing = sh(
+        &env,
+        &[
+            "nft",
+            "-a",
+            "list",
+            "chain",
+            "ip",
+            "libvirt_network",
+            "guest_output",
+        ],
+    );
     let handle = listing
         .lines()
         .find(|l| l.contains("reject"))
@@ -335,7 +369,20 @@ fn replaced_rule_is_reported_altered_and_left_alone() {
         .to_string();
     sh(
         &env,
-        &["nft", "replace", "rule", "ip", "libvirt_network", "guest_output", "handle", &handle, "iif", "vbra", "counter", "accept"],
+        &[
+            "nft",
+            "replace",
+            "rule",
+            "ip",
+            "libvirt_network",
+            "guest_output",
+            "handle",
+            &handle,
+            "iif",
+            "vbra",
+            "counter",
+            "accept",
+        ],
     );
     let rep = d.check(None).unwrap();
     let drift = &rep.networks[0].drift;
@@ -351,8 +398,22 @@ fn replaced_rule_is_reported_altered_and_left_alone() {
     // handle is no longer ours).
     let (_, after) = d.repair(None).unwrap();
     assert!(!after.drifted(), "{after:#?}");
-    let listing = sh(&env, &["nft", "-a", "list", "chain", "ip", "libvirt_network", "guest_output"]);
-    assert!(listing.contains(&format!("accept # handle {handle}")), "{listing}");
+    let listing = sh(
+        &env,
+        &[
+            "nft",
+            "-a",
+            "list",
+            "chain",
+            "ip",
+            "libvirt_network",
+            "guest_output",
+        ],
+    );
+    assert!(
+        listing.contains(&format!("accept # handle {handle}")),
+        "{listing}"
+    );
 }
 
 #[test]
@@ -364,7 +425,18 @@ fn reload_reapplies_rules_like_libvirt() {
     let good = ruleset(&env);
     // One rule deleted by hand: a reload removes the rest with the saved
     // plan and adds them all again.
-    let listing = sh(&env, &["nft", "-a", "list", "chain", "ip", "libvirt_network", "guest_nat"]);
+    let listing = sh(
+        &env,
+        &[
+            "nft",
+            "-a",
+            "list",
+            "chain",
+            "ip",
+            "libvirt_network",
+            "guest_nat",
+        ],
+    );
     let handle = listing
         .lines()
         .find(|l| l.contains("masquerade"))
@@ -372,7 +444,19 @@ fn reload_reapplies_rules_like_libvirt() {
         .unwrap()
         .trim()
         .to_string();
-    sh(&env, &["nft", "delete", "rule", "ip", "libvirt_network", "guest_nat", "handle", &handle]);
+    sh(
+        &env,
+        &[
+            "nft",
+            "delete",
+            "rule",
+            "ip",
+            "libvirt_network",
+            "guest_nat",
+            "handle",
+            &handle,
+        ],
+    );
     assert_eq!(d.check(None).unwrap().networks[0].drift.len(), 1);
     let rep = d.reload().unwrap();
     assert_eq!(rep.reloaded, ["a"], "{rep:?}");

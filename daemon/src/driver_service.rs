@@ -325,9 +325,8 @@ impl DriverService {
     pub fn check(&self, name: Option<String>, repair: bool) -> Result<Value, RpcError> {
         let method = if repair { "net.repair" } else { "net.check" };
         let name = name.map(|n| self.resolve(method, n)).transpose()?;
-        let to_json = |r: &virtnet_core::driver::CheckReport| {
-            serde_json::to_value(r).unwrap_or(Value::Null)
-        };
+        let to_json =
+            |r: &virtnet_core::driver::CheckReport| serde_json::to_value(r).unwrap_or(Value::Null);
         if repair {
             let r = self
                 .driver
@@ -387,11 +386,10 @@ impl Service for DriverService {
         match self.check(None, repair) {
             Ok(v) => {
                 let report = if repair { &v["before"] } else { &v };
-                let drifted = serde_json::from_value::<virtnet_core::driver::CheckReport>(
-                    report.clone(),
-                )
-                .map(|r| r.drifted())
-                .unwrap_or(false);
+                let drifted =
+                    serde_json::from_value::<virtnet_core::driver::CheckReport>(report.clone())
+                        .map(|r| r.drifted())
+                        .unwrap_or(false);
                 if drifted {
                     tracing::warn!(repaired = repair, "drift found: {report}");
                     if repair {

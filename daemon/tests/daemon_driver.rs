@@ -115,8 +115,14 @@ fn every_method_with_documented_results() {
     assert_eq!(t["name"], "cnet1");
     let tu = t["uuid"].as_str().unwrap().to_string();
     let ti = call(s, "net.info", json!({ "name": tu })).unwrap();
-    assert_eq!((ti["active"].clone(), ti["persistent"].clone()), (json!(true), json!(false)));
-    assert_eq!(call(s, "net.list", json!({"flags": 8})).unwrap()[0]["name"], "cnet1");
+    assert_eq!(
+        (ti["active"].clone(), ti["persistent"].clone()),
+        (json!(true), json!(false))
+    );
+    assert_eq!(
+        call(s, "net.list", json!({"flags": 8})).unwrap()[0]["name"],
+        "cnet1"
+    );
     // Reload, check and repair.
     let r = call(s, "net.reload", json!({})).unwrap();
     assert_eq!(

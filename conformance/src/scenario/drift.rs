@@ -30,7 +30,10 @@ pub(super) fn op_drift(ctx: &Ctx, backend: Backend) -> CheckResult<()> {
     let started = stage.host.snapshot()?;
     let clean = driver_step(d.check(None), "check after start")?;
     if clean.drifted() {
-        return fail_diff("check reports drift right after the start", format!("{clean:#?}"));
+        return fail_diff(
+            "check reports drift right after the start",
+            format!("{clean:#?}"),
+        );
     }
     let runner = stage.host.runner();
     runner.run_argv_checked(&["nft", "flush", "ruleset"])?;
@@ -43,23 +46,39 @@ pub(super) fn op_drift(ctx: &Ctx, backend: Backend) -> CheckResult<()> {
         && rules::has_firewall_rules(&ctx.case.def);
     if with_rules {
         let Some(n) = rep.networks.iter().find(|n| n.name == name) else {
-            return fail_diff("check after the flush does not list the network", format!("{rep:#?}"));
+            return fail_diff(
+                "check after the flush does not list the network",
+                format!("{rep:#?}"),
+            );
         };
         if n.checked == 0 || n.drift.len() != n.checked {
             return fail_diff(
-                format!("after the flush {} of {} rules reported", n.drift.len(), n.checked),
+                format!(
+                    "after the flush {} of {} rules reported",
+                    n.drift.len(),
+                    n.checked
+                ),
                 format!("{rep:#?}"),
             );
         }
         if rep.private_chains.is_empty() {
-            return fail_diff("after the flush the private chains are not reported", format!("{rep:#?}"));
+            return fail_diff(
+                "after the flush the private chains are not reported",
+                format!("{rep:#?}"),
+            );
         }
     } else if rep.networks.iter().any(|n| !n.drift.is_empty()) {
-        return fail_diff("drift reported for a network without rules", format!("{rep:#?}"));
+        return fail_diff(
+            "drift reported for a network without rules",
+            format!("{rep:#?}"),
+        );
     }
     let (_, after) = driver_step(d.repair(None), "repair")?;
     if after.drifted() {
-        return fail_diff("check after the repair still reports drift", format!("{after:#?}"));
+        return fail_diff(
+            "check after the repair still reports drift",
+            format!("{after:#?}"),
+        );
     }
     let repaired = stage.host.snapshot()?;
     ctx.compare(

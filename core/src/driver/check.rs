@@ -236,7 +236,10 @@ pub(crate) fn private_chain_drift(
             }
         }
     }
-    let cmds = dry.would_run.into_inner().unwrap_or_else(|e| e.into_inner());
+    let cmds = dry
+        .would_run
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
     Ok(cmds
         .iter()
         .map(|argv| Drift {
@@ -329,7 +332,9 @@ struct NftDelete<'a> {
 
 fn nft_delete_rule(layer: Layer, args: &[String]) -> Option<NftDelete<'_>> {
     match args {
-        [d, r, family, table, chain, h, handle] if d == "delete" && r == "rule" && h == "handle" => {
+        [d, r, family, table, chain, h, handle]
+            if d == "delete" && r == "rule" && h == "handle" =>
+        {
             Some(NftDelete {
                 layer,
                 args,
@@ -401,7 +406,10 @@ fn inspect_nft(
         // The add that created this rule (the k-th from the end).
         let add = paired
             .then(|| &expected[deletes.len() - 1 - i])
-            .filter(|a| a.get(2).map(String::as_str) == Some(del.family) && a.get(4).map(String::as_str) == Some(del.chain));
+            .filter(|a| {
+                a.get(2).map(String::as_str) == Some(del.family)
+                    && a.get(4).map(String::as_str) == Some(del.chain)
+            });
         let add_line = match add {
             Some(a) => {
                 let mut argv = vec!["nft".to_string()];
@@ -486,6 +494,13 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].0, "guest_output");
         assert_eq!(r[0].1, "12");
-        assert_eq!(r[1], ("guest_nat".into(), "17".into(), "counter packets 0 bytes 0 return".into()));
+        assert_eq!(
+            r[1],
+            (
+                "guest_nat".into(),
+                "17".into(),
+                "counter packets 0 bytes 0 return".into()
+            )
+        );
     }
 }

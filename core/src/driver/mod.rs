@@ -997,7 +997,12 @@ impl Driver {
         lock(&self.nets)
             .iter()
             .find(|(_, o)| {
-                o.live.as_ref().map(|l| &l.def).or(o.config.as_ref()).map(|d| d.uuid) == Some(u)
+                o.live
+                    .as_ref()
+                    .map(|l| &l.def)
+                    .or(o.config.as_ref())
+                    .map(|d| d.uuid)
+                    == Some(u)
             })
             .and_then(|(n, o)| Self::info_of(n, o))
             .ok_or_else(|| DriverError::NoNetworkUuid(u.to_string()))
@@ -1095,7 +1100,11 @@ impl Driver {
                     o.config
                         .iter()
                         .map(|c| (n.clone(), c.bridge.name.clone()))
-                        .chain(o.live.iter().map(|l| (n.clone(), l.def.bridge.name.clone())))
+                        .chain(
+                            o.live
+                                .iter()
+                                .map(|l| (n.clone(), l.def.bridge.name.clone())),
+                        )
                         .collect::<Vec<_>>()
                 })
                 .collect()
@@ -1546,7 +1555,10 @@ impl Driver {
 
     /// [`Driver::reload`] with `guard(name)` held while each network is
     /// handled (the daemon's per-network lock).
-    pub fn reload_locked<G>(&self, guard: impl Fn(&str) -> G) -> Result<ReconcileReport, DriverError> {
+    pub fn reload_locked<G>(
+        &self,
+        guard: impl Fn(&str) -> G,
+    ) -> Result<ReconcileReport, DriverError> {
         let _owner = self.change()?;
         let mut rep = ReconcileReport::default();
         // virNetworkObjLoadAllConfigs: take the definitions on disk.
@@ -1586,7 +1598,9 @@ impl Driver {
             let name = st.def.name.clone();
             let _g = guard(&name);
             // Still the same active network (not destroyed meanwhile)?
-            let Some(st) = self.status(&name) else { continue };
+            let Some(st) = self.status(&name) else {
+                continue;
+            };
             match self.reload_network(st) {
                 Ok(()) => rep.reloaded.push(name.clone()),
                 Err(e) if e.is_crash() => return Err(e),
@@ -1669,8 +1683,9 @@ impl Driver {
             removals.push((st, insp.intact_removal));
         }
         for b in backends {
-            rep.private_chains
-                .extend(check::private_chain_drift(b, self.runner()).map_err(DriverError::from_run)?);
+            rep.private_chains.extend(
+                check::private_chain_drift(b, self.runner()).map_err(DriverError::from_run)?,
+            );
         }
         Ok((rep, removals))
     }
