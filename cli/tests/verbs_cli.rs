@@ -7,7 +7,6 @@
 use std::path::Path;
 
 use assert_cmd::Command;
-use predicates::prelude::*;
 
 const DEFAULT: &str = "<network><name>default</name><uuid>d1a2f3c4-0000-4000-8000-000000000001</uuid><forward mode='nat'/><bridge name='virbr0'/><ip address='192.168.122.1' netmask='255.255.255.0'><dhcp><range start='192.168.122.2' end='192.168.122.254'/></dhcp></ip></network>";
 const ZETA: &str = "<network><name>Zeta</name><uuid>d1a2f3c4-0000-4000-8000-000000000002</uuid><title>the last one</title><bridge name='virbr9'/></network>";

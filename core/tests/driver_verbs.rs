@@ -128,10 +128,7 @@ fn transient_network_lives_while_it_runs() {
         "cannot set autostart for transient network"
     );
     // The live XML is also the "inactive" one.
-    assert_eq!(
-        d.dumpxml("c", true).unwrap().contains("<name>c</name>"),
-        true
-    );
+    assert!(d.dumpxml("c", true).unwrap().contains("<name>c</name>"));
     // A daemon restart keeps it (its status file).
     drop(d);
     let d = env.driver(Backend::Nftables);

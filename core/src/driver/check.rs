@@ -161,8 +161,11 @@ fn normalize_address(w: &str) -> String {
     }
 }
 
-/// The rules of one nft table as `(chain, handle) -> rule text`.
-fn parse_nft_listing(listing: &str) -> Vec<(String, String, String)> {
+/// One listed nft rule: chain, handle, rule text.
+type ListedRule = (String, String, String);
+
+/// The rules of one nft table (as `nft -a list table` prints it).
+fn parse_nft_listing(listing: &str) -> Vec<ListedRule> {
     let mut out = Vec::new();
     let mut chain = String::new();
     for line in listing.lines() {
@@ -382,7 +385,7 @@ fn inspect_nft(
         .unwrap_or_default();
     let paired = expected.len() == deletes.len();
     // One listing per table.
-    let mut listings: Vec<((String, String), Vec<(String, String, String)>)> = Vec::new();
+    let mut listings: Vec<((String, String), Vec<ListedRule>)> = Vec::new();
     for (i, del) in deletes.iter().enumerate() {
         check.checked += 1;
         let key = (del.family.to_string(), del.table.to_string());

@@ -423,6 +423,10 @@ impl ListFilter {
     }
 }
 
+/// An inspected active network and its saved removal plan restricted to
+/// the rules found intact (`None`: no saved plan).
+type Inspected = (NetworkStatus, Option<Firewall>);
+
 /// What [`Driver::reconcile`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
@@ -1665,10 +1669,7 @@ impl Driver {
         Ok(self.inspect(name)?.0)
     }
 
-    fn inspect(
-        &self,
-        name: Option<&str>,
-    ) -> Result<(CheckReport, Vec<(NetworkStatus, Option<Firewall>)>), DriverError> {
+    fn inspect(&self, name: Option<&str>) -> Result<(CheckReport, Vec<Inspected>), DriverError> {
         let targets = self.check_targets(name)?;
         let mut rep = CheckReport::default();
         let mut removals = Vec::new();
