@@ -35,7 +35,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use virtnet_core::driver::{Driver, DriverConfig, ListFilter, NetworkInfo};
+use virtnet_core::driver::{DhcpLease, Driver, DriverConfig, ListFilter, NetworkInfo};
 use virtnet_daemon::driver_service::{info_from_json, info_to_json};
 use virtnet_daemon::Client;
 use virtnet_fake::FakeHost;
@@ -232,6 +232,18 @@ pub enum NetCommand {
         #[arg(value_name = "UUID")]
         uuid: String,
     },
+    /// Print a network's DHCP leases as virsh does (kept by the leases
+    /// helper dnsmasq runs, `virtnet-leaseshelper`)
+    #[command(name = "net-dhcp-leases")]
+    DhcpLeases {
+        /// Only the leases of this MAC address
+        #[arg(long)]
+        mac: Option<String>,
+        /// Print a JSON array instead of virsh's table
+        #[arg(long)]
+        json: bool,
+        name: String,
+    },
     /// Do what the daemon does when it starts: reload every active network's
     /// rules with the configured backend, then start autostart networks
     Reconcile,
@@ -257,66 +269,72 @@ pub enum NetCommand {
     },
 }
 
+/// `YYYY-MM-DD HH:MM:SS` of a Unix time in the local time zone, as virsh
+/// prints a lease's expiry time.
+fn local_time(t: i64) -> String {
+    let tt = t as libc::time_t;
+    // SAFETY: localtime_r writes into the tm we own; a null result means
+    // the time cannot be represented.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&tt, &mut tm) }.is_null() {
+        return t.to_string();
+    }
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        tm.tm_year as i64 + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+/// virsh net-dhcp-leases: sorted by MAC (case-insensitive), one row per
+/// lease, `-` for what is unknown.
+fn leases_output(mut leases: Vec<DhcpLease>, json: bool) -> Result<String, String> {
+    leases.sort_by_key(|l| l.mac.to_ascii_lowercase());
+    if json {
+        return serde_json::to_string_pretty(&leases)
+            .map(|s| s + "\n")
+            .map_err(|e| e.to_string());
+    }
+    let dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = leases
+        .iter()
+        .map(|l| {
+            vec![
+                local_time(l.expiry_time),
+                l.mac.clone(),
+                if l.ipv6 { "ipv6" } else { "ipv4" }.to_string(),
+                format!("{}/{}", l.ip_address, l.prefix),
+                dash(&l.hostname),
+                dash(&l.client_id),
+            ]
+        })
+        .collect();
+    let mut out = crate::vshtable::render(
+        &[
+            "Expiry Time",
+            "MAC address",
+            "Protocol",
+            "IP address",
+            "Hostname",
+            "Client ID or DUID",
+        ],
+        &rows,
+        true,
+    );
+    out.push('\n');
+    Ok(out)
+}
+
 fn yes_no(b: bool) -> &'static str {
     if b {
         "yes"
     } else {
         "no"
     }
-}
-
-/// A table cell as virsh's table prints it, with its width: control
-/// characters (and a backslash starting `\x`) as `\xNN`, four columns
-/// wide; every other character counts one column (virsh also counts
-/// East Asian wide characters as two and combining ones as none).
-fn table_cell(s: &str) -> (String, usize) {
-    let mut out = String::with_capacity(s.len());
-    let mut width = 0;
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_control() || (c == '\\' && chars.peek() == Some(&'x')) {
-            out.push_str(&format!("\\x{:02x}", c as u32));
-            width += 4;
-        } else {
-            out.push(c);
-            width += 1;
-        }
-    }
-    (out, width)
-}
-
-/// virsh's table (vsh-table): a header, a rule of dashes (each column's
-/// width + 3), then the rows; cells start with a space and are padded to
-/// the column's width + 2 spaces, except the last.
-fn table(rows: &[Vec<String>]) -> String {
-    let cells: Vec<Vec<(String, usize)>> = rows
-        .iter()
-        .map(|r| r.iter().map(|c| table_cell(c)).collect())
-        .collect();
-    let ncols = cells.first().map_or(0, Vec::len);
-    let widths: Vec<usize> = (0..ncols)
-        .map(|i| cells.iter().map(|r| r[i].1).max().unwrap_or(0))
-        .collect();
-    let line = |row: &[(String, usize)], out: &mut String| {
-        for (i, (text, w)) in row.iter().enumerate() {
-            out.push(' ');
-            out.push_str(text);
-            if i + 1 < row.len() {
-                out.push_str(&" ".repeat(widths[i] - w + 2));
-            }
-        }
-        out.push('\n');
-    };
-    let mut out = String::new();
-    if let Some(header) = cells.first() {
-        line(header, &mut out);
-        out.push_str(&"-".repeat(widths.iter().map(|w| w + 3).sum()));
-        out.push('\n');
-    }
-    for row in cells.iter().skip(1) {
-        line(row, &mut out);
-    }
-    out
 }
 
 /// virsh's order: names compared ignoring ASCII case.
@@ -330,26 +348,26 @@ fn sort_like_virsh(nets: &mut [NetworkInfo]) {
 }
 
 fn list_table(nets: &[NetworkInfo], title: bool) -> String {
-    let mut header: Vec<String> = ["Name", "State", "Autostart", "Persistent"]
-        .map(String::from)
-        .to_vec();
+    let mut columns = vec!["Name", "State", "Autostart", "Persistent"];
     if title {
-        header.push("Title".into());
+        columns.push("Title");
     }
-    let mut rows = vec![header];
-    for n in nets {
-        let mut row = vec![
-            n.name.clone(),
-            if n.active { "active" } else { "inactive" }.to_string(),
-            yes_no(n.autostart).to_string(),
-            yes_no(n.persistent).to_string(),
-        ];
-        if title {
-            row.push(n.title.clone().unwrap_or_default());
-        }
-        rows.push(row);
-    }
-    table(&rows)
+    let rows: Vec<Vec<String>> = nets
+        .iter()
+        .map(|n| {
+            let mut row = vec![
+                n.name.clone(),
+                if n.active { "active" } else { "inactive" }.to_string(),
+                yes_no(n.autostart).to_string(),
+                yes_no(n.persistent).to_string(),
+            ];
+            if title {
+                row.push(n.title.clone().unwrap_or_default());
+            }
+            row
+        })
+        .collect();
+    crate::vshtable::render(&columns, &rows, true)
 }
 
 fn info_text(n: &NetworkInfo) -> String {
@@ -586,6 +604,15 @@ fn run_cmd(d: &Driver, cmd: NetCommand) -> Result<String, String> {
                 check_output(&d.check(name.as_deref()).map_err(e)?, None, json)
             }
         }
+        NetCommand::DhcpLeases { mac, json, name } => {
+            let leases = d
+                .resolve(&name)
+                .and_then(|n| d.dhcp_leases(&n, mac.as_deref()))
+                .map_err(|err| {
+                    format!("Failed to get leases info for {name}\nerror: {}", e(err))
+                })?;
+            leases_output(leases, json)?
+        }
         NetCommand::Reconcile => {
             let rep = d.reconcile().map_err(e)?;
             let mut s = format!("Firewall backend: {}\n", d.backend());
@@ -606,18 +633,10 @@ fn run_cmd(d: &Driver, cmd: NetCommand) -> Result<String, String> {
     })
 }
 
-/// dnsmasq runs its `--dhcp-script` at startup (`init`) and refuses to
-/// start if it cannot. libvirt passes its own leases helper; on a host
-/// without libvirt, `true` (from PATH) stands in for it, so leases are not
-/// tracked (virtnet has no `net-dhcp-leases`).
+/// dnsmasq's `--dhcp-script` on a real host (see
+/// `virtnet_core::dnsmasq::leases::default_helper`).
 fn real_leases_helper() -> String {
-    let libvirt = virtnet_core::dnsmasq::LIBVIRT_LEASES_HELPER;
-    if std::path::Path::new(libvirt).exists() {
-        return libvirt.to_string();
-    }
-    virtnet_runner::find_in_path("true")
-        .map(|p| p.to_string_lossy().to_string())
-        .unwrap_or_else(|| libvirt.to_string())
+    virtnet_core::dnsmasq::leases::default_helper()
 }
 
 /// Runs one driver command through virtnetd; the output is the embedded
@@ -750,6 +769,13 @@ fn run_remote(c: &mut Client, cmd: NetCommand) -> Result<String, String> {
                 check_output(&parse(&r)?, None, json)
             }
         }
+        NetCommand::DhcpLeases { mac, json, name } => {
+            let r = call(c, "net.dhcp_leases", json!({ "name": name, "mac": mac }))
+                .map_err(|err| format!("Failed to get leases info for {name}\nerror: {err}"))?;
+            let leases: Vec<DhcpLease> = serde_json::from_value(r.clone())
+                .map_err(|err| format!("virtnetd answered net.dhcp_leases with {r}: {err}"))?;
+            leases_output(leases, json)?
+        }
         NetCommand::Reconcile => {
             return Err(
                 "reconcile is not available with --connect: virtnetd reconciles when it starts"
@@ -797,6 +823,7 @@ impl NetCommand {
                 | NetCommand::Uuid { .. }
                 | NetCommand::Name { .. }
                 | NetCommand::Check { repair: false, .. }
+                | NetCommand::DhcpLeases { .. }
         )
     }
 }

@@ -111,6 +111,7 @@ pub const NET_METHODS: &[MethodInfo] = &[
     MethodInfo::read_write("net.reload"),
     MethodInfo::read_only("net.check"),
     MethodInfo::read_write("net.repair"),
+    MethodInfo::read_only("net.dhcp_leases"),
 ];
 
 /// Stand-in service for builds without the network driver: knows the driver
