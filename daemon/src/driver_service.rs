@@ -480,7 +480,7 @@ impl Service for DriverService {
             }
             "net.dhcp_leases" => {
                 let LeasesParams { name, mac } = params(method, p)?;
-                let name = checked_name(method, name)?;
+                let name = self.resolve(method, name)?;
                 let _guard = self.locks.lock(name.clone());
                 d.dhcp_leases(&name, mac.as_deref())
                     .map(|l| json!(l))
