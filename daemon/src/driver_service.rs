@@ -16,6 +16,11 @@
 //! | `net.list` | `{"flags": N (default 0: all)}` | `[INFO, ...]` sorted by name; `flags`: libvirt's `VIR_CONNECT_LIST_NETWORKS_*` bits ([`ListFilter`]) |
 //! | `net.info` | `{"name"}` or `{"uuid"}` | `INFO` |
 //! | `net.dumpxml` | `{"name", "inactive": BOOL (default false)}` | `{"xml"}` |
+//! | `net.update` | `{"name", "command", "section", "xml", "parent_index": INT (default -1), "live": BOOL, "config": BOOL (both default false: current)}` | `{"name", "live", "config"}` (what was changed) |
+//!
+//! `net.update`'s `command` and `section` are virsh's names (`add`,
+//! `add-first`, `add-last`, `modify`, `delete`; `ip-dhcp-host`, `dns-txt`,
+//! ...); an unknown one is refused with virsh's message as invalid params.
 //!
 //! | `net.reload` | `{}` | `REPORT`: libvirt's reload ([`Driver::reload`]; also on SIGHUP) |
 //! | `net.check` | `{"name"?: STRING}` | `CHECK` ([`Driver::check`], read-only) |
@@ -55,8 +60,9 @@ use serde_json::{json, Value};
 use super::locks::KeyedLocks;
 use super::protocol::RpcError;
 use super::service::{CallContext, MethodInfo, Service, NET_METHODS};
-use virtnet_core::driver::{Driver, DriverError, ListFilter, NetworkInfo};
+use virtnet_core::driver::{Driver, DriverError, ListFilter, NetworkInfo, UpdateFlags};
 use virtnet_core::firewall::Backend;
+use virtnet_core::netxml::{UpdateCommand, UpdateSection};
 
 /// Error codes of driver failures (the `code` of an error response).
 pub mod driver_codes {
@@ -81,11 +87,13 @@ pub mod driver_codes {
     /// The (simulated) host crashed during the operation; nothing was undone.
     /// Restart the daemon to recover.
     pub const HOST_CRASHED: i64 = 107;
+    /// `net.update` refused the change (libvirt's message); nothing changed.
+    pub const UPDATE_REFUSED: i64 = 108;
     /// An argument the driver refuses (a UUID that is not one).
-    pub const INVALID_ARGUMENT: i64 = 108;
+    pub const INVALID_ARGUMENT: i64 = 109;
 
     /// Every code with a short name, for documentation and clients.
-    pub const ALL: [(i64, &str); 9] = [
+    pub const ALL: [(i64, &str); 10] = [
         (NOT_FOUND, "not found"),
         (ALREADY_ACTIVE, "already active"),
         (NOT_ACTIVE, "not active"),
@@ -94,6 +102,7 @@ pub mod driver_codes {
         (ALREADY_EXISTS, "already exists"),
         (TRANSIENT, "transient network"),
         (HOST_CRASHED, "host crashed"),
+        (UPDATE_REFUSED, "update refused"),
         (INVALID_ARGUMENT, "invalid argument"),
     ];
 }
@@ -107,6 +116,8 @@ pub fn error_code(e: &DriverError) -> i64 {
         DriverError::AlreadyActive(_) | DriverError::AlreadyActiveAs(_) => ALREADY_ACTIVE,
         DriverError::NotActive(_) => NOT_ACTIVE,
         DriverError::Xml(_) => INVALID_DEFINITION,
+        DriverError::Update(virtnet_core::netxml::UpdateError::Xml(_)) => INVALID_DEFINITION,
+        DriverError::Update(_) => UPDATE_REFUSED,
         DriverError::NameExists { .. } | DriverError::UuidExists { .. } => ALREADY_EXISTS,
         DriverError::Transient(_) | DriverError::AutostartTransient(_) => TRANSIENT,
         DriverError::Crashed(_) => HOST_CRASHED,
@@ -241,6 +252,25 @@ struct InfoParams {
     name: Option<String>,
     #[serde(default)]
     uuid: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateParams {
+    name: String,
+    command: String,
+    section: String,
+    xml: String,
+    #[serde(default = "minus_one")]
+    parent_index: i32,
+    #[serde(default)]
+    live: bool,
+    #[serde(default)]
+    config: bool,
+}
+
+fn minus_one() -> i32 {
+    -1
 }
 
 fn params<T: DeserializeOwned>(method: &str, p: Value) -> Result<T, RpcError> {
@@ -501,6 +531,23 @@ impl Service for DriverService {
             "net.check" | "net.repair" => {
                 let CheckParams { name } = params(method, p)?;
                 self.check(name, method == "net.repair")
+            }
+            "net.update" => {
+                let u: UpdateParams = params(method, p)?;
+                let name = self.resolve(method, u.name)?;
+                let bad = |m: String| RpcError::invalid_params(format!("{method}: {m}"));
+                let command: UpdateCommand = u.command.parse().map_err(bad)?;
+                let section: UpdateSection = u.section.parse().map_err(bad)?;
+                let flags = UpdateFlags {
+                    live: u.live,
+                    config: u.config,
+                };
+                self.write_op(&name, || {
+                    let r = d
+                        .update(&name, command, section, u.parent_index, &u.xml, flags)
+                        .map_err(err)?;
+                    Ok(json!({"name": name, "live": r.live, "config": r.config}))
+                })
             }
             other => Err(RpcError::method_not_found(other)),
         }

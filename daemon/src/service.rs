@@ -112,6 +112,7 @@ pub const NET_METHODS: &[MethodInfo] = &[
     MethodInfo::read_only("net.check"),
     MethodInfo::read_write("net.repair"),
     MethodInfo::read_only("net.dhcp_leases"),
+    MethodInfo::read_write("net.update"),
 ];
 
 /// Stand-in service for builds without the network driver: knows the driver

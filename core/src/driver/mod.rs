@@ -55,11 +55,12 @@
 //! - The tc root qdisc added by the nftables backend is removed with the
 //!   bridge (as in libvirt), never by an explicit `tc qdisc del`.
 //! - Destroy removes the status file last (libvirt: first), for crash safety.
-//! - Not implemented: bandwidth/QoS (`<bandwidth>` is not applied),
-//!   `vlan_filtering`, systemd-resolved registration, hook scripts, the
-//!   SIGKILL follow-up of dnsmasq, port status files, `net-update`,
-//!   firewalld zones (a `<bridge zone>` is refused as on a host without
-//!   firewalld).
+//! - Not implemented: bandwidth/QoS, `vlan_filtering` (macTableManager
+//!   'libvirt') and systemd-resolved registration — definitions using them
+//!   are refused at define ([`support`]) —, hook scripts, the
+//!   SIGKILL follow-up of dnsmasq, port status
+//!   files, firewalld zones (a `<bridge zone>` is refused as on
+//!   a host without firewalld).
 //! - Transient networks ([`Driver::create`]) exist while they run: no
 //!   config file; destroy removes them with their dnsmasq files; a restart
 //!   keeps an active one from its status file (as libvirt).
@@ -74,6 +75,8 @@
 //!   `DNSMASQ_DIR/BRIDGE.status`, which [`Driver::dhcp_leases`] reads and
 //!   undefine removes (see [`dnsmasq::leases`]).
 //!
+//! `net-update` is in [`update`].
+//!
 //! Tests: `core/tests/driver_lifecycle.rs` (every forward mode, both
 //! backends), `driver_failures.rs` (a failure at every command of a start; a
 //! crash at every command of a start and of a reload, then a restart),
@@ -84,6 +87,8 @@ pub mod check;
 pub mod journal;
 pub mod lock;
 pub mod modes;
+pub mod support;
+pub mod update;
 
 pub use check::{CheckReport, Drift, DriftKind, NetworkCheck};
 
@@ -106,6 +111,7 @@ use virtnet_runner::{CheckedError, Cmd, RunError, Runner};
 use journal::{Entry, Journal, JournalRunner};
 use lock::{Busy, DriverLock, Holder};
 use modes::{ops_for, run_ignore, StartCtx};
+pub use update::{UpdateFlags, UpdateReport};
 
 /// How the firewall backend is chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,6 +236,9 @@ pub enum DriverError {
     AutostartTransient(String),
     #[error("{0}")]
     Xml(#[from] netxml::NetXmlError),
+    /// A refused `net-update` (libvirt's message).
+    #[error("{0}")]
+    Update(#[from] netxml::UpdateError),
     #[error("{0}")]
     Status(#[from] StatusError),
     #[error("{0}")]
@@ -912,6 +921,10 @@ impl Driver {
             netxml::locate(xml, &mut e);
             return Err(e.into());
         }
+        if let Some(mut e) = support::unsupported_feature(&def) {
+            netxml::locate(xml, &mut e);
+            return Err(e.into());
+        }
         let mut nets = lock(&self.nets);
         for (n, o) in nets.iter() {
             let existing = o.config.as_ref().or(o.live.as_ref().map(|l| &l.def));
@@ -1181,6 +1194,10 @@ impl Driver {
                 .clone()
                 .ok_or_else(|| DriverError::NoNetwork(name.to_string()))?
         };
+        // A definition saved before virtnet refused these features.
+        if let Some(e) = support::unsupported_feature(&def) {
+            return Err(e.into());
+        }
         self.start_def(name, def)
     }
 
@@ -1225,6 +1242,11 @@ impl Driver {
             sysfs: &self.cfg.sysfs_root,
         };
         if let Err(mut e) = netxml::validate::validate_for_define(&mut def, &view) {
+            netxml::locate(xml, &mut e);
+            return Err(e.into());
+        }
+        // What virtnet cannot apply is refused, as at define.
+        if let Some(mut e) = support::unsupported_feature(&def) {
             netxml::locate(xml, &mut e);
             return Err(e.into());
         }
