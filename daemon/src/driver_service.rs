@@ -534,10 +534,11 @@ impl Service for DriverService {
             }
             "net.update" => {
                 let u: UpdateParams = params(method, p)?;
-                let name = self.resolve(method, u.name)?;
                 let bad = |m: String| RpcError::invalid_params(format!("{method}: {m}"));
                 let command: UpdateCommand = u.command.parse().map_err(bad)?;
                 let section: UpdateSection = u.section.parse().map_err(bad)?;
+                // Bad params first, then the lookup (by name or UUID).
+                let name = self.resolve(method, u.name)?;
                 let flags = UpdateFlags {
                     live: u.live,
                     config: u.config,
