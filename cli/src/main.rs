@@ -60,8 +60,39 @@ enum Command {
 /// invalid definition, ...).
 const EXIT_INPUT: u8 = 1;
 
+/// virsh's refusal of an option a `net-*` command does not have ("error:
+/// command 'net-list' doesn't support option --foo", exit status 1);
+/// other command-line errors are clap's (exit status 2).
+fn parse_cli() -> Result<Cli, ExitCode> {
+    let err = match Cli::try_parse() {
+        Ok(cli) => return Ok(cli),
+        Err(e) => e,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let net_cmd = args.iter().find(|a| a.starts_with("net-"));
+    if let (clap::error::ErrorKind::UnknownArgument, Some(cmd)) = (err.kind(), net_cmd) {
+        if let Some(clap::error::ContextValue::String(arg)) =
+            err.get(clap::error::ContextKind::InvalidArg)
+        {
+            if arg.starts_with("--") {
+                let opt = arg.split('=').next().unwrap_or(arg);
+                crate::out::err_line(&format!(
+                    "error: command '{}' doesn't support option {}",
+                    crate::out::escape_value(cmd),
+                    crate::out::escape_value(opt)
+                ));
+                return Err(ExitCode::from(EXIT_INPUT));
+            }
+        }
+    }
+    err.exit()
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     match cli.command {
         Command::Xml(cmd) => match xml::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,

@@ -35,7 +35,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use virtnet_core::driver::{DhcpLease, Driver, DriverConfig, NetworkInfo, UpdateFlags};
+use virtnet_core::driver::{DhcpLease, Driver, DriverConfig, ListFilter, NetworkInfo, UpdateFlags};
 use virtnet_core::netxml::{UpdateCommand, UpdateError, UpdateSection};
 use virtnet_daemon::driver_service::{info_from_json, info_to_json};
 use virtnet_daemon::Client;
@@ -88,33 +88,116 @@ pub struct HostArgs {
     pub state_dir: PathBuf,
 }
 
-/// The driver commands.
+/// `net-list`'s options: virsh's, and `--json`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ListArgs {
+    /// List inactive networks
+    #[arg(long)]
+    pub inactive: bool,
+    /// List inactive & active networks
+    #[arg(long)]
+    pub all: bool,
+    /// List persistent networks
+    #[arg(long)]
+    pub persistent: bool,
+    /// List transient networks
+    #[arg(long)]
+    pub transient: bool,
+    /// List networks with autostart enabled
+    #[arg(long)]
+    pub autostart: bool,
+    /// List networks with autostart disabled
+    #[arg(long)]
+    pub no_autostart: bool,
+    /// List UUIDs only
+    #[arg(long)]
+    pub uuid: bool,
+    /// List network names only
+    #[arg(long)]
+    pub name: bool,
+    /// List table (default)
+    #[arg(long)]
+    pub table: bool,
+    /// Show network title
+    #[arg(long)]
+    pub title: bool,
+    /// Print a JSON array (the daemon's `net.list` result) instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ListArgs {
+    /// virsh's flags: active networks unless --inactive or --all.
+    pub fn filter(&self) -> ListFilter {
+        ListFilter {
+            active: self.all || !self.inactive,
+            inactive: self.all || self.inactive,
+            persistent: self.persistent,
+            transient: self.transient,
+            autostart: self.autostart,
+            no_autostart: self.no_autostart,
+        }
+    }
+
+    /// virsh's refusal of more than one output form.
+    fn check(&self) -> Result<(), String> {
+        let forms = [self.table, self.name, self.uuid, self.json]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if forms <= 1 {
+            return Ok(());
+        }
+        Err(if self.json {
+            "Only one argument from --table, --name, --uuid and --json may be specified.".into()
+        } else {
+            "Only one argument from --table, --name and --uuid may be specified.".into()
+        })
+    }
+}
+
+/// The driver commands. A NETWORK argument is a network's name or UUID
+/// (a 36-character argument is tried as a UUID first, as virsh does).
 #[derive(Debug, clap::Subcommand)]
 pub enum NetCommand {
     /// Define (or redefine) a persistent network from an XML file
     #[command(name = "net-define")]
     Define { file: PathBuf },
+    /// Create and start a transient network from an XML file
+    #[command(name = "net-create")]
+    Create { file: PathBuf },
     /// Remove a network's persistent definition
     #[command(name = "net-undefine")]
-    Undefine { name: String },
+    Undefine {
+        /// Network name or UUID
+        #[arg(value_name = "NETWORK")]
+        name: String,
+    },
     /// Start a defined network
     #[command(name = "net-start")]
-    Start { name: String },
-    /// Stop an active network, removing exactly what its start added
-    #[command(name = "net-destroy")]
-    Destroy { name: String },
-    /// List all networks
-    #[command(name = "net-list")]
-    List {
-        /// Print a JSON array (the daemon's `net.list` result) instead of a table
-        #[arg(long)]
-        json: bool,
+    Start {
+        /// Network name or UUID
+        #[arg(value_name = "NETWORK")]
+        name: String,
     },
+    /// Stop an active network, removing exactly what its start added (a
+    /// transient network disappears)
+    #[command(name = "net-destroy")]
+    Destroy {
+        /// Network name or UUID
+        #[arg(value_name = "NETWORK")]
+        name: String,
+    },
+    /// List networks (active ones unless --inactive or --all)
+    #[command(name = "net-list")]
+    List(ListArgs),
     /// Print a network's XML (the live one if active, unless --inactive)
     #[command(name = "net-dumpxml")]
     Dumpxml {
         #[arg(long)]
         inactive: bool,
+        /// Network name or UUID
+        #[arg(value_name = "NETWORK")]
         name: String,
     },
     /// Mark a network to be started when the driver starts
@@ -122,6 +205,8 @@ pub enum NetCommand {
     Autostart {
         #[arg(long)]
         disable: bool,
+        /// Network name or UUID
+        #[arg(value_name = "NETWORK")]
         name: String,
     },
     /// Show a network's state
@@ -130,7 +215,23 @@ pub enum NetCommand {
         /// Print a JSON object (the daemon's `net.info` result) instead of text
         #[arg(long)]
         json: bool,
+        /// Network name or UUID
+        #[arg(value_name = "NETWORK")]
         name: String,
+    },
+    /// Print a network's UUID
+    #[command(name = "net-uuid")]
+    Uuid {
+        /// Network name
+        #[arg(value_name = "NETWORK")]
+        name: String,
+    },
+    /// Print the name of the network with this UUID
+    #[command(name = "net-name")]
+    Name {
+        /// Network UUID
+        #[arg(value_name = "UUID")]
+        uuid: String,
     },
     /// Change one section of a network's definition, live and/or persistent
     /// (virsh net-update): COMMAND is add, add-first, add-last, modify or
@@ -172,6 +273,26 @@ pub enum NetCommand {
     /// Do what the daemon does when it starts: reload every active network's
     /// rules with the configured backend, then start autostart networks
     Reconcile,
+    /// Do what libvirt's reload (SIGHUP to the daemon) does: read the
+    /// definitions again, re-apply every active network's firewall rules
+    /// (removed with the saved plan, added again), refresh dnsmasq, start
+    /// autostart networks that are not running
+    Reload,
+    /// Compare the host with what each active network's status says should
+    /// be there (its firewall rules, the private chains); exit status 1 when
+    /// something is missing or altered
+    Check {
+        /// Restore what drifted: remove with the saved plan (the rules
+        /// found intact), set the private chains up again, add afresh
+        #[arg(long)]
+        repair: bool,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+        /// Only this network (name or UUID)
+        #[arg(value_name = "NETWORK")]
+        name: Option<String>,
+    },
 }
 
 /// `YYYY-MM-DD HH:MM:SS` of a Unix time in the local time zone, as virsh
@@ -242,24 +363,37 @@ fn yes_no(b: bool) -> &'static str {
     }
 }
 
-fn list_table(nets: &[NetworkInfo]) -> String {
-    let w = nets.iter().map(|n| n.name.len()).max().unwrap_or(0).max(4);
-    let mut out = format!(
-        " {:<w$}   {:<8}   {:<9}   {}\n",
-        "Name", "State", "Autostart", "Persistent"
-    );
-    out.push_str(&"-".repeat(w + 38));
-    out.push('\n');
-    for n in nets {
-        out.push_str(&format!(
-            " {:<w$}   {:<8}   {:<9}   {}\n",
-            n.name,
-            if n.active { "active" } else { "inactive" },
-            yes_no(n.autostart),
-            yes_no(n.persistent)
-        ));
+/// virsh's order: names compared ignoring ASCII case.
+fn sort_like_virsh(nets: &mut [NetworkInfo]) {
+    nets.sort_by(|a, b| {
+        a.name
+            .to_ascii_lowercase()
+            .cmp(&b.name.to_ascii_lowercase())
+            .then_with(|| a.name.cmp(&b.name))
+    });
+}
+
+fn list_table(nets: &[NetworkInfo], title: bool) -> String {
+    let mut columns = vec!["Name", "State", "Autostart", "Persistent"];
+    if title {
+        columns.push("Title");
     }
-    out
+    let rows: Vec<Vec<String>> = nets
+        .iter()
+        .map(|n| {
+            let mut row = vec![
+                n.name.clone(),
+                if n.active { "active" } else { "inactive" }.to_string(),
+                yes_no(n.autostart).to_string(),
+                yes_no(n.persistent).to_string(),
+            ];
+            if title {
+                row.push(n.title.clone().unwrap_or_default());
+            }
+            row
+        })
+        .collect();
+    crate::vshtable::render(&columns, &rows, true)
 }
 
 fn info_text(n: &NetworkInfo) -> String {
@@ -284,12 +418,36 @@ fn json_text(v: &Value) -> String {
     s
 }
 
-fn list_output(nets: &[NetworkInfo], json: bool) -> String {
-    if json {
-        json_text(&Value::Array(nets.iter().map(info_to_json).collect()))
-    } else {
-        list_table(nets)
+/// `net-list`'s output for the networks its filter selected. Like every
+/// virsh command, the text forms end with an empty line.
+fn list_output(mut nets: Vec<NetworkInfo>, args: &ListArgs) -> String {
+    if args.json {
+        return json_text(&Value::Array(nets.iter().map(info_to_json).collect()));
     }
+    sort_like_virsh(&mut nets);
+    let mut out = if args.uuid {
+        nets.iter().map(|n| format!("{}\n", n.uuid)).collect()
+    } else if args.name {
+        nets.iter().map(|n| format!("{}\n", n.name)).collect()
+    } else {
+        list_table(&nets, args.title)
+    };
+    out.push('\n');
+    out
+}
+
+/// `net-name`: virsh looks an argument up by UUID only when it has a
+/// UUID's length (36); otherwise it fails without asking the driver.
+fn uuid_argument(uuid: &str) -> Result<(), String> {
+    if uuid.len() == 36 {
+        Ok(())
+    } else {
+        Err(format!("failed to get network '{uuid}'"))
+    }
+}
+
+fn create_done(name: &str, file: &Path) -> String {
+    format!("Network {name} created from {}\n", file.display())
 }
 
 fn info_output(n: &NetworkInfo, json: bool) -> String {
@@ -298,6 +456,102 @@ fn info_output(n: &NetworkInfo, json: bool) -> String {
     } else {
         info_text(n)
     }
+}
+
+/// Set when a `check` found drift left (exit status 1 after its report).
+static DRIFT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn drift_text(d: &virtnet_core::driver::Drift) -> String {
+    use virtnet_core::driver::DriftKind;
+    let kind = match d.kind {
+        DriftKind::Missing => "missing",
+        DriftKind::Altered => "altered",
+        DriftKind::NoPlan => "no plan",
+    };
+    let mut s = format!("  {kind}: {}\n", d.expected);
+    if let Some(f) = &d.found {
+        s.push_str(&format!("    found: {f}\n"));
+    }
+    s
+}
+
+fn check_text(r: &virtnet_core::driver::CheckReport) -> String {
+    let mut s = String::new();
+    for n in &r.networks {
+        let backend = n
+            .backend
+            .map(|b| b.to_string())
+            .unwrap_or_else(|| "no plan".into());
+        if n.drift.is_empty() {
+            s.push_str(&format!(
+                "Network {} ({backend}): {} rules checked, none drifted\n",
+                n.name, n.checked
+            ));
+        } else {
+            s.push_str(&format!(
+                "Network {} ({backend}): {} rules checked, {} drifted\n",
+                n.name,
+                n.checked,
+                n.drift.len()
+            ));
+            for d in &n.drift {
+                s.push_str(&drift_text(d));
+            }
+        }
+    }
+    if r.private_chains.is_empty() {
+        s.push_str("Private chains: as expected\n");
+    } else {
+        s.push_str(&format!(
+            "Private chains: {} missing\n",
+            r.private_chains.len()
+        ));
+        for d in &r.private_chains {
+            s.push_str(&drift_text(d));
+        }
+    }
+    s
+}
+
+/// `check`'s output; notes drift for the exit status.
+fn check_output(
+    before: &virtnet_core::driver::CheckReport,
+    after: Option<&virtnet_core::driver::CheckReport>,
+    json: bool,
+) -> String {
+    let last = after.unwrap_or(before);
+    if last.drifted() {
+        DRIFT.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    if json {
+        let v = match after {
+            Some(a) => json!({ "before": before, "after": a }),
+            None => serde_json::to_value(before).unwrap_or(Value::Null),
+        };
+        return json_text(&v);
+    }
+    let mut s = check_text(before);
+    if let Some(a) = after {
+        if before.drifted() {
+            s.push_str("Repaired; now:\n");
+            s.push_str(&check_text(a));
+        }
+    }
+    s
+}
+
+fn reload_text(reloaded: &[String], autostarted: &[String], problems: &[String]) -> String {
+    let mut s = String::new();
+    for n in reloaded {
+        s.push_str(&format!("Network {n}: firewall reloaded\n"));
+    }
+    for n in autostarted {
+        s.push_str(&format!("Network {n}: autostarted\n"));
+    }
+    for p in problems {
+        crate::out::err_line(&format!("warning: {p}"));
+    }
+    s
 }
 
 fn define_done(name: &str, file: &Path) -> String {
@@ -377,6 +631,8 @@ fn read_xml(file: &Path) -> Result<String, String> {
 
 fn run_cmd(d: &Driver, cmd: NetCommand) -> Result<String, String> {
     let e = |e: virtnet_core::driver::DriverError| e.to_string();
+    // Messages name the network as it was given (virsh prints its argument).
+    let net = |arg: &str| d.resolve(arg).map_err(e);
     Ok(match cmd {
         NetCommand::Define { file } => {
             let xml = read_xml(&file)?;
@@ -385,25 +641,53 @@ fn run_cmd(d: &Driver, cmd: NetCommand) -> Result<String, String> {
             })?;
             define_done(&def.name, &file)
         }
+        NetCommand::Create { file } => {
+            let xml = read_xml(&file)?;
+            let def = d.create(&xml).map_err(|err| {
+                crate::out::join_location(&crate::out::path_text(&file), &err.to_string())
+            })?;
+            create_done(&def.name, &file)
+        }
         NetCommand::Undefine { name } => {
-            d.undefine(&name).map_err(e)?;
+            d.undefine(&net(&name)?).map_err(e)?;
             format!("Network {name} has been undefined\n")
         }
         NetCommand::Start { name } => {
-            d.start(&name).map_err(e)?;
+            d.start(&net(&name)?).map_err(e)?;
             format!("Network {name} started\n")
         }
         NetCommand::Destroy { name } => {
-            d.destroy(&name).map_err(e)?;
+            d.destroy(&net(&name)?).map_err(e)?;
             format!("Network {name} destroyed\n")
         }
-        NetCommand::List { json } => list_output(&d.list(), json),
-        NetCommand::Dumpxml { inactive, name } => d.dumpxml(&name, inactive).map_err(e)?,
+        NetCommand::List(args) => {
+            args.check()?;
+            list_output(d.list_filtered(&args.filter()), &args)
+        }
+        NetCommand::Dumpxml { inactive, name } => d.dumpxml(&net(&name)?, inactive).map_err(e)?,
         NetCommand::Autostart { disable, name } => {
-            d.set_autostart(&name, !disable).map_err(e)?;
+            d.set_autostart(&net(&name)?, !disable).map_err(e)?;
             autostart_done(&name, disable)
         }
-        NetCommand::Info { json, name } => info_output(&d.info(&name).map_err(e)?, json),
+        NetCommand::Info { json, name } => info_output(&d.lookup(&name).map_err(e)?, json),
+        NetCommand::Uuid { name } => format!("{}\n\n", d.info(&name).map_err(e)?.uuid),
+        NetCommand::Name { uuid } => {
+            uuid_argument(&uuid)?;
+            format!("{}\n\n", d.lookup_by_uuid(&uuid).map_err(e)?.name)
+        }
+        NetCommand::Reload => {
+            let rep = d.reload().map_err(e)?;
+            reload_text(&rep.reloaded, &rep.autostarted, &rep.problems)
+        }
+        NetCommand::Check { repair, json, name } => {
+            let name = name.map(|n| net(&n)).transpose()?;
+            if repair {
+                let (before, after) = d.repair(name.as_deref()).map_err(e)?;
+                check_output(&before, Some(&after), json)
+            } else {
+                check_output(&d.check(name.as_deref()).map_err(e)?, None, json)
+            }
+        }
         NetCommand::Update {
             name,
             command,
@@ -415,9 +699,10 @@ fn run_cmd(d: &Driver, cmd: NetCommand) -> Result<String, String> {
             current: _,
         } => {
             let u = update_args(name, &command, &section, xml, parent_index, live, config)?;
+            let target = net(&u.name)?;
             let r = d
                 .update(
-                    &u.name,
+                    &target,
                     u.command,
                     u.section,
                     u.parent_index,
@@ -434,9 +719,12 @@ fn run_cmd(d: &Driver, cmd: NetCommand) -> Result<String, String> {
             update_done(&u.name, r.live, r.config)
         }
         NetCommand::DhcpLeases { mac, json, name } => {
-            let leases = d.dhcp_leases(&name, mac.as_deref()).map_err(|err| {
-                format!("Failed to get leases info for {name}\nerror: {}", e(err))
-            })?;
+            let leases = d
+                .resolve(&name)
+                .and_then(|n| d.dhcp_leases(&n, mac.as_deref()))
+                .map_err(|err| {
+                    format!("Failed to get leases info for {name}\nerror: {}", e(err))
+                })?;
             leases_output(leases, json)?
         }
         NetCommand::Reconcile => {
@@ -492,6 +780,18 @@ fn run_remote(c: &mut Client, cmd: NetCommand) -> Result<String, String> {
                     })?;
             define_done(&str_field(&r, "name")?, &file)
         }
+        NetCommand::Create { file } => {
+            let xml = read_xml(&file)?;
+            let r =
+                c.call("net.create", json!({ "xml": xml }))
+                    .map_err(|err| match err.remote() {
+                        Some(r) if r.code >= 100 => {
+                            crate::out::join_location(&crate::out::path_text(&file), &r.message)
+                        }
+                        _ => describe(&err),
+                    })?;
+            create_done(&str_field(&r, "name")?, &file)
+        }
         NetCommand::Undefine { name } => {
             call(c, "net.undefine", json!({ "name": name }))?;
             format!("Network {name} has been undefined\n")
@@ -504,8 +804,9 @@ fn run_remote(c: &mut Client, cmd: NetCommand) -> Result<String, String> {
             call(c, "net.destroy", json!({ "name": name }))?;
             format!("Network {name} destroyed\n")
         }
-        NetCommand::List { json } => {
-            let r = call(c, "net.list", json!({}))?;
+        NetCommand::List(args) => {
+            args.check()?;
+            let r = call(c, "net.list", json!({ "flags": args.filter().flags() }))?;
             let items = r
                 .as_array()
                 .ok_or_else(|| format!("virtnetd answered net.list with a non-array: {r}"))?;
@@ -513,7 +814,7 @@ fn run_remote(c: &mut Client, cmd: NetCommand) -> Result<String, String> {
                 .iter()
                 .map(info_from_json)
                 .collect::<Result<Vec<_>, _>>()?;
-            list_output(&nets, json)
+            list_output(nets, &args)
         }
         NetCommand::Dumpxml { inactive, name } => {
             let r = call(
@@ -534,6 +835,53 @@ fn run_remote(c: &mut Client, cmd: NetCommand) -> Result<String, String> {
         NetCommand::Info { json, name } => {
             let r = call(c, "net.info", json!({ "name": name }))?;
             info_output(&info_from_json(&r)?, json)
+        }
+        NetCommand::Uuid { name } => {
+            // By name only, as virsh's net-uuid: a UUID-shaped name is a name.
+            let r = call(c, "net.info", json!({ "name": name }))?;
+            let i = info_from_json(&r)?;
+            if i.name != name {
+                return Err(virtnet_core::driver::DriverError::NoNetwork(name).to_string());
+            }
+            format!("{}\n\n", i.uuid)
+        }
+        NetCommand::Name { uuid } => {
+            uuid_argument(&uuid)?;
+            let r = call(c, "net.info", json!({ "uuid": uuid }))?;
+            format!("{}\n\n", info_from_json(&r)?.name)
+        }
+        NetCommand::Reload => {
+            let r = call(c, "net.reload", json!({}))?;
+            let list = |k: &str| -> Vec<String> {
+                r.get(k)
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            reload_text(&list("reloaded"), &list("autostarted"), &list("problems"))
+        }
+        NetCommand::Check { repair, json, name } => {
+            let method = if repair { "net.repair" } else { "net.check" };
+            let params = match name {
+                Some(n) => json!({ "name": n }),
+                None => json!({}),
+            };
+            let r = call(c, method, params)?;
+            let parse = |v: &Value| -> Result<virtnet_core::driver::CheckReport, String> {
+                serde_json::from_value(v.clone())
+                    .map_err(|err| format!("virtnetd answered {method} with a bad report: {err}"))
+            };
+            if repair {
+                let before = parse(r.get("before").unwrap_or(&Value::Null))?;
+                let after = parse(r.get("after").unwrap_or(&Value::Null))?;
+                check_output(&before, Some(&after), json)
+            } else {
+                check_output(&parse(&r)?, None, json)
+            }
         }
         NetCommand::Update {
             name,
@@ -598,7 +946,11 @@ fn finish(result: Result<String, String>) -> ExitCode {
     match result {
         Ok(out) => {
             crate::out::print(&out);
-            ExitCode::SUCCESS
+            if DRIFT.load(std::sync::atomic::Ordering::SeqCst) {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(msg) => {
             crate::out::err_line(&format!("error: {msg}"));
@@ -615,6 +967,9 @@ impl NetCommand {
             NetCommand::List { .. }
                 | NetCommand::Dumpxml { .. }
                 | NetCommand::Info { .. }
+                | NetCommand::Uuid { .. }
+                | NetCommand::Name { .. }
+                | NetCommand::Check { repair: false, .. }
                 | NetCommand::DhcpLeases { .. }
         )
     }

@@ -49,7 +49,7 @@ fn lifecycle_through_the_cli_on_one_simulated_host() {
         .success()
         .stdout(predicate::str::starts_with("Network default defined from "));
     virtnet(d)
-        .arg("net-list")
+        .args(["net-list", "--all"])
         .assert()
         .success()
         .stdout(predicate::str::contains(

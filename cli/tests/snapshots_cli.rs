@@ -51,7 +51,12 @@ fn run(mut cmd: Command) -> String {
 #[case::net_dumpxml(&["net-dumpxml"])]
 #[case::net_autostart(&["net-autostart"])]
 #[case::net_info(&["net-info"])]
+#[case::net_create(&["net-create"])]
+#[case::net_uuid(&["net-uuid"])]
+#[case::net_name(&["net-name"])]
 #[case::reconcile(&["reconcile"])]
+#[case::reload(&["reload"])]
+#[case::check(&["check"])]
 #[case::daemon_status(&["daemon-status"])]
 #[case::daemon_log_level(&["daemon-log-level"])]
 fn virtnet_help(#[case] sub: &[&str]) {
@@ -116,7 +121,9 @@ fn net_list_and_info_outputs() {
     let mut text = String::new();
     for args in [
         &["net-list"][..],
+        &["net-list", "--all"],
         &["net-list", "--json"],
+        &["net-list", "--all", "--json"],
         &["net-info", "default"],
         &["net-info", "isolated"],
         &["net-info", "nosuch"],

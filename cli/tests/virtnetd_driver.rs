@@ -217,6 +217,24 @@ fn script(xml: &str, bad: &str) -> Vec<Vec<String>> {
         &["net-info", "web"],
         &["net-start", "nosuch"],
         &["net-list", "--json"],
+        &["net-list", "--all"],
+        &["net-list", "--all", "--json"],
+        &["net-create", xml],
+        &["net-create", xml],
+        &["net-list", "--transient", "--name"],
+        &["net-uuid", "web"],
+        &["net-name", "not-a-uuid"],
+        &["net-name", "00000000-0000-4000-8000-00000000000z"],
+        &["net-name", "00000000-0000-4000-8000-0000000000ff"],
+        &["check"],
+        &["check", "web"],
+        &["check", "--json"],
+        &["check", "--repair"],
+        &["reload"],
+        &["net-info", "--json", "web"],
+        &["net-destroy", "web"],
+        &["net-list", "--all"],
+        &["check", "web"],
     ];
     lines
         .iter()
@@ -322,6 +340,9 @@ fn read_only_socket_serves_reads_and_refuses_every_write() {
         ("net.destroy", &["net-destroy", "web"]),
         ("net.autostart", &["net-autostart", "web"]),
         ("net.autostart", &["net-autostart", "--disable", "web"]),
+        ("net.create", &["net-create", &x]),
+        ("net.reload", &["reload"]),
+        ("net.repair", &["check", "--repair"]),
         (
             "net.update",
             &[
@@ -469,6 +490,15 @@ fn bad_requests_never_cost_the_connection_or_the_daemon() {
         (br#"{"id": 19, "method": "net.define", "params": {"xml": "<network><name>a/b</name></network>"}}"#.to_vec(), codes::INVALID_DEFINITION),
         (br#"{"id": 20, "method": "net.define", "params": {"xml": ""}}"#.to_vec(), codes::INVALID_DEFINITION),
         (br#"{"id": 21, "method": "net.define", "params": {"xml": "<!DOCTYPE x [<!ENTITY a 'aaaa'>]><network><name>&a;</name></network>"}}"#.to_vec(), codes::INVALID_DEFINITION),
+        (br#"{"id": 22, "method": "net.create", "params": {"file": "x.xml"}}"#.to_vec(), params),
+        (br#"{"id": 23, "method": "net.reload", "params": {"all": true}}"#.to_vec(), params),
+        (br#"{"id": 24, "method": "net.check", "params": {"name": 1}}"#.to_vec(), params),
+        (br#"{"id": 25, "method": "net.repair", "params": {"repair": true}}"#.to_vec(), params),
+        (br#"{"id": 26, "method": "net.info", "params": {"name": "x", "uuid": "y"}}"#.to_vec(), params),
+        (br#"{"id": 27, "method": "net.list", "params": {"flags": 64}}"#.to_vec(), params),
+        (br#"{"id": 28, "method": "net.info", "params": {"uuid": "nope"}}"#.to_vec(), codes::INVALID_ARGUMENT),
+        (br#"{"id": 29, "method": "net.info", "params": {"uuid": "00000000-0000-4000-8000-0000000000ff"}}"#.to_vec(), codes::NOT_FOUND),
+        (br#"{"id": 30, "method": "net.create", "params": {"xml": "<network/>"}}"#.to_vec(), codes::INVALID_DEFINITION),
     ];
     for (line, want) in &cases {
         assert_eq!(
@@ -841,4 +871,41 @@ fn second_daemon_on_the_same_state_dir_refuses_to_start() {
     );
     assert!(!dirs.root().join("run2/virtnetd-sock").exists());
     assert_eq!(c.call("net.list", json!({})).unwrap(), json!([]));
+}
+
+/// SIGHUP makes virtnetd do libvirt's reload: a definition put into the
+/// config directory by hand (and marked autostart) is read and started;
+/// `virtnet reload` through the socket does the same and reports it; the
+/// drift check and repair work through the daemon.
+#[test]
+fn sighup_reloads_like_libvirt() {
+    require_activate!();
+    let mut d = Daemon::start(Dirs::new(), &[]);
+    let etc = d.dirs.root().join("etc");
+    std::fs::create_dir_all(etc.join("autostart")).unwrap();
+    std::fs::write(etc.join("web.xml"), WEB_XML).unwrap();
+    std::os::unix::fs::symlink(etc.join("web.xml"), etc.join("autostart/web.xml")).unwrap();
+    assert_eq!(ok(connected(&d.rw, &["net-list", "--all", "--name"])), "\n");
+    d.proc_.signal(nix::sys::signal::Signal::SIGHUP);
+    // The reload runs on its own thread: wait (bounded) for its effect.
+    let mut listed = String::new();
+    for _ in 0..200 {
+        listed = ok(connected(&d.rw, &["net-list", "--name"]));
+        if listed == "web\n\n" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        listed, "web\n\n",
+        "SIGHUP did not start the autostart network"
+    );
+    assert!(d.alive());
+    let r = ok(connected(&d.rw, &["reload"]));
+    assert_eq!(r, "Network web: firewall reloaded\n");
+    let c = ok(connected(&d.ro, &["check", "web"]));
+    assert!(c.starts_with("Network web (nftables): "), "{c}");
+    assert!(c.contains("none drifted"), "{c}");
+    assert_eq!(ok(connected(&d.rw, &["check", "--repair"])), c);
+    ok(connected(&d.rw, &["net-destroy", "web"]));
 }

@@ -144,3 +144,108 @@ fn real_host_start_and_destroy_through_the_daemon() {
     let r = virtnet(&rw, &["net-undefine", "realnet"]);
     assert_eq!(r.0, 0, "{}", r.2);
 }
+
+/// Stops what a test started in its namespace however it ends: the
+/// network (through the daemon, still running when this drops) and, if
+/// that failed, every dnsmasq named by a pid file of the state directory.
+struct NetGuard<'a> {
+    rw: &'a Path,
+    name: &'a str,
+    state: std::path::PathBuf,
+}
+
+impl Drop for NetGuard<'_> {
+    fn drop(&mut self) {
+        let _ = virtnet(self.rw, &["net-destroy", self.name]);
+        if let Ok(rd) = std::fs::read_dir(&self.state) {
+            for e in rd.flatten() {
+                if e.path().extension().is_some_and(|x| x == "pid") {
+                    if let Ok(pid) = std::fs::read_to_string(e.path()) {
+                        let _ = Command::new("kill").arg(pid.trim()).status();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `--check-interval 1 --check-repair`: after `nft flush ruleset` in the
+/// daemon's namespace, the daemon finds the drift on its own, logs it and
+/// restores the network's rules; `virtnet check` through the read-only
+/// socket then reports nothing drifted.
+#[test]
+fn real_host_periodic_check_repairs_a_flushed_firewall() {
+    if let Some(why) = missing_requirement() {
+        virtnet_testkit::skip(&why);
+        return;
+    }
+    let dirs = Dirs::new();
+    let root = dirs.root().to_path_buf();
+    let l = root.join("listen");
+    std::fs::create_dir_all(&l).unwrap();
+    let (rw, ro, admin) = (l.join("rw"), l.join("ro"), l.join("admin"));
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(
+        root.join("etc/network.conf"),
+        "firewall_backend = \"iptables\"\n",
+    )
+    .unwrap();
+    let mut cmd = virtnet_testkit::command_in_fresh_netns(SOCKET_ACTIVATE);
+    cmd.args(["-l", &rw.display().to_string()])
+        .args(["-l", &ro.display().to_string()])
+        .args(["-l", &admin.display().to_string()])
+        .arg("--fdname=virtnetd.socket:virtnetd-ro.socket:virtnetd-admin.socket")
+        .arg(VIRTNETD)
+        .args(["--host", "real"])
+        .args(["--config-dir", &root.join("etc").display().to_string()])
+        .args(["--state-dir", &root.join("state").display().to_string()])
+        .args(["--runtime-dir", &root.join("run").display().to_string()])
+        .args(["--check-interval", "1", "--check-repair"])
+        .args(["--log-level", "info"]);
+    cmd.env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_FDNAMES");
+    let mut p = Proc::spawn(cmd, root.join("daemon.log"));
+    wait_for_path(&admin, &mut p);
+    let mut c = connect(&admin);
+    c.call("daemon.status", serde_json::json!({})).unwrap();
+    let pid = p.pid();
+    let xml = root.join("realchk.xml");
+    std::fs::write(
+        &xml,
+        XML.replace("realnet", "realchk")
+            .replace("vnreal0", "vnchk0")
+            .replace("192.168.150.", "192.168.151."),
+    )
+    .unwrap();
+    let r = virtnet(&rw, &["net-define", &xml.display().to_string()]);
+    assert_eq!(r.0, 0, "{}", r.2);
+    let r = virtnet(&rw, &["net-start", "realchk"]);
+    assert_eq!(r.0, 0, "{}\n{}", r.2, p.stderr());
+    let _guard = NetGuard {
+        rw: &rw,
+        name: "realchk",
+        state: root.join("state"),
+    };
+    let good = in_netns(pid, &["iptables-save"]);
+    assert!(good.contains("-s 192.168.151.0/24"), "{good}");
+    in_netns(pid, &["nft", "flush", "ruleset"]);
+    // The daemon checks every second: wait (bounded) for its repair.
+    let mut now = String::new();
+    for _ in 0..300 {
+        now = in_netns(pid, &["iptables-save"]);
+        if now.contains("-s 192.168.151.0/24") && p.stderr().contains("drift found") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        now.contains("-s 192.168.151.0/24"),
+        "not repaired:\n{now}\n{}",
+        p.stderr()
+    );
+    assert!(p.stderr().contains("drift found"), "{}", p.stderr());
+    let r = virtnet(&ro, &["check"]);
+    assert_eq!(r.0, 0, "{}{}", r.1, r.2);
+    assert!(r.1.contains("none drifted"), "{}", r.1);
+}

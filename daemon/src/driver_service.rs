@@ -12,8 +12,9 @@
 //! | `net.start` | `{"name"}` | `{"name"}` |
 //! | `net.destroy` | `{"name"}` | `{"name"}` |
 //! | `net.autostart` | `{"name", "enable": BOOL}` | `{"name", "autostart": BOOL}` |
-//! | `net.list` | `{}` | `[INFO, ...]` sorted by name |
-//! | `net.info` | `{"name"}` | `INFO` |
+//! | `net.create` | `{"xml": STRING}` | `{"name", "uuid"}` (a transient network, started) |
+//! | `net.list` | `{"flags": N (default 0: all)}` | `[INFO, ...]` sorted by name; `flags`: libvirt's `VIR_CONNECT_LIST_NETWORKS_*` bits ([`ListFilter`]) |
+//! | `net.info` | `{"name"}` or `{"uuid"}` | `INFO` |
 //! | `net.dumpxml` | `{"name", "inactive": BOOL (default false)}` | `{"xml"}` |
 //! | `net.update` | `{"name", "command", "section", "xml", "parent_index": INT (default -1), "live": BOOL, "config": BOOL (both default false: current)}` | `{"name", "live", "config"}` (what was changed) |
 //!
@@ -21,8 +22,23 @@
 //! `add-first`, `add-last`, `modify`, `delete`; `ip-dhcp-host`, `dns-txt`,
 //! ...); an unknown one is refused with virsh's message as invalid params.
 //!
+//! | `net.reload` | `{}` | `REPORT`: libvirt's reload ([`Driver::reload`]; also on SIGHUP) |
+//! | `net.check` | `{"name"?: STRING}` | `CHECK` ([`Driver::check`], read-only) |
+//! | `net.repair` | `{"name"?: STRING}` | `{"before": CHECK, "after": CHECK}` ([`Driver::repair`]) |
+//!
+//! `REPORT` is `{"reloaded": [NAME], "autostarted": [NAME], "problems":
+//! [STRING]}`; `CHECK` is [`virtnet_core::driver::CheckReport`] as JSON:
+//! `{"networks": [{"name", "backend", "checked", "drift": [{"kind":
+//! "missing"|"altered"|"no-plan", "expected", "found"?}]}],
+//! "private_chains": [DRIFT]}`.
+//!
+//! Every `"name"` of a network is its name or its UUID, looked up as virsh
+//! does ([`Driver::lookup`]); `net.info` with `"uuid"` looks up by UUID only
+//! ([`Driver::lookup_by_uuid`], `virsh net-name`).
+//!
 //! `INFO` is `{"name", "uuid", "active", "persistent", "autostart",
-//! "bridge": STRING|null, "firewall_backend": "iptables"|"nftables"|null}`
+//! "bridge": STRING|null, "firewall_backend": "iptables"|"nftables"|null,
+//! "title": STRING|null}`
 //! ([`info_to_json`] / [`info_from_json`]).
 //!
 //! Driver failures are answered with the driver's own message and one of
@@ -44,7 +60,9 @@ use serde_json::{json, Value};
 use super::locks::KeyedLocks;
 use super::protocol::RpcError;
 use super::service::{CallContext, MethodInfo, Service, NET_METHODS};
-use virtnet_core::driver::{Driver, DriverError, NetworkInfo, UpdateFlags, UpdateReport};
+use virtnet_core::driver::{
+    Driver, DriverError, ListFilter, NetworkInfo, UpdateFlags, UpdateReport,
+};
 use virtnet_core::firewall::Backend;
 use virtnet_core::netxml::{UpdateCommand, UpdateSection};
 
@@ -73,9 +91,11 @@ pub mod driver_codes {
     pub const HOST_CRASHED: i64 = 107;
     /// `net.update` refused the change (libvirt's message); nothing changed.
     pub const UPDATE_REFUSED: i64 = 108;
+    /// An argument the driver refuses (a UUID that is not one).
+    pub const INVALID_ARGUMENT: i64 = 109;
 
     /// Every code with a short name, for documentation and clients.
-    pub const ALL: [(i64, &str); 9] = [
+    pub const ALL: [(i64, &str); 10] = [
         (NOT_FOUND, "not found"),
         (ALREADY_ACTIVE, "already active"),
         (NOT_ACTIVE, "not active"),
@@ -85,6 +105,7 @@ pub mod driver_codes {
         (TRANSIENT, "transient network"),
         (HOST_CRASHED, "host crashed"),
         (UPDATE_REFUSED, "update refused"),
+        (INVALID_ARGUMENT, "invalid argument"),
     ];
 }
 
@@ -92,8 +113,9 @@ pub mod driver_codes {
 pub fn error_code(e: &DriverError) -> i64 {
     use driver_codes::*;
     match e {
-        DriverError::NoNetwork(_) => NOT_FOUND,
-        DriverError::AlreadyActive(_) => ALREADY_ACTIVE,
+        DriverError::NoNetwork(_) | DriverError::NoNetworkUuid(_) => NOT_FOUND,
+        DriverError::InvalidUuid(_) => INVALID_ARGUMENT,
+        DriverError::AlreadyActive(_) | DriverError::AlreadyActiveAs(_) => ALREADY_ACTIVE,
         DriverError::NotActive(_) => NOT_ACTIVE,
         DriverError::Xml(_) => INVALID_DEFINITION,
         DriverError::Update(virtnet_core::netxml::UpdateError::Xml(_)) => INVALID_DEFINITION,
@@ -131,6 +153,7 @@ pub fn info_to_json(i: &NetworkInfo) -> Value {
         "autostart": i.autostart,
         "bridge": i.bridge,
         "firewall_backend": i.firewall_backend.map(|b| b.to_string()),
+        "title": i.title,
     })
 }
 
@@ -145,6 +168,8 @@ struct InfoWire {
     bridge: Option<String>,
     #[serde(default)]
     firewall_backend: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
 }
 
 /// Reads [`info_to_json`]'s form back (clients).
@@ -165,6 +190,7 @@ pub fn info_from_json(v: &Value) -> Result<NetworkInfo, String> {
         autostart: w.autostart,
         bridge: w.bridge,
         firewall_backend,
+        title: w.title,
     })
 }
 
@@ -205,7 +231,30 @@ struct DumpxmlParams {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct CheckParams {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NoParams {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    #[serde(default)]
+    flags: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InfoParams {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    uuid: Option<String>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -402,6 +451,72 @@ impl DriverService {
         r
     }
 
+    /// [`Driver::reload_locked`] under the per-network locks; the change
+    /// hook runs after it.
+    pub fn reload(&self) -> Result<Value, RpcError> {
+        let r = self
+            .driver
+            .reload_locked(|name| self.locks.lock(name.to_owned()));
+        self.changed();
+        let rep = r.map_err(|e| rpc_error(&e))?;
+        for p in &rep.problems {
+            tracing::warn!("reload: {p}");
+        }
+        Ok(json!({
+            "reloaded": rep.reloaded,
+            "autostarted": rep.autostarted,
+            "problems": rep.problems,
+        }))
+    }
+
+    /// `net.check` / `net.repair` (`repair`) for one network or all.
+    pub fn check(&self, name: Option<String>, repair: bool) -> Result<Value, RpcError> {
+        let method = if repair { "net.repair" } else { "net.check" };
+        let name = name.map(|n| self.resolve(method, n)).transpose()?;
+        let to_json =
+            |r: &virtnet_core::driver::CheckReport| serde_json::to_value(r).unwrap_or(Value::Null);
+        if repair {
+            let r = self
+                .driver
+                .repair_locked(name.as_deref(), |n| self.locks.lock(n.to_owned()));
+            self.changed();
+            let (before, after) = r.map_err(|e| rpc_error(&e))?;
+            Ok(json!({ "before": to_json(&before), "after": to_json(&after) }))
+        } else {
+            let _guard = name.as_ref().map(|n| self.locks.lock(n.clone()));
+            self.driver
+                .check(name.as_deref())
+                .map(|r| to_json(&r))
+                .map_err(|e| rpc_error(&e))
+        }
+    }
+
+    /// The name of the network a request names (by name or UUID).
+    fn resolve(&self, method: &str, name: String) -> Result<String, RpcError> {
+        let name = checked_name(method, name)?;
+        self.driver.resolve(&name).map_err(|e| rpc_error(&e))
+    }
+
+    /// Create (define and start) a transient network from XML under the lock
+    /// of the name it gives; emits [`NetEventKind::Started`] (libvirt's
+    /// networkCreateXML).
+    pub fn create_xml(&self, xml: &str) -> Result<virtnet_core::netxml::NetworkDef, DriverError> {
+        let d = &self.driver;
+        let r = match virtnet_core::netxml::parse(xml) {
+            Ok(def) => {
+                let r = {
+                    let _guard = self.locks.lock(def.name.clone());
+                    d.create(xml)
+                };
+                self.changed();
+                r
+            }
+            Err(_) => d.create(xml),
+        }?;
+        self.emit(&r.name, &r.uuid.to_string(), NetEventKind::Started);
+        Ok(r)
+    }
+
     /// Set the autostart flag of `name` under its lock.
     pub fn set_autostart(&self, name: &str, on: bool) -> Result<(), DriverError> {
         let r = {
@@ -455,19 +570,51 @@ impl Service for DriverService {
         })
     }
 
+    fn check_drift(&self, repair: bool) {
+        match self.check(None, repair) {
+            Ok(v) => {
+                let report = if repair { &v["before"] } else { &v };
+                let drifted =
+                    serde_json::from_value::<virtnet_core::driver::CheckReport>(report.clone())
+                        .map(|r| r.drifted())
+                        .unwrap_or(false);
+                if drifted {
+                    tracing::warn!(repaired = repair, "drift found: {report}");
+                    if repair {
+                        tracing::info!("after repair: {}", v["after"]);
+                    }
+                } else {
+                    tracing::debug!("drift check: nothing drifted");
+                }
+            }
+            Err(e) => tracing::error!("drift check failed: {}", e.message),
+        }
+    }
+
+    fn reload(&self) {
+        match DriverService::reload(self) {
+            Ok(r) => tracing::info!("reload done: {r}"),
+            Err(e) => tracing::error!("reload failed: {}", e.message),
+        }
+    }
+
     fn call(&self, _ctx: &CallContext, method: &str, p: Value) -> Result<Value, RpcError> {
         let d = &self.driver;
         let err = |e: DriverError| rpc_error(&e);
         match method {
-            "net.define" => {
+            "net.define" | "net.create" => {
                 let DefineParams { xml } = params(method, p)?;
-                self.define_xml(&xml)
-                    .map(|def| json!({"name": def.name, "uuid": def.uuid.to_string()}))
-                    .map_err(err)
+                if method == "net.create" {
+                    self.create_xml(&xml)
+                } else {
+                    self.define_xml(&xml)
+                }
+                .map(|def| json!({"name": def.name, "uuid": def.uuid.to_string()}))
+                .map_err(err)
             }
             "net.undefine" | "net.start" | "net.destroy" => {
                 let NameParams { name } = params(method, p)?;
-                let name = checked_name(method, name)?;
+                let name = self.resolve(method, name)?;
                 let op = match method {
                     "net.undefine" => NetOp::Undefine,
                     "net.start" => NetOp::Start,
@@ -478,24 +625,44 @@ impl Service for DriverService {
             }
             "net.autostart" => {
                 let AutostartParams { name, enable } = params(method, p)?;
-                let name = checked_name(method, name)?;
+                let name = self.resolve(method, name)?;
                 self.set_autostart(&name, enable).map_err(err)?;
                 Ok(json!({"name": name, "autostart": enable}))
             }
             "net.list" => {
-                let NoParams {} = params(method, p)?;
-                Ok(Value::Array(d.list().iter().map(info_to_json).collect()))
+                let ListParams { flags } = params(method, p)?;
+                let filter = ListFilter::from_flags(flags).map_err(|bad| {
+                    RpcError::invalid_params(format!(
+                        "{method}: unsupported flags (0x{bad:x}) in function networkConnectListAllNetworks"
+                    ))
+                })?;
+                Ok(Value::Array(
+                    d.list_filtered(&filter).iter().map(info_to_json).collect(),
+                ))
             }
             "net.info" => {
-                let NameParams { name } = params(method, p)?;
-                let name = checked_name(method, name)?;
+                let name = match params(method, p)? {
+                    InfoParams {
+                        name: Some(name),
+                        uuid: None,
+                    } => self.resolve(method, name)?,
+                    InfoParams {
+                        name: None,
+                        uuid: Some(uuid),
+                    } => d.lookup_by_uuid(&uuid).map_err(err)?.name,
+                    _ => {
+                        return Err(RpcError::invalid_params(format!(
+                            "{method}: exactly one of \"name\" and \"uuid\" is required"
+                        )))
+                    }
+                };
                 // Reads take the lock too: they never see a start half done.
                 let _guard = self.locks.lock(name.clone());
                 d.info(&name).map(|i| info_to_json(&i)).map_err(err)
             }
             "net.dhcp_leases" => {
                 let LeasesParams { name, mac } = params(method, p)?;
-                let name = checked_name(method, name)?;
+                let name = self.resolve(method, name)?;
                 let _guard = self.locks.lock(name.clone());
                 d.dhcp_leases(&name, mac.as_deref())
                     .map(|l| json!(l))
@@ -503,18 +670,27 @@ impl Service for DriverService {
             }
             "net.dumpxml" => {
                 let DumpxmlParams { name, inactive } = params(method, p)?;
-                let name = checked_name(method, name)?;
+                let name = self.resolve(method, name)?;
                 let _guard = self.locks.lock(name.clone());
                 d.dumpxml(&name, inactive)
                     .map(|xml| json!({ "xml": xml }))
                     .map_err(err)
             }
+            "net.reload" => {
+                let NoParams {} = params(method, p)?;
+                DriverService::reload(self)
+            }
+            "net.check" | "net.repair" => {
+                let CheckParams { name } = params(method, p)?;
+                self.check(name, method == "net.repair")
+            }
             "net.update" => {
                 let u: UpdateParams = params(method, p)?;
-                let name = checked_name(method, u.name)?;
                 let bad = |m: String| RpcError::invalid_params(format!("{method}: {m}"));
                 let command: UpdateCommand = u.command.parse().map_err(bad)?;
                 let section: UpdateSection = u.section.parse().map_err(bad)?;
+                // Bad params first, then the lookup (by name or UUID).
+                let name = self.resolve(method, u.name)?;
                 let flags = UpdateFlags {
                     live: u.live,
                     config: u.config,

@@ -355,6 +355,25 @@ impl Server {
         }
     }
 
+    /// SIGHUP: the service reloads on a thread of its own (the accept
+    /// loop keeps serving); counted as work in flight, so the idle timeout
+    /// waits for it.
+    fn spawn_reload(&self) {
+        let shared = self.shared.clone();
+        shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        let spawned = std::thread::Builder::new()
+            .name("reload".into())
+            .spawn(move || {
+                shared.service.reload();
+                shared.touch();
+                shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            tracing::error!("cannot start the reload: {e}");
+        }
+    }
+
     /// Read pending wake-up bytes; a termination request wins.
     fn drain_wake(&self) -> Option<ExitReason> {
         let mut buf = [0u8; 64];
@@ -369,7 +388,8 @@ impl Server {
                                 reason.get_or_insert(ExitReason::Requested);
                             }
                             sig if i32::from(sig) == libc::SIGHUP => {
-                                tracing::info!("SIGHUP received: virtnetd has nothing to reload");
+                                tracing::info!("SIGHUP received: reloading");
+                                self.spawn_reload();
                             }
                             sig => {
                                 tracing::info!(signal = sig, "termination signal received");

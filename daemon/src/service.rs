@@ -75,6 +75,15 @@ pub trait Service: Send + Sync + 'static {
         false
     }
 
+    /// SIGHUP: reload (re-read definitions, re-apply firewall rules, ...).
+    /// Nothing by default.
+    fn reload(&self) {}
+
+    /// The periodic drift check (virtnetd `--check-interval`): compare the
+    /// host with what should be there, log drift, and with `repair`
+    /// restore it. Nothing by default.
+    fn check_drift(&self, _repair: bool) {}
+
     /// What `daemon.status` reports about the service (its `"driver"`
     /// member); `null` by default.
     fn status(&self) -> Value {
@@ -99,6 +108,7 @@ pub trait Service: Send + Sync + 'static {
 /// read-only flags.
 pub const NET_METHODS: &[MethodInfo] = &[
     MethodInfo::read_write("net.define"),
+    MethodInfo::read_write("net.create"),
     MethodInfo::read_write("net.undefine"),
     MethodInfo::read_write("net.start"),
     MethodInfo::read_write("net.destroy"),
@@ -106,6 +116,9 @@ pub const NET_METHODS: &[MethodInfo] = &[
     MethodInfo::read_only("net.dumpxml"),
     MethodInfo::read_write("net.autostart"),
     MethodInfo::read_only("net.info"),
+    MethodInfo::read_write("net.reload"),
+    MethodInfo::read_only("net.check"),
+    MethodInfo::read_write("net.repair"),
     MethodInfo::read_only("net.dhcp_leases"),
     MethodInfo::read_write("net.update"),
 ];

@@ -86,8 +86,12 @@ fn every_method_with_documented_results() {
     assert_eq!(
         info,
         json!({"name": "cnet0", "uuid": uuid, "active": false, "persistent": true,
-               "autostart": false, "bridge": "vnbr0", "firewall_backend": null})
+               "autostart": false, "bridge": "vnbr0", "firewall_backend": null,
+               "title": null})
     );
+    // By UUID: as a "name" (virsh's lookup) or as a "uuid" only.
+    assert_eq!(call(s, "net.info", json!({ "name": uuid })).unwrap(), info);
+    assert_eq!(call(s, "net.info", json!({ "uuid": uuid })).unwrap(), info);
     assert_eq!(
         call(s, "net.start", json!({"name": "cnet0"})).unwrap(),
         json!({"name": "cnet0"})
@@ -101,6 +105,48 @@ fn every_method_with_documented_results() {
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["name"], "cnet0");
     assert_eq!(list[0]["active"], true);
+    // libvirt's flags: 1 inactive, 2 active, 8 transient.
+    assert_eq!(call(s, "net.list", json!({"flags": 1})).unwrap(), json!([]));
+    assert_eq!(call(s, "net.list", json!({"flags": 2})).unwrap(), list);
+    assert_eq!(call(s, "net.list", json!({"flags": 8})).unwrap(), json!([]));
+
+    // A transient network, by UUID everywhere.
+    let t = call(s, "net.create", json!({"xml": net_xml(1)})).unwrap();
+    assert_eq!(t["name"], "cnet1");
+    let tu = t["uuid"].as_str().unwrap().to_string();
+    let ti = call(s, "net.info", json!({ "name": tu })).unwrap();
+    assert_eq!(
+        (ti["active"].clone(), ti["persistent"].clone()),
+        (json!(true), json!(false))
+    );
+    assert_eq!(
+        call(s, "net.list", json!({"flags": 8})).unwrap()[0]["name"],
+        "cnet1"
+    );
+    // Reload, check and repair.
+    let r = call(s, "net.reload", json!({})).unwrap();
+    assert_eq!(
+        r,
+        json!({"reloaded": ["cnet0", "cnet1"], "autostarted": [], "problems": []})
+    );
+    let c = call(s, "net.check", json!({})).unwrap();
+    assert_eq!(c["networks"].as_array().unwrap().len(), 2, "{c}");
+    assert_eq!(c["private_chains"], json!([]), "{c}");
+    assert!(c["networks"][0]["checked"].as_u64().unwrap() > 0, "{c}");
+    assert_eq!(c["networks"][0]["drift"], json!([]), "{c}");
+    let r = call(s, "net.repair", json!({ "name": tu })).unwrap();
+    assert_eq!(r["before"], r["after"], "{r}");
+    assert_eq!(r["after"]["networks"][0]["name"], "cnet1", "{r}");
+    assert_eq!(
+        call(s, "net.destroy", json!({ "name": tu })).unwrap(),
+        json!({"name": "cnet1"})
+    );
+    let err = call(s, "net.info", json!({ "uuid": tu })).unwrap_err();
+    assert_eq!(err.code, codes::NOT_FOUND);
+    assert_eq!(
+        err.message,
+        format!("Network not found: no network with matching uuid '{tu}'")
+    );
 
     let live = call(s, "net.dumpxml", json!({"name": "cnet0"})).unwrap();
     let inactive = call(s, "net.dumpxml", json!({"name": "cnet0", "inactive": true})).unwrap();

@@ -136,6 +136,17 @@ struct Args {
     /// `virtnet_core=debug`); changeable at run time with daemon.set-log-level.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
+
+    /// Every SECONDS, compare the host with what each active network's
+    /// status says should be there (`virtnet check`) and log what drifted.
+    /// Off by default.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    check_interval: Option<u64>,
+
+    /// With --check-interval: also repair what drifted (`virtnet check
+    /// --repair`).
+    #[arg(long, requires = "check_interval")]
+    check_repair: bool,
 }
 
 /// `daemon.set-log-level` through a reloadable tracing filter.
@@ -431,7 +442,7 @@ fn main() -> ExitCode {
         })),
         ..ServerConfig::default()
     };
-    let server = match Server::new(config, listeners, service) {
+    let server = match Server::new(config, listeners, service.clone()) {
         Ok(s) => s,
         Err(e) => {
             crate::out::err_line(&format!("virtnetd: {e}"));
@@ -441,6 +452,20 @@ fn main() -> ExitCode {
     if let Err(e) = install_signal_handlers(&server.shutdown_handle()) {
         crate::out::err_line(&format!("virtnetd: cannot install signal handlers: {e}"));
         return ExitCode::from(virtnet_daemon::EXIT_FAILURE as u8);
+    }
+    if let Some(secs) = args.check_interval {
+        let svc = service.clone();
+        let repair = args.check_repair;
+        let spawned = std::thread::Builder::new()
+            .name("drift-check".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(secs));
+                svc.check_drift(repair);
+            });
+        if let Err(e) = spawned {
+            crate::out::err_line(&format!("virtnetd: cannot start the drift check: {e}"));
+            return ExitCode::from(virtnet_daemon::EXIT_FAILURE as u8);
+        }
     }
     notify::notify_from_env("READY=1");
     let result = server.run();

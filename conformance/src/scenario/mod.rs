@@ -10,9 +10,11 @@
 //!   expectations computed on separate fresh hosts; the checks on them.
 //! * `lifecycle.rs` — start, destroy, restart, backend switch, upgrade.
 //! * `faults.rs` — fail-each and crash-each.
+//! * `drift.rs` — drift: rules flushed, check reports, repair restores.
 //! * `update.rs` — net-update: a DHCP host added live.
 
 mod context;
+mod drift;
 mod faults;
 mod lifecycle;
 mod traffic;
@@ -56,6 +58,9 @@ pub enum Op {
     /// Crash after command k of a start took effect (it ran; the daemon
     /// never saw its result), for every k, then restart.
     CrashEachAfterEffect,
+    /// Start, `nft flush ruleset` (foreign rules put back), check reports
+    /// the network's rules missing, repair restores them as after start.
+    Drift,
     /// Start (with the peer network), then every flow of the case's flow
     /// table through the packet tracer (`traffic.rs`).
     Traffic(TrafficVariant),
@@ -75,6 +80,7 @@ impl Op {
             Op::FailEach => "fail-each".into(),
             Op::CrashEach => "crash-each".into(),
             Op::CrashEachAfterEffect => "crash-each:after-effect".into(),
+            Op::Drift => "drift".into(),
             Op::Traffic(v) => v.label().into(),
             Op::TrafficUpgrade(s) => format!("traffic:upgrade:{}", s.label()),
         }
@@ -171,6 +177,7 @@ pub fn run_scenario_with(
                 Op::Restart => lifecycle::op_restart(&ctx, scenario.backend),
                 Op::Switch => lifecycle::op_switch(&ctx, scenario.backend),
                 Op::Upgrade(src) => lifecycle::op_upgrade(&ctx, src, scenario.backend),
+                Op::Drift => drift::op_drift(&ctx, scenario.backend),
                 Op::Update => update::op_update(&ctx, scenario.backend),
                 Op::FailEach => faults::op_fail_each(&ctx, scenario.backend, opts.fault_stride)
                     .map(|n| {
@@ -219,7 +226,7 @@ pub fn ops_for(golden: &Path, case: &Case, backend: Backend) -> Vec<Op> {
     if matches!(exp, Ok(Expectation::Error(_))) {
         return vec![Op::Start, Op::FailEach];
     }
-    let mut ops = vec![Op::Start, Op::Destroy, Op::Restart];
+    let mut ops = vec![Op::Start, Op::Destroy, Op::Restart, Op::Drift];
     let other = backend.other();
     let other_starts = matches!(
         cases::expectation(golden, cases::UNRELEASED, &case.name, other),

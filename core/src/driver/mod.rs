@@ -57,10 +57,17 @@
 //! - Destroy removes the status file last (libvirt: first), for crash safety.
 //! - Not implemented: bandwidth/QoS, `vlan_filtering` (macTableManager
 //!   'libvirt') and systemd-resolved registration — definitions using them
-//!   are refused at define ([`support`]) —, hook scripts, transient
-//!   networks (`net-create`), the SIGKILL follow-up of dnsmasq, port status
+//!   are refused at define ([`support`]) —, hook scripts, the
+//!   SIGKILL follow-up of dnsmasq, port status
 //!   files, firewalld zones (a `<bridge zone>` is refused as on
 //!   a host without firewalld).
+//! - Transient networks ([`Driver::create`]) exist while they run: no
+//!   config file; destroy removes them with their dnsmasq files; a restart
+//!   keeps an active one from its status file (as libvirt).
+//! - [`Driver::reload`] is libvirt's `networkStateReload` (SIGHUP), except
+//!   that status files are not read again (the driver keeps them current;
+//!   libvirt re-reads them). [`Driver::check`] / [`Driver::repair`] go
+//!   beyond libvirt (see [`check`]).
 //! - dnsmasq's `--dhcp-script` is virtnet's own leases helper
 //!   (`virtnet-leaseshelper`, next to the CLI; libvirt's where ours is not
 //!   installed, else `true`), run with `VIR_BRIDGE_NAME` and
@@ -76,11 +83,14 @@
 //! `driver_upgrade.rs` (libvirt 11.3.0 and 9.0.0 captures: streams and
 //! status files), `driver_realhost.rs` (the real tools in a fresh namespace).
 
+pub mod check;
 pub mod journal;
 pub mod lock;
 pub mod modes;
 pub mod support;
 pub mod update;
+
+pub use check::{CheckReport, Drift, DriftKind, NetworkCheck};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -203,8 +213,17 @@ pub enum DriverError {
     NoUsableBackend,
     #[error("Network not found: no network with matching name '{0}'")]
     NoNetwork(String),
+    /// No network has this UUID (a lookup by UUID, `net-name`).
+    #[error("Network not found: no network with matching uuid '{0}'")]
+    NoNetworkUuid(String),
+    /// A lookup by UUID got something that is not a UUID.
+    #[error("invalid argument: uuidstr in virNetworkLookupByUUIDString must be a valid UUID")]
+    InvalidUuid(String),
     #[error("network is already active")]
     AlreadyActive(String),
+    /// `create` of a network (same name and UUID) that is running.
+    #[error("network is already active as '{0}'")]
+    AlreadyActiveAs(String),
     #[error("Requested operation is not valid: network '{0}' is not active")]
     NotActive(String),
     #[error("network '{name}' already exists with uuid {uuid}")]
@@ -357,7 +376,85 @@ pub struct NetworkInfo {
     pub bridge: Option<String>,
     /// Backend of the saved removal plan (active networks with rules).
     pub firewall_backend: Option<Backend>,
+    /// `<title>` of the definition shown (live if active), `net-list --title`.
+    pub title: Option<String>,
 }
+
+/// Which networks [`Driver::list_filtered`] returns: libvirt's
+/// `virConnectListAllNetworks` flags. Each pair is a filter group: when
+/// neither flag of a group is set the group does not filter; when one or
+/// both are set a network must match one of the set flags. The default
+/// (nothing set) lists every network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    pub active: bool,
+    pub inactive: bool,
+    pub persistent: bool,
+    pub transient: bool,
+    pub autostart: bool,
+    pub no_autostart: bool,
+}
+
+impl ListFilter {
+    /// `VIR_CONNECT_LIST_NETWORKS_INACTIVE` .. `_NO_AUTOSTART` (1 << 0 .. 1 << 5).
+    pub const INACTIVE: u32 = 1;
+    pub const ACTIVE: u32 = 1 << 1;
+    pub const PERSISTENT: u32 = 1 << 2;
+    pub const TRANSIENT: u32 = 1 << 3;
+    pub const AUTOSTART: u32 = 1 << 4;
+    pub const NO_AUTOSTART: u32 = 1 << 5;
+    /// Every flag libvirt defines for network listing.
+    pub const ALL_FLAGS: u32 = (1 << 6) - 1;
+
+    /// Every network.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// From libvirt's flag bits; `Err` with the unknown bits.
+    pub fn from_flags(flags: u32) -> Result<Self, u32> {
+        if flags & !Self::ALL_FLAGS != 0 {
+            return Err(flags & !Self::ALL_FLAGS);
+        }
+        Ok(ListFilter {
+            inactive: flags & Self::INACTIVE != 0,
+            active: flags & Self::ACTIVE != 0,
+            persistent: flags & Self::PERSISTENT != 0,
+            transient: flags & Self::TRANSIENT != 0,
+            autostart: flags & Self::AUTOSTART != 0,
+            no_autostart: flags & Self::NO_AUTOSTART != 0,
+        })
+    }
+
+    /// libvirt's flag bits.
+    pub fn flags(&self) -> u32 {
+        [
+            (self.inactive, Self::INACTIVE),
+            (self.active, Self::ACTIVE),
+            (self.persistent, Self::PERSISTENT),
+            (self.transient, Self::TRANSIENT),
+            (self.autostart, Self::AUTOSTART),
+            (self.no_autostart, Self::NO_AUTOSTART),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |acc, (_, bit)| acc | bit)
+    }
+
+    /// libvirt's `virNetworkObjMatch`.
+    pub fn matches(&self, n: &NetworkInfo) -> bool {
+        fn group(a: bool, b: bool, value: bool) -> bool {
+            !(a || b) || (a && value) || (b && !value)
+        }
+        group(self.active, self.inactive, n.active)
+            && group(self.persistent, self.transient, n.persistent)
+            && group(self.autostart, self.no_autostart, n.autostart)
+    }
+}
+
+/// An inspected active network and its saved removal plan restricted to
+/// the rules found intact (`None`: no saved plan).
+type Inspected = (NetworkStatus, Option<Firewall>);
 
 /// What [`Driver::reconcile`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -906,23 +1003,67 @@ impl Driver {
             autostart: o.autostart,
             bridge: def.bridge.name.clone(),
             firewall_backend: o.live.as_ref().and_then(|l| l.removal_backend()),
+            title: def.title.clone(),
         })
     }
 
     /// All networks (active and defined), by name.
     pub fn list(&self) -> Vec<NetworkInfo> {
+        self.list_filtered(&ListFilter::all())
+    }
+
+    /// The networks `filter` selects (libvirt `virConnectListAllNetworks`),
+    /// by name (byte order; virsh sorts its output itself).
+    pub fn list_filtered(&self, filter: &ListFilter) -> Vec<NetworkInfo> {
         lock(&self.nets)
             .iter()
             .filter_map(|(n, o)| Self::info_of(n, o))
+            .filter(|i| filter.matches(i))
             .collect()
     }
 
-    /// One network.
+    /// One network, by name (libvirt `virNetworkLookupByName`).
     pub fn info(&self, name: &str) -> Result<NetworkInfo, DriverError> {
         lock(&self.nets)
             .get(name)
             .and_then(|o| Self::info_of(name, o))
             .ok_or_else(|| DriverError::NoNetwork(name.to_string()))
+    }
+
+    /// One network, by UUID (libvirt `virNetworkLookupByUUIDString`):
+    /// [`DriverError::InvalidUuid`] when `uuid` is not one,
+    /// [`DriverError::NoNetworkUuid`] when no network has it.
+    pub fn lookup_by_uuid(&self, uuid: &str) -> Result<NetworkInfo, DriverError> {
+        let u = netxml::Uuid::parse(uuid).ok_or_else(|| DriverError::InvalidUuid(uuid.into()))?;
+        lock(&self.nets)
+            .iter()
+            .find(|(_, o)| {
+                o.live
+                    .as_ref()
+                    .map(|l| &l.def)
+                    .or(o.config.as_ref())
+                    .map(|d| d.uuid)
+                    == Some(u)
+            })
+            .and_then(|(n, o)| Self::info_of(n, o))
+            .ok_or_else(|| DriverError::NoNetworkUuid(u.to_string()))
+    }
+
+    /// One network named by its name or its UUID, as virsh looks a network
+    /// argument up: a 36-character argument is tried as a UUID first; then
+    /// it is a name. Not found: the by-name error (as virsh reports it).
+    pub fn lookup(&self, name_or_uuid: &str) -> Result<NetworkInfo, DriverError> {
+        if name_or_uuid.len() == 36 {
+            if let Ok(i) = self.lookup_by_uuid(name_or_uuid) {
+                return Ok(i);
+            }
+        }
+        self.info(name_or_uuid)
+    }
+
+    /// The name of the network `name_or_uuid` designates ([`Driver::lookup`]).
+    pub fn resolve(&self, name_or_uuid: &str) -> Result<String, DriverError> {
+        self.lookup(name_or_uuid).map(|i| i.name)
     }
 
     /// The XML of a network: the live definition if active (unless
@@ -1057,6 +1198,90 @@ impl Driver {
         if let Some(e) = support::unsupported_feature(&def) {
             return Err(e.into());
         }
+        self.start_def(name, def)
+    }
+
+    /// Creates and starts a transient network from XML (libvirt
+    /// `networkCreateXML`, `virsh net-create`): parsed and validated as
+    /// for define (bridge name and MAC allocated), nothing written to the
+    /// config directory. The network exists while it runs: destroy removes
+    /// it with its files, a daemon restart keeps it (its status file).
+    ///
+    /// Name and UUID are checked as libvirt does: a network with this UUID
+    /// and another name, or this name and another UUID (a definition
+    /// without `<uuid>` gets a new random one), is refused; the same
+    /// network (name and UUID) is refused when active, else — an inactive
+    /// persistent network — it is started with this XML as its live
+    /// definition (its persistent one is unchanged).
+    pub fn create(&self, xml: &str) -> Result<NetworkDef, DriverError> {
+        let mut def = netxml::parse(xml)?;
+        let _owner = self.change()?;
+        // Held for the whole start: the bridge name allocated here must not
+        // be handed to a network defined or created meanwhile (a transient
+        // network is in the map only once it runs).
+        let _serial = lock(&self.define_serial);
+        let others: Vec<(String, Option<String>)> = {
+            let nets = lock(&self.nets);
+            nets.iter()
+                .flat_map(|(n, o)| {
+                    o.config
+                        .iter()
+                        .map(|c| (n.clone(), c.bridge.name.clone()))
+                        .chain(
+                            o.live
+                                .iter()
+                                .map(|l| (n.clone(), l.def.bridge.name.clone())),
+                        )
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let view = DefineView {
+            others,
+            runner: self.runner(),
+            sysfs: &self.cfg.sysfs_root,
+        };
+        if let Err(mut e) = netxml::validate::validate_for_define(&mut def, &view) {
+            netxml::locate(xml, &mut e);
+            return Err(e.into());
+        }
+        // What virtnet cannot apply is refused, as at define.
+        if let Some(mut e) = support::unsupported_feature(&def) {
+            netxml::locate(xml, &mut e);
+            return Err(e.into());
+        }
+        {
+            let nets = lock(&self.nets);
+            for (n, o) in nets.iter() {
+                let Some(ex) = o.live.as_ref().map(|l| &l.def).or(o.config.as_ref()) else {
+                    continue;
+                };
+                if ex.uuid == def.uuid {
+                    if *n != def.name {
+                        return Err(DriverError::UuidExists {
+                            name: n.clone(),
+                            uuid: ex.uuid.to_string(),
+                        });
+                    }
+                    if o.live.is_some() {
+                        return Err(DriverError::AlreadyActiveAs(n.clone()));
+                    }
+                } else if *n == def.name {
+                    return Err(DriverError::NameExists {
+                        name: n.clone(),
+                        uuid: ex.uuid.to_string(),
+                    });
+                }
+            }
+        }
+        let name = def.name.clone();
+        self.start_def(&name, def.clone())?;
+        Ok(self.status(&name).map(|st| st.def).unwrap_or(def))
+    }
+
+    /// Starts `name` with `def` as its live definition: the journal, the
+    /// forward mode's start, the status file; undone entirely on failure.
+    fn start_def(&self, name: &str, def: NetworkDef) -> Result<(), DriverError> {
         let jpath = self.journal_path(name);
         let journal = self.open_journal(&jpath)?;
         let journaled = JournalRunner::new(self.runner(), &journal);
@@ -1138,7 +1363,11 @@ impl Driver {
         if let Some(o) = nets.get_mut(name) {
             o.live = None;
             if o.config.is_none() {
+                // A transient network ends here: nothing of it stays
+                // (libvirt networkRemoveInactive: dnsmasq's configuration,
+                // hosts and leases files, the leases helper's BRIDGE.status).
                 nets.remove(name);
+                self.remove_dnsmasq_files(name, st.def.bridge_name());
             }
         }
         Ok(())
@@ -1446,15 +1675,229 @@ impl Driver {
         Ok(rep)
     }
 
+    /// libvirt's reload (`networkStateReload`, SIGHUP to the daemon): the
+    /// persistent definitions are read again from the config directory
+    /// (new and changed ones are taken; the others stay), the private
+    /// chains are set up if no setup was done yet and a network with rules
+    /// is active (not forced, as libvirt), every active network with
+    /// firewall handling (none, nat, route, open) has its rules removed
+    /// with its saved plan and added again with the configured backend
+    /// (status saved with the new plan; an add that fails is reported and
+    /// leaves the network without a plan, as in libvirt), its dnsmasq is
+    /// sent SIGHUP with rewritten hosts files (or started again if gone),
+    /// and every autostart network that is not active is started (libvirt
+    /// does this at every reload, without the once-per-boot marker).
+    ///
+    /// A failure of one network is reported and the others are handled.
+    pub fn reload(&self) -> Result<ReconcileReport, DriverError> {
+        self.reload_locked(|_| ())
+    }
+
+    /// [`Driver::reload`] with `guard(name)` held while each network is
+    /// handled (the daemon's per-network lock).
+    pub fn reload_locked<G>(
+        &self,
+        guard: impl Fn(&str) -> G,
+    ) -> Result<ReconcileReport, DriverError> {
+        let _owner = self.change()?;
+        let mut rep = ReconcileReport::default();
+        // virNetworkObjLoadAllConfigs: take the definitions on disk.
+        for (path, r) in self.configs.load_all() {
+            match r {
+                Ok(def) => {
+                    let autostart = self.configs.is_autostart(&def.name);
+                    let mut nets = lock(&self.nets);
+                    let o = nets.entry(def.name.clone()).or_default();
+                    o.config = Some(def);
+                    o.autostart = autostart;
+                }
+                Err(e) => rep
+                    .problems
+                    .push(format!("skipping config {}: {e}", path.display())),
+            }
+        }
+        let active: Vec<NetworkStatus> = lock(&self.nets)
+            .values()
+            .filter_map(|o| o.live.clone())
+            .filter(|st| ops_for(st.def.forward_mode()).reload_firewall)
+            .collect();
+        let any_rules = active.iter().any(|st| rules::has_firewall_rules(&st.def));
+        {
+            let mut chains = lock(&self.chains).clone();
+            let r = rules::pre_reload_private_chains(
+                &mut chains,
+                self.backend,
+                self.runner(),
+                false,
+                any_rules,
+            );
+            *lock(&self.chains) = chains;
+            r.map_err(DriverError::from_rules)?;
+        }
+        for st in active {
+            let name = st.def.name.clone();
+            let _g = guard(&name);
+            // Still the same active network (not destroyed meanwhile)?
+            let Some(st) = self.status(&name) else {
+                continue;
+            };
+            match self.reload_network(st) {
+                Ok(()) => rep.reloaded.push(name.clone()),
+                Err(e) if e.is_crash() => return Err(e),
+                Err(e) => rep.problems.push(format!("{name}: {e}")),
+            }
+            if let Some(st) = self.status(&name) {
+                match self.refresh_dnsmasq(&st.def) {
+                    Ok(()) => {}
+                    Err(e) if e.is_crash() => return Err(e),
+                    Err(e) => rep.problems.push(format!("{name}: {e}")),
+                }
+            }
+        }
+        let names: Vec<String> = lock(&self.nets)
+            .iter()
+            .filter(|(_, o)| o.autostart && o.live.is_none() && o.config.is_some())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            let _g = guard(&name);
+            match self.start_owned(&name) {
+                Ok(()) => rep.autostarted.push(name),
+                Err(DriverError::AlreadyActive(_)) | Err(DriverError::NoNetwork(_)) => {}
+                Err(e) if e.is_crash() => return Err(e),
+                Err(e) => rep.problems.push(format!("{name}: {e}")),
+            }
+        }
+        Ok(rep)
+    }
+
+    /// The active networks a check looks at: all with firewall rules, or
+    /// the one named (which must exist and be active).
+    fn check_targets(&self, name: Option<&str>) -> Result<Vec<NetworkStatus>, DriverError> {
+        let nets = lock(&self.nets);
+        match name {
+            Some(n) => {
+                let o = nets
+                    .get(n)
+                    .ok_or_else(|| DriverError::NoNetwork(n.to_string()))?;
+                let st = o
+                    .live
+                    .clone()
+                    .ok_or_else(|| DriverError::NotActive(n.to_string()))?;
+                Ok(if rules::has_firewall_rules(&st.def) {
+                    vec![st]
+                } else {
+                    Vec::new()
+                })
+            }
+            None => Ok(nets
+                .values()
+                .filter_map(|o| o.live.clone())
+                .filter(|st| rules::has_firewall_rules(&st.def))
+                .collect()),
+        }
+    }
+
+    /// Compares the host with what the status of each active network with
+    /// firewall rules (or of `name`) says should be there: its rules and
+    /// the private chains (see [`check`]). Read-only: only queries run.
+    pub fn check(&self, name: Option<&str>) -> Result<CheckReport, DriverError> {
+        Ok(self.inspect(name)?.0)
+    }
+
+    fn inspect(&self, name: Option<&str>) -> Result<(CheckReport, Vec<Inspected>), DriverError> {
+        let targets = self.check_targets(name)?;
+        let mut rep = CheckReport::default();
+        let mut removals = Vec::new();
+        let mut backends: Vec<Backend> = Vec::new();
+        for st in targets {
+            let insp = check::inspect(&st, self.runner()).map_err(DriverError::from_run)?;
+            let b = insp.check.backend.unwrap_or(self.backend);
+            if !backends.contains(&b) && b != Backend::None {
+                backends.push(b);
+            }
+            rep.networks.push(insp.check);
+            removals.push((st, insp.intact_removal));
+        }
+        for b in backends {
+            rep.private_chains.extend(
+                check::private_chain_drift(b, self.runner()).map_err(DriverError::from_run)?,
+            );
+        }
+        Ok((rep, removals))
+    }
+
+    /// [`Driver::check`], then, if something drifted, the repair: the
+    /// private chains set up again (forced, configured backend), and each
+    /// drifting network's rules removed with its saved plan restricted to
+    /// the rules found intact and added afresh (journaled, status saved).
+    /// Returns the check before and the check after.
+    pub fn repair(&self, name: Option<&str>) -> Result<(CheckReport, CheckReport), DriverError> {
+        self.repair_locked(name, |_| ())
+    }
+
+    /// [`Driver::repair`] with `guard(name)` held while each network is
+    /// repaired.
+    pub fn repair_locked<G>(
+        &self,
+        name: Option<&str>,
+        guard: impl Fn(&str) -> G,
+    ) -> Result<(CheckReport, CheckReport), DriverError> {
+        let _owner = self.change()?;
+        let (before, removals) = self.inspect(name)?;
+        if !before.drifted() {
+            return Ok((before.clone(), before));
+        }
+        {
+            let mut chains = lock(&self.chains).clone();
+            let r = chains.setup(self.backend, self.runner(), true);
+            *lock(&self.chains) = chains;
+            r.map_err(DriverError::from_rules)?;
+        }
+        for ((st, removal), nc) in removals.into_iter().zip(&before.networks) {
+            if nc.drift.is_empty() {
+                continue;
+            }
+            let n = st.def.name.clone();
+            let _g = guard(&n);
+            // Only if it is still the network that was inspected.
+            if self.status(&n).map(|s| s.fw_removal) != Some(st.fw_removal.clone()) {
+                continue;
+            }
+            self.reload_network_using(st, removal)?;
+        }
+        let after = self.check(name)?;
+        Ok((before, after))
+    }
+
     /// Remove with the saved plan, add with the configured backend, save.
     /// Journaled like a start, so a crash leaks no new rule.
-    fn reload_network(&self, mut st: NetworkStatus) -> Result<(), DriverError> {
+    fn reload_network(&self, st: NetworkStatus) -> Result<(), DriverError> {
+        self.reload_network_using(st, None)
+    }
+
+    /// [`Driver::reload_network`] removing with `removal` instead of the
+    /// saved plan when given (its errors ignored).
+    fn reload_network_using(
+        &self,
+        mut st: NetworkStatus,
+        removal: Option<Firewall>,
+    ) -> Result<(), DriverError> {
         let name = st.def.name.clone();
         let jpath = self.journal_path(&name);
         let journal = self.open_journal(&jpath)?;
         let journaled = JournalRunner::new(self.runner(), &journal);
-        rules::remove_network_firewall(&st.def, st.fw_removal.as_ref(), &journaled)
-            .map_err(DriverError::from_rules)?;
+        match removal {
+            None => rules::remove_network_firewall(&st.def, st.fw_removal.as_ref(), &journaled)
+                .map_err(DriverError::from_rules)?,
+            Some(mut plan) => {
+                if let Err(e) = plan.apply(&journaled) {
+                    if e.is_crash() {
+                        return Err(DriverError::from_rules(e.into()));
+                    }
+                }
+            }
+        }
         let mut def = st.def.clone();
         let added = self.add_firewall(&mut def, &journaled);
         let err = match (added, journal.write_failure()) {

@@ -70,6 +70,14 @@ pub struct NetworkDef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Uuid(pub [u8; 16]);
 
+impl Uuid {
+    /// libvirt's `virUUIDParse`: 32 hex digits, `-` or space allowed
+    /// between pairs, surrounding whitespace ignored. `None` when invalid.
+    pub fn parse(s: &str) -> Option<Uuid> {
+        super::lex::parse_uuid(s)
+    }
+}
+
 impl fmt::Display for Uuid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, b) in self.0.iter().enumerate() {

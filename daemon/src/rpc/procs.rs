@@ -16,7 +16,7 @@
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use virtnet_core::driver::{DriverError, NetworkInfo, UpdateFlags};
+use virtnet_core::driver::{DriverError, ListFilter, NetworkInfo, UpdateFlags};
 use virtnet_core::netxml::ErrorKind;
 use virtnet_core::netxml::{UpdateCommand, UpdateSection};
 
@@ -34,16 +34,6 @@ pub const URI: &str = "network:///system";
 /// micro).
 pub const LIB_VERSION: u64 = 11_003_000;
 
-/// `VIR_CONNECT_LIST_NETWORKS_*`.
-pub mod list_flags {
-    pub const INACTIVE: u32 = 1 << 0;
-    pub const ACTIVE: u32 = 1 << 1;
-    pub const PERSISTENT: u32 = 1 << 2;
-    pub const TRANSIENT: u32 = 1 << 3;
-    pub const AUTOSTART: u32 = 1 << 4;
-    pub const NO_AUTOSTART: u32 = 1 << 5;
-    pub const ALL: u32 = (1 << 6) - 1;
-}
 /// `VIR_NETWORK_XML_INACTIVE`.
 pub const XML_INACTIVE: u32 = 1;
 /// `VIR_NETWORK_DEFINE_VALIDATE`.
@@ -111,9 +101,13 @@ pub fn driver_error(e: &DriverError) -> LibvirtError {
     let net = |code, msg: String| LibvirtError::new(code, domain::NETWORK, msg);
     match e {
         // Already carries "Network not found: " / "Requested operation…".
-        DriverError::NoNetwork(_) => net(err::NO_NETWORK, e.to_string()),
+        DriverError::NoNetwork(_) | DriverError::NoNetworkUuid(_) => {
+            net(err::NO_NETWORK, e.to_string())
+        }
+        DriverError::InvalidUuid(_) => net(err::INVALID_ARG, e.to_string()),
         DriverError::NotActive(_) => net(err::OPERATION_INVALID, e.to_string()),
         DriverError::AlreadyActive(_)
+        | DriverError::AlreadyActiveAs(_)
         | DriverError::Transient(_)
         | DriverError::AutostartTransient(_) => net(
             err::OPERATION_INVALID,
@@ -122,6 +116,19 @@ pub fn driver_error(e: &DriverError) -> LibvirtError {
         DriverError::NameExists { .. } | DriverError::UuidExists { .. } => {
             net(err::OPERATION_FAILED, format!("operation failed: {e}"))
         }
+        // Already carries libvirt's class prefix ("Operation not supported:
+        // " / "Requested operation is not valid: ") or an XML position.
+        DriverError::Update(u) => match u {
+            virtnet_core::netxml::UpdateError::Unsupported(_) => {
+                net(err::OPERATION_UNSUPPORTED, e.to_string())
+            }
+            virtnet_core::netxml::UpdateError::Invalid(_) => {
+                net(err::OPERATION_INVALID, e.to_string())
+            }
+            virtnet_core::netxml::UpdateError::Xml(_) => {
+                net(err::XML_ERROR, format!("XML error: {e}"))
+            }
+        },
         DriverError::Xml(x) => match x.kind {
             ErrorKind::Unsupported | ErrorKind::Validation => {
                 net(67, format!("unsupported configuration: {e}"))
@@ -379,19 +386,12 @@ impl Connection {
             p::CONNECT_LIST_ALL_NETWORKS => {
                 let need = d.i32().map_err(decode_err)?;
                 let flags = d.u32().map_err(decode_err)?;
-                if flags & !list_flags::ALL != 0 {
-                    return Err(LibvirtError::bad_flags(
-                        flags,
-                        "networkConnectListAllNetworks",
-                    ));
-                }
+                // libvirt's VIR_CONNECT_LIST_NETWORKS_* pairs (the driver's
+                // `net-list` filter).
+                let filter = ListFilter::from_flags(flags)
+                    .map_err(|_| LibvirtError::bad_flags(flags, "networkConnectListAllNetworks"))?;
                 let ds = self.driver("virConnectListAllNetworks")?;
-                let nets: Vec<NetworkInfo> = ds
-                    .driver()
-                    .list()
-                    .into_iter()
-                    .filter(|i| matches_filter(i, flags))
-                    .collect();
+                let nets: Vec<NetworkInfo> = ds.driver().list_filtered(&filter);
                 if nets.len() > wire::NETWORK_LIST_MAX as usize {
                     return Err(LibvirtError::rpc(format!(
                         "Too many networks '{}' for limit '{}'",
@@ -461,16 +461,20 @@ impl Connection {
                 put_net(&mut e, &def.name, &def.uuid.0);
             }
             p::NETWORK_CREATE_XML | p::NETWORK_CREATE_XML_FLAGS => {
-                let _xml = d.string(wire::STRING_MAX).map_err(decode_err)?;
+                let xml = d.string(wire::STRING_MAX).map_err(decode_err)?;
                 let function = if proc_ == p::NETWORK_CREATE_XML {
                     "virNetworkCreateXML"
                 } else {
-                    let _flags = d.u32().map_err(decode_err)?;
+                    let flags = d.u32().map_err(decode_err)?;
+                    if flags & !DEFINE_VALIDATE != 0 {
+                        return Err(LibvirtError::bad_flags(flags, "networkCreateXMLFlags"));
+                    }
                     "virNetworkCreateXMLFlags"
                 };
                 self.writable(function)?;
-                // Transient networks: no driver support yet.
-                return Err(LibvirtError::no_support(function));
+                let ds = self.driver(function)?;
+                let def = ds.create_xml(&xml).map_err(|e| driver_error(&e))?;
+                put_net(&mut e, &def.name, &def.uuid.0);
             }
             p::NETWORK_CREATE | p::NETWORK_DESTROY | p::NETWORK_UNDEFINE => {
                 let net = get_net(&mut d).map_err(decode_err)?;
@@ -655,18 +659,6 @@ impl Connection {
     }
 }
 
-/// libvirt's filter: each of the three pairs filters only when one of its
-/// bits is set.
-pub fn matches_filter(i: &NetworkInfo, flags: u32) -> bool {
-    use list_flags::*;
-    let pair = |yes: u32, no: u32, v: bool| {
-        flags & (yes | no) == 0 || (v && flags & yes != 0) || (!v && flags & no != 0)
-    };
-    pair(ACTIVE, INACTIVE, i.active)
-        && pair(PERSISTENT, TRANSIENT, i.persistent)
-        && pair(AUTOSTART, NO_AUTOSTART, i.autostart)
-}
-
 /// The sink that turns a driver event into `NETWORK_EVENT_LIFECYCLE`
 /// messages for one connection's registrations; only queues (see the
 /// module documentation of [`super`]).
@@ -719,29 +711,5 @@ mod tests {
         assert_eq!(uuid_bytes("c7a1b2d300004a5b8c9d0123456789ab"), Some(b));
         assert_eq!(uuid_bytes("xyz"), None);
         assert_eq!(uuid_bytes("g7a1b2d3-0000-4a5b-8c9d-0123456789ab"), None);
-    }
-
-    #[test]
-    fn list_filter_pairs() {
-        let i = |active, persistent, autostart| NetworkInfo {
-            name: "n".into(),
-            uuid: String::new(),
-            active,
-            persistent,
-            autostart,
-            bridge: None,
-            firewall_backend: None,
-        };
-        use list_flags::*;
-        assert!(matches_filter(&i(false, true, false), 0));
-        assert!(matches_filter(&i(true, true, false), ACTIVE));
-        assert!(!matches_filter(&i(false, true, false), ACTIVE));
-        assert!(matches_filter(&i(false, true, false), ACTIVE | INACTIVE));
-        assert!(!matches_filter(&i(true, true, false), AUTOSTART));
-        assert!(matches_filter(
-            &i(true, true, false),
-            NO_AUTOSTART | PERSISTENT
-        ));
-        assert!(!matches_filter(&i(true, true, false), TRANSIENT));
     }
 }

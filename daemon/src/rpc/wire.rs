@@ -109,6 +109,7 @@ pub mod err {
     pub const RPC: i32 = 39;
     pub const NO_NETWORK: i32 = 43;
     pub const OPERATION_INVALID: i32 = 55;
+    pub const OPERATION_UNSUPPORTED: i32 = 84;
 }
 
 /// libvirt error domains (`virErrorDomain`).
