@@ -236,9 +236,7 @@ fn reference(f: &RealFactory, backend: &str, wrap: &Path, extra: Option<&Path>) 
 /// One kill case; `Err` says what leaked or failed.
 fn kill_case(
     f: &RealFactory,
-    backend: &str,
-    wrap: &Path,
-    extra: Option<&Path>,
+    (backend, wrap, extra): (&str, &Path, Option<&Path>),
     op: Op,
     k: usize,
     when: When,
@@ -447,7 +445,8 @@ fn main() {
             for when in [When::Before, When::After] {
                 for &k in &ks {
                     cases += 1;
-                    if let Err(e) = kill_case(&factory, backend, &wrap, extra, op, k, when, &want) {
+                    if let Err(e) = kill_case(&factory, (backend, &wrap, extra), op, k, when, &want)
+                    {
                         println!("FAIL {backend} {} k={k} {}: {e}", op.verb(), when.as_str());
                         failures.push(format!("{backend} {} k={k} {}", op.verb(), when.as_str()));
                     }
