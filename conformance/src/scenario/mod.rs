@@ -10,10 +10,13 @@
 //!   expectations computed on separate fresh hosts; the checks on them.
 //! * `lifecycle.rs` — start, destroy, restart, backend switch, upgrade.
 //! * `faults.rs` — fail-each and crash-each.
+//! * `update.rs` — net-update: a DHCP host added live.
 
 mod context;
 mod faults;
 mod lifecycle;
+mod traffic;
+mod update;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -27,6 +30,7 @@ use crate::host::HostFactory;
 
 pub use context::{Ctx, Stage};
 pub use faults::{failure_is_tolerated, INJECTED_STDERR};
+pub use traffic::{TrafficVariant, XFAIL_REAL as XFAIL_TRAFFIC_REAL};
 
 /// The operations of the matrix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +46,9 @@ pub enum Op {
     Switch,
     /// Upgrade from a network another release started.
     Upgrade(UpgradeSource),
+    /// Start, add a DHCP host live (net-update): dnsmasq refreshed (same
+    /// process), the firewall as the start made it; destroy leaves nothing.
+    Update,
     /// Failure of command k of a start, for every k.
     FailEach,
     /// Crash after command k of a start, for every k, then restart.
@@ -49,6 +56,11 @@ pub enum Op {
     /// Crash after command k of a start took effect (it ran; the daemon
     /// never saw its result), for every k, then restart.
     CrashEachAfterEffect,
+    /// Start (with the peer network), then every flow of the case's flow
+    /// table through the packet tracer (`traffic.rs`).
+    Traffic(TrafficVariant),
+    /// `traffic` after an upgrade from a network another release started.
+    TrafficUpgrade(UpgradeSource),
 }
 
 impl Op {
@@ -59,9 +71,12 @@ impl Op {
             Op::Restart => "restart".into(),
             Op::Switch => "switch".into(),
             Op::Upgrade(s) => format!("upgrade:{}", s.label()),
+            Op::Update => "update".into(),
             Op::FailEach => "fail-each".into(),
             Op::CrashEach => "crash-each".into(),
             Op::CrashEachAfterEffect => "crash-each:after-effect".into(),
+            Op::Traffic(v) => v.label().into(),
+            Op::TrafficUpgrade(s) => format!("traffic:upgrade:{}", s.label()),
         }
     }
 
@@ -70,6 +85,12 @@ impl Op {
         match self {
             Op::Upgrade(UpgradeSource::Frozen { release, .. }) => format!("up:{release}"),
             Op::Upgrade(UpgradeSource::Libvirt { version, .. }) => format!("up:libvirt-{version}"),
+            Op::TrafficUpgrade(UpgradeSource::Frozen { release, .. }) => {
+                format!("traffic:up:{release}")
+            }
+            Op::TrafficUpgrade(UpgradeSource::Libvirt { version, .. }) => {
+                format!("traffic:up:libvirt-{version}")
+            }
             o => o.label(),
         }
     }
@@ -150,6 +171,7 @@ pub fn run_scenario_with(
                 Op::Restart => lifecycle::op_restart(&ctx, scenario.backend),
                 Op::Switch => lifecycle::op_switch(&ctx, scenario.backend),
                 Op::Upgrade(src) => lifecycle::op_upgrade(&ctx, src, scenario.backend),
+                Op::Update => update::op_update(&ctx, scenario.backend),
                 Op::FailEach => faults::op_fail_each(&ctx, scenario.backend, opts.fault_stride)
                     .map(|n| {
                         steps = n;
@@ -172,6 +194,13 @@ pub fn run_scenario_with(
                 .map(|n| {
                     steps = n;
                 }),
+                Op::Traffic(v) => traffic::op_traffic(&ctx, scenario.backend, *v).map(|n| {
+                    steps = n;
+                }),
+                Op::TrafficUpgrade(src) => traffic::op_traffic_upgrade(&ctx, src, scenario.backend)
+                    .map(|n| {
+                        steps = n;
+                    }),
             };
             verdict_of(r)
         }
@@ -192,17 +221,31 @@ pub fn ops_for(golden: &Path, case: &Case, backend: Backend) -> Vec<Op> {
     }
     let mut ops = vec![Op::Start, Op::Destroy, Op::Restart];
     let other = backend.other();
-    if matches!(
+    let other_starts = matches!(
         cases::expectation(golden, cases::UNRELEASED, &case.name, other),
         Ok(Expectation::Start { .. })
-    ) {
+    );
+    if other_starts {
         ops.push(Op::Switch);
     }
     for src in cases::upgrade_sources(golden, &case.name) {
         ops.push(Op::Upgrade(src));
     }
+    if update::applies(&case.def) {
+        ops.push(Op::Update);
+    }
     ops.push(Op::FailEach);
     ops.push(Op::CrashEach);
     ops.push(Op::CrashEachAfterEffect);
+    ops.push(Op::Traffic(TrafficVariant::Baseline));
+    ops.push(Op::Traffic(TrafficVariant::Bare));
+    ops.push(Op::Traffic(TrafficVariant::DockerDrop));
+    ops.push(Op::Traffic(TrafficVariant::Restart));
+    if other_starts {
+        ops.push(Op::Traffic(TrafficVariant::Switch));
+    }
+    for src in cases::upgrade_sources(golden, &case.name) {
+        ops.push(Op::TrafficUpgrade(src));
+    }
     ops
 }
