@@ -9,11 +9,16 @@
 //!   "can the real tools run here, else print `skipped: why`" check
 //!   (`VIRTNET_REQUIRE_REAL=1` turns a skip into a failure).
 //!
+//! * [`killwrap`] — tool wrappers that SIGKILL the process running them at
+//!   its k-th tool invocation, before or after the real tool runs (the
+//!   real-kernel `kill -9` tests).
+//!
 //! Used by the conformance suite, `cargo xtask` and the tests of the other
 //! crates (a dev-dependency there); nothing the daemon or the CLI ships
 //! depends on it.
 
 pub mod faults;
+pub mod killwrap;
 pub mod netns;
 pub mod process;
 

@@ -57,8 +57,9 @@
 //! - Destroy removes the status file last (libvirt: first), for crash safety.
 //! - Not implemented: bandwidth/QoS, `vlan_filtering` (macTableManager
 //!   'libvirt') and systemd-resolved registration — definitions using them
-//!   are refused at define ([`support`]) —, hook scripts, the
-//!   SIGKILL follow-up of dnsmasq, port status
+//!   are refused at define ([`support`]) —, hook scripts, the SIGKILL
+//!   follow-up of dnsmasq (except for a stop a crash interrupted, see
+//!   `Driver::stop_dnsmasq`), port status
 //!   files, firewalld zones (a `<bridge zone>` is refused as on
 //!   a host without firewalld).
 //! - Transient networks ([`Driver::create`]) exist while they run: no
@@ -1487,6 +1488,15 @@ impl Driver {
     }
 
     /// SIGTERM to the network's dnsmasq (pid file), then remove the pid file.
+    ///
+    /// The pid file is first renamed to `NAME.pid.stopping` (see
+    /// [`stopping_path`]), which is removed last: a crash after the rename
+    /// leaves a marker saying that this dnsmasq is (being) stopped, so a
+    /// [`Driver::reconcile`] that finds the network still active does not
+    /// mistake the exiting process for a live one (it waits for it and
+    /// starts dnsmasq again, see [`Driver::refresh_dnsmasq`]), and a later
+    /// shutdown signals it again. A marker left by an earlier interrupted
+    /// stop is handled the same way.
     pub(crate) fn stop_dnsmasq(
         &self,
         def: &NetworkDef,
@@ -1496,15 +1506,74 @@ impl Driver {
         let Some(pf) = paths.pid_file else {
             return Ok(());
         };
-        let pid = fs::read_to_string(&pf)
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()));
+        let stopping = stopping_path(&pf);
+        if let Some(old) = read_pid(&stopping) {
+            if Path::new(&pf).exists() {
+                // An earlier stop was interrupted and dnsmasq started again.
+                run_ignore(runner, Cmd::new(["kill", old.as_str()]))?;
+                let _ = store::remove_if_exists(&stopping);
+            }
+        }
+        if Path::new(&pf).exists() {
+            if let Err(e) = fs::rename(&pf, &stopping) {
+                tracing::warn!("cannot rename {pf} to {}: {e}", stopping.display());
+            }
+        }
+        let pid = read_pid(&stopping).or_else(|| read_pid(Path::new(&pf)));
         if let Some(pid) = pid {
             run_ignore(runner, Cmd::new(["kill", pid.as_str()]))?;
         }
         let _ = store::remove_if_exists(Path::new(&pf));
+        let _ = store::remove_if_exists(&stopping);
         Ok(())
+    }
+
+    /// A dnsmasq an interrupted stop signalled ([`Driver::stop_dnsmasq`]'s
+    /// marker): SIGTERM again (the stop may have died before sending it),
+    /// wait for it to exit, at most [`DNSMASQ_EXIT_WAIT`] (`kill -0` every
+    /// 50 ms), else SIGKILL it (libvirt's follow-up) and wait once more;
+    /// then the marker is removed. `Ok(false)` when there was no marker.
+    fn finish_interrupted_stop(
+        &self,
+        def: &NetworkDef,
+        runner: &dyn Runner,
+    ) -> Result<bool, DriverError> {
+        let paths = self.dnsmasq_options().paths(def);
+        let Some(pf) = paths.pid_file else {
+            return Ok(false);
+        };
+        let stopping = stopping_path(&pf);
+        if !stopping.exists() {
+            return Ok(false);
+        }
+        if let Some(pid) = read_pid(&stopping) {
+            let alive = |runner: &dyn Runner| -> Result<bool, DriverError> {
+                Ok(runner
+                    .run(&Cmd::new(["kill", "-0", pid.as_str()]))
+                    .map_err(DriverError::from_run)?
+                    .success())
+            };
+            run_ignore(runner, Cmd::new(["kill", pid.as_str()]))?;
+            for signal in [None, Some("-9")] {
+                if let Some(sig) = signal {
+                    tracing::warn!(
+                        "dnsmasq pid {pid} of network '{}' did not exit within {} s of SIGTERM: SIGKILL",
+                        def.name,
+                        DNSMASQ_EXIT_WAIT.as_secs()
+                    );
+                    run_ignore(runner, Cmd::new(["kill", sig, pid.as_str()]))?;
+                }
+                let deadline = std::time::Instant::now() + DNSMASQ_EXIT_WAIT;
+                while alive(runner)? && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                if !alive(runner)? {
+                    break;
+                }
+            }
+        }
+        store::remove_if_exists(&stopping).map_err(|e| DriverError::io(&stopping, e))?;
+        Ok(true)
     }
 
     /// libvirt networkRefreshDhcpDaemon for an active network.
@@ -1513,13 +1582,22 @@ impl Driver {
             return Ok(());
         }
         let runner = self.runner();
+        if self.finish_interrupted_stop(def, runner)? {
+            // A stop of this dnsmasq was interrupted (a destroy killed
+            // after its SIGTERM): the process is gone now (it may have been
+            // still exiting); the network gets a new one.
+            let _ = self
+                .dnsmasq_options()
+                .paths(def)
+                .pid_file
+                .map(|pf| store::remove_if_exists(Path::new(&pf)));
+            return self.start_dnsmasq(def, runner, &|_, _, _| Ok(()));
+        }
         let paths = self.dnsmasq_options().paths(def);
         let pid = paths
             .pid_file
-            .as_ref()
-            .and_then(|pf| fs::read_to_string(pf).ok())
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()));
+            .as_deref()
+            .and_then(|pf| read_pid(Path::new(pf)));
         let alive = match &pid {
             Some(pid) => runner
                 .run(&Cmd::new(["kill", "-0", pid.as_str()]))
@@ -1945,6 +2023,24 @@ impl Driver {
             })
             .unwrap_or_default()
     }
+}
+
+/// How long a reconcile waits for a dnsmasq an interrupted stop signalled
+/// to exit before it SIGKILLs it (and then once more for the SIGKILL).
+pub const DNSMASQ_EXIT_WAIT: Duration = Duration::from_secs(5);
+
+/// The marker of a dnsmasq stop in progress: the pid file, renamed
+/// (`NAME.pid.stopping`), see `Driver::stop_dnsmasq`.
+pub fn stopping_path(pid_file: &str) -> PathBuf {
+    PathBuf::from(format!("{pid_file}.stopping"))
+}
+
+/// The pid a pid file names (digits only), if it can be read.
+fn read_pid(path: &Path) -> Option<String> {
+    fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// The writer of a journal (its `owner` note: pid and start time), if
