@@ -314,6 +314,7 @@ fn main() -> ExitCode {
             // (its dev-dependency feature `sabotage`).
             let (example, property) = match m.as_str() {
                 "record-after-effect" => ("mutant_record_after_effect", "state-machine"),
+                "ignore-lock" => ("mutant_ignore_lock", "state-machine"),
                 _ => ("mutant_drop_last_undo", "rollback"),
             };
             let mut demo = cargo();

@@ -9,7 +9,8 @@
 //! * `context.rs` — [`Ctx`]: a scenario's hosts, driver state and the
 //!   expectations computed on separate fresh hosts; the checks on them.
 //! * `lifecycle.rs` — start, destroy, restart, backend switch, upgrade.
-//! * `faults.rs` — fail-each and crash-each.
+//! * `faults.rs` — fail-each and crash-each (of a start, a destroy and
+//!   the reload after a backend switch, before or after a command's effect).
 
 mod context;
 mod faults;
@@ -49,6 +50,17 @@ pub enum Op {
     /// Crash after command k of a start took effect (it ran; the daemon
     /// never saw its result), for every k, then restart.
     CrashEachAfterEffect,
+    /// Crash before command k of a destroy of a started network, for every
+    /// k, then restart: destroyed stays destroyed, or is whole and can be.
+    CrashEachDestroy,
+    /// Crash after command k of a destroy took effect, for every k.
+    CrashEachDestroyAfterEffect,
+    /// Started with the backend, the daemon reopens with the other one and
+    /// crashes before command k of the reload, for every k; then restart:
+    /// only the new backend's rules.
+    CrashEachSwitch,
+    /// The same, the crash after command k of the reload took effect.
+    CrashEachSwitchAfterEffect,
 }
 
 impl Op {
@@ -62,6 +74,10 @@ impl Op {
             Op::FailEach => "fail-each".into(),
             Op::CrashEach => "crash-each".into(),
             Op::CrashEachAfterEffect => "crash-each:after-effect".into(),
+            Op::CrashEachDestroy => "crash-each:destroy".into(),
+            Op::CrashEachDestroyAfterEffect => "crash-each:destroy:after-effect".into(),
+            Op::CrashEachSwitch => "crash-each:switch".into(),
+            Op::CrashEachSwitchAfterEffect => "crash-each:switch:after-effect".into(),
         }
     }
 
@@ -172,6 +188,28 @@ pub fn run_scenario_with(
                 .map(|n| {
                     steps = n;
                 }),
+                Op::CrashEachDestroy | Op::CrashEachDestroyAfterEffect => {
+                    let when = if scenario.op == Op::CrashEachDestroy {
+                        faults::CrashWhen::BeforeCommand
+                    } else {
+                        faults::CrashWhen::AfterEffect
+                    };
+                    faults::op_crash_each_destroy(&ctx, scenario.backend, opts.fault_stride, when)
+                        .map(|n| {
+                            steps = n;
+                        })
+                }
+                Op::CrashEachSwitch | Op::CrashEachSwitchAfterEffect => {
+                    let when = if scenario.op == Op::CrashEachSwitch {
+                        faults::CrashWhen::BeforeCommand
+                    } else {
+                        faults::CrashWhen::AfterEffect
+                    };
+                    faults::op_crash_each_switch(&ctx, scenario.backend, opts.fault_stride, when)
+                        .map(|n| {
+                            steps = n;
+                        })
+                }
             };
             verdict_of(r)
         }
@@ -192,10 +230,11 @@ pub fn ops_for(golden: &Path, case: &Case, backend: Backend) -> Vec<Op> {
     }
     let mut ops = vec![Op::Start, Op::Destroy, Op::Restart];
     let other = backend.other();
-    if matches!(
+    let switch = matches!(
         cases::expectation(golden, cases::UNRELEASED, &case.name, other),
         Ok(Expectation::Start { .. })
-    ) {
+    );
+    if switch {
         ops.push(Op::Switch);
     }
     for src in cases::upgrade_sources(golden, &case.name) {
@@ -204,5 +243,11 @@ pub fn ops_for(golden: &Path, case: &Case, backend: Backend) -> Vec<Op> {
     ops.push(Op::FailEach);
     ops.push(Op::CrashEach);
     ops.push(Op::CrashEachAfterEffect);
+    ops.push(Op::CrashEachDestroy);
+    ops.push(Op::CrashEachDestroyAfterEffect);
+    if switch {
+        ops.push(Op::CrashEachSwitch);
+        ops.push(Op::CrashEachSwitchAfterEffect);
+    }
     ops
 }
