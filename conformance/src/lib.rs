@@ -16,6 +16,8 @@
 //! * [`report`] — summary table, JUnit, Markdown, HTML and JSON reports.
 //! * [`props`] — property tests' host view, random definitions, state machine.
 //! * [`upgrade`] — `cargo xtask upgrade-check`: take-over of every frozen release.
+//! * [`traffic`] — per case, the probe flows and the outcomes libvirt documents
+//!   for them (the oracle of the `traffic` operation).
 //!
 //! Rules every check here follows:
 //!
@@ -50,6 +52,7 @@ pub mod matrix;
 pub mod props;
 pub mod report;
 pub mod scenario;
+pub mod traffic;
 pub mod upgrade;
 
 pub use cases::{golden_root, load_cases, upgrade_sources, Case, UpgradeSource};

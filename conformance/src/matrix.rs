@@ -66,7 +66,7 @@ fn weight(op: &Op) -> u32 {
         | Op::CrashEachSwitch
         | Op::CrashEachSwitchAfterEffect => 10,
         Op::CrashEachDestroy | Op::CrashEachDestroyAfterEffect => 5,
-        Op::Upgrade(_) | Op::Switch => 3,
+        Op::Upgrade(_) | Op::Switch | Op::TrafficUpgrade(_) => 3,
         _ => 1,
     }
 }

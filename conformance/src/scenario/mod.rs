@@ -11,10 +11,13 @@
 //! * `lifecycle.rs` — start, destroy, restart, backend switch, upgrade.
 //! * `faults.rs` — fail-each and crash-each (of a start, a destroy and
 //!   the reload after a backend switch, before or after a command's effect).
+//! * `update.rs` — net-update: a DHCP host added live.
 
 mod context;
 mod faults;
 mod lifecycle;
+mod traffic;
+mod update;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -28,6 +31,7 @@ use crate::host::HostFactory;
 
 pub use context::{Ctx, Stage};
 pub use faults::{failure_is_tolerated, INJECTED_STDERR};
+pub use traffic::{TrafficVariant, XFAIL_REAL as XFAIL_TRAFFIC_REAL};
 
 /// The operations of the matrix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +47,9 @@ pub enum Op {
     Switch,
     /// Upgrade from a network another release started.
     Upgrade(UpgradeSource),
+    /// Start, add a DHCP host live (net-update): dnsmasq refreshed (same
+    /// process), the firewall as the start made it; destroy leaves nothing.
+    Update,
     /// Failure of command k of a start, for every k.
     FailEach,
     /// Crash after command k of a start, for every k, then restart.
@@ -61,6 +68,11 @@ pub enum Op {
     CrashEachSwitch,
     /// The same, the crash after command k of the reload took effect.
     CrashEachSwitchAfterEffect,
+    /// Start (with the peer network), then every flow of the case's flow
+    /// table through the packet tracer (`traffic.rs`).
+    Traffic(TrafficVariant),
+    /// `traffic` after an upgrade from a network another release started.
+    TrafficUpgrade(UpgradeSource),
 }
 
 impl Op {
@@ -71,6 +83,7 @@ impl Op {
             Op::Restart => "restart".into(),
             Op::Switch => "switch".into(),
             Op::Upgrade(s) => format!("upgrade:{}", s.label()),
+            Op::Update => "update".into(),
             Op::FailEach => "fail-each".into(),
             Op::CrashEach => "crash-each".into(),
             Op::CrashEachAfterEffect => "crash-each:after-effect".into(),
@@ -78,6 +91,8 @@ impl Op {
             Op::CrashEachDestroyAfterEffect => "crash-each:destroy:after-effect".into(),
             Op::CrashEachSwitch => "crash-each:switch".into(),
             Op::CrashEachSwitchAfterEffect => "crash-each:switch:after-effect".into(),
+            Op::Traffic(v) => v.label().into(),
+            Op::TrafficUpgrade(s) => format!("traffic:upgrade:{}", s.label()),
         }
     }
 
@@ -86,6 +101,12 @@ impl Op {
         match self {
             Op::Upgrade(UpgradeSource::Frozen { release, .. }) => format!("up:{release}"),
             Op::Upgrade(UpgradeSource::Libvirt { version, .. }) => format!("up:libvirt-{version}"),
+            Op::TrafficUpgrade(UpgradeSource::Frozen { release, .. }) => {
+                format!("traffic:up:{release}")
+            }
+            Op::TrafficUpgrade(UpgradeSource::Libvirt { version, .. }) => {
+                format!("traffic:up:libvirt-{version}")
+            }
             o => o.label(),
         }
     }
@@ -166,6 +187,7 @@ pub fn run_scenario_with(
                 Op::Restart => lifecycle::op_restart(&ctx, scenario.backend),
                 Op::Switch => lifecycle::op_switch(&ctx, scenario.backend),
                 Op::Upgrade(src) => lifecycle::op_upgrade(&ctx, src, scenario.backend),
+                Op::Update => update::op_update(&ctx, scenario.backend),
                 Op::FailEach => faults::op_fail_each(&ctx, scenario.backend, opts.fault_stride)
                     .map(|n| {
                         steps = n;
@@ -210,6 +232,13 @@ pub fn run_scenario_with(
                             steps = n;
                         })
                 }
+                Op::Traffic(v) => traffic::op_traffic(&ctx, scenario.backend, *v).map(|n| {
+                    steps = n;
+                }),
+                Op::TrafficUpgrade(src) => traffic::op_traffic_upgrade(&ctx, src, scenario.backend)
+                    .map(|n| {
+                        steps = n;
+                    }),
             };
             verdict_of(r)
         }
@@ -230,24 +259,37 @@ pub fn ops_for(golden: &Path, case: &Case, backend: Backend) -> Vec<Op> {
     }
     let mut ops = vec![Op::Start, Op::Destroy, Op::Restart];
     let other = backend.other();
-    let switch = matches!(
+    let other_starts = matches!(
         cases::expectation(golden, cases::UNRELEASED, &case.name, other),
         Ok(Expectation::Start { .. })
     );
-    if switch {
+    if other_starts {
         ops.push(Op::Switch);
     }
     for src in cases::upgrade_sources(golden, &case.name) {
         ops.push(Op::Upgrade(src));
+    }
+    if update::applies(&case.def) {
+        ops.push(Op::Update);
     }
     ops.push(Op::FailEach);
     ops.push(Op::CrashEach);
     ops.push(Op::CrashEachAfterEffect);
     ops.push(Op::CrashEachDestroy);
     ops.push(Op::CrashEachDestroyAfterEffect);
-    if switch {
+    if other_starts {
         ops.push(Op::CrashEachSwitch);
         ops.push(Op::CrashEachSwitchAfterEffect);
+    }
+    ops.push(Op::Traffic(TrafficVariant::Baseline));
+    ops.push(Op::Traffic(TrafficVariant::Bare));
+    ops.push(Op::Traffic(TrafficVariant::DockerDrop));
+    ops.push(Op::Traffic(TrafficVariant::Restart));
+    if other_starts {
+        ops.push(Op::Traffic(TrafficVariant::Switch));
+    }
+    for src in cases::upgrade_sources(golden, &case.name) {
+        ops.push(Op::TrafficUpgrade(src));
     }
     ops
 }
