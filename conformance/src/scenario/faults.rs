@@ -478,6 +478,17 @@ fn switch_stage(
     Ok((stage, name, d2, f))
 }
 
+/// The crash-each operations of the reload after a backend switch crash at
+/// every `RELOAD_STRIDE × --fault-stride`-th command of the reload (always
+/// the first and the last): each point costs a whole start and two
+/// reconciles, and at stride 1 these two operations alone took twice the
+/// time of the rest of the fake matrix (measured on nat-default: 54 s of
+/// 99 s), past its 60 s budget. The reload repeats one pattern per rule
+/// (delete old, add new), so every third command still crashes in each
+/// phase (private-chain setup, removal, addition, dnsmasq refresh) many
+/// times.
+pub const RELOAD_STRIDE: u64 = 3;
+
 /// Crash at command `k` of the reload after a backend switch for every k
 /// (see [`CrashWhen`]): the network is started with `from`, the daemon
 /// reopens with the other backend and its reconcile crashes; then a new

@@ -227,10 +227,15 @@ pub fn run_scenario_with(
                     } else {
                         faults::CrashWhen::AfterEffect
                     };
-                    faults::op_crash_each_switch(&ctx, scenario.backend, opts.fault_stride, when)
-                        .map(|n| {
-                            steps = n;
-                        })
+                    faults::op_crash_each_switch(
+                        &ctx,
+                        scenario.backend,
+                        opts.fault_stride.saturating_mul(faults::RELOAD_STRIDE),
+                        when,
+                    )
+                    .map(|n| {
+                        steps = n;
+                    })
                 }
                 Op::Traffic(v) => traffic::op_traffic(&ctx, scenario.backend, *v).map(|n| {
                     steps = n;
