@@ -60,7 +60,12 @@ pub fn scenarios(golden: &Path, cases: &[Case], opts: &MatrixOptions) -> Vec<Sce
 
 fn weight(op: &Op) -> u32 {
     match op {
-        Op::FailEach | Op::CrashEach | Op::CrashEachAfterEffect => 10,
+        Op::FailEach
+        | Op::CrashEach
+        | Op::CrashEachAfterEffect
+        | Op::CrashEachSwitch
+        | Op::CrashEachSwitchAfterEffect => 10,
+        Op::CrashEachDestroy | Op::CrashEachDestroyAfterEffect => 5,
         Op::Upgrade(_) | Op::Switch | Op::TrafficUpgrade(_) => 3,
         _ => 1,
     }

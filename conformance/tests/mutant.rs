@@ -17,6 +17,11 @@
 //! instead of its intent before), must break the state machine's
 //! invariants through a crash after a command's effect, shrunk to a short
 //! sequence (`cargo xtask props --mutant record-after-effect`).
+//!
+//! The third, `virtnet_core::driver::lock::sabotage::ignore_lock` (a driver
+//! that does not hold the driver lock changes the state directory without
+//! it), must break the invariants through a second concurrent driver,
+//! shrunk to a short sequence (`cargo xtask props --mutant ignore-lock`).
 
 mod mutant_common;
 mod props_common;
@@ -24,6 +29,7 @@ mod props_common;
 use mutant_common::*;
 use virtnet_conformance::props::machine::{Foreign, Op, StartFault};
 use virtnet_core::driver::journal::sabotage as journal_sabotage;
+use virtnet_core::driver::lock::sabotage as lock_sabotage;
 use virtnet_core::firewall::apply::sabotage;
 
 /// The switch is process-wide: tests that flip it hold this lock.
@@ -123,5 +129,29 @@ fn recording_after_the_effect_leaks_what_a_crash_after_the_effect_created() {
     assert!(
         f.reason.contains("leaked") || f.reason.contains("dnsmasq"),
         "{text}"
+    );
+}
+
+/// A fixed seed for the lock mutation.
+const SEED_LOCK: [u8; 32] = *b"virtnet-mutant-ignore-the-lock01";
+
+#[test]
+fn ignoring_the_driver_lock_breaks_the_invariants_through_a_second_driver() {
+    let _switch = lock_switch();
+    lock_sabotage::ignore_lock(true);
+    let found = hunt(SEED_LOCK, 64, machine_input(), machine_property);
+    lock_sabotage::ignore_lock(false);
+    let Some(f) = found.unwrap() else {
+        panic!("64 operation sequences passed with the driver lock ignored");
+    };
+    let text = machine_report("ignore-lock", &SEED_LOCK, &f);
+    println!("{text}");
+    assert!(text.contains(&hex(&SEED_LOCK)), "{text}");
+    // Shrunk to a short sequence with a second driver in it.
+    let ops = &f.minimal.3;
+    assert!(ops.len() <= 4, "not shrunk to a short sequence:\n{text}");
+    assert!(
+        ops.iter().any(|o| matches!(o, Op::Concurrent { .. })),
+        "no concurrent driver in the minimal sequence:\n{text}"
     );
 }

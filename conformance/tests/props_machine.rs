@@ -1,10 +1,14 @@
 //! State-machine property test of the driver on the fake host: random
 //! sequences of define / undefine / start (with random faults) / destroy /
 //! daemon restart / backend switch / upgrade from a release without removal
-//! plans / crash at any command, over three random networks and random
-//! foreign software. After every step the machine checks its invariants
-//! (`props::machine`): each active network's objects are present exactly
-//! once, none of an inactive network remains, the status files match the
+//! plans / crash at any command (before it or after its effect) / failing
+//! state-directory writes (journal, status, dnsmasq files: ENOSPC, EIO,
+//! EROFS) / a second driver on the same state directory while the first is
+//! mid-operation, over three random networks and random foreign software.
+//! After every step the machine checks its invariants (`props::machine`):
+//! every object of ours on the host is accounted for by a status file (each
+//! active network's objects present exactly once, none of an inactive
+//! network) or is kept on purpose (`kept.rs`), the status files match the
 //! host, foreign objects are untouched.
 //!
 //! A failure prints the minimal sequence, the trace of what each step did
@@ -50,7 +54,9 @@ proptest! {
 /// default run always covers them all whatever the random cases pick.
 #[test]
 fn every_operation_kind_once() {
-    use virtnet_conformance::props::machine::{CrashIn, Foreign, StartFault};
+    use virtnet_conformance::props::machine::{
+        ConcOp, CrashIn, Foreign, StartFault, WriteErrno, WriteIn, WriteTarget,
+    };
     use virtnet_conformance::props::spec::{Mode, Nat, NetSpec, V4, V6};
     use virtnet_core::firewall::Backend;
     let base = NetSpec {
@@ -138,6 +144,42 @@ fn every_operation_kind_once() {
                     switch_backend: true,
                 },
                 index: 12,
+            },
+            Op::WriteFails {
+                during: WriteIn::Start(2),
+                target: WriteTarget::Journal,
+                errno: WriteErrno::NoSpace,
+                after: 6,
+            },
+            Op::WriteFails {
+                during: WriteIn::Start(2),
+                target: WriteTarget::Status,
+                errno: WriteErrno::Io,
+                after: 0,
+            },
+            Op::WriteFails {
+                during: WriteIn::Start(2),
+                target: WriteTarget::Dnsmasq,
+                errno: WriteErrno::ReadOnly,
+                after: 1,
+            },
+            Op::WriteFails {
+                during: WriteIn::Restart {
+                    switch_backend: true,
+                },
+                target: WriteTarget::Journal,
+                errno: WriteErrno::NoSpace,
+                after: 3,
+            },
+            Op::Concurrent {
+                first: ConcOp::Start(2),
+                pause_at: 12,
+                second: ConcOp::Destroy(1),
+            },
+            Op::Concurrent {
+                first: ConcOp::Destroy(2),
+                pause_at: 2,
+                second: ConcOp::Start(2),
             },
             Op::Undefine(1),
             Op::Destroy(1),

@@ -157,8 +157,14 @@ impl HostState {
         diff_text(&self.dump(), &other.dump(), "expected", "actual")
     }
 
-    /// Save to a JSON state file (written atomically: temp file + rename).
+    /// Save to a JSON state file as one commit: the text goes to a
+    /// temporary file of its own in the same directory (pid and a counter
+    /// in its name, so two writers never share one), which is renamed over
+    /// `path`. A process killed at any point leaves the old or the new
+    /// file, whole. (No fsync: the simulated host models the death of a
+    /// process, not of the machine; the page cache survives a kill.)
     pub fn save_file(&self, path: &Path) -> Result<(), StateFileError> {
+        static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let werr = |source| StateFileError::Write {
             path: path.display().to_string(),
             source,
@@ -170,9 +176,20 @@ impl HostState {
         let mut text =
             serde_json::to_string_pretty(&file).map_err(|e| werr(std::io::Error::other(e)))?;
         text.push('\n');
-        let tmp = path.with_extension("tmp-virtnet-fake");
-        std::fs::write(&tmp, text).map_err(werr)?;
-        std::fs::rename(&tmp, path).map_err(werr)
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let tmp = path.with_file_name(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let r = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+        if r.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        r.map_err(werr)
     }
 
     /// Load a JSON state file.

@@ -236,3 +236,44 @@ fn file_backed_hosts_share_state_through_the_file() {
     let err = a.run_argv(&["ip", "link"]).unwrap_err();
     assert!(matches!(err, RunError::Spawn { .. }), "{err:?}");
 }
+
+/// One command is one transaction on the state file: two hosts on one
+/// file (two processes, here two threads with their own file
+/// descriptions) running commands at the same time lose none of each
+/// other's changes, and no temporary file is left. Without the lock of
+/// `FileBackedHost::run` the re-read / run / save cycles interleave and
+/// chains go missing.
+#[test]
+fn file_backed_hosts_running_at_once_lose_no_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("host.json");
+    virtnet_fake::FileBackedHost::open(&path).unwrap();
+    let per = 25;
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let path = path.clone();
+            s.spawn(move || {
+                let h = virtnet_fake::FileBackedHost::open(&path).unwrap();
+                for i in 0..per {
+                    let chain = format!("T{t}_{i}");
+                    let out = h.run_argv(&["iptables", "-w", "-N", &chain]).unwrap();
+                    assert!(out.success(), "{chain}: {}", out.stderr);
+                }
+            });
+        }
+    });
+    let h = virtnet_fake::FileBackedHost::open(&path).unwrap();
+    let listed = h
+        .run_argv(&["iptables", "-w", "--list-rules"])
+        .unwrap()
+        .stdout;
+    let ours = listed.lines().filter(|l| l.starts_with("-N T")).count();
+    assert_eq!(ours, 2 * per, "{listed}");
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

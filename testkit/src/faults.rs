@@ -26,6 +26,7 @@
 //! (`fake-backends/tests/host_faults.rs` checks this on the simulated host).
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
@@ -91,10 +92,10 @@ impl fmt::Display for CmdMatcher {
 /// two commands; a crash *after its effect* ([`Fault::CrashAfterEffect`])
 /// is the daemon killed while a child command runs — the child completes
 /// (it is not in the daemon's process), the daemon never sees its result.
-/// Faults still to come fit the same shape: a failing file write of the
-/// driver's own storage (`WriteFails { path_pattern, errno }`) is a
-/// variant the driver's file layer would ask the plan about
-/// ([`FaultPlan::faults`] is plain data) — not implemented yet.
+/// A failing write of the driver's own storage ([`Fault::WriteFails`])
+/// is not a command: the driver asks the plan before each write through
+/// the function [`FaultRunner::write_check`] returns (set as the driver's
+/// `DriverConfig::write_gate`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Fault {
@@ -122,6 +123,21 @@ pub enum Fault {
     /// `RunError::Crashed` — the later ones without running — until
     /// [`FaultRunner::recover`] is called (which consumes this fault).
     CrashAfterEffect { index: u64 },
+    /// Every write of the driver's state directory (journal entries,
+    /// status files, dnsmasq files) to a path matching the glob
+    /// `path_pattern` (`*` also matches `/`: `*.journal`, `*/dnsmasq/*`)
+    /// fails with the OS error `errno` (`ENOSPC` 28, `EIO` 5, `EROFS` 30)
+    /// before anything is written, once `after` matching writes went
+    /// through; `times` limits how often (None = every time). Commands are
+    /// untouched.
+    WriteFails {
+        path_pattern: String,
+        errno: i32,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        after: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        times: Option<u32>,
+    },
 }
 
 impl fmt::Display for Fault {
@@ -154,8 +170,31 @@ impl fmt::Display for Fault {
             Fault::CrashAfterEffect { index } => {
                 write!(f, "crash after command #{index} took effect")
             }
+            Fault::WriteFails {
+                path_pattern,
+                errno,
+                after,
+                times,
+            } => {
+                write!(
+                    f,
+                    "fail writes to {path_pattern:?} with {}",
+                    std::io::Error::from_raw_os_error(*errno)
+                )?;
+                if *after > 0 {
+                    write!(f, " after {after} went through")?;
+                }
+                match times {
+                    Some(t) => write!(f, " ({t} times)"),
+                    None => write!(f, " (always)"),
+                }
+            }
         }
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A set of faults applied to one host.
@@ -209,6 +248,71 @@ impl FaultPlan {
     pub fn crash_after_effect(mut self, index: u64) -> Self {
         self.faults.push(Fault::CrashAfterEffect { index });
         self
+    }
+
+    /// Writes to paths matching `path_pattern` fail with `errno` (see
+    /// [`Fault::WriteFails`]).
+    pub fn write_fails(
+        mut self,
+        path_pattern: impl Into<String>,
+        errno: i32,
+        times: Option<u32>,
+    ) -> Self {
+        self.faults.push(Fault::WriteFails {
+            path_pattern: path_pattern.into(),
+            errno,
+            after: 0,
+            times,
+        });
+        self
+    }
+
+    /// Writes to paths matching `path_pattern` fail with `errno` for good
+    /// once `after` of them went through.
+    pub fn write_fails_after(
+        mut self,
+        path_pattern: impl Into<String>,
+        errno: i32,
+        after: u32,
+    ) -> Self {
+        self.faults.push(Fault::WriteFails {
+            path_pattern: path_pattern.into(),
+            errno,
+            after,
+            times: None,
+        });
+        self
+    }
+
+    /// The injected failure of a write to `path`, if any (consumes one use
+    /// of a limited `WriteFails`). A pattern that is not a valid glob
+    /// matches nothing.
+    pub fn write_error(&mut self, path: &Path) -> Option<std::io::Error> {
+        for f in self.faults.iter_mut() {
+            if let Fault::WriteFails {
+                path_pattern,
+                errno,
+                after,
+                times,
+            } = f
+            {
+                let hit = glob::Pattern::new(path_pattern).is_ok_and(|p| p.matches_path(path));
+                if !hit {
+                    continue;
+                }
+                if *after > 0 {
+                    *after -= 1;
+                    continue;
+                }
+                match times {
+                    Some(0) => continue,
+                    Some(t) => *t -= 1,
+                    None => {}
+                }
+                return Some(std::io::Error::from_raw_os_error(*errno));
+            }
+        }
+        None
     }
 
     pub fn to_json(&self) -> String {
@@ -310,7 +414,14 @@ struct State {
     plan: FaultPlan,
     count: u64,
     log: Vec<Given>,
+    /// Writes whose failure was injected, in order.
+    failed_writes: Vec<PathBuf>,
 }
+
+/// What [`FaultRunner::write_check`] returns: the path about to be
+/// written; `Err` fails that write (the shape of
+/// `virtnet_core::store::WriteCheck`, which testkit does not depend on).
+pub type WriteCheckFn = dyn Fn(&Path) -> std::io::Result<()> + Send + Sync;
 
 /// Wraps any runner and applies a [`FaultPlan`] in front of it: an
 /// injected failure or a crash never reaches the inner runner. Keeps a log
@@ -394,6 +505,29 @@ impl FaultRunner {
             .iter()
             .map(|g| g.cmd.argv.to_vec())
             .collect()
+    }
+
+    /// The write check of this wrapper's plan, for the driver's
+    /// `DriverConfig::write_gate` (`WriteGate::new(runner.write_check())`):
+    /// a write to a path a [`Fault::WriteFails`] of the plan (as it is
+    /// when the write happens) matches fails with its errno.
+    pub fn write_check(self: &Arc<Self>) -> Arc<WriteCheckFn> {
+        let me = Arc::clone(self);
+        Arc::new(move |path: &Path| {
+            let mut state = me.lock();
+            match state.plan.write_error(path) {
+                Some(e) => {
+                    state.failed_writes.push(path.to_path_buf());
+                    Err(e)
+                }
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// The writes whose failure was injected so far.
+    pub fn failed_writes(&self) -> Vec<PathBuf> {
+        self.lock().failed_writes.clone()
     }
 
     /// The last command whose failure was injected, if any.
@@ -510,6 +644,40 @@ mod tests {
         assert!(f.run_argv(&["b"]).is_err());
         assert!(f.is_crashed());
         assert_eq!(given(&inner), vec!["a"]);
+    }
+
+    #[test]
+    fn write_faults_match_globs_count_down_and_replay() {
+        let f = Arc::new(
+            FaultRunner::new(Arc::new(Counting::default()))
+                .with_plan(FaultPlan::none().write_fails("*/dnsmasq/*.conf", 28, Some(1))),
+        );
+        let check = f.write_check();
+        assert!(check(Path::new("/s/net0.journal")).is_ok());
+        let e = check(Path::new("/s/dnsmasq/net0.conf")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(28));
+        // Used up.
+        assert!(check(Path::new("/s/dnsmasq/net0.conf")).is_ok());
+        assert_eq!(
+            f.failed_writes(),
+            vec![PathBuf::from("/s/dnsmasq/net0.conf")]
+        );
+        // Commands are untouched.
+        assert!(f.run_argv(&["a"]).is_ok());
+        let plan = FaultPlan::none().write_fails("*.journal", 5, None);
+        assert_eq!(FaultPlan::from_json(&plan.to_json()).unwrap(), plan);
+        let f = Arc::new(
+            FaultRunner::new(Arc::new(Counting::default()))
+                .with_plan(FaultPlan::none().write_fails_after("*.journal", 30, 2)),
+        );
+        let check = f.write_check();
+        let j = Path::new("/s/n.journal");
+        assert!(check(j).is_ok() && check(j).is_ok());
+        assert_eq!(check(j).unwrap_err().raw_os_error(), Some(30));
+        assert_eq!(check(j).unwrap_err().raw_os_error(), Some(30));
+        assert!(plan
+            .to_string()
+            .starts_with("fail writes to \"*.journal\" with "));
     }
 
     #[test]

@@ -15,9 +15,9 @@
 //!   with `--real` through [`realns`];
 //! * `golden --bless | --check` ([`golden`]), `release cut VERSION`
 //!   ([`release`]);
-//! * `props [--deep | --mutant drop-last-undo]` — the property tests (deep:
-//!   release build, `VIRTNET_DEEP=1`); the mutant runs
-//!   `conformance/examples/mutant_drop_last_undo.rs`, which must fail;
+//! * `props [--deep | --mutant drop-last-undo|record-after-effect|ignore-lock]`
+//!   — the property tests (deep: release build, `VIRTNET_DEEP=1`); a mutant
+//!   runs `conformance/examples/mutant_<name>.rs`, which must fail;
 //! * `bench` ([`mod@bench`]) and `bench-parse` ([`bench_parse`]) — measurements
 //!   that assert nothing.
 
@@ -87,8 +87,10 @@ enum Task {
         /// state machine with crashes after a command's effect) and print
         /// the seed and the minimal failing case; exits non-zero when the
         /// property fails, as it must. `VIRTNET_MUTANT_SEED=<64 hex>`
-        /// reproduces a run.
-        #[arg(long, value_name = "MUTATION", value_parser = ["drop-last-undo", "record-after-effect"])]
+        /// reproduces a run. `ignore-lock`: a driver that does not hold the
+        /// driver lock changes the state directory without it, against the
+        /// state machine with a second concurrent driver.
+        #[arg(long, value_name = "MUTATION", value_parser = ["drop-last-undo", "record-after-effect", "ignore-lock"])]
         mutant: Option<String>,
     },
     /// Golden releases.
@@ -319,6 +321,7 @@ fn main() -> ExitCode {
             // (its dev-dependency feature `sabotage`).
             let (example, property) = match m.as_str() {
                 "record-after-effect" => ("mutant_record_after_effect", "state-machine"),
+                "ignore-lock" => ("mutant_ignore_lock", "state-machine"),
                 _ => ("mutant_drop_last_undo", "rollback"),
             };
             let mut demo = cargo();

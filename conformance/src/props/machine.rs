@@ -3,8 +3,14 @@
 //! driver restart with or without a backend switch, upgrade from a release
 //! that saved no removal plan, crash before any command of a start,
 //! destroy or restart, or after its effect — the daemon dies while the
-//! command runs, the command completes) and the invariants that must hold after each of them
-//! ([`Machine::check`]):
+//! command runs, the command completes —, state-directory writes that fail
+//! with ENOSPC/EIO/EROFS during a start or a restart ([`Op::WriteFails`],
+//! through the driver's `write_gate`), and a second driver on the same
+//! state directory running while the first, which holds the driver lock, is
+//! paused mid-operation ([`Op::Concurrent`])) and the invariants that must
+//! hold after each of them ([`Machine::check`]) — together: every object
+//! on the host is foreign, kept on purpose ([`crate::kept`]) or accounted
+//! for by a status file:
 //!
 //! 1. each active network's own objects (rules, bridge, routes, tc
 //!    filters, per-device sysctls) are on the host exactly once — the host's
@@ -133,6 +139,78 @@ pub enum Op {
         during: CrashIn,
         index: u16,
     },
+    /// Writes of the state directory to `target` fail with `errno` after
+    /// `after` matching writes succeeded, during the operation `during` (a
+    /// start: it fails and leaves the host as it was, or succeeds when it
+    /// wrote nothing there; a daemon restart: its reconcile may report the
+    /// failure), then the disk is fixed and the daemon restarts.
+    WriteFails {
+        during: WriteIn,
+        target: WriteTarget,
+        errno: WriteErrno,
+        after: u8,
+    },
+    /// A second driver on the same state directory (another `virtnet`
+    /// process) runs `second` while the first driver, which holds the
+    /// driver lock, is paused before command `pause_at` of `first`; the
+    /// first goes on once the second waits for the lock (or is done).
+    Concurrent {
+        first: ConcOp,
+        pause_at: u16,
+        second: ConcOp,
+    },
+}
+
+/// The operation a [`Op::WriteFails`] disturbs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteIn {
+    Start(usize),
+    Restart { switch_backend: bool },
+}
+
+/// The files a [`Op::WriteFails`] makes unwritable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteTarget {
+    Journal,
+    Status,
+    Dnsmasq,
+}
+
+impl WriteTarget {
+    /// The glob of [`virtnet_testkit::Fault::WriteFails`].
+    pub fn pattern(self) -> &'static str {
+        match self {
+            WriteTarget::Journal => "*.journal",
+            WriteTarget::Status => "*/state/net*.xml",
+            WriteTarget::Dnsmasq => "*/dnsmasq/*",
+        }
+    }
+}
+
+/// The errno of a [`Op::WriteFails`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteErrno {
+    NoSpace,
+    Io,
+    ReadOnly,
+}
+
+impl WriteErrno {
+    pub fn errno(self) -> i32 {
+        match self {
+            WriteErrno::NoSpace => nix::libc::ENOSPC,
+            WriteErrno::Io => nix::libc::EIO,
+            WriteErrno::ReadOnly => nix::libc::EROFS,
+        }
+    }
+}
+
+/// What a driver of an [`Op::Concurrent`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConcOp {
+    Define(usize),
+    Start(usize),
+    Destroy(usize),
 }
 
 impl fmt::Display for Op {
@@ -174,6 +252,25 @@ impl fmt::Display for Op {
             Op::CrashAfterEffect { during, index } => write!(
                 f,
                 "crash after command #{index} of {during:?} took effect, recover, restart"
+            ),
+            Op::WriteFails {
+                during,
+                target,
+                errno,
+                after,
+            } => write!(
+                f,
+                "writes to {} fail with {} after {after} during {during:?}, then restart",
+                target.pattern(),
+                std::io::Error::from_raw_os_error(errno.errno())
+            ),
+            Op::Concurrent {
+                first,
+                pause_at,
+                second,
+            } => write!(
+                f,
+                "{first:?} paused before command #{pause_at} while a second driver runs {second:?}"
             ),
         }
     }
@@ -306,6 +403,41 @@ fn firewall_item(i: &Item) -> bool {
         i,
         Item::NftRule { .. } | Item::XtRule { .. } | Item::TcFilter { .. }
     )
+}
+
+/// A runner that stops before its command number `at` until `gate` is
+/// opened by the second driver of [`Op::Concurrent`] (when it starts
+/// waiting for the driver lock, or when it is done), at most 1 s: a driver
+/// that ignores the lock (the `ignore-lock` mutant) may block on the
+/// process-wide firewall mutex the paused first driver holds, and it has
+/// done its damage (taken the first driver's live journal for abandoned)
+/// before. A correct second driver opens the gate at once.
+struct PauseAt {
+    inner: Arc<FaultRunner>,
+    at: u64,
+    count: std::sync::atomic::AtomicU64,
+    gate: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl Runner for PauseAt {
+    fn run(
+        &self,
+        cmd: &virtnet_runner::Cmd,
+    ) -> Result<virtnet_runner::Output, virtnet_runner::RunError> {
+        let k = self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if k == self.at {
+            let (m, c) = &*self.gate;
+            let open = m.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = c
+                .wait_timeout_while(open, std::time::Duration::from_secs(1), |open| !*open)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        self.inner.run(cmd)
+    }
+
+    fn has_program(&self, name: &str) -> bool {
+        self.inner.has_program(name)
+    }
 }
 
 impl Machine {
@@ -503,7 +635,191 @@ impl Machine {
                 during,
                 FaultPlan::none().crash_after_effect(u64::from(*index)),
             ),
+            Op::WriteFails {
+                during,
+                target,
+                errno,
+                after,
+            } => self.write_fails(during, *target, *errno, *after),
+            Op::Concurrent {
+                first,
+                pause_at,
+                second,
+            } => self.concurrent(*first, *pause_at, *second),
         }
+    }
+
+    /// A driver of this machine whose state-directory writes go through
+    /// the write faults of the machine's fault runner.
+    fn open_gated(&self, backend: Backend) -> Result<Driver, virtnet_core::driver::DriverError> {
+        let mut c = config(self.dir.path(), self.faults.clone(), backend);
+        c.write_gate = store::WriteGate::new(self.faults.write_check());
+        Driver::open(c)
+    }
+
+    /// [`Op::WriteFails`]: the operation runs with the write fault; a start
+    /// must fail cleanly (host as before, no status file, no journal) or
+    /// succeed without having written there; then the fault goes, the
+    /// daemon restarts and the invariants must hold again.
+    fn write_fails(
+        &mut self,
+        during: &WriteIn,
+        target: WriteTarget,
+        errno: WriteErrno,
+        after: u8,
+    ) -> Result<String, String> {
+        let plan =
+            FaultPlan::none().write_fails_after(target.pattern(), errno.errno(), u32::from(after));
+        self.faults.set_plan(plan);
+        let before_failed = self.faults.failed_writes().len();
+        let what = match during {
+            WriteIn::Start(n) => {
+                let name = NetSpec::name(*n as u8);
+                self.driver = None;
+                let was_active = self.active()?.contains(&name);
+                self.driver = None;
+                let before = self.host.state();
+                let d = self
+                    .open_gated(self.backend)
+                    .map_err(|e| format!("driver open: {e}"))?;
+                let defined = d.info(&name).is_ok_and(|i| i.persistent);
+                let r = d.start(&name);
+                drop(d);
+                self.faults.set_plan(FaultPlan::none());
+                let failed = self.faults.failed_writes().len() > before_failed;
+                match r {
+                    Err(e) if e.is_crash() => {
+                        return Err(format!("a write failure was reported as a crash: {e}"))
+                    }
+                    Err(e) if was_active || !defined => format!("refused: {e}"),
+                    Ok(()) if was_active || !defined => {
+                        return Err("start of an active or undefined network succeeded".into())
+                    }
+                    Ok(()) if failed => {
+                        return Err("start succeeded although a write failed".into())
+                    }
+                    Ok(()) => "started (wrote nothing there)".to_string(),
+                    Err(e) => {
+                        self.check_unchanged(&before, &name, "start with a failing write")?;
+                        if !failed && self.specs[*n].mode.is_virtual() {
+                            return Err(format!(
+                                "start of a valid network failed without a write failure: {e}"
+                            ));
+                        }
+                        format!("failed and rolled back: {e}")
+                    }
+                }
+            }
+            WriteIn::Restart { switch_backend } => {
+                self.driver = None;
+                if *switch_backend {
+                    self.backend = self.backend.other();
+                }
+                let r = self
+                    .open_gated(self.backend)
+                    .and_then(|d| d.reconcile().map(|rep| format!("{rep:?}")));
+                self.faults.set_plan(FaultPlan::none());
+                match r {
+                    Err(e) if e.is_crash() => {
+                        return Err(format!("a write failure was reported as a crash: {e}"))
+                    }
+                    Err(e) => format!("restart failed: {e}"),
+                    Ok(rep) => format!("restart: {rep}"),
+                }
+            }
+        };
+        let msg = self.restart(self.backend)?;
+        Ok(format!("{what}; disk fixed, restart: {msg}"))
+    }
+
+    /// [`Op::Concurrent`]: see there. Each driver's operation must end as
+    /// it would have one after the other: done, or refused for what the
+    /// other did (already active, not active); never a lock timeout.
+    fn concurrent(
+        &mut self,
+        first: ConcOp,
+        pause_at: u16,
+        second: ConcOp,
+    ) -> Result<String, String> {
+        use std::sync::{Condvar, Mutex};
+        self.driver = None;
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let release = {
+            let gate = gate.clone();
+            move || {
+                let (m, c) = &*gate;
+                *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                c.notify_all();
+            }
+        };
+        let paused: Arc<dyn Runner> = Arc::new(PauseAt {
+            inner: self.faults.clone(),
+            at: u64::from(pause_at),
+            count: std::sync::atomic::AtomicU64::new(0),
+            gate: gate.clone(),
+        });
+        let a = Driver::open(config(self.dir.path(), paused, self.backend))
+            .map_err(|e| format!("first driver: {e}"))?;
+        if !a.holds_driver_lock() {
+            return Err("first driver does not hold the driver lock".into());
+        }
+        let mut cb = config(self.dir.path(), self.faults.clone(), self.backend);
+        let notice_release = release.clone();
+        cb.lock_notice = Some(Arc::new(move |_: &str| notice_release()));
+        cb.lock_wait = std::time::Duration::from_secs(60);
+        let xml = |n: usize| with_tftp_root(&self.specs[n].xml(n as u8), self.dir.path());
+        let xmls = (0..self.specs.len())
+            .map(xml)
+            .collect::<Result<Vec<_>, _>>()?;
+        let run = |d: &Driver, op: ConcOp| -> Result<(), virtnet_core::driver::DriverError> {
+            match op {
+                ConcOp::Define(n) => d.define(&xmls[n]).map(|_| ()),
+                ConcOp::Start(n) => d.start(&NetSpec::name(n as u8)),
+                ConcOp::Destroy(n) => d.destroy(&NetSpec::name(n as u8)),
+            }
+        };
+        let (ra, rb) = std::thread::scope(|s| {
+            let hb = s.spawn(|| {
+                // Whatever happens, the first driver goes on afterwards.
+                struct Release<F: Fn()>(F);
+                impl<F: Fn()> Drop for Release<F> {
+                    fn drop(&mut self) {
+                        (self.0)()
+                    }
+                }
+                let _r = Release(release.clone());
+                let b = Driver::open(cb)?;
+                run(&b, second)
+            });
+            let ra = run(&a, first);
+            drop(a);
+            let rb = hb.join().unwrap_or_else(|_| {
+                Err(virtnet_core::driver::DriverError::Invalid(
+                    "second driver panicked".into(),
+                ))
+            });
+            (ra, rb)
+        });
+        let judge = |op: ConcOp,
+                     r: Result<(), virtnet_core::driver::DriverError>|
+         -> Result<String, String> {
+            use virtnet_core::driver::DriverError as E;
+            match r {
+                Ok(()) => Ok("done".into()),
+                Err(e @ (E::AlreadyActive(_) | E::NotActive(_) | E::NoNetwork(_))) => {
+                    Ok(format!("refused: {e}"))
+                }
+                Err(e) => match op {
+                    ConcOp::Start(n) if !self.specs[n].mode.is_virtual() && !e.is_crash() => {
+                        Ok(format!("failed: {e}"))
+                    }
+                    _ => Err(format!("{op:?} failed: {e}")),
+                },
+            }
+        };
+        let ma = judge(first, ra).map_err(|e| format!("first driver: {e}"))?;
+        let mb = judge(second, rb).map_err(|e| format!("second driver: {e}"))?;
+        Ok(format!("first: {ma}; second: {mb}"))
     }
 
     /// Runs the operation `during` under the crash `plan`, then the host
@@ -754,7 +1070,7 @@ impl Machine {
             let lacking = view::missing(&expected, &ours);
             return Err(format!(
                 "objects of ours are not exactly those of the active networks {active:?}\n\
-                 present but not expected (leaked or duplicated):\n{}\
+                 present but not accounted for by a status file or the kept private chains (leaked or duplicated):\n{}\
                  expected but missing:\n{}",
                 extra.iter().map(|i| format!("  {i}\n")).collect::<String>(),
                 lacking

@@ -1,19 +1,23 @@
 //! fail-each (command k of a start fails, for every k) and crash-each (the
-//! daemon dies before command k of a start runs — `crash-each` — or while
-//! it runs, so that it takes effect unseen — `crash-each:after-effect` —
-//! then a new daemon recovers).
+//! daemon dies before command k runs — `crash-each` — or while it runs, so
+//! that it takes effect unseen — `crash-each:after-effect` — then a new
+//! daemon recovers), for every command of a start, of a destroy
+//! (`crash-each:destroy[:after-effect]`) and of the reload that follows a
+//! backend switch (`crash-each:switch[:after-effect]`: started with one
+//! backend, the daemon reopens with the other and reconciles).
 
 use std::sync::Arc;
 
+use virtnet_core::driver::Driver;
 use virtnet_core::firewall::Backend;
 use virtnet_runner::Runner;
 use virtnet_testkit::{FaultPlan, FaultRunner};
 
 use crate::cases::Expectation;
 use crate::checks::{fail, fail_diff, CheckResult, Stop, XFAIL_ACT_CSUM};
-use crate::host::FIREWALL_SECTIONS;
+use crate::host::{Snapshot, FIREWALL_SECTIONS};
 
-use super::{driver_step, Ctx};
+use super::{driver_step, Ctx, Stage};
 
 /// stderr of an injected failure.
 pub const INJECTED_STDERR: &str = "virtnet-conformance: injected failure\n";
@@ -268,6 +272,311 @@ pub(super) fn op_crash_each(
                 if active { " and destroy" } else { "" }
             ),
         )?;
+    }
+    Ok(points.len() as u64)
+}
+
+/// The crash fault of a point: `(label, plan)`.
+fn crash_plan(when: CrashWhen, k: u64, n: u64, of: &str) -> (String, FaultPlan) {
+    match when {
+        CrashWhen::BeforeCommand => (
+            format!("crash after command {k} of {n} of the {of}"),
+            FaultPlan::none().crash_after(k),
+        ),
+        CrashWhen::AfterEffect => (
+            format!("crash after command {k} of {n} of the {of} took effect"),
+            FaultPlan::none().crash_after_effect(k),
+        ),
+    }
+}
+
+/// The first fault point of a crash-each: before any command (k = 0) or
+/// after the first command's effect.
+fn first_point(when: CrashWhen) -> u64 {
+    match when {
+        CrashWhen::BeforeCommand => 0,
+        CrashWhen::AfterEffect => 1,
+    }
+}
+
+/// The rules of a snapshot, compared after a recovery that may leave an
+/// active network's bridge down (a crash after `ip link set down` during a
+/// destroy: the daemon's start only checks that the bridge exists, as
+/// libvirt's): the rulesets and the tc filters; tc qdiscs follow the link
+/// state and are checked with the links once the network is destroyed.
+fn rules_view(s: &Snapshot) -> Snapshot {
+    let tc: String = s
+        .section("tc")
+        .lines()
+        .filter(|l| !l.starts_with("qdisc"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    s.only(&["nft", "iptables", "ip6tables"])
+        .with_section("tc", &tc)
+}
+
+/// Nothing of the running network stays in the state directory: no status
+/// file, no journal, no dnsmasq pid file. (The dnsmasq configuration and
+/// hosts files stay after a destroy, as libvirt's do, until the network is
+/// undefined.)
+fn check_state_dir_clean(ctx: &Ctx, stage: &Stage, d: &Driver, what: &str) -> CheckResult<()> {
+    if ctx.status_path(stage).exists() {
+        return fail(format!("{what}: status file left"));
+    }
+    if !d.pending_journals().is_empty() {
+        return fail(format!("{what}: journals left: {:?}", d.pending_journals()));
+    }
+    let dnsmasq_dir = stage.state_dir.join("dnsmasq");
+    let state_dir = stage.state_dir.to_string_lossy();
+    let paths = virtnet_core::dnsmasq::DnsmasqPaths::new(
+        &dnsmasq_dir.to_string_lossy(),
+        Some(&state_dir),
+        &ctx.case.def.name,
+        None,
+    );
+    for p in paths.pid_file.iter() {
+        let p = std::path::Path::new(p);
+        if p.exists() {
+            return fail(format!("{what}: {} left", p.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Commands a destroy of a started network gives the host.
+fn destroy_command_count(ctx: &Ctx, backend: Backend) -> CheckResult<u64> {
+    let stage = ctx.stage()?;
+    let name = ctx.define(&stage, backend)?;
+    let faults = Arc::new(FaultRunner::new(stage.host.runner()));
+    let d = driver_step(
+        ctx.driver(&stage, Some(faults.clone() as Arc<dyn Runner>), backend),
+        "driver open",
+    )?;
+    ctx.start_checked(&stage, &d, &name, backend)?;
+    faults.reset_counter();
+    driver_step(d.destroy(&name), "destroy")?;
+    Ok(faults.command_count())
+}
+
+/// Crash at command `k` of a destroy for every k (see [`CrashWhen`]), then
+/// a new daemon recovers (driver reopen + reconcile): no journal is left;
+/// the network is either gone (nothing of it on the host) or still active
+/// with its rules exactly once (then it can be destroyed); after that
+/// destroy nothing of it remains, on the host or in the state directory.
+pub(super) fn op_crash_each_destroy(
+    ctx: &Ctx,
+    backend: Backend,
+    stride: u64,
+    when: CrashWhen,
+) -> CheckResult<u64> {
+    if ctx.lacks_csum(backend)? {
+        return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
+    }
+    let n = destroy_command_count(ctx, backend)?;
+    let kept = ctx.kept(&[backend])?;
+    let Some(expected) = ctx.expected_start(backend, &[])? else {
+        return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
+    };
+    let points = fault_points(first_point(when), n, stride);
+    for &k in &points {
+        let (what, plan) = crash_plan(when, k, n, "destroy");
+        let stage = ctx.stage()?;
+        let name = ctx.define(&stage, backend)?;
+        let before = stage.baseline.clone();
+        let faults = Arc::new(FaultRunner::new(stage.host.runner()));
+        let d = driver_step(
+            ctx.driver(&stage, Some(faults.clone() as Arc<dyn Runner>), backend),
+            "driver open",
+        )?;
+        ctx.start_checked(&stage, &d, &name, backend)?;
+        faults.reset_counter();
+        faults.set_plan(plan);
+        let r = d.destroy(&name);
+        drop(d);
+        match r {
+            Err(e) if !e.is_crash() => {
+                return fail(format!("{what}: destroy failed without a crash: {e}"));
+            }
+            Ok(()) if k < n || when == CrashWhen::AfterEffect => {
+                return fail(format!("{what}: destroy succeeded"));
+            }
+            _ => {}
+        }
+        let d2 = driver_step(
+            ctx.driver(&stage, None, backend),
+            &format!("{what}: driver reopen"),
+        )?;
+        if !d2.pending_journals().is_empty() {
+            return fail(format!("{what}: journal left after reopen"));
+        }
+        let rep = driver_step(d2.reconcile(), &format!("{what}: reconcile"))?;
+        if !rep.problems.is_empty() {
+            return fail(format!("{what}: reconcile problems: {:?}", rep.problems));
+        }
+        let active = d2.info(&name).map(|i| i.active).unwrap_or(false);
+        if active {
+            // Not destroyed yet: the network is whole again, rules once.
+            let now = stage.host.snapshot()?;
+            ctx.compare(
+                &rules_view(&expected),
+                &rules_view(&now),
+                &format!("{what}: still active after recovery, rules exactly once"),
+            )?;
+            let want_dnsmasq = virtnet_core::dnsmasq::needs_dnsmasq(&ctx.case.def);
+            let dnsmasqs = now
+                .section("processes")
+                .lines()
+                .filter(|l| l.contains("dnsmasq"))
+                .count();
+            if dnsmasqs != usize::from(want_dnsmasq) {
+                return fail_diff(
+                    format!(
+                        "{what}: {dnsmasqs} dnsmasq running after recovery, expected {}",
+                        usize::from(want_dnsmasq)
+                    ),
+                    now.section("processes").to_string(),
+                );
+            }
+            driver_step(
+                d2.destroy(&name),
+                &format!("{what}: destroy after recovery"),
+            )?;
+        }
+        let after = stage.host.snapshot()?;
+        ctx.check_nothing_left(
+            &before,
+            &after,
+            &kept,
+            &format!(
+                "{what}: after recovery{}",
+                if active { " and destroy" } else { "" }
+            ),
+        )?;
+        check_state_dir_clean(ctx, &stage, &d2, &what)?;
+    }
+    Ok(points.len() as u64)
+}
+
+/// Starts the network with `from` on a fresh stage and reopens a driver
+/// with the other backend through `faults`: the stage, the network's
+/// name and the driver whose reconcile reloads the rules.
+fn switch_stage(
+    ctx: &Ctx,
+    from: Backend,
+    faults: impl Fn(&Stage) -> Arc<FaultRunner>,
+) -> CheckResult<(Stage, String, Driver, Arc<FaultRunner>)> {
+    let stage = ctx.stage()?;
+    let name = ctx.define(&stage, from)?;
+    let d = driver_step(ctx.driver(&stage, None, from), "driver open")?;
+    ctx.start_checked(&stage, &d, &name, from)?;
+    drop(d);
+    let f = faults(&stage);
+    let d2 = driver_step(
+        ctx.driver(&stage, Some(f.clone() as Arc<dyn Runner>), from.other()),
+        "driver reopen with the other backend",
+    )?;
+    Ok((stage, name, d2, f))
+}
+
+/// The crash-each operations of the reload after a backend switch crash at
+/// every `RELOAD_STRIDE × --fault-stride`-th command of the reload (always
+/// the first and the last): each point costs a whole start and two
+/// reconciles, and at stride 1 these two operations alone took twice the
+/// time of the rest of the fake matrix (measured on nat-default: 54 s of
+/// 99 s), past its 60 s budget. The reload repeats one pattern per rule
+/// (delete old, add new), so every third command still crashes in each
+/// phase (private-chain setup, removal, addition, dnsmasq refresh) many
+/// times.
+pub const RELOAD_STRIDE: u64 = 3;
+
+/// Crash at command `k` of the reload after a backend switch for every k
+/// (see [`CrashWhen`]): the network is started with `from`, the daemon
+/// reopens with the other backend and its reconcile crashes; then a new
+/// daemon (still the other backend) recovers and reconciles: no journal is
+/// left, the network is active with only the new backend's rules (the
+/// rulesets equal a start with the new backend after both backends' private
+/// chains were set up), and its destroy leaves nothing but what libvirt
+/// keeps.
+pub(super) fn op_crash_each_switch(
+    ctx: &Ctx,
+    from: Backend,
+    stride: u64,
+    when: CrashWhen,
+) -> CheckResult<u64> {
+    let to = from.other();
+    if ctx.lacks_csum(from)? || ctx.lacks_csum(to)? {
+        return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
+    }
+    let n = {
+        let (_stage, _name, d, f) =
+            switch_stage(ctx, from, |s| Arc::new(FaultRunner::new(s.host.runner())))?;
+        let rep = driver_step(d.reconcile(), "reconcile")?;
+        if !rep.problems.is_empty() {
+            return fail(format!("reconcile problems: {:?}", rep.problems));
+        }
+        f.command_count()
+    };
+    let kept = ctx.kept(&[from, to])?;
+    let Some(expected) = ctx.expected_start(to, &[from])? else {
+        return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
+    };
+    let points = fault_points(first_point(when), n, stride);
+    for &k in &points {
+        let (what, plan) = crash_plan(when, k, n, &format!("reload {from}->{to}"));
+        let (stage, name, d, _f) = switch_stage(ctx, from, |s| {
+            Arc::new(FaultRunner::new(s.host.runner()).with_plan(plan.clone()))
+        })?;
+        let before = stage.baseline.clone();
+        let r = d.reconcile();
+        drop(d);
+        match r {
+            Err(e) if !e.is_crash() => {
+                return fail(format!("{what}: reconcile failed without a crash: {e}"));
+            }
+            Ok(rep) if k < n || when == CrashWhen::AfterEffect => {
+                return fail(format!("{what}: reconcile succeeded ({rep:?})"));
+            }
+            _ => {}
+        }
+        let d2 = driver_step(
+            ctx.driver(&stage, None, to),
+            &format!("{what}: driver reopen"),
+        )?;
+        if !d2.pending_journals().is_empty() {
+            return fail(format!("{what}: journal left after reopen"));
+        }
+        let rep = driver_step(d2.reconcile(), &format!("{what}: reconcile"))?;
+        if !rep.problems.is_empty() {
+            return fail(format!("{what}: reconcile problems: {:?}", rep.problems));
+        }
+        if !d2.info(&name).map(|i| i.active).unwrap_or(false) {
+            return fail(format!("{what}: network not active after recovery"));
+        }
+        if d2
+            .status(&name)
+            .and_then(|s| s.removal_backend())
+            .is_some_and(|b| b != to)
+        {
+            return fail(format!("{what}: saved removal plan is not of {to}"));
+        }
+        let switched = stage.host.snapshot()?;
+        ctx.compare(
+            &rules_view(&expected),
+            &rules_view(&switched),
+            &format!("{what}: after recovery, only the rules of {to}, exactly once"),
+        )?;
+        driver_step(
+            d2.destroy(&name),
+            &format!("{what}: destroy after recovery"),
+        )?;
+        let after = stage.host.snapshot()?;
+        ctx.check_nothing_left(
+            &before,
+            &after,
+            &kept,
+            &format!("{what}: after recovery and destroy"),
+        )?;
+        check_state_dir_clean(ctx, &stage, &d2, &what)?;
     }
     Ok(points.len() as u64)
 }

@@ -9,7 +9,8 @@
 //! * `context.rs` — [`Ctx`]: a scenario's hosts, driver state and the
 //!   expectations computed on separate fresh hosts; the checks on them.
 //! * `lifecycle.rs` — start, destroy, restart, backend switch, upgrade.
-//! * `faults.rs` — fail-each and crash-each.
+//! * `faults.rs` — fail-each and crash-each (of a start, a destroy and
+//!   the reload after a backend switch, before or after a command's effect).
 //! * `drift.rs` — drift: rules flushed, check reports, repair restores.
 //! * `update.rs` — net-update: a DHCP host added live.
 
@@ -61,6 +62,17 @@ pub enum Op {
     /// Start, `nft flush ruleset` (foreign rules put back), check reports
     /// the network's rules missing, repair restores them as after start.
     Drift,
+    /// Crash before command k of a destroy of a started network, for every
+    /// k, then restart: destroyed stays destroyed, or is whole and can be.
+    CrashEachDestroy,
+    /// Crash after command k of a destroy took effect, for every k.
+    CrashEachDestroyAfterEffect,
+    /// Started with the backend, the daemon reopens with the other one and
+    /// crashes before command k of the reload, for every k; then restart:
+    /// only the new backend's rules.
+    CrashEachSwitch,
+    /// The same, the crash after command k of the reload took effect.
+    CrashEachSwitchAfterEffect,
     /// Start (with the peer network), then every flow of the case's flow
     /// table through the packet tracer (`traffic.rs`).
     Traffic(TrafficVariant),
@@ -81,6 +93,10 @@ impl Op {
             Op::CrashEach => "crash-each".into(),
             Op::CrashEachAfterEffect => "crash-each:after-effect".into(),
             Op::Drift => "drift".into(),
+            Op::CrashEachDestroy => "crash-each:destroy".into(),
+            Op::CrashEachDestroyAfterEffect => "crash-each:destroy:after-effect".into(),
+            Op::CrashEachSwitch => "crash-each:switch".into(),
+            Op::CrashEachSwitchAfterEffect => "crash-each:switch:after-effect".into(),
             Op::Traffic(v) => v.label().into(),
             Op::TrafficUpgrade(s) => format!("traffic:upgrade:{}", s.label()),
         }
@@ -201,6 +217,33 @@ pub fn run_scenario_with(
                 .map(|n| {
                     steps = n;
                 }),
+                Op::CrashEachDestroy | Op::CrashEachDestroyAfterEffect => {
+                    let when = if scenario.op == Op::CrashEachDestroy {
+                        faults::CrashWhen::BeforeCommand
+                    } else {
+                        faults::CrashWhen::AfterEffect
+                    };
+                    faults::op_crash_each_destroy(&ctx, scenario.backend, opts.fault_stride, when)
+                        .map(|n| {
+                            steps = n;
+                        })
+                }
+                Op::CrashEachSwitch | Op::CrashEachSwitchAfterEffect => {
+                    let when = if scenario.op == Op::CrashEachSwitch {
+                        faults::CrashWhen::BeforeCommand
+                    } else {
+                        faults::CrashWhen::AfterEffect
+                    };
+                    faults::op_crash_each_switch(
+                        &ctx,
+                        scenario.backend,
+                        opts.fault_stride.saturating_mul(faults::RELOAD_STRIDE),
+                        when,
+                    )
+                    .map(|n| {
+                        steps = n;
+                    })
+                }
                 Op::Traffic(v) => traffic::op_traffic(&ctx, scenario.backend, *v).map(|n| {
                     steps = n;
                 }),
@@ -244,6 +287,12 @@ pub fn ops_for(golden: &Path, case: &Case, backend: Backend) -> Vec<Op> {
     ops.push(Op::FailEach);
     ops.push(Op::CrashEach);
     ops.push(Op::CrashEachAfterEffect);
+    ops.push(Op::CrashEachDestroy);
+    ops.push(Op::CrashEachDestroyAfterEffect);
+    if other_starts {
+        ops.push(Op::CrashEachSwitch);
+        ops.push(Op::CrashEachSwitchAfterEffect);
+    }
     ops.push(Op::Traffic(TrafficVariant::Baseline));
     ops.push(Op::Traffic(TrafficVariant::Bare));
     ops.push(Op::Traffic(TrafficVariant::DockerDrop));

@@ -3,7 +3,8 @@
 
 use proptest::prelude::*;
 use virtnet_conformance::props::machine::{
-    CrashIn, Foreign, Machine, Op, StartFault, FAULT_PROGRAMS,
+    ConcOp, CrashIn, Foreign, Machine, Op, StartFault, WriteErrno, WriteIn, WriteTarget,
+    FAULT_PROGRAMS,
 };
 use virtnet_conformance::props::spec::{Mode, Nat, NetSpec, V4, V6};
 use virtnet_conformance::props::view;
@@ -160,6 +161,45 @@ pub fn op(nets: usize) -> impl Strategy<Value = Op> {
             1u16..80
         )
             .prop_map(|(during, index)| Op::CrashAfterEffect { during, index }),
+        1 => (
+            prop_oneof![
+                n.clone().prop_map(WriteIn::Start),
+                any::<bool>().prop_map(|switch_backend| WriteIn::Restart { switch_backend }),
+            ],
+            prop_oneof![
+                Just(WriteTarget::Journal),
+                Just(WriteTarget::Status),
+                Just(WriteTarget::Dnsmasq),
+            ],
+            prop_oneof![
+                Just(WriteErrno::NoSpace),
+                Just(WriteErrno::Io),
+                Just(WriteErrno::ReadOnly),
+            ],
+            0u8..40,
+        )
+            .prop_map(|(during, target, errno, after)| Op::WriteFails {
+                during,
+                target,
+                errno,
+                after,
+            }),
+        2 => (conc_op(nets), 1u16..60, conc_op(nets))
+            .prop_map(|(first, pause_at, second)| Op::Concurrent {
+                first,
+                pause_at,
+                second,
+            }),
+    ]
+}
+
+/// An operation of one driver of [`Op::Concurrent`].
+pub fn conc_op(nets: usize) -> impl Strategy<Value = ConcOp> {
+    let n = 0..nets;
+    prop_oneof![
+        1 => n.clone().prop_map(ConcOp::Define),
+        3 => n.clone().prop_map(ConcOp::Start),
+        1 => n.prop_map(ConcOp::Destroy),
     ]
 }
 

@@ -100,6 +100,9 @@ pub enum Entry {
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
+    /// Asked before the file is created and before every entry is written
+    /// (injected write failures; open in a real configuration).
+    gate: crate::store::WriteGate,
     state: Mutex<JournalState>,
 }
 
@@ -124,6 +127,13 @@ impl Journal {
     /// Opens an empty journal at `path` (a file already there, left by an
     /// earlier operation, is emptied; the directory is created if missing).
     pub fn create(path: &Path) -> io::Result<Journal> {
+        Journal::create_gated(path, crate::store::WriteGate::open())
+    }
+
+    /// [`Journal::create`] with its writes checked by `gate` (see
+    /// [`crate::store::WriteGate`]).
+    pub fn create_gated(path: &Path, gate: crate::store::WriteGate) -> io::Result<Journal> {
+        gate.check(path)?;
         let open = || {
             fs::OpenOptions::new()
                 .write(true)
@@ -145,6 +155,7 @@ impl Journal {
         };
         Ok(Journal {
             path: path.to_path_buf(),
+            gate,
             state: Mutex::new(JournalState {
                 file,
                 tracker: UndoTracker::default(),
@@ -180,7 +191,10 @@ impl Journal {
         } = st;
         // `write_all`: a short write (a signal, a nearly full disk) goes
         // on where it stopped, still before the next command runs.
-        let result = file.write_all(line);
+        let result = self
+            .gate
+            .check(&self.path)
+            .and_then(|()| file.write_all(line));
         if let Err(e) = &result {
             write_failure.get_or_insert_with(|| e.to_string());
         }

@@ -230,6 +230,38 @@ pub fn writer_alive(pid: &str, start_time: &str) -> bool {
     }
 }
 
+/// Test-only mutation (cargo feature `sabotage`, never on in a shipped
+/// build): when switched on with [`sabotage::ignore_lock`], a driver that
+/// does not hold the driver lock makes its changes without taking it — it
+/// re-reads the state directory and recovers "abandoned" journals as if it
+/// held the lock, while another driver may be in the middle of an
+/// operation. It exists to prove that the property tests catch a driver
+/// that goes on without the lock (`cargo xtask props --mutant
+/// ignore-lock`).
+#[doc(hidden)]
+pub mod sabotage {
+    #[cfg(feature = "sabotage")]
+    static IGNORE_LOCK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    /// Switches the mutation on or off for the whole process.
+    #[cfg(feature = "sabotage")]
+    pub fn ignore_lock(on: bool) {
+        IGNORE_LOCK.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Is the mutation on? (Always false without the feature.)
+    pub(crate) fn ignoring_lock() -> bool {
+        #[cfg(feature = "sabotage")]
+        {
+            IGNORE_LOCK.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        #[cfg(not(feature = "sabotage"))]
+        {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -153,6 +153,11 @@ pub struct DriverConfig {
     /// Told (once per change) that the change waits for the driver lock,
     /// with a line naming the holder; `None`: a `tracing` warning only.
     pub lock_notice: Option<LockNotice>,
+    /// Asked before every write of the state directory (journals, status
+    /// files, dnsmasq files): the seam of injected write failures (tests;
+    /// see [`store::WriteGate`]). Open (every write goes through) by
+    /// default.
+    pub write_gate: store::WriteGate,
 }
 
 impl DriverConfig {
@@ -175,6 +180,7 @@ impl DriverConfig {
             sysfs_root: PathBuf::from("/sys"),
             lock_wait: lock::DEFAULT_LOCK_WAIT,
             lock_notice: None,
+            write_gate: store::WriteGate::open(),
         }
     }
 
@@ -653,7 +659,7 @@ impl Driver {
             owner: lock.is_some(),
             lifetime_lock: Mutex::new(lock),
             configs: ConfigStore::new(&cfg.config_dir),
-            statuses: StatusStore::new(&cfg.state_dir),
+            statuses: StatusStore::new(&cfg.state_dir).with_gate(cfg.write_gate.clone()),
             backend,
             cfg,
             nets: Mutex::new(BTreeMap::new()),
@@ -677,6 +683,11 @@ impl Driver {
     /// changed) and recovers what a dead holder left behind.
     fn change(&self) -> Result<ChangeGuard, DriverError> {
         if self.owner {
+            return Ok(ChangeGuard { _lock: None });
+        }
+        if lock::sabotage::ignoring_lock() {
+            // Test-only mutation (feature `sabotage`): see lock::sabotage.
+            self.load(true)?;
             return Ok(ChangeGuard { _lock: None });
         }
         let l = take_change_lock(
@@ -747,7 +758,12 @@ impl Driver {
     /// a journal that cannot be written (disk full, I/O error, read-only
     /// file system) refuses the operation before it changes the host.
     fn open_journal(&self, jpath: &Path) -> Result<Journal, DriverError> {
-        let journal = Journal::create(jpath).map_err(|e| DriverError::io(jpath, e))?;
+        let journal = Journal::create_gated(jpath, self.cfg.write_gate.clone()).map_err(|e| {
+            DriverError::io(
+                jpath,
+                format!("cannot write the journal, nothing was changed: {e}"),
+            )
+        })?;
         let (note, pid, start) = lock::owner_note();
         if let Err(e) = journal.note(note, &pid, &start) {
             let _ = journal.remove();
@@ -1457,6 +1473,12 @@ impl Driver {
                 (Path::new(*p), t.as_bytes(), mode)
             })
             .collect();
+        for (p, _, _) in &list {
+            self.cfg
+                .write_gate
+                .check(p)
+                .map_err(|e| DriverError::io(p, e))?;
+        }
         store::atomic_write_all_modes(&list).map_err(|(p, e)| DriverError::io(&p, e))?;
         let caps = self.dnsmasq_caps(runner)?;
         let cmd = dnsmasq::command_line(def, &caps, &files.paths.conf, &self.cfg.leases_helper)?;
@@ -1613,7 +1635,12 @@ impl Driver {
                     (&paths.addnhosts, &files.addnhosts),
                 ] {
                     let p = Path::new(path);
-                    store::atomic_write_mode(p, text.as_bytes(), store::SHARED_FILE_MODE)
+                    self.cfg
+                        .write_gate
+                        .check(p)
+                        .and_then(|()| {
+                            store::atomic_write_mode(p, text.as_bytes(), store::SHARED_FILE_MODE)
+                        })
                         .map_err(|e| DriverError::io(p, e))?;
                 }
                 runner.run_checked(&Cmd::new(["kill", "-HUP", pid.as_str()]))?;

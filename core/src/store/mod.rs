@@ -18,6 +18,11 @@
 //! directories); [`open_lock_file`] opens `driver.lock` 0600, never through a
 //! symbolic link, and refuses one another user owns.
 //!
+//! [`WriteGate`] is the test seam in front of the driver's state-directory
+//! writes (journal, status files, dnsmasq files): a fault plan can make
+//! writes to matching paths fail with an errno, as a full or failing disk
+//! would. It is `None` in a real configuration (one branch per write).
+//!
 //! The formats are libvirt 11.3.0's, so files we write can be read by
 //! libvirt and files libvirt wrote (including 9.0.0's status files without a
 //! `<firewall>` element, and bare `<network>` status files) can be read
@@ -33,6 +38,51 @@ use std::path::{Path, PathBuf};
 
 use crate::firewall::{Backend, Firewall};
 use crate::netxml::{self, FormatFlags, NetworkDef};
+
+/// Asked before every write of the driver's state directory (journal
+/// entries, status files, dnsmasq configuration and hosts files): an
+/// `Err` fails that write with this error before anything is written, as a
+/// full disk (`ENOSPC`), an I/O error (`EIO`) or a read-only file system
+/// (`EROFS`) would. The test seam of injected write failures
+/// (`virtnet_testkit::Fault::WriteFails`, set as
+/// [`crate::driver::DriverConfig::write_gate`]); [`WriteGate::open`] (the
+/// default) lets every write through at the cost of one branch.
+#[derive(Clone, Default)]
+pub struct WriteGate(Option<std::sync::Arc<WriteCheck>>);
+
+/// The function behind a [`WriteGate`]: the path about to be written.
+pub type WriteCheck = dyn Fn(&Path) -> io::Result<()> + Send + Sync;
+
+impl WriteGate {
+    /// Every write goes through (the real configuration).
+    pub fn open() -> Self {
+        WriteGate(None)
+    }
+
+    /// Every write is first checked by `check`.
+    pub fn new(check: std::sync::Arc<WriteCheck>) -> Self {
+        WriteGate(Some(check))
+    }
+
+    /// May `path` be written? (Always `Ok` for [`WriteGate::open`].)
+    #[inline]
+    pub fn check(&self, path: &Path) -> io::Result<()> {
+        match &self.0 {
+            None => Ok(()),
+            Some(f) => f(path),
+        }
+    }
+}
+
+impl std::fmt::Debug for WriteGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "WriteGate(checked)"
+        } else {
+            "WriteGate(open)"
+        })
+    }
+}
 
 /// The name libvirt gives the saved removal plan in a status file.
 pub const FW_REMOVAL_NAME: &str = "fwRemoval";
@@ -694,11 +744,21 @@ impl ConfigStore {
 #[derive(Debug, Clone)]
 pub struct StatusStore {
     pub dir: PathBuf,
+    gate: WriteGate,
 }
 
 impl StatusStore {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        StatusStore { dir: dir.into() }
+        StatusStore {
+            dir: dir.into(),
+            gate: WriteGate::open(),
+        }
+    }
+
+    /// The same store with its writes checked by `gate`.
+    pub fn with_gate(mut self, gate: WriteGate) -> Self {
+        self.gate = gate;
+        self
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -708,7 +768,10 @@ impl StatusStore {
     /// Writes the status file atomically.
     pub fn save(&self, st: &NetworkStatus) -> Result<(), StatusError> {
         let path = self.path(&st.def.name);
-        atomic_write(&path, format_status(st).as_bytes()).map_err(|e| StatusError::io(&path, e))
+        self.gate
+            .check(&path)
+            .and_then(|()| atomic_write(&path, format_status(st).as_bytes()))
+            .map_err(|e| StatusError::io(&path, e))
     }
 
     pub fn load_file(path: &Path) -> Result<NetworkStatus, StatusError> {
