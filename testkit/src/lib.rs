@@ -8,12 +8,17 @@
 //!   [`netns::run_sequence`], a thread's own fresh namespace) and the one
 //!   "can the real tools run here, else print `skipped: why`" check
 //!   (`VIRTNET_REQUIRE_REAL=1` turns a skip into a failure).
+//! * [`lab`] — the real-packet lab: guest and outside namespaces around a
+//!   network a driver started (veths on its bridge, a real DHCP client),
+//!   and a UDP/TCP/ICMP sender/receiver reporting what arrived, where and
+//!   from which address.
 //!
 //! Used by the conformance suite, `cargo xtask` and the tests of the other
 //! crates (a dev-dependency there); nothing the daemon or the CLI ships
 //! depends on it.
 
 pub mod faults;
+pub mod lab;
 pub mod netns;
 pub mod process;
 
