@@ -319,27 +319,27 @@ impl Drop for Lab {
 }
 
 /// A lease from the DHCP server on `ns`'s `eth0`: busybox `udhcpc` run once
-/// (`-q -n`: exit with or without a lease), 4 discovers a second apart.
+/// (`-q -n`: exit with or without a lease), up to 3 discovers 5 s apart —
+/// dnsmasq pings an address (up to 3 s) before it offers it the first
+/// time, and udhcpc ignores an offer that answers an earlier discover.
 pub fn dhcp(ns: &NsHandle) -> Result<Lease, String> {
-    let (st, out, err) = ns.output(
-        &[
-            "udhcpc",
-            "-f",
-            "-q",
-            "-n",
-            "-i",
-            "eth0",
-            "-s",
-            "/bin/true",
-            "-t",
-            "4",
-            "-T",
-            "1",
-            "-A",
-            "1",
-        ],
-        Duration::from_secs(15),
-    )?;
+    let argv = [
+        "udhcpc",
+        "-f",
+        "-q",
+        "-n",
+        "-i",
+        "eth0",
+        "-s",
+        "/bin/true",
+        "-t",
+        "3",
+        "-T",
+        "5",
+        "-A",
+        "1",
+    ];
+    let (st, out, err) = ns.output(&argv, Duration::from_secs(20))?;
     let text = format!("{out}{err}");
     parse_lease(&text).ok_or_else(|| {
         format!(
