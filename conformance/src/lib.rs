@@ -15,6 +15,8 @@
 //!   parallel runner with progress.
 //! * [`report`] — summary table, JUnit, Markdown, HTML and JSON reports.
 //! * [`props`] — property tests' host view, random definitions, state machine.
+//! * [`realtraffic`] — real packets (the lab's guests and outside) next to
+//!   the simulator's tracer: one case × backend on both, every flow compared.
 //! * [`upgrade`] — `cargo xtask upgrade-check`: take-over of every frozen release.
 //!
 //! Rules every check here follows:
@@ -48,6 +50,7 @@ pub mod host;
 pub mod kept;
 pub mod matrix;
 pub mod props;
+pub mod realtraffic;
 pub mod report;
 pub mod scenario;
 pub mod upgrade;

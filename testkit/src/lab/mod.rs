@@ -113,6 +113,28 @@ impl Lab {
 
     /// A new guest plugged into `spec.bridge`, addressed; its index.
     pub fn add_guest(&mut self, spec: &GuestSpec) -> Result<usize, String> {
+        Ok(self.add_guests(std::slice::from_ref(spec))?[0])
+    }
+
+    /// New guests: all plugged first, then one wait for their bridge
+    /// ports to forward, then DHCP and routes; their indexes.
+    pub fn add_guests(&mut self, specs: &[GuestSpec]) -> Result<Vec<usize>, String> {
+        let mut idx = Vec::new();
+        for s in specs {
+            idx.push(self.plug(s)?);
+        }
+        for &i in &idx {
+            self.wait_forwarding(&self.guests[i].host_end)?;
+        }
+        for (s, &i) in specs.iter().zip(&idx) {
+            self.configure(i, s)?;
+        }
+        Ok(idx)
+    }
+
+    /// A guest namespace with its veth on the bridge and its static
+    /// addresses.
+    fn plug(&mut self, spec: &GuestSpec) -> Result<usize, String> {
         let i = self.guests.len();
         let name = format!("guest{i}");
         let ns = NsHandle::new_empty(&name)?;
@@ -131,48 +153,50 @@ impl Lab {
             "netns",
             &ns.path(),
         ])?;
-        let mut g = Guest {
+        // Pushed before the rest so a failure still deletes the veth (Drop).
+        self.guests.push(Guest {
             ns,
             host_end: host_end.clone(),
             addrs: Vec::new(),
             lease: None,
-        };
-        // Pushed now so a failure below still deletes the veth (Drop).
-        let setup = (|| -> Result<(), String> {
-            g.ns.cmd(&["ip", "link", "set", "eth0", "address", &mac, "up"])?;
-            self.host
-                .cmd(&["ip", "link", "set", &host_end, "master", &spec.bridge, "up"])?;
-            for (a, len) in &spec.statics {
-                let cidr = format!("{a}/{len}");
-                if a.is_ipv6() {
-                    g.ns.cmd(&["ip", "addr", "add", &cidr, "dev", "eth0", "nodad"])?;
-                } else {
-                    g.ns.cmd(&["ip", "addr", "add", &cidr, "dev", "eth0"])?;
-                }
-                g.addrs.push(*a);
+        });
+        let g = &mut self.guests[i];
+        g.ns.cmd(&["ip", "link", "set", "eth0", "address", &mac, "up"])?;
+        self.host
+            .cmd(&["ip", "link", "set", &host_end, "master", &spec.bridge, "up"])?;
+        for (a, len) in &spec.statics {
+            let cidr = format!("{a}/{len}");
+            if a.is_ipv6() {
+                g.ns.cmd(&["ip", "addr", "add", &cidr, "dev", "eth0", "nodad"])?;
+            } else {
+                g.ns.cmd(&["ip", "addr", "add", &cidr, "dev", "eth0"])?;
             }
-            self.wait_forwarding(&host_end)?;
-            if let Some(len) = spec.dhcp_prefix {
-                let lease = dhcp(&g.ns)?;
-                g.ns.cmd(&[
-                    "ip",
-                    "addr",
-                    "add",
-                    &format!("{}/{len}", lease.addr),
-                    "dev",
-                    "eth0",
-                ])?;
-                g.addrs.push(IpAddr::V4(lease.addr));
-                g.lease = Some(lease);
-            }
-            for gw in &spec.gateways {
-                let fam = if gw.is_ipv4() { "-4" } else { "-6" };
-                g.ns.cmd(&["ip", fam, "route", "add", "default", "via", &gw.to_string()])?;
-            }
-            Ok(())
-        })();
-        self.guests.push(g);
-        setup.map(|()| i)
+            g.addrs.push(*a);
+        }
+        Ok(i)
+    }
+
+    /// DHCP (when asked for) and default routes of guest `i`.
+    fn configure(&mut self, i: usize, spec: &GuestSpec) -> Result<(), String> {
+        let g = &mut self.guests[i];
+        if let Some(len) = spec.dhcp_prefix {
+            let lease = dhcp(&g.ns)?;
+            g.ns.cmd(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/{len}", lease.addr),
+                "dev",
+                "eth0",
+            ])?;
+            g.addrs.push(IpAddr::V4(lease.addr));
+            g.lease = Some(lease);
+        }
+        for gw in &spec.gateways {
+            let fam = if gw.is_ipv4() { "-4" } else { "-6" };
+            g.ns.cmd(&["ip", fam, "route", "add", "default", "via", &gw.to_string()])?;
+        }
+        Ok(())
     }
 
     /// Waits until bridge port `port` forwards (STP), bounded.
@@ -263,6 +287,19 @@ impl Lab {
             let fam = if via.is_ipv4() { "-4" } else { "-6" };
             o.ns.cmd(&["ip", fam, "route", "add", dst, "via", &via.to_string()])?;
         }
+        Ok(())
+    }
+
+    /// Lifts the kernel's ICMP error rate limits in the host namespace
+    /// (`net.ipv4.icmp_ratelimit`, `net.ipv6.icmp.ratelimit` = 0, per
+    /// namespace): many probes refused in a row towards one guest would
+    /// otherwise see their ICMP errors suppressed after a burst of ~6 and
+    /// look dropped.
+    pub fn unlimit_icmp(&self) -> Result<(), String> {
+        self.host
+            .cmd(&["sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0"])?;
+        self.host
+            .cmd(&["sysctl", "-q", "-w", "net.ipv6.icmp.ratelimit=0"])?;
         Ok(())
     }
 

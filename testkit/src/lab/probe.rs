@@ -141,11 +141,12 @@ pub fn send(
             Ready::Failed(e) => Err(e),
             Ready::InUse => from.run(|| service(p, timeout)).and_then(|r| r).map(|a| {
                 Some(match a {
-                    Some(service) => Arrival::Answered {
+                    Served::Answered(service) => Arrival::Answered {
                         at: to.name.clone(),
                         service,
                     },
-                    None => Arrival::Timeout,
+                    Served::Refused(error) => Arrival::Refused { error },
+                    Served::Nothing => Arrival::Timeout,
                 })
             }),
             Ready::Listening => from
@@ -543,17 +544,32 @@ fn bind_any(fd: &OwnedFd, v4: bool, port: u16) -> Result<(), String> {
 // ----------------------------------------------------------------------
 // host services
 
-/// Speaks the service's protocol to a port the receiver could not bind:
-/// `Some(service)` when it answered.
-fn service(p: &Probe, timeout: Duration) -> Result<Option<String>, String> {
+/// What a host service made of a probe.
+enum Served {
+    Answered(String),
+    /// An ICMP error or a reset came back instead.
+    Refused(String),
+    Nothing,
+}
+
+fn refused_or_nothing(e: &std::io::Error) -> Served {
+    match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => Served::Nothing,
+        _ => Served::Refused(e.to_string()),
+    }
+}
+
+/// Speaks the service's protocol to a port the receiver could not bind.
+fn service(p: &Probe, timeout: Duration) -> Result<Served, String> {
     let v4 = p.dst.is_ipv4();
     let dport = p.dport.unwrap_or(0);
     match (p.proto, dport) {
         (L4::Tcp, _) => {
             let dst = SocketAddr::new(p.dst, dport);
-            Ok(TcpStream::connect_timeout(&dst, timeout)
-                .ok()
-                .map(|_| format!("tcp {dport} accepted")))
+            Ok(match TcpStream::connect_timeout(&dst, timeout) {
+                Ok(_) => Served::Answered(format!("tcp {dport} accepted")),
+                Err(e) => refused_or_nothing(&e),
+            })
         }
         (L4::Udp, 53) => {
             let sock = UdpSocket::bind((unspecified(v4), p.sport.unwrap_or(0)))
@@ -566,17 +582,18 @@ fn service(p: &Probe, timeout: Duration) -> Result<Option<String>, String> {
                 q.extend_from_slice(label.as_bytes());
             }
             q.extend_from_slice(&[0, 0, 1, 0, 1]);
-            if sock.send(&q).is_err() {
-                return Ok(None);
+            if let Err(e) = sock.send(&q) {
+                return Ok(Served::Refused(format!("send: {e}")));
             }
             sock.set_read_timeout(Some(timeout))
                 .map_err(|e| e.to_string())?;
             let mut buf = [0u8; 1500];
             Ok(match sock.recv(&mut buf) {
                 Ok(n) if n >= 4 && buf[0] == 0x7e && buf[1] == 0x57 && buf[2] & 0x80 != 0 => {
-                    Some(format!("dns answer rcode {}", buf[3] & 0x0f))
+                    Served::Answered(format!("dns answer rcode {}", buf[3] & 0x0f))
                 }
-                _ => None,
+                Ok(_) => Served::Nothing,
+                Err(e) => refused_or_nothing(&e),
             })
         }
         (L4::Udp, 67) if v4 => dhcp_inform(p, timeout),
@@ -588,10 +605,11 @@ fn service(p: &Probe, timeout: Duration) -> Result<Option<String>, String> {
 }
 
 /// A DHCPINFORM from this namespace's address towards `p.dst:67`; the
-/// server answers (DHCPACK) to our address, port 68.
-fn dhcp_inform(p: &Probe, timeout: Duration) -> Result<Option<String>, String> {
+/// server answers (DHCPACK) to our address, port 68. The socket is
+/// connected to the server, so an ICMP error comes back to it too.
+fn dhcp_inform(p: &Probe, timeout: Duration) -> Result<Served, String> {
     let IpAddr::V4(dst) = p.dst else {
-        return Ok(None);
+        return Ok(Served::Nothing);
     };
     // Our address towards dst: what a connected socket picks.
     let probe = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(|e| e.to_string())?;
@@ -599,7 +617,7 @@ fn dhcp_inform(p: &Probe, timeout: Duration) -> Result<Option<String>, String> {
         .connect((dst, 67))
         .map_err(|e| format!("route to {dst}: {e}"))?;
     let IpAddr::V4(me) = probe.local_addr().map_err(|e| e.to_string())?.ip() else {
-        return Ok(None);
+        return Ok(Served::Nothing);
     };
     drop(probe);
     let sock = UdpSocket::bind((me, 68)).map_err(|e| format!("udp bind {me}:68: {e}"))?;
@@ -614,21 +632,24 @@ fn dhcp_inform(p: &Probe, timeout: Duration) -> Result<Option<String>, String> {
     m.extend_from_slice(&[99, 130, 83, 99]); // magic cookie
     m.extend_from_slice(&[53, 1, 8]); // DHCPINFORM
     m.push(255);
-    sock.send_to(&m, (dst, 67)).map_err(|e| e.to_string())?;
+    sock.connect((dst, 67)).map_err(|e| e.to_string())?;
+    if let Err(e) = sock.send(&m) {
+        return Ok(Served::Refused(format!("send: {e}")));
+    }
     sock.set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     let mut buf = [0u8; 1500];
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        match sock.recv_from(&mut buf) {
-            Ok((n, _)) if n > 240 && buf[0] == 2 && buf[4..8] == xid => {
-                return Ok(Some("dhcp answer".into()))
+        match sock.recv(&mut buf) {
+            Ok(n) if n > 240 && buf[0] == 2 && buf[4..8] == xid => {
+                return Ok(Served::Answered("dhcp answer".into()))
             }
             Ok(_) => {}
-            Err(_) => break,
+            Err(e) => return Ok(refused_or_nothing(&e)),
         }
     }
-    Ok(None)
+    Ok(Served::Nothing)
 }
 
 #[cfg(test)]
