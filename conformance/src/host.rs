@@ -129,6 +129,11 @@ pub trait TestHost {
     fn runner(&self) -> Arc<dyn Runner>;
     /// Canonical state now.
     fn snapshot(&self) -> Result<Snapshot, HostError>;
+    /// The simulated host's whole state (what the packet tracer reads);
+    /// `None` on the real host.
+    fn fake_state(&self) -> Option<virtnet_fake::state::HostState> {
+        None
+    }
 }
 
 /// Paths of the tools the driver runs itself (dnsmasq, its lease helper).
@@ -177,6 +182,10 @@ impl TestHost for FakeTestHost {
             .collect();
         sections.insert("sysctl".to_string(), sysctl);
         Ok(Snapshot { sections })
+    }
+
+    fn fake_state(&self) -> Option<virtnet_fake::state::HostState> {
+        Some(self.host.state())
     }
 }
 

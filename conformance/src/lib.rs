@@ -18,6 +18,8 @@
 //! * [`realtraffic`] — real packets (the lab's guests and outside) next to
 //!   the simulator's tracer: one case × backend on both, every flow compared.
 //! * [`upgrade`] — `cargo xtask upgrade-check`: take-over of every frozen release.
+//! * [`traffic`] — per case, the probe flows and the outcomes libvirt documents
+//!   for them (the oracle of the `traffic` operation).
 //!
 //! Rules every check here follows:
 //!
@@ -53,6 +55,7 @@ pub mod props;
 pub mod realtraffic;
 pub mod report;
 pub mod scenario;
+pub mod traffic;
 pub mod upgrade;
 
 pub use cases::{golden_root, load_cases, upgrade_sources, Case, UpgradeSource};

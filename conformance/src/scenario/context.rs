@@ -32,7 +32,7 @@ pub struct Stage {
     pub state_dir: PathBuf,
 }
 
-fn seed_err(e: virtnet_fake::seed::SeedError) -> HostError {
+pub(super) fn seed_err(e: virtnet_fake::seed::SeedError) -> HostError {
     HostError::Other(e.to_string())
 }
 
@@ -78,12 +78,24 @@ impl<'a> Ctx<'a> {
         &self,
         def: &virtnet_core::netxml::NetworkDef,
     ) -> Result<Stage, HostError> {
+        self.stage_seeded(def, &|r| {
+            virtnet_fake::seed::seed_docker_iptables(r).map_err(seed_err)?;
+            virtnet_fake::seed::seed_docker_nft(r).map_err(seed_err)?;
+            virtnet_fake::seed::seed_firewalld_nft(r).map_err(seed_err)
+        })
+    }
+
+    /// A fresh host with the foreign rules `seed` puts there, and the
+    /// uplinks of `def`.
+    pub(super) fn stage_seeded(
+        &self,
+        def: &virtnet_core::netxml::NetworkDef,
+        seed: &dyn Fn(&dyn Runner) -> Result<(), HostError>,
+    ) -> Result<Stage, HostError> {
         let host = self.factory.fresh()?;
         let r = host.runner();
         let r: &dyn Runner = &*r;
-        virtnet_fake::seed::seed_docker_iptables(r).map_err(seed_err)?;
-        virtnet_fake::seed::seed_docker_nft(r).map_err(seed_err)?;
-        virtnet_fake::seed::seed_firewalld_nft(r).map_err(seed_err)?;
+        seed(r)?;
         for (i, dev) in cases::uplinks(def).iter().enumerate() {
             r.run_argv_checked(&["ip", "link", "add", dev, "type", "bridge"])?;
             let mac = format!("02:00:00:00:00:{:02x}", i + 1);

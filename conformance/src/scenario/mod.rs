@@ -14,6 +14,7 @@
 mod context;
 mod faults;
 mod lifecycle;
+mod traffic;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ use crate::host::HostFactory;
 
 pub use context::{Ctx, Stage};
 pub use faults::{failure_is_tolerated, INJECTED_STDERR};
+pub use traffic::{TrafficVariant, XFAIL_REAL as XFAIL_TRAFFIC_REAL};
 
 /// The operations of the matrix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +51,9 @@ pub enum Op {
     /// Crash after command k of a start took effect (it ran; the daemon
     /// never saw its result), for every k, then restart.
     CrashEachAfterEffect,
+    /// Start (with the peer network), then every flow of the case's flow
+    /// table through the packet tracer (`traffic.rs`).
+    Traffic(TrafficVariant),
 }
 
 impl Op {
@@ -62,6 +67,7 @@ impl Op {
             Op::FailEach => "fail-each".into(),
             Op::CrashEach => "crash-each".into(),
             Op::CrashEachAfterEffect => "crash-each:after-effect".into(),
+            Op::Traffic(v) => v.label().into(),
         }
     }
 
@@ -172,6 +178,9 @@ pub fn run_scenario_with(
                 .map(|n| {
                     steps = n;
                 }),
+                Op::Traffic(v) => traffic::op_traffic(&ctx, scenario.backend, *v).map(|n| {
+                    steps = n;
+                }),
             };
             verdict_of(r)
         }
@@ -192,10 +201,11 @@ pub fn ops_for(golden: &Path, case: &Case, backend: Backend) -> Vec<Op> {
     }
     let mut ops = vec![Op::Start, Op::Destroy, Op::Restart];
     let other = backend.other();
-    if matches!(
+    let other_starts = matches!(
         cases::expectation(golden, cases::UNRELEASED, &case.name, other),
         Ok(Expectation::Start { .. })
-    ) {
+    );
+    if other_starts {
         ops.push(Op::Switch);
     }
     for src in cases::upgrade_sources(golden, &case.name) {
@@ -204,5 +214,12 @@ pub fn ops_for(golden: &Path, case: &Case, backend: Backend) -> Vec<Op> {
     ops.push(Op::FailEach);
     ops.push(Op::CrashEach);
     ops.push(Op::CrashEachAfterEffect);
+    ops.push(Op::Traffic(TrafficVariant::Baseline));
+    ops.push(Op::Traffic(TrafficVariant::Bare));
+    ops.push(Op::Traffic(TrafficVariant::DockerDrop));
+    ops.push(Op::Traffic(TrafficVariant::Restart));
+    if other_starts {
+        ops.push(Op::Traffic(TrafficVariant::Switch));
+    }
     ops
 }

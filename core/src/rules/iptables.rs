@@ -246,6 +246,9 @@ fn masquerade(
     proto: Option<Proto>,
     a: Action,
 ) {
+    if super::masquerade_sabotaged() {
+        return;
+    }
     let mut args = Args::new();
     args.extend_from_slice(&[
         "--table",

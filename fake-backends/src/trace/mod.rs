@@ -211,6 +211,9 @@ enum CtMatch {
 }
 
 impl Conntrack {
+    /// Entries are searched newest first: ICMP echo ids are not modelled,
+    /// so two pings masqueraded to one address have the same reply tuple
+    /// here (the kernel tells them apart by the id); the latest wins.
     fn lookup(&self, f: &Flow) -> CtMatch {
         let t = Tuple {
             src: f.src,
@@ -218,20 +221,20 @@ impl Conntrack {
             dst: f.dst,
             dport: f.dport,
         };
-        for (i, e) in self.entries.iter().enumerate() {
+        for (i, e) in self.entries.iter().enumerate().rev() {
             if e.proto == f.proto && e.reply == t {
                 return CtMatch::Reply(i);
             }
         }
         if f.reply {
-            for (i, e) in self.entries.iter().enumerate() {
+            for (i, e) in self.entries.iter().enumerate().rev() {
                 let icmp = matches!(f.proto, Proto::Icmp | Proto::Icmpv6);
                 if icmp && e.proto.has_ports() && e.reply.src == f.src && e.reply.dst == f.dst {
                     return CtMatch::Related(i);
                 }
             }
         }
-        for (i, e) in self.entries.iter().enumerate() {
+        for (i, e) in self.entries.iter().enumerate().rev() {
             if e.proto == f.proto && e.orig == t {
                 return CtMatch::Original(i);
             }
@@ -247,6 +250,25 @@ struct Host<'a> {
 
 fn addr_of(s: &str) -> Option<IpAddr> {
     s.parse().ok()
+}
+
+/// Are `a` and `b` in one subnet of `prefix` bits?
+fn same_subnet(a: IpAddr, b: IpAddr, prefix: u8) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let m = u32::MAX
+                .checked_shl(32 - u32::from(prefix.min(32)))
+                .unwrap_or(0);
+            u32::from(a) & m == u32::from(b) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let m = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
+            u128::from(a) & m == u128::from(b) & m
+        }
+        _ => false,
+    }
 }
 
 impl Host<'_> {
@@ -274,17 +296,27 @@ impl Host<'_> {
             .flat_map(|l| l.addrs.iter())
             .any(|x| x.broadcast.as_deref().and_then(addr_of) == Some(a))
     }
-    /// The address masquerade uses on `dev`: its first address of the
-    /// family (for IPv6 the first that is not link-local).
-    fn primary(&self, dev: &str, v4: bool) -> Option<IpAddr> {
+    /// The address masquerade uses on `dev` towards `dst`: like the
+    /// kernel's source selection, the address of the family whose subnet
+    /// holds `dst` (an on-link destination), else the first one (for IPv6
+    /// the first that is not link-local).
+    fn primary(&self, dev: &str, dst: IpAddr) -> Option<IpAddr> {
+        let v4 = dst.is_ipv4();
         let l = self.st.ip.links.iter().find(|l| l.name == dev)?;
-        l.addrs
+        let cands: Vec<(IpAddr, u8)> = l
+            .addrs
             .iter()
-            .filter_map(|a| addr_of(&a.local))
-            .find(|a| match a {
+            .filter_map(|a| Some((addr_of(&a.local)?, a.prefixlen)))
+            .filter(|(a, _)| match a {
                 IpAddr::V4(_) => v4,
                 IpAddr::V6(x) => !v4 && (x.segments()[0] & 0xffc0) != 0xfe80,
             })
+            .collect();
+        cands
+            .iter()
+            .find(|(a, p)| same_subnet(*a, dst, *p))
+            .or(cands.first())
+            .map(|(a, _)| *a)
     }
     /// `ip route get DST` on the simulated host: Ok(dev) or Err(why).
     fn route(&self, dst: IpAddr) -> Result<String, String> {
@@ -336,6 +368,9 @@ enum HookEnd {
 
 struct Tracer<'a> {
     host: Host<'a>,
+    /// Reply tuples of the tracked connections: a source translation
+    /// picks a port that makes its reply tuple unique, as the kernel does.
+    taken: Vec<(Proto, Tuple)>,
     steps: Vec<Step>,
     /// A NAT statement of a new connection, per manip type (dst at
     /// prerouting/output, src at postrouting/input).
@@ -557,6 +592,38 @@ impl Tracer<'_> {
         }
     }
 
+    /// `sp`, or the next port of `range` (1024-65535 when none) whose
+    /// reply tuple no tracked connection has.
+    fn unique_port(
+        &self,
+        pkt: &Pkt,
+        to: IpAddr,
+        sp: Option<u16>,
+        range: Option<(u16, u16)>,
+    ) -> Option<u16> {
+        let Some(mut p) = sp.filter(|_| pkt.proto.has_ports()) else {
+            return sp;
+        };
+        let (lo, hi) = range.unwrap_or((1024, 65535));
+        for _ in 0..=(u32::from(hi) - u32::from(lo.min(hi))) {
+            let reply = Tuple {
+                src: pkt.dst,
+                sport: pkt.dport,
+                dst: to,
+                dport: Some(p),
+            };
+            if !self
+                .taken
+                .iter()
+                .any(|(pr, t)| *pr == pkt.proto && *t == reply)
+            {
+                return Some(p);
+            }
+            p = if p >= hi || p < lo { lo } else { p + 1 };
+        }
+        Some(p)
+    }
+
     fn nat(
         &mut self,
         hook: &str,
@@ -579,7 +646,6 @@ impl Tracer<'_> {
             }
         };
         let src_hook = matches!(hook, "postrouting" | "input");
-        let v4 = pkt.src.is_ipv4();
         let detail;
         match n {
             NatStmt::Masquerade { ports } | NatStmt::Snat { ports, .. } if !src_hook => {
@@ -593,13 +659,14 @@ impl Tracer<'_> {
                 let oif = pkt.oif.clone().unwrap_or_default();
                 let a = self
                     .host
-                    .primary(&oif, v4)
+                    .primary(&oif, pkt.dst)
                     .ok_or_else(|| unsupported(format!("masquerade (no address on {oif})")))?;
                 let sp = if pkt.proto.has_ports() {
                     pick_port(pkt.sport, ports)
                 } else {
                     pkt.sport
                 };
+                let sp = self.unique_port(pkt, a, sp, ports);
                 detail = format!("masquerade {} → {}{}", pkt.src, a, port_sfx(sp));
                 pkt.src = a;
                 pkt.sport = sp;
@@ -610,6 +677,7 @@ impl Tracer<'_> {
                 } else {
                     pkt.sport
                 };
+                let sp = self.unique_port(pkt, addrs.0, sp, ports);
                 detail = format!("snat {} → {}{}", pkt.src, addrs.0, port_sfx(sp));
                 pkt.src = addrs.0;
                 pkt.sport = sp;
@@ -700,6 +768,11 @@ pub fn trace(state: &HostState, ct: &mut Conntrack, flow: &Flow) -> Result<Trace
     };
     let mut t = Tracer {
         host,
+        taken: ct
+            .entries
+            .iter()
+            .map(|e| (e.proto, e.reply.clone()))
+            .collect(),
         steps: Vec::new(),
         nat_done: false,
     };
