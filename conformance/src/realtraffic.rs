@@ -350,16 +350,7 @@ pub fn differential(
         })
         .collect();
     lab.add_guests(&specs)?;
-    // IPv6 addresses the driver put on the bridge are tentative (DAD)
-    // for a while after its first port came up: a tentative address
-    // neither answers nor sends errors.
-    for _ in 0..50 {
-        let t = lab.host.cmd(&["ip", "-6", "addr", "show", "tentative"])?;
-        if t.trim().is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    lab.wait_addresses()?;
     let mut ct = Conntrack::default();
     let mut out = Vec::new();
     for f in flows {

@@ -42,7 +42,7 @@ pub use ns::NsHandle;
 pub use probe::{Arrival, Probe, L4};
 
 /// Tools the lab runs.
-pub const LAB_TOOLS: &[&str] = &["ip", "udhcpc", "true"];
+pub const LAB_TOOLS: &[&str] = &["ip", "udhcpc", "true", "sysctl"];
 
 /// How a guest gets its addresses.
 #[derive(Debug, Clone, Default)]
@@ -161,6 +161,11 @@ impl Lab {
             lease: None,
         });
         let g = &mut self.guests[i];
+        // Only the addresses given: no SLAAC address from the network's
+        // router advertisements (it would become the source of IPv6 probes).
+        for key in ["accept_ra=0", "autoconf=0"] {
+            g.ns.cmd(&["sysctl", "-q", "-w", &format!("net.ipv6.conf.eth0.{key}")])?;
+        }
         g.ns.cmd(&["ip", "link", "set", "eth0", "address", &mac, "up"])?;
         self.host
             .cmd(&["ip", "link", "set", &host_end, "master", &spec.bridge, "up"])?;
@@ -303,6 +308,21 @@ impl Lab {
         Ok(())
     }
 
+    /// Waits (bounded, 5 s) until no IPv6 address of the host is tentative
+    /// (duplicate address detection): the driver's addresses on a bridge
+    /// stay tentative for a while after its first port comes up, and a
+    /// tentative address neither answers nor sends errors.
+    pub fn wait_addresses(&self) -> Result<(), String> {
+        for _ in 0..50 {
+            let t = self.host.cmd(&["ip", "-6", "addr", "show", "tentative"])?;
+            if t.trim().is_empty() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
     /// The namespace named `name` (`host`, `outside`, `guestN`).
     pub fn endpoint(&self, name: &str) -> Option<&NsHandle> {
         if name == "host" {
@@ -356,9 +376,10 @@ impl Drop for Lab {
 }
 
 /// A lease from the DHCP server on `ns`'s `eth0`: busybox `udhcpc` run once
-/// (`-q -n`: exit with or without a lease), up to 3 discovers 5 s apart —
+/// (`-q -n`: exit with or without a lease), up to 2 discovers 4 s apart —
 /// dnsmasq pings an address (up to 3 s) before it offers it the first
 /// time, and udhcpc ignores an offer that answers an earlier discover.
+/// A guest that gets no lease is told after ~8 s.
 pub fn dhcp(ns: &NsHandle) -> Result<Lease, String> {
     let argv = [
         "udhcpc",
@@ -370,9 +391,9 @@ pub fn dhcp(ns: &NsHandle) -> Result<Lease, String> {
         "-s",
         "/bin/true",
         "-t",
-        "3",
+        "2",
         "-T",
-        "5",
+        "4",
         "-A",
         "1",
     ];
