@@ -327,6 +327,7 @@ pub fn differential(
         .map_err(|e| format!("kernel: {e}"))?;
     let mut lab = Lab::new()?;
     lab.unlimit_icmp()?;
+    lab.no_bridge_netfilter()?;
     let guests = guests_of(def);
     // Everything goes back through the host: routed subnets and the
     // addresses of `<nat><address>` ranges alike.
