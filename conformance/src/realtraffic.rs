@@ -254,7 +254,7 @@ fn driver(
 ) -> Result<Driver, String> {
     let tools = factory.driver_tools();
     let mut cfg =
-        DriverConfig::new(&dir.join("config"), &dir.join("state"), runner).with_backend(backend);
+        DriverConfig::new(dir.join("config"), dir.join("state"), runner).with_backend(backend);
     cfg.dnsmasq_binary = Some(tools.dnsmasq_binary);
     cfg.leases_helper = tools.leases_helper;
     Driver::open(cfg).map_err(|e| format!("driver open: {e}"))
@@ -376,7 +376,10 @@ pub fn differential(
 
 /// Address and port ranges a NAT rule of the path translates to
 /// (`to A-B`, `to :P-Q`, `to A:P-Q`).
-fn nat_ranges(t: &Trace) -> (Option<(IpAddr, IpAddr)>, Option<(u16, u16)>) {
+/// An address range and a port range, each when a NAT rule gives one.
+type NatRanges = (Option<(IpAddr, IpAddr)>, Option<(u16, u16)>);
+
+fn nat_ranges(t: &Trace) -> NatRanges {
     let mut addrs = None;
     let mut ports = None;
     for s in &t.steps {
