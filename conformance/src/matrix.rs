@@ -61,7 +61,7 @@ pub fn scenarios(golden: &Path, cases: &[Case], opts: &MatrixOptions) -> Vec<Sce
 fn weight(op: &Op) -> u32 {
     match op {
         Op::FailEach | Op::CrashEach | Op::CrashEachAfterEffect => 10,
-        Op::Upgrade(_) | Op::Switch => 3,
+        Op::Upgrade(_) | Op::Switch | Op::TrafficUpgrade(_) => 3,
         _ => 1,
     }
 }

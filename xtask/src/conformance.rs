@@ -287,6 +287,23 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
             }
         }
     }
+    // Flows the traffic operations traced (their steps).
+    let traffic: Vec<_> = outcomes
+        .iter()
+        .filter(|o| {
+            matches!(
+                o.scenario.op,
+                virtnet_conformance::Op::Traffic(_) | virtnet_conformance::Op::TrafficUpgrade(_)
+            )
+        })
+        .collect();
+    if !traffic.is_empty() {
+        eprintln!(
+            "conformance: traffic: {} flows traced in {} scenarios",
+            traffic.iter().map(|o| o.steps).sum::<u64>(),
+            traffic.len()
+        );
+    }
     let tail = format!(
         "conformance ({host} host, {:.1}s)\n{}",
         t0.elapsed().as_secs_f64(),

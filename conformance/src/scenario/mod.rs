@@ -54,6 +54,8 @@ pub enum Op {
     /// Start (with the peer network), then every flow of the case's flow
     /// table through the packet tracer (`traffic.rs`).
     Traffic(TrafficVariant),
+    /// `traffic` after an upgrade from a network another release started.
+    TrafficUpgrade(UpgradeSource),
 }
 
 impl Op {
@@ -68,6 +70,7 @@ impl Op {
             Op::CrashEach => "crash-each".into(),
             Op::CrashEachAfterEffect => "crash-each:after-effect".into(),
             Op::Traffic(v) => v.label().into(),
+            Op::TrafficUpgrade(s) => format!("traffic:upgrade:{}", s.label()),
         }
     }
 
@@ -76,6 +79,12 @@ impl Op {
         match self {
             Op::Upgrade(UpgradeSource::Frozen { release, .. }) => format!("up:{release}"),
             Op::Upgrade(UpgradeSource::Libvirt { version, .. }) => format!("up:libvirt-{version}"),
+            Op::TrafficUpgrade(UpgradeSource::Frozen { release, .. }) => {
+                format!("traffic:up:{release}")
+            }
+            Op::TrafficUpgrade(UpgradeSource::Libvirt { version, .. }) => {
+                format!("traffic:up:libvirt-{version}")
+            }
             o => o.label(),
         }
     }
@@ -181,6 +190,10 @@ pub fn run_scenario_with(
                 Op::Traffic(v) => traffic::op_traffic(&ctx, scenario.backend, *v).map(|n| {
                     steps = n;
                 }),
+                Op::TrafficUpgrade(src) => traffic::op_traffic_upgrade(&ctx, src, scenario.backend)
+                    .map(|n| {
+                        steps = n;
+                    }),
             };
             verdict_of(r)
         }
@@ -220,6 +233,9 @@ pub fn ops_for(golden: &Path, case: &Case, backend: Backend) -> Vec<Op> {
     ops.push(Op::Traffic(TrafficVariant::Restart));
     if other_starts {
         ops.push(Op::Traffic(TrafficVariant::Switch));
+    }
+    for src in cases::upgrade_sources(golden, &case.name) {
+        ops.push(Op::TrafficUpgrade(src));
     }
     ops
 }

@@ -9,7 +9,11 @@
 //! `traffic:bare` (none), `traffic:docker-drop` (Docker with its FORWARD
 //! policy DROP), `traffic:restart` (bare, after a daemon restart and
 //! reconcile), `traffic:switch` (bare, after a restart with the other
-//! backend; the table of the backend now in use).
+//! backend; the table of the backend now in use), `traffic:upgrade:SRC`
+//! (bare, after this release took over the network another release — a
+//! frozen virtnet release or a real libvirt daemon — left running: its
+//! bridge, start stream and status file, then a daemon start with the
+//! backend configured).
 //!
 //! Flows switched at layer 2 ([`crate::traffic::Path::Switched`]) are not
 //! traced (the tracer models the IP hooks only); real packets check them.
@@ -32,6 +36,7 @@ use virtnet_core::firewall::Backend;
 use virtnet_fake::trace::{trace, Conntrack, Outcome as TraceOutcome};
 use virtnet_runner::Runner;
 
+use crate::cases::UpgradeSource;
 use crate::checks::{fail, CheckResult, Failure, Stop};
 use crate::host::{HostError, HostKind};
 use crate::traffic::{
@@ -346,6 +351,98 @@ fn meets_real(
     }
 }
 
+/// `traffic:upgrade:SRC`: the state `src` left (bridge, start stream,
+/// status file) on a bare host, taken over by a driver with `to`, then
+/// every flow of the table of `to`.
+pub(super) fn op_traffic_upgrade(ctx: &Ctx, src: &UpgradeSource, to: Backend) -> CheckResult<u64> {
+    if ctx.factory.kind() == HostKind::Real {
+        return Err(Stop::Xfail(XFAIL_REAL.into()));
+    }
+    let old = crate::upgrade::source_state(ctx.golden, &ctx.case.name, src)
+        .map_err(|e| Failure::new(format!("golden data: {e}")))?;
+    let def = &ctx.case.def;
+    let topo = Topology::for_def(def);
+    let stage = ctx.stage_seeded(def, &|_| Ok(()))?;
+    let r = stage.host.runner();
+    set_up_uplink(&*r, &topo)?;
+    let bridge = ctx.case.bridge();
+    let tftp = stage
+        .state_dir
+        .parent()
+        .map(|p| p.join("tftproot"))
+        .unwrap_or_default();
+    std::fs::create_dir_all(&tftp).map_err(|e| Failure::new(format!("{}: {e}", tftp.display())))?;
+    let status = crate::cases::localise_xml(&old.status, &tftp);
+    let status_def = virtnet_core::store::parse_status(&status, &old.source)
+        .map_err(|e| Failure::new(e.to_string()))?
+        .def;
+    // A virtual network's bridge, as the old daemon left it (the host
+    // bridge of mode='bridge' is the admin's and already there).
+    let links = r.run_argv_checked(&["ip", "-br", "link"])?.stdout;
+    let exists = links
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(bridge.as_str()));
+    let mut add = vec!["ip", "link", "add", "name", bridge.as_str()];
+    let mac = status_def.mac.map(|m| m.to_string());
+    if let Some(mac) = &mac {
+        add.extend(["address", mac.as_str()]);
+    }
+    add.extend(["type", "bridge"]);
+    if !exists {
+        r.run_argv_checked(&add)?;
+    }
+    r.run_argv_checked(&["ip", "link", "set", "dev", &bridge, "up"])?;
+    for ip in &status_def.ips {
+        if let Some(p) = ip.prefix() {
+            let a = format!("{}/{p}", ip.address);
+            r.run_argv_checked(&["ip", "addr", "add", &a, "dev", &bridge])?;
+        }
+    }
+    // The forwarding the old daemon turned on for a forwarding mode.
+    if status_def.forward.is_some() {
+        if status_def.ipv4_ips().next().is_some() {
+            r.run_argv_checked(&["sysctl", "-w", "net.ipv4.ip_forward=1"])?;
+        }
+        if status_def.ipv6_enabled() {
+            r.run_argv_checked(&["sysctl", "-w", "net.ipv6.conf.all.forwarding=1"])?;
+        }
+    }
+    if !old.stream_has_chains {
+        crate::kept::set_up_kept(&*r, &[old.backend]).map_err(Failure::new)?;
+    }
+    for argv in &old.stream {
+        r.run_checked(&virtnet_runner::Cmd::new(argv.iter().map(String::as_str)))
+            .map_err(|e| {
+                Failure::new(format!(
+                    "replaying the {} start stream: {}",
+                    old.release,
+                    HostError::from(e)
+                ))
+            })?;
+    }
+    std::fs::create_dir_all(&stage.state_dir)
+        .map_err(|e| Failure::new(format!("{}: {e}", stage.state_dir.display())))?;
+    let status_path = stage.state_dir.join(format!("{}.xml", def.name));
+    std::fs::write(&status_path, &status)
+        .map_err(|e| Failure::new(format!("{}: {e}", status_path.display())))?;
+    let d = driver_step(ctx.driver(&stage, None, to), "driver open")?;
+    let rep = driver_step(d.reconcile(), "reconcile")?;
+    if !rep.problems.is_empty() {
+        return fail(format!("reconcile problems: {:?}", rep.problems));
+    }
+    let table = flow_table(&ctx.case.name, def, to, Foreign::Bare);
+    if table.peer {
+        let peer = driver_step(d.define(&peer_xml()), "define the peer network")?;
+        driver_step(d.start(&peer.name), "start the peer network")?;
+    }
+    drop(d);
+    check_flows(
+        &stage,
+        &table,
+        &format!("traffic:upgrade:{}, backend {to}", src.label()),
+    )
+}
+
 /// Does the tracer's outcome meet the expectation?
 fn meets(flow: &crate::traffic::ProbeFlow, topo: &Topology, o: &TraceOutcome) -> bool {
     match (&flow.expect, o) {
@@ -398,7 +495,7 @@ fn meets(flow: &crate::traffic::ProbeFlow, topo: &Topology, o: &TraceOutcome) ->
 /// Trace every routed flow of `table` on the stage's simulated host.
 fn check_flows(stage: &Stage, table: &FlowTable, what: &str) -> CheckResult<u64> {
     let Some(state) = stage.host.fake_state() else {
-        return Err(Stop::Xfail(XFAIL_REAL.into()));
+        return fail("traffic: this host has no simulated state for the packet tracer");
     };
     let mut ct = Conntrack::default();
     let mut seen: Vec<Option<(IpAddr, Option<u16>)>> = vec![None; table.flows.len()];

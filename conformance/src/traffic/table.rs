@@ -105,6 +105,9 @@ pub const SSH: u16 = 22;
 pub const VNC: u16 = 5900;
 pub const HTTPS: u16 = 443;
 
+/// A guest → host probe: name, protocol, source and destination port, why.
+type Service = (String, Proto, Option<u16>, Option<u16>, &'static str);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Isolated,
@@ -411,7 +414,7 @@ impl Gen<'_> {
             let host = Node::Host {
                 addr: first.address,
             };
-            let mut gw: Vec<(String, Proto, Option<u16>, Option<u16>, &str)> = vec![
+            let mut gw: Vec<Service> = vec![
                 (
                     format!("{f}.{first_i} guest->host dns udp"),
                     Proto::Udp,

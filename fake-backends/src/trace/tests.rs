@@ -472,3 +472,78 @@ fn serde_round_trip() {
     let back: Trace = serde_json::from_str(&j).unwrap();
     assert_eq!(back, t);
 }
+
+const MASQ: &str = "table ip nat {
+	chain post {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr 192.168.122.0/24 ip daddr != 192.168.122.0/24 meta l4proto udp masquerade to :1024-65535
+		ip saddr 192.168.122.0/24 ip daddr != 192.168.122.0/24 masquerade
+	}
+}
+";
+
+#[test]
+fn masquerade_keeps_reply_tuples_unique_and_replies_reach_their_sender() {
+    let st = host(MASQ);
+    let mut ct = Conntrack::default();
+    let t1 = run(
+        &st,
+        &mut ct,
+        "from virbr0 192.168.122.5 to 10.0.0.9 udp sport 40000 dport 53",
+    );
+    let t2 = run(
+        &st,
+        &mut ct,
+        "from virbr0 192.168.122.6 to 10.0.0.9 udp sport 40000 dport 53",
+    );
+    let port = |t: &Trace| match t.outcome {
+        Outcome::Delivered { src, sport, .. } => (src, sport),
+        ref o => panic!("{o}"),
+    };
+    // The first keeps its port, the second gets the next free one (the
+    // kernel never gives two connections one reply tuple).
+    assert_eq!(port(&t1), (a("10.0.0.2"), Some(40000)), "{t1}");
+    assert_eq!(port(&t2), (a("10.0.0.2"), Some(40001)), "{t2}");
+    let r1 = run(
+        &st,
+        &mut ct,
+        "from eth0 10.0.0.9 to 10.0.0.2 udp sport 53 dport 40000 reply",
+    );
+    let r2 = run(
+        &st,
+        &mut ct,
+        "from eth0 10.0.0.9 to 10.0.0.2 udp sport 53 dport 40001 reply",
+    );
+    let dst = |t: &Trace| match t.outcome {
+        Outcome::Delivered { dst, dport, .. } => (dst, dport),
+        ref o => panic!("{o}"),
+    };
+    assert_eq!(dst(&r1), (a("192.168.122.5"), Some(40000)), "{r1}");
+    assert_eq!(dst(&r2), (a("192.168.122.6"), Some(40000)), "{r2}");
+    // ICMP has no ids here: two pings share a reply tuple, the newest
+    // connection gets the reply.
+    run(&st, &mut ct, "from virbr0 192.168.122.5 to 10.0.0.9 icmp");
+    run(&st, &mut ct, "from virbr0 192.168.122.6 to 10.0.0.9 icmp");
+    let r = run(&st, &mut ct, "from eth0 10.0.0.9 to 10.0.0.2 icmp reply");
+    assert!(
+        matches!(r.outcome, Outcome::Delivered { dst, .. } if dst == a("192.168.122.6")),
+        "{r}"
+    );
+}
+
+#[test]
+fn masquerade_uses_the_address_in_the_destinations_subnet() {
+    let mut st = host(MASQ);
+    let out = crate::simulate(
+        &mut st,
+        &Cmd::new(["ip", "addr", "add", "192.168.128.1/24", "dev", "virbr0"]),
+    );
+    assert!(out.success(), "{}", out.stderr);
+    // Between two subnets of one bridge: the bridge's address in the
+    // receiver's subnet, not its first address.
+    let t = one(&st, "from virbr0 192.168.122.5 to 192.168.128.9 icmp");
+    assert!(
+        matches!(t.outcome, Outcome::Delivered { src, ref oif, .. } if src == a("192.168.128.1") && oif == "virbr0"),
+        "{t}"
+    );
+}
