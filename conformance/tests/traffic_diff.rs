@@ -62,7 +62,10 @@ fn tracer_and_kernel_agree_on_every_flow() {
     let cases: Vec<_> = load_cases(&g)
         .unwrap()
         .into_iter()
-        .filter(|c| only.as_ref().map_or(true, |o| o.contains(&c.name)))
+        .filter(|c| match &only {
+            Some(o) => o.contains(&c.name),
+            None => true,
+        })
         .filter(|c| c.def.bridge_name().is_some() && !guests_of(&c.def).is_empty())
         .step_by(stride.max(1))
         .collect();
