@@ -171,6 +171,9 @@ impl Lab {
         g.ns.cmd(&["ip", "link", "set", "eth0", "address", &mac, "up"])?;
         self.host
             .cmd(&["ip", "link", "set", &host_end, "master", &spec.bridge, "up"])?;
+        // A bridge the driver does not manage (mode='bridge': the admin's)
+        // may be down; a port of a down bridge never forwards.
+        self.host.cmd(&["ip", "link", "set", &spec.bridge, "up"])?;
         for (a, len) in &spec.statics {
             let cidr = format!("{a}/{len}");
             if a.is_ipv6() {
