@@ -35,7 +35,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use virtnet_core::driver::{DhcpLease, Driver, DriverConfig, NetworkInfo};
+use virtnet_core::driver::{DhcpLease, Driver, DriverConfig, NetworkInfo, UpdateFlags};
+use virtnet_core::netxml::{UpdateCommand, UpdateError, UpdateSection};
 use virtnet_daemon::driver_service::{info_from_json, info_to_json};
 use virtnet_daemon::Client;
 use virtnet_fake::FakeHost;
@@ -130,6 +131,31 @@ pub enum NetCommand {
         #[arg(long)]
         json: bool,
         name: String,
+    },
+    /// Change one section of a network's definition, live and/or persistent
+    /// (virsh net-update): COMMAND is add, add-first, add-last, modify or
+    /// delete; SECTION ip-dhcp-host, ip-dhcp-range, forward-interface,
+    /// portgroup, dns-host, dns-txt or dns-srv; XML the element, or a file
+    /// holding it when it does not start with '<'
+    #[command(name = "net-update")]
+    Update {
+        name: String,
+        command: String,
+        section: String,
+        xml: String,
+        /// Which <ip> (0 = the first) for the DHCP sections; default: the
+        /// one with DHCP, else the first IPv4, else the first IPv6
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        parent_index: Option<i32>,
+        /// Change the running network
+        #[arg(long, conflicts_with = "current")]
+        live: bool,
+        /// Change the persistent definition
+        #[arg(long, conflicts_with = "current")]
+        config: bool,
+        /// The running network if active, else the persistent definition (default)
+        #[arg(long)]
+        current: bool,
     },
     /// Print a network's DHCP leases as virsh does (kept by the leases
     /// helper dnsmasq runs, `virtnet-leaseshelper`)
@@ -286,6 +312,64 @@ fn autostart_done(name: &str, disable: bool) -> String {
     }
 }
 
+/// What `net-update` was asked: parsed the way virsh parses it (names
+/// first, then the element, read from a file unless it starts with '<').
+struct UpdateArgs {
+    name: String,
+    command: UpdateCommand,
+    section: UpdateSection,
+    parent_index: i32,
+    xml: String,
+    /// The file the element came from (errors name it).
+    file: Option<PathBuf>,
+    flags: UpdateFlags,
+}
+
+fn update_args(
+    name: String,
+    command: &str,
+    section: &str,
+    xml: String,
+    parent_index: Option<i32>,
+    live: bool,
+    config: bool,
+) -> Result<UpdateArgs, String> {
+    let command: UpdateCommand = command.parse()?;
+    let section: UpdateSection = section.parse()?;
+    let (xml, file) = if xml.starts_with('<') {
+        (xml, None)
+    } else {
+        let path = PathBuf::from(&xml);
+        (read_xml(&path)?, Some(path))
+    };
+    Ok(UpdateArgs {
+        name,
+        command,
+        section,
+        parent_index: parent_index.unwrap_or(-1),
+        xml,
+        file,
+        flags: UpdateFlags { live, config },
+    })
+}
+
+/// virsh's words after a successful update, from what was changed.
+fn update_done(name: &str, live: bool, config: bool) -> String {
+    match (live, config) {
+        (true, true) => format!("Updated network {name} persistent config and live state\n"),
+        (false, true) => format!("Updated network {name} persistent config\n"),
+        _ => format!("Updated network {name} live state\n"),
+    }
+}
+
+/// An update error: an XML error names the file the element came from.
+fn update_error(file: &Option<PathBuf>, msg: String, is_xml: bool) -> String {
+    match file {
+        Some(f) if is_xml => crate::out::join_location(&crate::out::path_text(f), &msg),
+        _ => msg,
+    }
+}
+
 fn read_xml(file: &Path) -> Result<String, String> {
     std::fs::read_to_string(file)
         .map_err(|err| format!("cannot read {}: {err}", crate::out::path_text(file)))
@@ -320,6 +404,35 @@ fn run_cmd(d: &Driver, cmd: NetCommand) -> Result<String, String> {
             autostart_done(&name, disable)
         }
         NetCommand::Info { json, name } => info_output(&d.info(&name).map_err(e)?, json),
+        NetCommand::Update {
+            name,
+            command,
+            section,
+            xml,
+            parent_index,
+            live,
+            config,
+            current: _,
+        } => {
+            let u = update_args(name, &command, &section, xml, parent_index, live, config)?;
+            let r = d
+                .update(
+                    &u.name,
+                    u.command,
+                    u.section,
+                    u.parent_index,
+                    &u.xml,
+                    u.flags,
+                )
+                .map_err(|err| {
+                    let is_xml = matches!(
+                        err,
+                        virtnet_core::driver::DriverError::Update(UpdateError::Xml(_))
+                    );
+                    update_error(&u.file, err.to_string(), is_xml)
+                })?;
+            update_done(&u.name, r.live, r.config)
+        }
         NetCommand::DhcpLeases { mac, json, name } => {
             let leases = d.dhcp_leases(&name, mac.as_deref()).map_err(|err| {
                 format!("Failed to get leases info for {name}\nerror: {}", e(err))
@@ -421,6 +534,39 @@ fn run_remote(c: &mut Client, cmd: NetCommand) -> Result<String, String> {
         NetCommand::Info { json, name } => {
             let r = call(c, "net.info", json!({ "name": name }))?;
             info_output(&info_from_json(&r)?, json)
+        }
+        NetCommand::Update {
+            name,
+            command,
+            section,
+            xml,
+            parent_index,
+            live,
+            config,
+            current: _,
+        } => {
+            let u = update_args(name, &command, &section, xml, parent_index, live, config)?;
+            let params = json!({
+                "name": u.name,
+                "command": u.command.as_str(),
+                "section": u.section.as_str(),
+                "xml": u.xml,
+                "parent_index": u.parent_index,
+                "live": u.flags.live,
+                "config": u.flags.config,
+            });
+            let r = c
+                .call("net.update", params)
+                .map_err(|err| match err.remote() {
+                    Some(r) if r.code >= 100 => update_error(
+                        &u.file,
+                        r.message.clone(),
+                        r.code == virtnet_daemon::driver_service::driver_codes::INVALID_DEFINITION,
+                    ),
+                    _ => describe(&err),
+                })?;
+            let flag = |k: &str| r.get(k).and_then(Value::as_bool).unwrap_or(false);
+            update_done(&u.name, flag("live"), flag("config"))
         }
         NetCommand::DhcpLeases { mac, json, name } => {
             let r = call(c, "net.dhcp_leases", json!({ "name": name, "mac": mac }))

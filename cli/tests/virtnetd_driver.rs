@@ -136,6 +136,8 @@ const WEB_XML: &str = "<network>
 </network>
 ";
 
+const HOST7: &str = "<host mac='52:54:00:00:00:07' name='g' ip='192.168.140.7'/>";
+
 /// The command sequence both modes run: every net-* command and its
 /// options, successes and failures.
 fn script(xml: &str, bad: &str) -> Vec<Vec<String>> {
@@ -152,6 +154,43 @@ fn script(xml: &str, bad: &str) -> Vec<Vec<String>> {
         &["net-destroy", "web"],
         &["net-start", "web"],
         &["net-start", "web"],
+        &["net-update", "web", "add", "ip-dhcp-host", HOST7],
+        &["net-update", "web", "add", "ip-dhcp-host", HOST7],
+        &["net-update", "web", "add-first", "ip-dhcp-host", bad],
+        &[
+            "net-update",
+            "web",
+            "modify",
+            "ip-dhcp-range",
+            "<range start='192.168.140.2' end='192.168.140.254'/>",
+        ],
+        &[
+            "net-update",
+            "web",
+            "add",
+            "dns-txt",
+            "<txt name='t' value='v'/>",
+            "--config",
+        ],
+        &[
+            "net-update",
+            "web",
+            "delete",
+            "ip-dhcp-host",
+            "<host name='g'/>",
+            "--live",
+            "--config",
+        ],
+        &["net-update", "web", "insert", "ip-dhcp-host", HOST7],
+        &[
+            "net-update",
+            "web",
+            "add",
+            "ip-dhcp-host",
+            HOST7,
+            "--parent-index",
+            "2",
+        ],
         &["net-info", "web"],
         &["net-dhcp-leases", "web"],
         &["net-dhcp-leases", "--json", "web"],
@@ -163,6 +202,14 @@ fn script(xml: &str, bad: &str) -> Vec<Vec<String>> {
         &["net-list"],
         &["net-autostart", "--disable", "web"],
         &["net-undefine", "web"],
+        &[
+            "net-update",
+            "web",
+            "add",
+            "dns-txt",
+            "<txt name='u' value='v'/>",
+            "--config",
+        ],
         &["net-info", "--json", "web"],
         &["net-autostart", "web"],
         &["net-undefine", "web"],
@@ -215,6 +262,24 @@ fn every_command_through_the_daemon_prints_what_embedded_mode_prints() {
     let r = connected(&d.rw, &["net-define", &xml.display().to_string()]);
     assert_eq!(r.1, format!("Network web defined from {}\n", xml.display()));
     ok(connected(&d.rw, &["net-start", "web"]));
+    assert_eq!(
+        ok(connected(
+            &d.rw,
+            &["net-update", "web", "add", "ip-dhcp-host", HOST7]
+        )),
+        "Updated network web live state\n"
+    );
+    let (code, _, err) = connected(
+        &d.ro,
+        &["net-update", "web", "delete", "ip-dhcp-host", HOST7],
+    );
+    assert_ne!(code, 0, "the read-only socket refuses net-update: {err}");
+    let (code, _, err) = connected(&d.rw, &["net-update", "web", "add", "ip-dhcp-host", HOST7]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("there is an existing dhcp host entry in network 'web'"),
+        "{err}"
+    );
     let info: Value =
         serde_json::from_str(&ok(connected(&d.ro, &["net-info", "--json", "web"]))).unwrap();
     assert_eq!(info["active"], true);
@@ -257,6 +322,16 @@ fn read_only_socket_serves_reads_and_refuses_every_write() {
         ("net.destroy", &["net-destroy", "web"]),
         ("net.autostart", &["net-autostart", "web"]),
         ("net.autostart", &["net-autostart", "--disable", "web"]),
+        (
+            "net.update",
+            &[
+                "net-update",
+                "web",
+                "add",
+                "dns-txt",
+                "<txt name='r' value='o'/>",
+            ],
+        ),
     ];
     for (method, args) in writes {
         let (code, out, err) = connected(&d.ro, args);
@@ -387,6 +462,8 @@ fn bad_requests_never_cost_the_connection_or_the_daemon() {
         (br#"{"id": 15, "method": "net.list", "params": {"x": 1}}"#.to_vec(), params),
         (br#"{"id": 16, "method": "net.info", "params": {"name": null}}"#.to_vec(), params),
         (br#"{"id": 161, "method": "net.dhcp_leases", "params": {"name": "web", "mac": 5}}"#.to_vec(), params),
+        (br#"{"id": 162, "method": "net.update", "params": {"name": "web", "command": "add", "section": "dns-txt", "xml": 5}}"#.to_vec(), params),
+        (br#"{"id": 163, "method": "net.update", "params": {"name": "web", "command": "add", "section": "nope", "xml": "<txt/>"}}"#.to_vec(), params),
         (br#"{"id": 17, "method": "net.dumpxml", "params": {"name": "x", "inactive": "yes"}}"#.to_vec(), params),
         (br#"{"id": 18, "method": "net.info", "params": {"name": "../../etc/passwd"}}"#.to_vec(), codes::NOT_FOUND),
         (br#"{"id": 19, "method": "net.define", "params": {"xml": "<network><name>a/b</name></network>"}}"#.to_vec(), codes::INVALID_DEFINITION),

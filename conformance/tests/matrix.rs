@@ -76,6 +76,30 @@ fn nat_default_and_an_error_case_pass_every_operation() {
     assert!(fe.steps > 40, "{}", fe.steps);
 }
 
+/// net-update: every case that serves DHCP on IPv4 gets the `update`
+/// operation, and it passes with both backends.
+#[test]
+fn every_dhcp_case_passes_update() {
+    let out = run(&FakeFactory::default(), &["/update"]);
+    let f = failures(&out);
+    assert!(f.is_empty(), "{}", f.join("\n"));
+    let ids: Vec<String> = out.iter().map(|o| o.scenario.id()).collect();
+    assert!(
+        ids.contains(&"nat-default/iptables/update".to_string()),
+        "{ids:?}"
+    );
+    assert!(
+        ids.contains(&"nat-default/nftables/update".to_string()),
+        "{ids:?}"
+    );
+    // A network without DHCP has no update operation.
+    assert!(
+        !ids.iter().any(|i| i.starts_with("nat-no-dhcp/")),
+        "{ids:?}"
+    );
+    assert!(out.len() >= 10, "{ids:?}");
+}
+
 #[test]
 fn fake_without_act_csum_reports_expected_failures_like_the_real_kernel() {
     let out = run(
@@ -313,7 +337,8 @@ fn upgrade_from_a_frozen_release_passes_and_renumbers_nft_handles() {
     );
     let cases = load_cases(g).unwrap();
     let opts = MatrixOptions {
-        filters: vec!["upgrade:virtnet-0.0.1".into()],
+        // `/upgrade:` selects the upgrade operation, not traffic:upgrade:.
+        filters: vec!["/upgrade:virtnet-0.0.1".into()],
         jobs: 2,
         ..Default::default()
     };

@@ -27,6 +27,7 @@ fn real_host_runs_the_same_scenario_bodies() {
             "nat-default/iptables/start",
             "nat-default/iptables/destroy",
             "nat-default/iptables/restart",
+            "nat-default/iptables/update",
             "nat-ipv6/iptables/upgrade:libvirt-9.0.0",
             "nat-default/nftables/start",
             "open/nftables/start",
@@ -40,7 +41,7 @@ fn real_host_runs_the_same_scenario_bodies() {
     let sc = scenarios(&g, &cases, &opts);
     assert_eq!(
         sc.len(),
-        6,
+        7,
         "{:?}",
         sc.iter().map(|s| s.id()).collect::<Vec<_>>()
     );

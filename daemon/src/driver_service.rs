@@ -15,6 +15,11 @@
 //! | `net.list` | `{}` | `[INFO, ...]` sorted by name |
 //! | `net.info` | `{"name"}` | `INFO` |
 //! | `net.dumpxml` | `{"name", "inactive": BOOL (default false)}` | `{"xml"}` |
+//! | `net.update` | `{"name", "command", "section", "xml", "parent_index": INT (default -1), "live": BOOL, "config": BOOL (both default false: current)}` | `{"name", "live", "config"}` (what was changed) |
+//!
+//! `net.update`'s `command` and `section` are virsh's names (`add`,
+//! `add-first`, `add-last`, `modify`, `delete`; `ip-dhcp-host`, `dns-txt`,
+//! ...); an unknown one is refused with virsh's message as invalid params.
 //!
 //! `INFO` is `{"name", "uuid", "active", "persistent", "autostart",
 //! "bridge": STRING|null, "firewall_backend": "iptables"|"nftables"|null}`
@@ -39,8 +44,9 @@ use serde_json::{json, Value};
 use super::locks::KeyedLocks;
 use super::protocol::RpcError;
 use super::service::{CallContext, MethodInfo, Service, NET_METHODS};
-use virtnet_core::driver::{Driver, DriverError, NetworkInfo};
+use virtnet_core::driver::{Driver, DriverError, NetworkInfo, UpdateFlags};
 use virtnet_core::firewall::Backend;
+use virtnet_core::netxml::{UpdateCommand, UpdateSection};
 
 /// Error codes of driver failures (the `code` of an error response).
 pub mod driver_codes {
@@ -65,9 +71,11 @@ pub mod driver_codes {
     /// The (simulated) host crashed during the operation; nothing was undone.
     /// Restart the daemon to recover.
     pub const HOST_CRASHED: i64 = 107;
+    /// `net.update` refused the change (libvirt's message); nothing changed.
+    pub const UPDATE_REFUSED: i64 = 108;
 
     /// Every code with a short name, for documentation and clients.
-    pub const ALL: [(i64, &str); 8] = [
+    pub const ALL: [(i64, &str); 9] = [
         (NOT_FOUND, "not found"),
         (ALREADY_ACTIVE, "already active"),
         (NOT_ACTIVE, "not active"),
@@ -76,6 +84,7 @@ pub mod driver_codes {
         (ALREADY_EXISTS, "already exists"),
         (TRANSIENT, "transient network"),
         (HOST_CRASHED, "host crashed"),
+        (UPDATE_REFUSED, "update refused"),
     ];
 }
 
@@ -87,6 +96,8 @@ pub fn error_code(e: &DriverError) -> i64 {
         DriverError::AlreadyActive(_) => ALREADY_ACTIVE,
         DriverError::NotActive(_) => NOT_ACTIVE,
         DriverError::Xml(_) => INVALID_DEFINITION,
+        DriverError::Update(virtnet_core::netxml::UpdateError::Xml(_)) => INVALID_DEFINITION,
+        DriverError::Update(_) => UPDATE_REFUSED,
         DriverError::NameExists { .. } | DriverError::UuidExists { .. } => ALREADY_EXISTS,
         DriverError::Transient(_) | DriverError::AutostartTransient(_) => TRANSIENT,
         DriverError::Crashed(_) => HOST_CRASHED,
@@ -195,6 +206,25 @@ struct DumpxmlParams {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NoParams {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateParams {
+    name: String,
+    command: String,
+    section: String,
+    xml: String,
+    #[serde(default = "minus_one")]
+    parent_index: i32,
+    #[serde(default)]
+    live: bool,
+    #[serde(default)]
+    config: bool,
+}
+
+fn minus_one() -> i32 {
+    -1
+}
 
 fn params<T: DeserializeOwned>(method: &str, p: Value) -> Result<T, RpcError> {
     serde_json::from_value(p).map_err(|e| RpcError::invalid_params(format!("{method}: {e}")))
@@ -352,6 +382,23 @@ impl Service for DriverService {
                 d.dumpxml(&name, inactive)
                     .map(|xml| json!({ "xml": xml }))
                     .map_err(err)
+            }
+            "net.update" => {
+                let u: UpdateParams = params(method, p)?;
+                let name = checked_name(method, u.name)?;
+                let bad = |m: String| RpcError::invalid_params(format!("{method}: {m}"));
+                let command: UpdateCommand = u.command.parse().map_err(bad)?;
+                let section: UpdateSection = u.section.parse().map_err(bad)?;
+                let flags = UpdateFlags {
+                    live: u.live,
+                    config: u.config,
+                };
+                self.write_op(&name, || {
+                    let r = d
+                        .update(&name, command, section, u.parent_index, &u.xml, flags)
+                        .map_err(err)?;
+                    Ok(json!({"name": name, "live": r.live, "config": r.config}))
+                })
             }
             other => Err(RpcError::method_not_found(other)),
         }

@@ -10,11 +10,13 @@
 //!   expectations computed on separate fresh hosts; the checks on them.
 //! * `lifecycle.rs` — start, destroy, restart, backend switch, upgrade.
 //! * `faults.rs` — fail-each and crash-each.
+//! * `update.rs` — net-update: a DHCP host added live.
 
 mod context;
 mod faults;
 mod lifecycle;
 mod traffic;
+mod update;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -44,6 +46,9 @@ pub enum Op {
     Switch,
     /// Upgrade from a network another release started.
     Upgrade(UpgradeSource),
+    /// Start, add a DHCP host live (net-update): dnsmasq refreshed (same
+    /// process), the firewall as the start made it; destroy leaves nothing.
+    Update,
     /// Failure of command k of a start, for every k.
     FailEach,
     /// Crash after command k of a start, for every k, then restart.
@@ -66,6 +71,7 @@ impl Op {
             Op::Restart => "restart".into(),
             Op::Switch => "switch".into(),
             Op::Upgrade(s) => format!("upgrade:{}", s.label()),
+            Op::Update => "update".into(),
             Op::FailEach => "fail-each".into(),
             Op::CrashEach => "crash-each".into(),
             Op::CrashEachAfterEffect => "crash-each:after-effect".into(),
@@ -165,6 +171,7 @@ pub fn run_scenario_with(
                 Op::Restart => lifecycle::op_restart(&ctx, scenario.backend),
                 Op::Switch => lifecycle::op_switch(&ctx, scenario.backend),
                 Op::Upgrade(src) => lifecycle::op_upgrade(&ctx, src, scenario.backend),
+                Op::Update => update::op_update(&ctx, scenario.backend),
                 Op::FailEach => faults::op_fail_each(&ctx, scenario.backend, opts.fault_stride)
                     .map(|n| {
                         steps = n;
@@ -223,6 +230,9 @@ pub fn ops_for(golden: &Path, case: &Case, backend: Backend) -> Vec<Op> {
     }
     for src in cases::upgrade_sources(golden, &case.name) {
         ops.push(Op::Upgrade(src));
+    }
+    if update::applies(&case.def) {
+        ops.push(Op::Update);
     }
     ops.push(Op::FailEach);
     ops.push(Op::CrashEach);

@@ -55,10 +55,11 @@
 //! - The tc root qdisc added by the nftables backend is removed with the
 //!   bridge (as in libvirt), never by an explicit `tc qdisc del`.
 //! - Destroy removes the status file last (libvirt: first), for crash safety.
-//! - Not implemented: bandwidth/QoS (`<bandwidth>` is not applied),
-//!   `vlan_filtering`, systemd-resolved registration, hook scripts, transient
+//! - Not implemented: bandwidth/QoS, `vlan_filtering` (macTableManager
+//!   'libvirt') and systemd-resolved registration — definitions using them
+//!   are refused at define ([`support`]) —, hook scripts, transient
 //!   networks (`net-create`), the SIGKILL follow-up of dnsmasq, port status
-//!   files, `net-update`, firewalld zones (a `<bridge zone>` is refused as on
+//!   files, firewalld zones (a `<bridge zone>` is refused as on
 //!   a host without firewalld).
 //! - dnsmasq's `--dhcp-script` is virtnet's own leases helper
 //!   (`virtnet-leaseshelper`, next to the CLI; libvirt's where ours is not
@@ -66,6 +67,8 @@
 //!   `VIRTNET_LEASES_DIR` in its environment; it keeps libvirt's
 //!   `DNSMASQ_DIR/BRIDGE.status`, which [`Driver::dhcp_leases`] reads and
 //!   undefine removes (see [`dnsmasq::leases`]).
+//!
+//! `net-update` is in [`update`].
 //!
 //! Tests: `core/tests/driver_lifecycle.rs` (every forward mode, both
 //! backends), `driver_failures.rs` (a failure at every command of a start; a
@@ -76,6 +79,8 @@
 pub mod journal;
 pub mod lock;
 pub mod modes;
+pub mod support;
+pub mod update;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -96,6 +101,7 @@ use virtnet_runner::{CheckedError, Cmd, RunError, Runner};
 use journal::{Entry, Journal, JournalRunner};
 use lock::{Busy, DriverLock, Holder};
 use modes::{ops_for, run_ignore, StartCtx};
+pub use update::{UpdateFlags, UpdateReport};
 
 /// How the firewall backend is chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +217,9 @@ pub enum DriverError {
     AutostartTransient(String),
     #[error("{0}")]
     Xml(#[from] netxml::NetXmlError),
+    /// A refused `net-update` (libvirt's message).
+    #[error("{0}")]
+    Update(#[from] netxml::UpdateError),
     #[error("{0}")]
     Status(#[from] StatusError),
     #[error("{0}")]
@@ -815,6 +824,10 @@ impl Driver {
             netxml::locate(xml, &mut e);
             return Err(e.into());
         }
+        if let Some(mut e) = support::unsupported_feature(&def) {
+            netxml::locate(xml, &mut e);
+            return Err(e.into());
+        }
         let mut nets = lock(&self.nets);
         for (n, o) in nets.iter() {
             let existing = o.config.as_ref().or(o.live.as_ref().map(|l| &l.def));
@@ -1040,6 +1053,10 @@ impl Driver {
                 .clone()
                 .ok_or_else(|| DriverError::NoNetwork(name.to_string()))?
         };
+        // A definition saved before virtnet refused these features.
+        if let Some(e) = support::unsupported_feature(&def) {
+            return Err(e.into());
+        }
         let jpath = self.journal_path(name);
         let journal = self.open_journal(&jpath)?;
         let journaled = JournalRunner::new(self.runner(), &journal);

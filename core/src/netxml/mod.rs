@@ -8,6 +8,8 @@
 //!   element path, attribute).
 //! - [`validate_for_define`] / [`validate()`]: libvirt's define-time checks;
 //!   [`names`]: virtnet's refusals of interface and network names.
+//! - [`update`]: `net-update` on a definition (libvirt's sections,
+//!   commands, matching rules and messages).
 //!
 //! Design rules:
 //!
@@ -42,12 +44,14 @@ mod lex;
 pub mod model;
 pub mod names;
 mod parse;
+pub mod update;
 pub mod validate;
 
 pub use error::{ErrorKind, Location, NetXmlError};
 pub use format::{format, format_indented, FormatFlags};
 pub use model::*;
 pub use parse::parse;
+pub use update::{apply_section, apply_update, UpdateCommand, UpdateError, UpdateSection};
 pub use validate::{
     prepare_loaded_config, validate, validate_for_define, DefineContext, EmptyHost,
 };

@@ -11,6 +11,9 @@ use super::lex::{
 };
 use super::model::*;
 
+mod fragment;
+pub(crate) use fragment::Fragment;
+
 type Result<T> = std::result::Result<T, NetXmlError>;
 
 /// Parse a `<network>` document (no schema or driver validation; see
@@ -32,6 +35,18 @@ pub fn parse(xml: &str) -> Result<NetworkDef> {
     .network(root)
 }
 
+/// A `<dns><srv>` as read, before the fields a full record needs are
+/// required (an update's delete key may lack them).
+pub(super) struct SrvFields {
+    pub service: Option<String>,
+    pub protocol: Option<String>,
+    pub domain: Option<String>,
+    pub target: Option<String>,
+    pub port: u32,
+    pub priority: u32,
+    pub weight: u32,
+}
+
 struct Parser<'d> {
     doc: &'d Document,
     /// Network name, for messages.
@@ -49,7 +64,12 @@ impl Parser<'_> {
         NetXmlError::new(kind, msg).at(self.doc.location(el, attr))
     }
 
-    fn invalid(&self, el: &Element, attr: Option<&str>, msg: impl Into<String>) -> NetXmlError {
+    pub(super) fn invalid(
+        &self,
+        el: &Element,
+        attr: Option<&str>,
+        msg: impl Into<String>,
+    ) -> NetXmlError {
         self.err(ErrorKind::Invalid, el, attr, msg)
     }
 
@@ -69,7 +89,7 @@ impl Parser<'_> {
 
     /// virtnet's interface-name rule (see [`super::names`]) for the value
     /// of attribute `attr` of `el`.
-    fn ifname(&self, el: &Element, attr: &str, value: &str) -> Result<()> {
+    pub(super) fn ifname(&self, el: &Element, attr: &str, value: &str) -> Result<()> {
         super::names::check_interface_name(value).map_err(|why| {
             self.invalid(
                 el,
@@ -798,7 +818,7 @@ impl Parser<'_> {
         Ok(vp)
     }
 
-    fn portgroup(&self, el: &Element) -> Result<PortGroup> {
+    pub(super) fn portgroup(&self, el: &Element) -> Result<PortGroup> {
         let Some(name) = el.xpath_prop("name") else {
             return Err(self.invalid(
                 el,
@@ -861,71 +881,19 @@ impl Parser<'_> {
             dns.forwarders.push(DnsForwarder { addr, domain });
         }
         for h in el.xpath_children("host") {
-            let mut hostnames = Vec::new();
-            for hn in h.sub_elements("hostname") {
-                let t = hn.text_content();
-                if t.is_empty() {
-                    return Err(self.invalid(
-                        hn,
-                        None,
-                        format!("Missing hostname in network '{n}' DNS HOST record"),
-                    ));
-                }
-                hostnames.push(t);
+            let (ip, hostnames) = self.dns_host(h, false)?;
+            if let Some(ip) = ip {
+                dns.hosts.push(DnsHost { ip, hostnames });
             }
-            if hostnames.is_empty() {
-                return Err(self.invalid(
-                    h,
-                    None,
-                    format!("Missing hostname in network '{n}' DNS HOST record"),
-                ));
-            }
-            let ip = match h.prop("ip") {
-                Some(a) => parse_ip(a).ok_or_else(|| {
-                    self.invalid(
-                        h,
-                        Some("ip"),
-                        format!("Invalid IP address in network '{n}' DNS HOST record"),
-                    )
-                })?,
-                None => {
-                    return Err(self.invalid(
-                        h,
-                        Some("ip"),
-                        format!("Missing IP address in network '{n}' DNS HOST record"),
-                    ))
-                }
-            };
-            dns.hosts.push(DnsHost { ip, hostnames });
         }
         for s in el.xpath_children("srv") {
             dns.srvs.push(self.srv(s)?);
         }
         for t in el.xpath_children("txt") {
-            let Some(name) = t.prop("name") else {
-                return Err(self.invalid(
-                    t,
-                    Some("name"),
-                    format!("missing required name attribute in DNS TXT record of network {n}"),
-                ));
-            };
-            if name.contains([' ', ',']) {
-                return Err(self.invalid(
-                    t,
-                    Some("name"),
-                    format!("prohibited character in DNS TXT record name '{name}' of network {n}"),
-                ));
-            }
-            let Some(value) = t.prop("value") else {
-                return Err(self.invalid(
-                    t,
-                    Some("value"),
-                    format!("missing required value attribute in DNS TXT record named '{name}' of network {n}"),
-                ));
-            };
+            let (name, value) = self.txt(t, false)?;
             dns.txts.push(DnsTxt {
-                name: name.to_string(),
-                value: value.to_string(),
+                name,
+                value: value.unwrap_or_default(),
             });
         }
         if dns.enable == Some(false)
@@ -943,49 +911,155 @@ impl Parser<'_> {
         Ok(dns)
     }
 
+    /// One `<dns><host>`: its address and names. `partial` (an update's
+    /// delete or modify key) lets either be missing, not both.
+    pub(super) fn dns_host(
+        &self,
+        h: &Element,
+        partial: bool,
+    ) -> Result<(Option<IpAddr>, Vec<String>)> {
+        let n = &self.name;
+        let mut hostnames = Vec::new();
+        for hn in h.sub_elements("hostname") {
+            let t = hn.text_content();
+            if t.is_empty() {
+                return Err(self.invalid(
+                    hn,
+                    None,
+                    format!("Missing hostname in network '{n}' DNS HOST record"),
+                ));
+            }
+            hostnames.push(t);
+        }
+        if hostnames.is_empty() && !partial {
+            return Err(self.invalid(
+                h,
+                None,
+                format!("Missing hostname in network '{n}' DNS HOST record"),
+            ));
+        }
+        let ip = match h.prop("ip") {
+            Some(a) => Some(parse_ip(a).ok_or_else(|| {
+                self.invalid(
+                    h,
+                    Some("ip"),
+                    format!("Invalid IP address in network '{n}' DNS HOST record"),
+                )
+            })?),
+            None if !partial => {
+                return Err(self.invalid(
+                    h,
+                    Some("ip"),
+                    format!("Missing IP address in network '{n}' DNS HOST record"),
+                ))
+            }
+            None if hostnames.is_empty() => {
+                return Err(self.invalid(
+                    h,
+                    None,
+                    format!("Missing ip and hostname in network '{n}' DNS HOST record"),
+                ))
+            }
+            None => None,
+        };
+        Ok((ip, hostnames))
+    }
+
+    /// One `<dns><txt>`: name and value; `partial` lets the value be missing.
+    pub(super) fn txt(&self, t: &Element, partial: bool) -> Result<(String, Option<String>)> {
+        let n = &self.name;
+        let Some(name) = t.prop("name") else {
+            return Err(self.invalid(
+                t,
+                Some("name"),
+                format!("missing required name attribute in DNS TXT record of network {n}"),
+            ));
+        };
+        if name.contains([' ', ',']) {
+            return Err(self.invalid(
+                t,
+                Some("name"),
+                format!("prohibited character in DNS TXT record name '{name}' of network {n}"),
+            ));
+        }
+        let value = t.prop("value");
+        if value.is_none() && !partial {
+            return Err(self.invalid(
+                t,
+                Some("value"),
+                format!("missing required value attribute in DNS TXT record named '{name}' of network {n}"),
+            ));
+        }
+        Ok((name.to_string(), value.map(str::to_string)))
+    }
+
     fn srv(&self, el: &Element) -> Result<DnsSrv> {
+        let s = self.srv_fields(el, false)?;
+        Ok(DnsSrv {
+            service: s.service.unwrap_or_default(),
+            protocol: s.protocol.unwrap_or_default(),
+            domain: s.domain,
+            target: s.target,
+            port: s.port,
+            priority: s.priority,
+            weight: s.weight,
+        })
+    }
+
+    /// One `<dns><srv>`; `partial` (an update's delete key) lets service
+    /// and protocol be missing.
+    pub(super) fn srv_fields(&self, el: &Element, partial: bool) -> Result<SrvFields> {
         const SERVICE_MAX: usize = 512 - 30;
         let n = &self.name;
-        let Some(service) = el.prop("service") else {
+        let service = el.prop("service");
+        if service.is_none() && !partial {
             return Err(self.invalid(
                 el,
                 Some("service"),
                 format!("missing required service attribute in DNS SRV record of network '{n}'"),
             ));
-        };
-        if service.len() > SERVICE_MAX {
-            return Err(self.invalid(
-                el,
-                Some("service"),
-                format!("service attribute '{service}' in network '{n}' is too long, limit is {SERVICE_MAX} bytes"),
-            ));
         }
-        if !service
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || b"_-+/*".contains(&c))
-        {
-            return Err(self.invalid(
-                el,
-                Some("service"),
-                format!("invalid character in service attribute '{service}' in DNS SRV record of network '{n}'"),
-            ));
+        // A missing service in a partial record is printed as C's printf
+        // prints a null string.
+        let shown = service.unwrap_or("(null)");
+        if let Some(service) = service {
+            if service.len() > SERVICE_MAX {
+                return Err(self.invalid(
+                    el,
+                    Some("service"),
+                    format!("service attribute '{service}' in network '{n}' is too long, limit is {SERVICE_MAX} bytes"),
+                ));
+            }
+            if !service
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"_-+/*".contains(&c))
+            {
+                return Err(self.invalid(
+                    el,
+                    Some("service"),
+                    format!("invalid character in service attribute '{service}' in DNS SRV record of network '{n}'"),
+                ));
+            }
         }
-        let Some(protocol) = el.prop("protocol") else {
+        let protocol = el.prop("protocol");
+        if protocol.is_none() && !partial {
             return Err(self.invalid(
                 el,
                 Some("protocol"),
-                format!("missing required protocol attribute in DNS SRV record '{service}' of network '{n}'"),
+                format!("missing required protocol attribute in DNS SRV record '{shown}' of network '{n}'"),
             ));
-        };
-        if !protocol
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || b"-+/".contains(&c))
-        {
-            return Err(self.invalid(
-                el,
-                Some("protocol"),
-                format!("invalid character in protocol attribute '{protocol}' in DNS SRV record of network '{n}'"),
-            ));
+        }
+        if let Some(protocol) = protocol {
+            if !protocol
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"-+/".contains(&c))
+            {
+                return Err(self.invalid(
+                    el,
+                    Some("protocol"),
+                    format!("invalid character in protocol attribute '{protocol}' in DNS SRV record of network '{n}'"),
+                ));
+            }
         }
         let domain = el.prop("domain").map(str::to_string);
         let target = el.prop("target").map(str::to_string);
@@ -1007,7 +1081,7 @@ impl Parser<'_> {
                     el,
                     Some(attr),
                     format!(
-                        "DNS SRV {attr} attribute not permitted without target for service '{service}' in network '{n}'"
+                        "DNS SRV {attr} attribute not permitted without target for service '{shown}' in network '{n}'"
                     ),
                 ));
             }
@@ -1017,14 +1091,14 @@ impl Parser<'_> {
                     return Err(self.invalid(
                         el,
                         Some(attr),
-                        format!("{label} for service '{service}' in network '{n}'"),
+                        format!("{label} for service '{shown}' in network '{n}'"),
                     ))
                 }
             }
         }
-        Ok(DnsSrv {
-            service: service.to_string(),
-            protocol: protocol.to_string(),
+        Ok(SrvFields {
+            service: service.map(str::to_string),
+            protocol: protocol.map(str::to_string),
             domain,
             target,
             port: nums[0],
@@ -1158,7 +1232,7 @@ impl Parser<'_> {
                 ip.ranges.push(range);
             }
             for h in dhcp.sub_elements("host") {
-                let host = self.dhcp_host(&ip, h)?;
+                let host = self.dhcp_host(&ip, h, false)?;
                 ip.hosts.push(host);
             }
             if let Some(b) = dhcp.sub_element("bootp") {
@@ -1311,7 +1385,7 @@ impl Parser<'_> {
         Ok(Some(Lease { expiry, unit }))
     }
 
-    fn dhcp_range(&self, ip: &IpDef, el: &Element) -> Result<DhcpRange> {
+    pub(super) fn dhcp_range(&self, ip: &IpDef, el: &Element) -> Result<DhcpRange> {
         let n = &self.name;
         let Some(s) = el.prop("start") else {
             return Err(self.invalid(
@@ -1334,7 +1408,9 @@ impl Parser<'_> {
         Ok(DhcpRange { start, end, lease })
     }
 
-    fn dhcp_host(&self, ip: &IpDef, el: &Element) -> Result<DhcpHost> {
+    /// One `<dhcp><host>` of `ip`. `partial` (an update's delete key)
+    /// needs only one of mac, name and ip.
+    pub(super) fn dhcp_host(&self, ip: &IpDef, el: &Element, partial: bool) -> Result<DhcpHost> {
         let n = &self.name;
         let mac = el.prop("mac");
         if let Some(m) = mac {
@@ -1391,7 +1467,15 @@ impl Parser<'_> {
             })?),
             None => None,
         };
-        if ip.is_ipv6() {
+        if partial {
+            if mac.is_none() && name.is_none() && host_ip.is_none() {
+                return Err(self.invalid(
+                    el,
+                    None,
+                    format!("At least one of name, mac, or ip attribute must be specified for static host definition in network '{n}'"),
+                ));
+            }
+        } else if ip.is_ipv6() {
             if id.is_none() && name.is_none() {
                 return Err(self.invalid(
                     el,
@@ -1408,7 +1492,7 @@ impl Parser<'_> {
                 ),
             ));
         }
-        if host_ip.is_none() {
+        if host_ip.is_none() && !partial {
             return Err(self.invalid(
                 el,
                 Some("ip"),
