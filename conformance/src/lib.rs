@@ -15,6 +15,8 @@
 //!   parallel runner with progress.
 //! * [`report`] — summary table, JUnit, Markdown, HTML and JSON reports.
 //! * [`props`] — property tests' host view, random definitions, state machine.
+//! * [`realtraffic`] — real packets (the lab's guests and outside) next to
+//!   the simulator's tracer: one case × backend on both, every flow compared.
 //! * [`upgrade`] — `cargo xtask upgrade-check`: take-over of every frozen release.
 //! * [`traffic`] — per case, the probe flows and the outcomes libvirt documents
 //!   for them (the oracle of the `traffic` operation).
@@ -50,6 +52,7 @@ pub mod host;
 pub mod kept;
 pub mod matrix;
 pub mod props;
+pub mod realtraffic;
 pub mod report;
 pub mod scenario;
 pub mod traffic;

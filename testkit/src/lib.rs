@@ -8,6 +8,10 @@
 //!   [`netns::run_sequence`], a thread's own fresh namespace) and the one
 //!   "can the real tools run here, else print `skipped: why`" check
 //!   (`VIRTNET_REQUIRE_REAL=1` turns a skip into a failure).
+//! * [`lab`] — the real-packet lab: guest and outside namespaces around a
+//!   network a driver started (veths on its bridge, a real DHCP client),
+//!   and a UDP/TCP/ICMP sender/receiver reporting what arrived, where and
+//!   from which address.
 //!
 //! * [`killwrap`] — tool wrappers that SIGKILL the process running them at
 //!   its k-th tool invocation, before or after the real tool runs (the
@@ -19,6 +23,7 @@
 
 pub mod faults;
 pub mod killwrap;
+pub mod lab;
 pub mod netns;
 pub mod process;
 
