@@ -55,6 +55,7 @@
 //! callbacks, saved setup errors), `rules_unreleased.rs` (the project's
 //! golden cases), `cli/tests/rules_cli.rs`.
 
+pub mod batched;
 pub mod golden;
 pub mod iptables;
 pub mod nftables;
