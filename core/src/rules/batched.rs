@@ -628,6 +628,104 @@ pub fn batch_undo(cmd: &Cmd) -> Vec<Vec<String>> {
         .unwrap_or_default()
 }
 
+/// Whether a saved removal command belongs to the batched layout (names
+/// its nft table or one of its iptables chains; libvirt's plans never do).
+fn is_batched_removal(layer: Layer, args: &[String]) -> bool {
+    match layer {
+        Layer::Ipv4 | Layer::Ipv6 => {
+            args.get(3).is_some_and(|t| t == NFT_TABLE)
+                || args.iter().any(|a| a.starts_with(IPT_CHAIN_PREFIX))
+        }
+        _ => false,
+    }
+}
+
+/// Runs a saved removal plan of the batched layout the fast way, when it
+/// is one (see [`is_batched_removal`]; `Ok(false)`, nothing run,
+/// otherwise — libvirt's plans keep their exact stream): its batched-layout
+/// commands as one `nft -f -`, or one `iptables-restore --noflush` /
+/// `ip6tables-restore --noflush` per family, in the plan's place; the
+/// others (tc, libvirt's checksum rule) one by one as libvirt runs them.
+/// A batch that fails (something was already gone: deletions in one
+/// transaction fail together) is followed by its commands one by one,
+/// errors ignored, as libvirt would run the plan. Only a crash is an error.
+pub fn remove_plan_batched<R: Runner + ?Sized>(
+    plan: &Firewall,
+    runner: &R,
+) -> Result<bool, RulesError> {
+    let cmds: Vec<(Layer, Vec<String>)> = plan
+        .action_cmds()
+        .map(|c| (c.layer(), c.args().to_vec()))
+        .collect();
+    if !cmds.iter().any(|(l, a)| is_batched_removal(*l, a)) {
+        return Ok(false);
+    }
+    let backend = plan.backend();
+    let one_by_one = |cmds: Vec<(Layer, Vec<String>)>| -> Result<(), RulesError> {
+        run_removal(runner, removal_firewall(backend, cmds))
+    };
+    let mut batch_done = false;
+    let mut pending_single = Vec::new();
+    for (layer, args) in &cmds {
+        if !is_batched_removal(*layer, args) {
+            pending_single.push((*layer, args.clone()));
+            continue;
+        }
+        if batch_done {
+            continue;
+        }
+        one_by_one(std::mem::take(&mut pending_single))?;
+        batch_done = true;
+        let ours: Vec<(Layer, Vec<String>)> = cmds
+            .iter()
+            .filter(|(l, a)| is_batched_removal(*l, a))
+            .cloned()
+            .collect();
+        let batches: Vec<(Cmd, Vec<(Layer, Vec<String>)>)> = match backend {
+            Backend::Nftables => {
+                let script: String = ours.iter().map(|(_, a)| a.join(" ") + "\n").collect();
+                vec![(nft_batch_cmd(&script), ours)]
+            }
+            _ => [Layer::Ipv4, Layer::Ipv6]
+                .into_iter()
+                .filter_map(|fam| {
+                    let mine: Vec<(Layer, Vec<String>)> =
+                        ours.iter().filter(|(l, _)| *l == fam).cloned().collect();
+                    if mine.is_empty() {
+                        return None;
+                    }
+                    // Sections per table, each keeping the plan's order.
+                    let mut tables: Vec<(String, String)> = Vec::new();
+                    for (_, a) in &mine {
+                        let (Some(t), rest) = (a.get(1), a.get(2..).unwrap_or(&[])) else {
+                            continue;
+                        };
+                        let line = rest.join(" ") + "\n";
+                        match tables.iter_mut().find(|(n, _)| n == t) {
+                            Some((_, body)) => body.push_str(&line),
+                            None => tables.push((t.clone(), line)),
+                        }
+                    }
+                    let input: String = tables
+                        .iter()
+                        .map(|(t, body)| format!("*{t}\n{body}COMMIT\n"))
+                        .collect();
+                    Some((restore_cmd(fam, &input), mine))
+                })
+                .collect(),
+        };
+        for (cmd, its_cmds) in batches {
+            match run_batch(runner, &cmd) {
+                Ok(()) => {}
+                Err(e) if e.is_crash() => return Err(e),
+                Err(_) => one_by_one(its_cmds)?,
+            }
+        }
+    }
+    one_by_one(pending_single)?;
+    Ok(true)
+}
+
 /// A one-group IGNORE_ERRORS plan of `cmds` (`None` if empty).
 fn removal_firewall(backend: Backend, cmds: Vec<(Layer, Vec<String>)>) -> Option<Firewall> {
     if cmds.is_empty() {

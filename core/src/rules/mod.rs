@@ -550,6 +550,9 @@ pub fn remove_network_firewall<R: Runner + ?Sized>(
         return Ok(());
     }
     let result = match saved {
+        // A plan of the batched layout runs as batches (virtnet's own
+        // layout; libvirt's plans are never matched).
+        Some(plan) if batched::remove_plan_batched(plan, runner)? => Ok(()),
         Some(plan) => {
             let mut plan = plan.clone();
             plan.apply(runner)
