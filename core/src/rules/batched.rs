@@ -156,6 +156,15 @@ impl BatchedSetup {
         Self::default()
     }
 
+    /// A process that already set the shared part up (what the golden
+    /// streams assume, as [`super::ChainInitState::already_done`]).
+    pub fn already_done() -> Self {
+        BatchedSetup {
+            nft_done: true,
+            ..Self::default()
+        }
+    }
+
     /// Sets up the shared nft part (see the module docs) unless done: one
     /// `nft -f -` per family, idempotent (`add` of what exists is no
     /// error; the base chains are flushed and refilled within the same
