@@ -151,6 +151,11 @@ enum Task {
         /// that needs more than it allows stops and says so).
         #[arg(long)]
         no_raise_inotify: bool,
+        /// With --real: time only the starts of the libvirt layout (its
+        /// restart and destroy cost O(N) per command; its networks go with
+        /// the run's namespaces).
+        #[arg(long)]
+        libvirt_starts_only: bool,
     },
 }
 
@@ -387,6 +392,7 @@ fn main() -> ExitCode {
             layout,
             backend,
             no_raise_inotify,
+            libvirt_starts_only,
             ..
         } => {
             use virtnet_core::rules::batched::Layout;
@@ -422,6 +428,7 @@ fn main() -> ExitCode {
                 backend,
                 json,
                 raise_inotify: !no_raise_inotify,
+                libvirt_starts_only,
             })))
         }
         Task::Bench {
