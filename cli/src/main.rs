@@ -14,6 +14,7 @@ mod net;
 mod out;
 mod rules;
 mod sim;
+mod vshtable;
 mod xml;
 
 #[derive(Parser)]

@@ -35,7 +35,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use virtnet_core::driver::{Driver, DriverConfig, NetworkInfo};
+use virtnet_core::driver::{DhcpLease, Driver, DriverConfig, NetworkInfo};
 use virtnet_daemon::driver_service::{info_from_json, info_to_json};
 use virtnet_daemon::Client;
 use virtnet_fake::FakeHost;
@@ -131,9 +131,81 @@ pub enum NetCommand {
         json: bool,
         name: String,
     },
+    /// Print a network's DHCP leases as virsh does (kept by the leases
+    /// helper dnsmasq runs, `virtnet-leaseshelper`)
+    #[command(name = "net-dhcp-leases")]
+    DhcpLeases {
+        /// Only the leases of this MAC address
+        #[arg(long)]
+        mac: Option<String>,
+        /// Print a JSON array instead of virsh's table
+        #[arg(long)]
+        json: bool,
+        name: String,
+    },
     /// Do what the daemon does when it starts: reload every active network's
     /// rules with the configured backend, then start autostart networks
     Reconcile,
+}
+
+/// `YYYY-MM-DD HH:MM:SS` of a Unix time in the local time zone, as virsh
+/// prints a lease's expiry time.
+fn local_time(t: i64) -> String {
+    let tt = t as libc::time_t;
+    // SAFETY: localtime_r writes into the tm we own; a null result means
+    // the time cannot be represented.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&tt, &mut tm) }.is_null() {
+        return t.to_string();
+    }
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        tm.tm_year as i64 + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+/// virsh net-dhcp-leases: sorted by MAC (case-insensitive), one row per
+/// lease, `-` for what is unknown.
+fn leases_output(mut leases: Vec<DhcpLease>, json: bool) -> Result<String, String> {
+    leases.sort_by_key(|l| l.mac.to_ascii_lowercase());
+    if json {
+        return serde_json::to_string_pretty(&leases)
+            .map(|s| s + "\n")
+            .map_err(|e| e.to_string());
+    }
+    let dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = leases
+        .iter()
+        .map(|l| {
+            vec![
+                local_time(l.expiry_time),
+                l.mac.clone(),
+                if l.ipv6 { "ipv6" } else { "ipv4" }.to_string(),
+                format!("{}/{}", l.ip_address, l.prefix),
+                dash(&l.hostname),
+                dash(&l.client_id),
+            ]
+        })
+        .collect();
+    let mut out = crate::vshtable::render(
+        &[
+            "Expiry Time",
+            "MAC address",
+            "Protocol",
+            "IP address",
+            "Hostname",
+            "Client ID or DUID",
+        ],
+        &rows,
+        true,
+    );
+    out.push('\n');
+    Ok(out)
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -248,6 +320,12 @@ fn run_cmd(d: &Driver, cmd: NetCommand) -> Result<String, String> {
             autostart_done(&name, disable)
         }
         NetCommand::Info { json, name } => info_output(&d.info(&name).map_err(e)?, json),
+        NetCommand::DhcpLeases { mac, json, name } => {
+            let leases = d.dhcp_leases(&name, mac.as_deref()).map_err(|err| {
+                format!("Failed to get leases info for {name}\nerror: {}", e(err))
+            })?;
+            leases_output(leases, json)?
+        }
         NetCommand::Reconcile => {
             let rep = d.reconcile().map_err(e)?;
             let mut s = format!("Firewall backend: {}\n", d.backend());
@@ -268,18 +346,10 @@ fn run_cmd(d: &Driver, cmd: NetCommand) -> Result<String, String> {
     })
 }
 
-/// dnsmasq runs its `--dhcp-script` at startup (`init`) and refuses to
-/// start if it cannot. libvirt passes its own leases helper; on a host
-/// without libvirt, `true` (from PATH) stands in for it, so leases are not
-/// tracked (virtnet has no `net-dhcp-leases`).
+/// dnsmasq's `--dhcp-script` on a real host (see
+/// `virtnet_core::dnsmasq::leases::default_helper`).
 fn real_leases_helper() -> String {
-    let libvirt = virtnet_core::dnsmasq::LIBVIRT_LEASES_HELPER;
-    if std::path::Path::new(libvirt).exists() {
-        return libvirt.to_string();
-    }
-    virtnet_runner::find_in_path("true")
-        .map(|p| p.to_string_lossy().to_string())
-        .unwrap_or_else(|| libvirt.to_string())
+    virtnet_core::dnsmasq::leases::default_helper()
 }
 
 /// Runs one driver command through virtnetd; the output is the embedded
@@ -352,6 +422,13 @@ fn run_remote(c: &mut Client, cmd: NetCommand) -> Result<String, String> {
             let r = call(c, "net.info", json!({ "name": name }))?;
             info_output(&info_from_json(&r)?, json)
         }
+        NetCommand::DhcpLeases { mac, json, name } => {
+            let r = call(c, "net.dhcp_leases", json!({ "name": name, "mac": mac }))
+                .map_err(|err| format!("Failed to get leases info for {name}\nerror: {err}"))?;
+            let leases: Vec<DhcpLease> = serde_json::from_value(r.clone())
+                .map_err(|err| format!("virtnetd answered net.dhcp_leases with {r}: {err}"))?;
+            leases_output(leases, json)?
+        }
         NetCommand::Reconcile => {
             return Err(
                 "reconcile is not available with --connect: virtnetd reconciles when it starts"
@@ -389,7 +466,10 @@ impl NetCommand {
     fn changes(&self) -> bool {
         !matches!(
             self,
-            NetCommand::List { .. } | NetCommand::Dumpxml { .. } | NetCommand::Info { .. }
+            NetCommand::List { .. }
+                | NetCommand::Dumpxml { .. }
+                | NetCommand::Info { .. }
+                | NetCommand::DhcpLeases { .. }
         )
     }
 }

@@ -196,6 +196,7 @@ fn run_inner(args: SimArgs) -> Result<i32, SimError> {
             let mut cmd = Cmd {
                 argv: argv.into(),
                 stdin: None,
+                env: Vec::new(),
             };
             if let Some(p) = stdin {
                 let text = if p.as_os_str() == "-" {

@@ -178,6 +178,14 @@ struct AutostartParams {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct LeasesParams {
+    name: String,
+    #[serde(default)]
+    mac: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DumpxmlParams {
     name: String,
     #[serde(default)]
@@ -328,6 +336,14 @@ impl Service for DriverService {
                 // Reads take the lock too: they never see a start half done.
                 let _guard = self.locks.lock(name.clone());
                 d.info(&name).map(|i| info_to_json(&i)).map_err(err)
+            }
+            "net.dhcp_leases" => {
+                let LeasesParams { name, mac } = params(method, p)?;
+                let name = checked_name(method, name)?;
+                let _guard = self.locks.lock(name.clone());
+                d.dhcp_leases(&name, mac.as_deref())
+                    .map(|l| json!(l))
+                    .map_err(err)
             }
             "net.dumpxml" => {
                 let DumpxmlParams { name, inactive } = params(method, p)?;

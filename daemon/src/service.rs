@@ -98,6 +98,7 @@ pub const NET_METHODS: &[MethodInfo] = &[
     MethodInfo::read_only("net.dumpxml"),
     MethodInfo::read_write("net.autostart"),
     MethodInfo::read_only("net.info"),
+    MethodInfo::read_only("net.dhcp_leases"),
 ];
 
 /// Stand-in service for builds without the network driver: knows the driver

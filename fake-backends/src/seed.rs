@@ -38,6 +38,7 @@ fn ipt(args: &str) -> Cmd {
     Cmd {
         argv: v.into(),
         stdin: None,
+        env: Vec::new(),
     }
 }
 

@@ -43,6 +43,7 @@ fn differential(name: &str, script: &[&str]) -> Vec<String> {
             .run(&Cmd {
                 argv: argv.clone().into(),
                 stdin: None,
+                env: Vec::new(),
             })
             .unwrap();
         if real != sim {
@@ -347,7 +348,8 @@ fn tc_csum_failure_switch_matches_this_kernel() {
         assert!(fake
             .run(&Cmd {
                 argv: words(l).into(),
-                stdin: None
+                stdin: None,
+                env: Vec::new()
             })
             .unwrap()
             .success());
@@ -363,6 +365,7 @@ fn tc_csum_failure_switch_matches_this_kernel() {
         .run(&Cmd {
             argv: csum.into(),
             stdin: None,
+            env: Vec::new(),
         })
         .unwrap();
     assert_eq!(real, sim);

@@ -50,6 +50,7 @@ fn replay_stream(host: &FakeHost, path: &Path) {
             .run(&Cmd {
                 argv: argv.clone().into(),
                 stdin: None,
+                env: Vec::new(),
             })
             .unwrap();
         assert!(
@@ -197,6 +198,7 @@ fn captured_iptables_command_logs_replay_identically() {
                         .run(&Cmd {
                             argv: argv.clone().into(),
                             stdin: None,
+                            env: Vec::new(),
                         })
                         .unwrap();
                     if got != output {
@@ -281,6 +283,7 @@ fn captured_tc_commands_replay_identically_on_a_kernel_without_act_csum() {
                         .run(&Cmd {
                             argv: argv.clone().into(),
                             stdin: None,
+                            env: Vec::new(),
                         })
                         .unwrap();
                     if got != output {
@@ -326,6 +329,7 @@ fn golden_renderer_round_trips_libvirt_files() {
                 .map(|argv| Cmd {
                     argv: argv.into(),
                     stdin: None,
+                    env: Vec::new(),
                 })
                 .collect();
             let back = virtnet_fake::record::render_golden(&cmds);
@@ -436,6 +440,7 @@ fn captured_nftables_command_logs_replay_identically() {
                         .run(&Cmd {
                             argv: argv.clone().into(),
                             stdin: None,
+                            env: Vec::new(),
                         })
                         .unwrap();
                     let same = got.status == output.status

@@ -34,7 +34,8 @@ fn unknown_commands_fail_loudly() {
     assert_eq!(
         host.run(&Cmd {
             argv: vec![].into(),
-            stdin: None
+            stdin: None,
+            env: Vec::new()
         }),
         Err(RunError::Empty)
     );

@@ -236,6 +236,7 @@ fn replay(h: &FakeHost, path: &Path) {
             .run(&Cmd {
                 argv: argv.clone().into(),
                 stdin: None,
+                env: Vec::new(),
             })
             .unwrap();
         assert!(out.success(), "{argv:?}: {out:?}");
@@ -288,7 +289,8 @@ fn docker_iptables_seed_survives_a_libvirt_network_lifecycle() {
                 assert_eq!(
                     h.run(&Cmd {
                         argv: argv.into(),
-                        stdin: None
+                        stdin: None,
+                        env: Vec::new()
                     })
                     .unwrap(),
                     output

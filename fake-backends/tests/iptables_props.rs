@@ -71,6 +71,7 @@ fn run(h: &FakeHost, argv: Vec<String>) -> virtnet_runner::Output {
     h.run(&Cmd {
         argv: argv.into(),
         stdin: None,
+        env: Vec::new(),
     })
     .unwrap()
 }

@@ -151,7 +151,7 @@ proptest! {
     fn malformed_commands_never_panic(cmds in prop::collection::vec(argv(), 1..6)) {
         let h = FakeHost::new();
         for argv in cmds {
-            let _ = h.run(&Cmd { argv: argv.into(), stdin: None });
+            let _ = h.run(&Cmd { argv: argv.into(), stdin: None, env: Vec::new() });
         }
         // The state stays serialisable and dumpable.
         let st = h.state();

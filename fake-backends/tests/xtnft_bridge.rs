@@ -15,6 +15,7 @@ fn run(h: &FakeHost, line: &str) -> virtnet_runner::Output {
     h.run(&Cmd {
         argv: argv.into(),
         stdin: None,
+        env: Vec::new(),
     })
     .unwrap_or_else(|e| panic!("{line}: {e}"))
 }
@@ -236,6 +237,7 @@ fn every_libvirt_rule_has_a_translation() {
                         .run(&Cmd {
                             argv: argv.into(),
                             stdin: None,
+                            env: Vec::new(),
                         })
                         .expect("run");
                     assert!(o.success(), "{}: {o:?}", f.display());

@@ -76,6 +76,7 @@ fn differential(name: &str, script: &[&str]) -> Vec<String> {
             .run(&Cmd {
                 argv: argv.clone().into(),
                 stdin: None,
+                env: Vec::new(),
             })
             .unwrap_or_else(|e| Output::failed(-1, e.to_string()));
         // `*-save` stamps its comments with the time.
@@ -102,6 +103,7 @@ fn differential(name: &str, script: &[&str]) -> Vec<String> {
             .run(&Cmd {
                 argv: argv.clone().into(),
                 stdin: None,
+                env: Vec::new(),
             })
             .unwrap_or_else(|e| Output::failed(-1, e.to_string()));
         let (r, s) = (

@@ -134,6 +134,7 @@ fn run(host: &FakeHost, argv: &[&str]) -> Output {
             .collect::<Vec<_>>()
             .into(),
         stdin: None,
+        env: Vec::new(),
     })
     .unwrap_or_else(|e| panic!("{argv:?}: {e}"))
 }
@@ -258,6 +259,7 @@ fn every_captured_run_lists_the_same_ruleset_through_nft() {
                     let _ = host.run(&Cmd {
                         argv: argv.into(),
                         stdin: None,
+                        env: Vec::new(),
                     });
                 }
             }

@@ -39,6 +39,11 @@ pub struct Cmd {
     pub argv: Arc<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<String>,
+    /// Variables added to the runner's own environment (libvirt starts
+    /// dnsmasq with `VIR_BRIDGE_NAME` for its leases helper). Not part of a
+    /// golden stream, which shows argv only, as libvirt's test logs do.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<(String, String)>,
 }
 
 impl Cmd {
@@ -50,7 +55,14 @@ impl Cmd {
         Cmd {
             argv: Arc::new(argv.into_iter().map(Into::into).collect()),
             stdin: None,
+            env: Vec::new(),
         }
+    }
+
+    /// Adds `key=value` to the environment the command runs with.
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
     }
 
     pub fn with_stdin(mut self, stdin: impl Into<String>) -> Self {
@@ -256,6 +268,7 @@ impl Runner for RealRunner {
         let mut command = Command::new(program);
         command
             .args(args)
+            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .stdin(if cmd.stdin.is_some() {
@@ -323,6 +336,19 @@ mod tests {
     }
 
     #[test]
+    fn real_runner_adds_env() {
+        let out = RealRunner::new()
+            .run(
+                &Cmd::new(["sh", "-c", "echo \"$VIRTNET_T1-$HOME\""]).with_env("VIRTNET_T1", "x y"),
+            )
+            .unwrap();
+        assert_eq!(
+            out.stdout,
+            format!("x y-{}\n", std::env::var("HOME").unwrap_or_default())
+        );
+    }
+
+    #[test]
     fn missing_binary_is_a_spawn_error() {
         let err = RealRunner::new()
             .run(&Cmd::new(["/nonexistent/virtnet-nope"]))
@@ -331,7 +357,8 @@ mod tests {
         assert_eq!(
             RealRunner::new().run(&Cmd {
                 argv: vec![].into(),
-                stdin: None
+                stdin: None,
+                env: Vec::new(),
             }),
             Err(RunError::Empty)
         );

@@ -139,6 +139,7 @@ impl Netns {
         let cmd = Cmd {
             argv: argv.to_vec().into(),
             stdin: stdin.map(str::to_string),
+            env: Vec::new(),
         };
         self.run(&cmd)
             .unwrap_or_else(|e| Output::failed(-1, e.to_string()))
@@ -158,6 +159,7 @@ impl Runner for Netns {
         RealRunner::new().run(&Cmd {
             argv: full.into(),
             stdin: cmd.stdin.clone(),
+            env: cmd.env.clone(),
         })
     }
 }

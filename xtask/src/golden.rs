@@ -122,7 +122,7 @@ fn actual(root: &Path) -> Result<BTreeMap<String, BTreeMap<String, String>>, Str
     Ok(out)
 }
 
-fn check(root: &Path) -> Result<usize, String> {
+pub fn check(root: &Path) -> Result<usize, String> {
     let want = expected(root)?;
     let have = actual(root)?;
     let mut problems = Vec::new();
@@ -184,7 +184,10 @@ fn bless(root: &Path) -> Result<usize, String> {
 pub fn run(root: &Path, mode: Mode) -> Result<String, String> {
     match mode {
         Mode::Check => {
-            check(root).map(|n| format!("golden: {n} cases match golden/releases/unreleased"))
+            let frozen = crate::release::verify_frozen(root, crate::release::PINNED)
+                .map_err(|e| format!("golden: {e}"))?;
+            check(root)
+                .map(|n| format!("golden: {n} cases match golden/releases/unreleased; {frozen}"))
         }
         Mode::Bless => bless(root)
             .map(|n| format!("golden: blessed {n} cases into golden/releases/unreleased")),

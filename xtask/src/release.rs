@@ -4,8 +4,30 @@
 //! version, when it exists already, or when the unreleased set is stale
 //! (`cargo xtask golden --check` fails). Frozen directories are never
 //! rewritten by any task (architecture invariant 6).
+//!
+//! Frozen means checked, not only promised: `cut` writes
+//! `golden/releases/VERSION/SHA256SUMS` (the `sha256sum` format, one line
+//! per file, sorted by path), and [`verify_frozen`] — run by `cargo xtask
+//! golden --check`, hence by CI — recomputes it for every frozen release and
+//! compares the manifest's own digest with the one pinned in [`PINNED`]. An
+//! edited, added or removed file fails the check, and so does an edited
+//! manifest: changing a release after the fact needs a visible change to
+//! this source file, which review refuses.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+/// The manifest file of a frozen release.
+pub const MANIFEST: &str = "SHA256SUMS";
+
+/// `(release, sha256 of its SHA256SUMS)`, one entry per frozen release of
+/// ours; `cut` prints the line to add here.
+pub const PINNED: &[(&str, &str)] = &[(
+    "0.1.0",
+    "ff1469f8b3826bc7b0385796e4f8924766d9eb05995c13384bf802ff07298548",
+)];
 
 use crate::golden;
 
@@ -50,6 +72,124 @@ fn copy_dir(from: &Path, to: &Path) -> Result<usize, String> {
     Ok(n)
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn collect_files(
+    base: &Path,
+    dir: &Path,
+    out: &mut BTreeMap<String, Vec<u8>>,
+) -> Result<(), String> {
+    let rd = std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        let path = entry.path();
+        let kind = entry
+            .file_type()
+            .map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
+        if kind.is_dir() {
+            collect_files(base, &path, out)?;
+            continue;
+        }
+        let rel = path
+            .strip_prefix(base)
+            .map_err(|_| format!("{} is outside {}", path.display(), base.display()))?
+            .to_string_lossy()
+            .into_owned();
+        if rel == MANIFEST {
+            continue;
+        }
+        if !kind.is_file() {
+            return Err(format!("{}: not a regular file", path.display()));
+        }
+        let bytes =
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        out.insert(rel, bytes);
+    }
+    Ok(())
+}
+
+/// The `SHA256SUMS` text of a release directory as it is on disk now.
+pub fn manifest(dir: &Path) -> Result<String, String> {
+    let mut files = BTreeMap::new();
+    collect_files(dir, dir, &mut files)?;
+    Ok(files
+        .iter()
+        .map(|(path, bytes)| format!("{}  {path}\n", hex(&Sha256::digest(bytes))))
+        .collect())
+}
+
+/// The digest of a manifest text, as pinned in [`PINNED`].
+pub fn manifest_digest(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
+/// Checks every frozen release under `root/golden/releases` against its
+/// `SHA256SUMS` and that manifest against `pinned`; `Ok` names the releases
+/// checked, `Err` says what changed.
+pub fn verify_frozen(root: &Path, pinned: &[(&str, &str)]) -> Result<String, String> {
+    let releases = root.join("golden/releases");
+    let mut names: Vec<String> = std::fs::read_dir(&releases)
+        .map_err(|e| format!("cannot read {}: {e}", releases.display()))?
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "unreleased" && !n.starts_with('.'))
+        .collect();
+    names.sort();
+    let mut problems = Vec::new();
+    for name in &names {
+        let dir = releases.join(name);
+        let saved_path = dir.join(MANIFEST);
+        let saved = match std::fs::read_to_string(&saved_path) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(format!("{}: {e}", saved_path.display()));
+                continue;
+            }
+        };
+        match pinned.iter().find(|(r, _)| r == name) {
+            None => problems.push(format!(
+                "golden/releases/{name} is not pinned: add (\"{name}\", \"{}\") to PINNED in xtask/src/release.rs",
+                manifest_digest(&saved)
+            )),
+            Some((_, want)) if *want != manifest_digest(&saved) => problems.push(format!(
+                "golden/releases/{name}/{MANIFEST} was changed (sha256 {} instead of the pinned {want}); a frozen release is never rewritten",
+                manifest_digest(&saved)
+            )),
+            Some(_) => {}
+        }
+        let now = manifest(&dir)?;
+        if now != saved {
+            let diff = similar::TextDiff::from_lines(&saved, &now)
+                .unified_diff()
+                .header(&format!("{name}/{MANIFEST}"), &format!("{name} on disk"))
+                .to_string();
+            problems.push(format!(
+                "golden/releases/{name} differs from its {MANIFEST} (a frozen release is never rewritten):\n{diff}"
+            ));
+        }
+    }
+    for (r, _) in pinned {
+        if !names.iter().any(|n| n == r) {
+            problems.push(format!("golden/releases/{r} is pinned but missing"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(format!(
+            "frozen releases intact: {}",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        ))
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
 /// Freezes the unreleased golden set as `version`.
 pub fn cut(root: &Path, version: &str) -> Result<String, String> {
     if !valid_version(version) {
@@ -65,7 +205,7 @@ pub fn cut(root: &Path, version: &str) -> Result<String, String> {
             target.display()
         ));
     }
-    golden::run(root, golden::Mode::Check).map_err(|problems| {
+    golden::check(root).map_err(|problems| {
         format!(
             "release cut: golden/releases/unreleased is stale (run `cargo xtask golden --bless` and review):\n{problems}"
         )
@@ -79,6 +219,9 @@ pub fn cut(root: &Path, version: &str) -> Result<String, String> {
             .map_err(|e| format!("cannot clear {}: {e}", tmp.display()))?;
     }
     let files = copy_dir(&source, &tmp)?;
+    let sums = manifest(&tmp)?;
+    std::fs::write(tmp.join(MANIFEST), &sums)
+        .map_err(|e| format!("cannot write {}: {e}", tmp.join(MANIFEST).display()))?;
     std::fs::rename(&tmp, &target).map_err(|e| {
         format!(
             "cannot rename {} to {}: {e}",
@@ -90,7 +233,9 @@ pub fn cut(root: &Path, version: &str) -> Result<String, String> {
         .map(|rd| rd.flatten().filter(|e| e.path().is_dir()).count())
         .unwrap_or(0);
     Ok(format!(
-        "release cut: froze {cases} cases ({files} files) into golden/releases/{version}"
+        "release cut: froze {cases} cases ({files} files) into golden/releases/{version}\n\
+         release cut: now pin it: add (\"{version}\", \"{}\") to PINNED in xtask/src/release.rs and commit both",
+        manifest_digest(&sums)
     ))
 }
 
@@ -100,9 +245,12 @@ mod tests {
 
     /// A scratch workspace with the real golden cases and unreleased set.
     fn scratch() -> std::path::PathBuf {
+        scratch_named("release")
+    }
+
+    fn scratch_named(name: &str) -> std::path::PathBuf {
         let real = crate::workspace_root();
-        let root =
-            std::env::temp_dir().join(format!("virtnet-release-test-{}", std::process::id()));
+        let root = std::env::temp_dir().join(format!("virtnet-{name}-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         copy_dir(&real.join("golden/cases"), &root.join("golden/cases")).unwrap();
         copy_dir(
@@ -147,6 +295,55 @@ mod tests {
             "{e}"
         );
         assert!(!root.join("golden/releases/0.2.0").exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn frozen_release_changes_are_caught() {
+        let root = scratch_named("frozen");
+        let msg = cut(&root, "0.1.0").unwrap();
+        let digest = manifest_digest(
+            &std::fs::read_to_string(root.join("golden/releases/0.1.0").join(MANIFEST)).unwrap(),
+        );
+        assert!(msg.contains(&digest), "{msg}");
+        let pinned = [("0.1.0", digest.as_str())];
+        verify_frozen(&root, &pinned).unwrap();
+        // Not pinned: refused, naming the line to add.
+        let e = verify_frozen(&root, &[]).unwrap_err();
+        assert!(e.contains("not pinned") && e.contains(&digest), "{e}");
+        // A frozen file edited.
+        let f = root.join("golden/releases/0.1.0/nat-default/nftables.start");
+        let orig = std::fs::read_to_string(&f).unwrap();
+        std::fs::write(&f, format!("{orig}# edited\n")).unwrap();
+        let e = verify_frozen(&root, &pinned).unwrap_err();
+        assert!(e.contains("nat-default/nftables.start"), "{e}");
+        // ... and the manifest regenerated to match: the pin catches it.
+        let sums = manifest(&root.join("golden/releases/0.1.0")).unwrap();
+        std::fs::write(root.join("golden/releases/0.1.0").join(MANIFEST), sums).unwrap();
+        let e = verify_frozen(&root, &pinned).unwrap_err();
+        assert!(e.contains("was changed"), "{e}");
+        std::fs::write(&f, orig).unwrap();
+        // A file added, then a file removed.
+        let (sums_path, extra) = (
+            root.join("golden/releases/0.1.0").join(MANIFEST),
+            root.join("golden/releases/0.1.0/nat-default/extra"),
+        );
+        let saved = manifest(&root.join("golden/releases/0.1.0")).unwrap();
+        std::fs::write(&sums_path, &saved).unwrap();
+        let pinned2 = [("0.1.0", manifest_digest(&saved))];
+        let pinned2: Vec<(&str, &str)> = pinned2.iter().map(|(a, b)| (*a, b.as_str())).collect();
+        verify_frozen(&root, &pinned2).unwrap();
+        std::fs::write(&extra, "x").unwrap();
+        assert!(verify_frozen(&root, &pinned2).unwrap_err().contains("+"));
+        std::fs::remove_file(&extra).unwrap();
+        std::fs::remove_file(root.join("golden/releases/0.1.0/isolated/iptables.start")).unwrap();
+        let e = verify_frozen(&root, &pinned2).unwrap_err();
+        assert!(e.contains("isolated/iptables.start"), "{e}");
+        // Pinned but gone.
+        std::fs::remove_dir_all(root.join("golden/releases/0.1.0")).unwrap();
+        assert!(verify_frozen(&root, &pinned2)
+            .unwrap_err()
+            .contains("missing"));
         std::fs::remove_dir_all(&root).unwrap();
     }
 

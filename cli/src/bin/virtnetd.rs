@@ -212,17 +212,10 @@ fn init_logging(level: &str) -> Result<Arc<ReloadLog>, String> {
 /// A startup failure: exit status and message.
 struct Fatal(i32, String);
 
-/// dnsmasq runs its `--dhcp-script` at startup and refuses to start if it
-/// cannot: libvirt's leases helper when installed, else `true` from PATH
-/// (as `virtnet net-start --host real` does).
+/// dnsmasq's `--dhcp-script` on a real host (see
+/// `virtnet_core::dnsmasq::leases::default_helper`).
 fn real_leases_helper() -> String {
-    let libvirt = virtnet_core::dnsmasq::LIBVIRT_LEASES_HELPER;
-    if Path::new(libvirt).exists() {
-        return libvirt.to_string();
-    }
-    virtnet_runner::find_in_path("true")
-        .map(|p| p.to_string_lossy().to_string())
-        .unwrap_or_else(|| libvirt.to_string())
+    virtnet_core::dnsmasq::leases::default_helper()
 }
 
 /// The network driver behind the `net.*` methods: opens the driver on the

@@ -43,11 +43,11 @@ pub struct DnsmasqCommand {
 }
 
 impl DnsmasqCommand {
-    /// The argument vector as a runner command. The runner's [`Cmd`] has no
-    /// environment: a driver that needs the leases helper to see the bridge
-    /// name must pass [`DnsmasqCommand::env`] by other means.
+    /// The argument vector and environment as a runner command.
     pub fn to_cmd(&self) -> Cmd {
-        Cmd::new(self.argv.iter().cloned())
+        let mut cmd = Cmd::new(self.argv.iter().cloned());
+        cmd.env = self.env.clone();
+        cmd
     }
 }
 

@@ -42,6 +42,7 @@ mod command;
 mod conf;
 mod error;
 pub mod hosts;
+pub mod leases;
 mod paths;
 mod values;
 

@@ -818,6 +818,7 @@ fn look_up(
         match runner.run(&Cmd {
             argv: v.into(),
             stdin: None,
+            env: Vec::new(),
         }) {
             Ok(out) => Ok(Some(out)),
             Err(e @ RunError::Crashed { .. }) => Err(e),
@@ -1011,6 +1012,7 @@ pub fn run_undo(runner: &dyn Runner, plan: Vec<Vec<String>>) -> Result<(), RunEr
         let cmd = Cmd {
             argv: argv.into(),
             stdin: None,
+            env: Vec::new(),
         };
         match runner.run(&cmd) {
             Err(e @ RunError::Crashed { .. }) => return Err(e),

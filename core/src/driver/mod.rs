@@ -60,9 +60,12 @@
 //!   networks (`net-create`), the SIGKILL follow-up of dnsmasq, port status
 //!   files, `net-update`, firewalld zones (a `<bridge zone>` is refused as on
 //!   a host without firewalld).
-//! - On a host without libvirt's leases helper the CLI passes `true` as
-//!   dnsmasq's `--dhcp-script` (dnsmasq refuses to start without a runnable
-//!   script); leases are not tracked.
+//! - dnsmasq's `--dhcp-script` is virtnet's own leases helper
+//!   (`virtnet-leaseshelper`, next to the CLI; libvirt's where ours is not
+//!   installed, else `true`), run with `VIR_BRIDGE_NAME` and
+//!   `VIRTNET_LEASES_DIR` in its environment; it keeps libvirt's
+//!   `DNSMASQ_DIR/BRIDGE.status`, which [`Driver::dhcp_leases`] reads and
+//!   undefine removes (see [`dnsmasq::leases`]).
 //!
 //! Tests: `core/tests/driver_lifecycle.rs` (every forward mode, both
 //! backends), `driver_failures.rs` (a failure at every command of a start; a
@@ -326,6 +329,23 @@ struct NetObj {
     /// Live status when active.
     live: Option<NetworkStatus>,
     autostart: bool,
+}
+
+/// One DHCP lease as `net-dhcp-leases` shows it (libvirt's
+/// `virNetworkDHCPLease`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DhcpLease {
+    /// Seconds since the epoch; 0 = never expires.
+    pub expiry_time: i64,
+    pub mac: String,
+    pub ipv6: bool,
+    pub ip_address: String,
+    pub prefix: u32,
+    pub hostname: Option<String>,
+    pub client_id: Option<String>,
+    pub iaid: Option<String>,
+    /// The network's bridge.
+    pub interface: String,
 }
 
 /// What `net-info` / `net-list` show.
@@ -868,11 +888,15 @@ impl Driver {
         }
         let _ = self.configs.set_autostart(name, false);
         self.configs.remove(name)?;
+        let bridge = obj
+            .config
+            .as_ref()
+            .and_then(|c| c.bridge_name().map(str::to_owned));
         obj.config = None;
         obj.autostart = false;
         if obj.live.is_none() {
             nets.remove(name);
-            self.remove_dnsmasq_files(name);
+            self.remove_dnsmasq_files(name, bridge.as_deref());
         }
         Ok(())
     }
@@ -936,6 +960,88 @@ impl Driver {
             (None, None, _) => return Err(DriverError::NoNetwork(name.to_string())),
         };
         Ok(netxml::format(def, flags))
+    }
+
+    /// The DHCP leases of a network (libvirt networkGetDHCPLeases): read from
+    /// the leases helper's file for its bridge (see [`dnsmasq::leases`]),
+    /// without expired ones, only `mac`'s when given (any case), with the
+    /// prefix of the network's first `<ip>` of the lease's family. A network
+    /// without a leases file has none.
+    pub fn dhcp_leases(
+        &self,
+        name: &str,
+        mac: Option<&str>,
+    ) -> Result<Vec<DhcpLease>, DriverError> {
+        let want = match mac {
+            Some(m) => Some(
+                dnsmasq::leases::parse_mac(m)
+                    .ok_or_else(|| DriverError::Invalid(format!("invalid MAC address: {m}")))?,
+            ),
+            None => None,
+        };
+        let def = {
+            let nets = lock(&self.nets);
+            let o = nets
+                .get(name)
+                .ok_or_else(|| DriverError::NoNetwork(name.to_string()))?;
+            match (&o.live, &o.config) {
+                (Some(l), _) => l.def.clone(),
+                (None, Some(c)) => c.clone(),
+                (None, None) => return Err(DriverError::NoNetwork(name.to_string())),
+            }
+        };
+        let Some(bridge) = def.bridge_name() else {
+            return Ok(Vec::new());
+        };
+        let path = dnsmasq::leases::file_path(&self.cfg.dnsmasq_dir, bridge);
+        let stored =
+            dnsmasq::leases::read_file(&path).map_err(|e| DriverError::Invalid(e.to_string()))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mut out = Vec::new();
+        for l in stored {
+            let Some(lmac) = l.mac_address.clone() else {
+                return Err(DriverError::Invalid(format!(
+                    "{}: found lease without mac-address",
+                    path.display()
+                )));
+            };
+            if let Some(w) = want {
+                if dnsmasq::leases::parse_mac(&lmac) != Some(w) {
+                    continue;
+                }
+            }
+            if l.expired(now) {
+                continue;
+            }
+            let ipv6 = l.is_ipv6();
+            let prefix = def
+                .ips
+                .iter()
+                .find(|ip| ip.address.is_ipv6() == ipv6)
+                .map(|ip| {
+                    if ipv6 {
+                        ip.explicit_prefix
+                    } else {
+                        ip.prefix().unwrap_or(0)
+                    }
+                })
+                .unwrap_or(0);
+            out.push(DhcpLease {
+                expiry_time: l.expiry_time,
+                mac: lmac,
+                ipv6,
+                ip_address: l.ip_address,
+                prefix,
+                hostname: l.hostname,
+                client_id: l.client_id,
+                iaid: l.iaid,
+                interface: bridge.to_string(),
+            });
+        }
+        Ok(out)
     }
 
     /// The saved status of an active network.
@@ -1151,7 +1257,10 @@ impl Driver {
             // dnsmasq starts (a pid file there was written by this one).
             note("dnsmasq-pidfile", &files.paths.conf, pf)?;
         }
-        runner.run_checked(&cmd.to_cmd())?;
+        // The leases helper learns where the leases files are from its
+        // environment (libvirt's has the directory compiled in).
+        let dnsmasq_dir = self.cfg.dnsmasq_dir.to_string_lossy().into_owned();
+        runner.run_checked(&cmd.to_cmd().with_env(dnsmasq::leases::DIR_ENV, dnsmasq_dir))?;
         // dnsmasq daemonises and writes its pid file.
         let pid = files
             .paths
@@ -1243,7 +1352,9 @@ impl Driver {
         }
     }
 
-    fn remove_dnsmasq_files(&self, name: &str) {
+    /// Removes a network's dnsmasq files and, given its bridge, the leases
+    /// helper's file (libvirt networkCleanupInactive).
+    fn remove_dnsmasq_files(&self, name: &str, bridge: Option<&str>) {
         let opts = self.dnsmasq_options();
         let paths =
             dnsmasq::DnsmasqPaths::new(&opts.dnsmasq_dir, opts.pid_dir.as_deref(), name, None);
@@ -1254,6 +1365,9 @@ impl Driver {
             &paths.leases,
         ] {
             let _ = store::remove_if_exists(Path::new(p));
+        }
+        if let Some(b) = bridge {
+            let _ = store::remove_if_exists(&dnsmasq::leases::file_path(&self.cfg.dnsmasq_dir, b));
         }
     }
 
