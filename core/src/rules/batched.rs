@@ -402,11 +402,17 @@ fn ipt_chain(br: &str, chain: &str) -> String {
     format!("{IPT_CHAIN_PREFIX}{br}_{short}")
 }
 
+/// Commands without their binary: (layer, arguments).
+type LayerCmds = Vec<(Layer, Vec<String>)>;
+
+/// One libvirt chain's part of a network: (libvirt chain, its rules in
+/// final order, the jump keys).
+type IptChain = (String, VecDeque<Vec<String>>, Vec<Vec<String>>);
+
 /// One `*table` section being built.
 struct IptTable {
     name: String,
-    /// (libvirt chain, its rules in final order, jump keys)
-    chains: Vec<(String, VecDeque<Vec<String>>, Vec<Vec<String>>)>,
+    chains: Vec<IptChain>,
 }
 
 /// The per-network `iptables-restore --noflush` inputs (IPv4, IPv6) for
@@ -690,7 +696,7 @@ pub fn remove_plan_batched<R: Runner + ?Sized>(
             .filter(|(l, a)| is_batched_removal(*l, a))
             .cloned()
             .collect();
-        let batches: Vec<(Cmd, Vec<(Layer, Vec<String>)>)> = match backend {
+        let batches: Vec<(Cmd, LayerCmds)> = match backend {
             Backend::Nftables => {
                 let script: String = ours.iter().map(|(_, a)| a.join(" ") + "\n").collect();
                 vec![(nft_batch_cmd(&script), ours)]
