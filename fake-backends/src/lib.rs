@@ -848,9 +848,28 @@ fn restore_cmd(
                 rollback(state, pending);
                 let msg = out.stderr.lines().next().unwrap_or("").to_string();
                 if out.status == 2 {
+                    // A jump to a chain that does not exist is found when
+                    // the section is committed (iptables-nft 1.8.9 names
+                    // the COMMIT line); other parameter problems at their
+                    // own line.
+                    let at = if msg.contains("does not exist") {
+                        input
+                            .lines()
+                            .enumerate()
+                            .skip(n + 1)
+                            .find(|(_, l)| l.trim() == "COMMIT")
+                            .map_or(last + 1, |(i, _)| i + 1)
+                    } else {
+                        lineno
+                    };
+                    let msg = msg.replacen(
+                        &format!("{ipt} v1.8.9 (nf_tables): "),
+                        &format!("{base} v1.8.9 (nf_tables): "),
+                        1,
+                    );
                     return Output::failed(
                         2,
-                        format!("{msg}\nError occurred at line: {lineno}\n{try_line}"),
+                        format!("{msg}\nError occurred at line: {at}\n{try_line}"),
                     );
                 }
                 let reason = msg
