@@ -70,7 +70,15 @@
 //! of a batch it is about to run with the same function, so a crash while
 //! the batch runs is undone too.
 //!
-//! Restrictions: the bridge name must be a plain word (letters, digits,
+//! The driver itself removes a saved batched plan as batches too
+//! ([`remove_plan_batched`]: one `nft -f -`, or one restore per family,
+//! falling back to one command at a time when the batch fails), so destroy
+//! and a daemon restart cost O(1) processes per network; libvirt's plans
+//! are never run that way.
+//!
+//! Restrictions: batched starts of one driver are serialised (the shared
+//! part's state is held while a start runs; each start is a single
+//! transaction anyway). The bridge name must be a plain word (letters, digits,
 //! `_`, `-`, `.`; not starting with a digit or `-`), as it becomes part of
 //! chain names; any other name is refused at start with a clear error.
 
