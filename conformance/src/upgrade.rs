@@ -51,6 +51,7 @@ use std::sync::Arc;
 use virtnet_core::driver::{modes, Driver, DriverConfig};
 use virtnet_core::firewall::{parse_stream, Backend};
 use virtnet_core::netxml::{self, FormatFlags, MacAddr, NetworkDef, Uuid};
+use virtnet_core::rules::batched::Layout;
 use virtnet_core::store;
 use virtnet_fake::FakeHost;
 use virtnet_runner::{Cmd, Runner};
@@ -214,13 +215,19 @@ pub fn source_state(
     }
 }
 
-fn driver_config(dir: &Path, host: &Arc<FakeHost>, backend: Backend) -> DriverConfig {
+fn driver_config(
+    dir: &Path,
+    host: &Arc<FakeHost>,
+    backend: Backend,
+    layout: Layout,
+) -> DriverConfig {
     let mut c = DriverConfig::new(
         dir.join("config"),
         dir.join("state"),
         host.clone() as Arc<dyn Runner>,
     )
-    .with_backend(backend);
+    .with_backend(backend)
+    .with_layout(layout);
     c.dnsmasq_binary = Some("/usr/sbin/dnsmasq".into());
     c
 }
@@ -244,9 +251,21 @@ fn fnv1a(seed: &str, salt: u8) -> u64 {
 /// case name) when the definition has none, so the file is reproducible.
 /// `Ok(None)` when the network cannot start (the case has `B.error`).
 pub fn fresh_status_file(xml: &str, backend: Backend, ids: &str) -> Result<Option<String>, String> {
+    fresh_status_file_in(xml, backend, Layout::Libvirt, ids)
+}
+
+/// [`fresh_status_file`] with the firewall layout `layout`
+/// (`B-batched.status.xml` for the batched layout).
+pub fn fresh_status_file_in(
+    xml: &str,
+    backend: Backend,
+    layout: Layout,
+    ids: &str,
+) -> Result<Option<String>, String> {
     let dir = crate::props::scratch_dir()?;
     let host = Arc::new(FakeHost::new());
-    let d = Driver::open(driver_config(dir.path(), &host, backend)).map_err(|e| e.to_string())?;
+    let d = Driver::open(driver_config(dir.path(), &host, backend, layout))
+        .map_err(|e| e.to_string())?;
     let mut def = d.define(xml).map_err(|e| format!("define: {e}"))?;
     let given = netxml::parse(xml).map_err(|e| e.to_string())?;
     if !given.uuid_specified {
@@ -264,8 +283,8 @@ pub fn fresh_status_file(xml: &str, backend: Backend, ids: &str) -> Result<Optio
     }
     let dir2 = crate::props::scratch_dir()?;
     let host2 = Arc::new(FakeHost::new());
-    let d2 =
-        Driver::open(driver_config(dir2.path(), &host2, backend)).map_err(|e| e.to_string())?;
+    let d2 = Driver::open(driver_config(dir2.path(), &host2, backend, layout))
+        .map_err(|e| e.to_string())?;
     // The fake dnsmasq, like the real one, refuses a TFTP root that does not
     // exist: start with a scratch root, then write the case's own root back
     // into the status file (it is data, the same on every machine).

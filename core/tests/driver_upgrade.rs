@@ -446,6 +446,7 @@ fn backend_selection_follows_network_conf_and_auto_detection() {
     let conf = |b: Option<Backend>| NetworkConf {
         firewall_backend: b,
         firewall_backend_line: None,
+        firewall_layout: None,
     };
     let all = |_: &str| true;
     let only_ipt = |p: &str| p == "iptables";
@@ -534,4 +535,84 @@ fn reconcile_refreshes_or_restarts_dnsmasq() {
     let d = env.driver(Backend::Iptables);
     d.destroy(&name).unwrap();
     assert!(env.state().procs.procs.is_empty());
+}
+
+/// Upgrade from libvirt 11.3.0 and 9.0.0 into the batched layout
+/// (`firewall_layout = "batched"`, issue 17): the daemon-start reload
+/// removes libvirt's rules (saved plan or legacy regeneration) and adds
+/// the network's rules in chains of its own; afterwards no libvirt-layout
+/// rule names the bridge, and destroy leaves nothing of the network.
+#[test]
+fn restart_takes_over_libvirt_networks_into_the_batched_layout() {
+    use virtnet_core::rules::batched::Layout;
+    let mut checked = 0;
+    for release in ["libvirt-11.3.0", "libvirt-9.0.0"] {
+        for dir in capture_dirs(release) {
+            if dir.display().to_string().contains("no-tc-workaround") {
+                continue;
+            }
+            for to in [Backend::Iptables, Backend::Nftables] {
+                let what = format!("{} -> {to}/batched", dir.display());
+                let env = Env::new();
+                let name = host_as_libvirt_left_it(&env, &dir);
+                let d = virtnet_core::driver::Driver::open(
+                    env.cfg().with_backend(to).with_layout(Layout::Batched),
+                )
+                .unwrap();
+                let rep = d.reconcile().unwrap();
+                // (The TFTP root of a capture existed on the capture
+                // machine only: dnsmasq's restart may fail, not the rules.)
+                let problems: Vec<&String> = rep
+                    .problems
+                    .iter()
+                    .filter(|p| !p.contains("TFTP directory"))
+                    .collect();
+                assert!(problems.is_empty(), "{what}: {problems:?}");
+                assert_eq!(rep.reloaded, std::slice::from_ref(&name), "{what}");
+                let st = d.status(&name).unwrap();
+                if virtnet_core::rules::has_firewall_rules(&st.def) {
+                    let plan = st.fw_removal.as_ref().expect("a plan");
+                    assert!(
+                        plan.format_xml(2).contains("virtnet_batched")
+                            || plan.format_xml(2).contains("VIRTNET_"),
+                        "{what}"
+                    );
+                    let s = env.state();
+                    let mut outside = Vec::new();
+                    // nft: anything naming the bridge in libvirt's table.
+                    let mut table = String::new();
+                    for l in s.dump_section(virtnet_fake::Section::Nft).lines() {
+                        if let Some(t) = l.strip_prefix("table ") {
+                            table = t.to_string();
+                        } else if l.contains("virbr0") && table.contains("libvirt_network") {
+                            outside.push(l.to_string());
+                        }
+                    }
+                    // iptables: a rule of libvirt's chains naming the bridge
+                    // that is not the jump to the network's chain (libvirt's
+                    // checksum rule stays one command, as in libvirt).
+                    for sec in [
+                        virtnet_fake::Section::Iptables,
+                        virtnet_fake::Section::Ip6tables,
+                    ] {
+                        for l in s.dump_section(sec).lines() {
+                            if l.starts_with("-A LIBVIRT_")
+                                && l.contains("virbr0")
+                                && !l.contains("-j VIRTNET_virbr0_")
+                                && !l.contains("CHECKSUM")
+                            {
+                                outside.push(l.to_string());
+                            }
+                        }
+                    }
+                    assert!(outside.is_empty(), "{what}: {outside:#?}");
+                }
+                d.destroy(&name).unwrap();
+                let left = traces_of(&env.state(), "virbr0", "192.168.");
+                assert!(left.is_empty(), "{what}: {left:#?}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 50, "{checked}");
 }

@@ -408,6 +408,10 @@ fn simulate_lazy(state: &mut HostState, pending: &mut Pending, cmd: &Cmd) -> Out
             }
             out
         }
+        "iptables-restore"
+        | "ip6tables-restore"
+        | "iptables-nft-restore"
+        | "ip6tables-nft-restore" => restore_cmd(state, pending, prog, args, cmd.stdin.as_deref()),
         "iptables-save" | "ip6tables-save" | "iptables-nft-save" | "ip6tables-nft-save" => {
             match xtables_of(state, prog) {
                 Ok((_, x)) => save_cmd(x, args),
@@ -699,4 +703,191 @@ pub fn not_simulated(argv: &[String]) -> Output {
                 .join(" ")
         ),
     )
+}
+
+/// `iptables-restore` / `ip6tables-restore` (iptables-nft 1.8.9), with
+/// `--noflush` only (without it the named tables would be flushed: not
+/// simulated). Each `*table` section is one transaction, committed at its
+/// `COMMIT`: a failing line, or a section without `COMMIT`, leaves that
+/// section without effect and stops there, while the sections committed
+/// before it stay (as the real tool, checked in a namespace). `:CHAIN
+/// POLICY [P:B]` creates a user chain, or flushes it if it exists, or sets
+/// a built-in chain's policy (`-` keeps it); every other line is an
+/// iptables command in that table, run by the simulated iptables.
+fn restore_cmd(
+    state: &mut HostState,
+    pending: &mut Pending,
+    prog: &str,
+    args: &[String],
+    stdin: Option<&str>,
+) -> Output {
+    let v6 = prog.starts_with("ip6");
+    let base = if v6 {
+        "ip6tables-restore"
+    } else {
+        "iptables-restore"
+    };
+    let ipt = if v6 { "ip6tables" } else { "iptables" };
+    let try_line = format!("Try `{base} -h' or '{base} --help' for more information.\n");
+    let mut noflush = false;
+    let mut k = 0;
+    while k < args.len() {
+        match args[k].as_str() {
+            "-n" | "--noflush" => noflush = true,
+            "-w" | "--wait" => {
+                if args
+                    .get(k + 1)
+                    .is_some_and(|a| a.chars().all(|c| c.is_ascii_digit()))
+                {
+                    k += 1;
+                }
+            }
+            other => {
+                return Output::failed(
+                    1,
+                    format!("{base}: command not simulated: option {other}\n"),
+                )
+            }
+        }
+        k += 1;
+    }
+    if !noflush {
+        return Output::failed(
+            1,
+            format!("{base}: command not simulated: restore without --noflush\n"),
+        );
+    }
+    let input = stdin.unwrap_or("");
+    let mut table: Option<String> = None;
+    let mut snapshot = None;
+    let mut last = 0;
+    for (n, raw) in input.lines().enumerate() {
+        let lineno = n + 1;
+        last = lineno;
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(t) = line.strip_prefix('*') {
+            if !matches!(t, "filter" | "nat" | "mangle" | "raw" | "security") {
+                return Output::failed(
+                    2,
+                    format!(
+                        "{base} v1.8.9 (nf_tables): {base}: line {lineno} table name '{t}' invalid\nError occurred at line: {lineno}\n{try_line}"
+                    ),
+                );
+            }
+            pending.flush(state);
+            snapshot = Some((
+                state.nft.clone(),
+                state.iptables.clone(),
+                state.ip6tables.clone(),
+            ));
+            table = Some(t.to_string());
+            continue;
+        }
+        let Some(t) = table.clone() else {
+            return Output::failed(
+                2,
+                format!("Bad argument `{line}'\nError occurred at line: {lineno}\n{try_line}"),
+            );
+        };
+        let mut rollback = |state: &mut HostState, pending: &mut Pending| {
+            if let Some((a, b, c)) = snapshot.take() {
+                pending.tables.clear();
+                (state.nft, state.iptables, state.ip6tables) = (a, b, c);
+            }
+        };
+        if line == "COMMIT" {
+            snapshot = None;
+            table = None;
+            continue;
+        }
+        let cmds: Vec<Vec<String>> = if let Some(decl) = line.strip_prefix(':') {
+            let w: Vec<&str> = decl.split_whitespace().collect();
+            let (Some(chain), Some(policy)) = (w.first(), w.get(1)) else {
+                rollback(state, pending);
+                return Output::failed(
+                    2,
+                    format!("{base}: line {lineno}: bad chain declaration\n{try_line}"),
+                );
+            };
+            let builtin = matches!(
+                *chain,
+                "INPUT" | "OUTPUT" | "FORWARD" | "PREROUTING" | "POSTROUTING"
+            );
+            if builtin {
+                if *policy == "-" {
+                    vec![]
+                } else {
+                    vec![vec!["-P".into(), chain.to_string(), policy.to_string()]]
+                }
+            } else {
+                let x = if v6 {
+                    &state.ip6tables
+                } else {
+                    &state.iptables
+                };
+                let exists = x
+                    .tables
+                    .get(&t)
+                    .is_some_and(|tb| tb.chains.contains_key(*chain));
+                vec![vec![
+                    if exists { "-F" } else { "-N" }.into(),
+                    chain.to_string(),
+                ]]
+            }
+        } else {
+            vec![line.split_whitespace().map(str::to_string).collect()]
+        };
+        for c in cmds {
+            let mut argv = vec![ipt.to_string(), "-t".to_string(), t.clone()];
+            argv.extend(c);
+            let out = simulate_lazy(state, pending, &Cmd::new(argv));
+            if !out.success() {
+                rollback(state, pending);
+                let msg = out.stderr.lines().next().unwrap_or("").to_string();
+                if out.status == 2 {
+                    // A jump to a chain that does not exist is found when
+                    // the section is committed (iptables-nft 1.8.9 names
+                    // the COMMIT line); other parameter problems at their
+                    // own line.
+                    let at = if msg.contains("does not exist") {
+                        input
+                            .lines()
+                            .enumerate()
+                            .skip(n + 1)
+                            .find(|(_, l)| l.trim() == "COMMIT")
+                            .map_or(last + 1, |(i, _)| i + 1)
+                    } else {
+                        lineno
+                    };
+                    let msg = msg.replacen(
+                        &format!("{ipt} v1.8.9 (nf_tables): "),
+                        &format!("{base} v1.8.9 (nf_tables): "),
+                        1,
+                    );
+                    return Output::failed(
+                        2,
+                        format!("{msg}\nError occurred at line: {at}\n{try_line}"),
+                    );
+                }
+                let reason = msg
+                    .strip_prefix(&format!("{ipt}: "))
+                    .or_else(|| msg.strip_prefix(&format!("{ipt} v1.8.9 (nf_tables): ")))
+                    .unwrap_or(&msg)
+                    .trim()
+                    .to_string();
+                return Output::failed(1, format!("{base}: line {lineno} failed: {reason}\n"));
+            }
+        }
+    }
+    if table.is_some() {
+        if let Some((a, b, c)) = snapshot.take() {
+            pending.tables.clear();
+            (state.nft, state.iptables, state.ip6tables) = (a, b, c);
+        }
+        return Output::failed(1, format!("{base}: COMMIT expected at line {}\n", last + 1));
+    }
+    Output::ok(String::new())
 }

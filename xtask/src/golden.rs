@@ -13,8 +13,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use virtnet_conformance::upgrade::fresh_status_file;
+use virtnet_conformance::upgrade::fresh_status_file_in;
 use virtnet_core::firewall::Backend;
+use virtnet_core::rules::batched::Layout;
 use virtnet_core::rules::golden::case_files;
 
 /// What `golden` should do.
@@ -62,10 +63,15 @@ fn expected(root: &Path) -> Result<BTreeMap<String, BTreeMap<String, String>>, S
                 let mut files: BTreeMap<String, String> = files.into_iter().collect();
                 // The status file the driver writes after a start on the
                 // fake host (what `upgrade-check` installs for this release).
-                for backend in [Backend::Iptables, Backend::Nftables] {
-                    match fresh_status_file(&xml, backend, &case) {
+                for (backend, layout, suffix) in [
+                    (Backend::Iptables, Layout::Libvirt, ""),
+                    (Backend::Nftables, Layout::Libvirt, ""),
+                    (Backend::Iptables, Layout::Batched, "-batched"),
+                    (Backend::Nftables, Layout::Batched, "-batched"),
+                ] {
+                    match fresh_status_file_in(&xml, backend, layout, &case) {
                         Ok(Some(st)) => {
-                            files.insert(format!("{}.status.xml", backend.as_str()), st);
+                            files.insert(format!("{}{suffix}.status.xml", backend.as_str()), st);
                         }
                         Ok(None) => {}
                         Err(e) => {

@@ -34,6 +34,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_parse;
+mod bench_real;
 mod conformance;
 mod golden;
 mod realns;
@@ -133,6 +134,30 @@ enum Task {
         /// and judged against the target (a shared machine's speed drifts).
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// On the real kernel in new namespaces: start --networks NAT
+        /// networks one after another per --layout and time each start,
+        /// its firewall part, a daemon restart and the destroy of all
+        /// (`bench_real`).
+        #[arg(long)]
+        real: bool,
+        /// With --real: how many networks.
+        #[arg(long, default_value_t = 100)]
+        networks: usize,
+        /// With --real: libvirt, batched or both (side by side).
+        #[arg(long, default_value = "both")]
+        layout: String,
+        /// With --real: iptables or nftables.
+        #[arg(long, default_value = "nftables")]
+        backend: String,
+        /// With --real: never raise fs.inotify.max_user_instances (a run
+        /// that needs more than it allows stops and says so).
+        #[arg(long)]
+        no_raise_inotify: bool,
+        /// With --real: time only the starts of the libvirt layout (its
+        /// restart and destroy cost O(N) per command; its networks go with
+        /// the run's namespaces).
+        #[arg(long)]
+        libvirt_starts_only: bool,
     },
 }
 
@@ -369,11 +394,58 @@ fn main() -> ExitCode {
         } => exit(report(release::cut(&workspace_root(), &version))),
         Task::UpgradeCheck(args) => ExitCode::from(upgrade::run(&workspace_root(), &args)),
         Task::Bench {
+            real: true,
+            json,
+            networks,
+            layout,
+            backend,
+            no_raise_inotify,
+            libvirt_starts_only,
+            ..
+        } => {
+            use virtnet_core::rules::batched::Layout;
+            let layouts = match layout.as_str() {
+                "both" => vec![Layout::Libvirt, Layout::Batched],
+                l => match l.parse::<Layout>() {
+                    Ok(l) => vec![l],
+                    Err(e) => {
+                        eprintln!("bench --real: --layout: {e} (or both)");
+                        std::process::exit(2);
+                    }
+                },
+            };
+            let backend = match backend.parse::<virtnet_core::firewall::Backend>() {
+                Ok(
+                    b @ (virtnet_core::firewall::Backend::Iptables
+                    | virtnet_core::firewall::Backend::Nftables),
+                ) => b,
+                _ => {
+                    eprintln!(
+                        "bench --real: --backend must be iptables or nftables, not '{backend}'"
+                    );
+                    std::process::exit(2);
+                }
+            };
+            if networks == 0 {
+                eprintln!("bench --real: --networks must be at least 1");
+                std::process::exit(2);
+            }
+            std::process::exit(i32::from(bench_real::run(&bench_real::RealBenchArgs {
+                networks,
+                layouts,
+                backend,
+                json,
+                raise_inotify: !no_raise_inotify,
+                libvirt_starts_only,
+            })))
+        }
+        Task::Bench {
             seconds,
             json,
             iterations,
             faulted_only,
             rounds,
+            ..
         } => exit(bench::run(seconds, json, iterations, faulted_only, rounds)),
         Task::BenchParse { json, this_build } => exit(bench_parse::run(json, this_build)),
     }

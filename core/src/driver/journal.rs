@@ -366,7 +366,38 @@ impl Runner for JournalRunner<'_> {
                 .append_intent(&cmd.argv, INTENT)
                 .map_err(|e| not_journaled(e, "not run: its intent"))?;
         }
+        // A batch (stdin script): its undo is known before it runs (the
+        // removal derived from the script, harmless where nothing was
+        // created), so it is journaled as such.
+        let batch = crate::rules::batched::batch_undo(cmd);
+        let batch_note = if batch.is_empty() {
+            None
+        } else {
+            let value = serde_json::to_string(&batch).map_err(|e| RunError::Spawn {
+                program: cmd.program().to_string(),
+                reason: e.to_string(),
+            })?;
+            self.journal
+                .note(BATCH_INTENT, cmd.program(), &value)
+                .map_err(|e| not_journaled(e, "not run: its intent"))?;
+            Some(value)
+        };
         let result = self.inner.run(cmd);
+        if let Some(value) = &batch_note {
+            let failed = match &result {
+                Ok(out) => !out.success(),
+                Err(RunError::Crashed { .. }) => false,
+                Err(_) => true,
+            };
+            // A failed batch: its transactions that failed created nothing;
+            // those that committed (iptables-restore commits each table)
+            // are removed by the caller right away, from its own plan.
+            if failed {
+                self.journal
+                    .note(BATCH_FAILED, cmd.program(), value)
+                    .map_err(|e| not_journaled(e, "failed, and that"))?;
+            }
+        }
         match &result {
             Ok(out) if out.success() => {
                 self.journal
@@ -397,6 +428,10 @@ impl Runner for JournalRunner<'_> {
 /// release before intents reads such a journal and ignores them).
 const INTENT: &str = "intent";
 const FAILED: &str = "failed";
+/// A batch (`nft -f -`, `iptables-restore`) about to run, with its undo
+/// (a JSON array of argvs, in the order they run) / the news it failed.
+const BATCH_INTENT: &str = "intent-batch";
+const BATCH_FAILED: &str = "failed-batch";
 
 /// Test-only mutation (cargo feature `sabotage`, never on in a shipped
 /// build): when switched on with [`sabotage::record_after_effect`], the
@@ -597,6 +632,27 @@ impl UndoTracker {
     /// does not can be left out of a journal without changing its plan).
     pub fn push(&mut self, e: &Entry) -> bool {
         match e {
+            Entry::Note { note, value, .. } if note == BATCH_INTENT || note == BATCH_FAILED => {
+                if let Ok(undo) = serde_json::from_str::<Vec<Vec<String>>>(value) {
+                    if note == BATCH_INTENT {
+                        for inv in undo.into_iter().rev() {
+                            self.push_inverse(inv);
+                        }
+                    } else {
+                        for inv in undo {
+                            let fp = fingerprint(&inv);
+                            if let Some(i) = self
+                                .outstanding
+                                .iter()
+                                .rposition(|(f, o)| *f == fp && *o == inv)
+                            {
+                                self.outstanding.remove(i);
+                            }
+                        }
+                    }
+                }
+                true
+            }
             Entry::Note { note, value, .. } if note == INTENT || note == FAILED => {
                 if let Ok(argv) = serde_json::from_str::<Vec<String>>(value) {
                     if note == INTENT {

@@ -102,6 +102,7 @@ use std::time::Duration;
 use crate::dnsmasq::{self, DnsmasqCaps, DnsmasqOptions};
 use crate::firewall::{full_argv, Backend, Firewall};
 use crate::netxml::{self, DefineContext, FormatFlags, NetworkDef, PciAddress};
+use crate::rules::batched::{BatchedSetup, Layout};
 use crate::rules::{self, ChainInitState, RulesError};
 use crate::store::{
     self, read_network_conf, ConfError, ConfigStore, NetworkConf, NetworkStatus, StatusError,
@@ -158,6 +159,9 @@ pub struct DriverConfig {
     /// see [`store::WriteGate`]). Open (every write goes through) by
     /// default.
     pub write_gate: store::WriteGate,
+    /// The firewall layout; `None`: `firewall_layout` of network.conf,
+    /// else libvirt's (see [`rules::batched`]).
+    pub layout: Option<Layout>,
 }
 
 impl DriverConfig {
@@ -181,6 +185,7 @@ impl DriverConfig {
             lock_wait: lock::DEFAULT_LOCK_WAIT,
             lock_notice: None,
             write_gate: store::WriteGate::open(),
+            layout: None,
         }
     }
 
@@ -200,6 +205,12 @@ impl DriverConfig {
 
     pub fn with_backend(mut self, b: Backend) -> Self {
         self.backend = BackendChoice::Fixed(b);
+        self
+    }
+
+    /// This layout, whatever network.conf says.
+    pub fn with_layout(mut self, l: Layout) -> Self {
+        self.layout = Some(l);
         self
     }
 
@@ -480,6 +491,9 @@ pub struct ReconcileReport {
 pub struct Driver {
     cfg: DriverConfig,
     backend: Backend,
+    layout: Layout,
+    /// The batched layout's shared nft part (set up once per driver).
+    batched: Mutex<BatchedSetup>,
     configs: ConfigStore,
     statuses: StatusStore,
     nets: Mutex<BTreeMap<String, NetObj>>,
@@ -616,6 +630,7 @@ impl Driver {
     /// left behind. Runs no firewall reload: see [`Driver::reconcile`].
     pub fn open(cfg: DriverConfig) -> Result<Driver, DriverError> {
         let backend = Driver::select(&cfg)?;
+        let layout = Driver::select_layout(&cfg)?;
         let (lock, lock_problem) = match DriverLock::try_take(&cfg.state_dir) {
             Ok(l) => (l, None),
             Err(e) => (
@@ -626,7 +641,7 @@ impl Driver {
                 )),
             ),
         };
-        Driver::open_inner(cfg, backend, lock, lock_problem)
+        Driver::open_inner(cfg, backend, layout, lock, lock_problem)
     }
 
     /// [`Driver::open`] with the driver lock already taken (by
@@ -635,7 +650,17 @@ impl Driver {
     /// lifetime.
     pub fn open_with_lock(cfg: DriverConfig, lock: DriverLock) -> Result<Driver, DriverError> {
         let backend = Driver::select(&cfg)?;
-        Driver::open_inner(cfg, backend, Some(lock), None)
+        let layout = Driver::select_layout(&cfg)?;
+        Driver::open_inner(cfg, backend, layout, Some(lock), None)
+    }
+
+    fn select_layout(cfg: &DriverConfig) -> Result<Layout, DriverError> {
+        Ok(match cfg.layout {
+            Some(l) => l,
+            None => read_network_conf(&cfg.network_conf_path())?
+                .firewall_layout
+                .unwrap_or_default(),
+        })
     }
 
     fn select(cfg: &DriverConfig) -> Result<Backend, DriverError> {
@@ -652,10 +677,13 @@ impl Driver {
     fn open_inner(
         cfg: DriverConfig,
         backend: Backend,
+        layout: Layout,
         lock: Option<DriverLock>,
         lock_problem: Option<String>,
     ) -> Result<Driver, DriverError> {
         let driver = Driver {
+            layout,
+            batched: Mutex::new(BatchedSetup::new()),
             owner: lock.is_some(),
             lifetime_lock: Mutex::new(lock),
             configs: ConfigStore::new(&cfg.config_dir),
@@ -739,6 +767,11 @@ impl Driver {
     /// The configured firewall backend.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The configured firewall layout.
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     pub fn config(&self) -> &DriverConfig {
@@ -1408,7 +1441,12 @@ impl Driver {
         runner: &dyn Runner,
     ) -> Result<Option<Firewall>, DriverError> {
         let mut guard = lock(&self.chains);
-        let r = if guard.done() {
+        let r = if self.layout == Layout::Batched {
+            // The shared part is set up once, under both locks (the first
+            // start does it while the others wait).
+            let mut setup = lock(&self.batched);
+            rules::batched::add_network_firewall(def, self.backend, runner, &mut guard, &mut setup)
+        } else if guard.done() {
             // Set up already: add_network_firewall only reads the state, so
             // a copy is used and parallel starts do not wait for each other.
             let mut chains = guard.clone();

@@ -12,6 +12,12 @@
 //! * `B.error` — instead of the two above, libvirt's error message when the
 //!   rules cannot be generated.
 //!
+//! The same three per backend for the batched layout
+//! ([`super::batched`]), named `B-batched.start`, `B-batched.removal.xml`,
+//! `B-batched.error`. A command with standard input (`nft -f -`,
+//! `iptables-restore --noflush`) is followed by its input, each line
+//! prefixed with `  | ` (libvirt's stream format has no stdin).
+//!
 //! And `legacy-removal.iptables` — the iptables removal libvirt regenerates
 //! from the definition when a status file has no saved plan (absent when
 //! libvirt would run nothing).
@@ -49,6 +55,39 @@ pub fn case_files(xml: &str) -> Result<Vec<(String, String)>, NetXmlError> {
                 }
             }
             Err(e) => files.push((format!("{b}.error"), format!("{e}\n"))),
+        }
+        let mut def = def.clone();
+        let runner = RecordingRunner::with_handles(HandleMode::Counter(1));
+        let mut chains = ChainInitState::already_done();
+        let mut setup = super::batched::BatchedSetup::already_done();
+        match super::batched::add_network_firewall(
+            &mut def,
+            backend,
+            &runner,
+            &mut chains,
+            &mut setup,
+        ) {
+            Ok(removal) => {
+                let mut text = String::new();
+                for cmd in runner.recorded() {
+                    text.push_str(&crate::firewall::render_argv(
+                        &cmd.argv,
+                        RenderOptions::GOLDEN,
+                    ));
+                    text.push('\n');
+                    for l in cmd.stdin.as_deref().unwrap_or("").lines() {
+                        text.push_str("  | ");
+                        text.push_str(l);
+                        text.push('\n');
+                    }
+                }
+                files.push((format!("{b}-batched.start"), text));
+                if let Some(mut removal) = removal {
+                    removal.set_name("fwRemoval");
+                    files.push((format!("{b}-batched.removal.xml"), removal.format_xml(2)));
+                }
+            }
+            Err(e) => files.push((format!("{b}-batched.error"), format!("{e}\n"))),
         }
     }
     if super::has_firewall_rules(&def) {

@@ -55,6 +55,7 @@
 //! callbacks, saved setup errors), `rules_unreleased.rs` (the project's
 //! golden cases), `cli/tests/rules_cli.rs`.
 
+pub mod batched;
 pub mod golden;
 pub mod iptables;
 pub mod nftables;
@@ -584,6 +585,9 @@ pub fn remove_network_firewall<R: Runner + ?Sized>(
         return Ok(());
     }
     let result = match saved {
+        // A plan of the batched layout runs as batches (virtnet's own
+        // layout; libvirt's plans are never matched).
+        Some(plan) if batched::remove_plan_batched(plan, runner)? => Ok(()),
         Some(plan) => {
             let mut plan = plan.clone();
             plan.apply(runner)

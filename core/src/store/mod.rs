@@ -3,7 +3,7 @@
 //! files (`STATE_DIR/NAME.xml`, libvirt's `<networkstatus>` documents,
 //! [`StatusStore`], [`format_status`] / [`parse_status`]) and the driver
 //! configuration file `network.conf` ([`read_network_conf`]:
-//! `firewall_backend`).
+//! `firewall_backend`, `firewall_layout`).
 //!
 //! Architecture invariant 7 ("nothing is lost"): every file written here goes
 //! through [`atomic_write`] (or [`atomic_write_all`] for the several dnsmasq
@@ -849,6 +849,9 @@ pub struct NetworkConf {
     pub firewall_backend: Option<Backend>,
     /// Line of the `firewall_backend` setting (1-based), for messages.
     pub firewall_backend_line: Option<usize>,
+    /// `firewall_layout = "libvirt" | "batched"` (virtnet's own setting,
+    /// see [`crate::rules::batched`]); `None` when unset (libvirt's).
+    pub firewall_layout: Option<crate::rules::batched::Layout>,
 }
 
 /// A `network.conf` that cannot be used: file, line, column and what is
@@ -866,7 +869,7 @@ pub struct ConfError {
 
 /// Parses `network.conf` text (libvirt's virConf syntax: `key = value`
 /// lines, `#` comments, string/number/list values). Only
-/// `firewall_backend` is interpreted; other keys are accepted and ignored.
+/// `firewall_backend` and `firewall_layout` are interpreted; other keys are accepted and ignored.
 pub fn parse_network_conf(text: &str, path: &Path) -> Result<NetworkConf, ConfError> {
     let err = |(line, column): (usize, usize), message: String| ConfError {
         path: path.to_path_buf(),
@@ -938,6 +941,23 @@ pub fn parse_network_conf(text: &str, path: &Path) -> Result<NetworkConf, ConfEr
             })?;
             conf.firewall_backend = Some(b);
             conf.firewall_backend_line = Some(lineno);
+        } else if key == "firewall_layout" {
+            let ConfValue::Str(s) = parsed else {
+                return Err(err(
+                    value_at,
+                    "firewall_layout must be a string, e.g. firewall_layout = \"batched\""
+                        .to_string(),
+                ));
+            };
+            let l = s.parse::<crate::rules::batched::Layout>().map_err(|_| {
+                err(
+                    value_at,
+                    format!(
+                        "unrecognized firewall_layout = '{s}' (expected \"libvirt\" or \"batched\")"
+                    ),
+                )
+            })?;
+            conf.firewall_layout = Some(l);
         }
     }
     Ok(conf)

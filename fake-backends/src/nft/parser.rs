@@ -1665,6 +1665,19 @@ fn element_key(t: &Tok) -> Result<String, InputError> {
     if let Some(n) = service_port(&t.text) {
         return Ok(n.to_string());
     }
+    // Any other bare word nft's scanner takes as a string (`virbr0`,
+    // `br-x.1`): a string constant, which a set of type `ifname` takes as
+    // if quoted (checked with nft 1.0.6; a set of an address type would
+    // resolve it as a host name, which `check_element` refuses as not
+    // simulated).
+    let mut chars = t.text.chars();
+    let bare = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '.')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.'));
+    if bare {
+        return Ok(format!("\"{}\"", t.text));
+    }
     Err(InputError::not_simulated(
         t.loc(),
         format!("element '{}'", t.text),

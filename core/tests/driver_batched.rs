@@ -1,0 +1,432 @@
+//! The batched firewall layout (`firewall_layout = "batched"`,
+//! `virtnet_core::rules::batched`) on the fake host: what a start creates,
+//! that destroy / restart / backend and layout switches remove exactly
+//! that, rollback of a failed batch, a crash during a start, and the
+//! saved plan replayed as libvirt 11.3.0 replays it.
+
+mod driver_common;
+
+use driver_common::*;
+use virtnet_core::driver::Driver;
+use virtnet_core::firewall::Backend;
+use virtnet_core::rules::batched::Layout;
+use virtnet_testkit::{CmdMatcher, FaultPlan};
+
+/// (capture case, bridge, text that only this network's rules contain)
+const CASES: &[(&str, &str, &str)] = &[
+    ("nat-default", "virbr0", "192.168.122."),
+    ("nat-ipv6", "virbr0", "2001:db8:ca2:2:"),
+    ("isolated", "virbr0", "192.168.122."),
+    ("route-default", "virbr0", "192.168.122."),
+];
+
+const BACKENDS: [Backend; 2] = [Backend::Iptables, Backend::Nftables];
+
+fn driver(env: &Env, backend: Backend, layout: Layout) -> Driver {
+    Driver::open(env.cfg().with_backend(backend).with_layout(layout)).unwrap()
+}
+
+fn ruleset(env: &Env) -> String {
+    env.state().dump_section(virtnet_fake::Section::Nft)
+}
+
+#[test]
+fn a_start_is_one_batch_per_backend_in_chains_of_its_own() {
+    for backend in BACKENDS {
+        let env = Env::new();
+        let d = driver(&env, backend, Layout::Batched);
+        d.define(&capture_net("nat-default")).unwrap();
+        // The shared part (set up once per process) comes first.
+        d.start("default").unwrap();
+        d.destroy("default").unwrap();
+        env.host.take_records();
+        d.start("default").unwrap();
+        let cmds: Vec<String> = env
+            .host
+            .take_records()
+            .iter()
+            .map(|r| r.cmd.argv.join(" "))
+            .filter(|c| {
+                c.starts_with("nft") || c.starts_with("iptables") || c.starts_with("ip6tables")
+            })
+            .collect();
+        let batches: Vec<&String> = cmds
+            .iter()
+            .filter(|c| *c == "nft -f -" || c.ends_with("-restore --noflush"))
+            .collect();
+        match backend {
+            Backend::Nftables => assert_eq!(cmds, vec!["nft -f -".to_string()], "{cmds:#?}"),
+            _ => {
+                // One restore per family in use (IPv4 here) and libvirt's
+                // checksum rule (its IGNORE_ERRORS group).
+                assert_eq!(batches.len(), 1, "{cmds:#?}");
+                assert_eq!(cmds.len(), 2, "{cmds:#?}");
+                assert!(cmds[1].contains("CHECKSUM"), "{cmds:#?}");
+            }
+        }
+        let rs = ruleset(&env);
+        match backend {
+            Backend::Nftables => {
+                assert!(rs.contains("chain net_virbr0_in"), "{rs}");
+                assert!(rs.contains("chain net_virbr0_out"), "{rs}");
+                assert!(rs.contains("chain net_virbr0_nat"), "{rs}");
+                assert!(rs.contains("\"virbr0\" : jump net_virbr0_in"), "{rs}");
+                assert!(
+                    rs.contains("192.168.122.0/24 : jump net_virbr0_nat"),
+                    "{rs}"
+                );
+                // Nothing of the network in libvirt's table.
+                assert!(!rs.contains("table ip libvirt_network"), "{rs}");
+            }
+            _ => {
+                let save = env.state().dump_section(virtnet_fake::Section::Iptables);
+                assert!(
+                    save.contains("-A LIBVIRT_FWI -o virbr0 -j VIRTNET_virbr0_FWI"),
+                    "{save}"
+                );
+                assert!(save.contains("-A VIRTNET_virbr0_FWI "), "{save}");
+                assert!(
+                    save.contains("-A LIBVIRT_PRT -s 192.168.122.0/24 -j VIRTNET_virbr0_PRT"),
+                    "{save}"
+                );
+                // libvirt's own chains hold only the jumps (and the
+                // checksum rule).
+                let direct = save
+                    .lines()
+                    .filter(|l| l.starts_with("-A LIBVIRT_") && !l.contains("-j VIRTNET_"))
+                    .collect::<Vec<_>>();
+                assert_eq!(direct.len(), 1, "{direct:#?}");
+                assert!(direct[0].contains("CHECKSUM"), "{direct:#?}");
+            }
+        }
+        // The status file's plan is libvirt's format and names only what
+        // the batch created.
+        let st = d.status("default").unwrap();
+        let plan = st.fw_removal.unwrap();
+        assert_eq!(plan.backend(), backend);
+        let xml = plan.format_xml(2);
+        let back = virtnet_core::firewall::Firewall::parse_xml(&xml).unwrap();
+        assert_eq!(back.format_xml(2), xml);
+        // The driver's destroy runs that plan as batches too.
+        env.host.take_records();
+        d.destroy("default").unwrap();
+        let cmds: Vec<String> = env
+            .host
+            .take_records()
+            .iter()
+            .map(|r| r.cmd.argv.join(" "))
+            .filter(|c| {
+                c.starts_with("nft") || c.starts_with("iptables") || c.starts_with("ip6tables")
+            })
+            .collect();
+        match backend {
+            Backend::Nftables => assert_eq!(cmds, vec!["nft -f -".to_string()], "{cmds:#?}"),
+            _ => {
+                assert_eq!(cmds.len(), 2, "{cmds:#?}");
+                assert!(
+                    cmds[0].contains("--delete LIBVIRT_PRT") && cmds[0].contains("CHECKSUM"),
+                    "{cmds:#?}"
+                );
+                assert_eq!(cmds[1], "iptables-restore --noflush", "{cmds:#?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn destroy_removes_exactly_what_the_start_added() {
+    for backend in BACKENDS {
+        for (case, br, subnet) in CASES {
+            let env = Env::new();
+            let d = driver(&env, backend, Layout::Batched);
+            let name = d.define(&capture_net(case)).unwrap().name;
+            d.start(&name).unwrap();
+            d.destroy(&name).unwrap();
+            let left = traces_of(&env.state(), br, subnet);
+            assert!(left.is_empty(), "{case} {backend}: {left:#?}");
+            let before = env.state();
+            d.start(&name).unwrap();
+            assert!(
+                !traces_of(&env.state(), br, subnet).is_empty(),
+                "{case} {backend}: nothing added"
+            );
+            d.destroy(&name).unwrap();
+            assert_same_host(&before, &env.state(), &format!("{case} {backend}"));
+        }
+    }
+}
+
+/// The saved plan, replayed as libvirt 11.3.0 replays a `fwRemoval` (each
+/// command run on its own, errors ignored: `rules::remove_network_firewall`),
+/// leaves the host as before the start: a downgrade removes everything.
+#[test]
+fn libvirt_replaying_the_saved_plan_removes_everything() {
+    for backend in BACKENDS {
+        for (case, _, _) in CASES {
+            let env = Env::new();
+            let d = driver(&env, backend, Layout::Batched);
+            let name = d.define(&capture_net(case)).unwrap().name;
+            d.start(&name).unwrap();
+            d.destroy(&name).unwrap();
+            let before = env.state();
+            d.start(&name).unwrap();
+            let st = d.status(&name).unwrap();
+            // What libvirt reads back from the status file.
+            let xml = st.fw_removal.as_ref().map(|f| f.format_xml(2));
+            let plan = xml.map(|x| virtnet_core::firewall::Firewall::parse_xml(&x).unwrap());
+            // libvirt 11.3.0: each command of the plan on its own, errors
+            // ignored (the engine's apply of the IGNORE_ERRORS groups).
+            let mut plan = plan.expect("a plan");
+            plan.apply(&*env.host).unwrap();
+            let after = env.state();
+            let (a, b) = (
+                before.dump_section(virtnet_fake::Section::Nft),
+                after.dump_section(virtnet_fake::Section::Nft),
+            );
+            assert_eq!(a, b, "{case} {backend}");
+            // (The root qdisc goes with the bridge, which is still there.)
+            assert_eq!(before.tc.filters, after.tc.filters, "{case} {backend}");
+            assert_eq!(
+                before.dump_section(virtnet_fake::Section::Iptables),
+                after.dump_section(virtnet_fake::Section::Iptables),
+                "{case} {backend}"
+            );
+        }
+    }
+}
+
+/// Daemon restart with every combination of layout and backend before and
+/// after: the reload removes the old rules with the saved plan and adds
+/// them in the new layout; a destroy then leaves nothing.
+#[test]
+fn restart_with_a_layout_or_backend_switch_leaves_nothing_behind() {
+    for (b1, l1) in BACKENDS.iter().flat_map(|b| Layout::ALL.map(|l| (*b, l))) {
+        for (b2, l2) in BACKENDS.iter().flat_map(|b| Layout::ALL.map(|l| (*b, l))) {
+            for (case, br, subnet) in CASES {
+                let what = format!("{case}: {b1}/{l1} -> {b2}/{l2}");
+                let env = Env::new();
+                let d = driver(&env, b1, l1);
+                let name = d.define(&capture_net(case)).unwrap().name;
+                d.start(&name).unwrap();
+                drop(d);
+                let d = driver(&env, b2, l2);
+                let rep = d.reconcile().unwrap();
+                assert!(rep.problems.is_empty(), "{what}: {:?}", rep.problems);
+                let rs = ruleset(&env);
+                // Only the new layout's objects name the bridge.
+                let libvirt_lines = rs
+                    .lines()
+                    .filter(|l| l.contains(br) && !l.contains("net_") && !l.contains("VIRTNET_"))
+                    .count();
+                let batched_lines = rs
+                    .lines()
+                    .filter(|l| l.contains(br) && (l.contains("net_") || l.contains("VIRTNET_")))
+                    .count();
+                if virtnet_core::rules::has_firewall_rules(&d.status(&name).unwrap().def) {
+                    if l2 == Layout::Batched {
+                        assert!(batched_lines > 0, "{what}\n{rs}");
+                    } else {
+                        assert_eq!(batched_lines, 0, "{what}\n{rs}");
+                    }
+                }
+                let _ = libvirt_lines;
+                d.destroy(&name).unwrap();
+                let left = traces_of(&env.state(), br, subnet);
+                assert!(left.is_empty(), "{what}: {left:#?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_failed_batch_leaves_the_host_as_it_was() {
+    for backend in BACKENDS {
+        for (case, br, subnet) in CASES {
+            // Every batch of the start fails in turn (for nat-ipv6 with
+            // iptables: the IPv6 one after the IPv4 one committed).
+            let programs: &[&str] = match backend {
+                Backend::Nftables => &["nft"],
+                _ => &["iptables-restore", "ip6tables-restore"],
+            };
+            for prog in programs {
+                let env = Env::new();
+                let d = driver(&env, backend, Layout::Batched);
+                let name = d.define(&capture_net(case)).unwrap().name;
+                d.start(&name).unwrap();
+                d.destroy(&name).unwrap();
+                let before = env.state();
+                env.faults.set_plan(FaultPlan::none().fail_matching(
+                    CmdMatcher::program(*prog),
+                    1,
+                    "injected failure\n",
+                    None,
+                ));
+                let r = d.start(&name);
+                let injected = env.faults.injected().is_some();
+                env.faults.set_plan(FaultPlan::none());
+                let what = format!("{case} {backend} {prog} fails");
+                if !injected {
+                    // This network has no batch of that family.
+                    r.unwrap();
+                    d.destroy(&name).unwrap();
+                    continue;
+                }
+                let e = r.expect_err(&what);
+                assert!(e.to_string().contains("injected failure"), "{what}: {e}");
+                assert!(d.pending_journals().is_empty(), "{what}");
+                assert_same_host(&before, &env.state(), &what);
+                assert!(traces_of(&env.state(), br, subnet).is_empty(), "{what}");
+            }
+        }
+    }
+}
+
+/// iptables-restore commits table by table (the real iptables-nft-restore
+/// and the fake): a failure in a later section keeps the earlier ones, and
+/// the start removes them with its plan.
+#[test]
+fn a_restore_failing_in_a_later_table_is_undone_by_the_removal_plan() {
+    use virtnet_runner::Runner;
+    let env = Env::new();
+    let d = driver(&env, Backend::Iptables, Layout::Batched);
+    d.define(&capture_net("nat-default")).unwrap();
+    d.start("default").unwrap();
+    d.destroy("default").unwrap();
+    // libvirt's nat chain disappears behind the driver's back (its setup
+    // is done once per process): the nat section's jump fails for real,
+    // after the filter section committed.
+    for argv in [
+        &[
+            "iptables",
+            "-w",
+            "-t",
+            "nat",
+            "-D",
+            "POSTROUTING",
+            "-j",
+            "LIBVIRT_PRT",
+        ][..],
+        &["iptables", "-w", "-t", "nat", "-X", "LIBVIRT_PRT"][..],
+    ] {
+        assert!(env.host.run_argv(argv).unwrap().success(), "{argv:?}");
+    }
+    let before = env.state();
+    let e = d.start("default").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("failed: No chain/target/match by that name"),
+        "{e}"
+    );
+    let ran: Vec<String> = env
+        .host
+        .take_records()
+        .iter()
+        .map(|r| r.cmd.argv.join(" "))
+        .collect();
+    assert!(
+        ran.iter()
+            .any(|c| c.contains("--delete-chain VIRTNET_virbr0_FWI")),
+        "{ran:#?}"
+    );
+    assert_same_host(&before, &env.state(), "failed restore");
+    assert!(d.pending_journals().is_empty());
+}
+
+/// A crash at every command of a batched start (before it, and after its
+/// effect), then a restart: nothing is left that no status file accounts
+/// for, and a destroy of a network that did become active leaves nothing.
+#[test]
+fn crash_during_a_batched_start_then_restart_leaks_nothing() {
+    for backend in BACKENDS {
+        for (case, br, subnet) in CASES {
+            let n = {
+                let env = Env::new();
+                let d = driver(&env, backend, Layout::Batched);
+                let name = d.define(&capture_net(case)).unwrap().name;
+                env.faults.reset_counter();
+                d.start(&name).unwrap();
+                env.faults.command_count()
+            };
+            for k in 0..n {
+                for after_effect in [false, true] {
+                    let env = Env::new();
+                    let d = driver(&env, backend, Layout::Batched);
+                    let name = d.define(&capture_net(case)).unwrap().name;
+                    env.faults.reset_counter();
+                    let plan = if after_effect {
+                        FaultPlan::none().crash_after_effect(k + 1)
+                    } else {
+                        FaultPlan::none().crash_after(k)
+                    };
+                    env.faults.set_plan(plan);
+                    let _ = d.start(&name);
+                    drop(d);
+                    env.faults.recover();
+                    env.faults.set_plan(FaultPlan::none());
+                    let what =
+                        format!("{case} {backend} crash at {k} (after effect: {after_effect})");
+                    let d2 = driver(&env, backend, Layout::Batched);
+                    assert!(d2.pending_journals().is_empty(), "{what}");
+                    d2.reconcile().unwrap_or_else(|e| panic!("{what}: {e}"));
+                    if d2.info(&name).unwrap().active {
+                        d2.destroy(&name).unwrap();
+                    }
+                    let left = traces_of(&env.state(), br, subnet);
+                    assert!(left.is_empty(), "{what}: left behind {left:#?}");
+                    assert!(env.state().procs.procs.is_empty(), "{what}: dnsmasq left");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn network_conf_selects_the_layout() {
+    let env = Env::new();
+    env.write_conf("firewall_backend = \"nftables\"\nfirewall_layout = \"batched\"\n");
+    let d = env.driver_from_conf();
+    assert_eq!(d.layout(), Layout::Batched);
+    env.write_conf("firewall_layout = \"libvirt\"\n");
+    assert_eq!(env.driver_from_conf().layout(), Layout::Libvirt);
+    env.write_conf("# nothing\n");
+    assert_eq!(env.driver_from_conf().layout(), Layout::Libvirt);
+    env.write_conf("firewall_layout = \"fast\"\n");
+    let e = virtnet_core::driver::Driver::open(env.cfg()).err().unwrap();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("network.conf:1:19: unrecognized firewall_layout = 'fast'"),
+        "{msg}"
+    );
+}
+
+/// Two batched networks: the verdict maps hold both, and traffic of one
+/// is decided by its own chains only (the fake's packet tracer).
+#[test]
+fn two_batched_networks_share_the_maps_and_keep_their_own_chains() {
+    let env = Env::new();
+    let d = driver(&env, Backend::Nftables, Layout::Batched);
+    d.define(&capture_net("nat-default")).unwrap();
+    let second = capture_net("nat-default")
+        .replace("<name>default</name>", "<name>second</name>")
+        .replace("virbr0", "virbr9")
+        .replace("192.168.122.", "192.168.50.");
+    let second = strip_uuid_mac(&second);
+    d.define(&second).unwrap();
+    d.start("default").unwrap();
+    d.start("second").unwrap();
+    let rs = ruleset(&env);
+    assert!(rs.contains("\"virbr0\" : jump net_virbr0_in"), "{rs}");
+    assert!(rs.contains("\"virbr9\" : jump net_virbr9_in"), "{rs}");
+    d.destroy("default").unwrap();
+    let rs = ruleset(&env);
+    assert!(!rs.contains("virbr0"), "{rs}");
+    assert!(rs.contains("\"virbr9\" : jump net_virbr9_in"), "{rs}");
+    d.destroy("second").unwrap();
+}
+
+fn strip_uuid_mac(xml: &str) -> String {
+    xml.lines()
+        .filter(|l| !l.contains("<uuid>") && !l.contains("<mac "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,528 @@
+//! `cargo xtask bench --real --networks N [--layout libvirt|batched|both]
+//! [--backend iptables|nftables] [--json]`: the cost of starting network
+//! #N on the real kernel, per firewall layout (issue 17).
+//!
+//! Re-executes itself inside new network, mount and PID namespaces (as
+//! `conformance --real` does, [`crate::realns`]); each layout then runs in
+//! a further fresh network namespace of its own, one after the other in
+//! the same run. For each layout: N NAT networks with DHCP (so one dnsmasq
+//! each) are defined and started one after another with the driver and
+//! the real tools; for each start the wall time of the whole `net-start`
+//! and of its firewall part (the time spent in `nft`, `iptables*`,
+//! `ip6tables*` and `tc` processes, measured around each command by a
+//! runner wrapper) is kept, and printed for the checkpoints #1, #10, #100,
+//! #400, #1000 (those ≤ N) with the layouts side by side. Then the daemon
+//! restart (a new driver: open + reconcile of all N) and the destroy of
+//! all N are timed. Every dnsmasq is stopped by the destroys (and, should
+//! the run fail half-way, by a guard that destroys what is active; the PID
+//! namespace's end kills anything left); the temporary directories go
+//! with the run.
+//!
+//! The nftables backend needs the tc `act_csum` action for libvirt's DHCP
+//! checksum filter; on a kernel without it the run uses the conformance
+//! suite's `tc` wrapper (`--csum-workaround`), for both layouts alike, and
+//! says so.
+//!
+//! More than 128 dnsmasq instances exceed the default
+//! `fs.inotify.max_user_instances` (128 per user): when N needs more, the
+//! bench says so, raises it to what N needs for the duration of the run
+//! and puts the old value back at the end (also on failure). The setting
+//! is per user and host-wide, not per namespace: `--no-raise-inotify`
+//! refuses to change it (the run then stops with the reason).
+//!
+//! `--libvirt-starts-only` skips the timed restart and destroy of the
+//! libvirt layout (each of its commands costs O(N), so at N = 400 they
+//! take tens of minutes on a loaded 2-vCPU VM); its networks then go with
+//! the run's namespaces (every dnsmasq of the namespace is killed when the
+//! next layout enters its fresh namespace, at the latest with the PID
+//! namespace; the network namespace then goes with it). Progress and checkpoint lines go
+//! to stderr as they happen.
+//!
+//! It measures and prints; it asserts nothing (issue 17's targets are
+//! printed beside the figures, marked met or not).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use virtnet_core::driver::{Driver, DriverConfig};
+use virtnet_core::firewall::Backend;
+use virtnet_core::rules::batched::Layout;
+use virtnet_runner::{Cmd, Output, RealRunner, RunError, Runner};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RealBenchArgs {
+    pub networks: usize,
+    pub layouts: Vec<Layout>,
+    pub backend: Backend,
+    pub json: bool,
+    pub raise_inotify: bool,
+    /// Skip the timed restart and destroy for the libvirt layout (O(N)
+    /// per command: at N = 400 they take tens of minutes on a loaded
+    /// 2-vCPU VM); its networks then go with the run's namespaces.
+    pub libvirt_starts_only: bool,
+}
+
+impl RealBenchArgs {
+    /// The command line that re-executes this run inside the namespaces.
+    fn argv(&self) -> Vec<String> {
+        let mut v = vec![
+            "bench".to_string(),
+            "--real".into(),
+            "--networks".into(),
+            self.networks.to_string(),
+            "--backend".into(),
+            self.backend.to_string(),
+            "--layout".into(),
+            if self.layouts.len() > 1 {
+                "both".into()
+            } else {
+                self.layouts[0].to_string()
+            },
+        ];
+        if self.json {
+            v.push("--json".into());
+        }
+        if !self.raise_inotify {
+            v.push("--no-raise-inotify".into());
+        }
+        if self.libvirt_starts_only {
+            v.push("--libvirt-starts-only".into());
+        }
+        v
+    }
+}
+
+/// A runner that adds the wall time of firewall commands to a counter.
+struct Timed {
+    inner: RealRunner,
+    firewall_ns: AtomicU64,
+    firewall_cmds: AtomicU64,
+}
+
+fn is_firewall(program: &str) -> bool {
+    let base = program.rsplit('/').next().unwrap_or(program);
+    base == "nft" || base == "tc" || base.starts_with("iptables") || base.starts_with("ip6tables")
+}
+
+impl Runner for Timed {
+    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        if !is_firewall(cmd.program()) {
+            return self.inner.run(cmd);
+        }
+        let t0 = Instant::now();
+        let r = self.inner.run(cmd);
+        self.firewall_ns
+            .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.firewall_cmds.fetch_add(1, Ordering::Relaxed);
+        r
+    }
+    fn has_program(&self, name: &str) -> bool {
+        self.inner.has_program(name)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Point {
+    network: usize,
+    start_ms: f64,
+    firewall_ms: f64,
+    firewall_commands: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct LayoutRun {
+    layout: String,
+    backend: String,
+    networks: usize,
+    checkpoints: Vec<Point>,
+    /// Every start, in order.
+    starts: Vec<Point>,
+    /// `None` when not measured (`--libvirt-starts-only`).
+    restart_reconcile_s: Option<f64>,
+    destroy_all_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Report {
+    kernel: String,
+    cpu_model: String,
+    online_cpus: usize,
+    load_average_at_start: String,
+    csum_workaround: bool,
+    runs: Vec<LayoutRun>,
+    targets: Vec<String>,
+}
+
+fn net_xml(i: usize) -> String {
+    let (a, b) = (i / 250, i % 250 + 1);
+    format!(
+        "<network>\n  <name>bn{i}</name>\n  <forward mode='nat'/>\n  <bridge name='vnb{i}' stp='off' delay='0'/>\n  <ip address='10.{a}.{b}.1' netmask='255.255.255.0'>\n    <dhcp>\n      <range start='10.{a}.{b}.2' end='10.{a}.{b}.254'/>\n    </dhcp>\n  </ip>\n</network>\n"
+    )
+}
+
+fn read(p: &str) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+const INOTIFY: &str = "/proc/sys/fs/inotify/max_user_instances";
+
+/// Puts `fs.inotify.max_user_instances` back when dropped.
+struct InotifyGuard {
+    old: Option<String>,
+}
+
+impl Drop for InotifyGuard {
+    fn drop(&mut self) {
+        if let Some(old) = self.old.take() {
+            match std::fs::write(INOTIFY, &old) {
+                Ok(()) => eprintln!(
+                    "bench --real: fs.inotify.max_user_instances put back to {}",
+                    old.trim()
+                ),
+                Err(e) => eprintln!(
+                    "bench --real: could NOT put fs.inotify.max_user_instances back to {}: {e}",
+                    old.trim()
+                ),
+            }
+        }
+    }
+}
+
+fn inotify_for(networks: usize, raise: bool) -> Result<InotifyGuard, String> {
+    let cur = read(INOTIFY);
+    let have: usize = cur.trim().parse().unwrap_or(0);
+    // Every dnsmasq takes one; the host's own processes take some.
+    let need = networks + 128;
+    if networks < 100 || have >= need {
+        return Ok(InotifyGuard { old: None });
+    }
+    if !raise {
+        return Err(format!(
+            "{networks} dnsmasq instances need fs.inotify.max_user_instances >= {need} (it is {have}); \
+             rerun without --no-raise-inotify to let the bench raise it for the run, or raise it yourself"
+        ));
+    }
+    eprintln!(
+        "bench --real: {networks} dnsmasq instances need more inotify instances than \
+         fs.inotify.max_user_instances = {have} (per user, host-wide): raising it to {need} \
+         for this run; the old value is put back at the end"
+    );
+    std::fs::write(INOTIFY, need.to_string())
+        .map_err(|e| format!("cannot raise fs.inotify.max_user_instances: {e}"))?;
+    Ok(InotifyGuard { old: Some(cur) })
+}
+
+/// Destroys every active network of the driver when dropped (a run that
+/// fails half-way leaves no dnsmasq behind).
+struct ActiveGuard<'a> {
+    driver: Option<&'a Driver>,
+}
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(d) = self.driver {
+            for n in d.list().into_iter().filter(|n| n.active) {
+                let _ = d.destroy(&n.name);
+            }
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn one_layout(
+    args: &RealBenchArgs,
+    layout: Layout,
+    tools: &virtnet_conformance::host::DriverTools,
+) -> Result<LayoutRun, String> {
+    virtnet_conformance::host::enter_fresh_netns().map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+    let timed = Arc::new(Timed {
+        inner: RealRunner::new(),
+        firewall_ns: AtomicU64::new(0),
+        firewall_cmds: AtomicU64::new(0),
+    });
+    let cfg = |dir: &Path| {
+        let mut c = DriverConfig::new(
+            dir.join("config"),
+            dir.join("state"),
+            timed.clone() as Arc<dyn Runner>,
+        )
+        .with_backend(args.backend)
+        .with_layout(layout);
+        c.dnsmasq_binary = Some(tools.dnsmasq_binary.clone());
+        c.leases_helper = tools.leases_helper.clone();
+        c
+    };
+    let d = Driver::open(cfg(dir.path())).map_err(|e| e.to_string())?;
+    let mut starts = Vec::with_capacity(args.networks);
+    {
+        let _guard = ActiveGuard { driver: Some(&d) };
+        for i in 1..=args.networks {
+            d.define(&net_xml(i))
+                .map_err(|e| format!("define bn{i}: {e}"))?;
+        }
+        for i in 1..=args.networks {
+            let (ns0, c0) = (
+                timed.firewall_ns.load(Ordering::Relaxed),
+                timed.firewall_cmds.load(Ordering::Relaxed),
+            );
+            let t0 = Instant::now();
+            d.start(&format!("bn{i}"))
+                .map_err(|e| format!("{layout}: start of bn{i}: {e}"))?;
+            let wall = t0.elapsed();
+            let fw = timed.firewall_ns.load(Ordering::Relaxed) - ns0;
+            starts.push(Point {
+                network: i,
+                start_ms: ms(wall),
+                firewall_ms: fw as f64 / 1e6,
+                firewall_commands: timed.firewall_cmds.load(Ordering::Relaxed) - c0,
+            });
+            if [1, 10, 100, 400, 1000].contains(&i) || i % 100 == 0 || i == args.networks {
+                eprintln!(
+                    "bench --real: {layout}: {i}/{} started (last: {:.1} ms, firewall {:.1} ms)",
+                    args.networks,
+                    ms(wall),
+                    fw as f64 / 1e6
+                );
+            }
+        }
+        // Disarm: the networks stay for the restart.
+        std::mem::forget(_guard);
+    }
+    let checkpoints: Vec<Point> = [1, 10, 100, 400, 1000]
+        .into_iter()
+        .filter(|&c| c <= args.networks)
+        .map(|c| starts[c - 1].clone())
+        .collect();
+    if layout == Layout::Libvirt && args.libvirt_starts_only {
+        // Left to the end of the run's namespaces: the network namespace
+        // (bridges, rules) goes with its last process, every dnsmasq is
+        // killed with the PID namespace.
+        eprintln!(
+            "bench --real: {layout}: restart and destroy not timed (--libvirt-starts-only); \
+             its {} networks go with the run's namespaces",
+            args.networks
+        );
+        // (Their dnsmasq processes are killed when this thread enters the
+        // next fresh namespace, `enter_fresh_netns`, or at the latest with
+        // the PID namespace.)
+        drop(d);
+        return Ok(LayoutRun {
+            layout: layout.to_string(),
+            backend: args.backend.to_string(),
+            networks: args.networks,
+            checkpoints,
+            starts,
+            restart_reconcile_s: None,
+            destroy_all_s: None,
+        });
+    }
+    drop(d);
+    // Daemon restart: a new driver opens the state and reconciles all N.
+    let t0 = Instant::now();
+    let d = Driver::open(cfg(dir.path())).map_err(|e| e.to_string())?;
+    let guard = ActiveGuard { driver: Some(&d) };
+    let rep = d.reconcile().map_err(|e| format!("reconcile: {e}"))?;
+    let restart = t0.elapsed();
+    if !rep.problems.is_empty() {
+        return Err(format!("reconcile problems: {:?}", rep.problems));
+    }
+    if rep.reloaded.len() != args.networks {
+        return Err(format!(
+            "reconcile reloaded {} of {} networks",
+            rep.reloaded.len(),
+            args.networks
+        ));
+    }
+    let t0 = Instant::now();
+    for i in 1..=args.networks {
+        d.destroy(&format!("bn{i}"))
+            .map_err(|e| format!("destroy bn{i}: {e}"))?;
+    }
+    let destroy = t0.elapsed();
+    eprintln!(
+        "bench --real: {layout}: restart (open + reconcile of {}) {:.2} s; destroy of all {:.2} s",
+        args.networks,
+        restart.as_secs_f64(),
+        destroy.as_secs_f64()
+    );
+    drop(guard);
+    Ok(LayoutRun {
+        layout: layout.to_string(),
+        backend: args.backend.to_string(),
+        networks: args.networks,
+        checkpoints,
+        starts,
+        restart_reconcile_s: Some(restart.as_secs_f64()),
+        destroy_all_s: Some(destroy.as_secs_f64()),
+    })
+}
+
+fn targets(runs: &[LayoutRun], backend: Backend) -> Vec<String> {
+    let mut out = Vec::new();
+    let get = |layout: &str| runs.iter().find(|r| r.layout == layout);
+    let at = |r: &LayoutRun, n: usize| r.starts.get(n - 1).cloned();
+    let mark = |ok: bool| if ok { "met" } else { "NOT met" };
+    if let Some(b) = get("batched") {
+        if backend == Backend::Nftables {
+            if let Some(p) = at(b, 1000) {
+                out.push(format!(
+                    "batched nftables, firewall part of #1000 <= 10 ms: {:.1} ms ({})",
+                    p.firewall_ms,
+                    mark(p.firewall_ms <= 10.0)
+                ));
+                if let Some(p10) = at(b, 10) {
+                    out.push(format!(
+                        "batched nftables, net-start #1000 <= 2x #10: {:.1} ms vs {:.1} ms ({})",
+                        p.start_ms,
+                        p10.start_ms,
+                        mark(p.start_ms <= 2.0 * p10.start_ms)
+                    ));
+                }
+            }
+        }
+        if let (true, Some(r), Some(d)) =
+            (b.networks >= 1000, b.restart_reconcile_s, b.destroy_all_s)
+        {
+            out.push(format!(
+                "batched, reconcile of 1000 <= 10 s: {r:.2} s ({})",
+                mark(r <= 10.0)
+            ));
+            out.push(format!(
+                "batched, destroy of 1000 <= 30 s: {d:.2} s ({})",
+                mark(d <= 30.0)
+            ));
+        }
+        if let (Some(l), true) = (get("libvirt"), b.networks >= 400) {
+            if let (Some(pl), Some(pb)) = (at(l, 400), at(b, 400)) {
+                let need = if backend == Backend::Nftables {
+                    50.0
+                } else {
+                    10.0
+                };
+                let x = pl.firewall_ms / pb.firewall_ms.max(1e-9);
+                out.push(format!(
+                    "firewall part at #400, libvirt/batched >= {need}x ({backend}): {:.1} / {:.1} ms = {x:.1}x ({})",
+                    pl.firewall_ms,
+                    pb.firewall_ms,
+                    mark(x >= need)
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn print_text(r: &Report) {
+    println!(
+        "bench --real: kernel {}, {} x {}, load average at start {}{}",
+        r.kernel.trim(),
+        r.online_cpus,
+        r.cpu_model,
+        r.load_average_at_start.trim(),
+        if r.csum_workaround {
+            ", tc csum wrapper (kernel lacks act_csum)"
+        } else {
+            ""
+        }
+    );
+    let backend = r
+        .runs
+        .first()
+        .map(|x| x.backend.clone())
+        .unwrap_or_default();
+    println!("backend {backend}: wall time of net-start #k (ms), whole / firewall part");
+    let mut header = format!("{:>6}", "#k");
+    for run in &r.runs {
+        header.push_str(&format!(" | {:>9} whole {:>9} fw", run.layout, run.layout));
+    }
+    println!("{header}");
+    if let Some(first) = r.runs.first() {
+        for (i, cp) in first.checkpoints.iter().enumerate() {
+            let mut line = format!("{:>6}", cp.network);
+            for run in &r.runs {
+                let p = &run.checkpoints[i];
+                line.push_str(&format!(" | {:>15.1} {:>12.1}", p.start_ms, p.firewall_ms));
+            }
+            println!("{line}");
+        }
+    }
+    for run in &r.runs {
+        match (run.restart_reconcile_s, run.destroy_all_s) {
+            (Some(a), Some(b)) => println!(
+                "{}: daemon restart (open + reconcile of {}) {a:.2} s; destroy of all {b:.2} s",
+                run.layout, run.networks
+            ),
+            _ => println!("{}: restart and destroy not timed", run.layout),
+        }
+    }
+    for t in &r.targets {
+        println!("target: {t}");
+    }
+}
+
+/// Runs the benchmark; the exit status (0 ran, 1 failed, 2 could not run).
+pub fn run(args: &RealBenchArgs) -> u8 {
+    if !crate::realns::inside() {
+        return crate::realns::reexec("bench", &args.argv());
+    }
+    let load = read("/proc/loadavg");
+    let csum = args.backend == Backend::Nftables;
+    let host = match crate::realns::real_host("bench", csum) {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
+    let csum_workaround = csum && !host.factory.has_act_csum();
+    let tools = host.factory.driver_tools();
+    let _inotify = match inotify_for(args.networks, args.raise_inotify) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("bench --real: {e}");
+            return 2;
+        }
+    };
+    let mut runs = Vec::new();
+    for layout in &args.layouts {
+        match one_layout(args, *layout, &tools) {
+            Ok(r) => runs.push(r),
+            Err(e) => {
+                eprintln!("bench --real: {e}");
+                return 1;
+            }
+        }
+    }
+    let report = Report {
+        kernel: read("/proc/sys/kernel/osrelease"),
+        cpu_model: read("/proc/cpuinfo")
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+            .unwrap_or_default(),
+        online_cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        load_average_at_start: load,
+        csum_workaround,
+        targets: targets(&runs, args.backend),
+        runs,
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("bench --real: {e}");
+                return 1;
+            }
+        }
+    } else {
+        print_text(&report);
+    }
+    0
+}
