@@ -51,6 +51,15 @@ pub struct ConformanceArgs {
     /// (always the first and the last); 1 = every command.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub fault_stride: u64,
+    /// crash-each of a destroy and of a switch reload at every (N-th)
+    /// command too; by default every 3rd / 9th, which keeps the fake matrix
+    /// under its 60 s budget on 2 cores.
+    #[arg(long)]
+    pub exhaustive: bool,
+    /// Leave out the scenarios whose id contains TEXT (repeatable; applied
+    /// after --filter).
+    #[arg(long, value_name = "TEXT")]
+    pub exclude: Vec<String>,
     /// With --real on a kernel without act_csum: put a `tc` wrapper first on
     /// PATH that turns the failure of `tc ... action csum` into success (as
     /// the libvirt captures did), so nftables scenarios run instead of being
@@ -71,6 +80,8 @@ impl ConformanceArgs {
             real: false,
             list: false,
             fault_stride: 1,
+            exhaustive: false,
+            exclude: Vec::new(),
             csum_workaround: false,
         }
     }
@@ -98,6 +109,12 @@ impl ConformanceArgs {
             v.push("--list".into());
         }
         v.push(format!("--fault-stride={}", self.fault_stride));
+        if self.exhaustive {
+            v.push("--exhaustive".into());
+        }
+        for x in &self.exclude {
+            v.push(format!("--exclude={x}"));
+        }
         if self.csum_workaround {
             v.push("--csum-workaround".into());
         }
@@ -208,7 +225,12 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
         opts.jobs = j.max(1);
     }
     opts.scenario.fault_stride = args.fault_stride.max(1);
-    let scenarios = virtnet_conformance::scenarios(golden, &cases, &opts);
+    opts.scenario.exhaustive = args.exhaustive;
+    let mut scenarios = virtnet_conformance::scenarios(golden, &cases, &opts);
+    scenarios.retain(|s| {
+        let id = s.id();
+        !args.exclude.iter().any(|x| id.contains(x.as_str()))
+    });
     if args.list {
         for s in &scenarios {
             out(&s.id());

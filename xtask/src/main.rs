@@ -200,6 +200,16 @@ fn step(name: &str, mut cmd: Command) -> bool {
 /// Fault stride of `conformance --real` in CI.
 const REAL_STRIDE: u64 = 4;
 
+/// The case × backend pairs whose traffic operations CI runs with real
+/// packets (the whole real traffic matrix takes ~50 min on 2 cores): NAT
+/// with DHCP on both backends, an isolated and a routed network.
+const TRAFFIC_REAL_CASES: &[&str] = &[
+    "nat-default/iptables",
+    "nat-default/nftables",
+    "isolated/iptables",
+    "route-default/iptables",
+];
+
 /// Fault stride of `conformance --real --backend nftables --csum-workaround`
 /// in CI: the second real run of the nftables scenarios, the first being
 /// expected failures on a kernel without act_csum. Every 8th command keeps
@@ -258,6 +268,10 @@ fn ci(no_fmt: bool) -> ExitCode {
             // Every REAL_STRIDE-th command for the fault scenarios keeps CI
             // within its time budget on 2 cores (the fake checks every one).
             real.fault_stride = REAL_STRIDE;
+            // Real packets take seconds per scenario (guests get DHCP
+            // leases, STP waits): the traffic operations run below on a
+            // subset of cases.
+            real.exclude = vec!["/traffic".into()];
             ok &= conformance::run_code(&real, &golden_dir) == 0;
             // On a kernel without act_csum most nftables scenarios above are
             // expected failures; run them again with the captures' tc
@@ -271,7 +285,20 @@ fn ci(no_fmt: bool) -> ExitCode {
             nft.csum_workaround = true;
             nft.report = reports("real-nft-csum-workaround");
             nft.fault_stride = CSUM_STRIDE;
+            nft.exclude = vec!["/traffic".into()];
             ok &= conformance::run_code(&nft, &golden_dir) == 0;
+            // Traffic with real packets: every variant (foreign rules,
+            // restart, switch, upgrades) of TRAFFIC_REAL_CASES.
+            eprintln!("xtask: == conformance --real, traffic of {TRAFFIC_REAL_CASES:?}");
+            let mut traffic = conformance::ConformanceArgs::fake();
+            traffic.real = true;
+            traffic.csum_workaround = true;
+            traffic.report = reports("real-traffic");
+            traffic.filter = TRAFFIC_REAL_CASES
+                .iter()
+                .map(|c| format!("{c}/traffic"))
+                .collect();
+            ok &= conformance::run_code(&traffic, &golden_dir) == 0;
         }
         Some(why) => eprintln!("xtask: == conformance --real skipped: {why}"),
     }

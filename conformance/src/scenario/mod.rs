@@ -153,11 +153,28 @@ pub struct ScenarioOptions {
     /// fail-each / crash-each inject at every `fault_stride`-th command
     /// (always including the first and the last); 1 = every command.
     pub fault_stride: u64,
+    /// Crash at every command of a destroy and of a switch reload too
+    /// (otherwise every [`faults::DESTROY_STRIDE`] / [`faults::RELOAD_STRIDE`]
+    /// × `fault_stride`-th).
+    pub exhaustive: bool,
+}
+
+impl ScenarioOptions {
+    fn op_stride(&self, op_stride: u64) -> u64 {
+        if self.exhaustive {
+            self.fault_stride
+        } else {
+            self.fault_stride.saturating_mul(op_stride)
+        }
+    }
 }
 
 impl Default for ScenarioOptions {
     fn default() -> Self {
-        ScenarioOptions { fault_stride: 1 }
+        ScenarioOptions {
+            fault_stride: 1,
+            exhaustive: false,
+        }
     }
 }
 
@@ -223,10 +240,15 @@ pub fn run_scenario_with(
                     } else {
                         faults::CrashWhen::AfterEffect
                     };
-                    faults::op_crash_each_destroy(&ctx, scenario.backend, opts.fault_stride, when)
-                        .map(|n| {
-                            steps = n;
-                        })
+                    faults::op_crash_each_destroy(
+                        &ctx,
+                        scenario.backend,
+                        opts.op_stride(faults::DESTROY_STRIDE),
+                        when,
+                    )
+                    .map(|n| {
+                        steps = n;
+                    })
                 }
                 Op::CrashEachSwitch | Op::CrashEachSwitchAfterEffect => {
                     let when = if scenario.op == Op::CrashEachSwitch {
@@ -237,7 +259,7 @@ pub fn run_scenario_with(
                     faults::op_crash_each_switch(
                         &ctx,
                         scenario.backend,
-                        opts.fault_stride.saturating_mul(faults::RELOAD_STRIDE),
+                        opts.op_stride(faults::RELOAD_STRIDE),
                         when,
                     )
                     .map(|n| {
