@@ -391,6 +391,13 @@ mod tests {
             labels.contains(&"libvirt-9.0.0/iptables".to_string()),
             "{labels:?}"
         );
-        assert!(upgrade_sources(&golden_root(), "open").is_empty());
+        // No libvirt capture of `open`: only our frozen releases.
+        let open = upgrade_sources(&golden_root(), "open");
+        assert!(!open.is_empty());
+        assert!(
+            open.iter()
+                .all(|s| matches!(s, UpgradeSource::Frozen { .. })),
+            "{open:?}"
+        );
     }
 }
