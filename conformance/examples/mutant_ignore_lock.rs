@@ -16,38 +16,10 @@ mod mutant_common;
 #[path = "../tests/props_common/mod.rs"]
 mod props_common;
 
-use std::process::ExitCode;
-
-use mutant_common::*;
-use virtnet_core::driver::lock::sabotage;
-
-fn main() -> ExitCode {
-    let seed = match seed_from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let cases = virtnet_conformance::props::cases(256, 2000);
-    sabotage::ignore_lock(true);
-    let found = hunt(seed, cases, machine_input(), machine_property);
-    sabotage::ignore_lock(false);
-    match found {
-        Ok(Some(f)) => {
-            println!("{}", machine_report("ignore-lock", &seed, &f));
-            ExitCode::from(1)
-        }
-        Ok(None) => {
-            println!(
-                "seed {}: {cases} operation sequences passed with the driver lock ignored: the property did NOT catch the mutation",
-                hex(&seed)
-            );
-            ExitCode::from(3)
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(2)
-        }
-    }
+fn main() -> std::process::ExitCode {
+    mutant_common::machine_demo(
+        "ignore-lock",
+        "the driver lock ignored",
+        virtnet_core::driver::lock::sabotage::ignore_lock,
+    )
 }

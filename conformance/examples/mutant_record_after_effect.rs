@@ -16,38 +16,10 @@ mod mutant_common;
 #[path = "../tests/props_common/mod.rs"]
 mod props_common;
 
-use std::process::ExitCode;
-
-use mutant_common::*;
-use virtnet_core::driver::journal::sabotage;
-
-fn main() -> ExitCode {
-    let seed = match seed_from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let cases = virtnet_conformance::props::cases(256, 2000);
-    sabotage::record_after_effect(true);
-    let found = hunt(seed, cases, machine_input(), machine_property);
-    sabotage::record_after_effect(false);
-    match found {
-        Ok(Some(f)) => {
-            println!("{}", machine_report("record-after-effect", &seed, &f));
-            ExitCode::from(1)
-        }
-        Ok(None) => {
-            println!(
-                "seed {}: {cases} operation sequences passed with creations recorded after their effect: the property did NOT catch the mutation",
-                hex(&seed)
-            );
-            ExitCode::from(3)
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(2)
-        }
-    }
+fn main() -> std::process::ExitCode {
+    mutant_common::machine_demo(
+        "record-after-effect",
+        "creations recorded after their effect",
+        virtnet_core::driver::journal::sabotage::record_after_effect,
+    )
 }

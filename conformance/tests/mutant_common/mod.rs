@@ -168,3 +168,41 @@ pub fn report(seed: &[u8; 32], f: &Found<Input>) -> String {
         f.reason
     )
 }
+
+/// The body of the state-machine mutant demonstrations
+/// (`examples/mutant_*.rs`): switches the mutation on with `set(true)`,
+/// hunts with the seed from the environment, switches it off and prints the
+/// seed and minimal case. Exit status: 1 caught, 3 not caught (`escaped`
+/// says what passed), 2 usage or run error.
+#[allow(dead_code)]
+pub fn machine_demo(mutation: &str, escaped: &str, set: fn(bool)) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let seed = match seed_from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cases = virtnet_conformance::props::cases(256, 2000);
+    set(true);
+    let found = hunt(seed, cases, machine_input(), machine_property);
+    set(false);
+    match found {
+        Ok(Some(f)) => {
+            println!("{}", machine_report(mutation, &seed, &f));
+            ExitCode::from(1)
+        }
+        Ok(None) => {
+            println!(
+                "seed {}: {cases} operation sequences passed with {escaped}: the property did NOT catch the mutation",
+                hex(&seed)
+            );
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
