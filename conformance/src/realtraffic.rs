@@ -260,6 +260,18 @@ fn driver(
     Driver::open(cfg).map_err(|e| format!("driver open: {e}"))
 }
 
+/// A driver with `backend` on `runner` (config and state under `dir`)
+/// that defined and started `case` (its TFTP root made under `dir`).
+pub fn start_driver(
+    factory: &dyn HostFactory,
+    dir: &Path,
+    runner: Arc<dyn Runner>,
+    backend: Backend,
+    case: &Case,
+) -> Result<Driver, String> {
+    start(factory, dir, runner, backend, case)
+}
+
 fn start(
     factory: &dyn HostFactory,
     dir: &Path,
@@ -348,6 +360,7 @@ pub fn differential(
             dhcp_prefix: None,
             statics: vec![(*addr, *prefix)],
             gateways: vec![*gw],
+            mac: None,
         })
         .collect();
     lab.add_guests(&specs)?;

@@ -19,12 +19,12 @@ use virtnet_testkit::lab::LAB_TOOLS;
 /// network, a routed one, SNAT to an address range (~40 s each on 2 cores).
 const DEFAULT_CASES: &[&str] = &["nat-ipv6", "isolated", "route-default", "nat-snat-range"];
 
-/// The matrix baseline's foreign rules less firewalld's table: that table
-/// (as seeded) rejects ICMPv6 neighbour discovery coming in on an
-/// interface of no zone, so on the kernel no IPv6 packet between a guest
-/// and the host gets an answer at all, while the tracer (which starts from
-/// resolved neighbours and does not model NDP) reports each flow's own
-/// verdict. Docker's iptables chains and nftables table stay.
+/// The matrix baseline's foreign rules less firewalld's table: with the
+/// bridge in no zone of its, that table rejects every new forwarded
+/// connection and every guest → host packet but ssh and ICMP, so the
+/// flows would mostly compare two rejections; without it they exercise
+/// libvirt's own rules. (The matrix's `traffic` operation runs with it.)
+/// Docker's iptables chains and nftables table stay.
 const NO_FIREWALLD: &[&str] = &["nft", "delete", "table", "inet", "firewalld"];
 
 #[test]

@@ -102,11 +102,15 @@ pub fn seed_docker_nft(host: &dyn Runner) -> Result<(), SeedError> {
 
 /// firewalld's own table (`inet firewalld`) in the shape firewalld 1.x
 /// creates it, reduced to the base chains and the public zone. Chains are
-/// defined before the rules that jump to them.
+/// defined before the rules that jump to them. The public zone's target is
+/// `default`, which (unlike `%%REJECT%%`) accepts ICMP of both families
+/// (firewalld.zone(5), firewalld issue 590): ICMPv6, neighbour discovery
+/// included, passes, so IPv6 guests resolve the host's address and their
+/// other packets are rejected as IPv4 ones are.
 pub const FIREWALLD_NFT_SCRIPT: &str = "table inet firewalld {
 	chain filter_IN_public {
 		tcp dport 22 accept
-		meta l4proto icmp accept
+		meta l4proto { icmp, ipv6-icmp } accept
 	}
 	chain filter_INPUT_ZONES {
 		goto filter_IN_public

@@ -226,6 +226,11 @@ pub struct ProbeFlow {
     pub expect: Expect,
     /// Why: the documented behaviour the expectation comes from.
     pub why: String,
+    /// For the DHCP exchange of a subnet that serves only `<host>`
+    /// entries (no `<range>`): the MAC of such an entry, the client's
+    /// (dnsmasq answers no other).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp_mac: Option<String>,
 }
 
 impl ProbeFlow {

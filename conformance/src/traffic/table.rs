@@ -54,9 +54,13 @@
 //!   the bridge (libvirt asks firewalld over D-Bus to put the bridge in its
 //!   `libvirt` zone; the seed has no firewalld daemon, so the bridge stays
 //!   in the default zone): every new forwarded connection and every
-//!   guest → host packet other than ssh and ICMP (IPv4) is rejected. The
+//!   guest → host packet other than ssh and ICMP is rejected. The
 //!   libvirt firewall page says as much: the default zone blocks guests'
-//!   forwarding, DHCP and DNS.
+//!   forwarding, DHCP and DNS. ICMP means both families: a zone whose
+//!   target is `default` (public's) accepts ICMP and ICMPv6, neighbour
+//!   discovery included (firewalld.zone(5) on targets; firewalld issue
+//!   590), so an IPv6 guest reaches the host and is refused like an IPv4
+//!   one, not left unanswered.
 //! * **Docker** sets the iptables FORWARD policy to DROP (IPv4: the seed
 //!   has Docker's iptables rules only, no ip6tables ones). libvirt's
 //!   iptables backend jumps to its chains from the top of FORWARD, so its
@@ -251,6 +255,7 @@ impl Gen<'_> {
             },
             expect: expect.clone(),
             why,
+            dhcp_mac: None,
         };
         self.flows.push(flow);
         if kind == Kind::Outside && matches!(expect, Expect::Delivered { .. }) {
@@ -275,6 +280,7 @@ impl Gen<'_> {
                 why: "a reply of an allowed outbound connection passes, untranslated back \
                       (nat: related/established inbound allowed; route/open: inbound allowed)"
                     .into(),
+                dhcp_mac: None,
             });
         }
     }
@@ -293,9 +299,8 @@ impl Gen<'_> {
         match (self.foreign, kind) {
             (Foreign::Bare, _) | (_, Kind::Switched) => (bare, why.to_string()),
             (Foreign::Baseline, Kind::Gateway) => {
-                let v4 = to.addr().is_ipv4();
-                let open =
-                    (proto == Proto::Icmp && v4) || (proto == Proto::Tcp && dport == Some(SSH));
+                let open = matches!(proto, Proto::Icmp | Proto::Icmpv6)
+                    || (proto == Proto::Tcp && dport == Some(SSH));
                 if open || !delivered {
                     (
                         bare,
@@ -479,6 +484,16 @@ impl Gen<'_> {
                         addr: IpAddr::V4(Ipv4Addr::BROADCAST),
                     };
                     let e = unchanged(&client, Some(68));
+                    // A subnet with `<host>` entries only answers their
+                    // MACs (libvirt gives dnsmasq a static-only range).
+                    let mac = if dip.ranges.is_empty() {
+                        dip.hosts
+                            .iter()
+                            .find(|h| h.ip.is_some())
+                            .and_then(|h| h.mac.clone())
+                    } else {
+                        None
+                    };
                     self.push(
                         Kind::Gateway,
                         format!("v4.{di} guest->host dhcp discover"),
@@ -490,6 +505,9 @@ impl Gen<'_> {
                         e,
                         "libvirt opens DHCP to the host on the bridge",
                     );
+                    if let Some(f) = self.flows.last_mut() {
+                        f.dhcp_mac = mac;
+                    }
                 }
             }
             // Every subnet: out through the uplink and back, and inbound.

@@ -210,6 +210,24 @@ fn foreign_rules() {
         Expect::Rejected
     );
     assert!(!fw.flows.iter().any(|f| f.reply_of.is_some()));
+    // The public zone's default target accepts ICMPv6 too; other IPv6
+    // packets to the host are refused like IPv4 ones.
+    let fw6 = table("isolated", Backend::Iptables, Foreign::Baseline);
+    let v6: Vec<&crate::traffic::ProbeFlow> = fw6
+        .flows
+        .iter()
+        .filter(|f| f.name.starts_with("v6.") && matches!(f.to, crate::traffic::Node::Host { .. }))
+        .collect();
+    assert!(!v6.is_empty());
+    for f in v6 {
+        let open = f.proto == Proto::Icmpv6 || f.dport == Some(22);
+        assert_eq!(
+            matches!(f.expect, Expect::Delivered { .. }),
+            open,
+            "{f}: {}",
+            f.expect
+        );
+    }
 }
 
 #[test]
@@ -233,4 +251,20 @@ fn every_case_has_a_table() {
         n += t.flows.len();
     }
     assert!(n > 300, "{n} flows");
+}
+
+#[test]
+fn dhcp_of_a_host_only_subnet_uses_a_host_mac() {
+    // Only `<host>` entries: the client must be one of them.
+    let t = table("dhcp-host-only", Backend::Nftables, Foreign::Bare);
+    let f = flow(&t, "v4.0 guest->host dhcp discover");
+    assert_eq!(f.dhcp_mac.as_deref(), Some("52:54:00:22:00:01"));
+    // The second IPv4 subnet has hosts only, the first no DHCP at all.
+    let t = table("nat-ipv6-yes-many", Backend::Nftables, Foreign::Bare);
+    let f = flow(&t, "v4.1 guest->host dhcp discover");
+    assert_eq!(f.dhcp_mac.as_deref(), Some("52:54:00:00:16:01"));
+    // A range serves any client.
+    let t = table("nat-default", Backend::Nftables, Foreign::Bare);
+    let f = flow(&t, "v4.0 guest->host dhcp discover");
+    assert_eq!(f.dhcp_mac, None);
 }

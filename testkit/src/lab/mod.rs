@@ -56,6 +56,10 @@ pub struct GuestSpec {
     pub statics: Vec<(IpAddr, u8)>,
     /// Default gateways (one per family at most).
     pub gateways: Vec<IpAddr>,
+    /// The guest's MAC address (default: one the lab picks,
+    /// `52:54:00:76:6e:NN`). A subnet whose DHCP serves only `<host>`
+    /// entries answers only their MACs.
+    pub mac: Option<String>,
 }
 
 /// A DHCP lease a guest got.
@@ -141,7 +145,10 @@ impl Lab {
         let name = format!("guest{i}");
         let ns = NsHandle::new_empty(&name)?;
         let host_end = format!("vnlg{i}");
-        let mac = format!("52:54:00:76:6e:{:02x}", i + 1);
+        let mac = spec
+            .mac
+            .clone()
+            .unwrap_or_else(|| format!("52:54:00:76:6e:{:02x}", i + 1));
         self.host.cmd(&[
             "ip",
             "link",
