@@ -259,9 +259,9 @@ fn dhcp_of_a_host_only_subnet_uses_a_host_mac() {
     let t = table("dhcp-host-only", Backend::Nftables, Foreign::Bare);
     let f = flow(&t, "v4.0 guest->host dhcp discover");
     assert_eq!(f.dhcp_mac.as_deref(), Some("52:54:00:22:00:01"));
-    // The second IPv4 subnet has hosts only, the first no DHCP at all.
+    // The second IPv4 subnet (third <ip>) has hosts only, the first no DHCP.
     let t = table("nat-ipv6-yes-many", Backend::Nftables, Foreign::Bare);
-    let f = flow(&t, "v4.1 guest->host dhcp discover");
+    let f = flow(&t, "v4.2 guest->host dhcp discover");
     assert_eq!(f.dhcp_mac.as_deref(), Some("52:54:00:00:16:01"));
     // A range serves any client.
     let t = table("nat-default", Backend::Nftables, Foreign::Bare);
