@@ -31,7 +31,7 @@ struct Cli {
     /// Run net-* commands through the virtnetd listening at URI (unix:PATH)
     /// instead of the driver in this process
     #[arg(long, global = true, value_name = "unix:PATH", value_parser = client::ConnectUri::parse,
-          conflicts_with_all = ["host", "config_dir", "state_dir"])]
+          conflicts_with_all = ["host", "config_dir", "state_dir", "hooks_dir"])]
     connect: Option<client::ConnectUri>,
     #[command(flatten)]
     host: net::HostArgs,
