@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod client;
 mod dnsmasq;
+mod events;
 mod net;
 mod out;
 mod rules;
@@ -52,6 +53,10 @@ enum Command {
     Sim(sim::SimArgs),
     #[command(flatten)]
     Net(net::NetCommand),
+    /// Wait for network lifecycle events and print them as virsh does
+    /// (needs --connect to a virtnetd)
+    #[command(name = "net-event")]
+    NetEvent(events::EventArgs),
     #[command(flatten)]
     Daemon(client::DaemonCommand),
 }
@@ -120,6 +125,7 @@ fn main() -> ExitCode {
             Some(uri) => net::run_connected(uri, cmd),
             None => net::run(&cli.host, cmd),
         },
+        Command::NetEvent(args) => events::run(cli.connect.as_ref(), args),
         Command::Daemon(cmd) => match client::run_daemon(cli.connect.as_ref(), cmd) {
             Ok(out) => {
                 crate::out::print(&out);
