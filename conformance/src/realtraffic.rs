@@ -348,6 +348,7 @@ pub fn differential(
             dhcp_prefix: None,
             statics: vec![(*addr, *prefix)],
             gateways: vec![*gw],
+            mac: None,
         })
         .collect();
     lab.add_guests(&specs)?;

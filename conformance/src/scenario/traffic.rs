@@ -203,6 +203,7 @@ pub fn check_flows_real(table: &FlowTable, what: &str) -> CheckResult<u64> {
                         .filter(|g| g.is_ipv4() == addr.is_ipv4())
                         .copied()
                         .collect(),
+                    mac: None,
                 });
             }
         }

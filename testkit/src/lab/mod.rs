@@ -56,6 +56,9 @@ pub struct GuestSpec {
     pub statics: Vec<(IpAddr, u8)>,
     /// Default gateways (one per family at most).
     pub gateways: Vec<IpAddr>,
+    /// The guest's MAC address; `None`: the lab's own, `52:54:00:76:6e:NN`
+    /// (NN = the guest's index + 1).
+    pub mac: Option<String>,
 }
 
 /// A DHCP lease a guest got.
@@ -141,7 +144,10 @@ impl Lab {
         let name = format!("guest{i}");
         let ns = NsHandle::new_empty(&name)?;
         let host_end = format!("vnlg{i}");
-        let mac = format!("52:54:00:76:6e:{:02x}", i + 1);
+        let mac = spec
+            .mac
+            .clone()
+            .unwrap_or_else(|| format!("52:54:00:76:6e:{:02x}", i + 1));
         self.host.cmd(&[
             "ip",
             "link",
