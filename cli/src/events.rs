@@ -228,35 +228,32 @@ fn run_inner(uri: Option<&ConnectUri>, args: EventArgs) -> Result<bool, String> 
     };
     let closed = || format!("virtnetd at {} closed the connection", uri.path().display());
     // The answer to the subscription.
-    loop {
-        match lines
-            .next(Duration::from_secs(30))
-            .map_err(|e| e.to_string())?
-        {
-            Got::Line(l) => {
-                let r = Response::parse(&l).map_err(|m| {
-                    format!(
-                        "virtnetd at {} sent an unusable response: {m}",
-                        uri.path().display()
-                    )
-                })?;
-                r.result.map_err(|e| {
-                    if e.code >= 100 {
-                        e.message
-                    } else {
-                        format!("virtnetd: {}", e.message)
-                    }
-                })?;
-                break;
-            }
-            Got::Nothing => {
-                return Err(format!(
-                    "virtnetd at {} did not answer",
+    match lines
+        .next(Duration::from_secs(30))
+        .map_err(|e| e.to_string())?
+    {
+        Got::Line(l) => {
+            let r = Response::parse(&l).map_err(|m| {
+                format!(
+                    "virtnetd at {} sent an unusable response: {m}",
                     uri.path().display()
-                ))
-            }
-            Got::Closed => return Err(closed()),
+                )
+            })?;
+            r.result.map_err(|e| {
+                if e.code >= 100 {
+                    e.message
+                } else {
+                    format!("virtnetd: {}", e.message)
+                }
+            })?;
         }
+        Got::Nothing => {
+            return Err(format!(
+                "virtnetd at {} did not answer",
+                uri.path().display()
+            ))
+        }
+        Got::Closed => return Err(closed()),
     }
     // SAFETY: the handler only stores into an atomic (async-signal-safe).
     unsafe {
