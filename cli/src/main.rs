@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod client;
 mod dnsmasq;
+mod events;
 mod net;
 mod out;
 mod rules;
@@ -31,7 +32,7 @@ struct Cli {
     /// Run net-* commands through the virtnetd listening at URI (unix:PATH)
     /// instead of the driver in this process
     #[arg(long, global = true, value_name = "unix:PATH", value_parser = client::ConnectUri::parse,
-          conflicts_with_all = ["host", "config_dir", "state_dir"])]
+          conflicts_with_all = ["host", "config_dir", "state_dir", "hooks_dir"])]
     connect: Option<client::ConnectUri>,
     #[command(flatten)]
     host: net::HostArgs,
@@ -52,6 +53,10 @@ enum Command {
     Sim(sim::SimArgs),
     #[command(flatten)]
     Net(net::NetCommand),
+    /// Wait for network lifecycle events and print them as virsh does
+    /// (needs --connect to a virtnetd)
+    #[command(name = "net-event")]
+    NetEvent(events::EventArgs),
     #[command(flatten)]
     Daemon(client::DaemonCommand),
 }
@@ -120,6 +125,7 @@ fn main() -> ExitCode {
             Some(uri) => net::run_connected(uri, cmd),
             None => net::run(&cli.host, cmd),
         },
+        Command::NetEvent(args) => events::run(cli.connect.as_ref(), args),
         Command::Daemon(cmd) => match client::run_daemon(cli.connect.as_ref(), cmd) {
             Ok(out) => {
                 crate::out::print(&out);

@@ -86,7 +86,26 @@ pub struct HostArgs {
         default_value = "/run/virtnet"
     )]
     pub state_dir: PathBuf,
+    /// Network hook directory: `DIR/network` (and `DIR/network.d/*`) run as
+    /// libvirt runs its network hook [default on a real host:
+    /// /etc/virtnet/hooks; on a fake host: none]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub hooks_dir: Option<PathBuf>,
 }
+
+/// The hook directory a driver uses: `--hooks-dir`, else libvirt's place
+/// for virtnet on a real host and none on a simulated one (it cannot run a
+/// script).
+pub fn effective_hooks_dir(given: Option<&Path>, real: bool) -> Option<PathBuf> {
+    match given {
+        Some(d) => Some(d.to_path_buf()),
+        None if real => Some(PathBuf::from(DEFAULT_HOOKS_DIR)),
+        None => None,
+    }
+}
+
+/// virtnet's counterpart of libvirt's /etc/libvirt/hooks.
+pub const DEFAULT_HOOKS_DIR: &str = "/etc/virtnet/hooks";
 
 /// `net-list`'s options: virsh's, and `--json`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -1025,6 +1044,7 @@ pub fn run(host: &HostArgs, cmd: NetCommand) -> ExitCode {
     if host.host == HostSpec::Real {
         cfg.leases_helper = real_leases_helper();
     }
+    cfg.hooks_dir = effective_hooks_dir(host.hooks_dir.as_deref(), host.host == HostSpec::Real);
     cfg.lock_wait = wait;
     cfg.lock_notice = Some(notice);
     let opened = match owned {

@@ -131,6 +131,7 @@ pub fn error_code(e: &DriverError) -> i64 {
         | DriverError::Dnsmasq(_)
         | DriverError::Command { .. }
         | DriverError::Run(_)
+        | DriverError::Hook(_)
         | DriverError::Invalid(_)
         | DriverError::Io { .. }
         | DriverError::Locked { .. }

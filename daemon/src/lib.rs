@@ -50,6 +50,7 @@ pub mod activation;
 pub mod client;
 pub mod driver_service;
 pub mod locks;
+pub mod net_events;
 pub mod protocol;
 pub mod rpc;
 pub mod server;

@@ -642,6 +642,24 @@ fn serve_client(
                         if line.iter().all(u8::is_ascii_whitespace) {
                             continue;
                         }
+                        // An event subscription turns the connection into
+                        // a stream of event lines (see crate::net_events).
+                        if kind != SocketKind::Admin {
+                            if let Ok(req) = Request::parse(&line) {
+                                if req.method == crate::net_events::METHOD {
+                                    crate::net_events::serve(
+                                        &shared.service,
+                                        &req,
+                                        writer,
+                                        &shared.stopping,
+                                    );
+                                    shared.clients().remove(&id);
+                                    shared.touch();
+                                    tracing::debug!(client = id, "event client disconnected");
+                                    return;
+                                }
+                            }
+                        }
                         shared.in_flight.fetch_add(1, Ordering::SeqCst);
                         let reply = handle_line(shared, &ctx, &line);
                         shared.in_flight.fetch_sub(1, Ordering::SeqCst);

@@ -94,6 +94,12 @@ struct Args {
     #[arg(long, value_name = "DIR", default_value = "/run/virtnet")]
     state_dir: PathBuf,
 
+    /// Network hook directory: DIR/network (and DIR/network.d/*) run as
+    /// libvirt runs its network hook [default on a real host:
+    /// /etc/virtnet/hooks; on a fake host: none].
+    #[arg(long, value_name = "DIR")]
+    hooks_dir: Option<PathBuf>,
+
     /// Directory of the daemon's sockets (when not socket activated).
     #[arg(long, value_name = "DIR", default_value = "/run/virtnet")]
     runtime_dir: PathBuf,
@@ -250,6 +256,7 @@ fn make_service(
     host: &Host,
     config_dir: &Path,
     state_dir: &Path,
+    hooks_dir: Option<&Path>,
     rw_socket: Option<&Path>,
 ) -> Result<Arc<dyn Service>, Fatal> {
     let (runner, save): (Arc<dyn Runner>, Option<ChangeHook>) = match host {
@@ -276,6 +283,11 @@ fn make_service(
     if *host == Host::Real {
         cfg.leases_helper = real_leases_helper();
     }
+    cfg.hooks_dir = match hooks_dir {
+        Some(d) => Some(d.to_path_buf()),
+        None if *host == Host::Real => Some(PathBuf::from("/etc/virtnet/hooks")),
+        None => None,
+    };
     let driver = Driver::open(cfg).map_err(|e| {
         let code = match e {
             DriverError::Conf(_)
@@ -364,7 +376,13 @@ fn prepare(args: &Args, rw_socket: Option<&Path>) -> Result<Arc<dyn Service>, Fa
             ensure_dir("fake host state directory", dir, store::STATE_DIR_MODE).map_err(config)?;
         }
     }
-    make_service(&args.host, &args.config_dir, &args.state_dir, rw_socket)
+    make_service(
+        &args.host,
+        &args.config_dir,
+        &args.state_dir,
+        args.hooks_dir.as_deref(),
+        rw_socket,
+    )
 }
 
 fn main() -> ExitCode {

@@ -10,8 +10,16 @@
 //! golden plan; the status file has the host; destroy afterwards leaves
 //! the baseline plus what libvirt keeps on purpose.
 //!
-//! Not checked here: that a guest's DHCP client then gets the fixed
-//! address (needs the guest lab of the traffic checks).
+//! That a guest's DHCP client then gets the fixed address: on the fake,
+//! the hosts file line above maps `GUEST_MAC` to that address (what
+//! dnsmasq answers from); on the kernel (`--real`), a guest of the lab
+//! (`virtnet_testkit::lab`, busybox `udhcpc`) with `GUEST_MAC` is plugged
+//! into the bridge after the update and must get exactly that address
+//! from the network's dnsmasq (the same process, refreshed by SIGHUP).
+//! The baseline's firewalld table rejects input from interfaces in no
+//! zone, so for that exchange the bridge is put in an accepting zone (what
+//! firewalld does for libvirt's bridges; the rule is deleted again before
+//! the destroy check).
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -20,8 +28,8 @@ use virtnet_core::firewall::Backend;
 use virtnet_core::netxml::{NetworkDef, UpdateCommand, UpdateSection};
 
 use crate::cases::Expectation;
-use crate::checks::{fail, fail_diff, CheckResult};
-use crate::host::FIREWALL_SECTIONS;
+use crate::checks::{fail, fail_diff, CheckResult, Failure, Stop};
+use crate::host::{HostKind, FIREWALL_SECTIONS};
 
 use super::{driver_step, Ctx};
 
@@ -57,6 +65,73 @@ fn guest_address(def: &NetworkDef) -> Option<(usize, Ipv4Addr)> {
         .map(|k| Ipv4Addr::from(bcast - k))
         .find(|c| *c != a && !ip.hosts.iter().any(|h| h.ip == Some(IpAddr::V4(*c))))
         .map(|c| (i, c))
+}
+
+/// With the seeded firewalld table (its input chain rejects what no zone
+/// accepts), `bridge` is put in an accepting zone, as libvirt has
+/// firewalld put its bridges in the `libvirt` zone (which virtnet never
+/// does, see the README): a rule `iifname BRIDGE accept` first in
+/// `filter_INPUT_ZONES`; its handle, to delete it again. `None`: no
+/// firewalld table.
+fn firewalld_zone(r: &dyn virtnet_runner::Runner, bridge: &str) -> CheckResult<Option<String>> {
+    let there = r
+        .run_argv(&[
+            "nft",
+            "list",
+            "chain",
+            "inet",
+            "firewalld",
+            "filter_INPUT_ZONES",
+        ])
+        .map(|o| o.status == 0)
+        .unwrap_or(false);
+    if !there {
+        return Ok(None);
+    }
+    let out = r.run_argv_checked(&[
+        "nft",
+        "--echo",
+        "--handle",
+        "insert",
+        "rule",
+        "inet",
+        "firewalld",
+        "filter_INPUT_ZONES",
+        "iifname",
+        bridge,
+        "accept",
+    ])?;
+    match out.stdout.rsplit_once("# handle ") {
+        Some((_, h)) => Ok(Some(h.trim().to_string())),
+        None => fail(format!(
+            "nft printed no handle for the zone rule: {}",
+            out.stdout
+        )),
+    }
+}
+
+/// A lab guest with [`GUEST_MAC`] on `bridge` asks the network's dnsmasq
+/// for a lease (busybox udhcpc) and must get `addr`; the guest is removed
+/// again before returning.
+fn guest_gets(bridge: &str, prefix: u8, addr: Ipv4Addr) -> CheckResult<()> {
+    use virtnet_testkit::lab::{GuestSpec, Lab};
+    let lab_err = |e: String| Stop::Fail(Failure::new(format!("update: lab: {e}")));
+    let mut lab = Lab::new().map_err(lab_err)?;
+    lab.no_bridge_netfilter().map_err(lab_err)?;
+    let i = lab
+        .add_guest(&GuestSpec {
+            bridge: bridge.to_string(),
+            dhcp_prefix: Some(prefix),
+            mac: Some(GUEST_MAC.to_string()),
+            ..Default::default()
+        })
+        .map_err(lab_err)?;
+    match lab.guests[i].lease.as_ref().map(|l| l.addr) {
+        Some(got) if got == addr => Ok(()),
+        got => fail(format!(
+            "a guest with MAC {GUEST_MAC} got lease {got:?} after the update, expected its fixed address {addr}"
+        )),
+    }
 }
 
 fn read(p: &std::path::Path) -> String {
@@ -131,6 +206,39 @@ pub(super) fn op_update(ctx: &Ctx, backend: Backend) -> CheckResult<()> {
     ctx.check_status_removal(&d, &name, backend, &removal, "after update")?;
     if !read(&ctx.status_path(&stage)).contains(&format!("name='{GUEST_NAME}'")) {
         return fail("status file lacks the new host");
+    }
+    if ctx.factory.kind() == HostKind::Real {
+        let st = d.status(&name);
+        let bridge = st
+            .as_ref()
+            .and_then(|s| s.def.bridge_name())
+            .unwrap_or_default()
+            .to_string();
+        let prefix = ctx
+            .case
+            .def
+            .ips
+            .iter()
+            .find(|ip| ip.has_dhcp() && ip.is_ipv4())
+            .and_then(|ip| ip.prefix())
+            .and_then(|p| u8::try_from(p).ok())
+            .unwrap_or(24);
+        let r = stage.host.runner();
+        let zone = firewalld_zone(&*r, &bridge)?;
+        let got = guest_gets(&bridge, prefix, addr);
+        if let Some(handle) = zone {
+            r.run_argv_checked(&[
+                "nft",
+                "delete",
+                "rule",
+                "inet",
+                "firewalld",
+                "filter_INPUT_ZONES",
+                "handle",
+                &handle,
+            ])?;
+        }
+        got?;
     }
     driver_step(d.destroy(&name), "destroy after update")?;
     let destroyed = stage.host.snapshot()?;

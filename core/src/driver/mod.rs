@@ -57,7 +57,7 @@
 //! - Destroy removes the status file last (libvirt: first), for crash safety.
 //! - Not implemented: bandwidth/QoS, `vlan_filtering` (macTableManager
 //!   'libvirt') and systemd-resolved registration — definitions using them
-//!   are refused at define ([`support`]) —, hook scripts, the SIGKILL
+//!   are refused at define ([`support`]) —, the SIGKILL
 //!   follow-up of dnsmasq (except for a stop a crash interrupted, see
 //!   `Driver::stop_dnsmasq`), port status
 //!   files, firewalld zones (a `<bridge zone>` is refused as on
@@ -85,6 +85,7 @@
 //! status files), `driver_realhost.rs` (the real tools in a fresh namespace).
 
 pub mod check;
+pub mod hooks;
 pub mod journal;
 pub mod lock;
 pub mod modes;
@@ -108,6 +109,7 @@ use crate::store::{
     self, read_network_conf, ConfError, ConfigStore, NetworkConf, NetworkStatus, StatusError,
     StatusStore,
 };
+use hooks::HookOp;
 use virtnet_runner::{CheckedError, Cmd, RunError, Runner};
 
 use journal::{Entry, Journal, JournalRunner};
@@ -162,6 +164,10 @@ pub struct DriverConfig {
     /// The firewall layout; `None`: `firewall_layout` of network.conf,
     /// else libvirt's (see [`rules::batched`]).
     pub layout: Option<Layout>,
+    /// Where the network hook lives (`HOOKS_DIR/network`, see [`hooks`]);
+    /// `None`: no hook is ever run (tests, simulated hosts). virtnet's
+    /// binaries default to `/etc/virtnet/hooks` on a real host.
+    pub hooks_dir: Option<PathBuf>,
 }
 
 impl DriverConfig {
@@ -186,6 +192,7 @@ impl DriverConfig {
             lock_notice: None,
             write_gate: store::WriteGate::open(),
             layout: None,
+            hooks_dir: None,
         }
     }
 
@@ -271,6 +278,9 @@ pub enum DriverError {
     },
     #[error("{0}")]
     Run(RunError),
+    /// A network hook script failed (libvirt's VIR_ERR_HOOK_SCRIPT_FAILED).
+    #[error("Hook script execution failed: {0}")]
+    Hook(String),
     /// The (simulated) host crashed: the operation stopped at once, nothing
     /// was undone. A new driver (restart) cleans up.
     #[error("host crashed during the operation: {0}")]
@@ -1332,6 +1342,15 @@ impl Driver {
     /// Starts `name` with `def` as its live definition: the journal, the
     /// forward mode's start, the status file; undone entirely on failure.
     fn start_def(&self, name: &str, def: NetworkDef) -> Result<(), DriverError> {
+        // libvirt runs the early hook before anything is created; its
+        // failure aborts the start, and the shutdown that follows runs the
+        // `stopped` hook (its result ignored).
+        if let Err(e) = self.run_hook(&def, HookOp::Start) {
+            if !e.is_crash() {
+                let _ = self.run_hook(&def, HookOp::Stopped);
+            }
+            return Err(e);
+        }
         let jpath = self.journal_path(name);
         let journal = self.open_journal(&jpath)?;
         let journaled = JournalRunner::new(self.runner(), &journal);
@@ -1352,6 +1371,9 @@ impl Driver {
             if let Some(why) = journal.write_failure() {
                 return Err(journal_write_failed(&jpath, &why));
             }
+            // Everything is up: the `started` hook, whose failure undoes
+            // the start.
+            self.run_hook(&live, HookOp::Started)?;
             let st = NetworkStatus::new(live, fw);
             self.statuses.save(&st)?;
             Ok(st)
@@ -1384,9 +1406,18 @@ impl Driver {
                     None => e,
                 };
                 journal.remove().map_err(|er| DriverError::io(&jpath, er))?;
+                // libvirt's shutdown of a failed start ends with the
+                // `stopped` hook (its result ignored).
+                let _ = self.run_hook(&def, HookOp::Stopped);
                 Err(e)
             }
         }
+    }
+
+    /// Runs the network hook for `def` (see [`hooks`]); `Ok` when there is
+    /// no hook.
+    pub(crate) fn run_hook(&self, def: &NetworkDef, op: HookOp) -> Result<(), DriverError> {
+        hooks::run_hook(self.runner(), self.cfg.hooks_dir.as_deref(), def, op)
     }
 
     /// Stops an active network: the mode's shutdown (saved removal plan
@@ -1409,6 +1440,8 @@ impl Driver {
                 .ok_or_else(|| DriverError::NotActive(name.to_string()))?
         };
         self.shutdown(&st)?;
+        // Now that it is stopped: the `stopped` hook (result ignored).
+        let _ = self.run_hook(&st.def, HookOp::Stopped);
         let mut nets = lock(&self.nets);
         if let Some(o) = nets.get_mut(name) {
             o.live = None;

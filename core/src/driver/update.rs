@@ -18,7 +18,9 @@
 //!   SIGHUP: the same dnsmasq process re-reads them);
 //! * `dns-host`: refreshed;
 //! * `portgroup`: nothing on the host;
-//! * then the status file is rewritten.
+//! * then the status file is rewritten;
+//! * last, active or not, the `updated begin` network hook runs
+//!   ([`super::hooks`]); its failure fails the update, which stays made.
 //!
 //! What libvirt refuses is refused with its message (see
 //! [`crate::netxml::update`]); a refused update changes nothing, on disk or
@@ -37,7 +39,6 @@
 //!   nftables rules behind).
 //! - The status file is saved right after the firewall change (with its
 //!   removal plan), before dnsmasq is touched.
-//! - No network hook is run (hooks are not implemented).
 
 use std::fs;
 use std::path::Path;
@@ -174,6 +175,17 @@ impl Driver {
         if let Some(def) = new_config {
             self.configs.save(&def)?;
             lock(&self.nets).entry(name.to_string()).or_default().config = Some(def);
+        }
+        // The `updated` hook gets the network's current definition (the
+        // live one if it runs); its failure fails the update, which stays
+        // made, as in libvirt.
+        let current = {
+            let nets = lock(&self.nets);
+            nets.get(name)
+                .and_then(|o| o.live.as_ref().map(|l| l.def.clone()).or(o.config.clone()))
+        };
+        if let Some(def) = current {
+            self.run_hook(&def, super::hooks::HookOp::Updated)?;
         }
         Ok(report)
     }

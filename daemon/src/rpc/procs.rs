@@ -135,6 +135,9 @@ pub fn driver_error(e: &DriverError) -> LibvirtError {
             }
             _ => net(err::XML_ERROR, format!("XML error: {e}")),
         },
+        // VIR_ERR_HOOK_SCRIPT_FAILED from the hook layer; the message is
+        // complete ("Hook script execution failed: ...").
+        DriverError::Hook(_) => LibvirtError::new(70, domain::HOOK, e.to_string()),
         _ => net(err::INTERNAL_ERROR, format!("internal error: {e}")),
     }
 }

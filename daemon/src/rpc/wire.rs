@@ -117,6 +117,8 @@ pub mod domain {
     pub const NONE: i32 = 0;
     pub const RPC: i32 = 7;
     pub const NETWORK: i32 = 19;
+    /// VIR_FROM_HOOK: a network hook script failed.
+    pub const HOOK: i32 = 34;
 }
 
 /// `VIR_ERR_ERROR`, the level of every error virtnetd sends.
