@@ -176,6 +176,36 @@ pub trait Runner: Send + Sync {
     fn has_program(&self, name: &str) -> bool {
         find_in_path(name).is_some()
     }
+
+    /// Has process `pid` (decimal) exited without being reaped by its
+    /// parent yet (a zombie)? `kill -0` succeeds on a zombie, so whoever
+    /// checks liveness with `kill -0` asks this too: a daemon (dnsmasq
+    /// daemonises) is reparented to an init that may not reap it, e.g.
+    /// PID 1 of a container that is not an init. The default knows
+    /// nothing and answers `false` (`kill -0` alone decides); the
+    /// [`RealRunner`] reads `/proc/PID/stat` of this machine (see
+    /// [`proc_is_zombie`]); runners that wrap another ask the inner one.
+    fn is_zombie(&self, pid: &str) -> bool {
+        let _ = pid;
+        false
+    }
+}
+
+/// Is process `pid` (decimal) a zombie on this machine: state `Z` in
+/// `/proc/PID/stat`? `false` when it cannot be read (no such process, no
+/// `/proc`) or `pid` is not a number.
+pub fn proc_is_zombie(pid: &str) -> bool {
+    if pid.is_empty() || !pid.chars().all(|c| c.is_ascii_digit()) {
+        return false;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses and may
+    // itself hold spaces and parentheses.
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        .is_some_and(|state| state == "Z")
 }
 
 /// The first executable file called `name` in the directories of `$PATH`
@@ -204,6 +234,9 @@ impl<R: Runner + ?Sized> Runner for &R {
     fn has_program(&self, name: &str) -> bool {
         (**self).has_program(name)
     }
+    fn is_zombie(&self, pid: &str) -> bool {
+        (**self).is_zombie(pid)
+    }
 }
 
 impl<R: Runner + ?Sized> Runner for Arc<R> {
@@ -213,6 +246,9 @@ impl<R: Runner + ?Sized> Runner for Arc<R> {
     fn has_program(&self, name: &str) -> bool {
         (**self).has_program(name)
     }
+    fn is_zombie(&self, pid: &str) -> bool {
+        (**self).is_zombie(pid)
+    }
 }
 
 impl<R: Runner + ?Sized> Runner for Box<R> {
@@ -221,6 +257,9 @@ impl<R: Runner + ?Sized> Runner for Box<R> {
     }
     fn has_program(&self, name: &str) -> bool {
         (**self).has_program(name)
+    }
+    fn is_zombie(&self, pid: &str) -> bool {
+        (**self).is_zombie(pid)
     }
 }
 
@@ -306,6 +345,9 @@ impl Runner for RealRunner {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
+    }
+    fn is_zombie(&self, pid: &str) -> bool {
+        proc_is_zombie(pid)
     }
 }
 
