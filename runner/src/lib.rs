@@ -356,6 +356,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_exited_child_not_yet_reaped_is_a_zombie_until_waited_for() {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id().to_string();
+        // `true` exits at once; until we wait for it, it stays a zombie.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !proc_is_zombie(&pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child {pid} never became a zombie"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(RealRunner::new().is_zombie(&pid));
+        assert!(Arc::new(RealRunner::new()).is_zombie(&pid), "Arc forwards");
+        child.wait().unwrap();
+        assert!(!proc_is_zombie(&pid), "reaped: gone");
+        // A running process, and pids that are not numbers.
+        assert!(!proc_is_zombie(&std::process::id().to_string()));
+        assert!(!proc_is_zombie(""));
+        assert!(!proc_is_zombie("../self"));
+    }
+
+    #[test]
     fn real_runner_captures_status_and_streams_without_a_shell() {
         let r = RealRunner::new();
         // If a shell were involved, `$HOME` and `;` would be interpreted.
