@@ -299,8 +299,30 @@ pub fn normalise_ruleset(text: &str) -> String {
     out
 }
 
-/// dnsmasq processes living in network namespace `me`.
-fn dnsmasq_in_netns(me: &str) -> Vec<(i32, String)> {
+/// A dnsmasq process living in a network namespace.
+struct DnsmasqProc {
+    pid: i32,
+    /// Its parent: a dnsmasq started with `--dhcp-script` forks a helper
+    /// (same command line) that runs the script for it.
+    ppid: i32,
+    cmdline: String,
+}
+
+/// State and parent pid from the text of `/proc/PID/stat` (the fields
+/// after the command name in parentheses, which may itself hold spaces
+/// and parentheses).
+fn stat_state_ppid(stat: &str) -> Option<(char, i32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// dnsmasq processes living in network namespace `me`: zombies (state
+/// `Z`, an exited process its parent has not reaped yet) are not living
+/// and are left out (they have no namespace any more anyway).
+fn dnsmasq_in_netns(me: &str) -> Vec<DnsmasqProc> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return out;
@@ -320,6 +342,17 @@ fn dnsmasq_in_netns(me: &str) -> Vec<(i32, String)> {
         if ns != me {
             continue;
         }
+        let Some((state, ppid)) = std::fs::read_to_string(dir.join("stat"))
+            .ok()
+            .as_deref()
+            .and_then(stat_state_ppid)
+        else {
+            // Gone meanwhile.
+            continue;
+        };
+        if matches!(state, 'Z' | 'X') {
+            continue;
+        }
         let cmdline = std::fs::read(dir.join("cmdline"))
             .map(|b| {
                 b.split(|c| *c == 0)
@@ -329,8 +362,23 @@ fn dnsmasq_in_netns(me: &str) -> Vec<(i32, String)> {
                     .join(" ")
             })
             .unwrap_or_default();
-        out.push((pid, cmdline));
+        out.push(DnsmasqProc { pid, ppid, cmdline });
     }
+    out.sort_by_key(|p| p.pid);
+    out
+}
+
+/// The dnsmasq daemons among `procs`: a dnsmasq whose parent is a dnsmasq
+/// there too is the `--dhcp-script` helper of that daemon and part of it
+/// (a helper whose daemon is gone is reparented and counts as a daemon).
+/// Their command lines, sorted.
+fn dnsmasq_daemons(procs: &[DnsmasqProc]) -> Vec<String> {
+    let pids: std::collections::BTreeSet<i32> = procs.iter().map(|p| p.pid).collect();
+    let mut out: Vec<String> = procs
+        .iter()
+        .filter(|p| !pids.contains(&p.ppid))
+        .map(|p| p.cmdline.clone())
+        .collect();
     out.sort();
     out
 }
@@ -342,9 +390,9 @@ fn kill_dnsmasq_here() {
 }
 
 fn kill_dnsmasq_in(netns: &str) {
-    for (pid, _) in dnsmasq_in_netns(netns) {
+    for p in dnsmasq_in_netns(netns) {
         let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
+            nix::unistd::Pid::from_raw(p.pid),
             nix::sys::signal::Signal::SIGKILL,
         );
     }
@@ -414,9 +462,10 @@ impl TestHost for RealTestHost {
             sysctl.push_str(&format!("{key} = {}\n", v.trim()));
         }
         s.insert("sysctl".to_string(), sysctl);
-        let procs: String = dnsmasq_in_netns(&self.netns)
+        // One line per dnsmasq daemon (its script helper is part of it).
+        let procs: String = dnsmasq_daemons(&dnsmasq_in_netns(&self.netns))
             .into_iter()
-            .map(|(_, c)| format!("{c}\n"))
+            .map(|c| format!("{c}\n"))
             .collect();
         s.insert("processes".to_string(), procs);
         Ok(Snapshot { sections: s })
@@ -553,5 +602,32 @@ impl HostFactory for RealFactory {
     }
     fn driver_tools(&self) -> DriverTools {
         self.tools.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_after_a_command_name_with_parentheses() {
+        assert_eq!(
+            stat_state_ppid("421 (dnsmasq) Z 1 420 420 0 -1"),
+            Some(('Z', 1))
+        );
+        assert_eq!(stat_state_ppid("7 (a) b) S 6 7"), Some(('S', 6)));
+        assert_eq!(stat_state_ppid("7 (dnsmasq"), None);
+    }
+
+    #[test]
+    fn a_script_helper_is_part_of_its_daemon_and_an_orphan_is_a_daemon() {
+        let p = |pid, ppid, c: &str| DnsmasqProc {
+            pid,
+            ppid,
+            cmdline: c.into(),
+        };
+        // Daemon 662 with helper 663; 900 a helper whose daemon is gone.
+        let procs = [p(662, 1, "d"), p(663, 662, "d"), p(900, 1, "e")];
+        assert_eq!(dnsmasq_daemons(&procs), ["d", "e"]);
     }
 }

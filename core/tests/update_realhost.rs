@@ -72,8 +72,10 @@ fn pid_of(state: &std::path::Path) -> String {
         .to_string()
 }
 
+/// A zombie is not alive: dnsmasq daemonises, and the init it is
+/// reparented to may not reap it at once (or ever, in a container).
 fn alive(pid: &str) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    std::path::Path::new(&format!("/proc/{pid}")).exists() && !virtnet_runner::proc_is_zombie(pid)
 }
 
 fn link_line() -> String {

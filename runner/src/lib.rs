@@ -176,6 +176,36 @@ pub trait Runner: Send + Sync {
     fn has_program(&self, name: &str) -> bool {
         find_in_path(name).is_some()
     }
+
+    /// Has process `pid` (decimal) exited without being reaped by its
+    /// parent yet (a zombie)? `kill -0` succeeds on a zombie, so whoever
+    /// checks liveness with `kill -0` asks this too: a daemon (dnsmasq
+    /// daemonises) is reparented to an init that may not reap it, e.g.
+    /// PID 1 of a container that is not an init. The default knows
+    /// nothing and answers `false` (`kill -0` alone decides); the
+    /// [`RealRunner`] reads `/proc/PID/stat` of this machine (see
+    /// [`proc_is_zombie`]); runners that wrap another ask the inner one.
+    fn is_zombie(&self, pid: &str) -> bool {
+        let _ = pid;
+        false
+    }
+}
+
+/// Is process `pid` (decimal) a zombie on this machine: state `Z` in
+/// `/proc/PID/stat`? `false` when it cannot be read (no such process, no
+/// `/proc`) or `pid` is not a number.
+pub fn proc_is_zombie(pid: &str) -> bool {
+    if pid.is_empty() || !pid.chars().all(|c| c.is_ascii_digit()) {
+        return false;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses and may
+    // itself hold spaces and parentheses.
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        .is_some_and(|state| state == "Z")
 }
 
 /// The first executable file called `name` in the directories of `$PATH`
@@ -204,6 +234,9 @@ impl<R: Runner + ?Sized> Runner for &R {
     fn has_program(&self, name: &str) -> bool {
         (**self).has_program(name)
     }
+    fn is_zombie(&self, pid: &str) -> bool {
+        (**self).is_zombie(pid)
+    }
 }
 
 impl<R: Runner + ?Sized> Runner for Arc<R> {
@@ -213,6 +246,9 @@ impl<R: Runner + ?Sized> Runner for Arc<R> {
     fn has_program(&self, name: &str) -> bool {
         (**self).has_program(name)
     }
+    fn is_zombie(&self, pid: &str) -> bool {
+        (**self).is_zombie(pid)
+    }
 }
 
 impl<R: Runner + ?Sized> Runner for Box<R> {
@@ -221,6 +257,9 @@ impl<R: Runner + ?Sized> Runner for Box<R> {
     }
     fn has_program(&self, name: &str) -> bool {
         (**self).has_program(name)
+    }
+    fn is_zombie(&self, pid: &str) -> bool {
+        (**self).is_zombie(pid)
     }
 }
 
@@ -307,11 +346,37 @@ impl Runner for RealRunner {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
     }
+    fn is_zombie(&self, pid: &str) -> bool {
+        proc_is_zombie(pid)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exited_child_not_yet_reaped_is_a_zombie_until_waited_for() {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id().to_string();
+        // `true` exits at once; until we wait for it, it stays a zombie.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !proc_is_zombie(&pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child {pid} never became a zombie"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(RealRunner::new().is_zombie(&pid));
+        assert!(Arc::new(RealRunner::new()).is_zombie(&pid), "Arc forwards");
+        child.wait().unwrap();
+        assert!(!proc_is_zombie(&pid), "reaped: gone");
+        // A running process, and pids that are not numbers.
+        assert!(!proc_is_zombie(&std::process::id().to_string()));
+        assert!(!proc_is_zombie(""));
+        assert!(!proc_is_zombie("../self"));
+    }
 
     #[test]
     fn real_runner_captures_status_and_streams_without_a_shell() {

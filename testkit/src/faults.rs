@@ -588,6 +588,10 @@ impl Runner for FaultRunner {
     fn has_program(&self, name: &str) -> bool {
         self.inner.has_program(name)
     }
+
+    fn is_zombie(&self, pid: &str) -> bool {
+        self.inner.is_zombie(pid)
+    }
 }
 
 #[cfg(test)]

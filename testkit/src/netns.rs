@@ -162,6 +162,12 @@ impl Runner for Netns {
             env: cmd.env.clone(),
         })
     }
+
+    /// `nsenter -n` keeps the PID namespace: the processes are this
+    /// machine's.
+    fn is_zombie(&self, pid: &str) -> bool {
+        virtnet_runner::proc_is_zombie(pid)
+    }
 }
 
 impl Drop for Netns {

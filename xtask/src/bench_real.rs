@@ -123,6 +123,10 @@ impl Runner for Timed {
     fn has_program(&self, name: &str) -> bool {
         self.inner.has_program(name)
     }
+
+    fn is_zombie(&self, pid: &str) -> bool {
+        self.inner.is_zombie(pid)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -472,6 +476,9 @@ fn print_text(r: &Report) {
 pub fn run(args: &RealBenchArgs) -> u8 {
     if !crate::realns::inside() {
         return crate::realns::reexec("bench", &args.argv());
+    }
+    if let Some(code) = crate::realns::reap_as_init("bench") {
+        return code;
     }
     let load = read("/proc/loadavg");
     let csum = args.backend == Backend::Nftables;

@@ -195,6 +195,11 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
             return 2;
         }
     };
+    if args.real {
+        if let Some(code) = realns::reap_as_init("conformance") {
+            return code;
+        }
+    }
     let real_host = if args.real {
         match realns::real_host("conformance", args.csum_workaround) {
             Ok(h) => Some(h),

@@ -143,6 +143,65 @@ pub fn reexec(who: &str, argv: &[String]) -> u8 {
     }
 }
 
+/// Inside the namespaces, first thing (before any thread starts): this
+/// program is PID 1 of the new PID namespace (`unshare --pid --fork`), and
+/// every orphan of the namespace is reparented to it: dnsmasq daemonises
+/// (double fork), so each dnsmasq that exits would stay a zombie, which
+/// `kill -0` and `/proc` scans still see. So PID 1 forks: the child does
+/// the work (`None` is returned there), and PID 1 reaps every process of
+/// the namespace, as an init (tini) does, until the child ends; it then
+/// returns the child's exit status (`Some`; a child killed by a signal is
+/// a failure, 1). Leaving PID 1 ends the namespace: the kernel kills
+/// whatever is still running in it. Not PID 1 (or other threads already
+/// running, where forking is unsafe): `None`, nothing done.
+pub fn reap_as_init(who: &str) -> Option<u8> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, getpid, ForkResult};
+    if getpid().as_raw() != 1 {
+        return None;
+    }
+    let threads = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse::<u32>().ok())
+        });
+    if threads != Some(1) {
+        eprintln!(
+            "{who} --real: PID 1 of the namespace runs {threads:?} threads: not forking a reaper; exited daemons stay zombies"
+        );
+        return None;
+    }
+    // SAFETY: the process runs one thread (checked just above), so the
+    // child may run any code.
+    let child = match unsafe { fork() } {
+        Ok(ForkResult::Child) => return None,
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => {
+            eprintln!("{who} --real: cannot fork the worker from the namespace's init: {e}");
+            return Some(2);
+        }
+    };
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == child => {
+                return Some(u8::try_from(code).unwrap_or(1));
+            }
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => {
+                eprintln!("{who} --real: the worker was killed by {sig}");
+                return Some(1);
+            }
+            // An orphan reaped, or a stop/continue report.
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                eprintln!("{who} --real: waiting for the worker: {e}");
+                return Some(2);
+            }
+        }
+    }
+}
+
 /// Why `--real` cannot run here, if it cannot (for `cargo xtask ci`).
 pub fn unavailable() -> Option<String> {
     let mut missing = missing_tools();

@@ -112,6 +112,11 @@ pub fn run(root: &Path, args: &UpgradeArgs) -> u8 {
         eprintln!("upgrade-check: no check matches the filters");
         return 2;
     }
+    if args.real {
+        if let Some(code) = realns::reap_as_init("upgrade-check") {
+            return code;
+        }
+    }
     let real_host = if args.real {
         match realns::real_host("upgrade-check", args.csum_workaround) {
             Ok(h) => Some(h),

@@ -438,6 +438,10 @@ impl Runner for PauseAt {
     fn has_program(&self, name: &str) -> bool {
         self.inner.has_program(name)
     }
+
+    fn is_zombie(&self, pid: &str) -> bool {
+        self.inner.is_zombie(pid)
+    }
 }
 
 impl Machine {

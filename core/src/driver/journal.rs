@@ -422,6 +422,10 @@ impl Runner for JournalRunner<'_> {
     fn has_program(&self, name: &str) -> bool {
         self.inner.has_program(name)
     }
+
+    fn is_zombie(&self, pid: &str) -> bool {
+        self.inner.is_zombie(pid)
+    }
 }
 
 /// Note kinds of the intent protocol (notes, so that the reader of the

@@ -1640,12 +1640,7 @@ impl Driver {
             return Ok(false);
         }
         if let Some(pid) = read_pid(&stopping) {
-            let alive = |runner: &dyn Runner| -> Result<bool, DriverError> {
-                Ok(runner
-                    .run(&Cmd::new(["kill", "-0", pid.as_str()]))
-                    .map_err(DriverError::from_run)?
-                    .success())
-            };
+            let alive = |runner: &dyn Runner| process_alive(runner, &pid);
             run_ignore(runner, Cmd::new(["kill", pid.as_str()]))?;
             for signal in [None, Some("-9")] {
                 if let Some(sig) = signal {
@@ -1692,10 +1687,7 @@ impl Driver {
             .as_deref()
             .and_then(|pf| read_pid(Path::new(pf)));
         let alive = match &pid {
-            Some(pid) => runner
-                .run(&Cmd::new(["kill", "-0", pid.as_str()]))
-                .map_err(DriverError::from_run)?
-                .success(),
+            Some(pid) => process_alive(runner, pid)?,
             None => false,
         };
         match (alive, pid) {
@@ -2131,6 +2123,24 @@ pub const DNSMASQ_EXIT_WAIT: Duration = Duration::from_secs(5);
 /// (`NAME.pid.stopping`), see `Driver::stop_dnsmasq`.
 pub fn stopping_path(pid_file: &str) -> PathBuf {
     PathBuf::from(format!("{pid_file}.stopping"))
+}
+
+/// Is process `pid` alive: `kill -0 PID` succeeds and the process is not
+/// a zombie ([`Runner::is_zombie`]). An exited dnsmasq stays a zombie
+/// until the process it was reparented to reaps it (it daemonised: its
+/// parent is an init, which in a container or a PID namespace may be a
+/// program that never reaps), and `kill -0` succeeds on a zombie: without
+/// the second check a reconcile would wait the whole
+/// [`DNSMASQ_EXIT_WAIT`] twice for a dnsmasq that is long gone, and a
+/// refresh would SIGHUP it instead of starting a new one. (libvirt's
+/// `virPidFileReadIfAlive` has the same blind spot; libvirtd runs under an
+/// init that reaps.)
+pub(crate) fn process_alive(runner: &dyn Runner, pid: &str) -> Result<bool, DriverError> {
+    let signalled = runner
+        .run(&Cmd::new(["kill", "-0", pid]))
+        .map_err(DriverError::from_run)?
+        .success();
+    Ok(signalled && !runner.is_zombie(pid))
 }
 
 /// The pid a pid file names (digits only), if it can be read.

@@ -306,17 +306,14 @@ impl Driver {
         self.start_dnsmasq(def, runner, &|_, _, _| Ok(()))
     }
 
-    /// Polls `kill -0 PID` until the process is gone, at most
+    /// Polls [`super::process_alive`] (`kill -0 PID`, zombies are gone)
+    /// until the process is gone, at most
     /// [`DNSMASQ_EXIT_WAIT`].
     fn wait_gone(&self, pid: &str) -> Result<(), DriverError> {
         let deadline = Instant::now() + DNSMASQ_EXIT_WAIT;
         let mut pause = Duration::from_millis(1);
         loop {
-            let alive = self
-                .runner()
-                .run(&Cmd::new(["kill", "-0", pid]))
-                .map_err(DriverError::from_run)?
-                .success();
+            let alive = super::process_alive(self.runner(), pid)?;
             if !alive {
                 return Ok(());
             }
