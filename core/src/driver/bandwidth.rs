@@ -214,6 +214,52 @@ pub fn start(runner: &dyn Runner, bridge: &str, bw: Option<&Bandwidth>) -> Resul
     }
 }
 
+/// Whether the QoS of `bw` is on `bridge`: class 1:2 with its qdisc and the
+/// fw filter (inbound), a filter on the ingress qdisc (outbound).
+fn present(runner: &dyn Runner, bridge: &str, bw: &Bandwidth) -> Result<bool, DriverError> {
+    let text = |args: &[&str]| -> Result<String, DriverError> {
+        match runner.run(&tc(args)) {
+            Ok(o) if o.success() => Ok(o.stdout),
+            Ok(_) => Ok(String::new()),
+            Err(e) => Err(DriverError::from_run(e)),
+        }
+    };
+    if bw.inbound.is_some_and(|r| r.average != 0) {
+        let classes = text(&["class", "show", "dev", bridge])?;
+        let qdiscs = text(&["qdisc", "show", "dev", bridge])?;
+        let filters = text(&["filter", "show", "dev", bridge, "parent", "1:"])?;
+        if !classes.contains("class htb 1:2 ")
+            || !qdiscs.contains(" 2: parent 1:2 ")
+            || !filters.contains(" pref 1 fw ")
+        {
+            return Ok(false);
+        }
+    }
+    if bw.outbound.is_some() && text(&["filter", "show", "dev", bridge, "ingress"])?.is_empty() {
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// At daemon start (reconcile) for an active network: when its QoS is not
+/// (entirely) on the bridge — a destroy interrupted after its clear, a
+/// person's `tc qdisc del` — clear and set it again. Beyond libvirt, whose
+/// restart never re-applies bandwidth (the network would run without its
+/// QoS). Returns whether it was re-applied. The firewall reload that
+/// follows puts back the nftables backend's checksum filter the clear took
+/// with the root qdisc.
+pub fn refresh(runner: &dyn Runner, bridge: &str, bw: Option<&Bandwidth>) -> Result<bool, DriverError> {
+    let Some(b) = bw else {
+        return Ok(false);
+    };
+    if present(runner, bridge, b)? {
+        return Ok(false);
+    }
+    clear(runner, bridge)?;
+    start(runner, bridge, bw)?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     //! libvirt 11.3.0's tests/virnetdevbandwidthtest.c: its tc cases (flags

@@ -1771,6 +1771,12 @@ impl Driver {
                     }
                     continue;
                 }
+                // The QoS of the network, put back if it is gone.
+                match bandwidth::refresh(self.runner(), &br, st.def.bandwidth.as_ref()) {
+                    Ok(_) => {}
+                    Err(e) if e.is_crash() => return Err(e),
+                    Err(e) => rep.problems.push(format!("{}: {e}", st.def.name)),
+                }
             }
             if ops.reload_firewall {
                 still_active.push(st);

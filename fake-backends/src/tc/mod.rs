@@ -324,7 +324,14 @@ impl TcState {
                 params: tail[1..].to_vec(),
             },
         );
-        self.filters.remove(d);
+        // What hung under the old root goes (the ingress qdisc's filters
+        // stay).
+        if let Some(list) = self.filters.get_mut(d) {
+            list.retain(|f| f.parent == "ffff:");
+            if list.is_empty() {
+                self.filters.remove(d);
+            }
+        }
         self.classes.remove(d);
         self.children.remove(d);
         Output::default()

@@ -87,6 +87,10 @@ impl TcState {
             out.push_str(&format!("qdisc ingress ffff: dev {d}\n"));
         }
         for (d, list) in &self.filters {
+            // As the kernel lists them: per parent, by preference (the
+            // insertion order within one preference).
+            let mut list: Vec<&Filter> = list.iter().collect();
+            list.sort_by(|a, b| (&a.parent, a.prio).cmp(&(&b.parent, b.prio)));
             for f in list {
                 out.push_str(&format!(
                     "filter dev {d} parent {} protocol {} pref {} {}\n",
