@@ -172,7 +172,14 @@ impl TcState {
             }
             ("qdisc", "del" | "delete") => self.qdisc_del(dev, ingress),
             ("filter", "add" | "replace") => self.filter_add(dev, parent, prio, protocol, tail),
-            ("filter", "del" | "delete") => self.filter_del(dev, parent, prio, protocol),
+            ("filter", "del" | "delete") => {
+                // Without a preference the kernel flushes the chain, which
+                // it refuses when a protocol, handle or kind narrows it.
+                if prio.is_none() && (protocol.is_some() || handle.is_some() || !tail.is_empty()) {
+                    return kernel_err("Cannot flush filters with protocol, handle or kind set.");
+                }
+                self.filter_del(dev, parent, prio, protocol)
+            }
             ("filter", "show" | "list" | "ls") => self.filter_show(dev, parent, ingress_sel),
             ("qdisc" | "filter" | "class", v) => fail(
                 255,

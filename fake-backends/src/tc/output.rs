@@ -183,7 +183,13 @@ pub(super) fn render_filters(
     let mut out = String::new();
     let mut action_index = 0;
     for g in order {
-        let ht = 0x800 + groups.iter().position(|x| *x == g).unwrap_or(0);
+        // Hash tables are numbered per qdisc (the ingress qdisc's apart).
+        let ht = 0x800
+            + groups
+                .iter()
+                .filter(|x| x.0 == g.0)
+                .position(|x| *x == g)
+                .unwrap_or(0);
         let members: Vec<&&Filter> = shown
             .iter()
             .filter(|f| (f.parent.as_str(), f.prio, f.protocol.as_str()) == g)
