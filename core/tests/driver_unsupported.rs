@@ -44,17 +44,14 @@ fn a_saved_definition_with_such_a_feature_does_not_start() {
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(
         &path,
-        text.replace(
-            "<ip ",
-            "<domain name='x' register='yes'/>\n  <ip ",
-        ),
+        text.replace("<bridge ", "<bridge macTableManager='libvirt' "),
     )
     .unwrap();
     let d = env.driver(Backend::Iptables);
     let before = env.state();
     let e = d.start("q").unwrap_err().to_string();
     assert!(
-        e.contains("<domain register='yes'> of network 'q'"),
+        e.contains("<bridge macTableManager='libvirt'> of network 'q'"),
         "{e}"
     );
     assert_same_host(&before, &env.state(), "refused start");
