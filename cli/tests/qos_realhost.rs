@@ -137,7 +137,10 @@ fn qos_on_the_real_host() {
             ),
             "{err}"
         );
-        assert!(section(&out, "qdisc").contains("Cannot find device \"virbr7\""), "{out}");
+        assert!(
+            section(&out, "qdisc").contains("Cannot find device \"virbr7\""),
+            "{out}"
+        );
         assert!(!section(&out, "after").contains("virbr7"), "{out}");
     }
 }

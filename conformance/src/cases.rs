@@ -177,7 +177,9 @@ impl Expectation {
 /// act_police.
 pub fn is_qos_module_command(argv: &[String]) -> bool {
     argv.first().is_some_and(|p| p == "tc")
-        && argv.iter().any(|a| a == "sfq" || a == "fw" || a == "police")
+        && argv
+            .iter()
+            .any(|a| a == "sfq" || a == "fw" || a == "police")
 }
 
 /// The expectation of `case` with `backend` in `release`.

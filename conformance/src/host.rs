@@ -552,17 +552,30 @@ pub fn probe_qos_modules() -> Result<bool, HostError> {
     let r = RealRunner::new();
     run_text(&r, &["ip", "link", "add", "vnqos0", "type", "bridge"])?;
     let steps: [&[&str]; 5] = [
-        &["tc", "qdisc", "add", "dev", "vnqos0", "root", "handle", "1:", "htb", "default", "2"],
-        &["tc", "class", "add", "dev", "vnqos0", "parent", "1:", "classid", "1:2", "htb", "rate", "8kbps"],
-        &["tc", "qdisc", "add", "dev", "vnqos0", "parent", "1:2", "handle", "2:", "sfq", "perturb", "10"],
-        &["tc", "filter", "add", "dev", "vnqos0", "parent", "1:0", "protocol", "all", "prio", "1", "handle", "1", "fw", "flowid", "1"],
+        &[
+            "tc", "qdisc", "add", "dev", "vnqos0", "root", "handle", "1:", "htb", "default", "2",
+        ],
+        &[
+            "tc", "class", "add", "dev", "vnqos0", "parent", "1:", "classid", "1:2", "htb", "rate",
+            "8kbps",
+        ],
+        &[
+            "tc", "qdisc", "add", "dev", "vnqos0", "parent", "1:2", "handle", "2:", "sfq",
+            "perturb", "10",
+        ],
+        &[
+            "tc", "filter", "add", "dev", "vnqos0", "parent", "1:0", "protocol", "all", "prio",
+            "1", "handle", "1", "fw", "flowid", "1",
+        ],
         &["tc", "qdisc", "add", "dev", "vnqos0", "ingress"],
     ];
     for argv in steps {
-        let out = r.run(&Cmd::new(argv.iter().copied())).map_err(|source| HostError::Run {
-            cmd: argv.join(" "),
-            source,
-        })?;
+        let out = r
+            .run(&Cmd::new(argv.iter().copied()))
+            .map_err(|source| HostError::Run {
+                cmd: argv.join(" "),
+                source,
+            })?;
         if !out.success() {
             return Ok(false);
         }

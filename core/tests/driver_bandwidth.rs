@@ -75,9 +75,15 @@ fn start_applies_libvirts_stream_and_destroy_clears_it() {
         ]);
         assert_eq!(qos, want, "{backend:?}");
         let qdiscs = run(&env, "tc qdisc show dev virbr7");
-        assert!(qdiscs.contains("qdisc htb 1: root refcnt 2 r2q 10 default 0x2"), "{qdiscs}");
+        assert!(
+            qdiscs.contains("qdisc htb 1: root refcnt 2 r2q 10 default 0x2"),
+            "{qdiscs}"
+        );
         assert!(qdiscs.contains("qdisc sfq 2: parent 1:2 "), "{qdiscs}");
-        assert!(qdiscs.contains("qdisc ingress ffff: parent ffff:fff1"), "{qdiscs}");
+        assert!(
+            qdiscs.contains("qdisc ingress ffff: parent ffff:fff1"),
+            "{qdiscs}"
+        );
         let classes = run(&env, "tc class show dev virbr7");
         assert!(
             classes.contains("class htb 1:1 root rate 8Mbit ceil 40Mbit "),
@@ -100,7 +106,10 @@ fn start_applies_libvirts_stream_and_destroy_clears_it() {
         let cmds = tc_cmds(&env);
         assert_eq!(
             &cmds[..2],
-            ["tc qdisc del dev virbr7 root", "tc qdisc del dev virbr7 ingress"],
+            [
+                "tc qdisc del dev virbr7 root",
+                "tc qdisc del dev virbr7 ingress"
+            ],
             "{backend:?}: {cmds:?}"
         );
         assert!(traces_of(&env.state(), "virbr7", "10.77.0").is_empty());
@@ -137,7 +146,10 @@ fn a_failing_tc_step_clears_and_undoes_the_start() {
         let sfq = cmds.iter().position(|c| c.contains(" sfq ")).unwrap();
         assert_eq!(
             cmds[sfq + 1..sfq + 3],
-            ["tc qdisc del dev virbr7 root", "tc qdisc del dev virbr7 ingress"]
+            [
+                "tc qdisc del dev virbr7 root",
+                "tc qdisc del dev virbr7 ingress"
+            ]
         );
         // Nothing of the network is left (the private chains stay, as
         // libvirt keeps them).
@@ -182,7 +194,10 @@ fn bridge_mode_sets_and_clears_bandwidth_on_the_host_bridge() {
     d.destroy("hb").unwrap();
     assert_eq!(
         tc_cmds(&env),
-        ["tc qdisc del dev br-host root", "tc qdisc del dev br-host ingress"]
+        [
+            "tc qdisc del dev br-host root",
+            "tc qdisc del dev br-host ingress"
+        ]
     );
     assert_same_host(&before, &env.state(), "bridge mode after destroy");
 }
@@ -197,13 +212,18 @@ fn libvirts_refusals_stay() {
         .define("<network><name>f</name><bandwidth><inbound average='10' floor='5'/></bandwidth></network>")
         .unwrap_err()
         .to_string();
-    assert!(e.contains("floor attribute is not supported for this config"), "{e}");
+    assert!(
+        e.contains("floor attribute is not supported for this config"),
+        "{e}"
+    );
     let e = d
         .define("<network><name>v</name><forward mode='vepa'><interface dev='eth0'/></forward><bandwidth><inbound average='10'/></bandwidth></network>")
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("Unsupported network-wide <bandwidth> element in network v with forward mode='vepa'"),
+        e.contains(
+            "Unsupported network-wide <bandwidth> element in network v with forward mode='vepa'"
+        ),
         "{e}"
     );
     assert!(d.list().is_empty());
@@ -220,14 +240,16 @@ fn a_crashed_switch_keeps_the_qos() {
         d.define(NAT).unwrap();
         d.start("qos").unwrap();
         drop(d);
-        let before = run(&env, "tc class show dev virbr7") + &run(&env, "tc filter show dev virbr7 ingress");
+        let before =
+            run(&env, "tc class show dev virbr7") + &run(&env, "tc filter show dev virbr7 ingress");
         env.faults.reset_counter();
         env.faults.set_plan(FaultPlan::none().crash_after(k));
         env.host.take_records();
-        let r: Result<(), virtnet_core::driver::DriverError> = match virtnet_core::driver::Driver::open(env.cfg().with_backend(Backend::Nftables)) {
-            Ok(d) => d.reconcile().map(|_| ()),
-            Err(e) => Err(e),
-        };
+        let r: Result<(), virtnet_core::driver::DriverError> =
+            match virtnet_core::driver::Driver::open(env.cfg().with_backend(Backend::Nftables)) {
+                Ok(d) => d.reconcile().map(|_| ()),
+                Err(e) => Err(e),
+            };
         env.faults.recover();
         let d = env.driver(Backend::Nftables);
         d.reconcile().unwrap();
@@ -239,7 +261,8 @@ fn a_crashed_switch_keeps_the_qos() {
             .map(|r| r.cmd.argv.join(" "))
             .filter(|c| c.starts_with("tc "))
             .collect();
-        let after = run(&env, "tc class show dev virbr7") + &run(&env, "tc filter show dev virbr7 ingress");
+        let after =
+            run(&env, "tc class show dev virbr7") + &run(&env, "tc filter show dev virbr7 ingress");
         assert_eq!(after, before, "k={k} {log:#?}");
         if r.is_ok() {
             break;

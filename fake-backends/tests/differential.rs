@@ -548,5 +548,10 @@ fn tc_qos_streams_match_the_real_tool() {
             bad.push(format!("`{line}`\n   real: {real:?}\n   fake: {sim:?}"));
         }
     }
-    assert!(bad.is_empty(), "{} mismatches:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} mismatches:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }

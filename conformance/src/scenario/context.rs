@@ -333,7 +333,9 @@ impl<'a> Ctx<'a> {
             };
             let msg = e.to_string();
             if !(msg.contains(" sfq ") || msg.contains(" fw ") || msg.contains(" police ")) {
-                return fail(format!("start failed, but not for the QoS tc modules: {msg}"));
+                return fail(format!(
+                    "start failed, but not for the QoS tc modules: {msg}"
+                ));
             }
             let after = stage.host.snapshot()?;
             let kept = self.kept(&[backend])?;

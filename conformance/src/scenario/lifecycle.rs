@@ -173,12 +173,7 @@ pub(super) fn op_switch(ctx: &Ctx, from: Backend) -> CheckResult<()> {
         &switched.only(&rulesets),
         &format!("after switch {from}->{to}"),
     )?;
-    if to == Backend::Iptables
-        && switched
-            .section("tc")
-            .lines()
-            .any(|l| l.contains("csum"))
-    {
+    if to == Backend::Iptables && switched.section("tc").lines().any(|l| l.contains("csum")) {
         return fail_diff(
             "nftables tc filter left after switch to iptables",
             switched.section("tc").to_string(),

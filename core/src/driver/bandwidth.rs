@@ -248,7 +248,11 @@ fn present(runner: &dyn Runner, bridge: &str, bw: &Bandwidth) -> Result<bool, Dr
 /// QoS). Returns whether it was re-applied. The firewall reload that
 /// follows puts back the nftables backend's checksum filter the clear took
 /// with the root qdisc.
-pub fn refresh(runner: &dyn Runner, bridge: &str, bw: Option<&Bandwidth>) -> Result<bool, DriverError> {
+pub fn refresh(
+    runner: &dyn Runner,
+    bridge: &str,
+    bw: Option<&Bandwidth>,
+) -> Result<bool, DriverError> {
     let Some(b) = bw else {
         return Ok(false);
     };
@@ -390,7 +394,10 @@ mod tests {
         set(&r, "virbr0", Some(&bw), SetFlags::NETWORK).unwrap();
         let text = r.rendered(RenderOptions::ONE_LINE);
         assert!(!text.contains("root handle 1:"), "{text}");
-        assert!(text.contains("classid 1:2 htb rate 10kbps quantum 1\n"), "{text}");
+        assert!(
+            text.contains("classid 1:2 htb rate 10kbps quantum 1\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -523,7 +523,9 @@ pub fn inverse(
             // classes, class qdiscs and filters along; filters are deleted
             // explicitly.
             if args.first().map(String::as_str) == Some("qdisc") {
-                if args.get(1).map(String::as_str) != Some("add") || args.get(2).map(String::as_str) != Some("dev") {
+                if args.get(1).map(String::as_str) != Some("add")
+                    || args.get(2).map(String::as_str) != Some("dev")
+                {
                     return None;
                 }
                 let dev = args.get(3)?;

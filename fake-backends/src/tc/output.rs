@@ -202,10 +202,16 @@ pub(super) fn render_filters(
         } else {
             String::new()
         };
-        if members.iter().all(|f| f.spec.first().is_some_and(|k| k == "fw")) {
+        if members
+            .iter()
+            .all(|f| f.spec.first().is_some_and(|k| k == "fw"))
+        {
             // cls_fw (iproute2's f_fw.c format; the reference kernel has no
             // cls_fw to check it against).
-            let head = format!("filter {dev_part}{parent}protocol {} pref {} fw chain 0 ", g.2, g.1);
+            let head = format!(
+                "filter {dev_part}{parent}protocol {} pref {} fw chain 0 ",
+                g.2, g.1
+            );
             out.push_str(&format!("{head}\n"));
             for f in members {
                 let mut handle = String::new();
@@ -283,7 +289,9 @@ pub(super) fn render_filters(
                                 .unwrap_or_default()
                         };
                         let rate = parse_rate(&val("rate")).map(print_rate).unwrap_or_default();
-                        let burst = parse_size(&val("burst")).map(print_size).unwrap_or_default();
+                        let burst = parse_size(&val("burst"))
+                            .map(print_size)
+                            .unwrap_or_default();
                         let mtu = parse_size(&val("mtu")).map(print_size).unwrap_or_default();
                         let verdict = ["drop", "pass", "reclassify", "continue", "pipe"]
                             .into_iter()
