@@ -162,6 +162,24 @@ impl Expectation {
             Expectation::Error(_) => false,
         }
     }
+
+    /// Does the stream need the tc modules of libvirt's QoS (sch_sfq,
+    /// cls_fw, act_police)?
+    pub fn needs_qos_modules(&self) -> bool {
+        match self {
+            Expectation::Start { stream, .. } => stream.iter().any(|c| is_qos_module_command(c)),
+            Expectation::Error(_) => false,
+        }
+    }
+}
+
+/// A `tc` command of libvirt's QoS stream that needs sch_sfq, cls_fw or
+/// act_police.
+pub fn is_qos_module_command(argv: &[String]) -> bool {
+    argv.first().is_some_and(|p| p == "tc")
+        && argv
+            .iter()
+            .any(|a| a == "sfq" || a == "fw" || a == "police")
 }
 
 /// The expectation of `case` with `backend` in `release`.
@@ -179,10 +197,20 @@ pub fn expectation(
     }
     let start = dir.join(format!("{b}.start"));
     let text = read(&start)?;
-    let stream = parse_stream(&text).map_err(|e| DataError::Invalid {
+    let mut stream = parse_stream(&text).map_err(|e| DataError::Invalid {
         path: start.clone(),
         reason: e.to_string(),
     })?;
+    // The QoS stream (`B.qos.start`) runs after the firewall's, on the same
+    // bridge: the expected host has both.
+    let qos = dir.join(format!("{b}.qos.start"));
+    if qos.exists() {
+        let text = read(&qos)?;
+        stream.extend(parse_stream(&text).map_err(|e| DataError::Invalid {
+            path: qos.clone(),
+            reason: e.to_string(),
+        })?);
+    }
     let rem = dir.join(format!("{b}.removal.xml"));
     let removal = if rem.exists() {
         Some(read(&rem)?)

@@ -33,6 +33,11 @@ pub enum Verdict {
 pub const XFAIL_ACT_CSUM: &str =
     "expected failure: kernel lacks act_csum (libvirt fails the same way)";
 
+/// Reason given for QoS scenarios on a kernel without sch_sfq, cls_fw or
+/// act_police.
+pub const XFAIL_QOS: &str =
+    "expected failure: kernel lacks sch_sfq/cls_fw/act_police for QoS (libvirt fails the same way)";
+
 /// A failed check: what went wrong, and a diff of the host when there is
 /// one (else empty).
 #[derive(Debug, Clone, PartialEq, Eq)]

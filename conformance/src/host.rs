@@ -149,6 +149,11 @@ pub trait HostFactory: Send + Sync {
     /// Does the kernel have the tc `act_csum` action? (The nftables
     /// backend's DHCP checksum filter needs it.)
     fn has_act_csum(&self) -> bool;
+    /// Does the kernel have sch_sfq, cls_fw and act_police (libvirt's QoS
+    /// stream needs all three)?
+    fn has_qos_modules(&self) -> bool {
+        true
+    }
     /// A fresh, empty host. For the real host this replaces the calling
     /// thread's network namespace: only one host per thread is live.
     fn fresh(&self) -> Result<Box<dyn TestHost>, HostError>;
@@ -477,6 +482,7 @@ impl TestHost for RealTestHost {
 /// namespace the process started in is never touched.
 pub struct RealFactory {
     act_csum: bool,
+    qos_modules: bool,
     tools: DriverTools,
 }
 
@@ -506,6 +512,9 @@ impl RealFactory {
         let act_csum = std::thread::spawn(probe_act_csum)
             .join()
             .map_err(|_| HostError::Other("act_csum probe thread panicked".into()))??;
+        let qos_modules = std::thread::spawn(probe_qos_modules)
+            .join()
+            .map_err(|_| HostError::Other("QoS probe thread panicked".into()))??;
         let real = |t: &str| {
             find_in_path(t)
                 .map(|p| p.to_string_lossy().to_string())
@@ -524,6 +533,7 @@ impl RealFactory {
         }
         Ok(RealFactory {
             act_csum,
+            qos_modules,
             tools: DriverTools {
                 dnsmasq_binary: dnsmasq,
                 leases_helper: real("true"),
@@ -584,12 +594,62 @@ pub fn probe_act_csum() -> Result<bool, HostError> {
     Ok(out.success())
 }
 
+/// In a fresh namespace: do an sfq qdisc under an htb class, a `fw` filter
+/// and a `police` filter work (libvirt's QoS stream)?
+pub fn probe_qos_modules() -> Result<bool, HostError> {
+    enter_fresh_netns()?;
+    let r = RealRunner::new();
+    run_text(&r, &["ip", "link", "add", "vnqos0", "type", "bridge"])?;
+    let steps: [&[&str]; 5] = [
+        &[
+            "tc", "qdisc", "add", "dev", "vnqos0", "root", "handle", "1:", "htb", "default", "2",
+        ],
+        &[
+            "tc", "class", "add", "dev", "vnqos0", "parent", "1:", "classid", "1:2", "htb", "rate",
+            "8kbps",
+        ],
+        &[
+            "tc", "qdisc", "add", "dev", "vnqos0", "parent", "1:2", "handle", "2:", "sfq",
+            "perturb", "10",
+        ],
+        &[
+            "tc", "filter", "add", "dev", "vnqos0", "parent", "1:0", "protocol", "all", "prio",
+            "1", "handle", "1", "fw", "flowid", "1",
+        ],
+        &["tc", "qdisc", "add", "dev", "vnqos0", "ingress"],
+    ];
+    for argv in steps {
+        let out = r
+            .run(&Cmd::new(argv.iter().copied()))
+            .map_err(|source| HostError::Run {
+                cmd: argv.join(" "),
+                source,
+            })?;
+        if !out.success() {
+            return Ok(false);
+        }
+    }
+    let police = [
+        "tc", "filter", "add", "dev", "vnqos0", "parent", "ffff:", "protocol", "all", "u32",
+        "match", "u32", "0", "0", "police", "rate", "8kbps", "burst", "8kb", "mtu", "64kb", "drop",
+        "flowid", ":1",
+    ];
+    let out = r.run(&Cmd::new(police)).map_err(|source| HostError::Run {
+        cmd: "tc filter add ... police".into(),
+        source,
+    })?;
+    Ok(out.success())
+}
+
 impl HostFactory for RealFactory {
     fn kind(&self) -> HostKind {
         HostKind::Real
     }
     fn has_act_csum(&self) -> bool {
         self.act_csum
+    }
+    fn has_qos_modules(&self) -> bool {
+        self.qos_modules
     }
     fn fresh(&self) -> Result<Box<dyn TestHost>, HostError> {
         enter_fresh_netns()?;

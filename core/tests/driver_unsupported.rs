@@ -9,10 +9,6 @@ use virtnet_core::firewall::Backend;
 
 const CASES: &[(&str, &str)] = &[
     (
-        "<network>\n  <name>q</name>\n  <bandwidth>\n    <inbound average='1000'/>\n  </bandwidth>\n  <ip address='10.7.0.1' prefix='24'/>\n</network>\n",
-        "3:3: unsupported configuration: <bandwidth> (QoS) of network 'q' cannot be applied by virtnet; remove it (at /network/bandwidth[1])",
-    ),
-    (
         "<network>\n  <name>q</name>\n  <bridge name='virbr9' macTableManager='libvirt'/>\n</network>\n",
         "3:25: unsupported configuration: <bridge macTableManager='libvirt'> of network 'q' cannot be applied by virtnet; remove it or use 'kernel' (at /network/bridge[1]/@macTableManager)",
     ),
@@ -31,9 +27,9 @@ fn features_virtnet_cannot_apply_are_refused_at_define() {
         assert_eq!(e, *want);
         assert!(d.list().is_empty(), "nothing defined");
     }
-    // What virtnet can apply stays accepted: portgroup bandwidth (guest
-    // ports), macTableManager='kernel', register='no'.
-    d.define("<network><name>ok</name><bridge name='virbr8' macTableManager='kernel'/><domain name='x' register='no'/><portgroup name='p'><bandwidth><inbound average='10'/></bandwidth></portgroup></network>").unwrap();
+    // What virtnet can apply stays accepted: network and portgroup
+    // bandwidth, macTableManager='kernel', register='no'.
+    d.define("<network><name>ok</name><bridge name='virbr8' macTableManager='kernel'/><domain name='x' register='no'/><bandwidth><inbound average='10'/></bandwidth><portgroup name='p'><bandwidth><inbound average='10'/></bandwidth></portgroup></network>").unwrap();
 }
 
 #[test]
@@ -48,17 +44,14 @@ fn a_saved_definition_with_such_a_feature_does_not_start() {
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(
         &path,
-        text.replace(
-            "<ip ",
-            "<bandwidth><inbound average='1000'/></bandwidth>\n  <ip ",
-        ),
+        text.replace("<bridge ", "<bridge macTableManager='libvirt' "),
     )
     .unwrap();
     let d = env.driver(Backend::Iptables);
     let before = env.state();
     let e = d.start("q").unwrap_err().to_string();
     assert!(
-        e.contains("<bandwidth> (QoS) of network 'q' cannot be applied"),
+        e.contains("<bridge macTableManager='libvirt'> of network 'q'"),
         "{e}"
     );
     assert_same_host(&before, &env.state(), "refused start");

@@ -208,6 +208,13 @@ impl FakeHost {
         self.lock().state.tc.csum_fails = fails;
     }
 
+    /// Make `sfq` qdiscs, the `fw` classifier and the `police` action fail
+    /// like the reference kernel (built without them), or work like a
+    /// kernel that has them (the default; what libvirt's QoS needs).
+    pub fn set_tc_qos_modules_missing(&self, missing: bool) {
+        self.lock().state.tc.qos_modules_missing = missing;
+    }
+
     /// Model a kernel with the dummy link driver (`ip link add X type
     /// dummy` works), or without it like the reference kernel (the default).
     pub fn set_dummy_driver(&self, has: bool) {

@@ -11,7 +11,9 @@ use virtnet_core::rules;
 use virtnet_runner::{Cmd, Runner};
 
 use crate::cases::{self, Case, Expectation};
-use crate::checks::{fail, fail_diff, nothing_left, CheckResult, Failure, Stop, XFAIL_ACT_CSUM};
+use crate::checks::{
+    fail, fail_diff, nothing_left, CheckResult, Failure, Stop, XFAIL_ACT_CSUM, XFAIL_QOS,
+};
 use crate::host::{HostError, HostFactory, Snapshot, TestHost, FIREWALL_SECTIONS};
 
 /// Everything a scenario body needs.
@@ -156,6 +158,12 @@ impl<'a> Ctx<'a> {
         Ok(!self.factory.has_act_csum() && self.expectation(backend)?.needs_act_csum())
     }
 
+    /// Would the start of this case with `backend` fail on this kernel for
+    /// want of the tc modules QoS needs (sch_sfq, cls_fw, act_police)?
+    pub(super) fn lacks_qos(&self, backend: Backend) -> Result<bool, Failure> {
+        Ok(!self.factory.has_qos_modules() && self.expectation(backend)?.needs_qos_modules())
+    }
+
     // ------------------------------------------------------------------
     // expectations computed on separate fresh hosts
 
@@ -203,6 +211,9 @@ impl<'a> Ctx<'a> {
             if !out.success() {
                 let is_query = argv.iter().any(|a| a == "show" || a == "list");
                 if argv.iter().any(|a| a == "csum") && !self.factory.has_act_csum() {
+                    return Ok(None);
+                }
+                if cases::is_qos_module_command(argv) && !self.factory.has_qos_modules() {
                     return Ok(None);
                 }
                 if !is_query {
@@ -314,6 +325,25 @@ impl<'a> Ctx<'a> {
                 return fail("failed start left a status file");
             }
             return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
+        }
+        if self.lacks_qos(backend)? {
+            let e = match r {
+                Ok(()) => return fail("start succeeded on a kernel without the QoS tc modules"),
+                Err(e) => e,
+            };
+            let msg = e.to_string();
+            if !(msg.contains(" sfq ") || msg.contains(" fw ") || msg.contains(" police ")) {
+                return fail(format!(
+                    "start failed, but not for the QoS tc modules: {msg}"
+                ));
+            }
+            let after = stage.host.snapshot()?;
+            let kept = self.kept(&[backend])?;
+            self.check_nothing_left(&stage.baseline, &after, &kept, "failed start (QoS)")?;
+            if self.status_path(stage).exists() {
+                return fail("failed start left a status file");
+            }
+            return Err(Stop::Xfail(XFAIL_QOS.into()));
         }
         r.map_err(|e| Stop::Fail(Failure::new(format!("start: {e}"))))
     }

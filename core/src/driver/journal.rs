@@ -54,7 +54,8 @@
 //! |---|---|
 //! | `iptables -w ... --insert/--append ...` | same with `--delete` |
 //! | `nft -ae insert/add rule FAM TABLE CHAIN ...` echoing `# handle N` | `nft delete rule FAM TABLE CHAIN handle N` |
-//! | `tc filter add ...` | same with `del` (the root qdisc goes with the bridge) |
+//! | `tc filter add ...` | same with `del` |
+//! | `tc qdisc add dev D root ...` / `tc qdisc add dev D ingress` | `tc qdisc del dev D root` / `... ingress` |
 //! | `ip link add name BR ...` | `ip link del BR` |
 //! | `ip addr/route add ...` | same with `del` |
 //! | `ip link set dev BR up` | `ip link set dev BR down` |
@@ -520,8 +521,27 @@ pub fn inverse(
             ))
         }
         "tc" => {
-            // The root qdisc goes with the bridge (libvirt never deletes it
-            // either); filters are deleted explicitly.
+            // A root or ingress qdisc (QoS; on a host bridge in mode
+            // 'bridge' it does not go with the bridge) is deleted the way
+            // libvirt's virNetDevBandwidthClear deletes it, which takes its
+            // classes, class qdiscs and filters along; filters are deleted
+            // explicitly.
+            if args.first().map(String::as_str) == Some("qdisc") {
+                if args.get(1).map(String::as_str) != Some("add")
+                    || args.get(2).map(String::as_str) != Some("dev")
+                {
+                    return None;
+                }
+                let dev = args.get(3)?;
+                let which = match args.get(4).map(String::as_str) {
+                    Some("root") => "root",
+                    Some("ingress") => "ingress",
+                    _ => return None,
+                };
+                let mut inv = vec![argv[0].clone()];
+                inv.extend(s(&["qdisc", "del", "dev", dev, which]));
+                return Some(inv);
+            }
             if args.first().map(String::as_str) != Some("filter") {
                 return None;
             }
@@ -800,7 +820,7 @@ fn nft_echoed_rule(args: &[String]) -> Option<usize> {
 /// | `iptables ... --insert/--append CHAIN SPEC` | `--check CHAIN SPEC` | `--delete CHAIN SPEC` |
 /// | `nft -ae insert/add rule FAM TABLE CHAIN RULE` | `nft -a list chain FAM TABLE CHAIN`, the newest rule whose text is RULE as nft lists it | `nft delete rule FAM TABLE CHAIN handle N` |
 /// | `ip link add name BR [address MAC] ...` | `ip -o link show dev BR` (with that MAC) | `ip link del BR` |
-/// | `ip addr/route add`, `ip link set up`, `tc filter add` on the network's own bridge, `sysctl -w` of a global key | — (the inverse is harmless when nothing was done) | its inverse |
+/// | `ip addr/route add`, `ip link set up`, `tc filter add`, `tc qdisc add` root/ingress, `sysctl -w` of a global key | — (the inverse is harmless when nothing was done) | its inverse |
 /// | `dnsmasq --conf-file=C` | the pid file noted for C (`dnsmasq-pidfile`), removed before dnsmasq ran | `kill PID` |
 pub fn recovery_plan(
     runner: &dyn Runner,

@@ -53,9 +53,12 @@
 //!   iptables removal of rules that were never added. The firewall part of
 //!   our stream on such a failure is libvirt's without that tail.
 //! - The tc root qdisc added by the nftables backend is removed with the
-//!   bridge (as in libvirt), never by an explicit `tc qdisc del`.
+//!   bridge at destroy (as in libvirt); a failed start's undo deletes it
+//!   explicitly (`tc qdisc del dev BR root`) before deleting the bridge.
 //! - Destroy removes the status file last (libvirt: first), for crash safety.
-//! - Not implemented: bandwidth/QoS, `vlan_filtering` (macTableManager
+//! - QoS (`<bandwidth>`, [`bandwidth`]): libvirt's tc streams; floors of
+//!   guest ports are not managed (no ports).
+//! - Not implemented: `vlan_filtering` (macTableManager
 //!   'libvirt') and systemd-resolved registration — definitions using them
 //!   are refused at define ([`support`]) —, the SIGKILL
 //!   follow-up of dnsmasq (except for a stop a crash interrupted, see
@@ -84,6 +87,7 @@
 //! `driver_upgrade.rs` (libvirt 11.3.0 and 9.0.0 captures: streams and
 //! status files), `driver_realhost.rs` (the real tools in a fresh namespace).
 
+pub mod bandwidth;
 pub mod check;
 pub mod hooks;
 pub mod journal;
@@ -1791,6 +1795,12 @@ impl Driver {
                         Err(e) => rep.problems.push(format!("{name}: {e}")),
                     }
                     continue;
+                }
+                // The QoS of the network, put back if it is gone.
+                match bandwidth::refresh(self.runner(), &br, st.def.bandwidth.as_ref()) {
+                    Ok(_) => {}
+                    Err(e) if e.is_crash() => return Err(e),
+                    Err(e) => rep.problems.push(format!("{}: {e}", st.def.name)),
                 }
             }
             if ops.reload_firewall {

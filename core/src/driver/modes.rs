@@ -4,8 +4,8 @@
 //! (an exhaustive `match`: the compiler checks every mode has its row).
 //! Bridge-based modes (isolated, nat, route, open) create and configure
 //! their own bridge, firewall it and run dnsmasq; host-managed modes only do
-//! what libvirt does for them (bridge with a bridge name: nothing beyond
-//! marking it active, as bandwidth is not supported; macvtap-style modes
+//! what libvirt does for them (bridge with a bridge name: its `<bandwidth>`
+//! on that bridge, see [`super::bandwidth`]; macvtap-style modes
 //! and hostdev: fill the device pool from a `<pf>`'s virtual functions).
 //!
 //! Every host change goes through `ctx.runner` (the journaling runner during
@@ -91,7 +91,7 @@ pub fn ops_for(mode: Option<ForwardMode>) -> ModeOps {
         ModeKind::Bridge => ModeOps {
             kind,
             start: start_bridge,
-            shutdown: shutdown_nothing,
+            shutdown: shutdown_bridge,
             reload_firewall: false,
         },
         ModeKind::Private | ModeKind::Vepa | ModeKind::Passthrough | ModeKind::Hostdev => ModeOps {
@@ -276,6 +276,9 @@ fn start_virtual(
     if crate::dnsmasq::needs_dnsmasq(def) {
         ctx.driver.start_dnsmasq(def, r, ctx.note)?;
     }
+    // QoS, last (libvirt: virNetDevBandwidthSet after dnsmasq; a failure
+    // clears the qdiscs, then the rest of the start is undone).
+    super::bandwidth::start(r, &br, def.bandwidth.as_ref())?;
     Ok(fw)
 }
 
@@ -364,8 +367,11 @@ fn check_route_collision(r: &dyn Runner, def: &NetworkDef) -> Result<(), DriverE
 /// libvirt networkShutdownNetworkVirtual.
 fn shutdown_virtual(d: &Driver, r: &dyn Runner, st: &NetworkStatus) -> Result<(), DriverError> {
     let def = &st.def;
-    d.stop_dnsmasq(def, r)?;
     let br = def.bridge_name().unwrap_or("").to_string();
+    if def.bandwidth.is_some() && !br.is_empty() {
+        super::bandwidth::clear(r, &br)?;
+    }
+    d.stop_dnsmasq(def, r)?;
     if !br.is_empty() {
         run_ignore(r, argv(&["ip", "link", "set", "dev", &br, "down"]))?;
     }
@@ -378,14 +384,25 @@ fn shutdown_virtual(d: &Driver, r: &dyn Runner, st: &NetworkStatus) -> Result<()
 }
 
 /// Bridge mode: an existing host bridge (`<bridge name>`) or macvtap
-/// devices. libvirt applies bandwidth (not supported here) and otherwise
-/// only marks the network active; without a bridge name it is an
-/// "external" mode.
+/// devices. With a bridge name libvirt applies the network's bandwidth to
+/// that bridge (networkStartNetworkBridge; a failure clears it) and
+/// otherwise only marks the network active; without a bridge name it is
+/// an "external" mode.
 fn start_bridge(ctx: &StartCtx<'_>, def: &mut NetworkDef) -> Result<Option<Firewall>, DriverError> {
-    if def.bridge_name().is_some() {
+    if let Some(br) = def.bridge_name() {
+        super::bandwidth::start(ctx.runner, br, def.bandwidth.as_ref())?;
         return Ok(None);
     }
     start_external(ctx, def)
+}
+
+/// networkShutdownNetworkBridge: the bandwidth cleared from the host's
+/// bridge (the bridge itself stays).
+fn shutdown_bridge(_d: &Driver, r: &dyn Runner, st: &NetworkStatus) -> Result<(), DriverError> {
+    match st.def.bridge_name() {
+        Some(br) if st.def.bandwidth.is_some() => super::bandwidth::clear(r, br),
+        _ => Ok(()),
+    }
 }
 
 /// private, vepa, passthrough, hostdev (and bridge without a bridge name):

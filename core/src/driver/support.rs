@@ -3,14 +3,14 @@
 //! time with a message naming the element, instead of being accepted and
 //! silently ignored:
 //!
-//! - `<bandwidth>` of the network (QoS: libvirt puts tc htb/sfq qdiscs,
-//!   classes and filters and an ingress policer on the bridge; not
-//!   implemented). A `<bandwidth>` inside a `<portgroup>` is accepted: it
-//!   applies to guest ports, which virtnet does not manage.
 //! - `<bridge macTableManager='libvirt'>` (libvirt turns the bridge's
 //!   learning and flooding off and manages its FDB per guest port).
 //! - `<domain register='yes'>` (libvirt registers the domain with
 //!   systemd-resolved).
+//!
+//! (`<bandwidth>` of the network is applied, see [`super::bandwidth`]; a
+//! `<bandwidth>` inside a `<portgroup>` is accepted as libvirt accepts it:
+//! it applies to guest ports, which virtnet does not manage.)
 
 use crate::netxml::{ErrorKind, Location, MacTableManager, NetXmlError, NetworkDef};
 
@@ -27,13 +27,6 @@ fn refuse(path: &str, attr: Option<&str>, msg: String) -> NetXmlError {
 /// element's path (positions are filled in by [`crate::netxml::locate`]).
 pub fn unsupported_feature(def: &NetworkDef) -> Option<NetXmlError> {
     let n = &def.name;
-    if def.bandwidth.is_some() {
-        return Some(refuse(
-            "/network/bandwidth[1]",
-            None,
-            format!("unsupported configuration: <bandwidth> (QoS) of network '{n}' cannot be applied by virtnet; remove it"),
-        ));
-    }
     if def.bridge.mac_table_manager == Some(MacTableManager::Libvirt) {
         return Some(refuse(
             "/network/bridge[1]",

@@ -18,6 +18,12 @@
 //! `iptables-restore --noflush`) is followed by its input, each line
 //! prefixed with `  | ` (libvirt's stream format has no stdin).
 //!
+//! For a definition with a `<bandwidth>`: `B.qos.start` — libvirt's
+//! `virNetDevBandwidthSet` stream on the bridge at the end of a start (with
+//! nftables the checksum fix's root qdisc is already there, so `tc qdisc
+//! show` finds it and no root qdisc is added), and `qos.destroy` — the
+//! `virNetDevBandwidthClear` stream of destroy.
+//!
 //! And `legacy-removal.iptables` — the iptables removal libvirt regenerates
 //! from the definition when a status file has no saved plan (absent when
 //! libvirt would run nothing).
@@ -88,6 +94,31 @@ pub fn case_files(xml: &str) -> Result<Vec<(String, String)>, NetXmlError> {
                 }
             }
             Err(e) => files.push((format!("{b}-batched.error"), format!("{e}\n"))),
+        }
+    }
+    if let (Some(bw), Some(br)) = (def.bandwidth.as_ref(), def.bridge_name()) {
+        for backend in [Backend::Iptables, Backend::Nftables] {
+            let runner = RecordingRunner::new();
+            if backend == Backend::Nftables && super::has_firewall_rules(&def) {
+                runner.stdout_when(
+                    crate::firewall::Matcher::contains(["qdisc", "show"]),
+                    "qdisc htb 1: root refcnt 2 r2q 10 default 0x2 direct_packets_stat 0 direct_qlen 1000\n",
+                );
+            }
+            let flags = crate::driver::bandwidth::SetFlags::NETWORK;
+            if crate::driver::bandwidth::set(&runner, br, Some(bw), flags).is_ok() {
+                files.push((
+                    format!("{}.qos.start", backend.as_str()),
+                    runner.rendered(RenderOptions::GOLDEN),
+                ));
+            }
+        }
+        let runner = RecordingRunner::new();
+        if crate::driver::bandwidth::clear(&runner, br).is_ok() {
+            files.push((
+                "qos.destroy".to_string(),
+                runner.rendered(RenderOptions::GOLDEN),
+            ));
         }
     }
     if super::has_firewall_rules(&def) {

@@ -144,19 +144,33 @@ pub(super) fn u32_selector(spec: &[String]) -> (Vec<Key>, Option<String>, Vec<Ve
                 (Some(&"u32"), _) => {
                     let v = t.get(i + 2).and_then(|x| parse_num(x)).unwrap_or(0);
                     let m = t.get(i + 3).and_then(|x| parse_mask(x)).unwrap_or(0);
-                    let off = t.get(i + 5).and_then(|x| parse_num(x)).unwrap_or(0);
+                    // `at OFF` is optional (offset 0).
+                    let (off, used) = if t.get(i + 4) == Some(&"at") {
+                        (t.get(i + 5).and_then(|x| parse_num(x)).unwrap_or(0), 6)
+                    } else {
+                        (0, 4)
+                    };
                     add(Key {
                         off,
                         value: v & m,
                         mask: m,
                     });
-                    i += 6;
+                    i += used;
                 }
                 _ => i += 1,
             },
             "flowid" | "classid" => {
                 flowid = t.get(i + 1).map(|x| x.to_string());
                 i += 2;
+            }
+            // The old-style policer (`police rate R burst B ... drop`).
+            "police" => {
+                let end = t[i + 1..]
+                    .iter()
+                    .position(|x| matches!(*x, "flowid" | "classid" | "action" | "police"))
+                    .map_or(t.len(), |p| p + i + 1);
+                actions.push(t[i..end].iter().map(|x| x.to_string()).collect());
+                i = end;
             }
             "action" => {
                 let end = t[i + 1..]

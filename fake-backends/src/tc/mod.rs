@@ -54,6 +54,15 @@ fn kernel_err(msg: &str) -> Output {
     )
 }
 
+/// A qdisc handle as a filter's `parent` names it: `1:0` and `1:` are
+/// the same qdisc.
+fn qdisc_handle(h: &str) -> String {
+    match h.split_once(':') {
+        Some((maj, min)) if min.trim_start_matches('0').is_empty() => format!("{maj}:"),
+        _ => norm_handle(h),
+    }
+}
+
 fn norm_handle(h: &str) -> String {
     if h.contains(':') {
         h.to_string()
@@ -163,7 +172,14 @@ impl TcState {
             }
             ("qdisc", "del" | "delete") => self.qdisc_del(dev, ingress),
             ("filter", "add" | "replace") => self.filter_add(dev, parent, prio, protocol, tail),
-            ("filter", "del" | "delete") => self.filter_del(dev, parent, prio, protocol),
+            ("filter", "del" | "delete") => {
+                // Without a preference the kernel flushes the chain, which
+                // it refuses when a protocol, handle or kind narrows it.
+                if prio.is_none() && (protocol.is_some() || handle.is_some() || !tail.is_empty()) {
+                    return kernel_err("Cannot flush filters with protocol, handle or kind set.");
+                }
+                self.filter_del(dev, parent, prio, protocol)
+            }
             ("filter", "show" | "list" | "ls") => self.filter_show(dev, parent, ingress_sel),
             ("qdisc" | "filter" | "class", v) => fail(
                 255,
@@ -217,6 +233,17 @@ impl TcState {
                     }
                 }
             }
+            for c in self.children.get(d).into_iter().flatten() {
+                if handle.is_none_or(|h| norm_handle(h) == c.handle) {
+                    lines.push(format!(
+                        "qdisc {} {} {dev_part}parent {} {}",
+                        c.kind,
+                        c.handle,
+                        show_classid(c.parent),
+                        render_child_params(c)
+                    ));
+                }
+            }
             if self.ingress.contains(d) && handle.is_none_or(|h| norm_handle(h) == "ffff:") {
                 lines.push(format!(
                     "qdisc ingress ffff: {dev_part}parent ffff:fff1 ---------------- "
@@ -253,13 +280,14 @@ impl TcState {
                 return fail(2, "Error: Exclusivity flag on, cannot modify.");
             }
             self.ingress.insert(d.to_string());
+            self.ingress_queue.insert(d.to_string());
             return Output::default();
         }
         if !root {
-            if parent.is_none() {
+            let Some(p) = parent else {
                 return fail(2, "Error: Specified qdisc not found.");
-            }
-            return fail(2, "Error: Specified class not found.");
+            };
+            return self.child_qdisc_add(d, p, handle, tail);
         }
         let Some(kind) = tail.first().cloned() else {
             return fail(1, "Unknown qdisc \"\", hence option \"\" is unparsable");
@@ -303,8 +331,68 @@ impl TcState {
                 params: tail[1..].to_vec(),
             },
         );
-        self.filters.remove(d);
+        // What hung under the old root goes (the ingress qdisc's filters
+        // stay).
+        if let Some(list) = self.filters.get_mut(d) {
+            list.retain(|f| f.parent == "ffff:");
+            if list.is_empty() {
+                self.filters.remove(d);
+            }
+        }
         self.classes.remove(d);
+        self.children.remove(d);
+        Output::default()
+    }
+
+    /// `tc qdisc add dev D parent MAJ:MIN [handle H:] KIND ...`: a qdisc
+    /// under an htb class.
+    fn child_qdisc_add(
+        &mut self,
+        d: &str,
+        parent: &str,
+        handle: Option<&str>,
+        tail: Vec<String>,
+    ) -> Output {
+        let Some(q) = self.qdiscs.get(d) else {
+            return fail(2, "Error: Failed to find specified qdisc.");
+        };
+        let pid = parse_classid(parent).unwrap_or(0);
+        let qmaj = parse_classid(&q.handle).map_or(0, |h| h >> 16);
+        if pid >> 16 != qmaj {
+            return fail(2, "Error: Failed to find specified qdisc.");
+        }
+        if self.classes.get(d).and_then(|h| h.get(pid)).is_none() {
+            return fail(2, "Error: Specified class not found.");
+        }
+        let Some(kind) = tail.first().cloned() else {
+            return fail(1, "Unknown qdisc \"\", hence option \"\" is unparsable");
+        };
+        let known = KINDS.contains(&kind.as_str()) || (kind == "sfq" && !self.qos_modules_missing);
+        if !known {
+            return fail(2, "Error: Specified qdisc kind is unknown.");
+        }
+        let list = self.children.entry(d.to_string()).or_default();
+        if list.iter().any(|c| c.parent == pid) {
+            let same = handle.is_some_and(|h| list.iter().any(|c| c.handle == norm_handle(h)));
+            return if same || handle.is_none() {
+                fail(2, "Error: Exclusivity flag on, cannot modify.")
+            } else {
+                fail(2, "Error: NLM_F_REPLACE needed to override.")
+            };
+        }
+        let handle = match handle {
+            Some(h) => norm_handle(h),
+            None => {
+                self.auto_handle = self.auto_handle.max(0x8000) + 1;
+                format!("{:x}:", self.auto_handle)
+            }
+        };
+        list.push(ChildQdisc {
+            parent: pid,
+            handle,
+            kind,
+            params: tail[1..].to_vec(),
+        });
         Output::default()
     }
 
@@ -315,6 +403,9 @@ impl TcState {
         };
         if ingress {
             if !self.ingress.remove(d) {
+                if !self.ingress_queue.contains(d) {
+                    return fail(2, "Error: Cannot find specified qdisc on specified device.");
+                }
                 return fail(2, "Error: Invalid handle.");
             }
             // Its filters go with it.
@@ -329,8 +420,16 @@ impl TcState {
         if self.qdiscs.remove(d).is_none() {
             return fail(2, "Error: Cannot delete qdisc with handle of zero.");
         }
-        self.filters.remove(d);
+        // The root's filters, classes and class qdiscs go with it (the
+        // ingress qdisc's filters stay).
+        if let Some(list) = self.filters.get_mut(d) {
+            list.retain(|f| f.parent == "ffff:");
+            if list.is_empty() {
+                self.filters.remove(d);
+            }
+        }
         self.classes.remove(d);
+        self.children.remove(d);
         Output::default()
     }
 
@@ -346,12 +445,18 @@ impl TcState {
         let Some(d) = dev else {
             return fail(1, "Cannot find device \"\"");
         };
-        let parent = norm_handle(parent.unwrap_or("ffff:"));
+        let parent = qdisc_handle(parent.unwrap_or("ffff:"));
         let on_ingress = parent == "ffff:" && self.ingress.contains(d);
         if !on_ingress && self.qdiscs.get(d).is_none_or(|q| q.handle != parent) {
             return kernel_err("Parent Qdisc doesn't exists.");
         }
+        if self.qos_modules_missing && tail.first().is_some_and(|k| k == "fw") {
+            return kernel_err("TC classifier not found.");
+        }
         if self.csum_fails && tail.windows(2).any(|w| w[0] == "action" && w[1] == "csum") {
+            return kernel_err("Failed to load TC action module.");
+        }
+        if self.qos_modules_missing && tail.iter().any(|w| w == "police") {
             return kernel_err("Failed to load TC action module.");
         }
         self.filters.entry(d.to_string()).or_default().push(Filter {
@@ -374,7 +479,7 @@ impl TcState {
         let Some(d) = dev else {
             return fail(1, "Cannot find device \"\"");
         };
-        let parent = parent.map(norm_handle);
+        let parent = parent.map(qdisc_handle);
         let list = self.filters.entry(d.to_string()).or_default();
         let before = list.len();
         list.retain(|f| {

@@ -43,6 +43,29 @@ pub struct TcState {
     /// htb classes per device, as the kernel's class hash holds them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub classes: BTreeMap<String, ClassHash>,
+    /// Qdiscs attached to an htb class (`tc qdisc add dev D parent 1:2
+    /// handle 2: sfq ...`), per device in creation order.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub children: BTreeMap<String, Vec<ChildQdisc>>,
+    /// Devices whose ingress queue exists (an ingress qdisc was added once:
+    /// deleting a missing one then fails differently).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub ingress_queue: std::collections::BTreeSet<String>,
+    /// When true, `sfq`, the `fw` classifier and the `police` action are
+    /// missing, as on the reference kernel (no sch_sfq, cls_fw, act_police).
+    #[serde(default)]
+    pub qos_modules_missing: bool,
+}
+
+/// A qdisc attached to a class.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildQdisc {
+    /// The class it hangs under (`MAJ:MIN` as a number).
+    pub parent: u32,
+    /// Its handle, e.g. `2:`.
+    pub handle: String,
+    pub kind: String,
+    pub params: Vec<String>,
 }
 
 /// One htb class (`tc class add ... htb rate R ...`).
@@ -144,8 +167,10 @@ impl TcState {
     /// Forget everything attached to a device that no longer exists.
     pub fn drop_device(&mut self, dev: &str) {
         self.classes.remove(dev);
+        self.children.remove(dev);
         self.qdiscs.remove(dev);
         self.ingress.remove(dev);
+        self.ingress_queue.remove(dev);
         self.filters.remove(dev);
     }
 }

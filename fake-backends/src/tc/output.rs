@@ -32,6 +32,16 @@ pub(super) fn print_size(sz: u64) -> String {
     }
 }
 
+/// A `flowid`/`classid` as tc parses it (`1` is minor 1 of major 0) and
+/// prints it (`:1`).
+fn fw_classid(v: &str) -> String {
+    match parse_classid(v).or_else(|| u32::from_str_radix(v, 16).ok()) {
+        Some(id) if id >> 16 == 0 => format!(":{:x}", id & 0xffff),
+        Some(id) => show_classid(id),
+        None => v.to_string(),
+    }
+}
+
 pub(super) fn show_classid(id: u32) -> String {
     format!("{:x}:{:x}", id >> 16, id & 0xffff)
 }
@@ -62,7 +72,25 @@ impl TcState {
                 ));
             }
         }
+        for (d, list) in &self.children {
+            for c in list {
+                out.push_str(&format!(
+                    "qdisc {} {} dev {d} parent {} {}\n",
+                    c.kind,
+                    c.handle,
+                    show_classid(c.parent),
+                    c.params.join(" ")
+                ));
+            }
+        }
+        for d in &self.ingress {
+            out.push_str(&format!("qdisc ingress ffff: dev {d}\n"));
+        }
         for (d, list) in &self.filters {
+            // As the kernel lists them: per parent, by preference (the
+            // insertion order within one preference).
+            let mut list: Vec<&Filter> = list.iter().collect();
+            list.sort_by(|a, b| (&a.parent, a.prio).cmp(&(&b.parent, b.prio)));
             for f in list {
                 out.push_str(&format!(
                     "filter dev {d} parent {} protocol {} pref {} {}\n",
@@ -74,6 +102,31 @@ impl TcState {
             }
         }
         out
+    }
+}
+
+/// The options of a qdisc under a class as `tc qdisc show` prints them
+/// (pfifo/bfifo checked on the reference kernel; sfq's line is iproute2's
+/// format, not checkable there: no sch_sfq).
+pub(super) fn render_child_params(c: &ChildQdisc) -> String {
+    match c.kind.as_str() {
+        "sfq" => {
+            let mut perturb = "0".to_string();
+            let mut it = c.params.iter();
+            while let Some(p) = it.next() {
+                if p == "perturb" {
+                    if let Some(v) = it.next() {
+                        perturb = v.clone();
+                    }
+                }
+            }
+            format!("limit 127p quantum 1514b depth 127 divisor 1024 perturb {perturb}sec ")
+        }
+        _ => render_params(&Qdisc {
+            kind: c.kind.clone(),
+            handle: c.handle.clone(),
+            params: c.params.clone(),
+        }),
     }
 }
 
@@ -130,7 +183,13 @@ pub(super) fn render_filters(
     let mut out = String::new();
     let mut action_index = 0;
     for g in order {
-        let ht = 0x800 + groups.iter().position(|x| *x == g).unwrap_or(0);
+        // Hash tables are numbered per qdisc (the ingress qdisc's apart).
+        let ht = 0x800
+            + groups
+                .iter()
+                .filter(|x| x.0 == g.0)
+                .position(|x| *x == g)
+                .unwrap_or(0);
         let members: Vec<&&Filter> = shown
             .iter()
             .filter(|f| (f.parent.as_str(), f.prio, f.protocol.as_str()) == g)
@@ -143,6 +202,40 @@ pub(super) fn render_filters(
         } else {
             String::new()
         };
+        if members
+            .iter()
+            .all(|f| f.spec.first().is_some_and(|k| k == "fw"))
+        {
+            // cls_fw (iproute2's f_fw.c format; the reference kernel has no
+            // cls_fw to check it against).
+            let head = format!(
+                "filter {dev_part}{parent}protocol {} pref {} fw chain 0 ",
+                g.2, g.1
+            );
+            out.push_str(&format!("{head}\n"));
+            for f in members {
+                let mut handle = String::new();
+                let mut classid = String::new();
+                let mut it = f.spec[1..].iter();
+                while let Some(w) = it.next() {
+                    match w.as_str() {
+                        "handle" => {
+                            if let Some(v) = it.next().and_then(|v| parse_num(v)) {
+                                handle = format!("handle {v:#x} ");
+                            }
+                        }
+                        "flowid" | "classid" => {
+                            if let Some(v) = it.next() {
+                                classid = format!("classid {} ", fw_classid(v));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                out.push_str(&format!("{head}{handle}{classid}\n"));
+            }
+            continue;
+        }
         let head = format!(
             "filter {dev_part}{parent}protocol {} pref {} u32 chain 0 ",
             g.2, g.1
@@ -182,6 +275,30 @@ pub(super) fn render_filters(
                             "\taction order {}: csum ({}) action pass\n\tindex {action_index} ref 1 bind 1\n\n",
                             order + 1,
                             what.join(", ")
+                        ));
+                    }
+                    "police" => {
+                        // Old-style policer, iproute2's m_police.c print
+                        // (not checkable on the reference kernel: no
+                        // act_police).
+                        let val = |key: &str| {
+                            a.iter()
+                                .position(|x| x == key)
+                                .and_then(|p| a.get(p + 1))
+                                .cloned()
+                                .unwrap_or_default()
+                        };
+                        let rate = parse_rate(&val("rate")).map(print_rate).unwrap_or_default();
+                        let burst = parse_size(&val("burst"))
+                            .map(print_size)
+                            .unwrap_or_default();
+                        let mtu = parse_size(&val("mtu")).map(print_size).unwrap_or_default();
+                        let verdict = ["drop", "pass", "reclassify", "continue", "pipe"]
+                            .into_iter()
+                            .find(|v| a.iter().any(|x| x == v))
+                            .unwrap_or("reclassify");
+                        out.push_str(&format!(
+                            " police {action_index:#x} rate {rate} burst {burst} mtu {mtu} action {verdict} overhead 0b \n\tref 1 bind 1\n\n"
                         ));
                     }
                     k => {
