@@ -38,8 +38,19 @@
 //! namespace; the network namespace then goes with it). Progress and checkpoint lines go
 //! to stderr as they happen.
 //!
-//! It measures and prints; it asserts nothing (issue 17's targets are
-//! printed beside the figures, marked met or not).
+//! Where the time goes: for each phase (the N starts, the restart, the
+//! destroy of all) stderr gets a breakdown — wall time per operation, the
+//! commands run (by program, and for `nft`/`ip`/`kill` by what they do)
+//! with their count per operation and mean time, and the time spent
+//! outside any command (journal, status files, the driver itself). A
+//! command count or mean that grows with N is an O(N) cost per operation.
+//!
+//! After the destroy of all, no dnsmasq may be left: the run fails naming
+//! the pids of any live one. Zombies do not count (they have exited; under
+//! the PID namespace's init they may wait to be reaped).
+//!
+//! It measures and prints; it asserts nothing about speed (issue 17's
+//! targets are printed beside the figures, marked met or not).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -101,6 +112,91 @@ struct Timed {
     inner: RealRunner,
     firewall_ns: AtomicU64,
     firewall_cmds: AtomicU64,
+    /// Every command, by program (and first argument for `nft`/`ip`):
+    /// count and wall nanoseconds (the per-phase breakdown).
+    per_program: std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
+}
+
+impl Timed {
+    fn snapshot(&self) -> std::collections::BTreeMap<String, (u64, u64)> {
+        self.per_program
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// The key a command is counted under: its program's base name and, for
+/// `nft`, `ip` and `kill`, what it does.
+fn command_key(cmd: &Cmd) -> String {
+    let p = cmd.program();
+    let base = p.rsplit('/').next().unwrap_or(p).to_string();
+    let args: Vec<&str> = cmd.argv.iter().skip(1).map(|s| s.as_str()).collect();
+    match base.as_str() {
+        "nft" => {
+            let words: Vec<&str> = args
+                .iter()
+                .copied()
+                .filter(|a| !a.starts_with('-'))
+                .take(2)
+                .collect();
+            if args.contains(&"-f") {
+                "nft -f".into()
+            } else {
+                format!("nft {}", words.join(" "))
+            }
+        }
+        "kill" => format!(
+            "kill {}",
+            args.iter()
+                .copied()
+                .filter(|a| a.starts_with('-'))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        "ip" => format!(
+            "{base} {}",
+            args.iter().take(2).copied().collect::<Vec<_>>().join(" ")
+        ),
+        _ => base,
+    }
+}
+
+/// Prints what a phase spent: wall time, commands by key (count, total
+/// and mean ms) and the time outside commands.
+fn breakdown(
+    what: &str,
+    ops: usize,
+    wall: Duration,
+    before: &std::collections::BTreeMap<String, (u64, u64)>,
+    after: &std::collections::BTreeMap<String, (u64, u64)>,
+) {
+    let mut rows: Vec<(String, u64, u64)> = after
+        .iter()
+        .map(|(k, &(c, ns))| {
+            let (c0, ns0) = before.get(k).copied().unwrap_or((0, 0));
+            (k.clone(), c - c0, ns - ns0)
+        })
+        .filter(|r| r.1 > 0)
+        .collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.2));
+    let in_cmds: u64 = rows.iter().map(|r| r.2).sum();
+    let ops = ops.max(1) as f64;
+    eprintln!(
+        "bench --real: {what}: wall {:.2} s, {:.1} ms per op; in commands {:.2} s, outside {:.2} s",
+        wall.as_secs_f64(),
+        ms(wall) / ops,
+        in_cmds as f64 / 1e9,
+        (wall.as_nanos() as f64 - in_cmds as f64).max(0.0) / 1e9
+    );
+    for (k, c, ns) in rows {
+        eprintln!(
+            "bench --real:   {k:<24} {:>7.2} per op, {:>8.1} ms total, {:>6.2} ms each",
+            c as f64 / ops,
+            ns as f64 / 1e6,
+            ns as f64 / 1e6 / c as f64
+        );
+    }
 }
 
 fn is_firewall(program: &str) -> bool {
@@ -110,14 +206,18 @@ fn is_firewall(program: &str) -> bool {
 
 impl Runner for Timed {
     fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
-        if !is_firewall(cmd.program()) {
-            return self.inner.run(cmd);
-        }
         let t0 = Instant::now();
         let r = self.inner.run(cmd);
-        self.firewall_ns
-            .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        self.firewall_cmds.fetch_add(1, Ordering::Relaxed);
+        let ns = t0.elapsed().as_nanos() as u64;
+        if let Ok(mut m) = self.per_program.lock() {
+            let e = m.entry(command_key(cmd)).or_insert((0, 0));
+            e.0 += 1;
+            e.1 += ns;
+        }
+        if is_firewall(cmd.program()) {
+            self.firewall_ns.fetch_add(ns, Ordering::Relaxed);
+            self.firewall_cmds.fetch_add(1, Ordering::Relaxed);
+        }
         r
     }
     fn has_program(&self, name: &str) -> bool {
@@ -236,6 +336,37 @@ impl Drop for ActiveGuard<'_> {
     }
 }
 
+/// Pids of the processes named `comm` that are not zombies (state `Z`
+/// in `/proc/PID/stat`: exited, only not yet reaped by their parent).
+fn live_processes_named(comm: &str) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out: Vec<u32> = rd
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .is_some_and(|st| stat_is_live(&st, comm))
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// Whether a `/proc/PID/stat` line is a live (not zombie) process named
+/// `comm`. The name is between the first `(` and the last `)`; the state
+/// follows.
+fn stat_is_live(stat: &str, comm: &str) -> bool {
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        return false;
+    };
+    let name = &stat[open + 1..close];
+    let state = stat[close + 1..].split_whitespace().next().unwrap_or("");
+    name == comm && state != "Z" && state != "X"
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -251,6 +382,7 @@ fn one_layout(
         inner: RealRunner::new(),
         firewall_ns: AtomicU64::new(0),
         firewall_cmds: AtomicU64::new(0),
+        per_program: Default::default(),
     });
     let cfg = |dir: &Path| {
         let mut c = DriverConfig::new(
@@ -272,6 +404,7 @@ fn one_layout(
             d.define(&net_xml(i))
                 .map_err(|e| format!("define bn{i}: {e}"))?;
         }
+        let (snap, t_all) = (timed.snapshot(), Instant::now());
         for i in 1..=args.networks {
             let (ns0, c0) = (
                 timed.firewall_ns.load(Ordering::Relaxed),
@@ -297,6 +430,13 @@ fn one_layout(
                 );
             }
         }
+        breakdown(
+            &format!("{layout}: starts of {}", args.networks),
+            args.networks,
+            t_all.elapsed(),
+            &snap,
+            &timed.snapshot(),
+        );
         // Disarm: the networks stay for the restart.
         std::mem::forget(_guard);
     }
@@ -330,11 +470,19 @@ fn one_layout(
     }
     drop(d);
     // Daemon restart: a new driver opens the state and reconciles all N.
+    let snap = timed.snapshot();
     let t0 = Instant::now();
     let d = Driver::open(cfg(dir.path())).map_err(|e| e.to_string())?;
     let guard = ActiveGuard { driver: Some(&d) };
     let rep = d.reconcile().map_err(|e| format!("reconcile: {e}"))?;
     let restart = t0.elapsed();
+    breakdown(
+        &format!("{layout}: restart (open + reconcile)"),
+        args.networks,
+        restart,
+        &snap,
+        &timed.snapshot(),
+    );
     if !rep.problems.is_empty() {
         return Err(format!("reconcile problems: {:?}", rep.problems));
     }
@@ -345,12 +493,20 @@ fn one_layout(
             args.networks
         ));
     }
+    let snap = timed.snapshot();
     let t0 = Instant::now();
     for i in 1..=args.networks {
         d.destroy(&format!("bn{i}"))
             .map_err(|e| format!("destroy bn{i}: {e}"))?;
     }
     let destroy = t0.elapsed();
+    breakdown(
+        &format!("{layout}: destroy of all"),
+        args.networks,
+        destroy,
+        &snap,
+        &timed.snapshot(),
+    );
     eprintln!(
         "bench --real: {layout}: restart (open + reconcile of {}) {:.2} s; destroy of all {:.2} s",
         args.networks,
@@ -358,6 +514,16 @@ fn one_layout(
         destroy.as_secs_f64()
     );
     drop(guard);
+    // Every dnsmasq the run started is gone (zombies excepted: they are
+    // dead, and under the PID namespace's init they may wait to be
+    // reaped).
+    let left = live_processes_named("dnsmasq");
+    if !left.is_empty() {
+        return Err(format!(
+            "{layout}: {} dnsmasq process(es) still running after the destroy of all: pids {left:?}",
+            left.len()
+        ));
+    }
     Ok(LayoutRun {
         layout: layout.to_string(),
         backend: args.backend.to_string(),
@@ -532,4 +698,20 @@ pub fn run(args: &RealBenchArgs) -> u8 {
         print_text(&report);
     }
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zombies_are_not_counted_as_left_behind() {
+        assert!(stat_is_live("42 (dnsmasq) S 1 42 42 0 -1", "dnsmasq"));
+        assert!(!stat_is_live("42 (dnsmasq) Z 1 42 42 0 -1", "dnsmasq"));
+        assert!(!stat_is_live("42 (dnsmasq) X 1 42 42 0 -1", "dnsmasq"));
+        assert!(!stat_is_live("43 (nft) S 1 43 43 0 -1", "dnsmasq"));
+        // A name with a space and a parenthesis.
+        assert!(stat_is_live("44 (dns) masq) R 1", "dns) masq"));
+        assert!(!stat_is_live("garbage", "dnsmasq"));
+    }
 }
