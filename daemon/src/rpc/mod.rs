@@ -37,11 +37,10 @@
 //! leases-helper file), and lifecycle events
 //! (register/deregister; `NETWORK_EVENT_LIFECYCLE` messages pushed to the
 //! client for every define, undefine, start and destroy, whichever
-//! protocol made the change). Transient networks (`NETWORK_CREATE_XML*`)
-//! and `NETWORK_UPDATE` have no driver support on this branch
-//! yet and answer libvirt's `VIR_ERR_NO_SUPPORT` ("this function is not
-//! supported by the connection driver: virNetworkUpdate"), which virsh
-//! prints as it does against any driver without them.
+//! protocol made the change), transient networks (`NETWORK_CREATE_XML`,
+//! `NETWORK_CREATE_XML_FLAGS`) and `NETWORK_UPDATE` (the driver's
+//! net-update; feature `NETWORK_UPDATE_HAS_CORRECT_ORDER` is reported, so
+//! virsh sends its arguments in libvirt's corrected order).
 //!
 //! **Errors** travel as libvirt's `virNetMessageError` with libvirt's code,
 //! domain and full message ([`procs::driver_error`]), so virsh prints what
