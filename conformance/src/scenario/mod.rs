@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use virtnet_core::driver::DriverError;
 use virtnet_core::firewall::Backend;
+use virtnet_core::rules::batched::Layout;
 
 use crate::cases::{self, Case, Expectation, UpgradeSource};
 use crate::checks::{verdict_of, Failure, Verdict};
@@ -123,13 +124,26 @@ impl Op {
 pub struct Scenario {
     pub case: String,
     pub backend: Backend,
+    /// The firewall layout of every driver of the scenario.
+    pub layout: Layout,
     pub op: Op,
 }
 
 impl Scenario {
-    /// `case/backend/op`, what `--filter` matches.
+    /// `case/backend/op` for libvirt's layout, `case/backend/batched/op`
+    /// for the batched one: what `--filter` and `--exclude` match (the
+    /// ids of libvirt's layout are those of the matrix before it had
+    /// layouts).
     pub fn id(&self) -> String {
-        format!("{}/{}/{}", self.case, self.backend, self.op.label())
+        format!("{}/{}/{}", self.case, self.row_backend(), self.op.label())
+    }
+
+    /// `backend` or `backend/batched`: the matrix row within a case.
+    pub fn row_backend(&self) -> String {
+        match self.layout {
+            Layout::Libvirt => self.backend.to_string(),
+            l => format!("{}/{l}", self.backend),
+        }
     }
 }
 
@@ -204,6 +218,7 @@ pub fn run_scenario_with(
             diff: String::new(),
         },
         Ok(ctx) => {
+            let ctx = ctx.with_layout(scenario.layout);
             let r = match &scenario.op {
                 Op::Start => lifecycle::op_start(&ctx, scenario.backend),
                 Op::Destroy => lifecycle::op_destroy(&ctx, scenario.backend),
@@ -285,16 +300,23 @@ pub fn run_scenario_with(
     }
 }
 
-/// The operations that apply to a case with a backend.
+/// The operations that apply to a case with a backend (libvirt's layout).
 pub fn ops_for(golden: &Path, case: &Case, backend: Backend) -> Vec<Op> {
-    let exp = cases::expectation(golden, cases::UNRELEASED, &case.name, backend);
+    ops_for_layout(golden, case, backend, Layout::Libvirt)
+}
+
+/// The operations that apply to a case with a backend and a layout: the
+/// same for both layouts (what applies is decided by that layout's golden
+/// files: an error case runs start and fail-each only).
+pub fn ops_for_layout(golden: &Path, case: &Case, backend: Backend, layout: Layout) -> Vec<Op> {
+    let exp = cases::expectation_in(golden, cases::UNRELEASED, &case.name, backend, layout);
     if matches!(exp, Ok(Expectation::Error(_))) {
         return vec![Op::Start, Op::FailEach];
     }
     let mut ops = vec![Op::Start, Op::Destroy, Op::Restart, Op::Drift];
     let other = backend.other();
     let other_starts = matches!(
-        cases::expectation(golden, cases::UNRELEASED, &case.name, other),
+        cases::expectation_in(golden, cases::UNRELEASED, &case.name, other, layout),
         Ok(Expectation::Start { .. })
     );
     if other_starts {

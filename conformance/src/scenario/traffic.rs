@@ -405,11 +405,10 @@ pub(super) fn op_traffic_upgrade(ctx: &Ctx, src: &UpgradeSource, to: Backend) ->
         }
     }
     if !old.stream_has_chains {
-        crate::kept::set_up_kept(&*r, &[old.backend]).map_err(Failure::new)?;
+        crate::kept::set_up_kept_in(&*r, &[(old.backend, old.layout)]).map_err(Failure::new)?;
     }
-    for argv in &old.stream {
-        r.run_checked(&virtnet_runner::Cmd::new(argv.iter().map(String::as_str)))
-            .map_err(|e| {
+    for cmd in &old.stream {
+        r.run_checked(cmd).map_err(|e| {
                 Failure::new(format!(
                     "replaying the {} start stream: {}",
                     old.release,
