@@ -34,7 +34,7 @@ use crate::host::HostFactory;
 
 pub use context::{Ctx, Stage};
 pub use faults::{failure_is_tolerated, INJECTED_STDERR};
-pub use traffic::{TrafficVariant, XFAIL_REAL as XFAIL_TRAFFIC_REAL};
+pub use traffic::{traced_outcomes, TrafficVariant, XFAIL_REAL as XFAIL_TRAFFIC_REAL};
 
 /// The operations of the matrix.
 #[derive(Debug, Clone, PartialEq, Eq)]
