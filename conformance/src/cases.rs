@@ -11,8 +11,8 @@ use virtnet_core::firewall::Backend;
 use virtnet_core::netxml::{ForwardDevice, ForwardMode, NetworkDef};
 use virtnet_core::rules::batched::Layout;
 use virtnet_core::rules::golden::load_case;
-use virtnet_runner::Cmd;
 use virtnet_fake::record::{parse_log, LogEntry};
+use virtnet_runner::Cmd;
 
 /// Errors reading the golden data.
 #[derive(Debug, thiserror::Error)]

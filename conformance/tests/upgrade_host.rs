@@ -72,7 +72,8 @@ fn a_status_file_that_misses_a_rule_is_caught_on_any_host() {
         .unwrap();
     // Lose a rule of the stream: the host then lacks what the status file
     // accounts for, and the take-over's removal fails or differs.
-    s.stream.retain(|a| !a.argv.iter().any(|w| w == "LIBVIRT_FWO"));
+    s.stream
+        .retain(|a| !a.argv.iter().any(|w| w == "LIBVIRT_FWO"));
     let out = upgrade::check_on(&FakeFactory::default(), &s, Backend::Iptables);
     assert!(
         matches!(out.verdict, Verdict::Fail { .. }),

@@ -58,8 +58,12 @@ pub struct ConformanceArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub fault_stride: u64,
     /// crash-each of a destroy and of a switch reload at every (N-th)
-    /// command too; by default every 3rd / 9th, which keeps the fake matrix
-    /// under its 60 s budget on 2 cores.
+    /// command too; by default every 3rd / 9th. And fail-each / crash-each
+    /// of a batched-layout start at every (N-th) command; by default at
+    /// its firewall commands (tc, the batches) and the first and last
+    /// only: its other commands are those of libvirt's layout, checked at
+    /// every command there. The defaults keep the fake matrix (both
+    /// layouts) under its 60 s budget on 2 cores.
     #[arg(long)]
     pub exhaustive: bool,
     /// Leave out the scenarios whose id contains TEXT (repeatable; applied

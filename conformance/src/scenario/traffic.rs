@@ -508,12 +508,12 @@ pub(super) fn op_traffic_upgrade(ctx: &Ctx, src: &UpgradeSource, to: Backend) ->
     }
     for cmd in &old.stream {
         r.run_checked(cmd).map_err(|e| {
-                Failure::new(format!(
-                    "replaying the {} start stream: {}",
-                    old.release,
-                    HostError::from(e)
-                ))
-            })?;
+            Failure::new(format!(
+                "replaying the {} start stream: {}",
+                old.release,
+                HostError::from(e)
+            ))
+        })?;
     }
     std::fs::create_dir_all(&stage.state_dir)
         .map_err(|e| Failure::new(format!("{}: {e}", stage.state_dir.display())))?;

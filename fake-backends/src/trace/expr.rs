@@ -567,7 +567,9 @@ pub(crate) fn eval_rule(text: &str, pkt: &mut Pkt, ctx: &Ctx) -> Result<RuleResu
                     pkt.oif.as_deref()
                 };
                 let Some(name) = name else {
-                    return Err(Unsupported(format!("{w} (no output interface at this hook)")));
+                    return Err(Unsupported(format!(
+                        "{w} (no output interface at this hook)"
+                    )));
                 };
                 return vmap(&mut s, ctx, w, |k| Some(ifname_eq(name, k)));
             }

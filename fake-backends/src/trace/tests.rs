@@ -583,17 +583,26 @@ fn verdict_maps_reach_their_chains() {
 ",
     );
     // Into virbr0: the map jumps to net_in, which rejects ssh.
-    let t = one(&st, "from eth0 10.0.0.9 to 192.168.122.5 tcp sport 5000 dport 22");
+    let t = one(
+        &st,
+        "from eth0 10.0.0.9 to 192.168.122.5 tcp sport 5000 dport 22",
+    );
     assert!(matches!(&t.outcome, Outcome::Rejected { .. }), "{t}");
     // Out of the guest network: no forward element for eth0, the source is
     // in the interval map's element: masqueraded.
-    let t = one(&st, "from virbr0 192.168.122.5 to 10.0.0.9 udp sport 500 dport 53");
+    let t = one(
+        &st,
+        "from virbr0 192.168.122.5 to 10.0.0.9 udp sport 500 dport 53",
+    );
     assert!(
         matches!(&t.outcome, Outcome::Delivered { src, .. } if *src == a("10.0.0.2")),
         "{t}"
     );
     // A source in no element: not translated.
-    let t = one(&st, "from virbr0 172.16.0.5 to 10.0.0.9 udp sport 500 dport 53");
+    let t = one(
+        &st,
+        "from virbr0 172.16.0.5 to 10.0.0.9 udp sport 500 dport 53",
+    );
     assert!(
         matches!(&t.outcome, Outcome::Delivered { src, .. } if *src == a("172.16.0.5")),
         "{t}"
