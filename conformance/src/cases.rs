@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use virtnet_core::firewall::render::parse_stream;
 use virtnet_core::firewall::Backend;
 use virtnet_core::netxml::{ForwardDevice, ForwardMode, NetworkDef};
+use virtnet_core::rules::batched::Layout;
 use virtnet_core::rules::golden::load_case;
 use virtnet_fake::record::{parse_log, LogEntry};
+use virtnet_runner::Cmd;
 
 /// Errors reading the golden data.
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +147,7 @@ pub enum Expectation {
     /// host whose private chains exist) and the removal plan it saves
     /// (`B.removal.xml`, `None` when nothing is saved).
     Start {
-        stream: Vec<Vec<String>>,
+        stream: Vec<Cmd>,
         removal: Option<String>,
     },
     /// The start fails with this message (`B.error`).
@@ -158,7 +160,7 @@ impl Expectation {
         match self {
             Expectation::Start { stream, .. } => stream
                 .iter()
-                .any(|c| c.first().is_some_and(|p| p == "tc") && c.iter().any(|a| a == "csum")),
+                .any(|c| c.program() == "tc" && c.argv.iter().any(|a| a == "csum")),
             Expectation::Error(_) => false,
         }
     }
@@ -167,7 +169,7 @@ impl Expectation {
     /// cls_fw, act_police)?
     pub fn needs_qos_modules(&self) -> bool {
         match self {
-            Expectation::Start { stream, .. } => stream.iter().any(|c| is_qos_module_command(c)),
+            Expectation::Start { stream, .. } => stream.iter().any(|c| is_qos_module_command(&c.argv)),
             Expectation::Error(_) => false,
         }
     }
@@ -182,33 +184,55 @@ pub fn is_qos_module_command(argv: &[String]) -> bool {
             .any(|a| a == "sfq" || a == "fw" || a == "police")
 }
 
-/// The expectation of `case` with `backend` in `release`.
+/// The expectation of `case` with `backend` in `release` (libvirt's
+/// layout: `B.start`, `B.removal.xml`, `B.error`).
 pub fn expectation(
     golden: &Path,
     release: &str,
     case: &str,
     backend: Backend,
 ) -> Result<Expectation, DataError> {
+    expectation_in(golden, release, case, backend, Layout::Libvirt)
+}
+
+/// The suffix of a layout's golden files after the backend: `""` for
+/// libvirt's layout (`B.start`), `"-batched"` for the batched one
+/// (`B-batched.start`).
+pub fn layout_suffix(layout: Layout) -> &'static str {
+    match layout {
+        Layout::Libvirt => "",
+        Layout::Batched => "-batched",
+    }
+}
+
+/// The expectation of `case` with `backend` and `layout` in `release`.
+pub fn expectation_in(
+    golden: &Path,
+    release: &str,
+    case: &str,
+    backend: Backend,
+    layout: Layout,
+) -> Result<Expectation, DataError> {
     let dir = golden.join("releases").join(release).join(case);
-    let b = backend.as_str();
+    let b = format!("{}{}", backend.as_str(), layout_suffix(layout));
     let err = dir.join(format!("{b}.error"));
     if err.exists() {
         return Ok(Expectation::Error(read(&err)?.trim_end().to_string()));
     }
     let start = dir.join(format!("{b}.start"));
     let text = read(&start)?;
-    let mut stream = parse_stream(&text).map_err(|e| DataError::Invalid {
+    let mut stream = parse_stream_stdin(&text).map_err(|reason| DataError::Invalid {
         path: start.clone(),
-        reason: e.to_string(),
+        reason,
     })?;
-    // The QoS stream (`B.qos.start`) runs after the firewall's, on the same
-    // bridge: the expected host has both.
-    let qos = dir.join(format!("{b}.qos.start"));
+    // The QoS stream (`B.qos.start`, the same for both layouts) runs after
+    // the firewall's, on the same bridge: the expected host has both.
+    let qos = dir.join(format!("{}.qos.start", backend.as_str()));
     if qos.exists() {
         let text = read(&qos)?;
-        stream.extend(parse_stream(&text).map_err(|e| DataError::Invalid {
+        stream.extend(parse_stream_stdin(&text).map_err(|reason| DataError::Invalid {
             path: qos.clone(),
-            reason: e.to_string(),
+            reason,
         })?);
     }
     let rem = dir.join(format!("{b}.removal.xml"));
@@ -218,6 +242,49 @@ pub fn expectation(
         None
     };
     Ok(Expectation::Start { stream, removal })
+}
+
+/// Parses a golden start stream (libvirt's format), where a command may be
+/// followed by its standard input, each line prefixed with `  | ` (the
+/// batched layout's `nft -f -` and `iptables-restore --noflush`, see
+/// `virtnet_core::rules::golden`).
+pub fn parse_stream_stdin(text: &str) -> Result<Vec<Cmd>, String> {
+    let mut out: Vec<Cmd> = Vec::new();
+    let mut chunk = String::new();
+    let mut stdin: Option<String> = None;
+    let flush = |out: &mut Vec<Cmd>, chunk: &mut String, stdin: &mut Option<String>| {
+        let cmds = parse_stream(chunk).map_err(|e| e.to_string())?;
+        chunk.clear();
+        let n = cmds.len();
+        for (i, argv) in cmds.into_iter().enumerate() {
+            let mut c = Cmd::new(argv);
+            if i + 1 == n {
+                if let Some(s) = stdin.take() {
+                    c = c.with_stdin(s);
+                }
+            }
+            out.push(c);
+        }
+        if stdin.is_some() {
+            return Err("standard input (`  | `) without a command before it".to_string());
+        }
+        Ok::<(), String>(())
+    };
+    for line in text.split('\n') {
+        if let Some(input) = line.strip_prefix("  | ").or((line == "  |").then_some("")) {
+            let s = stdin.get_or_insert_with(String::new);
+            s.push_str(input);
+            s.push('\n');
+        } else {
+            if stdin.is_some() {
+                flush(&mut out, &mut chunk, &mut stdin)?;
+            }
+            chunk.push_str(line);
+            chunk.push('\n');
+        }
+    }
+    flush(&mut out, &mut chunk, &mut stdin)?;
+    Ok(out)
 }
 
 /// A removal-plan XML with nft handle numbers masked (the numbers depend on
@@ -243,8 +310,13 @@ pub fn mask_handles(xml: &str) -> String {
 /// Where a network that a scenario upgrades from was started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpgradeSource {
-    /// A frozen virtnet release: `golden/releases/<release>/<case>/`.
-    Frozen { release: String, backend: Backend },
+    /// A frozen virtnet release: `golden/releases/<release>/<case>/`
+    /// (`B.*` or, for the batched layout, `B-batched.*`).
+    Frozen {
+        release: String,
+        backend: Backend,
+        layout: Layout,
+    },
     /// A real libvirt daemon's capture: the firewall commands of its
     /// `net-start` and the status file it wrote.
     Libvirt {
@@ -255,10 +327,15 @@ pub enum UpgradeSource {
 }
 
 impl UpgradeSource {
-    /// `virtnet-<release>/<backend>` or `libvirt-<version>/<backend>`.
+    /// `virtnet-<release>/<backend>` (`<backend>-batched` for the batched
+    /// layout) or `libvirt-<version>/<backend>`.
     pub fn label(&self) -> String {
         match self {
-            UpgradeSource::Frozen { release, backend } => format!("virtnet-{release}/{backend}"),
+            UpgradeSource::Frozen {
+                release,
+                backend,
+                layout,
+            } => format!("virtnet-{release}/{backend}{}", layout_suffix(*layout)),
             UpgradeSource::Libvirt {
                 version, backend, ..
             } => format!("libvirt-{version}/{backend}"),
@@ -310,20 +387,26 @@ pub fn libvirt_capture_versions(golden: &Path) -> Vec<String> {
 }
 
 /// Every state a network of `case` can be upgraded from: each frozen
-/// release that has the case (one source per backend it starts with), and
+/// release that has the case (one source per backend and layout it starts
+/// with: a release frozen before the batched layout has no `B-batched.*`
+/// files), and
 /// each libvirt capture of the case (`<backend>/` runs only: restarts and
 /// the no-tc-workaround run are other scenarios). This is the hook the
 /// release upgrade check reuses.
 pub fn upgrade_sources(golden: &Path, case: &str) -> Vec<UpgradeSource> {
     let mut out = Vec::new();
     for release in frozen_releases(golden) {
-        for backend in [Backend::Iptables, Backend::Nftables] {
-            let dir = golden.join("releases").join(&release).join(case);
-            if dir.join(format!("{backend}.start")).exists() {
-                out.push(UpgradeSource::Frozen {
-                    release: release.clone(),
-                    backend,
-                });
+        for layout in Layout::ALL {
+            for backend in [Backend::Iptables, Backend::Nftables] {
+                let dir = golden.join("releases").join(&release).join(case);
+                let b = format!("{backend}{}", layout_suffix(layout));
+                if dir.join(format!("{b}.start")).exists() {
+                    out.push(UpgradeSource::Frozen {
+                        release: release.clone(),
+                        backend,
+                        layout,
+                    });
+                }
             }
         }
     }
@@ -385,6 +468,46 @@ mod tests {
         for c in &cases {
             for b in [Backend::Iptables, Backend::Nftables] {
                 expectation(&g, UNRELEASED, &c.name, b).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn batched_streams_keep_their_stdin() {
+        let text = "tc \\\nqdisc \\\nshow\nnft \\\n-f \\\n-\n  | add chain ip t c\n  | flush chain ip t c\niptables \\\n-L\n";
+        let s = parse_stream_stdin(text).unwrap();
+        let argv: Vec<Vec<String>> = s.iter().map(|c| c.argv.to_vec()).collect();
+        assert_eq!(
+            argv,
+            vec![
+                vec!["tc".to_string(), "qdisc".into(), "show".into()],
+                vec!["nft".to_string(), "-f".into(), "-".into()],
+                vec!["iptables".to_string(), "-L".into()],
+            ]
+        );
+        assert_eq!(s[0].stdin, None);
+        assert_eq!(
+            s[1].stdin.as_deref(),
+            Some("add chain ip t c\nflush chain ip t c\n")
+        );
+        assert_eq!(s[2].stdin, None);
+        assert!(parse_stream_stdin("  | orphan\n").is_err());
+    }
+
+    #[test]
+    fn every_case_has_batched_expectations() {
+        let g = golden_root();
+        for c in load_cases(&g).unwrap() {
+            for b in [Backend::Iptables, Backend::Nftables] {
+                let e = expectation_in(&g, UNRELEASED, &c.name, b, Layout::Batched).unwrap();
+                if let Expectation::Start { stream, .. } = e {
+                    // Every batch carries its input.
+                    for cmd in &stream {
+                        let batch = cmd.argv.iter().any(|a| a == "--noflush")
+                            || (cmd.program() == "nft" && cmd.argv.iter().any(|a| a == "-f"));
+                        assert_eq!(batch, cmd.stdin.is_some(), "{}: {:?}", c.name, cmd.argv);
+                    }
+                }
             }
         }
     }

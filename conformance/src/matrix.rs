@@ -5,19 +5,23 @@
 use std::path::Path;
 
 use virtnet_core::firewall::Backend;
+use virtnet_core::rules::batched::Layout;
 
 use crate::cases::Case;
 use crate::checks::{run_parallel, Verdict};
 use crate::host::HostFactory;
-use crate::scenario::{ops_for, run_scenario_with, Op, Outcome, Scenario, ScenarioOptions};
+use crate::scenario::{ops_for_layout, run_scenario_with, Op, Outcome, Scenario, ScenarioOptions};
 
 /// Which part of the matrix to run.
 #[derive(Debug, Clone)]
 pub struct MatrixOptions {
-    /// Substrings of scenario ids (`case/backend/op`); a scenario runs when
-    /// it contains any of them (all scenarios when empty).
+    /// Substrings of scenario ids (`case/backend/op`,
+    /// `case/backend/batched/op`); a scenario runs when it contains any of
+    /// them (all scenarios when empty).
     pub filters: Vec<String>,
     pub backends: Vec<Backend>,
+    /// Firewall layouts (both by default): every operation runs for each.
+    pub layouts: Vec<Layout>,
     pub jobs: usize,
     /// Passed to every scenario (fault stride).
     pub scenario: ScenarioOptions,
@@ -28,6 +32,7 @@ impl Default for MatrixOptions {
         MatrixOptions {
             filters: Vec::new(),
             backends: vec![Backend::Iptables, Backend::Nftables],
+            layouts: Layout::ALL.to_vec(),
             jobs: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -37,20 +42,25 @@ impl Default for MatrixOptions {
 }
 
 /// The scenarios of the matrix that pass the options' filters, in matrix
-/// order (case, backend, operation).
+/// order (case, backend, layout, operation).
 pub fn scenarios(golden: &Path, cases: &[Case], opts: &MatrixOptions) -> Vec<Scenario> {
     let mut out = Vec::new();
     for case in cases {
         for backend in &opts.backends {
-            for op in ops_for(golden, case, *backend) {
-                let sc = Scenario {
-                    case: case.name.clone(),
-                    backend: *backend,
-                    op,
-                };
-                let id = sc.id();
-                if opts.filters.is_empty() || opts.filters.iter().any(|f| id.contains(f.as_str())) {
-                    out.push(sc);
+            for layout in &opts.layouts {
+                for op in ops_for_layout(golden, case, *backend, *layout) {
+                    let sc = Scenario {
+                        case: case.name.clone(),
+                        backend: *backend,
+                        layout: *layout,
+                        op,
+                    };
+                    let id = sc.id();
+                    if opts.filters.is_empty()
+                        || opts.filters.iter().any(|f| id.contains(f.as_str()))
+                    {
+                        out.push(sc);
+                    }
                 }
             }
         }

@@ -68,8 +68,13 @@ fn grid(outcomes: &[Outcome]) -> Grid {
             Verdict::Fail { .. } => Cell::Fail,
             Verdict::Xfail { .. } => Cell::Xfail,
         };
+        // One row per case and layout: `case` (libvirt's), `case/batched`.
+        let row = match o.scenario.layout {
+            virtnet_core::rules::batched::Layout::Libvirt => o.scenario.case.clone(),
+            l => format!("{}/{l}", o.scenario.case),
+        };
         let e = rows
-            .entry(o.scenario.case.clone())
+            .entry(row)
             .or_default()
             .entry(col)
             .or_insert((cell, Vec::new()));
@@ -171,7 +176,7 @@ pub fn junit(outcomes: &[Outcome], host: &str) -> String {
         t.xfailed
     );
     for o in outcomes {
-        let name = format!("{}/{}", o.scenario.backend, o.scenario.op.label());
+        let name = format!("{}/{}", o.scenario.row_backend(), o.scenario.op.label());
         let _ = write!(
             out,
             "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
@@ -379,6 +384,7 @@ pub fn json(outcomes: &[Outcome], host: &str) -> String {
                 "id": o.scenario.id(),
                 "case": o.scenario.case,
                 "backend": o.scenario.backend.as_str(),
+                "layout": o.scenario.layout.as_str(),
                 "op": o.scenario.op.label(),
                 "duration_ms": o.duration.as_millis() as u64,
                 "steps": o.steps,

@@ -49,14 +49,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use virtnet_core::driver::{modes, Driver, DriverConfig};
-use virtnet_core::firewall::{parse_stream, Backend};
+use virtnet_core::firewall::Backend;
 use virtnet_core::netxml::{self, FormatFlags, MacAddr, NetworkDef, Uuid};
 use virtnet_core::rules::batched::Layout;
 use virtnet_core::store;
 use virtnet_fake::FakeHost;
 use virtnet_runner::{Cmd, Runner};
 
-use crate::cases::{mask_handles, UpgradeSource};
+use crate::cases::{layout_suffix, mask_handles, parse_stream_stdin, UpgradeSource};
 use crate::checks::{
     fail, fail_diff, nothing_left, run_parallel, verdict_of, CheckResult, Failure, Stop, Verdict,
     XFAIL_ACT_CSUM,
@@ -71,8 +71,11 @@ pub struct ReleaseState {
     pub case: String,
     /// The backend the release used.
     pub backend: Backend,
-    /// Firewall commands of the start, in order.
-    pub stream: Vec<Vec<String>>,
+    /// The firewall layout it used (libvirt's for libvirt captures).
+    pub layout: Layout,
+    /// Firewall commands of the start, in order (with their standard
+    /// input: the batched layout's batches).
+    pub stream: Vec<Cmd>,
     /// The stream sets up the private chains itself (libvirt captures of a
     /// fresh daemon); else they are created first, as they existed when
     /// the stream was recorded.
@@ -100,14 +103,17 @@ fn read(p: &Path) -> Result<String, String> {
     std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
-/// The release states of one of our releases: per case and backend with
-/// both a start stream and a status file.
+/// The release states of one of our releases: per case, backend and
+/// layout with both a start stream and a status file (a release frozen
+/// before a layout existed simply has no files for it).
 pub fn load_ours(root: &Path, release: &str) -> Result<Vec<ReleaseState>, String> {
     let golden = root.join("golden");
     let mut out = Vec::new();
     for case in case_dirs(&golden.join("releases").join(release))? {
-        for backend in [Backend::Iptables, Backend::Nftables] {
-            out.extend(our_state(&golden, release, &case, backend)?);
+        for layout in Layout::ALL {
+            for backend in [Backend::Iptables, Backend::Nftables] {
+                out.extend(our_state(&golden, release, &case, backend, layout)?);
+            }
         }
     }
     Ok(out)
@@ -125,17 +131,18 @@ fn case_dirs(dir: &Path) -> Result<Vec<String>, String> {
     Ok(cases)
 }
 
-/// What our `release` left for `case` with `backend`
-/// (`golden/releases/<release>/<case>/<backend>.{start,status.xml}`), if
-/// it froze both files.
+/// What our `release` left for `case` with `backend` and `layout`
+/// (`golden/releases/<release>/<case>/<backend>.{start,status.xml}`, or
+/// `<backend>-batched.*`), if it froze both files.
 fn our_state(
     golden: &Path,
     release: &str,
     case: &str,
     backend: Backend,
+    layout: Layout,
 ) -> Result<Option<ReleaseState>, String> {
     let cdir = golden.join("releases").join(release).join(case);
-    let b = backend.as_str();
+    let b = format!("{}{}", backend.as_str(), layout_suffix(layout));
     let (start, status) = (
         cdir.join(format!("{b}.start")),
         cdir.join(format!("{b}.status.xml")),
@@ -143,11 +150,13 @@ fn our_state(
     if !start.exists() || !status.exists() {
         return Ok(None);
     }
-    let stream = parse_stream(&read(&start)?).map_err(|e| format!("{}: {e}", start.display()))?;
+    let stream =
+        parse_stream_stdin(&read(&start)?).map_err(|e| format!("{}: {e}", start.display()))?;
     Ok(Some(ReleaseState {
         release: release.to_string(),
         case: case.to_string(),
         backend,
+        layout,
         stream,
         stream_has_chains: false,
         status: read(&status)?,
@@ -190,7 +199,8 @@ fn libvirt_state(
         release: release.to_string(),
         case: case.to_string(),
         backend,
-        stream,
+        layout: Layout::Libvirt,
+        stream: stream.into_iter().map(Cmd::new).collect(),
         stream_has_chains: true,
         status: read(&run.join("1-after-start.status.xml"))?,
         source: run.to_path_buf(),
@@ -205,8 +215,13 @@ pub fn source_state(
     src: &UpgradeSource,
 ) -> Result<ReleaseState, String> {
     match src {
-        UpgradeSource::Frozen { release, backend } => our_state(golden, release, case, *backend)?
-            .ok_or_else(|| format!("{release}/{case}: no {backend} start stream and status file")),
+        UpgradeSource::Frozen {
+            release,
+            backend,
+            layout,
+        } => our_state(golden, release, case, *backend, *layout)?.ok_or_else(|| {
+            format!("{release}/{case}: no {backend} ({layout} layout) start stream and status file")
+        }),
         UpgradeSource::Libvirt {
             version,
             backend,
@@ -327,9 +342,23 @@ pub fn fresh_status_file_in(
 // on any host (fake or real kernel): `cargo xtask upgrade-check --real`
 
 /// The id of one check, what `--filter` matches:
-/// `release/case/old-backend->new-backend`.
+/// `release/case/old-backend->new-backend` between libvirt layouts, a
+/// batched side written `backend-batched` (e.g.
+/// `unreleased/nat-default/nftables-batched->iptables`).
 pub fn check_id(old: &ReleaseState, to: Backend) -> String {
-    format!("{}/{}/{}->{to}", old.release, old.case, old.backend)
+    check_id_in(old, to, Layout::Libvirt)
+}
+
+/// [`check_id`] of a take-over into the layout `to_layout`.
+pub fn check_id_in(old: &ReleaseState, to: Backend, to_layout: Layout) -> String {
+    format!(
+        "{}/{}/{}{}->{to}{}",
+        old.release,
+        old.case,
+        old.backend,
+        layout_suffix(old.layout),
+        layout_suffix(to_layout)
+    )
 }
 
 /// Every release state of every release (ours, then the libvirt captures),
@@ -350,11 +379,13 @@ pub fn all_states(root: &Path) -> Result<Vec<ReleaseState>, String> {
 pub struct PlannedCheck {
     pub state: ReleaseState,
     pub to: Backend,
+    /// The layout of the current driver.
+    pub to_layout: Layout,
 }
 
 impl PlannedCheck {
     pub fn id(&self) -> String {
-        check_id(&self.state, self.to)
+        check_id_in(&self.state, self.to, self.to_layout)
     }
 }
 
@@ -362,18 +393,35 @@ impl PlannedCheck {
 /// (all when empty), then about one in `stride` of them (1 = all), picked
 /// by a hash of the id: a plain every-N-th would, with the checks listed
 /// per state and backend, keep only take-overs by one backend.
+/// (The current driver in libvirt's layout; [`plan_in`] for layouts.)
 pub fn plan(
     states: &[ReleaseState],
     backends: &[Backend],
     filters: &[String],
     stride: usize,
 ) -> Vec<PlannedCheck> {
+    plan_in(states, backends, &[Layout::Libvirt], filters, stride)
+}
+
+/// [`plan`] with the current driver in each of `layouts`: every release
+/// state (of any layout) × `backends` × `layouts`, so a state of one
+/// layout taken over into the other is a layout switch.
+pub fn plan_in(
+    states: &[ReleaseState],
+    backends: &[Backend],
+    layouts: &[Layout],
+    filters: &[String],
+    stride: usize,
+) -> Vec<PlannedCheck> {
     let all: Vec<PlannedCheck> = states
         .iter()
         .flat_map(|s| {
-            backends.iter().map(|to| PlannedCheck {
-                state: s.clone(),
-                to: *to,
+            layouts.iter().flat_map(move |l| {
+                backends.iter().map(move |to| PlannedCheck {
+                    state: s.clone(),
+                    to: *to,
+                    to_layout: *l,
+                })
             })
         })
         .filter(|c| {
@@ -430,10 +478,12 @@ fn host_driver(
     dir: &Path,
     runner: Arc<dyn Runner>,
     backend: Backend,
+    layout: Layout,
 ) -> Result<Driver, String> {
     let tools = factory.driver_tools();
-    let mut c =
-        DriverConfig::new(dir.join("config"), dir.join("state"), runner).with_backend(backend);
+    let mut c = DriverConfig::new(dir.join("config"), dir.join("state"), runner)
+        .with_backend(backend)
+        .with_layout(layout);
     c.dnsmasq_binary = Some(tools.dnsmasq_binary);
     c.leases_helper = tools.leases_helper;
     Driver::open(c).map_err(|e| format!("driver open: {e}"))
@@ -515,18 +565,28 @@ fn host_kept(
     factory: &dyn HostFactory,
     def: &virtnet_core::netxml::NetworkDef,
     host_bridge: Option<&str>,
-    backends: &[Backend],
+    kept: &[(Backend, Layout)],
 ) -> Result<Snapshot, HostError> {
     let (host, _) = host_stage(factory, def, host_bridge)?;
-    crate::kept::kept_snapshot(&*host, backends)
+    crate::kept::kept_snapshot_in(&*host, kept)
 }
 
 /// [`check`] as a [`CheckOutcome`].
 pub fn check_on(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) -> CheckOutcome {
+    check_on_in(factory, old, to, Layout::Libvirt)
+}
+
+/// [`check_in`] as a [`CheckOutcome`].
+pub fn check_on_in(
+    factory: &dyn HostFactory,
+    old: &ReleaseState,
+    to: Backend,
+    to_layout: Layout,
+) -> CheckOutcome {
     let started = std::time::Instant::now();
-    let verdict = verdict_of(check(factory, old, to));
+    let verdict = verdict_of(check_in(factory, old, to, to_layout));
     CheckOutcome {
-        id: check_id(old, to),
+        id: check_id_in(old, to, to_layout),
         verdict,
         seconds: started.elapsed().as_secs_f64(),
     }
@@ -543,6 +603,19 @@ pub fn check_on(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) -> C
 /// stream needs the csum filter, or a take-over by nftables (whose reload
 /// adds it), is an expected failure, as it is for libvirt.
 pub fn check(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) -> CheckResult<()> {
+    check_in(factory, old, to, Layout::Libvirt)
+}
+
+/// [`check`] with the current driver in the firewall layout `to_layout`:
+/// with `old` of the other layout, a layout switch (the saved plan removes
+/// what the old layout added, then the new layout adds its rules; the
+/// fresh start it is compared with is of the new layout).
+pub fn check_in(
+    factory: &dyn HostFactory,
+    old: &ReleaseState,
+    to: Backend,
+    to_layout: Layout,
+) -> CheckResult<()> {
     let dir = crate::props::scratch_dir().map_err(Failure::new)?;
     // dnsmasq writes its pid file as root and may then drop privileges.
     {
@@ -572,6 +645,7 @@ pub fn check(factory: &dyn HostFactory, old: &ReleaseState, to: Backend) -> Chec
         def: &def,
         bridge: &bridge,
         host_bridge: (!own_bridge).then_some(bridge.as_str()),
+        to_layout,
     };
     let taken = take_over(factory, old, to, &net, &status_text, &dir.path().join("up"))?;
     let fresh = fresh_start(factory, to, &net, &dir.path().join("fresh"))?;
@@ -588,6 +662,8 @@ struct Network<'a> {
     /// The admin's bridge of a host-managed mode (else the network owns
     /// its bridge).
     host_bridge: Option<&'a str>,
+    /// The layout of the current driver.
+    to_layout: Layout,
 }
 
 /// Host snapshots and status file of one run of the current driver.
@@ -626,11 +702,12 @@ fn take_over(
         runner.run_argv_checked(&["ip", "link", "set", "dev", net.bridge, "up"])?;
     }
     if !old.stream_has_chains {
-        crate::kept::set_up_kept(&*runner, &[old.backend]).map_err(Failure::new)?;
+        crate::kept::set_up_kept_in(&*runner, &[(old.backend, old.layout)])
+            .map_err(Failure::new)?;
     }
-    for argv in &old.stream {
-        if let Err(e) = runner.run_checked(&Cmd::new(argv.iter().map(String::as_str))) {
-            if lacks_csum && argv.iter().any(|a| a == "csum") {
+    for cmd in &old.stream {
+        if let Err(e) = runner.run_checked(cmd) {
+            if lacks_csum && cmd.argv.iter().any(|a| a == "csum") {
                 return Err(Stop::Xfail(format!(
                     "expected failure: kernel lacks act_csum, so the {} state (its DHCP checksum filter) cannot exist here",
                     old.backend
@@ -650,7 +727,8 @@ fn take_over(
     std::fs::write(&status_path, status_text)
         .map_err(|e| Failure::new(format!("{}: {e}", status_path.display())))?;
 
-    let driver = host_driver(factory, dir, runner.clone(), to).map_err(Failure::new)?;
+    let driver =
+        host_driver(factory, dir, runner.clone(), to, net.to_layout).map_err(Failure::new)?;
     if !driver.reports().is_empty() {
         return fail(format!("driver open reported: {:?}", driver.reports()));
     }
@@ -694,7 +772,8 @@ fn fresh_start(
     dir: &Path,
 ) -> CheckResult<Run> {
     let (host, baseline) = host_stage(factory, net.def, net.host_bridge)?;
-    let driver = host_driver(factory, dir, host.runner(), to).map_err(Failure::new)?;
+    let driver =
+        host_driver(factory, dir, host.runner(), to, net.to_layout).map_err(Failure::new)?;
     let name = driver
         .define(&netxml::format(net.def, FormatFlags::INACTIVE))
         .map_err(|e| Failure::new(format!("define (fresh): {e}")))?
@@ -726,13 +805,13 @@ fn compare(
     // existed when the stream was recorded); the current driver sets up
     // its own only for a network with firewall rules.
     let has_rules = virtnet_core::rules::has_firewall_rules(net.def);
-    let old_chains: Vec<Backend> = (has_rules || !old.stream_has_chains)
-        .then_some(old.backend)
+    let old_chains: Vec<(Backend, Layout)> = (has_rules || !old.stream_has_chains)
+        .then_some((old.backend, old.layout))
         .into_iter()
         .collect();
     let mut both = old_chains.clone();
     if has_rules {
-        both.push(to);
+        both.push((to, net.to_layout));
     }
     let kept_old = host_kept(factory, net.def, net.host_bridge, &old_chains)?;
     let kept_both = host_kept(factory, net.def, net.host_bridge, &both)?;
@@ -776,7 +855,7 @@ pub fn run_on(
     progress: &(dyn Fn(&CheckOutcome, usize, usize) + Sync),
 ) -> Vec<CheckOutcome> {
     run_checks(checks, jobs, progress, &|c: &PlannedCheck| {
-        check_on(factory, &c.state, c.to)
+        check_on_in(factory, &c.state, c.to, c.to_layout)
     })
 }
 

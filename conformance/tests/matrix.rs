@@ -331,10 +331,15 @@ fn upgrade_from_a_frozen_release_passes_and_renumbers_nft_handles() {
         .iter()
         .map(|s| s.label())
         .collect();
-    assert!(
-        srcs.contains(&"virtnet-0.0.1/nftables".to_string()),
-        "{srcs:?}"
-    );
+    // Both layouts of the frozen release are upgrade sources.
+    for want in [
+        "virtnet-0.0.1/nftables",
+        "virtnet-0.0.1/iptables",
+        "virtnet-0.0.1/nftables-batched",
+        "virtnet-0.0.1/iptables-batched",
+    ] {
+        assert!(srcs.contains(&want.to_string()), "{srcs:?}");
+    }
     let cases = load_cases(g).unwrap();
     let opts = MatrixOptions {
         // `/upgrade:` selects the upgrade operation, not traffic:upgrade:.
@@ -343,10 +348,11 @@ fn upgrade_from_a_frozen_release_passes_and_renumbers_nft_handles() {
         ..Default::default()
     };
     let sc = scenarios(g, &cases, &opts);
-    // 2 cases x 2 backends configured x 2 source backends.
+    // 2 cases x 2 backends x 2 layouts configured x 2 source backends x
+    // 2 source layouts (a source of the other layout: a layout switch).
     assert_eq!(
         sc.len(),
-        8,
+        32,
         "{:?}",
         sc.iter().map(|s| s.id()).collect::<Vec<_>>()
     );

@@ -21,6 +21,7 @@ fn run(case: &str, backend: Backend) -> Verdict {
     let sc = Scenario {
         case: case.into(),
         backend,
+        layout: virtnet_core::rules::batched::Layout::Libvirt,
         op: Op::Traffic(TrafficVariant::Bare),
     };
     run_scenario(&FakeFactory::default(), &golden, c, &sc).verdict

@@ -29,6 +29,7 @@ fn dropping_the_masquerade_rules_makes_real_traffic_fail() {
     let sc = Scenario {
         case: "nat-default".into(),
         backend: Backend::Iptables,
+        layout: virtnet_core::rules::batched::Layout::Libvirt,
         op: Op::Traffic(TrafficVariant::Bare),
     };
     // On a thread of its own: the scenario moves it into fresh namespaces.

@@ -21,7 +21,11 @@ fn state(release: &str, case: &str, backend: Backend) -> ReleaseState {
         upgrade::load_ours(root(), release).unwrap()
     };
     all.into_iter()
-        .find(|s| s.case == case && s.backend == backend)
+        .find(|s| {
+            s.case == case
+                && s.backend == backend
+                && s.layout == virtnet_core::rules::batched::Layout::Libvirt
+        })
         .unwrap_or_else(|| panic!("{release} {case} {backend}"))
 }
 
@@ -74,12 +78,10 @@ fn a_removal_plan_that_misses_a_rule_is_caught() {
 #[test]
 fn a_rule_the_status_does_not_know_is_caught() {
     let mut s = state("unreleased", "nat-default", Backend::Iptables);
-    s.stream.push(
+    s.stream.push(virtnet_runner::Cmd::new(
         "iptables -w --table filter --insert LIBVIRT_FWO --in-interface virbr0 --jump ACCEPT"
-            .split(' ')
-            .map(String::from)
-            .collect(),
-    );
+            .split(' '),
+    ));
     for to in [Backend::Iptables, Backend::Nftables] {
         let e = check(&s, to).expect_err("extra rule passed");
         assert!(e.contains("+-A LIBVIRT_FWO -i virbr0 -j ACCEPT"), "{e}");

@@ -18,6 +18,7 @@ fn outcome(case: &str, backend: Backend, op: Op, verdict: Verdict, steps: u64) -
         scenario: Scenario {
             case: case.into(),
             backend,
+            layout: virtnet_core::rules::batched::Layout::Libvirt,
             op,
         },
         verdict,

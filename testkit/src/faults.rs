@@ -530,6 +530,17 @@ impl FaultRunner {
         self.lock().failed_writes.clone()
     }
 
+    /// The last command whose failure was injected (with its standard
+    /// input), if any.
+    pub fn injected_cmd(&self) -> Option<Cmd> {
+        self.lock()
+            .log
+            .iter()
+            .rev()
+            .find(|g| matches!(g.applied, Applied::Injected(_)))
+            .map(|g| g.cmd.clone())
+    }
+
     /// The last command whose failure was injected, if any.
     pub fn injected(&self) -> Option<Vec<String>> {
         self.lock()

@@ -18,18 +18,24 @@ use clap::Args;
 use virtnet_conformance::host::{FakeFactory, HostFactory};
 use virtnet_conformance::{checks::Verdict, report};
 use virtnet_core::firewall::Backend;
+use virtnet_core::rules::batched::Layout;
 
 use crate::realns::{self, out};
 
 #[derive(Args, Debug, Clone)]
 pub struct ConformanceArgs {
     /// Run only scenarios whose id (`case/backend/op`, e.g.
-    /// `nat-default/nftables/restart`) contains this text; repeatable.
+    /// `nat-default/nftables/restart`; the batched layout's
+    /// `case/backend/batched/op`) contains this text; repeatable.
     #[arg(long, value_name = "TEXT")]
     pub filter: Vec<String>,
     /// Run only this backend.
     #[arg(long, value_name = "iptables|nftables|both", default_value = "both")]
     pub backend: String,
+    /// Run only this firewall layout (`firewall_layout` of network.conf):
+    /// every operation runs for each selected one.
+    #[arg(long, value_name = "libvirt|batched|both", default_value = "both")]
+    pub layout: String,
     /// Worker threads (default: number of CPUs).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
@@ -52,8 +58,12 @@ pub struct ConformanceArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub fault_stride: u64,
     /// crash-each of a destroy and of a switch reload at every (N-th)
-    /// command too; by default every 3rd / 9th, which keeps the fake matrix
-    /// under its 60 s budget on 2 cores.
+    /// command too; by default every 3rd / 9th. And fail-each / crash-each
+    /// of a batched-layout start at every (N-th) command; by default at
+    /// its firewall commands (tc, the batches) and the first and last
+    /// only: its other commands are those of libvirt's layout, checked at
+    /// every command there. The defaults keep the fake matrix (both
+    /// layouts) under its 60 s budget on 2 cores.
     #[arg(long)]
     pub exhaustive: bool,
     /// Leave out the scenarios whose id contains TEXT (repeatable; applied
@@ -74,6 +84,7 @@ impl ConformanceArgs {
         ConformanceArgs {
             filter: Vec::new(),
             backend: "both".into(),
+            layout: "both".into(),
             jobs: None,
             report: Vec::new(),
             json: false,
@@ -93,6 +104,7 @@ impl ConformanceArgs {
             v.push(format!("--filter={f}"));
         }
         v.push(format!("--backend={}", self.backend));
+        v.push(format!("--layout={}", self.layout));
         if let Some(j) = self.jobs {
             v.push(format!("--jobs={j}"));
         }
@@ -166,6 +178,17 @@ pub(crate) fn parse_backends(s: &str) -> Result<Vec<Backend>, String> {
     }
 }
 
+/// `--layout`: `libvirt`, `batched` or `both`.
+pub(crate) fn parse_layouts(s: &str) -> Result<Vec<Layout>, String> {
+    match s {
+        "both" | "all" => Ok(Layout::ALL.to_vec()),
+        _ => s
+            .parse::<Layout>()
+            .map(|l| vec![l])
+            .map_err(|e| format!("--layout {s}: {e} or both")),
+    }
+}
+
 /// Why `--real` cannot run here, if it cannot (for `cargo xtask ci`).
 pub fn real_unavailable() -> Option<String> {
     realns::unavailable()
@@ -183,6 +206,13 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
     }
     let backends = match parse_backends(&args.backend) {
         Ok(b) => b,
+        Err(e) => {
+            eprintln!("conformance: {e}");
+            return 2;
+        }
+    };
+    let layouts = match parse_layouts(&args.layout) {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("conformance: {e}");
             return 2;
@@ -224,6 +254,7 @@ pub fn run_code(args: &ConformanceArgs, golden: &std::path::Path) -> u8 {
     let mut opts = virtnet_conformance::MatrixOptions {
         filters: args.filter.clone(),
         backends,
+        layouts,
         ..Default::default()
     };
     if let Some(j) = args.jobs {

@@ -26,13 +26,18 @@ pub struct UpgradeArgs {
     #[arg(long)]
     pub real: bool,
     /// Run only checks whose id (`release/case/old->new`, e.g.
-    /// `libvirt-9.0.0/nat-default/iptables->nftables`) contains this text;
-    /// repeatable.
+    /// `libvirt-9.0.0/nat-default/iptables->nftables`; a batched side is
+    /// written `nftables-batched`) contains this text; repeatable.
     #[arg(long, value_name = "TEXT")]
     pub filter: Vec<String>,
     /// Only this backend for the current driver.
     #[arg(long, value_name = "iptables|nftables|both", default_value = "both")]
     pub backend: String,
+    /// Only this firewall layout for the current driver (release states
+    /// of both layouts are taken over either way: a state of the other
+    /// layout is a layout switch).
+    #[arg(long, value_name = "libvirt|batched|both", default_value = "both")]
+    pub layout: String,
     /// Run about one in N of the selected checks (1 = all), picked by a
     /// hash of the check id so every kind of take-over stays represented.
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -65,6 +70,7 @@ impl UpgradeArgs {
             v.push(format!("--filter={f}"));
         }
         v.push(format!("--backend={}", self.backend));
+        v.push(format!("--layout={}", self.layout));
         v.push(format!("--stride={}", self.stride));
         if let Some(j) = self.jobs {
             v.push(format!("--jobs={j}"));
@@ -94,6 +100,13 @@ pub fn run(root: &Path, args: &UpgradeArgs) -> u8 {
             return 2;
         }
     };
+    let layouts = match crate::conformance::parse_layouts(&args.layout) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("upgrade-check: {e}");
+            return 2;
+        }
+    };
     let states = match upgrade::all_states(root) {
         Ok(s) => s,
         Err(e) => {
@@ -101,7 +114,7 @@ pub fn run(root: &Path, args: &UpgradeArgs) -> u8 {
             return 2;
         }
     };
-    let checks = upgrade::plan(&states, &backends, &args.filter, args.stride);
+    let checks = upgrade::plan_in(&states, &backends, &layouts, &args.filter, args.stride);
     if args.list {
         for c in &checks {
             out(&c.id());
@@ -139,7 +152,12 @@ pub fn run(root: &Path, args: &UpgradeArgs) -> u8 {
         {
             let mut s: Vec<String> = checks
                 .iter()
-                .map(|c| format!("{}/{}/{}", c.state.release, c.state.case, c.state.backend))
+                .map(|c| {
+                    format!(
+                        "{}/{}/{}/{}",
+                        c.state.release, c.state.case, c.state.backend, c.state.layout
+                    )
+                })
                 .collect();
             s.dedup();
             s.len()
@@ -246,6 +264,7 @@ impl UpgradeArgs {
     pub fn fake() -> Self {
         UpgradeArgs {
             backend: "both".into(),
+            layout: "both".into(),
             stride: 1,
             ..Default::default()
         }

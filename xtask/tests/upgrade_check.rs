@@ -22,7 +22,8 @@ fn fake_host_one_release_state() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         out.contains("(fake host, ")
-            && out.contains("4 checks passed, 0 failed (+0 expected failures)"),
+            // 2 old backends x 2 new backends x 2 new layouts.
+            && out.contains("8 checks passed, 0 failed (+0 expected failures)"),
         "{out}\n{err}"
     );
 }
@@ -49,6 +50,8 @@ fn real_host_one_release_state_in_new_namespaces() {
         "--real",
         "--filter",
         "libvirt-9.0.0/nat-default/iptables->iptables",
+        "--layout",
+        "libvirt",
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(err.contains("re-executing inside new"), "{err}");
@@ -64,6 +67,8 @@ fn real_host_one_release_state_in_new_namespaces() {
         "--real",
         "--filter",
         "libvirt-11.3.0/nat-default/nftables->iptables",
+        "--layout",
+        "libvirt",
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
     if err.contains("kernel lacks the tc act_csum action") {

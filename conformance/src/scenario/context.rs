@@ -8,7 +8,8 @@ use std::sync::Arc;
 use virtnet_core::driver::{Driver, DriverConfig, DriverError};
 use virtnet_core::firewall::Backend;
 use virtnet_core::rules;
-use virtnet_runner::{Cmd, Runner};
+use virtnet_core::rules::batched::Layout;
+use virtnet_runner::Runner;
 
 use crate::cases::{self, Case, Expectation};
 use crate::checks::{
@@ -21,6 +22,10 @@ pub struct Ctx<'a> {
     pub factory: &'a dyn HostFactory,
     pub golden: &'a Path,
     pub case: &'a Case,
+    /// The firewall layout every driver of the scenario is configured
+    /// with, and whose golden files (`B.*` or `B-batched.*`) are the
+    /// expectations.
+    pub layout: Layout,
     dir: tempfile::TempDir,
     seq: std::cell::Cell<u32>,
     xml: String,
@@ -65,10 +70,23 @@ impl<'a> Ctx<'a> {
             factory,
             golden,
             case,
+            layout: Layout::Libvirt,
             dir,
             seq: std::cell::Cell::new(0),
             xml,
         })
+    }
+
+    /// The same context with the firewall layout `layout`.
+    pub fn with_layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// `(backend, this layout)` for each of `backends`: what
+    /// [`crate::kept::set_up_kept_in`] takes.
+    pub(super) fn kept_pairs(&self, backends: &[Backend]) -> Vec<(Backend, Layout)> {
+        backends.iter().map(|b| (*b, self.layout)).collect()
     }
 
     /// A fresh host with the baseline applied: foreign rules and uplinks.
@@ -128,7 +146,8 @@ impl<'a> Ctx<'a> {
             &stage.state_dir,
             runner.unwrap_or_else(|| stage.host.runner()),
         )
-        .with_backend(backend);
+        .with_backend(backend)
+        .with_layout(self.layout);
         cfg.dnsmasq_binary = Some(tools.dnsmasq_binary);
         cfg.leases_helper = tools.leases_helper;
         Driver::open(cfg)
@@ -148,8 +167,14 @@ impl<'a> Ctx<'a> {
     }
 
     pub(super) fn expectation(&self, backend: Backend) -> Result<Expectation, Failure> {
-        cases::expectation(self.golden, cases::UNRELEASED, &self.case.name, backend)
-            .map_err(|e| Failure::new(format!("golden data: {e}")))
+        cases::expectation_in(
+            self.golden,
+            cases::UNRELEASED,
+            &self.case.name,
+            backend,
+            self.layout,
+        )
+        .map_err(|e| Failure::new(format!("golden data: {e}")))
     }
 
     /// Would the start of this case with `backend` fail on this kernel for
@@ -177,9 +202,10 @@ impl<'a> Ctx<'a> {
     }
 
     /// The golden expectation of a start with `backend`: the baseline, the
-    /// private chains of `chains_of` (then of `backend`), the bridge, and the
-    /// commands of `golden/releases/unreleased/<case>/<backend>.start`
-    /// applied. Firewall sections only. `Ok(None)`: the stream cannot be
+    /// private chains of `chains_of` (then of `backend`; for the batched
+    /// layout what it keeps instead, see [`crate::kept`]), the bridge, and
+    /// the commands of `golden/releases/unreleased/<case>/<backend>.start`
+    /// (`<backend>-batched.start`, with their standard input) applied. Firewall sections only. `Ok(None)`: the stream cannot be
     /// applied on this kernel (act_csum).
     pub(super) fn expected_start(
         &self,
@@ -194,7 +220,8 @@ impl<'a> Ctx<'a> {
         if rules::has_firewall_rules(&self.case.def) {
             let mut backends = chains_of.to_vec();
             backends.push(backend);
-            crate::kept::set_up_kept(&*r, &backends).map_err(HostError::Other)?;
+            crate::kept::set_up_kept_in(&*r, &self.kept_pairs(&backends))
+                .map_err(HostError::Other)?;
         }
         let br = self.case.bridge();
         if !br.is_empty() && stage.host.snapshot()?.section("links").find(&br).is_none() {
@@ -202,12 +229,11 @@ impl<'a> Ctx<'a> {
             // Up, like the driver leaves it (an up device shows its default qdisc).
             r.run_argv_checked(&["ip", "link", "set", "dev", &br, "up"])?;
         }
-        for argv in &stream {
-            let out = r
-                .run(&Cmd::new(argv.iter().map(String::as_str)))
-                .map_err(|e| {
-                    HostError::Other(format!("golden command `{}`: {e}", argv.join(" ")))
-                })?;
+        for cmd in &stream {
+            let argv = &cmd.argv;
+            let out = r.run(cmd).map_err(|e| {
+                HostError::Other(format!("golden command `{}`: {e}", argv.join(" ")))
+            })?;
             if !out.success() {
                 let is_query = argv.iter().any(|a| a == "show" || a == "list");
                 if argv.iter().any(|a| a == "csum") && !self.factory.has_act_csum() {
@@ -363,6 +389,6 @@ impl Ctx<'_> {
         } else {
             &[]
         };
-        crate::kept::kept_snapshot(&*stage.host, backends)
+        crate::kept::kept_snapshot_in(&*stage.host, &self.kept_pairs(backends))
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use virtnet_core::driver::Driver;
 use virtnet_core::firewall::Backend;
-use virtnet_runner::Runner;
+use virtnet_runner::{Cmd, Runner};
 use virtnet_testkit::{FaultPlan, FaultRunner};
 
 use crate::cases::Expectation;
@@ -31,18 +31,65 @@ fn fault_points(first: u64, n: u64, stride: u64) -> Vec<u64> {
     v
 }
 
+/// Is `argv` a command of the part of a batched start in which the two
+/// layouts differ: tc, an nft batch, a restore batch, an iptables command
+/// other than libvirt's private-chain setup (the same commands in both
+/// layouts with iptables, see [`failure_is_tolerated`])?
+fn is_firewall_command(argv: &[String]) -> bool {
+    match argv.first().map(String::as_str) {
+        Some("tc" | "nft" | "iptables-restore" | "ip6tables-restore") => true,
+        Some("iptables" | "ip6tables") => !failure_is_tolerated(argv),
+        _ => false,
+    }
+}
+
+/// The k values of a start's fail-each / crash-each (`cmds`: the commands
+/// of a start, `first..=n`): [`fault_points`] with `stride`, except for
+/// the batched layout when the run is not exhaustive (`focused`): there
+/// only `first`, `n`, and the points right before and at every firewall
+/// command of the layout's own (`k - 1`, `k`, for the 1-based command
+/// index `k`; see [`is_firewall_command`]). The other commands of a start
+/// (bridge, addresses, sysctls, dnsmasq, libvirt's private-chain setup
+/// with iptables) are the same commands in both layouts, and the libvirt
+/// layout's scenarios crash and fail at every one of them; the batched layout's own part — its tc
+/// commands, the setup batches and the network's batch — is covered at
+/// every command. (`cargo xtask conformance --exhaustive`: every command
+/// for the batched layout too.)
+fn start_points(first: u64, n: u64, stride: u64, focused: bool, cmds: &[Vec<String>]) -> Vec<u64> {
+    if !focused {
+        return fault_points(first, n, stride);
+    }
+    let mut v: Vec<u64> = vec![first, n];
+    for (i, argv) in cmds.iter().enumerate().take(n as usize) {
+        if is_firewall_command(argv) {
+            let k = i as u64 + 1;
+            v.push(k - 1);
+            v.push(k);
+        }
+    }
+    v.retain(|k| (first..=n).contains(k));
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// Start `k`-th-command failures: returns the number of k checked.
-pub(super) fn op_fail_each(ctx: &Ctx, backend: Backend, stride: u64) -> CheckResult<u64> {
+pub(super) fn op_fail_each(
+    ctx: &Ctx,
+    backend: Backend,
+    stride: u64,
+    focused: bool,
+) -> CheckResult<u64> {
     let exp = ctx.expectation(backend)?;
     if ctx.lacks_csum(backend)? {
         // Every start fails at the csum filter anyway; the real check is
         // that this failure leaves the host as before (start scenario).
         return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
     }
-    let n = start_command_count(ctx, backend)?;
+    let (n, cmds) = start_commands(ctx, backend)?;
     let kept = ctx.kept(&[backend])?;
     let mut tolerated = 0;
-    let points = fault_points(1, n, stride);
+    let points = start_points(1, n, stride, focused, &cmds);
     for &k in &points {
         let what = format!("failing command #{k} of {n}");
         let stage = ctx.stage()?;
@@ -70,10 +117,10 @@ pub(super) fn op_fail_each(ctx: &Ctx, backend: Backend, stride: u64) -> CheckRes
                 // was private-chain setup, whose error libvirt only reports
                 // for a network of that family: then a later command fails
                 // for want of the chain, as in libvirt.
-                let injected = faults.injected().unwrap_or_default();
+                let injected = faults.injected_cmd();
                 if matches!(exp, Expectation::Start { .. })
                     && !e.to_string().contains(INJECTED_STDERR.trim())
-                    && !failure_is_tolerated(&injected)
+                    && !injected.as_ref().is_some_and(failure_is_tolerated_cmd)
                 {
                     return fail(format!("{what}: start failed for another reason: {e}"));
                 }
@@ -93,12 +140,10 @@ pub(super) fn op_fail_each(ctx: &Ctx, backend: Backend, stride: u64) -> CheckRes
                 // Tolerated failures: private-chain listings (taken for
                 // "nothing there") and libvirt's ignore-errors groups.
                 tolerated += 1;
-                let argv = faults.injected().unwrap_or_default();
-                if !failure_is_tolerated(&argv) {
-                    return fail(format!(
-                        "{what}: start succeeded although `{}` failed",
-                        argv.join(" ")
-                    ));
+                let injected = faults.injected_cmd();
+                if !injected.as_ref().is_some_and(failure_is_tolerated_cmd) {
+                    let argv = injected.map(|c| c.argv.join(" ")).unwrap_or_default();
+                    return fail(format!("{what}: start succeeded although `{argv}` failed"));
                 }
                 driver_step(
                     d.destroy(&name),
@@ -154,12 +199,31 @@ pub fn failure_is_tolerated(argv: &[String]) -> bool {
     }
 }
 
+/// [`failure_is_tolerated`] for a command with its standard input: also
+/// the batched layout's setup of its shared nft part (`nft -f -` whose
+/// script adds the table `virtnet_batched` of one family and no network's
+/// chain), whose error, like libvirt's private-chain setup's, is saved and
+/// only fails a network of that family.
+pub fn failure_is_tolerated_cmd(cmd: &Cmd) -> bool {
+    if failure_is_tolerated(&cmd.argv) {
+        return true;
+    }
+    let Some(stdin) = cmd.stdin.as_deref() else {
+        return false;
+    };
+    cmd.argv[..] == ["nft", "-f", "-"]
+        && stdin.lines().next().is_some_and(|l| {
+            l == "add table ip virtnet_batched" || l == "add table ip6 virtnet_batched"
+        })
+        && !stdin.contains(" net_")
+}
+
 /// Commands a start gives the host before it succeeds or fails on its own
 /// (on a fresh staged host). For a start that fails by itself, the undo
 /// commands that follow its failure (from the first `ip link del` of the
 /// bridge) are not counted: a failure of the undo itself is a double fault,
 /// outside this scenario.
-fn start_command_count(ctx: &Ctx, backend: Backend) -> CheckResult<u64> {
+fn start_commands(ctx: &Ctx, backend: Backend) -> CheckResult<(u64, Vec<Vec<String>>)> {
     let stage = ctx.stage()?;
     let name = ctx.define(&stage, backend)?;
     let faults = Arc::new(FaultRunner::new(stage.host.runner()));
@@ -169,14 +233,15 @@ fn start_command_count(ctx: &Ctx, backend: Backend) -> CheckResult<u64> {
     )?;
     let ok = d.start(&name).is_ok();
     let n = faults.command_count();
+    let cmds = faults.commands();
     if ok {
-        return Ok(n);
+        return Ok((n, cmds));
     }
     let br = ctx.case.bridge();
-    let undo_at = faults.commands().iter().position(|a| {
+    let undo_at = cmds.iter().position(|a| {
         a.len() >= 4 && a[0] == "ip" && a[1] == "link" && a[2] == "del" && a[3] == br
     });
-    Ok(undo_at.map(|i| i as u64).unwrap_or(n))
+    Ok((undo_at.map(|i| i as u64).unwrap_or(n), cmds))
 }
 
 /// Where a crash of [`op_crash_each`] falls.
@@ -197,12 +262,13 @@ pub(super) fn op_crash_each(
     ctx: &Ctx,
     backend: Backend,
     stride: u64,
+    focused: bool,
     when: CrashWhen,
 ) -> CheckResult<u64> {
     if ctx.lacks_csum(backend)? {
         return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
     }
-    let n = start_command_count(ctx, backend)?;
+    let (n, cmds) = start_commands(ctx, backend)?;
     let kept = ctx.kept(&[backend])?;
     let Some(expected) = ctx.expected_start(backend, &[])? else {
         return Err(Stop::Xfail(XFAIL_ACT_CSUM.into()));
@@ -211,7 +277,7 @@ pub(super) fn op_crash_each(
         CrashWhen::BeforeCommand => 0,
         CrashWhen::AfterEffect => 1,
     };
-    let points = fault_points(first, n, stride);
+    let points = start_points(first, n, stride, focused, &cmds);
     for &k in &points {
         let (what, plan) = match when {
             CrashWhen::BeforeCommand => (
@@ -594,6 +660,24 @@ mod tests {
         assert_eq!(fault_points(1, 10, 4), vec![1, 5, 9, 10]);
         assert_eq!(fault_points(0, 8, 4), vec![0, 4, 8]);
         assert_eq!(fault_points(1, 0, 1), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn focused_points_are_every_firewall_command_and_the_ends() {
+        let cmds: Vec<Vec<String>> = [
+            "ip link add",
+            "sysctl -w",
+            "tc qdisc",
+            "nft -f -",
+            "ip addr add",
+            "dnsmasq",
+        ]
+        .iter()
+        .map(|c| c.split(' ').map(String::from).collect())
+        .collect();
+        assert_eq!(start_points(0, 6, 1, true, &cmds), vec![0, 2, 3, 4, 6]);
+        assert_eq!(start_points(1, 6, 1, true, &cmds), vec![1, 2, 3, 4, 6]);
+        assert_eq!(start_points(1, 6, 1, false, &cmds), vec![1, 2, 3, 4, 5, 6]);
     }
 
     #[test]

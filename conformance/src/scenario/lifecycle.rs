@@ -204,5 +204,5 @@ pub(super) fn op_switch(ctx: &Ctx, from: Backend) -> CheckResult<()> {
 pub(super) fn op_upgrade(ctx: &Ctx, src: &UpgradeSource, to: Backend) -> CheckResult<()> {
     let state = crate::upgrade::source_state(ctx.golden, &ctx.case.name, src)
         .map_err(|e| Failure::new(format!("golden data: {e}")))?;
-    crate::upgrade::check(ctx.factory, &state, to)
+    crate::upgrade::check_in(ctx.factory, &state, to, ctx.layout)
 }

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use virtnet_core::driver::DriverError;
 use virtnet_core::firewall::Backend;
+use virtnet_core::rules::batched::Layout;
 
 use crate::cases::{self, Case, Expectation, UpgradeSource};
 use crate::checks::{verdict_of, Failure, Stop, Verdict, XFAIL_QOS};
@@ -34,7 +35,8 @@ use crate::host::HostFactory;
 pub use context::{Ctx, Stage};
 pub use faults::{failure_is_tolerated, INJECTED_STDERR};
 pub use traffic::{
-    check_definition_on_fake, trace_table, TrafficVariant, XFAIL_REAL as XFAIL_TRAFFIC_REAL,
+    check_definition_on_fake, trace_table, traced_outcomes, TrafficVariant,
+    XFAIL_REAL as XFAIL_TRAFFIC_REAL,
 };
 
 /// The operations of the matrix.
@@ -125,13 +127,26 @@ impl Op {
 pub struct Scenario {
     pub case: String,
     pub backend: Backend,
+    /// The firewall layout of every driver of the scenario.
+    pub layout: Layout,
     pub op: Op,
 }
 
 impl Scenario {
-    /// `case/backend/op`, what `--filter` matches.
+    /// `case/backend/op` for libvirt's layout, `case/backend/batched/op`
+    /// for the batched one: what `--filter` and `--exclude` match (the
+    /// ids of libvirt's layout are those of the matrix before it had
+    /// layouts).
     pub fn id(&self) -> String {
-        format!("{}/{}/{}", self.case, self.backend, self.op.label())
+        format!("{}/{}/{}", self.case, self.row_backend(), self.op.label())
+    }
+
+    /// `backend` or `backend/batched`: the matrix row within a case.
+    pub fn row_backend(&self) -> String {
+        match self.layout {
+            Layout::Libvirt => self.backend.to_string(),
+            l => format!("{}/{l}", self.backend),
+        }
     }
 }
 
@@ -157,16 +172,38 @@ pub struct ScenarioOptions {
     pub fault_stride: u64,
     /// Crash at every command of a destroy and of a switch reload too
     /// (otherwise every [`faults::DESTROY_STRIDE`] / [`faults::RELOAD_STRIDE`]
-    /// × `fault_stride`-th).
+    /// × `fault_stride`-th), and fail / crash a start of the batched layout
+    /// at every command (otherwise at its firewall commands and the first
+    /// and last: see `faults::start_points`).
     pub exhaustive: bool,
 }
 
 impl ScenarioOptions {
+    /// Are a start's fail-each / crash-each points of `layout` focused on
+    /// its firewall commands? (The batched layout, unless exhaustive.)
+    fn focused(&self, layout: Layout) -> bool {
+        layout == Layout::Batched && !self.exhaustive
+    }
+
     fn op_stride(&self, op_stride: u64) -> u64 {
         if self.exhaustive {
             self.fault_stride
         } else {
             self.fault_stride.saturating_mul(op_stride)
+        }
+    }
+
+    /// [`Self::op_stride`] for a layout: twice as sparse for the batched
+    /// layout (its destroy and reload are a few batches, so the points
+    /// still fall before, between and after them), unless exhaustive.
+    /// Measured 2026-12-07: with the same strides as libvirt's layout the
+    /// batched layout's crash-each of a switch reload and of a destroy
+    /// took 79 of its 165 scenario-seconds, and the fake matrix of both
+    /// layouts needed about 59 CPU-seconds per core, at its 60 s budget.
+    fn op_stride_in(&self, op_stride: u64, layout: Layout) -> u64 {
+        match layout {
+            Layout::Batched if !self.exhaustive => self.op_stride(op_stride).saturating_mul(2),
+            _ => self.op_stride(op_stride),
         }
     }
 }
@@ -206,6 +243,7 @@ pub fn run_scenario_with(
             diff: String::new(),
         },
         Ok(ctx) => {
+            let ctx = ctx.with_layout(scenario.layout);
             // A QoS case on a kernel without the tc modules libvirt's QoS
             // needs: every start fails (the start scenario checks that it
             // fails cleanly); the other operations are expected failures.
@@ -225,14 +263,20 @@ pub fn run_scenario_with(
                     Op::Upgrade(src) => lifecycle::op_upgrade(&ctx, src, scenario.backend),
                     Op::Drift => drift::op_drift(&ctx, scenario.backend),
                     Op::Update => update::op_update(&ctx, scenario.backend),
-                    Op::FailEach => faults::op_fail_each(&ctx, scenario.backend, opts.fault_stride)
-                        .map(|n| {
-                            steps = n;
-                        }),
+                    Op::FailEach => faults::op_fail_each(
+                        &ctx,
+                        scenario.backend,
+                        opts.fault_stride,
+                        opts.focused(scenario.layout),
+                    )
+                    .map(|n| {
+                        steps = n;
+                    }),
                     Op::CrashEach => faults::op_crash_each(
                         &ctx,
                         scenario.backend,
                         opts.fault_stride,
+                        opts.focused(scenario.layout),
                         faults::CrashWhen::BeforeCommand,
                     )
                     .map(|n| {
@@ -242,6 +286,7 @@ pub fn run_scenario_with(
                         &ctx,
                         scenario.backend,
                         opts.fault_stride,
+                        opts.focused(scenario.layout),
                         faults::CrashWhen::AfterEffect,
                     )
                     .map(|n| {
@@ -256,7 +301,7 @@ pub fn run_scenario_with(
                         faults::op_crash_each_destroy(
                             &ctx,
                             scenario.backend,
-                            opts.op_stride(faults::DESTROY_STRIDE),
+                            opts.op_stride_in(faults::DESTROY_STRIDE, scenario.layout),
                             when,
                         )
                         .map(|n| {
@@ -272,7 +317,7 @@ pub fn run_scenario_with(
                         faults::op_crash_each_switch(
                             &ctx,
                             scenario.backend,
-                            opts.op_stride(faults::RELOAD_STRIDE),
+                            opts.op_stride_in(faults::RELOAD_STRIDE, scenario.layout),
                             when,
                         )
                         .map(|n| {
@@ -282,11 +327,10 @@ pub fn run_scenario_with(
                     Op::Traffic(v) => traffic::op_traffic(&ctx, scenario.backend, *v).map(|n| {
                         steps = n;
                     }),
-                    Op::TrafficUpgrade(src) => {
-                        traffic::op_traffic_upgrade(&ctx, src, scenario.backend).map(|n| {
+                    Op::TrafficUpgrade(src) => traffic::op_traffic_upgrade(&ctx, src, scenario.backend)
+                        .map(|n| {
                             steps = n;
-                        })
-                    }
+                        }),
                 }
             };
             verdict_of(r)
@@ -300,16 +344,23 @@ pub fn run_scenario_with(
     }
 }
 
-/// The operations that apply to a case with a backend.
+/// The operations that apply to a case with a backend (libvirt's layout).
 pub fn ops_for(golden: &Path, case: &Case, backend: Backend) -> Vec<Op> {
-    let exp = cases::expectation(golden, cases::UNRELEASED, &case.name, backend);
+    ops_for_layout(golden, case, backend, Layout::Libvirt)
+}
+
+/// The operations that apply to a case with a backend and a layout: the
+/// same for both layouts (what applies is decided by that layout's golden
+/// files: an error case runs start and fail-each only).
+pub fn ops_for_layout(golden: &Path, case: &Case, backend: Backend, layout: Layout) -> Vec<Op> {
+    let exp = cases::expectation_in(golden, cases::UNRELEASED, &case.name, backend, layout);
     if matches!(exp, Ok(Expectation::Error(_))) {
         return vec![Op::Start, Op::FailEach];
     }
     let mut ops = vec![Op::Start, Op::Destroy, Op::Restart, Op::Drift];
     let other = backend.other();
     let other_starts = matches!(
-        cases::expectation(golden, cases::UNRELEASED, &case.name, other),
+        cases::expectation_in(golden, cases::UNRELEASED, &case.name, other, layout),
         Ok(Expectation::Start { .. })
     );
     if other_starts {

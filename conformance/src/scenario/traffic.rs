@@ -150,6 +150,105 @@ pub(super) fn op_traffic(ctx: &Ctx, backend: Backend, v: TrafficVariant) -> Chec
     check_flows(&stage, &table, &what)
 }
 
+/// Every flow of the case's flow table traced on the fake after a start
+/// with `backend` in the context's layout, on a host with the foreign
+/// rules of `v` (`Baseline`, `Bare` or `DockerDrop`; the others are
+/// `Bare`): each flow's text and the effect of its traced outcome
+/// (delivered where, addresses and ports after NAT; or rejected / dropped
+/// at which hook, without the rule that decided), in table order; a reply whose original was not delivered is `not sent`.
+/// What [`crate::traffic`]'s layout-equivalence check compares between
+/// the two layouts (independently of the documented expectations).
+pub fn traced_outcomes(
+    ctx: &Ctx,
+    backend: Backend,
+    v: TrafficVariant,
+) -> CheckResult<Vec<(String, String)>> {
+    let def = &ctx.case.def;
+    let topo = Topology::for_def(def);
+    let stage = match v.foreign() {
+        Foreign::Baseline => ctx.stage()?,
+        Foreign::Bare => ctx.stage_seeded(def, &|_| Ok(()))?,
+        Foreign::DockerDrop => ctx.stage_seeded(def, &seed_docker_drop)?,
+    };
+    set_up_uplink(&*stage.host.runner(), &topo)?;
+    let name = ctx.define(&stage, backend)?;
+    let d = driver_step(ctx.driver(&stage, None, backend), "driver open")?;
+    ctx.start_checked(&stage, &d, &name, backend)?;
+    let table = flow_table(&ctx.case.name, def, backend, v.foreign());
+    if table.peer {
+        let peer = driver_step(d.define(&peer_xml()), "define the peer network")?;
+        driver_step(d.start(&peer.name), "start the peer network")?;
+    }
+    drop(d);
+    let Some(state) = stage.host.fake_state() else {
+        return fail("traffic: this host has no simulated state for the packet tracer");
+    };
+    let mut ct = Conntrack::default();
+    let mut seen: Vec<Option<(IpAddr, Option<u16>)>> = vec![None; table.flows.len()];
+    let mut out = Vec::new();
+    for (i, f) in table.flows.iter().enumerate() {
+        if f.path == Path::Switched {
+            continue;
+        }
+        let orig_seen = match f.reply_of {
+            Some(o) => match seen.get(o).copied().flatten() {
+                Some(s) => Some(s),
+                None => {
+                    out.push((f.to_string(), "not sent".to_string()));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let t = trace(&state, &mut ct, &f.trace_flow(orig_seen))
+            .map_err(|e| Failure::new(format!("flow {f}: {e}")))?;
+        if let TraceOutcome::Delivered { src, sport, .. } = &t.outcome {
+            seen[i] = Some((*src, *sport));
+        }
+        out.push((f.to_string(), outcome_effect(&t.outcome)));
+    }
+    Ok(out)
+}
+
+/// What a traced outcome means for the guest, without which rule decided
+/// (a rule of another chain in the other layout): where and how it was
+/// delivered (addresses and ports after NAT), or at which hook it was
+/// rejected (and with what) or dropped (by a rule, or by the policy of
+/// which chain: a foreign one), or why it was unreachable.
+fn outcome_effect(o: &TraceOutcome) -> String {
+    let port = |p: &Option<u16>| p.map(|p| format!(":{p}")).unwrap_or_default();
+    match o {
+        TraceOutcome::Delivered {
+            oif,
+            src,
+            sport,
+            dst,
+            dport,
+        } => format!(
+            "delivered out of {oif}, {src}{} -> {dst}{}",
+            port(sport),
+            port(dport)
+        ),
+        TraceOutcome::Local {
+            iif,
+            src,
+            dst,
+            dport,
+        } => format!("local from {iif}, {src} -> {dst}{}", port(dport)),
+        TraceOutcome::Dropped {
+            hook,
+            family,
+            table,
+            chain,
+            handle: None,
+            ..
+        } => format!("dropped at {hook} by the policy of {family} {table} {chain}"),
+        TraceOutcome::Dropped { hook, .. } => format!("dropped at {hook} by a rule"),
+        TraceOutcome::Rejected { hook, with, .. } => format!("rejected at {hook} with {with}"),
+        TraceOutcome::Unreachable { reason } => format!("unreachable: {reason}"),
+    }
+}
+
 /// Sends every flow of `table` as real packets through the lab built around
 /// the calling thread's namespace (the stage's); the number of flows sent.
 pub fn check_flows_real(table: &FlowTable, what: &str) -> CheckResult<u64> {
@@ -418,17 +517,16 @@ pub(super) fn op_traffic_upgrade(ctx: &Ctx, src: &UpgradeSource, to: Backend) ->
         }
     }
     if !old.stream_has_chains {
-        crate::kept::set_up_kept(&*r, &[old.backend]).map_err(Failure::new)?;
+        crate::kept::set_up_kept_in(&*r, &[(old.backend, old.layout)]).map_err(Failure::new)?;
     }
-    for argv in &old.stream {
-        r.run_checked(&virtnet_runner::Cmd::new(argv.iter().map(String::as_str)))
-            .map_err(|e| {
-                Failure::new(format!(
-                    "replaying the {} start stream: {}",
-                    old.release,
-                    HostError::from(e)
-                ))
-            })?;
+    for cmd in &old.stream {
+        r.run_checked(cmd).map_err(|e| {
+            Failure::new(format!(
+                "replaying the {} start stream: {}",
+                old.release,
+                HostError::from(e)
+            ))
+        })?;
     }
     std::fs::create_dir_all(&stage.state_dir)
         .map_err(|e| Failure::new(format!("{}: {e}", stage.state_dir.display())))?;

@@ -788,6 +788,15 @@ impl Driver {
         self.layout
     }
 
+    /// Does this driver's layout hang networks off libvirt's private
+    /// chains? Not the batched layout with nftables: its shared part (own
+    /// tables) is set up by each start ([`BatchedSetup`]); setting up
+    /// libvirt's `libvirt_network` tables on a reload would leave them
+    /// behind for nothing.
+    fn uses_libvirt_chains(&self) -> bool {
+        !(self.layout == Layout::Batched && self.backend == Backend::Nftables)
+    }
+
     pub fn config(&self) -> &DriverConfig {
         &self.cfg
     }
@@ -1807,9 +1816,10 @@ impl Driver {
                 still_active.push(st);
             }
         }
-        if still_active
-            .iter()
-            .any(|st| rules::has_firewall_rules(&st.def))
+        if self.uses_libvirt_chains()
+            && still_active
+                .iter()
+                .any(|st| rules::has_firewall_rules(&st.def))
         {
             let mut chains = lock(&self.chains).clone();
             let r = chains.setup(self.backend, self.runner(), false);
@@ -1900,7 +1910,7 @@ impl Driver {
             .filter(|st| ops_for(st.def.forward_mode()).reload_firewall)
             .collect();
         let any_rules = active.iter().any(|st| rules::has_firewall_rules(&st.def));
-        {
+        if self.uses_libvirt_chains() {
             let mut chains = lock(&self.chains).clone();
             let r = rules::pre_reload_private_chains(
                 &mut chains,
@@ -1998,6 +2008,11 @@ impl Driver {
             removals.push((st, insp.intact_removal));
         }
         for b in backends {
+            // The batched layout with nftables has no libvirt private
+            // chains (its shared part is set up by each start).
+            if b == Backend::Nftables && self.layout == Layout::Batched {
+                continue;
+            }
             rep.private_chains.extend(
                 check::private_chain_drift(b, self.runner()).map_err(DriverError::from_run)?,
             );
@@ -2026,7 +2041,7 @@ impl Driver {
         if !before.drifted() {
             return Ok((before.clone(), before));
         }
-        {
+        if self.uses_libvirt_chains() {
             let mut chains = lock(&self.chains).clone();
             let r = chains.setup(self.backend, self.runner(), true);
             *lock(&self.chains) = chains;

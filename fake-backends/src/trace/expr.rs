@@ -560,6 +560,19 @@ pub(crate) fn eval_rule(text: &str, pkt: &mut Pkt, ctx: &Ctx) -> Result<RuleResu
                     k => return Err(Unsupported(format!("meta {k}"))),
                 }
             }
+            "iifname" | "oifname" | "iif" | "oif" if s.peek() == Some("vmap") => {
+                let name = if w.starts_with('i') {
+                    Some(pkt.iif.as_str())
+                } else {
+                    pkt.oif.as_deref()
+                };
+                let Some(name) = name else {
+                    return Err(Unsupported(format!(
+                        "{w} (no output interface at this hook)"
+                    )));
+                };
+                return vmap(&mut s, ctx, w, |k| Some(ifname_eq(name, k)));
+            }
             "iifname" | "oifname" | "iif" | "oif" => iface(w, &mut s, pkt, ctx)?,
             "ip" | "ip6" => {
                 let fam_ok = (w == "ip") == v4;
@@ -567,6 +580,18 @@ pub(crate) fn eval_rule(text: &str, pkt: &mut Pkt, ctx: &Ctx) -> Result<RuleResu
                 match key {
                     "saddr" | "daddr" => {
                         let a = if key == "saddr" { pkt.src } else { pkt.dst };
+                        if s.peek() == Some("vmap") {
+                            if !fam_ok {
+                                // Another family's key: the lookup is not
+                                // made (the rule does not apply).
+                                vmap(&mut s, ctx, key, |_| Some(false))?;
+                                return Ok(RuleResult {
+                                    matched: false,
+                                    verdict: Verdict::Continue,
+                                });
+                            }
+                            return vmap(&mut s, ctx, key, |k| addr_in(a, k));
+                        }
                         if s.peek() == Some("&") {
                             // ip saddr & MASK ==|!= ADDR
                             s.next();
@@ -754,6 +779,65 @@ pub(crate) fn eval_rule(text: &str, pkt: &mut Pkt, ctx: &Ctx) -> Result<RuleResu
         }
     }
     verdict(Verdict::Continue)
+}
+
+/// `vmap @MAP` or `vmap { KEY : VERDICT, ... }` after a key expression
+/// (`what`): the verdict of the first element whose key `hit` matches
+/// (a prefix or range of an interval map included); no element: the rule
+/// does not match, as a failed lookup in the kernel.
+fn vmap(
+    s: &mut Stream,
+    ctx: &Ctx,
+    what: &str,
+    hit: impl Fn(&str) -> Option<bool>,
+) -> Result<RuleResult, Unsupported> {
+    s.next(); // `vmap`
+    let elements: Vec<(String, String)> = match s.peek() {
+        Some(w) if w.starts_with('@') => {
+            s.next();
+            let name = &w[1..];
+            let set: &Set = ctx
+                .table
+                .set(name)
+                .ok_or_else(|| Unsupported(format!("vmap {w} (no such map)")))?;
+            if !set.is_map {
+                return Err(Unsupported(format!("vmap {w} (a set, not a map)")));
+            }
+            set.elements
+                .iter()
+                .map(|e| (e.key.clone(), e.value.clone().unwrap_or_default()))
+                .collect()
+        }
+        Some("{") => rhs_values(s, ctx)?
+            .into_iter()
+            .map(|v| match v.split_once(" : ") {
+                Some((k, d)) => Ok((k.trim().to_string(), d.trim().to_string())),
+                None => Err(Unsupported(format!("vmap element {v}"))),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(Unsupported(format!("{what} vmap without a map"))),
+    };
+    for (key, data) in &elements {
+        let matched = hit(key).ok_or_else(|| Unsupported(format!("{what} vmap key {key}")))?;
+        if !matched {
+            continue;
+        }
+        let mut d = data.split_whitespace();
+        let v = match (d.next(), d.next()) {
+            (Some("accept"), None) => Verdict::Accept,
+            (Some("drop"), None) => Verdict::Drop,
+            (Some("return"), None) => Verdict::Return,
+            (Some("continue"), None) => Verdict::Continue,
+            (Some("jump"), Some(c)) => Verdict::Jump(unq(c).to_string()),
+            (Some("goto"), Some(c)) => Verdict::Goto(unq(c).to_string()),
+            _ => return Err(Unsupported(format!("vmap verdict {data}"))),
+        };
+        return verdict(v);
+    }
+    Ok(RuleResult {
+        matched: false,
+        verdict: Verdict::Continue,
+    })
 }
 
 fn verdict(v: Verdict) -> Result<RuleResult, Unsupported> {

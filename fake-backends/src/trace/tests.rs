@@ -547,3 +547,64 @@ fn masquerade_uses_the_address_in_the_destinations_subnet() {
         "{t}"
     );
 }
+
+/// Verdict maps (the batched layout's base chains): an interface map and
+/// an interval map on the source address reach per-network chains; a key
+/// in no element makes the rule not match.
+#[test]
+fn verdict_maps_reach_their_chains() {
+    let st = host(
+        "table ip v {
+	map fwd_in {
+		type ifname : verdict
+		elements = { virbr0 : jump net_in }
+	}
+	map nat_src {
+		type ipv4_addr : verdict
+		flags interval
+		elements = { 192.168.122.0/24 : jump net_nat }
+	}
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		oifname vmap @fwd_in
+		iifname vmap { eth9 : drop }
+	}
+	chain net_in {
+		tcp dport 22 reject
+	}
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr vmap @nat_src
+	}
+	chain net_nat {
+		ip daddr != 192.168.122.0/24 masquerade
+	}
+}
+",
+    );
+    // Into virbr0: the map jumps to net_in, which rejects ssh.
+    let t = one(
+        &st,
+        "from eth0 10.0.0.9 to 192.168.122.5 tcp sport 5000 dport 22",
+    );
+    assert!(matches!(&t.outcome, Outcome::Rejected { .. }), "{t}");
+    // Out of the guest network: no forward element for eth0, the source is
+    // in the interval map's element: masqueraded.
+    let t = one(
+        &st,
+        "from virbr0 192.168.122.5 to 10.0.0.9 udp sport 500 dport 53",
+    );
+    assert!(
+        matches!(&t.outcome, Outcome::Delivered { src, .. } if *src == a("10.0.0.2")),
+        "{t}"
+    );
+    // A source in no element: not translated.
+    let t = one(
+        &st,
+        "from virbr0 172.16.0.5 to 10.0.0.9 udp sport 500 dport 53",
+    );
+    assert!(
+        matches!(&t.outcome, Outcome::Delivered { src, .. } if *src == a("172.16.0.5")),
+        "{t}"
+    );
+}
