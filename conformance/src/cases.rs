@@ -169,7 +169,9 @@ impl Expectation {
     /// cls_fw, act_police)?
     pub fn needs_qos_modules(&self) -> bool {
         match self {
-            Expectation::Start { stream, .. } => stream.iter().any(|c| is_qos_module_command(&c.argv)),
+            Expectation::Start { stream, .. } => {
+                stream.iter().any(|c| is_qos_module_command(&c.argv))
+            }
             Expectation::Error(_) => false,
         }
     }
@@ -230,10 +232,12 @@ pub fn expectation_in(
     let qos = dir.join(format!("{}.qos.start", backend.as_str()));
     if qos.exists() {
         let text = read(&qos)?;
-        stream.extend(parse_stream_stdin(&text).map_err(|reason| DataError::Invalid {
-            path: qos.clone(),
-            reason,
-        })?);
+        stream.extend(
+            parse_stream_stdin(&text).map_err(|reason| DataError::Invalid {
+                path: qos.clone(),
+                reason,
+            })?,
+        );
     }
     let rem = dir.join(format!("{b}.removal.xml"));
     let removal = if rem.exists() {

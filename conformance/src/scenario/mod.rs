@@ -327,10 +327,11 @@ pub fn run_scenario_with(
                     Op::Traffic(v) => traffic::op_traffic(&ctx, scenario.backend, *v).map(|n| {
                         steps = n;
                     }),
-                    Op::TrafficUpgrade(src) => traffic::op_traffic_upgrade(&ctx, src, scenario.backend)
-                        .map(|n| {
+                    Op::TrafficUpgrade(src) => {
+                        traffic::op_traffic_upgrade(&ctx, src, scenario.backend).map(|n| {
                             steps = n;
-                        }),
+                        })
+                    }
                 }
             };
             verdict_of(r)
