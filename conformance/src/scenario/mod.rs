@@ -386,6 +386,7 @@ pub fn ops_for_layout(golden: &Path, case: &Case, backend: Backend, layout: Layo
     ops.push(Op::Traffic(TrafficVariant::Bare));
     ops.push(Op::Traffic(TrafficVariant::DockerDrop));
     ops.push(Op::Traffic(TrafficVariant::Restart));
+    ops.push(Op::Traffic(TrafficVariant::Drift));
     if other_starts {
         ops.push(Op::Traffic(TrafficVariant::Switch));
     }
