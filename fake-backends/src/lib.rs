@@ -667,10 +667,16 @@ fn prune_removed_links(state: &mut HostState) {
         .qdiscs
         .keys()
         .chain(state.tc.filters.keys())
+        .chain(state.tc.ingress.iter())
+        .chain(state.tc.ingress_queue.iter())
+        .chain(state.tc.classes.keys())
+        .chain(state.tc.children.keys())
         .filter(|d| !exists(d))
         .cloned()
         .collect();
     for d in gone {
+        // A device can be named by several maps: dropping it once drops
+        // them all, again is harmless.
         state.tc.drop_device(&d);
     }
     // One name per device (a device has several keys; dropping it once

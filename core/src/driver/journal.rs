@@ -767,22 +767,56 @@ impl UndoTracker {
 
     /// The commands that undo every outstanding creation, last first.
     pub fn plan(&self) -> Vec<Vec<String>> {
-        self.outstanding
-            .iter()
-            .rev()
-            .map(|(_, inv)| inv.clone())
-            .collect()
+        without_qdiscs_of_deleted_links(
+            self.outstanding
+                .iter()
+                .rev()
+                .map(|(_, inv)| inv.clone())
+                .collect(),
+        )
     }
 
     /// [`UndoTracker::plan`], taken: the tracker is left empty.
     pub fn take_plan(&mut self) -> Vec<Vec<String>> {
         let t = std::mem::take(self);
-        t.outstanding
-            .into_iter()
-            .rev()
-            .map(|(_, inv)| inv)
-            .collect()
+        without_qdiscs_of_deleted_links(
+            t.outstanding
+                .into_iter()
+                .rev()
+                .map(|(_, inv)| inv)
+                .collect(),
+        )
     }
+}
+
+/// `plan` without the `tc qdisc del dev D root|ingress` of a device `D`
+/// the plan deletes anyway (`ip link del D`): its qdiscs go with it, and
+/// libvirt's failed start (the nftables checksum fix's root qdisc) never
+/// deletes them, so the undo stream stays libvirt's. A qdisc of a device
+/// that stays (a host bridge in mode 'bridge') is still deleted.
+fn without_qdiscs_of_deleted_links(plan: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    let is = |argv: &[String], prog: &str| {
+        argv.first()
+            .is_some_and(|p| p == prog || p.ends_with(&format!("/{prog}")))
+    };
+    let deleted: Vec<&String> = plan
+        .iter()
+        .filter(|a| is(a, "ip") && a.len() == 4 && a[1] == "link" && a[2] == "del")
+        .map(|a| &a[3])
+        .collect();
+    let keep = |a: &Vec<String>| {
+        !(is(a, "tc")
+            && a.len() == 6
+            && a[1] == "qdisc"
+            && a[2] == "del"
+            && a[3] == "dev"
+            && deleted.contains(&&a[4]))
+    };
+    let kept: Vec<bool> = plan.iter().map(keep).collect();
+    plan.into_iter()
+        .zip(kept)
+        .filter_map(|(a, k)| k.then_some(a))
+        .collect()
 }
 
 /// The commands that undo every outstanding creation of `entries`, last
@@ -1136,6 +1170,41 @@ mod tests {
                     "ACCEPT"
                 ]),
                 v(&["ip", "link", "del", "virbr0"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_qdisc_goes_with_its_deleted_bridge_and_stays_deleted_on_a_kept_one() {
+        let qdisc = |dev: &str| {
+            ran(
+                &[
+                    "tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "2",
+                ],
+                "",
+            )
+        };
+        // The network's own bridge: deleted, so its root qdisc is not
+        // (libvirt's failed start deletes only the filter and the bridge).
+        let own = vec![
+            ran(
+                &["ip", "link", "add", "name", "virbr0", "type", "bridge"],
+                "",
+            ),
+            qdisc("virbr0"),
+            ran(&["tc", "qdisc", "add", "dev", "virbr0", "ingress"], ""),
+        ];
+        assert_eq!(undo_plan(&own), vec![v(&["ip", "link", "del", "virbr0"])]);
+        // A host bridge (mode 'bridge'): it stays, so its qdiscs are deleted.
+        let host = vec![
+            qdisc("br0"),
+            ran(&["tc", "qdisc", "add", "dev", "br0", "ingress"], ""),
+        ];
+        assert_eq!(
+            undo_plan(&host),
+            vec![
+                v(&["tc", "qdisc", "del", "dev", "br0", "ingress"]),
+                v(&["tc", "qdisc", "del", "dev", "br0", "root"]),
             ]
         );
     }
