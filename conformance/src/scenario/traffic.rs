@@ -119,8 +119,14 @@ fn set_up_uplink(r: &dyn Runner, topo: &Topology) -> Result<(), HostError> {
     Ok(())
 }
 
-/// Run the operation; the number of flows traced.
-pub(super) fn op_traffic(ctx: &Ctx, backend: Backend, v: TrafficVariant) -> CheckResult<u64> {
+/// A stage with the foreign rules of `v` and the topology's uplink, the
+/// case's network started with `backend` (checked) and the peer network
+/// when the case's flow table has one: the set-up of every traffic check.
+fn start_with_peer(
+    ctx: &Ctx,
+    backend: Backend,
+    v: TrafficVariant,
+) -> CheckResult<(Stage, virtnet_core::driver::Driver, FlowTable)> {
     let def = &ctx.case.def;
     let topo = Topology::for_def(def);
     let stage = match v.foreign() {
@@ -132,11 +138,18 @@ pub(super) fn op_traffic(ctx: &Ctx, backend: Backend, v: TrafficVariant) -> Chec
     let name = ctx.define(&stage, backend)?;
     let d = driver_step(ctx.driver(&stage, None, backend), "driver open")?;
     ctx.start_checked(&stage, &d, &name, backend)?;
-    let table0 = flow_table(&ctx.case.name, def, backend, v.foreign());
-    if table0.peer {
+    let table = flow_table(&ctx.case.name, def, backend, v.foreign());
+    if table.peer {
         let peer = driver_step(d.define(&peer_xml()), "define the peer network")?;
         driver_step(d.start(&peer.name), "start the peer network")?;
     }
+    Ok((stage, d, table))
+}
+
+/// Run the operation; the number of flows traced.
+pub(super) fn op_traffic(ctx: &Ctx, backend: Backend, v: TrafficVariant) -> CheckResult<u64> {
+    let def = &ctx.case.def;
+    let (stage, d, _) = start_with_peer(ctx, backend, v)?;
     let mut now = backend;
     match v {
         TrafficVariant::Restart | TrafficVariant::Switch => {
@@ -190,22 +203,7 @@ pub fn traced_outcomes(
     backend: Backend,
     v: TrafficVariant,
 ) -> CheckResult<Vec<(String, String)>> {
-    let def = &ctx.case.def;
-    let topo = Topology::for_def(def);
-    let stage = match v.foreign() {
-        Foreign::Baseline => ctx.stage()?,
-        Foreign::Bare => ctx.stage_seeded(def, &|_| Ok(()))?,
-        Foreign::DockerDrop => ctx.stage_seeded(def, &seed_docker_drop)?,
-    };
-    set_up_uplink(&*stage.host.runner(), &topo)?;
-    let name = ctx.define(&stage, backend)?;
-    let d = driver_step(ctx.driver(&stage, None, backend), "driver open")?;
-    ctx.start_checked(&stage, &d, &name, backend)?;
-    let table = flow_table(&ctx.case.name, def, backend, v.foreign());
-    if table.peer {
-        let peer = driver_step(d.define(&peer_xml()), "define the peer network")?;
-        driver_step(d.start(&peer.name), "start the peer network")?;
-    }
+    let (stage, d, table) = start_with_peer(ctx, backend, v)?;
     drop(d);
     let Some(state) = stage.host.fake_state() else {
         return fail("traffic: this host has no simulated state for the packet tracer");
