@@ -342,11 +342,11 @@ pub fn differential(
     lab.no_bridge_netfilter()?;
     let guests = guests_of(def);
     // Everything goes back through the host: routed subnets and the
-    // addresses of `<nat><address>` ranges alike.
-    let routes = [
-        ("default".to_string(), IpAddr::V4(UPLINK_V4)),
-        ("default".to_string(), IpAddr::V6(UPLINK_V6)),
-    ];
+    // addresses of `<nat><address>` ranges alike (those in the uplink's
+    // own subnet by a route each, see `Topology::snat_onlink_v4`).
+    let topo = crate::traffic::Topology::for_def(def);
+    debug_assert_eq!((topo.uplink_v4, topo.uplink_v6), (UPLINK_V4, UPLINK_V6));
+    let routes = topo.outside_routes();
     lab.add_outside(
         &uplink_of(def),
         &[(IpAddr::V4(UPLINK_V4), 24), (IpAddr::V6(UPLINK_V6), 64)],

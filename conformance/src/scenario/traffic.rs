@@ -294,10 +294,7 @@ pub fn check_flows_real(table: &FlowTable, what: &str) -> CheckResult<u64> {
             (IpAddr::V4(topo.outside_v4), Topology::UPLINK_PREFIX_V4),
             (IpAddr::V6(topo.outside_v6), Topology::UPLINK_PREFIX_V6),
         ],
-        &[
-            ("default".into(), IpAddr::V4(topo.uplink_v4)),
-            ("default".into(), IpAddr::V6(topo.uplink_v6)),
-        ],
+        &topo.outside_routes(),
     )
     .map_err(lab_err)?;
     // One lab guest per guest address of the table.

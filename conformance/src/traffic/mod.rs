@@ -317,6 +317,14 @@ pub struct Topology {
     /// The outside host, on-link behind the uplink.
     pub outside_v4: Ipv4Addr,
     pub outside_v6: Ipv6Addr,
+    /// The addresses of the network's `<nat><address>` range that lie in
+    /// the uplink's own subnet: the outside would look for them on-link
+    /// (ARP) and nobody answers for an address the host does not own, so
+    /// the lab routes each of them via the host, as an admin who SNATs to
+    /// such an address must (an address on the host or a route to it).
+    /// Addresses outside that subnet go via the outside's default route.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snat_onlink_v4: Vec<Ipv4Addr>,
 }
 
 impl Topology {
@@ -324,18 +332,51 @@ impl Topology {
     pub const UPLINK_PREFIX_V4: u8 = 24;
     pub const UPLINK_PREFIX_V6: u8 = 64;
 
+    /// The most addresses of a `<nat><address>` range given a route of
+    /// their own on the outside ([`Topology::snat_onlink_v4`]).
+    pub const MAX_SNAT_ROUTES: u32 = 256;
+
     /// The topology for a definition: uplink = its forward device, if any.
     pub fn for_def(def: &virtnet_core::netxml::NetworkDef) -> Topology {
+        let uplink_v4 = Ipv4Addr::new(198, 51, 100, 254);
+        let mask = u32::MAX << (32 - u32::from(Topology::UPLINK_PREFIX_V4));
+        let snat_onlink_v4 = def
+            .nat()
+            .and_then(|n| n.address.as_ref())
+            .map(|r| {
+                (u32::from(r.start)..=u32::from(r.end))
+                    .take(Topology::MAX_SNAT_ROUTES as usize)
+                    .filter(|a| a & mask == u32::from(uplink_v4) & mask)
+                    .map(Ipv4Addr::from)
+                    .filter(|a| *a != uplink_v4)
+                    .collect()
+            })
+            .unwrap_or_default();
         Topology {
             uplink: def
                 .forward_dev()
                 .unwrap_or(Topology::DEFAULT_UPLINK)
                 .to_string(),
-            uplink_v4: Ipv4Addr::new(198, 51, 100, 254),
+            uplink_v4,
             uplink_v6: Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0xfe),
             outside_v4: Ipv4Addr::new(198, 51, 100, 7),
             outside_v6: Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 7),
+            snat_onlink_v4,
         }
+    }
+
+    /// The outside's routes: default via the host for both families, and
+    /// [`Topology::snat_onlink_v4`] each via the host.
+    pub fn outside_routes(&self) -> Vec<(String, std::net::IpAddr)> {
+        use std::net::IpAddr;
+        let mut v: Vec<(String, IpAddr)> = self
+            .snat_onlink_v4
+            .iter()
+            .map(|a| (format!("{a}/32"), IpAddr::V4(self.uplink_v4)))
+            .collect();
+        v.push(("default".into(), IpAddr::V4(self.uplink_v4)));
+        v.push(("default".into(), IpAddr::V6(self.uplink_v6)));
+        v
     }
 }
 

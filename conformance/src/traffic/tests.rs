@@ -268,3 +268,23 @@ fn dhcp_of_a_host_only_subnet_uses_a_host_mac() {
     let f = flow(&t, "v4.0 guest->host dhcp discover");
     assert_eq!(f.dhcp_mac, None);
 }
+
+/// A `<nat><address>` in the uplink's own subnet is routed via the host on
+/// the outside (nobody would answer its ARP); one outside it is not.
+#[test]
+fn snat_addresses_on_the_uplink_subnet_get_a_route_via_the_host() {
+    let t = table("nat-snat-ports", Backend::Nftables, Foreign::Bare);
+    assert_eq!(
+        t.topology.snat_onlink_v4,
+        vec!["198.51.100.1".parse::<Ipv4Addr>().unwrap()]
+    );
+    let routes = t.topology.outside_routes();
+    assert_eq!(
+        routes[0],
+        ("198.51.100.1/32".to_string(), a("198.51.100.254"))
+    );
+    assert_eq!(routes.len(), 3);
+    let t = table("nat-snat-range", Backend::Nftables, Foreign::Bare);
+    assert!(t.topology.snat_onlink_v4.is_empty());
+    assert_eq!(t.topology.outside_routes().len(), 2);
+}
