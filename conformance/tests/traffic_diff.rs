@@ -9,6 +9,8 @@
 //! `VIRTNET_TRAFFIC_STRIDE=n` takes every n-th of them. Prints every flow's
 //! two outcomes; "skipped: <why>" without root or the tools.
 
+use virtnet_conformance::cases::expectation;
+use virtnet_conformance::checks::XFAIL_QOS;
 use virtnet_conformance::host::{write_tc_csum_wrapper, RealFactory, REAL_TOOLS};
 use virtnet_conformance::realtraffic::{differential, guests_of};
 use virtnet_conformance::{golden_root, load_cases, HostFactory};
@@ -73,8 +75,20 @@ fn tracer_and_kernel_agree_on_every_flow() {
     let mut flows = 0;
     let mut differ = Vec::new();
     let mut errors = Vec::new();
+    let mut xfail = 0;
     for case in &cases {
         for backend in [Backend::Iptables, Backend::Nftables] {
+            // A QoS case on a kernel without libvirt's QoS tc modules: its
+            // start fails on the kernel as libvirt's does (the matrix's
+            // expected failure); there is nothing to compare.
+            let qos = expectation(&g, "unreleased", &case.name, backend)
+                .map(|e| e.needs_qos_modules())
+                .unwrap_or(false);
+            if qos && !factory.has_qos_modules() {
+                println!("{}/{backend}: not compared: {XFAIL_QOS}", case.name);
+                xfail += 1;
+                continue;
+            }
             let factory = &factory;
             let res = std::thread::scope(|s| {
                 s.spawn(|| differential(factory, case, backend, &[NO_FIREWALLD.to_vec()], None))
@@ -100,7 +114,7 @@ fn tracer_and_kernel_agree_on_every_flow() {
         }
     }
     println!(
-        "{} cases, {flows} flows compared, {} differ, {} errors (act_csum: {csum})",
+        "{} cases, {flows} flows compared, {} differ, {} errors, {xfail} not compared for lack of QoS tc modules (act_csum: {csum})",
         cases.len(),
         differ.len(),
         errors.len()
