@@ -468,3 +468,53 @@ fn portgroups_and_forward_interfaces_touch_only_the_definition_or_the_rules() {
         "{xml}"
     );
 }
+
+/// A daemon restart refreshes every live dnsmasq (libvirt
+/// networkRefreshDhcpDaemon: hosts files, then SIGHUP): a hosts file that
+/// already says what it should is left as it is (not rewritten: no new
+/// inode, no fsync); one that is missing or says something else is
+/// written again.
+#[test]
+fn restart_refresh_rewrites_only_hosts_files_that_differ() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let path = |ext: &str| env.state_dir().join(format!("dnsmasq/default.{ext}"));
+    let ino = |ext: &str| std::fs::metadata(path(ext)).unwrap().ino();
+    let (pid, hups) = {
+        let _d = started(&env, Backend::Nftables);
+        let (pid, hups, _) = the_dnsmasq(&env.state());
+        (pid, hups)
+    };
+    let hosts = dnsmasq_file(&env, "hostsfile");
+    assert_eq!(hosts, "52:54:00:00:00:01,192.168.122.201,one\n");
+    let addn = dnsmasq_file(&env, "addnhosts");
+    let (hosts_ino, addn_ino) = (ino("hostsfile"), ino("addnhosts"));
+    env.host.take_records();
+
+    // Restart with both files as the start wrote them: untouched, SIGHUP.
+    let d = env.driver(Backend::Nftables);
+    let rep = d.reconcile().unwrap();
+    assert!(rep.problems.is_empty(), "{rep:?}");
+    let cmds = argvs(&env);
+    assert!(cmds.contains(&format!("kill -0 {pid}")), "{cmds:#?}");
+    assert!(cmds.contains(&format!("kill -HUP {pid}")), "{cmds:#?}");
+    assert_eq!(the_dnsmasq(&env.state()).1, hups + 1);
+    assert_eq!(
+        (ino("hostsfile"), ino("addnhosts")),
+        (hosts_ino, addn_ino),
+        "an unchanged hosts file was rewritten"
+    );
+    drop(d);
+
+    // One file altered, the other gone: both written again.
+    std::fs::write(path("hostsfile"), "52:54:00:00:00:09,10.0.0.9,stale\n").unwrap();
+    std::fs::remove_file(path("addnhosts")).unwrap();
+    let d = env.driver(Backend::Nftables);
+    let rep = d.reconcile().unwrap();
+    assert!(rep.problems.is_empty(), "{rep:?}");
+    assert_eq!(dnsmasq_file(&env, "hostsfile"), hosts);
+    assert_eq!(dnsmasq_file(&env, "addnhosts"), addn);
+    assert!(path("addnhosts").exists());
+    assert_eq!(the_dnsmasq(&env.state()).1, hups + 2);
+    d.destroy("default").unwrap();
+}

@@ -58,6 +58,21 @@ fn resolve(name: &str) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
 }
 
+/// [`resolve`] until it answers, at most 5 s: dnsmasq handles a SIGHUP
+/// in its main loop, after the signal was sent (kill(2) returns at once,
+/// as libvirt's does; the `kill` process the driver once spawned hid
+/// most of that delay).
+fn resolve_soon(name: &str) -> Option<Ipv4Addr> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = resolve(name);
+        if r.is_some() || std::time::Instant::now() >= deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn sh(argv: &[&str]) -> String {
     RealRunner::new()
         .run_argv(argv)
@@ -148,7 +163,7 @@ fn inner() {
     assert_eq!(pid_of(&state), pid, "refresh keeps the process");
     assert!(alive(&pid));
     assert_eq!(
-        resolve("cake.example"),
+        resolve_soon("cake.example"),
         Some(Ipv4Addr::new(192, 168, 231, 77))
     );
 
@@ -202,7 +217,7 @@ fn inner() {
     let conf = std::fs::read_to_string(state.join("dnsmasq/upd.conf")).unwrap();
     assert!(conf.contains("txt-record=info,hello"), "{conf}");
     assert_eq!(
-        resolve("cake.example"),
+        resolve_soon("cake.example"),
         Some(Ipv4Addr::new(192, 168, 231, 77))
     );
 

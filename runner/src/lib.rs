@@ -12,7 +12,11 @@
 //! crates (the simulated host in `virtnet-fake`, the recording runner in
 //! `virtnet_core::firewall`, the journaling runner of the driver, the
 //! fault runner of `virtnet-testkit`). [`Runner::run_checked`] turns a
-//! non-zero exit into an error naming the command. [`render`] is libvirt's dry-run / golden-file
+//! non-zero exit into an error naming the command. [`Runner::signal`] is
+//! the one exception to "every effect is a process": it sends a signal
+//! (`kill -0`, SIGTERM, SIGHUP, SIGKILL); every runner sees it as the
+//! `kill` command line the driver always ran, except the [`RealRunner`],
+//! which calls kill(2) itself and spares the spawn ([`send_signal`]). [`render`] is libvirt's dry-run / golden-file
 //! format of a command stream and its parser, shared by the driver and the
 //! simulated host (which is why both live in this small crate: the fake host
 //! needs nothing else of `virtnet-core`, so core's tests can use the fake
@@ -189,6 +193,114 @@ pub trait Runner: Send + Sync {
         let _ = pid;
         false
     }
+
+    /// Sends `sig` to process `pid` (decimal), answering as the `kill`
+    /// program does: status 0 when the signal was delivered (for
+    /// [`Signal::Probe`], `kill -0`: the process exists and may be
+    /// signalled — a zombie too, see [`Runner::is_zombie`]), status 1 and
+    /// `kill: (PID) - No such process` / `- Operation not permitted` on
+    /// stderr when not.
+    ///
+    /// The default runs exactly that command line, [`Signal::kill_cmd`]
+    /// (`kill PID`, `kill -0 PID`, `kill -HUP PID`, `kill -9 PID`),
+    /// through [`Runner::run`]: a simulated host, a recording or fault
+    /// runner sees the same command stream as ever. [`RealRunner`] sends
+    /// the signal itself with kill(2) ([`send_signal`]), without a
+    /// process: on a loaded machine each spawn of `kill` costs 5–150 ms.
+    /// A runner that wraps another forwards this to the inner one only if
+    /// it has nothing to do per command (a journal runner records the
+    /// same `kill` command line, then forwards).
+    fn signal(&self, pid: &str, sig: Signal) -> Result<Output, RunError> {
+        self.run(&sig.kill_cmd(pid))
+    }
+
+    /// [`Runner::signal`] that must succeed: a failure is the
+    /// [`CheckedError`] of its `kill` command line (e.g. `'kill -HUP 7'
+    /// exited with status 1: kill: (7) - Operation not permitted`).
+    fn signal_checked(&self, pid: &str, sig: Signal) -> Result<Output, CheckedError> {
+        let out = self.signal(pid, sig).map_err(CheckedError::Run)?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(CheckedError::Failed {
+                argv: Arc::clone(&sig.kill_cmd(pid).argv),
+                status: out.status,
+                stderr: out.stderr,
+            })
+        }
+    }
+}
+
+/// A signal [`Runner::signal`] sends: the four the driver uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// No signal (`kill -0`): does the process exist, may it be signalled?
+    Probe,
+    /// SIGTERM (`kill PID`).
+    Term,
+    /// SIGHUP (`kill -HUP PID`).
+    Hup,
+    /// SIGKILL (`kill -9 PID`).
+    Kill,
+}
+
+impl Signal {
+    /// The `kill` command line that sends this signal to `pid`, as the
+    /// driver has always run it (and golden command streams show it).
+    pub fn kill_cmd(self, pid: &str) -> Cmd {
+        match self.kill_option() {
+            None => Cmd::new(["kill", pid]),
+            Some(opt) => Cmd::new(["kill", opt, pid]),
+        }
+    }
+
+    /// The option of [`Signal::kill_cmd`] (`None` for SIGTERM, `kill`'s
+    /// default).
+    pub fn kill_option(self) -> Option<&'static str> {
+        match self {
+            Signal::Probe => Some("-0"),
+            Signal::Term => None,
+            Signal::Hup => Some("-HUP"),
+            Signal::Kill => Some("-9"),
+        }
+    }
+
+    /// The signal for kill(2); `None` for [`Signal::Probe`] (signal 0).
+    fn nix(self) -> Option<nix::sys::signal::Signal> {
+        use nix::sys::signal::Signal as S;
+        match self {
+            Signal::Probe => None,
+            Signal::Term => Some(S::SIGTERM),
+            Signal::Hup => Some(S::SIGHUP),
+            Signal::Kill => Some(S::SIGKILL),
+        }
+    }
+}
+
+/// Sends `sig` to process `pid` of this machine with kill(2) and answers
+/// as procps' `kill` does ([`Runner::signal`]): status 0 when sent;
+/// status 1 with `kill: (PID) - No such process` (ESRCH), `kill: (PID) -
+/// Operation not permitted` (EPERM) or the error's own text on stderr;
+/// `kill: failed to parse argument: 'PID'` for a `pid` that is not a
+/// positive decimal number (kill(2) would read 0 or a negative number as
+/// a process group, which the driver never means).
+pub fn send_signal(pid: &str, sig: Signal) -> Output {
+    use nix::errno::Errno;
+    let parsed = (!pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| pid.parse::<i32>().ok())
+        .flatten()
+        .filter(|&p| p > 0);
+    let Some(p) = parsed else {
+        return Output::failed(1, format!("kill: failed to parse argument: '{pid}'\n"));
+    };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), sig.nix()) {
+        Ok(()) => Output::ok(""),
+        Err(Errno::ESRCH) => Output::failed(1, format!("kill: ({pid}) - No such process\n")),
+        Err(Errno::EPERM) => {
+            Output::failed(1, format!("kill: ({pid}) - Operation not permitted\n"))
+        }
+        Err(e) => Output::failed(1, format!("kill: ({pid}) - {}\n", e.desc())),
+    }
 }
 
 /// Is process `pid` (decimal) a zombie on this machine: state `Z` in
@@ -237,6 +349,9 @@ impl<R: Runner + ?Sized> Runner for &R {
     fn is_zombie(&self, pid: &str) -> bool {
         (**self).is_zombie(pid)
     }
+    fn signal(&self, pid: &str, sig: Signal) -> Result<Output, RunError> {
+        (**self).signal(pid, sig)
+    }
 }
 
 impl<R: Runner + ?Sized> Runner for Arc<R> {
@@ -249,6 +364,9 @@ impl<R: Runner + ?Sized> Runner for Arc<R> {
     fn is_zombie(&self, pid: &str) -> bool {
         (**self).is_zombie(pid)
     }
+    fn signal(&self, pid: &str, sig: Signal) -> Result<Output, RunError> {
+        (**self).signal(pid, sig)
+    }
 }
 
 impl<R: Runner + ?Sized> Runner for Box<R> {
@@ -260,6 +378,9 @@ impl<R: Runner + ?Sized> Runner for Box<R> {
     }
     fn is_zombie(&self, pid: &str) -> bool {
         (**self).is_zombie(pid)
+    }
+    fn signal(&self, pid: &str, sig: Signal) -> Result<Output, RunError> {
+        (**self).signal(pid, sig)
     }
 }
 
@@ -349,6 +470,10 @@ impl Runner for RealRunner {
     fn is_zombie(&self, pid: &str) -> bool {
         proc_is_zombie(pid)
     }
+    /// kill(2), no `kill` process ([`send_signal`]).
+    fn signal(&self, pid: &str, sig: Signal) -> Result<Output, RunError> {
+        Ok(send_signal(pid, sig))
+    }
 }
 
 #[cfg(test)]
@@ -376,6 +501,148 @@ mod tests {
         assert!(!proc_is_zombie(&std::process::id().to_string()));
         assert!(!proc_is_zombie(""));
         assert!(!proc_is_zombie("../self"));
+    }
+
+    /// Waits (at most 30 s) until `pid` is a zombie.
+    fn wait_zombie(pid: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !proc_is_zombie(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child {pid} never became a zombie"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn real_signal_probes_terms_and_reports_a_reaped_child_as_gone() {
+        let r = RealRunner::new();
+        let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = child.id().to_string();
+        // Through the trait object and an Arc, as the driver holds it.
+        let dynr: Arc<dyn Runner> = Arc::new(RealRunner::new());
+        assert_eq!(dynr.signal(&pid, Signal::Probe).unwrap(), Output::ok(""));
+        assert_eq!(r.signal(&pid, Signal::Term).unwrap(), Output::ok(""));
+        // Terminated by SIGTERM, not yet reaped: `kill -0` still succeeds
+        // (that is what is_zombie is for).
+        wait_zombie(&pid);
+        assert!(r.signal(&pid, Signal::Probe).unwrap().success());
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc_sigterm()), "{status:?}");
+        // Reaped: ESRCH, as `kill` says it.
+        let gone = r.signal(&pid, Signal::Probe).unwrap();
+        assert_eq!(
+            gone,
+            Output::failed(1, format!("kill: ({pid}) - No such process\n"))
+        );
+        assert_eq!(r.signal(&pid, Signal::Term).unwrap(), gone);
+    }
+
+    fn libc_sigterm() -> i32 {
+        nix::sys::signal::Signal::SIGTERM as i32
+    }
+
+    #[test]
+    fn real_signal_hup_and_kill_reach_the_process() {
+        let r = RealRunner::new();
+        for (sig, expect) in [
+            (Signal::Hup, nix::sys::signal::Signal::SIGHUP),
+            (Signal::Kill, nix::sys::signal::Signal::SIGKILL),
+        ] {
+            let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+            let pid = child.id().to_string();
+            assert!(r.signal(&pid, sig).unwrap().success());
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(child.wait().unwrap().signal(), Some(expect as i32));
+        }
+    }
+
+    #[test]
+    fn real_signal_probes_init_and_refuses_what_is_not_a_pid() {
+        let r = RealRunner::new();
+        // PID 1 of this machine (or of the PID namespace): as root the
+        // probe succeeds; otherwise it is EPERM, said as `kill` says it.
+        let init = r.signal("1", Signal::Probe).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            assert!(init.success(), "{init:?}");
+        } else {
+            assert_eq!(
+                init,
+                Output::failed(1, "kill: (1) - Operation not permitted\n")
+            );
+        }
+        // Never a process group, never a negative pid, never garbage.
+        for bad in ["0", "-1", "", "12a", "99999999999", "+5", " 1"] {
+            assert_eq!(
+                r.signal(bad, Signal::Term).unwrap(),
+                Output::failed(1, format!("kill: failed to parse argument: '{bad}'\n")),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn real_signal_eperm_for_a_process_of_another_user() {
+        // As root: this thread alone takes the identity of `nobody`
+        // (setresuid as a raw syscall changes the calling thread's
+        // credentials only; glibc's setuid would change every thread),
+        // keeping saved uid 0 to come back, and probes a process of root.
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = child.id().to_string();
+        let r = RealRunner::new();
+        let setresuid = |ru: u32, eu: u32, su: u32| {
+            // SAFETY: a plain system call on this thread's credentials.
+            unsafe { nix::libc::syscall(nix::libc::SYS_setresuid, ru, eu, su) }
+        };
+        assert_eq!(setresuid(65534, 65534, 0), 0, "cannot become nobody");
+        let as_nobody = r.signal(&pid, Signal::Probe);
+        let term_as_nobody = r.signal(&pid, Signal::Term);
+        assert_eq!(setresuid(0, 0, 0), 0, "cannot become root again");
+        let eperm = Output::failed(1, format!("kill: ({pid}) - Operation not permitted\n"));
+        assert_eq!(as_nobody.unwrap(), eperm);
+        assert_eq!(term_as_nobody.unwrap(), eperm);
+        // Root may, and the process did not get the SIGTERM.
+        assert!(r.signal(&pid, Signal::Probe).unwrap().success());
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// A runner that only records: the default `signal` runs `kill`.
+    #[derive(Default)]
+    struct Rec(std::sync::Mutex<Vec<Vec<String>>>);
+    impl Runner for Rec {
+        fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+            self.0.lock().unwrap().push(cmd.argv.to_vec());
+            Ok(Output::ok(""))
+        }
+    }
+
+    #[test]
+    fn default_signal_runs_the_kill_command_line_of_old() {
+        let r = Rec::default();
+        for sig in [Signal::Term, Signal::Probe, Signal::Hup, Signal::Kill] {
+            r.signal("42", sig).unwrap();
+        }
+        // Through the forwarding impls too.
+        Runner::signal(&&r, "7", Signal::Term).unwrap();
+        let boxed: Box<dyn Runner> = Box::new(Rec::default());
+        boxed.signal("8", Signal::Hup).unwrap();
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            *r.0.lock().unwrap(),
+            vec![
+                v(&["kill", "42"]),
+                v(&["kill", "-0", "42"]),
+                v(&["kill", "-HUP", "42"]),
+                v(&["kill", "-9", "42"]),
+                v(&["kill", "7"]),
+            ]
+        );
     }
 
     #[test]

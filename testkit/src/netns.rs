@@ -18,7 +18,7 @@
 
 use std::process::{Child, Command, Stdio};
 
-use virtnet_runner::{find_in_path, Cmd, Output, RealRunner, RunError, Runner};
+use virtnet_runner::{find_in_path, Cmd, Output, RealRunner, RunError, Runner, Signal};
 
 /// Why a real-host run could not happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +167,12 @@ impl Runner for Netns {
     /// machine's.
     fn is_zombie(&self, pid: &str) -> bool {
         virtnet_runner::proc_is_zombie(pid)
+    }
+
+    /// kill(2) from here: the namespace's processes are this machine's
+    /// (no `nsenter`, no `kill` process).
+    fn signal(&self, pid: &str, sig: Signal) -> Result<Output, RunError> {
+        Ok(virtnet_runner::send_signal(pid, sig))
     }
 }
 

@@ -1,6 +1,6 @@
 //! `cargo xtask bench --real --networks N [--layout libvirt|batched|both]
-//! [--backend iptables|nftables] [--json]`: the cost of starting network
-//! #N on the real kernel, per firewall layout (issue 17).
+//! [--backend iptables|nftables] [--no-dnsmasq] [--json]`: the cost of
+//! starting network #N on the real kernel, per firewall layout (issue 17).
 //!
 //! Re-executes itself inside new network, mount and PID namespaces (as
 //! `conformance --real` does, [`crate::realns`]); each layout then runs in
@@ -38,6 +38,24 @@
 //! namespace; the network namespace then goes with it). Progress and checkpoint lines go
 //! to stderr as they happen.
 //!
+//! `--no-dnsmasq` defines the same NAT networks with `<dns enable='no'/>`
+//! and without `<dhcp>`, so that no dnsmasq runs (the firewall is the
+//! same: libvirt's nftables plan adds the DHCP checksum filter for every
+//! NAT network): the firewall's and the driver's own cost, apart from the
+//! dnsmasq fleet's. Every dnsmasq binds dynamically
+//! (`bind-dynamic`): it wakes on every address and link change of the
+//! namespace and enumerates all its addresses, O(N) work per change for
+//! each of the N, which the `ip` commands of a start or destroy wait on
+//! (the figures with and without tell the two apart; the fleet also
+//! drives the load average up, to 20 and more at N = 300 on 2 vCPUs).
+//! The report (text and `--json`: `dnsmasq`) says which it was, and gives
+//! the load average at the start and at the end of the run
+//! (`load_average_at_start`, `load_average_at_end`).
+//!
+//! Signals are sent with kill(2) through the runner's `signal` (no `kill`
+//! process, as virtnetd does on the real host); the breakdown still counts
+//! them under their `kill` command line (`kill`, `kill -0`, `kill -HUP`).
+//!
 //! Where the time goes: for each phase (the N starts, the restart, the
 //! destroy of all) stderr gets a breakdown — wall time per operation, the
 //! commands run (by program, and for `nft`/`ip`/`kill` by what they do)
@@ -61,7 +79,7 @@ use serde::Serialize;
 use virtnet_core::driver::{Driver, DriverConfig};
 use virtnet_core::firewall::Backend;
 use virtnet_core::rules::batched::Layout;
-use virtnet_runner::{Cmd, Output, RealRunner, RunError, Runner};
+use virtnet_runner::{Cmd, Output, RealRunner, RunError, Runner, Signal};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -75,6 +93,9 @@ pub struct RealBenchArgs {
     /// per command: at N = 400 they take tens of minutes on a loaded
     /// 2-vCPU VM); its networks then go with the run's namespaces.
     pub libvirt_starts_only: bool,
+    /// Networks with DHCP and DNS, one dnsmasq each (`false`:
+    /// `--no-dnsmasq`, `<dns enable='no'/>` and no `<dhcp>`).
+    pub dnsmasq: bool,
 }
 
 impl RealBenchArgs {
@@ -102,6 +123,9 @@ impl RealBenchArgs {
         }
         if self.libvirt_starts_only {
             v.push("--libvirt-starts-only".into());
+        }
+        if !self.dnsmasq {
+            v.push("--no-dnsmasq".into());
         }
         v
     }
@@ -204,16 +228,23 @@ fn is_firewall(program: &str) -> bool {
     base == "nft" || base == "tc" || base.starts_with("iptables") || base.starts_with("ip6tables")
 }
 
-impl Runner for Timed {
-    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
-        let t0 = Instant::now();
-        let r = self.inner.run(cmd);
-        let ns = t0.elapsed().as_nanos() as u64;
+impl Timed {
+    /// Counts `ns` spent in `cmd`.
+    fn count(&self, cmd: &Cmd, ns: u64) {
         if let Ok(mut m) = self.per_program.lock() {
             let e = m.entry(command_key(cmd)).or_insert((0, 0));
             e.0 += 1;
             e.1 += ns;
         }
+    }
+}
+
+impl Runner for Timed {
+    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        let t0 = Instant::now();
+        let r = self.inner.run(cmd);
+        let ns = t0.elapsed().as_nanos() as u64;
+        self.count(cmd, ns);
         if is_firewall(cmd.program()) {
             self.firewall_ns.fetch_add(ns, Ordering::Relaxed);
             self.firewall_cmds.fetch_add(1, Ordering::Relaxed);
@@ -226,6 +257,14 @@ impl Runner for Timed {
 
     fn is_zombie(&self, pid: &str) -> bool {
         self.inner.is_zombie(pid)
+    }
+
+    /// kill(2) of the real runner, counted under its `kill` command line.
+    fn signal(&self, pid: &str, sig: Signal) -> Result<Output, RunError> {
+        let t0 = Instant::now();
+        let r = self.inner.signal(pid, sig);
+        self.count(&sig.kill_cmd(pid), t0.elapsed().as_nanos() as u64);
+        r
     }
 }
 
@@ -256,15 +295,31 @@ struct Report {
     cpu_model: String,
     online_cpus: usize,
     load_average_at_start: String,
+    /// `/proc/loadavg` when the last layout's run is over.
+    load_average_at_end: String,
     csum_workaround: bool,
+    /// One dnsmasq per network (`false`: `--no-dnsmasq`).
+    dnsmasq: bool,
     runs: Vec<LayoutRun>,
     targets: Vec<String>,
 }
 
-fn net_xml(i: usize) -> String {
+/// Network #i: NAT with DHCP (one dnsmasq), or with `dnsmasq == false`
+/// NAT with DNS disabled and no DHCP (no dnsmasq).
+fn net_xml(i: usize, dnsmasq: bool) -> String {
     let (a, b) = (i / 250, i % 250 + 1);
+    let (dns, ip_body) = if dnsmasq {
+        (
+            String::new(),
+            format!(
+                "    <dhcp>\n      <range start='10.{a}.{b}.2' end='10.{a}.{b}.254'/>\n    </dhcp>\n"
+            ),
+        )
+    } else {
+        ("  <dns enable='no'/>\n".to_string(), String::new())
+    };
     format!(
-        "<network>\n  <name>bn{i}</name>\n  <forward mode='nat'/>\n  <bridge name='vnb{i}' stp='off' delay='0'/>\n  <ip address='10.{a}.{b}.1' netmask='255.255.255.0'>\n    <dhcp>\n      <range start='10.{a}.{b}.2' end='10.{a}.{b}.254'/>\n    </dhcp>\n  </ip>\n</network>\n"
+        "<network>\n  <name>bn{i}</name>\n  <forward mode='nat'/>\n  <bridge name='vnb{i}' stp='off' delay='0'/>\n{dns}  <ip address='10.{a}.{b}.1' netmask='255.255.255.0'>\n{ip_body}  </ip>\n</network>\n"
     )
 }
 
@@ -401,7 +456,7 @@ fn one_layout(
     {
         let _guard = ActiveGuard { driver: Some(&d) };
         for i in 1..=args.networks {
-            d.define(&net_xml(i))
+            d.define(&net_xml(i, args.dnsmasq))
                 .map_err(|e| format!("define bn{i}: {e}"))?;
         }
         let (snap, t_all) = (timed.snapshot(), Instant::now());
@@ -592,15 +647,24 @@ fn targets(runs: &[LayoutRun], backend: Backend) -> Vec<String> {
 
 fn print_text(r: &Report) {
     println!(
-        "bench --real: kernel {}, {} x {}, load average at start {}{}",
+        "bench --real: kernel {}, {} x {}, load average at start {}, at end {}{}",
         r.kernel.trim(),
         r.online_cpus,
         r.cpu_model,
         r.load_average_at_start.trim(),
+        r.load_average_at_end.trim(),
         if r.csum_workaround {
             ", tc csum wrapper (kernel lacks act_csum)"
         } else {
             ""
+        }
+    );
+    println!(
+        "networks: NAT, {}",
+        if r.dnsmasq {
+            "DHCP and DNS (one dnsmasq each)"
+        } else {
+            "no DHCP, DNS disabled (no dnsmasq: --no-dnsmasq)"
         }
     );
     let backend = r
@@ -654,7 +718,9 @@ pub fn run(args: &RealBenchArgs) -> u8 {
     };
     let csum_workaround = csum && !host.factory.has_act_csum();
     let tools = host.factory.driver_tools();
-    let _inotify = match inotify_for(args.networks, args.raise_inotify) {
+    // Without dnsmasq no inotify instance is taken.
+    let dnsmasqs = if args.dnsmasq { args.networks } else { 0 };
+    let _inotify = match inotify_for(dnsmasqs, args.raise_inotify) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("bench --real: {e}");
@@ -682,6 +748,8 @@ pub fn run(args: &RealBenchArgs) -> u8 {
             .map(|n| n.get())
             .unwrap_or(1),
         load_average_at_start: load,
+        load_average_at_end: read("/proc/loadavg"),
+        dnsmasq: args.dnsmasq,
         csum_workaround,
         targets: targets(&runs, args.backend),
         runs,
@@ -703,6 +771,32 @@ pub fn run(args: &RealBenchArgs) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_dnsmasq_networks_need_no_dnsmasq_and_parse() {
+        for i in [1, 250, 1000] {
+            for with in [true, false] {
+                let def = virtnet_core::netxml::parse_and_validate(&net_xml(i, with))
+                    .unwrap_or_else(|e| panic!("bn{i} ({with}): {e}"));
+                assert_eq!(virtnet_core::dnsmasq::needs_dnsmasq(&def), with, "bn{i}");
+            }
+        }
+        let args = RealBenchArgs {
+            networks: 3,
+            layouts: vec![Layout::Batched],
+            backend: Backend::Nftables,
+            json: false,
+            raise_inotify: true,
+            libvirt_starts_only: false,
+            dnsmasq: false,
+        };
+        assert!(args.argv().contains(&"--no-dnsmasq".to_string()));
+        let with = RealBenchArgs {
+            dnsmasq: true,
+            ..args
+        };
+        assert!(!with.argv().contains(&"--no-dnsmasq".to_string()));
+    }
 
     #[test]
     fn zombies_are_not_counted_as_left_behind() {

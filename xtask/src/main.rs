@@ -158,6 +158,12 @@ enum Task {
         /// the run's namespaces).
         #[arg(long)]
         libvirt_starts_only: bool,
+        /// With --real: NAT networks with `<dns enable='no'/>` and no
+        /// `<dhcp>`, so no dnsmasq runs: the firewall's and the driver's
+        /// cost without the dnsmasq fleet's (every dnsmasq wakes on every
+        /// address change of the host and re-reads all addresses).
+        #[arg(long)]
+        no_dnsmasq: bool,
     },
 }
 
@@ -553,6 +559,7 @@ fn main() -> ExitCode {
             backend,
             no_raise_inotify,
             libvirt_starts_only,
+            no_dnsmasq,
             ..
         } => {
             use virtnet_core::rules::batched::Layout;
@@ -589,6 +596,7 @@ fn main() -> ExitCode {
                 json,
                 raise_inotify: !no_raise_inotify,
                 libvirt_starts_only,
+                dnsmasq: !no_dnsmasq,
             })))
         }
         Task::Bench {

@@ -73,7 +73,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::firewall::inverse;
-use virtnet_runner::{Cmd, Output, RunError, Runner};
+use virtnet_runner::{Cmd, Output, RunError, Runner, Signal};
 
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -342,6 +342,35 @@ impl<'a> JournalRunner<'a> {
 
 impl Runner for JournalRunner<'_> {
     fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        self.journaled(cmd, |cmd| self.inner.run(cmd))
+    }
+
+    /// Journals the `kill` command line of the signal exactly as
+    /// [`JournalRunner::run`] journals it (a SIGTERM to a dnsmasq this
+    /// journal started resolves that dnsmasq's undo), but sends the
+    /// signal through the inner runner's own [`Runner::signal`] (kill(2)
+    /// on the real host, no process).
+    fn signal(&self, pid: &str, sig: Signal) -> Result<Output, RunError> {
+        self.journaled(&sig.kill_cmd(pid), |_| self.inner.signal(pid, sig))
+    }
+
+    fn has_program(&self, name: &str) -> bool {
+        self.inner.has_program(name)
+    }
+
+    fn is_zombie(&self, pid: &str) -> bool {
+        self.inner.is_zombie(pid)
+    }
+}
+
+impl JournalRunner<'_> {
+    /// Runs `cmd` with `exec`, journaling it before (its intent, a batch's
+    /// undo) and after (what ran, or that it failed).
+    fn journaled(
+        &self,
+        cmd: &Cmd,
+        exec: impl FnOnce(&Cmd) -> Result<Output, RunError>,
+    ) -> Result<Output, RunError> {
         if let Some(why) = self.journal.write_failure() {
             return Err(RunError::Spawn {
                 program: cmd.program().to_string(),
@@ -383,7 +412,7 @@ impl Runner for JournalRunner<'_> {
                 .map_err(|e| not_journaled(e, "not run: its intent"))?;
             Some(value)
         };
-        let result = self.inner.run(cmd);
+        let result = exec(cmd);
         if let Some(value) = &batch_note {
             let failed = match &result {
                 Ok(out) => !out.success(),
@@ -418,14 +447,6 @@ impl Runner for JournalRunner<'_> {
             _ => {}
         }
         result
-    }
-
-    fn has_program(&self, name: &str) -> bool {
-        self.inner.has_program(name)
-    }
-
-    fn is_zombie(&self, pid: &str) -> bool {
-        self.inner.is_zombie(pid)
     }
 }
 
@@ -1078,15 +1099,22 @@ fn nft_words<'a>(words: impl Iterator<Item = &'a str>) -> Vec<String> {
 
 /// Runs an undo plan, ignoring failures (the thing may already be gone);
 /// only a crash stops it. The plan is consumed: each argv becomes its
-/// command as it is.
+/// command as it is, except that the undo of a dnsmasq, `kill PID`, is
+/// sent as [`Runner::signal`] (the same command line for every runner but
+/// the real one, which spares the `kill` process).
 pub fn run_undo(runner: &dyn Runner, plan: Vec<Vec<String>>) -> Result<(), RunError> {
     for argv in plan {
-        let cmd = Cmd {
-            argv: argv.into(),
-            stdin: None,
-            env: Vec::new(),
+        let result = match argv.as_slice() {
+            [kill, pid] if kill == "kill" && !pid.starts_with('-') => {
+                runner.signal(pid, Signal::Term)
+            }
+            _ => runner.run(&Cmd {
+                argv: argv.into(),
+                stdin: None,
+                env: Vec::new(),
+            }),
         };
-        match runner.run(&cmd) {
+        match result {
             Err(e @ RunError::Crashed { .. }) => return Err(e),
             _ => continue,
         }
@@ -1636,6 +1664,71 @@ mod tests {
             recovery_plan(&host, &Journal::read(&p).unwrap()).unwrap().1,
             2
         );
+    }
+
+    /// A host that sends signals itself (as the real runner does) and
+    /// says which of its doors each request took.
+    #[derive(Default)]
+    struct SignalHost {
+        ran: Mutex<Vec<String>>,
+        signalled: Mutex<Vec<(String, Signal)>>,
+    }
+
+    impl Runner for SignalHost {
+        fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+            self.ran.lock().unwrap().push(cmd.argv.join(" "));
+            Ok(Output::ok(""))
+        }
+        fn signal(&self, pid: &str, sig: Signal) -> Result<Output, RunError> {
+            self.signalled.lock().unwrap().push((pid.to_string(), sig));
+            Ok(Output::ok(""))
+        }
+    }
+
+    #[test]
+    fn a_signal_is_journaled_as_its_kill_command_and_sent_by_the_inner_runner() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("n.journal");
+        let j = Journal::create(&p).unwrap();
+        let host = SignalHost::default();
+        let runner = JournalRunner::new(&host, &j);
+        // A dnsmasq this operation started: its undo is `kill PID`.
+        j.note("dnsmasq-pid", "/d/n.conf", "77").unwrap();
+        assert_eq!(j.undo_plan(), vec![v(&["kill", "77"])]);
+        // Its SIGTERM is journaled as `kill 77` (the undo is resolved),
+        // and goes through the inner runner's signal, not a process.
+        assert!(runner.signal("77", Signal::Term).unwrap().success());
+        assert_eq!(j.undo_plan(), Vec::<Vec<String>>::new());
+        assert!(Journal::read(&p)
+            .unwrap()
+            .contains(&ran(&["kill", "77"], "")));
+        assert_eq!(
+            *host.signalled.lock().unwrap(),
+            [("77".to_string(), Signal::Term)]
+        );
+        assert!(host.ran.lock().unwrap().is_empty());
+        // An undo plan's `kill PID` is a signal too; anything else runs.
+        run_undo(
+            &host,
+            vec![v(&["kill", "78"]), v(&["ip", "link", "del", "br0"])],
+        )
+        .unwrap();
+        assert_eq!(
+            host.signalled.lock().unwrap()[1],
+            ("78".to_string(), Signal::Term)
+        );
+        assert_eq!(*host.ran.lock().unwrap(), ["ip link del br0"]);
+        // Over a host without its own signal (the fake), the same `kill`
+        // command runs: command streams stay as they were.
+        let fake = virtnet_fake::FakeHost::new();
+        let runner = JournalRunner::new(&fake, &j);
+        runner.signal("79", Signal::Hup).unwrap();
+        let cmds: Vec<String> = fake
+            .records()
+            .iter()
+            .map(|r| r.cmd.argv.join(" "))
+            .collect();
+        assert_eq!(cmds, ["kill -HUP 79"]);
     }
 
     #[test]

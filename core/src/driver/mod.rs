@@ -114,11 +114,11 @@ use crate::store::{
     StatusStore,
 };
 use hooks::HookOp;
-use virtnet_runner::{CheckedError, Cmd, RunError, Runner};
+use virtnet_runner::{CheckedError, Cmd, RunError, Runner, Signal};
 
 use journal::{Entry, Journal, JournalRunner};
 use lock::{Busy, DriverLock, Holder};
-use modes::{ops_for, run_ignore, StartCtx};
+use modes::{ops_for, StartCtx};
 pub use update::{UpdateFlags, UpdateReport};
 
 /// How the firewall backend is chosen.
@@ -1616,7 +1616,7 @@ impl Driver {
         if let Some(old) = read_pid(&stopping) {
             if Path::new(&pf).exists() {
                 // An earlier stop was interrupted and dnsmasq started again.
-                run_ignore(runner, Cmd::new(["kill", old.as_str()]))?;
+                signal_ignore(runner, &old, Signal::Term)?;
                 let _ = store::remove_if_exists(&stopping);
             }
         }
@@ -1627,7 +1627,7 @@ impl Driver {
         }
         let pid = read_pid(&stopping).or_else(|| read_pid(Path::new(&pf)));
         if let Some(pid) = pid {
-            run_ignore(runner, Cmd::new(["kill", pid.as_str()]))?;
+            signal_ignore(runner, &pid, Signal::Term)?;
         }
         let _ = store::remove_if_exists(Path::new(&pf));
         let _ = store::remove_if_exists(&stopping);
@@ -1654,15 +1654,15 @@ impl Driver {
         }
         if let Some(pid) = read_pid(&stopping) {
             let alive = |runner: &dyn Runner| process_alive(runner, &pid);
-            run_ignore(runner, Cmd::new(["kill", pid.as_str()]))?;
-            for signal in [None, Some("-9")] {
+            signal_ignore(runner, &pid, Signal::Term)?;
+            for signal in [None, Some(Signal::Kill)] {
                 if let Some(sig) = signal {
                     tracing::warn!(
                         "dnsmasq pid {pid} of network '{}' did not exit within {} s of SIGTERM: SIGKILL",
                         def.name,
                         DNSMASQ_EXIT_WAIT.as_secs()
                     );
-                    run_ignore(runner, Cmd::new(["kill", sig, pid.as_str()]))?;
+                    signal_ignore(runner, &pid, sig)?;
                 }
                 let deadline = std::time::Instant::now() + DNSMASQ_EXIT_WAIT;
                 while alive(runner)? && std::time::Instant::now() < deadline {
@@ -1677,7 +1677,9 @@ impl Driver {
         Ok(true)
     }
 
-    /// libvirt networkRefreshDhcpDaemon for an active network.
+    /// libvirt networkRefreshDhcpDaemon for an active network: a live
+    /// dnsmasq gets its hosts files rewritten (only those whose content
+    /// changed) and SIGHUP; a dead one is started again.
     fn refresh_dnsmasq(&self, def: &NetworkDef) -> Result<(), DriverError> {
         if !dnsmasq::needs_dnsmasq(def) {
             return Ok(());
@@ -1711,6 +1713,13 @@ impl Driver {
                     (&paths.addnhosts, &files.addnhosts),
                 ] {
                     let p = Path::new(path);
+                    // Already what it should be (a restart of the daemon
+                    // finds every file as its start wrote it): no write,
+                    // no fsync. Missing, unreadable or different: written
+                    // atomically.
+                    if fs::read(p).is_ok_and(|old| old == text.as_bytes()) {
+                        continue;
+                    }
                     self.cfg
                         .write_gate
                         .check(p)
@@ -1719,7 +1728,7 @@ impl Driver {
                         })
                         .map_err(|e| DriverError::io(p, e))?;
                 }
-                runner.run_checked(&Cmd::new(["kill", "-HUP", pid.as_str()]))?;
+                runner.signal_checked(&pid, Signal::Hup)?;
                 Ok(())
             }
             _ => self.start_dnsmasq(def, runner, &|_, _, _| Ok(())),
@@ -2162,10 +2171,30 @@ pub fn stopping_path(pid_file: &str) -> PathBuf {
 /// init that reaps.)
 pub(crate) fn process_alive(runner: &dyn Runner, pid: &str) -> Result<bool, DriverError> {
     let signalled = runner
-        .run(&Cmd::new(["kill", "-0", pid]))
+        .signal(pid, Signal::Probe)
         .map_err(DriverError::from_run)?
         .success();
     Ok(signalled && !runner.is_zombie(pid))
+}
+
+/// Sends `sig` to `pid` ([`Runner::signal`]) whose failure is ignored, as
+/// [`modes::run_ignore`] ignores the `kill` command's (the process may be
+/// gone already: no word about that); only a crash is returned. A failure
+/// for another reason than "No such process" (EPERM: a pid file naming a
+/// process that is not ours) is logged.
+fn signal_ignore(runner: &dyn Runner, pid: &str, sig: Signal) -> Result<(), DriverError> {
+    match runner.signal(pid, sig) {
+        Err(e @ RunError::Crashed { .. }) => Err(DriverError::from_run(e)),
+        Ok(out) if !out.success() && !out.stderr.contains("No such process") => {
+            tracing::warn!(
+                "'{}' failed: {}",
+                sig.kill_cmd(pid).argv.join(" "),
+                out.stderr.trim_end()
+            );
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The pid a pid file names (digits only), if it can be read.

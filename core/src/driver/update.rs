@@ -51,7 +51,6 @@ use crate::dnsmasq;
 use crate::netxml::{apply_update, NetworkDef, UpdateCommand, UpdateError, UpdateSection};
 use crate::rules;
 use crate::store::{self, NetworkStatus};
-use virtnet_runner::Cmd;
 
 /// Which definitions an update changes (libvirt's virNetworkUpdateFlags).
 /// Neither: "current" — the live one if the network is active, else the
@@ -292,7 +291,7 @@ impl Driver {
                 .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()));
             if let Some(pid) = pid {
                 let killed = runner
-                    .run(&Cmd::new(["kill", pid.as_str()]))
+                    .signal(&pid, virtnet_runner::Signal::Term)
                     .map_err(DriverError::from_run)?;
                 if killed.success() {
                     self.wait_gone(&pid)?;
