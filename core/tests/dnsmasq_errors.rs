@@ -472,8 +472,9 @@ fn real_dnsmasq_accepts_generated_configurations() {
         let text = String::from_utf8_lossy(&out.stderr);
         assert!(
             out.status.success() && text.contains("syntax check OK"),
-            "{}: {text}",
-            p.display()
+            "{}: {} (a signal here means another process killed this dnsmasq --test): {text}",
+            p.display(),
+            out.status
         );
         checked += 1;
     }
