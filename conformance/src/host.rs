@@ -3,7 +3,9 @@
 //!
 //! A [`HostFactory`] makes fresh hosts: a new [`FakeHost`] for the
 //! simulated host, a new network namespace (entered by the calling thread)
-//! for the real one. A [`TestHost`] gives the scenario a [`Runner`] and a
+//! for the real one; and prepared ones, a scenario's baseline
+//! ([`HostFactory::fresh_prepared`]: the simulator prepares a host once per
+//! key and hands out copies of it). A [`TestHost`] gives the scenario a [`Runner`] and a
 //! canonical [`Snapshot`] of the host (firewall rulesets, links, tc,
 //! forwarding sysctls, dnsmasq processes), normalised so two snapshots of
 //! equal hosts are equal text.
@@ -158,6 +160,26 @@ pub trait HostFactory: Send + Sync {
     /// thread's network namespace: only one host per thread is live.
     fn fresh(&self) -> Result<Box<dyn TestHost>, HostError>;
     fn driver_tools(&self) -> DriverTools;
+    /// A fresh host made ready by `prepare` (foreign rules, uplinks: a
+    /// scenario's baseline), and its snapshot. `key` names what `prepare`
+    /// does: two calls with the same key must run the same commands. A
+    /// factory may then hand out a copy of the host an earlier call with
+    /// that key prepared instead of running `prepare` again — the
+    /// simulator does ([`FakeFactory`]: a scenario stages a host for every
+    /// fault point, and seeding and snapshotting each one again was a
+    /// fifth of the matrix's instructions); this default, which the real
+    /// host uses, runs `prepare` every time.
+    fn fresh_prepared(
+        &self,
+        key: &str,
+        prepare: &dyn Fn(&dyn Runner) -> Result<(), HostError>,
+    ) -> Result<(Box<dyn TestHost>, Snapshot), HostError> {
+        let _ = key;
+        let host = self.fresh()?;
+        prepare(&*host.runner())?;
+        let snapshot = host.snapshot()?;
+        Ok((host, snapshot))
+    }
 }
 
 // ----------------------------------------------------------------------
@@ -174,18 +196,23 @@ impl TestHost for FakeTestHost {
     }
 
     fn snapshot(&self) -> Result<Snapshot, HostError> {
-        let state = self.host.state();
-        let mut sections: BTreeMap<String, String> = Section::ALL
-            .iter()
-            .map(|s| (s.name().to_string(), state.dump_section(*s)))
-            .collect();
-        // The same keys and form as the real host's snapshot (the fake's
-        // own dump lists every key ever written, even back to its default).
-        let sysctl: String = SYSCTL_KEYS
-            .iter()
-            .map(|k| format!("{k} = {}\n", state.sysctl.get(k, &[]).unwrap_or_default()))
-            .collect();
-        sections.insert("sysctl".to_string(), sysctl);
+        // Dumped in place: a copy of the whole state per snapshot was a
+        // fortieth of the matrix's time.
+        let sections = self.host.inspect(|state| {
+            let mut sections: BTreeMap<String, String> = Section::ALL
+                .iter()
+                .map(|s| (s.name().to_string(), state.dump_section(*s)))
+                .collect();
+            // The same keys and form as the real host's snapshot (the
+            // fake's own dump lists every key ever written, even back to
+            // its default).
+            let sysctl: String = SYSCTL_KEYS
+                .iter()
+                .map(|k| format!("{k} = {}\n", state.sysctl.get(k, &[]).unwrap_or_default()))
+                .collect();
+            sections.insert("sysctl".to_string(), sysctl);
+            sections
+        });
         Ok(Snapshot { sections })
     }
 
@@ -196,13 +223,45 @@ impl TestHost for FakeTestHost {
 
 /// Factory of simulated hosts. `act_csum: false` simulates the reference
 /// kernel that lacks the tc csum action.
+///
+/// [`HostFactory::fresh_prepared`] prepares a host once per key and then
+/// hands out copies of its state (with its snapshot): the simulator is a
+/// pure function of the commands it was given, so a copy of a prepared
+/// host is the host the same commands would prepare again
+/// (`tests/fake_prepared.rs` holds the two to the same state and the same
+/// answers). The copy starts with no records and a command count of 0; the
+/// matrix counts commands with its own `FaultRunner`s.
 pub struct FakeFactory {
     pub act_csum: bool,
+    /// Prepared hosts by key: the settled state and its snapshot.
+    prepared: std::sync::Mutex<BTreeMap<String, Arc<(virtnet_fake::HostState, Snapshot)>>>,
+}
+
+impl FakeFactory {
+    /// A factory of hosts with (`true`, the default) or without the tc
+    /// csum action.
+    pub fn new(act_csum: bool) -> Self {
+        FakeFactory {
+            act_csum,
+            prepared: Default::default(),
+        }
+    }
+
+    fn host_with(&self, state: Option<virtnet_fake::HostState>) -> FakeTestHost {
+        let host = match state {
+            Some(s) => FakeHost::with_state(s),
+            None => FakeHost::new(),
+        };
+        host.set_tc_csum_fails(!self.act_csum);
+        FakeTestHost {
+            host: Arc::new(host),
+        }
+    }
 }
 
 impl Default for FakeFactory {
     fn default() -> Self {
-        FakeFactory { act_csum: true }
+        FakeFactory::new(true)
     }
 }
 
@@ -214,17 +273,40 @@ impl HostFactory for FakeFactory {
         self.act_csum
     }
     fn fresh(&self) -> Result<Box<dyn TestHost>, HostError> {
-        let host = FakeHost::new();
-        host.set_tc_csum_fails(!self.act_csum);
-        Ok(Box::new(FakeTestHost {
-            host: Arc::new(host),
-        }))
+        Ok(Box::new(self.host_with(None)))
     }
     fn driver_tools(&self) -> DriverTools {
         DriverTools {
             dnsmasq_binary: "/usr/sbin/dnsmasq".into(),
             leases_helper: virtnet_core::dnsmasq::LIBVIRT_LEASES_HELPER.to_string(),
         }
+    }
+    fn fresh_prepared(
+        &self,
+        key: &str,
+        prepare: &dyn Fn(&dyn Runner) -> Result<(), HostError>,
+    ) -> Result<(Box<dyn TestHost>, Snapshot), HostError> {
+        // Only lookups and inserts happen under the lock: a panic
+        // elsewhere cannot leave the map half-updated.
+        let lock = || self.prepared.lock().unwrap_or_else(|e| e.into_inner());
+        let cached = lock().get(key).cloned();
+        let prepared = match cached {
+            Some(p) => p,
+            None => {
+                // Prepared outside the lock (the other workers go on);
+                // two workers may both prepare a key, with equal results.
+                let host = self.host_with(None);
+                prepare(&*host.runner())?;
+                let snapshot = host.snapshot()?;
+                let p = Arc::new((host.host.state(), snapshot));
+                lock().entry(key.to_string()).or_insert(p).clone()
+            }
+        };
+        let (state, snapshot) = &*prepared;
+        Ok((
+            Box::new(self.host_with(Some(state.clone()))),
+            snapshot.clone(),
+        ))
     }
 }
 

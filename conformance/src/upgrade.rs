@@ -453,24 +453,29 @@ fn host_stage(
     def: &virtnet_core::netxml::NetworkDef,
     host_bridge: Option<&str>,
 ) -> Result<(Box<dyn TestHost>, Snapshot), HostError> {
-    let host = factory.fresh()?;
-    let r = host.runner();
-    let seed = |e: virtnet_fake::seed::SeedError| HostError::Other(e.to_string());
-    virtnet_fake::seed::seed_docker_iptables(&*r).map_err(seed)?;
-    virtnet_fake::seed::seed_firewalld_nft(&*r).map_err(seed)?;
     let mut devs = crate::cases::uplinks(def);
     if let Some(hb) = host_bridge {
         devs.push(hb.to_string());
     }
     devs.sort();
     devs.dedup();
-    for (i, dev) in devs.iter().enumerate() {
-        r.run_argv_checked(&["ip", "link", "add", dev, "type", "bridge"])?;
-        let mac = format!("02:00:00:00:00:{:02x}", i + 1);
-        r.run_argv_checked(&["ip", "link", "set", "dev", dev, "address", &mac])?;
-    }
-    let baseline = host.snapshot()?;
-    Ok((host, baseline))
+    // Prepared once per device list on the fake (see
+    // `HostFactory::fresh_prepared`).
+    let key = format!(
+        "upgrade docker-iptables+firewalld; devices {}",
+        devs.join(" ")
+    );
+    factory.fresh_prepared(&key, &|r| {
+        let seed = |e: virtnet_fake::seed::SeedError| HostError::Other(e.to_string());
+        virtnet_fake::seed::seed_docker_iptables(r).map_err(seed)?;
+        virtnet_fake::seed::seed_firewalld_nft(r).map_err(seed)?;
+        for (i, dev) in devs.iter().enumerate() {
+            r.run_argv_checked(&["ip", "link", "add", dev, "type", "bridge"])?;
+            let mac = format!("02:00:00:00:00:{:02x}", i + 1);
+            r.run_argv_checked(&["ip", "link", "set", "dev", dev, "address", &mac])?;
+        }
+        Ok(())
+    })
 }
 
 fn host_driver(

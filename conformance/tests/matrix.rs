@@ -103,7 +103,7 @@ fn every_dhcp_case_passes_update() {
 #[test]
 fn fake_without_act_csum_reports_expected_failures_like_the_real_kernel() {
     let out = run(
-        &FakeFactory { act_csum: false },
+        &FakeFactory::new(false),
         &[
             "nat-default/nftables/start",
             "open/nftables/start",

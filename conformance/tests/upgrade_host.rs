@@ -48,7 +48,7 @@ fn on_a_kernel_without_act_csum_nftables_is_an_expected_failure() {
         "{:?}",
         checks.iter().map(PlannedCheck::id).collect::<Vec<_>>()
     );
-    let fake = FakeFactory { act_csum: false };
+    let fake = FakeFactory::new(false);
     let out = run_on(&fake, &checks, 1, &|_, _, _| {});
     for o in &out {
         let xfail = matches!(o.verdict, Verdict::Xfail { .. });

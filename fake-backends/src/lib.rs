@@ -164,6 +164,23 @@ impl FakeHost {
         self.lock_settled().state.clone()
     }
 
+    /// `f` applied to the whole host, without the copy [`FakeHost::state`]
+    /// makes (the lock is held meanwhile: `f` must not use this host). It
+    /// sees what [`FakeHost::state`] returns, the nft mirrors of iptables
+    /// writes included:
+    ///
+    /// ```
+    /// use virtnet_fake::{FakeHost, Section};
+    /// let host = FakeHost::new();
+    /// host.exec(&["iptables", "-w", "-N", "FOO"], None).unwrap();
+    /// let nft = host.inspect(|s| s.dump_section(Section::Nft));
+    /// assert!(nft.contains("chain FOO"), "{nft}");
+    /// assert_eq!(nft, host.state().dump_section(Section::Nft));
+    /// ```
+    pub fn inspect<T>(&self, f: impl FnOnce(&HostState) -> T) -> T {
+        f(&self.lock_settled().state)
+    }
+
     /// Replace the whole host state (records are kept).
     pub fn set_state(&self, state: HostState) {
         let mut inner = self.lock();

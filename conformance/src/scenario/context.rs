@@ -98,7 +98,7 @@ impl<'a> Ctx<'a> {
         &self,
         def: &virtnet_core::netxml::NetworkDef,
     ) -> Result<Stage, HostError> {
-        self.stage_seeded(def, &|r| {
+        self.stage_seeded(def, "docker+firewalld", &|r| {
             virtnet_fake::seed::seed_docker_iptables(r).map_err(seed_err)?;
             virtnet_fake::seed::seed_docker_nft(r).map_err(seed_err)?;
             virtnet_fake::seed::seed_firewalld_nft(r).map_err(seed_err)
@@ -106,22 +106,26 @@ impl<'a> Ctx<'a> {
     }
 
     /// A fresh host with the foreign rules `seed` puts there, and the
-    /// uplinks of `def`.
+    /// uplinks of `def`. `seed_key` names what `seed` does (the factory
+    /// may reuse a host prepared with the same key and uplinks: see
+    /// [`HostFactory::fresh_prepared`]).
     pub(super) fn stage_seeded(
         &self,
         def: &virtnet_core::netxml::NetworkDef,
+        seed_key: &str,
         seed: &dyn Fn(&dyn Runner) -> Result<(), HostError>,
     ) -> Result<Stage, HostError> {
-        let host = self.factory.fresh()?;
-        let r = host.runner();
-        let r: &dyn Runner = &*r;
-        seed(r)?;
-        for (i, dev) in cases::uplinks(def).iter().enumerate() {
-            r.run_argv_checked(&["ip", "link", "add", dev, "type", "bridge"])?;
-            let mac = format!("02:00:00:00:00:{:02x}", i + 1);
-            r.run_argv_checked(&["ip", "link", "set", "dev", dev, "address", &mac])?;
-        }
-        let baseline = host.snapshot()?;
+        let uplinks = cases::uplinks(def);
+        let key = format!("stage {seed_key}; uplinks {}", uplinks.join(" "));
+        let (host, baseline) = self.factory.fresh_prepared(&key, &|r| {
+            seed(r)?;
+            for (i, dev) in uplinks.iter().enumerate() {
+                r.run_argv_checked(&["ip", "link", "add", dev, "type", "bridge"])?;
+                let mac = format!("02:00:00:00:00:{:02x}", i + 1);
+                r.run_argv_checked(&["ip", "link", "set", "dev", dev, "address", &mac])?;
+            }
+            Ok(())
+        })?;
         let n = self.seq.get() + 1;
         self.seq.set(n);
         let base = self.dir.path().join(format!("run{n}"));

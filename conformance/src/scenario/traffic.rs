@@ -131,8 +131,8 @@ fn start_with_peer(
     let topo = Topology::for_def(def);
     let stage = match v.foreign() {
         Foreign::Baseline => ctx.stage()?,
-        Foreign::Bare => ctx.stage_seeded(def, &|_| Ok(()))?,
-        Foreign::DockerDrop => ctx.stage_seeded(def, &seed_docker_drop)?,
+        Foreign::Bare => ctx.stage_seeded(def, "bare", &|_| Ok(()))?,
+        Foreign::DockerDrop => ctx.stage_seeded(def, "docker-drop", &seed_docker_drop)?,
     };
     set_up_uplink(&*stage.host.runner(), &topo)?;
     let name = ctx.define(&stage, backend)?;
@@ -493,7 +493,7 @@ pub(super) fn op_traffic_upgrade(ctx: &Ctx, src: &UpgradeSource, to: Backend) ->
         .map_err(|e| Failure::new(format!("golden data: {e}")))?;
     let def = &ctx.case.def;
     let topo = Topology::for_def(def);
-    let stage = ctx.stage_seeded(def, &|_| Ok(()))?;
+    let stage = ctx.stage_seeded(def, "bare", &|_| Ok(()))?;
     let r = stage.host.runner();
     set_up_uplink(&*r, &topo)?;
     let bridge = ctx.case.bridge();
