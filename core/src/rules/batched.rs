@@ -433,6 +433,26 @@ pub fn nft_network_script(fw: &Firewall, br: &str) -> Result<String, RulesError>
     Ok(s)
 }
 
+/// The per-network nft script the definition gives (what a start of
+/// `def` with nftables sends, tc aside): libvirt's plan regenerated purely
+/// from `def`, laid out by [`nft_network_script`]. What the drift check
+/// compares the host with. `def` may be completed as at a start (default
+/// NAT port range).
+pub fn nft_expected_script(def: &mut NetworkDef) -> Result<String, RulesError> {
+    let br = bridge_of(def)?;
+    let plan = nftables::network_rules(def)?;
+    nft_network_script(&plan, &br)
+}
+
+/// Whether a saved removal plan is the batched layout's with nftables
+/// (its commands name the table [`NFT_TABLE`]).
+pub fn is_batched_nft_plan(plan: &Firewall) -> bool {
+    plan.backend() == Backend::Nftables
+        && plan
+            .action_cmds()
+            .any(|c| is_batched_removal(c.layer(), c.args()))
+}
+
 /// The per-network iptables chain for libvirt chain `chain`.
 fn ipt_chain(br: &str, chain: &str) -> String {
     let short = chain.strip_prefix("LIBVIRT_").unwrap_or(chain);
