@@ -5,6 +5,9 @@
 //! the private chains too), repair, check (nothing drifted); the firewall
 //! then equals what the start left, and a destroy with the repaired
 //! removal plan leaves the baseline and what libvirt keeps on purpose.
+//! The same for the batched layout: with nftables the network's own
+//! chains and map elements are compared with its definition and the
+//! layout's shared part stands for the private chains.
 
 use virtnet_core::firewall::Backend;
 use virtnet_core::rules;

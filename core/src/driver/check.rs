@@ -16,6 +16,21 @@
 //!   created is the k-th deletion from the end of the removal plan): after
 //!   [`normalize_nft_rule`] they must be equal, else the rule is reported
 //!   altered (someone replaced it, `nft replace rule ... handle N`).
+//! * nftables plans of the batched layout (`firewall_layout = "batched"`,
+//!   [`crate::rules::batched`]): the plan deletes map elements and whole
+//!   chains, no handle. The network's script is regenerated purely from
+//!   the status's definition ([`batched::nft_expected_script`]) and
+//!   compared with one `nft -a list table FAMILY virtnet_batched` per
+//!   family (shared by all networks of the check, `NftListings`): every
+//!   rule of its own chains `net_BR_in|out|nat` in order, after
+//!   [`normalize_nft_rule`] (a rule that differs is altered, one that
+//!   lacks is missing, one more than the definition gives is reported
+//!   altered), and every element of the verdict maps that reaches them
+//!   (key and verdict). Instead of libvirt's private chains, the shared
+//!   part of the layout ([`batched::nft_setup_script`]: table, base
+//!   chains with their type and hook, maps, dispatch rules) is compared
+//!   the same way. A daemon start uses the same comparison to keep the
+//!   intact networks ([`super::Driver::reconcile`]).
 //! * the private chains of the backends in use (libvirt's `LIBVIRT_*`
 //!   chains and their jumps, or the `libvirt_network` tables and base
 //!   chains): the private-chain setup plan is run with a runner that runs
@@ -30,10 +45,12 @@
 //! Repair ([`super::Driver::repair`]) = for each drifting network, the
 //! saved removal plan restricted to the rules found intact (a handle
 //! whose rule is missing or altered is never deleted: after a flush the
-//! kernel may have given it to another rule), then — after the private
-//! chains were set up again with the configured backend (libvirt's
-//! forced setup, as on a firewalld reload) — a fresh add, journaled and
-//! saved like a reload. Then the check runs again.
+//! kernel may have given it to another rule; a batched plan's elements
+//! and chains still there are deleted, intact or not — their keys and
+//! names are the network's own), then — after the private chains (or the
+//! batched layout's shared part) were set up again with the configured
+//! backend (libvirt's forced setup, as on a firewalld reload) — a fresh
+//! add, journaled and saved like a reload. Then the check runs again.
 
 use std::sync::Mutex;
 
