@@ -38,14 +38,6 @@ pub const XFAIL_ACT_CSUM: &str =
 pub const XFAIL_QOS: &str =
     "expected failure: kernel lacks sch_sfq/cls_fw/act_police for QoS (libvirt fails the same way)";
 
-/// The drift operation with the batched layout and nftables: `check`
-/// compares a saved nftables plan's rules by handle, and a batched plan
-/// deletes map elements and whole chains, so it has no rule to compare
-/// (issue 17, open: the check of the batched layout). Only given after
-/// the check was seen to compare nothing and to report nothing.
-pub const XFAIL_BATCHED_NFT_DRIFT: &str =
-    "expected failure: check cannot see drift of the batched layout with nftables (its plan has no rule handles; open)";
-
 /// A failed check: what went wrong, and a diff of the host when there is
 /// one (else empty).
 #[derive(Debug, Clone, PartialEq, Eq)]

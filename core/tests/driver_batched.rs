@@ -430,3 +430,218 @@ fn strip_uuid_mac(xml: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Two nat-default networks (`default` on virbr0, `second` on virbr9),
+/// both started with the batched layout and nftables.
+fn two_batched_nft_networks(env: &Env) -> Driver {
+    let d = driver(env, Backend::Nftables, Layout::Batched);
+    d.define(&capture_net("nat-default")).unwrap();
+    let second = capture_net("nat-default")
+        .replace("<name>default</name>", "<name>second</name>")
+        .replace("virbr0", "virbr9")
+        .replace("192.168.122.", "192.168.50.");
+    d.define(&strip_uuid_mac(&second)).unwrap();
+    d.start("default").unwrap();
+    d.start("second").unwrap();
+    d
+}
+
+fn nft(env: &Env, args: &[&str]) {
+    use virtnet_runner::Runner;
+    let mut argv = vec!["nft"];
+    argv.extend_from_slice(args);
+    env.host.run_argv_checked(&argv).unwrap();
+}
+
+/// The check of the batched layout with nftables compares each network's
+/// own chains rule by rule with what its definition gives, its map
+/// elements and the shared part; a repair puts exactly the start's state
+/// back.
+#[test]
+fn check_of_batched_nftables_sees_altered_missing_and_extra_rules() {
+    use virtnet_core::driver::DriftKind;
+    let env = Env::new();
+    let d = two_batched_nft_networks(&env);
+    let started = ruleset(&env);
+    let clean = d.check(None).unwrap();
+    assert!(!clean.drifted(), "{clean:#?}");
+    let n = |rep: &virtnet_core::driver::CheckReport, name: &str| {
+        rep.networks
+            .iter()
+            .find(|n| n.name == name)
+            .cloned()
+            .unwrap()
+    };
+    // 3 + 2 + 5 rules, 3 elements.
+    assert_eq!(n(&clean, "default").checked, 13, "{clean:#?}");
+
+    // `out` rewritten with a rule that lacks the source match (Altered),
+    // its reject gone (Missing); an element of `in` deleted (Missing);
+    // a foreign rule appended to `nat` (extra: Altered); one dispatch
+    // rule of the shared part gone.
+    let t = ["ip", "virtnet_batched"];
+    nft(&env, &["flush", "chain", t[0], t[1], "net_virbr0_out"]);
+    nft(
+        &env,
+        &[
+            "add",
+            "rule",
+            t[0],
+            t[1],
+            "net_virbr0_out",
+            "iifname",
+            "virbr0",
+            "counter",
+            "accept",
+        ],
+    );
+    nft(
+        &env,
+        &["delete", "element", t[0], t[1], "fwd_in", "{ virbr0 }"],
+    );
+    nft(
+        &env,
+        &[
+            "add",
+            "rule",
+            t[0],
+            t[1],
+            "net_virbr0_nat",
+            "counter",
+            "accept",
+        ],
+    );
+    nft(&env, &["flush", "chain", t[0], t[1], "forward"]);
+    nft(
+        &env,
+        &[
+            "add", "rule", t[0], t[1], "forward", "oifname", "vmap", "@fwd_in",
+        ],
+    );
+    let rep = d.check(None).unwrap();
+    let def = n(&rep, "default");
+    assert!(n(&rep, "second").drift.is_empty(), "{rep:#?}");
+    let kinds: Vec<(DriftKind, &str)> = def
+        .drift
+        .iter()
+        .map(|x| (x.kind, x.expected.as_str()))
+        .collect();
+    assert_eq!(def.drift.len(), 4, "{rep:#?}");
+    assert!(
+        def.drift.iter().any(|x| x.kind == DriftKind::Altered
+            && x.expected
+                .contains("net_virbr0_out ip saddr 192.168.122.0/24 iifname virbr0")
+            && x.found.as_deref() == Some("iifname \"virbr0\" counter packets 0 bytes 0 accept")),
+        "{kinds:#?}"
+    );
+    assert!(
+        def.drift.iter().any(|x| x.kind == DriftKind::Missing
+            && x.expected
+                .ends_with("net_virbr0_out iifname virbr0 counter reject")),
+        "{kinds:#?}"
+    );
+    assert!(
+        def.drift.iter().any(|x| x.kind == DriftKind::Missing
+            && x.expected
+                .contains("fwd_in { virbr0 : jump net_virbr0_in }")),
+        "{kinds:#?}"
+    );
+    assert!(
+        def.drift.iter().any(|x| x.kind == DriftKind::Altered
+            && x.expected.contains("net_virbr0_nat")
+            && x.found.as_deref() == Some("counter packets 0 bytes 0 accept")),
+        "{kinds:#?}"
+    );
+    assert_eq!(rep.private_chains.len(), 1, "{rep:#?}");
+    assert!(
+        rep.private_chains[0]
+            .expected
+            .ends_with("forward iifname vmap @fwd_out"),
+        "{rep:#?}"
+    );
+
+    let (before, after) = d.repair(None).unwrap();
+    assert!(before.drifted());
+    assert!(!after.drifted(), "{after:#?}");
+    // The same objects (default's chains now after second's).
+    let sorted = |s: String| {
+        let mut l: Vec<String> = s.lines().map(str::to_string).collect();
+        l.sort();
+        l
+    };
+    assert_eq!(sorted(ruleset(&env)), sorted(started));
+}
+
+/// A daemon start with the batched layout and nftables keeps the intact
+/// networks as they are (one listing per family, one `ip -o link show`,
+/// one `tc qdisc show`; no journal, no status write) and removes and adds
+/// again only the one that drifted.
+#[test]
+fn reconcile_of_batched_nftables_redoes_only_what_drifted() {
+    let env = Env::new();
+    let d = two_batched_nft_networks(&env);
+    drop(d);
+    let status = |name: &str| env.state_dir().join(format!("{name}.xml"));
+    let saved = std::fs::read(status("default")).unwrap();
+    let mtime = std::fs::metadata(status("default"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    nft(
+        &env,
+        &["flush", "chain", "ip", "virtnet_batched", "net_virbr9_nat"],
+    );
+    env.host.take_records();
+    let d = driver(&env, Backend::Nftables, Layout::Batched);
+    let rep = d.reconcile().unwrap();
+    assert!(rep.problems.is_empty(), "{rep:?}");
+    assert_eq!(rep.intact, ["default"], "{rep:?}");
+    assert_eq!(rep.reloaded.len(), 2, "{rep:?}");
+    let records = env.host.take_records();
+    let cmds: Vec<String> = records.iter().map(|r| r.cmd.argv.join(" ")).collect();
+    let records_stdin: Vec<Option<String>> = records.iter().map(|r| r.cmd.stdin.clone()).collect();
+    let count = |p: &str| cmds.iter().filter(|c| c.starts_with(p)).count();
+    assert_eq!(
+        count("nft -a list table ip virtnet_batched"),
+        1,
+        "{cmds:#?}"
+    );
+    assert_eq!(
+        count("nft -a list table ip6 virtnet_batched"),
+        1,
+        "{cmds:#?}"
+    );
+    assert_eq!(count("ip -o link show"), 1, "{cmds:#?}");
+    assert_eq!(count("ip link show"), 0, "{cmds:#?}");
+    assert_eq!(
+        cmds.iter().filter(|c| *c == "tc qdisc show").count(),
+        1,
+        "{cmds:#?}"
+    );
+    // second: its removal and its add, one batch each; nothing of default.
+    assert_eq!(count("nft -f"), 2, "{cmds:#?}");
+    let stdins: Vec<String> = records_stdin.iter().flatten().cloned().collect();
+    assert!(
+        !cmds.iter().chain(&stdins).any(|c| c.contains("virbr0")),
+        "{cmds:#?} {stdins:#?}"
+    );
+    assert!(stdins.iter().any(|c| c.contains("virbr9")), "{stdins:#?}");
+    assert_eq!(std::fs::read(status("default")).unwrap(), saved);
+    assert_eq!(
+        std::fs::metadata(status("default"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        mtime
+    );
+    assert!(d.pending_journals().is_empty());
+    assert!(!d.check(None).unwrap().drifted());
+    // The shared part gone: set up again, then every network added again.
+    drop(d);
+    nft(&env, &["delete", "table", "ip", "virtnet_batched"]);
+    let d = driver(&env, Backend::Nftables, Layout::Batched);
+    let rep = d.reconcile().unwrap();
+    assert!(rep.problems.is_empty(), "{rep:?}");
+    assert!(rep.intact.is_empty(), "{rep:?}");
+    assert!(!d.check(None).unwrap().drifted());
+}

@@ -3,6 +3,7 @@
 
 use virtnet_core::firewall::Backend;
 use virtnet_core::rules;
+use virtnet_core::rules::batched::Layout;
 
 use crate::cases::{Expectation, UpgradeSource};
 use crate::checks::{fail, fail_diff, CheckResult, Failure, Stop, XFAIL_ACT_CSUM};
@@ -114,6 +115,24 @@ pub(super) fn op_restart(ctx: &Ctx, backend: Backend) -> CheckResult<()> {
     }
     if rules::has_firewall_rules(&ctx.case.def) && !rep.reloaded.contains(&name) {
         return fail(format!("reconcile did not reload {name}: {rep:?}"));
+    }
+    // The batched layout with nftables keeps an intact network as it is;
+    // every other layout/backend reloads it.
+    let keeps = ctx.layout == Layout::Batched && backend == Backend::Nftables;
+    let with_plan = d2
+        .status(&name)
+        .and_then(|st| st.fw_removal)
+        .is_some_and(|p| p.action_cmds().next().is_some());
+    if rep.intact.contains(&name) != (keeps && with_plan) {
+        return fail(format!(
+            "reconcile after a plain restart: intact {:?}, expected {name} {}",
+            rep.intact,
+            if keeps && with_plan {
+                "in it"
+            } else {
+                "not in it"
+            }
+        ));
     }
     let after = stage.host.snapshot()?;
     ctx.compare(

@@ -37,12 +37,11 @@
 use std::net::IpAddr;
 
 use virtnet_core::firewall::Backend;
-use virtnet_core::rules::batched::Layout;
 use virtnet_fake::trace::{trace, Conntrack, Outcome as TraceOutcome};
 use virtnet_runner::Runner;
 
 use crate::cases::UpgradeSource;
-use crate::checks::{fail, CheckResult, Failure, Stop, XFAIL_BATCHED_NFT_DRIFT};
+use crate::checks::{fail, CheckResult, Failure, Stop};
 use crate::host::{HostError, HostKind};
 use crate::traffic::{
     flow_table, peer_xml, Expect, FlowTable, Foreign, Node, Path, Proto, Topology,
@@ -167,9 +166,6 @@ pub(super) fn op_traffic(ctx: &Ctx, backend: Backend, v: TrafficVariant) -> Chec
             // As the `drift` operation on a bare host: every table
             // flushed, then repair (of every network: the peer's rules
             // were flushed too).
-            if ctx.layout == Layout::Batched && backend == Backend::Nftables {
-                return Err(Stop::Xfail(XFAIL_BATCHED_NFT_DRIFT.into()));
-            }
             let runner = stage.host.runner();
             runner.run_argv_checked(&["nft", "flush", "ruleset"])?;
             let (_, after) = driver_step(d.repair(None), "repair after the flush")?;

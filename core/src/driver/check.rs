@@ -16,6 +16,21 @@
 //!   created is the k-th deletion from the end of the removal plan): after
 //!   [`normalize_nft_rule`] they must be equal, else the rule is reported
 //!   altered (someone replaced it, `nft replace rule ... handle N`).
+//! * nftables plans of the batched layout (`firewall_layout = "batched"`,
+//!   [`crate::rules::batched`]): the plan deletes map elements and whole
+//!   chains, no handle. The network's script is regenerated purely from
+//!   the status's definition ([`batched::nft_expected_script`]) and
+//!   compared with one `nft -a list table FAMILY virtnet_batched` per
+//!   family (shared by all networks of the check, `NftListings`): every
+//!   rule of its own chains `net_BR_in|out|nat` in order, after
+//!   [`normalize_nft_rule`] (a rule that differs is altered, one that
+//!   lacks is missing, one more than the definition gives is reported
+//!   altered), and every element of the verdict maps that reaches them
+//!   (key and verdict). Instead of libvirt's private chains, the shared
+//!   part of the layout ([`batched::nft_setup_script`]: table, base
+//!   chains with their type and hook, maps, dispatch rules) is compared
+//!   the same way. A daemon start uses the same comparison to keep the
+//!   intact networks ([`super::Driver::reconcile`]).
 //! * the private chains of the backends in use (libvirt's `LIBVIRT_*`
 //!   chains and their jumps, or the `libvirt_network` tables and base
 //!   chains): the private-chain setup plan is run with a runner that runs
@@ -30,10 +45,12 @@
 //! Repair ([`super::Driver::repair`]) = for each drifting network, the
 //! saved removal plan restricted to the rules found intact (a handle
 //! whose rule is missing or altered is never deleted: after a flush the
-//! kernel may have given it to another rule), then — after the private
-//! chains were set up again with the configured backend (libvirt's
-//! forced setup, as on a firewalld reload) — a fresh add, journaled and
-//! saved like a reload. Then the check runs again.
+//! kernel may have given it to another rule; a batched plan's elements
+//! and chains still there are deleted, intact or not — their keys and
+//! names are the network's own), then — after the private chains (or the
+//! batched layout's shared part) were set up again with the configured
+//! backend (libvirt's forced setup, as on a firewalld reload) — a fresh
+//! add, journaled and saved like a reload. Then the check runs again.
 
 use std::sync::Mutex;
 
@@ -42,6 +59,7 @@ use serde::{Deserialize, Serialize};
 use crate::firewall::{full_argv, Backend, Firewall, Layer, TransactionFlags};
 use crate::netxml::NetworkDef;
 use crate::rules;
+use crate::rules::batched;
 use crate::store::NetworkStatus;
 use virtnet_runner::{Cmd, Output, RunError, Runner};
 
@@ -253,8 +271,14 @@ pub(crate) fn private_chain_drift(
         .collect())
 }
 
-/// Inspects one active network (see the module docs).
-pub(crate) fn inspect(st: &NetworkStatus, runner: &dyn Runner) -> Result<Inspection, RunError> {
+/// Inspects one active network (see the module docs); the batched
+/// layout's nft tables are listed once into `listings`, shared by the
+/// networks of one check.
+pub(crate) fn inspect(
+    st: &NetworkStatus,
+    runner: &dyn Runner,
+    listings: &mut NftListings,
+) -> Result<Inspection, RunError> {
     let name = st.def.name.clone();
     let Some(plan) = st.fw_removal.as_ref() else {
         return Ok(Inspection {
@@ -314,6 +338,9 @@ pub(crate) fn inspect(st: &NetworkStatus, runner: &dyn Runner) -> Result<Inspect
                     });
                 }
             }
+        }
+        Backend::Nftables if batched::is_batched_nft_plan(plan) => {
+            inspect_nft_batched(st, plan, runner, listings, &mut check, &mut intact)?
         }
         Backend::Nftables => inspect_nft(st, plan, runner, &mut check, &mut intact)?,
     }
@@ -450,6 +477,429 @@ fn inspect_nft(
     Ok(())
 }
 
+/// One chain of a listed nft table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ListedChain {
+    name: String,
+    /// A base chain's `type ... hook ...` line.
+    hook: Option<String>,
+    /// Its rules in order: (handle, text without the handle).
+    rules: Vec<(String, String)>,
+}
+
+/// One nft table as `nft -a list table FAMILY NAME` prints it (nft 1.0.6):
+/// its chains and its sets/maps with their elements.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ListedTable {
+    chains: Vec<ListedChain>,
+    /// (map, its elements as (key, value)): a key normalized (quotes and a
+    /// host prefix dropped), a value as listed (`jump net_virbr0_in`).
+    maps: Vec<(String, Vec<(String, String)>)>,
+}
+
+impl ListedTable {
+    fn chain(&self, name: &str) -> Option<&ListedChain> {
+        self.chains.iter().find(|c| c.name == name)
+    }
+
+    fn map(&self, name: &str) -> Option<&[(String, String)]> {
+        self.maps
+            .iter()
+            .find(|(m, _)| m == name)
+            .map(|(_, e)| e.as_slice())
+    }
+}
+
+/// An element key as compared: quotes dropped, a host prefix dropped.
+fn normalize_key(k: &str) -> String {
+    normalize_address(k.trim().trim_matches('"'))
+}
+
+/// Parses `nft -a list table` output: chains (type line, rules with their
+/// handles) and maps (elements, which nft wraps over several lines).
+fn parse_table_listing(listing: &str) -> ListedTable {
+    enum In {
+        Nothing,
+        Chain,
+        Map,
+    }
+    let mut t = ListedTable::default();
+    let mut at = In::Nothing;
+    // Elements being collected (an `elements = {` not yet closed).
+    let mut elements: Option<String> = None;
+    let strip_handle = |l: &str| match l.rfind(" # handle ") {
+        Some(p) => l[..p].trim_end().to_string(),
+        None => l.trim_end_matches('{').trim().to_string(),
+    };
+    for line in listing.lines() {
+        let l = line.trim();
+        if let Some(acc) = elements.as_mut() {
+            acc.push(' ');
+            acc.push_str(l);
+        } else if let Some(rest) = l.strip_prefix("chain ") {
+            let name = rest.split_whitespace().next().unwrap_or("").to_string();
+            t.chains.push(ListedChain {
+                name,
+                ..ListedChain::default()
+            });
+            at = In::Chain;
+            continue;
+        } else if let Some(rest) = l.strip_prefix("map ").or_else(|| l.strip_prefix("set ")) {
+            let name = rest.split_whitespace().next().unwrap_or("").to_string();
+            t.maps.push((name, Vec::new()));
+            at = In::Map;
+            continue;
+        } else if l == "}" {
+            at = In::Nothing;
+            continue;
+        } else {
+            match at {
+                In::Chain => {
+                    let Some(c) = t.chains.last_mut() else {
+                        continue;
+                    };
+                    if l.starts_with("type ") {
+                        c.hook = Some(l.to_string());
+                    } else if let Some(pos) = l.rfind(" # handle ") {
+                        let handle = l[pos + " # handle ".len()..].trim().to_string();
+                        c.rules.push((handle, strip_handle(l)));
+                    }
+                    continue;
+                }
+                In::Map => match l.strip_prefix("elements = {") {
+                    Some(rest) => elements = Some(rest.to_string()),
+                    None => continue,
+                },
+                In::Nothing => continue,
+            }
+        }
+        // Elements: complete once their `}` is seen.
+        let Some(acc) = elements.as_ref() else {
+            continue;
+        };
+        let Some(end) = acc.find('}') else {
+            continue;
+        };
+        let items: Vec<(String, String)> = acc[..end]
+            .split(',')
+            .filter_map(|item| {
+                let item = item.trim();
+                if item.is_empty() {
+                    return None;
+                }
+                Some(match item.split_once(" : ") {
+                    Some((k, v)) => (normalize_key(k), v.trim().to_string()),
+                    None => (normalize_key(item), String::new()),
+                })
+            })
+            .collect();
+        if let Some((_, e)) = t.maps.last_mut() {
+            e.extend(items);
+        }
+        elements = None;
+    }
+    t
+}
+
+/// The nft tables of the batched layout, each listed once (`nft -a list
+/// table FAMILY virtnet_batched`) however many networks are compared with
+/// it; `None`: no such table (the listing failed).
+#[derive(Debug, Default)]
+pub(crate) struct NftListings {
+    tables: Vec<(String, Option<ListedTable>)>,
+}
+
+impl NftListings {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// The batched layout's table of `family` (listed at the first call).
+    fn table(
+        &mut self,
+        runner: &dyn Runner,
+        family: &str,
+    ) -> Result<Option<&ListedTable>, RunError> {
+        if !self.tables.iter().any(|(f, _)| f == family) {
+            let out = runner.run(&Cmd::new([
+                "nft",
+                "-a",
+                "list",
+                "table",
+                family,
+                batched::NFT_TABLE,
+            ]))?;
+            let t = out.success().then(|| parse_table_listing(&out.stdout));
+            self.tables.push((family.to_string(), t));
+        }
+        Ok(self
+            .tables
+            .iter()
+            .find(|(f, _)| f == family)
+            .and_then(|(_, t)| t.as_ref()))
+    }
+}
+
+/// One line of a batched nft script, as compared.
+enum ScriptLine<'a> {
+    /// `add rule FAMILY TABLE CHAIN RULE...`
+    Rule {
+        family: &'a str,
+        chain: &'a str,
+        rule: String,
+    },
+    /// `add element FAMILY TABLE MAP { KEY : VALUE }`
+    Element {
+        family: &'a str,
+        map: &'a str,
+        key: String,
+        value: String,
+    },
+    /// `add chain FAMILY TABLE CHAIN [{ type T hook H ...; }]`
+    Chain {
+        family: &'a str,
+        chain: &'a str,
+        hook: Option<String>,
+    },
+    /// `add map FAMILY TABLE MAP { ... }`
+    Map { family: &'a str, map: &'a str },
+    /// `add table FAMILY TABLE`
+    Table { family: &'a str },
+    /// Anything else (`flush chain`).
+    Other,
+}
+
+fn script_line(line: &str) -> ScriptLine<'_> {
+    let w: Vec<&str> = line.split_whitespace().collect();
+    match w.as_slice() {
+        ["add", "rule", family, _, chain, rule @ ..] => ScriptLine::Rule {
+            family,
+            chain,
+            rule: rule.join(" "),
+        },
+        ["add", "element", family, _, map, "{", key, ":", value @ .., "}"] => ScriptLine::Element {
+            family,
+            map,
+            key: normalize_key(key),
+            value: value.join(" "),
+        },
+        ["add", "chain", family, _, chain, rest @ ..] => ScriptLine::Chain {
+            family,
+            chain,
+            // `{ type filter hook forward ...`: what identifies a base chain.
+            hook: rest
+                .iter()
+                .position(|x| *x == "type")
+                .and_then(|i| rest.get(i..i + 4))
+                .map(|x| x.join(" ")),
+        },
+        ["add", "map", family, _, map, ..] => ScriptLine::Map { family, map },
+        ["add", "table", family, _] => ScriptLine::Table { family },
+        _ => ScriptLine::Other,
+    }
+}
+
+/// Compares the host's batched table(s) with `script` (what must be
+/// there): every rule of every chain in order (normalized), every map
+/// element, and — for the shared part — the table, base chains (their
+/// type and hook) and maps. Returns the drift and the number of rules and
+/// elements compared.
+fn compare_script(
+    script: &str,
+    runner: &dyn Runner,
+    listings: &mut NftListings,
+) -> Result<(Vec<Drift>, usize), RunError> {
+    let mut drift = Vec::new();
+    let mut checked = 0;
+    let t = batched::NFT_TABLE;
+    // Expected rules per (family, chain), in order.
+    let mut chains: Vec<((&str, &str), Vec<String>)> = Vec::new();
+    for line in script.lines() {
+        let missing = |drift: &mut Vec<Drift>| {
+            drift.push(Drift {
+                kind: DriftKind::Missing,
+                expected: format!("nft {line}"),
+                found: None,
+            })
+        };
+        match script_line(line) {
+            ScriptLine::Rule {
+                family,
+                chain,
+                rule,
+            } => match chains.iter_mut().find(|(k, _)| *k == (family, chain)) {
+                Some((_, rules)) => rules.push(rule),
+                None => chains.push(((family, chain), vec![rule])),
+            },
+            ScriptLine::Element {
+                family,
+                map,
+                key,
+                value,
+            } => {
+                checked += 1;
+                let found = listings
+                    .table(runner, family)?
+                    .and_then(|tb| tb.map(map))
+                    .and_then(|els| els.iter().find(|(k, _)| *k == key));
+                match found {
+                    None => missing(&mut drift),
+                    Some((_, v)) if *v == value => {}
+                    Some((k, v)) => drift.push(Drift {
+                        kind: DriftKind::Altered,
+                        expected: format!("nft {line}"),
+                        found: Some(format!("{k} : {v}")),
+                    }),
+                }
+            }
+            ScriptLine::Chain {
+                family,
+                chain,
+                hook: Some(hook),
+            } => {
+                let found = listings
+                    .table(runner, family)?
+                    .and_then(|tb| tb.chain(chain));
+                match found.map(|c| c.hook.clone()) {
+                    None => missing(&mut drift),
+                    Some(Some(h)) if h.starts_with(&hook) => {}
+                    Some(h) => drift.push(Drift {
+                        kind: DriftKind::Altered,
+                        expected: format!("nft {line}"),
+                        found: Some(h.unwrap_or_else(|| format!("chain {chain} without a hook"))),
+                    }),
+                }
+            }
+            ScriptLine::Map { family, map } => {
+                if listings
+                    .table(runner, family)?
+                    .and_then(|tb| tb.map(map))
+                    .is_none()
+                {
+                    missing(&mut drift);
+                }
+            }
+            ScriptLine::Table { family } => {
+                if listings.table(runner, family)?.is_none() {
+                    missing(&mut drift);
+                }
+            }
+            ScriptLine::Chain { hook: None, .. } | ScriptLine::Other => {}
+        }
+    }
+    for ((family, chain), rules) in chains {
+        checked += rules.len();
+        let listed: &[(String, String)] = listings
+            .table(runner, family)?
+            .and_then(|tb| tb.chain(chain))
+            .map(|c| c.rules.as_slice())
+            .unwrap_or(&[]);
+        for (i, rule) in rules.iter().enumerate() {
+            let expected = format!("nft add rule {family} {t} {chain} {rule}");
+            match listed.get(i) {
+                None => drift.push(Drift {
+                    kind: DriftKind::Missing,
+                    expected,
+                    found: None,
+                }),
+                Some((_, text)) if normalize_nft_rule(rule) == normalize_nft_rule(text) => {}
+                Some((_, text)) => drift.push(Drift {
+                    kind: DriftKind::Altered,
+                    expected,
+                    found: Some(text.clone()),
+                }),
+            }
+        }
+        for (_, text) in listed.iter().skip(rules.len()) {
+            drift.push(Drift {
+                kind: DriftKind::Altered,
+                expected: format!(
+                    "no rule after the {} of chain {family} {t} {chain}",
+                    rules.len()
+                ),
+                found: Some(text.clone()),
+            });
+        }
+    }
+    Ok((drift, checked))
+}
+
+/// The batched layout with nftables: the network's own chains compared
+/// rule by rule, and its map elements, with the script its definition
+/// gives (see [`compare_script`]); the tables are listed once per family
+/// for all networks (`listings`). Its removal plan names no handle: an
+/// element is deleted by its key, a chain by its name, both the
+/// network's own, so what is still there (intact or not) is removed
+/// before a repair adds the whole again; the tc filter as saved.
+fn inspect_nft_batched(
+    st: &NetworkStatus,
+    plan: &Firewall,
+    runner: &dyn Runner,
+    listings: &mut NftListings,
+    check: &mut NetworkCheck,
+    intact: &mut Firewall,
+) -> Result<(), RunError> {
+    let mut def: NetworkDef = st.def.clone();
+    let script = match batched::nft_expected_script(&mut def) {
+        Ok(s) => s,
+        Err(e) => {
+            // Nothing to compare with: drift, so a repair adds it again
+            // (and reports the error the add gives).
+            check.drift.push(Drift {
+                kind: DriftKind::NoPlan,
+                expected: format!("the rules of the definition cannot be generated: {e}"),
+                found: None,
+            });
+            String::new()
+        }
+    };
+    let (drift, checked) = compare_script(&script, runner, listings)?;
+    check.checked += checked;
+    check.drift.extend(drift);
+    for c in plan.action_cmds() {
+        let a = c.args();
+        // `{ KEY }` is one argument of the saved plan.
+        let words: Vec<&str> = a.iter().flat_map(|x| x.split_whitespace()).collect();
+        let present = match words.as_slice() {
+            ["delete", "element", family, table, map, "{", key, "}"]
+                if *table == batched::NFT_TABLE =>
+            {
+                let key = normalize_key(key);
+                listings
+                    .table(runner, family)?
+                    .and_then(|tb| tb.map(map))
+                    .is_some_and(|els| els.iter().any(|(k, _)| *k == key))
+            }
+            ["delete", "chain", family, table, chain] if *table == batched::NFT_TABLE => listings
+                .table(runner, family)?
+                .and_then(|tb| tb.chain(chain))
+                .is_some(),
+            _ => true,
+        };
+        if present {
+            intact.add_cmd(c.layer(), a.iter().cloned());
+        }
+    }
+    Ok(())
+}
+
+/// The shared part of the batched layout with nftables (both families'
+/// table, base chains with their hooks, maps and dispatch rules, as
+/// [`batched::nft_setup_script`] creates them), compared with the host:
+/// what is missing or altered (never the networks' elements, which
+/// [`inspect`] compares).
+pub(crate) fn batched_shared_drift(
+    runner: &dyn Runner,
+    listings: &mut NftListings,
+) -> Result<Vec<Drift>, RunError> {
+    let mut out = Vec::new();
+    for layer in [Layer::Ipv4, Layer::Ipv6] {
+        let script = batched::nft_setup_script(layer);
+        out.extend(compare_script(&script, runner, listings)?.0);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,5 +955,93 @@ mod tests {
                 "counter packets 0 bytes 0 return".into()
             )
         );
+    }
+    /// `nft -a list table ip virtnet_batched` of real nft 1.0.6 (captured
+    /// in a namespace): map elements wrapped over lines, empty chains.
+    const BATCHED_LISTING: &str = "table ip virtnet_batched { # handle 1
+	map fwd_in { # handle 3
+		type ifname : verdict
+		elements = { \"virbr0\" : jump net_virbr0_in,
+			     \"virbr1\" : jump net_virbr1_in }
+	}
+
+	map fwd_out { # handle 4
+		type ifname : verdict
+	}
+
+	map nat_src { # handle 5
+		type ipv4_addr : verdict
+		flags interval
+		elements = { 10.0.0.1 : jump net_virbr1_nat, 192.168.122.0/24 : jump net_virbr0_nat,
+			     192.168.123.0/24 : jump net_virbr1_nat }
+	}
+
+	chain forward { # handle 1
+		type filter hook forward priority filter; policy accept;
+		oifname vmap @fwd_in # handle 6
+		iifname vmap @fwd_out # handle 7
+	}
+
+	chain postrouting { # handle 2
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr vmap @nat_src # handle 8
+	}
+
+	chain net_virbr0_in { # handle 9
+		iifname \"virbr0\" oifname \"virbr0\" counter packets 0 bytes 0 accept # handle 10
+		oifname \"virbr0\" ip daddr 192.168.122.0/24 ct state established,related counter packets 0 bytes 0 accept # handle 11
+		oifname \"virbr0\" counter packets 0 bytes 0 reject # handle 12
+	}
+
+	chain net_virbr0_nat { # handle 13
+		ip saddr 192.168.122.0/24 ip daddr 224.0.0.0/24 counter packets 0 bytes 0 return # handle 14
+		ip saddr 192.168.122.0/24 ip daddr 255.255.255.255 counter packets 0 bytes 0 return # handle 15
+		meta l4proto tcp ip saddr 192.168.122.0/24 ip daddr != 192.168.122.0/24 counter packets 0 bytes 0 masquerade to :1024-65535 # handle 16
+	}
+
+	chain net_virbr1_in { # handle 17
+	}
+
+	chain net_virbr1_nat { # handle 18
+	}
+}
+";
+
+    #[test]
+    fn batched_listing_is_parsed_with_wrapped_map_elements() {
+        let t = parse_table_listing(BATCHED_LISTING);
+        assert_eq!(
+            t.map("fwd_in").unwrap(),
+            [
+                ("virbr0".to_string(), "jump net_virbr0_in".to_string()),
+                ("virbr1".to_string(), "jump net_virbr1_in".to_string()),
+            ]
+        );
+        assert_eq!(t.map("fwd_out").unwrap(), []);
+        let nat: Vec<&str> = t
+            .map("nat_src")
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(nat, ["10.0.0.1", "192.168.122.0/24", "192.168.123.0/24"]);
+        let fwd = t.chain("forward").unwrap();
+        assert!(fwd
+            .hook
+            .as_deref()
+            .is_some_and(|h| h.starts_with("type filter hook forward")));
+        assert_eq!(fwd.rules.len(), 2);
+        let inn = t.chain("net_virbr0_in").unwrap();
+        assert_eq!(inn.hook, None);
+        assert_eq!(
+            inn.rules[2],
+            (
+                "12".to_string(),
+                "oifname \"virbr0\" counter packets 0 bytes 0 reject".to_string()
+            )
+        );
+        assert!(t.chain("net_virbr1_in").unwrap().rules.is_empty());
+        // What a script expects is found there (a /32 key as nft lists it).
+        assert_eq!(normalize_key("10.0.0.1/32"), "10.0.0.1");
     }
 }

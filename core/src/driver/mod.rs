@@ -105,7 +105,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::dnsmasq::{self, DnsmasqCaps, DnsmasqOptions};
-use crate::firewall::{full_argv, Backend, Firewall};
+use crate::firewall::{full_argv, Backend, Firewall, Layer};
 use crate::netxml::{self, DefineContext, FormatFlags, NetworkDef, PciAddress};
 use crate::rules::batched::{BatchedSetup, Layout};
 use crate::rules::{self, ChainInitState, RulesError};
@@ -491,8 +491,14 @@ type Inspected = (NetworkStatus, Option<Firewall>);
 /// What [`Driver::reconcile`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
-    /// Active networks whose rules were reloaded with the configured backend.
+    /// Active networks whose rules were reloaded with the configured
+    /// backend, or (batched layout with nftables, at a daemon start) found
+    /// intact and kept as they are: those are also in `intact`.
     pub reloaded: Vec<String>,
+    /// Of `reloaded`: the networks a daemon start found intact (batched
+    /// layout with nftables; see [`Driver::reconcile`]), nothing run or
+    /// written for their firewall.
+    pub intact: Vec<String>,
     /// Networks found active whose bridge was gone: cleaned up and marked inactive.
     pub cleaned: Vec<String>,
     /// Autostart networks started.
@@ -795,6 +801,68 @@ impl Driver {
     /// behind for nothing.
     fn uses_libvirt_chains(&self) -> bool {
         !(self.layout == Layout::Batched && self.backend == Backend::Nftables)
+    }
+
+    /// The names of the host's links, from one `ip -o link show` (a
+    /// `NAME@PEER` as `NAME`); `None` if the listing failed.
+    fn list_links(&self) -> Result<Option<Vec<String>>, DriverError> {
+        let out = self
+            .runner()
+            .run(&Cmd::new(["ip", "-o", "link", "show"]))
+            .map_err(DriverError::from_run)?;
+        if !out.success() {
+            return Ok(None);
+        }
+        Ok(Some(
+            out.stdout
+                .lines()
+                .filter_map(|l| {
+                    let name = l.split(": ").nth(1)?;
+                    Some(name.split('@').next().unwrap_or(name).to_string())
+                })
+                .collect(),
+        ))
+    }
+
+    /// The devices with a root qdisc `htb 1:` (libvirt's, which holds the
+    /// nftables backend's tc checksum filter), from one `tc qdisc show`;
+    /// `None` if the listing failed.
+    fn list_root_htb(&self) -> Result<Option<Vec<String>>, DriverError> {
+        let out = self
+            .runner()
+            .run(&Cmd::new(["tc", "qdisc", "show"]))
+            .map_err(DriverError::from_run)?;
+        if !out.success() {
+            return Ok(None);
+        }
+        Ok(Some(
+            out.stdout
+                .lines()
+                .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+                    ["qdisc", "htb", "1:", "dev", dev, "root", ..] => Some(dev.to_string()),
+                    _ => None,
+                })
+                .collect(),
+        ))
+    }
+
+    /// The batched layout with nftables (its own table, no libvirt
+    /// private chains).
+    fn batched_nft(&self) -> bool {
+        self.layout == Layout::Batched && self.backend == Backend::Nftables
+    }
+
+    /// Sets the batched layout's shared nft part up (again, when `force`:
+    /// after it was found drifted). Only a crash is an error; a failed
+    /// family is saved and reported by the next start, as at a first setup.
+    fn setup_batched_nft(&self, force: bool) -> Result<(), DriverError> {
+        let mut setup = lock(&self.batched);
+        if force {
+            *setup = BatchedSetup::new();
+        }
+        setup
+            .setup_nft(self.runner())
+            .map_err(DriverError::from_rules)
     }
 
     pub fn config(&self) -> &DriverConfig {
@@ -1784,6 +1852,22 @@ impl Driver {
     /// 3. autostart networks that are not active are started, once per boot
     ///    (marker file `STATE_DIR/autostarted`, as libvirt).
     ///
+    /// The batched layout (beyond libvirt, whose streams the default layout
+    /// keeps byte-exact) answers "is it intact?" from one listing instead of
+    /// per-network processes: the bridges from one `ip -o link show`, and,
+    /// with nftables, each active network whose saved plan is the batched
+    /// layout's with nftables is compared with its definition
+    /// ([`check`]: its chains rule by rule, its map elements; the tables
+    /// listed once per family, the shared part too, set up again if it
+    /// drifted). An intact network is kept as it is (listed in `reloaded`
+    /// and `intact`; no journal, no status write); only a drifted one, or
+    /// one whose plan is another layout's or backend's (a switch), is
+    /// removed with its saved plan and added again. The tc checksum filter
+    /// is not compared (as in [`Driver::check`]), but its root qdisc is
+    /// (one `tc qdisc show`): a network whose root qdisc is gone, or whose
+    /// QoS had to be put back, is added again. dnsmasq is refreshed for
+    /// every network, as libvirt does.
+    ///
     /// A failure of one network is reported and the others are handled.
     pub fn reconcile(&self) -> Result<ReconcileReport, DriverError> {
         let _owner = self.change()?;
@@ -1793,18 +1877,40 @@ impl Driver {
             .filter_map(|o| o.live.clone())
             .collect();
         let mut still_active = Vec::new();
+        // Batched layout: the links, listed once (None: not listed yet;
+        // Some(None): the listing failed, one `ip link show` per bridge).
+        let mut links: Option<Option<Vec<String>>> = None;
+        // Networks whose QoS had to be put back (their firewall's tc
+        // filter is gone too: never kept as intact).
+        let mut qos_redone: Vec<String> = Vec::new();
         for st in active {
             let ops = ops_for(st.def.forward_mode());
             let br = st.def.bridge_name().unwrap_or("").to_string();
             let check_bridge =
                 ops.reload_firewall || (ops.kind == modes::ModeKind::Bridge && !br.is_empty());
             if check_bridge {
-                let exists = !br.is_empty()
-                    && self
-                        .runner()
-                        .run(&Cmd::new(["ip", "link", "show", "dev", br.as_str()]))
-                        .map_err(DriverError::from_run)?
-                        .success();
+                let listed = if self.layout == Layout::Batched && !br.is_empty() {
+                    if links.is_none() {
+                        links = Some(self.list_links()?);
+                    }
+                    links
+                        .as_ref()
+                        .and_then(Option::as_ref)
+                        .map(|l| l.contains(&br))
+                } else {
+                    None
+                };
+                let exists = match listed {
+                    Some(found) => found,
+                    None => {
+                        !br.is_empty()
+                            && self
+                                .runner()
+                                .run(&Cmd::new(["ip", "link", "show", "dev", br.as_str()]))
+                                .map_err(DriverError::from_run)?
+                                .success()
+                    }
+                };
                 if !exists {
                     let name = st.def.name.clone();
                     match self.destroy_owned(&name) {
@@ -1816,7 +1922,10 @@ impl Driver {
                 }
                 // The QoS of the network, put back if it is gone.
                 match bandwidth::refresh(self.runner(), &br, st.def.bandwidth.as_ref()) {
-                    Ok(_) => {}
+                    // The QoS was put back: the root qdisc had gone, and
+                    // with it the tc checksum filter hanging off it.
+                    Ok(true) => qos_redone.push(st.def.name.clone()),
+                    Ok(false) => {}
                     Err(e) if e.is_crash() => return Err(e),
                     Err(e) => rep.problems.push(format!("{}: {e}", st.def.name)),
                 }
@@ -1835,12 +1944,67 @@ impl Driver {
             *lock(&self.chains) = chains;
             r.map_err(DriverError::from_rules)?;
         }
+        // Batched layout with nftables: which networks are intact, from
+        // one listing of its table per family.
+        let verify = |st: &NetworkStatus| {
+            self.batched_nft()
+                && st
+                    .fw_removal
+                    .as_ref()
+                    .is_some_and(rules::batched::is_batched_nft_plan)
+        };
+        let mut listings = check::NftListings::new();
+        // The bridges whose root qdisc (`htb 1:`, where the plan's tc
+        // checksum filter hangs) is there, from one `tc qdisc show`.
+        let with_tc = |st: &NetworkStatus| {
+            st.fw_removal
+                .as_ref()
+                .is_some_and(|p| p.action_cmds().any(|c| c.layer() == Layer::Tc))
+        };
+        let root_qdiscs: Option<Vec<String>> =
+            if still_active.iter().any(|st| verify(st) && with_tc(st)) {
+                self.list_root_htb()?
+            } else {
+                None
+            };
+        if still_active.iter().any(verify) {
+            let shared = check::batched_shared_drift(self.runner(), &mut listings)
+                .map_err(DriverError::from_run)?;
+            if shared.is_empty() {
+                // Found as a setup leaves it: nothing to set up at the
+                // next add.
+                *lock(&self.batched) = BatchedSetup::already_done();
+            } else {
+                self.setup_batched_nft(true)?;
+            }
+        }
         for st in still_active {
             let name = st.def.name.clone();
-            match self.reload_network(st) {
-                Ok(()) => rep.reloaded.push(name.clone()),
-                Err(e) if e.is_crash() => return Err(e),
-                Err(e) => rep.problems.push(format!("{name}: {e}")),
+            let qdisc_there = || {
+                !with_tc(&st)
+                    || st.def.bridge_name().is_some_and(|br| {
+                        root_qdiscs
+                            .as_ref()
+                            .is_some_and(|l| l.iter().any(|d| d == br))
+                    })
+            };
+            let intact = verify(&st)
+                && !qos_redone.contains(&name)
+                && qdisc_there()
+                && check::inspect(&st, self.runner(), &mut listings)
+                    .map_err(DriverError::from_run)?
+                    .check
+                    .drift
+                    .is_empty();
+            if intact {
+                rep.reloaded.push(name.clone());
+                rep.intact.push(name.clone());
+            } else {
+                match self.reload_network(st) {
+                    Ok(()) => rep.reloaded.push(name.clone()),
+                    Err(e) if e.is_crash() => return Err(e),
+                    Err(e) => rep.problems.push(format!("{name}: {e}")),
+                }
             }
             // networkRefreshDaemons: restart a dnsmasq that is gone, else
             // rewrite its hosts files and SIGHUP it.
@@ -2007,23 +2171,35 @@ impl Driver {
         let mut rep = CheckReport::default();
         let mut removals = Vec::new();
         let mut backends: Vec<Backend> = Vec::new();
+        let mut listings = check::NftListings::new();
+        let mut batched_nft = false;
         for st in targets {
-            let insp = check::inspect(&st, self.runner()).map_err(DriverError::from_run)?;
+            let insp =
+                check::inspect(&st, self.runner(), &mut listings).map_err(DriverError::from_run)?;
+            let plan_batched = st
+                .fw_removal
+                .as_ref()
+                .is_some_and(rules::batched::is_batched_nft_plan);
             let b = insp.check.backend.unwrap_or(self.backend);
-            if !backends.contains(&b) && b != Backend::None {
+            if plan_batched || (insp.check.backend.is_none() && self.batched_nft()) {
+                // Its shared part (own table, base chains, maps) instead
+                // of libvirt's private chains.
+                batched_nft = true;
+            } else if !backends.contains(&b) && b != Backend::None {
                 backends.push(b);
             }
             rep.networks.push(insp.check);
             removals.push((st, insp.intact_removal));
         }
         for b in backends {
-            // The batched layout with nftables has no libvirt private
-            // chains (its shared part is set up by each start).
-            if b == Backend::Nftables && self.layout == Layout::Batched {
-                continue;
-            }
             rep.private_chains.extend(
                 check::private_chain_drift(b, self.runner()).map_err(DriverError::from_run)?,
+            );
+        }
+        if batched_nft {
+            rep.private_chains.extend(
+                check::batched_shared_drift(self.runner(), &mut listings)
+                    .map_err(DriverError::from_run)?,
             );
         }
         Ok((rep, removals))
@@ -2055,6 +2231,9 @@ impl Driver {
             let r = chains.setup(self.backend, self.runner(), true);
             *lock(&self.chains) = chains;
             r.map_err(DriverError::from_rules)?;
+        } else {
+            // The batched layout's shared nft part, set up again (forced).
+            self.setup_batched_nft(true)?;
         }
         for ((st, removal), nc) in removals.into_iter().zip(&before.networks) {
             if nc.drift.is_empty() {

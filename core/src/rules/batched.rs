@@ -66,7 +66,9 @@
 //! can be deleted with its rules once no element refers to it), or
 //! `iptables -w --table T --delete LIBVIRT_X KEY --jump C`, `--flush C`,
 //! `--delete-chain C`. Destroy, daemon restart (remove + add with the
-//! configured backend and layout), a backend or layout switch and libvirt
+//! configured backend and layout — with nftables only for a network found
+//! drifted or saved with another layout or backend: an intact one is kept,
+//! see `Driver::reconcile`), a backend or layout switch and libvirt
 //! 11.3.0 (which replays the saved plan as it finds it) therefore remove
 //! exactly what the start added. The plan is derived from the script
 //! itself ([`batch_removal`]), and the driver's journal derives the undo
@@ -77,7 +79,9 @@
 //! ([`remove_plan_batched`]: one `nft -f -`, or one restore per family,
 //! falling back to one command at a time when the batch fails), so destroy
 //! and a daemon restart cost O(1) processes per network; libvirt's plans
-//! are never run that way.
+//! are never run that way. Having no rule handle, a batched nftables plan
+//! is checked for drift against the script the definition gives
+//! ([`nft_expected_script`], compared in `driver::check`).
 //!
 //! Restrictions: batched starts of one driver are serialised (the shared
 //! part's state is held while a start runs; each start is a single
@@ -431,6 +435,26 @@ pub fn nft_network_script(fw: &Firewall, br: &str) -> Result<String, RulesError>
         }
     }
     Ok(s)
+}
+
+/// The per-network nft script the definition gives (what a start of
+/// `def` with nftables sends, tc aside): libvirt's plan regenerated purely
+/// from `def`, laid out by [`nft_network_script`]. What the drift check
+/// compares the host with. `def` may be completed as at a start (default
+/// NAT port range).
+pub fn nft_expected_script(def: &mut NetworkDef) -> Result<String, RulesError> {
+    let br = bridge_of(def)?;
+    let plan = nftables::network_rules(def)?;
+    nft_network_script(&plan, &br)
+}
+
+/// Whether a saved removal plan is the batched layout's with nftables
+/// (its commands name the table [`NFT_TABLE`]).
+pub fn is_batched_nft_plan(plan: &Firewall) -> bool {
+    plan.backend() == Backend::Nftables
+        && plan
+            .action_cmds()
+            .any(|c| is_batched_removal(c.layer(), c.args()))
 }
 
 /// The per-network iptables chain for libvirt chain `chain`.
