@@ -13,8 +13,6 @@ use virtnet_core::driver::lock::DriverLock;
 use virtnet_fake::{FakeHost, HostState};
 use virtnetd_support::*;
 
-const VIRTNET: &str = env!("CARGO_BIN_EXE_virtnet");
-
 struct Dir {
     tmp: tempfile::TempDir,
 }
@@ -50,12 +48,7 @@ impl Dir {
         c
     }
     fn run(&self, wait_secs: u64, args: &[&str]) -> (i32, String, String) {
-        let out = self.cmd(wait_secs, args).output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        outcome(self.cmd(wait_secs, args).output().unwrap())
     }
     /// A network file without a bridge name (define allocates one).
     fn net_file(&self, name: &str, n: u8) -> String {
@@ -275,23 +268,13 @@ fn the_embedded_cli_refuses_changes_while_virtnetd_runs() {
     };
     let xml = d.net_file("a", 1);
     let embedded = |args: &[&str]| {
-        let out = Command::new(VIRTNET)
-            .arg("--host")
-            .arg(format!("fake:{}", dirs.root().join("host").display()))
-            .arg("--config-dir")
-            .arg(dirs.root().join("etc"))
-            .arg("--state-dir")
-            .arg(dirs.root().join("state"))
+        let out = embedded_cmd(dirs.root())
             .args(args)
             // If the daemon were waited for, the test would fail after 20 s.
             .env("VIRTNET_LOCK_WAIT", "20")
             .output()
             .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        outcome(out)
     };
     let (code, _, err) = embedded(&["net-define", &xml]);
     assert_eq!(code, 1, "{err}");
