@@ -2,21 +2,11 @@
 //! hostile input — `FILE:LINE:COL: message (at ELEMENT/@ATTRIBUTE)`, exit
 //! status 1, nothing defined, the simulated host unchanged.
 
-use std::path::Path;
+mod common;
 
 use assert_cmd::Command;
+use common::virtnet;
 use predicates::prelude::*;
-
-fn virtnet(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("virtnet").unwrap();
-    c.arg("--host")
-        .arg(format!("fake:{}", dir.join("host.json").display()))
-        .arg("--config-dir")
-        .arg(dir.join("cfg"))
-        .arg("--state-dir")
-        .arg(dir.join("run"));
-    c
-}
 
 const CASES: &[(&str, &str, &str)] = &[
     (

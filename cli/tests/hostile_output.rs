@@ -13,8 +13,6 @@ use serde_json::json;
 use virtnet_daemon::SocketKind;
 use virtnetd_support::*;
 
-const VIRTNET: &str = env!("CARGO_BIN_EXE_virtnet");
-
 const NET: &str = "<network>\n  <name>default</name>\n  <bridge name='virbr0'/>\n  <forward/>\n  \
 <ip address='192.168.122.1' netmask='255.255.255.0'>\n    <dhcp>\n      \
 <range start='192.168.122.2' end='192.168.122.254'/>\n    </dhcp>\n  </ip>\n</network>\n";

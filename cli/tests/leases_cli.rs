@@ -3,21 +3,18 @@
 //! real DHCP client (busybox `udhcpc`) in a guest namespace gets a lease from
 //! the real dnsmasq, which runs the real helper, and the lease is listed.
 
+mod common;
+
 use std::path::Path;
 
 use assert_cmd::Command;
 
 const NET: &str = "<network>\n  <name>default</name>\n  <bridge name=\"virbr0\"/>\n  <forward/>\n  <ip address=\"192.168.122.1\" netmask=\"255.255.255.0\">\n    <dhcp>\n      <range start=\"192.168.122.2\" end=\"192.168.122.254\"/>\n    </dhcp>\n  </ip>\n</network>\n";
 
+/// `virtnet` on the simulated host under `dir`, expiry times in UTC.
 fn virtnet(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("virtnet").unwrap();
-    c.env("TZ", "UTC")
-        .arg("--host")
-        .arg(format!("fake:{}", dir.join("host.json").display()))
-        .arg("--config-dir")
-        .arg(dir.join("cfg"))
-        .arg("--state-dir")
-        .arg(dir.join("run"));
+    let mut c = common::virtnet(dir);
+    c.env("TZ", "UTC");
     c
 }
 
@@ -160,16 +157,8 @@ fn a_real_dhcp_client_gets_a_lease_that_is_listed() {
         virtnet_testkit::skip(&why);
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::real_host_dir();
     let d = dir.path();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::create_dir_all(d.join("cfg")).unwrap();
-    std::fs::write(
-        d.join("cfg/network.conf"),
-        "firewall_backend = \"iptables\"\n",
-    )
-    .unwrap();
     std::fs::write(
         d.join("net.xml"),
         "<network><name>lz</name><bridge name='vtl0'/><forward/>\
@@ -201,16 +190,9 @@ fn a_real_dhcp_client_gets_a_lease_that_is_listed() {
         exe = exe.display(),
         d = d.display(),
     );
-    let out = virtnet_testkit::command_in_fresh_netns("sh")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    let log = std::fs::read_to_string(d.join("udhcpc.log")).unwrap_or_default();
-    assert!(
-        out.status.success(),
-        "{}\nudhcpc: {log}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let udhcpc_log = || std::fs::read_to_string(d.join("udhcpc.log")).unwrap_or_default();
+    common::sh_in_fresh_netns(&script, || format!("\nudhcpc: {}", udhcpc_log()));
+    let log = udhcpc_log();
     let leases = std::fs::read_to_string(d.join("leases")).unwrap();
     let row = leases
         .lines()

@@ -1,23 +1,15 @@
 //! `virtnet net-*` / `reconcile` on the simulated host (`--host fake:PATH`),
 //! sharing the host with `virtnet sim --state PATH`.
 
+mod common;
+
 use std::path::Path;
 
 use assert_cmd::Command;
+use common::{set_firewall_backend, virtnet};
 use predicates::prelude::*;
 
 const NET: &str = "<network>\n  <name>default</name>\n  <bridge name=\"virbr0\"/>\n  <forward/>\n  <ip address=\"192.168.122.1\" netmask=\"255.255.255.0\">\n    <dhcp>\n      <range start=\"192.168.122.2\" end=\"192.168.122.254\"/>\n    </dhcp>\n  </ip>\n</network>\n";
-
-fn virtnet(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("virtnet").unwrap();
-    c.arg("--host")
-        .arg(format!("fake:{}", dir.join("host.json").display()))
-        .arg("--config-dir")
-        .arg(dir.join("cfg"))
-        .arg("--state-dir")
-        .arg(dir.join("run"));
-    c
-}
 
 fn sim_dump(dir: &Path, what: &str) -> String {
     let out = Command::cargo_bin("virtnet")
@@ -36,12 +28,7 @@ fn lifecycle_through_the_cli_on_one_simulated_host() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("net.xml"), NET).unwrap();
-    std::fs::create_dir_all(d.join("cfg")).unwrap();
-    std::fs::write(
-        d.join("cfg/network.conf"),
-        "firewall_backend = \"iptables\"\n",
-    )
-    .unwrap();
+    set_firewall_backend(d, "iptables");
     virtnet(d)
         .arg("net-define")
         .arg(d.join("net.xml"))
@@ -188,16 +175,8 @@ fn real_host_in_a_fresh_namespace() {
             return;
         }
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::real_host_dir();
     let d = dir.path();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::create_dir_all(d.join("cfg")).unwrap();
-    std::fs::write(
-        d.join("cfg/network.conf"),
-        "firewall_backend = \"iptables\"\n",
-    )
-    .unwrap();
     let cap = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../golden/upstream/captures/libvirt-11.3.0/nat-default/iptables"
@@ -216,15 +195,7 @@ fn real_host_in_a_fresh_namespace() {
         d = d.display(),
         cap = cap.display()
     );
-    let out = virtnet_testkit::command_in_fresh_netns("sh")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::sh_in_fresh_netns(&script, String::new);
     let norm = |t: &str| -> String {
         t.lines()
             .filter(|l| !l.starts_with('#'))

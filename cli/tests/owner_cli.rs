@@ -13,8 +13,6 @@ use virtnet_core::driver::lock::DriverLock;
 use virtnet_fake::{FakeHost, HostState};
 use virtnetd_support::*;
 
-const VIRTNET: &str = env!("CARGO_BIN_EXE_virtnet");
-
 struct Dir {
     tmp: tempfile::TempDir,
 }
@@ -50,12 +48,7 @@ impl Dir {
         c
     }
     fn run(&self, wait_secs: u64, args: &[&str]) -> (i32, String, String) {
-        let out = self.cmd(wait_secs, args).output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        outcome(self.cmd(wait_secs, args).output().unwrap())
     }
     /// A network file without a bridge name (define allocates one).
     fn net_file(&self, name: &str, n: u8) -> String {
@@ -205,14 +198,13 @@ fn spawn(d: &Dir, tag: &str, args: &[&str]) -> (std::process::Child, PathBuf) {
     (child, log)
 }
 
-#[test]
-fn concurrent_defines_and_first_starts_never_collide() {
-    let d = Dir::new();
-    let (xa, xb) = (d.net_file("a", 1), d.net_file("b", 2));
-    // Both defines wait for the lock held here, then run one at a time.
+/// Spawns the commands `a` and `b` (tag, arguments) while the driver lock
+/// is held here, waits until both say they wait for it, releases it, and
+/// expects both to succeed.
+fn both_wait_for_the_lock_then_succeed(d: &Dir, a: (&str, &[&str]), b: (&str, &[&str])) {
     let held = DriverLock::try_take(&d.state()).unwrap().unwrap();
-    let (mut a, la) = spawn(&d, "define-a", &["net-define", &xa]);
-    let (mut b, lb) = spawn(&d, "define-b", &["net-define", &xb]);
+    let (mut a, la) = spawn(d, a.0, a.1);
+    let (mut b, lb) = spawn(d, b.0, b.1);
     wait_for_text(&la, "waiting up to 60 s");
     wait_for_text(&lb, "waiting up to 60 s");
     drop(held);
@@ -225,6 +217,18 @@ fn concurrent_defines_and_first_starts_never_collide() {
         b.wait().unwrap().success(),
         "{}",
         std::fs::read_to_string(&lb).unwrap()
+    );
+}
+
+#[test]
+fn concurrent_defines_and_first_starts_never_collide() {
+    let d = Dir::new();
+    let (xa, xb) = (d.net_file("a", 1), d.net_file("b", 2));
+    // Both defines wait for the lock held here, then run one at a time.
+    both_wait_for_the_lock_then_succeed(
+        &d,
+        ("define-a", &["net-define", &xa]),
+        ("define-b", &["net-define", &xb]),
     );
     let bridge = |n: &str| {
         let x = std::fs::read_to_string(d.etc().join(format!("{n}.xml"))).unwrap();
@@ -234,21 +238,10 @@ fn concurrent_defines_and_first_starts_never_collide() {
     let (ba, bb) = (bridge("a"), bridge("b"));
     assert_ne!(ba, bb);
     // Two first starts at once (each process sets the private chains up).
-    let held = DriverLock::try_take(&d.state()).unwrap().unwrap();
-    let (mut a, la) = spawn(&d, "start-a", &["net-start", "a"]);
-    let (mut b, lb) = spawn(&d, "start-b", &["net-start", "b"]);
-    wait_for_text(&la, "waiting up to 60 s");
-    wait_for_text(&lb, "waiting up to 60 s");
-    drop(held);
-    assert!(
-        a.wait().unwrap().success(),
-        "{}",
-        std::fs::read_to_string(&la).unwrap()
-    );
-    assert!(
-        b.wait().unwrap().success(),
-        "{}",
-        std::fs::read_to_string(&lb).unwrap()
+    both_wait_for_the_lock_then_succeed(
+        &d,
+        ("start-a", &["net-start", "a"]),
+        ("start-b", &["net-start", "b"]),
     );
     let host = d.host_state();
     assert!(host.ip.link(&ba).is_some() && host.ip.link(&bb).is_some());
@@ -275,23 +268,13 @@ fn the_embedded_cli_refuses_changes_while_virtnetd_runs() {
     };
     let xml = d.net_file("a", 1);
     let embedded = |args: &[&str]| {
-        let out = Command::new(VIRTNET)
-            .arg("--host")
-            .arg(format!("fake:{}", dirs.root().join("host").display()))
-            .arg("--config-dir")
-            .arg(dirs.root().join("etc"))
-            .arg("--state-dir")
-            .arg(dirs.root().join("state"))
+        let out = embedded_cmd(dirs.root())
             .args(args)
             // If the daemon were waited for, the test would fail after 20 s.
             .env("VIRTNET_LOCK_WAIT", "20")
             .output()
             .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        outcome(out)
     };
     let (code, _, err) = embedded(&["net-define", &xml]);
     assert_eq!(code, 1, "{err}");

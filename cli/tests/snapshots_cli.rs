@@ -5,9 +5,12 @@
 //! Update on purpose with `INSTA_UPDATE=always cargo test -p virtnet --test
 //! snapshots_cli` (or `cargo insta review`); CI (`CI=true`) never writes them.
 
+mod common;
+
 use std::path::Path;
 
 use assert_cmd::Command;
+use common::set_firewall_backend;
 use rstest::rstest;
 
 /// The command with a fixed help width (clap reads `COLUMNS`), so snapshots
@@ -83,14 +86,7 @@ const ISOLATED: &str = "<network>\n  <name>isolated</name>\n  <uuid>d1a2f3c4-000
 
 /// `virtnet` on a simulated host kept under `dir`, iptables backend.
 fn virtnet(dir: &Path) -> Command {
-    let mut c = bin("virtnet");
-    c.arg("--host")
-        .arg(format!("fake:{}", dir.join("host.json").display()))
-        .arg("--config-dir")
-        .arg(dir.join("cfg"))
-        .arg("--state-dir")
-        .arg(dir.join("run"));
-    c
+    common::on_fake_host(bin("virtnet"), dir)
 }
 
 /// The outputs people read while networks come and go: `net-list` (text and
@@ -99,12 +95,7 @@ fn virtnet(dir: &Path) -> Command {
 fn net_list_and_info_outputs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    std::fs::create_dir_all(d.join("cfg")).expect("cfg");
-    std::fs::write(
-        d.join("cfg/network.conf"),
-        "firewall_backend = \"iptables\"\n",
-    )
-    .expect("network.conf");
+    set_firewall_backend(d, "iptables");
     for (file, xml) in [("default.xml", NET), ("isolated.xml", ISOLATED)] {
         std::fs::write(d.join(file), xml).expect("xml");
         let mut c = virtnet(d);

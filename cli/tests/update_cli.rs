@@ -3,36 +3,22 @@
 //! `--live`, `--config`, `--current`), virsh's success lines, and libvirt's
 //! refusals with exit status 1 and nothing changed.
 
+mod common;
+
 use std::path::Path;
 
-use assert_cmd::Command;
+use common::{set_firewall_backend, virtnet};
 use predicates::prelude::*;
 
 const NET: &str = "<network>\n  <name>default</name>\n  <bridge name=\"virbr0\"/>\n  <forward/>\n  <ip address=\"192.168.122.1\" netmask=\"255.255.255.0\">\n    <dhcp>\n      <range start=\"192.168.122.2\" end=\"192.168.122.100\"/>\n    </dhcp>\n  </ip>\n</network>\n";
 
 const HOST: &str = "<host mac='52:54:00:00:00:02' name='two' ip='192.168.122.202'/>";
 
-fn virtnet(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("virtnet").unwrap();
-    c.arg("--host")
-        .arg(format!("fake:{}", dir.join("host.json").display()))
-        .arg("--config-dir")
-        .arg(dir.join("cfg"))
-        .arg("--state-dir")
-        .arg(dir.join("run"));
-    c
-}
-
 fn setup(start: bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("net.xml"), NET).unwrap();
-    std::fs::create_dir_all(d.join("cfg")).unwrap();
-    std::fs::write(
-        d.join("cfg/network.conf"),
-        "firewall_backend = \"nftables\"\n",
-    )
-    .unwrap();
+    set_firewall_backend(d, "nftables");
     virtnet(d)
         .arg("net-define")
         .arg(d.join("net.xml"))

@@ -4,24 +4,16 @@
 //! UUID, `reload`, `check [--repair]`, and the refusals (unknown options,
 //! bad UUIDs, unknown networks) with libvirt's texts and exit status 1.
 
+mod common;
+
 use std::path::Path;
 
 use assert_cmd::Command;
+use common::{set_firewall_backend, virtnet};
 
 const DEFAULT: &str = "<network><name>default</name><uuid>d1a2f3c4-0000-4000-8000-000000000001</uuid><forward mode='nat'/><bridge name='virbr0'/><ip address='192.168.122.1' netmask='255.255.255.0'><dhcp><range start='192.168.122.2' end='192.168.122.254'/></dhcp></ip></network>";
 const ZETA: &str = "<network><name>Zeta</name><uuid>d1a2f3c4-0000-4000-8000-000000000002</uuid><title>the last one</title><bridge name='virbr9'/></network>";
 const ALPHA: &str = "<network><name>alpha</name><uuid>d1a2f3c4-0000-4000-8000-000000000003</uuid><bridge name='virbr5'/><ip address='10.55.0.1' prefix='24'><dhcp><range start='10.55.0.10' end='10.55.0.20'/></dhcp></ip></network>";
-
-fn virtnet(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("virtnet").unwrap();
-    c.arg("--host")
-        .arg(format!("fake:{}", dir.join("host.json").display()))
-        .arg("--config-dir")
-        .arg(dir.join("cfg"))
-        .arg("--state-dir")
-        .arg(dir.join("run"));
-    c
-}
 
 fn ok(dir: &Path, args: &[&str]) -> String {
     let out = virtnet(dir).args(args).output().unwrap();
@@ -43,12 +35,7 @@ fn fails(dir: &Path, args: &[&str]) -> String {
 /// default: persistent, active; Zeta: persistent, inactive, autostart;
 /// alpha: transient (net-create), active.
 fn setup(dir: &Path, backend: &str) {
-    std::fs::create_dir_all(dir.join("cfg")).unwrap();
-    std::fs::write(
-        dir.join("cfg/network.conf"),
-        format!("firewall_backend = \"{backend}\"\n"),
-    )
-    .unwrap();
+    set_firewall_backend(dir, backend);
     for (f, xml) in [
         ("default.xml", DEFAULT),
         ("zeta.xml", ZETA),

@@ -34,8 +34,6 @@ use virtnet_daemon::SocketKind;
 use virtnet_fake::HostState;
 use virtnetd_support::*;
 
-const VIRTNET: &str = env!("CARGO_BIN_EXE_virtnet");
-
 fn virsh_path() -> Option<PathBuf> {
     virtnet_runner::find_in_path("virsh")
 }
@@ -111,36 +109,9 @@ fn virsh_cmd(home: &Path, sock: &Path, read_only: bool, args: &[&str]) -> Comman
 
 /// `virsh -c URI ARGS` → (exit status, stdout, stderr).
 fn virsh(home: &Path, sock: &Path, read_only: bool, args: &[&str]) -> (i32, String, String) {
-    let out = virsh_cmd(home, sock, read_only, args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    outcome(virsh_cmd(home, sock, read_only, args).output().unwrap())
 }
 
-fn virtnet(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(VIRTNET).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-const WEB_XML: &str = "<network>
-  <name>web</name>
-  <uuid>5d2a3c1e-0000-4000-8000-000000000001</uuid>
-  <forward mode='nat'/>
-  <bridge name='vbweb' stp='on' delay='0'/>
-  <mac address='52:54:00:0a:0b:0c'/>
-  <ip address='192.168.140.1' netmask='255.255.255.0'>
-    <dhcp>
-      <range start='192.168.140.2' end='192.168.140.254'/>
-    </dhcp>
-  </ip>
-</network>
-";
 const WEB_UUID: &str = "5d2a3c1e-0000-4000-8000-000000000001";
 
 /// What virsh prints for `net-list` (libvirt's table: columns padded to
@@ -207,8 +178,7 @@ fn every_net_verb_through_virsh_matches_libvirt_formats_and_embedded_virtnet() {
     let files = tempfile::tempdir().unwrap();
     let home = files.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let xml = files.path().join("web.xml");
-    std::fs::write(&xml, WEB_XML).unwrap();
+    let xml = write_web_xml(files.path());
     let xml_s = xml.display().to_string();
     let x = xml_s.as_str();
     let update_host = "<host mac='52:54:00:00:00:05' ip='192.168.140.5'/>";
@@ -296,9 +266,6 @@ fn every_net_verb_through_virsh_matches_libvirt_formats_and_embedded_virtnet() {
     ];
 
     let emb = tempfile::tempdir().unwrap();
-    let host = format!("fake:{}", emb.path().join("host").display());
-    let cfg = emb.path().join("etc").display().to_string();
-    let state = emb.path().join("state").display().to_string();
     for st in &steps {
         let args: Vec<&str> = st.virsh.iter().map(String::as_str).collect();
         let (code, out, err) = virsh(&home, &d.rw(), false, &args);
@@ -313,16 +280,8 @@ fn every_net_verb_through_virsh_matches_libvirt_formats_and_embedded_virtnet() {
             assert_eq!(&err, e, "virsh {args:?} stderr");
         }
         if let Some(v) = &st.virtnet {
-            let mut a = vec![
-                "--host",
-                host.as_str(),
-                "--config-dir",
-                &cfg,
-                "--state-dir",
-                &state,
-            ];
-            a.extend(v.iter().map(String::as_str));
-            let (vcode, vout, _) = virtnet(&a);
+            let a: Vec<&str> = v.iter().map(String::as_str).collect();
+            let (vcode, vout, _) = run_embedded(emb.path(), &a);
             assert_eq!(vcode, code, "virtnet {v:?} vs virsh {args:?}");
             if v[0] == "net-dumpxml" {
                 // virsh prints the daemon's XML and a blank line.
@@ -336,7 +295,7 @@ fn every_net_verb_through_virsh_matches_libvirt_formats_and_embedded_virtnet() {
     }
     // A lease (written by the leases helper dnsmasq runs, in both state
     // directories): virsh prints it as virtnet does, also filtered by MAC.
-    for state_dir in [d.dirs.root().join("state"), PathBuf::from(&state)] {
+    for state_dir in [d.dirs.root().join("state"), emb.path().join("state")] {
         let h = Command::new(env!("CARGO_BIN_EXE_virtnet-leaseshelper"))
             .env_clear()
             .env("DNSMASQ_INTERFACE", "vbweb")
@@ -362,17 +321,8 @@ fn every_net_verb_through_virsh_matches_libvirt_formats_and_embedded_virtnet() {
             String::from_utf8_lossy(&out.stderr)
         );
         let out = String::from_utf8_lossy(&out.stdout).into_owned();
-        let mut e = vec![
-            "--host",
-            host.as_str(),
-            "--config-dir",
-            &cfg,
-            "--state-dir",
-            &state,
-        ];
-        e.extend_from_slice(&a);
-        let v = Command::new(VIRTNET)
-            .args(&e)
+        let v = embedded_cmd(emb.path())
+            .args(&a)
             .env("TZ", "UTC")
             .output()
             .unwrap();
@@ -430,8 +380,6 @@ fn lifecycle_events_reach_virsh_net_event_from_either_protocol() {
     let d = Daemon::start();
     let files = tempfile::tempdir().unwrap();
     let home = files.path().to_path_buf();
-    let xml = files.path().join("web.xml");
-    std::fs::write(&xml, WEB_XML).unwrap();
     let out_file = files.path().join("events.out");
     let ev = virsh_cmd(
         &home,
@@ -511,8 +459,7 @@ fn read_only_socket_serves_reads_and_refuses_every_write_with_libvirts_error() {
     let d = Daemon::start();
     let files = tempfile::tempdir().unwrap();
     let home = files.path().to_path_buf();
-    let xml = files.path().join("web.xml");
-    std::fs::write(&xml, WEB_XML).unwrap();
+    let xml = write_web_xml(files.path());
     let x = xml.display().to_string();
     assert_eq!(virsh(&home, &d.rw(), false, &["net-define", &x]).0, 0);
     for ro_flag in [true, false] {

@@ -3,25 +3,17 @@
 //! (libvirt: error, then own sockets), unclaimed and unidentifiable
 //! descriptors (exit status 6).
 
+#[macro_use]
 mod virtnetd_support;
 
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use virtnet_daemon::{Client, ErrorCode, SocketKind};
 use virtnetd_support::*;
-
-macro_rules! require_activate {
-    () => {
-        if !has_socket_activate() {
-            eprintln!("skipped: {SOCKET_ACTIVATE} not installed");
-            return;
-        }
-    };
-}
 
 fn socket_summary(status: &Value) -> Vec<(String, String, bool)> {
     status["sockets"]
@@ -47,13 +39,7 @@ fn named_sockets_are_claimed() {
     let l = dirs.root().join("listen");
     std::fs::create_dir_all(&l).unwrap();
     let paths: Vec<PathBuf> = ["rw", "ro", "admin"].iter().map(|n| l.join(n)).collect();
-    let mut p = spawn_activated(
-        &dirs,
-        &paths,
-        Some("virtnetd.socket:virtnetd-ro.socket:virtnetd-admin.socket"),
-        &[],
-        &[],
-    );
+    let mut p = spawn_activated(&dirs, &paths, Some(ACTIVATION_NAMES), &[], &[]);
     wait_for_path(&paths[2], &mut p);
     let mut admin = connect(&paths[2]);
     let st = admin.call("daemon.status", json!({})).unwrap();
@@ -180,6 +166,17 @@ fn name_count_mismatch_falls_back_to_own_sockets() {
     );
 }
 
+/// Connects to `trigger` (which starts the daemon) and waits, 20 s at
+/// most, for the daemon to exit with status 6; returns its log.
+fn exits_with_status_6(p: &mut Proc, trigger: &Path) -> String {
+    let _trigger = connect_stream(trigger);
+    let st = p
+        .wait_exit(Duration::from_secs(20))
+        .expect("daemon must exit");
+    assert_eq!(st.code(), Some(6), "{}", p.stderr());
+    p.stderr()
+}
+
 #[test]
 fn unclaimed_descriptor_exits_with_status_6() {
     require_activate!();
@@ -195,12 +192,7 @@ fn unclaimed_descriptor_exits_with_status_6() {
         &[],
     );
     wait_for_path(&paths[1], &mut p);
-    let _trigger = connect_stream(&paths[0]);
-    let st = p
-        .wait_exit(Duration::from_secs(20))
-        .expect("daemon must exit");
-    assert_eq!(st.code(), Some(6), "{}", p.stderr());
-    let log = p.stderr();
+    let log = exits_with_status_6(&mut p, &paths[0]);
     assert!(log.contains("unclaimed: bogus.socket"), "{log}");
 }
 
@@ -213,12 +205,7 @@ fn unidentifiable_descriptor_exits_with_status_6() {
     let paths = vec![dirs.sock(SocketKind::ReadWrite), stranger.clone()];
     let mut p = spawn_activated(&dirs, &paths, None, &[], &[]);
     wait_for_path(&stranger, &mut p);
-    let _trigger = connect_stream(&paths[0]);
-    let st = p
-        .wait_exit(Duration::from_secs(20))
-        .expect("daemon must exit");
-    assert_eq!(st.code(), Some(6), "{}", p.stderr());
-    let log = p.stderr();
+    let log = exits_with_status_6(&mut p, &paths[0]);
     assert!(
         log.contains("Cannot find name for activation fd 4"),
         "{log}"
@@ -235,7 +222,7 @@ fn activated_daemon_honours_idle_timeout() {
     let mut p = spawn_activated(
         &dirs,
         &paths,
-        Some("virtnetd.socket:virtnetd-ro.socket:virtnetd-admin.socket"),
+        Some(ACTIVATION_NAMES),
         &[],
         &["--timeout", "1"],
     );

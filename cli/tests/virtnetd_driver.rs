@@ -17,6 +17,7 @@
 
 #[path = "../../daemon/tests/daemon_common/mod.rs"]
 mod daemon_common;
+#[macro_use]
 mod virtnetd_support;
 
 use std::io::{BufRead, BufReader, Write};
@@ -34,19 +35,6 @@ use virtnet_daemon::driver_codes as codes;
 use virtnet_daemon::{ErrorCode, NET_METHODS};
 use virtnet_fake::HostState;
 use virtnetd_support::*;
-
-const VIRTNET: &str = env!("CARGO_BIN_EXE_virtnet");
-
-macro_rules! require_activate {
-    () => {
-        if !has_socket_activate() {
-            eprintln!("skipped: {SOCKET_ACTIVATE} not installed");
-            return;
-        }
-    };
-}
-
-const ACTIVATION_NAMES: &str = "virtnetd.socket:virtnetd-ro.socket:virtnetd-admin.socket";
 
 /// A virtnetd under systemd-socket-activate with the three named sockets
 /// in `ROOT/listen/{rw,ro,admin}`.
@@ -100,16 +88,6 @@ fn uri(p: &Path) -> String {
     format!("unix:{}", p.display())
 }
 
-/// `virtnet ARGS` → (exit status, stdout, stderr).
-fn virtnet(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(VIRTNET).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn connected(sock: &Path, args: &[&str]) -> (i32, String, String) {
     let u = uri(sock);
     let mut a = vec!["--connect", u.as_str()];
@@ -121,20 +99,6 @@ fn ok(r: (i32, String, String)) -> String {
     assert_eq!(r.0, 0, "stderr: {}", r.2);
     r.1
 }
-
-const WEB_XML: &str = "<network>
-  <name>web</name>
-  <uuid>5d2a3c1e-0000-4000-8000-000000000001</uuid>
-  <forward mode='nat'/>
-  <bridge name='vbweb' stp='on' delay='0'/>
-  <mac address='52:54:00:0a:0b:0c'/>
-  <ip address='192.168.140.1' netmask='255.255.255.0'>
-    <dhcp>
-      <range start='192.168.140.2' end='192.168.140.254'/>
-    </dhcp>
-  </ip>
-</network>
-";
 
 const HOST7: &str = "<host mac='52:54:00:00:00:07' name='g' ip='192.168.140.7'/>";
 
@@ -247,8 +211,7 @@ fn every_command_through_the_daemon_prints_what_embedded_mode_prints() {
     require_activate!();
     let d = Daemon::start(Dirs::new(), &[]);
     let files = tempfile::tempdir().unwrap();
-    let xml = files.path().join("web.xml");
-    std::fs::write(&xml, WEB_XML).unwrap();
+    let xml = write_web_xml(files.path());
     let bad = files.path().join("bad.xml");
     std::fs::write(
         &bad,
@@ -258,22 +221,10 @@ fn every_command_through_the_daemon_prints_what_embedded_mode_prints() {
     let steps = script(&xml.display().to_string(), &bad.display().to_string());
 
     let emb = tempfile::tempdir().unwrap();
-    let host = format!("fake:{}", emb.path().join("host").display());
-    let cfg = emb.path().join("etc").display().to_string();
-    let state = emb.path().join("state").display().to_string();
     for step in &steps {
         let args: Vec<&str> = step.iter().map(String::as_str).collect();
         let remote = connected(&d.rw, &args);
-        let mut e = vec![
-            "--host",
-            host.as_str(),
-            "--config-dir",
-            &cfg,
-            "--state-dir",
-            &state,
-        ];
-        e.extend_from_slice(&args);
-        let embedded = virtnet(&e);
+        let embedded = run_embedded(emb.path(), &args);
         assert_eq!(remote, embedded, "virtnet {args:?}: daemon vs embedded");
     }
     // The script did what it says (spot checks of the shared output).
@@ -326,8 +277,7 @@ fn read_only_socket_serves_reads_and_refuses_every_write() {
     require_activate!();
     let d = Daemon::start(Dirs::new(), &[]);
     let files = tempfile::tempdir().unwrap();
-    let xml = files.path().join("web.xml");
-    std::fs::write(&xml, WEB_XML).unwrap();
+    let xml = write_web_xml(files.path());
     let x = xml.display().to_string();
     ok(connected(&d.rw, &["net-define", &x]));
     ok(connected(&d.rw, &["net-start", "web"]));
@@ -560,25 +510,10 @@ fn reconcile_runs_before_ready_and_matches_embedded_reconcile() {
     let files = tempfile::tempdir().unwrap();
     // Prepared in embedded mode: "web" active with nftables rules, "auto"
     // defined and marked autostart.
-    let xml = files.path().join("web.xml");
-    std::fs::write(&xml, WEB_XML).unwrap();
+    let xml = write_web_xml(files.path());
     let auto = files.path().join("auto.xml");
     std::fs::write(&auto, net_xml(7).replace("cnet7", "auto")).unwrap();
-    let host = format!("fake:{}", root.join("host").display());
-    let cfg = root.join("etc").display().to_string();
-    let state = root.join("state").display().to_string();
-    let emb = |args: &[&str]| {
-        let mut a = vec![
-            "--host",
-            host.as_str(),
-            "--config-dir",
-            &cfg,
-            "--state-dir",
-            &state,
-        ];
-        a.extend_from_slice(args);
-        ok(virtnet(&a))
-    };
+    let emb = |args: &[&str]| ok(run_embedded(&root, args));
     emb(&["net-define", &xml.display().to_string()]);
     emb(&["net-define", &auto.display().to_string()]);
     emb(&["net-start", "web"]);
@@ -602,15 +537,7 @@ fn reconcile_runs_before_ready_and_matches_embedded_reconcile() {
     let link = copy.path().join("etc/autostart/auto.xml");
     std::fs::remove_file(&link).unwrap();
     std::os::unix::fs::symlink(copy.path().join("etc/auto.xml"), &link).unwrap();
-    let r = virtnet(&[
-        "--host",
-        &format!("fake:{}", copy.path().join("host").display()),
-        "--config-dir",
-        &copy.path().join("etc").display().to_string(),
-        "--state-dir",
-        &copy.path().join("state").display().to_string(),
-        "reconcile",
-    ]);
+    let r = run_embedded(copy.path(), &["reconcile"]);
     assert_eq!(r.0, 0, "{}", r.2);
     assert!(
         r.1.contains("Network web: firewall reloaded"),

@@ -6,12 +6,10 @@
 
 mod virtnetd_support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use virtnetd_support::*;
-
-const VIRTNET: &str = env!("CARGO_BIN_EXE_virtnet");
 
 fn missing_requirement() -> Option<String> {
     if let Some(why) = virtnet_testkit::cannot_run(&[
@@ -47,11 +45,65 @@ fn virtnet(sock: &Path, args: &[&str]) -> (i32, String, String) {
         .args(args)
         .output()
         .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    outcome(out)
+}
+
+/// virtnetd with `--host real` in a fresh network namespace (`unshare -n`),
+/// under systemd-socket-activate with the three named sockets in
+/// `ROOT/listen/{rw,ro,admin}`; the iptables backend, since this project's
+/// reference kernel lacks the tc act_csum action the nftables backend needs
+/// (libvirt fails the same way). Killed on drop.
+struct RealDaemon {
+    /// First, so that the daemon is gone before its directories.
+    proc_: Proc,
+    rw: PathBuf,
+    ro: PathBuf,
+    /// `daemon.status` as the first connection (which starts the daemon) got it.
+    status: serde_json::Value,
+    dirs: Dirs,
+}
+
+impl RealDaemon {
+    /// Started with `extra` arguments after the directories, and answering
+    /// on its admin socket.
+    fn start(extra: &[&str]) -> RealDaemon {
+        let dirs = Dirs::new();
+        let root = dirs.root();
+        let l = root.join("listen");
+        std::fs::create_dir_all(&l).unwrap();
+        let (rw, ro, admin) = (l.join("rw"), l.join("ro"), l.join("admin"));
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(
+            root.join("etc/network.conf"),
+            "firewall_backend = \"iptables\"\n",
+        )
+        .unwrap();
+        let mut cmd = virtnet_testkit::command_in_fresh_netns(SOCKET_ACTIVATE);
+        cmd.args(["-l", &rw.display().to_string()])
+            .args(["-l", &ro.display().to_string()])
+            .args(["-l", &admin.display().to_string()])
+            .arg(format!("--fdname={ACTIVATION_NAMES}"))
+            .arg(VIRTNETD)
+            .args(["--host", "real"])
+            .args(["--config-dir", &root.join("etc").display().to_string()])
+            .args(["--state-dir", &root.join("state").display().to_string()])
+            .args(["--runtime-dir", &root.join("run").display().to_string()])
+            .args(extra);
+        cmd.env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_FDNAMES");
+        let mut proc_ = Proc::spawn(cmd, root.join("daemon.log"));
+        wait_for_path(&admin, &mut proc_);
+        let mut c = connect(&admin);
+        let status = c.call("daemon.status", serde_json::json!({})).unwrap();
+        RealDaemon {
+            proc_,
+            rw,
+            ro,
+            status,
+            dirs,
+        }
+    }
 }
 
 const XML: &str = "<network>
@@ -72,37 +124,8 @@ fn real_host_start_and_destroy_through_the_daemon() {
         virtnet_testkit::skip(&why);
         return;
     }
-    let dirs = Dirs::new();
-    let root = dirs.root().to_path_buf();
-    let l = root.join("listen");
-    std::fs::create_dir_all(&l).unwrap();
-    let (rw, ro, admin) = (l.join("rw"), l.join("ro"), l.join("admin"));
-    // iptables: this project's reference kernel lacks the tc act_csum
-    // action the nftables backend needs (libvirt fails the same way).
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(
-        root.join("etc/network.conf"),
-        "firewall_backend = \"iptables\"\n",
-    )
-    .unwrap();
-    let mut cmd = virtnet_testkit::command_in_fresh_netns(SOCKET_ACTIVATE);
-    cmd.args(["-l", &rw.display().to_string()])
-        .args(["-l", &ro.display().to_string()])
-        .args(["-l", &admin.display().to_string()])
-        .arg("--fdname=virtnetd.socket:virtnetd-ro.socket:virtnetd-admin.socket")
-        .arg(VIRTNETD)
-        .args(["--host", "real"])
-        .args(["--config-dir", &root.join("etc").display().to_string()])
-        .args(["--state-dir", &root.join("state").display().to_string()])
-        .args(["--runtime-dir", &root.join("run").display().to_string()])
-        .args(["--log-level", "debug"]);
-    cmd.env_remove("LISTEN_PID")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_FDNAMES");
-    let mut p = Proc::spawn(cmd, root.join("daemon.log"));
-    wait_for_path(&admin, &mut p);
-    let mut c = connect(&admin); // the first connection starts the daemon
-    let st = c.call("daemon.status", serde_json::json!({})).unwrap();
+    let d = RealDaemon::start(&["--log-level", "debug"]);
+    let (root, p, rw, ro, st) = (d.dirs.root(), &d.proc_, &d.rw, &d.ro, &d.status);
     // unshare and systemd-socket-activate exec: the daemon has this pid.
     assert_eq!(st["pid"], p.pid(), "{st}");
     assert_eq!(st["driver"]["backend"], "iptables", "{st}");
@@ -110,9 +133,9 @@ fn real_host_start_and_destroy_through_the_daemon() {
 
     let xml = root.join("realnet.xml");
     std::fs::write(&xml, XML).unwrap();
-    let r = virtnet(&rw, &["net-define", &xml.display().to_string()]);
+    let r = virtnet(rw, &["net-define", &xml.display().to_string()]);
     assert_eq!(r.0, 0, "{}", r.2);
-    let r = virtnet(&rw, &["net-start", "realnet"]);
+    let r = virtnet(rw, &["net-start", "realnet"]);
     let log = p.stderr();
     assert_eq!(r.0, 0, "{}\n{log}", r.2);
     let ruleset = in_netns(pid, &["iptables-save"]);
@@ -124,13 +147,13 @@ fn real_host_start_and_destroy_through_the_daemon() {
     assert!(procs.status.success(), "dnsmasq runs for the network");
     let links = in_netns(pid, &["ip", "-br", "link"]);
     assert!(links.contains("vnreal0"), "{links}");
-    let info = virtnet(&ro, &["net-info", "--json", "realnet"]);
+    let info = virtnet(ro, &["net-info", "--json", "realnet"]);
     assert!(info.1.contains("\"active\": true"), "{info:?}");
     // Outside the namespace nothing of it exists.
     let outside = Command::new("ip").args(["-br", "link"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&outside.stdout).contains("vnreal0"));
 
-    let r = virtnet(&rw, &["net-destroy", "realnet"]);
+    let r = virtnet(rw, &["net-destroy", "realnet"]);
     assert_eq!(r.0, 0, "{}\n{}", r.2, p.stderr());
     let ruleset = in_netns(pid, &["iptables-save"]);
     assert!(!ruleset.contains("192.168.150"), "{ruleset}");
@@ -141,7 +164,7 @@ fn real_host_start_and_destroy_through_the_daemon() {
     assert!(!procs.status.success(), "dnsmasq stopped");
     let links = in_netns(pid, &["ip", "-br", "link"]);
     assert!(!links.contains("vnreal0"), "{links}");
-    let r = virtnet(&rw, &["net-undefine", "realnet"]);
+    let r = virtnet(rw, &["net-undefine", "realnet"]);
     assert_eq!(r.0, 0, "{}", r.2);
 }
 
@@ -179,36 +202,14 @@ fn real_host_periodic_check_repairs_a_flushed_firewall() {
         virtnet_testkit::skip(&why);
         return;
     }
-    let dirs = Dirs::new();
-    let root = dirs.root().to_path_buf();
-    let l = root.join("listen");
-    std::fs::create_dir_all(&l).unwrap();
-    let (rw, ro, admin) = (l.join("rw"), l.join("ro"), l.join("admin"));
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(
-        root.join("etc/network.conf"),
-        "firewall_backend = \"iptables\"\n",
-    )
-    .unwrap();
-    let mut cmd = virtnet_testkit::command_in_fresh_netns(SOCKET_ACTIVATE);
-    cmd.args(["-l", &rw.display().to_string()])
-        .args(["-l", &ro.display().to_string()])
-        .args(["-l", &admin.display().to_string()])
-        .arg("--fdname=virtnetd.socket:virtnetd-ro.socket:virtnetd-admin.socket")
-        .arg(VIRTNETD)
-        .args(["--host", "real"])
-        .args(["--config-dir", &root.join("etc").display().to_string()])
-        .args(["--state-dir", &root.join("state").display().to_string()])
-        .args(["--runtime-dir", &root.join("run").display().to_string()])
-        .args(["--check-interval", "1", "--check-repair"])
-        .args(["--log-level", "info"]);
-    cmd.env_remove("LISTEN_PID")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_FDNAMES");
-    let mut p = Proc::spawn(cmd, root.join("daemon.log"));
-    wait_for_path(&admin, &mut p);
-    let mut c = connect(&admin);
-    c.call("daemon.status", serde_json::json!({})).unwrap();
+    let d = RealDaemon::start(&[
+        "--check-interval",
+        "1",
+        "--check-repair",
+        "--log-level",
+        "info",
+    ]);
+    let (root, p, rw, ro) = (d.dirs.root(), &d.proc_, &d.rw, &d.ro);
     let pid = p.pid();
     let xml = root.join("realchk.xml");
     std::fs::write(
@@ -218,12 +219,12 @@ fn real_host_periodic_check_repairs_a_flushed_firewall() {
             .replace("192.168.150.", "192.168.151."),
     )
     .unwrap();
-    let r = virtnet(&rw, &["net-define", &xml.display().to_string()]);
+    let r = virtnet(rw, &["net-define", &xml.display().to_string()]);
     assert_eq!(r.0, 0, "{}", r.2);
-    let r = virtnet(&rw, &["net-start", "realchk"]);
+    let r = virtnet(rw, &["net-start", "realchk"]);
     assert_eq!(r.0, 0, "{}\n{}", r.2, p.stderr());
     let _guard = NetGuard {
-        rw: &rw,
+        rw,
         name: "realchk",
         state: root.join("state"),
     };
@@ -245,7 +246,7 @@ fn real_host_periodic_check_repairs_a_flushed_firewall() {
         p.stderr()
     );
     assert!(p.stderr().contains("drift found"), "{}", p.stderr());
-    let r = virtnet(&ro, &["check"]);
+    let r = virtnet(ro, &["check"]);
     assert_eq!(r.0, 0, "{}{}", r.1, r.2);
     assert!(r.1.contains("none drifted"), "{}", r.1);
 }

@@ -15,8 +15,6 @@ use serde_json::{json, Value};
 use virtnet_daemon::SocketKind;
 use virtnetd_support::*;
 
-const VIRTNET: &str = env!("CARGO_BIN_EXE_virtnet");
-
 const NET_A: &str = "<network>\n  <name>evA</name>\n  <uuid>5a1c1b7e-0000-4000-8000-00000000000a</uuid>\n  <bridge name='virbr31'/>\n  <ip address='192.168.131.1' netmask='255.255.255.0'/>\n</network>\n";
 const NET_B: &str = "<network>\n  <name>evB</name>\n  <uuid>5a1c1b7e-0000-4000-8000-00000000000b</uuid>\n  <bridge name='virbr32'/>\n  <ip address='192.168.132.1' netmask='255.255.255.0'/>\n</network>\n";
 
@@ -81,21 +79,7 @@ impl D {
 }
 
 fn finish(child: Child) -> (i32, String, String) {
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn virtnet(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(VIRTNET).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    outcome(child.wait_with_output().unwrap())
 }
 
 #[test]

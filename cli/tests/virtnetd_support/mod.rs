@@ -9,7 +9,25 @@ use std::time::{Duration, Instant};
 use virtnet_daemon::{Client, SocketKind};
 
 pub const VIRTNETD: &str = env!("CARGO_BIN_EXE_virtnetd");
+/// The client the daemon tests drive virtnetd with (`--connect`).
+pub const VIRTNET: &str = env!("CARGO_BIN_EXE_virtnet");
 pub const SOCKET_ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
+/// The `--fdname=` of the three sockets as virtnetd's socket units name
+/// them (read-write, read-only, admin).
+pub const ACTIVATION_NAMES: &str = "virtnetd.socket:virtnetd-ro.socket:virtnetd-admin.socket";
+
+/// Prints `skipped: …` and returns from the test when
+/// systemd-socket-activate is not installed (needs `#[macro_use]` on the
+/// `mod virtnetd_support;` and `use virtnetd_support::*;`).
+#[allow(unused_macros)]
+macro_rules! require_activate {
+    () => {
+        if !has_socket_activate() {
+            eprintln!("skipped: {SOCKET_ACTIVATE} not installed");
+            return;
+        }
+    };
+}
 
 /// A daemon's directories.
 pub struct Dirs {
@@ -213,4 +231,61 @@ pub fn connect_stream(path: &Path) -> std::os::unix::net::UnixStream {
 
 pub fn has_socket_activate() -> bool {
     Path::new(SOCKET_ACTIVATE).exists()
+}
+
+/// A finished process as (exit status, stdout, stderr); the status is -1
+/// when a signal ended it.
+pub fn outcome(out: std::process::Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `virtnet` embedded (no daemon) on the simulated host laid out as a
+/// daemon's directories are ([`Dirs::args`]) under `root`: the host in
+/// `root/host`, the configuration in `root/etc`, the state in `root/state`.
+pub fn embedded_cmd(root: &Path) -> Command {
+    let mut c = Command::new(VIRTNET);
+    c.arg("--host")
+        .arg(format!("fake:{}", root.join("host").display()))
+        .arg("--config-dir")
+        .arg(root.join("etc"))
+        .arg("--state-dir")
+        .arg(root.join("state"));
+    c
+}
+
+/// [`embedded_cmd`] `ARGS` → (exit status, stdout, stderr).
+pub fn run_embedded(root: &Path, args: &[&str]) -> (i32, String, String) {
+    outcome(embedded_cmd(root).args(args).output().unwrap())
+}
+
+/// `virtnet ARGS` → (exit status, stdout, stderr).
+pub fn virtnet(args: &[&str]) -> (i32, String, String) {
+    outcome(Command::new(VIRTNET).args(args).output().unwrap())
+}
+
+/// The NAT network with DHCP that the tests driving virtnetd through a
+/// client define, start and query (name `web`, bridge `vbweb`).
+pub const WEB_XML: &str = "<network>
+  <name>web</name>
+  <uuid>5d2a3c1e-0000-4000-8000-000000000001</uuid>
+  <forward mode='nat'/>
+  <bridge name='vbweb' stp='on' delay='0'/>
+  <mac address='52:54:00:0a:0b:0c'/>
+  <ip address='192.168.140.1' netmask='255.255.255.0'>
+    <dhcp>
+      <range start='192.168.140.2' end='192.168.140.254'/>
+    </dhcp>
+  </ip>
+</network>
+";
+
+/// Writes [`WEB_XML`] to `dir/web.xml` and returns that path.
+pub fn write_web_xml(dir: &Path) -> PathBuf {
+    let xml = dir.join("web.xml");
+    std::fs::write(&xml, WEB_XML).unwrap();
+    xml
 }
