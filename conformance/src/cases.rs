@@ -393,18 +393,35 @@ pub fn libvirt_capture_versions(golden: &Path) -> Vec<String> {
 /// Every state a network of `case` can be upgraded from: each frozen
 /// release that has the case (one source per backend and layout it starts
 /// with: a release frozen before the batched layout has no `B-batched.*`
-/// files), and
+/// files) and whose files are not byte for byte those of the same state
+/// in an earlier release (that take-over would be the same check again), and
 /// each libvirt capture of the case (`<backend>/` runs only: restarts and
 /// the no-tc-workaround run are other scenarios). This is the hook the
 /// release upgrade check reuses.
 pub fn upgrade_sources(golden: &Path, case: &str) -> Vec<UpgradeSource> {
     let mut out = Vec::new();
+    // The frozen files of each (layout, backend) state already taken, to
+    // leave out a later release's state that is byte for byte the same:
+    // its take-over would be the very same check again (0.2.0's libvirt
+    // layout is 0.1.0's but for the cases added since).
+    let mut seen: Vec<(Layout, Backend, Vec<Option<Vec<u8>>>)> = Vec::new();
     for release in frozen_releases(golden) {
         for layout in Layout::ALL {
             for backend in [Backend::Iptables, Backend::Nftables] {
                 let dir = golden.join("releases").join(&release).join(case);
                 let b = format!("{backend}{}", layout_suffix(layout));
                 if dir.join(format!("{b}.start")).exists() {
+                    let files: Vec<Option<Vec<u8>>> = ["start", "removal.xml", "status.xml"]
+                        .iter()
+                        .map(|ext| std::fs::read(dir.join(format!("{b}.{ext}"))).ok())
+                        .collect();
+                    if seen
+                        .iter()
+                        .any(|(l, be, f)| *l == layout && *be == backend && *f == files)
+                    {
+                        continue;
+                    }
+                    seen.push((layout, backend, files));
                     out.push(UpgradeSource::Frozen {
                         release: release.clone(),
                         backend,
@@ -531,6 +548,45 @@ mod tests {
         assert_eq!(
             localise_xml(x, Path::new("/tmp/t")),
             "<ip><tftp root='/tmp/t'/></ip>"
+        );
+    }
+
+    /// A state a later release froze byte for byte as an earlier one is
+    /// not a second upgrade source; a new one (a new layout, a new case)
+    /// is.
+    #[test]
+    fn a_release_state_equal_to_an_earlier_one_is_one_source() {
+        let labels = |case: &str| -> Vec<String> {
+            upgrade_sources(&golden_root(), case)
+                .iter()
+                .map(UpgradeSource::label)
+                .filter(|l| l.starts_with("virtnet-"))
+                .collect()
+        };
+        let releases = frozen_releases(&golden_root());
+        if !releases.iter().any(|r| r == "0.1.0") || !releases.iter().any(|r| r == "0.2.0") {
+            return;
+        }
+        // 0.2.0 froze nat-default's libvirt layout as 0.1.0 did, and added
+        // the batched layout.
+        assert_eq!(
+            labels("nat-default"),
+            [
+                "virtnet-0.1.0/iptables",
+                "virtnet-0.1.0/nftables",
+                "virtnet-0.2.0/iptables-batched",
+                "virtnet-0.2.0/nftables-batched",
+            ]
+        );
+        // nat-bandwidth is newer than 0.1.0: all of 0.2.0's states.
+        assert_eq!(
+            labels("nat-bandwidth"),
+            [
+                "virtnet-0.2.0/iptables",
+                "virtnet-0.2.0/nftables",
+                "virtnet-0.2.0/iptables-batched",
+                "virtnet-0.2.0/nftables-batched",
+            ]
         );
     }
 
