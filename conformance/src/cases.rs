@@ -404,14 +404,15 @@ pub fn upgrade_sources(golden: &Path, case: &str) -> Vec<UpgradeSource> {
     // leave out a later release's state that is byte for byte the same:
     // its take-over would be the very same check again (0.2.0's libvirt
     // layout is 0.1.0's but for the cases added since).
-    let mut seen: Vec<(Layout, Backend, Vec<Option<Vec<u8>>>)> = Vec::new();
+    type Files = Vec<Option<Vec<u8>>>;
+    let mut seen: Vec<(Layout, Backend, Files)> = Vec::new();
     for release in frozen_releases(golden) {
         for layout in Layout::ALL {
             for backend in [Backend::Iptables, Backend::Nftables] {
                 let dir = golden.join("releases").join(&release).join(case);
                 let b = format!("{backend}{}", layout_suffix(layout));
                 if dir.join(format!("{b}.start")).exists() {
-                    let files: Vec<Option<Vec<u8>>> = ["start", "removal.xml", "status.xml"]
+                    let files: Files = ["start", "removal.xml", "status.xml"]
                         .iter()
                         .map(|ext| std::fs::read(dir.join(format!("{b}.{ext}"))).ok())
                         .collect();
