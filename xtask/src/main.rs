@@ -207,8 +207,10 @@ fn step(name: &str, mut cmd: Command) -> bool {
 /// 2-core machine (fresh-clone `.ci/run`): at stride 4 the run took 730 s
 /// and the whole CI ~62 min, over its 60-minute budget; at 8 the fault
 /// scenarios run about half their crash points (always the first and the
-/// last command; the fake host runs every one).
-const REAL_STRIDE: u64 = 8;
+/// last command; the fake host runs every one). CI took 55.5 min at 8
+/// (stop 22); 12 makes room for release 0.2.0's scenarios and the
+/// opt-level-1 build of the fake matrix's crates.
+const REAL_STRIDE: u64 = 12;
 
 /// The case × backend pairs whose traffic operations CI runs with real
 /// packets (the whole real traffic matrix takes ~50 min on 2 cores): NAT
@@ -240,8 +242,8 @@ const BATCHED_TRAFFIC_REAL: &[&str] = &["nat-default/iptables"];
 /// this run took 651 s on 2 cores (2026-12-07), which with the other
 /// steps put CI over its 60 minutes; every 16th (always the first and the
 /// last command) keeps it within; the fake host checks every command of
-/// both backends.
-const CSUM_STRIDE: u64 = 16;
+/// both backends. 24 since release 0.2.0 (see REAL_STRIDE).
+const CSUM_STRIDE: u64 = 24;
 
 /// Fault stride of the CI step running `crash-each:destroy` and
 /// `crash-each:destroy:after-effect` on the kernel (both backends, with
@@ -438,6 +440,14 @@ fn ci(no_fmt: bool) -> ExitCode {
                         .map(|c| format!("{c}/batched/traffic")),
                 );
             }
+            // Release 0.2.0's batched states taken over by the libvirt
+            // layout (ids `case/B/traffic:upgrade:virtnet-0.2.0/…`; the
+            // batched layout's `case/B/batched/…` stay): every case on the
+            // fake, nat-default's on the kernel in the batched step.
+            traffic.exclude = vec![
+                "iptables/traffic:upgrade:virtnet-0.2.0/".into(),
+                "nftables/traffic:upgrade:virtnet-0.2.0/".into(),
+            ];
             ok &= conformance::run_code(&traffic, &golden_dir) == 0;
         }
         Some(why) => eprintln!("xtask: == conformance --real skipped: {why}"),
