@@ -318,8 +318,8 @@ fn alive(pid: i32) -> bool {
 }
 
 /// Issue 15, item 4: a reconcile that runs while the network's dnsmasq
-/// is still exiting. The destroy is killed right after its `kill PID`
-/// (SIGTERM to dnsmasq) while dnsmasq is stopped (SIGSTOP), so the SIGTERM
+/// is still exiting. The destroy is killed right after its SIGTERM to
+/// dnsmasq (before its next tool) while dnsmasq is stopped (SIGSTOP), so the SIGTERM
 /// stays pending and the process alive: "still exiting", for as long as
 /// the test wants. `virtnet reconcile` then finds the network active (its
 /// bridge is there); the dnsmasq is let go on 1 s later and exits. The
@@ -339,14 +339,17 @@ fn reconcile_while_dnsmasq_exits(f: &RealFactory, wrap: &Path, want: &Reference)
     // dnsmasq and its helper process (it runs the --dhcp-script).
     let up = host.snapshot().unwrap().section("processes").to_string();
     assert!(!up.is_empty());
+    // The SIGTERM is kill(2), not a tool the wrapper sees: the destroy is
+    // killed just before its next tool, the bridge's `ip link set … down`
+    // (libvirt's order: dnsmasq stopped, then the bridge set down).
     let k = want
         .destroy_calls
         .iter()
         .position(|l| {
             let w: Vec<&str> = l.split(' ').collect();
-            w.get(1) == Some(&"kill") && w.len() == 3
+            w.get(1) == Some(&"ip") && w.contains(&"set") && w.last() == Some(&"down")
         })
-        .expect("the destroy sends dnsmasq a SIGTERM")
+        .expect("the destroy sets the bridge down after stopping dnsmasq")
         + 1;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(old),
@@ -354,7 +357,7 @@ fn reconcile_while_dnsmasq_exits(f: &RealFactory, wrap: &Path, want: &Reference)
     )
     .unwrap();
     let cont = Continue(old);
-    let out = c.virtnet(&["net-destroy", "default"], Some((k, When::After)));
+    let out = c.virtnet(&["net-destroy", "default"], Some((k, When::Before)));
     assert_eq!(out.status.signal(), Some(9), "{out:?}");
     assert!(
         alive(old),
