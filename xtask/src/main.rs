@@ -389,7 +389,7 @@ fn ci(no_fmt: bool) -> ExitCode {
             nft.report = reports("real-nft-csum-workaround");
             nft.fault_stride = CSUM_STRIDE;
             // Its time is mostly per scenario, not per fault point (476
-            // scenarios took ~760 s at stride 32 on 2026-12-07): the
+            // scenarios took 649 s at stride 32 on 2026-12-07): the
             // take-overs of our own frozen releases (66, the same states
             // as 0.2.0's libvirt layout) are left to the fake (every one)
             // and to `upgrade-check --real --csum-workaround` (sampled);
