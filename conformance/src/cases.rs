@@ -402,8 +402,8 @@ pub fn upgrade_sources(golden: &Path, case: &str) -> Vec<UpgradeSource> {
     let mut out = Vec::new();
     // The frozen files of each (layout, backend) state already taken, to
     // leave out a later release's state that is byte for byte the same:
-    // its take-over would be the very same check again (0.2.0's libvirt
-    // layout is 0.1.0's but for the cases added since).
+    // its take-over would be the very same check again (a release that
+    // adds a layout keeps the other one's states unchanged).
     type Files = Vec<Option<Vec<u8>>>;
     let mut seen: Vec<(Layout, Backend, Files)> = Vec::new();
     for release in frozen_releases(golden) {
@@ -553,42 +553,61 @@ mod tests {
     }
 
     /// A state a later release froze byte for byte as an earlier one is
-    /// not a second upgrade source; a new one (a new layout, a new case)
-    /// is.
+    /// not a second upgrade source; a new one (a new layout, a changed
+    /// stream, a new case) is. Two releases made in a temporary golden
+    /// root from today's expectations.
     #[test]
     fn a_release_state_equal_to_an_earlier_one_is_one_source() {
+        let tmp = tempfile::tempdir().unwrap();
+        let g = tmp.path();
+        let from = golden_root().join("releases/unreleased");
+        let copy = |rel: &str, case: &str, only_libvirt: bool| {
+            let to = g.join("releases").join(rel).join(case);
+            std::fs::create_dir_all(&to).unwrap();
+            for f in std::fs::read_dir(from.join(case)).unwrap() {
+                let f = f.unwrap();
+                let name = f.file_name().to_string_lossy().into_owned();
+                if only_libvirt && name.contains("-batched") {
+                    continue;
+                }
+                std::fs::copy(f.path(), to.join(&name)).unwrap();
+            }
+        };
+        // 0.0.1: the libvirt layout of nat-default; 0.0.2: both layouts
+        // of nat-default and nat-bandwidth (new since 0.0.1).
+        copy("0.0.1", "nat-default", true);
+        copy("0.0.2", "nat-default", false);
+        copy("0.0.2", "nat-bandwidth", false);
         let labels = |case: &str| -> Vec<String> {
-            upgrade_sources(&golden_root(), case)
+            upgrade_sources(g, case)
                 .iter()
                 .map(UpgradeSource::label)
-                .filter(|l| l.starts_with("virtnet-"))
                 .collect()
         };
-        let releases = frozen_releases(&golden_root());
-        if !releases.iter().any(|r| r == "0.1.0") || !releases.iter().any(|r| r == "0.2.0") {
-            return;
-        }
-        // 0.2.0 froze nat-default's libvirt layout as 0.1.0 did, and added
-        // the batched layout.
         assert_eq!(
             labels("nat-default"),
             [
-                "virtnet-0.1.0/iptables",
-                "virtnet-0.1.0/nftables",
-                "virtnet-0.2.0/iptables-batched",
-                "virtnet-0.2.0/nftables-batched",
+                "virtnet-0.0.1/iptables",
+                "virtnet-0.0.1/nftables",
+                "virtnet-0.0.2/iptables-batched",
+                "virtnet-0.0.2/nftables-batched",
             ]
         );
-        // nat-bandwidth is newer than 0.1.0: all of 0.2.0's states.
         assert_eq!(
             labels("nat-bandwidth"),
             [
-                "virtnet-0.2.0/iptables",
-                "virtnet-0.2.0/nftables",
-                "virtnet-0.2.0/iptables-batched",
-                "virtnet-0.2.0/nftables-batched",
+                "virtnet-0.0.2/iptables",
+                "virtnet-0.0.2/nftables",
+                "virtnet-0.0.2/iptables-batched",
+                "virtnet-0.0.2/nftables-batched",
             ]
         );
+        // A state whose stream changed is a source of its own again.
+        let start = g.join("releases/0.0.2/nat-default/iptables.start");
+        let mut text = std::fs::read_to_string(&start).unwrap();
+        text.push_str("# changed\n");
+        std::fs::write(&start, text).unwrap();
+        assert!(labels("nat-default").contains(&"virtnet-0.0.2/iptables".to_string()));
     }
 
     #[test]
