@@ -318,15 +318,17 @@ fn alive(pid: i32) -> bool {
 }
 
 /// Issue 15, item 4: a reconcile that runs while the network's dnsmasq
-/// is still exiting. The destroy is killed right after its SIGTERM to
-/// dnsmasq (before its next tool) while dnsmasq is stopped (SIGSTOP), so the SIGTERM
-/// stays pending and the process alive: "still exiting", for as long as
-/// the test wants. `virtnet reconcile` then finds the network active (its
+/// is still exiting. The destroy is killed after its SIGTERM to dnsmasq
+/// (before its next tool, the bridge's `ip link set … down`) while dnsmasq
+/// is stopped (SIGSTOP), so the SIGTERM stays pending and the process
+/// alive: "still exiting", for as long as the test wants. `virtnet reconcile` then finds the network active (its
 /// bridge is there); the dnsmasq is let go on 1 s later and exits. The
 /// network must not stay active without a dnsmasq: the reconcile waits for
-/// the signalled one and starts a new one (without the stop marker the
+/// the signalled one and starts a new one. Without the stop marker the
 /// reconcile took the exiting process for a live one and only sent it a
-/// SIGHUP).
+/// SIGHUP; with a marker removed right after the SIGTERM (before the
+/// bridge is deleted) it started a second dnsmasq at once, which the
+/// exiting one kept from binding its addresses (CI run of stop 23).
 fn reconcile_while_dnsmasq_exits(f: &RealFactory, wrap: &Path, want: &Reference) {
     let host = f.fresh().unwrap();
     let c = Case::new("iptables", wrap, None);

@@ -1664,13 +1664,19 @@ impl Driver {
     /// SIGTERM to the network's dnsmasq (pid file), then remove the pid file.
     ///
     /// The pid file is first renamed to `NAME.pid.stopping` (see
-    /// [`stopping_path`]), which is removed last: a crash after the rename
-    /// leaves a marker saying that this dnsmasq is (being) stopped, so a
-    /// [`Driver::reconcile`] that finds the network still active does not
-    /// mistake the exiting process for a live one (it waits for it and
-    /// starts dnsmasq again, see [`Driver::refresh_dnsmasq`]), and a later
+    /// [`stopping_path`]). The marker outlives this call: the shutdown
+    /// removes it ([`Driver::end_dnsmasq_stop`]) only once the bridge is
+    /// deleted, i.e. once a reconcile can no longer find the network
+    /// active. A crash anywhere in between leaves a marker saying that
+    /// this dnsmasq is (being) stopped, so a [`Driver::reconcile`] that
+    /// finds the network still active does not mistake the exiting process
+    /// for a live one, nor start a second dnsmasq that the exiting one
+    /// keeps from binding its addresses: it waits for it and starts
+    /// dnsmasq again (see [`Driver::refresh_dnsmasq`]), and a later
     /// shutdown signals it again. A marker left by an earlier interrupted
-    /// stop is handled the same way.
+    /// stop is handled the same way. (The SIGTERM is kill(2) on the real
+    /// host, so no tool runs between it and the next step: the window the
+    /// marker covers ends at the bridge's deletion, not at the signal.)
     pub(crate) fn stop_dnsmasq(
         &self,
         def: &NetworkDef,
@@ -1698,8 +1704,18 @@ impl Driver {
             signal_ignore(runner, &pid, Signal::Term)?;
         }
         let _ = store::remove_if_exists(Path::new(&pf));
-        let _ = store::remove_if_exists(&stopping);
         Ok(())
+    }
+
+    /// The end of a shutdown that stopped dnsmasq ([`Driver::stop_dnsmasq`]):
+    /// the network's bridge is gone, so its stop marker goes too.
+    pub(crate) fn end_dnsmasq_stop(&self, def: &NetworkDef) {
+        if let Some(pf) = self.dnsmasq_options().paths(def).pid_file {
+            let stopping = stopping_path(&pf);
+            if let Err(e) = store::remove_if_exists(&stopping) {
+                tracing::warn!("cannot remove {}: {e}", stopping.display());
+            }
+        }
     }
 
     /// A dnsmasq an interrupted stop signalled ([`Driver::stop_dnsmasq`]'s

@@ -380,6 +380,7 @@ fn shutdown_virtual(d: &Driver, r: &dyn Runner, st: &NetworkStatus) -> Result<()
     if !br.is_empty() {
         run_ignore(r, argv(&["ip", "link", "del", &br]))?;
     }
+    d.end_dnsmasq_stop(def);
     Ok(())
 }
 
