@@ -12,16 +12,18 @@
 //! crates (the simulated host in `virtnet-fake`, the recording runner in
 //! `virtnet_core::firewall`, the journaling runner of the driver, the
 //! fault runner of `virtnet-testkit`). [`Runner::run_checked`] turns a
-//! non-zero exit into an error naming the command. [`Runner::signal`] is
-//! the one exception to "every effect is a process": it sends a signal
-//! (`kill -0`, SIGTERM, SIGHUP, SIGKILL); every runner sees it as the
-//! `kill` command line the driver always ran, except the [`RealRunner`],
-//! which calls kill(2) itself and spares the spawn ([`send_signal`]). [`render`] is libvirt's dry-run / golden-file
+//! non-zero exit into an error naming the command. [`Runner::run_direct`] is
+//! the one exception to "every effect is a process": for `kill`, `sysctl`
+//! and `ip -4 route show` (what libvirt does with kill(2), `/proc/sys` and
+//! `/proc/net/route`) every runner sees the command line the driver always
+//! ran, except the [`RealRunner`], which does it itself and spares the
+//! spawn ([`direct`]). [`render`] is libvirt's dry-run / golden-file
 //! format of a command stream and its parser, shared by the driver and the
 //! simulated host (which is why both live in this small crate: the fake host
 //! needs nothing else of `virtnet-core`, so core's tests can use the fake
 //! without a dependency cycle).
 
+pub mod direct;
 pub mod render;
 
 use std::io::Write;
@@ -140,6 +142,23 @@ pub enum CheckedError {
     },
 }
 
+impl CheckedError {
+    /// What [`Runner::run_checked`] makes of `cmd`'s result: a non-zero
+    /// exit is [`CheckedError::Failed`].
+    pub fn check(cmd: &Cmd, result: Result<Output, RunError>) -> Result<Output, Self> {
+        let out = result.map_err(CheckedError::Run)?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(CheckedError::Failed {
+                argv: Arc::clone(&cmd.argv),
+                status: out.status,
+                stderr: out.stderr,
+            })
+        }
+    }
+}
+
 /// The host seen as something that runs argument vectors.
 ///
 /// Implementations take `&self` and must be shareable between threads: the
@@ -156,16 +175,12 @@ pub trait Runner: Send + Sync {
     /// "this command must succeed". The error names the command and carries
     /// its status and stderr.
     fn run_checked(&self, cmd: &Cmd) -> Result<Output, CheckedError> {
-        let out = self.run(cmd).map_err(CheckedError::Run)?;
-        if out.success() {
-            Ok(out)
-        } else {
-            Err(CheckedError::Failed {
-                argv: Arc::clone(&cmd.argv),
-                status: out.status,
-                stderr: out.stderr,
-            })
-        }
+        CheckedError::check(cmd, self.run(cmd))
+    }
+
+    /// [`Runner::run_checked`] through [`Runner::run_direct`].
+    fn run_direct_checked(&self, cmd: &Cmd) -> Result<Output, CheckedError> {
+        CheckedError::check(cmd, self.run_direct(cmd))
     }
 
     /// [`Runner::run_checked`] for an argv without stdin.
@@ -194,40 +209,42 @@ pub trait Runner: Send + Sync {
         false
     }
 
-    /// Sends `sig` to process `pid` (decimal), answering as the `kill`
+    /// Runs `cmd`, without a process where this runner can: the
+    /// [`RealRunner`] carries out `kill`, `sysctl -n KEY`, `sysctl -q -w
+    /// KEY=VALUE` and `ip -4 route show` itself, through kill(2), `/proc/sys`
+    /// and `/proc/net/route`, as libvirt does (see [`direct`]: on a loaded
+    /// machine each spawn costs 5–150 ms, and these run for every start and
+    /// destroy). The default is [`Runner::run`]: a simulated host, a
+    /// recording or fault runner sees the same command stream as ever. A
+    /// runner that wraps another forwards this to the inner one only if it
+    /// has nothing to do per command, or does it first (a journal runner
+    /// journals the command line exactly as [`Runner::run`] does, then
+    /// forwards).
+    ///
+    /// The driver calls this for those command lines only; their output is
+    /// what the tool prints for them (see [`direct`] for the one subset).
+    fn run_direct(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        self.run(cmd)
+    }
+
+    /// Sends `sig` to process `pid` (decimal): [`Runner::run_direct`] of
+    /// its `kill` command line, [`Signal::kill_cmd`] (`kill PID`, `kill -0
+    /// PID`, `kill -HUP PID`, `kill -9 PID`), answered as the `kill`
     /// program does: status 0 when the signal was delivered (for
     /// [`Signal::Probe`], `kill -0`: the process exists and may be
     /// signalled — a zombie too, see [`Runner::is_zombie`]), status 1 and
     /// `kill: (PID) - No such process` / `- Operation not permitted` on
-    /// stderr when not.
-    ///
-    /// The default runs exactly that command line, [`Signal::kill_cmd`]
-    /// (`kill PID`, `kill -0 PID`, `kill -HUP PID`, `kill -9 PID`),
-    /// through [`Runner::run`]: a simulated host, a recording or fault
-    /// runner sees the same command stream as ever. [`RealRunner`] sends
-    /// the signal itself with kill(2) ([`send_signal`]), without a
-    /// process: on a loaded machine each spawn of `kill` costs 5–150 ms.
-    /// A runner that wraps another forwards this to the inner one only if
-    /// it has nothing to do per command (a journal runner records the
-    /// same `kill` command line, then forwards).
+    /// stderr when not. The [`RealRunner`] sends it with kill(2)
+    /// ([`send_signal`]).
     fn signal(&self, pid: &str, sig: Signal) -> Result<Output, RunError> {
-        self.run(&sig.kill_cmd(pid))
+        self.run_direct(&sig.kill_cmd(pid))
     }
 
     /// [`Runner::signal`] that must succeed: a failure is the
     /// [`CheckedError`] of its `kill` command line (e.g. `'kill -HUP 7'
     /// exited with status 1: kill: (7) - Operation not permitted`).
     fn signal_checked(&self, pid: &str, sig: Signal) -> Result<Output, CheckedError> {
-        let out = self.signal(pid, sig).map_err(CheckedError::Run)?;
-        if out.success() {
-            Ok(out)
-        } else {
-            Err(CheckedError::Failed {
-                argv: Arc::clone(&sig.kill_cmd(pid).argv),
-                status: out.status,
-                stderr: out.stderr,
-            })
-        }
+        self.run_direct_checked(&sig.kill_cmd(pid))
     }
 }
 
@@ -349,8 +366,8 @@ impl<R: Runner + ?Sized> Runner for &R {
     fn is_zombie(&self, pid: &str) -> bool {
         (**self).is_zombie(pid)
     }
-    fn signal(&self, pid: &str, sig: Signal) -> Result<Output, RunError> {
-        (**self).signal(pid, sig)
+    fn run_direct(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        (**self).run_direct(cmd)
     }
 }
 
@@ -364,8 +381,8 @@ impl<R: Runner + ?Sized> Runner for Arc<R> {
     fn is_zombie(&self, pid: &str) -> bool {
         (**self).is_zombie(pid)
     }
-    fn signal(&self, pid: &str, sig: Signal) -> Result<Output, RunError> {
-        (**self).signal(pid, sig)
+    fn run_direct(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        (**self).run_direct(cmd)
     }
 }
 
@@ -379,8 +396,8 @@ impl<R: Runner + ?Sized> Runner for Box<R> {
     fn is_zombie(&self, pid: &str) -> bool {
         (**self).is_zombie(pid)
     }
-    fn signal(&self, pid: &str, sig: Signal) -> Result<Output, RunError> {
-        (**self).signal(pid, sig)
+    fn run_direct(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        (**self).run_direct(cmd)
     }
 }
 
@@ -470,9 +487,13 @@ impl Runner for RealRunner {
     fn is_zombie(&self, pid: &str) -> bool {
         proc_is_zombie(pid)
     }
-    /// kill(2), no `kill` process ([`send_signal`]).
-    fn signal(&self, pid: &str, sig: Signal) -> Result<Output, RunError> {
-        Ok(send_signal(pid, sig))
+    /// kill(2), `/proc/sys`, `/proc/net/route`: no process for the forms
+    /// of [`direct::in_process`]; anything else runs.
+    fn run_direct(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        match direct::in_process(cmd) {
+            Some(out) => Ok(out),
+            None => self.run(cmd),
+        }
     }
 }
 

@@ -18,7 +18,7 @@
 
 use std::process::{Child, Command, Stdio};
 
-use virtnet_runner::{find_in_path, Cmd, Output, RealRunner, RunError, Runner, Signal};
+use virtnet_runner::{find_in_path, Cmd, Output, RealRunner, RunError, Runner};
 
 /// Why a real-host run could not happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,10 +169,15 @@ impl Runner for Netns {
         virtnet_runner::proc_is_zombie(pid)
     }
 
-    /// kill(2) from here: the namespace's processes are this machine's
-    /// (no `nsenter`, no `kill` process).
-    fn signal(&self, pid: &str, sig: Signal) -> Result<Output, RunError> {
-        Ok(virtnet_runner::send_signal(pid, sig))
+    /// A `kill` by kill(2) from here: the namespace's processes are this
+    /// machine's (no `nsenter`, no `kill` process). Everything else runs in
+    /// the namespace (this process's `/proc/sys/net` and `/proc/net/route`
+    /// are another namespace's).
+    fn run_direct(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        match virtnet_runner::direct::signal(cmd) {
+            Some(out) => Ok(out),
+            None => self.run(cmd),
+        }
     }
 }
 

@@ -79,7 +79,7 @@ use serde::Serialize;
 use virtnet_core::driver::{Driver, DriverConfig};
 use virtnet_core::firewall::Backend;
 use virtnet_core::rules::batched::Layout;
-use virtnet_runner::{Cmd, Output, RealRunner, RunError, Runner, Signal};
+use virtnet_runner::{Cmd, Output, RealRunner, RunError, Runner};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -259,11 +259,12 @@ impl Runner for Timed {
         self.inner.is_zombie(pid)
     }
 
-    /// kill(2) of the real runner, counted under its `kill` command line.
-    fn signal(&self, pid: &str, sig: Signal) -> Result<Output, RunError> {
+    /// kill(2), `/proc/sys`, `/proc/net/route` of the real runner
+    /// (`run_direct`), counted under the command line.
+    fn run_direct(&self, cmd: &Cmd) -> Result<Output, RunError> {
         let t0 = Instant::now();
-        let r = self.inner.signal(pid, sig);
-        self.count(&sig.kill_cmd(pid), t0.elapsed().as_nanos() as u64);
+        let r = self.inner.run_direct(cmd);
+        self.count(cmd, t0.elapsed().as_nanos() as u64);
         r
     }
 }

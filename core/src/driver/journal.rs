@@ -73,7 +73,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::firewall::inverse;
-use virtnet_runner::{Cmd, Output, RunError, Runner, Signal};
+use virtnet_runner::{Cmd, Output, RunError, Runner};
 
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -345,13 +345,13 @@ impl Runner for JournalRunner<'_> {
         self.journaled(cmd, |cmd| self.inner.run(cmd))
     }
 
-    /// Journals the `kill` command line of the signal exactly as
-    /// [`JournalRunner::run`] journals it (a SIGTERM to a dnsmasq this
-    /// journal started resolves that dnsmasq's undo), but sends the
-    /// signal through the inner runner's own [`Runner::signal`] (kill(2)
-    /// on the real host, no process).
-    fn signal(&self, pid: &str, sig: Signal) -> Result<Output, RunError> {
-        self.journaled(&sig.kill_cmd(pid), |_| self.inner.signal(pid, sig))
+    /// Journals the command line exactly as [`JournalRunner::run`]
+    /// journals it (a SIGTERM to a dnsmasq this journal started resolves
+    /// that dnsmasq's undo; a `sysctl -w` notes its undo), but carries it
+    /// out through the inner runner's own [`Runner::run_direct`] (kill(2)
+    /// and `/proc` on the real host, no process).
+    fn run_direct(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        self.journaled(cmd, |cmd| self.inner.run_direct(cmd))
     }
 
     fn has_program(&self, name: &str) -> bool {
@@ -1099,21 +1099,16 @@ fn nft_words<'a>(words: impl Iterator<Item = &'a str>) -> Vec<String> {
 
 /// Runs an undo plan, ignoring failures (the thing may already be gone);
 /// only a crash stops it. The plan is consumed: each argv becomes its
-/// command as it is, except that the undo of a dnsmasq, `kill PID`, is
-/// sent as [`Runner::signal`] (the same command line for every runner but
-/// the real one, which spares the `kill` process).
+/// command as it is, run with [`Runner::run_direct`] (the same command
+/// line for every runner but the real one, which sends the undo of a
+/// dnsmasq, `kill PID`, and writes a `sysctl -q -w` without a process).
 pub fn run_undo(runner: &dyn Runner, plan: Vec<Vec<String>>) -> Result<(), RunError> {
     for argv in plan {
-        let result = match argv.as_slice() {
-            [kill, pid] if kill == "kill" && !pid.starts_with('-') => {
-                runner.signal(pid, Signal::Term)
-            }
-            _ => runner.run(&Cmd {
-                argv: argv.into(),
-                stdin: None,
-                env: Vec::new(),
-            }),
-        };
+        let result = runner.run_direct(&Cmd {
+            argv: argv.into(),
+            stdin: None,
+            env: Vec::new(),
+        });
         match result {
             Err(e @ RunError::Crashed { .. }) => return Err(e),
             _ => continue,
@@ -1125,6 +1120,7 @@ pub fn run_undo(runner: &dyn Runner, plan: Vec<Vec<String>>) -> Result<(), RunEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use virtnet_runner::Signal;
 
     fn ran(argv: &[&str], stdout: &str) -> Entry {
         Entry::Ran {
@@ -1679,9 +1675,14 @@ mod tests {
             self.ran.lock().unwrap().push(cmd.argv.join(" "));
             Ok(Output::ok(""))
         }
-        fn signal(&self, pid: &str, sig: Signal) -> Result<Output, RunError> {
-            self.signalled.lock().unwrap().push((pid.to_string(), sig));
-            Ok(Output::ok(""))
+        fn run_direct(&self, cmd: &Cmd) -> Result<Output, RunError> {
+            match virtnet_runner::direct::kill_form(cmd) {
+                Some((pid, sig)) => {
+                    self.signalled.lock().unwrap().push((pid.to_string(), sig));
+                    Ok(Output::ok(""))
+                }
+                None => self.run(cmd),
+            }
         }
     }
 

@@ -164,14 +164,16 @@ fn addr_prefix(addr: &IpAddr, prefix: u32) -> String {
 /// `sysctl -w KEY=VALUE`, remembering the old value first so a failed start
 /// can restore it (global keys only; per-bridge keys vanish with the bridge).
 fn sysctl_set_global(ctx: &StartCtx<'_>, key: &str, value: &str) -> Result<(), DriverError> {
-    let old = ctx.runner.run_checked(&argv(&["sysctl", "-n", key]))?;
+    let old = ctx
+        .runner
+        .run_direct_checked(&argv(&["sysctl", "-n", key]))?;
     let old = old.stdout.trim().to_string();
     if old == value {
         return Ok(());
     }
     (ctx.note)("sysctl-prev", key, &old)?;
     ctx.runner
-        .run_checked(&argv(&["sysctl", "-q", "-w", &format!("{key}={value}")]))?;
+        .run_direct_checked(&argv(&["sysctl", "-q", "-w", &format!("{key}={value}")]))?;
     Ok(())
 }
 
@@ -215,10 +217,10 @@ fn start_virtual(
     // IPv6 sysctls on the bridge.
     let v6 = def.ipv6_ips().next().is_some();
     let disable = bridge_sysctl(&br, "disable_ipv6", if v6 { "0" } else { "1" });
-    r.run_checked(&argv(&["sysctl", "-q", "-w", &disable]))?;
+    r.run_direct_checked(&argv(&["sysctl", "-q", "-w", &disable]))?;
     for leaf in ["accept_ra", "autoconf"] {
         let key = bridge_sysctl(&br, leaf, "0");
-        r.run_checked(&argv(&["sysctl", "-q", "-w", &key]))?;
+        r.run_direct_checked(&argv(&["sysctl", "-q", "-w", &key]))?;
     }
     // Firewall rules (private chains once per driver, then this network's).
     let fw = ctx.driver.add_firewall(def, r)?;
@@ -321,9 +323,11 @@ fn parse_route_line(line: &str) -> Option<(std::net::Ipv4Addr, u32, String)> {
 /// libvirt networkCheckRouteCollision: an IPv4 network (or IPv4 static
 /// route) of the definition must not equal a route of the host's main table.
 /// libvirt reads `/proc/net/route`; virtnet asks `ip -4 route show` through
-/// the runner. A table that cannot be read is not checked (as libvirt).
+/// the runner's [`Runner::run_direct`] (the real runner reads
+/// `/proc/net/route` too, no process). A table that cannot be read is not
+/// checked (as libvirt).
 fn check_route_collision(r: &dyn Runner, def: &NetworkDef) -> Result<(), DriverError> {
-    let out = match r.run(&argv(&["ip", "-4", "route", "show"])) {
+    let out = match r.run_direct(&argv(&["ip", "-4", "route", "show"])) {
         Ok(o) if o.success() => o.stdout,
         Ok(_) | Err(RunError::Spawn { .. }) | Err(RunError::Empty) => return Ok(()),
         Err(e) => return Err(DriverError::from_run(e)),
