@@ -43,7 +43,9 @@
 //! - Bridge, addresses, link state, routes and sysctls are set with `ip` and
 //!   `sysctl` argv (libvirt: netlink and `/proc` writes); signals are sent
 //!   with `kill`; forward delay and STP are set in the `ip link add ... type
-//!   bridge` command. Extra read-only commands: `ip -4 route show` (route
+//!   bridge` command. `sysctl`, `kill` and `ip -4 route show` go through
+//!   [`Runner::run_direct`]: the real runner does them as libvirt does,
+//!   through `/proc` and kill(2), without a process. Extra read-only commands: `ip -4 route show` (route
 //!   collision check; libvirt reads `/proc/net/route`), `sysctl -n` before
 //!   changing a global forwarding key, `ip link show dev BR` (bridge-name
 //!   allocation, bridge-exists check at daemon start), `dnsmasq --version`
