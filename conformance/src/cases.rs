@@ -158,9 +158,7 @@ impl Expectation {
     /// Does the stream need the tc `act_csum` kernel action?
     pub fn needs_act_csum(&self) -> bool {
         match self {
-            Expectation::Start { stream, .. } => stream
-                .iter()
-                .any(|c| c.program() == "tc" && c.argv.iter().any(|a| a == "csum")),
+            Expectation::Start { stream, .. } => stream.iter().any(adds_csum_filter),
             Expectation::Error(_) => false,
         }
     }
@@ -175,6 +173,18 @@ impl Expectation {
             Expectation::Error(_) => false,
         }
     }
+}
+
+/// A `tc` command that adds libvirt's DHCP checksum filter (`action
+/// csum`, which needs the kernel's act_csum): in its argv, or as a line of
+/// a `tc -batch -` (the batched layout's start).
+pub fn adds_csum_filter(cmd: &Cmd) -> bool {
+    cmd.program() == "tc"
+        && (cmd.argv.iter().any(|a| a == "csum")
+            || cmd
+                .stdin
+                .as_deref()
+                .is_some_and(|s| s.lines().any(|l| l.contains(" action csum"))))
 }
 
 /// A `tc` command of libvirt's QoS stream that needs sch_sfq, cls_fw or
