@@ -805,6 +805,70 @@ impl HostFactory for RealFactory {
 mod tests {
     use super::*;
 
+    /// The csum wrapper around a stand-in tc that, like tc 6.1 on a kernel
+    /// without act_csum, runs batch lines until one with `csum` or `bad`
+    /// fails (`Command failed -:K`, K counted in the input it was given),
+    /// noting every line it ran: csum lines are skipped with a message and
+    /// the batch goes on; any other failure ends it with tc's status and
+    /// the line number of the whole input.
+    #[test]
+    fn csum_wrapper_skips_failing_csum_lines_of_a_batch_and_nothing_else() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        let stub = dir.path().join("real-tc");
+        std::fs::write(
+            &stub,
+            format!(
+                "#!/bin/sh\nk=0\nwhile IFS= read -r l; do k=$((k + 1)); case $l in *csum*) echo 'Error: Failed to load TC action module.' >&2; echo \"Command failed -:$k\" >&2; exit 1;; *bad*) echo nope >&2; echo \"Command failed -:$k\" >&2; exit 1;; esac; echo \"$l\" >> '{}'; echo \"out $k\"; done\n",
+                ran.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let wrapper = dir.path().join("tc");
+        std::fs::write(&wrapper, tc_csum_wrapper_script(&stub.to_string_lossy())).unwrap();
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let run = |input: &str| {
+            let _ = std::fs::remove_file(&ran);
+            let out = RealRunner::new()
+                .run(
+                    &Cmd::new([wrapper.to_string_lossy().as_ref(), "-batch", "-"])
+                        .with_stdin(input),
+                )
+                .unwrap();
+            (out, std::fs::read_to_string(&ran).unwrap_or_default())
+        };
+        let csum = "filter add dev b prio 2 u32 match ip dport 68 ffff action csum ip and udp";
+        // The start's batch: the qdisc runs, the csum line is skipped.
+        let (out, lines) = run(&format!("qdisc add dev b root\n{csum}\n"));
+        assert_eq!(out.status, 0, "{out:?}");
+        assert_eq!(lines, "qdisc add dev b root\n");
+        assert!(
+            out.stderr.contains(
+                "Command failed -:2\nvirtnet-conformance: kernel lacks act_csum; faked success"
+            ),
+            "{out:?}"
+        );
+        // Lines after a csum line really run; a later failure keeps its
+        // number in the whole input and its status.
+        let (out, lines) = run(&format!("a\n{csum}\nb\nbad\nc\n"));
+        assert_eq!(out.status, 1, "{out:?}");
+        assert_eq!(lines, "a\nb\n");
+        assert!(
+            out.stderr.ends_with("nope\nCommand failed -:4\n"),
+            "{out:?}"
+        );
+        assert_eq!(out.stdout, "out 1\nout 1\n");
+        // A failure that is not a csum filter is passed on as it is.
+        let (out, lines) = run("bad\nx\n");
+        assert_eq!((out.status, lines.as_str()), (1, ""), "{out:?}");
+        assert_eq!(out.stderr, "nope\nCommand failed -:1\n");
+        // `action csum` outside a `filter add` line is not excused.
+        let (out, _) = run("qdisc add dev b root # action csum\n");
+        assert_eq!(out.status, 1, "{out:?}");
+    }
+
     #[test]
     fn stat_fields_after_a_command_name_with_parentheses() {
         assert_eq!(

@@ -1119,6 +1119,27 @@ pub fn add_network_firewall<R: Runner + ?Sized>(
 mod tests {
     use super::*;
 
+    /// The journal's undo of the start's tc batch: the filter's deletion,
+    /// then the root qdisc's (last line first); other tc commands have none.
+    #[test]
+    fn a_tc_batch_is_undone_line_by_line_in_reverse() {
+        let filter =
+            "prio 2 protocol ip parent 1: u32 match ip dport 68 ffff action csum ip and udp";
+        let cmd = Cmd::new(["tc", "-batch", "-"]).with_stdin(format!(
+            "qdisc add dev virbr0 root handle 1: htb default 2\nfilter add dev virbr0 {filter}\n"
+        ));
+        let mut del = words("tc filter del dev virbr0");
+        del.extend(words(filter));
+        assert_eq!(
+            batch_undo(&cmd),
+            vec![del, words("tc qdisc del dev virbr0 root")]
+        );
+        let show = Cmd::new(["tc", "-batch", "-"]).with_stdin("qdisc show dev virbr0\n");
+        assert!(batch_undo(&show).is_empty());
+        let other = Cmd::new(["tc", "-force", "-batch", "-"]).with_stdin("qdisc add dev x root\n");
+        assert!(batch_undo(&other).is_empty());
+    }
+
     fn words(s: &str) -> Vec<String> {
         s.split(' ').map(str::to_string).collect()
     }
