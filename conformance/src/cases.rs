@@ -158,9 +158,7 @@ impl Expectation {
     /// Does the stream need the tc `act_csum` kernel action?
     pub fn needs_act_csum(&self) -> bool {
         match self {
-            Expectation::Start { stream, .. } => stream
-                .iter()
-                .any(|c| c.program() == "tc" && c.argv.iter().any(|a| a == "csum")),
+            Expectation::Start { stream, .. } => stream.iter().any(adds_csum_filter),
             Expectation::Error(_) => false,
         }
     }
@@ -175,6 +173,18 @@ impl Expectation {
             Expectation::Error(_) => false,
         }
     }
+}
+
+/// A `tc` command that adds libvirt's DHCP checksum filter (`action
+/// csum`, which needs the kernel's act_csum): in its argv, or as a line of
+/// a `tc -batch -` (the batched layout's start).
+pub fn adds_csum_filter(cmd: &Cmd) -> bool {
+    cmd.program() == "tc"
+        && (cmd.argv.iter().any(|a| a == "csum")
+            || cmd
+                .stdin
+                .as_deref()
+                .is_some_and(|s| s.lines().any(|l| l.contains(" action csum"))))
 }
 
 /// A `tc` command of libvirt's QoS stream that needs sch_sfq, cls_fw or
@@ -517,6 +527,23 @@ mod tests {
     }
 
     #[test]
+    fn the_csum_filter_is_found_in_argv_and_in_a_tc_batch() {
+        let filter = "filter add dev virbr0 prio 2 protocol ip parent 1: u32 match ip dport 68 ffff action csum ip and udp";
+        let argv: Vec<&str> = std::iter::once("tc").chain(filter.split(' ')).collect();
+        assert!(adds_csum_filter(&Cmd::new(argv)));
+        let batch = |input: &str| Cmd::new(["tc", "-batch", "-"]).with_stdin(input);
+        assert!(adds_csum_filter(&batch(&format!(
+            "qdisc add dev virbr0 root handle 1: htb default 2\n{filter}\n"
+        ))));
+        assert!(!adds_csum_filter(&batch(
+            "qdisc add dev virbr0 root handle 1: htb default 2\n"
+        )));
+        assert!(!adds_csum_filter(
+            &Cmd::new(["nft", "-f", "-"]).with_stdin(filter)
+        ));
+    }
+
+    #[test]
     fn every_case_has_batched_expectations() {
         let g = golden_root();
         for c in load_cases(&g).unwrap() {
@@ -526,7 +553,8 @@ mod tests {
                     // Every batch carries its input.
                     for cmd in &stream {
                         let batch = cmd.argv.iter().any(|a| a == "--noflush")
-                            || (cmd.program() == "nft" && cmd.argv.iter().any(|a| a == "-f"));
+                            || (cmd.program() == "nft" && cmd.argv.iter().any(|a| a == "-f"))
+                            || (cmd.program() == "tc" && cmd.argv.iter().any(|a| a == "-batch"));
                         assert_eq!(batch, cmd.stdin.is_some(), "{}: {:?}", c.name, cmd.argv);
                     }
                 }

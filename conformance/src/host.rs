@@ -633,18 +633,72 @@ impl RealFactory {
     }
 }
 
+/// The shell script of [`write_tc_csum_wrapper`] around the real tc at
+/// `real_tc`.
+///
+/// `tc ARGS` (argv form): runs the real tc; a failure of a command with
+/// `action csum` becomes success (a message on stderr).
+///
+/// `tc -batch -` (the batched layout's start): the input is read into a
+/// shell variable and run by the real `tc -batch -` from its first line;
+/// tc stops at the first failing line and says `Command failed -:K`. When
+/// that line (line N of the whole input) adds a filter with `action csum`,
+/// tc's message and the wrapper's are printed and the batch goes on from
+/// line N+1 (the other lines really run); any other failure is passed on
+/// with its status and stderr, the line number made N again.
+pub fn tc_csum_wrapper_script(real_tc: &str) -> String {
+    // Shell builtins only around the real tc (no mktemp, sed, tail): the
+    // bench times the start through this wrapper on such a kernel.
+    const BODY: &str = r#"if [ "$#" -eq 2 ] && [ "$1" = -batch ] && [ "$2" = - ]; then
+  nl='
+'
+  rest=
+  while IFS= read -r l || [ -n "$l" ]; do rest="$rest$l$nl"; done
+  exec 3>&1
+  n=0
+  while [ -n "$rest" ]; do
+    err=$(printf '%s' "$rest" | "$TC" -batch - 2>&1 >&3)
+    rc=$?
+    if [ $rc -eq 0 ]; then
+      [ -n "$err" ] && printf '%s\n' "$err" >&2
+      exit 0
+    fi
+    case $err in *"Command failed -:"*) k=${err##*Command failed -:} ;; *) k=x ;; esac
+    case $k in
+      '' | 0* | *[!0-9]*) printf '%s\n' "$err" >&2; exit $rc ;;
+    esac
+    abs=$((n + k))
+    printf '%s\n' "${err%Command failed -:*}Command failed -:$abs" >&2
+    i=1
+    while [ $i -lt "$k" ]; do rest=${rest#*"$nl"}; i=$((i + 1)); done
+    case " ${rest%%"$nl"*} " in
+      *" filter add "*" action csum "*) ;;
+      *) exit $rc ;;
+    esac
+    echo 'virtnet-conformance: kernel lacks act_csum; faked success' >&2
+    rest=${rest#*"$nl"}
+    n=$abs
+  done
+  exit 0
+fi
+"$TC" "$@"
+rc=$?
+case " $* " in *" action csum "*) [ $rc -ne 0 ] && echo 'virtnet-conformance: kernel lacks act_csum; faked success' >&2 && exit 0;; esac
+exit $rc
+"#;
+    format!("#!/bin/sh\nTC='{}'\n{BODY}", real_tc.replace('\'', "'\\''"))
+}
+
 /// Writes `DIR/tc`: runs the real `tc` and turns a failure of a command
-/// with `action csum` into success (a message on stderr), as the libvirt
-/// captures did on a kernel without act_csum. The csum filter is then
+/// with `action csum` (also a line of `tc -batch -`) into success (a
+/// message on stderr), as the libvirt captures did on a kernel without
+/// act_csum (see [`tc_csum_wrapper_script`]). The csum filter is then
 /// absent, consistently for the scenario and its expectation. Returns the
 /// wrapper's path; the caller puts DIR first on `PATH`.
 pub fn write_tc_csum_wrapper(dir: &std::path::Path) -> Result<PathBuf, HostError> {
     let real_tc =
         find_in_path("tc").ok_or_else(|| HostError::Other("tc not found on PATH".into()))?;
-    let script = format!(
-        "#!/bin/sh\n{} \"$@\"\nrc=$?\ncase \" $* \" in *\" action csum \"*) [ $rc -ne 0 ] && echo 'virtnet-conformance: kernel lacks act_csum; faked success' >&2 && exit 0;; esac\nexit $rc\n",
-        real_tc.display()
-    );
+    let script = tc_csum_wrapper_script(&real_tc.to_string_lossy());
     let tc = dir.join("tc");
     std::fs::write(&tc, script).map_err(|e| HostError::Other(format!("{}: {e}", tc.display())))?;
     use std::os::unix::fs::PermissionsExt;
@@ -750,6 +804,70 @@ impl HostFactory for RealFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The csum wrapper around a stand-in tc that, like tc 6.1 on a kernel
+    /// without act_csum, runs batch lines until one with `csum` or `bad`
+    /// fails (`Command failed -:K`, K counted in the input it was given),
+    /// noting every line it ran: csum lines are skipped with a message and
+    /// the batch goes on; any other failure ends it with tc's status and
+    /// the line number of the whole input.
+    #[test]
+    fn csum_wrapper_skips_failing_csum_lines_of_a_batch_and_nothing_else() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        let stub = dir.path().join("real-tc");
+        std::fs::write(
+            &stub,
+            format!(
+                "#!/bin/sh\nk=0\nwhile IFS= read -r l; do k=$((k + 1)); case $l in *csum*) echo 'Error: Failed to load TC action module.' >&2; echo \"Command failed -:$k\" >&2; exit 1;; *bad*) echo nope >&2; echo \"Command failed -:$k\" >&2; exit 1;; esac; echo \"$l\" >> '{}'; echo \"out $k\"; done\n",
+                ran.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let wrapper = dir.path().join("tc");
+        std::fs::write(&wrapper, tc_csum_wrapper_script(&stub.to_string_lossy())).unwrap();
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let run = |input: &str| {
+            let _ = std::fs::remove_file(&ran);
+            let out = RealRunner::new()
+                .run(
+                    &Cmd::new([wrapper.to_string_lossy().as_ref(), "-batch", "-"])
+                        .with_stdin(input),
+                )
+                .unwrap();
+            (out, std::fs::read_to_string(&ran).unwrap_or_default())
+        };
+        let csum = "filter add dev b prio 2 u32 match ip dport 68 ffff action csum ip and udp";
+        // The start's batch: the qdisc runs, the csum line is skipped.
+        let (out, lines) = run(&format!("qdisc add dev b root\n{csum}\n"));
+        assert_eq!(out.status, 0, "{out:?}");
+        assert_eq!(lines, "qdisc add dev b root\n");
+        assert!(
+            out.stderr.contains(
+                "Command failed -:2\nvirtnet-conformance: kernel lacks act_csum; faked success"
+            ),
+            "{out:?}"
+        );
+        // Lines after a csum line really run; a later failure keeps its
+        // number in the whole input and its status.
+        let (out, lines) = run(&format!("a\n{csum}\nb\nbad\nc\n"));
+        assert_eq!(out.status, 1, "{out:?}");
+        assert_eq!(lines, "a\nb\n");
+        assert!(
+            out.stderr.ends_with("nope\nCommand failed -:4\n"),
+            "{out:?}"
+        );
+        assert_eq!(out.stdout, "out 1\nout 1\n");
+        // A failure that is not a csum filter is passed on as it is.
+        let (out, lines) = run("bad\nx\n");
+        assert_eq!((out.status, lines.as_str()), (1, ""), "{out:?}");
+        assert_eq!(out.stderr, "nope\nCommand failed -:1\n");
+        // `action csum` outside a `filter add` line is not excused.
+        let (out, _) = run("qdisc add dev b root # action csum\n");
+        assert_eq!(out.status, 1, "{out:?}");
+    }
 
     #[test]
     fn stat_fields_after_a_command_name_with_parentheses() {

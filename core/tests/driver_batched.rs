@@ -245,7 +245,7 @@ fn a_failed_batch_leaves_the_host_as_it_was() {
             // Every batch of the start fails in turn (for nat-ipv6 with
             // iptables: the IPv6 one after the IPv4 one committed).
             let programs: &[&str] = match backend {
-                Backend::Nftables => &["nft"],
+                Backend::Nftables => &["tc", "nft"],
                 _ => &["iptables-restore", "ip6tables-restore"],
             };
             for prog in programs {
@@ -279,6 +279,89 @@ fn a_failed_batch_leaves_the_host_as_it_was() {
             }
         }
     }
+}
+
+/// With nftables, a start (which has just created the bridge) adds the
+/// root qdisc and libvirt's checksum filter with ONE `tc -batch -` and no
+/// probe; the removal plan is still the filter's `tc filter del`.
+#[test]
+fn a_nftables_start_adds_qdisc_and_filter_with_one_tc_batch() {
+    let env = Env::new();
+    let d = driver(&env, Backend::Nftables, Layout::Batched);
+    d.define(&capture_net("nat-default")).unwrap();
+    env.host.take_records();
+    d.start("default").unwrap();
+    let tc: Vec<_> = env
+        .host
+        .take_records()
+        .into_iter()
+        .filter(|r| r.cmd.program() == "tc")
+        .map(|r| r.cmd)
+        .collect();
+    assert_eq!(tc.len(), 1, "{tc:#?}");
+    assert_eq!(tc[0].argv.join(" "), "tc -batch -");
+    assert_eq!(
+        tc[0].stdin.as_deref(),
+        Some(
+            "qdisc add dev virbr0 root handle 1: htb default 2\n\
+             filter add dev virbr0 prio 2 protocol ip parent 1: u32 match ip dport 68 ffff action csum ip and udp\n"
+        )
+    );
+    let host = env.state();
+    assert_eq!(host.tc.filters.len(), 1, "{:?}", host.tc.filters);
+    let xml = d
+        .status("default")
+        .unwrap()
+        .fw_removal
+        .unwrap()
+        .format_xml(2);
+    assert!(
+        xml.contains("<item>filter</item>") && xml.contains("<item>del</item>"),
+        "{xml}"
+    );
+}
+
+/// On a kernel without act_csum the batch's 2nd line (the filter) fails:
+/// the start fails naming that line and tc's error, runs the filter's
+/// undo as libvirt's rollback does, and leaves the host as it was (the
+/// root qdisc of line 1 goes with the bridge).
+#[test]
+fn a_tc_batch_failing_at_the_filter_leaves_the_host_as_it_was() {
+    let env = Env::new();
+    let d = driver(&env, Backend::Nftables, Layout::Batched);
+    d.define(&capture_net("nat-default")).unwrap();
+    d.start("default").unwrap();
+    d.destroy("default").unwrap();
+    let before = env.state();
+    env.host.set_tc_csum_fails(true);
+    env.host.take_records();
+    let e = d
+        .start("default")
+        .expect_err("csum filter fails")
+        .to_string();
+    assert!(
+        e.contains("tc -batch -, line 2: tc filter add dev virbr0 prio 2 protocol ip parent 1: u32 match ip dport 68 ffff action csum ip and udp"),
+        "{e}"
+    );
+    assert!(
+        e.contains("Failed to load TC action module") && e.contains("Command failed -:2"),
+        "{e}"
+    );
+    let tc: Vec<String> = env
+        .host
+        .take_records()
+        .into_iter()
+        .filter(|r| r.cmd.program() == "tc")
+        .map(|r| r.cmd.argv.join(" "))
+        .collect();
+    assert_eq!(tc.len(), 2, "{tc:#?}");
+    assert!(
+        tc[1].starts_with("tc filter del dev virbr0 prio 2"),
+        "{tc:#?}"
+    );
+    assert!(d.pending_journals().is_empty());
+    assert_same_host(&before, &env.state(), "failed tc batch");
+    assert!(d.status("default").is_none());
 }
 
 /// iptables-restore commits table by table (the real iptables-nft-restore
@@ -618,6 +701,11 @@ fn reconcile_of_batched_nftables_redoes_only_what_drifted() {
         1,
         "{cmds:#?}"
     );
+    // The drifted network is added again on its existing bridge: libvirt's
+    // probe (which finds the root qdisc), the filter alone, no batch.
+    assert_eq!(count("tc qdisc show dev virbr9 handle 1:"), 1, "{cmds:#?}");
+    assert_eq!(count("tc qdisc add"), 0, "{cmds:#?}");
+    assert_eq!(count("tc -batch"), 0, "{cmds:#?}");
     // second: its removal and its add, one batch each; nothing of default.
     assert_eq!(count("nft -f"), 2, "{cmds:#?}");
     let stdins: Vec<String> = records_stdin.iter().flatten().cloned().collect();

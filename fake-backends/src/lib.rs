@@ -464,6 +464,16 @@ fn simulate_lazy(state: &mut HostState, pending: &mut Pending, cmd: &Cmd) -> Out
                         .then(|| ip::IpState::default_qdisc(l)),
                 })
                 .collect();
+            if args.first().is_some_and(|a| a == "-batch") {
+                // `tc -batch -`: the lines of stdin, as tc runs them (only
+                // standard input is simulated, not a file).
+                return match (args.get(1).map(String::as_str), args.len()) {
+                    (Some("-"), 2) => state
+                        .tc
+                        .exec_batch(cmd.stdin.as_deref().unwrap_or(""), &links),
+                    _ => not_simulated(argv),
+                };
+            }
             state.tc.exec(args, &links)
         }
         "sysctl" => {

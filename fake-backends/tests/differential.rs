@@ -371,6 +371,97 @@ fn tc_csum_failure_switch_matches_this_kernel() {
     assert_eq!(real, sim);
 }
 
+/// `tc -batch -` (the batched layout's start: root qdisc and checksum
+/// filter in one process): lines run in order, the first failing one ends
+/// the batch with its error, `Command failed -:N` and status 1, the lines
+/// before it stay done. Compared with the real tc for a batch that
+/// succeeds, one whose 2nd line fails (the csum filter on a kernel without
+/// act_csum, or a missing device), one whose 1st line fails (the qdisc is
+/// already there), comments and blank lines, and the state after each.
+#[test]
+fn tc_batch_matches_the_real_tool() {
+    skip_unless_able!();
+    let ns = Netns::new().unwrap_or_else(|e| panic!("{e}"));
+    let fake = FakeHost::new();
+    let run_both = |argv: &[String], stdin: Option<&str>| {
+        let real = ns.run_with_stdin(argv, stdin);
+        let sim = fake
+            .run(&Cmd {
+                argv: argv.to_vec().into(),
+                stdin: stdin.map(str::to_string),
+                env: Vec::new(),
+            })
+            .unwrap();
+        (real, sim)
+    };
+    let (real, sim) = run_both(&words("ip link add virbr0 type bridge"), None);
+    assert!(real.success() && sim.success(), "{real:?} {sim:?}");
+    // The reference kernel lacks act_csum: the simulator follows this one
+    // (probed on another bridge, in the real namespace only).
+    for l in [
+        "ip link add br1 type bridge",
+        "tc qdisc add dev br1 root handle 1: htb default 2",
+    ] {
+        assert!(ns.run(&words(l)).success(), "{l}");
+    }
+    let probe = ns.run(&words("tc filter add dev br1 prio 2 protocol ip parent 1: u32 match ip dport 68 ffff action csum ip and udp"));
+    assert!(ns.run(&words("ip link del br1")).success());
+    let lacks_csum = probe.stderr.contains("Failed to load TC action module");
+    fake.set_tc_csum_fails(lacks_csum);
+    let qdisc = "qdisc add dev virbr0 root handle 1: htb default 2\n";
+    let csum = "filter add dev virbr0 prio 2 protocol ip parent 1: u32 match ip dport 68 ffff action csum ip and udp\n";
+    let flowid = "filter add dev virbr0 prio 3 protocol ip parent 1: u32 match ip dport 67 ffff flowid 1:2\n";
+    let batch = words("tc -batch -");
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "the start's batch (2nd line fails without act_csum)",
+            format!("{qdisc}{csum}"),
+        ),
+        (
+            "1st line fails: the qdisc is there",
+            format!("{qdisc}{flowid}"),
+        ),
+        (
+            "comments, blank lines, a listing",
+            format!(
+                "# virtnet\n\n  qdisc show dev virbr0 # root\n{flowid}filter show dev virbr0\n"
+            ),
+        ),
+        (
+            "2nd line fails: no such device",
+            format!("qdisc del dev virbr0 root\nqdisc add dev nope root handle 1: htb\n{qdisc}"),
+        ),
+        (
+            "unknown object and verb",
+            "qdisc show dev virbr0\nfoo bar\n".to_string(),
+        ),
+        ("unknown verb", "qdisc frob dev virbr0\n".to_string()),
+        ("all succeed", format!("{qdisc}{flowid}")),
+        ("empty input", String::new()),
+    ];
+    let mut bad = Vec::new();
+    for (name, input) in &cases {
+        let (real, sim) = run_both(&batch, Some(input));
+        if real != sim {
+            bad.push(format!("{name}:\n   real: {real:?}\n   fake: {sim:?}"));
+        }
+        for show in ["tc qdisc show dev virbr0", "tc filter show dev virbr0"] {
+            let (real, sim) = run_both(&words(show), None);
+            if real != sim {
+                bad.push(format!(
+                    "after {name}: `{show}`\n   real: {real:?}\n   fake: {sim:?}"
+                ));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} mismatches:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
 /// The nft seed scripts are valid for the real nft, and (once the nft
 /// simulator is merged) give the same ruleset on both hosts.
 #[test]

@@ -71,9 +71,10 @@ pub struct ConformanceArgs {
     #[arg(long, value_name = "TEXT")]
     pub exclude: Vec<String>,
     /// With --real on a kernel without act_csum: put a `tc` wrapper first on
-    /// PATH that turns the failure of `tc ... action csum` into success (as
-    /// the libvirt captures did), so nftables scenarios run instead of being
-    /// expected failures. The checksum filter is then absent.
+    /// PATH that turns the failure of `tc ... action csum` (also a line of
+    /// `tc -batch -`) into success (as the libvirt captures did), so
+    /// nftables scenarios run instead of being expected failures. The
+    /// checksum filter is then absent.
     #[arg(long)]
     pub csum_workaround: bool,
 }

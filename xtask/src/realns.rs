@@ -241,8 +241,9 @@ fn tmp(who: &str) -> Result<tempfile::TempDir, u8> {
 
 /// Inside the namespaces: the real-host factory. With `csum_workaround`
 /// on a kernel without act_csum, a `tc` wrapper first on `PATH` turns the
-/// failure of `tc ... action csum` into success (as the libvirt captures
-/// did). Must run before any other thread starts (it sets `PATH`).
+/// failure of `tc ... action csum` (also a line of `tc -batch -`) into
+/// success (as the libvirt captures did). Must run before any other thread
+/// starts (it sets `PATH`).
 /// `Err(2)`: cannot run here (said on stderr).
 pub fn real_host(who: &str, csum_workaround: bool) -> Result<RealHost, u8> {
     // Belt and braces: refuse to run in the namespace we were started in.
@@ -286,7 +287,7 @@ pub fn real_host(who: &str, csum_workaround: bool) -> Result<RealHost, u8> {
             }
         }
         eprintln!(
-            "{who} --real: kernel lacks the tc act_csum action; --csum-workaround: a tc wrapper makes `tc ... action csum` report success (the checksum filter is absent), as the libvirt captures did"
+            "{who} --real: kernel lacks the tc act_csum action; --csum-workaround: a tc wrapper makes `tc ... action csum` (also as a line of `tc -batch -`) report success (the checksum filter is absent), as the libvirt captures did"
         );
         wrappers.push(dir);
         Box::new(f.assume_act_csum())

@@ -240,7 +240,7 @@ impl<'a> Ctx<'a> {
             })?;
             if !out.success() {
                 let is_query = argv.iter().any(|a| a == "show" || a == "list");
-                if argv.iter().any(|a| a == "csum") && !self.factory.has_act_csum() {
+                if cases::adds_csum_filter(cmd) && !self.factory.has_act_csum() {
                     return Ok(None);
                 }
                 if cases::is_qos_module_command(argv) && !self.factory.has_qos_modules() {

@@ -420,8 +420,10 @@ impl JournalRunner<'_> {
                 Err(_) => true,
             };
             // A failed batch: its transactions that failed created nothing;
-            // those that committed (iptables-restore commits each table)
-            // are removed by the caller right away, from its own plan.
+            // those that committed (iptables-restore commits each table,
+            // `tc -batch -` each line) are removed by the caller right
+            // away, from its own plan (a tc batch's root qdisc goes with
+            // the bridge the start's undo deletes).
             if failed {
                 self.journal
                     .note(BATCH_FAILED, cmd.program(), value)
@@ -454,7 +456,7 @@ impl JournalRunner<'_> {
 /// release before intents reads such a journal and ignores them).
 const INTENT: &str = "intent";
 const FAILED: &str = "failed";
-/// A batch (`nft -f -`, `iptables-restore`) about to run, with its undo
+/// A batch (`nft -f -`, `iptables-restore`, `tc -batch -`) about to run, with its undo
 /// (a JSON array of argvs, in the order they run) / the news it failed.
 const BATCH_INTENT: &str = "intent-batch";
 const BATCH_FAILED: &str = "failed-batch";

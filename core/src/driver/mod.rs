@@ -109,7 +109,7 @@ use std::time::Duration;
 use crate::dnsmasq::{self, DnsmasqCaps, DnsmasqOptions};
 use crate::firewall::{full_argv, Backend, Firewall, Layer};
 use crate::netxml::{self, DefineContext, FormatFlags, NetworkDef, PciAddress};
-use crate::rules::batched::{BatchedSetup, Layout};
+use crate::rules::batched::{BatchedSetup, BridgeState, Layout};
 use crate::rules::{self, ChainInitState, RulesError};
 use crate::store::{
     self, read_network_conf, ConfError, ConfigStore, NetworkConf, NetworkStatus, StatusError,
@@ -1551,17 +1551,29 @@ impl Driver {
 
     /// networkAddFirewallRules with the configured backend and this driver's
     /// private-chain state. May complete `def` (default NAT port range).
+    /// `bridge`: whether the caller has just created the bridge (a start)
+    /// or adds to an existing one; only the batched layout uses it (see
+    /// [`rules::batched::BridgeState`]), libvirt's layout runs libvirt's
+    /// stream either way.
     pub(crate) fn add_firewall(
         &self,
         def: &mut NetworkDef,
         runner: &dyn Runner,
+        bridge: BridgeState,
     ) -> Result<Option<Firewall>, DriverError> {
         let mut guard = lock(&self.chains);
         let r = if self.layout == Layout::Batched {
             // The shared part is set up once, under both locks (the first
             // start does it while the others wait).
             let mut setup = lock(&self.batched);
-            rules::batched::add_network_firewall(def, self.backend, runner, &mut guard, &mut setup)
+            rules::batched::add_network_firewall(
+                def,
+                self.backend,
+                runner,
+                &mut guard,
+                &mut setup,
+                bridge,
+            )
         } else if guard.done() {
             // Set up already: add_network_firewall only reads the state, so
             // a copy is used and parallel starts do not wait for each other.
@@ -2298,7 +2310,7 @@ impl Driver {
             }
         }
         let mut def = st.def.clone();
-        let added = self.add_firewall(&mut def, &journaled);
+        let added = self.add_firewall(&mut def, &journaled, BridgeState::Existing);
         let err = match (added, journal.write_failure()) {
             (Err(e), _) if e.is_crash() => return Err(e),
             (Ok(fw), None) => {

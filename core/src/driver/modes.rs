@@ -16,6 +16,7 @@ use crate::firewall::Firewall;
 use std::net::IpAddr;
 
 use crate::netxml::{ForwardDevice, ForwardIf, ForwardMode, NetworkDef};
+use crate::rules::batched::BridgeState;
 use crate::rules::{self, Args};
 use crate::store::NetworkStatus;
 use virtnet_runner::{Cmd, RunError, Runner};
@@ -222,8 +223,9 @@ fn start_virtual(
         let key = bridge_sysctl(&br, leaf, "0");
         r.run_direct_checked(&argv(&["sysctl", "-q", "-w", &key]))?;
     }
-    // Firewall rules (private chains once per driver, then this network's).
-    let fw = ctx.driver.add_firewall(def, r)?;
+    // Firewall rules (private chains once per driver, then this network's),
+    // on the bridge this start has just created.
+    let fw = ctx.driver.add_firewall(def, r, BridgeState::Fresh)?;
     // Addresses.
     for ip in &def.ips {
         let prefix = ip.prefix().ok_or_else(|| {

@@ -50,6 +50,7 @@ use super::{journal_write_failed, lock, Driver, DriverError};
 use crate::dnsmasq;
 use crate::netxml::{apply_update, NetworkDef, UpdateCommand, UpdateError, UpdateSection};
 use crate::rules;
+use crate::rules::batched::BridgeState;
 use crate::store::{self, NetworkStatus};
 
 /// Which definitions an update changes (libvirt's virNetworkUpdateFlags).
@@ -241,7 +242,7 @@ impl Driver {
         let journaled = JournalRunner::new(self.runner(), &journal);
         rules::remove_network_firewall(&st.def, st.fw_removal.as_ref(), &journaled)
             .map_err(DriverError::from_rules)?;
-        let added = self.add_firewall(&mut new_def, &journaled);
+        let added = self.add_firewall(&mut new_def, &journaled, BridgeState::Existing);
         let err = match (added, journal.write_failure()) {
             (Err(e), _) if e.is_crash() => return Err(e),
             (Ok(fw), None) => {
@@ -261,7 +262,8 @@ impl Driver {
                 // Put the old rules back (libvirt does this when the
                 // update itself fails; its result is ignored there too).
                 let mut old = st.def.clone();
-                st.fw_removal = match self.add_firewall(&mut old, &journaled) {
+                st.fw_removal = match self.add_firewall(&mut old, &journaled, BridgeState::Existing)
+                {
                     Err(e) if e.is_crash() => return Err(e),
                     Ok(fw) if journal.write_failure().is_none() => fw,
                     _ => None,

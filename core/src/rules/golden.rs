@@ -13,7 +13,8 @@
 //!   rules cannot be generated.
 //!
 //! The same three per backend for the batched layout
-//! ([`super::batched`]), named `B-batched.start`, `B-batched.removal.xml`,
+//! ([`super::batched`]; the start of a network, so on the bridge it has
+//! just created), named `B-batched.start`, `B-batched.removal.xml`,
 //! `B-batched.error`. A command with standard input (`nft -f -`,
 //! `iptables-restore --noflush`) is followed by its input, each line
 //! prefixed with `  | ` (libvirt's stream format has no stdin).
@@ -72,6 +73,7 @@ pub fn case_files(xml: &str) -> Result<Vec<(String, String)>, NetXmlError> {
             &runner,
             &mut chains,
             &mut setup,
+            super::batched::BridgeState::Fresh,
         ) {
             Ok(removal) => {
                 let mut text = String::new();

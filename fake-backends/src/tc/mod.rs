@@ -72,6 +72,57 @@ fn norm_handle(h: &str) -> String {
 }
 
 impl TcState {
+    /// `tc -batch -` with `input` on stdin (iproute2 6.1): each line is one
+    /// tc command (`#` starts a comment, blank lines are skipped, words are
+    /// split at blanks), run in order; the first failing line ends the
+    /// batch with its own stderr followed by `Command failed -:N` (N its
+    /// line number) and exit status 1, whatever status the command alone
+    /// exits with. The lines before it stay done (no transaction). What
+    /// the lines print to stdout is kept. Not simulated: quoted words and
+    /// `\` line continuations (refused as not simulated), and the commands
+    /// real tc ends by exiting at once (an unparsable argument value), where
+    /// it stops without the `Command failed` line.
+    pub fn exec_batch(&mut self, input: &str, links: &[TcLink]) -> Output {
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        for (i, line) in input.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("");
+            if line.contains(['"', '\'', '\\']) {
+                return Output::failed(
+                    crate::NOT_SIMULATED_STATUS,
+                    format!(
+                        "virtnet-fake: command not simulated: tc -batch - line {}: {line}\n",
+                        i + 1
+                    ),
+                );
+            }
+            let words: Vec<String> = line
+                .split([' ', '\t', '\r'])
+                .filter(|w| !w.is_empty())
+                .map(str::to_string)
+                .collect();
+            if words.is_empty() {
+                continue;
+            }
+            let out = self.exec(&words, links);
+            stdout.push_str(&out.stdout);
+            stderr.push_str(&out.stderr);
+            if !out.success() {
+                stderr.push_str(&format!("Command failed -:{}\n", i + 1));
+                return Output {
+                    status: 1,
+                    stdout,
+                    stderr,
+                };
+            }
+        }
+        Output {
+            status: 0,
+            stdout,
+            stderr,
+        }
+    }
+
     /// Run `tc ARGS...` on a host with these links.
     pub fn exec(&mut self, args: &[String], links: &[TcLink]) -> Output {
         let mut stats = false;
