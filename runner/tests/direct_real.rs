@@ -59,16 +59,32 @@ fn in_namespace() -> Result<(), String> {
     let tool = r.run(&routes).unwrap();
     let direct = r.run_direct(&routes).unwrap();
     assert!(tool.success() && direct.success());
-    assert_eq!(direct.stdout, reduce(&tool.stdout), "ip said:\n{}", tool.stdout);
-    assert!(direct.stdout.contains("10.99.0.0/24 dev vnt-br0\n"), "{direct:?}");
-    assert!(direct.stdout.contains("unreachable 10.96.0.0/12\n"), "{direct:?}");
+    assert_eq!(
+        direct.stdout,
+        reduce(&tool.stdout),
+        "ip said:\n{}",
+        tool.stdout
+    );
+    assert!(
+        direct.stdout.contains("10.99.0.0/24 dev vnt-br0\n"),
+        "{direct:?}"
+    );
+    assert!(
+        direct.stdout.contains("unreachable 10.96.0.0/12\n"),
+        "{direct:?}"
+    );
 
     // sysctl: a write in process is read back by the tool, and the other
     // way round; values and errors as the tool prints them.
     let key = "net/ipv6/conf/vnt-br0/disable_ipv6";
     for (value, writer_direct) in [("1", true), ("0", false), ("1", false), ("0", true)] {
         let w = cmd(&["sysctl", "-q", "-w", &format!("{key}={value}")]);
-        let out = if writer_direct { r.run_direct(&w) } else { r.run(&w) }.unwrap();
+        let out = if writer_direct {
+            r.run_direct(&w)
+        } else {
+            r.run(&w)
+        }
+        .unwrap();
         assert_eq!(out, Output::ok(""), "write {value} direct={writer_direct}");
         let read = cmd(&["sysctl", "-n", key]);
         let by_tool = r.run(&read).unwrap();
