@@ -199,3 +199,39 @@ fn a_journal_of_this_process_names_its_owner() {
     assert!(d.pending_journals().is_empty());
     assert!(env.state().ip.link("virbr0").is_none());
 }
+
+/// A process killed in the middle of an atomic write leaves its temporary
+/// file (`.NAME.tmpPID`, never renamed): the driver that takes the lock
+/// removes those of dead writers in the config, state and dnsmasq
+/// directories and says so; a live writer's is left alone (daemon kill
+/// test, stop 24's local CI: `.load0.xml.tmp31274` left after a SIGKILL).
+#[test]
+fn temporary_files_of_killed_writers_are_removed_at_open() {
+    let env = Env::new();
+    let cfg = env.cfg().with_backend(Backend::Nftables);
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let me = std::process::id();
+    let mut stale = Vec::new();
+    for dir in [&cfg.config_dir, &cfg.state_dir, &cfg.dnsmasq_dir] {
+        std::fs::create_dir_all(dir).unwrap();
+        let p = dir.join(format!(".load0.xml.tmp{dead}"));
+        std::fs::write(&p, "<network>").unwrap();
+        stale.push(p);
+    }
+    let live = cfg.config_dir.join(format!(".load1.xml.tmp{me}"));
+    std::fs::write(&live, "<network>").unwrap();
+    let d = Driver::open(cfg).unwrap();
+    for p in &stale {
+        assert!(!p.exists(), "{} left", p.display());
+        assert!(
+            d.reports()
+                .iter()
+                .any(|r| r.contains(&p.display().to_string()) && r.contains("interrupted write")),
+            "{:?}",
+            d.reports()
+        );
+    }
+    assert!(live.exists(), "a live writer's temporary file stays");
+}

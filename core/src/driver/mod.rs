@@ -931,6 +931,22 @@ impl Driver {
             }
         }
         *lock(&self.nets) = nets;
+        if locked {
+            // Atomic writes a killed process left half-way (its temporary
+            // file, never renamed).
+            for dir in [
+                &self.cfg.config_dir,
+                &self.cfg.state_dir,
+                &self.cfg.dnsmasq_dir,
+            ] {
+                for p in store::remove_stale_temps(dir) {
+                    self.report(format!(
+                        "removed {}, left by an interrupted write",
+                        p.display()
+                    ));
+                }
+            }
+        }
         self.recover_journals(locked)
     }
 

@@ -291,6 +291,54 @@ pub fn atomic_write_all_modes(files: &[(&Path, &[u8], u32)]) -> Result<(), (Path
     Ok(())
 }
 
+/// The writer's pid of a temporary name [`create_temp`] makes
+/// (`.NAME.tmpPID` or `.NAME.tmpPID.K`), `None` for any other name.
+fn temp_writer(file_name: &str) -> Option<i32> {
+    let rest = file_name.strip_prefix('.')?;
+    let (name, tail) = rest.rsplit_once(".tmp")?;
+    if name.is_empty() {
+        return None;
+    }
+    let pid = match tail.split_once('.') {
+        Some((pid, k)) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) => pid,
+        Some(_) => return None,
+        None => tail,
+    };
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok().filter(|p: &i32| *p > 0)
+}
+
+/// Removes the temporary files of atomic writes ([`atomic_write`] and
+/// friends) in `dir` whose writer is gone: a process killed between
+/// creating its temporary file and renaming it leaves `.NAME.tmpPID`
+/// behind, which nothing else would ever remove. A file whose writer pid
+/// is alive (kill(pid, 0) is not ESRCH) is left alone: that write may be
+/// in progress. Returns the files removed; a directory that cannot be read
+/// has none.
+pub fn remove_stale_temps(dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return removed;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(temp_writer) else {
+            continue;
+        };
+        let gone = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        let is_file = e.file_type().is_ok_and(|t| t.is_file());
+        if gone && is_file && fs::remove_file(e.path()).is_ok() {
+            removed.push(e.path());
+        }
+    }
+    removed
+}
+
 /// How many temporary names [`replace_file`] tries before giving up.
 const TEMP_NAME_TRIES: u32 = 16;
 

@@ -366,3 +366,54 @@ fn status_file_errors_read_file_line_column() {
     assert!(col.parse::<usize>().is_ok(), "{e}");
     assert!(rest.starts_with("invalid network definition: "), "{e}");
 }
+
+#[test]
+fn temporary_names_and_their_writers() {
+    assert_eq!(temp_writer(".load0.xml.tmp31274"), Some(31274));
+    assert_eq!(temp_writer(".net.xml.tmp12.3"), Some(12));
+    assert_eq!(temp_writer(".a.tmp.b.tmp7"), Some(7));
+    for other in [
+        "load0.xml",
+        "load0.xml.tmp5",
+        ".tmp5",
+        ".x.tmp",
+        ".x.tmp5.",
+        ".x.tmp5.k",
+        ".x.tmpabc",
+        ".x.tmp0",
+        ".x.tmp-1",
+    ] {
+        assert_eq!(temp_writer(other), None, "{other}");
+    }
+}
+
+#[test]
+fn temporary_files_of_dead_writers_are_removed_and_no_others() {
+    let d = tempfile::tempdir().unwrap();
+    // A pid that is surely gone: a child that has been reaped.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let me = std::process::id();
+    let stale = d.path().join(format!(".load0.xml.tmp{dead}"));
+    let stale_k = d.path().join(format!(".s.xml.tmp{dead}.2"));
+    let live = d.path().join(format!(".load1.xml.tmp{me}"));
+    let plain = d.path().join("load0.xml");
+    let dir_named = d.path().join(format!(".dir.tmp{dead}"));
+    for p in [&stale, &stale_k, &live, &plain] {
+        std::fs::write(p, "x").unwrap();
+    }
+    std::fs::create_dir(&dir_named).unwrap();
+    let mut removed = remove_stale_temps(d.path());
+    removed.sort();
+    let mut want = vec![stale.clone(), stale_k.clone()];
+    want.sort();
+    assert_eq!(removed, want);
+    assert!(!stale.exists() && !stale_k.exists());
+    assert!(
+        live.exists(),
+        "a write of a live process may be in progress"
+    );
+    assert!(plain.exists() && dir_named.exists());
+    assert!(remove_stale_temps(&d.path().join("missing")).is_empty());
+}
