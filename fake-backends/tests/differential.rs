@@ -392,7 +392,10 @@ fn tc_batch_matches_the_real_tool() {
                 env: Vec::new(),
             })
             .unwrap();
-        (real, sim)
+        (
+            without_traffic_counters(real),
+            without_traffic_counters(sim),
+        )
     };
     let (real, sim) = run_both(&words("ip link add virbr0 type bridge"), None);
     assert!(real.success() && sim.success(), "{real:?} {sim:?}");
@@ -633,8 +636,8 @@ fn tc_qos_streams_match_the_real_tool() {
     ];
     let mut bad = Vec::new();
     for line in script {
-        let real = ns.run(&words(line));
-        let sim = run_fake(line);
+        let real = without_traffic_counters(ns.run(&words(line)));
+        let sim = without_traffic_counters(run_fake(line));
         if real != sim {
             bad.push(format!("`{line}`\n   real: {real:?}\n   fake: {sim:?}"));
         }
@@ -645,4 +648,30 @@ fn tc_qos_streams_match_the_real_tool() {
         bad.len(),
         bad.join("\n")
     );
+}
+
+/// `out` with the value of htb's `direct_packets_stat N` replaced by `N`.
+///
+/// It counts the packets that went through the root qdisc without a class:
+/// it depends on the traffic the kernel itself sends on an up bridge (an
+/// IPv6 or multicast packet, at a moment no command decides), not on the
+/// commands. CI once saw 1 on the kernel where the simulator prints 0.
+/// Every other word of the listing is still compared.
+fn without_traffic_counters(mut out: virtnet_runner::Output) -> virtnet_runner::Output {
+    let mut after_stat = false;
+    out.stdout = out
+        .stdout
+        .split(' ')
+        .map(|w| {
+            let masked = after_stat && !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit());
+            after_stat = w == "direct_packets_stat";
+            if masked {
+                "N"
+            } else {
+                w
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    out
 }
