@@ -297,6 +297,10 @@ struct Report {
     kernel: String,
     cpu_model: String,
     online_cpus: usize,
+    /// `release` (what users run) or `debug` (`cargo xtask`: the
+    /// workspace's own code less optimised, which shows in the time
+    /// outside commands and in the in-process route read).
+    build: String,
     load_average_at_start: String,
     /// `/proc/loadavg` when the last layout's run is over.
     load_average_at_end: String,
@@ -650,7 +654,8 @@ fn targets(runs: &[LayoutRun], backend: Backend) -> Vec<String> {
 
 fn print_text(r: &Report) {
     println!(
-        "bench --real: kernel {}, {} x {}, load average at start {}, at end {}{}",
+        "bench --real: {} build, kernel {}, {} x {}, load average at start {}, at end {}{}",
+        r.build,
         r.kernel.trim(),
         r.online_cpus,
         r.cpu_model,
@@ -705,9 +710,23 @@ fn print_text(r: &Report) {
     }
 }
 
+/// The profile this bench was built with.
+const BUILD: &str = if cfg!(debug_assertions) {
+    "debug"
+} else {
+    "release"
+};
+
 /// Runs the benchmark; the exit status (0 ran, 1 failed, 2 could not run).
 pub fn run(args: &RealBenchArgs) -> u8 {
     if !crate::realns::inside() {
+        if BUILD == "debug" {
+            eprintln!(
+                "bench --real: this is a debug build (`cargo xtask`): the driver's own work \
+                 is slower than in what users run; for figures to compare, run \
+                 `cargo xtask-release bench --real ...`"
+            );
+        }
         return crate::realns::reexec("bench", &args.argv());
     }
     if let Some(code) = crate::realns::reap_as_init("bench") {
@@ -763,6 +782,7 @@ pub fn run(args: &RealBenchArgs) -> u8 {
         online_cpus: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
+        build: BUILD.to_string(),
         load_average_at_start: load,
         load_average_at_end: read("/proc/loadavg"),
         dnsmasq: args.dnsmasq,
