@@ -52,6 +52,13 @@ fn setup(dir: &Path, backend: &str) {
         &["net-define", &dir.join("zeta.xml").display().to_string()],
     );
     ok(dir, &["net-start", "default"]);
+    // The start used the backend network.conf chose: its saved removal
+    // plan says so.
+    let status = std::fs::read_to_string(dir.join("run/default.xml")).unwrap();
+    assert!(
+        status.contains(&format!("<firewall name='fwRemoval' backend='{backend}'>")),
+        "{status}"
+    );
     ok(dir, &["net-autostart", "Zeta"]);
     let out = ok(
         dir,
