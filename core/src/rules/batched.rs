@@ -527,6 +527,44 @@ pub fn is_batched_nft_plan(plan: &Firewall) -> bool {
             .any(|c| is_batched_removal(c.layer(), c.args()))
 }
 
+/// Whether a saved removal plan is the batched layout's with iptables
+/// (some command names one of its `VIRTNET_*` chains).
+pub fn is_batched_ipt_plan(plan: &Firewall) -> bool {
+    plan.backend() == Backend::Iptables
+        && plan
+            .action_cmds()
+            .any(|c| is_batched_removal(c.layer(), c.args()))
+}
+
+/// What a start of `def` with iptables in the batched layout sends, given
+/// purely by the definition: the per-family `iptables-restore --noflush`
+/// inputs ([`ipt_network_inputs`]) and libvirt's IGNORE_ERRORS commands
+/// run one by one (the checksum rule: layer, arguments without the
+/// binary). What the drift check compares the host with. `def` may be
+/// completed as at a start (default NAT port range).
+pub struct IptExpected {
+    pub inputs: [(Layer, String); 2],
+    pub ignore_errors: Vec<(Layer, Vec<String>)>,
+}
+
+/// See [`IptExpected`].
+pub fn ipt_expected(def: &mut NetworkDef) -> Result<IptExpected, RulesError> {
+    let br = bridge_of(def)?;
+    let plan = iptables::network_rules(def)?;
+    let inputs = ipt_network_inputs(&plan, &br)?;
+    let ignore_errors = plan
+        .groups()
+        .iter()
+        .filter(|g| g.flags().contains(TransactionFlags::IGNORE_ERRORS))
+        .flat_map(|g| g.actions())
+        .map(|c| (c.layer(), c.args().to_vec()))
+        .collect();
+    Ok(IptExpected {
+        inputs,
+        ignore_errors,
+    })
+}
+
 /// The per-network iptables chain for libvirt chain `chain`.
 fn ipt_chain(br: &str, chain: &str) -> String {
     let short = chain.strip_prefix("LIBVIRT_").unwrap_or(chain);
@@ -809,7 +847,7 @@ fn tc_batch_undo(program: &str, input: &str) -> Vec<Vec<String>> {
 
 /// Whether a saved removal command belongs to the batched layout (names
 /// its nft table or one of its iptables chains; libvirt's plans never do).
-fn is_batched_removal(layer: Layer, args: &[String]) -> bool {
+pub fn is_batched_removal(layer: Layer, args: &[String]) -> bool {
     match layer {
         Layer::Ipv4 | Layer::Ipv6 => {
             args.get(3).is_some_and(|t| t == NFT_TABLE)
