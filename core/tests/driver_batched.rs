@@ -1015,3 +1015,31 @@ fn reconcile_of_batched_iptables_redoes_other_layouts_and_backends() {
         assert_eq!(rep.intact, ["default", "second"], "{rep:?}");
     }
 }
+
+/// A saved plan that is not exactly the removal of the batch the
+/// definition gives (edited, or of another version) is never taken for
+/// intact, though the host's chains are as the definition gives them.
+#[test]
+fn reconcile_of_batched_iptables_redoes_a_plan_the_definition_does_not_imply() {
+    for (what, from, to) in [
+        (
+            "chain deletion",
+            "<item>--delete-chain</item>",
+            "<item>--flush</item>",
+        ),
+        ("checksum rule", "<item>68</item>", "<item>69</item>"),
+    ] {
+        let env = Env::new();
+        let d = two_batched_ipt_networks(&env, Layout::Batched);
+        drop(d);
+        let path = env.state_dir().join("second.xml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{what}: {text}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+        let d = driver(&env, Backend::Iptables, Layout::Batched);
+        let rep = d.reconcile().unwrap();
+        assert!(rep.problems.is_empty(), "{what}: {rep:?}");
+        assert_eq!(rep.intact, ["default"], "{what}: {rep:?}");
+        assert!(!d.check(None).unwrap().drifted(), "{what}");
+    }
+}
