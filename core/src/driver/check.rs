@@ -1075,11 +1075,15 @@ fn inspect_ipt_batched(
             .saved(runner, *layer)?
             .and_then(|s| s.chain(table, chain));
         let Some(listed) = listed else {
-            check.drift.push(Drift {
-                kind: DriftKind::Missing,
-                expected: cmd_line(*layer, table, "--new-chain", chain, &[]),
-                found: None,
-            });
+            // The chain is gone: each of its rules is missing.
+            for rule in rules {
+                let words: Vec<String> = rule.split_whitespace().map(str::to_string).collect();
+                check.drift.push(Drift {
+                    kind: DriftKind::Missing,
+                    expected: cmd_line(*layer, table, "--append", chain, &words),
+                    found: None,
+                });
+            }
             continue;
         };
         for (i, rule) in rules.iter().enumerate() {
