@@ -63,10 +63,12 @@
 //! whose rule is missing or altered is never deleted: after a flush the
 //! kernel may have given it to another rule; a batched plan's elements
 //! and chains still there are deleted, intact or not — their keys and
-//! names are the network's own), then — after the private chains (or the
-//! batched layout's shared part) were set up again with the configured
-//! backend (libvirt's forced setup, as on a firewalld reload) — a fresh
-//! add, journaled and saved like a reload. Then the check runs again.
+//! names are the network's own; a batched iptables plan is run whole:
+//! each command names its rule by content or its own chain), then —
+//! after the private chains (or the batched layout's shared part) were
+//! set up again with the configured backend (libvirt's forced setup, as
+//! on a firewalld reload) — a fresh add, journaled and saved like a
+//! reload. Then the check runs again.
 
 use std::sync::Mutex;
 

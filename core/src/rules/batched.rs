@@ -72,9 +72,9 @@
 //! can be deleted with its rules once no element refers to it), or
 //! `iptables -w --table T --delete LIBVIRT_X KEY --jump C`, `--flush C`,
 //! `--delete-chain C`. Destroy, daemon restart (remove + add with the
-//! configured backend and layout — with nftables only for a network found
-//! drifted or saved with another layout or backend: an intact one is kept,
-//! see `Driver::reconcile`), a backend or layout switch and libvirt
+//! configured backend and layout — only for a network found drifted or
+//! saved with another layout or backend: an intact one is kept, see
+//! `Driver::reconcile`), a backend or layout switch and libvirt
 //! 11.3.0 (which replays the saved plan as it finds it) therefore remove
 //! exactly what the start added. The plan is derived from the script
 //! itself ([`batch_removal`]), and the driver's journal derives the undo
@@ -87,7 +87,10 @@
 //! and a daemon restart cost O(1) processes per network; libvirt's plans
 //! are never run that way. Having no rule handle, a batched nftables plan
 //! is checked for drift against the script the definition gives
-//! ([`nft_expected_script`], compared in `driver::check`).
+//! ([`nft_expected_script`], compared in `driver::check`); a batched
+//! iptables plan against the restore inputs the definition gives
+//! ([`ipt_expected`], compared with one `iptables-save` per family through
+//! [`super::ipt_save`]).
 //!
 //! Restrictions: batched starts of one driver are serialised (the shared
 //! part's state is held while a start runs; each start is a single
