@@ -733,3 +733,313 @@ fn reconcile_of_batched_nftables_redoes_only_what_drifted() {
     assert!(rep.intact.is_empty(), "{rep:?}");
     assert!(!d.check(None).unwrap().drifted());
 }
+
+/// `default` (nat-default, IPv4 only, on virbr0) and `second` (nat-ipv6,
+/// both families, on virbr9), started with the batched layout and
+/// iptables.
+fn two_batched_ipt_networks(env: &Env, layout: Layout) -> Driver {
+    let d = driver(env, Backend::Iptables, layout);
+    d.define(&capture_net("nat-default")).unwrap();
+    let second = capture_net("nat-ipv6")
+        .replace("<name>default</name>", "<name>second</name>")
+        .replace("virbr0", "virbr9")
+        .replace("192.168.122.", "192.168.50.")
+        .replace("2001:db8:ca2:2:", "2001:db8:ca2:9:");
+    d.define(&strip_uuid_mac(&second)).unwrap();
+    d.start("default").unwrap();
+    d.start("second").unwrap();
+    d
+}
+
+fn host_run(env: &Env, line: &str) {
+    use virtnet_runner::Runner;
+    let argv: Vec<&str> = line.split_whitespace().collect();
+    env.host
+        .run_argv_checked(&argv)
+        .unwrap_or_else(|e| panic!("{line}: {e}"));
+}
+
+/// Both families' iptables rules and chains, sorted (a re-add puts the
+/// jumps of a network before the other's) but for the rules of the own
+/// `VIRTNET_*` chains, which keep their order.
+fn ipt_sorted(env: &Env) -> Vec<String> {
+    let mut keyed: Vec<((String, String), String)> = [
+        virtnet_fake::Section::Iptables,
+        virtnet_fake::Section::Ip6tables,
+    ]
+    .into_iter()
+    .flat_map(|s| {
+        env.state()
+            .dump_section(s)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    })
+    .filter(|l| !l.starts_with('#'))
+    .enumerate()
+    .map(|(i, line)| {
+        let key = match line.strip_prefix("-A VIRTNET_") {
+            Some(rest) => (
+                format!("-A VIRTNET_{}", rest.split(' ').next().unwrap_or("")),
+                format!("{i:06}"),
+            ),
+            None => (line.clone(), String::new()),
+        };
+        (key, line)
+    })
+    .collect();
+    keyed.sort();
+    keyed.into_iter().map(|(_, l)| l).collect()
+}
+
+/// A daemon start with the batched layout and iptables keeps intact
+/// networks as they are: one `iptables-save`, one `ip6tables-save` (a
+/// network has IPv6 rules), no restore, no status write, no journal.
+#[test]
+fn reconcile_of_batched_iptables_keeps_intact_networks() {
+    let env = Env::new();
+    let d = two_batched_ipt_networks(&env, Layout::Batched);
+    drop(d);
+    let status = |name: &str| env.state_dir().join(format!("{name}.xml"));
+    let saved: Vec<(Vec<u8>, std::time::SystemTime)> = ["default", "second"]
+        .iter()
+        .map(|n| {
+            (
+                std::fs::read(status(n)).unwrap(),
+                std::fs::metadata(status(n)).unwrap().modified().unwrap(),
+            )
+        })
+        .collect();
+    let before = ipt_sorted(&env);
+    env.host.take_records();
+    let d = driver(&env, Backend::Iptables, Layout::Batched);
+    let rep = d.reconcile().unwrap();
+    assert!(rep.problems.is_empty(), "{rep:?}");
+    assert_eq!(rep.intact, ["default", "second"], "{rep:?}");
+    assert_eq!(rep.reloaded, ["default", "second"], "{rep:?}");
+    let cmds: Vec<String> = env
+        .host
+        .take_records()
+        .iter()
+        .map(|r| r.cmd.argv.join(" "))
+        .collect();
+    let count = |p: &str| cmds.iter().filter(|c| c.starts_with(p)).count();
+    assert_eq!(count("iptables-save"), 1, "{cmds:#?}");
+    assert_eq!(count("ip6tables-save"), 1, "{cmds:#?}");
+    assert_eq!(count("iptables-restore"), 0, "{cmds:#?}");
+    assert_eq!(count("ip6tables-restore"), 0, "{cmds:#?}");
+    // Nothing changed by a command of its own (the private chains' setup
+    // only lists them).
+    assert!(
+        !cmds
+            .iter()
+            .any(|c| c.contains("VIRTNET_") || c.contains(" --insert ") || c.contains(" --delete")),
+        "{cmds:#?}"
+    );
+    assert_eq!(ipt_sorted(&env), before);
+    for (i, n) in ["default", "second"].iter().enumerate() {
+        assert_eq!(std::fs::read(status(n)).unwrap(), saved[i].0, "{n}");
+        assert_eq!(
+            std::fs::metadata(status(n)).unwrap().modified().unwrap(),
+            saved[i].1,
+            "{n}"
+        );
+    }
+    assert!(d.pending_journals().is_empty());
+    assert!(!d.check(None).unwrap().drifted());
+
+    // IPv4 only: no ip6tables-save at all.
+    let env = Env::new();
+    let d = driver(&env, Backend::Iptables, Layout::Batched);
+    d.define(&capture_net("nat-default")).unwrap();
+    d.start("default").unwrap();
+    drop(d);
+    env.host.take_records();
+    let d = driver(&env, Backend::Iptables, Layout::Batched);
+    let rep = d.reconcile().unwrap();
+    assert_eq!(rep.intact, ["default"], "{rep:?}");
+    let cmds: Vec<String> = env
+        .host
+        .take_records()
+        .iter()
+        .map(|r| r.cmd.argv.join(" "))
+        .collect();
+    assert_eq!(
+        cmds.iter()
+            .filter(|c| c.starts_with("iptables-save"))
+            .count(),
+        1,
+        "{cmds:#?}"
+    );
+    assert!(
+        !cmds.iter().any(|c| c.starts_with("ip6tables-save")),
+        "{cmds:#?}"
+    );
+}
+
+/// Each change to `second`'s rules makes it drifted: the restart removes
+/// and adds it again (and only it), and the host ends as the starts left
+/// it; `default` is kept.
+#[test]
+fn reconcile_of_batched_iptables_redoes_only_what_drifted() {
+    let drifts: &[(&str, &[&str])] = &[
+        ("rule deleted", &["iptables -w -t filter -D VIRTNET_virbr9_FWI 1"]),
+        (
+            "rule altered",
+            &["iptables -w -t filter -R VIRTNET_virbr9_FWO 1 --source 192.168.51.0/24 --in-interface virbr9 --jump ACCEPT"],
+        ),
+        (
+            "target altered",
+            &["iptables -w -t filter -R VIRTNET_virbr9_FWI 2 --out-interface virbr9 --jump DROP"],
+        ),
+        (
+            "rules reordered",
+            &[
+                "iptables -w -t filter -D VIRTNET_virbr9_FWI 2",
+                "iptables -w -t filter -I VIRTNET_virbr9_FWI 1 --out-interface virbr9 --jump REJECT",
+            ],
+        ),
+        (
+            "jump gone",
+            &["iptables -w -t filter -D LIBVIRT_FWI --out-interface virbr9 --jump VIRTNET_virbr9_FWI"],
+        ),
+        (
+            "nat jump gone",
+            &["iptables -w -t nat -D LIBVIRT_PRT --source 192.168.50.0/24 --jump VIRTNET_virbr9_PRT"],
+        ),
+        (
+            "extra rule",
+            &["iptables -w -t filter -A VIRTNET_virbr9_INP --jump ACCEPT"],
+        ),
+        (
+            "chain gone",
+            &[
+                "iptables -w -t nat -D LIBVIRT_PRT --source 192.168.50.0/24 --jump VIRTNET_virbr9_PRT",
+                "iptables -w -t nat -F VIRTNET_virbr9_PRT",
+                "iptables -w -t nat -X VIRTNET_virbr9_PRT",
+            ],
+        ),
+        (
+            "checksum gone",
+            &["iptables -w -t mangle -D LIBVIRT_PRT --out-interface virbr9 --protocol udp --destination-port 68 --jump CHECKSUM --checksum-fill"],
+        ),
+        ("ipv6 rule deleted", &["ip6tables -w -t filter -D VIRTNET_virbr9_FWO 1"]),
+        (
+            "ipv6 jump gone",
+            &["ip6tables -w -t filter -D LIBVIRT_OUT --out-interface virbr9 --jump VIRTNET_virbr9_OUT"],
+        ),
+    ];
+    for (what, cmds) in drifts {
+        let env = Env::new();
+        let d = two_batched_ipt_networks(&env, Layout::Batched);
+        drop(d);
+        let before = ipt_sorted(&env);
+        for c in *cmds {
+            host_run(&env, c);
+        }
+        assert_ne!(ipt_sorted(&env), before, "{what}");
+        env.host.take_records();
+        let d = driver(&env, Backend::Iptables, Layout::Batched);
+        let rep = d.reconcile().unwrap();
+        assert!(rep.problems.is_empty(), "{what}: {rep:?}");
+        assert_eq!(rep.intact, ["default"], "{what}: {rep:?}");
+        assert_eq!(rep.reloaded, ["default", "second"], "{what}: {rep:?}");
+        let records = env.host.take_records();
+        let restores: Vec<String> = records
+            .iter()
+            .filter(|r| r.cmd.argv[0].ends_with("-restore"))
+            .map(|r| r.cmd.stdin.clone().unwrap_or_default())
+            .collect();
+        // second's removal and add, per family; nothing of default.
+        assert_eq!(restores.len(), 4, "{what}: {restores:#?}");
+        assert!(
+            restores
+                .iter()
+                .all(|s| s.contains("virbr9") && !s.contains("virbr0")),
+            "{what}: {restores:#?}"
+        );
+        assert_eq!(ipt_sorted(&env), before, "{what}");
+        assert!(!d.check(None).unwrap().drifted(), "{what}");
+        // Restarted again: both intact.
+        drop(d);
+        let d = driver(&env, Backend::Iptables, Layout::Batched);
+        let rep = d.reconcile().unwrap();
+        assert_eq!(rep.intact, ["default", "second"], "{what}: {rep:?}");
+    }
+}
+
+/// A network started with libvirt's layout (or with nftables) is never
+/// kept by a batched iptables restart: it is re-added in the batched
+/// layout, and what the first start added is gone.
+#[test]
+fn reconcile_of_batched_iptables_redoes_other_layouts_and_backends() {
+    for (backend, layout) in [
+        (Backend::Iptables, Layout::Libvirt),
+        (Backend::Nftables, Layout::Batched),
+    ] {
+        let env = Env::new();
+        let d = two_batched_ipt_networks(&env, layout);
+        drop(d);
+        if backend == Backend::Nftables {
+            // Started again with nftables batched instead.
+            let d = driver(&env, Backend::Iptables, layout);
+            d.destroy("default").unwrap();
+            drop(d);
+            let d = driver(&env, Backend::Nftables, Layout::Batched);
+            d.start("default").unwrap();
+        }
+        let d = driver(&env, Backend::Iptables, Layout::Batched);
+        let rep = d.reconcile().unwrap();
+        assert!(rep.problems.is_empty(), "{rep:?}");
+        let expect_intact: &[&str] = if layout == Layout::Libvirt {
+            &[]
+        } else {
+            &["second"]
+        };
+        assert_eq!(rep.intact, expect_intact, "{backend:?} {layout:?}: {rep:?}");
+        assert_eq!(rep.reloaded.len(), 2, "{rep:?}");
+        let rs = ruleset(&env);
+        assert!(
+            !rs.contains("virtnet_batched") || !rs.contains("net_virbr0"),
+            "{rs}"
+        );
+        let ipt = ipt_sorted(&env).join("\n");
+        assert!(ipt.contains("VIRTNET_virbr0_FWI"), "{ipt}");
+        // libvirt's layout's rules of default are gone (none outside its
+        // own chains names its network but the jumps).
+        assert!(!ipt.contains("-A LIBVIRT_FWI -d 192.168.122.0/24"), "{ipt}");
+        assert!(!d.check(None).unwrap().drifted());
+        drop(d);
+        let d = driver(&env, Backend::Iptables, Layout::Batched);
+        let rep = d.reconcile().unwrap();
+        assert_eq!(rep.intact, ["default", "second"], "{rep:?}");
+    }
+}
+
+/// A saved plan that is not exactly the removal of the batch the
+/// definition gives (edited, or of another version) is never taken for
+/// intact, though the host's chains are as the definition gives them.
+#[test]
+fn reconcile_of_batched_iptables_redoes_a_plan_the_definition_does_not_imply() {
+    for (what, from, to) in [
+        (
+            "chain deletion",
+            "<item>--delete-chain</item>",
+            "<item>--flush</item>",
+        ),
+        ("checksum rule", "<item>68</item>", "<item>69</item>"),
+    ] {
+        let env = Env::new();
+        let d = two_batched_ipt_networks(&env, Layout::Batched);
+        drop(d);
+        let path = env.state_dir().join("second.xml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{what}: {text}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+        let d = driver(&env, Backend::Iptables, Layout::Batched);
+        let rep = d.reconcile().unwrap();
+        assert!(rep.problems.is_empty(), "{what}: {rep:?}");
+        assert_eq!(rep.intact, ["default"], "{what}: {rep:?}");
+        assert!(!d.check(None).unwrap().drifted(), "{what}");
+    }
+}

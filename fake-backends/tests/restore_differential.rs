@@ -4,7 +4,8 @@
 //! exit status, stdout and stderr, and the final `iptables-save` /
 //! `ip6tables-save`. Covers a successful restore, a failure in a later
 //! table section (earlier sections stay committed), a section without
-//! `COMMIT`, a redeclared chain (flushed) and deletions.
+//! `COMMIT`, a redeclared chain (flushed) and deletions; and how a SNAT
+//! range of one address / one port is listed.
 //!
 //! Needs root and the real tools; otherwise prints "skipped: <why>".
 
@@ -104,6 +105,23 @@ fn restore_noflush_matches_the_real_tool() {
         ("iptables-restore --noflush", Some(NO_COMMIT)),
         ("iptables-restore --noflush", Some(REDECLARE)),
         ("ip6tables-restore --noflush", Some(V6)),
+        // A NAT range of one address / one port is listed as that one.
+        (
+            "iptables -w -t nat -A LIBVIRT_PRT -s 10.0.0.0/24 -p tcp -j SNAT --to-source 1.2.3.4-1.2.3.4:100-100",
+            None,
+        ),
+        (
+            "iptables -w -t nat -A LIBVIRT_PRT -s 10.0.0.0/24 -j SNAT --to-source 1.2.3.4-1.2.3.4",
+            None,
+        ),
+        (
+            "ip6tables -w -t nat -A POSTROUTING -p udp -j SNAT --to-source [2001:db8::1-2001:db8::1]:7-9",
+            None,
+        ),
+        (
+            "ip6tables -w -t nat -A POSTROUTING -j SNAT --to-source 2001:db8::1-2001:db8::2",
+            None,
+        ),
     ]);
     let bad = differential("restore", &script);
     assert!(

@@ -7,7 +7,9 @@
 //! removal plan leaves the baseline and what libvirt keeps on purpose.
 //! The same for the batched layout: with nftables the network's own
 //! chains and map elements are compared with its definition and the
-//! layout's shared part stands for the private chains.
+//! layout's shared part stands for the private chains; with iptables its
+//! own chains (every rule reported when a chain is gone), jumps and
+//! checksum rule are compared with one `iptables-save` per family.
 
 use virtnet_core::firewall::Backend;
 use virtnet_core::rules;

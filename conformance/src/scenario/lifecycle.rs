@@ -116,9 +116,9 @@ pub(super) fn op_restart(ctx: &Ctx, backend: Backend) -> CheckResult<()> {
     if rules::has_firewall_rules(&ctx.case.def) && !rep.reloaded.contains(&name) {
         return fail(format!("reconcile did not reload {name}: {rep:?}"));
     }
-    // The batched layout with nftables keeps an intact network as it is;
-    // every other layout/backend reloads it.
-    let keeps = ctx.layout == Layout::Batched && backend == Backend::Nftables;
+    // The batched layout (nftables or iptables) keeps an intact network
+    // as it is; libvirt's layout reloads it.
+    let keeps = ctx.layout == Layout::Batched;
     let with_plan = d2
         .status(&name)
         .and_then(|st| st.fw_removal)

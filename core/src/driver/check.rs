@@ -5,7 +5,7 @@
 //! What is compared, per active network with firewall rules, using only
 //! read-only host queries:
 //!
-//! * iptables plans: every `--delete` command of the saved removal plan
+//! * iptables plans of libvirt's layout: every `--delete` command of the saved removal plan
 //!   names one rule the start added; it is turned into `--check` (`-C`),
 //!   so iptables itself says whether that exact rule is there. A rule that
 //!   was changed is reported missing (its expected form is gone).
@@ -21,7 +21,7 @@
 //!   chains, no handle. The network's script is regenerated purely from
 //!   the status's definition ([`batched::nft_expected_script`]) and
 //!   compared with one `nft -a list table FAMILY virtnet_batched` per
-//!   family (shared by all networks of the check, `NftListings`): every
+//!   family (shared by all networks of the check, `Listings`): every
 //!   rule of its own chains `net_BR_in|out|nat` in order, after
 //!   [`normalize_nft_rule`] (a rule that differs is altered, one that
 //!   lacks is missing, one more than the definition gives is reported
@@ -31,6 +31,22 @@
 //!   chains with their type and hook, maps, dispatch rules) is compared
 //!   the same way. A daemon start uses the same comparison to keep the
 //!   intact networks ([`super::Driver::reconcile`]).
+//! * iptables plans of the batched layout (their commands name its
+//!   `VIRTNET_*` chains, [`batched::is_batched_ipt_plan`]): the batch is
+//!   regenerated purely from the status's definition
+//!   ([`batched::ipt_expected`]); the saved plan must be exactly the
+//!   removal that batch implies (else: drift). Compared with one
+//!   `iptables-save` / `ip6tables-save` per family (shared, `Listings`;
+//!   the IPv6 one only taken for a network with IPv6 rules): each own
+//!   chain `VIRTNET_BR_XXX` holds exactly the expected rules in order —
+//!   each put in the form iptables-save lists it by
+//!   [`crate::rules::ipt_save::canonical_rule`], which refuses (= drift)
+//!   anything outside the generator's vocabulary — every jump from
+//!   libvirt's chains is there, and so is each checksum rule the saved
+//!   plan removes (one whose add failed is not in the plan and not
+//!   expected). Other chains' rules (foreign, other networks) and
+//!   counters are not looked at. A daemon start uses the same comparison
+//!   to keep the intact networks.
 //! * the private chains of the backends in use (libvirt's `LIBVIRT_*`
 //!   chains and their jumps, or the `libvirt_network` tables and base
 //!   chains): the private-chain setup plan is run with a runner that runs
@@ -47,10 +63,12 @@
 //! whose rule is missing or altered is never deleted: after a flush the
 //! kernel may have given it to another rule; a batched plan's elements
 //! and chains still there are deleted, intact or not — their keys and
-//! names are the network's own), then — after the private chains (or the
-//! batched layout's shared part) were set up again with the configured
-//! backend (libvirt's forced setup, as on a firewalld reload) — a fresh
-//! add, journaled and saved like a reload. Then the check runs again.
+//! names are the network's own; a batched iptables plan is run whole:
+//! each command names its rule by content or its own chain), then —
+//! after the private chains (or the batched layout's shared part) were
+//! set up again with the configured backend (libvirt's forced setup, as
+//! on a firewalld reload) — a fresh add, journaled and saved like a
+//! reload. Then the check runs again.
 
 use std::sync::Mutex;
 
@@ -60,6 +78,7 @@ use crate::firewall::{full_argv, Backend, Firewall, Layer, TransactionFlags};
 use crate::netxml::NetworkDef;
 use crate::rules;
 use crate::rules::batched;
+use crate::rules::ipt_save::{canonical_rule, SavedTables};
 use crate::store::NetworkStatus;
 use virtnet_runner::{Cmd, Output, RunError, Runner};
 
@@ -277,7 +296,7 @@ pub(crate) fn private_chain_drift(
 pub(crate) fn inspect(
     st: &NetworkStatus,
     runner: &dyn Runner,
-    listings: &mut NftListings,
+    listings: &mut Listings,
 ) -> Result<Inspection, RunError> {
     let name = st.def.name.clone();
     let Some(plan) = st.fw_removal.as_ref() else {
@@ -305,6 +324,9 @@ pub(crate) fn inspect(
     let mut intact = Firewall::new(backend);
     intact.start_transaction(TransactionFlags::IGNORE_ERRORS);
     match backend {
+        Backend::Iptables if batched::is_batched_ipt_plan(plan) => {
+            inspect_ipt_batched(st, plan, runner, listings, &mut check, &mut intact)?
+        }
         Backend::Iptables | Backend::None => {
             for cmd in plan.action_cmds() {
                 if !cmd.args().iter().any(|a| a == "--delete" || a == "-D") {
@@ -601,17 +623,45 @@ fn parse_table_listing(listing: &str) -> ListedTable {
     t
 }
 
-/// The nft tables of the batched layout, each listed once (`nft -a list
-/// table FAMILY virtnet_batched`) however many networks are compared with
-/// it; `None`: no such table (the listing failed).
+/// The host listings the batched layout's networks are compared with,
+/// each taken once however many networks are compared: the nft tables
+/// (`nft -a list table FAMILY virtnet_batched`; `None`: no such table, the
+/// listing failed) and, with iptables, one `iptables-save` /
+/// `ip6tables-save` per family (taken only when a network needs that
+/// family; `None`: the listing failed).
 #[derive(Debug, Default)]
-pub(crate) struct NftListings {
+pub(crate) struct Listings {
     tables: Vec<(String, Option<ListedTable>)>,
+    saves: Vec<(Layer, Option<SavedTables>)>,
 }
 
-impl NftListings {
+impl Listings {
     pub(crate) fn new() -> Self {
         Self::default()
+    }
+
+    /// The `iptables-save` (`ip6tables-save`) of `layer`, listed at the
+    /// first call.
+    fn saved(
+        &mut self,
+        runner: &dyn Runner,
+        layer: Layer,
+    ) -> Result<Option<&SavedTables>, RunError> {
+        if !self.saves.iter().any(|(l, _)| *l == layer) {
+            let prog = if layer == Layer::Ipv6 {
+                "ip6tables-save"
+            } else {
+                "iptables-save"
+            };
+            let out = runner.run(&Cmd::new([prog]))?;
+            let t = out.success().then(|| SavedTables::parse(&out.stdout));
+            self.saves.push((layer, t));
+        }
+        Ok(self
+            .saves
+            .iter()
+            .find(|(l, _)| *l == layer)
+            .and_then(|(_, t)| t.as_ref()))
     }
 
     /// The batched layout's table of `family` (listed at the first call).
@@ -707,7 +757,7 @@ fn script_line(line: &str) -> ScriptLine<'_> {
 fn compare_script(
     script: &str,
     runner: &dyn Runner,
-    listings: &mut NftListings,
+    listings: &mut Listings,
 ) -> Result<(Vec<Drift>, usize), RunError> {
     let mut drift = Vec::new();
     let mut checked = 0;
@@ -835,7 +885,7 @@ fn inspect_nft_batched(
     st: &NetworkStatus,
     plan: &Firewall,
     runner: &dyn Runner,
-    listings: &mut NftListings,
+    listings: &mut Listings,
     check: &mut NetworkCheck,
     intact: &mut Firewall,
 ) -> Result<(), RunError> {
@@ -883,6 +933,214 @@ fn inspect_nft_batched(
     Ok(())
 }
 
+/// The batched layout with iptables: the batch the definition gives
+/// ([`batched::ipt_expected`], regenerated purely from the status's
+/// definition) must be the one the saved plan removes (its batched
+/// commands are exactly [`batched::batch_removal`] of the expected inputs,
+/// in the order a start saves them; its other commands are deletions of
+/// the definition's IGNORE_ERRORS rules), and the host (one
+/// `iptables-save` / `ip6tables-save` per family, `listings`) must have:
+/// every own chain `VIRTNET_BR_XXX` with exactly the expected rules in
+/// order (as [`canonical_rule`] predicts iptables-save lists them; a rule
+/// it cannot predict is drift), every jump into libvirt's chains, and
+/// each checksum rule the saved plan removes (one the start could not add
+/// — the `CHECKSUM` target missing — is not in the plan and not
+/// expected). Other chains' rules are not looked at. The removal plan
+/// names every rule by its content and every chain by its own name, so
+/// a repair runs all of it (what is gone fails, ignored).
+fn inspect_ipt_batched(
+    st: &NetworkStatus,
+    plan: &Firewall,
+    runner: &dyn Runner,
+    listings: &mut Listings,
+    check: &mut NetworkCheck,
+    intact: &mut Firewall,
+) -> Result<(), RunError> {
+    for c in plan.action_cmds() {
+        intact.add_cmd(c.layer(), c.args().iter().cloned());
+    }
+    let mut def: NetworkDef = st.def.clone();
+    let expected = match batched::ipt_expected(&mut def) {
+        Ok(e) => e,
+        Err(e) => {
+            check.drift.push(Drift {
+                kind: DriftKind::NoPlan,
+                expected: format!("the rules of the definition cannot be generated: {e}"),
+                found: None,
+            });
+            return Ok(());
+        }
+    };
+    // The plan a start of this definition saves: the checksum deletions,
+    // then each family's batch removal, the last batch first.
+    let mut implied: Vec<(Layer, Vec<String>)> = Vec::new();
+    for (layer, input) in expected.inputs.iter().rev() {
+        if input.is_empty() {
+            continue;
+        }
+        let prog = batched::restore_cmd(*layer, input).argv[0].clone();
+        implied.extend(batched::batch_removal(&prog, input));
+    }
+    let saved: Vec<(Layer, Vec<String>)> = plan
+        .action_cmds()
+        .map(|c| (c.layer(), c.args().to_vec()))
+        .collect();
+    let (saved_batch, saved_other): (Vec<_>, Vec<_>) = saved
+        .into_iter()
+        .partition(|(l, a)| batched::is_batched_removal(*l, a));
+    if saved_batch != implied {
+        check.drift.push(Drift {
+            kind: DriftKind::Altered,
+            expected: "a saved removal plan that removes the batch the definition gives".into(),
+            found: Some(format!(
+                "{} batched removal command(s) that differ",
+                saved_batch.len()
+            )),
+        });
+    }
+    // What must be listed: (layer, table, chain, rule as a command line,
+    // its canonical text), own chains in full, others by presence.
+    let mut own: Vec<(Layer, String, String, Vec<String>)> = Vec::new();
+    let mut present: Vec<(Layer, String, String, Vec<String>)> = Vec::new();
+    for (layer, input) in &expected.inputs {
+        let mut table = String::new();
+        for line in input.lines() {
+            let w: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            if let Some(t) = line.strip_prefix('*') {
+                table = t.trim().to_string();
+            } else if let Some(c) = line.strip_prefix(':') {
+                let chain = c.split_whitespace().next().unwrap_or("").to_string();
+                own.push((*layer, table.clone(), chain, Vec::new()));
+            } else if let [op, chain, rule @ ..] = w.as_slice() {
+                match op.as_str() {
+                    "--append" => match own
+                        .iter_mut()
+                        .find(|(l, t, c, _)| l == layer && *t == table && c == chain)
+                    {
+                        Some(o) => o.3.push(rule.join(" ")),
+                        None => present.push((*layer, table.clone(), chain.clone(), rule.to_vec())),
+                    },
+                    "--insert" => {
+                        present.push((*layer, table.clone(), chain.clone(), rule.to_vec()))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    for (layer, args) in &saved_other {
+        // `--table T --delete CHAIN RULE...` of a rule the definition adds
+        // with IGNORE_ERRORS.
+        let known = match args.as_slice() {
+            [t, table, d, chain, rule @ ..] if t == "--table" && d == "--delete" => expected
+                .ignore_errors
+                .iter()
+                .any(|(l, a)| {
+                    l == layer
+                        && a.len() == args.len()
+                        && a[1] == *table
+                        && a[2] == "--insert"
+                        && a[3] == *chain
+                        && a[4..] == *rule
+                })
+                .then(|| (table.clone(), chain.clone(), rule.to_vec())),
+            _ => None,
+        };
+        match known {
+            Some((table, chain, rule)) => present.push((*layer, table, chain, rule)),
+            None => check.drift.push(Drift {
+                kind: DriftKind::Altered,
+                expected: "a saved removal plan that removes what the definition adds".into(),
+                found: Some(one_line(args)),
+            }),
+        }
+    }
+    let cmd_line = |layer: Layer, table: &str, op: &str, chain: &str, rule: &[String]| {
+        let mut argv = vec![
+            if layer == Layer::Ipv6 {
+                "ip6tables"
+            } else {
+                "iptables"
+            }
+            .to_string(),
+            "--table".into(),
+            table.to_string(),
+            op.to_string(),
+            chain.to_string(),
+        ];
+        argv.extend(rule.iter().cloned());
+        one_line(&argv)
+    };
+    for (layer, table, chain, rules) in &own {
+        check.checked += rules.len();
+        let listed = listings
+            .saved(runner, *layer)?
+            .and_then(|s| s.chain(table, chain));
+        let Some(listed) = listed else {
+            // The chain is gone: each of its rules is missing.
+            for rule in rules {
+                let words: Vec<String> = rule.split_whitespace().map(str::to_string).collect();
+                check.drift.push(Drift {
+                    kind: DriftKind::Missing,
+                    expected: cmd_line(*layer, table, "--append", chain, &words),
+                    found: None,
+                });
+            }
+            continue;
+        };
+        for (i, rule) in rules.iter().enumerate() {
+            let words: Vec<&str> = rule.split_whitespace().collect();
+            let expected = cmd_line(
+                *layer,
+                table,
+                "--append",
+                chain,
+                &words.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+            );
+            let canon = canonical_rule(*layer, &words);
+            match (listed.get(i), canon) {
+                (None, _) => check.drift.push(Drift {
+                    kind: DriftKind::Missing,
+                    expected,
+                    found: None,
+                }),
+                (Some(text), Some(c)) if *text == c => {}
+                (Some(text), _) => check.drift.push(Drift {
+                    kind: DriftKind::Altered,
+                    expected,
+                    found: Some(format!("-A {chain} {text}")),
+                }),
+            }
+        }
+        for text in listed.iter().skip(rules.len()) {
+            check.drift.push(Drift {
+                kind: DriftKind::Altered,
+                expected: format!("no rule after the {} of chain {table} {chain}", rules.len()),
+                found: Some(format!("-A {chain} {text}")),
+            });
+        }
+    }
+    for (layer, table, chain, rule) in &present {
+        check.checked += 1;
+        let canon = canonical_rule(*layer, rule);
+        let found = match canon {
+            Some(c) => listings
+                .saved(runner, *layer)?
+                .and_then(|s| s.chain(table, chain))
+                .is_some_and(|l| l.contains(&c)),
+            None => false,
+        };
+        if !found {
+            check.drift.push(Drift {
+                kind: DriftKind::Missing,
+                expected: cmd_line(*layer, table, "--insert", chain, rule),
+                found: None,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The shared part of the batched layout with nftables (both families'
 /// table, base chains with their hooks, maps and dispatch rules, as
 /// [`batched::nft_setup_script`] creates them), compared with the host:
@@ -890,7 +1148,7 @@ fn inspect_nft_batched(
 /// [`inspect`] compares).
 pub(crate) fn batched_shared_drift(
     runner: &dyn Runner,
-    listings: &mut NftListings,
+    listings: &mut Listings,
 ) -> Result<Vec<Drift>, RunError> {
     let mut out = Vec::new();
     for layer in [Layer::Ipv4, Layer::Ipv6] {

@@ -1900,12 +1900,16 @@ impl Driver {
     ///
     /// The batched layout (beyond libvirt, whose streams the default layout
     /// keeps byte-exact) answers "is it intact?" from one listing instead of
-    /// per-network processes: the bridges from one `ip -o link show`, and,
-    /// with nftables, each active network whose saved plan is the batched
-    /// layout's with nftables is compared with its definition
-    /// ([`check`]: its chains rule by rule, its map elements; the tables
-    /// listed once per family, the shared part too, set up again if it
-    /// drifted). An intact network is kept as it is (listed in `reloaded`
+    /// per-network processes: the bridges from one `ip -o link show`, and
+    /// each active network whose saved plan is the batched layout's with
+    /// the configured backend is compared with its definition ([`check`]).
+    /// With nftables: its chains rule by rule, its map elements (the
+    /// tables listed once per family; the shared part too, set up again
+    /// if it drifted). With iptables: its own `VIRTNET_*` chains rule by
+    /// rule, its jumps from libvirt's chains and its checksum rule, from
+    /// one `iptables-save` (and one `ip6tables-save` only if a network has
+    /// IPv6 rules); libvirt's private chains are set up as for libvirt's
+    /// layout. An intact network is kept as it is (listed in `reloaded`
     /// and `intact`; no journal, no status write); only a drifted one, or
     /// one whose plan is another layout's or backend's (a switch), is
     /// removed with its saved plan and added again. The tc checksum filter
@@ -1990,16 +1994,25 @@ impl Driver {
             *lock(&self.chains) = chains;
             r.map_err(DriverError::from_rules)?;
         }
-        // Batched layout with nftables: which networks are intact, from
-        // one listing of its table per family.
-        let verify = |st: &NetworkStatus| {
+        // Batched layout: which networks are intact, from one listing of
+        // its nft table, or one iptables-save, per family.
+        let verify_nft = |st: &NetworkStatus| {
             self.batched_nft()
                 && st
                     .fw_removal
                     .as_ref()
                     .is_some_and(rules::batched::is_batched_nft_plan)
         };
-        let mut listings = check::NftListings::new();
+        let verify = |st: &NetworkStatus| {
+            verify_nft(st)
+                || (self.layout == Layout::Batched
+                    && self.backend == Backend::Iptables
+                    && st
+                        .fw_removal
+                        .as_ref()
+                        .is_some_and(rules::batched::is_batched_ipt_plan))
+        };
+        let mut listings = check::Listings::new();
         // The bridges whose root qdisc (`htb 1:`, where the plan's tc
         // checksum filter hangs) is there, from one `tc qdisc show`.
         let with_tc = |st: &NetworkStatus| {
@@ -2013,7 +2026,7 @@ impl Driver {
             } else {
                 None
             };
-        if still_active.iter().any(verify) {
+        if still_active.iter().any(verify_nft) {
             let shared = check::batched_shared_drift(self.runner(), &mut listings)
                 .map_err(DriverError::from_run)?;
             if shared.is_empty() {
@@ -2217,7 +2230,7 @@ impl Driver {
         let mut rep = CheckReport::default();
         let mut removals = Vec::new();
         let mut backends: Vec<Backend> = Vec::new();
-        let mut listings = check::NftListings::new();
+        let mut listings = check::Listings::new();
         let mut batched_nft = false;
         for st in targets {
             let insp =

@@ -72,9 +72,9 @@
 //! can be deleted with its rules once no element refers to it), or
 //! `iptables -w --table T --delete LIBVIRT_X KEY --jump C`, `--flush C`,
 //! `--delete-chain C`. Destroy, daemon restart (remove + add with the
-//! configured backend and layout — with nftables only for a network found
-//! drifted or saved with another layout or backend: an intact one is kept,
-//! see `Driver::reconcile`), a backend or layout switch and libvirt
+//! configured backend and layout — only for a network found drifted or
+//! saved with another layout or backend: an intact one is kept, see
+//! `Driver::reconcile`), a backend or layout switch and libvirt
 //! 11.3.0 (which replays the saved plan as it finds it) therefore remove
 //! exactly what the start added. The plan is derived from the script
 //! itself ([`batch_removal`]), and the driver's journal derives the undo
@@ -87,7 +87,10 @@
 //! and a daemon restart cost O(1) processes per network; libvirt's plans
 //! are never run that way. Having no rule handle, a batched nftables plan
 //! is checked for drift against the script the definition gives
-//! ([`nft_expected_script`], compared in `driver::check`).
+//! ([`nft_expected_script`], compared in `driver::check`); a batched
+//! iptables plan against the restore inputs the definition gives
+//! ([`ipt_expected`], compared with one `iptables-save` per family through
+//! [`super::ipt_save`]).
 //!
 //! Restrictions: batched starts of one driver are serialised (the shared
 //! part's state is held while a start runs; each start is a single
@@ -527,6 +530,44 @@ pub fn is_batched_nft_plan(plan: &Firewall) -> bool {
             .any(|c| is_batched_removal(c.layer(), c.args()))
 }
 
+/// Whether a saved removal plan is the batched layout's with iptables
+/// (some command names one of its `VIRTNET_*` chains).
+pub fn is_batched_ipt_plan(plan: &Firewall) -> bool {
+    plan.backend() == Backend::Iptables
+        && plan
+            .action_cmds()
+            .any(|c| is_batched_removal(c.layer(), c.args()))
+}
+
+/// What a start of `def` with iptables in the batched layout sends, given
+/// purely by the definition: the per-family `iptables-restore --noflush`
+/// inputs ([`ipt_network_inputs`]) and libvirt's IGNORE_ERRORS commands
+/// run one by one (the checksum rule: layer, arguments without the
+/// binary). What the drift check compares the host with. `def` may be
+/// completed as at a start (default NAT port range).
+pub struct IptExpected {
+    pub inputs: [(Layer, String); 2],
+    pub ignore_errors: Vec<(Layer, Vec<String>)>,
+}
+
+/// See [`IptExpected`].
+pub fn ipt_expected(def: &mut NetworkDef) -> Result<IptExpected, RulesError> {
+    let br = bridge_of(def)?;
+    let plan = iptables::network_rules(def)?;
+    let inputs = ipt_network_inputs(&plan, &br)?;
+    let ignore_errors = plan
+        .groups()
+        .iter()
+        .filter(|g| g.flags().contains(TransactionFlags::IGNORE_ERRORS))
+        .flat_map(|g| g.actions())
+        .map(|c| (c.layer(), c.args().to_vec()))
+        .collect();
+    Ok(IptExpected {
+        inputs,
+        ignore_errors,
+    })
+}
+
 /// The per-network iptables chain for libvirt chain `chain`.
 fn ipt_chain(br: &str, chain: &str) -> String {
     let short = chain.strip_prefix("LIBVIRT_").unwrap_or(chain);
@@ -809,7 +850,7 @@ fn tc_batch_undo(program: &str, input: &str) -> Vec<Vec<String>> {
 
 /// Whether a saved removal command belongs to the batched layout (names
 /// its nft table or one of its iptables chains; libvirt's plans never do).
-fn is_batched_removal(layer: Layer, args: &[String]) -> bool {
+pub fn is_batched_removal(layer: Layer, args: &[String]) -> bool {
     match layer {
         Layer::Ipv4 | Layer::Ipv6 => {
             args.get(3).is_some_and(|t| t == NFT_TABLE)

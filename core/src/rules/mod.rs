@@ -57,6 +57,7 @@
 
 pub mod batched;
 pub mod golden;
+pub mod ipt_save;
 pub mod iptables;
 pub mod nftables;
 

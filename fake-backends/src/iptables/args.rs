@@ -997,6 +997,29 @@ pub(super) fn nat_address_ok(v: &str, fam: Family) -> bool {
     })
 }
 
+/// A NAT range as iptables prints it back: a range of one address
+/// (`A-A`) as that address, a range of one port (`P-P`) as that port
+/// (real iptables-nft 1.8.9: `--to-source 1.2.3.4-1.2.3.4:100-100` is
+/// listed `--to-source 1.2.3.4:100`, `[2001:db8::1-2001:db8::1]:7-9` as
+/// `[2001:db8::1]:7-9`). Anything else is kept as given.
+fn canon_nat_range(v: &str, fam: Family) -> String {
+    let one = |r: &str| match r.split_once('-') {
+        Some((a, b)) if a == b => a.to_string(),
+        _ => r.to_string(),
+    };
+    match fam {
+        Family::V4 => match v.split_once(':') {
+            Some((a, p)) => format!("{}:{}", one(a), one(p)),
+            None => one(v),
+        },
+        Family::V6 => match v.strip_prefix('[').and_then(|r| r.split_once("]:")) {
+            Some((a, p)) => format!("[{}]:{}", one(a), one(p)),
+            None if !v.starts_with('[') => one(v),
+            None => v.to_string(),
+        },
+    }
+}
+
 /// `V[/M]` of the mark match and MARK target (decimal or 0x hex).
 pub(super) fn mark_value(v: &str, ext: &str, opt: &str) -> Result<(u32, Option<u32>), Fail> {
     let num = |s: &str| -> Option<u32> {
@@ -1182,7 +1205,7 @@ pub(super) fn canon_value(
             if !nat_address_ok(&v, fam) {
                 return Err(Fail::Param(format!("Bad IP address \"{v}\"")));
             }
-            v
+            canon_nat_range(&v, fam)
         }
         ("icmp", "--icmp-type") => canon_icmp(&v, false)?,
         ("icmp6", "--icmpv6-type") => canon_icmp(&v, true)?,
