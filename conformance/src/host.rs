@@ -342,6 +342,15 @@ pub struct RealTestHost {
     runner: Arc<RealRunner>,
     /// The namespace this host is (`net:[inode]`).
     netns: String,
+    /// The namespace itself, held open for as long as the host lives
+    /// (dropped after [`Drop::drop`] has killed its dnsmasq). Without it,
+    /// once the thread has moved on to the next host's namespace (and its
+    /// dnsmasq are gone) the kernel frees this one and gives its inode
+    /// number to the next namespace it creates, maybe another job's: this
+    /// host's snapshot and its drop, which find dnsmasq by that number,
+    /// would then see and kill the other job's dnsmasq (CI saw
+    /// `open/iptables/start: dnsmasq running: false` with 2 jobs).
+    _held: std::fs::File,
 }
 
 /// Runs `argv`, which must succeed; its stdout.
@@ -789,11 +798,14 @@ impl HostFactory for RealFactory {
     }
     fn fresh(&self) -> Result<Box<dyn TestHost>, HostError> {
         enter_fresh_netns()?;
+        let held = std::fs::File::open("/proc/thread-self/ns/net")
+            .map_err(|e| HostError::Unshare(format!("/proc/thread-self/ns/net: {e}")))?;
         let netns = thread_netns()
             .ok_or_else(|| HostError::Unshare("cannot read /proc/thread-self/ns/net".into()))?;
         Ok(Box::new(RealTestHost {
             runner: Arc::new(RealRunner::new()),
             netns,
+            _held: held,
         }))
     }
     fn driver_tools(&self) -> DriverTools {
@@ -804,6 +816,41 @@ impl HostFactory for RealFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// While a real host lives, no namespace created after its thread has
+    /// moved on gets its `net:[inode]` (the kernel reuses a freed number at
+    /// once): its snapshot and its drop find dnsmasq by that number.
+    #[test]
+    fn a_real_host_keeps_its_namespace_number_to_itself() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: not root");
+            return;
+        }
+        std::thread::spawn(|| {
+            let factory = RealFactory {
+                act_csum: false,
+                qos_modules: false,
+                tools: DriverTools {
+                    dnsmasq_binary: "dnsmasq".into(),
+                    leases_helper: "true".into(),
+                },
+            };
+            let host = factory.fresh().unwrap_or_else(|e| panic!("{e}"));
+            let mine = thread_netns().expect("own namespace");
+            for i in 0..200 {
+                enter_fresh_thread_netns().unwrap_or_else(|e| panic!("{e}"));
+                let now = thread_netns().expect("namespace");
+                assert_ne!(
+                    now, mine,
+                    "namespace #{i} created after the host's got its number"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            drop(host);
+        })
+        .join()
+        .expect("the test thread");
+    }
 
     /// The csum wrapper around a stand-in tc that, like tc 6.1 on a kernel
     /// without act_csum, runs batch lines until one with `csum` or `bad`
