@@ -55,8 +55,33 @@ pub(super) fn op_start(ctx: &Ctx, backend: Backend) -> CheckResult<()> {
             let want_dnsmasq = virtnet_core::dnsmasq::needs_dnsmasq(&ctx.case.def);
             let has_dnsmasq = after.section("processes").contains("dnsmasq");
             if want_dnsmasq != has_dnsmasq {
+                // What the pid file says, and where that process is (a
+                // rare real-host failure of this check was never
+                // reproduced: the next one should say more).
+                let pid_file = stage.state_dir.join(format!("{}.pid", ctx.case.def.name));
+                let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+                let pid = pid.trim();
+                let proc_info = |leaf: &str| {
+                    if pid.is_empty() {
+                        return String::new();
+                    }
+                    std::fs::read_link(format!("/proc/{pid}/{leaf}"))
+                        .map(|p| p.display().to_string())
+                        .or_else(|_| std::fs::read_to_string(format!("/proc/{pid}/{leaf}")))
+                        .unwrap_or_else(|e| e.to_string())
+                };
                 return fail_diff(
-                    format!("dnsmasq running: {has_dnsmasq}, expected {want_dnsmasq}"),
+                    format!(
+                        "dnsmasq running: {has_dnsmasq}, expected {want_dnsmasq} \
+                         (pid file {}: {pid:?}; /proc/PID/stat: {:?}; its ns/net: {:?}; \
+                         this thread's: {:?})",
+                        pid_file.display(),
+                        proc_info("stat").trim(),
+                        proc_info("ns/net"),
+                        std::fs::read_link("/proc/thread-self/ns/net")
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default(),
+                    ),
                     after.section("processes").to_string(),
                 );
             }
