@@ -62,6 +62,9 @@ pub fn in_process(cmd: &Cmd) -> Option<Output> {
     if let Some(out) = signal(cmd) {
         return Some(out);
     }
+    if let Some(out) = crate::nft::in_process(cmd) {
+        return Some(out);
+    }
     if cmd.stdin.is_some() || !cmd.env.is_empty() {
         return None;
     }

@@ -24,6 +24,7 @@
 //! without a dependency cycle).
 
 pub mod direct;
+pub mod nft;
 pub mod render;
 
 use std::io::Write;

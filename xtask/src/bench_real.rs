@@ -231,27 +231,32 @@ fn is_firewall(program: &str) -> bool {
 }
 
 impl Timed {
-    /// Counts `ns` spent in `cmd`.
-    fn count(&self, cmd: &Cmd, ns: u64) {
+    /// `run(cmd)`, its time counted under its command line, and as
+    /// firewall time for a firewall program.
+    fn timed(
+        &self,
+        cmd: &Cmd,
+        run: impl FnOnce(&Cmd) -> Result<Output, RunError>,
+    ) -> Result<Output, RunError> {
+        let t0 = Instant::now();
+        let r = run(cmd);
+        let ns = t0.elapsed().as_nanos() as u64;
         if let Ok(mut m) = self.per_program.lock() {
             let e = m.entry(command_key(cmd)).or_insert((0, 0));
             e.0 += 1;
             e.1 += ns;
         }
-    }
-}
-
-impl Runner for Timed {
-    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
-        let t0 = Instant::now();
-        let r = self.inner.run(cmd);
-        let ns = t0.elapsed().as_nanos() as u64;
-        self.count(cmd, ns);
         if is_firewall(cmd.program()) {
             self.firewall_ns.fetch_add(ns, Ordering::Relaxed);
             self.firewall_cmds.fetch_add(1, Ordering::Relaxed);
         }
         r
+    }
+}
+
+impl Runner for Timed {
+    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        self.timed(cmd, |c| self.inner.run(c))
     }
     fn has_program(&self, name: &str) -> bool {
         self.inner.has_program(name)
@@ -261,13 +266,11 @@ impl Runner for Timed {
         self.inner.is_zombie(pid)
     }
 
-    /// kill(2), `/proc/sys`, `/proc/net/route` of the real runner
-    /// (`run_direct`), counted under the command line.
+    /// kill(2), `/proc/sys`, `/proc/net/route` and the batched layout's
+    /// `nft -f -` scripts of the real runner (`run_direct`), counted under
+    /// the command line (and as firewall time, as [`Runner::run`] does).
     fn run_direct(&self, cmd: &Cmd) -> Result<Output, RunError> {
-        let t0 = Instant::now();
-        let r = self.inner.run_direct(cmd);
-        self.count(cmd, t0.elapsed().as_nanos() as u64);
-        r
+        self.timed(cmd, |c| self.inner.run_direct(c))
     }
 }
 
