@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use virtnet_fake::{FakeHost, Section};
 use virtnet_runner::{find_in_path, CheckedError, Cmd, RealRunner, RunError, Runner};
+use virtnet_testkit::csum::CsumWorkaround;
 use virtnet_testkit::netns::{enter_fresh_thread_netns, thread_netns};
 
 /// Which kind of host a factory makes.
@@ -339,7 +340,7 @@ pub fn missing_tools() -> Vec<(&'static str, &'static str)> {
 
 /// The real host: the calling thread's own network namespace.
 pub struct RealTestHost {
-    runner: Arc<RealRunner>,
+    runner: Arc<dyn Runner>,
     /// The namespace this host is (`net:[inode]`).
     netns: String,
     /// The namespace itself, held open for as long as the host lives
@@ -502,7 +503,7 @@ impl Drop for RealTestHost {
 
 impl TestHost for RealTestHost {
     fn runner(&self) -> Arc<dyn Runner> {
-        self.runner.clone() as Arc<dyn Runner>
+        self.runner.clone()
     }
 
     fn snapshot(&self) -> Result<Snapshot, HostError> {
@@ -573,6 +574,9 @@ impl TestHost for RealTestHost {
 /// namespace the process started in is never touched.
 pub struct RealFactory {
     act_csum: bool,
+    /// [`RealFactory::assume_act_csum`]: hosts' runners fake the csum
+    /// filter's success in-process too ([`CsumWorkaround`]).
+    csum_workaround: bool,
     qos_modules: bool,
     tools: DriverTools,
 }
@@ -624,6 +628,7 @@ impl RealFactory {
         }
         Ok(RealFactory {
             act_csum,
+            csum_workaround: false,
             qos_modules,
             tools: DriverTools {
                 dnsmasq_binary: dnsmasq,
@@ -635,9 +640,12 @@ impl RealFactory {
 
 impl RealFactory {
     /// Treat the kernel as having act_csum: for runs where a `tc` wrapper
-    /// ([`write_tc_csum_wrapper`]) is first on `PATH`.
+    /// ([`write_tc_csum_wrapper`]) is first on `PATH`; the hosts' runners
+    /// do the same for the `tc` commands the real runner sends itself
+    /// ([`CsumWorkaround`]).
     pub fn assume_act_csum(mut self) -> Self {
         self.act_csum = true;
+        self.csum_workaround = true;
         self
     }
 }
@@ -802,8 +810,13 @@ impl HostFactory for RealFactory {
             .map_err(|e| HostError::Unshare(format!("/proc/thread-self/ns/net: {e}")))?;
         let netns = thread_netns()
             .ok_or_else(|| HostError::Unshare("cannot read /proc/thread-self/ns/net".into()))?;
+        let runner: Arc<dyn Runner> = if self.csum_workaround {
+            Arc::new(CsumWorkaround(RealRunner::new()))
+        } else {
+            Arc::new(RealRunner::new())
+        };
         Ok(Box::new(RealTestHost {
-            runner: Arc::new(RealRunner::new()),
+            runner,
             netns,
             _held: held,
         }))
@@ -829,6 +842,7 @@ mod tests {
         std::thread::spawn(|| {
             let factory = RealFactory {
                 act_csum: false,
+                csum_workaround: false,
                 qos_modules: false,
                 tools: DriverTools {
                     dnsmasq_binary: "dnsmasq".into(),

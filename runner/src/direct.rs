@@ -14,6 +14,11 @@
 //! forms the driver uses. Anything else (another option, standard input,
 //! environment, a `/proc/sys` directory) is `None`: the real tool runs.
 //!
+//! Two larger forms have modules of their own: the batched firewall
+//! layout's `nft -f -` scripts ([`crate::nft`]) and its `tc` checksum
+//! filter commands ([`crate::tc`]), sent as the netlink requests the tools
+//! would send.
+//!
 //! Every other runner sees the same command line as ever (the default
 //! [`crate::Runner::run_direct`] is [`crate::Runner::run`]): the simulated
 //! host, golden command streams, the journal and fault injection are
@@ -62,7 +67,7 @@ pub fn in_process(cmd: &Cmd) -> Option<Output> {
     if let Some(out) = signal(cmd) {
         return Some(out);
     }
-    if let Some(out) = crate::nft::in_process(cmd) {
+    if let Some(out) = crate::nft::in_process(cmd).or_else(|| crate::tc::in_process(cmd)) {
         return Some(out);
     }
     if cmd.stdin.is_some() || !cmd.env.is_empty() {

@@ -26,6 +26,7 @@
 pub mod direct;
 pub mod nft;
 pub mod render;
+pub mod tc;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

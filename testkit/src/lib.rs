@@ -21,6 +21,7 @@
 //! crates (a dev-dependency there); nothing the daemon or the CLI ships
 //! depends on it.
 
+pub mod csum;
 pub mod faults;
 pub mod killwrap;
 pub mod lab;

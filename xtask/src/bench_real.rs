@@ -135,7 +135,10 @@ impl RealBenchArgs {
 
 /// A runner that adds the wall time of firewall commands to a counter.
 struct Timed {
-    inner: RealRunner,
+    /// The real runner; with the csum workaround, wrapped so that the
+    /// checksum filter it sends itself is faked as the `PATH` wrapper
+    /// fakes a `tc` process's.
+    inner: Box<dyn Runner>,
     firewall_ns: AtomicU64,
     firewall_cmds: AtomicU64,
     /// Every command, by program (and first argument for `nft`/`ip`):
@@ -440,11 +443,17 @@ fn one_layout(
     args: &RealBenchArgs,
     layout: Layout,
     tools: &virtnet_conformance::host::DriverTools,
+    csum_workaround: bool,
 ) -> Result<LayoutRun, String> {
     virtnet_conformance::host::enter_fresh_netns().map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+    let inner: Box<dyn Runner> = if csum_workaround {
+        Box::new(virtnet_testkit::csum::CsumWorkaround(RealRunner::new()))
+    } else {
+        Box::new(RealRunner::new())
+    };
     let timed = Arc::new(Timed {
-        inner: RealRunner::new(),
+        inner,
         firewall_ns: AtomicU64::new(0),
         firewall_cmds: AtomicU64::new(0),
         per_program: Default::default(),
@@ -760,7 +769,7 @@ pub fn run(args: &RealBenchArgs) -> u8 {
     // (a batched #1 of 6.9 s after 400 libvirt-layout networks).
     let mut finished_netns: Vec<std::fs::File> = Vec::new();
     for layout in &args.layouts {
-        match one_layout(args, *layout, &tools) {
+        match one_layout(args, *layout, &tools, csum_workaround) {
             Ok(r) => runs.push(r),
             Err(e) => {
                 eprintln!("bench --real: {e}");

@@ -312,7 +312,8 @@ fn tc_batch_cmd(br: &str, tc: &Firewall) -> Result<Cmd, RulesError> {
 /// -:N`) and quotes tc's stderr.
 fn run_tc_batch<R: Runner + ?Sized>(runner: &R, br: &str, tc: &Firewall) -> Result<(), RulesError> {
     let cmd = tc_batch_cmd(br, tc)?;
-    let out = runner.run(&cmd).map_err(RulesError::Run)?;
+    // The real runner sends these lines itself (`virtnet_runner::tc`).
+    let out = runner.run_direct(&cmd).map_err(RulesError::Run)?;
     if out.success() {
         return Ok(());
     }
@@ -950,6 +951,31 @@ pub fn remove_plan_batched<R: Runner + ?Sized>(
     Ok(true)
 }
 
+/// `runner`, with this layout's `tc` commands through
+/// [`Runner::run_direct`]: the real runner sends the checksum filter and
+/// its qdisc itself (`virtnet_runner::tc`; a `tc` process first dumps every
+/// link of the host). libvirt's layout keeps running `tc` as libvirt does.
+struct TcDirect<'a, R: ?Sized>(&'a R);
+
+impl<R: Runner + ?Sized> Runner for TcDirect<'_, R> {
+    fn run(&self, cmd: &Cmd) -> Result<virtnet_runner::Output, virtnet_runner::RunError> {
+        if cmd.program() == "tc" {
+            self.0.run_direct(cmd)
+        } else {
+            self.0.run(cmd)
+        }
+    }
+    fn run_direct(&self, cmd: &Cmd) -> Result<virtnet_runner::Output, virtnet_runner::RunError> {
+        self.0.run_direct(cmd)
+    }
+    fn has_program(&self, name: &str) -> bool {
+        self.0.has_program(name)
+    }
+    fn is_zombie(&self, pid: &str) -> bool {
+        self.0.is_zombie(pid)
+    }
+}
+
 /// A one-group IGNORE_ERRORS plan of `cmds` (`None` if empty).
 fn removal_firewall(backend: Backend, cmds: Vec<(Layer, Vec<String>)>) -> Option<Firewall> {
     if cmds.is_empty() {
@@ -979,7 +1005,7 @@ fn append_groups(into: &mut Option<Firewall>, backend: Backend, more: Option<Fir
 /// Runs a removal plan, ignoring its errors (a crash is returned).
 fn run_removal<R: Runner + ?Sized>(runner: &R, plan: Option<Firewall>) -> Result<(), RulesError> {
     if let Some(mut p) = plan {
-        if let Err(e) = p.apply(runner) {
+        if let Err(e) = p.apply(&TcDirect(runner)) {
             if e.is_crash() {
                 return Err(e.into());
             }
@@ -1086,7 +1112,7 @@ pub fn add_network_firewall<R: Runner + ?Sized>(
                 }
             }
             match bridge {
-                BridgeState::Existing => tc.apply(runner)?,
+                BridgeState::Existing => tc.apply(&TcDirect(runner))?,
                 BridgeState::Fresh => run_tc_batch(runner, &br, &tc)?,
             }
             let tc_removal = tc.new_from_rollback()?;
