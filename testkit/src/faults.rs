@@ -552,8 +552,14 @@ impl FaultRunner {
     }
 }
 
-impl Runner for FaultRunner {
-    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+impl FaultRunner {
+    /// The plan applied to `cmd`, which (when it runs) runs through `run`:
+    /// the inner runner's `run` or `run_direct`, as the caller asked.
+    fn faulted(
+        &self,
+        cmd: &Cmd,
+        run: impl Fn(&Cmd) -> Result<Output, RunError>,
+    ) -> Result<Output, RunError> {
         let verdict = {
             let mut state = self.lock();
             state.count += 1;
@@ -585,15 +591,28 @@ impl Runner for FaultRunner {
             (index, Applied::RanThenCrashed) => {
                 // The command takes effect; the "process" dies before it
                 // sees the result.
-                let _ = self.inner.run(cmd);
+                let _ = run(cmd);
                 Err(RunError::Crashed {
                     program: cmd.program().to_string(),
                     index,
                 })
             }
             // Run outside the lock: the inner runner may take its time.
-            (_, Applied::Ran) => self.inner.run(cmd),
+            (_, Applied::Ran) => run(cmd),
         }
+    }
+}
+
+impl Runner for FaultRunner {
+    fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        self.faulted(cmd, |c| self.inner.run(c))
+    }
+
+    /// The same plan, the command counted as any other; when it runs, it
+    /// runs as the inner runner's `run_direct` (the real runner's
+    /// in-process forms stay in-process under fault injection).
+    fn run_direct(&self, cmd: &Cmd) -> Result<Output, RunError> {
+        self.faulted(cmd, |c| self.inner.run_direct(c))
     }
 
     fn has_program(&self, name: &str) -> bool {
@@ -625,6 +644,40 @@ mod tests {
 
     fn given(inner: &Arc<Counting>) -> Vec<String> {
         inner.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records which door each command came through.
+    #[derive(Default)]
+    struct Doors(Mutex<Vec<String>>);
+
+    impl Runner for Doors {
+        fn run(&self, cmd: &Cmd) -> Result<Output, RunError> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("run {}", cmd.argv.join(" ")));
+            Ok(Output::default())
+        }
+        fn run_direct(&self, cmd: &Cmd) -> Result<Output, RunError> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("direct {}", cmd.argv.join(" ")));
+            Ok(Output::default())
+        }
+    }
+
+    #[test]
+    fn run_direct_is_faulted_and_stays_direct() {
+        let inner = Arc::new(Doors::default());
+        let f = FaultRunner::new(inner.clone()).with_plan(FaultPlan::none().crash_after_effect(3));
+        assert!(f.run_direct(&Cmd::new(["a"])).is_ok());
+        assert!(f.run(&Cmd::new(["b"])).is_ok());
+        // The third command (direct) takes effect, then the crash.
+        let e = f.run_direct(&Cmd::new(["c"])).unwrap_err();
+        assert!(matches!(e, RunError::Crashed { index: 3, .. }), "{e:?}");
+        assert!(f.run_direct(&Cmd::new(["d"])).is_err());
+        assert_eq!(*inner.0.lock().unwrap(), ["direct a", "run b", "direct c"]);
     }
 
     #[test]

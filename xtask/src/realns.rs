@@ -229,6 +229,9 @@ pub fn unavailable() -> Option<String> {
 /// directories of its wrappers (removed when this is dropped).
 pub struct RealHost {
     pub factory: Box<dyn HostFactory>,
+    /// The kernel lacks act_csum and the csum filter's failure is faked
+    /// (the `PATH` wrapper; the factory's hosts fake it in-process too).
+    pub csum_faked: bool,
     _wrappers: Vec<tempfile::TempDir>,
 }
 
@@ -269,7 +272,8 @@ pub fn real_host(who: &str, csum_workaround: bool) -> Result<RealHost, u8> {
             return Err(2);
         }
     };
-    let factory: Box<dyn HostFactory> = if csum_workaround && !f.has_act_csum() {
+    let csum_faked = csum_workaround && !f.has_act_csum();
+    let factory: Box<dyn HostFactory> = if csum_faked {
         let dir = tmp(who)?;
         if let Err(e) = virtnet_conformance::host::write_tc_csum_wrapper(dir.path()) {
             eprintln!("{who} --real: {e}");
@@ -313,6 +317,7 @@ pub fn real_host(who: &str, csum_workaround: bool) -> Result<RealHost, u8> {
     };
     Ok(RealHost {
         factory,
+        csum_faked,
         _wrappers: wrappers,
     })
 }
