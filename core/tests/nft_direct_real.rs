@@ -231,3 +231,53 @@ fn a_failing_line_fails_the_whole_batch_and_is_named() {
         nft_out.stderr
     );
 }
+
+/// The runner keeps one netlink socket per thread and namespace: a thread
+/// that moves to another namespace must send there, and a failed batch must
+/// leave nothing that the next one would read as its answers.
+#[test]
+fn a_thread_that_changes_namespace_sends_to_the_new_one() {
+    if let Some(why) = cannot_run() {
+        virtnet_testkit::skip(&why);
+        return;
+    }
+    let chain = |name: &str| format!("add chain ip virtnet_batched {name}\n");
+    let lists = |r: &RealRunner, name: &str| {
+        let out = r
+            .run(&Cmd::new(["nft", "list", "chains", "ip"]))
+            .expect("nft");
+        out.stdout.contains(&format!("chain {name} "))
+    };
+    in_fresh_netns(move || {
+        let r = RealRunner::new();
+        let setup = |r: &RealRunner| {
+            let out = r
+                .run(&nft_batch_cmd(&nft_setup_script(Layer::Ipv4)))
+                .expect("nft");
+            assert!(out.success(), "setup: {out:?}");
+        };
+        setup(&r);
+        let first = virtnet_runner::nft::in_process(&nft_batch_cmd(&chain("in_a")))
+            .expect("taken in-process");
+        assert!(first.success(), "{first:?}");
+        assert!(lists(&r, "in_a"));
+        // A failing batch, then a good one on the same socket.
+        let bad = virtnet_runner::nft::in_process(&nft_batch_cmd(
+            "add element ip virtnet_batched fwd_in { x : jump nope }\n",
+        ))
+        .expect("taken in-process");
+        assert_eq!(bad.status, 1, "{bad:?}");
+        let good = virtnet_runner::nft::in_process(&nft_batch_cmd(&chain("in_a2")))
+            .expect("taken in-process");
+        assert!(good.success(), "{good:?}");
+        assert!(lists(&r, "in_a2"));
+        // Another namespace: the chain must land there.
+        virtnet_testkit::netns::enter_fresh_thread_netns().expect("unshare");
+        setup(&r);
+        let out = virtnet_runner::nft::in_process(&nft_batch_cmd(&chain("in_b")))
+            .expect("taken in-process");
+        assert!(out.success(), "{out:?}");
+        assert!(lists(&r, "in_b"), "the batch went to the old namespace");
+        assert!(!lists(&r, "in_a"));
+    });
+}
