@@ -98,22 +98,11 @@ fn without_zero_interval_end(s: &str) -> String {
         .join("\n")
 }
 
-/// Runs `f` on a thread of its own in a fresh network namespace (the
-/// `nft` processes it starts are in it too).
-fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        virtnet_testkit::netns::enter_fresh_thread_netns().expect("unshare");
-        f()
-    })
-    .join()
-    .expect("thread")
-}
-
 /// The shared part (by `nft`), then `start` and its removal, each by
 /// `nft` (`direct: false`) or in-process; the listings after the shared
 /// part, after the start, after the removal, and the two outputs.
 fn apply(start: String, direct: bool) -> (Vec<String>, Vec<Output>) {
-    in_fresh_netns(move || {
+    virtnet_testkit::netns::in_fresh_thread_netns(move || {
         let r = RealRunner::new();
         for layer in [Layer::Ipv4, Layer::Ipv6] {
             let out = r
@@ -193,7 +182,7 @@ fn a_failing_line_fails_the_whole_batch_and_is_named() {
                   add rule ip virtnet_batched net_x_in oifname x counter reject\n\
                   add element ip virtnet_batched fwd_in { x : jump net_x_nope }\n";
     let run = |direct: bool| {
-        in_fresh_netns(move || {
+        virtnet_testkit::netns::in_fresh_thread_netns(move || {
             let r = RealRunner::new();
             let out = r
                 .run(&nft_batch_cmd(&nft_setup_script(Layer::Ipv4)))
@@ -248,7 +237,7 @@ fn a_thread_that_changes_namespace_sends_to_the_new_one() {
             .expect("nft");
         out.stdout.contains(&format!("chain {name} "))
     };
-    in_fresh_netns(move || {
+    virtnet_testkit::netns::in_fresh_thread_netns(move || {
         let r = RealRunner::new();
         let setup = |r: &RealRunner| {
             let out = r

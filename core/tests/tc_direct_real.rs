@@ -71,15 +71,6 @@ fn captured(r: &RealRunner, line: &str, br: &str) -> Vec<u8> {
         .unwrap_or_else(|| panic!("no sendmsg of tc {line}: {out:?}"))
 }
 
-fn in_fresh_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        virtnet_testkit::netns::enter_fresh_thread_netns().expect("unshare");
-        f()
-    })
-    .join()
-    .expect("thread")
-}
-
 fn cannot_run() -> Option<String> {
     virtnet_testkit::netns::cannot_run(&["tc", "ip", "strace"])
 }
@@ -97,7 +88,7 @@ fn requests_are_the_bytes_tc_sends() {
         virtnet_testkit::skip(&why);
         return;
     }
-    in_fresh_netns(|| {
+    virtnet_testkit::netns::in_fresh_thread_netns(|| {
         let r = RealRunner::new();
         bridge(&r, "vnbr0");
         let del = FILTER.replace(" add ", " del ");
@@ -126,7 +117,7 @@ fn in_process_commands_leave_and_answer_what_tc_does() {
         virtnet_testkit::skip(&why);
         return;
     }
-    in_fresh_netns(|| {
+    virtnet_testkit::netns::in_fresh_thread_netns(|| {
         let r = RealRunner::new();
         bridge(&r, "vnbr1");
         bridge(&r, "vnbr2");
@@ -164,7 +155,7 @@ fn an_in_process_batch_stops_where_tc_stops() {
         virtnet_testkit::skip(&why);
         return;
     }
-    in_fresh_netns(|| {
+    virtnet_testkit::netns::in_fresh_thread_netns(|| {
         let r = RealRunner::new();
         for br in ["vnbr3", "vnbr4"] {
             bridge(&r, br);

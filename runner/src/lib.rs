@@ -24,6 +24,7 @@
 //! without a dependency cycle).
 
 pub mod direct;
+mod netlink;
 pub mod nft;
 pub mod render;
 pub mod tc;

@@ -57,20 +57,10 @@
 //! data in set elements).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::time::Duration;
 
-use nix::sys::socket::{
-    recv, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag,
-    SockProtocol, SockType,
-};
-
-use nix::sys::time::TimeVal;
+use nix::sys::socket::{recv, sendto, MsgFlags, NetlinkAddr, SockProtocol};
 
 use crate::{Cmd, Output};
-
-/// How long the kernel's answers are waited for (they come at once; this
-/// only bounds a kernel that never answers).
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 // linux/netlink.h
 const NLM_F_REQUEST: u16 = 0x1;
@@ -735,21 +725,11 @@ fn thread_netns() -> Result<(u64, u64), String> {
 }
 
 fn open_conn(netns: (u64, u64)) -> Result<Conn, String> {
-    let fd = socket(
-        AddressFamily::Netlink,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkNetFilter,
-    )
-    .map_err(|e| format!("netlink socket: {e}"))?;
-    let timeout = TimeVal::new(ANSWER_TIMEOUT.as_secs() as _, 0);
-    setsockopt(&fd, sockopt::ReceiveTimeout, &timeout)
-        .map_err(|e| format!("netlink socket: {e}"))?;
-    let seq = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as u32)
-        .unwrap_or(1);
-    Ok(Conn { netns, fd, seq })
+    Ok(Conn {
+        netns,
+        fd: crate::netlink::socket_for(SockProtocol::NetlinkNetFilter)?,
+        seq: crate::netlink::first_seq(),
+    })
 }
 
 /// Sends the batch and collects one answer per message, on this thread's

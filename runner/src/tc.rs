@@ -33,13 +33,8 @@
 //! "DEV"`; status 2 for a single command.
 
 use std::os::fd::AsRawFd;
-use std::time::Duration;
 
-use nix::sys::socket::{
-    recv, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag,
-    SockProtocol, SockType,
-};
-use nix::sys::time::TimeVal;
+use nix::sys::socket::{recv, sendto, MsgFlags, NetlinkAddr, SockProtocol};
 
 use crate::{Cmd, Output};
 
@@ -61,7 +56,6 @@ const TCA_KIND: u16 = 1;
 const TCA_OPTIONS: u16 = 2;
 const TC_H_ROOT: u32 = 0xffff_ffff;
 const ETH_P_IP: u16 = 0x0800;
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// linux/netlink.h: `NETLINK_EXT_ACK` socket option (the kernel's error
 /// messages, as `tc` asks for them).
 const NETLINK_EXT_ACK: i32 = 11;
@@ -199,6 +193,16 @@ fn parse(words: &[&str]) -> Option<Request> {
     }
 }
 
+/// The line `tc -batch` stopped at (its `Command failed -:N`, 1-based),
+/// from its stderr.
+pub fn failed_batch_line(stderr: &str) -> Option<usize> {
+    stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("Command failed -:"))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+}
+
 /// Sends `req`; on failure `tc`'s status for a single command and its
 /// words.
 fn talk(req: &Request) -> Result<(), (i32, String)> {
@@ -209,13 +213,7 @@ fn talk(req: &Request) -> Result<(), (i32, String)> {
 }
 
 fn talk_to(req: &Request, ifindex: u32) -> Result<(), String> {
-    let fd = socket(
-        AddressFamily::Netlink,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkRoute,
-    )
-    .map_err(|e| format!("netlink socket: {e}"))?;
+    let fd = crate::netlink::socket_for(SockProtocol::NetlinkRoute)?;
     let one: i32 = 1;
     // SAFETY: setsockopt(2) on a socket this function owns, with a pointer
     // to a live i32 and its size; the kernel only reads it.
@@ -228,16 +226,7 @@ fn talk_to(req: &Request, ifindex: u32) -> Result<(), String> {
             std::mem::size_of::<i32>() as nix::libc::socklen_t,
         );
     }
-    setsockopt(
-        &fd,
-        sockopt::ReceiveTimeout,
-        &TimeVal::new(ANSWER_TIMEOUT.as_secs() as _, 0),
-    )
-    .map_err(|e| format!("netlink socket: {e}"))?;
-    let seq = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as u32)
-        .unwrap_or(1);
+    let seq = crate::netlink::first_seq();
     let msg = encode(req, ifindex, seq);
     sendto(
         fd.as_raw_fd(),

@@ -48,12 +48,7 @@ impl<R: Runner> CsumWorkaround<R> {
             return Ok(out);
         }
         let input = cmd.stdin.as_deref().unwrap_or("");
-        let failed = out
-            .stderr
-            .lines()
-            .rev()
-            .find_map(|l| l.strip_prefix("Command failed -:"))
-            .and_then(|n| n.trim().parse::<usize>().ok());
+        let failed = virtnet_runner::tc::failed_batch_line(&out.stderr);
         let lines: Vec<&str> = input.lines().collect();
         let Some(n) = failed.filter(|n| *n >= 1 && *n <= lines.len()) else {
             return Ok(out);

@@ -237,6 +237,19 @@ pub fn enter_fresh_thread_netns() -> Result<(), String> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())
 }
 
+/// Runs `f` on a thread of its own in a new, empty network namespace (the
+/// processes it starts are in it too); panics of `f` are passed on.
+pub fn in_fresh_thread_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        if let Err(e) = enter_fresh_thread_netns() {
+            panic!("unshare(CLONE_NEWNET): {e}");
+        }
+        f()
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

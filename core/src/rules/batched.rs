@@ -319,12 +319,7 @@ fn run_tc_batch<R: Runner + ?Sized>(runner: &R, br: &str, tc: &Firewall) -> Resu
     }
     run_removal(runner, tc.new_from_rollback()?)?;
     let input = cmd.stdin.as_deref().unwrap_or("");
-    let failed = out
-        .stderr
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("Command failed -:"))
-        .and_then(|n| n.trim().parse::<usize>().ok())
+    let failed = virtnet_runner::tc::failed_batch_line(&out.stderr)
         .and_then(|n| Some((n, input.lines().nth(n.checked_sub(1)?)?)));
     let mut command = cmd.argv.join(" ");
     if let Some((n, line)) = failed {
