@@ -437,6 +437,18 @@ mod tests {
     }
 
     #[test]
+    fn the_failed_line_of_a_batch_is_read_from_the_last_mention() {
+        let err = "Error: Failed to load TC action module.\nWe have an error talking to the kernel\nCommand failed -:2\n";
+        assert_eq!(failed_batch_line(err), Some(2));
+        assert_eq!(
+            failed_batch_line("Command failed -:1\nCommand failed -:3"),
+            Some(3)
+        );
+        assert_eq!(failed_batch_line("Command failed -:x\n"), None);
+        assert_eq!(failed_batch_line("RTNETLINK answers: File exists\n"), None);
+    }
+
+    #[test]
     fn an_extended_ack_message_is_read() {
         // nlmsgerr (ENOENT) echoing a capped request, then the message.
         let mut buf = Vec::new();
