@@ -208,10 +208,9 @@ fn step(name: &str, mut cmd: Command) -> bool {
 /// and the whole CI ~62 min, over its 60-minute budget; at 8 the fault
 /// scenarios run about half their crash points (always the first and the
 /// last command; the fake host runs every one). CI took 55.5 min at 8
-/// (stop 22); 16 makes room for the opt-level-1 build of the fake
-/// matrix's crates and the batched drift scenarios that are no longer
-/// expected failures (not re-measured as a whole: the margin is kept on
-/// purpose).
+/// (stop 22); 16 makes room for release 0.2.0's scenarios and the
+/// opt-level-1 build of the fake matrix's crates (not re-measured as a
+/// whole: the margin is kept on purpose).
 const REAL_STRIDE: u64 = 16;
 
 /// The case × backend pairs whose traffic operations CI runs with real
@@ -244,7 +243,7 @@ const BATCHED_TRAFFIC_REAL: &[&str] = &["nat-default/iptables"];
 /// this run took 651 s on 2 cores (2026-12-07), which with the other
 /// steps put CI over its 60 minutes; every 16th (always the first and the
 /// last command) keeps it within; the fake host checks every command of
-/// both backends. 32 since session 8 (see REAL_STRIDE).
+/// both backends. 32 since release 0.2.0 (see REAL_STRIDE).
 const CSUM_STRIDE: u64 = 32;
 
 /// Fault stride of the CI step running `crash-each:destroy` and
@@ -280,13 +279,14 @@ const DESTROY_REAL_CASES: &[&str] = &[
 
 /// Check stride of `upgrade-check --real --csum-workaround` in CI.
 /// (stride 2: 319 s for 692 checks in the CI run of 2026-12-07; with
-/// release 0.1.0 back there are 956 checks; 8 keeps CI's margin; the
-/// fake host runs every one).
+/// release 0.1.0 back there were 956 checks at stride 4; release 0.2.0
+/// brings 1,516, and 8 runs fewer than before, for CI's margin; the fake
+/// host runs every one).
 const UPGRADE_REAL_STRIDE: usize = 8;
 
 /// Check stride of the plain `upgrade-check --real` in CI (every check
 /// took 332 s for 692 checks on 2026-12-07, most of them act_csum expected
-/// failures; 956 with release 0.1.0, at stride 2 then 4 for CI's margin).
+/// failures; 956 with release 0.1.0 at stride 2, 1,516 with 0.2.0 at 4).
 const UPGRADE_REAL_STRIDE_PLAIN: usize = 4;
 
 fn ci(no_fmt: bool) -> ExitCode {
@@ -341,7 +341,16 @@ fn ci(no_fmt: bool) -> ExitCode {
             // leases, STP waits): the traffic operations run below on a
             // subset of cases.
             // crash-each:destroy runs in a step of its own below.
-            real.exclude = vec!["/traffic".into(), "/crash-each:destroy".into()];
+            // The take-over of release 0.2.0's batched states into the
+            // libvirt layout (140 scenarios) runs on the fake for every
+            // case, on the kernel in the batched step below (nat-default,
+            // every source) and in `upgrade-check --real`.
+            real.exclude = vec![
+                "/traffic".into(),
+                "/crash-each:destroy".into(),
+                "/upgrade:virtnet-0.2.0/iptables-batched".into(),
+                "/upgrade:virtnet-0.2.0/nftables-batched".into(),
+            ];
             real.layout = "libvirt".into();
             ok &= conformance::run_code(&real, &golden_dir) == 0;
             // The batched layout on the kernel: every operation of
@@ -381,13 +390,16 @@ fn ci(no_fmt: bool) -> ExitCode {
             nft.fault_stride = CSUM_STRIDE;
             // Its time is mostly per scenario, not per fault point (476
             // scenarios took 649 s at stride 32 on 2026-12-07): the
-            // take-overs of our own frozen release (66) are left to the fake
-            // (every one) and to `upgrade-check --real --csum-workaround`
-            // (sampled); libvirt's captures stay.
+            // take-overs of our own frozen releases (66, the same states
+            // as 0.2.0's libvirt layout) are left to the fake (every one)
+            // and to `upgrade-check --real --csum-workaround` (sampled);
+            // libvirt's captures stay.
             nft.exclude = vec![
                 "/traffic".into(),
                 "/crash-each:destroy".into(),
                 "/upgrade:virtnet-0.1.0/".into(),
+                "/upgrade:virtnet-0.2.0/iptables-batched".into(),
+                "/upgrade:virtnet-0.2.0/nftables-batched".into(),
             ];
             nft.layout = "libvirt".into();
             ok &= conformance::run_code(&nft, &golden_dir) == 0;
@@ -441,6 +453,14 @@ fn ci(no_fmt: bool) -> ExitCode {
                         .map(|c| format!("{c}/batched/traffic")),
                 );
             }
+            // Release 0.2.0's batched states taken over by the libvirt
+            // layout (ids `case/B/traffic:upgrade:virtnet-0.2.0/…`; the
+            // batched layout's `case/B/batched/…` stay): every case on the
+            // fake, nat-default's on the kernel in the batched step.
+            traffic.exclude = vec![
+                "iptables/traffic:upgrade:virtnet-0.2.0/".into(),
+                "nftables/traffic:upgrade:virtnet-0.2.0/".into(),
+            ];
             ok &= conformance::run_code(&traffic, &golden_dir) == 0;
         }
         Some(why) => eprintln!("xtask: == conformance --real skipped: {why}"),

@@ -24,10 +24,16 @@ pub const MANIFEST: &str = "SHA256SUMS";
 
 /// `(release, sha256 of its SHA256SUMS)`, one entry per frozen release of
 /// ours; `cut` prints the line to add here.
-pub const PINNED: &[(&str, &str)] = &[(
-    "0.1.0",
-    "ff1469f8b3826bc7b0385796e4f8924766d9eb05995c13384bf802ff07298548",
-)];
+pub const PINNED: &[(&str, &str)] = &[
+    (
+        "0.1.0",
+        "ff1469f8b3826bc7b0385796e4f8924766d9eb05995c13384bf802ff07298548",
+    ),
+    (
+        "0.2.0",
+        "7349bb2d1cd1ae5e24b10c71501cc60d7de2c6aab7e0c4a5e329d393c306be16",
+    ),
+];
 
 use crate::golden;
 
